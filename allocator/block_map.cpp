@@ -1,0 +1,142 @@
+// Implementation of the live bitmap and page map (see block_map.h).
+//
+// Page-map entries are rewritten only when they disagree with the block being recorded, so that
+// threads allocating from the same slab do not keep dirtying the same cache line. A stale entry is
+// harmless: every lookup ends with the live-bit test and a bounds check against the header, and
+// any live block that overlaps a page has written that page's entry after the page's previous
+// owner was freed (its free happened before jemalloc could hand the memory out again).
+#include "allocator/block_map.h"
+
+#include <sys/mman.h>
+
+#include "allocator/private_heap.h"
+
+namespace heapkeeper::alloc {
+namespace {
+
+BlockMap g_block_map;
+
+inline uint32_t fast_remainder(uint32_t value, uint64_t reciprocal, uint32_t divisor) {
+  uint64_t low = reciprocal * value;
+  return static_cast<uint32_t>((static_cast<__uint128_t>(low) * divisor) >> 64);
+}
+
+void* map_side_table(size_t bytes) {
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+}  // namespace
+
+BlockMap& block_map() { return g_block_map; }
+
+bool BlockMap::initialize(const PrivateHeap& heap) {
+  heap_ = &heap;
+  base_ = heap.tracked().base();
+  size_ = heap.tracked().size();
+  pages_ = static_cast<std::atomic<uint32_t>*>(map_side_table((size_ >> kPageShift) * sizeof(uint32_t)));
+  live_bits_ = static_cast<std::atomic<uint64_t>*>(map_side_table(size_ / 16 / 8));
+  if (pages_ == nullptr || live_bits_ == nullptr) return false;
+  for (unsigned i = 0; i < heap.small_class_count(); ++i) {
+    class_size_[i] = static_cast<uint32_t>(heap.small_class_size(i));
+    class_reciprocal_[i] = UINT64_MAX / class_size_[i] + 1;
+  }
+  return true;
+}
+
+void BlockMap::record_small(uintptr_t region, size_t usable, unsigned class_index) {
+  const uint32_t size = class_size_[class_index];
+  const uint64_t reciprocal = class_reciprocal_[class_index];
+  const uintptr_t first_page = (region - base_) >> kPageShift;
+  const uintptr_t last_page = (region + usable - 1 - base_) >> kPageShift;
+  for (uintptr_t page = first_page; page <= last_page; ++page) {
+    const uintptr_t page_start = base_ + (page << kPageShift);
+    const int32_t offset = static_cast<int32_t>(static_cast<intptr_t>(region) - static_cast<intptr_t>(page_start));
+    const uint32_t wanted = (kKindSmall << kKindShift) | (class_index << 16) | static_cast<uint16_t>(offset);
+    uint32_t current = pages_[page].load(std::memory_order_relaxed);
+    if (current == wanted) continue;
+    if ((current >> kKindShift) == kKindSmall && ((current >> 16) & 0xff) == class_index) {
+      // Same class: consistent if our region lies on the recorded region grid of this page.
+      int32_t recorded = static_cast<int16_t>(current & 0xffff);
+      int32_t difference = offset - recorded;
+      uint32_t distance = static_cast<uint32_t>(difference < 0 ? -difference : difference);
+      if (fast_remainder(distance, reciprocal, size) == 0) continue;
+    }
+    pages_[page].store(wanted, std::memory_order_relaxed);
+  }
+}
+
+void BlockMap::record_large(uintptr_t region, size_t usable) {
+  const uintptr_t first_page = (region - base_) >> kPageShift;
+  const uintptr_t last_page = (region + usable - 1 - base_) >> kPageShift;
+  const uint32_t in_page = static_cast<uint32_t>(region & (kPageSize - 1));
+  for (uintptr_t page = first_page; page <= last_page; ++page) {
+    uintptr_t back = page - first_page;
+    // Beyond 2^18 pages (1 GiB) an entry points back as far as it can; lookup follows the chain.
+    uint32_t back_field = back > kLargeBackMax ? kLargeBackMax : static_cast<uint32_t>(back);
+    uint32_t wanted = (kKindLarge << kKindShift) | (back_field << kLargeBackShift) | in_page;
+    if (pages_[page].load(std::memory_order_relaxed) != wanted) pages_[page].store(wanted, std::memory_order_relaxed);
+  }
+}
+
+void BlockMap::record(uintptr_t region, size_t usable, int small_class) {
+  if (small_class >= 0) record_small(region, usable, static_cast<unsigned>(small_class));
+  else record_large(region, usable);
+  const uintptr_t granule = (region - base_) >> 4;
+  live_bits_[granule >> 6].fetch_or(uint64_t{1} << (granule & 63), std::memory_order_release);
+}
+
+bool BlockMap::retire(uintptr_t region) {
+  const uintptr_t granule = (region - base_) >> 4;
+  const uint64_t bit = uint64_t{1} << (granule & 63);
+  return (live_bits_[granule >> 6].fetch_and(~bit, std::memory_order_acq_rel) & bit) != 0;
+}
+
+bool BlockMap::is_live(uintptr_t region) const {
+  if (region - base_ >= size_ || (region & 15) != 0) return false;
+  const uintptr_t granule = (region - base_) >> 4;
+  return (live_bits_[granule >> 6].load(std::memory_order_acquire) >> (granule & 63)) & 1;
+}
+
+uintptr_t BlockMap::find_region(uintptr_t address) const {
+  if (address - base_ >= size_) return 0;
+  uintptr_t page = (address - base_) >> kPageShift;
+  uint32_t entry = pages_[page].load(std::memory_order_relaxed);
+  uintptr_t region;
+  switch (entry >> kKindShift) {
+    case kKindSmall: {
+      const uint32_t size = class_size_[(entry >> 16) & 0xff];
+      if (size == 0) return 0;
+      const intptr_t boundary = static_cast<intptr_t>(base_ + (page << kPageShift)) + static_cast<int16_t>(entry & 0xffff);
+      const intptr_t distance = static_cast<intptr_t>(address) - boundary;
+      intptr_t steps = distance >= 0 ? distance / size : -((-distance + size - 1) / size);
+      region = static_cast<uintptr_t>(boundary + steps * static_cast<intptr_t>(size));
+      break;
+    }
+    case kKindLarge: {
+      for (;;) {
+        uint32_t back = (entry >> kLargeBackShift) & kLargeBackMax;
+        if (back < kLargeBackMax) {
+          page -= back;
+          break;
+        }
+        if (page < back) return 0;
+        page -= back;
+        entry = pages_[page].load(std::memory_order_relaxed);
+        if ((entry >> kKindShift) != kKindLarge) return 0;
+      }
+      region = base_ + (page << kPageShift) + (entry & (kPageSize - 1));
+      break;
+    }
+    default:
+      return 0;
+  }
+  if (!is_live(region)) return 0;
+  const BlockHeader* header = header_at(region);
+  // A zero-byte block still owns its user pointer: programs keep malloc(0) results alive too.
+  const size_t size = header->size() == 0 ? 1 : header->size();
+  if (address >= region + header->user_offset() + size) return 0;
+  return region;
+}
+
+}  // namespace heapkeeper::alloc

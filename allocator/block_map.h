@@ -1,0 +1,90 @@
+// BlockMap: which addresses of the tracked heap are live blocks, and the O(1) way from any
+// address inside a block to its start.
+//
+// Two side structures over the tracked reservation, both mapped NORESERVE so they cost memory only
+// where the heap is used:
+//  - a live bitmap, one bit per 16-byte granule (0.8% of the heap), set while a block starts there.
+//    It is the authority for "is this a live block" (free and the collector check it) and lets the
+//    collector enumerate every live block without a registry;
+//  - a page map, 4 bytes per 4 KiB page, describing the geometry of what covers the page: for a
+//    jemalloc slab, the region size and one region boundary (all regions of a slab are the same
+//    size and contiguous, so one boundary gives them all); for a large block, how many pages back
+//    its first page is and where in that page it starts.
+// Finding the block for an interior address is then arithmetic plus one bit test and one header
+// read — no search, whatever the block size.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "allocator/block_header.h"
+
+namespace heapkeeper::alloc {
+
+class PrivateHeap;
+
+class BlockMap {
+ public:
+  bool initialize(const PrivateHeap& heap);
+
+  // Records a block whose jemalloc region is [region, region + usable). `small_class` is the
+  // slab class index, or -1 for a large (page-run) region. Call after the header is written.
+  void record(uintptr_t region, size_t usable, int small_class);
+  // Clears the live bit; returns false if it was not set (not a live block).
+  bool retire(uintptr_t region);
+  bool is_live(uintptr_t region) const;
+
+  // Start of the live block's region containing `address` (header included), or 0.
+  uintptr_t find_region(uintptr_t address) const;
+
+  // Calls visit(region) for each live block, in address order. Not synchronised with concurrent
+  // allocation: callers either stop the world or accept a moving picture.
+  template <typename Visitor>
+  void for_each_live(Visitor&& visit) const;
+
+  uintptr_t heap_base() const { return base_; }
+  size_t heap_size() const { return size_; }
+
+ private:
+  static constexpr uint32_t kKindShift = 30;
+  static constexpr uint32_t kKindSmall = 1;
+  static constexpr uint32_t kKindLarge = 2;
+  static constexpr uint32_t kLargeBackShift = 12;
+  static constexpr uint32_t kLargeBackMax = (1u << 18) - 1;
+
+  void record_small(uintptr_t region, size_t usable, unsigned class_index);
+  void record_large(uintptr_t region, size_t usable);
+
+  uintptr_t base_ = 0;
+  size_t size_ = 0;
+  size_t used_limit_words_ = 0;
+  std::atomic<uint32_t>* pages_ = nullptr;
+  std::atomic<uint64_t>* live_bits_ = nullptr;
+  const PrivateHeap* heap_ = nullptr;
+  uint32_t class_size_[64] = {};
+  uint64_t class_reciprocal_[64] = {};  // for remainder by multiplication (Lemire's fastmod)
+};
+
+BlockMap& block_map();
+
+}  // namespace heapkeeper::alloc
+
+#include "allocator/private_heap.h"
+
+namespace heapkeeper::alloc {
+
+template <typename Visitor>
+void BlockMap::for_each_live(Visitor&& visit) const {
+  size_t words = (heap_->tracked().used() / 16 + 63) / 64;
+  for (size_t w = 0; w < words; ++w) {
+    uint64_t bits = live_bits_[w].load(std::memory_order_acquire);
+    while (bits != 0) {
+      unsigned bit = static_cast<unsigned>(__builtin_ctzll(bits));
+      bits &= bits - 1;
+      visit(base_ + ((w * 64 + bit) << 4));
+    }
+  }
+}
+
+}  // namespace heapkeeper::alloc

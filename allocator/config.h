@@ -1,0 +1,46 @@
+// heapkeeper's settings, read once from HEAPKEEPER_* environment variables at start-up.
+//
+// Parsing runs before the private heap exists, so it never allocates: values are parsed in place
+// and strings are copied into fixed buffers. A bad value is reported in one line naming the
+// variable and the default that is used instead; the program always runs on.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace heapkeeper::alloc {
+
+enum class BadFreePolicy : uint8_t { kAbort, kContinue };
+enum class CollectorMode : uint8_t { kOff, kDetect, kCollect };
+
+struct Config {
+  static constexpr int kMaxStackDepth = 128;
+  int stack_depth = 24;                     // HEAPKEEPER_STACK_DEPTH, 1..128
+  bool free_stacks = true;                  // HEAPKEEPER_FREE_STACKS: record the stack of each free
+  BadFreePolicy on_bad_free = BadFreePolicy::kAbort;  // HEAPKEEPER_ON_BAD_FREE=abort|continue
+  CollectorMode mode = CollectorMode::kDetect;        // HEAPKEEPER_MODE=off|detect|collect
+  uint64_t scan_interval_ms = 0;            // HEAPKEEPER_SCAN_INTERVAL (e.g. 10s, 500ms; 0 = never)
+  uint64_t heap_reserve_bytes = 0;          // HEAPKEEPER_HEAP_RESERVE (e.g. 64G); 0 = automatic
+  unsigned arenas = 0;                      // HEAPKEEPER_ARENAS; 0 = one per CPU, at most 8
+  int exit_code = 0;                        // HEAPKEEPER_EXITCODE (used by the collector)
+  bool quiet = false;                       // HEAPKEEPER_QUIET=1: no summary line at exit
+  char report_path[4096] = {};              // HEAPKEEPER_REPORT, '%p' expands to the pid
+  char suppressions_path[4096] = {};        // HEAPKEEPER_SUPPRESSIONS
+};
+
+// Reads the environment into `config`, warning on stderr about each invalid value.
+void load_config_from_environment(Config& config);
+
+// Parses "10s", "250ms", "2m", "0" into milliseconds; a bare number means seconds.
+bool parse_duration_ms(const char* text, uint64_t& milliseconds);
+// Parses "64G", "512M", "4096", "1T" (binary units) into bytes.
+bool parse_byte_size(const char* text, uint64_t& bytes);
+bool parse_unsigned(const char* text, uint64_t& value);
+
+// Expands '%p' in `pattern` to `pid` into `out` (capacity bytes); false if it does not fit.
+bool expand_pid_pattern(const char* pattern, int pid, char* out, size_t capacity);
+
+const Config& config();
+Config& mutable_config();
+
+}  // namespace heapkeeper::alloc

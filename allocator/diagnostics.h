@@ -1,0 +1,35 @@
+// Fixed-buffer, async-signal-safe diagnostics for code that runs inside the traced program.
+//
+// printf and iostreams may allocate and take locks; heapkeeper reports bad frees from inside free()
+// and may be called from signal handlers, so every message is built in a stack buffer and written
+// with one write(2) to stderr. Lines are prefixed "heapkeeper[pid]: " so they stand out from the
+// program's own output.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace heapkeeper::alloc {
+
+class DiagnosticLine {
+ public:
+  DiagnosticLine();
+  DiagnosticLine& text(std::string_view s);
+  DiagnosticLine& number(uint64_t value);
+  DiagnosticLine& signed_number(int64_t value);
+  DiagnosticLine& hex(uint64_t value);
+  DiagnosticLine& bytes(uint64_t value);  // "12.3 MiB" style
+  // Writes the line (adding '\n') to stderr and resets the buffer.
+  void emit();
+
+ private:
+  static constexpr size_t kCapacity = 1024;
+  char buffer_[kCapacity];
+  size_t length_ = 0;
+};
+
+// Writes raw text to stderr in one write(2), retrying on EINTR.
+void write_stderr(const char* data, size_t length);
+
+}  // namespace heapkeeper::alloc

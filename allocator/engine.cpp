@@ -1,0 +1,493 @@
+// The engine core: tracked allocation and free, the reentrancy and bootstrap paths, start-up.
+//
+// Hot path of a tracked malloc: one TLS read (guard and thread state), jemalloc's own fast path
+// from the thread's tracked arena, a stack capture through the per-thread cache, a 16-byte header
+// store, the block-map update (a bit set, usually no page-map write) and owner-only counter
+// stores. No lock, no syscall, nothing allocated from the tracked heap.
+//
+// Calls made while the guard is held — heapkeeper's own code, libc functions called from inside a
+// hook, signal handlers that interrupt a hook — go to the internal arena instead: never tracked,
+// never reported, and on different jemalloc locks than the interrupted tracked call.
+#include "allocator/engine.h"
+
+#include <dlfcn.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "allocator/block_header.h"
+#include "allocator/block_map.h"
+#include "allocator/bootstrap_pool.h"
+#include "allocator/config.h"
+#include "allocator/diagnostics.h"
+#include "allocator/engine_internal.h"
+#include "allocator/jemalloc_api.h"
+#include "allocator/private_heap.h"
+#include "allocator/stack_capture.h"
+#include "allocator/stack_table.h"
+#include "allocator/thread_registry.h"
+
+namespace heapkeeper::alloc {
+namespace {
+
+enum class InitState : int { kNotStarted = 0, kRunning = 1, kReady = 2, kFailed = 3 };
+std::atomic<int> g_init_state{0};
+bool g_ready = false;  // plain copy of kReady for the hot path; written once before threads exist
+pthread_t g_init_thread{};
+
+std::atomic<uint64_t> g_foreign_frees{0};
+std::atomic<bool> g_foreign_warned{false};
+
+constexpr int kForkChildHandlersMax = 8;
+ForkChildHandler g_fork_child_handlers[kForkChildHandlersMax] = {};
+std::atomic<int> g_fork_child_handler_count{0};
+
+constexpr int kExitHandlersMax = 8;
+ExitHandler g_exit_handlers[kExitHandlersMax] = {};
+std::atomic<int> g_exit_handler_count{0};
+
+class GuardScope {
+ public:
+  explicit GuardScope(ThreadLocal& tl) : tl_(tl) { ++tl_.guard; }
+  ~GuardScope() { --tl_.guard; }
+  GuardScope(const GuardScope&) = delete;
+  GuardScope& operator=(const GuardScope&) = delete;
+
+ private:
+  ThreadLocal& tl_;
+};
+
+inline unsigned log2_of_power(size_t value) { return static_cast<unsigned>(__builtin_ctzll(value)); }
+
+// Usable size and slab class of a freshly returned region.
+inline void region_geometry(uintptr_t region, size_t total, bool plain, size_t& usable, int& small_class) {
+  const PrivateHeap& heap = private_heap();
+  if (plain && total <= heap.small_max()) {
+    unsigned cls = heap.small_class_for_request(total);
+    usable = heap.small_class_size(cls);
+    small_class = static_cast<int>(cls);
+    return;
+  }
+  usable = hk_je_sallocx(reinterpret_cast<void*>(region), 0);
+  small_class = usable <= heap.small_max() ? heap.small_class_of_usable(usable) : -1;
+}
+
+inline uint32_t next_sequence(ThreadState* s) {
+  if (s == nullptr) return static_cast<uint32_t>(thread_registry().next_sequence_block(1));
+  if (s->sequence_next == s->sequence_end) {
+    constexpr uint64_t kBlock = 4096;
+    s->sequence_next = thread_registry().next_sequence_block(kBlock);
+    s->sequence_end = s->sequence_next + kBlock;
+  }
+  return static_cast<uint32_t>(s->sequence_next++);
+}
+
+inline void count_allocation(ThreadState* s, size_t size) {
+  if (s == nullptr) {
+    thread_registry().count_orphan_allocation(size);
+    return;
+  }
+  s->allocations.store(s->allocations.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  s->allocated_bytes.store(s->allocated_bytes.load(std::memory_order_relaxed) + size, std::memory_order_relaxed);
+  s->unflushed_live_bytes += static_cast<int64_t>(size);
+  if (s->unflushed_live_bytes > kLiveFlushStep) thread_registry().flush_live_bytes(*s);
+}
+
+inline void count_free(ThreadState* s, size_t size) {
+  if (s == nullptr) {
+    thread_registry().count_orphan_free(size);
+    return;
+  }
+  s->frees.store(s->frees.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  s->freed_bytes.store(s->freed_bytes.load(std::memory_order_relaxed) + size, std::memory_order_relaxed);
+  s->unflushed_live_bytes -= static_cast<int64_t>(size);
+  if (s->unflushed_live_bytes < -kLiveFlushStep) thread_registry().flush_live_bytes(*s);
+}
+
+inline ThreadState* current_state(ThreadLocal& tl) {
+  if (__builtin_expect(tl.state != nullptr, 1)) return tl.state;
+  if (tl.status == ThreadStatus::kUnregistered) return thread_registry().register_current();
+  return nullptr;  // exited thread: the purgatory path
+}
+
+void run_exit_handlers() {
+  ThreadLocal& tl = tls_thread;
+  GuardScope guard(tl);
+  int count = g_exit_handler_count.load(std::memory_order_acquire);
+  for (int i = 0; i < count; ++i) g_exit_handlers[i]();
+}
+
+void fork_prepare() {}
+void fork_parent() {}
+void fork_child() {
+  ThreadLocal& tl = tls_thread;
+  GuardScope guard(tl);
+  thread_registry().after_fork_in_child();
+  int count = g_fork_child_handler_count.load(std::memory_order_acquire);
+  for (int i = 0; i < count; ++i) g_fork_child_handlers[i]();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Start-up
+
+bool is_initialized() noexcept { return g_ready; }
+
+bool ensure_initialized() noexcept {
+  int state = g_init_state.load(std::memory_order_acquire);
+  if (state == static_cast<int>(InitState::kReady)) return true;
+  if (state == static_cast<int>(InitState::kFailed)) return false;
+  if (state == static_cast<int>(InitState::kRunning)) {
+    // Recursion from inside start-up on this thread is served by the bootstrap pool; another thread
+    // waits (start-up happens before main, so this is rare and short).
+    if (pthread_equal(g_init_thread, pthread_self())) return false;
+    while (g_init_state.load(std::memory_order_acquire) == static_cast<int>(InitState::kRunning)) sched_yield();
+    return g_init_state.load(std::memory_order_acquire) == static_cast<int>(InitState::kReady);
+  }
+  int expected = static_cast<int>(InitState::kNotStarted);
+  if (!g_init_state.compare_exchange_strong(expected, static_cast<int>(InitState::kRunning))) return ensure_initialized();
+  g_init_thread = pthread_self();
+
+  ThreadLocal& tl = tls_thread;
+  GuardScope guard(tl);
+  Config& cfg = mutable_config();
+  load_config_from_environment(cfg);
+  bool ok = private_heap().initialize(cfg.heap_reserve_bytes, cfg.arenas) && block_map().initialize(private_heap()) &&
+            stack_table().initialize() && thread_registry().initialize();
+  if (!ok) {
+    DiagnosticLine().text("could not set up the private heap (address space reservation or jemalloc arenas failed); "
+                          "allocations are served untracked").emit();
+    g_init_state.store(static_cast<int>(InitState::kFailed), std::memory_order_release);
+    return false;
+  }
+  // From here the internal arena works: anything start-up allocates below goes there.
+  g_init_state.store(static_cast<int>(InitState::kReady), std::memory_order_release);
+  initialize_stack_capture();
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
+  atexit(run_exit_handlers);
+  g_ready = true;
+  thread_registry().register_current();
+  return true;
+}
+
+void set_stack_printer(StackPrinter printer) noexcept { set_bad_free_stack_printer(printer); }
+
+void add_exit_handler(ExitHandler handler) noexcept {
+  int index = g_exit_handler_count.load(std::memory_order_relaxed);
+  if (index >= kExitHandlersMax) return;
+  g_exit_handlers[index] = handler;
+  g_exit_handler_count.store(index + 1, std::memory_order_release);
+}
+
+void add_fork_child_handler(ForkChildHandler handler) noexcept {
+  int index = g_fork_child_handler_count.load(std::memory_order_relaxed);
+  if (index >= kForkChildHandlersMax) return;
+  g_fork_child_handlers[index] = handler;
+  g_fork_child_handler_count.store(index + 1, std::memory_order_release);
+}
+
+uint64_t foreign_free_count() noexcept { return g_foreign_frees.load(std::memory_order_relaxed); }
+
+// ---------------------------------------------------------------------------------------------
+// Untracked paths
+
+void* allocate_untracked(size_t size, size_t alignment, bool zero) noexcept {
+  if (!g_ready) {
+    if (!ensure_initialized() || tls_thread.guard > 0 || !g_ready) return bootstrap_pool().allocate(size, alignment);
+  }
+  int flags = MALLOCX_ARENA(private_heap().internal_arena()) | MALLOCX_TCACHE_NONE;
+  if (alignment > 16) flags |= MALLOCX_ALIGN(alignment);
+  if (zero) flags |= MALLOCX_ZERO;
+  void* p = hk_je_mallocx(size == 0 ? 1 : size, flags);
+  if (p == nullptr) errno = ENOMEM;
+  return p;
+}
+
+static void free_outside_tracked_heap(void* ptr) noexcept {
+  if (private_heap().internal().contains(ptr)) {
+    hk_je_dallocx(ptr, MALLOCX_TCACHE_NONE);
+    return;
+  }
+  if (bootstrap_pool().contains(ptr)) return;  // the pool is never recycled
+  // Not ours: memory from before heapkeeper was loaded (ld.so's early allocator) or from another
+  // allocator. Freeing it elsewhere could corrupt that allocator, so it is left alone and counted.
+  if ((reinterpret_cast<uintptr_t>(ptr) & 7) != 0) {
+    report_bad_free(ptr, BadFreeKind::kInvalid, "free");
+    return;
+  }
+  g_foreign_frees.fetch_add(1, std::memory_order_relaxed);
+  if (!g_foreign_warned.exchange(true, std::memory_order_relaxed) && g_ready) {
+    DiagnosticLine().text("free of ").hex(reinterpret_cast<uintptr_t>(ptr))
+        .text(", which heapkeeper did not allocate: left alone (counted as a foreign free; further ones are not shown)")
+        .emit();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tracked allocation
+
+void* allocate_tracked(size_t size, size_t alignment, bool zero) noexcept {
+  ThreadLocal& tl = tls_thread;
+  if (__builtin_expect(tl.guard != 0 || !g_ready, 0)) return allocate_untracked(size, alignment, zero);
+  const int saved_errno = errno;
+  GuardScope guard(tl);
+  ThreadState* s = current_state(tl);
+
+  const bool plain = alignment <= 16;
+  const unsigned offset_shift = plain ? 4 : log2_of_power(alignment);
+  const size_t offset = size_t{1} << offset_shift;
+  if (__builtin_expect(size > static_cast<size_t>(PTRDIFF_MAX) - offset - kPageSize, 0)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  const size_t total = size + offset;
+  void* raw;
+  if (__builtin_expect(plain && s != nullptr, 1)) {
+    raw = zero ? hk_je_calloc(1, total) : hk_je_malloc(total);
+  } else {
+    // Aligned, or a thread whose state is gone: name the arena explicitly and skip the tcache,
+    // whose owner may already have torn it down.
+    int flags = MALLOCX_ARENA(s != nullptr ? s->arena : private_heap().tracked_arena_for(0));
+    if (s == nullptr) flags |= MALLOCX_TCACHE_NONE;
+    if (!plain) flags |= MALLOCX_ALIGN(alignment);
+    if (zero) flags |= MALLOCX_ZERO;
+    raw = hk_je_mallocx(total, flags);
+  }
+  if (__builtin_expect(raw == nullptr, 0)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  const uintptr_t region = reinterpret_cast<uintptr_t>(raw);
+  const uint32_t stack = capture_stack(s != nullptr ? s->stack_cache : nullptr, config().stack_depth);
+  BlockHeader* header = header_at(region);
+  header->packed = BlockHeader::pack(size, offset_shift, false, s != nullptr ? s->index : 0);
+  header->stack_id = stack;
+  header->sequence = next_sequence(s);
+  size_t usable;
+  int small_class;
+  region_geometry(region, total, plain, usable, small_class);
+  block_map().record(region, usable, small_class);
+  count_allocation(s, size);
+  errno = saved_errno;
+  return reinterpret_cast<void*>(region + offset);
+}
+
+// Finds the header of the tracked block whose user pointer is `ptr`; 0 if there is none.
+uintptr_t region_of_user_pointer(uintptr_t ptr) noexcept {
+  const uintptr_t candidate = ptr - kHeaderSize;
+  if ((ptr & 15) == 0 && block_map().is_live(candidate) && header_at(candidate)->user_offset() == kHeaderSize) {
+    return candidate;
+  }
+  // Aligned blocks keep their header further in front; find the region the slow way.
+  const uintptr_t region = block_map().find_region(ptr);
+  if (region != 0 && region + header_at(region)->user_offset() == ptr) return region;
+  return 0;
+}
+
+static void release_region(ThreadState* s, uintptr_t region, const BlockHeader& header) noexcept {
+  const size_t total = header.size() + header.user_offset();
+  if (s == nullptr) {
+    hk_je_dallocx(reinterpret_cast<void*>(region), MALLOCX_TCACHE_NONE);
+  } else if (header.user_offset() == kHeaderSize) {
+    hk_je_sdallocx(reinterpret_cast<void*>(region), total, 0);
+  } else {
+    hk_je_sdallocx(reinterpret_cast<void*>(region), total, MALLOCX_ALIGN(header.user_offset()));
+  }
+}
+
+void free_tracked(void* ptr, const char* api_name) noexcept {
+  const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
+  const uintptr_t region = region_of_user_pointer(address);
+  if (__builtin_expect(region == 0, 0)) {
+    report_bad_free(ptr, classify_bad_free(address), api_name);
+    return;
+  }
+  ThreadLocal& tl = tls_thread;
+  const int saved_errno = errno;
+  GuardScope guard(tl);
+  ThreadState* s = tl.guard > 1 ? nullptr : current_state(tl);
+  // Retire the block before jemalloc can hand its memory out again: once the region is back in a
+  // tcache another thread may allocate it, and its live bit must not still say "old block".
+  if (!block_map().retire(region)) {
+    report_bad_free(ptr, BadFreeKind::kDouble, api_name);  // lost a race with a concurrent free
+    errno = saved_errno;
+    return;
+  }
+  BlockHeader* header = header_at(region);
+  const BlockHeader old = *header;
+  uint32_t free_stack = 0;
+  if (config().free_stacks && tl.guard == 1) free_stack = capture_stack(s != nullptr ? s->stack_cache : nullptr, config().stack_depth);
+  header->packed = BlockHeader::pack(old.size(), old.offset_shift(), true, old.thread_index());
+  header->sequence = free_stack;
+  count_free(s, old.size());
+  release_region(s, region, old);
+  errno = saved_errno;
+}
+
+void api_free(void* ptr) noexcept {
+  if (ptr == nullptr) return;
+  if (__builtin_expect(private_heap().tracked().contains(ptr), 1)) {
+    free_tracked(ptr, "free");
+    return;
+  }
+  free_outside_tracked_heap(ptr);
+}
+
+size_t tracked_usable_size(uintptr_t region) noexcept {
+  const BlockHeader* header = header_at(region);
+  return hk_je_sallocx(reinterpret_cast<void*>(region), 0) - header->user_offset();
+}
+
+size_t api_malloc_usable_size(const void* ptr) noexcept {
+  if (ptr == nullptr) return 0;
+  if (private_heap().tracked().contains(ptr)) {
+    uintptr_t region = region_of_user_pointer(reinterpret_cast<uintptr_t>(ptr));
+    return region == 0 ? 0 : tracked_usable_size(region);
+  }
+  if (private_heap().internal().contains(ptr)) return hk_je_sallocx(ptr, 0);
+  if (bootstrap_pool().contains(ptr)) return bootstrap_pool().size_of(ptr);
+  return 0;
+}
+
+void* reallocate_tracked(void* ptr, size_t size, size_t alignment_hint) noexcept {
+  const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
+  const uintptr_t region = region_of_user_pointer(address);
+  if (region == 0) {
+    report_bad_free(ptr, classify_bad_free(address), "realloc");
+    errno = ENOMEM;
+    return nullptr;
+  }
+  BlockHeader* header = header_at(region);
+  const size_t old_size = header->size();
+  const size_t offset = header->user_offset();
+  if (size > static_cast<size_t>(PTRDIFF_MAX) - offset - kPageSize) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  ThreadLocal& tl = tls_thread;
+  if (tl.guard == 0 && g_ready) {
+    // Grow or shrink in place when jemalloc can keep the region (same size class, or a large run
+    // that can be resized where it is). The block then gets the realloc's stack, like a new one.
+    const size_t total = size + offset;
+    const int flags = offset == kHeaderSize ? 0 : MALLOCX_ALIGN(offset);
+    const size_t usable = hk_je_sallocx(reinterpret_cast<void*>(region), 0);
+    bool in_place = hk_je_nallocx(total, flags) == usable;
+    size_t new_usable = usable;
+    if (!in_place && usable > private_heap().small_max() && total > private_heap().small_max()) {
+      const int saved_errno = errno;
+      GuardScope guard(tl);
+      new_usable = hk_je_xallocx(reinterpret_cast<void*>(region), total, 0, flags);
+      in_place = new_usable >= total;
+      errno = saved_errno;
+    }
+    if (in_place) {
+      const int saved_errno = errno;
+      GuardScope guard(tl);
+      ThreadState* s = current_state(tl);
+      header->packed = BlockHeader::pack(size, header->offset_shift(), false, s != nullptr ? s->index : 0);
+      header->stack_id = capture_stack(s != nullptr ? s->stack_cache : nullptr, config().stack_depth);
+      header->sequence = next_sequence(s);
+      if (new_usable != usable) block_map().record(region, new_usable, -1);
+      count_free(s, old_size);
+      count_allocation(s, size);
+      errno = saved_errno;
+      return ptr;
+    }
+  }
+  void* fresh = allocate_tracked(size, alignment_hint > offset ? alignment_hint : offset, false);
+  if (fresh == nullptr) return nullptr;
+  std::memcpy(fresh, ptr, old_size < size ? old_size : size);
+  free_tracked(ptr, "realloc");
+  return fresh;
+}
+
+void* api_realloc(void* ptr, size_t size) noexcept {
+  if (ptr == nullptr) return allocate_tracked(size, 16, false);
+  if (size == 0) {  // glibc frees and returns NULL
+    api_free(ptr);
+    return nullptr;
+  }
+  if (private_heap().tracked().contains(ptr)) return reallocate_tracked(ptr, size, 16);
+  if (private_heap().internal().contains(ptr)) {
+    void* p = hk_je_rallocx(ptr, size, MALLOCX_ARENA(private_heap().internal_arena()) | MALLOCX_TCACHE_NONE);
+    if (p == nullptr) errno = ENOMEM;
+    return p;
+  }
+  if (bootstrap_pool().contains(ptr)) {
+    size_t old_size = bootstrap_pool().size_of(ptr);
+    void* fresh = allocate_tracked(size, 16, false);
+    if (fresh != nullptr) std::memcpy(fresh, ptr, old_size < size ? old_size : size);
+    return fresh;
+  }
+  // A block heapkeeper never handed out: its size is unknown, so it cannot be moved safely.
+  report_bad_free(ptr, BadFreeKind::kForeignRealloc, "realloc");
+  errno = ENOMEM;
+  return nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Threads, symbols, guard
+
+namespace {
+
+struct ThreadStartBundle {
+  void* (*routine)(void*);
+  void* argument;
+};
+
+void* thread_trampoline(void* raw) {
+  ThreadStartBundle bundle = *static_cast<ThreadStartBundle*>(raw);
+  ThreadLocal& tl = tls_thread;
+  {
+    GuardScope guard(tl);
+    hk_je_dallocx(raw, MALLOCX_TCACHE_NONE);
+    if (g_ready && tl.status == ThreadStatus::kUnregistered) thread_registry().register_current();
+  }
+  return bundle.routine(bundle.argument);
+}
+
+}  // namespace
+
+bool wrap_thread_start(void* (*routine)(void*), void* argument, void* (**wrapped_routine)(void*),
+                       void** wrapped_argument) noexcept {
+  if (!g_ready) return false;
+  ThreadLocal& tl = tls_thread;
+  GuardScope guard(tl);
+  auto* bundle = static_cast<ThreadStartBundle*>(allocate_untracked(sizeof(ThreadStartBundle), 16, false));
+  if (bundle == nullptr || !private_heap().internal().contains(bundle)) return false;
+  bundle->routine = routine;
+  bundle->argument = argument;
+  *wrapped_routine = thread_trampoline;
+  *wrapped_argument = bundle;
+  return true;
+}
+
+void discard_thread_start(void* wrapped_argument) noexcept {
+  if (private_heap().internal().contains(wrapped_argument)) hk_je_dallocx(wrapped_argument, MALLOCX_TCACHE_NONE);
+}
+
+void* lookup_next_symbol(const char* name) noexcept {
+  ThreadLocal& tl = tls_thread;
+  GuardScope guard(tl);
+  return dlsym(RTLD_NEXT, name);
+}
+
+void warn_not_interposed(const char* const* names, int count) noexcept {
+  DiagnosticLine line;
+  line.text("these allocation functions are not routed to heapkeeper (static linking, or another library "
+            "defines them first), so their blocks are not tracked:");
+  for (int i = 0; i < count; ++i) line.text(" ").text(names[i]);
+  line.emit();
+}
+
+void enter_internal() noexcept { ++tls_thread.guard; }
+void leave_internal() noexcept { --tls_thread.guard; }
+
+}  // namespace heapkeeper::alloc

@@ -1,0 +1,88 @@
+// The engine's narrow interface: what preload/ calls for every interposed symbol.
+//
+// Each function has the semantics of the glibc (or jemalloc, or C++ runtime) function it is named
+// after, including errno, and decides itself whether the call is tracked (the normal case),
+// internal (heapkeeper's own code is running on this thread: the reentrancy guard is held) or
+// served from the bootstrap pool (the private heap is not up yet).
+#pragma once
+
+#include <pthread.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace heapkeeper::alloc {
+
+// C allocation API (glibc semantics).
+void* api_malloc(size_t size) noexcept;
+void api_free(void* ptr) noexcept;
+void* api_calloc(size_t count, size_t size) noexcept;
+void* api_realloc(void* ptr, size_t size) noexcept;
+void* api_reallocarray(void* ptr, size_t count, size_t size) noexcept;
+int api_posix_memalign(void** result, size_t alignment, size_t size) noexcept;
+void* api_aligned_alloc(size_t alignment, size_t size) noexcept;
+void* api_memalign(size_t alignment, size_t size) noexcept;
+void* api_valloc(size_t size) noexcept;
+void* api_pvalloc(size_t size) noexcept;
+size_t api_malloc_usable_size(const void* ptr) noexcept;
+int api_malloc_trim(size_t pad) noexcept;
+
+// C++ operators: `alignment` 0 means the default; throwing variants throw std::bad_alloc after the
+// new-handler loop, as libstdc++ does.
+void* api_operator_new(size_t size, size_t alignment);
+void* api_operator_new_nothrow(size_t size, size_t alignment) noexcept;
+void api_operator_delete(void* ptr) noexcept;
+
+// jemalloc's non-standard API, for programs linked with jemalloc (redis-server): served by the
+// private heap; arena and tcache flags are ignored, alignment and zeroing are honoured.
+void* api_mallocx(size_t size, int flags) noexcept;
+void* api_rallocx(void* ptr, size_t size, int flags) noexcept;
+size_t api_xallocx(void* ptr, size_t size, size_t extra, int flags) noexcept;
+size_t api_sallocx(const void* ptr, int flags) noexcept;
+void api_dallocx(void* ptr, int flags) noexcept;
+size_t api_nallocx(size_t size, int flags) noexcept;
+int api_mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t newlen) noexcept;
+int api_mallctlnametomib(const char* name, size_t* mibp, size_t* miblenp) noexcept;
+int api_mallctlbymib(const size_t* mib, size_t miblen, void* oldp, size_t* oldlenp, void* newp, size_t newlen) noexcept;
+void api_malloc_stats_print(void (*write_cb)(void*, const char*), void* cbopaque, const char* opts) noexcept;
+
+// Thread creation: wraps the start routine so the new thread registers (stack bounds for the
+// collector) before running user code. Returns false if the wrapper could not be set up, in which
+// case the caller starts the thread unwrapped.
+bool wrap_thread_start(void* (*routine)(void*), void* argument, void* (**wrapped_routine)(void*), void** wrapped_argument) noexcept;
+// Frees the wrapper's bundle when thread creation failed.
+void discard_thread_start(void* wrapped_argument) noexcept;
+
+// dlsym(RTLD_NEXT, name), with the guard held so that anything dlsym allocates is internal.
+void* lookup_next_symbol(const char* name) noexcept;
+void warn_not_interposed(const char* const* names, int count) noexcept;
+
+// Runs `work` as heapkeeper's own code on this thread: its allocations are internal (untracked).
+void enter_internal() noexcept;
+void leave_internal() noexcept;
+template <typename Work>
+void run_guarded(Work&& work) {
+  enter_internal();
+  work();
+  leave_internal();
+}
+
+// Start-up: runs from the first allocation or from the library constructor, whichever is first.
+bool ensure_initialized() noexcept;
+bool is_initialized() noexcept;
+
+// Hooks for the layers above (report/, collector/): a stack printer for bad-free reports and a
+// function run at exit. Installed once at start-up.
+using StackPrinter = void (*)(uint32_t stack_id, const char* title);
+void set_stack_printer(StackPrinter printer) noexcept;
+using ExitHandler = void (*)();
+void add_exit_handler(ExitHandler handler) noexcept;
+// Runs in a forked child (after the registry is reset), with the guard held.
+using ForkChildHandler = void (*)();
+void add_fork_child_handler(ForkChildHandler handler) noexcept;
+
+// Counters for reports and the public API.
+uint64_t foreign_free_count() noexcept;
+uint64_t bad_free_count() noexcept;
+
+}  // namespace heapkeeper::alloc

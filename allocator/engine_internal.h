@@ -1,0 +1,30 @@
+// Declarations shared by the engine's own files (engine.cpp, allocation_api.cpp, bad_free.cpp,
+// jemalloc_compat.cpp). Not for preload/ or the layers above: they use engine.h.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "allocator/engine.h"
+
+namespace heapkeeper::alloc {
+
+// A thread forwards its net live-byte change to the global total in steps of this size.
+inline constexpr int64_t kLiveFlushStep = 256 * 1024;
+
+void* allocate_tracked(size_t size, size_t alignment, bool zero) noexcept;
+void* allocate_untracked(size_t size, size_t alignment, bool zero) noexcept;
+void free_tracked(void* ptr, const char* api_name) noexcept;
+void* reallocate_tracked(void* ptr, size_t size, size_t alignment_hint) noexcept;
+uintptr_t region_of_user_pointer(uintptr_t ptr) noexcept;
+size_t tracked_usable_size(uintptr_t region) noexcept;
+
+enum class BadFreeKind { kInvalid, kDouble, kForeignRealloc };
+// Classifies a pointer into the tracked heap that is not a live block's user pointer.
+BadFreeKind classify_bad_free(uintptr_t ptr) noexcept;
+// Reports on stderr with stacks, then aborts unless HEAPKEEPER_ON_BAD_FREE=continue.
+void report_bad_free(void* ptr, BadFreeKind kind, const char* api_name) noexcept;
+void set_bad_free_stack_printer(StackPrinter printer) noexcept;
+uint64_t bad_free_count() noexcept;
+
+}  // namespace heapkeeper::alloc

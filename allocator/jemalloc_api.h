@@ -1,0 +1,28 @@
+// The entry points of heapkeeper's private jemalloc copy (Debian's libjemalloc_pic.a with its
+// public names renamed to hk_je_*, see cmake/PrivateJemalloc.cmake).
+//
+// Debian's <jemalloc/jemalloc.h> is included for the MALLOCX_* flag macros and extent_hooks_t,
+// which are part of jemalloc's stable ABI; the functions it declares under their plain names are
+// never called from here, because in the traced process those names are heapkeeper's own hooks.
+#pragma once
+
+#include <cstddef>
+
+#include <jemalloc/jemalloc.h>
+
+extern "C" {
+void* hk_je_malloc(size_t size);
+void* hk_je_calloc(size_t count, size_t size);
+void hk_je_free(void* ptr);
+void* hk_je_mallocx(size_t size, int flags);
+void* hk_je_rallocx(void* ptr, size_t size, int flags);
+size_t hk_je_xallocx(void* ptr, size_t size, size_t extra, int flags);
+size_t hk_je_sallocx(const void* ptr, int flags);
+void hk_je_dallocx(void* ptr, int flags);
+void hk_je_sdallocx(void* ptr, size_t size, int flags);
+size_t hk_je_nallocx(size_t size, int flags);
+int hk_je_mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t newlen);
+int hk_je_mallctlnametomib(const char* name, size_t* mibp, size_t* miblenp);
+int hk_je_mallctlbymib(const size_t* mib, size_t miblen, void* oldp, size_t* oldlenp, void* newp, size_t newlen);
+void hk_je_malloc_stats_print(void (*write_cb)(void*, const char*), void* cbopaque, const char* opts);
+}

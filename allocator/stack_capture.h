@@ -1,0 +1,27 @@
+// Capturing the allocation stack of the calling thread and interning it.
+//
+// libunwind walks the stack (its x86-64 fast trace with a per-thread cache of frame descriptors);
+// heapkeeper's own frames are dropped from the bottom so a stack starts at the program's call to
+// malloc/new. A small per-thread cache maps the hash of a captured stack to its id, so the shared
+// stack table is only probed for stacks this thread has not seen recently.
+#pragma once
+
+#include <cstdint>
+
+namespace heapkeeper::alloc {
+
+struct StackCache;
+
+StackCache* create_stack_cache();
+void reset_stack_cache(StackCache* cache, uintptr_t stack_low, uintptr_t stack_high);
+
+// Learns the address range of libheapkeeper.so itself and warms libunwind up. Guard held.
+bool initialize_stack_capture();
+
+// Returns the interned id of the caller's stack, at most `depth` frames. `cache` may be null.
+uint32_t capture_stack(StackCache* cache, int depth);
+
+// True when `address` is code of libheapkeeper.so (used to skip our frames, and by reports).
+bool is_heapkeeper_code(uintptr_t address);
+
+}  // namespace heapkeeper::alloc

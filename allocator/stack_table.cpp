@@ -1,0 +1,132 @@
+// Implementation of the lock-free stack table (see stack_table.h).
+#include "allocator/stack_table.h"
+
+#include <sys/mman.h>
+
+namespace heapkeeper::alloc {
+namespace {
+
+StackTable g_stack_table;
+
+void* map_anonymous(size_t bytes) {
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+}  // namespace
+
+StackTable& stack_table() { return g_stack_table; }
+
+bool StackTable::initialize() {
+  records_ = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) * kMaxStacks));
+  arena_words_ = size_t{1} << 28;  // 2 GiB of address space for frames, touched as used
+  arena_ = static_cast<uintptr_t*>(map_anonymous(arena_words_ * sizeof(uintptr_t)));
+  if (records_ == nullptr || arena_ == nullptr) return false;
+  auto* first = static_cast<Level*>(map_anonymous(sizeof(Level)));
+  if (first == nullptr) return false;
+  first->slots = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) << kFirstLevelShift));
+  if (first->slots == nullptr) return false;
+  first->mask = (uint64_t{1} << kFirstLevelShift) - 1;
+  levels_[0].store(first, std::memory_order_release);
+  return true;
+}
+
+uint64_t StackTable::hash(const uintptr_t* frames, uint32_t depth) {
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ depth;
+  for (uint32_t i = 0; i < depth; ++i) {
+    h ^= frames[i];
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 32;
+  }
+  h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 29;
+  return h;
+}
+
+StackView StackTable::frames(uint32_t id) const {
+  if (id == kNoStack || id >= next_id_.load(std::memory_order_acquire) || id >= kMaxStacks) return {};
+  uint64_t record = records_[id].load(std::memory_order_acquire);
+  if (record == 0) return {};
+  return {arena_ + (record >> 8), static_cast<uint32_t>(record & 0xff)};
+}
+
+uint32_t StackTable::count() const { return next_id_.load(std::memory_order_relaxed) - 1; }
+
+bool StackTable::same_frames(uint32_t id, const uintptr_t* frames, uint32_t depth) const {
+  StackView view = this->frames(id);
+  if (view.depth != depth) return false;
+  for (uint32_t i = 0; i < depth; ++i) {
+    if (view.frames[i] != frames[i]) return false;
+  }
+  return true;
+}
+
+StackTable::Level* StackTable::grow(unsigned after) {
+  if (after + 1 >= kLevels) return nullptr;
+  Level* existing = level(after + 1);
+  if (existing != nullptr) return existing;
+  auto* fresh = static_cast<Level*>(map_anonymous(sizeof(Level)));
+  if (fresh == nullptr) return nullptr;
+  unsigned shift = kFirstLevelShift + 2 * (after + 1);
+  fresh->slots = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) << shift));
+  if (fresh->slots == nullptr) {
+    ::munmap(fresh, sizeof(Level));
+    return nullptr;
+  }
+  fresh->mask = (uint64_t{1} << shift) - 1;
+  Level* expected = nullptr;
+  if (!levels_[after + 1].compare_exchange_strong(expected, fresh, std::memory_order_acq_rel)) {
+    ::munmap(fresh->slots, sizeof(uint64_t) << shift);
+    ::munmap(fresh, sizeof(Level));
+    return expected;
+  }
+  unsigned newest = after;
+  newest_.compare_exchange_strong(newest, after + 1, std::memory_order_acq_rel);
+  return fresh;
+}
+
+uint32_t StackTable::intern(const uintptr_t* frames, uint32_t depth, uint64_t hash) {
+  const uint64_t tag = (hash >> 32) | 1;  // never 0, so an empty slot is recognisable
+  const unsigned newest = newest_.load(std::memory_order_acquire);
+  // Existing stacks first, newest level first.
+  for (unsigned l = newest + 1; l-- > 0;) {
+    Level* lv = level(l);
+    if (lv == nullptr) continue;
+    for (uint64_t i = hash & lv->mask, probes = 0; probes <= lv->mask; i = (i + 1) & lv->mask, ++probes) {
+      uint64_t slot = lv->slots[i].load(std::memory_order_acquire);
+      if (slot == 0) break;
+      if ((slot >> 32) == tag && same_frames(static_cast<uint32_t>(slot), frames, depth)) return static_cast<uint32_t>(slot);
+    }
+  }
+
+  // New stack: store its frames, then publish (hash, id).
+  uint32_t id = next_id_.fetch_add(1, std::memory_order_acq_rel);
+  if (id >= kMaxStacks) return kNoStack;
+  size_t offset = arena_next_.fetch_add(depth, std::memory_order_relaxed);
+  if (offset + depth > arena_words_) return kNoStack;
+  for (uint32_t i = 0; i < depth; ++i) arena_[offset + i] = frames[i];
+  records_[id].store((static_cast<uint64_t>(offset) << 8) | depth, std::memory_order_release);
+
+  unsigned l = newest;
+  Level* lv = level(l);
+  while (lv->used.load(std::memory_order_relaxed) * 2 > lv->mask) {
+    Level* next = grow(l);
+    if (next == nullptr) break;
+    lv = next;
+    ++l;
+  }
+  const uint64_t wanted = (tag << 32) | id;
+  for (uint64_t i = hash & lv->mask, probes = 0; probes <= lv->mask; i = (i + 1) & lv->mask, ++probes) {
+    uint64_t expected = 0;
+    if (lv->slots[i].compare_exchange_strong(expected, wanted, std::memory_order_acq_rel)) {
+      lv->used.fetch_add(1, std::memory_order_relaxed);
+      return id;
+    }
+    if ((expected >> 32) == tag && same_frames(static_cast<uint32_t>(expected), frames, depth)) {
+      return static_cast<uint32_t>(expected);  // another thread won the race; our id stays unused
+    }
+  }
+  return id;  // table full: the id is still valid for frames(), just not findable by lookup
+}
+
+}  // namespace heapkeeper::alloc

@@ -1,0 +1,57 @@
+// StackTable: every distinct allocation stack stored once, named by a 32-bit id.
+//
+// Blocks carry only the id. Interning is lock-free: a stack's frames are appended to an arena, its
+// (hash, id) pair is published into an open-addressing table with one compare-and-swap. The table
+// grows by adding a four-times-larger level when the newest is half full, so no thread ever waits
+// for a resize; lookups probe the newest level first. A race can intern the same stack twice under
+// two ids, which reports merge by content. All memory is mmap'd: none comes from the tracked heap.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace heapkeeper::alloc {
+
+struct StackView {
+  const uintptr_t* frames = nullptr;
+  uint32_t depth = 0;
+};
+
+class StackTable {
+ public:
+  static constexpr uint32_t kNoStack = 0;
+  static constexpr uint32_t kMaxStacks = 1u << 24;
+
+  bool initialize();
+  static uint64_t hash(const uintptr_t* frames, uint32_t depth);
+  // Returns the id of this stack, interning it if new; kNoStack if the table is full.
+  uint32_t intern(const uintptr_t* frames, uint32_t depth, uint64_t hash);
+  StackView frames(uint32_t id) const;
+  uint32_t count() const;  // ids handed out so far (including duplicates from races)
+
+ private:
+  static constexpr unsigned kLevels = 8;
+  static constexpr unsigned kFirstLevelShift = 12;
+  struct Level {
+    std::atomic<uint64_t>* slots;
+    uint64_t mask;
+    std::atomic<uint64_t> used;
+  };
+
+  Level* level(unsigned index) const { return levels_[index].load(std::memory_order_acquire); }
+  Level* grow(unsigned after);
+  bool same_frames(uint32_t id, const uintptr_t* frames, uint32_t depth) const;
+
+  std::atomic<Level*> levels_[kLevels] = {};
+  std::atomic<unsigned> newest_{0};
+  std::atomic<uint32_t> next_id_{1};
+  std::atomic<uint64_t>* records_ = nullptr;  // id -> (frame offset << 8 | depth)
+  uintptr_t* arena_ = nullptr;
+  size_t arena_words_ = 0;
+  std::atomic<size_t> arena_next_{0};
+};
+
+StackTable& stack_table();
+
+}  // namespace heapkeeper::alloc

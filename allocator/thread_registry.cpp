@@ -1,0 +1,179 @@
+// Implementation of the thread registry (see thread_registry.h).
+#include "allocator/thread_registry.h"
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <new>
+
+#include "allocator/block_header.h"
+#include "allocator/jemalloc_api.h"
+#include "allocator/private_heap.h"
+#include "allocator/stack_capture.h"
+
+namespace heapkeeper::alloc {
+
+thread_local ThreadLocal tls_thread __attribute__((tls_model("initial-exec")));
+
+namespace {
+
+ThreadRegistry g_registry;
+constexpr int64_t kLiveFlushStep = 256 * 1024;
+
+void on_thread_exit(void* /*state*/) {
+  ThreadLocal& tl = tls_thread;
+  if (tl.status != ThreadStatus::kActive) return;
+  ++tl.guard;
+  g_registry.retire_current();
+  --tl.guard;
+}
+
+}  // namespace
+
+ThreadRegistry& thread_registry() { return g_registry; }
+
+bool ThreadRegistry::initialize() { return pthread_key_create(&exit_key_, on_thread_exit) == 0; }
+
+ThreadState* ThreadRegistry::take_state() {
+  for (ThreadState* s = head_.load(std::memory_order_acquire); s != nullptr; s = s->next_in_registry) {
+    bool expected = false;
+    if (!s->in_use.load(std::memory_order_relaxed) &&
+        s->in_use.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
+      return s;
+    }
+  }
+  void* memory = hk_je_mallocx(sizeof(ThreadState), MALLOCX_ARENA(private_heap().internal_arena()) |
+                                                         MALLOCX_TCACHE_NONE | MALLOCX_ALIGN(64));
+  if (memory == nullptr) return nullptr;
+  auto* s = new (memory) ThreadState();
+  s->in_use.store(true, std::memory_order_relaxed);
+  ThreadState* head = head_.load(std::memory_order_relaxed);
+  do {
+    s->next_in_registry = head;
+  } while (!head_.compare_exchange_weak(head, s, std::memory_order_acq_rel));
+  return s;
+}
+
+ThreadState* ThreadRegistry::register_current() {
+  ThreadLocal& tl = tls_thread;
+  ThreadState* s = take_state();
+  if (s == nullptr) {
+    tl.status = ThreadStatus::kExited;
+    return nullptr;
+  }
+  uint32_t index = next_index_.fetch_add(1, std::memory_order_relaxed);
+  s->index = index < BlockHeader::kMaxThreadIndex ? index : BlockHeader::kMaxThreadIndex;
+  s->tid = static_cast<pid_t>(::syscall(SYS_gettid));
+  s->handle = pthread_self();
+  s->unflushed_live_bytes = 0;
+  s->sequence_next = s->sequence_end = 0;
+
+  pthread_attr_t attributes;
+  if (pthread_getattr_np(pthread_self(), &attributes) == 0) {
+    void* low = nullptr;
+    size_t size = 0;
+    if (pthread_attr_getstack(&attributes, &low, &size) == 0) {
+      s->stack_low = reinterpret_cast<uintptr_t>(low);
+      s->stack_high = s->stack_low + size;
+    }
+    pthread_attr_destroy(&attributes);
+  }
+  if (index < kTrackedInfos) {
+    infos_[index].tid = s->tid;
+    if (pthread_getname_np(pthread_self(), infos_[index].name, sizeof(infos_[index].name)) != 0) infos_[index].name[0] = '\0';
+  }
+
+  // Bind the thread to one tracked arena so that jemalloc's fast path (malloc/sdallocx with the
+  // thread's automatic tcache) serves it; the tcache is filled only from this arena.
+  s->arena = private_heap().tracked_arena_for(s->index);
+  hk_je_mallctl("thread.arena", nullptr, nullptr, &s->arena, sizeof(s->arena));
+
+  if (s->stack_cache == nullptr) s->stack_cache = create_stack_cache();
+  reset_stack_cache(s->stack_cache, s->stack_low, s->stack_high);
+  pthread_setspecific(exit_key_, s);
+  tl.state = s;
+  tl.status = ThreadStatus::kActive;
+  return s;
+}
+
+void ThreadRegistry::retire_current() {
+  ThreadLocal& tl = tls_thread;
+  ThreadState* s = tl.state;
+  tl.state = nullptr;
+  tl.status = ThreadStatus::kExited;
+  if (s == nullptr) return;
+  flush_live_bytes(*s);
+  retired_allocations_.fetch_add(s->allocations.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
+  retired_frees_.fetch_add(s->frees.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
+  retired_allocated_bytes_.fetch_add(s->allocated_bytes.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
+  retired_freed_bytes_.fetch_add(s->freed_bytes.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
+  s->stack_low = s->stack_high = 0;
+  s->in_use.store(false, std::memory_order_release);
+}
+
+void ThreadRegistry::flush_live_bytes(ThreadState& s) {
+  int64_t delta = s.unflushed_live_bytes;
+  s.unflushed_live_bytes = 0;
+  int64_t now = live_bytes_.fetch_add(delta, std::memory_order_relaxed) + delta;
+  int64_t peak = peak_bytes_.load(std::memory_order_relaxed);
+  while (now > peak && !peak_bytes_.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
+
+uint64_t ThreadRegistry::peak_live_bytes() const {
+  int64_t peak = peak_bytes_.load(std::memory_order_relaxed);
+  ThreadTotals t = totals();
+  int64_t exact_now = static_cast<int64_t>(t.allocated_bytes - t.freed_bytes);
+  return static_cast<uint64_t>(peak > exact_now ? peak : exact_now);
+}
+
+void ThreadRegistry::count_orphan_allocation(size_t bytes) {
+  retired_allocations_.fetch_add(1, std::memory_order_relaxed);
+  retired_allocated_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  live_bytes_.fetch_add(static_cast<int64_t>(bytes), std::memory_order_relaxed);
+}
+
+void ThreadRegistry::count_orphan_free(size_t bytes) {
+  retired_frees_.fetch_add(1, std::memory_order_relaxed);
+  retired_freed_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  live_bytes_.fetch_sub(static_cast<int64_t>(bytes), std::memory_order_relaxed);
+}
+
+ThreadTotals ThreadRegistry::totals() const {
+  ThreadTotals t;
+  t.allocations = retired_allocations_.load(std::memory_order_relaxed);
+  t.frees = retired_frees_.load(std::memory_order_relaxed);
+  t.allocated_bytes = retired_allocated_bytes_.load(std::memory_order_relaxed);
+  t.freed_bytes = retired_freed_bytes_.load(std::memory_order_relaxed);
+  for (ThreadState* s = head_.load(std::memory_order_acquire); s != nullptr; s = s->next_in_registry) {
+    t.allocations += s->allocations.load(std::memory_order_relaxed);
+    t.frees += s->frees.load(std::memory_order_relaxed);
+    t.allocated_bytes += s->allocated_bytes.load(std::memory_order_relaxed);
+    t.freed_bytes += s->freed_bytes.load(std::memory_order_relaxed);
+    if (s->in_use.load(std::memory_order_relaxed)) ++t.live_threads;
+  }
+  t.threads_seen = next_index_.load(std::memory_order_relaxed) - 1;
+  return t;
+}
+
+const ThreadInfo* ThreadRegistry::info(uint32_t index) const {
+  if (index == 0 || index >= kTrackedInfos || index >= next_index_.load(std::memory_order_relaxed)) return nullptr;
+  return &infos_[index];
+}
+
+void ThreadRegistry::after_fork_in_child() {
+  ThreadState* self = tls_thread.state;
+  for (ThreadState* s = head_.load(std::memory_order_acquire); s != nullptr; s = s->next_in_registry) {
+    if (s == self) {
+      s->tid = static_cast<pid_t>(::syscall(SYS_gettid));
+      s->handle = pthread_self();
+      continue;
+    }
+    // The thread does not exist in the child. Its counters stay: the memory it allocated does.
+    s->stack_low = s->stack_high = 0;
+    s->in_use.store(false, std::memory_order_release);
+  }
+}
+
+}  // namespace heapkeeper::alloc

@@ -1,0 +1,24 @@
+// The one list of symbols libheapkeeper.so interposes (as memray's MEMRAY_HOOKED_FUNCTIONS).
+//
+// HEAPKEEPER_INTERPOSED_SYMBOLS lists every exported allocation symbol; start-up checks that the
+// dynamic linker resolves each of them to this library (it does not when the program is linked
+// statically, or when another preloaded library defines them first) and says which are not.
+// HEAPKEEPER_FORWARDED_FUNCTIONS lists the functions whose original heapkeeper calls after doing
+// its part; it generates their pointer types and the table of originals.
+#pragma once
+
+#define HEAPKEEPER_INTERPOSED_SYMBOLS(X)                                                                  \
+  X(malloc) X(free) X(calloc) X(realloc) X(reallocarray) X(posix_memalign) X(aligned_alloc) X(memalign)   \
+  X(valloc) X(pvalloc) X(malloc_usable_size) X(malloc_trim)                                              \
+  X(mallocx) X(rallocx) X(xallocx) X(sallocx) X(dallocx) X(sdallocx) X(nallocx) X(mallctl)               \
+  X(mallctlnametomib) X(mallctlbymib) X(malloc_stats_print)                                              \
+  X(_Znwm) X(_Znam) X(_ZnwmRKSt9nothrow_t) X(_ZnamRKSt9nothrow_t) X(_ZnwmSt11align_val_t)                  \
+  X(_ZnamSt11align_val_t) X(_ZnwmSt11align_val_tRKSt9nothrow_t) X(_ZnamSt11align_val_tRKSt9nothrow_t)     \
+  X(_ZdlPv) X(_ZdaPv) X(_ZdlPvRKSt9nothrow_t) X(_ZdaPvRKSt9nothrow_t) X(_ZdlPvm) X(_ZdaPvm)               \
+  X(_ZdlPvSt11align_val_t) X(_ZdaPvSt11align_val_t) X(_ZdlPvSt11align_val_tRKSt9nothrow_t)                \
+  X(_ZdaPvSt11align_val_tRKSt9nothrow_t) X(_ZdlPvmSt11align_val_t) X(_ZdaPvmSt11align_val_t)              \
+  X(pthread_create)
+
+// X(name, return type, parameter list)
+#define HEAPKEEPER_FORWARDED_FUNCTIONS(X) \
+  X(pthread_create, int, (pthread_t*, const pthread_attr_t*, void* (*)(void*), void*))

@@ -1,0 +1,19 @@
+// The table of original functions heapkeeper forwards to (generated from hooked_functions.h).
+#pragma once
+
+#include <pthread.h>
+
+#include "preload/hooked_functions.h"
+
+namespace heapkeeper::preload {
+
+#define HEAPKEEPER_DECLARE_ORIGINAL(name, return_type, parameters) \
+  using name##_function = return_type(*) parameters;               \
+  name##_function original_##name();
+HEAPKEEPER_FORWARDED_FUNCTIONS(HEAPKEEPER_DECLARE_ORIGINAL)
+#undef HEAPKEEPER_DECLARE_ORIGINAL
+
+// Warns about every interposed symbol the dynamic linker does not resolve to this library.
+void check_interposition();
+
+}  // namespace heapkeeper::preload

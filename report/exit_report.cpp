@@ -1,0 +1,166 @@
+// Implementation of the JSON report and the report layer's hooks (see exit_report.h).
+//
+// JSON is built with nlohmann::json (Debian's nlohmann-json3-dev): a well-kept, header-only
+// library, so the document is correct by construction (escaping, numbers) instead of hand-built.
+// It allocates through operator new, which is fine: everything here runs with the guard held, so
+// those allocations land in the internal arena.
+#include "report/exit_report.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "allocator/config.h"
+#include "allocator/diagnostics.h"
+#include "allocator/engine.h"
+#include "allocator/heap_summary.h"
+#include "allocator/stack_table.h"
+#include "report/symbolizer.h"
+
+namespace heapkeeper::report {
+namespace {
+
+const time_t g_started_at = std::time(nullptr);
+
+Symbolizer& symbolizer() {
+  static Symbolizer* instance = new Symbolizer();  // never destroyed: used until the very end
+  return *instance;
+}
+
+std::string read_file(const char* path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+nlohmann::json command_line() {
+  nlohmann::json args = nlohmann::json::array();
+  std::string raw = read_file("/proc/self/cmdline");
+  size_t start = 0;
+  while (start < raw.size()) {
+    size_t end = raw.find('\0', start);
+    if (end == std::string::npos) end = raw.size();
+    args.push_back(raw.substr(start, end - start));
+    start = end + 1;
+  }
+  return args;
+}
+
+std::string program_path() {
+  char buffer[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buffer, sizeof(buffer) - 1);
+  return n > 0 ? std::string(buffer, static_cast<size_t>(n)) : std::string("?");
+}
+
+const char* mode_name(alloc::CollectorMode mode) {
+  switch (mode) {
+    case alloc::CollectorMode::kOff: return "off";
+    case alloc::CollectorMode::kDetect: return "detect";
+    case alloc::CollectorMode::kCollect: return "collect";
+  }
+  return "?";
+}
+
+void print_symbolized_stack(uint32_t stack_id, const char* title) {
+  alloc::DiagnosticLine().text("  ").text(title).emit();
+  alloc::StackView view = alloc::stack_table().frames(stack_id);
+  if (view.depth == 0) {
+    alloc::DiagnosticLine().text("    (no stack recorded)").emit();
+    return;
+  }
+  for (uint32_t i = 0; i < view.depth; ++i) {
+    SymbolizedFrame frame = symbolizer().resolve(view.frames[i]);
+    std::string text = Symbolizer::format(frame);
+    alloc::DiagnosticLine().text("    #").number(i).text(" ").text(text).emit();
+  }
+}
+
+void write_report_at_exit() {
+  const alloc::Config& cfg = alloc::config();
+  if (cfg.report_path[0] == '\0') return;
+  if (write_report_file(cfg.report_path) != 0) {
+    alloc::DiagnosticLine().text("could not write the report to ").text(cfg.report_path).text(": ").text(std::strerror(errno)).emit();
+  }
+}
+
+}  // namespace
+
+void install() {
+  alloc::set_stack_printer(print_symbolized_stack);
+  alloc::add_exit_handler(write_report_at_exit);
+  alloc::add_fork_child_handler([] { symbolizer().invalidate(); });
+}
+
+std::string build_report_json() {
+  const alloc::HeapSummary s = alloc::summarize_heap();
+  const alloc::Config& cfg = alloc::config();
+  nlohmann::json doc;
+  doc["schema_version"] = 1;
+  doc["tool"] = "heapkeeper";
+  doc["tool_version"] = "0.1.0";
+  doc["pid"] = ::getpid();
+  doc["program"] = program_path();
+  doc["command_line"] = command_line();
+  doc["started_at"] = static_cast<int64_t>(g_started_at);
+  doc["written_at"] = static_cast<int64_t>(std::time(nullptr));
+  doc["live_bytes"] = s.live_bytes;
+  doc["live_blocks"] = s.live_blocks;
+  doc["peak_live_bytes"] = s.peak_live_bytes;
+  doc["allocations"] = s.total_allocations;
+  doc["frees"] = s.total_frees;
+  doc["foreign_frees"] = s.foreign_frees;
+  doc["bad_frees"] = s.bad_frees;
+  doc["distinct_stacks"] = s.distinct_stacks;
+  doc["threads_seen"] = s.threads_seen;
+  doc["heap"] = {
+      {"reserved_bytes", s.heap.reserve_bytes},   {"mapped_bytes", s.heap.mapped_bytes},
+      {"resident_bytes", s.heap.resident_bytes},  {"returned_bytes", s.heap.returned_bytes},
+      {"active_bytes", s.heap.active_bytes},      {"internal_mapped_bytes", s.heap.internal_mapped_bytes},
+  };
+  doc["config"] = {
+      {"stack_depth", cfg.stack_depth},
+      {"free_stacks", cfg.free_stacks},
+      {"mode", mode_name(cfg.mode)},
+      {"scan_interval_ms", cfg.scan_interval_ms},
+      {"on_bad_free", cfg.on_bad_free == alloc::BadFreePolicy::kAbort ? "abort" : "continue"},
+  };
+  return doc.dump(2) + "\n";
+}
+
+int write_report_file(const char* pattern) {
+  char path[4096];
+  if (!alloc::expand_pid_pattern(pattern, ::getpid(), path, sizeof(path))) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  const std::string json = build_report_json();
+  std::string temporary = std::string(path) + ".tmp." + std::to_string(::getpid());
+  int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return -1;
+  size_t done = 0;
+  while (done < json.size()) {
+    ssize_t n = ::write(fd, json.data() + done, json.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int saved = errno;
+      ::close(fd);
+      ::unlink(temporary.c_str());
+      errno = saved;
+      return -1;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::close(fd) != 0 || ::rename(temporary.c_str(), path) != 0) {
+    int saved = errno;
+    ::unlink(temporary.c_str());
+    errno = saved;
+    return -1;
+  }
+  return 0;
+}
+
+}  // namespace heapkeeper::report

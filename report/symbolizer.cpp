@@ -1,0 +1,298 @@
+// Symbolizer implementation: one libdwfl session describing the current process's mapped ELF
+// objects, queried for the symbol, module and source line of each return address, with dladdr as a
+// fallback for the name and abi::__cxa_demangle for C++ symbols. Runs only at report time, so it is
+// free to allocate (libdw and libelf allocate through malloc; heapkeeper's callers hold the
+// reentrancy guard, so those allocations are not tracked), read files and take locks.
+#include "report/symbolizer.h"
+
+#include <cxxabi.h>
+#include <dlfcn.h>
+#include <elfutils/libdw.h>
+#include <elfutils/libdwfl.h>
+#include <fcntl.h>
+#include <link.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+namespace heapkeeper::report {
+namespace {
+
+constexpr const char* kUnknown = "??";
+
+// libdwfl keeps each ELF and debug file it opens open until the session ends, and opens them
+// without O_CLOEXEC; the traced program must not pass them on to whatever it execs.
+int close_on_exec(int fd) {
+  if (fd >= 0) fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
+  return fd;
+}
+
+int find_elf_of_mapping(Dwfl_Module* module, void** userdata, const char* module_name,
+                        Dwarf_Addr base, char** file_name, Elf** elf) {
+  return close_on_exec(
+      dwfl_linux_proc_find_elf(module, userdata, module_name, base, file_name, elf));
+}
+
+// Separate debug info is looked up only where it is installed locally, by build ID under
+// /usr/lib/debug/.build-id (where Debian's -dbgsym and Fedora's -debuginfo packages put it).
+// dwfl_standard_find_debuginfo would, after its local search, ask debuginfod: that dlopens
+// libdebuginfod and libcurl into the traced program and, when DEBUGINFOD_URLS is set, downloads
+// files over the network while the program is exiting. Objects built with -g carry their DWARF in
+// the main file, which libdwfl reads without calling this at all.
+int find_local_debuginfo(Dwfl_Module* module, void** userdata, const char* module_name,
+                         Dwarf_Addr base, const char* file_name, const char* debuglink_file,
+                         GElf_Word debuglink_crc, char** debuginfo_file_name) {
+  return close_on_exec(dwfl_build_id_find_debuginfo(module, userdata, module_name, base, file_name,
+                                                    debuglink_file, debuglink_crc,
+                                                    debuginfo_file_name));
+}
+
+// libdwfl keeps a pointer to the callbacks (and to the search path) for the session's lifetime,
+// so both live in static storage. A null path means libdwfl's default, /usr/lib/debug.
+char* debuginfo_search_path = nullptr;
+const Dwfl_Callbacks kProcessCallbacks = {
+    .find_elf = find_elf_of_mapping,
+    .find_debuginfo = find_local_debuginfo,
+    .section_address = nullptr,
+    .debuginfo_path = &debuginfo_search_path,
+};
+
+struct LoaderCounters {
+  unsigned long long loads = 0;
+  unsigned long long unloads = 0;
+};
+
+// glibc counts every object the dynamic loader maps and unmaps; reading the counters costs one
+// dl_iterate_phdr callback, far less than re-reading /proc/self/maps.
+LoaderCounters current_loader_counters() {
+  LoaderCounters counters;
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t size, void* data) -> int {
+        auto* out = static_cast<LoaderCounters*>(data);
+        // The counters were appended to dl_phdr_info later; size says whether they are present.
+        if (size >= offsetof(dl_phdr_info, dlpi_subs) + sizeof(info->dlpi_subs)) {
+          out->loads = info->dlpi_adds;
+          out->unloads = info->dlpi_subs;
+        }
+        return 1;  // the counters are global, so the first object is enough
+      },
+      &counters);
+  return counters;
+}
+
+// Turns a symbol-table name into what a reader expects: without the symbol version that glibc's
+// and libstdc++'s full symbol tables append ("__libc_start_main@@GLIBC_2.34"), and demangled when
+// it is an Itanium-ABI C++ name.
+std::string readable_function_name(const char* symbol) {
+  std::string name(symbol, std::strcspn(symbol, "@"));
+  // Only C++ names start with _Z; demangling anything else would at best fail and at worst turn a
+  // C name such as "_Zero" into nonsense.
+  if (name.compare(0, 2, "_Z") == 0) {
+    int status = 0;
+    char* demangled = abi::__cxa_demangle(name.c_str(), nullptr, nullptr, &status);
+    if (status == 0 && demangled != nullptr) name = demangled;
+    std::free(demangled);
+  }
+  return name;
+}
+
+// dwfl_linux_proc_report names the vDSO "[vdso: <pid>]" so that it can read the image from that
+// process's memory; reports show "[vdso]" so that their text does not change from run to run.
+std::string module_display_name(const char* dwfl_name) {
+  if (dwfl_name == nullptr || dwfl_name[0] == '\0') return kUnknown;
+  if (std::strncmp(dwfl_name, "[vdso", 5) == 0) return "[vdso]";
+  return dwfl_name;
+}
+
+// dladdr sees only what the dynamic loader exports (.dynsym), but it knows objects libdwfl could
+// not open, such as a library whose file was deleted or replaced after it was loaded.
+std::string function_name_from_loader(uintptr_t lookup_address) {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(lookup_address), &info) == 0 || info.dli_sname == nullptr) {
+    return "";
+  }
+  return readable_function_name(info.dli_sname);
+}
+
+// dwfl_addrmodule answers from a table of module start addresses and, in elfutils 0.188, returns
+// the highest module (usually ld.so) for every address above it: the stack, the kernel half,
+// UINTPTR_MAX. Checking the module's own bounds turns those back into misses.
+Dwfl_Module* module_at(Dwfl* session, uintptr_t address) {
+  Dwfl_Module* module = dwfl_addrmodule(session, address);
+  if (module == nullptr) return nullptr;
+  Dwarf_Addr start = 0;
+  Dwarf_Addr end = 0;
+  dwfl_module_info(module, nullptr, &start, &end, nullptr, nullptr, nullptr, nullptr);
+  return (address >= start && address < end) ? module : nullptr;
+}
+
+// dwfl_module_getsrc finds an address's compilation unit through .debug_aranges, which clang does
+// not emit unless asked (-gdwarf-aranges) and which libdw 0.188 does not rebuild from the units
+// themselves. Asking each unit whether it covers the address is slower but always works; it only
+// runs for addresses the fast path could not place, each of which is then cached by the caller.
+void source_line_without_aranges(Dwfl_Module* module, uintptr_t address, SymbolizedFrame& frame) {
+  Dwarf_Addr bias = 0;
+  for (Dwarf_Die* unit = dwfl_module_nextcu(module, nullptr, &bias); unit != nullptr;
+       unit = dwfl_module_nextcu(module, unit, &bias)) {
+    if (dwarf_haspc(unit, address - bias) <= 0) continue;
+    Dwarf_Line* line_record = dwarf_getsrc_die(unit, address - bias);
+    const char* file =
+        line_record != nullptr ? dwarf_linesrc(line_record, nullptr, nullptr) : nullptr;
+    int line = 0;
+    if (file != nullptr && dwarf_lineno(line_record, &line) == 0) {
+      frame.file = file;
+      frame.line = line > 0 ? line : 0;
+    }
+    return;
+  }
+}
+
+}  // namespace
+
+Symbolizer::Symbolizer() = default;
+
+Symbolizer::~Symbolizer() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  forget_module_list_locked();
+}
+
+SymbolizedFrame Symbolizer::resolve(uintptr_t return_address) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (auto cached = cache_.find(return_address); cached != cache_.end()) return cached->second;
+  SymbolizedFrame frame = symbolize_locked(return_address);
+  cache_.emplace(return_address, frame);
+  return frame;
+}
+
+void Symbolizer::invalidate() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  forget_module_list_locked();
+  cache_.clear();
+}
+
+std::string Symbolizer::format(const SymbolizedFrame& frame) {
+  std::string text = frame.function.empty() ? kUnknown : frame.function;
+  char number[2 + 16 + 1];
+  if (frame.module.empty() || frame.module == kUnknown) {
+    std::snprintf(number, sizeof number, "0x%" PRIxPTR, frame.address);
+    text += " ?? ";
+    text += number;
+  } else {
+    std::snprintf(number, sizeof number, "0x%" PRIxPTR, frame.module_offset);
+    text += ' ';
+    text += frame.module;
+    text += '+';
+    text += number;
+  }
+  if (!frame.file.empty()) {
+    text += ' ';
+    text += frame.file;
+    if (frame.line > 0) {
+      text += ':';
+      text += std::to_string(frame.line);
+    }
+  }
+  return text;
+}
+
+SymbolizedFrame Symbolizer::symbolize_locked(uintptr_t return_address) {
+  SymbolizedFrame frame;
+  frame.address = return_address;
+  frame.function = kUnknown;
+  frame.module = kUnknown;
+  // A return address points just past its call instruction, which may be the first byte of the
+  // next line or even of the next function (a noreturn call ending a function); one byte back is
+  // inside the call itself. 0 has no call before it.
+  if (return_address == 0) return frame;
+  const uintptr_t lookup_address = return_address - 1;
+
+  Dwfl_Module* module = module_containing_locked(lookup_address);
+  if (module == nullptr) return frame;
+
+  Dwarf_Addr module_start = 0;
+  const char* module_name =
+      dwfl_module_info(module, nullptr, &module_start, nullptr, nullptr, nullptr, nullptr, nullptr);
+  frame.module = module_display_name(module_name);
+
+  // The load bias, not the lowest mapped address, is what turns a run-time address into the ELF
+  // file's own numbering. Without an ELF image (file unreadable) the mapping start is the best
+  // guess, and equals the bias for every ordinary PIE executable and shared library.
+  Dwarf_Addr load_bias = module_start;
+  if (dwfl_module_getelf(module, &load_bias) == nullptr) load_bias = module_start;
+  frame.module_offset = return_address - load_bias;
+
+  GElf_Off offset_in_symbol = 0;
+  GElf_Sym symbol{};
+  const char* symbol_name = dwfl_module_addrinfo(module, lookup_address, &offset_in_symbol, &symbol,
+                                                 nullptr, nullptr, nullptr);
+  std::string function =
+      symbol_name != nullptr ? readable_function_name(symbol_name) : std::string();
+  if (function.empty()) function = function_name_from_loader(lookup_address);
+  if (!function.empty()) frame.function = std::move(function);
+
+  if (Dwfl_Line* line_record = dwfl_module_getsrc(module, lookup_address)) {
+    int line = 0;
+    const char* file = dwfl_lineinfo(line_record, nullptr, &line, nullptr, nullptr, nullptr);
+    if (file != nullptr) {
+      frame.file = file;
+      frame.line = line > 0 ? line : 0;
+    }
+  } else {
+    source_line_without_aranges(module, lookup_address, frame);
+  }
+  return frame;
+}
+
+Dwfl_Module* Symbolizer::module_containing_locked(uintptr_t lookup_address) {
+  if (session_ == nullptr || session_pid_ != getpid()) {
+    // First use, or we are a forked child still holding the parent's description.
+    forget_module_list_locked();
+    if (!read_module_list_locked()) return nullptr;
+    return module_at(session_, lookup_address);
+  }
+  if (Dwfl_Module* module = module_at(session_, lookup_address)) return module;
+
+  // Not in any module we know. If the loader has mapped something since we read the list, this
+  // may be a dlopen'ed library: read the list again, once. Otherwise the address is garbage, heap,
+  // stack or JIT code, and another pass over /proc would find nothing new.
+  const LoaderCounters now = current_loader_counters();
+  if (now.loads == loader_loads_seen_ && now.unloads == loader_unloads_seen_) return nullptr;
+  if (!read_module_list_locked()) return nullptr;
+  return module_at(session_, lookup_address);
+}
+
+bool Symbolizer::read_module_list_locked() {
+  if (session_ == nullptr) {
+    session_ = dwfl_begin(&kProcessCallbacks);
+    if (session_ == nullptr) return false;
+  }
+  // Sample the counters before reading the maps: a library loaded while we read is then seen as a
+  // change next time rather than being missed for good.
+  const LoaderCounters counters = current_loader_counters();
+  loader_loads_seen_ = counters.loads;
+  loader_unloads_seen_ = counters.unloads;
+  session_pid_ = getpid();
+
+  // Re-reporting keeps modules whose name and range are unchanged, with their already loaded ELF
+  // and DWARF, and drops the ones that are gone (dlclose).
+  dwfl_report_begin(session_);
+  const int status = dwfl_linux_proc_report(session_, session_pid_);
+  // Must close the reporting phase even on failure, or the session cannot be queried.
+  const bool ended = dwfl_report_end(session_, nullptr, nullptr) == 0;
+  return status == 0 && ended;
+}
+
+void Symbolizer::forget_module_list_locked() {
+  if (session_ != nullptr) dwfl_end(session_);
+  session_ = nullptr;
+  session_pid_ = 0;
+  loader_loads_seen_ = 0;
+  loader_unloads_seen_ = 0;
+}
+
+}  // namespace heapkeeper::report
