@@ -92,7 +92,7 @@ void write_report_at_exit() {
 void install() {
   alloc::set_stack_printer(print_symbolized_stack);
   alloc::add_exit_handler(write_report_at_exit);
-  alloc::add_fork_child_handler([] { symbolizer().invalidate(); });
+  // No fork handler: the symbolizer notices a new pid itself and re-reads the module list.
 }
 
 std::string build_report_json() {
