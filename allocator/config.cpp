@@ -129,7 +129,7 @@ void load_config_from_environment(Config& c) {
   if (const char* v = std::getenv("HEAPKEEPER_FREE_STACKS")) {
     if (equals(v, "1") || equals(v, "yes") || equals(v, "true")) c.free_stacks = true;
     else if (equals(v, "0") || equals(v, "no") || equals(v, "false")) c.free_stacks = false;
-    else warn_invalid("HEAPKEEPER_FREE_STACKS", v, "0 or 1", "1");
+    else warn_invalid("HEAPKEEPER_FREE_STACKS", v, "0 or 1", "0");
   }
   if (const char* v = std::getenv("HEAPKEEPER_ON_BAD_FREE")) {
     if (equals(v, "abort")) c.on_bad_free = BadFreePolicy::kAbort;

@@ -16,7 +16,7 @@ enum class CollectorMode : uint8_t { kOff, kDetect, kCollect };
 struct Config {
   static constexpr int kMaxStackDepth = 128;
   int stack_depth = 24;                     // HEAPKEEPER_STACK_DEPTH, 1..128
-  bool free_stacks = true;                  // HEAPKEEPER_FREE_STACKS: record the stack of each free
+  bool free_stacks = false;                 // HEAPKEEPER_FREE_STACKS=1: full stack of each free (else its caller)
   BadFreePolicy on_bad_free = BadFreePolicy::kAbort;  // HEAPKEEPER_ON_BAD_FREE=abort|continue
   CollectorMode mode = CollectorMode::kDetect;        // HEAPKEEPER_MODE=off|detect|collect
   uint64_t scan_interval_ms = 0;            // HEAPKEEPER_SCAN_INTERVAL (e.g. 10s, 500ms; 0 = never)

@@ -323,7 +323,10 @@ void free_tracked(void* ptr, const char* api_name) noexcept {
   BlockHeader* header = header_at(region);
   const BlockHeader old = *header;
   uint32_t free_stack = 0;
-  if (config().free_stacks && tl.guard == 1) free_stack = capture_stack(s != nullptr ? s->stack_cache : nullptr, config().stack_depth);
+  if (tl.guard == 1) {
+    StackCache* cache = s != nullptr ? s->stack_cache : nullptr;
+    free_stack = config().free_stacks ? capture_stack(cache, config().stack_depth) : capture_caller(cache);
+  }
   header->packed = BlockHeader::pack(old.size(), old.offset_shift(), true, old.thread_index());
   header->sequence = free_stack;
   count_free(s, old.size());

@@ -1,9 +1,9 @@
 // Capturing the allocation stack of the calling thread and interning it.
 //
-// libunwind walks the stack (its x86-64 fast trace with a per-thread cache of frame descriptors);
-// heapkeeper's own frames are dropped from the bottom so a stack starts at the program's call to
-// malloc/new. A small per-thread cache maps the hash of a captured stack to its id, so the shared
-// stack table is only probed for stacks this thread has not seen recently.
+// libunwind walks the stack (its x86-64 fast trace); heapkeeper's own frames are dropped from the
+// bottom so a stack starts at the program's call to malloc/new. A per-thread cache of validated
+// recent stacks (stack_capture.cpp explains why validation is sound) makes the common case a
+// handful of loads instead of an unwind.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +20,10 @@ bool initialize_stack_capture();
 
 // Returns the interned id of the caller's stack, at most `depth` frames. `cache` may be null.
 uint32_t capture_stack(StackCache* cache, int depth);
+
+// Only the program frame that called into heapkeeper, as a one-frame stack: cheap enough for
+// every free (HEAPKEEPER_FREE_STACKS=0, the default).
+uint32_t capture_caller(StackCache* cache);
 
 // True when `address` is code of libheapkeeper.so (used to skip our frames, and by reports).
 bool is_heapkeeper_code(uintptr_t address);

@@ -22,6 +22,18 @@ namespace heapkeeper::preload {
 HEAPKEEPER_FORWARDED_FUNCTIONS(HEAPKEEPER_DEFINE_ORIGINAL)
 #undef HEAPKEEPER_DEFINE_ORIGINAL
 
+namespace {
+
+// A non-PIE executable that calls malloc has a canonical PLT entry named "malloc", and dlsym finds
+// that first; it still jumps to whatever the dynamic linker bound, so it counts as routed here.
+bool is_main_program(const void* base) {
+  Dl_info main_info;
+  void* main_symbol = dlsym(RTLD_DEFAULT, "main");
+  return main_symbol != nullptr && dladdr(main_symbol, &main_info) != 0 && main_info.dli_fbase == base;
+}
+
+}  // namespace
+
 void check_interposition() {
   Dl_info self;
   if (dladdr(reinterpret_cast<void*>(&check_interposition), &self) == 0) return;
@@ -31,7 +43,8 @@ void check_interposition() {
   {                                                                                    \
     Dl_info where;                                                                     \
     void* address = dlsym(RTLD_DEFAULT, #name);                                        \
-    if (address == nullptr || dladdr(address, &where) == 0 || where.dli_fbase != self.dli_fbase) { \
+    if (address == nullptr || dladdr(address, &where) == 0 ||                          \
+        (where.dli_fbase != self.dli_fbase && !is_main_program(where.dli_fbase))) {       \
       if (count < 64) missing[count++] = #name;                                        \
     }                                                                                  \
   }
