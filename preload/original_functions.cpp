@@ -2,6 +2,7 @@
 #include "preload/original_functions.h"
 
 #include <dlfcn.h>
+#include <link.h>
 
 #include <atomic>
 
@@ -26,10 +27,19 @@ namespace {
 
 // A non-PIE executable that calls malloc has a canonical PLT entry named "malloc", and dlsym finds
 // that first; it still jumps to whatever the dynamic linker bound, so it counts as routed here.
-bool is_main_program(const void* base) {
-  Dl_info main_info;
-  void* main_symbol = dlsym(RTLD_DEFAULT, "main");
-  return main_symbol != nullptr && dladdr(main_symbol, &main_info) != 0 && main_info.dli_fbase == base;
+int find_in_main_program(dl_phdr_info* info, size_t, void* data) {
+  auto address = *static_cast<uintptr_t*>(data);
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    uintptr_t start = info->dlpi_addr + ph.p_vaddr;
+    if (ph.p_type == PT_LOAD && address >= start && address < start + ph.p_memsz) return 1;
+  }
+  return -1;  // the main program is listed first: stop after it
+}
+
+bool is_in_main_program(void* address) {
+  auto value = reinterpret_cast<uintptr_t>(address);
+  return dl_iterate_phdr(find_in_main_program, &value) == 1;
 }
 
 }  // namespace
@@ -44,7 +54,7 @@ void check_interposition() {
     Dl_info where;                                                                     \
     void* address = dlsym(RTLD_DEFAULT, #name);                                        \
     if (address == nullptr || dladdr(address, &where) == 0 ||                          \
-        (where.dli_fbase != self.dli_fbase && !is_main_program(where.dli_fbase))) {       \
+        (where.dli_fbase != self.dli_fbase && !is_in_main_program(address))) {       \
       if (count < 64) missing[count++] = #name;                                        \
     }                                                                                  \
   }
