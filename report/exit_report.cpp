@@ -20,6 +20,7 @@
 #include "allocator/engine.h"
 #include "allocator/heap_summary.h"
 #include "allocator/stack_table.h"
+#include "report/site_summary.h"
 #include "report/symbolizer.h"
 
 namespace heapkeeper::report {
@@ -128,6 +129,16 @@ std::string build_report_json() {
       {"scan_interval_ms", cfg.scan_interval_ms},
       {"on_bad_free", cfg.on_bad_free == alloc::BadFreePolicy::kAbort ? "abort" : "continue"},
   };
+  // Where the memory still allocated now comes from (at exit: what the program never freed,
+  // reachable or not; the collector's leak list says which of it is unreachable).
+  constexpr size_t kLiveSitesShown = 20;
+  std::vector<SiteTotals> sites = live_sites();
+  nlohmann::json live = nlohmann::json::array();
+  for (size_t i = 0; i < sites.size() && i < kLiveSitesShown; ++i) {
+    live.push_back({{"blocks", sites[i].blocks}, {"bytes", sites[i].bytes}, {"stack", stack_to_json(symbolizer(), sites[i].stack_id)}});
+  }
+  doc["live_sites"] = std::move(live);
+  doc["live_site_count"] = sites.size();
   return doc.dump(2) + "\n";
 }
 

@@ -6,6 +6,7 @@
 #include <fmt/core.h>
 
 #include "viewer/run_command.h"
+#include "viewer/show_command.h"
 
 namespace {
 
@@ -51,11 +52,19 @@ int main(int argc, char** argv) {
   run_cmd->prefix_command(false);
   run_cmd->positionals_at_end(true);
 
+  std::string report_file;
+  size_t sites_shown = 10, frames_shown = 8;
+  CLI::App* show_cmd = app.add_subcommand("show", "Print a JSON report (HEAPKEEPER_REPORT / --report) for people");
+  show_cmd->add_option("report", report_file, "The report file")->required()->type_name("FILE.json");
+  show_cmd->add_option("--sites", sites_shown, "Allocation sites to show (default 10)")->type_name("N");
+  show_cmd->add_option("--frames", frames_shown, "Frames per stack to show (default 8)")->type_name("N");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
     return app.exit(error);
   }
   if (run_cmd->parsed()) return heapkeeper::view::run_program(run);
+  if (show_cmd->parsed()) return heapkeeper::view::show_report(report_file, sites_shown, frames_shown);
   return 0;
 }

@@ -1,0 +1,68 @@
+// Implementation of allocation-site grouping (see site_summary.h).
+#include "report/site_summary.h"
+
+#include <algorithm>
+#include <unordered_map>
+
+#include "allocator/block_header.h"
+#include "allocator/block_map.h"
+#include "allocator/stack_table.h"
+#include "report/symbolizer.h"
+
+namespace heapkeeper::report {
+
+void SiteAccumulator::add(uint32_t stack_id, uint64_t bytes) {
+  if (stack_id >= by_id_.size()) by_id_.resize(stack_id + 1024);
+  SiteTotals& site = by_id_[stack_id];
+  site.stack_id = stack_id;
+  ++site.blocks;
+  site.bytes += bytes;
+}
+
+std::vector<SiteTotals> SiteAccumulator::sorted() const {
+  // Merge ids whose frames are identical (the stack table may intern a stack twice under a race).
+  std::unordered_map<uint64_t, SiteTotals> merged;
+  for (const SiteTotals& site : by_id_) {
+    if (site.blocks == 0) continue;
+    alloc::StackView view = alloc::stack_table().frames(site.stack_id);
+    uint64_t key = view.depth == 0 ? 0 : alloc::StackTable::hash(view.frames, view.depth);
+    SiteTotals& into = merged[key];
+    if (into.blocks == 0) into.stack_id = site.stack_id;
+    into.blocks += site.blocks;
+    into.bytes += site.bytes;
+  }
+  std::vector<SiteTotals> result;
+  result.reserve(merged.size());
+  for (auto& [key, site] : merged) result.push_back(site);
+  std::sort(result.begin(), result.end(), [](const SiteTotals& a, const SiteTotals& b) {
+    return a.bytes != b.bytes ? a.bytes > b.bytes : a.blocks > b.blocks;
+  });
+  return result;
+}
+
+std::vector<SiteTotals> live_sites() {
+  SiteAccumulator accumulator;
+  alloc::block_map().for_each_live([&](uintptr_t region) {
+    const alloc::BlockHeader* header = alloc::header_at(region);
+    accumulator.add(header->stack_id, header->size());
+  });
+  return accumulator.sorted();
+}
+
+nlohmann::json stack_to_json(Symbolizer& symbolizer, uint32_t stack_id) {
+  nlohmann::json frames = nlohmann::json::array();
+  alloc::StackView view = alloc::stack_table().frames(stack_id);
+  for (uint32_t i = 0; i < view.depth; ++i) {
+    SymbolizedFrame f = symbolizer.resolve(view.frames[i]);
+    nlohmann::json frame = {{"address", f.address}, {"function", f.function}, {"module", f.module},
+                            {"offset", f.module_offset}};
+    if (!f.file.empty()) {
+      frame["file"] = f.file;
+      frame["line"] = f.line;
+    }
+    frames.push_back(std::move(frame));
+  }
+  return frames;
+}
+
+}  // namespace heapkeeper::report

@@ -1,0 +1,36 @@
+// Grouping blocks by allocation site (stack), largest first, with symbolized frames: what the
+// reports show for live memory, and what the collector reuses for leaks.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace heapkeeper::report {
+
+class Symbolizer;
+
+struct SiteTotals {
+  uint32_t stack_id = 0;   // one representative id (identical stacks interned twice are merged)
+  uint64_t blocks = 0;
+  uint64_t bytes = 0;
+};
+
+// Accumulates (stack id, bytes) pairs and returns the sites sorted by bytes, then blocks.
+class SiteAccumulator {
+ public:
+  void add(uint32_t stack_id, uint64_t bytes);
+  std::vector<SiteTotals> sorted() const;
+
+ private:
+  std::vector<SiteTotals> by_id_;  // indexed by stack id, grown on demand
+};
+
+// Sites of the blocks live right now (not synchronised with other threads: a moving picture).
+std::vector<SiteTotals> live_sites();
+
+// [{function, module, offset, file, line, address}] for a stack.
+nlohmann::json stack_to_json(Symbolizer& symbolizer, uint32_t stack_id);
+
+}  // namespace heapkeeper::report

@@ -1,0 +1,90 @@
+// Implementation of `heapkeeper show` (see show_command.h). Reads the versioned JSON document with
+// nlohmann::json and prints totals, then sites largest first in LeakSanitizer's frame style.
+#include "viewer/show_command.h"
+
+#include <fmt/core.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+namespace heapkeeper::view {
+namespace {
+
+std::string human_bytes(uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  size_t unit = 0;
+  while (value >= 1024 && unit + 1 < 5) {
+    value /= 1024;
+    ++unit;
+  }
+  return unit == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.1f} {}", value, units[unit]);
+}
+
+void print_stack(const nlohmann::json& stack, size_t frames_shown) {
+  size_t index = 0;
+  for (const auto& frame : stack) {
+    if (index >= frames_shown) {
+      fmt::print("    ... {} more frames\n", stack.size() - frames_shown);
+      break;
+    }
+    std::string where = frame.value("module", "??");
+    std::string line = fmt::format("    #{} {} in {}+{:#x}", index, frame.value("function", "??"), where,
+                                   frame.value("offset", uint64_t{0}));
+    if (frame.contains("file")) line += fmt::format(" {}:{}", frame.value("file", ""), frame.value("line", 0));
+    fmt::print("{}\n", line);
+    ++index;
+  }
+}
+
+void print_sites(const char* title, const nlohmann::json& sites, size_t sites_shown, size_t frames_shown) {
+  if (!sites.is_array() || sites.empty()) return;
+  fmt::print("\n{}\n", title);
+  size_t shown = 0;
+  for (const auto& site : sites) {
+    if (shown++ >= sites_shown) {
+      fmt::print("  ... {} more sites\n", sites.size() - sites_shown);
+      break;
+    }
+    std::string kind = site.contains("kind") ? site.value("kind", "") + " leak: " : "";
+    fmt::print("  {}{} in {} block(s), allocated at:\n", kind, human_bytes(site.value("bytes", uint64_t{0})),
+               site.value("blocks", uint64_t{0}));
+    print_stack(site.value("stack", nlohmann::json::array()), frames_shown);
+  }
+}
+
+}  // namespace
+
+int show_report(const std::string& path, size_t sites_shown, size_t frames_shown) {
+  std::ifstream in(path);
+  if (!in) {
+    fmt::print(stderr, "heapkeeper: cannot open report {}\n", path);
+    return 2;
+  }
+  nlohmann::json doc = nlohmann::json::parse(in, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object() || doc.value("tool", "") != "heapkeeper") {
+    fmt::print(stderr, "heapkeeper: {} is not a heapkeeper report (invalid JSON or missing \"tool\")\n", path);
+    return 2;
+  }
+  fmt::print("heapkeeper report for pid {} ({})\n", doc.value("pid", 0), doc.value("program", "?"));
+  fmt::print("  allocations {}  frees {}  live {} in {} blocks  peak {}\n", doc.value("allocations", uint64_t{0}),
+             doc.value("frees", uint64_t{0}), human_bytes(doc.value("live_bytes", uint64_t{0})),
+             doc.value("live_blocks", uint64_t{0}), human_bytes(doc.value("peak_live_bytes", uint64_t{0})));
+  if (doc.contains("heap")) {
+    const auto& heap = doc["heap"];
+    fmt::print("  heap: mapped {}  resident {}  returned to the OS {}\n", human_bytes(heap.value("mapped_bytes", uint64_t{0})),
+               human_bytes(heap.value("resident_bytes", uint64_t{0})), human_bytes(heap.value("returned_bytes", uint64_t{0})));
+  }
+  if (doc.contains("leaked_blocks")) {
+    fmt::print("  leaked: {} in {} blocks\n", human_bytes(doc.value("leaked_bytes", uint64_t{0})),
+               doc.value("leaked_blocks", uint64_t{0}));
+  }
+  if (doc.value("bad_frees", uint64_t{0}) > 0) fmt::print("  bad frees reported: {}\n", doc.value("bad_frees", uint64_t{0}));
+  print_sites("Leaks (unreachable blocks), by allocation site:", doc.value("leaks", nlohmann::json::array()), sites_shown,
+              frames_shown);
+  print_sites("Still allocated when the report was written, by allocation site:",
+              doc.value("live_sites", nlohmann::json::array()), sites_shown, frames_shown);
+  return 0;
+}
+
+}  // namespace heapkeeper::view
