@@ -4,6 +4,6 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 "$root/scripts/install-deps.sh"
-"$root/scripts/build.sh"
+"$root/scripts/build.sh" -DHEAPKEEPER_BUILD_TESTS=ON
 cd "$root/build"
 ctest --output-on-failure -j2 --timeout 300
