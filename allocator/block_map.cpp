@@ -9,6 +9,7 @@
 
 #include <sys/mman.h>
 
+#include "allocator/internal_mappings.h"
 #include "allocator/private_heap.h"
 
 namespace heapkeeper::alloc {
@@ -21,10 +22,7 @@ inline uint32_t fast_remainder(uint32_t value, uint64_t reciprocal, uint32_t div
   return static_cast<uint32_t>((static_cast<__uint128_t>(low) * divisor) >> 64);
 }
 
-void* map_side_table(size_t bytes) {
-  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  return p == MAP_FAILED ? nullptr : p;
-}
+void* map_side_table(size_t bytes) { return map_internal(bytes, true); }
 
 }  // namespace
 

@@ -19,10 +19,9 @@
 #include <cstdint>
 
 #include "allocator/block_header.h"
+#include "allocator/private_heap.h"
 
 namespace heapkeeper::alloc {
-
-class PrivateHeap;
 
 class BlockMap {
  public:
@@ -42,6 +41,12 @@ class BlockMap {
   // allocation: callers either stop the world or accept a moving picture.
   template <typename Visitor>
   void for_each_live(Visitor&& visit) const;
+
+  // For the collector's side bitmaps, which share the live bitmap's layout: one bit per 16-byte
+  // granule from heap_base(), 64 granules a word.
+  size_t word_count() const { return (heap_->tracked().used() / 16 + 63) / 64; }
+  uint64_t live_word(size_t index) const { return live_bits_[index].load(std::memory_order_acquire); }
+  static size_t granule_of(uintptr_t region, uintptr_t base) { return (region - base) >> 4; }
 
   uintptr_t heap_base() const { return base_; }
   size_t heap_size() const { return size_; }
@@ -68,11 +73,6 @@ class BlockMap {
 
 BlockMap& block_map();
 
-}  // namespace heapkeeper::alloc
-
-#include "allocator/private_heap.h"
-
-namespace heapkeeper::alloc {
 
 template <typename Visitor>
 void BlockMap::for_each_live(Visitor&& visit) const {

@@ -16,8 +16,11 @@
 
 // jemalloc reads its options from this symbol (renamed with the rest of the archive). A background
 // thread is not wanted inside the traced program; decay is jemalloc's default, driven by activity.
+// Thread caches start off: they are enabled per thread once arena 0 allocates from the internal
+// reservation (see initialize), so no cache array ever lives where the collector looks for roots.
+// Huge allocations stay in the thread's (tracked) arena instead of jemalloc's automatic huge arena.
 extern "C" {
-__attribute__((visibility("hidden"))) const char* hk_je_malloc_conf = "background_thread:false";
+__attribute__((visibility("hidden"))) const char* hk_je_malloc_conf = "background_thread:false,tcache:false,oversize_threshold:0";
 }
 
 namespace heapkeeper::alloc {
@@ -122,6 +125,13 @@ bool PrivateHeap::initialize(uint64_t reserve_bytes, unsigned arena_count) {
   }
   if (arena_count > 64) arena_count = 64;
   if (!create_arena(&g_internal_hooks.hooks, internal_arena_)) return false;
+  // jemalloc allocates its per-thread caches from arena 0. Their bin arrays keep stale copies of
+  // region addresses handed out moments ago, which the collector must never take for references:
+  // so arena 0's extents come from the internal reservation too, which is never scanned as a root.
+  extent_hooks_t* internal_hooks = &g_internal_hooks.hooks;
+  if (hk_je_mallctl("arena.0.extent_hooks", nullptr, nullptr, &internal_hooks, sizeof(internal_hooks)) != 0) return false;
+  // jemalloc starts with thread caches off (hk_je_malloc_conf), so none was made before this
+  // switch; each thread turns its cache on when it registers.
   for (unsigned i = 0; i < arena_count; ++i) {
     if (!create_arena(&g_tracked_hooks.hooks, tracked_arenas_[i])) return false;
   }

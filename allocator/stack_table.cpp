@@ -1,6 +1,8 @@
 // Implementation of the lock-free stack table (see stack_table.h).
 #include "allocator/stack_table.h"
 
+#include "allocator/internal_mappings.h"
+
 #include <sys/mman.h>
 
 namespace heapkeeper::alloc {
@@ -8,10 +10,7 @@ namespace {
 
 StackTable g_stack_table;
 
-void* map_anonymous(size_t bytes) {
-  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  return p == MAP_FAILED ? nullptr : p;
-}
+void* map_anonymous(size_t bytes) { return map_internal(bytes, true); }
 
 }  // namespace
 
@@ -70,14 +69,14 @@ StackTable::Level* StackTable::grow(unsigned after) {
   unsigned shift = kFirstLevelShift + 2 * (after + 1);
   fresh->slots = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) << shift));
   if (fresh->slots == nullptr) {
-    ::munmap(fresh, sizeof(Level));
+    unmap_internal(fresh, sizeof(Level));
     return nullptr;
   }
   fresh->mask = (uint64_t{1} << shift) - 1;
   Level* expected = nullptr;
   if (!levels_[after + 1].compare_exchange_strong(expected, fresh, std::memory_order_acq_rel)) {
-    ::munmap(fresh->slots, sizeof(uint64_t) << shift);
-    ::munmap(fresh, sizeof(Level));
+    unmap_internal(fresh->slots, sizeof(uint64_t) << shift);
+    unmap_internal(fresh, sizeof(Level));
     return expected;
   }
   unsigned newest = after;

@@ -88,6 +88,8 @@ ThreadState* ThreadRegistry::register_current() {
   // thread's automatic tcache) serves it; the tcache is filled only from this arena.
   s->arena = private_heap().tracked_arena_for(s->index);
   hk_je_mallctl("thread.arena", nullptr, nullptr, &s->arena, sizeof(s->arena));
+  bool enabled = true;
+  hk_je_mallctl("thread.tcache.enabled", nullptr, nullptr, &enabled, sizeof(enabled));
 
   if (s->stack_cache == nullptr) s->stack_cache = create_stack_cache();
   reset_stack_cache(s->stack_cache, s->stack_low, s->stack_high);

@@ -44,6 +44,12 @@ struct alignas(64) ThreadState {
   pthread_t handle{};
   uintptr_t stack_low = 0, stack_high = 0;
 
+  // Stop-the-world state, written by the thread's own suspend handler (collector/).
+  std::atomic<uint64_t> suspended_epoch{0};
+  uintptr_t suspended_sp = 0;
+  uint64_t suspended_registers[23] = {};  // the ucontext's general registers
+  bool heapkeeper_thread = false;         // the collector's own threads: never stopped, never roots
+
   std::atomic<bool> in_use{false};
   ThreadState* next_in_registry = nullptr;  // all states ever created, never unlinked
 };

@@ -28,10 +28,11 @@ namespace {
 
 const time_t g_started_at = std::time(nullptr);
 
-Symbolizer& symbolizer() {
-  static Symbolizer* instance = new Symbolizer();  // never destroyed: used until the very end
-  return *instance;
-}
+Symbolizer& symbolizer() { return shared_symbolizer(); }
+
+constexpr int kMaxSections = 8;
+ReportSection g_sections[kMaxSections] = {};
+int g_section_count = 0;
 
 std::string read_file(const char* path) {
   std::ifstream in(path, std::ios::binary);
@@ -90,6 +91,15 @@ void write_report_at_exit() {
 
 }  // namespace
 
+Symbolizer& shared_symbolizer() {
+  static Symbolizer* instance = new Symbolizer();  // never destroyed: used until the very end
+  return *instance;
+}
+
+void add_report_section(ReportSection section) {
+  if (g_section_count < kMaxSections) g_sections[g_section_count++] = section;
+}
+
 void install() {
   alloc::set_stack_printer(print_symbolized_stack);
   alloc::add_exit_handler(write_report_at_exit);
@@ -139,6 +149,7 @@ std::string build_report_json() {
   }
   doc["live_sites"] = std::move(live);
   doc["live_site_count"] = sites.size();
+  for (int i = 0; i < g_section_count; ++i) g_sections[i](doc);
   return doc.dump(2) + "\n";
 }
 

@@ -7,7 +7,18 @@
 
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 namespace heapkeeper::report {
+
+class Symbolizer;
+
+// The process-wide symbolizer (created on first use, never destroyed). Guard held.
+Symbolizer& shared_symbolizer();
+
+// Layers above add their keys to the report (the collector adds "leaks" and "scan").
+using ReportSection = void (*)(nlohmann::json& document);
+void add_report_section(ReportSection section);
 
 // Registers the exit handler and the stack printer with the engine. Guard held.
 void install();

@@ -1,0 +1,341 @@
+// Implementation of the collector's lifecycle (see collector.h).
+#include "collector/collector.h"
+
+#include <pthread.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+
+#include "allocator/block_header.h"
+#include "allocator/config.h"
+#include "allocator/diagnostics.h"
+#include "allocator/engine.h"
+#include "allocator/stack_table.h"
+#include "allocator/thread_registry.h"
+#include "collector/root_scan.h"
+#include "collector/suppressions.h"
+#include "report/exit_report.h"
+#include "report/site_summary.h"
+#include "report/symbolizer.h"
+
+namespace heapkeeper::collect {
+namespace {
+
+struct KnownLeak {
+  uint32_t sequence;
+  uint64_t first_scan;
+};
+
+struct CollectorState {
+  std::mutex scan_mutex;  // one scan at a time (the periodic thread and the exit scan)
+  uint64_t scans = 0;
+  std::unordered_map<uintptr_t, KnownLeak> known;  // leaked blocks of the previous scan
+  Suppressions suppressions;
+  bool suppressions_loaded = false;
+  ScanReport last;
+  bool exit_scan_done = false;
+};
+
+CollectorState& state() {
+  static CollectorState* instance = new CollectorState();  // never destroyed: used at exit
+  return *instance;
+}
+
+void load_suppressions_once(CollectorState& s) {
+  if (s.suppressions_loaded) return;
+  s.suppressions_loaded = true;
+  const char* path = alloc::config().suppressions_path;
+  if (path[0] == '\0') return;
+  std::string error;
+  if (!s.suppressions.load(path, error)) {
+    alloc::DiagnosticLine().text(error).text("; no leaks are suppressed").emit();
+  }
+}
+
+// The pattern suppressing a stack, if any frame's function, module or file matches one.
+std::string suppression_for(CollectorState& s, uint32_t stack_id) {
+  if (s.suppressions.empty()) return {};
+  alloc::StackView view = alloc::stack_table().frames(stack_id);
+  for (uint32_t i = 0; i < view.depth; ++i) {
+    report::SymbolizedFrame frame = report::shared_symbolizer().resolve(view.frames[i]);
+    for (const std::string* text : {&frame.function, &frame.module, &frame.file}) {
+      if (const std::string* pattern = s.suppressions.match(*text)) return *pattern;
+    }
+  }
+  return {};
+}
+
+void fill_report(CollectorState& s, const ScanResult& result, ScanReport& report) {
+  report.pause_ns = result.pause_ns;
+  report.mark_ns = result.mark_ns;
+  report.threads_stopped = result.threads_stopped;
+  report.root_ranges = result.root_ranges;
+  report.root_bytes = result.figures.root_bytes;
+  report.heap_bytes_marked = result.figures.heap_bytes;
+  report.live_blocks = result.figures.live_blocks;
+  report.reachable_blocks = result.figures.reachable_blocks;
+  report.leaked_blocks = result.figures.leaked_blocks;
+  report.leaked_bytes = result.figures.leaked_bytes;
+  report.direct_blocks = result.figures.direct_blocks;
+  report.indirect_blocks = result.figures.indirect_blocks;
+
+  // Group by (kind, stack content); note which leaks are new since the previous scan.
+  struct GroupKey {
+    bool direct;
+    uint64_t stack_hash;
+    bool operator==(const GroupKey& o) const { return direct == o.direct && stack_hash == o.stack_hash; }
+  };
+  struct GroupKeyHash {
+    size_t operator()(const GroupKey& k) const { return std::hash<uint64_t>()(k.stack_hash * 2 + k.direct); }
+  };
+  std::unordered_map<GroupKey, LeakGroup, GroupKeyHash> groups;
+  std::unordered_map<uintptr_t, KnownLeak> now_known;
+  now_known.reserve(result.leak_count);
+  for (size_t i = 0; i < result.leak_count; ++i) {
+    const LeakedBlock& leak = result.leaks[i];
+    uint64_t first_scan = report.number;
+    auto previous = s.known.find(leak.region);
+    if (previous != s.known.end() && previous->second.sequence == leak.sequence) first_scan = previous->second.first_scan;
+    now_known[leak.region] = {leak.sequence, first_scan};
+    alloc::StackView view = alloc::stack_table().frames(leak.stack_id);
+    GroupKey key{leak.direct != 0, view.depth == 0 ? 0 : alloc::StackTable::hash(view.frames, view.depth)};
+    LeakGroup& group = groups[key];
+    group.direct = leak.direct != 0;
+    group.stack_id = leak.stack_id;
+    ++group.blocks;
+    group.bytes += leak.size;
+    if (first_scan == report.number) {
+      ++group.new_blocks;
+      group.new_bytes += leak.size;
+      ++report.new_leaked_blocks;
+      report.new_leaked_bytes += leak.size;
+    }
+    group.max_age_scans = std::max(group.max_age_scans, report.number - first_scan);
+  }
+  s.known = std::move(now_known);
+  for (auto& [key, group] : groups) {
+    group.suppressed_by = suppression_for(s, group.stack_id);
+    if (!group.suppressed_by.empty()) {
+      report.suppressed_blocks += group.blocks;
+      report.suppressed_bytes += group.bytes;
+    }
+    report.groups.push_back(std::move(group));
+  }
+  std::sort(report.groups.begin(), report.groups.end(), [](const LeakGroup& a, const LeakGroup& b) {
+    if (a.direct != b.direct) return a.direct;
+    return a.bytes != b.bytes ? a.bytes > b.bytes : a.blocks > b.blocks;
+  });
+}
+
+// collect mode: free what stayed unreachable for two consecutive scans. Nobody can reach these
+// blocks, so nobody can notice; both scans must agree, so a pointer hidden for one moment (being
+// moved between registers, say) never costs the program a live block.
+void reclaim(const ScanResult& result, ScanReport& report, const std::unordered_map<uintptr_t, KnownLeak>& known) {
+  for (size_t i = 0; i < result.leak_count; ++i) {
+    const LeakedBlock& leak = result.leaks[i];
+    auto it = known.find(leak.region);
+    if (it == known.end() || it->second.first_scan >= report.number) continue;
+    const alloc::BlockHeader* header = alloc::header_at(leak.region);
+    if (header->sequence != leak.sequence) continue;
+    ++report.reclaimed_blocks;
+    report.reclaimed_bytes += leak.size;
+    free(reinterpret_cast<void*>(leak.region + header->user_offset()));
+  }
+}
+
+nlohmann::json scan_json(const ScanReport& r) {
+  const double seconds = static_cast<double>(r.mark_ns) / 1e9;
+  const double marked = static_cast<double>(r.root_bytes + r.heap_bytes_marked);
+  return {{"number", r.number},
+          {"ok", r.ok},
+          {"at_exit", r.at_exit},
+          {"failure", r.failure},
+          {"pause_ms", static_cast<double>(r.pause_ns) / 1e6},
+          {"mark_ms", static_cast<double>(r.mark_ns) / 1e6},
+          {"threads_stopped", r.threads_stopped},
+          {"root_ranges", r.root_ranges},
+          {"roots_scanned_bytes", r.root_bytes},
+          {"heap_bytes_marked", r.heap_bytes_marked},
+          {"mark_throughput_gbps", seconds > 0 ? marked / seconds / 1e9 : 0.0},
+          {"live_blocks", r.live_blocks},
+          {"reachable_blocks", r.reachable_blocks},
+          {"leaked_blocks", r.leaked_blocks},
+          {"leaked_bytes", r.leaked_bytes},
+          {"new_leaked_blocks", r.new_leaked_blocks},
+          {"new_leaked_bytes", r.new_leaked_bytes},
+          {"reclaimed_blocks", r.reclaimed_blocks},
+          {"reclaimed_bytes", r.reclaimed_bytes}};
+}
+
+void add_leaks_to_report(nlohmann::json& doc) {
+  CollectorState& s = state();
+  const ScanReport& r = s.last;
+  if (r.number == 0) return;
+  uint64_t blocks = 0, bytes = 0;
+  nlohmann::json leaks = nlohmann::json::array();
+  for (const LeakGroup& g : r.groups) {
+    if (!g.suppressed_by.empty()) continue;
+    blocks += g.blocks;
+    bytes += g.bytes;
+    leaks.push_back({{"kind", g.direct ? "direct" : "indirect"},
+                     {"blocks", g.blocks},
+                     {"bytes", g.bytes},
+                     {"new_blocks", g.new_blocks},
+                     {"age_scans", g.max_age_scans},
+                     {"stack", report::stack_to_json(report::shared_symbolizer(), g.stack_id)}});
+  }
+  doc["leaked_blocks"] = blocks;
+  doc["leaked_bytes"] = bytes;
+  doc["leaks"] = std::move(leaks);
+  doc["suppressed_leaks"] = {{"blocks", r.suppressed_blocks}, {"bytes", r.suppressed_bytes}};
+  doc["scan"] = scan_json(r);
+  doc["scans"] = s.scans;
+}
+
+std::string format_frame_line(uint32_t index, uintptr_t address) {
+  report::SymbolizedFrame frame = report::shared_symbolizer().resolve(address);
+  char prefix[48];
+  std::snprintf(prefix, sizeof(prefix), "    #%u 0x%lx in ", index, static_cast<unsigned long>(address));
+  return prefix + report::Symbolizer::format(frame) + "\n";
+}
+
+void exit_scan() {
+  const alloc::Config& cfg = alloc::config();
+  if (cfg.mode == alloc::CollectorMode::kOff) return;
+  // Registers and stack of this (program) thread are roots: spill them where the scan sees them.
+  ucontext_t context;
+  getcontext(&context);
+  const auto* registers = reinterpret_cast<const uint64_t*>(context.uc_mcontext.gregs);
+  ScanReport report = scan_now(true, reinterpret_cast<uintptr_t>(&context), registers, NGREG);
+  if (!report.ok) {
+    alloc::DiagnosticLine().text("leak scan at exit skipped: ").text(report.failure).emit();
+    return;
+  }
+  print_leak_report(report);
+}
+
+void exit_status() {
+  const alloc::Config& cfg = alloc::config();
+  if (cfg.exit_code == 0 || cfg.mode == alloc::CollectorMode::kOff) return;
+  const ScanReport report = last_scan();
+  if (!report.at_exit || report.leaked_blocks == report.suppressed_blocks) return;
+  fflush(nullptr);  // we are the last exit handler: only stdio's own flush would have followed
+  _exit(cfg.exit_code);
+}
+
+void* periodic_scanner(void*) {
+  alloc::enter_internal();  // heapkeeper's own thread: untracked, never stopped, never a root
+  if (alloc::ThreadState* self = alloc::tls_thread.state) self->heapkeeper_thread = true;
+  const uint64_t interval_ms = alloc::config().scan_interval_ms;
+  for (;;) {
+    timespec pause{static_cast<time_t>(interval_ms / 1000), static_cast<long>((interval_ms % 1000) * 1000000)};
+    while (nanosleep(&pause, &pause) != 0) {
+    }
+    ScanReport report = scan_now(false, 0, nullptr, 0);
+    if (!report.ok) {
+      alloc::DiagnosticLine().text("periodic leak scan skipped: ").text(report.failure).emit();
+      continue;
+    }
+    if (report.new_leaked_blocks > report.suppressed_blocks && !alloc::config().quiet) {
+      alloc::DiagnosticLine().text("scan ").number(report.number).text(": ").number(report.new_leaked_blocks)
+          .text(" new leaked blocks (").bytes(report.new_leaked_bytes).text("); ").number(report.leaked_blocks)
+          .text(" leaked in all (").bytes(report.leaked_bytes).text(")").emit();
+    }
+  }
+  return nullptr;
+}
+
+void start_periodic_scanner() {
+  const alloc::Config& cfg = alloc::config();
+  if (cfg.scan_interval_ms == 0 || cfg.mode == alloc::CollectorMode::kOff) return;
+  pthread_t thread;
+  pthread_attr_t attributes;
+  pthread_attr_init(&attributes);
+  pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+  if (pthread_create(&thread, &attributes, periodic_scanner, nullptr) != 0) {
+    alloc::DiagnosticLine().text("could not start the periodic leak scanner thread").emit();
+  }
+  pthread_attr_destroy(&attributes);
+}
+
+}  // namespace
+
+ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t* registers, size_t register_count) {
+  CollectorState& s = state();
+  std::lock_guard<std::mutex> lock(s.scan_mutex);
+  load_suppressions_once(s);
+  ScanReport report;
+  report.number = ++s.scans;
+  report.at_exit = at_exit;
+  ScanRequest request{caller_stack_pointer, registers, register_count};
+  Marker marker;
+  ScanResult result = scan_heap(request, marker);
+  report.ok = result.ok;
+  if (!result.ok) {
+    report.failure = result.failure;
+    return report;
+  }
+  const std::unordered_map<uintptr_t, KnownLeak> previous = s.known;
+  fill_report(s, result, report);
+  if (alloc::config().mode == alloc::CollectorMode::kCollect && !at_exit) reclaim(result, report, previous);
+  s.last = report;
+  if (at_exit) s.exit_scan_done = true;
+  return report;
+}
+
+ScanReport last_scan() {
+  CollectorState& s = state();
+  std::lock_guard<std::mutex> lock(s.scan_mutex);
+  return s.last;
+}
+
+void print_leak_report(const ScanReport& report) {
+  uint64_t blocks = 0, bytes = 0, groups = 0;
+  for (const LeakGroup& g : report.groups) {
+    if (!g.suppressed_by.empty()) continue;
+    blocks += g.blocks;
+    bytes += g.bytes;
+    ++groups;
+  }
+  if (blocks == 0) return;
+  const int pid = getpid();
+  std::string text = "\n=================================================================\n";
+  text += "==" + std::to_string(pid) + "==ERROR: heapkeeper: detected memory leaks\n";
+  for (const LeakGroup& g : report.groups) {
+    if (!g.suppressed_by.empty()) continue;
+    text += "\n" + std::string(g.direct ? "Direct" : "Indirect") + " leak of " + std::to_string(g.bytes) + " byte(s) in " +
+            std::to_string(g.blocks) + " object(s) allocated from:\n";
+    alloc::StackView view = alloc::stack_table().frames(g.stack_id);
+    for (uint32_t i = 0; i < view.depth; ++i) text += format_frame_line(i, view.frames[i]);
+    if (view.depth == 0) text += "    (no stack recorded)\n";
+  }
+  if (report.suppressed_blocks > 0) {
+    text += "\nSuppressed: " + std::to_string(report.suppressed_bytes) + " byte(s) in " +
+            std::to_string(report.suppressed_blocks) + " object(s).\n";
+  }
+  text += "\nSUMMARY: heapkeeper: " + std::to_string(bytes) + " byte(s) leaked in " + std::to_string(blocks) +
+          " allocation(s).\n";
+  alloc::write_stderr(text.data(), text.size());
+}
+
+void install() {
+  const alloc::Config& cfg = alloc::config();
+  report::add_report_section(add_leaks_to_report);
+  if (cfg.mode == alloc::CollectorMode::kOff) return;
+  alloc::add_exit_handler(exit_scan);
+  alloc::add_fork_child_handler([] {
+    // The child starts with no scanner thread and none of the parent's scan in progress.
+    new (&state().scan_mutex) std::mutex();
+    start_periodic_scanner();
+  });
+  start_periodic_scanner();
+}
+
+void install_exit_status() { alloc::add_exit_handler(exit_status); }
+
+}  // namespace heapkeeper::collect

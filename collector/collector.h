@@ -1,0 +1,49 @@
+// The collector's lifecycle: when scans run (at exit, periodically, on request), what is kept
+// between scans (which leaks are new, how many scans each survived), what is reported (stderr in
+// LeakSanitizer's style, the JSON report's "leaks" section), suppressions, and `collect` mode.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace heapkeeper::collect {
+
+struct LeakGroup {
+  bool direct = true;
+  uint32_t stack_id = 0;
+  uint64_t blocks = 0, bytes = 0;
+  uint64_t new_blocks = 0, new_bytes = 0;  // unreachable for the first time in this scan
+  uint64_t max_age_scans = 0;              // scans the oldest block of the group has survived
+  std::string suppressed_by;               // the matching suppression pattern, if any
+};
+
+struct ScanReport {
+  uint64_t number = 0;  // 1 for the first scan of the process
+  bool ok = false;
+  bool at_exit = false;
+  std::string failure;
+  uint64_t pause_ns = 0, mark_ns = 0, threads_stopped = 0, root_ranges = 0;
+  uint64_t root_bytes = 0, heap_bytes_marked = 0, live_blocks = 0, reachable_blocks = 0;
+  uint64_t leaked_blocks = 0, leaked_bytes = 0, new_leaked_blocks = 0, new_leaked_bytes = 0;
+  uint64_t direct_blocks = 0, indirect_blocks = 0;
+  uint64_t suppressed_blocks = 0, suppressed_bytes = 0;
+  uint64_t reclaimed_blocks = 0, reclaimed_bytes = 0;  // collect mode
+  std::vector<LeakGroup> groups;                       // largest first, suppressed ones included
+};
+
+// Connects the collector to the engine and the report (constructor time, guard held): suspend
+// handler, exit scan, periodic scanning thread, the JSON report section.
+void install();
+// Registers the handler that turns leaks at exit into HEAPKEEPER_EXITCODE; call after the report
+// layer's exit handler so the report is written first.
+void install_exit_status();
+
+// Runs a scan now and returns its report (serialised with any other scan). Guard held.
+ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t* registers, size_t register_count);
+ScanReport last_scan();
+
+// Writes the LeakSanitizer-style report of unsuppressed leaks to stderr.
+void print_leak_report(const ScanReport& report);
+
+}  // namespace heapkeeper::collect

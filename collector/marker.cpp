@@ -1,0 +1,198 @@
+// Implementation of conservative marking and leak classification (see marker.h).
+#include "collector/marker.h"
+
+#include "allocator/block_header.h"
+#include "allocator/block_map.h"
+#include "allocator/internal_mappings.h"
+
+namespace heapkeeper::collect {
+namespace {
+
+inline uintptr_t load_word(uintptr_t address) { return *reinterpret_cast<const uintptr_t*>(address); }
+
+// The bytes of a block that can hold the program's pointers: its user part.
+inline void user_extent(uintptr_t region, uintptr_t& start, uintptr_t& end) {
+  const alloc::BlockHeader* header = alloc::header_at(region);
+  start = region + header->user_offset();
+  end = start + (header->size() & ~uint64_t{7});
+}
+
+}  // namespace
+
+Marker::~Marker() {
+  for (Mapping& m : mappings_) {
+    if (m.start != nullptr) alloc::unmap_internal(m.start, m.length);
+  }
+}
+
+bool Marker::begin() {
+  const alloc::BlockMap& map = alloc::block_map();
+  base_ = map.heap_base();
+  words_ = map.word_count();
+  limit_ = words_ * 64 * 16;  // bytes of heap covered by the bitmap words
+  auto map_buffer = [&](int slot, size_t bytes) -> void* {
+    bytes = (bytes + 4095) & ~size_t{4095};
+    if (bytes == 0) bytes = 4096;
+    void* p = alloc::map_internal(bytes, true);
+    mappings_[slot] = {p, bytes};
+    return p;
+  };
+  marks_ = static_cast<uint64_t*>(map_buffer(0, words_ * 8));
+  seen_ = static_cast<uint64_t*>(map_buffer(1, words_ * 8));
+  prefix_ = static_cast<uint32_t*>(map_buffer(2, words_ * 4 + 4));
+  if (marks_ == nullptr || seen_ == nullptr || prefix_ == nullptr) return false;
+  uint64_t live = 0;
+  for (size_t w = 0; w < words_; ++w) {
+    prefix_[w] = static_cast<uint32_t>(live);
+    live += static_cast<uint64_t>(__builtin_popcountll(map.live_word(w)));
+  }
+  figures_.live_blocks = live;
+  counts_ = static_cast<uint32_t*>(map_buffer(3, live * 4 + 4));
+  worklist_capacity_ = live + 1;
+  worklist_ = static_cast<uintptr_t*>(map_buffer(4, worklist_capacity_ * sizeof(uintptr_t)));
+  return counts_ != nullptr && worklist_ != nullptr;
+}
+
+size_t Marker::rank(size_t granule) const {
+  const size_t word = granule >> 6;
+  const uint64_t below = (uint64_t{1} << (granule & 63)) - 1;
+  return prefix_[word] + static_cast<size_t>(__builtin_popcountll(alloc::block_map().live_word(word) & below));
+}
+
+uint32_t Marker::reference_count(uintptr_t region) const {
+  if (region - base_ >= limit_ || counts_ == nullptr) return 0;
+  return counts_[rank((region - base_) >> 4)];
+}
+
+void Marker::push(uintptr_t region) {
+  if (worklist_size_ < worklist_capacity_) worklist_[worklist_size_++] = region;
+}
+
+void Marker::scan_words(uintptr_t start, uintptr_t end) {
+  const alloc::BlockMap& map = alloc::block_map();
+  start = (start + 7) & ~uintptr_t{7};
+  for (uintptr_t p = start; p + 8 <= end; p += 8) {
+    const uintptr_t value = load_word(p);
+    if (value - base_ >= limit_) continue;  // the common case: not a heap address
+    const uintptr_t region = map.find_region(value);
+    if (region == 0) continue;
+    const size_t granule = (region - base_) >> 4;
+    uint32_t& count = counts_[rank(granule)];
+    if (count != UINT32_MAX) ++count;
+    if (!is_marked(granule)) {
+      set_mark(granule);
+      push(region);
+    }
+  }
+}
+
+void Marker::scan_root_range(uintptr_t start, uintptr_t end) {
+  if (end <= start) return;
+  figures_.root_bytes += end - start;
+  scan_words(start, end);
+}
+
+void Marker::propagate() {
+  while (worklist_size_ > 0) {
+    const uintptr_t region = worklist_[--worklist_size_];
+    ++figures_.reachable_blocks;
+    uintptr_t start, end;
+    user_extent(region, start, end);
+    figures_.heap_bytes += end - start;
+    scan_words(start, end);
+  }
+}
+
+// Leak phase: `count_only` counts references between leaked blocks; otherwise it floods the
+// blocks reachable from `region` through the worklist, marking them seen (indirect).
+void Marker::scan_block_for_leaks(uintptr_t region, bool count_only) {
+  const alloc::BlockMap& map = alloc::block_map();
+  uintptr_t start, end;
+  user_extent(region, start, end);
+  for (uintptr_t p = start; p + 8 <= end; p += 8) {
+    const uintptr_t value = load_word(p);
+    if (value - base_ >= limit_) continue;
+    const uintptr_t target = map.find_region(value);
+    if (target == 0 || target == region) continue;
+    const size_t granule = (target - base_) >> 4;
+    if (is_marked(granule)) continue;  // reachable: not part of the leak graph
+    if (count_only) {
+      uint32_t& count = counts_[rank(granule)];
+      if (count != UINT32_MAX) ++count;
+    } else if (!((seen_[granule >> 6] >> (granule & 63)) & 1)) {
+      seen_[granule >> 6] |= uint64_t{1} << (granule & 63);
+      push(target);
+    }
+  }
+}
+
+const LeakedBlock* Marker::classify_leaks(size_t& count) {
+  const alloc::BlockMap& map = alloc::block_map();
+  const uint64_t unreachable = figures_.live_blocks - figures_.reachable_blocks;
+  leaks_ = static_cast<LeakedBlock*>(alloc::map_internal(((unreachable + 1) * sizeof(LeakedBlock) + 4095) & ~size_t{4095}, true));
+  mappings_[5] = {leaks_, ((unreachable + 1) * sizeof(LeakedBlock) + 4095) & ~size_t{4095}};
+  count = 0;
+  if (leaks_ == nullptr || unreachable == 0) return leaks_;
+
+  // 1. References between leaked blocks (reachable blocks cannot point to them).
+  map.for_each_live([&](uintptr_t region) {
+    if (!is_marked((region - base_) >> 4)) scan_block_for_leaks(region, true);
+  });
+  // 2. Blocks no leaked block points to are direct; flood what they reach as indirect.
+  // 3. What remains unseen sits in cycles: the first block of each is reported as direct.
+  auto flood_from = [&](uintptr_t region) {
+    const size_t granule = (region - base_) >> 4;
+    seen_[granule >> 6] |= uint64_t{1} << (granule & 63);
+    push(region);
+    while (worklist_size_ > 0) scan_block_for_leaks(worklist_[--worklist_size_], false);
+  };
+  auto is_seen = [&](size_t granule) { return (seen_[granule >> 6] >> (granule & 63)) & 1; };
+  size_t direct_count = 0;
+  uint8_t* direct_flags = nullptr;  // recorded in the leak list below
+  (void)direct_flags;
+  map.for_each_live([&](uintptr_t region) {
+    const size_t granule = (region - base_) >> 4;
+    if (is_marked(granule) || counts_[rank(granule)] != 0) return;
+    if (!is_seen(granule)) {
+      flood_from(region);
+      // Direct: remember by marking in the leak list after the pass (seen bit already set).
+      leaks_[count++] = {region, 0, 0, 0, 0, 1};
+      ++direct_count;
+    }
+  });
+  map.for_each_live([&](uintptr_t region) {
+    const size_t granule = (region - base_) >> 4;
+    if (is_marked(granule) || is_seen(granule)) return;
+    flood_from(region);
+    leaks_[count++] = {region, 0, 0, 0, 0, 1};  // cycle representative
+    ++direct_count;
+  });
+  // Every other unmarked block is indirect. Rebuild the list in address order with details.
+  size_t directs = count;
+  for (size_t i = 0; i < directs; ++i) {
+    const size_t granule = (leaks_[i].region - base_) >> 4;
+    // Reuse the mark bitmap's free bits: clear "seen" for directs so the pass below knows them.
+    seen_[granule >> 6] &= ~(uint64_t{1} << (granule & 63));
+  }
+  count = 0;
+  map.for_each_live([&](uintptr_t region) {
+    const size_t granule = (region - base_) >> 4;
+    if (is_marked(granule)) return;
+    const alloc::BlockHeader* header = alloc::header_at(region);
+    LeakedBlock& leak = leaks_[count++];
+    leak.region = region;
+    leak.size = header->size();
+    leak.stack_id = header->stack_id;
+    leak.sequence = header->sequence;
+    leak.references_from_leaks = counts_[rank(granule)];
+    leak.direct = is_seen(granule) ? 0 : 1;
+    figures_.leaked_bytes += leak.size;
+    if (leak.direct) ++figures_.direct_blocks;
+    else ++figures_.indirect_blocks;
+  });
+  figures_.leaked_blocks = count;
+  (void)direct_count;
+  return leaks_;
+}
+
+}  // namespace heapkeeper::collect

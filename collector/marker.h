@@ -1,0 +1,85 @@
+// Marker: conservative marking of the tracked heap from a set of root ranges, reference counting,
+// and the classification of what stays unmarked.
+//
+// Every aligned word of a root range, and of each reachable block's bytes, that points anywhere
+// into a live block (interior pointers included, through the block map's O(1) lookup) marks that
+// block and adds one to its inbound count — its "reference count", as Python's objects have one.
+// Blocks left unmarked are unreachable: leaks. Among them, a block no other leaked block points to
+// is a *direct* leak, one reachable only from other leaked blocks is *indirect* (LeakSanitizer's
+// terms); a cycle of leaked blocks that nothing else points to has one member reported as direct,
+// so every cycle is found.
+//
+// All state lives in buffers mapped when the marker starts — never in the heap — because marking
+// runs while the world is stopped and the stopped threads may hold the allocator's locks.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace heapkeeper::collect {
+
+struct LeakedBlock {
+  uintptr_t region;   // start of the jemalloc region (header included)
+  uint64_t size;      // requested bytes
+  uint32_t stack_id;  // allocation stack
+  uint32_t sequence;  // allocation sequence (low bits), to tell a reused address from the same block
+  uint32_t references_from_leaks;
+  uint8_t direct;     // 1: direct leak, 0: indirect
+};
+
+struct MarkFigures {
+  uint64_t live_blocks = 0;
+  uint64_t reachable_blocks = 0;
+  uint64_t root_bytes = 0;        // bytes of roots scanned
+  uint64_t heap_bytes = 0;        // bytes of reachable blocks scanned
+  uint64_t leaked_blocks = 0, leaked_bytes = 0;
+  uint64_t direct_blocks = 0, indirect_blocks = 0;
+};
+
+class Marker {
+ public:
+  Marker() = default;
+  ~Marker();
+  Marker(const Marker&) = delete;
+  Marker& operator=(const Marker&) = delete;
+
+  // Maps the side buffers for the heap as it is now. Call with the world stopped.
+  bool begin();
+  void scan_root_range(uintptr_t start, uintptr_t end);
+  // Marks everything reachable from the roots scanned so far.
+  void propagate();
+  // Classifies the unmarked blocks; returns them in address order (valid until destruction).
+  const LeakedBlock* classify_leaks(size_t& count);
+
+  // Inbound references of the live block starting at `region` (after propagate()).
+  uint32_t reference_count(uintptr_t region) const;
+  const MarkFigures& figures() const { return figures_; }
+
+ private:
+  bool is_marked(size_t granule) const { return (marks_[granule >> 6] >> (granule & 63)) & 1; }
+  void set_mark(size_t granule) { marks_[granule >> 6] |= uint64_t{1} << (granule & 63); }
+  size_t rank(size_t granule) const;
+  void scan_words(uintptr_t start, uintptr_t end);
+  void push(uintptr_t region);
+  void scan_block_for_leaks(uintptr_t region, bool count_only);
+
+  uintptr_t base_ = 0, limit_ = 0;
+  size_t words_ = 0;
+  uint64_t* marks_ = nullptr;       // one bit per granule, like the live bitmap
+  uint64_t* seen_ = nullptr;        // leak classification: visited from a direct leak
+  uint32_t* prefix_ = nullptr;      // live blocks before each bitmap word (for rank)
+  uint32_t* counts_ = nullptr;      // per live block, by rank: inbound references
+  uintptr_t* worklist_ = nullptr;
+  size_t worklist_size_ = 0, worklist_capacity_ = 0;
+  LeakedBlock* leaks_ = nullptr;
+  size_t leak_count_ = 0;
+  bool leak_phase_ = false;
+  struct Mapping {
+    void* start;
+    size_t length;
+  };
+  Mapping mappings_[6] = {};
+  MarkFigures figures_;
+};
+
+}  // namespace heapkeeper::collect

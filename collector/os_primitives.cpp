@@ -1,0 +1,165 @@
+// Linux implementation of the collector's OS primitives (see os_primitives.h).
+#include "collector/os_primitives.h"
+
+#include <fcntl.h>
+#include <link.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace heapkeeper::collect {
+namespace {
+
+class ErrnoKeeper {
+ public:
+  ErrnoKeeper() : saved_(errno) {}
+  ~ErrnoKeeper() { errno = saved_; }
+
+ private:
+  int saved_;
+};
+
+uintptr_t parse_hex(const char*& p) {
+  uintptr_t value = 0;
+  for (;; ++p) {
+    char c = *p;
+    if (c >= '0' && c <= '9') value = value * 16 + static_cast<uintptr_t>(c - '0');
+    else if (c >= 'a' && c <= 'f') value = value * 16 + static_cast<uintptr_t>(c - 'a' + 10);
+    else break;
+  }
+  return value;
+}
+
+struct SegmentQuery {
+  MemoryRange* out;
+  size_t capacity;
+  size_t count;
+  uintptr_t excluded_base;
+  uintptr_t only_base;
+};
+
+int collect_segments(dl_phdr_info* info, size_t, void* data) {
+  auto* query = static_cast<SegmentQuery*>(data);
+  if (info->dlpi_addr == query->excluded_base && query->excluded_base != 0) return 0;
+  if (query->only_base != 0 && info->dlpi_addr != query->only_base) return 0;
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_W)) continue;
+    uintptr_t start = (info->dlpi_addr + ph.p_vaddr) & ~uintptr_t{7};
+    uintptr_t end = info->dlpi_addr + ph.p_vaddr + ph.p_memsz;
+    if (query->count < query->capacity) query->out[query->count] = {start, end};
+    ++query->count;
+  }
+  return 0;
+}
+
+struct LockedVisit {
+  void (*visit)(void*);
+  void* data;
+  bool done;
+};
+
+int run_once_under_lock(dl_phdr_info*, size_t, void* data) {
+  auto* visit = static_cast<LockedVisit*>(data);
+  if (!visit->done) {
+    visit->done = true;
+    visit->visit(visit->data);
+  }
+  return 1;  // stop iterating: the lock was needed, not the modules
+}
+
+}  // namespace
+
+size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char* scratch, size_t scratch_size) {
+  ErrnoKeeper keep;
+  int fd = static_cast<int>(::syscall(SYS_openat, AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC));
+  if (fd < 0) return 0;
+  size_t length = 0;
+  while (length + 1 < scratch_size) {
+    ssize_t n = ::syscall(SYS_read, fd, scratch + length, scratch_size - 1 - length);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    length += static_cast<size_t>(n);
+  }
+  ::syscall(SYS_close, fd);
+  scratch[length] = '\0';
+
+  size_t count = 0;
+  for (const char* line = scratch; *line != '\0';) {
+    const char* end_of_line = std::strchr(line, '\n');
+    if (end_of_line == nullptr) end_of_line = line + std::strlen(line);
+    const char* p = line;
+    uintptr_t start = parse_hex(p);
+    if (*p == '-') ++p;
+    uintptr_t end = parse_hex(p);
+    while (*p == ' ') ++p;
+    const bool readable = p[0] == 'r', writable = p[1] == 'w', is_private = p[3] == 'p';
+    // Fields: perms offset dev inode pathname
+    for (int field = 0; field < 4 && p < end_of_line; ++field) {
+      while (p < end_of_line && *p != ' ') ++p;
+      while (p < end_of_line && *p == ' ') ++p;
+    }
+    const bool anonymous = p >= end_of_line || *p == '[';
+    const bool special = p < end_of_line && (std::strncmp(p, "[vvar]", 6) == 0 || std::strncmp(p, "[vsyscall]", 10) == 0 ||
+                                            std::strncmp(p, "[vdso]", 6) == 0);
+    if (readable && writable && is_private && anonymous && !special) {
+      if (count < capacity) out[count] = {start, end};
+      ++count;
+    }
+    line = *end_of_line == '\n' ? end_of_line + 1 : end_of_line;
+  }
+  return count;
+}
+
+size_t module_writable_segments(MemoryRange* out, size_t capacity, uintptr_t excluded_base) {
+  SegmentQuery query{out, capacity, 0, excluded_base, 0};
+  dl_iterate_phdr(collect_segments, &query);  // the loader lock is recursive: fine inside the lock
+  return query.count;
+}
+
+size_t module_writable_segments_of(MemoryRange* out, size_t capacity, uintptr_t base) {
+  if (base == 0) return 0;
+  SegmentQuery query{out, capacity, 0, 0, base};
+  dl_iterate_phdr(collect_segments, &query);
+  return query.count;
+}
+
+void with_loader_lock(void (*visit)(void*), void* data) {
+  LockedVisit locked{visit, data, false};
+  dl_iterate_phdr(run_once_under_lock, &locked);
+  if (!locked.done) visit(data);  // no modules at all (static program): nothing to lock against
+}
+
+bool signal_thread(pid_t tid, int signal) {
+  ErrnoKeeper keep;
+  return ::syscall(SYS_tgkill, ::getpid(), tid, signal) == 0;
+}
+
+bool thread_exists(pid_t tid) { return signal_thread(tid, 0); }
+
+pid_t current_tid() { return static_cast<pid_t>(::syscall(SYS_gettid)); }
+
+void futex_wait(std::atomic<uint32_t>* word, uint32_t expected, long timeout_ms) {
+  ErrnoKeeper keep;
+  timespec timeout{timeout_ms / 1000, (timeout_ms % 1000) * 1000000};
+  ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, timeout_ms >= 0 ? &timeout : nullptr,
+            nullptr, 0);
+}
+
+void futex_wake_all(std::atomic<uint32_t>* word) {
+  ErrnoKeeper keep;
+  ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr, nullptr, 0);
+}
+
+uint64_t monotonic_ns() {
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
+}
+
+}  // namespace heapkeeper::collect

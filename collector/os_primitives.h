@@ -1,0 +1,51 @@
+// The operating-system primitives the collector needs, behind one header (as mimalloc's prim.h).
+//
+// Preconditions, because most of these run while every other thread is stopped — and a stopped
+// thread may hold any lock, including malloc's and the dynamic loader's:
+//  - nothing here allocates from any heap or takes a lock that program threads take, except
+//    for_each_loaded_module, which takes the dynamic loader's lock and must therefore be called
+//    *before* the world is stopped (the collector runs the whole stop inside its callback, so no
+//    thread can be stopped while holding that lock and no module can come or go during a scan);
+//  - buffers are provided by the caller (mapped with map_internal before the stop);
+//  - errno is preserved.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace heapkeeper::collect {
+
+struct MemoryRange {
+  uintptr_t start = 0, end = 0;
+};
+
+// Anonymous, private, readable and writable mappings from /proc/self/maps: [heap], [stack],
+// unnamed and [anon:...] regions. File-backed mappings are excluded (reading past a file's end
+// faults); module data is reported by module_writable_segments instead. Returns the number found
+// (possibly more than `capacity`; only `capacity` are stored). `scratch` receives the file text.
+size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char* scratch, size_t scratch_size);
+
+// The writable PT_LOAD segments (data, bss, relro) of every loaded module except the one at
+// `excluded_base` (heapkeeper itself). Must run inside the loader lock (see above).
+size_t module_writable_segments(MemoryRange* out, size_t capacity, uintptr_t excluded_base);
+// The writable segments of the one module loaded at `base` (heapkeeper's own, to exclude them).
+size_t module_writable_segments_of(MemoryRange* out, size_t capacity, uintptr_t base);
+
+// Calls visit(data) while holding the dynamic loader's lock (dl_iterate_phdr's callback).
+void with_loader_lock(void (*visit)(void*), void* data);
+
+// Sends `signal` to thread `tid` of this process; false if it no longer exists.
+bool signal_thread(pid_t tid, int signal);
+bool thread_exists(pid_t tid);
+pid_t current_tid();
+
+// Futex wait/wake on a 32-bit word; wait returns after a wake, a change or the timeout.
+void futex_wait(std::atomic<uint32_t>* word, uint32_t expected, long timeout_ms);
+void futex_wake_all(std::atomic<uint32_t>* word);
+
+uint64_t monotonic_ns();
+
+}  // namespace heapkeeper::collect

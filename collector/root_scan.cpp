@@ -1,0 +1,192 @@
+// Implementation of a scan (see root_scan.h). Everything between stop and resume avoids the heap:
+// range lists and the /proc/self/maps text live in buffers mapped for the scan.
+#include "collector/root_scan.h"
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+#include "allocator/bootstrap_pool.h"
+#include "allocator/internal_mappings.h"
+#include "allocator/private_heap.h"
+#include "allocator/thread_registry.h"
+#include "collector/os_primitives.h"
+#include "collector/world_stop.h"
+
+namespace heapkeeper::collect {
+namespace {
+
+constexpr size_t kMaxRanges = 16384;
+constexpr size_t kMapsTextBytes = 4 << 20;
+constexpr size_t kMaxThreads = 65536;
+
+struct ScanBuffers {
+  MemoryRange* anonymous = nullptr;
+  MemoryRange* modules = nullptr;
+  MemoryRange* excluded = nullptr;
+  char* maps_text = nullptr;
+  alloc::ThreadState** threads = nullptr;
+  size_t bytes_anonymous = kMaxRanges * sizeof(MemoryRange), bytes_modules = kMaxRanges * sizeof(MemoryRange),
+         bytes_excluded = kMaxRanges * sizeof(MemoryRange), bytes_text = kMapsTextBytes,
+         bytes_threads = kMaxThreads * sizeof(void*);
+
+  bool map() {
+    anonymous = static_cast<MemoryRange*>(alloc::map_internal(bytes_anonymous, true));
+    modules = static_cast<MemoryRange*>(alloc::map_internal(bytes_modules, true));
+    excluded = static_cast<MemoryRange*>(alloc::map_internal(bytes_excluded, true));
+    maps_text = static_cast<char*>(alloc::map_internal(bytes_text, true));
+    threads = static_cast<alloc::ThreadState**>(alloc::map_internal(bytes_threads, true));
+    return anonymous && modules && excluded && maps_text && threads;
+  }
+  ~ScanBuffers() {
+    if (anonymous) alloc::unmap_internal(anonymous, bytes_anonymous);
+    if (modules) alloc::unmap_internal(modules, bytes_modules);
+    if (excluded) alloc::unmap_internal(excluded, bytes_excluded);
+    if (maps_text) alloc::unmap_internal(maps_text, bytes_text);
+    if (threads) alloc::unmap_internal(threads, bytes_threads);
+  }
+};
+
+struct ScanJob {
+  const ScanRequest* request;
+  Marker* marker;
+  ScanBuffers* buffers;
+  ScanResult* result;
+};
+
+uintptr_t own_module_base() {
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&scan_heap), &info) == 0) return 0;
+  return reinterpret_cast<uintptr_t>(info.dli_fbase);
+}
+
+// Scans [start, end) minus the (sorted, non-overlapping enough) excluded ranges.
+void scan_minus(Marker& marker, uintptr_t start, uintptr_t end, const MemoryRange* excluded, size_t excluded_count,
+                uint64_t& pieces) {
+  uintptr_t cursor = start;
+  for (size_t i = 0; i < excluded_count && cursor < end; ++i) {
+    const MemoryRange& x = excluded[i];
+    if (x.end <= cursor) continue;
+    if (x.start >= end) break;
+    if (x.start > cursor) {
+      marker.scan_root_range(cursor, x.start);
+      ++pieces;
+    }
+    if (x.end > cursor) cursor = x.end;
+  }
+  if (cursor < end) {
+    marker.scan_root_range(cursor, end);
+    ++pieces;
+  }
+}
+
+const MemoryRange* range_containing(const MemoryRange* ranges, size_t count, uintptr_t address) {
+  for (size_t i = 0; i < count; ++i) {
+    if (address >= ranges[i].start && address < ranges[i].end) return &ranges[i];
+  }
+  return nullptr;
+}
+
+void scan_with_world_stopped(void* raw) {
+  auto* job = static_cast<ScanJob*>(raw);
+  ScanResult& result = *job->result;
+  ScanBuffers& b = *job->buffers;
+  Marker& marker = *job->marker;
+  const uint64_t stop_started = monotonic_ns();
+
+  size_t thread_count = 0;
+  WorldStop world;
+  if (!world.stop(b.threads, kMaxThreads, thread_count, result.failure, sizeof(result.failure))) return;
+  result.threads_stopped = thread_count;
+
+  const size_t anonymous_total = read_anonymous_writable_mappings(b.anonymous, kMaxRanges, b.maps_text, b.bytes_text);
+  const size_t anonymous_count = std::min(anonymous_total, kMaxRanges);
+  const uintptr_t own_base = own_module_base();
+  const size_t module_count = std::min(module_writable_segments(b.modules, kMaxRanges, own_base), kMaxRanges);
+  MemoryRange own_segments[16];
+  const size_t own_count = std::min(module_writable_segments_of(own_segments, 16, own_base), size_t{16});
+
+  // What is never a root.
+  size_t excluded = 0;
+  auto exclude = [&](uintptr_t start, uintptr_t end) {
+    if (end > start && excluded < kMaxRanges) b.excluded[excluded++] = {start, end};
+  };
+  const alloc::PrivateHeap& heap = alloc::private_heap();
+  exclude(heap.tracked().base(), heap.tracked().end());
+  exclude(heap.internal().base(), heap.internal().end());
+  alloc::MappedRange internal[256];
+  const size_t internal_count = std::min(alloc::internal_mappings(internal, 256), size_t{256});
+  for (size_t i = 0; i < internal_count; ++i) exclude(internal[i].start, internal[i].end);
+  for (size_t i = 0; i < module_count; ++i) exclude(b.modules[i].start, b.modules[i].end);  // scanned once, below
+  for (size_t i = 0; i < own_count; ++i) exclude(own_segments[i].start & ~uintptr_t{4095}, own_segments[i].end);
+  alloc::thread_registry().for_each_active([&](alloc::ThreadState& s) {
+    if (s.heapkeeper_thread) exclude(s.stack_low, s.stack_high);
+  });
+  // Below each stopped thread's stack pointer (minus the red zone) lies only dead frames.
+  for (size_t i = 0; i < thread_count; ++i) {
+    const uintptr_t sp = b.threads[i]->suspended_sp;
+    if (const MemoryRange* stack = range_containing(b.anonymous, anonymous_count, sp)) exclude(stack->start, sp > 128 ? sp - 128 : sp);
+  }
+  const uintptr_t own_sp = job->request->caller_stack_pointer != 0 ? job->request->caller_stack_pointer
+                                                                     : reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  if (const MemoryRange* stack = range_containing(b.anonymous, anonymous_count, own_sp)) {
+    if (job->request->caller_stack_pointer != 0) exclude(stack->start, own_sp);
+    else exclude(stack->start, stack->end);  // a heapkeeper thread: none of its stack is a root
+  }
+  std::sort(b.excluded, b.excluded + excluded, [](const MemoryRange& a, const MemoryRange& c) { return a.start < c.start; });
+
+  if (!marker.begin()) {
+    std::snprintf(result.failure, sizeof(result.failure), "could not map the scan's mark buffers");
+    world.resume();
+    return;
+  }
+  const uint64_t mark_started = monotonic_ns();
+  uint64_t pieces = 0;
+  for (size_t i = 0; i < module_count; ++i) {
+    marker.scan_root_range(b.modules[i].start, b.modules[i].end);
+    ++pieces;
+  }
+  for (size_t i = 0; i < anonymous_count; ++i) scan_minus(marker, b.anonymous[i].start, b.anonymous[i].end, b.excluded, excluded, pieces);
+  for (size_t i = 0; i < thread_count; ++i) {
+    const uint64_t* registers = b.threads[i]->suspended_registers;
+    marker.scan_root_range(reinterpret_cast<uintptr_t>(registers), reinterpret_cast<uintptr_t>(registers + 23));
+  }
+  if (job->request->caller_registers != nullptr) {
+    const auto start = reinterpret_cast<uintptr_t>(job->request->caller_registers);
+    marker.scan_root_range(start, start + job->request->caller_register_count * sizeof(uint64_t));
+  }
+  // Allocations made before the private heap existed are the program's too.
+  const alloc::BootstrapPool& pool = alloc::bootstrap_pool();
+  const auto pool_start = reinterpret_cast<uintptr_t>(&pool);
+  marker.scan_root_range(pool_start, pool_start + pool.used());
+  marker.propagate();
+  result.leaks = marker.classify_leaks(result.leak_count);
+  result.mark_ns = monotonic_ns() - mark_started;
+  result.root_ranges = pieces;
+  result.figures = marker.figures();
+  world.resume();
+  result.pause_ns = monotonic_ns() - stop_started;
+  result.ok = true;
+}
+
+}  // namespace
+
+ScanResult scan_heap(const ScanRequest& request, Marker& marker) {
+  ScanResult result;
+  ScanBuffers buffers;
+  if (!install_suspend_handler()) {
+    std::snprintf(result.failure, sizeof(result.failure), "could not install the suspend signal handler");
+    return result;
+  }
+  if (!buffers.map()) {
+    std::snprintf(result.failure, sizeof(result.failure), "could not map the scan buffers");
+    return result;
+  }
+  ScanJob job{&request, &marker, &buffers, &result};
+  with_loader_lock(scan_with_world_stopped, &job);
+  return result;
+}
+
+}  // namespace heapkeeper::collect

@@ -1,0 +1,81 @@
+// Implementation of LeakSanitizer-style suppressions (see suppressions.h).
+#include "collector/suppressions.h"
+
+#include <fstream>
+
+namespace heapkeeper::collect {
+namespace {
+
+// Glob match of `pattern` ('*' only) against the whole of `text`.
+bool glob_match(std::string_view pattern, std::string_view text) {
+  size_t p = 0, t = 0, star = std::string_view::npos, resume = 0;
+  while (t < text.size()) {
+    if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      resume = t;
+    } else if (p < pattern.size() && pattern[p] == text[t]) {
+      ++p;
+      ++t;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      t = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+bool Suppressions::pattern_matches(std::string_view pattern, std::string_view text) {
+  if (pattern.empty()) return false;
+  std::string glob;
+  if (pattern.front() == '^') pattern.remove_prefix(1);
+  else glob += '*';
+  bool anchored_end = !pattern.empty() && pattern.back() == '$';
+  if (anchored_end) pattern.remove_suffix(1);
+  glob += pattern;
+  if (!anchored_end) glob += '*';
+  return glob_match(glob, text);
+}
+
+bool Suppressions::load(const std::string& path, std::string& error) {
+  std::ifstream in(path);
+  if (!in) {
+    error = "cannot open suppressions file " + path;
+    return false;
+  }
+  std::string line;
+  int number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    std::string_view text = trim(line);
+    if (text.empty() || text.front() == '#') continue;
+    size_t colon = text.find(':');
+    if (colon == std::string_view::npos) {
+      error = path + ":" + std::to_string(number) + ": expected TYPE:PATTERN, e.g. leak:my_function";
+      return false;
+    }
+    if (trim(text.substr(0, colon)) != "leak") continue;  // other sanitizers' types do not apply
+    std::string_view pattern = trim(text.substr(colon + 1));
+    if (!pattern.empty()) patterns_.emplace_back(pattern);
+  }
+  return true;
+}
+
+const std::string* Suppressions::match(std::string_view text) const {
+  for (const std::string& pattern : patterns_) {
+    if (pattern_matches(pattern, text)) return &pattern;
+  }
+  return nullptr;
+}
+
+}  // namespace heapkeeper::collect
