@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -38,7 +39,7 @@ struct CollectorState {
   Suppressions suppressions;
   bool suppressions_loaded = false;
   ScanReport last;
-  bool exit_scan_done = false;
+  std::atomic<bool> exit_scan_done{false};
 };
 
 CollectorState& state() {
@@ -237,6 +238,7 @@ void* periodic_scanner(void*) {
     while (nanosleep(&pause, &pause) != 0) {
     }
     ScanReport report = scan_now(false, 0, nullptr, 0);
+    if (state().exit_scan_done) return nullptr;
     if (!report.ok) {
       alloc::DiagnosticLine().text("periodic leak scan skipped: ").text(report.failure).emit();
       continue;
@@ -270,6 +272,10 @@ ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t
   std::lock_guard<std::mutex> lock(s.scan_mutex);
   load_suppressions_once(s);
   ScanReport report;
+  if (s.exit_scan_done) {  // the process is exiting: the exit scan's verdict is final
+    report.failure = "the process is exiting";
+    return report;
+  }
   report.number = ++s.scans;
   report.at_exit = at_exit;
   ScanRequest request{caller_stack_pointer, registers, register_count};

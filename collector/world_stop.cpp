@@ -58,6 +58,13 @@ bool install_suspend_handler() {
   return true;
 }
 
+const sigset_t* without_suspend_signal(int how, const sigset_t* requested, sigset_t* scratch) {
+  if (requested == nullptr || how == SIG_UNBLOCK || !sigismember(requested, kSuspendSignal)) return requested;
+  *scratch = *requested;
+  sigdelset(scratch, kSuspendSignal);
+  return scratch;
+}
+
 bool WorldStop::stop(alloc::ThreadState** stopped, size_t capacity, size_t& count, char* failure, size_t failure_size) {
   count = 0;
   epoch_ = g_stop_epoch.load(std::memory_order_relaxed) + 1;

@@ -12,6 +12,8 @@
 // scanner therefore never allocates while the world is stopped (scan buffers are mmap'd).
 #pragma once
 
+#include <signal.h>
+
 #include <cstddef>
 #include <cstdint>
 
@@ -25,6 +27,11 @@ inline constexpr int kSuspendSignal = 30;  // SIGPWR on x86-64 Linux
 
 // Installs the suspend handler (once). False if it could not be installed.
 bool install_suspend_handler();
+
+// A thread that blocks the suspend signal could never be stopped, so heapkeeper's
+// pthread_sigmask and sigprocmask remove it from the sets a program blocks (as Boehm GC does).
+// Returns the set to pass on: `requested`, or a copy in `scratch` without the suspend signal.
+const sigset_t* without_suspend_signal(int how, const sigset_t* requested, sigset_t* scratch);
 
 class WorldStop {
  public:

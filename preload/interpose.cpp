@@ -9,6 +9,7 @@
 #include <new>
 
 #include "allocator/engine.h"
+#include "collector/world_stop.h"
 #include "preload/original_functions.h"
 
 #define HK_EXPORT extern "C" __attribute__((visibility("default")))
@@ -98,4 +99,21 @@ HK_EXPORT int pthread_create(pthread_t* thread, const pthread_attr_t* attributes
   int result = original(thread, attributes, wrapped_routine, wrapped_argument);
   if (result != 0 && wrapped_argument != argument) alloc::discard_thread_start(wrapped_argument);
   return result;
+}
+
+// Signal masks: the collector's suspend signal stays deliverable (see collector/world_stop.h).
+HK_EXPORT int pthread_sigmask(int how, const sigset_t* set, sigset_t* old) noexcept {
+  sigset_t scratch;
+  auto original = heapkeeper::preload::original_pthread_sigmask();
+  if (original == nullptr) return ENOSYS;
+  return original(how, heapkeeper::collect::without_suspend_signal(how, set, &scratch), old);
+}
+HK_EXPORT int sigprocmask(int how, const sigset_t* set, sigset_t* old) noexcept {
+  sigset_t scratch;
+  auto original = heapkeeper::preload::original_sigprocmask();
+  if (original == nullptr) {
+    errno = ENOSYS;
+    return -1;
+  }
+  return original(how, heapkeeper::collect::without_suspend_signal(how, set, &scratch), old);
 }
