@@ -103,11 +103,16 @@ uintptr_t BlockMap::find_region(uintptr_t address) const {
   uintptr_t region;
   switch (entry >> kKindShift) {
     case kKindSmall: {
-      const uint32_t size = class_size_[(entry >> 16) & 0xff];
+      const unsigned class_index = (entry >> 16) & 0xff;
+      const uint32_t size = class_size_[class_index];
       if (size == 0) return 0;
       const intptr_t boundary = static_cast<intptr_t>(base_ + (page << kPageShift)) + static_cast<int16_t>(entry & 0xffff);
       const intptr_t distance = static_cast<intptr_t>(address) - boundary;
-      intptr_t steps = distance >= 0 ? distance / size : -((-distance + size - 1) / size);
+      // Division by the class size as a multiplication (Lemire): exact for distances below 2^32.
+      const uint64_t reciprocal = class_reciprocal_[class_index];
+      auto quotient = [&](uint64_t n) { return static_cast<intptr_t>((static_cast<__uint128_t>(reciprocal) * n) >> 64); };
+      intptr_t steps = distance >= 0 ? quotient(static_cast<uint64_t>(distance))
+                                     : -quotient(static_cast<uint64_t>(-distance + size - 1));
       region = static_cast<uintptr_t>(boundary + steps * static_cast<intptr_t>(size));
       break;
     }

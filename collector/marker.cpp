@@ -65,6 +65,8 @@ uint32_t Marker::reference_count(uintptr_t region) const {
 }
 
 void Marker::push(uintptr_t region) {
+  // The block is scanned soon (the worklist is a stack): start fetching its first line now.
+  __builtin_prefetch(reinterpret_cast<const void*>(region + alloc::kHeaderSize));
   if (worklist_size_ < worklist_capacity_) worklist_[worklist_size_++] = region;
 }
 
