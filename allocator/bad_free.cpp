@@ -93,8 +93,10 @@ void report_bad_free(void* ptr, BadFreeKind kind, const char* api_name) noexcept
       const uintptr_t region = block_map().find_region(address);
       if (region != 0) {
         const BlockHeader* header = header_at(region);
-        line.text(" (it points ").number(address - (region + header->user_offset())).text(" bytes into a live block of ")
-            .number(header->size()).text(" bytes)");
+        const int64_t offset = static_cast<int64_t>(address) - static_cast<int64_t>(region + header->user_offset());
+        if (offset >= 0) line.text(" (it points ").number(static_cast<uint64_t>(offset)).text(" bytes into a live block of ");
+        else line.text(" (it points ").number(static_cast<uint64_t>(-offset)).text(" bytes before the data of a live block of ");
+        line.number(header->size()).text(" bytes)");
         line.emit();
         print_stack(header->stack_id, "that block was allocated at:");
       } else {

@@ -14,8 +14,8 @@
 namespace heapkeeper::alloc {
 
 struct BlockHeader {
-  static constexpr unsigned kSizeBits = 44;  // 16 TiB, beyond any reservation
-  static constexpr unsigned kOffsetShiftBits = 5;
+  static constexpr unsigned kSizeBits = 43;  // 8 TiB, beyond any reservation
+  static constexpr unsigned kOffsetShiftBits = 6;  // alignments up to 2^63
   static constexpr unsigned kThreadBits = 14;
   static constexpr uint64_t kSizeMask = (uint64_t{1} << kSizeBits) - 1;
   static constexpr uint32_t kMaxThreadIndex = (1u << kThreadBits) - 1;

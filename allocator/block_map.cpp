@@ -78,6 +78,7 @@ void BlockMap::record_large(uintptr_t region, size_t usable) {
 }
 
 void BlockMap::record(uintptr_t region, size_t usable, int small_class) {
+  if (region - base_ >= size_ || usable > size_ - (region - base_)) return;  // not in the heap: never recorded
   if (small_class >= 0) record_small(region, usable, static_cast<unsigned>(small_class));
   else record_large(region, usable);
   const uintptr_t granule = (region - base_) >> 4;
@@ -134,7 +135,9 @@ uintptr_t BlockMap::find_region(uintptr_t address) const {
     default:
       return 0;
   }
-  if (!is_live(region)) return 0;
+  // Large regions start at a random cache-line offset into their first page: bytes in front of
+  // the region on that page belong to no block.
+  if (address < region || !is_live(region)) return 0;
   const BlockHeader* header = header_at(region);
   // A zero-byte block still owns its user pointer: programs keep malloc(0) results alive too.
   const size_t size = header->size() == 0 ? 1 : header->size();

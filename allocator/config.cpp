@@ -96,6 +96,7 @@ bool parse_byte_size(const char* text, uint64_t& bytes) {
 }
 
 bool expand_pid_pattern(const char* pattern, int pid, char* out, size_t capacity) {
+  if (capacity == 0) return false;
   char digits[16];
   size_t digit_count = 0;
   unsigned value = static_cast<unsigned>(pid);

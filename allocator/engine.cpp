@@ -203,7 +203,7 @@ void* allocate_untracked(size_t size, size_t alignment, bool zero) noexcept {
     if (!ensure_initialized() || tls_thread.guard > 0 || !g_ready) return bootstrap_pool().allocate(size, alignment);
   }
   int flags = MALLOCX_ARENA(private_heap().internal_arena()) | MALLOCX_TCACHE_NONE;
-  if (alignment > 16) flags |= MALLOCX_ALIGN(alignment);
+  if (alignment > 16) flags |= MALLOCX_LG_ALIGN(log2_of_power(alignment));
   if (zero) flags |= MALLOCX_ZERO;
   void* p = hk_je_mallocx(size == 0 ? 1 : size, flags);
   if (p == nullptr) errno = ENOMEM;
@@ -247,7 +247,9 @@ void* allocate_tracked(size_t size, size_t alignment, bool zero) noexcept {
     errno = ENOMEM;
     return nullptr;
   }
-  const size_t total = size + offset;
+  // A zero-byte block still gets one byte, so its user pointer lies inside its own region and
+  // cannot be mistaken for the start of the next one.
+  const size_t total = size + offset + (size == 0 ? 1 : 0);
   void* raw;
   if (__builtin_expect(plain && s != nullptr, 1)) {
     raw = zero ? hk_je_calloc(1, total) : hk_je_malloc(total);
@@ -256,13 +258,20 @@ void* allocate_tracked(size_t size, size_t alignment, bool zero) noexcept {
     // whose owner may already have torn it down.
     int flags = MALLOCX_ARENA(s != nullptr ? s->arena : private_heap().tracked_arena_for(0));
     if (s == nullptr) flags |= MALLOCX_TCACHE_NONE;
-    if (!plain) flags |= MALLOCX_ALIGN(alignment);
+    if (!plain) flags |= MALLOCX_LG_ALIGN(offset_shift);
     if (zero) flags |= MALLOCX_ZERO;
     raw = hk_je_mallocx(total, flags);
   }
   if (__builtin_expect(raw == nullptr, 0)) {
     errno = ENOMEM;
     return nullptr;
+  }
+  if (__builtin_expect(!private_heap().tracked().contains(raw), 0)) {
+    // After jemalloc has torn down a thread's state (pthread-key destructors that run after its
+    // own), it serves even explicit-arena requests from arena 0, whose memory is internal. Such a
+    // block is served untracked rather than recorded outside the heap; free routes it by address.
+    // (`raw` is already aligned as asked and at least `size` bytes long.)
+    return raw;
   }
   const uintptr_t region = reinterpret_cast<uintptr_t>(raw);
   const uint32_t stack = capture_stack(s != nullptr ? s->stack_cache : nullptr, config().stack_depth);
@@ -292,13 +301,13 @@ uintptr_t region_of_user_pointer(uintptr_t ptr) noexcept {
 }
 
 static void release_region(ThreadState* s, uintptr_t region, const BlockHeader& header) noexcept {
-  const size_t total = header.size() + header.user_offset();
+  const size_t total = header.size() + header.user_offset() + (header.size() == 0 ? 1 : 0);
   if (s == nullptr) {
     hk_je_dallocx(reinterpret_cast<void*>(region), MALLOCX_TCACHE_NONE);
   } else if (header.user_offset() == kHeaderSize) {
     hk_je_sdallocx(reinterpret_cast<void*>(region), total, 0);
   } else {
-    hk_je_sdallocx(reinterpret_cast<void*>(region), total, MALLOCX_ALIGN(header.user_offset()));
+    hk_je_sdallocx(reinterpret_cast<void*>(region), total, MALLOCX_LG_ALIGN(header.offset_shift()));
   }
 }
 
@@ -379,7 +388,7 @@ void* reallocate_tracked(void* ptr, size_t size, size_t alignment_hint) noexcept
     // Grow or shrink in place when jemalloc can keep the region (same size class, or a large run
     // that can be resized where it is). The block then gets the realloc's stack, like a new one.
     const size_t total = size + offset;
-    const int flags = offset == kHeaderSize ? 0 : MALLOCX_ALIGN(offset);
+    const int flags = offset == kHeaderSize ? 0 : MALLOCX_LG_ALIGN(header->offset_shift());
     const size_t usable = hk_je_sallocx(reinterpret_cast<void*>(region), 0);
     bool in_place = hk_je_nallocx(total, flags) == usable;
     size_t new_usable = usable;

@@ -56,7 +56,7 @@ size_t api_xallocx(void* ptr, size_t size, size_t extra, int flags) noexcept {
   if (region == 0) return 0;
   BlockHeader* header = header_at(region);
   const size_t offset = header->user_offset();
-  const int je_flags = offset == 16 ? 0 : MALLOCX_ALIGN(offset);
+  const int je_flags = offset == 16 ? 0 : MALLOCX_LG_ALIGN(header->offset_shift());
   const size_t before = hk_je_sallocx(reinterpret_cast<void*>(region), 0);
   const size_t after = hk_je_xallocx(reinterpret_cast<void*>(region), size + offset, extra, je_flags);
   if (after != before && after > private_heap().small_max()) block_map().record(region, after, -1);
@@ -72,7 +72,7 @@ void api_dallocx(void* ptr, int) noexcept { api_free(ptr); }
 size_t api_nallocx(size_t size, int flags) noexcept {
   size_t alignment = alignment_of(flags);
   size_t offset = alignment < 16 ? 16 : alignment;
-  size_t usable = hk_je_nallocx(size + offset, offset == 16 ? 0 : MALLOCX_ALIGN(offset));
+  size_t usable = hk_je_nallocx(size + offset, offset == 16 ? 0 : MALLOCX_LG_ALIGN(__builtin_ctzll(offset)));
   return usable == 0 ? 0 : usable - offset;
 }
 

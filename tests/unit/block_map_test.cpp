@@ -1,0 +1,497 @@
+// Unit tests for BlockMap (allocator/block_map.h): the live bitmap and page map that take any address
+// of the tracked heap to the start of the live block containing it.
+//
+// The private heap and the block map are process singletons, initialised once for the whole suite.
+// Regions come straight from heapkeeper's jemalloc (a tracked arena, no tcache), get a BlockHeader
+// written at their start and are recorded, exactly as the engine does. Every lookup is checked
+// against an oracle: an ordered map of the blocks this test recorded, where an address belongs to
+// the block whose [region, region + user offset + size) contains it.
+#include "allocator/block_map.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <vector>
+
+#include "allocator/block_header.h"
+#include "allocator/jemalloc_api.h"
+#include "allocator/private_heap.h"
+
+namespace heapkeeper::alloc {
+namespace {
+
+constexpr size_t kKiB = 1024;
+constexpr size_t kMiB = 1024 * 1024;
+
+struct Block {
+  size_t usable;     // jemalloc's region size
+  size_t size;       // the user size written into the header
+  size_t offset;     // user offset (16, or the alignment)
+};
+
+class BlockMapTest : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    static const bool ready = private_heap().initialize(0, 1) && block_map().initialize(private_heap());
+    ASSERT_TRUE(ready) << "could not set up the private heap";
+  }
+
+  void TearDown() override {
+    while (!live_.empty()) release(live_.begin()->first);
+  }
+
+  static const PrivateHeap& heap() { return private_heap(); }
+  static BlockMap& map() { return block_map(); }
+
+  static int class_of(size_t usable) { return usable <= heap().small_max() ? heap().small_class_of_usable(usable) : -1; }
+
+  static uintptr_t allocate_region(size_t total, size_t alignment = 16) {
+    int flags = MALLOCX_ARENA(heap().tracked_arena_for(0)) | MALLOCX_TCACHE_NONE;
+    if (alignment > 16) flags |= MALLOCX_ALIGN(alignment);
+    void* region = hk_je_mallocx(total, flags);
+    EXPECT_NE(region, nullptr) << total;
+    EXPECT_TRUE(heap().tracked().contains(region));
+    return reinterpret_cast<uintptr_t>(region);
+  }
+
+  static void write_header(uintptr_t region, size_t size, size_t offset) {
+    BlockHeader* header = header_at(region);
+    header->packed = BlockHeader::pack(size, static_cast<unsigned>(__builtin_ctzll(offset)), false, 1);
+    header->stack_id = 1;
+    header->sequence = 1;
+  }
+
+  // Records a block of `size` user bytes in a region of at least `total` bytes, as the engine does.
+  uintptr_t add(size_t size, size_t total = 0, size_t alignment = 16) {
+    const size_t offset = alignment > 16 ? alignment : 16;
+    if (total == 0) total = size + offset;
+    const uintptr_t region = allocate_region(total, alignment);
+    if (region == 0) return 0;
+    const size_t usable = hk_je_sallocx(reinterpret_cast<void*>(region), 0);
+    EXPECT_GE(usable, size + offset);
+    write_header(region, size, offset);
+    map().record(region, usable, class_of(usable));
+    live_[region] = Block{usable, size, offset};
+    return region;
+  }
+
+  // Frees a block as the engine does: retire first, then give the region back.
+  void release(uintptr_t region) {
+    EXPECT_TRUE(map().retire(region));
+    BlockHeader* header = header_at(region);
+    header->packed = BlockHeader::pack(header->size(), header->offset_shift(), true, 1);
+    hk_je_dallocx(reinterpret_cast<void*>(region), MALLOCX_TCACHE_NONE);
+    live_.erase(region);
+  }
+
+  // The region whose block contains `address`, according to what this test recorded.
+  uintptr_t expected(uintptr_t address) const {
+    auto it = live_.upper_bound(address);
+    if (it == live_.begin()) return 0;
+    --it;
+    const Block& b = it->second;
+    const size_t size = b.size == 0 ? 1 : b.size;
+    return address < it->first + b.offset + size ? it->first : 0;
+  }
+
+  // Checks every address in [from, to) with the given stride against the oracle; stops at the
+  // first few mismatches so a broken map does not print millions of lines.
+  void check_range(uintptr_t from, uintptr_t to, size_t stride = 1) {
+    // At most a few million lookups per call, however far apart the blocks ended up.
+    const size_t kMaxLookups = size_t{4} << 20;
+    if (to > from && (to - from) / stride > kMaxLookups) stride = (to - from) / kMaxLookups + 1;
+    int failures = 0;
+    for (uintptr_t a = from; a < to && failures < 5; a += stride) {
+      const uintptr_t want = expected(a);
+      const uintptr_t got = map().find_region(a);
+      if (got != want && !(skip_large_first_pages_ && before_large_region_in_its_page(a, got))) {
+        ++failures;
+        ADD_FAILURE() << "find_region(0x" << std::hex << a << ") = 0x" << got << ", expected 0x" << want;
+      }
+    }
+  }
+
+  void check_around(uintptr_t region) {
+    const Block& b = live_.at(region);
+    check_range(region - 64, region + b.usable + 64);
+  }
+
+  // Whether `address` lies in the first page of a live large block but before its region: those
+  // bytes (jemalloc's cache-oblivious offset) belong to no block. Checked on their own by
+  // LargeBlockFirstPageBeforeTheRegion; the other tests leave them out unless they ask for them.
+  bool before_large_region_in_its_page(uintptr_t address, uintptr_t found) const {
+    auto it = live_.find(found);
+    return it != live_.end() && class_of(it->second.usable) < 0 && address < found &&
+           (address & ~(kPageSize - 1)) == (found & ~(kPageSize - 1));
+  }
+
+  std::map<uintptr_t, Block> live_;
+  std::map<uintptr_t, size_t> live_fake_;  // hand-placed blocks: region -> user size
+  bool skip_large_first_pages_ = true;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Small blocks
+
+TEST_F(BlockMapTest, SmallClassesMatchTheHeap) {
+  ASSERT_GT(heap().small_class_count(), 10u);
+  EXPECT_EQ(heap().small_max(), heap().small_class_size(heap().small_class_count() - 1));
+  for (unsigned i = 0; i < heap().small_class_count(); ++i) {
+    const size_t size = heap().small_class_size(i);
+    EXPECT_EQ(heap().small_class_of_usable(size), static_cast<int>(i));
+    EXPECT_EQ(hk_je_nallocx(size, 0), size);
+    if (i > 0) {
+      EXPECT_GT(size, heap().small_class_size(i - 1));
+    }
+  }
+  EXPECT_EQ(heap().small_class_of_usable(heap().small_max() + 1), -1);
+  EXPECT_EQ(heap().small_class_of_usable(17), -1);
+}
+
+TEST_F(BlockMapTest, EveryByteOfSmallBlocksOfEverySizeClass) {
+  for (unsigned c = 0; c < heap().small_class_count(); ++c) {
+    const size_t class_size = heap().small_class_size(c);
+    if (class_size < 2 * kHeaderSize) continue;  // the engine's smallest region is header + 1 byte
+    SCOPED_TRACE(testing::Message() << "class " << c << " (" << class_size << " bytes)");
+    // Enough blocks to fill a few pages, so that regions straddle page boundaries; alternately
+    // filling the whole region and leaving a tail that belongs to no block.
+    const size_t count = 2 + 3 * kPageSize / class_size;
+    std::vector<uintptr_t> regions;
+    for (size_t i = 0; i < count; ++i) {
+      const size_t full = class_size - kHeaderSize;
+      const size_t size = i % 2 == 0 ? full : full / 2 + 1;
+      const uintptr_t region = add(size, class_size);
+      ASSERT_NE(region, 0u);
+      EXPECT_EQ(live_[region].usable, class_size);
+      regions.push_back(region);
+    }
+    for (uintptr_t region : regions) {
+      const Block& b = live_[region];
+      EXPECT_EQ(map().find_region(region), region);
+      EXPECT_EQ(map().find_region(region + kHeaderSize), region) << "user pointer";
+      EXPECT_EQ(map().find_region(region + kHeaderSize + b.size - 1), region) << "last byte";
+      check_around(region);
+    }
+    for (uintptr_t region : regions) release(region);
+  }
+}
+
+TEST_F(BlockMapTest, OnePastTheEndIsNotTheBlock) {
+  // Two neighbours in the same slab: the byte after the first is the second's first byte.
+  const uintptr_t first = add(48 - kHeaderSize, 48);
+  const uintptr_t second = add(48 - kHeaderSize, 48);
+  ASSERT_NE(first, 0u);
+  ASSERT_NE(second, 0u);
+  const uintptr_t low = std::min(first, second), high = std::max(first, second);
+  if (high == low + 48) {
+    EXPECT_EQ(map().find_region(low + 48), high) << "the next live block";
+  }
+  // A block with an unused tail: the byte after its size is nobody's.
+  const uintptr_t tailed = add(10, 64);
+  ASSERT_NE(tailed, 0u);
+  EXPECT_EQ(map().find_region(tailed + kHeaderSize + 9), tailed);
+  EXPECT_EQ(map().find_region(tailed + kHeaderSize + 10), 0u);
+  // Once the neighbour is freed, the byte after the first is nobody's either.
+  release(high);
+  EXPECT_EQ(map().find_region(low + 48), 0u);
+  EXPECT_EQ(map().find_region(low + 47), low);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Large blocks
+
+TEST_F(BlockMapTest, LargeBlocks) {
+  struct Case {
+    size_t size;
+    size_t alignment;
+    size_t stride;  // every byte for the smaller ones, a sample for the big ones
+  };
+  const Case cases[] = {
+      {16 * kKiB, 16, 1},           {16 * kKiB - kHeaderSize, 16, 1}, {16 * kKiB + 1, 16, 1},
+      {100 * kKiB + 3, 16, 1},      {kMiB, 16, 1},                    {kMiB - kHeaderSize, 16, 1},
+      {40 * kMiB, 16, 61},          {40 * kMiB + 12345, 16, 61},      {20 * kKiB, 4096, 1},
+      {3 * kMiB + 5, 2 * kMiB, 17},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(testing::Message() << c.size << " bytes aligned to " << c.alignment);
+    const uintptr_t region = add(c.size, 0, c.alignment);
+    ASSERT_NE(region, 0u);
+    const Block& b = live_[region];
+    EXPECT_EQ(class_of(b.usable), -1);
+    const uintptr_t user = region + b.offset;
+    EXPECT_EQ(user % c.alignment, 0u);
+    EXPECT_EQ(map().find_region(region), region);
+    EXPECT_EQ(map().find_region(user), region);
+    EXPECT_EQ(map().find_region(user + c.size - 1), region);
+    EXPECT_EQ(map().find_region(user + c.size), expected(user + c.size));
+    check_range(region - 256, region + b.usable + 256, c.stride);
+    // Both sides of every page boundary.
+    for (uintptr_t page = (region + kPageSize) & ~(kPageSize - 1); page < region + b.usable; page += kPageSize) {
+      check_range(page - 2, page + 2);
+    }
+    release(region);
+    EXPECT_EQ(map().find_region(user), 0u);
+    EXPECT_EQ(map().find_region(user + c.size / 2), 0u);
+  }
+}
+
+// jemalloc starts a large region at a random cache-line offset into its first page (its
+// cache-oblivious layout), so the first page begins with bytes that belong to no block. An
+// address there is not inside the block that starts later in the page.
+TEST_F(BlockMapTest, LargeBlockFirstPageBeforeTheRegion) {
+  skip_large_first_pages_ = false;
+  size_t offset_seen = 0;
+  for (int i = 0; i < 32 && offset_seen == 0; ++i) {
+    const uintptr_t region = add(20 * kKiB);
+    ASSERT_NE(region, 0u);
+    const uintptr_t page = region & ~(kPageSize - 1);
+    if (region == page) continue;  // no padding in front of this one; try another
+    offset_seen = region - page;
+    EXPECT_EQ(map().find_region(region), region);
+    EXPECT_EQ(map().find_region(region - 1), 0u) << "the byte before a large block's region";
+    EXPECT_EQ(map().find_region(page), 0u) << "the first byte of the page, " << offset_seen << " bytes before the region";
+    check_range(page, region);
+  }
+  if (offset_seen == 0) GTEST_SKIP() << "jemalloc placed every large region at the start of its page";
+}
+
+// Page-map entries of a large block point back at most 2^18 - 1 pages; lookups in a block bigger
+// than 1 GiB follow a chain of entries. Only the header page is touched, so this costs address
+// space, not memory.
+TEST_F(BlockMapTest, BlockLargerThanTheDirectBackReach) {
+  const size_t size = 1536 * kMiB + 7;
+  const uintptr_t region = add(size);
+  ASSERT_NE(region, 0u);
+  const uintptr_t user = region + kHeaderSize;
+  const uintptr_t first_page = region & ~(kPageSize - 1);
+  for (size_t pages : {size_t{1}, size_t{1000}, (size_t{1} << 18) - 2, (size_t{1} << 18) - 1, size_t{1} << 18,
+                       (size_t{1} << 18) + 1, (size_t{2} << 18) - 1, size_t{2} << 18, (size_t{2} << 18) + 1,
+                       (size - 1) / kPageSize}) {
+    const uintptr_t address = first_page + pages * kPageSize + 123;
+    if (address >= user + size) continue;
+    EXPECT_EQ(map().find_region(address), region) << pages << " pages in";
+  }
+  EXPECT_EQ(map().find_region(user + size - 1), region);
+  EXPECT_EQ(map().find_region(user + size), expected(user + size));
+  release(region);
+  EXPECT_EQ(map().find_region(user + size - 1), 0u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Life cycle of the live bit
+
+TEST_F(BlockMapTest, RetireEndsEveryLookup) {
+  for (size_t size : {size_t{24}, size_t{1000}, size_t{14000}, 64 * kKiB, 2 * kMiB}) {
+    const uintptr_t region = add(size);
+    ASSERT_NE(region, 0u);
+    const size_t usable = live_[region].usable;
+    EXPECT_TRUE(map().is_live(region));
+    EXPECT_TRUE(map().retire(region));
+    EXPECT_FALSE(map().is_live(region));
+    EXPECT_FALSE(map().retire(region)) << "a second retire finds no live block";
+    for (size_t offset = 0; offset < kHeaderSize + size; offset += 1 + offset / 8) {
+      ASSERT_EQ(map().find_region(region + offset), 0u) << size << " +" << offset;
+    }
+    // Recording again (the same region handed out anew) makes it findable again.
+    map().record(region, usable, class_of(usable));
+    EXPECT_EQ(map().find_region(region + kHeaderSize + size - 1), region);
+    release(region);
+  }
+}
+
+TEST_F(BlockMapTest, IsLiveOnlyAtTheStartOfALiveRegion) {
+  const uintptr_t region = add(100);
+  ASSERT_NE(region, 0u);
+  EXPECT_TRUE(map().is_live(region));
+  EXPECT_FALSE(map().is_live(region + kHeaderSize)) << "the user pointer is not the region";
+  EXPECT_FALSE(map().is_live(region + 1));
+  EXPECT_FALSE(map().is_live(region + 8));
+  EXPECT_FALSE(map().is_live(region - 16 * 1024 * 1024 * size_t{1024}));
+  EXPECT_FALSE(map().is_live(0));
+  EXPECT_FALSE(map().is_live(map().heap_base() + map().heap_size()));
+  EXPECT_FALSE(map().is_live(UINTPTR_MAX & ~uintptr_t{15}));
+  release(region);
+  EXPECT_FALSE(map().is_live(region));
+}
+
+TEST_F(BlockMapTest, AddressesOutsideTheHeapAreNotFound) {
+  const uintptr_t region = add(200);
+  ASSERT_NE(region, 0u);
+  EXPECT_EQ(map().heap_base(), heap().tracked().base());
+  EXPECT_EQ(map().heap_size(), heap().tracked().size());
+  const uintptr_t base = map().heap_base(), end = base + map().heap_size();
+  for (uintptr_t address : {uintptr_t{0}, uintptr_t{1}, uintptr_t{4096}, base - 1, base - 16, end, end + 1,
+                            end + kPageSize, UINTPTR_MAX, UINTPTR_MAX - 15, reinterpret_cast<uintptr_t>(&region),
+                            reinterpret_cast<uintptr_t>(this), reinterpret_cast<uintptr_t>(&block_map())}) {
+    EXPECT_EQ(map().find_region(address), 0u) << std::hex << address;
+  }
+  // Inside the reservation but beyond anything handed out, and jemalloc's own metadata pages.
+  EXPECT_EQ(map().find_region(end - 1), 0u);
+  EXPECT_EQ(map().find_region(base + heap().tracked().used() + kPageSize), 0u);
+  check_range(base, base + 64 * kKiB, 8);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reuse of memory by blocks of another geometry
+
+TEST_F(BlockMapTest, MemoryReusedByAnotherSizeClass) {
+  struct Generation {
+    size_t region_size;
+    size_t count;
+  };
+  // small -> other small -> large -> small -> small -> largest small class -> large -> small.
+  const Generation generations[] = {{48, 600},   {80, 500},  {kMiB, 2},        {3072, 200},
+                                    {112, 1500}, {14336, 60}, {64 * kKiB, 10}, {32, 3000}};
+  std::vector<std::pair<uintptr_t, uintptr_t>> earlier;  // address ranges of earlier generations
+  size_t reused_bytes = 0;
+  for (const Generation& g : generations) {
+    SCOPED_TRACE(testing::Message() << g.count << " blocks of " << g.region_size);
+    std::vector<uintptr_t> regions;
+    uintptr_t low = UINTPTR_MAX, high = 0;
+    for (size_t i = 0; i < g.count; ++i) {
+      const size_t full = g.region_size - kHeaderSize;
+      const size_t size = i % 3 == 0 ? full : full / 2 + 1;
+      const uintptr_t region = add(size, g.region_size);
+      ASSERT_NE(region, 0u);
+      const size_t usable = live_[region].usable;
+      regions.push_back(region);
+      low = std::min(low, region);
+      high = std::max(high, region + usable);
+      for (auto [from, to] : earlier) {
+        if (region < to && region + usable > from) reused_bytes += usable;
+      }
+    }
+    for (uintptr_t region : regions) check_around(region);
+    // Free every other block, then the rest: half-empty slabs, then empty ones that jemalloc hands
+    // to the next generation. Every byte of the freed blocks must stop resolving.
+    for (size_t i = 0; i < regions.size(); i += 2) release(regions[i]);
+    for (uintptr_t region : regions) check_range(region - 16, region + g.region_size + 16, 1 + g.region_size / 4096);
+    for (size_t i = 1; i < regions.size(); i += 2) release(regions[i]);
+    check_range(low, high, 1 + g.region_size / 1024);
+    earlier.emplace_back(low, high);
+  }
+  // The point of the test is that memory really was reused by other geometries.
+  EXPECT_GT(reused_bytes, 0u);
+}
+
+// The page map keeps one entry per page and rewrites it only when a new block disagrees with it.
+// A page that was the middle of one slab can become the first page of another slab of the same
+// class, whose region grid is shifted: the entry must then be rewritten. Built by hand inside one
+// large region (which is not itself recorded), placing "slabs" where jemalloc could.
+TEST_F(BlockMapTest, SameClassWithAShiftedGridOnAReusedPage) {
+  const uintptr_t arena = allocate_region(64 * kPageSize, kPageSize);
+  ASSERT_NE(arena, 0u);
+  const int cls = heap().small_class_of_usable(48);
+  ASSERT_GE(cls, 0);
+  auto record_fake = [&](uintptr_t region, size_t size) {
+    write_header(region, size, kHeaderSize);
+    map().record(region, 48, cls);
+    live_fake_[region] = size;
+  };
+  auto find_fake = [&](uintptr_t address) -> uintptr_t {
+    auto it = live_fake_.upper_bound(address);
+    if (it == live_fake_.begin()) return 0;
+    --it;
+    return address < it->first + kHeaderSize + it->second ? it->first : 0;
+  };
+  auto check = [&](uintptr_t from, uintptr_t to) {
+    int failures = 0;
+    for (uintptr_t a = from; a < to && failures < 5; ++a) {
+      if (map().find_region(a) != find_fake(a)) {
+        ++failures;
+        ADD_FAILURE() << "find_region(+" << (a - arena) << ") = +" << (map().find_region(a) - arena) << ", expected +"
+                      << (find_fake(a) - arena);
+      }
+    }
+  };
+  // Slab A starts one page before page P: P's regions sit at P + (48 - 4096 % 48) + 48k.
+  const uintptr_t slab_a = arena + 8 * kPageSize;
+  const uintptr_t page_p = slab_a + kPageSize;
+  for (uintptr_t r = slab_a; r + 48 <= slab_a + 3 * kPageSize; r += 48) record_fake(r, 32);
+  check(page_p - 100, page_p + kPageSize + 100);
+  for (auto it = live_fake_.begin(); it != live_fake_.end();) {
+    map().retire(it->first);
+    it = live_fake_.erase(it);
+  }
+  // Slab B starts at P itself: same class, grid shifted by 4096 % 48 = 16 bytes.
+  for (uintptr_t r = page_p; r + 48 <= page_p + 3 * kPageSize; r += 96) record_fake(r, 20);
+  check(slab_a, page_p + 3 * kPageSize);
+  // A block of another class over the same page, then back to 48 on the original grid.
+  for (auto it = live_fake_.begin(); it != live_fake_.end();) {
+    map().retire(it->first);
+    it = live_fake_.erase(it);
+  }
+  const int cls_640 = heap().small_class_of_usable(640);
+  ASSERT_GE(cls_640, 0);
+  write_header(page_p + 640, 600, kHeaderSize);
+  map().record(page_p + 640, 640, cls_640);
+  live_fake_[page_p + 640] = 600;
+  check(page_p, page_p + kPageSize);
+  map().retire(page_p + 640);
+  live_fake_.clear();
+  for (uintptr_t r = slab_a + 48 * 90; r < slab_a + 48 * 95; r += 48) record_fake(r, 48 - kHeaderSize);
+  check(slab_a, page_p + 2 * kPageSize);
+  for (auto& [region, size] : live_fake_) map().retire(region);
+  live_fake_.clear();
+  hk_je_dallocx(reinterpret_cast<void*>(arena), MALLOCX_TCACHE_NONE);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Enumeration
+
+TEST_F(BlockMapTest, ForEachLiveVisitsExactlyTheRecordedBlocksInAddressOrder) {
+  auto visited = [] {
+    std::vector<uintptr_t> regions;
+    block_map().for_each_live([&](uintptr_t region) { regions.push_back(region); });
+    return regions;
+  };
+  auto recorded = [this] {
+    std::vector<uintptr_t> regions;
+    for (const auto& entry : live_) regions.push_back(entry.first);
+    return regions;
+  };
+  EXPECT_EQ(visited(), recorded()) << "nothing is live before the test records blocks";
+  for (size_t i = 0; i < 2000; ++i) ASSERT_NE(add(1 + (i * 37) % 3000), 0u);
+  for (size_t size : {20 * kKiB, kMiB, 9 * kMiB}) ASSERT_NE(add(size), 0u);
+  ASSERT_NE(add(300, 0, 4096), 0u);
+  ASSERT_NE(add(5000, 0, 64 * kKiB), 0u);
+  EXPECT_EQ(visited(), recorded());
+  std::vector<uintptr_t> all = recorded();
+  for (size_t i = 0; i < all.size(); i += 3) release(all[i]);
+  EXPECT_EQ(visited(), recorded());
+  while (!live_.empty()) release(live_.begin()->first);
+  EXPECT_TRUE(visited().empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Zero-byte blocks
+
+// The engine gives malloc(0) a region of header + 1 byte (engine.cpp), so the user pointer lies
+// inside the block's own region and resolves to it whether or not the next region is live. (A
+// header-only region would put the user pointer on the next region's first byte.)
+TEST_F(BlockMapTest, ZeroSizeBlockOwnsItsUserPointer) {
+  const uintptr_t zero = add(0, kHeaderSize + 1);
+  ASSERT_NE(zero, 0u);
+  EXPECT_EQ(map().find_region(zero), zero);
+  const uintptr_t user = zero + kHeaderSize;
+  EXPECT_EQ(map().find_region(user), zero) << "user pointer of a zero-byte block";
+  EXPECT_EQ(map().find_region(user + 1), 0u) << "past the block's one byte";
+  std::vector<uintptr_t> more;
+  for (int i = 0; i < 8; ++i) more.push_back(add(0, kHeaderSize + 1));
+  EXPECT_EQ(map().find_region(user), zero) << "user pointer of a zero-byte block, neighbours live";
+}
+
+TEST_F(BlockMapTest, ZeroSizeBlockInALargerRegion) {
+  // The header-only region is the case above; in a 32-byte region the user pointer is inside it.
+  const uintptr_t region = add(0, 32);
+  ASSERT_NE(region, 0u);
+  EXPECT_EQ(map().find_region(region + kHeaderSize), region);
+  EXPECT_EQ(map().find_region(region + kHeaderSize + 1), 0u);
+  EXPECT_EQ(map().find_region(region + 31), 0u);
+}
+
+}  // namespace
+}  // namespace heapkeeper::alloc

@@ -1,0 +1,239 @@
+// Unit tests for StackTable (allocator/stack_table.h): lock-free interning of allocation stacks.
+//
+// The table is a process singleton, initialised once for the suite; each test uses frame values
+// of its own (a distinct high "salt") so that tests never see each other's stacks. Because intern()
+// takes the hash from its caller, collisions of the full hash and of the 32-bit tag are easy to
+// force. Under concurrent interning the same stack may get two ids (stack_table.h allows it and
+// reports merge by content); the tests assert content, and deduplication only single-threaded.
+#include "allocator/stack_table.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <random>
+#include <set>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+namespace heapkeeper::alloc {
+namespace {
+
+using Stack = std::vector<uintptr_t>;
+
+class StackTableTest : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    static const bool ready = stack_table().initialize();
+    ASSERT_TRUE(ready) << "could not map the stack table";
+  }
+
+  static StackTable& table() { return stack_table(); }
+
+  static uint32_t intern(const Stack& stack) {
+    return table().intern(stack.data(), static_cast<uint32_t>(stack.size()),
+                          StackTable::hash(stack.data(), static_cast<uint32_t>(stack.size())));
+  }
+
+  static Stack frames_of(uint32_t id) {
+    const StackView view = table().frames(id);
+    return Stack(view.frames, view.frames + view.depth);
+  }
+
+  // A stack that looks like return addresses: distinct per (salt, index), depth 1..max_depth.
+  static Stack make_stack(uint64_t salt, uint64_t index, uint32_t max_depth = 24) {
+    uint64_t state = salt * 0x9e3779b97f4a7c15ull + index;
+    auto random = [&state] {  // splitmix64: cheap enough to rebuild a stack whenever it is needed
+      uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+      return z ^ (z >> 31);
+    };
+    const uint32_t depth = 1 + static_cast<uint32_t>(random() % max_depth);
+    Stack stack(depth);
+    for (uint32_t i = 0; i < depth; ++i) stack[i] = 0x400000 + (random() & 0xffffffffffull);
+    stack[0] = (salt << 40) | (index << 8) | depth;  // makes the stack unique to (salt, index)
+    return stack;
+  }
+};
+
+TEST_F(StackTableTest, IdenticalStacksGetTheSameId) {
+  const Stack stack = {0x401000, 0x402000, 0x403000, (uint64_t{1} << 40)};
+  const uint32_t id = intern(stack);
+  ASSERT_NE(id, StackTable::kNoStack);
+  const uint32_t count = table().count();
+  EXPECT_EQ(intern(stack), id);
+  EXPECT_EQ(intern(Stack(stack)), id) << "same frames in another buffer";
+  EXPECT_EQ(table().count(), count) << "no new id for a known stack";
+}
+
+TEST_F(StackTableTest, DifferentStacksGetDifferentIds) {
+  const uint64_t salt = uint64_t{2} << 40;
+  const Stack base = {salt | 1, 0x402000, 0x403000, 0x404000};
+  Stack one_frame_differs = base;
+  one_frame_differs[2] += 1;
+  const Stack prefix(base.begin(), base.begin() + 3);
+  Stack longer = base;
+  longer.push_back(0x405000);
+  Stack reversed(base.rbegin(), base.rend());
+  const Stack single = {salt | 1};
+  std::set<uint32_t> ids;
+  for (const Stack* s : std::initializer_list<const Stack*>{&base, &one_frame_differs, &prefix, &longer, &reversed, &single}) {
+    const uint32_t id = intern(*s);
+    ASSERT_NE(id, StackTable::kNoStack);
+    ids.insert(id);
+    EXPECT_EQ(frames_of(id), *s);
+  }
+  EXPECT_EQ(ids.size(), 6u);
+}
+
+TEST_F(StackTableTest, FramesRoundTrip) {
+  for (uint32_t depth : {1u, 2u, 24u, 127u, 128u}) {
+    Stack stack = make_stack(3, depth, 1);
+    stack.resize(depth);
+    for (uint32_t i = 1; i < depth; ++i) stack[i] = 0x7f0000000000ull + i * 0x10 + depth;
+    const uint32_t id = intern(stack);
+    ASSERT_NE(id, StackTable::kNoStack) << depth;
+    EXPECT_EQ(frames_of(id), stack) << depth;
+    EXPECT_EQ(table().frames(id).depth, depth);
+  }
+}
+
+TEST_F(StackTableTest, UnknownIdsHaveNoFrames) {
+  EXPECT_EQ(table().frames(StackTable::kNoStack).depth, 0u);
+  EXPECT_EQ(table().frames(table().count() + 1).depth, 0u);
+  EXPECT_EQ(table().frames(table().count() + 1000).depth, 0u);
+  EXPECT_EQ(table().frames(StackTable::kMaxStacks).depth, 0u);
+  EXPECT_EQ(table().frames(UINT32_MAX).depth, 0u);
+}
+
+TEST_F(StackTableTest, HashDependsOnEveryFrameAndTheDepth) {
+  const Stack a = {1, 2, 3, 4};
+  Stack b = a;
+  b[3] = 5;
+  EXPECT_EQ(StackTable::hash(a.data(), 4), StackTable::hash(Stack(a).data(), 4));
+  EXPECT_NE(StackTable::hash(a.data(), 4), StackTable::hash(b.data(), 4));
+  EXPECT_NE(StackTable::hash(a.data(), 4), StackTable::hash(a.data(), 3));
+  const Stack zeros(8, 0);
+  EXPECT_NE(StackTable::hash(zeros.data(), 7), StackTable::hash(zeros.data(), 8));
+}
+
+// Different stacks that the caller claims have the same hash (as any hash allows) must still be
+// told apart by their frames, before and after the table grows past them.
+TEST_F(StackTableTest, FullHashCollisionsAreResolvedByFrames) {
+  const uint64_t hash = 0x123456789abcdef0ull;
+  std::vector<Stack> stacks;
+  std::vector<uint32_t> ids;
+  for (uint64_t i = 0; i < 3000; ++i) {
+    stacks.push_back(make_stack(5, i));
+    ids.push_back(table().intern(stacks.back().data(), static_cast<uint32_t>(stacks.back().size()), hash));
+    ASSERT_NE(ids.back(), StackTable::kNoStack);
+  }
+  EXPECT_EQ(std::set<uint32_t>(ids.begin(), ids.end()).size(), stacks.size());
+  for (size_t i = 0; i < stacks.size(); ++i) {
+    EXPECT_EQ(frames_of(ids[i]), stacks[i]) << i;
+    ASSERT_EQ(table().intern(stacks[i].data(), static_cast<uint32_t>(stacks[i].size()), hash), ids[i]) << i;
+  }
+}
+
+// Equal 32-bit tags (the high half of the hash) with different slots, and equal slots with
+// different tags.
+TEST_F(StackTableTest, TagCollisionsAreResolvedByFrames) {
+  std::vector<Stack> stacks;
+  std::vector<uint64_t> hashes;
+  for (uint64_t i = 0; i < 500; ++i) {
+    stacks.push_back(make_stack(6, i));
+    hashes.push_back(i % 2 == 0 ? (uint64_t{0xabcd1234} << 32) | (i * 7919)  // same tag
+                                : (i << 32) | 0x77);                        // same slot
+  }
+  std::vector<uint32_t> ids;
+  for (size_t i = 0; i < stacks.size(); ++i) {
+    ids.push_back(table().intern(stacks[i].data(), static_cast<uint32_t>(stacks[i].size()), hashes[i]));
+  }
+  EXPECT_EQ(std::set<uint32_t>(ids.begin(), ids.end()).size(), stacks.size());
+  for (size_t i = 0; i < stacks.size(); ++i) {
+    EXPECT_EQ(frames_of(ids[i]), stacks[i]);
+    EXPECT_EQ(table().intern(stacks[i].data(), static_cast<uint32_t>(stacks[i].size()), hashes[i]), ids[i]);
+  }
+}
+
+// 200k distinct stacks: the table adds several levels (4096 slots, then x4 each time it is half
+// full); stacks interned into older levels stay findable, and every id keeps its frames.
+TEST_F(StackTableTest, ManyDistinctStacksGrowTheTableAndStayFindable) {
+  constexpr uint64_t kStacks = 200'000;
+  const uint32_t count_before = table().count();
+  std::vector<uint32_t> ids(kStacks);
+  for (uint64_t i = 0; i < kStacks; ++i) {
+    ids[i] = intern(make_stack(7, i));
+    ASSERT_NE(ids[i], StackTable::kNoStack) << i;
+  }
+  EXPECT_EQ(table().count() - count_before, kStacks);
+  EXPECT_EQ(std::unordered_set<uint32_t>(ids.begin(), ids.end()).size(), kStacks);
+  for (uint64_t i = 0; i < kStacks; ++i) {
+    const Stack stack = make_stack(7, i);
+    ASSERT_EQ(frames_of(ids[i]), stack) << i;
+    ASSERT_EQ(intern(stack), ids[i]) << "stack " << i << " is no longer found";
+  }
+  EXPECT_EQ(table().count() - count_before, kStacks) << "re-interning created new ids";
+}
+
+// Eight threads intern overlapping sets of stacks, each in its own order. A race may give one
+// stack two ids; every id must still carry exactly the frames it was returned for, and after the
+// race each stack resolves to a single id again.
+TEST_F(StackTableTest, ConcurrentInterningReturnsIdsWithTheRightFrames) {
+  constexpr int kThreads = 8;
+  constexpr uint64_t kUniverse = 40'000;
+  constexpr uint64_t kPerThread = 15'000;
+  std::vector<std::vector<std::pair<uint64_t, uint32_t>>> results(kThreads);
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<uint64_t> order(kPerThread);
+      for (uint64_t i = 0; i < kPerThread; ++i) order[i] = (static_cast<uint64_t>(t) * 4'000 + i) % kUniverse;
+      std::shuffle(order.begin(), order.end(), std::mt19937_64(static_cast<uint64_t>(t)));
+      std::vector<Stack> stacks;
+      stacks.reserve(kPerThread);
+      for (uint64_t index : order) stacks.push_back(make_stack(8, index));
+      ready.fetch_add(1);
+      while (ready.load() < kThreads) std::this_thread::yield();  // start together: maximise races
+      auto& mine = results[static_cast<size_t>(t)];
+      mine.reserve(kPerThread * 2);
+      for (int pass = 0; pass < 2; ++pass) {
+        for (size_t i = 0; i < stacks.size(); ++i) mine.emplace_back(order[i], intern(stacks[i]));
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+
+  std::vector<std::set<uint32_t>> ids_of(kUniverse);
+  for (const auto& mine : results) {
+    ASSERT_EQ(mine.size(), kPerThread * 2);
+    for (auto [index, id] : mine) {
+      ASSERT_NE(id, StackTable::kNoStack);
+      ASSERT_EQ(frames_of(id), make_stack(8, index)) << "id " << id << " returned for stack " << index;
+      ids_of[index].insert(id);
+    }
+  }
+  // No id was handed out for two different stacks.
+  std::set<uint32_t> seen;
+  size_t ids_total = 0;
+  for (const auto& ids : ids_of) {
+    ids_total += ids.size();
+    seen.insert(ids.begin(), ids.end());
+  }
+  EXPECT_EQ(seen.size(), ids_total);
+  // Single-threaded again: each stack has one stable id, one of those handed out in the race.
+  for (uint64_t index = 0; index < kUniverse; ++index) {
+    if (ids_of[index].empty()) continue;
+    const Stack stack = make_stack(8, index);
+    const uint32_t id = intern(stack);
+    EXPECT_EQ(intern(stack), id);
+    EXPECT_EQ(ids_of[index].count(id), 1u) << "stack " << index;
+  }
+}
+
+}  // namespace
+}  // namespace heapkeeper::alloc
