@@ -279,6 +279,7 @@ void* allocate_tracked(size_t size, size_t alignment, bool zero) noexcept {
   header->packed = BlockHeader::pack(size, offset_shift, false, s != nullptr ? s->index : 0);
   header->stack_id = stack;
   header->sequence = next_sequence(s);
+  stack_table().count_allocation(stack);
   size_t usable;
   int small_class;
   region_geometry(region, total, plain, usable, small_class);

@@ -18,9 +18,10 @@ StackTable& stack_table() { return g_stack_table; }
 
 bool StackTable::initialize() {
   records_ = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) * kMaxStacks));
+  allocation_counts_ = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) * kMaxStacks));
   arena_words_ = size_t{1} << 28;  // 2 GiB of address space for frames, touched as used
   arena_ = static_cast<uintptr_t*>(map_anonymous(arena_words_ * sizeof(uintptr_t)));
-  if (records_ == nullptr || arena_ == nullptr) return false;
+  if (records_ == nullptr || arena_ == nullptr || allocation_counts_ == nullptr) return false;
   auto* first = static_cast<Level*>(map_anonymous(sizeof(Level)));
   if (first == nullptr) return false;
   first->slots = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) << kFirstLevelShift));

@@ -28,6 +28,13 @@ class StackTable {
   // Returns the id of this stack, interning it if new; kNoStack if the table is full.
   uint32_t intern(const uintptr_t* frames, uint32_t depth, uint64_t hash);
   StackView frames(uint32_t id) const;
+  // Allocations made from each stack, for allocation rates per site. Plain load and store, not an
+  // atomic add: two threads counting the same stack at the same instant may lose one count, which
+  // is cheaper on the hot path than a shared read-modify-write and good enough for a rate.
+  void count_allocation(uint32_t id) {
+    if (id < kMaxStacks) allocation_counts_[id].store(allocation_counts_[id].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+  uint64_t allocations(uint32_t id) const { return id < kMaxStacks ? allocation_counts_[id].load(std::memory_order_relaxed) : 0; }
   uint32_t count() const;  // ids handed out so far (including duplicates from races)
 
  private:
@@ -47,6 +54,7 @@ class StackTable {
   std::atomic<unsigned> newest_{0};
   std::atomic<uint32_t> next_id_{1};
   std::atomic<uint64_t>* records_ = nullptr;  // id -> (frame offset << 8 | depth)
+  std::atomic<uint64_t>* allocation_counts_ = nullptr;  // id -> allocations
   uintptr_t* arena_ = nullptr;
   size_t arena_words_ = 0;
   std::atomic<size_t> arena_next_{0};

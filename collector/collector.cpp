@@ -39,6 +39,7 @@ struct CollectorState {
   Suppressions suppressions;
   bool suppressions_loaded = false;
   ScanReport last;
+  std::vector<ScanReport> history;  // the last kHistory scans, without their groups
   std::atomic<bool> exit_scan_done{false};
 };
 
@@ -267,7 +268,10 @@ void start_periodic_scanner() {
 
 }  // namespace
 
-ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t* registers, size_t register_count) {
+constexpr size_t kHistory = 16;
+
+ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t* registers, size_t register_count,
+                    bool reclaim_now) {
   CollectorState& s = state();
   std::lock_guard<std::mutex> lock(s.scan_mutex);
   load_suppressions_once(s);
@@ -278,6 +282,9 @@ ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t
   }
   report.number = ++s.scans;
   report.at_exit = at_exit;
+  timespec wall;
+  clock_gettime(CLOCK_REALTIME, &wall);
+  report.time_ns = static_cast<uint64_t>(wall.tv_sec) * 1000000000ull + static_cast<uint64_t>(wall.tv_nsec);
   ScanRequest request{caller_stack_pointer, registers, register_count};
   Marker marker;
   ScanResult result = scan_heap(request, marker);
@@ -288,10 +295,21 @@ ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t
   }
   const std::unordered_map<uintptr_t, KnownLeak> previous = s.known;
   fill_report(s, result, report);
-  if (alloc::config().mode == alloc::CollectorMode::kCollect && !at_exit) reclaim(result, report, previous);
+  if ((reclaim_now || alloc::config().mode == alloc::CollectorMode::kCollect) && !at_exit) reclaim(result, report, previous);
   s.last = report;
+  ScanReport summary = report;
+  summary.groups.clear();
+  if (s.history.size() == kHistory) s.history.erase(s.history.begin());
+  s.history.push_back(std::move(summary));
   if (at_exit) s.exit_scan_done = true;
   return report;
+}
+
+std::vector<ScanReport> recent_scans(size_t limit) {
+  CollectorState& s = state();
+  std::lock_guard<std::mutex> lock(s.scan_mutex);
+  size_t first = s.history.size() > limit ? s.history.size() - limit : 0;
+  return std::vector<ScanReport>(s.history.begin() + static_cast<std::ptrdiff_t>(first), s.history.end());
 }
 
 ScanReport last_scan() {

@@ -20,6 +20,7 @@ struct LeakGroup {
 
 struct ScanReport {
   uint64_t number = 0;  // 1 for the first scan of the process
+  uint64_t time_ns = 0;  // CLOCK_REALTIME when the scan started
   bool ok = false;
   bool at_exit = false;
   std::string failure;
@@ -40,8 +41,11 @@ void install();
 void install_exit_status();
 
 // Runs a scan now and returns its report (serialised with any other scan). Guard held.
-ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t* registers, size_t register_count);
+ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t* registers, size_t register_count,
+                    bool reclaim = false);
 ScanReport last_scan();
+// The most recent scans, oldest first (at most `limit`); only the last one keeps its groups.
+std::vector<ScanReport> recent_scans(size_t limit);
 
 // Writes the LeakSanitizer-style report of unsuppressed leaks to stderr.
 void print_leak_report(const ScanReport& report);

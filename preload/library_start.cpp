@@ -3,6 +3,7 @@
 // and the exit report — then checks that the dynamic linker really routes the allocation API here.
 #include "allocator/engine.h"
 #include "collector/collector.h"
+#include "stats/publisher.h"
 #include "preload/original_functions.h"
 #include "report/exit_report.h"
 
@@ -11,9 +12,11 @@ namespace {
 __attribute__((constructor(101))) void heapkeeper_library_start() {
   if (!heapkeeper::alloc::ensure_initialized()) return;
   heapkeeper::alloc::run_guarded([] {
-    // Exit handlers run in this order: the leak scan, the JSON report, the exit status.
+    // Exit handlers run in this order: the leak scan, the JSON report, the final live snapshot
+    // (and removal of the segment), the exit status.
     heapkeeper::collect::install();
     heapkeeper::report::install();
+    heapkeeper::stats::install();
     heapkeeper::collect::install_exit_status();
     heapkeeper::preload::check_interposition();
   });

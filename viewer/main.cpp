@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include "viewer/process_commands.h"
 #include "viewer/run_command.h"
 #include "viewer/show_command.h"
 
@@ -59,6 +60,38 @@ int main(int argc, char** argv) {
   show_cmd->add_option("--sites", sites_shown, "Allocation sites to show (default 10)")->type_name("N");
   show_cmd->add_option("--frames", frames_shown, "Frames per stack to show (default 8)")->type_name("N");
 
+  bool list_json = false, list_clean = false;
+  CLI::App* list_cmd = app.add_subcommand("list", "Tracked processes of this user (pid, state, uptime, live and leaked bytes)");
+  list_cmd->add_flag("--json", list_json, "Machine-readable output");
+  list_cmd->add_flag("--clean", list_clean, "Remove the segments of processes that are gone");
+
+  pid_t stats_pid = 0;
+  bool stats_json = false;
+  CLI::App* stats_cmd = app.add_subcommand("stats", "One snapshot of a tracked process's live figures");
+  stats_cmd->add_option("pid", stats_pid, "Process id")->required();
+  stats_cmd->add_flag("--json", stats_json, "Machine-readable output (every figure of the snapshot)");
+
+  pid_t scan_pid = 0;
+  bool scan_json = false;
+  CLI::App* scan_cmd = app.add_subcommand("scan", "Ask a tracked process for a leak scan now and print its result");
+  scan_cmd->add_option("pid", scan_pid, "Process id")->required();
+  scan_cmd->add_flag("--json", scan_json, "Print the scan's figures as JSON");
+
+  pid_t report_pid = 0;
+  bool report_json = false;
+  CLI::App* report_cmd = app.add_subcommand("report", "Leak report of a fresh scan of a tracked process");
+  report_cmd->add_option("pid", report_pid, "Process id")->required();
+  report_cmd->add_flag("--json", report_json, "The same JSON document as the exit report (HEAPKEEPER_REPORT)");
+  report_cmd->add_option("--sites", sites_shown, "Allocation sites to show (default 10)")->type_name("N");
+  report_cmd->add_option("--frames", frames_shown, "Frames per stack to show (default 8)")->type_name("N");
+
+  std::vector<pid_t> export_pids;
+  bool export_all = false, export_prometheus_flag = false;
+  CLI::App* export_cmd = app.add_subcommand("export", "Figures as OpenMetrics text (Prometheus, node_exporter textfile collector)");
+  export_cmd->add_option("pid", export_pids, "Process ids");
+  export_cmd->add_flag("--all", export_all, "Every running tracked process of this user");
+  export_cmd->add_flag("--prometheus", export_prometheus_flag, "OpenMetrics text format (the default and only format)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -66,5 +99,16 @@ int main(int argc, char** argv) {
   }
   if (run_cmd->parsed()) return heapkeeper::view::run_program(run);
   if (show_cmd->parsed()) return heapkeeper::view::show_report(report_file, sites_shown, frames_shown);
+  if (list_cmd->parsed()) return heapkeeper::view::list_processes(list_json, list_clean);
+  if (stats_cmd->parsed()) return heapkeeper::view::show_stats(stats_pid, stats_json);
+  if (scan_cmd->parsed()) return heapkeeper::view::request_scan(scan_pid, scan_json);
+  if (report_cmd->parsed()) return heapkeeper::view::fetch_report(report_pid, report_json, sites_shown, frames_shown);
+  if (export_cmd->parsed()) {
+    if (!export_all && export_pids.empty()) {
+      fmt::print(stderr, "heapkeeper: export needs PIDs or --all\n");
+      return 2;
+    }
+    return heapkeeper::view::export_prometheus(export_pids, export_all);
+  }
   return 0;
 }

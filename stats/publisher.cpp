@@ -1,0 +1,242 @@
+// Implementation of the stats publisher (see publisher.h).
+//
+// The segment is created with Boost.Interprocess (shared_memory_object, mapped_region), mode 0600,
+// and its whole size is reserved with posix_fallocate: on tmpfs a sparse segment would be filled
+// page by page, and a full /dev/shm would then kill the program with SIGBUS on the first write
+// instead of failing here. At exit the final snapshot is published with the state "exited" and
+// the name is removed; a viewer that has it mapped keeps the final figures.
+#include "stats/publisher.h"
+
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <boost/interprocess/mapped_region.hpp>
+#include <boost/interprocess/shared_memory_object.hpp>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "allocator/diagnostics.h"
+#include "allocator/engine.h"
+#include "allocator/thread_registry.h"
+#include "collector/collector.h"
+#include "report/exit_report.h"
+#include "stats/shm_layout.h"
+#include "stats/snapshot_builder.h"
+
+namespace bip = boost::interprocess;
+
+namespace heapkeeper::stats {
+namespace {
+
+constexpr uint32_t kPublishIntervalMs = 500;
+
+struct Publisher {
+  uint32_t start_delay_ms = 0;  // forked children wait: most of them exec or exit at once
+  std::string name;
+  std::unique_ptr<bip::mapped_region> region;
+  SharedSegment* segment = nullptr;
+  std::unique_ptr<Snapshot> scratch;  // built here, then copied under the seqlock
+  SnapshotBuilder builder;
+  uint32_t handled_request = 0;
+  uint64_t start_ns = 0;
+};
+
+Publisher* g_publisher = nullptr;
+
+uint64_t realtime_ns() {
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
+}
+
+uint64_t process_start_ticks() {
+  std::ifstream in("/proc/self/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t close = text.rfind(')');
+  if (close == std::string::npos) return 0;
+  // Fields after the command name start at field 3; the start time is field 22.
+  size_t position = close + 2;
+  for (int field = 3; field < 22 && position != std::string::npos; ++field) position = text.find(' ', position) + 1;
+  return position == std::string::npos ? 0 : std::strtoull(text.c_str() + position, nullptr, 10);
+}
+
+std::string read_command_line() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (char& c : text) {
+    if (c == '\0') c = ' ';
+  }
+  while (!text.empty() && text.back() == ' ') text.pop_back();
+  return text;
+}
+
+void copy_text(char* out, size_t capacity, const std::string& text) {
+  size_t n = std::min(capacity - 1, text.size());
+  std::memcpy(out, text.data(), n);
+  out[n] = '\0';
+}
+
+bool create_segment(Publisher& p) {
+  p.name = std::string(kSegmentPrefix) + std::to_string(getpid());
+  try {
+    bip::shared_memory_object::remove(p.name.c_str());  // a stale one from a dead process with our pid
+    bip::permissions owner_only(0600);
+    bip::shared_memory_object shm(bip::create_only, p.name.c_str(), bip::read_write, owner_only);
+    const int fd = shm.get_mapping_handle().handle;
+    const int reserved = posix_fallocate(fd, 0, sizeof(SharedSegment));
+    if (reserved != 0) {
+      bip::shared_memory_object::remove(p.name.c_str());
+      alloc::DiagnosticLine().text("live stats disabled: cannot reserve ").bytes(sizeof(SharedSegment))
+          .text(" in /dev/shm (").text(std::strerror(reserved)).text("); the program runs on").emit();
+      return false;
+    }
+    p.region = std::make_unique<bip::mapped_region>(shm, bip::read_write);
+  } catch (const bip::interprocess_exception& error) {
+    alloc::DiagnosticLine().text("live stats disabled: cannot create /dev/shm/").text(p.name).text(": ").text(error.what())
+        .text("; the program runs on").emit();
+    return false;
+  }
+  auto* segment = static_cast<SharedSegment*>(p.region->get_address());
+  SegmentHeader& h = segment->header;
+  h.magic = kSegmentMagic;
+  h.version = kLayoutVersion;
+  h.header_size = sizeof(SegmentHeader);
+  h.segment_size = sizeof(SharedSegment);
+  h.producer_uid = getuid();
+  h.producer_pid = getpid();
+  h.start_time_ns = p.start_ns;
+  h.process_start_ticks = process_start_ticks();
+  h.publish_interval_ms = kPublishIntervalMs;
+  char exe[256] = {};
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n > 0) exe[n] = '\0';
+  copy_text(h.program, sizeof(h.program), exe);
+  copy_text(h.command_line, sizeof(h.command_line), read_command_line());
+  __atomic_store_n(&h.state, static_cast<uint32_t>(ProducerState::kRunning), __ATOMIC_RELEASE);
+  __atomic_store_n(&p.segment, segment, __ATOMIC_RELEASE);  // the exit handler may look from another thread
+  return true;
+}
+
+void publish(Publisher& p) {
+  const uint64_t now = realtime_ns();
+  p.builder.build(*p.scratch, now, p.start_ns);
+  uint64_t sequence = __atomic_load_n(&p.segment->sequence, __ATOMIC_RELAXED);
+  __atomic_store_n(&p.segment->sequence, sequence + 1, __ATOMIC_RELAXED);  // odd: being written
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+  std::memcpy(&p.segment->snapshot, p.scratch.get(), sizeof(Snapshot));
+  __atomic_store_n(&p.segment->sequence, sequence + 2, __ATOMIC_RELEASE);
+  __atomic_store_n(&p.segment->header.heartbeat_ns, now, __ATOMIC_RELEASE);
+}
+
+void answer(Publisher& p, uint32_t request) {
+  CommandChannel& c = p.segment->channel;
+  const auto command = static_cast<Command>(__atomic_load_n(&c.command, __ATOMIC_ACQUIRE));
+  int status = 0;
+  std::string response;
+  switch (command) {
+    case Command::kScan:
+    case Command::kCollect:
+    case Command::kReport: {
+      const bool reclaim = command == Command::kCollect;
+      collect::ScanReport scan = collect::scan_now(false, 0, nullptr, 0, reclaim);
+      if (reclaim && scan.ok) scan = collect::scan_now(false, 0, nullptr, 0, true);  // second look frees them
+      if (!scan.ok) {
+        status = EAGAIN;
+        response = "{\"error\": \"scan failed: " + scan.failure + "\"}";
+      } else {
+        response = report::build_report_json();
+      }
+      publish(p);
+      break;
+    }
+    default:
+      status = EINVAL;
+      response = "{\"error\": \"unknown command\"}";
+  }
+  if (response.size() > kResponseCapacity) {
+    status = E2BIG;
+    response = "{\"error\": \"the report is larger than the response area; use HEAPKEEPER_REPORT\"}";
+  }
+  std::memcpy(c.response, response.data(), response.size());
+  c.response_length = static_cast<uint32_t>(response.size());
+  c.status = status;
+  __atomic_store_n(&c.response_id, request, __ATOMIC_RELEASE);
+  syscall(SYS_futex, &c.response_id, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+}
+
+void* publisher_thread(void*) {
+  alloc::enter_internal();
+  if (alloc::ThreadState* self = alloc::tls_thread.state) self->heapkeeper_thread = true;
+  Publisher& p = *g_publisher;
+  if (p.start_delay_ms > 0) {
+    timespec pause{static_cast<time_t>(p.start_delay_ms / 1000), static_cast<long>(p.start_delay_ms % 1000) * 1000000L};
+    while (nanosleep(&pause, &pause) != 0) {
+    }
+  }
+  if (!create_segment(p)) return nullptr;
+  uint64_t next_publish = 0;
+  for (;;) {
+    const uint64_t now = realtime_ns();
+    if (now >= next_publish) {
+      publish(p);
+      next_publish = now + kPublishIntervalMs * 1000000ull;
+    }
+    const uint32_t request = __atomic_load_n(&p.segment->channel.request_id, __ATOMIC_ACQUIRE);
+    if (request != p.handled_request) {
+      p.handled_request = request;
+      answer(p, request);
+      continue;
+    }
+    const uint64_t wait_ns = next_publish > now ? next_publish - now : 0;
+    timespec timeout{static_cast<time_t>(wait_ns / 1000000000ull), static_cast<long>(wait_ns % 1000000000ull)};
+    // Shared futex (not PRIVATE): the waker is a reader in another process.
+    syscall(SYS_futex, &p.segment->channel.request_id, FUTEX_WAIT, request, &timeout, nullptr, 0);
+  }
+  return nullptr;
+}
+
+void start(Publisher& p) {
+  p.start_ns = realtime_ns();
+  p.scratch = std::make_unique<Snapshot>();
+  pthread_t thread;
+  pthread_attr_t attributes;
+  pthread_attr_init(&attributes);
+  pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+  if (pthread_create(&thread, &attributes, publisher_thread, nullptr) != 0) {
+    alloc::DiagnosticLine().text("live stats disabled: could not start the publisher thread").emit();
+  }
+  pthread_attr_destroy(&attributes);
+}
+
+void at_exit() {
+  Publisher* p = g_publisher;
+  if (p == nullptr || __atomic_load_n(&p->segment, __ATOMIC_ACQUIRE) == nullptr) return;
+  publish(*p);
+  __atomic_store_n(&p->segment->header.state, static_cast<uint32_t>(ProducerState::kExited), __ATOMIC_RELEASE);
+  bip::shared_memory_object::remove(p->name.c_str());
+}
+
+}  // namespace
+
+void install() {
+  g_publisher = new Publisher();
+  start(*g_publisher);
+  alloc::add_exit_handler(at_exit);
+  alloc::add_fork_child_handler([] {
+    // The child is a process of its own: its own segment and publisher; the parent's stays theirs.
+    // The segment is made only once the child has lived a second: a child that execs (and gets
+    // a fresh heapkeeper) or _exits before then would otherwise leave a segment behind.
+    g_publisher = new Publisher();
+    g_publisher->start_delay_ms = 1000;
+    start(*g_publisher);
+  });
+}
+
+}  // namespace heapkeeper::stats

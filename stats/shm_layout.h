@@ -1,0 +1,146 @@
+// The shared-memory layout between a tracked process (producer) and `heapkeeper` (readers).
+//
+// One versioned, fixed-width schema included by both ends, as memray's records.h: no pointers, no
+// std types, only fixed-size arrays and integers, so a reader in another process (or another
+// build) can check it before trusting it. Each tracked process creates /dev/shm/heapkeeper.<pid>
+// (mode 0600) holding one SharedSegment:
+//  - a header identifying the producer (magic, version, sizes, uid, pid, start time, program);
+//  - a snapshot published by a background thread at least twice a second under a seqlock: the
+//    producer makes `sequence` odd, copies, makes it even again; a reader copies the snapshot and
+//    keeps it only if `sequence` was the same even number before and after. Readers never write
+//    the snapshot and never block the producer;
+//  - a command channel: the owner's `heapkeeper` asks for a scan, a collection or a full report,
+//    and the producer answers in the response area (a JSON document).
+// Readers must validate everything (see viewer/segment_reader.h): counts are clamped, strings are
+// terminated by the reader, and a segment that is too small, of another version or another uid is
+// refused with a one-line reason.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace heapkeeper::stats {
+
+inline constexpr uint64_t kSegmentMagic = 0x5045454b50414548ull;  // "HEAPKEEP" little-endian
+inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr const char* kSegmentPrefix = "heapkeeper.";  // + pid, under /dev/shm
+
+inline constexpr uint32_t kMaxSites = 100;
+inline constexpr uint32_t kMaxFrames = 16;
+inline constexpr uint32_t kMaxThreads = 256;
+inline constexpr uint32_t kMaxScans = 16;
+inline constexpr uint32_t kMaxLeaks = 100;
+inline constexpr uint32_t kSizeClasses = 48;      // log2 buckets of block sizes: [2^i, 2^(i+1))
+inline constexpr uint32_t kSeriesLength = 1200;   // 20 minutes at one point a second
+inline constexpr uint32_t kResponseCapacity = 4u << 20;
+
+struct Frame {
+  uint64_t address;
+  uint64_t module_offset;
+  uint32_t line;
+  uint32_t reserved;
+  char function[128];
+  char module[96];
+  char file[96];
+};
+
+struct Site {  // an allocation site (stack): what of it is live now
+  uint64_t live_bytes, live_blocks;
+  uint64_t allocations;       // total allocations made from this stack since start
+  double allocation_rate;     // per second, over the last publishing interval
+  uint64_t leaked_bytes, leaked_blocks;  // from the last scan
+  uint32_t stack_id;
+  uint32_t depth;             // frames stored (<= kMaxFrames)
+  Frame frames[kMaxFrames];
+};
+
+struct ThreadFigures {
+  int32_t tid;
+  uint32_t index;             // heapkeeper's thread number
+  int64_t net_bytes;          // allocated minus freed by this thread (frees of others' blocks count here)
+  uint64_t allocations, frees;
+  char name[16];
+};
+
+struct ScanFigures {
+  uint64_t number;
+  uint64_t time_ns;           // CLOCK_REALTIME at the scan
+  double pause_ms;
+  uint64_t reachable_blocks, leaked_blocks, leaked_bytes, new_leaked_blocks, new_leaked_bytes;
+  uint64_t reclaimed_blocks, reclaimed_bytes;
+  uint32_t ok, at_exit;
+};
+
+struct Leak {
+  uint32_t direct;            // 1 direct, 0 indirect
+  uint32_t depth;
+  uint64_t blocks, bytes, new_blocks, age_scans;
+  Frame frames[kMaxFrames];
+};
+
+struct SeriesPoint {
+  uint64_t time_ns;
+  uint64_t live_bytes;
+  uint64_t leaked_bytes;
+};
+
+struct Snapshot {
+  uint64_t time_ns;           // CLOCK_REALTIME when published
+  uint64_t uptime_ns;
+  uint64_t publish_count;
+  uint64_t live_bytes, live_blocks, peak_live_bytes;
+  uint64_t total_allocations, total_frees;
+  double allocation_rate, free_rate;  // per second, over the last interval
+  uint64_t heap_reserved_bytes, heap_mapped_bytes, heap_resident_bytes, heap_returned_bytes, heap_active_bytes;
+  uint64_t foreign_frees, bad_frees, distinct_stacks, threads_seen;
+  uint64_t size_class_blocks[kSizeClasses];
+  uint64_t size_class_bytes[kSizeClasses];
+  uint32_t site_count, thread_count, scan_count, leak_count;
+  uint32_t series_count, series_next;  // ring: points [next - count, next) modulo kSeriesLength
+  uint32_t total_site_count;           // sites with live blocks (only the top kMaxSites are here)
+  uint32_t reserved;
+  Site sites[kMaxSites];               // by live bytes, largest first
+  ThreadFigures threads[kMaxThreads];
+  ScanFigures scans[kMaxScans];        // oldest first
+  Leak leaks[kMaxLeaks];               // leaks of the last scan, largest first
+  SeriesPoint series[kSeriesLength];
+};
+
+enum class Command : uint32_t { kNone = 0, kScan = 1, kCollect = 2, kReport = 3 };
+enum class ProducerState : uint32_t { kRunning = 1, kExited = 2 };
+
+struct CommandChannel {
+  uint32_t owner_pid;         // the reader holding the channel (compare-and-swap 0 -> pid)
+  uint32_t request_id;        // the reader increments it after writing `command` (futex word)
+  uint32_t command;
+  uint32_t response_id;      // the producer sets it to request_id when the response is complete
+  int32_t status;             // 0 ok, else an errno-like code
+  uint32_t response_length;
+  char response[kResponseCapacity];  // JSON, not terminated: use response_length
+};
+
+struct SegmentHeader {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t header_size;       // sizeof(SegmentHeader)
+  uint64_t segment_size;      // sizeof(SharedSegment)
+  uint32_t producer_uid;
+  int32_t producer_pid;
+  uint64_t start_time_ns;     // CLOCK_REALTIME at start
+  uint64_t process_start_ticks;  // /proc/<pid>/stat field 22: tells a reused pid from the producer
+  uint32_t state;             // ProducerState
+  uint32_t publish_interval_ms;
+  uint64_t heartbeat_ns;      // CLOCK_REALTIME of the last publish
+  char program[256];
+  char command_line[512];
+};
+
+struct SharedSegment {
+  SegmentHeader header;
+  uint64_t sequence;          // seqlock over `snapshot` (odd while being written)
+  uint64_t reserved[7];
+  Snapshot snapshot;
+  CommandChannel channel;
+};
+
+}  // namespace heapkeeper::stats

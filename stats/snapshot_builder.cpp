@@ -1,0 +1,182 @@
+// Implementation of the snapshot builder (see snapshot_builder.h).
+#include "stats/snapshot_builder.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "allocator/block_header.h"
+#include "allocator/block_map.h"
+#include "allocator/heap_summary.h"
+#include "allocator/stack_table.h"
+#include "allocator/thread_registry.h"
+#include "collector/collector.h"
+#include "report/exit_report.h"
+#include "report/site_summary.h"
+#include "report/symbolizer.h"
+
+namespace heapkeeper::stats {
+namespace {
+
+void copy_text(char* out, size_t capacity, const std::string& text) {
+  size_t n = std::min(capacity - 1, text.size());
+  std::memcpy(out, text.data(), n);
+  out[n] = '\0';
+}
+
+unsigned size_class_of(uint64_t size) {
+  unsigned bucket = size == 0 ? 0 : 63u - static_cast<unsigned>(__builtin_clzll(size));
+  return bucket < kSizeClasses ? bucket : kSizeClasses - 1;
+}
+
+uint64_t stack_key(uint32_t stack_id) {
+  alloc::StackView view = alloc::stack_table().frames(stack_id);
+  return view.depth == 0 ? 0 : alloc::StackTable::hash(view.frames, view.depth);
+}
+
+}  // namespace
+
+void SnapshotBuilder::fill_frames(uint32_t stack_id, Frame* frames, uint32_t& depth) {
+  alloc::StackView view = alloc::stack_table().frames(stack_id);
+  depth = std::min<uint32_t>(view.depth, kMaxFrames);
+  for (uint32_t i = 0; i < depth; ++i) {
+    report::SymbolizedFrame f = report::shared_symbolizer().resolve(view.frames[i]);
+    Frame& out = frames[i];
+    out.address = f.address;
+    out.module_offset = f.module_offset;
+    out.line = static_cast<uint32_t>(f.line > 0 ? f.line : 0);
+    out.reserved = 0;
+    copy_text(out.function, sizeof(out.function), f.function);
+    copy_text(out.module, sizeof(out.module), f.module);
+    copy_text(out.file, sizeof(out.file), f.file);
+  }
+}
+
+void SnapshotBuilder::build(Snapshot& out, uint64_t now_ns, uint64_t start_ns) {
+  std::memset(&out, 0, sizeof(out));
+  const alloc::HeapSummary summary = alloc::summarize_heap();
+  out.time_ns = now_ns;
+  out.uptime_ns = now_ns > start_ns ? now_ns - start_ns : 0;
+  out.publish_count = ++publish_count_;
+  out.live_bytes = summary.live_bytes;
+  out.live_blocks = summary.live_blocks;
+  out.peak_live_bytes = summary.peak_live_bytes;
+  out.total_allocations = summary.total_allocations;
+  out.total_frees = summary.total_frees;
+  const double seconds = previous_time_ns_ != 0 && now_ns > previous_time_ns_ ? static_cast<double>(now_ns - previous_time_ns_) / 1e9 : 0;
+  if (seconds > 0) {
+    out.allocation_rate = static_cast<double>(summary.total_allocations - previous_allocations_) / seconds;
+    out.free_rate = static_cast<double>(summary.total_frees - previous_frees_) / seconds;
+  }
+  out.heap_reserved_bytes = summary.heap.reserve_bytes;
+  out.heap_mapped_bytes = summary.heap.mapped_bytes;
+  out.heap_resident_bytes = summary.heap.resident_bytes;
+  out.heap_returned_bytes = summary.heap.returned_bytes;
+  out.heap_active_bytes = summary.heap.active_bytes;
+  out.foreign_frees = summary.foreign_frees;
+  out.bad_frees = summary.bad_frees;
+  out.distinct_stacks = summary.distinct_stacks;
+  out.threads_seen = summary.threads_seen;
+
+  // One walk over the live blocks: histogram and per-site totals.
+  report::SiteAccumulator sites;
+  alloc::block_map().for_each_live([&](uintptr_t region) {
+    const alloc::BlockHeader* header = alloc::header_at(region);
+    const uint64_t size = header->size();
+    const unsigned bucket = size_class_of(size);
+    ++out.size_class_blocks[bucket];
+    out.size_class_bytes[bucket] += size;
+    sites.add(header->stack_id, size);
+  });
+  const std::vector<report::SiteTotals> sorted = sites.sorted();
+  out.total_site_count = static_cast<uint32_t>(sorted.size());
+
+  // Leaks of the last scan, keyed by stack content, to show beside the sites.
+  const collect::ScanReport last = collect::last_scan();
+  std::unordered_map<uint64_t, std::pair<uint64_t, uint64_t>> leaked_by_stack;
+  for (const collect::LeakGroup& g : last.groups) {
+    if (!g.suppressed_by.empty()) continue;
+    auto& entry = leaked_by_stack[stack_key(g.stack_id)];
+    entry.first += g.blocks;
+    entry.second += g.bytes;
+  }
+
+  std::unordered_map<uint32_t, uint64_t> site_allocations;
+  for (const report::SiteTotals& totals : sorted) {
+    if (out.site_count >= kMaxSites) break;
+    Site& site = out.sites[out.site_count++];
+    site.live_bytes = totals.bytes;
+    site.live_blocks = totals.blocks;
+    site.stack_id = totals.stack_id;
+    site.allocations = alloc::stack_table().allocations(totals.stack_id);
+    site_allocations[totals.stack_id] = site.allocations;
+    auto previous = previous_site_allocations_.find(totals.stack_id);
+    if (seconds > 0 && previous != previous_site_allocations_.end() && site.allocations >= previous->second) {
+      site.allocation_rate = static_cast<double>(site.allocations - previous->second) / seconds;
+    }
+    auto leaked = leaked_by_stack.find(stack_key(totals.stack_id));
+    if (leaked != leaked_by_stack.end()) {
+      site.leaked_blocks = leaked->second.first;
+      site.leaked_bytes = leaked->second.second;
+    }
+    fill_frames(totals.stack_id, site.frames, site.depth);
+  }
+  previous_site_allocations_ = std::move(site_allocations);
+
+  alloc::thread_registry().for_each_active([&](alloc::ThreadState& s) {
+    if (out.thread_count >= kMaxThreads || s.heapkeeper_thread) return;
+    ThreadFigures& t = out.threads[out.thread_count++];
+    t.tid = s.tid;
+    t.index = s.index;
+    t.allocations = s.allocations.load(std::memory_order_relaxed);
+    t.frees = s.frees.load(std::memory_order_relaxed);
+    t.net_bytes = static_cast<int64_t>(s.allocated_bytes.load(std::memory_order_relaxed)) -
+                  static_cast<int64_t>(s.freed_bytes.load(std::memory_order_relaxed));
+    if (const alloc::ThreadInfo* info = alloc::thread_registry().info(s.index)) std::memcpy(t.name, info->name, sizeof(t.name));
+    t.name[sizeof(t.name) - 1] = '\0';
+  });
+
+  for (const collect::ScanReport& r : collect::recent_scans(kMaxScans)) {
+    ScanFigures& f = out.scans[out.scan_count++];
+    f.number = r.number;
+    f.time_ns = r.time_ns;
+    f.pause_ms = static_cast<double>(r.pause_ns) / 1e6;
+    f.reachable_blocks = r.reachable_blocks;
+    f.leaked_blocks = r.leaked_blocks - r.suppressed_blocks;
+    f.leaked_bytes = r.leaked_bytes - r.suppressed_bytes;
+    f.new_leaked_blocks = r.new_leaked_blocks;
+    f.new_leaked_bytes = r.new_leaked_bytes;
+    f.reclaimed_blocks = r.reclaimed_blocks;
+    f.reclaimed_bytes = r.reclaimed_bytes;
+    f.ok = r.ok;
+    f.at_exit = r.at_exit;
+  }
+  for (const collect::LeakGroup& g : last.groups) {
+    if (out.leak_count >= kMaxLeaks) break;
+    if (!g.suppressed_by.empty()) continue;
+    Leak& leak = out.leaks[out.leak_count++];
+    leak.direct = g.direct;
+    leak.blocks = g.blocks;
+    leak.bytes = g.bytes;
+    leak.new_blocks = g.new_blocks;
+    leak.age_scans = g.max_age_scans;
+    fill_frames(g.stack_id, leak.frames, leak.depth);
+  }
+
+  // Time series: one point a second.
+  if (now_ns >= last_series_ns_ + 1'000'000'000ull || last_series_ns_ == 0) {
+    last_series_ns_ = now_ns;
+    series_[series_next_] = {now_ns, summary.live_bytes, last.leaked_bytes - last.suppressed_bytes};
+    series_next_ = (series_next_ + 1) % kSeriesLength;
+    if (series_count_ < kSeriesLength) ++series_count_;
+  }
+  std::memcpy(out.series, series_, sizeof(series_));
+  out.series_count = series_count_;
+  out.series_next = series_next_;
+
+  previous_time_ns_ = now_ns;
+  previous_allocations_ = summary.total_allocations;
+  previous_frees_ = summary.total_frees;
+}
+
+}  // namespace heapkeeper::stats

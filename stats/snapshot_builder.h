@@ -1,0 +1,31 @@
+// Building one Snapshot (shm_layout.h) of the process: totals and rates, heap figures, the
+// size-class histogram, the top allocation sites (symbolized, cached per stack), threads, recent
+// scans and the last scan's leaks, and the live/leaked time series. Runs on the publisher thread,
+// off the hot path; walks the live blocks without stopping the world (a moving picture).
+#pragma once
+
+#include <cstdint>
+#include <unordered_map>
+
+#include "stats/shm_layout.h"
+
+namespace heapkeeper::stats {
+
+class SnapshotBuilder {
+ public:
+  // Fills `out` completely. `now_ns` is CLOCK_REALTIME, `start_ns` the process start.
+  void build(Snapshot& out, uint64_t now_ns, uint64_t start_ns);
+
+ private:
+  void fill_frames(uint32_t stack_id, Frame* frames, uint32_t& depth);
+
+  uint64_t previous_time_ns_ = 0;
+  uint64_t previous_allocations_ = 0, previous_frees_ = 0;
+  std::unordered_map<uint32_t, uint64_t> previous_site_allocations_;
+  uint64_t publish_count_ = 0;
+  uint64_t last_series_ns_ = 0;
+  SeriesPoint series_[kSeriesLength] = {};
+  uint32_t series_count_ = 0, series_next_ = 0;
+};
+
+}  // namespace heapkeeper::stats

@@ -1,0 +1,315 @@
+// Implementation of the process commands (see process_commands.h).
+//
+// Machine-readable output is JSON (nlohmann::json) with the same field names as the snapshot
+// layout, and Prometheus/OpenMetrics text for `export`, so fleets can scrape heapkeeper's figures
+// (node_exporter's textfile collector) instead of building an aggregator.
+#include "viewer/process_commands.h"
+
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "viewer/segment_reader.h"
+#include "viewer/show_command.h"
+
+namespace heapkeeper::view {
+namespace {
+
+std::string uptime_text(uint64_t ns) {
+  uint64_t s = ns / 1000000000ull;
+  if (s < 60) return fmt::format("{}s", s);
+  if (s < 3600) return fmt::format("{}m{:02}s", s / 60, s % 60);
+  return fmt::format("{}h{:02}m", s / 3600, (s / 60) % 60);
+}
+
+std::string frame_text(const stats::Frame& f) {
+  std::string text = fmt::format("{} in {}+{:#x}", f.function[0] ? f.function : "??", f.module[0] ? f.module : "??", f.module_offset);
+  if (f.file[0] != '\0') text += fmt::format(" {}:{}", f.file, f.line);
+  return text;
+}
+
+nlohmann::json frames_json(const stats::Frame* frames, uint32_t depth) {
+  nlohmann::json out = nlohmann::json::array();
+  for (uint32_t i = 0; i < depth; ++i) {
+    nlohmann::json f = {{"address", frames[i].address}, {"function", frames[i].function}, {"module", frames[i].module},
+                        {"offset", frames[i].module_offset}};
+    if (frames[i].file[0] != '\0') {
+      f["file"] = frames[i].file;
+      f["line"] = frames[i].line;
+    }
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+uint64_t last_leaked_bytes(const stats::Snapshot& s) { return s.scan_count == 0 ? 0 : s.scans[s.scan_count - 1].leaked_bytes; }
+
+nlohmann::json snapshot_json(const SegmentInfo& info, const stats::Snapshot& s) {
+  nlohmann::json doc;
+  doc["pid"] = info.pid;
+  doc["program"] = info.program;
+  doc["command_line"] = info.command_line;
+  doc["running"] = info.producer_alive;
+  doc["uptime_seconds"] = static_cast<double>(s.uptime_ns) / 1e9;
+  doc["live_bytes"] = s.live_bytes;
+  doc["live_blocks"] = s.live_blocks;
+  doc["peak_live_bytes"] = s.peak_live_bytes;
+  doc["allocations"] = s.total_allocations;
+  doc["frees"] = s.total_frees;
+  doc["allocation_rate"] = s.allocation_rate;
+  doc["free_rate"] = s.free_rate;
+  doc["heap"] = {{"reserved_bytes", s.heap_reserved_bytes}, {"mapped_bytes", s.heap_mapped_bytes},
+                 {"resident_bytes", s.heap_resident_bytes}, {"returned_bytes", s.heap_returned_bytes},
+                 {"active_bytes", s.heap_active_bytes}};
+  doc["foreign_frees"] = s.foreign_frees;
+  doc["bad_frees"] = s.bad_frees;
+  doc["distinct_stacks"] = s.distinct_stacks;
+  doc["threads_seen"] = s.threads_seen;
+  nlohmann::json histogram = nlohmann::json::array();
+  for (uint32_t i = 0; i < stats::kSizeClasses; ++i) {
+    if (s.size_class_blocks[i] == 0) continue;
+    histogram.push_back({{"min_size", uint64_t{1} << i}, {"blocks", s.size_class_blocks[i]}, {"bytes", s.size_class_bytes[i]}});
+  }
+  doc["size_classes"] = std::move(histogram);
+  nlohmann::json sites = nlohmann::json::array();
+  for (uint32_t i = 0; i < s.site_count; ++i) {
+    const stats::Site& site = s.sites[i];
+    sites.push_back({{"live_bytes", site.live_bytes}, {"live_blocks", site.live_blocks}, {"allocations", site.allocations},
+                     {"allocation_rate", site.allocation_rate}, {"leaked_bytes", site.leaked_bytes},
+                     {"leaked_blocks", site.leaked_blocks}, {"stack", frames_json(site.frames, site.depth)}});
+  }
+  doc["sites"] = std::move(sites);
+  doc["site_count"] = s.total_site_count;
+  nlohmann::json threads = nlohmann::json::array();
+  for (uint32_t i = 0; i < s.thread_count; ++i) {
+    const stats::ThreadFigures& t = s.threads[i];
+    threads.push_back({{"tid", t.tid}, {"index", t.index}, {"name", t.name}, {"net_bytes", t.net_bytes},
+                       {"allocations", t.allocations}, {"frees", t.frees}});
+  }
+  doc["threads"] = std::move(threads);
+  nlohmann::json scans = nlohmann::json::array();
+  for (uint32_t i = 0; i < s.scan_count; ++i) {
+    const stats::ScanFigures& f = s.scans[i];
+    scans.push_back({{"number", f.number}, {"time_ns", f.time_ns}, {"pause_ms", f.pause_ms}, {"ok", f.ok != 0},
+                     {"reachable_blocks", f.reachable_blocks}, {"leaked_blocks", f.leaked_blocks},
+                     {"leaked_bytes", f.leaked_bytes}, {"new_leaked_blocks", f.new_leaked_blocks},
+                     {"reclaimed_blocks", f.reclaimed_blocks}, {"reclaimed_bytes", f.reclaimed_bytes}});
+  }
+  doc["scans"] = std::move(scans);
+  nlohmann::json leaks = nlohmann::json::array();
+  for (uint32_t i = 0; i < s.leak_count; ++i) {
+    const stats::Leak& l = s.leaks[i];
+    leaks.push_back({{"kind", l.direct ? "direct" : "indirect"}, {"blocks", l.blocks}, {"bytes", l.bytes},
+                     {"new_blocks", l.new_blocks}, {"age_scans", l.age_scans}, {"stack", frames_json(l.frames, l.depth)}});
+  }
+  doc["leaks"] = std::move(leaks);
+  nlohmann::json series = nlohmann::json::array();
+  for (uint32_t i = 0; i < s.series_count; ++i) {
+    const stats::SeriesPoint& p = s.series[(s.series_next + stats::kSeriesLength - s.series_count + i) % stats::kSeriesLength];
+    series.push_back({p.time_ns, p.live_bytes, p.leaked_bytes});
+  }
+  doc["series"] = std::move(series);
+  return doc;
+}
+
+bool open_snapshot(pid_t pid, SegmentReader& reader, stats::Snapshot& snapshot, bool for_commands) {
+  std::string error;
+  if (!reader.open(pid, for_commands, error) || !reader.snapshot(snapshot, error)) {
+    fmt::print(stderr, "heapkeeper: {}\n", error);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string human_bytes(uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  size_t unit = 0;
+  while (value >= 1024 && unit + 1 < 5) {
+    value /= 1024;
+    ++unit;
+  }
+  return unit == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.1f} {}", value, units[unit]);
+}
+
+int list_processes(bool json, bool clean) {
+  nlohmann::json rows = nlohmann::json::array();
+  if (!json) fmt::print("{:>8}  {:<10}  {:>9}  {:>11}  {:>11}  {}\n", "PID", "STATE", "UPTIME", "LIVE", "LEAKED", "PROGRAM");
+  auto snapshot = std::make_unique<stats::Snapshot>();
+  for (pid_t pid : SegmentReader::list_segments()) {
+    SegmentReader reader;
+    std::string error;
+    if (!reader.open(pid, false, error)) {
+      if (!json) fmt::print("{:>8}  {:<10}  {}\n", pid, "unreadable", error);
+      continue;
+    }
+    const SegmentInfo info = reader.info();
+    const bool have = reader.snapshot(*snapshot, error);
+    const char* state = info.producer_alive ? "running" : "stale";
+    if (!info.producer_alive && clean) {
+      if (unlink(SegmentReader::segment_path(pid).c_str()) == 0) state = "removed";
+    }
+    if (json) {
+      rows.push_back({{"pid", pid}, {"state", state}, {"program", info.program},
+                      {"uptime_seconds", have ? static_cast<double>(snapshot->uptime_ns) / 1e9 : 0.0},
+                      {"live_bytes", have ? snapshot->live_bytes : 0}, {"leaked_bytes", have ? last_leaked_bytes(*snapshot) : 0}});
+    } else {
+      fmt::print("{:>8}  {:<10}  {:>9}  {:>11}  {:>11}  {}\n", pid, state, have ? uptime_text(snapshot->uptime_ns) : "-",
+                 have ? human_bytes(snapshot->live_bytes) : "-", have ? human_bytes(last_leaked_bytes(*snapshot)) : "-",
+                 info.program);
+    }
+  }
+  if (json) fmt::print("{}\n", rows.dump(2));
+  return 0;
+}
+
+int show_stats(pid_t pid, bool json) {
+  SegmentReader reader;
+  auto snapshot = std::make_unique<stats::Snapshot>();
+  if (!open_snapshot(pid, reader, *snapshot, false)) return 1;
+  const SegmentInfo info = reader.info();
+  const stats::Snapshot& s = *snapshot;
+  if (json) {
+    fmt::print("{}\n", snapshot_json(info, s).dump(2));
+    return 0;
+  }
+  fmt::print("pid {} {} ({}), up {}\n", info.pid, info.program, info.producer_alive ? "running" : "exited",
+             uptime_text(s.uptime_ns));
+  fmt::print("  live {} in {} blocks (peak {}), {:.0f} allocs/s, {:.0f} frees/s\n", human_bytes(s.live_bytes),
+             s.live_blocks, human_bytes(s.peak_live_bytes), s.allocation_rate, s.free_rate);
+  fmt::print("  heap: mapped {}, resident {}, returned to the OS {}\n", human_bytes(s.heap_mapped_bytes),
+             human_bytes(s.heap_resident_bytes), human_bytes(s.heap_returned_bytes));
+  if (s.scan_count > 0) {
+    const stats::ScanFigures& f = s.scans[s.scan_count - 1];
+    fmt::print("  last scan #{}: {} leaked in {} blocks ({} new), pause {:.1f} ms\n", f.number, human_bytes(f.leaked_bytes),
+               f.leaked_blocks, f.new_leaked_blocks, f.pause_ms);
+  }
+  fmt::print("  top sites by live bytes:\n");
+  for (uint32_t i = 0; i < s.site_count && i < 5; ++i) {
+    const stats::Site& site = s.sites[i];
+    fmt::print("    {:>10} in {:>8} blocks  {}\n", human_bytes(site.live_bytes), site.live_blocks,
+               site.depth > 0 ? frame_text(site.frames[0]) : "(no stack)");
+  }
+  return 0;
+}
+
+int request_scan(pid_t pid, bool json) {
+  SegmentReader reader;
+  std::string error, response;
+  if (!reader.open(pid, true, error)) {
+    fmt::print(stderr, "heapkeeper: {}\n", error);
+    return 1;
+  }
+  if (!reader.command(stats::Command::kScan, 60000, response, error)) {
+    fmt::print(stderr, "heapkeeper: scan of pid {} failed: {}\n", pid, error);
+    return 1;
+  }
+  nlohmann::json doc = nlohmann::json::parse(response, nullptr, false);
+  if (doc.is_discarded() || !doc.contains("scan")) {
+    fmt::print(stderr, "heapkeeper: pid {} sent an unreadable answer\n", pid);
+    return 1;
+  }
+  if (json) {
+    fmt::print("{}\n", doc["scan"].dump(2));
+    return 0;
+  }
+  const auto& scan = doc["scan"];
+  fmt::print("scan #{} of pid {}: {} leaked in {} blocks ({} new), {} reachable blocks, pause {:.1f} ms\n",
+             scan.value("number", 0), pid, human_bytes(doc.value("leaked_bytes", uint64_t{0})),
+             doc.value("leaked_blocks", uint64_t{0}), scan.value("new_leaked_blocks", uint64_t{0}),
+             scan.value("reachable_blocks", uint64_t{0}), scan.value("pause_ms", 0.0));
+  return 0;
+}
+
+int fetch_report(pid_t pid, bool json, size_t sites_shown, size_t frames_shown) {
+  SegmentReader reader;
+  std::string error, response;
+  if (!reader.open(pid, true, error)) {
+    fmt::print(stderr, "heapkeeper: {}\n", error);
+    return 1;
+  }
+  if (!reader.command(stats::Command::kReport, 60000, response, error)) {
+    fmt::print(stderr, "heapkeeper: report of pid {} failed: {}\n", pid, error);
+    return 1;
+  }
+  if (json) {
+    fmt::print("{}", response);
+    return 0;
+  }
+  // Same rendering as `heapkeeper show` on an exit report.
+  char path[] = "/tmp/heapkeeper-report-XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) {
+    fmt::print(stderr, "heapkeeper: cannot create a temporary file\n");
+    return 1;
+  }
+  ssize_t ignored = write(fd, response.data(), response.size());
+  (void)ignored;
+  close(fd);
+  int status = show_report(path, sites_shown, frames_shown);
+  unlink(path);
+  return status;
+}
+
+int export_prometheus(const std::vector<pid_t>& requested, bool all) {
+  std::vector<pid_t> pids = all ? SegmentReader::list_segments() : requested;
+  auto snapshot = std::make_unique<stats::Snapshot>();
+  struct Metric {
+    const char* name;
+    const char* type;
+    const char* help;
+  };
+  const Metric metrics[] = {
+      {"heapkeeper_live_bytes", "gauge", "Bytes in live blocks of the private heap."},
+      {"heapkeeper_live_blocks", "gauge", "Live blocks of the private heap."},
+      {"heapkeeper_peak_live_bytes", "gauge", "Peak of live bytes."},
+      {"heapkeeper_allocations", "counter", "Allocations since start."},
+      {"heapkeeper_frees", "counter", "Frees since start."},
+      {"heapkeeper_heap_resident_bytes", "gauge", "Resident bytes of the heap's address space."},
+      {"heapkeeper_heap_returned_bytes", "counter", "Bytes purged back to the OS since start."},
+      {"heapkeeper_leaked_bytes", "gauge", "Bytes unreachable at the last scan."},
+      {"heapkeeper_leaked_blocks", "gauge", "Blocks unreachable at the last scan."},
+      {"heapkeeper_scans", "counter", "Leak scans run."},
+  };
+  std::vector<std::string> lines[std::size(metrics)];
+  int failures = 0;
+  for (pid_t pid : pids) {
+    SegmentReader reader;
+    std::string error;
+    if (!reader.open(pid, false, error) || !reader.snapshot(*snapshot, error)) {
+      fmt::print(stderr, "heapkeeper: pid {}: {}\n", pid, error);
+      ++failures;
+      continue;
+    }
+    const SegmentInfo info = reader.info();
+    if (!info.producer_alive && all) continue;
+    std::string program = info.program.substr(info.program.rfind('/') + 1);
+    for (char& c : program) {
+      if (c == '"' || c == '\\' || c == '\n') c = '_';
+    }
+    const stats::Snapshot& s = *snapshot;
+    const uint64_t scans = s.scan_count == 0 ? 0 : s.scans[s.scan_count - 1].number;
+    const uint64_t values[] = {s.live_bytes, s.live_blocks, s.peak_live_bytes, s.total_allocations, s.total_frees,
+                               s.heap_resident_bytes, s.heap_returned_bytes, last_leaked_bytes(s),
+                               s.scan_count == 0 ? 0 : s.scans[s.scan_count - 1].leaked_blocks, scans};
+    for (size_t m = 0; m < std::size(metrics); ++m) {
+      const bool counter = std::string(metrics[m].type) == "counter";
+      lines[m].push_back(fmt::format("{}{}{{pid=\"{}\",program=\"{}\"}} {}", metrics[m].name, counter ? "_total" : "", pid,
+                                     program, values[m]));
+    }
+  }
+  for (size_t m = 0; m < std::size(metrics); ++m) {
+    fmt::print("# TYPE {} {}\n# HELP {} {}\n", metrics[m].name, metrics[m].type, metrics[m].name, metrics[m].help);
+    for (const std::string& line : lines[m]) fmt::print("{}\n", line);
+  }
+  fmt::print("# EOF\n");
+  return failures > 0 && !all ? 1 : 0;
+}
+
+}  // namespace heapkeeper::view

@@ -1,0 +1,21 @@
+// `heapkeeper list | stats | scan | report | export`: reading and driving tracked processes
+// through their shared-memory segments (segment_reader.h). Each returns the exit status.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace heapkeeper::view {
+
+int list_processes(bool json, bool clean);
+int show_stats(pid_t pid, bool json);
+int request_scan(pid_t pid, bool json);
+int fetch_report(pid_t pid, bool json, size_t sites_shown, size_t frames_shown);
+int export_prometheus(const std::vector<pid_t>& pids, bool all);
+
+// Human-readable byte counts ("12.3 MiB"), shared with the other commands.
+std::string human_bytes(uint64_t bytes);
+
+}  // namespace heapkeeper::view

@@ -1,0 +1,270 @@
+// Implementation of the segment reader (see segment_reader.h).
+//
+// The reader maps the segment with mmap directly (not through Boost) because it must fstat the
+// descriptor first: the owner and the size decide whether the file is mapped at all.
+#include "viewer/segment_reader.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <thread>
+
+namespace heapkeeper::view {
+namespace {
+
+using stats::SharedSegment;
+
+template <typename T>
+T load(const T& field) {
+  return __atomic_load_n(&field, __ATOMIC_ACQUIRE);
+}
+
+template <size_t N>
+std::string bounded_string(const char (&text)[N]) {
+  size_t length = strnlen(text, N);
+  return std::string(text, length);
+}
+
+template <size_t N>
+void terminate(char (&text)[N]) {
+  text[N - 1] = '\0';
+}
+
+void sanitise_frames(stats::Frame* frames, uint32_t& depth) {
+  if (depth > stats::kMaxFrames) depth = stats::kMaxFrames;
+  for (uint32_t i = 0; i < stats::kMaxFrames; ++i) {
+    terminate(frames[i].function);
+    terminate(frames[i].module);
+    terminate(frames[i].file);
+  }
+}
+
+uint64_t start_ticks_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t close = text.rfind(')');
+  if (close == std::string::npos) return 0;
+  size_t position = close + 2;
+  for (int field = 3; field < 22 && position != std::string::npos; ++field) {
+    position = text.find(' ', position);
+    if (position != std::string::npos) ++position;
+  }
+  return position == std::string::npos ? 0 : std::strtoull(text.c_str() + position, nullptr, 10);
+}
+
+}  // namespace
+
+SegmentReader::~SegmentReader() { close(); }
+
+void SegmentReader::close() {
+  if (mapping_ != nullptr) munmap(mapping_, size_);
+  if (fd_ >= 0) ::close(fd_);
+  mapping_ = nullptr;
+  segment_ = nullptr;
+  fd_ = -1;
+}
+
+std::string SegmentReader::segment_path(pid_t pid) { return "/dev/shm/" + std::string(stats::kSegmentPrefix) + std::to_string(pid); }
+
+bool SegmentReader::validate(const void* data, size_t size, uid_t owner, std::string& error) {
+  if (size < sizeof(stats::SegmentHeader)) {
+    error = "segment is truncated (" + std::to_string(size) + " bytes, too small for a header)";
+    return false;
+  }
+  stats::SegmentHeader header;
+  std::memcpy(&header, data, sizeof(header));
+  if (header.magic != stats::kSegmentMagic) {
+    error = "not a heapkeeper segment (bad magic number)";
+    return false;
+  }
+  if (header.version != stats::kLayoutVersion) {
+    error = "segment layout version " + std::to_string(header.version) + " is not the supported version " +
+            std::to_string(stats::kLayoutVersion) + " (use the heapkeeper that matches the program's library)";
+    return false;
+  }
+  if (header.header_size != sizeof(stats::SegmentHeader) || header.segment_size != sizeof(SharedSegment)) {
+    error = "segment sizes do not match layout version " + std::to_string(stats::kLayoutVersion) + " (corrupt segment)";
+    return false;
+  }
+  if (size < sizeof(SharedSegment)) {
+    error = "segment is truncated (" + std::to_string(size) + " of " + std::to_string(sizeof(SharedSegment)) + " bytes)";
+    return false;
+  }
+  if (header.producer_uid != owner) {
+    error = "segment claims uid " + std::to_string(header.producer_uid) + " but is owned by uid " + std::to_string(owner);
+    return false;
+  }
+  if (header.producer_pid <= 0) {
+    error = "segment names an invalid pid";
+    return false;
+  }
+  return true;
+}
+
+bool SegmentReader::open_path(const std::string& path, bool for_commands, std::string& error) {
+  close();
+  fd_ = ::open(path.c_str(), (for_commands ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
+  if (fd_ < 0) {
+    error = errno == ENOENT ? "no heapkeeper segment " + path + " (is the process running under heapkeeper?)"
+                            : "cannot open " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  struct stat st;
+  if (fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
+    error = path + " is not a regular shared-memory file";
+    close();
+    return false;
+  }
+  if (st.st_uid != getuid() && geteuid() != 0) {
+    error = path + " belongs to uid " + std::to_string(st.st_uid) + "; only its owner (or root) may read it";
+    close();
+    return false;
+  }
+  size_ = static_cast<size_t>(st.st_size);
+  if (size_ < sizeof(stats::SegmentHeader)) {
+    error = "segment " + path + " is truncated (" + std::to_string(size_) + " bytes)";
+    close();
+    return false;
+  }
+  mapping_ = mmap(nullptr, size_, for_commands ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd_, 0);
+  if (mapping_ == MAP_FAILED) {
+    mapping_ = nullptr;
+    error = "cannot map " + path + ": " + std::strerror(errno);
+    close();
+    return false;
+  }
+  if (!validate(mapping_, size_, st.st_uid, error)) {
+    error = path + ": " + error;
+    close();
+    return false;
+  }
+  segment_ = static_cast<const SharedSegment*>(mapping_);
+  return true;
+}
+
+bool SegmentReader::open(pid_t pid, bool for_commands, std::string& error) {
+  return open_path(segment_path(pid), for_commands, error);
+}
+
+SegmentInfo SegmentReader::info() const {
+  SegmentInfo info;
+  if (segment_ == nullptr) return info;
+  stats::SegmentHeader header;
+  std::memcpy(&header, &segment_->header, sizeof(header));
+  terminate(header.program);
+  terminate(header.command_line);
+  info.pid = header.producer_pid;
+  info.program = bounded_string(header.program);
+  info.command_line = bounded_string(header.command_line);
+  info.start_time_ns = header.start_time_ns;
+  info.producer_exited = load(segment_->header.state) == static_cast<uint32_t>(stats::ProducerState::kExited);
+  info.producer_alive = !info.producer_exited && kill(info.pid, 0) == 0 &&
+                        (header.process_start_ticks == 0 || start_ticks_of(info.pid) == header.process_start_ticks);
+  return info;
+}
+
+void SegmentReader::sanitise(stats::Snapshot& s) {
+  if (s.site_count > stats::kMaxSites) s.site_count = stats::kMaxSites;
+  if (s.thread_count > stats::kMaxThreads) s.thread_count = stats::kMaxThreads;
+  if (s.scan_count > stats::kMaxScans) s.scan_count = stats::kMaxScans;
+  if (s.leak_count > stats::kMaxLeaks) s.leak_count = stats::kMaxLeaks;
+  if (s.series_count > stats::kSeriesLength) s.series_count = stats::kSeriesLength;
+  s.series_next %= stats::kSeriesLength;
+  for (auto& site : s.sites) sanitise_frames(site.frames, site.depth);
+  for (auto& leak : s.leaks) sanitise_frames(leak.frames, leak.depth);
+  for (auto& thread : s.threads) terminate(thread.name);
+}
+
+bool SegmentReader::snapshot(stats::Snapshot& out, std::string& error) const {
+  if (segment_ == nullptr) {
+    error = "no segment open";
+    return false;
+  }
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const uint64_t before = load(segment_->sequence);
+    if (before % 2 == 0) {
+      std::memcpy(&out, &segment_->snapshot, sizeof(out));
+      __atomic_thread_fence(__ATOMIC_ACQUIRE);
+      if (__atomic_load_n(&segment_->sequence, __ATOMIC_RELAXED) == before) {
+        if (before == 0) {
+          error = "the process has not published its first snapshot yet";
+          return false;
+        }
+        sanitise(out);
+        return true;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  error = "the snapshot kept changing while being read (200 attempts)";
+  return false;
+}
+
+bool SegmentReader::command(stats::Command command, int timeout_ms, std::string& response, std::string& error) {
+  auto* channel = const_cast<stats::CommandChannel*>(&segment_->channel);
+  const uint32_t me = static_cast<uint32_t>(getpid());
+  uint32_t free_owner = 0;
+  // One reader at a time; a channel held by a reader that died is taken over.
+  if (!__atomic_compare_exchange_n(&channel->owner_pid, &free_owner, me, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    if (free_owner != me && kill(static_cast<pid_t>(free_owner), 0) == 0) {
+      error = "another heapkeeper (pid " + std::to_string(free_owner) + ") is talking to this process; try again";
+      return false;
+    }
+    __atomic_store_n(&channel->owner_pid, me, __ATOMIC_RELEASE);
+  }
+  __atomic_store_n(&channel->command, static_cast<uint32_t>(command), __ATOMIC_RELEASE);
+  const uint32_t request = __atomic_add_fetch(&channel->request_id, 1, __ATOMIC_ACQ_REL);
+  syscall(SYS_futex, &channel->request_id, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  bool answered = false;
+  while (std::chrono::steady_clock::now() < deadline) {
+    const uint32_t seen = __atomic_load_n(&channel->response_id, __ATOMIC_ACQUIRE);
+    if (seen == request) {
+      answered = true;
+      break;
+    }
+    if (!info().producer_alive) break;
+    timespec pause{0, 50'000'000};
+    syscall(SYS_futex, &channel->response_id, FUTEX_WAIT, seen, &pause, nullptr, 0);
+  }
+  if (answered) {
+    uint32_t length = __atomic_load_n(&channel->response_length, __ATOMIC_ACQUIRE);
+    if (length > stats::kResponseCapacity) length = stats::kResponseCapacity;
+    response.assign(channel->response, length);
+    if (channel->status != 0) error = "the process answered with an error (" + std::to_string(channel->status) + ")";
+  } else {
+    error = info().producer_alive ? "the process did not answer within " + std::to_string(timeout_ms / 1000) + " s"
+                                  : "the process exited before answering";
+  }
+  __atomic_store_n(&channel->owner_pid, 0u, __ATOMIC_RELEASE);
+  return answered && error.empty();
+}
+
+std::vector<pid_t> SegmentReader::list_segments() {
+  std::vector<pid_t> pids;
+  DIR* dir = opendir("/dev/shm");
+  if (dir == nullptr) return pids;
+  const size_t prefix = std::strlen(stats::kSegmentPrefix);
+  while (dirent* entry = readdir(dir)) {
+    if (std::strncmp(entry->d_name, stats::kSegmentPrefix, prefix) != 0) continue;
+    char* end = nullptr;
+    long pid = std::strtol(entry->d_name + prefix, &end, 10);
+    if (end != nullptr && *end == '\0' && pid > 0) pids.push_back(static_cast<pid_t>(pid));
+  }
+  closedir(dir);
+  std::sort(pids.begin(), pids.end());
+  return pids;
+}
+
+}  // namespace heapkeeper::view
