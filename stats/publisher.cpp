@@ -7,7 +7,10 @@
 // the name is removed; a viewer that has it mapped keeps the final figures.
 #include "stats/publisher.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sys/syscall.h>
@@ -83,7 +86,28 @@ void copy_text(char* out, size_t capacity, const std::string& text) {
   out[n] = '\0';
 }
 
+// Processes killed by a signal never reach their exit handler, so their segments stay behind.
+// Each new producer removes those of dead processes that belong to its uid: /dev/shm cannot fill
+// up with the remains of a service that is restarted with SIGTERM.
+void remove_stale_segments() {
+  DIR* dir = opendir("/dev/shm");
+  if (dir == nullptr) return;
+  const size_t prefix = std::strlen(kSegmentPrefix);
+  while (dirent* entry = readdir(dir)) {
+    if (std::strncmp(entry->d_name, kSegmentPrefix, prefix) != 0) continue;
+    char* end = nullptr;
+    const long pid = std::strtol(entry->d_name + prefix, &end, 10);
+    if (end == nullptr || *end != '\0' || pid <= 0 || pid == getpid()) continue;
+    if (kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to judge)
+    struct stat st;
+    const std::string path = std::string("/dev/shm/") + entry->d_name;
+    if (stat(path.c_str(), &st) == 0 && st.st_uid == getuid()) unlink(path.c_str());
+  }
+  closedir(dir);
+}
+
 bool create_segment(Publisher& p) {
+  remove_stale_segments();
   p.name = std::string(kSegmentPrefix) + std::to_string(getpid());
   try {
     bip::shared_memory_object::remove(p.name.c_str());  // a stale one from a dead process with our pid
