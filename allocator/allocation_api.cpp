@@ -8,7 +8,7 @@
 #include <new>
 
 #include "allocator/engine_internal.h"
-#include "allocator/jemalloc_api.h"
+#include "allocator/jemalloc_calls.h"
 #include "allocator/private_heap.h"
 
 namespace heapkeeper::alloc {
@@ -93,7 +93,7 @@ void* api_pvalloc(size_t size) noexcept {
 
 int api_malloc_trim(size_t) noexcept {
   // Purge every arena's unused dirty pages back to the OS ("arena.<MALLCTL_ARENAS_ALL>.purge").
-  return hk_je_mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0) == 0 ? 1 : 0;
+  return je::mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0) == 0 ? 1 : 0;
 }
 
 void* api_operator_new(size_t size, size_t alignment) {

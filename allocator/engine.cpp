@@ -27,8 +27,9 @@
 #include "allocator/config.h"
 #include "allocator/diagnostics.h"
 #include "allocator/engine_internal.h"
-#include "allocator/jemalloc_api.h"
+#include "allocator/jemalloc_calls.h"
 #include "allocator/private_heap.h"
+#include "allocator/signal_safe_pool.h"
 #include "allocator/stack_capture.h"
 #include "allocator/stack_table.h"
 #include "allocator/thread_registry.h"
@@ -74,7 +75,7 @@ inline void region_geometry(uintptr_t region, size_t total, bool plain, size_t& 
     small_class = static_cast<int>(cls);
     return;
   }
-  usable = hk_je_sallocx(reinterpret_cast<void*>(region), 0);
+  usable = je::sallocx(reinterpret_cast<void*>(region), 0);
   small_class = usable <= heap.small_max() ? heap.small_class_of_usable(usable) : -1;
 }
 
@@ -160,7 +161,7 @@ bool ensure_initialized() noexcept {
   Config& cfg = mutable_config();
   load_config_from_environment(cfg);
   bool ok = private_heap().initialize(cfg.heap_reserve_bytes, cfg.arenas) && block_map().initialize(private_heap()) &&
-            stack_table().initialize() && thread_registry().initialize();
+            stack_table().initialize() && thread_registry().initialize() && signal_safe_pool().initialize();
   if (!ok) {
     DiagnosticLine().text("could not set up the private heap (address space reservation or jemalloc arenas failed); "
                           "allocations are served untracked").emit();
@@ -199,23 +200,83 @@ uint64_t foreign_free_count() noexcept { return g_foreign_frees.load(std::memory
 // Untracked paths
 
 void* allocate_untracked(size_t size, size_t alignment, bool zero) noexcept {
+  if (__builtin_expect(tls_thread.in_jemalloc != 0, 0)) return signal_safe_pool().allocate(size, alignment, zero);
   if (!g_ready) {
     if (!ensure_initialized() || tls_thread.guard > 0 || !g_ready) return bootstrap_pool().allocate(size, alignment);
   }
   int flags = MALLOCX_ARENA(private_heap().internal_arena()) | MALLOCX_TCACHE_NONE;
   if (alignment > 16) flags |= MALLOCX_LG_ALIGN(log2_of_power(alignment));
   if (zero) flags |= MALLOCX_ZERO;
-  void* p = hk_je_mallocx(size == 0 ? 1 : size, flags);
+  void* p = je::mallocx(size == 0 ? 1 : size, flags);
   if (p == nullptr) errno = ENOMEM;
   return p;
 }
 
-static void free_outside_tracked_heap(void* ptr) noexcept {
+// A free that arrives while this thread is inside jemalloc (a signal handler interrupting it) is
+// finished later: the block is retired from the block map now, and its memory is handed back to
+// jemalloc by the next call on this thread that is not inside jemalloc. If the list is full the
+// memory is simply kept (a few bytes lost, never a corrupted allocator).
+static void defer_free(ThreadLocal& tl, void* region) noexcept {
+  const uint32_t count = tl.deferred_count.load(std::memory_order_relaxed);
+  if (count >= ThreadLocal::kDeferredFrees) return;
+  tl.deferred[count] = region;
+  std::atomic_signal_fence(std::memory_order_release);
+  tl.deferred_count.store(count + 1, std::memory_order_relaxed);
+}
+
+static void drain_deferred_frees(ThreadLocal& tl) noexcept {
+  for (;;) {
+    uint32_t count = tl.deferred_count.load(std::memory_order_relaxed);
+    if (count == 0) return;
+    void* region = tl.deferred[count - 1];
+    std::atomic_signal_fence(std::memory_order_acquire);
+    // A handler that pushed meanwhile changed the count: look again.
+    if (!tl.deferred_count.compare_exchange_strong(count, count - 1, std::memory_order_relaxed)) continue;
+    je::dallocx(region, MALLOCX_TCACHE_NONE);
+  }
+}
+
+static void free_inside_jemalloc(ThreadLocal& tl, void* ptr) noexcept {
+  if (signal_safe_pool().contains(ptr) || bootstrap_pool().contains(ptr)) return;
   if (private_heap().internal().contains(ptr)) {
-    hk_je_dallocx(ptr, MALLOCX_TCACHE_NONE);
+    defer_free(tl, ptr);
     return;
   }
-  if (bootstrap_pool().contains(ptr)) return;  // the pool is never recycled
+  if (!private_heap().tracked().contains(ptr)) {
+    g_foreign_frees.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  const uintptr_t region = region_of_user_pointer(reinterpret_cast<uintptr_t>(ptr));
+  if (region == 0 || !block_map().retire(region)) {
+    // No stacks or symbols here (they would need the allocator): one line, then on.
+    DiagnosticLine().text("invalid or double free of ").hex(reinterpret_cast<uintptr_t>(ptr))
+        .text(" in a signal handler that interrupted the allocator; ignored").emit();
+    return;
+  }
+  BlockHeader* header = header_at(region);
+  const BlockHeader old = *header;
+  header->packed = BlockHeader::pack(old.size(), old.offset_shift(), true, old.thread_index());
+  header->sequence = 0;
+  count_free(nullptr, old.size());
+  defer_free(tl, reinterpret_cast<void*>(region));
+}
+
+static bool on_current_stack(const void* ptr) noexcept {
+  const ThreadState* s = tls_thread.state;
+  const auto address = reinterpret_cast<uintptr_t>(ptr);
+  return s != nullptr && address >= s->stack_low && address < s->stack_high;
+}
+
+static void free_outside_tracked_heap(void* ptr) noexcept {
+  if (private_heap().internal().contains(ptr)) {
+    je::dallocx(ptr, MALLOCX_TCACHE_NONE);
+    return;
+  }
+  if (bootstrap_pool().contains(ptr) || signal_safe_pool().contains(ptr)) return;  // never recycled
+  if (on_current_stack(ptr)) {
+    report_bad_free(ptr, BadFreeKind::kInvalid, "free");  // glibc aborts too: "free(): invalid pointer"
+    return;
+  }
   // Not ours: memory from before heapkeeper was loaded (ld.so's early allocator) or from another
   // allocator. Freeing it elsewhere could corrupt that allocator, so it is left alone and counted.
   if ((reinterpret_cast<uintptr_t>(ptr) & 7) != 0) {
@@ -236,6 +297,8 @@ static void free_outside_tracked_heap(void* ptr) noexcept {
 void* allocate_tracked(size_t size, size_t alignment, bool zero) noexcept {
   ThreadLocal& tl = tls_thread;
   if (__builtin_expect(tl.guard != 0 || !g_ready, 0)) return allocate_untracked(size, alignment, zero);
+  if (__builtin_expect(tl.in_jemalloc != 0, 0)) return signal_safe_pool().allocate(size, alignment, zero);
+  if (__builtin_expect(tl.deferred_count.load(std::memory_order_relaxed) != 0, 0)) drain_deferred_frees(tl);
   const int saved_errno = errno;
   GuardScope guard(tl);
   ThreadState* s = current_state(tl);
@@ -252,7 +315,7 @@ void* allocate_tracked(size_t size, size_t alignment, bool zero) noexcept {
   const size_t total = size + offset + (size == 0 ? 1 : 0);
   void* raw;
   if (__builtin_expect(plain && s != nullptr, 1)) {
-    raw = zero ? hk_je_calloc(1, total) : hk_je_malloc(total);
+    raw = zero ? je::calloc(1, total) : je::malloc(total);
   } else {
     // Aligned, or a thread whose state is gone: name the arena explicitly and skip the tcache,
     // whose owner may already have torn it down.
@@ -260,7 +323,7 @@ void* allocate_tracked(size_t size, size_t alignment, bool zero) noexcept {
     if (s == nullptr) flags |= MALLOCX_TCACHE_NONE;
     if (!plain) flags |= MALLOCX_LG_ALIGN(offset_shift);
     if (zero) flags |= MALLOCX_ZERO;
-    raw = hk_je_mallocx(total, flags);
+    raw = je::mallocx(total, flags);
   }
   if (__builtin_expect(raw == nullptr, 0)) {
     errno = ENOMEM;
@@ -304,15 +367,21 @@ uintptr_t region_of_user_pointer(uintptr_t ptr) noexcept {
 static void release_region(ThreadState* s, uintptr_t region, const BlockHeader& header) noexcept {
   const size_t total = header.size() + header.user_offset() + (header.size() == 0 ? 1 : 0);
   if (s == nullptr) {
-    hk_je_dallocx(reinterpret_cast<void*>(region), MALLOCX_TCACHE_NONE);
+    je::dallocx(reinterpret_cast<void*>(region), MALLOCX_TCACHE_NONE);
   } else if (header.user_offset() == kHeaderSize) {
-    hk_je_sdallocx(reinterpret_cast<void*>(region), total, 0);
+    je::sdallocx(reinterpret_cast<void*>(region), total, 0);
   } else {
-    hk_je_sdallocx(reinterpret_cast<void*>(region), total, MALLOCX_LG_ALIGN(header.offset_shift()));
+    je::sdallocx(reinterpret_cast<void*>(region), total, MALLOCX_LG_ALIGN(header.offset_shift()));
   }
 }
 
 void free_tracked(void* ptr, const char* api_name) noexcept {
+  ThreadLocal& entry = tls_thread;
+  if (__builtin_expect(entry.in_jemalloc != 0, 0)) {
+    free_inside_jemalloc(entry, ptr);
+    return;
+  }
+  if (__builtin_expect(entry.deferred_count.load(std::memory_order_relaxed) != 0 && entry.guard == 0, 0)) drain_deferred_frees(entry);
   const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
   const uintptr_t region = region_of_user_pointer(address);
   if (__builtin_expect(region == 0, 0)) {
@@ -346,6 +415,10 @@ void free_tracked(void* ptr, const char* api_name) noexcept {
 
 void api_free(void* ptr) noexcept {
   if (ptr == nullptr) return;
+  if (__builtin_expect(tls_thread.in_jemalloc != 0, 0)) {
+    free_inside_jemalloc(tls_thread, ptr);
+    return;
+  }
   if (__builtin_expect(private_heap().tracked().contains(ptr), 1)) {
     free_tracked(ptr, "free");
     return;
@@ -355,16 +428,21 @@ void api_free(void* ptr) noexcept {
 
 size_t tracked_usable_size(uintptr_t region) noexcept {
   const BlockHeader* header = header_at(region);
-  return hk_je_sallocx(reinterpret_cast<void*>(region), 0) - header->user_offset();
+  return je::sallocx(reinterpret_cast<void*>(region), 0) - header->user_offset();
 }
 
 size_t api_malloc_usable_size(const void* ptr) noexcept {
   if (ptr == nullptr) return 0;
+  if (signal_safe_pool().contains(ptr)) return signal_safe_pool().size_of(ptr);
+  if (__builtin_expect(tls_thread.in_jemalloc != 0, 0)) {  // no jemalloc here: the requested size
+    const uintptr_t region = private_heap().tracked().contains(ptr) ? region_of_user_pointer(reinterpret_cast<uintptr_t>(ptr)) : 0;
+    return region == 0 ? 0 : header_at(region)->size();
+  }
   if (private_heap().tracked().contains(ptr)) {
     uintptr_t region = region_of_user_pointer(reinterpret_cast<uintptr_t>(ptr));
     return region == 0 ? 0 : tracked_usable_size(region);
   }
-  if (private_heap().internal().contains(ptr)) return hk_je_sallocx(ptr, 0);
+  if (private_heap().internal().contains(ptr)) return je::sallocx(ptr, 0);
   if (bootstrap_pool().contains(ptr)) return bootstrap_pool().size_of(ptr);
   return 0;
 }
@@ -390,13 +468,13 @@ void* reallocate_tracked(void* ptr, size_t size, size_t alignment_hint) noexcept
     // that can be resized where it is). The block then gets the realloc's stack, like a new one.
     const size_t total = size + offset;
     const int flags = offset == kHeaderSize ? 0 : MALLOCX_LG_ALIGN(header->offset_shift());
-    const size_t usable = hk_je_sallocx(reinterpret_cast<void*>(region), 0);
-    bool in_place = hk_je_nallocx(total, flags) == usable;
+    const size_t usable = je::sallocx(reinterpret_cast<void*>(region), 0);
+    bool in_place = je::nallocx(total, flags) == usable;
     size_t new_usable = usable;
     if (!in_place && usable > private_heap().small_max() && total > private_heap().small_max()) {
       const int saved_errno = errno;
       GuardScope guard(tl);
-      new_usable = hk_je_xallocx(reinterpret_cast<void*>(region), total, 0, flags);
+      new_usable = je::xallocx(reinterpret_cast<void*>(region), total, 0, flags);
       in_place = new_usable >= total;
       errno = saved_errno;
     }
@@ -427,9 +505,31 @@ void* api_realloc(void* ptr, size_t size) noexcept {
     api_free(ptr);
     return nullptr;
   }
+  if (__builtin_expect(tls_thread.in_jemalloc != 0, 0)) {
+    // Inside jemalloc (a signal handler): move the block into the signal-safe pool.
+    size_t old_size = 0;
+    if (signal_safe_pool().contains(ptr)) old_size = signal_safe_pool().size_of(ptr);
+    else if (bootstrap_pool().contains(ptr)) old_size = bootstrap_pool().size_of(ptr);
+    else if (private_heap().tracked().contains(ptr)) old_size = api_malloc_usable_size(ptr);
+    else {
+      errno = ENOMEM;  // an internal block's size needs jemalloc: not here
+      return nullptr;
+    }
+    void* fresh = signal_safe_pool().allocate(size, 16, false);
+    if (fresh == nullptr) return nullptr;
+    std::memcpy(fresh, ptr, old_size < size ? old_size : size);
+    api_free(ptr);
+    return fresh;
+  }
+  if (signal_safe_pool().contains(ptr)) {
+    const size_t old_size = signal_safe_pool().size_of(ptr);
+    void* fresh = allocate_tracked(size, 16, false);
+    if (fresh != nullptr) std::memcpy(fresh, ptr, old_size < size ? old_size : size);
+    return fresh;
+  }
   if (private_heap().tracked().contains(ptr)) return reallocate_tracked(ptr, size, 16);
   if (private_heap().internal().contains(ptr)) {
-    void* p = hk_je_rallocx(ptr, size, MALLOCX_ARENA(private_heap().internal_arena()) | MALLOCX_TCACHE_NONE);
+    void* p = je::rallocx(ptr, size, MALLOCX_ARENA(private_heap().internal_arena()) | MALLOCX_TCACHE_NONE);
     if (p == nullptr) errno = ENOMEM;
     return p;
   }
@@ -460,7 +560,7 @@ void* thread_trampoline(void* raw) {
   ThreadLocal& tl = tls_thread;
   {
     GuardScope guard(tl);
-    hk_je_dallocx(raw, MALLOCX_TCACHE_NONE);
+    je::dallocx(raw, MALLOCX_TCACHE_NONE);
     if (g_ready && tl.status == ThreadStatus::kUnregistered) thread_registry().register_current();
   }
   return bundle.routine(bundle.argument);
@@ -483,7 +583,7 @@ bool wrap_thread_start(void* (*routine)(void*), void* argument, void* (**wrapped
 }
 
 void discard_thread_start(void* wrapped_argument) noexcept {
-  if (private_heap().internal().contains(wrapped_argument)) hk_je_dallocx(wrapped_argument, MALLOCX_TCACHE_NONE);
+  if (private_heap().internal().contains(wrapped_argument)) je::dallocx(wrapped_argument, MALLOCX_TCACHE_NONE);
 }
 
 void* lookup_next_symbol(const char* name) noexcept {

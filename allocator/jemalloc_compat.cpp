@@ -11,7 +11,7 @@
 #include "allocator/block_header.h"
 #include "allocator/block_map.h"
 #include "allocator/engine_internal.h"
-#include "allocator/jemalloc_api.h"
+#include "allocator/jemalloc_calls.h"
 #include "allocator/private_heap.h"
 
 namespace heapkeeper::alloc {
@@ -57,8 +57,8 @@ size_t api_xallocx(void* ptr, size_t size, size_t extra, int flags) noexcept {
   BlockHeader* header = header_at(region);
   const size_t offset = header->user_offset();
   const int je_flags = offset == 16 ? 0 : MALLOCX_LG_ALIGN(header->offset_shift());
-  const size_t before = hk_je_sallocx(reinterpret_cast<void*>(region), 0);
-  const size_t after = hk_je_xallocx(reinterpret_cast<void*>(region), size + offset, extra, je_flags);
+  const size_t before = je::sallocx(reinterpret_cast<void*>(region), 0);
+  const size_t after = je::xallocx(reinterpret_cast<void*>(region), size + offset, extra, je_flags);
   if (after != before && after > private_heap().small_max()) block_map().record(region, after, -1);
   // The caller now owns the whole usable size; record that as the block's size.
   const size_t usable = after - offset;
@@ -72,17 +72,17 @@ void api_dallocx(void* ptr, int) noexcept { api_free(ptr); }
 size_t api_nallocx(size_t size, int flags) noexcept {
   size_t alignment = alignment_of(flags);
   size_t offset = alignment < 16 ? 16 : alignment;
-  size_t usable = hk_je_nallocx(size + offset, offset == 16 ? 0 : MALLOCX_LG_ALIGN(__builtin_ctzll(offset)));
+  size_t usable = je::nallocx(size + offset, offset == 16 ? 0 : MALLOCX_LG_ALIGN(__builtin_ctzll(offset)));
   return usable == 0 ? 0 : usable - offset;
 }
 
 int api_mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t newlen) noexcept {
   if (newp != nullptr && is_protected_control(name)) return EPERM;
-  return hk_je_mallctl(name, oldp, oldlenp, newp, newlen);
+  return je::mallctl(name, oldp, oldlenp, newp, newlen);
 }
 
 int api_mallctlnametomib(const char* name, size_t* mibp, size_t* miblenp) noexcept {
-  return hk_je_mallctlnametomib(name, mibp, miblenp);
+  return je::mallctlnametomib(name, mibp, miblenp);
 }
 
 int api_mallctlbymib(const size_t* mib, size_t miblen, void* oldp, size_t* oldlenp, void* newp, size_t newlen) noexcept {
@@ -90,20 +90,20 @@ int api_mallctlbymib(const size_t* mib, size_t miblen, void* oldp, size_t* oldle
   // (jemalloc numbers "thread" and "arena" at fixed positions only within one build, so look up).
   if (newp != nullptr) {
     size_t thread_arena[2], thread_arena_length = 2;
-    if (hk_je_mallctlnametomib("thread.arena", thread_arena, &thread_arena_length) == 0 && miblen == 2 &&
+    if (je::mallctlnametomib("thread.arena", thread_arena, &thread_arena_length) == 0 && miblen == 2 &&
         mib[0] == thread_arena[0] && mib[1] == thread_arena[1]) {
       return EPERM;
     }
     size_t arena_purge[3], arena_length = 3;
-    if (hk_je_mallctlnametomib("arena.0.purge", arena_purge, &arena_length) == 0 && miblen >= 3 && mib[0] == arena_purge[0]) {
+    if (je::mallctlnametomib("arena.0.purge", arena_purge, &arena_length) == 0 && miblen >= 3 && mib[0] == arena_purge[0]) {
       return EPERM;  // arena.<i>.* writes (reset, destroy, hooks) stay heapkeeper's
     }
   }
-  return hk_je_mallctlbymib(mib, miblen, oldp, oldlenp, newp, newlen);
+  return je::mallctlbymib(mib, miblen, oldp, oldlenp, newp, newlen);
 }
 
 void api_malloc_stats_print(void (*write_cb)(void*, const char*), void* cbopaque, const char* opts) noexcept {
-  hk_je_malloc_stats_print(write_cb, cbopaque, opts);
+  je::malloc_stats_print(write_cb, cbopaque, opts);
 }
 
 }  // namespace heapkeeper::alloc

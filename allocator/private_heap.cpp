@@ -12,7 +12,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "allocator/jemalloc_api.h"
+#include "allocator/jemalloc_calls.h"
 
 // jemalloc reads its options from this symbol (renamed with the rest of the archive). A background
 // thread is not wanted inside the traced program; decay is jemalloc's default, driven by activity.
@@ -87,13 +87,13 @@ ReservationHooks g_internal_hooks{{extent_alloc, extent_dalloc, extent_destroy, 
 
 bool create_arena(extent_hooks_t* hooks, unsigned& index) {
   size_t length = sizeof(index);
-  return hk_je_mallctl("arenas.create", &index, &length, &hooks, sizeof(hooks)) == 0;
+  return je::mallctl("arenas.create", &index, &length, &hooks, sizeof(hooks)) == 0;
 }
 
 template <typename T>
 bool read_ctl(const char* name, T& value) {
   size_t length = sizeof(value);
-  return hk_je_mallctl(name, &value, &length, nullptr, 0) == 0;
+  return je::mallctl(name, &value, &length, nullptr, 0) == 0;
 }
 
 uint64_t automatic_reserve() {
@@ -129,7 +129,7 @@ bool PrivateHeap::initialize(uint64_t reserve_bytes, unsigned arena_count) {
   // region addresses handed out moments ago, which the collector must never take for references:
   // so arena 0's extents come from the internal reservation too, which is never scanned as a root.
   extent_hooks_t* internal_hooks = &g_internal_hooks.hooks;
-  if (hk_je_mallctl("arena.0.extent_hooks", nullptr, nullptr, &internal_hooks, sizeof(internal_hooks)) != 0) return false;
+  if (je::mallctl("arena.0.extent_hooks", nullptr, nullptr, &internal_hooks, sizeof(internal_hooks)) != 0) return false;
   // jemalloc starts with thread caches off (hk_je_malloc_conf), so none was made before this
   // switch; each thread turns its cache on when it registers.
   for (unsigned i = 0; i < arena_count; ++i) {
@@ -188,7 +188,7 @@ HeapFigures PrivateHeap::figures() const {
   }
   uint64_t epoch = 1;
   size_t epoch_length = sizeof(epoch);
-  hk_je_mallctl("epoch", &epoch, &epoch_length, &epoch, sizeof(epoch));
+  je::mallctl("epoch", &epoch, &epoch_length, &epoch, sizeof(epoch));
   for (unsigned i = 0; i < arena_count_; ++i) {
     char name[96];
     size_t small = 0, large = 0;

@@ -29,7 +29,7 @@
 #include <new>
 
 #include "allocator/config.h"
-#include "allocator/jemalloc_api.h"
+#include "allocator/jemalloc_calls.h"
 #include "allocator/private_heap.h"
 #include "allocator/stack_table.h"
 
@@ -138,7 +138,7 @@ StackCache* create_stack_cache() {
   const uint32_t capacity = static_cast<uint32_t>(config().stack_depth);
   const size_t entry_bytes = sizeof(CachedStack) + capacity * sizeof(CachedFrame);
   const size_t bytes = sizeof(StackCache) + StackCache::kEntries * entry_bytes;
-  void* memory = hk_je_mallocx(bytes, MALLOCX_ARENA(private_heap().internal_arena()) | MALLOCX_TCACHE_NONE | MALLOCX_ZERO);
+  void* memory = je::mallocx(bytes, MALLOCX_ARENA(private_heap().internal_arena()) | MALLOCX_TCACHE_NONE | MALLOCX_ZERO);
   if (memory == nullptr) return nullptr;
   auto* cache = new (memory) StackCache();
   cache->capacity = capacity;

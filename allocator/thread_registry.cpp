@@ -8,7 +8,7 @@
 #include <new>
 
 #include "allocator/block_header.h"
-#include "allocator/jemalloc_api.h"
+#include "allocator/jemalloc_calls.h"
 #include "allocator/private_heap.h"
 #include "allocator/stack_capture.h"
 
@@ -43,7 +43,7 @@ ThreadState* ThreadRegistry::take_state() {
       return s;
     }
   }
-  void* memory = hk_je_mallocx(sizeof(ThreadState), MALLOCX_ARENA(private_heap().internal_arena()) |
+  void* memory = je::mallocx(sizeof(ThreadState), MALLOCX_ARENA(private_heap().internal_arena()) |
                                                          MALLOCX_TCACHE_NONE | MALLOCX_ALIGN(64));
   if (memory == nullptr) return nullptr;
   auto* s = new (memory) ThreadState();
@@ -87,9 +87,9 @@ ThreadState* ThreadRegistry::register_current() {
   // Bind the thread to one tracked arena so that jemalloc's fast path (malloc/sdallocx with the
   // thread's automatic tcache) serves it; the tcache is filled only from this arena.
   s->arena = private_heap().tracked_arena_for(s->index);
-  hk_je_mallctl("thread.arena", nullptr, nullptr, &s->arena, sizeof(s->arena));
+  je::mallctl("thread.arena", nullptr, nullptr, &s->arena, sizeof(s->arena));
   bool enabled = true;
-  hk_je_mallctl("thread.tcache.enabled", nullptr, nullptr, &enabled, sizeof(enabled));
+  je::mallctl("thread.tcache.enabled", nullptr, nullptr, &enabled, sizeof(enabled));
 
   if (s->stack_cache == nullptr) s->stack_cache = create_stack_cache();
   reset_stack_cache(s->stack_cache, s->stack_low, s->stack_high);

@@ -44,11 +44,7 @@ struct alignas(64) ThreadState {
   pthread_t handle{};
   uintptr_t stack_low = 0, stack_high = 0;
 
-  // Stop-the-world state, written by the thread's own suspend handler (collector/).
-  std::atomic<uint64_t> suspended_epoch{0};
-  uintptr_t suspended_sp = 0;
-  uint64_t suspended_registers[23] = {};  // the ucontext's general registers
-  bool heapkeeper_thread = false;         // the collector's own threads: never stopped, never roots
+  bool heapkeeper_thread = false;  // heapkeeper's own threads: never stopped, never roots
 
   std::atomic<bool> in_use{false};
   ThreadState* next_in_registry = nullptr;  // all states ever created, never unlinked
@@ -56,6 +52,11 @@ struct alignas(64) ThreadState {
 
 struct ThreadLocal {
   uint32_t guard = 0;  // reentrancy depth: non-zero while heapkeeper itself runs on this thread
+  uint32_t in_jemalloc = 0;  // non-zero while this thread is inside a call into jemalloc
+  // Frees that arrived while inside jemalloc (signal handlers): done at the next top-level call.
+  static constexpr uint32_t kDeferredFrees = 32;
+  std::atomic<uint32_t> deferred_count{0};
+  void* deferred[kDeferredFrees] = {};
   ThreadStatus status = ThreadStatus::kUnregistered;
   ThreadState* state = nullptr;
 };

@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "allocator/block_header.h"
+#include "allocator/block_map.h"
 #include "allocator/config.h"
 #include "allocator/diagnostics.h"
 #include "allocator/engine.h"
@@ -33,7 +34,8 @@ struct KnownLeak {
 };
 
 struct CollectorState {
-  std::mutex scan_mutex;  // one scan at a time (the periodic thread and the exit scan)
+  std::mutex scan_mutex;     // one scan at a time (the periodic thread, the exit scan, commands)
+  std::mutex results_mutex;  // `last` and `history`, read by the publisher without waiting for a scan
   uint64_t scans = 0;
   std::unordered_map<uintptr_t, KnownLeak> known;  // leaked blocks of the previous scan
   Suppressions suppressions;
@@ -41,11 +43,22 @@ struct CollectorState {
   ScanReport last;
   std::vector<ScanReport> history;  // the last kHistory scans, without their groups
   std::atomic<bool> exit_scan_done{false};
+  uint64_t reclaimed_blocks_total = 0, reclaimed_bytes_total = 0;  // collect mode, since start
 };
 
+// Replaced in a forked child (whose copy may be locked or half-updated by a thread that does not
+// exist there), never destroyed: it is used until the very end of exit.
+std::atomic<CollectorState*> g_state{nullptr};
+
 CollectorState& state() {
-  static CollectorState* instance = new CollectorState();  // never destroyed: used at exit
-  return *instance;
+  CollectorState* current = g_state.load(std::memory_order_acquire);
+  if (current != nullptr) return *current;
+  auto* fresh = new CollectorState();
+  if (!g_state.compare_exchange_strong(current, fresh, std::memory_order_acq_rel)) {
+    delete fresh;
+    return *current;
+  }
+  return *fresh;
 }
 
 void load_suppressions_once(CollectorState& s) {
@@ -100,6 +113,15 @@ void fill_report(CollectorState& s, const ScanResult& result, ScanReport& report
   now_known.reserve(result.leak_count);
   for (size_t i = 0; i < result.leak_count; ++i) {
     const LeakedBlock& leak = result.leaks[i];
+    // A thread that could not be stopped (tearing itself down with signals blocked) may have freed
+    // the block during the scan: only what is still the same live block is a leak.
+    if (!alloc::block_map().is_live(leak.region) || alloc::header_at(leak.region)->sequence != leak.sequence) {
+      --report.leaked_blocks;
+      report.leaked_bytes -= leak.size;
+      if (leak.direct) --report.direct_blocks;
+      else --report.indirect_blocks;
+      continue;
+    }
     uint64_t first_scan = report.number;
     auto previous = s.known.find(leak.region);
     if (previous != s.known.end() && previous->second.sequence == leak.sequence) first_scan = previous->second.first_scan;
@@ -171,12 +193,14 @@ nlohmann::json scan_json(const ScanReport& r) {
           {"new_leaked_blocks", r.new_leaked_blocks},
           {"new_leaked_bytes", r.new_leaked_bytes},
           {"reclaimed_blocks", r.reclaimed_blocks},
-          {"reclaimed_bytes", r.reclaimed_bytes}};
+          {"reclaimed_bytes", r.reclaimed_bytes},
+          {"reclaimed_blocks_total", r.reclaimed_blocks_total},
+          {"reclaimed_bytes_total", r.reclaimed_bytes_total}};
 }
 
 void add_leaks_to_report(nlohmann::json& doc) {
   CollectorState& s = state();
-  const ScanReport& r = s.last;
+  const ScanReport r = last_scan();
   if (r.number == 0) return;
   uint64_t blocks = 0, bytes = 0;
   nlohmann::json leaks = nlohmann::json::array();
@@ -197,6 +221,7 @@ void add_leaks_to_report(nlohmann::json& doc) {
   doc["suppressed_leaks"] = {{"blocks", r.suppressed_blocks}, {"bytes", r.suppressed_bytes}};
   doc["scan"] = scan_json(r);
   doc["scans"] = s.scans;
+  doc["collected"] = {{"blocks", s.reclaimed_blocks_total}, {"bytes", s.reclaimed_bytes_total}};
 }
 
 std::string format_frame_line(uint32_t index, uintptr_t address) {
@@ -296,25 +321,32 @@ ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t
   const std::unordered_map<uintptr_t, KnownLeak> previous = s.known;
   fill_report(s, result, report);
   if ((reclaim_now || alloc::config().mode == alloc::CollectorMode::kCollect) && !at_exit) reclaim(result, report, previous);
-  s.last = report;
+  s.reclaimed_blocks_total += report.reclaimed_blocks;
+  s.reclaimed_bytes_total += report.reclaimed_bytes;
+  report.reclaimed_blocks_total = s.reclaimed_blocks_total;
+  report.reclaimed_bytes_total = s.reclaimed_bytes_total;
   ScanReport summary = report;
   summary.groups.clear();
-  if (s.history.size() == kHistory) s.history.erase(s.history.begin());
-  s.history.push_back(std::move(summary));
+  {
+    std::lock_guard<std::mutex> results(s.results_mutex);
+    s.last = report;
+    if (s.history.size() == kHistory) s.history.erase(s.history.begin());
+    s.history.push_back(std::move(summary));
+  }
   if (at_exit) s.exit_scan_done = true;
   return report;
 }
 
 std::vector<ScanReport> recent_scans(size_t limit) {
   CollectorState& s = state();
-  std::lock_guard<std::mutex> lock(s.scan_mutex);
+  std::lock_guard<std::mutex> lock(s.results_mutex);
   size_t first = s.history.size() > limit ? s.history.size() - limit : 0;
   return std::vector<ScanReport>(s.history.begin() + static_cast<std::ptrdiff_t>(first), s.history.end());
 }
 
 ScanReport last_scan() {
   CollectorState& s = state();
-  std::lock_guard<std::mutex> lock(s.scan_mutex);
+  std::lock_guard<std::mutex> lock(s.results_mutex);
   return s.last;
 }
 
@@ -353,8 +385,9 @@ void install() {
   if (cfg.mode == alloc::CollectorMode::kOff) return;
   alloc::add_exit_handler(exit_scan);
   alloc::add_fork_child_handler([] {
-    // The child starts with no scanner thread and none of the parent's scan in progress.
-    new (&state().scan_mutex) std::mutex();
+    // The child starts with no scanner thread, none of the parent's scan in progress, and its own
+    // leak history.
+    g_state.store(new CollectorState(), std::memory_order_release);
     start_periodic_scanner();
   });
   start_periodic_scanner();

@@ -1,6 +1,11 @@
 // Implementation of conservative marking and leak classification (see marker.h).
 #include "collector/marker.h"
 
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+
 #include "allocator/block_header.h"
 #include "allocator/block_map.h"
 #include "allocator/internal_mappings.h"
@@ -17,7 +22,21 @@ inline void user_extent(uintptr_t region, uintptr_t& start, uintptr_t& end) {
   end = start + (header->size() & ~uint64_t{7});
 }
 
+constexpr size_t kCopyBytes = 1 << 20;
+
 }  // namespace
+
+template <typename Visitor>
+void Marker::for_each_snapshot_block(Visitor&& visit) const {
+  for (size_t w = 0; w < words_; ++w) {
+    uint64_t bits = live_[w];
+    while (bits != 0) {
+      const unsigned bit = static_cast<unsigned>(__builtin_ctzll(bits));
+      bits &= bits - 1;
+      visit(base_ + ((w * 64 + bit) << 4));
+    }
+  }
+}
 
 Marker::~Marker() {
   for (Mapping& m : mappings_) {
@@ -40,11 +59,16 @@ bool Marker::begin() {
   marks_ = static_cast<uint64_t*>(map_buffer(0, words_ * 8));
   seen_ = static_cast<uint64_t*>(map_buffer(1, words_ * 8));
   prefix_ = static_cast<uint32_t*>(map_buffer(2, words_ * 4 + 4));
-  if (marks_ == nullptr || seen_ == nullptr || prefix_ == nullptr) return false;
+  live_ = static_cast<uint64_t*>(map_buffer(6, words_ * 8));
+  copy_buffer_ = static_cast<unsigned char*>(map_buffer(7, kCopyBytes));
+  if (marks_ == nullptr || seen_ == nullptr || prefix_ == nullptr || live_ == nullptr || copy_buffer_ == nullptr) return false;
+  // A thread in its last moments (signals blocked, not stoppable) may still free: ranks and the
+  // set of blocks considered are fixed here, and blocks born later are ignored.
   uint64_t live = 0;
   for (size_t w = 0; w < words_; ++w) {
+    live_[w] = map.live_word(w);
     prefix_[w] = static_cast<uint32_t>(live);
-    live += static_cast<uint64_t>(__builtin_popcountll(map.live_word(w)));
+    live += static_cast<uint64_t>(__builtin_popcountll(live_[w]));
   }
   figures_.live_blocks = live;
   counts_ = static_cast<uint32_t*>(map_buffer(3, live * 4 + 4));
@@ -56,7 +80,7 @@ bool Marker::begin() {
 size_t Marker::rank(size_t granule) const {
   const size_t word = granule >> 6;
   const uint64_t below = (uint64_t{1} << (granule & 63)) - 1;
-  return prefix_[word] + static_cast<size_t>(__builtin_popcountll(alloc::block_map().live_word(word) & below));
+  return prefix_[word] + static_cast<size_t>(__builtin_popcountll(live_[word] & below));
 }
 
 uint32_t Marker::reference_count(uintptr_t region) const {
@@ -79,6 +103,7 @@ void Marker::scan_words(uintptr_t start, uintptr_t end) {
     const uintptr_t region = map.find_region(value);
     if (region == 0) continue;
     const size_t granule = (region - base_) >> 4;
+    if (!was_live(granule)) continue;  // born after the scan began
     uint32_t& count = counts_[rank(granule)];
     if (count != UINT32_MAX) ++count;
     if (!is_marked(granule)) {
@@ -88,10 +113,37 @@ void Marker::scan_words(uintptr_t start, uintptr_t end) {
   }
 }
 
+// Roots are read through process_vm_readv on our own pid: a mapping that a not-yet-stopped thread
+// (one tearing itself down with signals blocked) unmaps during the scan then reads as an error,
+// and is skipped, instead of faulting the scanner. The heap itself never goes away.
+void Marker::scan_root_copy(uintptr_t start, uintptr_t end) {
+  const pid_t self = getpid();
+  for (uintptr_t chunk = start; chunk < end;) {
+    const size_t length = end - chunk < kCopyBytes ? end - chunk : kCopyBytes;
+    iovec local{copy_buffer_, length};
+    iovec remote{reinterpret_cast<void*>(chunk), length};
+    const ssize_t copied = process_vm_readv(self, &local, 1, &remote, 1, 0);
+    if (copied < 0 && (errno == ENOSYS || errno == EPERM)) {
+      direct_root_reads_ = true;  // not allowed here (seccomp): fall back to reading in place
+      scan_words(chunk, end);
+      return;
+    }
+    if (copied <= 0) {
+      chunk = (chunk + 4096) & ~uintptr_t{4095};  // skip the page that is gone
+      continue;
+    }
+    const auto buffer = reinterpret_cast<uintptr_t>(copy_buffer_);
+    scan_words(buffer, buffer + static_cast<size_t>(copied));
+    chunk += static_cast<uintptr_t>(copied);
+  }
+}
+
 void Marker::scan_root_range(uintptr_t start, uintptr_t end) {
+  start = (start + 7) & ~uintptr_t{7};
   if (end <= start) return;
   figures_.root_bytes += end - start;
-  scan_words(start, end);
+  if (direct_root_reads_) scan_words(start, end);
+  else scan_root_copy(start, end);
 }
 
 void Marker::propagate() {
@@ -117,7 +169,7 @@ void Marker::scan_block_for_leaks(uintptr_t region, bool count_only) {
     const uintptr_t target = map.find_region(value);
     if (target == 0 || target == region) continue;
     const size_t granule = (target - base_) >> 4;
-    if (is_marked(granule)) continue;  // reachable: not part of the leak graph
+    if (!was_live(granule) || is_marked(granule)) continue;  // reachable: not part of the leak graph
     if (count_only) {
       uint32_t& count = counts_[rank(granule)];
       if (count != UINT32_MAX) ++count;
@@ -129,7 +181,6 @@ void Marker::scan_block_for_leaks(uintptr_t region, bool count_only) {
 }
 
 const LeakedBlock* Marker::classify_leaks(size_t& count) {
-  const alloc::BlockMap& map = alloc::block_map();
   const uint64_t unreachable = figures_.live_blocks - figures_.reachable_blocks;
   leaks_ = static_cast<LeakedBlock*>(alloc::map_internal(((unreachable + 1) * sizeof(LeakedBlock) + 4095) & ~size_t{4095}, true));
   mappings_[5] = {leaks_, ((unreachable + 1) * sizeof(LeakedBlock) + 4095) & ~size_t{4095}};
@@ -137,7 +188,7 @@ const LeakedBlock* Marker::classify_leaks(size_t& count) {
   if (leaks_ == nullptr || unreachable == 0) return leaks_;
 
   // 1. References between leaked blocks (reachable blocks cannot point to them).
-  map.for_each_live([&](uintptr_t region) {
+  for_each_snapshot_block([&](uintptr_t region) {
     if (!is_marked((region - base_) >> 4)) scan_block_for_leaks(region, true);
   });
   // 2. Blocks no leaked block points to are direct; flood what they reach as indirect.
@@ -152,7 +203,7 @@ const LeakedBlock* Marker::classify_leaks(size_t& count) {
   size_t direct_count = 0;
   uint8_t* direct_flags = nullptr;  // recorded in the leak list below
   (void)direct_flags;
-  map.for_each_live([&](uintptr_t region) {
+  for_each_snapshot_block([&](uintptr_t region) {
     const size_t granule = (region - base_) >> 4;
     if (is_marked(granule) || counts_[rank(granule)] != 0) return;
     if (!is_seen(granule)) {
@@ -162,7 +213,7 @@ const LeakedBlock* Marker::classify_leaks(size_t& count) {
       ++direct_count;
     }
   });
-  map.for_each_live([&](uintptr_t region) {
+  for_each_snapshot_block([&](uintptr_t region) {
     const size_t granule = (region - base_) >> 4;
     if (is_marked(granule) || is_seen(granule)) return;
     flood_from(region);
@@ -177,7 +228,7 @@ const LeakedBlock* Marker::classify_leaks(size_t& count) {
     seen_[granule >> 6] &= ~(uint64_t{1} << (granule & 63));
   }
   count = 0;
-  map.for_each_live([&](uintptr_t region) {
+  for_each_snapshot_block([&](uintptr_t region) {
     const size_t granule = (region - base_) >> 4;
     if (is_marked(granule)) return;
     const alloc::BlockHeader* header = alloc::header_at(region);

@@ -57,6 +57,10 @@ class Marker {
 
  private:
   bool is_marked(size_t granule) const { return (marks_[granule >> 6] >> (granule & 63)) & 1; }
+  bool was_live(size_t granule) const { return (live_[granule >> 6] >> (granule & 63)) & 1; }
+  template <typename Visitor>
+  void for_each_snapshot_block(Visitor&& visit) const;
+  void scan_root_copy(uintptr_t start, uintptr_t end);
   void set_mark(size_t granule) { marks_[granule >> 6] |= uint64_t{1} << (granule & 63); }
   size_t rank(size_t granule) const;
   void scan_words(uintptr_t start, uintptr_t end);
@@ -65,7 +69,10 @@ class Marker {
 
   uintptr_t base_ = 0, limit_ = 0;
   size_t words_ = 0;
+  uint64_t* live_ = nullptr;        // the live bitmap as it was when the scan began
   uint64_t* marks_ = nullptr;       // one bit per granule, like the live bitmap
+  unsigned char* copy_buffer_ = nullptr;  // roots are read through process_vm_readv into this
+  bool direct_root_reads_ = false;        // process_vm_readv unavailable: read roots in place
   uint64_t* seen_ = nullptr;        // leak classification: visited from a direct leak
   uint32_t* prefix_ = nullptr;      // live blocks before each bitmap word (for rank)
   uint32_t* counts_ = nullptr;      // per live block, by rank: inbound references
@@ -78,7 +85,7 @@ class Marker {
     void* start;
     size_t length;
   };
-  Mapping mappings_[6] = {};
+  Mapping mappings_[8] = {};
   MarkFigures figures_;
 };
 

@@ -27,17 +27,17 @@ struct ScanBuffers {
   MemoryRange* modules = nullptr;
   MemoryRange* excluded = nullptr;
   char* maps_text = nullptr;
-  alloc::ThreadState** threads = nullptr;
+  StoppedThread* threads = nullptr;
   size_t bytes_anonymous = kMaxRanges * sizeof(MemoryRange), bytes_modules = kMaxRanges * sizeof(MemoryRange),
          bytes_excluded = kMaxRanges * sizeof(MemoryRange), bytes_text = kMapsTextBytes,
-         bytes_threads = kMaxThreads * sizeof(void*);
+         bytes_threads = kMaxThreads * sizeof(StoppedThread);
 
   bool map() {
     anonymous = static_cast<MemoryRange*>(alloc::map_internal(bytes_anonymous, true));
     modules = static_cast<MemoryRange*>(alloc::map_internal(bytes_modules, true));
     excluded = static_cast<MemoryRange*>(alloc::map_internal(bytes_excluded, true));
     maps_text = static_cast<char*>(alloc::map_internal(bytes_text, true));
-    threads = static_cast<alloc::ThreadState**>(alloc::map_internal(bytes_threads, true));
+    threads = static_cast<StoppedThread*>(alloc::map_internal(bytes_threads, true));
     return anonymous && modules && excluded && maps_text && threads;
   }
   ~ScanBuffers() {
@@ -55,6 +55,16 @@ struct ScanJob {
   ScanBuffers* buffers;
   ScanResult* result;
 };
+
+// The size of glibc's static TLS block, below each thread's control block (ld.so's private
+// _dl_get_tls_static_info, as LeakSanitizer uses); a generous default if it is not there.
+size_t static_tls_size() {
+  using Query = void (*)(size_t*, size_t*);
+  static const Query query = reinterpret_cast<Query>(dlsym(RTLD_DEFAULT, "_dl_get_tls_static_info"));
+  size_t size = 0, align = 0;
+  if (query != nullptr) query(&size, &align);
+  return size != 0 ? size + 4096 : 64 * 1024;
+}
 
 uintptr_t own_module_base() {
   Dl_info info;
@@ -96,10 +106,16 @@ void scan_with_world_stopped(void* raw) {
   Marker& marker = *job->marker;
   const uint64_t stop_started = monotonic_ns();
 
+  // heapkeeper's own threads keep running: they never touch the program's memory during a scan.
+  pid_t own_threads[64];
+  size_t own_thread_count = 0;
+  alloc::thread_registry().for_each_active([&](alloc::ThreadState& s) {
+    if (s.heapkeeper_thread && s.tid != 0 && own_thread_count < 64) own_threads[own_thread_count++] = s.tid;
+  });
   size_t thread_count = 0;
   WorldStop world;
-  if (!world.stop(b.threads, kMaxThreads, thread_count, result.failure, sizeof(result.failure))) return;
-  result.threads_stopped = thread_count;
+  if (!world.stop(b.threads, kMaxThreads, own_threads, own_thread_count, thread_count, result.failure, sizeof(result.failure))) return;
+  for (size_t i = 0; i < thread_count; ++i) result.threads_stopped += b.threads[i].tid > 0 ? 1 : 0;
 
   const size_t anonymous_total = read_anonymous_writable_mappings(b.anonymous, kMaxRanges, b.maps_text, b.bytes_text);
   const size_t anonymous_count = std::min(anonymous_total, kMaxRanges);
@@ -121,12 +137,21 @@ void scan_with_world_stopped(void* raw) {
   for (size_t i = 0; i < internal_count; ++i) exclude(internal[i].start, internal[i].end);
   for (size_t i = 0; i < module_count; ++i) exclude(b.modules[i].start, b.modules[i].end);  // scanned once, below
   for (size_t i = 0; i < own_count; ++i) exclude(own_segments[i].start & ~uintptr_t{4095}, own_segments[i].end);
+  // heapkeeper's threads: their frames hold the blocks they are looking at, so their stacks are no
+  // roots — but the top of the mapping is glibc's static TLS and thread control block, whose DTV
+  // (possibly a tracked block, when glibc reuses a cached stack) must stay reachable.
+  const size_t static_tls = static_tls_size();
   alloc::thread_registry().for_each_active([&](alloc::ThreadState& s) {
-    if (s.heapkeeper_thread) exclude(s.stack_low, s.stack_high);
+    if (!s.heapkeeper_thread) return;
+    const auto thread_pointer = static_cast<uintptr_t>(s.handle);
+    uintptr_t end = s.stack_high;
+    if (thread_pointer > s.stack_low && thread_pointer < s.stack_high) end = thread_pointer - static_tls;
+    exclude(s.stack_low, end);
   });
   // Below each stopped thread's stack pointer (minus the red zone) lies only dead frames.
   for (size_t i = 0; i < thread_count; ++i) {
-    const uintptr_t sp = b.threads[i]->suspended_sp;
+    if (b.threads[i].tid <= 0) continue;
+    const uintptr_t sp = b.threads[i].stack_pointer;
     if (const MemoryRange* stack = range_containing(b.anonymous, anonymous_count, sp)) exclude(stack->start, sp > 128 ? sp - 128 : sp);
   }
   const uintptr_t own_sp = job->request->caller_stack_pointer != 0 ? job->request->caller_stack_pointer
@@ -150,7 +175,8 @@ void scan_with_world_stopped(void* raw) {
   }
   for (size_t i = 0; i < anonymous_count; ++i) scan_minus(marker, b.anonymous[i].start, b.anonymous[i].end, b.excluded, excluded, pieces);
   for (size_t i = 0; i < thread_count; ++i) {
-    const uint64_t* registers = b.threads[i]->suspended_registers;
+    if (b.threads[i].tid <= 0) continue;
+    const uint64_t* registers = b.threads[i].registers;
     marker.scan_root_range(reinterpret_cast<uintptr_t>(registers), reinterpret_cast<uintptr_t>(registers + 23));
   }
   if (job->request->caller_registers != nullptr) {
@@ -184,6 +210,7 @@ ScanResult scan_heap(const ScanRequest& request, Marker& marker) {
     std::snprintf(result.failure, sizeof(result.failure), "could not map the scan buffers");
     return result;
   }
+  static_tls_size();  // dlsym may allocate on failure: look it up before anything is stopped
   ScanJob job{&request, &marker, &buffers, &result};
   with_loader_lock(scan_with_world_stopped, &job);
   return result;

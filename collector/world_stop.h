@@ -1,29 +1,37 @@
-// Stopping every program thread for a scan, with signals rather than ptrace.
+// Stopping every thread of the process for a scan, with signals rather than ptrace.
 //
 // LeakSanitizer stops threads with ptrace from a forked tracer, which fails in containers and under
-// Yama. heapkeeper sends each registered thread the suspend signal (SIGPWR, as Boehm GC does on
-// Linux); its handler stores the interrupted registers and stack pointer in the thread's state,
-// acknowledges through a futex and waits until the scan is over. Threads blocked in a system call
-// are interrupted and their call restarted afterwards (SA_RESTART). A thread that does not
-// acknowledge within the timeout is checked: gone threads are skipped, a live one that will not
-// stop (it blocks the signal) makes the scan give up and resume everyone, never hang.
+// Yama. heapkeeper sends each thread listed in /proc/self/task (except its own threads) the
+// suspend signal (SIGPWR, as Boehm GC does on Linux); the handler stores the interrupted registers
+// and stack pointer in that thread's slot, acknowledges through a futex and waits until the scan
+// is over. Threads blocked in a system call are interrupted and their call restarted afterwards
+// (SA_RESTART).
 //
-// Allocating threads are stopped wherever they are, even inside jemalloc holding its locks: the
-// scanner therefore never allocates while the world is stopped (scan buffers are mmap'd).
+// Every task is stopped, registered with heapkeeper or not: a thread that is just starting (not yet
+// registered) or already tearing itself down (pthread-key destructors, TLS release) still runs
+// code that allocates, frees and unmaps, and must not do so under the marker. Threads created
+// while stopping are caught by listing the tasks again until no new one appears. A thread that
+// does not acknowledge within the timeout is dropped if it has gone, and otherwise makes the scan
+// give up and resume everyone — never hang. Allocating threads are stopped wherever they are, even
+// inside jemalloc holding its locks: the scanner never allocates while the world is stopped.
 #pragma once
 
 #include <signal.h>
+#include <sys/types.h>
 
 #include <cstddef>
 #include <cstdint>
 
-namespace heapkeeper::alloc {
-struct ThreadState;
-}
-
 namespace heapkeeper::collect {
 
 inline constexpr int kSuspendSignal = 30;  // SIGPWR on x86-64 Linux
+
+struct StoppedThread {
+  pid_t tid;
+  uint32_t acknowledged_epoch;
+  uintptr_t stack_pointer;
+  uint64_t registers[23];  // the ucontext's general registers
+};
 
 // Installs the suspend handler (once). False if it could not be installed.
 bool install_suspend_handler();
@@ -35,9 +43,11 @@ const sigset_t* without_suspend_signal(int how, const sigset_t* requested, sigse
 
 class WorldStop {
  public:
-  // Stops all registered program threads except the calling one. `stopped` receives their states
-  // (capacity entries). On failure, everyone is resumed and `failure` explains why.
-  bool stop(alloc::ThreadState** stopped, size_t capacity, size_t& count, char* failure, size_t failure_size);
+  // Stops every thread except the caller and `excluded` tids (heapkeeper's own). `slots` is
+  // caller-provided storage (mapped before, never allocated here). On failure everyone is resumed
+  // and `failure` says why.
+  bool stop(StoppedThread* slots, size_t capacity, const pid_t* excluded, size_t excluded_count, size_t& count,
+            char* failure, size_t failure_size);
   void resume();
 
  private:

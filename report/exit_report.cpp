@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <ctime>
@@ -91,9 +92,19 @@ void write_report_at_exit() {
 
 }  // namespace
 
+// Replaced, never destroyed: in a forked child the parent's instance may be locked by a thread
+// that does not exist there, so the child starts a new one and leaves the old one alone.
+std::atomic<Symbolizer*> g_shared_symbolizer{nullptr};
+
 Symbolizer& shared_symbolizer() {
-  static Symbolizer* instance = new Symbolizer();  // never destroyed: used until the very end
-  return *instance;
+  Symbolizer* current = g_shared_symbolizer.load(std::memory_order_acquire);
+  if (current != nullptr) return *current;
+  auto* fresh = new Symbolizer();
+  if (!g_shared_symbolizer.compare_exchange_strong(current, fresh, std::memory_order_acq_rel)) {
+    delete fresh;
+    return *current;
+  }
+  return *fresh;
 }
 
 void add_report_section(ReportSection section) {
@@ -103,7 +114,7 @@ void add_report_section(ReportSection section) {
 void install() {
   alloc::set_stack_printer(print_symbolized_stack);
   alloc::add_exit_handler(write_report_at_exit);
-  // No fork handler: the symbolizer notices a new pid itself and re-reads the module list.
+  alloc::add_fork_child_handler([] { g_shared_symbolizer.store(new Symbolizer(), std::memory_order_release); });
 }
 
 std::string build_report_json() {

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The small target programs of tests/programs under heapkeeper, each compared with a plain run
+# (same stdout, same status, no heapkeeper diagnostics), under `heapkeeper run` and LD_PRELOAD.
+# Usage: programs.sh churn_threads|fork_exec|signal_alloc|dlopen_alloc
+#   churn_threads  4 and 8 threads of malloc/realloc/new/delete churn with cross-thread frees
+#   fork_exec      fork, exec, fork under allocation load; with HEAPKEEPER_REPORT=.../r.%p.json
+#                  every process that exits writes its own report, checked against its pid
+#   signal_alloc   signal handlers that allocate while the main thread churns
+#   dlopen_alloc   a plugin that allocates, loaded and unloaded repeatedly
+source "$(dirname "$0")/lib.sh"
+
+program=${1:?usage: programs.sh PROGRAM}
+
+run_program() {
+  local mode=$1
+  shift
+  hk_exec "$mode" "$@"
+}
+
+# Traced runs get HEAPKEEPER_REPORT=<run>/reports/r.%p.json from hk_capture.
+run_fork_exec() {
+  local mode=$1
+  hk_exec "$mode" "$(hk_program fork_exec)" --pid-log "$PWD/pids"
+}
+
+# Every process the pid log lists as writing a report has exactly one, naming the program it ran
+# at exit; processes killed by a signal have none, and no other report exists.
+check_fork_reports() {
+  local dir=$HK_WORK/fork_exec.launcher
+  local pid writes role expected=0 found
+  if [[ ! -s $dir/run/pids ]]; then
+    hk_fail "fork_exec: the program wrote no pid log"
+    return
+  fi
+  while read -r pid writes role; do
+    local report=$dir/reports/r.$pid.json
+    if [[ $writes == none ]]; then
+      [[ -e $report ]] && hk_fail "fork_exec: $role $pid was killed by a signal, yet wrote $report"
+      continue
+    fi
+    expected=$((expected + 1))
+    if [[ ! -f $report ]]; then
+      hk_fail "fork_exec: no report from $role process $pid"
+      continue
+    fi
+    # (hk_compare's report check has already validated the JSON, the pid and the figures.)
+    case $role in
+      echo) hk_json_check "$report" "r['program'].endswith('/echo')" "the exec'd child reports as echo" || true ;;
+      self-exec) hk_json_check "$report" "'--exec-child' in r['command_line']" "the self-exec'd child's command line" || true ;;
+      *) hk_json_check "$report" "r['program'].endswith('/hk_prog_fork_exec')" "$role $pid's program" || true ;;
+    esac
+  done <"$dir/run/pids"
+  found=$(find "$dir/reports" -name 'r.*.json' | wc -l)
+  if ((found != expected)); then
+    hk_fail "fork_exec: $found reports for $expected processes that exit normally"
+    ls "$dir/reports" >&2
+  elif ((HK_FAILURES == 0)); then
+    hk_pass "fork_exec: one valid report per process ($found), each with its own pid"
+  fi
+}
+
+case $program in
+  churn_threads)
+    churn_threads=$(hk_program churn_threads)
+    hk_compare churn4 run_program "$churn_threads" 4 20000 -- launcher preload
+    hk_compare churn8 run_program "$churn_threads" 8 8000 -- launcher
+    ;;
+  fork_exec)
+    hk_compare fork_exec run_fork_exec -- launcher
+    check_fork_reports
+    ;;
+  signal_alloc)
+    # A deadlock here would otherwise cost 2 x 45 s; the plain run takes well under a second.
+    HK_TIMEOUT=20  # read by lib.sh's hk_limit
+    hk_compare signal_alloc run_program "$(hk_program signal_alloc)" 5000 -- launcher preload
+    ;;
+  dlopen_alloc)
+    : "${HK_PLUGIN:?HK_PLUGIN must name the plugin dlopen_alloc loads}"
+    hk_compare dlopen_alloc run_program "$(hk_program dlopen_alloc)" "$HK_PLUGIN" 8 \
+      -- launcher preload
+    ;;
+  *)
+    echo "programs.sh: unknown program $program" >&2
+    exit 2
+    ;;
+esac
+hk_finish
