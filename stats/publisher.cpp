@@ -23,6 +23,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "allocator/diagnostics.h"
@@ -47,6 +48,7 @@ struct Publisher {
   SharedSegment* segment = nullptr;
   std::unique_ptr<Snapshot> scratch;  // built here, then copied under the seqlock
   SnapshotBuilder builder;
+  std::mutex publish_mutex;  // the publisher thread and the exit handler both publish
   uint32_t handled_request = 0;
   uint64_t start_ns = 0;
 };
@@ -149,6 +151,7 @@ bool create_segment(Publisher& p) {
 }
 
 void publish(Publisher& p) {
+  std::lock_guard<std::mutex> lock(p.publish_mutex);
   const uint64_t now = realtime_ns();
   p.builder.build(*p.scratch, now, p.start_ns);
   uint64_t sequence = __atomic_load_n(&p.segment->sequence, __ATOMIC_RELAXED);
