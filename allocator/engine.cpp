@@ -600,6 +600,46 @@ void warn_not_interposed(const char* const* names, int count) noexcept {
   line.emit();
 }
 
+namespace {
+
+struct InternalThread {
+  void (*routine)();
+  char name[16];
+};
+
+void* internal_thread_main(void* raw) {
+  InternalThread start = *static_cast<InternalThread*>(raw);
+  ThreadLocal& tl = tls_thread;
+  ++tl.guard;  // for the thread's whole life
+  je::dallocx(raw, MALLOCX_TCACHE_NONE);
+  ThreadState* self = tl.state != nullptr ? tl.state : thread_registry().register_current();
+  if (self != nullptr) self->heapkeeper_thread = true;
+  pthread_setname_np(pthread_self(), start.name);
+  start.routine();
+  return nullptr;
+}
+
+}  // namespace
+
+bool start_internal_thread(void (*routine)(), const char* name) noexcept {
+  ThreadLocal& tl = tls_thread;
+  GuardScope guard(tl);
+  auto* start = static_cast<InternalThread*>(allocate_untracked(sizeof(InternalThread), 16, false));
+  if (start == nullptr || !private_heap().internal().contains(start)) return false;
+  start->routine = routine;
+  std::strncpy(start->name, name, sizeof(start->name) - 1);
+  start->name[sizeof(start->name) - 1] = '\0';
+  pthread_attr_t attributes;
+  pthread_attr_init(&attributes);
+  pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+  pthread_t thread;
+  // pthread_create is heapkeeper's own hook, whose trampoline registers the thread first.
+  const bool started = pthread_create(&thread, &attributes, internal_thread_main, start) == 0;
+  pthread_attr_destroy(&attributes);
+  if (!started) je::dallocx(start, MALLOCX_TCACHE_NONE);
+  return started;
+}
+
 void enter_internal() noexcept { ++tls_thread.guard; }
 void leave_internal() noexcept { --tls_thread.guard; }
 

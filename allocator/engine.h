@@ -57,6 +57,11 @@ void discard_thread_start(void* wrapped_argument) noexcept;
 void* lookup_next_symbol(const char* name) noexcept;
 void warn_not_interposed(const char* const* names, int count) noexcept;
 
+// Starts one of heapkeeper's own threads (detached): it runs `routine` with the guard held for its
+// whole life (its allocations are internal) and is marked as heapkeeper's before it runs, so scans
+// neither stop it nor take its stack for a root. False if the thread could not be created.
+bool start_internal_thread(void (*routine)(), const char* name) noexcept;
+
 // Runs `work` as heapkeeper's own code on this thread: its allocations are internal (untracked).
 void enter_internal() noexcept;
 void leave_internal() noexcept;

@@ -255,16 +255,14 @@ void exit_status() {
   _exit(cfg.exit_code);
 }
 
-void* periodic_scanner(void*) {
-  alloc::enter_internal();  // heapkeeper's own thread: untracked, never stopped, never a root
-  if (alloc::ThreadState* self = alloc::tls_thread.state) self->heapkeeper_thread = true;
+void periodic_scanner() {
   const uint64_t interval_ms = alloc::config().scan_interval_ms;
   for (;;) {
     timespec pause{static_cast<time_t>(interval_ms / 1000), static_cast<long>((interval_ms % 1000) * 1000000)};
     while (nanosleep(&pause, &pause) != 0) {
     }
     ScanReport report = scan_now(false, 0, nullptr, 0);
-    if (state().exit_scan_done) return nullptr;
+    if (state().exit_scan_done) return;
     if (!report.ok) {
       alloc::DiagnosticLine().text("periodic leak scan skipped: ").text(report.failure).emit();
       continue;
@@ -275,20 +273,14 @@ void* periodic_scanner(void*) {
           .text(" leaked in all (").bytes(report.leaked_bytes).text(")").emit();
     }
   }
-  return nullptr;
 }
 
 void start_periodic_scanner() {
   const alloc::Config& cfg = alloc::config();
   if (cfg.scan_interval_ms == 0 || cfg.mode == alloc::CollectorMode::kOff) return;
-  pthread_t thread;
-  pthread_attr_t attributes;
-  pthread_attr_init(&attributes);
-  pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
-  if (pthread_create(&thread, &attributes, periodic_scanner, nullptr) != 0) {
+  if (!alloc::start_internal_thread(periodic_scanner, "heapkeeper-scan")) {
     alloc::DiagnosticLine().text("could not start the periodic leak scanner thread").emit();
   }
-  pthread_attr_destroy(&attributes);
 }
 
 }  // namespace

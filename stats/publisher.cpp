@@ -198,16 +198,14 @@ void answer(Publisher& p, uint32_t request) {
   syscall(SYS_futex, &c.response_id, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
 }
 
-void* publisher_thread(void*) {
-  alloc::enter_internal();
-  if (alloc::ThreadState* self = alloc::tls_thread.state) self->heapkeeper_thread = true;
+void publisher_thread() {
   Publisher& p = *g_publisher;
   if (p.start_delay_ms > 0) {
     timespec pause{static_cast<time_t>(p.start_delay_ms / 1000), static_cast<long>(p.start_delay_ms % 1000) * 1000000L};
     while (nanosleep(&pause, &pause) != 0) {
     }
   }
-  if (!create_segment(p)) return nullptr;
+  if (!create_segment(p)) return;
   uint64_t next_publish = 0;
   for (;;) {
     const uint64_t now = realtime_ns();
@@ -226,20 +224,14 @@ void* publisher_thread(void*) {
     // Shared futex (not PRIVATE): the waker is a reader in another process.
     syscall(SYS_futex, &p.segment->channel.request_id, FUTEX_WAIT, request, &timeout, nullptr, 0);
   }
-  return nullptr;
 }
 
 void start(Publisher& p) {
   p.start_ns = realtime_ns();
   p.scratch = std::make_unique<Snapshot>();
-  pthread_t thread;
-  pthread_attr_t attributes;
-  pthread_attr_init(&attributes);
-  pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
-  if (pthread_create(&thread, &attributes, publisher_thread, nullptr) != 0) {
+  if (!alloc::start_internal_thread(publisher_thread, "heapkeeper-stats")) {
     alloc::DiagnosticLine().text("live stats disabled: could not start the publisher thread").emit();
   }
-  pthread_attr_destroy(&attributes);
 }
 
 void at_exit() {

@@ -2,6 +2,8 @@
 // nlohmann::json and prints totals, then sites largest first in LeakSanitizer's frame style.
 #include "viewer/show_command.h"
 
+#include "viewer/process_commands.h"
+
 #include <fmt/core.h>
 
 #include <fstream>
@@ -10,16 +12,6 @@
 namespace heapkeeper::view {
 namespace {
 
-std::string human_bytes(uint64_t bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double value = static_cast<double>(bytes);
-  size_t unit = 0;
-  while (value >= 1024 && unit + 1 < 5) {
-    value /= 1024;
-    ++unit;
-  }
-  return unit == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.1f} {}", value, units[unit]);
-}
 
 void print_stack(const nlohmann::json& stack, size_t frames_shown) {
   size_t index = 0;
