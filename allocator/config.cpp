@@ -168,6 +168,11 @@ void load_config_from_environment(Config& c) {
     else if (equals(v, "0")) c.quiet = false;
     else warn_invalid("HEAPKEEPER_QUIET", v, "0 or 1", "0");
   }
+  if (const char* v = std::getenv("HEAPKEEPER_STATS")) {
+    if (equals(v, "1")) c.live_stats = true;
+    else if (equals(v, "0")) c.live_stats = false;
+    else warn_invalid("HEAPKEEPER_STATS", v, "0 or 1", "1");
+  }
   if (const char* v = std::getenv("HEAPKEEPER_REPORT")) {
     if (std::strlen(v) < sizeof(c.report_path)) std::strcpy(c.report_path, v);
     else warn_invalid("HEAPKEEPER_REPORT", "(too long)", "a path shorter than 4096 bytes", "no report");

@@ -24,6 +24,7 @@ struct Config {
   unsigned arenas = 0;                      // HEAPKEEPER_ARENAS; 0 = one per CPU, at most 8
   int exit_code = 0;                        // HEAPKEEPER_EXITCODE (used by the collector)
   bool quiet = false;                       // HEAPKEEPER_QUIET=1: no summary line at exit
+  bool live_stats = true;                   // HEAPKEEPER_STATS=0: no shared-memory segment, no publisher
   char report_path[4096] = {};              // HEAPKEEPER_REPORT, '%p' expands to the pid
   char suppressions_path[4096] = {};        // HEAPKEEPER_SUPPRESSIONS
 };

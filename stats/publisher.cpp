@@ -26,6 +26,7 @@
 #include <mutex>
 #include <string>
 
+#include "allocator/config.h"
 #include "allocator/diagnostics.h"
 #include "allocator/engine.h"
 #include "allocator/thread_registry.h"
@@ -153,7 +154,9 @@ bool create_segment(Publisher& p) {
 void publish(Publisher& p) {
   std::lock_guard<std::mutex> lock(p.publish_mutex);
   const uint64_t now = realtime_ns();
-  p.builder.build(*p.scratch, now, p.start_ns);
+  const uint64_t heartbeat = __atomic_load_n(&p.segment->channel.reader_heartbeat_ns, __ATOMIC_ACQUIRE);
+  const bool watched = heartbeat != 0 && heartbeat + 30'000'000'000ull > now;
+  p.builder.build(*p.scratch, now, p.start_ns, watched);
   uint64_t sequence = __atomic_load_n(&p.segment->sequence, __ATOMIC_RELAXED);
   __atomic_store_n(&p.segment->sequence, sequence + 1, __ATOMIC_RELAXED);  // odd: being written
   __atomic_thread_fence(__ATOMIC_RELEASE);
@@ -245,6 +248,7 @@ void at_exit() {
 }  // namespace
 
 void install() {
+  if (!alloc::config().live_stats) return;
   g_publisher = new Publisher();
   start(*g_publisher);
   alloc::add_exit_handler(at_exit);

@@ -10,7 +10,8 @@
 //    keeps it only if `sequence` was the same even number before and after. Readers never write
 //    the snapshot and never block the producer;
 //  - a command channel: the owner's `heapkeeper` asks for a scan, a collection or a full report,
-//    and the producer answers in the response area (a JSON document).
+//    and the producer answers in the response area (a JSON document). Readers also leave a
+//    heartbeat there: frames are symbolized only while somebody is watching.
 // Readers must validate everything (see viewer/segment_reader.h): counts are clamped, strings are
 // terminated by the reader, and a segment that is too small, of another version or another uid is
 // refused with a one-line reason.
@@ -98,7 +99,7 @@ struct Snapshot {
   uint32_t site_count, thread_count, scan_count, leak_count;
   uint32_t series_count, series_next;  // ring: points [next - count, next) modulo kSeriesLength
   uint32_t total_site_count;           // sites with live blocks (only the top kMaxSites are here)
-  uint32_t reserved;
+  uint32_t symbolized;                 // 1: frames carry names; 0: addresses only (nobody watching)
   Site sites[kMaxSites];               // by live bytes, largest first
   ThreadFigures threads[kMaxThreads];
   ScanFigures scans[kMaxScans];        // oldest first
@@ -110,6 +111,10 @@ enum class Command : uint32_t { kNone = 0, kScan = 1, kCollect = 2, kReport = 3 
 enum class ProducerState : uint32_t { kRunning = 1, kExited = 2 };
 
 struct CommandChannel {
+  // Readers that look at stacks write CLOCK_REALTIME here; the producer symbolizes frames only
+  // while one did so in the last 30 s (symbolizing costs memory a process nobody watches
+  // should not pay).
+  uint64_t reader_heartbeat_ns;
   uint32_t owner_pid;         // the reader holding the channel (compare-and-swap 0 -> pid)
   uint32_t request_id;        // the reader increments it after writing `command` (futex word)
   uint32_t command;

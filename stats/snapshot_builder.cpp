@@ -40,6 +40,11 @@ void SnapshotBuilder::fill_frames(uint32_t stack_id, Frame* frames, uint32_t& de
   alloc::StackView view = alloc::stack_table().frames(stack_id);
   depth = std::min<uint32_t>(view.depth, kMaxFrames);
   for (uint32_t i = 0; i < depth; ++i) {
+    if (!symbolize_) {
+      std::memset(&frames[i], 0, sizeof(Frame));
+      frames[i].address = view.frames[i];
+      continue;
+    }
     report::SymbolizedFrame f = report::shared_symbolizer().resolve(view.frames[i]);
     Frame& out = frames[i];
     out.address = f.address;
@@ -52,8 +57,10 @@ void SnapshotBuilder::fill_frames(uint32_t stack_id, Frame* frames, uint32_t& de
   }
 }
 
-void SnapshotBuilder::build(Snapshot& out, uint64_t now_ns, uint64_t start_ns) {
+void SnapshotBuilder::build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, bool symbolize) {
   std::memset(&out, 0, sizeof(out));
+  symbolize_ = symbolize;
+  out.symbolized = symbolize ? 1 : 0;
   const alloc::HeapSummary summary = alloc::summarize_heap();
   out.time_ns = now_ns;
   out.uptime_ns = now_ns > start_ns ? now_ns - start_ns : 0;

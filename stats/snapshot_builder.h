@@ -14,10 +14,12 @@ namespace heapkeeper::stats {
 class SnapshotBuilder {
  public:
   // Fills `out` completely. `now_ns` is CLOCK_REALTIME, `start_ns` the process start.
-  void build(Snapshot& out, uint64_t now_ns, uint64_t start_ns);
+  // Frames get names only when `symbolize` (a reader is watching); otherwise addresses only.
+  void build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, bool symbolize);
 
  private:
   void fill_frames(uint32_t stack_id, Frame* frames, uint32_t& depth);
+  bool symbolize_ = true;
 
   uint64_t previous_time_ns_ = 0;
   uint64_t previous_allocations_ = 0, previous_frees_ = 0;

@@ -172,7 +172,7 @@ int list_processes(bool json, bool clean) {
 int show_stats(pid_t pid, bool json) {
   SegmentReader reader;
   auto snapshot = std::make_unique<stats::Snapshot>();
-  if (!open_snapshot(pid, reader, *snapshot, false)) return 1;
+  if (!open_snapshot(pid, reader, *snapshot, true)) return 1;
   const SegmentInfo info = reader.info();
   const stats::Snapshot& s = *snapshot;
   if (json) {

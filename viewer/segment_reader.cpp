@@ -150,6 +150,7 @@ bool SegmentReader::open_path(const std::string& path, bool for_commands, std::s
     return false;
   }
   segment_ = static_cast<const SharedSegment*>(mapping_);
+  writable_ = for_commands;
   return true;
 }
 
@@ -191,6 +192,22 @@ bool SegmentReader::snapshot(stats::Snapshot& out, std::string& error) const {
     error = "no segment open";
     return false;
   }
+  // A reader that may write tells the producer it is watching, so frames come symbolized; the
+  // first snapshot after a quiet spell may still be addresses only, so wait for a named one.
+  if (writable_) {
+    timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    auto* channel = const_cast<stats::CommandChannel*>(&segment_->channel);
+    __atomic_store_n(&channel->reader_heartbeat_ns,
+                     static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec), __ATOMIC_RELEASE);
+    for (int waited = 0; waited < 30 && read_snapshot(out, error) && out.symbolized == 0 && info().producer_alive; ++waited) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  return read_snapshot(out, error);
+}
+
+bool SegmentReader::read_snapshot(stats::Snapshot& out, std::string& error) const {
   for (int attempt = 0; attempt < 200; ++attempt) {
     const uint64_t before = load(segment_->sequence);
     if (before % 2 == 0) {

@@ -50,6 +50,8 @@ class SegmentReader {
 
  private:
   void close();
+  bool read_snapshot(stats::Snapshot& out, std::string& error) const;
+  bool writable_ = false;
   int fd_ = -1;
   void* mapping_ = nullptr;
   size_t size_ = 0;
