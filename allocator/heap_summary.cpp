@@ -1,6 +1,8 @@
 // Implementation of the heap's read-only views (see heap_summary.h).
 #include "allocator/heap_summary.h"
 
+#include <algorithm>
+
 #include "allocator/block_header.h"
 #include "allocator/block_map.h"
 #include "allocator/engine_internal.h"
@@ -16,7 +18,8 @@ HeapSummary summarize_heap() {
   s.total_frees = t.frees;
   s.live_blocks = t.allocations - t.frees;
   s.live_bytes = t.allocated_bytes - t.freed_bytes;
-  s.peak_live_bytes = thread_registry().peak_live_bytes();
+  // The shared peak lags by up to 256 KiB per thread: never publish a peak below the live figure.
+  s.peak_live_bytes = std::max(thread_registry().peak_live_bytes(), s.live_bytes);
   s.threads_seen = t.threads_seen;
   s.live_threads = t.live_threads;
   s.foreign_frees = foreign_free_count();

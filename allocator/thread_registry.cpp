@@ -124,9 +124,12 @@ void ThreadRegistry::flush_live_bytes(ThreadState& s) {
 }
 
 uint64_t ThreadRegistry::peak_live_bytes() const {
-  int64_t peak = peak_bytes_.load(std::memory_order_relaxed);
   ThreadTotals t = totals();
-  int64_t exact_now = static_cast<int64_t>(t.allocated_bytes - t.freed_bytes);
+  const int64_t exact_now = static_cast<int64_t>(t.allocated_bytes - t.freed_bytes);
+  // Raise the recorded peak to what was just measured, so a published peak never goes down.
+  int64_t peak = peak_bytes_.load(std::memory_order_relaxed);
+  while (exact_now > peak && !peak_bytes_.compare_exchange_weak(peak, exact_now, std::memory_order_relaxed)) {
+  }
   return static_cast<uint64_t>(peak > exact_now ? peak : exact_now);
 }
 

@@ -112,7 +112,7 @@ class ThreadRegistry {
   std::atomic<uint32_t> next_index_{1};
   std::atomic<uint64_t> sequence_{1};
   std::atomic<int64_t> live_bytes_{0};
-  std::atomic<int64_t> peak_bytes_{0};
+  mutable std::atomic<int64_t> peak_bytes_{0};
   std::atomic<uint64_t> retired_allocations_{0}, retired_frees_{0}, retired_allocated_bytes_{0}, retired_freed_bytes_{0};
   pthread_key_t exit_key_{};
   ThreadInfo infos_[kTrackedInfos] = {};

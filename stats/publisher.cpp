@@ -90,21 +90,31 @@ void copy_text(char* out, size_t capacity, const std::string& text) {
 }
 
 // Processes killed by a signal never reach their exit handler, so their segments stay behind.
-// Each new producer removes those of dead processes that belong to its uid: /dev/shm cannot fill
-// up with the remains of a service that is restarted with SIGTERM.
+// Each new producer removes those that are certainly dead: its uid's, a valid heapkeeper header,
+// no such pid here, and no heartbeat for 10 s (a process in another pid namespace sharing
+// /dev/shm still beats twice a second). /dev/shm cannot fill up with a restarted service's remains.
 void remove_stale_segments() {
   DIR* dir = opendir("/dev/shm");
   if (dir == nullptr) return;
   const size_t prefix = std::strlen(kSegmentPrefix);
+  const uint64_t now = realtime_ns();
   while (dirent* entry = readdir(dir)) {
     if (std::strncmp(entry->d_name, kSegmentPrefix, prefix) != 0) continue;
     char* end = nullptr;
     const long pid = std::strtol(entry->d_name + prefix, &end, 10);
     if (end == nullptr || *end != '\0' || pid <= 0 || pid == getpid()) continue;
-    if (kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to judge)
-    struct stat st;
+    if (kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
     const std::string path = std::string("/dev/shm/") + entry->d_name;
-    if (stat(path.c_str(), &st) == 0 && st.st_uid == getuid()) unlink(path.c_str());
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) continue;
+    struct stat st;
+    SegmentHeader header;
+    const bool ours = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == getuid() &&
+                      pread(fd, &header, sizeof(header), 0) == static_cast<ssize_t>(sizeof(header)) &&
+                      header.magic == kSegmentMagic && header.producer_pid == pid &&
+                      header.heartbeat_ns + 10'000'000'000ull < now;
+    close(fd);
+    if (ours) unlink(path.c_str());
   }
   closedir(dir);
 }

@@ -8,6 +8,7 @@
 #include "viewer/process_commands.h"
 #include "viewer/run_command.h"
 #include "viewer/show_command.h"
+#include "viewer/view_command.h"
 
 namespace {
 
@@ -25,7 +26,8 @@ constexpr const char* kEnvironmentHelp = R"(Environment read by the traced progr
   HEAPKEEPER_EXITCODE=N         exit status when leaks remain at exit (0 = off)
   HEAPKEEPER_HEAP_RESERVE=SIZE  address space reserved for the heap, e.g. 64G (default 4x RAM)
   HEAPKEEPER_ARENAS=N           tracked jemalloc arenas (default one per CPU, at most 8)
-  HEAPKEEPER_QUIET=1            no summary line at exit
+  HEAPKEEPER_STATS=0            no live-stats segment in /dev/shm and no publisher thread
+  HEAPKEEPER_QUIET=1            no "new leaks" lines from periodic scans
   HEAPKEEPER_LIBRARY=PATH       (for `heapkeeper run`) the preload library to use
 Invalid values are reported in one line naming the variable, and the default is used.)";
 
@@ -92,6 +94,11 @@ int main(int argc, char** argv) {
   export_cmd->add_flag("--all", export_all, "Every running tracked process of this user");
   export_cmd->add_flag("--prometheus", export_prometheus_flag, "OpenMetrics text format (the default and only format)");
 
+  pid_t view_pid = 0;
+  CLI::App* view_cmd = app.add_subcommand("view", "Live terminal UI of a tracked process (without PID: pick one)");
+  view_cmd->add_option("pid", view_pid, "Process id (default: choose from the tracked processes)");
+  view_cmd->footer(heapkeeper::view::view_key_help());
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -103,6 +110,7 @@ int main(int argc, char** argv) {
   if (stats_cmd->parsed()) return heapkeeper::view::show_stats(stats_pid, stats_json);
   if (scan_cmd->parsed()) return heapkeeper::view::request_scan(scan_pid, scan_json);
   if (report_cmd->parsed()) return heapkeeper::view::fetch_report(report_pid, report_json, sites_shown, frames_shown);
+  if (view_cmd->parsed()) return heapkeeper::view::view_processes(view_pid);
   if (export_cmd->parsed()) {
     if (!export_all && export_pids.empty()) {
       fmt::print(stderr, "heapkeeper: export needs PIDs or --all\n");

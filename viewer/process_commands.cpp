@@ -146,12 +146,13 @@ int list_processes(bool json, bool clean) {
     SegmentReader reader;
     std::string error;
     if (!reader.open(pid, false, error)) {
-      if (!json) fmt::print("{:>8}  {:<10}  {}\n", pid, "unreadable", error);
+      if (json) rows.push_back({{"pid", pid}, {"state", "unreadable"}, {"error", error}});
+      else fmt::print("{:>8}  {:<10}  {}\n", pid, "unreadable", error);
       continue;
     }
     const SegmentInfo info = reader.info();
     const bool have = reader.snapshot(*snapshot, error);
-    const char* state = info.producer_alive ? "running" : "stale";
+    const char* state = info.producer_alive ? "running" : info.producer_exited ? "exited" : "stale";
     if (!info.producer_alive && clean) {
       if (unlink(SegmentReader::segment_path(pid).c_str()) == 0) state = "removed";
     }

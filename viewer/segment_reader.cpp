@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <thread>
@@ -114,7 +115,16 @@ bool SegmentReader::validate(const void* data, size_t size, uid_t owner, std::st
 
 bool SegmentReader::open_path(const std::string& path, bool for_commands, std::string& error) {
   close();
-  fd_ = ::open(path.c_str(), (for_commands ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
+  // O_NONBLOCK: anyone may plant a FIFO under that name, and opening one would wait forever; the
+  // S_ISREG check below then refuses it.
+  fd_ = ::open(path.c_str(), (for_commands ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd_ < 0 && errno == EACCES) {
+    struct stat st;
+    if (stat(path.c_str(), &st) == 0 && st.st_uid != getuid()) {
+      error = path + " belongs to uid " + std::to_string(st.st_uid) + "; only its owner (or root) may read it";
+      return false;
+    }
+  }
   if (fd_ < 0) {
     error = errno == ENOENT ? "no heapkeeper segment " + path + " (is the process running under heapkeeper?)"
                             : "cannot open " + path + ": " + std::strerror(errno);
@@ -175,7 +185,18 @@ SegmentInfo SegmentReader::info() const {
   return info;
 }
 
+namespace {
+// A corrupt segment can hold NaN or infinite rates; sorting and printing need real numbers.
+void finite(double& value) {
+  if (!std::isfinite(value) || value < 0) value = 0;
+}
+}  // namespace
+
 void SegmentReader::sanitise(stats::Snapshot& s) {
+  finite(s.allocation_rate);
+  finite(s.free_rate);
+  for (auto& site : s.sites) finite(site.allocation_rate);
+  for (auto& scan : s.scans) finite(scan.pause_ms);
   if (s.site_count > stats::kMaxSites) s.site_count = stats::kMaxSites;
   if (s.thread_count > stats::kMaxThreads) s.thread_count = stats::kMaxThreads;
   if (s.scan_count > stats::kMaxScans) s.scan_count = stats::kMaxScans;
@@ -229,6 +250,10 @@ bool SegmentReader::read_snapshot(stats::Snapshot& out, std::string& error) cons
 }
 
 bool SegmentReader::command(stats::Command command, int timeout_ms, std::string& response, std::string& error) {
+  if (segment_ == nullptr || !writable_) {
+    error = "segment not opened for commands";
+    return false;
+  }
   auto* channel = const_cast<stats::CommandChannel*>(&segment_->channel);
   const uint32_t me = static_cast<uint32_t>(getpid());
   uint32_t free_owner = 0;
