@@ -431,6 +431,25 @@ size_t tracked_usable_size(uintptr_t region) noexcept {
   return je::sallocx(reinterpret_cast<void*>(region), 0) - header->user_offset();
 }
 
+// A program told the usable size of a block may use all of it (glibc and jemalloc promise that).
+// The block's recorded size grows to match, so realloc moves every byte the program may have
+// written and the collector scans them for pointers; the live-byte counters grow by the same.
+void claim_usable_size(uintptr_t region, size_t usable) noexcept {
+  BlockHeader* header = header_at(region);
+  const size_t size = header->size();
+  if (usable <= size) return;
+  header->packed = BlockHeader::pack(usable, header->offset_shift(), false, header->thread_index());
+  ThreadLocal& tl = tls_thread;
+  ThreadState* s = tl.state;
+  const size_t delta = usable - size;
+  if (s == nullptr) {
+    thread_registry().count_orphan_bytes(delta);
+    return;
+  }
+  s->allocated_bytes.store(s->allocated_bytes.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
+  s->unflushed_live_bytes += static_cast<int64_t>(delta);
+}
+
 size_t api_malloc_usable_size(const void* ptr) noexcept {
   if (ptr == nullptr) return 0;
   if (signal_safe_pool().contains(ptr)) return signal_safe_pool().size_of(ptr);
@@ -440,7 +459,10 @@ size_t api_malloc_usable_size(const void* ptr) noexcept {
   }
   if (private_heap().tracked().contains(ptr)) {
     uintptr_t region = region_of_user_pointer(reinterpret_cast<uintptr_t>(ptr));
-    return region == 0 ? 0 : tracked_usable_size(region);
+    if (region == 0) return 0;
+    const size_t usable = tracked_usable_size(region);
+    claim_usable_size(region, usable);
+    return usable;
   }
   if (private_heap().internal().contains(ptr)) return je::sallocx(ptr, 0);
   if (bootstrap_pool().contains(ptr)) return bootstrap_pool().size_of(ptr);

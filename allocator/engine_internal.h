@@ -18,6 +18,8 @@ void free_tracked(void* ptr, const char* api_name) noexcept;
 void* reallocate_tracked(void* ptr, size_t size, size_t alignment_hint) noexcept;
 uintptr_t region_of_user_pointer(uintptr_t ptr) noexcept;
 size_t tracked_usable_size(uintptr_t region) noexcept;
+// The program was told the block's usable size: record it as the block's size (see engine.cpp).
+void claim_usable_size(uintptr_t region, size_t usable) noexcept;
 
 enum class BadFreeKind { kInvalid, kDouble, kForeignRealloc };
 // Classifies a pointer into the tracked heap that is not a live block's user pointer.

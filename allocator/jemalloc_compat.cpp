@@ -62,7 +62,10 @@ size_t api_xallocx(void* ptr, size_t size, size_t extra, int flags) noexcept {
   if (after != before && after > private_heap().small_max()) block_map().record(region, after, -1);
   // The caller now owns the whole usable size; record that as the block's size.
   const size_t usable = after - offset;
-  header->packed = BlockHeader::pack(usable, header->offset_shift(), false, header->thread_index());
+  if (usable < header->size()) {  // shrunk in place
+    header->packed = BlockHeader::pack(usable, header->offset_shift(), false, header->thread_index());
+  }
+  claim_usable_size(region, usable);
   return usable;
 }
 

@@ -139,6 +139,11 @@ void ThreadRegistry::count_orphan_allocation(size_t bytes) {
   live_bytes_.fetch_add(static_cast<int64_t>(bytes), std::memory_order_relaxed);
 }
 
+void ThreadRegistry::count_orphan_bytes(size_t bytes) {
+  retired_allocated_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  live_bytes_.fetch_add(static_cast<int64_t>(bytes), std::memory_order_relaxed);
+}
+
 void ThreadRegistry::count_orphan_free(size_t bytes) {
   retired_frees_.fetch_add(1, std::memory_order_relaxed);
   retired_freed_bytes_.fetch_add(bytes, std::memory_order_relaxed);

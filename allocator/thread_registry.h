@@ -92,6 +92,8 @@ class ThreadRegistry {
   // For frees and allocations that arrive on a thread after its state was retired.
   void count_orphan_allocation(size_t bytes);
   void count_orphan_free(size_t bytes);
+  // Bytes added to a live block (its usable size was claimed), no new allocation.
+  void count_orphan_bytes(size_t bytes);
   uint64_t next_sequence_block(uint64_t count) { return sequence_.fetch_add(count, std::memory_order_relaxed); }
 
   const ThreadInfo* info(uint32_t index) const;

@@ -962,3 +962,19 @@ TEST(HeapkeeperInterface, HeapStatsCountEveryAllocationAndFree) {
 }
 
 }  // namespace
+
+// A program may use every byte malloc_usable_size reports (redis's sds strings do): realloc must
+// carry all of them, not just the requested size, when it moves the block.
+TEST(Realloc, KeepsTheUsableBytesTheProgramWasToldAbout) {
+  for (size_t size : {1u, 5u, 24u, 100u, 1000u, 20000u}) {
+    auto* p = static_cast<unsigned char*>(malloc(size));
+    ASSERT_NE(p, nullptr);
+    const size_t usable = malloc_usable_size(p);
+    ASSERT_GE(usable, size);
+    for (size_t i = 0; i < usable; ++i) p[i] = static_cast<unsigned char>(i * 7 + 3);
+    auto* q = static_cast<unsigned char*>(realloc(p, usable * 4 + 4096));
+    ASSERT_NE(q, nullptr);
+    for (size_t i = 0; i < usable; ++i) ASSERT_EQ(q[i], static_cast<unsigned char>(i * 7 + 3)) << "size " << size << " byte " << i;
+    free(q);
+  }
+}
