@@ -79,7 +79,9 @@ inline testing::AssertionResult IsTrackedBlock(const void* p, size_t requested, 
   BlockInfo info{};
   if (hk.block_info(p, &info) != 1) return testing::AssertionFailure() << p << " is not a live tracked block";
   if (info.start != p) return testing::AssertionFailure() << p << " resolves to a block starting at " << info.start;
-  if (exact ? info.requested_size != requested : info.requested_size < requested) {
+  // Once malloc_usable_size was asked (here, or earlier), the block owns its usable size.
+  if (exact ? info.requested_size != requested && info.requested_size != info.usable_size
+            : info.requested_size < requested) {
     return testing::AssertionFailure() << p << ": recorded size " << info.requested_size << ", requested "
                                        << requested;
   }
@@ -87,6 +89,10 @@ inline testing::AssertionResult IsTrackedBlock(const void* p, size_t requested, 
   if (info.usable_size != usable || usable < info.requested_size) {
     return testing::AssertionFailure() << p << ": usable size " << info.usable_size << ", malloc_usable_size "
                                        << usable << ", recorded size " << info.requested_size;
+  }
+  if (hk.block_info(p, &info) != 1 || info.requested_size != usable) {
+    return testing::AssertionFailure() << p << ": after malloc_usable_size the recorded size is " << info.requested_size
+                                       << ", not the usable " << usable;
   }
   if (info.stack_id == 0) return testing::AssertionFailure() << p << " has no allocation stack";
   uintptr_t frames[HEAPKEEPER_MAX_STACK_DEPTH];
