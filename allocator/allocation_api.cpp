@@ -7,7 +7,9 @@
 #include <cstdint>
 #include <new>
 
+#include "allocator/diagnostics.h"
 #include "allocator/engine_internal.h"
+#include "allocator/thread_registry.h"
 #include "allocator/jemalloc_calls.h"
 #include "allocator/private_heap.h"
 
@@ -101,6 +103,12 @@ void* api_operator_new(size_t size, size_t alignment) {
     void* p = alignment > kMallocAlignment ? allocate_tracked(size, alignment, false)
                                            : allocate_tracked(size, kMallocAlignment, false);
     if (__builtin_expect(p != nullptr, 1)) return p;
+    if (tls_thread.guard > 0) {
+      // heapkeeper's own code could not allocate: say so, it is heapkeeper's failure, not the program's.
+      DiagnosticLine().text("internal allocation of ").number(size).text(" bytes (alignment ").number(alignment)
+          .text(") failed; initialised=").number(is_initialized() ? 1 : 0).text(" in_jemalloc=")
+          .number(tls_thread.in_jemalloc).emit();
+    }
     std::new_handler handler = std::get_new_handler();
     if (handler == nullptr) throw std::bad_alloc();
     handler();

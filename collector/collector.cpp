@@ -98,6 +98,12 @@ void fill_report(CollectorState& s, const ScanResult& result, ScanReport& report
   report.leaked_bytes = result.figures.leaked_bytes;
   report.direct_blocks = result.figures.direct_blocks;
   report.indirect_blocks = result.figures.indirect_blocks;
+  for (int i = 0; i < ReferenceSummary::kBuckets; ++i) report.reference_histogram[i] = result.references.histogram[i];
+  for (const auto& top : result.references.most_referenced) {
+    if (top.references == 0) break;
+    const alloc::BlockHeader* header = alloc::header_at(top.region);
+    report.most_referenced.push_back({header->size(), top.references, header->stack_id});
+  }
 
   // Group by (kind, stack content); note which leaks are new since the previous scan.
   struct GroupKey {
@@ -220,6 +226,16 @@ void add_leaks_to_report(nlohmann::json& doc) {
   doc["leaks"] = std::move(leaks);
   doc["suppressed_leaks"] = {{"blocks", r.suppressed_blocks}, {"bytes", r.suppressed_bytes}};
   doc["scan"] = scan_json(r);
+  const char* bucket_names[] = {"1", "2", "3-4", "5-8", "9-16", "17+"};
+  nlohmann::json histogram;
+  for (int i = 0; i < 6; ++i) histogram[bucket_names[i]] = r.reference_histogram[i];
+  doc["scan"]["reference_counts"] = std::move(histogram);
+  nlohmann::json top = nlohmann::json::array();
+  for (const ScanReport::Referenced& b : r.most_referenced) {
+    top.push_back({{"references", b.references}, {"bytes", b.size},
+                   {"stack", report::stack_to_json(report::shared_symbolizer(), b.stack_id)}});
+  }
+  doc["scan"]["most_referenced"] = std::move(top);
   doc["scans"] = s.scans;
   doc["collected"] = {{"blocks", s.reclaimed_blocks_total}, {"bytes", s.reclaimed_bytes_total}};
 }

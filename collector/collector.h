@@ -32,6 +32,13 @@ struct ScanReport {
   uint64_t reclaimed_blocks = 0, reclaimed_bytes = 0;  // collect mode, this scan
   uint64_t reclaimed_blocks_total = 0, reclaimed_bytes_total = 0;  // collect mode, all scans so far
   std::vector<LeakGroup> groups;                       // largest first, suppressed ones included
+  // Reference counts ("refcounts") of reachable blocks: a histogram, and the most referenced.
+  uint64_t reference_histogram[6] = {};
+  struct Referenced {
+    uint64_t size = 0;
+    uint32_t references = 0, stack_id = 0;
+  };
+  std::vector<Referenced> most_referenced;
 };
 
 // Connects the collector to the engine and the report (constructor time, guard held): suspend

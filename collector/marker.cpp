@@ -180,6 +180,26 @@ void Marker::scan_block_for_leaks(uintptr_t region, bool count_only) {
   }
 }
 
+ReferenceSummary Marker::summarise_references() const {
+  ReferenceSummary summary;
+  for_each_snapshot_block([&](uintptr_t region) {
+    const size_t granule = (region - base_) >> 4;
+    if (!is_marked(granule)) return;
+    const uint32_t refs = counts_[rank(granule)];
+    int bucket = refs <= 1 ? 0 : refs == 2 ? 1 : refs <= 4 ? 2 : refs <= 8 ? 3 : refs <= 16 ? 4 : 5;
+    ++summary.histogram[bucket];
+    // Keep the kTop largest counts (insertion into a tiny sorted array).
+    for (int i = 0; i < ReferenceSummary::kTop; ++i) {
+      if (refs > summary.most_referenced[i].references) {
+        for (int j = ReferenceSummary::kTop - 1; j > i; --j) summary.most_referenced[j] = summary.most_referenced[j - 1];
+        summary.most_referenced[i] = {region, refs};
+        break;
+      }
+    }
+  });
+  return summary;
+}
+
 const LeakedBlock* Marker::classify_leaks(size_t& count) {
   const uint64_t unreachable = figures_.live_blocks - figures_.reachable_blocks;
   leaks_ = static_cast<LeakedBlock*>(alloc::map_internal(((unreachable + 1) * sizeof(LeakedBlock) + 4095) & ~size_t{4095}, true));

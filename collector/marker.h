@@ -27,6 +27,17 @@ struct LeakedBlock {
   uint8_t direct;     // 1: direct leak, 0: indirect
 };
 
+// Reference counts after marking: how many inbound references reachable blocks have.
+struct ReferenceSummary {
+  static constexpr int kBuckets = 6;  // 1, 2, 3-4, 5-8, 9-16, 17 and more
+  uint64_t histogram[kBuckets] = {};
+  static constexpr int kTop = 5;
+  struct Top {
+    uintptr_t region;
+    uint32_t references;
+  } most_referenced[kTop] = {};
+};
+
 struct MarkFigures {
   uint64_t live_blocks = 0;
   uint64_t reachable_blocks = 0;
@@ -51,6 +62,7 @@ class Marker {
   // Classifies the unmarked blocks; returns them in address order (valid until destruction).
   const LeakedBlock* classify_leaks(size_t& count);
 
+  ReferenceSummary summarise_references() const;
   // Inbound references of the live block starting at `region` (after propagate()).
   uint32_t reference_count(uintptr_t region) const;
   const MarkFigures& figures() const { return figures_; }

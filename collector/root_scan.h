@@ -31,6 +31,7 @@ struct ScanResult {
   uint64_t threads_stopped = 0;
   uint64_t root_ranges = 0;
   MarkFigures figures;
+  ReferenceSummary references;
   const LeakedBlock* leaks = nullptr;  // owned by the marker passed in
   size_t leak_count = 0;
 };

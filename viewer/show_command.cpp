@@ -71,6 +71,19 @@ int show_report(const std::string& path, size_t sites_shown, size_t frames_shown
     fmt::print("  leaked: {} in {} blocks\n", human_bytes(doc.value("leaked_bytes", uint64_t{0})),
                doc.value("leaked_blocks", uint64_t{0}));
   }
+  if (doc.contains("scan") && doc["scan"].contains("reference_counts")) {
+    const auto& counts = doc["scan"]["reference_counts"];
+    std::string line = "  reference counts of reachable blocks:";
+    for (const char* bucket : {"1", "2", "3-4", "5-8", "9-16", "17+"}) {
+      line += fmt::format(" {}:{}", bucket, counts.value(bucket, uint64_t{0}));
+    }
+    fmt::print("{}\n", line);
+    for (const auto& block : doc["scan"].value("most_referenced", nlohmann::json::array())) {
+      const auto& stack = block.value("stack", nlohmann::json::array());
+      fmt::print("    {} references to a {}-byte block from {}\n", block.value("references", 0), block.value("bytes", uint64_t{0}),
+                 stack.empty() ? std::string("??") : stack[0].value("function", std::string("??")));
+    }
+  }
   if (doc.value("bad_frees", uint64_t{0}) > 0) fmt::print("  bad frees reported: {}\n", doc.value("bad_frees", uint64_t{0}));
   print_sites("Leaks (unreachable blocks), by allocation site:", doc.value("leaks", nlohmann::json::array()), sites_shown,
               frames_shown);
