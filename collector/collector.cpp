@@ -17,6 +17,7 @@
 #include "allocator/config.h"
 #include "allocator/diagnostics.h"
 #include "allocator/engine.h"
+#include "allocator/fork_replaceable.h"
 #include "allocator/stack_table.h"
 #include "allocator/thread_registry.h"
 #include "collector/root_scan.h"
@@ -46,20 +47,9 @@ struct CollectorState {
   uint64_t reclaimed_blocks_total = 0, reclaimed_bytes_total = 0;  // collect mode, since start
 };
 
-// Replaced in a forked child (whose copy may be locked or half-updated by a thread that does not
-// exist there), never destroyed: it is used until the very end of exit.
-std::atomic<CollectorState*> g_state{nullptr};
+alloc::ForkReplaceable<CollectorState> g_state;  // see fork_replaceable.h
 
-CollectorState& state() {
-  CollectorState* current = g_state.load(std::memory_order_acquire);
-  if (current != nullptr) return *current;
-  auto* fresh = new CollectorState();
-  if (!g_state.compare_exchange_strong(current, fresh, std::memory_order_acq_rel)) {
-    delete fresh;
-    return *current;
-  }
-  return *fresh;
-}
+CollectorState& state() { return g_state.get(); }
 
 void load_suppressions_once(CollectorState& s) {
   if (s.suppressions_loaded) return;
@@ -395,7 +385,7 @@ void install() {
   alloc::add_fork_child_handler([] {
     // The child starts with no scanner thread, none of the parent's scan in progress, and its own
     // leak history.
-    g_state.store(new CollectorState(), std::memory_order_release);
+    g_state.replace_in_child();
     start_periodic_scanner();
   });
   start_periodic_scanner();

@@ -19,6 +19,7 @@
 #include "allocator/config.h"
 #include "allocator/diagnostics.h"
 #include "allocator/engine.h"
+#include "allocator/fork_replaceable.h"
 #include "allocator/heap_summary.h"
 #include "allocator/stack_table.h"
 #include "report/site_summary.h"
@@ -92,20 +93,9 @@ void write_report_at_exit() {
 
 }  // namespace
 
-// Replaced, never destroyed: in a forked child the parent's instance may be locked by a thread
-// that does not exist there, so the child starts a new one and leaves the old one alone.
-std::atomic<Symbolizer*> g_shared_symbolizer{nullptr};
+alloc::ForkReplaceable<Symbolizer> g_shared_symbolizer;  // see fork_replaceable.h
 
-Symbolizer& shared_symbolizer() {
-  Symbolizer* current = g_shared_symbolizer.load(std::memory_order_acquire);
-  if (current != nullptr) return *current;
-  auto* fresh = new Symbolizer();
-  if (!g_shared_symbolizer.compare_exchange_strong(current, fresh, std::memory_order_acq_rel)) {
-    delete fresh;
-    return *current;
-  }
-  return *fresh;
-}
+Symbolizer& shared_symbolizer() { return g_shared_symbolizer.get(); }
 
 void add_report_section(ReportSection section) {
   if (g_section_count < kMaxSections) g_sections[g_section_count++] = section;
@@ -114,7 +104,7 @@ void add_report_section(ReportSection section) {
 void install() {
   alloc::set_stack_printer(print_symbolized_stack);
   alloc::add_exit_handler(write_report_at_exit);
-  alloc::add_fork_child_handler([] { g_shared_symbolizer.store(new Symbolizer(), std::memory_order_release); });
+  alloc::add_fork_child_handler([] { g_shared_symbolizer.replace_in_child(); });
 }
 
 std::string build_report_json() {
