@@ -26,6 +26,27 @@ void register_internal_mapping(const void* start, size_t length) noexcept {
   }
 }
 
+// Drops [start, start + length) from whichever registered range holds it: jemalloc trims the head
+// and tail of an over-sized mapping to align it, and may unmap a piece from the middle.
+void forget_internal_range(uintptr_t start, uintptr_t end) noexcept {
+  for (size_t i = 0; i < kSlots; ++i) {
+    const uintptr_t low = g_starts[i].load(std::memory_order_acquire);
+    const uintptr_t high = g_ends[i].load(std::memory_order_acquire);
+    if (low == 0 || high == 0 || end <= low || start >= high) continue;
+    if (start <= low && end >= high) {
+      g_ends[i].store(0, std::memory_order_release);
+      g_starts[i].store(0, std::memory_order_release);
+    } else if (start <= low) {
+      g_starts[i].store(end, std::memory_order_release);
+    } else if (end >= high) {
+      g_ends[i].store(start, std::memory_order_release);
+    } else {
+      g_ends[i].store(start, std::memory_order_release);
+      register_internal_mapping(reinterpret_cast<const void*>(end), high - end);
+    }
+  }
+}
+
 void unregister_internal_mapping(const void* start) noexcept {
   const auto begin = reinterpret_cast<uintptr_t>(start);
   for (size_t i = 0; i < kSlots; ++i) {
@@ -63,3 +84,24 @@ void unmap_internal(void* start, size_t length) noexcept {
 }
 
 }  // namespace heapkeeper::alloc
+
+// The private jemalloc's own calls to mmap and munmap (renamed to these at build time, see
+// cmake/PrivateJemalloc.cmake). Tracked and internal extents come from heapkeeper's reservation
+// through extent hooks; what jemalloc still maps itself is its metadata — the radix tree that maps
+// addresses to extents and the base blocks holding extent descriptors — and those are full of
+// addresses of tracked slabs. Recorded as internal, they are never scanned as roots, which would
+// both make the first block of every slab look referenced and read hundreds of MB of mostly
+// untouched radix tree on every scan.
+extern "C" __attribute__((visibility("hidden"))) void* hk_je_os_mmap(void* address, size_t length, int protection,
+                                                                     int flags, int fd, off_t offset) {
+  void* p = ::mmap(address, length, protection, flags, fd, offset);
+  // MAP_FIXED re-maps memory jemalloc already owns (decommit): nothing new to record.
+  if (p != MAP_FAILED && (flags & MAP_FIXED) == 0) heapkeeper::alloc::register_internal_mapping(p, length);
+  return p;
+}
+
+extern "C" __attribute__((visibility("hidden"))) int hk_je_os_munmap(void* address, size_t length) {
+  const auto start = reinterpret_cast<uintptr_t>(address);
+  heapkeeper::alloc::forget_internal_range(start, start + length);
+  return ::munmap(address, length);
+}

@@ -16,6 +16,8 @@ struct MappedRange {
 
 void register_internal_mapping(const void* start, size_t length) noexcept;
 void unregister_internal_mapping(const void* start) noexcept;
+// Removes [start, end) from the registered ranges, trimming or splitting the range that holds it.
+void forget_internal_range(uintptr_t start, uintptr_t end) noexcept;
 // Copies the ranges into `out` (at most `capacity`); returns how many there are.
 size_t internal_mappings(MappedRange* out, size_t capacity) noexcept;
 

@@ -18,6 +18,7 @@ class SignalSafePool {
   bool contains(const void* ptr) const noexcept { return range_.size() != 0 && range_.contains(ptr); }
   size_t size_of(const void* ptr) const noexcept;
   size_t used() const noexcept { return range_.used(); }
+  const AddressReservation& range() const noexcept { return range_; }
 
  private:
   AddressReservation range_;

@@ -26,6 +26,9 @@ set(_hk_rename_map "")
 foreach(sym IN LISTS _hk_renamed_symbols)
   string(APPEND _hk_rename_map "${sym} hk_je_${sym}\n")
 endforeach()
+# jemalloc's own mappings (its metadata) go through heapkeeper, which records them as internal
+# memory that the collector never scans (allocator/internal_mappings.cpp).
+string(APPEND _hk_rename_map "mmap hk_je_os_mmap\nmunmap hk_je_os_munmap\n")
 file(WRITE ${CMAKE_BINARY_DIR}/jemalloc-rename.txt "${_hk_rename_map}")
 
 set(HEAPKEEPER_JEMALLOC_ARCHIVE ${CMAKE_BINARY_DIR}/lib/libheapkeeper_jemalloc.a)

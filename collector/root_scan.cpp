@@ -11,6 +11,7 @@
 #include "allocator/bootstrap_pool.h"
 #include "allocator/internal_mappings.h"
 #include "allocator/private_heap.h"
+#include "allocator/signal_safe_pool.h"
 #include "allocator/thread_registry.h"
 #include "collector/os_primitives.h"
 #include "collector/world_stop.h"
@@ -135,6 +136,10 @@ void scan_with_world_stopped(void* raw) {
   alloc::MappedRange internal[256];
   const size_t internal_count = std::min(alloc::internal_mappings(internal, 256), size_t{256});
   for (size_t i = 0; i < internal_count; ++i) exclude(internal[i].start, internal[i].end);
+  // The signal-safe pool holds program blocks (allocated in signal handlers) up to its bump
+  // pointer; the rest of its 256 MB reservation is untouched and would only be read as zeros.
+  const alloc::AddressReservation& signal_pool = alloc::signal_safe_pool().range();
+  exclude(signal_pool.base() + signal_pool.used(), signal_pool.end());
   for (size_t i = 0; i < module_count; ++i) exclude(b.modules[i].start, b.modules[i].end);  // scanned once, below
   for (size_t i = 0; i < own_count; ++i) exclude(own_segments[i].start & ~uintptr_t{4095}, own_segments[i].end);
   // heapkeeper's threads: their frames hold the blocks they are looking at, so their stacks are no
