@@ -19,7 +19,9 @@
 
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
+#include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -47,6 +49,9 @@ struct Publisher {
   std::string name;
   std::unique_ptr<bip::mapped_region> region;
   SharedSegment* segment = nullptr;
+  // Set just before the segment's file is created: a process that exits while its publisher
+  // thread is still creating or sizing the segment must remove the file all the same.
+  std::atomic<bool> creating{false};
   std::unique_ptr<Snapshot> scratch;  // built here, then copied under the seqlock
   SnapshotBuilder builder;
   std::mutex publish_mutex;  // the publisher thread and the exit handler both publish
@@ -109,10 +114,14 @@ void remove_stale_segments() {
     if (fd < 0) continue;
     struct stat st;
     SegmentHeader header;
-    const bool ours = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == getuid() &&
-                      pread(fd, &header, sizeof(header), 0) == static_cast<ssize_t>(sizeof(header)) &&
-                      header.magic == kSegmentMagic && header.producer_pid == pid &&
-                      header.heartbeat_ns + 10'000'000'000ull < now;
+    const bool owned = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == getuid();
+    // A producer killed while creating its segment leaves it shorter than a header: gone for good
+    // once its pid is dead and the file has not changed for 10 s.
+    const uint64_t modified_ns = static_cast<uint64_t>(st.st_mtim.tv_sec) * 1000000000ull + static_cast<uint64_t>(st.st_mtim.tv_nsec);
+    const bool truncated = owned && static_cast<size_t>(st.st_size) < sizeof(header) && modified_ns + 10'000'000'000ull < now;
+    const bool ours = truncated || (owned && pread(fd, &header, sizeof(header), 0) == static_cast<ssize_t>(sizeof(header)) &&
+                                    header.magic == kSegmentMagic && header.producer_pid == pid &&
+                                    header.heartbeat_ns + 10'000'000'000ull < now);
     close(fd);
     if (ours) unlink(path.c_str());
   }
@@ -124,6 +133,7 @@ bool create_segment(Publisher& p) {
   p.name = std::string(kSegmentPrefix) + std::to_string(getpid());
   try {
     bip::shared_memory_object::remove(p.name.c_str());  // a stale one from a dead process with our pid
+    p.creating.store(true, std::memory_order_release);
     bip::permissions owner_only(0600);
     bip::shared_memory_object shm(bip::create_only, p.name.c_str(), bip::read_write, owner_only);
     const int fd = shm.get_mapping_handle().handle;
@@ -249,7 +259,17 @@ void start(Publisher& p) {
 
 void at_exit() {
   Publisher* p = g_publisher;
-  if (p == nullptr || __atomic_load_n(&p->segment, __ATOMIC_ACQUIRE) == nullptr) return;
+  if (p == nullptr) return;
+  if (__atomic_load_n(&p->segment, __ATOMIC_ACQUIRE) == nullptr) {
+    if (p->creating.load(std::memory_order_acquire)) {
+      // The publisher thread is part-way through creating it (and may write p->name): unlink by
+      // the name it is using, which depends only on our pid.
+      char name[64];
+      std::snprintf(name, sizeof(name), "%s%d", kSegmentPrefix, static_cast<int>(getpid()));
+      bip::shared_memory_object::remove(name);
+    }
+    return;
+  }
   publish(*p);
   __atomic_store_n(&p->segment->header.state, static_cast<uint32_t>(ProducerState::kExited), __ATOMIC_RELEASE);
   bip::shared_memory_object::remove(p->name.c_str());
