@@ -105,7 +105,8 @@ fi
 
 contains() { [[ " $1 " == *" $2 "* ]]; }
 
-[[ -d "$build_dir" ]] || die "no build directory $build_dir (build first, or pass --build DIR)"
+# Without a build, only the other tools run (heapkeeper's configurations are skipped with a note).
+mkdir -p "$build_dir" || die "cannot create $build_dir"
 build_dir="$(cd "$build_dir" && pwd)"
 OUT_DIR="$build_dir/bench"
 LOG_DIR="$OUT_DIR/logs"
@@ -136,7 +137,7 @@ selected="${selected# }"
 
 # Workload sizes. "small" is the variant for valgrind and the gperftools heap checker. The
 # scan-overhead part runs python_churn long enough for several periodic scans (about 40 s under
-# heapkeeper: four scans every 10 s); the first-report part runs late_leak for a fixed time.
+# heapkeeper: three periodic scans every 10 s, and the exit scan); the first-report part runs late_leak for a fixed time.
 if ((quick)); then
   py_iterations=6000; py_small_iterations=300; py_cache=3000
   sqlite_orders=20000; sqlite_small_orders=1000
@@ -714,7 +715,7 @@ PY
   done
   part_seconds[first-report]=$((SECONDS - started_at))
   {
-    printf 'tool\thow the leak is reported\tfirst leak report (s)\tprogram exit (s)\truns ok\n'
+    printf 'tool\thow the leak is reported\tfirst leak report (s)\texit (s after the leak)\truns ok\n'
     for c in "${first_configs[@]}"; do
       IFS='|' read -r name how <<<"$(describe_first_report "$c")"
       awk -F'\t' -v c="$c" -v name="$name" -v how="$how" '
@@ -832,7 +833,7 @@ if part table; then
   notes+=("a run is ok when it exits normally and its stdout equals the glibc run's; leak checkers may exit non-zero when they report leaks")
 fi
 if [[ -s "$first_summary" ]]; then
-  notes+=("first leak report: seconds from late_leak's own line announcing the leak (${late_leak_at} s into a ${late_duration} s run) to the first line naming the leaked block, medians of $first_report_rounds run(s); program exit: when late_leak (with the tool's exit work) ended, also after the leak; stamped lines: $LOG_DIR/late.*.log")
+  notes+=("first leak report: seconds from late_leak's own line announcing the leak (${late_leak_at} s into a ${late_duration} s run) to the first line naming the leaked block, medians of $first_report_rounds run(s); exit: when late_leak and the tool's exit work ended, also counted from the leak; stamped lines: $LOG_DIR/late.*.log")
 fi
 [[ -z "$corpus_status" ]] || notes+=("leak corpus: $corpus_status; per-program figures: $OUT_DIR/leak_corpus.txt and leak_corpus.json; LeakSanitizer runs the corpus built with -fsanitize=leak")
 notes+=("per-run stdout/stderr: $LOG_DIR/; every run: $OUT_DIR/*.tsv")
