@@ -11,7 +11,28 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "allocator/thread_registry.h"
+
 namespace heapkeeper::alloc {
+
+// Held by every exported function that allocates or frees, for the length of the call: it records
+// that function's own frame, right above which the program's return address and stack pointer sit,
+// so the stack capture finds where the program called in without walking heapkeeper's frames. The
+// previous value comes back on the way out, which keeps it right when a signal handler's allocation
+// nests inside another.
+class EntryFrameScope {
+ public:
+  explicit EntryFrameScope(void* frame) noexcept : saved_(tls_thread.entry_frame) {
+    tls_thread.entry_frame = reinterpret_cast<uintptr_t>(frame);
+  }
+  ~EntryFrameScope() { tls_thread.entry_frame = saved_; }
+  EntryFrameScope(const EntryFrameScope&) = delete;
+  EntryFrameScope& operator=(const EntryFrameScope&) = delete;
+
+ private:
+  uintptr_t saved_;
+};
+#define HK_ENTRY_FRAME() ::heapkeeper::alloc::EntryFrameScope hk_entry_frame_scope(__builtin_frame_address(0))
 
 // C allocation API (glibc semantics).
 void* api_malloc(size_t size) noexcept;

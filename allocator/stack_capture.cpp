@@ -38,6 +38,7 @@
 #include "allocator/jemalloc_calls.h"
 #include "allocator/private_heap.h"
 #include "allocator/stack_table.h"
+#include "allocator/thread_registry.h"
 
 namespace heapkeeper::alloc {
 
@@ -121,7 +122,8 @@ struct EntryFrame {
   uintptr_t ip = 0, sp = 0, rbp = 0;
 };
 
-__attribute__((noinline)) EntryFrame find_entry_frame(uintptr_t stack_low, uintptr_t stack_high) {
+// The program's frame that called into heapkeeper, found through our own frame-pointer chain.
+__attribute__((noinline)) EntryFrame walk_to_entry_frame(uintptr_t stack_low, uintptr_t stack_high) {
   auto fp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
   for (int hops = 0; hops < 16; ++hops) {
     if (fp < stack_low || fp + 16 > stack_high || (fp & 7) != 0) return {};
@@ -132,6 +134,17 @@ __attribute__((noinline)) EntryFrame find_entry_frame(uintptr_t stack_low, uintp
     fp = next;
   }
   return {};
+}
+
+// The program's frame that called into heapkeeper: right above the exported function's frame when
+// that recorded one (EntryFrameScope), which is every allocation call from the program.
+inline EntryFrame find_entry_frame(uintptr_t stack_low, uintptr_t stack_high) {
+  const uintptr_t hook = tls_thread.entry_frame;
+  if (__builtin_expect(hook >= stack_low && hook + 16 <= stack_high && (hook & 7) == 0, 1)) {
+    const uintptr_t ra = load(hook + 8);
+    if (__builtin_expect(!is_heapkeeper_code(ra), 1)) return {ra, hook + 16, load(hook)};
+  }
+  return walk_to_entry_frame(stack_low, stack_high);
 }
 
 // Unwinds with libunwind's fast trace; returns the number of program frames copied to `out`.

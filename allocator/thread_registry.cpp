@@ -14,7 +14,7 @@
 
 namespace heapkeeper::alloc {
 
-thread_local ThreadLocal tls_thread __attribute__((tls_model("initial-exec")));
+constinit thread_local ThreadLocal tls_thread __attribute__((tls_model("initial-exec")));
 
 namespace {
 

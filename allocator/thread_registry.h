@@ -59,10 +59,14 @@ struct ThreadLocal {
   void* deferred[kDeferredFrees] = {};
   ThreadStatus status = ThreadStatus::kUnregistered;
   ThreadState* state = nullptr;
+  // Frame of the exported allocation function this thread is in (see EntryFrameScope); 0: none.
+  uintptr_t entry_frame = 0;
 };
 
 // Initial-exec TLS: one fixed offset from the thread pointer, no __tls_get_addr, no allocation.
-extern thread_local ThreadLocal tls_thread __attribute__((tls_model("initial-exec")));
+// constinit tells every file that reads it that there is no dynamic initialiser to run first;
+// without it each access from another file goes through a TLS wrapper call check.
+extern constinit thread_local ThreadLocal tls_thread __attribute__((tls_model("initial-exec")));
 
 struct ThreadTotals {
   uint64_t allocations = 0, frees = 0, allocated_bytes = 0, freed_bytes = 0;
