@@ -180,7 +180,7 @@ void publish(Publisher& p) {
   uint64_t sequence = __atomic_load_n(&p.segment->sequence, __ATOMIC_RELAXED);
   __atomic_store_n(&p.segment->sequence, sequence + 1, __ATOMIC_RELAXED);  // odd: being written
   __atomic_thread_fence(__ATOMIC_RELEASE);
-  std::memcpy(&p.segment->snapshot, p.scratch.get(), sizeof(Snapshot));
+  copy_used(p.segment->snapshot, *p.scratch);
   __atomic_store_n(&p.segment->sequence, sequence + 2, __ATOMIC_RELEASE);
   __atomic_store_n(&p.segment->header.heartbeat_ns, now, __ATOMIC_RELEASE);
 }
@@ -251,7 +251,7 @@ void publisher_thread() {
 
 void start(Publisher& p) {
   p.start_ns = realtime_ns();
-  p.scratch = std::make_unique<Snapshot>();
+  p.scratch = std::make_unique_for_overwrite<Snapshot>();  // the builder writes what it uses
   if (!alloc::start_internal_thread(publisher_thread, "heapkeeper-stats")) {
     alloc::DiagnosticLine().text("live stats disabled: could not start the publisher thread").emit();
   }

@@ -18,7 +18,10 @@
 #pragma once
 
 #include <cstddef>
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace heapkeeper::stats {
 
@@ -106,6 +109,19 @@ struct Snapshot {
   Leak leaks[kMaxLeaks];               // leaks of the last scan, largest first
   SeriesPoint series[kSeriesLength];
 };
+
+// Copies what a snapshot uses: its figures and the filled entries of each table (counts within
+// capacity). Unused entries stay as they were; readers look only below the counts. The tables
+// are most of the snapshot's megabyte, and copying only what is filled keeps untouched pages of
+// the segment (and of the producer's scratch copy) out of the program's resident memory.
+inline void copy_used(Snapshot& to, const Snapshot& from) {
+  std::memcpy(&to, &from, offsetof(Snapshot, sites));
+  std::memcpy(to.sites, from.sites, std::min(from.site_count, kMaxSites) * sizeof(Site));
+  std::memcpy(to.threads, from.threads, std::min(from.thread_count, kMaxThreads) * sizeof(ThreadFigures));
+  std::memcpy(to.scans, from.scans, sizeof(from.scans));
+  std::memcpy(to.leaks, from.leaks, std::min(from.leak_count, kMaxLeaks) * sizeof(Leak));
+  std::memcpy(to.series, from.series, sizeof(from.series));
+}
 
 enum class Command : uint32_t { kNone = 0, kScan = 1, kCollect = 2, kReport = 3 };
 enum class ProducerState : uint32_t { kRunning = 1, kExited = 2 };

@@ -40,11 +40,6 @@ void SnapshotBuilder::fill_frames(uint32_t stack_id, Frame* frames, uint32_t& de
   alloc::StackView view = alloc::stack_table().frames(stack_id);
   depth = std::min<uint32_t>(view.depth, kMaxFrames);
   for (uint32_t i = 0; i < depth; ++i) {
-    if (!symbolize_) {
-      std::memset(&frames[i], 0, sizeof(Frame));
-      frames[i].address = view.frames[i];
-      continue;
-    }
     report::SymbolizedFrame f = report::shared_symbolizer().resolve(view.frames[i]);
     Frame& out = frames[i];
     out.address = f.address;
@@ -57,34 +52,7 @@ void SnapshotBuilder::fill_frames(uint32_t stack_id, Frame* frames, uint32_t& de
   }
 }
 
-void SnapshotBuilder::build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, bool symbolize) {
-  std::memset(&out, 0, sizeof(out));
-  symbolize_ = symbolize;
-  out.symbolized = symbolize ? 1 : 0;
-  const alloc::HeapSummary summary = alloc::summarize_heap();
-  out.time_ns = now_ns;
-  out.uptime_ns = now_ns > start_ns ? now_ns - start_ns : 0;
-  out.publish_count = ++publish_count_;
-  out.live_bytes = summary.live_bytes;
-  out.live_blocks = summary.live_blocks;
-  out.peak_live_bytes = summary.peak_live_bytes;
-  out.total_allocations = summary.total_allocations;
-  out.total_frees = summary.total_frees;
-  const double seconds = previous_time_ns_ != 0 && now_ns > previous_time_ns_ ? static_cast<double>(now_ns - previous_time_ns_) / 1e9 : 0;
-  if (seconds > 0) {
-    out.allocation_rate = static_cast<double>(summary.total_allocations - previous_allocations_) / seconds;
-    out.free_rate = static_cast<double>(summary.total_frees - previous_frees_) / seconds;
-  }
-  out.heap_reserved_bytes = summary.heap.reserve_bytes;
-  out.heap_mapped_bytes = summary.heap.mapped_bytes;
-  out.heap_resident_bytes = summary.heap.resident_bytes;
-  out.heap_returned_bytes = summary.heap.returned_bytes;
-  out.heap_active_bytes = summary.heap.active_bytes;
-  out.foreign_frees = summary.foreign_frees;
-  out.bad_frees = summary.bad_frees;
-  out.distinct_stacks = summary.distinct_stacks;
-  out.threads_seen = summary.threads_seen;
-
+void SnapshotBuilder::add_sites(Snapshot& out, const collect::ScanReport& last, double seconds) {
   // One walk over the live blocks: histogram and per-site totals.
   report::SiteAccumulator sites;
   alloc::block_map().for_each_live([&](uintptr_t region) {
@@ -99,7 +67,6 @@ void SnapshotBuilder::build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, b
   out.total_site_count = static_cast<uint32_t>(sorted.size());
 
   // Leaks of the last scan, keyed by stack content, to show beside the sites.
-  const collect::ScanReport last = collect::last_scan();
   std::unordered_map<uint64_t, std::pair<uint64_t, uint64_t>> leaked_by_stack;
   for (const collect::LeakGroup& g : last.groups) {
     if (!g.suppressed_by.empty()) continue;
@@ -130,6 +97,48 @@ void SnapshotBuilder::build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, b
   }
   previous_site_allocations_ = std::move(site_allocations);
 
+}
+
+void SnapshotBuilder::build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, bool symbolize) {
+  // Only the figures are cleared: table entries are written as they are filled, and the pages of
+  // tables nobody fills stay untouched (see copy_used).
+  std::memset(&out, 0, offsetof(Snapshot, sites));
+  std::memset(out.scans, 0, sizeof(out.scans));
+  out.symbolized = symbolize ? 1 : 0;
+  const alloc::HeapSummary summary = alloc::summarize_heap();
+  out.time_ns = now_ns;
+  out.uptime_ns = now_ns > start_ns ? now_ns - start_ns : 0;
+  out.publish_count = ++publish_count_;
+  out.live_bytes = summary.live_bytes;
+  out.live_blocks = summary.live_blocks;
+  out.peak_live_bytes = summary.peak_live_bytes;
+  out.total_allocations = summary.total_allocations;
+  out.total_frees = summary.total_frees;
+  const double seconds = previous_time_ns_ != 0 && now_ns > previous_time_ns_ ? static_cast<double>(now_ns - previous_time_ns_) / 1e9 : 0;
+  if (seconds > 0) {
+    out.allocation_rate = static_cast<double>(summary.total_allocations - previous_allocations_) / seconds;
+    out.free_rate = static_cast<double>(summary.total_frees - previous_frees_) / seconds;
+  }
+  out.heap_reserved_bytes = summary.heap.reserve_bytes;
+  out.heap_mapped_bytes = summary.heap.mapped_bytes;
+  out.heap_resident_bytes = summary.heap.resident_bytes;
+  out.heap_returned_bytes = summary.heap.returned_bytes;
+  out.heap_active_bytes = summary.heap.active_bytes;
+  out.foreign_frees = summary.foreign_frees;
+  out.bad_frees = summary.bad_frees;
+  out.distinct_stacks = summary.distinct_stacks;
+  out.threads_seen = summary.threads_seen;
+
+  // Sites, the size histogram and the leak table only while a reader is watching: they cost a walk
+  // over every live block and a megabyte of tables, at twice a second, and a reader that starts
+  // watching waits for the next snapshot that has them (SegmentReader::snapshot).
+  const collect::ScanReport last = collect::last_scan();
+  if (symbolize) {
+    add_sites(out, last, seconds);
+  } else {
+    previous_site_allocations_.clear();  // a site's rate needs two watched snapshots in a row
+  }
+
   alloc::thread_registry().for_each_active([&](alloc::ThreadState& s) {
     if (out.thread_count >= kMaxThreads || s.heapkeeper_thread) return;
     ThreadFigures& t = out.threads[out.thread_count++];
@@ -158,16 +167,18 @@ void SnapshotBuilder::build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, b
     f.ok = r.ok;
     f.at_exit = r.at_exit;
   }
-  for (const collect::LeakGroup& g : last.groups) {
-    if (out.leak_count >= kMaxLeaks) break;
-    if (!g.suppressed_by.empty()) continue;
-    Leak& leak = out.leaks[out.leak_count++];
-    leak.direct = g.direct;
-    leak.blocks = g.blocks;
-    leak.bytes = g.bytes;
-    leak.new_blocks = g.new_blocks;
-    leak.age_scans = g.max_age_scans;
-    fill_frames(g.stack_id, leak.frames, leak.depth);
+  if (symbolize) {
+    for (const collect::LeakGroup& g : last.groups) {
+      if (out.leak_count >= kMaxLeaks) break;
+      if (!g.suppressed_by.empty()) continue;
+      Leak& leak = out.leaks[out.leak_count++];
+      leak.direct = g.direct;
+      leak.blocks = g.blocks;
+      leak.bytes = g.bytes;
+      leak.new_blocks = g.new_blocks;
+      leak.age_scans = g.max_age_scans;
+      fill_frames(g.stack_id, leak.frames, leak.depth);
+    }
   }
 
   // Time series: one point a second.

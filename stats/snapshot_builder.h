@@ -1,25 +1,27 @@
-// Building one Snapshot (shm_layout.h) of the process: totals and rates, heap figures, the
-// size-class histogram, the top allocation sites (symbolized, cached per stack), threads, recent
-// scans and the last scan's leaks, and the live/leaked time series. Runs on the publisher thread,
+// Building one Snapshot (shm_layout.h) of the process: totals and rates, heap figures, threads,
+// recent scans and the live/leaked time series; while a reader watches, also the size-class
+// histogram, the top allocation sites (symbolized, cached per stack) and the last scan's leaks. Runs on the publisher thread,
 // off the hot path; walks the live blocks without stopping the world (a moving picture).
 #pragma once
 
 #include <cstdint>
 #include <unordered_map>
 
+#include "collector/collector.h"
 #include "stats/shm_layout.h"
 
 namespace heapkeeper::stats {
 
 class SnapshotBuilder {
  public:
-  // Fills `out` completely. `now_ns` is CLOCK_REALTIME, `start_ns` the process start.
-  // Frames get names only when `symbolize` (a reader is watching); otherwise addresses only.
+  // Fills the figures of `out` and the entries of its tables below their counts (copy_used copies
+  // exactly that). `now_ns` is CLOCK_REALTIME, `start_ns` the process start. `symbolize` means a
+  // reader is watching: only then come the sites, size histogram and leak table, with named frames.
   void build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, bool symbolize);
 
  private:
+  void add_sites(Snapshot& out, const collect::ScanReport& last, double seconds);
   void fill_frames(uint32_t stack_id, Frame* frames, uint32_t& depth);
-  bool symbolize_ = true;
 
   uint64_t previous_time_ns_ = 0;
   uint64_t previous_allocations_ = 0, previous_frees_ = 0;
