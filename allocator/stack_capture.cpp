@@ -171,28 +171,41 @@ void* allocate_internal(size_t bytes) {
 
 // (Re)sizes the cache's table to `sets` sets, all ways empty. False (table unchanged) when the
 // internal arena cannot provide the memory.
-bool size_table(StackCache* cache, uint32_t sets) {
+bool size_table(StackCache* cache, uint32_t sets, bool keep_entries) {
   const size_t tag_bytes = size_t{sets} * StackCache::kWays * sizeof(uint64_t);
   const size_t way_bytes = (sets + 63) & ~size_t{63};
   const size_t bytes = tag_bytes + way_bytes + size_t{sets} * StackCache::kWays * cache->entry_bytes;
   void* memory = allocate_internal(bytes);
   if (memory == nullptr) return false;
-  if (cache->memory != nullptr) je::dallocx(cache->memory, MALLOCX_TCACHE_NONE);
+  StackCache old = *cache;
   cache->memory = memory;
   cache->tags = static_cast<uint64_t*>(memory);
   cache->next_way = static_cast<uint8_t*>(memory) + tag_bytes;
   cache->entries = static_cast<char*>(memory) + tag_bytes + way_bytes;
   cache->sets = sets;
   cache->set_shift = 64 - static_cast<unsigned>(__builtin_ctz(sets));
+  if (old.memory == nullptr) return true;
+  if (keep_entries) {
+    // Rehash what the old table held: a growing cache keeps its stacks instead of missing on
+    // each of them once more.
+    for (unsigned index = 0; index < old.sets * StackCache::kWays; ++index) {
+      const uint64_t tag = old.tags[index];
+      if (tag == 0) continue;
+      const unsigned set = static_cast<unsigned>(tag >> cache->set_shift);
+      const unsigned way = cache->next_way[set]++ % StackCache::kWays;
+      cache->tags[set * StackCache::kWays + way] = tag;
+      std::memcpy(cache->entry(set * StackCache::kWays + way), old.entry(index), cache->entry_bytes);
+    }
+  }
+  je::dallocx(old.memory, MALLOCX_TCACHE_NONE);
   return true;
 }
 
-// Doubles the table when the last window of captures missed often (contents are dropped: the
-// stacks come back on their next use).
+// Doubles the table when the last window of captures missed often.
 void maybe_grow(StackCache* cache) {
   const bool crowded = cache->window_misses > StackCache::kGrowMisses;
   cache->window_captures = cache->window_misses = 0;
-  if (crowded && cache->sets < StackCache::kMaxSets) size_table(cache, cache->sets * 2);
+  if (crowded && cache->sets < StackCache::kMaxSets) size_table(cache, cache->sets * 2, true);
 }
 
 }  // namespace
@@ -204,7 +217,7 @@ StackCache* create_stack_cache() {
   auto* cache = new (memory) StackCache();
   cache->capacity = capacity;
   cache->entry_bytes = (sizeof(CachedStack) + capacity * sizeof(uint32_t) + 7) & ~size_t{7};
-  if (!size_table(cache, StackCache::kFirstSets)) {
+  if (!size_table(cache, StackCache::kFirstSets, false)) {
     je::dallocx(memory, MALLOCX_TCACHE_NONE);
     return nullptr;
   }
@@ -214,7 +227,7 @@ StackCache* create_stack_cache() {
 void reset_stack_cache(StackCache* cache, uintptr_t stack_low, uintptr_t stack_high) {
   if (cache == nullptr) return;
   if (cache->sets != StackCache::kFirstSets) {
-    size_table(cache, StackCache::kFirstSets);  // a new thread starts small again
+    size_table(cache, StackCache::kFirstSets, false);  // a new thread starts small again
   } else {
     std::memset(cache->tags, 0, size_t{cache->sets} * StackCache::kWays * sizeof(uint64_t));
   }
@@ -254,12 +267,18 @@ uint32_t capture_stack(StackCache* cache, int depth) {
       if (tags[way] != tag) continue;
       CachedStack* candidate = cache->entry(set * StackCache::kWays + way);
       if (candidate->entry_sp != entry.sp || candidate->ips[0] != entry.ip) continue;
-      // Every caller's return address still in its slot: accumulate differences without branching,
-      // the loads are independent and the common outcome is "all equal".
+      // Every caller's return address still in its slot. Entries sharing an entry frame differ in
+      // their innermost callers, so those are compared first, one by one; the rest accumulate
+      // their differences without branching (independent loads, and "all equal" is the rule).
       const uint32_t* offset = StackCache::offsets(candidate);
       const uintptr_t* expected = candidate->ips;
+      const uint32_t depth = candidate->depth;
+      constexpr uint32_t kDiscriminating = 4;
+      uint32_t k = 1;
+      while (k < depth && k < kDiscriminating && load(entry.sp + offset[k]) == expected[k]) ++k;
+      if (k < depth && k < kDiscriminating) continue;
       uintptr_t difference = 0;
-      for (uint32_t k = 1; k < candidate->depth; ++k) difference |= load(entry.sp + offset[k]) ^ expected[k];
+      for (; k < depth; ++k) difference |= load(entry.sp + offset[k]) ^ expected[k];
       if (difference == 0) {
         ++cache->hits;
         if (++cache->window_captures == StackCache::kWindow) maybe_grow(cache);
