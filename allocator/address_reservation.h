@@ -23,9 +23,7 @@ class AddressReservation {
   // Extends the last piece handed out in place: succeeds only when `address` is the current end.
   bool take_at(void* address, size_t size);
 
-  bool contains(const void* address) const {
-    return reinterpret_cast<uintptr_t>(address) - base_ < size_;
-  }
+  bool contains(const void* address) const { return reinterpret_cast<uintptr_t>(address) - base_ < size_; }
   uintptr_t base() const { return base_; }
   size_t size() const { return size_; }
   uintptr_t end() const { return base_ + size_; }

@@ -9,9 +9,9 @@
 
 #include "allocator/diagnostics.h"
 #include "allocator/engine_internal.h"
-#include "allocator/thread_registry.h"
 #include "allocator/jemalloc_calls.h"
 #include "allocator/private_heap.h"
+#include "allocator/thread_registry.h"
 
 namespace heapkeeper::alloc {
 namespace {
@@ -105,9 +105,16 @@ void* api_operator_new(size_t size, size_t alignment) {
     if (__builtin_expect(p != nullptr, 1)) return p;
     if (tls_thread.guard > 0) {
       // heapkeeper's own code could not allocate: say so, it is heapkeeper's failure, not the program's.
-      DiagnosticLine().text("internal allocation of ").number(size).text(" bytes (alignment ").number(alignment)
-          .text(") failed; initialised=").number(is_initialized() ? 1 : 0).text(" in_jemalloc=")
-          .number(tls_thread.in_jemalloc).emit();
+      DiagnosticLine()
+          .text("internal allocation of ")
+          .number(size)
+          .text(" bytes (alignment ")
+          .number(alignment)
+          .text(") failed; initialised=")
+          .number(is_initialized() ? 1 : 0)
+          .text(" in_jemalloc=")
+          .number(tls_thread.in_jemalloc)
+          .emit();
     }
     std::new_handler handler = std::get_new_handler();
     if (handler == nullptr) throw std::bad_alloc();

@@ -41,7 +41,11 @@ void print_raw_stack(uint32_t stack_id, const char* title) {
     if (dladdr(reinterpret_cast<void*>(view.frames[i] - 1), &info) != 0) {
       if (info.dli_sname != nullptr) line.text(" ").text(info.dli_sname);
       if (info.dli_fname != nullptr) {
-        line.text(" (").text(info.dli_fname).text("+").hex(view.frames[i] - reinterpret_cast<uintptr_t>(info.dli_fbase)).text(")");
+        line.text(" (")
+            .text(info.dli_fname)
+            .text("+")
+            .hex(view.frames[i] - reinterpret_cast<uintptr_t>(info.dli_fbase))
+            .text(")");
       }
     }
     line.emit();
@@ -80,8 +84,14 @@ void report_bad_free(void* ptr, BadFreeKind kind, const char* api_name) noexcept
   switch (kind) {
     case BadFreeKind::kDouble: {
       const BlockHeader* header = header_at(address - kHeaderSize);
-      line.text("double free of ").hex(address).text(" in ").text(api_name).text("(): block of ").number(header->size())
-          .text(" bytes, allocated by thread #").number(header->thread_index());
+      line.text("double free of ")
+          .hex(address)
+          .text(" in ")
+          .text(api_name)
+          .text("(): block of ")
+          .number(header->size())
+          .text(" bytes, allocated by thread #")
+          .number(header->thread_index());
       line.emit();
       print_stack(header->stack_id, "allocated at:");
       print_stack(header->sequence, "first freed at:");
@@ -89,13 +99,21 @@ void report_bad_free(void* ptr, BadFreeKind kind, const char* api_name) noexcept
       break;
     }
     case BadFreeKind::kInvalid: {
-      line.text("invalid free of ").hex(address).text(" in ").text(api_name).text("(): not the start of a block heapkeeper allocated");
+      line.text("invalid free of ")
+          .hex(address)
+          .text(" in ")
+          .text(api_name)
+          .text("(): not the start of a block heapkeeper allocated");
       const uintptr_t region = block_map().find_region(address);
       if (region != 0) {
         const BlockHeader* header = header_at(region);
         const int64_t offset = static_cast<int64_t>(address) - static_cast<int64_t>(region + header->user_offset());
-        if (offset >= 0) line.text(" (it points ").number(static_cast<uint64_t>(offset)).text(" bytes into a live block of ");
-        else line.text(" (it points ").number(static_cast<uint64_t>(-offset)).text(" bytes before the data of a live block of ");
+        if (offset >= 0)
+          line.text(" (it points ").number(static_cast<uint64_t>(offset)).text(" bytes into a live block of ");
+        else
+          line.text(" (it points ")
+              .number(static_cast<uint64_t>(-offset))
+              .text(" bytes before the data of a live block of ");
         line.number(header->size()).text(" bytes)");
         line.emit();
         print_stack(header->stack_id, "that block was allocated at:");
@@ -106,13 +124,16 @@ void report_bad_free(void* ptr, BadFreeKind kind, const char* api_name) noexcept
       break;
     }
     case BadFreeKind::kForeignRealloc:
-      line.text(api_name).text("() of ").hex(address).text(", which heapkeeper did not allocate: its size is unknown, so it cannot be moved");
+      line.text(api_name).text("() of ").hex(address).text(
+          ", which heapkeeper did not allocate: its size is unknown, so it cannot be moved");
       line.emit();
       print_stack(current, "called at:");
       break;
   }
   if (config().on_bad_free == BadFreePolicy::kAbort) {
-    DiagnosticLine().text("aborting, as glibc would (HEAPKEEPER_ON_BAD_FREE=continue ignores bad frees instead)").emit();
+    DiagnosticLine()
+        .text("aborting, as glibc would (HEAPKEEPER_ON_BAD_FREE=continue ignores bad frees instead)")
+        .emit();
     std::abort();
   }
   --tl.guard;

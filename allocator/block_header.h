@@ -14,15 +14,15 @@
 namespace heapkeeper::alloc {
 
 struct BlockHeader {
-  static constexpr unsigned kSizeBits = 43;  // 8 TiB, beyond any reservation
+  static constexpr unsigned kSizeBits = 43;        // 8 TiB, beyond any reservation
   static constexpr unsigned kOffsetShiftBits = 6;  // alignments up to 2^63
   static constexpr unsigned kThreadBits = 14;
   static constexpr uint64_t kSizeMask = (uint64_t{1} << kSizeBits) - 1;
   static constexpr uint32_t kMaxThreadIndex = (1u << kThreadBits) - 1;
 
-  uint64_t packed;          // size | log2(user offset) | freed | thread index
-  uint32_t stack_id;        // allocation stack (StackTable id), 0 if not recorded
-  uint32_t sequence;        // live: low bits of the allocation sequence; freed: the free stack id
+  uint64_t packed;    // size | log2(user offset) | freed | thread index
+  uint32_t stack_id;  // allocation stack (StackTable id), 0 if not recorded
+  uint32_t sequence;  // live: low bits of the allocation sequence; freed: the free stack id
 
   static uint64_t pack(size_t size, unsigned offset_shift, bool freed, uint32_t thread_index) {
     return (static_cast<uint64_t>(size) & kSizeMask) | (static_cast<uint64_t>(offset_shift) << kSizeBits) |

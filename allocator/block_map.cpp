@@ -79,8 +79,10 @@ void BlockMap::record_large(uintptr_t region, size_t usable) {
 
 void BlockMap::record(uintptr_t region, size_t usable, int small_class) {
   if (region - base_ >= size_ || usable > size_ - (region - base_)) return;  // not in the heap: never recorded
-  if (small_class >= 0) record_small(region, usable, static_cast<unsigned>(small_class));
-  else record_large(region, usable);
+  if (small_class >= 0)
+    record_small(region, usable, static_cast<unsigned>(small_class));
+  else
+    record_large(region, usable);
   const uintptr_t granule = (region - base_) >> 4;
   live_bits_[granule >> 6].fetch_or(uint64_t{1} << (granule & 63), std::memory_order_release);
 }
@@ -107,11 +109,14 @@ uintptr_t BlockMap::find_region(uintptr_t address) const {
       const unsigned class_index = (entry >> 16) & 0xff;
       const uint32_t size = class_size_[class_index];
       if (size == 0) return 0;
-      const intptr_t boundary = static_cast<intptr_t>(base_ + (page << kPageShift)) + static_cast<int16_t>(entry & 0xffff);
+      const intptr_t boundary =
+          static_cast<intptr_t>(base_ + (page << kPageShift)) + static_cast<int16_t>(entry & 0xffff);
       const intptr_t distance = static_cast<intptr_t>(address) - boundary;
       // Division by the class size as a multiplication (Lemire): exact for distances below 2^32.
       const uint64_t reciprocal = class_reciprocal_[class_index];
-      auto quotient = [&](uint64_t n) { return static_cast<intptr_t>((static_cast<__uint128_t>(reciprocal) * n) >> 64); };
+      auto quotient = [&](uint64_t n) {
+        return static_cast<intptr_t>((static_cast<__uint128_t>(reciprocal) * n) >> 64);
+      };
       intptr_t steps = distance >= 0 ? quotient(static_cast<uint64_t>(distance))
                                      : -quotient(static_cast<uint64_t>(-distance + size - 1));
       region = static_cast<uintptr_t>(boundary + steps * static_cast<intptr_t>(size));

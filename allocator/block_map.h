@@ -63,7 +63,6 @@ class BlockMap {
 
   uintptr_t base_ = 0;
   size_t size_ = 0;
-  size_t used_limit_words_ = 0;
   std::atomic<uint32_t>* pages_ = nullptr;
   std::atomic<uint64_t>* live_bits_ = nullptr;
   const PrivateHeap* heap_ = nullptr;
@@ -72,7 +71,6 @@ class BlockMap {
 };
 
 BlockMap& block_map();
-
 
 template <typename Visitor>
 void BlockMap::for_each_live(Visitor&& visit) const {

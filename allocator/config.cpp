@@ -63,11 +63,16 @@ bool parse_duration_ms(const char* text, uint64_t& milliseconds) {
   const char* suffix = nullptr;
   if (!parse_number_with_suffix(text, n, suffix)) return false;
   uint64_t scale;
-  if (*suffix == '\0' || equals(suffix, "s")) scale = 1000;
-  else if (equals(suffix, "ms")) scale = 1;
-  else if (equals(suffix, "m") || equals(suffix, "min")) scale = 60'000;
-  else if (equals(suffix, "h")) scale = 3'600'000;
-  else return false;
+  if (*suffix == '\0' || equals(suffix, "s"))
+    scale = 1000;
+  else if (equals(suffix, "ms"))
+    scale = 1;
+  else if (equals(suffix, "m") || equals(suffix, "min"))
+    scale = 60'000;
+  else if (equals(suffix, "h"))
+    scale = 3'600'000;
+  else
+    return false;
   if (n > UINT64_MAX / scale) return false;
   milliseconds = n * scale;
   return true;
@@ -79,12 +84,27 @@ bool parse_byte_size(const char* text, uint64_t& bytes) {
   if (!parse_number_with_suffix(text, n, suffix)) return false;
   unsigned shift;
   switch (*suffix) {
-    case '\0': shift = 0; break;
-    case 'k': case 'K': shift = 10; break;
-    case 'm': case 'M': shift = 20; break;
-    case 'g': case 'G': shift = 30; break;
-    case 't': case 'T': shift = 40; break;
-    default: return false;
+    case '\0':
+      shift = 0;
+      break;
+    case 'k':
+    case 'K':
+      shift = 10;
+      break;
+    case 'm':
+    case 'M':
+      shift = 20;
+      break;
+    case 'g':
+    case 'G':
+      shift = 30;
+      break;
+    case 't':
+    case 'T':
+      shift = 40;
+      break;
+    default:
+      return false;
   }
   if (*suffix != '\0') {
     const char* rest = suffix + 1;
@@ -124,62 +144,92 @@ bool expand_pid_pattern(const char* pattern, int pid, char* out, size_t capacity
 void load_config_from_environment(Config& c) {
   if (const char* v = std::getenv("HEAPKEEPER_STACK_DEPTH")) {
     uint64_t depth = 0;
-    if (parse_unsigned(v, depth) && depth >= 1 && depth <= Config::kMaxStackDepth) c.stack_depth = static_cast<int>(depth);
-    else warn_invalid("HEAPKEEPER_STACK_DEPTH", v, "a whole number from 1 to 128", "24");
+    if (parse_unsigned(v, depth) && depth >= 1 && depth <= Config::kMaxStackDepth)
+      c.stack_depth = static_cast<int>(depth);
+    else
+      warn_invalid("HEAPKEEPER_STACK_DEPTH", v, "a whole number from 1 to 128", "24");
   }
   if (const char* v = std::getenv("HEAPKEEPER_FREE_STACKS")) {
-    if (equals(v, "1") || equals(v, "yes") || equals(v, "true")) c.free_stacks = true;
-    else if (equals(v, "0") || equals(v, "no") || equals(v, "false")) c.free_stacks = false;
-    else warn_invalid("HEAPKEEPER_FREE_STACKS", v, "0 or 1", "0");
+    if (equals(v, "1") || equals(v, "yes") || equals(v, "true"))
+      c.free_stacks = true;
+    else if (equals(v, "0") || equals(v, "no") || equals(v, "false"))
+      c.free_stacks = false;
+    else
+      warn_invalid("HEAPKEEPER_FREE_STACKS", v, "0 or 1", "0");
   }
   if (const char* v = std::getenv("HEAPKEEPER_ON_BAD_FREE")) {
-    if (equals(v, "abort")) c.on_bad_free = BadFreePolicy::kAbort;
-    else if (equals(v, "continue")) c.on_bad_free = BadFreePolicy::kContinue;
-    else warn_invalid("HEAPKEEPER_ON_BAD_FREE", v, "abort or continue", "abort");
+    if (equals(v, "abort"))
+      c.on_bad_free = BadFreePolicy::kAbort;
+    else if (equals(v, "continue"))
+      c.on_bad_free = BadFreePolicy::kContinue;
+    else
+      warn_invalid("HEAPKEEPER_ON_BAD_FREE", v, "abort or continue", "abort");
   }
   if (const char* v = std::getenv("HEAPKEEPER_MODE")) {
-    if (equals(v, "off")) c.mode = CollectorMode::kOff;
-    else if (equals(v, "detect")) c.mode = CollectorMode::kDetect;
-    else if (equals(v, "collect")) c.mode = CollectorMode::kCollect;
-    else warn_invalid("HEAPKEEPER_MODE", v, "off, detect or collect", "detect");
+    if (equals(v, "off"))
+      c.mode = CollectorMode::kOff;
+    else if (equals(v, "detect"))
+      c.mode = CollectorMode::kDetect;
+    else if (equals(v, "collect"))
+      c.mode = CollectorMode::kCollect;
+    else
+      warn_invalid("HEAPKEEPER_MODE", v, "off, detect or collect", "detect");
   }
   if (const char* v = std::getenv("HEAPKEEPER_SCAN_INTERVAL")) {
     uint64_t ms = 0;
-    if (parse_duration_ms(v, ms)) c.scan_interval_ms = ms;
-    else warn_invalid("HEAPKEEPER_SCAN_INTERVAL", v, "a duration such as 10s, 500ms or 0", "0 (never)");
+    if (parse_duration_ms(v, ms))
+      c.scan_interval_ms = ms;
+    else
+      warn_invalid("HEAPKEEPER_SCAN_INTERVAL", v, "a duration such as 10s, 500ms or 0", "0 (never)");
   }
   if (const char* v = std::getenv("HEAPKEEPER_HEAP_RESERVE")) {
     uint64_t bytes = 0;
-    if (parse_byte_size(v, bytes) && bytes >= (uint64_t{1} << 30) && bytes <= (uint64_t{1} << 46)) c.heap_reserve_bytes = bytes;
-    else warn_invalid("HEAPKEEPER_HEAP_RESERVE", v, "a size from 1G to 64T such as 64G", "automatic");
+    if (parse_byte_size(v, bytes) && bytes >= (uint64_t{1} << 30) && bytes <= (uint64_t{1} << 46))
+      c.heap_reserve_bytes = bytes;
+    else
+      warn_invalid("HEAPKEEPER_HEAP_RESERVE", v, "a size from 1G to 64T such as 64G", "automatic");
   }
   if (const char* v = std::getenv("HEAPKEEPER_ARENAS")) {
     uint64_t n = 0;
-    if (parse_unsigned(v, n) && n >= 1 && n <= 64) c.arenas = static_cast<unsigned>(n);
-    else warn_invalid("HEAPKEEPER_ARENAS", v, "a whole number from 1 to 64", "one per CPU");
+    if (parse_unsigned(v, n) && n >= 1 && n <= 64)
+      c.arenas = static_cast<unsigned>(n);
+    else
+      warn_invalid("HEAPKEEPER_ARENAS", v, "a whole number from 1 to 64", "one per CPU");
   }
   if (const char* v = std::getenv("HEAPKEEPER_EXITCODE")) {
     uint64_t code = 0;
-    if (parse_unsigned(v, code) && code <= 255) c.exit_code = static_cast<int>(code);
-    else warn_invalid("HEAPKEEPER_EXITCODE", v, "a whole number from 0 to 255", "0");
+    if (parse_unsigned(v, code) && code <= 255)
+      c.exit_code = static_cast<int>(code);
+    else
+      warn_invalid("HEAPKEEPER_EXITCODE", v, "a whole number from 0 to 255", "0");
   }
   if (const char* v = std::getenv("HEAPKEEPER_QUIET")) {
-    if (equals(v, "1")) c.quiet = true;
-    else if (equals(v, "0")) c.quiet = false;
-    else warn_invalid("HEAPKEEPER_QUIET", v, "0 or 1", "0");
+    if (equals(v, "1"))
+      c.quiet = true;
+    else if (equals(v, "0"))
+      c.quiet = false;
+    else
+      warn_invalid("HEAPKEEPER_QUIET", v, "0 or 1", "0");
   }
   if (const char* v = std::getenv("HEAPKEEPER_STATS")) {
-    if (equals(v, "1")) c.live_stats = true;
-    else if (equals(v, "0")) c.live_stats = false;
-    else warn_invalid("HEAPKEEPER_STATS", v, "0 or 1", "1");
+    if (equals(v, "1"))
+      c.live_stats = true;
+    else if (equals(v, "0"))
+      c.live_stats = false;
+    else
+      warn_invalid("HEAPKEEPER_STATS", v, "0 or 1", "1");
   }
   if (const char* v = std::getenv("HEAPKEEPER_REPORT")) {
-    if (std::strlen(v) < sizeof(c.report_path)) std::strcpy(c.report_path, v);
-    else warn_invalid("HEAPKEEPER_REPORT", "(too long)", "a path shorter than 4096 bytes", "no report");
+    if (std::strlen(v) < sizeof(c.report_path))
+      std::strcpy(c.report_path, v);
+    else
+      warn_invalid("HEAPKEEPER_REPORT", "(too long)", "a path shorter than 4096 bytes", "no report");
   }
   if (const char* v = std::getenv("HEAPKEEPER_SUPPRESSIONS")) {
-    if (std::strlen(v) < sizeof(c.suppressions_path)) std::strcpy(c.suppressions_path, v);
-    else warn_invalid("HEAPKEEPER_SUPPRESSIONS", "(too long)", "a path shorter than 4096 bytes", "none");
+    if (std::strlen(v) < sizeof(c.suppressions_path))
+      std::strcpy(c.suppressions_path, v);
+    else
+      warn_invalid("HEAPKEEPER_SUPPRESSIONS", "(too long)", "a path shorter than 4096 bytes", "none");
   }
 }
 

@@ -15,18 +15,18 @@ enum class CollectorMode : uint8_t { kOff, kDetect, kCollect };
 
 struct Config {
   static constexpr int kMaxStackDepth = 128;
-  int stack_depth = 24;                     // HEAPKEEPER_STACK_DEPTH, 1..128
-  bool free_stacks = false;                 // HEAPKEEPER_FREE_STACKS=1: full stack of each free (else its caller)
+  int stack_depth = 24;      // HEAPKEEPER_STACK_DEPTH, 1..128
+  bool free_stacks = false;  // HEAPKEEPER_FREE_STACKS=1: full stack of each free (else its caller)
   BadFreePolicy on_bad_free = BadFreePolicy::kAbort;  // HEAPKEEPER_ON_BAD_FREE=abort|continue
   CollectorMode mode = CollectorMode::kDetect;        // HEAPKEEPER_MODE=off|detect|collect
-  uint64_t scan_interval_ms = 0;            // HEAPKEEPER_SCAN_INTERVAL (e.g. 10s, 500ms; 0 = never)
-  uint64_t heap_reserve_bytes = 0;          // HEAPKEEPER_HEAP_RESERVE (e.g. 64G); 0 = automatic
-  unsigned arenas = 0;                      // HEAPKEEPER_ARENAS; 0 = one per CPU, at most 8
-  int exit_code = 0;                        // HEAPKEEPER_EXITCODE (used by the collector)
-  bool quiet = false;                       // HEAPKEEPER_QUIET=1: no summary line at exit
-  bool live_stats = true;                   // HEAPKEEPER_STATS=0: no shared-memory segment, no publisher
-  char report_path[4096] = {};              // HEAPKEEPER_REPORT, '%p' expands to the pid
-  char suppressions_path[4096] = {};        // HEAPKEEPER_SUPPRESSIONS
+  uint64_t scan_interval_ms = 0;                      // HEAPKEEPER_SCAN_INTERVAL (e.g. 10s, 500ms; 0 = never)
+  uint64_t heap_reserve_bytes = 0;                    // HEAPKEEPER_HEAP_RESERVE (e.g. 64G); 0 = automatic
+  unsigned arenas = 0;                                // HEAPKEEPER_ARENAS; 0 = one per CPU, at most 8
+  int exit_code = 0;                                  // HEAPKEEPER_EXITCODE (used by the collector)
+  bool quiet = false;                                 // HEAPKEEPER_QUIET=1: no summary line at exit
+  bool live_stats = true;                             // HEAPKEEPER_STATS=0: no shared-memory segment, no publisher
+  char report_path[4096] = {};                        // HEAPKEEPER_REPORT, '%p' expands to the pid
+  char suppressions_path[4096] = {};                  // HEAPKEEPER_SUPPRESSIONS
 };
 
 // Reads the environment into `config`, warning on stderr about each invalid value.

@@ -1,8 +1,8 @@
 // Implementation of the async-signal-safe diagnostic writer (see diagnostics.h).
 #include "allocator/diagnostics.h"
 
-#include <cerrno>
 #include <unistd.h>
+#include <cerrno>
 
 namespace heapkeeper::alloc {
 

@@ -153,7 +153,8 @@ bool ensure_initialized() noexcept {
     return g_init_state.load(std::memory_order_acquire) == static_cast<int>(InitState::kReady);
   }
   int expected = static_cast<int>(InitState::kNotStarted);
-  if (!g_init_state.compare_exchange_strong(expected, static_cast<int>(InitState::kRunning))) return ensure_initialized();
+  if (!g_init_state.compare_exchange_strong(expected, static_cast<int>(InitState::kRunning)))
+    return ensure_initialized();
   g_init_thread = pthread_self();
 
   ThreadLocal& tl = tls_thread;
@@ -163,8 +164,11 @@ bool ensure_initialized() noexcept {
   bool ok = private_heap().initialize(cfg.heap_reserve_bytes, cfg.arenas) && block_map().initialize(private_heap()) &&
             stack_table().initialize() && thread_registry().initialize() && signal_safe_pool().initialize();
   if (!ok) {
-    DiagnosticLine().text("could not set up the private heap (address space reservation or jemalloc arenas failed); "
-                          "allocations are served untracked").emit();
+    DiagnosticLine()
+        .text(
+            "could not set up the private heap (address space reservation or jemalloc arenas failed); "
+            "allocations are served untracked")
+        .emit();
     g_init_state.store(static_cast<int>(InitState::kFailed), std::memory_order_release);
     return false;
   }
@@ -249,8 +253,11 @@ static void free_inside_jemalloc(ThreadLocal& tl, void* ptr) noexcept {
   const uintptr_t region = region_of_user_pointer(reinterpret_cast<uintptr_t>(ptr));
   if (region == 0 || !block_map().retire(region)) {
     // No stacks or symbols here (they would need the allocator): one line, then on.
-    DiagnosticLine().text("invalid or double free of ").hex(reinterpret_cast<uintptr_t>(ptr))
-        .text(" in a signal handler that interrupted the allocator; ignored").emit();
+    DiagnosticLine()
+        .text("invalid or double free of ")
+        .hex(reinterpret_cast<uintptr_t>(ptr))
+        .text(" in a signal handler that interrupted the allocator; ignored")
+        .emit();
     return;
   }
   BlockHeader* header = header_at(region);
@@ -285,7 +292,9 @@ static void free_outside_tracked_heap(void* ptr) noexcept {
   }
   g_foreign_frees.fetch_add(1, std::memory_order_relaxed);
   if (!g_foreign_warned.exchange(true, std::memory_order_relaxed) && g_ready) {
-    DiagnosticLine().text("free of ").hex(reinterpret_cast<uintptr_t>(ptr))
+    DiagnosticLine()
+        .text("free of ")
+        .hex(reinterpret_cast<uintptr_t>(ptr))
         .text(", which heapkeeper did not allocate: left alone (counted as a foreign free; further ones are not shown)")
         .emit();
   }
@@ -381,7 +390,8 @@ void free_tracked(void* ptr, const char* api_name) noexcept {
     free_inside_jemalloc(entry, ptr);
     return;
   }
-  if (__builtin_expect(entry.deferred_count.load(std::memory_order_relaxed) != 0 && entry.guard == 0, 0)) drain_deferred_frees(entry);
+  if (__builtin_expect(entry.deferred_count.load(std::memory_order_relaxed) != 0 && entry.guard == 0, 0))
+    drain_deferred_frees(entry);
   const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
   const uintptr_t region = region_of_user_pointer(address);
   if (__builtin_expect(region == 0, 0)) {
@@ -454,7 +464,8 @@ size_t api_malloc_usable_size(const void* ptr) noexcept {
   if (ptr == nullptr) return 0;
   if (signal_safe_pool().contains(ptr)) return signal_safe_pool().size_of(ptr);
   if (__builtin_expect(tls_thread.in_jemalloc != 0, 0)) {  // no jemalloc here: the requested size
-    const uintptr_t region = private_heap().tracked().contains(ptr) ? region_of_user_pointer(reinterpret_cast<uintptr_t>(ptr)) : 0;
+    const uintptr_t region =
+        private_heap().tracked().contains(ptr) ? region_of_user_pointer(reinterpret_cast<uintptr_t>(ptr)) : 0;
     return region == 0 ? 0 : header_at(region)->size();
   }
   if (private_heap().tracked().contains(ptr)) {
@@ -530,9 +541,12 @@ void* api_realloc(void* ptr, size_t size) noexcept {
   if (__builtin_expect(tls_thread.in_jemalloc != 0, 0)) {
     // Inside jemalloc (a signal handler): move the block into the signal-safe pool.
     size_t old_size = 0;
-    if (signal_safe_pool().contains(ptr)) old_size = signal_safe_pool().size_of(ptr);
-    else if (bootstrap_pool().contains(ptr)) old_size = bootstrap_pool().size_of(ptr);
-    else if (private_heap().tracked().contains(ptr)) old_size = api_malloc_usable_size(ptr);
+    if (signal_safe_pool().contains(ptr))
+      old_size = signal_safe_pool().size_of(ptr);
+    else if (bootstrap_pool().contains(ptr))
+      old_size = bootstrap_pool().size_of(ptr);
+    else if (private_heap().tracked().contains(ptr))
+      old_size = api_malloc_usable_size(ptr);
     else {
       errno = ENOMEM;  // an internal block's size needs jemalloc: not here
       return nullptr;
@@ -616,8 +630,9 @@ void* lookup_next_symbol(const char* name) noexcept {
 
 void warn_not_interposed(const char* const* names, int count) noexcept {
   DiagnosticLine line;
-  line.text("these allocation functions are not routed to heapkeeper (static linking, or another library "
-            "defines them first), so their blocks are not tracked:");
+  line.text(
+      "these allocation functions are not routed to heapkeeper (static linking, or another library "
+      "defines them first), so their blocks are not tracked:");
   for (int i = 0; i < count; ++i) line.text(" ").text(names[i]);
   line.emit();
 }

@@ -70,7 +70,8 @@ void api_malloc_stats_print(void (*write_cb)(void*, const char*), void* cbopaque
 // Thread creation: wraps the start routine so the new thread registers (stack bounds for the
 // collector) before running user code. Returns false if the wrapper could not be set up, in which
 // case the caller starts the thread unwrapped.
-bool wrap_thread_start(void* (*routine)(void*), void* argument, void* (**wrapped_routine)(void*), void** wrapped_argument) noexcept;
+bool wrap_thread_start(void* (*routine)(void*), void* argument, void* (**wrapped_routine)(void*),
+                       void** wrapped_argument) noexcept;
 // Frees the wrapper's bundle when thread creation failed.
 void discard_thread_start(void* wrapped_argument) noexcept;
 

@@ -10,7 +10,7 @@
 namespace heapkeeper::alloc {
 
 // A thread forwards its net live-byte change to the global total in steps of this size.
-inline constexpr int64_t kLiveFlushStep = 256 * 1024;
+inline constexpr int64_t kLiveFlushStep = int64_t{256} * 1024;
 
 void* allocate_tracked(size_t size, size_t alignment, bool zero) noexcept;
 void* allocate_untracked(size_t size, size_t alignment, bool zero) noexcept;
@@ -27,6 +27,5 @@ BadFreeKind classify_bad_free(uintptr_t ptr) noexcept;
 // Reports on stderr with stacks, then aborts unless HEAPKEEPER_ON_BAD_FREE=continue.
 void report_bad_free(void* ptr, BadFreeKind kind, const char* api_name) noexcept;
 void set_bad_free_stack_printer(StackPrinter printer) noexcept;
-uint64_t bad_free_count() noexcept;
 
 }  // namespace heapkeeper::alloc

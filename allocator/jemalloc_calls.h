@@ -20,20 +20,50 @@ class Call {
   Call& operator=(const Call&) = delete;
 };
 
-inline void* malloc(size_t size) { Call c; return hk_je_malloc(size); }
-inline void* calloc(size_t count, size_t size) { Call c; return hk_je_calloc(count, size); }
-inline void* mallocx(size_t size, int flags) { Call c; return hk_je_mallocx(size, flags); }
-inline void* rallocx(void* ptr, size_t size, int flags) { Call c; return hk_je_rallocx(ptr, size, flags); }
-inline size_t xallocx(void* ptr, size_t size, size_t extra, int flags) { Call c; return hk_je_xallocx(ptr, size, extra, flags); }
-inline size_t sallocx(const void* ptr, int flags) { Call c; return hk_je_sallocx(ptr, flags); }
-inline void dallocx(void* ptr, int flags) { Call c; hk_je_dallocx(ptr, flags); }
-inline void sdallocx(void* ptr, size_t size, int flags) { Call c; hk_je_sdallocx(ptr, size, flags); }
-inline size_t nallocx(size_t size, int flags) { Call c; return hk_je_nallocx(size, flags); }
+inline void* malloc(size_t size) {
+  Call c;
+  return hk_je_malloc(size);
+}
+inline void* calloc(size_t count, size_t size) {
+  Call c;
+  return hk_je_calloc(count, size);
+}
+inline void* mallocx(size_t size, int flags) {
+  Call c;
+  return hk_je_mallocx(size, flags);
+}
+inline void* rallocx(void* ptr, size_t size, int flags) {
+  Call c;
+  return hk_je_rallocx(ptr, size, flags);
+}
+inline size_t xallocx(void* ptr, size_t size, size_t extra, int flags) {
+  Call c;
+  return hk_je_xallocx(ptr, size, extra, flags);
+}
+inline size_t sallocx(const void* ptr, int flags) {
+  Call c;
+  return hk_je_sallocx(ptr, flags);
+}
+inline void dallocx(void* ptr, int flags) {
+  Call c;
+  hk_je_dallocx(ptr, flags);
+}
+inline void sdallocx(void* ptr, size_t size, int flags) {
+  Call c;
+  hk_je_sdallocx(ptr, size, flags);
+}
+inline size_t nallocx(size_t size, int flags) {
+  Call c;
+  return hk_je_nallocx(size, flags);
+}
 inline int mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
   Call c;
   return hk_je_mallctl(name, oldp, oldlenp, newp, newlen);
 }
-inline int mallctlnametomib(const char* name, size_t* mibp, size_t* miblenp) { Call c; return hk_je_mallctlnametomib(name, mibp, miblenp); }
+inline int mallctlnametomib(const char* name, size_t* mibp, size_t* miblenp) {
+  Call c;
+  return hk_je_mallctlnametomib(name, mibp, miblenp);
+}
 inline int mallctlbymib(const size_t* mib, size_t miblen, void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
   Call c;
   return hk_je_mallctlbymib(mib, miblen, oldp, oldlenp, newp, newlen);

@@ -88,7 +88,8 @@ int api_mallctlnametomib(const char* name, size_t* mibp, size_t* miblenp) noexce
   return je::mallctlnametomib(name, mibp, miblenp);
 }
 
-int api_mallctlbymib(const size_t* mib, size_t miblen, void* oldp, size_t* oldlenp, void* newp, size_t newlen) noexcept {
+int api_mallctlbymib(const size_t* mib, size_t miblen, void* oldp, size_t* oldlenp, void* newp,
+                     size_t newlen) noexcept {
   // MIBs hide the name; refuse writes to the protected families by their first components
   // (jemalloc numbers "thread" and "arena" at fixed positions only within one build, so look up).
   if (newp != nullptr) {
@@ -98,7 +99,8 @@ int api_mallctlbymib(const size_t* mib, size_t miblen, void* oldp, size_t* oldle
       return EPERM;
     }
     size_t arena_purge[3], arena_length = 3;
-    if (je::mallctlnametomib("arena.0.purge", arena_purge, &arena_length) == 0 && miblen >= 3 && mib[0] == arena_purge[0]) {
+    if (je::mallctlnametomib("arena.0.purge", arena_purge, &arena_length) == 0 && miblen >= 3 &&
+        mib[0] == arena_purge[0]) {
       return EPERM;  // arena.<i>.* writes (reset, destroy, hooks) stay heapkeeper's
     }
   }

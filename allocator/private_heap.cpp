@@ -20,7 +20,8 @@
 // reservation (see initialize), so no cache array ever lives where the collector looks for roots.
 // Huge allocations stay in the thread's (tracked) arena instead of jemalloc's automatic huge arena.
 extern "C" {
-__attribute__((visibility("hidden"))) const char* hk_je_malloc_conf = "background_thread:false,tcache:false,oversize_threshold:0";
+__attribute__((visibility("hidden"))) const char* hk_je_malloc_conf =
+    "background_thread:false,tcache:false,oversize_threshold:0";
 }
 
 namespace heapkeeper::alloc {
@@ -33,9 +34,7 @@ struct ReservationHooks {
   AddressReservation* range;
 };
 
-AddressReservation& range_of(extent_hooks_t* hooks) {
-  return *reinterpret_cast<ReservationHooks*>(hooks)->range;
-}
+AddressReservation& range_of(extent_hooks_t* hooks) { return *reinterpret_cast<ReservationHooks*>(hooks)->range; }
 
 void* extent_alloc(extent_hooks_t* hooks, void* new_addr, size_t size, size_t alignment, bool* zero, bool* commit,
                    unsigned /*arena_ind*/) {
@@ -87,7 +86,9 @@ ReservationHooks g_internal_hooks{{extent_alloc, extent_dalloc, extent_destroy, 
 
 bool create_arena(extent_hooks_t* hooks, unsigned& index) {
   size_t length = sizeof(index);
-  return je::mallctl("arenas.create", &index, &length, &hooks, sizeof(hooks)) == 0;
+  // mallctl takes the address of the hooks pointer and that pointer's size.
+  const size_t hooks_size = sizeof(extent_hooks_t*);
+  return je::mallctl("arenas.create", &index, &length, &hooks, hooks_size) == 0;
 }
 
 template <typename T>
@@ -129,7 +130,8 @@ bool PrivateHeap::initialize(uint64_t reserve_bytes, unsigned arena_count) {
   // region addresses handed out moments ago, which the collector must never take for references:
   // so arena 0's extents come from the internal reservation too, which is never scanned as a root.
   extent_hooks_t* internal_hooks = &g_internal_hooks.hooks;
-  if (je::mallctl("arena.0.extent_hooks", nullptr, nullptr, &internal_hooks, sizeof(internal_hooks)) != 0) return false;
+  const size_t hooks_size = sizeof(extent_hooks_t*);
+  if (je::mallctl("arena.0.extent_hooks", nullptr, nullptr, &internal_hooks, hooks_size) != 0) return false;
   // jemalloc starts with thread caches off (hk_je_malloc_conf), so none was made before this
   // switch; each thread turns its cache on when it registers.
   for (unsigned i = 0; i < arena_count; ++i) {
@@ -162,8 +164,10 @@ int PrivateHeap::small_class_of_usable(size_t usable) const {
   unsigned lo = 0, hi = small_class_count_;
   while (lo < hi) {
     unsigned mid = (lo + hi) / 2;
-    if (small_class_size_[mid] < usable) lo = mid + 1;
-    else hi = mid;
+    if (small_class_size_[mid] < usable)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   return lo < small_class_count_ && small_class_size_[lo] == usable ? static_cast<int>(lo) : -1;
 }

@@ -61,9 +61,9 @@ struct StackCache {
   static constexpr unsigned kWays = 8;
   static constexpr unsigned kFirstSets = 64;
   static constexpr unsigned kMaxSets = 2048;
-  static constexpr unsigned kWindow = 1u << 14;     // captures per growth decision
+  static constexpr unsigned kWindow = 1u << 14;          // captures per growth decision
   static constexpr unsigned kGrowMisses = kWindow / 16;  // grow when more than 1 in 16 missed
-  uint32_t capacity;  // frames per entry
+  uint32_t capacity;                                     // frames per entry
   uint32_t sets;
   unsigned set_shift;
   size_t entry_bytes;
@@ -165,8 +165,8 @@ int unwind_program_frames(uintptr_t* out, int depth) {
 namespace {
 
 void* allocate_internal(size_t bytes) {
-  return je::mallocx(bytes, MALLOCX_ARENA(private_heap().internal_arena()) | MALLOCX_TCACHE_NONE | MALLOCX_ZERO |
-                                MALLOCX_LG_ALIGN(6));
+  return je::mallocx(
+      bytes, MALLOCX_ARENA(private_heap().internal_arena()) | MALLOCX_TCACHE_NONE | MALLOCX_ZERO | MALLOCX_LG_ALIGN(6));
 }
 
 // (Re)sizes the cache's table to `sets` sets, all ways empty. False (table unchanged) when the
@@ -261,7 +261,7 @@ uint32_t capture_stack(StackCache* cache, int depth) {
   const EntryFrame entry = find_entry_frame(cache->stack_low, cache->stack_high);
   const uint64_t tag = entry_tag(entry.ip, entry.sp);
   const unsigned set = static_cast<unsigned>(tag >> cache->set_shift);
-  uint64_t* tags = cache->tags + set * StackCache::kWays;
+  uint64_t* tags = cache->tags + size_t{set} * StackCache::kWays;
   if (entry.sp != 0) {
     for (unsigned way = 0; way < StackCache::kWays; ++way) {
       if (tags[way] != tag) continue;
@@ -290,7 +290,8 @@ uint32_t capture_stack(StackCache* cache, int depth) {
   ++cache->window_misses;
   const int count = unwind_program_frames(ips, depth);
   if (count == 0) return StackTable::kNoStack;
-  const uint32_t id = stack_table().intern(ips, static_cast<uint32_t>(count), StackTable::hash(ips, static_cast<uint32_t>(count)));
+  const uint32_t id =
+      stack_table().intern(ips, static_cast<uint32_t>(count), StackTable::hash(ips, static_cast<uint32_t>(count)));
   if (++cache->window_captures == StackCache::kWindow) {
     maybe_grow(cache);
     return id;  // the table may be new: this set's pointers are stale
@@ -306,7 +307,7 @@ uint32_t capture_stack(StackCache* cache, int depth) {
   uint32_t* offset = StackCache::offsets(cached);
   offset[0] = 0;
   uintptr_t previous = entry.sp - 8;
-  constexpr uintptr_t kLargestFrame = 256 * 1024;
+  constexpr uintptr_t kLargestFrame = uintptr_t{256} * 1024;
   for (int k = 1; k < count; ++k) {
     const uintptr_t limit = previous + kLargestFrame < cache->stack_high ? previous + kLargestFrame : cache->stack_high;
     uintptr_t slot = 0;

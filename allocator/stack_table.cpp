@@ -95,7 +95,8 @@ uint32_t StackTable::intern(const uintptr_t* frames, uint32_t depth, uint64_t ha
     for (uint64_t i = hash & lv->mask, probes = 0; probes <= lv->mask; i = (i + 1) & lv->mask, ++probes) {
       uint64_t slot = lv->slots[i].load(std::memory_order_acquire);
       if (slot == 0) break;
-      if ((slot >> 32) == tag && same_frames(static_cast<uint32_t>(slot), frames, depth)) return static_cast<uint32_t>(slot);
+      if ((slot >> 32) == tag && same_frames(static_cast<uint32_t>(slot), frames, depth))
+        return static_cast<uint32_t>(slot);
     }
   }
 

@@ -32,9 +32,13 @@ class StackTable {
   // atomic add: two threads counting the same stack at the same instant may lose one count, which
   // is cheaper on the hot path than a shared read-modify-write and good enough for a rate.
   void count_allocation(uint32_t id) {
-    if (id < kMaxStacks) allocation_counts_[id].store(allocation_counts_[id].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    if (id < kMaxStacks)
+      allocation_counts_[id].store(allocation_counts_[id].load(std::memory_order_relaxed) + 1,
+                                   std::memory_order_relaxed);
   }
-  uint64_t allocations(uint32_t id) const { return id < kMaxStacks ? allocation_counts_[id].load(std::memory_order_relaxed) : 0; }
+  uint64_t allocations(uint32_t id) const {
+    return id < kMaxStacks ? allocation_counts_[id].load(std::memory_order_relaxed) : 0;
+  }
   uint32_t count() const;  // ids handed out so far (including duplicates from races)
 
  private:
@@ -53,7 +57,7 @@ class StackTable {
   std::atomic<Level*> levels_[kLevels] = {};
   std::atomic<unsigned> newest_{0};
   std::atomic<uint32_t> next_id_{1};
-  std::atomic<uint64_t>* records_ = nullptr;  // id -> (frame offset << 8 | depth)
+  std::atomic<uint64_t>* records_ = nullptr;            // id -> (frame offset << 8 | depth)
   std::atomic<uint64_t>* allocation_counts_ = nullptr;  // id -> allocations
   uintptr_t* arena_ = nullptr;
   size_t arena_words_ = 0;

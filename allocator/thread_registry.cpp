@@ -19,7 +19,6 @@ constinit thread_local ThreadLocal tls_thread __attribute__((tls_model("initial-
 namespace {
 
 ThreadRegistry g_registry;
-constexpr int64_t kLiveFlushStep = 256 * 1024;
 
 void on_thread_exit(void* /*state*/) {
   ThreadLocal& tl = tls_thread;
@@ -43,8 +42,8 @@ ThreadState* ThreadRegistry::take_state() {
       return s;
     }
   }
-  void* memory = je::mallocx(sizeof(ThreadState), MALLOCX_ARENA(private_heap().internal_arena()) |
-                                                         MALLOCX_TCACHE_NONE | MALLOCX_ALIGN(64));
+  void* memory = je::mallocx(sizeof(ThreadState),
+                             MALLOCX_ARENA(private_heap().internal_arena()) | MALLOCX_TCACHE_NONE | MALLOCX_ALIGN(64));
   if (memory == nullptr) return nullptr;
   auto* s = new (memory) ThreadState();
   s->in_use.store(true, std::memory_order_relaxed);
@@ -81,7 +80,8 @@ ThreadState* ThreadRegistry::register_current() {
   }
   if (index < kTrackedInfos) {
     infos_[index].tid = s->tid;
-    if (pthread_getname_np(pthread_self(), infos_[index].name, sizeof(infos_[index].name)) != 0) infos_[index].name[0] = '\0';
+    if (pthread_getname_np(pthread_self(), infos_[index].name, sizeof(infos_[index].name)) != 0)
+      infos_[index].name[0] = '\0';
   }
 
   // Bind the thread to one tracked arena so that jemalloc's fast path (malloc/sdallocx with the
@@ -108,7 +108,8 @@ void ThreadRegistry::retire_current() {
   flush_live_bytes(*s);
   retired_allocations_.fetch_add(s->allocations.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
   retired_frees_.fetch_add(s->frees.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
-  retired_allocated_bytes_.fetch_add(s->allocated_bytes.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
+  retired_allocated_bytes_.fetch_add(s->allocated_bytes.exchange(0, std::memory_order_relaxed),
+                                     std::memory_order_relaxed);
   retired_freed_bytes_.fetch_add(s->freed_bytes.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
   s->stack_low = s->stack_high = 0;
   s->in_use.store(false, std::memory_order_release);

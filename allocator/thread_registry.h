@@ -51,7 +51,7 @@ struct alignas(64) ThreadState {
 };
 
 struct ThreadLocal {
-  uint32_t guard = 0;  // reentrancy depth: non-zero while heapkeeper itself runs on this thread
+  uint32_t guard = 0;        // reentrancy depth: non-zero while heapkeeper itself runs on this thread
   uint32_t in_jemalloc = 0;  // non-zero while this thread is inside a call into jemalloc
   // Frees that arrived while inside jemalloc (signal handlers): done at the next top-level call.
   static constexpr uint32_t kDeferredFrees = 32;
@@ -119,7 +119,8 @@ class ThreadRegistry {
   std::atomic<uint64_t> sequence_{1};
   std::atomic<int64_t> live_bytes_{0};
   mutable std::atomic<int64_t> peak_bytes_{0};
-  std::atomic<uint64_t> retired_allocations_{0}, retired_frees_{0}, retired_allocated_bytes_{0}, retired_freed_bytes_{0};
+  std::atomic<uint64_t> retired_allocations_{0}, retired_frees_{0}, retired_allocated_bytes_{0},
+      retired_freed_bytes_{0};
   pthread_key_t exit_key_{};
   ThreadInfo infos_[kTrackedInfos] = {};
 };

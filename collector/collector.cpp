@@ -114,13 +114,16 @@ void fill_report(CollectorState& s, const ScanResult& result, ScanReport& report
     if (!alloc::block_map().is_live(leak.region) || alloc::header_at(leak.region)->sequence != leak.sequence) {
       --report.leaked_blocks;
       report.leaked_bytes -= leak.size;
-      if (leak.direct) --report.direct_blocks;
-      else --report.indirect_blocks;
+      if (leak.direct)
+        --report.direct_blocks;
+      else
+        --report.indirect_blocks;
       continue;
     }
     uint64_t first_scan = report.number;
     auto previous = s.known.find(leak.region);
-    if (previous != s.known.end() && previous->second.sequence == leak.sequence) first_scan = previous->second.first_scan;
+    if (previous != s.known.end() && previous->second.sequence == leak.sequence)
+      first_scan = previous->second.first_scan;
     now_known[leak.region] = {leak.sequence, first_scan};
     alloc::StackView view = alloc::stack_table().frames(leak.stack_id);
     GroupKey key{leak.direct != 0, view.depth == 0 ? 0 : alloc::StackTable::hash(view.frames, view.depth)};
@@ -222,7 +225,8 @@ void add_leaks_to_report(nlohmann::json& doc) {
   doc["scan"]["reference_counts"] = std::move(histogram);
   nlohmann::json top = nlohmann::json::array();
   for (const ScanReport::Referenced& b : r.most_referenced) {
-    top.push_back({{"references", b.references}, {"bytes", b.size},
+    top.push_back({{"references", b.references},
+                   {"bytes", b.size},
                    {"stack", report::stack_to_json(report::shared_symbolizer(), b.stack_id)}});
   }
   doc["scan"]["most_referenced"] = std::move(top);
@@ -274,9 +278,19 @@ void periodic_scanner() {
       continue;
     }
     if (report.new_leaked_blocks > report.suppressed_blocks && !alloc::config().quiet) {
-      alloc::DiagnosticLine().text("scan ").number(report.number).text(": ").number(report.new_leaked_blocks)
-          .text(" new leaked blocks (").bytes(report.new_leaked_bytes).text("); ").number(report.leaked_blocks)
-          .text(" leaked in all (").bytes(report.leaked_bytes).text(")").emit();
+      alloc::DiagnosticLine()
+          .text("scan ")
+          .number(report.number)
+          .text(": ")
+          .number(report.new_leaked_blocks)
+          .text(" new leaked blocks (")
+          .bytes(report.new_leaked_bytes)
+          .text("); ")
+          .number(report.leaked_blocks)
+          .text(" leaked in all (")
+          .bytes(report.leaked_bytes)
+          .text(")")
+          .emit();
     }
   }
 }
@@ -318,7 +332,8 @@ ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t
   }
   const std::unordered_map<uintptr_t, KnownLeak> previous = s.known;
   fill_report(s, result, report);
-  if ((reclaim_now || alloc::config().mode == alloc::CollectorMode::kCollect) && !at_exit) reclaim(result, report, previous);
+  if ((reclaim_now || alloc::config().mode == alloc::CollectorMode::kCollect) && !at_exit)
+    reclaim(result, report, previous);
   s.reclaimed_blocks_total += report.reclaimed_blocks;
   s.reclaimed_bytes_total += report.reclaimed_bytes;
   report.reclaimed_blocks_total = s.reclaimed_blocks_total;
@@ -362,8 +377,8 @@ void print_leak_report(const ScanReport& report) {
   text += "==" + std::to_string(pid) + "==ERROR: heapkeeper: detected memory leaks\n";
   for (const LeakGroup& g : report.groups) {
     if (!g.suppressed_by.empty()) continue;
-    text += "\n" + std::string(g.direct ? "Direct" : "Indirect") + " leak of " + std::to_string(g.bytes) + " byte(s) in " +
-            std::to_string(g.blocks) + " object(s) allocated from:\n";
+    text += "\n" + std::string(g.direct ? "Direct" : "Indirect") + " leak of " + std::to_string(g.bytes) +
+            " byte(s) in " + std::to_string(g.blocks) + " object(s) allocated from:\n";
     alloc::StackView view = alloc::stack_table().frames(g.stack_id);
     for (uint32_t i = 0; i < view.depth; ++i) text += format_frame_line(i, view.frames[i]);
     if (view.depth == 0) text += "    (no stack recorded)\n";

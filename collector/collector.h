@@ -19,7 +19,7 @@ struct LeakGroup {
 };
 
 struct ScanReport {
-  uint64_t number = 0;  // 1 for the first scan of the process
+  uint64_t number = 0;   // 1 for the first scan of the process
   uint64_t time_ns = 0;  // CLOCK_REALTIME when the scan started
   bool ok = false;
   bool at_exit = false;
@@ -29,9 +29,9 @@ struct ScanReport {
   uint64_t leaked_blocks = 0, leaked_bytes = 0, new_leaked_blocks = 0, new_leaked_bytes = 0;
   uint64_t direct_blocks = 0, indirect_blocks = 0;
   uint64_t suppressed_blocks = 0, suppressed_bytes = 0;
-  uint64_t reclaimed_blocks = 0, reclaimed_bytes = 0;  // collect mode, this scan
+  uint64_t reclaimed_blocks = 0, reclaimed_bytes = 0;              // collect mode, this scan
   uint64_t reclaimed_blocks_total = 0, reclaimed_bytes_total = 0;  // collect mode, all scans so far
-  std::vector<LeakGroup> groups;                       // largest first, suppressed ones included
+  std::vector<LeakGroup> groups;                                   // largest first, suppressed ones included
   // Reference counts ("refcounts") of reachable blocks: a histogram, and the most referenced.
   uint64_t reference_histogram[6] = {};
   struct Referenced {

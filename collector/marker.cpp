@@ -61,7 +61,8 @@ bool Marker::begin() {
   prefix_ = static_cast<uint32_t*>(map_buffer(2, words_ * 4 + 4));
   live_ = static_cast<uint64_t*>(map_buffer(6, words_ * 8));
   copy_buffer_ = static_cast<unsigned char*>(map_buffer(7, kCopyBytes));
-  if (marks_ == nullptr || seen_ == nullptr || prefix_ == nullptr || live_ == nullptr || copy_buffer_ == nullptr) return false;
+  if (marks_ == nullptr || seen_ == nullptr || prefix_ == nullptr || live_ == nullptr || copy_buffer_ == nullptr)
+    return false;
   // A thread in its last moments (signals blocked, not stoppable) may still free: ranks and the
   // set of blocks considered are fixed here, and blocks born later are ignored.
   uint64_t live = 0;
@@ -142,8 +143,10 @@ void Marker::scan_root_range(uintptr_t start, uintptr_t end) {
   start = (start + 7) & ~uintptr_t{7};
   if (end <= start) return;
   figures_.root_bytes += end - start;
-  if (direct_root_reads_) scan_words(start, end);
-  else scan_root_copy(start, end);
+  if (direct_root_reads_)
+    scan_words(start, end);
+  else
+    scan_root_copy(start, end);
 }
 
 void Marker::propagate() {
@@ -191,7 +194,8 @@ ReferenceSummary Marker::summarise_references() const {
     // Keep the kTop largest counts (insertion into a tiny sorted array).
     for (int i = 0; i < ReferenceSummary::kTop; ++i) {
       if (refs > summary.most_referenced[i].references) {
-        for (int j = ReferenceSummary::kTop - 1; j > i; --j) summary.most_referenced[j] = summary.most_referenced[j - 1];
+        for (int j = ReferenceSummary::kTop - 1; j > i; --j)
+          summary.most_referenced[j] = summary.most_referenced[j - 1];
         summary.most_referenced[i] = {region, refs};
         break;
       }
@@ -202,7 +206,8 @@ ReferenceSummary Marker::summarise_references() const {
 
 const LeakedBlock* Marker::classify_leaks(size_t& count) {
   const uint64_t unreachable = figures_.live_blocks - figures_.reachable_blocks;
-  leaks_ = static_cast<LeakedBlock*>(alloc::map_internal(((unreachable + 1) * sizeof(LeakedBlock) + 4095) & ~size_t{4095}, true));
+  leaks_ = static_cast<LeakedBlock*>(
+      alloc::map_internal(((unreachable + 1) * sizeof(LeakedBlock) + 4095) & ~size_t{4095}, true));
   mappings_[5] = {leaks_, ((unreachable + 1) * sizeof(LeakedBlock) + 4095) & ~size_t{4095}};
   count = 0;
   if (leaks_ == nullptr || unreachable == 0) return leaks_;
@@ -260,8 +265,10 @@ const LeakedBlock* Marker::classify_leaks(size_t& count) {
     leak.references_from_leaks = counts_[rank(granule)];
     leak.direct = is_seen(granule) ? 0 : 1;
     figures_.leaked_bytes += leak.size;
-    if (leak.direct) ++figures_.direct_blocks;
-    else ++figures_.indirect_blocks;
+    if (leak.direct)
+      ++figures_.direct_blocks;
+    else
+      ++figures_.indirect_blocks;
   });
   figures_.leaked_blocks = count;
   (void)direct_count;

@@ -24,7 +24,7 @@ struct LeakedBlock {
   uint32_t stack_id;  // allocation stack
   uint32_t sequence;  // allocation sequence (low bits), to tell a reused address from the same block
   uint32_t references_from_leaks;
-  uint8_t direct;     // 1: direct leak, 0: indirect
+  uint8_t direct;  // 1: direct leak, 0: indirect
 };
 
 // Reference counts after marking: how many inbound references reachable blocks have.
@@ -41,8 +41,8 @@ struct ReferenceSummary {
 struct MarkFigures {
   uint64_t live_blocks = 0;
   uint64_t reachable_blocks = 0;
-  uint64_t root_bytes = 0;        // bytes of roots scanned
-  uint64_t heap_bytes = 0;        // bytes of reachable blocks scanned
+  uint64_t root_bytes = 0;  // bytes of roots scanned
+  uint64_t heap_bytes = 0;  // bytes of reachable blocks scanned
   uint64_t leaked_blocks = 0, leaked_bytes = 0;
   uint64_t direct_blocks = 0, indirect_blocks = 0;
 };
@@ -81,13 +81,13 @@ class Marker {
 
   uintptr_t base_ = 0, limit_ = 0;
   size_t words_ = 0;
-  uint64_t* live_ = nullptr;        // the live bitmap as it was when the scan began
-  uint64_t* marks_ = nullptr;       // one bit per granule, like the live bitmap
+  uint64_t* live_ = nullptr;              // the live bitmap as it was when the scan began
+  uint64_t* marks_ = nullptr;             // one bit per granule, like the live bitmap
   unsigned char* copy_buffer_ = nullptr;  // roots are read through process_vm_readv into this
   bool direct_root_reads_ = false;        // process_vm_readv unavailable: read roots in place
-  uint64_t* seen_ = nullptr;        // leak classification: visited from a direct leak
-  uint32_t* prefix_ = nullptr;      // live blocks before each bitmap word (for rank)
-  uint32_t* counts_ = nullptr;      // per live block, by rank: inbound references
+  uint64_t* seen_ = nullptr;              // leak classification: visited from a direct leak
+  uint32_t* prefix_ = nullptr;            // live blocks before each bitmap word (for rank)
+  uint32_t* counts_ = nullptr;            // per live block, by rank: inbound references
   uintptr_t* worklist_ = nullptr;
   size_t worklist_size_ = 0, worklist_capacity_ = 0;
   LeakedBlock* leaks_ = nullptr;

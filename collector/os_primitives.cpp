@@ -28,9 +28,12 @@ uintptr_t parse_hex(const char*& p) {
   uintptr_t value = 0;
   for (;; ++p) {
     char c = *p;
-    if (c >= '0' && c <= '9') value = value * 16 + static_cast<uintptr_t>(c - '0');
-    else if (c >= 'a' && c <= 'f') value = value * 16 + static_cast<uintptr_t>(c - 'a' + 10);
-    else break;
+    if (c >= '0' && c <= '9')
+      value = value * 16 + static_cast<uintptr_t>(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      value = value * 16 + static_cast<uintptr_t>(c - 'a' + 10);
+    else
+      break;
   }
   return value;
 }
@@ -105,8 +108,9 @@ size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char*
       while (p < end_of_line && *p == ' ') ++p;
     }
     const bool anonymous = p >= end_of_line || *p == '[';
-    const bool special = p < end_of_line && (std::strncmp(p, "[vvar]", 6) == 0 || std::strncmp(p, "[vsyscall]", 10) == 0 ||
-                                            std::strncmp(p, "[vdso]", 6) == 0);
+    const bool special =
+        p < end_of_line && (std::strncmp(p, "[vvar]", 6) == 0 || std::strncmp(p, "[vsyscall]", 10) == 0 ||
+                            std::strncmp(p, "[vdso]", 6) == 0);
     if (readable && writable && is_private && anonymous && !special) {
       if (count < capacity) out[count] = {start, end};
       ++count;
@@ -147,8 +151,8 @@ pid_t current_tid() { return static_cast<pid_t>(::syscall(SYS_gettid)); }
 void futex_wait(std::atomic<uint32_t>* word, uint32_t expected, long timeout_ms) {
   ErrnoKeeper keep;
   timespec timeout{timeout_ms / 1000, (timeout_ms % 1000) * 1000000};
-  ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, timeout_ms >= 0 ? &timeout : nullptr,
-            nullptr, 0);
+  ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected,
+            timeout_ms >= 0 ? &timeout : nullptr, nullptr, 0);
 }
 
 void futex_wake_all(std::atomic<uint32_t>* word) {

@@ -64,7 +64,7 @@ size_t static_tls_size() {
   static const Query query = reinterpret_cast<Query>(dlsym(RTLD_DEFAULT, "_dl_get_tls_static_info"));
   size_t size = 0, align = 0;
   if (query != nullptr) query(&size, &align);
-  return size != 0 ? size + 4096 : 64 * 1024;
+  return size != 0 ? size + 4096 : size_t{64} * 1024;
 }
 
 uintptr_t own_module_base() {
@@ -115,7 +115,9 @@ void scan_with_world_stopped(void* raw) {
   });
   size_t thread_count = 0;
   WorldStop world;
-  if (!world.stop(b.threads, kMaxThreads, own_threads, own_thread_count, thread_count, result.failure, sizeof(result.failure))) return;
+  if (!world.stop(b.threads, kMaxThreads, own_threads, own_thread_count, thread_count, result.failure,
+                  sizeof(result.failure)))
+    return;
   for (size_t i = 0; i < thread_count; ++i) result.threads_stopped += b.threads[i].tid > 0 ? 1 : 0;
 
   const size_t anonymous_total = read_anonymous_writable_mappings(b.anonymous, kMaxRanges, b.maps_text, b.bytes_text);
@@ -157,15 +159,20 @@ void scan_with_world_stopped(void* raw) {
   for (size_t i = 0; i < thread_count; ++i) {
     if (b.threads[i].tid <= 0) continue;
     const uintptr_t sp = b.threads[i].stack_pointer;
-    if (const MemoryRange* stack = range_containing(b.anonymous, anonymous_count, sp)) exclude(stack->start, sp > 128 ? sp - 128 : sp);
+    if (const MemoryRange* stack = range_containing(b.anonymous, anonymous_count, sp))
+      exclude(stack->start, sp > 128 ? sp - 128 : sp);
   }
-  const uintptr_t own_sp = job->request->caller_stack_pointer != 0 ? job->request->caller_stack_pointer
-                                                                     : reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  const uintptr_t own_sp = job->request->caller_stack_pointer != 0
+                               ? job->request->caller_stack_pointer
+                               : reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
   if (const MemoryRange* stack = range_containing(b.anonymous, anonymous_count, own_sp)) {
-    if (job->request->caller_stack_pointer != 0) exclude(stack->start, own_sp);
-    else exclude(stack->start, stack->end);  // a heapkeeper thread: none of its stack is a root
+    if (job->request->caller_stack_pointer != 0)
+      exclude(stack->start, own_sp);
+    else
+      exclude(stack->start, stack->end);  // a heapkeeper thread: none of its stack is a root
   }
-  std::sort(b.excluded, b.excluded + excluded, [](const MemoryRange& a, const MemoryRange& c) { return a.start < c.start; });
+  std::sort(b.excluded, b.excluded + excluded,
+            [](const MemoryRange& a, const MemoryRange& c) { return a.start < c.start; });
 
   if (!marker.begin()) {
     std::snprintf(result.failure, sizeof(result.failure), "could not map the scan's mark buffers");
@@ -178,7 +185,8 @@ void scan_with_world_stopped(void* raw) {
     marker.scan_root_range(b.modules[i].start, b.modules[i].end);
     ++pieces;
   }
-  for (size_t i = 0; i < anonymous_count; ++i) scan_minus(marker, b.anonymous[i].start, b.anonymous[i].end, b.excluded, excluded, pieces);
+  for (size_t i = 0; i < anonymous_count; ++i)
+    scan_minus(marker, b.anonymous[i].start, b.anonymous[i].end, b.excluded, excluded, pieces);
   for (size_t i = 0; i < thread_count; ++i) {
     if (b.threads[i].tid <= 0) continue;
     const uint64_t* registers = b.threads[i].registers;

@@ -38,8 +38,10 @@ std::string_view trim(std::string_view s) {
 bool Suppressions::pattern_matches(std::string_view pattern, std::string_view text) {
   if (pattern.empty()) return false;
   std::string glob;
-  if (pattern.front() == '^') pattern.remove_prefix(1);
-  else glob += '*';
+  if (pattern.front() == '^')
+    pattern.remove_prefix(1);
+  else
+    glob += '*';
   bool anchored_end = !pattern.empty() && pattern.back() == '$';
   if (anchored_end) pattern.remove_suffix(1);
   glob += pattern;

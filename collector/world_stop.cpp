@@ -151,7 +151,7 @@ bool WorldStop::stop(StoppedThread* slots, size_t capacity, const pid_t* exclude
       slot.acknowledged_epoch = 0;
       slot.stack_pointer = 0;
       ++count;
-      g_slot_count.store(count, std::memory_order_release);  // the handler looks its slot up by tid
+      g_slot_count.store(count, std::memory_order_release);    // the handler looks its slot up by tid
       if (!signal_thread(tid, kSuspendSignal)) slot.tid = -1;  // already gone
       ++added;
     }
@@ -172,7 +172,8 @@ bool WorldStop::stop(StoppedThread* slots, size_t capacity, const pid_t* exclude
       }
       if (waiting == 0) break;
       if (monotonic_ns() > deadline) {
-        std::snprintf(failure, failure_size, "thread %d did not stop within 3 s (does it block SIGPWR?)", static_cast<int>(stuck));
+        std::snprintf(failure, failure_size, "thread %d did not stop within 3 s (does it block SIGPWR?)",
+                      static_cast<int>(stuck));
         resume();
         return false;
       }

@@ -7,6 +7,9 @@
 // its part; it generates their pointer types and the table of originals.
 #pragma once
 
+// The lists keep one symbol family per line, which clang-format would pack differently.
+// clang-format off
+
 #define HEAPKEEPER_INTERPOSED_SYMBOLS(X)                                                                  \
   X(malloc) X(free) X(calloc) X(realloc) X(reallocarray) X(posix_memalign) X(aligned_alloc) X(memalign)   \
   X(valloc) X(pvalloc) X(malloc_usable_size) X(malloc_trim)                                              \
@@ -24,3 +27,4 @@
   X(pthread_create, int, (pthread_t*, const pthread_attr_t*, void* (*)(void*), void*)) \
   X(pthread_sigmask, int, (int, const sigset_t*, sigset_t*))                            \
   X(sigprocmask, int, (int, const sigset_t*, sigset_t*))
+// clang-format on

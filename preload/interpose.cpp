@@ -20,30 +20,71 @@ namespace alloc = heapkeeper::alloc;
 // Every function that allocates or frees first records its own frame (HK_ENTRY_FRAME, see
 // allocator/engine.h): the stack capture starts from there.
 
-HK_EXPORT void* malloc(size_t size) noexcept { HK_ENTRY_FRAME(); return alloc::api_malloc(size); }
-HK_EXPORT void free(void* ptr) noexcept { HK_ENTRY_FRAME(); alloc::api_free(ptr); }
-HK_EXPORT void* calloc(size_t count, size_t size) noexcept { HK_ENTRY_FRAME(); return alloc::api_calloc(count, size); }
-HK_EXPORT void* realloc(void* ptr, size_t size) noexcept { HK_ENTRY_FRAME(); return alloc::api_realloc(ptr, size); }
-HK_EXPORT void* reallocarray(void* ptr, size_t count, size_t size) noexcept { HK_ENTRY_FRAME(); return alloc::api_reallocarray(ptr, count, size); }
-HK_EXPORT int posix_memalign(void** result, size_t alignment, size_t size) noexcept { HK_ENTRY_FRAME();
+HK_EXPORT void* malloc(size_t size) noexcept {
+  HK_ENTRY_FRAME();
+  return alloc::api_malloc(size);
+}
+HK_EXPORT void free(void* ptr) noexcept {
+  HK_ENTRY_FRAME();
+  alloc::api_free(ptr);
+}
+HK_EXPORT void* calloc(size_t count, size_t size) noexcept {
+  HK_ENTRY_FRAME();
+  return alloc::api_calloc(count, size);
+}
+HK_EXPORT void* realloc(void* ptr, size_t size) noexcept {
+  HK_ENTRY_FRAME();
+  return alloc::api_realloc(ptr, size);
+}
+HK_EXPORT void* reallocarray(void* ptr, size_t count, size_t size) noexcept {
+  HK_ENTRY_FRAME();
+  return alloc::api_reallocarray(ptr, count, size);
+}
+HK_EXPORT int posix_memalign(void** result, size_t alignment, size_t size) noexcept {
+  HK_ENTRY_FRAME();
   return alloc::api_posix_memalign(result, alignment, size);
 }
-HK_EXPORT void* aligned_alloc(size_t alignment, size_t size) noexcept { HK_ENTRY_FRAME(); return alloc::api_aligned_alloc(alignment, size); }
-HK_EXPORT void* memalign(size_t alignment, size_t size) noexcept { HK_ENTRY_FRAME(); return alloc::api_memalign(alignment, size); }
-HK_EXPORT void* valloc(size_t size) noexcept { HK_ENTRY_FRAME(); return alloc::api_valloc(size); }
-HK_EXPORT void* pvalloc(size_t size) noexcept { HK_ENTRY_FRAME(); return alloc::api_pvalloc(size); }
+HK_EXPORT void* aligned_alloc(size_t alignment, size_t size) noexcept {
+  HK_ENTRY_FRAME();
+  return alloc::api_aligned_alloc(alignment, size);
+}
+HK_EXPORT void* memalign(size_t alignment, size_t size) noexcept {
+  HK_ENTRY_FRAME();
+  return alloc::api_memalign(alignment, size);
+}
+HK_EXPORT void* valloc(size_t size) noexcept {
+  HK_ENTRY_FRAME();
+  return alloc::api_valloc(size);
+}
+HK_EXPORT void* pvalloc(size_t size) noexcept {
+  HK_ENTRY_FRAME();
+  return alloc::api_pvalloc(size);
+}
 HK_EXPORT size_t malloc_usable_size(void* ptr) noexcept { return alloc::api_malloc_usable_size(ptr); }
 HK_EXPORT int malloc_trim(size_t pad) noexcept { return alloc::api_malloc_trim(pad); }
 
 // jemalloc's API, for programs linked with jemalloc.
-HK_EXPORT void* mallocx(size_t size, int flags) noexcept { HK_ENTRY_FRAME(); return alloc::api_mallocx(size, flags); }
-HK_EXPORT void* rallocx(void* ptr, size_t size, int flags) noexcept { HK_ENTRY_FRAME(); return alloc::api_rallocx(ptr, size, flags); }
-HK_EXPORT size_t xallocx(void* ptr, size_t size, size_t extra, int flags) noexcept { HK_ENTRY_FRAME();
+HK_EXPORT void* mallocx(size_t size, int flags) noexcept {
+  HK_ENTRY_FRAME();
+  return alloc::api_mallocx(size, flags);
+}
+HK_EXPORT void* rallocx(void* ptr, size_t size, int flags) noexcept {
+  HK_ENTRY_FRAME();
+  return alloc::api_rallocx(ptr, size, flags);
+}
+HK_EXPORT size_t xallocx(void* ptr, size_t size, size_t extra, int flags) noexcept {
+  HK_ENTRY_FRAME();
   return alloc::api_xallocx(ptr, size, extra, flags);
 }
 HK_EXPORT size_t sallocx(const void* ptr, int flags) noexcept { return alloc::api_sallocx(ptr, flags); }
-HK_EXPORT void dallocx(void* ptr, int flags) noexcept { HK_ENTRY_FRAME(); alloc::api_dallocx(ptr, flags); }
-HK_EXPORT void sdallocx(void* ptr, size_t, int flags) noexcept { HK_ENTRY_FRAME(); alloc::api_dallocx(ptr, flags); }
+HK_EXPORT void dallocx(void* ptr, int flags) noexcept {
+  HK_ENTRY_FRAME();
+  alloc::api_dallocx(ptr, flags);
+}
+HK_EXPORT void sdallocx(void* ptr, size_t, int flags) noexcept {
+  HK_ENTRY_FRAME();
+  alloc::api_dallocx(ptr, flags);
+}
 HK_EXPORT size_t nallocx(size_t size, int flags) noexcept { return alloc::api_nallocx(size, flags); }
 HK_EXPORT int mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t newlen) noexcept {
   return alloc::api_mallctl(name, oldp, oldlenp, newp, newlen);
@@ -51,7 +92,8 @@ HK_EXPORT int mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp,
 HK_EXPORT int mallctlnametomib(const char* name, size_t* mibp, size_t* miblenp) noexcept {
   return alloc::api_mallctlnametomib(name, mibp, miblenp);
 }
-HK_EXPORT int mallctlbymib(const size_t* mib, size_t miblen, void* oldp, size_t* oldlenp, void* newp, size_t newlen) noexcept {
+HK_EXPORT int mallctlbymib(const size_t* mib, size_t miblen, void* oldp, size_t* oldlenp, void* newp,
+                           size_t newlen) noexcept {
   return alloc::api_mallctlbymib(mib, miblen, oldp, oldlenp, newp, newlen);
 }
 HK_EXPORT void malloc_stats_print(void (*write_cb)(void*, const char*), void* cbopaque, const char* opts) noexcept {
@@ -59,38 +101,91 @@ HK_EXPORT void malloc_stats_print(void (*write_cb)(void*, const char*), void* cb
 }
 
 // C++ replaceable allocation functions.
-HK_EXPORT_CXX void* operator new(size_t size) { HK_ENTRY_FRAME(); return alloc::api_operator_new(size, 0); }
-HK_EXPORT_CXX void* operator new[](size_t size) { HK_ENTRY_FRAME(); return alloc::api_operator_new(size, 0); }
-HK_EXPORT_CXX void* operator new(size_t size, const std::nothrow_t&) noexcept { HK_ENTRY_FRAME(); return alloc::api_operator_new_nothrow(size, 0); }
-HK_EXPORT_CXX void* operator new[](size_t size, const std::nothrow_t&) noexcept { HK_ENTRY_FRAME(); return alloc::api_operator_new_nothrow(size, 0); }
-HK_EXPORT_CXX void* operator new(size_t size, std::align_val_t alignment) { HK_ENTRY_FRAME();
+HK_EXPORT_CXX void* operator new(size_t size) {
+  HK_ENTRY_FRAME();
+  return alloc::api_operator_new(size, 0);
+}
+HK_EXPORT_CXX void* operator new[](size_t size) {
+  HK_ENTRY_FRAME();
+  return alloc::api_operator_new(size, 0);
+}
+HK_EXPORT_CXX void* operator new(size_t size, const std::nothrow_t&) noexcept {
+  HK_ENTRY_FRAME();
+  return alloc::api_operator_new_nothrow(size, 0);
+}
+HK_EXPORT_CXX void* operator new[](size_t size, const std::nothrow_t&) noexcept {
+  HK_ENTRY_FRAME();
+  return alloc::api_operator_new_nothrow(size, 0);
+}
+HK_EXPORT_CXX void* operator new(size_t size, std::align_val_t alignment) {
+  HK_ENTRY_FRAME();
   return alloc::api_operator_new(size, static_cast<size_t>(alignment));
 }
-HK_EXPORT_CXX void* operator new[](size_t size, std::align_val_t alignment) { HK_ENTRY_FRAME();
+HK_EXPORT_CXX void* operator new[](size_t size, std::align_val_t alignment) {
+  HK_ENTRY_FRAME();
   return alloc::api_operator_new(size, static_cast<size_t>(alignment));
 }
-HK_EXPORT_CXX void* operator new(size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept { HK_ENTRY_FRAME();
+HK_EXPORT_CXX void* operator new(size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
+  HK_ENTRY_FRAME();
   return alloc::api_operator_new_nothrow(size, static_cast<size_t>(alignment));
 }
-HK_EXPORT_CXX void* operator new[](size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept { HK_ENTRY_FRAME();
+HK_EXPORT_CXX void* operator new[](size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
+  HK_ENTRY_FRAME();
   return alloc::api_operator_new_nothrow(size, static_cast<size_t>(alignment));
 }
-HK_EXPORT_CXX void operator delete(void* ptr) noexcept { HK_ENTRY_FRAME(); alloc::api_operator_delete(ptr); }
-HK_EXPORT_CXX void operator delete[](void* ptr) noexcept { HK_ENTRY_FRAME(); alloc::api_operator_delete(ptr); }
-HK_EXPORT_CXX void operator delete(void* ptr, const std::nothrow_t&) noexcept { HK_ENTRY_FRAME(); alloc::api_operator_delete(ptr); }
-HK_EXPORT_CXX void operator delete[](void* ptr, const std::nothrow_t&) noexcept { HK_ENTRY_FRAME(); alloc::api_operator_delete(ptr); }
-HK_EXPORT_CXX void operator delete(void* ptr, size_t) noexcept { HK_ENTRY_FRAME(); alloc::api_operator_delete(ptr); }
-HK_EXPORT_CXX void operator delete[](void* ptr, size_t) noexcept { HK_ENTRY_FRAME(); alloc::api_operator_delete(ptr); }
-HK_EXPORT_CXX void operator delete(void* ptr, std::align_val_t) noexcept { HK_ENTRY_FRAME(); alloc::api_operator_delete(ptr); }
-HK_EXPORT_CXX void operator delete[](void* ptr, std::align_val_t) noexcept { HK_ENTRY_FRAME(); alloc::api_operator_delete(ptr); }
-HK_EXPORT_CXX void operator delete(void* ptr, std::align_val_t, const std::nothrow_t&) noexcept { HK_ENTRY_FRAME(); alloc::api_operator_delete(ptr); }
-HK_EXPORT_CXX void operator delete[](void* ptr, std::align_val_t, const std::nothrow_t&) noexcept { HK_ENTRY_FRAME(); alloc::api_operator_delete(ptr); }
-HK_EXPORT_CXX void operator delete(void* ptr, size_t, std::align_val_t) noexcept { HK_ENTRY_FRAME(); alloc::api_operator_delete(ptr); }
-HK_EXPORT_CXX void operator delete[](void* ptr, size_t, std::align_val_t) noexcept { HK_ENTRY_FRAME(); alloc::api_operator_delete(ptr); }
+HK_EXPORT_CXX void operator delete(void* ptr) noexcept {
+  HK_ENTRY_FRAME();
+  alloc::api_operator_delete(ptr);
+}
+HK_EXPORT_CXX void operator delete[](void* ptr) noexcept {
+  HK_ENTRY_FRAME();
+  alloc::api_operator_delete(ptr);
+}
+HK_EXPORT_CXX void operator delete(void* ptr, const std::nothrow_t&) noexcept {
+  HK_ENTRY_FRAME();
+  alloc::api_operator_delete(ptr);
+}
+HK_EXPORT_CXX void operator delete[](void* ptr, const std::nothrow_t&) noexcept {
+  HK_ENTRY_FRAME();
+  alloc::api_operator_delete(ptr);
+}
+HK_EXPORT_CXX void operator delete(void* ptr, size_t) noexcept {
+  HK_ENTRY_FRAME();
+  alloc::api_operator_delete(ptr);
+}
+HK_EXPORT_CXX void operator delete[](void* ptr, size_t) noexcept {
+  HK_ENTRY_FRAME();
+  alloc::api_operator_delete(ptr);
+}
+HK_EXPORT_CXX void operator delete(void* ptr, std::align_val_t) noexcept {
+  HK_ENTRY_FRAME();
+  alloc::api_operator_delete(ptr);
+}
+HK_EXPORT_CXX void operator delete[](void* ptr, std::align_val_t) noexcept {
+  HK_ENTRY_FRAME();
+  alloc::api_operator_delete(ptr);
+}
+HK_EXPORT_CXX void operator delete(void* ptr, std::align_val_t, const std::nothrow_t&) noexcept {
+  HK_ENTRY_FRAME();
+  alloc::api_operator_delete(ptr);
+}
+HK_EXPORT_CXX void operator delete[](void* ptr, std::align_val_t, const std::nothrow_t&) noexcept {
+  HK_ENTRY_FRAME();
+  alloc::api_operator_delete(ptr);
+}
+HK_EXPORT_CXX void operator delete(void* ptr, size_t, std::align_val_t) noexcept {
+  HK_ENTRY_FRAME();
+  alloc::api_operator_delete(ptr);
+}
+HK_EXPORT_CXX void operator delete[](void* ptr, size_t, std::align_val_t) noexcept {
+  HK_ENTRY_FRAME();
+  alloc::api_operator_delete(ptr);
+}
 
 // Thread creation: the new thread registers before running user code (the collector needs every
 // thread's stack). The original is looked up on first use.
-HK_EXPORT int pthread_create(pthread_t* thread, const pthread_attr_t* attributes, void* (*routine)(void*), void* argument) noexcept {
+HK_EXPORT int pthread_create(pthread_t* thread, const pthread_attr_t* attributes, void* (*routine)(void*),
+                             void* argument) noexcept {
   void* (*wrapped_routine)(void*) = routine;
   void* wrapped_argument = argument;
   if (!alloc::wrap_thread_start(routine, argument, &wrapped_routine, &wrapped_argument)) {

@@ -3,9 +3,9 @@
 // and the exit report — then checks that the dynamic linker really routes the allocation API here.
 #include "allocator/engine.h"
 #include "collector/collector.h"
-#include "stats/publisher.h"
 #include "preload/original_functions.h"
 #include "report/exit_report.h"
+#include "stats/publisher.h"
 
 namespace {
 

@@ -10,15 +10,15 @@
 
 namespace heapkeeper::preload {
 
-#define HEAPKEEPER_DEFINE_ORIGINAL(name, return_type, parameters)                              \
-  name##_function original_##name() {                                                          \
-    static std::atomic<name##_function> cached{nullptr};                                       \
-    name##_function function = cached.load(std::memory_order_acquire);                         \
-    if (function == nullptr) {                                                                  \
-      function = reinterpret_cast<name##_function>(alloc::lookup_next_symbol(#name));           \
-      cached.store(function, std::memory_order_release);                                       \
-    }                                                                                          \
-    return function;                                                                           \
+#define HEAPKEEPER_DEFINE_ORIGINAL(name, return_type, parameters)                     \
+  name##_function original_##name() {                                                 \
+    static std::atomic<name##_function> cached{nullptr};                              \
+    name##_function function = cached.load(std::memory_order_acquire);                \
+    if (function == nullptr) {                                                        \
+      function = reinterpret_cast<name##_function>(alloc::lookup_next_symbol(#name)); \
+      cached.store(function, std::memory_order_release);                              \
+    }                                                                                 \
+    return function;                                                                  \
   }
 HEAPKEEPER_FORWARDED_FUNCTIONS(HEAPKEEPER_DEFINE_ORIGINAL)
 #undef HEAPKEEPER_DEFINE_ORIGINAL
@@ -49,14 +49,14 @@ void check_interposition() {
   if (dladdr(reinterpret_cast<void*>(&check_interposition), &self) == 0) return;
   const char* missing[64];
   int count = 0;
-#define HEAPKEEPER_CHECK_SYMBOL(name)                                                  \
-  {                                                                                    \
-    Dl_info where;                                                                     \
-    void* address = dlsym(RTLD_DEFAULT, #name);                                        \
-    if (address == nullptr || dladdr(address, &where) == 0 ||                          \
-        (where.dli_fbase != self.dli_fbase && !is_in_main_program(address))) {       \
-      if (count < 64) missing[count++] = #name;                                        \
-    }                                                                                  \
+#define HEAPKEEPER_CHECK_SYMBOL(name)                                          \
+  {                                                                            \
+    Dl_info where;                                                             \
+    void* address = dlsym(RTLD_DEFAULT, #name);                                \
+    if (address == nullptr || dladdr(address, &where) == 0 ||                  \
+        (where.dli_fbase != self.dli_fbase && !is_in_main_program(address))) { \
+      if (count < 64) missing[count++] = #name;                                \
+    }                                                                          \
   }
   HEAPKEEPER_INTERPOSED_SYMBOLS(HEAPKEEPER_CHECK_SYMBOL)
 #undef HEAPKEEPER_CHECK_SYMBOL

@@ -8,8 +8,9 @@
 
 namespace heapkeeper::preload {
 
-#define HEAPKEEPER_DECLARE_ORIGINAL(name, return_type, parameters) \
-  using name##_function = return_type(*) parameters;               \
+// A return type and a parameter list cannot be parenthesised: bugprone-macro-parentheses is off here.
+#define HEAPKEEPER_DECLARE_ORIGINAL(name, return_type, parameters)                            \
+  using name##_function = return_type(*) parameters; /* NOLINT(bugprone-macro-parentheses) */ \
   name##_function original_##name();
 HEAPKEEPER_FORWARDED_FUNCTIONS(HEAPKEEPER_DECLARE_ORIGINAL)
 #undef HEAPKEEPER_DECLARE_ORIGINAL

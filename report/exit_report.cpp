@@ -62,9 +62,12 @@ std::string program_path() {
 
 const char* mode_name(alloc::CollectorMode mode) {
   switch (mode) {
-    case alloc::CollectorMode::kOff: return "off";
-    case alloc::CollectorMode::kDetect: return "detect";
-    case alloc::CollectorMode::kCollect: return "collect";
+    case alloc::CollectorMode::kOff:
+      return "off";
+    case alloc::CollectorMode::kDetect:
+      return "detect";
+    case alloc::CollectorMode::kCollect:
+      return "collect";
   }
   return "?";
 }
@@ -87,7 +90,12 @@ void write_report_at_exit() {
   const alloc::Config& cfg = alloc::config();
   if (cfg.report_path[0] == '\0') return;
   if (write_report_file(cfg.report_path) != 0) {
-    alloc::DiagnosticLine().text("could not write the report to ").text(cfg.report_path).text(": ").text(std::strerror(errno)).emit();
+    alloc::DiagnosticLine()
+        .text("could not write the report to ")
+        .text(cfg.report_path)
+        .text(": ")
+        .text(std::strerror(errno))
+        .emit();
   }
 }
 
@@ -129,9 +137,9 @@ std::string build_report_json() {
   doc["distinct_stacks"] = s.distinct_stacks;
   doc["threads_seen"] = s.threads_seen;
   doc["heap"] = {
-      {"reserved_bytes", s.heap.reserve_bytes},   {"mapped_bytes", s.heap.mapped_bytes},
-      {"resident_bytes", s.heap.resident_bytes},  {"returned_bytes", s.heap.returned_bytes},
-      {"active_bytes", s.heap.active_bytes},      {"internal_mapped_bytes", s.heap.internal_mapped_bytes},
+      {"reserved_bytes", s.heap.reserve_bytes},  {"mapped_bytes", s.heap.mapped_bytes},
+      {"resident_bytes", s.heap.resident_bytes}, {"returned_bytes", s.heap.returned_bytes},
+      {"active_bytes", s.heap.active_bytes},     {"internal_mapped_bytes", s.heap.internal_mapped_bytes},
   };
   doc["config"] = {
       {"stack_depth", cfg.stack_depth},
@@ -146,7 +154,9 @@ std::string build_report_json() {
   std::vector<SiteTotals> sites = live_sites();
   nlohmann::json live = nlohmann::json::array();
   for (size_t i = 0; i < sites.size() && i < kLiveSitesShown; ++i) {
-    live.push_back({{"blocks", sites[i].blocks}, {"bytes", sites[i].bytes}, {"stack", stack_to_json(symbolizer(), sites[i].stack_id)}});
+    live.push_back({{"blocks", sites[i].blocks},
+                    {"bytes", sites[i].bytes},
+                    {"stack", stack_to_json(symbolizer(), sites[i].stack_id)}});
   }
   doc["live_sites"] = std::move(live);
   doc["live_site_count"] = sites.size();

@@ -54,8 +54,8 @@ nlohmann::json stack_to_json(Symbolizer& symbolizer, uint32_t stack_id) {
   alloc::StackView view = alloc::stack_table().frames(stack_id);
   for (uint32_t i = 0; i < view.depth; ++i) {
     SymbolizedFrame f = symbolizer.resolve(view.frames[i]);
-    nlohmann::json frame = {{"address", f.address}, {"function", f.function}, {"module", f.module},
-                            {"offset", f.module_offset}};
+    nlohmann::json frame = {
+        {"address", f.address}, {"function", f.function}, {"module", f.module}, {"offset", f.module_offset}};
     if (!f.file.empty()) {
       frame["file"] = f.file;
       frame["line"] = f.line;

@@ -12,7 +12,7 @@ namespace heapkeeper::report {
 class Symbolizer;
 
 struct SiteTotals {
-  uint32_t stack_id = 0;   // one representative id (identical stacks interned twice are merged)
+  uint32_t stack_id = 0;  // one representative id (identical stacks interned twice are merged)
   uint64_t blocks = 0;
   uint64_t bytes = 0;
 };

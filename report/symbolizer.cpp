@@ -32,10 +32,9 @@ int close_on_exec(int fd) {
   return fd;
 }
 
-int find_elf_of_mapping(Dwfl_Module* module, void** userdata, const char* module_name,
-                        Dwarf_Addr base, char** file_name, Elf** elf) {
-  return close_on_exec(
-      dwfl_linux_proc_find_elf(module, userdata, module_name, base, file_name, elf));
+int find_elf_of_mapping(Dwfl_Module* module, void** userdata, const char* module_name, Dwarf_Addr base,
+                        char** file_name, Elf** elf) {
+  return close_on_exec(dwfl_linux_proc_find_elf(module, userdata, module_name, base, file_name, elf));
 }
 
 // Separate debug info is looked up only where it is installed locally, by build ID under
@@ -44,12 +43,11 @@ int find_elf_of_mapping(Dwfl_Module* module, void** userdata, const char* module
 // libdebuginfod and libcurl into the traced program and, when DEBUGINFOD_URLS is set, downloads
 // files over the network while the program is exiting. Objects built with -g carry their DWARF in
 // the main file, which libdwfl reads without calling this at all.
-int find_local_debuginfo(Dwfl_Module* module, void** userdata, const char* module_name,
-                         Dwarf_Addr base, const char* file_name, const char* debuglink_file,
-                         GElf_Word debuglink_crc, char** debuginfo_file_name) {
-  return close_on_exec(dwfl_build_id_find_debuginfo(module, userdata, module_name, base, file_name,
-                                                    debuglink_file, debuglink_crc,
-                                                    debuginfo_file_name));
+int find_local_debuginfo(Dwfl_Module* module, void** userdata, const char* module_name, Dwarf_Addr base,
+                         const char* file_name, const char* debuglink_file, GElf_Word debuglink_crc,
+                         char** debuginfo_file_name) {
+  return close_on_exec(dwfl_build_id_find_debuginfo(module, userdata, module_name, base, file_name, debuglink_file,
+                                                    debuglink_crc, debuginfo_file_name));
 }
 
 // libdwfl keeps a pointer to the callbacks (and to the search path) for the session's lifetime,
@@ -141,8 +139,7 @@ void source_line_without_aranges(Dwfl_Module* module, uintptr_t address, Symboli
        unit = dwfl_module_nextcu(module, unit, &bias)) {
     if (dwarf_haspc(unit, address - bias) <= 0) continue;
     Dwarf_Line* line_record = dwarf_getsrc_die(unit, address - bias);
-    const char* file =
-        line_record != nullptr ? dwarf_linesrc(line_record, nullptr, nullptr) : nullptr;
+    const char* file = line_record != nullptr ? dwarf_linesrc(line_record, nullptr, nullptr) : nullptr;
     int line = 0;
     if (file != nullptr && dwarf_lineno(line_record, &line) == 0) {
       frame.file = file;
@@ -228,10 +225,9 @@ SymbolizedFrame Symbolizer::symbolize_locked(uintptr_t return_address) {
 
   GElf_Off offset_in_symbol = 0;
   GElf_Sym symbol{};
-  const char* symbol_name = dwfl_module_addrinfo(module, lookup_address, &offset_in_symbol, &symbol,
-                                                 nullptr, nullptr, nullptr);
-  std::string function =
-      symbol_name != nullptr ? readable_function_name(symbol_name) : std::string();
+  const char* symbol_name =
+      dwfl_module_addrinfo(module, lookup_address, &offset_in_symbol, &symbol, nullptr, nullptr, nullptr);
+  std::string function = symbol_name != nullptr ? readable_function_name(symbol_name) : std::string();
   if (function.empty()) function = function_name_from_loader(lookup_address);
   if (!function.empty()) frame.function = std::move(function);
 

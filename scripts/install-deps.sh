@@ -6,7 +6,7 @@ packages=(
   build-essential cmake pkg-config binutils
   libjemalloc-dev libunwind-dev libboost-dev libgtest-dev libdw-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev libncurses-dev
-  python3 sqlite3 git perl gcc bc valgrind tmux redis-server redis-tools
+  python3 sqlite3 git perl gcc bc valgrind tmux redis-server redis-tools clang-format clang-tidy
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -9,17 +9,17 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <signal.h>
-#include <sys/stat.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
-#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -117,11 +117,14 @@ void remove_stale_segments() {
     const bool owned = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == getuid();
     // A producer killed while creating its segment leaves it shorter than a header: gone for good
     // once its pid is dead and the file has not changed for 10 s.
-    const uint64_t modified_ns = static_cast<uint64_t>(st.st_mtim.tv_sec) * 1000000000ull + static_cast<uint64_t>(st.st_mtim.tv_nsec);
-    const bool truncated = owned && static_cast<size_t>(st.st_size) < sizeof(header) && modified_ns + 10'000'000'000ull < now;
-    const bool ours = truncated || (owned && pread(fd, &header, sizeof(header), 0) == static_cast<ssize_t>(sizeof(header)) &&
-                                    header.magic == kSegmentMagic && header.producer_pid == pid &&
-                                    header.heartbeat_ns + 10'000'000'000ull < now);
+    const uint64_t modified_ns =
+        static_cast<uint64_t>(st.st_mtim.tv_sec) * 1000000000ull + static_cast<uint64_t>(st.st_mtim.tv_nsec);
+    const bool truncated =
+        owned && static_cast<size_t>(st.st_size) < sizeof(header) && modified_ns + 10'000'000'000ull < now;
+    const bool ours =
+        truncated ||
+        (owned && pread(fd, &header, sizeof(header), 0) == static_cast<ssize_t>(sizeof(header)) &&
+         header.magic == kSegmentMagic && header.producer_pid == pid && header.heartbeat_ns + 10'000'000'000ull < now);
     close(fd);
     if (ours) unlink(path.c_str());
   }
@@ -140,14 +143,24 @@ bool create_segment(Publisher& p) {
     const int reserved = posix_fallocate(fd, 0, sizeof(SharedSegment));
     if (reserved != 0) {
       bip::shared_memory_object::remove(p.name.c_str());
-      alloc::DiagnosticLine().text("live stats disabled: cannot reserve ").bytes(sizeof(SharedSegment))
-          .text(" in /dev/shm (").text(std::strerror(reserved)).text("); the program runs on").emit();
+      alloc::DiagnosticLine()
+          .text("live stats disabled: cannot reserve ")
+          .bytes(sizeof(SharedSegment))
+          .text(" in /dev/shm (")
+          .text(std::strerror(reserved))
+          .text("); the program runs on")
+          .emit();
       return false;
     }
     p.region = std::make_unique<bip::mapped_region>(shm, bip::read_write);
   } catch (const bip::interprocess_exception& error) {
-    alloc::DiagnosticLine().text("live stats disabled: cannot create /dev/shm/").text(p.name).text(": ").text(error.what())
-        .text("; the program runs on").emit();
+    alloc::DiagnosticLine()
+        .text("live stats disabled: cannot create /dev/shm/")
+        .text(p.name)
+        .text(": ")
+        .text(error.what())
+        .text("; the program runs on")
+        .emit();
     return false;
   }
   auto* segment = static_cast<SharedSegment*>(p.region->get_address());

@@ -17,7 +17,6 @@
 // refused with a one-line reason.
 #pragma once
 
-#include <cstddef>
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -34,8 +33,8 @@ inline constexpr uint32_t kMaxFrames = 16;
 inline constexpr uint32_t kMaxThreads = 256;
 inline constexpr uint32_t kMaxScans = 16;
 inline constexpr uint32_t kMaxLeaks = 100;
-inline constexpr uint32_t kSizeClasses = 48;      // log2 buckets of block sizes: [2^i, 2^(i+1))
-inline constexpr uint32_t kSeriesLength = 1200;   // 20 minutes at one point a second
+inline constexpr uint32_t kSizeClasses = 48;     // log2 buckets of block sizes: [2^i, 2^(i+1))
+inline constexpr uint32_t kSeriesLength = 1200;  // 20 minutes at one point a second
 inline constexpr uint32_t kResponseCapacity = 4u << 20;
 
 struct Frame {
@@ -50,25 +49,25 @@ struct Frame {
 
 struct Site {  // an allocation site (stack): what of it is live now
   uint64_t live_bytes, live_blocks;
-  uint64_t allocations;       // total allocations made from this stack since start
-  double allocation_rate;     // per second, over the last publishing interval
+  uint64_t allocations;                  // total allocations made from this stack since start
+  double allocation_rate;                // per second, over the last publishing interval
   uint64_t leaked_bytes, leaked_blocks;  // from the last scan
   uint32_t stack_id;
-  uint32_t depth;             // frames stored (<= kMaxFrames)
+  uint32_t depth;  // frames stored (<= kMaxFrames)
   Frame frames[kMaxFrames];
 };
 
 struct ThreadFigures {
   int32_t tid;
-  uint32_t index;             // heapkeeper's thread number
-  int64_t net_bytes;          // allocated minus freed by this thread (frees of others' blocks count here)
+  uint32_t index;     // heapkeeper's thread number
+  int64_t net_bytes;  // allocated minus freed by this thread (frees of others' blocks count here)
   uint64_t allocations, frees;
   char name[16];
 };
 
 struct ScanFigures {
   uint64_t number;
-  uint64_t time_ns;           // CLOCK_REALTIME at the scan
+  uint64_t time_ns;  // CLOCK_REALTIME at the scan
   double pause_ms;
   uint64_t reachable_blocks, leaked_blocks, leaked_bytes, new_leaked_blocks, new_leaked_bytes;
   uint64_t reclaimed_blocks, reclaimed_bytes;
@@ -76,7 +75,7 @@ struct ScanFigures {
 };
 
 struct Leak {
-  uint32_t direct;            // 1 direct, 0 indirect
+  uint32_t direct;  // 1 direct, 0 indirect
   uint32_t depth;
   uint64_t blocks, bytes, new_blocks, age_scans;
   Frame frames[kMaxFrames];
@@ -89,7 +88,7 @@ struct SeriesPoint {
 };
 
 struct Snapshot {
-  uint64_t time_ns;           // CLOCK_REALTIME when published
+  uint64_t time_ns;  // CLOCK_REALTIME when published
   uint64_t uptime_ns;
   uint64_t publish_count;
   uint64_t live_bytes, live_blocks, peak_live_bytes;
@@ -105,8 +104,8 @@ struct Snapshot {
   uint32_t symbolized;                 // 1: frames carry names; 0: addresses only (nobody watching)
   Site sites[kMaxSites];               // by live bytes, largest first
   ThreadFigures threads[kMaxThreads];
-  ScanFigures scans[kMaxScans];        // oldest first
-  Leak leaks[kMaxLeaks];               // leaks of the last scan, largest first
+  ScanFigures scans[kMaxScans];  // oldest first
+  Leak leaks[kMaxLeaks];         // leaks of the last scan, largest first
   SeriesPoint series[kSeriesLength];
 };
 
@@ -131,11 +130,11 @@ struct CommandChannel {
   // while one did so in the last 30 s (symbolizing costs memory a process nobody watches
   // should not pay).
   uint64_t reader_heartbeat_ns;
-  uint32_t owner_pid;         // the reader holding the channel (compare-and-swap 0 -> pid)
-  uint32_t request_id;        // the reader increments it after writing `command` (futex word)
+  uint32_t owner_pid;   // the reader holding the channel (compare-and-swap 0 -> pid)
+  uint32_t request_id;  // the reader increments it after writing `command` (futex word)
   uint32_t command;
-  uint32_t response_id;      // the producer sets it to request_id when the response is complete
-  int32_t status;             // 0 ok, else an errno-like code
+  uint32_t response_id;  // the producer sets it to request_id when the response is complete
+  int32_t status;        // 0 ok, else an errno-like code
   uint32_t response_length;
   char response[kResponseCapacity];  // JSON, not terminated: use response_length
 };
@@ -143,22 +142,22 @@ struct CommandChannel {
 struct SegmentHeader {
   uint64_t magic;
   uint32_t version;
-  uint32_t header_size;       // sizeof(SegmentHeader)
-  uint64_t segment_size;      // sizeof(SharedSegment)
+  uint32_t header_size;   // sizeof(SegmentHeader)
+  uint64_t segment_size;  // sizeof(SharedSegment)
   uint32_t producer_uid;
   int32_t producer_pid;
-  uint64_t start_time_ns;     // CLOCK_REALTIME at start
+  uint64_t start_time_ns;        // CLOCK_REALTIME at start
   uint64_t process_start_ticks;  // /proc/<pid>/stat field 22: tells a reused pid from the producer
-  uint32_t state;             // ProducerState
+  uint32_t state;                // ProducerState
   uint32_t publish_interval_ms;
-  uint64_t heartbeat_ns;      // CLOCK_REALTIME of the last publish
+  uint64_t heartbeat_ns;  // CLOCK_REALTIME of the last publish
   char program[256];
   char command_line[512];
 };
 
 struct SharedSegment {
   SegmentHeader header;
-  uint64_t sequence;          // seqlock over `snapshot` (odd while being written)
+  uint64_t sequence;  // seqlock over `snapshot` (odd while being written)
   uint64_t reserved[7];
   Snapshot snapshot;
   CommandChannel channel;

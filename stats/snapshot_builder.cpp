@@ -96,7 +96,6 @@ void SnapshotBuilder::add_sites(Snapshot& out, const collect::ScanReport& last, 
     fill_frames(totals.stack_id, site.frames, site.depth);
   }
   previous_site_allocations_ = std::move(site_allocations);
-
 }
 
 void SnapshotBuilder::build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, bool symbolize) {
@@ -114,7 +113,8 @@ void SnapshotBuilder::build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, b
   out.peak_live_bytes = summary.peak_live_bytes;
   out.total_allocations = summary.total_allocations;
   out.total_frees = summary.total_frees;
-  const double seconds = previous_time_ns_ != 0 && now_ns > previous_time_ns_ ? static_cast<double>(now_ns - previous_time_ns_) / 1e9 : 0;
+  const double seconds =
+      previous_time_ns_ != 0 && now_ns > previous_time_ns_ ? static_cast<double>(now_ns - previous_time_ns_) / 1e9 : 0;
   if (seconds > 0) {
     out.allocation_rate = static_cast<double>(summary.total_allocations - previous_allocations_) / seconds;
     out.free_rate = static_cast<double>(summary.total_frees - previous_frees_) / seconds;
@@ -148,7 +148,8 @@ void SnapshotBuilder::build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, b
     t.frees = s.frees.load(std::memory_order_relaxed);
     t.net_bytes = static_cast<int64_t>(s.allocated_bytes.load(std::memory_order_relaxed)) -
                   static_cast<int64_t>(s.freed_bytes.load(std::memory_order_relaxed));
-    if (const alloc::ThreadInfo* info = alloc::thread_registry().info(s.index)) std::memcpy(t.name, info->name, sizeof(t.name));
+    if (const alloc::ThreadInfo* info = alloc::thread_registry().info(s.index))
+      std::memcpy(t.name, info->name, sizeof(t.name));
     t.name[sizeof(t.name) - 1] = '\0';
   });
 

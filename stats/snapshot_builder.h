@@ -1,7 +1,7 @@
 // Building one Snapshot (shm_layout.h) of the process: totals and rates, heap figures, threads,
 // recent scans and the live/leaked time series; while a reader watches, also the size-class
-// histogram, the top allocation sites (symbolized, cached per stack) and the last scan's leaks. Runs on the publisher thread,
-// off the hot path; walks the live blocks without stopping the world (a moving picture).
+// histogram, the top allocation sites (symbolized, cached per stack) and the last scan's leaks. Runs on the publisher
+// thread, off the hot path; walks the live blocks without stopping the world (a moving picture).
 #pragma once
 
 #include <cstdint>

@@ -2,8 +2,8 @@
 //
 // Command-line parsing uses CLI11 (Debian's libcli11-dev): subcommands, typed options, generated
 // --help and clear errors come from a well-kept library instead of hand-written argv loops.
-#include <CLI/CLI.hpp>
 #include <fmt/core.h>
+#include <CLI/CLI.hpp>
 
 #include "viewer/process_commands.h"
 #include "viewer/run_command.h"
@@ -33,7 +33,7 @@ Invalid values are reported in one line naming the variable, and the default is 
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int run_command_line(int argc, char** argv) {
   CLI::App app{"heapkeeper: a private, tracked heap with leak detection for unchanged Linux programs"};
   app.footer(kEnvironmentHelp);
   app.require_subcommand(1);
@@ -41,14 +41,19 @@ int main(int argc, char** argv) {
 
   heapkeeper::view::RunOptions run;
   CLI::App* run_cmd = app.add_subcommand("run", "Run PROG under libheapkeeper.so (its exit status is passed through)");
-  run_cmd->add_option("--report", run.report_path, "Write the JSON report to FILE at exit (%p = pid)")->type_name("FILE");
-  run_cmd->add_option("--stack-depth", run.stack_depth, "Frames per allocation stack, 1..128 (default 24)")->type_name("N");
+  run_cmd->add_option("--report", run.report_path, "Write the JSON report to FILE at exit (%p = pid)")
+      ->type_name("FILE");
+  run_cmd->add_option("--stack-depth", run.stack_depth, "Frames per allocation stack, 1..128 (default 24)")
+      ->type_name("N");
   run_cmd->add_option("--mode", run.mode, "Leak scanning: off, detect (default) or collect")->type_name("MODE");
-  run_cmd->add_option("--scan-interval", run.scan_interval, "Periodic leak scan interval, e.g. 10s (0 = never)")->type_name("D");
-  run_cmd->add_option("--on-bad-free", run.on_bad_free, "abort (default) or continue after an invalid/double free")->type_name("P");
+  run_cmd->add_option("--scan-interval", run.scan_interval, "Periodic leak scan interval, e.g. 10s (0 = never)")
+      ->type_name("D");
+  run_cmd->add_option("--on-bad-free", run.on_bad_free, "abort (default) or continue after an invalid/double free")
+      ->type_name("P");
   run_cmd->add_option("--suppressions", run.suppressions, "LeakSanitizer-style suppressions file")->type_name("FILE");
   run_cmd->add_option("--exitcode", run.exit_code, "Exit status when leaks remain at exit (0 = off)")->type_name("N");
-  run_cmd->add_option("--library", run.library, "Preload library to use (default: ../lib/libheapkeeper.so)")->type_name("PATH");
+  run_cmd->add_option("--library", run.library, "Preload library to use (default: ../lib/libheapkeeper.so)")
+      ->type_name("PATH");
   run_cmd->add_flag("--quiet", run.quiet, "No summary line at exit");
   run_cmd->add_option("command", run.command, "PROG [ARGS...] (put -- before PROG)")->required();
   run_cmd->footer(kEnvironmentHelp);
@@ -63,7 +68,8 @@ int main(int argc, char** argv) {
   show_cmd->add_option("--frames", frames_shown, "Frames per stack to show (default 8)")->type_name("N");
 
   bool list_json = false, list_clean = false;
-  CLI::App* list_cmd = app.add_subcommand("list", "Tracked processes of this user (pid, state, uptime, live and leaked bytes)");
+  CLI::App* list_cmd =
+      app.add_subcommand("list", "Tracked processes of this user (pid, state, uptime, live and leaked bytes)");
   list_cmd->add_flag("--json", list_json, "Machine-readable output");
   list_cmd->add_flag("--clean", list_clean, "Remove the segments of processes that are gone");
 
@@ -89,7 +95,8 @@ int main(int argc, char** argv) {
 
   std::vector<pid_t> export_pids;
   bool export_all = false, export_prometheus_flag = false;
-  CLI::App* export_cmd = app.add_subcommand("export", "Figures as OpenMetrics text (Prometheus, node_exporter textfile collector)");
+  CLI::App* export_cmd =
+      app.add_subcommand("export", "Figures as OpenMetrics text (Prometheus, node_exporter textfile collector)");
   export_cmd->add_option("pid", export_pids, "Process ids");
   export_cmd->add_flag("--all", export_all, "Every running tracked process of this user");
   export_cmd->add_flag("--prometheus", export_prometheus_flag, "OpenMetrics text format (the default and only format)");
@@ -119,4 +126,17 @@ int main(int argc, char** argv) {
     return heapkeeper::view::export_prometheus(export_pids, export_all);
   }
   return 0;
+}
+
+// Anything the commands did not turn into a message of their own (out of memory, an I/O error in
+// a library) still ends as one line and a failing status, not as std::terminate.
+int main(int argc, char** argv) {
+  try {
+    return run_command_line(argc, argv);
+  } catch (const std::exception& error) {
+    fmt::print(stderr, "heapkeeper: {}\n", error.what());
+  } catch (...) {
+    fmt::print(stderr, "heapkeeper: unexpected error\n");
+  }
+  return 1;
 }

@@ -27,7 +27,8 @@ std::string uptime_text(uint64_t ns) {
 }
 
 std::string frame_text(const stats::Frame& f) {
-  std::string text = fmt::format("{} in {}+{:#x}", f.function[0] ? f.function : "??", f.module[0] ? f.module : "??", f.module_offset);
+  std::string text =
+      fmt::format("{} in {}+{:#x}", f.function[0] ? f.function : "??", f.module[0] ? f.module : "??", f.module_offset);
   if (f.file[0] != '\0') text += fmt::format(" {}:{}", f.file, f.line);
   return text;
 }
@@ -35,7 +36,9 @@ std::string frame_text(const stats::Frame& f) {
 nlohmann::json frames_json(const stats::Frame* frames, uint32_t depth) {
   nlohmann::json out = nlohmann::json::array();
   for (uint32_t i = 0; i < depth; ++i) {
-    nlohmann::json f = {{"address", frames[i].address}, {"function", frames[i].function}, {"module", frames[i].module},
+    nlohmann::json f = {{"address", frames[i].address},
+                        {"function", frames[i].function},
+                        {"module", frames[i].module},
                         {"offset", frames[i].module_offset}};
     if (frames[i].file[0] != '\0') {
       f["file"] = frames[i].file;
@@ -46,7 +49,9 @@ nlohmann::json frames_json(const stats::Frame* frames, uint32_t depth) {
   return out;
 }
 
-uint64_t last_leaked_bytes(const stats::Snapshot& s) { return s.scan_count == 0 ? 0 : s.scans[s.scan_count - 1].leaked_bytes; }
+uint64_t last_leaked_bytes(const stats::Snapshot& s) {
+  return s.scan_count == 0 ? 0 : s.scans[s.scan_count - 1].leaked_bytes;
+}
 
 nlohmann::json snapshot_json(const SegmentInfo& info, const stats::Snapshot& s) {
   nlohmann::json doc;
@@ -62,8 +67,10 @@ nlohmann::json snapshot_json(const SegmentInfo& info, const stats::Snapshot& s) 
   doc["frees"] = s.total_frees;
   doc["allocation_rate"] = s.allocation_rate;
   doc["free_rate"] = s.free_rate;
-  doc["heap"] = {{"reserved_bytes", s.heap_reserved_bytes}, {"mapped_bytes", s.heap_mapped_bytes},
-                 {"resident_bytes", s.heap_resident_bytes}, {"returned_bytes", s.heap_returned_bytes},
+  doc["heap"] = {{"reserved_bytes", s.heap_reserved_bytes},
+                 {"mapped_bytes", s.heap_mapped_bytes},
+                 {"resident_bytes", s.heap_resident_bytes},
+                 {"returned_bytes", s.heap_returned_bytes},
                  {"active_bytes", s.heap_active_bytes}};
   doc["foreign_frees"] = s.foreign_frees;
   doc["bad_frees"] = s.bad_frees;
@@ -72,44 +79,64 @@ nlohmann::json snapshot_json(const SegmentInfo& info, const stats::Snapshot& s) 
   nlohmann::json histogram = nlohmann::json::array();
   for (uint32_t i = 0; i < stats::kSizeClasses; ++i) {
     if (s.size_class_blocks[i] == 0) continue;
-    histogram.push_back({{"min_size", uint64_t{1} << i}, {"blocks", s.size_class_blocks[i]}, {"bytes", s.size_class_bytes[i]}});
+    histogram.push_back(
+        {{"min_size", uint64_t{1} << i}, {"blocks", s.size_class_blocks[i]}, {"bytes", s.size_class_bytes[i]}});
   }
   doc["size_classes"] = std::move(histogram);
   nlohmann::json sites = nlohmann::json::array();
   for (uint32_t i = 0; i < s.site_count; ++i) {
     const stats::Site& site = s.sites[i];
-    sites.push_back({{"live_bytes", site.live_bytes}, {"live_blocks", site.live_blocks}, {"allocations", site.allocations},
-                     {"allocation_rate", site.allocation_rate}, {"leaked_bytes", site.leaked_bytes},
-                     {"leaked_blocks", site.leaked_blocks}, {"stack", frames_json(site.frames, site.depth)}});
+    sites.push_back({{"live_bytes", site.live_bytes},
+                     {"live_blocks", site.live_blocks},
+                     {"allocations", site.allocations},
+                     {"allocation_rate", site.allocation_rate},
+                     {"leaked_bytes", site.leaked_bytes},
+                     {"leaked_blocks", site.leaked_blocks},
+                     {"stack", frames_json(site.frames, site.depth)}});
   }
   doc["sites"] = std::move(sites);
   doc["site_count"] = s.total_site_count;
   nlohmann::json threads = nlohmann::json::array();
   for (uint32_t i = 0; i < s.thread_count; ++i) {
     const stats::ThreadFigures& t = s.threads[i];
-    threads.push_back({{"tid", t.tid}, {"index", t.index}, {"name", t.name}, {"net_bytes", t.net_bytes},
-                       {"allocations", t.allocations}, {"frees", t.frees}});
+    threads.push_back({{"tid", t.tid},
+                       {"index", t.index},
+                       {"name", t.name},
+                       {"net_bytes", t.net_bytes},
+                       {"allocations", t.allocations},
+                       {"frees", t.frees}});
   }
   doc["threads"] = std::move(threads);
   nlohmann::json scans = nlohmann::json::array();
   for (uint32_t i = 0; i < s.scan_count; ++i) {
     const stats::ScanFigures& f = s.scans[i];
-    scans.push_back({{"number", f.number}, {"time_ns", f.time_ns}, {"pause_ms", f.pause_ms}, {"ok", f.ok != 0},
-                     {"reachable_blocks", f.reachable_blocks}, {"leaked_blocks", f.leaked_blocks},
-                     {"leaked_bytes", f.leaked_bytes}, {"new_leaked_blocks", f.new_leaked_blocks},
-                     {"reclaimed_blocks", f.reclaimed_blocks}, {"reclaimed_bytes", f.reclaimed_bytes}});
+    scans.push_back({{"number", f.number},
+                     {"time_ns", f.time_ns},
+                     {"pause_ms", f.pause_ms},
+                     {"ok", f.ok != 0},
+                     {"reachable_blocks", f.reachable_blocks},
+                     {"leaked_blocks", f.leaked_blocks},
+                     {"leaked_bytes", f.leaked_bytes},
+                     {"new_leaked_blocks", f.new_leaked_blocks},
+                     {"reclaimed_blocks", f.reclaimed_blocks},
+                     {"reclaimed_bytes", f.reclaimed_bytes}});
   }
   doc["scans"] = std::move(scans);
   nlohmann::json leaks = nlohmann::json::array();
   for (uint32_t i = 0; i < s.leak_count; ++i) {
     const stats::Leak& l = s.leaks[i];
-    leaks.push_back({{"kind", l.direct ? "direct" : "indirect"}, {"blocks", l.blocks}, {"bytes", l.bytes},
-                     {"new_blocks", l.new_blocks}, {"age_scans", l.age_scans}, {"stack", frames_json(l.frames, l.depth)}});
+    leaks.push_back({{"kind", l.direct ? "direct" : "indirect"},
+                     {"blocks", l.blocks},
+                     {"bytes", l.bytes},
+                     {"new_blocks", l.new_blocks},
+                     {"age_scans", l.age_scans},
+                     {"stack", frames_json(l.frames, l.depth)}});
   }
   doc["leaks"] = std::move(leaks);
   nlohmann::json series = nlohmann::json::array();
   for (uint32_t i = 0; i < s.series_count; ++i) {
-    const stats::SeriesPoint& p = s.series[(s.series_next + stats::kSeriesLength - s.series_count + i) % stats::kSeriesLength];
+    const stats::SeriesPoint& p =
+        s.series[(s.series_next + stats::kSeriesLength - s.series_count + i) % stats::kSeriesLength];
     series.push_back({p.time_ns, p.live_bytes, p.leaked_bytes});
   }
   doc["series"] = std::move(series);
@@ -140,14 +167,17 @@ std::string human_bytes(uint64_t bytes) {
 
 int list_processes(bool json, bool clean) {
   nlohmann::json rows = nlohmann::json::array();
-  if (!json) fmt::print("{:>8}  {:<10}  {:>9}  {:>11}  {:>11}  {}\n", "PID", "STATE", "UPTIME", "LIVE", "LEAKED", "PROGRAM");
+  if (!json)
+    fmt::print("{:>8}  {:<10}  {:>9}  {:>11}  {:>11}  {}\n", "PID", "STATE", "UPTIME", "LIVE", "LEAKED", "PROGRAM");
   auto snapshot = std::make_unique<stats::Snapshot>();
   for (pid_t pid : SegmentReader::list_segments()) {
     SegmentReader reader;
     std::string error;
     if (!reader.open(pid, false, error)) {
-      if (json) rows.push_back({{"pid", pid}, {"state", "unreadable"}, {"error", error}});
-      else fmt::print("{:>8}  {:<10}  {}\n", pid, "unreadable", error);
+      if (json)
+        rows.push_back({{"pid", pid}, {"state", "unreadable"}, {"error", error}});
+      else
+        fmt::print("{:>8}  {:<10}  {}\n", pid, "unreadable", error);
       continue;
     }
     const SegmentInfo info = reader.info();
@@ -157,13 +187,16 @@ int list_processes(bool json, bool clean) {
       if (unlink(SegmentReader::segment_path(pid).c_str()) == 0) state = "removed";
     }
     if (json) {
-      rows.push_back({{"pid", pid}, {"state", state}, {"program", info.program},
+      rows.push_back({{"pid", pid},
+                      {"state", state},
+                      {"program", info.program},
                       {"uptime_seconds", have ? static_cast<double>(snapshot->uptime_ns) / 1e9 : 0.0},
-                      {"live_bytes", have ? snapshot->live_bytes : 0}, {"leaked_bytes", have ? last_leaked_bytes(*snapshot) : 0}});
+                      {"live_bytes", have ? snapshot->live_bytes : 0},
+                      {"leaked_bytes", have ? last_leaked_bytes(*snapshot) : 0}});
     } else {
-      fmt::print("{:>8}  {:<10}  {:>9}  {:>11}  {:>11}  {}\n", pid, state, have ? uptime_text(snapshot->uptime_ns) : "-",
-                 have ? human_bytes(snapshot->live_bytes) : "-", have ? human_bytes(last_leaked_bytes(*snapshot)) : "-",
-                 info.program);
+      fmt::print("{:>8}  {:<10}  {:>9}  {:>11}  {:>11}  {}\n", pid, state,
+                 have ? uptime_text(snapshot->uptime_ns) : "-", have ? human_bytes(snapshot->live_bytes) : "-",
+                 have ? human_bytes(last_leaked_bytes(*snapshot)) : "-", info.program);
     }
   }
   if (json) fmt::print("{}\n", rows.dump(2));
@@ -188,8 +221,8 @@ int show_stats(pid_t pid, bool json) {
              human_bytes(s.heap_resident_bytes), human_bytes(s.heap_returned_bytes));
   if (s.scan_count > 0) {
     const stats::ScanFigures& f = s.scans[s.scan_count - 1];
-    fmt::print("  last scan #{}: {} leaked in {} blocks ({} new), pause {:.1f} ms\n", f.number, human_bytes(f.leaked_bytes),
-               f.leaked_blocks, f.new_leaked_blocks, f.pause_ms);
+    fmt::print("  last scan #{}: {} leaked in {} blocks ({} new), pause {:.1f} ms\n", f.number,
+               human_bytes(f.leaked_bytes), f.leaked_blocks, f.new_leaked_blocks, f.pause_ms);
   }
   fmt::print("  top sites by live bytes:\n");
   for (uint32_t i = 0; i < s.site_count && i < 5; ++i) {
@@ -296,13 +329,20 @@ int export_prometheus(const std::vector<pid_t>& requested, bool all) {
     }
     const stats::Snapshot& s = *snapshot;
     const uint64_t scans = s.scan_count == 0 ? 0 : s.scans[s.scan_count - 1].number;
-    const uint64_t values[] = {s.live_bytes, s.live_blocks, s.peak_live_bytes, s.total_allocations, s.total_frees,
-                               s.heap_resident_bytes, s.heap_returned_bytes, last_leaked_bytes(s),
-                               s.scan_count == 0 ? 0 : s.scans[s.scan_count - 1].leaked_blocks, scans};
+    const uint64_t values[] = {s.live_bytes,
+                               s.live_blocks,
+                               s.peak_live_bytes,
+                               s.total_allocations,
+                               s.total_frees,
+                               s.heap_resident_bytes,
+                               s.heap_returned_bytes,
+                               last_leaked_bytes(s),
+                               s.scan_count == 0 ? 0 : s.scans[s.scan_count - 1].leaked_blocks,
+                               scans};
     for (size_t m = 0; m < std::size(metrics); ++m) {
       const bool counter = std::string(metrics[m].type) == "counter";
-      lines[m].push_back(fmt::format("{}{}{{pid=\"{}\",program=\"{}\"}} {}", metrics[m].name, counter ? "_total" : "", pid,
-                                     program, values[m]));
+      lines[m].push_back(fmt::format("{}{}{{pid=\"{}\",program=\"{}\"}} {}", metrics[m].name, counter ? "_total" : "",
+                                     pid, program, values[m]));
     }
   }
   for (size_t m = 0; m < std::size(metrics); ++m) {

@@ -27,7 +27,8 @@ void set_checked(const char* variable, const char* option, const std::string& va
                  const char* fallback) {
   if (value.empty()) return;
   if (!valid) {
-    fmt::print(stderr, "heapkeeper: invalid {} '{}' (expected {}); using the default {}\n", option, value, expected, fallback);
+    fmt::print(stderr, "heapkeeper: invalid {} '{}' (expected {}); using the default {}\n", option, value, expected,
+               fallback);
     return;
   }
   setenv(variable, value.c_str(), 1);
@@ -36,7 +37,8 @@ void set_checked(const char* variable, const char* option, const std::string& va
 }  // namespace
 
 std::string locate_preload_library() {
-  if (const char* explicit_path = std::getenv("HEAPKEEPER_LIBRARY"); explicit_path != nullptr && *explicit_path != '\0') {
+  if (const char* explicit_path = std::getenv("HEAPKEEPER_LIBRARY");
+      explicit_path != nullptr && *explicit_path != '\0') {
     return explicit_path;
   }
   std::error_code error;

@@ -76,7 +76,9 @@ void SegmentReader::close() {
   fd_ = -1;
 }
 
-std::string SegmentReader::segment_path(pid_t pid) { return "/dev/shm/" + std::string(stats::kSegmentPrefix) + std::to_string(pid); }
+std::string SegmentReader::segment_path(pid_t pid) {
+  return "/dev/shm/" + std::string(stats::kSegmentPrefix) + std::to_string(pid);
+}
 
 bool SegmentReader::validate(const void* data, size_t size, uid_t owner, std::string& error) {
   if (size < sizeof(stats::SegmentHeader)) {
@@ -99,11 +101,13 @@ bool SegmentReader::validate(const void* data, size_t size, uid_t owner, std::st
     return false;
   }
   if (size < sizeof(SharedSegment)) {
-    error = "segment is truncated (" + std::to_string(size) + " of " + std::to_string(sizeof(SharedSegment)) + " bytes)";
+    error =
+        "segment is truncated (" + std::to_string(size) + " of " + std::to_string(sizeof(SharedSegment)) + " bytes)";
     return false;
   }
   if (header.producer_uid != owner) {
-    error = "segment claims uid " + std::to_string(header.producer_uid) + " but is owned by uid " + std::to_string(owner);
+    error =
+        "segment claims uid " + std::to_string(header.producer_uid) + " but is owned by uid " + std::to_string(owner);
     return false;
   }
   if (header.producer_pid <= 0) {
@@ -220,8 +224,10 @@ bool SegmentReader::snapshot(stats::Snapshot& out, std::string& error) const {
     clock_gettime(CLOCK_REALTIME, &now);
     auto* channel = const_cast<stats::CommandChannel*>(&segment_->channel);
     __atomic_store_n(&channel->reader_heartbeat_ns,
-                     static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec), __ATOMIC_RELEASE);
-    for (int waited = 0; waited < 30 && read_snapshot(out, error) && out.symbolized == 0 && info().producer_alive; ++waited) {
+                     static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec),
+                     __ATOMIC_RELEASE);
+    for (int waited = 0; waited < 30 && read_snapshot(out, error) && out.symbolized == 0 && info().producer_alive;
+         ++waited) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }

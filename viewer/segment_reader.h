@@ -22,8 +22,8 @@ struct SegmentInfo {
   pid_t pid = 0;
   std::string program, command_line;
   uint64_t start_time_ns = 0;
-  bool producer_alive = false;  // the process exists and is the one that created the segment
-  bool producer_exited = false; // it marked the segment as exited
+  bool producer_alive = false;   // the process exists and is the one that created the segment
+  bool producer_exited = false;  // it marked the segment as exited
 };
 
 class SegmentReader {

@@ -12,7 +12,6 @@
 namespace heapkeeper::view {
 namespace {
 
-
 void print_stack(const nlohmann::json& stack, size_t frames_shown) {
   size_t index = 0;
   for (const auto& frame : stack) {
@@ -64,8 +63,9 @@ int show_report(const std::string& path, size_t sites_shown, size_t frames_shown
              doc.value("live_blocks", uint64_t{0}), human_bytes(doc.value("peak_live_bytes", uint64_t{0})));
   if (doc.contains("heap")) {
     const auto& heap = doc["heap"];
-    fmt::print("  heap: mapped {}  resident {}  returned to the OS {}\n", human_bytes(heap.value("mapped_bytes", uint64_t{0})),
-               human_bytes(heap.value("resident_bytes", uint64_t{0})), human_bytes(heap.value("returned_bytes", uint64_t{0})));
+    fmt::print(
+        "  heap: mapped {}  resident {}  returned to the OS {}\n", human_bytes(heap.value("mapped_bytes", uint64_t{0})),
+        human_bytes(heap.value("resident_bytes", uint64_t{0})), human_bytes(heap.value("returned_bytes", uint64_t{0})));
   }
   if (doc.contains("leaked_blocks")) {
     fmt::print("  leaked: {} in {} blocks\n", human_bytes(doc.value("leaked_bytes", uint64_t{0})),
@@ -80,13 +80,15 @@ int show_report(const std::string& path, size_t sites_shown, size_t frames_shown
     fmt::print("{}\n", line);
     for (const auto& block : doc["scan"].value("most_referenced", nlohmann::json::array())) {
       const auto& stack = block.value("stack", nlohmann::json::array());
-      fmt::print("    {} references to a {}-byte block from {}\n", block.value("references", 0), block.value("bytes", uint64_t{0}),
+      fmt::print("    {} references to a {}-byte block from {}\n", block.value("references", 0),
+                 block.value("bytes", uint64_t{0}),
                  stack.empty() ? std::string("??") : stack[0].value("function", std::string("??")));
     }
   }
-  if (doc.value("bad_frees", uint64_t{0}) > 0) fmt::print("  bad frees reported: {}\n", doc.value("bad_frees", uint64_t{0}));
-  print_sites("Leaks (unreachable blocks), by allocation site:", doc.value("leaks", nlohmann::json::array()), sites_shown,
-              frames_shown);
+  if (doc.value("bad_frees", uint64_t{0}) > 0)
+    fmt::print("  bad frees reported: {}\n", doc.value("bad_frees", uint64_t{0}));
+  print_sites("Leaks (unreachable blocks), by allocation site:", doc.value("leaks", nlohmann::json::array()),
+              sites_shown, frames_shown);
   print_sites("Still allocated when the report was written, by allocation site:",
               doc.value("live_sites", nlohmann::json::array()), sites_shown, frames_shown);
   return 0;

@@ -29,8 +29,8 @@ bool BackgroundCommand::start(pid_t pid, stats::Command command, int timeout_ms)
     if (!reader.open(pid, true, error)) {
       outcome.summary = error;
     } else if (!reader.command(command, timeout_ms, response, error)) {
-      outcome.summary = fmt::format("{} of pid {} failed: {}", command == stats::Command::kCollect ? "collection" : "scan",
-                                    pid, error);
+      outcome.summary = fmt::format("{} of pid {} failed: {}",
+                                    command == stats::Command::kCollect ? "collection" : "scan", pid, error);
     } else {
       outcome = summarise(command, pid, response);
     }
@@ -69,10 +69,10 @@ CommandOutcome BackgroundCommand::summarise(stats::Command command, pid_t pid, c
   const auto pause = scan.find("pause_ms");
   const double pause_ms = pause != scan.end() && pause->is_number() ? pause->get<double>() : 0.0;
   outcome.ok = true;
-  outcome.summary = fmt::format("scan #{}: {} leaked in {} blocks ({} new), {} reachable, pause {:.1f} ms", number("number"),
-                                format_bytes(number("leaked_bytes")), format_count(number("leaked_blocks")),
-                                format_count(number("new_leaked_blocks")), format_count(number("reachable_blocks")),
-                                pause_ms);
+  outcome.summary =
+      fmt::format("scan #{}: {} leaked in {} blocks ({} new), {} reachable, pause {:.1f} ms", number("number"),
+                  format_bytes(number("leaked_bytes")), format_count(number("leaked_blocks")),
+                  format_count(number("new_leaked_blocks")), format_count(number("reachable_blocks")), pause_ms);
   if (command == stats::Command::kCollect) {
     outcome.summary = fmt::format("collection: reclaimed {} in {} blocks; {}", format_bytes(number("reclaimed_bytes")),
                                   format_count(number("reclaimed_blocks")), outcome.summary);

@@ -24,7 +24,8 @@ void append_utf8(std::string& out, unsigned code_point) {
 // Height of a value in dots, out of `levels`.
 int dots_of(uint64_t value, uint64_t scale_max, int levels) {
   if (value == 0) return 0;
-  const long double fraction = static_cast<long double>(std::min(value, scale_max)) / static_cast<long double>(scale_max);
+  const long double fraction =
+      static_cast<long double>(std::min(value, scale_max)) / static_cast<long double>(scale_max);
   const int dots = static_cast<int>(fraction * levels + 0.5L);
   return std::clamp(dots, 1, levels);
 }
@@ -63,8 +64,8 @@ std::vector<std::string> render_area_chart(const std::vector<uint64_t>& values, 
   std::vector<std::string> lines;
   if (width <= 0 || height <= 0) return lines;
   scale_max = std::max<uint64_t>(scale_max, 1);
-  const int per_cell = utf8 ? 2 : 1;      // points across a cell
-  const int per_row = utf8 ? 4 : 2;       // levels up a cell
+  const int per_cell = utf8 ? 2 : 1;  // points across a cell
+  const int per_row = utf8 ? 4 : 2;   // levels up a cell
   const int levels = height * per_row;
   const size_t points = static_cast<size_t>(width) * static_cast<size_t>(per_cell);
   // Heights of the points shown, right-aligned: the columns left of the oldest point stay empty.

@@ -15,7 +15,9 @@ constexpr int kGutter = 11;  // chart scale labels: "1023.9 KiB" and a rule
 
 using Segments = std::vector<std::pair<std::string, Role>>;
 
-const stats::ScanFigures* last_scan(const stats::Snapshot& s) { return s.scan_count == 0 ? nullptr : &s.scans[s.scan_count - 1]; }
+const stats::ScanFigures* last_scan(const stats::Snapshot& s) {
+  return s.scan_count == 0 ? nullptr : &s.scans[s.scan_count - 1];
+}
 
 std::string scan_age(const stats::Snapshot& s, const stats::ScanFigures& scan) {
   if (scan.time_ns == 0 || scan.time_ns > s.time_ns) return "just now";
@@ -44,10 +46,15 @@ void draw_figures(Screen& screen, const SegmentInfo& info, const stats::Snapshot
   const int width = screen.columns();
   const stats::ScanFigures* scan = last_scan(s);
   if (compact) {
-    Segments line = {{" live ", Role::kLabel}, {format_bytes(s.live_bytes), Role::kValue},
-                     {" in ", Role::kLabel}, {format_count(s.live_blocks), Role::kValue},
-                     {" blocks  allocs/s ", Role::kLabel}, {format_rate(s.allocation_rate), Role::kValue},
-                     {"  leaked ", Role::kLabel}, {scan ? format_bytes(scan->leaked_bytes) : "-", scan && scan->leaked_bytes ? Role::kLeaked : Role::kValue}};
+    Segments line = {
+        {" live ", Role::kLabel},
+        {format_bytes(s.live_bytes), Role::kValue},
+        {" in ", Role::kLabel},
+        {format_count(s.live_blocks), Role::kValue},
+        {" blocks  allocs/s ", Role::kLabel},
+        {format_rate(s.allocation_rate), Role::kValue},
+        {"  leaked ", Role::kLabel},
+        {scan ? format_bytes(scan->leaked_bytes) : "-", scan && scan->leaked_bytes ? Role::kLeaked : Role::kValue}};
     screen.draw_segments(1, 0, width, line);
     return;
   }
@@ -56,37 +63,51 @@ void draw_figures(Screen& screen, const SegmentInfo& info, const stats::Snapshot
   // The library tracks the peak to within 256 KiB a thread, so it can trail the live figure read a
   // moment earlier; never show a peak below the live bytes beside it.
   const uint64_t peak = std::max(s.peak_live_bytes, s.live_bytes);
-  Segments live = {{" Live  ", Role::kLabel}, {format_bytes(s.live_bytes), Role::kValue},
-                   {" in ", Role::kLabel}, {format_count(s.live_blocks), Role::kValue},
+  Segments live = {{" Live  ", Role::kLabel},        {format_bytes(s.live_bytes), Role::kValue},
+                   {" in ", Role::kLabel},           {format_count(s.live_blocks), Role::kValue},
                    {" blocks  peak ", Role::kLabel}, {format_bytes(peak), Role::kValue},
-                   {"  allocs/s ", Role::kLabel}, {format_rate(s.allocation_rate), Role::kValue},
-                   {"  frees/s ", Role::kLabel}, {format_rate(s.free_rate), Role::kValue}};
+                   {"  allocs/s ", Role::kLabel},    {format_rate(s.allocation_rate), Role::kValue},
+                   {"  frees/s ", Role::kLabel},     {format_rate(s.free_rate), Role::kValue}};
   if (wide) {
-    live.insert(live.end(), {{"  allocs ", Role::kLabel}, {format_count(s.total_allocations), Role::kValue},
-                             {"  frees ", Role::kLabel}, {format_count(s.total_frees), Role::kValue}});
+    live.insert(live.end(), {{"  allocs ", Role::kLabel},
+                             {format_count(s.total_allocations), Role::kValue},
+                             {"  frees ", Role::kLabel},
+                             {format_count(s.total_frees), Role::kValue}});
   }
   screen.draw_segments(1, 0, width, live);
-  Segments heap = {{" Heap  ", Role::kLabel}, {"mapped ", Role::kLabel}, {format_bytes(s.heap_mapped_bytes), Role::kValue},
-                   {"  resident ", Role::kLabel}, {format_bytes(s.heap_resident_bytes), Role::kValue},
-                   {"  returned ", Role::kLabel}, {format_bytes(s.heap_returned_bytes), Role::kValue},
-                   {"  threads ", Role::kLabel}, {format_count(s.thread_count), Role::kValue},
-                   {"  sites ", Role::kLabel}, {format_count(s.total_site_count), Role::kValue}};
+  Segments heap = {{" Heap  ", Role::kLabel},
+                   {"mapped ", Role::kLabel},
+                   {format_bytes(s.heap_mapped_bytes), Role::kValue},
+                   {"  resident ", Role::kLabel},
+                   {format_bytes(s.heap_resident_bytes), Role::kValue},
+                   {"  returned ", Role::kLabel},
+                   {format_bytes(s.heap_returned_bytes), Role::kValue},
+                   {"  threads ", Role::kLabel},
+                   {format_count(s.thread_count), Role::kValue},
+                   {"  sites ", Role::kLabel},
+                   {format_count(s.total_site_count), Role::kValue}};
   if (s.bad_frees > 0) {
     heap.push_back({"  bad frees ", Role::kLabel});
     heap.push_back({format_count(s.bad_frees), Role::kError});
   }
   screen.draw_segments(2, 0, width, heap);
   if (scan == nullptr) {
-    screen.draw_segments(3, 0, width, {{" Scan  ", Role::kLabel}, {"none yet (press g to scan for leaks)", Role::kDim}});
+    screen.draw_segments(3, 0, width,
+                         {{" Scan  ", Role::kLabel}, {"none yet (press g to scan for leaks)", Role::kDim}});
     return;
   }
-  screen.draw_segments(3, 0, width, {{" Scan  ", Role::kLabel}, {fmt::format("#{}", scan->number), Role::kValue},
-                                     {" " + scan_age(s, *scan) + ": leaked ", Role::kLabel},
-                                     {format_bytes(scan->leaked_bytes), scan->leaked_bytes ? Role::kLeaked : Role::kValue},
-                                     {" in ", Role::kLabel}, {format_count(scan->leaked_blocks), Role::kValue},
-                                     {" blocks (", Role::kLabel}, {format_count(scan->new_leaked_blocks), Role::kValue},
-                                     {" new)  pause ", Role::kLabel}, {fmt::format("{:.1f} ms", finite_rate(scan->pause_ms)), Role::kValue},
-                                     {scan->ok ? "" : "   (scan failed)", Role::kError}});
+  screen.draw_segments(3, 0, width,
+                       {{" Scan  ", Role::kLabel},
+                        {fmt::format("#{}", scan->number), Role::kValue},
+                        {" " + scan_age(s, *scan) + ": leaked ", Role::kLabel},
+                        {format_bytes(scan->leaked_bytes), scan->leaked_bytes ? Role::kLeaked : Role::kValue},
+                        {" in ", Role::kLabel},
+                        {format_count(scan->leaked_blocks), Role::kValue},
+                        {" blocks (", Role::kLabel},
+                        {format_count(scan->new_leaked_blocks), Role::kValue},
+                        {" new)  pause ", Role::kLabel},
+                        {fmt::format("{:.1f} ms", finite_rate(scan->pause_ms)), Role::kValue},
+                        {scan->ok ? "" : "   (scan failed)", Role::kError}});
 }
 
 void draw_charts(Screen& screen, const stats::Snapshot& s, int y, int height) {
@@ -103,9 +124,14 @@ void draw_charts(Screen& screen, const stats::Snapshot& s, int y, int height) {
   const uint64_t leaked_now = series.leaked_bytes.empty() ? 0 : series.leaked_bytes.back();
   // The span of the points shown, assuming the builder's one point a second.
   const uint64_t span_ns = shown <= 1 ? 0 : std::min<uint64_t>(series.span_ns, (shown - 1) * 1000000000ull);
-  screen.draw_segments(y, 0, width, {{" live bytes", Role::kLive}, {" now ", Role::kLabel}, {format_bytes(live_now), Role::kValue},
-                                     {"   leaked bytes", Role::kLeaked}, {" now ", Role::kLabel}, {format_bytes(leaked_now), Role::kValue},
-                                     {fmt::format("   last {}", format_duration(span_ns)), Role::kLabel}});
+  screen.draw_segments(y, 0, width,
+                       {{" live bytes", Role::kLive},
+                        {" now ", Role::kLabel},
+                        {format_bytes(live_now), Role::kValue},
+                        {"   leaked bytes", Role::kLeaked},
+                        {" now ", Role::kLabel},
+                        {format_bytes(leaked_now), Role::kValue},
+                        {fmt::format("   last {}", format_duration(span_ns)), Role::kLabel}});
   const int live_height = (height - 1 + 1) * 3 / 5;
   const int leaked_height = height - 1 - live_height;
   const char* rule = utf8 ? "\u2502" : "|";
@@ -122,8 +148,10 @@ void draw_charts(Screen& screen, const stats::Snapshot& s, int y, int height) {
     const std::vector<std::string> lines = render_area_chart(*chart.values, chart.max, plot_width, chart.height, utf8);
     for (int row = 0; row < chart.height; ++row) {
       std::string label;
-      if (row == 0) label = format_bytes(chart.max);
-      else if (row == chart.height - 1) label = "0";
+      if (row == 0)
+        label = format_bytes(chart.max);
+      else if (row == chart.height - 1)
+        label = "0";
       screen.put(chart.top + row, 0, fmt::format("{:>{}}", label, kGutter - 1), kGutter - 1, Role::kDim);
       screen.put(chart.top + row, kGutter - 1, rule, 1, Role::kDim);
       screen.put(chart.top + row, kGutter, lines[static_cast<size_t>(row)], plot_width, chart.role);

@@ -63,7 +63,8 @@ std::string base_name(const std::string& path) {
 }
 
 std::string frame_function(const stats::Frame& frame) {
-  return frame.function[0] != '\0' ? std::string(frame.function, strnlen(frame.function, sizeof(frame.function))) : "??";
+  return frame.function[0] != '\0' ? std::string(frame.function, strnlen(frame.function, sizeof(frame.function)))
+                                   : "??";
 }
 
 std::string frame_location(const stats::Frame& frame) {

@@ -16,8 +16,8 @@ namespace {
 constexpr auto kReloadInterval = std::chrono::milliseconds(1000);
 constexpr auto kJumpPause = std::chrono::milliseconds(1500);  // a pause starts a new pid
 
-std::string row_text(const std::string& pid, const std::string& state, const std::string& uptime, const std::string& live,
-                     const std::string& leaked, const std::string& program) {
+std::string row_text(const std::string& pid, const std::string& state, const std::string& uptime,
+                     const std::string& live, const std::string& leaked, const std::string& program) {
   return fmt::format(" {:>8}  {:<10}  {:>9}  {:>11}  {:>11}  {}", pid, state, uptime, live, leaked, program);
 }
 
@@ -116,12 +116,18 @@ ProcessPicker::Choice ProcessPicker::run() {
     const size_t count = entries_.size();
     const size_t page = static_cast<size_t>(std::max(1, screen_.rows() - 5));
     if (key.is(L'q') || key.is(L'Q') || key.is_function(KEY_F(10))) return choice;
-    if (key.is_function(KEY_UP) || key.is(L'k')) selected_ = selected_ > 0 ? selected_ - 1 : 0;
-    else if (key.is_function(KEY_DOWN) || key.is(L'j')) selected_ = count == 0 ? 0 : std::min(selected_ + 1, count - 1);
-    else if (key.is_function(KEY_PPAGE)) selected_ = selected_ > page ? selected_ - page : 0;
-    else if (key.is_function(KEY_NPAGE)) selected_ = count == 0 ? 0 : std::min(selected_ + page, count - 1);
-    else if (key.is_function(KEY_HOME)) selected_ = 0;
-    else if (key.is_function(KEY_END)) selected_ = count == 0 ? 0 : count - 1;
+    if (key.is_function(KEY_UP) || key.is(L'k'))
+      selected_ = selected_ > 0 ? selected_ - 1 : 0;
+    else if (key.is_function(KEY_DOWN) || key.is(L'j'))
+      selected_ = count == 0 ? 0 : std::min(selected_ + 1, count - 1);
+    else if (key.is_function(KEY_PPAGE))
+      selected_ = selected_ > page ? selected_ - page : 0;
+    else if (key.is_function(KEY_NPAGE))
+      selected_ = count == 0 ? 0 : std::min(selected_ + page, count - 1);
+    else if (key.is_function(KEY_HOME))
+      selected_ = 0;
+    else if (key.is_function(KEY_END))
+      selected_ = count == 0 ? 0 : count - 1;
     else if (key.is(L'r') || key.is(12)) {
       clearok(curscr, TRUE);
       reload();
@@ -142,29 +148,36 @@ void ProcessPicker::draw() {
     return;
   }
   const int width = screen_.columns(), rows = screen_.rows();
-  const size_t running = static_cast<size_t>(std::count_if(entries_.begin(), entries_.end(), [](const Entry& e) { return e.state == "running"; }));
-  screen_.put(0, 0, fmt::format(" heapkeeper: tracked processes ({} running, {} in all)", running, entries_.size()), width,
-              Role::kTitle, true);
+  const size_t running = static_cast<size_t>(
+      std::count_if(entries_.begin(), entries_.end(), [](const Entry& e) { return e.state == "running"; }));
+  screen_.put(0, 0, fmt::format(" heapkeeper: tracked processes ({} running, {} in all)", running, entries_.size()),
+              width, Role::kTitle, true);
   screen_.put(1, 0, row_text("PID", "STATE", "UPTIME", "LIVE", "LEAKED", "PROGRAM"), width, Role::kColumnHeader, true);
   const int top = 2, height = rows - 4;
   if (entries_.empty()) {
-    screen_.put(top, 1, "no tracked processes of this user: start one with `heapkeeper run -- PROGRAM`", width - 1, Role::kDim);
+    screen_.put(top, 1, "no tracked processes of this user: start one with `heapkeeper run -- PROGRAM`", width - 1,
+                Role::kDim);
   }
   const int selected = static_cast<int>(selected_);
   if (selected < top_) top_ = selected;
   if (selected >= top_ + height) top_ = selected - height + 1;
   for (int line = 0; line < height; ++line) {
-    const size_t index = static_cast<size_t>(top_ + line);
+    const size_t index = static_cast<size_t>(top_) + static_cast<size_t>(line);
     if (index >= entries_.size()) break;
     const Entry& e = entries_[index];
     const Role role = index == selected_ ? Role::kSelected : e.readable ? Role::kNormal : Role::kDim;
-    screen_.put(top + line, 0, printable(row_text(std::to_string(e.pid), e.state, e.uptime, e.live, e.leaked, e.program), screen_.utf8()),
-                width, role, index == selected_);
+    screen_.put(
+        top + line, 0,
+        printable(row_text(std::to_string(e.pid), e.state, e.uptime, e.live, e.leaked, e.program), screen_.utf8()),
+        width, role, index == selected_);
   }
   if (!status_.empty()) screen_.put(rows - 2, 0, " " + status_, width, Role::kError);
   const bool utf8 = screen_.utf8();
-  screen_.draw_footer(rows - 1, {{utf8 ? "\u2191\u2193" : "Up/Dn", "Move"}, {utf8 ? "\u23ce" : "Enter", "Open"},
-                                 {"0-9", "Jump to pid"}, {"r", "Refresh"}, {"q", "Quit"}});
+  screen_.draw_footer(rows - 1, {{utf8 ? "\u2191\u2193" : "Up/Dn", "Move"},
+                                 {utf8 ? "\u23ce" : "Enter", "Open"},
+                                 {"0-9", "Jump to pid"},
+                                 {"r", "Refresh"},
+                                 {"q", "Quit"}});
   screen_.present();
 }
 

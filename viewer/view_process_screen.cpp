@@ -21,13 +21,9 @@ constexpr auto kReloadInterval = std::chrono::milliseconds(1000);
 constexpr int kCommandTimeoutMs = 60000;
 constexpr int kMinimumTableRows = 2;
 
-bool is_enter(const Key& key) {
-  return key.is(L'\n') || key.is(L'\r') || key.is_function(KEY_ENTER);
-}
+bool is_enter(const Key& key) { return key.is(L'\n') || key.is(L'\r') || key.is_function(KEY_ENTER); }
 
-bool is_backspace(const Key& key) {
-  return key.is(127) || key.is(8) || key.is_function(KEY_BACKSPACE);
-}
+bool is_backspace(const Key& key) { return key.is(127) || key.is(8) || key.is_function(KEY_BACKSPACE); }
 
 }  // namespace
 
@@ -51,8 +47,12 @@ const std::vector<std::pair<std::string, std::string>>& ProcessScreen::key_help(
   return keys;
 }
 
-ProcessScreen::ProcessScreen(Screen& screen, std::unique_ptr<SegmentReader> reader, std::unique_ptr<stats::Snapshot> first)
-    : screen_(screen), reader_(std::move(reader)), snapshot_(std::move(first)), spare_(std::make_unique<stats::Snapshot>()) {
+ProcessScreen::ProcessScreen(Screen& screen, std::unique_ptr<SegmentReader> reader,
+                             std::unique_ptr<stats::Snapshot> first)
+    : screen_(screen),
+      reader_(std::move(reader)),
+      snapshot_(std::move(first)),
+      spare_(std::make_unique<stats::Snapshot>()) {
   info_ = reader_->info();
   exited_ = !info_.producer_alive;
   last_reload_ = std::chrono::steady_clock::now();
@@ -138,8 +138,10 @@ void ProcessScreen::start_command(stats::Command command) {
     return;
   }
   command_kind_ = command;
-  if (!command_.start(info_.pid, command, kCommandTimeoutMs)) set_status("cannot start the request", Role::kError);
-  else status_.clear();
+  if (!command_.start(info_.pid, command, kCommandTimeoutMs))
+    set_status("cannot start the request", Role::kError);
+  else
+    status_.clear();
 }
 
 bool ProcessScreen::handle_filter_key(const Key& key) {
@@ -151,7 +153,8 @@ bool ProcessScreen::handle_filter_key(const Key& key) {
     filter_draft_.clear();
   } else if (is_backspace(key)) {
     // Remove one UTF-8 character: continuation bytes are 10xxxxxx.
-    while (!filter_draft_.empty() && (static_cast<unsigned char>(filter_draft_.back()) & 0xc0) == 0x80) filter_draft_.pop_back();
+    while (!filter_draft_.empty() && (static_cast<unsigned char>(filter_draft_.back()) & 0xc0) == 0x80)
+      filter_draft_.pop_back();
     if (!filter_draft_.empty()) filter_draft_.pop_back();
   } else if (key.is(21)) {  // Ctrl-U
     filter_draft_.clear();
@@ -177,8 +180,10 @@ bool ProcessScreen::handle_key(const Key& key) {
   if (editing_filter_) return handle_filter_key(key);
   if (confirm_collect_) {
     confirm_collect_ = false;
-    if (key.is(L'y') || key.is(L'Y')) start_command(stats::Command::kCollect);
-    else set_status("collection cancelled", Role::kStatus);
+    if (key.is(L'y') || key.is(L'Y'))
+      start_command(stats::Command::kCollect);
+    else
+      set_status("collection cancelled", Role::kStatus);
     return true;
   }
   const int t = tab_index();
@@ -191,12 +196,18 @@ bool ProcessScreen::handle_key(const Key& key) {
     outcome_ = Outcome::kPicker;
     return false;
   }
-  if (key.is_function(KEY_UP) || key.is(L'k')) select(selected_[t] - 1);
-  else if (key.is_function(KEY_DOWN) || key.is(L'j')) select(selected_[t] + 1);
-  else if (key.is_function(KEY_PPAGE)) select(selected_[t] - page_);
-  else if (key.is_function(KEY_NPAGE)) select(selected_[t] + page_);
-  else if (key.is_function(KEY_HOME)) select(0);
-  else if (key.is_function(KEY_END)) select(count - 1);
+  if (key.is_function(KEY_UP) || key.is(L'k'))
+    select(selected_[t] - 1);
+  else if (key.is_function(KEY_DOWN) || key.is(L'j'))
+    select(selected_[t] + 1);
+  else if (key.is_function(KEY_PPAGE))
+    select(selected_[t] - page_);
+  else if (key.is_function(KEY_NPAGE))
+    select(selected_[t] + page_);
+  else if (key.is_function(KEY_HOME))
+    select(0);
+  else if (key.is_function(KEY_END))
+    select(count - 1);
   else if (key.is(L's') || key.is_function(KEY_F(6))) {
     sort_[t] = (sort_[t] + 1) % sort_count(tab_);
     rebuild_rows();
@@ -209,18 +220,24 @@ bool ProcessScreen::handle_key(const Key& key) {
   } else if (key.is(27)) {
     filter_.clear();
     rebuild_rows();
-  } else if (key.is(L'\t') || key.is(L'l') || key.is_function(KEY_BTAB) || key.is(L'1') || key.is(L'2') || key.is(L'3')) {
-    if (key.is(L'1') || key.is(L'2') || key.is(L'3')) tab_ = static_cast<Tab>(key.value - L'1');
-    else tab_ = key.is_function(KEY_BTAB) ? previous_tab(tab_) : next_tab(tab_);
+  } else if (key.is(L'\t') || key.is(L'l') || key.is_function(KEY_BTAB) || key.is(L'1') || key.is(L'2') ||
+             key.is(L'3')) {
+    if (key.is(L'1') || key.is(L'2') || key.is(L'3'))
+      tab_ = static_cast<Tab>(key.value - L'1');
+    else
+      tab_ = key.is_function(KEY_BTAB) ? previous_tab(tab_) : next_tab(tab_);
     rebuild_rows();
   } else if (is_enter(key)) {
     detail_ = !detail_;
   } else if (key.is(L'g') || key.is_function(KEY_F(5))) {
     start_command(stats::Command::kScan);
   } else if (key.is(L'c')) {
-    if (exited_) set_status("the process has exited; it cannot collect any more", Role::kError);
-    else if (command_.busy()) set_status("a request is already in flight", Role::kError);
-    else confirm_collect_ = true;
+    if (exited_)
+      set_status("the process has exited; it cannot collect any more", Role::kError);
+    else if (command_.busy())
+      set_status("a request is already in flight", Role::kError);
+    else
+      confirm_collect_ = true;
   } else if (key.is(L'r') || key.is(12)) {
     clearok(curscr, TRUE);
     reload();
@@ -284,9 +301,15 @@ void ProcessScreen::draw() {
   if (l.detail_height > 0) draw_detail(screen_, *snapshot_, view, l.detail_top, l.detail_height);
   draw_status(l.status);
   const bool utf8 = screen_.utf8();
-  screen_.draw_footer(l.footer, {{"F1", "Help"}, {"/", "Filter"}, {"s", "Sort"}, {"Tab", "View"},
-                                 {utf8 ? "\u23ce" : "Enter", "Detail"}, {"g", "Scan"}, {"c", "Collect"},
-                                 {"p", "Procs"}, {"q", "Quit"}});
+  screen_.draw_footer(l.footer, {{"F1", "Help"},
+                                 {"/", "Filter"},
+                                 {"s", "Sort"},
+                                 {"Tab", "View"},
+                                 {utf8 ? "\u23ce" : "Enter", "Detail"},
+                                 {"g", "Scan"},
+                                 {"c", "Collect"},
+                                 {"p", "Procs"},
+                                 {"q", "Quit"}});
   if (help_) draw_help();
   if (editing_filter_ && !help_) {
     const int x = std::min(screen_.columns() - 1, screen_.width_of(" Filter: " + filter_draft_));
@@ -298,19 +321,22 @@ void ProcessScreen::draw() {
 void ProcessScreen::draw_status(int y) {
   const int width = screen_.columns();
   if (editing_filter_) {
-    screen_.draw_segments(y, 0, width, {{" Filter: ", Role::kLabel}, {filter_draft_, Role::kValue},
-                                        {"   (Enter applies, Esc clears)", Role::kDim}});
+    screen_.draw_segments(
+        y, 0, width,
+        {{" Filter: ", Role::kLabel}, {filter_draft_, Role::kValue}, {"   (Enter applies, Esc clears)", Role::kDim}});
     return;
   }
   if (confirm_collect_) {
-    screen_.put(y, 0, fmt::format(" Collect: free the blocks pid {} leaked, in the process? (y/N)", info_.pid), width, Role::kError);
+    screen_.put(y, 0, fmt::format(" Collect: free the blocks pid {} leaked, in the process? (y/N)", info_.pid), width,
+                Role::kError);
     return;
   }
   if (command_.busy()) {
     static const char* const spinner[] = {"|", "/", "-", "\\"};
     const double seconds = command_.elapsed_seconds();
-    screen_.put(y, 0, fmt::format(" {} {} pid {}... {:.1f} s", spinner[static_cast<int>(seconds * 8) % 4],
-                                  command_kind_ == stats::Command::kCollect ? "collecting" : "scanning", info_.pid, seconds),
+    screen_.put(y, 0,
+                fmt::format(" {} {} pid {}... {:.1f} s", spinner[static_cast<int>(seconds * 8) % 4],
+                            command_kind_ == stats::Command::kCollect ? "collecting" : "scanning", info_.pid, seconds),
                 width, Role::kStatus);
     return;
   }

@@ -22,7 +22,8 @@ uint64_t stack_key(const stats::Frame* frames, uint32_t depth, uint64_t seed) {
 bool stack_matches(const stats::Frame* frames, uint32_t depth, const std::string& filter) {
   if (filter.empty()) return true;
   for (uint32_t i = 0; i < depth; ++i) {
-    if (contains_ignoring_case(frames[i].function, filter) || contains_ignoring_case(frames[i].module, filter)) return true;
+    if (contains_ignoring_case(frames[i].function, filter) || contains_ignoring_case(frames[i].module, filter))
+      return true;
   }
   return false;
 }
@@ -59,9 +60,12 @@ std::vector<Row> sorted_rows(std::vector<Keyed>& keyed) {
 
 const char* tab_title(Tab tab) {
   switch (tab) {
-    case Tab::kSites: return "Sites";
-    case Tab::kLeaks: return "Leaks";
-    case Tab::kThreads: return "Threads";
+    case Tab::kSites:
+      return "Sites";
+    case Tab::kLeaks:
+      return "Leaks";
+    case Tab::kThreads:
+      return "Threads";
   }
   return "?";
 }
@@ -77,29 +81,34 @@ const char* sort_name(Tab tab, int sort) {
   static const char* const threads[] = {"net bytes", "allocations", "frees"};
   if (sort < 0 || sort >= sort_count(tab)) return "?";
   switch (tab) {
-    case Tab::kSites: return sites[sort];
-    case Tab::kLeaks: return leaks[sort];
-    case Tab::kThreads: return threads[sort];
+    case Tab::kSites:
+      return sites[sort];
+    case Tab::kLeaks:
+      return leaks[sort];
+    case Tab::kThreads:
+      return threads[sort];
   }
   return "?";
 }
 
 const std::vector<Column>& columns_of(Tab tab) {
   // Minimum widths fit 80 columns with every column shown (79 and 80 cells with separators).
-  static const std::vector<Column> sites = {
-      {"LIVE", 10, true, 0, 0},   {"BLOCKS", 9, true, 1, 1},     {"ALLOCS/S", 10, true, 2, 3},
-      {"LEAKED", 10, true, 3, 2}, {"FUNCTION", 18, false, -1, 0}, {"LOCATION", 16, false, -1, 4}};
+  static const std::vector<Column> sites = {{"LIVE", 10, true, 0, 0},       {"BLOCKS", 9, true, 1, 1},
+                                            {"ALLOCS/S", 10, true, 2, 3},   {"LEAKED", 10, true, 3, 2},
+                                            {"FUNCTION", 18, false, -1, 0}, {"LOCATION", 16, false, -1, 4}};
   static const std::vector<Column> leaks = {
-      {"KIND", 8, false, -1, 3}, {"BYTES", 10, true, 0, 0},    {"BLOCKS", 9, true, 1, 1},
-      {"NEW", 7, true, 2, 4},    {"AGE", 5, true, 3, 5},       {"FUNCTION", 18, false, -1, 0},
-      {"LOCATION", 16, false, -1, 2}};
-  static const std::vector<Column> threads = {
-      {"TID", 8, true, -1, 0},       {"#", 4, true, -1, 3},       {"NAME", 16, false, -1, 0},
-      {"NET BYTES", 11, true, 0, 0}, {"ALLOCS", 12, true, 1, 1}, {"FREES", 12, true, 2, 2}};
+      {"KIND", 8, false, -1, 3}, {"BYTES", 10, true, 0, 0},      {"BLOCKS", 9, true, 1, 1},     {"NEW", 7, true, 2, 4},
+      {"AGE", 5, true, 3, 5},    {"FUNCTION", 18, false, -1, 0}, {"LOCATION", 16, false, -1, 2}};
+  static const std::vector<Column> threads = {{"TID", 8, true, -1, 0},    {"#", 4, true, -1, 3},
+                                              {"NAME", 16, false, -1, 0}, {"NET BYTES", 11, true, 0, 0},
+                                              {"ALLOCS", 12, true, 1, 1}, {"FREES", 12, true, 2, 2}};
   switch (tab) {
-    case Tab::kSites: return sites;
-    case Tab::kLeaks: return leaks;
-    case Tab::kThreads: return threads;
+    case Tab::kSites:
+      return sites;
+    case Tab::kLeaks:
+      return leaks;
+    case Tab::kThreads:
+      return threads;
   }
   return sites;
 }
@@ -113,9 +122,12 @@ uint32_t shown_frame(const stats::Frame* frames, uint32_t depth) {
 
 uint32_t entry_count(const stats::Snapshot& s, Tab tab) {
   switch (tab) {
-    case Tab::kSites: return std::min(s.site_count, stats::kMaxSites);
-    case Tab::kLeaks: return std::min(s.leak_count, stats::kMaxLeaks);
-    case Tab::kThreads: return std::min(s.thread_count, stats::kMaxThreads);
+    case Tab::kSites:
+      return std::min(s.site_count, stats::kMaxSites);
+    case Tab::kLeaks:
+      return std::min(s.leak_count, stats::kMaxLeaks);
+    case Tab::kThreads:
+      return std::min(s.thread_count, stats::kMaxThreads);
   }
   return 0;
 }
@@ -153,14 +165,16 @@ std::vector<Row> build_rows(const stats::Snapshot& s, Tab tab, int sort, const s
     } else {
       const stats::ThreadFigures& t = s.threads[i];
       const std::string name(t.name, strnlen(t.name, sizeof(t.name)));
-      if (!filter.empty() && !contains_ignoring_case(name, filter) && !contains_ignoring_case(std::to_string(t.tid), filter)) {
+      if (!filter.empty() && !contains_ignoring_case(name, filter) &&
+          !contains_ignoring_case(std::to_string(t.tid), filter)) {
         continue;
       }
       k.row.key = static_cast<uint32_t>(t.tid);
       const double values[] = {static_cast<double>(t.net_bytes), static_cast<double>(t.allocations),
                                static_cast<double>(t.frees)};
       k.sort_value = values[std::clamp(sort, 0, 2)];
-      cells = {std::to_string(t.tid), std::to_string(t.index), name.empty() ? "-" : name, format_signed_bytes(t.net_bytes),
+      cells = {std::to_string(t.tid),       std::to_string(t.index),
+               name.empty() ? "-" : name,   format_signed_bytes(t.net_bytes),
                format_count(t.allocations), format_count(t.frees)};
     }
     keyed.push_back(std::move(k));

@@ -20,10 +20,10 @@ inline constexpr int kTabCount = 3;
 
 struct Column {
   const char* title;
-  int width;        // minimum width; the last column takes what is left
-  bool numeric;     // right-aligned
-  int sort;         // the sort order this column shows, or -1
-  int priority;     // columns of higher numbers are dropped first on narrow terminals
+  int width;     // minimum width; the last column takes what is left
+  bool numeric;  // right-aligned
+  int sort;      // the sort order this column shows, or -1
+  int priority;  // columns of higher numbers are dropped first on narrow terminals
 };
 
 struct Row {

@@ -27,8 +27,8 @@ extern "C" void on_interrupt(int) { g_interrupted = 1; }
 struct Palette {
   Role role;
   short foreground, background;
-  int color_attributes;     // with colours
-  int plain_attributes;     // without
+  int color_attributes;  // with colours
+  int plain_attributes;  // without
 };
 
 constexpr Palette kPalette[] = {
@@ -150,7 +150,7 @@ int Screen::attributes_of(Role role) const {
   const Palette& p = kPalette[static_cast<int>(role)];
   if (!colors_) return p.plain_attributes;
   const bool colored = p.foreground != -1 || p.background != -1;
-  return p.color_attributes | (colored ? COLOR_PAIR(static_cast<int>(role) + 1) : 0);
+  return p.color_attributes | (colored ? static_cast<int>(COLOR_PAIR(static_cast<int>(role) + 1)) : 0);
 }
 
 int Screen::width_of(const std::string& text) const {
@@ -185,8 +185,8 @@ int Screen::put(int y, int x, const std::string& text, int width, Role role, boo
 }
 
 void Screen::draw_too_small() {
-  const std::string message = "terminal too small (need " + std::to_string(kMinimumColumns) + "x" +
-                              std::to_string(kMinimumRows) + "); q quits";
+  const std::string message =
+      "terminal too small (need " + std::to_string(kMinimumColumns) + "x" + std::to_string(kMinimumRows) + "); q quits";
   put(0, 0, message, columns(), Role::kError);
 }
 

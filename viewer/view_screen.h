@@ -18,8 +18,23 @@
 namespace heapkeeper::view {
 
 enum class Role {
-  kNormal, kTitle, kBanner, kLabel, kValue, kTabActive, kTabInactive, kColumnHeader, kColumnHeaderSorted,
-  kSelected, kLive, kLeaked, kFooterKey, kFooterLabel, kStatus, kError, kDim,
+  kNormal,
+  kTitle,
+  kBanner,
+  kLabel,
+  kValue,
+  kTabActive,
+  kTabInactive,
+  kColumnHeader,
+  kColumnHeaderSorted,
+  kSelected,
+  kLive,
+  kLeaked,
+  kFooterKey,
+  kFooterLabel,
+  kStatus,
+  kError,
+  kDim,
 };
 
 struct Key {

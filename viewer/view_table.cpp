@@ -14,9 +14,12 @@ int detail_lines_needed(const stats::Snapshot& snapshot, const TableView& view) 
   if (view.rows.empty()) return 2;
   const Row& row = view.rows[static_cast<size_t>(view.selected)];
   switch (view.tab) {
-    case Tab::kSites: return 1 + static_cast<int>(std::max(1u, std::min(snapshot.sites[row.index].depth, stats::kMaxFrames)));
-    case Tab::kLeaks: return 1 + static_cast<int>(std::max(1u, std::min(snapshot.leaks[row.index].depth, stats::kMaxFrames)));
-    case Tab::kThreads: return 5;
+    case Tab::kSites:
+      return 1 + static_cast<int>(std::max(1u, std::min(snapshot.sites[row.index].depth, stats::kMaxFrames)));
+    case Tab::kLeaks:
+      return 1 + static_cast<int>(std::max(1u, std::min(snapshot.leaks[row.index].depth, stats::kMaxFrames)));
+    case Tab::kThreads:
+      return 5;
   }
   return 2;
 }
@@ -34,7 +37,8 @@ void draw_tab_bar(Screen& screen, const stats::Snapshot& snapshot, const TableVi
     x += screen.put(y, x, label, width - x, tab == view.tab ? Role::kTabActive : Role::kTabInactive);
     x += screen.put(y, x, " ", width - x, Role::kNormal);
   }
-  std::vector<std::pair<std::string, Role>> right = {{" sort: ", Role::kLabel}, {sort_name(view.tab, view.sort), Role::kValue}};
+  std::vector<std::pair<std::string, Role>> right = {{" sort: ", Role::kLabel},
+                                                     {sort_name(view.tab, view.sort), Role::kValue}};
   if (!view.filter.empty()) {
     right.push_back({"  filter: ", Role::kLabel});
     right.push_back({view.filter, Role::kValue});
@@ -46,7 +50,8 @@ void draw_tab_bar(Screen& screen, const stats::Snapshot& snapshot, const TableVi
   screen.draw_segments(y, x, width - x, right);
 }
 
-void draw_table(Screen& screen, const stats::Snapshot& snapshot, const TableView& view, int header_y, int top, int height) {
+void draw_table(Screen& screen, const stats::Snapshot& snapshot, const TableView& view, int header_y, int top,
+                int height) {
   const int width = screen.columns();
   const std::vector<Column>& all = columns_of(view.tab);
   // Drop the least important columns until the minimum widths fit.
@@ -92,8 +97,9 @@ void draw_table(Screen& screen, const stats::Snapshot& snapshot, const TableView
     if (!shown[i]) continue;
     const bool sorted = all[i].sort == sort;
     const std::string title = std::string(all[i].title) + (sorted ? arrow : "");
-    const std::string cell = all[i].numeric ? std::string(static_cast<size_t>(std::max(0, widths[i] - screen.width_of(title))), ' ') + title
-                                            : title;
+    const std::string cell =
+        all[i].numeric ? std::string(static_cast<size_t>(std::max(0, widths[i] - screen.width_of(title))), ' ') + title
+                       : title;
     screen.put(header_y, x, cell, widths[i], sorted ? Role::kColumnHeaderSorted : Role::kColumnHeader, true);
     x += widths[i];
     if (x < width) x += screen.put(header_y, x, " ", 1, Role::kColumnHeader);
@@ -102,11 +108,14 @@ void draw_table(Screen& screen, const stats::Snapshot& snapshot, const TableView
 
   if (view.rows.empty()) {
     std::string message;
-    if (!view.filter.empty()) message = "no rows match the filter '" + view.filter + "' (Esc clears it)";
-    else if (view.tab == Tab::kLeaks) message = snapshot.scan_count == 0 ? "no scan yet: press g to scan for leaks"
-                                                                          : "the last scan found no leaks";
-    else if (view.tab == Tab::kSites) message = "no live allocation sites";
-    else message = "no threads";
+    if (!view.filter.empty())
+      message = "no rows match the filter '" + view.filter + "' (Esc clears it)";
+    else if (view.tab == Tab::kLeaks)
+      message = snapshot.scan_count == 0 ? "no scan yet: press g to scan for leaks" : "the last scan found no leaks";
+    else if (view.tab == Tab::kSites)
+      message = "no live allocation sites";
+    else
+      message = "no threads";
     screen.put(top, 1, message, width - 1, Role::kDim);
     return;
   }
@@ -116,7 +125,7 @@ void draw_table(Screen& screen, const stats::Snapshot& snapshot, const TableView
   if (selected >= first + height) first = selected - height + 1;
   first = std::clamp(first, 0, std::max(0, static_cast<int>(view.rows.size()) - height));
   for (int line = 0; line < height; ++line) {
-    const size_t index = static_cast<size_t>(first + line);
+    const size_t index = static_cast<size_t>(first) + static_cast<size_t>(line);
     if (index >= view.rows.size()) break;
     const Row& row = view.rows[index];
     const bool is_selected = static_cast<int>(index) == selected;
@@ -186,14 +195,18 @@ void draw_detail(Screen& screen, const stats::Snapshot& snapshot, const TableVie
     int x = screen.put(y, 0, fmt::format(" #{:<3}", i), width, Role::kDim);
     x += screen.put(y, x, printable(frame_function(frame), utf8), width - x, Role::kValue);
     if (frame.file[0] != '\0') {
-      x += screen.put(y, x, printable(fmt::format("  at {}:{}", frame.file, frame.line), utf8), width - x, Role::kLabel);
+      x +=
+          screen.put(y, x, printable(fmt::format("  at {}:{}", frame.file, frame.line), utf8), width - x, Role::kLabel);
     }
     const std::string module = frame.module[0] != '\0' ? frame.module : "??";
-    screen.put(y, x, printable(fmt::format("  in {}+{:#x}", base_name(module), frame.module_offset), utf8), width - x, Role::kDim);
+    screen.put(y, x, printable(fmt::format("  in {}+{:#x}", base_name(module), frame.module_offset), utf8), width - x,
+               Role::kDim);
   }
   if (shown < static_cast<int>(depth)) {
-    screen.put(top + 1 + shown, 1, fmt::format("... {} more frames (enlarge the terminal to see them)", depth - static_cast<uint32_t>(shown)),
-                width - 1, Role::kDim);
+    screen.put(
+        top + 1 + shown, 1,
+        fmt::format("... {} more frames (enlarge the terminal to see them)", depth - static_cast<uint32_t>(shown)),
+        width - 1, Role::kDim);
   }
 }
 

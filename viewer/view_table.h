@@ -24,7 +24,8 @@ struct TableView {
 
 void draw_tab_bar(Screen& screen, const stats::Snapshot& snapshot, const TableView& view, int y);
 // The column header on `header_y`, rows on [top, top + height).
-void draw_table(Screen& screen, const stats::Snapshot& snapshot, const TableView& view, int header_y, int top, int height);
+void draw_table(Screen& screen, const stats::Snapshot& snapshot, const TableView& view, int header_y, int top,
+                int height);
 void draw_detail(Screen& screen, const stats::Snapshot& snapshot, const TableView& view, int top, int height);
 // Lines the detail pane needs to show the selected row completely (its title and every frame).
 int detail_lines_needed(const stats::Snapshot& snapshot, const TableView& view);

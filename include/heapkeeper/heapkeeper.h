@@ -19,43 +19,43 @@ extern "C" {
 
 /* What the private heap knows about one live block. */
 struct heapkeeper_block_info {
-  void *start;               /* the pointer malloc/new returned */
-  size_t requested_size;     /* the size the program asked for */
-  size_t usable_size;        /* malloc_usable_size(start) */
-  uint32_t stack_id;         /* interned allocation stack (0: none recorded) */
-  uint32_t thread_index;     /* heapkeeper's index of the allocating thread */
-  uint64_t sequence;         /* allocation sequence number (low 32 bits kept per block) */
+  void* start;           /* the pointer malloc/new returned */
+  size_t requested_size; /* the size the program asked for */
+  size_t usable_size;    /* malloc_usable_size(start) */
+  uint32_t stack_id;     /* interned allocation stack (0: none recorded) */
+  uint32_t thread_index; /* heapkeeper's index of the allocating thread */
+  uint64_t sequence;     /* allocation sequence number (low 32 bits kept per block) */
 };
 
 /* Figures of the whole process, summed over threads when called. */
 struct heapkeeper_heap_stats {
-  uint64_t live_bytes, live_blocks;         /* requested bytes / blocks currently allocated */
-  uint64_t peak_live_bytes;                 /* within 256 KiB per thread of the true peak */
+  uint64_t live_bytes, live_blocks; /* requested bytes / blocks currently allocated */
+  uint64_t peak_live_bytes;         /* within 256 KiB per thread of the true peak */
   uint64_t total_allocations, total_frees;
-  uint64_t heap_mapped_bytes;               /* address space handed to the arenas */
-  uint64_t heap_resident_bytes;             /* of that, resident in RAM (mincore) */
-  uint64_t heap_returned_bytes;             /* purged back to the OS so far (cumulative) */
-  uint64_t heap_active_bytes;               /* bytes in allocated jemalloc regions */
-  uint64_t foreign_frees;                   /* frees of pointers heapkeeper never handed out */
-  uint64_t bad_frees;                       /* invalid and double frees reported */
-  uint64_t distinct_stacks;                 /* entries in the stack table */
+  uint64_t heap_mapped_bytes;   /* address space handed to the arenas */
+  uint64_t heap_resident_bytes; /* of that, resident in RAM (mincore) */
+  uint64_t heap_returned_bytes; /* purged back to the OS so far (cumulative) */
+  uint64_t heap_active_bytes;   /* bytes in allocated jemalloc regions */
+  uint64_t foreign_frees;       /* frees of pointers heapkeeper never handed out */
+  uint64_t bad_frees;           /* invalid and double frees reported */
+  uint64_t distinct_stacks;     /* entries in the stack table */
   uint64_t threads_seen;
 };
 
 /* Returns 1 and fills *info when `address` lies inside a live block of the private heap (any byte
  * of it: interior pointers count), else 0. */
-int heapkeeper_block_info(const void *address, struct heapkeeper_block_info *info);
+int heapkeeper_block_info(const void* address, struct heapkeeper_block_info* info);
 
 /* Copies the frames (return addresses) of interned stack `stack_id` into `frames` (at most
  * `capacity`) and returns how many the stack has, or -1 for an unknown id. */
-int heapkeeper_stack_frames(uint32_t stack_id, uintptr_t *frames, int capacity);
+int heapkeeper_stack_frames(uint32_t stack_id, uintptr_t* frames, int capacity);
 
 /* Fills *stats. Reads every thread's counters; never blocks allocation. */
-void heapkeeper_heap_stats(struct heapkeeper_heap_stats *stats);
+void heapkeeper_heap_stats(struct heapkeeper_heap_stats* stats);
 
 /* Writes the JSON report (the same document as HEAPKEEPER_REPORT at exit) to `path`;
  * returns 0 on success, -1 with errno set otherwise. */
-int heapkeeper_write_report(const char *path);
+int heapkeeper_write_report(const char* path);
 
 #ifdef __cplusplus
 }

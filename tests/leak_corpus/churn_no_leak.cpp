@@ -46,12 +46,23 @@ struct Slot {
 
 void release(Slot& slot) {
   switch (slot.kind) {
-    case Slot::kNone: break;
-    case Slot::kMalloc: free(slot.pointer); break;
-    case Slot::kNew: delete static_cast<long*>(slot.pointer); break;
-    case Slot::kNewArray: delete[] static_cast<char*>(slot.pointer); break;
-    case Slot::kString: delete static_cast<std::string*>(slot.pointer); break;
-    case Slot::kVector: delete static_cast<std::vector<void*>*>(slot.pointer); break;
+    case Slot::kNone:
+      break;
+    case Slot::kMalloc:
+      free(slot.pointer);
+      break;
+    case Slot::kNew:
+      delete static_cast<long*>(slot.pointer);
+      break;
+    case Slot::kNewArray:
+      delete[] static_cast<char*>(slot.pointer);
+      break;
+    case Slot::kString:
+      delete static_cast<std::string*>(slot.pointer);
+      break;
+    case Slot::kVector:
+      delete static_cast<std::vector<void*>*>(slot.pointer);
+      break;
   }
   slot = Slot{};
 }

@@ -33,40 +33,40 @@
 #define LIST_LENGTH 50
 #define NODE_BYTES 128
 
-typedef void (*stats_function)(struct heapkeeper_heap_stats *);
-typedef int (*block_info_function)(const void *, struct heapkeeper_block_info *);
+typedef void (*stats_function)(struct heapkeeper_heap_stats*);
+typedef int (*block_info_function)(const void*, struct heapkeeper_block_info*);
 static block_info_function g_block_info;
 
 struct node {
-  struct node *next;
+  struct node* next;
   long index;
   unsigned char pattern[NODE_BYTES - 16];
 };
 _Static_assert(sizeof(struct node) == NODE_BYTES, "node size");
 
-struct node *volatile g_list;
-char *volatile g_cursor;
-void **volatile g_pool;
-static __thread void *volatile tls_keep;
+struct node* volatile g_list;
+char* volatile g_cursor;
+void** volatile g_pool;
+static __thread void* volatile tls_keep;
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_changed = PTHREAD_COND_INITIALIZER;
 static int g_holder_ready, g_check_requested, g_holder_verdict = -1;
 
-static void *new_patterned(size_t bytes, unsigned char tag) {
-  unsigned char *block = malloc(bytes);
+static void* new_patterned(size_t bytes, unsigned char tag) {
+  unsigned char* block = malloc(bytes);
   for (size_t i = 0; i < bytes; ++i) block[i] = (unsigned char)(tag + i % 7);
   return block;
 }
 
 /* The block starting at `start` is still live, `bytes` long, with the pattern of `tag` from `from`. */
-static int intact(const void *start, size_t bytes, unsigned char tag, size_t from, const char *what) {
+static int intact(const void* start, size_t bytes, unsigned char tag, size_t from, const char* what) {
   struct heapkeeper_block_info info;
   if (!g_block_info(start, &info) || info.start != start || info.requested_size != bytes) {
     printf("collect_mode: FAIL: the block kept by %s was freed\n", what);
     return 0;
   }
-  const unsigned char *p = start;
+  const unsigned char* p = start;
   for (size_t i = from; i < bytes; ++i) {
     if (p[i] != (unsigned char)(tag + i % 7)) {
       printf("collect_mode: FAIL: the block kept by %s was overwritten\n", what);
@@ -76,9 +76,9 @@ static int intact(const void *start, size_t bytes, unsigned char tag, size_t fro
   return 1;
 }
 
-static void *holder(void *unused) {
+static void* holder(void* unused) {
   (void)unused;
-  void *volatile local = new_patterned(333, 5);
+  void* volatile local = new_patterned(333, 5);
   corpus_clobber_stack();
   pthread_mutex_lock(&g_lock);
   g_holder_ready = 1;
@@ -93,14 +93,14 @@ static void *holder(void *unused) {
 
 static CORPUS_NOINLINE int keep_reachable_blocks(void) {
   for (long i = 0; i < LIST_LENGTH; ++i) {
-    struct node *n = new_patterned(NODE_BYTES, 1);
+    struct node* n = new_patterned(NODE_BYTES, 1);
     n->index = i;
     n->next = g_list;
     g_list = n;
   }
-  g_cursor = (char *)new_patterned(100, 2) + 40;
+  g_cursor = (char*)new_patterned(100, 2) + 40;
   tls_keep = new_patterned(111, 3);
-  void *pool = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* pool = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (pool == MAP_FAILED) return 0;
   g_pool = pool;
   g_pool[17] = new_patterned(444, 4);
@@ -110,7 +110,7 @@ static CORPUS_NOINLINE int keep_reachable_blocks(void) {
 static CORPUS_NOINLINE int reachable_blocks_intact(void) {
   int ok = 1;
   long expected_index = LIST_LENGTH - 1;
-  for (struct node *n = g_list; n != NULL; n = n->next, --expected_index) {
+  for (struct node* n = g_list; n != NULL; n = n->next, --expected_index) {
     ok &= intact(n, NODE_BYTES, 1, 16, "a global list");
     if (n->index != expected_index) ok = 0;
   }
@@ -125,7 +125,7 @@ static CORPUS_NOINLINE int reachable_blocks_intact(void) {
 }
 
 static CORPUS_NOINLINE void lose_megabyte(void) {
-  char *volatile block = malloc(LEAK_BYTES);
+  char* volatile block = malloc(LEAK_BYTES);
   corpus_fill(block, LEAK_BYTES);
   block = NULL;
 }
@@ -158,8 +158,8 @@ int main(void) {
          (unsigned long long)stats.live_blocks, leaked_total);
   int ok = 1;
   if (stats.live_bytes * 3 >= leaked_total) {
-    printf("collect_mode: FAIL: live heap not bounded (%llu >= a third of %llu)\n", (unsigned long long)stats.live_bytes,
-           leaked_total);
+    printf("collect_mode: FAIL: live heap not bounded (%llu >= a third of %llu)\n",
+           (unsigned long long)stats.live_bytes, leaked_total);
     ok = 0;
   }
   ok &= reachable_blocks_intact();

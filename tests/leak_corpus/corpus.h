@@ -33,6 +33,6 @@ static CORPUS_NOINLINE CORPUS_UNUSED void corpus_clobber_stack(void) {
 }
 
 /* Fills a block with a byte pattern that is no valid pointer, so its contents keep nothing alive. */
-static CORPUS_UNUSED void corpus_fill(void *block, size_t bytes) { memset(block, 0x5a, bytes); }
+static CORPUS_UNUSED void corpus_fill(void* block, size_t bytes) { memset(block, 0x5a, bytes); }
 
 #endif /* HEAPKEEPER_LEAK_CORPUS_H */

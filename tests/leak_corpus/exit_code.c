@@ -14,7 +14,7 @@
 #include "corpus.h"
 
 static CORPUS_NOINLINE void lose_block(void) {
-  char *volatile block = malloc(99);
+  char* volatile block = malloc(99);
   corpus_fill(block, 99);
   block = NULL;
 }

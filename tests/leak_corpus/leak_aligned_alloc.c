@@ -9,7 +9,7 @@
 #include "corpus.h"
 
 static CORPUS_NOINLINE int lose_page_aligned(void) {
-  char *volatile block = aligned_alloc(4096, 8192);
+  char* volatile block = aligned_alloc(4096, 8192);
   if (block == NULL || ((uintptr_t)block & 4095) != 0) return 0;
   corpus_fill(block, 8192);
   block = NULL;

@@ -8,7 +8,7 @@
 #include "corpus.h"
 
 static CORPUS_NOINLINE void lose_calloc(void) {
-  long *volatile block = calloc(25, sizeof(long));
+  long* volatile block = calloc(25, sizeof(long));
   block[3] = 3;
   block = NULL;
 }

@@ -10,12 +10,12 @@
 #include "corpus.h"
 
 static CORPUS_NOINLINE void lose_in_thread(void) {
-  char *volatile block = malloc(333);
+  char* volatile block = malloc(333);
   corpus_fill(block, 333);
   block = NULL;
 }
 
-static void *worker(void *unused) {
+static void* worker(void* unused) {
   (void)unused;
   lose_in_thread();
   /* glibc caches the stacks of exited threads; a stale copy there would keep the block alive. */

@@ -9,8 +9,8 @@
 #include "corpus.h"
 
 static CORPUS_NOINLINE int lose_aligned(void) {
-  void *volatile block = NULL;
-  if (posix_memalign((void **)&block, 64, 200) != 0 || ((uintptr_t)block & 63) != 0) return 0;
+  void* volatile block = NULL;
+  if (posix_memalign((void**)&block, 64, 200) != 0 || ((uintptr_t)block & 63) != 0) return 0;
   corpus_fill(block, 200);
   block = NULL;
   return 1;

@@ -11,7 +11,7 @@
 #include "corpus.h"
 
 static CORPUS_NOINLINE void lose_grown(void) {
-  char *volatile block = malloc(16);
+  char* volatile block = malloc(16);
   corpus_fill(block, 16);
   block = realloc(block, 1000);
   corpus_fill(block, 1000);
@@ -21,13 +21,13 @@ static CORPUS_NOINLINE void lose_grown(void) {
 }
 
 static CORPUS_NOINLINE void lose_fresh(void) {
-  char *volatile block = realloc(NULL, 77);
+  char* volatile block = realloc(NULL, 77);
   corpus_fill(block, 77);
   block = NULL;
 }
 
 static CORPUS_NOINLINE void lose_shrunk(void) {
-  char *volatile block = malloc(500);
+  char* volatile block = malloc(500);
   corpus_fill(block, 500);
   block = realloc(block, 50);
   block = NULL;

@@ -10,7 +10,7 @@
 #include "corpus.h"
 
 static CORPUS_NOINLINE void lose_copies(void) {
-  char *volatile copy = strdup("heapkeeper leak corpus");
+  char* volatile copy = strdup("heapkeeper leak corpus");
   copy[0] = 'H';
   copy = strndup("abcdefgh", 4);
   copy[0] = 'A';

@@ -9,15 +9,15 @@
 #include "corpus.h"
 
 struct node {
-  struct node *next;
+  struct node* next;
   char payload[24];
 };
 _Static_assert(sizeof(struct node) == 32, "the expectation counts 32-byte nodes");
 
 static CORPUS_NOINLINE void build_list(void) {
-  struct node *volatile head = NULL;
+  struct node* volatile head = NULL;
   for (int i = 0; i < 10; ++i) {
-    struct node *n = malloc(sizeof *n);
+    struct node* n = malloc(sizeof *n);
     corpus_fill(n->payload, sizeof n->payload);
     n->next = head;
     head = n;

@@ -8,7 +8,7 @@
 #include "corpus.h"
 
 static CORPUS_NOINLINE void lose_block(void) {
-  char *volatile block = malloc(123);
+  char* volatile block = malloc(123);
   corpus_fill(block, 123);
   block = NULL;
 }

@@ -11,7 +11,7 @@
 
 static CORPUS_NOINLINE void lose_many(int count) {
   for (int i = 0; i < count; ++i) {
-    long *volatile block = malloc(16);
+    long* volatile block = malloc(16);
     block[0] = i;
     block[1] = -i;
     block = NULL;

@@ -16,7 +16,7 @@
 #include "corpus.h"
 
 static CORPUS_NOINLINE void lose_block(void) {
-  char *volatile block = malloc(4321);
+  char* volatile block = malloc(4321);
   corpus_fill(block, 4321);
   block = NULL;
 }

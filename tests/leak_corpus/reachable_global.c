@@ -7,8 +7,8 @@
 
 #include "corpus.h"
 
-void *volatile g_bss_keep;
-void *volatile g_data_keep = (void *)1;
+void* volatile g_bss_keep;
+void* volatile g_data_keep = (void*)1;
 
 static CORPUS_NOINLINE void keep_blocks(void) {
   g_bss_keep = malloc(200);

@@ -8,15 +8,15 @@
 #include "corpus.h"
 
 struct link {
-  struct link *next;
-  char *extra;
+  struct link* next;
+  char* extra;
   char payload[48];
 };
 
-struct link *volatile g_chain;
+struct link* volatile g_chain;
 
-static CORPUS_NOINLINE struct link *new_link(struct link *next) {
-  struct link *l = malloc(sizeof *l);
+static CORPUS_NOINLINE struct link* new_link(struct link* next) {
+  struct link* l = malloc(sizeof *l);
   corpus_fill(l->payload, sizeof l->payload);
   l->next = next;
   l->extra = NULL;
@@ -24,8 +24,8 @@ static CORPUS_NOINLINE struct link *new_link(struct link *next) {
 }
 
 static CORPUS_NOINLINE void build_chain(void) {
-  struct link *c = new_link(NULL);
-  char *d = malloc(256);
+  struct link* c = new_link(NULL);
+  char* d = malloc(256);
   corpus_fill(d, 256);
   c->extra = d + 100;
   g_chain = new_link(new_link(c));

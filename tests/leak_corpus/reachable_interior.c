@@ -8,10 +8,10 @@
 
 #include "corpus.h"
 
-char *volatile g_cursor;
+char* volatile g_cursor;
 
 static CORPUS_NOINLINE void keep_interior(void) {
-  char *block = malloc(100);
+  char* block = malloc(100);
   corpus_fill(block, 100);
   g_cursor = block + 40;
   block = NULL;

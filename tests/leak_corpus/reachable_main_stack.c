@@ -12,8 +12,8 @@
 
 #include "corpus.h"
 
-static CORPUS_NOINLINE void *make_block(void) {
-  void *block = malloc(555);
+static CORPUS_NOINLINE void* make_block(void) {
+  void* block = malloc(555);
   corpus_fill(block, 555);
   return block;
 }
@@ -21,7 +21,7 @@ static CORPUS_NOINLINE void *make_block(void) {
 static CORPUS_NOINLINE void finish(void) { exit(0); }
 
 int main(void) {
-  void *volatile local = make_block();
+  void* volatile local = make_block();
   corpus_clobber_stack(); /* only `local` is left pointing to the block */
   struct timespec pause = {0, 500 * 1000 * 1000};
   while (nanosleep(&pause, &pause) != 0) {

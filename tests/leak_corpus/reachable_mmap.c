@@ -9,10 +9,10 @@
 
 #include "corpus.h"
 
-void **volatile g_pool;
+void** volatile g_pool;
 
 static CORPUS_NOINLINE int keep_in_mapping(void) {
-  void *pool = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* pool = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (pool == MAP_FAILED) return 0;
   g_pool = pool;
   g_pool[17] = malloc(444);

@@ -6,8 +6,8 @@
 
 #include "corpus.h"
 
-static CORPUS_NOINLINE void *cached_buffer(void) {
-  static void *volatile cache;
+static CORPUS_NOINLINE void* cached_buffer(void) {
+  static void* volatile cache;
   if (cache == NULL) {
     cache = malloc(150);
     corpus_fill(cache, 150);

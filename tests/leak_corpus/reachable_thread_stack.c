@@ -12,15 +12,15 @@ static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_changed = PTHREAD_COND_INITIALIZER;
 static int g_ready;
 
-static CORPUS_NOINLINE void *make_block(void) {
-  void *block = malloc(333);
+static CORPUS_NOINLINE void* make_block(void) {
+  void* block = malloc(333);
   corpus_fill(block, 333);
   return block;
 }
 
-static void *holder(void *unused) {
+static void* holder(void* unused) {
   (void)unused;
-  void *volatile local = make_block();
+  void* volatile local = make_block();
   corpus_clobber_stack(); /* only `local` is left pointing to the block */
   pthread_mutex_lock(&g_lock);
   g_ready = 1;

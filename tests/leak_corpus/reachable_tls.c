@@ -8,7 +8,7 @@
 
 #include "corpus.h"
 
-static __thread void *volatile tls_keep;
+static __thread void* volatile tls_keep;
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_changed = PTHREAD_COND_INITIALIZER;
@@ -19,7 +19,7 @@ static CORPUS_NOINLINE void keep_in_tls(size_t bytes) {
   corpus_fill(tls_keep, bytes);
 }
 
-static void *holder(void *unused) {
+static void* holder(void* unused) {
   (void)unused;
   keep_in_tls(222);
   corpus_clobber_stack();

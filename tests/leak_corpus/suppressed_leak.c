@@ -12,7 +12,7 @@
 #include "corpus.h"
 
 static CORPUS_NOINLINE void hidden_by_suppression(void) {
-  char *volatile block = malloc(500);
+  char* volatile block = malloc(500);
   corpus_fill(block, 500);
   block = NULL;
 }

@@ -11,13 +11,13 @@
 #include "corpus.h"
 
 static CORPUS_NOINLINE void hidden_by_suppression(void) {
-  char *volatile block = malloc(500);
+  char* volatile block = malloc(500);
   corpus_fill(block, 500);
   block = NULL;
 }
 
 static CORPUS_NOINLINE void reported_leak(void) {
-  char *volatile block = malloc(64);
+  char* volatile block = malloc(64);
   corpus_fill(block, 64);
   block = NULL;
 }

@@ -20,14 +20,14 @@
 
 #define WINDOW 32
 
-static long elapsed_ms(const struct timespec *since) {
+static long elapsed_ms(const struct timespec* since) {
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
   return (now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
 }
 
-static void *worker(void *unused) {
-  void *window[WINDOW];
+static void* worker(void* unused) {
+  void* window[WINDOW];
   for (int i = 0; i < WINDOW; ++i) window[i] = malloc(64 + (size_t)i);
   for (int r = 0; r < 2000; ++r) {
     free(window[r % WINDOW]);
@@ -37,7 +37,7 @@ static void *worker(void *unused) {
   return unused;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   const long milliseconds = argc > 1 ? strtol(argv[1], NULL, 10) : 1500;
   struct timespec started;
   clock_gettime(CLOCK_MONOTONIC, &started);

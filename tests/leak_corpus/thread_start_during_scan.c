@@ -23,14 +23,14 @@
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_never = PTHREAD_COND_INITIALIZER;
 
-static long elapsed_ms(const struct timespec *since) {
+static long elapsed_ms(const struct timespec* since) {
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
   return (now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
 }
 
-static void *worker(void *unused) {
-  void *volatile window[WINDOW] = {0};
+static void* worker(void* unused) {
+  void* volatile window[WINDOW] = {0};
   struct timespec started;
   clock_gettime(CLOCK_MONOTONIC, &started);
   for (unsigned r = 0; elapsed_ms(&started) < 30; ++r) {
@@ -43,7 +43,7 @@ static void *worker(void *unused) {
   return unused;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   const int count = argc > 1 ? atoi(argv[1]) : 100;
   pthread_attr_t attributes;
   pthread_attr_init(&attributes);

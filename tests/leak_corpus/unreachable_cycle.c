@@ -12,18 +12,18 @@
 #include "corpus.h"
 
 struct pair_node {
-  struct pair_node *next;
+  struct pair_node* next;
   char payload[40];
 };
 struct ring_node {
-  struct ring_node *next;
+  struct ring_node* next;
   char payload[56];
 };
 _Static_assert(sizeof(struct pair_node) == 48 && sizeof(struct ring_node) == 64, "expected sizes");
 
 static CORPUS_NOINLINE void make_two_cycle(void) {
-  struct pair_node *volatile a = malloc(sizeof *a);
-  struct pair_node *volatile b = malloc(sizeof *b);
+  struct pair_node* volatile a = malloc(sizeof *a);
+  struct pair_node* volatile b = malloc(sizeof *b);
   corpus_fill(a->payload, sizeof a->payload);
   corpus_fill(b->payload, sizeof b->payload);
   a->next = b;
@@ -32,9 +32,9 @@ static CORPUS_NOINLINE void make_two_cycle(void) {
 }
 
 static CORPUS_NOINLINE void make_three_cycle(void) {
-  struct ring_node *volatile a = malloc(sizeof *a);
-  struct ring_node *volatile b = malloc(sizeof *b);
-  struct ring_node *volatile c = malloc(sizeof *c);
+  struct ring_node* volatile a = malloc(sizeof *a);
+  struct ring_node* volatile b = malloc(sizeof *b);
+  struct ring_node* volatile c = malloc(sizeof *c);
   corpus_fill(a->payload, sizeof a->payload);
   corpus_fill(b->payload, sizeof b->payload);
   corpus_fill(c->payload, sizeof c->payload);

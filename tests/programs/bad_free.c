@@ -14,20 +14,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void (*volatile release)(void *) = free;
+static void (*volatile release)(void*) = free;
 
-__attribute__((noinline)) static char *make_block_for_bad_free(size_t size) {
-  char *block = malloc(size);
+__attribute__((noinline)) static char* make_block_for_bad_free(size_t size) {
+  char* block = malloc(size);
   if (block == NULL) abort();
   memset(block, 'x', size);
   return block;
 }
 
-__attribute__((noinline)) static void first_free_of_block(char *block) { release(block); }
+__attribute__((noinline)) static void first_free_of_block(char* block) { release(block); }
 
-__attribute__((noinline)) static void double_free_block(char *block) { release(block); }
+__attribute__((noinline)) static void double_free_block(char* block) { release(block); }
 
-__attribute__((noinline)) static void invalid_free_inside_block(char *block) { release(block + 8); }
+__attribute__((noinline)) static void invalid_free_inside_block(char* block) { release(block + 8); }
 
 __attribute__((noinline)) static void free_stack_address(void) {
   char on_stack[64];
@@ -36,24 +36,24 @@ __attribute__((noinline)) static void free_stack_address(void) {
   printf("stack buffer starts with %c\n", on_stack[0]);
 }
 
-static void announce(const char *what) {
+static void announce(const char* what) {
   printf("bad_free: about to %s\n", what);
   fflush(stdout);
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: bad_free double|invalid|stack|foreign-ok\n");
     return 2;
   }
-  const char *mode = argv[1];
+  const char* mode = argv[1];
   if (strcmp(mode, "double") == 0) {
-    char *block = make_block_for_bad_free(48);
+    char* block = make_block_for_bad_free(48);
     first_free_of_block(block);
     announce("free a block twice");
     double_free_block(block);
   } else if (strcmp(mode, "invalid") == 0) {
-    char *block = make_block_for_bad_free(64);
+    char* block = make_block_for_bad_free(64);
     announce("free a pointer into a live block");
     invalid_free_inside_block(block);
     release(block);
@@ -61,8 +61,8 @@ int main(int argc, char **argv) {
     announce("free a stack address");
     free_stack_address();
   } else if (strcmp(mode, "foreign-ok") == 0) {
-    char *block = make_block_for_bad_free(64);
-    char *copy = strdup("control");
+    char* block = make_block_for_bad_free(64);
+    char* copy = strdup("control");
     announce("free correctly");
     first_free_of_block(block);
     release(copy);

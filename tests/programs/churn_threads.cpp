@@ -59,7 +59,9 @@ class Xorshift {
   uint64_t state_;
 };
 
-unsigned char pattern_byte(uint64_t seed, size_t index) { return static_cast<unsigned char>((seed * 31 + index * 7) ^ (seed >> 3)); }
+unsigned char pattern_byte(uint64_t seed, size_t index) {
+  return static_cast<unsigned char>((seed * 31 + index * 7) ^ (seed >> 3));
+}
 
 void fill(unsigned char* data, size_t size, uint64_t seed) {
   for (size_t i = 0; i < size; ++i) data[i] = pattern_byte(seed, i);
@@ -158,7 +160,8 @@ void churn(unsigned index, unsigned rounds, Mailbox& own_box, Mailbox& neighbour
       std::unique_ptr<Node> node;
       if (random.below(3) == 0) {
         auto heavy = std::make_unique<HeavyNode>();
-        for (uint32_t k = 0; k < 8; ++k) heavy->table[k * 13 + round % 5] = std::string(k + 20, static_cast<char>('a' + k));
+        for (uint32_t k = 0; k < 8; ++k)
+          heavy->table[k * 13 + round % 5] = std::string(k + 20, static_cast<char>('a' + k));
         node = std::move(heavy);
       } else {
         node = std::make_unique<Node>();

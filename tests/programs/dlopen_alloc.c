@@ -11,7 +11,7 @@
 typedef uint64_t (*work_function)(int);
 typedef size_t (*shutdown_function)(void);
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: dlopen_alloc PLUGIN.so [CYCLES]\n");
     return 2;
@@ -19,7 +19,7 @@ int main(int argc, char **argv) {
   const int cycles = argc > 2 ? atoi(argv[2]) : 5;
   uint64_t total = 0;
   for (int cycle = 0; cycle < cycles; ++cycle) {
-    void *plugin = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+    void* plugin = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
     if (plugin == NULL) {
       fprintf(stderr, "dlopen: %s\n", dlerror());
       return 3;

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-int main(int argc, char **argv) {
-  char *note = malloc(128);
+int main(int argc, char** argv) {
+  char* note = malloc(128);
   if (note == NULL) return 99;
   if (argc == 3 && strcmp(argv[1], "--signal") == 0) {
     int number = atoi(argv[2]);

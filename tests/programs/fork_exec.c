@@ -25,23 +25,23 @@
 #include <unistd.h>
 
 struct node {
-  struct node *next;
+  struct node* next;
   uint64_t value;
   char label[24];
 };
 
-static FILE *pid_log;
+static FILE* pid_log;
 
-static void log_pid(pid_t pid, int writes_report, const char *role) {
+static void log_pid(pid_t pid, int writes_report, const char* role) {
   if (pid_log == NULL) return;
   fprintf(pid_log, "%d %s %s\n", (int)pid, writes_report ? "report" : "none", role);
   fflush(pid_log);
 }
 
-static struct node *build_list(int count) {
-  struct node *head = NULL;
+static struct node* build_list(int count) {
+  struct node* head = NULL;
   for (int i = 0; i < count; ++i) {
-    struct node *n = malloc(sizeof *n);
+    struct node* n = malloc(sizeof *n);
     if (n == NULL) abort();
     n->next = head;
     n->value = (uint64_t)i * 2654435761u;
@@ -51,15 +51,15 @@ static struct node *build_list(int count) {
   return head;
 }
 
-static uint64_t list_checksum(const struct node *head) {
+static uint64_t list_checksum(const struct node* head) {
   uint64_t sum = 0;
-  for (const struct node *n = head; n != NULL; n = n->next) sum = sum * 31 + n->value + (uint64_t)strlen(n->label);
+  for (const struct node* n = head; n != NULL; n = n->next) sum = sum * 31 + n->value + (uint64_t)strlen(n->label);
   return sum;
 }
 
-static void free_list(struct node *head) {
+static void free_list(struct node* head) {
   while (head != NULL) {
-    struct node *next = head->next;
+    struct node* next = head->next;
     free(head);
     head = next;
   }
@@ -68,7 +68,7 @@ static void free_list(struct node *head) {
 /* Deterministic allocation work: its result does not depend on addresses. */
 static uint64_t allocation_work(int seed, int rounds) {
   enum { kSlots = 128 };
-  char *slots[kSlots] = {0};
+  char* slots[kSlots] = {0};
   size_t sizes[kSlots] = {0};
   uint64_t sum = 0;
   uint32_t state = (uint32_t)seed * 2246822519u + 1;
@@ -82,7 +82,7 @@ static uint64_t allocation_work(int seed, int rounds) {
       memset(slots[slot], (int)(size & 0xff), size);
       sizes[slot] = size;
     } else if (state & 1) {
-      char *moved = realloc(slots[slot], size);
+      char* moved = realloc(slots[slot], size);
       if (moved == NULL) abort();
       size_t kept = size < sizes[slot] ? size : sizes[slot];
       for (size_t i = 0; i < kept; ++i) sum += (unsigned char)moved[i];
@@ -104,7 +104,7 @@ static uint64_t allocation_work(int seed, int rounds) {
 enum { kChildSeconds = 8 };
 
 /* Waits for `child` for at most `seconds`; returns 1 and its status, or 0 if it had to be killed. */
-static int wait_with_limit(pid_t child, int seconds, int *status) {
+static int wait_with_limit(pid_t child, int seconds, int* status) {
   struct timespec pause = {0, 2 * 1000 * 1000};
   for (long waited = 0; waited < (long)seconds * 500; ++waited) {
     pid_t done = waitpid(child, status, WNOHANG);
@@ -120,30 +120,33 @@ static int wait_with_limit(pid_t child, int seconds, int *status) {
   return 0;
 }
 
-static void describe(const char *who, int status) {
-  if (WIFEXITED(status)) printf("%s: exited %d\n", who, WEXITSTATUS(status));
-  else if (WIFSIGNALED(status)) printf("%s: killed by signal %d\n", who, WTERMSIG(status));
-  else printf("%s: status 0x%x\n", who, status);
+static void describe(const char* who, int status) {
+  if (WIFEXITED(status))
+    printf("%s: exited %d\n", who, WEXITSTATUS(status));
+  else if (WIFSIGNALED(status))
+    printf("%s: killed by signal %d\n", who, WTERMSIG(status));
+  else
+    printf("%s: status 0x%x\n", who, status);
 }
 
 static volatile int stop_churn;
 
-static void *churn_thread(void *argument) {
+static void* churn_thread(void* argument) {
   uint64_t sum = 0;
   int seed = (int)(intptr_t)argument;
   while (!__atomic_load_n(&stop_churn, __ATOMIC_RELAXED)) sum += allocation_work(seed++, 200);
-  return (void *)(uintptr_t)(sum & 1);
+  return (void*)(uintptr_t)(sum & 1);
 }
 
 static int exec_child_main(void) {
-  struct node *list = build_list(500);
+  struct node* list = build_list(500);
   printf("self-exec child: list checksum %llu, work %llu\n", (unsigned long long)list_checksum(list),
          (unsigned long long)allocation_work(99, 5000));
   free_list(list);
   return 21;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   if (argc > 1 && strcmp(argv[1], "--exec-child") == 0) return exec_child_main();
   if (argc > 2 && strcmp(argv[1], "--pid-log") == 0) {
     pid_log = fopen(argv[2], "w");
@@ -154,7 +157,7 @@ int main(int argc, char **argv) {
   }
   log_pid(getpid(), 1, "parent");
 
-  struct node *list = build_list(2000);
+  struct node* list = build_list(2000);
   const uint64_t parent_sum = list_checksum(list);
   printf("parent: list checksum %llu\n", (unsigned long long)parent_sum);
 
@@ -178,39 +181,45 @@ int main(int argc, char **argv) {
     int status = 0;
     char who[32];
     snprintf(who, sizeof who, "child %d", i);
-    if (!wait_with_limit(child, kChildSeconds, &status)) printf("%s: hung\n", who);
-    else describe(who, status);
+    if (!wait_with_limit(child, kChildSeconds, &status))
+      printf("%s: hung\n", who);
+    else
+      describe(who, status);
   }
 
   /* A child that execs /bin/echo (it runs under the preload library too). */
   fflush(stdout);
   pid_t echo_child = fork();
   if (echo_child == 0) {
-    char *p = malloc(100);
+    char* p = malloc(100);
     strcpy(p, "exec-echo-child");
-    execl("/bin/echo", "echo", p, (char *)NULL);
+    execl("/bin/echo", "echo", p, (char*)NULL);
     _exit(127);
   }
   log_pid(echo_child, 1, "echo");
   int status = 0;
-  if (!wait_with_limit(echo_child, kChildSeconds, &status)) printf("echo child: hung\n");
-  else describe("echo child", status);
+  if (!wait_with_limit(echo_child, kChildSeconds, &status))
+    printf("echo child: hung\n");
+  else
+    describe("echo child", status);
 
   /* A child that execs this program again. */
   fflush(stdout);
   pid_t self_child = fork();
   if (self_child == 0) {
-    execl("/proc/self/exe", argv[0], "--exec-child", (char *)NULL);
+    execl("/proc/self/exe", argv[0], "--exec-child", (char*)NULL);
     _exit(127);
   }
   log_pid(self_child, 1, "self-exec");
-  if (!wait_with_limit(self_child, kChildSeconds, &status)) printf("self-exec child: hung\n");
-  else describe("self-exec child", status);
+  if (!wait_with_limit(self_child, kChildSeconds, &status))
+    printf("self-exec child: hung\n");
+  else
+    describe("self-exec child", status);
 
   /* fork() while other threads are inside malloc/free/realloc. */
   pthread_t churners[2];
   for (int t = 0; t < 2; ++t) {
-    if (pthread_create(&churners[t], NULL, churn_thread, (void *)(intptr_t)(1000 * (t + 1))) != 0) {
+    if (pthread_create(&churners[t], NULL, churn_thread, (void*)(intptr_t)(1000 * (t + 1))) != 0) {
       fprintf(stderr, "pthread_create failed\n");
       return 3;
     }
@@ -226,15 +235,18 @@ int main(int argc, char **argv) {
     }
     if (child == 0) {
       uint64_t sum = allocation_work(500 + i, 3000);
-      char *text = malloc(64);
+      char* text = malloc(64);
       snprintf(text, 64, "%llu", (unsigned long long)sum);
       free(text);
       exit(30);
     }
     log_pid(child, 1, "fork-under-load");
-    if (!wait_with_limit(child, kChildSeconds, &status)) ++hung;
-    else if (WIFEXITED(status) && WEXITSTATUS(status) == 30) ++exited_ok;
-    else ++other;
+    if (!wait_with_limit(child, kChildSeconds, &status))
+      ++hung;
+    else if (WIFEXITED(status) && WEXITSTATUS(status) == 30)
+      ++exited_ok;
+    else
+      ++other;
   }
   __atomic_store_n(&stop_churn, 1, __ATOMIC_RELAXED);
   for (int t = 0; t < 2; ++t) pthread_join(churners[t], NULL);

@@ -8,19 +8,19 @@
 
 #define PLUGIN_EXPORT __attribute__((visibility("default")))
 
-static char **kept;
+static char** kept;
 static size_t kept_count;
 
 PLUGIN_EXPORT uint64_t plugin_work(int rounds) {
   uint64_t sum = 0;
   for (int r = 0; r < rounds; ++r) {
     size_t size = 16 + (size_t)(r * 37) % 2000;
-    char *block = malloc(size);
+    char* block = malloc(size);
     if (block == NULL) abort();
     snprintf(block, size, "plugin block %d of %zu bytes", r, size);
     sum += strlen(block) + size;
     if (r % 100 == 0) {
-      char **grown = realloc(kept, (kept_count + 1) * sizeof *kept);
+      char** grown = realloc(kept, (kept_count + 1) * sizeof *kept);
       if (grown == NULL) abort();
       kept = grown;
       kept[kept_count++] = block;

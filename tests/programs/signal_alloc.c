@@ -31,7 +31,7 @@ static const size_t kHandlerSizes[] = {24, 40, 56};
 
 static void handler(int signal_number) {
   for (size_t i = 0; i < sizeof kHandlerSizes / sizeof kHandlerSizes[0]; ++i) {
-    unsigned char *p = malloc(kHandlerSizes[i]);
+    unsigned char* p = malloc(kHandlerSizes[i]);
     if (p == NULL) {
       ++handler_errors;
       continue;
@@ -42,11 +42,13 @@ static void handler(int signal_number) {
     }
     free(p);
   }
-  if (signal_number == SIGUSR1) ++usr1_handled;
-  else ++alarms_handled;
+  if (signal_number == SIGUSR1)
+    ++usr1_handled;
+  else
+    ++alarms_handled;
 }
 
-static void *sender(void *argument) {
+static void* sender(void* argument) {
   const long count = (long)(intptr_t)argument;
   struct timespec pause = {0, 1000};
   for (long i = 0; i < count; ++i) {
@@ -58,7 +60,7 @@ static void *sender(void *argument) {
   return NULL;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   const long signals = argc > 1 ? strtol(argv[1], NULL, 10) : 5000;
   main_thread = pthread_self();
 
@@ -88,14 +90,14 @@ int main(int argc, char **argv) {
   sigaddset(&both, SIGALRM);
   pthread_sigmask(SIG_BLOCK, &both, &previous);
   pthread_t sender_thread;
-  if (pthread_create(&sender_thread, NULL, sender, (void *)(intptr_t)signals) != 0) {
+  if (pthread_create(&sender_thread, NULL, sender, (void*)(intptr_t)signals) != 0) {
     fprintf(stderr, "pthread_create failed\n");
     return 2;
   }
   pthread_sigmask(SIG_SETMASK, &previous, NULL);
 
   enum { kSlots = 256 };
-  unsigned char *slots[kSlots] = {0};
+  unsigned char* slots[kSlots] = {0};
   size_t sizes[kSlots] = {0};
   uint32_t state = 12345;
   uint64_t checksum = 0;
@@ -110,7 +112,7 @@ int main(int argc, char **argv) {
       memset(slots[slot], (int)(size & 0xff), size);
       sizes[slot] = size;
     } else if (state & 0x10000) {
-      unsigned char *moved = realloc(slots[slot], size);
+      unsigned char* moved = realloc(slots[slot], size);
       if (moved == NULL) abort();
       if (moved[0] != (unsigned char)(sizes[slot] & 0xff)) ++handler_errors;
       memset(moved, (int)(size & 0xff), size);

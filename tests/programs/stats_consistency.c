@@ -14,14 +14,14 @@
 
 #include "heapkeeper/heapkeeper.h"
 
-typedef void (*stats_function)(struct heapkeeper_heap_stats *);
+typedef void (*stats_function)(struct heapkeeper_heap_stats*);
 
-static int check(const char *name, unsigned long long got, unsigned long long expected) {
+static int check(const char* name, unsigned long long got, unsigned long long expected) {
   printf("%s delta: %llu (expected %llu) %s\n", name, got, expected, got == expected ? "ok" : "MISMATCH");
   return got == expected;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   const long n = argc > 1 ? strtol(argv[1], NULL, 10) : 10000;
   const long k = argc > 2 ? strtol(argv[2], NULL, 10) : 1234;
   if (n <= 0 || k < 0 || k > n) {
@@ -33,7 +33,7 @@ int main(int argc, char **argv) {
     printf("heapkeeper_heap_stats not found: not running under heapkeeper\n");
     return 4;
   }
-  void **blocks = calloc((size_t)n, sizeof *blocks);
+  void** blocks = calloc((size_t)n, sizeof *blocks);
   if (blocks == NULL) return 3;
 
   struct heapkeeper_heap_stats before, after;

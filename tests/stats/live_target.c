@@ -19,7 +19,7 @@
 
 enum { kLeakedBlocks = 16, kLeakedSize = 3000 };
 
-void** g_records;                 // the K kept blocks: reachable through this global
+void** g_records;  // the K kept blocks: reachable through this global
 static volatile int g_stop;
 static volatile sig_atomic_t g_finish;
 
@@ -38,8 +38,10 @@ __attribute__((noinline)) void allocate_records(long n, long k) {
   g_records = calloc((size_t)k + 1, sizeof(void*));  // one more allocation, outside the N
   for (long i = 0; i < n; ++i) {
     void* p = make_record(48 + (size_t)(i % 8) * 16);
-    if (i < k) g_records[i] = p;
-    else free(p);
+    if (i < k)
+      g_records[i] = p;
+    else
+      free(p);
   }
 }
 

@@ -182,10 +182,18 @@ TEST(SegmentValidate, RandomBytesOfRandomSizes) {
   for (int i = 0; i < iterations(150); ++i) {
     size_t size = 0;
     switch (random() % 4) {
-      case 0: size = random() % (2 * sizeof(stats::SegmentHeader)); break;               // around the header
-      case 1: size = sizeof(SharedSegment) - 100 + random() % 201; break;                // around the segment
-      case 2: size = random() % (largest + 1); break;                                    // anywhere
-      default: size = random() % 64; break;                                              // tiny, even empty
+      case 0:
+        size = random() % (2 * sizeof(stats::SegmentHeader));
+        break;  // around the header
+      case 1:
+        size = sizeof(SharedSegment) - 100 + random() % 201;
+        break;  // around the segment
+      case 2:
+        size = random() % (largest + 1);
+        break;  // anywhere
+      default:
+        size = random() % 64;
+        break;  // tiny, even empty
     }
     std::unique_ptr<unsigned char[]> data(new unsigned char[std::max<size_t>(size, 1)]);
     fill_random(data.get(), size, random);
@@ -228,11 +236,22 @@ TEST(SegmentValidate, OneCorruptedHeaderFieldIsRefused) {
   };
   const Field fields[] = {
       {"magic", "magic", [](stats::SegmentHeader& h, uint64_t r) { h.magic = r == stats::kSegmentMagic ? r + 1 : r; }},
-      {"version", "version", [](stats::SegmentHeader& h, uint64_t r) { h.version = static_cast<uint32_t>(r) == stats::kLayoutVersion ? 0 : static_cast<uint32_t>(r); }},
-      {"header_size", "sizes", [](stats::SegmentHeader& h, uint64_t r) { h.header_size = static_cast<uint32_t>(r) == sizeof(stats::SegmentHeader) ? 1 : static_cast<uint32_t>(r); }},
-      {"segment_size", "sizes", [](stats::SegmentHeader& h, uint64_t r) { h.segment_size = r == sizeof(SharedSegment) ? r - 1 : r; }},
-      {"producer_uid", "uid", [](stats::SegmentHeader& h, uint64_t r) { h.producer_uid = static_cast<uint32_t>(r) == getuid() ? getuid() + 1 : static_cast<uint32_t>(r); }},
-      {"producer_pid", "pid", [](stats::SegmentHeader& h, uint64_t r) { h.producer_pid = -static_cast<int32_t>(r & 0x7fffffff); }},
+      {"version", "version",
+       [](stats::SegmentHeader& h, uint64_t r) {
+         h.version = static_cast<uint32_t>(r) == stats::kLayoutVersion ? 0 : static_cast<uint32_t>(r);
+       }},
+      {"header_size", "sizes",
+       [](stats::SegmentHeader& h, uint64_t r) {
+         h.header_size = static_cast<uint32_t>(r) == sizeof(stats::SegmentHeader) ? 1 : static_cast<uint32_t>(r);
+       }},
+      {"segment_size", "sizes",
+       [](stats::SegmentHeader& h, uint64_t r) { h.segment_size = r == sizeof(SharedSegment) ? r - 1 : r; }},
+      {"producer_uid", "uid",
+       [](stats::SegmentHeader& h, uint64_t r) {
+         h.producer_uid = static_cast<uint32_t>(r) == getuid() ? getuid() + 1 : static_cast<uint32_t>(r);
+       }},
+      {"producer_pid", "pid",
+       [](stats::SegmentHeader& h, uint64_t r) { h.producer_pid = -static_cast<int32_t>(r & 0x7fffffff); }},
   };
   for (int i = 0; i < iterations(200); ++i) {
     const Field& field = fields[random() % std::size(fields)];
@@ -378,7 +397,8 @@ TEST(SegmentReaderFile, FifoIsRefusedWithoutBlocking) {
 }
 
 TEST(SegmentReaderFile, SegmentsOfAnotherUid) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root to give a file to another uid (covered by tests/stats/cli.sh as nobody)";
+  if (geteuid() != 0)
+    GTEST_SKIP() << "needs root to give a file to another uid (covered by tests/stats/cli.sh as nobody)";
   TemporaryDirectory directory;
   const uid_t nobody = 65534;
   auto segment = valid_segment();

@@ -18,7 +18,8 @@
 namespace heapkeeper::view {
 namespace {
 
-void set_frame(stats::Frame& frame, const char* function, const char* module, const char* file, uint32_t line, uint64_t address) {
+void set_frame(stats::Frame& frame, const char* function, const char* module, const char* file, uint32_t line,
+               uint64_t address) {
   std::strncpy(frame.function, function, sizeof(frame.function) - 1);
   std::strncpy(frame.module, module, sizeof(frame.module) - 1);
   std::strncpy(frame.file, file, sizeof(frame.file) - 1);

@@ -30,9 +30,9 @@
 namespace {
 
 using heapkeeper_test::BlockInfo;
-using heapkeeper_test::HeapStats;
 using heapkeeper_test::escape;
 using heapkeeper_test::heapkeeper;
+using heapkeeper_test::HeapStats;
 using heapkeeper_test::IsInsideTrackedBlock;
 using heapkeeper_test::IsReleased;
 using heapkeeper_test::IsTrackedBlock;
@@ -76,10 +76,9 @@ bool all_zero(const void* p, size_t size) {
 // Sizes on both sides of the boundaries that matter: glibc's tcache and mmap threshold, jemalloc's
 // small/large boundary (14 KiB + 16-byte header), pages.
 const std::vector<size_t>& boundary_sizes() {
-  static const std::vector<size_t> sizes = {1,      8,       15,      16,       17,      24,     100,
-                                            255,    256,     1000,    4096,     4097,    8192,   14320,
-                                            14336,  14337,   16384,   20000,    32768,   65536,  128 * kKiB,
-                                            kMiB - 1, kMiB,  kMiB + 1};
+  static const std::vector<size_t> sizes = {1,     8,     15,    16,    17,         24,       100,   255,
+                                            256,   1000,  4096,  4097,  8192,       14320,    14336, 14337,
+                                            16384, 20000, 32768, 65536, 128 * kKiB, kMiB - 1, kMiB,  kMiB + 1};
   return sizes;
 }
 
@@ -264,8 +263,8 @@ TEST(Calloc, CountTimesSizeIsTheBlockSize) {
 }
 
 TEST(Calloc, OverflowingProductFailsWithEnomem) {
-  const std::pair<size_t, size_t> cases[] = {{SIZE_MAX / 2, 3}, {SIZE_MAX, SIZE_MAX}, {size_t{1} << 32, size_t{1} << 32},
-                                             {2, SIZE_MAX / 2 + 1}};
+  const std::pair<size_t, size_t> cases[] = {
+      {SIZE_MAX / 2, 3}, {SIZE_MAX, SIZE_MAX}, {size_t{1} << 32, size_t{1} << 32}, {2, SIZE_MAX / 2 + 1}};
   for (auto [count, size] : cases) {
     errno = 0;
     void* p = calloc(opaque(count), opaque(size));
@@ -410,8 +409,8 @@ TEST(PosixMemalign, EveryPowerOfTwoAlignmentFrom8To1MiB) {
 }
 
 TEST(PosixMemalign, InvalidAlignmentsAreEinvalAndLeaveTheResultAlone) {
-  for (size_t alignment : {size_t{0}, size_t{1}, size_t{3}, sizeof(void*) / 2, size_t{24}, size_t{48}, size_t{4095},
-                           SIZE_MAX}) {
+  for (size_t alignment :
+       {size_t{0}, size_t{1}, size_t{3}, sizeof(void*) / 2, size_t{24}, size_t{48}, size_t{4095}, SIZE_MAX}) {
     void* untouched = reinterpret_cast<void*>(uintptr_t{0x5eed});
     void* p = untouched;
     errno = 1234;
@@ -422,8 +421,8 @@ TEST(PosixMemalign, InvalidAlignmentsAreEinvalAndLeaveTheResultAlone) {
 }
 
 TEST(PosixMemalign, ImpossibleRequestsAreEnomemAndLeaveTheResultAlone) {
-  const std::pair<size_t, size_t> cases[] = {{64, SIZE_MAX}, {4096, static_cast<size_t>(PTRDIFF_MAX)},
-                                             {SIZE_MAX / 2 + 1, 16}};
+  const std::pair<size_t, size_t> cases[] = {
+      {64, SIZE_MAX}, {4096, static_cast<size_t>(PTRDIFF_MAX)}, {SIZE_MAX / 2 + 1, 16}};
   for (auto [alignment, size] : cases) {
     void* untouched = reinterpret_cast<void*>(uintptr_t{0x5eed});
     void* p = untouched;
@@ -632,8 +631,8 @@ TEST(OperatorNew, EveryReplaceableFormAllocatesTrackedBlocks) {
   void* aligned_array = ::operator new[](n, a4k);
   void* aligned_nothrow = ::operator new(n, a4k, std::nothrow);
   void* aligned_nothrow_array = ::operator new[](n, a64, std::nothrow);
-  void* all[] = {plain, array, nothrow_plain, nothrow_array, aligned, aligned_array, aligned_nothrow,
-                 aligned_nothrow_array};
+  void* all[] = {plain,   array,         nothrow_plain,   nothrow_array,
+                 aligned, aligned_array, aligned_nothrow, aligned_nothrow_array};
   for (void* p : all) {
     ASSERT_NE(p, nullptr);
     EXPECT_TRUE(is_aligned(p, alignof(max_align_t)));
@@ -738,7 +737,7 @@ TEST(OperatorNew, NothrowFormsReturnNullForImpossibleSizes) {
   const size_t huge = opaque(SIZE_MAX / 2);
   EXPECT_EQ(::operator new(huge, std::nothrow), nullptr);
   EXPECT_EQ(::operator new[](huge, std::nothrow), nullptr);
-  EXPECT_EQ(::operator new(huge, std::align_val_t{64}, std::nothrow), nullptr);
+  EXPECT_EQ(::operator new (huge, std::align_val_t{64}, std::nothrow), nullptr);
   EXPECT_EQ(::operator new[](huge, std::align_val_t{4096}, std::nothrow), nullptr);
   EXPECT_EQ(new (std::nothrow) char[huge], nullptr);
 }
@@ -747,7 +746,7 @@ TEST(OperatorNew, ThrowingFormsThrowBadAllocForImpossibleSizes) {
   const size_t huge = opaque(SIZE_MAX / 2);
   EXPECT_THROW(escape(::operator new(huge)), std::bad_alloc);
   EXPECT_THROW(escape(::operator new[](huge)), std::bad_alloc);
-  EXPECT_THROW(escape(::operator new(huge, std::align_val_t{64})), std::bad_alloc);
+  EXPECT_THROW(escape(::operator new (huge, std::align_val_t{64})), std::bad_alloc);
   EXPECT_THROW(escape(::operator new[](huge, std::align_val_t{4096})), std::bad_alloc);
   EXPECT_THROW(escape(new char[huge]), std::bad_alloc);
   EXPECT_THROW(escape(new Page[huge / sizeof(Page) / 2]), std::bad_alloc);
@@ -770,7 +769,7 @@ TEST(OperatorNew, NewHandlerRunsBeforeBadAlloc) {
   const Form forms[] = {
       {"new", [](size_t n) { escape(::operator new(n)); }},
       {"new[]", [](size_t n) { escape(::operator new[](n)); }},
-      {"aligned new", [](size_t n) { escape(::operator new(n, std::align_val_t{256})); }},
+      {"aligned new", [](size_t n) { escape(::operator new (n, std::align_val_t{256})); }},
   };
   for (const Form& form : forms) {
     g_new_handler_calls = 0;
@@ -974,7 +973,8 @@ TEST(Realloc, KeepsTheUsableBytesTheProgramWasToldAbout) {
     for (size_t i = 0; i < usable; ++i) p[i] = static_cast<unsigned char>(i * 7 + 3);
     auto* q = static_cast<unsigned char*>(realloc(p, usable * 4 + 4096));
     ASSERT_NE(q, nullptr);
-    for (size_t i = 0; i < usable; ++i) ASSERT_EQ(q[i], static_cast<unsigned char>(i * 7 + 3)) << "size " << size << " byte " << i;
+    for (size_t i = 0; i < usable; ++i)
+      ASSERT_EQ(q[i], static_cast<unsigned char>(i * 7 + 3)) << "size " << size << " byte " << i;
     free(q);
   }
 }

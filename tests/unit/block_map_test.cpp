@@ -27,9 +27,9 @@ constexpr size_t kKiB = 1024;
 constexpr size_t kMiB = 1024 * 1024;
 
 struct Block {
-  size_t usable;     // jemalloc's region size
-  size_t size;       // the user size written into the header
-  size_t offset;     // user offset (16, or the alignment)
+  size_t usable;  // jemalloc's region size
+  size_t size;    // the user size written into the header
+  size_t offset;  // user offset (16, or the alignment)
 };
 
 class BlockMapTest : public testing::Test {
@@ -46,7 +46,9 @@ class BlockMapTest : public testing::Test {
   static const PrivateHeap& heap() { return private_heap(); }
   static BlockMap& map() { return block_map(); }
 
-  static int class_of(size_t usable) { return usable <= heap().small_max() ? heap().small_class_of_usable(usable) : -1; }
+  static int class_of(size_t usable) {
+    return usable <= heap().small_max() ? heap().small_class_of_usable(usable) : -1;
+  }
 
   static uintptr_t allocate_region(size_t total, size_t alignment = 16) {
     int flags = MALLOCX_ARENA(heap().tracked_arena_for(0)) | MALLOCX_TCACHE_NONE;
@@ -210,10 +212,9 @@ TEST_F(BlockMapTest, LargeBlocks) {
     size_t stride;  // every byte for the smaller ones, a sample for the big ones
   };
   const Case cases[] = {
-      {16 * kKiB, 16, 1},           {16 * kKiB - kHeaderSize, 16, 1}, {16 * kKiB + 1, 16, 1},
-      {100 * kKiB + 3, 16, 1},      {kMiB, 16, 1},                    {kMiB - kHeaderSize, 16, 1},
-      {40 * kMiB, 16, 61},          {40 * kMiB + 12345, 16, 61},      {20 * kKiB, 4096, 1},
-      {3 * kMiB + 5, 2 * kMiB, 17},
+      {16 * kKiB, 16, 1},   {16 * kKiB - kHeaderSize, 16, 1}, {16 * kKiB + 1, 16, 1}, {100 * kKiB + 3, 16, 1},
+      {kMiB, 16, 1},        {kMiB - kHeaderSize, 16, 1},      {40 * kMiB, 16, 61},    {40 * kMiB + 12345, 16, 61},
+      {20 * kKiB, 4096, 1}, {3 * kMiB + 5, 2 * kMiB, 17},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(testing::Message() << c.size << " bytes aligned to " << c.alignment);
@@ -252,7 +253,8 @@ TEST_F(BlockMapTest, LargeBlockFirstPageBeforeTheRegion) {
     offset_seen = region - page;
     EXPECT_EQ(map().find_region(region), region);
     EXPECT_EQ(map().find_region(region - 1), 0u) << "the byte before a large block's region";
-    EXPECT_EQ(map().find_region(page), 0u) << "the first byte of the page, " << offset_seen << " bytes before the region";
+    EXPECT_EQ(map().find_region(page), 0u)
+        << "the first byte of the page, " << offset_seen << " bytes before the region";
     check_range(page, region);
   }
   if (offset_seen == 0) GTEST_SKIP() << "jemalloc placed every large region at the start of its page";
@@ -267,9 +269,9 @@ TEST_F(BlockMapTest, BlockLargerThanTheDirectBackReach) {
   ASSERT_NE(region, 0u);
   const uintptr_t user = region + kHeaderSize;
   const uintptr_t first_page = region & ~(kPageSize - 1);
-  for (size_t pages : {size_t{1}, size_t{1000}, (size_t{1} << 18) - 2, (size_t{1} << 18) - 1, size_t{1} << 18,
-                       (size_t{1} << 18) + 1, (size_t{2} << 18) - 1, size_t{2} << 18, (size_t{2} << 18) + 1,
-                       (size - 1) / kPageSize}) {
+  for (size_t pages :
+       {size_t{1}, size_t{1000}, (size_t{1} << 18) - 2, (size_t{1} << 18) - 1, size_t{1} << 18, (size_t{1} << 18) + 1,
+        (size_t{2} << 18) - 1, size_t{2} << 18, (size_t{2} << 18) + 1, (size - 1) / kPageSize}) {
     const uintptr_t address = first_page + pages * kPageSize + 123;
     if (address >= user + size) continue;
     EXPECT_EQ(map().find_region(address), region) << pages << " pages in";
@@ -343,7 +345,7 @@ TEST_F(BlockMapTest, MemoryReusedByAnotherSizeClass) {
     size_t count;
   };
   // small -> other small -> large -> small -> small -> largest small class -> large -> small.
-  const Generation generations[] = {{48, 600},   {80, 500},  {kMiB, 2},        {3072, 200},
+  const Generation generations[] = {{48, 600},   {80, 500},   {kMiB, 2},       {3072, 200},
                                     {112, 1500}, {14336, 60}, {64 * kKiB, 10}, {32, 3000}};
   std::vector<std::pair<uintptr_t, uintptr_t>> earlier;  // address ranges of earlier generations
   size_t reused_bytes = 0;

@@ -16,10 +16,10 @@
 namespace heapkeeper::alloc {
 namespace {
 
-constexpr const char* kVariables[] = {
-    "HEAPKEEPER_STACK_DEPTH", "HEAPKEEPER_FREE_STACKS", "HEAPKEEPER_ON_BAD_FREE", "HEAPKEEPER_MODE",
-    "HEAPKEEPER_SCAN_INTERVAL", "HEAPKEEPER_HEAP_RESERVE", "HEAPKEEPER_ARENAS", "HEAPKEEPER_EXITCODE",
-    "HEAPKEEPER_QUIET", "HEAPKEEPER_REPORT", "HEAPKEEPER_SUPPRESSIONS"};
+constexpr const char* kVariables[] = {"HEAPKEEPER_STACK_DEPTH", "HEAPKEEPER_FREE_STACKS",   "HEAPKEEPER_ON_BAD_FREE",
+                                      "HEAPKEEPER_MODE",        "HEAPKEEPER_SCAN_INTERVAL", "HEAPKEEPER_HEAP_RESERVE",
+                                      "HEAPKEEPER_ARENAS",      "HEAPKEEPER_EXITCODE",      "HEAPKEEPER_QUIET",
+                                      "HEAPKEEPER_REPORT",      "HEAPKEEPER_SUPPRESSIONS"};
 
 // ---------------------------------------------------------------------------------------------
 // parse_duration_ms
@@ -59,7 +59,7 @@ TEST(ParseDuration, Overflow) {
   EXPECT_EQ(duration_or_sentinel("18446744073709551ms"), 18446744073709551u);
   EXPECT_EQ(duration_or_sentinel("18446744073709551"), 18446744073709551000u);
   uint64_t ms = 0xdead;
-  EXPECT_FALSE(parse_duration_ms("18446744073709552", ms));  // x1000 overflows
+  EXPECT_FALSE(parse_duration_ms("18446744073709552", ms));       // x1000 overflows
   EXPECT_FALSE(parse_duration_ms("18446744073709551616ms", ms));  // the number itself overflows
   EXPECT_FALSE(parse_duration_ms("99999999999999999999999999s", ms));
   EXPECT_FALSE(parse_duration_ms("5124095576030432h", ms));
@@ -92,8 +92,8 @@ TEST(ParseByteSize, BinaryUnitsInBothCasesWithOptionalByteSuffix) {
 }
 
 TEST(ParseByteSize, RejectsMalformedTextAndLeavesTheOutputAlone) {
-  for (const char* text : {"", "G", "-1G", " 1G", "1G ", "1 G", "1.5G", "1X", "1P", "1E", "1KiBs", "1Gi", "1GIB",
-                           "1GBB", "0x10", "1kk"}) {
+  for (const char* text :
+       {"", "G", "-1G", " 1G", "1G ", "1 G", "1.5G", "1X", "1P", "1E", "1KiBs", "1Gi", "1GIB", "1GBB", "0x10", "1kk"}) {
     uint64_t bytes = 0xdead;
     EXPECT_FALSE(parse_byte_size(text, bytes)) << '"' << text << '"';
     EXPECT_EQ(bytes, 0xdeadu) << '"' << text << '"';
@@ -128,8 +128,8 @@ TEST(ParseUnsigned, DecimalDigitsOnlyUpToUint64Max) {
   EXPECT_EQ(value, 42u);
   EXPECT_TRUE(parse_unsigned("18446744073709551615", value));
   EXPECT_EQ(value, UINT64_MAX);
-  for (const char* text : {"", "-1", "+1", " 1", "1 ", "1k", "0x10", "1.0", "18446744073709551616",
-                           "99999999999999999999"}) {
+  for (const char* text :
+       {"", "-1", "+1", " 1", "1 ", "1k", "0x10", "1.0", "18446744073709551616", "99999999999999999999"}) {
     value = 0xdead;
     EXPECT_FALSE(parse_unsigned(text, value)) << '"' << text << '"';
     EXPECT_EQ(value, 0xdeadu) << '"' << text << '"';
@@ -282,7 +282,8 @@ TEST_F(LoadConfig, ValidValuesAreTakenWithoutWarnings) {
       {"HEAPKEEPER_FREE_STACKS", "1", [](const Config& c) { EXPECT_TRUE(c.free_stacks); }},
       {"HEAPKEEPER_FREE_STACKS", "yes", [](const Config& c) { EXPECT_TRUE(c.free_stacks); }},
       {"HEAPKEEPER_FREE_STACKS", "true", [](const Config& c) { EXPECT_TRUE(c.free_stacks); }},
-      {"HEAPKEEPER_ON_BAD_FREE", "continue", [](const Config& c) { EXPECT_EQ(c.on_bad_free, BadFreePolicy::kContinue); }},
+      {"HEAPKEEPER_ON_BAD_FREE", "continue",
+       [](const Config& c) { EXPECT_EQ(c.on_bad_free, BadFreePolicy::kContinue); }},
       {"HEAPKEEPER_ON_BAD_FREE", "abort", [](const Config& c) { EXPECT_EQ(c.on_bad_free, BadFreePolicy::kAbort); }},
       {"HEAPKEEPER_MODE", "off", [](const Config& c) { EXPECT_EQ(c.mode, CollectorMode::kOff); }},
       {"HEAPKEEPER_MODE", "detect", [](const Config& c) { EXPECT_EQ(c.mode, CollectorMode::kDetect); }},
@@ -346,20 +347,34 @@ TEST_F(LoadConfig, AllValidValuesTogether) {
 TEST_F(LoadConfig, InvalidValuesKeepTheDefaultAndWarnOnceNamingTheVariable) {
   const std::string long_path(5000, 'p');
   const std::pair<const char*, std::string> cases[] = {
-      {"HEAPKEEPER_STACK_DEPTH", "0"},       {"HEAPKEEPER_STACK_DEPTH", "129"},
-      {"HEAPKEEPER_STACK_DEPTH", "deep"},    {"HEAPKEEPER_STACK_DEPTH", ""},
-      {"HEAPKEEPER_STACK_DEPTH", "-1"},      {"HEAPKEEPER_STACK_DEPTH", "99999999999999999999999"},
-      {"HEAPKEEPER_FREE_STACKS", "maybe"},   {"HEAPKEEPER_FREE_STACKS", "2"},
-      {"HEAPKEEPER_FREE_STACKS", ""},        {"HEAPKEEPER_ON_BAD_FREE", "ignore"},
-      {"HEAPKEEPER_ON_BAD_FREE", "ABORT"},   {"HEAPKEEPER_MODE", "on"},
-      {"HEAPKEEPER_MODE", ""},               {"HEAPKEEPER_SCAN_INTERVAL", "10x"},
-      {"HEAPKEEPER_SCAN_INTERVAL", "-5s"},   {"HEAPKEEPER_SCAN_INTERVAL", "soon"},
-      {"HEAPKEEPER_HEAP_RESERVE", "512M"},   {"HEAPKEEPER_HEAP_RESERVE", "65T"},
-      {"HEAPKEEPER_HEAP_RESERVE", "huge"},   {"HEAPKEEPER_HEAP_RESERVE", "0"},
-      {"HEAPKEEPER_ARENAS", "0"},            {"HEAPKEEPER_ARENAS", "65"},
-      {"HEAPKEEPER_ARENAS", "four"},         {"HEAPKEEPER_EXITCODE", "256"},
-      {"HEAPKEEPER_EXITCODE", "-1"},         {"HEAPKEEPER_QUIET", "2"},
-      {"HEAPKEEPER_QUIET", "yes"},           {"HEAPKEEPER_REPORT", long_path},
+      {"HEAPKEEPER_STACK_DEPTH", "0"},
+      {"HEAPKEEPER_STACK_DEPTH", "129"},
+      {"HEAPKEEPER_STACK_DEPTH", "deep"},
+      {"HEAPKEEPER_STACK_DEPTH", ""},
+      {"HEAPKEEPER_STACK_DEPTH", "-1"},
+      {"HEAPKEEPER_STACK_DEPTH", "99999999999999999999999"},
+      {"HEAPKEEPER_FREE_STACKS", "maybe"},
+      {"HEAPKEEPER_FREE_STACKS", "2"},
+      {"HEAPKEEPER_FREE_STACKS", ""},
+      {"HEAPKEEPER_ON_BAD_FREE", "ignore"},
+      {"HEAPKEEPER_ON_BAD_FREE", "ABORT"},
+      {"HEAPKEEPER_MODE", "on"},
+      {"HEAPKEEPER_MODE", ""},
+      {"HEAPKEEPER_SCAN_INTERVAL", "10x"},
+      {"HEAPKEEPER_SCAN_INTERVAL", "-5s"},
+      {"HEAPKEEPER_SCAN_INTERVAL", "soon"},
+      {"HEAPKEEPER_HEAP_RESERVE", "512M"},
+      {"HEAPKEEPER_HEAP_RESERVE", "65T"},
+      {"HEAPKEEPER_HEAP_RESERVE", "huge"},
+      {"HEAPKEEPER_HEAP_RESERVE", "0"},
+      {"HEAPKEEPER_ARENAS", "0"},
+      {"HEAPKEEPER_ARENAS", "65"},
+      {"HEAPKEEPER_ARENAS", "four"},
+      {"HEAPKEEPER_EXITCODE", "256"},
+      {"HEAPKEEPER_EXITCODE", "-1"},
+      {"HEAPKEEPER_QUIET", "2"},
+      {"HEAPKEEPER_QUIET", "yes"},
+      {"HEAPKEEPER_REPORT", long_path},
       {"HEAPKEEPER_SUPPRESSIONS", long_path},
   };
   const std::string prefix = "heapkeeper[" + std::to_string(getpid()) + "]: ";

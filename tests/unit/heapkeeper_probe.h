@@ -82,13 +82,12 @@ inline testing::AssertionResult IsTrackedBlock(const void* p, size_t requested, 
   // Once malloc_usable_size was asked (here, or earlier), the block owns its usable size.
   if (exact ? info.requested_size != requested && info.requested_size != info.usable_size
             : info.requested_size < requested) {
-    return testing::AssertionFailure() << p << ": recorded size " << info.requested_size << ", requested "
-                                       << requested;
+    return testing::AssertionFailure() << p << ": recorded size " << info.requested_size << ", requested " << requested;
   }
   const size_t usable = malloc_usable_size(const_cast<void*>(p));
   if (info.usable_size != usable || usable < info.requested_size) {
-    return testing::AssertionFailure() << p << ": usable size " << info.usable_size << ", malloc_usable_size "
-                                       << usable << ", recorded size " << info.requested_size;
+    return testing::AssertionFailure() << p << ": usable size " << info.usable_size << ", malloc_usable_size " << usable
+                                       << ", recorded size " << info.requested_size;
   }
   if (hk.block_info(p, &info) != 1 || info.requested_size != usable) {
     return testing::AssertionFailure() << p << ": after malloc_usable_size the recorded size is " << info.requested_size
@@ -105,8 +104,7 @@ inline testing::AssertionResult IsTrackedBlock(const void* p, size_t requested, 
     BlockInfo inner{};
     const auto* address = static_cast<const char*>(p) + offset;
     if (hk.block_info(address, &inner) != 1 || inner.start != p) {
-      return testing::AssertionFailure() << "interior pointer " << p << "+" << offset << " does not resolve to "
-                                         << p;
+      return testing::AssertionFailure() << "interior pointer " << p << "+" << offset << " does not resolve to " << p;
     }
   }
   BlockInfo past{};
@@ -127,8 +125,8 @@ inline testing::AssertionResult IsInsideTrackedBlock(const void* p, size_t lengt
   const auto start = reinterpret_cast<uintptr_t>(info.start);
   const auto address = reinterpret_cast<uintptr_t>(p);
   if (address < start || address + length > start + info.requested_size) {
-    return testing::AssertionFailure() << "[" << p << ", +" << length << ") is not inside the block at "
-                                       << info.start << " of " << info.requested_size << " bytes";
+    return testing::AssertionFailure() << "[" << p << ", +" << length << ") is not inside the block at " << info.start
+                                       << " of " << info.requested_size << " bytes";
   }
   return IsTrackedBlock(info.start, info.requested_size);
 }

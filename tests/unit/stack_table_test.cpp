@@ -80,7 +80,8 @@ TEST_F(StackTableTest, DifferentStacksGetDifferentIds) {
   Stack reversed(base.rbegin(), base.rend());
   const Stack single = {salt | 1};
   std::set<uint32_t> ids;
-  for (const Stack* s : std::initializer_list<const Stack*>{&base, &one_frame_differs, &prefix, &longer, &reversed, &single}) {
+  for (const Stack* s :
+       std::initializer_list<const Stack*>{&base, &one_frame_differs, &prefix, &longer, &reversed, &single}) {
     const uint32_t id = intern(*s);
     ASSERT_NE(id, StackTable::kNoStack);
     ids.insert(id);
@@ -146,7 +147,7 @@ TEST_F(StackTableTest, TagCollisionsAreResolvedByFrames) {
   for (uint64_t i = 0; i < 500; ++i) {
     stacks.push_back(make_stack(6, i));
     hashes.push_back(i % 2 == 0 ? (uint64_t{0xabcd1234} << 32) | (i * 7919)  // same tag
-                                : (i << 32) | 0x77);                        // same slot
+                                : (i << 32) | 0x77);                         // same slot
   }
   std::vector<uint32_t> ids;
   for (size_t i = 0; i < stacks.size(); ++i) {

@@ -55,13 +55,11 @@ __attribute__((noinline)) CallSite known_caller_for_symbolizer_test() {
 }
 
 bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() &&
-         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 std::string this_executable_path() {
-  std::unique_ptr<char, decltype(&std::free)> resolved(realpath("/proc/self/exe", nullptr),
-                                                       &std::free);
+  std::unique_ptr<char, decltype(&std::free)> resolved(realpath("/proc/self/exe", nullptr), &std::free);
   return resolved ? std::string(resolved.get()) : std::string();
 }
 
@@ -98,8 +96,7 @@ TEST(SymbolizerTest, ResolvesCallSiteInThisBinaryToFunctionFileAndLine) {
   const SymbolizedFrame frame = symbolizer.resolve(site.return_address);
 
   EXPECT_EQ(frame.address, site.return_address);
-  EXPECT_NE(frame.function.find("known_caller_for_symbolizer_test"), std::string::npos)
-      << frame.function;
+  EXPECT_NE(frame.function.find("known_caller_for_symbolizer_test"), std::string::npos) << frame.function;
   EXPECT_EQ(frame.module, this_executable_path());
   EXPECT_EQ(frame.module_offset, site.return_address - main_program_load_bias());
   EXPECT_TRUE(ends_with(frame.file, "symbolizer_test.cpp")) << frame.file;
@@ -131,17 +128,14 @@ TEST(SymbolizerTest, DropsSymbolVersionsFromNames) {
   void* function = dlsym(RTLD_DEFAULT, "__libc_start_main");
   ASSERT_NE(function, nullptr) << dlerror();
   Symbolizer symbolizer;
-  EXPECT_EQ(symbolizer.resolve(reinterpret_cast<uintptr_t>(function) + 1).function,
-            "__libc_start_main");
+  EXPECT_EQ(symbolizer.resolve(reinterpret_cast<uintptr_t>(function) + 1).function, "__libc_start_main");
 }
 
 TEST(SymbolizerTest, DemanglesCxxNamesWithNamespaceAndParameters) {
   Symbolizer symbolizer;
-  const SymbolizedFrame frame =
-      symbolizer.resolve(as_return_address(&symbolizer_fixture::function_with_parameters));
+  const SymbolizedFrame frame = symbolizer.resolve(as_return_address(&symbolizer_fixture::function_with_parameters));
 
-  EXPECT_NE(frame.function.find("symbolizer_fixture::function_with_parameters(int"),
-            std::string::npos)
+  EXPECT_NE(frame.function.find("symbolizer_fixture::function_with_parameters(int"), std::string::npos)
       << frame.function;
   EXPECT_EQ(frame.function.find("_Z"), std::string::npos) << frame.function;
   EXPECT_TRUE(ends_with(frame.file, "symbolizer_test.cpp")) << frame.file;
@@ -199,8 +193,7 @@ TEST(SymbolizerTest, NamesFunctionsInADeletedLibraryThroughTheLoader) {
   ASSERT_NE(mkdtemp(directory_template), nullptr);
   const std::string directory = directory_template;
   const std::string copy = directory + "/libuuid_copy.so.1";
-  if (std::system(("cp /lib/x86_64-linux-gnu/libuuid.so.1 " + copy + " 2>/dev/null").c_str()) !=
-      0) {
+  if (std::system(("cp /lib/x86_64-linux-gnu/libuuid.so.1 " + copy + " 2>/dev/null").c_str()) != 0) {
     rmdir(directory.c_str());
     GTEST_SKIP() << "libuuid.so.1 is not installed where expected";
   }
@@ -247,8 +240,7 @@ TEST(SymbolizerTest, ForkedChildRereadsItsOwnModuleList) {
   ASSERT_NE(child, -1);
   if (child == 0) {
     // An address the parent never resolved, so the answer cannot come from the cache.
-    const SymbolizedFrame frame =
-        symbolizer.resolve(as_return_address(&symbolizer_fixture::function_with_parameters));
+    const SymbolizedFrame frame = symbolizer.resolve(as_return_address(&symbolizer_fixture::function_with_parameters));
     const bool named = frame.function.find("function_with_parameters") != std::string::npos;
     _exit(named && frame.module == this_executable_path() ? 0 : 1);
   }
@@ -284,9 +276,8 @@ TEST(SymbolizerTest, FilesItKeepsOpenAreNotInheritedByExec) {
 
 TEST(SymbolizerTest, ConcurrentResolvesAgreeWithSerialOnes) {
   const CallSite site = known_caller_for_symbolizer_test();
-  const std::vector<uintptr_t> addresses = {
-      site.return_address, as_return_address(&getpid),
-      as_return_address(&symbolizer_fixture::function_with_parameters), 0, 1};
+  const std::vector<uintptr_t> addresses = {site.return_address, as_return_address(&getpid),
+                                            as_return_address(&symbolizer_fixture::function_with_parameters), 0, 1};
   std::vector<std::string> expected;
   {
     Symbolizer serial;

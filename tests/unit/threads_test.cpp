@@ -29,9 +29,9 @@
 namespace {
 
 using heapkeeper_test::BlockInfo;
-using heapkeeper_test::HeapStats;
 using heapkeeper_test::heap_stats;
 using heapkeeper_test::heapkeeper;
+using heapkeeper_test::HeapStats;
 
 constexpr int kThreads = 16;
 constexpr int kRingsPerProducer = 2;
@@ -39,7 +39,7 @@ constexpr uint64_t kRingCapacity = 1024;
 
 // One producer, one consumer. Positions only grow; the slot is position % capacity.
 struct alignas(64) Ring {
-  std::atomic<uint64_t> head{0};  // next slot the consumer reads
+  std::atomic<uint64_t> head{0};              // next slot the consumer reads
   alignas(64) std::atomic<uint64_t> tail{0};  // next slot the producer writes
   alignas(64) void* slots[kRingCapacity];
 
@@ -149,7 +149,9 @@ class Workload {
     const auto kind = static_cast<Kind>(random.next() % 4);
     void* p = nullptr;
     switch (kind) {
-      case Kind::kMalloc: p = malloc(size); break;
+      case Kind::kMalloc:
+        p = malloc(size);
+        break;
       case Kind::kCalloc: {
         p = calloc(1, size);
         if (p != nullptr) {
@@ -162,7 +164,9 @@ class Workload {
         if (posix_memalign(&p, 64, size) != 0) p = nullptr;
         if (reinterpret_cast<uintptr_t>(p) % 64 != 0) error("posix_memalign result not aligned");
         break;
-      case Kind::kNewArray: p = new char[size]; break;
+      case Kind::kNewArray:
+        p = new char[size];
+        break;
     }
     ++allocation_calls;
     if (p == nullptr) {
