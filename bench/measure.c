@@ -1,10 +1,12 @@
 /* hk-measure: the measuring helper of scripts/bench.sh. Runs one command in its own process group,
- * with its stdout and stderr sent to files, and writes one line "WALL_SECONDS MAXRSS_KIB HOW" to a
- * result file, HOW being exit:N, signal:N, timeout or interrupted.
+ * with its stdout and stderr sent to files, and writes one line "WALL_SECONDS MAXRSS_KIB HOW CPU_SECONDS"
+ * to a result file, HOW being exit:N, signal:N, timeout or interrupted.
  *
- * Wall time comes from CLOCK_MONOTONIC around fork and wait4; peak RSS from wait4()'s rusage,
- * which covers the child and the children it waited for (their maximum, not their sum): what we
- * want for wrappers such as heaptrack's shell script. A run past TIMEOUT seconds is killed with
+ * Wall time comes from CLOCK_MONOTONIC around fork and wait4; CPU time (user + system, all threads,
+ * children it waited for included) and peak RSS from wait4()'s rusage. On a shared machine CPU time
+ * is the steadier of the two: it does not count the time the command waited for a core. Peak RSS
+ * is the maximum over the child and the children it waited for, not their sum: what we want for
+ * wrappers such as heaptrack's shell script. A run past TIMEOUT seconds is killed with
  * its whole process group, and so is the group when the benchmark itself is interrupted, so no
  * stray workload keeps loading the machine. scripts/bench.sh compiles this file into its output
  * directory (build/bench/hk-measure).
@@ -48,7 +50,7 @@ static void install_handlers(void) {
 }
 
 /* In the child: its own process group, default signal handling, output to the files, exec. */
-static void run_child(int out, int err, char **command) {
+static void run_child(int out, int err, char** command) {
   setpgid(0, 0);
   signal(SIGINT, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
@@ -60,7 +62,7 @@ static void run_child(int out, int err, char **command) {
   _exit(127);
 }
 
-static void describe_end(int status, char *how, size_t size) {
+static void describe_end(int status, char* how, size_t size) {
   if (interrupted)
     snprintf(how, size, "interrupted");
   else if (timed_out)
@@ -71,7 +73,7 @@ static void describe_end(int status, char *how, size_t size) {
     snprintf(how, size, "exit:%d", WEXITSTATUS(status));
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   if (argc < 6) {
     fprintf(stderr, "usage: %s TIMEOUT_S RESULT_FILE STDOUT_FILE STDERR_FILE COMMAND [ARG]...\n", argv[0]);
     return 2;
@@ -79,7 +81,7 @@ int main(int argc, char **argv) {
   unsigned timeout = (unsigned)strtoul(argv[1], NULL, 10);
   int out = open(argv[3], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   int err = open(argv[4], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  FILE *result = fopen(argv[2], "w");
+  FILE* result = fopen(argv[2], "w");
   if (out < 0 || err < 0 || result == NULL) {
     fprintf(stderr, "hk-measure: cannot open output files: %s\n", strerror(errno));
     return 2;
@@ -113,7 +115,9 @@ int main(int argc, char **argv) {
   double wall = (double)(end.tv_sec - start.tv_sec) + (double)(end.tv_nsec - start.tv_nsec) / 1e9;
   char how[32];
   describe_end(status, how, sizeof how);
-  fprintf(result, "%.3f %ld %s\n", wall, usage.ru_maxrss, how);
+  double cpu = (double)(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+               (double)(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+  fprintf(result, "%.3f %ld %s %.3f\n", wall, usage.ru_maxrss, how, cpu);
   fclose(result);
   return interrupted ? 130 : 0;
 }

@@ -25,14 +25,14 @@
 #define WINDOW 20000
 #define CLOBBER_BYTES (64 * 1024)
 
-static double seconds_since(const struct timespec *start) {
+static double seconds_since(const struct timespec* start) {
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
   return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
 }
 
 static __attribute__((noinline)) void lose_early_block(void) {
-  char *volatile block = malloc(LEAK_BYTES);
+  char* volatile block = malloc(LEAK_BYTES);
   if (block != NULL) memset(block, 0x5a, LEAK_BYTES); /* no pointer-like contents */
   block = NULL;
 }
@@ -44,14 +44,14 @@ static __attribute__((noinline)) void clobber_stack(void) {
   __asm__ volatile("" : : "r"(area) : "memory");
 }
 
-static uint64_t next_random(uint64_t *state) { /* xorshift64: the same churn under every tool */
+static uint64_t next_random(uint64_t* state) { /* xorshift64: the same churn under every tool */
   *state ^= *state << 13;
   *state ^= *state >> 7;
   *state ^= *state << 17;
   return *state;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   double duration = argc > 1 ? atof(argv[1]) : 20.0;
   double leak_at = argc > 2 ? atof(argv[2]) : 1.0;
   if (duration <= 0 || leak_at < 0 || leak_at >= duration) {
@@ -60,7 +60,7 @@ int main(int argc, char **argv) {
   }
   struct timespec start;
   clock_gettime(CLOCK_MONOTONIC, &start);
-  char **window = calloc(WINDOW, sizeof *window);
+  char** window = calloc(WINDOW, sizeof *window);
   if (window == NULL) return 1;
   uint64_t state = 0x9e3779b97f4a7c15u, operations = 0;
   int leaked = 0;
