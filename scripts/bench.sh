@@ -136,8 +136,9 @@ for t in $ALL_TOOLS; do contains "$expanded" "$t" && selected+=" $t"; done
 selected="${selected# }"
 
 # Workload sizes. "small" is the variant for valgrind and the gperftools heap checker. The
-# scan-overhead part runs python_churn long enough for several periodic scans (about 40 s under
-# heapkeeper: three periodic scans every 10 s, and the exit scan); the first-report part runs late_leak for a fixed time.
+# scan-overhead part runs python_churn long enough for several periodic scans (about 45 s under
+# heapkeeper on the development VM: four periodic scans every 10 s, and the exit scan); the
+# first-report part runs late_leak for a fixed time.
 if ((quick)); then
   py_iterations=6000; py_small_iterations=300; py_cache=3000
   sqlite_orders=20000; sqlite_small_orders=1000
@@ -146,7 +147,7 @@ if ((quick)); then
 else
   py_iterations=30000; py_small_iterations=1000; py_cache=8000
   sqlite_orders=80000; sqlite_small_orders=3000
-  overhead_iterations=200000; overhead_interval=10s
+  overhead_iterations=350000; overhead_interval=10s
   late_duration=20; late_interval=10s; first_report_rounds=$((runs < 3 ? runs : 3))
 fi
 # Half-way between two of the 1 s scans, so that configuration shows its average delay, not a lucky
