@@ -322,6 +322,7 @@ void* allocate_tracked(size_t size, size_t alignment, bool zero) noexcept {
   // A zero-byte block still gets one byte, so its user pointer lies inside its own region and
   // cannot be mistaken for the start of the next one.
   const size_t total = size + offset + (size == 0 ? 1 : 0);
+  if (__builtin_expect(s != nullptr, 1)) prefetch_stack_lookup(s->stack_cache);
   void* raw;
   if (__builtin_expect(plain && s != nullptr, 1)) {
     raw = zero ? je::calloc(1, total) : je::malloc(total);

@@ -7,13 +7,13 @@
 // program frame that called into heapkeeper — its return address and stack pointer, read through
 // heapkeeper's own frame-pointer chain (this library is built with frame pointers) — together with
 // the stack address where each caller's return address was found. A cached stack is reused when
-// that entry frame is identical and every recorded slot still holds the same return address: one
-// load and compare per frame instead of an unwind step.
+// that entry frame is identical and every recorded slot still holds the same return address (their
+// 64-bit hash matches): one load, multiply and add per frame instead of an unwind step.
 //
 // An interpreter allocates from tens of thousands of distinct stacks, many of them entering at the
 // same (ip, sp) under different callers; the cache is set-associative with 8 ways whose tags share
-// a cache line, its entries hold only slot offsets (the return addresses are the interned frames),
-// and it grows while it misses often. On python3 with PYTHONMALLOC=malloc that took the miss rate
+// a cache line, each entry is one cache line holding the slot positions and a 64-bit hash of what
+// they held, and it grows while it misses often. On python3 with PYTHONMALLOC=malloc that took the miss rate
 // from 14% (256 entries of a fixed cache) to 3%.
 //
 // How exact it is: with the same entry (ip, sp) every frame below the first changed caller has the
@@ -31,6 +31,7 @@
 #include <libunwind.h>
 #include <link.h>
 
+#include <bit>
 #include <cstring>
 #include <new>
 
@@ -42,16 +43,18 @@
 
 namespace heapkeeper::alloc {
 
-// One cached stack. The return addresses themselves are the interned frames in the stack table;
-// the entry keeps where each one sat on the stack, as an offset from the entry frame's stack
-// pointer, so an entry is 24 + 4 * depth bytes and thousands of them fit where hundreds did.
+// One cached stack: a single cache line at the default depth. It keeps where each caller's return
+// address sat on the stack (in words above the entry frame's stack pointer) and a hash of what those
+// slots held, not the addresses themselves: a hit then reads the tag line, this line and the stack,
+// where comparing against the interned frames read three or four more lines of the stack table.
 struct CachedStack {
-  const uintptr_t* ips;  // the interned frames; null: empty
-  uintptr_t entry_sp;
+  uint64_t check;  // the tag plus slot_term of every caller's return address
   uint32_t stack_id;
-  uint32_t depth;
-  // uint32_t slot_offset[capacity] follows: frame k's return address sits at entry_sp + offset[k]
+  uint16_t depth;
+  uint16_t head_check;  // head_bits of the same over the innermost kHeadSlots: rejects a sibling early
+  // uint16_t slot_words[capacity] follows: frame k's return address sits at entry_sp + 8 * slot_words[k]
 };
+static_assert(sizeof(CachedStack) == 16);
 
 // Set-associative: a set's tags share one cache line, so a probe touches the line of tags and then
 // only the entry that matches. The cache starts small and doubles (up to kMaxSets) while it misses
@@ -63,15 +66,17 @@ struct StackCache {
   static constexpr unsigned kMaxSets = 2048;
   static constexpr unsigned kWindow = 1u << 14;          // captures per growth decision
   static constexpr unsigned kGrowMisses = kWindow / 16;  // grow when more than 1 in 16 missed
+  static constexpr unsigned kHeadSlots = 4;              // entries sharing an entry frame differ here
   uint32_t capacity;                                     // frames per entry
   uint32_t sets;
   unsigned set_shift;
   size_t entry_bytes;
   uintptr_t stack_low, stack_high;
-  uint64_t* tags;  // sets * kWays; 0: empty way
-  uint8_t* next_way;
+  uint64_t* tags;     // sets * kWays; 0: empty way
+  uint8_t* next_way;  // per set: the way the next new entry replaces
+  uint8_t* last_hit;  // per set: the way that matched last, probed first (siblings share a tag)
   char* entries;
-  void* memory;  // the one allocation holding tags, next_way and entries
+  void* memory;  // the one allocation holding tags, next_way, last_hit and entries
   uint32_t window_captures, window_misses;
   uint64_t hits, misses;
   static constexpr unsigned kCallerEntries = 256;
@@ -79,7 +84,7 @@ struct StackCache {
   uint32_t caller_id[kCallerEntries];
 
   CachedStack* entry(unsigned index) { return reinterpret_cast<CachedStack*>(entries + index * entry_bytes); }
-  static uint32_t* offsets(CachedStack* e) { return reinterpret_cast<uint32_t*>(e + 1); }
+  static uint16_t* slot_words(CachedStack* e) { return reinterpret_cast<uint16_t*>(e + 1); }
 };
 
 namespace {
@@ -116,6 +121,16 @@ inline uint64_t entry_tag(uintptr_t ip, uintptr_t sp) {
 }
 
 inline uintptr_t load(uintptr_t address) { return *reinterpret_cast<const uintptr_t*>(address); }
+
+// Folds the return address found in slot k into a cache entry's check. Each term is independent of
+// the others (a multiply and a rotate), so the loads and terms of a whole stack overlap; the rotate
+// by position makes a swap of two callers change the sum. Starting from the entry's tag, the check
+// covers the entry frame too. 64 bits: two different stacks pass for each other about once in 2^64.
+inline uint64_t slot_term(uintptr_t value, unsigned k) {
+  return std::rotl(static_cast<uint64_t>(value) * 0x9e3779b97f4a7c15ull, static_cast<int>(k));
+}
+
+inline uint16_t head_bits(uint64_t hash) { return static_cast<uint16_t>(hash >> 48); }
 
 // The program's frame that called into heapkeeper, found through our own frame-pointer chain.
 struct EntryFrame {
@@ -174,14 +189,15 @@ void* allocate_internal(size_t bytes) {
 bool size_table(StackCache* cache, uint32_t sets, bool keep_entries) {
   const size_t tag_bytes = size_t{sets} * StackCache::kWays * sizeof(uint64_t);
   const size_t way_bytes = (sets + 63) & ~size_t{63};
-  const size_t bytes = tag_bytes + way_bytes + size_t{sets} * StackCache::kWays * cache->entry_bytes;
+  const size_t bytes = tag_bytes + 2 * way_bytes + size_t{sets} * StackCache::kWays * cache->entry_bytes;
   void* memory = allocate_internal(bytes);
   if (memory == nullptr) return false;
   StackCache old = *cache;
   cache->memory = memory;
   cache->tags = static_cast<uint64_t*>(memory);
   cache->next_way = static_cast<uint8_t*>(memory) + tag_bytes;
-  cache->entries = static_cast<char*>(memory) + tag_bytes + way_bytes;
+  cache->last_hit = static_cast<uint8_t*>(memory) + tag_bytes + way_bytes;
+  cache->entries = static_cast<char*>(memory) + tag_bytes + 2 * way_bytes;
   cache->sets = sets;
   cache->set_shift = 64 - static_cast<unsigned>(__builtin_ctz(sets));
   if (old.memory == nullptr) return true;
@@ -194,6 +210,7 @@ bool size_table(StackCache* cache, uint32_t sets, bool keep_entries) {
       const unsigned set = static_cast<unsigned>(tag >> cache->set_shift);
       const unsigned way = cache->next_way[set]++ % StackCache::kWays;
       cache->tags[set * StackCache::kWays + way] = tag;
+      cache->last_hit[set] = static_cast<uint8_t>(way);
       std::memcpy(cache->entry(set * StackCache::kWays + way), old.entry(index), cache->entry_bytes);
     }
   }
@@ -216,7 +233,7 @@ StackCache* create_stack_cache() {
   if (memory == nullptr) return nullptr;
   auto* cache = new (memory) StackCache();
   cache->capacity = capacity;
-  cache->entry_bytes = (sizeof(CachedStack) + capacity * sizeof(uint32_t) + 7) & ~size_t{7};
+  cache->entry_bytes = (sizeof(CachedStack) + capacity * sizeof(uint16_t) + 63) & ~size_t{63};  // whole lines
   if (!size_table(cache, StackCache::kFirstSets, false)) {
     je::dallocx(memory, MALLOCX_TCACHE_NONE);
     return nullptr;
@@ -251,6 +268,15 @@ bool initialize_stack_capture() {
 
 bool is_heapkeeper_code(uintptr_t address) { return address >= g_self_low && address < g_self_high; }
 
+void prefetch_stack_lookup(StackCache* cache) {
+  if (cache == nullptr || cache->stack_high == 0) return;
+  const EntryFrame entry = find_entry_frame(cache->stack_low, cache->stack_high);
+  const uint64_t tag = entry_tag(entry.ip, entry.sp);
+  const unsigned set = static_cast<unsigned>(tag >> cache->set_shift);
+  __builtin_prefetch(cache->tags + size_t{set} * StackCache::kWays);
+  __builtin_prefetch(cache->entry(set * StackCache::kWays + cache->last_hit[set]));
+}
+
 uint32_t capture_stack(StackCache* cache, int depth) {
   uintptr_t ips[Config::kMaxStackDepth];
   if (cache == nullptr || cache->stack_high == 0 || static_cast<uint32_t>(depth) > cache->capacity) {
@@ -263,23 +289,22 @@ uint32_t capture_stack(StackCache* cache, int depth) {
   const unsigned set = static_cast<unsigned>(tag >> cache->set_shift);
   uint64_t* tags = cache->tags + size_t{set} * StackCache::kWays;
   if (entry.sp != 0) {
-    for (unsigned way = 0; way < StackCache::kWays; ++way) {
+    const unsigned first = cache->last_hit[set];
+    for (unsigned probe = 0; probe < StackCache::kWays; ++probe) {
+      const unsigned way = (first + probe) % StackCache::kWays;
       if (tags[way] != tag) continue;
       CachedStack* candidate = cache->entry(set * StackCache::kWays + way);
-      if (candidate->entry_sp != entry.sp || candidate->ips[0] != entry.ip) continue;
       // Every caller's return address still in its slot. Entries sharing an entry frame differ in
-      // their innermost callers, so those are compared first, one by one; the rest accumulate
-      // their differences without branching (independent loads, and "all equal" is the rule).
-      const uint32_t* offset = StackCache::offsets(candidate);
-      const uintptr_t* expected = candidate->ips;
+      // their innermost callers: those are checked first, against 16 bits; then the rest.
+      const uint16_t* slot = StackCache::slot_words(candidate);
       const uint32_t depth = candidate->depth;
-      constexpr uint32_t kDiscriminating = 4;
-      uint32_t k = 1;
-      while (k < depth && k < kDiscriminating && load(entry.sp + offset[k]) == expected[k]) ++k;
-      if (k < depth && k < kDiscriminating) continue;
-      uintptr_t difference = 0;
-      for (; k < depth; ++k) difference |= load(entry.sp + offset[k]) ^ expected[k];
-      if (difference == 0) {
+      const uint32_t head = depth < StackCache::kHeadSlots ? depth : StackCache::kHeadSlots;
+      uint64_t hash = tag;
+      for (uint32_t k = 1; k < head; ++k) hash += slot_term(load(entry.sp + 8 * uintptr_t{slot[k]}), k);
+      if (head_bits(hash) != candidate->head_check) continue;
+      for (uint32_t k = head; k < depth; ++k) hash += slot_term(load(entry.sp + 8 * uintptr_t{slot[k]}), k);
+      if (hash == candidate->check) {
+        cache->last_hit[set] = static_cast<uint8_t>(way);
         ++cache->hits;
         if (++cache->window_captures == StackCache::kWindow) maybe_grow(cache);
         return candidate->stack_id;
@@ -299,34 +324,38 @@ uint32_t capture_stack(StackCache* cache, int depth) {
 
   // Remember where each return address sits, so the next capture from here can be validated.
   if (entry.sp == 0 || ips[0] != entry.ip || static_cast<uint32_t>(depth) != cache->capacity) return id;
-  const StackView interned = stack_table().frames(id);
-  if (interned.frames == nullptr || interned.depth != static_cast<uint32_t>(count)) return id;
   const unsigned way = cache->next_way[set]++ % StackCache::kWays;
   CachedStack* cached = cache->entry(set * StackCache::kWays + way);
   tags[way] = 0;  // empty until complete
-  uint32_t* offset = StackCache::offsets(cached);
-  offset[0] = 0;
+  uint16_t* slot = StackCache::slot_words(cached);
+  slot[0] = 0;
+  uint64_t hash = tag;
   uintptr_t previous = entry.sp - 8;
+  const uintptr_t reach = entry.sp + 8 * uintptr_t{UINT16_MAX};
   constexpr uintptr_t kLargestFrame = uintptr_t{256} * 1024;
   for (int k = 1; k < count; ++k) {
-    const uintptr_t limit = previous + kLargestFrame < cache->stack_high ? previous + kLargestFrame : cache->stack_high;
-    uintptr_t slot = 0;
+    uintptr_t limit = previous + kLargestFrame < cache->stack_high ? previous + kLargestFrame : cache->stack_high;
+    if (limit > reach) limit = reach;
+    uintptr_t found = 0;
     for (uintptr_t a = previous + 8; a + 8 <= limit; a += 8) {
       if (load(a) == ips[k]) {
-        slot = a;
+        found = a;
         break;
       }
     }
     // A frame outside this stack (signal frame, other stack), or too far up: not cacheable.
-    if (slot == 0 || slot - entry.sp > UINT32_MAX) return id;
-    offset[k] = static_cast<uint32_t>(slot - entry.sp);
-    previous = slot;
+    if (found == 0) return id;
+    slot[k] = static_cast<uint16_t>((found - entry.sp) / 8);
+    hash += slot_term(ips[k], static_cast<unsigned>(k));
+    if (k + 1 == static_cast<int>(StackCache::kHeadSlots)) cached->head_check = head_bits(hash);
+    previous = found;
   }
-  cached->ips = interned.frames;
-  cached->entry_sp = entry.sp;
+  if (count < static_cast<int>(StackCache::kHeadSlots)) cached->head_check = head_bits(hash);
+  cached->check = hash;
   cached->stack_id = id;
-  cached->depth = static_cast<uint32_t>(count);
+  cached->depth = static_cast<uint16_t>(count);
   tags[way] = tag;
+  cache->last_hit[set] = static_cast<uint8_t>(way);
   return id;
 }
 

@@ -21,6 +21,10 @@ bool initialize_stack_capture();
 // Returns the interned id of the caller's stack, at most `depth` frames. `cache` may be null.
 uint32_t capture_stack(StackCache* cache, int depth);
 
+// Starts loading the cache lines capture_stack will probe for the current caller, so they arrive
+// while jemalloc serves the block. Only a hint: nothing is changed.
+void prefetch_stack_lookup(StackCache* cache);
+
 // Only the program frame that called into heapkeeper, as a one-frame stack: cheap enough for
 // every free (HEAPKEEPER_FREE_STACKS=0, the default).
 uint32_t capture_caller(StackCache* cache);
