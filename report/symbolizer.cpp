@@ -7,8 +7,6 @@
 
 #include <cxxabi.h>
 #include <dlfcn.h>
-#include <elfutils/libdw.h>
-#include <elfutils/libdwfl.h>
 #include <fcntl.h>
 #include <link.h>
 #include <unistd.h>
@@ -19,6 +17,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <utility>
+
+#include "report/libdw_loader.h"
 
 namespace heapkeeper::report {
 namespace {
@@ -34,7 +34,7 @@ int close_on_exec(int fd) {
 
 int find_elf_of_mapping(Dwfl_Module* module, void** userdata, const char* module_name, Dwarf_Addr base,
                         char** file_name, Elf** elf) {
-  return close_on_exec(dwfl_linux_proc_find_elf(module, userdata, module_name, base, file_name, elf));
+  return close_on_exec(libdw()->linux_proc_find_elf(module, userdata, module_name, base, file_name, elf));
 }
 
 // Separate debug info is looked up only where it is installed locally, by build ID under
@@ -46,7 +46,7 @@ int find_elf_of_mapping(Dwfl_Module* module, void** userdata, const char* module
 int find_local_debuginfo(Dwfl_Module* module, void** userdata, const char* module_name, Dwarf_Addr base,
                          const char* file_name, const char* debuglink_file, GElf_Word debuglink_crc,
                          char** debuginfo_file_name) {
-  return close_on_exec(dwfl_build_id_find_debuginfo(module, userdata, module_name, base, file_name, debuglink_file,
+  return close_on_exec(libdw()->build_id_find_debuginfo(module, userdata, module_name, base, file_name, debuglink_file,
                                                     debuglink_crc, debuginfo_file_name));
 }
 
@@ -121,11 +121,11 @@ std::string function_name_from_loader(uintptr_t lookup_address) {
 // the highest module (usually ld.so) for every address above it: the stack, the kernel half,
 // UINTPTR_MAX. Checking the module's own bounds turns those back into misses.
 Dwfl_Module* module_at(Dwfl* session, uintptr_t address) {
-  Dwfl_Module* module = dwfl_addrmodule(session, address);
+  Dwfl_Module* module = libdw()->addrmodule(session, address);
   if (module == nullptr) return nullptr;
   Dwarf_Addr start = 0;
   Dwarf_Addr end = 0;
-  dwfl_module_info(module, nullptr, &start, &end, nullptr, nullptr, nullptr, nullptr);
+  libdw()->module_info(module, nullptr, &start, &end, nullptr, nullptr, nullptr, nullptr);
   return (address >= start && address < end) ? module : nullptr;
 }
 
@@ -135,13 +135,13 @@ Dwfl_Module* module_at(Dwfl* session, uintptr_t address) {
 // runs for addresses the fast path could not place, each of which is then cached by the caller.
 void source_line_without_aranges(Dwfl_Module* module, uintptr_t address, SymbolizedFrame& frame) {
   Dwarf_Addr bias = 0;
-  for (Dwarf_Die* unit = dwfl_module_nextcu(module, nullptr, &bias); unit != nullptr;
-       unit = dwfl_module_nextcu(module, unit, &bias)) {
-    if (dwarf_haspc(unit, address - bias) <= 0) continue;
-    Dwarf_Line* line_record = dwarf_getsrc_die(unit, address - bias);
-    const char* file = line_record != nullptr ? dwarf_linesrc(line_record, nullptr, nullptr) : nullptr;
+  for (Dwarf_Die* unit = libdw()->module_nextcu(module, nullptr, &bias); unit != nullptr;
+       unit = libdw()->module_nextcu(module, unit, &bias)) {
+    if (libdw()->haspc(unit, address - bias) <= 0) continue;
+    Dwarf_Line* line_record = libdw()->getsrc_die(unit, address - bias);
+    const char* file = line_record != nullptr ? libdw()->linesrc(line_record, nullptr, nullptr) : nullptr;
     int line = 0;
-    if (file != nullptr && dwarf_lineno(line_record, &line) == 0) {
+    if (file != nullptr && libdw()->lineno(line_record, &line) == 0) {
       frame.file = file;
       frame.line = line > 0 ? line : 0;
     }
@@ -213,27 +213,27 @@ SymbolizedFrame Symbolizer::symbolize_locked(uintptr_t return_address) {
 
   Dwarf_Addr module_start = 0;
   const char* module_name =
-      dwfl_module_info(module, nullptr, &module_start, nullptr, nullptr, nullptr, nullptr, nullptr);
+      libdw()->module_info(module, nullptr, &module_start, nullptr, nullptr, nullptr, nullptr, nullptr);
   frame.module = module_display_name(module_name);
 
   // The load bias, not the lowest mapped address, is what turns a run-time address into the ELF
   // file's own numbering. Without an ELF image (file unreadable) the mapping start is the best
   // guess, and equals the bias for every ordinary PIE executable and shared library.
   Dwarf_Addr load_bias = module_start;
-  if (dwfl_module_getelf(module, &load_bias) == nullptr) load_bias = module_start;
+  if (libdw()->module_getelf(module, &load_bias) == nullptr) load_bias = module_start;
   frame.module_offset = return_address - load_bias;
 
   GElf_Off offset_in_symbol = 0;
   GElf_Sym symbol{};
   const char* symbol_name =
-      dwfl_module_addrinfo(module, lookup_address, &offset_in_symbol, &symbol, nullptr, nullptr, nullptr);
+      libdw()->module_addrinfo(module, lookup_address, &offset_in_symbol, &symbol, nullptr, nullptr, nullptr);
   std::string function = symbol_name != nullptr ? readable_function_name(symbol_name) : std::string();
   if (function.empty()) function = function_name_from_loader(lookup_address);
   if (!function.empty()) frame.function = std::move(function);
 
-  if (Dwfl_Line* line_record = dwfl_module_getsrc(module, lookup_address)) {
+  if (Dwfl_Line* line_record = libdw()->module_getsrc(module, lookup_address)) {
     int line = 0;
-    const char* file = dwfl_lineinfo(line_record, nullptr, &line, nullptr, nullptr, nullptr);
+    const char* file = libdw()->lineinfo(line_record, nullptr, &line, nullptr, nullptr, nullptr);
     if (file != nullptr) {
       frame.file = file;
       frame.line = line > 0 ? line : 0;
@@ -264,7 +264,8 @@ Dwfl_Module* Symbolizer::module_containing_locked(uintptr_t lookup_address) {
 
 bool Symbolizer::read_module_list_locked() {
   if (session_ == nullptr) {
-    session_ = dwfl_begin(&kProcessCallbacks);
+    if (libdw() == nullptr) return false;  // symbols from dladdr only
+    session_ = libdw()->begin(&kProcessCallbacks);
     if (session_ == nullptr) return false;
   }
   // Sample the counters before reading the maps: a library loaded while we read is then seen as a
@@ -276,15 +277,15 @@ bool Symbolizer::read_module_list_locked() {
 
   // Re-reporting keeps modules whose name and range are unchanged, with their already loaded ELF
   // and DWARF, and drops the ones that are gone (dlclose).
-  dwfl_report_begin(session_);
-  const int status = dwfl_linux_proc_report(session_, session_pid_);
+  libdw()->report_begin(session_);
+  const int status = libdw()->linux_proc_report(session_, session_pid_);
   // Must close the reporting phase even on failure, or the session cannot be queried.
-  const bool ended = dwfl_report_end(session_, nullptr, nullptr) == 0;
+  const bool ended = libdw()->report_end(session_, nullptr, nullptr) == 0;
   return status == 0 && ended;
 }
 
 void Symbolizer::forget_module_list_locked() {
-  if (session_ != nullptr) dwfl_end(session_);
+  if (session_ != nullptr) libdw()->end(session_);
   session_ = nullptr;
   session_pid_ = 0;
   loader_loads_seen_ = 0;
