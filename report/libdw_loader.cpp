@@ -50,7 +50,9 @@ void load() {
     return;
   }
   if (!resolve_all(library, g_functions)) {
-    alloc::DiagnosticLine().text("libdw.so.1 lacks a function heapkeeper needs: stacks show exported symbol names only").emit();
+    alloc::DiagnosticLine()
+        .text("libdw.so.1 lacks a function heapkeeper needs: stacks show exported symbol names only")
+        .emit();
     return;
   }
   g_loaded = &g_functions;

@@ -47,7 +47,7 @@ int find_local_debuginfo(Dwfl_Module* module, void** userdata, const char* modul
                          const char* file_name, const char* debuglink_file, GElf_Word debuglink_crc,
                          char** debuginfo_file_name) {
   return close_on_exec(libdw()->build_id_find_debuginfo(module, userdata, module_name, base, file_name, debuglink_file,
-                                                    debuglink_crc, debuginfo_file_name));
+                                                        debuglink_crc, debuginfo_file_name));
 }
 
 // libdwfl keeps a pointer to the callbacks (and to the search path) for the session's lifetime,
