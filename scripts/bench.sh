@@ -23,9 +23,10 @@
 # The tables go to the terminal and to BUILD/bench/results.md.
 #
 # Packages the benchmark needs are installed with apt-get only when missing. Tools that are not
-# available, or fail a start-up check, are skipped with a note. valgrind and the gperftools heap
-# checker are one to two orders of magnitude slower than the rest, so they run a small variant of
-# each workload and are compared with plain glibc on that same small variant.
+# available, or fail a start-up check, are skipped with a note. valgrind, the gperftools heap
+# checker and LeakSanitizer with full stacks (lsan-full) are one to two orders of magnitude slower
+# than the rest, so they run a small variant of each workload and are compared with plain glibc on
+# that same small variant.
 #
 # Usage: scripts/bench.sh [--runs N] [--quick] [--only WORKLOAD[,...]] [--tools TOOL[,...]]
 #                         [--parts PART[,...]] [--build DIR] [--lib PATH] [--timeout SECONDS]
@@ -33,7 +34,7 @@
 set -euo pipefail
 
 readonly ALL_WORKLOADS="py-malloc py-pymalloc sqlite"
-readonly ALL_TOOLS="glibc jemalloc mimalloc hk-off hk-detect heaptrack lsan gperftools valgrind"
+readonly ALL_TOOLS="glibc jemalloc mimalloc hk-off hk-detect heaptrack lsan lsan-full gperftools valgrind"
 readonly ALL_PARTS="table scan-overhead first-report corpus"
 
 usage() {
@@ -185,7 +186,7 @@ missing_packages() {
   contains "$selected" jemalloc && { find_lib libjemalloc.so.2 >/dev/null || echo libjemalloc2; }
   contains "$selected" mimalloc && { find_lib libmimalloc.so.2 >/dev/null || echo "@mimalloc"; }
   contains "$selected" heaptrack && { command -v heaptrack >/dev/null || echo heaptrack; }
-  contains "$selected" lsan && { find_lib liblsan.so.0 >/dev/null || echo liblsan0; }
+  if contains "$selected" lsan || contains "$selected" lsan-full; then find_lib liblsan.so.0 >/dev/null || echo liblsan0; fi
   if contains "$selected" gperftools; then
     find_lib libtcmalloc.so.4 >/dev/null || echo libgoogle-perftools4
     command -v google-pprof >/dev/null || command -v pprof >/dev/null || echo google-perftools
@@ -296,6 +297,11 @@ config_prefix() {
     hk-off) prefix=("LD_PRELOAD=${lib[$tool]}" HEAPKEEPER_MODE=off) ;;
     hk-detect) prefix=("LD_PRELOAD=${lib[$tool]}" HEAPKEEPER_MODE=detect) ;;
     lsan) prefix=("LD_PRELOAD=${lib[$tool]}" "LSAN_OPTIONS=detect_leaks=1:exitcode=0") ;;
+    # LeakSanitizer's default unwinder follows frame pointers: in a program built without them
+    # (Debian's python3, sqlite3) it records two or three frames. This is LeakSanitizer with
+    # stacks as deep as heapkeeper's, unwound from DWARF like heapkeeper's.
+    lsan-full) prefix=("LD_PRELOAD=${lib[$tool]}"
+                       "LSAN_OPTIONS=detect_leaks=1:exitcode=0:fast_unwind_on_malloc=0:malloc_context_size=24") ;;
     gperftools)
       prefix=("LD_PRELOAD=${lib[$tool]}" HEAPCHECK=normal "HEAP_CHECK_DUMP_DIRECTORY=$tmp_dir")
       [[ -z "$pprof" ]] || prefix+=("PPROF_PATH=$pprof") ;;
@@ -327,7 +333,7 @@ for t in $selected; do
       lib[$t]="$tmp_dir/libheapkeeper.so" ;;
     heaptrack)
       command -v heaptrack >/dev/null || { skip "$t" "heaptrack not installed"; continue; } ;;
-    lsan)
+    lsan|lsan-full)
       lib[$t]="$(find_lib liblsan.so.0)" || { skip "$t" "liblsan.so.0 not found (package liblsan0)"; continue; } ;;
     gperftools)
       lib[$t]="$(find_lib libtcmalloc.so.4)" || { skip "$t" "libtcmalloc.so.4 not found (package libgoogle-perftools4)"; continue; }
@@ -342,9 +348,9 @@ for t in $selected; do
 done
 active="${active# }"
 
-is_small() { [[ "$1" == glibc-small || "$1" == valgrind || "$1" == gperftools ]]; }
+is_small() { [[ "$1" == glibc-small || "$1" == valgrind || "$1" == gperftools || "$1" == lsan-full ]]; }
 # Leak checkers may exit non-zero when they report leaks; for them only the output decides.
-may_exit_nonzero() { [[ "$1" == lsan || "$1" == gperftools || "$1" == valgrind || "$1" == hk-detect ]]; }
+may_exit_nonzero() { [[ "$1" == lsan || "$1" == lsan-full || "$1" == gperftools || "$1" == valgrind || "$1" == hk-detect ]]; }
 
 # ---------------------------------------------------------------- workloads
 
@@ -395,6 +401,7 @@ describe_tool() {
     hk-detect) echo "heapkeeper detect" ;;
     heaptrack) echo "heaptrack" ;;
     lsan) echo "LeakSanitizer" ;;
+    lsan-full) echo "LeakSanitizer, 24-frame DWARF stacks [small]" ;;
     gperftools) echo "gperftools heapcheck [small]" ;;
     valgrind) echo "valgrind memcheck [small]" ;;
   esac
@@ -545,7 +552,7 @@ if part table; then
         if (ok[key] > 0) { mw[key] = median(walls[key]); mr[key] = median(rsss[key]) / 1024 }
       }
       for (i = 1; i <= count; i++) {
-        key = order[i]; small = (cf[key] == "glibc-small" || cf[key] == "valgrind" || cf[key] == "gperftools")
+        key = order[i]; small = (cf[key] == "glibc-small" || cf[key] == "valgrind" || cf[key] == "gperftools" || cf[key] == "lsan-full")
         base = wl[key] SUBSEP (small ? "glibc-small" : "glibc")
         wall = rss = rw = rr = rc = "-"
         if (key in mw) {
