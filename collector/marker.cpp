@@ -98,18 +98,42 @@ void Marker::push(uintptr_t region) {
 void Marker::scan_words(uintptr_t start, uintptr_t end) {
   const alloc::BlockMap& map = alloc::block_map();
   start = (start + 7) & ~uintptr_t{7};
-  for (uintptr_t p = start; p + 8 <= end; p += 8) {
-    const uintptr_t value = load_word(p);
-    if (value - base_ >= limit_) continue;  // the common case: not a heap address
-    const uintptr_t region = map.find_region(value);
-    if (region == 0) continue;
-    const size_t granule = (region - base_) >> 4;
-    if (!was_live(granule)) continue;  // born after the scan began
-    uint32_t& count = counts_[rank(granule)];
-    if (count != UINT32_MAX) ++count;
-    if (!is_marked(granule)) {
-      set_mark(granule);
-      push(region);
+  // Resolving a word that points into the heap takes dependent reads (page map, header, live bit,
+  // reference count) that usually miss the cache. Words are taken in batches: the heap pointers of a
+  // batch are collected and their first reads started, so the misses of a batch overlap.
+  constexpr unsigned kBatch = 16;
+  uintptr_t candidates[kBatch];
+  for (uintptr_t p = start; p + 8 <= end;) {
+    unsigned found = 0;
+    for (; p + 8 <= end && found < kBatch; p += 8) {
+      const uintptr_t value = load_word(p);
+      if (value - base_ >= limit_) continue;  // the common case: not a heap address
+      map.prefetch_lookup(value);
+      candidates[found++] = value;
+    }
+    // Then the blocks are found, and the reference counts they will bump (one random 4-byte slot
+    // each in an array of every live block) are fetched in turn before being counted.
+    uintptr_t regions[kBatch];
+    size_t ranks[kBatch];
+    unsigned resolved = 0;
+    for (unsigned i = 0; i < found; ++i) {
+      const uintptr_t region = map.find_region(candidates[i]);
+      if (region == 0) continue;
+      const size_t granule = (region - base_) >> 4;
+      if (!was_live(granule)) continue;  // born after the scan began
+      regions[resolved] = region;
+      ranks[resolved] = rank(granule);
+      __builtin_prefetch(&counts_[ranks[resolved]], 1);
+      ++resolved;
+    }
+    for (unsigned i = 0; i < resolved; ++i) {
+      uint32_t& count = counts_[ranks[i]];
+      if (count != UINT32_MAX) ++count;
+      const size_t granule = (regions[i] - base_) >> 4;
+      if (!is_marked(granule)) {
+        set_mark(granule);
+        push(regions[i]);
+      }
     }
   }
 }
