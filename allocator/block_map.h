@@ -40,8 +40,8 @@ class BlockMap {
   // a block's user pointer as most pointers are, the header in front of it), for a scanner that
   // resolves a batch of words at a time.
   void prefetch_lookup(uintptr_t address) const {
-    __builtin_prefetch(&pages_[(address - base_) >> 12]);
-    __builtin_prefetch(reinterpret_cast<const void*>(address - 16));
+    __builtin_prefetch(&pages_[(address - base_) >> kPageShift]);
+    __builtin_prefetch(reinterpret_cast<const void*>(address - kHeaderSize));
   }
 
   // Calls visit(region) for each live block, in address order. Not synchronised with concurrent

@@ -322,7 +322,8 @@ void* allocate_tracked(size_t size, size_t alignment, bool zero) noexcept {
   // A zero-byte block still gets one byte, so its user pointer lies inside its own region and
   // cannot be mistaken for the start of the next one.
   const size_t total = size + offset + (size == 0 ? 1 : 0);
-  if (__builtin_expect(s != nullptr, 1)) prefetch_stack_lookup(s->stack_cache);
+  StackProbe probe;
+  if (__builtin_expect(s != nullptr && s->stack_cache != nullptr, 1)) probe = probe_stack_cache(s->stack_cache);
   void* raw;
   if (__builtin_expect(plain && s != nullptr, 1)) {
     raw = zero ? je::calloc(1, total) : je::malloc(total);
@@ -347,7 +348,7 @@ void* allocate_tracked(size_t size, size_t alignment, bool zero) noexcept {
     return raw;
   }
   const uintptr_t region = reinterpret_cast<uintptr_t>(raw);
-  const uint32_t stack = capture_stack(s != nullptr ? s->stack_cache : nullptr, config().stack_depth);
+  const uint32_t stack = capture_stack(s != nullptr ? s->stack_cache : nullptr, config().stack_depth, &probe);
   BlockHeader* header = header_at(region);
   header->packed = BlockHeader::pack(size, offset_shift, false, s != nullptr ? s->index : 0);
   header->stack_id = stack;

@@ -268,25 +268,29 @@ bool initialize_stack_capture() {
 
 bool is_heapkeeper_code(uintptr_t address) { return address >= g_self_low && address < g_self_high; }
 
-void prefetch_stack_lookup(StackCache* cache) {
-  if (cache == nullptr || cache->stack_high == 0) return;
+StackProbe probe_stack_cache(StackCache* cache) {
+  StackProbe probe;
+  if (cache->stack_high == 0) return probe;
   const EntryFrame entry = find_entry_frame(cache->stack_low, cache->stack_high);
-  const uint64_t tag = entry_tag(entry.ip, entry.sp);
-  const unsigned set = static_cast<unsigned>(tag >> cache->set_shift);
-  __builtin_prefetch(cache->tags + size_t{set} * StackCache::kWays);
-  __builtin_prefetch(cache->entry(set * StackCache::kWays + cache->last_hit[set]));
+  probe.ip = entry.ip;
+  probe.sp = entry.sp;
+  probe.tag = entry_tag(entry.ip, entry.sp);
+  probe.set = static_cast<unsigned>(probe.tag >> cache->set_shift);
+  __builtin_prefetch(cache->tags + size_t{probe.set} * StackCache::kWays);
+  __builtin_prefetch(cache->entry(probe.set * StackCache::kWays + cache->last_hit[probe.set]));
+  return probe;
 }
 
-uint32_t capture_stack(StackCache* cache, int depth) {
+uint32_t capture_stack(StackCache* cache, int depth, const StackProbe* given) {
   uintptr_t ips[Config::kMaxStackDepth];
   if (cache == nullptr || cache->stack_high == 0 || static_cast<uint32_t>(depth) > cache->capacity) {
     int count = unwind_program_frames(ips, depth);
     if (count == 0) return StackTable::kNoStack;
     return stack_table().intern(ips, static_cast<uint32_t>(count), StackTable::hash(ips, static_cast<uint32_t>(count)));
   }
-  const EntryFrame entry = find_entry_frame(cache->stack_low, cache->stack_high);
-  const uint64_t tag = entry_tag(entry.ip, entry.sp);
-  const unsigned set = static_cast<unsigned>(tag >> cache->set_shift);
+  const StackProbe entry = given != nullptr ? *given : probe_stack_cache(cache);
+  const uint64_t tag = entry.tag;
+  const unsigned set = entry.set;
   uint64_t* tags = cache->tags + size_t{set} * StackCache::kWays;
   if (entry.sp != 0) {
     const unsigned first = cache->last_hit[set];

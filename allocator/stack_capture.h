@@ -18,12 +18,20 @@ void reset_stack_cache(StackCache* cache, uintptr_t stack_low, uintptr_t stack_h
 // Learns the address range of libheapkeeper.so itself and warms libunwind up. Guard held.
 bool initialize_stack_capture();
 
-// Returns the interned id of the caller's stack, at most `depth` frames. `cache` may be null.
-uint32_t capture_stack(StackCache* cache, int depth);
+// Where the calling program frame's stacks sit in a cache: found once per allocation.
+struct StackProbe {
+  uintptr_t ip = 0, sp = 0;  // the program frame that called into heapkeeper; sp 0: not found
+  uint64_t tag = 0;
+  unsigned set = 0;
+};
 
-// Starts loading the cache lines capture_stack will probe for the current caller, so they arrive
-// while jemalloc serves the block. Only a hint: nothing is changed.
-void prefetch_stack_lookup(StackCache* cache);
+// Locates the caller in `cache` (which must be non-null) and starts loading the cache lines
+// capture_stack will probe, so they arrive while jemalloc serves the block. Changes nothing.
+StackProbe probe_stack_cache(StackCache* cache);
+
+// Returns the interned id of the caller's stack, at most `depth` frames. `cache` may be null;
+// `probe`, when given, is probe_stack_cache(cache) taken since the last capture on this thread.
+uint32_t capture_stack(StackCache* cache, int depth, const StackProbe* probe = nullptr);
 
 // Only the program frame that called into heapkeeper, as a one-frame stack: cheap enough for
 // every free (HEAPKEEPER_FREE_STACKS=0, the default).

@@ -1,9 +1,10 @@
 // The elfutils functions the symbolizer uses, resolved from libdw.so.1 on first use.
 //
 // Symbols are needed only when a report is written, and most traced processes write one at exit
-// or never. Linking libdw would load it and its dependencies (libelf, libz, liblzma, libbz2) into
-// every traced process at start-up: about half a megabyte of resident pages and five more objects
-// for the loader to relocate, in processes that may never ask for a symbol. So libdw is opened
+// or never. Linking libdw would load it and its dependencies (libelf, libz, libbz2; liblzma comes
+// with libunwind anyway) into every traced process at start-up: about half a megabyte of resident
+// pages and four more objects for the loader to relocate, in processes that may never ask for a
+// symbol. So libdw is opened
 // with dlopen the first time the symbolizer needs it (never on the allocation path).
 #pragma once
 

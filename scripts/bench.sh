@@ -348,7 +348,10 @@ for t in $selected; do
 done
 active="${active# }"
 
-is_small() { [[ "$1" == glibc-small || "$1" == valgrind || "$1" == gperftools || "$1" == lsan-full ]]; }
+# The tools too slow for the full workloads; each is compared with glibc-small, the plain run of the
+# small variant. The table's awk reads the same list.
+readonly SMALL_TOOLS="glibc-small valgrind gperftools lsan-full"
+is_small() { contains "$SMALL_TOOLS" "$1"; }
 # Leak checkers may exit non-zero when they report leaks; for them only the output decides.
 may_exit_nonzero() { [[ "$1" == lsan || "$1" == lsan-full || "$1" == gperftools || "$1" == valgrind || "$1" == hk-detect ]]; }
 
@@ -528,7 +531,7 @@ if part table; then
   # same size, successful/total runs. A ratio is the median of each round's ratio to the glibc run
   # of the same round: on a shared machine the load drifts within minutes, and runs a few seconds
   # apart see nearly the same load, so paired ratios are much steadier than a ratio of medians.
-  awk -F'\t' '
+  awk -F'\t' -v small_tools=" $SMALL_TOOLS " '
     function median(list,   n, a, i, j, t) {
       n = split(list, a, " ")
       for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] + 0 > t + 0; j--) a[j + 1] = a[j]; a[j + 1] = t }
@@ -552,7 +555,7 @@ if part table; then
         if (ok[key] > 0) { mw[key] = median(walls[key]); mr[key] = median(rsss[key]) / 1024 }
       }
       for (i = 1; i <= count; i++) {
-        key = order[i]; small = (cf[key] == "glibc-small" || cf[key] == "valgrind" || cf[key] == "gperftools" || cf[key] == "lsan-full")
+        key = order[i]; small = index(small_tools, " " cf[key] " ") > 0
         base = wl[key] SUBSEP (small ? "glibc-small" : "glibc")
         wall = rss = rw = rr = rc = "-"
         if (key in mw) {
