@@ -182,6 +182,14 @@ bool ensure_initialized() noexcept {
   return true;
 }
 
+ThreadState* current_thread_state() noexcept {
+  if (!g_ready) return nullptr;
+  ThreadLocal& tl = tls_thread;
+  if (__builtin_expect(tl.state != nullptr, 1)) return tl.state;
+  GuardScope guard(tl);
+  return current_state(tl);
+}
+
 void set_stack_printer(StackPrinter printer) noexcept { set_bad_free_stack_printer(printer); }
 
 void add_exit_handler(ExitHandler handler) noexcept {

@@ -84,6 +84,10 @@ void warn_not_interposed(const char* const* names, int count) noexcept;
 // neither stop it nor take its stack for a root. False if the thread could not be created.
 bool start_internal_thread(void (*routine)(), const char* name) noexcept;
 
+// The calling thread's state, registering the thread first if it never allocated; null on a
+// thread that is tearing down (or before start-up).
+ThreadState* current_thread_state() noexcept;
+
 // Runs `work` as heapkeeper's own code on this thread: its allocations are internal (untracked).
 void enter_internal() noexcept;
 void leave_internal() noexcept;

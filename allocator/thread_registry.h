@@ -25,6 +25,15 @@ struct StackCache;
 
 enum class ThreadStatus : uint8_t { kUnregistered = 0, kActive = 1, kExited = 2 };
 
+// A thread inside one of the blocking calls heapkeeper wraps (collector/blocking_call.h). A scan
+// leaves such a thread in its call instead of interrupting it, and uses what was saved here.
+struct BlockingCallRecord {
+  std::atomic<uint32_t> state{0};  // collect::BlockingState
+  uint32_t depth = 0;              // nested calls (a signal handler's inside the program's)
+  uint32_t kind = 0;               // collect::BlockingKind: which system calls it may be blocked in
+  uint64_t registers[7] = {};      // callee-saved registers and the stack pointer at the call
+};
+
 struct alignas(64) ThreadState {
   // Written by the owner only; read by anyone.
   std::atomic<uint64_t> allocations{0};
@@ -45,6 +54,7 @@ struct alignas(64) ThreadState {
   uintptr_t stack_low = 0, stack_high = 0;
 
   bool heapkeeper_thread = false;  // heapkeeper's own threads: never stopped, never roots
+  BlockingCallRecord blocking_call;
 
   std::atomic<bool> in_use{false};
   ThreadState* next_in_registry = nullptr;  // all states ever created, never unlinked

@@ -178,6 +178,7 @@ nlohmann::json scan_json(const ScanReport& r) {
           {"ok", r.ok},
           {"at_exit", r.at_exit},
           {"failure", r.failure},
+          {"stop_method", r.stop_method},
           {"pause_ms", static_cast<double>(r.pause_ns) / 1e6},
           {"mark_ms", static_cast<double>(r.mark_ns) / 1e6},
           {"threads_stopped", r.threads_stopped},
@@ -326,6 +327,7 @@ ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t
   Marker marker;
   ScanResult result = scan_heap(request, marker);
   report.ok = result.ok;
+  report.stop_method = result.stop_method;
   if (!result.ok) {
     report.failure = result.failure;
     return report;
@@ -392,10 +394,18 @@ void print_leak_report(const ScanReport& report) {
   alloc::write_stderr(text.data(), text.size());
 }
 
+// A fork waits for a scan in progress to end. A scan holds the dynamic loader's lock from before
+// it stops the world until after it resumes it, and a child forked meanwhile would inherit that
+// lock held by a thread it does not have: its first dlopen (or its own scanner) would hang.
+static void wait_for_scans_before_fork() { state().scan_mutex.lock(); }
+static void allow_scans_after_fork_in_parent() { state().scan_mutex.unlock(); }
+// (The child replaces the whole collector state, this mutex included: see fork_replaceable.h.)
+
 void install() {
   const alloc::Config& cfg = alloc::config();
   report::add_report_section(add_leaks_to_report);
   if (cfg.mode == alloc::CollectorMode::kOff) return;
+  pthread_atfork(wait_for_scans_before_fork, allow_scans_after_fork_in_parent, nullptr);
   alloc::add_exit_handler(exit_scan);
   alloc::add_fork_child_handler([] {
     // The child starts with no scanner thread, none of the parent's scan in progress, and its own

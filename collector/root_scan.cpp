@@ -51,6 +51,7 @@ struct ScanBuffers {
 };
 
 struct ScanJob {
+  uintptr_t own_base;  // heapkeeper's module (dladdr takes the loader's lock: looked up before the stop)
   const ScanRequest* request;
   Marker* marker;
   ScanBuffers* buffers;
@@ -115,14 +116,15 @@ void scan_with_world_stopped(void* raw) {
   });
   size_t thread_count = 0;
   WorldStop world;
-  if (!world.stop(b.threads, kMaxThreads, own_threads, own_thread_count, thread_count, result.failure,
-                  sizeof(result.failure)))
-    return;
+  const bool stopped = world.stop(b.threads, kMaxThreads, own_threads, own_thread_count, thread_count, result.failure,
+                                  sizeof(result.failure));
+  std::snprintf(result.stop_method, sizeof(result.stop_method), "%s", stop_method_name(world.method()));
+  if (!stopped) return;
   for (size_t i = 0; i < thread_count; ++i) result.threads_stopped += b.threads[i].tid > 0 ? 1 : 0;
 
   const size_t anonymous_total = read_anonymous_writable_mappings(b.anonymous, kMaxRanges, b.maps_text, b.bytes_text);
   const size_t anonymous_count = std::min(anonymous_total, kMaxRanges);
-  const uintptr_t own_base = own_module_base();
+  const uintptr_t own_base = job->own_base;
   const size_t module_count = std::min(module_writable_segments(b.modules, kMaxRanges, own_base), kMaxRanges);
   MemoryRange own_segments[16];
   const size_t own_count = std::min(module_writable_segments_of(own_segments, 16, own_base), size_t{16});
@@ -155,12 +157,14 @@ void scan_with_world_stopped(void* raw) {
     if (thread_pointer > s.stack_low && thread_pointer < s.stack_high) end = thread_pointer - static_tls;
     exclude(s.stack_low, end);
   });
-  // Below each stopped thread's stack pointer (minus the red zone) lies only dead frames.
+  // Below each stopped thread's stack pointer (minus the red zone) lies only dead frames; below a
+  // parked thread's, only libc's frames of the call it sleeps in (copies of its arguments).
   for (size_t i = 0; i < thread_count; ++i) {
     if (b.threads[i].tid <= 0) continue;
     const uintptr_t sp = b.threads[i].stack_pointer;
+    const uintptr_t red_zone = b.threads[i].parked ? 0 : 128;
     if (const MemoryRange* stack = range_containing(b.anonymous, anonymous_count, sp))
-      exclude(stack->start, sp > 128 ? sp - 128 : sp);
+      exclude(stack->start, sp > red_zone ? sp - red_zone : sp);
   }
   const uintptr_t own_sp = job->request->caller_stack_pointer != 0
                                ? job->request->caller_stack_pointer
@@ -190,7 +194,8 @@ void scan_with_world_stopped(void* raw) {
   for (size_t i = 0; i < thread_count; ++i) {
     if (b.threads[i].tid <= 0) continue;
     const uint64_t* registers = b.threads[i].registers;
-    marker.scan_root_range(reinterpret_cast<uintptr_t>(registers), reinterpret_cast<uintptr_t>(registers + 23));
+    marker.scan_root_range(reinterpret_cast<uintptr_t>(registers),
+                           reinterpret_cast<uintptr_t>(registers + b.threads[i].register_count));
   }
   if (job->request->caller_registers != nullptr) {
     const auto start = reinterpret_cast<uintptr_t>(job->request->caller_registers);
@@ -216,16 +221,12 @@ void scan_with_world_stopped(void* raw) {
 ScanResult scan_heap(const ScanRequest& request, Marker& marker) {
   ScanResult result;
   ScanBuffers buffers;
-  if (!install_suspend_handler()) {
-    std::snprintf(result.failure, sizeof(result.failure), "could not install the suspend signal handler");
-    return result;
-  }
   if (!buffers.map()) {
     std::snprintf(result.failure, sizeof(result.failure), "could not map the scan buffers");
     return result;
   }
   static_tls_size();  // dlsym may allocate on failure: look it up before anything is stopped
-  ScanJob job{&request, &marker, &buffers, &result};
+  ScanJob job{own_module_base(), &request, &marker, &buffers, &result};
   with_loader_lock(scan_with_world_stopped, &job);
   return result;
 }

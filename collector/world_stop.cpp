@@ -1,4 +1,4 @@
-// Implementation of the signal-based stop-the-world (see world_stop.h).
+// The stop-the-world: ptrace first, signals as the fallback (see world_stop.h).
 #include "collector/world_stop.h"
 
 #include <dirent.h>
@@ -10,9 +10,13 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
+#include "allocator/diagnostics.h"
+#include "collector/blocking_call.h"
 #include "collector/os_primitives.h"
+#include "collector/ptrace_stop.h"
 
 namespace heapkeeper::collect {
 namespace {
@@ -23,26 +27,58 @@ std::atomic<uint32_t> g_acknowledged{0};
 std::atomic<StoppedThread*> g_slots{nullptr};
 std::atomic<size_t> g_slot_count{0};
 
-void suspend_handler(int, siginfo_t*, void* context) {
+// Set once ptrace was refused: every later scan uses signals.
+std::atomic<bool> g_signal_mode{false};
+// The program's own SIGPWR disposition, which the suspend handler passes other SIGPWRs to.
+struct sigaction g_program_action;
+std::atomic<bool> g_program_action_saved{false};
+
+void pass_on_to_program(int signal, siginfo_t* info, void* context) {
+  if (!g_program_action_saved.load(std::memory_order_acquire)) return;
+  const struct sigaction& action = g_program_action;
+  if (action.sa_flags & SA_SIGINFO) {
+    if (action.sa_sigaction != nullptr) action.sa_sigaction(signal, info, context);
+    return;
+  }
+  if (action.sa_handler == SIG_IGN) return;
+  if (action.sa_handler == SIG_DFL) {
+    // SIGPWR's default is to terminate, as it would without heapkeeper.
+    struct sigaction restore;
+    std::memset(&restore, 0, sizeof(restore));
+    restore.sa_handler = SIG_DFL;
+    sigaction(signal, &restore, nullptr);
+    syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), signal);
+    return;
+  }
+  action.sa_handler(signal);
+}
+
+void suspend_handler(int signal, siginfo_t* info, void* context) {
   const int saved_errno = errno;
+  const bool from_a_scan = info != nullptr && info->si_code == SI_TKILL && info->si_pid == getpid();
   const uint32_t epoch = g_stop_epoch.load(std::memory_order_acquire);
-  StoppedThread* slots = g_slots.load(std::memory_order_acquire);
-  const size_t count = g_slot_count.load(std::memory_order_acquire);
-  const pid_t self = static_cast<pid_t>(syscall(SYS_gettid));
   StoppedThread* mine = nullptr;
-  for (size_t i = 0; slots != nullptr && i < count; ++i) {
-    if (slots[i].tid == self) {
-      mine = &slots[i];
-      break;
+  if (from_a_scan && g_resume_epoch.load(std::memory_order_acquire) != epoch) {
+    StoppedThread* slots = g_slots.load(std::memory_order_acquire);
+    const size_t count = g_slot_count.load(std::memory_order_acquire);
+    const pid_t self = static_cast<pid_t>(syscall(SYS_gettid));
+    for (size_t i = 0; slots != nullptr && i < count; ++i) {
+      if (slots[i].tid == self) {
+        mine = &slots[i];
+        break;
+      }
     }
   }
-  if (mine == nullptr || g_resume_epoch.load(std::memory_order_acquire) == epoch) {
+  if (mine == nullptr) {
+    // Not a scan's, or one that arrived after its scan was over.
+    if (!from_a_scan) pass_on_to_program(signal, info, context);
     errno = saved_errno;
-    return;  // a late signal after the scan, or a thread the scanner is not waiting for
+    return;
   }
   const auto* uc = static_cast<const ucontext_t*>(context);
   static_assert(sizeof(mine->registers) >= sizeof(uc->uc_mcontext.gregs));
   std::memcpy(mine->registers, uc->uc_mcontext.gregs, sizeof(uc->uc_mcontext.gregs));
+  mine->register_count = NGREG;
   mine->stack_pointer = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]);
   __atomic_store_n(&mine->acknowledged_epoch, epoch, __ATOMIC_RELEASE);
   g_acknowledged.fetch_add(1, std::memory_order_acq_rel);
@@ -95,29 +131,81 @@ bool contains(const pid_t* list, size_t count, pid_t tid) {
 
 }  // namespace
 
+const char* stop_method_name(StopMethod method) { return method == StopMethod::kPtrace ? "ptrace" : "signals"; }
+
 bool install_suspend_handler() {
-  static std::atomic<bool> installed{false};
-  if (installed.load(std::memory_order_acquire)) return true;
+  // Checked before every signal scan: a program that set its own SIGPWR disposition since (even
+  // SIG_DFL, which would kill it at the next scan) gets it chained, and the handler reinstalled.
+  struct sigaction current;
+  if (sigaction(kSuspendSignal, nullptr, &current) != 0) return false;
+  if ((current.sa_flags & SA_SIGINFO) && current.sa_sigaction == suspend_handler) return true;
+  g_program_action = current;
+  g_program_action_saved.store(true, std::memory_order_release);
   struct sigaction action;
   std::memset(&action, 0, sizeof(action));
   action.sa_sigaction = suspend_handler;
   action.sa_flags = SA_SIGINFO | SA_RESTART;
   sigfillset(&action.sa_mask);  // nothing else runs on a suspended thread until it resumes
-  if (sigaction(kSuspendSignal, &action, nullptr) != 0) return false;
-  installed.store(true, std::memory_order_release);
-  return true;
+  return sigaction(kSuspendSignal, &action, nullptr) == 0;
 }
 
 const sigset_t* without_suspend_signal(int how, const sigset_t* requested, sigset_t* scratch) {
-  if (requested == nullptr || how == SIG_UNBLOCK || !sigismember(requested, kSuspendSignal)) return requested;
+  if (requested == nullptr || how == SIG_UNBLOCK || !g_signal_mode.load(std::memory_order_relaxed) ||
+      !sigismember(requested, kSuspendSignal))
+    return requested;
   *scratch = *requested;
   sigdelset(scratch, kSuspendSignal);
   return scratch;
 }
 
+// HEAPKEEPER_STOP_METHOD=signals skips ptrace (for tests of the fallback, and for users whose
+// environment audits ptrace); "ptrace" or unset is the default.
+void read_stop_method_setting() {
+  static bool read = false;
+  if (read) return;
+  read = true;
+  const char* value = getenv("HEAPKEEPER_STOP_METHOD");
+  if (value == nullptr || value[0] == '\0' || std::strcmp(value, "ptrace") == 0) return;
+  if (std::strcmp(value, "signals") == 0) {
+    g_signal_mode.store(true, std::memory_order_release);
+    return;
+  }
+  alloc::DiagnosticLine().text("HEAPKEEPER_STOP_METHOD must be ptrace or signals; using ptrace").emit();
+}
+
 bool WorldStop::stop(StoppedThread* slots, size_t capacity, const pid_t* excluded, size_t excluded_count, size_t& count,
                      char* failure, size_t failure_size) {
+  stopped_ = false;
+  read_stop_method_setting();
+  if (!g_signal_mode.load(std::memory_order_acquire)) {
+    method_ = StopMethod::kPtrace;
+    const PtraceOutcome outcome = ptrace_stop(slots, capacity, excluded, excluded_count, count, failure, failure_size);
+    if (outcome == PtraceOutcome::kStopped) {
+      stopped_ = true;
+      return true;
+    }
+    if (outcome == PtraceOutcome::kFailed) return false;
+    alloc::DiagnosticLine()
+        .text("scans stop threads with signals from now on, because ptrace is refused here (")
+        .text(failure)
+        .text("); blocking calls the program makes outside libc's wrappers may be interrupted")
+        .emit();
+    g_signal_mode.store(true, std::memory_order_release);
+    failure[0] = '\0';
+  }
+  method_ = StopMethod::kSignals;
+  if (!install_suspend_handler()) {
+    std::snprintf(failure, failure_size, "could not install the suspend signal handler");
+    return false;
+  }
+  return stop_with_signals(slots, capacity, excluded, excluded_count, count, failure, failure_size);
+}
+
+bool WorldStop::stop_with_signals(StoppedThread* slots, size_t capacity, const pid_t* excluded, size_t excluded_count,
+                                  size_t& count, char* failure, size_t failure_size) {
   count = 0;
+  slots_ = slots;
+  count_ = 0;
   epoch_ = g_stop_epoch.load(std::memory_order_relaxed) + 1;
   g_acknowledged.store(0, std::memory_order_release);
   g_slots.store(slots, std::memory_order_release);
@@ -147,13 +235,26 @@ bool WorldStop::stop(StoppedThread* slots, size_t capacity, const pid_t* exclude
         return false;
       }
       StoppedThread& slot = slots[count];
+      std::memset(&slot, 0, sizeof(slot));
       slot.tid = tid;
-      slot.acknowledged_epoch = 0;
-      slot.stack_pointer = 0;
       ++count;
+      count_ = count;
+      ++added;
+      // A thread asleep in a wrapped blocking call stays asleep (a signal would cut it short).
+      alloc::ThreadState* state = thread_state_of(tid);
+      if (state != nullptr && try_park(state->blocking_call)) {
+        if (parked_thread_is_asleep(getpid(), tid, state->blocking_call)) {
+          slot.parked = true;
+          for (int r = 0; r < 7; ++r) slot.registers[r] = state->blocking_call.registers[r];
+          slot.register_count = 6;
+          slot.stack_pointer = static_cast<uintptr_t>(state->blocking_call.registers[6]);
+          slot.acknowledged_epoch = epoch_;
+          continue;
+        }
+        unpark(state->blocking_call);
+      }
       g_slot_count.store(count, std::memory_order_release);    // the handler looks its slot up by tid
       if (!signal_thread(tid, kSuspendSignal)) slot.tid = -1;  // already gone
-      ++added;
     }
     // Wait for every signalled thread; one that is gone counts as done.
     const uint64_t deadline = monotonic_ns() + 3'000'000'000ull;
@@ -172,7 +273,9 @@ bool WorldStop::stop(StoppedThread* slots, size_t capacity, const pid_t* exclude
       }
       if (waiting == 0) break;
       if (monotonic_ns() > deadline) {
-        std::snprintf(failure, failure_size, "thread %d did not stop within 3 s (does it block SIGPWR?)",
+        std::snprintf(failure, failure_size,
+                      "thread %d did not stop within 3 s: it blocks SIGPWR (raw rt_sigprocmask?) or is stuck in "
+                      "the kernel",
                       static_cast<int>(stuck));
         resume();
         return false;
@@ -190,8 +293,18 @@ bool WorldStop::stop(StoppedThread* slots, size_t capacity, const pid_t* exclude
 void WorldStop::resume() {
   if (!stopped_) return;
   stopped_ = false;
+  if (method_ == StopMethod::kPtrace) {
+    ptrace_resume();
+    return;
+  }
+  g_slot_count.store(0, std::memory_order_release);
+  g_slots.store(nullptr, std::memory_order_release);
   g_resume_epoch.store(epoch_, std::memory_order_release);
   futex_wake_all(&g_resume_epoch);
+  for (size_t i = 0; i < count_; ++i) {
+    if (!slots_[i].parked) continue;
+    if (alloc::ThreadState* state = thread_state_of(slots_[i].tid)) unpark(state->blocking_call);
+  }
 }
 
 }  // namespace heapkeeper::collect

@@ -1,19 +1,23 @@
-// Stopping every thread of the process for a scan, with signals rather than ptrace.
+// Stopping every thread of the process for a scan, and resuming it.
 //
-// LeakSanitizer stops threads with ptrace from a forked tracer, which fails in containers and under
-// Yama. heapkeeper sends each thread listed in /proc/self/task (except its own threads) the
-// suspend signal (SIGPWR, as Boehm GC does on Linux); the handler stores the interrupted registers
-// and stack pointer in that thread's slot, acknowledges through a futex and waits until the scan
-// is over. Threads blocked in a system call are interrupted and their call restarted afterwards
-// (SA_RESTART).
+// The method is ptrace (ptrace_stop.h): interrupted system calls restart transparently, and no
+// signal or handler of the program's is touched. Threads inside a wrapped blocking call are left
+// asleep (blocking_call.h). Where ptrace is refused (Yama scope 3, seccomp, a process already
+// traced or not dumpable) heapkeeper falls back, once and for the rest of the process, to signals,
+// and says so in one line: each thread listed in /proc/self/task (except heapkeeper's own) gets
+// the suspend signal (SIGPWR, as Boehm GC uses on Linux); the handler stores the interrupted
+// registers in the thread's slot, acknowledges through a futex and waits until the scan is over.
+// Under signals, calls a handler interrupts may return EINTR (nanosleep, poll...), which is why
+// the program's blocking calls are wrapped. The program's own SIGPWR handler keeps working: the
+// suspend handler passes on every SIGPWR that is not a scan's, and a disposition the program set
+// is re-checked before each scan.
 //
-// Every task is stopped, registered with heapkeeper or not: a thread that is just starting (not yet
-// registered) or already tearing itself down (pthread-key destructors, TLS release) still runs
-// code that allocates, frees and unmaps, and must not do so under the marker. Threads created
+// Every task is stopped, registered with heapkeeper or not: a thread that is just starting or
+// already tearing itself down still runs code that allocates, frees and unmaps. Threads created
 // while stopping are caught by listing the tasks again until no new one appears. A thread that
-// does not acknowledge within the timeout is dropped if it has gone, and otherwise makes the scan
-// give up and resume everyone — never hang. Allocating threads are stopped wherever they are, even
-// inside jemalloc holding its locks: the scanner never allocates while the world is stopped.
+// does not stop within the timeout makes the scan give up and resume everyone — never hang.
+// Allocating threads are stopped wherever they are, even inside jemalloc holding its locks: the
+// scanner never allocates while the world is stopped.
 #pragma once
 
 #include <signal.h>
@@ -30,14 +34,22 @@ struct StoppedThread {
   pid_t tid;
   uint32_t acknowledged_epoch;
   uintptr_t stack_pointer;
-  uint64_t registers[23];  // the ucontext's general registers
+  bool seized;  // ptrace: attached
+  bool parked;  // left asleep in a wrapped blocking call: its stack is a root from stack_pointer
+  uint32_t register_count;
+  uint64_t registers[27];  // user_regs_struct (ptrace), the ucontext's gregs (signals)
 };
 
-// Installs the suspend handler (once). False if it could not be installed.
+enum class StopMethod { kPtrace, kSignals };
+const char* stop_method_name(StopMethod method);
+
+// Installs the suspend handler, chaining the program's own (signal fallback only). False if it
+// could not be installed.
 bool install_suspend_handler();
 
-// A thread that blocks the suspend signal could never be stopped, so heapkeeper's
-// pthread_sigmask and sigprocmask remove it from the sets a program blocks (as Boehm GC does).
+// Under the signal fallback, a thread that blocks the suspend signal could never be stopped, so
+// heapkeeper's pthread_sigmask and sigprocmask remove it from the sets a program blocks (as Boehm GC
+// does). Under ptrace (the default) masks are left exactly as the program asks.
 // Returns the set to pass on: `requested`, or a copy in `scratch` without the suspend signal.
 const sigset_t* without_suspend_signal(int how, const sigset_t* requested, sigset_t* scratch);
 
@@ -49,10 +61,16 @@ class WorldStop {
   bool stop(StoppedThread* slots, size_t capacity, const pid_t* excluded, size_t excluded_count, size_t& count,
             char* failure, size_t failure_size);
   void resume();
+  StopMethod method() const { return method_; }
 
  private:
+  bool stop_with_signals(StoppedThread* slots, size_t capacity, const pid_t* excluded, size_t excluded_count,
+                         size_t& count, char* failure, size_t failure_size);
   uint32_t epoch_ = 0;
   bool stopped_ = false;
+  StopMethod method_ = StopMethod::kPtrace;
+  StoppedThread* slots_ = nullptr;
+  size_t count_ = 0;
 };
 
 }  // namespace heapkeeper::collect

@@ -1,0 +1,50 @@
+// System calls without libc: for code that runs on the tracer task (see ptrace_stop.h), which
+// shares the scanning thread's address space and thread pointer, so that libc's wrappers would
+// write the scanning thread's errno. Results are the kernel's: -errno on failure.
+#pragma once
+
+#include <cstdint>
+
+namespace heapkeeper::collect {
+
+inline long raw_syscall(long number, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0, long f = 0) {
+  long result;
+  register long r10 asm("r10") = d;
+  register long r8 asm("r8") = e;
+  register long r9 asm("r9") = f;
+  asm volatile("syscall"
+               : "=a"(result)
+               : "a"(number), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+               : "rcx", "r11", "memory");
+  return result;
+}
+
+// Appends the decimal digits of a non-negative value; returns the new end.
+inline char* append_decimal(char* out, long value) {
+  char digits[24];
+  int n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value > 0);
+  while (n > 0) *out++ = digits[--n];
+  return out;
+}
+
+// "/proc/PID/task" or "/proc/PID/task/TID/NAME" into out (at least 64 bytes).
+inline void proc_task_path(char* out, long pid, long tid, const char* name) {
+  const char* parts[] = {"/proc/", "/task"};
+  char* p = out;
+  for (const char* s = parts[0]; *s != '\0'; ++s) *p++ = *s;
+  p = append_decimal(p, pid);
+  for (const char* s = parts[1]; *s != '\0'; ++s) *p++ = *s;
+  if (tid > 0) {
+    *p++ = '/';
+    p = append_decimal(p, tid);
+    *p++ = '/';
+    for (const char* s = name; *s != '\0'; ++s) *p++ = *s;
+  }
+  *p = '\0';
+}
+
+}  // namespace heapkeeper::collect

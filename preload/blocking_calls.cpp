@@ -1,0 +1,50 @@
+// The exported blocking calls: each marks the thread as inside a blocking call for the collector
+// (collector/blocking_call.h) and calls libc's original. Not noexcept: pthread_cancel unwinds
+// through these frames.
+#undef _FORTIFY_SOURCE  // the fortified inline versions of read/recv/poll would clash with ours
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "allocator/engine.h"
+#include "collector/blocking_call.h"
+#include "preload/blocking_functions.h"
+
+extern "C" {
+int __poll_chk(struct pollfd*, nfds_t, int, size_t);
+int __ppoll_chk(struct pollfd*, nfds_t, const struct timespec*, const sigset_t*, size_t);
+ssize_t __read_chk(int, void*, size_t, size_t);
+ssize_t __recv_chk(int, void*, size_t, size_t, int);
+ssize_t __recvfrom_chk(int, void*, size_t, size_t, int, struct sockaddr*, socklen_t*);
+}
+
+#define HK_EXPORT extern "C" __attribute__((visibility("default")))
+
+// Each wrapper looks its original up on first use (a program may never call most of them).
+// bugprone-macro-parentheses: a return type and a parameter list cannot be parenthesised.
+#define HEAPKEEPER_DEFINE_BLOCKING(name, kind, return_type, parameters, arguments)         \
+  HK_EXPORT return_type name parameters {                                                  \
+    using Function = return_type(*) parameters; /* NOLINT(bugprone-macro-parentheses) */   \
+    static std::atomic<Function> original{nullptr};                                        \
+    Function function = original.load(std::memory_order_acquire);                          \
+    if (function == nullptr) {                                                             \
+      function = reinterpret_cast<Function>(heapkeeper::alloc::lookup_next_symbol(#name)); \
+      if (function == nullptr) {                                                           \
+        errno = ENOSYS;                                                                    \
+        return static_cast<return_type>(-1);                                               \
+      }                                                                                    \
+      original.store(function, std::memory_order_release);                                 \
+    }                                                                                      \
+    heapkeeper::collect::BlockingCallScope scope(heapkeeper::collect::kind);               \
+    return function arguments;                                                             \
+  }
+HEAPKEEPER_BLOCKING_FUNCTIONS(HEAPKEEPER_DEFINE_BLOCKING)
+#undef HEAPKEEPER_DEFINE_BLOCKING

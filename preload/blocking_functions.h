@@ -1,0 +1,47 @@
+// The blocking calls heapkeeper wraps so that a scan never interrupts them (see
+// collector/blocking_call.h), as one X-macro list: X(name, kind, return type, parameter list,
+// argument names). The _chk entries are what programs built with _FORTIFY_SOURCE call instead.
+#pragma once
+
+// clang-format off
+#define HEAPKEEPER_BLOCKING_FUNCTIONS(X)                                                                         \
+  X(sleep, kSleep, unsigned int, (unsigned int seconds), (seconds))                                              \
+  X(usleep, kSleep, int, (useconds_t microseconds), (microseconds))                                              \
+  X(nanosleep, kSleep, int, (const struct timespec* request, struct timespec* remain), (request, remain))        \
+  X(clock_nanosleep, kSleep, int, (clockid_t clock, int flags, const struct timespec* request,                   \
+    struct timespec* remain), (clock, flags, request, remain))                                                   \
+  X(poll, kPoll, int, (struct pollfd* fds, nfds_t count, int timeout), (fds, count, timeout))                    \
+  X(__poll_chk, kPoll, int, (struct pollfd* fds, nfds_t count, int timeout, size_t length),                      \
+    (fds, count, timeout, length))                                                                               \
+  X(ppoll, kPoll, int, (struct pollfd* fds, nfds_t count, const struct timespec* timeout, const sigset_t* mask), \
+    (fds, count, timeout, mask))                                                                                 \
+  X(__ppoll_chk, kPoll, int, (struct pollfd* fds, nfds_t count, const struct timespec* timeout,                  \
+    const sigset_t* mask, size_t length), (fds, count, timeout, mask, length))                                   \
+  X(select, kSelect, int, (int count, fd_set* readable, fd_set* writable, fd_set* failed,                        \
+    struct timeval* timeout), (count, readable, writable, failed, timeout))                                      \
+  X(pselect, kSelect, int, (int count, fd_set* readable, fd_set* writable, fd_set* failed,                       \
+    const struct timespec* timeout, const sigset_t* mask), (count, readable, writable, failed, timeout, mask))    \
+  X(epoll_wait, kEpoll, int, (int epoll, struct epoll_event* events, int capacity, int timeout),                \
+    (epoll, events, capacity, timeout))                                                                          \
+  X(epoll_pwait, kEpoll, int, (int epoll, struct epoll_event* events, int capacity, int timeout,                \
+    const sigset_t* mask), (epoll, events, capacity, timeout, mask))                                             \
+  X(epoll_pwait2, kEpoll, int, (int epoll, struct epoll_event* events, int capacity,                            \
+    const struct timespec* timeout, const sigset_t* mask), (epoll, events, capacity, timeout, mask))             \
+  X(sigtimedwait, kSigwait, int, (const sigset_t* set, siginfo_t* info, const struct timespec* timeout),        \
+    (set, info, timeout))                                                                                        \
+  X(sigwaitinfo, kSigwait, int, (const sigset_t* set, siginfo_t* info), (set, info))                             \
+  X(read, kRead, ssize_t, (int fd, void* buffer, size_t size), (fd, buffer, size))                               \
+  X(__read_chk, kRead, ssize_t, (int fd, void* buffer, size_t size, size_t length), (fd, buffer, size, length))  \
+  X(readv, kRead, ssize_t, (int fd, const struct iovec* vectors, int count), (fd, vectors, count))               \
+  X(recv, kReceive, ssize_t, (int fd, void* buffer, size_t size, int flags), (fd, buffer, size, flags))          \
+  X(__recv_chk, kReceive, ssize_t, (int fd, void* buffer, size_t size, size_t length, int flags),                \
+    (fd, buffer, size, length, flags))                                                                           \
+  X(recvfrom, kReceive, ssize_t, (int fd, void* buffer, size_t size, int flags, struct sockaddr* from,           \
+    socklen_t* from_size), (fd, buffer, size, flags, from, from_size))                                           \
+  X(__recvfrom_chk, kReceive, ssize_t, (int fd, void* buffer, size_t size, size_t length, int flags,            \
+    struct sockaddr* from, socklen_t* from_size), (fd, buffer, size, length, flags, from, from_size))            \
+  X(recvmsg, kReceive, ssize_t, (int fd, struct msghdr* message, int flags), (fd, message, flags))               \
+  X(accept, kAccept, int, (int fd, struct sockaddr* address, socklen_t* size), (fd, address, size))              \
+  X(accept4, kAccept, int, (int fd, struct sockaddr* address, socklen_t* size, int flags),                       \
+    (fd, address, size, flags))
+// clang-format on

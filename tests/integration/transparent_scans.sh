@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Scans are invisible to the program (issue 10): blocking calls are never cut short or made to
+# return EINTR, the program's own SIGPWR keeps working, and a thread inside dlopen never hangs a
+# scan. Each program runs plainly and under heapkeeper with 100 ms periodic scans (ptrace, and the
+# signal fallback), and the outputs must match; the reports prove scans ran and how.
+# Usage: transparent_scans.sh blocking|sigpwr|dlopen|perl|python3|bash|on-demand
+source "$(dirname "$0")/lib.sh"
+
+part=${1:?usage: transparent_scans.sh blocking|sigpwr|dlopen|perl|python3|bash|on-demand}
+
+# scans_ran NAME MODE METHOD MIN: every exit report of the run that holds a scan says it stopped
+# the world with METHOD, and the longest-lived process counted at least MIN scans.
+scans_ran() {
+  local name=$1 mode=$2 method=$3 min=$4 message
+  if message=$("$HK_CHECK_PYTHON" - "$HK_WORK/$name.$mode/reports" "$method" "$min" 2>&1 <<'PY'
+import glob, json, os, sys
+directory, method, minimum = sys.argv[1], sys.argv[2], int(sys.argv[3])
+reports = [json.load(open(p)) for p in glob.glob(os.path.join(directory, "r.*.json"))]
+if not reports:
+    sys.exit("no exit report")
+methods = {r["scan"]["stop_method"] for r in reports if "scan" in r}
+if methods != {method}:
+    sys.exit(f"scans stopped the world with {sorted(methods)}, expected {method}")
+most = max(r.get("scans", 0) for r in reports)
+if most < minimum:
+    sys.exit(f"at most {most} scans in a process, expected at least {minimum}")
+PY
+  ); then
+    hk_pass "$name ($mode): scans ran every 100 ms, stopping the world with $method"
+  else
+    hk_fail "$name ($mode): $message"
+  fi
+}
+
+with_scans() {
+  local mode=$1
+  shift
+  HEAPKEEPER_SCAN_INTERVAL=100ms hk_exec "$mode" "$@"
+}
+with_signal_scans() {
+  local mode=$1
+  shift
+  HEAPKEEPER_STOP_METHOD=signals HEAPKEEPER_SCAN_INTERVAL=100ms hk_exec "$mode" "$@"
+}
+
+case $part in
+  blocking)
+    program=$(hk_program blocking_calls)
+    hk_compare blocking with_scans "$program" -- launcher preload
+    scans_ran blocking launcher ptrace 10
+    hk_compare blocking_signals with_signal_scans "$program" -- launcher
+    scans_ran blocking_signals launcher signals 10
+    ;;
+  sigpwr)
+    program=$(hk_program sigpwr_program)
+    for how in handler ignore reset; do
+      hk_compare "sigpwr_$how" with_scans "$program" "$how" -- launcher
+      scans_ran "sigpwr_$how" launcher ptrace 3
+      hk_compare "sigpwr_${how}_signals" with_signal_scans "$program" "$how" -- launcher
+      scans_ran "sigpwr_${how}_signals" launcher signals 3
+    done
+    ;;
+  dlopen)
+    program=$(hk_program dlopen_during_scans)
+    hk_compare dlopen with_scans "$program" "$HK_PLUGIN" 2 -- launcher
+    scans_ran dlopen launcher ptrace 5
+    hk_compare dlopen_signals with_signal_scans "$program" "$HK_PLUGIN" 2 -- launcher
+    scans_ran dlopen_signals launcher signals 5
+    ;;
+  perl)
+    hk_require perl
+    # Each prints "ok" or what went wrong; elapsed time is checked by the interpreter itself.
+    perl_waits() {
+      local mode=$1
+      with_scans "$mode" perl -MTime::HiRes=time -e '
+        $s = sleep 2; print "sleep returned $s\n";
+        $t = time; $n = select(undef, undef, undef, 1.5); $e = time - $t;
+        print "select returned $n: ", ($e >= 1.49 ? "ok" : "early after $e s"), "\n";'
+    }
+    hk_compare perl perl_waits -- launcher
+    scans_ran perl launcher ptrace 10
+    ;;
+  python3)
+    # Debian's python3 (a pyenv shim on PATH would add a dozen shell processes to every run).
+    python=/usr/bin/python3
+    [[ -x $python ]] || { hk_require python3; python=$(command -v python3); }
+    python_waits() {
+      local mode=$1
+      with_scans "$mode" "$python" -c '
+import select, signal, socket, time
+def timed(name, call, seconds=1.5):
+    start = time.monotonic()
+    try:
+        result = call()
+    except Exception as error:
+        result = type(error).__name__
+    elapsed = time.monotonic() - start
+    print(name, result, "ok" if elapsed >= seconds - 0.005 else "early after %.3f s" % elapsed)
+timed("time.sleep", lambda: time.sleep(1.5))
+timed("select.select", lambda: select.select([], [], [], 1.5))
+a, b = socket.socketpair()
+a.settimeout(1.5)
+timed("socket.recv", lambda: a.recv(1))
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+timed("signal.sigtimedwait", lambda: signal.sigtimedwait({signal.SIGUSR2}, 1.5))
+p = select.epoll()
+timed("epoll.poll", lambda: p.poll(1.5))
+'
+    }
+    hk_compare python3 python_waits -- launcher
+    scans_ran python3 launcher ptrace 20
+    ;;
+  bash)
+    bash_waits() {
+      local mode=$1
+      mkfifo fifo
+      with_scans "$mode" bash -c '
+        start=$EPOCHREALTIME; read -t 1.5 line <>fifo; status=$?
+        elapsed=$(( (${EPOCHREALTIME/./} - ${start/./}) / 1000 ))
+        if (( elapsed >= 1495 )); then echo "read -t: status $status ok"; else echo "read -t: early after $elapsed ms"; fi
+        start=$EPOCHREALTIME; sleep 1.5
+        elapsed=$(( (${EPOCHREALTIME/./} - ${start/./}) / 1000 ))
+        if (( elapsed >= 1495 )); then echo "sleep: ok"; else echo "sleep: early after $elapsed ms"; fi
+        sleep 1 & wait $!; echo "wait: status $?"'
+    }
+    hk_compare bash bash_waits -- launcher
+    scans_ran bash launcher ptrace 10
+    ;;
+  on-demand)
+    # `heapkeeper scan PID`, five times, while the program sleeps in each of its calls.
+    program=$(hk_program blocking_calls)
+    scanned_run() {
+      local mode=$1
+      if [[ $mode == plain ]]; then
+        hk_exec plain "$program"
+        return
+      fi
+      # `heapkeeper run` execs the program, which keeps the launcher's pid; timeout forks it.
+      hk_exec "$mode" "$program" &
+      local job=$! pid="" i
+      for ((i = 0; i < 100; ++i)); do
+        pid=$(pgrep -f "^$program\$" | head -1 || true)
+        [[ -n $pid ]] && break
+        sleep 0.02
+      done
+      sleep 0.3
+      for ((i = 0; i < 5; ++i)); do
+        "$HK_LAUNCHER" scan "$pid" >/dev/null 2>scan.err || echo "scan $i of $pid failed: $(cat scan.err)" >&2
+        sleep 0.15
+      done
+      hk_wait "$job"
+    }
+    hk_compare on_demand scanned_run -- launcher
+    ;;
+  *)
+    echo "unknown part $part" >&2
+    exit 2
+    ;;
+esac
+hk_finish

@@ -1,0 +1,194 @@
+// Every blocking call a scan must leave alone, each in its own thread, timing out after 1.5 s.
+// A scan that cuts one short (an early return, EINTR) or makes it return something else changes
+// the line printed for it; the integration test compares the output with a plain run and runs
+// it under 100 ms periodic scans and on-demand scans. Only outcomes are printed, never timings.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { kWaitMs = 1500 };
+// Generous: a loaded machine may wake a thread late, never early.
+static const double kLateLimitSeconds = 4.0;
+
+static double now_seconds(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void* volatile g_held;  // a block the program holds across its waits
+
+struct Outcome {
+  const char* name;
+  long result;
+  int error;
+  double elapsed;
+};
+
+#define MEASURE(outcome, call)                     \
+  do {                                             \
+    double started_ = now_seconds();               \
+    errno = 0;                                     \
+    (outcome)->result = (long)(call);              \
+    (outcome)->error = errno;                      \
+    (outcome)->elapsed = now_seconds() - started_; \
+  } while (0)
+
+static void wait_sleep(struct Outcome* o) { MEASURE(o, sleep(2)); }  // sleep counts whole seconds
+static void wait_usleep(struct Outcome* o) { MEASURE(o, usleep(kWaitMs * 1000)); }
+static void wait_nanosleep(struct Outcome* o) {
+  struct timespec t = {1, 500000000};
+  MEASURE(o, nanosleep(&t, NULL));
+}
+static void wait_clock_nanosleep(struct Outcome* o) {
+  struct timespec t = {1, 500000000};
+  MEASURE(o, clock_nanosleep(CLOCK_MONOTONIC, 0, &t, NULL));
+}
+static void wait_poll(struct Outcome* o) { MEASURE(o, poll(NULL, 0, kWaitMs)); }
+static void wait_ppoll(struct Outcome* o) {
+  struct timespec t = {1, 500000000};
+  MEASURE(o, ppoll(NULL, 0, &t, NULL));
+}
+static void wait_select(struct Outcome* o) {
+  struct timeval t = {1, 500000};
+  MEASURE(o, select(0, NULL, NULL, NULL, &t));
+}
+static void wait_pselect(struct Outcome* o) {
+  struct timespec t = {1, 500000000};
+  MEASURE(o, pselect(0, NULL, NULL, NULL, &t, NULL));
+}
+static void wait_epoll_wait(struct Outcome* o) {
+  int epoll = epoll_create1(EPOLL_CLOEXEC);
+  struct epoll_event event;
+  MEASURE(o, epoll_wait(epoll, &event, 1, kWaitMs));
+  close(epoll);
+}
+static void wait_epoll_pwait(struct Outcome* o) {
+  int epoll = epoll_create1(EPOLL_CLOEXEC);
+  struct epoll_event event;
+  sigset_t none;
+  sigemptyset(&none);
+  MEASURE(o, epoll_pwait(epoll, &event, 1, kWaitMs, &none));
+  close(epoll);
+}
+static void wait_sigtimedwait(struct Outcome* o) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR2);  // blocked in every thread by main, never sent
+  struct timespec t = {1, 500000000};
+  MEASURE(o, sigtimedwait(&set, NULL, &t));
+}
+static int socket_with_timeout(int domain, int fd_out[2]) {
+  struct timeval t = {1, 500000};
+  if (domain == AF_UNIX) {
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, fd_out) != 0) return -1;
+  } else {
+    fd_out[0] = socket(AF_INET, SOCK_STREAM, 0);
+    fd_out[1] = -1;
+    struct sockaddr_in address;
+    memset(&address, 0, sizeof(address));
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd_out[0], (struct sockaddr*)&address, sizeof(address)) != 0 || listen(fd_out[0], 1) != 0) return -1;
+  }
+  return setsockopt(fd_out[0], SOL_SOCKET, SO_RCVTIMEO, &t, sizeof(t));
+}
+static void wait_read(struct Outcome* o) {
+  int fds[2];
+  char byte;
+  socket_with_timeout(AF_UNIX, fds);
+  MEASURE(o, read(fds[0], &byte, 1));
+}
+static void wait_recv(struct Outcome* o) {
+  int fds[2];
+  char byte;
+  socket_with_timeout(AF_UNIX, fds);
+  MEASURE(o, recv(fds[0], &byte, 1, 0));
+}
+static void wait_recvfrom(struct Outcome* o) {
+  int fds[2];
+  char byte;
+  socket_with_timeout(AF_UNIX, fds);
+  MEASURE(o, recvfrom(fds[0], &byte, 1, 0, NULL, NULL));
+}
+static void wait_accept(struct Outcome* o) {
+  int fds[2];
+  socket_with_timeout(AF_INET, fds);
+  MEASURE(o, accept(fds[0], NULL, NULL));
+}
+
+struct Case {
+  const char* name;
+  void (*wait)(struct Outcome*);
+  double seconds;  // how long the call must take at least
+};
+
+static const struct Case kCases[] = {
+    {"sleep", wait_sleep, 2.0},
+    {"usleep", wait_usleep, 1.5},
+    {"nanosleep", wait_nanosleep, 1.5},
+    {"clock_nanosleep", wait_clock_nanosleep, 1.5},
+    {"poll", wait_poll, 1.5},
+    {"ppoll", wait_ppoll, 1.5},
+    {"select", wait_select, 1.5},
+    {"pselect", wait_pselect, 1.5},
+    {"epoll_wait", wait_epoll_wait, 1.5},
+    {"epoll_pwait", wait_epoll_pwait, 1.5},
+    {"sigtimedwait", wait_sigtimedwait, 1.5},
+    {"read (SO_RCVTIMEO)", wait_read, 1.5},
+    {"recv (SO_RCVTIMEO)", wait_recv, 1.5},
+    {"recvfrom (SO_RCVTIMEO)", wait_recvfrom, 1.5},
+    {"accept (SO_RCVTIMEO)", wait_accept, 1.5},
+};
+enum { kCaseCount = sizeof(kCases) / sizeof(kCases[0]) };
+static struct Outcome g_outcomes[kCaseCount];
+
+static void* run_case(void* argument) {
+  const struct Case* c = argument;
+  struct Outcome* o = &g_outcomes[c - kCases];
+  // The thread holds a block of its own only on its stack while it waits.
+  char* volatile mine = malloc(64);
+  strcpy(mine, c->name);
+  c->wait(o);
+  o->name = mine;
+  return NULL;
+}
+
+int main(void) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR2);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  g_held = malloc(100);
+  pthread_t threads[kCaseCount];
+  for (int i = 0; i < kCaseCount; ++i) pthread_create(&threads[i], NULL, run_case, (void*)&kCases[i]);
+  for (int i = 0; i < kCaseCount; ++i) pthread_join(threads[i], NULL);
+  int failures = 0;
+  for (int i = 0; i < kCaseCount; ++i) {
+    const struct Outcome* o = &g_outcomes[i];
+    const char* verdict = "ok";
+    if (o->elapsed < kCases[i].seconds - 0.005)
+      verdict = "RETURNED EARLY";
+    else if (o->elapsed > kCases[i].seconds + kLateLimitSeconds)
+      verdict = "RETURNED LATE";
+    if (strcmp(verdict, "ok") != 0) ++failures;
+    printf("%-24s result %ld, errno %s: %s\n", kCases[i].name, o->result, o->result < 0 ? strerror(o->error) : "-",
+           verdict);
+    if (strcmp(verdict, "ok") != 0)
+      fprintf(stderr, "%s took %.3f s, expected %.1f s\n", kCases[i].name, o->elapsed, kCases[i].seconds);
+    free((void*)o->name);
+  }
+  free(g_held);
+  return failures == 0 ? 0 : 1;
+}
