@@ -52,6 +52,26 @@ else
   hk_pass "a child of a traced shell sees the same descriptors ($plain_fds)"
 fi
 
+# A program that closes every descriptor but 0-2 and puts a file of its own on each high number
+# (where the duplicate lived) gets nothing of heapkeeper's in that file: the report goes to fd 2.
+if command -v python3 >/dev/null 2>&1; then
+  status=0
+  LD_PRELOAD=$both timeout 60 python3 -c '
+import os, sys
+os.closerange(3, 4096)
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+for number in range(fd + 1, 1024):
+    os.dup2(fd, number, inheritable=False)
+' "$HK_WORK/program-file" >/dev/null 2>"$HK_WORK/closed.err" || status=$?
+  if [[ $status != 0 || -s $HK_WORK/program-file ]]; then
+    hk_fail "a program that reuses the high descriptors: status $status, its file holds $(wc -c <"$HK_WORK/program-file") byte(s)"
+  elif ! grep -qF "$summary" "$HK_WORK/closed.err"; then
+    hk_fail "a program that reuses the high descriptors: the report did not reach fd 2: $(head -3 "$HK_WORK/closed.err")"
+  else
+    hk_pass "a program that reuses the high descriptors: its file stays empty, the report is on fd 2"
+  fi
+fi
+
 # --- HEAPKEEPER_LOG_PATH with %p: the report goes to log.<pid>, nothing to stderr.
 mkdir -p "$HK_WORK/logs"
 status=0
