@@ -101,8 +101,9 @@ int log_descriptor() {
     ::close(opened);
     opened = high;
   }
-  // A forked child holds its parent's copy: ours to close (the child reports into its own file).
-  if (fd >= 0 && g_log_file.still_ours(fd)) ::close(fd);
+  // A forked child holds its parent's copy: ours to close once replaced (the child reports into
+  // its own file). Only the thread whose exchange succeeds closes it, so it is closed once.
+  const bool inherited = fd >= 0 && g_log_file.still_ours(fd);
   struct stat st;
   if (::fstat(opened, &st) != 0) {
     ::close(opened);
@@ -113,7 +114,10 @@ int log_descriptor() {
   g_log_file.inode = st.st_ino;
   g_log_file.owner.store(pid, std::memory_order_relaxed);
   int expected = fd;
-  if (g_log_file.fd.compare_exchange_strong(expected, opened, std::memory_order_acq_rel)) return opened;
+  if (g_log_file.fd.compare_exchange_strong(expected, opened, std::memory_order_acq_rel)) {
+    if (inherited) ::close(fd);
+    return opened;
+  }
   ::close(opened);
   return expected;
 }

@@ -87,6 +87,23 @@ elif ! grep -qF "$summary" "${logs[0]}" || ! grep -q "^==${logs[0]##*.}==ERROR: 
 else
   hk_pass "HEAPKEEPER_LOG_PATH: the report is in $(basename "${logs[0]}"), the file of its pid"
 fi
+# A forked child (a bash subshell, no exec) reports into a file of its own pid, not its parent's,
+# even when the parent had its log open before the fork (a periodic scan's "new leaks" line).
+mkdir -p "$HK_WORK/forklogs"
+status=0
+HEAPKEEPER_QUIET=0 HEAPKEEPER_SCAN_INTERVAL=100ms HEAPKEEPER_LOG_PATH=$HK_WORK/forklogs/log.%p LD_PRELOAD=$both \
+  timeout 60 bash -c 'sleep 0.5; ( echo in-the-subshell >/dev/null; true ); echo in-the-parent >/dev/null; true' \
+  >/dev/null 2>"$HK_WORK/forklog.err" || status=$?
+mapfile -t logs < <(find "$HK_WORK/forklogs" -name 'log.*')
+wrong=()
+for log in "${logs[@]}"; do
+  grep -q "^==${log##*.}==ERROR: heapkeeper" "$log" && [[ $(grep -c '==ERROR: heapkeeper' "$log") == 1 ]] || wrong+=("$log")
+done
+if [[ $status != 0 || ${#logs[@]} -lt 2 || ${#wrong[@]} != 0 || -s $HK_WORK/forklog.err ]]; then
+  hk_fail "HEAPKEEPER_LOG_PATH across fork: status $status, ${#logs[@]} log(s), not their own pid's: ${wrong[*]:-none}"
+else
+  hk_pass "HEAPKEEPER_LOG_PATH across fork: ${#logs[@]} logs, each holding only its own pid's report"
+fi
 status=0
 HEAPKEEPER_LOG_PATH=$HK_WORK/no-such-dir/log timeout 60 env LD_PRELOAD="$both" sort "$HK_WORK/fruit" \
   >/dev/null 2>"$HK_WORK/badlog.err" || status=$?
