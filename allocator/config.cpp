@@ -1,6 +1,8 @@
 // Environment parsing for heapkeeper's settings (see config.h). Allocation-free by design.
 #include "allocator/config.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <cstring>
 
@@ -141,6 +143,37 @@ bool expand_pid_pattern(const char* pattern, int pid, char* out, size_t capacity
   return true;
 }
 
+bool resolve_against_cwd(char* path, size_t capacity) {
+  if (path[0] == '\0' || path[0] == '/') return true;
+  char directory[4096];
+  if (::getcwd(directory, sizeof(directory)) == nullptr || directory[0] != '/') return true;
+  const size_t directory_length = std::strlen(directory), path_length = std::strlen(path);
+  const bool slash = directory[directory_length - 1] != '/';
+  const size_t total = directory_length + (slash ? 1 : 0) + path_length;
+  if (total + 1 > capacity) return false;
+  std::memmove(path + total - path_length, path, path_length + 1);
+  std::memcpy(path, directory, directory_length);
+  if (slash) path[directory_length] = '/';
+  return true;
+}
+
+namespace {
+
+// Copies a path-valued variable into `out`, absolute; warns and leaves it empty when it cannot.
+void load_path(const char* variable, const char* value, char* out, size_t capacity, const char* fallback) {
+  if (std::strlen(value) >= capacity) {
+    warn_invalid(variable, "(too long)", "a path shorter than 4096 bytes", fallback);
+    return;
+  }
+  std::strcpy(out, value);
+  if (!resolve_against_cwd(out, capacity)) {
+    out[0] = '\0';
+    warn_invalid(variable, value, "a path shorter than 4096 bytes once made absolute", fallback);
+  }
+}
+
+}  // namespace
+
 void load_config_from_environment(Config& c) {
   if (const char* v = std::getenv("HEAPKEEPER_STACK_DEPTH")) {
     uint64_t depth = 0;
@@ -219,18 +252,14 @@ void load_config_from_environment(Config& c) {
     else
       warn_invalid("HEAPKEEPER_STATS", v, "0 or 1", "1");
   }
-  if (const char* v = std::getenv("HEAPKEEPER_REPORT")) {
-    if (std::strlen(v) < sizeof(c.report_path))
-      std::strcpy(c.report_path, v);
-    else
-      warn_invalid("HEAPKEEPER_REPORT", "(too long)", "a path shorter than 4096 bytes", "no report");
-  }
-  if (const char* v = std::getenv("HEAPKEEPER_SUPPRESSIONS")) {
-    if (std::strlen(v) < sizeof(c.suppressions_path))
-      std::strcpy(c.suppressions_path, v);
-    else
-      warn_invalid("HEAPKEEPER_SUPPRESSIONS", "(too long)", "a path shorter than 4096 bytes", "none");
-  }
+  if (const char* v = std::getenv("HEAPKEEPER_REPORT"))
+    load_path("HEAPKEEPER_REPORT", v, c.report_path, sizeof(c.report_path), "no report");
+  if (const char* v = std::getenv("HEAPKEEPER_SUPPRESSIONS"))
+    load_path("HEAPKEEPER_SUPPRESSIONS", v, c.suppressions_path, sizeof(c.suppressions_path), "none");
+  // LeakSanitizer's log_path: "stderr" (or empty) is the default; a file that cannot be opened is
+  // reported when first written to, and stderr used (diagnostics.cpp).
+  if (const char* v = std::getenv("HEAPKEEPER_LOG_PATH"); v != nullptr && *v != '\0' && !equals(v, "stderr"))
+    load_path("HEAPKEEPER_LOG_PATH", v, c.log_path, sizeof(c.log_path), "stderr");
 }
 
 }  // namespace heapkeeper::alloc

@@ -25,8 +25,10 @@ struct Config {
   int exit_code = 0;                                  // HEAPKEEPER_EXITCODE (used by the collector)
   bool quiet = false;                                 // HEAPKEEPER_QUIET=1: no summary line at exit
   bool live_stats = true;                             // HEAPKEEPER_STATS=0: no shared-memory segment, no publisher
-  char report_path[4096] = {};                        // HEAPKEEPER_REPORT, '%p' expands to the pid
-  char suppressions_path[4096] = {};                  // HEAPKEEPER_SUPPRESSIONS
+  // Paths are made absolute at start-up (the program may chdir before exit: git -C, make -C).
+  char report_path[4096] = {};        // HEAPKEEPER_REPORT, '%p' expands to the pid
+  char suppressions_path[4096] = {};  // HEAPKEEPER_SUPPRESSIONS
+  char log_path[4096] = {};           // HEAPKEEPER_LOG_PATH ('%p' = pid): diagnostics there, not on stderr
 };
 
 // Reads the environment into `config`, warning on stderr about each invalid value.
@@ -37,6 +39,11 @@ bool parse_duration_ms(const char* text, uint64_t& milliseconds);
 // Parses "64G", "512M", "4096", "1T" (binary units) into bytes.
 bool parse_byte_size(const char* text, uint64_t& bytes);
 bool parse_unsigned(const char* text, uint64_t& value);
+
+// Makes a relative `path` (capacity bytes) absolute against the current directory, in place and
+// without allocating; false (path unchanged) if the result would not fit. An absolute path, or a
+// directory that cannot be named (deleted), leaves it as it is.
+bool resolve_against_cwd(char* path, size_t capacity);
 
 // Expands '%p' in `pattern` to `pid` into `out` (capacity bytes); false if it does not fit.
 bool expand_pid_pattern(const char* pattern, int pid, char* out, size_t capacity);

@@ -1,15 +1,66 @@
 // Implementation of the async-signal-safe diagnostic writer (see diagnostics.h).
 #include "allocator/diagnostics.h"
 
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <atomic>
 #include <cerrno>
+#include <cstring>
+
+#include "allocator/config.h"
 
 namespace heapkeeper::alloc {
+namespace {
 
-void write_stderr(const char* data, size_t length) {
-  const int saved_errno = errno;  // diagnostics must never change what the program sees
+// An open file we write to, and what it was when we opened it: the program may close the number
+// or reuse it for a file of its own, and heapkeeper must never write into the program's files.
+struct OutputFile {
+  std::atomic<int> fd{-1};
+  dev_t device = 0;
+  ino_t inode = 0;
+  std::atomic<pid_t> owner{0};  // the process that opened it (a log file named with %p is per process)
+
+  bool still_ours(int descriptor) const {
+    struct stat now;
+    return ::fstat(descriptor, &now) == 0 && now.st_dev == device && now.st_ino == inode;
+  }
+};
+
+OutputFile g_stderr_copy;
+OutputFile g_log_file;
+std::atomic<bool> g_log_failed{false};
+
+// The lowest free descriptor at or above a high number, out of the way of programs that expect
+// theirs to be small (select, fd_set) and below 1024 so the kernel's table stays small.
+int duplicate_high(int fd) {
+  rlimit limit{};
+  rlim_t ceiling = 1024;
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < ceiling) ceiling = limit.rlim_cur;
+  for (rlim_t floor : {ceiling > 16 ? ceiling - 16 : rlim_t{3}, rlim_t{3}}) {
+    const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, static_cast<int>(floor < 3 ? 3 : floor));
+    if (copy >= 0) return copy;
+  }
+  return -1;
+}
+
+void remember(OutputFile& file, int fd) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    return;
+  }
+  file.device = st.st_dev;
+  file.inode = st.st_ino;
+  file.owner.store(::getpid(), std::memory_order_relaxed);
+  file.fd.store(fd, std::memory_order_release);
+}
+
+void write_all(int fd, const char* data, size_t length) {
   while (length > 0) {
-    ssize_t written = ::write(STDERR_FILENO, data, length);
+    ssize_t written = ::write(fd, data, length);
     if (written < 0) {
       if (errno == EINTR) continue;
       break;
@@ -17,6 +68,71 @@ void write_stderr(const char* data, size_t length) {
     data += written;
     length -= static_cast<size_t>(written);
   }
+}
+
+// The program's stderr as it was at start-up, or fd 2 if that copy is gone.
+int stderr_descriptor() {
+  const int copy = g_stderr_copy.fd.load(std::memory_order_acquire);
+  return copy >= 0 && g_stderr_copy.still_ours(copy) ? copy : STDERR_FILENO;
+}
+
+// HEAPKEEPER_LOG_PATH's file for this process, opened on first use; -1 for stderr.
+int log_descriptor() {
+  const char* pattern = config().log_path;
+  if (pattern[0] == '\0' || g_log_failed.load(std::memory_order_relaxed)) return -1;
+  const pid_t pid = ::getpid();
+  int fd = g_log_file.fd.load(std::memory_order_acquire);
+  if (fd >= 0 && g_log_file.owner.load(std::memory_order_relaxed) == pid && g_log_file.still_ours(fd)) return fd;
+  char path[sizeof(Config::log_path)];
+  int opened = -1;
+  if (expand_pid_pattern(pattern, static_cast<int>(pid), path, sizeof(path)))
+    opened = ::open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0644);
+  if (opened < 0) {
+    if (!g_log_failed.exchange(true)) {
+      const char* reason = std::strerror(errno);
+      DiagnosticLine line;
+      line.text("cannot write HEAPKEEPER_LOG_PATH='").text(pattern).text("' (").text(reason).text("); using stderr");
+      line.emit();
+    }
+    return -1;
+  }
+  const int high = duplicate_high(opened);  // out of the program's low numbers, like stderr's copy
+  if (high >= 0) {
+    ::close(opened);
+    opened = high;
+  }
+  // A forked child holds its parent's copy: ours to close once replaced (the child reports into
+  // its own file). Only the thread whose exchange succeeds closes it, so it is closed once.
+  const bool inherited = fd >= 0 && g_log_file.still_ours(fd);
+  struct stat st;
+  if (::fstat(opened, &st) != 0) {
+    ::close(opened);
+    return -1;
+  }
+  // Two threads opening it at once open the same file (same identity): one descriptor is kept.
+  g_log_file.device = st.st_dev;
+  g_log_file.inode = st.st_ino;
+  g_log_file.owner.store(pid, std::memory_order_relaxed);
+  int expected = fd;
+  if (g_log_file.fd.compare_exchange_strong(expected, opened, std::memory_order_acq_rel)) {
+    if (inherited) ::close(fd);
+    return opened;
+  }
+  ::close(opened);
+  return expected;
+}
+
+}  // namespace
+
+void initialize_diagnostic_output() {
+  const int copy = duplicate_high(STDERR_FILENO);
+  if (copy >= 0) remember(g_stderr_copy, copy);
+}
+
+void write_stderr(const char* data, size_t length) {
+  const int saved_errno = errno;  // diagnostics must never change what the program sees
+  const int log = log_descriptor();
+  write_all(log >= 0 ? log : stderr_descriptor(), data, length);
   errno = saved_errno;
 }
 

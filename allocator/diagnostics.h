@@ -4,6 +4,13 @@
 // and may be called from signal handlers, so every message is built in a stack buffer and written
 // with one write(2) to stderr. Lines are prefixed "heapkeeper[pid]: " so they stand out from the
 // program's own output.
+//
+// "stderr" is the program's stderr as it was at start-up: sort, tar and dc close fd 2 in their own
+// exit handlers, before heapkeeper reports. As valgrind does, start-up keeps a private duplicate
+// (close-on-exec, at a high descriptor number) and every line goes there; if the program closes
+// that descriptor or puts another file on its number, the change is noticed (device and inode no
+// longer match) and fd 2 is used. HEAPKEEPER_LOG_PATH ('%p' = pid) sends everything to a file
+// instead, opened on the first line (a process with nothing to say creates none).
 #pragma once
 
 #include <cstddef>
@@ -31,5 +38,9 @@ class DiagnosticLine {
 
 // Writes raw text to stderr in one write(2), retrying on EINTR.
 void write_stderr(const char* data, size_t length);
+
+// Keeps the private duplicate of stderr. Called once at start-up, after the configuration is read;
+// allocation-free.
+void initialize_diagnostic_output();
 
 }  // namespace heapkeeper::alloc

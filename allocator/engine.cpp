@@ -117,11 +117,26 @@ inline ThreadState* current_state(ThreadLocal& tl) {
   return nullptr;  // exited thread: the purgatory path
 }
 
+// The last line of defence between heapkeeper's layers and the program: handlers run from exit(),
+// a fork child or an internal thread, where an escaping C++ exception would be std::terminate,
+// the program's abort. Each layer catches its own failures with a precise message; this only says
+// which hook failed and lets the others run.
+template <typename Handler>
+void run_without_throwing(Handler handler, const char* what) noexcept {
+  try {
+    handler();
+  } catch (const std::exception& error) {
+    DiagnosticLine().text(what).text(" failed: ").text(error.what()).emit();
+  } catch (...) {
+    DiagnosticLine().text(what).text(" failed").emit();
+  }
+}
+
 void run_exit_handlers() {
   ThreadLocal& tl = tls_thread;
   GuardScope guard(tl);
   int count = g_exit_handler_count.load(std::memory_order_acquire);
-  for (int i = 0; i < count; ++i) g_exit_handlers[i]();
+  for (int i = 0; i < count; ++i) run_without_throwing(g_exit_handlers[i], "an exit handler");
 }
 
 void fork_prepare() {}
@@ -131,7 +146,7 @@ void fork_child() {
   GuardScope guard(tl);
   thread_registry().after_fork_in_child();
   int count = g_fork_child_handler_count.load(std::memory_order_acquire);
-  for (int i = 0; i < count; ++i) g_fork_child_handlers[i]();
+  for (int i = 0; i < count; ++i) run_without_throwing(g_fork_child_handlers[i], "a fork-child handler");
 }
 
 }  // namespace
@@ -161,6 +176,7 @@ bool ensure_initialized() noexcept {
   GuardScope guard(tl);
   Config& cfg = mutable_config();
   load_config_from_environment(cfg);
+  initialize_diagnostic_output();  // before the program can close its stderr
   bool ok = private_heap().initialize(cfg.heap_reserve_bytes, cfg.arenas) && block_map().initialize(private_heap()) &&
             stack_table().initialize() && thread_registry().initialize() && signal_safe_pool().initialize();
   if (!ok) {
@@ -662,7 +678,7 @@ void* internal_thread_main(void* raw) {
   ThreadState* self = tl.state != nullptr ? tl.state : thread_registry().register_current();
   if (self != nullptr) self->heapkeeper_thread = true;
   pthread_setname_np(pthread_self(), start.name);
-  start.routine();
+  run_without_throwing(start.routine, start.name);
   return nullptr;
 }
 
@@ -685,6 +701,13 @@ bool start_internal_thread(void (*routine)(), const char* name) noexcept {
   pthread_attr_destroy(&attributes);
   if (!started) je::dallocx(start, MALLOCX_TCACHE_NONE);
   return started;
+}
+
+void report_escaped_exception(const std::exception* error) noexcept {
+  DiagnosticLine line;
+  line.text("internal error, the program runs on");
+  if (error != nullptr) line.text(": ").text(error->what());
+  line.emit();
 }
 
 void enter_internal() noexcept { ++tls_thread.guard; }

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 
 #include "allocator/thread_registry.h"
 
@@ -89,12 +90,21 @@ bool start_internal_thread(void (*routine)(), const char* name) noexcept;
 ThreadState* current_thread_state() noexcept;
 
 // Runs `work` as heapkeeper's own code on this thread: its allocations are internal (untracked).
+// It runs on the program's thread (the library constructor, the public API), so nothing it throws
+// escapes: an exception ends the work with one diagnostic line.
 void enter_internal() noexcept;
 void leave_internal() noexcept;
+void report_escaped_exception(const std::exception* error) noexcept;
 template <typename Work>
-void run_guarded(Work&& work) {
+void run_guarded(Work&& work) noexcept {
   enter_internal();
-  work();
+  try {
+    work();
+  } catch (const std::exception& error) {
+    report_escaped_exception(&error);
+  } catch (...) {
+    report_escaped_exception(nullptr);
+  }
   leave_internal();
 }
 

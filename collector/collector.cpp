@@ -23,6 +23,7 @@
 #include "collector/root_scan.h"
 #include "collector/suppressions.h"
 #include "report/exit_report.h"
+#include "report/json_text.h"
 #include "report/site_summary.h"
 #include "report/symbolizer.h"
 
@@ -177,7 +178,7 @@ nlohmann::json scan_json(const ScanReport& r) {
   return {{"number", r.number},
           {"ok", r.ok},
           {"at_exit", r.at_exit},
-          {"failure", r.failure},
+          {"failure", report::json_text(r.failure)},
           {"stop_method", r.stop_method},
           {"pause_ms", static_cast<double>(r.pause_ns) / 1e6},
           {"mark_ms", static_cast<double>(r.mark_ns) / 1e6},
@@ -249,12 +250,20 @@ void exit_scan() {
   ucontext_t context;
   getcontext(&context);
   const auto* registers = reinterpret_cast<const uint64_t*>(context.uc_mcontext.gregs);
-  ScanReport report = scan_now(true, reinterpret_cast<uintptr_t>(&context), registers, NGREG);
-  if (!report.ok) {
-    alloc::DiagnosticLine().text("leak scan at exit skipped: ").text(report.failure).emit();
-    return;
+  // The program is inside exit(): whatever the scan, its grouping or the report's strings throw
+  // (bad_alloc under a tight ulimit, say) ends here as one line, never as std::terminate.
+  try {
+    ScanReport report = scan_now(true, reinterpret_cast<uintptr_t>(&context), registers, NGREG);
+    if (!report.ok) {
+      alloc::DiagnosticLine().text("leak scan at exit skipped: ").text(report.failure).emit();
+      return;
+    }
+    print_leak_report(report);
+  } catch (const std::exception& error) {
+    alloc::DiagnosticLine().text("leak scan at exit failed: ").text(error.what()).emit();
+  } catch (...) {
+    alloc::DiagnosticLine().text("leak scan at exit failed").emit();
   }
-  print_leak_report(report);
 }
 
 void exit_status() {
@@ -272,7 +281,13 @@ void periodic_scanner() {
     timespec pause{static_cast<time_t>(interval_ms / 1000), static_cast<long>((interval_ms % 1000) * 1000000)};
     while (nanosleep(&pause, &pause) != 0) {
     }
-    ScanReport report = scan_now(false, 0, nullptr, 0);
+    ScanReport report;
+    try {
+      report = scan_now(false, 0, nullptr, 0);
+    } catch (const std::exception& error) {  // one failed scan; the next may succeed
+      alloc::DiagnosticLine().text("periodic leak scan failed: ").text(error.what()).emit();
+      continue;
+    }
     if (state().exit_scan_done) return;
     if (!report.ok) {
       alloc::DiagnosticLine().text("periodic leak scan skipped: ").text(report.failure).emit();

@@ -22,6 +22,7 @@
 #include "allocator/fork_replaceable.h"
 #include "allocator/heap_summary.h"
 #include "allocator/stack_table.h"
+#include "report/json_text.h"
 #include "report/site_summary.h"
 #include "report/symbolizer.h"
 
@@ -36,6 +37,8 @@ constexpr int kMaxSections = 8;
 ReportSection g_sections[kMaxSections] = {};
 int g_section_count = 0;
 
+int write_report_file_unguarded(const char* pattern);
+
 std::string read_file(const char* path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
@@ -48,7 +51,7 @@ nlohmann::json command_line() {
   while (start < raw.size()) {
     size_t end = raw.find('\0', start);
     if (end == std::string::npos) end = raw.size();
-    args.push_back(raw.substr(start, end - start));
+    args.push_back(json_text(std::string_view(raw).substr(start, end - start)));
     start = end + 1;
   }
   return args;
@@ -57,7 +60,7 @@ nlohmann::json command_line() {
 std::string program_path() {
   char buffer[4096];
   ssize_t n = ::readlink("/proc/self/exe", buffer, sizeof(buffer) - 1);
-  return n > 0 ? std::string(buffer, static_cast<size_t>(n)) : std::string("?");
+  return n > 0 ? json_text(std::string_view(buffer, static_cast<size_t>(n))) : std::string("?");
 }
 
 const char* mode_name(alloc::CollectorMode mode) {
@@ -72,7 +75,7 @@ const char* mode_name(alloc::CollectorMode mode) {
   return "?";
 }
 
-void print_symbolized_stack(uint32_t stack_id, const char* title) {
+void print_symbolized_stack_unguarded(uint32_t stack_id, const char* title) {
   alloc::DiagnosticLine().text("  ").text(title).emit();
   alloc::StackView view = alloc::stack_table().frames(stack_id);
   if (view.depth == 0) {
@@ -83,6 +86,18 @@ void print_symbolized_stack(uint32_t stack_id, const char* title) {
     SymbolizedFrame frame = symbolizer().resolve(view.frames[i]);
     std::string text = Symbolizer::format(frame);
     alloc::DiagnosticLine().text("    #").number(i).text(" ").text(text).emit();
+  }
+}
+
+// Called from inside the program's free() (a bad-free report): symbolizing allocates and may throw,
+// and nothing may cross into free's caller.
+void print_symbolized_stack(uint32_t stack_id, const char* title) {
+  try {
+    print_symbolized_stack_unguarded(stack_id, title);
+  } catch (const std::exception& error) {
+    alloc::DiagnosticLine().text("    (stack not symbolized: ").text(error.what()).text(")").emit();
+  } catch (...) {
+    alloc::DiagnosticLine().text("    (stack not symbolized)").emit();
   }
 }
 
@@ -161,10 +176,30 @@ std::string build_report_json() {
   doc["live_sites"] = std::move(live);
   doc["live_site_count"] = sites.size();
   for (int i = 0; i < g_section_count; ++i) g_sections[i](doc);
-  return doc.dump(2) + "\n";
+  // Every string above went through json_text, so dump cannot meet invalid UTF-8; should one ever
+  // slip through, it is replaced (U+FFFD) rather than thrown as type_error 316 into the program.
+  return doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 int write_report_file(const char* pattern) {
+  // The boundary for everything that builds the report (symbolizing, JSON, strings): nothing it
+  // throws may reach the program, which called exit() or heapkeeper_write_report.
+  try {
+    return write_report_file_unguarded(pattern);
+  } catch (const std::bad_alloc&) {
+    errno = ENOMEM;
+  } catch (const std::exception& error) {
+    alloc::DiagnosticLine().text("building the report failed: ").text(error.what()).emit();
+    errno = EIO;
+  } catch (...) {
+    errno = EIO;
+  }
+  return -1;
+}
+
+namespace {
+
+int write_report_file_unguarded(const char* pattern) {
   char path[4096];
   if (!alloc::expand_pid_pattern(pattern, ::getpid(), path, sizeof(path))) {
     errno = ENAMETOOLONG;
@@ -195,5 +230,7 @@ int write_report_file(const char* pattern) {
   }
   return 0;
 }
+
+}  // namespace
 
 }  // namespace heapkeeper::report

@@ -7,6 +7,7 @@
 #include "allocator/block_header.h"
 #include "allocator/block_map.h"
 #include "allocator/stack_table.h"
+#include "report/json_text.h"
 #include "report/symbolizer.h"
 
 namespace heapkeeper::report {
@@ -54,10 +55,12 @@ nlohmann::json stack_to_json(Symbolizer& symbolizer, uint32_t stack_id) {
   alloc::StackView view = alloc::stack_table().frames(stack_id);
   for (uint32_t i = 0; i < view.depth; ++i) {
     SymbolizedFrame f = symbolizer.resolve(view.frames[i]);
-    nlohmann::json frame = {
-        {"address", f.address}, {"function", f.function}, {"module", f.module}, {"offset", f.module_offset}};
+    nlohmann::json frame = {{"address", f.address},
+                            {"function", json_text(f.function)},
+                            {"module", json_text(f.module)},
+                            {"offset", f.module_offset}};
     if (!f.file.empty()) {
-      frame["file"] = f.file;
+      frame["file"] = json_text(f.file);
       frame["line"] = f.line;
     }
     frames.push_back(std::move(frame));

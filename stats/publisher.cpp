@@ -26,6 +26,7 @@
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "allocator/config.h"
@@ -34,6 +35,7 @@
 #include "allocator/thread_registry.h"
 #include "collector/collector.h"
 #include "report/exit_report.h"
+#include "report/json_text.h"
 #include "stats/shm_layout.h"
 #include "stats/snapshot_builder.h"
 
@@ -198,10 +200,13 @@ void publish(Publisher& p) {
   __atomic_store_n(&p.segment->header.heartbeat_ns, now, __ATOMIC_RELEASE);
 }
 
-void answer(Publisher& p, uint32_t request) {
-  CommandChannel& c = p.segment->channel;
-  const auto command = static_cast<Command>(__atomic_load_n(&c.command, __ATOMIC_ACQUIRE));
-  int status = 0;
+std::string error_json(const std::string& message) {
+  nlohmann::json doc = {{"error", report::json_text(message)}};
+  return doc.dump();
+}
+
+// Builds the answer to one request. May throw (allocation, symbolizing, JSON): answer() catches.
+std::string build_answer(Publisher& p, Command command, int& status) {
   std::string response;
   switch (command) {
     case Command::kScan:
@@ -212,7 +217,7 @@ void answer(Publisher& p, uint32_t request) {
       if (reclaim && scan.ok) scan = collect::scan_now(false, 0, nullptr, 0, true);  // second look frees them
       if (!scan.ok) {
         status = EAGAIN;
-        response = "{\"error\": \"scan failed: " + scan.failure + "\"}";
+        response = error_json("scan failed: " + scan.failure);
       } else {
         response = report::build_report_json();
       }
@@ -221,7 +226,35 @@ void answer(Publisher& p, uint32_t request) {
     }
     default:
       status = EINVAL;
-      response = "{\"error\": \"unknown command\"}";
+      response = error_json("unknown command");
+  }
+  return response;
+}
+
+void answer(Publisher& p, uint32_t request) {
+  CommandChannel& c = p.segment->channel;
+  const auto command = static_cast<Command>(__atomic_load_n(&c.command, __ATOMIC_ACQUIRE));
+  int status = 0;
+  std::string response;
+  // The reader waits for an answer, and the program must never see what failed here: any
+  // exception becomes an error answer (the static text needs no allocation to send).
+  try {
+    response = build_answer(p, command, status);
+  } catch (const std::exception& error) {
+    status = EIO;
+    alloc::DiagnosticLine().text("answering a request failed: ").text(error.what()).emit();
+  } catch (...) {
+    status = EIO;
+  }
+  if (status == EIO) {
+    static constexpr char kFailed[] =
+        "{\"error\": \"heapkeeper could not build the answer (see the program's stderr)\"}";
+    std::memcpy(c.response, kFailed, sizeof(kFailed) - 1);
+    c.response_length = sizeof(kFailed) - 1;
+    c.status = status;
+    __atomic_store_n(&c.response_id, request, __ATOMIC_RELEASE);
+    syscall(SYS_futex, &c.response_id, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+    return;
   }
   if (response.size() > kResponseCapacity) {
     status = E2BIG;
@@ -246,7 +279,11 @@ void publisher_thread() {
   for (;;) {
     const uint64_t now = realtime_ns();
     if (now >= next_publish) {
-      publish(p);
+      try {
+        publish(p);
+      } catch (const std::exception& error) {  // this snapshot is lost; the next one may succeed
+        alloc::DiagnosticLine().text("publishing live stats failed: ").text(error.what()).emit();
+      }
       next_publish = now + kPublishIntervalMs * 1000000ull;
     }
     const uint32_t request = __atomic_load_n(&p.segment->channel.request_id, __ATOMIC_ACQUIRE);
@@ -283,7 +320,11 @@ void at_exit() {
     }
     return;
   }
-  publish(*p);
+  try {
+    publish(*p);
+  } catch (const std::exception& error) {  // the segment is removed all the same
+    alloc::DiagnosticLine().text("publishing the final live stats failed: ").text(error.what()).emit();
+  }
   __atomic_store_n(&p->segment->header.state, static_cast<uint32_t>(ProducerState::kExited), __ATOMIC_RELEASE);
   bip::shared_memory_object::remove(p->name.c_str());
 }

@@ -16,7 +16,9 @@ constexpr const char* kEnvironmentHelp = R"(Environment read by the traced progr
   HEAPKEEPER_STACK_DEPTH=N      frames recorded per allocation stack, 1..128 (default 24)
   HEAPKEEPER_FREE_STACKS=0|1    1: record the full stack of every free for double-free reports; 0 (default):
                                 only the calling frame, which keeps frees as cheap as without heapkeeper
-  HEAPKEEPER_REPORT=FILE.json   write a JSON report at exit; %p expands to the pid
+  HEAPKEEPER_REPORT=FILE.json   write a JSON report at exit; %p expands to the pid; a relative path is
+                                taken from the directory the program started in
+  HEAPKEEPER_LOG_PATH=FILE      diagnostics and leak reports to FILE (%p = pid) instead of stderr
   HEAPKEEPER_ON_BAD_FREE=abort|continue
                                 what to do after reporting an invalid or double free (default abort, as glibc)
   HEAPKEEPER_MODE=off|detect|collect

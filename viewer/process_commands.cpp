@@ -13,6 +13,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "report/json_text.h"
 #include "viewer/segment_reader.h"
 #include "viewer/show_command.h"
 
@@ -26,10 +27,14 @@ std::string uptime_text(uint64_t ns) {
   return fmt::format("{}h{:02}m", s / 3600, (s / 60) % 60);
 }
 
+// Bytes from the segment (argv, paths, symbols) as a terminal may show them: invalid UTF-8 and
+// control characters as \xNN.
+std::string printable(std::string_view raw) { return report::printable_json_text(report::json_text(raw)); }
+
 std::string frame_text(const stats::Frame& f) {
-  std::string text =
-      fmt::format("{} in {}+{:#x}", f.function[0] ? f.function : "??", f.module[0] ? f.module : "??", f.module_offset);
-  if (f.file[0] != '\0') text += fmt::format(" {}:{}", f.file, f.line);
+  std::string text = fmt::format("{} in {}+{:#x}", printable(f.function[0] ? f.function : "??"),
+                                 printable(f.module[0] ? f.module : "??"), f.module_offset);
+  if (f.file[0] != '\0') text += fmt::format(" {}:{}", printable(f.file), f.line);
   return text;
 }
 
@@ -37,11 +42,11 @@ nlohmann::json frames_json(const stats::Frame* frames, uint32_t depth) {
   nlohmann::json out = nlohmann::json::array();
   for (uint32_t i = 0; i < depth; ++i) {
     nlohmann::json f = {{"address", frames[i].address},
-                        {"function", frames[i].function},
-                        {"module", frames[i].module},
+                        {"function", report::json_text(frames[i].function)},
+                        {"module", report::json_text(frames[i].module)},
                         {"offset", frames[i].module_offset}};
     if (frames[i].file[0] != '\0') {
-      f["file"] = frames[i].file;
+      f["file"] = report::json_text(frames[i].file);
       f["line"] = frames[i].line;
     }
     out.push_back(std::move(f));
@@ -56,8 +61,8 @@ uint64_t last_leaked_bytes(const stats::Snapshot& s) {
 nlohmann::json snapshot_json(const SegmentInfo& info, const stats::Snapshot& s) {
   nlohmann::json doc;
   doc["pid"] = info.pid;
-  doc["program"] = info.program;
-  doc["command_line"] = info.command_line;
+  doc["program"] = report::json_text(info.program);
+  doc["command_line"] = report::json_text(info.command_line);
   doc["running"] = info.producer_alive;
   doc["uptime_seconds"] = static_cast<double>(s.uptime_ns) / 1e9;
   doc["live_bytes"] = s.live_bytes;
@@ -101,7 +106,7 @@ nlohmann::json snapshot_json(const SegmentInfo& info, const stats::Snapshot& s) 
     const stats::ThreadFigures& t = s.threads[i];
     threads.push_back({{"tid", t.tid},
                        {"index", t.index},
-                       {"name", t.name},
+                       {"name", report::json_text(t.name)},
                        {"net_bytes", t.net_bytes},
                        {"allocations", t.allocations},
                        {"frees", t.frees}});
@@ -175,7 +180,7 @@ int list_processes(bool json, bool clean) {
     std::string error;
     if (!reader.open(pid, false, error)) {
       if (json)
-        rows.push_back({{"pid", pid}, {"state", "unreadable"}, {"error", error}});
+        rows.push_back({{"pid", pid}, {"state", "unreadable"}, {"error", report::json_text(error)}});
       else
         fmt::print("{:>8}  {:<10}  {}\n", pid, "unreadable", error);
       continue;
@@ -189,17 +194,17 @@ int list_processes(bool json, bool clean) {
     if (json) {
       rows.push_back({{"pid", pid},
                       {"state", state},
-                      {"program", info.program},
+                      {"program", report::json_text(info.program)},
                       {"uptime_seconds", have ? static_cast<double>(snapshot->uptime_ns) / 1e9 : 0.0},
                       {"live_bytes", have ? snapshot->live_bytes : 0},
                       {"leaked_bytes", have ? last_leaked_bytes(*snapshot) : 0}});
     } else {
       fmt::print("{:>8}  {:<10}  {:>9}  {:>11}  {:>11}  {}\n", pid, state,
                  have ? uptime_text(snapshot->uptime_ns) : "-", have ? human_bytes(snapshot->live_bytes) : "-",
-                 have ? human_bytes(last_leaked_bytes(*snapshot)) : "-", info.program);
+                 have ? human_bytes(last_leaked_bytes(*snapshot)) : "-", printable(info.program));
     }
   }
-  if (json) fmt::print("{}\n", rows.dump(2));
+  if (json) fmt::print("{}\n", rows.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
   return 0;
 }
 
@@ -210,10 +215,10 @@ int show_stats(pid_t pid, bool json) {
   const SegmentInfo info = reader.info();
   const stats::Snapshot& s = *snapshot;
   if (json) {
-    fmt::print("{}\n", snapshot_json(info, s).dump(2));
+    fmt::print("{}\n", snapshot_json(info, s).dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     return 0;
   }
-  fmt::print("pid {} {} ({}), up {}\n", info.pid, info.program, info.producer_alive ? "running" : "exited",
+  fmt::print("pid {} {} ({}), up {}\n", info.pid, printable(info.program), info.producer_alive ? "running" : "exited",
              uptime_text(s.uptime_ns));
   fmt::print("  live {} in {} blocks (peak {}), {:.0f} allocs/s, {:.0f} frees/s\n", human_bytes(s.live_bytes),
              s.live_blocks, human_bytes(s.peak_live_bytes), s.allocation_rate, s.free_rate);
@@ -250,7 +255,7 @@ int request_scan(pid_t pid, bool json) {
     return 1;
   }
   if (json) {
-    fmt::print("{}\n", doc["scan"].dump(2));
+    fmt::print("{}\n", doc["scan"].dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     return 0;
   }
   const auto& scan = doc["scan"];
@@ -323,7 +328,8 @@ int export_prometheus(const std::vector<pid_t>& requested, bool all) {
     }
     const SegmentInfo info = reader.info();
     if (!info.producer_alive && all) continue;
-    std::string program = info.program.substr(info.program.rfind('/') + 1);
+    // Label values are UTF-8 in OpenMetrics: the same lossless escapes as in JSON.
+    std::string program = report::json_text(info.program.substr(info.program.rfind('/') + 1));
     for (char& c : program) {
       if (c == '"' || c == '\\' || c == '\n') c = '_';
     }

@@ -5,7 +5,13 @@
 // the environment, so they are tracked too, each as its own process.
 #include "viewer/run_command.h"
 
+#include <elf.h>
+#include <fcntl.h>
 #include <fmt/core.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -32,6 +38,90 @@ void set_checked(const char* variable, const char* option, const std::string& va
     return;
   }
   setenv(variable, value.c_str(), 1);
+}
+
+// The file execvp would run for `name`: as given when it holds a '/', else the first executable
+// regular file of that name on PATH; empty if there is none (execvp then reports the error).
+std::string resolve_program(const std::string& name) {
+  if (name.find('/') != std::string::npos) return name;
+  const char* path = std::getenv("PATH");
+  std::string directories = path != nullptr ? path : "/bin:/usr/bin";
+  size_t start = 0;
+  for (;;) {
+    const size_t end = directories.find(':', start);
+    std::string directory = directories.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    std::string candidate = (directory.empty() ? std::string(".") : directory) + "/" + name;
+    struct stat st;
+    if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(candidate.c_str(), X_OK) == 0)
+      return candidate;
+    if (end == std::string::npos) return {};
+    start = end + 1;
+  }
+}
+
+// Whether an ELF file asks for a program interpreter (the dynamic loader, which honours
+// LD_PRELOAD); nullopt-like -1 when the file is not ELF (a script: its interpreter decides).
+int has_program_interpreter(int fd) {
+  unsigned char ident[EI_NIDENT];
+  if (pread(fd, ident, sizeof(ident), 0) != static_cast<ssize_t>(sizeof(ident)) ||
+      std::memcmp(ident, ELFMAG, SELFMAG) != 0)
+    return -1;
+  const bool wide = ident[EI_CLASS] == ELFCLASS64;
+  uint64_t table = 0;
+  unsigned count = 0, entry_size = 0;
+  if (wide) {
+    Elf64_Ehdr header;
+    if (pread(fd, &header, sizeof(header), 0) != static_cast<ssize_t>(sizeof(header))) return -1;
+    table = header.e_phoff, count = header.e_phnum, entry_size = header.e_phentsize;
+  } else {
+    Elf32_Ehdr header;
+    if (pread(fd, &header, sizeof(header), 0) != static_cast<ssize_t>(sizeof(header))) return -1;
+    table = header.e_phoff, count = header.e_phnum, entry_size = header.e_phentsize;
+  }
+  if (entry_size < (wide ? sizeof(Elf64_Phdr) : sizeof(Elf32_Phdr))) return -1;
+  for (unsigned i = 0; i < count; ++i) {
+    uint32_t type = 0;  // p_type is the first field in both classes
+    if (pread(fd, &type, sizeof(type), static_cast<off_t>(table + uint64_t{i} * entry_size)) != sizeof(type)) return -1;
+    if (type == PT_INTERP) return 1;
+  }
+  return 0;
+}
+
+// Why the dynamic loader will not preload heapkeeper into `path` (empty when it will). Static
+// binaries have no loader; for a binary that changes its user or group (setuid, setgid, file
+// capabilities) the kernel asks for secure execution (AT_SECURE), and the loader then ignores
+// LD_PRELOAD of any library outside the system directories.
+std::string untrackable_reason(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  struct stat st;
+  const bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  const int interpreter = regular ? has_program_interpreter(fd) : -1;
+  close(fd);
+  if (interpreter == 0) return "it is statically linked (no dynamic loader, so LD_PRELOAD is ignored)";
+  if (interpreter < 0) return {};
+  // Set-id bits do nothing on a nosuid mount or under no_new_privs.
+  struct statvfs filesystem;
+  if (statvfs(path.c_str(), &filesystem) == 0 && (filesystem.f_flag & ST_NOSUID) != 0) return {};
+  if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1) return {};
+  const std::string secure = "; the dynamic loader ignores LD_PRELOAD in secure-execution mode";
+  if ((st.st_mode & S_ISUID) != 0 && st.st_uid != getuid())
+    return fmt::format("it is setuid (runs as uid {}, not {}){}", st.st_uid, getuid(), secure);
+  if ((st.st_mode & S_ISGID) != 0 && (st.st_mode & S_IXGRP) != 0 && st.st_gid != getgid())
+    return fmt::format("it is setgid (runs as gid {}, not {}){}", st.st_gid, getgid(), secure);
+  if (getuid() != 0 && getxattr(path.c_str(), "security.capability", nullptr, 0) > 0)
+    return "it has file capabilities" + secure;
+  return {};
+}
+
+// A relative path in a HEAPKEEPER_* variable, made absolute here: the program and its children
+// may start in other directories (git -C, make -C), and each would otherwise write elsewhere.
+void make_variable_absolute(const char* variable) {
+  const char* value = std::getenv(variable);
+  if (value == nullptr || *value == '\0' || *value == '/' || std::strcmp(value, "stderr") == 0) return;
+  std::error_code error;
+  const std::filesystem::path absolute = std::filesystem::absolute(value, error);
+  if (!error) setenv(variable, absolute.c_str(), 1);
 }
 
 }  // namespace
@@ -81,6 +171,17 @@ int run_program(const RunOptions& options) {
   if (!options.scan_interval.empty()) setenv("HEAPKEEPER_SCAN_INTERVAL", options.scan_interval.c_str(), 1);
   if (!options.exit_code.empty()) setenv("HEAPKEEPER_EXITCODE", options.exit_code.c_str(), 1);
   if (options.quiet) setenv("HEAPKEEPER_QUIET", "1", 1);
+  for (const char* variable : {"HEAPKEEPER_REPORT", "HEAPKEEPER_LOG_PATH", "HEAPKEEPER_SUPPRESSIONS"})
+    make_variable_absolute(variable);
+
+  // A program the loader will not preload into runs all the same, untracked, and says so: without
+  // this line it would exit as usual with no report and no word.
+  const std::string program = resolve_program(options.command[0]);
+  if (!program.empty()) {
+    const std::string reason = untrackable_reason(program);
+    if (!reason.empty())
+      fmt::print(stderr, "heapkeeper: {} cannot be tracked: {}; running it untracked\n", options.command[0], reason);
+  }
 
   std::vector<char*> argv;
   for (const std::string& arg : options.command) argv.push_back(const_cast<char*>(arg.c_str()));

@@ -2,6 +2,7 @@
 // nlohmann::json and prints totals, then sites largest first in LeakSanitizer's frame style.
 #include "viewer/show_command.h"
 
+#include "report/json_text.h"
 #include "viewer/process_commands.h"
 
 #include <fmt/core.h>
@@ -12,6 +13,15 @@
 namespace heapkeeper::view {
 namespace {
 
+// A string of the report as the terminal shows it: the bytes json_text escaped (not UTF-8 in the
+// program) as \xNN. A value of another type (a hand-edited report) is shown as its JSON.
+std::string shown(const nlohmann::json& object, const char* key, const char* fallback) {
+  if (!object.is_object() || !object.contains(key)) return fallback;
+  const nlohmann::json& value = object[key];
+  if (!value.is_string()) return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return report::printable_json_text(value.get_ref<const std::string&>());
+}
+
 void print_stack(const nlohmann::json& stack, size_t frames_shown) {
   size_t index = 0;
   for (const auto& frame : stack) {
@@ -19,10 +29,9 @@ void print_stack(const nlohmann::json& stack, size_t frames_shown) {
       fmt::print("    ... {} more frames\n", stack.size() - frames_shown);
       break;
     }
-    std::string where = frame.value("module", "??");
-    std::string line = fmt::format("    #{} {} in {}+{:#x}", index, frame.value("function", "??"), where,
-                                   frame.value("offset", uint64_t{0}));
-    if (frame.contains("file")) line += fmt::format(" {}:{}", frame.value("file", ""), frame.value("line", 0));
+    std::string line = fmt::format("    #{} {} in {}+{:#x}", index, shown(frame, "function", "??"),
+                                   shown(frame, "module", "??"), frame.value("offset", uint64_t{0}));
+    if (frame.contains("file")) line += fmt::format(" {}:{}", shown(frame, "file", ""), frame.value("line", 0));
     fmt::print("{}\n", line);
     ++index;
   }
@@ -57,7 +66,7 @@ int show_report(const std::string& path, size_t sites_shown, size_t frames_shown
     fmt::print(stderr, "heapkeeper: {} is not a heapkeeper report (invalid JSON or missing \"tool\")\n", path);
     return 2;
   }
-  fmt::print("heapkeeper report for pid {} ({})\n", doc.value("pid", 0), doc.value("program", "?"));
+  fmt::print("heapkeeper report for pid {} ({})\n", doc.value("pid", 0), shown(doc, "program", "?"));
   fmt::print("  allocations {}  frees {}  live {} in {} blocks  peak {}\n", doc.value("allocations", uint64_t{0}),
              doc.value("frees", uint64_t{0}), human_bytes(doc.value("live_bytes", uint64_t{0})),
              doc.value("live_blocks", uint64_t{0}), human_bytes(doc.value("peak_live_bytes", uint64_t{0})));
@@ -82,7 +91,7 @@ int show_report(const std::string& path, size_t sites_shown, size_t frames_shown
       const auto& stack = block.value("stack", nlohmann::json::array());
       fmt::print("    {} references to a {}-byte block from {}\n", block.value("references", 0),
                  block.value("bytes", uint64_t{0}),
-                 stack.empty() ? std::string("??") : stack[0].value("function", std::string("??")));
+                 stack.empty() ? std::string("??") : shown(stack[0], "function", "??"));
     }
   }
   if (doc.value("bad_frees", uint64_t{0}) > 0)

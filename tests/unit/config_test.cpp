@@ -19,7 +19,7 @@ namespace {
 constexpr const char* kVariables[] = {"HEAPKEEPER_STACK_DEPTH", "HEAPKEEPER_FREE_STACKS",   "HEAPKEEPER_ON_BAD_FREE",
                                       "HEAPKEEPER_MODE",        "HEAPKEEPER_SCAN_INTERVAL", "HEAPKEEPER_HEAP_RESERVE",
                                       "HEAPKEEPER_ARENAS",      "HEAPKEEPER_EXITCODE",      "HEAPKEEPER_QUIET",
-                                      "HEAPKEEPER_REPORT",      "HEAPKEEPER_SUPPRESSIONS"};
+                                      "HEAPKEEPER_REPORT",      "HEAPKEEPER_SUPPRESSIONS",  "HEAPKEEPER_LOG_PATH"};
 
 // ---------------------------------------------------------------------------------------------
 // parse_duration_ms
@@ -221,6 +221,12 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.quiet, b.quiet);
   EXPECT_STREQ(a.report_path, b.report_path);
   EXPECT_STREQ(a.suppressions_path, b.suppressions_path);
+  EXPECT_STREQ(a.log_path, b.log_path);
+}
+
+std::string current_directory() {
+  char directory[4096];
+  return getcwd(directory, sizeof(directory)) != nullptr ? directory : "?";
 }
 
 TEST_F(LoadConfig, EmptyEnvironmentKeepsEveryDefaultSilently) {
@@ -340,8 +346,36 @@ TEST_F(LoadConfig, AllValidValuesTogether) {
   EXPECT_EQ(config.arenas, 3u);
   EXPECT_EQ(config.exit_code, 42);
   EXPECT_TRUE(config.quiet);
-  EXPECT_STREQ(config.report_path, "r.json");
-  EXPECT_STREQ(config.suppressions_path, "s.supp");
+  // Relative paths are made absolute at start-up: the program may change directory before exit.
+  EXPECT_EQ(std::string(config.report_path), current_directory() + "/r.json");
+  EXPECT_EQ(std::string(config.suppressions_path), current_directory() + "/s.supp");
+}
+
+TEST_F(LoadConfig, RelativePathsAreResolvedWhereTheProgramStarts) {
+  setenv("HEAPKEEPER_REPORT", "reports/r.%p.json", 1);
+  setenv("HEAPKEEPER_LOG_PATH", "log.%p", 1);
+  Config config;
+  testing::internal::CaptureStderr();
+  load_config_from_environment(config);
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+  EXPECT_EQ(std::string(config.report_path), current_directory() + "/reports/r.%p.json");
+  EXPECT_EQ(std::string(config.log_path), current_directory() + "/log.%p");
+  setenv("HEAPKEEPER_LOG_PATH", "stderr", 1);  // LeakSanitizer's name for the default
+  Config with_stderr;
+  load_config_from_environment(with_stderr);
+  EXPECT_EQ(with_stderr.log_path[0], '\0');
+}
+
+TEST(ResolveAgainstCwd, AbsoluteUnchangedRelativeJoinedTooLongRefused) {
+  char path[64] = "/already/absolute";
+  EXPECT_TRUE(resolve_against_cwd(path, sizeof(path)));
+  EXPECT_STREQ(path, "/already/absolute");
+  char relative[4096] = "x.json";
+  EXPECT_TRUE(resolve_against_cwd(relative, sizeof(relative)));
+  EXPECT_EQ(std::string(relative), current_directory() + "/x.json");
+  char small[4] = "abc";
+  EXPECT_FALSE(resolve_against_cwd(small, sizeof(small)));
+  EXPECT_STREQ(small, "abc");
 }
 
 TEST_F(LoadConfig, InvalidValuesKeepTheDefaultAndWarnOnceNamingTheVariable) {
@@ -376,6 +410,7 @@ TEST_F(LoadConfig, InvalidValuesKeepTheDefaultAndWarnOnceNamingTheVariable) {
       {"HEAPKEEPER_QUIET", "yes"},
       {"HEAPKEEPER_REPORT", long_path},
       {"HEAPKEEPER_SUPPRESSIONS", long_path},
+      {"HEAPKEEPER_LOG_PATH", long_path},
   };
   const std::string prefix = "heapkeeper[" + std::to_string(getpid()) + "]: ";
   for (const auto& [name, value] : cases) {
