@@ -25,6 +25,7 @@ readonly SCENARIO_TABLE="threads|48 threads (32 with --quick) relay blocks throu
 fork-exec|3 threads fork at once while 2 allocate; children exit, _exit, exec /bin/true or re-exec and fork again
 signals|4 threads churn while SIGUSR1 and SIGALRM handlers allocate, with periodic scans (SIGPWR) on top
 slow-leak|one 640-byte leak every 100 ms for 60 s (10 s with --quick), scans every second
+waits|sleep, poll, select, epoll, sigtimedwait and socket timeouts in C, perl, python3 and bash under 100 ms scans
 collect|HEAPKEEPER_MODE=collect on a program leaking 1 MiB every 30 ms: live memory stays bounded
 python3|Debian's python3 (pymalloc) on an object-churn script
 python3-malloc|the same with PYTHONMALLOC=malloc: every object through malloc/free
@@ -545,6 +546,49 @@ scenario_collect() {
     fail "collect: $(head -n 3 <<<"$message" | tr '\n' ' ')"
   fi
   table_note "bound $((collect_bound / 1048576)) MiB; RSS $((${plain_rss:-0} / 1024)) MiB plain, $((${hk_rss:-0} / 1024)) MiB traced; $(summary_field 7) chunks collected"
+}
+
+# Programs that wait (issue 10): under 100 ms scans no call may return early or with EINTR. Each
+# program checks its own waits and prints "ok" or what went wrong; compare() checks the output.
+workload_waits() {
+  local mode=$1
+  run "$mode" "$build_dir/tests/programs/hk_prog_blocking_calls"
+  run "$mode" perl -MTime::HiRes=time -e '$t = time; $s = sleep 1; $n = select(undef, undef, undef, 0.5);
+    $e = time - $t; print "perl: sleep $s, select $n, ", ($e >= 1.49 ? "ok" : "early after $e s"), "\n";'
+  run "$mode" /usr/bin/python3 -c '
+import select, socket, time
+start = time.monotonic()
+time.sleep(0.5); select.select([], [], [], 0.5)
+a, b = socket.socketpair(); a.settimeout(0.5)
+try:
+    a.recv(1)
+except TimeoutError:
+    pass
+elapsed = time.monotonic() - start
+print("python3:", "ok" if elapsed >= 1.49 else "early after %.3f s" % elapsed)'
+  run "$mode" bash -c 'start=$EPOCHREALTIME; read -t 1 line < <(sleep 1.5)
+    sleep 0.5 & wait $!
+    elapsed=$(( (${EPOCHREALTIME/./} - ${start/./}) / 1000 ))
+    if (( elapsed >= 1495 )); then echo "bash: ok"; else echo "bash: early after $elapsed ms"; fi'
+}
+
+scenario_waits() {
+  [[ -x $build_dir/tests/programs/hk_prog_blocking_calls ]] || skip "tests/programs is not built"
+  need perl bash
+  [[ -x /usr/bin/python3 ]] || skip "/usr/bin/python3 is not installed"
+  HK_ENV=(HEAPKEEPER_SCAN_INTERVAL=100ms HEAPKEEPER_QUIET=1)
+  compare workload_waits
+  check_reports
+  local plain_seconds hk_seconds
+  plain_seconds=$(<"$SC_DIR/plain/seconds")
+  hk_seconds=$(<"$SC_DIR/hk/seconds")
+  # Waits are never cut short (stdout says so); neither may scans stretch them much.
+  if awk -v p="$plain_seconds" -v h="$hk_seconds" 'BEGIN { exit !(h <= p * 1.5 + 3) }'; then
+    pass "timing: ${plain_seconds} s without heapkeeper, ${hk_seconds} s under 100 ms scans"
+  else
+    fail "timing: ${hk_seconds} s under 100 ms scans against ${plain_seconds} s without"
+  fi
+  table_note "$(summary_field 5) scans; ${plain_seconds} s plain, ${hk_seconds} s traced; no wait cut short"
 }
 
 # ---------------------------------------------------------------- real programs

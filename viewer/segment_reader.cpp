@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -290,7 +291,14 @@ bool SegmentReader::command(stats::Command command, int timeout_ms, std::string&
     uint32_t length = __atomic_load_n(&channel->response_length, __ATOMIC_ACQUIRE);
     if (length > stats::kResponseCapacity) length = stats::kResponseCapacity;
     response.assign(channel->response, length);
-    if (channel->status != 0) error = "the process answered with an error (" + std::to_string(channel->status) + ")";
+    if (channel->status != 0) {
+      // The answer names the problem ("scan failed: thread 12 did not stop..."); show that.
+      const nlohmann::json answer = nlohmann::json::parse(response, nullptr, false);
+      if (answer.is_object() && answer.contains("error") && answer["error"].is_string())
+        error = answer["error"].get<std::string>();
+      else
+        error = "the process answered with an error (" + std::to_string(channel->status) + ")";
+    }
   } else {
     error = info().producer_alive ? "the process did not answer within " + std::to_string(timeout_ms / 1000) + " s"
                                   : "the process exited before answering";
