@@ -615,7 +615,20 @@ namespace {
 struct ThreadStartBundle {
   void* (*routine)(void*);
   void* argument;
+  bool library_stack;  // glibc allocates the stack (the attributes supply none)
 };
+
+// Whether pthread_create with these attributes runs the thread on a stack glibc allocates (and
+// caches after the thread exits), rather than on one the program supplied with
+// pthread_attr_setstack. pthread_attr_getstack reports the lowest address, stackaddr - stacksize:
+// with no stack supplied stackaddr is null, whatever size was set.
+bool library_allocates_stack(const pthread_attr_t* attributes) {
+  if (attributes == nullptr) return true;
+  void* low = nullptr;
+  size_t size = 0;
+  if (pthread_attr_getstack(attributes, &low, &size) != 0) return false;
+  return reinterpret_cast<uintptr_t>(low) + size == 0;
+}
 
 void* thread_trampoline(void* raw) {
   ThreadStartBundle bundle = *static_cast<ThreadStartBundle*>(raw);
@@ -624,14 +637,15 @@ void* thread_trampoline(void* raw) {
     GuardScope guard(tl);
     je::dallocx(raw, MALLOCX_TCACHE_NONE);
     if (g_ready && tl.status == ThreadStatus::kUnregistered) thread_registry().register_current();
+    if (tl.state != nullptr) tl.state->library_stack = bundle.library_stack;
   }
   return bundle.routine(bundle.argument);
 }
 
 }  // namespace
 
-bool wrap_thread_start(void* (*routine)(void*), void* argument, void* (**wrapped_routine)(void*),
-                       void** wrapped_argument) noexcept {
+bool wrap_thread_start(void* (*routine)(void*), void* argument, const pthread_attr_t* attributes,
+                       void* (**wrapped_routine)(void*), void** wrapped_argument) noexcept {
   if (!g_ready) return false;
   ThreadLocal& tl = tls_thread;
   GuardScope guard(tl);
@@ -639,6 +653,7 @@ bool wrap_thread_start(void* (*routine)(void*), void* argument, void* (**wrapped
   if (bundle == nullptr || !private_heap().internal().contains(bundle)) return false;
   bundle->routine = routine;
   bundle->argument = argument;
+  bundle->library_stack = library_allocates_stack(attributes);
   *wrapped_routine = thread_trampoline;
   *wrapped_argument = bundle;
   return true;

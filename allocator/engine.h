@@ -69,10 +69,11 @@ int api_mallctlbymib(const size_t* mib, size_t miblen, void* oldp, size_t* oldle
 void api_malloc_stats_print(void (*write_cb)(void*, const char*), void* cbopaque, const char* opts) noexcept;
 
 // Thread creation: wraps the start routine so the new thread registers (stack bounds for the
-// collector) before running user code. Returns false if the wrapper could not be set up, in which
-// case the caller starts the thread unwrapped.
-bool wrap_thread_start(void* (*routine)(void*), void* argument, void* (**wrapped_routine)(void*),
-                       void** wrapped_argument) noexcept;
+// collector, and whether glibc allocates its stack: `attributes` as given to pthread_create) before
+// running user code. Returns false if the wrapper could not be set up, in which case the caller
+// starts the thread unwrapped.
+bool wrap_thread_start(void* (*routine)(void*), void* argument, const pthread_attr_t* attributes,
+                       void* (**wrapped_routine)(void*), void** wrapped_argument) noexcept;
 // Frees the wrapper's bundle when thread creation failed.
 void discard_thread_start(void* wrapped_argument) noexcept;
 

@@ -8,6 +8,7 @@
 #include <new>
 
 #include "allocator/block_header.h"
+#include "allocator/exited_stacks.h"
 #include "allocator/jemalloc_calls.h"
 #include "allocator/private_heap.h"
 #include "allocator/stack_capture.h"
@@ -67,6 +68,7 @@ ThreadState* ThreadRegistry::register_current() {
   s->handle = pthread_self();
   s->unflushed_live_bytes = 0;
   s->sequence_next = s->sequence_end = 0;
+  s->library_stack = false;  // until the pthread_create wrapper says otherwise
 
   pthread_attr_t attributes;
   if (pthread_getattr_np(pthread_self(), &attributes) == 0) {
@@ -78,6 +80,8 @@ ThreadState* ThreadRegistry::register_current() {
     }
     pthread_attr_destroy(&attributes);
   }
+  // This thread may run on the cached stack of one that exited: that stack is live again.
+  exited_stacks().forget_overlapping(s->stack_low, s->stack_high);
   if (index < kTrackedInfos) {
     infos_[index].tid = s->tid;
     if (pthread_getname_np(pthread_self(), infos_[index].name, sizeof(infos_[index].name)) != 0)
@@ -111,7 +115,11 @@ void ThreadRegistry::retire_current() {
   retired_allocated_bytes_.fetch_add(s->allocated_bytes.exchange(0, std::memory_order_relaxed),
                                      std::memory_order_relaxed);
   retired_freed_bytes_.fetch_add(s->freed_bytes.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
+  // The thread still runs on its stack (the rest of its teardown): the collector trusts this
+  // record only once the thread is gone.
+  if (s->library_stack) exited_stacks().note({s->tid, s->stack_low, s->stack_high, static_cast<uintptr_t>(s->handle)});
   s->stack_low = s->stack_high = 0;
+  s->library_stack = false;
   s->in_use.store(false, std::memory_order_release);
 }
 
@@ -175,6 +183,7 @@ const ThreadInfo* ThreadRegistry::info(uint32_t index) const {
 
 void ThreadRegistry::after_fork_in_child() {
   ThreadState* self = tls_thread.state;
+  exited_stacks().after_fork_in_child();
   for (ThreadState* s = head_.load(std::memory_order_acquire); s != nullptr; s = s->next_in_registry) {
     if (s == self) {
       s->tid = static_cast<pid_t>(::syscall(SYS_gettid));
@@ -182,7 +191,11 @@ void ThreadRegistry::after_fork_in_child() {
       continue;
     }
     // The thread does not exist in the child. Its counters stay: the memory it allocated does.
+    // glibc keeps its stack for reuse in the child too: an exited thread's stack.
+    if (s->in_use.load(std::memory_order_relaxed) && s->library_stack)
+      exited_stacks().note({s->tid, s->stack_low, s->stack_high, static_cast<uintptr_t>(s->handle)});
     s->stack_low = s->stack_high = 0;
+    s->library_stack = false;
     s->in_use.store(false, std::memory_order_release);
   }
 }

@@ -55,6 +55,9 @@ struct alignas(64) ThreadState {
 
   bool heapkeeper_thread = false;  // heapkeeper's own threads: never stopped, never roots
   BlockingCallRecord blocking_call;
+  // glibc allocated this thread's stack (not pthread_attr_setstack) and keeps it when the thread
+  // exits: its stack is then recorded in exited_stacks(). Set by the pthread_create wrapper.
+  bool library_stack = false;
 
   std::atomic<bool> in_use{false};
   ThreadState* next_in_registry = nullptr;  // all states ever created, never unlinked

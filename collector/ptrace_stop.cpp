@@ -43,7 +43,7 @@ struct TracerJob {
   const char* what = "";
 };
 
-constexpr size_t kTracerStackBytes = 256 * 1024;
+constexpr size_t kTracerStackBytes = size_t{256} * 1024;
 constexpr long kStopTimeoutNs = 3'000'000'000L;
 
 struct TracerState {

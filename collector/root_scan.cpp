@@ -13,6 +13,7 @@
 #include "allocator/private_heap.h"
 #include "allocator/signal_safe_pool.h"
 #include "allocator/thread_registry.h"
+#include "collector/exited_stack_exclusion.h"
 #include "collector/os_primitives.h"
 #include "collector/world_stop.h"
 
@@ -166,6 +167,9 @@ void scan_with_world_stopped(void* raw) {
     if (const MemoryRange* stack = range_containing(b.anonymous, anonymous_count, sp))
       exclude(stack->start, sp > red_zone ? sp - red_zone : sp);
   }
+  // The stacks glibc keeps after their threads exited (see exited_stack_exclusion.h).
+  excluded += exited_stack_exclusions(b.threads, thread_count, b.anonymous, anonymous_count, b.excluded + excluded,
+                                      kMaxRanges - excluded);
   const uintptr_t own_sp = job->request->caller_stack_pointer != 0
                                ? job->request->caller_stack_pointer
                                : reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
@@ -226,6 +230,7 @@ ScanResult scan_heap(const ScanRequest& request, Marker& marker) {
     return result;
   }
   static_tls_size();  // dlsym may allocate on failure: look it up before anything is stopped
+  look_up_static_tls_layout();
   ScanJob job{own_module_base(), &request, &marker, &buffers, &result};
   with_loader_lock(scan_with_world_stopped, &job);
   return result;

@@ -5,8 +5,9 @@
 // their static TLS and thread control block (and through it the DTV and dynamic TLS blocks); the
 // writable segments (data, bss, relro) of every loaded module; and every other anonymous writable
 // private mapping (custom pools, CPython's obmalloc arenas, the main thread's TLS). Excluded:
-// heapkeeper's own module, reservations and side tables, the stacks of heapkeeper's threads, and
-// the part of the scanning thread's stack below the point where heapkeeper was entered.
+// heapkeeper's own module, reservations and side tables, the stacks of heapkeeper's threads, the
+// stacks glibc keeps after their threads exited (below their TLS; see exited_stack_exclusion.h),
+// and the part of the scanning thread's stack below the point where heapkeeper was entered.
 #pragma once
 
 #include <cstddef>

@@ -188,7 +188,7 @@ HK_EXPORT int pthread_create(pthread_t* thread, const pthread_attr_t* attributes
                              void* argument) noexcept {
   void* (*wrapped_routine)(void*) = routine;
   void* wrapped_argument = argument;
-  if (!alloc::wrap_thread_start(routine, argument, &wrapped_routine, &wrapped_argument)) {
+  if (!alloc::wrap_thread_start(routine, argument, attributes, &wrapped_routine, &wrapped_argument)) {
     wrapped_routine = routine;
     wrapped_argument = argument;
   }
