@@ -173,10 +173,38 @@ void read_stop_method_setting() {
   alloc::DiagnosticLine().text("HEAPKEEPER_STOP_METHOD must be ptrace or signals; using ptrace").emit();
 }
 
+// Reasons not to try ptrace at all, from /proc/self/status: a seccomp filter may kill the tracer
+// (or the whole process) for calling ptrace, and a process already traced (gdb, strace) refuses.
+// Empty when ptrace may be tried. Runs before the world is stopped (it uses stdio).
+const char* reason_to_avoid_ptrace() {
+  FILE* status = std::fopen("/proc/self/status", "re");
+  if (status == nullptr) return "";
+  char line[256];
+  const char* reason = "";
+  while (std::fgets(line, sizeof(line), status) != nullptr) {
+    if (std::strncmp(line, "Seccomp:", 8) == 0 && std::atoi(line + 8) == 2) reason = "a seccomp filter is in force";
+    if (std::strncmp(line, "TracerPid:", 10) == 0 && std::atoi(line + 10) != 0)
+      reason = "the process is already traced";
+  }
+  std::fclose(status);
+  return reason;
+}
+
 bool WorldStop::stop(StoppedThread* slots, size_t capacity, const pid_t* excluded, size_t excluded_count, size_t& count,
                      char* failure, size_t failure_size) {
   stopped_ = false;
   read_stop_method_setting();
+  if (!g_signal_mode.load(std::memory_order_acquire)) {
+    const char* reason = reason_to_avoid_ptrace();
+    if (reason[0] != '\0') {
+      alloc::DiagnosticLine()
+          .text("scans stop threads with signals, not ptrace, because ")
+          .text(reason)
+          .text("; blocking calls the program makes outside libc's wrappers may be interrupted")
+          .emit();
+      g_signal_mode.store(true, std::memory_order_release);
+    }
+  }
   if (!g_signal_mode.load(std::memory_order_acquire)) {
     method_ = StopMethod::kPtrace;
     const PtraceOutcome outcome = ptrace_stop(slots, capacity, excluded, excluded_count, count, failure, failure_size);
@@ -184,7 +212,8 @@ bool WorldStop::stop(StoppedThread* slots, size_t capacity, const pid_t* exclude
       stopped_ = true;
       return true;
     }
-    if (outcome == PtraceOutcome::kFailed) return false;
+    // A tracer killed by a signal (a seccomp filter's SIGSYS, say) will die again: fall back.
+    if (outcome == PtraceOutcome::kFailed && std::strstr(failure, "tracer task died (signal") == nullptr) return false;
     alloc::DiagnosticLine()
         .text("scans stop threads with signals from now on, because ptrace is refused here (")
         .text(failure)
