@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "allocator/address_reservation.h"
 #include "allocator/block_header.h"
 #include "allocator/block_map.h"
 #include "allocator/bootstrap_pool.h"
@@ -178,7 +179,8 @@ bool ensure_initialized() noexcept {
   load_config_from_environment(cfg);
   initialize_diagnostic_output();  // before the program can close its stderr
   bool ok = private_heap().initialize(cfg.heap_reserve_bytes, cfg.arenas) && block_map().initialize(private_heap()) &&
-            stack_table().initialize() && thread_registry().initialize() && signal_safe_pool().initialize();
+            stack_table().initialize(address_space_left()) && thread_registry().initialize() &&
+            signal_safe_pool().initialize();
   if (!ok) {
     DiagnosticLine()
         .text(

@@ -108,6 +108,20 @@ uint64_t automatic_reserve() {
   return reserve;
 }
 
+// Under an address-space limit every byte an arena maps ahead of need is a byte the program cannot
+// map itself: jemalloc grows its retained memory geometrically (2 MiB, 4 MiB, ... without bound),
+// so each step is capped at 1/32 of what the process may still map (4 to 64 MiB). A step the
+// kernel refuses makes jemalloc fall back to an extent of the exact size.
+void limit_retained_growth(unsigned arena) {
+  uint64_t step = address_space_left() / 32;
+  if (step < (uint64_t{4} << 20)) step = uint64_t{4} << 20;
+  if (step > (uint64_t{64} << 20)) step = uint64_t{64} << 20;
+  size_t limit = static_cast<size_t>(step);
+  char name[64];
+  std::snprintf(name, sizeof(name), "arena.%u.retain_grow_limit", arena);
+  je::mallctl(name, nullptr, nullptr, &limit, sizeof(limit));
+}
+
 }  // namespace
 
 PrivateHeap& private_heap() { return g_heap; }
@@ -138,6 +152,11 @@ bool PrivateHeap::initialize(uint64_t reserve_bytes, unsigned arena_count) {
     if (!create_arena(&g_tracked_hooks.hooks, tracked_arenas_[i])) return false;
   }
   arena_count_ = arena_count;
+  if (tracked_.maps_on_demand()) {
+    limit_retained_growth(0);
+    limit_retained_growth(internal_arena_);
+    for (unsigned i = 0; i < arena_count; ++i) limit_retained_growth(tracked_arenas_[i]);
+  }
 
   unsigned bins = 0;
   if (!read_ctl("arenas.nbins", bins) || bins == 0 || bins > kMaxSmallClasses) return false;

@@ -16,10 +16,18 @@ void* map_anonymous(size_t bytes) { return map_internal(bytes, true); }
 
 StackTable& stack_table() { return g_stack_table; }
 
-bool StackTable::initialize() {
-  records_ = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) * kMaxStacks));
-  allocation_counts_ = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) * kMaxStacks));
+bool StackTable::initialize(uint64_t address_space_left) {
   arena_words_ = size_t{1} << 28;  // 2 GiB of address space for frames, touched as used
+  max_stacks_ = kMaxStacks;
+  if (address_space_left != 0) {
+    // 1/256 of what is left for frames (1 GiB: 512K frames, some 20,000 stacks of 24), and ids for
+    // one stack of 8 frames each.
+    const uint64_t words = address_space_left / 256 / sizeof(uintptr_t);
+    if (words < arena_words_) arena_words_ = words < 4096 ? 4096 : words;
+    while (max_stacks_ > 4096 && max_stacks_ > arena_words_ / 8) max_stacks_ /= 2;
+  }
+  records_ = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) * max_stacks_));
+  allocation_counts_ = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) * max_stacks_));
   arena_ = static_cast<uintptr_t*>(map_anonymous(arena_words_ * sizeof(uintptr_t)));
   if (records_ == nullptr || arena_ == nullptr || allocation_counts_ == nullptr) return false;
   auto* first = static_cast<Level*>(map_anonymous(sizeof(Level)));
@@ -44,7 +52,7 @@ uint64_t StackTable::hash(const uintptr_t* frames, uint32_t depth) {
 }
 
 StackView StackTable::frames(uint32_t id) const {
-  if (id == kNoStack || id >= next_id_.load(std::memory_order_acquire) || id >= kMaxStacks) return {};
+  if (id == kNoStack || id >= next_id_.load(std::memory_order_acquire) || id >= max_stacks_) return {};
   uint64_t record = records_[id].load(std::memory_order_acquire);
   if (record == 0) return {};
   return {arena_ + (record >> 8), static_cast<uint32_t>(record & 0xff)};
@@ -102,7 +110,7 @@ uint32_t StackTable::intern(const uintptr_t* frames, uint32_t depth, uint64_t ha
 
   // New stack: store its frames, then publish (hash, id).
   uint32_t id = next_id_.fetch_add(1, std::memory_order_acq_rel);
-  if (id >= kMaxStacks) return kNoStack;
+  if (id >= max_stacks_) return kNoStack;
   size_t offset = arena_next_.fetch_add(depth, std::memory_order_relaxed);
   if (offset + depth > arena_words_) return kNoStack;
   for (uint32_t i = 0; i < depth; ++i) arena_[offset + i] = frames[i];

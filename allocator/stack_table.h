@@ -23,7 +23,10 @@ class StackTable {
   static constexpr uint32_t kNoStack = 0;
   static constexpr uint32_t kMaxStacks = 1u << 24;
 
-  bool initialize();
+  // Maps the table's address space: room for kMaxStacks stacks and 2 GiB of frames, or, when the
+  // process may map only `address_space_left` more bytes (RLIMIT_AS; 0 = no limit), about 0.5% of
+  // that. Untouched, the mappings cost no memory, but under a limit they cost the program room.
+  bool initialize(uint64_t address_space_left = 0);
   static uint64_t hash(const uintptr_t* frames, uint32_t depth);
   // Returns the id of this stack, interning it if new; kNoStack if the table is full.
   uint32_t intern(const uintptr_t* frames, uint32_t depth, uint64_t hash);
@@ -32,12 +35,12 @@ class StackTable {
   // atomic add: two threads counting the same stack at the same instant may lose one count, which
   // is cheaper on the hot path than a shared read-modify-write and good enough for a rate.
   void count_allocation(uint32_t id) {
-    if (id < kMaxStacks)
+    if (id < max_stacks_)
       allocation_counts_[id].store(allocation_counts_[id].load(std::memory_order_relaxed) + 1,
                                    std::memory_order_relaxed);
   }
   uint64_t allocations(uint32_t id) const {
-    return id < kMaxStacks ? allocation_counts_[id].load(std::memory_order_relaxed) : 0;
+    return id < max_stacks_ ? allocation_counts_[id].load(std::memory_order_relaxed) : 0;
   }
   uint32_t count() const;  // ids handed out so far (including duplicates from races)
 
@@ -59,6 +62,7 @@ class StackTable {
   std::atomic<uint32_t> next_id_{1};
   std::atomic<uint64_t>* records_ = nullptr;            // id -> (frame offset << 8 | depth)
   std::atomic<uint64_t>* allocation_counts_ = nullptr;  // id -> allocations
+  uint32_t max_stacks_ = kMaxStacks;
   uintptr_t* arena_ = nullptr;
   size_t arena_words_ = 0;
   std::atomic<size_t> arena_next_{0};

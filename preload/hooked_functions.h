@@ -3,6 +3,7 @@
 // HEAPKEEPER_INTERPOSED_SYMBOLS lists every exported allocation symbol; start-up checks that the
 // dynamic linker resolves each of them to this library (it does not when the program is linked
 // statically, or when another preloaded library defines them first) and says which are not.
+// HEAPKEEPER_SYMBOL_LOOKUP_FUNCTIONS are interposed too (and checked likewise).
 // HEAPKEEPER_FORWARDED_FUNCTIONS lists the functions whose original heapkeeper calls after doing
 // its part; it generates their pointer types and the table of originals.
 #pragma once
@@ -27,4 +28,14 @@
   X(pthread_create, int, (pthread_t*, const pthread_attr_t*, void* (*)(void*), void*)) \
   X(pthread_sigmask, int, (int, const sigset_t*, sigset_t*))                            \
   X(sigprocmask, int, (int, const sigset_t*, sigset_t*))
+
+// The dynamic linker's lookup functions. Through them, an interposed symbol asked of any handle
+// resolves to heapkeeper's (symbol_lookup.cpp); their entry points are assembly
+// (symbol_lookup_entry.S) so that the originals still see the program as their caller, which
+// exists for x86-64 only.
+#if defined(__x86_64__)
+#define HEAPKEEPER_SYMBOL_LOOKUP_FUNCTIONS(X) X(dlsym) X(dlvsym)
+#else
+#define HEAPKEEPER_SYMBOL_LOOKUP_FUNCTIONS(X)
+#endif
 // clang-format on

@@ -59,6 +59,7 @@ void check_interposition() {
     }                                                                          \
   }
   HEAPKEEPER_INTERPOSED_SYMBOLS(HEAPKEEPER_CHECK_SYMBOL)
+  HEAPKEEPER_SYMBOL_LOOKUP_FUNCTIONS(HEAPKEEPER_CHECK_SYMBOL)
 #undef HEAPKEEPER_CHECK_SYMBOL
   if (count > 0) alloc::warn_not_interposed(missing, count);
 }
