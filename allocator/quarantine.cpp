@@ -4,6 +4,8 @@
 #include <dlfcn.h>
 #include <sys/mman.h>
 
+#include <cstring>
+
 #include "allocator/block_map.h"
 #include "allocator/diagnostics.h"
 #include "allocator/internal_mappings.h"
@@ -91,10 +93,17 @@ void emit_reclaimed_line(uintptr_t user_pointer, size_t size, uint32_t stack_id,
   for (uint32_t i = 0; i < view.depth && i < kFrames; ++i) {
     line.text(i == 0 ? " " : " < ");
     Dl_info info;
-    if (dladdr(reinterpret_cast<void*>(view.frames[i] - 1), &info) != 0 && info.dli_sname != nullptr)
+    const bool known = dladdr(reinterpret_cast<void*>(view.frames[i] - 1), &info) != 0;
+    if (known && info.dli_sname != nullptr) {
       line.text(info.dli_sname);
-    else
+    } else if (known && info.dli_fname != nullptr) {  // a static function: its module and offset
+      const char* slash = std::strrchr(info.dli_fname, '/');
+      line.text(slash != nullptr ? slash + 1 : info.dli_fname)
+          .text("+")
+          .hex(view.frames[i] - reinterpret_cast<uintptr_t>(info.dli_fbase));
+    } else {
       line.hex(view.frames[i]);
+    }
   }
   if (view.depth > kFrames) line.text(" < ...");
   line.emit();
