@@ -176,5 +176,4 @@ uintptr_t BlockMap::find_referenced(uintptr_t address, uintptr_t& also) const {
   return region;
 }
 
-
 }  // namespace heapkeeper::alloc

@@ -193,7 +193,8 @@ void reclaim(CollectorState& s, const ScanResult& result, ScanReport& report,
   for (size_t i = 0; i < result.leak_count; ++i) {
     const LeakedBlock& leak = result.leaks[i];
     auto it = previous.find(leak.region);
-    if (it == previous.end() || it->second.sequence != leak.sequence || it->second.first_scan >= report.number) continue;
+    if (it == previous.end() || it->second.sequence != leak.sequence || it->second.first_scan >= report.number)
+      continue;
     const alloc::BlockHeader* header = alloc::header_at(leak.region);
     // Freed just above, or by the program since this scan's classification: not a leak any more.
     if (!alloc::block_map().is_live(leak.region) || header->sequence != leak.sequence) continue;

@@ -251,9 +251,8 @@ int timer_create_with_roots(TimerCreateFunction original, clockid_t clock, sigev
   const int result = original(clock, event, timer);
   // Recorded once the timer exists: it cannot fire before timer_settime, which needs its id.
   if (result == 0 && timer != nullptr && notified_value(event) != 0) {
-    keeping_errno([&] {
-      put(kTimer, 0, as_word(*timer), notified_value(event), as_word(event->sigev_notify_attributes), 0);
-    });
+    keeping_errno(
+        [&] { put(kTimer, 0, as_word(*timer), notified_value(event), as_word(event->sigev_notify_attributes), 0); });
   }
   return result;
 }
