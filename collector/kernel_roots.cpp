@@ -14,7 +14,6 @@
 #include <cerrno>
 #include <cstring>
 
-#include "allocator/engine.h"
 #include "allocator/internal_mappings.h"
 
 namespace heapkeeper::collect {
