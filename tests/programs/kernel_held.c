@@ -2,7 +2,7 @@
  *
  * Each mode allocates a 4000-byte block filled with a pattern, registers it with the kernel, drops
  * every pointer of its own (the registering function's frame is gone and its stack area zeroed),
- * waits 1.2 s, gets the pointer back from the kernel, checks the pattern, and frees the block:
+ * waits 0.8 s, gets the pointer back from the kernel, checks the pattern, and frees the block:
  *   epoll         epoll_ctl(EPOLL_CTL_ADD) with data.ptr = block; back from epoll_wait
  *   timer-signal  timer_create(SIGEV_SIGNAL) with sival_ptr = block; back in sigwaitinfo's si_value
  *   timer-thread  timer_create(SIGEV_THREAD) with sival_ptr = block; back as the thread's argument
@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #define BLOCK_BYTES 4000
-#define WAIT_MS 1200
+#define WAIT_MS 800
 
 static void fill(unsigned char* block) {
   for (int i = 0; i < BLOCK_BYTES; ++i) block[i] = (unsigned char)(i * 7 + 3);

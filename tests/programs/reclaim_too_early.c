@@ -43,7 +43,39 @@ static void pause_ms(long ms) {
   }
 }
 
-int main(void) {
+/* Mode "resurrect", driven through stdin by a script that runs `heapkeeper scan PID` between the
+ * steps: the pointer is hidden ("hidden"), then put back into a global on "unhide" ("unhidden"),
+ * then on "check" the block's contents are checked and it is freed. Collect mode, having held
+ * the block after two scans that could not see it, must see the reference at the third scan and
+ * keep the block: intact, and freed once, by the program. */
+static char* volatile g_visible;
+
+static int next_command(const char* expected) {
+  char line[64];
+  if (fgets(line, sizeof line, stdin) == NULL) return 0;
+  line[strcspn(line, "\n")] = '\0';
+  return strcmp(line, expected) == 0;
+}
+
+static int resurrect(void) {
+  hide_block();
+  clobber_stack();
+  printf("reclaim_too_early: hidden\n");
+  fflush(stdout);
+  if (!next_command("unhide")) return 2;
+  g_visible = (char*)(g_hidden ^ MASK);
+  printf("reclaim_too_early: unhidden\n");
+  fflush(stdout);
+  if (!next_command("check")) return 2;
+  int intact = 1;
+  for (size_t i = 0; i < BLOCK_BYTES; i += 4096) intact &= g_visible[i] == 0x11;
+  printf("reclaim_too_early: block %s\n", intact ? "intact" : "DAMAGED");
+  free(g_visible);
+  return intact ? 0 : 1;
+}
+
+int main(int argc, char** argv) {
+  if (argc > 1 && strcmp(argv[1], "resurrect") == 0) return resurrect();
   stats_function heap_stats = (stats_function)dlsym(RTLD_DEFAULT, "heapkeeper_heap_stats");
   struct heapkeeper_heap_stats stats;
   uint64_t before = 0;

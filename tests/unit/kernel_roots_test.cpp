@@ -57,7 +57,8 @@ TEST(KernelRoots, EpollRegistrationsAreRootsUntilDeleted) {
   EXPECT_EQ(kernel_root_count(), before + 1000);  // the table grew several times
   std::multiset<uint64_t> words = root_words();
   for (int fd = 0; fd < 1000; ++fd) EXPECT_EQ(words.count(kBase + 16 * static_cast<uint64_t>(fd)), 1u) << fd;
-  for (int fd = 0; fd < 1000; fd += 2) ASSERT_EQ(epoll_ctl_with_roots(fake_epoll_ctl, 900, EPOLL_CTL_DEL, fd, nullptr), 0);
+  for (int fd = 0; fd < 1000; fd += 2)
+    ASSERT_EQ(epoll_ctl_with_roots(fake_epoll_ctl, 900, EPOLL_CTL_DEL, fd, nullptr), 0);
   EXPECT_EQ(kernel_root_count(), before + 500);
   words = root_words();
   for (int fd = 0; fd < 1000; ++fd)
