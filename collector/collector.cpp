@@ -172,8 +172,10 @@ void fill_report(CollectorState& s, const ScanResult& result, ScanReport& report
 // nothing is freed before a third scan confirms it: a pointer the program hid for longer (or kept
 // where no scan looks) shows up as a "reclaimed too early" line, not as a crash. `s.known` holds
 // this scan's leaks (fill_report), `previous` the last scan's.
+// Without `hold_new` (a scan that is not asked to reclaim: detect mode after a `heapkeeper view`
+// collect request) only the blocks already held are settled.
 void reclaim(CollectorState& s, const ScanResult& result, ScanReport& report,
-             const std::unordered_map<uintptr_t, KnownLeak>& previous) {
+             const std::unordered_map<uintptr_t, KnownLeak>& previous, bool hold_new) {
   alloc::Quarantine& quarantine = alloc::quarantine();
   for (const HeldBlock& held : s.held) {
     if (!quarantine.release(held.region)) continue;  // the program freed or reallocated it: its call decided
@@ -190,7 +192,7 @@ void reclaim(CollectorState& s, const ScanResult& result, ScanReport& report,
     }
   }
   s.held.clear();
-  for (size_t i = 0; i < result.leak_count; ++i) {
+  for (size_t i = 0; hold_new && i < result.leak_count; ++i) {
     const LeakedBlock& leak = result.leaks[i];
     auto it = previous.find(leak.region);
     if (it == previous.end() || it->second.sequence != leak.sequence || it->second.first_scan >= report.number)
@@ -366,8 +368,8 @@ ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t
   }
   const std::unordered_map<uintptr_t, KnownLeak> previous = s.known;
   fill_report(s, result, report);
-  if ((reclaim_now || alloc::config().mode == alloc::CollectorMode::kCollect) && !at_exit)
-    reclaim(s, result, report, previous);
+  const bool hold_new = reclaim_now || alloc::config().mode == alloc::CollectorMode::kCollect;
+  if ((hold_new || !s.held.empty()) && !at_exit) reclaim(s, result, report, previous, hold_new);
   s.reclaimed_blocks_total += report.reclaimed_blocks;
   s.reclaimed_bytes_total += report.reclaimed_bytes;
   report.reclaimed_blocks_total = s.reclaimed_blocks_total;
