@@ -17,6 +17,7 @@
 #include "allocator/diagnostics.h"
 #include "allocator/engine_internal.h"
 #include "allocator/private_heap.h"
+#include "allocator/quarantine.h"
 #include "allocator/stack_capture.h"
 #include "allocator/stack_table.h"
 #include "allocator/thread_registry.h"
@@ -69,6 +70,13 @@ BadFreeKind classify_bad_free(uintptr_t ptr) noexcept {
   }
   const uintptr_t candidate = ptr - kHeaderSize;
   if (block_map().find_region(ptr) != 0) return BadFreeKind::kInvalid;  // inside a live block
+  // A block collect mode freed, at any alignment the header may sit in front of it (the whole
+  // reservation is readable: reading a header that was never written reads zeroes).
+  for (unsigned shift = 4; shift <= kPageShift && ptr - heap.base() >= (uintptr_t{1} << shift); ++shift) {
+    const BlockHeader* reclaimed = header_at(ptr - (uintptr_t{1} << shift));
+    if (reclaimed->freed() && reclaimed->offset_shift() == shift && reclaimed->sequence == kFreedByCollector)
+      return BadFreeKind::kReclaimed;
+  }
   const BlockHeader* header = header_at(candidate);
   if (header->freed() && header->user_offset() == kHeaderSize) return BadFreeKind::kDouble;
   return BadFreeKind::kInvalid;
@@ -77,6 +85,20 @@ BadFreeKind classify_bad_free(uintptr_t ptr) noexcept {
 void report_bad_free(void* ptr, BadFreeKind kind, const char* api_name) noexcept {
   ThreadLocal& tl = tls_thread;
   ++tl.guard;
+  if (kind == BadFreeKind::kReclaimed) {
+    // The program was right and heapkeeper wrong: one line, and the call is ignored whatever the
+    // bad-free policy says (the block is gone: there is nothing left to free). Not a bad free.
+    const auto address = reinterpret_cast<uintptr_t>(ptr);
+    for (unsigned shift = 4; shift <= kPageShift; ++shift) {
+      const BlockHeader* header = header_at(address - (uintptr_t{1} << shift));
+      if (header->offset_shift() != shift || header->sequence != kFreedByCollector) continue;
+      report_reclaimed_call(address, header->size(), header->stack_id, api_name,
+                            "after heapkeeper had freed it as unreachable: the call is ignored");
+      break;
+    }
+    --tl.guard;
+    return;
+  }
   g_bad_frees.fetch_add(1, std::memory_order_relaxed);
   const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
   const uint32_t current = capture_stack(nullptr, config().stack_depth);
@@ -123,6 +145,7 @@ void report_bad_free(void* ptr, BadFreeKind kind, const char* api_name) noexcept
       print_stack(current, "freed at:");
       break;
     }
+    case BadFreeKind::kReclaimed:  // handled above
     case BadFreeKind::kForeignRealloc:
       line.text(api_name).text("() of ").hex(address).text(
           ", which heapkeeper did not allocate: its size is unknown, so it cannot be moved");

@@ -99,7 +99,8 @@ bool BlockMap::is_live(uintptr_t region) const {
   return (live_bits_[granule >> 6].load(std::memory_order_acquire) >> (granule & 63)) & 1;
 }
 
-uintptr_t BlockMap::find_region(uintptr_t address) const {
+// Inlined into both lookups: the scanner calls find_referenced for every heap-looking word.
+__attribute__((always_inline)) inline uintptr_t BlockMap::locate(uintptr_t address, bool end_inclusive) const {
   if (address - base_ >= size_) return 0;
   uintptr_t page = (address - base_) >> kPageShift;
   uint32_t entry = pages_[page].load(std::memory_order_relaxed);
@@ -146,7 +147,32 @@ uintptr_t BlockMap::find_region(uintptr_t address) const {
   const BlockHeader* header = header_at(region);
   // A zero-byte block still owns its user pointer: programs keep malloc(0) results alive too.
   const size_t size = header->size() == 0 ? 1 : header->size();
-  if (address >= region + header->user_offset() + size) return 0;
+  const uintptr_t end = region + header->user_offset() + size;
+  if (address > end || (address == end && !(end_inclusive && header->size() != 0))) return 0;
+  return region;
+}
+
+uintptr_t BlockMap::find_region(uintptr_t address) const { return locate(address, false); }
+
+uintptr_t BlockMap::find_referenced(uintptr_t address, uintptr_t& also) const {
+  also = 0;
+  uintptr_t region = locate(address, true);
+  // One past a block's end is a region boundary only when the block fills its region exactly; then
+  // the address is the start of the next region (live or not) or of bytes no block owns. Region
+  // boundaries are multiples of 16, and anything else was settled by the lookup above (an address
+  // in a block's slack belongs to that block's region), so the common case pays one lookup.
+  if ((region == 0 || region == address) && (address & 15) == 0) {
+    const uintptr_t before = locate(address - 1, true);
+    if (before != 0) {
+      const BlockHeader* header = header_at(before);
+      if (before + header->user_offset() + header->size() == address) {
+        if (region == 0)
+          region = before;
+        else
+          also = before;
+      }
+    }
+  }
   return region;
 }
 

@@ -36,6 +36,13 @@ class BlockMap {
 
   // Start of the live block's region containing `address` (header included), or 0.
   uintptr_t find_region(uintptr_t address) const;
+  // For a conservative scanner: the live block that a word holding `address` refers to, counting
+  // the address one past the block's last byte as a reference, as Boehm GC's extra byte does. C
+  // lets a program keep a pointer one past the end of an array, and some keep only that (jq's
+  // `mem_end`, "one past the end of the allocated region"). Such an address lands in the block's
+  // slack, or on the next region's header: when it is both one past block A's end and inside the
+  // region of block B, it refers to both, and A comes back in `also` (0 otherwise).
+  uintptr_t find_referenced(uintptr_t address, uintptr_t& also) const;
   // Starts loading what find_region(address) will read (its page-map entry and, when `address` is
   // a block's user pointer as most pointers are, the header in front of it), for a scanner that
   // resolves a batch of words at a time.
@@ -65,6 +72,8 @@ class BlockMap {
   static constexpr uint32_t kLargeBackShift = 12;
   static constexpr uint32_t kLargeBackMax = (1u << 18) - 1;
 
+  // find_region, with `address` one past the block's end counted as inside it when `end_inclusive`.
+  uintptr_t locate(uintptr_t address, bool end_inclusive) const;
   void record_small(uintptr_t region, size_t usable, unsigned class_index);
   void record_large(uintptr_t region, size_t usable);
 

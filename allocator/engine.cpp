@@ -11,6 +11,8 @@
 #include "allocator/engine.h"
 
 #include <dlfcn.h>
+#include <sched.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -30,6 +32,7 @@
 #include "allocator/engine_internal.h"
 #include "allocator/jemalloc_calls.h"
 #include "allocator/private_heap.h"
+#include "allocator/quarantine.h"
 #include "allocator/signal_safe_pool.h"
 #include "allocator/stack_capture.h"
 #include "allocator/stack_table.h"
@@ -286,6 +289,9 @@ static void free_inside_jemalloc(ThreadLocal& tl, void* ptr) noexcept {
         .emit();
     return;
   }
+  // No report here (no dladdr in a signal handler), but the block leaves quarantine: the next
+  // block at this address must not inherit its bit.
+  if (__builtin_expect(quarantine().active(), 0)) quarantine().release(region);
   BlockHeader* header = header_at(region);
   const BlockHeader old = *header;
   header->packed = BlockHeader::pack(old.size(), old.offset_shift(), true, old.thread_index());
@@ -430,10 +436,26 @@ void free_tracked(void* ptr, const char* api_name) noexcept {
   const int saved_errno = errno;
   GuardScope guard(tl);
   ThreadState* s = tl.guard > 1 ? nullptr : current_state(tl);
+  // A block collect mode holds for one more scan is the program's after all: it leaves quarantine
+  // (this free decides its fate, not the collector's next scan) and is freed as asked.
+  if (__builtin_expect(quarantine().active(), 0) && quarantine().release(region)) {
+    const BlockHeader* held = header_at(region);
+    report_reclaimed_call(address, held->size(), held->stack_id, api_name,
+                          "while it was held for one more scan before being freed: freed now, as asked");
+  }
   // Retire the block before jemalloc can hand its memory out again: once the region is back in a
   // tcache another thread may allocate it, and its live bit must not still say "old block".
   if (!block_map().retire(region)) {
-    report_bad_free(ptr, BadFreeKind::kDouble, api_name);  // lost a race with a concurrent free
+    // Lost a race with a concurrent free: the program's own (a double free), or collect mode's.
+    // The winner marks the header freed right after retiring; wait (briefly) to see whose it is.
+    BlockHeader* header = header_at(region);
+    for (int spins = 0; spins < 1000; ++spins) {
+      const uint64_t packed = __atomic_load_n(&header->packed, __ATOMIC_ACQUIRE);
+      if ((packed >> (BlockHeader::kSizeBits + BlockHeader::kOffsetShiftBits)) & 1) break;
+      sched_yield();
+    }
+    const bool by_collector = header->freed() && header->sequence == kFreedByCollector;
+    report_bad_free(ptr, by_collector ? BadFreeKind::kReclaimed : BadFreeKind::kDouble, api_name);
     errno = saved_errno;
     return;
   }
@@ -449,6 +471,24 @@ void free_tracked(void* ptr, const char* api_name) noexcept {
   count_free(s, old.size());
   release_region(s, region, old);
   errno = saved_errno;
+}
+
+bool free_reclaimed(uintptr_t region, uint32_t sequence) noexcept {
+  BlockHeader* header = header_at(region);
+  if (!block_map().is_live(region) || header->sequence != sequence) return false;
+  ThreadLocal& tl = tls_thread;
+  GuardScope guard(tl);
+  if (!block_map().retire(region)) return false;  // the program freed it first
+  // Marked as the collector's free before the memory can be reused: a free by the program that
+  // lost the race for the live bit waits for the mark (see free_tracked), and any later free of
+  // the same pointer finds it (classify_bad_free).
+  const BlockHeader old = *header;
+  header->sequence = kFreedByCollector;
+  __atomic_store_n(&header->packed, BlockHeader::pack(old.size(), old.offset_shift(), true, old.thread_index()),
+                   __ATOMIC_RELEASE);
+  count_free(nullptr, old.size());
+  release_region(nullptr, region, old);
+  return true;
 }
 
 void api_free(void* ptr) noexcept {
@@ -517,6 +557,12 @@ void* reallocate_tracked(void* ptr, size_t size, size_t alignment_hint) noexcept
     return nullptr;
   }
   BlockHeader* header = header_at(region);
+  if (__builtin_expect(quarantine().active(), 0) && quarantine().release(region)) {
+    run_guarded([&] {
+      report_reclaimed_call(address, header->size(), header->stack_id, "realloc",
+                            "while it was held for one more scan before being freed: kept, as the program uses it");
+    });
+  }
   const size_t old_size = header->size();
   const size_t offset = header->user_offset();
   if (size > static_cast<size_t>(PTRDIFF_MAX) - offset - kPageSize) {
@@ -713,8 +759,15 @@ bool start_internal_thread(void (*routine)(), const char* name) noexcept {
   pthread_attr_init(&attributes);
   pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
   pthread_t thread;
+  // The thread starts with every signal blocked (it inherits this mask): a signal sent to the
+  // process (a POSIX timer's, an AIO notification, kill) must reach a thread of the program, which
+  // handles or waits for it, never heapkeeper's, where its default action could end the process.
+  sigset_t all, previous;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &previous);
   // pthread_create is heapkeeper's own hook, whose trampoline registers the thread first.
   const bool started = pthread_create(&thread, &attributes, internal_thread_main, start) == 0;
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   pthread_attr_destroy(&attributes);
   if (!started) je::dallocx(start, MALLOCX_TCACHE_NONE);
   return started;

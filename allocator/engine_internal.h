@@ -21,7 +21,9 @@ size_t tracked_usable_size(uintptr_t region) noexcept;
 // The program was told the block's usable size: record it as the block's size (see engine.cpp).
 void claim_usable_size(uintptr_t region, size_t usable) noexcept;
 
-enum class BadFreeKind { kInvalid, kDouble, kForeignRealloc };
+// kReclaimed: the block was freed by collect mode (its header says so), and the program, which
+// still had it, frees it now: reported, never fatal (see quarantine.h).
+enum class BadFreeKind { kInvalid, kDouble, kForeignRealloc, kReclaimed };
 // Classifies a pointer into the tracked heap that is not a live block's user pointer.
 BadFreeKind classify_bad_free(uintptr_t ptr) noexcept;
 // Reports on stderr with stacks, then aborts unless HEAPKEEPER_ON_BAD_FREE=continue.

@@ -18,8 +18,10 @@
 #include "allocator/diagnostics.h"
 #include "allocator/engine.h"
 #include "allocator/fork_replaceable.h"
+#include "allocator/quarantine.h"
 #include "allocator/stack_table.h"
 #include "allocator/thread_registry.h"
+#include "collector/kernel_roots.h"
 #include "collector/root_scan.h"
 #include "collector/suppressions.h"
 #include "report/exit_report.h"
@@ -35,6 +37,13 @@ struct KnownLeak {
   uint64_t first_scan;
 };
 
+// A block collect mode holds for one more scan before freeing it (allocator/quarantine.h).
+struct HeldBlock {
+  uintptr_t region;
+  uint32_t sequence, stack_id;
+  uint64_t size, user_offset;
+};
+
 struct CollectorState {
   std::mutex scan_mutex;     // one scan at a time (the periodic thread, the exit scan, commands)
   std::mutex results_mutex;  // `last` and `history`, read by the publisher without waiting for a scan
@@ -46,6 +55,7 @@ struct CollectorState {
   std::vector<ScanReport> history;  // the last kHistory scans, without their groups
   std::atomic<bool> exit_scan_done{false};
   uint64_t reclaimed_blocks_total = 0, reclaimed_bytes_total = 0;  // collect mode, since start
+  std::vector<HeldBlock> held;  // collect mode: in quarantine since the previous scan
 };
 
 alloc::ForkReplaceable<CollectorState> g_state;  // see fork_replaceable.h
@@ -156,20 +166,45 @@ void fill_report(CollectorState& s, const ScanResult& result, ScanReport& report
   });
 }
 
-// collect mode: free what stayed unreachable for two consecutive scans. Nobody can reach these
-// blocks, so nobody can notice; both scans must agree, so a pointer hidden for one moment (being
-// moved between registers, say) never costs the program a live block.
-void reclaim(const ScanResult& result, ScanReport& report, const std::unordered_map<uintptr_t, KnownLeak>& known) {
-  for (size_t i = 0; i < result.leak_count; ++i) {
-    const LeakedBlock& leak = result.leaks[i];
-    auto it = known.find(leak.region);
-    if (it == known.end() || it->second.first_scan >= report.number) continue;
-    const alloc::BlockHeader* header = alloc::header_at(leak.region);
-    if (header->sequence != leak.sequence) continue;
-    ++report.reclaimed_blocks;
-    report.reclaimed_bytes += leak.size;
-    free(reinterpret_cast<void*>(leak.region + header->user_offset()));
+// collect mode. A block unreachable in two consecutive scans is reclaimed: held in quarantine,
+// still allocated; the next scan frees it if it is still unreachable, or keeps it (and says so) if
+// a reference to it appeared. Both scans must agree before a block is held, so a pointer hidden
+// for one moment (being moved between registers, say) never costs the program a live block, and
+// nothing is freed before a third scan confirms it: a pointer the program hid for longer (or kept
+// where no scan looks) shows up as a "reclaimed too early" line, not as a crash. `s.known` holds
+// this scan's leaks (fill_report), `previous` the last scan's.
+// Without `hold_new` (a scan that is not asked to reclaim: detect mode after a `heapkeeper view`
+// collect request) only the blocks already held are settled.
+void reclaim(CollectorState& s, const ScanResult& result, ScanReport& report,
+             const std::unordered_map<uintptr_t, KnownLeak>& previous, bool hold_new) {
+  alloc::Quarantine& quarantine = alloc::quarantine();
+  for (const HeldBlock& held : s.held) {
+    if (!quarantine.release(held.region)) continue;  // the program freed or reallocated it: its call decided
+    auto now = s.known.find(held.region);
+    const bool unreachable = now != s.known.end() && now->second.sequence == held.sequence;
+    if (unreachable) {
+      if (alloc::free_reclaimed(held.region, held.sequence)) {
+        ++report.reclaimed_blocks;
+        report.reclaimed_bytes += held.size;
+      }
+    } else if (alloc::block_map().is_live(held.region) && alloc::header_at(held.region)->sequence == held.sequence) {
+      alloc::report_reclaimed_too_early(held.region + held.user_offset, held.size, held.stack_id,
+                                        "referenced again while held for one more scan before being freed: kept");
+    }
   }
+  s.held.clear();
+  for (size_t i = 0; hold_new && i < result.leak_count; ++i) {
+    const LeakedBlock& leak = result.leaks[i];
+    auto it = previous.find(leak.region);
+    if (it == previous.end() || it->second.sequence != leak.sequence || it->second.first_scan >= report.number)
+      continue;
+    const alloc::BlockHeader* header = alloc::header_at(leak.region);
+    // Freed just above, or by the program since this scan's classification: not a leak any more.
+    if (!alloc::block_map().is_live(leak.region) || header->sequence != leak.sequence) continue;
+    if (!quarantine.hold(leak.region)) continue;
+    s.held.push_back({leak.region, leak.sequence, leak.stack_id, leak.size, header->user_offset()});
+  }
+  report.held_blocks = s.held.size();
 }
 
 nlohmann::json scan_json(const ScanReport& r) {
@@ -195,6 +230,7 @@ nlohmann::json scan_json(const ScanReport& r) {
           {"new_leaked_bytes", r.new_leaked_bytes},
           {"reclaimed_blocks", r.reclaimed_blocks},
           {"reclaimed_bytes", r.reclaimed_bytes},
+          {"held_blocks", r.held_blocks},
           {"reclaimed_blocks_total", r.reclaimed_blocks_total},
           {"reclaimed_bytes_total", r.reclaimed_bytes_total}};
 }
@@ -349,8 +385,8 @@ ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t
   }
   const std::unordered_map<uintptr_t, KnownLeak> previous = s.known;
   fill_report(s, result, report);
-  if ((reclaim_now || alloc::config().mode == alloc::CollectorMode::kCollect) && !at_exit)
-    reclaim(result, report, previous);
+  const bool hold_new = reclaim_now || alloc::config().mode == alloc::CollectorMode::kCollect;
+  if ((hold_new || !s.held.empty()) && !at_exit) reclaim(s, result, report, previous, hold_new);
   s.reclaimed_blocks_total += report.reclaimed_blocks;
   s.reclaimed_bytes_total += report.reclaimed_bytes;
   report.reclaimed_blocks_total = s.reclaimed_blocks_total;
@@ -418,13 +454,16 @@ static void allow_scans_after_fork_in_parent() { state().scan_mutex.unlock(); }
 
 void install() {
   const alloc::Config& cfg = alloc::config();
+  // Kernel roots are recorded in every mode (a scan may be asked for later, by the viewer too).
+  alloc::add_fork_child_handler(kernel_roots_after_fork);
   report::add_report_section(add_leaks_to_report);
   if (cfg.mode == alloc::CollectorMode::kOff) return;
   pthread_atfork(wait_for_scans_before_fork, allow_scans_after_fork_in_parent, nullptr);
   alloc::add_exit_handler(exit_scan);
   alloc::add_fork_child_handler([] {
     // The child starts with no scanner thread, none of the parent's scan in progress, and its own
-    // leak history.
+    // leak history; what the parent held in quarantine is an ordinary (leaked) block here.
+    alloc::quarantine().forget_all();
     g_state.replace_in_child();
     start_periodic_scanner();
   });

@@ -30,7 +30,8 @@ struct ScanReport {
   uint64_t leaked_blocks = 0, leaked_bytes = 0, new_leaked_blocks = 0, new_leaked_bytes = 0;
   uint64_t direct_blocks = 0, indirect_blocks = 0;
   uint64_t suppressed_blocks = 0, suppressed_bytes = 0;
-  uint64_t reclaimed_blocks = 0, reclaimed_bytes = 0;              // collect mode, this scan
+  uint64_t reclaimed_blocks = 0, reclaimed_bytes = 0;  // collect mode, freed in this scan
+  uint64_t held_blocks = 0;  // collect mode: reclaimed in this scan, freed by the next if still unreachable
   uint64_t reclaimed_blocks_total = 0, reclaimed_bytes_total = 0;  // collect mode, all scans so far
   std::vector<LeakGroup> groups;                                   // largest first, suppressed ones included
   // Reference counts ("refcounts") of reachable blocks: a histogram, and the most referenced.

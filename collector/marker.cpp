@@ -112,19 +112,24 @@ void Marker::scan_words(uintptr_t start, uintptr_t end) {
       candidates[found++] = value;
     }
     // Then the blocks are found, and the reference counts they will bump (one random 4-byte slot
-    // each in an array of every live block) are fetched in turn before being counted.
-    uintptr_t regions[kBatch];
-    size_t ranks[kBatch];
+    // each in an array of every live block) are fetched in turn before being counted. A word one
+    // past a block's end that is also the start of the next region refers to both blocks.
+    uintptr_t regions[2 * kBatch];
+    size_t ranks[2 * kBatch];
     unsigned resolved = 0;
-    for (unsigned i = 0; i < found; ++i) {
-      const uintptr_t region = map.find_region(candidates[i]);
-      if (region == 0) continue;
+    auto add = [&](uintptr_t region) {
       const size_t granule = (region - base_) >> 4;
-      if (!was_live(granule)) continue;  // born after the scan began
+      if (!was_live(granule)) return;  // born after the scan began
       regions[resolved] = region;
       ranks[resolved] = rank(granule);
       __builtin_prefetch(&counts_[ranks[resolved]], 1);
       ++resolved;
+    };
+    for (unsigned i = 0; i < found; ++i) {
+      uintptr_t also;
+      const uintptr_t region = map.find_referenced(candidates[i], also);
+      if (region != 0) add(region);
+      if (__builtin_expect(also != 0, 0)) add(also);
     }
     for (unsigned i = 0; i < resolved; ++i) {
       uint32_t& count = counts_[ranks[i]];
@@ -190,13 +195,10 @@ void Marker::scan_block_for_leaks(uintptr_t region, bool count_only) {
   const alloc::BlockMap& map = alloc::block_map();
   uintptr_t start, end;
   user_extent(region, start, end);
-  for (uintptr_t p = start; p + 8 <= end; p += 8) {
-    const uintptr_t value = load_word(p);
-    if (value - base_ >= limit_) continue;
-    const uintptr_t target = map.find_region(value);
-    if (target == 0 || target == region) continue;
+  auto visit = [&](uintptr_t target) {
+    if (target == 0 || target == region) return;
     const size_t granule = (target - base_) >> 4;
-    if (!was_live(granule) || is_marked(granule)) continue;  // reachable: not part of the leak graph
+    if (!was_live(granule) || is_marked(granule)) return;  // reachable: not part of the leak graph
     if (count_only) {
       uint32_t& count = counts_[rank(granule)];
       if (count != UINT32_MAX) ++count;
@@ -204,6 +206,13 @@ void Marker::scan_block_for_leaks(uintptr_t region, bool count_only) {
       seen_[granule >> 6] |= uint64_t{1} << (granule & 63);
       push(target);
     }
+  };
+  for (uintptr_t p = start; p + 8 <= end; p += 8) {
+    const uintptr_t value = load_word(p);
+    if (value - base_ >= limit_) continue;
+    uintptr_t also;  // the same references as marking counts (see BlockMap::find_referenced)
+    visit(map.find_referenced(value, also));
+    visit(also);
   }
 }
 

@@ -2,8 +2,9 @@
 // and the classification of what stays unmarked.
 //
 // Every aligned word of a root range, and of each reachable block's bytes, that points anywhere
-// into a live block (interior pointers included, through the block map's O(1) lookup) marks that
-// block and adds one to its inbound count — its "reference count", as Python's objects have one.
+// into a live block (interior pointers included, through the block map's O(1) lookup), or one
+// past its end (a pointer C allows a program to keep, and some keep alone), marks that block and
+// adds one to its inbound count — its "reference count", as Python's objects have one.
 // Blocks left unmarked are unreachable: leaks. Among them, a block no other leaked block points to
 // is a *direct* leak, one reachable only from other leaked blocks is *indirect* (LeakSanitizer's
 // terms); a cycle of leaked blocks that nothing else points to has one member reported as direct,

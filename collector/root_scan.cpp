@@ -14,6 +14,7 @@
 #include "allocator/signal_safe_pool.h"
 #include "allocator/thread_registry.h"
 #include "collector/exited_stack_exclusion.h"
+#include "collector/kernel_roots.h"
 #include "collector/os_primitives.h"
 #include "collector/world_stop.h"
 
@@ -205,6 +206,13 @@ void scan_with_world_stopped(void* raw) {
     const auto start = reinterpret_cast<uintptr_t>(job->request->caller_registers);
     marker.scan_root_range(start, start + job->request->caller_register_count * sizeof(uint64_t));
   }
+  // ---- Pointers the program handed to the kernel (epoll data, timer and AIO sigevents, ...), which
+  // it may keep nowhere else while they are registered (kernel_roots.h). Read without a lock.
+  for_each_kernel_root_range([&](uintptr_t start, uintptr_t end) {
+    marker.scan_root_range(start, end);
+    ++pieces;
+  });
+  // ----
   // Allocations made before the private heap existed are the program's too.
   const alloc::BootstrapPool& pool = alloc::bootstrap_pool();
   const auto pool_start = reinterpret_cast<uintptr_t>(&pool);

@@ -38,4 +38,28 @@
 #else
 #define HEAPKEEPER_SYMBOL_LOOKUP_FUNCTIONS(X)
 #endif
+// Calls that hand the kernel a pointer the program may keep nowhere else (collector/kernel_roots.h):
+// interposed so that the pointers stay roots while registered. Same shape as the lists above.
+#define HEAPKEEPER_KERNEL_ROOT_SYMBOLS(X)                                                                 \
+  X(epoll_create) X(epoll_create1) X(epoll_ctl) X(timer_create) X(timer_delete) X(sigaltstack)            \
+  X(aio_read) X(aio_write) X(aio_fsync) X(aio_return) X(lio_listio)                                      \
+  X(aio_read64) X(aio_write64) X(aio_fsync64) X(aio_return64) X(lio_listio64)
+
+#define HEAPKEEPER_KERNEL_ROOT_FUNCTIONS(X)                                                    \
+  X(epoll_create, int, (int))                                                                  \
+  X(epoll_create1, int, (int))                                                                 \
+  X(epoll_ctl, int, (int, int, int, struct epoll_event*))                                      \
+  X(timer_create, int, (clockid_t, struct sigevent*, timer_t*))                                \
+  X(timer_delete, int, (timer_t))                                                              \
+  X(sigaltstack, int, (const stack_t*, stack_t*))                                              \
+  X(aio_read, int, (struct aiocb*))                                                            \
+  X(aio_write, int, (struct aiocb*))                                                           \
+  X(aio_fsync, int, (int, struct aiocb*))                                                      \
+  X(aio_return, ssize_t, (struct aiocb*))                                                      \
+  X(lio_listio, int, (int, struct aiocb* const*, int, struct sigevent*))                       \
+  X(aio_read64, int, (struct aiocb64*))                                                        \
+  X(aio_write64, int, (struct aiocb64*))                                                       \
+  X(aio_fsync64, int, (int, struct aiocb64*))                                                  \
+  X(aio_return64, ssize_t, (struct aiocb64*))                                                  \
+  X(lio_listio64, int, (int, struct aiocb64* const*, int, struct sigevent*))
 // clang-format on

@@ -21,6 +21,7 @@ namespace heapkeeper::preload {
     return function;                                                                  \
   }
 HEAPKEEPER_FORWARDED_FUNCTIONS(HEAPKEEPER_DEFINE_ORIGINAL)
+HEAPKEEPER_KERNEL_ROOT_FUNCTIONS(HEAPKEEPER_DEFINE_ORIGINAL)
 #undef HEAPKEEPER_DEFINE_ORIGINAL
 
 namespace {
@@ -60,6 +61,7 @@ void check_interposition() {
   }
   HEAPKEEPER_INTERPOSED_SYMBOLS(HEAPKEEPER_CHECK_SYMBOL)
   HEAPKEEPER_SYMBOL_LOOKUP_FUNCTIONS(HEAPKEEPER_CHECK_SYMBOL)
+  HEAPKEEPER_KERNEL_ROOT_SYMBOLS(HEAPKEEPER_CHECK_SYMBOL)
 #undef HEAPKEEPER_CHECK_SYMBOL
   if (count > 0) alloc::warn_not_interposed(missing, count);
 }

@@ -1,8 +1,11 @@
 // The table of original functions heapkeeper forwards to (generated from hooked_functions.h).
 #pragma once
 
+#include <aio.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/epoll.h>
+#include <time.h>
 
 #include "preload/hooked_functions.h"
 
@@ -13,6 +16,7 @@ namespace heapkeeper::preload {
   using name##_function = return_type(*) parameters; /* NOLINT(bugprone-macro-parentheses) */ \
   name##_function original_##name();
 HEAPKEEPER_FORWARDED_FUNCTIONS(HEAPKEEPER_DECLARE_ORIGINAL)
+HEAPKEEPER_KERNEL_ROOT_FUNCTIONS(HEAPKEEPER_DECLARE_ORIGINAL)
 #undef HEAPKEEPER_DECLARE_ORIGINAL
 
 // Warns about every interposed symbol the dynamic linker does not resolve to this library.

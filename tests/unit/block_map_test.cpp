@@ -202,6 +202,47 @@ TEST_F(BlockMapTest, OnePastTheEndIsNotTheBlock) {
   EXPECT_EQ(map().find_region(low + 47), low);
 }
 
+// What a conservative scanner counts as a reference (find_referenced): the whole region, and one
+// past the block's end, which may also be the next region's start (both blocks referenced).
+TEST_F(BlockMapTest, OnePastTheEndIsAReferenceToTheBlock) {
+  uintptr_t also = 1;
+  const uintptr_t first = add(48 - kHeaderSize, 48);
+  const uintptr_t second = add(48 - kHeaderSize, 48);
+  ASSERT_NE(first, 0u);
+  ASSERT_NE(second, 0u);
+  const uintptr_t low = std::min(first, second), high = std::max(first, second);
+  EXPECT_EQ(map().find_referenced(low + kHeaderSize, also), low);
+  EXPECT_EQ(also, 0u);
+  EXPECT_EQ(map().find_referenced(low + 47, also), low);
+  EXPECT_EQ(also, 0u);
+  if (high == low + 48) {
+    EXPECT_EQ(map().find_referenced(low + 48, also), high) << "the next region's start";
+    EXPECT_EQ(also, low) << "and one past the end of the block before it";
+  }
+  // A block with an unused tail: one past its end, in the tail, is it; a byte further is nobody's.
+  const uintptr_t tailed = add(10, 64);
+  ASSERT_NE(tailed, 0u);
+  EXPECT_EQ(map().find_referenced(tailed + kHeaderSize + 10, also), tailed);
+  EXPECT_EQ(also, 0u);
+  EXPECT_EQ(map().find_referenced(tailed + kHeaderSize + 11, also), 0u);
+  EXPECT_EQ(also, 0u);
+  // The neighbour freed: one past the first block's end is the first block alone.
+  release(high);
+  EXPECT_EQ(map().find_referenced(low + 48, also), low);
+  EXPECT_EQ(also, 0u);
+  // A zero-byte block: its user pointer is its end, and nothing after it is.
+  const uintptr_t zero = add(0, 32);
+  ASSERT_NE(zero, 0u);
+  EXPECT_EQ(map().find_referenced(zero + kHeaderSize, also), zero);
+  EXPECT_EQ(map().find_referenced(zero + kHeaderSize + 1, also), 0u);
+  // A large block whose data ends exactly at its region's end (the first byte after its pages).
+  const size_t large = 64 * kKiB;
+  const uintptr_t exact = add(large - kHeaderSize, large);
+  ASSERT_NE(exact, 0u);
+  EXPECT_EQ(map().find_referenced(exact + large, also) == exact || also == exact, true);
+  EXPECT_EQ(map().find_referenced(exact + large - 1, also), exact);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Large blocks
 

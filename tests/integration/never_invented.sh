@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# "A leak can be missed, never invented": collect mode never frees a block the program still has,
+# and never turns heapkeeper's own mistake into the program's crash.
+#   kernel_held MODE  (tests/programs/kernel_held.c) a block whose only pointer the kernel holds
+#                     for 0.8 s — epoll data, a POSIX timer's sigevent (SIGEV_SIGNAL and
+#                     SIGEV_THREAD), an AIO request — under HEAPKEEPER_MODE=collect with scans every
+#                     100 ms: same stdout and status as a plain run, no diagnostic at all (periodic
+#                     leak lines included), nothing collected, no leak at exit
+#   reclaim_too_early a pointer hidden by XOR, so collect mode frees its block; the program's own
+#                     free afterwards is one "heapkeeper reclaimed this block too early" line, the
+#                     program goes on (status 0, same stdout as plain), and one block was collected
+#   resurrect         the same pointer put back while collect mode holds the block for one more
+#                     scan: kept, one line, intact, freed by the program alone
+# Usage: never_invented.sh [kernel|reclaim|all]
+source "$(dirname "$0")/lib.sh"
+
+kernel_held=$(hk_program kernel_held)
+reclaim_too_early=$(hk_program reclaim_too_early)
+
+# Collect mode with 100 ms scans, and the periodic "new leaked blocks" lines on (lib.sh turns them
+# off): a mid-run scan that called the block leaked would print one, which fails the comparison.
+run_collecting() {
+  local mode=$1
+  shift
+  if [[ $mode == plain ]]; then
+    hk_exec plain "$@"
+  else
+    HEAPKEEPER_MODE=collect HEAPKEEPER_SCAN_INTERVAL=100ms HEAPKEEPER_QUIET=0 hk_exec "$mode" "$@"
+  fi
+}
+
+part=${1:-all}
+
+if [[ $part == all || $part == kernel ]]; then
+  for held in epoll timer-signal timer-thread aio; do
+    hk_compare "kernel_held.$held" run_collecting "$kernel_held" "$held" -- preload
+    # glibc's SIGEV_THREAD helper thread blocks every signal, SIGPWR included, so a scan that
+    # stops the world with signals waits for it (3 s) and few scans run in that mode.
+    scans=4
+    [[ $held == timer-thread ]] && scans=1
+    for report in "$HK_WORK/kernel_held.$held.preload/reports"/r.*.json; do
+      [[ -f $report ]] || continue
+      hk_json_check "$report" "r['collected']['blocks'] == 0 and r['leaked_blocks'] == 0 and r['scans'] >= $scans" \
+        "$held: nothing collected, no leak at exit, at least $scans scans while the kernel held the block" || true
+    done
+  done
+fi
+if [[ $part != all && $part != reclaim ]]; then
+  hk_finish
+  exit 0
+fi
+
+hk_capture reclaim plain run_collecting "$reclaim_too_early"
+hk_capture reclaim preload run_collecting "$reclaim_too_early"
+ok=1
+err=$HK_WORK/reclaim.preload/err
+if [[ $(hk_status reclaim preload) != 0 ]]; then
+  hk_fail "reclaim_too_early: exit status $(hk_status reclaim preload), expected 0 (the free must not abort)"
+  ok=0
+fi
+if ! cmp -s "$HK_WORK/reclaim.plain/out" "$HK_WORK/reclaim.preload/out"; then
+  hk_fail "reclaim_too_early: stdout differs from the plain run"
+  ok=0
+fi
+lines=$(grep -c 'heapkeeper\[[0-9]*\]: heapkeeper reclaimed this block too early: free(0x[0-9a-f]*) (1500000 bytes)' "$err" || true)
+if [[ $lines != 1 ]]; then
+  hk_fail "reclaim_too_early: $lines \"reclaimed this block too early\" lines for the program's free, expected 1"
+  ok=0
+fi
+if grep 'heapkeeper\[' "$err" | grep -v 'reclaimed this block too early' | grep -qv ': scan [0-9]*: '; then
+  hk_fail "reclaim_too_early: other diagnostics than the one line (a double-free report?)"
+  ok=0
+fi
+for report in "$HK_WORK/reclaim.preload/reports"/r.*.json; do
+  hk_json_check "$report" "r['collected']['blocks'] == 1 and r['bad_frees'] == 0" \
+    "reclaim_too_early: the hidden block collected, its later free not counted as a bad free" || ok=0
+done
+if ((ok)); then hk_pass "reclaim_too_early: one line, the free ignored, status 0"; else tail -20 "$err" >&2; fi
+
+# --- A block held after two scans that could not see its pointer, whose pointer is back before the
+# third: that scan keeps it (one line), and the program finds it intact and frees it itself. The
+# scans are asked for with `heapkeeper scan PID` between the program's steps (no periodic scans).
+run_resurrect() {
+  local mode=$1 pid answer
+  if [[ $mode == plain ]]; then
+    coproc PROGRAM { exec "$reclaim_too_early" resurrect; }
+  else
+    coproc PROGRAM { HEAPKEEPER_MODE=collect HEAPKEEPER_QUIET=0 LD_PRELOAD=$HK_PRELOAD exec "$reclaim_too_early" resurrect; }
+  fi
+  # Own copies of the pipes: bash drops PROGRAM (and closes its copies) once the program exits.
+  local from to
+  pid=$PROGRAM_PID
+  exec {from}<&"${PROGRAM[0]}" {to}>&"${PROGRAM[1]}"
+  local -a scan=(true)
+  [[ $mode == plain ]] || scan=(timeout 20 "$HK_LAUNCHER" scan "$pid")
+  read -r -t 20 answer <&"$from" && echo "$answer"
+  "${scan[@]}" >/dev/null || echo "[scan 1 failed]"
+  "${scan[@]}" >/dev/null || echo "[scan 2 failed]"
+  echo unhide >&"$to"
+  read -r -t 20 answer <&"$from" && echo "$answer"
+  "${scan[@]}" >/dev/null || echo "[scan 3 failed]"
+  echo check >&"$to"
+  while read -r -t 20 answer <&"$from"; do echo "$answer"; done
+  exec {from}<&- {to}>&-
+  wait "$pid"
+}
+hk_capture resurrect plain run_resurrect
+hk_capture resurrect preload run_resurrect
+ok=1
+err=$HK_WORK/resurrect.preload/err
+if [[ $(hk_status resurrect preload) != 0 || $(hk_status resurrect plain) != 0 ]]; then
+  hk_fail "resurrect: exit status $(hk_status resurrect preload) (plain: $(hk_status resurrect plain)), expected 0"
+  ok=0
+fi
+if ! cmp -s "$HK_WORK/resurrect.plain/out" "$HK_WORK/resurrect.preload/out"; then
+  hk_fail "resurrect: stdout differs from the plain run"
+  diff "$HK_WORK/resurrect.plain/out" "$HK_WORK/resurrect.preload/out" >&2 || true
+  ok=0
+fi
+lines=$(grep -c 'heapkeeper\[[0-9]*\]: heapkeeper reclaimed this block too early: 0x[0-9a-f]* (1500000 bytes) referenced again' "$err" || true)
+if [[ $lines != 1 ]]; then
+  hk_fail "resurrect: $lines \"referenced again\" lines, expected 1"
+  ok=0
+fi
+if grep 'heapkeeper\[' "$err" | grep -qv 'reclaimed this block too early: 0x[0-9a-f]* (1500000 bytes) referenced again'; then
+  hk_fail "resurrect: other diagnostics than the one line"
+  ok=0
+fi
+for report in "$HK_WORK/resurrect.preload/reports"/r.*.json; do
+  hk_json_check "$report" "r['collected']['blocks'] == 0 and r['scans'] == 4 and r['leaked_blocks'] == 0" \
+    "resurrect: nothing collected, three scans and the exit scan, no leak" || ok=0
+done
+if ((ok)); then hk_pass "resurrect: the held block kept when its pointer came back, one line, intact"; else tail -20 "$err" >&2; fi
+hk_finish
