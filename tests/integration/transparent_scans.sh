@@ -59,6 +59,18 @@ case $part in
       hk_compare "sigpwr_${how}_signals" with_signal_scans "$program" "$how" -- launcher
       scans_ran "sigpwr_${how}_signals" launcher signals 3
     done
+    # A thread that blocked every signal with the raw system call: ptrace stops it regardless.
+    hk_compare sigpwr_raw_block with_scans "$program" raw-block -- launcher
+    scans_ran sigpwr_raw_block launcher ptrace 10
+    # The signal fallback cannot stop it, and each skipped scan says why in one line.
+    hk_single sigpwr_raw_block_signals launcher env HEAPKEEPER_STOP_METHOD=signals HEAPKEEPER_SCAN_INTERVAL=100ms \
+      "$program" raw-block
+    if grep -q "did not stop within 3 s: it blocks SIGPWR (raw rt_sigprocmask?)" "$HK_WORK/sigpwr_raw_block_signals.launcher/err" &&
+      [[ $(hk_status sigpwr_raw_block_signals launcher) == 0 ]]; then
+      hk_pass "sigpwr_raw_block (signals): the skipped scan names the blocked SIGPWR, the program finishes"
+    else
+      hk_fail "sigpwr_raw_block (signals): no clear message, or the program failed: $(tail -3 "$HK_WORK/sigpwr_raw_block_signals.launcher/err")"
+    fi
     ;;
   dlopen)
     program=$(hk_program dlopen_during_scans)

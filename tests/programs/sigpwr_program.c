@@ -2,12 +2,16 @@
 //   handler: installs its own SIGPWR handler and sends itself 20 SIGPWRs over 2 s; all arrive.
 //   ignore:  ignores SIGPWR, then receives 5 stray SIGPWRs after scans have run; it lives.
 //   reset:   installs a handler, then resets SIGPWR to SIG_DFL and waits across more scans.
+//   raw-block: a thread blocks every signal with a raw rt_sigprocmask (no libc wrapper to see it)
+//            and waits 3.5 s: ptrace stops it anyway; the signal fallback cannot, and says why.
 // Prints what it saw; the integration test compares with a plain run.
 #define _GNU_SOURCE
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +34,14 @@ static void churn_for(double seconds) {
     clock_gettime(CLOCK_MONOTONIC, &now);
   } while ((double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) / 1e9 < seconds);
   free(keep);
+}
+
+static void* block_everything_raw(void* unused) {
+  (void)unused;
+  uint64_t all = ~(uint64_t)0;
+  syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all, NULL, sizeof(all));
+  churn_for(3.5);
+  return NULL;
 }
 
 int main(int argc, char** argv) {
@@ -61,8 +73,13 @@ int main(int argc, char** argv) {
     sigaction(SIGPWR, &action, NULL);
     churn_for(1.0);
     printf("alive with SIGPWR reset to SIG_DFL\n");
+  } else if (strcmp(mode, "raw-block") == 0) {
+    pthread_t thread;
+    pthread_create(&thread, NULL, block_everything_raw, NULL);
+    pthread_join(thread, NULL);
+    printf("the thread that blocked every signal finished\n");
   } else {
-    fprintf(stderr, "usage: %s handler|ignore|reset\n", argv[0]);
+    fprintf(stderr, "usage: %s handler|ignore|reset|raw-block\n", argv[0]);
     return 2;
   }
   return 0;
