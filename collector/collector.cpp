@@ -448,7 +448,12 @@ void print_leak_report(const ScanReport& report) {
 // A fork waits for a scan in progress to end. A scan holds the dynamic loader's lock from before
 // it stops the world until after it resumes it, and a child forked meanwhile would inherit that
 // lock held by a thread it does not have: its first dlopen (or its own scanner) would hang.
-static void wait_for_scans_before_fork() { state().scan_mutex.lock(); }
+static void wait_for_scans_before_fork() {
+  // Guarded: the first use of the collector's state allocates it, from heapkeeper's own arena.
+  alloc::enter_internal();
+  state().scan_mutex.lock();
+  alloc::leave_internal();
+}
 static void allow_scans_after_fork_in_parent() { state().scan_mutex.unlock(); }
 // (The child replaces the whole collector state, this mutex included: see fork_replaceable.h.)
 

@@ -6,12 +6,12 @@
 //            and waits 3.5 s: ptrace stops it anyway; the signal fallback cannot, and says why.
 // Prints what it saw; the integration test compares with a plain run.
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <pthread.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
