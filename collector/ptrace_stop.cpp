@@ -44,6 +44,7 @@ struct TracerJob {
 };
 
 constexpr size_t kTracerStackBytes = size_t{256} * 1024;
+constexpr size_t kMaxListedThreads = 8192;  // 32 KiB of the tracer's stack
 constexpr long kStopTimeoutNs = 3'000'000'000L;
 
 struct TracerState {
@@ -186,13 +187,13 @@ int tracer_main(void* raw) {
   auto& job = *static_cast<TracerJob*>(raw);
   while (job.phase.load(std::memory_order_acquire) == kStarting) raw_futex_wait(&job.phase, kStarting, 100);
   const long deadline = raw_now_ns() + kStopTimeoutNs;
-  pid_t tids[1024];
+  pid_t tids[kMaxListedThreads];
   bool failed = false, refused = false;
   // Stop what is there; list again; until a listing finds nobody new (threads created meanwhile).
   for (int round = 0; round < 64 && !failed; ++round) {
-    const size_t listed_count = list_threads(job.pid, tids, 1024);
-    if (listed_count > 1024) {
-      job.what = "more than 1024 threads";
+    const size_t listed_count = list_threads(job.pid, tids, kMaxListedThreads);
+    if (listed_count > kMaxListedThreads) {
+      job.what = "more than 8192 threads";
       failed = true;
       break;
     }
@@ -324,6 +325,8 @@ PtraceOutcome ptrace_stop(StoppedThread* slots, size_t capacity, const pid_t* ex
   }
   const uint32_t phase = job.phase.load(std::memory_order_acquire);
   if (tracer_died) {
+    // Threads it left parked would wait for the end of a scan forever.
+    alloc::thread_registry().for_each_active([](alloc::ThreadState& s) { unpark(s.blocking_call); });
     std::snprintf(failure, failure_size, "the tracer task died (%s %d)",
                   WIFSIGNALED(tracer_status) ? "signal" : "exit status",
                   WIFSIGNALED(tracer_status) ? WTERMSIG(tracer_status) : WEXITSTATUS(tracer_status));
