@@ -109,19 +109,6 @@ struct Snapshot {
   SeriesPoint series[kSeriesLength];
 };
 
-// Copies what a snapshot uses: its figures and the filled entries of each table (counts within
-// capacity). Unused entries stay as they were; readers look only below the counts. The tables
-// are most of the snapshot's megabyte, and copying only what is filled keeps untouched pages of
-// the segment (and of the producer's scratch copy) out of the program's resident memory.
-inline void copy_used(Snapshot& to, const Snapshot& from) {
-  std::memcpy(&to, &from, offsetof(Snapshot, sites));
-  std::memcpy(to.sites, from.sites, std::min(from.site_count, kMaxSites) * sizeof(Site));
-  std::memcpy(to.threads, from.threads, std::min(from.thread_count, kMaxThreads) * sizeof(ThreadFigures));
-  std::memcpy(to.scans, from.scans, sizeof(from.scans));
-  std::memcpy(to.leaks, from.leaks, std::min(from.leak_count, kMaxLeaks) * sizeof(Leak));
-  std::memcpy(to.series, from.series, sizeof(from.series));
-}
-
 enum class Command : uint32_t { kNone = 0, kScan = 1, kCollect = 2, kReport = 3 };
 enum class ProducerState : uint32_t { kRunning = 1, kExited = 2 };
 
@@ -162,5 +149,43 @@ struct SharedSegment {
   Snapshot snapshot;
   CommandChannel channel;
 };
+
+// The seqlock, both ends. Producer and readers call only these, so the protocol lives in one place
+// and tests/stats/snapshot_seqlock_test.cpp runs exactly this code on two threads (under TSan in CI).
+
+// Copies what a snapshot uses: its figures and the filled entries of each table (counts within
+// capacity). Unused entries stay as they were; readers look only below the counts. The tables
+// are most of the snapshot's megabyte, and copying only what is filled keeps untouched pages of
+// the segment (and of the producer's scratch copy) out of the program's resident memory.
+inline void copy_used(Snapshot& to, const Snapshot& from) {
+  std::memcpy(&to, &from, offsetof(Snapshot, sites));
+  std::memcpy(to.sites, from.sites, std::min(from.site_count, kMaxSites) * sizeof(Site));
+  std::memcpy(to.threads, from.threads, std::min(from.thread_count, kMaxThreads) * sizeof(ThreadFigures));
+  std::memcpy(to.scans, from.scans, sizeof(from.scans));
+  std::memcpy(to.leaks, from.leaks, std::min(from.leak_count, kMaxLeaks) * sizeof(Leak));
+  std::memcpy(to.series, from.series, sizeof(from.series));
+}
+
+// Producer: publishes `snapshot` into the segment (one producer thread at a time).
+inline void publish_snapshot(SharedSegment& segment, const Snapshot& snapshot) {
+  const uint64_t sequence = __atomic_load_n(&segment.sequence, __ATOMIC_RELAXED);
+  __atomic_store_n(&segment.sequence, sequence + 1, __ATOMIC_RELAXED);  // odd: being written
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+  copy_used(segment.snapshot, snapshot);
+  __atomic_store_n(&segment.sequence, sequence + 2, __ATOMIC_RELEASE);
+}
+
+enum class SnapshotRead { kConsistent, kBeingWritten, kNeverPublished };
+
+// Reader: one attempt at a consistent copy of the published snapshot into `out`. kBeingWritten:
+// the producer was writing meanwhile (try again); kNeverPublished: nothing published yet.
+inline SnapshotRead try_read_snapshot(const SharedSegment& segment, Snapshot& out) {
+  const uint64_t before = __atomic_load_n(&segment.sequence, __ATOMIC_ACQUIRE);
+  if (before % 2 != 0) return SnapshotRead::kBeingWritten;
+  std::memcpy(&out, &segment.snapshot, sizeof(out));
+  __atomic_thread_fence(__ATOMIC_ACQUIRE);
+  if (__atomic_load_n(&segment.sequence, __ATOMIC_RELAXED) != before) return SnapshotRead::kBeingWritten;
+  return before == 0 ? SnapshotRead::kNeverPublished : SnapshotRead::kConsistent;
+}
 
 }  // namespace heapkeeper::stats
