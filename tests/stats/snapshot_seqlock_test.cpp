@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <thread>
@@ -72,6 +73,9 @@ TEST(SnapshotSeqlock, ReaderNeverAcceptsATornSnapshot) {
     for (uint64_t generation = 1; generation <= kPublishes; ++generation) {
       fill(*scratch, generation);
       publish_snapshot(*segment, *scratch);
+      // The real producer publishes twice a second; a short pause lets the reader finish copies
+      // between publishes as well as overlap them.
+      std::this_thread::sleep_for(std::chrono::microseconds(300));
     }
     done.store(true, std::memory_order_release);
   });
