@@ -8,7 +8,9 @@
 /* The runtimes look these up in the executable's dynamic symbol table: never hidden. */
 #define HK_SANITIZER_DEFAULTS __attribute__((visibility("default"), used))
 
-HK_SANITIZER_DEFAULTS const char* __asan_default_options(void) { return "halt_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1"; }
+HK_SANITIZER_DEFAULTS const char* __asan_default_options(void) {
+  return "halt_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1";
+}
 
 HK_SANITIZER_DEFAULTS const char* __ubsan_default_options(void) { return "halt_on_error=1:print_stacktrace=1"; }
 
