@@ -6,6 +6,8 @@
 // never called from here, because in the traced process those names are heapkeeper's own hooks.
 #pragma once
 
+#include <pthread.h>
+
 #include <cstddef>
 
 #include <jemalloc/jemalloc.h>
@@ -25,4 +27,11 @@ int hk_je_mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, siz
 int hk_je_mallctlnametomib(const char* name, size_t* mibp, size_t* miblenp);
 int hk_je_mallctlbymib(const size_t* mib, size_t miblen, void* oldp, size_t* oldlenp, void* newp, size_t newlen);
 void hk_je_malloc_stats_print(void (*write_cb)(void*, const char*), void* cbopaque, const char* opts);
+
+// Two internals of jemalloc 5.3 (built with TLS, as Debian's is), not renamed because the archive
+// hides them: the pthread key whose destructor tears a thread's jemalloc state down, and that
+// destructor. The thread registry takes the teardown into its own hands so that it happens after
+// the program's key destructors, not before them (see thread_registry.h).
+extern pthread_key_t je_tsd_tsd;
+void je_tsd_cleanup(void* thread_data);
 }

@@ -1,6 +1,7 @@
 // Implementation of the thread registry (see thread_registry.h).
 #include "allocator/thread_registry.h"
 
+#include <limits.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -25,7 +26,7 @@ void on_thread_exit(void* /*state*/) {
   ThreadLocal& tl = tls_thread;
   if (tl.status != ThreadStatus::kActive) return;
   ++tl.guard;
-  g_registry.retire_current();
+  g_registry.on_exit_round();
   --tl.guard;
 }
 
@@ -98,9 +99,39 @@ ThreadState* ThreadRegistry::register_current() {
   if (s->stack_cache == nullptr) s->stack_cache = create_stack_cache();
   reset_stack_cache(s->stack_cache, s->stack_low, s->stack_high);
   pthread_setspecific(exit_key_, s);
+  // The mallctl calls above made jemalloc's state of this thread nominal, and jemalloc sets its key
+  // only when that state changes, which it now does only in its teardown. Clearing the key here
+  // keeps glibc from tearing it down in the first destructor round; on_exit_round does it last.
+  tl.jemalloc_thread_data = pthread_getspecific(je_tsd_tsd);
+  if (tl.jemalloc_thread_data != nullptr) pthread_setspecific(je_tsd_tsd, nullptr);
+  tl.exit_rounds = 0;
   tl.state = s;
   tl.status = ThreadStatus::kActive;
   return s;
+}
+
+bool ThreadRegistry::on_exit_round() {
+  ThreadLocal& tl = tls_thread;
+  // glibc runs the key destructors again while one of them set a value, PTHREAD_DESTRUCTOR_ITERATIONS
+  // rounds at most: re-arming our key every round but the last keeps the thread registered through
+  // every round in which the program's own destructors run.
+  if (++tl.exit_rounds < PTHREAD_DESTRUCTOR_ITERATIONS && tl.state != nullptr) {
+    pthread_setspecific(exit_key_, tl.state);
+    return true;
+  }
+  retire_current();
+  // jemalloc's teardown (flushes the thread cache back to the arenas, unbinds the arena), exactly
+  // what its own key destructor would have done. If jemalloc re-armed its key meanwhile and glibc
+  // already ran it, its state is in "purgatory" and this call does nothing.
+  void* jemalloc_data = pthread_getspecific(je_tsd_tsd);
+  if (jemalloc_data == nullptr) jemalloc_data = tl.jemalloc_thread_data;
+  tl.jemalloc_thread_data = nullptr;
+  if (jemalloc_data != nullptr) {
+    pthread_setspecific(je_tsd_tsd, nullptr);
+    je::Call inside;
+    je_tsd_cleanup(jemalloc_data);
+  }
+  return false;
 }
 
 void ThreadRegistry::retire_current() {

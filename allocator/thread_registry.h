@@ -6,10 +6,17 @@
 // what the peak is tracked on: exact to within 256 KiB per thread without a shared atomic per call.
 //
 // Thread exit is a small state machine (as jemalloc's tsd purgatory): kUnregistered -> kActive ->
-// kExited. The pthread-key destructor folds the thread's counters into the retired totals and
-// recycles its state; allocations and frees that arrive later on that thread (other destructors,
-// glibc's TLS teardown) take a defined slow path that counts into global atomics and never
-// re-creates the state.
+// kExited. The thread stays kActive through the program's own exit work: C++ thread_local
+// destructors run before any pthread-key destructor, and heapkeeper's key destructor re-arms itself
+// until glibc's last destructor round (PTHREAD_DESTRUCTOR_ITERATIONS), so the program's key
+// destructors of every earlier round allocate and free with the thread's own state, tracked with
+// stacks like any other call. jemalloc's per-thread state must outlive them too: left to itself,
+// its key (created before any of the program's) would be torn down in the first round, after which
+// jemalloc serves every request of the thread from its arena 0, heapkeeper's internal memory. So
+// registration takes the thread off jemalloc's key, and heapkeeper's last round runs jemalloc's
+// teardown itself, after retiring the thread. Only what arrives after that (key destructors that
+// re-arm themselves into the last round, glibc's TLS teardown) takes the defined slow path: counted
+// into global atomics, never re-creating the state.
 #pragma once
 
 #include <pthread.h>
@@ -71,6 +78,10 @@ struct ThreadLocal {
   std::atomic<uint32_t> deferred_count{0};
   void* deferred[kDeferredFrees] = {};
   ThreadStatus status = ThreadStatus::kUnregistered;
+  uint8_t exit_rounds = 0;  // pthread-key destructor rounds seen by heapkeeper's key at thread exit
+  // jemalloc's per-thread state, taken off its pthread key at registration: torn down by
+  // heapkeeper's last destructor round.
+  void* jemalloc_thread_data = nullptr;
   ThreadState* state = nullptr;
   // Frame of the exported allocation function this thread is in (see EntryFrameScope); 0: none.
   uintptr_t entry_frame = 0;
@@ -98,7 +109,10 @@ class ThreadRegistry {
   bool initialize();
   // Registers the calling thread (guard held). Never fails: falls back to the exited path.
   ThreadState* register_current();
-  // Called by the pthread-key destructor at thread exit.
+  // Called by the pthread-key destructor at thread exit: true while the thread must stay registered
+  // for later destructor rounds (the key is re-armed), false once it is retired.
+  bool on_exit_round();
+  // Retires the calling thread's state (its counters go to the retired totals).
   void retire_current();
   // Sums every thread's counters plus the retired totals.
   ThreadTotals totals() const;

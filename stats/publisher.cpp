@@ -192,11 +192,7 @@ void publish(Publisher& p) {
   const uint64_t heartbeat = __atomic_load_n(&p.segment->channel.reader_heartbeat_ns, __ATOMIC_ACQUIRE);
   const bool watched = heartbeat != 0 && heartbeat + 30'000'000'000ull > now;
   p.builder.build(*p.scratch, now, p.start_ns, watched);
-  uint64_t sequence = __atomic_load_n(&p.segment->sequence, __ATOMIC_RELAXED);
-  __atomic_store_n(&p.segment->sequence, sequence + 1, __ATOMIC_RELAXED);  // odd: being written
-  __atomic_thread_fence(__ATOMIC_RELEASE);
-  copy_used(p.segment->snapshot, *p.scratch);
-  __atomic_store_n(&p.segment->sequence, sequence + 2, __ATOMIC_RELEASE);
+  publish_snapshot(*p.segment, *p.scratch);
   __atomic_store_n(&p.segment->header.heartbeat_ns, now, __ATOMIC_RELEASE);
 }
 

@@ -109,19 +109,6 @@ struct Snapshot {
   SeriesPoint series[kSeriesLength];
 };
 
-// Copies what a snapshot uses: its figures and the filled entries of each table (counts within
-// capacity). Unused entries stay as they were; readers look only below the counts. The tables
-// are most of the snapshot's megabyte, and copying only what is filled keeps untouched pages of
-// the segment (and of the producer's scratch copy) out of the program's resident memory.
-inline void copy_used(Snapshot& to, const Snapshot& from) {
-  std::memcpy(&to, &from, offsetof(Snapshot, sites));
-  std::memcpy(to.sites, from.sites, std::min(from.site_count, kMaxSites) * sizeof(Site));
-  std::memcpy(to.threads, from.threads, std::min(from.thread_count, kMaxThreads) * sizeof(ThreadFigures));
-  std::memcpy(to.scans, from.scans, sizeof(from.scans));
-  std::memcpy(to.leaks, from.leaks, std::min(from.leak_count, kMaxLeaks) * sizeof(Leak));
-  std::memcpy(to.series, from.series, sizeof(from.series));
-}
-
 enum class Command : uint32_t { kNone = 0, kScan = 1, kCollect = 2, kReport = 3 };
 enum class ProducerState : uint32_t { kRunning = 1, kExited = 2 };
 
@@ -162,5 +149,80 @@ struct SharedSegment {
   Snapshot snapshot;
   CommandChannel channel;
 };
+
+// The seqlock, both ends. Producer and readers call only these, so the protocol lives in one place
+// and tests/stats/snapshot_seqlock_test.cpp runs exactly this code on two threads (under TSan in CI).
+//
+// The snapshot itself is copied in and out one 8-byte word at a time with relaxed atomic accesses,
+// never with memcpy: the reader copies while the producer may be writing (it then throws the copy
+// away), and in C++ a plain access racing with a write is undefined behaviour whatever is done
+// with the result afterwards (Boehm, "Can seqlocks get along with programming language memory
+// models?", 2012). On x86-64 a relaxed 8-byte atomic is an ordinary move, so this costs nothing
+// but memcpy's wider moves: a copy of the whole snapshot takes well under a millisecond.
+static_assert(sizeof(Snapshot) % 8 == 0 && offsetof(SharedSegment, snapshot) % 8 == 0 && alignof(Snapshot) == 8);
+static_assert(offsetof(Snapshot, sites) % 8 == 0 && offsetof(Snapshot, threads) % 8 == 0 &&
+              offsetof(Snapshot, scans) % 8 == 0 && offsetof(Snapshot, leaks) % 8 == 0 &&
+              offsetof(Snapshot, series) % 8 == 0);
+static_assert(sizeof(Site) % 8 == 0 && sizeof(ThreadFigures) % 8 == 0 && sizeof(Leak) % 8 == 0 &&
+              sizeof(ScanFigures) % 8 == 0 && sizeof(SeriesPoint) % 8 == 0);
+
+// A word of the shared snapshot: may_alias, as the words overlay fields of every type.
+using SharedWord = uint64_t __attribute__((may_alias));
+
+// Producer side: `bytes` (a multiple of 8) from private memory into the segment.
+inline void store_words(void* shared, const void* from, size_t bytes) {
+  auto* out = static_cast<SharedWord*>(shared);
+  const auto* in = static_cast<const unsigned char*>(from);
+  for (size_t i = 0; i < bytes / 8; ++i) {
+    uint64_t word;
+    std::memcpy(&word, in + i * 8, 8);
+    __atomic_store_n(&out[i], word, __ATOMIC_RELAXED);
+  }
+}
+
+// Reader side: `bytes` (a multiple of 8) from the segment into private memory.
+inline void load_words(void* to, const void* shared, size_t bytes) {
+  auto* out = static_cast<unsigned char*>(to);
+  const auto* in = static_cast<const SharedWord*>(shared);
+  for (size_t i = 0; i < bytes / 8; ++i) {
+    const uint64_t word = __atomic_load_n(&in[i], __ATOMIC_RELAXED);
+    std::memcpy(out + i * 8, &word, 8);
+  }
+}
+
+// Publishes what a snapshot uses: its figures and the filled entries of each table (counts within
+// capacity). Unused entries stay as they were; readers look only below the counts. The tables
+// are most of the snapshot's megabyte, and copying only what is filled keeps untouched pages of
+// the segment (and of the producer's scratch copy) out of the program's resident memory.
+inline void store_used(Snapshot& shared, const Snapshot& from) {
+  store_words(&shared, &from, offsetof(Snapshot, sites));
+  store_words(shared.sites, from.sites, std::min(from.site_count, kMaxSites) * sizeof(Site));
+  store_words(shared.threads, from.threads, std::min(from.thread_count, kMaxThreads) * sizeof(ThreadFigures));
+  store_words(shared.scans, from.scans, sizeof(from.scans));
+  store_words(shared.leaks, from.leaks, std::min(from.leak_count, kMaxLeaks) * sizeof(Leak));
+  store_words(shared.series, from.series, sizeof(from.series));
+}
+
+// Producer: publishes `snapshot` into the segment (one producer thread at a time).
+inline void publish_snapshot(SharedSegment& segment, const Snapshot& snapshot) {
+  const uint64_t sequence = __atomic_load_n(&segment.sequence, __ATOMIC_RELAXED);
+  __atomic_store_n(&segment.sequence, sequence + 1, __ATOMIC_RELAXED);  // odd: being written
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+  store_used(segment.snapshot, snapshot);
+  __atomic_store_n(&segment.sequence, sequence + 2, __ATOMIC_RELEASE);
+}
+
+enum class SnapshotRead { kConsistent, kBeingWritten, kNeverPublished };
+
+// Reader: one attempt at a consistent copy of the published snapshot into `out`. kBeingWritten:
+// the producer was writing meanwhile (try again); kNeverPublished: nothing published yet.
+inline SnapshotRead try_read_snapshot(const SharedSegment& segment, Snapshot& out) {
+  const uint64_t before = __atomic_load_n(&segment.sequence, __ATOMIC_ACQUIRE);
+  if (before % 2 != 0) return SnapshotRead::kBeingWritten;
+  load_words(&out, &segment.snapshot, sizeof(out));
+  __atomic_thread_fence(__ATOMIC_ACQUIRE);
+  if (__atomic_load_n(&segment.sequence, __ATOMIC_RELAXED) != before) return SnapshotRead::kBeingWritten;
+  return before == 0 ? SnapshotRead::kNeverPublished : SnapshotRead::kConsistent;
+}
 
 }  // namespace heapkeeper::stats

@@ -100,7 +100,7 @@ void SnapshotBuilder::add_sites(Snapshot& out, const collect::ScanReport& last, 
 
 void SnapshotBuilder::build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, bool symbolize) {
   // Only the figures are cleared: table entries are written as they are filled, and the pages of
-  // tables nobody fills stay untouched (see copy_used).
+  // tables nobody fills stay untouched (see store_used).
   std::memset(&out, 0, offsetof(Snapshot, sites));
   std::memset(out.scans, 0, sizeof(out.scans));
   out.symbolized = symbolize ? 1 : 0;

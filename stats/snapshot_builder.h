@@ -14,7 +14,7 @@ namespace heapkeeper::stats {
 
 class SnapshotBuilder {
  public:
-  // Fills the figures of `out` and the entries of its tables below their counts (copy_used copies
+  // Fills the figures of `out` and the entries of its tables below their counts (store_used copies
   // exactly that). `now_ns` is CLOCK_REALTIME, `start_ns` the process start. `symbolize` means a
   // reader is watching: only then come the sites, size histogram and leak table, with named frames.
   void build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, bool symbolize);

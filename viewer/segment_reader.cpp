@@ -237,18 +237,15 @@ bool SegmentReader::snapshot(stats::Snapshot& out, std::string& error) const {
 
 bool SegmentReader::read_snapshot(stats::Snapshot& out, std::string& error) const {
   for (int attempt = 0; attempt < 200; ++attempt) {
-    const uint64_t before = load(segment_->sequence);
-    if (before % 2 == 0) {
-      std::memcpy(&out, &segment_->snapshot, sizeof(out));
-      __atomic_thread_fence(__ATOMIC_ACQUIRE);
-      if (__atomic_load_n(&segment_->sequence, __ATOMIC_RELAXED) == before) {
-        if (before == 0) {
-          error = "the process has not published its first snapshot yet";
-          return false;
-        }
+    switch (stats::try_read_snapshot(*segment_, out)) {
+      case stats::SnapshotRead::kConsistent:
         sanitise(out);
         return true;
-      }
+      case stats::SnapshotRead::kNeverPublished:
+        error = "the process has not published its first snapshot yet";
+        return false;
+      case stats::SnapshotRead::kBeingWritten:
+        break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }

@@ -32,6 +32,7 @@ using heapkeeper_test::BlockInfo;
 using heapkeeper_test::heap_stats;
 using heapkeeper_test::heapkeeper;
 using heapkeeper_test::HeapStats;
+using heapkeeper_test::IsTrackedBlock;
 
 constexpr int kThreads = 16;
 constexpr int kRingsPerProducer = 2;
@@ -352,12 +353,16 @@ TEST(Threads, CrossThreadFreesBalanceTheHeap) {
   EXPECT_EQ(after.bad_frees, before.bad_frees);
 }
 
-// Allocation and free from pthread-key destructors. The program's key is created after
-// heapkeeper's own (which heapkeeper made at start-up), so its destructor runs after heapkeeper has
-// retired the thread's state: those calls take the exited-thread path. They must still be tracked,
-// counted, and freeable from another thread.
+// Allocation and free while a thread exits: in C++ thread_local destructors (run first) and in
+// pthread-key destructors (the program's key is created after heapkeeper's and jemalloc's, so each
+// round runs its destructor after theirs). Both must be tracked like any other allocation: with
+// the thread's own state (its thread number), a stack, counted, and freeable from another thread.
 pthread_key_t g_late_key;
 std::atomic<void*> g_left_by_destructor[kThreads];
+std::atomic<void*> g_left_by_thread_local[kThreads];
+
+constexpr size_t key_block_size(size_t index) { return 300 + index; }
+constexpr size_t thread_local_block_size(size_t index) { return 100 + index; }
 
 void late_destructor(void* value) {
   const auto index = reinterpret_cast<uintptr_t>(value) - 1;
@@ -366,19 +371,38 @@ void late_destructor(void* value) {
   free(scratch);
   char* copy = strdup("allocated while the thread is exiting");
   free(copy);
-  void* kept = calloc(1, 300 + index);
+  void* kept = calloc(1, key_block_size(index));
   g_left_by_destructor[index].store(kept);
 }
 
+struct KeepsABlockAtExit {
+  uintptr_t index = 0;  // 1 + the thread's number; 0: nothing to do
+  ~KeepsABlockAtExit() {
+    if (index != 0) g_left_by_thread_local[index - 1].store(malloc(thread_local_block_size(index - 1)));
+  }
+};
+thread_local KeepsABlockAtExit t_keeps_a_block;
+
 void* set_late_key(void* argument) {
   pthread_setspecific(g_late_key, argument);
+  t_keeps_a_block.index = reinterpret_cast<uintptr_t>(argument);
   void* block = malloc(64);
   heapkeeper_test::escape(block);
   free(block);
   return nullptr;
 }
 
-TEST(Threads, AllocationsInKeyDestructorsAfterTheThreadIsRetired) {
+// With heapkeeper: `p` is tracked, of `size` bytes, and was allocated with its thread's own state.
+testing::AssertionResult IsTrackedOnItsThread(const void* p, size_t size) {
+  testing::AssertionResult tracked = IsTrackedBlock(p, size);
+  if (!tracked || !heapkeeper().present()) return tracked;
+  BlockInfo info{};
+  heapkeeper().block_info(p, &info);
+  if (info.thread_index == 0) return testing::AssertionFailure() << p << " was allocated after its thread was retired";
+  return testing::AssertionSuccess();
+}
+
+TEST(Threads, AllocationsInKeyAndThreadLocalDestructorsAreTracked) {
   ASSERT_EQ(pthread_key_create(&g_late_key, late_destructor), 0);
   pthread_attr_t attributes;
   pthread_attr_init(&attributes);
@@ -392,31 +416,34 @@ TEST(Threads, AllocationsInKeyDestructorsAfterTheThreadIsRetired) {
   };
   run_threads();  // warm glibc's stack cache, as above
   for (auto& slot : g_left_by_destructor) free(slot.exchange(nullptr));
+  for (auto& slot : g_left_by_thread_local) free(slot.exchange(nullptr));
 
   const HeapStats before = heap_stats();
   run_threads();
   const HeapStats during = heap_stats();
   for (size_t t = 0; t < kThreads; ++t) {
     void* kept = g_left_by_destructor[t].exchange(nullptr);
-    ASSERT_NE(kept, nullptr) << "the destructor of thread " << t << " did not run";
+    ASSERT_NE(kept, nullptr) << "the key destructor of thread " << t << " did not run";
     const auto* bytes = static_cast<const unsigned char*>(kept);
-    for (size_t i = 0; i < 300 + t; ++i) ASSERT_EQ(bytes[i], 0) << "calloc in a key destructor";
-    // Once jemalloc has torn down the thread's own state (its key destructor runs before the
-    // program's), it serves every request from its arena 0, which is heapkeeper's internal memory:
-    // heapkeeper hands such a block out untracked instead of recording it outside the heap. What
-    // must hold is that the block is usable, zeroed and freeable from another thread.
+    for (size_t i = 0; i < key_block_size(t); ++i) ASSERT_EQ(bytes[i], 0) << "calloc in a key destructor";
+    EXPECT_TRUE(IsTrackedOnItsThread(kept, key_block_size(t))) << "calloc in the key destructor of thread " << t;
     free(kept);
+    void* kept_by_thread_local = g_left_by_thread_local[t].exchange(nullptr);
+    ASSERT_NE(kept_by_thread_local, nullptr) << "the thread_local destructor of thread " << t << " did not run";
+    EXPECT_TRUE(IsTrackedOnItsThread(kept_by_thread_local, thread_local_block_size(t)))
+        << "malloc in the thread_local destructor of thread " << t;
+    free(kept_by_thread_local);
   }
   const HeapStats after = heap_stats();
   pthread_attr_destroy(&attributes);
   pthread_key_delete(g_late_key);
   if (!heapkeeper().present()) return;
-  EXPECT_LE(during.live_blocks - before.live_blocks, static_cast<uint64_t>(kThreads));
+  EXPECT_EQ(during.live_blocks - before.live_blocks, 2u * kThreads) << "the blocks kept by the destructors";
   EXPECT_EQ(after.live_blocks, before.live_blocks);
   EXPECT_EQ(after.live_bytes, before.live_bytes);
-  // Allocations made after jemalloc's teardown are served untracked (see above), so only the
-  // ones made while the thread was fully alive are sure to be counted.
-  EXPECT_GE(during.total_allocations - before.total_allocations, static_cast<uint64_t>(kThreads));
+  // Per thread: malloc in the thread, then malloc, strdup and calloc in the key destructor and
+  // malloc in the thread_local destructor.
+  EXPECT_GE(during.total_allocations - before.total_allocations, 5u * kThreads);
   EXPECT_EQ(after.bad_frees, before.bad_frees);
   EXPECT_EQ(after.total_allocations - after.total_frees, after.live_blocks);
 }
