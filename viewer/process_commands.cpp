@@ -259,10 +259,11 @@ int request_scan(pid_t pid, bool json) {
     return 0;
   }
   const auto& scan = doc["scan"];
-  fmt::print("scan #{} of pid {}: {} leaked in {} blocks ({} new), {} reachable blocks, pause {:.1f} ms\n",
+  fmt::print("scan #{} of pid {}: {} leaked in {} blocks ({} new), {} reachable blocks, pause {:.1f} ms ({})\n",
              scan.value("number", 0), pid, human_bytes(doc.value("leaked_bytes", uint64_t{0})),
              doc.value("leaked_blocks", uint64_t{0}), scan.value("new_leaked_blocks", uint64_t{0}),
-             scan.value("reachable_blocks", uint64_t{0}), scan.value("pause_ms", 0.0));
+             scan.value("reachable_blocks", uint64_t{0}), scan.value("pause_ms", 0.0),
+             scan.value("stop_method", std::string("stopped")));
   return 0;
 }
 
