@@ -185,7 +185,14 @@ int stop_one(TracerJob& job, StoppedThread& slot, long deadline) {
 
 int tracer_main(void* raw) {
   auto& job = *static_cast<TracerJob*>(raw);
-  while (job.phase.load(std::memory_order_acquire) == kStarting) raw_futex_wait(&job.phase, kStarting, 100);
+  // If the process dies (kill -9 mid-scan), the tracer must die too: left alone it would wait for
+  // a resume that never comes, holding the dead threads traced, and the program unreapable.
+  raw_syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL);
+  if (raw_syscall(SYS_getppid) != job.pid) return 0;  // the parent died before the line above
+  while (job.phase.load(std::memory_order_acquire) == kStarting) {
+    raw_futex_wait(&job.phase, kStarting, 100);
+    if (raw_syscall(SYS_getppid) != job.pid) return 0;
+  }
   const long deadline = raw_now_ns() + kStopTimeoutNs;
   pid_t tids[kMaxListedThreads];
   bool failed = false, refused = false;
@@ -237,7 +244,10 @@ int tracer_main(void* raw) {
   }
   job.phase.store(kStopped, std::memory_order_release);
   raw_futex_wake(&job.phase);
-  while (job.phase.load(std::memory_order_acquire) != kResume) raw_futex_wait(&job.phase, kStopped, 1000);
+  while (job.phase.load(std::memory_order_acquire) != kResume) {
+    raw_futex_wait(&job.phase, kStopped, 1000);
+    if (raw_syscall(SYS_getppid) != job.pid) break;  // orphaned: detach and go
+  }
   detach_all(job);
   job.phase.store(kDone, std::memory_order_release);
   raw_futex_wake(&job.phase);

@@ -27,6 +27,24 @@ std::atomic<uint32_t> g_acknowledged{0};
 std::atomic<StoppedThread*> g_slots{nullptr};
 std::atomic<size_t> g_slot_count{0};
 
+// A scan's suspend signal is queued with this value (rt_tgsigqueueinfo), so that the handler tells
+// it from the program's own SIGPWRs, raise() and tgkill() included.
+constexpr int kSuspendMark = 0x484b5057;  // "HKPW"
+
+bool send_suspend_signal(pid_t tid) {
+  siginfo_t info;
+  std::memset(&info, 0, sizeof(info));
+  info.si_signo = kSuspendSignal;
+  info.si_code = SI_QUEUE;
+  info.si_pid = getpid();
+  info.si_uid = getuid();
+  info.si_value.sival_int = kSuspendMark;
+  const int saved_errno = errno;
+  const bool sent = syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, kSuspendSignal, &info) == 0;
+  errno = saved_errno;
+  return sent;
+}
+
 // Set once ptrace was refused: every later scan uses signals.
 std::atomic<bool> g_signal_mode{false};
 // The program's own SIGPWR disposition, which the suspend handler passes other SIGPWRs to.
@@ -55,7 +73,8 @@ void pass_on_to_program(int signal, siginfo_t* info, void* context) {
 
 void suspend_handler(int signal, siginfo_t* info, void* context) {
   const int saved_errno = errno;
-  const bool from_a_scan = info != nullptr && info->si_code == SI_TKILL && info->si_pid == getpid();
+  const bool from_a_scan = info != nullptr && info->si_code == SI_QUEUE && info->si_pid == getpid() &&
+                           info->si_value.sival_int == kSuspendMark;
   const uint32_t epoch = g_stop_epoch.load(std::memory_order_acquire);
   StoppedThread* mine = nullptr;
   if (from_a_scan && g_resume_epoch.load(std::memory_order_acquire) != epoch) {
@@ -282,8 +301,8 @@ bool WorldStop::stop_with_signals(StoppedThread* slots, size_t capacity, const p
         }
         unpark(state->blocking_call);
       }
-      g_slot_count.store(count, std::memory_order_release);    // the handler looks its slot up by tid
-      if (!signal_thread(tid, kSuspendSignal)) slot.tid = -1;  // already gone
+      g_slot_count.store(count, std::memory_order_release);  // the handler looks its slot up by tid
+      if (!send_suspend_signal(tid)) slot.tid = -1;          // already gone
     }
     // Wait for every signalled thread; one that is gone counts as done.
     const uint64_t deadline = monotonic_ns() + 3'000'000'000ull;
@@ -293,6 +312,15 @@ bool WorldStop::stop_with_signals(StoppedThread* slots, size_t capacity, const p
       for (size_t i = 0; i < count; ++i) {
         StoppedThread& s = slots[i];
         if (s.tid <= 0 || __atomic_load_n(&s.acknowledged_epoch, __ATOMIC_ACQUIRE) == epoch_) continue;
+        // One of heapkeeper's own threads that had not yet flagged itself when listed (one a fork's
+        // child handler just started): it blocks every signal, and is no root anyway.
+        // (Kept listed, so the next listing knows it; no registers, no stack: no root.)
+        if (const alloc::ThreadState* own = thread_state_of(s.tid); own != nullptr && own->heapkeeper_thread) {
+          s.register_count = 0;
+          s.stack_pointer = 0;
+          __atomic_store_n(&s.acknowledged_epoch, epoch_, __ATOMIC_RELEASE);
+          continue;
+        }
         if (!thread_exists(s.tid)) {
           s.tid = -1;
           continue;
