@@ -3,10 +3,10 @@
 # return EINTR, the program's own SIGPWR keeps working, and a thread inside dlopen never hangs a
 # scan. Each program runs plainly and under heapkeeper with 100 ms periodic scans (ptrace, and the
 # signal fallback), and the outputs must match; the reports prove scans ran and how.
-# Usage: transparent_scans.sh blocking|sigpwr|dlopen|perl|python3|bash|on-demand
+# Usage: transparent_scans.sh blocking|sigpwr|dlopen|perl|python3|bash|kill|on-demand
 source "$(dirname "$0")/lib.sh"
 
-part=${1:?usage: transparent_scans.sh blocking|sigpwr|dlopen|perl|python3|bash|on-demand}
+part=${1:?usage: transparent_scans.sh blocking|sigpwr|dlopen|perl|python3|bash|kill|on-demand}
 
 # scans_ran NAME MODE METHOD MIN: every exit report of the run that holds a scan says it stopped
 # the world with METHOD, and the longest-lived process counted at least MIN scans.
@@ -137,6 +137,36 @@ timed("epoll.poll", lambda: p.poll(1.5))
     }
     hk_compare bash bash_waits -- launcher
     scans_ran bash launcher ptrace 10
+    ;;
+  kill)
+    # kill -9 in the middle of scans: the tracer task must die with the program, which its shell
+    # then reaps at once (a tracer left behind would hold the dead threads traced: unreapable).
+    python=/usr/bin/python3
+    [[ -x $python ]] || { hk_require python3; python=$(command -v python3); }
+    for round in 1 2 3; do
+      HEAPKEEPER_SCAN_INTERVAL=100ms HEAPKEEPER_LOG_PATH=/dev/null LD_PRELOAD=$HK_PRELOAD \
+        "$python" -c 'import time; x = [[i] for i in range(1500000)]; print("ready", flush=True); time.sleep(20)' \
+        >"$HK_WORK/kill.$round.out" &
+      pid=$!
+      for ((i = 0; i < 300; ++i)); do grep -q ready "$HK_WORK/kill.$round.out" 2>/dev/null && break; sleep 0.05; done
+      sleep "0.$((round * 3))"
+      kill -9 "$pid"
+      reaped=0
+      for ((i = 0; i < 100; ++i)); do
+        if ! kill -0 "$pid" 2>/dev/null || [[ $(awk '/^State/ {print $2}' "/proc/$pid/status" 2>/dev/null) == Z ]] &&
+          [[ $(awk '/^TracerPid/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0) == 0 ]]; then
+          reaped=1
+          break
+        fi
+        sleep 0.05
+      done
+      wait "$pid" 2>/dev/null || true
+      if ((reaped)); then
+        hk_pass "kill -9 during scans (round $round): the program was reaped, no tracer left holding it"
+      else
+        hk_fail "kill -9 during scans (round $round): pid $pid still traced: $(grep -E 'State|TracerPid' "/proc/$pid/status" | tr '\n' ' ')"
+      fi
+    done
     ;;
   on-demand)
     # `heapkeeper scan PID`, five times, while the program sleeps in each of its calls.
