@@ -1,7 +1,9 @@
 // Implementation of LeakSanitizer-style suppressions (see suppressions.h).
 #include "collector/suppressions.h"
 
-#include <fstream>
+#include <sstream>
+
+#include "report/read_file.h"
 
 namespace heapkeeper::collect {
 namespace {
@@ -50,9 +52,10 @@ bool Suppressions::pattern_matches(std::string_view pattern, std::string_view te
 }
 
 bool Suppressions::load(const std::string& path, std::string& error) {
-  std::ifstream in(path);
-  if (!in) {
-    error = "cannot open suppressions file " + path;
+  bool readable = false;
+  std::istringstream in(report::read_whole_file(path.c_str(), &readable));
+  if (!readable) {
+    error = "cannot read suppressions file " + path;
     return false;
   }
   std::string line;

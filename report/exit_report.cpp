@@ -6,6 +6,8 @@
 // those allocations land in the internal arena.
 #include "report/exit_report.h"
 
+#include "report/read_file.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -39,10 +41,7 @@ int g_section_count = 0;
 
 int write_report_file_unguarded(const char* pattern);
 
-std::string read_file(const char* path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
+std::string read_file(const char* path) { return read_whole_file(path); }
 
 nlohmann::json command_line() {
   nlohmann::json args = nlohmann::json::array();

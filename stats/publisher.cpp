@@ -36,6 +36,7 @@
 #include "collector/collector.h"
 #include "report/exit_report.h"
 #include "report/json_text.h"
+#include "report/read_file.h"
 #include "stats/shm_layout.h"
 #include "stats/snapshot_builder.h"
 
@@ -70,8 +71,7 @@ uint64_t realtime_ns() {
 }
 
 uint64_t process_start_ticks() {
-  std::ifstream in("/proc/self/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string text = report::read_whole_file("/proc/self/stat");
   size_t close = text.rfind(')');
   if (close == std::string::npos) return 0;
   // Fields after the command name start at field 3; the start time is field 22.
@@ -81,8 +81,7 @@ uint64_t process_start_ticks() {
 }
 
 std::string read_command_line() {
-  std::ifstream in("/proc/self/cmdline", std::ios::binary);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string text = report::read_whole_file("/proc/self/cmdline");
   for (char& c : text) {
     if (c == '\0') c = ' ';
   }
