@@ -70,39 +70,6 @@ long raw_now_ns() {
   return now.tv_sec * 1'000'000'000L + now.tv_nsec;
 }
 
-bool listed(const pid_t* list, size_t count, pid_t tid) {
-  for (size_t i = 0; i < count; ++i) {
-    if (list[i] == tid) return true;
-  }
-  return false;
-}
-
-// The thread ids of process `pid`, with raw system calls. Returns how many (may exceed capacity).
-size_t list_threads(pid_t pid, pid_t* out, size_t capacity) {
-  char path[64];
-  proc_task_path(path, pid, 0, "");
-  const long fd = raw_syscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  size_t count = 0;
-  alignas(8) char buffer[4096];
-  for (;;) {
-    const long n = raw_syscall(SYS_getdents64, fd, reinterpret_cast<long>(buffer), sizeof(buffer));
-    if (n <= 0) break;
-    for (long offset = 0; offset < n;) {
-      const auto reclen = *reinterpret_cast<unsigned short*>(buffer + offset + 16);
-      const char* name = buffer + offset + 19;
-      offset += reclen;
-      if (*name < '0' || *name > '9') continue;
-      long tid = 0;
-      for (; *name >= '0' && *name <= '9'; ++name) tid = tid * 10 + (*name - '0');
-      if (count < capacity) out[count] = static_cast<pid_t>(tid);
-      ++count;
-    }
-  }
-  raw_syscall(SYS_close, fd);
-  return count;
-}
-
 // Waits until the interrupted `tid` reports its stop, passing on any signal that arrives first.
 // Returns 1 stopped, 0 gone, -1 timed out.
 int wait_for_stop(pid_t tid, long deadline) {
@@ -164,9 +131,7 @@ int stop_one(TracerJob& job, StoppedThread& slot, long deadline) {
   slot.seized = true;
   if (parked && parked_thread_is_asleep(job.pid, tid, state->blocking_call)) {
     slot.parked = true;
-    for (int i = 0; i < 7; ++i) slot.registers[i] = state->blocking_call.registers[i];
-    slot.register_count = 6;  // rbx rbp r12-r15; [6] is the stack pointer
-    slot.stack_pointer = static_cast<uintptr_t>(state->blocking_call.registers[6]);
+    take_parked_registers(slot, state->blocking_call);
     return 1;
   }
   if (parked) unpark(state->blocking_call);
@@ -207,7 +172,7 @@ int tracer_main(void* raw) {
     size_t added = 0;
     for (size_t i = 0; i < listed_count && !failed; ++i) {
       const pid_t tid = tids[i];
-      if (tid == job.scanner || listed(job.excluded, job.excluded_count, tid)) continue;
+      if (tid == job.scanner || contains_tid(job.excluded, job.excluded_count, tid)) continue;
       bool known = false;
       for (size_t j = 0; j < job.count && !known; ++j) known = job.slots[j].tid == tid;
       if (known) continue;

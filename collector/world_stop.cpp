@@ -17,6 +17,7 @@
 #include "collector/blocking_call.h"
 #include "collector/os_primitives.h"
 #include "collector/ptrace_stop.h"
+#include "collector/raw_syscall.h"
 
 namespace heapkeeper::collect {
 namespace {
@@ -108,44 +109,6 @@ void suspend_handler(int signal, siginfo_t* info, void* context) {
     futex_wait(&g_resume_epoch, resumed, 1000);
   }
   errno = saved_errno;
-}
-
-// Lists the tids in /proc/self/task with raw syscalls (no allocation). Returns how many.
-size_t list_tasks(pid_t* out, size_t capacity) {
-  int fd = static_cast<int>(syscall(SYS_openat, AT_FDCWD, "/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd < 0) return 0;
-  size_t count = 0;
-  alignas(8) char buffer[8192];
-  for (;;) {
-    long n = syscall(SYS_getdents64, fd, buffer, sizeof(buffer));
-    if (n <= 0) break;
-    for (long offset = 0; offset < n;) {
-      struct linux_dirent64 {
-        uint64_t d_ino;
-        int64_t d_off;
-        unsigned short d_reclen;
-        unsigned char d_type;
-        char d_name[1];
-      };
-      auto* entry = reinterpret_cast<linux_dirent64*>(buffer + offset);
-      offset += entry->d_reclen;
-      long tid = 0;
-      const char* p = entry->d_name;
-      if (*p < '0' || *p > '9') continue;
-      for (; *p >= '0' && *p <= '9'; ++p) tid = tid * 10 + (*p - '0');
-      if (count < capacity) out[count] = static_cast<pid_t>(tid);
-      ++count;
-    }
-  }
-  syscall(SYS_close, fd);
-  return count;
-}
-
-bool contains(const pid_t* list, size_t count, pid_t tid) {
-  for (size_t i = 0; i < count; ++i) {
-    if (list[i] == tid) return true;
-  }
-  return false;
 }
 
 }  // namespace
@@ -264,7 +227,7 @@ bool WorldStop::stop_with_signals(StoppedThread* slots, size_t capacity, const p
   pid_t tasks[4096];
   // Stop what is there; list again; stop the newcomers; until a listing finds nobody new.
   for (int round = 0; round < 64; ++round) {
-    const size_t listed = list_tasks(tasks, 4096);
+    const size_t listed = list_threads(getpid(), tasks, 4096);
     if (listed > 4096) {
       std::snprintf(failure, failure_size, "more than 4096 threads");
       resume();
@@ -273,7 +236,7 @@ bool WorldStop::stop_with_signals(StoppedThread* slots, size_t capacity, const p
     size_t added = 0;
     for (size_t i = 0; i < listed; ++i) {
       const pid_t tid = tasks[i];
-      if (tid == self || contains(excluded, excluded_count, tid)) continue;
+      if (tid == self || contains_tid(excluded, excluded_count, tid)) continue;
       bool known = false;
       for (size_t j = 0; j < count && !known; ++j) known = slots[j].tid == tid;
       if (known) continue;
@@ -293,9 +256,7 @@ bool WorldStop::stop_with_signals(StoppedThread* slots, size_t capacity, const p
       if (state != nullptr && try_park(state->blocking_call)) {
         if (parked_thread_is_asleep(getpid(), tid, state->blocking_call)) {
           slot.parked = true;
-          for (int r = 0; r < 7; ++r) slot.registers[r] = state->blocking_call.registers[r];
-          slot.register_count = 6;
-          slot.stack_pointer = static_cast<uintptr_t>(state->blocking_call.registers[6]);
+          take_parked_registers(slot, state->blocking_call);
           slot.acknowledged_epoch = epoch_;
           continue;
         }
@@ -362,6 +323,45 @@ void WorldStop::resume() {
     if (!slots_[i].parked) continue;
     if (alloc::ThreadState* state = thread_state_of(slots_[i].tid)) unpark(state->blocking_call);
   }
+}
+
+void take_parked_registers(StoppedThread& slot, const alloc::BlockingCallRecord& record) {
+  for (int i = 0; i < 7; ++i) slot.registers[i] = record.registers[i];
+  slot.register_count = 6;  // rbx rbp r12-r15; [6] is the stack pointer
+  slot.stack_pointer = static_cast<uintptr_t>(record.registers[6]);
+}
+
+bool contains_tid(const pid_t* list, size_t count, pid_t tid) {
+  for (size_t i = 0; i < count; ++i) {
+    if (list[i] == tid) return true;
+  }
+  return false;
+}
+
+// The thread ids of process `pid`, with raw system calls. Returns how many (may exceed capacity).
+size_t list_threads(pid_t pid, pid_t* out, size_t capacity) {
+  char path[64];
+  proc_task_path(path, pid, 0, "");
+  const long fd = raw_syscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  size_t count = 0;
+  alignas(8) char buffer[4096];
+  for (;;) {
+    const long n = raw_syscall(SYS_getdents64, fd, reinterpret_cast<long>(buffer), sizeof(buffer));
+    if (n <= 0) break;
+    for (long offset = 0; offset < n;) {
+      const auto reclen = *reinterpret_cast<unsigned short*>(buffer + offset + 16);
+      const char* name = buffer + offset + 19;
+      offset += reclen;
+      if (*name < '0' || *name > '9') continue;
+      long tid = 0;
+      for (; *name >= '0' && *name <= '9'; ++name) tid = tid * 10 + (*name - '0');
+      if (count < capacity) out[count] = static_cast<pid_t>(tid);
+      ++count;
+    }
+  }
+  raw_syscall(SYS_close, fd);
+  return count;
 }
 
 }  // namespace heapkeeper::collect

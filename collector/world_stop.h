@@ -26,6 +26,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "allocator/thread_registry.h"
+
 namespace heapkeeper::collect {
 
 inline constexpr int kSuspendSignal = 30;  // SIGPWR on x86-64 Linux
@@ -52,6 +54,13 @@ bool install_suspend_handler();
 // does). Under ptrace (the default) masks are left exactly as the program asks.
 // Returns the set to pass on: `requested`, or a copy in `scratch` without the suspend signal.
 const sigset_t* without_suspend_signal(int how, const sigset_t* requested, sigset_t* scratch);
+
+// The thread ids of process `pid` from /proc/PID/task, with raw system calls (safe on the tracer
+// task and with part of the world stopped). Returns how many (may exceed capacity).
+size_t list_threads(pid_t pid, pid_t* out, size_t capacity);
+bool contains_tid(const pid_t* list, size_t count, pid_t tid);
+// A thread left asleep in a wrapped blocking call: its saved registers and stack pointer.
+void take_parked_registers(StoppedThread& slot, const alloc::BlockingCallRecord& record);
 
 class WorldStop {
  public:
