@@ -20,7 +20,7 @@ uintptr_t align_up(uintptr_t value, uintptr_t alignment) { return (value + align
 // The process's current size in bytes (the first field of /proc/self/statm, in pages); 0 if
 // unreadable. Parsed in place: this runs before any heap exists.
 uint64_t current_size() {
-  const int fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  const int fd = ::open("/proc/thread-self/statm", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
   char text[128];
   const ssize_t length = ::read(fd, text, sizeof(text) - 1);

@@ -109,20 +109,8 @@ constexpr uintptr_t kLibcFramesBytes = 1024;
 // handler's frames would be missed. That needs a non-dumpable process, a handler running inside a
 // wrapped call, and a scan at that moment.
 static bool thread_sleeps_in_kernel(pid_t pid, pid_t tid) {
-  char path[64];
-  proc_task_path(path, pid, tid, "stat");
-  const long fd = raw_syscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  char text[512];
-  const long n = raw_syscall(SYS_read, fd, reinterpret_cast<long>(text), sizeof(text) - 1);
-  raw_syscall(SYS_close, fd);
-  if (n <= 0) return false;
-  // "TID (COMM) STATE ...": COMM may hold spaces and parentheses, so the last ") " counts.
-  long state_at = -1;
-  for (long i = 0; i + 2 < n; ++i) {
-    if (text[i] == ')' && text[i + 1] == ' ') state_at = i + 2;
-  }
-  return state_at > 0 && (text[state_at] == 'S' || text[state_at] == 'D');
+  const char state = thread_state_letter(pid, tid);
+  return state == 'S' || state == 'D';
 }
 
 bool parked_thread_is_asleep(pid_t pid, pid_t tid, const alloc::BlockingCallRecord& record) {

@@ -32,7 +32,8 @@ uintptr_t stack_proper_end(uintptr_t high) {
 bool read_word(uintptr_t address, uintptr_t& value) {
   iovec local{&value, sizeof(value)};
   iovec remote{reinterpret_cast<void*>(address), sizeof(value)};
-  return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == static_cast<ssize_t>(sizeof(value));
+  // Our thread id, not the pid: the main thread may have exited (pthread_exit), leaving no memory map.
+  return process_vm_readv(gettid(), &local, 1, &remote, 1, 0) == static_cast<ssize_t>(sizeof(value));
 }
 
 bool still_a_cached_stack(const alloc::ExitedStack& stack, const StoppedThread* threads, size_t thread_count,

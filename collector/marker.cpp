@@ -145,9 +145,11 @@ void Marker::scan_words(uintptr_t start, uintptr_t end) {
 
 // Roots are read through process_vm_readv on our own pid: a mapping that a not-yet-stopped thread
 // (one tearing itself down with signals blocked) unmaps during the scan then reads as an error,
-// and is skipped, instead of faulting the scanner. The heap itself never goes away.
+// and is skipped, instead of faulting the scanner. The heap itself never goes away. By our thread
+// id, not the pid: after the main thread's pthread_exit the pid names a zombie with no memory, and
+// every read would fail.
 void Marker::scan_root_copy(uintptr_t start, uintptr_t end) {
-  const pid_t self = getpid();
+  const pid_t self = gettid();
   for (uintptr_t chunk = start; chunk < end;) {
     const size_t length = end - chunk < kCopyBytes ? end - chunk : kCopyBytes;
     iovec local{copy_buffer_, length};

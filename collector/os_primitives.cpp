@@ -80,7 +80,7 @@ int run_once_under_lock(dl_phdr_info*, size_t, void* data) {
 
 size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char* scratch, size_t scratch_size) {
   ErrnoKeeper keep;
-  int fd = static_cast<int>(::syscall(SYS_openat, AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC));
+  int fd = static_cast<int>(::syscall(SYS_openat, AT_FDCWD, "/proc/thread-self/maps", O_RDONLY | O_CLOEXEC));
   if (fd < 0) return 0;
   size_t length = 0;
   while (length + 1 < scratch_size) {

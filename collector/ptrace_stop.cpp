@@ -123,6 +123,9 @@ int stop_one(TracerJob& job, StoppedThread& slot, long deadline) {
   if (seized != 0) {
     if (parked) unpark(state->blocking_call);
     if (seized == -ESRCH) return 0;
+    // The kernel refuses to seize a thread that has exited but is still listed (a zombie until
+    // its process reaps it): it runs no code and its stack is no root, so it counts as gone.
+    if (seized == -EPERM && thread_has_exited(job.pid, tid)) return 0;
     job.error = seized;
     job.failed_tid = tid;
     job.what = "PTRACE_SEIZE";
@@ -174,7 +177,7 @@ int tracer_main(void* raw) {
       const pid_t tid = tids[i];
       if (tid == job.scanner || contains_tid(job.excluded, job.excluded_count, tid)) continue;
       bool known = false;
-      for (size_t j = 0; j < job.count && !known; ++j) known = job.slots[j].tid == tid;
+      for (size_t j = 0; j < job.count && !known; ++j) known = job.slots[j].tid == tid || job.slots[j].tid == -tid;
       if (known) continue;
       if (job.count >= job.capacity) {
         job.what = "more threads than the scan can track";
@@ -188,7 +191,7 @@ int tracer_main(void* raw) {
       const int result = stop_one(job, slot, deadline);
       if (result == 1) continue;
       if (result == 0) {
-        if (!slot.seized) slot.tid = -1;
+        if (!slot.seized) slot.tid = -tid;  // gone: negative, so that the next listing knows it
         continue;
       }
       if (result == -2) {

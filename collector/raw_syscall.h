@@ -3,6 +3,9 @@
 // write the scanning thread's errno. Results are the kernel's: -errno on failure.
 #pragma once
 
+#include <fcntl.h>
+#include <sys/syscall.h>
+
 #include <cstdint>
 
 namespace heapkeeper::collect {
@@ -45,6 +48,32 @@ inline void proc_task_path(char* out, long pid, long tid, const char* name) {
     for (const char* s = name; *s != '\0'; ++s) *p++ = *s;
   }
   *p = '\0';
+}
+
+// The thread's state letter from /proc/PID/task/TID/stat, as ps shows it (R, S, D, T, t, Z, X...),
+// or 0 when the file cannot be read (the thread is gone, or the process hides it).
+inline char thread_state_letter(long pid, long tid) {
+  char path[64];
+  proc_task_path(path, pid, tid, "stat");
+  const long fd = raw_syscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char text[512];
+  const long n = raw_syscall(SYS_read, fd, reinterpret_cast<long>(text), sizeof(text) - 1);
+  raw_syscall(SYS_close, fd);
+  // "TID (COMM) STATE ...": COMM may hold spaces and parentheses, so the last ") " counts.
+  long state_at = -1;
+  for (long i = 0; i + 2 < n; ++i) {
+    if (text[i] == ')' && text[i + 1] == ' ') state_at = i + 2;
+  }
+  return state_at > 0 ? text[state_at] : '\0';
+}
+
+// Whether a listed thread has finished: gone, or a zombie its process has not reaped yet (the main
+// thread after pthread_exit stays one until the process ends). It runs no code and cannot be
+// seized or signalled to stop; its stack is no root.
+inline bool thread_has_exited(long pid, long tid) {
+  const char state = thread_state_letter(pid, tid);
+  return state == 0 || state == 'Z' || state == 'X';
 }
 
 }  // namespace heapkeeper::collect

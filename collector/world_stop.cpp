@@ -159,7 +159,7 @@ void read_stop_method_setting() {
 // (or the whole process) for calling ptrace, and a process already traced (gdb, strace) refuses.
 // Empty when ptrace may be tried. Runs before the world is stopped (it uses stdio).
 const char* reason_to_avoid_ptrace() {
-  FILE* status = std::fopen("/proc/self/status", "re");
+  FILE* status = std::fopen("/proc/thread-self/status", "re");
   if (status == nullptr) return "";
   char line[256];
   const char* reason = "";
@@ -238,7 +238,7 @@ bool WorldStop::stop_with_signals(StoppedThread* slots, size_t capacity, const p
       const pid_t tid = tasks[i];
       if (tid == self || contains_tid(excluded, excluded_count, tid)) continue;
       bool known = false;
-      for (size_t j = 0; j < count && !known; ++j) known = slots[j].tid == tid;
+      for (size_t j = 0; j < count && !known; ++j) known = slots[j].tid == tid || slots[j].tid == -tid;
       if (known) continue;
       if (count >= capacity) {
         std::snprintf(failure, failure_size, "more threads than the scan can track");
@@ -263,10 +263,13 @@ bool WorldStop::stop_with_signals(StoppedThread* slots, size_t capacity, const p
         unpark(state->blocking_call);
       }
       g_slot_count.store(count, std::memory_order_release);  // the handler looks its slot up by tid
-      if (!send_suspend_signal(tid)) slot.tid = -1;          // already gone
+      // Gone, or a zombie (the main thread after pthread_exit) that would never answer.
+      if (thread_has_exited(getpid(), tid) || !send_suspend_signal(tid)) slot.tid = -tid;
     }
     // Wait for every signalled thread; one that is gone counts as done.
-    const uint64_t deadline = monotonic_ns() + 3'000'000'000ull;
+    const uint64_t waiting_since = monotonic_ns();
+    const uint64_t deadline = waiting_since + 3'000'000'000ull;
+    const uint64_t patience = waiting_since + 20'000'000ull;  // after this, /proc is read for exits
     for (;;) {
       size_t waiting = 0;
       pid_t stuck = 0;
@@ -282,8 +285,8 @@ bool WorldStop::stop_with_signals(StoppedThread* slots, size_t capacity, const p
           __atomic_store_n(&s.acknowledged_epoch, epoch_, __ATOMIC_RELEASE);
           continue;
         }
-        if (!thread_exists(s.tid)) {
-          s.tid = -1;
+        if (!thread_exists(s.tid) || (monotonic_ns() > patience && thread_has_exited(getpid(), s.tid))) {
+          s.tid = -s.tid;  // exited meanwhile (a zombie still accepts signals, and ignores them)
           continue;
         }
         ++waiting;

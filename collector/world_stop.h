@@ -33,7 +33,7 @@ namespace heapkeeper::collect {
 inline constexpr int kSuspendSignal = 30;  // SIGPWR on x86-64 Linux
 
 struct StoppedThread {
-  pid_t tid;
+  pid_t tid;  // negative: listed, but gone (or a zombie) before it could be stopped
   uint32_t acknowledged_epoch;
   uintptr_t stack_pointer;
   bool seized;  // ptrace: attached

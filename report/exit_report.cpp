@@ -45,7 +45,7 @@ std::string read_file(const char* path) { return read_whole_file(path); }
 
 nlohmann::json command_line() {
   nlohmann::json args = nlohmann::json::array();
-  std::string raw = read_file("/proc/self/cmdline");
+  std::string raw = read_file("/proc/thread-self/cmdline");
   size_t start = 0;
   while (start < raw.size()) {
     size_t end = raw.find('\0', start);
@@ -58,7 +58,7 @@ nlohmann::json command_line() {
 
 std::string program_path() {
   char buffer[4096];
-  ssize_t n = ::readlink("/proc/self/exe", buffer, sizeof(buffer) - 1);
+  ssize_t n = ::readlink("/proc/thread-self/exe", buffer, sizeof(buffer) - 1);
   return n > 0 ? json_text(std::string_view(buffer, static_cast<size_t>(n))) : std::string("?");
 }
 

@@ -278,7 +278,9 @@ bool Symbolizer::read_module_list_locked() {
   // Re-reporting keeps modules whose name and range are unchanged, with their already loaded ELF
   // and DWARF, and drops the ones that are gone (dlclose).
   libdw()->report_begin(session_);
-  const int status = libdw()->linux_proc_report(session_, session_pid_);
+  // By our own thread id, not the pid: once the main thread has called pthread_exit, the process's
+  // /proc/PID/maps reads empty (the zombie leader has no memory map) while /proc/TID/maps does not.
+  const int status = libdw()->linux_proc_report(session_, static_cast<pid_t>(::gettid()));
   // Must close the reporting phase even on failure, or the session cannot be queried.
   const bool ended = libdw()->report_end(session_, nullptr, nullptr) == 0;
   return status == 0 && ended;

@@ -81,7 +81,7 @@ uint64_t process_start_ticks() {
 }
 
 std::string read_command_line() {
-  std::string text = report::read_whole_file("/proc/self/cmdline");
+  std::string text = report::read_whole_file("/proc/thread-self/cmdline");
   for (char& c : text) {
     if (c == '\0') c = ' ';
   }
@@ -176,7 +176,7 @@ bool create_segment(Publisher& p) {
   h.process_start_ticks = process_start_ticks();
   h.publish_interval_ms = kPublishIntervalMs;
   char exe[256] = {};
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  ssize_t n = readlink("/proc/thread-self/exe", exe, sizeof(exe) - 1);
   if (n > 0) exe[n] = '\0';
   copy_text(h.program, sizeof(h.program), exe);
   copy_text(h.command_line, sizeof(h.command_line), read_command_line());
