@@ -226,7 +226,7 @@ in_run() {
 }
 
 # sampler DIR TOKEN ROOT STOP: until the file STOP exists, reads `heapkeeper stats --json` of every
-# tracked process of the run (a segment /dev/shm/heapkeeper.PID) into DIR/stats.PID.N.json: at
+# tracked process of the run (a segment /dev/shm/heapkeeper.PID.NONCE) into DIR/stats.PID.N.json: at
 # once when it appears, then about once a second, at most 120 times. A read that fails while the
 # process and its segment are still there is retried once, then logged in DIR/errors.log.
 sampler() {
@@ -234,8 +234,9 @@ sampler() {
   local -A taken=() last=() foreign=()
   mkdir -p "$dir"
   while [[ ! -e $stop ]]; do
-    for segment in /dev/shm/heapkeeper.*; do
-      pid=${segment##*.}
+    for segment in /dev/shm/heapkeeper.*.*; do
+      pid=${segment#/dev/shm/heapkeeper.}
+      pid=${pid%%.*}
       [[ $pid =~ ^[0-9]+$ && -z ${foreign[$pid]:-} ]] || continue
       n=${taken[$pid]:-0}
       ((n < 120)) || continue

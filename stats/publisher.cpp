@@ -12,6 +12,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -37,6 +38,7 @@
 #include "report/exit_report.h"
 #include "report/json_text.h"
 #include "report/read_file.h"
+#include "stats/segment_files.h"
 #include "stats/shm_layout.h"
 #include "stats/snapshot_builder.h"
 
@@ -49,7 +51,8 @@ constexpr uint32_t kPublishIntervalMs = 500;
 
 struct Publisher {
   uint32_t start_delay_ms = 0;  // forked children wait: most of them exec or exit at once
-  std::string name;
+  // Written before `creating` is set, read by the exit handler: a fixed array, never reallocated.
+  char name[64] = {};
   std::unique_ptr<bip::mapped_region> region;
   SharedSegment* segment = nullptr;
   // Set just before the segment's file is created: a process that exits while its publisher
@@ -59,6 +62,7 @@ struct Publisher {
   SnapshotBuilder builder;
   std::mutex publish_mutex;  // the publisher thread and the exit handler both publish
   uint32_t handled_request = 0;
+  bool published_watched = false;  // the last snapshot has the site and leak tables
   uint64_t start_ns = 0;
 };
 
@@ -68,16 +72,6 @@ uint64_t realtime_ns() {
   timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
   return static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
-}
-
-uint64_t process_start_ticks() {
-  const std::string text = report::read_whole_file("/proc/self/stat");
-  size_t close = text.rfind(')');
-  if (close == std::string::npos) return 0;
-  // Fields after the command name start at field 3; the start time is field 22.
-  size_t position = close + 2;
-  for (int field = 3; field < 22 && position != std::string::npos; ++field) position = text.find(' ', position) + 1;
-  return position == std::string::npos ? 0 : std::strtoull(text.c_str() + position, nullptr, 10);
 }
 
 std::string read_command_line() {
@@ -96,54 +90,68 @@ void copy_text(char* out, size_t capacity, const std::string& text) {
 }
 
 // Processes killed by a signal never reach their exit handler, so their segments stay behind.
-// Each new producer removes those that are certainly dead: its uid's, a valid heapkeeper header,
-// no such pid here, and no heartbeat for 10 s (a process in another pid namespace sharing
-// /dev/shm still beats twice a second). /dev/shm cannot fill up with a restarted service's remains.
+// Each new producer removes its uid's that are certainly remains (segment_is_remains: no heartbeat
+// for 10 s, our pid namespace, producer gone), so /dev/shm cannot fill up with a restarted
+// service's remains.
 void remove_stale_segments() {
   DIR* dir = opendir("/dev/shm");
   if (dir == nullptr) return;
-  const size_t prefix = std::strlen(kSegmentPrefix);
   const uint64_t now = realtime_ns();
+  const PidNamespace ours = own_pid_namespace();
   while (dirent* entry = readdir(dir)) {
-    if (std::strncmp(entry->d_name, kSegmentPrefix, prefix) != 0) continue;
-    char* end = nullptr;
-    const long pid = std::strtol(entry->d_name + prefix, &end, 10);
-    if (end == nullptr || *end != '\0' || pid <= 0 || pid == getpid()) continue;
-    if (kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
-    const std::string path = std::string("/dev/shm/") + entry->d_name;
+    if (segment_name_pid(entry->d_name) == 0) continue;
+    const std::string path = std::string(kSegmentDirectory) + entry->d_name;
     const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) continue;
     struct stat st;
     SegmentHeader header;
-    const bool owned = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == getuid();
-    // A producer killed while creating its segment leaves it shorter than a header: gone for good
-    // once its pid is dead and the file has not changed for 10 s.
-    const uint64_t modified_ns =
-        static_cast<uint64_t>(st.st_mtim.tv_sec) * 1000000000ull + static_cast<uint64_t>(st.st_mtim.tv_nsec);
-    const bool truncated =
-        owned && static_cast<size_t>(st.st_size) < sizeof(header) && modified_ns + 10'000'000'000ull < now;
-    const bool ours =
-        truncated ||
-        (owned && pread(fd, &header, sizeof(header), 0) == static_cast<ssize_t>(sizeof(header)) &&
-         header.magic == kSegmentMagic && header.producer_pid == pid && header.heartbeat_ns + 10'000'000'000ull < now);
+    bool remains = false;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == getuid()) {
+      const bool whole = pread(fd, &header, sizeof(header), 0) == static_cast<ssize_t>(sizeof(header));
+      const bool short_file = static_cast<size_t>(st.st_size) < sizeof(header);
+      remains = (whole || short_file) && segment_is_remains(whole ? &header : nullptr, st, now, ours);
+    }
     close(fd);
-    if (ours) unlink(path.c_str());
+    if (remains) unlink(path.c_str());
   }
   closedir(dir);
 }
 
+// 64 unpredictable bits for the segment's name. getrandom does not block once the kernel's pool
+// is ready (long before any program runs); if it fails, the clock and addresses ASLR placed.
+uint64_t name_nonce() {
+  uint64_t nonce = 0;
+  if (getrandom(&nonce, sizeof(nonce), GRND_NONBLOCK) == static_cast<ssize_t>(sizeof(nonce))) return nonce;
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  nonce = static_cast<uint64_t>(now.tv_nsec) * 0x9e3779b97f4a7c15ull ^ reinterpret_cast<uintptr_t>(&now) ^
+          (reinterpret_cast<uintptr_t>(&name_nonce) << 17);
+  return nonce ^ (static_cast<uint64_t>(getpid()) << 40);
+}
+
+// Creates the segment's file under a fresh name (create_only is O_CREAT|O_EXCL: nobody's file is
+// ever opened in its place). A name already taken is tried again with new random bits.
+bip::shared_memory_object create_exclusively(Publisher& p) {
+  for (int attempt = 0;; ++attempt) {
+    std::snprintf(p.name, sizeof(p.name), "%s", segment_name(getpid(), name_nonce()).c_str());
+    p.creating.store(true, std::memory_order_release);
+    try {
+      return bip::shared_memory_object(bip::create_only, p.name, bip::read_write, bip::permissions(0600));
+    } catch (const bip::interprocess_exception& error) {
+      p.creating.store(false, std::memory_order_release);
+      if (error.get_error_code() != bip::already_exists_error || attempt >= 3) throw;
+    }
+  }
+}
+
 bool create_segment(Publisher& p) {
   remove_stale_segments();
-  p.name = std::string(kSegmentPrefix) + std::to_string(getpid());
   try {
-    bip::shared_memory_object::remove(p.name.c_str());  // a stale one from a dead process with our pid
-    p.creating.store(true, std::memory_order_release);
-    bip::permissions owner_only(0600);
-    bip::shared_memory_object shm(bip::create_only, p.name.c_str(), bip::read_write, owner_only);
+    bip::shared_memory_object shm = create_exclusively(p);
     const int fd = shm.get_mapping_handle().handle;
     const int reserved = posix_fallocate(fd, 0, sizeof(SharedSegment));
     if (reserved != 0) {
-      bip::shared_memory_object::remove(p.name.c_str());
+      bip::shared_memory_object::remove(p.name);
       alloc::DiagnosticLine()
           .text("live stats disabled: cannot reserve ")
           .bytes(sizeof(SharedSegment))
@@ -173,7 +181,10 @@ bool create_segment(Publisher& p) {
   h.producer_uid = getuid();
   h.producer_pid = getpid();
   h.start_time_ns = p.start_ns;
-  h.process_start_ticks = process_start_ticks();
+  h.process_start_ticks = process_start_ticks(getpid());
+  const PidNamespace ns = own_pid_namespace();
+  h.pid_namespace_device = ns.device;
+  h.pid_namespace_inode = ns.inode;
   h.publish_interval_ms = kPublishIntervalMs;
   char exe[256] = {};
   ssize_t n = readlink("/proc/thread-self/exe", exe, sizeof(exe) - 1);
@@ -185,12 +196,18 @@ bool create_segment(Publisher& p) {
   return true;
 }
 
+// Whether a reader that looks at stacks left its heartbeat in the last 30 s.
+bool reader_watching(const Publisher& p, uint64_t now) {
+  const uint64_t heartbeat = __atomic_load_n(&p.segment->channel.reader_heartbeat_ns, __ATOMIC_ACQUIRE);
+  return heartbeat != 0 && heartbeat + 30'000'000'000ull > now;
+}
+
 void publish(Publisher& p) {
   std::lock_guard<std::mutex> lock(p.publish_mutex);
   const uint64_t now = realtime_ns();
-  const uint64_t heartbeat = __atomic_load_n(&p.segment->channel.reader_heartbeat_ns, __ATOMIC_ACQUIRE);
-  const bool watched = heartbeat != 0 && heartbeat + 30'000'000'000ull > now;
+  const bool watched = reader_watching(p, now);
   p.builder.build(*p.scratch, now, p.start_ns, watched);
+  p.published_watched = watched;
   publish_snapshot(*p.segment, *p.scratch);
   __atomic_store_n(&p.segment->header.heartbeat_ns, now, __ATOMIC_RELEASE);
 }
@@ -273,7 +290,10 @@ void publisher_thread() {
   uint64_t next_publish = 0;
   for (;;) {
     const uint64_t now = realtime_ns();
-    if (now >= next_publish) {
+    // A reader that starts watching wakes us (SegmentReader::snapshot): it gets the tables at
+    // once rather than at the next interval.
+    const bool watcher_arrived = !p.published_watched && reader_watching(p, now);
+    if (now >= next_publish || watcher_arrived) {
       try {
         publish(p);
       } catch (const std::exception& error) {  // this snapshot is lost; the next one may succeed
@@ -306,13 +326,8 @@ void at_exit() {
   Publisher* p = g_publisher;
   if (p == nullptr) return;
   if (__atomic_load_n(&p->segment, __ATOMIC_ACQUIRE) == nullptr) {
-    if (p->creating.load(std::memory_order_acquire)) {
-      // The publisher thread is part-way through creating it (and may write p->name): unlink by
-      // the name it is using, which depends only on our pid.
-      char name[64];
-      std::snprintf(name, sizeof(name), "%s%d", kSegmentPrefix, static_cast<int>(getpid()));
-      bip::shared_memory_object::remove(name);
-    }
+    // The publisher thread is part-way through creating it: unlink by the name it is using.
+    if (p->creating.load(std::memory_order_acquire)) bip::shared_memory_object::remove(p->name);
     return;
   }
   try {
@@ -321,7 +336,7 @@ void at_exit() {
     alloc::DiagnosticLine().text("publishing the final live stats failed: ").text(error.what()).emit();
   }
   __atomic_store_n(&p->segment->header.state, static_cast<uint32_t>(ProducerState::kExited), __ATOMIC_RELEASE);
-  bip::shared_memory_object::remove(p->name.c_str());
+  bip::shared_memory_object::remove(p->name);
 }
 
 }  // namespace

@@ -2,9 +2,10 @@
 //
 // One versioned, fixed-width schema included by both ends, as memray's records.h: no pointers, no
 // std types, only fixed-size arrays and integers, so a reader in another process (or another
-// build) can check it before trusting it. Each tracked process creates /dev/shm/heapkeeper.<pid>
-// (mode 0600) holding one SharedSegment:
-//  - a header identifying the producer (magic, version, sizes, uid, pid, start time, program);
+// build) can check it before trusting it. Each tracked process creates
+// /dev/shm/heapkeeper.<pid>.<random> (mode 0600, O_EXCL; see segment_files.h) holding one SharedSegment:
+//  - a header identifying the producer (magic, version, sizes, uid, pid, pid namespace, start time,
+//    program);
 //  - a snapshot published by a background thread at least twice a second under a seqlock: the
 //    producer makes `sequence` odd, copies, makes it even again; a reader copies the snapshot and
 //    keeps it only if `sequence` was the same even number before and after. Readers never write
@@ -25,8 +26,7 @@
 namespace heapkeeper::stats {
 
 inline constexpr uint64_t kSegmentMagic = 0x5045454b50414548ull;  // "HEAPKEEP" little-endian
-inline constexpr uint32_t kLayoutVersion = 1;
-inline constexpr const char* kSegmentPrefix = "heapkeeper.";  // + pid, under /dev/shm
+inline constexpr uint32_t kLayoutVersion = 2;
 
 inline constexpr uint32_t kMaxSites = 100;
 inline constexpr uint32_t kMaxFrames = 16;
@@ -135,7 +135,11 @@ struct SegmentHeader {
   int32_t producer_pid;
   uint64_t start_time_ns;        // CLOCK_REALTIME at start
   uint64_t process_start_ticks;  // /proc/<pid>/stat field 22: tells a reused pid from the producer
-  uint32_t state;                // ProducerState
+  // The producer's pid namespace (/proc/self/ns/pid): a reader in another namespace sharing
+  // /dev/shm sees another process under that pid, and must neither trust nor remove the segment.
+  uint64_t pid_namespace_device;
+  uint64_t pid_namespace_inode;
+  uint32_t state;  // ProducerState
   uint32_t publish_interval_ms;
   uint64_t heartbeat_ns;  // CLOCK_REALTIME of the last publish
   char program[256];

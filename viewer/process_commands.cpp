@@ -6,6 +6,7 @@
 #include "viewer/process_commands.h"
 
 #include <fmt/core.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -54,6 +55,23 @@ nlohmann::json frames_json(const stats::Frame* frames, uint32_t depth) {
   return out;
 }
 
+// How long ago the snapshot was published.
+uint64_t age_ns(const stats::Snapshot& s) {
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  const uint64_t now_ns = static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
+  return now_ns > s.time_ns ? now_ns - s.time_ns : 0;
+}
+
+// A stopped process (SIGSTOP, or stopped by a debugger) cannot answer until it is continued.
+bool refuse_if_stopped(const SegmentReader& reader, pid_t pid, const char* what) {
+  const SegmentInfo info = reader.info();
+  if (!info.stopped()) return false;
+  fmt::print(stderr, "heapkeeper: cannot {} pid {}: the process is {} (continue it with kill -CONT {})\n", what, pid,
+             info.state_name(), pid);
+  return true;
+}
+
 uint64_t last_leaked_bytes(const stats::Snapshot& s) {
   return s.scan_count == 0 ? 0 : s.scans[s.scan_count - 1].leaked_bytes;
 }
@@ -64,6 +82,8 @@ nlohmann::json snapshot_json(const SegmentInfo& info, const stats::Snapshot& s) 
   doc["program"] = report::json_text(info.program);
   doc["command_line"] = report::json_text(info.command_line);
   doc["running"] = info.producer_alive;
+  doc["state"] = info.state_name();
+  doc["snapshot_age_seconds"] = static_cast<double>(age_ns(s)) / 1e9;
   doc["uptime_seconds"] = static_cast<double>(s.uptime_ns) / 1e9;
   doc["live_bytes"] = s.live_bytes;
   doc["live_blocks"] = s.live_blocks;
@@ -175,25 +195,33 @@ int list_processes(bool json, bool clean) {
   if (!json)
     fmt::print("{:>8}  {:<10}  {:>9}  {:>11}  {:>11}  {}\n", "PID", "STATE", "UPTIME", "LIVE", "LEAKED", "PROGRAM");
   auto snapshot = std::make_unique<stats::Snapshot>();
-  for (pid_t pid : SegmentReader::list_segments()) {
+  for (const SegmentFile& file : SegmentReader::list_files()) {
+    const pid_t pid = file.pid;
     SegmentReader reader;
     std::string error;
-    if (!reader.open(pid, false, error)) {
+    if (!reader.open_file(file, false, error)) {
+      const bool removed = clean && SegmentReader::remove_if_remains(file);
+      const char* state = removed ? "removed" : "unreadable";
       if (json)
-        rows.push_back({{"pid", pid}, {"state", "unreadable"}, {"error", report::json_text(error)}});
+        rows.push_back({{"pid", pid},
+                        {"state", state},
+                        {"path", report::json_text(file.path)},
+                        {"error", report::json_text(error)}});
       else
-        fmt::print("{:>8}  {:<10}  {}\n", pid, "unreadable", error);
+        fmt::print("{:>8}  {:<10}  {}\n", pid, state, printable(error));
       continue;
     }
     const SegmentInfo info = reader.info();
     const bool have = reader.snapshot(*snapshot, error);
-    const char* state = info.producer_alive ? "running" : info.producer_exited ? "exited" : "stale";
-    if (!info.producer_alive && clean) {
-      if (unlink(SegmentReader::segment_path(pid).c_str()) == 0) state = "removed";
-    }
+    std::string state = info.state_name();
+    // Only what is certainly the remains of a dead process of our pid namespace, with no
+    // heartbeat for 10 s: a process in another namespace sharing /dev/shm keeps its segment.
+    if (!info.producer_alive && clean && SegmentReader::remove_if_remains(file)) state = "removed";
     if (json) {
       rows.push_back({{"pid", pid},
                       {"state", state},
+                      {"running", info.producer_alive},
+                      {"path", report::json_text(file.path)},
                       {"program", report::json_text(info.program)},
                       {"uptime_seconds", have ? static_cast<double>(snapshot->uptime_ns) / 1e9 : 0.0},
                       {"live_bytes", have ? snapshot->live_bytes : 0},
@@ -218,8 +246,10 @@ int show_stats(pid_t pid, bool json) {
     fmt::print("{}\n", snapshot_json(info, s).dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     return 0;
   }
-  fmt::print("pid {} {} ({}), up {}\n", info.pid, printable(info.program), info.producer_alive ? "running" : "exited",
-             uptime_text(s.uptime_ns));
+  std::string state = info.state_name();
+  // A stopped process publishes nothing: say how old its figures are.
+  if (info.stopped()) state += fmt::format(": figures from {} ago", uptime_text(age_ns(s)));
+  fmt::print("pid {} {} ({}), up {}\n", info.pid, printable(info.program), state, uptime_text(s.uptime_ns));
   fmt::print("  live {} in {} blocks (peak {}), {:.0f} allocs/s, {:.0f} frees/s\n", human_bytes(s.live_bytes),
              s.live_blocks, human_bytes(s.peak_live_bytes), s.allocation_rate, s.free_rate);
   fmt::print("  heap: mapped {}, resident {}, returned to the OS {}\n", human_bytes(s.heap_mapped_bytes),
@@ -245,6 +275,7 @@ int request_scan(pid_t pid, bool json) {
     fmt::print(stderr, "heapkeeper: {}\n", error);
     return 1;
   }
+  if (refuse_if_stopped(reader, pid, "scan")) return 1;
   if (!reader.command(stats::Command::kScan, 60000, response, error)) {
     fmt::print(stderr, "heapkeeper: scan of pid {} failed: {}\n", pid, error);
     return 1;
@@ -274,6 +305,7 @@ int fetch_report(pid_t pid, bool json, size_t sites_shown, size_t frames_shown) 
     fmt::print(stderr, "heapkeeper: {}\n", error);
     return 1;
   }
+  if (refuse_if_stopped(reader, pid, "report on")) return 1;
   if (!reader.command(stats::Command::kReport, 60000, response, error)) {
     fmt::print(stderr, "heapkeeper: report of pid {} failed: {}\n", pid, error);
     return 1;

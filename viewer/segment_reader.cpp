@@ -20,7 +20,10 @@
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
+
+#include "stats/segment_files.h"
 
 namespace heapkeeper::view {
 namespace {
@@ -52,17 +55,54 @@ void sanitise_frames(stats::Frame* frames, uint32_t& depth) {
   }
 }
 
-uint64_t start_ticks_of(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+// The state letter of a /proc/.../stat file (R, S, D, T, t, Z, X, I), or 0 if it cannot be read.
+char stat_state_letter(const std::string& path) {
+  std::ifstream in(path);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  size_t close = text.rfind(')');
-  if (close == std::string::npos) return 0;
-  size_t position = close + 2;
-  for (int field = 3; field < 22 && position != std::string::npos; ++field) {
-    position = text.find(' ', position);
-    if (position != std::string::npos) ++position;
+  const size_t close = text.rfind(')');
+  return close != std::string::npos && close + 2 < text.size() ? text[close + 2] : '\0';
+}
+
+// The process's state as ps shows it, or 0 if it is not there. That is its main thread's, except
+// when the main thread has ended (pthread_exit) and stays a zombie while the others run: then
+// the most active state among its threads.
+char process_state_letter(pid_t pid) {
+  const std::string base = "/proc/" + std::to_string(pid);
+  const char leader = stat_state_letter(base + "/stat");
+  if (leader != 'Z' && leader != 'X') return leader;
+  static constexpr const char* kActiveFirst = "RDSItTZX";
+  char best = leader;
+  DIR* tasks = opendir((base + "/task").c_str());
+  if (tasks == nullptr) return leader;
+  while (dirent* entry = readdir(tasks)) {
+    if (entry->d_name[0] < '1' || entry->d_name[0] > '9') continue;
+    const char state = stat_state_letter(base + "/task/" + entry->d_name + "/stat");
+    const char* rank = state != '\0' ? std::strchr(kActiveFirst, state) : nullptr;
+    if (rank != nullptr && rank < std::strchr(kActiveFirst, best)) best = state;
   }
-  return position == std::string::npos ? 0 : std::strtoull(text.c_str() + position, nullptr, 10);
+  closedir(tasks);
+  return best;
+}
+
+// The real, effective, saved and filesystem uids of a process, from /proc/PID/status.
+std::vector<uid_t> process_uids(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  std::vector<uid_t> uids;
+  while (std::getline(in, line)) {
+    if (line.rfind("Uid:", 0) != 0) continue;
+    std::istringstream fields(line.substr(4));
+    unsigned long uid = 0;
+    while (fields >> uid) uids.push_back(static_cast<uid_t>(uid));
+    break;
+  }
+  return uids;
+}
+
+uint64_t realtime_ns() {
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
 }
 
 }  // namespace
@@ -75,10 +115,29 @@ void SegmentReader::close() {
   mapping_ = nullptr;
   segment_ = nullptr;
   fd_ = -1;
+  path_.clear();
 }
 
-std::string SegmentReader::segment_path(pid_t pid) {
-  return "/dev/shm/" + std::string(stats::kSegmentPrefix) + std::to_string(pid);
+std::string SegmentInfo::state_name() const {
+  if (!producer_alive) return producer_exited ? "exited" : "stale";
+  switch (process_state) {
+    case 'R':
+      return "running";
+    case 'S':
+      return "sleeping";
+    case 'D':
+      return "disk-sleep";
+    case 'T':
+      return "stopped";
+    case 't':
+      return "traced";
+    case 'Z':
+      return "zombie";
+    case 'I':
+      return "idle";
+    default:
+      return "running";
+  }
 }
 
 bool SegmentReader::validate(const void* data, size_t size, uid_t owner, std::string& error) {
@@ -166,11 +225,79 @@ bool SegmentReader::open_path(const std::string& path, bool for_commands, std::s
   }
   segment_ = static_cast<const SharedSegment*>(mapping_);
   writable_ = for_commands;
+  owner_ = st.st_uid;
+  path_ = path;
   return true;
 }
 
+// Whether the open segment may be believed to be process `pid`'s. Anyone can create a file in
+// /dev/shm and give it any contents: a reader (root especially) must not show figures another
+// user forged for a process of someone else's.
+bool SegmentReader::trusted_for(pid_t pid, std::string& error) const {
+  stats::SegmentHeader header;
+  std::memcpy(&header, &segment_->header, sizeof(header));
+  if (header.producer_pid != pid) {
+    error = path_ + " names pid " + std::to_string(header.producer_pid) + ", not " + std::to_string(pid);
+    return false;
+  }
+  if (!(stats::namespace_of(header) == stats::own_pid_namespace())) {
+    error = path_ + " was made by a process in another pid namespace (its pid " + std::to_string(pid) +
+            " is not this one's)";
+    return false;
+  }
+  const std::vector<uid_t> uids = process_uids(pid);
+  if (uids.empty()) return true;  // the process is gone: the segment reads as stale
+  // Only root can make a file root's, and root could read the process anyway.
+  if (owner_ == 0 || std::find(uids.begin(), uids.end(), owner_) != uids.end()) return true;
+  error = path_ + " belongs to uid " + std::to_string(owner_) + " but pid " + std::to_string(pid) + " runs as uid " +
+          std::to_string(uids.size() > 1 ? uids[1] : uids[0]) + ": refused (not made by that process)";
+  return false;
+}
+
+bool SegmentReader::open_file(const SegmentFile& file, bool for_commands, std::string& error) {
+  if (!open_path(file.path, for_commands, error)) return false;
+  if (trusted_for(file.pid, error)) return true;
+  close();
+  return false;
+}
+
 bool SegmentReader::open(pid_t pid, bool for_commands, std::string& error) {
-  return open_path(segment_path(pid), for_commands, error);
+  std::vector<SegmentFile> candidates;
+  for (SegmentFile& file : list_files()) {
+    if (file.pid == pid) candidates.push_back(std::move(file));
+  }
+  if (candidates.empty()) {
+    error = "no heapkeeper segment for pid " + std::to_string(pid) +
+            " in /dev/shm (is the process running under heapkeeper?)";
+    return false;
+  }
+  // Several files for one pid: the remains of an earlier process that had the pid, or a forgery.
+  // The one whose producer runs wins; else the one that beat last.
+  std::string first_error;
+  std::string best_path;
+  uint64_t best_heartbeat = 0;
+  bool best_alive = false;
+  for (const SegmentFile& file : candidates) {
+    std::string reason;
+    if (!open_file(file, for_commands, reason)) {
+      if (first_error.empty()) first_error = reason;
+      continue;
+    }
+    const bool alive = info().producer_alive;
+    const uint64_t heartbeat = load(segment_->header.heartbeat_ns);
+    if (best_path.empty() || (alive && !best_alive) || (alive == best_alive && heartbeat > best_heartbeat)) {
+      best_path = file.path;
+      best_alive = alive;
+      best_heartbeat = heartbeat;
+    }
+  }
+  if (best_path.empty()) {
+    close();
+    error = first_error;
+    return false;
+  }
+  if (path_ != best_path) return open_file({pid, best_path}, for_commands, error);
+  return true;
 }
 
 SegmentInfo SegmentReader::info() const {
@@ -185,8 +312,8 @@ SegmentInfo SegmentReader::info() const {
   info.command_line = bounded_string(header.command_line);
   info.start_time_ns = header.start_time_ns;
   info.producer_exited = load(segment_->header.state) == static_cast<uint32_t>(stats::ProducerState::kExited);
-  info.producer_alive = !info.producer_exited && kill(info.pid, 0) == 0 &&
-                        (header.process_start_ticks == 0 || start_ticks_of(info.pid) == header.process_start_ticks);
+  info.producer_alive = !info.producer_exited && stats::producer_runs(header, stats::own_pid_namespace());
+  if (info.producer_alive) info.process_state = process_state_letter(info.pid);
   return info;
 }
 
@@ -227,7 +354,15 @@ bool SegmentReader::snapshot(stats::Snapshot& out, std::string& error) const {
     __atomic_store_n(&channel->reader_heartbeat_ns,
                      static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec),
                      __ATOMIC_RELEASE);
-    for (int waited = 0; waited < 30 && read_snapshot(out, error) && out.symbolized == 0 && info().producer_alive;
+    // The producer sleeps on request_id between publications; waking it without a request makes
+    // it publish the tables at once (stats/publisher.cpp).
+    syscall(SYS_futex, &channel->request_id, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+    // A stopped process (SIGSTOP) publishes nothing until continued: take what is there.
+    const auto producer_can_answer = [this] {
+      const SegmentInfo now_info = info();
+      return now_info.producer_alive && !now_info.stopped();
+    };
+    for (int waited = 0; waited < 30 && read_snapshot(out, error) && out.symbolized == 0 && producer_can_answer();
          ++waited) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
@@ -304,20 +439,43 @@ bool SegmentReader::command(stats::Command command, int timeout_ms, std::string&
   return answered && error.empty();
 }
 
-std::vector<pid_t> SegmentReader::list_segments() {
-  std::vector<pid_t> pids;
+std::vector<SegmentFile> SegmentReader::list_files() {
+  std::vector<SegmentFile> files;
   DIR* dir = opendir("/dev/shm");
-  if (dir == nullptr) return pids;
-  const size_t prefix = std::strlen(stats::kSegmentPrefix);
+  if (dir == nullptr) return files;
   while (dirent* entry = readdir(dir)) {
-    if (std::strncmp(entry->d_name, stats::kSegmentPrefix, prefix) != 0) continue;
-    char* end = nullptr;
-    long pid = std::strtol(entry->d_name + prefix, &end, 10);
-    if (end != nullptr && *end == '\0' && pid > 0) pids.push_back(static_cast<pid_t>(pid));
+    const pid_t pid = stats::segment_name_pid(entry->d_name);
+    if (pid > 0) files.push_back({pid, std::string(stats::kSegmentDirectory) + entry->d_name});
   }
   closedir(dir);
-  std::sort(pids.begin(), pids.end());
+  std::sort(files.begin(), files.end(), [](const SegmentFile& a, const SegmentFile& b) {
+    return a.pid != b.pid ? a.pid < b.pid : a.path < b.path;
+  });
+  return files;
+}
+
+std::vector<pid_t> SegmentReader::list_segments() {
+  std::vector<pid_t> pids;
+  for (const SegmentFile& file : list_files()) {
+    if (pids.empty() || pids.back() != file.pid) pids.push_back(file.pid);
+  }
   return pids;
+}
+
+bool SegmentReader::remove_if_remains(const SegmentFile& file) {
+  const int fd = ::open(file.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) return false;
+  struct stat st;
+  stats::SegmentHeader header;
+  bool remains = false;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_uid == getuid() || geteuid() == 0)) {
+    const bool whole = pread(fd, &header, sizeof(header), 0) == static_cast<ssize_t>(sizeof(header));
+    const bool short_file = static_cast<size_t>(st.st_size) < sizeof(header);
+    remains = (whole || short_file) &&
+              stats::segment_is_remains(whole ? &header : nullptr, st, realtime_ns(), stats::own_pid_namespace());
+  }
+  ::close(fd);
+  return remains && unlink(file.path.c_str()) == 0;
 }
 
 }  // namespace heapkeeper::view

@@ -24,37 +24,63 @@ struct SegmentInfo {
   uint64_t start_time_ns = 0;
   bool producer_alive = false;   // the process exists and is the one that created the segment
   bool producer_exited = false;  // it marked the segment as exited
+  // The process's state as ps shows it (R, S, D, T, t, Z...) while it is alive, else 0.
+  char process_state = 0;
+  bool stopped() const { return process_state == 'T' || process_state == 't'; }
+  // "running", "sleeping", "stopped"...; "exited" or "stale" once the producer is gone.
+  std::string state_name() const;
+};
+
+// A segment file in /dev/shm and the pid its name claims.
+struct SegmentFile {
+  pid_t pid = 0;
+  std::string path;
 };
 
 class SegmentReader {
  public:
   ~SegmentReader();
-  // Opens /dev/shm/heapkeeper.<pid>; on failure returns false and sets `error`.
+  // Opens the segment of process `pid`: its files are found by listing /dev/shm, and one is
+  // trusted only if it validates, names that pid, comes from our pid namespace and belongs to the
+  // process's owner (anyone can create files in /dev/shm). On failure returns false and sets
+  // `error` to one line.
   bool open(pid_t pid, bool for_commands, std::string& error);
-  // Opens a segment file by path (tests, fuzzing).
+  // Opens one listed file with the same checks.
+  bool open_file(const SegmentFile& file, bool for_commands, std::string& error);
+  // Opens a segment file by path, checking only the file itself (tests, fuzzing).
   bool open_path(const std::string& path, bool for_commands, std::string& error);
   // Checks a mapped segment of `size` bytes; the reason on failure. Pure: used by the fuzzer too.
   static bool validate(const void* data, size_t size, uid_t owner, std::string& error);
 
   SegmentInfo info() const;
+  const std::string& path() const { return path_; }
   // A consistent, sanitised copy of the latest snapshot; false (with `error`) if the producer
-  // keeps rewriting it faster than it can be copied.
+  // keeps rewriting it faster than it can be copied. A reader opened for commands also tells the
+  // producer it is watching (the site and leak tables are built only then) and waits briefly for
+  // a snapshot that has them.
   bool snapshot(stats::Snapshot& out, std::string& error) const;
   // Sends a command and waits for the answer (JSON) up to `timeout_ms`.
   bool command(stats::Command command, int timeout_ms, std::string& response, std::string& error);
 
   static void sanitise(stats::Snapshot& snapshot);
-  // Pids of every heapkeeper segment in /dev/shm (whoever owns it).
+  // Every heapkeeper segment file in /dev/shm (whoever owns it), by pid.
+  static std::vector<SegmentFile> list_files();
+  // The pids those files name, each once.
   static std::vector<pid_t> list_segments();
-  static std::string segment_path(pid_t pid);
+  // Removes `file` if it is the remains of a dead process (stats::segment_is_remains) that we may
+  // remove (ours, or we are root). True if removed.
+  static bool remove_if_remains(const SegmentFile& file);
 
  private:
   void close();
+  bool trusted_for(pid_t pid, std::string& error) const;
   bool read_snapshot(stats::Snapshot& out, std::string& error) const;
   bool writable_ = false;
   int fd_ = -1;
   void* mapping_ = nullptr;
   size_t size_ = 0;
+  uid_t owner_ = 0;
+  std::string path_;
   const stats::SharedSegment* segment_ = nullptr;
 };
 

@@ -23,7 +23,9 @@ bool open_process(pid_t pid, std::unique_ptr<SegmentReader>& reader, std::unique
                   std::string& error) {
   reader = std::make_unique<SegmentReader>();
   snapshot = std::make_unique<stats::Snapshot>();
-  if (!segment_is_regular_file(pid, error) || !reader->open(pid, false, error)) return false;
+  // Opened for commands: the view is a watcher, whose heartbeat makes the process publish its
+  // site and leak tables (see SegmentReader::snapshot).
+  if (!reader->open(pid, true, error)) return false;
   const auto deadline = std::chrono::steady_clock::now() + kFirstSnapshotWait;
   while (!reader->snapshot(*snapshot, error)) {
     if (std::chrono::steady_clock::now() >= deadline || !reader->info().producer_alive) return false;

@@ -27,7 +27,11 @@ std::string scan_age(const stats::Snapshot& s, const stats::ScanFigures& scan) {
 void draw_title(Screen& screen, const SegmentInfo& info, const stats::Snapshot& s, bool exited) {
   const int width = screen.columns();
   const Role role = exited ? Role::kBanner : Role::kTitle;
-  const std::string state = exited ? "PROCESS EXITED: final figures, q quits" : "running";
+  // The process's state as ps shows it: a stopped process (SIGSTOP) publishes nothing, so its
+  // figures stand still, and a scan waits until it is continued.
+  const std::string state = exited           ? "PROCESS EXITED: final figures, q quits"
+                            : info.stopped() ? info.state_name() + ": figures frozen (kill -CONT resumes)"
+                                             : info.state_name();
   const std::string right = fmt::format(" {}  up {} ", state, format_duration(s.uptime_ns));
   const std::string program = printable(info.program, screen.utf8());
   std::string left = fmt::format(" heapkeeper  pid {}  {}", info.pid, program);

@@ -23,27 +23,18 @@ std::string row_text(const std::string& pid, const std::string& state, const std
 
 }  // namespace
 
-bool segment_is_regular_file(pid_t pid, std::string& error) {
-  const std::string path = SegmentReader::segment_path(pid);
-  struct stat st;
-  if (lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
-    error = path + " is not a regular shared-memory file";
-    return false;
-  }
-  return true;  // missing files are reported by the reader, with its wording
-}
-
 ProcessPicker::ProcessPicker(Screen& screen) : screen_(screen) {}
 
 void ProcessPicker::reload() {
   entries_.clear();
   auto snapshot = std::make_unique<stats::Snapshot>();
-  for (pid_t pid : SegmentReader::list_segments()) {
+  for (const SegmentFile& file : SegmentReader::list_files()) {
     Entry entry;
-    entry.pid = pid;
+    entry.pid = file.pid;
+    entry.file = file;
     SegmentReader reader;
     std::string error;
-    if (!segment_is_regular_file(pid, error) || !reader.open(pid, false, error)) {
+    if (!reader.open_file(file, false, error)) {
       entry.state = "unreadable";
       entry.uptime = entry.live = entry.leaked = "-";
       entry.program = error;
@@ -53,7 +44,7 @@ void ProcessPicker::reload() {
     const SegmentInfo info = reader.info();
     const bool have = reader.snapshot(*snapshot, error);
     entry.readable = true;
-    entry.state = info.producer_alive ? "running" : info.producer_exited ? "exited" : "stale";
+    entry.state = info.state_name();
     entry.uptime = have ? format_duration(snapshot->uptime_ns) : "-";
     entry.live = have ? format_bytes(snapshot->live_bytes) : "-";
     const bool scanned = have && snapshot->scan_count > 0;
@@ -76,7 +67,9 @@ bool ProcessPicker::open_selected(Choice& choice) {
   auto reader = std::make_unique<SegmentReader>();
   auto snapshot = std::make_unique<stats::Snapshot>();
   std::string error;
-  if (!segment_is_regular_file(pid, error) || !reader->open(pid, false, error) || !reader->snapshot(*snapshot, error)) {
+  // Opened for commands: the view is a watcher, whose heartbeat makes the process publish its
+  // site and leak tables (and g/c send commands through the same segment).
+  if (!reader->open_file(entries_[selected_].file, true, error) || !reader->snapshot(*snapshot, error)) {
     status_ = fmt::format("pid {}: {}", pid, error);
     return false;
   }

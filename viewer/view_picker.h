@@ -17,12 +17,6 @@
 
 namespace heapkeeper::view {
 
-// False (with a one-line reason) when /dev/shm/heapkeeper.<pid> is not a regular file. Anyone
-// may create that name in /dev/shm, and SegmentReader::open would wait forever on a FIFO (it opens
-// without O_NONBLOCK), so the view looks before it opens. A check, not a guarantee: the reader's
-// own fstat still decides.
-bool segment_is_regular_file(pid_t pid, std::string& error);
-
 class ProcessPicker {
  public:
   struct Choice {
@@ -36,6 +30,7 @@ class ProcessPicker {
  private:
   struct Entry {
     pid_t pid = 0;
+    SegmentFile file;
     std::string state, uptime, live, leaked, program;
     bool readable = false;
   };

@@ -133,6 +133,12 @@ void ProcessScreen::start_command(stats::Command command) {
     set_status("the process has exited; it cannot scan any more", Role::kError);
     return;
   }
+  if (info_.stopped()) {
+    set_status(
+        fmt::format("the process is {}: it answers once continued (kill -CONT {})", info_.state_name(), info_.pid),
+        Role::kError);
+    return;
+  }
   if (command_.busy()) {
     set_status("a request is already in flight", Role::kError);
     return;

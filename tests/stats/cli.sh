@@ -1,7 +1,9 @@
 # The live-stats commands end to end: `heapkeeper stats | list | scan | report | export` against
 # a program under `heapkeeper run` that makes exactly N allocations keeping K, and leaks 16
-# blocks from leak_buffers(); then the refusals: an untracked pid, a corrupt segment, a segment
-# of another version, truncated, or of another uid (read as nobody through setpriv when root).
+# blocks from leak_buffers(); a stopped process (SIGSTOP) shown as stopped; then the refusals: an
+# untracked pid, a corrupt segment, a segment of another version, truncated, or of another uid
+# (read as nobody through setpriv when root); segments forged or planted in advance by another
+# user; and `list --clean`, which removes only the remains of dead processes of our pid namespace.
 source "$(dirname "$0")/lib.sh"
 
 N=5000
@@ -57,7 +59,33 @@ fi
 sk_check "list --json shows the pid as running" "$SK_PYTHON" -c '
 import json, sys
 rows = [r for r in json.load(open(sys.argv[1])) if r["pid"] == int(sys.argv[2])]
-sys.exit(0 if len(rows) == 1 and rows[0]["state"] == "running" and rows[0]["live_bytes"] > 0 else 1)' "$SK_WORK/list.json" "$PID"
+sys.exit(0 if len(rows) == 1 and rows[0]["running"] and rows[0]["state"] in ("running", "sleeping")
+         and rows[0]["live_bytes"] > 0 else 1)' "$SK_WORK/list.json" "$PID"
+SEGMENT=$(sk_segment "$PID")
+sk_check "the segment's name has 16 random hex digits after the pid: $SEGMENT" \
+  grep -Eq "^/dev/shm/heapkeeper\.$PID\.[0-9a-f]{16}$" <<<"$SEGMENT"
+
+# --- a stopped process: its state as ps shows it, and commands that need it to run say why at once.
+kill -STOP "$PID"
+"$H" stats "$PID" >"$SK_WORK/stopped.txt" 2>&1 || true
+sk_check "stats of a SIGSTOPped process says stopped: $(head -1 "$SK_WORK/stopped.txt")" \
+  grep -Eq "^pid $PID .*\(stopped: figures from [0-9]+s ago\)" "$SK_WORK/stopped.txt"
+"$H" stats "$PID" --json >"$SK_WORK/stopped.json" 2>&1 || true
+sk_check "stats --json of a SIGSTOPped process: state stopped" "$SK_PYTHON" -c '
+import json, sys
+doc = json.load(open(sys.argv[1]))
+sys.exit(0 if doc["state"] == "stopped" and doc["running"] else 1)' "$SK_WORK/stopped.json"
+"$H" list >"$SK_WORK/stopped-list.txt" 2>&1 || true
+sk_check "list shows the SIGSTOPped process as stopped" grep -Eq "^ *$PID +stopped " "$SK_WORK/stopped-list.txt"
+status=0
+timeout 10 "$H" scan "$PID" >"$SK_WORK/stopped-scan.out" 2>"$SK_WORK/stopped-scan.err" || status=$?
+if sk_one_line_error 1 "$SK_WORK/stopped-scan.out" "$SK_WORK/stopped-scan.err" "$status" &&
+   grep -q "kill -CONT $PID" "$SK_WORK/stopped-scan.err"; then
+  sk_pass "scan of a stopped process: one line at once: $(cat "$SK_WORK/stopped-scan.err")"
+else
+  sk_fail "scan of a stopped process (status $status): $(cat "$SK_WORK/stopped-scan.err")"
+fi
+kill -CONT "$PID"
 
 # --- scan: the deliberate leak is found.
 if "$H" scan "$PID" >"$SK_WORK/scan.txt" 2>"$SK_WORK/scan.err"; then
@@ -125,34 +153,60 @@ for p in problems:
 sys.exit(1 if problems else 0)
 PY
 
-# Planted segments are named after live processes of ours (sleep decoys): every tracked process
-# that starts removes the /dev/shm/heapkeeper.<pid> files of its uid whose pid is dead
-# (stats/publisher.cpp), and other tests start tracked processes concurrently. 999999, the name
-# the corrupt segment must have, is planted again just before each use.
+# Planted segments are named after live processes (sleep decoys): every tracked process that
+# starts removes the segment files of its uid whose producer is certainly dead
+# (stats/publisher.cpp), and other tests start tracked processes concurrently.
 decoy() {
   sleep 120 &
   SK_HELPERS+=("$!")
   DECOY=$!
 }
-
-# --- refusals: another uid. Root may read any segment whose owner matches its claim; others
-# are refused with one line. The reading as nobody needs setpriv and a heapkeeper nobody can run.
-if [[ $(id -u) == 0 ]]; then
-  decoy
-  OTHER_PID=$DECOY
-  OTHER=/dev/shm/heapkeeper.$OTHER_PID
-  sk_plant "$OTHER"
-  cp "/dev/shm/heapkeeper.$PID" "$OTHER"
-  # producer_uid sits at offset 24 of the header (magic 8, version 4, header_size 4, segment_size 8).
+# set_header_field FILE OFFSET FORMAT VALUE: overwrites a field of a segment's header in place.
+# Offsets: producer_uid 24 (<I), producer_pid 28 (<i), pid namespace inode 56 (<Q), heartbeat 72 (<Q).
+set_header_field() {
   "$SK_PYTHON" -c '
 import struct, sys
 with open(sys.argv[1], "r+b") as f:
-    f.seek(24); f.write(struct.pack("<I", 65534))' "$OTHER"
+    f.seek(int(sys.argv[2])); f.write(struct.pack(sys.argv[3], int(sys.argv[4])))' "$@"
+}
+
+# --- another uid. Root may read a segment that belongs to the process's owner; a segment whose
+# owner is not the process's is refused, whoever reads it: anyone can create files in /dev/shm.
+if [[ $(id -u) == 0 ]] && command -v setpriv >/dev/null; then
+  as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+  as_daemon() { setpriv --reuid=1 --regid=1 --clear-groups "$@"; }
+  # A process of nobody's, with a segment (a copy of the target's) made by nobody.
+  setpriv --reuid=65534 --regid=65534 --clear-groups sleep 120 &  # not the function: $! must be sleep
+  SK_HELPERS+=("$!")
+  NOBODY_PID=$!
+  for _ in $(seq 50); do  # until setpriv has switched to nobody
+    grep -Eq "^Uid:\s+65534\s" "/proc/$NOBODY_PID/status" 2>/dev/null && break
+    sleep 0.05
+  done
+  OTHER=$(sk_fake_segment "$NOBODY_PID")
+  sk_plant "$OTHER"
+  cp "$SEGMENT" "$OTHER"
+  set_header_field "$OTHER" 24 "<I" 65534
+  set_header_field "$OTHER" 28 "<i" "$NOBODY_PID"
   chown 65534:65534 "$OTHER"
   chmod 0600 "$OTHER"
-  sk_check "root reads a segment of uid 65534" quietly "$H" stats "$OTHER_PID" --json
-  if command -v setpriv >/dev/null && setpriv --reuid=65534 --regid=65534 --clear-groups "$H" --version >/dev/null 2>&1; then
-    as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+  sk_check "root reads the segment of nobody's process, made by nobody" quietly "$H" stats "$NOBODY_PID" --json
+  # The same forgery, by nobody, for a process of root's: refused, even to root.
+  decoy
+  FORGED=$(sk_fake_segment "$DECOY")
+  sk_plant "$FORGED"
+  cp "$OTHER" "$FORGED"
+  set_header_field "$FORGED" 28 "<i" "$DECOY"
+  chown 65534:65534 "$FORGED"
+  status=0
+  "$H" stats "$DECOY" >"$SK_WORK/forged.out" 2>"$SK_WORK/forged.err" || status=$?
+  if sk_one_line_error 1 "$SK_WORK/forged.out" "$SK_WORK/forged.err" "$status" &&
+     grep -q "belongs to uid 65534 but pid $DECOY runs as uid 0" "$SK_WORK/forged.err"; then
+    sk_pass "root refuses nobody's segment forged for root's process: $(cat "$SK_WORK/forged.err")"
+  else
+    sk_fail "root reading a forged segment (status $status): $(cat "$SK_WORK/forged.out" "$SK_WORK/forged.err")"
+  fi
+  if as_nobody "$H" --version >/dev/null 2>&1 && as_daemon "$H" --version >/dev/null 2>&1; then
     status=0
     as_nobody "$H" stats "$PID" >"$SK_WORK/nobody.out" 2>"$SK_WORK/nobody.err" || status=$?
     if sk_one_line_error 1 "$SK_WORK/nobody.out" "$SK_WORK/nobody.err" "$status" && grep -Eq "uid|Permission denied" "$SK_WORK/nobody.err"; then
@@ -160,22 +214,99 @@ with open(sys.argv[1], "r+b") as f:
     else
       sk_fail "nobody reading root's segment (status $status): $(cat "$SK_WORK/nobody.err")"
     fi
-    sk_check "nobody reads its own segment" quietly as_nobody "$H" stats "$OTHER_PID"
+    sk_check "nobody reads its own segment" quietly as_nobody "$H" stats "$NOBODY_PID"
     as_nobody "$H" list >"$SK_WORK/nobody-list.txt" 2>&1 || sk_fail "list as nobody failed"
     if grep -Eq "^ *$PID +unreadable " "$SK_WORK/nobody-list.txt"; then
       sk_pass "list as nobody marks root's segment unreadable"
     else
       sk_fail "list as nobody: $(cat "$SK_WORK/nobody-list.txt")"
     fi
+    # Names claimed in advance: daemon creates segment files for the pid a program of nobody's
+    # will have (the shell below plants for its own pid, then execs the program), in the old
+    # form and in the new one; the program still publishes its live stats.
+    sh -c '
+      for name in "/dev/shm/heapkeeper.$$" "/dev/shm/heapkeeper.$$.0123456789abcdef"; do
+        setpriv --reuid=1 --regid=1 --clear-groups sh -c ": >\"\$1\"" sh "$name"
+      done
+      exec setpriv --reuid=65534 --regid=65534 --clear-groups "$0" run -- "$@"' \
+      "$H" "$HK_TARGET" 100 10 30 >"$SK_WORK/claimed.out" 2>"$SK_WORK/claimed.err" &
+    CLAIMED_PID=$!
+    SK_HELPERS+=("$CLAIMED_PID")
+    sk_plant_pid "$CLAIMED_PID"
+    sk_plant "/dev/shm/heapkeeper.$CLAIMED_PID"
+    for _ in $(seq 50); do
+      grep -q ready "$SK_WORK/claimed.out" 2>/dev/null && as_nobody "$H" stats "$CLAIMED_PID" >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+    sk_check "the names were planted by daemon: $(ls -l /dev/shm/heapkeeper."$CLAIMED_PID" 2>&1)" \
+      test "$(stat -c %u "/dev/shm/heapkeeper.$CLAIMED_PID" 2>/dev/null)" = 1
+    status=0
+    as_nobody "$H" stats "$CLAIMED_PID" >"$SK_WORK/claimed-stats.txt" 2>&1 || status=$?
+    if ((status == 0)) && ! grep -q "live stats disabled" "$SK_WORK/claimed.err"; then
+      sk_pass "names planted in advance by another user do not disable live stats (pid $CLAIMED_PID)"
+    else
+      sk_fail "pid $CLAIMED_PID among planted names (status $status): $(cat "$SK_WORK/claimed-stats.txt" "$SK_WORK/claimed.err")"
+    fi
+    kill -USR1 "$CLAIMED_PID" 2>/dev/null || true
   else
-    echo "SKIPPED: reading as nobody (no setpriv, or nobody cannot run $H)"
+    echo "SKIPPED: reading as nobody (nobody or daemon cannot run $H)"
   fi
 else
-  echo "SKIPPED: segments of another uid need root to create (running as uid $(id -u))"
+  echo "SKIPPED: segments of another uid need root and setpriv (running as uid $(id -u))"
+fi
+
+# --- list --clean removes the remains of dead processes of our pid namespace, and nothing else:
+# not a segment whose producer beat in the last 10 s, not one from another pid namespace.
+decoy
+kill "$DECOY"
+wait "$DECOY" 2>/dev/null || true
+DEAD=$DECOY  # a pid that no process has now
+REMAINS=$(sk_fake_segment "$DEAD")
+FOREIGN=$(sk_fake_segment "$DEAD")
+FRESH=$(sk_fake_segment "$DEAD")
+sk_plant "$REMAINS"
+sk_plant "$FOREIGN"
+sk_plant "$FRESH"
+for file in "$REMAINS" "$FOREIGN" "$FRESH"; do
+  cp "$SEGMENT" "$file"
+  set_header_field "$file" 28 "<i" "$DEAD"
+  set_header_field "$file" 72 "<Q" 1000000000  # a heartbeat long ago
+done
+set_header_field "$FOREIGN" 56 "<Q" 4026531835  # another pid namespace
+set_header_field "$FRESH" 72 "<Q" "$(date +%s%N)"
+"$H" list --clean >"$SK_WORK/clean.txt" 2>&1 || sk_fail "list --clean failed: $(cat "$SK_WORK/clean.txt")"
+sk_check "list --clean removes the remains of a dead process" test ! -e "$REMAINS"
+sk_check "list --clean keeps a segment of another pid namespace" test -e "$FOREIGN"
+sk_check "list --clean keeps a segment that beat within 10 s" test -e "$FRESH"
+sk_check "list --clean keeps the running target's segment" test -e "$SEGMENT"
+if [[ $(id -u) == 0 ]] && unshare --pid --fork --mount-proc true 2>/dev/null; then
+  # A live process in another pid namespace sharing /dev/shm: its pid means another process here.
+  unshare --pid --fork --mount-proc "$H" run -- "$HK_TARGET" 100 10 30 >"$SK_WORK/ns.out" 2>"$SK_WORK/ns.err" &
+  SK_HELPERS+=("$!")
+  NS_SEGMENT=""
+  for _ in $(seq 50); do
+    for file in /dev/shm/heapkeeper.*.????????????????; do
+      [[ -e $file && $file != "$SEGMENT" ]] || continue
+      grep -q live_target <(strings "$file" 2>/dev/null | head -20) || continue
+      [[ $file == /dev/shm/heapkeeper.[1-9].* || $file == /dev/shm/heapkeeper.[1-9][0-9].* ]] && NS_SEGMENT=$file
+    done
+    [[ -n $NS_SEGMENT ]] && break
+    sleep 0.1
+  done
+  if [[ -n $NS_SEGMENT ]]; then
+    sk_plant "$NS_SEGMENT"
+    "$H" list --clean >"$SK_WORK/clean-ns.txt" 2>&1 || true
+    sk_check "list --clean keeps the live segment of a process in another pid namespace" test -e "$NS_SEGMENT"
+    sk_check "list says that segment is of another pid namespace" grep -q "another pid namespace" "$SK_WORK/clean-ns.txt"
+  else
+    sk_fail "the process in another pid namespace made no segment: $(cat "$SK_WORK/ns.err")"
+  fi
+else
+  echo "SKIPPED: a process in another pid namespace (needs root and unshare)"
 fi
 
 # --- refusals: a corrupt segment (random bytes), another layout version, a truncated copy.
-CORRUPT=/dev/shm/heapkeeper.999999
+CORRUPT=/dev/shm/heapkeeper.999999.00000000deadbeef
 sk_plant "$CORRUPT"
 plant_corrupt() {
   head -c 65536 /dev/urandom >"$CORRUPT.tmp"
@@ -199,16 +330,16 @@ decoy
 VERSION_PID=$DECOY
 decoy
 TRUNCATED_PID=$DECOY
-VERSION=/dev/shm/heapkeeper.$VERSION_PID
-TRUNCATED=/dev/shm/heapkeeper.$TRUNCATED_PID
+VERSION=$(sk_fake_segment "$VERSION_PID")
+TRUNCATED=$(sk_fake_segment "$TRUNCATED_PID")
 sk_plant "$VERSION"
 sk_plant "$TRUNCATED"
-cp "/dev/shm/heapkeeper.$PID" "$VERSION"
+cp "$SEGMENT" "$VERSION"
 "$SK_PYTHON" -c '
 import struct, sys
 with open(sys.argv[1], "r+b") as f:
     f.seek(8); f.write(struct.pack("<I", 7))' "$VERSION"
-head -c 100000 "/dev/shm/heapkeeper.$PID" >"$TRUNCATED"
+head -c 100000 "$SEGMENT" >"$TRUNCATED"
 chmod 0600 "$VERSION" "$TRUNCATED"
 for case in "999999:magic" "$VERSION_PID:version 7" "$TRUNCATED_PID:truncated"; do
   pid=${case%%:*}
@@ -226,7 +357,7 @@ on_corrupt "$SK_WORK/list.txt" "$SK_WORK/list.err" "$H" list || status=$?
 if ((status == 0)) && grep -Eq "^ *999999 +unreadable .*magic" "$SK_WORK/list.txt" &&
    grep -Eq "^ *$VERSION_PID +unreadable .*version" "$SK_WORK/list.txt" &&
    grep -Eq "^ *$TRUNCATED_PID +unreadable .*truncated" "$SK_WORK/list.txt" &&
-   grep -Eq "^ *$PID +running" "$SK_WORK/list.txt"; then
+   grep -Eq "^ *$PID +(running|sleeping)" "$SK_WORK/list.txt"; then
   sk_pass "list marks the corrupt segments unreadable and still lists the target"
 else
   sk_fail "list (status $status): $(cat "$SK_WORK/list.txt" "$SK_WORK/list.err")"
@@ -266,7 +397,7 @@ done
 status=0
 sk_stop_target || status=$?
 sk_check "the target exited normally (status $status)" test "$status" = 0
-sk_check "the segment is gone after exit" test ! -e "/dev/shm/heapkeeper.$PID"
+sk_check "the segment is gone after exit" test ! -e "$SEGMENT"
 "$H" list --json >"$SK_WORK/list-after.json"
 sk_check "list --json no longer shows the pid" "$SK_PYTHON" -c '
 import json, sys

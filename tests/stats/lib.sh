@@ -18,6 +18,7 @@ mkdir -p "$SK_SCRATCH"
 SK_WORK=$(mktemp -d "$SK_SCRATCH/heapkeeper-stats.XXXXXX")
 SK_TARGET_PID=""
 SK_PLANTED=()
+SK_PLANTED_PIDS=()  # pids whose segment files (/dev/shm/heapkeeper.PID.*) are removed at exit
 SK_HELPERS=()   # pids of helper processes this script started (killed at exit)
 SK_TMUX_SOCKET=""
 # The checks' own Python is Debian's, never a program under test.
@@ -41,6 +42,7 @@ sk_cleanup() {
   if [[ -n $SK_TMUX_SOCKET ]]; then tmux -S "$SK_TMUX_SOCKET" kill-server 2>/dev/null || true; fi
   local file
   for file in "${SK_PLANTED[@]}"; do rm -f "$file" "$file.tmp"; done
+  for file in "${SK_PLANTED_PIDS[@]}"; do rm -f /dev/shm/heapkeeper."$file".*; done
   if ((SK_FAILURES == 0 && status == 0)) && [[ -z ${HK_KEEP_WORK:-} ]]; then
     rm -rf "$SK_WORK"
   else
@@ -130,6 +132,38 @@ sk_stop_target() {
 
 # sk_plant PATH: registers a file this test creates under /dev/shm, removed at exit.
 sk_plant() { SK_PLANTED+=("$1"); }
+# sk_plant_pid PID: every segment file of PID is removed at exit (a killed process leaves its own).
+sk_plant_pid() { SK_PLANTED_PIDS+=("$1"); }
+
+# sk_segment PID: the path of PID's segment file (heapkeeper.PID.<16 random hex digits>), or "".
+sk_segment() {
+  local file
+  for file in /dev/shm/heapkeeper."$1".????????????????; do
+    [[ -e $file ]] && { echo "$file"; return; }
+  done
+}
+
+# sk_fake_segment PID: a segment name for PID in the producer's form, with a nonce of our own.
+sk_fake_segment() { printf '/dev/shm/heapkeeper.%s.%016x\n' "$1" "$((RANDOM * 65536 + RANDOM))"; }
+
+# sk_start_target_unwatched N K SECONDS [churn]: as sk_start_target, but as a new user would
+# find it: nothing has read the process's stacks yet (only `list`, which never asks for them).
+sk_start_target_unwatched() {
+  "$HK_LAUNCHER" run -- "$HK_TARGET" "$@" >"$SK_WORK/target.out" 2>"$SK_WORK/target.err" &
+  SK_TARGET_PID=$!
+  local tries=0
+  until grep -q ready "$SK_WORK/target.out" 2>/dev/null && [[ -n $(sk_segment "$SK_TARGET_PID") ]] &&
+        "$HK_LAUNCHER" list 2>/dev/null | grep -Eq "^ *$SK_TARGET_PID +(running|sleeping) "; do
+    tries=$((tries + 1))
+    if ((tries > 150)) || ! kill -0 "$SK_TARGET_PID" 2>/dev/null; then
+      echo "the target did not start or publish (pid $SK_TARGET_PID):" >&2
+      cat "$SK_WORK/target.err" >&2 || true
+      return 1
+    fi
+    sleep 0.1
+  done
+  sleep 1  # a publication or two after its allocations, unwatched
+}
 
 # sk_one_line_error EXPECTED_STATUS STDOUT_FILE STDERR_FILE STATUS: one line on stderr, nothing
 # on stdout, the expected status.

@@ -4,10 +4,12 @@
 #   picker      the process picker lists the process, opens it, p goes back, q quits
 #   layout      NO_COLOR (no colour escape at all) and ASCII, compact and too-small sizes, help
 #   exit        the process exiting (normally, then killed) under the view: banner, UI stays
+#   alone       `view PID` as a new user opens it, with no other command before: the program's
+#               functions within a second, its leaks after g; a SIGSTOPped process says so
 # Skipped (77) when tmux is not installed.
 source "$(dirname "$0")/lib.sh"
 
-MODE=${1:?usage: view_tmux.sh navigation|picker|layout|exit}
+MODE=${1:?usage: view_tmux.sh navigation|picker|layout|exit|alone}
 command -v tmux >/dev/null || sk_skip "tmux is not installed"
 SK_TMUX_SOCKET=""
 SK_TMUX_SERVERS=0
@@ -135,9 +137,9 @@ mode_picker() {
   local pid=$SK_TARGET_PID
   view_start "LC_ALL=C.UTF-8" ""
   expect "the picker lists tracked processes" "^ heapkeeper: tracked processes"
-  expect "the picker lists the target as running" "^ +$pid +running .*hk_stats_live"
+  expect "the picker lists the target as running" "^ +$pid +(running|sleeping) .*hk_stats_live"
   keys End Home Down Up
-  expect "the picker survives moving around" "^ +$pid +running"
+  expect "the picker survives moving around" "^ +$pid +(running|sleeping)"
   # Typing digits selects the pid that starts with them; Enter opens it.
   keys -l "$pid"
   keys Enter
@@ -207,7 +209,7 @@ mode_exit() {
   sk_start_target 1000 100 50 churn || { sk_fail "target"; return; }
   local pid=$SK_TARGET_PID
   view_start "LC_ALL=C.UTF-8" "$pid"
-  expect "the view starts" "^ heapkeeper  pid $pid .*running"
+  expect "the view starts" "^ heapkeeper  pid $pid .*(running|sleeping)"
   sk_stop_target || true
   expect "a normal exit shows the banner" "PROCESS EXITED" 10
   expect "and says so on the status line" "the process exited: these are its last figures"
@@ -222,9 +224,9 @@ mode_exit() {
 
   sk_start_target 1000 100 50 || { sk_fail "second target"; return; }
   pid=$SK_TARGET_PID
-  sk_plant "/dev/shm/heapkeeper.$pid"  # a killed process leaves its segment behind
+  sk_plant_pid "$pid"  # a killed process leaves its segment behind
   view_start "LC_ALL=C.UTF-8" "$pid"
-  expect "the view starts (second target)" "^ heapkeeper  pid $pid .*running"
+  expect "the view starts (second target)" "^ heapkeeper  pid $pid .*(running|sleeping)"
   kill -KILL "$pid"
   wait "$pid" 2>/dev/null || true
   SK_TARGET_PID=""
@@ -233,7 +235,30 @@ mode_exit() {
   quit_cleanly
 }
 
+mode_alone() {
+  sk_start_target_unwatched 1000 100 50 || { sk_fail "target"; return; }
+  local pid=$SK_TARGET_PID
+  view_start "LC_ALL=C.UTF-8" "$pid"
+  expect "the view starts" "^ heapkeeper  pid $pid " 5
+  # Within a second of the view's first screen: the view is a watcher, and the process publishes
+  # its site table (symbolized) as soon as a watcher arrives.
+  expect "the program's own function within 1 s, with no other reader" \
+    "^ +[0-9.]+ [KMG]?i?B +100 .* make_record +live_target\.c:[0-9]+" 1
+  keys g
+  expect "g finds the leaks" "^ scan #[0-9]+: [0-9.]+ [KMG]?i?B leaked in [1-9][0-9]* blocks" 20
+  keys Tab
+  expect "the leaks tab lists leak_buffers, with no other reader" "^(in)?direct .* leak_buffers +live_target\.c:[0-9]+" 3
+  kill -STOP "$pid"
+  expect "a SIGSTOPped process is shown as stopped" "stopped: figures frozen" 5
+  keys g
+  expect "g on a stopped process explains at once" "the process is stopped: it answers once continued" 3
+  kill -CONT "$pid"
+  expect_not "continued, it is no longer stopped" "stopped: figures frozen" 5
+  quit_cleanly
+}
+
 case $MODE in
+  alone) mode_alone ;;
   navigation) mode_navigation ;;
   picker) mode_picker ;;
   layout) mode_layout ;;

@@ -1,0 +1,121 @@
+// Segment files in /dev/shm: their names, the identity of the process that made one, and when
+// one may be removed. Rules shared by the producer (stats/publisher.cpp) and the readers
+// (viewer/segment_reader.cpp), so both ends agree on them.
+//
+// /dev/shm is writable by every user. A name made of the pid alone could be created in advance by
+// anyone, disabling live stats for a process that will get that pid, or forging its figures for
+// a reader that trusts the name. So each name carries 64 random bits after the pid
+// (heapkeeper.<pid>.<16 hex digits>), the producer creates it with O_EXCL, readers find a
+// process's segments by listing the directory, and a reader trusts a segment only when its owner
+// is the process's owner (SegmentReader::open). Names of the older form heapkeeper.<pid> are still
+// listed, so `heapkeeper list` can say what they are.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "stats/shm_layout.h"
+
+namespace heapkeeper::stats {
+
+inline constexpr const char* kSegmentDirectory = "/dev/shm/";
+inline constexpr const char* kSegmentPrefix = "heapkeeper.";
+// A heartbeat younger than this means a live producer, wherever it runs: it publishes twice a second.
+inline constexpr uint64_t kStaleAfterNs = 10'000'000'000ull;
+
+// "heapkeeper.<pid>.<nonce as 16 hex digits>".
+inline std::string segment_name(pid_t pid, uint64_t nonce) {
+  char name[64];
+  std::snprintf(name, sizeof(name), "%s%d.%016llx", kSegmentPrefix, static_cast<int>(pid),
+                static_cast<unsigned long long>(nonce));
+  return name;
+}
+
+// The pid a directory entry's name is a segment of, or 0 when it is no segment name.
+inline pid_t segment_name_pid(const char* name) {
+  const size_t prefix = std::strlen(kSegmentPrefix);
+  if (std::strncmp(name, kSegmentPrefix, prefix) != 0) return 0;
+  const char* digits = name + prefix;
+  if (*digits < '0' || *digits > '9') return 0;
+  char* end = nullptr;
+  const long pid = std::strtol(digits, &end, 10);
+  if (pid <= 0 || pid > 0x3fffffff || end == nullptr) return 0;
+  if (*end == '\0') return static_cast<pid_t>(pid);  // the older form
+  if (*end != '.' || std::strlen(end + 1) != 16) return 0;
+  for (const char* c = end + 1; *c != '\0'; ++c) {
+    if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f'))) return 0;
+  }
+  return static_cast<pid_t>(pid);
+}
+
+struct PidNamespace {
+  uint64_t device = 0, inode = 0;
+  bool operator==(const PidNamespace&) const = default;
+};
+
+// The calling process's pid namespace; zeroes when /proc does not say.
+inline PidNamespace own_pid_namespace() {
+  struct stat st;
+  if (stat("/proc/self/ns/pid", &st) != 0) return {};
+  return {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+}
+
+inline PidNamespace namespace_of(const SegmentHeader& header) {
+  return {header.pid_namespace_device, header.pid_namespace_inode};
+}
+
+// Field 22 of /proc/PID/stat (start time in clock ticks since boot), 0 if unreadable: with the
+// pid, it tells the producer from a later process that reused its pid.
+inline uint64_t process_start_ticks(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/stat", static_cast<int>(pid));
+  FILE* file = std::fopen(path, "re");
+  if (file == nullptr) return 0;
+  char text[1024];
+  const size_t n = std::fread(text, 1, sizeof(text) - 1, file);
+  std::fclose(file);
+  text[n] = '\0';
+  const char* close = std::strrchr(text, ')');
+  if (close == nullptr) return 0;
+  const char* p = close + 2;
+  for (int field = 3; field < 22; ++field) {
+    p = std::strchr(p, ' ');
+    if (p == nullptr) return 0;
+    ++p;
+  }
+  return std::strtoull(p, nullptr, 10);
+}
+
+// Whether the process that made the segment still runs: same pid namespace as ours, the pid
+// exists, and it started when the producer did.
+inline bool producer_runs(const SegmentHeader& header, const PidNamespace& ours) {
+  if (!(namespace_of(header) == ours) || header.producer_pid <= 0) return false;
+  const uint64_t ticks = process_start_ticks(header.producer_pid);
+  return ticks != 0 && (header.process_start_ticks == 0 || ticks == header.process_start_ticks);
+}
+
+// Whether a segment file may be removed as the remains of a dead process. `header` is null when
+// the file is too short to hold one (a producer killed while creating it). Never a segment whose
+// producer beat in the last 10 s (it may live in another pid namespace sharing /dev/shm), never
+// one from another pid namespace (its pid means nothing here), never one whose producer runs.
+inline bool segment_is_remains(const SegmentHeader* header, const struct stat& st, uint64_t now_ns,
+                               const PidNamespace& ours) {
+  if (header == nullptr) {
+    const uint64_t modified_ns =
+        static_cast<uint64_t>(st.st_mtim.tv_sec) * 1000000000ull + static_cast<uint64_t>(st.st_mtim.tv_nsec);
+    return modified_ns + kStaleAfterNs < now_ns;
+  }
+  // Another layout (another heapkeeper's) places the fields elsewhere: not ours to judge.
+  if (header->magic != kSegmentMagic || header->version != kLayoutVersion) return false;
+  if (header->heartbeat_ns + kStaleAfterNs >= now_ns) return false;
+  if (!(namespace_of(*header) == ours)) return false;
+  return !producer_runs(*header, ours);
+}
+
+}  // namespace heapkeeper::stats
