@@ -74,11 +74,17 @@ void leave_blocking_call(alloc::BlockingCallRecord* record) noexcept {
   uint32_t expected = kInCall;
   if (word->compare_exchange_strong(expected, kRunning, std::memory_order_acq_rel)) return;
   // Parked by a scan that is still running: the program must not see the result before it ends.
+  // Saying so (kParkedReturned) lets a scan still deciding whether to keep this thread parked know
+  // that it is safely held here (parked_thread_settles).
   const int saved_errno = errno;
   for (;;) {
     expected = kInCall;
     if (word->compare_exchange_strong(expected, kRunning, std::memory_order_acq_rel)) break;
-    if (expected == kParked) futex_wait(word, kParked, 1000);
+    if (expected == kParked) {
+      if (!word->compare_exchange_strong(expected, kParkedReturned, std::memory_order_acq_rel)) continue;
+      expected = kParkedReturned;
+    }
+    if (expected == kParkedReturned) futex_wait(word, kParkedReturned, 1000);
   }
   errno = saved_errno;
 }
@@ -92,7 +98,10 @@ bool try_park(alloc::BlockingCallRecord& record) {
 void unpark(alloc::BlockingCallRecord& record) {
   auto* word = reinterpret_cast<std::atomic<uint32_t>*>(&record.state);
   uint32_t expected = kParked;
-  if (word->compare_exchange_strong(expected, kInCall, std::memory_order_acq_rel))
+  const bool released =
+      word->compare_exchange_strong(expected, kInCall, std::memory_order_acq_rel) ||
+      (expected == kParkedReturned && word->compare_exchange_strong(expected, kInCall, std::memory_order_acq_rel));
+  if (released)
     raw_syscall(SYS_futex, reinterpret_cast<long>(word), FUTEX_WAKE_PRIVATE, INT32_MAX);  // may run on the tracer
 }
 
@@ -161,6 +170,22 @@ alloc::ThreadState* thread_state_of(pid_t tid) {
     if (s.tid == tid && found == nullptr) found = &s;
   });
   return found;
+}
+
+bool parked_thread_settles(pid_t pid, pid_t tid, const alloc::BlockingCallRecord& record, long patience_ns) {
+  const auto now_ns = [] {
+    timespec now;
+    raw_syscall(SYS_clock_gettime, CLOCK_MONOTONIC, reinterpret_cast<long>(&now));
+    return now.tv_sec * 1'000'000'000L + now.tv_nsec;
+  };
+  const long deadline = now_ns() + patience_ns;
+  for (;;) {
+    if (record.state.load(std::memory_order_acquire) == kParkedReturned) return true;
+    if (parked_thread_is_asleep(pid, tid, record)) return true;
+    if (now_ns() > deadline) return false;
+    timespec pause{0, 100'000};
+    raw_syscall(SYS_nanosleep, reinterpret_cast<long>(&pause), 0);
+  }
 }
 
 }  // namespace heapkeeper::collect

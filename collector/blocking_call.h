@@ -26,7 +26,9 @@
 
 namespace heapkeeper::collect {
 
-enum BlockingState : uint32_t { kRunning = 0, kInCall = 1, kParked = 2 };
+// kParkedReturned: the call returned while parked, and the wrapper waits for the scan's end (in
+// heapkeeper's code, holding only the call's integer result): as safe to scan as kParked.
+enum BlockingState : uint32_t { kRunning = 0, kInCall = 1, kParked = 2, kParkedReturned = 3 };
 
 // Which wrapped call a thread is in: each kind lists the system calls libc may sleep in for it.
 enum BlockingKind : uint32_t {
@@ -74,6 +76,13 @@ bool try_park(alloc::BlockingCallRecord& record);
 // Reads /proc/<pid>/task/<tid>/syscall: true if the thread sleeps in a system call its record's
 // kind allows (so it cannot run program code before the wrapper sees kParked). Raw syscalls only.
 bool parked_thread_is_asleep(pid_t pid, pid_t tid, const alloc::BlockingCallRecord& record);
+// A parked thread may not be asleep yet: between the wrapper's entry and the kernel, a thread
+// descheduled on a loaded machine can stay for milliseconds, and stopping it then (a signal, or
+// ptrace's interrupt for epoll_wait and SO_RCVTIMEO sockets) makes its call fail with EINTR. So
+// this waits up to `patience_ns` for the thread to fall asleep in the call (or to have returned and
+// wait for the scan's end). True if it did: the thread stays parked. Raw syscalls only.
+bool parked_thread_settles(pid_t pid, pid_t tid, const alloc::BlockingCallRecord& record, long patience_ns);
+inline constexpr long kParkPatienceNs = 5'000'000;
 void unpark(alloc::BlockingCallRecord& record);
 
 // The registered state of thread `tid`, or null (registry walk; no locks, no allocation).

@@ -132,7 +132,7 @@ int stop_one(TracerJob& job, StoppedThread& slot, long deadline) {
     return -1;
   }
   slot.seized = true;
-  if (parked && parked_thread_is_asleep(job.pid, tid, state->blocking_call)) {
+  if (parked && parked_thread_settles(job.pid, tid, state->blocking_call, kParkPatienceNs)) {
     slot.parked = true;
     take_parked_registers(slot, state->blocking_call);
     return 1;

@@ -172,10 +172,32 @@ const char* reason_to_avoid_ptrace() {
   return reason;
 }
 
+// Whether every task of the process but the caller is one of heapkeeper's own (`excluded`) or has
+// already exited.
+static bool nothing_else_runs(const pid_t* excluded, size_t excluded_count) {
+  pid_t tasks[64];
+  const size_t listed = list_threads(getpid(), tasks, 64);
+  if (listed > 64) return false;
+  const pid_t self = current_tid();
+  for (size_t i = 0; i < listed; ++i) {
+    const pid_t tid = tasks[i];
+    if (tid == self || contains_tid(excluded, excluded_count, tid)) continue;
+    if (!thread_has_exited(getpid(), tid)) return false;
+  }
+  return true;
+}
+
 bool WorldStop::stop(StoppedThread* slots, size_t capacity, const pid_t* excluded, size_t excluded_count, size_t& count,
                      char* failure, size_t failure_size) {
   stopped_ = false;
   read_stop_method_setting();
+  count = 0;
+  if (nothing_else_runs(excluded, excluded_count)) {
+    // A single-threaded program (most short processes at their exit scan): nothing to stop, and
+    // no tracer to start. Nothing can appear meanwhile: only a running thread could create one.
+    method_ = g_signal_mode.load(std::memory_order_acquire) ? StopMethod::kSignals : StopMethod::kPtrace;
+    return true;
+  }
   if (!g_signal_mode.load(std::memory_order_acquire)) {
     const char* reason = reason_to_avoid_ptrace();
     if (reason[0] != '\0') {
@@ -254,7 +276,7 @@ bool WorldStop::stop_with_signals(StoppedThread* slots, size_t capacity, const p
       // A thread asleep in a wrapped blocking call stays asleep (a signal would cut it short).
       alloc::ThreadState* state = thread_state_of(tid);
       if (state != nullptr && try_park(state->blocking_call)) {
-        if (parked_thread_is_asleep(getpid(), tid, state->blocking_call)) {
+        if (parked_thread_settles(getpid(), tid, state->blocking_call, kParkPatienceNs)) {
           slot.parked = true;
           take_parked_registers(slot, state->blocking_call);
           slot.acknowledged_epoch = epoch_;
