@@ -15,18 +15,13 @@
 #include "allocator/jemalloc_calls.h"
 
 // jemalloc reads its options from this symbol (renamed with the rest of the archive). A background
-// thread of jemalloc's is not wanted inside the traced program: heapkeeper's own threads call
-// purge_decayed instead. Freed pages are returned after 200 ms (jemalloc's default, 10 s, kept a
-// program cycling through size classes at 1.8x glibc's peak RSS: pages freed by one class sat
-// dirty while the next class faulted in new ones), straight with MADV_DONTNEED: MADV_FREE's lazy
-// pages still count in RSS until the kernel is short of memory, which is not giving memory back.
-// Immediate purging (0 ms) was 7x slower on the same workload: a madvise for every freed run.
+// thread is not wanted inside the traced program; decay is jemalloc's default, driven by activity.
 // Thread caches start off: they are enabled per thread once arena 0 allocates from the internal
 // reservation (see initialize), so no cache array ever lives where the collector looks for roots.
 // Huge allocations stay in the thread's (tracked) arena instead of jemalloc's automatic huge arena.
 extern "C" {
 __attribute__((visibility("hidden"))) const char* hk_je_malloc_conf =
-    "background_thread:false,tcache:false,oversize_threshold:0,dirty_decay_ms:200,muzzy_decay_ms:0";
+    "background_thread:false,tcache:false,oversize_threshold:0";
 }
 
 namespace heapkeeper::alloc {
@@ -182,11 +177,6 @@ bool PrivateHeap::initialize(uint64_t reserve_bytes, unsigned arena_count) {
     request_class_[slot] = static_cast<uint8_t>(cls);
   }
   return true;
-}
-
-void PrivateHeap::purge_decayed() {
-  // "arena.<MALLCTL_ARENAS_ALL, 4096>.decay": purge what the decay curves allow, in every arena.
-  je::mallctl("arena.4096.decay", nullptr, nullptr, nullptr, 0);
 }
 
 int PrivateHeap::small_class_of_usable(size_t usable) const {

@@ -58,11 +58,6 @@ class PrivateHeap {
   HeapFigures figures() const;
   // Called by the purge hooks.
   void note_returned(size_t bytes) { returned_bytes_.fetch_add(bytes, std::memory_order_relaxed); }
-  // Gives back to the OS the freed pages whose decay time has passed, in every arena. jemalloc
-  // purges as a side effect of an arena's own activity, so a program that frees a lot and then
-  // goes quiet would keep them resident. Called by heapkeeper's own threads (the stats publisher
-  // twice a second, the periodic scanner), never on the hot path.
-  void purge_decayed();
 
  private:
   AddressReservation tracked_;

@@ -18,7 +18,6 @@
 #include "allocator/diagnostics.h"
 #include "allocator/engine.h"
 #include "allocator/fork_replaceable.h"
-#include "allocator/private_heap.h"
 #include "allocator/quarantine.h"
 #include "allocator/stack_table.h"
 #include "allocator/thread_registry.h"
@@ -326,8 +325,6 @@ void periodic_scanner() {
       continue;
     }
     if (state().exit_scan_done) return;
-    // Without the stats publisher, which purges twice a second, this thread gives freed memory back.
-    if (!alloc::config().live_stats) alloc::private_heap().purge_decayed();
     if (!report.ok) {
       alloc::DiagnosticLine().text("periodic leak scan skipped: ").text(report.failure).emit();
       continue;

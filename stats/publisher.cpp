@@ -33,7 +33,6 @@
 #include "allocator/config.h"
 #include "allocator/diagnostics.h"
 #include "allocator/engine.h"
-#include "allocator/private_heap.h"
 #include "allocator/thread_registry.h"
 #include "collector/collector.h"
 #include "report/exit_report.h"
@@ -300,7 +299,6 @@ void publisher_thread() {
       } catch (const std::exception& error) {  // this snapshot is lost; the next one may succeed
         alloc::DiagnosticLine().text("publishing live stats failed: ").text(error.what()).emit();
       }
-      alloc::private_heap().purge_decayed();  // this thread's second job: memory freed goes back
       next_publish = now + kPublishIntervalMs * 1000000ull;
     }
     const uint32_t request = __atomic_load_n(&p.segment->channel.request_id, __ATOMIC_ACQUIRE);
