@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "allocator/config.h"
+#include "allocator/output_file.h"
 
 namespace heapkeeper::alloc {
 namespace {
@@ -58,18 +59,6 @@ void remember(OutputFile& file, int fd) {
   file.fd.store(fd, std::memory_order_release);
 }
 
-void write_all(int fd, const char* data, size_t length) {
-  while (length > 0) {
-    ssize_t written = ::write(fd, data, length);
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      break;
-    }
-    data += written;
-    length -= static_cast<size_t>(written);
-  }
-}
-
 // The program's stderr as it was at start-up, or fd 2 if that copy is gone.
 int stderr_descriptor() {
   const int copy = g_stderr_copy.fd.load(std::memory_order_acquire);
@@ -85,13 +74,18 @@ int log_descriptor() {
   if (fd >= 0 && g_log_file.owner.load(std::memory_order_relaxed) == pid && g_log_file.still_ours(fd)) return fd;
   char path[sizeof(Config::log_path)];
   int opened = -1;
+  OutputProblem problem;
+  problem.error = ENAMETOOLONG;
+  // A FIFO waits for its reader, a symbolic link or file of another user in /tmp is refused
+  // (output_file.h): a log path must neither hang the program nor write where it should not.
   if (expand_pid_pattern(pattern, static_cast<int>(pid), path, sizeof(path)))
-    opened = ::open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0644);
+    opened = open_for_appending(path, problem);
   if (opened < 0) {
     if (!g_log_failed.exchange(true)) {
-      const char* reason = std::strerror(errno);
       DiagnosticLine line;
-      line.text("cannot write HEAPKEEPER_LOG_PATH='").text(pattern).text("' (").text(reason).text("); using stderr");
+      line.text("cannot write HEAPKEEPER_LOG_PATH='").text(pattern).text("' (");
+      describe_output_problem(line, problem);
+      line.text("); using stderr");
       line.emit();
     }
     return -1;
@@ -132,7 +126,7 @@ void initialize_diagnostic_output() {
 void write_stderr(const char* data, size_t length) {
   const int saved_errno = errno;  // diagnostics must never change what the program sees
   const int log = log_descriptor();
-  write_all(log >= 0 ? log : stderr_descriptor(), data, length);
+  write_fully(log >= 0 ? log : stderr_descriptor(), data, length);  // never SIGPIPE for a closed reader
   errno = saved_errno;
 }
 

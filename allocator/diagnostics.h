@@ -10,7 +10,8 @@
 // (close-on-exec, at a high descriptor number) and every line goes there; if the program closes
 // that descriptor or puts another file on its number, the change is noticed (device and inode no
 // longer match) and fd 2 is used. HEAPKEEPER_LOG_PATH ('%p' = pid) sends everything to a file
-// instead, opened on the first line (a process with nothing to say creates none).
+// instead, opened on the first line (a process with nothing to say creates none) by the rules of
+// output_file.h. No write of a line raises SIGPIPE in the program.
 #pragma once
 
 #include <cstddef>

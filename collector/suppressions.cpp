@@ -52,12 +52,13 @@ bool Suppressions::pattern_matches(std::string_view pattern, std::string_view te
 }
 
 bool Suppressions::load(const std::string& path, std::string& error) {
-  bool readable = false;
-  std::istringstream in(report::read_whole_file(path.c_str(), &readable));
-  if (!readable) {
-    error = "cannot read suppressions file " + path;
+  std::string text;
+  const std::string problem = report::read_regular_file(path.c_str(), kMaxFileBytes, text);
+  if (!problem.empty()) {
+    error = "cannot read suppressions file " + path + ": " + problem;
     return false;
   }
+  std::istringstream in(text);
   std::string line;
   int number = 0;
   while (std::getline(in, line)) {

@@ -15,8 +15,11 @@ namespace heapkeeper::collect {
 
 class Suppressions {
  public:
-  // Loads `path`; on error returns false and sets `error` to a one-line explanation.
+  // Loads `path`, a regular file of at most kMaxFileBytes (read inside the program, so never
+  // more: LeakSanitizer's own lists are a few KiB); on error returns false and sets `error` to a
+  // one-line explanation.
   bool load(const std::string& path, std::string& error);
+  static constexpr size_t kMaxFileBytes = size_t{4} << 20;
   void add(std::string pattern) { patterns_.push_back(std::move(pattern)); }
   // The first pattern matching any of the texts, or nullptr.
   const std::string* match(std::string_view text) const;

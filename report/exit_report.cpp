@@ -7,6 +7,7 @@
 #include "report/exit_report.h"
 
 #include "report/read_file.h"
+#include "report/report_file.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -39,7 +40,7 @@ constexpr int kMaxSections = 8;
 ReportSection g_sections[kMaxSections] = {};
 int g_section_count = 0;
 
-int write_report_file_unguarded(const char* pattern);
+int write_report(const char* pattern, bool line_for_every_failure);
 
 std::string read_file(const char* path) { return read_whole_file(path); }
 
@@ -103,14 +104,7 @@ void print_symbolized_stack(uint32_t stack_id, const char* title) {
 void write_report_at_exit() {
   const alloc::Config& cfg = alloc::config();
   if (cfg.report_path[0] == '\0') return;
-  if (write_report_file(cfg.report_path) != 0) {
-    alloc::DiagnosticLine()
-        .text("could not write the report to ")
-        .text(cfg.report_path)
-        .text(": ")
-        .text(std::strerror(errno))
-        .emit();
-  }
+  write_report(cfg.report_path, true);
 }
 
 }  // namespace
@@ -180,54 +174,46 @@ std::string build_report_json() {
   return doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
-int write_report_file(const char* pattern) {
-  // The boundary for everything that builds the report (symbolizing, JSON, strings): nothing it
-  // throws may reach the program, which called exit() or heapkeeper_write_report.
-  try {
-    return write_report_file_unguarded(pattern);
-  } catch (const std::bad_alloc&) {
-    errno = ENOMEM;
-  } catch (const std::exception& error) {
-    alloc::DiagnosticLine().text("building the report failed: ").text(error.what()).emit();
-    errno = EIO;
-  } catch (...) {
-    errno = EIO;
-  }
-  return -1;
-}
+int write_report_file(const char* pattern) { return write_report(pattern, false); }
 
 namespace {
 
-int write_report_file_unguarded(const char* pattern) {
+// Expands '%p', builds the report and writes it (report_file.h). Every failure gets one line when
+// `line_for_every_failure` (at exit: nobody else will say it); otherwise (heapkeeper_write_report,
+// whose caller gets errno) only heapkeeper's own decisions do, which errno alone would not
+// explain: a refusal, a FIFO without a reader.
+int write_report(const char* pattern, bool line_for_every_failure) {
   char path[4096];
   if (!alloc::expand_pid_pattern(pattern, ::getpid(), path, sizeof(path))) {
+    if (line_for_every_failure) alloc::DiagnosticLine().text("report path too long: ").text(pattern).emit();
     errno = ENAMETOOLONG;
     return -1;
   }
-  const std::string json = build_report_json();
-  std::string temporary = std::string(path) + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return -1;
-  size_t done = 0;
-  while (done < json.size()) {
-    ssize_t n = ::write(fd, json.data() + done, json.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int saved = errno;
-      ::close(fd);
-      ::unlink(temporary.c_str());
-      errno = saved;
-      return -1;
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::close(fd) != 0 || ::rename(temporary.c_str(), path) != 0) {
-    int saved = errno;
-    ::unlink(temporary.c_str());
-    errno = saved;
+  // The boundary for everything that builds the report (symbolizing, JSON, strings): nothing it
+  // throws may reach the program, which called exit() or heapkeeper_write_report.
+  alloc::OutputProblem problem;
+  try {
+    const std::string json = build_report_json();
+    if (write_report_text(path, json, problem) == 0) return 0;
+  } catch (const std::bad_alloc&) {
+    problem = alloc::OutputProblem{};
+    problem.error = ENOMEM;
+  } catch (const std::exception& error) {
+    alloc::DiagnosticLine().text("building the report failed: ").text(error.what()).emit();
+    errno = EIO;
     return -1;
+  } catch (...) {
+    problem = alloc::OutputProblem{};
+    problem.error = EIO;
   }
-  return 0;
+  if (line_for_every_failure || problem.reason != nullptr) {
+    alloc::DiagnosticLine line;
+    line.text("could not write the report to ").text(path).text(": ");
+    alloc::describe_output_problem(line, problem);
+    line.emit();
+  }
+  errno = problem.error;
+  return -1;
 }
 
 }  // namespace

@@ -26,7 +26,8 @@ void install();
 // The report as a JSON string (pretty-printed).
 std::string build_report_json();
 
-// Writes the report to `path` ('%p' expands to the pid) atomically; 0 on success, -1 with errno.
+// Writes the report to `path` ('%p' expands to the pid) as report_file.h describes: a regular file
+// is replaced atomically, a FIFO or device is written to; 0 on success, -1 with errno.
 int write_report_file(const char* path);
 
 }  // namespace heapkeeper::report

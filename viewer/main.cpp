@@ -24,7 +24,7 @@ constexpr const char* kEnvironmentHelp = R"(Environment read by the traced progr
   HEAPKEEPER_MODE=off|detect|collect
                                 leak scanning: off, report (default), or report and reclaim
   HEAPKEEPER_SCAN_INTERVAL=D    periodic leak scan, e.g. 10s, 500ms; 0 = never (default)
-  HEAPKEEPER_SUPPRESSIONS=FILE  LeakSanitizer-style suppressions (leak:PATTERN)
+  HEAPKEEPER_SUPPRESSIONS=FILE  LeakSanitizer-style suppressions (leak:PATTERN), a regular file of at most 4 MiB
   HEAPKEEPER_EXITCODE=N         exit status when leaks remain at exit (0 = off)
   HEAPKEEPER_HEAP_RESERVE=SIZE  address space reserved for the heap, e.g. 64G (default 4x RAM)
   HEAPKEEPER_ARENAS=N           tracked jemalloc arenas (default one per CPU, at most 8)

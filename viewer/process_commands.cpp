@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "report/json_text.h"
+#include "viewer/report_document.h"
 #include "viewer/segment_reader.h"
 #include "viewer/show_command.h"
 
@@ -314,19 +315,14 @@ int fetch_report(pid_t pid, bool json, size_t sites_shown, size_t frames_shown) 
     fmt::print("{}", response);
     return 0;
   }
-  // Same rendering as `heapkeeper show` on an exit report.
-  char path[] = "/tmp/heapkeeper-report-XXXXXX";
-  int fd = mkstemp(path);
-  if (fd < 0) {
-    fmt::print(stderr, "heapkeeper: cannot create a temporary file\n");
+  // Same rendering as `heapkeeper show` on an exit report, checked the same way.
+  nlohmann::json doc;
+  if (const std::string problem = parse_report(response, doc); !problem.empty()) {
+    fmt::print(stderr, "heapkeeper: the report of pid {} is {}\n", pid, problem);
     return 1;
   }
-  ssize_t ignored = write(fd, response.data(), response.size());
-  (void)ignored;
-  close(fd);
-  int status = show_report(path, sites_shown, frames_shown);
-  unlink(path);
-  return status;
+  show_report_document(doc, sites_shown, frames_shown);
+  return 0;
 }
 
 int export_prometheus(const std::vector<pid_t>& requested, bool all) {

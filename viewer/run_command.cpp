@@ -92,7 +92,7 @@ int has_program_interpreter(int fd) {
 // capabilities) the kernel asks for secure execution (AT_SECURE), and the loader then ignores
 // LD_PRELOAD of any library outside the system directories.
 std::string untrackable_reason(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);  // a FIFO named as PROG: no wait
   if (fd < 0) return {};
   struct stat st;
   const bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);

@@ -1,25 +1,24 @@
-// Implementation of `heapkeeper show` (see show_command.h). Reads the versioned JSON document with
-// nlohmann::json and prints totals, then sites largest first in LeakSanitizer's frame style.
+// Implementation of `heapkeeper show` (see show_command.h). Reads and checks the versioned JSON
+// document (report_document.h), then prints totals, then sites largest first in LeakSanitizer's
+// frame style.
 #include "viewer/show_command.h"
 
 #include "report/json_text.h"
 #include "viewer/process_commands.h"
+#include "viewer/report_document.h"
 
 #include <fmt/core.h>
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 namespace heapkeeper::view {
 namespace {
 
 // A string of the report as the terminal shows it: the bytes json_text escaped (not UTF-8 in the
-// program) as \xNN. A value of another type (a hand-edited report) is shown as its JSON.
+// program) as \xNN. The document passed parse_report, so a present value is a string.
 std::string shown(const nlohmann::json& object, const char* key, const char* fallback) {
   if (!object.is_object() || !object.contains(key)) return fallback;
-  const nlohmann::json& value = object[key];
-  if (!value.is_string()) return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  return report::printable_json_text(value.get_ref<const std::string&>());
+  return report::printable_json_text(object[key].get_ref<const std::string&>());
 }
 
 void print_stack(const nlohmann::json& stack, size_t frames_shown) {
@@ -56,16 +55,18 @@ void print_sites(const char* title, const nlohmann::json& sites, size_t sites_sh
 }  // namespace
 
 int show_report(const std::string& path, size_t sites_shown, size_t frames_shown) {
-  std::ifstream in(path);
-  if (!in) {
-    fmt::print(stderr, "heapkeeper: cannot open report {}\n", path);
-    return 2;
+  std::string text, problem = read_report_file(path, text);
+  nlohmann::json doc;
+  if (problem.empty()) problem = parse_report(text, doc);
+  if (!problem.empty()) {
+    fmt::print(stderr, "heapkeeper: {}: {}\n", report::printable_json_text(path), problem);
+    return 1;
   }
-  nlohmann::json doc = nlohmann::json::parse(in, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object() || doc.value("tool", "") != "heapkeeper") {
-    fmt::print(stderr, "heapkeeper: {} is not a heapkeeper report (invalid JSON or missing \"tool\")\n", path);
-    return 2;
-  }
+  show_report_document(doc, sites_shown, frames_shown);
+  return 0;
+}
+
+void show_report_document(const nlohmann::json& doc, size_t sites_shown, size_t frames_shown) {
   fmt::print("heapkeeper report for pid {} ({})\n", doc.value("pid", 0), shown(doc, "program", "?"));
   fmt::print("  allocations {}  frees {}  live {} in {} blocks  peak {}\n", doc.value("allocations", uint64_t{0}),
              doc.value("frees", uint64_t{0}), human_bytes(doc.value("live_bytes", uint64_t{0})),
@@ -100,7 +101,6 @@ int show_report(const std::string& path, size_t sites_shown, size_t frames_shown
               sites_shown, frames_shown);
   print_sites("Still allocated when the report was written, by allocation site:",
               doc.value("live_sites", nlohmann::json::array()), sites_shown, frames_shown);
-  return 0;
 }
 
 }  // namespace heapkeeper::view

@@ -53,8 +53,10 @@ int heapkeeper_stack_frames(uint32_t stack_id, uintptr_t* frames, int capacity);
 /* Fills *stats. Reads every thread's counters; never blocks allocation. */
 void heapkeeper_heap_stats(struct heapkeeper_heap_stats* stats);
 
-/* Writes the JSON report (the same document as HEAPKEEPER_REPORT at exit) to `path`;
- * returns 0 on success, -1 with errno set otherwise. */
+/* Writes the JSON report (the same document as HEAPKEEPER_REPORT at exit) to `path`, as
+ * HEAPKEEPER_REPORT would be written: a regular file is replaced atomically, a FIFO or device is
+ * written to; returns 0 on success, -1 with errno set otherwise (what heapkeeper refused, such as
+ * another user's link in /tmp, or a FIFO nobody opened, is also one diagnostic line). */
 int heapkeeper_write_report(const char* path);
 
 #ifdef __cplusplus

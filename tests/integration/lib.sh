@@ -36,7 +36,11 @@ HK_CHECK_PYTHON=/usr/bin/python3
 unset LD_PRELOAD $(compgen -v HEAPKEEPER_ || true)
 export HEAPKEEPER_QUIET=1
 
+HK_MAIN_PID=$BASHPID
 hk_cleanup() {
+  # Only the script itself: a background subshell killed before it execs its command may run this
+  # trap too (it did: hk_wait's sleeper), and would remove the scratch directory under the script.
+  [[ $BASHPID == "$HK_MAIN_PID" ]] || return 0
   if ((HK_FAILURES == 0)) && [[ -z ${HK_KEEP_WORK:-} ]]; then
     rm -rf "$HK_WORK"
   else
@@ -80,19 +84,22 @@ hk_limit() {
 }
 
 # hk_wait PID: waits for a background job started by the script, killing it when it outlives
-# hk_limit; returns its status (137 if it had to be killed).
+# hk_limit; returns its status (143 or 137 if it had to be killed). It polls: `wait -n` on a job that has
+# already ended (bash reaps and forgets it as soon as it ends) reports "no record" and would then
+# wait for the whole limit.
 hk_wait() {
-  local pid=$1 status=0 first=
-  sleep "$(hk_limit)" >/dev/null 2>&1 &
-  local sleeper=$!
-  wait -n -p first "$pid" "$sleeper" || true
-  if [[ $first == "$sleeper" ]]; then
+  local pid=$1 status=0 deadline
+  deadline=$((SECONDS + $(hk_limit)))
+  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
+  if kill -0 "$pid" 2>/dev/null; then
+    # TERM first: a `timeout CMD` job passes it on to CMD, which KILL would leave running, holding
+    # the script's output open.
+    kill "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + 5))
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
     kill -9 "$pid" 2>/dev/null || true
-  else
-    kill "$sleeper" 2>/dev/null || true
   fi
   wait "$pid" || status=$?
-  wait "$sleeper" 2>/dev/null || true
   return "$status"
 }
 
