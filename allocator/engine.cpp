@@ -37,6 +37,7 @@
 #include "allocator/stack_capture.h"
 #include "allocator/stack_table.h"
 #include "allocator/thread_registry.h"
+#include "allocator/unloaded_modules.h"
 
 namespace heapkeeper::alloc {
 namespace {
@@ -149,6 +150,7 @@ void fork_child() {
   ThreadLocal& tl = tls_thread;
   GuardScope guard(tl);
   thread_registry().after_fork_in_child();
+  unloaded_modules_after_fork();
   int count = g_fork_child_handler_count.load(std::memory_order_acquire);
   for (int i = 0; i < count; ++i) run_without_throwing(g_fork_child_handlers[i], "a fork-child handler");
 }

@@ -10,6 +10,7 @@
 #include "allocator/diagnostics.h"
 #include "allocator/internal_mappings.h"
 #include "allocator/stack_table.h"
+#include "allocator/unloaded_modules.h"
 
 namespace heapkeeper::alloc {
 namespace {
@@ -92,6 +93,13 @@ void emit_reclaimed_line(uintptr_t user_pointer, size_t size, uint32_t stack_id,
   constexpr uint32_t kFrames = 6;
   for (uint32_t i = 0; i < view.depth && i < kFrames; ++i) {
     line.text(i == 0 ? " " : " < ");
+    // A library closed since: dladdr would name whatever is mapped there now.
+    UnloadedModule unloaded;
+    if (unloaded_module_for(view.frames[i], view.generation, &unloaded)) {
+      const char* slash = std::strrchr(unloaded.path, '/');
+      line.text(slash != nullptr ? slash + 1 : unloaded.path).text("+").hex(view.frames[i] - unloaded.load_bias);
+      continue;
+    }
     Dl_info info;
     const bool known = dladdr(reinterpret_cast<void*>(view.frames[i] - 1), &info) != 0;
     if (known && info.dli_sname != nullptr) {

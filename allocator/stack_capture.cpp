@@ -24,6 +24,11 @@
 // at worst attribute an allocation to the stack seen before — never crash, never mix threads.
 // Only frames inside the thread's registered stack are cached: coroutine and sigaltstack stacks
 // are unwound every time.
+//
+// A cached stack stands for the code that was mapped when it was unwound. After a dlclose another
+// library may be mapped at the same addresses, under the same callers, and every slot would still
+// validate: so a cache belongs to one module generation (allocator/unloaded_modules.h), and is
+// emptied when the generation moves. That costs one load of a rarely written word per capture.
 #define UNW_LOCAL_ONLY
 #include "allocator/stack_capture.h"
 
@@ -40,6 +45,7 @@
 #include "allocator/private_heap.h"
 #include "allocator/stack_table.h"
 #include "allocator/thread_registry.h"
+#include "allocator/unloaded_modules.h"
 
 namespace heapkeeper::alloc {
 
@@ -78,6 +84,7 @@ struct StackCache {
   char* entries;
   void* memory;  // the one allocation holding tags, next_way, last_hit and entries
   uint32_t window_captures, window_misses;
+  uint32_t generation;  // the module generation every cached stack was unwound in
   uint64_t hits, misses;
   static constexpr unsigned kCallerEntries = 256;
   uintptr_t caller_ip[kCallerEntries];
@@ -218,6 +225,13 @@ bool size_table(StackCache* cache, uint32_t sets, bool keep_entries) {
   return true;
 }
 
+// Drops every cached stack (and cached caller): a library they may run through was unloaded.
+void forget_cached_stacks(StackCache* cache, uint32_t generation) {
+  std::memset(cache->tags, 0, size_t{cache->sets} * StackCache::kWays * sizeof(uint64_t));
+  for (unsigned i = 0; i < StackCache::kCallerEntries; ++i) cache->caller_ip[i] = 0;
+  cache->generation = generation;
+}
+
 // Doubles the table when the last window of captures missed often.
 void maybe_grow(StackCache* cache) {
   const bool crowded = cache->window_misses > StackCache::kGrowMisses;
@@ -253,6 +267,7 @@ void reset_stack_cache(StackCache* cache, uintptr_t stack_low, uintptr_t stack_h
   cache->hits = cache->misses = 0;
   cache->window_captures = cache->window_misses = 0;
   for (unsigned i = 0; i < StackCache::kCallerEntries; ++i) cache->caller_ip[i] = 0;
+  cache->generation = module_generation();
 }
 
 bool initialize_stack_capture() {
@@ -283,11 +298,15 @@ StackProbe probe_stack_cache(StackCache* cache) {
 
 uint32_t capture_stack(StackCache* cache, int depth, const StackProbe* given) {
   uintptr_t ips[Config::kMaxStackDepth];
+  // Read before unwinding: the frames are then at least as new as the generation.
+  const uint32_t generation = module_generation();
   if (cache == nullptr || cache->stack_high == 0 || static_cast<uint32_t>(depth) > cache->capacity) {
     int count = unwind_program_frames(ips, depth);
     if (count == 0) return StackTable::kNoStack;
-    return stack_table().intern(ips, static_cast<uint32_t>(count), StackTable::hash(ips, static_cast<uint32_t>(count)));
+    return stack_table().intern(ips, static_cast<uint32_t>(count), StackTable::hash(ips, static_cast<uint32_t>(count)),
+                                generation);
   }
+  if (__builtin_expect(cache->generation != generation, 0)) forget_cached_stacks(cache, generation);
   const StackProbe entry = given != nullptr ? *given : probe_stack_cache(cache);
   const uint64_t tag = entry.tag;
   const unsigned set = entry.set;
@@ -319,8 +338,8 @@ uint32_t capture_stack(StackCache* cache, int depth, const StackProbe* given) {
   ++cache->window_misses;
   const int count = unwind_program_frames(ips, depth);
   if (count == 0) return StackTable::kNoStack;
-  const uint32_t id =
-      stack_table().intern(ips, static_cast<uint32_t>(count), StackTable::hash(ips, static_cast<uint32_t>(count)));
+  const uint32_t id = stack_table().intern(ips, static_cast<uint32_t>(count),
+                                           StackTable::hash(ips, static_cast<uint32_t>(count)), generation);
   if (++cache->window_captures == StackCache::kWindow) {
     maybe_grow(cache);
     return id;  // the table may be new: this set's pointers are stale
@@ -367,9 +386,11 @@ uint32_t capture_caller(StackCache* cache) {
   if (cache == nullptr || cache->stack_high == 0) return capture_stack(cache, 1);
   const EntryFrame entry = find_entry_frame(cache->stack_low, cache->stack_high);
   if (entry.sp == 0) return capture_stack(cache, 1);
+  const uint32_t generation = module_generation();
+  if (__builtin_expect(cache->generation != generation, 0)) forget_cached_stacks(cache, generation);
   const unsigned index = static_cast<unsigned>((entry.ip * 0x9e3779b97f4a7c15ull) >> 56);
   if (cache->caller_ip[index] == entry.ip) return cache->caller_id[index];
-  const uint32_t id = stack_table().intern(&entry.ip, 1, StackTable::hash(&entry.ip, 1));
+  const uint32_t id = stack_table().intern(&entry.ip, 1, StackTable::hash(&entry.ip, 1), generation);
   cache->caller_ip[index] = entry.ip;
   cache->caller_id[index] = id;
   return id;

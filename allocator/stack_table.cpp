@@ -2,6 +2,7 @@
 #include "allocator/stack_table.h"
 
 #include "allocator/internal_mappings.h"
+#include "allocator/unloaded_modules.h"
 
 #include <sys/mman.h>
 
@@ -28,8 +29,10 @@ bool StackTable::initialize(uint64_t address_space_left) {
   }
   records_ = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) * max_stacks_));
   allocation_counts_ = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) * max_stacks_));
+  generations_ = static_cast<std::atomic<uint32_t>*>(map_anonymous(sizeof(uint32_t) * max_stacks_));
   arena_ = static_cast<uintptr_t*>(map_anonymous(arena_words_ * sizeof(uintptr_t)));
-  if (records_ == nullptr || arena_ == nullptr || allocation_counts_ == nullptr) return false;
+  if (records_ == nullptr || arena_ == nullptr || allocation_counts_ == nullptr || generations_ == nullptr)
+    return false;
   auto* first = static_cast<Level*>(map_anonymous(sizeof(Level)));
   if (first == nullptr) return false;
   first->slots = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) << kFirstLevelShift));
@@ -55,7 +58,17 @@ StackView StackTable::frames(uint32_t id) const {
   if (id == kNoStack || id >= next_id_.load(std::memory_order_acquire) || id >= max_stacks_) return {};
   uint64_t record = records_[id].load(std::memory_order_acquire);
   if (record == 0) return {};
-  return {arena_ + (record >> 8), static_cast<uint32_t>(record & 0xff)};
+  return {arena_ + (record >> 8), static_cast<uint32_t>(record & 0xff),
+          generations_[id].load(std::memory_order_relaxed)};
+}
+
+uint64_t StackTable::site_key(uint32_t id) const {
+  const StackView view = frames(id);
+  if (view.depth == 0) return 0;
+  const uint64_t key = hash(view.frames, view.depth);
+  // 0 for a stack whose modules are all still mapped: the key is then the plain hash.
+  const uint32_t unloaded = first_unload_after(view.frames, view.depth, view.generation);
+  return key ^ (uint64_t{unloaded} * 0x9e3779b97f4a7c15ull);
 }
 
 uint32_t StackTable::count() const { return next_id_.load(std::memory_order_relaxed) - 1; }
@@ -65,6 +78,18 @@ bool StackTable::same_frames(uint32_t id, const uintptr_t* frames, uint32_t dept
   if (view.depth != depth) return false;
   for (uint32_t i = 0; i < depth; ++i) {
     if (view.frames[i] != frames[i]) return false;
+  }
+  return true;
+}
+
+bool StackTable::same_code(uint32_t id, const uintptr_t* frames, uint32_t depth, uint32_t generation) {
+  std::atomic<uint32_t>& recorded = generations_[id];
+  uint32_t seen = recorded.load(std::memory_order_relaxed);
+  if (seen == generation) return true;
+  if (unloaded_between(frames, depth, seen < generation ? seen : generation, seen < generation ? generation : seen))
+    return false;
+  // The same code in both generations: keep the newer, so later checks look at fewer unloads.
+  while (seen < generation && !recorded.compare_exchange_weak(seen, generation, std::memory_order_relaxed)) {
   }
   return true;
 }
@@ -93,9 +118,14 @@ StackTable::Level* StackTable::grow(unsigned after) {
   return fresh;
 }
 
-uint32_t StackTable::intern(const uintptr_t* frames, uint32_t depth, uint64_t hash) {
+uint32_t StackTable::intern(const uintptr_t* frames, uint32_t depth, uint64_t hash, uint32_t generation) {
   const uint64_t tag = (hash >> 32) | 1;  // never 0, so an empty slot is recognisable
   const unsigned newest = newest_.load(std::memory_order_acquire);
+  // The slot of a stack with these frames that stands for other code (a library since unloaded):
+  // the new stack takes its place, so that a plugin loaded and closed in a loop does not lengthen
+  // the probe chain by one stack per cycle. The old id stays valid for the blocks that carry it.
+  std::atomic<uint64_t>* replaced_slot = nullptr;
+  uint64_t replaced_value = 0;
   // Existing stacks first, newest level first.
   for (unsigned l = newest + 1; l-- > 0;) {
     Level* lv = level(l);
@@ -103,18 +133,34 @@ uint32_t StackTable::intern(const uintptr_t* frames, uint32_t depth, uint64_t ha
     for (uint64_t i = hash & lv->mask, probes = 0; probes <= lv->mask; i = (i + 1) & lv->mask, ++probes) {
       uint64_t slot = lv->slots[i].load(std::memory_order_acquire);
       if (slot == 0) break;
-      if ((slot >> 32) == tag && same_frames(static_cast<uint32_t>(slot), frames, depth))
-        return static_cast<uint32_t>(slot);
+      const auto id = static_cast<uint32_t>(slot);
+      if ((slot >> 32) != tag || !same_frames(id, frames, depth)) continue;
+      if (same_code(id, frames, depth, generation)) return id;
+      if (replaced_slot == nullptr) {
+        replaced_slot = &lv->slots[i];
+        replaced_value = slot;
+      }
     }
   }
 
-  // New stack: store its frames, then publish (hash, id).
+  // New stack: store its frames (or share the replaced stack's: they are the same), then publish
+  // (hash, id).
   uint32_t id = next_id_.fetch_add(1, std::memory_order_acq_rel);
   if (id >= max_stacks_) return kNoStack;
-  size_t offset = arena_next_.fetch_add(depth, std::memory_order_relaxed);
-  if (offset + depth > arena_words_) return kNoStack;
-  for (uint32_t i = 0; i < depth; ++i) arena_[offset + i] = frames[i];
+  size_t offset = 0;
+  if (replaced_slot != nullptr) {
+    offset = records_[static_cast<uint32_t>(replaced_value)].load(std::memory_order_acquire) >> 8;
+  } else {
+    offset = arena_next_.fetch_add(depth, std::memory_order_relaxed);
+    if (offset + depth > arena_words_) return kNoStack;
+    for (uint32_t i = 0; i < depth; ++i) arena_[offset + i] = frames[i];
+  }
+  generations_[id].store(generation, std::memory_order_relaxed);
   records_[id].store((static_cast<uint64_t>(offset) << 8) | depth, std::memory_order_release);
+  if (replaced_slot != nullptr &&
+      replaced_slot->compare_exchange_strong(replaced_value, (tag << 32) | id, std::memory_order_acq_rel)) {
+    return id;
+  }
 
   unsigned l = newest;
   Level* lv = level(l);
@@ -131,8 +177,9 @@ uint32_t StackTable::intern(const uintptr_t* frames, uint32_t depth, uint64_t ha
       lv->used.fetch_add(1, std::memory_order_relaxed);
       return id;
     }
-    if ((expected >> 32) == tag && same_frames(static_cast<uint32_t>(expected), frames, depth)) {
-      return static_cast<uint32_t>(expected);  // another thread won the race; our id stays unused
+    const auto other = static_cast<uint32_t>(expected);
+    if ((expected >> 32) == tag && same_frames(other, frames, depth) && same_code(other, frames, depth, generation)) {
+      return other;  // another thread won the race; our id stays unused
     }
   }
   return id;  // table full: the id is still valid for frames(), just not findable by lookup

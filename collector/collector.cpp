@@ -78,7 +78,7 @@ std::string suppression_for(CollectorState& s, uint32_t stack_id) {
   if (s.suppressions.empty()) return {};
   alloc::StackView view = alloc::stack_table().frames(stack_id);
   for (uint32_t i = 0; i < view.depth; ++i) {
-    report::SymbolizedFrame frame = report::shared_symbolizer().resolve(view.frames[i]);
+    report::SymbolizedFrame frame = report::shared_symbolizer().resolve(view.frames[i], view.generation);
     for (const std::string* text : {&frame.function, &frame.module, &frame.file}) {
       if (const std::string* pattern = s.suppressions.match(*text)) return *pattern;
     }
@@ -136,8 +136,7 @@ void fill_report(CollectorState& s, const ScanResult& result, ScanReport& report
     if (previous != s.known.end() && previous->second.sequence == leak.sequence)
       first_scan = previous->second.first_scan;
     now_known[leak.region] = {leak.sequence, first_scan};
-    alloc::StackView view = alloc::stack_table().frames(leak.stack_id);
-    GroupKey key{leak.direct != 0, view.depth == 0 ? 0 : alloc::StackTable::hash(view.frames, view.depth)};
+    GroupKey key{leak.direct != 0, alloc::stack_table().site_key(leak.stack_id)};
     LeakGroup& group = groups[key];
     group.direct = leak.direct != 0;
     group.stack_id = leak.stack_id;
@@ -272,8 +271,8 @@ void add_leaks_to_report(nlohmann::json& doc) {
   doc["collected"] = {{"blocks", s.reclaimed_blocks_total}, {"bytes", s.reclaimed_bytes_total}};
 }
 
-std::string format_frame_line(uint32_t index, uintptr_t address) {
-  report::SymbolizedFrame frame = report::shared_symbolizer().resolve(address);
+std::string format_frame_line(uint32_t index, uintptr_t address, uint32_t generation) {
+  report::SymbolizedFrame frame = report::shared_symbolizer().resolve(address, generation);
   char prefix[48];
   std::snprintf(prefix, sizeof(prefix), "    #%u 0x%lx in ", index, static_cast<unsigned long>(address));
   return prefix + report::Symbolizer::format(frame) + "\n";
@@ -433,7 +432,7 @@ void print_leak_report(const ScanReport& report) {
     text += "\n" + std::string(g.direct ? "Direct" : "Indirect") + " leak of " + std::to_string(g.bytes) +
             " byte(s) in " + std::to_string(g.blocks) + " object(s) allocated from:\n";
     alloc::StackView view = alloc::stack_table().frames(g.stack_id);
-    for (uint32_t i = 0; i < view.depth; ++i) text += format_frame_line(i, view.frames[i]);
+    for (uint32_t i = 0; i < view.depth; ++i) text += format_frame_line(i, view.frames[i], view.generation);
     if (view.depth == 0) text += "    (no stack recorded)\n";
   }
   if (report.suppressed_blocks > 0) {

@@ -38,6 +38,14 @@
 #else
 #define HEAPKEEPER_SYMBOL_LOOKUP_FUNCTIONS(X)
 #endif
+// The dynamic loader's unload: what it unmaps is recorded first, so that stacks through a closed
+// library can still be named (allocator/unloaded_modules.h). dlopen is not interposed: glibc picks
+// the search path and namespace from dlopen's caller, which a wrapper would replace by itself. Not
+// routed through dlsym either (symbol_lookup.cpp): a dlclose the program looks up itself is glibc's,
+// and what it unmaps goes unrecorded, rather than risking a loop through another wrapper of it.
+#define HEAPKEEPER_LOADER_SYMBOLS(X) X(dlclose)
+#define HEAPKEEPER_LOADER_FUNCTIONS(X) X(dlclose, int, (void*))
+
 // Calls that hand the kernel a pointer the program may keep nowhere else (collector/kernel_roots.h):
 // interposed so that the pointers stay roots while registered. Same shape as the lists above.
 #define HEAPKEEPER_KERNEL_ROOT_SYMBOLS(X)                                                                 \

@@ -17,6 +17,7 @@ namespace heapkeeper::preload {
   name##_function original_##name();
 HEAPKEEPER_FORWARDED_FUNCTIONS(HEAPKEEPER_DECLARE_ORIGINAL)
 HEAPKEEPER_KERNEL_ROOT_FUNCTIONS(HEAPKEEPER_DECLARE_ORIGINAL)
+HEAPKEEPER_LOADER_FUNCTIONS(HEAPKEEPER_DECLARE_ORIGINAL)
 #undef HEAPKEEPER_DECLARE_ORIGINAL
 
 // Warns about every interposed symbol the dynamic linker does not resolve to this library.

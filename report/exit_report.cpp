@@ -83,7 +83,7 @@ void print_symbolized_stack_unguarded(uint32_t stack_id, const char* title) {
     return;
   }
   for (uint32_t i = 0; i < view.depth; ++i) {
-    SymbolizedFrame frame = symbolizer().resolve(view.frames[i]);
+    SymbolizedFrame frame = symbolizer().resolve(view.frames[i], view.generation);
     std::string text = Symbolizer::format(frame);
     alloc::DiagnosticLine().text("    #").number(i).text(" ").text(text).emit();
   }

@@ -21,6 +21,8 @@ bool resolve_all(void* library, LibdwFunctions& f) {
   return resolve(library, "dwfl_begin", f.begin) && resolve(library, "dwfl_end", f.end) &&
          resolve(library, "dwfl_report_begin", f.report_begin) && resolve(library, "dwfl_report_end", f.report_end) &&
          resolve(library, "dwfl_linux_proc_report", f.linux_proc_report) &&
+         resolve(library, "dwfl_report_elf", f.report_elf) &&
+         resolve(library, "dwfl_module_build_id", f.module_build_id) &&
          resolve(library, "dwfl_linux_proc_find_elf", f.linux_proc_find_elf) &&
          resolve(library, "dwfl_build_id_find_debuginfo", f.build_id_find_debuginfo) &&
          resolve(library, "dwfl_addrmodule", f.addrmodule) && resolve(library, "dwfl_module_info", f.module_info) &&

@@ -19,6 +19,8 @@ struct LibdwFunctions {
   decltype(&::dwfl_report_begin) report_begin;
   decltype(&::dwfl_report_end) report_end;
   decltype(&::dwfl_linux_proc_report) linux_proc_report;
+  decltype(&::dwfl_report_elf) report_elf;
+  decltype(&::dwfl_module_build_id) module_build_id;
   decltype(&::dwfl_linux_proc_find_elf) linux_proc_find_elf;
   decltype(&::dwfl_build_id_find_debuginfo) build_id_find_debuginfo;
   decltype(&::dwfl_addrmodule) addrmodule;

@@ -21,12 +21,12 @@ void SiteAccumulator::add(uint32_t stack_id, uint64_t bytes) {
 }
 
 std::vector<SiteTotals> SiteAccumulator::sorted() const {
-  // Merge ids whose frames are identical (the stack table may intern a stack twice under a race).
+  // Merge ids whose frames are identical and name the same modules (the stack table may intern a
+  // stack twice under a race, or once per library mapped at its addresses).
   std::unordered_map<uint64_t, SiteTotals> merged;
   for (const SiteTotals& site : by_id_) {
     if (site.blocks == 0) continue;
-    alloc::StackView view = alloc::stack_table().frames(site.stack_id);
-    uint64_t key = view.depth == 0 ? 0 : alloc::StackTable::hash(view.frames, view.depth);
+    const uint64_t key = alloc::stack_table().site_key(site.stack_id);
     SiteTotals& into = merged[key];
     if (into.blocks == 0) into.stack_id = site.stack_id;
     into.blocks += site.blocks;
@@ -54,7 +54,7 @@ nlohmann::json stack_to_json(Symbolizer& symbolizer, uint32_t stack_id) {
   nlohmann::json frames = nlohmann::json::array();
   alloc::StackView view = alloc::stack_table().frames(stack_id);
   for (uint32_t i = 0; i < view.depth; ++i) {
-    SymbolizedFrame f = symbolizer.resolve(view.frames[i]);
+    SymbolizedFrame f = symbolizer.resolve(view.frames[i], view.generation);
     nlohmann::json frame = {{"address", f.address},
                             {"function", json_text(f.function)},
                             {"module", json_text(f.module)},
@@ -63,6 +63,8 @@ nlohmann::json stack_to_json(Symbolizer& symbolizer, uint32_t stack_id) {
       frame["file"] = json_text(f.file);
       frame["line"] = f.line;
     }
+    if (!f.build_id.empty()) frame["build_id"] = f.build_id;
+    if (f.unloaded) frame["unloaded"] = true;
     frames.push_back(std::move(frame));
   }
   return frames;

@@ -30,7 +30,9 @@ class SiteAccumulator {
 // Sites of the blocks live right now (not synchronised with other threads: a moving picture).
 std::vector<SiteTotals> live_sites();
 
-// [{function, module, offset, file, line, address}] for a stack.
+// [{function, module, offset, file, line, address, build_id, unloaded}] for a stack: file and line
+// when known, build_id when the module has one, unloaded (true) for a library closed since the
+// stack was recorded, named from what was recorded when it was unloaded.
 nlohmann::json stack_to_json(Symbolizer& symbolizer, uint32_t stack_id);
 
 }  // namespace heapkeeper::report

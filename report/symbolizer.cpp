@@ -9,6 +9,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <link.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cinttypes>
@@ -149,6 +150,51 @@ void source_line_without_aranges(Dwfl_Module* module, uintptr_t address, Symboli
   }
 }
 
+// Lower-case hex of a build-id, as `readelf -n` and /usr/lib/debug/.build-id show it.
+std::string hex_text(const unsigned char* bytes, size_t length) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string text;
+  text.reserve(2 * length);
+  for (size_t i = 0; i < length; ++i) {
+    text += kDigits[bytes[i] >> 4];
+    text += kDigits[bytes[i] & 15];
+  }
+  return text;
+}
+
+std::string build_id_of(Dwfl_Module* module) {
+  const unsigned char* bits = nullptr;
+  GElf_Addr where = 0;
+  const int length = libdw()->module_build_id(module, &bits, &where);
+  return length > 0 ? hex_text(bits, static_cast<size_t>(length)) : std::string();
+}
+
+// Function (from the symbol table) and file:line (from DWARF) of `lookup_address` in `module`.
+void describe_code(Dwfl_Module* module, uintptr_t lookup_address, SymbolizedFrame& frame) {
+  GElf_Off offset_in_symbol = 0;
+  GElf_Sym symbol{};
+  const char* symbol_name =
+      libdw()->module_addrinfo(module, lookup_address, &offset_in_symbol, &symbol, nullptr, nullptr, nullptr);
+  if (symbol_name != nullptr) {
+    std::string function = readable_function_name(symbol_name);
+    if (!function.empty()) frame.function = std::move(function);
+  }
+  if (Dwfl_Line* line_record = libdw()->module_getsrc(module, lookup_address)) {
+    int line = 0;
+    const char* file = libdw()->lineinfo(line_record, nullptr, &line, nullptr, nullptr, nullptr);
+    if (file != nullptr) {
+      frame.file = file;
+      frame.line = line > 0 ? line : 0;
+    }
+  } else {
+    source_line_without_aranges(module, lookup_address, frame);
+  }
+}
+
+// Files of unloaded libraries held open at once (one descriptor each); past this the symbolizer
+// closes them all and reopens what it needs.
+constexpr size_t kMaxUnloadedFilesOpen = 64;
+
 }  // namespace
 
 Symbolizer::Symbolizer() = default;
@@ -156,10 +202,27 @@ Symbolizer::Symbolizer() = default;
 Symbolizer::~Symbolizer() {
   std::lock_guard<std::mutex> lock(mutex_);
   forget_module_list_locked();
+  forget_unloaded_locked();
 }
 
-SymbolizedFrame Symbolizer::resolve(uintptr_t return_address) {
+SymbolizedFrame Symbolizer::resolve(uintptr_t return_address, uint32_t generation) {
   std::lock_guard<std::mutex> lock(mutex_);
+  alloc::UnloadedModule record;
+  if (return_address != 0 && alloc::unloaded_module_for(return_address, generation, &record)) {
+    UnloadedModuleSymbols& symbols = unloaded_symbols_locked(record);
+    if (auto cached = symbols.cache.find(return_address); cached != symbols.cache.end()) return cached->second;
+    SymbolizedFrame frame = symbolize_unloaded_locked(return_address, record);
+    symbols.cache.emplace(return_address, frame);
+    return frame;
+  }
+  // Named by what is mapped now. A dlclose since the last lookup may have unmapped modules that the
+  // cache and the module list still name, at addresses another library may hold now.
+  const uint32_t now = alloc::module_generation();
+  if (now != generation_seen_) {
+    generation_seen_ = now;
+    cache_.clear();
+    module_list_stale_ = true;
+  }
   if (auto cached = cache_.find(return_address); cached != cache_.end()) return cached->second;
   SymbolizedFrame frame = symbolize_locked(return_address);
   cache_.emplace(return_address, frame);
@@ -169,6 +232,7 @@ SymbolizedFrame Symbolizer::resolve(uintptr_t return_address) {
 void Symbolizer::invalidate() {
   std::lock_guard<std::mutex> lock(mutex_);
   forget_module_list_locked();
+  forget_unloaded_locked();
   cache_.clear();
 }
 
@@ -193,6 +257,11 @@ std::string Symbolizer::format(const SymbolizedFrame& frame) {
       text += ':';
       text += std::to_string(frame.line);
     }
+  }
+  if (frame.unloaded) {
+    // Where a reader can no longer look the module up, its build-id names the exact file.
+    text += frame.function == kUnknown && !frame.build_id.empty() ? " (unloaded, BuildId: " + frame.build_id + ")"
+                                                                  : std::string(" (unloaded)");
   }
   return text;
 }
@@ -222,32 +291,79 @@ SymbolizedFrame Symbolizer::symbolize_locked(uintptr_t return_address) {
   Dwarf_Addr load_bias = module_start;
   if (libdw()->module_getelf(module, &load_bias) == nullptr) load_bias = module_start;
   frame.module_offset = return_address - load_bias;
+  frame.build_id = build_id_of(module);
 
-  GElf_Off offset_in_symbol = 0;
-  GElf_Sym symbol{};
-  const char* symbol_name =
-      libdw()->module_addrinfo(module, lookup_address, &offset_in_symbol, &symbol, nullptr, nullptr, nullptr);
-  std::string function = symbol_name != nullptr ? readable_function_name(symbol_name) : std::string();
-  if (function.empty()) function = function_name_from_loader(lookup_address);
-  if (!function.empty()) frame.function = std::move(function);
-
-  if (Dwfl_Line* line_record = libdw()->module_getsrc(module, lookup_address)) {
-    int line = 0;
-    const char* file = libdw()->lineinfo(line_record, nullptr, &line, nullptr, nullptr, nullptr);
-    if (file != nullptr) {
-      frame.file = file;
-      frame.line = line > 0 ? line : 0;
-    }
-  } else {
-    source_line_without_aranges(module, lookup_address, frame);
+  describe_code(module, lookup_address, frame);
+  if (frame.function == kUnknown) {
+    std::string function = function_name_from_loader(lookup_address);
+    if (!function.empty()) frame.function = std::move(function);
   }
   return frame;
 }
 
+SymbolizedFrame Symbolizer::symbolize_unloaded_locked(uintptr_t return_address, const alloc::UnloadedModule& record) {
+  SymbolizedFrame frame;
+  frame.address = return_address;
+  frame.function = kUnknown;
+  frame.module = record.path[0] != '\0' ? record.path : kUnknown;
+  frame.module_offset = return_address - record.load_bias;
+  frame.build_id = hex_text(record.build_id, record.build_id_length);
+  frame.unloaded = true;
+  // No dladdr fallback here: the loader knows only what is mapped now, which may be another library.
+  if (Dwfl_Module* module = unloaded_symbols_locked(record).module) describe_code(module, return_address - 1, frame);
+  return frame;
+}
+
+Symbolizer::UnloadedModuleSymbols& Symbolizer::unloaded_symbols_locked(const alloc::UnloadedModule& record) {
+  if (auto known = unloaded_.find(record.index); known != unloaded_.end()) return known->second;
+  if (unloaded_.size() >= kMaxUnloadedFilesOpen) forget_unloaded_locked();
+  UnloadedModuleSymbols& symbols = unloaded_[record.index];
+  // Without a build-id a rebuilt file cannot be told from the one that was loaded.
+  if (record.build_id_length == 0 || libdw() == nullptr) return symbols;
+  // Non-blocking: whatever is at that path now may be a FIFO, which only a regular file may not be.
+  const int fd = ::open(record.path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return symbols;  // deleted, renamed, or no longer readable
+  struct stat status {};
+  if (::fstat(fd, &status) != 0 || !S_ISREG(status.st_mode)) {
+    ::close(fd);
+    return symbols;
+  }
+  symbols.session = libdw()->begin(&kProcessCallbacks);
+  if (symbols.session == nullptr) {
+    ::close(fd);
+    return symbols;
+  }
+  // Placed where it was loaded, so that run-time addresses look up directly: for a shared object,
+  // with add_p_vaddr, the base is the load bias.
+  libdw()->report_begin(symbols.session);
+  Dwfl_Module* module = libdw()->report_elf(symbols.session, record.path, record.path, fd, record.load_bias, true);
+  if (module == nullptr) ::close(fd);  // consumed only on success
+  libdw()->report_end(symbols.session, nullptr, nullptr);
+  Dwarf_Addr bias = 0;
+  if (module != nullptr && libdw()->module_getelf(module, &bias) != nullptr && bias == record.load_bias &&
+      build_id_of(module) == hex_text(record.build_id, record.build_id_length)) {
+    symbols.module = module;
+  } else {
+    libdw()->end(symbols.session);
+    symbols.session = nullptr;
+  }
+  return symbols;
+}
+
+void Symbolizer::forget_unloaded_locked() {
+  // A session exists only once libdw was loaded: asking libdw() otherwise would load it for nothing.
+  for (auto& [index, symbols] : unloaded_) {
+    if (symbols.session != nullptr) libdw()->end(symbols.session);
+  }
+  unloaded_.clear();
+}
+
 Dwfl_Module* Symbolizer::module_containing_locked(uintptr_t lookup_address) {
-  if (session_ == nullptr || session_pid_ != getpid()) {
-    // First use, or we are a forked child still holding the parent's description.
-    forget_module_list_locked();
+  if (session_ == nullptr || session_pid_ != getpid() || module_list_stale_) {
+    // First use, a dlclose since the list was read, or we are a forked child still holding the
+    // parent's description.
+    if (session_pid_ != getpid()) forget_module_list_locked();
+    module_list_stale_ = false;
     if (!read_module_list_locked()) return nullptr;
     return module_at(session_, lookup_address);
   }

@@ -29,10 +29,7 @@ unsigned size_class_of(uint64_t size) {
   return bucket < kSizeClasses ? bucket : kSizeClasses - 1;
 }
 
-uint64_t stack_key(uint32_t stack_id) {
-  alloc::StackView view = alloc::stack_table().frames(stack_id);
-  return view.depth == 0 ? 0 : alloc::StackTable::hash(view.frames, view.depth);
-}
+uint64_t stack_key(uint32_t stack_id) { return alloc::stack_table().site_key(stack_id); }
 
 }  // namespace
 
@@ -40,7 +37,7 @@ void SnapshotBuilder::fill_frames(uint32_t stack_id, Frame* frames, uint32_t& de
   alloc::StackView view = alloc::stack_table().frames(stack_id);
   depth = std::min<uint32_t>(view.depth, kMaxFrames);
   for (uint32_t i = 0; i < depth; ++i) {
-    report::SymbolizedFrame f = report::shared_symbolizer().resolve(view.frames[i]);
+    report::SymbolizedFrame f = report::shared_symbolizer().resolve(view.frames[i], view.generation);
     Frame& out = frames[i];
     out.address = f.address;
     out.module_offset = f.module_offset;

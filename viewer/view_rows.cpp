@@ -9,12 +9,17 @@
 namespace heapkeeper::view {
 namespace {
 
-// FNV-1a over a stack's addresses: a leak's key (leaks carry no stack id).
+// FNV-1a over a stack's addresses and modules: a leak's key (leaks carry no stack id). The same
+// addresses may belong to two libraries, one closed before the other was loaded in its place.
 uint64_t stack_key(const stats::Frame* frames, uint32_t depth, uint64_t seed) {
   uint64_t hash = 1469598103934665603ull ^ seed;
   for (uint32_t i = 0; i < depth; ++i) {
     hash ^= frames[i].address;
     hash *= 1099511628211ull;
+    for (size_t k = 0; k < sizeof(frames[i].module) && frames[i].module[k] != '\0'; ++k) {
+      hash ^= static_cast<unsigned char>(frames[i].module[k]);
+      hash *= 1099511628211ull;
+    }
   }
   return hash;
 }

@@ -142,6 +142,20 @@ TEST(ViewRows, SitesSortByEachOrder) {
   EXPECT_EQ(rows[1].index, 1u);
 }
 
+// A library closed with dlclose and another loaded at its addresses: two leaks with the same return
+// addresses in different modules are two rows, each keeping its own selection key.
+TEST(ViewRows, LeaksAtTheSameAddressesInTwoLibrariesHaveTheirOwnKeys) {
+  auto s = std::make_unique<stats::Snapshot>();
+  s->leak_count = 2;
+  s->leaks[0] = {1, 1, 3, 300, 3, 0, {}};
+  s->leaks[1] = {1, 1, 5, 1000, 5, 0, {}};
+  set_frame(s->leaks[0].frames[0], "alpha_make_block", "/plugins/libalpha.so", "plugin.c", 20, 0x7f0000001151);
+  set_frame(s->leaks[1].frames[0], "bravo_make_block", "/plugins/libbravo.so", "plugin.c", 20, 0x7f0000001151);
+  const std::vector<Row> rows = build_rows(*s, Tab::kLeaks, 0, "");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_NE(rows[0].key, rows[1].key);
+}
+
 TEST(ViewRows, FilterMatchesFunctionOrModuleOfAnyFrame) {
   auto s = sample();
   EXPECT_EQ(build_rows(*s, Tab::kSites, 0, "CACHE").size(), 1u);     // function, any case

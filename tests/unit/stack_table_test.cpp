@@ -32,9 +32,9 @@ class StackTableTest : public testing::Test {
 
   static StackTable& table() { return stack_table(); }
 
-  static uint32_t intern(const Stack& stack) {
+  static uint32_t intern(const Stack& stack, uint32_t generation = 0) {
     return table().intern(stack.data(), static_cast<uint32_t>(stack.size()),
-                          StackTable::hash(stack.data(), static_cast<uint32_t>(stack.size())));
+                          StackTable::hash(stack.data(), static_cast<uint32_t>(stack.size())), generation);
   }
 
   static Stack frames_of(uint32_t id) {
@@ -129,13 +129,13 @@ TEST_F(StackTableTest, FullHashCollisionsAreResolvedByFrames) {
   std::vector<uint32_t> ids;
   for (uint64_t i = 0; i < 3000; ++i) {
     stacks.push_back(make_stack(5, i));
-    ids.push_back(table().intern(stacks.back().data(), static_cast<uint32_t>(stacks.back().size()), hash));
+    ids.push_back(table().intern(stacks.back().data(), static_cast<uint32_t>(stacks.back().size()), hash, 0));
     ASSERT_NE(ids.back(), StackTable::kNoStack);
   }
   EXPECT_EQ(std::set<uint32_t>(ids.begin(), ids.end()).size(), stacks.size());
   for (size_t i = 0; i < stacks.size(); ++i) {
     EXPECT_EQ(frames_of(ids[i]), stacks[i]) << i;
-    ASSERT_EQ(table().intern(stacks[i].data(), static_cast<uint32_t>(stacks[i].size()), hash), ids[i]) << i;
+    ASSERT_EQ(table().intern(stacks[i].data(), static_cast<uint32_t>(stacks[i].size()), hash, 0), ids[i]) << i;
   }
 }
 
@@ -151,12 +151,12 @@ TEST_F(StackTableTest, TagCollisionsAreResolvedByFrames) {
   }
   std::vector<uint32_t> ids;
   for (size_t i = 0; i < stacks.size(); ++i) {
-    ids.push_back(table().intern(stacks[i].data(), static_cast<uint32_t>(stacks[i].size()), hashes[i]));
+    ids.push_back(table().intern(stacks[i].data(), static_cast<uint32_t>(stacks[i].size()), hashes[i], 0));
   }
   EXPECT_EQ(std::set<uint32_t>(ids.begin(), ids.end()).size(), stacks.size());
   for (size_t i = 0; i < stacks.size(); ++i) {
     EXPECT_EQ(frames_of(ids[i]), stacks[i]);
-    EXPECT_EQ(table().intern(stacks[i].data(), static_cast<uint32_t>(stacks[i].size()), hashes[i]), ids[i]);
+    EXPECT_EQ(table().intern(stacks[i].data(), static_cast<uint32_t>(stacks[i].size()), hashes[i], 0), ids[i]);
   }
 }
 

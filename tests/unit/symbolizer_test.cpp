@@ -215,6 +215,74 @@ TEST(SymbolizerTest, NamesFunctionsInADeletedLibraryThroughTheLoader) {
   dlclose(library);
 }
 
+// A library closed with dlclose (through the recording dlclose, as under the preload library):
+// frames of stacks captured while it was loaded are named from its file, found by the recorded
+// path and trusted because its build-id is the recorded one.
+TEST(SymbolizerTest, NamesFramesOfAClosedLibraryFromItsFile) {
+  void* alpha = dlopen(HK_UNLOADED_ALPHA, RTLD_NOW | RTLD_LOCAL);
+  ASSERT_NE(alpha, nullptr) << dlerror();
+  const auto function = reinterpret_cast<uintptr_t>(dlsym(alpha, "alpha_make_block"));
+  ASSERT_NE(function, 0u);
+  Dl_info loader_view{};
+  ASSERT_NE(dladdr(reinterpret_cast<void*>(function), &loader_view), 0);
+  const auto load_bias = reinterpret_cast<uintptr_t>(loader_view.dli_fbase);
+  const uint32_t generation = alloc::module_generation();
+  ASSERT_EQ(alloc::dlclose_recording_unloads(&dlclose, alpha), 0);
+
+  Symbolizer symbolizer;
+  const SymbolizedFrame frame = symbolizer.resolve(function + 1, generation);
+  std::unique_ptr<char, decltype(&std::free)> path(realpath(HK_UNLOADED_ALPHA, nullptr), &std::free);
+  EXPECT_EQ(frame.function, "alpha_make_block");
+  EXPECT_EQ(frame.module, path.get());
+  EXPECT_EQ(frame.module_offset, function + 1 - load_bias);
+  EXPECT_TRUE(ends_with(frame.file, "unloaded_plugin.c")) << frame.file;
+  EXPECT_GT(frame.line, 0);
+  EXPECT_EQ(frame.build_id.size(), 40u) << frame.build_id;
+  EXPECT_TRUE(frame.unloaded);
+  EXPECT_TRUE(ends_with(Symbolizer::format(frame), " (unloaded)")) << Symbolizer::format(frame);
+  // Without the stack's generation, named by whatever is mapped there now (here, as likely as not,
+  // libelf's own read-only mapping of alpha's file, opened just above).
+  EXPECT_FALSE(symbolizer.resolve(function + 1).unloaded);
+}
+
+// The file of a closed library deleted, or replaced by another build, gives module and offset (and
+// the recorded build-id) only: never the names of whatever file is at that path now.
+TEST(SymbolizerTest, AClosedLibraryGoneOrReplacedOnDiskGivesModuleAndOffsetOnly) {
+  char directory_template[] = "/tmp/heapkeeper_symbolizer_XXXXXX";
+  ASSERT_NE(mkdtemp(directory_template), nullptr);
+  const std::string directory = directory_template;
+  const std::string copy = directory + "/libcopy.so";
+  ASSERT_EQ(std::system(("cp " HK_UNLOADED_ALPHA " " + copy).c_str()), 0);
+  void* library = dlopen(copy.c_str(), RTLD_NOW | RTLD_LOCAL);
+  ASSERT_NE(library, nullptr) << dlerror();
+  const auto function = reinterpret_cast<uintptr_t>(dlsym(library, "alpha_make_block"));
+  Dl_info loader_view{};
+  ASSERT_NE(dladdr(reinterpret_cast<void*>(function), &loader_view), 0);
+  const auto load_bias = reinterpret_cast<uintptr_t>(loader_view.dli_fbase);
+  const uint32_t generation = alloc::module_generation();
+  ASSERT_EQ(alloc::dlclose_recording_unloads(&dlclose, library), 0);
+  ASSERT_EQ(unlink(copy.c_str()), 0);
+
+  const SymbolizedFrame gone = Symbolizer().resolve(function + 1, generation);
+  EXPECT_EQ(gone.function, "??");
+  EXPECT_EQ(gone.module, copy);
+  EXPECT_EQ(gone.module_offset, function + 1 - load_bias);
+  EXPECT_EQ(gone.file, "");
+  EXPECT_EQ(gone.build_id.size(), 40u);
+  EXPECT_TRUE(gone.unloaded);
+  EXPECT_TRUE(ends_with(Symbolizer::format(gone), " (unloaded, BuildId: " + gone.build_id + ")"))
+      << Symbolizer::format(gone);
+
+  // bravo has the same layout, so its symbol table would give "bravo_make_block" right there.
+  ASSERT_EQ(std::system(("cp " HK_UNLOADED_BRAVO " " + copy).c_str()), 0);
+  const SymbolizedFrame replaced = Symbolizer().resolve(function + 1, generation);
+  EXPECT_EQ(replaced.function, "??");
+  EXPECT_EQ(replaced.file, "");
+  EXPECT_EQ(replaced.build_id, gone.build_id);
+  unlink(copy.c_str());
+  rmdir(directory.c_str());
+}
+
 TEST(SymbolizerTest, CachedAndInvalidatedAnswersMatchTheFirst) {
   Symbolizer symbolizer;
   const CallSite site = known_caller_for_symbolizer_test();
