@@ -1,5 +1,6 @@
-"""heapkeeper's test harness: `python3 scripts/harness bench|stress [OPTION...]`, which
-scripts/bench.sh and scripts/stress.sh call. Python 3.11 or later, standard library only."""
+"""heapkeeper's test harness: `python3 scripts/harness bench|stress|scan-bench [OPTION...]`,
+which scripts/bench.sh, scripts/stress.sh and bench/scan_bench.sh call. Python 3.11 or later,
+standard library only."""
 
 import os
 import sys
@@ -9,9 +10,9 @@ if sys.version_info < (3, 11):
 # Run as a directory (python3 scripts/harness): make the package importable as `harness`.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from harness import bench, stress, timed_run  # noqa: E402
+from harness import bench, scan_bench, stress, timed_run  # noqa: E402
 
-FRONT_ENDS = {"bench": bench.main, "stress": stress.main}
+FRONT_ENDS = {"bench": bench.main, "stress": stress.main, "scan-bench": scan_bench.main}
 
 
 def main():

@@ -13,7 +13,6 @@ bytes, leaks, scans, note) is printed and written to BUILD/stress/results.md; ea
 import os
 import shutil
 import sys
-import time
 import traceback
 from pathlib import Path
 

@@ -18,7 +18,6 @@ hold/), failures (one line per failed check), skipped, note (the table's note), 
 exit reports add up to: reports peak leaked leaked_bytes scans allocations collected), sampled.
 """
 
-import glob
 import os
 import random
 import re
@@ -28,9 +27,8 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-from . import stress_workloads, timed_run
+from . import stress_live_stats, stress_workloads, timed_run
 from .common import DEBIAN_PYTHON, ROOT_DIR, expand, expand_all, first_line_matching, have, read_text, spaced
 
 STRESS_SOURCES = ROOT_DIR / "tests/stress"
@@ -147,104 +145,6 @@ class Scenario:
     def expand(self, template):
         return expand(template, self.values)
 
-    # ------------------------------------------------------------------ live stats while it runs
-
-    def in_run(self, pid, token, root):
-        """The process belongs to this scenario's traced run: its environment has the run's token
-        (children inherit it), or it descends from ROOT (for programs that reuse their
-        environment's memory for their process title, as redis-server does)."""
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                if f"HK_STRESS_RUN={token}".encode() in f.read().split(b"\0"):
-                    return True
-        except OSError:
-            pass
-        for _ in range(10):
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    stat = f.read()
-            except OSError:
-                return False
-            parent = int(stat[stat.rindex(")") + 2:].split()[1])  # the command name may hold spaces
-            if parent == root:
-                return True
-            if parent <= 1:
-                return False
-            pid = parent
-        return False
-
-    def sampler(self, directory, token, root, stop):
-        """Until `stop` is set, reads `heapkeeper stats --json` of every tracked process of the run
-        (a segment /dev/shm/heapkeeper.PID.NONCE) into DIR/stats.PID.N.json: at once when it
-        appears, then about once a second, at most 120 times. A read that fails while the process
-        and its segment are still there is retried once, then logged in DIR/errors.log."""
-        taken, last, foreign = {}, {}, set()
-        tmp, err = directory / "sample.tmp", directory / "sample.err"
-        while not stop.is_set():
-            for segment in glob.glob("/dev/shm/heapkeeper.*.*"):
-                pid = segment[len("/dev/shm/heapkeeper."):].split(".")[0]
-                if not pid.isdigit() or pid in foreign:
-                    continue
-                n = taken.get(pid, 0)
-                if n >= 120 or (n > 0 and int(time.monotonic()) - last.get(pid, 0) < 1):
-                    continue
-                if not self.in_run(int(pid), token, root):
-                    if os.path.isdir(f"/proc/{pid}"):
-                        foreign.add(pid)
-                    continue
-                for attempt in (1, 2):
-                    with open(tmp, "wb") as out, open(err, "wb") as error:
-                        ok = subprocess.run([self.hk, "stats", pid, "--json"], stdout=out, stderr=error,
-                                            stdin=subprocess.DEVNULL).returncode == 0
-                    if ok:
-                        os.replace(tmp, directory / f"stats.{pid}.{n}.json")
-                        taken[pid], last[pid] = n + 1, int(time.monotonic())
-                        break
-                    # A process that exits between the listing and the read is no error.
-                    if not (os.path.isdir(f"/proc/{pid}") and os.path.exists(segment)):
-                        break
-                    if attempt == 2:
-                        with open(directory / "errors.log", "a") as log:
-                            head = err.read_bytes()[:300].decode(errors="replace")
-                            log.write(f"pid {pid}: heapkeeper stats --json failed while the process ran: {head}\n")
-                        taken[pid], last[pid] = n + 1, int(time.monotonic())
-                    time.sleep(0.05)
-            time.sleep(0.1)
-        tmp.unlink(missing_ok=True)
-        err.unlink(missing_ok=True)
-
-    def hold_responder(self, hold, stop):
-        """Waits for the program's hold point (HOLD/ready: "PID BLOCKS BYTES"), polls `heapkeeper
-        stats --json PID` until the live stats show exactly those blocks at stress_hold_blocks (at
-        most 15 s: sites are symbolized only once a reader is watching, at the next publication),
-        writes the verdict to HOLD/result and lets the program go on."""
-        while not (hold / "ready").exists():
-            if stop.is_set():
-                return
-            time.sleep(0.05)
-        pid, blocks, size = (hold / "ready").read_text().split()[:3]
-        deadline = time.monotonic() + 15
-        while True:
-            with open(hold / "stats.json", "wb") as out, open(hold / "stats.err", "wb") as err:
-                read = subprocess.run([self.hk, "stats", pid, "--json"], stdout=out, stderr=err,
-                                      stdin=subprocess.DEVNULL).returncode == 0
-            if read:
-                check = subprocess.run([*CHECK, "hold", str(hold / "stats.json"), blocks, size], capture_output=True,
-                                       text=True)
-                status, verdict = check.returncode, check.stdout.rstrip("\n")
-            else:
-                status = 1
-                verdict = (f"heapkeeper stats --json {pid} failed: "
-                           f"{(hold / 'stats.err').read_bytes()[:300].decode(errors='replace')}".rstrip("\n"))
-            if status == 0:
-                (hold / "result").write_text(f"ok {verdict}\n")
-                break
-            if time.monotonic() >= deadline:
-                (hold / "result").write_text(f"FAIL {verdict}\n")
-                break
-            time.sleep(0.2)
-        (hold / "go").touch()
-
     # ------------------------------------------------------------------ the two runs
 
     def workload(self, context):
@@ -283,9 +183,11 @@ class Scenario:
             if self.spec.get("hold"):
                 env["HK_STRESS_HOLD"] = str(directory / "hold")
             env.update({k: self.expand(v) for k, v in self.spec.get("hk_env", {}).items()})
-            helpers.append(threading.Thread(target=self.sampler, args=(directory / "samples", token, os.getpid(), stop)))
+            helpers.append(threading.Thread(target=stress_live_stats.sampler,
+                                            args=(self.hk, directory / "samples", token, os.getpid(), stop)))
             if self.spec.get("hold"):
-                helpers.append(threading.Thread(target=self.hold_responder, args=(directory / "hold", stop)))
+                helpers.append(threading.Thread(target=stress_live_stats.hold_responder,
+                                                args=(self.hk, directory / "hold", stop)))
         started = time.monotonic()
         context = RunContext(self, mode, directory, env)
         for helper in helpers:
@@ -475,8 +377,8 @@ class Scenario:
         self.check_reports(expand_all(self.spec.get("reports", []), self.values))
         fields = read_text(self.dir / "summary").split()
         self.values.update({name: int(fields[i]) if i < len(fields) else 0 for i, name in enumerate(SUMMARY_FIELDS)})
-        self.values["sampled"] = re.sub(r"^[0-9]* samples of ", "stats read from ", read_text(self.dir / "sampled").rstrip("\n")) \
-            if (self.dir / "sampled").exists() else "no stats read"
+        sampled = read_text(self.dir / "sampled").rstrip("\n")
+        self.values["sampled"] = re.sub(r"^[0-9]* samples of ", "stats read from ", sampled) if sampled else "no stats read"
         self.values["plain_seconds"] = read_text(self.dir / "plain/seconds").strip()
         self.values["hk_seconds"] = read_text(self.dir / "hk/seconds").strip()
         for check in self.spec.get("checks", []):
