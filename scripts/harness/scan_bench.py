@@ -1,0 +1,93 @@
+"""Scan benchmark (bench/scan_bench.sh, issue #3): the time each tool spends finding leaks at exit in
+the same program, bench/workloads/big_heap.c (a reachable binary tree of N ~100-byte blocks plus
+leaked chains).
+ - heapkeeper: the exit scan's stop-the-world pause and marking throughput (from its JSON report);
+ - LeakSanitizer: wall time with detect_leaks=1 minus wall time with detect_leaks=0;
+ - valgrind memcheck: wall time with --leak-check=full minus --leak-check=no (smaller heap: it is
+   ~50x slower overall, so it gets N/10 blocks and its time is scaled by 10, as noted).
+Medians of --runs runs (default 3)."""
+
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from . import timed_run
+from .common import ROOT_DIR, awk_string, median
+
+
+def elapsed(command, env=None):
+    """Wall seconds of a command whose output and status do not matter."""
+    return timed_run.run(command, env={**os.environ, **(env or {})}, stdout=os.devnull, stderr=os.devnull).wall
+
+
+def main(argv):
+    blocks, runs = 10000000, 3
+    args = list(argv)
+    while args:
+        option = args.pop(0)
+        if option in ("--blocks", "--runs") and args and args[0].isdigit():
+            value = int(args.pop(0))
+            blocks, runs = (value, runs) if option == "--blocks" else (blocks, value)
+        else:
+            print(f"scan_bench.sh: unknown option {option} (use --blocks N, --runs R)", file=sys.stderr)
+            return 2
+    lib = ROOT_DIR / "build/lib/libheapkeeper.so"
+    if not lib.is_file():
+        print(f"scan_bench.sh: build first (scripts/build.sh): {lib} is missing", file=sys.stderr)
+        return 1
+    work = Path(tempfile.mkdtemp())
+    try:
+        return measure(work, lib, blocks, runs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(work, lib, blocks, runs):
+    source = str(ROOT_DIR / "bench/workloads/big_heap.c")
+    big_heap, big_heap_lsan = str(work / "big_heap"), str(work / "big_heap_lsan")
+    subprocess.run(["gcc", "-O2", "-o", big_heap, source], check=True)
+    have_lsan = subprocess.run(["gcc", "-O2", "-fsanitize=leak", "-o", big_heap_lsan, source],
+                               stderr=subprocess.DEVNULL).returncode == 0
+    have_valgrind = shutil.which("valgrind") is not None
+    small = blocks // 10
+    pauses, rates, leaks, lsan, valgrind = [], [], [], [], []
+    report = work / "report.json"
+    for _ in range(runs):
+        elapsed([big_heap, blocks, 100], {"HEAPKEEPER_REPORT": str(report), "LD_PRELOAD": str(lib)})
+        d = json.loads(report.read_text())
+        pauses.append(d["scan"]["pause_ms"] / 1000)
+        rates.append(d["scan"]["mark_throughput_gbps"])
+        leaks.append(d["leaked_blocks"])
+        if have_lsan:
+            with_check = elapsed([big_heap_lsan, blocks, 100], {"LSAN_OPTIONS": "detect_leaks=1:exitcode=0"})
+            lsan.append(with_check - elapsed([big_heap_lsan, blocks, 100], {"LSAN_OPTIONS": "detect_leaks=0"}))
+        if have_valgrind:
+            with_check = elapsed(["valgrind", "--leak-check=full", "--errors-for-leak-kinds=none", big_heap, small, 100])
+            valgrind.append((with_check - elapsed(["valgrind", "--leak-check=no", big_heap, small, 100])) * 10)
+
+    model = ""
+    with open("/proc/cpuinfo") as f:
+        model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    print(f"machine: {len(os.sched_getaffinity(0))} cores, {model}, {os.uname().release}, {today}")
+    print(f"heap: {blocks} reachable blocks of ~100 bytes (~{blocks * 112 // 1048576} MiB with headers) + 100 leaked "
+          f"3-block chains; medians of {runs} runs")
+    print("| tool | leak-check time (s) | x heapkeeper | notes |\n|---|---:|---:|---|")
+    hk = median(pauses)
+    print(f"| heapkeeper (stop-the-world pause) | {hk:.3f} | 1.00 | marking {median(rates):.2f} GB/s, "
+          f"{awk_string(median(leaks))} leaked blocks found |")
+    if have_lsan:
+        print(f"| LeakSanitizer (exit check) | {median(lsan):.3f} | {median(lsan) / hk:.2f} | gcc -fsanitize=leak |")
+    else:
+        print("| LeakSanitizer | - | - | not available |")
+    if have_valgrind:
+        print(f"| valgrind memcheck (--leak-check=full) | {median(valgrind):.3f} | {median(valgrind) / hk:.2f} | "
+              f"measured on {small} blocks, scaled x10 |")
+    else:
+        print("| valgrind | - | - | not installed |")
+    return 0
