@@ -46,6 +46,22 @@ inline const char* file_kind(mode_t mode) {
   return "of an unknown kind";
 }
 
+// Appends what `fd` holds to `text` until its end, stopping once more than `limit` bytes are read
+// (a stream, or a file that grows meanwhile). Returns "" or why not: strerror, or `too_large`.
+inline std::string read_at_most(int fd, size_t limit, const std::string& too_large, std::string& text) {
+  constexpr size_t kChunk = 65536;
+  for (;;) {
+    const size_t used = text.size();
+    text.resize(used + kChunk);
+    const ssize_t n = read(fd, text.data() + used, kChunk);
+    text.resize(used + static_cast<size_t>(n > 0 ? n : 0));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return std::strerror(errno);
+    if (n == 0) return "";
+    if (text.size() > limit) return too_large;
+  }
+}
+
 // A regular file of at most `limit` bytes (a whole number of MiB), whole, into `text`. Returns ""
 // on success, else why not, to follow "FILE: " ("it is a directory, not a regular file", "it is
 // larger than 4 MiB", strerror). Bounded whatever the path names: it opens without blocking (a
@@ -65,17 +81,7 @@ inline std::string read_regular_file(const char* path, size_t limit, std::string
   } else if (static_cast<uint64_t>(st.st_size) > limit) {
     problem = too_large;
   }
-  constexpr size_t kChunk = 65536;
-  while (problem.empty()) {
-    const size_t used = text.size();
-    text.resize(used + kChunk);
-    const ssize_t n = read(fd, text.data() + used, kChunk);
-    text.resize(used + static_cast<size_t>(n > 0 ? n : 0));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) problem = std::strerror(errno);
-    if (n <= 0) break;
-    if (text.size() > limit) problem = too_large;
-  }
+  if (problem.empty()) problem = read_at_most(fd, limit, too_large, text);
   close(fd);
   if (!problem.empty()) text.clear();
   return problem;

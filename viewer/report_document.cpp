@@ -116,17 +116,7 @@ std::string read_report_file(const std::string& path, std::string& text) {
   } else if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) > kMaxReportBytes) {
     problem = too_large;
   }
-  constexpr size_t kChunk = 65536;
-  while (problem.empty()) {
-    const size_t used = text.size();
-    text.resize(used + kChunk);
-    const ssize_t n = read(fd, text.data() + used, kChunk);
-    text.resize(used + static_cast<size_t>(n > 0 ? n : 0));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) problem = std::strerror(errno);
-    if (n <= 0) break;
-    if (text.size() > kMaxReportBytes) problem = too_large;  // a stream, or a file that grew
-  }
+  if (problem.empty()) problem = report::read_at_most(fd, kMaxReportBytes, too_large, text);
   close(fd);
   if (problem.empty() && text.empty()) problem = "is empty, not a report";
   if (!problem.empty()) text.clear();
