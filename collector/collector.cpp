@@ -102,7 +102,7 @@ void fill_report(CollectorState& s, const ScanResult& result, ScanReport& report
   for (int i = 0; i < ReferenceSummary::kBuckets; ++i) report.reference_histogram[i] = result.references.histogram[i];
   for (const auto& top : result.references.most_referenced) {
     if (top.references == 0) break;
-    const alloc::BlockHeader* header = alloc::header_at(top.region);
+    const alloc::BlockHeader* header = alloc::block_map().header(top.region);
     report.most_referenced.push_back({header->size(), top.references, header->stack_id});
   }
 
@@ -122,7 +122,7 @@ void fill_report(CollectorState& s, const ScanResult& result, ScanReport& report
     const LeakedBlock& leak = result.leaks[i];
     // A thread that could not be stopped (tearing itself down with signals blocked) may have freed
     // the block during the scan: only what is still the same live block is a leak.
-    if (!alloc::block_map().is_live(leak.region) || alloc::header_at(leak.region)->sequence != leak.sequence) {
+    if (!alloc::block_map().is_live(leak.region) || alloc::block_map().header(leak.region)->sequence != leak.sequence) {
       --report.leaked_blocks;
       report.leaked_bytes -= leak.size;
       if (leak.direct)
@@ -187,7 +187,8 @@ void reclaim(CollectorState& s, const ScanResult& result, ScanReport& report,
         ++report.reclaimed_blocks;
         report.reclaimed_bytes += held.size;
       }
-    } else if (alloc::block_map().is_live(held.region) && alloc::header_at(held.region)->sequence == held.sequence) {
+    } else if (alloc::block_map().is_live(held.region) &&
+               alloc::block_map().header(held.region)->sequence == held.sequence) {
       alloc::report_reclaimed_too_early(held.region + held.user_offset, held.size, held.stack_id,
                                         "referenced again while held for one more scan before being freed: kept");
     }
@@ -198,7 +199,7 @@ void reclaim(CollectorState& s, const ScanResult& result, ScanReport& report,
     auto it = previous.find(leak.region);
     if (it == previous.end() || it->second.sequence != leak.sequence || it->second.first_scan >= report.number)
       continue;
-    const alloc::BlockHeader* header = alloc::header_at(leak.region);
+    const alloc::BlockHeader* header = alloc::block_map().header(leak.region);
     // Freed just above, or by the program since this scan's classification: not a leak any more.
     if (!alloc::block_map().is_live(leak.region) || header->sequence != leak.sequence) continue;
     if (!quarantine.hold(leak.region)) continue;

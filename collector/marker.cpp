@@ -17,7 +17,7 @@ inline uintptr_t load_word(uintptr_t address) { return *reinterpret_cast<const u
 
 // The bytes of a block that can hold the program's pointers: its user part.
 inline void user_extent(uintptr_t region, uintptr_t& start, uintptr_t& end) {
-  const alloc::BlockHeader* header = alloc::header_at(region);
+  const alloc::BlockHeader* header = alloc::block_map().header(region);
   start = region + header->user_offset();
   end = start + (header->size() & ~uint64_t{7});
 }
@@ -291,7 +291,7 @@ const LeakedBlock* Marker::classify_leaks(size_t& count) {
   for_each_snapshot_block([&](uintptr_t region) {
     const size_t granule = (region - base_) >> 4;
     if (is_marked(granule)) return;
-    const alloc::BlockHeader* header = alloc::header_at(region);
+    const alloc::BlockHeader* header = alloc::block_map().header(region);
     LeakedBlock& leak = leaks_[count++];
     leak.region = region;
     leak.size = header->size();
