@@ -760,6 +760,8 @@ void warn_not_interposed(const char* const* names, int count) noexcept {
 
 namespace {
 
+constexpr size_t kInternalThreadStackBytes = size_t{1} << 20;
+
 struct InternalThread {
   void (*routine)();
   char name[16];
@@ -790,6 +792,10 @@ bool start_internal_thread(void (*routine)(), const char* name) noexcept {
   pthread_attr_t attributes;
   pthread_attr_init(&attributes);
   pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+  // Under an address-space limit the default stack (RLIMIT_STACK, 8 MiB) is address space the
+  // program cannot have. heapkeeper's threads touch some 60 KiB of theirs at most (scans with
+  // symbolized reports, stats requests); 1 MiB leaves them a wide margin.
+  if (address_space_left() != 0) pthread_attr_setstacksize(&attributes, kInternalThreadStackBytes);
   pthread_t thread;
   // The thread starts with every signal blocked (it inherits this mask): a signal sent to the
   // process (a POSIX timer's, an AIO notification, kill) must reach a thread of the program, which

@@ -23,11 +23,11 @@
 // automatic arena: every thread is bound to a tracked arena
 // or names the internal one, and each automatic arena jemalloc would make for a new thread costs
 // 2 MiB of metadata, which counts under `ulimit -v`. Slabs of the whole-page classes hold several
-// regions (16, 8 and 8) rather than one, so a 4 KiB block does not cost a 128-byte extent record.
+// regions (8, 4 and 4) rather than one, so a 4 KiB block does not cost a 128-byte extent record.
 extern "C" {
 __attribute__((visibility("hidden"))) const char* hk_je_malloc_conf =
     "background_thread:false,tcache:false,oversize_threshold:0,narenas:1,"
-    "slab_sizes:4096-4096:16|8192-8192:16|12288-12288:24";
+    "slab_sizes:4096-4096:8|8192-8192:8|12288-12288:12";
 }
 
 namespace heapkeeper::alloc {
@@ -165,21 +165,22 @@ bool PrivateHeap::initialize(uint64_t reserve_bytes, unsigned arena_count) {
   g_internal_hooks.range = &internal_;
 
   arena_count = tracked_arena_count(arena_count);
-  if (!create_arena(&g_internal_hooks.hooks, internal_arena_)) return false;
-  // jemalloc allocates its per-thread caches from arena 0. Their bin arrays keep stale copies of
-  // region addresses handed out moments ago, which the collector must never take for references:
-  // so arena 0's extents come from the internal reservation too, which is never scanned as a root.
+  // The internal arena is arena 0, jemalloc's own, which also holds its per-thread caches. Their bin
+  // arrays keep stale copies of region addresses handed out moments ago, which the collector must
+  // never take for references: arena 0's extents come from the internal reservation, never scanned
+  // as a root. jemalloc's boot made arena 0 without allocating from it, and starts with thread
+  // caches off (hk_je_malloc_conf), so nothing it holds predates this switch; each thread turns its
+  // cache on when it registers. (A separate arena would cost its own metadata block and first
+  // extent, 4 MiB that count under an address-space limit.)
   extent_hooks_t* internal_hooks = &g_internal_hooks.hooks;
   const size_t hooks_size = sizeof(extent_hooks_t*);
   if (je::mallctl("arena.0.extent_hooks", nullptr, nullptr, &internal_hooks, hooks_size) != 0) return false;
-  // jemalloc starts with thread caches off (hk_je_malloc_conf), so none was made before this
-  // switch; each thread turns its cache on when it registers.
+  internal_arena_ = 0;
   for (unsigned i = 0; i < arena_count; ++i) {
     if (!create_arena(&g_tracked_hooks.hooks, tracked_arenas_[i])) return false;
   }
   arena_count_ = arena_count;
   if (tracked_.maps_on_demand()) {
-    limit_retained_growth(0);
     limit_retained_growth(internal_arena_);
     for (unsigned i = 0; i < arena_count; ++i) limit_retained_growth(tracked_arenas_[i]);
   }

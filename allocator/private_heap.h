@@ -4,9 +4,10 @@
 //  - tracked arenas (one per CPU) serve the program; their extent hooks carve every extent out of
 //    the tracked reservation, so each block the program owns is inside [base, end) and the heap's
 //    mapped, resident and returned-to-OS bytes can be measured exactly;
-//  - one internal arena serves heapkeeper's own allocations (made while the reentrancy guard is
-//    held: symbolizing, JSON, libc calls from inside a hook) from a second reservation, so they
-//    are never tracked, never scanned as heap and never reported.
+//  - one internal arena (jemalloc's arena 0) serves heapkeeper's own allocations (made while the
+//    reentrancy guard is held: symbolizing, JSON, libc calls from inside a hook) and jemalloc's
+//    thread caches from a second reservation, so they are never tracked, never scanned as heap
+//    and never reported.
 // The heap also owns the size-class table that the block map uses to know each slab's geometry, and
 // decides for each plain request size where the block's header goes (block_header.h): in band, or
 // out of band when the block's region is whole pages.
