@@ -14,24 +14,40 @@
 
 #include "allocator/jemalloc_calls.h"
 
-// jemalloc reads its options from this symbol (renamed with the rest of the archive). A background
-// thread is not wanted inside the traced program; decay is jemalloc's default, driven by activity.
-// Thread caches start off: they are enabled per thread once arena 0 allocates from the internal
-// reservation (see initialize), so no cache array ever lives where the collector looks for roots.
-// Huge allocations stay in the thread's (tracked) arena instead of jemalloc's automatic huge arena.
-// (No cache-oblivious offset either, which is not a MALLOC_CONF option: see initialize.) One
-// automatic arena: every thread is bound to a tracked arena
-// or names the internal one, and each automatic arena jemalloc would make for a new thread costs
-// 2 MiB of metadata, which counts under `ulimit -v`. Slabs of the whole-page classes hold several
-// regions (8, 4 and 4) rather than one, so a 4 KiB block does not cost a 128-byte extent record.
-extern "C" {
-__attribute__((visibility("hidden"))) const char* hk_je_malloc_conf =
+// jemalloc reads its options from this symbol (renamed with the rest of the archive) when it boots.
+// A background thread is not wanted inside the traced program; decay is jemalloc's default, driven
+// by activity. Thread caches start off: they are enabled per thread once arena 0 allocates from the
+// internal reservation (see initialize), so no cache array ever lives where the collector looks for
+// roots. Huge allocations stay in the thread's (tracked) arena instead of jemalloc's automatic huge
+// arena. One automatic arena: every thread is bound to a tracked arena or names the internal one,
+// and each automatic arena jemalloc would make for a new thread costs 2 MiB of metadata. (No
+// cache-oblivious offset either, which is not a MALLOC_CONF option: see initialize.)
+//
+// Under an address-space limit, slabs of the whole-page classes hold several regions (8, 4 and 4)
+// instead of jemalloc's one: a one-region slab costs a 128-byte extent record per 4 KiB block (3%
+// of the address space, allocated in 2, 4, 6 MiB metadata blocks). Without a limit the records cost
+// nothing that matters, and one-region slabs give a freed block's pages back to the system on
+// their own, where a slab stays resident while any of its regions is in use.
+namespace {
+constexpr const char* kJemallocOptions = "background_thread:false,tcache:false,oversize_threshold:0,narenas:1";
+constexpr const char* kJemallocOptionsUnderALimit =
     "background_thread:false,tcache:false,oversize_threshold:0,narenas:1,"
     "slab_sizes:4096-4096:8|8192-8192:8|12288-12288:12";
+}  // namespace
+
+extern "C" {
+__attribute__((visibility("hidden"))) const char* hk_je_malloc_conf = kJemallocOptions;
 }
 
 namespace heapkeeper::alloc {
 namespace {
+
+// Picks jemalloc's options before it boots: from PrivateHeap::initialize, heapkeeper's first call
+// into jemalloc, and from this constructor, which runs before jemalloc's own (a priority
+// constructor of the same library), in case nothing allocated before the library's constructors.
+__attribute__((constructor(101))) void choose_jemalloc_options() {
+  if (address_space_left() != 0) hk_je_malloc_conf = kJemallocOptionsUnderALimit;
+}
 
 PrivateHeap g_heap;
 
@@ -158,6 +174,7 @@ bool PrivateHeap::initialize(uint64_t reserve_bytes, unsigned arena_count) {
   // large allocation (its size tables do not depend on it).
   je_opt_cache_oblivious = false;
   je_sz_large_pad = 0;
+  choose_jemalloc_options();
   if (reserve_bytes == 0) reserve_bytes = automatic_reserve();
   if (!tracked_.reserve(reserve_bytes, uint64_t{1} << 30)) return false;
   if (!internal_.reserve(uint64_t{16} << 30, uint64_t{256} << 20)) return false;
