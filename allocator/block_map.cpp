@@ -159,23 +159,24 @@ __attribute__((always_inline)) inline uintptr_t BlockMap::locate(uintptr_t addre
 
 uintptr_t BlockMap::find_region(uintptr_t address) const { return locate(address, false); }
 
-uintptr_t BlockMap::find_referenced(uintptr_t address, uintptr_t& also) const {
-  also = 0;
-  uintptr_t region = locate(address, true);
+uintptr_t BlockMap::find_referenced(uintptr_t address) const {
+  const uintptr_t region = locate(address, true);
+  // The start of a live whole-page block is that block's own pointer (its header is out of band),
+  // not one past the end of the block before. The price: a block the program keeps only through a
+  // pointer one past its end is taken for leaked when it fills its region exactly and a whole-page
+  // block in use follows it.
+  if (region != 0 && region == address && has_out_of_band_header(region)) return region;
   // One past a block's end is a region boundary only when the block fills its region exactly; then
   // the address is the start of the next region (live or not) or of bytes no block owns. Region
   // boundaries are multiples of 16, and anything else was settled by the lookup above (an address
-  // in a block's slack belongs to that block's region), so the common case pays one lookup.
+  // in a block's slack belongs to that block's region), so the common case pays one lookup. The
+  // start of an in-band block's region is its header, which no pointer of the program's points
+  // at: there, one past the end of the block before is what the word is.
   if ((region == 0 || region == address) && (address & 15) == 0) {
     const uintptr_t before = locate(address - 1, true);
     if (before != 0) {
       const BlockHeader* header = this->header(before);
-      if (before + header->user_offset() + header->size() == address) {
-        if (region == 0)
-          region = before;
-        else
-          also = before;
-      }
+      if (before + header->user_offset() + header->size() == address) return before;
     }
   }
   return region;

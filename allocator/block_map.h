@@ -57,9 +57,13 @@ class BlockMap {
   // the address one past the block's last byte as a reference, as Boehm GC's extra byte does. C
   // lets a program keep a pointer one past the end of an array, and some keep only that (jq's
   // `mem_end`, "one past the end of the allocated region"). Such an address lands in the block's
-  // slack, or on the next region's header: when it is both one past block A's end and inside the
-  // region of block B, it refers to both, and A comes back in `also` (0 otherwise).
-  uintptr_t find_referenced(uintptr_t address, uintptr_t& also) const;
+  // slack, or, when the block fills its region exactly, on the next region's start: the header of
+  // an in-band block B, which no program points at (the word refers to the block before alone), or
+  // the user pointer of a whole-page block B, which is B's own pointer (the word refers to B
+  // alone). Counting such a word for both blocks hid every leaked block right in front of a block
+  // in use once power-of-two requests (4 KiB buffers, a FILE's, a vector's) filled their regions
+  // exactly; the price of the second case is block_map.cpp's to state.
+  uintptr_t find_referenced(uintptr_t address) const;
   // Starts loading what find_region(address) will read (its page-map entry and, when `address` is
   // a block's user pointer as most pointers are, the header in front of it), for a scanner that
   // resolves a batch of words at a time.

@@ -280,8 +280,9 @@ static void free_inside_jemalloc(ThreadLocal& tl, void* ptr) noexcept {
     g_foreign_frees.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  BlockHeader* header = nullptr;
-  const uintptr_t region = region_of_user_pointer(reinterpret_cast<uintptr_t>(ptr), &header);
+  const UserBlock block = block_of_user_pointer(reinterpret_cast<uintptr_t>(ptr));
+  const uintptr_t region = block.region;
+  BlockHeader* header = block.header;
   if (region == 0 || !block_map().retire(region)) {
     // No stacks or symbols here (they would need the allocator): one line, then on.
     DiagnosticLine()
@@ -396,8 +397,8 @@ void* allocate_tracked(size_t size, size_t alignment, bool zero) noexcept {
   return reinterpret_cast<void*>(region + header->user_offset());
 }
 
-// Finds the tracked block whose user pointer is `ptr`: its region and header; 0 if there is none.
-uintptr_t region_of_user_pointer(uintptr_t ptr, BlockHeader** header_out) noexcept {
+// Finds the tracked block whose user pointer is `ptr`: its region and header; region 0 if none.
+UserBlock block_of_user_pointer(uintptr_t ptr) noexcept {
   const BlockMap& map = block_map();
   // Most blocks: a plain in-band block, header 16 bytes in front. A region that starts a page may
   // instead be a whole-page block whose first bytes are the program's, not a header.
@@ -405,23 +406,17 @@ uintptr_t region_of_user_pointer(uintptr_t ptr, BlockHeader** header_out) noexce
   if ((ptr & 15) == 0 && map.is_live(candidate) &&
       ((candidate & (kPageSize - 1)) != 0 || !map.has_out_of_band_header(candidate))) {
     BlockHeader* header = in_band_header(candidate);
-    if (header->user_offset() == kHeaderSize) {
-      if (header_out != nullptr) *header_out = header;
-      return candidate;
-    }
+    if (header->user_offset() == kHeaderSize) return {candidate, header};
   }
   // A whole-page block: the user pointer is the region, which starts a page.
-  if ((ptr & (kPageSize - 1)) == 0 && map.is_live(ptr) && map.has_out_of_band_header(ptr)) {
-    if (header_out != nullptr) *header_out = map.out_of_band_header(ptr);
-    return ptr;
-  }
+  if ((ptr & (kPageSize - 1)) == 0 && map.is_live(ptr) && map.has_out_of_band_header(ptr))
+    return {ptr, map.out_of_band_header(ptr)};
   // Aligned blocks keep their header further in front; find the region the slow way.
   const uintptr_t region = map.find_region(ptr);
-  if (region == 0) return 0;
+  if (region == 0) return {0, nullptr};
   BlockHeader* header = map.header(region);
-  if (region + header->user_offset() != ptr) return 0;
-  if (header_out != nullptr) *header_out = header;
-  return region;
+  if (region + header->user_offset() != ptr) return {0, nullptr};
+  return {region, header};
 }
 
 static void release_region(ThreadState* s, uintptr_t region, const BlockHeader& header) noexcept {
@@ -451,8 +446,9 @@ void free_tracked(void* ptr, const char* api_name) noexcept {
   if (__builtin_expect(entry.deferred_count.load(std::memory_order_relaxed) != 0 && entry.guard == 0, 0))
     drain_deferred_frees(entry);
   const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
-  BlockHeader* header = nullptr;
-  const uintptr_t region = region_of_user_pointer(address, &header);
+  const UserBlock block = block_of_user_pointer(address);
+  const uintptr_t region = block.region;
+  BlockHeader* header = block.header;
   if (__builtin_expect(region == 0, 0)) {
     report_bad_free(ptr, classify_bad_free(address), api_name);
     return;
@@ -555,10 +551,9 @@ size_t api_malloc_usable_size(const void* ptr) noexcept {
   if (ptr == nullptr) return 0;
   if (signal_safe_pool().contains(ptr)) return signal_safe_pool().size_of(ptr);
   if (__builtin_expect(tls_thread.in_jemalloc != 0, 0)) {  // no jemalloc here: the requested size
-    BlockHeader* header = nullptr;
-    const uintptr_t region =
-        private_heap().tracked().contains(ptr) ? region_of_user_pointer(reinterpret_cast<uintptr_t>(ptr), &header) : 0;
-    return region == 0 ? 0 : header->size();
+    if (!private_heap().tracked().contains(ptr)) return 0;
+    const UserBlock block = block_of_user_pointer(reinterpret_cast<uintptr_t>(ptr));
+    return block.region == 0 ? 0 : block.header->size();
   }
   if (private_heap().tracked().contains(ptr)) {
     uintptr_t region = region_of_user_pointer(reinterpret_cast<uintptr_t>(ptr));
@@ -574,8 +569,9 @@ size_t api_malloc_usable_size(const void* ptr) noexcept {
 
 void* reallocate_tracked(void* ptr, size_t size, size_t alignment_hint) noexcept {
   const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
-  BlockHeader* header = nullptr;
-  const uintptr_t region = region_of_user_pointer(address, &header);
+  const UserBlock block = block_of_user_pointer(address);
+  const uintptr_t region = block.region;
+  BlockHeader* header = block.header;
   if (region == 0) {
     report_bad_free(ptr, classify_bad_free(address), "realloc");
     errno = ENOMEM;

@@ -52,8 +52,9 @@ void* api_rallocx(void* ptr, size_t size, int flags) noexcept {
 
 size_t api_xallocx(void* ptr, size_t size, size_t extra, int flags) noexcept {
   if (!private_heap().tracked().contains(ptr)) return api_sallocx(ptr, flags);
-  BlockHeader* header = nullptr;
-  const uintptr_t region = region_of_user_pointer(reinterpret_cast<uintptr_t>(ptr), &header);
+  const UserBlock block = block_of_user_pointer(reinterpret_cast<uintptr_t>(ptr));
+  const uintptr_t region = block.region;
+  BlockHeader* header = block.header;
   if (region == 0) return 0;
   const size_t offset = header->user_offset();
   const int je_flags = offset <= 16 ? 0 : MALLOCX_LG_ALIGN(header->offset_shift());

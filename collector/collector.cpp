@@ -22,6 +22,7 @@
 #include "allocator/stack_table.h"
 #include "allocator/thread_registry.h"
 #include "collector/kernel_roots.h"
+#include "collector/program_caller.h"
 #include "collector/root_scan.h"
 #include "collector/suppressions.h"
 #include "report/exit_report.h"
@@ -283,14 +284,24 @@ std::string format_frame_line(uint32_t index, uintptr_t address) {
 void exit_scan() {
   const alloc::Config& cfg = alloc::config();
   if (cfg.mode == alloc::CollectorMode::kOff) return;
-  // Registers and stack of this (program) thread are roots: spill them where the scan sees them.
+  // Registers and stack of this (program) thread are roots: the program's, from the frame that
+  // called heapkeeper's exit handler up, not heapkeeper's own frames below it (program_caller.h).
+  // If that frame cannot be found, everything from here up, and this frame's registers.
   ucontext_t context;
   getcontext(&context);
-  const auto* registers = reinterpret_cast<const uint64_t*>(context.uc_mcontext.gregs);
+  const ProgramCaller caller = find_program_caller();
+  uintptr_t stack_from = reinterpret_cast<uintptr_t>(&context);
+  const uint64_t* registers = reinterpret_cast<const uint64_t*>(context.uc_mcontext.gregs);
+  size_t register_count = NGREG;
+  if (caller.stack_pointer > stack_from) {
+    stack_from = caller.stack_pointer;
+    registers = caller.registers;
+    register_count = ProgramCaller::kRegisters;
+  }
   // The program is inside exit(): whatever the scan, its grouping or the report's strings throw
   // (bad_alloc under a tight ulimit, say) ends here as one line, never as std::terminate.
   try {
-    ScanReport report = scan_now(true, reinterpret_cast<uintptr_t>(&context), registers, NGREG);
+    ScanReport report = scan_now(true, stack_from, registers, register_count);
     if (!report.ok) {
       alloc::DiagnosticLine().text("leak scan at exit skipped: ").text(report.failure).emit();
       return;
