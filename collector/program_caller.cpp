@@ -22,7 +22,7 @@ ProgramCaller find_program_caller() noexcept {
       unw_word_t sp = 0;
       if (unw_get_reg(&cursor, UNW_REG_SP, &sp) != 0) return caller;
       const unw_regnum_t saved[ProgramCaller::kRegisters] = {UNW_X86_64_RBX, UNW_X86_64_RBP, UNW_X86_64_R12,
-                                                            UNW_X86_64_R13, UNW_X86_64_R14, UNW_X86_64_R15};
+                                                             UNW_X86_64_R13, UNW_X86_64_R14, UNW_X86_64_R15};
       for (size_t i = 0; i < ProgramCaller::kRegisters; ++i) {
         unw_word_t value = 0;
         if (unw_get_reg(&cursor, saved[i], &value) != 0) return caller;
