@@ -12,7 +12,11 @@ namespace heapkeeper::alloc {
 namespace {
 
 constexpr uintptr_t kPage = 4096;
+// The first window starts on a GiB boundary; the next ones follow it closely (on 2 MiB boundaries,
+// jemalloc's extent alignment), so that small windows share the GiB: jemalloc keeps a 2 MiB radix
+// leaf for each GiB its extents touch, and that metadata counts under the limit too.
 constexpr uintptr_t kWindowAlignment = uintptr_t{1} << 30;
+constexpr uintptr_t kNextWindowAlignment = uintptr_t{2} << 20;
 constexpr int kAnonymous = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
 
 uintptr_t align_up(uintptr_t value, uintptr_t alignment) { return (value + alignment - 1) & ~(alignment - 1); }
@@ -57,7 +61,7 @@ uintptr_t g_window_cursor = 0;
 // it will not reach in the life of a process held to a limit. 0 if none is found.
 uintptr_t find_window(size_t size) {
   if (g_window_cursor != 0) {
-    const uintptr_t start = align_up(g_window_cursor, kWindowAlignment);
+    const uintptr_t start = align_up(g_window_cursor, kNextWindowAlignment);
     if (range_is_free(start, size)) return start;
   }
   void* probe = ::mmap(nullptr, kPage, PROT_NONE, kAnonymous, -1, 0);
@@ -94,8 +98,8 @@ bool AddressReservation::reserve(size_t size, size_t minimum_size) {
 
 bool AddressReservation::claim_window(size_t size) {
   // A window costs nothing until used, but the tables that describe the tracked heap are sized
-  // for it: no larger than what the process may still map.
-  const uint64_t left = align_up(address_space_left(), kWindowAlignment);
+  // for it (and count under the limit): no larger than what the process may still map.
+  const uint64_t left = align_up(address_space_left(), kPage);
   if (size > left) size = left;
   size = align_up(size, kPage);
   const uintptr_t start = find_window(size);

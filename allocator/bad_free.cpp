@@ -4,7 +4,8 @@
 // was allocated, where it was first freed and where it is being freed again. Block headers keep
 // both stacks after a free for exactly this. After the report the policy decides: abort, as glibc
 // does ("free(): double free detected"), or carry on ignoring the call
-// (HEAPKEEPER_ON_BAD_FREE=continue). Everything here avoids the tracked heap; the stack printer
+// (HEAPKEEPER_ON_BAD_FREE=continue). Headers out of band (whole-page blocks) keep both stacks as
+// in-band ones do. Everything here avoids the tracked heap; the stack printer
 // that the report layer installs symbolizes through the internal arena.
 #include <dlfcn.h>
 
@@ -63,22 +64,50 @@ void print_stack(uint32_t stack_id, const char* title) {
 void set_bad_free_stack_printer(StackPrinter printer) noexcept { g_printer.store(printer, std::memory_order_release); }
 uint64_t bad_free_count() noexcept { return g_bad_frees.load(std::memory_order_relaxed); }
 
+namespace {
+
+// The header a freed block whose user pointer was `ptr` left behind, or null: out of band when
+// `ptr` starts a page whose latest occupant was a whole-page block (the page map still says so),
+// else in band, 16 bytes in front (or the alignment, for an aligned block: `shift` from 4 up to
+// the page). The whole reservation is readable: a header that was never written reads as zeroes.
+const BlockHeader* freed_header(uintptr_t ptr, unsigned shift) {
+  const AddressReservation& heap = private_heap().tracked();
+  if (!heap.contains(reinterpret_cast<void*>(ptr)) || (ptr & 15) != 0) return nullptr;
+  if (shift == BlockHeader::kOutOfBandShift) {
+    if (!block_map().has_out_of_band_header(ptr)) return nullptr;
+    const BlockHeader* header = block_map().out_of_band_header(ptr);
+    return header->freed() && header->out_of_band() ? header : nullptr;
+  }
+  if (ptr - heap.base() < (uintptr_t{1} << shift)) return nullptr;
+  const uintptr_t region = ptr - (uintptr_t{1} << shift);
+  if (block_map().has_out_of_band_header(region)) return nullptr;  // the program's bytes, not a header
+  const BlockHeader* header = in_band_header(region);
+  return header->freed() && header->offset_shift() == shift ? header : nullptr;
+}
+
+// A block collect mode freed whose user pointer was `ptr`, at any placement of its header.
+const BlockHeader* reclaimed_header(uintptr_t ptr) {
+  for (unsigned shift = 0; shift <= kPageShift; shift = shift == 0 ? 4 : shift + 1) {
+    const BlockHeader* header = freed_header(ptr, shift);
+    if (header != nullptr && header->sequence == kFreedByCollector) return header;
+  }
+  return nullptr;
+}
+
+// The block the program freed whose user pointer was `ptr`: a plain block's, in band or out.
+const BlockHeader* double_freed_header(uintptr_t ptr) {
+  const BlockHeader* header = freed_header(ptr, BlockHeader::kOutOfBandShift);
+  return header != nullptr ? header : freed_header(ptr, 4);
+}
+
+}  // namespace
+
 BadFreeKind classify_bad_free(uintptr_t ptr) noexcept {
   const AddressReservation& heap = private_heap().tracked();
-  if (ptr < heap.base() + kHeaderSize || !heap.contains(reinterpret_cast<void*>(ptr)) || (ptr & 15) != 0) {
-    return BadFreeKind::kInvalid;
-  }
-  const uintptr_t candidate = ptr - kHeaderSize;
+  if (!heap.contains(reinterpret_cast<void*>(ptr)) || (ptr & 15) != 0) return BadFreeKind::kInvalid;
   if (block_map().find_region(ptr) != 0) return BadFreeKind::kInvalid;  // inside a live block
-  // A block collect mode freed, at any alignment the header may sit in front of it (the whole
-  // reservation is readable: reading a header that was never written reads zeroes).
-  for (unsigned shift = 4; shift <= kPageShift && ptr - heap.base() >= (uintptr_t{1} << shift); ++shift) {
-    const BlockHeader* reclaimed = header_at(ptr - (uintptr_t{1} << shift));
-    if (reclaimed->freed() && reclaimed->offset_shift() == shift && reclaimed->sequence == kFreedByCollector)
-      return BadFreeKind::kReclaimed;
-  }
-  const BlockHeader* header = header_at(candidate);
-  if (header->freed() && header->user_offset() == kHeaderSize) return BadFreeKind::kDouble;
+  if (reclaimed_header(ptr) != nullptr) return BadFreeKind::kReclaimed;
+  if (double_freed_header(ptr) != nullptr) return BadFreeKind::kDouble;
   return BadFreeKind::kInvalid;
 }
 
@@ -89,12 +118,9 @@ void report_bad_free(void* ptr, BadFreeKind kind, const char* api_name) noexcept
     // The program was right and heapkeeper wrong: one line, and the call is ignored whatever the
     // bad-free policy says (the block is gone: there is nothing left to free). Not a bad free.
     const auto address = reinterpret_cast<uintptr_t>(ptr);
-    for (unsigned shift = 4; shift <= kPageShift; ++shift) {
-      const BlockHeader* header = header_at(address - (uintptr_t{1} << shift));
-      if (header->offset_shift() != shift || header->sequence != kFreedByCollector) continue;
+    if (const BlockHeader* header = reclaimed_header(address)) {
       report_reclaimed_call(address, header->size(), header->stack_id, api_name,
                             "after heapkeeper had freed it as unreachable: the call is ignored");
-      break;
     }
     --tl.guard;
     return;
@@ -105,7 +131,13 @@ void report_bad_free(void* ptr, BadFreeKind kind, const char* api_name) noexcept
   DiagnosticLine line;
   switch (kind) {
     case BadFreeKind::kDouble: {
-      const BlockHeader* header = header_at(address - kHeaderSize);
+      const BlockHeader* header = double_freed_header(address);
+      if (header == nullptr) {  // reused meanwhile by a block of another geometry
+        line.text("double free of ").hex(address).text(" in ").text(api_name).text("()");
+        line.emit();
+        print_stack(current, "freed again at:");
+        break;
+      }
       line.text("double free of ")
           .hex(address)
           .text(" in ")
@@ -128,7 +160,7 @@ void report_bad_free(void* ptr, BadFreeKind kind, const char* api_name) noexcept
           .text("(): not the start of a block heapkeeper allocated");
       const uintptr_t region = block_map().find_region(address);
       if (region != 0) {
-        const BlockHeader* header = header_at(region);
+        const BlockHeader* header = block_map().header(region);
         const int64_t offset = static_cast<int64_t>(address) - static_cast<int64_t>(region + header->user_offset());
         if (offset >= 0)
           line.text(" (it points ").number(static_cast<uint64_t>(offset)).text(" bytes into a live block of ");

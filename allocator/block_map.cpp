@@ -34,7 +34,10 @@ bool BlockMap::initialize(const PrivateHeap& heap) {
   size_ = heap.tracked().size();
   pages_ = static_cast<std::atomic<uint32_t>*>(map_side_table((size_ >> kPageShift) * sizeof(uint32_t)));
   live_bits_ = static_cast<std::atomic<uint64_t>*>(map_side_table(size_ / 16 / 8));
-  if (pages_ == nullptr || live_bits_ == nullptr) return false;
+  headers_ = static_cast<BlockHeader*>(map_side_table((size_ >> kPageShift) * sizeof(BlockHeader)));
+  if (pages_ == nullptr || live_bits_ == nullptr || headers_ == nullptr) return false;
+  whole_page_classes_ = heap.out_of_band_headers() ? heap.whole_page_classes() : 0;
+  large_out_of_band_ = heap.out_of_band_headers();
   for (unsigned i = 0; i < heap.small_class_count(); ++i) {
     class_size_[i] = static_cast<uint32_t>(heap.small_class_size(i));
     class_reciprocal_[i] = UINT64_MAX / class_size_[i] + 1;
@@ -141,10 +144,12 @@ __attribute__((always_inline)) inline uintptr_t BlockMap::locate(uintptr_t addre
     default:
       return 0;
   }
-  // Large regions start at a random cache-line offset into their first page: bytes in front of
-  // the region on that page belong to no block.
+  // With jemalloc's cache-oblivious layout (off in heapkeeper's), large regions start at a
+  // random cache-line offset into their first page: bytes in front of the region belong to no block.
   if (address < region || !is_live(region)) return 0;
-  const BlockHeader* header = header_at(region);
+  // The header's place follows from the page map entry of the region's own page, which the live
+  // block wrote when it was recorded (the address's page may hold a stale entry).
+  const BlockHeader* header = this->header(region);
   // A zero-byte block still owns its user pointer: programs keep malloc(0) results alive too.
   const size_t size = header->size() == 0 ? 1 : header->size();
   const uintptr_t end = region + header->user_offset() + size;
@@ -154,23 +159,24 @@ __attribute__((always_inline)) inline uintptr_t BlockMap::locate(uintptr_t addre
 
 uintptr_t BlockMap::find_region(uintptr_t address) const { return locate(address, false); }
 
-uintptr_t BlockMap::find_referenced(uintptr_t address, uintptr_t& also) const {
-  also = 0;
-  uintptr_t region = locate(address, true);
+uintptr_t BlockMap::find_referenced(uintptr_t address) const {
+  const uintptr_t region = locate(address, true);
+  // The start of a live whole-page block is that block's own pointer (its header is out of band),
+  // not one past the end of the block before. The price: a block the program keeps only through a
+  // pointer one past its end is taken for leaked when it fills its region exactly and a whole-page
+  // block in use follows it.
+  if (region != 0 && region == address && has_out_of_band_header(region)) return region;
   // One past a block's end is a region boundary only when the block fills its region exactly; then
   // the address is the start of the next region (live or not) or of bytes no block owns. Region
   // boundaries are multiples of 16, and anything else was settled by the lookup above (an address
-  // in a block's slack belongs to that block's region), so the common case pays one lookup.
+  // in a block's slack belongs to that block's region), so the common case pays one lookup. The
+  // start of an in-band block's region is its header, which no pointer of the program's points
+  // at: there, one past the end of the block before is what the word is.
   if ((region == 0 || region == address) && (address & 15) == 0) {
     const uintptr_t before = locate(address - 1, true);
     if (before != 0) {
-      const BlockHeader* header = header_at(before);
-      if (before + header->user_offset() + header->size() == address) {
-        if (region == 0)
-          region = before;
-        else
-          also = before;
-      }
+      const BlockHeader* header = this->header(before);
+      if (before + header->user_offset() + header->size() == address) return before;
     }
   }
   return region;

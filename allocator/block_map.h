@@ -1,7 +1,7 @@
 // BlockMap: which addresses of the tracked heap are live blocks, and the O(1) way from any
 // address inside a block to its start.
 //
-// Two side structures over the tracked reservation, both mapped NORESERVE so they cost memory only
+// Three side structures over the tracked reservation, all mapped NORESERVE so they cost memory only
 // where the heap is used:
 //  - a live bitmap, one bit per 16-byte granule (0.8% of the heap), set while a block starts there.
 //    It is the authority for "is this a live block" (free and the collector check it) and lets the
@@ -9,7 +9,10 @@
 //  - a page map, 4 bytes per 4 KiB page, describing the geometry of what covers the page: for a
 //    jemalloc slab, the region size and one region boundary (all regions of a slab are the same
 //    size and contiguous, so one boundary gives them all); for a large block, how many pages back
-//    its first page is and where in that page it starts.
+//    its first page is and where in that page it starts;
+//  - the out-of-band headers, 16 bytes per page (0.4% of the heap), for blocks whose region is whole
+//    pages (block_header.h): a large region, or a slab region of a whole-page class. Which regions
+//    those are follows from the page map, so `header` finds any block's header in O(1).
 // Finding the block for an interior address is then arithmetic plus one bit test and one header
 // read — no search, whatever the block size.
 #pragma once
@@ -34,21 +37,42 @@ class BlockMap {
   bool retire(uintptr_t region);
   bool is_live(uintptr_t region) const;
 
+  // The header of the block recorded at `region` (live, or freed and not yet reused): out of band
+  // when the region is whole pages, at its start otherwise. The one way to read a block's header.
+  BlockHeader* header(uintptr_t region) const {
+    if ((region & (kPageSize - 1)) != 0) return in_band_header(region);
+    return out_of_band(page_entry(region)) ? out_of_band_header(region) : in_band_header(region);
+  }
+  // Whether the region recorded at `region` (which starts a page) keeps its header out of band.
+  bool has_out_of_band_header(uintptr_t region) const {
+    return (region & (kPageSize - 1)) == 0 && out_of_band(page_entry(region));
+  }
+  // The out-of-band header slot of the page starting at `region`, for the engine to write before it
+  // records a whole-page block, and for bad-free reports to read after its free.
+  BlockHeader* out_of_band_header(uintptr_t region) const { return &headers_[(region - base_) >> kPageShift]; }
+
   // Start of the live block's region containing `address` (header included), or 0.
   uintptr_t find_region(uintptr_t address) const;
   // For a conservative scanner: the live block that a word holding `address` refers to, counting
   // the address one past the block's last byte as a reference, as Boehm GC's extra byte does. C
   // lets a program keep a pointer one past the end of an array, and some keep only that (jq's
   // `mem_end`, "one past the end of the allocated region"). Such an address lands in the block's
-  // slack, or on the next region's header: when it is both one past block A's end and inside the
-  // region of block B, it refers to both, and A comes back in `also` (0 otherwise).
-  uintptr_t find_referenced(uintptr_t address, uintptr_t& also) const;
+  // slack, or, when the block fills its region exactly, on the next region's start: the header of
+  // an in-band block B, which no program points at (the word refers to the block before alone), or
+  // the user pointer of a whole-page block B, which is B's own pointer (the word refers to B
+  // alone). Counting such a word for both blocks hid every leaked block right in front of a block
+  // in use once power-of-two requests (4 KiB buffers, a FILE's, a vector's) filled their regions
+  // exactly; the price of the second case is block_map.cpp's to state.
+  uintptr_t find_referenced(uintptr_t address) const;
   // Starts loading what find_region(address) will read (its page-map entry and, when `address` is
   // a block's user pointer as most pointers are, the header in front of it), for a scanner that
   // resolves a batch of words at a time.
   void prefetch_lookup(uintptr_t address) const {
     __builtin_prefetch(&pages_[(address - base_) >> kPageShift]);
-    __builtin_prefetch(reinterpret_cast<const void*>(address - kHeaderSize));
+    if ((address & (kPageSize - 1)) == 0)
+      __builtin_prefetch(&headers_[(address - base_) >> kPageShift]);
+    else
+      __builtin_prefetch(reinterpret_cast<const void*>(address - kHeaderSize));
   }
 
   // Calls visit(region) for each live block, in address order. Not synchronised with concurrent
@@ -74,6 +98,18 @@ class BlockMap {
 
   // find_region, with `address` one past the block's end counted as inside it when `end_inclusive`.
   uintptr_t locate(uintptr_t address, bool end_inclusive) const;
+  // The page-map entry of the page holding `address` (in the heap).
+  uint32_t page_entry(uintptr_t address) const {
+    if (address - base_ >= size_) return 0;
+    return pages_[(address - base_) >> kPageShift].load(std::memory_order_relaxed);
+  }
+  // Whether a block starting the page that `entry` describes keeps its header out of band: a large
+  // region, or a region of a whole-page slab class.
+  bool out_of_band(uint32_t entry) const {
+    const uint32_t kind = entry >> kKindShift;
+    if (kind == kKindLarge) return large_out_of_band_;
+    return kind == kKindSmall && ((whole_page_classes_ >> ((entry >> 16) & 0x3f)) & 1) != 0;
+  }
   void record_small(uintptr_t region, size_t usable, unsigned class_index);
   void record_large(uintptr_t region, size_t usable);
 
@@ -81,6 +117,9 @@ class BlockMap {
   size_t size_ = 0;
   std::atomic<uint32_t>* pages_ = nullptr;
   std::atomic<uint64_t>* live_bits_ = nullptr;
+  BlockHeader* headers_ = nullptr;
+  uint64_t whole_page_classes_ = 0;  // slab classes whose blocks keep their headers out of band
+  bool large_out_of_band_ = false;   // and large regions (PrivateHeap::out_of_band_headers)
   const PrivateHeap* heap_ = nullptr;
   uint32_t class_size_[64] = {};
   uint64_t class_reciprocal_[64] = {};  // for remainder by multiplication (Lemire's fastmod)

@@ -2,8 +2,9 @@
 //
 // Hot path of a tracked malloc: one TLS read (guard and thread state), jemalloc's own fast path
 // from the thread's tracked arena, a stack capture through the per-thread cache, a 16-byte header
-// store, the block-map update (a bit set, usually no page-map write) and owner-only counter
-// stores. No lock, no syscall, nothing allocated from the tracked heap.
+// store (in front of the block, or out of band for whole-page regions: one table lookup decides),
+// the block-map update (a bit set, usually no page-map write) and owner-only counter stores. No
+// lock, no syscall, nothing allocated from the tracked heap.
 //
 // Calls made while the guard is held — heapkeeper's own code, libc functions called from inside a
 // hook, signal handlers that interrupt a hook — go to the internal arena instead: never tracked,
@@ -71,13 +72,13 @@ class GuardScope {
 
 inline unsigned log2_of_power(size_t value) { return static_cast<unsigned>(__builtin_ctzll(value)); }
 
-// Usable size and slab class of a freshly returned region.
-inline void region_geometry(uintptr_t region, size_t total, bool plain, size_t& usable, int& small_class) {
+// Usable size and slab class of a freshly returned region: from the placement when it knows the
+// class (plain requests), else from jemalloc.
+inline void region_geometry(uintptr_t region, const BlockPlacement& placement, size_t& usable, int& small_class) {
   const PrivateHeap& heap = private_heap();
-  if (plain && total <= heap.small_max()) {
-    unsigned cls = heap.small_class_for_request(total);
-    usable = heap.small_class_size(cls);
-    small_class = static_cast<int>(cls);
+  if (placement.small_class >= 0) {
+    usable = heap.small_class_size(static_cast<unsigned>(placement.small_class));
+    small_class = placement.small_class;
     return;
   }
   usable = je::sallocx(reinterpret_cast<void*>(region), 0);
@@ -281,7 +282,9 @@ static void free_inside_jemalloc(ThreadLocal& tl, void* ptr) noexcept {
     g_foreign_frees.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  const uintptr_t region = region_of_user_pointer(reinterpret_cast<uintptr_t>(ptr));
+  const UserBlock block = block_of_user_pointer(reinterpret_cast<uintptr_t>(ptr));
+  const uintptr_t region = block.region;
+  BlockHeader* header = block.header;
   if (region == 0 || !block_map().retire(region)) {
     // No stacks or symbols here (they would need the allocator): one line, then on.
     DiagnosticLine()
@@ -294,7 +297,6 @@ static void free_inside_jemalloc(ThreadLocal& tl, void* ptr) noexcept {
   // No report here (no dladdr in a signal handler), but the block leaves quarantine: the next
   // block at this address must not inherit its bit.
   if (__builtin_expect(quarantine().active(), 0)) quarantine().release(region);
-  BlockHeader* header = header_at(region);
   const BlockHeader old = *header;
   header->packed = BlockHeader::pack(old.size(), old.offset_shift(), true, old.thread_index());
   header->sequence = 0;
@@ -347,34 +349,31 @@ void* allocate_tracked(size_t size, size_t alignment, bool zero) noexcept {
   ThreadState* s = current_state(tl);
 
   const bool plain = alignment <= 16;
-  const unsigned offset_shift = plain ? 4 : log2_of_power(alignment);
-  const size_t offset = size_t{1} << offset_shift;
-  if (__builtin_expect(size > static_cast<size_t>(PTRDIFF_MAX) - offset - kPageSize, 0)) {
+  if (__builtin_expect(size > static_cast<size_t>(PTRDIFF_MAX) - (plain ? kHeaderSize : alignment) - kPageSize, 0)) {
     errno = ENOMEM;
     return nullptr;
   }
-  // A zero-byte block still gets one byte, so its user pointer lies inside its own region and
-  // cannot be mistaken for the start of the next one.
-  const size_t total = size + offset + (size == 0 ? 1 : 0);
+  const PrivateHeap& heap = private_heap();
+  const BlockPlacement placement = plain ? heap.place_plain(size) : heap.place_aligned(size, alignment);
   StackProbe probe;
   if (__builtin_expect(s != nullptr && s->stack_cache != nullptr, 1)) probe = probe_stack_cache(s->stack_cache);
   void* raw;
   if (__builtin_expect(plain && s != nullptr, 1)) {
-    raw = zero ? je::calloc(1, total) : je::malloc(total);
+    raw = zero ? je::calloc(1, placement.request) : je::malloc(placement.request);
   } else {
     // Aligned, or a thread whose state is gone: name the arena explicitly and skip the tcache,
     // whose owner may already have torn it down.
-    int flags = MALLOCX_ARENA(s != nullptr ? s->arena : private_heap().tracked_arena_for(0));
+    int flags = MALLOCX_ARENA(s != nullptr ? s->arena : heap.tracked_arena_for(0));
     if (s == nullptr) flags |= MALLOCX_TCACHE_NONE;
-    if (!plain) flags |= MALLOCX_LG_ALIGN(offset_shift);
+    if (!plain) flags |= MALLOCX_LG_ALIGN(log2_of_power(alignment));
     if (zero) flags |= MALLOCX_ZERO;
-    raw = je::mallocx(total, flags);
+    raw = je::mallocx(placement.request, flags);
   }
   if (__builtin_expect(raw == nullptr, 0)) {
     errno = ENOMEM;
     return nullptr;
   }
-  if (__builtin_expect(!private_heap().tracked().contains(raw), 0)) {
+  if (__builtin_expect(!heap.tracked().contains(raw), 0)) {
     // After jemalloc has torn down a thread's state (pthread-key destructors that run after its
     // own), it serves even explicit-arena requests from arena 0, whose memory is internal. Such a
     // block is served untracked rather than recorded outside the heap; free routes it by address.
@@ -383,40 +382,60 @@ void* allocate_tracked(size_t size, size_t alignment, bool zero) noexcept {
   }
   const uintptr_t region = reinterpret_cast<uintptr_t>(raw);
   const uint32_t stack = capture_stack(s != nullptr ? s->stack_cache : nullptr, config().stack_depth, &probe);
-  BlockHeader* header = header_at(region);
-  header->packed = BlockHeader::pack(size, offset_shift, false, s != nullptr ? s->index : 0);
+  // Written before the block is recorded: a scanner that sees the live bit (released by record)
+  // finds the header where the page map, written with it, says it is.
+  BlockHeader* header = placement.offset_shift == BlockHeader::kOutOfBandShift ? block_map().out_of_band_header(region)
+                                                                               : in_band_header(region);
+  header->packed = BlockHeader::pack(size, placement.offset_shift, false, s != nullptr ? s->index : 0);
   header->stack_id = stack;
   header->sequence = next_sequence(s);
   stack_table().count_allocation(stack);
   size_t usable;
   int small_class;
-  region_geometry(region, total, plain, usable, small_class);
+  region_geometry(region, placement, usable, small_class);
   block_map().record(region, usable, small_class);
   count_allocation(s, size);
   errno = saved_errno;
-  return reinterpret_cast<void*>(region + offset);
+  return reinterpret_cast<void*>(region + header->user_offset());
 }
 
-// Finds the header of the tracked block whose user pointer is `ptr`; 0 if there is none.
-uintptr_t region_of_user_pointer(uintptr_t ptr) noexcept {
+// Finds the tracked block whose user pointer is `ptr`: its region and header; region 0 if none.
+UserBlock block_of_user_pointer(uintptr_t ptr) noexcept {
+  const BlockMap& map = block_map();
+  // Most blocks: a plain in-band block, header 16 bytes in front. A region that starts a page may
+  // instead be a whole-page block whose first bytes are the program's, not a header.
   const uintptr_t candidate = ptr - kHeaderSize;
-  if ((ptr & 15) == 0 && block_map().is_live(candidate) && header_at(candidate)->user_offset() == kHeaderSize) {
-    return candidate;
+  if ((ptr & 15) == 0 && map.is_live(candidate) &&
+      ((candidate & (kPageSize - 1)) != 0 || !map.has_out_of_band_header(candidate))) {
+    BlockHeader* header = in_band_header(candidate);
+    if (header->user_offset() == kHeaderSize) return {candidate, header};
   }
+  // A whole-page block: the user pointer is the region, which starts a page.
+  if ((ptr & (kPageSize - 1)) == 0 && map.is_live(ptr) && map.has_out_of_band_header(ptr))
+    return {ptr, map.out_of_band_header(ptr)};
   // Aligned blocks keep their header further in front; find the region the slow way.
-  const uintptr_t region = block_map().find_region(ptr);
-  if (region != 0 && region + header_at(region)->user_offset() == ptr) return region;
-  return 0;
+  const uintptr_t region = map.find_region(ptr);
+  if (region == 0) return {0, nullptr};
+  BlockHeader* header = map.header(region);
+  if (region + header->user_offset() != ptr) return {0, nullptr};
+  return {region, header};
 }
 
 static void release_region(ThreadState* s, uintptr_t region, const BlockHeader& header) noexcept {
+  void* memory = reinterpret_cast<void*>(region);
+  if (header.out_of_band()) {
+    // The request was the size, or the size plus a header's worth, aligned or not: jemalloc finds
+    // the region's size itself (a lookup it would do for an unsized free anyway).
+    je::dallocx(memory, s == nullptr ? MALLOCX_TCACHE_NONE : 0);
+    return;
+  }
   const size_t total = header.size() + header.user_offset() + (header.size() == 0 ? 1 : 0);
   if (s == nullptr) {
-    je::dallocx(reinterpret_cast<void*>(region), MALLOCX_TCACHE_NONE);
+    je::dallocx(memory, MALLOCX_TCACHE_NONE);
   } else if (header.user_offset() == kHeaderSize) {
-    je::sdallocx(reinterpret_cast<void*>(region), total, 0);
+    je::sdallocx(memory, total, 0);
   } else {
-    je::sdallocx(reinterpret_cast<void*>(region), total, MALLOCX_LG_ALIGN(header.offset_shift()));
+    je::sdallocx(memory, total, MALLOCX_LG_ALIGN(header.offset_shift()));
   }
 }
 
@@ -429,7 +448,9 @@ void free_tracked(void* ptr, const char* api_name) noexcept {
   if (__builtin_expect(entry.deferred_count.load(std::memory_order_relaxed) != 0 && entry.guard == 0, 0))
     drain_deferred_frees(entry);
   const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
-  const uintptr_t region = region_of_user_pointer(address);
+  const UserBlock block = block_of_user_pointer(address);
+  const uintptr_t region = block.region;
+  BlockHeader* header = block.header;
   if (__builtin_expect(region == 0, 0)) {
     report_bad_free(ptr, classify_bad_free(address), api_name);
     return;
@@ -441,8 +462,7 @@ void free_tracked(void* ptr, const char* api_name) noexcept {
   // A block collect mode holds for one more scan is the program's after all: it leaves quarantine
   // (this free decides its fate, not the collector's next scan) and is freed as asked.
   if (__builtin_expect(quarantine().active(), 0) && quarantine().release(region)) {
-    const BlockHeader* held = header_at(region);
-    report_reclaimed_call(address, held->size(), held->stack_id, api_name,
+    report_reclaimed_call(address, header->size(), header->stack_id, api_name,
                           "while it was held for one more scan before being freed: freed now, as asked");
   }
   // Retire the block before jemalloc can hand its memory out again: once the region is back in a
@@ -450,7 +470,6 @@ void free_tracked(void* ptr, const char* api_name) noexcept {
   if (!block_map().retire(region)) {
     // Lost a race with a concurrent free: the program's own (a double free), or collect mode's.
     // The winner marks the header freed right after retiring; wait (briefly) to see whose it is.
-    BlockHeader* header = header_at(region);
     for (int spins = 0; spins < 1000; ++spins) {
       const uint64_t packed = __atomic_load_n(&header->packed, __ATOMIC_ACQUIRE);
       if ((packed >> (BlockHeader::kSizeBits + BlockHeader::kOffsetShiftBits)) & 1) break;
@@ -461,7 +480,6 @@ void free_tracked(void* ptr, const char* api_name) noexcept {
     errno = saved_errno;
     return;
   }
-  BlockHeader* header = header_at(region);
   const BlockHeader old = *header;
   uint32_t free_stack = 0;
   if (tl.guard == 1) {
@@ -476,8 +494,9 @@ void free_tracked(void* ptr, const char* api_name) noexcept {
 }
 
 bool free_reclaimed(uintptr_t region, uint32_t sequence) noexcept {
-  BlockHeader* header = header_at(region);
-  if (!block_map().is_live(region) || header->sequence != sequence) return false;
+  if (!block_map().is_live(region)) return false;
+  BlockHeader* header = block_map().header(region);
+  if (header->sequence != sequence) return false;
   ThreadLocal& tl = tls_thread;
   GuardScope guard(tl);
   if (!block_map().retire(region)) return false;  // the program freed it first
@@ -507,7 +526,7 @@ void api_free(void* ptr) noexcept {
 }
 
 size_t tracked_usable_size(uintptr_t region) noexcept {
-  const BlockHeader* header = header_at(region);
+  const BlockHeader* header = block_map().header(region);
   return je::sallocx(reinterpret_cast<void*>(region), 0) - header->user_offset();
 }
 
@@ -515,7 +534,7 @@ size_t tracked_usable_size(uintptr_t region) noexcept {
 // The block's recorded size grows to match, so realloc moves every byte the program may have
 // written and the collector scans them for pointers; the live-byte counters grow by the same.
 void claim_usable_size(uintptr_t region, size_t usable) noexcept {
-  BlockHeader* header = header_at(region);
+  BlockHeader* header = block_map().header(region);
   const size_t size = header->size();
   if (usable <= size) return;
   header->packed = BlockHeader::pack(usable, header->offset_shift(), false, header->thread_index());
@@ -534,9 +553,9 @@ size_t api_malloc_usable_size(const void* ptr) noexcept {
   if (ptr == nullptr) return 0;
   if (signal_safe_pool().contains(ptr)) return signal_safe_pool().size_of(ptr);
   if (__builtin_expect(tls_thread.in_jemalloc != 0, 0)) {  // no jemalloc here: the requested size
-    const uintptr_t region =
-        private_heap().tracked().contains(ptr) ? region_of_user_pointer(reinterpret_cast<uintptr_t>(ptr)) : 0;
-    return region == 0 ? 0 : header_at(region)->size();
+    if (!private_heap().tracked().contains(ptr)) return 0;
+    const UserBlock block = block_of_user_pointer(reinterpret_cast<uintptr_t>(ptr));
+    return block.region == 0 ? 0 : block.header->size();
   }
   if (private_heap().tracked().contains(ptr)) {
     uintptr_t region = region_of_user_pointer(reinterpret_cast<uintptr_t>(ptr));
@@ -552,13 +571,14 @@ size_t api_malloc_usable_size(const void* ptr) noexcept {
 
 void* reallocate_tracked(void* ptr, size_t size, size_t alignment_hint) noexcept {
   const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
-  const uintptr_t region = region_of_user_pointer(address);
+  const UserBlock block = block_of_user_pointer(address);
+  const uintptr_t region = block.region;
+  BlockHeader* header = block.header;
   if (region == 0) {
     report_bad_free(ptr, classify_bad_free(address), "realloc");
     errno = ENOMEM;
     return nullptr;
   }
-  BlockHeader* header = header_at(region);
   if (__builtin_expect(quarantine().active(), 0) && quarantine().release(region)) {
     run_guarded([&] {
       report_reclaimed_call(address, header->size(), header->stack_id, "realloc",
@@ -567,25 +587,33 @@ void* reallocate_tracked(void* ptr, size_t size, size_t alignment_hint) noexcept
   }
   const size_t old_size = header->size();
   const size_t offset = header->user_offset();
-  if (size > static_cast<size_t>(PTRDIFF_MAX) - offset - kPageSize) {
+  if (size > static_cast<size_t>(PTRDIFF_MAX) - (offset > kHeaderSize ? offset : kHeaderSize) - kPageSize) {
     errno = ENOMEM;
     return nullptr;
   }
   ThreadLocal& tl = tls_thread;
   if (tl.guard == 0 && g_ready) {
     // Grow or shrink in place when jemalloc can keep the region (same size class, or a large run
-    // that can be resized where it is). The block then gets the realloc's stack, like a new one.
-    const size_t total = size + offset;
-    const int flags = offset == kHeaderSize ? 0 : MALLOCX_LG_ALIGN(header->offset_shift());
+    // that can be resized where it is) and the new size would put the header where it is now. An
+    // aligned in-band block keeps its alignment; a whole-page block keeps its page, aligned as
+    // asked. The block then gets the realloc's stack, like a new one.
+    const size_t alignment = header->out_of_band() ? alignment_hint : offset;
+    const bool plain = alignment <= 16;
+    const PrivateHeap& heap = private_heap();
+    const BlockPlacement placement = plain ? heap.place_plain(size) : heap.place_aligned(size, alignment);
+    const int flags = plain ? 0 : MALLOCX_LG_ALIGN(log2_of_power(alignment));
     const size_t usable = je::sallocx(reinterpret_cast<void*>(region), 0);
-    bool in_place = je::nallocx(total, flags) == usable;
+    bool in_place = false;
     size_t new_usable = usable;
-    if (!in_place && usable > private_heap().small_max() && total > private_heap().small_max()) {
-      const int saved_errno = errno;
-      GuardScope guard(tl);
-      new_usable = je::xallocx(reinterpret_cast<void*>(region), total, 0, flags);
-      in_place = new_usable >= total;
-      errno = saved_errno;
+    if (placement.offset_shift == header->offset_shift() && region % alignment == 0) {
+      in_place = je::nallocx(placement.request, flags) == usable;
+      if (!in_place && usable > heap.small_max() && placement.request > heap.small_max()) {
+        const int saved_errno = errno;
+        GuardScope guard(tl);
+        new_usable = je::xallocx(reinterpret_cast<void*>(region), placement.request, 0, flags);
+        in_place = new_usable >= placement.request;
+        errno = saved_errno;
+      }
     }
     if (in_place) {
       const int saved_errno = errno;
@@ -730,6 +758,8 @@ void warn_not_interposed(const char* const* names, int count) noexcept {
 
 namespace {
 
+constexpr size_t kInternalThreadStackBytes = size_t{1} << 20;
+
 struct InternalThread {
   void (*routine)();
   char name[16];
@@ -760,6 +790,10 @@ bool start_internal_thread(void (*routine)(), const char* name) noexcept {
   pthread_attr_t attributes;
   pthread_attr_init(&attributes);
   pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+  // Under an address-space limit the default stack (RLIMIT_STACK, 8 MiB) is address space the
+  // program cannot have. heapkeeper's threads touch some 60 KiB of theirs at most (scans with
+  // symbolized reports, stats requests); 1 MiB leaves them a wide margin.
+  if (address_space_left() != 0) pthread_attr_setstacksize(&attributes, kInternalThreadStackBytes);
   pthread_t thread;
   // The thread starts with every signal blocked (it inherits this mask): a signal sent to the
   // process (a POSIX timer's, an AIO notification, kill) must reach a thread of the program, which

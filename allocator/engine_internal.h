@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "allocator/block_header.h"
 #include "allocator/engine.h"
 
 namespace heapkeeper::alloc {
@@ -16,7 +17,16 @@ void* allocate_tracked(size_t size, size_t alignment, bool zero) noexcept;
 void* allocate_untracked(size_t size, size_t alignment, bool zero) noexcept;
 void free_tracked(void* ptr, const char* api_name) noexcept;
 void* reallocate_tracked(void* ptr, size_t size, size_t alignment_hint) noexcept;
-uintptr_t region_of_user_pointer(uintptr_t ptr) noexcept;
+// The live tracked block whose user pointer is `ptr`: its region (0 if there is none) and its header
+// (in band or out of band). Returned in registers: an out-parameter would give the hooks a stack
+// slot holding the block's header address, a stale word that later keeps whatever block reuses
+// that memory reachable.
+struct UserBlock {
+  uintptr_t region;
+  BlockHeader* header;
+};
+UserBlock block_of_user_pointer(uintptr_t ptr) noexcept;
+inline uintptr_t region_of_user_pointer(uintptr_t ptr) noexcept { return block_of_user_pointer(ptr).region; }
 size_t tracked_usable_size(uintptr_t region) noexcept;
 // The program was told the block's usable size: record it as the block's size (see engine.cpp).
 void claim_usable_size(uintptr_t region, size_t usable) noexcept;

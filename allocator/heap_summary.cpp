@@ -33,7 +33,7 @@ bool describe_block(uintptr_t address, BlockDescription& d) {
   if (!is_initialized()) return false;
   const uintptr_t region = block_map().find_region(address);
   if (region == 0) return false;
-  const BlockHeader* header = header_at(region);
+  const BlockHeader* header = block_map().header(region);
   d.user_start = region + header->user_offset();
   d.requested_size = header->size();
   d.usable_size = tracked_usable_size(region);

@@ -34,4 +34,11 @@ void hk_je_malloc_stats_print(void (*write_cb)(void*, const char*), void* cbopaq
 // the program's key destructors, not before them (see thread_registry.h).
 extern pthread_key_t je_tsd_tsd;
 void je_tsd_cleanup(void* thread_data);
+
+// And its cache-oblivious layout: a build option in 5.3 (Debian's build has it on), not a
+// MALLOC_CONF one, which jemalloc's boot turns into the padding of every large extent (a page, and
+// a random offset into it). PrivateHeap::initialize turns both off before heapkeeper's first
+// allocation.
+extern bool je_opt_cache_oblivious;
+extern size_t je_sz_large_pad;
 }

@@ -52,12 +52,15 @@ void* api_rallocx(void* ptr, size_t size, int flags) noexcept {
 
 size_t api_xallocx(void* ptr, size_t size, size_t extra, int flags) noexcept {
   if (!private_heap().tracked().contains(ptr)) return api_sallocx(ptr, flags);
-  const uintptr_t region = region_of_user_pointer(reinterpret_cast<uintptr_t>(ptr));
+  const UserBlock block = block_of_user_pointer(reinterpret_cast<uintptr_t>(ptr));
+  const uintptr_t region = block.region;
+  BlockHeader* header = block.header;
   if (region == 0) return 0;
-  BlockHeader* header = header_at(region);
   const size_t offset = header->user_offset();
-  const int je_flags = offset == 16 ? 0 : MALLOCX_LG_ALIGN(header->offset_shift());
+  const int je_flags = offset <= 16 ? 0 : MALLOCX_LG_ALIGN(header->offset_shift());
   const size_t before = je::sallocx(reinterpret_cast<void*>(region), 0);
+  // A block keeps its header where it is: only a large region (whole pages, header out of band)
+  // grows or shrinks, and only within large sizes; a slab region stays in its class.
   const size_t after = je::xallocx(reinterpret_cast<void*>(region), size + offset, extra, je_flags);
   if (after != before && after > private_heap().small_max()) block_map().record(region, after, -1);
   // The caller now owns the whole usable size; record that as the block's size.
@@ -73,9 +76,13 @@ size_t api_sallocx(const void* ptr, int) noexcept { return api_malloc_usable_siz
 void api_dallocx(void* ptr, int) noexcept { api_free(ptr); }
 
 size_t api_nallocx(size_t size, int flags) noexcept {
-  size_t alignment = alignment_of(flags);
-  size_t offset = alignment < 16 ? 16 : alignment;
-  size_t usable = je::nallocx(size + offset, offset == 16 ? 0 : MALLOCX_LG_ALIGN(__builtin_ctzll(offset)));
+  const size_t alignment = alignment_of(flags);
+  const PrivateHeap& heap = private_heap();
+  // What mallocx would hand out: the region of the block's placement, less the header in front.
+  const BlockPlacement placement = alignment <= 16 ? heap.place_plain(size) : heap.place_aligned(size, alignment);
+  const size_t offset = placement.offset_shift == 0 ? 0 : size_t{1} << placement.offset_shift;
+  const size_t usable =
+      je::nallocx(placement.request, alignment <= 16 ? 0 : MALLOCX_LG_ALIGN(__builtin_ctzll(alignment)));
   return usable == 0 ? 0 : usable - offset;
 }
 

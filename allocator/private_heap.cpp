@@ -14,18 +14,40 @@
 
 #include "allocator/jemalloc_calls.h"
 
-// jemalloc reads its options from this symbol (renamed with the rest of the archive). A background
-// thread is not wanted inside the traced program; decay is jemalloc's default, driven by activity.
-// Thread caches start off: they are enabled per thread once arena 0 allocates from the internal
-// reservation (see initialize), so no cache array ever lives where the collector looks for roots.
-// Huge allocations stay in the thread's (tracked) arena instead of jemalloc's automatic huge arena.
+// jemalloc reads its options from this symbol (renamed with the rest of the archive) when it boots.
+// A background thread is not wanted inside the traced program; decay is jemalloc's default, driven
+// by activity. Thread caches start off: they are enabled per thread once arena 0 allocates from the
+// internal reservation (see initialize), so no cache array ever lives where the collector looks for
+// roots. Huge allocations stay in the thread's (tracked) arena instead of jemalloc's automatic huge
+// arena. One automatic arena: every thread is bound to a tracked arena or names the internal one,
+// and each automatic arena jemalloc would make for a new thread costs 2 MiB of metadata. (No
+// cache-oblivious offset either, which is not a MALLOC_CONF option: see initialize.)
+//
+// Under an address-space limit, slabs of the whole-page classes hold several regions (8, 4 and 4)
+// instead of jemalloc's one: a one-region slab costs a 128-byte extent record per 4 KiB block (3%
+// of the address space, allocated in 2, 4, 6 MiB metadata blocks). Without a limit the records cost
+// nothing that matters, and one-region slabs give a freed block's pages back to the system on
+// their own, where a slab stays resident while any of its regions is in use.
+namespace {
+constexpr const char* kJemallocOptions = "background_thread:false,tcache:false,oversize_threshold:0,narenas:1";
+constexpr const char* kJemallocOptionsUnderALimit =
+    "background_thread:false,tcache:false,oversize_threshold:0,narenas:1,"
+    "slab_sizes:4096-4096:8|8192-8192:8|12288-12288:12";
+}  // namespace
+
 extern "C" {
-__attribute__((visibility("hidden"))) const char* hk_je_malloc_conf =
-    "background_thread:false,tcache:false,oversize_threshold:0";
+__attribute__((visibility("hidden"))) const char* hk_je_malloc_conf = kJemallocOptions;
 }
 
 namespace heapkeeper::alloc {
 namespace {
+
+// Picks jemalloc's options before it boots: from PrivateHeap::initialize, heapkeeper's first call
+// into jemalloc, and from this constructor, which runs before jemalloc's own (a priority
+// constructor of the same library), in case nothing allocated before the library's constructors.
+__attribute__((constructor(101))) void choose_jemalloc_options() {
+  if (address_space_left() != 0) hk_je_malloc_conf = kJemallocOptionsUnderALimit;
+}
 
 PrivateHeap g_heap;
 
@@ -111,7 +133,8 @@ uint64_t automatic_reserve() {
 // Under an address-space limit every byte an arena maps ahead of need is a byte the program cannot
 // map itself: jemalloc grows its retained memory geometrically (2 MiB, 4 MiB, ... without bound),
 // so each step is capped at 1/32 of what the process may still map (4 to 64 MiB). A step the
-// kernel refuses makes jemalloc fall back to an extent of the exact size.
+// kernel refuses makes jemalloc fall back to an extent of the exact size, so the program still
+// gets the last bytes.
 void limit_retained_growth(unsigned arena) {
   uint64_t step = address_space_left() / 32;
   if (step < (uint64_t{4} << 20)) step = uint64_t{4} << 20;
@@ -122,38 +145,59 @@ void limit_retained_growth(unsigned arena) {
   je::mallctl(name, nullptr, nullptr, &limit, sizeof(limit));
 }
 
+// How many tracked arenas: one per CPU, at most 8, unless set. Under an address-space limit each
+// arena costs its metadata block (2 MiB, mapped when the arena is made) and what it retains, on
+// every arena, from a budget the program needs: one arena per 256 MiB the process may still map.
+unsigned tracked_arena_count(unsigned configured) {
+  if (configured != 0) return configured > 64 ? 64 : configured;
+  long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+  unsigned count = cpus > 0 ? static_cast<unsigned>(cpus) : 1;
+  if (count > 8) count = 8;
+  const uint64_t left = address_space_left();
+  if (left != 0) {
+    const uint64_t affordable = left / (uint64_t{256} << 20);
+    if (affordable < count) count = affordable == 0 ? 1 : static_cast<unsigned>(affordable);
+  }
+  return count;
+}
+
 }  // namespace
 
 PrivateHeap& private_heap() { return g_heap; }
 
 bool PrivateHeap::initialize(uint64_t reserve_bytes, unsigned arena_count) {
+  // No cache-oblivious padding: a large region starts its first page instead of a random cache line
+  // into it. That saves a page per large block and lets its header live out of band
+  // (block_header.h), so that a 1 MiB request takes 1 MiB. jemalloc's constructor may have booted
+  // it already (with the padding of Debian's build), but nothing has allocated from it before this
+  // first call from heapkeeper: no extent was padded yet, and the padding is read afresh at each
+  // large allocation (its size tables do not depend on it).
+  je_opt_cache_oblivious = false;
+  je_sz_large_pad = 0;
+  choose_jemalloc_options();
   if (reserve_bytes == 0) reserve_bytes = automatic_reserve();
   if (!tracked_.reserve(reserve_bytes, uint64_t{1} << 30)) return false;
   if (!internal_.reserve(uint64_t{16} << 30, uint64_t{256} << 20)) return false;
   g_tracked_hooks.range = &tracked_;
   g_internal_hooks.range = &internal_;
 
-  if (arena_count == 0) {
-    long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
-    arena_count = cpus > 0 ? static_cast<unsigned>(cpus) : 1;
-    if (arena_count > 8) arena_count = 8;
-  }
-  if (arena_count > 64) arena_count = 64;
-  if (!create_arena(&g_internal_hooks.hooks, internal_arena_)) return false;
-  // jemalloc allocates its per-thread caches from arena 0. Their bin arrays keep stale copies of
-  // region addresses handed out moments ago, which the collector must never take for references:
-  // so arena 0's extents come from the internal reservation too, which is never scanned as a root.
+  arena_count = tracked_arena_count(arena_count);
+  // The internal arena is arena 0, jemalloc's own, which also holds its per-thread caches. Their bin
+  // arrays keep stale copies of region addresses handed out moments ago, which the collector must
+  // never take for references: arena 0's extents come from the internal reservation, never scanned
+  // as a root. jemalloc's boot made arena 0 without allocating from it, and starts with thread
+  // caches off (hk_je_malloc_conf), so nothing it holds predates this switch; each thread turns its
+  // cache on when it registers. (A separate arena would cost its own metadata block and first
+  // extent, 4 MiB that count under an address-space limit.)
   extent_hooks_t* internal_hooks = &g_internal_hooks.hooks;
   const size_t hooks_size = sizeof(extent_hooks_t*);
   if (je::mallctl("arena.0.extent_hooks", nullptr, nullptr, &internal_hooks, hooks_size) != 0) return false;
-  // jemalloc starts with thread caches off (hk_je_malloc_conf), so none was made before this
-  // switch; each thread turns its cache on when it registers.
+  internal_arena_ = 0;
   for (unsigned i = 0; i < arena_count; ++i) {
     if (!create_arena(&g_tracked_hooks.hooks, tracked_arenas_[i])) return false;
   }
   arena_count_ = arena_count;
   if (tracked_.maps_on_demand()) {
-    limit_retained_growth(0);
     limit_retained_growth(internal_arena_);
     for (unsigned i = 0; i < arena_count; ++i) limit_retained_growth(tracked_arenas_[i]);
   }
@@ -176,7 +220,50 @@ bool PrivateHeap::initialize(uint64_t reserve_bytes, unsigned arena_count) {
     while (cls + 1 < bins && small_class_size_[cls] < total) ++cls;
     request_class_[slot] = static_cast<uint8_t>(cls);
   }
+  for (unsigned i = 0; i < bins; ++i) {
+    if (small_class_size_[i] % kPageSize == 0) whole_page_classes_ |= uint64_t{1} << i;
+  }
+  // Out-of-band headers need every whole-page region to start a page: true of the slab classes
+  // (slabs are page-aligned), and of large regions without the cache-oblivious padding.
+  bool cache_oblivious = true;
+  out_of_band_headers_ = read_ctl("opt.cache_oblivious", cache_oblivious) && !cache_oblivious && je_sz_large_pad == 0;
+  fill_plain_placements();
   return true;
+}
+
+void PrivateHeap::fill_plain_placements() {
+  // Slot s holds the sizes (16 (s - 1), 16 s] (slot 0: size 0), which share both their own class
+  // and the class of size + 16: jemalloc's small classes are multiples of 16.
+  for (size_t slot = 0; slot * 16 <= small_max_; ++slot) {
+    const unsigned own = request_class_[slot];
+    const size_t in_band_total = slot * 16 + kHeaderSize + (slot == 0 ? 1 : 0);
+    const bool in_band_large = in_band_total > small_max_;
+    const unsigned with_header = in_band_large ? 0 : request_class_[(in_band_total + 15) >> 4];
+    PlainPlacement& p = plain_placement_[slot];
+    if (out_of_band_headers_ && slot > 0 && whole_page_class(own)) {
+      p = {static_cast<uint8_t>(own), false, false, 0};
+    } else if (out_of_band_headers_ && (in_band_large || whole_page_class(with_header))) {
+      p = {in_band_large ? kLargeClass : static_cast<uint8_t>(with_header), false, true, 0};
+    } else {
+      p = {in_band_large ? kLargeClass : static_cast<uint8_t>(with_header), true, true, 0};
+    }
+  }
+}
+
+BlockPlacement PrivateHeap::place_aligned(size_t size, size_t alignment) const {
+  const auto shift = static_cast<unsigned>(__builtin_ctzll(alignment));
+  const int flags = MALLOCX_LG_ALIGN(shift);
+  const size_t in_band_total = size + alignment + (size == 0 ? 1 : 0);
+  if (out_of_band_headers_) {
+    // jemalloc's region for the request (aligned as asked) is whole pages: no header in front.
+    const size_t bytes = size == 0 ? 1 : size;
+    const size_t usable = je::nallocx(bytes, flags);
+    if (usable != 0 && usable % kPageSize == 0) return {bytes, 0, -1};
+    // With the header in front it would be whole pages: the same region, header out of band.
+    const size_t with_header = je::nallocx(in_band_total, flags);
+    if (with_header != 0 && with_header % kPageSize == 0) return {in_band_total, 0, -1};
+  }
+  return {in_band_total, shift, -1};
 }
 
 int PrivateHeap::small_class_of_usable(size_t usable) const {

@@ -22,6 +22,7 @@
 #include "allocator/stack_table.h"
 #include "allocator/thread_registry.h"
 #include "collector/kernel_roots.h"
+#include "collector/program_caller.h"
 #include "collector/root_scan.h"
 #include "collector/suppressions.h"
 #include "report/exit_report.h"
@@ -102,7 +103,7 @@ void fill_report(CollectorState& s, const ScanResult& result, ScanReport& report
   for (int i = 0; i < ReferenceSummary::kBuckets; ++i) report.reference_histogram[i] = result.references.histogram[i];
   for (const auto& top : result.references.most_referenced) {
     if (top.references == 0) break;
-    const alloc::BlockHeader* header = alloc::header_at(top.region);
+    const alloc::BlockHeader* header = alloc::block_map().header(top.region);
     report.most_referenced.push_back({header->size(), top.references, header->stack_id});
   }
 
@@ -122,7 +123,7 @@ void fill_report(CollectorState& s, const ScanResult& result, ScanReport& report
     const LeakedBlock& leak = result.leaks[i];
     // A thread that could not be stopped (tearing itself down with signals blocked) may have freed
     // the block during the scan: only what is still the same live block is a leak.
-    if (!alloc::block_map().is_live(leak.region) || alloc::header_at(leak.region)->sequence != leak.sequence) {
+    if (!alloc::block_map().is_live(leak.region) || alloc::block_map().header(leak.region)->sequence != leak.sequence) {
       --report.leaked_blocks;
       report.leaked_bytes -= leak.size;
       if (leak.direct)
@@ -186,7 +187,8 @@ void reclaim(CollectorState& s, const ScanResult& result, ScanReport& report,
         ++report.reclaimed_blocks;
         report.reclaimed_bytes += held.size;
       }
-    } else if (alloc::block_map().is_live(held.region) && alloc::header_at(held.region)->sequence == held.sequence) {
+    } else if (alloc::block_map().is_live(held.region) &&
+               alloc::block_map().header(held.region)->sequence == held.sequence) {
       alloc::report_reclaimed_too_early(held.region + held.user_offset, held.size, held.stack_id,
                                         "referenced again while held for one more scan before being freed: kept");
     }
@@ -197,7 +199,7 @@ void reclaim(CollectorState& s, const ScanResult& result, ScanReport& report,
     auto it = previous.find(leak.region);
     if (it == previous.end() || it->second.sequence != leak.sequence || it->second.first_scan >= report.number)
       continue;
-    const alloc::BlockHeader* header = alloc::header_at(leak.region);
+    const alloc::BlockHeader* header = alloc::block_map().header(leak.region);
     // Freed just above, or by the program since this scan's classification: not a leak any more.
     if (!alloc::block_map().is_live(leak.region) || header->sequence != leak.sequence) continue;
     if (!quarantine.hold(leak.region)) continue;
@@ -281,14 +283,24 @@ std::string format_frame_line(uint32_t index, uintptr_t address, uint32_t genera
 void exit_scan() {
   const alloc::Config& cfg = alloc::config();
   if (cfg.mode == alloc::CollectorMode::kOff) return;
-  // Registers and stack of this (program) thread are roots: spill them where the scan sees them.
+  // Registers and stack of this (program) thread are roots: the program's, from the frame that
+  // called heapkeeper's exit handler up, not heapkeeper's own frames below it (program_caller.h).
+  // If that frame cannot be found, everything from here up, and this frame's registers.
   ucontext_t context;
   getcontext(&context);
-  const auto* registers = reinterpret_cast<const uint64_t*>(context.uc_mcontext.gregs);
+  const ProgramCaller caller = find_program_caller();
+  uintptr_t stack_from = reinterpret_cast<uintptr_t>(&context);
+  const uint64_t* registers = reinterpret_cast<const uint64_t*>(context.uc_mcontext.gregs);
+  size_t register_count = NGREG;
+  if (caller.stack_pointer > stack_from) {
+    stack_from = caller.stack_pointer;
+    registers = caller.registers;
+    register_count = ProgramCaller::kRegisters;
+  }
   // The program is inside exit(): whatever the scan, its grouping or the report's strings throw
   // (bad_alloc under a tight ulimit, say) ends here as one line, never as std::terminate.
   try {
-    ScanReport report = scan_now(true, reinterpret_cast<uintptr_t>(&context), registers, NGREG);
+    ScanReport report = scan_now(true, stack_from, registers, register_count);
     if (!report.ok) {
       alloc::DiagnosticLine().text("leak scan at exit skipped: ").text(report.failure).emit();
       return;

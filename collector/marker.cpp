@@ -17,7 +17,7 @@ inline uintptr_t load_word(uintptr_t address) { return *reinterpret_cast<const u
 
 // The bytes of a block that can hold the program's pointers: its user part.
 inline void user_extent(uintptr_t region, uintptr_t& start, uintptr_t& end) {
-  const alloc::BlockHeader* header = alloc::header_at(region);
+  const alloc::BlockHeader* header = alloc::block_map().header(region);
   start = region + header->user_offset();
   end = start + (header->size() & ~uint64_t{7});
 }
@@ -112,10 +112,9 @@ void Marker::scan_words(uintptr_t start, uintptr_t end) {
       candidates[found++] = value;
     }
     // Then the blocks are found, and the reference counts they will bump (one random 4-byte slot
-    // each in an array of every live block) are fetched in turn before being counted. A word one
-    // past a block's end that is also the start of the next region refers to both blocks.
-    uintptr_t regions[2 * kBatch];
-    size_t ranks[2 * kBatch];
+    // each in an array of every live block) are fetched in turn before being counted.
+    uintptr_t regions[kBatch];
+    size_t ranks[kBatch];
     unsigned resolved = 0;
     auto add = [&](uintptr_t region) {
       const size_t granule = (region - base_) >> 4;
@@ -126,10 +125,8 @@ void Marker::scan_words(uintptr_t start, uintptr_t end) {
       ++resolved;
     };
     for (unsigned i = 0; i < found; ++i) {
-      uintptr_t also;
-      const uintptr_t region = map.find_referenced(candidates[i], also);
+      const uintptr_t region = map.find_referenced(candidates[i]);
       if (region != 0) add(region);
-      if (__builtin_expect(also != 0, 0)) add(also);
     }
     for (unsigned i = 0; i < resolved; ++i) {
       uint32_t& count = counts_[ranks[i]];
@@ -212,9 +209,7 @@ void Marker::scan_block_for_leaks(uintptr_t region, bool count_only) {
   for (uintptr_t p = start; p + 8 <= end; p += 8) {
     const uintptr_t value = load_word(p);
     if (value - base_ >= limit_) continue;
-    uintptr_t also;  // the same references as marking counts (see BlockMap::find_referenced)
-    visit(map.find_referenced(value, also));
-    visit(also);
+    visit(map.find_referenced(value));  // the same references as marking counts
   }
 }
 
@@ -291,7 +286,7 @@ const LeakedBlock* Marker::classify_leaks(size_t& count) {
   for_each_snapshot_block([&](uintptr_t region) {
     const size_t granule = (region - base_) >> 4;
     if (is_marked(granule)) return;
-    const alloc::BlockHeader* header = alloc::header_at(region);
+    const alloc::BlockHeader* header = alloc::block_map().header(region);
     LeakedBlock& leak = leaks_[count++];
     leak.region = region;
     leak.size = header->size();

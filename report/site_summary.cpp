@@ -44,7 +44,7 @@ std::vector<SiteTotals> SiteAccumulator::sorted() const {
 std::vector<SiteTotals> live_sites() {
   SiteAccumulator accumulator;
   alloc::block_map().for_each_live([&](uintptr_t region) {
-    const alloc::BlockHeader* header = alloc::header_at(region);
+    const alloc::BlockHeader* header = alloc::block_map().header(region);
     accumulator.add(header->stack_id, header->size());
   });
   return accumulator.sorted();

@@ -53,7 +53,7 @@ void SnapshotBuilder::add_sites(Snapshot& out, const collect::ScanReport& last, 
   // One walk over the live blocks: histogram and per-site totals.
   report::SiteAccumulator sites;
   alloc::block_map().for_each_live([&](uintptr_t region) {
-    const alloc::BlockHeader* header = alloc::header_at(region);
+    const alloc::BlockHeader* header = alloc::block_map().header(region);
     const uint64_t size = header->size();
     const unsigned bucket = size_class_of(size);
     ++out.size_class_blocks[bucket];
