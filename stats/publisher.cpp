@@ -50,7 +50,10 @@ namespace {
 constexpr uint32_t kPublishIntervalMs = 500;
 
 struct Publisher {
-  uint32_t start_delay_ms = 0;  // forked children wait: most of them exec or exit at once
+  // A process makes its segment only once it has run this long: creating and sizing 5 MiB in
+  // /dev/shm costs a few milliseconds, which a build's thousands of short processes should not pay,
+  // and a process that execs or exits before then leaves no segment behind.
+  uint32_t start_delay_ms = kFirstPublishDelayMs;
   // Written before `creating` is set, read by the exit handler: a fixed array, never reallocated.
   char name[64] = {};
   std::unique_ptr<bip::mapped_region> region;
@@ -89,17 +92,23 @@ void copy_text(char* out, size_t capacity, const std::string& text) {
   out[n] = '\0';
 }
 
-// Processes killed by a signal never reach their exit handler, so their segments stay behind.
-// Each new producer removes its uid's that are certainly remains (segment_is_remains: no heartbeat
-// for 10 s, our pid namespace, producer gone), so /dev/shm cannot fill up with a restarted
-// service's remains.
-void remove_stale_segments() {
+// Processes killed by a signal never reach their exit handler, and a process that execs leaves the
+// segment of the program it was, so their segments stay behind. Each new producer removes its
+// uid's that are certainly remains (segment_is_remains: no heartbeat for 10 s, our pid namespace,
+// producer gone), so /dev/shm cannot fill up with a restarted service's remains; and at once any
+// whose header names this very process (pid, start time, namespace): it has not made its own yet,
+// so that one is the program this process was before it exec'd. With `previous_image_only`, just
+// those (an image exiting before it made its own segment).
+void remove_stale_segments(bool previous_image_only) {
   DIR* dir = opendir("/dev/shm");
   if (dir == nullptr) return;
   const uint64_t now = realtime_ns();
   const PidNamespace ours = own_pid_namespace();
+  const pid_t self = getpid();
+  const uint64_t self_start_ticks = process_start_ticks(self);
   while (dirent* entry = readdir(dir)) {
-    if (segment_name_pid(entry->d_name) == 0) continue;
+    const pid_t named = segment_name_pid(entry->d_name);
+    if (named == 0 || (previous_image_only && named != self)) continue;
     const std::string path = std::string(kSegmentDirectory) + entry->d_name;
     const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) continue;
@@ -109,7 +118,11 @@ void remove_stale_segments() {
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == getuid()) {
       const bool whole = pread(fd, &header, sizeof(header), 0) == static_cast<ssize_t>(sizeof(header));
       const bool short_file = static_cast<size_t>(st.st_size) < sizeof(header);
-      remains = (whole || short_file) && segment_is_remains(whole ? &header : nullptr, st, now, ours);
+      const bool before_exec = whole && !header_unfinished(header) && header.magic == kSegmentMagic &&
+                               header.version == kLayoutVersion && header.producer_pid == self &&
+                               self_start_ticks != 0 && header.process_start_ticks == self_start_ticks &&
+                               namespace_of(header) == ours;
+      remains = before_exec || (!previous_image_only && (whole || short_file) && segment_is_remains(whole ? &header : nullptr, st, now, ours, path.c_str()));
     }
     close(fd);
     if (remains) unlink(path.c_str());
@@ -145,7 +158,7 @@ bip::shared_memory_object create_exclusively(Publisher& p) {
 }
 
 bool create_segment(Publisher& p) {
-  remove_stale_segments();
+  remove_stale_segments(false);
   try {
     bip::shared_memory_object shm = create_exclusively(p);
     const int fd = shm.get_mapping_handle().handle;
@@ -174,7 +187,8 @@ bool create_segment(Publisher& p) {
   }
   auto* segment = static_cast<SharedSegment*>(p.region->get_address());
   SegmentHeader& h = segment->header;
-  h.magic = kSegmentMagic;
+  // Every field before the magic number, the magic last: a reader (or a later producer judging
+  // remains) that finds no magic knows the header is unfinished, whatever else it holds.
   h.version = kLayoutVersion;
   h.header_size = sizeof(SegmentHeader);
   h.segment_size = sizeof(SharedSegment);
@@ -192,6 +206,7 @@ bool create_segment(Publisher& p) {
   copy_text(h.program, sizeof(h.program), exe);
   copy_text(h.command_line, sizeof(h.command_line), read_command_line());
   __atomic_store_n(&h.state, static_cast<uint32_t>(ProducerState::kRunning), __ATOMIC_RELEASE);
+  __atomic_store_n(&h.magic, kSegmentMagic, __ATOMIC_RELEASE);
   __atomic_store_n(&p.segment, segment, __ATOMIC_RELEASE);  // the exit handler may look from another thread
   return true;
 }
@@ -286,6 +301,8 @@ void publisher_thread() {
     while (nanosleep(&pause, &pause) != 0) {
     }
   }
+  // Made only now: a process that ends before the delay pays nothing for 5 MiB it never uses.
+  p.scratch = std::make_unique_for_overwrite<Snapshot>();  // the builder writes what it uses
   if (!create_segment(p)) return;
   uint64_t next_publish = 0;
   for (;;) {
@@ -314,9 +331,27 @@ void publisher_thread() {
   }
 }
 
+// Whether this process ran for at least the publish delay before this program image started
+// (it exec'd us): its earlier image may have made a segment.
+bool process_ran_before_image(const Publisher& p) {
+  const uint64_t start_ticks = process_start_ticks(getpid());
+  FILE* file = std::fopen("/proc/uptime", "re");
+  if (start_ticks == 0 || file == nullptr) {
+    if (file != nullptr) std::fclose(file);
+    return false;
+  }
+  double uptime_seconds = 0;
+  const bool read = std::fscanf(file, "%lf", &uptime_seconds) == 1;
+  std::fclose(file);
+  if (!read) return false;
+  const double process_ms =
+      (uptime_seconds - static_cast<double>(start_ticks) / static_cast<double>(sysconf(_SC_CLK_TCK))) * 1000.0;
+  const double image_ms = static_cast<double>(realtime_ns() - p.start_ns) / 1e6;
+  return process_ms - image_ms >= kFirstPublishDelayMs;
+}
+
 void start(Publisher& p) {
   p.start_ns = realtime_ns();
-  p.scratch = std::make_unique_for_overwrite<Snapshot>();  // the builder writes what it uses
   if (!alloc::start_internal_thread(publisher_thread, "heapkeeper-stats")) {
     alloc::DiagnosticLine().text("live stats disabled: could not start the publisher thread").emit();
   }
@@ -328,6 +363,9 @@ void at_exit() {
   if (__atomic_load_n(&p->segment, __ATOMIC_ACQUIRE) == nullptr) {
     // The publisher thread is part-way through creating it: unlink by the name it is using.
     if (p->creating.load(std::memory_order_acquire)) bip::shared_memory_object::remove(p->name);
+    // This image ran too briefly to make a segment; if the process ran long enough before it
+    // exec'd us, the program it was made one, which nobody else would remove.
+    if (process_ran_before_image(*p)) remove_stale_segments(true);
     return;
   }
   try {

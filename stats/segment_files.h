@@ -28,6 +28,9 @@ inline constexpr const char* kSegmentDirectory = "/dev/shm/";
 inline constexpr const char* kSegmentPrefix = "heapkeeper.";
 // A heartbeat younger than this means a live producer, wherever it runs: it publishes twice a second.
 inline constexpr uint64_t kStaleAfterNs = 10'000'000'000ull;
+// A process makes its segment only after running this long (stats/publisher.cpp); a reader asked
+// about a younger process waits for it (SegmentReader::open).
+inline constexpr uint32_t kFirstPublishDelayMs = 200;
 
 // "heapkeeper.<pid>.<nonce as 16 hex digits>".
 inline std::string segment_name(pid_t pid, uint64_t nonce) {
@@ -100,13 +103,48 @@ inline bool producer_runs(const SegmentHeader& header, const PidNamespace& ours)
   return ticks != 0 && (header.process_start_ticks == 0 || ticks == header.process_start_ticks);
 }
 
+// A header its producer has not finished writing. The producer stores the magic number last
+// (stats/publisher.cpp), so a file without one is being created, or is what a process left that
+// died or exec'd while creating it; libraries before that order stored the magic first and the
+// state last, so a header with neither a state nor a heartbeat is unfinished too.
+inline bool header_unfinished(const SegmentHeader& header) {
+  return header.magic == 0 || (header.magic == kSegmentMagic && header.state == 0 && header.heartbeat_ns == 0);
+}
+
+// Whether process `pid` still maps the segment file `path` (as its producer does from creating it
+// to exit): 1 yes, 0 no, -1 unknown (its maps unreadable). A process that exec'd a program not run
+// under heapkeeper keeps its pid and start time but maps the file no more.
+inline int process_maps_file(pid_t pid, const char* path) {
+  char maps_path[64];
+  std::snprintf(maps_path, sizeof(maps_path), "/proc/%d/maps", static_cast<int>(pid));
+  FILE* file = std::fopen(maps_path, "re");
+  if (file == nullptr) return -1;
+  char line[4096];
+  int found = 0;
+  bool read_any = false;
+  const size_t path_length = std::strlen(path);
+  while (std::fgets(line, sizeof(line), file) != nullptr) {
+    read_any = true;
+    const char* name = std::strchr(line, '/');
+    if (name != nullptr && std::strncmp(name, path, path_length) == 0 &&
+        (name[path_length] == '\n' || name[path_length] == '\0')) {
+      found = 1;
+      break;
+    }
+  }
+  std::fclose(file);
+  return read_any ? found : -1;
+}
+
 // Whether a segment file may be removed as the remains of a dead process. `header` is null when
-// the file is too short to hold one (a producer killed while creating it). Never a segment whose
+// the file is too short to hold one (a producer killed while creating it); such a file, and one
+// whose header is unfinished, is remains once nobody has written it for 10 s. Never a segment whose
 // producer beat in the last 10 s (it may live in another pid namespace sharing /dev/shm), never
-// one from another pid namespace (its pid means nothing here), never one whose producer runs.
+// one from another pid namespace (its pid means nothing here), never one whose producer runs and
+// still maps it.
 inline bool segment_is_remains(const SegmentHeader* header, const struct stat& st, uint64_t now_ns,
-                               const PidNamespace& ours) {
-  if (header == nullptr) {
+                               const PidNamespace& ours, const char* path) {
+  if (header == nullptr || header_unfinished(*header)) {
     const uint64_t modified_ns =
         static_cast<uint64_t>(st.st_mtim.tv_sec) * 1000000000ull + static_cast<uint64_t>(st.st_mtim.tv_nsec);
     return modified_ns + kStaleAfterNs < now_ns;
@@ -115,7 +153,7 @@ inline bool segment_is_remains(const SegmentHeader* header, const struct stat& s
   if (header->magic != kSegmentMagic || header->version != kLayoutVersion) return false;
   if (header->heartbeat_ns + kStaleAfterNs >= now_ns) return false;
   if (!(namespace_of(*header) == ours)) return false;
-  return !producer_runs(*header, ours);
+  return !producer_runs(*header, ours) || process_maps_file(header->producer_pid, path) == 0;
 }
 
 }  // namespace heapkeeper::stats

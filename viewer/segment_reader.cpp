@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -99,6 +100,21 @@ std::vector<uid_t> process_uids(pid_t pid) {
   return uids;
 }
 
+// How long process `pid` has run, in milliseconds; -1 if it is not there.
+int64_t process_age_ms(pid_t pid) {
+  const uint64_t start_ticks = stats::process_start_ticks(pid);
+  if (start_ticks == 0) return -1;
+  std::ifstream in("/proc/uptime");
+  double uptime_seconds = 0;
+  if (!(in >> uptime_seconds)) return -1;
+  const double ticks_per_second = static_cast<double>(sysconf(_SC_CLK_TCK));
+  return static_cast<int64_t>((uptime_seconds - static_cast<double>(start_ticks) / ticks_per_second) * 1000.0);
+}
+
+// A process makes its segment only after stats::kFirstPublishDelayMs (a forked child after a
+// second): asked about one younger than that, wait until it is old enough to have one.
+constexpr int64_t kSegmentExpectedByMs = 1500;
+
 uint64_t realtime_ns() {
   timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
@@ -147,6 +163,10 @@ bool SegmentReader::validate(const void* data, size_t size, uid_t owner, std::st
   }
   stats::SegmentHeader header;
   std::memcpy(&header, data, sizeof(header));
+  if (stats::header_unfinished(header)) {
+    error = "unfinished segment (its process is creating it, or died or exec'd while doing so)";
+    return false;
+  }
   if (header.magic != stats::kSegmentMagic) {
     error = "not a heapkeeper segment (bad magic number)";
     return false;
@@ -263,8 +283,13 @@ bool SegmentReader::open_file(const SegmentFile& file, bool for_commands, std::s
 
 bool SegmentReader::open(pid_t pid, bool for_commands, std::string& error) {
   std::vector<SegmentFile> candidates;
-  for (SegmentFile& file : list_files()) {
-    if (file.pid == pid) candidates.push_back(std::move(file));
+  for (;;) {
+    for (SegmentFile& file : list_files()) {
+      if (file.pid == pid) candidates.push_back(std::move(file));
+    }
+    const int64_t age_ms = candidates.empty() ? process_age_ms(pid) : -1;
+    if (age_ms < 0 || age_ms >= kSegmentExpectedByMs) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   if (candidates.empty()) {
     error = "no heapkeeper segment for pid " + std::to_string(pid) +
@@ -313,6 +338,11 @@ SegmentInfo SegmentReader::info() const {
   info.start_time_ns = header.start_time_ns;
   info.producer_exited = load(segment_->header.state) == static_cast<uint32_t>(stats::ProducerState::kExited);
   info.producer_alive = !info.producer_exited && stats::producer_runs(header, stats::own_pid_namespace());
+  // A process that exec'd a program not run under heapkeeper keeps the pid and start time; it
+  // stops beating and no longer maps the file.
+  if (info.producer_alive && header.heartbeat_ns + stats::kStaleAfterNs < realtime_ns() &&
+      stats::process_maps_file(info.pid, path_.c_str()) == 0)
+    info.producer_alive = false;
   if (info.producer_alive) info.process_state = process_state_letter(info.pid);
   return info;
 }
@@ -472,7 +502,8 @@ bool SegmentReader::remove_if_remains(const SegmentFile& file) {
     const bool whole = pread(fd, &header, sizeof(header), 0) == static_cast<ssize_t>(sizeof(header));
     const bool short_file = static_cast<size_t>(st.st_size) < sizeof(header);
     remains = (whole || short_file) &&
-              stats::segment_is_remains(whole ? &header : nullptr, st, realtime_ns(), stats::own_pid_namespace());
+              stats::segment_is_remains(whole ? &header : nullptr, st, realtime_ns(), stats::own_pid_namespace(),
+                                         file.path.c_str());
   }
   ::close(fd);
   return remains && unlink(file.path.c_str()) == 0;

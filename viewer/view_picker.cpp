@@ -53,6 +53,9 @@ void ProcessPicker::reload() {
     if (!info.command_line.empty()) entry.program += "  [" + info.command_line + "]";
     entries_.push_back(std::move(entry));
   }
+  // Processes it can show first: a screenful of other users' or dead processes' files must not
+  // push them out of sight.
+  std::stable_partition(entries_.begin(), entries_.end(), [](const Entry& entry) { return entry.readable; });
   // The selection follows its pid when processes come and go.
   selected_ = std::min(selected_, entries_.empty() ? 0 : entries_.size() - 1);
   for (size_t i = 0; i < entries_.size(); ++i) {
