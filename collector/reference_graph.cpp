@@ -1,0 +1,326 @@
+// Implementation of the reference graph and its analyses (see reference_graph.h).
+#include "collector/reference_graph.h"
+
+#include <algorithm>
+
+#include "allocator/internal_mappings.h"
+
+namespace heapkeeper::collect {
+
+ReferenceGraph::~ReferenceGraph() {
+  for (Array* array : {&targets_array_, &begin_array_, &count_array_, &root_targets_array_, &root_word_array_,
+                       &size_array_, &pred_begin_array_, &preds_array_, &idom_array_, &retained_array_,
+                       &distance_array_, &work_array_, &visited_array_, &queue_array_})
+    unmap_array(*array);
+}
+
+void* ReferenceGraph::map_array(Array& array, size_t bytes) {
+  unmap_array(array);
+  bytes = (std::max<size_t>(bytes, 1) + 4095) & ~size_t{4095};
+  array.data = alloc::map_internal(bytes, true);
+  array.bytes = array.data != nullptr ? bytes : 0;
+  return array.data;
+}
+
+void ReferenceGraph::unmap_array(Array& array) {
+  if (array.data != nullptr) alloc::unmap_internal(array.data, array.bytes);
+  array = {};
+}
+
+bool ReferenceGraph::begin(uint32_t block_count, uint64_t edge_capacity) {
+  if (block_count >= kNone - 1) return false;
+  blocks_ = block_count;
+  const size_t nodes = size_t{block_count} + 1;
+  edge_capacity_ = std::min<uint64_t>(edge_capacity, kNone);
+  edge_count_ = 0;
+  overflowed_ = analysed_ = false;
+  open_ = kNone;
+  root_target_count_ = 0;
+  targets_ = static_cast<uint32_t*>(map_array(targets_array_, edge_capacity_ * sizeof(uint32_t)));
+  begin_ = static_cast<uint64_t*>(map_array(begin_array_, nodes * sizeof(uint64_t)));
+  count_ = static_cast<uint32_t*>(map_array(count_array_, nodes * sizeof(uint32_t)));
+  root_targets_ = static_cast<uint32_t*>(map_array(root_targets_array_, nodes * sizeof(uint32_t)));
+  root_word_ = static_cast<uintptr_t*>(map_array(root_word_array_, nodes * sizeof(uintptr_t)));
+  size_ = static_cast<uint64_t*>(map_array(size_array_, nodes * sizeof(uint64_t)));
+  if (targets_ == nullptr || begin_ == nullptr || count_ == nullptr || root_targets_ == nullptr ||
+      root_word_ == nullptr || size_ == nullptr) {
+    targets_ = nullptr;
+    return false;
+  }
+  return true;
+}
+
+void ReferenceGraph::add_root_edge(uint32_t block, uintptr_t word_address) {
+  if (block == kRoot || block > blocks_ || root_word_[block] != 0) return;
+  root_word_[block] = word_address != 0 ? word_address : 1;
+  root_targets_[root_target_count_++] = block;
+}
+
+void ReferenceGraph::open_block(uint32_t block) {
+  if (open_ != kNone) count_[open_] = static_cast<uint32_t>(edge_count_ - begin_[open_]);
+  open_ = block;
+  begin_[block] = edge_count_;
+  count_[block] = 0;
+}
+
+const uint32_t* ReferenceGraph::references(uint32_t node, uint32_t& count) const {
+  if (node == kRoot) {
+    count = root_target_count_;
+    return root_targets_;
+  }
+  count = count_[node];
+  return targets_ + begin_[node];
+}
+
+// Predecessor lists in compressed form: pred_begin_[v] .. pred_begin_[v + 1].
+bool ReferenceGraph::build_predecessors() {
+  const size_t nodes = size_t{blocks_} + 1;
+  pred_begin_ = static_cast<uint64_t*>(map_array(pred_begin_array_, (nodes + 1) * sizeof(uint64_t)));
+  preds_ = static_cast<uint32_t*>(map_array(preds_array_, (edge_count_ + root_target_count_) * sizeof(uint32_t)));
+  if (pred_begin_ == nullptr || preds_ == nullptr) return false;
+  for (uint32_t v = 0; v <= blocks_; ++v) {
+    uint32_t count = 0;
+    const uint32_t* out = references(v, count);
+    for (uint32_t i = 0; i < count; ++i) ++pred_begin_[out[i] + 1];
+  }
+  for (size_t v = 1; v <= nodes; ++v) pred_begin_[v] += pred_begin_[v - 1];
+  // Fill using pred_begin_[v] as a cursor, then shift back.
+  for (uint32_t v = 0; v <= blocks_; ++v) {
+    uint32_t count = 0;
+    const uint32_t* out = references(v, count);
+    for (uint32_t i = 0; i < count; ++i) preds_[pred_begin_[out[i]]++] = v;
+  }
+  for (size_t v = nodes; v > 0; --v) pred_begin_[v] = pred_begin_[v - 1];
+  pred_begin_[0] = 0;
+  return true;
+}
+
+// Lengauer-Tarjan's EVAL with path compression, without recursion: the ancestor chains of a
+// long linked list would overflow a stack.
+uint32_t ReferenceGraph::eval(uint32_t v) {
+  if (ancestor_[v] == kNone) return v;
+  // The chain of nodes whose ancestor's ancestor exists, deepest last, kept in the DFS's cursor
+  // array (free once the numbering is done; it follows parent_).
+  uint32_t* chain = parent_ + (size_t{blocks_} + 1);
+  size_t length = 0;
+  for (uint32_t x = v; ancestor_[ancestor_[x]] != kNone; x = ancestor_[x]) chain[length++] = x;
+  while (length > 0) {
+    const uint32_t x = chain[--length];
+    const uint32_t a = ancestor_[x];
+    if (semi_[label_[a]] < semi_[label_[x]]) label_[x] = label_[a];
+    ancestor_[x] = ancestor_[a];
+  }
+  return label_[v];
+}
+
+bool ReferenceGraph::compute_dominators() {
+  const size_t nodes = size_t{blocks_} + 1;
+  // Ten arrays of one 32-bit word per node: dfnum, vertex, parent, DFS cursor (then the
+  // compression chain), semi, ancestor, label, bucket head, bucket next, and the DFS stack.
+  uint32_t* work = static_cast<uint32_t*>(map_array(work_array_, 10 * nodes * sizeof(uint32_t)));
+  idom_ = static_cast<uint32_t*>(map_array(idom_array_, nodes * sizeof(uint32_t)));
+  if (work == nullptr || idom_ == nullptr) return false;
+  dfnum_ = work;
+  vertex_ = work + nodes;
+  parent_ = work + 2 * nodes;
+  uint32_t* cursor = work + 3 * nodes;
+  semi_ = work + 4 * nodes;
+  ancestor_ = work + 5 * nodes;
+  label_ = work + 6 * nodes;
+  bucket_head_ = work + 7 * nodes;
+  bucket_next_ = work + 8 * nodes;
+  uint32_t* stack = work + 9 * nodes;
+  for (size_t v = 0; v < nodes; ++v) {
+    dfnum_[v] = kNone;
+    idom_[v] = kNone;
+    ancestor_[v] = kNone;
+    label_[v] = static_cast<uint32_t>(v);
+    bucket_head_[v] = kNone;
+  }
+  // Depth-first numbering from the root, iteratively.
+  uint32_t visited = 0;
+  size_t depth = 0;
+  dfnum_[kRoot] = visited;
+  vertex_[visited++] = kRoot;
+  parent_[kRoot] = kNone;
+  stack[depth] = kRoot;
+  cursor[depth++] = 0;
+  while (depth > 0) {
+    const uint32_t v = stack[depth - 1];
+    uint32_t count = 0;
+    const uint32_t* out = references(v, count);
+    if (cursor[depth - 1] == count) {
+      --depth;
+      continue;
+    }
+    const uint32_t w = out[cursor[depth - 1]++];
+    if (dfnum_[w] != kNone) continue;
+    dfnum_[w] = visited;
+    vertex_[visited++] = w;
+    parent_[w] = v;
+    stack[depth] = w;
+    cursor[depth++] = 0;
+  }
+  for (size_t v = 0; v < nodes; ++v) semi_[v] = dfnum_[v];
+  for (uint32_t i = visited - 1; i >= 1; --i) {
+    const uint32_t w = vertex_[i];
+    for (uint64_t k = pred_begin_[w]; k < pred_begin_[w + 1]; ++k) {
+      const uint32_t v = preds_[k];
+      if (dfnum_[v] == kNone) continue;  // not reachable from the root
+      const uint32_t u = eval(v);
+      if (semi_[u] < semi_[w]) semi_[w] = semi_[u];
+    }
+    const uint32_t s = vertex_[semi_[w]];
+    bucket_next_[w] = bucket_head_[s];
+    bucket_head_[s] = w;
+    const uint32_t p = parent_[w];
+    ancestor_[w] = p;
+    for (uint32_t v = bucket_head_[p]; v != kNone; v = bucket_next_[v]) {
+      const uint32_t u = eval(v);
+      idom_[v] = semi_[u] < semi_[v] ? u : p;
+    }
+    bucket_head_[p] = kNone;
+  }
+  for (uint32_t i = 1; i < visited; ++i) {
+    const uint32_t w = vertex_[i];
+    if (idom_[w] != vertex_[semi_[w]]) idom_[w] = idom_[idom_[w]];
+  }
+  // Retained sizes: children before parents, that is in reverse DFS order (a dominator is a DFS
+  // ancestor, so it comes earlier).
+  retained_ = static_cast<uint64_t*>(map_array(retained_array_, nodes * sizeof(uint64_t)));
+  if (retained_ == nullptr) return false;
+  for (uint32_t i = 1; i < visited; ++i) retained_[vertex_[i]] = size_[vertex_[i]];
+  for (uint32_t i = visited - 1; i >= 1; --i) {
+    const uint32_t w = vertex_[i];
+    retained_[idom_[w]] += retained_[w];
+  }
+  unmap_array(work_array_);
+  dfnum_ = vertex_ = parent_ = semi_ = ancestor_ = label_ = bucket_head_ = bucket_next_ = nullptr;
+  return true;
+}
+
+void ReferenceGraph::compute_distances() {
+  const size_t nodes = size_t{blocks_} + 1;
+  for (size_t v = 0; v < nodes; ++v) distance_[v] = kNone;
+  uint32_t* queue = static_cast<uint32_t*>(queue_array_.data);
+  size_t head = 0, tail = 0;
+  distance_[kRoot] = 0;
+  queue[tail++] = kRoot;
+  while (head < tail) {
+    const uint32_t v = queue[head++];
+    uint32_t count = 0;
+    const uint32_t* out = references(v, count);
+    for (uint32_t i = 0; i < count; ++i) {
+      const uint32_t w = out[i];
+      if (distance_[w] != kNone) continue;
+      distance_[w] = distance_[v] + 1;
+      queue[tail++] = w;
+    }
+  }
+}
+
+bool ReferenceGraph::analyse() {
+  if (!complete()) return false;
+  if (open_ != kNone) count_[open_] = static_cast<uint32_t>(edge_count_ - begin_[open_]);
+  open_ = kNone;
+  const size_t nodes = size_t{blocks_} + 1;
+  distance_ = static_cast<uint32_t*>(map_array(distance_array_, nodes * sizeof(uint32_t)));
+  if (distance_ == nullptr || map_array(queue_array_, nodes * sizeof(uint32_t)) == nullptr) return false;
+  if (!build_predecessors() || !compute_dominators()) return false;
+  compute_distances();
+  analysed_ = true;
+  return true;
+}
+
+uint64_t ReferenceGraph::retained_bytes(uint32_t block) const { return reachable(block) ? retained_[block] : 0; }
+
+uint32_t ReferenceGraph::immediate_dominator(uint32_t block) const {
+  return reachable(block) ? idom_[block] : kNone;
+}
+
+uint64_t ReferenceGraph::retained_by_set(const uint32_t* members, size_t count) {
+  if (!analysed_) return 0;
+  const size_t words = (size_t{blocks_} + 1 + 63) / 64;
+  uint64_t* bits = static_cast<uint64_t*>(map_array(visited_array_, 2 * words * sizeof(uint64_t)));
+  if (bits == nullptr) return 0;
+  uint64_t* reached = bits;
+  uint64_t* excluded = bits + words;
+  auto test = [](const uint64_t* set, uint32_t v) { return (set[v >> 6] >> (v & 63)) & 1; };
+  auto add = [](uint64_t* set, uint32_t v) { set[v >> 6] |= uint64_t{1} << (v & 63); };
+  for (size_t i = 0; i < count; ++i) {
+    if (members[i] != kRoot && members[i] <= blocks_) add(excluded, members[i]);
+  }
+  // Walk from the root through everything but the members.
+  uint32_t* queue = static_cast<uint32_t*>(queue_array_.data);
+  size_t head = 0, tail = 0;
+  add(reached, kRoot);
+  queue[tail++] = kRoot;
+  while (head < tail) {
+    uint32_t out_count = 0;
+    const uint32_t* out = references(queue[head++], out_count);
+    for (uint32_t i = 0; i < out_count; ++i) {
+      const uint32_t w = out[i];
+      if (test(reached, w) || test(excluded, w)) continue;
+      add(reached, w);
+      queue[tail++] = w;
+    }
+  }
+  // What was reachable and is reached no more; the members themselves included.
+  uint64_t bytes = 0;
+  for (uint32_t v = 1; v <= blocks_; ++v) {
+    if (distance_[v] != kNone && !test(reached, v)) bytes += size_[v];
+  }
+  unmap_array(visited_array_);
+  return bytes;
+}
+
+size_t ReferenceGraph::retainer_paths(uint32_t block, size_t path_limit, uint32_t* out, size_t out_capacity,
+                                      size_t* lengths, uintptr_t* root_words) const {
+  if (!reachable(block) || block == kRoot) return 0;
+  // The last referrers: predecessors reachable from the root, nearest first, each once.
+  constexpr size_t kMaxReferrers = 64;
+  uint32_t referrers[kMaxReferrers];
+  size_t referrer_count = 0;
+  for (uint64_t k = pred_begin_[block]; k < pred_begin_[block + 1]; ++k) {
+    const uint32_t p = preds_[k];
+    if (p == block || distance_[p] == kNone) continue;
+    if (std::find(referrers, referrers + referrer_count, p) != referrers + referrer_count) continue;
+    if (referrer_count < kMaxReferrers) {
+      referrers[referrer_count++] = p;
+    } else {
+      // Keep the nearest: replace the farthest kept if this one is nearer.
+      uint32_t* farthest = std::max_element(
+          referrers, referrers + referrer_count, [&](uint32_t a, uint32_t b) { return distance_[a] < distance_[b]; });
+      if (distance_[p] < distance_[*farthest]) *farthest = p;
+    }
+  }
+  std::stable_sort(referrers, referrers + referrer_count,
+                   [&](uint32_t a, uint32_t b) { return distance_[a] < distance_[b]; });
+  size_t paths = 0, used = 0;
+  for (size_t r = 0; r < referrer_count && paths < path_limit; ++r) {
+    const uint32_t last = referrers[r];
+    const size_t length = last == kRoot ? 1 : size_t{distance_[last]} + 1;
+    if (used + length > out_capacity) break;
+    // Walk back from `last` to a block the root points at, choosing any predecessor one hop nearer.
+    uint32_t* path = out + used;
+    path[length - 1] = block;
+    uint32_t x = last;
+    for (size_t i = length - 1; i > 0; --i) {
+      path[i - 1] = x;
+      if (distance_[x] == 1) break;
+      for (uint64_t k = pred_begin_[x]; k < pred_begin_[x + 1]; ++k) {
+        if (distance_[preds_[k]] == distance_[x] - 1) {
+          x = preds_[k];
+          break;
+        }
+      }
+    }
+    lengths[paths] = length;
+    root_words[paths] = root_word_[path[0]];
+    used += length;
+    ++paths;
+  }
+  return paths;
+}
+
+}  // namespace heapkeeper::collect

@@ -1,0 +1,125 @@
+// The reachable heap as a graph, and what it answers once the world runs again: who holds a
+// block (shortest retainer paths from a root), and what a block or an allocation site retains (the
+// bytes that would become unreachable without it).
+//
+// Nodes are the live blocks by rank (their order in the live bitmap, as the marker numbers them),
+// plus a virtual root, node 0, whose edges are the references found in root ranges. The marker
+// records edges while it marks (world stopped): each reachable block is scanned exactly once, so a
+// block's out-edges are one contiguous run of an append-only array, and recording costs one store
+// per reference. Everything else runs after the world resumes:
+//
+// - Retained size comes from the dominator tree (block d dominates b when every path from the
+//   roots to b passes through d): a block's retained bytes are its own plus those of the blocks it
+//   immediately dominates, as in heap tools for managed runtimes (Eclipse MAT, Chrome DevTools).
+//   The tree is built with Lengauer and Tarjan's algorithm ("A fast algorithm for finding
+//   dominators in a flowgraph", 1979), in its simple form with path compression, iteratively: a
+//   heap graph's paths are far deeper than a thread's stack.
+// - What a whole allocation site retains is not a sum over the tree: two blocks of one site that
+//   share a child do not dominate it alone, yet freeing both frees it. retained_by_set() walks the
+//   graph from the root avoiding the set; what it cannot reach is what the set retains. Exact, at
+//   the cost of one walk per site asked about.
+// - Shortest retainer paths come from a breadth-first walk from the root.
+//
+// All memory is mapped (alloc::map_internal), never taken from the heap: recording runs while the
+// world is stopped, and the arrays are heapkeeper's own (never roots).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace heapkeeper::collect {
+
+class ReferenceGraph {
+ public:
+  static constexpr uint32_t kRoot = 0;
+  static constexpr uint32_t kNone = UINT32_MAX;
+
+  ReferenceGraph() = default;
+  ~ReferenceGraph();
+  ReferenceGraph(const ReferenceGraph&) = delete;
+  ReferenceGraph& operator=(const ReferenceGraph&) = delete;
+
+  // --- Recording (world stopped). Blocks are numbered 1..block_count.
+  // Maps room for `block_count` blocks and up to `edge_capacity` references between blocks.
+  bool begin(uint32_t block_count, uint64_t edge_capacity);
+  // A root word at `word_address` points into `block`. The first such word is kept per block (the
+  // start of its shortest retainer paths).
+  void add_root_edge(uint32_t block, uintptr_t word_address);
+  // The marker scans `block` now; add_edge() calls until the next open_block() are its references.
+  void open_block(uint32_t block);
+  void add_edge(uint32_t target) {
+    if (edge_count_ < edge_capacity_) {
+      targets_[edge_count_++] = target;
+    } else {
+      overflowed_ = true;
+    }
+  }
+  void set_size(uint32_t block, uint64_t bytes) { size_[block] = bytes; }
+  // False when references did not fit: the analysis is then refused rather than wrong.
+  bool complete() const { return !overflowed_ && targets_ != nullptr; }
+
+  // --- Analysis (world running).
+  // Dominators, retained sizes and shortest-path distances. False if the graph is incomplete or
+  // memory could not be mapped.
+  bool analyse();
+  bool analysed() const { return analysed_; }
+  uint32_t block_count() const { return blocks_; }
+  bool reachable(uint32_t block) const { return analysed_ && block <= blocks_ && distance_[block] != kNone; }
+  // Bytes that become unreachable if `block` alone is freed (its own included); 0 if unreachable.
+  uint64_t retained_bytes(uint32_t block) const;
+  // kRoot when only the roots dominate it; kNone if unreachable.
+  uint32_t immediate_dominator(uint32_t block) const;
+  // Bytes that become unreachable if every block of `members` is gone (their own included).
+  uint64_t retained_by_set(const uint32_t* members, size_t count);
+  // Up to `path_limit` shortest paths from a root to `block`, through distinct last referrers,
+  // shortest first. Paths are written into `out` one after another, each from the block the root
+  // points at down to `block`; lengths[i] is the i-th path's length and root_words[i] the root word
+  // it starts from. Returns how many paths were written (fewer when `out_capacity` runs out).
+  size_t retainer_paths(uint32_t block, size_t path_limit, uint32_t* out, size_t out_capacity, size_t* lengths,
+                        uintptr_t* root_words) const;
+  // Each block's out-references (after analyse(); node 0's are the blocks roots point at).
+  const uint32_t* references(uint32_t node, uint32_t& count) const;
+
+ private:
+  struct Array {
+    void* data = nullptr;
+    size_t bytes = 0;
+  };
+  void* map_array(Array& array, size_t bytes);
+  void unmap_array(Array& array);
+  bool build_predecessors();
+  bool compute_dominators();
+  void compute_distances();
+  uint32_t eval(uint32_t v);
+
+  uint32_t blocks_ = 0;  // nodes are 0..blocks_
+  uint64_t edge_capacity_ = 0, edge_count_ = 0;
+  bool overflowed_ = false, analysed_ = false;
+  uint32_t open_ = kNone;  // the block being scanned, whose run of edges is open
+
+  // Recording.
+  Array targets_array_, begin_array_, count_array_, root_targets_array_, root_word_array_, size_array_;
+  uint32_t* targets_ = nullptr;
+  uint64_t* begin_ = nullptr;  // per node: first index in targets_
+  uint32_t* count_ = nullptr;  // per node: how many
+  uint32_t* root_targets_ = nullptr;
+  uint32_t root_target_count_ = 0;
+  uintptr_t* root_word_ = nullptr;  // per block: the first root word that points at it, or 0
+  uint64_t* size_ = nullptr;
+
+  // Analysis.
+  Array pred_begin_array_, preds_array_, idom_array_, retained_array_, distance_array_;
+  uint64_t* pred_begin_ = nullptr;  // per node, blocks_ + 2 entries
+  uint32_t* preds_ = nullptr;
+  uint32_t* idom_ = nullptr;
+  uint64_t* retained_ = nullptr;
+  uint32_t* distance_ = nullptr;  // hops from the root, kNone if unreachable
+  // Lengauer-Tarjan's working arrays, unmapped once the tree is built.
+  Array work_array_;
+  uint32_t *dfnum_ = nullptr, *vertex_ = nullptr, *parent_ = nullptr, *semi_ = nullptr, *ancestor_ = nullptr,
+           *label_ = nullptr, *bucket_head_ = nullptr, *bucket_next_ = nullptr;
+  // retained_by_set's visited marks (one bit per node) and queue.
+  Array visited_array_, queue_array_;
+};
+
+}  // namespace heapkeeper::collect
