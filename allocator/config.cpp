@@ -244,6 +244,14 @@ void load_config_from_environment(Config& c) {
     else
       warn_invalid("HEAPKEEPER_QUIET", v, "0 or 1", "0");
   }
+  if (const char* v = std::getenv("HEAPKEEPER_RETAINED")) {
+    if (equals(v, "1"))
+      c.retained = true;
+    else if (equals(v, "0"))
+      c.retained = false;
+    else
+      warn_invalid("HEAPKEEPER_RETAINED", v, "0 or 1", "1");
+  }
   if (const char* v = std::getenv("HEAPKEEPER_STATS")) {
     if (equals(v, "1"))
       c.live_stats = true;

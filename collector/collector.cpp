@@ -23,6 +23,8 @@
 #include "allocator/thread_registry.h"
 #include "collector/kernel_roots.h"
 #include "collector/program_caller.h"
+#include "collector/reference_graph.h"
+#include "collector/retained_analysis.h"
 #include "collector/root_scan.h"
 #include "collector/suppressions.h"
 #include "report/exit_report.h"
@@ -236,6 +238,34 @@ nlohmann::json scan_json(const ScanReport& r) {
           {"reclaimed_bytes_total", r.reclaimed_bytes_total}};
 }
 
+// What blocks and allocation sites retain (retained_analysis.h); "known": false when the scan
+// recorded no reference graph (HEAPKEEPER_RETAINED=0, the text-only exit scan, no memory).
+nlohmann::json retained_json(const ScanReport& r) {
+  nlohmann::json retained = {{"known", r.retained_known}};
+  if (!r.retained_known) return retained;
+  retained["analysis_ms"] = static_cast<double>(r.retained_analysis_ns) / 1e6;
+  retained["references"] = r.references_recorded;
+  nlohmann::json sites = nlohmann::json::array();
+  for (const ScanReport::RetainedSite& site : r.retained_sites) {
+    sites.push_back({{"blocks", site.blocks},
+                     {"bytes", site.bytes},
+                     {"retained_bytes", site.retained_bytes},
+                     {"stack", report::stack_to_json(report::shared_symbolizer(), site.stack_id)}});
+  }
+  retained["sites"] = std::move(sites);
+  nlohmann::json blocks = nlohmann::json::array();
+  for (const ScanReport::RetainedBlock& block : r.top_retainers) {
+    char address[32];
+    std::snprintf(address, sizeof(address), "0x%lx", static_cast<unsigned long>(block.address));
+    blocks.push_back({{"address", address},
+                      {"bytes", block.size},
+                      {"retained_bytes", block.retained_bytes},
+                      {"stack", report::stack_to_json(report::shared_symbolizer(), block.stack_id)}});
+  }
+  retained["top_blocks"] = std::move(blocks);
+  return retained;
+}
+
 void add_leaks_to_report(nlohmann::json& doc) {
   CollectorState& s = state();
   const ScanReport r = last_scan();
@@ -269,6 +299,7 @@ void add_leaks_to_report(nlohmann::json& doc) {
                    {"stack", report::stack_to_json(report::shared_symbolizer(), b.stack_id)}});
   }
   doc["scan"]["most_referenced"] = std::move(top);
+  doc["scan"]["retained"] = retained_json(r);
   doc["scans"] = s.scans;
   doc["collected"] = {{"blocks", s.reclaimed_blocks_total}, {"bytes", s.reclaimed_bytes_total}};
 }
@@ -370,6 +401,20 @@ void start_periodic_scanner() {
 
 constexpr size_t kHistory = 16;
 
+// The reference graph's stream: room for 8 G words (32 GB of address space mapped without
+// reserve, touched only as written); under an address-space limit the graph is skipped.
+constexpr uint64_t kGraphStreamWords = uint64_t{1} << 33;
+
+// How many blocks are live now, from the block map's live bits (cheap: one bit per 16 bytes of
+// heap): what the next scan's reference graph should expect.
+uint64_t live_block_estimate() {
+  const alloc::BlockMap& map = alloc::block_map();
+  uint64_t live = 0;
+  for (size_t w = 0, words = map.word_count(); w < words; ++w)
+    live += static_cast<uint64_t>(__builtin_popcountll(map.live_word(w)));
+  return live;
+}
+
 ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t* registers, size_t register_count,
                     bool reclaim_now) {
   CollectorState& s = state();
@@ -385,7 +430,13 @@ ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t
   timespec wall;
   clock_gettime(CLOCK_REALTIME, &wall);
   report.time_ns = static_cast<uint64_t>(wall.tv_sec) * 1000000000ull + static_cast<uint64_t>(wall.tv_nsec);
-  ScanRequest request{caller_stack_pointer, registers, register_count};
+  // The reference graph, for retained sizes: recorded unless turned off, and at exit only when a
+  // JSON report will show it (the text report does not).
+  const alloc::Config& cfg = alloc::config();
+  const bool record_graph = cfg.retained && (!at_exit || cfg.report_path[0] != '\0');
+  ReferenceGraph graph;
+  const bool graph_ready = record_graph && graph.prepare(kGraphStreamWords, live_block_estimate());
+  ScanRequest request{caller_stack_pointer, registers, register_count, graph_ready ? &graph : nullptr};
   Marker marker;
   ScanResult result = scan_heap(request, marker);
   report.ok = result.ok;
@@ -396,6 +447,7 @@ ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t
   }
   const std::unordered_map<uintptr_t, KnownLeak> previous = s.known;
   fill_report(s, result, report);
+  if (marker.graph() != nullptr) analyse_retained(graph, report);
   const bool hold_new = reclaim_now || alloc::config().mode == alloc::CollectorMode::kCollect;
   if ((hold_new || !s.held.empty()) && !at_exit) reclaim(s, result, report, previous, hold_new);
   s.reclaimed_blocks_total += report.reclaimed_blocks;

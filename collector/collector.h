@@ -41,6 +41,22 @@ struct ScanReport {
     uint32_t references = 0, stack_id = 0;
   };
   std::vector<Referenced> most_referenced;
+  // Retained sizes (collector/retained_analysis.h): what freeing a block, or every block of an
+  // allocation site, would make unreachable. Computed after the world resumes.
+  bool retained_known = false;
+  uint64_t retained_analysis_ns = 0, references_recorded = 0;
+  struct RetainedSite {
+    uint32_t stack_id = 0;
+    uint64_t blocks = 0, bytes = 0;  // reachable blocks of the site in this scan
+    uint64_t retained_bytes = 0;
+  };
+  std::vector<RetainedSite> retained_sites;  // the sites with most reachable bytes, largest first
+  struct RetainedBlock {
+    uintptr_t address = 0;
+    uint64_t size = 0, retained_bytes = 0;
+    uint32_t stack_id = 0;
+  };
+  std::vector<RetainedBlock> top_retainers;  // the blocks that retain most, largest first
 };
 
 // Connects the collector to the engine and the report (constructor time, guard held): suspend

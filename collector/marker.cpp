@@ -9,6 +9,7 @@
 #include "allocator/block_header.h"
 #include "allocator/block_map.h"
 #include "allocator/internal_mappings.h"
+#include "collector/reference_graph.h"
 
 namespace heapkeeper::collect {
 namespace {
@@ -44,7 +45,7 @@ Marker::~Marker() {
   }
 }
 
-bool Marker::begin() {
+bool Marker::begin(ReferenceGraph* graph) {
   const alloc::BlockMap& map = alloc::block_map();
   base_ = map.heap_base();
   words_ = map.word_count();
@@ -75,7 +76,9 @@ bool Marker::begin() {
   counts_ = static_cast<uint32_t*>(map_buffer(3, live * 4 + 4));
   worklist_capacity_ = live + 1;
   worklist_ = static_cast<uintptr_t*>(map_buffer(4, worklist_capacity_ * sizeof(uintptr_t)));
-  return counts_ != nullptr && worklist_ != nullptr;
+  if (counts_ == nullptr || worklist_ == nullptr) return false;
+  if (graph != nullptr && live < ReferenceGraph::kNone - 1 && graph->begin(static_cast<uint32_t>(live))) graph_ = graph;
+  return true;
 }
 
 size_t Marker::rank(size_t granule) const {
@@ -95,7 +98,7 @@ void Marker::push(uintptr_t region) {
   if (worklist_size_ < worklist_capacity_) worklist_[worklist_size_++] = region;
 }
 
-void Marker::scan_words(uintptr_t start, uintptr_t end) {
+void Marker::scan_words(uintptr_t start, uintptr_t end, uintptr_t source_delta) {
   const alloc::BlockMap& map = alloc::block_map();
   start = (start + 7) & ~uintptr_t{7};
   // Resolving a word that points into the heap takes dependent reads (page map, header, live bit,
@@ -103,12 +106,14 @@ void Marker::scan_words(uintptr_t start, uintptr_t end) {
   // batch are collected and their first reads started, so the misses of a batch overlap.
   constexpr unsigned kBatch = 16;
   uintptr_t candidates[kBatch];
+  uintptr_t positions[kBatch];  // where each candidate was read (for the graph's root words)
   for (uintptr_t p = start; p + 8 <= end;) {
     unsigned found = 0;
     for (; p + 8 <= end && found < kBatch; p += 8) {
       const uintptr_t value = load_word(p);
       if (value - base_ >= limit_) continue;  // the common case: not a heap address
       map.prefetch_lookup(value);
+      positions[found] = p;
       candidates[found++] = value;
     }
     // Then the blocks are found, and the reference counts they will bump (one random 4-byte slot
@@ -116,17 +121,24 @@ void Marker::scan_words(uintptr_t start, uintptr_t end) {
     uintptr_t regions[kBatch];
     size_t ranks[kBatch];
     unsigned resolved = 0;
-    auto add = [&](uintptr_t region) {
+    auto add = [&](uintptr_t region, uintptr_t position) {
       const size_t granule = (region - base_) >> 4;
       if (!was_live(granule)) return;  // born after the scan began
       regions[resolved] = region;
       ranks[resolved] = rank(granule);
       __builtin_prefetch(&counts_[ranks[resolved]], 1);
+      if (graph_ != nullptr) {
+        const auto node = static_cast<uint32_t>(ranks[resolved] + 1);
+        if (scanning_roots_)
+          graph_->add_root_edge(node, position + source_delta);
+        else
+          graph_->add_edge(node);
+      }
       ++resolved;
     };
     for (unsigned i = 0; i < found; ++i) {
       const uintptr_t region = map.find_referenced(candidates[i]);
-      if (region != 0) add(region);
+      if (region != 0) add(region, positions[i]);
     }
     for (unsigned i = 0; i < resolved; ++i) {
       uint32_t& count = counts_[ranks[i]];
@@ -162,7 +174,7 @@ void Marker::scan_root_copy(uintptr_t start, uintptr_t end) {
       continue;
     }
     const auto buffer = reinterpret_cast<uintptr_t>(copy_buffer_);
-    scan_words(buffer, buffer + static_cast<size_t>(copied));
+    scan_words(buffer, buffer + static_cast<size_t>(copied), chunk - buffer);
     chunk += static_cast<uintptr_t>(copied);
   }
 }
@@ -178,11 +190,17 @@ void Marker::scan_root_range(uintptr_t start, uintptr_t end) {
 }
 
 void Marker::propagate() {
+  scanning_roots_ = false;
   while (worklist_size_ > 0) {
     const uintptr_t region = worklist_[--worklist_size_];
     ++figures_.reachable_blocks;
     uintptr_t start, end;
     user_extent(region, start, end);
+    if (graph_ != nullptr) {
+      const auto node = static_cast<uint32_t>(rank((region - base_) >> 4) + 1);
+      const alloc::BlockHeader* header = alloc::block_map().header(region);
+      graph_->open_block(node, start, header->size(), header->stack_id);
+    }
     figures_.heap_bytes += end - start;
     scan_words(start, end);
   }

@@ -19,6 +19,8 @@
 
 namespace heapkeeper::collect {
 
+class ReferenceGraph;
+
 struct LeakedBlock {
   uintptr_t region;   // start of the jemalloc region (header included)
   uint64_t size;      // requested bytes
@@ -55,8 +57,11 @@ class Marker {
   Marker(const Marker&) = delete;
   Marker& operator=(const Marker&) = delete;
 
-  // Maps the side buffers for the heap as it is now. Call with the world stopped.
-  bool begin();
+  // Maps the side buffers for the heap as it is now. Call with the world stopped. With `graph`,
+  // every reference found is also recorded there (node = rank + 1), for retainers and retained
+  // sizes; a graph that cannot be mapped is dropped and marking goes on without it.
+  bool begin(ReferenceGraph* graph = nullptr);
+  const ReferenceGraph* graph() const { return graph_; }
   void scan_root_range(uintptr_t start, uintptr_t end);
   // Marks everything reachable from the roots scanned so far.
   void propagate();
@@ -76,7 +81,9 @@ class Marker {
   void scan_root_copy(uintptr_t start, uintptr_t end);
   void set_mark(size_t granule) { marks_[granule >> 6] |= uint64_t{1} << (granule & 63); }
   size_t rank(size_t granule) const;
-  void scan_words(uintptr_t start, uintptr_t end);
+  // `source_delta`: what to add to a word's address in [start, end) to get where the program has
+  // it (roots are scanned from a copy).
+  void scan_words(uintptr_t start, uintptr_t end, uintptr_t source_delta = 0);
   void push(uintptr_t region);
   void scan_block_for_leaks(uintptr_t region, bool count_only);
 
@@ -94,6 +101,8 @@ class Marker {
   LeakedBlock* leaks_ = nullptr;
   size_t leak_count_ = 0;
   bool leak_phase_ = false;
+  ReferenceGraph* graph_ = nullptr;
+  bool scanning_roots_ = true;  // until propagate(): references found are root references
   struct Mapping {
     void* start;
     size_t length;

@@ -1,6 +1,8 @@
 // Implementation of the reference graph and its analyses (see reference_graph.h).
 #include "collector/reference_graph.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 
 #include "allocator/internal_mappings.h"
@@ -8,9 +10,9 @@
 namespace heapkeeper::collect {
 
 ReferenceGraph::~ReferenceGraph() {
-  for (Array* array : {&targets_array_, &begin_array_, &count_array_, &root_targets_array_, &root_word_array_,
-                       &size_array_, &pred_begin_array_, &preds_array_, &idom_array_, &retained_array_,
-                       &distance_array_, &work_array_, &visited_array_, &queue_array_})
+  for (Array* array : {&stream_array_, &root_targets_array_, &root_word_array_, &begin_array_, &count_array_,
+                       &size_array_, &region_array_, &stack_array_, &pred_begin_array_, &preds_array_, &idom_array_,
+                       &retained_array_, &distance_array_, &work_array_, &visited_array_, &queue_array_})
     unmap_array(*array);
 }
 
@@ -27,24 +29,34 @@ void ReferenceGraph::unmap_array(Array& array) {
   array = {};
 }
 
-bool ReferenceGraph::begin(uint32_t block_count, uint64_t edge_capacity) {
-  if (block_count >= kNone - 1) return false;
+bool ReferenceGraph::prepare(uint64_t stream_capacity, uint64_t expected_blocks) {
+  stream_capacity_ = stream_capacity;
+  stream_ = static_cast<uint32_t*>(map_array(stream_array_, stream_capacity_ * sizeof(uint32_t)));
+  if (stream_ == nullptr) return false;
+  // Written sequentially: huge pages take one fault per 2 MiB instead of per 4 KiB.
+  madvise(stream_, stream_array_.bytes, MADV_HUGEPAGE);
+  // Most heap blocks hold a pointer or two.
+  const size_t expected = std::min<size_t>(
+      stream_array_.bytes, ((expected_blocks * (kBlockRecord + 2) * sizeof(uint32_t)) + 4095) & ~size_t{4095});
+#ifdef MADV_POPULATE_WRITE
+  if (expected > 0 && madvise(stream_, expected, MADV_POPULATE_WRITE) == 0) return true;
+#endif
+  for (size_t offset = 0; offset < expected; offset += 4096)
+    static_cast<volatile char*>(stream_array_.data)[offset] = 0;
+  return true;
+}
+
+bool ReferenceGraph::begin(uint32_t block_count) {
+  if (stream_ == nullptr || block_count >= kNone - 1) return false;
   blocks_ = block_count;
   const size_t nodes = size_t{block_count} + 1;
-  edge_capacity_ = std::min<uint64_t>(edge_capacity, kNone);
-  edge_count_ = 0;
+  stream_size_ = edge_count_ = 0;
   overflowed_ = analysed_ = false;
-  open_ = kNone;
   root_target_count_ = 0;
-  targets_ = static_cast<uint32_t*>(map_array(targets_array_, edge_capacity_ * sizeof(uint32_t)));
-  begin_ = static_cast<uint64_t*>(map_array(begin_array_, nodes * sizeof(uint64_t)));
-  count_ = static_cast<uint32_t*>(map_array(count_array_, nodes * sizeof(uint32_t)));
   root_targets_ = static_cast<uint32_t*>(map_array(root_targets_array_, nodes * sizeof(uint32_t)));
   root_word_ = static_cast<uintptr_t*>(map_array(root_word_array_, nodes * sizeof(uintptr_t)));
-  size_ = static_cast<uint64_t*>(map_array(size_array_, nodes * sizeof(uint64_t)));
-  if (targets_ == nullptr || begin_ == nullptr || count_ == nullptr || root_targets_ == nullptr ||
-      root_word_ == nullptr || size_ == nullptr) {
-    targets_ = nullptr;
+  if (root_targets_ == nullptr || root_word_ == nullptr) {
+    stream_ = nullptr;
     return false;
   }
   return true;
@@ -56,11 +68,38 @@ void ReferenceGraph::add_root_edge(uint32_t block, uintptr_t word_address) {
   root_targets_[root_target_count_++] = block;
 }
 
-void ReferenceGraph::open_block(uint32_t block) {
-  if (open_ != kNone) count_[open_] = static_cast<uint32_t>(edge_count_ - begin_[open_]);
-  open_ = block;
-  begin_[block] = edge_count_;
-  count_[block] = 0;
+// Per-node arrays from the recorded stream: where each block's references start and how many,
+// and what the marker read of it.
+bool ReferenceGraph::index_stream() {
+  const size_t nodes = size_t{blocks_} + 1;
+  begin_ = static_cast<uint64_t*>(map_array(begin_array_, nodes * sizeof(uint64_t)));
+  count_ = static_cast<uint32_t*>(map_array(count_array_, nodes * sizeof(uint32_t)));
+  size_ = static_cast<uint64_t*>(map_array(size_array_, nodes * sizeof(uint64_t)));
+  region_ = static_cast<uintptr_t*>(map_array(region_array_, nodes * sizeof(uintptr_t)));
+  stack_ = static_cast<uint32_t*>(map_array(stack_array_, nodes * sizeof(uint32_t)));
+  if (begin_ == nullptr || count_ == nullptr || size_ == nullptr || region_ == nullptr || stack_ == nullptr)
+    return false;
+  uint32_t open = kNone;
+  for (uint64_t i = 0; i < stream_size_;) {
+    if (stream_[i] != kNone) {  // a reference of the open block
+      ++i;
+      continue;
+    }
+    if (i + kBlockRecord > stream_size_) return false;
+    if (open != kNone) count_[open] = static_cast<uint32_t>(i - begin_[open]);
+    const uint32_t* record = stream_ + i;
+    open = record[1];
+    if (open == kRoot || open > blocks_) return false;
+    stack_[open] = record[2];
+    size_[open] = record[3] | static_cast<uint64_t>(record[4]) << 32;
+    region_[open] = static_cast<uintptr_t>(record[5] | static_cast<uint64_t>(record[6]) << 32);
+    i += kBlockRecord;
+    begin_[open] = i;
+  }
+  if (open != kNone) count_[open] = static_cast<uint32_t>(stream_size_ - begin_[open]);
+  edge_count_ = 0;
+  for (size_t v = 1; v < nodes; ++v) edge_count_ += count_[v];
+  return true;
 }
 
 const uint32_t* ReferenceGraph::references(uint32_t node, uint32_t& count) const {
@@ -69,7 +108,7 @@ const uint32_t* ReferenceGraph::references(uint32_t node, uint32_t& count) const
     return root_targets_;
   }
   count = count_[node];
-  return targets_ + begin_[node];
+  return stream_ + begin_[node];
 }
 
 // Predecessor lists in compressed form: pred_begin_[v] .. pred_begin_[v + 1].
@@ -220,9 +259,7 @@ void ReferenceGraph::compute_distances() {
 }
 
 bool ReferenceGraph::analyse() {
-  if (!complete()) return false;
-  if (open_ != kNone) count_[open_] = static_cast<uint32_t>(edge_count_ - begin_[open_]);
-  open_ = kNone;
+  if (!complete() || !index_stream()) return false;
   const size_t nodes = size_t{blocks_} + 1;
   distance_ = static_cast<uint32_t*>(map_array(distance_array_, nodes * sizeof(uint32_t)));
   if (distance_ == nullptr || map_array(queue_array_, nodes * sizeof(uint32_t)) == nullptr) return false;
@@ -234,9 +271,7 @@ bool ReferenceGraph::analyse() {
 
 uint64_t ReferenceGraph::retained_bytes(uint32_t block) const { return reachable(block) ? retained_[block] : 0; }
 
-uint32_t ReferenceGraph::immediate_dominator(uint32_t block) const {
-  return reachable(block) ? idom_[block] : kNone;
-}
+uint32_t ReferenceGraph::immediate_dominator(uint32_t block) const { return reachable(block) ? idom_[block] : kNone; }
 
 uint64_t ReferenceGraph::retained_by_set(const uint32_t* members, size_t count) {
   if (!analysed_) return 0;
@@ -289,8 +324,8 @@ size_t ReferenceGraph::retainer_paths(uint32_t block, size_t path_limit, uint32_
       referrers[referrer_count++] = p;
     } else {
       // Keep the nearest: replace the farthest kept if this one is nearer.
-      uint32_t* farthest = std::max_element(
-          referrers, referrers + referrer_count, [&](uint32_t a, uint32_t b) { return distance_[a] < distance_[b]; });
+      uint32_t* farthest = std::max_element(referrers, referrers + referrer_count,
+                                            [&](uint32_t a, uint32_t b) { return distance_[a] < distance_[b]; });
       if (distance_[p] < distance_[*farthest]) *farthest = p;
     }
   }

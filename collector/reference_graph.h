@@ -39,24 +39,50 @@ class ReferenceGraph {
   ReferenceGraph(const ReferenceGraph&) = delete;
   ReferenceGraph& operator=(const ReferenceGraph&) = delete;
 
-  // --- Recording (world stopped). Blocks are numbered 1..block_count.
-  // Maps room for `block_count` blocks and up to `edge_capacity` references between blocks.
-  bool begin(uint32_t block_count, uint64_t edge_capacity);
+  // --- Recording.
+  // Before the world stops: maps the stream, room for `stream_capacity` 32-bit words (one per
+  // reference, kBlockRecord per scanned block), and faults in the part that `expected_blocks`
+  // should need. A page fault costs microseconds (more in a virtual machine): taken here, not in
+  // the pause.
+  static constexpr uint64_t kBlockRecord = 7;
+  bool prepare(uint64_t stream_capacity, uint64_t expected_blocks);
+  // With the world stopped: room for `block_count` blocks (numbered 1..block_count).
+  bool begin(uint32_t block_count);
   // A root word at `word_address` points into `block`. The first such word is kept per block (the
   // start of its shortest retainer paths).
   void add_root_edge(uint32_t block, uintptr_t word_address);
-  // The marker scans `block` now; add_edge() calls until the next open_block() are its references.
-  void open_block(uint32_t block);
+  // The marker scans `block` now (user bytes at `address`, `bytes` long, allocated from stack
+  // `stack_id`: read while the world is stopped, since the block may be freed once it runs again);
+  // add_edge() calls until the next open_block() are its references. Both append to one sequential
+  // stream, so the pause pays one sequential store per reference and a few per block, never a
+  // random write into per-block arrays (those are built from the stream in analyse()).
+  void open_block(uint32_t block, uintptr_t address, uint64_t bytes, uint32_t stack_id) {
+    if (stream_size_ + kBlockRecord > stream_capacity_) {
+      overflowed_ = true;
+      return;
+    }
+    uint32_t* record = stream_ + stream_size_;
+    record[0] = kNone;  // no target is kNone: this starts a block's record
+    record[1] = block;
+    record[2] = stack_id;
+    record[3] = static_cast<uint32_t>(bytes);
+    record[4] = static_cast<uint32_t>(bytes >> 32);
+    record[5] = static_cast<uint32_t>(address);
+    record[6] = static_cast<uint32_t>(static_cast<uint64_t>(address) >> 32);
+    stream_size_ += kBlockRecord;
+  }
   void add_edge(uint32_t target) {
-    if (edge_count_ < edge_capacity_) {
-      targets_[edge_count_++] = target;
+    if (stream_size_ < stream_capacity_) {
+      stream_[stream_size_++] = target;
     } else {
       overflowed_ = true;
     }
   }
-  void set_size(uint32_t block, uint64_t bytes) { size_[block] = bytes; }
+  uintptr_t region(uint32_t block) const { return region_[block]; }
+  uint64_t size(uint32_t block) const { return size_[block]; }
+  uint32_t stack_id(uint32_t block) const { return stack_[block]; }
   // False when references did not fit: the analysis is then refused rather than wrong.
-  bool complete() const { return !overflowed_ && targets_ != nullptr; }
+  bool complete() const { return !overflowed_ && stream_ != nullptr; }
 
   // --- Analysis (world running).
   // Dominators, retained sizes and shortest-path distances. False if the graph is incomplete or
@@ -64,6 +90,7 @@ class ReferenceGraph {
   bool analyse();
   bool analysed() const { return analysed_; }
   uint32_t block_count() const { return blocks_; }
+  uint64_t edge_count() const { return edge_count_; }  // after analyse()
   bool reachable(uint32_t block) const { return analysed_ && block <= blocks_ && distance_[block] != kNone; }
   // Bytes that become unreachable if `block` alone is freed (its own included); 0 if unreachable.
   uint64_t retained_bytes(uint32_t block) const;
@@ -87,25 +114,30 @@ class ReferenceGraph {
   };
   void* map_array(Array& array, size_t bytes);
   void unmap_array(Array& array);
+  bool index_stream();
   bool build_predecessors();
   bool compute_dominators();
   void compute_distances();
   uint32_t eval(uint32_t v);
 
   uint32_t blocks_ = 0;  // nodes are 0..blocks_
-  uint64_t edge_capacity_ = 0, edge_count_ = 0;
+  uint64_t stream_capacity_ = 0, stream_size_ = 0, edge_count_ = 0;
   bool overflowed_ = false, analysed_ = false;
-  uint32_t open_ = kNone;  // the block being scanned, whose run of edges is open
 
   // Recording.
-  Array targets_array_, begin_array_, count_array_, root_targets_array_, root_word_array_, size_array_;
-  uint32_t* targets_ = nullptr;
-  uint64_t* begin_ = nullptr;  // per node: first index in targets_
-  uint32_t* count_ = nullptr;  // per node: how many
+  Array stream_array_, root_targets_array_, root_word_array_;
+  uint32_t* stream_ = nullptr;
   uint32_t* root_targets_ = nullptr;
   uint32_t root_target_count_ = 0;
   uintptr_t* root_word_ = nullptr;  // per block: the first root word that points at it, or 0
+
+  // Built from the stream by analyse(): each node's references are stream_[begin_[v]] on.
+  Array begin_array_, count_array_, size_array_, region_array_, stack_array_;
+  uint64_t* begin_ = nullptr;
+  uint32_t* count_ = nullptr;
   uint64_t* size_ = nullptr;
+  uintptr_t* region_ = nullptr;
+  uint32_t* stack_ = nullptr;
 
   // Analysis.
   Array pred_begin_array_, preds_array_, idom_array_, retained_array_, distance_array_;

@@ -183,7 +183,7 @@ void scan_with_world_stopped(void* raw) {
   std::sort(b.excluded, b.excluded + excluded,
             [](const MemoryRange& a, const MemoryRange& c) { return a.start < c.start; });
 
-  if (!marker.begin()) {
+  if (!marker.begin(job->request->graph)) {
     std::snprintf(result.failure, sizeof(result.failure), "could not map the scan's mark buffers");
     world.resume();
     return;

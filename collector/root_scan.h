@@ -22,6 +22,8 @@ struct ScanRequest {
   uintptr_t caller_stack_pointer = 0;
   const uint64_t* caller_registers = nullptr;
   size_t caller_register_count = 0;
+  // Where marking records the references it follows, for retained sizes; none when null.
+  ReferenceGraph* graph = nullptr;
 };
 
 struct ScanResult {

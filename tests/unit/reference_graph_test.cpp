@@ -26,13 +26,13 @@ struct Shape {
 };
 
 void record(ReferenceGraph& graph, const Shape& shape) {
-  ASSERT_TRUE(graph.begin(shape.blocks, shape.edges.size() + 1));
+  ASSERT_TRUE(graph.prepare(shape.edges.size() + shape.blocks * ReferenceGraph::kBlockRecord, shape.blocks));
+  ASSERT_TRUE(graph.begin(shape.blocks));
   for (const auto& [from, to] : shape.edges) {
     if (from == kRoot) graph.add_root_edge(to, 0x1000 + to * 8);
   }
   for (uint32_t b = 1; b <= shape.blocks; ++b) {
-    graph.set_size(b, b < shape.sizes.size() ? shape.sizes[b] : b * 10);
-    graph.open_block(b);
+    graph.open_block(b, 0x10000 + b * 0x100, b < shape.sizes.size() ? shape.sizes[b] : b * 10, 1000 + b);
     for (const auto& [from, to] : shape.edges) {
       if (from == b) graph.add_edge(to);
     }
@@ -49,6 +49,10 @@ TEST(ReferenceGraph, TreeUnderOneGlobal) {
   EXPECT_EQ(g.retained_bytes(3), 30u);
   EXPECT_EQ(g.immediate_dominator(1), kRoot);
   EXPECT_EQ(g.immediate_dominator(4), 2u);
+  // What the marker read of each block is kept.
+  EXPECT_EQ(g.region(3), 0x10000u + 3 * 0x100);
+  EXPECT_EQ(g.size(3), 30u);
+  EXPECT_EQ(g.stack_id(3), 1003u);
 }
 
 TEST(ReferenceGraph, SharedSubtreeIsRetainedByTheirCommonDominator) {
@@ -129,11 +133,11 @@ TEST(ReferenceGraph, ALongListNeedsNoDeepRecursion) {
   for (uint32_t b = 1; b < kBlocks; ++b) shape.edges.push_back({b, b + 1});
   shape.sizes.assign(kBlocks + 1, 1);
   ReferenceGraph g;
-  ASSERT_TRUE(g.begin(kBlocks, kBlocks));
+  ASSERT_TRUE(g.prepare(kBlocks * (ReferenceGraph::kBlockRecord + 1), kBlocks));
+  ASSERT_TRUE(g.begin(kBlocks));
   g.add_root_edge(1, 0x1000);
   for (uint32_t b = 1; b <= kBlocks; ++b) {
-    g.set_size(b, 1);
-    g.open_block(b);
+    g.open_block(b, 0, 1, 0);
     if (b < kBlocks) g.add_edge(b + 1);
   }
   ASSERT_TRUE(g.analyse());
@@ -144,9 +148,10 @@ TEST(ReferenceGraph, ALongListNeedsNoDeepRecursion) {
 
 TEST(ReferenceGraph, TooManyReferencesIsRefusedNotWrong) {
   ReferenceGraph g;
-  ASSERT_TRUE(g.begin(3, 1));
+  ASSERT_TRUE(g.prepare(ReferenceGraph::kBlockRecord + 1, 0));
+  ASSERT_TRUE(g.begin(3));
   g.add_root_edge(1, 0x1000);
-  g.open_block(1);
+  g.open_block(1, 0, 10, 0);
   g.add_edge(2);
   g.add_edge(3);  // over capacity
   EXPECT_FALSE(g.complete());
