@@ -501,9 +501,8 @@ bool SegmentReader::remove_if_remains(const SegmentFile& file) {
   if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_uid == getuid() || geteuid() == 0)) {
     const bool whole = pread(fd, &header, sizeof(header), 0) == static_cast<ssize_t>(sizeof(header));
     const bool short_file = static_cast<size_t>(st.st_size) < sizeof(header);
-    remains = (whole || short_file) &&
-              stats::segment_is_remains(whole ? &header : nullptr, st, realtime_ns(), stats::own_pid_namespace(),
-                                         file.path.c_str());
+    remains = (whole || short_file) && stats::segment_is_remains(whole ? &header : nullptr, st, realtime_ns(),
+                                                                 stats::own_pid_namespace(), file.path.c_str());
   }
   ::close(fd);
   return remains && unlink(file.path.c_str()) == 0;
