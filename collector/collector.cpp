@@ -416,7 +416,7 @@ uint64_t live_block_estimate() {
 }
 
 ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t* registers, size_t register_count,
-                    bool reclaim_now) {
+                    bool reclaim_now, const std::function<void(ReferenceGraph&)>& inspect) {
   CollectorState& s = state();
   std::lock_guard<std::mutex> lock(s.scan_mutex);
   load_suppressions_once(s);
@@ -433,7 +433,7 @@ ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t
   // The reference graph, for retained sizes: recorded unless turned off, and at exit only when a
   // JSON report will show it (the text report does not).
   const alloc::Config& cfg = alloc::config();
-  const bool record_graph = cfg.retained && (!at_exit || cfg.report_path[0] != '\0');
+  const bool record_graph = inspect || (cfg.retained && (!at_exit || cfg.report_path[0] != '\0'));
   ReferenceGraph graph;
   const bool graph_ready = record_graph && graph.prepare(kGraphStreamWords, live_block_estimate());
   ScanRequest request{caller_stack_pointer, registers, register_count, graph_ready ? &graph : nullptr};
@@ -448,6 +448,7 @@ ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t
   const std::unordered_map<uintptr_t, KnownLeak> previous = s.known;
   fill_report(s, result, report);
   if (marker.graph() != nullptr) analyse_retained(graph, report);
+  if (inspect && graph.analysed()) inspect(graph);
   const bool hold_new = reclaim_now || alloc::config().mode == alloc::CollectorMode::kCollect;
   if ((hold_new || !s.held.empty()) && !at_exit) reclaim(s, result, report, previous, hold_new);
   s.reclaimed_blocks_total += report.reclaimed_blocks;

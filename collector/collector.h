@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -67,8 +68,12 @@ void install();
 void install_exit_status();
 
 // Runs a scan now and returns its report (serialised with any other scan). Guard held.
+class ReferenceGraph;
+// `inspect`, when given, is called with the scan's analysed reference graph (retainers.h), after
+// the world resumes and before the graph is unmapped; the graph is recorded for it whatever
+// HEAPKEEPER_RETAINED says.
 ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t* registers, size_t register_count,
-                    bool reclaim = false);
+                    bool reclaim = false, const std::function<void(ReferenceGraph&)>& inspect = {});
 ScanReport last_scan();
 // The most recent scans, oldest first (at most `limit`); only the last one keeps its groups.
 std::vector<ScanReport> recent_scans(size_t limit);

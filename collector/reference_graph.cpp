@@ -10,9 +10,9 @@
 namespace heapkeeper::collect {
 
 ReferenceGraph::~ReferenceGraph() {
-  for (Array* array : {&stream_array_, &root_targets_array_, &root_word_array_, &begin_array_, &count_array_,
-                       &size_array_, &region_array_, &stack_array_, &pred_begin_array_, &preds_array_, &idom_array_,
-                       &retained_array_, &distance_array_, &work_array_, &visited_array_, &queue_array_})
+  for (Array* array : {&stream_array_, &root_targets_array_, &root_word_array_, &root_ranges_array_, &begin_array_,
+                       &count_array_, &size_array_, &region_array_, &stack_array_, &pred_begin_array_, &preds_array_,
+                       &idom_array_, &retained_array_, &distance_array_, &work_array_, &visited_array_, &queue_array_})
     unmap_array(*array);
 }
 
@@ -32,7 +32,12 @@ void ReferenceGraph::unmap_array(Array& array) {
 bool ReferenceGraph::prepare(uint64_t stream_capacity, uint64_t expected_blocks) {
   stream_capacity_ = stream_capacity;
   stream_ = static_cast<uint32_t*>(map_array(stream_array_, stream_capacity_ * sizeof(uint32_t)));
-  if (stream_ == nullptr) return false;
+  root_ranges_ = static_cast<RootRange*>(map_array(root_ranges_array_, kMaxRootRanges * sizeof(RootRange)));
+  root_range_count_ = 0;
+  if (stream_ == nullptr || root_ranges_ == nullptr) {
+    stream_ = nullptr;
+    return false;
+  }
   // Written sequentially: huge pages take one fault per 2 MiB instead of per 4 KiB.
   madvise(stream_, stream_array_.bytes, MADV_HUGEPAGE);
   // Most heap blocks hold a pointer or two.
@@ -60,6 +65,13 @@ bool ReferenceGraph::begin(uint32_t block_count) {
     return false;
   }
   return true;
+}
+
+const RootRange* ReferenceGraph::root_range_of(uintptr_t word_address) const {
+  for (size_t i = 0; i < root_range_count_; ++i) {
+    if (word_address >= root_ranges_[i].start && word_address < root_ranges_[i].end) return &root_ranges_[i];
+  }
+  return nullptr;
 }
 
 void ReferenceGraph::add_root_edge(uint32_t block, uintptr_t word_address) {
@@ -270,6 +282,15 @@ bool ReferenceGraph::analyse() {
 }
 
 uint64_t ReferenceGraph::retained_bytes(uint32_t block) const { return reachable(block) ? retained_[block] : 0; }
+
+uint32_t ReferenceGraph::block_at(uintptr_t address) const {
+  if (!analysed_) return 0;
+  for (uint32_t b = 1; b <= blocks_; ++b) {
+    if (distance_[b] != kNone && address >= region_[b] && address - region_[b] < std::max<uint64_t>(size_[b], 1))
+      return b;
+  }
+  return 0;
+}
 
 uint32_t ReferenceGraph::immediate_dominator(uint32_t block) const { return reachable(block) ? idom_[block] : kNone; }
 

@@ -29,6 +29,22 @@
 
 namespace heapkeeper::collect {
 
+// Where a root word lies, to name the root of a retainer path as a person would.
+enum class RootKind : uint32_t {
+  kModuleData = 1,  // a module's data, bss or relro: a global
+  kStack = 2,       // a thread's stack (TLS and the thread control block sit at its top)
+  kRegisters = 3,   // a stopped thread's registers
+  kAnonymous = 4,   // another anonymous writable mapping (a custom pool, an interpreter's arena)
+  kKernel = 5,      // a pointer handed to the kernel (epoll data, timer and AIO sigevents)
+  kBootstrap = 6,   // blocks allocated before heapkeeper's heap existed
+};
+struct RootRange {
+  uintptr_t start = 0, end = 0;
+  RootKind kind = RootKind::kAnonymous;
+  int32_t thread = 0;           // kStack, kRegisters: the thread's id
+  uintptr_t stack_pointer = 0;  // kStack: where the thread's stack pointer was
+};
+
 class ReferenceGraph {
  public:
   static constexpr uint32_t kRoot = 0;
@@ -84,6 +100,15 @@ class ReferenceGraph {
   // False when references did not fit: the analysis is then refused rather than wrong.
   bool complete() const { return !overflowed_ && stream_ != nullptr; }
 
+  // The root ranges scanned, recorded in the pause so root words can be named afterwards (at
+  // most kMaxRootRanges; later ones are looked up as anonymous memory).
+  static constexpr size_t kMaxRootRanges = 4096;
+  void add_root_range(const RootRange& range) {
+    if (root_ranges_ != nullptr && root_range_count_ < kMaxRootRanges) root_ranges_[root_range_count_++] = range;
+  }
+  // The recorded range holding `word_address` (the first recorded that does), or null.
+  const RootRange* root_range_of(uintptr_t word_address) const;
+
   // --- Analysis (world running).
   // Dominators, retained sizes and shortest-path distances. False if the graph is incomplete or
   // memory could not be mapped.
@@ -94,6 +119,11 @@ class ReferenceGraph {
   bool reachable(uint32_t block) const { return analysed_ && block <= blocks_ && distance_[block] != kNone; }
   // Bytes that become unreachable if `block` alone is freed (its own included); 0 if unreachable.
   uint64_t retained_bytes(uint32_t block) const;
+  // Hops from the root (1: a root word points at it); kNone if unreachable.
+  uint32_t distance(uint32_t block) const { return analysed_ && block <= blocks_ ? distance_[block] : kNone; }
+  // The block whose user bytes hold `address` (interior included), among the blocks the marker
+  // scanned (reachable ones); 0 if none.
+  uint32_t block_at(uintptr_t address) const;
   // kRoot when only the roots dominate it; kNone if unreachable.
   uint32_t immediate_dominator(uint32_t block) const;
   // Bytes that become unreachable if every block of `members` is gone (their own included).
@@ -125,7 +155,9 @@ class ReferenceGraph {
   bool overflowed_ = false, analysed_ = false;
 
   // Recording.
-  Array stream_array_, root_targets_array_, root_word_array_;
+  Array stream_array_, root_targets_array_, root_word_array_, root_ranges_array_;
+  RootRange* root_ranges_ = nullptr;
+  size_t root_range_count_ = 0;
   uint32_t* stream_ = nullptr;
   uint32_t* root_targets_ = nullptr;
   uint32_t root_target_count_ = 0;

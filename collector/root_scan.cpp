@@ -2,6 +2,8 @@
 // range lists and the /proc/self/maps text live in buffers mapped for the scan.
 #include "collector/root_scan.h"
 
+#include "collector/reference_graph.h"
+
 #include <dlfcn.h>
 
 #include <algorithm>
@@ -103,6 +105,39 @@ const MemoryRange* range_containing(const MemoryRange* ranges, size_t count, uin
   return nullptr;
 }
 
+// What each root range is, for naming the roots of retainer paths (reference_graph.h). Stacks are
+// the anonymous mappings holding a stopped thread's stack pointer; ranges recorded first win.
+void record_root_ranges(ReferenceGraph& graph, const ScanRequest& request, const ScanBuffers& b, size_t module_count,
+                        size_t anonymous_count, size_t thread_count) {
+  if (request.caller_stack_pointer != 0) {  // the exit scan's own (program) thread
+    const auto self = static_cast<int32_t>(gettid());
+    const auto registers = reinterpret_cast<uintptr_t>(request.caller_registers);
+    if (registers != 0)
+      graph.add_root_range(
+          {registers, registers + request.caller_register_count * sizeof(uint64_t), RootKind::kRegisters, self, 0});
+    if (const MemoryRange* stack = range_containing(b.anonymous, anonymous_count, request.caller_stack_pointer))
+      graph.add_root_range({stack->start, stack->end, RootKind::kStack, self, request.caller_stack_pointer});
+  }
+  for (size_t i = 0; i < thread_count; ++i) {
+    const StoppedThread& t = b.threads[i];
+    if (t.tid <= 0) continue;
+    const auto registers = reinterpret_cast<uintptr_t>(t.registers);
+    graph.add_root_range({registers, registers + t.register_count * sizeof(uint64_t), RootKind::kRegisters, t.tid, 0});
+    if (const MemoryRange* stack = range_containing(b.anonymous, anonymous_count, t.stack_pointer))
+      graph.add_root_range({stack->start, stack->end, RootKind::kStack, t.tid, t.stack_pointer});
+  }
+  for (size_t i = 0; i < module_count; ++i)
+    graph.add_root_range({b.modules[i].start, b.modules[i].end, RootKind::kModuleData, 0, 0});
+  for_each_kernel_root_range([&](uintptr_t start, uintptr_t end) {
+    graph.add_root_range({start, end, RootKind::kKernel, 0, 0});
+  });
+  const alloc::BootstrapPool& pool = alloc::bootstrap_pool();
+  const auto pool_start = reinterpret_cast<uintptr_t>(&pool);
+  graph.add_root_range({pool_start, pool_start + pool.used(), RootKind::kBootstrap, 0, 0});
+  for (size_t i = 0; i < anonymous_count; ++i)
+    graph.add_root_range({b.anonymous[i].start, b.anonymous[i].end, RootKind::kAnonymous, 0, 0});
+}
+
 void scan_with_world_stopped(void* raw) {
   auto* job = static_cast<ScanJob*>(raw);
   ScanResult& result = *job->result;
@@ -189,6 +224,8 @@ void scan_with_world_stopped(void* raw) {
     return;
   }
   const uint64_t mark_started = monotonic_ns();
+  if (ReferenceGraph* graph = job->request->graph)
+    record_root_ranges(*graph, *job->request, b, module_count, anonymous_count, thread_count);
   uint64_t pieces = 0;
   for (size_t i = 0; i < module_count; ++i) {
     marker.scan_root_range(b.modules[i].start, b.modules[i].end);

@@ -35,6 +35,7 @@
 #include "allocator/engine.h"
 #include "allocator/thread_registry.h"
 #include "collector/collector.h"
+#include "collector/why_json.h"
 #include "report/exit_report.h"
 #include "report/json_text.h"
 #include "report/read_file.h"
@@ -249,6 +250,15 @@ std::string build_answer(Publisher& p, Command command, int& status) {
       } else {
         response = report::build_report_json();
       }
+      publish(p);
+      break;
+    }
+    case Command::kWhy: {
+      // The argument is bounded and written before the request: copy it out first.
+      const uint32_t length =
+          std::min(__atomic_load_n(&p.segment->channel.argument_length, __ATOMIC_ACQUIRE), kArgumentCapacity);
+      const std::string argument(p.segment->channel.argument, length);
+      response = collect::build_why_json(argument, status);
       publish(p);
       break;
     }

@@ -26,7 +26,7 @@
 namespace heapkeeper::stats {
 
 inline constexpr uint64_t kSegmentMagic = 0x5045454b50414548ull;  // "HEAPKEEP" little-endian
-inline constexpr uint32_t kLayoutVersion = 2;
+inline constexpr uint32_t kLayoutVersion = 3;
 
 inline constexpr uint32_t kMaxSites = 100;
 inline constexpr uint32_t kMaxFrames = 16;
@@ -36,6 +36,7 @@ inline constexpr uint32_t kMaxLeaks = 100;
 inline constexpr uint32_t kSizeClasses = 48;     // log2 buckets of block sizes: [2^i, 2^(i+1))
 inline constexpr uint32_t kSeriesLength = 1200;  // 20 minutes at one point a second
 inline constexpr uint32_t kResponseCapacity = 4u << 20;
+inline constexpr uint32_t kArgumentCapacity = 1024;
 
 struct Frame {
   uint64_t address;
@@ -109,7 +110,7 @@ struct Snapshot {
   SeriesPoint series[kSeriesLength];
 };
 
-enum class Command : uint32_t { kNone = 0, kScan = 1, kCollect = 2, kReport = 3 };
+enum class Command : uint32_t { kNone = 0, kScan = 1, kCollect = 2, kReport = 3, kWhy = 4 };
 enum class ProducerState : uint32_t { kRunning = 1, kExited = 2 };
 
 struct CommandChannel {
@@ -123,6 +124,9 @@ struct CommandChannel {
   uint32_t response_id;  // the producer sets it to request_id when the response is complete
   int32_t status;        // 0 ok, else an errno-like code
   uint32_t response_length;
+  // What the command is about (kWhy: "TARGET\nPATHS"), written before request_id; not terminated.
+  uint32_t argument_length;
+  char argument[kArgumentCapacity];
   char response[kResponseCapacity];  // JSON, not terminated: use response_length
 };
 

@@ -95,6 +95,20 @@ static int run_command_line(int argc, char** argv) {
   report_cmd->add_option("--sites", sites_shown, "Allocation sites to show (default 10)")->type_name("N");
   report_cmd->add_option("--frames", frames_shown, "Frames per stack to show (default 8)")->type_name("N");
 
+  pid_t why_pid = 0;
+  std::string why_target;
+  bool why_json = false;
+  size_t why_paths = 3;
+  CLI::App* why_cmd =
+      app.add_subcommand("why", "Who holds a block, or the blocks of an allocation site: shortest retainer paths");
+  why_cmd->add_option("pid", why_pid, "Process id")->required();
+  why_cmd->add_option("target", why_target, "A block address (0x...) or a function in the blocks' allocation stacks")
+      ->required();
+  why_cmd->add_flag("--json", why_json, "Machine-readable output");
+  why_cmd->add_option("--paths", why_paths, "How many paths (1 to 16, default 3)")
+      ->type_name("N")
+      ->check(CLI::Range(1, 16));
+
   std::vector<pid_t> export_pids;
   bool export_all = false, export_prometheus_flag = false;
   CLI::App* export_cmd =
@@ -119,6 +133,7 @@ static int run_command_line(int argc, char** argv) {
   if (stats_cmd->parsed()) return heapkeeper::view::show_stats(stats_pid, stats_json);
   if (scan_cmd->parsed()) return heapkeeper::view::request_scan(scan_pid, scan_json);
   if (report_cmd->parsed()) return heapkeeper::view::fetch_report(report_pid, report_json, sites_shown, frames_shown);
+  if (why_cmd->parsed()) return heapkeeper::view::explain_retainers(why_pid, why_target, why_json, why_paths);
   if (view_cmd->parsed()) return heapkeeper::view::view_processes(view_pid);
   if (export_cmd->parsed()) {
     if (!export_all && export_pids.empty()) {

@@ -64,15 +64,6 @@ uint64_t age_ns(const stats::Snapshot& s) {
   return now_ns > s.time_ns ? now_ns - s.time_ns : 0;
 }
 
-// A stopped process (SIGSTOP, or stopped by a debugger) cannot answer until it is continued.
-bool refuse_if_stopped(const SegmentReader& reader, pid_t pid, const char* what) {
-  const SegmentInfo info = reader.info();
-  if (!info.stopped()) return false;
-  fmt::print(stderr, "heapkeeper: cannot {} pid {}: the process is {} (continue it with kill -CONT {})\n", what, pid,
-             info.state_name(), pid);
-  return true;
-}
-
 uint64_t last_leaked_bytes(const stats::Snapshot& s) {
   return s.scan_count == 0 ? 0 : s.scans[s.scan_count - 1].leaked_bytes;
 }
@@ -179,6 +170,15 @@ bool open_snapshot(pid_t pid, SegmentReader& reader, stats::Snapshot& snapshot, 
 }
 
 }  // namespace
+
+// A stopped process (SIGSTOP, or stopped by a debugger) cannot answer until it is continued.
+bool refuse_if_stopped(const SegmentReader& reader, pid_t pid, const char* what) {
+  const SegmentInfo info = reader.info();
+  if (!info.stopped()) return false;
+  fmt::print(stderr, "heapkeeper: cannot {} pid {}: the process is {} (continue it with kill -CONT {})\n", what, pid,
+             info.state_name(), pid);
+  return true;
+}
 
 std::string human_bytes(uint64_t bytes) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};

@@ -1,4 +1,4 @@
-// `heapkeeper list | stats | scan | report | export`: reading and driving tracked processes
+// `heapkeeper list | stats | scan | report | why | export`: reading and driving tracked processes
 // through their shared-memory segments (segment_reader.h). Each returns the exit status.
 #pragma once
 
@@ -15,7 +15,13 @@ int request_scan(pid_t pid, bool json);
 int fetch_report(pid_t pid, bool json, size_t sites_shown, size_t frames_shown);
 int export_prometheus(const std::vector<pid_t>& pids, bool all);
 
+int explain_retainers(pid_t pid, const std::string& target, bool json, size_t paths);
+
 // Human-readable byte counts ("12.3 MiB"), shared with the other commands.
 std::string human_bytes(uint64_t bytes);
+
+class SegmentReader;
+// A stopped process (SIGSTOP, a debugger) cannot answer: says so on one line and returns true.
+bool refuse_if_stopped(const SegmentReader& reader, pid_t pid, const char* what);
 
 }  // namespace heapkeeper::view

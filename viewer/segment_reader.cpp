@@ -418,7 +418,8 @@ bool SegmentReader::read_snapshot(stats::Snapshot& out, std::string& error) cons
   return false;
 }
 
-bool SegmentReader::command(stats::Command command, int timeout_ms, std::string& response, std::string& error) {
+bool SegmentReader::command(stats::Command command, int timeout_ms, std::string& response, std::string& error,
+                            const std::string& argument) {
   if (segment_ == nullptr || !writable_) {
     error = "segment not opened for commands";
     return false;
@@ -434,6 +435,13 @@ bool SegmentReader::command(stats::Command command, int timeout_ms, std::string&
     }
     __atomic_store_n(&channel->owner_pid, me, __ATOMIC_RELEASE);
   }
+  if (argument.size() > stats::kArgumentCapacity) {
+    __atomic_store_n(&channel->owner_pid, 0u, __ATOMIC_RELEASE);
+    error = "the request is longer than " + std::to_string(stats::kArgumentCapacity) + " bytes";
+    return false;
+  }
+  std::memcpy(channel->argument, argument.data(), argument.size());
+  __atomic_store_n(&channel->argument_length, static_cast<uint32_t>(argument.size()), __ATOMIC_RELEASE);
   __atomic_store_n(&channel->command, static_cast<uint32_t>(command), __ATOMIC_RELEASE);
   const uint32_t request = __atomic_add_fetch(&channel->request_id, 1, __ATOMIC_ACQ_REL);
   syscall(SYS_futex, &channel->request_id, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);

@@ -59,8 +59,10 @@ class SegmentReader {
   // producer it is watching (the site and leak tables are built only then) and waits briefly for
   // a snapshot that has them.
   bool snapshot(stats::Snapshot& out, std::string& error) const;
-  // Sends a command and waits for the answer (JSON) up to `timeout_ms`.
-  bool command(stats::Command command, int timeout_ms, std::string& response, std::string& error);
+  // Sends a command (with its argument, if it takes one) and waits for the answer (JSON) up to
+  // `timeout_ms`.
+  bool command(stats::Command command, int timeout_ms, std::string& response, std::string& error,
+               const std::string& argument = {});
 
   static void sanitise(stats::Snapshot& snapshot);
   // Every heapkeeper segment file in /dev/shm (whoever owns it), by pid.
