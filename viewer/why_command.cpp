@@ -27,7 +27,8 @@ uint64_t number_of(const nlohmann::json& doc, const char* key) {
 }
 
 std::string root_text(const nlohmann::json& root) {
-  const std::string kind = text_of(root, "kind"), name = text_of(root, "name"), module = text_of(root, "module");
+  const std::string kind = text_of(root, "kind"), module = text_of(root, "module");
+  std::string name = text_of(root, "name");
   const uint64_t offset = number_of(root, "offset");
   if (kind == "global") return fmt::format("global {} in {} (+0x{:x})", name, module, offset);
   if (kind == "stack") return fmt::format("stack of {}, {} bytes above its stack pointer", name, offset);
