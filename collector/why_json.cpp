@@ -11,8 +11,8 @@
 
 #include "allocator/stack_table.h"
 #include "collector/retainers.h"
-#include "report/json_text.h"
 #include "report/exit_report.h"
+#include "report/json_text.h"
 #include "report/read_file.h"
 #include "report/symbolizer.h"
 
@@ -35,9 +35,9 @@ std::string thread_name(int32_t tid) {
 
 // Register names in PTRACE_GETREGSET's order (struct user_regs_struct), the stop method's order
 // when the world was stopped with ptrace; with signals they are the ucontext's, numbered.
-const char* const kUserRegisters[] = {"r15", "r14", "r13",     "r12",     "rbp", "rbx", "r11", "r10", "r9",
-                                      "r8",  "rax", "rcx",     "rdx",     "rsi", "rdi", "orig_rax", "rip", "cs",
-                                      "eflags", "rsp", "ss",   "fs_base", "gs_base", "ds", "es", "fs", "gs"};
+const char* const kUserRegisters[] = {"r15",    "r14", "r13", "r12",     "rbp",     "rbx", "r11",      "r10", "r9",
+                                      "r8",     "rax", "rcx", "rdx",     "rsi",     "rdi", "orig_rax", "rip", "cs",
+                                      "eflags", "rsp", "ss",  "fs_base", "gs_base", "ds",  "es",       "fs",  "gs"};
 
 nlohmann::json root_json(const RetainerPath& path, const std::string& stop_method) {
   const RootRange& r = path.root;

@@ -5,6 +5,7 @@
 #include <fmt/core.h>
 #include <CLI/CLI.hpp>
 
+#include "viewer/diff_command.h"
 #include "viewer/process_commands.h"
 #include "viewer/run_command.h"
 #include "viewer/show_command.h"
@@ -95,6 +96,16 @@ static int run_command_line(int argc, char** argv) {
   report_cmd->add_option("--sites", sites_shown, "Allocation sites to show (default 10)")->type_name("N");
   report_cmd->add_option("--frames", frames_shown, "Frames per stack to show (default 8)")->type_name("N");
 
+  std::string diff_before, diff_after;
+  bool diff_json = false;
+  CLI::App* diff_cmd = app.add_subcommand("diff", "What changed between two reports (files, or pids reported now)");
+  diff_cmd->add_option("before", diff_before, "A report file (HEAPKEEPER_REPORT, report --json) or a pid")
+      ->required()
+      ->type_name("REPORT|PID");
+  diff_cmd->add_option("after", diff_after, "The same, later")->required()->type_name("REPORT|PID");
+  diff_cmd->add_flag("--json", diff_json, "Machine-readable output");
+  diff_cmd->add_option("--sites", sites_shown, "Sites to show (default 10)")->type_name("N");
+
   pid_t why_pid = 0;
   std::string why_target;
   bool why_json = false;
@@ -133,6 +144,7 @@ static int run_command_line(int argc, char** argv) {
   if (stats_cmd->parsed()) return heapkeeper::view::show_stats(stats_pid, stats_json);
   if (scan_cmd->parsed()) return heapkeeper::view::request_scan(scan_pid, scan_json);
   if (report_cmd->parsed()) return heapkeeper::view::fetch_report(report_pid, report_json, sites_shown, frames_shown);
+  if (diff_cmd->parsed()) return heapkeeper::view::diff_reports(diff_before, diff_after, diff_json, sites_shown);
   if (why_cmd->parsed()) return heapkeeper::view::explain_retainers(why_pid, why_target, why_json, why_paths);
   if (view_cmd->parsed()) return heapkeeper::view::view_processes(view_pid);
   if (export_cmd->parsed()) {
