@@ -49,11 +49,11 @@ std::string stack_key(const json& stack) {
   for (const auto& frame : stack) {
     const std::string function = text_of(frame, "function"), file = text_of(frame, "file");
     if (!file.empty() && frame.value("line", 0) > 0) {
-      key += function + "@" + file + ":" + std::to_string(frame.value("line", 0));
+      key += fmt::format("{}@{}:{}", function, file, frame.value("line", 0));
     } else {
       std::string module = text_of(frame, "module");
       module = module.substr(module.rfind('/') + 1);
-      key += function + "@" + module + "+" + std::to_string(frame.value("offset", uint64_t{0}));
+      key += fmt::format("{}@{}+{}", function, module, frame.value("offset", uint64_t{0}));
     }
     key += '\n';
   }
@@ -77,6 +77,7 @@ struct Figures {
 };
 
 struct SiteChange {
+  SiteChange() = default;  // NOLINT(bugprone-exception-escape): json's default constructor does not throw
   std::string key, name;
   json stack;
   Figures before, after;
@@ -155,6 +156,7 @@ int diff_reports(const std::string& before_source, const std::string& after_sour
   }
   const bool before_complete = lists_every_site(before), after_complete = lists_every_site(after);
   std::vector<const SiteChange*> order;
+  order.reserve(sites.size());
   for (const auto& entry : sites) order.push_back(&entry.second);
   std::stable_sort(order.begin(), order.end(), [](const SiteChange* a, const SiteChange* b) {
     return std::llabs(a->change()) > std::llabs(b->change());
