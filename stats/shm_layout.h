@@ -53,6 +53,11 @@ struct Site {  // an allocation site (stack): what of it is live now
   uint64_t allocations;                  // total allocations made from this stack since start
   double allocation_rate;                // per second, over the last publishing interval
   uint64_t leaked_bytes, leaked_blocks;  // from the last scan
+  // What the site retains as a whole (collector/retained_analysis.h), from the last scan;
+  // retained_known 0 when that scan did not compute it for this site.
+  uint64_t retained_bytes;
+  double growth_bytes_per_second;  // over the last samples (stats/site_growth.h)
+  uint32_t growing, retained_known;
   uint32_t stack_id;
   uint32_t depth;  // frames stored (<= kMaxFrames)
   Frame frames[kMaxFrames];

@@ -49,7 +49,18 @@ void SnapshotBuilder::fill_frames(uint32_t stack_id, Frame* frames, uint32_t& de
   }
 }
 
-void SnapshotBuilder::add_sites(Snapshot& out, const collect::ScanReport& last, double seconds) {
+void SnapshotBuilder::sample_growth_unwatched(uint64_t now_ns) {
+  constexpr uint64_t kUnwatchedSpacingNs = 30'000'000'000ull;
+  if (last_unwatched_sample_ns_ != 0 && now_ns - last_unwatched_sample_ns_ < kUnwatchedSpacingNs) return;
+  last_unwatched_sample_ns_ = now_ns;
+  report::SiteAccumulator sites;
+  alloc::block_map().for_each_live([&](uintptr_t region) {
+    sites.add(alloc::block_map().header(region)->stack_id, alloc::block_map().header(region)->size());
+  });
+  growth_.sample(now_ns, sites.sorted());
+}
+
+void SnapshotBuilder::add_sites(Snapshot& out, const collect::ScanReport& last, double seconds, uint64_t now_ns) {
   // One walk over the live blocks: histogram and per-site totals.
   report::SiteAccumulator sites;
   alloc::block_map().for_each_live([&](uintptr_t region) {
@@ -62,6 +73,10 @@ void SnapshotBuilder::add_sites(Snapshot& out, const collect::ScanReport& last, 
   });
   const std::vector<report::SiteTotals> sorted = sites.sorted();
   out.total_site_count = static_cast<uint32_t>(sorted.size());
+  growth_.sample(now_ns, sorted);
+  std::unordered_map<uint32_t, uint64_t> retained_by_stack;
+  for (const collect::ScanReport::RetainedSite& r : last.retained_sites)
+    retained_by_stack[r.stack_id] = r.retained_bytes;
 
   // Leaks of the last scan, keyed by stack content, to show beside the sites.
   std::unordered_map<uint64_t, std::pair<uint64_t, uint64_t>> leaked_by_stack;
@@ -81,6 +96,10 @@ void SnapshotBuilder::add_sites(Snapshot& out, const collect::ScanReport& last, 
     site.stack_id = totals.stack_id;
     site.allocations = alloc::stack_table().allocations(totals.stack_id);
     site_allocations[totals.stack_id] = site.allocations;
+    // The scratch snapshot is reused: what is set only sometimes below starts from zero.
+    site.allocation_rate = 0;
+    site.leaked_blocks = site.leaked_bytes = site.retained_bytes = 0;
+    site.retained_known = 0;
     auto previous = previous_site_allocations_.find(totals.stack_id);
     if (seconds > 0 && previous != previous_site_allocations_.end() && site.allocations >= previous->second) {
       site.allocation_rate = static_cast<double>(site.allocations - previous->second) / seconds;
@@ -89,6 +108,13 @@ void SnapshotBuilder::add_sites(Snapshot& out, const collect::ScanReport& last, 
     if (leaked != leaked_by_stack.end()) {
       site.leaked_blocks = leaked->second.first;
       site.leaked_bytes = leaked->second.second;
+    }
+    const SiteGrowth::Growth growth = growth_.of(totals.stack_id);
+    site.growing = growth.growing ? 1 : 0;
+    site.growth_bytes_per_second = growth.bytes_per_second;
+    if (auto retained = retained_by_stack.find(totals.stack_id); retained != retained_by_stack.end()) {
+      site.retained_bytes = retained->second;
+      site.retained_known = 1;
     }
     fill_frames(totals.stack_id, site.frames, site.depth);
   }
@@ -131,9 +157,10 @@ void SnapshotBuilder::build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, b
   // watching waits for the next snapshot that has them (SegmentReader::snapshot).
   const collect::ScanReport last = collect::last_scan();
   if (symbolize) {
-    add_sites(out, last, seconds);
+    add_sites(out, last, seconds, now_ns);
   } else {
     previous_site_allocations_.clear();  // a site's rate needs two watched snapshots in a row
+    sample_growth_unwatched(now_ns);
   }
 
   alloc::thread_registry().for_each_active([&](alloc::ThreadState& s) {

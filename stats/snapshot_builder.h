@@ -9,6 +9,7 @@
 
 #include "collector/collector.h"
 #include "stats/shm_layout.h"
+#include "stats/site_growth.h"
 
 namespace heapkeeper::stats {
 
@@ -20,13 +21,18 @@ class SnapshotBuilder {
   void build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, bool symbolize);
 
  private:
-  void add_sites(Snapshot& out, const collect::ScanReport& last, double seconds);
+  void add_sites(Snapshot& out, const collect::ScanReport& last, double seconds, uint64_t now_ns);
+  // Unwatched, the sites are not built; their live bytes are still sampled now and then, so
+  // growth is known when a reader arrives.
+  void sample_growth_unwatched(uint64_t now_ns);
   void fill_frames(uint32_t stack_id, Frame* frames, uint32_t& depth);
 
   uint64_t previous_time_ns_ = 0;
   uint64_t previous_allocations_ = 0, previous_frees_ = 0;
   std::unordered_map<uint32_t, uint64_t> previous_site_allocations_;
   uint64_t publish_count_ = 0;
+  SiteGrowth growth_;
+  uint64_t last_unwatched_sample_ns_ = 0;
   uint64_t last_series_ns_ = 0;
   SeriesPoint series_[kSeriesLength] = {};
   uint32_t series_count_ = 0, series_next_ = 0;

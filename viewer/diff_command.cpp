@@ -28,7 +28,8 @@ std::string load(const std::string& source, json& doc) {
     SegmentReader reader;
     if (!reader.open(pid, true, problem)) return problem;
     if (reader.info().stopped()) return "pid " + source + " is stopped (continue it with kill -CONT " + source + ")";
-    if (!reader.command(stats::Command::kReport, 60000, text, problem)) return "report of pid " + source + ": " + problem;
+    if (!reader.command(stats::Command::kReport, 60000, text, problem))
+      return "report of pid " + source + ": " + problem;
   } else if (problem = read_report_file(source, text); !problem.empty()) {
     return source + ": " + problem;
   }
@@ -130,8 +131,7 @@ json site_json(const SiteChange& c, const std::string& status) {
 
 }  // namespace
 
-int diff_reports(const std::string& before_source, const std::string& after_source, bool as_json,
-                 size_t sites_shown) {
+int diff_reports(const std::string& before_source, const std::string& after_source, bool as_json, size_t sites_shown) {
   json before, after;
   for (auto [source, doc] : {std::pair{&before_source, &before}, std::pair{&after_source, &after}}) {
     if (const std::string problem = load(*source, *doc); !problem.empty()) {
@@ -173,8 +173,8 @@ int diff_reports(const std::string& before_source, const std::string& after_sour
       json stack = c->stack;
       const std::string kind = stack.empty() ? "" : text_of(stack[0], "function");
       if (!stack.empty()) stack.erase(stack.begin());
-      out.push_back({{"kind", kind}, {"site", site_name(stack)}, {"bytes", f.bytes}, {"blocks", f.blocks},
-                     {"stack", stack}});
+      out.push_back(
+          {{"kind", kind}, {"site", site_name(stack)}, {"bytes", f.bytes}, {"blocks", f.blocks}, {"stack", stack}});
     }
     return out;
   };
@@ -187,7 +187,8 @@ int diff_reports(const std::string& before_source, const std::string& after_sour
   if (as_json) {
     json out = {{"before", totals(before)}, {"after", totals(after)}};
     json site_list = json::array();
-    for (const SiteChange* c : order) site_list.push_back(site_json(*c, status_of(*c, before_complete, after_complete)));
+    for (const SiteChange* c : order)
+      site_list.push_back(site_json(*c, status_of(*c, before_complete, after_complete)));
     out["sites"] = std::move(site_list);
     out["leaks"] = {{"new", leak_json(new_leaks, true)},
                     {"fixed", leak_json(fixed_leaks, false)},
@@ -195,11 +196,13 @@ int diff_reports(const std::string& before_source, const std::string& after_sour
     fmt::print("{}\n", out.dump(2, ' ', false, json::error_handler_t::replace));
     return 0;
   }
-  const uint64_t live_before = before.value("live_bytes", uint64_t{0}), live_after = after.value("live_bytes", uint64_t{0});
-  fmt::print("live: {} -> {} ({}), blocks {} -> {}; leaked: {} -> {}\n", human_bytes(live_before),
-             human_bytes(live_after), signed_bytes(static_cast<int64_t>(live_after) - static_cast<int64_t>(live_before)),
-             before.value("live_blocks", uint64_t{0}), after.value("live_blocks", uint64_t{0}),
-             human_bytes(before.value("leaked_bytes", uint64_t{0})), human_bytes(after.value("leaked_bytes", uint64_t{0})));
+  const uint64_t live_before = before.value("live_bytes", uint64_t{0}),
+                 live_after = after.value("live_bytes", uint64_t{0});
+  fmt::print(
+      "live: {} -> {} ({}), blocks {} -> {}; leaked: {} -> {}\n", human_bytes(live_before), human_bytes(live_after),
+      signed_bytes(static_cast<int64_t>(live_after) - static_cast<int64_t>(live_before)),
+      before.value("live_blocks", uint64_t{0}), after.value("live_blocks", uint64_t{0}),
+      human_bytes(before.value("leaked_bytes", uint64_t{0})), human_bytes(after.value("leaked_bytes", uint64_t{0})));
   fmt::print("\nSites, largest change first:\n{:>11}  {:>11}  {:>11}  {:<18}  {}\n", "BEFORE", "AFTER", "CHANGE",
              "STATUS", "SITE");
   size_t shown_sites = 0;
@@ -214,7 +217,7 @@ int diff_reports(const std::string& before_source, const std::string& after_sour
   }
   fmt::print("\nLeaks: {} new, {} fixed, {} remaining\n", new_leaks.size(), fixed_leaks.size(), remaining_leaks.size());
   for (auto [label, list, use_after] : {std::tuple{"new", &new_leaks, true}, std::tuple{"fixed", &fixed_leaks, false},
-                                         std::tuple{"remaining", &remaining_leaks, true}}) {
+                                        std::tuple{"remaining", &remaining_leaks, true}}) {
     for (const json& leak : leak_json(*list, use_after)) {
       fmt::print("  {:<9}  {:<8}  {} in {} block(s)  {}\n", label, leak.value("kind", ""),
                  human_bytes(leak.value("bytes", uint64_t{0})), leak.value("blocks", uint64_t{0}),

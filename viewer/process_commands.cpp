@@ -103,13 +103,14 @@ nlohmann::json snapshot_json(const SegmentInfo& info, const stats::Snapshot& s) 
   nlohmann::json sites = nlohmann::json::array();
   for (uint32_t i = 0; i < s.site_count; ++i) {
     const stats::Site& site = s.sites[i];
-    sites.push_back({{"live_bytes", site.live_bytes},
-                     {"live_blocks", site.live_blocks},
-                     {"allocations", site.allocations},
-                     {"allocation_rate", site.allocation_rate},
-                     {"leaked_bytes", site.leaked_bytes},
-                     {"leaked_blocks", site.leaked_blocks},
-                     {"stack", frames_json(site.frames, site.depth)}});
+    nlohmann::json entry = {
+        {"live_bytes", site.live_bytes},     {"live_blocks", site.live_blocks},
+        {"allocations", site.allocations},   {"allocation_rate", site.allocation_rate},
+        {"leaked_bytes", site.leaked_bytes}, {"leaked_blocks", site.leaked_blocks},
+        {"growing", site.growing != 0},      {"growth_bytes_per_second", site.growth_bytes_per_second},
+        {"retained_bytes", nullptr},         {"stack", frames_json(site.frames, site.depth)}};
+    if (site.retained_known != 0) entry["retained_bytes"] = site.retained_bytes;
+    sites.push_back(std::move(entry));
   }
   doc["sites"] = std::move(sites);
   doc["site_count"] = s.total_site_count;
@@ -265,6 +266,13 @@ int show_stats(pid_t pid, bool json) {
     const stats::Site& site = s.sites[i];
     fmt::print("    {:>10} in {:>8} blocks  {}\n", human_bytes(site.live_bytes), site.live_blocks,
                site.depth > 0 ? frame_text(site.frames[0]) : "(no stack)");
+  }
+  // Reachable but rising: a cache or list nobody trims (stats/site_growth.h).
+  for (uint32_t i = 0; i < s.site_count; ++i) {
+    const stats::Site& site = s.sites[i];
+    if (site.growing == 0) continue;
+    fmt::print("  growing: {} (+{}/s, now {})\n", site.depth > 0 ? frame_text(site.frames[0]) : "(no stack)",
+               human_bytes(static_cast<uint64_t>(site.growth_bytes_per_second)), human_bytes(site.live_bytes));
   }
   return 0;
 }

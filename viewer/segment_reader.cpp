@@ -357,7 +357,10 @@ void finite(double& value) {
 void SegmentReader::sanitise(stats::Snapshot& s) {
   finite(s.allocation_rate);
   finite(s.free_rate);
-  for (auto& site : s.sites) finite(site.allocation_rate);
+  for (auto& site : s.sites) {
+    finite(site.allocation_rate);
+    if (!std::isfinite(site.growth_bytes_per_second)) site.growth_bytes_per_second = 0;
+  }
   for (auto& scan : s.scans) finite(scan.pause_ms);
   if (s.site_count > stats::kMaxSites) s.site_count = stats::kMaxSites;
   if (s.thread_count > stats::kMaxThreads) s.thread_count = stats::kMaxThreads;
