@@ -14,25 +14,39 @@
 
 #include "allocator/jemalloc_calls.h"
 
-// jemalloc reads its options from this symbol (renamed with the rest of the archive) when it boots.
-// A background thread is not wanted inside the traced program; decay is jemalloc's default, driven
-// by activity. Thread caches start off: they are enabled per thread once arena 0 allocates from the
-// internal reservation (see initialize), so no cache array ever lives where the collector looks for
-// roots. Huge allocations stay in the thread's (tracked) arena instead of jemalloc's automatic huge
-// arena. One automatic arena: every thread is bound to a tracked arena or names the internal one,
-// and each automatic arena jemalloc would make for a new thread costs 2 MiB of metadata. (No
-// cache-oblivious offset either, which is not a MALLOC_CONF option: see initialize.)
-//
-// Under an address-space limit, slabs of the whole-page classes hold several regions (8, 4 and 4)
-// instead of jemalloc's one: a one-region slab costs a 128-byte extent record per 4 KiB block (3%
-// of the address space, allocated in 2, 4, 6 MiB metadata blocks). Without a limit the records cost
-// nothing that matters, and one-region slabs give a freed block's pages back to the system on
-// their own, where a slab stays resident while any of its regions is in use.
+// jemalloc reads its options from this symbol (renamed with the rest of the archive) when it boots;
+// a user's MALLOC_CONF is read after it and wins where it sets the same option.
+//  - background_thread:false: no jemalloc thread inside the traced program.
+//  - tcache:false: thread caches start off; they are enabled per thread once arena 0 allocates
+//    from the internal reservation (see initialize), so no cache array ever lives where the
+//    collector looks for roots.
+//  - oversize_threshold:0: huge allocations stay in the thread's (tracked) arena instead of
+//    jemalloc's automatic huge arena.
+//  - narenas:1: one automatic arena. Every thread is bound to a tracked arena or names the internal
+//    one, and each automatic arena jemalloc would make for a new thread costs 2 MiB of metadata.
+//  - dirty_decay_ms:-1, muzzy_decay_ms:0: memory the program frees is never purged from inside
+//    malloc and free; heapkeeper's trimmer thread gives it back (MADV_DONTNEED) once it has stayed
+//    unused for a moment (heap_trimmer.h).
+//  - lg_extent_max_active_fit:30: freed memory of one size serves any other. jemalloc's default (6)
+//    never splits an unused extent more than 64 times larger than the request, so the memory of
+//    freed 1 MiB blocks could not become 4 KiB blocks or small-class slabs, and the heap grew by
+//    what each size class once held (issue #12: 2.16 GB peak RSS for 256 MiB live).
+//  - slab_sizes: slabs of the whole-page classes (4, 8 and 12 KiB regions) span at least 16 KiB
+//    (4, 2 and 4 regions) instead of jemalloc's one region. jemalloc coalesces a freed extent with
+//    its free neighbours at once only from 16 KiB up; smaller ones wait until purged, and until then
+//    serve no larger request, so freed 4 KiB blocks could not become the 20 KiB slabs of another
+//    class. Under an address-space limit they hold more (8, 4 and 4): a one-region slab costs a
+//    128-byte extent record per 4 KiB block (3% of the address space, allocated in 2, 4, 6 MiB
+//    metadata blocks).
+// (No cache-oblivious offset either, which is not a MALLOC_CONF option: see initialize.)
 namespace {
-constexpr const char* kJemallocOptions = "background_thread:false,tcache:false,oversize_threshold:0,narenas:1";
+#define HK_JEMALLOC_COMMON_OPTIONS                                                                          \
+  "background_thread:false,tcache:false,oversize_threshold:0,narenas:1,dirty_decay_ms:-1,muzzy_decay_ms:0," \
+  "lg_extent_max_active_fit:30,"
+constexpr const char* kJemallocOptions = HK_JEMALLOC_COMMON_OPTIONS "slab_sizes:4096-4096:4|8192-8192:4|12288-12288:12";
 constexpr const char* kJemallocOptionsUnderALimit =
-    "background_thread:false,tcache:false,oversize_threshold:0,narenas:1,"
-    "slab_sizes:4096-4096:8|8192-8192:8|12288-12288:12";
+    HK_JEMALLOC_COMMON_OPTIONS "slab_sizes:4096-4096:8|8192-8192:8|12288-12288:12";
+#undef HK_JEMALLOC_COMMON_OPTIONS
 }  // namespace
 
 extern "C" {

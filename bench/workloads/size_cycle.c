@@ -48,7 +48,6 @@ int main(int argc, char** argv) {
     }
   }
   free(blocks);
-  printf("peak live %zu bytes, checksum %016llx\n", live + most_blocks * sizeof *blocks,
-         (unsigned long long)checksum);
+  printf("peak live %zu bytes, checksum %016llx\n", live + most_blocks * sizeof *blocks, (unsigned long long)checksum);
   return 0;
 }

@@ -134,7 +134,8 @@ class BenchSummaryTest(unittest.TestCase):
         rows = [f"true\tglibc\t1\t0.500\t1000\tok\t\t0.4", f"true\thk-detect\t1\t{0.5 + processes * 0.0005:.4f}\t4072\tok\t\t0.4",
                 "shell-loop\tlsan\t1\t0.200\t3000\tok\t\t0.2", "shell-loop\tlsan\t2\t0.400\t3000\tok\t\t0.2",
                 "shell-loop\thk-detect\t1\t0.300\t3000\tok\t\t0.2", "shell-loop\thk-detect\t2\t0.400\t3000\tok\t\t0.2",
-                "size-cycle\tglibc\t1\t1.0\t100000\tok\t\t1.0", "size-cycle\thk-detect\t1\t1.0\t120000\tok\t\t1.0"]
+                "size-cycle\tglibc\t1\t1.0\t100000\tok\t\t1.0", "size-cycle\thk-detect\t1\t1.0\t120000\tok\t\t1.0",
+                "make\thk-detect\t1\t1.0\t1000\tok\t\t1.0", "make\tlsan\t1\t0.0\t0\tFAIL\tstdout differs from glibc\t0.0"]
         heap = ["size-cycle\thk-detect\t1\t300\t100", "size-cycle\thk-detect\t2\t-\t-"]
         summary = {line.split("\t")[0]: line.split("\t")[2:] for line in b.goals_summary_of(rows, heap).splitlines()[1:]}
         self.assertEqual(summary["fixed cost: /bin/true, wall time per process over plain"], ["0.50 ms", "<= 1 ms", "met"])
@@ -146,6 +147,8 @@ class BenchSummaryTest(unittest.TestCase):
         self.assertEqual(summary["memory given back: size-class cycle, mapped heap over peak live bytes"],
                          ["3.00x", "<= 2x", "missed by 50%"])
         self.assertEqual(summary["sqlite3: peak RSS against glibc"], ["-", "<= 1.3x", "not measured"])
+        self.assertEqual(summary["process-heavy: make -j2, reports on, wall time against LeakSanitizer"],
+                         ["-", "<= 1x (LeakSanitizer = 1)", "not measured (LeakSanitizer: stdout differs from glibc)"])
 
     def test_scan_overhead_verdict(self):
         def verdict(scan_walls):

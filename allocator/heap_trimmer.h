@@ -1,0 +1,36 @@
+// Giving memory the program freed back to the system, from a heapkeeper thread, never from the
+// program's malloc and free.
+//
+// jemalloc's own policy, decay, purges from inside malloc and free: each call advances a clock and
+// now and then madvises a share of the unused pages away, on the program's thread. Its way off that
+// path, background threads, starts with jemalloc in every process, which a build's thousands of
+// short processes would pay for. So heapkeeper's arenas never purge on their own (dirty_decay_ms:-1,
+// private_heap.cpp) and this trimmer does it instead: a thread started once the program has freed a
+// few MiB (a process that never frees has nothing to give back, and never pays for it), which every
+// quarter second purges the arenas that hold more than a little unused memory, as glibc trims its
+// heap when the free memory at its top passes 128 KiB. Purging is MADV_DONTNEED (muzzy_decay_ms:0):
+// MADV_FREE'd pages would still count in the program's RSS until the system runs short.
+//
+// What is purged is only ever memory jemalloc holds as free (dirty extents): blocks the program has
+// not freed, blocks the collector holds in quarantine, and blocks it may still reclaim are all
+// allocated as far as jemalloc knows, and stay. A user's MALLOC_CONF that sets dirty_decay_ms or
+// muzzy_decay_ms wins: jemalloc then decays as asked and the trimmer is never started.
+#pragma once
+
+namespace heapkeeper::alloc {
+
+// From free's slow path (each time a thread's net frees pass the live-bytes flush step): counts
+// what was freed and starts the trimmer thread once enough has been. One relaxed load when the
+// trimmer runs already.
+void note_memory_freed() noexcept;
+
+// Purges every arena's unused pages now, whatever their amount; false if there was nothing to
+// purge or purging is the user's (MALLOC_CONF). For an allocation that failed: what the purge
+// returns is coalesced and can serve any size, so the allocation is worth retrying.
+bool purge_unused_memory() noexcept;
+
+// In a forked child: the parent's trimmer thread does not exist there; the child starts its own
+// once it has freed enough.
+void heap_trimmer_after_fork() noexcept;
+
+}  // namespace heapkeeper::alloc
