@@ -157,6 +157,7 @@ void fork_child() {
   thread_registry().after_fork_in_child();
   unloaded_modules_after_fork();
   heap_trimmer_after_fork();
+  private_heap().after_fork_in_child();
   int count = g_fork_child_handler_count.load(std::memory_order_acquire);
   for (int i = 0; i < count; ++i) run_without_throwing(g_fork_child_handlers[i], "a fork-child handler");
 }
@@ -724,13 +725,16 @@ bool library_allocates_stack(const pthread_attr_t* attributes) {
   return reinterpret_cast<uintptr_t>(low) + size == 0;
 }
 
+void* internal_thread_main(void* raw);
+
 void* thread_trampoline(void* raw) {
   ThreadStartBundle bundle = *static_cast<ThreadStartBundle*>(raw);
   ThreadLocal& tl = tls_thread;
   {
     GuardScope guard(tl);
     je::dallocx(raw, MALLOCX_TCACHE_NONE);
-    if (g_ready && tl.status == ThreadStatus::kUnregistered) thread_registry().register_current();
+    if (g_ready && tl.status == ThreadStatus::kUnregistered)
+      thread_registry().register_current(bundle.routine == internal_thread_main);
     if (tl.state != nullptr) tl.state->library_stack = bundle.library_stack;
   }
   return bundle.routine(bundle.argument);
@@ -786,7 +790,7 @@ void* internal_thread_main(void* raw) {
   ThreadLocal& tl = tls_thread;
   ++tl.guard;  // for the thread's whole life
   je::dallocx(raw, MALLOCX_TCACHE_NONE);
-  ThreadState* self = tl.state != nullptr ? tl.state : thread_registry().register_current();
+  ThreadState* self = tl.state != nullptr ? tl.state : thread_registry().register_current(true);
   if (self != nullptr) self->heapkeeper_thread = true;
   pthread_setname_np(pthread_self(), start.name);
   run_without_throwing(start.routine, start.name);

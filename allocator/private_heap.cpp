@@ -6,6 +6,7 @@
 // from the start; declining decommit makes jemalloc purge instead.
 #include "allocator/private_heap.h"
 
+#include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -207,14 +208,11 @@ bool PrivateHeap::initialize(uint64_t reserve_bytes, unsigned arena_count) {
   const size_t hooks_size = sizeof(extent_hooks_t*);
   if (je::mallctl("arena.0.extent_hooks", nullptr, nullptr, &internal_hooks, hooks_size) != 0) return false;
   internal_arena_ = 0;
-  for (unsigned i = 0; i < arena_count; ++i) {
-    if (!create_arena(&g_tracked_hooks.hooks, tracked_arenas_[i])) return false;
-  }
+  for (auto& slot : tracked_arenas_) slot.store(kNoArena, std::memory_order_relaxed);
   arena_count_ = arena_count;
-  if (tracked_.maps_on_demand()) {
-    limit_retained_growth(internal_arena_);
-    for (unsigned i = 0; i < arena_count; ++i) limit_retained_growth(tracked_arenas_[i]);
-  }
+  if (tracked_.maps_on_demand()) limit_retained_growth(internal_arena_);
+  // The first tracked arena now: the main thread's, and the one start-up must be able to make.
+  if (make_tracked_arena(0) >= kArenaPending) return false;
 
   unsigned bins = 0;
   if (!read_ctl("arenas.nbins", bins) || bins == 0 || bins > kMaxSmallClasses) return false;
@@ -280,6 +278,32 @@ BlockPlacement PrivateHeap::place_aligned(size_t size, size_t alignment) const {
   return {in_band_total, shift, -1};
 }
 
+unsigned PrivateHeap::make_tracked_arena(unsigned slot) const {
+  unsigned expected = kNoArena;
+  if (tracked_arenas_[slot].compare_exchange_strong(expected, kArenaPending, std::memory_order_acq_rel)) {
+    unsigned arena = 0;
+    if (!create_arena(&g_tracked_hooks.hooks, arena)) {
+      // jemalloc could not make it (no memory for its metadata): the thread shares the first
+      // arena, which exists from start-up; a later thread may try again.
+      tracked_arenas_[slot].store(kNoArena, std::memory_order_release);
+      return slot == 0 ? kNoArena : tracked_arena_for(1);
+    }
+    if (tracked_.maps_on_demand()) limit_retained_growth(arena);
+    tracked_arenas_[slot].store(arena, std::memory_order_release);
+    return arena;
+  }
+  // Another thread is making it: a moment's wait, once per thread.
+  while ((expected = tracked_arenas_[slot].load(std::memory_order_acquire)) == kArenaPending) sched_yield();
+  return expected < kArenaPending ? expected : (slot == 0 ? kNoArena : tracked_arena_for(1));
+}
+
+void PrivateHeap::after_fork_in_child() {
+  for (auto& slot : tracked_arenas_) {
+    unsigned pending = kArenaPending;
+    slot.compare_exchange_strong(pending, kNoArena, std::memory_order_relaxed);
+  }
+}
+
 int PrivateHeap::small_class_of_usable(size_t usable) const {
   unsigned lo = 0, hi = small_class_count_;
   while (lo < hi) {
@@ -314,11 +338,13 @@ HeapFigures PrivateHeap::figures() const {
   size_t epoch_length = sizeof(epoch);
   je::mallctl("epoch", &epoch, &epoch_length, &epoch, sizeof(epoch));
   for (unsigned i = 0; i < arena_count_; ++i) {
+    const unsigned arena = tracked_arenas_[i].load(std::memory_order_acquire);
+    if (arena >= kArenaPending) continue;
     char name[96];
     size_t small = 0, large = 0;
-    std::snprintf(name, sizeof(name), "stats.arenas.%u.small.allocated", tracked_arenas_[i]);
+    std::snprintf(name, sizeof(name), "stats.arenas.%u.small.allocated", arena);
     read_ctl(name, small);
-    std::snprintf(name, sizeof(name), "stats.arenas.%u.large.allocated", tracked_arenas_[i]);
+    std::snprintf(name, sizeof(name), "stats.arenas.%u.large.allocated", arena);
     read_ctl(name, large);
     f.active_bytes += small + large;
   }

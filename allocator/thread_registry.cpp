@@ -56,7 +56,7 @@ ThreadState* ThreadRegistry::take_state() {
   return s;
 }
 
-ThreadState* ThreadRegistry::register_current() {
+ThreadState* ThreadRegistry::register_current(bool heapkeeper_thread) {
   ThreadLocal& tl = tls_thread;
   ThreadState* s = take_state();
   if (s == nullptr) {
@@ -91,7 +91,7 @@ ThreadState* ThreadRegistry::register_current() {
 
   // Bind the thread to one tracked arena so that jemalloc's fast path (malloc/sdallocx with the
   // thread's automatic tcache) serves it; the tcache is filled only from this arena.
-  s->arena = private_heap().tracked_arena_for(s->index);
+  s->arena = private_heap().tracked_arena_for(heapkeeper_thread ? 0 : s->index);
   je::mallctl("thread.arena", nullptr, nullptr, &s->arena, sizeof(s->arena));
   bool enabled = true;
   je::mallctl("thread.tcache.enabled", nullptr, nullptr, &enabled, sizeof(enabled));

@@ -11,6 +11,9 @@
  *   1 MiB again and 16 KiB; the blocks are never written, so they cost address space, not memory.
  *   Prints "all sizes served", or which size ran out. Under HEAPKEEPER_HEAP_RESERVE smaller than
  *   twice MIB, each size must reuse what the one before it freed.
+ * Usage: give_back leak | give_back tidy
+ *   leak: loses one 100-byte block and exits, so an exit scan has something to find; tidy: frees
+ *   the block it allocated, prints nothing (no stdio buffer) and exits with nothing allocated.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,9 +78,32 @@ static int sizes(long mib) {
   return 0;
 }
 
+static void* volatile lost;
+
+__attribute__((noinline)) static void lose_a_block(void) {
+  lost = malloc(100);
+  lost = NULL;
+}
+
+/* Overwrites the stack lose_a_block used, so no stale copy of the pointer survives there. */
+__attribute__((noinline)) static void clobber_stack(void) {
+  char volatile area[4096];
+  for (size_t i = 0; i < sizeof area; ++i) area[i] = 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc == 2 && strcmp(argv[1], "leak") == 0) {
+    lose_a_block();
+    clobber_stack();
+    return 0;
+  }
+  if (argc == 2 && strcmp(argv[1], "tidy") == 0) {
+    char* volatile block = malloc(100);
+    free(block);
+    return 0;
+  }
   if (argc == 4 && strcmp(argv[1], "idle") == 0) return idle(atol(argv[2]), atol(argv[3]));
   if (argc == 3 && strcmp(argv[1], "sizes") == 0) return sizes(atol(argv[2]));
-  fprintf(stderr, "usage: give_back idle MIB DEADLINE_MS | give_back sizes MIB\n");
+  fprintf(stderr, "usage: give_back idle MIB DEADLINE_MS | give_back sizes MIB | give_back leak|tidy\n");
   return 2;
 }
