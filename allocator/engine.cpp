@@ -104,7 +104,10 @@ inline void count_allocation(ThreadState* s, size_t size) {
   s->allocations.store(s->allocations.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   s->allocated_bytes.store(s->allocated_bytes.load(std::memory_order_relaxed) + size, std::memory_order_relaxed);
   s->unflushed_live_bytes += static_cast<int64_t>(size);
-  if (s->unflushed_live_bytes > kLiveFlushStep) thread_registry().flush_live_bytes(*s);
+  if (s->unflushed_live_bytes > kLiveFlushStep) {
+    thread_registry().flush_live_bytes(*s);
+    note_memory_freed(s->freed_bytes.load(std::memory_order_relaxed));
+  }
 }
 
 inline void count_free(ThreadState* s, size_t size) {
@@ -117,7 +120,7 @@ inline void count_free(ThreadState* s, size_t size) {
   s->unflushed_live_bytes -= static_cast<int64_t>(size);
   if (s->unflushed_live_bytes < -kLiveFlushStep) {
     thread_registry().flush_live_bytes(*s);
-    note_memory_freed();  // the heap trimmer starts once there is memory to give back
+    note_memory_freed(s->freed_bytes.load(std::memory_order_relaxed));
   }
 }
 

@@ -22,12 +22,11 @@ namespace {
 // what stays unused longer goes back.
 constexpr long kTrimIntervalMs = 250;
 constexpr uint64_t kKeptUnusedBytes = uint64_t{1} << 20;
-// The trimmer starts once this much has been freed (net of allocations, counted in flush steps).
+// The trimmer starts once a thread has freed this much.
 constexpr uint64_t kFreedBeforeStart = uint64_t{4} << 20;
 
 enum TrimmerState : int { kNotStarted = 0, kStarting = 1, kRunning = 2, kUsersPolicy = 3 };
 std::atomic<int> g_state{kNotStarted};
-std::atomic<uint64_t> g_freed_bytes{0};
 
 // Whether the user's MALLOC_CONF sets either decay: then jemalloc purges as they asked.
 bool user_sets_decay() {
@@ -86,11 +85,9 @@ void start_trimmer() {
 
 }  // namespace
 
-void note_memory_freed() noexcept {
+void note_memory_freed(uint64_t thread_freed_bytes) noexcept {
   if (__builtin_expect(g_state.load(std::memory_order_relaxed) != kNotStarted, 1)) return;
-  const uint64_t freed =
-      g_freed_bytes.fetch_add(static_cast<uint64_t>(kLiveFlushStep), std::memory_order_relaxed) + kLiveFlushStep;
-  if (freed >= kFreedBeforeStart) start_trimmer();
+  if (thread_freed_bytes >= kFreedBeforeStart) start_trimmer();
 }
 
 bool purge_unused_memory() noexcept {
@@ -109,7 +106,6 @@ bool purge_unused_memory() noexcept {
 }
 
 void heap_trimmer_after_fork() noexcept {
-  g_freed_bytes.store(0, std::memory_order_relaxed);
   int state = g_state.load(std::memory_order_relaxed);
   if (state == kRunning || state == kStarting) g_state.store(kNotStarted, std::memory_order_relaxed);
 }

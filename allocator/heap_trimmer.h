@@ -17,12 +17,14 @@
 // muzzy_decay_ms wins: jemalloc then decays as asked and the trimmer is never started.
 #pragma once
 
+#include <cstdint>
+
 namespace heapkeeper::alloc {
 
-// From free's slow path (each time a thread's net frees pass the live-bytes flush step): counts
-// what was freed and starts the trimmer thread once enough has been. One relaxed load when the
-// trimmer runs already.
-void note_memory_freed() noexcept;
+// From the allocation and free slow path (each time a thread's live bytes moved by the flush step),
+// with what the thread has freed so far: starts the trimmer thread once a thread has freed enough.
+// One relaxed load when the trimmer runs already.
+void note_memory_freed(uint64_t thread_freed_bytes) noexcept;
 
 // Purges every arena's unused pages now, whatever their amount; false if there was nothing to
 // purge or purging is the user's (MALLOC_CONF). For an allocation that failed: what the purge
