@@ -9,12 +9,21 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "allocator/config.h"
 #include "allocator/engine.h"
 #include "allocator/engine_internal.h"
 #include "allocator/jemalloc_calls.h"
 #include "allocator/private_heap.h"
 
 namespace heapkeeper::alloc {
+
+// Whether the user's MALLOC_CONF sets either decay: then jemalloc purges as they asked.
+bool user_sets_decay() noexcept {
+  const char* conf = std::getenv("MALLOC_CONF");
+  return conf != nullptr &&
+         (std::strstr(conf, "dirty_decay_ms") != nullptr || std::strstr(conf, "muzzy_decay_ms") != nullptr);
+}
+
 namespace {
 
 // How often the trimmer looks, and how much unused memory an arena may keep between looks: what a
@@ -27,13 +36,6 @@ constexpr uint64_t kFreedBeforeStart = uint64_t{4} << 20;
 
 enum TrimmerState : int { kNotStarted = 0, kStarting = 1, kRunning = 2, kUsersPolicy = 3 };
 std::atomic<int> g_state{kNotStarted};
-
-// Whether the user's MALLOC_CONF sets either decay: then jemalloc purges as they asked.
-bool user_sets_decay() {
-  const char* conf = std::getenv("MALLOC_CONF");
-  return conf != nullptr &&
-         (std::strstr(conf, "dirty_decay_ms") != nullptr || std::strstr(conf, "muzzy_decay_ms") != nullptr);
-}
 
 bool purge_arena(unsigned arena) {
   char name[48];
@@ -75,7 +77,7 @@ void trimmer_thread() {
 void start_trimmer() {
   int expected = kNotStarted;
   if (!g_state.compare_exchange_strong(expected, kStarting, std::memory_order_acq_rel)) return;
-  if (user_sets_decay()) {
+  if (user_sets_decay() || config().mode == CollectorMode::kCollect) {
     g_state.store(kUsersPolicy, std::memory_order_release);
     return;
   }
@@ -91,7 +93,9 @@ void note_memory_freed(uint64_t thread_freed_bytes) noexcept {
 }
 
 bool purge_unused_memory() noexcept {
-  if (g_state.load(std::memory_order_acquire) == kUsersPolicy || user_sets_decay()) return false;
+  if (g_state.load(std::memory_order_acquire) == kUsersPolicy || user_sets_decay() ||
+      config().mode == CollectorMode::kCollect)
+    return false;
   uint64_t epoch = 1;
   size_t length = sizeof(epoch);
   je::mallctl("epoch", &epoch, &length, &epoch, sizeof(epoch));

@@ -13,6 +13,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "allocator/config.h"
+#include "allocator/heap_trimmer.h"
 #include "allocator/jemalloc_calls.h"
 
 // jemalloc reads its options from this symbol (renamed with the rest of the archive) when it boots;
@@ -208,6 +210,12 @@ bool PrivateHeap::initialize(uint64_t reserve_bytes, unsigned arena_count) {
   const size_t hooks_size = sizeof(extent_hooks_t*);
   if (je::mallctl("arena.0.extent_hooks", nullptr, nullptr, &internal_hooks, hooks_size) != 0) return false;
   internal_arena_ = 0;
+  // Collect mode keeps jemalloc's own decay (see heap_trimmer.h), unless the user chose one.
+  if (config().mode == CollectorMode::kCollect && !user_sets_decay()) {
+    ssize_t decay_ms = 10000;
+    je::mallctl("arenas.dirty_decay_ms", nullptr, nullptr, &decay_ms, sizeof(decay_ms));
+    je::mallctl("arena.0.dirty_decay_ms", nullptr, nullptr, &decay_ms, sizeof(decay_ms));
+  }
   for (auto& slot : tracked_arenas_) slot.store(kNoArena, std::memory_order_relaxed);
   arena_count_ = arena_count;
   if (tracked_.maps_on_demand()) limit_retained_growth(internal_arena_);

@@ -7,7 +7,8 @@
 #    jemalloc's own decay never got there: it purges from inside malloc and free, and an idle
 #    program calls neither.
 #  - the user's MALLOC_CONF wins: with dirty_decay_ms:-1 (never purge) the memory stays for the
-#    1.5 s the program looks.
+#    1.5 s the program looks. So does collect mode, which keeps jemalloc's ten-second decay
+#    (allocator/heap_trimmer.h says why).
 #  - sizes: under a 1 GiB heap reservation, 640 MiB of 1 MiB blocks, then of 4 KiB, 64 KiB, 1 MiB
 #    and 16 KiB blocks, each freed before the next: every size must reuse what the one before it
 #    freed (before, 4 KiB blocks got a few MiB of the 1 GiB after 640 MiB of 1 MiB blocks were freed).
@@ -44,6 +45,12 @@ if [[ $out == kept* ]]; then
   hk_pass "user's MALLOC_CONF=dirty_decay_ms:-1 keeps the memory: $out"
 else
   hk_fail "MALLOC_CONF=dirty_decay_ms:-1 should keep the memory, got: $out"
+fi
+out=$(HEAPKEEPER_MODE=collect hk_exec preload "$program" idle 64 1500 2>&1) || true
+if [[ $out == kept* ]]; then
+  hk_pass "collect mode keeps jemalloc's own decay (no trimmer): $out"
+else
+  hk_fail "collect mode should leave purging to jemalloc's decay (allocator/heap_trimmer.h), got: $out"
 fi
 expect sizes_plain "all sizes served" plain -- sizes 640
 expect sizes "all sizes served" preload HEAPKEEPER_HEAP_RESERVE=1G -- sizes 640
