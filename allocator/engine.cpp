@@ -31,6 +31,7 @@
 #include "allocator/config.h"
 #include "allocator/diagnostics.h"
 #include "allocator/engine_internal.h"
+#include "allocator/heap_trimmer.h"
 #include "allocator/jemalloc_calls.h"
 #include "allocator/private_heap.h"
 #include "allocator/quarantine.h"
@@ -103,7 +104,10 @@ inline void count_allocation(ThreadState* s, size_t size) {
   s->allocations.store(s->allocations.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   s->allocated_bytes.store(s->allocated_bytes.load(std::memory_order_relaxed) + size, std::memory_order_relaxed);
   s->unflushed_live_bytes += static_cast<int64_t>(size);
-  if (s->unflushed_live_bytes > kLiveFlushStep) thread_registry().flush_live_bytes(*s);
+  if (s->unflushed_live_bytes > kLiveFlushStep) {
+    thread_registry().flush_live_bytes(*s);
+    note_memory_freed(s->freed_bytes.load(std::memory_order_relaxed));
+  }
 }
 
 inline void count_free(ThreadState* s, size_t size) {
@@ -114,7 +118,10 @@ inline void count_free(ThreadState* s, size_t size) {
   s->frees.store(s->frees.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   s->freed_bytes.store(s->freed_bytes.load(std::memory_order_relaxed) + size, std::memory_order_relaxed);
   s->unflushed_live_bytes -= static_cast<int64_t>(size);
-  if (s->unflushed_live_bytes < -kLiveFlushStep) thread_registry().flush_live_bytes(*s);
+  if (s->unflushed_live_bytes < -kLiveFlushStep) {
+    thread_registry().flush_live_bytes(*s);
+    note_memory_freed(s->freed_bytes.load(std::memory_order_relaxed));
+  }
 }
 
 inline ThreadState* current_state(ThreadLocal& tl) {
@@ -152,6 +159,8 @@ void fork_child() {
   GuardScope guard(tl);
   thread_registry().after_fork_in_child();
   unloaded_modules_after_fork();
+  heap_trimmer_after_fork();
+  private_heap().after_fork_in_child();
   int count = g_fork_child_handler_count.load(std::memory_order_acquire);
   for (int i = 0; i < count; ++i) run_without_throwing(g_fork_child_handlers[i], "a fork-child handler");
 }
@@ -370,8 +379,19 @@ void* allocate_tracked(size_t size, size_t alignment, bool zero) noexcept {
     raw = je::mallocx(placement.request, flags);
   }
   if (__builtin_expect(raw == nullptr, 0)) {
-    errno = ENOMEM;
-    return nullptr;
+    // The reservation is exhausted, or what is left of it is too fragmented. Memory freed
+    // recently and not yet trimmed may lie in pieces too small for this request (unused slabs
+    // coalesce only once purged): purge it, which coalesces it, and try once more.
+    if (purge_unused_memory()) {
+      int flags = MALLOCX_ARENA(s != nullptr ? s->arena : heap.tracked_arena_for(0)) | MALLOCX_TCACHE_NONE;
+      if (!plain) flags |= MALLOCX_LG_ALIGN(log2_of_power(alignment));
+      if (zero) flags |= MALLOCX_ZERO;
+      raw = je::mallocx(placement.request, flags);
+    }
+    if (raw == nullptr) {
+      errno = ENOMEM;
+      return nullptr;
+    }
   }
   if (__builtin_expect(!heap.tracked().contains(raw), 0)) {
     // After jemalloc has torn down a thread's state (pthread-key destructors that run after its
@@ -708,13 +728,16 @@ bool library_allocates_stack(const pthread_attr_t* attributes) {
   return reinterpret_cast<uintptr_t>(low) + size == 0;
 }
 
+void* internal_thread_main(void* raw);
+
 void* thread_trampoline(void* raw) {
   ThreadStartBundle bundle = *static_cast<ThreadStartBundle*>(raw);
   ThreadLocal& tl = tls_thread;
   {
     GuardScope guard(tl);
     je::dallocx(raw, MALLOCX_TCACHE_NONE);
-    if (g_ready && tl.status == ThreadStatus::kUnregistered) thread_registry().register_current();
+    if (g_ready && tl.status == ThreadStatus::kUnregistered)
+      thread_registry().register_current(bundle.routine == internal_thread_main);
     if (tl.state != nullptr) tl.state->library_stack = bundle.library_stack;
   }
   return bundle.routine(bundle.argument);
@@ -770,7 +793,7 @@ void* internal_thread_main(void* raw) {
   ThreadLocal& tl = tls_thread;
   ++tl.guard;  // for the thread's whole life
   je::dallocx(raw, MALLOCX_TCACHE_NONE);
-  ThreadState* self = tl.state != nullptr ? tl.state : thread_registry().register_current();
+  ThreadState* self = tl.state != nullptr ? tl.state : thread_registry().register_current(true);
   if (self != nullptr) self->heapkeeper_thread = true;
   pthread_setname_np(pthread_self(), start.name);
   run_without_throwing(start.routine, start.name);

@@ -6,33 +6,50 @@
 // from the start; declining decommit makes jemalloc purge instead.
 #include "allocator/private_heap.h"
 
+#include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
 
+#include "allocator/config.h"
+#include "allocator/heap_trimmer.h"
 #include "allocator/jemalloc_calls.h"
 
-// jemalloc reads its options from this symbol (renamed with the rest of the archive) when it boots.
-// A background thread is not wanted inside the traced program; decay is jemalloc's default, driven
-// by activity. Thread caches start off: they are enabled per thread once arena 0 allocates from the
-// internal reservation (see initialize), so no cache array ever lives where the collector looks for
-// roots. Huge allocations stay in the thread's (tracked) arena instead of jemalloc's automatic huge
-// arena. One automatic arena: every thread is bound to a tracked arena or names the internal one,
-// and each automatic arena jemalloc would make for a new thread costs 2 MiB of metadata. (No
-// cache-oblivious offset either, which is not a MALLOC_CONF option: see initialize.)
-//
-// Under an address-space limit, slabs of the whole-page classes hold several regions (8, 4 and 4)
-// instead of jemalloc's one: a one-region slab costs a 128-byte extent record per 4 KiB block (3%
-// of the address space, allocated in 2, 4, 6 MiB metadata blocks). Without a limit the records cost
-// nothing that matters, and one-region slabs give a freed block's pages back to the system on
-// their own, where a slab stays resident while any of its regions is in use.
+// jemalloc reads its options from this symbol (renamed with the rest of the archive) when it boots;
+// a user's MALLOC_CONF is read after it and wins where it sets the same option.
+//  - background_thread:false: no jemalloc thread inside the traced program.
+//  - tcache:false: thread caches start off; they are enabled per thread once arena 0 allocates
+//    from the internal reservation (see initialize), so no cache array ever lives where the
+//    collector looks for roots.
+//  - oversize_threshold:0: huge allocations stay in the thread's (tracked) arena instead of
+//    jemalloc's automatic huge arena.
+//  - narenas:1: one automatic arena. Every thread is bound to a tracked arena or names the internal
+//    one, and each automatic arena jemalloc would make for a new thread costs 2 MiB of metadata.
+//  - dirty_decay_ms:-1, muzzy_decay_ms:0: memory the program frees is never purged from inside
+//    malloc and free; heapkeeper's trimmer thread gives it back (MADV_DONTNEED) once it has stayed
+//    unused for a moment (heap_trimmer.h).
+//  - lg_extent_max_active_fit:30: freed memory of one size serves any other. jemalloc's default (6)
+//    never splits an unused extent more than 64 times larger than the request, so the memory of
+//    freed 1 MiB blocks could not become 4 KiB blocks or small-class slabs, and the heap grew by
+//    what each size class once held (issue #12: 2.16 GB peak RSS for 256 MiB live).
+//  - slab_sizes: slabs of the whole-page classes (4, 8 and 12 KiB regions) span at least 16 KiB
+//    (4, 2 and 4 regions) instead of jemalloc's one region. jemalloc coalesces a freed extent with
+//    its free neighbours at once only from 16 KiB up; smaller ones wait until purged, and until then
+//    serve no larger request, so freed 4 KiB blocks could not become the 20 KiB slabs of another
+//    class. Under an address-space limit they hold more (8, 4 and 4): a one-region slab costs a
+//    128-byte extent record per 4 KiB block (3% of the address space, allocated in 2, 4, 6 MiB
+//    metadata blocks).
+// (No cache-oblivious offset either, which is not a MALLOC_CONF option: see initialize.)
 namespace {
-constexpr const char* kJemallocOptions = "background_thread:false,tcache:false,oversize_threshold:0,narenas:1";
+#define HK_JEMALLOC_COMMON_OPTIONS                                                                          \
+  "background_thread:false,tcache:false,oversize_threshold:0,narenas:1,dirty_decay_ms:-1,muzzy_decay_ms:0," \
+  "lg_extent_max_active_fit:30,"
+constexpr const char* kJemallocOptions = HK_JEMALLOC_COMMON_OPTIONS "slab_sizes:4096-4096:4|8192-8192:4|12288-12288:12";
 constexpr const char* kJemallocOptionsUnderALimit =
-    "background_thread:false,tcache:false,oversize_threshold:0,narenas:1,"
-    "slab_sizes:4096-4096:8|8192-8192:8|12288-12288:12";
+    HK_JEMALLOC_COMMON_OPTIONS "slab_sizes:4096-4096:8|8192-8192:8|12288-12288:12";
+#undef HK_JEMALLOC_COMMON_OPTIONS
 }  // namespace
 
 extern "C" {
@@ -193,14 +210,17 @@ bool PrivateHeap::initialize(uint64_t reserve_bytes, unsigned arena_count) {
   const size_t hooks_size = sizeof(extent_hooks_t*);
   if (je::mallctl("arena.0.extent_hooks", nullptr, nullptr, &internal_hooks, hooks_size) != 0) return false;
   internal_arena_ = 0;
-  for (unsigned i = 0; i < arena_count; ++i) {
-    if (!create_arena(&g_tracked_hooks.hooks, tracked_arenas_[i])) return false;
+  // Collect mode keeps jemalloc's own decay (see heap_trimmer.h), unless the user chose one.
+  if (config().mode == CollectorMode::kCollect && !user_sets_decay()) {
+    ssize_t decay_ms = 10000;
+    je::mallctl("arenas.dirty_decay_ms", nullptr, nullptr, &decay_ms, sizeof(decay_ms));
+    je::mallctl("arena.0.dirty_decay_ms", nullptr, nullptr, &decay_ms, sizeof(decay_ms));
   }
+  for (auto& slot : tracked_arenas_) slot.store(kNoArena, std::memory_order_relaxed);
   arena_count_ = arena_count;
-  if (tracked_.maps_on_demand()) {
-    limit_retained_growth(internal_arena_);
-    for (unsigned i = 0; i < arena_count; ++i) limit_retained_growth(tracked_arenas_[i]);
-  }
+  if (tracked_.maps_on_demand()) limit_retained_growth(internal_arena_);
+  // The first tracked arena now: the main thread's, and the one start-up must be able to make.
+  if (make_tracked_arena(0) >= kArenaPending) return false;
 
   unsigned bins = 0;
   if (!read_ctl("arenas.nbins", bins) || bins == 0 || bins > kMaxSmallClasses) return false;
@@ -266,6 +286,32 @@ BlockPlacement PrivateHeap::place_aligned(size_t size, size_t alignment) const {
   return {in_band_total, shift, -1};
 }
 
+unsigned PrivateHeap::make_tracked_arena(unsigned slot) const {
+  unsigned expected = kNoArena;
+  if (tracked_arenas_[slot].compare_exchange_strong(expected, kArenaPending, std::memory_order_acq_rel)) {
+    unsigned arena = 0;
+    if (!create_arena(&g_tracked_hooks.hooks, arena)) {
+      // jemalloc could not make it (no memory for its metadata): the thread shares the first
+      // arena, which exists from start-up; a later thread may try again.
+      tracked_arenas_[slot].store(kNoArena, std::memory_order_release);
+      return slot == 0 ? kNoArena : tracked_arena_for(1);
+    }
+    if (tracked_.maps_on_demand()) limit_retained_growth(arena);
+    tracked_arenas_[slot].store(arena, std::memory_order_release);
+    return arena;
+  }
+  // Another thread is making it: a moment's wait, once per thread.
+  while ((expected = tracked_arenas_[slot].load(std::memory_order_acquire)) == kArenaPending) sched_yield();
+  return expected < kArenaPending ? expected : (slot == 0 ? kNoArena : tracked_arena_for(1));
+}
+
+void PrivateHeap::after_fork_in_child() {
+  for (auto& slot : tracked_arenas_) {
+    unsigned pending = kArenaPending;
+    slot.compare_exchange_strong(pending, kNoArena, std::memory_order_relaxed);
+  }
+}
+
 int PrivateHeap::small_class_of_usable(size_t usable) const {
   unsigned lo = 0, hi = small_class_count_;
   while (lo < hi) {
@@ -300,11 +346,13 @@ HeapFigures PrivateHeap::figures() const {
   size_t epoch_length = sizeof(epoch);
   je::mallctl("epoch", &epoch, &epoch_length, &epoch, sizeof(epoch));
   for (unsigned i = 0; i < arena_count_; ++i) {
+    const unsigned arena = tracked_arenas_[i].load(std::memory_order_acquire);
+    if (arena >= kArenaPending) continue;
     char name[96];
     size_t small = 0, large = 0;
-    std::snprintf(name, sizeof(name), "stats.arenas.%u.small.allocated", tracked_arenas_[i]);
+    std::snprintf(name, sizeof(name), "stats.arenas.%u.small.allocated", arena);
     read_ctl(name, small);
-    std::snprintf(name, sizeof(name), "stats.arenas.%u.large.allocated", tracked_arenas_[i]);
+    std::snprintf(name, sizeof(name), "stats.arenas.%u.large.allocated", arena);
     read_ctl(name, large);
     f.active_bytes += small + large;
   }

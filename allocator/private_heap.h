@@ -49,7 +49,17 @@ class PrivateHeap {
   // Reserves the address ranges and creates the arenas. Runs once, with the guard held.
   bool initialize(uint64_t reserve_bytes, unsigned arena_count);
 
-  unsigned tracked_arena_for(unsigned thread_index) const { return tracked_arenas_[thread_index % arena_count_]; }
+  // The tracked arena of thread number `thread_index` (from 1; 0 for a thread whose state is gone):
+  // arenas are shared round-robin, and each is made when a thread first needs it, so a process
+  // with one thread pays for one arena's metadata, not one per CPU. Not the hot path: threads
+  // ask when they register.
+  unsigned tracked_arena_for(unsigned thread_index) const {
+    const unsigned slot = (thread_index == 0 ? 0 : thread_index - 1) % arena_count_;
+    const unsigned arena = tracked_arenas_[slot].load(std::memory_order_acquire);
+    return __builtin_expect(arena < kArenaPending, 1) ? arena : make_tracked_arena(slot);
+  }
+  // In a forked child: an arena another thread was making when the parent forked is made again.
+  void after_fork_in_child();
   unsigned internal_arena() const { return internal_arena_; }
   const AddressReservation& tracked() const { return tracked_; }
   const AddressReservation& internal() const { return internal_; }
@@ -96,7 +106,11 @@ class PrivateHeap {
  private:
   AddressReservation tracked_;
   AddressReservation internal_;
-  unsigned tracked_arenas_[64] = {};
+  // jemalloc's index of each slot's arena, or one of these while it is not made yet.
+  static constexpr unsigned kArenaPending = ~0u - 1;  // being made by a thread
+  static constexpr unsigned kNoArena = ~0u;
+  mutable std::atomic<unsigned> tracked_arenas_[64];
+  unsigned make_tracked_arena(unsigned slot) const;
   unsigned arena_count_ = 1;
   unsigned internal_arena_ = 0;
   size_t small_max_ = 0;

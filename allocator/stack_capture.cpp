@@ -275,9 +275,10 @@ bool initialize_stack_capture() {
   dl_iterate_phdr(find_self, &range);
   g_self_low = range.low;
   g_self_high = range.high;
+  // This also initialises libunwind (once, with signals blocked). Its per-thread trace cache, 256
+  // KiB that it fills on a thread's first unw_backtrace, is left to the first allocation: a
+  // process that never allocates (/bin/true) never pays for it.
   unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
-  void* warm[4];
-  unw_backtrace(warm, 4);
   return true;
 }
 

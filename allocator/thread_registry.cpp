@@ -56,7 +56,7 @@ ThreadState* ThreadRegistry::take_state() {
   return s;
 }
 
-ThreadState* ThreadRegistry::register_current() {
+ThreadState* ThreadRegistry::register_current(bool heapkeeper_thread) {
   ThreadLocal& tl = tls_thread;
   ThreadState* s = take_state();
   if (s == nullptr) {
@@ -91,12 +91,16 @@ ThreadState* ThreadRegistry::register_current() {
 
   // Bind the thread to one tracked arena so that jemalloc's fast path (malloc/sdallocx with the
   // thread's automatic tcache) serves it; the tcache is filled only from this arena.
-  s->arena = private_heap().tracked_arena_for(s->index);
+  // heapkeeper's own threads allocate only from the internal arena, without a thread cache, and
+  // never capture a stack (their guard is held for their whole life): no thread cache or stack
+  // cache, whose first pages a short process would pay for.
+  s->arena = private_heap().tracked_arena_for(heapkeeper_thread ? 0 : s->index);
   je::mallctl("thread.arena", nullptr, nullptr, &s->arena, sizeof(s->arena));
-  bool enabled = true;
-  je::mallctl("thread.tcache.enabled", nullptr, nullptr, &enabled, sizeof(enabled));
-
-  if (s->stack_cache == nullptr) s->stack_cache = create_stack_cache();
+  if (!heapkeeper_thread) {
+    bool enabled = true;
+    je::mallctl("thread.tcache.enabled", nullptr, nullptr, &enabled, sizeof(enabled));
+    if (s->stack_cache == nullptr) s->stack_cache = create_stack_cache();
+  }
   reset_stack_cache(s->stack_cache, s->stack_low, s->stack_high);
   pthread_setspecific(exit_key_, s);
   // The mallctl calls above made jemalloc's state of this thread nominal, and jemalloc sets its key

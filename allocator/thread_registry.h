@@ -108,7 +108,9 @@ class ThreadRegistry {
 
   bool initialize();
   // Registers the calling thread (guard held). Never fails: falls back to the exited path.
-  ThreadState* register_current();
+  // `heapkeeper_thread`: one of heapkeeper's own threads, which never allocates from a tracked
+  // arena (its guard is held for its whole life): it shares the first one rather than making one.
+  ThreadState* register_current(bool heapkeeper_thread = false);
   // Called by the pthread-key destructor at thread exit: true while the thread must stay registered
   // for later destructor rounds (the key is re-armed), false once it is retired.
   bool on_exit_round();

@@ -415,6 +415,15 @@ uint64_t live_block_estimate() {
   return live;
 }
 
+namespace {
+// Whether every block the program allocated has been freed (other threads may still allocate:
+// at exit, as for any scan while they run, what they allocate after this is theirs).
+bool nothing_live() {
+  const alloc::ThreadTotals totals = alloc::thread_registry().totals();
+  return totals.allocations == totals.frees;
+}
+}  // namespace
+
 ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t* registers, size_t register_count,
                     bool reclaim_now, const std::function<void(ReferenceGraph&)>& inspect) {
   CollectorState& s = state();
@@ -433,12 +442,22 @@ ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t
   // The reference graph, for retained sizes: recorded unless turned off, and at exit only when a
   // JSON report will show it (the text report does not).
   const alloc::Config& cfg = alloc::config();
-  const bool record_graph = inspect || (cfg.retained && (!at_exit || cfg.report_path[0] != '\0'));
+  const bool skip = at_exit && nothing_live();
+  const bool record_graph = !skip && (inspect || (cfg.retained && (!at_exit || cfg.report_path[0] != '\0')));
   ReferenceGraph graph;
   const bool graph_ready = record_graph && graph.prepare(kGraphStreamWords, live_block_estimate());
   ScanRequest request{caller_stack_pointer, registers, register_count, graph_ready ? &graph : nullptr};
   Marker marker;
-  ScanResult result = scan_heap(request, marker);
+  ScanResult result;
+  if (skip) {
+    // Nothing allocated is left, so nothing can have leaked: a process that freed all it
+    // allocated, or never allocated (/bin/true), skips stopping the world and reading its roots,
+    // which is most of what heapkeeper would cost such a short process at exit.
+    result.ok = true;
+    std::snprintf(result.stop_method, sizeof(result.stop_method), "none");
+  } else {
+    result = scan_heap(request, marker);
+  }
   report.ok = result.ok;
   report.stop_method = result.stop_method;
   if (!result.ok) {

@@ -44,6 +44,8 @@ from .common import (DEBIAN_PYTHON, HARNESS_DIR, ROOT_DIR, Fatal, expand, expand
                      load_data, missing_packages, parse_options)
 
 PARTS = ["table", "scan-overhead", "first-report", "corpus"]
+# A heapkeeper JSON report of a benchmark run: one per process (%p), removed after the run.
+REPORT_PREFIX = "hkreport."
 
 
 def usage(data):
@@ -195,6 +197,8 @@ class Bench(BenchParts):
         self.cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
         self.rusage_exec = self.out_dir / "hk-rusage-exec"
         self.compile(self.rusage_exec, HARNESS_DIR / "rusage_exec.c")
+        if self.part("table"):
+            self.compile_programs()
         for old in ("hk-measure", "hk-measure.c", "hk-measure.py"):  # left by older versions of the benchmark
             (self.out_dir / old).unlink(missing_ok=True)
 
@@ -217,9 +221,29 @@ class Bench(BenchParts):
     # ------------------------------------------------------------------ configurations
 
     def values(self, tool="", tag="", lib=""):
-        return {"python": self.python, "sqlite": self.sqlite or "", "workloads": str(WORKLOAD_DIR),
-                "tmp": str(self.tmp_dir), "tag": tag, "lib": lib, "hk_cli": str(self.hk_cli),
-                "late_interval": self.late_interval, "pid": "{pid}"}
+        values = {"python": self.python, "sqlite": self.sqlite or "", "workloads": str(WORKLOAD_DIR),
+                  "tmp": str(self.tmp_dir), "tag": tag, "lib": lib, "hk_cli": str(self.hk_cli),
+                  "late_interval": self.late_interval, "pid": "{pid}",
+                  "report": str(self.tmp_dir / f"{REPORT_PREFIX}{tag}.%p.json")}
+        values.update({name: str(self.out_dir / f"hk-{name}") for name in self.data.get("programs", {})})
+        return values
+
+    def compile_programs(self):
+        """The C programs of [programs] that a selected workload's command names."""
+        for name, source in self.data.get("programs", {}).items():
+            if any("{" + name + "}" in " ".join(self.workloads[w]["command"]) for w in self.only):
+                self.compile(self.out_dir / f"hk-{name}", WORKLOAD_DIR / source)
+
+    def runs_on(self, workload, config):
+        """Whether the table runs `workload` under `config` (a workload may name its configurations)."""
+        tools = self.workloads[workload].get("tools")
+        return tools is None or config in tools
+
+    def processes(self, workload):
+        """Processes one run of `workload` starts, for the per-process goals (1 unless it says)."""
+        sizes = dict(self.sizes[self.workloads[workload]["size"]])
+        sizes["n"] = sizes["full"]
+        return int(expand(str(self.workloads[workload].get("processes", 1)), sizes))
 
     def tool_setup(self, name, tag):
         """(environment additions, wrapper words) of configuration `name` for the run `tag`."""
@@ -300,16 +324,30 @@ class Bench(BenchParts):
             os.replace(f"{path}.new", path)
         return path
 
-    def workload_command(self, name, size):
-        """(environment, command) of workload `name` at size full or small."""
+    def workload_command(self, name, size, tag=""):
+        """(environment, command) of workload `name` at size full or small, for the run `tag`."""
         workload = self.workloads[name]
         sizes = self.sizes[workload["size"]]
-        values = self.values()
+        values = self.values(tag=tag)
         values.update(sizes)
         values["n"] = sizes[size]
         if name == "sqlite":
             values["sqlite_script"] = str(self.sqlite_script(values["n"]))
-        return dict(workload.get("env", {})), expand_all(workload["command"], values)
+        env = {k: expand(v, values) for k, v in workload.get("env", {}).items()}
+        return env, expand_all(workload["command"], values)
+
+    def prepare_workloads(self):
+        """Each selected workload's `prepare` command, once, before the table's clock starts."""
+        for name in self.only:
+            prepare = self.workloads[name].get("prepare")
+            if not prepare:
+                continue
+            values = self.values()
+            values.update(self.sizes[self.workloads[name]["size"]])
+            values["n"] = values["full"]
+            result = subprocess.run(expand_all(prepare, values), capture_output=True, text=True)
+            if result.returncode != 0:
+                raise Fatal(f"preparing {name} failed: {result.stderr.strip()[:200]}")
 
     def measure(self, command, env, stdout, stderr, what):
         try:
@@ -349,8 +387,9 @@ class Bench(BenchParts):
         self.results, self.summary = out / "runs.tsv", out / "summary.tsv"
         self.overhead_runs, self.overhead_summary = out / "scan_overhead.tsv", out / "scan_overhead_summary.tsv"
         self.first_runs, self.first_summary = out / "first_report.tsv", out / "first_report_summary.tsv"
+        self.heap_runs, self.goals_summary = out / "heap_figures.tsv", out / "goals_summary.tsv"
         self.corpus_json, self.corpus_summary = out / "leak_corpus.json", out / "leak_corpus_summary.tsv"
-        for path in (self.results, self.summary, self.overhead_runs, self.overhead_summary, self.first_runs,
+        for path in (self.results, self.summary, self.heap_runs, self.goals_summary, self.overhead_runs, self.overhead_summary, self.first_runs,
                      self.first_summary, self.corpus_json, self.corpus_summary):
             path.unlink(missing_ok=True)
         self.part_seconds, self.given_up, self.trace_bytes = {}, {}, {}

@@ -52,22 +52,25 @@ class BenchParts:
             if w == "sqlite":
                 self.sqlite_script(self.sizes["sqlite"]["full"])
                 self.sqlite_script(self.sizes["sqlite"]["small"])
+        self.prepare_workloads()
+        heap_rows = ["workload\tconfiguration\trun\tmapped_bytes\tpeak_live_bytes"]
         # One untimed glibc run of each workload first: the interpreter, the libraries and the
         # scripts come into the page cache before the first measured run, not during it.
         for w in self.only:
-            env, command = self.workload_command(w, "full")
+            env, command = self.workload_command(w, "full", "warm-up")
             self.measure(command, clean_env(env), os.devnull, os.devnull, "the warm-up")
+            self.remove_reports()
         note(f"table: {self.runs} round(s) of: workloads [{' '.join(self.only)}] x configurations [{' '.join(configs)}]")
         started = int(time.monotonic())
         for rep in range(1, self.runs + 1):
             for w in self.only:
                 for c in configs:
                     key = f"{w}/{c}"
-                    if key in self.given_up:
+                    if key in self.given_up or not self.runs_on(w, c):
                         continue
                     size = "small" if self.is_small(c) else "full"
                     tag = f"{w}.{c}.{rep}"
-                    workload_env, command = self.workload_command(w, size)
+                    workload_env, command = self.workload_command(w, size, tag)
                     tool_env, wrapper = self.tool_setup(c, tag)
                     out, err = self.log_dir / f"{tag}.out", self.log_dir / f"{tag}.err"
                     # The wrapper (heaptrack, valgrind) goes before the workload, the tool's
@@ -105,6 +108,14 @@ class BenchParts:
                             f.unlink()
                     for f in self.tmp_dir.glob("*.heap"):  # gperftools' leak profiles
                         f.unlink()
+                    if self.workloads[w].get("heap_figures") and self.tools.get(c, {}).get("heapkeeper"):
+                        report_env = {"HEAPKEEPER_REPORT": self.values(tag=tag)["report"]}
+                        self.measure([*wrapper, *command], clean_env(workload_env, tool_env, report_env), os.devnull,
+                                     os.devnull, f"{tag} (its report)")
+                        mapped, peak = self.heap_figures(tag)
+                        heap_rows.append(f"{w}\t{c}\t{rep}\t{mapped}\t{peak}")
+                        self.heap_runs.write_text("\n".join(heap_rows) + "\n")
+                    self.remove_reports()
                     # A glibc run is never skipped: without it there is no baseline.
                     if status == "FAIL" and not c.startswith("glibc"):
                         self.given_up[key] = detail
@@ -115,6 +126,76 @@ class BenchParts:
                     self.results.write_text("\n".join(rows) + "\n")
         self.part_seconds["table"] = int(time.monotonic()) - started
         self.summary.write_text(self.table_summary(rows[1:]))
+        self.goals_summary.write_text(self.goals_summary_of(rows[1:], heap_rows[1:]))
+
+    def remove_reports(self):
+        for f in self.tmp_dir.glob("hkreport.*"):
+            f.unlink()
+
+    def heap_figures(self, tag):
+        """(mapped heap bytes, peak live bytes) from the run's heapkeeper report, or ("-", "-"). The
+        timing trampoline (rusage_exec) is traced too and writes a report of its own: the workload's
+        is the one with the largest peak."""
+        best = ("-", "-")
+        for path in self.tmp_dir.glob(f"hkreport.{tag}.*.json"):
+            try:
+                document = json.loads(path.read_text())
+                figures = (int(document["heap"]["mapped_bytes"]), int(document["peak_live_bytes"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if best[1] == "-" or figures[1] > best[1]:
+                best = figures
+        return best
+
+    def goals_summary_of(self, rows, heap_rows):
+        """Issue #12's goals (bench.toml's [[goal]]) from the table's runs and heapkeeper's heap
+        figures: per goal, the figure, the limit and whether it is met or by how much it is missed.
+        Figures against another configuration are paired by round, as the table's ratios."""
+        runs, failed = {}, {}
+        for row in rows:
+            w, c, rep, wall, rss, status, detail, _cpu = row.split("\t")
+            if status == "ok":
+                runs.setdefault((w, c), {})[rep] = (float(wall), float(rss))
+            else:
+                failed.setdefault((w, c), detail)
+        heap = {}
+        for row in heap_rows:
+            w, c, _rep, mapped, peak = row.split("\t")
+            if mapped != "-" and peak != "-" and float(peak) > 0:
+                heap.setdefault((w, c), []).append(float(mapped) / float(peak))
+        lines = ["goal\tconfiguration\tmeasured\tgoal\tverdict\n"]
+        for goal in self.data.get("goal", []):
+            w, tool, metric, limit = goal["workload"], goal["tool"], goal["metric"], float(goal["limit"])
+            against = goal.get("against", "glibc")
+            mine, base = runs.get((w, tool), {}), runs.get((w, against), {})
+            pairs = [(v, base[rep]) for rep, v in mine.items() if rep in base]
+            value = None
+            if metric == "wall_over_ms" and pairs:
+                value = median([(v[0] - b[0]) * 1000 / self.processes(w) for v, b in pairs])
+            elif metric == "rss_over_mib" and pairs:
+                value = median([(v[1] - b[1]) / 1024 for v, b in pairs])
+            elif metric in ("wall_ratio", "rss_ratio"):
+                column = 0 if metric == "wall_ratio" else 1
+                ratios = [v[column] / b[column] for v, b in pairs if b[column] > 0]
+                value = paired_median(ratios) if ratios else None
+            elif metric == "mapped_over_live" and heap.get((w, tool)):
+                value = median(heap[(w, tool)])
+            unit = {"wall_over_ms": " ms", "rss_over_mib": " MiB"}.get(metric, "x")
+            vs = "" if against == "glibc" else f" ({self.describe.get(against, against)} = 1)"
+            goal_text = f"<= {limit:g}{unit}{vs}"
+            if value is None:
+                why = [f"{self.describe.get(x, x)}: {failed[(w, x)]}" for x in (tool, against) if (w, x) in failed]
+                verdict = "not measured" + (f" ({'; '.join(why)})" if why else "")
+                lines.append(f"{goal['text']}\t{self.describe.get(tool, tool)}\t-\t{goal_text}\t{verdict}\n")
+                continue
+            if value <= limit:
+                verdict = "met"
+            elif unit == "x":
+                verdict = f"missed by {(value / limit - 1) * 100:.0f}%"
+            else:
+                verdict = f"missed by {value - limit:.2f}{unit}"
+            lines.append(f"{goal['text']}\t{self.describe.get(tool, tool)}\t{value:.2f}{unit}\t{goal_text}\t{verdict}\n")
+        return "".join(lines)
 
     def table_summary(self, rows):
         """One row per workload and configuration: medians, ratios to the glibc baseline of the same

@@ -93,6 +93,13 @@ class Report:
             if markdown:
                 out += ["## Wall time and peak RSS", ""]
             out += self.table(style)
+        if len(read_tsv(bench.goals_summary)) > 1:
+            out.append("")
+            if markdown:
+                out += ["## Goals of issue #12", ""]
+            else:
+                out.append("goals of issue #12 (from the table's runs; medians, paired by round):")
+            out += self.tsv(style, bench.goals_summary)
         if read_tsv(bench.overhead_summary):
             out.append("")
             if markdown:

@@ -125,6 +125,31 @@ class BenchSummaryTest(unittest.TestCase):
             # compared with glibc [small] of the same round
             "w\tvalgrind\t5.00\t50.00\t4.0\t8.00\t1/1\tok\texit 1: leaks reported\t40.00"])
 
+    def test_goals_are_paired_figures_against_their_limits(self):
+        b = self.bench
+        b.workloads = {w["name"]: w for w in b.data["workload"]}
+        b.describe = {t["name"]: t["description"] for t in b.data["tool"]}
+        b.sizes = b.data["sizes"]["full"]
+        processes = b.processes("true")
+        rows = [f"true\tglibc\t1\t0.500\t1000\tok\t\t0.4", f"true\thk-detect\t1\t{0.5 + processes * 0.0005:.4f}\t4072\tok\t\t0.4",
+                "shell-loop\tlsan\t1\t0.200\t3000\tok\t\t0.2", "shell-loop\tlsan\t2\t0.400\t3000\tok\t\t0.2",
+                "shell-loop\thk-detect\t1\t0.300\t3000\tok\t\t0.2", "shell-loop\thk-detect\t2\t0.400\t3000\tok\t\t0.2",
+                "size-cycle\tglibc\t1\t1.0\t100000\tok\t\t1.0", "size-cycle\thk-detect\t1\t1.0\t120000\tok\t\t1.0",
+                "make\thk-detect\t1\t1.0\t1000\tok\t\t1.0", "make\tlsan\t1\t0.0\t0\tFAIL\tstdout differs from glibc\t0.0"]
+        heap = ["size-cycle\thk-detect\t1\t300\t100", "size-cycle\thk-detect\t2\t-\t-"]
+        summary = {line.split("\t")[0]: line.split("\t")[2:] for line in b.goals_summary_of(rows, heap).splitlines()[1:]}
+        self.assertEqual(summary["fixed cost: /bin/true, wall time per process over plain"], ["0.50 ms", "<= 1 ms", "met"])
+        self.assertEqual(summary["fixed cost: /bin/true, peak RSS over plain"], ["3.00 MiB", "<= 1 MiB", "missed by 2.00 MiB"])
+        # paired with LeakSanitizer's run of the same round: 1.5 and 1.0 -> 1.25
+        self.assertEqual(summary["process-heavy: bash loop, reports on, wall time against LeakSanitizer"],
+                         ["1.25x", "<= 1x (LeakSanitizer = 1)", "missed by 25%"])
+        self.assertEqual(summary["memory given back: size-class cycle, peak RSS against glibc"], ["1.20x", "<= 1.3x", "met"])
+        self.assertEqual(summary["memory given back: size-class cycle, mapped heap over peak live bytes"],
+                         ["3.00x", "<= 2x", "missed by 50%"])
+        self.assertEqual(summary["sqlite3: peak RSS against glibc"], ["-", "<= 1.3x", "not measured"])
+        self.assertEqual(summary["process-heavy: make -j2, reports on, wall time against LeakSanitizer"],
+                         ["-", "<= 1x (LeakSanitizer = 1)", "not measured (LeakSanitizer: stdout differs from glibc)"])
+
     def test_scan_overhead_verdict(self):
         def verdict(scan_walls):
             rows = ["glibc\t1\t1.000\t1000\tok\t-\t1.000"]
@@ -212,6 +237,16 @@ class DataTest(unittest.TestCase):
             for w in data["workload"]:
                 self.assertIn("full", data["sizes"][run][w["size"]])
                 self.assertIn("small", data["sizes"][run][w["size"]])
+        workloads = {w["name"]: w for w in data["workload"]}
+        for w in workloads.values():
+            self.assertTrue(set(w.get("tools", [])) <= tools, w["name"])
+        for goal in data["goal"]:
+            self.assertIn(goal["workload"], workloads)
+            self.assertIn(goal["tool"], tools)
+            self.assertIn(goal["metric"], ("wall_over_ms", "rss_over_mib", "wall_ratio", "rss_ratio", "mapped_over_live"))
+            if "tools" in workloads[goal["workload"]]:
+                self.assertIn(goal["tool"], workloads[goal["workload"]]["tools"])
+                self.assertIn(goal.get("against", "glibc"), workloads[goal["workload"]]["tools"])
 
 
 if __name__ == "__main__":
