@@ -30,6 +30,7 @@ constexpr const char* kEnvironmentHelp = R"(Environment read by the traced progr
   HEAPKEEPER_HEAP_RESERVE=SIZE  address space reserved for the heap, e.g. 64G (default 4x RAM)
   HEAPKEEPER_ARENAS=N           tracked jemalloc arenas (default one per CPU, at most 8)
   HEAPKEEPER_STATS=0            no live-stats segment in /dev/shm and no publisher thread
+  HEAPKEEPER_RETAINED=0         scans record no reference graph (no retained sizes in reports)
   HEAPKEEPER_QUIET=1            no "new leaks" lines from periodic scans
   HEAPKEEPER_LIBRARY=PATH       (for `heapkeeper run`) the preload library to use
 Invalid values are reported in one line naming the variable, and the default is used.)";
