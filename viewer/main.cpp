@@ -8,6 +8,7 @@
 #include "viewer/process_commands.h"
 #include "viewer/run_command.h"
 #include "viewer/show_command.h"
+#include "viewer/symbolize_command.h"
 #include "viewer/view_command.h"
 
 namespace {
@@ -103,6 +104,14 @@ static int run_command_line(int argc, char** argv) {
   export_cmd->add_flag("--all", export_all, "Every running tracked process of this user");
   export_cmd->add_flag("--prometheus", export_prometheus_flag, "OpenMetrics text format (the default and only format)");
 
+  std::string dump_file;
+  bool symbolize_answer = false, symbolize_text = false;
+  CLI::App* symbolize_cmd =
+      app.add_subcommand("symbolize", "The JSON report of a raw dump (what libheapkeeper.so hands over at exit)");
+  symbolize_cmd->add_option("dump", dump_file, "The raw dump (default: standard input)")->type_name("FILE");
+  symbolize_cmd->add_flag("--text", symbolize_text, "The LeakSanitizer-style leak report instead");
+  symbolize_cmd->add_flag("--answer", symbolize_answer, "Internal: the library's answer, from stdin to stdout");
+
   pid_t view_pid = 0;
   CLI::App* view_cmd = app.add_subcommand("view", "Live terminal UI of a tracked process (without PID: pick one)");
   view_cmd->add_option("pid", view_pid, "Process id (default: choose from the tracked processes)");
@@ -119,6 +128,7 @@ static int run_command_line(int argc, char** argv) {
   if (stats_cmd->parsed()) return heapkeeper::view::show_stats(stats_pid, stats_json);
   if (scan_cmd->parsed()) return heapkeeper::view::request_scan(scan_pid, scan_json);
   if (report_cmd->parsed()) return heapkeeper::view::fetch_report(report_pid, report_json, sites_shown, frames_shown);
+  if (symbolize_cmd->parsed()) return heapkeeper::view::symbolize_dump(dump_file, symbolize_answer, symbolize_text);
   if (view_cmd->parsed()) return heapkeeper::view::view_processes(view_pid);
   if (export_cmd->parsed()) {
     if (!export_all && export_pids.empty()) {

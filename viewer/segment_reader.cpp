@@ -24,6 +24,9 @@
 #include <sstream>
 #include <thread>
 
+#include "analysis/module_symbolizer.h"
+#include "analysis/report_renderer.h"
+#include "report/raw_dump.h"
 #include "stats/segment_files.h"
 
 namespace heapkeeper::view {
@@ -460,6 +463,18 @@ bool SegmentReader::command(stats::Command command, int timeout_ms, std::string&
         error = answer["error"].get<std::string>();
       else
         error = "the process answered with an error (" + std::to_string(channel->status) + ")";
+    } else if (response.size() >= sizeof(report::kRawDumpMagic) &&
+               std::memcmp(response.data(), &report::kRawDumpMagic, sizeof(report::kRawDumpMagic)) == 0) {
+      // The process sends facts, not names: the report is symbolized and rendered here, on the
+      // reader's side, so the traced process never loads libdw (report/raw_dump.h).
+      report::RawReport dump;
+      std::string problem;
+      if (!report::parse_raw_dump(response, dump, problem)) {
+        error = "the process sent " + problem;
+      } else {
+        analysis::ModuleSymbolizer symbolizer;
+        response = analysis::render_json(dump, symbolizer);
+      }
     }
   } else {
     error = info().producer_alive ? "the process did not answer within " + std::to_string(timeout_ms / 1000) + " s"
