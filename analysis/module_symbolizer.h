@@ -67,7 +67,7 @@ class ModuleSymbolizer {
   };
   struct ModuleFile {
     Dwfl* session = nullptr;
-    Dwfl_Module* module = nullptr;  // null: the file could not be used
+    Dwfl_Module* module = nullptr;              // null: the file could not be used
     std::unordered_map<uint64_t, Names> names;  // by file offset of the return address
   };
   ModuleFile& module_file(const report::RawModule& module, const std::string& key);

@@ -163,9 +163,9 @@ std::string json_of(const RawReport& r, NamedStacks& stacks, const SuppressedLea
   doc["distinct_stacks"] = r.distinct_stacks;
   doc["threads_seen"] = r.threads_seen;
   doc["heap"] = {
-      {"reserved_bytes", r.heap_reserved},  {"mapped_bytes", r.heap_mapped},
-      {"resident_bytes", r.heap_resident},  {"returned_bytes", r.heap_returned},
-      {"active_bytes", r.heap_active},      {"internal_mapped_bytes", r.heap_internal_mapped},
+      {"reserved_bytes", r.heap_reserved}, {"mapped_bytes", r.heap_mapped},
+      {"resident_bytes", r.heap_resident}, {"returned_bytes", r.heap_returned},
+      {"active_bytes", r.heap_active},     {"internal_mapped_bytes", r.heap_internal_mapped},
   };
   doc["config"] = {
       {"stack_depth", r.stack_depth},

@@ -226,7 +226,8 @@ void add_scan_to_dump(report::RawReport& doc) {
   out.collected_bytes = s.reclaimed_bytes_total;
   for (const LeakGroup& g : r.groups)
     out.groups.push_back({g.direct, g.stack_id, g.blocks, g.bytes, g.new_blocks, g.new_bytes, g.max_age_scans});
-  for (const ScanReport::Referenced& b : r.most_referenced) out.most_referenced.push_back({b.size, b.references, b.stack_id});
+  for (const ScanReport::Referenced& b : r.most_referenced)
+    out.most_referenced.push_back({b.size, b.references, b.stack_id});
 }
 
 void exit_scan() {

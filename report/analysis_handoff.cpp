@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -88,12 +89,24 @@ bool ask_service(const std::string& dump, std::string& reply) {
   return ok;
 }
 
-// The child's side of the raw clone: only system calls (it shares nothing with the parent, but it
-// is a copy of one thread of a process whose other threads may hold any lock).
-[[noreturn]] void exec_binary(int dump_fd, int answer_fd, char* const* argv, char* const* envp) {
-  if (::dup2(dump_fd, 0) < 0 || ::dup2(answer_fd, 1) < 0) ::_exit(126);
-  ::execve(argv[0], argv, envp);
-  ::_exit(127);
+// The child's side of the raw clone: a copy of one thread of a process whose other threads may
+// hold any lock, so only system calls here, and every signal stays blocked (the program's handlers
+// must never run in it). An exec would give the child the exit signal SIGCHLD again (the kernel
+// resets it on exec), so this child does not exec: it makes a grandchild that does, whose SIGCHLD
+// comes here, waits for it and ends with its status. The binary starts with every signal blocked
+// and unblocks them itself, once exec has reset the handlers.
+[[noreturn]] void run_binary(int dump_fd, int answer_fd, char* const* argv, char* const* envp) {
+  const long grandchild = ::syscall(SYS_clone, static_cast<long>(SIGCHLD), nullptr, nullptr, nullptr, nullptr);
+  if (grandchild == 0) {
+    if (::dup2(dump_fd, 0) < 0 || ::dup2(answer_fd, 1) < 0) ::_exit(126);
+    ::execve(argv[0], argv, envp);
+    ::_exit(127);
+  }
+  if (grandchild < 0) ::_exit(125);
+  int status = 0;
+  while (::syscall(SYS_wait4, grandchild, &status, 0, nullptr) < 0 && errno == EINTR) {
+  }
+  ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 }
 
 bool ask_binary(const std::string& dump, std::string& reply, std::string& why) {
@@ -123,9 +136,14 @@ bool ask_binary(const std::string& dump, std::string& reply, std::string& why) {
     return false;
   }
   // Exit signal 0 (no SIGCHLD in the flags): the program is not told, and only a wait with
-  // __WCLONE or __WALL, which is ours alone, sees the child.
+  // __WCLONE or __WALL, which is ours alone, sees the child. Signals are blocked across the clone
+  // so that the child starts with all of them blocked.
+  sigset_t all, before;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &before);
   const long child = ::syscall(SYS_clone, 0L, nullptr, nullptr, nullptr, nullptr);
-  if (child == 0) exec_binary(dump_fd, answer[1], argv, envp.data());
+  if (child == 0) run_binary(dump_fd, answer[1], argv, envp.data());
+  pthread_sigmask(SIG_SETMASK, &before, nullptr);
   ::close(dump_fd);
   ::close(answer[1]);
   if (child < 0) {

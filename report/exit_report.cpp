@@ -219,7 +219,8 @@ void report_at_exit_unguarded() {
       const std::string text = unsymbolized_leak_text(raw);
       alloc::write_stderr(text.data(), text.size());
     }
-    if (json_wanted) alloc::DiagnosticLine().text("could not write the report to ").text(path).text(": ").text(why).emit();
+    if (json_wanted)
+      alloc::DiagnosticLine().text("could not write the report to ").text(path).text(": ").text(why).emit();
     return;
   }
   g_exit_verdict.analysed = true;

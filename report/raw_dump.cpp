@@ -237,11 +237,11 @@ bool parse_raw_dump(std::string_view bytes, RawReport& r, std::string& error) {
     s.at_exit = c.flag("scan");
     s.failure = c.bytes("scan failure", 4096);
     s.stop_method = c.bytes("scan stop method", 64);
-    for (uint64_t* v : {&s.pause_ns, &s.mark_ns, &s.threads_stopped, &s.root_ranges, &s.root_bytes,
-                        &s.heap_bytes_marked, &s.live_blocks, &s.reachable_blocks, &s.leaked_blocks, &s.leaked_bytes,
-                        &s.new_leaked_blocks, &s.new_leaked_bytes, &s.reclaimed_blocks, &s.reclaimed_bytes,
-                        &s.held_blocks, &s.reclaimed_blocks_total, &s.reclaimed_bytes_total, &s.direct_blocks,
-                        &s.indirect_blocks})
+    for (uint64_t* v :
+         {&s.pause_ns, &s.mark_ns, &s.threads_stopped, &s.root_ranges, &s.root_bytes, &s.heap_bytes_marked,
+          &s.live_blocks, &s.reachable_blocks, &s.leaked_blocks, &s.leaked_bytes, &s.new_leaked_blocks,
+          &s.new_leaked_bytes, &s.reclaimed_blocks, &s.reclaimed_bytes, &s.held_blocks, &s.reclaimed_blocks_total,
+          &s.reclaimed_bytes_total, &s.direct_blocks, &s.indirect_blocks})
       *v = c.u64("scan figures");
     for (uint64_t& v : s.reference_histogram) v = c.u64("scan histogram");
     s.scans = c.u64("scan");
@@ -283,7 +283,8 @@ bool parse_raw_dump(std::string_view bytes, RawReport& r, std::string& error) {
       RawFrame f;
       f.address = c.u64("frame");
       f.module = c.u32("frame");
-      if (c.ok() && f.module != kNoModule && f.module >= r.modules.size()) c.fail("frame names a module not in the map");
+      if (c.ok() && f.module != kNoModule && f.module >= r.modules.size())
+        c.fail("frame names a module not in the map");
       stack.frames.push_back(f);
     }
     if (c.ok() && !ids.insert(stack.id).second) c.fail("stack " + std::to_string(stack.id) + " appears twice");
@@ -293,7 +294,8 @@ bool parse_raw_dump(std::string_view bytes, RawReport& r, std::string& error) {
   // Every stack the report refers to must be there: a reader must never look one up and miss.
   const auto known = [&](uint32_t id) { return ids.count(id) != 0; };
   for (const RawSite& site : r.live_sites)
-    if (c.ok() && !known(site.stack_id)) c.fail("a live site names stack " + std::to_string(site.stack_id) + ", absent");
+    if (c.ok() && !known(site.stack_id))
+      c.fail("a live site names stack " + std::to_string(site.stack_id) + ", absent");
   for (const RawLeakGroup& g : s.groups)
     if (c.ok() && !known(g.stack_id)) c.fail("a leak names stack " + std::to_string(g.stack_id) + ", absent");
   for (const RawReferenced& m : s.most_referenced)

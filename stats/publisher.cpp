@@ -121,7 +121,8 @@ void remove_stale_segments(bool previous_image_only) {
                                header.version == kLayoutVersion && header.producer_pid == self &&
                                self_start_ticks != 0 && header.process_start_ticks == self_start_ticks &&
                                namespace_of(header) == ours;
-      remains = before_exec || (!previous_image_only && (whole || short_file) && segment_is_remains(whole ? &header : nullptr, st, now, ours, path.c_str()));
+      remains = before_exec || (!previous_image_only && (whole || short_file) &&
+                                segment_is_remains(whole ? &header : nullptr, st, now, ours, path.c_str()));
     }
     close(fd);
     if (remains) unlink(path.c_str());

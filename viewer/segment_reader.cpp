@@ -368,9 +368,59 @@ void SegmentReader::sanitise(stats::Snapshot& s) {
   if (s.leak_count > stats::kMaxLeaks) s.leak_count = stats::kMaxLeaks;
   if (s.series_count > stats::kSeriesLength) s.series_count = stats::kSeriesLength;
   s.series_next %= stats::kSeriesLength;
+  if (s.module_count > stats::kMaxModules) s.module_count = stats::kMaxModules;
+  for (auto& module : s.modules) {
+    terminate(module.path);
+    if (module.build_id_length > sizeof(module.build_id)) module.build_id_length = 0;
+  }
   for (auto& site : s.sites) sanitise_frames(site.frames, site.depth);
   for (auto& leak : s.leaks) sanitise_frames(leak.frames, leak.depth);
   for (auto& thread : s.threads) terminate(thread.name);
+  const auto check_modules = [&](stats::Frame* frames) {
+    for (uint32_t i = 0; i < stats::kMaxFrames; ++i) {
+      if (frames[i].module_index >= s.module_count) frames[i].module_index = stats::kNoModuleIndex;
+    }
+  };
+  for (auto& site : s.sites) check_modules(site.frames);
+  for (auto& leak : s.leaks) check_modules(leak.frames);
+}
+
+namespace {
+void copy_text(char* out, size_t capacity, const std::string& text) {
+  const size_t n = std::min(capacity - 1, text.size());
+  std::memcpy(out, text.data(), n);
+  out[n] = '\0';
+}
+}  // namespace
+
+void SegmentReader::name_frames(stats::Snapshot& s) const {
+  if (s.symbolized == 0) return;
+  if (symbolizer_ == nullptr) symbolizer_ = std::make_unique<analysis::ModuleSymbolizer>();
+  std::vector<report::RawModule> modules(s.module_count);
+  for (uint32_t i = 0; i < s.module_count; ++i) {
+    const stats::ModuleEntry& from = s.modules[i];
+    modules[i].unloaded = from.unloaded != 0;
+    modules[i].load_bias = from.load_bias;
+    modules[i].low = from.low;
+    modules[i].high = from.high;
+    modules[i].build_id.assign(reinterpret_cast<const char*>(from.build_id), from.build_id_length);
+    modules[i].path = from.path;
+  }
+  const auto name = [&](stats::Frame* frames, uint32_t depth) {
+    for (uint32_t i = 0; i < depth; ++i) {
+      stats::Frame& frame = frames[i];
+      const report::RawModule* module =
+          frame.module_index == stats::kNoModuleIndex ? nullptr : &modules[frame.module_index];
+      const analysis::SymbolizedFrame named = symbolizer_->resolve(module, frame.address);
+      frame.module_offset = named.module_offset;
+      frame.line = static_cast<uint32_t>(named.line > 0 ? named.line : 0);
+      copy_text(frame.function, sizeof(frame.function), named.function);
+      copy_text(frame.module, sizeof(frame.module), named.module);
+      copy_text(frame.file, sizeof(frame.file), named.file);
+    }
+  };
+  for (uint32_t i = 0; i < s.site_count; ++i) name(s.sites[i].frames, s.sites[i].depth);
+  for (uint32_t i = 0; i < s.leak_count; ++i) name(s.leaks[i].frames, s.leaks[i].depth);
 }
 
 bool SegmentReader::snapshot(stats::Snapshot& out, std::string& error) const {
@@ -408,6 +458,7 @@ bool SegmentReader::read_snapshot(stats::Snapshot& out, std::string& error) cons
     switch (stats::try_read_snapshot(*segment_, out)) {
       case stats::SnapshotRead::kConsistent:
         sanitise(out);
+        name_frames(out);
         return true;
       case stats::SnapshotRead::kNeverPublished:
         error = "the process has not published its first snapshot yet";
@@ -516,9 +567,8 @@ bool SegmentReader::remove_if_remains(const SegmentFile& file) {
   if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_uid == getuid() || geteuid() == 0)) {
     const bool whole = pread(fd, &header, sizeof(header), 0) == static_cast<ssize_t>(sizeof(header));
     const bool short_file = static_cast<size_t>(st.st_size) < sizeof(header);
-    remains = (whole || short_file) &&
-              stats::segment_is_remains(whole ? &header : nullptr, st, realtime_ns(), stats::own_pid_namespace(),
-                                         file.path.c_str());
+    remains = (whole || short_file) && stats::segment_is_remains(whole ? &header : nullptr, st, realtime_ns(),
+                                                                 stats::own_pid_namespace(), file.path.c_str());
   }
   ::close(fd);
   return remains && unlink(file.path.c_str()) == 0;

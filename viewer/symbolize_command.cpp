@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <fmt/core.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -49,6 +50,11 @@ bool write_all(int fd, const std::string& text) {
 }  // namespace
 
 int symbolize_dump(const std::string& path, bool answer, bool text) {
+  // Started by the library with every signal blocked (report/analysis_handoff.cpp): exec has reset
+  // the program's handlers, so they can be let through now.
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
   const bool from_stdin = answer || path.empty() || path == "-";
   const std::string name = from_stdin ? std::string("standard input") : path;
   const int fd = from_stdin ? 0 : ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);

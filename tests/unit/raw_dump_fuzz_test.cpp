@@ -70,9 +70,8 @@ RawReport sample() {
   r.modules = {{false, 0x555500000000, 0x555500001000, 0x555500005000, std::string("\x01\x02\x03", 3), "/bin/prog"},
                {true, 0x7f0000000000, 0x7f0000001000, 0x7f0000009000, "", "/tmp/gone.so"},
                {false, 0x7fff0000, 0x7fff0000, 0x7fff2000, "", "[vdso]"}};
-  r.stacks = {{1, {{0x555500001234, 0}, {0x7f0000001111, 1}}},
-              {2, {{0x7fff0100, 2}, {0xdeadbeef, kNoModule}}},
-              {3, {}}};
+  r.stacks = {
+      {1, {{0x555500001234, 0}, {0x7f0000001111, 1}}}, {2, {{0x7fff0100, 2}, {0xdeadbeef, kNoModule}}}, {3, {}}};
   return r;
 }
 
