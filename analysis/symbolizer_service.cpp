@@ -11,12 +11,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -32,7 +35,7 @@ constexpr int kClientTimeoutSeconds = 60;
 
 struct Service {
   std::mutex mutex;  // the symbolizer and its caches, one dump at a time
-  ModuleSymbolizer symbolizer;
+  std::unique_ptr<ModuleSymbolizer> symbolizer = std::make_unique<ModuleSymbolizer>();
   std::atomic<int> in_flight{0};
 };
 
@@ -78,24 +81,38 @@ void answer_client(Service& service, int fd) {
   std::string reply;
   {
     std::lock_guard<std::mutex> lock(service.mutex);
-    reply = report::serialize_raw_answer(render_answer(parsed, service.symbolizer));
+    reply = report::serialize_raw_answer(render_answer(parsed, *service.symbolizer));
   }
   write_all(fd, reply.data(), reply.size());
 }
 
-// Whether `pid` has exited, by its pidfd (or, without pidfd_open, by kill(pid, 0)).
-bool watched_exited(int pidfd, pid_t pid, int timeout_ms, int listener) {
-  pollfd fds[2] = {{listener, POLLIN, 0}, {pidfd, POLLIN, 0}};
-  const int ready = ::poll(fds, pidfd >= 0 ? 2 : 1, pidfd >= 0 ? -1 : timeout_ms);
-  if (ready < 0) return errno != EINTR && errno != EAGAIN;
-  if (pidfd >= 0) return (fds[1].revents & POLLIN) != 0;
-  return ::kill(pid, 0) != 0 && errno == ESRCH;
+// When the service ends: the run's program has exited (its pidfd is readable; without pidfd_open,
+// kill(pid, 0) fails) or, for a user's service, nobody came for kUserIdleMs.
+struct Lifetime {
+  int pidfd = -1;
+  pid_t watched = 0;  // 0: a user's service, ended by idleness
+};
+
+constexpr int kUserIdleMs = 2000;
+
+// Waits for a client: true when one is there, false when the service is to end.
+bool wait_for_client(const Lifetime& life, int listener) {
+  for (;;) {
+    pollfd fds[2] = {{listener, POLLIN, 0}, {life.pidfd, POLLIN, 0}};
+    const bool run = life.watched != 0;
+    const int ready = ::poll(fds, run && life.pidfd >= 0 ? 2 : 1, run ? (life.pidfd >= 0 ? -1 : 1000) : kUserIdleMs);
+    if (ready < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (ready < 0) return false;
+    if (run && life.pidfd >= 0 && (fds[1].revents & POLLIN) != 0) return false;
+    if (run && life.pidfd < 0 && ::kill(life.watched, 0) != 0 && errno == ESRCH) return false;
+    if (ready == 0 && !run) return false;  // idle
+    if ((fds[0].revents & POLLIN) != 0) return true;
+  }
 }
 
-[[noreturn]] void serve(int listener, int pidfd, pid_t watched, const std::string& directory,
-                        const std::string& socket_path) {
+void detach_from_terminal() {
   // Nothing of the terminal is held but stderr, and that only while tests count the modules read:
-  // a pipe reading the run's output must see its end when the program ends.
+  // a pipe reading the program's output must see its end when the program ends.
   const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   if (null >= 0) {
     ::dup2(null, 0);
@@ -105,9 +122,17 @@ bool watched_exited(int pidfd, pid_t pid, int timeout_ms, int listener) {
     ::close(null);
   }
   ::signal(SIGPIPE, SIG_IGN);
+}
+
+// Serves until the lifetime ends, then removes `socket_path` (if it is still the socket bound
+// here: a later service may have replaced it) and `directory` (if any), and exits.
+[[noreturn]] void serve(int listener, const Lifetime& life, const std::string& directory,
+                        const std::string& socket_path, std::unique_ptr<ModuleSymbolizer> symbolizer = nullptr) {
+  struct stat bound {};
+  ::stat(socket_path.c_str(), &bound);
   auto* service = new Service();  // lives until _exit: detached threads may still hold it
-  for (;;) {
-    if (watched_exited(pidfd, watched, 1000, listener)) break;
+  if (symbolizer != nullptr) service->symbolizer = std::move(symbolizer);
+  while (wait_for_client(life, listener)) {
     const int client = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (client < 0) continue;
     const int flags = ::fcntl(client, F_GETFL);
@@ -119,16 +144,36 @@ bool watched_exited(int pidfd, pid_t pid, int timeout_ms, int listener) {
       --service->in_flight;
     }).detach();
   }
-  ::unlink(socket_path.c_str());
-  ::rmdir(directory.c_str());
+  struct stat now {};
+  if (::stat(socket_path.c_str(), &now) == 0 && now.st_ino == bound.st_ino && now.st_dev == bound.st_dev)
+    ::unlink(socket_path.c_str());
+  if (!directory.empty()) ::rmdir(directory.c_str());
   // A client whose program has exited cannot be waiting; others (descendants that outlived it) get
   // up to their timeout.
   for (int i = 0; i < kClientTimeoutSeconds * 10 && service->in_flight.load() > 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   if (std::getenv("HEAPKEEPER_SYMBOLIZER_LOG") != nullptr)
     std::fprintf(stderr, "heapkeeper: symbolizer: %llu module files read\n",
-                 static_cast<unsigned long long>(service->symbolizer.modules_read()));
+                 static_cast<unsigned long long>(service->symbolizer->modules_read()));
   ::_exit(0);
+}
+
+// Whether a service of our uid answers at `path`.
+bool someone_serves(const std::string& path) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(address.sun_path)) return false;
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  bool ours = false;
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0) {
+    ucred peer{};
+    socklen_t length = sizeof peer;
+    ours = ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) == 0 && peer.uid == ::getuid();
+  }
+  ::close(fd);
+  return ours;
 }
 
 }  // namespace
@@ -158,16 +203,20 @@ std::string start_symbolizer_service(std::string& error) {
     ::rmdir(directory.c_str());
     return {};
   }
-  const pid_t watched = ::getpid();
-  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, watched, 0));  // close-on-exec by definition
+  Lifetime life;
+  life.watched = ::getpid();
+  life.pidfd = static_cast<int>(::syscall(SYS_pidfd_open, life.watched, 0));  // close-on-exec by definition
   std::fflush(nullptr);
   const pid_t child = ::fork();
   if (child == 0) {
     // The intermediate child exits at once: the service is re-parented, never the program's child.
-    if (::fork() == 0) serve(listener, pidfd, watched, directory, socket_path);
+    if (::fork() == 0) {
+      detach_from_terminal();
+      serve(listener, life, directory, socket_path);
+    }
     ::_exit(0);
   }
-  if (pidfd >= 0) ::close(pidfd);
+  if (life.pidfd >= 0) ::close(life.pidfd);
   ::close(listener);
   if (child < 0) {
     error = std::string("cannot start the symbolizer service: ") + std::strerror(errno);
@@ -179,6 +228,51 @@ std::string start_symbolizer_service(std::string& error) {
   while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
   }
   return socket_path;
+}
+
+}  // namespace heapkeeper::analysis
+
+namespace heapkeeper::analysis {
+
+void start_user_symbolizer_service(const std::string& socket_path, std::unique_ptr<ModuleSymbolizer> symbolizer) {
+  if (socket_path.empty() || socket_path[0] != '/' || someone_serves(socket_path)) return;
+  // Its directory: $XDG_RUNTIME_DIR itself, or /tmp/heapkeeper-<uid>, which must be ours, 0700
+  // and no link (anyone may create names in /tmp).
+  const std::string directory = socket_path.substr(0, socket_path.rfind('/'));
+  ::mkdir(directory.c_str(), 0700);
+  struct stat status {};
+  if (::lstat(directory.c_str(), &status) != 0 || !S_ISDIR(status.st_mode) || status.st_uid != ::getuid() ||
+      (status.st_mode & 077) != 0)
+    return;
+  std::fflush(nullptr);
+  const pid_t child = ::fork();
+  if (child != 0) {
+    if (child > 0) {
+      int ignored = 0;
+      while (::waitpid(child, &ignored, 0) < 0 && errno == EINTR) {
+      }
+    }
+    return;
+  }
+  // The intermediate child exits at once: the service is nobody's child but init's (or a
+  // subreaper's: the library asks for a service only when the program is none).
+  if (::fork() != 0) ::_exit(0);
+  ::setsid();
+  // Nothing of the program is held: the library started the binary with only 0, 1 and 2 open.
+  detach_from_terminal();
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof(address.sun_path)) ::_exit(0);
+  std::memcpy(address.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  const int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listener < 0) ::_exit(0);
+  // A socket nobody answers on is a dead service's: replace it. Two new services racing both bind;
+  // the one whose name was taken over idles out.
+  ::unlink(socket_path.c_str());
+  if (::bind(listener, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
+      ::listen(listener, 128) != 0)
+    ::_exit(0);
+  serve(listener, Lifetime{}, std::string(), socket_path, std::move(symbolizer));
 }
 
 }  // namespace heapkeeper::analysis

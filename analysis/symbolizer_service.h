@@ -9,18 +9,28 @@
 // entries); a socket in a private directory answers in one round trip, and processes outside any
 // run still get their reports by starting the binary themselves.
 //
-// The service is a grandchild of `heapkeeper run` made before the run execs the program: it is
+// The run's service is a grandchild of `heapkeeper run` made before the run execs the program: it is
 // nobody's child the program could see or wait for. It listens on a unix socket in a new 0700
 // directory (under $XDG_RUNTIME_DIR, else /tmp), answers only its own uid (SO_PEERCRED), and ends
 // once the program the run became has exited (a pidfd), removing the socket and directory.
 #pragma once
 
+#include <memory>
 #include <string>
+
+#include "analysis/module_symbolizer.h"
 
 namespace heapkeeper::analysis {
 
 // Starts the service for this process, which is about to exec the program: the socket's path, or
 // empty with `error` one line. The listening socket is close-on-exec: the program never holds it.
 std::string start_symbolizer_service(std::string& error);
+
+// A user's service, for traced processes outside any run (plain LD_PRELOAD): started by the first
+// `heapkeeper symbolize --answer --serve PATH` that finds nobody answering at PATH, it serves every
+// process of this uid that connects and ends after two seconds without a client, carrying on with
+// `symbolizer`'s cache (what the binary just read). Returns at once in the caller; the service is a
+// new session, re-parented, holding no descriptor of the program.
+void start_user_symbolizer_service(const std::string& socket_path, std::unique_ptr<ModuleSymbolizer> symbolizer);
 
 }  // namespace heapkeeper::analysis

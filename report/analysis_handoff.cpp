@@ -8,7 +8,9 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -17,6 +19,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -26,7 +29,8 @@ extern char** environ;
 namespace heapkeeper::report {
 namespace {
 
-char g_socket_path[sizeof(sockaddr_un::sun_path)] = {};
+char g_socket_path[sizeof(sockaddr_un::sun_path)] = {};       // the run's service
+char g_user_socket_path[sizeof(sockaddr_un::sun_path)] = {};  // the user's service (any process)
 char g_binary_path[PATH_MAX] = {};
 
 uint64_t monotonic_ms() {
@@ -72,15 +76,19 @@ bool read_until_eof(int fd, std::string& out, uint64_t deadline_ms) {
   }
 }
 
-// The service of the `heapkeeper run` above us: u64 length + dump, then the answer until EOF.
-bool ask_service(const std::string& dump, std::string& reply) {
-  if (g_socket_path[0] == '\0') return false;
+// A service (the run's or the user's): u64 length + dump, then the answer until EOF. The service
+// must run as our uid (SO_PEERCRED): the dump tells what the program allocated.
+bool ask_service(const char* socket_path, const std::string& dump, std::string& reply) {
+  if (socket_path[0] == '\0') return false;
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
-  std::memcpy(address.sun_path, g_socket_path, sizeof(address.sun_path) - 1);
+  std::memcpy(address.sun_path, socket_path, sizeof(address.sun_path) - 1);
   bool ok = ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0;
+  ucred peer{};
+  socklen_t peer_length = sizeof peer;
+  ok = ok && ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peer_length) == 0 && peer.uid == ::getuid();
   const uint64_t length = dump.size();
   ok = ok && write_all(fd, reinterpret_cast<const char*>(&length), sizeof length) &&
        write_all(fd, dump.data(), dump.size());
@@ -99,6 +107,7 @@ bool ask_service(const std::string& dump, std::string& reply) {
   const long grandchild = ::syscall(SYS_clone, static_cast<long>(SIGCHLD), nullptr, nullptr, nullptr, nullptr);
   if (grandchild == 0) {
     if (::dup2(dump_fd, 0) < 0 || ::dup2(answer_fd, 1) < 0) ::_exit(126);
+    ::syscall(SYS_close_range, 3u, ~0u, 0u);  // what the program left open without close-on-exec
     ::execve(argv[0], argv, envp);
     ::_exit(127);
   }
@@ -123,8 +132,13 @@ bool ask_binary(const std::string& dump, std::string& reply, std::string& why) {
   envp.push_back(nullptr);
   char arg0[PATH_MAX];
   std::memcpy(arg0, g_binary_path, sizeof arg0);
-  char arg1[] = "symbolize", arg2[] = "--answer";
-  char* argv[] = {arg0, arg1, arg2, nullptr};
+  char arg1[] = "symbolize", arg2[] = "--answer", arg3[] = "--serve";
+  // A user's service is asked for unless the program is a subreaper, which would become its parent.
+  int subreaper = 0;
+  const bool serve = g_user_socket_path[0] != '\0' &&
+                     ::prctl(PR_GET_CHILD_SUBREAPER, reinterpret_cast<unsigned long>(&subreaper), 0, 0, 0) == 0 &&
+                     subreaper == 0;
+  char* argv[] = {arg0, arg1, arg2, serve ? arg3 : nullptr, serve ? g_user_socket_path : nullptr, nullptr};
 
   const int dump_fd = static_cast<int>(::syscall(SYS_memfd_create, "heapkeeper-dump", MFD_CLOEXEC));
   int answer[2] = {-1, -1};
@@ -169,6 +183,26 @@ bool ask_binary(const std::string& dump, std::string& reply, std::string& why) {
   return true;
 }
 
+// The user's service: $XDG_RUNTIME_DIR (the user's own, 0700) or a directory of ours in /tmp, named
+// after the binary's file (device, inode, modification time), so that only the service of this
+// very binary is ever asked; none without a binary.
+void name_user_service() {
+  g_user_socket_path[0] = '\0';
+  struct stat binary {};
+  if (g_binary_path[0] == '\0' || ::stat(g_binary_path, &binary) != 0) return;
+  const unsigned long long identity = (static_cast<unsigned long long>(binary.st_dev) * 0x9e3779b97f4a7c15ull) ^
+                                      (static_cast<unsigned long long>(binary.st_ino) << 20) ^
+                                      static_cast<unsigned long long>(binary.st_mtim.tv_sec) * 1000000007ull ^
+                                      static_cast<unsigned long long>(binary.st_mtim.tv_nsec);
+  const char* runtime = std::getenv("XDG_RUNTIME_DIR");
+  const int n = runtime != nullptr && runtime[0] == '/'
+                    ? std::snprintf(g_user_socket_path, sizeof g_user_socket_path, "%s/heapkeeper-symbolizer.%llx",
+                                    runtime, identity)
+                    : std::snprintf(g_user_socket_path, sizeof g_user_socket_path, "/tmp/heapkeeper-%u/symbolizer.%llx",
+                                    static_cast<unsigned>(::getuid()), identity);
+  if (n < 0 || static_cast<size_t>(n) >= sizeof g_user_socket_path) g_user_socket_path[0] = '\0';
+}
+
 }  // namespace
 
 void locate_analysis_binary() {
@@ -178,6 +212,7 @@ void locate_analysis_binary() {
   if (const char* binary = std::getenv("HEAPKEEPER_BINARY");
       binary != nullptr && binary[0] == '/' && std::strlen(binary) < sizeof(g_binary_path)) {
     std::strcpy(g_binary_path, binary);
+    name_user_service();
     return;
   }
   // Next to this library: <prefix>/lib/libheapkeeper.so -> <prefix>/bin/heapkeeper.
@@ -197,13 +232,17 @@ void locate_analysis_binary() {
   if (std::strlen(library) + sizeof kRelative > sizeof g_binary_path) return;
   std::strcpy(g_binary_path, library);
   std::strcat(g_binary_path, kRelative);
+  name_user_service();
 }
 
 bool analyse_dump(const std::string& dump, RawAnswer& answer, std::string& why) {
   std::string reply;
-  if (!ask_service(dump, reply)) {
+  if (!ask_service(g_socket_path, dump, reply)) {
     reply.clear();
-    if (!ask_binary(dump, reply, why)) return false;
+    if (!ask_service(g_user_socket_path, dump, reply)) {
+      reply.clear();
+      if (!ask_binary(dump, reply, why)) return false;
+    }
   }
   return parse_raw_answer(reply, answer, why);
 }

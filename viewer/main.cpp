@@ -111,6 +111,9 @@ static int run_command_line(int argc, char** argv) {
   symbolize_cmd->add_option("dump", dump_file, "The raw dump (default: standard input)")->type_name("FILE");
   symbolize_cmd->add_flag("--text", symbolize_text, "The LeakSanitizer-style leak report instead");
   symbolize_cmd->add_flag("--answer", symbolize_answer, "Internal: the library's answer, from stdin to stdout");
+  std::string symbolize_serve;
+  symbolize_cmd->add_option("--serve", symbolize_serve, "Internal: then serve other processes at SOCKET")
+      ->type_name("SOCKET");
 
   pid_t view_pid = 0;
   CLI::App* view_cmd = app.add_subcommand("view", "Live terminal UI of a tracked process (without PID: pick one)");
@@ -128,7 +131,8 @@ static int run_command_line(int argc, char** argv) {
   if (stats_cmd->parsed()) return heapkeeper::view::show_stats(stats_pid, stats_json);
   if (scan_cmd->parsed()) return heapkeeper::view::request_scan(scan_pid, scan_json);
   if (report_cmd->parsed()) return heapkeeper::view::fetch_report(report_pid, report_json, sites_shown, frames_shown);
-  if (symbolize_cmd->parsed()) return heapkeeper::view::symbolize_dump(dump_file, symbolize_answer, symbolize_text);
+  if (symbolize_cmd->parsed())
+    return heapkeeper::view::symbolize_dump(dump_file, symbolize_answer, symbolize_text, symbolize_serve);
   if (view_cmd->parsed()) return heapkeeper::view::view_processes(view_pid);
   if (export_cmd->parsed()) {
     if (!export_all && export_pids.empty()) {

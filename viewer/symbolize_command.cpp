@@ -8,9 +8,11 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 #include "analysis/module_symbolizer.h"
 #include "analysis/report_renderer.h"
+#include "analysis/symbolizer_service.h"
 #include "report/raw_dump.h"
 
 namespace heapkeeper::view {
@@ -49,7 +51,7 @@ bool write_all(int fd, const std::string& text) {
 
 }  // namespace
 
-int symbolize_dump(const std::string& path, bool answer, bool text) {
+int symbolize_dump(const std::string& path, bool answer, bool text, const std::string& serve) {
   // Started by the library with every signal blocked (report/analysis_handoff.cpp): exec has reset
   // the program's handlers, so they can be let through now.
   sigset_t none;
@@ -70,19 +72,26 @@ int symbolize_dump(const std::string& path, bool answer, bool text) {
     fmt::print(stderr, "heapkeeper: {}: {}\n", name, error);
     return 1;
   }
-  analysis::ModuleSymbolizer symbolizer;
+  auto symbolizer = std::make_unique<analysis::ModuleSymbolizer>();
   std::string out;
   if (answer) {
-    out = report::serialize_raw_answer(analysis::render_answer(dump, symbolizer));
+    out = report::serialize_raw_answer(analysis::render_answer(dump, *symbolizer));
   } else if (text) {
     dump.flags = report::kWantLeakText;
-    out = analysis::render_answer(dump, symbolizer).leak_text;
+    out = analysis::render_answer(dump, *symbolizer).leak_text;
   } else {
-    out = analysis::render_json(dump, symbolizer);
+    out = analysis::render_json(dump, *symbolizer);
   }
   if (!write_all(1, out)) {
     fmt::print(stderr, "heapkeeper: cannot write the answer: {}\n", std::strerror(errno));
     return 1;
+  }
+  if (answer && !serve.empty()) {
+    // The answer is complete once the library sees the end of the pipe; then the next process of
+    // this user need not start a binary at all.
+    ::close(1);
+    ::close(0);
+    analysis::start_user_symbolizer_service(serve, std::move(symbolizer));
   }
   return 0;
 }

@@ -7,8 +7,10 @@
 
 namespace heapkeeper::view {
 
-// `answer`: dump on stdin, the library's answer on stdout. Otherwise the JSON report (or, with
-// `text`, the leak text) of the dump in `path` ("-" or empty: stdin). 0, or 1 with one line.
-int symbolize_dump(const std::string& path, bool answer, bool text);
+// `answer`: dump on stdin, the library's answer on stdout, then (with `serve`, a socket path) a
+// user's symbolizer service there if none answers yet (analysis/symbolizer_service.h). Otherwise
+// the JSON report (or, with `text`, the leak text) of the dump in `path` ("-" or empty: stdin).
+// 0, or 1 with one line.
+int symbolize_dump(const std::string& path, bool answer, bool text, const std::string& serve = {});
 
 }  // namespace heapkeeper::view

