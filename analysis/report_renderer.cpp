@@ -258,6 +258,10 @@ report::RawAnswer render_answer(const RawReport& dump, ModuleSymbolizer& symboli
   report::RawAnswer answer;
   for (size_t i = 0; i < dump.scan.groups.size(); ++i) answer.unsuppressed_leaks |= !suppressed.suppressed[i];
   if (dump.flags & report::kWantLeakText) answer.leak_text = leak_text(dump, stacks, suppressed);
+  if ((dump.flags & report::kWantFrames) && !dump.stacks.empty()) {
+    for (const SymbolizedFrame& frame : stacks.frames(dump.stacks[0].id))
+      answer.leak_text += ModuleSymbolizer::format(frame) + "\n";
+  }
   if (dump.flags & report::kWantJson) answer.json = json_of(dump, stacks, suppressed);
   return answer;
 }

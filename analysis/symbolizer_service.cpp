@@ -186,7 +186,7 @@ std::string start_symbolizer_service(std::string& error) {
     error = "cannot make a directory in " + base + ": " + std::strerror(errno);
     return {};
   }
-  const std::string socket_path = directory + "/symbolizer";
+  std::string socket_path = directory + "/symbolizer";
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   if (socket_path.size() >= sizeof(address.sun_path)) {

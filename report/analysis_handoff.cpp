@@ -24,8 +24,6 @@
 #include <cstring>
 #include <vector>
 
-extern char** environ;
-
 namespace heapkeeper::report {
 namespace {
 

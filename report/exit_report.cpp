@@ -16,7 +16,6 @@
 #include "allocator/config.h"
 #include "allocator/diagnostics.h"
 #include "allocator/engine.h"
-#include "allocator/fork_replaceable.h"
 #include "allocator/heap_summary.h"
 #include "allocator/stack_table.h"
 #include "report/analysis_handoff.h"
@@ -24,7 +23,6 @@
 #include "report/read_file.h"
 #include "report/report_file.h"
 #include "report/site_summary.h"
-#include "report/symbolizer.h"
 
 namespace heapkeeper::report {
 namespace {
@@ -38,32 +36,6 @@ ExitVerdict g_exit_verdict;
 
 // Live sites the report lists (the JSON report's "live_sites"; "live_site_count" counts them all).
 constexpr size_t kLiveSitesShown = 20;
-
-void print_symbolized_stack_unguarded(uint32_t stack_id, const char* title) {
-  alloc::DiagnosticLine().text("  ").text(title).emit();
-  alloc::StackView view = alloc::stack_table().frames(stack_id);
-  if (view.depth == 0) {
-    alloc::DiagnosticLine().text("    (no stack recorded)").emit();
-    return;
-  }
-  for (uint32_t i = 0; i < view.depth; ++i) {
-    SymbolizedFrame frame = shared_symbolizer().resolve(view.frames[i], view.generation);
-    std::string text = Symbolizer::format(frame);
-    alloc::DiagnosticLine().text("    #").number(i).text(" ").text(text).emit();
-  }
-}
-
-// Called from inside the program's free() (a bad-free report): symbolizing allocates and may throw,
-// and nothing may cross into free's caller.
-void print_symbolized_stack(uint32_t stack_id, const char* title) {
-  try {
-    print_symbolized_stack_unguarded(stack_id, title);
-  } catch (const std::exception& error) {
-    alloc::DiagnosticLine().text("    (stack not symbolized: ").text(error.what()).text(")").emit();
-  } catch (...) {
-    alloc::DiagnosticLine().text("    (stack not symbolized)").emit();
-  }
-}
 
 // Adds the frames of every stack the report refers to, each attributed to its module.
 void add_stacks(RawReport& r) {
@@ -127,6 +99,27 @@ RawReport build_raw_report(uint32_t flags) {
   return r;
 }
 
+// A frame as the fallback prints it: "?? module+0xoffset (BuildId: hex)", or "?? 0x<address>".
+std::string unsymbolized_frame(const RawReport& r, const RawFrame& f) {
+  char number[64];
+  if (f.module == kNoModule) {
+    std::snprintf(number, sizeof number, "?? ?? 0x%" PRIx64, f.address);
+    return number;
+  }
+  const RawModule& m = r.modules[f.module];
+  std::snprintf(number, sizeof number, "+0x%" PRIx64, f.address - m.load_bias);
+  std::string text = "?? " + m.path + number;
+  if (!m.build_id.empty()) {
+    text += " (BuildId: ";
+    for (unsigned char c : m.build_id) {
+      std::snprintf(number, sizeof number, "%02x", c);
+      text += number;
+    }
+    text += ")";
+  }
+  return m.unloaded ? text + " (unloaded)" : text;
+}
+
 // Without the binary: the leak report with module+offset frames (and build-ids), as LeakSanitizer
 // prints without a symbolizer; suppressions, which match names, cannot be applied.
 std::string unsymbolized_leak_text(const RawReport& r) {
@@ -143,33 +136,62 @@ std::string unsymbolized_leak_text(const RawReport& r) {
     const RawStack* stack = r.stack(g.stack_id);
     const size_t depth = stack != nullptr ? stack->frames.size() : 0;
     for (size_t i = 0; i < depth; ++i) {
-      const RawFrame& f = stack->frames[i];
-      char line[128];
-      std::snprintf(line, sizeof line, "    #%zu 0x%" PRIx64 " in ?? ", i, f.address);
-      text += line;
-      if (f.module == kNoModule) {
-        std::snprintf(line, sizeof line, "?? 0x%" PRIx64 "\n", f.address);
-        text += line;
-        continue;
-      }
-      const RawModule& m = r.modules[f.module];
-      std::snprintf(line, sizeof line, "+0x%" PRIx64, f.address - m.load_bias);
-      text += m.path + line;
-      if (!m.build_id.empty()) {
-        text += " (BuildId: ";
-        for (unsigned char c : m.build_id) {
-          std::snprintf(line, sizeof line, "%02x", c);
-          text += line;
-        }
-        text += ")";
-      }
-      text += m.unloaded ? " (unloaded)\n" : "\n";
+      char prefix[64];
+      std::snprintf(prefix, sizeof prefix, "    #%zu 0x%" PRIx64 " in ", i, stack->frames[i].address);
+      text += prefix + unsymbolized_frame(r, stack->frames[i]) + "\n";
     }
     if (depth == 0) text += "    (no stack recorded)\n";
   }
   text += "\nSUMMARY: heapkeeper: " + std::to_string(bytes) + " byte(s) leaked in " + std::to_string(blocks) +
           " allocation(s).\n";
   return text;
+}
+
+void print_stack_unguarded(uint32_t stack_id, const char* title) {
+  alloc::DiagnosticLine().text("  ").text(title).emit();
+  const alloc::StackView view = alloc::stack_table().frames(stack_id);
+  if (view.depth == 0) {
+    alloc::DiagnosticLine().text("    (no stack recorded)").emit();
+    return;
+  }
+  RawReport r;
+  r.flags = kWantFrames;
+  r.pid = ::getpid();
+  ModuleMap modules;
+  modules.load();
+  RawStack stack;
+  stack.id = stack_id;
+  for (uint32_t i = 0; i < view.depth; ++i)
+    stack.frames.push_back({view.frames[i], modules.attribute(view.frames[i], view.generation, r.modules)});
+  r.stacks.push_back(std::move(stack));
+  RawAnswer answer;
+  std::string why;
+  const bool named = analyse_dump(serialize_raw_dump(r), answer, why);
+  size_t at = 0;
+  for (uint32_t i = 0; i < view.depth; ++i) {
+    std::string text;
+    if (named) {
+      const size_t end = answer.leak_text.find('\n', at);
+      if (end == std::string::npos) break;
+      text = answer.leak_text.substr(at, end - at);
+      at = end + 1;
+    } else {
+      text = unsymbolized_frame(r, r.stacks[0].frames[i]);
+    }
+    alloc::DiagnosticLine().text("    #").number(i).text(" ").text(text).emit();
+  }
+}
+
+// Called from inside the program's free() (a bad-free report): the hand-off allocates and may
+// throw, and nothing may cross into free's caller.
+void print_stack(uint32_t stack_id, const char* title) {
+  try {
+    print_stack_unguarded(stack_id, title);
+  } catch (const std::exception& error) {
+    alloc::DiagnosticLine().text("    (stack not printed: ").text(error.what()).text(")").emit();
+  } catch (...) {
+    alloc::DiagnosticLine().text("    (stack not printed)").emit();
+  }
 }
 
 bool leaks_at_exit(const RawReport& r) {
@@ -243,22 +265,15 @@ void report_at_exit() {
 
 }  // namespace
 
-alloc::ForkReplaceable<Symbolizer> g_shared_symbolizer;  // see fork_replaceable.h
-
-Symbolizer& shared_symbolizer() { return g_shared_symbolizer.get(); }
-
 void add_dump_section(DumpSection section) {
   if (g_section_count < kMaxSections) g_sections[g_section_count++] = section;
 }
 
 void install() {
   locate_analysis_binary();
-  alloc::set_stack_printer(print_symbolized_stack);
+  alloc::set_stack_printer(print_stack);
   alloc::add_exit_handler(report_at_exit);
-  alloc::add_fork_child_handler([] {
-    g_shared_symbolizer.replace_in_child();
-    g_exit_verdict = ExitVerdict{};
-  });
+  alloc::add_fork_child_handler([] { g_exit_verdict = ExitVerdict{}; });
 }
 
 std::string build_raw_dump(uint32_t flags) { return serialize_raw_dump(build_raw_report(flags)); }

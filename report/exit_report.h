@@ -14,17 +14,12 @@
 
 namespace heapkeeper::report {
 
-class Symbolizer;
-
-// The process-wide in-process symbolizer (created on first use, never destroyed). Guard held. Only
-// bad-free reports and the live snapshot use it; reports go through the binary.
-Symbolizer& shared_symbolizer();
-
 // Layers above add their facts to the dump (the collector adds its last scan).
 using DumpSection = void (*)(RawReport& report);
 void add_dump_section(DumpSection section);
 
-// Registers the exit handler and the stack printer with the engine. Guard held.
+// Registers the exit handler and the stack printer (bad-free reports, named by the binary too)
+// with the engine. Guard held.
 void install();
 
 // The raw dump of this process now, asking the reader for `flags` (RawDumpFlags).

@@ -198,6 +198,10 @@ bool parse_raw_dump(std::string_view bytes, RawReport& r, std::string& error) {
     return false;
   }
   r.flags = c.u32("header");
+  if (r.flags > (kWantLeakText | kWantJson | kWantFrames)) {
+    error = "corrupt heapkeeper raw dump: unknown flags " + std::to_string(r.flags);
+    return false;
+  }
   const uint64_t total = c.u64("header");
   if (total != bytes.size()) {
     error = "raw dump truncated or padded: its header says " + std::to_string(total) + " bytes, there are " +

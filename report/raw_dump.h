@@ -57,6 +57,7 @@ inline constexpr uint32_t kRawDumpMaxBuildId = 64;
 enum RawDumpFlags : uint32_t {
   kWantLeakText = 1,  // the LeakSanitizer-style leak report (at exit, for stderr)
   kWantJson = 2,      // the JSON report
+  kWantFrames = 4,    // the first stack's frames, one line each (a bad-free report's stacks)
 };
 
 struct RawFrame {
@@ -140,7 +141,8 @@ struct RawReport {
 inline constexpr uint64_t kRawAnswerMagic = 0x5257534e41504b48ull;  // "HKPANSWR" little-endian
 struct RawAnswer {
   bool unsuppressed_leaks = false;
-  std::string leak_text;  // the LeakSanitizer-style report for stderr (empty: nothing to say)
+  std::string leak_text;  // the LeakSanitizer-style report for stderr (empty: nothing to say), or
+                          // with kWantFrames one named frame a line
   std::string json;       // the JSON report (when asked for)
 };
 std::string serialize_raw_answer(const RawAnswer& answer);
