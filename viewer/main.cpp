@@ -32,6 +32,8 @@ constexpr const char* kEnvironmentHelp = R"(Environment read by the traced progr
   HEAPKEEPER_STATS=0            no live-stats segment in /dev/shm and no publisher thread
   HEAPKEEPER_QUIET=1            no "new leaks" lines from periodic scans
   HEAPKEEPER_LIBRARY=PATH       (for `heapkeeper run`) the preload library to use
+  HEAPKEEPER_BINARY=PATH        the heapkeeper binary that names frames (default: ../bin/heapkeeper beside the library)
+  HEAPKEEPER_SYMBOLIZER_LOG=1   the symbolizer prints one line for each module file it reads
 Invalid values are reported in one line naming the variable, and the default is used.)";
 
 }  // namespace

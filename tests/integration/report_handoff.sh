@@ -3,7 +3,8 @@
 # binary (the run's symbolizer service, or `heapkeeper symbolize` started with a raw clone) and
 # prints its answer (report/analysis_handoff.h).
 #   watching     the program cannot tell: no SIGCHLD, no child its wait() reaps, no new descriptor,
-#                no libdw in its maps after heapkeeper_write_report, its exit status and
+#                no libdw in its maps after heapkeeper_write_report or after `heapkeeper report
+#                PID` and `heapkeeper stats PID` named its frames (reader side), its exit status and
 #                HEAPKEEPER_EXITCODE as before; reports named in full by both ways; the binary
 #                refuses a corrupt dump in one line
 #   unreachable  without the binary (moved out of reach, named wrongly, failing, answering nonsense)
@@ -68,6 +69,29 @@ case $part in
     fi
     hk_json_check "$W/api.json" 'any(f["function"] == "leak_for_handoff" for l in r["live_sites"] for f in l["stack"])' \
       "the mid-run report names the live block's function" || true
+
+    # Live: the report and the snapshot's frames are named on the reader's side.
+    "$HK_LAUNCHER" run -- "$program" hold "$W/hold.pid" >"$W/hold.out" 2>"$W/hold.err" &
+    job=$!
+    for ((i = 0; i < 300; ++i)); do [[ -s $W/hold.pid ]] && break; sleep 0.02; done
+    pid=$(cat "$W/hold.pid" 2>/dev/null || echo 0)
+    for ((i = 0; i < 50; ++i)); do
+      "$HK_LAUNCHER" report "$pid" --json >"$W/live.json" 2>"$W/live.err" && break
+      sleep 0.1
+    done
+    for ((i = 0; i < 50; ++i)); do
+      "$HK_LAUNCHER" stats "$pid" --json >"$W/stats.json" 2>"$W/stats.err" || true
+      grep -q leak_for_handoff "$W/stats.json" && break
+      sleep 0.1
+    done
+    touch "$W/hold.pid.done"
+    hk_wait "$job" || true
+    ok=1
+    hk_json_check "$W/live.json" 'any(f["function"] == "leak_for_handoff" for s in r["live_sites"] for f in s["stack"])' \
+      "heapkeeper report PID names the live block's function" || ok=0
+    grep -q '"leak_for_handoff"' "$W/stats.json" || { hk_fail "heapkeeper stats PID: frames not named"; ok=0; }
+    [[ $(cat "$W/hold.out") == "libdw: not mapped" ]] || { hk_fail "live: the program says $(cat "$W/hold.out")"; ok=0; }
+    ((ok)) && hk_pass "live report and stats named by the reader; no libdw in the traced process"
 
     HEAPKEEPER_EXITCODE=23 run_case exitcode preload wait
     printf 'leak:leak_for_handoff\n' >"$W/leak.supp"

@@ -4,7 +4,9 @@
  * - "stranger N" when its waiting thread reaps a child it never made (`wait` mode: it keeps a
  *   child of its own and waits for any child): the hand-off's process must be invisible to wait();
  * - in `api PATH` mode, after heapkeeper_write_report(PATH) (found with dlsym): its result, whether
- *   its descriptors are the ones it had, whether libdw is mapped, whether it has children.
+ *   its descriptors are the ones it had, whether libdw is mapped, whether it has children;
+ * - in `hold PIDFILE` mode it writes its pid to PIDFILE, waits (up to 30 s) until PIDFILE.done
+ *   exists — meanwhile `heapkeeper report/stats PID` look at it — then says whether libdw is mapped.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -101,6 +103,18 @@ int main(int argc, char** argv) {
     pthread_t waiter;
     pthread_create(&waiter, NULL, reap_any_child, NULL);
     usleep(10000);  // the waiter is in waitpid
+    return 0;
+  }
+  if (argc > 2 && strcmp(argv[1], "hold") == 0) {
+    char done[4096];
+    snprintf(done, sizeof done, "%s.done", argv[2]);
+    FILE* pid_file = fopen(argv[2], "w");
+    if (pid_file == NULL) return 1;
+    fprintf(pid_file, "%d\n", (int)getpid());
+    fclose(pid_file);
+    for (int i = 0; i < 600 && access(done, F_OK) != 0; ++i) usleep(50000);
+    printf("libdw: %s\n", libdw_mapped() ? "mapped" : "not mapped");
+    fflush(stdout);
     return 0;
   }
   if (argc > 2 && strcmp(argv[1], "api") == 0) {
