@@ -443,6 +443,13 @@ int dlclose_recording_unloads(DlcloseFunction original, void* handle) noexcept {
   return result;
 }
 
+size_t loaded_build_id(const dl_phdr_info* info, uint8_t* out) noexcept {
+  static_assert(kMaxBuildId <= kMaxBuildIdBytes);
+  const BuildId id = build_id_of(info);
+  std::memcpy(out, id.bytes, id.length);
+  return id.length;
+}
+
 bool unloaded_module_for(uintptr_t return_address, uint32_t generation, UnloadedModule* out) noexcept {
   const Registry* registry = g_registry.load(std::memory_order_acquire);
   if (registry == nullptr || generation == kMappedNow) return false;

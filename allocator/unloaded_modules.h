@@ -42,6 +42,8 @@
 #include <cstddef>
 #include <cstdint>
 
+struct dl_phdr_info;  // <link.h>
+
 namespace heapkeeper::alloc {
 
 // Stacks are attributed to what is mapped at report time when given this generation (a single
@@ -79,6 +81,11 @@ bool unloaded_between(const uintptr_t* return_addresses, uint32_t depth, uint32_
 // The earliest unload after `generation` of a module holding one of these return addresses, or 0 if
 // none: two stacks with the same addresses name the same code exactly when this agrees.
 uint32_t first_unload_after(const uintptr_t* return_addresses, uint32_t depth, uint32_t generation) noexcept;
+
+// The GNU build-id of a loaded object, read from its mapped notes, into `out` (kMaxBuildIdBytes
+// bytes of room); its length, or 0 when it has none.
+constexpr size_t kMaxBuildIdBytes = 64;
+size_t loaded_build_id(const ::dl_phdr_info* info, uint8_t* out) noexcept;
 
 // Records and events so far (tests, diagnostics).
 size_t unloaded_module_count() noexcept;

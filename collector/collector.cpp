@@ -9,7 +9,6 @@
 #include <atomic>
 #include <cstdio>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <unordered_map>
 
 #include "allocator/block_header.h"
@@ -28,9 +27,7 @@
 #include "collector/root_scan.h"
 #include "collector/suppressions.h"
 #include "report/exit_report.h"
-#include "report/json_text.h"
-#include "report/site_summary.h"
-#include "report/symbolizer.h"
+#include "report/raw_dump.h"
 
 namespace heapkeeper::collect {
 namespace {
@@ -74,19 +71,6 @@ void load_suppressions_once(CollectorState& s) {
   if (!s.suppressions.load(path, error)) {
     alloc::DiagnosticLine().text(error).text("; no leaks are suppressed").emit();
   }
-}
-
-// The pattern suppressing a stack, if any frame's function, module or file matches one.
-std::string suppression_for(CollectorState& s, uint32_t stack_id) {
-  if (s.suppressions.empty()) return {};
-  alloc::StackView view = alloc::stack_table().frames(stack_id);
-  for (uint32_t i = 0; i < view.depth; ++i) {
-    report::SymbolizedFrame frame = report::shared_symbolizer().resolve(view.frames[i], view.generation);
-    for (const std::string* text : {&frame.function, &frame.module, &frame.file}) {
-      if (const std::string* pattern = s.suppressions.match(*text)) return *pattern;
-    }
-  }
-  return {};
 }
 
 void fill_report(CollectorState& s, const ScanResult& result, ScanReport& report) {
@@ -154,14 +138,9 @@ void fill_report(CollectorState& s, const ScanResult& result, ScanReport& report
     group.max_age_scans = std::max(group.max_age_scans, report.number - first_scan);
   }
   s.known = std::move(now_known);
-  for (auto& [key, group] : groups) {
-    group.suppressed_by = suppression_for(s, group.stack_id);
-    if (!group.suppressed_by.empty()) {
-      report.suppressed_blocks += group.blocks;
-      report.suppressed_bytes += group.bytes;
-    }
-    report.groups.push_back(std::move(group));
-  }
+  // Suppressions match function names, which only the `heapkeeper` binary knows: it applies them
+  // to the report (report/raw_dump.h); here every group stands.
+  for (auto& [key, group] : groups) report.groups.push_back(std::move(group));
   std::sort(report.groups.begin(), report.groups.end(), [](const LeakGroup& a, const LeakGroup& b) {
     if (a.direct != b.direct) return a.direct;
     return a.bytes != b.bytes ? a.bytes > b.bytes : a.blocks > b.blocks;
@@ -210,105 +189,54 @@ void reclaim(CollectorState& s, const ScanResult& result, ScanReport& report,
   report.held_blocks = s.held.size();
 }
 
-nlohmann::json scan_json(const ScanReport& r) {
-  const double seconds = static_cast<double>(r.mark_ns) / 1e9;
-  const double marked = static_cast<double>(r.root_bytes + r.heap_bytes_marked);
-  return {{"number", r.number},
-          {"ok", r.ok},
-          {"at_exit", r.at_exit},
-          {"failure", report::json_text(r.failure)},
-          {"stop_method", r.stop_method},
-          {"pause_ms", static_cast<double>(r.pause_ns) / 1e6},
-          {"mark_ms", static_cast<double>(r.mark_ns) / 1e6},
-          {"threads_stopped", r.threads_stopped},
-          {"root_ranges", r.root_ranges},
-          {"roots_scanned_bytes", r.root_bytes},
-          {"heap_bytes_marked", r.heap_bytes_marked},
-          {"mark_throughput_gbps", seconds > 0 ? marked / seconds / 1e9 : 0.0},
-          {"live_blocks", r.live_blocks},
-          {"reachable_blocks", r.reachable_blocks},
-          {"leaked_blocks", r.leaked_blocks},
-          {"leaked_bytes", r.leaked_bytes},
-          {"new_leaked_blocks", r.new_leaked_blocks},
-          {"new_leaked_bytes", r.new_leaked_bytes},
-          {"reclaimed_blocks", r.reclaimed_blocks},
-          {"reclaimed_bytes", r.reclaimed_bytes},
-          {"held_blocks", r.held_blocks},
-          {"reclaimed_blocks_total", r.reclaimed_blocks_total},
-          {"reclaimed_bytes_total", r.reclaimed_bytes_total}};
-}
-
-// What blocks and allocation sites retain (retained_analysis.h); "known": false when the scan
-// recorded no reference graph (HEAPKEEPER_RETAINED=0, the text-only exit scan, no memory).
-nlohmann::json retained_json(const ScanReport& r) {
-  nlohmann::json retained = {{"known", r.retained_known}};
-  if (!r.retained_known) return retained;
-  retained["analysis_ms"] = static_cast<double>(r.retained_analysis_ns) / 1e6;
-  retained["references"] = r.references_recorded;
-  nlohmann::json sites = nlohmann::json::array();
-  for (const ScanReport::RetainedSite& site : r.retained_sites) {
-    sites.push_back({{"blocks", site.blocks},
-                     {"bytes", site.bytes},
-                     {"retained_bytes", site.retained_bytes},
-                     {"stack", report::stack_to_json(report::shared_symbolizer(), site.stack_id)}});
-  }
-  retained["sites"] = std::move(sites);
-  nlohmann::json blocks = nlohmann::json::array();
-  for (const ScanReport::RetainedBlock& block : r.top_retainers) {
-    char address[32];
-    std::snprintf(address, sizeof(address), "0x%lx", static_cast<unsigned long>(block.address));
-    blocks.push_back({{"address", address},
-                      {"bytes", block.size},
-                      {"retained_bytes", block.retained_bytes},
-                      {"stack", report::stack_to_json(report::shared_symbolizer(), block.stack_id)}});
-  }
-  retained["top_blocks"] = std::move(blocks);
-  return retained;
-}
-
-void add_leaks_to_report(nlohmann::json& doc) {
+// The last scan's facts for the raw dump (report/raw_dump.h): the binary renders the JSON
+// report's "leaks", "scan", "scans" and "collected" from them, after applying the suppressions.
+void add_scan_to_dump(report::RawReport& doc) {
   CollectorState& s = state();
   const ScanReport r = last_scan();
+  doc.suppressions = s.suppressions.patterns();
   if (r.number == 0) return;
-  uint64_t blocks = 0, bytes = 0;
-  nlohmann::json leaks = nlohmann::json::array();
-  for (const LeakGroup& g : r.groups) {
-    if (!g.suppressed_by.empty()) continue;
-    blocks += g.blocks;
-    bytes += g.bytes;
-    leaks.push_back({{"kind", g.direct ? "direct" : "indirect"},
-                     {"blocks", g.blocks},
-                     {"bytes", g.bytes},
-                     {"new_blocks", g.new_blocks},
-                     {"age_scans", g.max_age_scans},
-                     {"stack", report::stack_to_json(report::shared_symbolizer(), g.stack_id)}});
-  }
-  doc["leaked_blocks"] = blocks;
-  doc["leaked_bytes"] = bytes;
-  doc["leaks"] = std::move(leaks);
-  doc["suppressed_leaks"] = {{"blocks", r.suppressed_blocks}, {"bytes", r.suppressed_bytes}};
-  doc["scan"] = scan_json(r);
-  const char* bucket_names[] = {"1", "2", "3-4", "5-8", "9-16", "17+"};
-  nlohmann::json histogram;
-  for (int i = 0; i < 6; ++i) histogram[bucket_names[i]] = r.reference_histogram[i];
-  doc["scan"]["reference_counts"] = std::move(histogram);
-  nlohmann::json top = nlohmann::json::array();
-  for (const ScanReport::Referenced& b : r.most_referenced) {
-    top.push_back({{"references", b.references},
-                   {"bytes", b.size},
-                   {"stack", report::stack_to_json(report::shared_symbolizer(), b.stack_id)}});
-  }
-  doc["scan"]["most_referenced"] = std::move(top);
-  doc["scan"]["retained"] = retained_json(r);
-  doc["scans"] = s.scans;
-  doc["collected"] = {{"blocks", s.reclaimed_blocks_total}, {"bytes", s.reclaimed_bytes_total}};
-}
-
-std::string format_frame_line(uint32_t index, uintptr_t address, uint32_t generation) {
-  report::SymbolizedFrame frame = report::shared_symbolizer().resolve(address, generation);
-  char prefix[48];
-  std::snprintf(prefix, sizeof(prefix), "    #%u 0x%lx in ", index, static_cast<unsigned long>(address));
-  return prefix + report::Symbolizer::format(frame) + "\n";
+  report::RawScan& out = doc.scan;
+  out.present = true;
+  out.number = r.number;
+  out.ok = r.ok;
+  out.at_exit = r.at_exit;
+  out.failure = r.failure;
+  out.stop_method = r.stop_method;
+  out.pause_ns = r.pause_ns;
+  out.mark_ns = r.mark_ns;
+  out.threads_stopped = r.threads_stopped;
+  out.root_ranges = r.root_ranges;
+  out.root_bytes = r.root_bytes;
+  out.heap_bytes_marked = r.heap_bytes_marked;
+  out.live_blocks = r.live_blocks;
+  out.reachable_blocks = r.reachable_blocks;
+  out.leaked_blocks = r.leaked_blocks;
+  out.leaked_bytes = r.leaked_bytes;
+  out.new_leaked_blocks = r.new_leaked_blocks;
+  out.new_leaked_bytes = r.new_leaked_bytes;
+  out.reclaimed_blocks = r.reclaimed_blocks;
+  out.reclaimed_bytes = r.reclaimed_bytes;
+  out.held_blocks = r.held_blocks;
+  out.reclaimed_blocks_total = r.reclaimed_blocks_total;
+  out.reclaimed_bytes_total = r.reclaimed_bytes_total;
+  out.direct_blocks = r.direct_blocks;
+  out.indirect_blocks = r.indirect_blocks;
+  for (int i = 0; i < 6; ++i) out.reference_histogram[i] = r.reference_histogram[i];
+  out.scans = s.scans;
+  out.collected_blocks = s.reclaimed_blocks_total;
+  out.collected_bytes = s.reclaimed_bytes_total;
+  for (const LeakGroup& g : r.groups)
+    out.groups.push_back({g.direct, g.stack_id, g.blocks, g.bytes, g.new_blocks, g.new_bytes, g.max_age_scans});
+  for (const ScanReport::Referenced& b : r.most_referenced)
+    out.most_referenced.push_back({b.size, b.references, b.stack_id});
+  out.retained_known = r.retained_known;
+  out.retained_analysis_ns = r.retained_analysis_ns;
+  out.references_recorded = r.references_recorded;
+  for (const ScanReport::RetainedSite& site : r.retained_sites)
+    out.retained_sites.push_back({site.stack_id, site.blocks, site.bytes, site.retained_bytes});
+  for (const ScanReport::RetainedBlock& block : r.top_retainers)
+    out.top_retainers.push_back({block.address, block.size, block.retained_bytes, block.stack_id});
 }
 
 void exit_scan() {
@@ -332,11 +260,8 @@ void exit_scan() {
   // (bad_alloc under a tight ulimit, say) ends here as one line, never as std::terminate.
   try {
     ScanReport report = scan_now(true, stack_from, registers, register_count);
-    if (!report.ok) {
-      alloc::DiagnosticLine().text("leak scan at exit skipped: ").text(report.failure).emit();
-      return;
-    }
-    print_leak_report(report);
+    // The leak report itself is written by the report layer's exit handler, which runs next.
+    if (!report.ok) alloc::DiagnosticLine().text("leak scan at exit skipped: ").text(report.failure).emit();
   } catch (const std::exception& error) {
     alloc::DiagnosticLine().text("leak scan at exit failed: ").text(error.what()).emit();
   } catch (...) {
@@ -348,7 +273,7 @@ void exit_status() {
   const alloc::Config& cfg = alloc::config();
   if (cfg.exit_code == 0 || cfg.mode == alloc::CollectorMode::kOff) return;
   const ScanReport report = last_scan();
-  if (!report.at_exit || report.leaked_blocks == report.suppressed_blocks) return;
+  if (!report.at_exit || report.leaked_blocks == 0 || !report::exit_verdict().unsuppressed_leaks) return;
   fflush(nullptr);  // we are the last exit handler: only stdio's own flush would have followed
   _exit(cfg.exit_code);
 }
@@ -499,35 +424,6 @@ ScanReport last_scan() {
   return s.last;
 }
 
-void print_leak_report(const ScanReport& report) {
-  uint64_t blocks = 0, bytes = 0, groups = 0;
-  for (const LeakGroup& g : report.groups) {
-    if (!g.suppressed_by.empty()) continue;
-    blocks += g.blocks;
-    bytes += g.bytes;
-    ++groups;
-  }
-  if (blocks == 0) return;
-  const int pid = getpid();
-  std::string text = "\n=================================================================\n";
-  text += "==" + std::to_string(pid) + "==ERROR: heapkeeper: detected memory leaks\n";
-  for (const LeakGroup& g : report.groups) {
-    if (!g.suppressed_by.empty()) continue;
-    text += "\n" + std::string(g.direct ? "Direct" : "Indirect") + " leak of " + std::to_string(g.bytes) +
-            " byte(s) in " + std::to_string(g.blocks) + " object(s) allocated from:\n";
-    alloc::StackView view = alloc::stack_table().frames(g.stack_id);
-    for (uint32_t i = 0; i < view.depth; ++i) text += format_frame_line(i, view.frames[i], view.generation);
-    if (view.depth == 0) text += "    (no stack recorded)\n";
-  }
-  if (report.suppressed_blocks > 0) {
-    text += "\nSuppressed: " + std::to_string(report.suppressed_bytes) + " byte(s) in " +
-            std::to_string(report.suppressed_blocks) + " object(s).\n";
-  }
-  text += "\nSUMMARY: heapkeeper: " + std::to_string(bytes) + " byte(s) leaked in " + std::to_string(blocks) +
-          " allocation(s).\n";
-  alloc::write_stderr(text.data(), text.size());
-}
-
 // A fork waits for a scan in progress to end. A scan holds the dynamic loader's lock from before
 // it stops the world until after it resumes it, and a child forked meanwhile would inherit that
 // lock held by a thread it does not have: its first dlopen (or its own scanner) would hang.
@@ -544,7 +440,7 @@ void install() {
   const alloc::Config& cfg = alloc::config();
   // Kernel roots are recorded in every mode (a scan may be asked for later, by the viewer too).
   alloc::add_fork_child_handler(kernel_roots_after_fork);
-  report::add_report_section(add_leaks_to_report);
+  report::add_dump_section(add_scan_to_dump);
   if (cfg.mode == alloc::CollectorMode::kOff) return;
   pthread_atfork(wait_for_scans_before_fork, allow_scans_after_fork_in_parent, nullptr);
   alloc::add_exit_handler(exit_scan);

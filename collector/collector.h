@@ -78,7 +78,4 @@ ScanReport last_scan();
 // The most recent scans, oldest first (at most `limit`); only the last one keeps its groups.
 std::vector<ScanReport> recent_scans(size_t limit);
 
-// Writes the LeakSanitizer-style report of unsuppressed leaks to stderr.
-void print_leak_report(const ScanReport& report);
-
 }  // namespace heapkeeper::collect

@@ -1,8 +1,6 @@
 // Implementation of LeakSanitizer-style suppressions (see suppressions.h).
 #include "collector/suppressions.h"
 
-#include <sstream>
-
 #include "report/read_file.h"
 
 namespace heapkeeper::collect {
@@ -52,16 +50,19 @@ bool Suppressions::pattern_matches(std::string_view pattern, std::string_view te
 }
 
 bool Suppressions::load(const std::string& path, std::string& error) {
-  std::string text;
-  const std::string problem = report::read_regular_file(path.c_str(), kMaxFileBytes, text);
+  std::string whole;
+  const std::string problem = report::read_regular_file(path.c_str(), kMaxFileBytes, whole);
   if (!problem.empty()) {
     error = "cannot read suppressions file " + path + ": " + problem;
     return false;
   }
-  std::istringstream in(text);
-  std::string line;
+  // Line by line without iostreams: this runs inside the traced program.
   int number = 0;
-  while (std::getline(in, line)) {
+  for (size_t start = 0; start < whole.size();) {
+    size_t end = whole.find('\n', start);
+    if (end == std::string::npos) end = whole.size();
+    const std::string_view line(whole.data() + start, end - start);
+    start = end + 1;
     ++number;
     std::string_view text = trim(line);
     if (text.empty() || text.front() == '#') continue;

@@ -25,6 +25,7 @@ class Suppressions {
   const std::string* match(std::string_view text) const;
   bool empty() const { return patterns_.empty(); }
   size_t size() const { return patterns_.size(); }
+  const std::vector<std::string>& patterns() const { return patterns_; }
 
   static bool pattern_matches(std::string_view pattern, std::string_view text);
 

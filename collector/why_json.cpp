@@ -11,13 +11,20 @@
 
 #include "allocator/stack_table.h"
 #include "collector/retainers.h"
-#include "report/exit_report.h"
 #include "report/json_text.h"
 #include "report/read_file.h"
 #include "report/symbolizer.h"
 
 namespace heapkeeper::collect {
 namespace {
+
+// Interim, until `why` answers with raw facts named by the binary as reports now are (issue 12's
+// split): `why` names its frames and globals here, with the in-process symbolizer, which loads
+// libdw into the process the first time someone asks `why` (never otherwise).
+report::Symbolizer& symbolizer() {
+  static auto* instance = new report::Symbolizer();  // never destroyed: exit handlers may still run
+  return *instance;
+}
 
 constexpr size_t kMaxPaths = 16;
 
@@ -45,7 +52,7 @@ nlohmann::json root_json(const RetainerPath& path, const std::string& stop_metho
   switch (r.kind) {
     case RootKind::kModuleData: {
       // resolve() looks up the address before a return address; one past the word names it.
-      const report::SymbolizedFrame f = report::shared_symbolizer().resolve(word + 1);
+      const report::SymbolizedFrame f = symbolizer().resolve(word + 1);
       return {{"kind", "global"},
               {"name", report::json_text(f.function)},
               {"module", report::json_text(f.module)},
@@ -87,7 +94,7 @@ nlohmann::json site_json(uint32_t stack_id, std::unordered_map<uint32_t, nlohman
   nlohmann::json site = {{"function", "??"}, {"file", ""}, {"line", 0}};
   const alloc::StackView view = alloc::stack_table().frames(stack_id);
   if (view.depth > 0) {
-    const report::SymbolizedFrame f = report::shared_symbolizer().resolve(view.frames[0], view.generation);
+    const report::SymbolizedFrame f = symbolizer().resolve(view.frames[0], view.generation);
     site = {{"function", report::json_text(f.function)}, {"file", report::json_text(f.file)}, {"line", f.line}};
   }
   cache.emplace(stack_id, site);
@@ -100,7 +107,7 @@ bool stack_has_function(uint32_t stack_id, const std::string& function, std::uno
   bool match = false;
   const alloc::StackView view = alloc::stack_table().frames(stack_id);
   for (uint32_t i = 0; i < view.depth && !match; ++i)
-    match = report::shared_symbolizer().resolve(view.frames[i], view.generation).function == function;
+    match = symbolizer().resolve(view.frames[i], view.generation).function == function;
   cache.emplace(stack_id, match);
   return match;
 }

@@ -1,211 +1,212 @@
-// Implementation of the JSON report and the report layer's hooks (see exit_report.h).
+// Implementation of the report layer inside the traced process (see exit_report.h).
 //
-// JSON is built with nlohmann::json (Debian's nlohmann-json3-dev): a well-kept, header-only
-// library, so the document is correct by construction (escaping, numbers) instead of hand-built.
-// It allocates through operator new, which is fine: everything here runs with the guard held, so
-// those allocations land in the internal arena.
+// Everything here runs with the guard held (its allocations land in heapkeeper's own arena), at
+// exit, from heapkeeper_write_report, or on the publisher thread; nothing it throws may reach the
+// program, so each entry point catches.
 #include "report/exit_report.h"
 
-#include "report/read_file.h"
-#include "report/report_file.h"
-
-#include <fcntl.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
+#include <cinttypes>
 #include <cstdio>
 #include <ctime>
-#include <fstream>
-#include <nlohmann/json.hpp>
+#include <unordered_set>
 
 #include "allocator/config.h"
 #include "allocator/diagnostics.h"
 #include "allocator/engine.h"
-#include "allocator/fork_replaceable.h"
 #include "allocator/heap_summary.h"
 #include "allocator/stack_table.h"
-#include "report/json_text.h"
+#include "report/analysis_handoff.h"
+#include "report/module_map.h"
+#include "report/read_file.h"
+#include "report/report_file.h"
 #include "report/site_summary.h"
-#include "report/symbolizer.h"
 
 namespace heapkeeper::report {
 namespace {
 
 const time_t g_started_at = std::time(nullptr);
 
-Symbolizer& symbolizer() { return shared_symbolizer(); }
-
 constexpr int kMaxSections = 8;
-ReportSection g_sections[kMaxSections] = {};
+DumpSection g_sections[kMaxSections] = {};
 int g_section_count = 0;
+ExitVerdict g_exit_verdict;
 
-int write_report(const char* pattern, bool line_for_every_failure);
+// Live sites the report lists (the JSON report's "live_sites"; "live_site_count" counts them all).
+constexpr size_t kLiveSitesShown = 20;
 
-std::string read_file(const char* path) { return read_whole_file(path); }
-
-nlohmann::json command_line() {
-  nlohmann::json args = nlohmann::json::array();
-  std::string raw = read_file("/proc/thread-self/cmdline");
-  size_t start = 0;
-  while (start < raw.size()) {
-    size_t end = raw.find('\0', start);
-    if (end == std::string::npos) end = raw.size();
-    args.push_back(json_text(std::string_view(raw).substr(start, end - start)));
-    start = end + 1;
+// Adds the frames of every stack the report refers to, each attributed to its module.
+void add_stacks(RawReport& r) {
+  std::unordered_set<uint32_t> wanted;
+  for (const RawSite& s : r.live_sites) wanted.insert(s.stack_id);
+  for (const RawLeakGroup& g : r.scan.groups) wanted.insert(g.stack_id);
+  for (const RawReferenced& m : r.scan.most_referenced) wanted.insert(m.stack_id);
+  for (const RawScan::RetainedSite& site : r.scan.retained_sites) wanted.insert(site.stack_id);
+  for (const RawScan::RetainedBlock& block : r.scan.top_retainers) wanted.insert(block.stack_id);
+  ModuleMap modules;
+  modules.load();
+  for (uint32_t id : wanted) {
+    const alloc::StackView view = alloc::stack_table().frames(id);
+    RawStack stack;
+    stack.id = id;
+    stack.frames.reserve(view.depth);
+    for (uint32_t i = 0; i < view.depth; ++i)
+      stack.frames.push_back({view.frames[i], modules.attribute(view.frames[i], view.generation, r.modules)});
+    r.stacks.push_back(std::move(stack));
   }
-  return args;
 }
 
-std::string program_path() {
-  char buffer[4096];
-  ssize_t n = ::readlink("/proc/thread-self/exe", buffer, sizeof(buffer) - 1);
-  return n > 0 ? json_text(std::string_view(buffer, static_cast<size_t>(n))) : std::string("?");
+RawReport build_raw_report(uint32_t flags) {
+  const alloc::HeapSummary s = alloc::summarize_heap();
+  const alloc::Config& cfg = alloc::config();
+  RawReport r;
+  r.flags = flags;
+  r.pid = ::getpid();
+  r.started_at = static_cast<int64_t>(g_started_at);
+  r.written_at = static_cast<int64_t>(std::time(nullptr));
+  char exe[4096];
+  const ssize_t n = ::readlink("/proc/thread-self/exe", exe, sizeof(exe) - 1);
+  r.program = n > 0 ? std::string(exe, static_cast<size_t>(n)) : std::string("?");
+  r.command_line = read_whole_file("/proc/thread-self/cmdline");
+  r.live_bytes = s.live_bytes;
+  r.live_blocks = s.live_blocks;
+  r.peak_live_bytes = s.peak_live_bytes;
+  r.allocations = s.total_allocations;
+  r.frees = s.total_frees;
+  r.foreign_frees = s.foreign_frees;
+  r.bad_frees = s.bad_frees;
+  r.distinct_stacks = s.distinct_stacks;
+  r.threads_seen = s.threads_seen;
+  r.heap_reserved = s.heap.reserve_bytes;
+  r.heap_mapped = s.heap.mapped_bytes;
+  r.heap_resident = s.heap.resident_bytes;
+  r.heap_returned = s.heap.returned_bytes;
+  r.heap_active = s.heap.active_bytes;
+  r.heap_internal_mapped = s.heap.internal_mapped_bytes;
+  r.stack_depth = static_cast<uint32_t>(cfg.stack_depth);
+  r.free_stacks = cfg.free_stacks;
+  r.mode = static_cast<uint8_t>(cfg.mode);
+  r.on_bad_free = cfg.on_bad_free == alloc::BadFreePolicy::kAbort ? 0 : 1;
+  r.scan_interval_ms = cfg.scan_interval_ms;
+  // Where the memory still allocated now comes from (at exit: what the program never freed,
+  // reachable or not; the collector's leak list says which of it is unreachable).
+  const std::vector<SiteTotals> sites = live_sites();
+  r.live_site_count = sites.size();
+  for (size_t i = 0; i < sites.size() && i < kLiveSitesShown; ++i)
+    r.live_sites.push_back({sites[i].stack_id, sites[i].blocks, sites[i].bytes});
+  for (int i = 0; i < g_section_count; ++i) g_sections[i](r);
+  add_stacks(r);
+  return r;
 }
 
-const char* mode_name(alloc::CollectorMode mode) {
-  switch (mode) {
-    case alloc::CollectorMode::kOff:
-      return "off";
-    case alloc::CollectorMode::kDetect:
-      return "detect";
-    case alloc::CollectorMode::kCollect:
-      return "collect";
+// A frame as the fallback prints it: "?? module+0xoffset (BuildId: hex)", or "?? 0x<address>".
+std::string unsymbolized_frame(const RawReport& r, const RawFrame& f) {
+  char number[64];
+  if (f.module == kNoModule) {
+    std::snprintf(number, sizeof number, "?? ?? 0x%" PRIx64, f.address);
+    return number;
   }
-  return "?";
+  const RawModule& m = r.modules[f.module];
+  std::snprintf(number, sizeof number, "+0x%" PRIx64, f.address - m.load_bias);
+  std::string text = "?? " + m.path + number;
+  if (!m.build_id.empty()) {
+    text += " (BuildId: ";
+    for (unsigned char c : m.build_id) {
+      std::snprintf(number, sizeof number, "%02x", c);
+      text += number;
+    }
+    text += ")";
+  }
+  return m.unloaded ? text + " (unloaded)" : text;
 }
 
-void print_symbolized_stack_unguarded(uint32_t stack_id, const char* title) {
+// Without the binary: the leak report with module+offset frames (and build-ids), as LeakSanitizer
+// prints without a symbolizer; suppressions, which match names, cannot be applied.
+std::string unsymbolized_leak_text(const RawReport& r) {
+  uint64_t blocks = 0, bytes = 0;
+  for (const RawLeakGroup& g : r.scan.groups) {
+    blocks += g.blocks;
+    bytes += g.bytes;
+  }
+  std::string text = "\n=================================================================\n";
+  text += "==" + std::to_string(r.pid) + "==ERROR: heapkeeper: detected memory leaks\n";
+  for (const RawLeakGroup& g : r.scan.groups) {
+    text += "\n" + std::string(g.direct ? "Direct" : "Indirect") + " leak of " + std::to_string(g.bytes) +
+            " byte(s) in " + std::to_string(g.blocks) + " object(s) allocated from:\n";
+    const RawStack* stack = r.stack(g.stack_id);
+    const size_t depth = stack != nullptr ? stack->frames.size() : 0;
+    for (size_t i = 0; i < depth; ++i) {
+      char prefix[64];
+      std::snprintf(prefix, sizeof prefix, "    #%zu 0x%" PRIx64 " in ", i, stack->frames[i].address);
+      text += prefix + unsymbolized_frame(r, stack->frames[i]) + "\n";
+    }
+    if (depth == 0) text += "    (no stack recorded)\n";
+  }
+  text += "\nSUMMARY: heapkeeper: " + std::to_string(bytes) + " byte(s) leaked in " + std::to_string(blocks) +
+          " allocation(s).\n";
+  return text;
+}
+
+void print_stack_unguarded(uint32_t stack_id, const char* title) {
   alloc::DiagnosticLine().text("  ").text(title).emit();
-  alloc::StackView view = alloc::stack_table().frames(stack_id);
+  const alloc::StackView view = alloc::stack_table().frames(stack_id);
   if (view.depth == 0) {
     alloc::DiagnosticLine().text("    (no stack recorded)").emit();
     return;
   }
+  RawReport r;
+  r.flags = kWantFrames;
+  r.pid = ::getpid();
+  ModuleMap modules;
+  modules.load();
+  RawStack stack;
+  stack.id = stack_id;
+  for (uint32_t i = 0; i < view.depth; ++i)
+    stack.frames.push_back({view.frames[i], modules.attribute(view.frames[i], view.generation, r.modules)});
+  r.stacks.push_back(std::move(stack));
+  RawAnswer answer;
+  std::string why;
+  const bool named = analyse_dump(serialize_raw_dump(r), answer, why);
+  size_t at = 0;
   for (uint32_t i = 0; i < view.depth; ++i) {
-    SymbolizedFrame frame = symbolizer().resolve(view.frames[i], view.generation);
-    std::string text = Symbolizer::format(frame);
+    std::string text;
+    if (named) {
+      const size_t end = answer.leak_text.find('\n', at);
+      if (end == std::string::npos) break;
+      text = answer.leak_text.substr(at, end - at);
+      at = end + 1;
+    } else {
+      text = unsymbolized_frame(r, r.stacks[0].frames[i]);
+    }
     alloc::DiagnosticLine().text("    #").number(i).text(" ").text(text).emit();
   }
 }
 
-// Called from inside the program's free() (a bad-free report): symbolizing allocates and may throw,
-// and nothing may cross into free's caller.
-void print_symbolized_stack(uint32_t stack_id, const char* title) {
+// Called from inside the program's free() (a bad-free report): the hand-off allocates and may
+// throw, and nothing may cross into free's caller.
+void print_stack(uint32_t stack_id, const char* title) {
   try {
-    print_symbolized_stack_unguarded(stack_id, title);
+    print_stack_unguarded(stack_id, title);
   } catch (const std::exception& error) {
-    alloc::DiagnosticLine().text("    (stack not symbolized: ").text(error.what()).text(")").emit();
+    alloc::DiagnosticLine().text("    (stack not printed: ").text(error.what()).text(")").emit();
   } catch (...) {
-    alloc::DiagnosticLine().text("    (stack not symbolized)").emit();
+    alloc::DiagnosticLine().text("    (stack not printed)").emit();
   }
 }
 
-void write_report_at_exit() {
-  const alloc::Config& cfg = alloc::config();
-  if (cfg.report_path[0] == '\0') return;
-  write_report(cfg.report_path, true);
+bool leaks_at_exit(const RawReport& r) {
+  return r.scan.present && r.scan.at_exit && r.scan.ok && !r.scan.groups.empty();
 }
 
-}  // namespace
-
-alloc::ForkReplaceable<Symbolizer> g_shared_symbolizer;  // see fork_replaceable.h
-
-Symbolizer& shared_symbolizer() { return g_shared_symbolizer.get(); }
-
-void add_report_section(ReportSection section) {
-  if (g_section_count < kMaxSections) g_sections[g_section_count++] = section;
-}
-
-void install() {
-  alloc::set_stack_printer(print_symbolized_stack);
-  alloc::add_exit_handler(write_report_at_exit);
-  alloc::add_fork_child_handler([] { g_shared_symbolizer.replace_in_child(); });
-}
-
-std::string build_report_json() {
-  const alloc::HeapSummary s = alloc::summarize_heap();
-  const alloc::Config& cfg = alloc::config();
-  nlohmann::json doc;
-  doc["schema_version"] = 1;
-  doc["tool"] = "heapkeeper";
-  doc["tool_version"] = "0.1.0";
-  doc["pid"] = ::getpid();
-  doc["program"] = program_path();
-  doc["command_line"] = command_line();
-  doc["started_at"] = static_cast<int64_t>(g_started_at);
-  doc["written_at"] = static_cast<int64_t>(std::time(nullptr));
-  doc["live_bytes"] = s.live_bytes;
-  doc["live_blocks"] = s.live_blocks;
-  doc["peak_live_bytes"] = s.peak_live_bytes;
-  doc["allocations"] = s.total_allocations;
-  doc["frees"] = s.total_frees;
-  doc["foreign_frees"] = s.foreign_frees;
-  doc["bad_frees"] = s.bad_frees;
-  doc["distinct_stacks"] = s.distinct_stacks;
-  doc["threads_seen"] = s.threads_seen;
-  doc["heap"] = {
-      {"reserved_bytes", s.heap.reserve_bytes},  {"mapped_bytes", s.heap.mapped_bytes},
-      {"resident_bytes", s.heap.resident_bytes}, {"returned_bytes", s.heap.returned_bytes},
-      {"active_bytes", s.heap.active_bytes},     {"internal_mapped_bytes", s.heap.internal_mapped_bytes},
-  };
-  doc["config"] = {
-      {"stack_depth", cfg.stack_depth},
-      {"free_stacks", cfg.free_stacks},
-      {"mode", mode_name(cfg.mode)},
-      {"scan_interval_ms", cfg.scan_interval_ms},
-      {"on_bad_free", cfg.on_bad_free == alloc::BadFreePolicy::kAbort ? "abort" : "continue"},
-  };
-  // Where the memory still allocated now comes from (at exit: what the program never freed,
-  // reachable or not; the collector's leak list says which of it is unreachable).
-  constexpr size_t kLiveSitesShown = 20;
-  std::vector<SiteTotals> sites = live_sites();
-  nlohmann::json live = nlohmann::json::array();
-  for (size_t i = 0; i < sites.size() && i < kLiveSitesShown; ++i) {
-    live.push_back({{"blocks", sites[i].blocks},
-                    {"bytes", sites[i].bytes},
-                    {"stack", stack_to_json(symbolizer(), sites[i].stack_id)}});
-  }
-  doc["live_sites"] = std::move(live);
-  doc["live_site_count"] = sites.size();
-  for (int i = 0; i < g_section_count; ++i) g_sections[i](doc);
-  // Every string above went through json_text, so dump cannot meet invalid UTF-8; should one ever
-  // slip through, it is replaced (U+FFFD) rather than thrown as type_error 316 into the program.
-  return doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-}
-
-int write_report_file(const char* pattern) { return write_report(pattern, false); }
-
-namespace {
-
-// Expands '%p', builds the report and writes it (report_file.h). Every failure gets one line when
+// Writes `json` to the report path `pattern` ('%p' expanded). Every failure gets one line when
 // `line_for_every_failure` (at exit: nobody else will say it); otherwise (heapkeeper_write_report,
 // whose caller gets errno) only heapkeeper's own decisions do, which errno alone would not
 // explain: a refusal, a FIFO without a reader.
-int write_report(const char* pattern, bool line_for_every_failure) {
-  char path[4096];
-  if (!alloc::expand_pid_pattern(pattern, ::getpid(), path, sizeof(path))) {
-    if (line_for_every_failure) alloc::DiagnosticLine().text("report path too long: ").text(pattern).emit();
-    errno = ENAMETOOLONG;
-    return -1;
-  }
-  // The boundary for everything that builds the report (symbolizing, JSON, strings): nothing it
-  // throws may reach the program, which called exit() or heapkeeper_write_report.
+int write_json(const char* path, const std::string& json, bool line_for_every_failure) {
   alloc::OutputProblem problem;
-  try {
-    const std::string json = build_report_json();
-    if (write_report_text(path, json, problem) == 0) return 0;
-  } catch (const std::bad_alloc&) {
-    problem = alloc::OutputProblem{};
-    problem.error = ENOMEM;
-  } catch (const std::exception& error) {
-    alloc::DiagnosticLine().text("building the report failed: ").text(error.what()).emit();
-    errno = EIO;
-    return -1;
-  } catch (...) {
-    problem = alloc::OutputProblem{};
-    problem.error = EIO;
-  }
+  if (write_report_text(path, json, problem) == 0) return 0;
   if (line_for_every_failure || problem.reason != nullptr) {
     alloc::DiagnosticLine line;
     line.text("could not write the report to ").text(path).text(": ");
@@ -216,6 +217,92 @@ int write_report(const char* pattern, bool line_for_every_failure) {
   return -1;
 }
 
+bool expand_report_path(const char* pattern, char (&path)[4096], bool say_so) {
+  if (alloc::expand_pid_pattern(pattern, ::getpid(), path, sizeof(path))) return true;
+  if (say_so) alloc::DiagnosticLine().text("report path too long: ").text(pattern).emit();
+  errno = ENAMETOOLONG;
+  return false;
+}
+
+void report_at_exit_unguarded() {
+  const alloc::Config& cfg = alloc::config();
+  const bool json_wanted = cfg.report_path[0] != '\0';
+  char path[4096];
+  if (json_wanted && !expand_report_path(cfg.report_path, path, true)) return;
+  RawReport raw = build_raw_report(0);
+  const bool text_wanted = leaks_at_exit(raw);
+  g_exit_verdict.unsuppressed_leaks = text_wanted;
+  // Nothing to say and nothing to write: no need to wake the binary (most processes of a build).
+  if (!text_wanted && !json_wanted) return;
+  raw.flags = (text_wanted ? uint32_t{kWantLeakText} : 0u) | (json_wanted ? uint32_t{kWantJson} : 0u);
+  RawAnswer answer;
+  std::string why;
+  if (!analyse_dump(serialize_raw_dump(raw), answer, why)) {
+    if (text_wanted) {
+      alloc::DiagnosticLine().text(why).text("; frames are given as module+offset").emit();
+      const std::string text = unsymbolized_leak_text(raw);
+      alloc::write_stderr(text.data(), text.size());
+    }
+    if (json_wanted)
+      alloc::DiagnosticLine().text("could not write the report to ").text(path).text(": ").text(why).emit();
+    return;
+  }
+  g_exit_verdict.analysed = true;
+  g_exit_verdict.unsuppressed_leaks = answer.unsuppressed_leaks;
+  if (!answer.leak_text.empty()) alloc::write_stderr(answer.leak_text.data(), answer.leak_text.size());
+  if (json_wanted) write_json(path, answer.json, true);
+}
+
+// The exit handler: the program is inside exit(), so whatever building, handing over or writing
+// throws (bad_alloc under a tight ulimit, say) ends here as one line.
+void report_at_exit() {
+  try {
+    report_at_exit_unguarded();
+  } catch (const std::exception& error) {
+    alloc::DiagnosticLine().text("the report at exit failed: ").text(error.what()).emit();
+  } catch (...) {
+    alloc::DiagnosticLine().text("the report at exit failed").emit();
+  }
+}
+
 }  // namespace
+
+void add_dump_section(DumpSection section) {
+  if (g_section_count < kMaxSections) g_sections[g_section_count++] = section;
+}
+
+void install() {
+  locate_analysis_binary();
+  alloc::set_stack_printer(print_stack);
+  alloc::add_exit_handler(report_at_exit);
+  alloc::add_fork_child_handler([] { g_exit_verdict = ExitVerdict{}; });
+}
+
+std::string build_raw_dump(uint32_t flags) { return serialize_raw_dump(build_raw_report(flags)); }
+
+ExitVerdict exit_verdict() { return g_exit_verdict; }
+
+int write_report_file(const char* pattern) {
+  char path[4096];
+  if (!expand_report_path(pattern, path, false)) return -1;
+  try {
+    RawAnswer answer;
+    std::string why;
+    if (!analyse_dump(build_raw_dump(kWantJson), answer, why)) {
+      alloc::DiagnosticLine().text("could not write the report to ").text(path).text(": ").text(why).emit();
+      errno = ENOENT;
+      return -1;
+    }
+    return write_json(path, answer.json, false);
+  } catch (const std::bad_alloc&) {
+    errno = ENOMEM;
+  } catch (const std::exception& error) {
+    alloc::DiagnosticLine().text("building the report failed: ").text(error.what()).emit();
+    errno = EIO;
+  } catch (...) {
+    errno = EIO;
+  }
+  return -1;
+}
 
 }  // namespace heapkeeper::report

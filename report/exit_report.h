@@ -1,33 +1,40 @@
-// The JSON report (HEAPKEEPER_REPORT=FILE.json, `heapkeeper run --report`), and the report layer's
-// connection to the engine: the symbolizing stack printer used for bad-free reports.
+// The report layer inside the traced process: gathering the raw dump (raw_dump.h) of what a report
+// says, handing it to the `heapkeeper` binary to be symbolized and rendered (analysis_handoff.h),
+// and putting the answer where the user asked: the leak report on stderr, the JSON report in
+// HEAPKEEPER_REPORT. Nothing here reads DWARF or builds JSON.
 //
-// The document is versioned ("schema_version") and flat at the top so later layers can add keys
-// (the collector adds leaks and scan figures) without breaking readers.
+// The JSON document is versioned ("schema_version") and flat at the top; the layers above add
+// their facts to the dump (the collector adds the last scan).
 #pragma once
 
+#include <cstdint>
 #include <string>
 
-#include <nlohmann/json.hpp>
+#include "report/raw_dump.h"
 
 namespace heapkeeper::report {
 
-class Symbolizer;
+// Layers above add their facts to the dump (the collector adds its last scan).
+using DumpSection = void (*)(RawReport& report);
+void add_dump_section(DumpSection section);
 
-// The process-wide symbolizer (created on first use, never destroyed). Guard held.
-Symbolizer& shared_symbolizer();
-
-// Layers above add their keys to the report (the collector adds "leaks" and "scan").
-using ReportSection = void (*)(nlohmann::json& document);
-void add_report_section(ReportSection section);
-
-// Registers the exit handler and the stack printer with the engine. Guard held.
+// Registers the exit handler and the stack printer (bad-free reports, named by the binary too)
+// with the engine. Guard held.
 void install();
 
-// The report as a JSON string (pretty-printed).
-std::string build_report_json();
+// The raw dump of this process now, asking the reader for `flags` (RawDumpFlags).
+std::string build_raw_dump(uint32_t flags);
 
 // Writes the report to `path` ('%p' expands to the pid) as report_file.h describes: a regular file
 // is replaced atomically, a FIFO or device is written to; 0 on success, -1 with errno.
 int write_report_file(const char* path);
+
+// What the exit report found, for HEAPKEEPER_EXITCODE: whether leaks remain once suppressions are
+// applied (by the binary, which knows function names). Without an analysis every leak counts.
+struct ExitVerdict {
+  bool analysed = false;
+  bool unsuppressed_leaks = false;
+};
+ExitVerdict exit_verdict();
 
 }  // namespace heapkeeper::report

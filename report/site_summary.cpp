@@ -7,8 +7,6 @@
 #include "allocator/block_header.h"
 #include "allocator/block_map.h"
 #include "allocator/stack_table.h"
-#include "report/json_text.h"
-#include "report/symbolizer.h"
 
 namespace heapkeeper::report {
 
@@ -48,26 +46,6 @@ std::vector<SiteTotals> live_sites() {
     accumulator.add(header->stack_id, header->size());
   });
   return accumulator.sorted();
-}
-
-nlohmann::json stack_to_json(Symbolizer& symbolizer, uint32_t stack_id) {
-  nlohmann::json frames = nlohmann::json::array();
-  alloc::StackView view = alloc::stack_table().frames(stack_id);
-  for (uint32_t i = 0; i < view.depth; ++i) {
-    SymbolizedFrame f = symbolizer.resolve(view.frames[i], view.generation);
-    nlohmann::json frame = {{"address", f.address},
-                            {"function", json_text(f.function)},
-                            {"module", json_text(f.module)},
-                            {"offset", f.module_offset}};
-    if (!f.file.empty()) {
-      frame["file"] = json_text(f.file);
-      frame["line"] = f.line;
-    }
-    if (!f.build_id.empty()) frame["build_id"] = f.build_id;
-    if (f.unloaded) frame["unloaded"] = true;
-    frames.push_back(std::move(frame));
-  }
-  return frames;
 }
 
 }  // namespace heapkeeper::report

@@ -1,15 +1,11 @@
-// Grouping blocks by allocation site (stack), largest first, with symbolized frames: what the
-// reports show for live memory, and what the collector reuses for leaks.
+// Grouping blocks by allocation site (stack), largest first: what the reports show for live
+// memory, and what the live snapshot reuses.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 namespace heapkeeper::report {
-
-class Symbolizer;
 
 struct SiteTotals {
   uint32_t stack_id = 0;  // one representative id (identical stacks interned twice are merged)
@@ -29,10 +25,5 @@ class SiteAccumulator {
 
 // Sites of the blocks live right now (not synchronised with other threads: a moving picture).
 std::vector<SiteTotals> live_sites();
-
-// [{function, module, offset, file, line, address, build_id, unloaded}] for a stack: file and line
-// when known, build_id when the module has one, unloaded (true) for a library closed since the
-// stack was recorded, named from what was recorded when it was unloaded.
-nlohmann::json stack_to_json(Symbolizer& symbolizer, uint32_t stack_id);
 
 }  // namespace heapkeeper::report

@@ -35,7 +35,7 @@ if ! clang-format --dry-run --Werror "${sources[@]}"; then
 fi
 
 [[ -f "$build_dir/compile_commands.json" ]] || { echo "lint.sh: no $build_dir/compile_commands.json (configure with CMake first)" >&2; exit 1; }
-mapfile -t shipped < <(git ls-files 'allocator/*.cpp' 'collector/*.cpp' 'preload/*.cpp' 'report/*.cpp' 'stats/*.cpp' 'viewer/*.cpp')
+mapfile -t shipped < <(git ls-files 'allocator/*.cpp' 'analysis/*.cpp' 'collector/*.cpp' 'preload/*.cpp' 'report/*.cpp' 'stats/*.cpp' 'viewer/*.cpp')
 # GCC-only flags in the compile commands (LTO, -Wno-error=restrict) mean nothing to clang.
 if ! printf '%s\0' "${shipped[@]}" |
     xargs -0 -n4 -P"$(nproc)" clang-tidy -p "$build_dir" --quiet \

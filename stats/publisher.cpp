@@ -24,10 +24,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <string>
 
 #include "allocator/config.h"
@@ -229,9 +227,22 @@ void publish(Publisher& p) {
   __atomic_store_n(&p.segment->header.heartbeat_ns, now, __ATOMIC_RELEASE);
 }
 
+// {"error": "<message>"}, escaped by hand: the library builds no JSON (the reader renders reports).
 std::string error_json(const std::string& message) {
-  nlohmann::json doc = {{"error", report::json_text(message)}};
-  return doc.dump();
+  std::string text = "{\"error\": \"";
+  for (char c : report::json_text(message)) {
+    if (c == '"' || c == '\\') {
+      text += '\\';
+      text += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned>(c));
+      text += escaped;
+    } else {
+      text += c;
+    }
+  }
+  return text + "\"}";
 }
 
 // Builds the answer to one request. May throw (allocation, symbolizing, JSON): answer() catches.
@@ -248,7 +259,8 @@ std::string build_answer(Publisher& p, Command command, int& status) {
         status = EAGAIN;
         response = error_json("scan failed: " + scan.failure);
       } else {
-        response = report::build_report_json();
+        // Facts only: the reader symbolizes and renders the report (report/raw_dump.h).
+        response = report::build_raw_dump(report::kWantJson);
       }
       publish(p);
       break;

@@ -11,8 +11,12 @@
 //    keeps it only if `sequence` was the same even number before and after. Readers never write
 //    the snapshot and never block the producer;
 //  - a command channel: the owner's `heapkeeper` asks for a scan, a collection or a full report,
-//    and the producer answers in the response area (a JSON document). Readers also leave a
-//    heartbeat there: frames are symbolized only while somebody is watching.
+//    and the producer answers in the response area (a raw dump, report/raw_dump.h, which the reader
+//    symbolizes and renders; or {"error": ...}). Readers also leave a heartbeat there: the site
+//    and leak tables are built only while somebody is watching.
+// Frames are published raw: return address, offset in its module and an index into the snapshot's
+// module table (path, build-id, load bias); the reader names them (viewer/segment_reader.h), so the
+// traced process never reads DWARF.
 // Readers must validate everything (see viewer/segment_reader.h): counts are clamped, strings are
 // terminated by the reader, and a segment that is too small, of another version or another uid is
 // refused with a one-line reason.
@@ -26,26 +30,37 @@
 namespace heapkeeper::stats {
 
 inline constexpr uint64_t kSegmentMagic = 0x5045454b50414548ull;  // "HEAPKEEP" little-endian
-inline constexpr uint32_t kLayoutVersion = 3;
+inline constexpr uint32_t kLayoutVersion = 4;
 
 inline constexpr uint32_t kMaxSites = 100;
 inline constexpr uint32_t kMaxFrames = 16;
 inline constexpr uint32_t kMaxThreads = 256;
 inline constexpr uint32_t kMaxScans = 16;
 inline constexpr uint32_t kMaxLeaks = 100;
+inline constexpr uint32_t kMaxModules = 64;
+inline constexpr uint32_t kNoModuleIndex = UINT32_MAX;
 inline constexpr uint32_t kSizeClasses = 48;     // log2 buckets of block sizes: [2^i, 2^(i+1))
 inline constexpr uint32_t kSeriesLength = 1200;  // 20 minutes at one point a second
 inline constexpr uint32_t kResponseCapacity = 4u << 20;
 inline constexpr uint32_t kArgumentCapacity = 1024;
 
+// The producer fills address, module_offset and module_index; the reader fills line and the names.
 struct Frame {
   uint64_t address;
   uint64_t module_offset;
   uint32_t line;
-  uint32_t reserved;
+  uint32_t module_index;  // into Snapshot::modules, or kNoModuleIndex
   char function[128];
   char module[96];
   char file[96];
+};
+
+struct ModuleEntry {  // a module frames name: report/raw_dump.h's RawModule at fixed width
+  uint64_t load_bias, low, high;
+  uint32_t unloaded;         // 1: dlclose'd since the stacks naming it were captured
+  uint32_t build_id_length;  // bytes of build_id used (0: none)
+  uint8_t build_id[64];
+  char path[256];  // as /proc/self/maps names it; a longer path is cut (and then names nothing)
 };
 
 struct Site {  // an allocation site (stack): what of it is live now
@@ -107,11 +122,14 @@ struct Snapshot {
   uint32_t site_count, thread_count, scan_count, leak_count;
   uint32_t series_count, series_next;  // ring: points [next - count, next) modulo kSeriesLength
   uint32_t total_site_count;           // sites with live blocks (only the top kMaxSites are here)
-  uint32_t symbolized;                 // 1: frames carry names; 0: addresses only (nobody watching)
-  Site sites[kMaxSites];               // by live bytes, largest first
+  uint32_t symbolized;                 // 1: sites and leaks with raw frames (a reader watches); 0: none
+  uint32_t module_count;               // entries of `modules` used
+  uint32_t reserved_count;
+  Site sites[kMaxSites];  // by live bytes, largest first
   ThreadFigures threads[kMaxThreads];
   ScanFigures scans[kMaxScans];  // oldest first
   Leak leaks[kMaxLeaks];         // leaks of the last scan, largest first
+  ModuleEntry modules[kMaxModules];
   SeriesPoint series[kSeriesLength];
 };
 
@@ -175,9 +193,9 @@ struct SharedSegment {
 static_assert(sizeof(Snapshot) % 8 == 0 && offsetof(SharedSegment, snapshot) % 8 == 0 && alignof(Snapshot) == 8);
 static_assert(offsetof(Snapshot, sites) % 8 == 0 && offsetof(Snapshot, threads) % 8 == 0 &&
               offsetof(Snapshot, scans) % 8 == 0 && offsetof(Snapshot, leaks) % 8 == 0 &&
-              offsetof(Snapshot, series) % 8 == 0);
+              offsetof(Snapshot, modules) % 8 == 0 && offsetof(Snapshot, series) % 8 == 0);
 static_assert(sizeof(Site) % 8 == 0 && sizeof(ThreadFigures) % 8 == 0 && sizeof(Leak) % 8 == 0 &&
-              sizeof(ScanFigures) % 8 == 0 && sizeof(SeriesPoint) % 8 == 0);
+              sizeof(ScanFigures) % 8 == 0 && sizeof(SeriesPoint) % 8 == 0 && sizeof(ModuleEntry) % 8 == 0);
 
 // A word of the shared snapshot: may_alias, as the words overlay fields of every type.
 using SharedWord = uint64_t __attribute__((may_alias));
@@ -213,6 +231,7 @@ inline void store_used(Snapshot& shared, const Snapshot& from) {
   store_words(shared.threads, from.threads, std::min(from.thread_count, kMaxThreads) * sizeof(ThreadFigures));
   store_words(shared.scans, from.scans, sizeof(from.scans));
   store_words(shared.leaks, from.leaks, std::min(from.leak_count, kMaxLeaks) * sizeof(Leak));
+  store_words(shared.modules, from.modules, std::min(from.module_count, kMaxModules) * sizeof(ModuleEntry));
   store_words(shared.series, from.series, sizeof(from.series));
 }
 

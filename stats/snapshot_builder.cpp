@@ -11,9 +11,7 @@
 #include "allocator/stack_table.h"
 #include "allocator/thread_registry.h"
 #include "collector/collector.h"
-#include "report/exit_report.h"
 #include "report/site_summary.h"
-#include "report/symbolizer.h"
 
 namespace heapkeeper::stats {
 namespace {
@@ -37,15 +35,14 @@ void SnapshotBuilder::fill_frames(uint32_t stack_id, Frame* frames, uint32_t& de
   alloc::StackView view = alloc::stack_table().frames(stack_id);
   depth = std::min<uint32_t>(view.depth, kMaxFrames);
   for (uint32_t i = 0; i < depth; ++i) {
-    report::SymbolizedFrame f = report::shared_symbolizer().resolve(view.frames[i], view.generation);
+    // Raw: the reader names the frame from the module table (viewer/segment_reader.h).
+    const uint32_t module = module_map_.attribute(view.frames[i], view.generation, modules_);
     Frame& out = frames[i];
-    out.address = f.address;
-    out.module_offset = f.module_offset;
-    out.line = static_cast<uint32_t>(f.line > 0 ? f.line : 0);
-    out.reserved = 0;
-    copy_text(out.function, sizeof(out.function), f.function);
-    copy_text(out.module, sizeof(out.module), f.module);
-    copy_text(out.file, sizeof(out.file), f.file);
+    out.address = view.frames[i];
+    out.module_index = module < kMaxModules ? module : kNoModuleIndex;
+    out.module_offset = module < kMaxModules ? view.frames[i] - modules_[module].load_bias : 0;
+    out.line = 0;
+    out.function[0] = out.module[0] = out.file[0] = '\0';
   }
 }
 
@@ -157,6 +154,8 @@ void SnapshotBuilder::build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, b
   // watching waits for the next snapshot that has them (SegmentReader::snapshot).
   const collect::ScanReport last = collect::last_scan();
   if (symbolize) {
+    module_map_.load();
+    modules_.clear();
     add_sites(out, last, seconds, now_ns);
   } else {
     previous_site_allocations_.clear();  // a site's rate needs two watched snapshots in a row
@@ -204,6 +203,19 @@ void SnapshotBuilder::build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, b
       leak.age_scans = g.max_age_scans;
       fill_frames(g.stack_id, leak.frames, leak.depth);
     }
+  }
+
+  for (size_t i = 0; symbolize && i < modules_.size() && i < kMaxModules; ++i) {
+    const report::RawModule& from = modules_[i];
+    ModuleEntry& to = out.modules[out.module_count++];
+    to.load_bias = from.load_bias;
+    to.low = from.low;
+    to.high = from.high;
+    to.unloaded = from.unloaded ? 1 : 0;
+    to.build_id_length = static_cast<uint32_t>(std::min(from.build_id.size(), sizeof(to.build_id)));
+    std::memcpy(to.build_id, from.build_id.data(), to.build_id_length);
+    // A path that does not fit would name another file: cut, it names nothing (frames keep offsets).
+    copy_text(to.path, sizeof(to.path), from.path.size() < sizeof(to.path) ? from.path : std::string());
   }
 
   // Time series: one point a second.

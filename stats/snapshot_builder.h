@@ -1,13 +1,16 @@
 // Building one Snapshot (shm_layout.h) of the process: totals and rates, heap figures, threads,
 // recent scans and the live/leaked time series; while a reader watches, also the size-class
-// histogram, the top allocation sites (symbolized, cached per stack) and the last scan's leaks. Runs on the publisher
-// thread, off the hot path; walks the live blocks without stopping the world (a moving picture).
+// histogram, the top allocation sites and the last scan's leaks, with raw frames and the module
+// table that names them (the reader symbolizes). Runs on the publisher thread, off the hot path;
+// walks the live blocks without stopping the world (a moving picture).
 #pragma once
 
 #include <cstdint>
 #include <unordered_map>
+#include <vector>
 
 #include "collector/collector.h"
+#include "report/module_map.h"
 #include "stats/shm_layout.h"
 #include "stats/site_growth.h"
 
@@ -17,7 +20,7 @@ class SnapshotBuilder {
  public:
   // Fills the figures of `out` and the entries of its tables below their counts (store_used copies
   // exactly that). `now_ns` is CLOCK_REALTIME, `start_ns` the process start. `symbolize` means a
-  // reader is watching: only then come the sites, size histogram and leak table, with named frames.
+  // reader is watching: only then come the sites, size histogram and leak table, with raw frames.
   void build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, bool symbolize);
 
  private:
@@ -27,6 +30,8 @@ class SnapshotBuilder {
   void sample_growth_unwatched(uint64_t now_ns);
   void fill_frames(uint32_t stack_id, Frame* frames, uint32_t& depth);
 
+  report::ModuleMap module_map_;            // what is mapped, read once per watched snapshot
+  std::vector<report::RawModule> modules_;  // the modules this snapshot's frames name
   uint64_t previous_time_ns_ = 0;
   uint64_t previous_allocations_ = 0, previous_frees_ = 0;
   std::unordered_map<uint32_t, uint64_t> previous_site_allocations_;

@@ -9,6 +9,7 @@
 #include "viewer/process_commands.h"
 #include "viewer/run_command.h"
 #include "viewer/show_command.h"
+#include "viewer/symbolize_command.h"
 #include "viewer/view_command.h"
 
 namespace {
@@ -33,6 +34,8 @@ constexpr const char* kEnvironmentHelp = R"(Environment read by the traced progr
   HEAPKEEPER_RETAINED=0         scans record no reference graph (no retained sizes in reports)
   HEAPKEEPER_QUIET=1            no "new leaks" lines from periodic scans
   HEAPKEEPER_LIBRARY=PATH       (for `heapkeeper run`) the preload library to use
+  HEAPKEEPER_BINARY=PATH        the heapkeeper binary that names frames (default: ../bin/heapkeeper beside the library)
+  HEAPKEEPER_SYMBOLIZER_LOG=1   the symbolizer prints one line for each module file it reads
 Invalid values are reported in one line naming the variable, and the default is used.)";
 
 }  // namespace
@@ -129,6 +132,17 @@ static int run_command_line(int argc, char** argv) {
   export_cmd->add_flag("--all", export_all, "Every running tracked process of this user");
   export_cmd->add_flag("--prometheus", export_prometheus_flag, "OpenMetrics text format (the default and only format)");
 
+  std::string dump_file;
+  bool symbolize_answer = false, symbolize_text = false;
+  CLI::App* symbolize_cmd =
+      app.add_subcommand("symbolize", "The JSON report of a raw dump (what libheapkeeper.so hands over at exit)");
+  symbolize_cmd->add_option("dump", dump_file, "The raw dump (default: standard input)")->type_name("FILE");
+  symbolize_cmd->add_flag("--text", symbolize_text, "The LeakSanitizer-style leak report instead");
+  symbolize_cmd->add_flag("--answer", symbolize_answer, "Internal: the library's answer, from stdin to stdout");
+  std::string symbolize_serve;
+  symbolize_cmd->add_option("--serve", symbolize_serve, "Internal: then serve other processes at SOCKET")
+      ->type_name("SOCKET");
+
   pid_t view_pid = 0;
   CLI::App* view_cmd = app.add_subcommand("view", "Live terminal UI of a tracked process (without PID: pick one)");
   view_cmd->add_option("pid", view_pid, "Process id (default: choose from the tracked processes)");
@@ -147,6 +161,8 @@ static int run_command_line(int argc, char** argv) {
   if (report_cmd->parsed()) return heapkeeper::view::fetch_report(report_pid, report_json, sites_shown, frames_shown);
   if (diff_cmd->parsed()) return heapkeeper::view::diff_reports(diff_before, diff_after, diff_json, sites_shown);
   if (why_cmd->parsed()) return heapkeeper::view::explain_retainers(why_pid, why_target, why_json, why_paths);
+  if (symbolize_cmd->parsed())
+    return heapkeeper::view::symbolize_dump(dump_file, symbolize_answer, symbolize_text, symbolize_serve);
   if (view_cmd->parsed()) return heapkeeper::view::view_processes(view_pid);
   if (export_cmd->parsed()) {
     if (!export_all && export_pids.empty()) {

@@ -20,6 +20,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include "analysis/symbolizer_service.h"
+
 namespace heapkeeper::view {
 namespace {
 
@@ -152,6 +154,14 @@ int run_program(const RunOptions& options) {
                std::strerror(errno));
     return 126;
   }
+  // The run's symbolizer service, made before anything is set for the program: every traced
+  // process of the run hands its report over to it (report/analysis_handoff.h).
+  std::string service_error;
+  const std::string service = analysis::start_symbolizer_service(service_error);
+  if (!service.empty()) setenv("HEAPKEEPER_SYMBOLIZER_SOCKET", service.c_str(), 1);
+  std::error_code self_error;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", self_error);
+  if (!self_error) setenv("HEAPKEEPER_BINARY", self.c_str(), 1);
   std::string preload = library;
   if (const char* existing = std::getenv("LD_PRELOAD"); existing != nullptr && *existing != '\0') {
     preload += ":";

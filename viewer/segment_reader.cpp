@@ -24,6 +24,9 @@
 #include <sstream>
 #include <thread>
 
+#include "analysis/module_symbolizer.h"
+#include "analysis/report_renderer.h"
+#include "report/raw_dump.h"
 #include "stats/segment_files.h"
 
 namespace heapkeeper::view {
@@ -368,9 +371,59 @@ void SegmentReader::sanitise(stats::Snapshot& s) {
   if (s.leak_count > stats::kMaxLeaks) s.leak_count = stats::kMaxLeaks;
   if (s.series_count > stats::kSeriesLength) s.series_count = stats::kSeriesLength;
   s.series_next %= stats::kSeriesLength;
+  if (s.module_count > stats::kMaxModules) s.module_count = stats::kMaxModules;
+  for (auto& module : s.modules) {
+    terminate(module.path);
+    if (module.build_id_length > sizeof(module.build_id)) module.build_id_length = 0;
+  }
   for (auto& site : s.sites) sanitise_frames(site.frames, site.depth);
   for (auto& leak : s.leaks) sanitise_frames(leak.frames, leak.depth);
   for (auto& thread : s.threads) terminate(thread.name);
+  const auto check_modules = [&](stats::Frame* frames) {
+    for (uint32_t i = 0; i < stats::kMaxFrames; ++i) {
+      if (frames[i].module_index >= s.module_count) frames[i].module_index = stats::kNoModuleIndex;
+    }
+  };
+  for (auto& site : s.sites) check_modules(site.frames);
+  for (auto& leak : s.leaks) check_modules(leak.frames);
+}
+
+namespace {
+void copy_text(char* out, size_t capacity, const std::string& text) {
+  const size_t n = std::min(capacity - 1, text.size());
+  std::memcpy(out, text.data(), n);
+  out[n] = '\0';
+}
+}  // namespace
+
+void SegmentReader::name_frames(stats::Snapshot& s) const {
+  if (s.symbolized == 0) return;
+  if (symbolizer_ == nullptr) symbolizer_ = std::make_unique<analysis::ModuleSymbolizer>();
+  std::vector<report::RawModule> modules(s.module_count);
+  for (uint32_t i = 0; i < s.module_count; ++i) {
+    const stats::ModuleEntry& from = s.modules[i];
+    modules[i].unloaded = from.unloaded != 0;
+    modules[i].load_bias = from.load_bias;
+    modules[i].low = from.low;
+    modules[i].high = from.high;
+    modules[i].build_id.assign(reinterpret_cast<const char*>(from.build_id), from.build_id_length);
+    modules[i].path = from.path;
+  }
+  const auto name = [&](stats::Frame* frames, uint32_t depth) {
+    for (uint32_t i = 0; i < depth; ++i) {
+      stats::Frame& frame = frames[i];
+      const report::RawModule* module =
+          frame.module_index == stats::kNoModuleIndex ? nullptr : &modules[frame.module_index];
+      const analysis::SymbolizedFrame named = symbolizer_->resolve(module, frame.address);
+      frame.module_offset = named.module_offset;
+      frame.line = static_cast<uint32_t>(named.line > 0 ? named.line : 0);
+      copy_text(frame.function, sizeof(frame.function), named.function);
+      copy_text(frame.module, sizeof(frame.module), named.module);
+      copy_text(frame.file, sizeof(frame.file), named.file);
+    }
+  };
+  for (uint32_t i = 0; i < s.site_count; ++i) name(s.sites[i].frames, s.sites[i].depth);
+  for (uint32_t i = 0; i < s.leak_count; ++i) name(s.leaks[i].frames, s.leaks[i].depth);
 }
 
 bool SegmentReader::snapshot(stats::Snapshot& out, std::string& error) const {
@@ -408,6 +461,7 @@ bool SegmentReader::read_snapshot(stats::Snapshot& out, std::string& error) cons
     switch (stats::try_read_snapshot(*segment_, out)) {
       case stats::SnapshotRead::kConsistent:
         sanitise(out);
+        name_frames(out);
         return true;
       case stats::SnapshotRead::kNeverPublished:
         error = "the process has not published its first snapshot yet";
@@ -471,6 +525,18 @@ bool SegmentReader::command(stats::Command command, int timeout_ms, std::string&
         error = answer["error"].get<std::string>();
       else
         error = "the process answered with an error (" + std::to_string(channel->status) + ")";
+    } else if (response.size() >= sizeof(report::kRawDumpMagic) &&
+               std::memcmp(response.data(), &report::kRawDumpMagic, sizeof(report::kRawDumpMagic)) == 0) {
+      // The process sends facts, not names: the report is symbolized and rendered here, on the
+      // reader's side, so the traced process never loads libdw (report/raw_dump.h).
+      report::RawReport dump;
+      std::string problem;
+      if (!report::parse_raw_dump(response, dump, problem)) {
+        error = "the process sent " + problem;
+      } else {
+        analysis::ModuleSymbolizer symbolizer;
+        response = analysis::render_json(dump, symbolizer);
+      }
     }
   } else {
     error = info().producer_alive ? "the process did not answer within " + std::to_string(timeout_ms / 1000) + " s"

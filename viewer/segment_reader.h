@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "analysis/module_symbolizer.h"
 #include "stats/shm_layout.h"
 
 namespace heapkeeper::view {
@@ -77,6 +78,10 @@ class SegmentReader {
   void close();
   bool trusted_for(pid_t pid, std::string& error) const;
   bool read_snapshot(stats::Snapshot& out, std::string& error) const;
+  // Names the raw frames of a sanitised snapshot from its module table (the producer publishes
+  // addresses only: symbolizing happens here, with a cache that lasts as long as the reader).
+  void name_frames(stats::Snapshot& snapshot) const;
+  mutable std::unique_ptr<analysis::ModuleSymbolizer> symbolizer_;
   bool writable_ = false;
   int fd_ = -1;
   void* mapping_ = nullptr;

@@ -1,0 +1,212 @@
+// ModuleSymbolizer implementation (see module_symbolizer.h): one libdwfl session per module file,
+// the file reported at its own addresses (bias 0), queried for the symbol and source line of each
+// file offset, with abi::__cxa_demangle for C++ symbols.
+#include "analysis/module_symbolizer.h"
+
+#include <cxxabi.h>
+#include <elfutils/libdwfl.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace heapkeeper::analysis {
+namespace {
+
+constexpr const char* kUnknown = "??";
+// Module files held open at once (a descriptor and its ELF each); past this every session is
+// closed and the cache starts again.
+constexpr size_t kMaxModuleFiles = 512;
+
+// Separate debug info is looked up only where it is installed locally, by build ID under
+// /usr/lib/debug/.build-id; dwfl_standard_find_debuginfo would go on to ask debuginfod over the
+// network. Objects built with -g carry their DWARF in the main file, which needs neither.
+char* debuginfo_search_path = nullptr;
+const Dwfl_Callbacks kFileCallbacks = {
+    .find_elf = dwfl_build_id_find_elf,
+    .find_debuginfo = dwfl_build_id_find_debuginfo,
+    .section_address = nullptr,
+    .debuginfo_path = &debuginfo_search_path,
+};
+
+// Without the symbol version glibc's and libstdc++'s tables append ("__libc_start_main@@GLIBC_2.34"),
+// and demangled when it is an Itanium-ABI C++ name (only those start with _Z).
+std::string readable_function_name(const char* symbol) {
+  std::string name(symbol, std::strcspn(symbol, "@"));
+  if (name.compare(0, 2, "_Z") == 0) {
+    int status = 0;
+    char* demangled = abi::__cxa_demangle(name.c_str(), nullptr, nullptr, &status);
+    if (status == 0 && demangled != nullptr) name = demangled;
+    std::free(demangled);
+  }
+  return name;
+}
+
+std::string hex_text(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string text;
+  text.reserve(2 * bytes.size());
+  for (unsigned char c : bytes) {
+    text += kDigits[c >> 4];
+    text += kDigits[c & 15];
+  }
+  return text;
+}
+
+std::string build_id_of(Dwfl_Module* module) {
+  const unsigned char* bits = nullptr;
+  GElf_Addr where = 0;
+  const int length = dwfl_module_build_id(module, &bits, &where);
+  return length > 0 ? std::string(reinterpret_cast<const char*>(bits), static_cast<size_t>(length)) : std::string();
+}
+
+// dwfl_module_getsrc finds an address's compilation unit through .debug_aranges, which clang does
+// not emit unless asked and libdw 0.188 does not rebuild: asking each unit is slower but always works.
+void source_line_without_aranges(Dwfl_Module* module, uint64_t address, std::string& file, int& line) {
+  Dwarf_Addr bias = 0;
+  for (Dwarf_Die* unit = dwfl_module_nextcu(module, nullptr, &bias); unit != nullptr;
+       unit = dwfl_module_nextcu(module, unit, &bias)) {
+    if (dwarf_haspc(unit, address - bias) <= 0) continue;
+    Dwarf_Line* record = dwarf_getsrc_die(unit, address - bias);
+    const char* name = record != nullptr ? dwarf_linesrc(record, nullptr, nullptr) : nullptr;
+    int number = 0;
+    if (name != nullptr && dwarf_lineno(record, &number) == 0) {
+      file = name;
+      line = number > 0 ? number : 0;
+    }
+    return;
+  }
+}
+
+}  // namespace
+
+ModuleSymbolizer::ModuleSymbolizer() {
+  const char* log = std::getenv("HEAPKEEPER_SYMBOLIZER_LOG");
+  log_ = log != nullptr && std::strcmp(log, "1") == 0;
+}
+
+ModuleSymbolizer::~ModuleSymbolizer() {
+  for (auto& [key, file] : files_) {
+    if (file.session != nullptr) dwfl_end(file.session);
+  }
+}
+
+ModuleSymbolizer::ModuleFile& ModuleSymbolizer::module_file(const report::RawModule& module, const std::string& key) {
+  if (auto known = files_.find(key); known != files_.end()) return known->second;
+  if (files_.size() >= kMaxModuleFiles) {
+    for (auto& [k, f] : files_) {
+      if (f.session != nullptr) dwfl_end(f.session);
+    }
+    files_.clear();
+  }
+  ModuleFile& file = files_[key];
+  // An unloaded library without a build-id cannot be told from a rebuilt one; a name that is not an
+  // absolute path ("[vdso]", "... (deleted)" still opens nothing of the right build) has no file.
+  if ((module.unloaded && module.build_id.empty()) || module.path.empty() || module.path[0] != '/') return file;
+  ++modules_read_;
+  if (log_) std::fprintf(stderr, "heapkeeper: symbolizer: reading %s\n", module.path.c_str());
+  // Non-blocking: whatever is at that path now may be a FIFO, which only a regular file may not be.
+  const int fd = ::open(module.path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return file;
+  struct stat status {};
+  if (::fstat(fd, &status) != 0 || !S_ISREG(status.st_mode)) {
+    ::close(fd);
+    return file;
+  }
+  file.session = dwfl_begin(&kFileCallbacks);
+  if (file.session == nullptr) {
+    ::close(fd);
+    return file;
+  }
+  // At the file's own addresses (bias 0): lookups are by file offset, the same in every process.
+  dwfl_report_begin(file.session);
+  Dwfl_Module* reported = dwfl_report_elf(file.session, module.path.c_str(), module.path.c_str(), fd, 0, true);
+  if (reported == nullptr) ::close(fd);  // consumed only on success
+  dwfl_report_end(file.session, nullptr, nullptr);
+  Dwarf_Addr bias = 0;
+  if (reported != nullptr && dwfl_module_getelf(reported, &bias) != nullptr && bias == 0 &&
+      (module.build_id.empty() || build_id_of(reported) == module.build_id)) {
+    file.module = reported;
+  } else {
+    dwfl_end(file.session);
+    file.session = nullptr;
+  }
+  return file;
+}
+
+SymbolizedFrame ModuleSymbolizer::resolve(const report::RawModule* module, uint64_t address) {
+  SymbolizedFrame frame;
+  frame.address = address;
+  frame.function = kUnknown;
+  frame.module = kUnknown;
+  if (module == nullptr || address == 0) return frame;
+  frame.module = module->path.empty() ? kUnknown : module->path;
+  if (frame.module.compare(0, 5, "[vdso") == 0) frame.module = "[vdso]";
+  frame.module_offset = address - module->load_bias;
+  frame.build_id = hex_text(module->build_id);
+  frame.unloaded = module->unloaded;
+  const std::string key = module->build_id.empty() ? "path:" + module->path : frame.build_id;
+  ModuleFile& file = module_file(*module, key);
+  if (file.module == nullptr) return frame;
+  auto [it, fresh] = file.names.try_emplace(frame.module_offset);
+  Names& names = it->second;
+  if (fresh) {
+    // A return address points just past its call; the call itself is one byte back.
+    const uint64_t lookup = frame.module_offset - 1;
+    GElf_Off offset_in_symbol = 0;
+    GElf_Sym symbol{};
+    const char* symbol_name =
+        dwfl_module_addrinfo(file.module, lookup, &offset_in_symbol, &symbol, nullptr, nullptr, nullptr);
+    if (symbol_name != nullptr) names.function = readable_function_name(symbol_name);
+    if (Dwfl_Line* record = dwfl_module_getsrc(file.module, lookup)) {
+      int line = 0;
+      const char* source = dwfl_lineinfo(record, nullptr, &line, nullptr, nullptr, nullptr);
+      if (source != nullptr) {
+        names.file = source;
+        names.line = line > 0 ? line : 0;
+      }
+    } else {
+      source_line_without_aranges(file.module, lookup, names.file, names.line);
+    }
+  }
+  if (!names.function.empty()) frame.function = names.function;
+  frame.file = names.file;
+  frame.line = names.line;
+  return frame;
+}
+
+std::string ModuleSymbolizer::format(const SymbolizedFrame& frame) {
+  std::string text = frame.function.empty() ? kUnknown : frame.function;
+  char number[2 + 16 + 1];
+  if (frame.module.empty() || frame.module == kUnknown) {
+    std::snprintf(number, sizeof number, "0x%" PRIx64, frame.address);
+    text += " ?? ";
+    text += number;
+  } else {
+    std::snprintf(number, sizeof number, "0x%" PRIx64, frame.module_offset);
+    text += ' ';
+    text += frame.module;
+    text += '+';
+    text += number;
+  }
+  if (!frame.file.empty()) {
+    text += ' ';
+    text += frame.file;
+    if (frame.line > 0) {
+      text += ':';
+      text += std::to_string(frame.line);
+    }
+  }
+  if (frame.unloaded) {
+    // Where a reader can no longer look the module up, its build-id names the exact file.
+    text += frame.function == kUnknown && !frame.build_id.empty() ? " (unloaded, BuildId: " + frame.build_id + ")"
+                                                                  : std::string(" (unloaded)");
+  }
+  return text;
+}
+
+}  // namespace heapkeeper::analysis

@@ -1,0 +1,278 @@
+// Implementation of the run's symbolizer service (see symbolizer_service.h).
+#include "analysis/symbolizer_service.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "analysis/module_symbolizer.h"
+#include "analysis/report_renderer.h"
+#include "report/raw_dump.h"
+
+namespace heapkeeper::analysis {
+namespace {
+
+constexpr uint64_t kMaxDumpBytes = uint64_t{1} << 30;
+constexpr int kClientTimeoutSeconds = 60;
+
+struct Service {
+  std::mutex mutex;  // the symbolizer and its caches, one dump at a time
+  std::unique_ptr<ModuleSymbolizer> symbolizer = std::make_unique<ModuleSymbolizer>();
+  std::atomic<int> in_flight{0};
+};
+
+bool read_exactly(int fd, char* data, size_t size) {
+  while (size > 0) {
+    const ssize_t n = ::read(fd, data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+bool write_all(int fd, const char* data, size_t size) {
+  while (size > 0) {
+    const ssize_t n = ::send(fd, data, size, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+void answer_client(Service& service, int fd) {
+  ucred peer{};
+  socklen_t length = sizeof peer;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) != 0 || peer.uid != ::getuid()) return;
+  const timeval timeout{kClientTimeoutSeconds, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+  uint64_t size = 0;
+  if (!read_exactly(fd, reinterpret_cast<char*>(&size), sizeof size) || size > kMaxDumpBytes) return;
+  std::string dump(size, '\0');
+  if (!read_exactly(fd, dump.data(), dump.size())) return;
+  report::RawReport parsed;
+  std::string error;
+  if (!report::parse_raw_dump(dump, parsed, error)) {
+    std::fprintf(stderr, "heapkeeper: symbolizer service: pid %d: %s\n", static_cast<int>(peer.pid), error.c_str());
+    return;  // the client sees no answer and says so
+  }
+  std::string reply;
+  {
+    std::lock_guard<std::mutex> lock(service.mutex);
+    reply = report::serialize_raw_answer(render_answer(parsed, *service.symbolizer));
+  }
+  write_all(fd, reply.data(), reply.size());
+}
+
+// When the service ends: the run's program has exited (its pidfd is readable; without pidfd_open,
+// kill(pid, 0) fails) or, for a user's service, nobody came for kUserIdleMs.
+struct Lifetime {
+  int pidfd = -1;
+  pid_t watched = 0;  // 0: a user's service, ended by idleness
+};
+
+constexpr int kUserIdleMs = 2000;
+
+// Waits for a client: true when one is there, false when the service is to end.
+bool wait_for_client(const Lifetime& life, int listener) {
+  for (;;) {
+    pollfd fds[2] = {{listener, POLLIN, 0}, {life.pidfd, POLLIN, 0}};
+    const bool run = life.watched != 0;
+    const int ready = ::poll(fds, run && life.pidfd >= 0 ? 2 : 1, run ? (life.pidfd >= 0 ? -1 : 1000) : kUserIdleMs);
+    if (ready < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (ready < 0) return false;
+    if (run && life.pidfd >= 0 && (fds[1].revents & POLLIN) != 0) return false;
+    if (run && life.pidfd < 0 && ::kill(life.watched, 0) != 0 && errno == ESRCH) return false;
+    if (ready == 0 && !run) return false;  // idle
+    if ((fds[0].revents & POLLIN) != 0) return true;
+  }
+}
+
+void detach_from_terminal() {
+  // Nothing of the terminal is held but stderr, and that only while tests count the modules read:
+  // a pipe reading the program's output must see its end when the program ends.
+  const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null >= 0) {
+    ::dup2(null, 0);
+    ::dup2(null, 1);
+    const char* log = std::getenv("HEAPKEEPER_SYMBOLIZER_LOG");
+    if (log == nullptr || std::strcmp(log, "1") != 0) ::dup2(null, 2);
+    ::close(null);
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+}
+
+// Serves until the lifetime ends, then removes `socket_path` (if it is still the socket bound
+// here: a later service may have replaced it) and `directory` (if any), and exits.
+[[noreturn]] void serve(int listener, const Lifetime& life, const std::string& directory,
+                        const std::string& socket_path, std::unique_ptr<ModuleSymbolizer> symbolizer = nullptr) {
+  struct stat bound {};
+  ::stat(socket_path.c_str(), &bound);
+  auto* service = new Service();  // lives until _exit: detached threads may still hold it
+  if (symbolizer != nullptr) service->symbolizer = std::move(symbolizer);
+  while (wait_for_client(life, listener)) {
+    const int client = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (client < 0) continue;
+    const int flags = ::fcntl(client, F_GETFL);
+    ::fcntl(client, F_SETFL, flags & ~O_NONBLOCK);
+    ++service->in_flight;
+    std::thread([service, client] {
+      answer_client(*service, client);
+      ::close(client);
+      --service->in_flight;
+    }).detach();
+  }
+  struct stat now {};
+  if (::stat(socket_path.c_str(), &now) == 0 && now.st_ino == bound.st_ino && now.st_dev == bound.st_dev)
+    ::unlink(socket_path.c_str());
+  if (!directory.empty()) ::rmdir(directory.c_str());
+  // A client whose program has exited cannot be waiting; others (descendants that outlived it) get
+  // up to their timeout.
+  for (int i = 0; i < kClientTimeoutSeconds * 10 && service->in_flight.load() > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  if (std::getenv("HEAPKEEPER_SYMBOLIZER_LOG") != nullptr)
+    std::fprintf(stderr, "heapkeeper: symbolizer: %llu module files read\n",
+                 static_cast<unsigned long long>(service->symbolizer->modules_read()));
+  ::_exit(0);
+}
+
+// Whether a service of our uid answers at `path`.
+bool someone_serves(const std::string& path) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(address.sun_path)) return false;
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  bool ours = false;
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0) {
+    ucred peer{};
+    socklen_t length = sizeof peer;
+    ours = ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) == 0 && peer.uid == ::getuid();
+  }
+  ::close(fd);
+  return ours;
+}
+
+}  // namespace
+
+std::string start_symbolizer_service(std::string& error) {
+  const char* runtime = std::getenv("XDG_RUNTIME_DIR");
+  std::string base = runtime != nullptr && runtime[0] == '/' && ::access(runtime, W_OK | X_OK) == 0 ? runtime : "/tmp";
+  std::string directory = base + "/heapkeeper-run.XXXXXX";
+  if (::mkdtemp(directory.data()) == nullptr) {
+    error = "cannot make a directory in " + base + ": " + std::strerror(errno);
+    return {};
+  }
+  std::string socket_path = directory + "/symbolizer";
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof(address.sun_path)) {
+    ::rmdir(directory.c_str());
+    error = "socket path too long: " + socket_path;
+    return {};
+  }
+  std::memcpy(address.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  const int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listener < 0 || ::bind(listener, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
+      ::listen(listener, 128) != 0) {
+    error = "cannot listen on " + socket_path + ": " + std::strerror(errno);
+    if (listener >= 0) ::close(listener);
+    ::rmdir(directory.c_str());
+    return {};
+  }
+  Lifetime life;
+  life.watched = ::getpid();
+  life.pidfd = static_cast<int>(::syscall(SYS_pidfd_open, life.watched, 0));  // close-on-exec by definition
+  std::fflush(nullptr);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    // The intermediate child exits at once: the service is re-parented, never the program's child.
+    if (::fork() == 0) {
+      detach_from_terminal();
+      serve(listener, life, directory, socket_path);
+    }
+    ::_exit(0);
+  }
+  if (life.pidfd >= 0) ::close(life.pidfd);
+  ::close(listener);
+  if (child < 0) {
+    error = std::string("cannot start the symbolizer service: ") + std::strerror(errno);
+    ::unlink(socket_path.c_str());
+    ::rmdir(directory.c_str());
+    return {};
+  }
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  return socket_path;
+}
+
+}  // namespace heapkeeper::analysis
+
+namespace heapkeeper::analysis {
+
+void start_user_symbolizer_service(const std::string& socket_path, std::unique_ptr<ModuleSymbolizer> symbolizer) {
+  if (socket_path.empty() || socket_path[0] != '/' || someone_serves(socket_path)) return;
+  // Its directory: $XDG_RUNTIME_DIR itself, or /tmp/heapkeeper-<uid>, which must be ours, 0700
+  // and no link (anyone may create names in /tmp).
+  const std::string directory = socket_path.substr(0, socket_path.rfind('/'));
+  ::mkdir(directory.c_str(), 0700);
+  struct stat status {};
+  if (::lstat(directory.c_str(), &status) != 0 || !S_ISDIR(status.st_mode) || status.st_uid != ::getuid() ||
+      (status.st_mode & 077) != 0)
+    return;
+  std::fflush(nullptr);
+  const pid_t child = ::fork();
+  if (child != 0) {
+    if (child > 0) {
+      int ignored = 0;
+      while (::waitpid(child, &ignored, 0) < 0 && errno == EINTR) {
+      }
+    }
+    return;
+  }
+  // The intermediate child exits at once: the service is nobody's child but init's (or a
+  // subreaper's: the library asks for a service only when the program is none).
+  if (::fork() != 0) ::_exit(0);
+  ::setsid();
+  // Nothing of the program is held: the library started the binary with only 0, 1 and 2 open.
+  detach_from_terminal();
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof(address.sun_path)) ::_exit(0);
+  std::memcpy(address.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  const int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listener < 0) ::_exit(0);
+  // A socket nobody answers on is a dead service's: replace it. Two new services racing both bind;
+  // the one whose name was taken over idles out.
+  ::unlink(socket_path.c_str());
+  if (::bind(listener, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
+      ::listen(listener, 128) != 0)
+    ::_exit(0);
+  serve(listener, Lifetime{}, std::string(), socket_path, std::move(symbolizer));
+}
+
+}  // namespace heapkeeper::analysis

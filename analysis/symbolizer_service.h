@@ -1,0 +1,36 @@
+// The symbolizer service of a `heapkeeper run`: one process that answers the raw dumps of every
+// traced process of the run (report/analysis_handoff.h), so that a module of one build is read
+// once for the whole run (ModuleSymbolizer caches by build-id) and no process starts a binary to
+// have its report made.
+//
+// Why a service rather than an on-disk cache: a cache still costs every process an exec of the
+// binary and a load of the cache (milliseconds each, the bulk of what a report costs once names are
+// cached), and a shared directory of cache files is a surface to defend (links, races, corrupt
+// entries); a socket in a private directory answers in one round trip, and processes outside any
+// run still get their reports by starting the binary themselves.
+//
+// The run's service is a grandchild of `heapkeeper run` made before the run execs the program: it is
+// nobody's child the program could see or wait for. It listens on a unix socket in a new 0700
+// directory (under $XDG_RUNTIME_DIR, else /tmp), answers only its own uid (SO_PEERCRED), and ends
+// once the program the run became has exited (a pidfd), removing the socket and directory.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "analysis/module_symbolizer.h"
+
+namespace heapkeeper::analysis {
+
+// Starts the service for this process, which is about to exec the program: the socket's path, or
+// empty with `error` one line. The listening socket is close-on-exec: the program never holds it.
+std::string start_symbolizer_service(std::string& error);
+
+// A user's service, for traced processes outside any run (plain LD_PRELOAD): started by the first
+// `heapkeeper symbolize --answer --serve PATH` that finds nobody answering at PATH, it serves every
+// process of this uid that connects and ends after two seconds without a client, carrying on with
+// `symbolizer`'s cache (what the binary just read). Returns at once in the caller; the service is a
+// new session, re-parented, holding no descriptor of the program.
+void start_user_symbolizer_service(const std::string& socket_path, std::unique_ptr<ModuleSymbolizer> symbolizer);
+
+}  // namespace heapkeeper::analysis

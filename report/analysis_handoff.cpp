@@ -1,0 +1,248 @@
+// Implementation of the hand-off to the `heapkeeper` binary (see analysis_handoff.h).
+#include "report/analysis_handoff.h"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+namespace heapkeeper::report {
+namespace {
+
+char g_socket_path[sizeof(sockaddr_un::sun_path)] = {};       // the run's service
+char g_user_socket_path[sizeof(sockaddr_un::sun_path)] = {};  // the user's service (any process)
+char g_binary_path[PATH_MAX] = {};
+
+uint64_t monotonic_ms() {
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1000 + static_cast<uint64_t>(now.tv_nsec) / 1000000;
+}
+
+bool write_all(int fd, const char* data, size_t size) {
+  while (size > 0) {
+    const ssize_t n = ::send(fd, data, size, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == ENOTSOCK) {
+      const ssize_t w = ::write(fd, data, size);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return false;
+      data += w;
+      size -= static_cast<size_t>(w);
+      continue;
+    }
+    if (n <= 0) return false;
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// Reads until end of file, waiting at most until `deadline_ms`; false on timeout or error.
+bool read_until_eof(int fd, std::string& out, uint64_t deadline_ms) {
+  char buffer[65536];
+  for (;;) {
+    const uint64_t now = monotonic_ms();
+    if (now >= deadline_ms) return false;
+    pollfd p{fd, POLLIN, 0};
+    const int ready = ::poll(&p, 1, static_cast<int>(deadline_ms - now));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) return false;
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n < 0) return false;
+    if (n == 0) return true;
+    out.append(buffer, static_cast<size_t>(n));
+  }
+}
+
+// A service (the run's or the user's): u64 length + dump, then the answer until EOF. The service
+// must run as our uid (SO_PEERCRED): the dump tells what the program allocated.
+bool ask_service(const char* socket_path, const std::string& dump, std::string& reply) {
+  if (socket_path[0] == '\0') return false;
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, socket_path, sizeof(address.sun_path) - 1);
+  bool ok = ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0;
+  ucred peer{};
+  socklen_t peer_length = sizeof peer;
+  ok = ok && ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peer_length) == 0 && peer.uid == ::getuid();
+  const uint64_t length = dump.size();
+  ok = ok && write_all(fd, reinterpret_cast<const char*>(&length), sizeof length) &&
+       write_all(fd, dump.data(), dump.size());
+  ok = ok && ::shutdown(fd, SHUT_WR) == 0 && read_until_eof(fd, reply, monotonic_ms() + kAnswerTimeoutMs);
+  ::close(fd);
+  return ok;
+}
+
+// The child's side of the raw clone: a copy of one thread of a process whose other threads may
+// hold any lock, so only system calls here, and every signal stays blocked (the program's handlers
+// must never run in it). An exec would give the child the exit signal SIGCHLD again (the kernel
+// resets it on exec), so this child does not exec: it makes a grandchild that does, whose SIGCHLD
+// comes here, waits for it and ends with its status. The binary starts with every signal blocked
+// and unblocks them itself, once exec has reset the handlers.
+[[noreturn]] void run_binary(int dump_fd, int answer_fd, char* const* argv, char* const* envp) {
+  const long grandchild = ::syscall(SYS_clone, static_cast<long>(SIGCHLD), nullptr, nullptr, nullptr, nullptr);
+  if (grandchild == 0) {
+    if (::dup2(dump_fd, 0) < 0 || ::dup2(answer_fd, 1) < 0) ::_exit(126);
+    ::syscall(SYS_close_range, 3u, ~0u, 0u);  // what the program left open without close-on-exec
+    ::execve(argv[0], argv, envp);
+    ::_exit(127);
+  }
+  if (grandchild < 0) ::_exit(125);
+  int status = 0;
+  while (::syscall(SYS_wait4, grandchild, &status, 0, nullptr) < 0 && errno == EINTR) {
+  }
+  ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+}
+
+bool ask_binary(const std::string& dump, std::string& reply, std::string& why) {
+  if (g_binary_path[0] == '\0' || ::access(g_binary_path, X_OK) != 0) {
+    why = std::string("the heapkeeper binary is not available (") +
+          (g_binary_path[0] != '\0' ? g_binary_path : "no path") + ")";
+    return false;
+  }
+  // The child's environment: the program's, without LD_PRELOAD (the binary is not to be traced).
+  std::vector<char*> envp;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    if (std::strncmp(*e, "LD_PRELOAD=", 11) != 0) envp.push_back(*e);
+  }
+  envp.push_back(nullptr);
+  char arg0[PATH_MAX];
+  std::memcpy(arg0, g_binary_path, sizeof arg0);
+  char arg1[] = "symbolize", arg2[] = "--answer", arg3[] = "--serve";
+  // A user's service is asked for unless the program is a subreaper, which would become its parent.
+  int subreaper = 0;
+  const bool serve = g_user_socket_path[0] != '\0' &&
+                     ::prctl(PR_GET_CHILD_SUBREAPER, reinterpret_cast<unsigned long>(&subreaper), 0, 0, 0) == 0 &&
+                     subreaper == 0;
+  char* argv[] = {arg0, arg1, arg2, serve ? arg3 : nullptr, serve ? g_user_socket_path : nullptr, nullptr};
+
+  const int dump_fd = static_cast<int>(::syscall(SYS_memfd_create, "heapkeeper-dump", MFD_CLOEXEC));
+  int answer[2] = {-1, -1};
+  if (dump_fd < 0 || ::pipe2(answer, O_CLOEXEC) != 0 || !write_all(dump_fd, dump.data(), dump.size()) ||
+      ::lseek(dump_fd, 0, SEEK_SET) != 0) {
+    why = std::string("could not pass the dump to the heapkeeper binary: ") + std::strerror(errno);
+    if (dump_fd >= 0) ::close(dump_fd);
+    if (answer[0] >= 0) ::close(answer[0]), ::close(answer[1]);
+    return false;
+  }
+  // Exit signal 0 (no SIGCHLD in the flags): the program is not told, and only a wait with
+  // __WCLONE or __WALL, which is ours alone, sees the child. Signals are blocked across the clone
+  // so that the child starts with all of them blocked.
+  sigset_t all, before;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &before);
+  const long child = ::syscall(SYS_clone, 0L, nullptr, nullptr, nullptr, nullptr);
+  if (child == 0) run_binary(dump_fd, answer[1], argv, envp.data());
+  pthread_sigmask(SIG_SETMASK, &before, nullptr);
+  ::close(dump_fd);
+  ::close(answer[1]);
+  if (child < 0) {
+    why = std::string("could not start the heapkeeper binary: ") + std::strerror(errno);
+    ::close(answer[0]);
+    return false;
+  }
+  const bool answered = read_until_eof(answer[0], reply, monotonic_ms() + kAnswerTimeoutMs);
+  ::close(answer[0]);
+  if (!answered) ::kill(static_cast<pid_t>(child), SIGKILL);
+  int status = 0;
+  while (::waitpid(static_cast<pid_t>(child), &status, __WALL) < 0 && errno == EINTR) {
+  }
+  if (!answered) {
+    why = std::string("the heapkeeper binary ") + g_binary_path + " did not answer in time";
+    return false;
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    why = std::string("the heapkeeper binary ") + g_binary_path + " failed (status " +
+          std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)) + ")";
+    return false;
+  }
+  return true;
+}
+
+// The user's service: $XDG_RUNTIME_DIR (the user's own, 0700) or a directory of ours in /tmp, named
+// after the binary's file (device, inode, modification time), so that only the service of this
+// very binary is ever asked; none without a binary.
+void name_user_service() {
+  g_user_socket_path[0] = '\0';
+  struct stat binary {};
+  if (g_binary_path[0] == '\0' || ::stat(g_binary_path, &binary) != 0) return;
+  const unsigned long long identity = (static_cast<unsigned long long>(binary.st_dev) * 0x9e3779b97f4a7c15ull) ^
+                                      (static_cast<unsigned long long>(binary.st_ino) << 20) ^
+                                      static_cast<unsigned long long>(binary.st_mtim.tv_sec) * 1000000007ull ^
+                                      static_cast<unsigned long long>(binary.st_mtim.tv_nsec);
+  const char* runtime = std::getenv("XDG_RUNTIME_DIR");
+  const int n = runtime != nullptr && runtime[0] == '/'
+                    ? std::snprintf(g_user_socket_path, sizeof g_user_socket_path, "%s/heapkeeper-symbolizer.%llx",
+                                    runtime, identity)
+                    : std::snprintf(g_user_socket_path, sizeof g_user_socket_path, "/tmp/heapkeeper-%u/symbolizer.%llx",
+                                    static_cast<unsigned>(::getuid()), identity);
+  if (n < 0 || static_cast<size_t>(n) >= sizeof g_user_socket_path) g_user_socket_path[0] = '\0';
+}
+
+}  // namespace
+
+void locate_analysis_binary() {
+  if (const char* socket = std::getenv("HEAPKEEPER_SYMBOLIZER_SOCKET");
+      socket != nullptr && std::strlen(socket) < sizeof(g_socket_path))
+    std::strcpy(g_socket_path, socket);
+  if (const char* binary = std::getenv("HEAPKEEPER_BINARY");
+      binary != nullptr && binary[0] == '/' && std::strlen(binary) < sizeof(g_binary_path)) {
+    std::strcpy(g_binary_path, binary);
+    name_user_service();
+    return;
+  }
+  // Next to this library: <prefix>/lib/libheapkeeper.so -> <prefix>/bin/heapkeeper.
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&locate_analysis_binary), &info) == 0 || info.dli_fname == nullptr) return;
+  char library[PATH_MAX];
+  if (info.dli_fname[0] == '/') {
+    if (std::strlen(info.dli_fname) >= sizeof library) return;
+    std::strcpy(library, info.dli_fname);
+  } else if (::realpath(info.dli_fname, library) == nullptr) {
+    return;
+  }
+  char* slash = std::strrchr(library, '/');
+  if (slash == nullptr) return;
+  *slash = '\0';
+  constexpr char kRelative[] = "/../bin/heapkeeper";
+  if (std::strlen(library) + sizeof kRelative > sizeof g_binary_path) return;
+  std::strcpy(g_binary_path, library);
+  std::strcat(g_binary_path, kRelative);
+  name_user_service();
+}
+
+bool analyse_dump(const std::string& dump, RawAnswer& answer, std::string& why) {
+  std::string reply;
+  if (!ask_service(g_socket_path, dump, reply)) {
+    reply.clear();
+    if (!ask_service(g_user_socket_path, dump, reply)) {
+      reply.clear();
+      if (!ask_binary(dump, reply, why)) return false;
+    }
+  }
+  return parse_raw_answer(reply, answer, why);
+}
+
+}  // namespace heapkeeper::report

@@ -1,0 +1,132 @@
+// Implementation of the raw dump's module map (see module_map.h).
+#include "report/module_map.h"
+
+#include <fcntl.h>
+#include <link.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+
+#include "allocator/unloaded_modules.h"
+
+namespace heapkeeper::report {
+namespace {
+
+// /proc/self/maps, whole: by our own thread id, not the pid (once the main thread has called
+// pthread_exit, /proc/PID/maps reads empty while /proc/TID/maps does not).
+std::string read_maps() {
+  std::string text;
+  const int fd = ::open("/proc/thread-self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return text;
+  char buffer[16384];
+  for (;;) {
+    const ssize_t got = ::read(fd, buffer, sizeof buffer);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    text.append(buffer, static_cast<size_t>(got));
+  }
+  ::close(fd);
+  return text;
+}
+
+}  // namespace
+
+void ModuleMap::load() {
+  mappings_.clear();
+  objects_.clear();
+  index_.clear();
+  const std::string maps = read_maps();
+  size_t at = 0;
+  while (at < maps.size()) {
+    size_t end = maps.find('\n', at);
+    if (end == std::string::npos) end = maps.size();
+    const std::string line = maps.substr(at, end - at);
+    at = end + 1;
+    unsigned long long start = 0, stop = 0, offset = 0;
+    int path_at = 0;
+    // "start-end perms offset dev inode path"
+    if (std::sscanf(line.c_str(), "%llx-%llx %*s %llx %*s %*s %n", &start, &stop, &offset, &path_at) < 3) continue;
+    if (path_at <= 0 || static_cast<size_t>(path_at) >= line.size()) continue;
+    std::string path = line.substr(static_cast<size_t>(path_at));
+    if (path[0] != '/' && path != "[vdso]") continue;  // heap, stack, anonymous
+    mappings_.push_back({start, stop, offset, std::move(path)});
+  }
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* data) -> int {
+        auto* objects = static_cast<std::vector<LoadedObject>*>(data);
+        LoadedObject object{info->dlpi_addr, {}, UINT64_MAX, 0, {}};
+        for (int i = 0; i < info->dlpi_phnum; ++i) {
+          const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+          if (ph.p_type != PT_LOAD) continue;
+          const uint64_t low = info->dlpi_addr + ph.p_vaddr;
+          object.segments.emplace_back(low, low + ph.p_memsz);
+          object.low = std::min(object.low, low);
+          object.high = std::max(object.high, low + ph.p_memsz);
+        }
+        if (object.segments.empty()) return 0;
+        uint8_t id[alloc::kMaxBuildIdBytes];
+        const size_t length = alloc::loaded_build_id(info, id);
+        object.build_id.assign(reinterpret_cast<const char*>(id), length);
+        objects->push_back(std::move(object));
+        return 0;
+      },
+      &objects_);
+}
+
+const ModuleMap::Mapping* ModuleMap::mapping_at(uint64_t address) const {
+  for (const Mapping& m : mappings_) {
+    if (address >= m.start && address < m.end) return &m;
+  }
+  return nullptr;
+}
+
+uint32_t ModuleMap::attribute(uint64_t return_address, uint32_t generation, std::vector<RawModule>& modules) {
+  // A return address points just past its call; the call itself is one byte back. 0 has no call.
+  if (return_address == 0) return kNoModule;
+  const auto add = [&](const std::string& key, RawModule module) {
+    auto [it, fresh] = index_.emplace(key, static_cast<uint32_t>(modules.size()));
+    if (fresh) modules.push_back(std::move(module));
+    return it->second;
+  };
+  alloc::UnloadedModule record;
+  if (alloc::unloaded_module_for(return_address, generation, &record)) {
+    RawModule module;
+    module.unloaded = true;
+    module.load_bias = record.load_bias;
+    module.low = record.low;
+    module.high = record.high;
+    module.build_id.assign(reinterpret_cast<const char*>(record.build_id), record.build_id_length);
+    module.path = record.path != nullptr ? record.path : "";
+    return add("u" + std::to_string(record.index), std::move(module));
+  }
+  const uint64_t lookup = return_address - 1;
+  const Mapping* mapping = mapping_at(lookup);
+  for (size_t i = 0; i < objects_.size(); ++i) {
+    const LoadedObject& object = objects_[i];
+    if (lookup < object.low || lookup >= object.high) continue;
+    const bool inside = std::any_of(object.segments.begin(), object.segments.end(),
+                                    [&](const auto& s) { return lookup >= s.first && lookup < s.second; });
+    if (!inside || mapping == nullptr) continue;
+    RawModule module;
+    module.load_bias = object.load_bias;
+    module.low = object.low;
+    module.high = object.high;
+    module.build_id = object.build_id;
+    module.path = mapping->path;
+    return add("l" + std::to_string(i), std::move(module));
+  }
+  // Mapped from a file, but not by the dynamic loader (an ELF file mapped by hand): named by the
+  // file, numbered from where its first page would lie.
+  if (mapping == nullptr) return kNoModule;
+  RawModule module;
+  module.load_bias = mapping->start - mapping->offset;
+  module.low = mapping->start;
+  module.high = mapping->end;
+  module.path = mapping->path;
+  return add("f" + std::to_string(mapping - mappings_.data()), std::move(module));
+}
+
+}  // namespace heapkeeper::report

@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# The report leaves the traced process: at exit the library hands a raw dump to the `heapkeeper`
+# binary (the run's symbolizer service, or `heapkeeper symbolize` started with a raw clone) and
+# prints its answer (report/analysis_handoff.h).
+#   watching     the program cannot tell: no SIGCHLD, no child its wait() reaps, no new descriptor,
+#                no libdw in its maps after heapkeeper_write_report or after `heapkeeper report
+#                PID` and `heapkeeper stats PID` named its frames (reader side), its exit status and
+#                HEAPKEEPER_EXITCODE as before; reports named in full by both ways; the binary
+#                refuses a corrupt dump in one line
+#   unreachable  without the binary (moved out of reach, named wrongly, failing, answering nonsense)
+#                the leak report still comes, with module+offset frames and build-ids, as
+#                LeakSanitizer's does without a symbolizer; the offset lies in the leaking function
+#   many         200 traced processes of one `heapkeeper run` each get a JSON report naming their
+#                live block's function, and the run's service reads each module file once
+#                (HEAPKEEPER_SYMBOLIZER_LOG=1); the same for 50 processes started with LD_PRELOAD
+#                alone (the user's service)
+source "$(dirname "$0")/lib.sh"
+
+part=${1:?usage: report_handoff.sh watching|unreachable|many}
+program=$(hk_program report_handoff)
+W=$HK_WORK
+named="#0 0x[0-9a-f]+ in leak_for_handoff $program\+0x[0-9a-f]+ .*report_handoff\.c:[0-9]+"
+summary='Direct leak of 4321 byte(s) in 1 object(s) allocated from:'
+
+# run_case NAME MODE ARGS...: runs the program (stdout, stderr, status into $W/NAME.*).
+run_case() {
+  local name=$1 mode=$2 status=0
+  shift 2
+  hk_exec "$mode" "$program" "$@" >"$W/$name.out" 2>"$W/$name.err" || status=$?
+  echo "$status" >"$W/$name.status"
+}
+
+# quiet_program NAME: nothing on stdout tells of a SIGCHLD or a reaped stranger.
+quiet_program() {
+  if grep -qE 'SIGCHLD|stranger' "$W/$1.out"; then
+    hk_fail "$1: the program saw the hand-off: $(tr '\n' ' ' <"$W/$1.out")"
+    return 1
+  fi
+}
+
+case $part in
+  watching)
+    for mode in preload launcher; do
+      HEAPKEEPER_REPORT="$W/$mode.json" run_case "wait.$mode" "$mode" wait
+      ok=1
+      quiet_program "wait.$mode" || ok=0
+      [[ $(cat "$W/wait.$mode.status") == 0 ]] || { hk_fail "wait.$mode: status $(cat "$W/wait.$mode.status")"; ok=0; }
+      if ! grep -qF "$summary" "$W/wait.$mode.err" || ! grep -qE "$named" "$W/wait.$mode.err"; then
+        hk_fail "wait.$mode: no named leak report on stderr:"
+        head -20 "$W/wait.$mode.err" >&2
+        ok=0
+      fi
+      if grep -q 'heapkeeper\[' "$W/wait.$mode.err"; then
+        hk_fail "wait.$mode: diagnostics: $(grep 'heapkeeper\[' "$W/wait.$mode.err")"
+        ok=0
+      fi
+      hk_json_check "$W/$mode.json" \
+        'any(f["function"] == "leak_for_handoff" and f.get("line", 0) > 0 for l in r["leaks"] for f in l["stack"]) and r["leaked_bytes"] == 4321' \
+        "$mode: the JSON report names the leak's function and line" || ok=0
+      ((ok)) && hk_pass "$mode: named reports, no SIGCHLD, no child visible to wait(), status 0"
+    done
+
+    run_case api preload api "$W/api.json"
+    expected=$'write_report: 0\nfds: same\nlibdw: not mapped\nchildren: none'
+    if [[ $(cat "$W/api.out") == "$expected" ]] && quiet_program api; then
+      hk_pass "heapkeeper_write_report: same descriptors, no libdw mapped, no child, no SIGCHLD"
+    else
+      hk_fail "heapkeeper_write_report: the program saw: $(cat "$W/api.out")"
+    fi
+    hk_json_check "$W/api.json" 'any(f["function"] == "leak_for_handoff" for l in r["live_sites"] for f in l["stack"])' \
+      "the mid-run report names the live block's function" || true
+
+    # Live: the report and the snapshot's frames are named on the reader's side.
+    "$HK_LAUNCHER" run -- "$program" hold "$W/hold.pid" >"$W/hold.out" 2>"$W/hold.err" &
+    job=$!
+    for ((i = 0; i < 300; ++i)); do [[ -s $W/hold.pid ]] && break; sleep 0.02; done
+    pid=$(cat "$W/hold.pid" 2>/dev/null || echo 0)
+    for ((i = 0; i < 50; ++i)); do
+      "$HK_LAUNCHER" report "$pid" --json >"$W/live.json" 2>"$W/live.err" && break
+      sleep 0.1
+    done
+    for ((i = 0; i < 50; ++i)); do
+      "$HK_LAUNCHER" stats "$pid" --json >"$W/stats.json" 2>"$W/stats.err" || true
+      grep -q leak_for_handoff "$W/stats.json" && break
+      sleep 0.1
+    done
+    touch "$W/hold.pid.done"
+    hk_wait "$job" || true
+    ok=1
+    hk_json_check "$W/live.json" 'any(f["function"] == "leak_for_handoff" for s in r["live_sites"] for f in s["stack"])' \
+      "heapkeeper report PID names the live block's function" || ok=0
+    grep -q '"leak_for_handoff"' "$W/stats.json" || { hk_fail "heapkeeper stats PID: frames not named"; ok=0; }
+    [[ $(cat "$W/hold.out") == "libdw: not mapped" ]] || { hk_fail "live: the program says $(cat "$W/hold.out")"; ok=0; }
+    ((ok)) && hk_pass "live report and stats named by the reader; no libdw in the traced process"
+
+    HEAPKEEPER_EXITCODE=23 run_case exitcode preload wait
+    printf 'leak:leak_for_handoff\n' >"$W/leak.supp"
+    HEAPKEEPER_EXITCODE=23 HEAPKEEPER_SUPPRESSIONS="$W/leak.supp" run_case suppressed preload wait
+    if [[ $(cat "$W/exitcode.status") == 23 && $(cat "$W/suppressed.status") == 0 ]] &&
+      ! grep -q 'Direct leak' "$W/suppressed.err"; then
+      hk_pass "HEAPKEEPER_EXITCODE: 23 with the leak, 0 when a suppression (matched by the binary) hides it"
+    else
+      hk_fail "HEAPKEEPER_EXITCODE: statuses $(cat "$W/exitcode.status") and $(cat "$W/suppressed.status") (expected 23 and 0)"
+      head -12 "$W/suppressed.err" >&2
+    fi
+
+    # The binary's reader: a corrupt or truncated dump is one line and status 1.
+    : >"$W/empty.dump"
+    head -c 300 /dev/urandom >"$W/random.dump"
+    printf 'KPHWDUMP\001\000\000\000\000\000\000\000\377\377\377\377\377\377\377\377' >"$W/truncated.dump"
+    for dump in empty random truncated; do
+      status=0
+      "$HK_LAUNCHER" symbolize "$W/$dump.dump" >"$W/$dump.sym.out" 2>"$W/$dump.sym.err" || status=$?
+      if [[ $status == 1 && ! -s $W/$dump.sym.out && $(wc -l <"$W/$dump.sym.err") == 1 ]] &&
+        grep -q "heapkeeper: $W/$dump.dump: .*raw dump" "$W/$dump.sym.err"; then
+        hk_pass "symbolize refuses the $dump dump: $(cat "$W/$dump.sym.err")"
+      else
+        hk_fail "symbolize on the $dump dump: status $status, stderr: $(head -3 "$W/$dump.sym.err")"
+      fi
+    done
+    ;;
+
+  unreachable)
+    # The offset must fall inside leak_for_handoff as the file numbers it.
+    read -r start size < <(nm -S "$program" | awk '$4 == "leak_for_handoff" {print $1, $2}')
+    build_id=$(readelf -n "$program" | awk '/Build ID/ {print $3}')
+    check_fallback() {
+      local name=$1 why=$2 ok=1 offset
+      quiet_program "$name" || ok=0
+      [[ $(cat "$W/$name.status") == 0 ]] || { hk_fail "$name: status $(cat "$W/$name.status")"; ok=0; }
+      if ! grep -qE "heapkeeper\[[0-9]+\]: .*$why.*; frames are given as module\+offset" "$W/$name.err"; then
+        hk_fail "$name: no line saying why frames are not named ('$why')"
+        ok=0
+      fi
+      offset=$(sed -nE "s|^ +#0 0x[0-9a-f]+ in \?\? $program\+0x([0-9a-f]+) \(BuildId: $build_id\)$|\1|p" "$W/$name.err")
+      if [[ -z $offset ]] || ((16#$offset <= 16#$start || 16#$offset > 16#$start + 16#$size)); then
+        hk_fail "$name: frame #0 is not module+offset inside leak_for_handoff (0x$start + 0x$size) with build-id $build_id:"
+        head -12 "$W/$name.err" >&2
+        ok=0
+      fi
+      grep -qF "$summary" "$W/$name.err" || { hk_fail "$name: no leak report"; ok=0; }
+      grep -q 'SUMMARY: heapkeeper: 4321 byte(s) leaked in 1 allocation(s).' "$W/$name.err" ||
+        { hk_fail "$name: no summary line"; ok=0; }
+      ((ok)) && hk_pass "$name: module+offset frames (0x$offset in leak_for_handoff) and the build-id"
+    }
+    # The library copied where no ../bin/heapkeeper is.
+    mkdir -p "$W/lib"
+    cp "$HK_PRELOAD" "$W/lib/libheapkeeper.so"
+    HK_PRELOAD=$W/lib/libheapkeeper.so HEAPKEEPER_REPORT="$W/moved.json" run_case moved preload wait
+    check_fallback moved "the heapkeeper binary is not available \\($W/lib/../bin/heapkeeper\\)"
+    if grep -qF "could not write the report to $W/moved.json: the heapkeeper binary is not available" "$W/moved.err"; then
+      hk_pass "moved: the JSON report's absence is explained in one line"
+    else
+      hk_fail "moved: no line about the JSON report: $(grep 'heapkeeper\[' "$W/moved.err")"
+    fi
+    HEAPKEEPER_BINARY=/nonexistent/heapkeeper run_case named preload wait
+    check_fallback named "the heapkeeper binary is not available \\(/nonexistent/heapkeeper\\)"
+    printf '#!/bin/sh\nexit 3\n' >"$W/failing" && chmod +x "$W/failing"
+    HEAPKEEPER_BINARY=$W/failing run_case failing preload wait
+    check_fallback failing "the heapkeeper binary $W/failing failed \\(status 3\\)"
+    printf '#!/bin/sh\ncat >/dev/null; echo nonsense\n' >"$W/nonsense" && chmod +x "$W/nonsense"
+    HEAPKEEPER_BINARY=$W/nonsense run_case nonsense preload wait
+    check_fallback nonsense "answer is not one"
+    ;;
+
+  many)
+    # HEAPKEEPER_MODE=off: no exit scan, so each process costs little but its JSON report, whose
+    # live site (the block leak_for_handoff made) must be named all the same.
+    many_reports() {  # NAME PROCESSES: every JSON report of the program names leak_for_handoff
+      "$HK_CHECK_PYTHON" - "$W/$1" "$2" <<'PY'
+import glob, json, os, sys
+directory, expected = sys.argv[1], int(sys.argv[2])
+named = 0
+for path in glob.glob(os.path.join(directory, "r.*.json")):
+    r = json.load(open(path))
+    if "report_handoff" not in r["program"]:
+        continue
+    if any(f["function"] == "leak_for_handoff" and f.get("line", 0) > 0 for s in r["live_sites"] for f in s["stack"]):
+        named += 1
+if named != expected:
+    sys.exit(f"{named} of the program's reports name leak_for_handoff, expected {expected}")
+PY
+    }
+    # reads NAME: the module files the symbolizer read, and those read more than once.
+    reads() { grep -c '^heapkeeper: symbolizer: reading ' "$W/$1.err" || true; }
+    repeats() { grep '^heapkeeper: symbolizer: reading ' "$W/$1.err" | sort | uniq -d; }
+
+    mkdir -p "$W/run"
+    status=0
+    HEAPKEEPER_MODE=off HEAPKEEPER_SYMBOLIZER_LOG=1 HEAPKEEPER_REPORT="$W/run/r.%p.json" timeout -k 5 "$(hk_limit)" \
+      "$HK_LAUNCHER" run -- bash -c 'for ((i = 0; i < 200; ++i)); do "$0"; done' "$program" \
+      >"$W/run.out" 2>"$W/run.err" || status=$?
+    if [[ $status == 0 ]] && message=$(many_reports run 200 2>&1) && (($(reads run) > 0)) && [[ -z $(repeats run) ]]; then
+      hk_pass "200 processes under one run: 200 named reports, $(reads run) module files read, each once"
+    else
+      hk_fail "200 processes under one run: status $status; ${message:-}; $(reads run) module reads;" \
+        "read more than once: $(repeats run | tr '\n' ' ')"
+      grep -v '^heapkeeper: symbolizer' "$W/run.err" | head -10 >&2
+    fi
+
+    # Without a run: the first process starts the binary, which stays as the user's service for the
+    # others (its own directory here, so no other test's service answers; short, as a socket's path
+    # is at most 107 bytes).
+    runtime=$(mktemp -d /tmp/hk-runtime.XXXXXX)
+    mkdir -p "$W/user"
+    status=0
+    XDG_RUNTIME_DIR=$runtime HEAPKEEPER_MODE=off HEAPKEEPER_SYMBOLIZER_LOG=1 HEAPKEEPER_REPORT="$W/user/r.%p.json" \
+      timeout -k 5 "$(hk_limit)" bash -c 'export LD_PRELOAD=$1; for ((i = 0; i < 50; ++i)); do "$0"; done' \
+      "$program" "$HK_PRELOAD" >"$W/user.out" 2>"$W/user.err" || status=$?
+    rm -rf "$runtime"  # the service, idle, ends by itself
+    if [[ $status == 0 ]] && message=$(many_reports user 50 2>&1) && (($(reads user) > 0)) && [[ -z $(repeats user) ]]; then
+      hk_pass "50 processes with LD_PRELOAD: 50 named reports, $(reads user) module files read, each once"
+    else
+      hk_fail "50 processes with LD_PRELOAD: status $status; ${message:-}; $(reads user) module reads;" \
+        "read more than once: $(repeats user | tr '\n' ' ')"
+      grep -v '^heapkeeper: symbolizer' "$W/user.err" | head -10 >&2
+    fi
+    ;;
+  *)
+    echo "unknown part $part" >&2
+    exit 2
+    ;;
+esac
+hk_finish
