@@ -134,8 +134,9 @@ std::string build_why_json(const std::string& argument, int& status) {
   std::unordered_map<uint32_t, bool> matches;  // outlives the scan: the site predicate fills it
   if (target_text.rfind("0x", 0) == 0) {
     char* end = nullptr;
+    errno = 0;
     target.address = std::strtoull(target_text.c_str() + 2, &end, 16);
-    if (end == nullptr || *end != '\0' || target.address == 0)
+    if (end == nullptr || *end != '\0' || target.address == 0 || errno == ERANGE)
       return error("'" + target_text + "' is not an address", status, EINVAL);
     target_json["address"] = hex(target.address);
   } else {
