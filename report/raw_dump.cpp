@@ -337,7 +337,8 @@ bool parse_raw_dump(std::string_view bytes, RawReport& r, std::string& error) {
   for (const RawReferenced& m : s.most_referenced)
     if (c.ok() && !known(m.stack_id)) c.fail("a block names stack " + std::to_string(m.stack_id) + ", absent");
   for (const RawScan::RetainedSite& site : s.retained_sites)
-    if (c.ok() && !known(site.stack_id)) c.fail("a retained site names stack " + std::to_string(site.stack_id) + ", absent");
+    if (c.ok() && !known(site.stack_id))
+      c.fail("a retained site names stack " + std::to_string(site.stack_id) + ", absent");
   for (const RawScan::RetainedBlock& block : s.top_retainers)
     if (c.ok() && !known(block.stack_id))
       c.fail("a retaining block names stack " + std::to_string(block.stack_id) + ", absent");
