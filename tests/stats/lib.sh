@@ -88,16 +88,15 @@ sk_uptime() {
     "$SK_PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["uptime_seconds"])' 2>/dev/null || true
 }
 
-# sk_start_target N K SECONDS [churn]: runs live_target under `heapkeeper run` (which execs it,
-# so $! is the tracked pid), waits for its fixed allocations, then for a snapshot published after
-# them: the first snapshot is published at start-up, before main() runs, and the next one only
-# half a second later, so "ready" alone does not mean the figures show the allocations.
-sk_start_target() {
+# sk_launch_target READY_CHECK N K SECONDS [churn]: starts the target under `heapkeeper run` and
+# waits (15 s at most) until it has printed "ready" and the function READY_CHECK succeeds.
+sk_launch_target() {
+  local ready_check=$1
+  shift
   "$HK_LAUNCHER" run -- "$HK_TARGET" "$@" >"$SK_WORK/target.out" 2>"$SK_WORK/target.err" &
   SK_TARGET_PID=$!
   local tries=0
-  until grep -q ready "$SK_WORK/target.out" 2>/dev/null &&
-        "$HK_LAUNCHER" stats "$SK_TARGET_PID" >/dev/null 2>&1; do
+  until grep -q ready "$SK_WORK/target.out" 2>/dev/null && "$ready_check"; do
     tries=$((tries + 1))
     if ((tries > 150)) || ! kill -0 "$SK_TARGET_PID" 2>/dev/null; then
       echo "the target did not start or publish (pid $SK_TARGET_PID):" >&2
@@ -106,10 +105,24 @@ sk_start_target() {
     fi
     sleep 0.1
   done
+}
+
+sk_target_publishes() { "$HK_LAUNCHER" stats "$SK_TARGET_PID" >/dev/null 2>&1; }
+# Listed as running, by `list` alone (which never asks for stacks).
+sk_target_listed() {
+  [[ -n $(sk_segment "$SK_TARGET_PID") ]] &&
+    "$HK_LAUNCHER" list 2>/dev/null | grep -Eq "^ *$SK_TARGET_PID +(running|sleeping) "
+}
+
+# sk_start_target N K SECONDS [churn]: runs live_target under `heapkeeper run` (which execs it,
+# so $! is the tracked pid), waits for its fixed allocations, then for a snapshot published after
+# them: the first snapshot is published at start-up, before main() runs, and the next one only
+# half a second later, so "ready" alone does not mean the figures show the allocations.
+sk_start_target() {
+  sk_launch_target sk_target_publishes "$@" || return 1
   # A snapshot whose uptime differs from the first one read after "ready" was published after it.
-  local first
+  local first tries=0
   first=$(sk_uptime "$SK_TARGET_PID")
-  tries=0
   while [[ $(sk_uptime "$SK_TARGET_PID") == "$first" ]]; do
     tries=$((tries + 1))
     if ((tries > 50)); then
@@ -149,19 +162,7 @@ sk_fake_segment() { printf '/dev/shm/heapkeeper.%s.%016x\n' "$1" "$((RANDOM * 65
 # sk_start_target_unwatched N K SECONDS [churn]: as sk_start_target, but as a new user would
 # find it: nothing has read the process's stacks yet (only `list`, which never asks for them).
 sk_start_target_unwatched() {
-  "$HK_LAUNCHER" run -- "$HK_TARGET" "$@" >"$SK_WORK/target.out" 2>"$SK_WORK/target.err" &
-  SK_TARGET_PID=$!
-  local tries=0
-  until grep -q ready "$SK_WORK/target.out" 2>/dev/null && [[ -n $(sk_segment "$SK_TARGET_PID") ]] &&
-        "$HK_LAUNCHER" list 2>/dev/null | grep -Eq "^ *$SK_TARGET_PID +(running|sleeping) "; do
-    tries=$((tries + 1))
-    if ((tries > 150)) || ! kill -0 "$SK_TARGET_PID" 2>/dev/null; then
-      echo "the target did not start or publish (pid $SK_TARGET_PID):" >&2
-      cat "$SK_WORK/target.err" >&2 || true
-      return 1
-    fi
-    sleep 0.1
-  done
+  sk_launch_target sk_target_listed "$@" || return 1
   sleep 1  # a publication or two after its allocations, unwatched
 }
 
