@@ -79,12 +79,8 @@ fi
 
 # A pid as an argument: its report is taken now (tests/programs/retainer_graph.c waits for SIGTERM).
 live=$(hk_program retainer_graph)
-"$HK_LAUNCHER" run -- "$live" >"$HK_WORK/live.out" 2>&1 &
-live_pid=$!
-for _ in $(seq 100); do
-  grep -q '^ready' "$HK_WORK/live.out" 2>/dev/null && break
-  sleep 0.1
-done
+hk_start_ready live "$live" || true
+live_pid=$HK_READY_PID
 "$HK_LAUNCHER" diff "$HK_WORK/before.json" "$live_pid" --json >"$HK_WORK/live.json" 2>"$HK_WORK/live.err" || true
 kill -TERM "$live_pid" 2>/dev/null || true
 wait "$live_pid" 2>/dev/null || true

@@ -6,13 +6,9 @@
 source "$(dirname "$0")/lib.sh"
 
 program=$(hk_program growth_workload)
-"$HK_LAUNCHER" run -- "$program" >"$HK_WORK/out.txt" 2>"$HK_WORK/err.txt" &
-pid=$!
+hk_start_ready growth "$program" || hk_finish
+pid=$HK_READY_PID
 trap 'kill "$pid" 2>/dev/null || true; hk_cleanup' EXIT
-for _ in $(seq 100); do
-  grep -q ready "$HK_WORK/out.txt" 2>/dev/null && break
-  sleep 0.1
-done
 
 # site_state FILE FUNCTION: "growing RATE" or "steady RATE" for the site whose top frame is FUNCTION.
 site_state() {

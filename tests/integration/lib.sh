@@ -103,6 +103,23 @@ hk_wait() {
   return "$status"
 }
 
+# hk_start_ready NAME CMD ARGS...: starts CMD under `heapkeeper run` in the background (stdout in
+# $HK_WORK/NAME.out, stderr in NAME.err), sets HK_READY_PID, and waits up to 10 s for a line
+# starting with "ready". Returns 1 (after one hk_fail naming stderr) if none came.
+hk_start_ready() {
+  local name=$1
+  shift
+  "$HK_LAUNCHER" run -- "$@" >"$HK_WORK/$name.out" 2>"$HK_WORK/$name.err" &
+  HK_READY_PID=$!
+  for _ in $(seq 100); do
+    grep -q '^ready' "$HK_WORK/$name.out" 2>/dev/null && return 0
+    kill -0 "$HK_READY_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  hk_fail "$(basename "$1") did not start: $(cat "$HK_WORK/$name.err")"
+  return 1
+}
+
 # hk_exec MODE CMD ARGS...: runs CMD plainly (MODE plain), under `heapkeeper run` (launcher) or
 # with LD_PRELOAD set (preload), with a time limit. Returns CMD's status; 124 means it timed out.
 # In preload mode the variable is set by a shell that then execs CMD, so that only CMD (and its

@@ -13,20 +13,11 @@
 source "$(dirname "$0")/lib.sh"
 
 program=$(hk_program retainer_graph)
-"$HK_LAUNCHER" run -- "$program" >"$HK_WORK/out.txt" 2>"$HK_WORK/err.txt" &
-pid=$!
+hk_start_ready graph "$program" || hk_finish
+pid=$HK_READY_PID
 trap 'kill "$pid" 2>/dev/null || true; hk_cleanup' EXIT
-for _ in $(seq 100); do
-  grep -q '^ready' "$HK_WORK/out.txt" 2>/dev/null && break
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.1
-done
-if ! grep -q '^ready' "$HK_WORK/out.txt"; then
-  hk_fail "the program did not start: $(cat "$HK_WORK/err.txt")"
-  hk_finish
-fi
-shared=$(sed -n 's/.*S=\(0x[0-9a-f]*\).*/\1/p' "$HK_WORK/out.txt")
-lost=$(sed -n 's/.*lost=\(0x[0-9a-f]*\).*/\1/p' "$HK_WORK/out.txt")
+shared=$(sed -n 's/.*S=\(0x[0-9a-f]*\).*/\1/p' "$HK_WORK/graph.out")
+lost=$(sed -n 's/.*lost=\(0x[0-9a-f]*\).*/\1/p' "$HK_WORK/graph.out")
 
 # why_json NAME ARGS...: the answer to `heapkeeper why PID ARGS... --json` in $HK_WORK/NAME.json.
 why_json() {
