@@ -357,20 +357,9 @@ void publisher_thread() {
 // Whether this process ran for at least the publish delay before this program image started
 // (it exec'd us): its earlier image may have made a segment.
 bool process_ran_before_image(const Publisher& p) {
-  const uint64_t start_ticks = process_start_ticks(getpid());
-  FILE* file = std::fopen("/proc/uptime", "re");
-  if (start_ticks == 0 || file == nullptr) {
-    if (file != nullptr) std::fclose(file);
-    return false;
-  }
-  double uptime_seconds = 0;
-  const bool read = std::fscanf(file, "%lf", &uptime_seconds) == 1;
-  std::fclose(file);
-  if (!read) return false;
-  const double process_ms =
-      (uptime_seconds - static_cast<double>(start_ticks) / static_cast<double>(sysconf(_SC_CLK_TCK))) * 1000.0;
-  const double image_ms = static_cast<double>(realtime_ns() - p.start_ns) / 1e6;
-  return process_ms - image_ms >= kFirstPublishDelayMs;
+  const int64_t process_ms = process_age_ms(getpid());
+  const auto image_ms = static_cast<int64_t>((realtime_ns() - p.start_ns) / 1000000);
+  return process_ms >= 0 && process_ms - image_ms >= kFirstPublishDelayMs;
 }
 
 void start(Publisher& p) {

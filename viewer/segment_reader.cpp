@@ -103,17 +103,6 @@ std::vector<uid_t> process_uids(pid_t pid) {
   return uids;
 }
 
-// How long process `pid` has run, in milliseconds; -1 if it is not there.
-int64_t process_age_ms(pid_t pid) {
-  const uint64_t start_ticks = stats::process_start_ticks(pid);
-  if (start_ticks == 0) return -1;
-  std::ifstream in("/proc/uptime");
-  double uptime_seconds = 0;
-  if (!(in >> uptime_seconds)) return -1;
-  const double ticks_per_second = static_cast<double>(sysconf(_SC_CLK_TCK));
-  return static_cast<int64_t>((uptime_seconds - static_cast<double>(start_ticks) / ticks_per_second) * 1000.0);
-}
-
 // A process makes its segment only after stats::kFirstPublishDelayMs (a forked child after a
 // second): asked about one younger than that, wait until it is old enough to have one.
 constexpr int64_t kSegmentExpectedByMs = 1500;
@@ -290,7 +279,7 @@ bool SegmentReader::open(pid_t pid, bool for_commands, std::string& error) {
     for (SegmentFile& file : list_files()) {
       if (file.pid == pid) candidates.push_back(std::move(file));
     }
-    const int64_t age_ms = candidates.empty() ? process_age_ms(pid) : -1;
+    const int64_t age_ms = candidates.empty() ? stats::process_age_ms(pid) : -1;
     if (age_ms < 0 || age_ms >= kSegmentExpectedByMs) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
