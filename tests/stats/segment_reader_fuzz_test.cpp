@@ -22,6 +22,7 @@
 #include <gtest/gtest.h>
 
 #include "stats/shm_layout.h"
+#include "tests/support/fuzz_settings.h"
 #include "viewer/segment_reader.h"
 
 namespace heapkeeper::view {
@@ -30,18 +31,8 @@ namespace {
 using stats::SharedSegment;
 using stats::Snapshot;
 
-uint64_t seed() {
-  static const uint64_t value = [] {
-    const char* text = std::getenv("HEAPKEEPER_FUZZ_SEED");
-    return text != nullptr ? std::strtoull(text, nullptr, 10) : std::random_device{}();
-  }();
-  return value;
-}
-
-int iterations(int normal) {
-  const char* text = std::getenv("HEAPKEEPER_FUZZ_ITERATIONS");
-  return text != nullptr ? std::max(1, std::atoi(text)) : normal;
-}
+uint64_t seed() { return test_support::fuzz_seed(); }
+int iterations(int normal) { return test_support::fuzz_iterations(normal); }
 
 void fill_random(void* data, size_t size, std::mt19937_64& random) {
   auto* bytes = static_cast<unsigned char*>(data);

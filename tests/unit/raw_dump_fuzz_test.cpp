@@ -16,22 +16,13 @@
 #include "analysis/module_symbolizer.h"
 #include "analysis/report_renderer.h"
 #include "report/raw_dump.h"
+#include "tests/support/fuzz_settings.h"
 
 namespace heapkeeper::report {
 namespace {
 
-uint64_t seed() {
-  static const uint64_t value = [] {
-    const char* text = std::getenv("HEAPKEEPER_FUZZ_SEED");
-    return text != nullptr ? std::strtoull(text, nullptr, 10) : std::random_device{}();
-  }();
-  return value;
-}
-
-int iterations(int normal) {
-  const char* text = std::getenv("HEAPKEEPER_FUZZ_ITERATIONS");
-  return text != nullptr ? std::max(1, std::atoi(text)) : normal;
-}
+uint64_t seed() { return test_support::fuzz_seed(); }
+int iterations(int normal) { return test_support::fuzz_iterations(normal); }
 
 ::testing::AssertionResult one_line_reason(const std::string& error) {
   if (error.empty()) return ::testing::AssertionFailure() << "empty reason";
