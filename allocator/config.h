@@ -28,6 +28,7 @@ struct Config {
   bool retained = true;  // HEAPKEEPER_RETAINED=0: scans record no reference graph (no retained sizes)
   // Paths are made absolute at start-up (the program may chdir before exit: git -C, make -C).
   char report_path[4096] = {};        // HEAPKEEPER_REPORT, '%p' expands to the pid
+  char pprof_path[4096] = {};         // HEAPKEEPER_PPROF ('%p' = pid): gzipped pprof profile at exit
   char suppressions_path[4096] = {};  // HEAPKEEPER_SUPPRESSIONS
   char log_path[4096] = {};           // HEAPKEEPER_LOG_PATH ('%p' = pid): diagnostics there, not on stderr
 };

@@ -10,6 +10,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "analysis/heap_profile.h"
+#include "analysis/pprof_profile.h"
 #include "collector/suppressions.h"
 #include "report/json_text.h"
 
@@ -175,8 +177,11 @@ std::string json_of(const RawReport& r, NamedStacks& stacks, const SuppressedLea
       {"on_bad_free", r.on_bad_free == 0 ? "abort" : "continue"},
   };
   nlohmann::json live = nlohmann::json::array();
-  for (const report::RawSite& site : r.live_sites)
+  // A dump made for a profile lists more sites than the report shows.
+  for (size_t i = 0; i < r.live_sites.size() && i < report::kReportLiveSites; ++i) {
+    const report::RawSite& site = r.live_sites[i];
     live.push_back({{"blocks", site.blocks}, {"bytes", site.bytes}, {"stack", stacks.json(site.stack_id)}});
+  }
   doc["live_sites"] = std::move(live);
   doc["live_site_count"] = r.live_site_count;
   const report::RawScan& s = r.scan;
@@ -289,6 +294,7 @@ report::RawAnswer render_answer(const RawReport& dump, ModuleSymbolizer& symboli
       answer.leak_text += ModuleSymbolizer::format(frame) + "\n";
   }
   if (dump.flags & report::kWantJson) answer.json = json_of(dump, stacks, suppressed);
+  if (dump.flags & report::kWantProfile) answer.profile = pprof_file(profile_of_dump(dump, symbolizer));
   return answer;
 }
 

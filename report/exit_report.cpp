@@ -34,9 +34,6 @@ DumpSection g_sections[kMaxSections] = {};
 int g_section_count = 0;
 ExitVerdict g_exit_verdict;
 
-// Live sites the report lists (the JSON report's "live_sites"; "live_site_count" counts them all).
-constexpr size_t kLiveSitesShown = 20;
-
 // Adds the frames of every stack the report refers to, each attributed to its module.
 void add_stacks(RawReport& r) {
   std::unordered_set<uint32_t> wanted;
@@ -94,7 +91,8 @@ RawReport build_raw_report(uint32_t flags) {
   // reachable or not; the collector's leak list says which of it is unreachable).
   const std::vector<SiteTotals> sites = live_sites();
   r.live_site_count = sites.size();
-  for (size_t i = 0; i < sites.size() && i < kLiveSitesShown; ++i)
+  const size_t listed = (flags & kWantProfile) ? kProfileLiveSites : kReportLiveSites;
+  for (size_t i = 0; i < sites.size() && i < listed; ++i)
     r.live_sites.push_back({sites[i].stack_id, sites[i].blocks, sites[i].bytes});
   for (int i = 0; i < g_section_count; ++i) g_sections[i](r);
   add_stacks(r);
@@ -200,16 +198,16 @@ bool leaks_at_exit(const RawReport& r) {
   return r.scan.present && r.scan.at_exit && r.scan.ok && !r.scan.groups.empty();
 }
 
-// Writes `json` to the report path `pattern` ('%p' expanded). Every failure gets one line when
+// Writes `contents` (`what`: "report", "profile") to `path`. Every failure gets one line when
 // `line_for_every_failure` (at exit: nobody else will say it); otherwise (heapkeeper_write_report,
 // whose caller gets errno) only heapkeeper's own decisions do, which errno alone would not
 // explain: a refusal, a FIFO without a reader.
-int write_json(const char* path, const std::string& json, bool line_for_every_failure) {
+int write_output(const char* path, const std::string& contents, const char* what, bool line_for_every_failure) {
   alloc::OutputProblem problem;
-  if (write_report_text(path, json, problem) == 0) return 0;
+  if (write_report_text(path, contents, problem) == 0) return 0;
   if (line_for_every_failure || problem.reason != nullptr) {
     alloc::DiagnosticLine line;
-    line.text("could not write the report to ").text(path).text(": ");
+    line.text("could not write the ").text(what).text(" to ").text(path).text(": ");
     alloc::describe_output_problem(line, problem);
     line.emit();
   }
@@ -227,14 +225,16 @@ bool expand_report_path(const char* pattern, char (&path)[4096], bool say_so) {
 void report_at_exit_unguarded() {
   const alloc::Config& cfg = alloc::config();
   const bool json_wanted = cfg.report_path[0] != '\0';
-  char path[4096];
+  const bool profile_wanted = cfg.pprof_path[0] != '\0';
+  char path[4096], profile_path[4096];
   if (json_wanted && !expand_report_path(cfg.report_path, path, true)) return;
-  RawReport raw = build_raw_report(0);
+  if (profile_wanted && !expand_report_path(cfg.pprof_path, profile_path, true)) return;
+  RawReport raw = build_raw_report(profile_wanted ? uint32_t{kWantProfile} : 0u);
   const bool text_wanted = leaks_at_exit(raw);
   g_exit_verdict.unsuppressed_leaks = text_wanted;
   // Nothing to say and nothing to write: no need to wake the binary (most processes of a build).
-  if (!text_wanted && !json_wanted) return;
-  raw.flags = (text_wanted ? uint32_t{kWantLeakText} : 0u) | (json_wanted ? uint32_t{kWantJson} : 0u);
+  if (!text_wanted && !json_wanted && !profile_wanted) return;
+  raw.flags |= (text_wanted ? uint32_t{kWantLeakText} : 0u) | (json_wanted ? uint32_t{kWantJson} : 0u);
   RawAnswer answer;
   std::string why;
   if (!analyse_dump(serialize_raw_dump(raw), answer, why)) {
@@ -245,12 +245,17 @@ void report_at_exit_unguarded() {
     }
     if (json_wanted)
       alloc::DiagnosticLine().text("could not write the report to ").text(path).text(": ").text(why).emit();
+    if (profile_wanted)
+      alloc::DiagnosticLine().text("could not write the profile to ").text(profile_path).text(": ").text(why).emit();
     return;
   }
   g_exit_verdict.analysed = true;
   g_exit_verdict.unsuppressed_leaks = answer.unsuppressed_leaks;
   if (!answer.leak_text.empty()) alloc::write_stderr(answer.leak_text.data(), answer.leak_text.size());
-  if (json_wanted) write_json(path, answer.json, true);
+  if (json_wanted) write_output(path, answer.json, "report", true);
+  // The profile goes where reports go, by the same rules (report_file.h); the binary gzipped it,
+  // so the program never links zlib.
+  if (profile_wanted) write_output(profile_path, answer.profile, "profile", true);
 }
 
 // The exit handler: the program is inside exit(), so whatever building, handing over or writing
@@ -293,7 +298,7 @@ int write_report_file(const char* pattern) {
       errno = ENOENT;
       return -1;
     }
-    return write_json(path, answer.json, false);
+    return write_output(path, answer.json, "report", false);
   } catch (const std::bad_alloc&) {
     errno = ENOMEM;
   } catch (const std::exception& error) {

@@ -213,7 +213,7 @@ bool parse_raw_dump(std::string_view bytes, RawReport& r, std::string& error) {
     return false;
   }
   r.flags = c.u32("header");
-  if (r.flags > (kWantLeakText | kWantJson | kWantFrames)) {
+  if (r.flags > (kWantLeakText | kWantJson | kWantFrames | kWantProfile)) {
     error = "corrupt heapkeeper raw dump: unknown flags " + std::to_string(r.flags);
     return false;
   }
@@ -357,6 +357,7 @@ std::string serialize_raw_answer(const RawAnswer& answer) {
   w.u64(0);
   w.bytes(answer.leak_text);
   w.bytes(answer.json);
+  w.bytes(answer.profile);
   std::string& out = w.text();
   const uint64_t total = out.size();
   std::memcpy(out.data() + 16, &total, sizeof total);
@@ -377,6 +378,7 @@ bool parse_raw_answer(std::string_view bytes, RawAnswer& answer, std::string& er
   answer.unsuppressed_leaks = flags == 1;
   answer.leak_text = c.bytes("leak text");
   answer.json = c.bytes("json");
+  answer.profile = c.bytes("profile");
   if (c.ok() && c.left() != 0) c.fail("trailing bytes");
   if (!c.ok()) {
     error = "the heapkeeper binary's answer is corrupt: " + c.error();

@@ -40,6 +40,7 @@
 // past its end.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -48,7 +49,7 @@
 namespace heapkeeper::report {
 
 inline constexpr uint64_t kRawDumpMagic = 0x504d55445748504bull;  // "KPHWDUMP" little-endian
-inline constexpr uint32_t kRawDumpVersion = 2;
+inline constexpr uint32_t kRawDumpVersion = 3;                    // 3: kWantProfile, the answer's profile
 inline constexpr uint32_t kNoModule = UINT32_MAX;
 // Bounds the reader enforces (beyond "fits in the buffer"), so a hostile dump cannot make it
 // allocate more than its own size suggests.
@@ -60,7 +61,21 @@ enum RawDumpFlags : uint32_t {
   kWantLeakText = 1,  // the LeakSanitizer-style leak report (at exit, for stderr)
   kWantJson = 2,      // the JSON report
   kWantFrames = 4,    // the first stack's frames, one line each (a bad-free report's stacks)
+  // A profile of the heap (analysis/heap_profile.h): the dump lists up to kProfileLiveSites live
+  // sites instead of kReportLiveSites; the answer carries the gzipped pprof file (HEAPKEEPER_PPROF).
+  kWantProfile = 8,
 };
+
+// Live sites a dump lists: the largest, as many as the JSON report shows ("live_sites";
+// "live_site_count" counts them all), or, for a profile, enough for any program's picture and few
+// enough that a live process's dump fits the segment's response area (stats/shm_layout.h, 4 MiB:
+// about 300 bytes a stack of 24 frames). What the listed sites leave out becomes one
+// "[other allocation sites]" sample.
+inline constexpr size_t kReportLiveSites = 20;
+inline constexpr size_t kProfileLiveSites = 4096;
+// The argument of the segment's report command (stats::Command::kReport) that asks for a dump
+// made for a profile (kWantProfile).
+inline constexpr std::string_view kProfileRequest = "profile";
 
 struct RawFrame {
   uint64_t address = 0;         // the return address as recorded
@@ -152,13 +167,14 @@ struct RawReport {
 
 // The reader's answer to a dump (the `heapkeeper` binary to the library): u64 kRawAnswerMagic,
 // u32 version, u32 flags (bit 0: leaks remain once suppressions are applied), u64 total size,
-// bytes leak_text, bytes json.
+// bytes leak_text, bytes json, bytes profile.
 inline constexpr uint64_t kRawAnswerMagic = 0x5257534e41504b48ull;  // "HKPANSWR" little-endian
 struct RawAnswer {
   bool unsuppressed_leaks = false;
   std::string leak_text;  // the LeakSanitizer-style report for stderr (empty: nothing to say), or
                           // with kWantFrames one named frame a line
   std::string json;       // the JSON report (when asked for)
+  std::string profile;    // the gzipped pprof profile (kWantProfile)
 };
 std::string serialize_raw_answer(const RawAnswer& answer);
 bool parse_raw_answer(std::string_view bytes, RawAnswer& answer, std::string& error);
