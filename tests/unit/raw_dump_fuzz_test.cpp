@@ -92,11 +92,13 @@ TEST(RawDump, AnswerRoundTripAndRefusals) {
   in.unsuppressed_leaks = true;
   in.leak_text = "text";
   in.json = "{}\n";
+  in.profile = std::string("\x1f\x8b\0binary", 9);
   const std::string bytes = serialize_raw_answer(in);
   RawAnswer out;
   std::string error;
   ASSERT_TRUE(parse_raw_answer(bytes, out, error)) << error;
   EXPECT_EQ(out.leak_text, "text");
+  EXPECT_EQ(out.profile, in.profile);
   EXPECT_TRUE(out.unsuppressed_leaks);
   for (size_t length = 0; length < bytes.size(); ++length) {
     EXPECT_FALSE(parse_raw_answer(bytes.substr(0, length), out, error)) << length;
@@ -182,9 +184,10 @@ TEST(RawDump, RandomCorruptionNeverCrashes) {
     std::string error;
     if (parse_raw_dump(bytes, out, error)) {
       ++accepted;
-      out.flags = kWantJson | kWantLeakText;
+      out.flags = kWantJson | kWantLeakText | kWantProfile;
       const RawAnswer answer = analysis::render_answer(out, symbolizer);
       EXPECT_FALSE(answer.json.empty());
+      EXPECT_FALSE(answer.profile.empty());
     } else {
       EXPECT_TRUE(one_line_reason(error));
     }
