@@ -92,8 +92,21 @@ HeapProfile profile_of_dump(const report::RawReport& dump, ModuleSymbolizer& sym
     profile.modules.push_back(std::move(module));
   }
   StackIndex stacks(dump, symbolizer, profile);
-  for (const report::RawSite& site : dump.live_sites)
-    profile.samples.push_back({stacks.index(site.stack_id), SampleKind::kLive, site.blocks, site.bytes});
+  if (dump.flags & report::kWantProfile) {
+    std::unordered_map<uint32_t, int32_t> thread_index;  // heapkeeper's thread number -> profile.threads
+    for (const report::RawThread& thread : dump.threads) {
+      thread_index.emplace(thread.thread, static_cast<int32_t>(profile.threads.size()));
+      profile.threads.push_back({thread.tid, thread.name});
+    }
+    for (const report::RawThreadSite& site : dump.thread_sites) {
+      const auto thread = thread_index.find(site.thread);
+      profile.samples.push_back({stacks.index(site.stack_id), SampleKind::kLive, site.blocks, site.bytes,
+                                 thread != thread_index.end() ? thread->second : -1});
+    }
+  } else {
+    for (const report::RawSite& site : dump.live_sites)
+      profile.samples.push_back({stacks.index(site.stack_id), SampleKind::kLive, site.blocks, site.bytes});
+  }
   const report::RawScan& scan = dump.scan;
   profile.leaks_known = scan.present && scan.ok;
   if (profile.leaks_known) {

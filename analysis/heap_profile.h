@@ -41,6 +41,12 @@ struct ProfileSample {
   uint32_t stack = 0;  // index into HeapProfile::stacks
   SampleKind kind = SampleKind::kLive;
   uint64_t blocks = 0, bytes = 0;
+  int32_t thread = -1;  // index into HeapProfile::threads: the allocating thread; -1 when unknown
+};
+
+struct ProfileThread {
+  int32_t tid = 0;   // 0 when no longer known
+  std::string name;  // may be empty
 };
 
 struct HeapProfile {
@@ -52,11 +58,12 @@ struct HeapProfile {
   std::vector<ProfileModule> modules;
   std::vector<std::vector<ProfileFrame>> stacks;  // innermost frame (the allocating call) first
   std::vector<ProfileSample> samples;
+  std::vector<ProfileThread> threads;
 };
 
-// The profile of a dump (asked for with report::kWantProfile, so that it lists up to
-// report::kProfileLiveSites live sites): frames named by `symbolizer`, leak groups that the dump's suppressions
-// hide left out (as the JSON report leaves them out).
+// The profile of a dump: its live sites split by thread when it was made for a profile
+// (report::kWantProfile), else the sites it lists; frames named by `symbolizer`, leak groups that the dump's
+// suppressions hide left out (as the JSON report leaves them out).
 HeapProfile profile_of_dump(const report::RawReport& dump, ModuleSymbolizer& symbolizer);
 
 // Adds the sample of `live_bytes`/`live_blocks` that the listed sites do not account for (a report

@@ -27,7 +27,7 @@ namespace sample_field {
 constexpr uint32_t kLocationId = 1, kValue = 2, kLabel = 3;
 }
 namespace label_field {
-constexpr uint32_t kKey = 1, kStr = 2;
+constexpr uint32_t kKey = 1, kStr = 2, kNum = 3;
 }
 namespace mapping_field {
 constexpr uint32_t kId = 1, kMemoryStart = 2, kMemoryLimit = 3, kFileOffset = 4, kFilename = 5, kBuildId = 6,
@@ -99,6 +99,7 @@ class Encoder {
                           strings_.index(sample.kind == SampleKind::kDirectLeak ? "direct" : "indirect"));
         message.message_field(sample_field::kLabel, label);
       }
+      if (sample.thread >= 0) thread_labels(message, profile_.threads[static_cast<size_t>(sample.thread)]);
       samples_.message_field(profile_field::kSample, message);
     }
     // Mappings last among the tables: they say whether every location in them is named.
@@ -119,6 +120,23 @@ class Encoder {
 
  private:
   static int64_t as_int64(uint64_t value) { return value > INT64_MAX ? INT64_MAX : static_cast<int64_t>(value); }
+
+  // The allocating thread, as Pyroscope and Parca name thread labels: thread_id (its tid) and
+  // thread_name, each when known.
+  void thread_labels(ProtobufWriter& sample, const ProfileThread& thread) {
+    if (thread.tid > 0) {
+      ProtobufWriter label;
+      label.int64_field(label_field::kKey, strings_.index("thread_id"));
+      label.int64_field(label_field::kNum, thread.tid);
+      sample.message_field(sample_field::kLabel, label);
+    }
+    if (!thread.name.empty()) {
+      ProtobufWriter label;
+      label.int64_field(label_field::kKey, strings_.index("thread_name"));
+      label.int64_field(label_field::kStr, strings_.index(thread.name));
+      sample.message_field(sample_field::kLabel, label);
+    }
+  }
 
   void value_type(ProtobufWriter& out, uint32_t field, const char* type, const char* unit) {
     ProtobufWriter message;

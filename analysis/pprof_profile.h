@@ -5,7 +5,8 @@
 // allocated, the default, as in Go's heap profiles), then, when a leak scan ran,
 // leaked_objects/leaked_space (unreachable blocks: what no other tool's pprof output knows). A leak
 // sample has the label leak_kind = direct | indirect; live samples have none. Counts are exact
-// (period 1): heapkeeper sees every block.
+// (period 1): heapkeeper sees every block. Live samples from a process (not from a JSON report,
+// which does not say) are split by allocating thread, labelled thread_id (tid) and thread_name.
 //
 // Locations keep their return addresses and mappings their ranges, paths and GNU build-ids, so
 // `pprof -symbolize=force` (or a symbol server keyed by build-id) can name frames again later; a

@@ -177,11 +177,8 @@ std::string json_of(const RawReport& r, NamedStacks& stacks, const SuppressedLea
       {"on_bad_free", r.on_bad_free == 0 ? "abort" : "continue"},
   };
   nlohmann::json live = nlohmann::json::array();
-  // A dump made for a profile lists more sites than the report shows.
-  for (size_t i = 0; i < r.live_sites.size() && i < report::kReportLiveSites; ++i) {
-    const report::RawSite& site = r.live_sites[i];
+  for (const report::RawSite& site : r.live_sites)
     live.push_back({{"blocks", site.blocks}, {"bytes", site.bytes}, {"stack", stacks.json(site.stack_id)}});
-  }
   doc["live_sites"] = std::move(live);
   doc["live_site_count"] = r.live_site_count;
   const report::RawScan& s = r.scan;

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <unordered_set>
 
@@ -18,6 +19,7 @@
 #include "allocator/engine.h"
 #include "allocator/heap_summary.h"
 #include "allocator/stack_table.h"
+#include "allocator/thread_registry.h"
 #include "report/analysis_handoff.h"
 #include "report/module_map.h"
 #include "report/read_file.h"
@@ -38,6 +40,7 @@ ExitVerdict g_exit_verdict;
 void add_stacks(RawReport& r) {
   std::unordered_set<uint32_t> wanted;
   for (const RawSite& s : r.live_sites) wanted.insert(s.stack_id);
+  for (const RawThreadSite& s : r.thread_sites) wanted.insert(s.stack_id);
   for (const RawLeakGroup& g : r.scan.groups) wanted.insert(g.stack_id);
   for (const RawReferenced& m : r.scan.most_referenced) wanted.insert(m.stack_id);
   for (const RawScan::RetainedSite& site : r.scan.retained_sites) wanted.insert(site.stack_id);
@@ -52,6 +55,23 @@ void add_stacks(RawReport& r) {
     for (uint32_t i = 0; i < view.depth; ++i)
       stack.frames.push_back({view.frames[i], modules.attribute(view.frames[i], view.generation, r.modules)});
     r.stacks.push_back(std::move(stack));
+  }
+}
+
+// A profile's sites: the live ones split by allocating thread, and what those threads were.
+void add_thread_sites(RawReport& r) {
+  const std::vector<ThreadSiteTotals> sites = live_sites_by_thread();
+  std::unordered_set<uint32_t> threads;
+  for (size_t i = 0; i < sites.size() && i < kProfileLiveSites; ++i) {
+    r.thread_sites.push_back({sites[i].stack_id, sites[i].thread, sites[i].blocks, sites[i].bytes});
+    if (!threads.insert(sites[i].thread).second) continue;
+    RawThread thread;
+    thread.thread = sites[i].thread;
+    if (const alloc::ThreadInfo* info = alloc::thread_registry().info(sites[i].thread)) {
+      thread.tid = info->tid;
+      thread.name.assign(info->name, strnlen(info->name, sizeof(info->name)));
+    }
+    r.threads.push_back(std::move(thread));
   }
 }
 
@@ -91,9 +111,9 @@ RawReport build_raw_report(uint32_t flags) {
   // reachable or not; the collector's leak list says which of it is unreachable).
   const std::vector<SiteTotals> sites = live_sites();
   r.live_site_count = sites.size();
-  const size_t listed = (flags & kWantProfile) ? kProfileLiveSites : kReportLiveSites;
-  for (size_t i = 0; i < sites.size() && i < listed; ++i)
+  for (size_t i = 0; i < sites.size() && i < kReportLiveSites; ++i)
     r.live_sites.push_back({sites[i].stack_id, sites[i].blocks, sites[i].bytes});
+  if (flags & kWantProfile) add_thread_sites(r);
   for (int i = 0; i < g_section_count; ++i) g_sections[i](r);
   add_stacks(r);
   return r;

@@ -22,6 +22,8 @@
 //   config   u32 stack_depth, u8 free_stacks, u8 mode (0 off, 1 detect, 2 collect), u8 on_bad_free
 //            (0 abort, 1 continue), u64 scan_interval_ms, u32 n + n bytes (suppression patterns)
 //   sites    u64 live_site_count, u32 n + n × {u32 stack, u64 blocks, u64 bytes}
+//   profile  only with kWantProfile: u32 n + n × {u32 stack, u32 thread, u64 blocks, u64 bytes} (live
+//            sites split by allocating thread), u32 n + n × {u32 thread, i32 tid, bytes name}
 //   scan     u8 present; when 1: u64 number, u8 ok, u8 at_exit, bytes failure, bytes stop_method,
 //            19 u64 figures (RawScan, in declaration order), 6 u64 reference histogram, u64 scans,
 //            u64 collected_blocks, u64 collected_bytes, u32 n + n × {u8 direct, u32 stack,
@@ -61,16 +63,17 @@ enum RawDumpFlags : uint32_t {
   kWantLeakText = 1,  // the LeakSanitizer-style leak report (at exit, for stderr)
   kWantJson = 2,      // the JSON report
   kWantFrames = 4,    // the first stack's frames, one line each (a bad-free report's stacks)
-  // A profile of the heap (analysis/heap_profile.h): the dump lists up to kProfileLiveSites live
-  // sites instead of kReportLiveSites; the answer carries the gzipped pprof file (HEAPKEEPER_PPROF).
+  // A profile of the heap (analysis/heap_profile.h): the dump adds its live sites split by thread
+  // (up to kProfileLiveSites) and those threads; the answer carries the gzipped pprof file
+  // (HEAPKEEPER_PPROF).
   kWantProfile = 8,
 };
 
 // Live sites a dump lists: the largest, as many as the JSON report shows ("live_sites";
-// "live_site_count" counts them all), or, for a profile, enough for any program's picture and few
-// enough that a live process's dump fits the segment's response area (stats/shm_layout.h, 4 MiB:
-// about 300 bytes a stack of 24 frames). What the listed sites leave out becomes one
-// "[other allocation sites]" sample.
+// "live_site_count" counts them all); and, split by thread for a profile, enough for any program's
+// picture and few enough that a live process's dump fits the segment's response area
+// (stats/shm_layout.h, 4 MiB: about 300 bytes a stack of 24 frames). What the listed sites leave
+// out becomes one "[other allocation sites]" sample.
 inline constexpr size_t kReportLiveSites = 20;
 inline constexpr size_t kProfileLiveSites = 4096;
 // The argument of the segment's report command (stats::Command::kReport) that asks for a dump
@@ -98,6 +101,18 @@ struct RawModule {
 struct RawSite {
   uint32_t stack_id = 0;
   uint64_t blocks = 0, bytes = 0;
+};
+
+// A live site's blocks allocated by one thread (heapkeeper's thread number: RawThread).
+struct RawThreadSite {
+  uint32_t stack_id = 0, thread = 0;
+  uint64_t blocks = 0, bytes = 0;
+};
+
+struct RawThread {
+  uint32_t thread = 0;  // heapkeeper's thread number (1 = the first thread)
+  int32_t tid = 0;      // 0 when no longer known
+  std::string name;     // as the thread was named when it started; may be empty
 };
 
 struct RawLeakGroup {
@@ -157,6 +172,9 @@ struct RawReport {
   std::vector<std::string> suppressions;
   uint64_t live_site_count = 0;
   std::vector<RawSite> live_sites;  // the largest, in order
+  // With kWantProfile: the largest live sites split by thread, and the threads they name.
+  std::vector<RawThreadSite> thread_sites;
+  std::vector<RawThread> threads;
   RawScan scan;
   std::vector<RawModule> modules;
   std::vector<RawStack> stacks;

@@ -6,7 +6,8 @@
 # make `go tool pprof -top -sample_index=leaked_space` name leak_record first with 5000 bytes, and
 # -sample_index=inuse_space name make_cache_entry first with 204800 bytes; leak samples carry
 # leak_kind=direct. A live process (tests/programs/retainer_graph.c, which leaks 77 bytes in
-# make_lost and holds a 1000-byte make_payload) exported by pid: the same. Folded stacks
+# make_lost and holds a 1000-byte make_payload) exported by pid: the same, and its live samples
+# carry the allocating thread (thread "holder" made make_list_node's 192 bytes). Folded stacks
 # (--format collapsed) root first. The traced process links neither zlib nor protobuf, and a bad
 # HEAPKEEPER_PPROF is one line while the program runs on.
 source "$(dirname "$0")/lib.sh"
@@ -105,6 +106,17 @@ if hk_start_ready live "$live"; then
       hk_pass "live.pb.gz: make_payload holds 1000 bytes in use"
     else
       hk_fail "live.pb.gz: inuse_space: $(go tool pprof -top -sample_index=inuse_space "$HK_WORK/live.pb.gz" 2>&1)"
+    fi
+    # Live samples are split by allocating thread: the thread named "holder" made the three
+    # 64-byte list nodes (make_list_node), and nothing else.
+    go tool pprof -tags -sample_index=inuse_space "$HK_WORK/live.pb.gz" >"$HK_WORK/threads.txt" 2>&1 || true
+    go tool pprof -top -sample_index=inuse_space -tagfocus=thread_name=holder "$HK_WORK/live.pb.gz" \
+      >"$HK_WORK/holder.txt" 2>&1 || true
+    if grep -Eq "192(\.0)?B .*: holder$" "$HK_WORK/threads.txt" && grep -q "thread_id:" "$HK_WORK/threads.txt" &&
+      grep -Eq "^ +192B .* make_list_node$" "$HK_WORK/holder.txt"; then
+      hk_pass "live.pb.gz: thread labels: holder (thread_name, thread_id) allocated make_list_node's 192 bytes"
+    else
+      hk_fail "live.pb.gz: thread labels: $(cat "$HK_WORK/threads.txt" "$HK_WORK/holder.txt")"
     fi
   fi
 fi

@@ -104,7 +104,8 @@ HeapProfile two_sites() {
   profile.stacks.push_back({{0x555500001200, 1, 0x1200, "leak_record", "prog.c", 15}, main_frame});
   profile.stacks.push_back({{0x555500001300, 1, 0x1300, "make_cache_entry", "prog.c", 11}, main_frame});
   profile.samples.push_back({0, SampleKind::kLive, 50, 5000});
-  profile.samples.push_back({1, SampleKind::kLive, 200, 204800});
+  profile.samples.push_back({1, SampleKind::kLive, 200, 204800, 0});
+  profile.threads.push_back({1234, "worker"});
   profile.samples.push_back({0, SampleKind::kDirectLeak, 50, 5000});
   add_unlisted_sites(profile);
   return profile;
@@ -139,16 +140,29 @@ TEST(PprofProfile, TablesHoldWhatProfileProtoAsks) {
     ASSERT_EQ(values.size(), 4u);
     for (size_t i = 0; i < 4; ++i) sums[i] += values[i];
     for (uint64_t id : read_packed(fields.bytes.at(1)[0])) EXPECT_TRUE(locations.count(id)) << "location " << id;
+    std::map<std::string, std::string> labels;
     if (fields.bytes.count(3)) {
-      const Fields label = read_message(fields.bytes.at(3)[0]);
-      EXPECT_EQ(strings[label.numbers.at(1)[0]], "leak_kind");
-      EXPECT_EQ(strings[label.numbers.at(2)[0]], "direct");
+      for (const std::string& encoded : fields.bytes.at(3)) {
+        const Fields label = read_message(encoded);
+        const std::string& key = strings[label.numbers.at(1)[0]];
+        labels[key] =
+            label.numbers.count(2) ? strings[label.numbers.at(2)[0]] : "#" + std::to_string(label.numbers.at(3)[0]);
+      }
+    }
+    if (labels.count("leak_kind")) {
+      EXPECT_EQ(labels, (std::map<std::string, std::string>{{"leak_kind", "direct"}}));
       EXPECT_EQ(values[3], 5000u);
       ++labelled;
+    } else if (labels.count("thread_id")) {
+      EXPECT_EQ(labels, (std::map<std::string, std::string>{{"thread_id", "#1234"}, {"thread_name", "worker"}}));
+      EXPECT_EQ(values[1], 204800u);
+      ++labelled;
+    } else {
+      EXPECT_TRUE(labels.empty());
     }
   }
   EXPECT_EQ(sums, (std::vector<uint64_t>{253, 5000 + 204800 + 96, 50, 5000}));
-  EXPECT_EQ(labelled, 1u);
+  EXPECT_EQ(labelled, 2u);
 
   // The program's mapping first, with its build-id; libc is named by no frame, so absent.
   const std::vector<std::string>& mappings = message.bytes.at(3);
@@ -166,8 +180,7 @@ TEST(PprofProfile, NoScanNoLeakTypes) {
   profile.leaks_known = false;
   const Fields message = read_message(gunzip(pprof_file(profile)));
   EXPECT_EQ(message.bytes.at(1).size(), 2u);  // inuse_objects, inuse_space only
-  for (const std::string& sample : message.bytes.at(2))
-    EXPECT_EQ(read_message(sample).bytes.count(3), 0u) << "a leak sample without a scan";
+  EXPECT_EQ(message.bytes.at(2).size(), 3u);  // the two live sites and the unlisted rest; no leak sample
 }
 
 TEST(FoldedStacks, RootFirstLargestFirst) {
