@@ -229,11 +229,16 @@ void report_at_exit_unguarded() {
   const bool json_wanted = cfg.report_path[0] != '\0';
   char path[4096];
   if (json_wanted && !expand_report_path(cfg.report_path, path, true)) return;
-  RawReport raw = build_raw_report(0);
-  const bool text_wanted = leaks_at_exit(raw);
+  // Whether there is anything to say comes from the sections alone (the exit scan's outcome); the
+  // rest of the report (heap figures, /proc reads, the module map, live sites and their stacks) is
+  // built only when it will be used. Nothing to say and nothing to write is most processes of a
+  // build: they leave without waking the binary or reading /proc.
+  RawReport outcome;
+  for (int i = 0; i < g_section_count; ++i) g_sections[i](outcome);
+  const bool text_wanted = leaks_at_exit(outcome);
   g_exit_verdict.unsuppressed_leaks = text_wanted;
-  // Nothing to say and nothing to write: no need to wake the binary (most processes of a build).
   if (!text_wanted && !json_wanted) return;
+  RawReport raw = build_raw_report(0);
   raw.flags = (text_wanted ? uint32_t{kWantLeakText} : 0u) | (json_wanted ? uint32_t{kWantJson} : 0u);
   RawAnswer answer;
   std::string why;
