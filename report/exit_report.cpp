@@ -283,6 +283,23 @@ void install() {
   alloc::add_fork_child_handler([] { g_exit_verdict = ExitVerdict{}; });
 }
 
+bool find_suppressed_stacks(const std::vector<uint32_t>& stack_ids, const std::vector<std::string>& patterns,
+                            std::vector<RawAnswer::Suppressed>& suppressed, std::string& why) {
+  // A dump of just what the verdicts need: the patterns, one group per stack, the stacks' frames
+  // and their modules. No flags: no text, no JSON, only the answer's verdicts.
+  RawReport r;
+  r.pid = ::getpid();
+  r.suppressions = patterns;
+  r.scan.present = true;
+  r.scan.ok = true;
+  for (uint32_t id : stack_ids) r.scan.groups.push_back({true, id, 1, 0, 0, 0, 0});
+  add_stacks(r);
+  RawAnswer answer;
+  if (!analyse_dump(serialize_raw_dump(r), answer, why)) return false;
+  suppressed = std::move(answer.suppressed);
+  return true;
+}
+
 std::string build_raw_dump(uint32_t flags) { return serialize_raw_dump(build_raw_report(flags)); }
 
 ExitVerdict exit_verdict() { return g_exit_verdict; }

@@ -357,6 +357,11 @@ std::string serialize_raw_answer(const RawAnswer& answer) {
   w.u64(0);
   w.bytes(answer.leak_text);
   w.bytes(answer.json);
+  w.u32(static_cast<uint32_t>(answer.suppressed.size()));
+  for (const RawAnswer::Suppressed& s : answer.suppressed) {
+    w.u32(s.stack_id);
+    w.bytes(s.pattern);
+  }
   std::string& out = w.text();
   const uint64_t total = out.size();
   std::memcpy(out.data() + 16, &total, sizeof total);
@@ -377,6 +382,11 @@ bool parse_raw_answer(std::string_view bytes, RawAnswer& answer, std::string& er
   answer.unsuppressed_leaks = flags == 1;
   answer.leak_text = c.bytes("leak text");
   answer.json = c.bytes("json");
+  for (uint32_t i = 0, n = c.count("suppressed groups", 8); i < n && c.ok(); ++i) {
+    RawAnswer::Suppressed& s = answer.suppressed.emplace_back();
+    s.stack_id = c.u32("suppressed group");
+    s.pattern = c.bytes("suppression pattern");
+  }
   if (c.ok() && c.left() != 0) c.fail("trailing bytes");
   if (!c.ok()) {
     error = "the heapkeeper binary's answer is corrupt: " + c.error();
