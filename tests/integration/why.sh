@@ -96,7 +96,7 @@ for p in paths:
 # Text output: the root named as a person would, each block with its size and site.
 if "$HK_LAUNCHER" why "$pid" make_payload >"$HK_WORK/text.txt" 2>&1 &&
    grep -q "global global_tree in .*hk_prog_retainer_graph" "$HK_WORK/text.txt" &&
-   grep -q "1000 B  make_payload .*retainer_graph.c:" "$HK_WORK/text.txt"; then
+   grep -q "1000 B  make_payload .*retainer_graph.c:[1-9]" "$HK_WORK/text.txt"; then
   hk_pass "why (text) names the global and the sites"
 else
   hk_fail "why (text): $(cat "$HK_WORK/text.txt")"
@@ -119,6 +119,13 @@ if ((status != 0)) && grep -q "not an address" "$HK_WORK/bad.err"; then
   hk_pass "a malformed address is refused in one line"
 else
   hk_fail "why 0xzz: status $status: $(cat "$HK_WORK/bad.err")"
+fi
+
+# The process answered with raw facts, named by the binary: `why` loaded no symbolizer into it.
+if grep -E "libdw|libelf" "/proc/$pid/maps" >"$HK_WORK/maps.txt"; then
+  hk_fail "why loaded a symbolizer into the traced process: $(head -3 "$HK_WORK/maps.txt")"
+else
+  hk_pass "after every why, neither libdw nor libelf is mapped in the traced process"
 fi
 
 # Retained sizes in the report: per site (one walk each) and the top blocks.
