@@ -7,12 +7,17 @@
 
 #include "allocator/stack_table.h"
 #include "allocator/unloaded_modules.h"
+#include "collector/holding_frame.h"
 #include "collector/retainers.h"
 #include "report/module_map.h"
 #include "report/raw_why.h"
 
 namespace heapkeeper::collect {
 namespace {
+
+// Return addresses sent per stack root: the first names the holding frame; the others show
+// what lies below it, should a stale one have come first.
+constexpr size_t kHolderFrames = 4;
 
 // {"error": "<message>"}: the messages here are fixed ASCII text, or the scan's own (ASCII).
 std::string error_answer(const std::string& message, int& status, int code) {
@@ -64,6 +69,12 @@ report::RawWhyRoot raw_root(const RetainerPath& path, report::ModuleMap& modules
   root.thread = r.thread;
   root.stack_pointer = r.stack_pointer;
   if (r.kind == RootKind::kModuleData) root.module = modules.attribute_data(path.root_word, why.modules);
+  if (r.kind == RootKind::kStack && r.stack_pointer != 0) {
+    // Frames being executed now: named by what is mapped now (the current module generation).
+    const uint32_t generation = alloc::module_generation();
+    for (uint64_t address : return_addresses_below(path.root_word, r.stack_pointer, modules, kHolderFrames))
+      root.holder_frames.push_back({address, modules.attribute(address, generation, why.modules)});
+  }
   return root;
 }
 

@@ -46,13 +46,15 @@ void ModuleMap::load() {
     const std::string line = maps.substr(at, end - at);
     at = end + 1;
     unsigned long long start = 0, stop = 0, offset = 0;
+    char perms[8] = {};
     int path_at = 0;
     // "start-end perms offset dev inode path"
-    if (std::sscanf(line.c_str(), "%llx-%llx %*s %llx %*s %*s %n", &start, &stop, &offset, &path_at) < 3) continue;
+    if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %*s %*s %n", &start, &stop, perms, &offset, &path_at) < 4)
+      continue;
     if (path_at <= 0 || static_cast<size_t>(path_at) >= line.size()) continue;
     std::string path = line.substr(static_cast<size_t>(path_at));
     if (path[0] != '/' && path != "[vdso]") continue;  // heap, stack, anonymous
-    mappings_.push_back({start, stop, offset, std::move(path)});
+    mappings_.push_back({start, stop, offset, std::move(path), perms[2] == 'x'});
   }
   dl_iterate_phdr(
       [](dl_phdr_info* info, size_t, void* data) -> int {
@@ -97,6 +99,11 @@ RawModule ModuleMap::loaded_module(size_t object, const std::string& path) const
   module.build_id = objects_[object].build_id;
   module.path = path;
   return module;
+}
+
+bool ModuleMap::executable(uint64_t address) const {
+  const Mapping* mapping = mapping_at(address);
+  return mapping != nullptr && mapping->executable;
 }
 
 uint32_t ModuleMap::attribute_data(uint64_t address, std::vector<RawModule>& modules) {

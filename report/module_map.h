@@ -25,11 +25,14 @@ class ModuleMap {
   // The index of the loaded module whose segments hold the data at `address` (a global: its .bss
   // may lie past the file's last page, in memory no file maps), or kNoModule.
   uint32_t attribute_data(uint64_t address, std::vector<RawModule>& modules);
+  // Whether `address` lies in code a file maps (a module's executable segment, or the vDSO).
+  bool executable(uint64_t address) const;
 
  private:
   struct Mapping {
     uint64_t start, end, offset;
     std::string path;
+    bool executable;
   };
   struct LoadedObject {
     uint64_t load_bias;
