@@ -21,13 +21,13 @@ bool follows_call(uint64_t address) {
   uint8_t b[8];
   if (address < sizeof b || !read_own_memory(address - sizeof b, b, sizeof b)) return false;
   const auto at = [&](int back) { return b[sizeof b - back]; };  // at(1): the byte before address
-  if (at(5) == 0xe8) return true;                                 // call rel32
-  if (at(2) == 0xff && (at(1) & 0xf8) == 0xd0) return true;       // call reg (41 ff d0+r too)
+  if (at(5) == 0xe8) return true;                                // call rel32
+  if (at(2) == 0xff && (at(1) & 0xf8) == 0xd0) return true;      // call reg (41 ff d0+r too)
   if (at(2) == 0xff && (at(1) & 0xf8) == 0x10 && (at(1) & 7) != 4 && (at(1) & 7) != 5) return true;  // call [reg]
-  if (at(3) == 0xff && (at(2) & 0xf8) == 0x50 && (at(2) & 7) != 4) return true;  // call [reg+disp8]
-  if (at(4) == 0xff && at(3) == 0x54) return true;                               // call [sib+disp8]
-  if (at(6) == 0xff && (at(5) == 0x15 || (at(5) & 0xf8) == 0x90)) return true;   // call [rip/reg+disp32]
-  if (at(7) == 0xff && at(6) == 0x94) return true;                               // call [sib+disp32]
+  if (at(3) == 0xff && (at(2) & 0xf8) == 0x50 && (at(2) & 7) != 4) return true;                      // call [reg+disp8]
+  if (at(4) == 0xff && at(3) == 0x54) return true;                                                   // call [sib+disp8]
+  if (at(6) == 0xff && (at(5) == 0x15 || (at(5) & 0xf8) == 0x90)) return true;  // call [rip/reg+disp32]
+  if (at(7) == 0xff && at(6) == 0x94) return true;                              // call [sib+disp32]
   return false;
 }
 

@@ -95,7 +95,7 @@ mode_navigation() {
   expect "the site table shows make_record" "^ +[0-9.]+ [KMG]?i?B +200 .* make_record +live_target\.c:[0-9]+"
   expect "the default sort is live bytes" "sort: live bytes$"
   local order
-  for order in "blocks" "alloc rate" "leaked bytes" "live bytes"; do
+  for order in "blocks" "alloc rate" "leaked bytes" "retained bytes" "growth" "live bytes"; do
     keys s
     expect "s sorts by $order" "sort: $order$" 5
   done
