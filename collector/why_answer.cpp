@@ -104,6 +104,16 @@ std::string build_why_answer(const std::string& argument, int& status) {
   target.address = request.address;
   RangeMatcher matcher(request.ranges);
   if (!request.ranges.empty()) target.site = [&](uint32_t stack_id) { return matcher(stack_id); };
+  // One allocation site: the stacks a report groups with it (the same frames in the same modules).
+  const uint64_t site_key = request.stack_id != 0 ? alloc::stack_table().site_key(request.stack_id) : 0;
+  std::unordered_map<uint32_t, bool> same_site;  // by stack id: hashing a stack per block would cost
+  if (request.stack_id != 0) {
+    target.site = [&](uint32_t stack_id) {
+      auto [it, fresh] = same_site.try_emplace(stack_id, false);
+      if (fresh) it->second = alloc::stack_table().site_key(stack_id) == site_key;
+      return it->second;
+    };
+  }
   const WhyAnswer answer = why_now(target, request.paths);
   if (!answer.ok) return error_answer(answer.failure, status, EAGAIN);
   report::RawWhy why;

@@ -144,6 +144,7 @@ bool parse_raw_why(std::string_view bytes, RawWhy& why, std::string& error) {
 std::string serialize_why_request(const WhyRequest& request) {
   std::string text = std::to_string(request.paths) + "\n";
   char line[64];
+  if (request.stack_id != 0) return text + "stack " + std::to_string(request.stack_id);
   if (request.ranges.empty()) {
     std::snprintf(line, sizeof line, "address %" PRIx64, request.address);
     return text + line;
@@ -183,6 +184,16 @@ bool parse_why_request(std::string_view text, WhyRequest& request, std::string& 
       error = "a request with a bad address";
       return false;
     }
+    return true;
+  }
+  if (std::strncmp(at, "stack ", 6) == 0) {
+    at += 6;
+    uint64_t id = 0;
+    if (!number(10, id) || *at != '\0' || id == 0 || id > UINT32_MAX) {
+      error = "a request with a bad stack id";
+      return false;
+    }
+    request.stack_id = static_cast<uint32_t>(id);
     return true;
   }
   if (std::strncmp(at, "ranges", 6) != 0) {

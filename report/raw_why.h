@@ -7,7 +7,9 @@
 //   "PATHS\naddress HEX"             a block address (interior allowed), or
 //   "PATHS\nranges\nLOW HIGH\n..."   the blocks whose allocation stack has a frame in one of these
 //                                    [LOW, HIGH) address ranges (hex): a function's code, which
-//                                    the binary finds by name in the process's modules
+//                                    the binary finds by name in the process's modules, or
+//   "PATHS\nstack ID"                the blocks of one allocation site: stacks the report would
+//                                    group with stack ID (decimal; the viewer's sites carry it)
 // The answer (integers fixed-width little-endian, as in raw_dump.h; "bytes" is u32 length + bytes):
 //   header   u64 magic kRawWhyMagic, u32 version, u32 outcome (RawWhyOutcome), u64 total size
 //   target   u64 blocks, u64 bytes, u64 retained_bytes, bytes stop_method
@@ -93,7 +95,8 @@ bool parse_raw_why(std::string_view bytes, RawWhy& why, std::string& error);
 struct WhyRequest {
   size_t paths = 3;
   uint64_t address = 0;                               // an address target, or
-  std::vector<std::pair<uint64_t, uint64_t>> ranges;  // [low, high) of a function's code
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;  // [low, high) of a function's code, or
+  uint32_t stack_id = 0;                              // an allocation site
 };
 std::string serialize_why_request(const WhyRequest& request);
 // False with `error` one line when the text is not a request.

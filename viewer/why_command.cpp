@@ -36,6 +36,40 @@ uint64_t number_of(const nlohmann::json& doc, const char* key) {
                                      : static_cast<uint64_t>(std::max<int64_t>(found->get<int64_t>(), 0));
 }
 
+// Sends `request` and names the answer.
+bool ask(SegmentReader& reader, pid_t pid, const report::WhyRequest& request, nlohmann::json target_json,
+         const std::string& shown, analysis::ModuleSymbolizer& symbolizer, nlohmann::json& doc, std::string& error) {
+  const std::string argument = report::serialize_why_request(request);
+  if (argument.size() > stats::kArgumentCapacity) {
+    error = fmt::format("{} names {} functions in pid {}, more than one request can carry", shown,
+                        request.ranges.size(), pid);
+    return false;
+  }
+  std::string response;
+  if (!reader.command(stats::Command::kWhy, 60000, response, error, argument)) return false;
+  report::RawWhy why;
+  std::string problem;
+  if (!report::parse_raw_why(response, why, problem)) {
+    error = "pid " + std::to_string(pid) + " sent " + problem;
+    return false;
+  }
+  switch (why.outcome) {
+    case report::RawWhyOutcome::kFound:
+      break;
+    case report::RawWhyOutcome::kNoSiteBlock:
+      error = "no reachable block was allocated under " + shown;
+      return false;
+    case report::RawWhyOutcome::kLeaked:
+      error = shown + " is in a block nothing reachable holds: it is leaked (heapkeeper report)";
+      return false;
+    case report::RawWhyOutcome::kNoLiveBlock:
+      error = shown + " is in no live block";
+      return false;
+  }
+  doc = analysis::render_why_json(why, std::move(target_json), pid, symbolizer);
+  return true;
+}
+
 }  // namespace
 
 std::string root_text(const nlohmann::json& root) {
@@ -94,35 +128,35 @@ bool ask_why(SegmentReader& reader, pid_t pid, const std::string& target, size_t
     }
     target_json["function"] = report::json_text(target);
   }
-  const std::string argument = report::serialize_why_request(request);
-  if (argument.size() > stats::kArgumentCapacity) {
-    error = fmt::format("{} names {} functions in pid {}, more than one request can carry", shown,
-                        request.ranges.size(), pid);
-    return false;
+  return ask(reader, pid, request, std::move(target_json), shown, symbolizer, doc, error);
+}
+
+bool ask_why_site(SegmentReader& reader, pid_t pid, uint32_t stack_id, size_t paths,
+                  analysis::ModuleSymbolizer& symbolizer, nlohmann::json& doc, std::string& error) {
+  report::WhyRequest request;
+  request.paths = paths;
+  request.stack_id = stack_id;
+  return ask(reader, pid, request, {{"stack", stack_id}}, "the site", symbolizer, doc, error);
+}
+
+std::vector<std::string> why_text_lines(const nlohmann::json& doc) {
+  std::vector<std::string> lines;
+  const nlohmann::json& t = doc["target"];
+  std::string name = t.contains("address") ? text_of(t, "address") : text_of(t, "function");
+  if (name.empty()) name = "the site";
+  lines.push_back(fmt::format("{} ({} in {} block{}) retains {}; {} shortest retainer path{}:", name,
+                              human_bytes(number_of(t, "bytes")), number_of(t, "blocks"),
+                              number_of(t, "blocks") == 1 ? "" : "s", human_bytes(number_of(t, "retained_bytes")),
+                              doc["paths"].size(), doc["paths"].size() == 1 ? "" : "s"));
+  size_t index = 0;
+  for (const auto& path : doc["paths"]) {
+    lines.push_back(fmt::format("  #{} {}", ++index, root_text(path["root"])));
+    for (const auto& step : path["chain"]) {
+      lines.push_back(fmt::format("       -> {}  {:>10}  {}", text_of(step, "address"),
+                                  human_bytes(number_of(step, "size")), site_text(step["site"])));
+    }
   }
-  std::string response;
-  if (!reader.command(stats::Command::kWhy, 60000, response, error, argument)) return false;
-  report::RawWhy why;
-  std::string problem;
-  if (!report::parse_raw_why(response, why, problem)) {
-    error = "pid " + std::to_string(pid) + " sent " + problem;
-    return false;
-  }
-  switch (why.outcome) {
-    case report::RawWhyOutcome::kFound:
-      break;
-    case report::RawWhyOutcome::kNoSiteBlock:
-      error = "no reachable block was allocated under " + shown;
-      return false;
-    case report::RawWhyOutcome::kLeaked:
-      error = shown + " is in a block nothing reachable holds: it is leaked (heapkeeper report)";
-      return false;
-    case report::RawWhyOutcome::kNoLiveBlock:
-      error = shown + " is in no live block";
-      return false;
-  }
-  doc = analysis::render_why_json(why, std::move(target_json), pid, symbolizer);
-  return true;
+  return lines;
 }
 
 int explain_retainers(pid_t pid, const std::string& target, bool json, size_t paths) {
@@ -143,19 +177,9 @@ int explain_retainers(pid_t pid, const std::string& target, bool json, size_t pa
     fmt::print("{}\n", doc.dump());
     return 0;
   }
-  const nlohmann::json& t = doc["target"];
-  const std::string name = t.contains("address") ? text_of(t, "address") : text_of(t, "function");
-  fmt::print("pid {}: {} ({} in {} block{}) retains {}; {} shortest retainer path{}:\n", pid, printable(name),
-             human_bytes(number_of(t, "bytes")), number_of(t, "blocks"), number_of(t, "blocks") == 1 ? "" : "s",
-             human_bytes(number_of(t, "retained_bytes")), doc["paths"].size(), doc["paths"].size() == 1 ? "" : "s");
-  size_t index = 0;
-  for (const auto& path : doc["paths"]) {
-    fmt::print("  #{} {}\n", ++index, printable(root_text(path["root"])));
-    for (const auto& step : path["chain"]) {
-      fmt::print("       -> {}  {:>10}  {}\n", printable(text_of(step, "address")),
-                 human_bytes(number_of(step, "size")), printable(site_text(step["site"])));
-    }
-  }
+  const std::vector<std::string> lines = why_text_lines(doc);
+  fmt::print("pid {}: {}\n", pid, printable(lines.front()));
+  for (size_t i = 1; i < lines.size(); ++i) fmt::print("{}\n", printable(lines[i]));
   return 0;
 }
 

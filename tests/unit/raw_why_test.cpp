@@ -97,9 +97,12 @@ TEST(WhyRequest, RoundTripAndRefusals) {
   request.address = 0x7f0000001234;
   ASSERT_TRUE(parse_why_request(serialize_why_request(request), read, error)) << error;
   EXPECT_EQ(read.address, 0x7f0000001234u);
-  for (const char* bad :
-       {"", "3", "0\naddress 10", "17\naddress 10", "3\naddress 0", "3\naddress zz", "3\nranges", "3\nranges\n20 10",
-        "3\nranges\n10", "3\nranges\n10 20 30", "3\nother 10", "3\naddress 10 x"}) {
+  request.stack_id = 77;
+  ASSERT_TRUE(parse_why_request(serialize_why_request(request), read, error)) << error;
+  EXPECT_EQ(read.stack_id, 77u);
+  for (const char* bad : {"", "3", "0\naddress 10", "17\naddress 10", "3\naddress 0", "3\naddress zz", "3\nranges",
+                          "3\nranges\n20 10", "3\nranges\n10", "3\nranges\n10 20 30", "3\nother 10", "3\naddress 10 x",
+                          "3\nstack 0", "3\nstack x", "3\nstack 4294967296"}) {
     error.clear();
     EXPECT_FALSE(parse_why_request(bad, read, error)) << bad;
     EXPECT_FALSE(error.empty()) << bad;
