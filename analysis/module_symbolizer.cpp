@@ -151,7 +151,19 @@ SymbolizedFrame ModuleSymbolizer::resolve(const report::RawModule* module, uint6
   frame.unloaded = module->unloaded;
   const std::string key = module->build_id.empty() ? "path:" + module->path : frame.build_id;
   ModuleFile& file = module_file(*module, key);
-  if (file.module == nullptr) return frame;
+  if (file.module == nullptr) {
+    // No file to read (the vDSO, a file deleted while mapped): the names the library found in the
+    // module's dynamic symbols, when one holds the call.
+    // A symbol of unknown size (0) reaches to the next one.
+    const uint64_t lookup = frame.module_offset - 1;
+    const report::RawModule::Symbol* holder = nullptr;
+    for (const report::RawModule::Symbol& symbol : module->symbols) {
+      if (lookup < symbol.start || (symbol.size != 0 && lookup >= symbol.start + symbol.size)) continue;
+      if (holder == nullptr || symbol.start > holder->start) holder = &symbol;
+    }
+    if (holder != nullptr) frame.function = readable_function_name(holder->name.c_str());
+    return frame;
+  }
   auto [it, fresh] = file.names.try_emplace(frame.module_offset);
   Names& names = it->second;
   if (fresh) {

@@ -1,6 +1,7 @@
 // Implementation of the raw dump's module map (see module_map.h).
 #include "report/module_map.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <link.h>
 #include <unistd.h>
@@ -9,11 +10,36 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <string_view>
 
 #include "allocator/unloaded_modules.h"
 
 namespace heapkeeper::report {
 namespace {
+
+// Whether a reader in another process will find no file to read for a module of this name: not an
+// absolute path ("[vdso]"), or a file deleted (or replaced by a new one) while mapped.
+bool without_file(const std::string& path) {
+  constexpr std::string_view kDeleted = " (deleted)";
+  return path.empty() || path[0] != '/' ||
+         (path.size() > kDeleted.size() && path.compare(path.size() - kDeleted.size(), kDeleted.size(), kDeleted) == 0);
+}
+
+// Adds the dynamic symbol holding `lookup` (a call, one byte before its return address) to a module
+// without a file, which only this process can still name (its dynamic symbols are mapped).
+void add_symbol_for(RawModule& module, uint64_t lookup) {
+  Dl_info info{};
+  void* entry = nullptr;  // the ElfW(Sym) of the symbol found
+  if (dladdr1(reinterpret_cast<void*>(lookup), &info, &entry, RTLD_DL_SYMENT) == 0 || info.dli_sname == nullptr ||
+      info.dli_saddr == nullptr)
+    return;
+  const auto* symbol = static_cast<const ElfW(Sym)*>(entry);
+  const uint64_t start = reinterpret_cast<uint64_t>(info.dli_saddr) - module.load_bias;
+  for (const RawModule::Symbol& known : module.symbols) {
+    if (known.start == start) return;
+  }
+  module.symbols.push_back({start, symbol != nullptr ? symbol->st_size : 0, info.dli_sname});
+}
 
 // /proc/self/maps, whole: by our own thread id, not the pid (once the main thread has called
 // pthread_exit, /proc/PID/maps reads empty while /proc/TID/maps does not).
@@ -143,7 +169,9 @@ uint32_t ModuleMap::attribute(uint64_t return_address, uint32_t generation, std:
     const bool inside = std::any_of(object.segments.begin(), object.segments.end(),
                                     [&](const auto& s) { return lookup >= s.first && lookup < s.second; });
     if (!inside || mapping == nullptr) continue;
-    return add("l" + std::to_string(i), loaded_module(i, mapping->path), modules);
+    const uint32_t index = add("l" + std::to_string(i), loaded_module(i, mapping->path), modules);
+    if (without_file(modules[index].path)) add_symbol_for(modules[index], lookup);
+    return index;
   }
   // Mapped from a file, but not by the dynamic loader (an ELF file mapped by hand): named by the
   // file, numbered from where its first page would lie.

@@ -24,6 +24,12 @@ void write_modules(RawWriter& w, const std::vector<RawModule>& modules) {
     w.u64(m.high);
     w.bytes(m.build_id);
     w.bytes(m.path);
+    w.u32(static_cast<uint32_t>(m.symbols.size()));
+    for (const RawModule::Symbol& symbol : m.symbols) {
+      w.u64(symbol.start);
+      w.u64(symbol.size);
+      w.bytes(symbol.name);
+    }
   }
 }
 
@@ -40,7 +46,7 @@ void write_stacks(RawWriter& w, const std::vector<RawStack>& stacks) {
 }
 
 void read_modules(RawCursor& c, std::vector<RawModule>& modules) {
-  for (uint32_t i = 0, n = c.count("modules", 33); i < n && c.ok(); ++i) {
+  for (uint32_t i = 0, n = c.count("modules", 37); i < n && c.ok(); ++i) {
     RawModule m;
     m.unloaded = c.flag("module");
     m.load_bias = c.u64("module");
@@ -48,6 +54,12 @@ void read_modules(RawCursor& c, std::vector<RawModule>& modules) {
     m.high = c.u64("module");
     m.build_id = c.bytes("module build-id", kRawDumpMaxBuildId);
     m.path = c.bytes("module path", 4096);
+    for (uint32_t k = 0, symbols = c.count("module symbols", 20); k < symbols && c.ok(); ++k) {
+      RawModule::Symbol& symbol = m.symbols.emplace_back();
+      symbol.start = c.u64("module symbol");
+      symbol.size = c.u64("module symbol");
+      symbol.name = c.bytes("module symbol name", 4096);
+    }
     if (c.ok() && m.low > m.high) c.fail("module range ends before it starts");
     modules.push_back(std::move(m));
   }

@@ -73,11 +73,19 @@ struct RawStack {
 };
 
 struct RawModule {
+  // A function of a module whose file the reader cannot open (the vDSO, a file deleted or replaced
+  // while mapped): named by the library from the module's dynamic symbols (dladdr1), for the
+  // frames the dump refers to. `start` is an offset from the load bias.
+  struct Symbol {
+    uint64_t start = 0, size = 0;
+    std::string name;
+  };
   bool unloaded = false;  // dlclose'd since: named from what was recorded then
   uint64_t load_bias = 0;
-  uint64_t low = 0, high = 0;  // [low, high) as mapped
-  std::string build_id;        // raw bytes; empty when the object has none
-  std::string path;            // as /proc/self/maps names it ("[vdso]" for the vDSO)
+  uint64_t low = 0, high = 0;   // [low, high) as mapped
+  std::string build_id;         // raw bytes; empty when the object has none
+  std::string path;             // as /proc/self/maps names it ("[vdso]" for the vDSO)
+  std::vector<Symbol> symbols;  // only for modules without a file to read, see Symbol
 };
 
 struct RawSite {

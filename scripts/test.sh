@@ -24,7 +24,7 @@ configure_sanitized() {
     -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" \
     -DHEAPKEEPER_SANITIZE="$1" >/dev/null
 }
-unit_tests=(config_test block_map_test stack_table_test symbolizer_test segment_reader_fuzz_test view_model_test
+unit_tests=(config_test block_map_test stack_table_test segment_reader_fuzz_test view_model_test
   snapshot_seqlock_test)
 tsan_tests=(segment_reader_fuzz_test view_model_test snapshot_seqlock_test)
 build_sanitized() {

@@ -7,8 +7,8 @@
  * corpus: suppress hidden_while_running
  * corpus: expect-suppressed blocks=1 bytes=500
  * corpus: env HEAPKEEPER_SCAN_INTERVAL=200ms
- * corpus: stderr-before heapkeeper\[\d+\]: scan \d+: 1 new leaked blocks \(64 B\); 1 leaked in all \(64 B\), and 1 suppressed \(500 B\) ||| corpus: exiting
- * corpus: stderr-absent 2 new leaked blocks
+ * corpus: stderr-before heapkeeper\[\d+\]: scan \d+: 1 new leaked blocks \(64 B\); 1 leaked in all \(64 B\), and 1
+ * suppressed \(500 B\) ||| corpus: exiting corpus: stderr-absent 2 new leaked blocks
  */
 #include <stdio.h>
 #include <stdlib.h>
