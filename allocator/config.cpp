@@ -264,6 +264,8 @@ void load_config_from_environment(Config& c) {
     load_path("HEAPKEEPER_REPORT", v, c.report_path, sizeof(c.report_path), "no report");
   if (const char* v = std::getenv("HEAPKEEPER_SUPPRESSIONS"))
     load_path("HEAPKEEPER_SUPPRESSIONS", v, c.suppressions_path, sizeof(c.suppressions_path), "none");
+  if (const char* v = std::getenv("HEAPKEEPER_BASELINE"); v != nullptr && *v != '\0')
+    load_path("HEAPKEEPER_BASELINE", v, c.baseline_path, sizeof(c.baseline_path), "none");
   // LeakSanitizer's log_path: "stderr" (or empty) is the default; a file that cannot be opened is
   // reported when first written to, and stderr used (diagnostics.cpp).
   if (const char* v = std::getenv("HEAPKEEPER_LOG_PATH"); v != nullptr && *v != '\0' && !equals(v, "stderr"))

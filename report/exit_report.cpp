@@ -90,6 +90,7 @@ RawReport build_raw_report(uint32_t flags) {
   r.mode = static_cast<uint8_t>(cfg.mode);
   r.on_bad_free = cfg.on_bad_free == alloc::BadFreePolicy::kAbort ? 0 : 1;
   r.scan_interval_ms = cfg.scan_interval_ms;
+  r.baseline_path = cfg.baseline_path;
   // Where the memory still allocated now comes from (at exit: what the program never freed,
   // reachable or not; the collector's leak list says which of it is unreachable).
   const std::vector<SiteTotals> sites = live_sites();

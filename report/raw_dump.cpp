@@ -112,6 +112,7 @@ std::string serialize_raw_dump(const RawReport& r) {
   w.u64(r.scan_interval_ms);
   w.u32(static_cast<uint32_t>(r.suppressions.size()));
   for (const std::string& p : r.suppressions) w.bytes(p);
+  w.bytes(r.baseline_path);
   w.u64(r.live_site_count);
   w.u32(static_cast<uint32_t>(r.live_sites.size()));
   for (const RawSite& s : r.live_sites) {
@@ -217,6 +218,7 @@ bool parse_raw_dump(std::string_view bytes, RawReport& r, std::string& error) {
   r.scan_interval_ms = c.u64("config");
   for (uint32_t i = 0, n = c.count("suppressions", 4); i < n && c.ok(); ++i)
     r.suppressions.push_back(c.bytes("suppression pattern"));
+  r.baseline_path = c.bytes("baseline path", 4096);
   r.live_site_count = c.u64("sites");
   for (uint32_t i = 0, n = c.count("sites", 20); i < n && c.ok(); ++i) {
     RawSite s;

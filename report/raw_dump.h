@@ -20,7 +20,8 @@
 //            bad_frees, distinct_stacks, threads_seen, then heap reserved, mapped, resident,
 //            returned, active and internal_mapped bytes
 //   config   u32 stack_depth, u8 free_stacks, u8 mode (0 off, 1 detect, 2 collect), u8 on_bad_free
-//            (0 abort, 1 continue), u64 scan_interval_ms, u32 n + n bytes (suppression patterns)
+//            (0 abort, 1 continue), u64 scan_interval_ms, u32 n + n bytes (suppression patterns),
+//            bytes baseline_path (HEAPKEEPER_BASELINE, empty when unset)
 //   sites    u64 live_site_count, u32 n + n × {u32 stack, u64 blocks, u64 bytes}
 //   scan     u8 present; when 1: u64 number, u8 ok, u8 at_exit, bytes failure, bytes stop_method,
 //            19 u64 figures (RawScan, in declaration order), 6 u64 reference histogram, u64 scans,
@@ -148,6 +149,7 @@ struct RawReport {
   uint8_t mode = 1, on_bad_free = 0;
   uint64_t scan_interval_ms = 0;
   std::vector<std::string> suppressions;
+  std::string baseline_path;  // HEAPKEEPER_BASELINE (the reader reads it), or empty
   uint64_t live_site_count = 0;
   std::vector<RawSite> live_sites;  // the largest, in order
   RawScan scan;

@@ -28,6 +28,7 @@ constexpr const char* kEnvironmentHelp = R"(Environment read by the traced progr
   HEAPKEEPER_SCAN_INTERVAL=D    periodic leak scan, e.g. 10s, 500ms; 0 = never (default)
   HEAPKEEPER_SUPPRESSIONS=FILE  LeakSanitizer-style suppressions (leak:PATTERN), a regular file of at most 4 MiB
   HEAPKEEPER_EXITCODE=N         exit status when leaks remain at exit (0 = off)
+  HEAPKEEPER_BASELINE=FILE      a JSON report of known leaks: EXITCODE fires only for leaks at other sites
   HEAPKEEPER_HEAP_RESERVE=SIZE  address space reserved for the heap, e.g. 64G (default 4x RAM)
   HEAPKEEPER_ARENAS=N           tracked jemalloc arenas (default one per CPU, at most 8)
   HEAPKEEPER_STATS=0            no live-stats segment in /dev/shm and no publisher thread
