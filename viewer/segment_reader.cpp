@@ -361,6 +361,7 @@ void SegmentReader::sanitise(stats::Snapshot& s) {
   if (s.series_count > stats::kSeriesLength) s.series_count = stats::kSeriesLength;
   s.series_next %= stats::kSeriesLength;
   if (s.module_count > stats::kMaxModules) s.module_count = stats::kMaxModules;
+  if (s.memory.range_count > stats::kMaxRanges) s.memory.range_count = stats::kMaxRanges;
   for (auto& module : s.modules) {
     terminate(module.path);
     if (module.build_id_length > sizeof(module.build_id)) module.build_id_length = 0;
