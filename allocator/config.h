@@ -28,7 +28,7 @@ struct Config {
   int exit_code = 0;                                  // HEAPKEEPER_EXITCODE (used by the collector)
   bool quiet = false;                                 // HEAPKEEPER_QUIET=1: no summary line at exit
   bool live_stats = true;                             // HEAPKEEPER_STATS=0: no shared-memory segment, no publisher
-  bool retained = true;  // HEAPKEEPER_RETAINED=0: scans record no reference graph (no retained sizes)
+  bool retained = true;                 // HEAPKEEPER_RETAINED=0: scans record no reference graph (no retained sizes)
   TrimPolicy trim = TrimPolicy::kAuto;  // HEAPKEEPER_TRIM=auto|off
   // Paths are made absolute at start-up (the program may chdir before exit: git -C, make -C).
   char report_path[4096] = {};        // HEAPKEEPER_REPORT, '%p' expands to the pid

@@ -43,7 +43,7 @@ enum class FreedMemoryPolicy : uint32_t {
 };
 struct FreedMemoryPolicyInfo {
   FreedMemoryPolicy policy;
-  uint64_t interval_ms;  // the trimmer's interval, or the decay time (0 when unknown or off)
+  uint64_t interval_ms;           // the trimmer's interval, or the decay time (0 when unknown or off)
   uint64_t kept_per_arena_bytes;  // what the trimmer leaves an arena between looks
 };
 FreedMemoryPolicyInfo freed_memory_policy() noexcept;

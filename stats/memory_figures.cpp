@@ -129,8 +129,13 @@ void fill_memory_figures(MemoryFigures& out, const alloc::HeapFigures& heap) {
 
   out.range_count = 0;
   const alloc::PrivateHeap& private_heap = alloc::private_heap();
-  add_range(out, private_heap.tracked().base(), private_heap.tracked().end(), RangeKind::kTrackedHeap);
-  add_range(out, private_heap.internal().base(), private_heap.internal().end(), RangeKind::kInternalHeap);
+  // The reservations as far as they were handed out: the rest was never touched, and a reader
+  // that has to ask which pages are present (rss_breakdown.h) asks about less.
+  const auto used_end = [](const alloc::AddressReservation& r) {
+    return r.base() + ((r.used() + kPage - 1) & ~(kPage - 1));
+  };
+  add_range(out, private_heap.tracked().base(), used_end(private_heap.tracked()), RangeKind::kTrackedHeap);
+  add_range(out, private_heap.internal().base(), used_end(private_heap.internal()), RangeKind::kInternalHeap);
   const Image& image = own_image();
   add_range(out, image.start, image.end, RangeKind::kHeapkeeperImage);
   // jemalloc's base blocks are aligned to 2 MiB, and its first is at least that large.
@@ -140,8 +145,7 @@ void fill_memory_figures(MemoryFigures& out, const alloc::HeapFigures& heap) {
   }
   alloc::MappedRange tables[256];
   const size_t table_count = std::min(alloc::internal_mappings(tables, std::size(tables)), std::size(tables));
-  for (size_t i = 0; i < table_count; ++i)
-    add_range(out, tables[i].start, tables[i].end, RangeKind::kHeapkeeperTable);
+  for (size_t i = 0; i < table_count; ++i) add_range(out, tables[i].start, tables[i].end, RangeKind::kHeapkeeperTable);
   // heapkeeper's threads first: the table may not hold every stack of a program with many threads.
   alloc::thread_registry().for_each_active([&](alloc::ThreadState& s) {
     if (s.heapkeeper_thread) add_range(out, s.stack_low, s.stack_high, RangeKind::kHeapkeeperStack);

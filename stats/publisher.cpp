@@ -255,14 +255,13 @@ std::string trim_answer() {
   const alloc::HeapFigures after = alloc::private_heap().figures();
   auto figures = [](const alloc::HeapFigures& f) {
     char text[320];
-    std::snprintf(text, sizeof text,
-                  "{\"heap_resident_bytes\": %llu, \"dirty_bytes\": %llu, \"muzzy_bytes\": %llu, "
-                  "\"internal_dirty_bytes\": %llu, \"internal_muzzy_bytes\": %llu}",
-                  static_cast<unsigned long long>(f.resident_bytes),
-                  static_cast<unsigned long long>(f.tracked.dirty_bytes),
-                  static_cast<unsigned long long>(f.tracked.muzzy_bytes),
-                  static_cast<unsigned long long>(f.internal.dirty_bytes),
-                  static_cast<unsigned long long>(f.internal.muzzy_bytes));
+    std::snprintf(
+        text, sizeof text,
+        "{\"heap_resident_bytes\": %llu, \"dirty_bytes\": %llu, \"muzzy_bytes\": %llu, "
+        "\"internal_dirty_bytes\": %llu, \"internal_muzzy_bytes\": %llu}",
+        static_cast<unsigned long long>(f.resident_bytes), static_cast<unsigned long long>(f.tracked.dirty_bytes),
+        static_cast<unsigned long long>(f.tracked.muzzy_bytes), static_cast<unsigned long long>(f.internal.dirty_bytes),
+        static_cast<unsigned long long>(f.internal.muzzy_bytes));
     return std::string(text);
   };
   char head[96];

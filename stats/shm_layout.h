@@ -149,8 +149,8 @@ struct MemoryFigures {
   uint64_t slack_bytes;
   uint64_t live_region_bytes;  // every live region's bytes, resident or not
   uint64_t walked_blocks;
-  ArenaFigures tracked;   // the tracked arenas
-  ArenaFigures internal;  // the internal arena (0)
+  ArenaFigures tracked;                // the tracked arenas
+  ArenaFigures internal;               // the internal arena (0)
   uint64_t trim_interval_ms;           // the trimmer's interval or the decay time; 0 unknown or off
   uint64_t trim_kept_per_arena_bytes;  // unused bytes the trimmer leaves an arena
   uint32_t trim_policy;                // TrimPolicy

@@ -47,6 +47,10 @@ static int run_command_line(int argc, char** argv) {
   CLI::App app{"heapkeeper: a private, tracked heap with leak detection for unchanged Linux programs"};
   app.footer(kEnvironmentHelp);
   app.require_subcommand(1);
+  // Bad input gets one line naming the problem (a pid that is not a number, an unknown option).
+  app.failure_message([](const CLI::App*, const CLI::Error& error) {
+    return fmt::format("heapkeeper: {} (heapkeeper --help lists the commands)\n", error.what());
+  });
   app.set_version_flag("--version", "heapkeeper 0.1.0");
 
   heapkeeper::view::RunOptions run;

@@ -1,7 +1,10 @@
 // Implementation of the RSS breakdown (see rss_breakdown.h).
 #include "viewer/rss_breakdown.h"
 
+#include <fcntl.h>
 #include <fmt/core.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -60,60 +63,160 @@ uint64_t overlap(uint64_t a_start, uint64_t a_end, uint64_t b_start, uint64_t b_
   return end > start ? end - start : 0;
 }
 
-// The kind of the published range a mapping overlaps most, or 0 for none.
-uint32_t owner_of(const Mapping& m, const stats::MemoryFigures& figures) {
-  uint32_t kind = 0;
-  uint64_t best = 0;
-  for (uint32_t i = 0; i < figures.range_count; ++i) {
-    const stats::AddressRange& range = figures.ranges[i];
-    const uint64_t shared = overlap(m.start, m.end, range.start, range.end);
-    if (shared > best) {
-      best = shared;
-      kind = range.kind;
-    }
-  }
-  return kind;
-}
-
 bool starts_with(const std::string& text, const char* prefix) { return text.rfind(prefix, 0) == 0; }
 
-void attribute(const Mapping& m, uint32_t kind, const std::string& segment_path, RssBreakdown& b) {
+// Adds `bytes` resident in a range of kind `kind` to its part.
+void add_to_range_part(uint32_t kind, uint64_t bytes, RssBreakdown& b) {
   using stats::RangeKind;
   switch (static_cast<RangeKind>(kind)) {
     case RangeKind::kTrackedHeap:
-      b.heap_mapping_rss += m.rss;
+      b.heap_mapping_rss += bytes;
       return;
     case RangeKind::kInternalHeap:
-      b.heapkeeper.internal_heap += m.rss;
+      b.heapkeeper.internal_heap += bytes;
       return;
     case RangeKind::kHeapkeeperTable:
-      b.heapkeeper.tables += m.rss;
+      b.heapkeeper.tables += bytes;
       return;
     case RangeKind::kHeapkeeperStack:
-      b.heapkeeper.stacks += m.rss;
+      b.heapkeeper.stacks += bytes;
       return;
     case RangeKind::kHeapkeeperImage:
-      b.heapkeeper.library += m.rss;
+      b.heapkeeper.library += bytes;
       return;
     case RangeKind::kJemallocBoot:
-      b.heapkeeper.jemalloc_boot += m.rss;
+      b.heapkeeper.jemalloc_boot += bytes;
       return;
     case RangeKind::kProgramStack:
-      b.outside.stacks += m.rss;
+      b.outside.stacks += bytes;
       return;
   }
+  b.outside.anonymous += bytes;  // a kind this reader does not know: never dropped
+}
+
+// Adds `bytes` of mapping `m` that no published range holds, by what the mapping is.
+void add_by_path(const Mapping& m, uint64_t bytes, const std::string& segment_path, RssBreakdown& b) {
   const std::string& path = m.path;
   if (!segment_path.empty() && (path == segment_path || path == segment_path + " (deleted)"))
-    b.heapkeeper.segment += m.rss;
+    b.heapkeeper.segment += bytes;
   else if (path == "[stack]")
-    b.outside.stacks += m.rss;
+    b.outside.stacks += bytes;
   else if (starts_with(path, "/dev/shm/") || starts_with(path, "/SYSV") || starts_with(path, "/memfd:"))
-    b.outside.shared_memory += m.rss;
+    b.outside.shared_memory += bytes;
   else if (starts_with(path, "/") || path == "[vdso]" || path == "[vvar]" || path == "[vsyscall]")
-    b.outside.code_and_files += m.rss;
+    b.outside.code_and_files += bytes;
   else
-    b.outside.anonymous += m.rss;
+    b.outside.anonymous += bytes;
 }
+
+// Attributes mapping `m`'s resident bytes. A mapping inside one published range is that range's;
+// one that holds several, or more than a range (the kernel merges neighbouring anonymous mappings
+// of the same flags into one: heapkeeper's reservations and side tables are all NORESERVE, and
+// often adjacent), is split by asking which of its pages are present in each range.
+void attribute(const Mapping& m, const stats::MemoryFigures& figures, const ResidentBytes& resident_in,
+               const std::string& segment_path, RssBreakdown& b) {
+  if (m.rss == 0) return;
+  uint32_t only_kind = 0, overlapping = 0;
+  bool covered = false;
+  for (uint32_t i = 0; i < figures.range_count; ++i) {
+    const stats::AddressRange& range = figures.ranges[i];
+    if (overlap(m.start, m.end, range.start, range.end) == 0) continue;
+    ++overlapping;
+    only_kind = range.kind;
+    covered = range.start <= m.start && range.end >= m.end;
+  }
+  if (overlapping == 0) {
+    add_by_path(m, m.rss, segment_path, b);
+    return;
+  }
+  if (overlapping == 1 && covered) {
+    add_to_range_part(only_kind, m.rss, b);
+    return;
+  }
+  uint64_t in_ranges = 0;
+  for (uint32_t i = 0; i < figures.range_count; ++i) {
+    const stats::AddressRange& range = figures.ranges[i];
+    const uint64_t start = std::max(m.start, range.start), end = std::min(m.end, range.end);
+    if (end <= start) continue;
+    const uint64_t bytes = std::min(resident_in(start, end), m.rss - in_ranges);
+    add_to_range_part(range.kind, bytes, b);
+    in_ranges += bytes;
+  }
+  add_by_path(m, m.rss - in_ranges, segment_path, b);
+}
+
+// Present pages of [start, end) in process `pid`, from /proc/PID/pagemap: the PAGEMAP_SCAN ioctl
+// (Linux 6.7), which skips what was never touched, else one 8-byte entry a page.
+class PagemapReader {
+ public:
+  explicit PagemapReader(pid_t pid) {
+    const std::string path = fmt::format("/proc/{}/pagemap", pid);
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  }
+  ~PagemapReader() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  PagemapReader(const PagemapReader&) = delete;
+  PagemapReader& operator=(const PagemapReader&) = delete;
+
+  uint64_t present_bytes(uint64_t start, uint64_t end) {
+    if (fd_ < 0 || end <= start) return 0;
+    if (scan_works_) {
+      uint64_t bytes = 0;
+      if (scan(start, end, bytes)) return bytes;
+      scan_works_ = false;
+    }
+    return read_entries(start, end);
+  }
+
+ private:
+  struct PageRegion {
+    uint64_t start, end, categories;
+  };
+  struct ScanArgument {  // struct pm_scan_arg of <linux/fs.h>, which Debian 12's headers predate
+    uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages, category_inverted, category_mask,
+        category_anyof_mask, return_mask;
+  };
+  static constexpr uint64_t kPageIsPresent = 1u << 3;
+  static constexpr unsigned long kPagemapScan = _IOWR('f', 16, ScanArgument);
+
+  bool scan(uint64_t start, uint64_t end, uint64_t& bytes) {
+    PageRegion regions[256];
+    while (start < end) {
+      ScanArgument argument{};
+      argument.size = sizeof(argument);
+      argument.start = start;
+      argument.end = end;
+      argument.vec = reinterpret_cast<uint64_t>(regions);
+      argument.vec_len = std::size(regions);
+      argument.category_mask = kPageIsPresent;
+      argument.return_mask = kPageIsPresent;
+      const int found = ::ioctl(fd_, kPagemapScan, &argument);
+      if (found < 0) return false;
+      for (int i = 0; i < found; ++i) bytes += regions[i].end - regions[i].start;
+      if (argument.walk_end <= start) return false;
+      start = argument.walk_end;
+    }
+    return true;
+  }
+
+  uint64_t read_entries(uint64_t start, uint64_t end) {
+    constexpr uint64_t kPage = 4096;
+    std::vector<uint64_t> entries(65536);
+    uint64_t bytes = 0;
+    for (uint64_t page = start / kPage; page < (end + kPage - 1) / kPage;) {
+      const uint64_t count = std::min<uint64_t>(entries.size(), (end + kPage - 1) / kPage - page);
+      const ssize_t got = ::pread(fd_, entries.data(), count * 8, static_cast<off_t>(page * 8));
+      if (got <= 0) break;
+      for (ssize_t i = 0; i < got / 8; ++i) bytes += (entries[static_cast<size_t>(i)] >> 63) != 0 ? kPage : 0;
+      page += static_cast<uint64_t>(got) / 8;
+    }
+    return bytes;
+  }
+
+  int fd_ = -1;
+  bool scan_works_ = true;
+};
 
 std::string mib(uint64_t bytes) { return human_bytes(bytes); }
 
@@ -138,7 +241,7 @@ bool read_rss(pid_t pid, uint64_t& rss, std::string& error) {
 }
 
 RssBreakdown combine_rss(const std::string& smaps_rollup, const std::string& smaps, const stats::Snapshot& s,
-                         const std::string& segment_path) {
+                         const std::string& segment_path, const ResidentBytes& resident_in) {
   RssBreakdown b;
   const stats::MemoryFigures& m = s.memory;
   b.trim_policy = static_cast<stats::TrimPolicy>(m.trim_policy);
@@ -158,7 +261,7 @@ RssBreakdown combine_rss(const std::string& smaps_rollup, const std::string& sma
     b.error = "the process has not measured its live blocks yet (ask again in a second)";
     return b;
   }
-  for (const Mapping& mapping : parse_smaps(smaps)) attribute(mapping, owner_of(mapping, m), segment_path, b);
+  for (const Mapping& mapping : parse_smaps(smaps)) attribute(mapping, m, resident_in, segment_path, b);
   b.live_bytes = m.live_resident_bytes;
   b.live_untouched_bytes = m.live_untouched_bytes;
   b.slack_bytes = m.slack_bytes;
@@ -191,7 +294,9 @@ RssBreakdown measure_rss(pid_t pid, const stats::Snapshot& snapshot, const std::
     b.error = fmt::format("cannot read {}: {}", smaps_path, errno != 0 ? std::strerror(errno) : "unreadable");
     return b;
   }
-  return combine_rss(rollup, smaps, snapshot, segment_path);
+  PagemapReader pagemap(pid);
+  return combine_rss(rollup, smaps, snapshot, segment_path,
+                     [&pagemap](uint64_t start, uint64_t end) { return pagemap.present_bytes(start, end); });
 }
 
 std::string trim_policy_text(const RssBreakdown& b) {
@@ -252,7 +357,8 @@ nlohmann::json rss_json(const RssBreakdown& b) {
 std::vector<std::string> rss_text_lines(const RssBreakdown& b) {
   std::vector<std::string> lines;
   if (!b.known) {
-    lines.push_back(fmt::format("  RSS {}: no breakdown ({})", b.rss_bytes != 0 ? mib(b.rss_bytes) : "unknown", b.error));
+    lines.push_back(
+        fmt::format("  RSS {}: no breakdown ({})", b.rss_bytes != 0 ? mib(b.rss_bytes) : "unknown", b.error));
     return lines;
   }
   const auto percent = [&](uint64_t bytes) {
@@ -263,18 +369,18 @@ std::vector<std::string> rss_text_lines(const RssBreakdown& b) {
   };
   lines.push_back(fmt::format("  RSS {}:", mib(b.rss_bytes)));
   row("live (asked for)", b.live_bytes,
-      b.live_untouched_bytes != 0 ? fmt::format("(and {} asked for, never touched: not resident)",
-                                                mib(b.live_untouched_bytes))
-                                  : std::string());
+      b.live_untouched_bytes != 0
+          ? fmt::format("(and {} asked for, never touched: not resident)", mib(b.live_untouched_bytes))
+          : std::string());
   row("size-class slack", b.slack_bytes, "");
   const RssBreakdown::Heapkeeper& h = b.heapkeeper;
   row("heapkeeper", h.total(),
-      fmt::format("headers {}, tables {}, own heap {}, jemalloc {}, library {}, segment {}, stacks {}",
-                  mib(h.headers), mib(h.tables), mib(h.internal_heap), mib(h.jemalloc_metadata + h.jemalloc_boot),
-                  mib(h.library), mib(h.segment), mib(h.stacks)));
+      fmt::format("headers {}, tables {}, own heap {}, jemalloc {}, library {}, segment {}, stacks {}", mib(h.headers),
+                  mib(h.tables), mib(h.internal_heap), mib(h.jemalloc_metadata + h.jemalloc_boot), mib(h.library),
+                  mib(h.segment), mib(h.stacks)));
   row("freed, kept by the allocator", b.kept.total(),
-      fmt::format("dirty {}, muzzy {} (trim returns these); free slab regions {}", mib(b.kept.dirty),
-                  mib(b.kept.muzzy), mib(b.kept.free_regions)));
+      fmt::format("dirty {}, muzzy {} (trim returns these); free slab regions {}", mib(b.kept.dirty), mib(b.kept.muzzy),
+                  mib(b.kept.free_regions)));
   const RssBreakdown::Outside& o = b.outside;
   row("outside the heap", o.total(),
       fmt::format("code and files {}, stacks {}, shared memory {}, other anonymous {}", mib(o.code_and_files),

@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -61,9 +62,13 @@ bool read_rss(pid_t pid, uint64_t& rss, std::string& error);
 // read from the segment at `segment_path` (its mapping in the process counts as heapkeeper's).
 RssBreakdown measure_rss(pid_t pid, const stats::Snapshot& snapshot, const std::string& segment_path);
 
-// The same from the text of the two files (tests feed their own).
+// Resident bytes of [start, end) in the process (its pagemap), for mappings that hold more than one
+// published range.
+using ResidentBytes = std::function<uint64_t(uint64_t start, uint64_t end)>;
+
+// The same from the text of the two files and a pagemap reader (tests feed their own).
 RssBreakdown combine_rss(const std::string& smaps_rollup, const std::string& smaps, const stats::Snapshot& snapshot,
-                         const std::string& segment_path);
+                         const std::string& segment_path, const ResidentBytes& resident_in);
 
 // `stats --json`'s "rss" object; null figures when not known.
 nlohmann::json rss_json(const RssBreakdown& breakdown);

@@ -73,13 +73,14 @@ int trim_process(pid_t pid, bool json) {
                           {"rss_before_bytes", rss_before},
                           {"rss_after_bytes", rss_after},
                           {"rss_drop_bytes", drop},
-                          {"allocator", {{"before", answer.value("before", nlohmann::json::object())},
-                                         {"after", answer.value("after", nlohmann::json::object())}}}};
+                          {"allocator",
+                           {{"before", answer.value("before", nlohmann::json::object())},
+                            {"after", answer.value("after", nlohmann::json::object())}}}};
     fmt::print("{}\n", doc.dump(2));
     return 0;
   }
-  fmt::print("pid {}: returned {} to the system (freed pages the allocator kept: {} -> {}, heapkeeper's own {})\n",
-             pid, human_bytes(returned), human_bytes(kept_before), human_bytes(kept_after), human_bytes(own_before));
+  fmt::print("pid {}: returned {} to the system (freed pages the allocator kept: {} -> {}, heapkeeper's own {})\n", pid,
+             human_bytes(returned), human_bytes(kept_before), human_bytes(kept_after), human_bytes(own_before));
   fmt::print("  RSS {} -> {} ({})\n", human_bytes(rss_before), human_bytes(rss_after), signed_bytes(drop));
   return 0;
 }

@@ -53,7 +53,10 @@ void draw_rss(Screen& screen, int y, const RssBreakdown& rss, bool exited) {
   if (!rss.known) {
     screen.draw_segments(y, 0, width,
                          {{" RSS   ", Role::kLabel},
-                          {exited ? "-" : rss.rss_bytes != 0 ? format_bytes(rss.rss_bytes) : "-", Role::kValue},
+                          {exited               ? "-"
+                           : rss.rss_bytes != 0 ? format_bytes(rss.rss_bytes)
+                                                : "-",
+                           Role::kValue},
                           {exited ? "" : "  (" + rss.error + ")", Role::kDim}});
     return;
   }
