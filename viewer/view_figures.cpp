@@ -47,7 +47,8 @@ int figure_lines(bool compact) { return compact ? 2 : 5; }
 
 namespace {
 
-// " RSS  142 MiB = live 100 MiB + slack 1.2 MiB + heapkeeper 14 MiB + kept 20 MiB + outside 7 MiB"
+// " RSS   142.0 MiB = live 100.0 MiB + slack 1.2 MiB + heapkeeper 14.0 MiB + kept 20.0 MiB + outside
+// 7.0 MiB (?-72.0 KiB)": the parts of rss_breakdown.h, and what they leave unexplained.
 void draw_rss(Screen& screen, int y, const RssBreakdown& rss, bool exited) {
   const int width = screen.columns();
   if (!rss.known) {
@@ -60,19 +61,16 @@ void draw_rss(Screen& screen, int y, const RssBreakdown& rss, bool exited) {
                           {exited ? "" : "  (" + rss.error + ")", Role::kDim}});
     return;
   }
-  Segments line = {{" RSS   ", Role::kLabel},          {format_bytes(rss.rss_bytes), Role::kValue},
-                   {" = live ", Role::kLabel},         {format_bytes(rss.live_bytes), Role::kValue},
-                   {" + slack ", Role::kLabel},        {format_bytes(rss.slack_bytes), Role::kValue},
-                   {" + heapkeeper ", Role::kLabel},   {format_bytes(rss.heapkeeper.total()), Role::kValue},
-                   {" + freed kept ", Role::kLabel},   {format_bytes(rss.kept.total()), Role::kValue},
-                   {" + outside heap ", Role::kLabel}, {format_bytes(rss.outside.total()), Role::kValue}};
-  const int64_t rest = rss.unexplained();
-  if (rest != 0) {
-    line.push_back({rest > 0 ? " + ?" : " - ?", Role::kLabel});
-    line.push_back({format_bytes(static_cast<uint64_t>(rest > 0 ? rest : -rest)), Role::kDim});
-  }
-  if (rss.kept.returnable() > 0 && rss.trim_policy == stats::TrimPolicy::kOff)
-    line.push_back({"  (heapkeeper trim returns " + format_bytes(rss.kept.returnable()) + ")", Role::kDim});
+  Segments line = {{" RSS   ", Role::kLabel},        {format_bytes(rss.rss_bytes), Role::kValue},
+                   {" = live ", Role::kLabel},       {format_bytes(rss.live_bytes), Role::kValue},
+                   {" + slack ", Role::kLabel},      {format_bytes(rss.slack_bytes), Role::kValue},
+                   {" + heapkeeper ", Role::kLabel}, {format_bytes(rss.heapkeeper.total()), Role::kValue},
+                   {" + kept ", Role::kLabel},       {format_bytes(rss.kept.total()), Role::kValue},
+                   {" + outside ", Role::kLabel},    {format_bytes(rss.outside.total()), Role::kValue}};
+  if (const int64_t rest = rss.unexplained(); rest != 0)
+    line.push_back(
+        {fmt::format(" (?{}{})", rest < 0 ? "-" : "+", format_bytes(static_cast<uint64_t>(rest < 0 ? -rest : rest))),
+         Role::kDim});
   screen.draw_segments(y, 0, width, line);
 }
 
