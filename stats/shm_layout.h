@@ -10,10 +10,10 @@
 //    producer makes `sequence` odd, copies, makes it even again; a reader copies the snapshot and
 //    keeps it only if `sequence` was the same even number before and after. Readers never write
 //    the snapshot and never block the producer;
-//  - a command channel: the owner's `heapkeeper` asks for a scan, a collection or a full report,
-//    and the producer answers in the response area (a raw dump, report/raw_dump.h, which the reader
-//    symbolizes and renders; or {"error": ...}). Readers also leave a heartbeat there: the site
-//    and leak tables are built only while somebody is watching.
+//  - a command channel: the owner's `heapkeeper` asks for a scan, a collection, a full report or a
+//    trim, and the producer answers in the response area (a raw dump, report/raw_dump.h, which the
+//    reader symbolizes and renders; a small JSON object; or {"error": ...}). Readers also leave a heartbeat there: the
+//    site and leak tables are built only while somebody is watching.
 // Frames are published raw: return address, offset in its module and an index into the snapshot's
 // module table (path, build-id, load bias); the reader names them (viewer/segment_reader.h), so the
 // traced process never reads DWARF.

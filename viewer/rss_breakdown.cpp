@@ -200,8 +200,11 @@ class PagemapReader {
     return true;
   }
 
+  // One entry a page, for kernels without PAGEMAP_SCAN: at most 64 GiB of address space (128 MiB
+  // of entries) per question, so that a range from a corrupt segment cannot keep us reading.
   uint64_t read_entries(uint64_t start, uint64_t end) {
     constexpr uint64_t kPage = 4096;
+    end = std::min(end, start + (uint64_t{64} << 30));
     std::vector<uint64_t> entries(65536);
     uint64_t bytes = 0;
     for (uint64_t page = start / kPage; page < (end + kPage - 1) / kPage;) {

@@ -50,14 +50,13 @@ TEST(RssBreakdown, MergedMappingIsSplitByPresentPagesAndTheRestIsByPath) {
   add_range(*s, 0x700000, 0x708000, stats::RangeKind::kProgramStack);
   // One VMA holding the heap, the internal heap and the tables (the kernel merged them), with
   // 3000 KiB resident: 2400 in the heap, 300 in the internal heap, 200 in the tables, 100 in none.
-  const std::string smaps = mapping(0x500000, 0x600000, "r-xp", "/lib/libheapkeeper.so", 700) +
-                            mapping(0x600000, 0x640000, "r-xp", "/usr/lib/libc.so.6", 900) +
-                            mapping(0x700000, 0x708000, "rw-p", "", 16) +
-                            mapping(0x7ffe0000, 0x80000000, "rw-p", "[stack]", 24) +
-                            mapping(0x900000, 0xa00000, "rw-s", "/dev/shm/heapkeeper.12.ab", 80) +
-                            mapping(0xa00000, 0xb00000, "rw-s", "/dev/shm/other", 40) +
-                            mapping(0xc00000, 0xd00000, "rw-p", "", 500) +
-                            mapping(kHeap, kTables + (1ull << 30), "rw-p", "", 3000);
+  const std::string smaps =
+      mapping(0x500000, 0x600000, "r-xp", "/lib/libheapkeeper.so", 700) +
+      mapping(0x600000, 0x640000, "r-xp", "/usr/lib/libc.so.6", 900) + mapping(0x700000, 0x708000, "rw-p", "", 16) +
+      mapping(0x7ffe0000, 0x80000000, "rw-p", "[stack]", 24) +
+      mapping(0x900000, 0xa00000, "rw-s", "/dev/shm/heapkeeper.12.ab", 80) +
+      mapping(0xa00000, 0xb00000, "rw-s", "/dev/shm/other", 40) + mapping(0xc00000, 0xd00000, "rw-p", "", 500) +
+      mapping(kHeap, kTables + (1ull << 30), "rw-p", "", 3000);
   const std::string rollup = "00400000-7fffffffffff ---p 00000000 00:00 0 [rollup]\nRss:  5260 kB\n";
   int asked = 0;
   const ResidentBytes pagemap = [&](uint64_t start, uint64_t end) -> uint64_t {
