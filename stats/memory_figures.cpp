@@ -13,6 +13,16 @@
 #include "allocator/thread_registry.h"
 
 namespace heapkeeper::stats {
+
+// The segment's TrimPolicy is the allocator's FreedMemoryPolicy, value for value.
+static_assert(static_cast<uint32_t>(TrimPolicy::kTrimmer) ==
+                  static_cast<uint32_t>(alloc::FreedMemoryPolicy::kTrimmer) &&
+              static_cast<uint32_t>(TrimPolicy::kCollectDecay) ==
+                  static_cast<uint32_t>(alloc::FreedMemoryPolicy::kCollectDecay) &&
+              static_cast<uint32_t>(TrimPolicy::kUsersDecay) ==
+                  static_cast<uint32_t>(alloc::FreedMemoryPolicy::kUsersDecay) &&
+              static_cast<uint32_t>(TrimPolicy::kOff) == static_cast<uint32_t>(alloc::FreedMemoryPolicy::kOff));
+
 namespace {
 
 constexpr uintptr_t kPage = alloc::kPageSize;

@@ -285,7 +285,7 @@ bool SegmentReader::open(pid_t pid, bool for_commands, std::string& error) {
   }
   if (candidates.empty()) {
     error = "no heapkeeper segment for pid " + std::to_string(pid) +
-            " in /dev/shm (is the process running under heapkeeper?)";
+            " in /dev/shm (is it running under heapkeeper, without HEAPKEEPER_STATS=0?)";
     return false;
   }
   // Several files for one pid: the remains of an earlier process that had the pid, or a forgery.

@@ -57,6 +57,11 @@ int trim_process(pid_t pid, bool json) {
     fmt::print(stderr, "heapkeeper: pid {} sent an unreadable answer\n", pid);
     return 1;
   }
+  if (const auto purged = answer.find("purged");
+      purged == answer.end() || !purged->is_boolean() || !purged->get<bool>()) {
+    fmt::print(stderr, "heapkeeper: trim of pid {} failed: its allocator refused to purge\n", pid);
+    return 1;
+  }
   if (!read_rss(pid, rss_after, error)) {
     fmt::print(stderr, "heapkeeper: trim of pid {}: {}\n", pid, error);
     return 1;

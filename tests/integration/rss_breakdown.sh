@@ -11,8 +11,9 @@
 #             so (kept returnable pages fall under 4 MiB, parts still add up).
 #   collect   collect mode: jemalloc's decay is named as the policy; parts add up after the free.
 #   python3   python3 with PYTHONMALLOC=malloc holding a workload's objects: parts add up.
-#   refusals  trim of a stopped process, of a process without heapkeeper, of bad pids: one line,
-#             non-zero status; a bad HEAPKEEPER_TRIM value is one warning line.
+#   refusals  trim of a stopped process, of a process without heapkeeper or without its segment
+#             (HEAPKEEPER_STATS=0), of bad pids: one line, non-zero status; a bad HEAPKEEPER_TRIM
+#             value is one warning line.
 # Conditions are polled with generous deadlines; no duration is asserted.
 source "$(dirname "$0")/lib.sh"
 
@@ -231,6 +232,10 @@ mode_refusals() {
   kill -STOP "$PID"
   refuse "trim of a stopped process" "cannot trim pid $PID: the process is stopped" trim "$PID"
   kill -CONT "$PID"
+  stop_workload
+  start_workload nostats HEAPKEEPER_STATS=0
+  refuse "trim of a process under heapkeeper without live stats" \
+    "no heapkeeper segment for pid $PID .*HEAPKEEPER_STATS=0" trim "$PID"
   stop_workload
   sleep 30 &
   local plain=$!
