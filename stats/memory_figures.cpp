@@ -106,13 +106,24 @@ void LiveResidency::add(uintptr_t region, size_t region_size, size_t user_offset
   const uintptr_t header = header_in_band && user_offset >= 16 ? user - 16 : user;
   ++blocks_;
   regions_ += region_size;
+  const uint64_t in_header = header_in_band && user_offset >= 16 ? 16 : 0;
+  if (((region ^ (region_end - 1)) & ~(kPage - 1)) == 0) {  // most blocks: one page
+    if (resident(region & ~(kPage - 1))) {
+      live_resident_ += requested;
+      headers_ += in_header;
+      slack_ += region_size - requested - in_header;
+    } else {
+      live_untouched_ += requested;
+    }
+    return;
+  }
   for (uintptr_t page = region & ~(kPage - 1); page < region_end; page += kPage) {
     const uintptr_t low = std::max(page, region), high = std::min(page + kPage, region_end);
-    const uint64_t live = overlap(low, high, user, user_end), in_header = overlap(low, high, header, user);
+    const uint64_t live = overlap(low, high, user, user_end), header_part = overlap(low, high, header, user);
     if (resident(page)) {
       live_resident_ += live;
-      headers_ += in_header;
-      slack_ += (high - low) - live - in_header;
+      headers_ += header_part;
+      slack_ += (high - low) - live - header_part;
     } else {
       live_untouched_ += live;
     }

@@ -78,7 +78,7 @@ void SnapshotBuilder::add_sites(Snapshot& out, const collect::ScanReport& last, 
     const size_t offset = header->user_offset();
     size_t region_size = blocks.slab_region_size(region);
     if (region_size == 0) region_size = alloc::je::nallocx(size + offset == 0 ? 1 : size + offset, 0);
-    residency->add(region, region_size, offset, size, !blocks.has_out_of_band_header(region));
+    residency->add(region, region_size, offset, size, offset != 0);  // in band: the header is in front
   });
   residency->finish(out.memory);
   const std::vector<report::SiteTotals> sorted = sites.sorted();
