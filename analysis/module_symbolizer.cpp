@@ -33,19 +33,6 @@ const Dwfl_Callbacks kFileCallbacks = {
     .debuginfo_path = &debuginfo_search_path,
 };
 
-// Without the symbol version glibc's and libstdc++'s tables append ("__libc_start_main@@GLIBC_2.34"),
-// and demangled when it is an Itanium-ABI C++ name (only those start with _Z).
-std::string readable_function_name(const char* symbol) {
-  std::string name(symbol, std::strcspn(symbol, "@"));
-  if (name.compare(0, 2, "_Z") == 0) {
-    int status = 0;
-    char* demangled = abi::__cxa_demangle(name.c_str(), nullptr, nullptr, &status);
-    if (status == 0 && demangled != nullptr) name = demangled;
-    std::free(demangled);
-  }
-  return name;
-}
-
 std::string hex_text(std::string_view bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string text;
@@ -83,6 +70,19 @@ void source_line_without_aranges(Dwfl_Module* module, uint64_t address, std::str
 }
 
 }  // namespace
+
+// Without the symbol version glibc's and libstdc++'s tables append ("__libc_start_main@@GLIBC_2.34"),
+// and demangled when it is an Itanium-ABI C++ name (only those start with _Z).
+std::string readable_function_name(const char* symbol) {
+  std::string name(symbol, std::strcspn(symbol, "@"));
+  if (name.compare(0, 2, "_Z") == 0) {
+    int status = 0;
+    char* demangled = abi::__cxa_demangle(name.c_str(), nullptr, nullptr, &status);
+    if (status == 0 && demangled != nullptr) name = demangled;
+    std::free(demangled);
+  }
+  return name;
+}
 
 ModuleSymbolizer::ModuleSymbolizer() {
   const char* log = std::getenv("HEAPKEEPER_SYMBOLIZER_LOG");

@@ -80,6 +80,7 @@ class NamedStacks {
 // Which leak groups a suppression hides: a frame's function, module or file matches a pattern.
 struct SuppressedLeaks {
   std::vector<bool> suppressed;  // by group
+  std::vector<report::RawAnswer::Suppressed> groups;
   uint64_t blocks = 0, bytes = 0;
 };
 
@@ -92,8 +93,12 @@ SuppressedLeaks apply_suppressions(const RawReport& dump, NamedStacks& stacks) {
   for (size_t i = 0; i < dump.scan.groups.size(); ++i) {
     const report::RawLeakGroup& g = dump.scan.groups[i];
     for (const SymbolizedFrame& frame : stacks.frames(g.stack_id)) {
-      if (suppressions.match(frame.function) || suppressions.match(frame.module) || suppressions.match(frame.file)) {
+      const std::string* pattern = suppressions.match(frame.function);
+      if (pattern == nullptr) pattern = suppressions.match(frame.module);
+      if (pattern == nullptr) pattern = suppressions.match(frame.file);
+      if (pattern != nullptr) {
         out.suppressed[i] = true;
+        out.groups.push_back({g.stack_id, *pattern});
         out.blocks += g.blocks;
         out.bytes += g.bytes;
         break;
@@ -283,6 +288,7 @@ report::RawAnswer render_answer(const RawReport& dump, ModuleSymbolizer& symboli
   const SuppressedLeaks suppressed = apply_suppressions(dump, stacks);
   report::RawAnswer answer;
   for (size_t i = 0; i < dump.scan.groups.size(); ++i) answer.unsuppressed_leaks |= !suppressed.suppressed[i];
+  answer.suppressed = suppressed.groups;
   if (dump.flags & report::kWantLeakText) answer.leak_text = leak_text(dump, stacks, suppressed);
   if ((dump.flags & report::kWantFrames) && !dump.stacks.empty()) {
     for (const SymbolizedFrame& frame : stacks.frames(dump.stacks[0].id))

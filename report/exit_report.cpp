@@ -229,11 +229,16 @@ void report_at_exit_unguarded() {
   const bool json_wanted = cfg.report_path[0] != '\0';
   char path[4096];
   if (json_wanted && !expand_report_path(cfg.report_path, path, true)) return;
-  RawReport raw = build_raw_report(0);
-  const bool text_wanted = leaks_at_exit(raw);
+  // Whether there is anything to say comes from the sections alone (the exit scan's outcome); the
+  // rest of the report (heap figures, /proc reads, the module map, live sites and their stacks) is
+  // built only when it will be used. Nothing to say and nothing to write is most processes of a
+  // build: they leave without waking the binary or reading /proc.
+  RawReport outcome;
+  for (int i = 0; i < g_section_count; ++i) g_sections[i](outcome);
+  const bool text_wanted = leaks_at_exit(outcome);
   g_exit_verdict.unsuppressed_leaks = text_wanted;
-  // Nothing to say and nothing to write: no need to wake the binary (most processes of a build).
   if (!text_wanted && !json_wanted) return;
+  RawReport raw = build_raw_report(0);
   raw.flags = (text_wanted ? uint32_t{kWantLeakText} : 0u) | (json_wanted ? uint32_t{kWantJson} : 0u);
   RawAnswer answer;
   std::string why;
@@ -276,6 +281,23 @@ void install() {
   alloc::set_stack_printer(print_stack);
   alloc::add_exit_handler(report_at_exit);
   alloc::add_fork_child_handler([] { g_exit_verdict = ExitVerdict{}; });
+}
+
+bool find_suppressed_stacks(const std::vector<uint32_t>& stack_ids, const std::vector<std::string>& patterns,
+                            std::vector<RawAnswer::Suppressed>& suppressed, std::string& why) {
+  // A dump of just what the verdicts need: the patterns, one group per stack, the stacks' frames
+  // and their modules. No flags: no text, no JSON, only the answer's verdicts.
+  RawReport r;
+  r.pid = ::getpid();
+  r.suppressions = patterns;
+  r.scan.present = true;
+  r.scan.ok = true;
+  for (uint32_t id : stack_ids) r.scan.groups.push_back({true, id, 1, 0, 0, 0, 0});
+  add_stacks(r);
+  RawAnswer answer;
+  if (!analyse_dump(serialize_raw_dump(r), answer, why)) return false;
+  suppressed = std::move(answer.suppressed);
+  return true;
 }
 
 std::string build_raw_dump(uint32_t flags) { return serialize_raw_dump(build_raw_report(flags)); }

@@ -48,7 +48,7 @@
 namespace heapkeeper::report {
 
 inline constexpr uint64_t kRawDumpMagic = 0x504d55445748504bull;  // "KPHWDUMP" little-endian
-inline constexpr uint32_t kRawDumpVersion = 2;
+inline constexpr uint32_t kRawDumpVersion = 3;
 inline constexpr uint32_t kNoModule = UINT32_MAX;
 // Bounds the reader enforces (beyond "fits in the buffer"), so a hostile dump cannot make it
 // allocate more than its own size suggests.
@@ -152,13 +152,19 @@ struct RawReport {
 
 // The reader's answer to a dump (the `heapkeeper` binary to the library): u64 kRawAnswerMagic,
 // u32 version, u32 flags (bit 0: leaks remain once suppressions are applied), u64 total size,
-// bytes leak_text, bytes json.
+// bytes leak_text, bytes json, u32 n + n × {u32 stack, bytes pattern} (suppressed leak groups).
 inline constexpr uint64_t kRawAnswerMagic = 0x5257534e41504b48ull;  // "HKPANSWR" little-endian
 struct RawAnswer {
+  // A leak group of the dump that a suppression hides: its stack, and the pattern that matched.
+  struct Suppressed {
+    uint32_t stack_id = 0;
+    std::string pattern;
+  };
   bool unsuppressed_leaks = false;
-  std::string leak_text;  // the LeakSanitizer-style report for stderr (empty: nothing to say), or
-                          // with kWantFrames one named frame a line
-  std::string json;       // the JSON report (when asked for)
+  std::vector<Suppressed> suppressed;  // every suppressed group of the dump's scan
+  std::string leak_text;               // the LeakSanitizer-style report for stderr (empty: nothing to say), or
+                                       // with kWantFrames one named frame a line
+  std::string json;                    // the JSON report (when asked for)
 };
 std::string serialize_raw_answer(const RawAnswer& answer);
 bool parse_raw_answer(std::string_view bytes, RawAnswer& answer, std::string& error);

@@ -35,7 +35,7 @@
 #include "allocator/private_heap.h"
 #include "allocator/thread_registry.h"
 #include "collector/collector.h"
-#include "collector/why_json.h"
+#include "collector/why_answer.h"
 #include "report/exit_report.h"
 #include "report/json_text.h"
 #include "report/read_file.h"
@@ -295,7 +295,7 @@ std::string build_answer(Publisher& p, Command command, int& status) {
       const uint32_t length =
           std::min(__atomic_load_n(&p.segment->channel.argument_length, __ATOMIC_ACQUIRE), kArgumentCapacity);
       const std::string argument(p.segment->channel.argument, length);
-      response = collect::build_why_json(argument, status);
+      response = collect::build_why_answer(argument, status);  // raw facts (report/raw_why.h)
       publish(p);
       break;
     }

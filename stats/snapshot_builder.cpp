@@ -166,7 +166,10 @@ void SnapshotBuilder::build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, b
   // Sites, the size histogram and the leak table only while a reader is watching: they cost a walk
   // over every live block and a megabyte of tables, at twice a second, and a reader that starts
   // watching waits for the next snapshot that has them (SegmentReader::snapshot).
-  const collect::ScanReport last = collect::last_scan();
+  collect::ScanReport last = collect::last_scan();
+  // The leak table leaves out suppressed leaks: the verdicts are asked of the binary (which knows
+  // names) once per allocation stack, and only while someone watches.
+  if (symbolize && !last.at_exit) collect::settle_suppressions(last);
   if (symbolize) {
     module_map_.load();
     modules_.clear();
