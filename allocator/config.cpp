@@ -252,6 +252,14 @@ void load_config_from_environment(Config& c) {
     else
       warn_invalid("HEAPKEEPER_RETAINED", v, "0 or 1", "1");
   }
+  if (const char* v = std::getenv("HEAPKEEPER_TRIM")) {
+    if (equals(v, "auto"))
+      c.trim = TrimPolicy::kAuto;
+    else if (equals(v, "off"))
+      c.trim = TrimPolicy::kOff;
+    else
+      warn_invalid("HEAPKEEPER_TRIM", v, "auto or off", "auto");
+  }
   if (const char* v = std::getenv("HEAPKEEPER_STATS")) {
     if (equals(v, "1"))
       c.live_stats = true;

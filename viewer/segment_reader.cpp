@@ -290,7 +290,7 @@ bool SegmentReader::open(pid_t pid, bool for_commands, std::string& error, int u
   }
   if (candidates.empty()) {
     error = "no heapkeeper segment for pid " + std::to_string(pid) +
-            " in /dev/shm (is the process running under heapkeeper?)";
+            " in /dev/shm (is it running under heapkeeper, without HEAPKEEPER_STATS=0?)";
     return false;
   }
   // Several files for one pid: the remains of an earlier process that had the pid, or a forgery.
@@ -375,6 +375,7 @@ void SegmentReader::sanitise(stats::Snapshot& s) {
   if (s.series_count > stats::kSeriesLength) s.series_count = stats::kSeriesLength;
   s.series_next %= stats::kSeriesLength;
   if (s.module_count > stats::kMaxModules) s.module_count = stats::kMaxModules;
+  if (s.memory.range_count > stats::kMaxRanges) s.memory.range_count = stats::kMaxRanges;
   for (auto& module : s.modules) {
     terminate(module.path);
     if (module.build_id_length > sizeof(module.build_id)) module.build_id_length = 0;

@@ -58,7 +58,16 @@ ProcessScreen::ProcessScreen(Screen& screen, std::unique_ptr<SegmentReader> read
   exited_ = !info_.producer_alive;
   last_reload_ = std::chrono::steady_clock::now();
   if (exited_) set_status("the process has exited: these are its last figures", Role::kStatus);
+  measure_memory();
   rebuild_rows();
+}
+
+void ProcessScreen::measure_memory() {
+  // A process that is gone has no /proc entry (or, if its pid was reused, another process's).
+  if (exited_)
+    rss_ = RssBreakdown{};
+  else
+    rss_ = measure_rss(info_.pid, *snapshot_, reader_->path());
 }
 
 void ProcessScreen::set_status(std::string text, Role role) {
@@ -83,6 +92,7 @@ void ProcessScreen::reload() {
                                      : "the process is gone (killed?): these are its last figures (q quits)",
                Role::kError);
   }
+  measure_memory();
   rebuild_rows();
 }
 
@@ -324,7 +334,7 @@ void ProcessScreen::draw() {
   }
   const Layout l = layout();
   page_ = std::max(1, l.table_height - 1);
-  draw_figures(screen_, info_, *snapshot_, exited_, screen_.compact());
+  draw_figures(screen_, info_, *snapshot_, rss_, exited_, screen_.compact());
   if (l.chart_height > 0) draw_charts(screen_, *snapshot_, l.chart_top, l.chart_height);
   const TableView view = table_view();
   draw_tab_bar(screen_, *snapshot_, view, l.tabs);

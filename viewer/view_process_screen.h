@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "stats/shm_layout.h"
+#include "viewer/rss_breakdown.h"
 #include "viewer/segment_reader.h"
 #include "viewer/view_background_command.h"
 #include "viewer/view_rows.h"
@@ -40,6 +41,7 @@ class ProcessScreen {
   };
 
   void reload();
+  void measure_memory();  // the RSS breakdown of the header, from the current snapshot
   void rebuild_rows();
   void select(int index);
   Layout layout();
@@ -62,6 +64,7 @@ class ProcessScreen {
   std::unique_ptr<SegmentReader> reader_;
   std::unique_ptr<stats::Snapshot> snapshot_, spare_;
   SegmentInfo info_;
+  RssBreakdown rss_;
   bool exited_ = false;
   std::chrono::steady_clock::time_point last_reload_;
   std::string reload_error_;

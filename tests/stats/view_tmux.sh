@@ -93,6 +93,7 @@ mode_navigation() {
   view_start "LC_ALL=C.UTF-8" "$pid"
   expect "the title names the pid and the program" "^ heapkeeper  pid $pid  .*live_target"
   expect "the figures show live bytes and rates" "^ Live  .* blocks .*allocs/s [0-9]"
+  expect "the header breaks RSS down" "^ RSS   [0-9.]+ [KMG]iB = live [0-9.]+ [KMG]?i?B \+ slack .* \+ heapkeeper .* \+ kept .* \+ outside [0-9.]+ [KMG]?i?B"
   expect "the site table shows make_record" "^ +[0-9.]+ [KMG]?i?B +200 .* make_record +live_target\.c:[0-9]+"
   expect "the default sort is live bytes" "sort: live bytes$"
   local order
