@@ -51,6 +51,12 @@ class BlockMap {
   // records a whole-page block, and for bad-free reports to read after its free.
   BlockHeader* out_of_band_header(uintptr_t region) const { return &headers_[(region - base_) >> kPageShift]; }
 
+  // The region size of the block recorded at `region` when its page map entry says it (a slab
+  // region: its class's size); 0 for a large region, whose size only jemalloc knows.
+  size_t slab_region_size(uintptr_t region) const {
+    const uint32_t entry = page_entry(region);
+    return (entry >> kKindShift) == kKindSmall ? class_size_[(entry >> 16) & 0x3f] : 0;
+  }
   // Start of the live block's region containing `address` (header included), or 0.
   uintptr_t find_region(uintptr_t address) const;
   // For a conservative scanner: the live block that a word holding `address` refers to, counting

@@ -252,6 +252,14 @@ void load_config_from_environment(Config& c) {
     else
       warn_invalid("HEAPKEEPER_RETAINED", v, "0 or 1", "1");
   }
+  if (const char* v = std::getenv("HEAPKEEPER_TRIM")) {
+    if (equals(v, "auto"))
+      c.trim = TrimPolicy::kAuto;
+    else if (equals(v, "off"))
+      c.trim = TrimPolicy::kOff;
+    else
+      warn_invalid("HEAPKEEPER_TRIM", v, "auto or off", "auto");
+  }
   if (const char* v = std::getenv("HEAPKEEPER_STATS")) {
     if (equals(v, "1"))
       c.live_stats = true;
@@ -266,6 +274,8 @@ void load_config_from_environment(Config& c) {
     load_path("HEAPKEEPER_PPROF", v, c.pprof_path, sizeof(c.pprof_path), "no profile");
   if (const char* v = std::getenv("HEAPKEEPER_SUPPRESSIONS"))
     load_path("HEAPKEEPER_SUPPRESSIONS", v, c.suppressions_path, sizeof(c.suppressions_path), "none");
+  if (const char* v = std::getenv("HEAPKEEPER_BASELINE"); v != nullptr && *v != '\0')
+    load_path("HEAPKEEPER_BASELINE", v, c.baseline_path, sizeof(c.baseline_path), "none");
   // LeakSanitizer's log_path: "stderr" (or empty) is the default; a file that cannot be opened is
   // reported when first written to, and stderr used (diagnostics.cpp).
   if (const char* v = std::getenv("HEAPKEEPER_LOG_PATH"); v != nullptr && *v != '\0' && !equals(v, "stderr"))

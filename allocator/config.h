@@ -12,6 +12,9 @@ namespace heapkeeper::alloc {
 
 enum class BadFreePolicy : uint8_t { kAbort, kContinue };
 enum class CollectorMode : uint8_t { kOff, kDetect, kCollect };
+// Whether the heap gives freed memory back on its own (heap_trimmer.h): kAuto, the trimmer (or, in
+// collect mode, jemalloc's decay); kOff, never: only `heapkeeper trim` and an exhausted reservation.
+enum class TrimPolicy : uint8_t { kAuto, kOff };
 
 struct Config {
   static constexpr int kMaxStackDepth = 128;
@@ -25,11 +28,13 @@ struct Config {
   int exit_code = 0;                                  // HEAPKEEPER_EXITCODE (used by the collector)
   bool quiet = false;                                 // HEAPKEEPER_QUIET=1: no summary line at exit
   bool live_stats = true;                             // HEAPKEEPER_STATS=0: no shared-memory segment, no publisher
-  bool retained = true;  // HEAPKEEPER_RETAINED=0: scans record no reference graph (no retained sizes)
+  bool retained = true;                 // HEAPKEEPER_RETAINED=0: scans record no reference graph (no retained sizes)
+  TrimPolicy trim = TrimPolicy::kAuto;  // HEAPKEEPER_TRIM=auto|off
   // Paths are made absolute at start-up (the program may chdir before exit: git -C, make -C).
   char report_path[4096] = {};        // HEAPKEEPER_REPORT, '%p' expands to the pid
   char pprof_path[4096] = {};         // HEAPKEEPER_PPROF ('%p' = pid): gzipped pprof profile at exit
   char suppressions_path[4096] = {};  // HEAPKEEPER_SUPPRESSIONS
+  char baseline_path[4096] = {};      // HEAPKEEPER_BASELINE: a report whose leak sites EXITCODE ignores
   char log_path[4096] = {};           // HEAPKEEPER_LOG_PATH ('%p' = pid): diagnostics there, not on stderr
 };
 

@@ -34,7 +34,7 @@ constexpr uint64_t kKeptUnusedBytes = uint64_t{1} << 20;
 // The trimmer starts once a thread has freed this much.
 constexpr uint64_t kFreedBeforeStart = uint64_t{4} << 20;
 
-enum TrimmerState : int { kNotStarted = 0, kStarting = 1, kRunning = 2, kUsersPolicy = 3 };
+enum TrimmerState : int { kNotStarted = 0, kStarting = 1, kRunning = 2, kUsersPolicy = 3, kTrimmingOff = 4 };
 std::atomic<int> g_state{kNotStarted};
 
 bool purge_arena(unsigned arena) {
@@ -81,6 +81,10 @@ void start_trimmer() {
     g_state.store(kUsersPolicy, std::memory_order_release);
     return;
   }
+  if (config().trim == TrimPolicy::kOff) {
+    g_state.store(kTrimmingOff, std::memory_order_release);
+    return;
+  }
   // On failure (no thread could be made) the state stays kStarting: nothing is retried on every free.
   if (start_internal_thread(trimmer_thread, "heapkeeper-trim")) g_state.store(kRunning, std::memory_order_release);
 }
@@ -107,6 +111,20 @@ bool purge_unused_memory() noexcept {
     if (unused_bytes(arena) > 0) any = purge_arena(arena) || any;
   }
   return any;
+}
+
+FreedMemoryPolicyInfo freed_memory_policy() noexcept {
+  if (user_sets_decay()) return {FreedMemoryPolicy::kUsersDecay, 0, 0};
+  if (config().trim == TrimPolicy::kOff) return {FreedMemoryPolicy::kOff, 0, 0};
+  if (config().mode == CollectorMode::kCollect) return {FreedMemoryPolicy::kCollectDecay, 10000, 0};
+  return {FreedMemoryPolicy::kTrimmer, kTrimIntervalMs, kKeptUnusedBytes};
+}
+
+PurgeResult purge_all_arenas() noexcept {
+  const uint64_t before = private_heap().returned_bytes();
+  // MALLCTL_ARENAS_ALL: every arena, dirty and muzzy pages alike (forced purge, MADV_DONTNEED).
+  const bool ok = je::mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0) == 0;
+  return {private_heap().returned_bytes() - before, ok};
 }
 
 void heap_trimmer_after_fork() noexcept {

@@ -23,11 +23,38 @@
 // holds can land inside a block the collector is holding. The block is kept (never freed wrongly)
 // and the warning is a false alarm, but until the collector tells such values apart, collect mode
 // does not trade it for memory given back.
+//
+// HEAPKEEPER_TRIM=off turns both off: freed memory then stays with jemalloc (and in the program's
+// RSS, shown as "kept by the allocator" by `heapkeeper stats`) until `heapkeeper trim` asks for it
+// (purge_all_arenas) or an allocation finds the reservation exhausted. For a program that frees and
+// reallocates in bursts longer than a quarter second, or that wants no madvise calls at all.
 #pragma once
 
 #include <cstdint>
 
 namespace heapkeeper::alloc {
+
+// Who gives freed memory back, as the stats segment publishes it (stats::TrimPolicy mirrors it).
+enum class FreedMemoryPolicy : uint32_t {
+  kTrimmer = 1,       // the trimmer thread, every kTrimIntervalMs (once started)
+  kCollectDecay = 2,  // collect mode: jemalloc's decay, 10 s
+  kUsersDecay = 3,    // the user's MALLOC_CONF decay
+  kOff = 4,           // HEAPKEEPER_TRIM=off: nobody, until asked
+};
+struct FreedMemoryPolicyInfo {
+  FreedMemoryPolicy policy;
+  uint64_t interval_ms;           // the trimmer's interval, or the decay time (0 when unknown or off)
+  uint64_t kept_per_arena_bytes;  // what the trimmer leaves an arena between looks
+};
+FreedMemoryPolicyInfo freed_memory_policy() noexcept;
+
+struct PurgeResult {
+  uint64_t returned_bytes;  // bytes madvised back to the OS by this purge (from the purge hooks)
+  bool ok;
+};
+// Purges every arena, tracked and internal, whatever the policy: what `heapkeeper trim` asks for.
+// Off the hot path (the publisher thread); jemalloc takes each arena's lock in turn.
+PurgeResult purge_all_arenas() noexcept;
 
 // From the allocation and free slow path (each time a thread's live bytes moved by the flush step),
 // with what the thread has freed so far: starts the trimmer thread once a thread has freed enough.

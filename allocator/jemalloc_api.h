@@ -41,4 +41,9 @@ void je_tsd_cleanup(void* thread_data);
 // allocation.
 extern bool je_opt_cache_oblivious;
 extern size_t je_sz_large_pad;
+
+// jemalloc's boot metadata (its `base_t`, at the start of the first block its base mapped, before
+// heapkeeper set arena 0's hooks): only its address is used, to name that block in the RSS
+// breakdown (stats/memory_figures.h).
+void* je_b0get(void);
 }

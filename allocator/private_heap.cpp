@@ -136,6 +136,26 @@ bool read_ctl(const char* name, T& value) {
   return je::mallctl(name, &value, &length, nullptr, 0) == 0;
 }
 
+// Adds arena `arena`'s figures to `out` (the caller refreshed the stats epoch).
+void add_arena_figures(unsigned arena, ArenaFigures& out) {
+  auto stat = [arena](const char* field) {
+    char name[96];
+    std::snprintf(name, sizeof(name), "stats.arenas.%u.%s", arena, field);
+    size_t value = 0;
+    read_ctl(name, value);
+    return static_cast<uint64_t>(value);
+  };
+  const uint64_t active = stat("pactive") * kPageSize, dirty = stat("pdirty") * kPageSize;
+  const uint64_t muzzy = stat("pmuzzy") * kPageSize;
+  out.allocated_bytes += stat("small.allocated") + stat("large.allocated");
+  out.active_bytes += active;
+  out.dirty_bytes += dirty;
+  out.muzzy_bytes += muzzy;
+  // jemalloc's "resident" is its base's resident pages plus every active, dirty and muzzy page.
+  const uint64_t resident = stat("resident");
+  out.metadata_bytes += resident > active + dirty + muzzy ? resident - active - dirty - muzzy : 0;
+}
+
 uint64_t automatic_reserve() {
   // Four times physical memory, as a power of two, between 16 GiB and 4 TiB: generous enough that
   // a program never runs out of address space before it runs out of RAM, small enough that the
@@ -210,8 +230,9 @@ bool PrivateHeap::initialize(uint64_t reserve_bytes, unsigned arena_count) {
   const size_t hooks_size = sizeof(extent_hooks_t*);
   if (je::mallctl("arena.0.extent_hooks", nullptr, nullptr, &internal_hooks, hooks_size) != 0) return false;
   internal_arena_ = 0;
-  // Collect mode keeps jemalloc's own decay (see heap_trimmer.h), unless the user chose one.
-  if (config().mode == CollectorMode::kCollect && !user_sets_decay()) {
+  // Collect mode keeps jemalloc's own decay (see heap_trimmer.h), unless the user chose one or
+  // turned giving memory back off (HEAPKEEPER_TRIM=off: dirty_decay_ms stays -1).
+  if (config().mode == CollectorMode::kCollect && !user_sets_decay() && config().trim != TrimPolicy::kOff) {
     ssize_t decay_ms = 10000;
     je::mallctl("arenas.dirty_decay_ms", nullptr, nullptr, &decay_ms, sizeof(decay_ms));
     je::mallctl("arena.0.dirty_decay_ms", nullptr, nullptr, &decay_ms, sizeof(decay_ms));
@@ -348,14 +369,10 @@ HeapFigures PrivateHeap::figures() const {
   for (unsigned i = 0; i < arena_count_; ++i) {
     const unsigned arena = tracked_arenas_[i].load(std::memory_order_acquire);
     if (arena >= kArenaPending) continue;
-    char name[96];
-    size_t small = 0, large = 0;
-    std::snprintf(name, sizeof(name), "stats.arenas.%u.small.allocated", arena);
-    read_ctl(name, small);
-    std::snprintf(name, sizeof(name), "stats.arenas.%u.large.allocated", arena);
-    read_ctl(name, large);
-    f.active_bytes += small + large;
+    add_arena_figures(arena, f.tracked);
   }
+  f.active_bytes = f.tracked.allocated_bytes;
+  add_arena_figures(internal_arena_, f.internal);
   return f;
 }
 

@@ -33,6 +33,15 @@ struct BlockPlacement {
   int small_class;        // slab class of the region, or -1: large, or not known before allocating
 };
 
+// jemalloc's own view of a set of arenas (its stats, refreshed by an "epoch" write).
+struct ArenaFigures {
+  uint64_t allocated_bytes = 0;  // in allocated regions (small and large), thread caches' included
+  uint64_t active_bytes = 0;     // pages of extents in use: slabs whole, large regions
+  uint64_t dirty_bytes = 0;      // freed pages jemalloc keeps, not purged yet (resident)
+  uint64_t muzzy_bytes = 0;      // freed pages MADV_FREE'd, resident until the kernel needs them
+  uint64_t metadata_bytes = 0;   // jemalloc's base allocations, as it counts them resident
+};
+
 struct HeapFigures {
   uint64_t mapped_bytes = 0;    // tracked address space handed to jemalloc
   uint64_t resident_bytes = 0;  // of which resident (mincore)
@@ -40,6 +49,8 @@ struct HeapFigures {
   uint64_t active_bytes = 0;    // bytes in allocated regions (jemalloc stats)
   uint64_t internal_mapped_bytes = 0;
   uint64_t reserve_bytes = 0;
+  ArenaFigures tracked;   // the tracked arenas (their metadata lives in the tracked reservation)
+  ArenaFigures internal;  // arena 0: heapkeeper's own allocations and jemalloc's boot metadata
 };
 
 class PrivateHeap {
@@ -102,6 +113,7 @@ class PrivateHeap {
   HeapFigures figures() const;
   // Called by the purge hooks.
   void note_returned(size_t bytes) { returned_bytes_.fetch_add(bytes, std::memory_order_relaxed); }
+  uint64_t returned_bytes() const { return returned_bytes_.load(std::memory_order_relaxed); }
 
  private:
   AddressReservation tracked_;

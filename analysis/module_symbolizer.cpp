@@ -33,19 +33,6 @@ const Dwfl_Callbacks kFileCallbacks = {
     .debuginfo_path = &debuginfo_search_path,
 };
 
-// Without the symbol version glibc's and libstdc++'s tables append ("__libc_start_main@@GLIBC_2.34"),
-// and demangled when it is an Itanium-ABI C++ name (only those start with _Z).
-std::string readable_function_name(const char* symbol) {
-  std::string name(symbol, std::strcspn(symbol, "@"));
-  if (name.compare(0, 2, "_Z") == 0) {
-    int status = 0;
-    char* demangled = abi::__cxa_demangle(name.c_str(), nullptr, nullptr, &status);
-    if (status == 0 && demangled != nullptr) name = demangled;
-    std::free(demangled);
-  }
-  return name;
-}
-
 std::string hex_text(std::string_view bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string text;
@@ -83,6 +70,19 @@ void source_line_without_aranges(Dwfl_Module* module, uint64_t address, std::str
 }
 
 }  // namespace
+
+// Without the symbol version glibc's and libstdc++'s tables append ("__libc_start_main@@GLIBC_2.34"),
+// and demangled when it is an Itanium-ABI C++ name (only those start with _Z).
+std::string readable_function_name(const char* symbol) {
+  std::string name(symbol, std::strcspn(symbol, "@"));
+  if (name.compare(0, 2, "_Z") == 0) {
+    int status = 0;
+    char* demangled = abi::__cxa_demangle(name.c_str(), nullptr, nullptr, &status);
+    if (status == 0 && demangled != nullptr) name = demangled;
+    std::free(demangled);
+  }
+  return name;
+}
 
 ModuleSymbolizer::ModuleSymbolizer() {
   const char* log = std::getenv("HEAPKEEPER_SYMBOLIZER_LOG");
@@ -151,7 +151,19 @@ SymbolizedFrame ModuleSymbolizer::resolve(const report::RawModule* module, uint6
   frame.unloaded = module->unloaded;
   const std::string key = module->build_id.empty() ? "path:" + module->path : frame.build_id;
   ModuleFile& file = module_file(*module, key);
-  if (file.module == nullptr) return frame;
+  if (file.module == nullptr) {
+    // No file to read (the vDSO, a file deleted while mapped): the names the library found in the
+    // module's dynamic symbols, when one holds the call.
+    // A symbol of unknown size (0) reaches to the next one.
+    const uint64_t lookup = frame.module_offset - 1;
+    const report::RawModule::Symbol* holder = nullptr;
+    for (const report::RawModule::Symbol& symbol : module->symbols) {
+      if (lookup < symbol.start || (symbol.size != 0 && lookup >= symbol.start + symbol.size)) continue;
+      if (holder == nullptr || symbol.start > holder->start) holder = &symbol;
+    }
+    if (holder != nullptr) frame.function = readable_function_name(holder->name.c_str());
+    return frame;
+  }
   auto [it, fresh] = file.names.try_emplace(frame.module_offset);
   Names& names = it->second;
   if (fresh) {

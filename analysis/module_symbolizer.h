@@ -40,6 +40,10 @@ struct SymbolizedFrame {
   bool unloaded = false;  // the module had been unloaded (dlclose) when the report was made
 };
 
+// A symbol as reports name functions: without the symbol version glibc's tables append
+// ("__libc_start_main@@GLIBC_2.34"), and demangled when it is an Itanium-ABI C++ name.
+std::string readable_function_name(const char* symbol);
+
 class ModuleSymbolizer {
  public:
   ModuleSymbolizer();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "analysis/heap_profile.h"
+#include "analysis/leak_baseline.h"
 #include "analysis/pprof_profile.h"
 #include "collector/suppressions.h"
 #include "report/json_text.h"
@@ -82,8 +83,28 @@ class NamedStacks {
 // Which leak groups a suppression hides: a frame's function, module or file matches a pattern.
 struct SuppressedLeaks {
   std::vector<bool> suppressed;  // by group
+  std::vector<report::RawAnswer::Suppressed> groups;
   uint64_t blocks = 0, bytes = 0;
+  // HEAPKEEPER_BASELINE (leak_baseline.h): groups not suppressed whose site the baseline knows.
+  std::vector<bool> known;  // by group
+  uint64_t known_blocks = 0, known_bytes = 0;
+  std::string baseline_error;  // the baseline could not be read: every leak counts
 };
+
+// Marks the unsuppressed groups whose site HEAPKEEPER_BASELINE's report lists.
+void apply_baseline(const RawReport& dump, NamedStacks& stacks, SuppressedLeaks& out) {
+  out.known.assign(dump.scan.groups.size(), false);
+  if (dump.baseline_path.empty()) return;
+  LeakBaseline baseline;
+  if (!baseline.load(dump.baseline_path, out.baseline_error)) return;
+  for (size_t i = 0; i < dump.scan.groups.size(); ++i) {
+    const report::RawLeakGroup& g = dump.scan.groups[i];
+    if (out.suppressed[i] || !baseline.knows(stacks.frames(g.stack_id))) continue;
+    out.known[i] = true;
+    out.known_blocks += g.blocks;
+    out.known_bytes += g.bytes;
+  }
+}
 
 SuppressedLeaks apply_suppressions(const RawReport& dump, NamedStacks& stacks) {
   SuppressedLeaks out;
@@ -94,8 +115,12 @@ SuppressedLeaks apply_suppressions(const RawReport& dump, NamedStacks& stacks) {
   for (size_t i = 0; i < dump.scan.groups.size(); ++i) {
     const report::RawLeakGroup& g = dump.scan.groups[i];
     for (const SymbolizedFrame& frame : stacks.frames(g.stack_id)) {
-      if (suppressions.match(frame.function) || suppressions.match(frame.module) || suppressions.match(frame.file)) {
+      const std::string* pattern = suppressions.match(frame.function);
+      if (pattern == nullptr) pattern = suppressions.match(frame.module);
+      if (pattern == nullptr) pattern = suppressions.match(frame.file);
+      if (pattern != nullptr) {
         out.suppressed[i] = true;
+        out.groups.push_back({g.stack_id, *pattern});
         out.blocks += g.blocks;
         out.bytes += g.bytes;
         break;
@@ -190,17 +215,29 @@ std::string json_of(const RawReport& r, NamedStacks& stacks, const SuppressedLea
       const report::RawLeakGroup& g = s.groups[i];
       blocks += g.blocks;
       bytes += g.bytes;
-      leaks.push_back({{"kind", g.direct ? "direct" : "indirect"},
-                       {"blocks", g.blocks},
-                       {"bytes", g.bytes},
-                       {"new_blocks", g.new_blocks},
-                       {"age_scans", g.age_scans},
-                       {"stack", stacks.json(g.stack_id)}});
+      nlohmann::json leak = {{"kind", g.direct ? "direct" : "indirect"},
+                             {"blocks", g.blocks},
+                             {"bytes", g.bytes},
+                             {"new_blocks", g.new_blocks},
+                             {"age_scans", g.age_scans},
+                             {"stack", stacks.json(g.stack_id)}};
+      if (!r.baseline_path.empty()) leak["in_baseline"] = static_cast<bool>(suppressed.known[i]);
+      leaks.push_back(std::move(leak));
     }
     doc["leaked_blocks"] = blocks;
     doc["leaked_bytes"] = bytes;
     doc["leaks"] = std::move(leaks);
     doc["suppressed_leaks"] = {{"blocks", suppressed.blocks}, {"bytes", suppressed.bytes}};
+    if (!r.baseline_path.empty()) {
+      nlohmann::json baseline = {{"path", json_text(r.baseline_path)},
+                                 {"ok", suppressed.baseline_error.empty()},
+                                 {"known_blocks", suppressed.known_blocks},
+                                 {"known_bytes", suppressed.known_bytes},
+                                 {"new_blocks", blocks - suppressed.known_blocks},
+                                 {"new_bytes", bytes - suppressed.known_bytes}};
+      if (!suppressed.baseline_error.empty()) baseline["error"] = json_text(suppressed.baseline_error);
+      doc["baseline"] = std::move(baseline);
+    }
     doc["scan"] = scan_json(s);
     const char* bucket_names[] = {"1", "2", "3-4", "5-8", "9-16", "17+"};
     nlohmann::json histogram;
@@ -259,8 +296,9 @@ std::string leak_text(const RawReport& r, NamedStacks& stacks, const SuppressedL
   for (size_t i = 0; i < s.groups.size(); ++i) {
     if (suppressed.suppressed[i]) continue;
     const report::RawLeakGroup& g = s.groups[i];
-    text += "\n" + std::string(g.direct ? "Direct" : "Indirect") + " leak of " + std::to_string(g.bytes) +
-            " byte(s) in " + std::to_string(g.blocks) + " object(s) allocated from:\n";
+    text += "\n" + std::string(suppressed.known[i] ? "[known] " : "") + std::string(g.direct ? "Direct" : "Indirect") +
+            " leak of " + std::to_string(g.bytes) + " byte(s) in " + std::to_string(g.blocks) +
+            " object(s) allocated from:\n";
     const std::vector<SymbolizedFrame>& frames = stacks.frames(g.stack_id);
     for (size_t k = 0; k < frames.size(); ++k) {
       char prefix[48];
@@ -273,6 +311,14 @@ std::string leak_text(const RawReport& r, NamedStacks& stacks, const SuppressedL
     text += "\nSuppressed: " + std::to_string(suppressed.bytes) + " byte(s) in " + std::to_string(suppressed.blocks) +
             " object(s).\n";
   }
+  if (!suppressed.baseline_error.empty()) {
+    text += "\nBaseline: " + suppressed.baseline_error + "; every leak counts as new.\n";
+  } else if (!r.baseline_path.empty()) {
+    text += "\nBaseline: " + std::to_string(suppressed.known_bytes) + " byte(s) in " +
+            std::to_string(suppressed.known_blocks) + " object(s) leaked at sites the baseline " + r.baseline_path +
+            " lists (marked [known] above); " + std::to_string(bytes - suppressed.known_bytes) + " byte(s) in " +
+            std::to_string(blocks - suppressed.known_blocks) + " object(s) are new.\n";
+  }
   text += "\nSUMMARY: heapkeeper: " + std::to_string(bytes) + " byte(s) leaked in " + std::to_string(blocks) +
           " allocation(s).\n";
   return text;
@@ -282,9 +328,13 @@ std::string leak_text(const RawReport& r, NamedStacks& stacks, const SuppressedL
 
 report::RawAnswer render_answer(const RawReport& dump, ModuleSymbolizer& symbolizer) {
   NamedStacks stacks(dump, symbolizer);
-  const SuppressedLeaks suppressed = apply_suppressions(dump, stacks);
+  SuppressedLeaks suppressed = apply_suppressions(dump, stacks);
+  apply_baseline(dump, stacks, suppressed);
   report::RawAnswer answer;
-  for (size_t i = 0; i < dump.scan.groups.size(); ++i) answer.unsuppressed_leaks |= !suppressed.suppressed[i];
+  // What HEAPKEEPER_EXITCODE counts: leaks neither suppressed nor at a site of the baseline.
+  for (size_t i = 0; i < dump.scan.groups.size(); ++i)
+    answer.unsuppressed_leaks |= !suppressed.suppressed[i] && !suppressed.known[i];
+  answer.suppressed = suppressed.groups;
   if (dump.flags & report::kWantLeakText) answer.leak_text = leak_text(dump, stacks, suppressed);
   if ((dump.flags & report::kWantFrames) && !dump.stacks.empty()) {
     for (const SymbolizedFrame& frame : stacks.frames(dump.stacks[0].id))
@@ -297,7 +347,9 @@ report::RawAnswer render_answer(const RawReport& dump, ModuleSymbolizer& symboli
 
 std::string render_json(const RawReport& dump, ModuleSymbolizer& symbolizer) {
   NamedStacks stacks(dump, symbolizer);
-  return json_of(dump, stacks, apply_suppressions(dump, stacks));
+  SuppressedLeaks suppressed = apply_suppressions(dump, stacks);
+  apply_baseline(dump, stacks, suppressed);
+  return json_of(dump, stacks, suppressed);
 }
 
 }  // namespace heapkeeper::analysis

@@ -51,6 +51,11 @@ struct CollectorState {
   std::unordered_map<uintptr_t, KnownLeak> known;  // leaked blocks of the previous scan
   Suppressions suppressions;
   bool suppressions_loaded = false;
+  // Which allocation stacks the suppressions hide (the pattern; empty: none does), as the binary
+  // answered (report::find_suppressed_stacks). Stack ids are stable for the process's life, so
+  // each stack is asked about once. Guarded by results_mutex.
+  std::unordered_map<uint32_t, std::string> verdicts;
+  bool verdicts_unavailable = false;  // the binary could not answer: said once, not asked again
   ScanReport last;
   std::vector<ScanReport> history;  // the last kHistory scans, without their groups
   std::atomic<bool> exit_scan_done{false};
@@ -145,6 +150,25 @@ void fill_report(CollectorState& s, const ScanResult& result, ScanReport& report
     if (a.direct != b.direct) return a.direct;
     return a.bytes != b.bytes ? a.bytes > b.bytes : a.blocks > b.blocks;
   });
+}
+
+// Marks the groups of `report` that a known verdict suppresses and sums them; returns the stacks
+// of groups nobody has a verdict for yet. Caller holds results_mutex.
+std::vector<uint32_t> apply_verdicts(const CollectorState& s, ScanReport& report) {
+  std::vector<uint32_t> unknown;
+  report.suppressed_blocks = report.suppressed_bytes = 0;
+  for (LeakGroup& g : report.groups) {
+    const auto verdict = s.verdicts.find(g.stack_id);
+    if (verdict == s.verdicts.end()) {
+      unknown.push_back(g.stack_id);
+      continue;
+    }
+    g.suppressed_by = verdict->second;
+    if (g.suppressed_by.empty()) continue;
+    report.suppressed_blocks += g.blocks;
+    report.suppressed_bytes += g.bytes;
+  }
+  return unknown;
 }
 
 // collect mode. A block unreachable in two consecutive scans is reclaimed: held in quarantine,
@@ -296,21 +320,38 @@ void periodic_scanner() {
       alloc::DiagnosticLine().text("periodic leak scan skipped: ").text(report.failure).emit();
       continue;
     }
-    if (report.new_leaked_blocks > report.suppressed_blocks && !alloc::config().quiet) {
-      alloc::DiagnosticLine()
-          .text("scan ")
-          .number(report.number)
-          .text(": ")
-          .number(report.new_leaked_blocks)
-          .text(" new leaked blocks (")
-          .bytes(report.new_leaked_bytes)
-          .text("); ")
-          .number(report.leaked_blocks)
-          .text(" leaked in all (")
-          .bytes(report.leaked_bytes)
-          .text(")")
-          .emit();
+    if (report.new_leaked_blocks == 0 || alloc::config().quiet) continue;
+    try {
+      settle_suppressions(report);
+    } catch (const std::exception& error) {  // the line is printed without suppressions
+      alloc::DiagnosticLine().text("applying suppressions failed: ").text(error.what()).emit();
     }
+    uint64_t new_blocks = 0, new_bytes = 0;
+    for (const LeakGroup& g : report.groups) {
+      if (!g.suppressed_by.empty()) continue;
+      new_blocks += g.new_blocks;
+      new_bytes += g.new_bytes;
+    }
+    if (new_blocks == 0) continue;
+    alloc::DiagnosticLine line;
+    line.text("scan ")
+        .number(report.number)
+        .text(": ")
+        .number(new_blocks)
+        .text(" new leaked blocks (")
+        .bytes(new_bytes)
+        .text("); ")
+        .number(report.leaked_blocks - report.suppressed_blocks)
+        .text(" leaked in all (")
+        .bytes(report.leaked_bytes - report.suppressed_bytes)
+        .text(")");
+    if (report.suppressed_blocks > 0)
+      line.text(", and ")
+          .number(report.suppressed_blocks)
+          .text(" suppressed (")
+          .bytes(report.suppressed_bytes)
+          .text(")");
+    line.emit();
   }
 }
 
@@ -399,16 +440,51 @@ ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t
   s.reclaimed_bytes_total += report.reclaimed_bytes;
   report.reclaimed_blocks_total = s.reclaimed_blocks_total;
   report.reclaimed_bytes_total = s.reclaimed_bytes_total;
-  ScanReport summary = report;
-  summary.groups.clear();
+  ScanReport summary;
   {
     std::lock_guard<std::mutex> results(s.results_mutex);
+    apply_verdicts(s, report);
+    summary = report;
+    summary.groups.clear();
     s.last = report;
     if (s.history.size() == kHistory) s.history.erase(s.history.begin());
     s.history.push_back(std::move(summary));
   }
   if (at_exit) s.exit_scan_done = true;
   return report;
+}
+
+void settle_suppressions(ScanReport& report) {
+  CollectorState& s = state();
+  std::vector<uint32_t> unknown;
+  {
+    std::lock_guard<std::mutex> results(s.results_mutex);
+    if (s.suppressions.empty() || s.verdicts_unavailable) return;
+    unknown = apply_verdicts(s, report);
+  }
+  if (unknown.empty()) return;
+  // Asked without any lock held: the binary may take a while (its first answer reads the
+  // program's modules), and neither a scan nor the program's fork may wait for it.
+  std::vector<report::RawAnswer::Suppressed> suppressed;
+  std::string why;
+  const bool answered = report::find_suppressed_stacks(unknown, s.suppressions.patterns(), suppressed, why);
+  std::lock_guard<std::mutex> results(s.results_mutex);
+  if (!answered) {
+    if (!s.verdicts_unavailable && !alloc::config().quiet)
+      alloc::DiagnosticLine().text("suppressions are not applied to scans while the program runs: ").text(why).emit();
+    s.verdicts_unavailable = true;
+    return;
+  }
+  for (uint32_t id : unknown) s.verdicts.emplace(id, std::string());
+  for (report::RawAnswer::Suppressed& hidden : suppressed) s.verdicts[hidden.stack_id] = std::move(hidden.pattern);
+  apply_verdicts(s, report);
+  // The stored copies (the live stats' leak table and series read them) get the same verdicts.
+  if (s.last.number == report.number) apply_verdicts(s, s.last);
+  for (ScanReport& earlier : s.history) {
+    if (earlier.number != report.number) continue;
+    earlier.suppressed_blocks = report.suppressed_blocks;
+    earlier.suppressed_bytes = report.suppressed_bytes;
+  }
 }
 
 std::vector<ScanReport> recent_scans(size_t limit) {

@@ -75,6 +75,11 @@ class ReferenceGraph;
 ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t* registers, size_t register_count,
                     bool reclaim = false, const std::function<void(ReferenceGraph&)>& inspect = {});
 ScanReport last_scan();
+// Applies the suppressions to `report`'s groups (LeakGroup::suppressed_by, suppressed_blocks and
+// bytes), asking the binary about stacks it has not answered for yet, and the same verdicts to the
+// stored copy of that scan. Never while the scan lock is held; nothing when no suppressions are
+// set. The exit scan's verdicts come with the exit report instead.
+void settle_suppressions(ScanReport& report);
 // The most recent scans, oldest first (at most `limit`); only the last one keeps its groups.
 std::vector<ScanReport> recent_scans(size_t limit);
 

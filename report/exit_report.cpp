@@ -107,6 +107,7 @@ RawReport build_raw_report(uint32_t flags) {
   r.mode = static_cast<uint8_t>(cfg.mode);
   r.on_bad_free = cfg.on_bad_free == alloc::BadFreePolicy::kAbort ? 0 : 1;
   r.scan_interval_ms = cfg.scan_interval_ms;
+  r.baseline_path = cfg.baseline_path;
   // Where the memory still allocated now comes from (at exit: what the program never freed,
   // reachable or not; the collector's leak list says which of it is unreachable).
   const std::vector<SiteTotals> sites = live_sites();
@@ -249,11 +250,16 @@ void report_at_exit_unguarded() {
   char path[4096], profile_path[4096];
   if (json_wanted && !expand_report_path(cfg.report_path, path, true)) return;
   if (profile_wanted && !expand_report_path(cfg.pprof_path, profile_path, true)) return;
-  RawReport raw = build_raw_report(profile_wanted ? uint32_t{kWantProfile} : 0u);
-  const bool text_wanted = leaks_at_exit(raw);
+  // Whether there is anything to say comes from the sections alone (the exit scan's outcome); the
+  // rest of the report (heap figures, /proc reads, the module map, live sites and their stacks) is
+  // built only when it will be used. Nothing to say and nothing to write is most processes of a
+  // build: they leave without waking the binary or reading /proc.
+  RawReport outcome;
+  for (int i = 0; i < g_section_count; ++i) g_sections[i](outcome);
+  const bool text_wanted = leaks_at_exit(outcome);
   g_exit_verdict.unsuppressed_leaks = text_wanted;
-  // Nothing to say and nothing to write: no need to wake the binary (most processes of a build).
   if (!text_wanted && !json_wanted && !profile_wanted) return;
+  RawReport raw = build_raw_report(profile_wanted ? uint32_t{kWantProfile} : 0u);
   raw.flags |= (text_wanted ? uint32_t{kWantLeakText} : 0u) | (json_wanted ? uint32_t{kWantJson} : 0u);
   RawAnswer answer;
   std::string why;
@@ -301,6 +307,23 @@ void install() {
   alloc::set_stack_printer(print_stack);
   alloc::add_exit_handler(report_at_exit);
   alloc::add_fork_child_handler([] { g_exit_verdict = ExitVerdict{}; });
+}
+
+bool find_suppressed_stacks(const std::vector<uint32_t>& stack_ids, const std::vector<std::string>& patterns,
+                            std::vector<RawAnswer::Suppressed>& suppressed, std::string& why) {
+  // A dump of just what the verdicts need: the patterns, one group per stack, the stacks' frames
+  // and their modules. No flags: no text, no JSON, only the answer's verdicts.
+  RawReport r;
+  r.pid = ::getpid();
+  r.suppressions = patterns;
+  r.scan.present = true;
+  r.scan.ok = true;
+  for (uint32_t id : stack_ids) r.scan.groups.push_back({true, id, 1, 0, 0, 0, 0});
+  add_stacks(r);
+  RawAnswer answer;
+  if (!analyse_dump(serialize_raw_dump(r), answer, why)) return false;
+  suppressed = std::move(answer.suppressed);
+  return true;
 }
 
 std::string build_raw_dump(uint32_t flags) { return serialize_raw_dump(build_raw_report(flags)); }

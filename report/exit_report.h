@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "report/raw_dump.h"
 
@@ -28,6 +29,14 @@ std::string build_raw_dump(uint32_t flags);
 // Writes the report to `path` ('%p' expands to the pid) as report_file.h describes: a regular file
 // is replaced atomically, a FIFO or device is written to; 0 on success, -1 with errno.
 int write_report_file(const char* path);
+
+// Which of `stack_ids` (allocation stacks of leak groups) the suppression `patterns` hide, asked of
+// the binary (which knows function names): true with `suppressed` holding each hidden stack and
+// the pattern that matched, or false with `why` one line. For the scans that run while the program
+// does (the periodic scanner's lines and the live stats' leak table); the exit report's own
+// answer carries the same verdicts.
+bool find_suppressed_stacks(const std::vector<uint32_t>& stack_ids, const std::vector<std::string>& patterns,
+                            std::vector<RawAnswer::Suppressed>& suppressed, std::string& why);
 
 // What the exit report found, for HEAPKEEPER_EXITCODE: whether leaks remain once suppressions are
 // applied (by the binary, which knows function names). Without an analysis every leak counts.

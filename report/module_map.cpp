@@ -1,6 +1,7 @@
 // Implementation of the raw dump's module map (see module_map.h).
 #include "report/module_map.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <link.h>
 #include <unistd.h>
@@ -9,11 +10,36 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <string_view>
 
 #include "allocator/unloaded_modules.h"
 
 namespace heapkeeper::report {
 namespace {
+
+// Whether a reader in another process will find no file to read for a module of this name: not an
+// absolute path ("[vdso]"), or a file deleted (or replaced by a new one) while mapped.
+bool without_file(const std::string& path) {
+  constexpr std::string_view kDeleted = " (deleted)";
+  return path.empty() || path[0] != '/' ||
+         (path.size() > kDeleted.size() && path.compare(path.size() - kDeleted.size(), kDeleted.size(), kDeleted) == 0);
+}
+
+// Adds the dynamic symbol holding `lookup` (a call, one byte before its return address) to a module
+// without a file, which only this process can still name (its dynamic symbols are mapped).
+void add_symbol_for(RawModule& module, uint64_t lookup) {
+  Dl_info info{};
+  void* entry = nullptr;  // the ElfW(Sym) of the symbol found
+  if (dladdr1(reinterpret_cast<void*>(lookup), &info, &entry, RTLD_DL_SYMENT) == 0 || info.dli_sname == nullptr ||
+      info.dli_saddr == nullptr)
+    return;
+  const auto* symbol = static_cast<const ElfW(Sym)*>(entry);
+  const uint64_t start = reinterpret_cast<uint64_t>(info.dli_saddr) - module.load_bias;
+  for (const RawModule::Symbol& known : module.symbols) {
+    if (known.start == start) return;
+  }
+  module.symbols.push_back({start, symbol != nullptr ? symbol->st_size : 0, info.dli_sname});
+}
 
 // /proc/self/maps, whole: by our own thread id, not the pid (once the main thread has called
 // pthread_exit, /proc/PID/maps reads empty while /proc/TID/maps does not).
@@ -46,13 +72,15 @@ void ModuleMap::load() {
     const std::string line = maps.substr(at, end - at);
     at = end + 1;
     unsigned long long start = 0, stop = 0, offset = 0;
+    char perms[8] = {};
     int path_at = 0;
     // "start-end perms offset dev inode path"
-    if (std::sscanf(line.c_str(), "%llx-%llx %*s %llx %*s %*s %n", &start, &stop, &offset, &path_at) < 3) continue;
+    if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %*s %*s %n", &start, &stop, perms, &offset, &path_at) < 4)
+      continue;
     if (path_at <= 0 || static_cast<size_t>(path_at) >= line.size()) continue;
     std::string path = line.substr(static_cast<size_t>(path_at));
     if (path[0] != '/' && path != "[vdso]") continue;  // heap, stack, anonymous
-    mappings_.push_back({start, stop, offset, std::move(path)});
+    mappings_.push_back({start, stop, offset, std::move(path), perms[2] == 'x'});
   }
   dl_iterate_phdr(
       [](dl_phdr_info* info, size_t, void* data) -> int {
@@ -83,14 +111,45 @@ const ModuleMap::Mapping* ModuleMap::mapping_at(uint64_t address) const {
   return nullptr;
 }
 
+uint32_t ModuleMap::add(const std::string& key, RawModule module, std::vector<RawModule>& modules) {
+  auto [it, fresh] = index_.emplace(key, static_cast<uint32_t>(modules.size()));
+  if (fresh) modules.push_back(std::move(module));
+  return it->second;
+}
+
+RawModule ModuleMap::loaded_module(size_t object, const std::string& path) const {
+  RawModule module;
+  module.load_bias = objects_[object].load_bias;
+  module.low = objects_[object].low;
+  module.high = objects_[object].high;
+  module.build_id = objects_[object].build_id;
+  module.path = path;
+  return module;
+}
+
+bool ModuleMap::executable(uint64_t address) const {
+  const Mapping* mapping = mapping_at(address);
+  return mapping != nullptr && mapping->executable;
+}
+
+uint32_t ModuleMap::attribute_data(uint64_t address, std::vector<RawModule>& modules) {
+  for (size_t i = 0; i < objects_.size(); ++i) {
+    const LoadedObject& object = objects_[i];
+    const bool inside = std::any_of(object.segments.begin(), object.segments.end(),
+                                    [&](const auto& s) { return address >= s.first && address < s.second; });
+    if (!inside) continue;
+    // Named by the file its first segment maps.
+    const Mapping* mapping = mapping_at(address);
+    if (mapping == nullptr) mapping = mapping_at(object.low);
+    if (mapping == nullptr) return kNoModule;
+    return add("l" + std::to_string(i), loaded_module(i, mapping->path), modules);
+  }
+  return kNoModule;
+}
+
 uint32_t ModuleMap::attribute(uint64_t return_address, uint32_t generation, std::vector<RawModule>& modules) {
   // A return address points just past its call; the call itself is one byte back. 0 has no call.
   if (return_address == 0) return kNoModule;
-  const auto add = [&](const std::string& key, RawModule module) {
-    auto [it, fresh] = index_.emplace(key, static_cast<uint32_t>(modules.size()));
-    if (fresh) modules.push_back(std::move(module));
-    return it->second;
-  };
   alloc::UnloadedModule record;
   if (alloc::unloaded_module_for(return_address, generation, &record)) {
     RawModule module;
@@ -100,7 +159,7 @@ uint32_t ModuleMap::attribute(uint64_t return_address, uint32_t generation, std:
     module.high = record.high;
     module.build_id.assign(reinterpret_cast<const char*>(record.build_id), record.build_id_length);
     module.path = record.path != nullptr ? record.path : "";
-    return add("u" + std::to_string(record.index), std::move(module));
+    return add("u" + std::to_string(record.index), std::move(module), modules);
   }
   const uint64_t lookup = return_address - 1;
   const Mapping* mapping = mapping_at(lookup);
@@ -110,13 +169,9 @@ uint32_t ModuleMap::attribute(uint64_t return_address, uint32_t generation, std:
     const bool inside = std::any_of(object.segments.begin(), object.segments.end(),
                                     [&](const auto& s) { return lookup >= s.first && lookup < s.second; });
     if (!inside || mapping == nullptr) continue;
-    RawModule module;
-    module.load_bias = object.load_bias;
-    module.low = object.low;
-    module.high = object.high;
-    module.build_id = object.build_id;
-    module.path = mapping->path;
-    return add("l" + std::to_string(i), std::move(module));
+    const uint32_t index = add("l" + std::to_string(i), loaded_module(i, mapping->path), modules);
+    if (without_file(modules[index].path)) add_symbol_for(modules[index], lookup);
+    return index;
   }
   // Mapped from a file, but not by the dynamic loader (an ELF file mapped by hand): named by the
   // file, numbered from where its first page would lie.
@@ -126,7 +181,7 @@ uint32_t ModuleMap::attribute(uint64_t return_address, uint32_t generation, std:
   module.low = mapping->start;
   module.high = mapping->end;
   module.path = mapping->path;
-  return add("f" + std::to_string(mapping - mappings_.data()), std::move(module));
+  return add("f" + std::to_string(mapping - mappings_.data()), std::move(module), modules);
 }
 
 }  // namespace heapkeeper::report

@@ -22,11 +22,17 @@ class ModuleMap {
   // The index in `modules` of the module that held `return_address` in a stack captured in module
   // generation `generation` (adding it on first use), or kNoModule when no module holds it.
   uint32_t attribute(uint64_t return_address, uint32_t generation, std::vector<RawModule>& modules);
+  // The index of the loaded module whose segments hold the data at `address` (a global: its .bss
+  // may lie past the file's last page, in memory no file maps), or kNoModule.
+  uint32_t attribute_data(uint64_t address, std::vector<RawModule>& modules);
+  // Whether `address` lies in code a file maps (a module's executable segment, or the vDSO).
+  bool executable(uint64_t address) const;
 
  private:
   struct Mapping {
     uint64_t start, end, offset;
     std::string path;
+    bool executable;
   };
   struct LoadedObject {
     uint64_t load_bias;
@@ -35,6 +41,8 @@ class ModuleMap {
     std::string build_id;
   };
   const Mapping* mapping_at(uint64_t address) const;
+  uint32_t add(const std::string& key, RawModule module, std::vector<RawModule>& modules);
+  RawModule loaded_module(size_t object, const std::string& path) const;
 
   std::vector<Mapping> mappings_;  // file-backed (and [vdso]), by address
   std::vector<LoadedObject> objects_;

@@ -6,89 +6,82 @@
 #include <cstring>
 #include <unordered_set>
 
+#include "report/raw_encoding.h"
+
 namespace heapkeeper::report {
 namespace {
-
-class Writer {
- public:
-  void u8(uint8_t v) { out_.push_back(static_cast<char>(v)); }
-  void u32(uint32_t v) { raw(&v, sizeof v); }
-  void u64(uint64_t v) { raw(&v, sizeof v); }
-  void i32(int32_t v) { raw(&v, sizeof v); }
-  void i64(int64_t v) { raw(&v, sizeof v); }
-  void bytes(std::string_view text) {
-    u32(static_cast<uint32_t>(text.size()));
-    out_.append(text.data(), text.size());
-  }
-  void raw(const void* data, size_t size) { out_.append(static_cast<const char*>(data), size); }
-  std::string& text() { return out_; }
-
- private:
-  std::string out_;
-};
-
-// Reads fixed-width fields from a buffer; the first read past the end (or any check that fails)
-// records one reason and makes every later read fail too, so callers check once per section.
-class Cursor {
- public:
-  explicit Cursor(std::string_view data) : data_(data) {}
-  bool ok() const { return error_.empty(); }
-  const std::string& error() const { return error_; }
-  size_t left() const { return data_.size() - at_; }
-  void fail(const std::string& why) {
-    if (error_.empty()) error_ = why + " (at byte " + std::to_string(at_) + ")";
-  }
-  template <typename T>
-  T number(const char* what) {
-    T value{};
-    if (!ok()) return value;
-    if (left() < sizeof(T)) {
-      fail(std::string("truncated in ") + what);
-      return value;
-    }
-    std::memcpy(&value, data_.data() + at_, sizeof(T));
-    at_ += sizeof(T);
-    return value;
-  }
-  uint8_t u8(const char* what) { return number<uint8_t>(what); }
-  uint32_t u32(const char* what) { return number<uint32_t>(what); }
-  uint64_t u64(const char* what) { return number<uint64_t>(what); }
-  bool flag(const char* what) {
-    const uint8_t v = u8(what);
-    if (v > 1) fail(std::string("bad flag in ") + what);
-    return v == 1;
-  }
-  std::string bytes(const char* what, size_t limit = SIZE_MAX) {
-    const uint32_t length = u32(what);
-    if (!ok()) return {};
-    if (length > left()) {
-      fail(std::string("truncated in ") + what);
-      return {};
-    }
-    if (length > limit) {
-      fail(std::string(what) + " too long");
-      return {};
-    }
-    std::string text(data_.data() + at_, length);
-    at_ += length;
-    return text;
-  }
-  // A count of entries each at least `entry_bytes` long: never more than what is left could hold.
-  uint32_t count(const char* what, size_t entry_bytes) {
-    const uint32_t n = u32(what);
-    if (ok() && static_cast<uint64_t>(n) * entry_bytes > left()) fail(std::string("impossible count in ") + what);
-    return ok() ? n : 0;
-  }
-
- private:
-  std::string_view data_;
-  size_t at_ = 0;
-  std::string error_;
-};
 
 constexpr size_t kHeaderBytes = 8 + 4 + 4 + 8;
 
 }  // namespace
+
+void write_modules(RawWriter& w, const std::vector<RawModule>& modules) {
+  w.u32(static_cast<uint32_t>(modules.size()));
+  for (const RawModule& m : modules) {
+    w.u8(m.unloaded ? 1 : 0);
+    w.u64(m.load_bias);
+    w.u64(m.low);
+    w.u64(m.high);
+    w.bytes(m.build_id);
+    w.bytes(m.path);
+    w.u32(static_cast<uint32_t>(m.symbols.size()));
+    for (const RawModule::Symbol& symbol : m.symbols) {
+      w.u64(symbol.start);
+      w.u64(symbol.size);
+      w.bytes(symbol.name);
+    }
+  }
+}
+
+void write_stacks(RawWriter& w, const std::vector<RawStack>& stacks) {
+  w.u32(static_cast<uint32_t>(stacks.size()));
+  for (const RawStack& stack : stacks) {
+    w.u32(stack.id);
+    w.u32(static_cast<uint32_t>(stack.frames.size()));
+    for (const RawFrame& f : stack.frames) {
+      w.u64(f.address);
+      w.u32(f.module);
+    }
+  }
+}
+
+void read_modules(RawCursor& c, std::vector<RawModule>& modules) {
+  for (uint32_t i = 0, n = c.count("modules", 37); i < n && c.ok(); ++i) {
+    RawModule m;
+    m.unloaded = c.flag("module");
+    m.load_bias = c.u64("module");
+    m.low = c.u64("module");
+    m.high = c.u64("module");
+    m.build_id = c.bytes("module build-id", kRawDumpMaxBuildId);
+    m.path = c.bytes("module path", 4096);
+    for (uint32_t k = 0, symbols = c.count("module symbols", 20); k < symbols && c.ok(); ++k) {
+      RawModule::Symbol& symbol = m.symbols.emplace_back();
+      symbol.start = c.u64("module symbol");
+      symbol.size = c.u64("module symbol");
+      symbol.name = c.bytes("module symbol name", 4096);
+    }
+    if (c.ok() && m.low > m.high) c.fail("module range ends before it starts");
+    modules.push_back(std::move(m));
+  }
+}
+
+void read_stacks(RawCursor& c, size_t module_count, std::vector<RawStack>& stacks, std::unordered_set<uint32_t>& ids) {
+  for (uint32_t i = 0, n = c.count("stacks", 8); i < n && c.ok(); ++i) {
+    RawStack stack;
+    stack.id = c.u32("stack");
+    const uint32_t depth = c.count("stack depth", 12);
+    if (c.ok() && depth > kRawDumpMaxDepth) c.fail("stack deeper than " + std::to_string(kRawDumpMaxDepth));
+    for (uint32_t k = 0; k < depth && c.ok(); ++k) {
+      RawFrame f;
+      f.address = c.u64("frame");
+      f.module = c.u32("frame");
+      if (c.ok() && f.module != kNoModule && f.module >= module_count) c.fail("frame names a module not in the map");
+      stack.frames.push_back(f);
+    }
+    if (c.ok() && !ids.insert(stack.id).second) c.fail("stack " + std::to_string(stack.id) + " appears twice");
+    stacks.push_back(std::move(stack));
+  }
+}
 
 const RawStack* RawReport::stack(uint32_t id) const {
   for (const RawStack& s : stacks) {
@@ -98,7 +91,7 @@ const RawStack* RawReport::stack(uint32_t id) const {
 }
 
 std::string serialize_raw_dump(const RawReport& r) {
-  Writer w;
+  RawWriter w;
   w.u64(kRawDumpMagic);
   w.u32(kRawDumpVersion);
   w.u32(r.flags);
@@ -119,6 +112,7 @@ std::string serialize_raw_dump(const RawReport& r) {
   w.u64(r.scan_interval_ms);
   w.u32(static_cast<uint32_t>(r.suppressions.size()));
   for (const std::string& p : r.suppressions) w.bytes(p);
+  w.bytes(r.baseline_path);
   w.u64(r.live_site_count);
   w.u32(static_cast<uint32_t>(r.live_sites.size()));
   for (const RawSite& s : r.live_sites) {
@@ -186,24 +180,8 @@ std::string serialize_raw_dump(const RawReport& r) {
       }
     }
   }
-  w.u32(static_cast<uint32_t>(r.modules.size()));
-  for (const RawModule& m : r.modules) {
-    w.u8(m.unloaded ? 1 : 0);
-    w.u64(m.load_bias);
-    w.u64(m.low);
-    w.u64(m.high);
-    w.bytes(m.build_id);
-    w.bytes(m.path);
-  }
-  w.u32(static_cast<uint32_t>(r.stacks.size()));
-  for (const RawStack& stack : r.stacks) {
-    w.u32(stack.id);
-    w.u32(static_cast<uint32_t>(stack.frames.size()));
-    for (const RawFrame& f : stack.frames) {
-      w.u64(f.address);
-      w.u32(f.module);
-    }
-  }
+  write_modules(w, r.modules);
+  write_stacks(w, r.stacks);
   std::string& out = w.text();
   const uint64_t total = out.size();
   std::memcpy(out.data() + 16, &total, sizeof total);
@@ -216,7 +194,7 @@ bool parse_raw_dump(std::string_view bytes, RawReport& r, std::string& error) {
     error = "not a heapkeeper raw dump: " + std::to_string(bytes.size()) + " bytes, shorter than its header";
     return false;
   }
-  Cursor c(bytes);
+  RawCursor c(bytes);
   if (c.u64("header") != kRawDumpMagic) {
     error = "not a heapkeeper raw dump (wrong magic number)";
     return false;
@@ -255,6 +233,7 @@ bool parse_raw_dump(std::string_view bytes, RawReport& r, std::string& error) {
   r.scan_interval_ms = c.u64("config");
   for (uint32_t i = 0, n = c.count("suppressions", 4); i < n && c.ok(); ++i)
     r.suppressions.push_back(c.bytes("suppression pattern"));
+  r.baseline_path = c.bytes("baseline path", 4096);
   r.live_site_count = c.u64("sites");
   for (uint32_t i = 0, n = c.count("sites", 20); i < n && c.ok(); ++i) {
     RawSite s;
@@ -330,34 +309,9 @@ bool parse_raw_dump(std::string_view bytes, RawReport& r, std::string& error) {
       }
     }
   }
-  for (uint32_t i = 0, n = c.count("modules", 33); i < n && c.ok(); ++i) {
-    RawModule m;
-    m.unloaded = c.flag("module");
-    m.load_bias = c.u64("module");
-    m.low = c.u64("module");
-    m.high = c.u64("module");
-    m.build_id = c.bytes("module build-id", kRawDumpMaxBuildId);
-    m.path = c.bytes("module path", 4096);
-    if (c.ok() && m.low > m.high) c.fail("module range ends before it starts");
-    r.modules.push_back(std::move(m));
-  }
+  read_modules(c, r.modules);
   std::unordered_set<uint32_t> ids;
-  for (uint32_t i = 0, n = c.count("stacks", 8); i < n && c.ok(); ++i) {
-    RawStack stack;
-    stack.id = c.u32("stack");
-    const uint32_t depth = c.count("stack depth", 12);
-    if (c.ok() && depth > kRawDumpMaxDepth) c.fail("stack deeper than " + std::to_string(kRawDumpMaxDepth));
-    for (uint32_t k = 0; k < depth && c.ok(); ++k) {
-      RawFrame f;
-      f.address = c.u64("frame");
-      f.module = c.u32("frame");
-      if (c.ok() && f.module != kNoModule && f.module >= r.modules.size())
-        c.fail("frame names a module not in the map");
-      stack.frames.push_back(f);
-    }
-    if (c.ok() && !ids.insert(stack.id).second) c.fail("stack " + std::to_string(stack.id) + " appears twice");
-    r.stacks.push_back(std::move(stack));
-  }
+  read_stacks(c, r.modules.size(), r.stacks, ids);
   if (c.ok() && c.left() != 0) c.fail(std::to_string(c.left()) + " bytes after the last stack");
   // Every stack the report refers to must be there: a reader must never look one up and miss.
   const auto known = [&](uint32_t id) { return ids.count(id) != 0; };
@@ -385,13 +339,18 @@ bool parse_raw_dump(std::string_view bytes, RawReport& r, std::string& error) {
 }
 
 std::string serialize_raw_answer(const RawAnswer& answer) {
-  Writer w;
+  RawWriter w;
   w.u64(kRawAnswerMagic);
   w.u32(kRawDumpVersion);
   w.u32(answer.unsuppressed_leaks ? 1 : 0);
   w.u64(0);
   w.bytes(answer.leak_text);
   w.bytes(answer.json);
+  w.u32(static_cast<uint32_t>(answer.suppressed.size()));
+  for (const RawAnswer::Suppressed& s : answer.suppressed) {
+    w.u32(s.stack_id);
+    w.bytes(s.pattern);
+  }
   w.bytes(answer.profile);
   std::string& out = w.text();
   const uint64_t total = out.size();
@@ -401,7 +360,7 @@ std::string serialize_raw_answer(const RawAnswer& answer) {
 
 bool parse_raw_answer(std::string_view bytes, RawAnswer& answer, std::string& error) {
   answer = RawAnswer{};
-  Cursor c(bytes);
+  RawCursor c(bytes);
   const uint64_t magic = c.u64("answer");
   const uint32_t version = c.u32("answer");
   const uint32_t flags = c.u32("answer");
@@ -413,6 +372,11 @@ bool parse_raw_answer(std::string_view bytes, RawAnswer& answer, std::string& er
   answer.unsuppressed_leaks = flags == 1;
   answer.leak_text = c.bytes("leak text");
   answer.json = c.bytes("json");
+  for (uint32_t i = 0, n = c.count("suppressed groups", 8); i < n && c.ok(); ++i) {
+    RawAnswer::Suppressed& s = answer.suppressed.emplace_back();
+    s.stack_id = c.u32("suppressed group");
+    s.pattern = c.bytes("suppression pattern");
+  }
   answer.profile = c.bytes("profile");
   if (c.ok() && c.left() != 0) c.fail("trailing bytes");
   if (!c.ok()) {

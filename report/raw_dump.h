@@ -20,7 +20,8 @@
 //            bad_frees, distinct_stacks, threads_seen, then heap reserved, mapped, resident,
 //            returned, active and internal_mapped bytes
 //   config   u32 stack_depth, u8 free_stacks, u8 mode (0 off, 1 detect, 2 collect), u8 on_bad_free
-//            (0 abort, 1 continue), u64 scan_interval_ms, u32 n + n bytes (suppression patterns)
+//            (0 abort, 1 continue), u64 scan_interval_ms, u32 n + n bytes (suppression patterns),
+//            bytes baseline_path (HEAPKEEPER_BASELINE, empty when unset)
 //   sites    u64 live_site_count, u32 n + n × {u32 stack, u64 blocks, u64 bytes}
 //   profile  only with kWantProfile: u32 n + n × {u32 stack, u32 thread, u64 blocks, u64 bytes} (live
 //            sites split by allocating thread), u32 n + n × {u32 thread, i32 tid, bytes name}
@@ -51,7 +52,7 @@
 namespace heapkeeper::report {
 
 inline constexpr uint64_t kRawDumpMagic = 0x504d55445748504bull;  // "KPHWDUMP" little-endian
-inline constexpr uint32_t kRawDumpVersion = 3;                    // 3: kWantProfile, the answer's profile
+inline constexpr uint32_t kRawDumpVersion = 4;  // 4: kWantProfile, the profile section, the answer's profile
 inline constexpr uint32_t kNoModule = UINT32_MAX;
 // Bounds the reader enforces (beyond "fits in the buffer"), so a hostile dump cannot make it
 // allocate more than its own size suggests.
@@ -91,11 +92,19 @@ struct RawStack {
 };
 
 struct RawModule {
+  // A function of a module whose file the reader cannot open (the vDSO, a file deleted or replaced
+  // while mapped): named by the library from the module's dynamic symbols (dladdr1), for the
+  // frames the dump refers to. `start` is an offset from the load bias.
+  struct Symbol {
+    uint64_t start = 0, size = 0;
+    std::string name;
+  };
   bool unloaded = false;  // dlclose'd since: named from what was recorded then
   uint64_t load_bias = 0;
-  uint64_t low = 0, high = 0;  // [low, high) as mapped
-  std::string build_id;        // raw bytes; empty when the object has none
-  std::string path;            // as /proc/self/maps names it ("[vdso]" for the vDSO)
+  uint64_t low = 0, high = 0;   // [low, high) as mapped
+  std::string build_id;         // raw bytes; empty when the object has none
+  std::string path;             // as /proc/self/maps names it ("[vdso]" for the vDSO)
+  std::vector<Symbol> symbols;  // only for modules without a file to read, see Symbol
 };
 
 struct RawSite {
@@ -170,6 +179,7 @@ struct RawReport {
   uint8_t mode = 1, on_bad_free = 0;
   uint64_t scan_interval_ms = 0;
   std::vector<std::string> suppressions;
+  std::string baseline_path;  // HEAPKEEPER_BASELINE (the reader reads it), or empty
   uint64_t live_site_count = 0;
   std::vector<RawSite> live_sites;  // the largest, in order
   // With kWantProfile: the largest live sites split by thread, and the threads they name.
@@ -185,14 +195,21 @@ struct RawReport {
 
 // The reader's answer to a dump (the `heapkeeper` binary to the library): u64 kRawAnswerMagic,
 // u32 version, u32 flags (bit 0: leaks remain once suppressions are applied), u64 total size,
-// bytes leak_text, bytes json, bytes profile.
+// bytes leak_text, bytes json, u32 n + n × {u32 stack, bytes pattern} (suppressed leak groups),
+// bytes profile.
 inline constexpr uint64_t kRawAnswerMagic = 0x5257534e41504b48ull;  // "HKPANSWR" little-endian
 struct RawAnswer {
+  // A leak group of the dump that a suppression hides: its stack, and the pattern that matched.
+  struct Suppressed {
+    uint32_t stack_id = 0;
+    std::string pattern;
+  };
   bool unsuppressed_leaks = false;
-  std::string leak_text;  // the LeakSanitizer-style report for stderr (empty: nothing to say), or
-                          // with kWantFrames one named frame a line
-  std::string json;       // the JSON report (when asked for)
-  std::string profile;    // the gzipped pprof profile (kWantProfile)
+  std::vector<Suppressed> suppressed;  // every suppressed group of the dump's scan
+  std::string leak_text;               // the LeakSanitizer-style report for stderr (empty: nothing to say), or
+                                       // with kWantFrames one named frame a line
+  std::string json;                    // the JSON report (when asked for)
+  std::string profile;                 // the gzipped pprof profile (kWantProfile)
 };
 std::string serialize_raw_answer(const RawAnswer& answer);
 bool parse_raw_answer(std::string_view bytes, RawAnswer& answer, std::string& error);

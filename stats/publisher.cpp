@@ -32,9 +32,11 @@
 #include "allocator/config.h"
 #include "allocator/diagnostics.h"
 #include "allocator/engine.h"
+#include "allocator/heap_trimmer.h"
+#include "allocator/private_heap.h"
 #include "allocator/thread_registry.h"
 #include "collector/collector.h"
-#include "collector/why_json.h"
+#include "collector/why_answer.h"
 #include "report/exit_report.h"
 #include "report/json_text.h"
 #include "report/read_file.h"
@@ -246,6 +248,29 @@ std::string error_json(const std::string& message) {
   return text + "\"}";
 }
 
+// `heapkeeper trim`: purges every arena now, whatever the trimming policy, and says what it gave
+// back. RSS before and after is the reader's to measure (/proc is read outside the process).
+std::string trim_answer() {
+  const alloc::HeapFigures before = alloc::private_heap().figures();
+  const alloc::PurgeResult purge = alloc::purge_all_arenas();
+  const alloc::HeapFigures after = alloc::private_heap().figures();
+  auto figures = [](const alloc::HeapFigures& f) {
+    char text[320];
+    std::snprintf(
+        text, sizeof text,
+        "{\"heap_resident_bytes\": %llu, \"dirty_bytes\": %llu, \"muzzy_bytes\": %llu, "
+        "\"internal_dirty_bytes\": %llu, \"internal_muzzy_bytes\": %llu}",
+        static_cast<unsigned long long>(f.resident_bytes), static_cast<unsigned long long>(f.tracked.dirty_bytes),
+        static_cast<unsigned long long>(f.tracked.muzzy_bytes), static_cast<unsigned long long>(f.internal.dirty_bytes),
+        static_cast<unsigned long long>(f.internal.muzzy_bytes));
+    return std::string(text);
+  };
+  char head[96];
+  std::snprintf(head, sizeof head, "{\"purged\": %s, \"returned_bytes\": %llu, ", purge.ok ? "true" : "false",
+                static_cast<unsigned long long>(purge.returned_bytes));
+  return head + std::string("\"before\": ") + figures(before) + ", \"after\": " + figures(after) + "}";
+}
+
 // Builds the answer to one request. May throw (allocation, symbolizing, JSON): answer() catches.
 std::string build_answer(Publisher& p, Command command, int& status) {
   std::string response;
@@ -276,7 +301,12 @@ std::string build_answer(Publisher& p, Command command, int& status) {
       const uint32_t length =
           std::min(__atomic_load_n(&p.segment->channel.argument_length, __ATOMIC_ACQUIRE), kArgumentCapacity);
       const std::string argument(p.segment->channel.argument, length);
-      response = collect::build_why_json(argument, status);
+      response = collect::build_why_answer(argument, status);  // raw facts (report/raw_why.h)
+      publish(p);
+      break;
+    }
+    case Command::kTrim: {
+      response = trim_answer();
       publish(p);
       break;
     }

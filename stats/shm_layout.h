@@ -10,10 +10,10 @@
 //    producer makes `sequence` odd, copies, makes it even again; a reader copies the snapshot and
 //    keeps it only if `sequence` was the same even number before and after. Readers never write
 //    the snapshot and never block the producer;
-//  - a command channel: the owner's `heapkeeper` asks for a scan, a collection or a full report,
-//    and the producer answers in the response area (a raw dump, report/raw_dump.h, which the reader
-//    symbolizes and renders; or {"error": ...}). Readers also leave a heartbeat there: the site
-//    and leak tables are built only while somebody is watching.
+//  - a command channel: the owner's `heapkeeper` asks for a scan, a collection, a full report or a
+//    trim, and the producer answers in the response area (a raw dump, report/raw_dump.h, which the
+//    reader symbolizes and renders; a small JSON object; or {"error": ...}). Readers also leave a heartbeat there: the
+//    site and leak tables are built only while somebody is watching.
 // Frames are published raw: return address, offset in its module and an index into the snapshot's
 // module table (path, build-id, load bias); the reader names them (viewer/segment_reader.h), so the
 // traced process never reads DWARF.
@@ -30,7 +30,7 @@
 namespace heapkeeper::stats {
 
 inline constexpr uint64_t kSegmentMagic = 0x5045454b50414548ull;  // "HEAPKEEP" little-endian
-inline constexpr uint32_t kLayoutVersion = 4;
+inline constexpr uint32_t kLayoutVersion = 5;
 
 inline constexpr uint32_t kMaxSites = 100;
 inline constexpr uint32_t kMaxFrames = 16;
@@ -43,6 +43,7 @@ inline constexpr uint32_t kSizeClasses = 48;     // log2 buckets of block sizes:
 inline constexpr uint32_t kSeriesLength = 1200;  // 20 minutes at one point a second
 inline constexpr uint32_t kResponseCapacity = 4u << 20;
 inline constexpr uint32_t kArgumentCapacity = 1024;
+inline constexpr uint32_t kMaxRanges = 256;
 
 // The producer fills address, module_offset and module_index; the reader fills line and the names.
 struct Frame {
@@ -108,6 +109,57 @@ struct SeriesPoint {
   uint64_t leaked_bytes;
 };
 
+// What a range of the process's address space holds, for the RSS breakdown the reader makes from
+// /proc/PID/smaps (viewer/rss_breakdown.h): the producer knows its own mappings, the reader reads
+// what the kernel says is resident in each.
+enum class RangeKind : uint32_t {
+  kTrackedHeap = 1,      // the tracked reservation: the program's blocks and what jemalloc keeps
+  kInternalHeap = 2,     // heapkeeper's own heap (the internal reservation)
+  kHeapkeeperTable = 3,  // heapkeeper's side tables: block map, page map, out-of-band headers,
+                         // stack table, scan buffers
+  kHeapkeeperStack = 4,  // a heapkeeper thread's stack
+  kHeapkeeperImage = 5,  // libheapkeeper.so loaded: code, data and bss (bootstrap pool, jemalloc's
+                         // radix root)
+  kJemallocBoot = 6,     // jemalloc's first metadata block, mapped before heapkeeper's hooks
+  kProgramStack = 7,     // a stack of one of the program's threads
+};
+
+struct AddressRange {
+  uint64_t start, end;
+  uint32_t kind;  // RangeKind
+  uint32_t reserved;
+};
+
+// Who gives memory the program frees back to the system (allocator/heap_trimmer.h).
+enum class TrimPolicy : uint32_t { kTrimmer = 1, kCollectDecay = 2, kUsersDecay = 3, kOff = 4 };
+
+// jemalloc's view of a set of arenas (allocator/private_heap.h ArenaFigures).
+struct ArenaFigures {
+  uint64_t allocated_bytes, active_bytes, dirty_bytes, muzzy_bytes, metadata_bytes;
+};
+
+// The producer's half of the RSS breakdown: what only the process can know.
+struct MemoryFigures {
+  // From one walk over the live blocks and the tracked heap's resident pages (mincore), made in
+  // watched snapshots only (`walked` 1): each live block's region split into the bytes the program
+  // asked for, its in-band header and the rest (slack), counted where its pages are resident.
+  uint64_t live_resident_bytes;
+  uint64_t live_untouched_bytes;  // asked for, on pages never touched: not part of RSS
+  uint64_t header_bytes;
+  uint64_t slack_bytes;
+  uint64_t live_region_bytes;  // every live region's bytes, resident or not
+  uint64_t walked_blocks;
+  ArenaFigures tracked;                // the tracked arenas
+  ArenaFigures internal;               // the internal arena (0)
+  uint64_t trim_interval_ms;           // the trimmer's interval or the decay time; 0 unknown or off
+  uint64_t trim_kept_per_arena_bytes;  // unused bytes the trimmer leaves an arena
+  uint32_t trim_policy;                // TrimPolicy
+  uint32_t walked;
+  uint32_t range_count;
+  uint32_t reserved;
+  AddressRange ranges[kMaxRanges];
+};
+
 struct Snapshot {
   uint64_t time_ns;  // CLOCK_REALTIME when published
   uint64_t uptime_ns;
@@ -125,6 +177,7 @@ struct Snapshot {
   uint32_t symbolized;                 // 1: sites and leaks with raw frames (a reader watches); 0: none
   uint32_t module_count;               // entries of `modules` used
   uint32_t reserved_count;
+  MemoryFigures memory;
   Site sites[kMaxSites];  // by live bytes, largest first
   ThreadFigures threads[kMaxThreads];
   ScanFigures scans[kMaxScans];  // oldest first
@@ -133,7 +186,7 @@ struct Snapshot {
   SeriesPoint series[kSeriesLength];
 };
 
-enum class Command : uint32_t { kNone = 0, kScan = 1, kCollect = 2, kReport = 3, kWhy = 4 };
+enum class Command : uint32_t { kNone = 0, kScan = 1, kCollect = 2, kReport = 3, kWhy = 4, kTrim = 6 };
 enum class ProducerState : uint32_t { kRunning = 1, kExited = 2 };
 
 struct CommandChannel {
@@ -194,6 +247,7 @@ static_assert(sizeof(Snapshot) % 8 == 0 && offsetof(SharedSegment, snapshot) % 8
 static_assert(offsetof(Snapshot, sites) % 8 == 0 && offsetof(Snapshot, threads) % 8 == 0 &&
               offsetof(Snapshot, scans) % 8 == 0 && offsetof(Snapshot, leaks) % 8 == 0 &&
               offsetof(Snapshot, modules) % 8 == 0 && offsetof(Snapshot, series) % 8 == 0);
+static_assert(offsetof(Snapshot, memory) % 8 == 0 && sizeof(MemoryFigures) % 8 == 0);
 static_assert(sizeof(Site) % 8 == 0 && sizeof(ThreadFigures) % 8 == 0 && sizeof(Leak) % 8 == 0 &&
               sizeof(ScanFigures) % 8 == 0 && sizeof(SeriesPoint) % 8 == 0 && sizeof(ModuleEntry) % 8 == 0);
 

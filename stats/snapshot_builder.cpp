@@ -3,15 +3,18 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "allocator/block_header.h"
 #include "allocator/block_map.h"
 #include "allocator/heap_summary.h"
+#include "allocator/jemalloc_calls.h"
 #include "allocator/stack_table.h"
 #include "allocator/thread_registry.h"
 #include "collector/collector.h"
 #include "report/site_summary.h"
+#include "stats/memory_figures.h"
 
 namespace heapkeeper::stats {
 namespace {
@@ -58,16 +61,26 @@ void SnapshotBuilder::sample_growth_unwatched(uint64_t now_ns) {
 }
 
 void SnapshotBuilder::add_sites(Snapshot& out, const collect::ScanReport& last, double seconds, uint64_t now_ns) {
-  // One walk over the live blocks: histogram and per-site totals.
+  // One walk over the live blocks: histogram, per-site totals, and where their bytes are resident.
   report::SiteAccumulator sites;
-  alloc::block_map().for_each_live([&](uintptr_t region) {
-    const alloc::BlockHeader* header = alloc::block_map().header(region);
+  const alloc::BlockMap& blocks = alloc::block_map();
+  // On the (internal) heap: its 16 KiB mincore window need not sit on the publisher's stack.
+  auto residency = std::make_unique<LiveResidency>(blocks.heap_base(), alloc::private_heap().tracked().used());
+  blocks.for_each_live([&](uintptr_t region) {
+    const alloc::BlockHeader* header = blocks.header(region);
     const uint64_t size = header->size();
     const unsigned bucket = size_class_of(size);
     ++out.size_class_blocks[bucket];
     out.size_class_bytes[bucket] += size;
     sites.add(header->stack_id, size);
+    // A large region's size follows from the request (jemalloc's size classes, nallocx): asking
+    // jemalloc about a region that may be freed meanwhile (sallocx) is not safe on this thread.
+    const size_t offset = header->user_offset();
+    size_t region_size = blocks.slab_region_size(region);
+    if (region_size == 0) region_size = alloc::je::nallocx(size + offset == 0 ? 1 : size + offset, 0);
+    residency->add(region, region_size, offset, size, offset != 0);  // in band: the header is in front
   });
+  residency->finish(out.memory);
   const std::vector<report::SiteTotals> sorted = sites.sorted();
   out.total_site_count = static_cast<uint32_t>(sorted.size());
   growth_.sample(now_ns, sorted);
@@ -148,11 +161,15 @@ void SnapshotBuilder::build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, b
   out.bad_frees = summary.bad_frees;
   out.distinct_stacks = summary.distinct_stacks;
   out.threads_seen = summary.threads_seen;
+  fill_memory_figures(out.memory, summary.heap);
 
   // Sites, the size histogram and the leak table only while a reader is watching: they cost a walk
   // over every live block and a megabyte of tables, at twice a second, and a reader that starts
   // watching waits for the next snapshot that has them (SegmentReader::snapshot).
-  const collect::ScanReport last = collect::last_scan();
+  collect::ScanReport last = collect::last_scan();
+  // The leak table leaves out suppressed leaks: the verdicts are asked of the binary (which knows
+  // names) once per allocation stack, and only while someone watches.
+  if (symbolize && !last.at_exit) collect::settle_suppressions(last);
   if (symbolize) {
     module_map_.load();
     modules_.clear();

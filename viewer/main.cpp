@@ -11,6 +11,7 @@
 #include "viewer/run_command.h"
 #include "viewer/show_command.h"
 #include "viewer/symbolize_command.h"
+#include "viewer/trim_command.h"
 #include "viewer/view_command.h"
 
 namespace {
@@ -31,9 +32,12 @@ constexpr const char* kEnvironmentHelp = R"(Environment read by the traced progr
   HEAPKEEPER_SCAN_INTERVAL=D    periodic leak scan, e.g. 10s, 500ms; 0 = never (default)
   HEAPKEEPER_SUPPRESSIONS=FILE  LeakSanitizer-style suppressions (leak:PATTERN), a regular file of at most 4 MiB
   HEAPKEEPER_EXITCODE=N         exit status when leaks remain at exit (0 = off)
+  HEAPKEEPER_BASELINE=FILE      a JSON report of known leaks: EXITCODE fires only for leaks at other sites
   HEAPKEEPER_HEAP_RESERVE=SIZE  address space reserved for the heap, e.g. 64G (default 4x RAM)
   HEAPKEEPER_ARENAS=N           tracked jemalloc arenas (default one per CPU, at most 8)
   HEAPKEEPER_STATS=0            no live-stats segment in /dev/shm and no publisher thread
+  HEAPKEEPER_TRIM=auto|off      freed memory goes back to the system: auto (default) every 250 ms (collect
+                                mode: jemalloc's 10 s decay); off: only when `heapkeeper trim PID` asks
   HEAPKEEPER_RETAINED=0         scans record no reference graph (no retained sizes in reports)
   HEAPKEEPER_QUIET=1            no "new leaks" lines from periodic scans
   HEAPKEEPER_LIBRARY=PATH       (for `heapkeeper run`) the preload library to use
@@ -47,6 +51,10 @@ static int run_command_line(int argc, char** argv) {
   CLI::App app{"heapkeeper: a private, tracked heap with leak detection for unchanged Linux programs"};
   app.footer(kEnvironmentHelp);
   app.require_subcommand(1);
+  // Bad input gets one line naming the problem (a pid that is not a number, an unknown option).
+  app.failure_message([](const CLI::App*, const CLI::Error& error) {
+    return fmt::format("heapkeeper: {} (heapkeeper --help lists the commands)\n", error.what());
+  });
   app.set_version_flag("--version", "heapkeeper 0.1.0");
 
   heapkeeper::view::RunOptions run;
@@ -127,6 +135,13 @@ static int run_command_line(int argc, char** argv) {
       ->type_name("N")
       ->check(CLI::Range(1, 16));
 
+  pid_t trim_pid = 0;
+  bool trim_json = false;
+  CLI::App* trim_cmd = app.add_subcommand(
+      "trim", "Make a tracked process give back the freed memory its allocator keeps; RSS before and after");
+  trim_cmd->add_option("pid", trim_pid, "Process id")->required();
+  trim_cmd->add_flag("--json", trim_json, "Machine-readable output");
+
   heapkeeper::view::ExportRequest export_request;
   bool export_prometheus_flag = false;
   CLI::App* export_cmd = app.add_subcommand(
@@ -182,6 +197,7 @@ static int run_command_line(int argc, char** argv) {
   if (scan_cmd->parsed()) return heapkeeper::view::request_scan(scan_pid, scan_json);
   if (report_cmd->parsed()) return heapkeeper::view::fetch_report(report_pid, report_json, sites_shown, frames_shown);
   if (diff_cmd->parsed()) return heapkeeper::view::diff_reports(diff_before, diff_after, diff_json, sites_shown);
+  if (trim_cmd->parsed()) return heapkeeper::view::trim_process(trim_pid, trim_json);
   if (why_cmd->parsed()) return heapkeeper::view::explain_retainers(why_pid, why_target, why_json, why_paths);
   if (symbolize_cmd->parsed())
     return heapkeeper::view::symbolize_dump(dump_file, symbolize_answer, symbolize_text, symbolize_serve);

@@ -16,6 +16,7 @@
 
 #include "report/json_text.h"
 #include "viewer/report_document.h"
+#include "viewer/rss_breakdown.h"
 #include "viewer/segment_reader.h"
 #include "viewer/show_command.h"
 
@@ -244,8 +245,12 @@ int show_stats(pid_t pid, bool json) {
   if (!open_snapshot(pid, reader, *snapshot, true)) return 1;
   const SegmentInfo info = reader.info();
   const stats::Snapshot& s = *snapshot;
+  // Read right after the snapshot: the kernel's half of the breakdown (rss_breakdown.h).
+  const RssBreakdown rss = info.producer_alive ? measure_rss(pid, s, reader.path()) : RssBreakdown{};
   if (json) {
-    fmt::print("{}\n", snapshot_json(info, s).dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
+    nlohmann::json doc = snapshot_json(info, s);
+    if (info.producer_alive) doc["rss"] = rss_json(rss);
+    fmt::print("{}\n", doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     return 0;
   }
   std::string state = info.state_name();
@@ -256,6 +261,9 @@ int show_stats(pid_t pid, bool json) {
              s.live_blocks, human_bytes(s.peak_live_bytes), s.allocation_rate, s.free_rate);
   fmt::print("  heap: mapped {}, resident {}, returned to the OS {}\n", human_bytes(s.heap_mapped_bytes),
              human_bytes(s.heap_resident_bytes), human_bytes(s.heap_returned_bytes));
+  if (info.producer_alive) {
+    for (const std::string& line : rss_text_lines(rss)) fmt::print("{}\n", line);
+  }
   if (s.scan_count > 0) {
     const stats::ScanFigures& f = s.scans[s.scan_count - 1];
     fmt::print("  last scan #{}: {} leaked in {} blocks ({} new), pause {:.1f} ms\n", f.number,

@@ -191,6 +191,7 @@ bool SegmentReader::validate(const void* data, size_t size, uid_t owner, std::st
 
 bool SegmentReader::open_path(const std::string& path, bool for_commands, std::string& error) {
   close();
+  last_unfinished_ = false;
   // O_NONBLOCK: anyone may plant a FIFO under that name, and opening one would wait forever; the
   // S_ISREG check below then refuses it.
   fd_ = ::open(path.c_str(), (for_commands ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
@@ -220,6 +221,7 @@ bool SegmentReader::open_path(const std::string& path, bool for_commands, std::s
   size_ = static_cast<size_t>(st.st_size);
   if (size_ < sizeof(stats::SegmentHeader)) {
     error = "segment " + path + " is truncated (" + std::to_string(size_) + " bytes)";
+    last_unfinished_ = true;  // made (shm_open) but not yet sized, or cut short
     close();
     return false;
   }
@@ -231,6 +233,9 @@ bool SegmentReader::open_path(const std::string& path, bool for_commands, std::s
     return false;
   }
   if (!validate(mapping_, size_, st.st_uid, error)) {
+    stats::SegmentHeader header;
+    std::memcpy(&header, mapping_, sizeof(header));
+    last_unfinished_ = stats::header_unfinished(header) || size_ < sizeof(SharedSegment);
     error = path + ": " + error;
     close();
     return false;
@@ -273,7 +278,7 @@ bool SegmentReader::open_file(const SegmentFile& file, bool for_commands, std::s
   return false;
 }
 
-bool SegmentReader::open(pid_t pid, bool for_commands, std::string& error) {
+bool SegmentReader::open(pid_t pid, bool for_commands, std::string& error, int unfinished_retries_left) {
   std::vector<SegmentFile> candidates;
   for (;;) {
     for (SegmentFile& file : list_files()) {
@@ -285,7 +290,7 @@ bool SegmentReader::open(pid_t pid, bool for_commands, std::string& error) {
   }
   if (candidates.empty()) {
     error = "no heapkeeper segment for pid " + std::to_string(pid) +
-            " in /dev/shm (is the process running under heapkeeper?)";
+            " in /dev/shm (is it running under heapkeeper, without HEAPKEEPER_STATS=0?)";
     return false;
   }
   // Several files for one pid: the remains of an earlier process that had the pid, or a forgery.
@@ -294,9 +299,11 @@ bool SegmentReader::open(pid_t pid, bool for_commands, std::string& error) {
   std::string best_path;
   uint64_t best_heartbeat = 0;
   bool best_alive = false;
+  bool unfinished = false;
   for (const SegmentFile& file : candidates) {
     std::string reason;
     if (!open_file(file, for_commands, reason)) {
+      unfinished |= last_unfinished_;
       if (first_error.empty()) first_error = reason;
       continue;
     }
@@ -310,6 +317,13 @@ bool SegmentReader::open(pid_t pid, bool for_commands, std::string& error) {
   }
   if (best_path.empty()) {
     close();
+    // Asked at the moment the process makes its segment (the file exists, its header not yet
+    // written): a few more tries, while the process lives, before calling it an error.
+    if (unfinished && unfinished_retries_left > 0 && (::kill(pid, 0) == 0 || errno == EPERM)) {
+      --unfinished_retries_left;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      return open(pid, for_commands, error, unfinished_retries_left);
+    }
     error = first_error;
     return false;
   }
@@ -361,6 +375,7 @@ void SegmentReader::sanitise(stats::Snapshot& s) {
   if (s.series_count > stats::kSeriesLength) s.series_count = stats::kSeriesLength;
   s.series_next %= stats::kSeriesLength;
   if (s.module_count > stats::kMaxModules) s.module_count = stats::kMaxModules;
+  if (s.memory.range_count > stats::kMaxRanges) s.memory.range_count = stats::kMaxRanges;
   for (auto& module : s.modules) {
     terminate(module.path);
     if (module.build_id_length > sizeof(module.build_id)) module.build_id_length = 0;

@@ -45,7 +45,8 @@ class SegmentReader {
   // trusted only if it validates, names that pid, comes from our pid namespace and belongs to the
   // process's owner (anyone can create files in /dev/shm). On failure returns false and sets
   // `error` to one line.
-  bool open(pid_t pid, bool for_commands, std::string& error);
+  // A segment still being made is waited for (up to `unfinished_retries_left` tries 50 ms apart).
+  bool open(pid_t pid, bool for_commands, std::string& error, int unfinished_retries_left = 60);
   // Opens one listed file with the same checks.
   bool open_file(const SegmentFile& file, bool for_commands, std::string& error);
   // Opens a segment file by path, checking only the file itself (tests, fuzzing).
@@ -71,6 +72,9 @@ class SegmentReader {
   static void sanitise(stats::Snapshot& snapshot);
   // Every heapkeeper segment file in /dev/shm (whoever owns it), by pid.
   static std::vector<SegmentFile> list_files();
+  // Whether the last open_path failed on a segment its process had not finished making (sized
+  // too small, or a header without its magic number yet): worth a moment's wait, not an error.
+  bool last_was_unfinished() const { return last_unfinished_; }
   // The pids those files name, each once.
   static std::vector<pid_t> list_segments();
   // Removes `file` if it is the remains of a dead process (stats::segment_is_remains) that we may
@@ -95,6 +99,7 @@ class SegmentReader {
   uid_t owner_ = 0;
   std::string path_;
   const stats::SharedSegment* segment_ = nullptr;
+  bool last_unfinished_ = false;
 };
 
 }  // namespace heapkeeper::view

@@ -7,8 +7,10 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "analysis/module_symbolizer.h"
 #include "viewer/segment_reader.h"
 #include "viewer/view_format.h"
+#include "viewer/why_command.h"
 
 namespace heapkeeper::view {
 
@@ -33,6 +35,30 @@ bool BackgroundCommand::start(pid_t pid, stats::Command command, int timeout_ms)
                                     command == stats::Command::kCollect ? "collection" : "scan", pid, error);
     } else {
       outcome = summarise(command, pid, response);
+    }
+    std::lock_guard<std::mutex> lock(shared->mutex);
+    shared->outcome = std::move(outcome);
+    shared->done = true;
+  }).detach();
+  return true;
+}
+
+bool BackgroundCommand::start_why(pid_t pid, uint32_t stack_id, size_t paths) {
+  if (shared_ != nullptr) return false;
+  shared_ = std::make_shared<Shared>();
+  started_ = std::chrono::steady_clock::now();
+  std::thread([shared = shared_, pid, stack_id, paths] {
+    CommandOutcome outcome;
+    SegmentReader reader;
+    std::string error;
+    nlohmann::json doc;
+    analysis::ModuleSymbolizer symbolizer;
+    if (!reader.open(pid, true, error) || !ask_why_site(reader, pid, stack_id, paths, symbolizer, doc, error)) {
+      outcome.summary = error;
+    } else {
+      outcome.ok = true;
+      outcome.lines = why_text_lines(doc);
+      outcome.summary = outcome.lines.front();
     }
     std::lock_guard<std::mutex> lock(shared->mutex);
     shared->outcome = std::move(outcome);

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "stats/shm_layout.h"
 
@@ -21,12 +22,17 @@ namespace heapkeeper::view {
 struct CommandOutcome {
   bool ok = false;
   std::string summary;  // one line: the scan's figures, or why it failed
+  // A `why` request: the answer as `heapkeeper why` prints it (why_command.h), one entry a line,
+  // strings still escaped as JSON text (report/json_text.h).
+  std::vector<std::string> lines;
 };
 
 class BackgroundCommand {
  public:
   // Starts `command` on `pid`; false (nothing started) if one is already in flight.
   bool start(pid_t pid, stats::Command command, int timeout_ms);
+  // Asks who holds the blocks of the allocation site of stack `stack_id` (`paths` shortest paths).
+  bool start_why(pid_t pid, uint32_t stack_id, size_t paths);
   bool busy() const { return shared_ != nullptr; }
   double elapsed_seconds() const;
   // The outcome once the request is over (then the command is no longer busy).

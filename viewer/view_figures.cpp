@@ -43,9 +43,41 @@ void draw_title(Screen& screen, const SegmentInfo& info, const stats::Snapshot& 
 
 }  // namespace
 
-int figure_lines(bool compact) { return compact ? 2 : 4; }
+int figure_lines(bool compact) { return compact ? 2 : 5; }
 
-void draw_figures(Screen& screen, const SegmentInfo& info, const stats::Snapshot& s, bool exited, bool compact) {
+namespace {
+
+// " RSS   142.0 MiB = live 100.0 MiB + slack 1.2 MiB + heapkeeper 14.0 MiB + kept 20.0 MiB + outside
+// 7.0 MiB (?-72.0 KiB)": the parts of rss_breakdown.h, and what they leave unexplained.
+void draw_rss(Screen& screen, int y, const RssBreakdown& rss, bool exited) {
+  const int width = screen.columns();
+  if (!rss.known) {
+    screen.draw_segments(y, 0, width,
+                         {{" RSS   ", Role::kLabel},
+                          {exited               ? "-"
+                           : rss.rss_bytes != 0 ? format_bytes(rss.rss_bytes)
+                                                : "-",
+                           Role::kValue},
+                          {exited ? "" : "  (" + rss.error + ")", Role::kDim}});
+    return;
+  }
+  Segments line = {{" RSS   ", Role::kLabel},        {format_bytes(rss.rss_bytes), Role::kValue},
+                   {" = live ", Role::kLabel},       {format_bytes(rss.live_bytes), Role::kValue},
+                   {" + slack ", Role::kLabel},      {format_bytes(rss.slack_bytes), Role::kValue},
+                   {" + heapkeeper ", Role::kLabel}, {format_bytes(rss.heapkeeper.total()), Role::kValue},
+                   {" + kept ", Role::kLabel},       {format_bytes(rss.kept.total()), Role::kValue},
+                   {" + outside ", Role::kLabel},    {format_bytes(rss.outside.total()), Role::kValue}};
+  if (const int64_t rest = rss.unexplained(); rest != 0)
+    line.push_back(
+        {fmt::format(" (?{}{})", rest < 0 ? "-" : "+", format_bytes(static_cast<uint64_t>(rest < 0 ? -rest : rest))),
+         Role::kDim});
+  screen.draw_segments(y, 0, width, line);
+}
+
+}  // namespace
+
+void draw_figures(Screen& screen, const SegmentInfo& info, const stats::Snapshot& s, const RssBreakdown& rss,
+                  bool exited, bool compact) {
   draw_title(screen, info, s, exited);
   const int width = screen.columns();
   const stats::ScanFigures* scan = last_scan(s);
@@ -59,6 +91,10 @@ void draw_figures(Screen& screen, const SegmentInfo& info, const stats::Snapshot
         {format_rate(s.allocation_rate), Role::kValue},
         {"  leaked ", Role::kLabel},
         {scan ? format_bytes(scan->leaked_bytes) : "-", scan && scan->leaked_bytes ? Role::kLeaked : Role::kValue}};
+    if (rss.known) {
+      line.push_back({"  rss ", Role::kLabel});
+      line.push_back({format_bytes(rss.rss_bytes), Role::kValue});
+    }
     screen.draw_segments(1, 0, width, line);
     return;
   }
@@ -95,12 +131,13 @@ void draw_figures(Screen& screen, const SegmentInfo& info, const stats::Snapshot
     heap.push_back({format_count(s.bad_frees), Role::kError});
   }
   screen.draw_segments(2, 0, width, heap);
+  draw_rss(screen, 3, rss, exited);
   if (scan == nullptr) {
-    screen.draw_segments(3, 0, width,
+    screen.draw_segments(4, 0, width,
                          {{" Scan  ", Role::kLabel}, {"none yet (press g to scan for leaks)", Role::kDim}});
     return;
   }
-  screen.draw_segments(3, 0, width,
+  screen.draw_segments(4, 0, width,
                        {{" Scan  ", Role::kLabel},
                         {fmt::format("#{}", scan->number), Role::kValue},
                         {" " + scan_age(s, *scan) + ": leaked ", Role::kLabel},

@@ -19,6 +19,7 @@ namespace {
 
 constexpr auto kReloadInterval = std::chrono::milliseconds(1000);
 constexpr int kCommandTimeoutMs = 60000;
+constexpr size_t kRetainerPaths = 3;  // shortest retainer paths the detail pane shows for a site
 constexpr int kMinimumTableRows = 2;
 
 bool is_enter(const Key& key) { return key.is(L'\n') || key.is(L'\r') || key.is_function(KEY_ENTER); }
@@ -36,7 +37,7 @@ const std::vector<std::pair<std::string, std::string>>& ProcessScreen::key_help(
       {"s / S (F6)", "next / previous sort order of the tab"},
       {"/ (F4)", "filter by function or module (Enter applies, Esc clears)"},
       {"Esc", "clear the filter"},
-      {"Enter", "show or hide the selected row's stack"},
+      {"Enter", "show or hide the selected row's stack (a site's: with who holds its blocks)"},
       {"g (F5)", "ask the process for a leak scan now"},
       {"c", "ask the process to collect (free) its leaked blocks; y confirms"},
       {"p", "back to the process picker"},
@@ -57,7 +58,16 @@ ProcessScreen::ProcessScreen(Screen& screen, std::unique_ptr<SegmentReader> read
   exited_ = !info_.producer_alive;
   last_reload_ = std::chrono::steady_clock::now();
   if (exited_) set_status("the process has exited: these are its last figures", Role::kStatus);
+  measure_memory();
   rebuild_rows();
+}
+
+void ProcessScreen::measure_memory() {
+  // A process that is gone has no /proc entry (or, if its pid was reused, another process's).
+  if (exited_)
+    rss_ = RssBreakdown{};
+  else
+    rss_ = measure_rss(info_.pid, *snapshot_, reader_->path());
 }
 
 void ProcessScreen::set_status(std::string text, Role role) {
@@ -82,6 +92,7 @@ void ProcessScreen::reload() {
                                      : "the process is gone (killed?): these are its last figures (q quits)",
                Role::kError);
   }
+  measure_memory();
   rebuild_rows();
 }
 
@@ -117,10 +128,17 @@ ProcessScreen::Outcome ProcessScreen::run() {
     if (std::chrono::steady_clock::now() - last_reload_ >= kReloadInterval) reload();
     if (command_.busy()) {
       if (std::optional<CommandOutcome> done = command_.poll()) {
-        set_status(done->summary, done->ok ? Role::kStatus : Role::kError);
+        if (command_kind_ == stats::Command::kWhy) {
+          retainers_.pending = false;
+          retainers_.problem = done->ok ? std::string() : done->summary;
+          retainers_.lines = std::move(done->lines);
+        } else {
+          set_status(done->summary, done->ok ? Role::kStatus : Role::kError);
+        }
         reload();  // the process published right after answering
       }
     }
+    ask_retainers();
     draw();
     const Key key = screen_.read_key(command_.busy() ? 100 : 250);
     if (key.type == Key::kNone) continue;
@@ -148,6 +166,20 @@ void ProcessScreen::start_command(stats::Command command) {
     set_status("cannot start the request", Role::kError);
   else
     status_.clear();
+}
+
+void ProcessScreen::ask_retainers() {
+  if (!detail_ || tab_ != Tab::kSites || rows_.empty() || exited_ || info_.stopped() || command_.busy()) return;
+  const stats::Site& site = snapshot_->sites[rows_[static_cast<size_t>(selected_[tab_index()])].index];
+  if (site.stack_id == 0 || site.stack_id == retainers_stack_) return;
+  retainers_ = RetainersPane{};
+  retainers_.pending = true;
+  retainers_stack_ = site.stack_id;
+  command_kind_ = stats::Command::kWhy;
+  if (!command_.start_why(info_.pid, site.stack_id, kRetainerPaths)) {
+    retainers_.pending = false;
+    retainers_.problem = "cannot start the request";
+  }
 }
 
 bool ProcessScreen::handle_filter_key(const Key& key) {
@@ -235,6 +267,7 @@ bool ProcessScreen::handle_key(const Key& key) {
     rebuild_rows();
   } else if (is_enter(key)) {
     detail_ = !detail_;
+    retainers_stack_ = 0;  // opened again: asked again, the heap has moved on
   } else if (key.is(L'g') || key.is_function(KEY_F(5))) {
     start_command(stats::Command::kScan);
   } else if (key.is(L'c')) {
@@ -255,7 +288,9 @@ bool ProcessScreen::handle_key(const Key& key) {
 
 TableView ProcessScreen::table_view() {
   const int t = tab_index();
-  return TableView{tab_, sort_[t], filter_, rows_, selected_[t], &top_[t]};
+  const bool retainers = tab_ == Tab::kSites && retainers_stack_ != 0 && !rows_.empty() &&
+                         snapshot_->sites[rows_[static_cast<size_t>(selected_[t])].index].stack_id == retainers_stack_;
+  return TableView{tab_, sort_[t], filter_, rows_, selected_[t], &top_[t], retainers ? &retainers_ : nullptr};
 }
 
 ProcessScreen::Layout ProcessScreen::layout() {
@@ -299,7 +334,7 @@ void ProcessScreen::draw() {
   }
   const Layout l = layout();
   page_ = std::max(1, l.table_height - 1);
-  draw_figures(screen_, info_, *snapshot_, exited_, screen_.compact());
+  draw_figures(screen_, info_, *snapshot_, rss_, exited_, screen_.compact());
   if (l.chart_height > 0) draw_charts(screen_, *snapshot_, l.chart_top, l.chart_height);
   const TableView view = table_view();
   draw_tab_bar(screen_, *snapshot_, view, l.tabs);
@@ -342,7 +377,10 @@ void ProcessScreen::draw_status(int y) {
     const double seconds = command_.elapsed_seconds();
     screen_.put(y, 0,
                 fmt::format(" {} {} pid {}... {:.1f} s", spinner[static_cast<int>(seconds * 8) % 4],
-                            command_kind_ == stats::Command::kCollect ? "collecting" : "scanning", info_.pid, seconds),
+                            command_kind_ == stats::Command::kCollect ? "collecting"
+                            : command_kind_ == stats::Command::kWhy   ? "asking who holds the site in"
+                                                                      : "scanning",
+                            info_.pid, seconds),
                 width, Role::kStatus);
     return;
   }

@@ -1,9 +1,9 @@
 // The live screen of one tracked process in `heapkeeper view`: figures and chart at the top
 // (view_figures.h), then a tabbed table (view_table.h: allocation sites, the last scan's leaks,
-// threads) with sorting, a filter and a detail pane showing the selected row's whole stack, a
-// status line and the key bar. It re-reads the snapshot once a second, asks for scans and
-// collections in the background (view_background_command.h), and keeps showing the last
-// figures, under a banner, once the process has exited.
+// threads) with sorting, a filter and a detail pane showing the selected row's whole stack (a
+// site's retainers beside it: `heapkeeper why` for that site), a status line and the key bar. It re-reads the snapshot
+// once a second, asks for scans and collections in the background (view_background_command.h), and keeps showing the
+// last figures, under a banner, once the process has exited.
 #pragma once
 
 #include <array>
@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "stats/shm_layout.h"
+#include "viewer/rss_breakdown.h"
 #include "viewer/segment_reader.h"
 #include "viewer/view_background_command.h"
 #include "viewer/view_rows.h"
@@ -40,6 +41,7 @@ class ProcessScreen {
   };
 
   void reload();
+  void measure_memory();  // the RSS breakdown of the header, from the current snapshot
   void rebuild_rows();
   void select(int index);
   Layout layout();
@@ -47,6 +49,9 @@ class ProcessScreen {
   bool handle_key(const Key& key);  // false: leave the screen
   bool handle_filter_key(const Key& key);
   void start_command(stats::Command command);
+  // With the detail pane open on a site, asks (in the background) who holds that site's blocks,
+  // once per site selected.
+  void ask_retainers();
   void set_status(std::string text, Role role);
 
   void draw();
@@ -59,6 +64,7 @@ class ProcessScreen {
   std::unique_ptr<SegmentReader> reader_;
   std::unique_ptr<stats::Snapshot> snapshot_, spare_;
   SegmentInfo info_;
+  RssBreakdown rss_;
   bool exited_ = false;
   std::chrono::steady_clock::time_point last_reload_;
   std::string reload_error_;
@@ -81,6 +87,8 @@ class ProcessScreen {
   std::string status_;
   Role status_role_ = Role::kStatus;
   BackgroundCommand command_;
+  RetainersPane retainers_;
+  uint32_t retainers_stack_ = 0;  // the site retainers_ is about (0: none asked)
   stats::Command command_kind_ = stats::Command::kNone;
   int page_ = 10;  // rows a page moves, from the last layout
 };

@@ -78,10 +78,10 @@ const char* tab_title(Tab tab) {
 Tab next_tab(Tab tab) { return static_cast<Tab>((static_cast<int>(tab) + 1) % kTabCount); }
 Tab previous_tab(Tab tab) { return static_cast<Tab>((static_cast<int>(tab) + kTabCount - 1) % kTabCount); }
 
-int sort_count(Tab tab) { return tab == Tab::kThreads ? 3 : 4; }
+int sort_count(Tab tab) { return tab == Tab::kSites ? 6 : tab == Tab::kThreads ? 3 : 4; }
 
 const char* sort_name(Tab tab, int sort) {
-  static const char* const sites[] = {"live bytes", "blocks", "alloc rate", "leaked bytes"};
+  static const char* const sites[] = {"live bytes", "blocks", "alloc rate", "leaked bytes", "retained bytes", "growth"};
   static const char* const leaks[] = {"bytes", "blocks", "new blocks", "age"};
   static const char* const threads[] = {"net bytes", "allocations", "frees"};
   if (sort < 0 || sort >= sort_count(tab)) return "?";
@@ -97,9 +97,11 @@ const char* sort_name(Tab tab, int sort) {
 }
 
 const std::vector<Column>& columns_of(Tab tab) {
-  // Minimum widths fit 80 columns with every column shown (79 and 80 cells with separators).
+  // Minimum widths fit 80 columns with every column shown (79 and 80 cells with separators); the
+  // sites' RETAINED and GROWTH columns need 100, and go first on a narrower terminal.
   static const std::vector<Column> sites = {{"LIVE", 10, true, 0, 0},       {"BLOCKS", 9, true, 1, 1},
                                             {"ALLOCS/S", 10, true, 2, 3},   {"LEAKED", 10, true, 3, 2},
+                                            {"RETAINED", 10, true, 4, 5},   {"GROWTH", 11, true, 5, 6},
                                             {"FUNCTION", 18, false, -1, 0}, {"LOCATION", 16, false, -1, 4}};
   static const std::vector<Column> leaks = {
       {"KIND", 8, false, -1, 3}, {"BYTES", 10, true, 0, 0},      {"BLOCKS", 9, true, 1, 1},     {"NEW", 7, true, 2, 4},
@@ -150,11 +152,22 @@ std::vector<Row> build_rows(const stats::Snapshot& s, Tab tab, int sort, const s
       if (!stack_matches(site.frames, depth, filter)) continue;
       k.row.key = site.stack_id;
       const double rate = finite_rate(site.allocation_rate);
-      const double values[] = {static_cast<double>(site.live_bytes), static_cast<double>(site.live_blocks), rate,
-                               static_cast<double>(site.leaked_bytes)};
-      k.sort_value = values[std::clamp(sort, 0, 3)];
-      cells = {format_bytes(site.live_bytes), format_count(site.live_blocks), format_rate(rate),
-               site.leaked_bytes == 0 ? "-" : format_bytes(site.leaked_bytes)};
+      // Sites whose retained size the last scan did not compute, and sites not growing, sort last.
+      const double retained = site.retained_known != 0 ? static_cast<double>(site.retained_bytes) : -1;
+      const double growth = site.growing != 0 ? finite_rate(site.growth_bytes_per_second) : -1;
+      const double values[] = {static_cast<double>(site.live_bytes),
+                               static_cast<double>(site.live_blocks),
+                               rate,
+                               static_cast<double>(site.leaked_bytes),
+                               retained,
+                               growth};
+      k.sort_value = values[std::clamp(sort, 0, 5)];
+      cells = {format_bytes(site.live_bytes),
+               format_count(site.live_blocks),
+               format_rate(rate),
+               site.leaked_bytes == 0 ? "-" : format_bytes(site.leaked_bytes),
+               site.retained_known != 0 ? format_bytes(site.retained_bytes) : "-",
+               site.growing != 0 ? "+" + format_bytes(static_cast<uint64_t>(std::max(growth, 0.0))) + "/s" : "-"};
       top_frame_cells(site.frames, depth, cells);
     } else if (tab == Tab::kLeaks) {
       const stats::Leak& leak = s.leaks[i];

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "report/json_text.h"
 #include "viewer/view_format.h"
 
 namespace heapkeeper::view {
@@ -14,8 +15,11 @@ int detail_lines_needed(const stats::Snapshot& snapshot, const TableView& view) 
   if (view.rows.empty()) return 2;
   const Row& row = view.rows[static_cast<size_t>(view.selected)];
   switch (view.tab) {
-    case Tab::kSites:
-      return 1 + static_cast<int>(std::max(1u, std::min(snapshot.sites[row.index].depth, stats::kMaxFrames)));
+    case Tab::kSites: {
+      const int frames = static_cast<int>(std::max(1u, std::min(snapshot.sites[row.index].depth, stats::kMaxFrames)));
+      const int retainers = view.retainers != nullptr ? std::max(1, static_cast<int>(view.retainers->lines.size())) : 0;
+      return 1 + std::max(frames, retainers);
+    }
     case Tab::kLeaks:
       return 1 + static_cast<int>(std::max(1u, std::min(snapshot.leaks[row.index].depth, stats::kMaxFrames)));
     case Tab::kThreads:
@@ -146,8 +150,36 @@ void draw_table(Screen& screen, const stats::Snapshot& snapshot, const TableView
   }
 }
 
+namespace {
+
+// The right half of a site's detail pane: who holds its blocks.
+void draw_retainers(Screen& screen, const RetainersPane& pane, int top, int height, int left) {
+  const int width = screen.columns() - left;
+  const bool utf8 = screen.utf8();
+  screen.put(top, left, " Retained by", width, Role::kColumnHeader, true);
+  if (pane.pending) {
+    screen.put(top + 1, left + 1, "asking the process who holds these blocks...", width - 1, Role::kDim);
+    return;
+  }
+  if (!pane.problem.empty()) {
+    screen.put(top + 1, left + 1, printable(report::printable_json_text(report::json_text(pane.problem)), utf8),
+               width - 1, Role::kError);
+    return;
+  }
+  for (int i = 0; i < static_cast<int>(pane.lines.size()) && i + 1 < height; ++i) {
+    const std::string& line = pane.lines[static_cast<size_t>(i)];
+    screen.put(top + 1 + i, left + 1, printable(report::printable_json_text(line), utf8), width - 1,
+               i == 0 ? Role::kLabel : Role::kNormal);
+  }
+}
+
+}  // namespace
+
 void draw_detail(Screen& screen, const stats::Snapshot& snapshot, const TableView& view, int top, int height) {
-  const int width = screen.columns();
+  const bool beside = view.tab == Tab::kSites && view.retainers != nullptr && !view.rows.empty();
+  // A site's stack takes the left half, its retainers the right.
+  const int width = beside ? screen.columns() / 2 : screen.columns();
+  if (beside) draw_retainers(screen, *view.retainers, top, height, width);
   const bool utf8 = screen.utf8();
   if (view.rows.empty()) {
     screen.put(top, 0, " (nothing selected)", width, Role::kColumnHeader, true);

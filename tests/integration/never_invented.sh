@@ -92,7 +92,7 @@ run_resurrect() {
   pid=$PROGRAM_PID
   exec {from}<&"${PROGRAM[0]}" {to}>&"${PROGRAM[1]}"
   local -a scan=(true)
-  [[ $mode == plain ]] || scan=(timeout 20 "$HK_LAUNCHER" scan "$pid")
+  [[ $mode == plain ]] || scan=(timeout 60 "$HK_LAUNCHER" scan "$pid")
   read -r -t 20 answer <&"$from" && echo "$answer"
   "${scan[@]}" >/dev/null || echo "[scan 1 failed]"
   "${scan[@]}" >/dev/null || echo "[scan 2 failed]"

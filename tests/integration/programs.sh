@@ -70,8 +70,8 @@ case $program in
     check_fork_reports
     ;;
   signal_alloc)
-    # A deadlock here would otherwise cost 2 x 45 s; the plain run takes well under a second.
-    HK_TIMEOUT=20  # read by lib.sh's hk_limit
+    # A deadlock here would otherwise cost 2 x 90 s; the plain run takes well under a second.
+    HK_TIMEOUT=60  # read by lib.sh's hk_limit
     hk_compare signal_alloc run_program "$(hk_program signal_alloc)" 5000 -- launcher preload
     ;;
   dlopen_alloc)

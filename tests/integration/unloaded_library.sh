@@ -8,6 +8,8 @@
 #   deleted  a copy of alpha, deleted from disk after dlopen, then closed: module and offset, with
 #            the copy's path and alpha's build-id, no function; and a copy replaced on disk by bravo
 #            (another build-id) must not be named with bravo's symbols.
+#   deleted_loaded  the same copy deleted but still loaded at exit: its frames named from the
+#            module's dynamic symbols, which the library reads for the binary (no file to read).
 #   reused   alpha closed, then bravo loaded at alpha's addresses, making identical stacks (same
 #            return addresses): alpha's blocks are alpha's, bravo's are bravo's (3 x 100 and 5 x 200
 #            leaked; 2 x 48 and 4 x 64 kept), with bravo left loaded and with bravo closed too.
@@ -15,7 +17,7 @@
 #            live-stats segment) and `heapkeeper report --json` name both plugins' functions.
 source "$(dirname "$0")/lib.sh"
 
-part=${1:?usage: unloaded_library.sh closed|deleted|reused|live}
+part=${1:?usage: unloaded_library.sh closed|deleted|deleted_loaded|reused|live}
 program=$(hk_program unloaded_library)
 : "${HK_UNLOADED_ALPHA:?HK_UNLOADED_ALPHA must name the alpha plugin}"
 : "${HK_UNLOADED_BRAVO:?HK_UNLOADED_BRAVO must name the bravo plugin}"
@@ -235,6 +237,32 @@ PY
         "alpha's and bravo's leaks have identical stacks (the same return addresses)" &&
         hk_pass "reused ($closing): the two plugins' leaked blocks have identical stacks"
     done
+    ;;
+  deleted_loaded)
+    # A copy of alpha deleted from disk but still loaded at exit: the binary has no file to read,
+    # so the library names the frames from the module's dynamic symbols (what dladdr sees).
+    mkdir -p "$HK_WORK/copies"
+    doomed=$HK_WORK/copies/libhk_doomed.so
+    run_deleted_loaded() {
+      cp "$alpha" "$doomed"
+      hk_exec "$1" "$program" --delete --keep-last "$doomed:alpha"
+    }
+    hk_compare deleted_loaded run_deleted_loaded -- launcher
+    report=$(report_of deleted_loaded)
+    if [[ -n $report ]] && "$HK_CHECK_PYTHON" - "$report" "$doomed (deleted)" <<'PY'; then
+import json, sys
+report, module = json.load(open(sys.argv[1])), sys.argv[2]
+frames = [f for l in report["leaks"] for f in l["stack"] if f["module"] == module]
+names = [f["function"] for f in frames]
+sys.exit(0 if names[:2] == ["alpha_make_block", "alpha_lose_blocks"] else f"frames of {module}: {names}")
+PY
+      hk_pass "deleted, still loaded: the leak's frames in the deleted copy are named alpha_make_block, alpha_lose_blocks"
+    fi
+    if grep -Eq "#0 0x[0-9a-f]+ in alpha_make_block $doomed \(deleted\)\+0x[0-9a-f]+" "$HK_WORK/deleted_loaded.launcher/err"; then
+      hk_pass "deleted, still loaded: the text report names alpha_make_block"
+    else
+      hk_fail "deleted, still loaded: the text report does not name alpha_make_block: $(grep -A3 'Direct leak' "$HK_WORK/deleted_loaded.launcher/err")"
+    fi
     ;;
   live)
     # `heapkeeper run` execs the program, so the job's pid is the tracked process.

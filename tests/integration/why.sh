@@ -9,7 +9,7 @@
 # Worked out by hand: A retains A, B, C, S, P = 1256 bytes; S retains 1064; B's and C's site
 # retains 1192 (together they hold S); the list's site 192. Retainer paths: P has one (global
 # global_tree -> A -> B or C -> S -> P); S two, through B and through C; L1..L3 are held from the
-# holder thread's stack (or a register of it). The lost block is leaked: `why` says so.
+# holder thread's stack, in the frame of the function holder. The lost block is leaked: `why` says so.
 source "$(dirname "$0")/lib.sh"
 
 program=$(hk_program retainer_graph)
@@ -83,20 +83,28 @@ assert len(doc['paths'][0]['chain']) == 1, 'the nearest block (A) first'
 "
 
 why_json list make_list_node --paths 3 &&
-  check list "why make_list_node: 3 blocks held from the holder thread, nearest first" "
+  check list "why make_list_node: 3 blocks held from the stack of the holder thread, in holder's frame, nearest first" "
 t = doc['target']
 assert (t['blocks'], t['bytes'], t['retained_bytes']) == (3, 192, 192), t
 paths = doc['paths']
 assert [len(p['chain']) for p in paths] == [1, 2, 3], [sizes(p) for p in paths]
 for p in paths:
-    assert p['root']['kind'] in ('stack', 'register') and '(holder)' in p['root']['name'], p['root']
+    r = p['root']
+    assert r['kind'] == 'stack' and r['name'].endswith(' (holder)'), r
+    assert r['function'] == 'holder' and r['module'].endswith('hk_prog_retainer_graph'), r
     assert sites(p) == ['make_list_node'] * len(p['chain']), sites(p)
 "
+if "$HK_LAUNCHER" why "$pid" make_list_node --paths 1 >"$HK_WORK/list.txt" 2>&1 &&
+   grep -q "#1 stack of thread [0-9]* (holder), in holder's frame, [0-9]* bytes above its stack pointer" "$HK_WORK/list.txt"; then
+  hk_pass "why (text) names the thread and the function whose frame holds the list"
+else
+  hk_fail "why make_list_node (text): $(cat "$HK_WORK/list.txt")"
+fi
 
 # Text output: the root named as a person would, each block with its size and site.
 if "$HK_LAUNCHER" why "$pid" make_payload >"$HK_WORK/text.txt" 2>&1 &&
    grep -q "global global_tree in .*hk_prog_retainer_graph" "$HK_WORK/text.txt" &&
-   grep -q "1000 B  make_payload .*retainer_graph.c:" "$HK_WORK/text.txt"; then
+   grep -q "1000 B  make_payload .*retainer_graph.c:[1-9]" "$HK_WORK/text.txt"; then
   hk_pass "why (text) names the global and the sites"
 else
   hk_fail "why (text): $(cat "$HK_WORK/text.txt")"
@@ -119,6 +127,13 @@ if ((status != 0)) && grep -q "not an address" "$HK_WORK/bad.err"; then
   hk_pass "a malformed address is refused in one line"
 else
   hk_fail "why 0xzz: status $status: $(cat "$HK_WORK/bad.err")"
+fi
+
+# The process answered with raw facts, named by the binary: `why` loaded no symbolizer into it.
+if grep -E "libdw|libelf" "/proc/$pid/maps" >"$HK_WORK/maps.txt"; then
+  hk_fail "why loaded a symbolizer into the traced process: $(head -3 "$HK_WORK/maps.txt")"
+else
+  hk_pass "after every why, neither libdw nor libelf is mapped in the traced process"
 fi
 
 # Retained sizes in the report: per site (one walk each) and the top blocks.

@@ -123,9 +123,9 @@ TEST(ViewChart, SeriesRingIsReadInOrder) {
 
 TEST(ViewRows, SitesSortByEachOrder) {
   auto s = sample();
-  EXPECT_EQ(sort_count(Tab::kSites), 4);
+  EXPECT_EQ(sort_count(Tab::kSites), 6);
   EXPECT_STREQ(sort_name(Tab::kSites, 0), "live bytes");
-  const size_t function = 4;
+  const size_t function = 6;
   EXPECT_EQ(column(build_rows(*s, Tab::kSites, 0, ""), function),
             (std::vector<std::string>{"parse_input", "cache_insert", "make_widget"}));
   EXPECT_EQ(column(build_rows(*s, Tab::kSites, 1, ""), function),
@@ -135,11 +135,39 @@ TEST(ViewRows, SitesSortByEachOrder) {
   EXPECT_EQ(column(build_rows(*s, Tab::kSites, 3, ""), function),
             (std::vector<std::string>{"cache_insert", "parse_input", "make_widget"}));
   const std::vector<Row> rows = build_rows(*s, Tab::kSites, 0, "");
-  EXPECT_EQ(rows[0].cells, (std::vector<std::string>{"4.9 KiB", "10", "1.5", "-", "parse_input", "tool.c:10"}));
-  EXPECT_EQ(rows[1].cells, (std::vector<std::string>{"2.9 KiB", "300", "250", "1000 B", "cache_insert", "tool.c:11"}));
-  EXPECT_EQ(rows[2].cells[5], "widget.cc:77");
+  EXPECT_EQ(rows[0].cells,
+            (std::vector<std::string>{"4.9 KiB", "10", "1.5", "-", "-", "-", "parse_input", "tool.c:10"}));
+  EXPECT_EQ(rows[1].cells,
+            (std::vector<std::string>{"2.9 KiB", "300", "250", "1000 B", "-", "-", "cache_insert", "tool.c:11"}));
+  EXPECT_EQ(rows[2].cells[7], "widget.cc:77");
   EXPECT_EQ(rows[1].key, 101u);
   EXPECT_EQ(rows[1].index, 1u);
+}
+
+// What the user sees of retained sizes and growth: the RETAINED column (from the last scan, "-" where
+// it did not compute the site) and GROWTH (bytes a second, growing sites only), each a sort order
+// that puts the sites it knows nothing about last.
+TEST(ViewRows, RetainedAndGrowthColumnsAndSorts) {
+  auto s = sample();
+  s->sites[0].retained_known = 1;
+  s->sites[0].retained_bytes = 2048;
+  s->sites[1].retained_known = 1;
+  s->sites[1].retained_bytes = 1 << 20;
+  s->sites[2].growing = 1;
+  s->sites[2].growth_bytes_per_second = 3072;
+  s->sites[1].growth_bytes_per_second = 99999;  // not growing: not shown, not sorted as growing
+  const auto& columns = columns_of(Tab::kSites);
+  EXPECT_STREQ(columns[4].title, "RETAINED");
+  EXPECT_STREQ(columns[5].title, "GROWTH");
+  EXPECT_STREQ(sort_name(Tab::kSites, columns[4].sort), "retained bytes");
+  EXPECT_STREQ(sort_name(Tab::kSites, columns[5].sort), "growth");
+  const size_t function = 6;
+  const std::vector<Row> by_retained = build_rows(*s, Tab::kSites, 4, "");
+  EXPECT_EQ(column(by_retained, function), (std::vector<std::string>{"cache_insert", "parse_input", "make_widget"}));
+  EXPECT_EQ(column(by_retained, 4), (std::vector<std::string>{"1.0 MiB", "2.0 KiB", "-"}));
+  const std::vector<Row> by_growth = build_rows(*s, Tab::kSites, 5, "");
+  EXPECT_EQ(by_growth[0].cells[function], "make_widget");
+  EXPECT_EQ(column(by_growth, 5), (std::vector<std::string>{"+3.0 KiB/s", "-", "-"}));
 }
 
 // A library closed with dlclose and another loaded at its addresses: two leaks with the same return

@@ -1,6 +1,7 @@
 # `heapkeeper view` driven in a real terminal: tmux (on a private socket) runs it in a 120x40
 # pane, the test sends keys and reads the screen back with capture-pane. One mode per CTest test:
-#   navigation  header, site table, sort, filter, scan, leaks tab, detail pane, threads tab, q
+#   navigation  header, site table (RETAINED, GROWTH), sort, filter, scan, leaks tab, detail pane,
+#               threads tab, a site's retainers beside its stack, q
 #   picker      the process picker lists the process, opens it, p goes back, q quits
 #   layout      NO_COLOR (no colour escape at all) and ASCII, compact and too-small sizes, help
 #   exit        the process exiting (normally, then killed) under the view: banner, UI stays
@@ -92,10 +93,11 @@ mode_navigation() {
   view_start "LC_ALL=C.UTF-8" "$pid"
   expect "the title names the pid and the program" "^ heapkeeper  pid $pid  .*live_target"
   expect "the figures show live bytes and rates" "^ Live  .* blocks .*allocs/s [0-9]"
+  expect "the header breaks RSS down" "^ RSS   [0-9.]+ [KMG]iB = live [0-9.]+ [KMG]?i?B \+ slack .* \+ heapkeeper .* \+ kept .* \+ outside [0-9.]+ [KMG]?i?B"
   expect "the site table shows make_record" "^ +[0-9.]+ [KMG]?i?B +200 .* make_record +live_target\.c:[0-9]+"
   expect "the default sort is live bytes" "sort: live bytes$"
   local order
-  for order in "blocks" "alloc rate" "leaked bytes" "live bytes"; do
+  for order in "blocks" "alloc rate" "leaked bytes" "retained bytes" "growth" "live bytes"; do
     keys s
     expect "s sorts by $order" "sort: $order$" 5
   done
@@ -129,6 +131,18 @@ mode_navigation() {
   expect "Tab cycles back to the sites tab" "^ +LIVE ▼ +BLOCKS"
   keys End Home Down Up PageDown PageUp j k
   expect "moving around keeps the screen" "make_record"
+  expect "the sites table has a RETAINED and a GROWTH column" "^ +LIVE ▼ +BLOCKS +ALLOCS/S +LEAKED +RETAINED +GROWTH +FUNCTION"
+  expect "after the scan, RETAINED shows what make_record's site retains" "^ +[0-9.]+ [KMG]?i?B +200 .* [0-9.]+ [KMG]?i?B +(-|\+[0-9.]+ [KMG]?i?B/s) +make_record "
+  keys /
+  keys -l make_record
+  keys Enter
+  keys Enter
+  expect "Enter on a site shows its stack with its retainers beside it" "^ Stack \([0-9]+ frames\) of the site: .* Retained by"
+  expect "the retainers pane names the global that holds the site's blocks" " #1 global g_records in /" 20
+  expect "then the array it points to, and a block of the site" " -> 0x[0-9a-f]+ +[0-9.]+ [KMG]?i?B  allocate_records "
+  expect "the stack is still shown on the left" "^ #0 +make_record  at .*live_target\.c:[0-9]+"
+  keys Enter
+  expect_not "Enter closes the stack and the retainers" "Retained by"
   quit_cleanly
 }
 

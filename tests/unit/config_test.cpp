@@ -19,7 +19,8 @@ namespace {
 constexpr const char* kVariables[] = {"HEAPKEEPER_STACK_DEPTH", "HEAPKEEPER_FREE_STACKS",   "HEAPKEEPER_ON_BAD_FREE",
                                       "HEAPKEEPER_MODE",        "HEAPKEEPER_SCAN_INTERVAL", "HEAPKEEPER_HEAP_RESERVE",
                                       "HEAPKEEPER_ARENAS",      "HEAPKEEPER_EXITCODE",      "HEAPKEEPER_QUIET",
-                                      "HEAPKEEPER_REPORT",      "HEAPKEEPER_SUPPRESSIONS",  "HEAPKEEPER_LOG_PATH"};
+                                      "HEAPKEEPER_REPORT",      "HEAPKEEPER_SUPPRESSIONS",  "HEAPKEEPER_LOG_PATH",
+                                      "HEAPKEEPER_TRIM"};
 
 // ---------------------------------------------------------------------------------------------
 // parse_duration_ms
@@ -219,6 +220,7 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.arenas, b.arenas);
   EXPECT_EQ(a.exit_code, b.exit_code);
   EXPECT_EQ(a.quiet, b.quiet);
+  EXPECT_EQ(a.trim, b.trim);
   EXPECT_STREQ(a.report_path, b.report_path);
   EXPECT_STREQ(a.suppressions_path, b.suppressions_path);
   EXPECT_STREQ(a.log_path, b.log_path);
@@ -258,6 +260,7 @@ TEST_F(LoadConfig, WarningStatesTheDefaultThatIsActuallyUsed) {
       {"HEAPKEEPER_SCAN_INTERVAL", std::to_string(defaults.scan_interval_ms)},
       {"HEAPKEEPER_EXITCODE", std::to_string(defaults.exit_code)},
       {"HEAPKEEPER_QUIET", on_off(defaults.quiet)},
+      {"HEAPKEEPER_TRIM", defaults.trim == TrimPolicy::kAuto ? "auto" : "off"},
   };
   for (const auto& [name, expected_default] : cases) {
     SCOPED_TRACE(name);
@@ -308,6 +311,8 @@ TEST_F(LoadConfig, ValidValuesAreTakenWithoutWarnings) {
       {"HEAPKEEPER_EXITCODE", "255", [](const Config& c) { EXPECT_EQ(c.exit_code, 255); }},
       {"HEAPKEEPER_QUIET", "1", [](const Config& c) { EXPECT_TRUE(c.quiet); }},
       {"HEAPKEEPER_QUIET", "0", [](const Config& c) { EXPECT_FALSE(c.quiet); }},
+      {"HEAPKEEPER_TRIM", "off", [](const Config& c) { EXPECT_EQ(c.trim, TrimPolicy::kOff); }},
+      {"HEAPKEEPER_TRIM", "auto", [](const Config& c) { EXPECT_EQ(c.trim, TrimPolicy::kAuto); }},
       {"HEAPKEEPER_REPORT", "/tmp/heapkeeper-%p.json",
        [](const Config& c) { EXPECT_STREQ(c.report_path, "/tmp/heapkeeper-%p.json"); }},
       {"HEAPKEEPER_SUPPRESSIONS", "/etc/heapkeeper.supp",
@@ -408,6 +413,9 @@ TEST_F(LoadConfig, InvalidValuesKeepTheDefaultAndWarnOnceNamingTheVariable) {
       {"HEAPKEEPER_EXITCODE", "-1"},
       {"HEAPKEEPER_QUIET", "2"},
       {"HEAPKEEPER_QUIET", "yes"},
+      {"HEAPKEEPER_TRIM", "0"},
+      {"HEAPKEEPER_TRIM", "never"},
+      {"HEAPKEEPER_TRIM", ""},
       {"HEAPKEEPER_REPORT", long_path},
       {"HEAPKEEPER_SUPPRESSIONS", long_path},
       {"HEAPKEEPER_LOG_PATH", long_path},

@@ -62,7 +62,7 @@ RawReport sample() {
   r.scan.most_referenced = {{64, 7, 2}};
   r.modules = {{false, 0x555500000000, 0x555500001000, 0x555500005000, std::string("\x01\x02\x03", 3), "/bin/prog"},
                {true, 0x7f0000000000, 0x7f0000001000, 0x7f0000009000, "", "/tmp/gone.so"},
-               {false, 0x7fff0000, 0x7fff0000, 0x7fff2000, "", "[vdso]"}};
+               {false, 0x7fff0000, 0x7fff0000, 0x7fff2000, "", "[vdso]", {{0xa00, 0x40, "__vdso_clock_gettime"}}}};
   r.stacks = {
       {1, {{0x555500001234, 0}, {0x7f0000001111, 1}}}, {2, {{0x7fff0100, 2}, {0xdeadbeef, kNoModule}}}, {3, {}}};
   return r;
@@ -84,6 +84,10 @@ TEST(RawDump, RoundTrip) {
   ASSERT_EQ(out.modules.size(), 3u);
   EXPECT_TRUE(out.modules[1].unloaded);
   EXPECT_EQ(out.modules[0].build_id, in.modules[0].build_id);
+  ASSERT_EQ(out.modules[2].symbols.size(), 1u);
+  EXPECT_EQ(out.modules[2].symbols[0].start, 0xa00u);
+  EXPECT_EQ(out.modules[2].symbols[0].size, 0x40u);
+  EXPECT_EQ(out.modules[2].symbols[0].name, "__vdso_clock_gettime");
   ASSERT_EQ(out.stacks.size(), 3u);
   EXPECT_EQ(out.stacks[1].frames[1].module, kNoModule);
   EXPECT_EQ(serialize_raw_dump(out), bytes);  // nothing lost, nothing added
@@ -94,6 +98,7 @@ TEST(RawDump, AnswerRoundTripAndRefusals) {
   in.unsuppressed_leaks = true;
   in.leak_text = "text";
   in.json = "{}\n";
+  in.suppressed = {{7, "leak:known_*"}, {9, "libfoo"}};
   in.profile = std::string("\x1f\x8b\0binary", 9);
   const std::string bytes = serialize_raw_answer(in);
   RawAnswer out;
@@ -102,6 +107,9 @@ TEST(RawDump, AnswerRoundTripAndRefusals) {
   EXPECT_EQ(out.leak_text, "text");
   EXPECT_EQ(out.profile, in.profile);
   EXPECT_TRUE(out.unsuppressed_leaks);
+  ASSERT_EQ(out.suppressed.size(), 2u);
+  EXPECT_EQ(out.suppressed[1].stack_id, 9u);
+  EXPECT_EQ(out.suppressed[0].pattern, "leak:known_*");
   for (size_t length = 0; length < bytes.size(); ++length) {
     EXPECT_FALSE(parse_raw_answer(bytes.substr(0, length), out, error)) << length;
     EXPECT_TRUE(one_line_reason(error));
