@@ -286,7 +286,7 @@ std::string build_answer(Publisher& p, Command command, int& status) {
         response = error_json("scan failed: " + scan.failure);
       } else {
         // Facts only: the reader symbolizes and renders the report (report/raw_dump.h). The
-        // argument "profile" asks for the longer list of sites a profile shows.
+        // argument "profile" adds what a profile shows: live sites split by thread.
         const uint32_t length =
             std::min(__atomic_load_n(&p.segment->channel.argument_length, __ATOMIC_ACQUIRE), kArgumentCapacity);
         const bool profile = command == Command::kReport &&

@@ -1,9 +1,9 @@
 // Where `heapkeeper export --format pprof|collapsed` and `heapkeeper flamegraph` get a heap profile
 // (analysis/heap_profile.h): a running process, asked through its segment for a fresh report made
-// for a profile (its raw dump: up to report::kProfileLiveSites sites, every module's range and
-// load bias), or a JSON report file (HEAPKEEPER_REPORT, `report --json`), which lists the 20
-// largest sites — the rest becomes one "[other allocation sites]" frame — and whose modules are
-// known from their frames (load bias = address - offset).
+// for a profile (its raw dump: up to report::kProfileLiveSites live sites split by allocating
+// thread, every module's range and load bias), or a JSON report file (HEAPKEEPER_REPORT, `report --json`), which lists
+// the 20 largest sites — the rest becomes one "[other allocation sites]" frame — and whose modules are known from their
+// frames (load bias = address - offset).
 #pragma once
 
 #include <string>

@@ -66,7 +66,7 @@ class SegmentReader {
   bool command(stats::Command command, int timeout_ms, std::string& response, std::string& error,
                const std::string& argument = {});
   // A fresh report as the process sends it: its raw dump (report/raw_dump.h), frames unnamed, made
-  // for a profile (every module's range, up to report::kProfileLiveSites sites).
+  // for a profile (report::kWantProfile: live sites split by thread, every module's range).
   bool profile_dump(int timeout_ms, report::RawReport& dump, std::string& error);
 
   static void sanitise(stats::Snapshot& snapshot);
