@@ -270,6 +270,8 @@ void load_config_from_environment(Config& c) {
   }
   if (const char* v = std::getenv("HEAPKEEPER_REPORT"))
     load_path("HEAPKEEPER_REPORT", v, c.report_path, sizeof(c.report_path), "no report");
+  if (const char* v = std::getenv("HEAPKEEPER_PPROF"))
+    load_path("HEAPKEEPER_PPROF", v, c.pprof_path, sizeof(c.pprof_path), "no profile");
   if (const char* v = std::getenv("HEAPKEEPER_SUPPRESSIONS"))
     load_path("HEAPKEEPER_SUPPRESSIONS", v, c.suppressions_path, sizeof(c.suppressions_path), "none");
   if (const char* v = std::getenv("HEAPKEEPER_BASELINE"); v != nullptr && *v != '\0')

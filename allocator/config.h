@@ -32,6 +32,7 @@ struct Config {
   TrimPolicy trim = TrimPolicy::kAuto;  // HEAPKEEPER_TRIM=auto|off
   // Paths are made absolute at start-up (the program may chdir before exit: git -C, make -C).
   char report_path[4096] = {};        // HEAPKEEPER_REPORT, '%p' expands to the pid
+  char pprof_path[4096] = {};         // HEAPKEEPER_PPROF ('%p' = pid): gzipped pprof profile at exit
   char suppressions_path[4096] = {};  // HEAPKEEPER_SUPPRESSIONS
   char baseline_path[4096] = {};      // HEAPKEEPER_BASELINE: a report whose leak sites EXITCODE ignores
   char log_path[4096] = {};           // HEAPKEEPER_LOG_PATH ('%p' = pid): diagnostics there, not on stderr

@@ -36,7 +36,8 @@ bool LeakBaseline::load(const std::string& path, std::string& error) {
     return false;
   }
   struct stat status {};
-  if (::fstat(fd, &status) != 0 || !S_ISREG(status.st_mode) || static_cast<size_t>(status.st_size) > kMaxBaselineBytes) {
+  if (::fstat(fd, &status) != 0 || !S_ISREG(status.st_mode) ||
+      static_cast<size_t>(status.st_size) > kMaxBaselineBytes) {
     ::close(fd);
     error = "the baseline " + path + " is not a regular file of at most 256 MiB";
     return false;

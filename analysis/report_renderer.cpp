@@ -10,7 +10,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "analysis/heap_profile.h"
 #include "analysis/leak_baseline.h"
+#include "analysis/pprof_profile.h"
 #include "collector/suppressions.h"
 #include "report/json_text.h"
 
@@ -339,6 +341,7 @@ report::RawAnswer render_answer(const RawReport& dump, ModuleSymbolizer& symboli
       answer.leak_text += ModuleSymbolizer::format(frame) + "\n";
   }
   if (dump.flags & report::kWantJson) answer.json = json_of(dump, stacks, suppressed);
+  if (dump.flags & report::kWantProfile) answer.profile = pprof_file(profile_of_dump(dump, symbolizer));
   return answer;
 }
 

@@ -11,7 +11,8 @@
 namespace heapkeeper::analysis {
 
 // Answers a dump: the JSON when the dump asks for it (kWantJson), the leak text when it asks
-// (kWantLeakText) and leaks remain once suppressions are applied, and whether they do.
+// (kWantLeakText) and leaks remain once suppressions are applied, and whether they do; the gzipped
+// pprof profile when it asks (kWantProfile).
 report::RawAnswer render_answer(const report::RawReport& dump, ModuleSymbolizer& symbolizer);
 
 // The JSON report of a dump, whatever it asks for.

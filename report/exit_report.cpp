@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <unordered_set>
 
@@ -18,6 +19,7 @@
 #include "allocator/engine.h"
 #include "allocator/heap_summary.h"
 #include "allocator/stack_table.h"
+#include "allocator/thread_registry.h"
 #include "report/analysis_handoff.h"
 #include "report/module_map.h"
 #include "report/read_file.h"
@@ -34,13 +36,11 @@ DumpSection g_sections[kMaxSections] = {};
 int g_section_count = 0;
 ExitVerdict g_exit_verdict;
 
-// Live sites the report lists (the JSON report's "live_sites"; "live_site_count" counts them all).
-constexpr size_t kLiveSitesShown = 20;
-
 // Adds the frames of every stack the report refers to, each attributed to its module.
 void add_stacks(RawReport& r) {
   std::unordered_set<uint32_t> wanted;
   for (const RawSite& s : r.live_sites) wanted.insert(s.stack_id);
+  for (const RawThreadSite& s : r.thread_sites) wanted.insert(s.stack_id);
   for (const RawLeakGroup& g : r.scan.groups) wanted.insert(g.stack_id);
   for (const RawReferenced& m : r.scan.most_referenced) wanted.insert(m.stack_id);
   for (const RawScan::RetainedSite& site : r.scan.retained_sites) wanted.insert(site.stack_id);
@@ -55,6 +55,23 @@ void add_stacks(RawReport& r) {
     for (uint32_t i = 0; i < view.depth; ++i)
       stack.frames.push_back({view.frames[i], modules.attribute(view.frames[i], view.generation, r.modules)});
     r.stacks.push_back(std::move(stack));
+  }
+}
+
+// A profile's sites: the live ones split by allocating thread, and what those threads were.
+void add_thread_sites(RawReport& r) {
+  const std::vector<ThreadSiteTotals> sites = live_sites_by_thread();
+  std::unordered_set<uint32_t> threads;
+  for (size_t i = 0; i < sites.size() && i < kProfileLiveSites; ++i) {
+    r.thread_sites.push_back({sites[i].stack_id, sites[i].thread, sites[i].blocks, sites[i].bytes});
+    if (!threads.insert(sites[i].thread).second) continue;
+    RawThread thread;
+    thread.thread = sites[i].thread;
+    if (const alloc::ThreadInfo* info = alloc::thread_registry().info(sites[i].thread)) {
+      thread.tid = info->tid;
+      thread.name.assign(info->name, strnlen(info->name, sizeof(info->name)));
+    }
+    r.threads.push_back(std::move(thread));
   }
 }
 
@@ -95,8 +112,9 @@ RawReport build_raw_report(uint32_t flags) {
   // reachable or not; the collector's leak list says which of it is unreachable).
   const std::vector<SiteTotals> sites = live_sites();
   r.live_site_count = sites.size();
-  for (size_t i = 0; i < sites.size() && i < kLiveSitesShown; ++i)
+  for (size_t i = 0; i < sites.size() && i < kReportLiveSites; ++i)
     r.live_sites.push_back({sites[i].stack_id, sites[i].blocks, sites[i].bytes});
+  if (flags & kWantProfile) add_thread_sites(r);
   for (int i = 0; i < g_section_count; ++i) g_sections[i](r);
   add_stacks(r);
   return r;
@@ -201,16 +219,16 @@ bool leaks_at_exit(const RawReport& r) {
   return r.scan.present && r.scan.at_exit && r.scan.ok && !r.scan.groups.empty();
 }
 
-// Writes `json` to the report path `pattern` ('%p' expanded). Every failure gets one line when
+// Writes `contents` (`what`: "report", "profile") to `path`. Every failure gets one line when
 // `line_for_every_failure` (at exit: nobody else will say it); otherwise (heapkeeper_write_report,
 // whose caller gets errno) only heapkeeper's own decisions do, which errno alone would not
 // explain: a refusal, a FIFO without a reader.
-int write_json(const char* path, const std::string& json, bool line_for_every_failure) {
+int write_output(const char* path, const std::string& contents, const char* what, bool line_for_every_failure) {
   alloc::OutputProblem problem;
-  if (write_report_text(path, json, problem) == 0) return 0;
+  if (write_report_text(path, contents, problem) == 0) return 0;
   if (line_for_every_failure || problem.reason != nullptr) {
     alloc::DiagnosticLine line;
-    line.text("could not write the report to ").text(path).text(": ");
+    line.text("could not write the ").text(what).text(" to ").text(path).text(": ");
     alloc::describe_output_problem(line, problem);
     line.emit();
   }
@@ -228,8 +246,10 @@ bool expand_report_path(const char* pattern, char (&path)[4096], bool say_so) {
 void report_at_exit_unguarded() {
   const alloc::Config& cfg = alloc::config();
   const bool json_wanted = cfg.report_path[0] != '\0';
-  char path[4096];
+  const bool profile_wanted = cfg.pprof_path[0] != '\0';
+  char path[4096], profile_path[4096];
   if (json_wanted && !expand_report_path(cfg.report_path, path, true)) return;
+  if (profile_wanted && !expand_report_path(cfg.pprof_path, profile_path, true)) return;
   // Whether there is anything to say comes from the sections alone (the exit scan's outcome); the
   // rest of the report (heap figures, /proc reads, the module map, live sites and their stacks) is
   // built only when it will be used. Nothing to say and nothing to write is most processes of a
@@ -238,9 +258,9 @@ void report_at_exit_unguarded() {
   for (int i = 0; i < g_section_count; ++i) g_sections[i](outcome);
   const bool text_wanted = leaks_at_exit(outcome);
   g_exit_verdict.unsuppressed_leaks = text_wanted;
-  if (!text_wanted && !json_wanted) return;
-  RawReport raw = build_raw_report(0);
-  raw.flags = (text_wanted ? uint32_t{kWantLeakText} : 0u) | (json_wanted ? uint32_t{kWantJson} : 0u);
+  if (!text_wanted && !json_wanted && !profile_wanted) return;
+  RawReport raw = build_raw_report(profile_wanted ? uint32_t{kWantProfile} : 0u);
+  raw.flags |= (text_wanted ? uint32_t{kWantLeakText} : 0u) | (json_wanted ? uint32_t{kWantJson} : 0u);
   RawAnswer answer;
   std::string why;
   if (!analyse_dump(serialize_raw_dump(raw), answer, why)) {
@@ -251,12 +271,17 @@ void report_at_exit_unguarded() {
     }
     if (json_wanted)
       alloc::DiagnosticLine().text("could not write the report to ").text(path).text(": ").text(why).emit();
+    if (profile_wanted)
+      alloc::DiagnosticLine().text("could not write the profile to ").text(profile_path).text(": ").text(why).emit();
     return;
   }
   g_exit_verdict.analysed = true;
   g_exit_verdict.unsuppressed_leaks = answer.unsuppressed_leaks;
   if (!answer.leak_text.empty()) alloc::write_stderr(answer.leak_text.data(), answer.leak_text.size());
-  if (json_wanted) write_json(path, answer.json, true);
+  if (json_wanted) write_output(path, answer.json, "report", true);
+  // The profile goes where reports go, by the same rules (report_file.h); the binary gzipped it,
+  // so the program never links zlib.
+  if (profile_wanted) write_output(profile_path, answer.profile, "profile", true);
 }
 
 // The exit handler: the program is inside exit(), so whatever building, handing over or writing
@@ -316,7 +341,7 @@ int write_report_file(const char* pattern) {
       errno = ENOENT;
       return -1;
     }
-    return write_json(path, answer.json, false);
+    return write_output(path, answer.json, "report", false);
   } catch (const std::bad_alloc&) {
     errno = ENOMEM;
   } catch (const std::exception& error) {

@@ -120,6 +120,21 @@ std::string serialize_raw_dump(const RawReport& r) {
     w.u64(s.blocks);
     w.u64(s.bytes);
   }
+  if (r.flags & kWantProfile) {
+    w.u32(static_cast<uint32_t>(r.thread_sites.size()));
+    for (const RawThreadSite& s : r.thread_sites) {
+      w.u32(s.stack_id);
+      w.u32(s.thread);
+      w.u64(s.blocks);
+      w.u64(s.bytes);
+    }
+    w.u32(static_cast<uint32_t>(r.threads.size()));
+    for (const RawThread& t : r.threads) {
+      w.u32(t.thread);
+      w.i32(t.tid);
+      w.bytes(t.name);
+    }
+  }
   const RawScan& s = r.scan;
   w.u8(s.present ? 1 : 0);
   if (s.present) {
@@ -191,7 +206,7 @@ bool parse_raw_dump(std::string_view bytes, RawReport& r, std::string& error) {
     return false;
   }
   r.flags = c.u32("header");
-  if (r.flags > (kWantLeakText | kWantJson | kWantFrames)) {
+  if (r.flags > (kWantLeakText | kWantJson | kWantFrames | kWantProfile)) {
     error = "corrupt heapkeeper raw dump: unknown flags " + std::to_string(r.flags);
     return false;
   }
@@ -226,6 +241,23 @@ bool parse_raw_dump(std::string_view bytes, RawReport& r, std::string& error) {
     s.blocks = c.u64("site");
     s.bytes = c.u64("site");
     r.live_sites.push_back(s);
+  }
+  if (r.flags & kWantProfile) {
+    for (uint32_t i = 0, n = c.count("thread sites", 24); i < n && c.ok(); ++i) {
+      RawThreadSite site;
+      site.stack_id = c.u32("thread site");
+      site.thread = c.u32("thread site");
+      site.blocks = c.u64("thread site");
+      site.bytes = c.u64("thread site");
+      r.thread_sites.push_back(site);
+    }
+    for (uint32_t i = 0, n = c.count("threads", 12); i < n && c.ok(); ++i) {
+      RawThread thread;
+      thread.thread = c.u32("thread");
+      thread.tid = static_cast<int32_t>(c.u32("thread"));
+      thread.name = c.bytes("thread name", 64);
+      r.threads.push_back(std::move(thread));
+    }
   }
   RawScan& s = r.scan;
   s.present = c.flag("scan");
@@ -286,6 +318,9 @@ bool parse_raw_dump(std::string_view bytes, RawReport& r, std::string& error) {
   for (const RawSite& site : r.live_sites)
     if (c.ok() && !known(site.stack_id))
       c.fail("a live site names stack " + std::to_string(site.stack_id) + ", absent");
+  for (const RawThreadSite& site : r.thread_sites)
+    if (c.ok() && !known(site.stack_id))
+      c.fail("a thread's site names stack " + std::to_string(site.stack_id) + ", absent");
   for (const RawLeakGroup& g : s.groups)
     if (c.ok() && !known(g.stack_id)) c.fail("a leak names stack " + std::to_string(g.stack_id) + ", absent");
   for (const RawReferenced& m : s.most_referenced)
@@ -316,6 +351,7 @@ std::string serialize_raw_answer(const RawAnswer& answer) {
     w.u32(s.stack_id);
     w.bytes(s.pattern);
   }
+  w.bytes(answer.profile);
   std::string& out = w.text();
   const uint64_t total = out.size();
   std::memcpy(out.data() + 16, &total, sizeof total);
@@ -341,6 +377,7 @@ bool parse_raw_answer(std::string_view bytes, RawAnswer& answer, std::string& er
     s.stack_id = c.u32("suppressed group");
     s.pattern = c.bytes("suppression pattern");
   }
+  answer.profile = c.bytes("profile");
   if (c.ok() && c.left() != 0) c.fail("trailing bytes");
   if (!c.ok()) {
     error = "the heapkeeper binary's answer is corrupt: " + c.error();

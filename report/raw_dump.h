@@ -23,6 +23,8 @@
 //            (0 abort, 1 continue), u64 scan_interval_ms, u32 n + n bytes (suppression patterns),
 //            bytes baseline_path (HEAPKEEPER_BASELINE, empty when unset)
 //   sites    u64 live_site_count, u32 n + n × {u32 stack, u64 blocks, u64 bytes}
+//   profile  only with kWantProfile: u32 n + n × {u32 stack, u32 thread, u64 blocks, u64 bytes} (live
+//            sites split by allocating thread), u32 n + n × {u32 thread, i32 tid, bytes name}
 //   scan     u8 present; when 1: u64 number, u8 ok, u8 at_exit, bytes failure, bytes stop_method,
 //            19 u64 figures (RawScan, in declaration order), 6 u64 reference histogram, u64 scans,
 //            u64 collected_blocks, u64 collected_bytes, u32 n + n × {u8 direct, u32 stack,
@@ -41,6 +43,7 @@
 // past its end.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -49,7 +52,7 @@
 namespace heapkeeper::report {
 
 inline constexpr uint64_t kRawDumpMagic = 0x504d55445748504bull;  // "KPHWDUMP" little-endian
-inline constexpr uint32_t kRawDumpVersion = 3;
+inline constexpr uint32_t kRawDumpVersion = 4;  // 4: kWantProfile, the profile section, the answer's profile
 inline constexpr uint32_t kNoModule = UINT32_MAX;
 // Bounds the reader enforces (beyond "fits in the buffer"), so a hostile dump cannot make it
 // allocate more than its own size suggests.
@@ -61,7 +64,22 @@ enum RawDumpFlags : uint32_t {
   kWantLeakText = 1,  // the LeakSanitizer-style leak report (at exit, for stderr)
   kWantJson = 2,      // the JSON report
   kWantFrames = 4,    // the first stack's frames, one line each (a bad-free report's stacks)
+  // A profile of the heap (analysis/heap_profile.h): the dump adds its live sites split by thread
+  // (up to kProfileLiveSites) and those threads; the answer carries the gzipped pprof file
+  // (HEAPKEEPER_PPROF).
+  kWantProfile = 8,
 };
+
+// Live sites a dump lists: the largest, as many as the JSON report shows ("live_sites";
+// "live_site_count" counts them all); and, split by thread for a profile, enough for any program's
+// picture and few enough that a live process's dump fits the segment's response area
+// (stats/shm_layout.h, 4 MiB: about 300 bytes a stack of 24 frames). What the listed sites leave
+// out becomes one "[other allocation sites]" sample.
+inline constexpr size_t kReportLiveSites = 20;
+inline constexpr size_t kProfileLiveSites = 4096;
+// The argument of the segment's report command (stats::Command::kReport) that asks for a dump
+// made for a profile (kWantProfile).
+inline constexpr std::string_view kProfileRequest = "profile";
 
 struct RawFrame {
   uint64_t address = 0;         // the return address as recorded
@@ -92,6 +110,18 @@ struct RawModule {
 struct RawSite {
   uint32_t stack_id = 0;
   uint64_t blocks = 0, bytes = 0;
+};
+
+// A live site's blocks allocated by one thread (heapkeeper's thread number: RawThread).
+struct RawThreadSite {
+  uint32_t stack_id = 0, thread = 0;
+  uint64_t blocks = 0, bytes = 0;
+};
+
+struct RawThread {
+  uint32_t thread = 0;  // heapkeeper's thread number (1 = the first thread)
+  int32_t tid = 0;      // 0 when no longer known
+  std::string name;     // as the thread was named when it started; may be empty
 };
 
 struct RawLeakGroup {
@@ -152,6 +182,9 @@ struct RawReport {
   std::string baseline_path;  // HEAPKEEPER_BASELINE (the reader reads it), or empty
   uint64_t live_site_count = 0;
   std::vector<RawSite> live_sites;  // the largest, in order
+  // With kWantProfile: the largest live sites split by thread, and the threads they name.
+  std::vector<RawThreadSite> thread_sites;
+  std::vector<RawThread> threads;
   RawScan scan;
   std::vector<RawModule> modules;
   std::vector<RawStack> stacks;
@@ -162,7 +195,8 @@ struct RawReport {
 
 // The reader's answer to a dump (the `heapkeeper` binary to the library): u64 kRawAnswerMagic,
 // u32 version, u32 flags (bit 0: leaks remain once suppressions are applied), u64 total size,
-// bytes leak_text, bytes json, u32 n + n × {u32 stack, bytes pattern} (suppressed leak groups).
+// bytes leak_text, bytes json, u32 n + n × {u32 stack, bytes pattern} (suppressed leak groups),
+// bytes profile.
 inline constexpr uint64_t kRawAnswerMagic = 0x5257534e41504b48ull;  // "HKPANSWR" little-endian
 struct RawAnswer {
   // A leak group of the dump that a suppression hides: its stack, and the pattern that matched.
@@ -175,6 +209,7 @@ struct RawAnswer {
   std::string leak_text;               // the LeakSanitizer-style report for stderr (empty: nothing to say), or
                                        // with kWantFrames one named frame a line
   std::string json;                    // the JSON report (when asked for)
+  std::string profile;                 // the gzipped pprof profile (kWantProfile)
 };
 std::string serialize_raw_answer(const RawAnswer& answer);
 bool parse_raw_answer(std::string_view bytes, RawAnswer& answer, std::string& error);

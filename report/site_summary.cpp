@@ -48,4 +48,32 @@ std::vector<SiteTotals> live_sites() {
   return accumulator.sorted();
 }
 
+std::vector<ThreadSiteTotals> live_sites_by_thread() {
+  // Keyed by (stack id, thread), then merged as sorted() merges: identical stacks are one site.
+  std::unordered_map<uint64_t, ThreadSiteTotals> by_id;
+  alloc::block_map().for_each_live([&](uintptr_t region) {
+    const alloc::BlockHeader* header = alloc::block_map().header(region);
+    ThreadSiteTotals& site = by_id[(uint64_t{header->stack_id} << 32) | header->thread_index()];
+    site.stack_id = header->stack_id;
+    site.thread = header->thread_index();
+    ++site.blocks;
+    site.bytes += header->size();
+  });
+  std::unordered_map<uint64_t, std::unordered_map<uint32_t, ThreadSiteTotals>> merged;  // site key, thread
+  for (const auto& [key, site] : by_id) {
+    ThreadSiteTotals& into = merged[alloc::stack_table().site_key(site.stack_id)][site.thread];
+    if (into.blocks == 0) into.stack_id = site.stack_id, into.thread = site.thread;
+    into.blocks += site.blocks;
+    into.bytes += site.bytes;
+  }
+  std::vector<ThreadSiteTotals> result;
+  for (const auto& [key, threads] : merged)
+    for (const auto& [thread, site] : threads) result.push_back(site);
+  std::sort(result.begin(), result.end(), [](const ThreadSiteTotals& a, const ThreadSiteTotals& b) {
+    if (a.bytes != b.bytes) return a.bytes > b.bytes;
+    return a.blocks != b.blocks ? a.blocks > b.blocks : a.thread < b.thread;
+  });
+  return result;
+}
+
 }  // namespace heapkeeper::report

@@ -26,4 +26,12 @@ class SiteAccumulator {
 // Sites of the blocks live right now (not synchronised with other threads: a moving picture).
 std::vector<SiteTotals> live_sites();
 
+// The same split by the thread that allocated each block (heapkeeper's thread number), largest
+// first: what a profile labels by thread.
+struct ThreadSiteTotals {
+  uint32_t stack_id = 0, thread = 0;
+  uint64_t blocks = 0, bytes = 0;
+};
+std::vector<ThreadSiteTotals> live_sites_by_thread();
+
 }  // namespace heapkeeper::report

@@ -18,11 +18,14 @@ if [[ ${1-} == --log ]]; then
 fi
 packages=("$@")
 if ((${#packages[@]} == 0)); then
+  # The last line: tools the tests check heapkeeper's output with (Go's pprof reads its profiles,
+  # headless Chromium renders its flame graphs).
   packages=(
     build-essential cmake pkg-config binutils
     libjemalloc-dev libunwind-dev libboost-dev libgtest-dev libdw-dev
-    nlohmann-json3-dev libcli11-dev libfmt-dev libncurses-dev
+    nlohmann-json3-dev libcli11-dev libfmt-dev libncurses-dev zlib1g-dev
     python3 sqlite3 git perl gcc bc valgrind tmux redis-server redis-tools clang-format clang-tidy
+    golang-go chromium
   )
 fi
 missing=()

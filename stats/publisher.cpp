@@ -27,6 +27,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include "allocator/config.h"
 #include "allocator/diagnostics.h"
@@ -284,8 +285,13 @@ std::string build_answer(Publisher& p, Command command, int& status) {
         status = EAGAIN;
         response = error_json("scan failed: " + scan.failure);
       } else {
-        // Facts only: the reader symbolizes and renders the report (report/raw_dump.h).
-        response = report::build_raw_dump(report::kWantJson);
+        // Facts only: the reader symbolizes and renders the report (report/raw_dump.h). The
+        // argument "profile" adds what a profile shows: live sites split by thread.
+        const uint32_t length =
+            std::min(__atomic_load_n(&p.segment->channel.argument_length, __ATOMIC_ACQUIRE), kArgumentCapacity);
+        const bool profile = command == Command::kReport &&
+                             std::string_view(p.segment->channel.argument, length) == report::kProfileRequest;
+        response = report::build_raw_dump(report::kWantJson | (profile ? report::kWantProfile : 0u));
       }
       publish(p);
       break;

@@ -7,6 +7,7 @@
 
 #include "viewer/diff_command.h"
 #include "viewer/process_commands.h"
+#include "viewer/profile_commands.h"
 #include "viewer/run_command.h"
 #include "viewer/show_command.h"
 #include "viewer/symbolize_command.h"
@@ -21,6 +22,8 @@ constexpr const char* kEnvironmentHelp = R"(Environment read by the traced progr
                                 only the calling frame, which keeps frees as cheap as without heapkeeper
   HEAPKEEPER_REPORT=FILE.json   write a JSON report at exit; %p expands to the pid; a relative path is
                                 taken from the directory the program started in
+  HEAPKEEPER_PPROF=FILE.pb.gz   write a pprof heap profile (gzipped profile.proto: inuse and leaked
+                                space and objects) at exit; %p and relative paths as for HEAPKEEPER_REPORT
   HEAPKEEPER_LOG_PATH=FILE      diagnostics and leak reports to FILE (%p = pid) instead of stderr
   HEAPKEEPER_ON_BAD_FREE=abort|continue
                                 what to do after reporting an invalid or double free (default abort, as glibc)
@@ -139,13 +142,32 @@ static int run_command_line(int argc, char** argv) {
   trim_cmd->add_option("pid", trim_pid, "Process id")->required();
   trim_cmd->add_flag("--json", trim_json, "Machine-readable output");
 
-  std::vector<pid_t> export_pids;
-  bool export_all = false, export_prometheus_flag = false;
-  CLI::App* export_cmd =
-      app.add_subcommand("export", "Figures as OpenMetrics text (Prometheus, node_exporter textfile collector)");
-  export_cmd->add_option("pid", export_pids, "Process ids");
-  export_cmd->add_flag("--all", export_all, "Every running tracked process of this user");
-  export_cmd->add_flag("--prometheus", export_prometheus_flag, "OpenMetrics text format (the default and only format)");
+  heapkeeper::view::ExportRequest export_request;
+  bool export_prometheus_flag = false;
+  CLI::App* export_cmd = app.add_subcommand(
+      "export", "Figures for other tools: OpenMetrics text (Prometheus), a pprof profile, or folded stacks");
+  export_cmd->add_option("source", export_request.sources, "Process ids (pprof, collapsed: one pid or report file)")
+      ->type_name("PID|REPORT.json");
+  export_cmd->add_flag("--all", export_request.all, "Every running tracked process of this user (OpenMetrics)");
+  export_cmd
+      ->add_option("--format", export_request.format,
+                   "openmetrics (default), pprof (gzipped profile.proto: go tool pprof) or collapsed "
+                   "(folded stacks: flamegraph.pl, speedscope)")
+      ->type_name("FORMAT");
+  export_cmd->add_option("-o,--output", export_request.output, "Write to FILE instead of standard output")
+      ->type_name("FILE");
+  export_cmd->add_flag("--leaks", export_request.leaks, "collapsed: leaked bytes instead of live bytes");
+  export_cmd->add_flag("--prometheus", export_prometheus_flag, "OpenMetrics text format (the default format)");
+
+  std::string flame_source, flame_output;
+  bool flame_leaks = false;
+  CLI::App* flame_cmd =
+      app.add_subcommand("flamegraph", "A flame graph of live (or leaked) bytes by stack, as a self-contained SVG");
+  flame_cmd->add_option("source", flame_source, "A process id or a report file")
+      ->required()
+      ->type_name("PID|REPORT.json");
+  flame_cmd->add_option("-o,--output", flame_output, "The SVG file (default: standard output)")->type_name("FILE");
+  flame_cmd->add_flag("--leaks", flame_leaks, "Leaked bytes instead of live bytes");
 
   std::string dump_file;
   bool symbolize_answer = false, symbolize_text = false;
@@ -180,13 +202,8 @@ static int run_command_line(int argc, char** argv) {
   if (symbolize_cmd->parsed())
     return heapkeeper::view::symbolize_dump(dump_file, symbolize_answer, symbolize_text, symbolize_serve);
   if (view_cmd->parsed()) return heapkeeper::view::view_processes(view_pid);
-  if (export_cmd->parsed()) {
-    if (!export_all && export_pids.empty()) {
-      fmt::print(stderr, "heapkeeper: export needs PIDs or --all\n");
-      return 2;
-    }
-    return heapkeeper::view::export_prometheus(export_pids, export_all);
-  }
+  if (export_cmd->parsed()) return heapkeeper::view::export_figures(export_request);
+  if (flame_cmd->parsed()) return heapkeeper::view::draw_flamegraph(flame_source, flame_output, flame_leaks);
   return 0;
 }
 

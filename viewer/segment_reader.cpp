@@ -481,6 +481,20 @@ bool SegmentReader::read_snapshot(stats::Snapshot& out, std::string& error) cons
 
 bool SegmentReader::command(stats::Command command, int timeout_ms, std::string& response, std::string& error,
                             const std::string& argument) {
+  return exchange(command, timeout_ms, response, error, argument, true);
+}
+
+bool SegmentReader::profile_dump(int timeout_ms, report::RawReport& dump, std::string& error) {
+  std::string response;
+  if (!exchange(stats::Command::kReport, timeout_ms, response, error, std::string(report::kProfileRequest), false))
+    return false;
+  if (report::parse_raw_dump(response, dump, error)) return true;
+  error = "the process sent " + error;
+  return false;
+}
+
+bool SegmentReader::exchange(stats::Command command, int timeout_ms, std::string& response, std::string& error,
+                             const std::string& argument, bool render) {
   if (segment_ == nullptr || !writable_) {
     error = "segment not opened for commands";
     return false;
@@ -529,7 +543,7 @@ bool SegmentReader::command(stats::Command command, int timeout_ms, std::string&
         error = answer["error"].get<std::string>();
       else
         error = "the process answered with an error (" + std::to_string(channel->status) + ")";
-    } else if (response.size() >= sizeof(report::kRawDumpMagic) &&
+    } else if (render && response.size() >= sizeof(report::kRawDumpMagic) &&
                std::memcmp(response.data(), &report::kRawDumpMagic, sizeof(report::kRawDumpMagic)) == 0) {
       // The process sends facts, not names: the report is symbolized and rendered here, on the
       // reader's side, so the traced process never loads libdw (report/raw_dump.h).

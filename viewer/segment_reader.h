@@ -65,6 +65,9 @@ class SegmentReader {
   // `timeout_ms`.
   bool command(stats::Command command, int timeout_ms, std::string& response, std::string& error,
                const std::string& argument = {});
+  // A fresh report as the process sends it: its raw dump (report/raw_dump.h), frames unnamed, made
+  // for a profile (report::kWantProfile: live sites split by thread, every module's range).
+  bool profile_dump(int timeout_ms, report::RawReport& dump, std::string& error);
 
   static void sanitise(stats::Snapshot& snapshot);
   // Every heapkeeper segment file in /dev/shm (whoever owns it), by pid.
@@ -80,6 +83,9 @@ class SegmentReader {
 
  private:
   void close();
+  // command(), the raw dump left unrendered when `render` is false.
+  bool exchange(stats::Command command, int timeout_ms, std::string& response, std::string& error,
+                const std::string& argument, bool render);
   bool trusted_for(pid_t pid, std::string& error) const;
   bool read_snapshot(stats::Snapshot& out, std::string& error) const;
   // Names the raw frames of a sanitised snapshot from its module table (the producer publishes

@@ -35,7 +35,7 @@ int iterations(int normal) { return test_support::fuzz_iterations(normal); }
 // module, bytes that are not UTF-8.
 RawReport sample() {
   RawReport r;
-  r.flags = kWantJson | kWantLeakText;
+  r.flags = kWantJson | kWantLeakText | kWantProfile;
   r.pid = 4242;
   r.started_at = 1700000000;
   r.written_at = 1700000001;
@@ -49,6 +49,8 @@ RawReport sample() {
   r.suppressions = {"hidden_*", "^libfoo$"};
   r.live_site_count = 2;
   r.live_sites = {{1, 2, 200}, {2, 1, 100}};
+  r.thread_sites = {{1, 1, 1, 100}, {1, 2, 1, 100}, {2, 1, 1, 100}};
+  r.threads = {{1, 4242, "main"}, {2, 4243, "w\xe9rker"}};
   r.scan.present = true;
   r.scan.number = 3;
   r.scan.ok = true;
@@ -97,11 +99,13 @@ TEST(RawDump, AnswerRoundTripAndRefusals) {
   in.leak_text = "text";
   in.json = "{}\n";
   in.suppressed = {{7, "leak:known_*"}, {9, "libfoo"}};
+  in.profile = std::string("\x1f\x8b\0binary", 9);
   const std::string bytes = serialize_raw_answer(in);
   RawAnswer out;
   std::string error;
   ASSERT_TRUE(parse_raw_answer(bytes, out, error)) << error;
   EXPECT_EQ(out.leak_text, "text");
+  EXPECT_EQ(out.profile, in.profile);
   EXPECT_TRUE(out.unsuppressed_leaks);
   ASSERT_EQ(out.suppressed.size(), 2u);
   EXPECT_EQ(out.suppressed[1].stack_id, 9u);
@@ -149,6 +153,10 @@ TEST(RawDump, BadReferencesRefused) {
   EXPECT_FALSE(parse_raw_dump(serialize_raw_dump(r), out, error));
   EXPECT_TRUE(one_line_reason(error));
   r = sample();
+  r.thread_sites[2].stack_id = 99;  // a profile's site whose stack is not there
+  EXPECT_FALSE(parse_raw_dump(serialize_raw_dump(r), out, error));
+  EXPECT_NE(error.find("thread's site"), std::string::npos) << error;
+  r = sample();
   r.stacks[1].id = 1;  // one id twice
   EXPECT_FALSE(parse_raw_dump(serialize_raw_dump(r), out, error));
   r = sample();
@@ -190,9 +198,10 @@ TEST(RawDump, RandomCorruptionNeverCrashes) {
     std::string error;
     if (parse_raw_dump(bytes, out, error)) {
       ++accepted;
-      out.flags = kWantJson | kWantLeakText;
+      out.flags = kWantJson | kWantLeakText | kWantProfile;
       const RawAnswer answer = analysis::render_answer(out, symbolizer);
       EXPECT_FALSE(answer.json.empty());
+      EXPECT_FALSE(answer.profile.empty());
     } else {
       EXPECT_TRUE(one_line_reason(error));
     }
