@@ -28,7 +28,12 @@ print(scans[-1]["leaked_blocks"], scans[-1]["leaked_bytes"], ",".join(named))' "
 
 seen=waiting
 for _ in $(seq 60); do
-  "$HK_LAUNCHER" stats "$pid" --json >"$HK_WORK/stats.json" 2>"$HK_WORK/stats.err" || break
+  # Until the first snapshot is published, stats says so and fails: asked again.
+  if ! "$HK_LAUNCHER" stats "$pid" --json >"$HK_WORK/stats.json" 2>"$HK_WORK/stats.err"; then
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+    continue
+  fi
   seen=$(verdict "$HK_WORK/stats.json")
   # The first snapshot after a scan may predate the binary's answer: wait for the settled one.
   [[ $seen == "1 64 reported_while_watched" ]] && break

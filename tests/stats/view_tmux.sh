@@ -140,7 +140,9 @@ mode_navigation() {
   expect "Enter on a site shows its stack with its retainers beside it" "^ Stack \([0-9]+ frames\) of the site: .* Retained by"
   expect "the retainers pane names the global that holds the site's blocks" " #1 global g_records in /" 20
   expect "then the array it points to, and a block of the site" " -> 0x[0-9a-f]+ +[0-9.]+ [KMG]?i?B  allocate_records "
-  expect "the stack is still shown on the left" "^ #0 +make_record  at .*live_target\.c:[0-9]+"
+  # Only the function: the half-width pane cuts the source path, whose length depends on where the
+  # checkout is (an absolute path without ccache's base directory).
+  expect "the stack is still shown on the left" "^ #0 +make_record  at "
   keys Enter
   expect_not "Enter closes the stack and the retainers" "Retained by"
   quit_cleanly
