@@ -19,13 +19,13 @@ fi
 packages=("$@")
 if ((${#packages[@]} == 0)); then
   # The last line: tools the tests check heapkeeper's output with (Go's pprof reads its profiles,
-  # headless Chromium renders its flame graphs).
+  # headless Chromium renders its flame graphs, promtool checks its Prometheus text).
   packages=(
     build-essential cmake pkg-config binutils
     libjemalloc-dev libunwind-dev libboost-dev libgtest-dev libdw-dev
     nlohmann-json3-dev libcli11-dev libfmt-dev libncurses-dev zlib1g-dev
     python3 sqlite3 git perl gcc bc valgrind tmux redis-server redis-tools clang-format clang-tidy
-    golang-go chromium
+    golang-go chromium prometheus
   )
 fi
 missing=()

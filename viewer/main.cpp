@@ -145,19 +145,21 @@ static int run_command_line(int argc, char** argv) {
   heapkeeper::view::ExportRequest export_request;
   bool export_prometheus_flag = false;
   CLI::App* export_cmd = app.add_subcommand(
-      "export", "Figures for other tools: OpenMetrics text (Prometheus), a pprof profile, or folded stacks");
+      "export", "Figures for other tools: Prometheus or OpenMetrics text, a pprof profile, or folded stacks");
   export_cmd->add_option("source", export_request.sources, "Process ids (pprof, collapsed: one pid or report file)")
       ->type_name("PID|REPORT.json");
-  export_cmd->add_flag("--all", export_request.all, "Every running tracked process of this user (OpenMetrics)");
+  export_cmd->add_flag("--all", export_request.all, "Every running tracked process of this user (text formats)");
   export_cmd
       ->add_option("--format", export_request.format,
-                   "openmetrics (default), pprof (gzipped profile.proto: go tool pprof) or collapsed "
+                   "prometheus (default: text format 0.0.4, node_exporter's textfile collector), openmetrics, "
+                   "pprof (gzipped profile.proto: go tool pprof) or collapsed "
                    "(folded stacks: flamegraph.pl, speedscope)")
       ->type_name("FORMAT");
   export_cmd->add_option("-o,--output", export_request.output, "Write to FILE instead of standard output")
       ->type_name("FILE");
   export_cmd->add_flag("--leaks", export_request.leaks, "collapsed: leaked bytes instead of live bytes");
-  export_cmd->add_flag("--prometheus", export_prometheus_flag, "OpenMetrics text format (the default format)");
+  export_cmd->add_flag("--prometheus", export_prometheus_flag,
+                       "Prometheus text format (the default, as --format prometheus)");
 
   std::string flame_source, flame_output;
   bool flame_leaks = false;

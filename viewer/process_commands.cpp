@@ -341,7 +341,7 @@ int fetch_report(pid_t pid, bool json, size_t sites_shown, size_t frames_shown) 
   return 0;
 }
 
-int export_prometheus(const std::vector<pid_t>& requested, bool all) {
+int export_prometheus(const std::vector<pid_t>& requested, bool all, bool openmetrics) {
   std::vector<pid_t> pids = all ? SegmentReader::list_segments() : requested;
   auto snapshot = std::make_unique<stats::Snapshot>();
   struct Metric {
@@ -396,11 +396,16 @@ int export_prometheus(const std::vector<pid_t>& requested, bool all) {
                                      pid, program, values[m]));
     }
   }
+  // The two formats name a counter differently: OpenMetrics declares the family
+  // (heapkeeper_allocations) and suffixes its samples with _total; Prometheus's text format, which
+  // node_exporter's textfile collector and promtool read, declares the sample's own name.
   for (size_t m = 0; m < std::size(metrics); ++m) {
-    fmt::print("# TYPE {} {}\n# HELP {} {}\n", metrics[m].name, metrics[m].type, metrics[m].name, metrics[m].help);
+    const bool counter = std::string(metrics[m].type) == "counter";
+    const std::string declared = std::string(metrics[m].name) + (counter && !openmetrics ? "_total" : "");
+    fmt::print("# HELP {} {}\n# TYPE {} {}\n", declared, metrics[m].help, declared, metrics[m].type);
     for (const std::string& line : lines[m]) fmt::print("{}\n", line);
   }
-  fmt::print("# EOF\n");
+  if (openmetrics) fmt::print("# EOF\n");
   return failures > 0 && !all ? 1 : 0;
 }
 

@@ -13,7 +13,8 @@ int list_processes(bool json, bool clean);
 int show_stats(pid_t pid, bool json);
 int request_scan(pid_t pid, bool json);
 int fetch_report(pid_t pid, bool json, size_t sites_shown, size_t frames_shown);
-int export_prometheus(const std::vector<pid_t>& pids, bool all);
+// Figures of tracked processes as Prometheus's text format (version 0.0.4), or as OpenMetrics.
+int export_prometheus(const std::vector<pid_t>& pids, bool all, bool openmetrics);
 
 int explain_retainers(pid_t pid, const std::string& target, bool json, size_t paths);
 

@@ -79,16 +79,19 @@ int export_figures(const ExportRequest& request) {
     std::vector<pid_t> pids;
     for (const std::string& source : request.sources) {
       if (!is_pid(source)) {
-        fmt::print(stderr, "heapkeeper: export: {} is not a pid (OpenMetrics figures come from running processes)\n",
-                   source);
+        fmt::print(
+            stderr,
+            "heapkeeper: export: {} is not a pid (Prometheus and OpenMetrics figures come from running processes)\n",
+            source);
         return 2;
       }
       pids.push_back(static_cast<pid_t>(std::strtol(source.c_str(), nullptr, 10)));
     }
-    return export_prometheus(pids, request.all);
+    return export_prometheus(pids, request.all, request.format == "openmetrics");
   }
   if (request.format != "pprof" && request.format != "collapsed") {
-    fmt::print(stderr, "heapkeeper: export: unknown format {} (openmetrics, pprof or collapsed)\n", request.format);
+    fmt::print(stderr, "heapkeeper: export: unknown format {} (prometheus, openmetrics, pprof or collapsed)\n",
+               request.format);
     return 2;
   }
   if (request.all || request.sources.size() != 1) {

@@ -14,7 +14,7 @@ namespace heapkeeper::view {
 struct ExportRequest {
   std::vector<std::string> sources;  // pids, or (pprof, collapsed) one pid or report file
   bool all = false;                  // every tracked process (OpenMetrics)
-  std::string format = "openmetrics";
+  std::string format = "prometheus";
   std::string output;  // file; empty or "-": standard output
   bool leaks = false;  // collapsed: leaked bytes instead of live bytes
 };

@@ -117,41 +117,66 @@ else
   sk_fail "report (text): $(head -20 "$SK_WORK/report.txt")"
 fi
 
-# --- export: OpenMetrics text.
+# --- export: Prometheus's text format (the default; promtool checks it) and OpenMetrics.
 "$H" export "$PID" >"$SK_WORK/export.txt" || true
-sk_check "export prints valid OpenMetrics ending in # EOF" "$SK_PYTHON" - "$SK_WORK/export.txt" "$PID" <<'PY'
+"$H" export "$PID" --format openmetrics >"$SK_WORK/export.om" || true
+# check_exposition FILE PID FORMAT: every line a HELP, TYPE or sample line of FORMAT (prometheus:
+# a counter's TYPE names its sample, heapkeeper_allocations_total; openmetrics: it names the
+# family, and the text ends with '# EOF').
+check_exposition() {
+  "$SK_PYTHON" - "$@" <<'PY'
 import re, sys
-text = open(sys.argv[1]).read()
-pid = sys.argv[2]
+text, pid, form = open(sys.argv[1]).read(), sys.argv[2], sys.argv[3]
 lines = text.split("\n")
 problems = []
-if lines[-1] != "" or lines[-2] != "# EOF":
-    problems.append("does not end with '# EOF' and a newline")
+if lines[-1] != "":
+    problems.append("does not end with a newline")
+body = lines[:-1]
+if form == "openmetrics":
+    if not body or body[-1] != "# EOF":
+        problems.append("does not end with '# EOF'")
+    body = body[:-1]
+elif "# EOF" in body:
+    problems.append("'# EOF' is OpenMetrics only")
 name = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 sample = re.compile(rf'^({name})\{{pid="(\d+)",program="([^"\\\n]*)"\}} (-?[0-9.eE+]+|NaN|\+Inf|-Inf)$')
-declared = {}
-seen_pid = set()
-for line in lines[:-2]:
+declared, helped, seen_pid = {}, set(), set()
+for line in body:
     if m := re.match(rf"^# TYPE ({name}) (counter|gauge|histogram|summary|info|stateset|unknown)$", line):
         declared[m.group(1)] = m.group(2)
-    elif re.match(rf"^# HELP ({name}) .+$", line):
-        pass
+    elif m := re.match(rf"^# HELP ({name}) .+$", line):
+        helped.add(m.group(1))
     elif m := sample.match(line):
         metric = m.group(1)
-        family = metric[:-6] if metric.endswith("_total") else metric
-        if family not in declared:
-            problems.append(f"sample before its TYPE: {line}")
+        family = metric[:-6] if form == "openmetrics" and metric.endswith("_total") else metric
+        if family not in declared or family not in helped:
+            problems.append(f"sample without its TYPE and HELP: {line}")
         elif declared[family] == "counter" and not metric.endswith("_total"):
             problems.append(f"counter sample without _total: {line}")
         seen_pid.add((family, m.group(2)))
     else:
-        problems.append(f"not an OpenMetrics line: {line!r}")
+        problems.append(f"not a {form} line: {line!r}")
 if ("heapkeeper_live_blocks", pid) not in seen_pid or ("heapkeeper_leaked_blocks", pid) not in seen_pid:
     problems.append("no live/leaked blocks sample for the pid")
 for p in problems:
     print("  " + p, file=sys.stderr)
 sys.exit(1 if problems else 0)
 PY
+}
+sk_check "export prints Prometheus's text format, counters declared as heapkeeper_..._total" \
+  check_exposition "$SK_WORK/export.txt" "$PID" prometheus
+sk_check "export --format openmetrics prints OpenMetrics ending in # EOF" \
+  check_exposition "$SK_WORK/export.om" "$PID" openmetrics
+# promtool (Debian's prometheus package, which scripts/install-deps.sh installs) is the reference.
+if command -v promtool >/dev/null; then
+  if promtool check metrics <"$SK_WORK/export.txt" >"$SK_WORK/promtool.out" 2>&1; then
+    sk_pass "promtool check metrics accepts export's output"
+  else
+    sk_fail "promtool check metrics: $(cat "$SK_WORK/promtool.out")"
+  fi
+else
+  sk_fail "promtool is not installed (scripts/install-deps.sh installs the prometheus package)"
+fi
 
 # Planted segments are named after live processes (sleep decoys): every tracked process that
 # starts removes the segment files of its uid whose producer is certainly dead
