@@ -3,7 +3,7 @@
 # (examples/leaky_cache.c) under `heapkeeper run`, and prints the report.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-"$root/scripts/install-deps.sh"
+"$root/scripts/install-deps.sh" --build  # the demo needs no test tools
 "$root/scripts/build.sh" -DHEAPKEEPER_BUILD_TESTS=OFF
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

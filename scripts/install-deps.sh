@@ -7,7 +7,11 @@
 # not keep the others out: each is retried alone and named in a line "heapkeeper: ... failed".
 # Exits non-zero when something could not be installed.
 #
-# Usage: scripts/install-deps.sh [--log FILE] [PACKAGE...]   (--log: apt-get's output goes there)
+# Usage: scripts/install-deps.sh [--log FILE] [--build|--tools|PACKAGE...]
+#   --log FILE  apt-get's output goes there
+#   --build     only what building heapkeeper needs; --tools only what its tests run and check
+#               with (scripts/test.sh installs the tools while it builds: Chromium and Go alone
+#               take minutes to download and unpack)
 set -euo pipefail
 
 log=/dev/stdout
@@ -16,18 +20,24 @@ if [[ ${1-} == --log ]]; then
   log=$2
   shift 2
 fi
-packages=("$@")
-if ((${#packages[@]} == 0)); then
-  # The last line: tools the tests check heapkeeper's output with (Go's pprof reads its profiles,
-  # headless Chromium renders its flame graphs, promtool checks its Prometheus text).
-  packages=(
-    build-essential cmake pkg-config binutils
-    libjemalloc-dev libunwind-dev libboost-dev libgtest-dev libdw-dev
-    nlohmann-json3-dev libcli11-dev libfmt-dev libncurses-dev zlib1g-dev
-    python3 sqlite3 git perl gcc bc valgrind tmux redis-server redis-tools clang-format clang-tidy
-    golang-go chromium prometheus
-  )
-fi
+build_packages=(
+  build-essential cmake pkg-config binutils
+  libjemalloc-dev libunwind-dev libboost-dev libgtest-dev libdw-dev
+  nlohmann-json3-dev libcli11-dev libfmt-dev libncurses-dev zlib1g-dev
+)
+# The programs the tests preload into, the linters, and the tools the tests check heapkeeper's
+# output with (Go's pprof reads its profiles, headless Chromium renders its flame graphs, promtool
+# checks its Prometheus text).
+tool_packages=(
+  python3 sqlite3 git perl gcc bc valgrind tmux redis-server redis-tools clang-format clang-tidy
+  golang-go chromium prometheus
+)
+case ${1-} in
+  --build) packages=("${build_packages[@]}") ;;
+  --tools) packages=("${tool_packages[@]}") ;;
+  "") packages=("${build_packages[@]}" "${tool_packages[@]}") ;;
+  *) packages=("$@") ;;
+esac
 missing=()
 for p in "${packages[@]}"; do
   [[ $p == *'['* ]] && { missing+=("$p"); continue; }
