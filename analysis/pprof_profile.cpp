@@ -3,6 +3,8 @@
 // 0 meaning "none" on the wire.
 #include "analysis/pprof_profile.h"
 
+#include <cstdint>
+
 #include <zlib.h>
 
 #include <map>
@@ -105,7 +107,11 @@ class Encoder {
     // Mappings last among the tables: they say whether every location in them is named.
     const std::string mapping_table = mappings();
     ProtobufWriter tail;
-    tail.int64_field(profile_field::kTimeNanos, profile_.written_at * int64_t{1000000000});
+    // The dump's time may be anything (a corrupt or hostile dump): out of range is left out (0).
+    constexpr int64_t kNanos = 1000000000;
+    const int64_t written = profile_.written_at;
+    const bool representable = written > 0 && written <= INT64_MAX / kNanos;
+    tail.int64_field(profile_field::kTimeNanos, representable ? written * kNanos : 0);
     value_type(tail, profile_field::kPeriodType, "space", "bytes");
     tail.int64_field(profile_field::kPeriod, 1);
     tail.int64_field(profile_field::kComment,
