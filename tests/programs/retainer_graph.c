@@ -65,6 +65,9 @@ __attribute__((noinline)) struct node* build_list(void) {
 
 static void* holder(void* unused) {
   (void)unused;
+  /* Named before its first allocation: heapkeeper records a thread's name when the thread first
+   * allocates, and main's pthread_setname_np below may come after that. */
+  pthread_setname_np(pthread_self(), "holder");
   struct node* volatile head = build_list();
   scrub_stack();
   char done = 1;
