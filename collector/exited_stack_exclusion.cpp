@@ -9,6 +9,7 @@
 
 #include "allocator/exited_stacks.h"
 #include "allocator/thread_registry.h"
+#include "collector/own_tls.h"
 
 namespace heapkeeper::collect {
 namespace {
@@ -79,6 +80,7 @@ size_t exited_stack_exclusions(const StoppedThread* threads, size_t thread_count
     if (end <= stack.low || stack.thread_pointer < end) continue;
     if (!still_a_cached_stack(stack, threads, thread_count, anonymous, anonymous_count)) continue;
     out[added++] = {stack.low, end};
+    added += own_tls_exclusions(stack.thread_pointer, out + added, capacity - added);  // own_tls.h
   }
   return added;
 }

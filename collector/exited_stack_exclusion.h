@@ -4,7 +4,8 @@
 // would otherwise take them for ordinary anonymous mappings and every stale word in them for a
 // reference. An exited thread's stack proper — everything below its static TLS — is excluded.
 // The top of the mapping stays a root: glibc's thread control block there still owns the thread's
-// DTV and dynamic TLS blocks (freed when the stack is reused), which are not leaks.
+// DTV and dynamic TLS blocks (freed when the stack is reused), which are not leaks; only
+// heapkeeper's own TLS block in it is excluded (own_tls.h).
 //
 // A record is trusted only when all of these hold, so a live frame is never skipped:
 //  - the thread no longer exists (during its teardown it still runs on that stack);

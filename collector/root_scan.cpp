@@ -18,6 +18,7 @@
 #include "collector/exited_stack_exclusion.h"
 #include "collector/kernel_roots.h"
 #include "collector/os_primitives.h"
+#include "collector/own_tls.h"
 #include "collector/world_stop.h"
 
 namespace heapkeeper::collect {
@@ -206,6 +207,11 @@ void scan_with_world_stopped(void* raw) {
   // The stacks glibc keeps after their threads exited (see exited_stack_exclusion.h).
   excluded += exited_stack_exclusions(b.threads, thread_count, b.anonymous, anonymous_count, b.excluded + excluded,
                                       kMaxRanges - excluded);
+  // heapkeeper's own TLS block in every thread, heapkeeper's too (own_tls.h); the exited threads'
+  // was done above.
+  alloc::thread_registry().for_each_active([&](alloc::ThreadState& s) {
+    excluded += own_tls_exclusions(static_cast<uintptr_t>(s.handle), b.excluded + excluded, kMaxRanges - excluded);
+  });
   const uintptr_t own_sp = job->request->caller_stack_pointer != 0
                                ? job->request->caller_stack_pointer
                                : reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
@@ -277,6 +283,7 @@ ScanResult scan_heap(const ScanRequest& request, Marker& marker) {
   static_tls_size();  // dlsym may allocate on failure: look it up before anything is stopped
   look_up_static_tls_layout();
   ScanJob job{own_module_base(), &request, &marker, &buffers, &result};
+  look_up_own_tls(job.own_base);
   with_loader_lock(scan_with_world_stopped, &job);
   return result;
 }
