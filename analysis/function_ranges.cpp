@@ -7,20 +7,11 @@
 #include <algorithm>
 #include <cstring>
 
+#include "analysis/local_debuginfo.h"
 #include "analysis/module_symbolizer.h"
 
 namespace heapkeeper::analysis {
 namespace {
-
-// Symbol tables only: separate debug info is looked up where it is installed locally, never over
-// the network (as module_symbolizer.cpp does).
-char* debuginfo_search_path = nullptr;
-const Dwfl_Callbacks kProcessCallbacks = {
-    .find_elf = dwfl_linux_proc_find_elf,
-    .find_debuginfo = dwfl_build_id_find_debuginfo,
-    .section_address = nullptr,
-    .debuginfo_path = &debuginfo_search_path,
-};
 
 struct Search {
   const std::string* name;
@@ -48,7 +39,7 @@ int search_module(Dwfl_Module* module, void**, const char*, Dwarf_Addr, void* ar
 std::vector<std::pair<uint64_t, uint64_t>> function_code_ranges(pid_t pid, const std::string& name,
                                                                 std::string& error) {
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
-  Dwfl* session = dwfl_begin(&kProcessCallbacks);
+  Dwfl* session = dwfl_begin(local_process_callbacks());
   if (session == nullptr) {
     error = "libdwfl could not start";
     return ranges;

@@ -7,6 +7,7 @@
 #include <map>
 #include <unordered_map>
 
+#include "analysis/hex_text.h"
 #include "collector/suppressions.h"
 
 namespace heapkeeper::analysis {
@@ -47,16 +48,6 @@ class StackIndex {
   HeapProfile& profile_;
   std::unordered_map<uint32_t, uint32_t> index_;
 };
-
-std::string hex_text(std::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string text;
-  for (unsigned char c : bytes) {
-    text += kDigits[c >> 4];
-    text += kDigits[c & 15];
-  }
-  return text;
-}
 
 // Whether a suppression pattern matches a frame of the stack: the rule the JSON report and the
 // leak text apply (analysis/report_renderer.cpp), so a profile counts the same leaks they show.

@@ -14,6 +14,9 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "analysis/hex_text.h"
+#include "analysis/local_debuginfo.h"
+
 namespace heapkeeper::analysis {
 namespace {
 
@@ -21,28 +24,6 @@ constexpr const char* kUnknown = "??";
 // Module files held open at once (a descriptor and its ELF each); past this every session is
 // closed and the cache starts again.
 constexpr size_t kMaxModuleFiles = 512;
-
-// Separate debug info is looked up only where it is installed locally, by build ID under
-// /usr/lib/debug/.build-id; dwfl_standard_find_debuginfo would go on to ask debuginfod over the
-// network. Objects built with -g carry their DWARF in the main file, which needs neither.
-char* debuginfo_search_path = nullptr;
-const Dwfl_Callbacks kFileCallbacks = {
-    .find_elf = dwfl_build_id_find_elf,
-    .find_debuginfo = dwfl_build_id_find_debuginfo,
-    .section_address = nullptr,
-    .debuginfo_path = &debuginfo_search_path,
-};
-
-std::string hex_text(std::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string text;
-  text.reserve(2 * bytes.size());
-  for (unsigned char c : bytes) {
-    text += kDigits[c >> 4];
-    text += kDigits[c & 15];
-  }
-  return text;
-}
 
 std::string build_id_of(Dwfl_Module* module) {
   const unsigned char* bits = nullptr;
@@ -117,7 +98,7 @@ ModuleSymbolizer::ModuleFile& ModuleSymbolizer::module_file(const report::RawMod
     ::close(fd);
     return file;
   }
-  file.session = dwfl_begin(&kFileCallbacks);
+  file.session = dwfl_begin(local_file_callbacks());
   if (file.session == nullptr) {
     ::close(fd);
     return file;

@@ -11,6 +11,7 @@
 
 #include "report/json_text.h"
 #include "stats/shm_layout.h"
+#include "viewer/json_fields.h"
 #include "viewer/process_commands.h"
 #include "viewer/report_document.h"
 #include "viewer/segment_reader.h"
@@ -37,22 +38,17 @@ std::string load(const std::string& source, json& doc) {
   return "";
 }
 
-std::string text_of(const json& object, const char* key) {
-  const auto found = object.find(key);
-  return found != object.end() && found->is_string() ? found->get<std::string>() : std::string();
-}
-
 // The stack's name for matching: per frame, its function and source line when known, else its
 // module's file name and offset. Stable across runs of one build, and across rebuilds for frames
 // with line information that did not move.
 std::string stack_key(const json& stack) {
   std::string key;
   for (const auto& frame : stack) {
-    const std::string function = text_of(frame, "function"), file = text_of(frame, "file");
+    const std::string function = string_field(frame, "function"), file = string_field(frame, "file");
     if (!file.empty() && frame.value("line", 0) > 0) {
       key += fmt::format("{}@{}:{}", function, file, frame.value("line", 0));
     } else {
-      std::string module = text_of(frame, "module");
+      std::string module = string_field(frame, "module");
       module = module.substr(module.rfind('/') + 1);
       key += fmt::format("{}@{}+{}", function, module, frame.value("offset", uint64_t{0}));
     }
@@ -64,9 +60,9 @@ std::string stack_key(const json& stack) {
 // How a person names a site: its first frame with a known function (and its line).
 std::string site_name(const json& stack) {
   for (const auto& frame : stack) {
-    const std::string function = text_of(frame, "function");
+    const std::string function = string_field(frame, "function");
     if (function.empty() || function == "??") continue;
-    const std::string file = text_of(frame, "file");
+    const std::string file = string_field(frame, "file");
     return file.empty() ? function : fmt::format("{} {}:{}", function, file, frame.value("line", 0));
   }
   return stack.empty() ? "(no stack)" : "??";
@@ -171,7 +167,7 @@ int diff_reports(const std::string& before_source, const std::string& after_sour
     for (const SiteChange* c : list) {
       const Figures& f = use_after ? c->after : c->before;
       json stack = c->stack;
-      const std::string kind = stack.empty() ? "" : text_of(stack[0], "function");
+      const std::string kind = stack.empty() ? "" : string_field(stack[0], "function");
       if (!stack.empty()) stack.erase(stack.begin());
       out.push_back(
           {{"kind", kind}, {"site", site_name(stack)}, {"bytes", f.bytes}, {"blocks", f.blocks}, {"stack", stack}});

@@ -18,7 +18,7 @@ using nlohmann::json;
 
 // A string of the report as the bytes it stands for (report/json_text.h: argv, paths and symbols
 // need not be UTF-8), as a raw dump would give it.
-std::string text_of(const json& object, const char* key) {
+std::string decoded_text_of(const json& object, const char* key) {
   const auto found = object.find(key);
   return found != object.end() && found->is_string() ? report::decode_json_text(found->get_ref<const std::string&>())
                                                      : std::string();
@@ -42,12 +42,13 @@ class ReportFrames {
         analysis::ProfileFrame frame;
         frame.address = count_of(entry, "address");
         frame.module_offset = count_of(entry, "offset");
-        frame.function = text_of(entry, "function");
+        frame.function = decoded_text_of(entry, "function");
         if (frame.function == "??") frame.function.clear();
-        frame.file = text_of(entry, "file");
+        frame.file = decoded_text_of(entry, "file");
         frame.line = static_cast<int>(std::min<uint64_t>(count_of(entry, "line"), INT32_MAX));
-        const std::string module = text_of(entry, "module");
-        if (!module.empty() && module != "??") frame.module = this->module(module, text_of(entry, "build_id"), frame);
+        const std::string module = decoded_text_of(entry, "module");
+        if (!module.empty() && module != "??")
+          frame.module = this->module(module, decoded_text_of(entry, "build_id"), frame);
         frames.push_back(std::move(frame));
       }
     }
@@ -77,7 +78,7 @@ class ReportFrames {
 analysis::HeapProfile profile_of_report(const json& doc) {
   analysis::HeapProfile profile;
   if (const auto pid = doc.find("pid"); pid != doc.end() && pid->is_number_integer()) profile.pid = pid->get<int32_t>();
-  profile.program = text_of(doc, "program");
+  profile.program = decoded_text_of(doc, "program");
   if (const auto at = doc.find("written_at"); at != doc.end() && at->is_number_integer())
     profile.written_at = at->get<int64_t>();
   profile.live_bytes = count_of(doc, "live_bytes");
@@ -91,8 +92,8 @@ analysis::HeapProfile profile_of_report(const json& doc) {
   profile.leaks_known = scan != doc.end() && scan->is_object() && scan->value("ok", false) && doc.contains("leaks");
   if (profile.leaks_known && doc["leaks"].is_array()) {
     for (const json& leak : doc["leaks"]) {
-      const auto kind =
-          text_of(leak, "kind") == "indirect" ? analysis::SampleKind::kIndirectLeak : analysis::SampleKind::kDirectLeak;
+      const auto kind = decoded_text_of(leak, "kind") == "indirect" ? analysis::SampleKind::kIndirectLeak
+                                                                    : analysis::SampleKind::kDirectLeak;
       profile.samples.push_back({frames.stack(leak), kind, count_of(leak, "blocks"), count_of(leak, "bytes")});
     }
   }

@@ -13,7 +13,7 @@
 namespace heapkeeper::view {
 namespace {
 
-constexpr auto kReloadInterval = std::chrono::milliseconds(1000);
+constexpr auto kPickerReloadInterval = std::chrono::milliseconds(1000);
 constexpr auto kJumpPause = std::chrono::milliseconds(1500);  // a pause starts a new pid
 
 std::string row_text(const std::string& pid, const std::string& state, const std::string& uptime,
@@ -102,7 +102,7 @@ ProcessPicker::Choice ProcessPicker::run() {
   auto last_reload = std::chrono::steady_clock::now();
   for (;;) {
     if (Screen::interrupted()) return choice;
-    if (std::chrono::steady_clock::now() - last_reload >= kReloadInterval) {
+    if (std::chrono::steady_clock::now() - last_reload >= kPickerReloadInterval) {
       reload();
       last_reload = std::chrono::steady_clock::now();
     }

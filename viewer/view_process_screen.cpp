@@ -17,7 +17,7 @@
 namespace heapkeeper::view {
 namespace {
 
-constexpr auto kReloadInterval = std::chrono::milliseconds(1000);
+constexpr auto kScreenReloadInterval = std::chrono::milliseconds(1000);
 constexpr int kCommandTimeoutMs = 60000;
 constexpr size_t kRetainerPaths = 3;  // shortest retainer paths the detail pane shows for a site
 constexpr int kMinimumTableRows = 2;
@@ -125,7 +125,7 @@ void ProcessScreen::select(int index) {
 ProcessScreen::Outcome ProcessScreen::run() {
   for (;;) {
     if (Screen::interrupted()) return Outcome::kQuit;
-    if (std::chrono::steady_clock::now() - last_reload_ >= kReloadInterval) reload();
+    if (std::chrono::steady_clock::now() - last_reload_ >= kScreenReloadInterval) reload();
     if (command_.busy()) {
       if (std::optional<CommandOutcome> done = command_.poll()) {
         if (command_kind_ == stats::Command::kWhy) {

@@ -15,6 +15,7 @@
 #include "report/json_text.h"
 #include "report/raw_why.h"
 #include "stats/shm_layout.h"
+#include "viewer/json_fields.h"
 #include "viewer/process_commands.h"
 #include "viewer/segment_reader.h"
 
@@ -23,11 +24,6 @@ namespace {
 
 // Strings of the answer come escaped (report/json_text.h); made safe for a terminal here.
 std::string printable(const std::string& json_string) { return report::printable_json_text(json_string); }
-
-std::string text_of(const nlohmann::json& doc, const char* key) {
-  const auto found = doc.find(key);
-  return found != doc.end() && found->is_string() ? found->get<std::string>() : std::string();
-}
 
 uint64_t number_of(const nlohmann::json& doc, const char* key) {
   const auto found = doc.find(key);
@@ -73,12 +69,12 @@ bool ask(SegmentReader& reader, pid_t pid, const report::WhyRequest& request, nl
 }  // namespace
 
 std::string root_text(const nlohmann::json& root) {
-  const std::string kind = text_of(root, "kind"), module = text_of(root, "module");
-  std::string name = text_of(root, "name");
+  const std::string kind = string_field(root, "kind"), module = string_field(root, "module");
+  std::string name = string_field(root, "name");
   const uint64_t offset = number_of(root, "offset");
   if (kind == "global") return fmt::format("global {} in {} (+0x{:x})", name, module, offset);
   if (kind == "stack") {
-    const std::string function = text_of(root, "function");
+    const std::string function = string_field(root, "function");
     if (function.empty() || function == "??")
       return fmt::format("stack of {}, {} bytes above its stack pointer", name, offset);
     return fmt::format("stack of {}, in {}'s frame, {} bytes above its stack pointer", name, function, offset);
@@ -89,8 +85,8 @@ std::string root_text(const nlohmann::json& root) {
 }
 
 std::string site_text(const nlohmann::json& site) {
-  std::string text = text_of(site, "function");
-  const std::string file = text_of(site, "file");
+  std::string text = string_field(site, "function");
+  const std::string file = string_field(site, "file");
   if (!file.empty()) text += fmt::format(" {}:{}", file, number_of(site, "line"));
   return text;
 }
@@ -142,7 +138,7 @@ bool ask_why_site(SegmentReader& reader, pid_t pid, uint32_t stack_id, size_t pa
 std::vector<std::string> why_text_lines(const nlohmann::json& doc) {
   std::vector<std::string> lines;
   const nlohmann::json& t = doc["target"];
-  std::string name = t.contains("address") ? text_of(t, "address") : text_of(t, "function");
+  std::string name = t.contains("address") ? string_field(t, "address") : string_field(t, "function");
   if (name.empty()) name = "the site";
   lines.push_back(fmt::format("{} ({} in {} block{}) retains {}; {} shortest retainer path{}:", name,
                               human_bytes(number_of(t, "bytes")), number_of(t, "blocks"),
@@ -152,7 +148,7 @@ std::vector<std::string> why_text_lines(const nlohmann::json& doc) {
   for (const auto& path : doc["paths"]) {
     lines.push_back(fmt::format("  #{} {}", ++index, root_text(path["root"])));
     for (const auto& step : path["chain"]) {
-      lines.push_back(fmt::format("       -> {}  {:>10}  {}", text_of(step, "address"),
+      lines.push_back(fmt::format("       -> {}  {:>10}  {}", string_field(step, "address"),
                                   human_bytes(number_of(step, "size")), site_text(step["site"])));
     }
   }

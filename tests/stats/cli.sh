@@ -282,12 +282,11 @@ fi
 
 # --- list --clean removes the remains of dead processes of our pid namespace, and nothing else:
 # not a segment whose producer beat in the last 10 s, not one from another pid namespace.
-decoy
-# SIGKILL: a SIGTERM that reaches the forked shell before it has exec'd sleep can be lost, and
-# the wait below would then last as long as the sleep.
-kill -KILL "$DECOY"
-wait "$DECOY" 2>/dev/null || true
-DEAD=$DECOY  # a pid that no process has now
+# A pid no process can ever have: at or above the kernel's PID_MAX_LIMIT (2^22). A pid that was
+# free a moment ago is not enough: with pid_max at 32768 a busy machine reuses it within seconds,
+# and a new traced process with that pid removes "its" stale segments (stats/publisher.cpp) while
+# this test is still writing them.
+DEAD=$((4194304 + RANDOM))
 REMAINS=$(sk_fake_segment "$DEAD")
 FOREIGN=$(sk_fake_segment "$DEAD")
 FRESH=$(sk_fake_segment "$DEAD")
