@@ -35,6 +35,9 @@ std::string uptime_text(uint64_t ns) {
 std::string printable(std::string_view raw) { return report::printable_json_text(report::json_text(raw)); }
 
 std::string frame_text(const stats::Frame& f) {
+  if (f.module_index == stats::kPythonFrameIndex)  // "app.py:12 in make_list [py]"
+    return fmt::format("{}:{} in {} [py]", printable(f.file[0] ? f.file : "??"), f.line,
+                       printable(f.function[0] ? f.function : "??"));
   std::string text = fmt::format("{} in {}+{:#x}", printable(f.function[0] ? f.function : "??"),
                                  printable(f.module[0] ? f.module : "??"), f.module_offset);
   if (f.file[0] != '\0') text += fmt::format(" {}:{}", printable(f.file), f.line);
@@ -52,6 +55,7 @@ nlohmann::json frames_json(const stats::Frame* frames, uint32_t depth) {
       f["file"] = report::json_text(frames[i].file);
       f["line"] = frames[i].line;
     }
+    if (frames[i].module_index == stats::kPythonFrameIndex) f["language"] = "python";
     out.push_back(std::move(f));
   }
   return out;

@@ -92,6 +92,7 @@ std::string site_text(const nlohmann::json& site) {
   std::string text = text_of(site, "function");
   const std::string file = text_of(site, "file");
   if (!file.empty()) text += fmt::format(" {}:{}", file, number_of(site, "line"));
+  if (const std::string python = text_of(site, "python"); !python.empty()) text += " from " + python;
   return text;
 }
 
