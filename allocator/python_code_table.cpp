@@ -112,7 +112,8 @@ void PythonCodeTable::remember(uint64_t key, uintptr_t code) {
     const auto size = load<int64_t>(linetable + layout_->var_size);
     if (size > 0 && static_cast<size_t>(size) <= kMaxLinetableBytes) linetable_length = static_cast<size_t>(size);
   }
-  const size_t bytes = (sizeof(PythonCodeRecord) + qualname_length + filename_length + linetable_length + 7) & ~size_t{7};
+  const size_t bytes =
+      (sizeof(PythonCodeRecord) + qualname_length + filename_length + linetable_length + 7) & ~size_t{7};
   const size_t offset = arena_next_.fetch_add(bytes, std::memory_order_relaxed);
   if (offset + bytes > kArenaBytes) return;
   auto* record = reinterpret_cast<PythonCodeRecord*>(arena_ + offset);

@@ -35,8 +35,7 @@ struct PythonCodeRecord {
 class PythonCodeTable {
  public:
   // Maps the table: false when the memory cannot be had (Python frames then stay unnamed).
-  bool initialize(const HeapkeeperPythonLayout* layout, uintptr_t code_type, uintptr_t str_type,
-                  uintptr_t bytes_type);
+  bool initialize(const HeapkeeperPythonLayout* layout, uintptr_t code_type, uintptr_t str_type, uintptr_t bytes_type);
   // Copies the names of the code object at `code` under `key`, unless the key is known. `code` must
   // be alive: a frame of the calling thread's stack holds it.
   void remember(uint64_t key, uintptr_t code);

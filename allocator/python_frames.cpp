@@ -150,9 +150,14 @@ uint32_t intern_merged(uint32_t native_id, const WalkedFrame* python, int count)
     }
   }
   for (; next < count && n < kCapacity; ++next) merged[n++] = python[next].word;
-  for (int i = 0; i < count; ++i) python_code_table().remember(python_word::code_key(python[i].word), python[i].code);
   const uint32_t generation = native.depth != 0 ? native.generation : module_generation();
-  return stack_table().intern(merged, n, StackTable::hash(merged, n), generation);
+  // Ids are handed out in order: one above those before is a stack this call made, whose codes
+  // are then remembered (a stack found already made had them remembered by its maker).
+  const uint32_t before = stack_table().count();
+  const uint32_t id = stack_table().intern(merged, n, StackTable::hash(merged, n), generation);
+  if (id > before)
+    for (int i = 0; i < count; ++i) python_code_table().remember(python_word::code_key(python[i].word), python[i].code);
+  return id;
 }
 
 uintptr_t symbol(const char* name) { return reinterpret_cast<uintptr_t>(dlsym(RTLD_DEFAULT, name)); }
@@ -164,7 +169,7 @@ bool python_frames_enabled() { return g_python.enabled; }
 void initialize_python_frames() {
   if (!config().python) return;
   const uintptr_t eval = symbol("_PyEval_EvalFrameDefault");
-  if (eval == 0) return;  // no CPython here
+  if (eval == 0) return;                                  // no CPython here
   const uintptr_t version_symbol = symbol("Py_Version");  // 3.11 and later
   const unsigned long version = version_symbol != 0 ? load<unsigned long>(version_symbol) : 0;
   if ((version >> 16) != 0x030B) {
@@ -180,7 +185,9 @@ void initialize_python_frames() {
   const HeapkeeperPythonLayout* layout = heapkeeper_python311_layout();
   if (layout == nullptr) {
     DiagnosticLine()
-        .text("CPython 3.11 in this process, but heapkeeper was built without its headers: stacks show native frames only")
+        .text(
+            "CPython 3.11 in this process, but heapkeeper was built without its headers: stacks show native frames "
+            "only")
         .emit();
     return;
   }
@@ -207,8 +214,8 @@ uint32_t add_python_frames(PythonStackCache*& cache, uint32_t native_id, int dep
   const int count = walk_python_frames(python, depth, (native_id + 1) * 0x9e3779b97f4a7c15ull, hash);
   if (count == 0) return native_id;
   if (__builtin_expect(cache == nullptr, 0)) {
-    cache = static_cast<PythonStackCache*>(je::mallocx(sizeof(PythonStackCache), MALLOCX_ARENA(private_heap().internal_arena()) |
-                                                                                      MALLOCX_TCACHE_NONE | MALLOCX_ZERO));
+    cache = static_cast<PythonStackCache*>(je::mallocx(
+        sizeof(PythonStackCache), MALLOCX_ARENA(private_heap().internal_arena()) | MALLOCX_TCACHE_NONE | MALLOCX_ZERO));
     if (cache == nullptr) return intern_merged(native_id, python, count);
   }
   PythonStackCache::Entry& entry = cache->entries[hash >> (64 - PythonStackCache::kShift)];

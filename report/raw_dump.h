@@ -56,7 +56,7 @@
 namespace heapkeeper::report {
 
 inline constexpr uint64_t kRawDumpMagic = 0x504d55445748504bull;  // "KPHWDUMP" little-endian
-inline constexpr uint32_t kRawDumpVersion = 5;  // 5: Python frames and the python section
+inline constexpr uint32_t kRawDumpVersion = 5;                    // 5: Python frames and the python section
 inline constexpr uint32_t kNoModule = UINT32_MAX;
 // Bounds the reader enforces (beyond "fits in the buffer"), so a hostile dump cannot make it
 // allocate more than its own size suggests.

@@ -36,7 +36,7 @@
 namespace heapkeeper::report {
 
 inline constexpr uint64_t kRawWhyMagic = 0x3159485750504b48ull;  // "HKPPWHY1" little-endian
-inline constexpr uint32_t kRawWhyVersion = 2;  // 2: Python frames and the python section
+inline constexpr uint32_t kRawWhyVersion = 2;                    // 2: Python frames and the python section
 inline constexpr size_t kRawWhyMaxPaths = 16;
 
 enum class RawWhyOutcome : uint32_t {

@@ -31,7 +31,7 @@
 namespace heapkeeper::stats {
 
 inline constexpr uint64_t kSegmentMagic = 0x5045454b50414548ull;  // "HEAPKEEP" little-endian
-inline constexpr uint32_t kLayoutVersion = 6;  // 6: Python frames and their code names
+inline constexpr uint32_t kLayoutVersion = 6;                     // 6: Python frames and their code names
 
 inline constexpr uint32_t kMaxSites = 100;
 inline constexpr uint32_t kMaxFrames = 16;

@@ -432,8 +432,7 @@ void SegmentReader::name_frames(stats::Snapshot& s) const {
   const auto name = [&](stats::Frame* frames, uint32_t depth) {
     for (uint32_t i = 0; i < depth; ++i) {
       stats::Frame& frame = frames[i];
-      const report::RawModule* module =
-          frame.module_index >= s.module_count ? nullptr : &modules[frame.module_index];
+      const report::RawModule* module = frame.module_index >= s.module_count ? nullptr : &modules[frame.module_index];
       const analysis::SymbolizedFrame named = symbolizer_->resolve(module, frame.address, python);
       if (named.python) frame.module_index = stats::kPythonFrameIndex;
       frame.module_offset = named.module_offset;

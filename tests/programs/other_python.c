@@ -8,7 +8,7 @@
 __attribute__((visibility("default"))) const unsigned long Py_Version = 0x030C01F0;
 
 __attribute__((visibility("default"), noinline)) void* _PyEval_EvalFrameDefault(void* thread, void* frame,
-                                                                                 int throw_flag) {
+                                                                                int throw_flag) {
   (void)thread;
   (void)frame;
   return throw_flag ? NULL : malloc(64);

@@ -58,8 +58,8 @@ TEST(PythonNames, LinesFarFromTheDefinition) {
 
 TEST(PythonNames, MalformedTablesGiveNoLine) {
   EXPECT_EQ(python_line("", 10, 0), 0);
-  EXPECT_EQ(python_line(from_hex("0102"), 10, 0), 0);  // no entry byte first
-  EXPECT_EQ(python_line(from_hex("f8"), 10, 0), 0);    // kind 15: no location
+  EXPECT_EQ(python_line(from_hex("0102"), 10, 0), 0);                      // no entry byte first
+  EXPECT_EQ(python_line(from_hex("f8"), 10, 0), 0);                        // kind 15: no location
   EXPECT_EQ(python_line(from_hex("e87e7e7e7e7e7e7e7e7e7e3e"), 10, 0), 0);  // a line delta past any line
 }
 
