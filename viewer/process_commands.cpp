@@ -44,6 +44,14 @@ std::string frame_text(const stats::Frame& f) {
   return text;
 }
 
+// A site in one line: its first frame, or under Python its innermost Python frame (the frames
+// before it are the interpreter's allocator).
+std::string site_text(const stats::Site& site) {
+  for (uint32_t i = 0; i < site.depth && i < stats::kMaxFrames; ++i)
+    if (site.frames[i].module_index == stats::kPythonFrameIndex) return frame_text(site.frames[i]);
+  return site.depth > 0 ? frame_text(site.frames[0]) : "(no stack)";
+}
+
 nlohmann::json frames_json(const stats::Frame* frames, uint32_t depth) {
   nlohmann::json out = nlohmann::json::array();
   for (uint32_t i = 0; i < depth; ++i) {
@@ -276,14 +284,13 @@ int show_stats(pid_t pid, bool json) {
   fmt::print("  top sites by live bytes:\n");
   for (uint32_t i = 0; i < s.site_count && i < 5; ++i) {
     const stats::Site& site = s.sites[i];
-    fmt::print("    {:>10} in {:>8} blocks  {}\n", human_bytes(site.live_bytes), site.live_blocks,
-               site.depth > 0 ? frame_text(site.frames[0]) : "(no stack)");
+    fmt::print("    {:>10} in {:>8} blocks  {}\n", human_bytes(site.live_bytes), site.live_blocks, site_text(site));
   }
   // Reachable but rising: a cache or list nobody trims (stats/site_growth.h).
   for (uint32_t i = 0; i < s.site_count; ++i) {
     const stats::Site& site = s.sites[i];
     if (site.growing == 0) continue;
-    fmt::print("  growing: {} (+{}/s, now {})\n", site.depth > 0 ? frame_text(site.frames[0]) : "(no stack)",
+    fmt::print("  growing: {} (+{}/s, now {})\n", site_text(site),
                human_bytes(static_cast<uint64_t>(site.growth_bytes_per_second)), human_bytes(site.live_bytes));
   }
   return 0;

@@ -146,6 +146,20 @@ else
   hk_fail "$message"
 fi
 
+# The live view (the segment's table of Python code names): `heapkeeper stats` names the top site by
+# its Python line.
+live_code=$'import time\ndef grow():\n    return [bytearray(100000) for _ in range(50)]\nKEEP = grow()\nprint("ready", flush=True)\ntime.sleep(60)'
+if hk_start_ready live "$python" -c "$live_code"; then
+  stats=$(timeout -k 5 "$(hk_limit)" "$HK_LAUNCHER" stats "$HK_READY_PID" 2>&1 || true)
+  kill "$HK_READY_PID" 2>/dev/null || true
+  hk_wait "$HK_READY_PID" || true
+  if grep -q '4.8 MiB in *50 blocks  <string>:3 in grow.<locals>.<listcomp> \[py\]' <<<"$stats"; then
+    hk_pass "heapkeeper stats names a Python site by its line"
+  else
+    hk_fail "heapkeeper stats: expected the list comprehension's line as the top site: $stats"
+  fi
+fi
+
 # Off, a bad setting, another CPython.
 off_run() { local mode=$1; shift; hk_exec "$mode" "$python" -c 'import sys; x = bytearray(1 << 20); print("ok")'; }
 HEAPKEEPER_PYTHON=0 hk_capture off launcher off_run

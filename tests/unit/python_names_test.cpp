@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "allocator/python_frame_word.h"
+#include "analysis/module_symbolizer.h"
 #include "analysis/python_names.h"
 
 namespace heapkeeper::analysis {
@@ -61,6 +63,26 @@ TEST(PythonNames, MalformedTablesGiveNoLine) {
   EXPECT_EQ(python_line(from_hex("0102"), 10, 0), 0);                      // no entry byte first
   EXPECT_EQ(python_line(from_hex("f8"), 10, 0), 0);                        // kind 15: no location
   EXPECT_EQ(python_line(from_hex("e87e7e7e7e7e7e7e7e7e7e3e"), 10, 0), 0);  // a line delta past any line
+}
+
+// A Python frame's word named from a dump's code names, and formatted as reports print it.
+TEST(PythonNames, FramesNamedFromTheDumpsCodes) {
+  // Code units 0 and 1 at lines 7 and 8 (a short form, then a one-line form one line down).
+  const std::vector<report::RawPythonCode> codes = {
+      {0xabc, 7, "Cache.fill", "/srv/app/cache.py", std::string("\x80\x00\xd8\x04\x05", 5)}};
+  const PythonCodes python(codes);
+  ModuleSymbolizer symbolizer;
+  const SymbolizedFrame frame = symbolizer.resolve(nullptr, python_word::make(0xabc, 1), python);
+  EXPECT_TRUE(frame.python);
+  EXPECT_EQ(frame.function, "Cache.fill");
+  EXPECT_EQ(frame.file, "/srv/app/cache.py");
+  EXPECT_EQ(frame.line, 8);
+  EXPECT_EQ(frame.module_offset, 2u);  // the instruction's byte offset
+  EXPECT_EQ(ModuleSymbolizer::format(frame), "/srv/app/cache.py:8 in Cache.fill [py]");
+  // A code the dump has no names for.
+  const SymbolizedFrame unknown = symbolizer.resolve(nullptr, python_word::make(0xdef, 0), python);
+  EXPECT_TRUE(unknown.python);
+  EXPECT_EQ(ModuleSymbolizer::format(unknown), "?? in ?? [py]");
 }
 
 }  // namespace
