@@ -433,7 +433,9 @@ class Bench(BenchParts):
             return 1
         if any("\tFAIL" in "\t".join(r) for r in rows(self.overhead_runs)):
             return 1
-        if any(r[0].startswith("hk-") and r[-1].startswith("FAIL") for r in rows(self.python_frames_runs)[1:]):
+        python_frames_runs = getattr(self, "python_frames_runs", None)  # absent when the part never ran
+        if python_frames_runs and any(r[0].startswith("hk-") and r[-1].startswith("FAIL")
+                                      for r in rows(python_frames_runs)[1:]):
             return 1
         if any(re.match(r"hk-[a-z0-9]+$", r[0]) and re.fullmatch(r"[0-9]+", r[1]) and r[-1].startswith("FAIL")
                for r in rows(self.first_runs)[1:]):
