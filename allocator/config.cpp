@@ -252,6 +252,14 @@ void load_config_from_environment(Config& c) {
     else
       warn_invalid("HEAPKEEPER_RETAINED", v, "0 or 1", "1");
   }
+  if (const char* v = std::getenv("HEAPKEEPER_PYTHON")) {
+    if (equals(v, "1"))
+      c.python = true;
+    else if (equals(v, "0"))
+      c.python = false;
+    else
+      warn_invalid("HEAPKEEPER_PYTHON", v, "0 or 1", "1");
+  }
   if (const char* v = std::getenv("HEAPKEEPER_TRIM")) {
     if (equals(v, "auto"))
       c.trim = TrimPolicy::kAuto;

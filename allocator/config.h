@@ -30,6 +30,7 @@ struct Config {
   bool live_stats = true;                             // HEAPKEEPER_STATS=0: no shared-memory segment, no publisher
   bool retained = true;                 // HEAPKEEPER_RETAINED=0: scans record no reference graph (no retained sizes)
   TrimPolicy trim = TrimPolicy::kAuto;  // HEAPKEEPER_TRIM=auto|off
+  bool python = true;                   // HEAPKEEPER_PYTHON=0: no Python frames in stacks (python_frames.h)
   // Paths are made absolute at start-up (the program may chdir before exit: git -C, make -C).
   char report_path[4096] = {};        // HEAPKEEPER_REPORT, '%p' expands to the pid
   char pprof_path[4096] = {};         // HEAPKEEPER_PPROF ('%p' = pid): gzipped pprof profile at exit

@@ -43,6 +43,7 @@
 #include "allocator/config.h"
 #include "allocator/jemalloc_calls.h"
 #include "allocator/private_heap.h"
+#include "allocator/python_frames.h"
 #include "allocator/stack_table.h"
 #include "allocator/thread_registry.h"
 #include "allocator/unloaded_modules.h"
@@ -89,6 +90,7 @@ struct StackCache {
   static constexpr unsigned kCallerEntries = 256;
   uintptr_t caller_ip[kCallerEntries];
   uint32_t caller_id[kCallerEntries];
+  PythonStackCache* python;  // made when the thread first allocates under Python (python_frames.h)
 
   CachedStack* entry(unsigned index) { return reinterpret_cast<CachedStack*>(entries + index * entry_bytes); }
   static uint16_t* slot_words(CachedStack* e) { return reinterpret_cast<uint16_t*>(e + 1); }
@@ -268,6 +270,7 @@ void reset_stack_cache(StackCache* cache, uintptr_t stack_low, uintptr_t stack_h
   cache->window_captures = cache->window_misses = 0;
   for (unsigned i = 0; i < StackCache::kCallerEntries; ++i) cache->caller_ip[i] = 0;
   cache->generation = module_generation();
+  reset_python_stack_cache(cache->python);
 }
 
 bool initialize_stack_capture() {
@@ -297,7 +300,9 @@ StackProbe probe_stack_cache(StackCache* cache) {
   return probe;
 }
 
-uint32_t capture_stack(StackCache* cache, int depth, const StackProbe* given) {
+namespace {
+
+uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* given) {
   uintptr_t ips[Config::kMaxStackDepth];
   // Read before unwinding: the frames are then at least as new as the generation.
   const uint32_t generation = module_generation();
@@ -381,6 +386,15 @@ uint32_t capture_stack(StackCache* cache, int depth, const StackProbe* given) {
   tags[way] = tag;
   cache->last_hit[set] = static_cast<uint8_t>(way);
   return id;
+}
+
+}  // namespace
+
+uint32_t capture_stack(StackCache* cache, int depth, const StackProbe* given) {
+  const uint32_t native = capture_native_stack(cache, depth, given);
+  if (__builtin_expect(!python_frames_enabled(), 1)) return native;
+  PythonStackCache* no_cache = nullptr;
+  return add_python_frames(cache != nullptr ? cache->python : no_cache, native, depth);
 }
 
 uint32_t capture_caller(StackCache* cache) {

@@ -17,7 +17,7 @@ namespace {
 class StackIndex {
  public:
   StackIndex(const report::RawReport& dump, ModuleSymbolizer& symbolizer, HeapProfile& profile)
-      : dump_(dump), symbolizer_(symbolizer), profile_(profile) {}
+      : dump_(dump), symbolizer_(symbolizer), profile_(profile), python_(dump.python_codes) {}
 
   uint32_t index(uint32_t stack_id) {
     auto [it, fresh] = index_.try_emplace(stack_id, static_cast<uint32_t>(profile_.stacks.size()));
@@ -27,7 +27,7 @@ class StackIndex {
       for (const report::RawFrame& raw : stack->frames) {
         const bool in_module = raw.module != report::kNoModule;
         const SymbolizedFrame named =
-            symbolizer_.resolve(in_module ? &dump_.modules[raw.module] : nullptr, raw.address);
+            symbolizer_.resolve(in_module ? &dump_.modules[raw.module] : nullptr, raw.address, python_);
         ProfileFrame frame;
         frame.address = raw.address;
         frame.module = in_module ? static_cast<int32_t>(raw.module) : -1;
@@ -35,6 +35,7 @@ class StackIndex {
         if (named.function != "??") frame.function = named.function;
         frame.file = named.file;
         frame.line = named.line;
+        frame.python = named.python;
         frames.push_back(std::move(frame));
       }
     }
@@ -46,6 +47,7 @@ class StackIndex {
   const report::RawReport& dump_;
   ModuleSymbolizer& symbolizer_;
   HeapProfile& profile_;
+  PythonCodes python_;
   std::unordered_map<uint32_t, uint32_t> index_;
 };
 
@@ -164,7 +166,10 @@ std::string folded_text(const std::vector<FoldedStack>& stacks) {
 
 std::string frame_name(const HeapProfile& profile, const ProfileFrame& frame) {
   std::string name;
-  if (!frame.function.empty()) {
+  if (frame.python) {  // "app.py:12 in make_list [py]": a function's lines are boxes of their own
+    name = (frame.file.empty() ? "??" : frame.file) + (frame.line > 0 ? ":" + std::to_string(frame.line) : "") +
+           " in " + (frame.function.empty() ? "??" : frame.function) + " [py]";
+  } else if (!frame.function.empty()) {
     name = frame.function;
   } else if (frame.module >= 0) {
     const std::string& path = profile.modules[static_cast<size_t>(frame.module)].path;

@@ -33,6 +33,7 @@ struct ProfileFrame {
   std::string function;  // "" when unknown
   std::string file;      // "" when unknown
   int line = 0;
+  bool python = false;  // a Python frame: function, file and line are the Python source's
 };
 
 enum class SampleKind : uint8_t { kLive, kDirectLeak, kIndirectLeak };

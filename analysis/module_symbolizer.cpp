@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "allocator/python_frame_word.h"
 #include "analysis/hex_text.h"
 #include "analysis/local_debuginfo.h"
 
@@ -172,7 +173,29 @@ SymbolizedFrame ModuleSymbolizer::resolve(const report::RawModule* module, uint6
   return frame;
 }
 
+SymbolizedFrame ModuleSymbolizer::resolve(const report::RawModule* module, uint64_t address,
+                                          const PythonCodes& python) {
+  if (!python_word::is_python(address)) return resolve(module, address);
+  SymbolizedFrame frame;
+  frame.address = address;
+  frame.python = true;
+  frame.function = kUnknown;
+  const uint32_t unit = python_word::code_unit(address);
+  frame.module_offset = uint64_t{unit} * 2;  // CPython 3.11's code units are two bytes
+  if (const report::RawPythonCode* code = python.find(python_word::code_key(address))) {
+    if (!code->qualname.empty()) frame.function = code->qualname;
+    frame.file = code->filename;
+    frame.line = python_line(code->linetable, code->first_line, unit);
+  }
+  return frame;
+}
+
 std::string ModuleSymbolizer::format(const SymbolizedFrame& frame) {
+  if (frame.python) {
+    std::string text = frame.file.empty() ? kUnknown : frame.file;
+    if (frame.line > 0) text += ':' + std::to_string(frame.line);
+    return text + " in " + (frame.function.empty() ? kUnknown : frame.function) + " [py]";
+  }
   std::string text = frame.function.empty() ? kUnknown : frame.function;
   char number[2 + 16 + 1];
   if (frame.module.empty() || frame.module == kUnknown) {

@@ -18,6 +18,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "analysis/python_names.h"
 #include "report/raw_dump.h"
 
 struct Dwfl;
@@ -38,6 +39,10 @@ struct SymbolizedFrame {
   int line = 0;           // 0 when unknown
   std::string build_id;   // the module's GNU build-id in lower-case hex; empty when unknown
   bool unloaded = false;  // the module had been unloaded (dlclose) when the report was made
+  // A Python frame (allocator/python_frame_word.h): function is the code's qualified name, file and
+  // line the Python source's, module empty and module_offset the instruction's byte offset in the
+  // code object's bytecode.
+  bool python = false;
 };
 
 // A symbol as reports name functions: without the symbol version glibc's tables append
@@ -54,6 +59,8 @@ class ModuleSymbolizer {
   // Names a return address held by `module` (null: in no module). Looks up address-1 (the call
   // instruction) but reports `address` as given. Never fails: unknown parts are "??", empty or 0.
   SymbolizedFrame resolve(const report::RawModule* module, uint64_t address);
+  // The same, and a Python frame named from `python` (the dump's code names; "??" when absent).
+  SymbolizedFrame resolve(const report::RawModule* module, uint64_t address, const PythonCodes& python);
 
   // Module files read so far (each at most once per build-id).
   uint64_t modules_read() const { return modules_read_; }
@@ -61,7 +68,8 @@ class ModuleSymbolizer {
   // "function module+0xoffset file:line" one-liner used in human reports, e.g.
   // "make_list /tmp/prog+0x11a9 prog.c:12". The file:line part is omitted when unknown; an address
   // in no module prints as "?? 0x<address>"; a frame of an unloaded library ends in " (unloaded)",
-  // or " (unloaded, BuildId: <hex>)" when its function is unknown.
+  // or " (unloaded, BuildId: <hex>)" when its function is unknown. A Python frame is
+  // "app.py:12 in make_list [py]".
   static std::string format(const SymbolizedFrame& frame);
 
  private:

@@ -192,11 +192,13 @@ class Encoder {
   }
 
   uint64_t function(const ProfileFrame& frame) {
-    auto [it, fresh] = function_ids_.try_emplace({frame.function, frame.file}, function_ids_.size() + 1);
+    // A Python function is marked as one in its name: pprof has no field for a frame's language.
+    const std::string name = frame.python ? frame.function + " [py]" : frame.function;
+    auto [it, fresh] = function_ids_.try_emplace({name, frame.file}, function_ids_.size() + 1);
     if (!fresh) return it->second;
     ProtobufWriter message;
     message.varint_field(function_field::kId, it->second);
-    message.int64_field(function_field::kName, strings_.index(frame.function));
+    message.int64_field(function_field::kName, strings_.index(name));
     message.int64_field(function_field::kSystemName, strings_.index(frame.function));
     message.int64_field(function_field::kFilename, strings_.index(frame.file));
     functions_.message_field(profile_field::kFunction, message);

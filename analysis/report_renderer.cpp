@@ -37,7 +37,8 @@ const char* mode_name(uint8_t mode) {
 // The dump's stacks named once each, by id.
 class NamedStacks {
  public:
-  NamedStacks(const RawReport& dump, ModuleSymbolizer& symbolizer) : dump_(dump), symbolizer_(symbolizer) {
+  NamedStacks(const RawReport& dump, ModuleSymbolizer& symbolizer)
+      : dump_(dump), symbolizer_(symbolizer), python_(dump.python_codes) {
     for (const report::RawStack& s : dump.stacks) by_id_.emplace(s.id, &s);
   }
   const std::vector<SymbolizedFrame>& frames(uint32_t id) {
@@ -47,14 +48,16 @@ class NamedStacks {
       if (stack != by_id_.end()) {
         for (const report::RawFrame& f : stack->second->frames) {
           const report::RawModule* module = f.module == report::kNoModule ? nullptr : &dump_.modules[f.module];
-          it->second.push_back(symbolizer_.resolve(module, f.address));
+          it->second.push_back(symbolizer_.resolve(module, f.address, python_));
         }
       }
     }
     return it->second;
   }
-  // [{function, module, offset, file, line, address, build_id, unloaded}]: file and line when
-  // known, build_id when the module has one, unloaded (true) for a library closed since.
+  // [{function, module, offset, file, line, address, build_id, unloaded, language}]: file and line
+  // when known, build_id when the module has one, unloaded (true) for a library closed since;
+  // a Python frame has "language": "python", an empty module and the instruction's offset in its
+  // code object's bytecode.
   nlohmann::json json(uint32_t id) {
     nlohmann::json frames_json = nlohmann::json::array();
     for (const SymbolizedFrame& f : frames(id)) {
@@ -68,6 +71,7 @@ class NamedStacks {
       }
       if (!f.build_id.empty()) frame["build_id"] = f.build_id;
       if (f.unloaded) frame["unloaded"] = true;
+      if (f.python) frame["language"] = "python";
       frames_json.push_back(std::move(frame));
     }
     return frames_json;
@@ -76,6 +80,7 @@ class NamedStacks {
  private:
   const RawReport& dump_;
   ModuleSymbolizer& symbolizer_;
+  PythonCodes python_;
   std::unordered_map<uint32_t, const report::RawStack*> by_id_;
   std::unordered_map<uint32_t, std::vector<SymbolizedFrame>> named_;
 };
@@ -302,7 +307,10 @@ std::string leak_text(const RawReport& r, NamedStacks& stacks, const SuppressedL
     const std::vector<SymbolizedFrame>& frames = stacks.frames(g.stack_id);
     for (size_t k = 0; k < frames.size(); ++k) {
       char prefix[48];
-      std::snprintf(prefix, sizeof(prefix), "    #%zu 0x%lx in ", k, static_cast<unsigned long>(frames[k].address));
+      if (frames[k].python)  // no address to show: "#3 app.py:12 in make_list [py]"
+        std::snprintf(prefix, sizeof(prefix), "    #%zu ", k);
+      else
+        std::snprintf(prefix, sizeof(prefix), "    #%zu 0x%lx in ", k, static_cast<unsigned long>(frames[k].address));
       text += prefix + ModuleSymbolizer::format(frames[k]) + "\n";
     }
     if (frames.empty()) text += "    (no stack recorded)\n";

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <unordered_map>
 
+#include "allocator/python_frame_word.h"
 #include "report/json_text.h"
 #include "report/read_file.h"
 
@@ -101,6 +102,14 @@ nlohmann::json site_json(const report::RawWhy& why, uint32_t stack_id, ModuleSym
     const report::RawFrame& frame = stack->frames.front();
     const SymbolizedFrame f = symbolizer.resolve(module_at(why, frame.module), frame.address);
     site = {{"function", report::json_text(f.function)}, {"file", report::json_text(f.file)}, {"line", f.line}};
+    // Under Python the first frame is the interpreter's allocator: the innermost Python frame says
+    // which line of the program made the block.
+    const PythonCodes python(why.python_codes);
+    for (const report::RawFrame& outer : stack->frames) {
+      if (!python_word::is_python(outer.address)) continue;
+      site["python"] = report::json_text(ModuleSymbolizer::format(symbolizer.resolve(nullptr, outer.address, python)));
+      break;
+    }
   }
   cache.emplace(stack_id, site);
   return site;

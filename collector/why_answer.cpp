@@ -10,6 +10,7 @@
 #include "collector/holding_frame.h"
 #include "collector/retainers.h"
 #include "report/module_map.h"
+#include "report/python_codes.h"
 #include "report/raw_why.h"
 
 namespace heapkeeper::collect {
@@ -92,6 +93,7 @@ void add_stacks(report::RawWhy& why, report::ModuleMap& modules) {
       why.stacks.push_back(std::move(stack));
     }
   }
+  report::add_python_codes(why.stacks, why.python_codes);
 }
 
 }  // namespace

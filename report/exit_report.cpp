@@ -22,6 +22,7 @@
 #include "allocator/thread_registry.h"
 #include "report/analysis_handoff.h"
 #include "report/module_map.h"
+#include "report/python_codes.h"
 #include "report/read_file.h"
 #include "report/report_file.h"
 #include "report/site_summary.h"
@@ -56,6 +57,7 @@ void add_stacks(RawReport& r) {
       stack.frames.push_back({view.frames[i], modules.attribute(view.frames[i], view.generation, r.modules)});
     r.stacks.push_back(std::move(stack));
   }
+  add_python_codes(r.stacks, r.python_codes);
 }
 
 // A profile's sites: the live ones split by allocating thread, and what those threads were.
@@ -185,6 +187,7 @@ void print_stack_unguarded(uint32_t stack_id, const char* title) {
   for (uint32_t i = 0; i < view.depth; ++i)
     stack.frames.push_back({view.frames[i], modules.attribute(view.frames[i], view.generation, r.modules)});
   r.stacks.push_back(std::move(stack));
+  add_python_codes(r.stacks, r.python_codes);
   RawAnswer answer;
   std::string why;
   const bool named = analyse_dump(serialize_raw_dump(r), answer, why);

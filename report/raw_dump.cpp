@@ -45,6 +45,28 @@ void write_stacks(RawWriter& w, const std::vector<RawStack>& stacks) {
   }
 }
 
+void write_python_codes(RawWriter& w, const std::vector<RawPythonCode>& codes) {
+  w.u32(static_cast<uint32_t>(codes.size()));
+  for (const RawPythonCode& code : codes) {
+    w.u64(code.key);
+    w.i32(code.first_line);
+    w.bytes(code.qualname);
+    w.bytes(code.filename);
+    w.bytes(code.linetable);
+  }
+}
+
+void read_python_codes(RawCursor& c, std::vector<RawPythonCode>& codes) {
+  for (uint32_t i = 0, n = c.count("python codes", 24); i < n && c.ok(); ++i) {
+    RawPythonCode& code = codes.emplace_back();
+    code.key = c.u64("python code");
+    code.first_line = c.number<int32_t>("python code");
+    code.qualname = c.bytes("python qualname", 4096);
+    code.filename = c.bytes("python filename", 4096);
+    code.linetable = c.bytes("python location table", size_t{1} << 20);
+  }
+}
+
 void read_modules(RawCursor& c, std::vector<RawModule>& modules) {
   for (uint32_t i = 0, n = c.count("modules", 37); i < n && c.ok(); ++i) {
     RawModule m;
@@ -182,6 +204,7 @@ std::string serialize_raw_dump(const RawReport& r) {
   }
   write_modules(w, r.modules);
   write_stacks(w, r.stacks);
+  write_python_codes(w, r.python_codes);
   std::string& out = w.text();
   const uint64_t total = out.size();
   std::memcpy(out.data() + 16, &total, sizeof total);
@@ -312,7 +335,8 @@ bool parse_raw_dump(std::string_view bytes, RawReport& r, std::string& error) {
   read_modules(c, r.modules);
   std::unordered_set<uint32_t> ids;
   read_stacks(c, r.modules.size(), r.stacks, ids);
-  if (c.ok() && c.left() != 0) c.fail(std::to_string(c.left()) + " bytes after the last stack");
+  read_python_codes(c, r.python_codes);
+  if (c.ok() && c.left() != 0) c.fail(std::to_string(c.left()) + " bytes after the python section");
   // Every stack the report refers to must be there: a reader must never look one up and miss.
   const auto known = [&](uint32_t id) { return ids.count(id) != 0; };
   for (const RawSite& site : r.live_sites)

@@ -34,7 +34,11 @@
 //            u32 n + n × {u64 address, u64 size, u64 retained, u32 stack} (top blocks)
 //   modules  u32 n + n × {u8 unloaded, u64 load_bias, u64 low, u64 high, bytes build_id, bytes path}
 //   stacks   u32 n + n × {u32 id, u32 depth + depth × {u64 address, u32 module (index into modules,
-//            or kNoModule)}}
+//            or kNoModule)}}; an address with bit 63 set is a Python frame (allocator/
+//            python_frame_word.h: code key and instruction), its module kNoModule
+//   python   u32 n + n × {u64 code key, i32 first line, bytes qualname, bytes filename, bytes location
+//            table (co_linetable)}: the code of every Python frame the stacks hold that the library
+//            has names for (a frame without one is named "??")
 // "bytes" is u32 length + that many bytes (any bytes: paths and argv need not be UTF-8).
 //
 // The reader (parse_raw_dump) trusts nothing: every length and count is checked against what is
@@ -52,7 +56,7 @@
 namespace heapkeeper::report {
 
 inline constexpr uint64_t kRawDumpMagic = 0x504d55445748504bull;  // "KPHWDUMP" little-endian
-inline constexpr uint32_t kRawDumpVersion = 4;  // 4: kWantProfile, the profile section, the answer's profile
+inline constexpr uint32_t kRawDumpVersion = 5;                    // 5: Python frames and the python section
 inline constexpr uint32_t kNoModule = UINT32_MAX;
 // Bounds the reader enforces (beyond "fits in the buffer"), so a hostile dump cannot make it
 // allocate more than its own size suggests.
@@ -89,6 +93,15 @@ struct RawFrame {
 struct RawStack {
   uint32_t id = 0;
   std::vector<RawFrame> frames;
+};
+
+// The names of a Python code object, as the library copied them (allocator/python_code_table.h):
+// qualname and filename in UTF-8 (a path's undecodable bytes as themselves), the location table as
+// CPython 3.11 encodes it (the reader decodes lines: analysis/python_names.h).
+struct RawPythonCode {
+  uint64_t key = 0;
+  int32_t first_line = 0;
+  std::string qualname, filename, linetable;
 };
 
 struct RawModule {
@@ -188,6 +201,7 @@ struct RawReport {
   RawScan scan;
   std::vector<RawModule> modules;
   std::vector<RawStack> stacks;
+  std::vector<RawPythonCode> python_codes;
 
   // The stack with this id, or null.
   const RawStack* stack(uint32_t id) const;

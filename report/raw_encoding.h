@@ -94,7 +94,9 @@ class RawCursor {
 // The module map and stacks sections, as raw_dump.h describes them (shared by both encodings).
 void write_modules(RawWriter& w, const std::vector<RawModule>& modules);
 void write_stacks(RawWriter& w, const std::vector<RawStack>& stacks);
+void write_python_codes(RawWriter& w, const std::vector<RawPythonCode>& codes);
 void read_modules(RawCursor& c, std::vector<RawModule>& modules);
+void read_python_codes(RawCursor& c, std::vector<RawPythonCode>& codes);
 // Frames' module indexes are checked against `module_count`; `ids` collects the stack ids (one
 // appearing twice fails).
 void read_stacks(RawCursor& c, size_t module_count, std::vector<RawStack>& stacks, std::unordered_set<uint32_t>& ids);

@@ -59,6 +59,7 @@ std::string serialize_raw_why(const RawWhy& why) {
   }
   write_modules(w, why.modules);
   write_stacks(w, why.stacks);
+  write_python_codes(w, why.python_codes);
   std::string& out = w.text();
   const uint64_t total = out.size();
   std::memcpy(out.data() + 16, &total, sizeof total);
@@ -127,7 +128,8 @@ bool parse_raw_why(std::string_view bytes, RawWhy& why, std::string& error) {
   read_modules(c, why.modules);
   std::unordered_set<uint32_t> ids;
   read_stacks(c, why.modules.size(), why.stacks, ids);
-  if (c.ok() && c.left() != 0) c.fail(std::to_string(c.left()) + " bytes after the last stack");
+  read_python_codes(c, why.python_codes);
+  if (c.ok() && c.left() != 0) c.fail(std::to_string(c.left()) + " bytes after the python section");
   for (uint32_t module : module_references)
     if (c.ok() && module != kNoModule && module >= why.modules.size()) c.fail("a root names a module not in the map");
   for (const RawWhyPath& path : why.paths)

@@ -22,7 +22,7 @@
 //                  function whose frame holds the pointer)
 //            chain u32 n + n × {u64 address, u64 size, u32 stack}, from the block the root points
 //                  at to the target
-//   modules, stacks  as in raw_dump.h (every stack a chain names is there)
+//   modules, stacks, python  as in raw_dump.h (every stack a chain names is there)
 // The reader checks every length, count, index and stack reference, as parse_raw_dump does.
 #pragma once
 
@@ -36,7 +36,7 @@
 namespace heapkeeper::report {
 
 inline constexpr uint64_t kRawWhyMagic = 0x3159485750504b48ull;  // "HKPPWHY1" little-endian
-inline constexpr uint32_t kRawWhyVersion = 1;
+inline constexpr uint32_t kRawWhyVersion = 2;                    // 2: Python frames and the python section
 inline constexpr size_t kRawWhyMaxPaths = 16;
 
 enum class RawWhyOutcome : uint32_t {
@@ -83,6 +83,7 @@ struct RawWhy {
   std::vector<RawWhyPath> paths;
   std::vector<RawModule> modules;
   std::vector<RawStack> stacks;
+  std::vector<RawPythonCode> python_codes;
 
   const RawStack* stack(uint32_t id) const;
 };

@@ -21,7 +21,7 @@ if [[ ${1-} == --log ]]; then
   shift 2
 fi
 build_packages=(
-  build-essential cmake pkg-config binutils
+  build-essential cmake pkg-config binutils libpython3.11-dev
   libjemalloc-dev libunwind-dev libboost-dev libgtest-dev libdw-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev libncurses-dev zlib1g-dev
 )
@@ -29,7 +29,7 @@ build_packages=(
 # output with (Go's pprof reads its profiles, headless Chromium renders its flame graphs, promtool
 # checks its Prometheus text).
 tool_packages=(
-  python3 sqlite3 git perl gcc bc valgrind tmux redis-server redis-tools clang-format clang-tidy
+  python3 python3.11 sqlite3 git perl gcc bc valgrind tmux redis-server redis-tools clang-format clang-tidy
   golang-go chromium prometheus
 )
 case ${1-} in

@@ -16,7 +16,8 @@
 //    site and leak tables are built only while somebody is watching.
 // Frames are published raw: return address, offset in its module and an index into the snapshot's
 // module table (path, build-id, load bias); the reader names them (viewer/segment_reader.h), so the
-// traced process never reads DWARF.
+// traced process never reads DWARF. A Python frame's word (allocator/python_frame_word.h) names no
+// module: the snapshot's table of Python code names serves it, and the reader decodes its line.
 // Readers must validate everything (see viewer/segment_reader.h): counts are clamped, strings are
 // terminated by the reader, and a segment that is too small, of another version or another uid is
 // refused with a one-line reason.
@@ -30,7 +31,7 @@
 namespace heapkeeper::stats {
 
 inline constexpr uint64_t kSegmentMagic = 0x5045454b50414548ull;  // "HEAPKEEP" little-endian
-inline constexpr uint32_t kLayoutVersion = 5;
+inline constexpr uint32_t kLayoutVersion = 6;                     // 6: Python frames and their code names
 
 inline constexpr uint32_t kMaxSites = 100;
 inline constexpr uint32_t kMaxFrames = 16;
@@ -39,6 +40,9 @@ inline constexpr uint32_t kMaxScans = 16;
 inline constexpr uint32_t kMaxLeaks = 100;
 inline constexpr uint32_t kMaxModules = 64;
 inline constexpr uint32_t kNoModuleIndex = UINT32_MAX;
+// Set by the reader once it has named a frame a Python frame (allocator/python_frame_word.h).
+inline constexpr uint32_t kPythonFrameIndex = UINT32_MAX - 1;
+inline constexpr uint32_t kMaxPythonCodes = 128;
 inline constexpr uint32_t kSizeClasses = 48;     // log2 buckets of block sizes: [2^i, 2^(i+1))
 inline constexpr uint32_t kSeriesLength = 1200;  // 20 minutes at one point a second
 inline constexpr uint32_t kResponseCapacity = 4u << 20;
@@ -62,6 +66,18 @@ struct ModuleEntry {  // a module frames name: report/raw_dump.h's RawModule at 
   uint32_t build_id_length;  // bytes of build_id used (0: none)
   uint8_t build_id[64];
   char path[256];  // as /proc/self/maps names it; a longer path is cut (and then names nothing)
+};
+
+// The names of the code of a Python frame: report/raw_dump.h's RawPythonCode at fixed width. The
+// reader decodes lines from the location table (cut to `linetable` when longer: later lines are
+// then unknown).
+struct PythonCodeEntry {
+  uint64_t key;
+  int32_t first_line;
+  uint32_t linetable_length;  // bytes of linetable used
+  char qualname[128];
+  char filename[192];
+  uint8_t linetable[1024];
 };
 
 struct Site {  // an allocation site (stack): what of it is live now
@@ -176,13 +192,14 @@ struct Snapshot {
   uint32_t total_site_count;           // sites with live blocks (only the top kMaxSites are here)
   uint32_t symbolized;                 // 1: sites and leaks with raw frames (a reader watches); 0: none
   uint32_t module_count;               // entries of `modules` used
-  uint32_t reserved_count;
+  uint32_t python_code_count;          // entries of `python_codes` used
   MemoryFigures memory;
   Site sites[kMaxSites];  // by live bytes, largest first
   ThreadFigures threads[kMaxThreads];
   ScanFigures scans[kMaxScans];  // oldest first
   Leak leaks[kMaxLeaks];         // leaks of the last scan, largest first
   ModuleEntry modules[kMaxModules];
+  PythonCodeEntry python_codes[kMaxPythonCodes];
   SeriesPoint series[kSeriesLength];
 };
 
@@ -246,7 +263,8 @@ struct SharedSegment {
 static_assert(sizeof(Snapshot) % 8 == 0 && offsetof(SharedSegment, snapshot) % 8 == 0 && alignof(Snapshot) == 8);
 static_assert(offsetof(Snapshot, sites) % 8 == 0 && offsetof(Snapshot, threads) % 8 == 0 &&
               offsetof(Snapshot, scans) % 8 == 0 && offsetof(Snapshot, leaks) % 8 == 0 &&
-              offsetof(Snapshot, modules) % 8 == 0 && offsetof(Snapshot, series) % 8 == 0);
+              offsetof(Snapshot, modules) % 8 == 0 && offsetof(Snapshot, python_codes) % 8 == 0 &&
+              offsetof(Snapshot, series) % 8 == 0 && sizeof(PythonCodeEntry) % 8 == 0);
 static_assert(offsetof(Snapshot, memory) % 8 == 0 && sizeof(MemoryFigures) % 8 == 0);
 static_assert(sizeof(Site) % 8 == 0 && sizeof(ThreadFigures) % 8 == 0 && sizeof(Leak) % 8 == 0 &&
               sizeof(ScanFigures) % 8 == 0 && sizeof(SeriesPoint) % 8 == 0 && sizeof(ModuleEntry) % 8 == 0);
@@ -286,6 +304,8 @@ inline void store_used(Snapshot& shared, const Snapshot& from) {
   store_words(shared.scans, from.scans, sizeof(from.scans));
   store_words(shared.leaks, from.leaks, std::min(from.leak_count, kMaxLeaks) * sizeof(Leak));
   store_words(shared.modules, from.modules, std::min(from.module_count, kMaxModules) * sizeof(ModuleEntry));
+  store_words(shared.python_codes, from.python_codes,
+              std::min(from.python_code_count, kMaxPythonCodes) * sizeof(PythonCodeEntry));
   store_words(shared.series, from.series, sizeof(from.series));
 }
 

@@ -10,6 +10,8 @@
 #include "allocator/block_map.h"
 #include "allocator/heap_summary.h"
 #include "allocator/jemalloc_calls.h"
+#include "allocator/python_code_table.h"
+#include "allocator/python_frame_word.h"
 #include "allocator/stack_table.h"
 #include "allocator/thread_registry.h"
 #include "collector/collector.h"
@@ -39,8 +41,17 @@ void SnapshotBuilder::fill_frames(uint32_t stack_id, Frame* frames, uint32_t& de
   depth = std::min<uint32_t>(view.depth, kMaxFrames);
   for (uint32_t i = 0; i < depth; ++i) {
     // Raw: the reader names the frame from the module table (viewer/segment_reader.h).
-    const uint32_t module = module_map_.attribute(view.frames[i], view.generation, modules_);
     Frame& out = frames[i];
+    if (python_word::is_python(view.frames[i])) {  // named from the snapshot's Python code table
+      out.address = view.frames[i];
+      out.module_index = kNoModuleIndex;
+      out.module_offset = 0;
+      out.line = 0;
+      out.function[0] = out.module[0] = out.file[0] = '\0';
+      python_keys_.push_back(python_word::code_key(view.frames[i]));
+      continue;
+    }
+    const uint32_t module = module_map_.attribute(view.frames[i], view.generation, modules_);
     out.address = view.frames[i];
     out.module_index = module < kMaxModules ? module : kNoModuleIndex;
     out.module_offset = module < kMaxModules ? view.frames[i] - modules_[module].load_bias : 0;
@@ -173,6 +184,7 @@ void SnapshotBuilder::build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, b
   if (symbolize) {
     module_map_.load();
     modules_.clear();
+    python_keys_.clear();
     add_sites(out, last, seconds, now_ns);
   } else {
     previous_site_allocations_.clear();  // a site's rate needs two watched snapshots in a row
@@ -233,6 +245,21 @@ void SnapshotBuilder::build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, b
     std::memcpy(to.build_id, from.build_id.data(), to.build_id_length);
     // A path that does not fit would name another file: cut, it names nothing (frames keep offsets).
     copy_text(to.path, sizeof(to.path), from.path.size() < sizeof(to.path) ? from.path : std::string());
+  }
+
+  // The code names of the Python frames above, each once.
+  std::sort(python_keys_.begin(), python_keys_.end());
+  python_keys_.erase(std::unique(python_keys_.begin(), python_keys_.end()), python_keys_.end());
+  for (size_t i = 0; symbolize && i < python_keys_.size() && out.python_code_count < kMaxPythonCodes; ++i) {
+    const alloc::PythonCodeRecord* record = alloc::python_code_table().find(python_keys_[i]);
+    if (record == nullptr) continue;
+    PythonCodeEntry& to = out.python_codes[out.python_code_count++];
+    to.key = record->key;
+    to.first_line = record->first_line;
+    copy_text(to.qualname, sizeof(to.qualname), std::string(record->qualname(), record->qualname_length));
+    copy_text(to.filename, sizeof(to.filename), std::string(record->filename(), record->filename_length));
+    to.linetable_length = std::min<uint32_t>(record->linetable_length, sizeof(to.linetable));
+    std::memcpy(to.linetable, record->linetable(), to.linetable_length);
   }
 
   // Time series: one point a second.

@@ -32,6 +32,7 @@ class SnapshotBuilder {
 
   report::ModuleMap module_map_;            // what is mapped, read once per watched snapshot
   std::vector<report::RawModule> modules_;  // the modules this snapshot's frames name
+  std::vector<uint64_t> python_keys_;       // the Python codes they name (allocator/python_frame_word.h)
   uint64_t previous_time_ns_ = 0;
   uint64_t previous_allocations_ = 0, previous_frees_ = 0;
   std::unordered_map<uint32_t, uint64_t> previous_site_allocations_;

@@ -73,6 +73,8 @@ static int run_command_line(int argc, char** argv) {
   run_cmd->add_option("--library", run.library, "Preload library to use (default: ../lib/libheapkeeper.so)")
       ->type_name("PATH");
   run_cmd->add_flag("--quiet", run.quiet, "No summary line at exit");
+  run_cmd->add_flag("--python-objects", run.python_objects,
+                    "Python programs: every object through malloc (PYTHONMALLOC=malloc), each its own block");
   run_cmd->add_option("command", run.command, "PROG [ARGS...] (put -- before PROG)")->required();
   run_cmd->footer(kEnvironmentHelp);
   run_cmd->prefix_command(false);

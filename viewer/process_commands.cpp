@@ -35,10 +35,21 @@ std::string uptime_text(uint64_t ns) {
 std::string printable(std::string_view raw) { return report::printable_json_text(report::json_text(raw)); }
 
 std::string frame_text(const stats::Frame& f) {
+  if (f.module_index == stats::kPythonFrameIndex)  // "app.py:12 in make_list [py]"
+    return fmt::format("{}:{} in {} [py]", printable(f.file[0] ? f.file : "??"), f.line,
+                       printable(f.function[0] ? f.function : "??"));
   std::string text = fmt::format("{} in {}+{:#x}", printable(f.function[0] ? f.function : "??"),
                                  printable(f.module[0] ? f.module : "??"), f.module_offset);
   if (f.file[0] != '\0') text += fmt::format(" {}:{}", printable(f.file), f.line);
   return text;
+}
+
+// A site in one line: its first frame, or under Python its innermost Python frame (the frames
+// before it are the interpreter's allocator).
+std::string site_text(const stats::Site& site) {
+  for (uint32_t i = 0; i < site.depth && i < stats::kMaxFrames; ++i)
+    if (site.frames[i].module_index == stats::kPythonFrameIndex) return frame_text(site.frames[i]);
+  return site.depth > 0 ? frame_text(site.frames[0]) : "(no stack)";
 }
 
 nlohmann::json frames_json(const stats::Frame* frames, uint32_t depth) {
@@ -52,6 +63,7 @@ nlohmann::json frames_json(const stats::Frame* frames, uint32_t depth) {
       f["file"] = report::json_text(frames[i].file);
       f["line"] = frames[i].line;
     }
+    if (frames[i].module_index == stats::kPythonFrameIndex) f["language"] = "python";
     out.push_back(std::move(f));
   }
   return out;
@@ -272,14 +284,13 @@ int show_stats(pid_t pid, bool json) {
   fmt::print("  top sites by live bytes:\n");
   for (uint32_t i = 0; i < s.site_count && i < 5; ++i) {
     const stats::Site& site = s.sites[i];
-    fmt::print("    {:>10} in {:>8} blocks  {}\n", human_bytes(site.live_bytes), site.live_blocks,
-               site.depth > 0 ? frame_text(site.frames[0]) : "(no stack)");
+    fmt::print("    {:>10} in {:>8} blocks  {}\n", human_bytes(site.live_bytes), site.live_blocks, site_text(site));
   }
   // Reachable but rising: a cache or list nobody trims (stats/site_growth.h).
   for (uint32_t i = 0; i < s.site_count; ++i) {
     const stats::Site& site = s.sites[i];
     if (site.growing == 0) continue;
-    fmt::print("  growing: {} (+{}/s, now {})\n", site.depth > 0 ? frame_text(site.frames[0]) : "(no stack)",
+    fmt::print("  growing: {} (+{}/s, now {})\n", site_text(site),
                human_bytes(static_cast<uint64_t>(site.growth_bytes_per_second)), human_bytes(site.live_bytes));
   }
   return 0;

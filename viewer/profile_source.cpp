@@ -46,6 +46,7 @@ class ReportFrames {
         if (frame.function == "??") frame.function.clear();
         frame.file = decoded_text_of(entry, "file");
         frame.line = static_cast<int>(std::min<uint64_t>(count_of(entry, "line"), INT32_MAX));
+        frame.python = decoded_text_of(entry, "language") == "python";
         const std::string module = decoded_text_of(entry, "module");
         if (!module.empty() && module != "??")
           frame.module = this->module(module, decoded_text_of(entry, "build_id"), frame);

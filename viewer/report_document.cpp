@@ -55,7 +55,7 @@ class SchemaCheck {
 
   void stack(const json& owner, const std::string& at) {
     array(owner, "stack", at, [this](const json& frame, const std::string& here) {
-      for (const char* key : {"function", "module", "file"}) text(frame, key, here);
+      for (const char* key : {"function", "module", "file", "language"}) text(frame, key, here);
       for (const char* key : {"offset", "line"}) count(frame, key, here);
     });
   }

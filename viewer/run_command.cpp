@@ -181,6 +181,7 @@ int run_program(const RunOptions& options) {
   if (!options.scan_interval.empty()) setenv("HEAPKEEPER_SCAN_INTERVAL", options.scan_interval.c_str(), 1);
   if (!options.exit_code.empty()) setenv("HEAPKEEPER_EXITCODE", options.exit_code.c_str(), 1);
   if (options.quiet) setenv("HEAPKEEPER_QUIET", "1", 1);
+  if (options.python_objects) setenv("PYTHONMALLOC", "malloc", 1);
   for (const char* variable :
        {"HEAPKEEPER_REPORT", "HEAPKEEPER_LOG_PATH", "HEAPKEEPER_SUPPRESSIONS", "HEAPKEEPER_BASELINE"})
     make_variable_absolute(variable);

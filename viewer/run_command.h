@@ -7,8 +7,11 @@
 namespace heapkeeper::view {
 
 struct RunOptions {
-  std::string report_path;    // --report, HEAPKEEPER_REPORT
-  std::string stack_depth;    // --stack-depth
+  std::string report_path;  // --report, HEAPKEEPER_REPORT
+  std::string stack_depth;  // --stack-depth
+  // --python-objects: PYTHONMALLOC=malloc, so that every Python object is a block of its own (with
+  // its Python stack) rather than a slot in a pymalloc arena heapkeeper cannot see into.
+  bool python_objects = false;
   std::string mode;           // --mode
   std::string scan_interval;  // --scan-interval
   std::string on_bad_free;    // --on-bad-free

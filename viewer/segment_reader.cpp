@@ -380,6 +380,12 @@ void SegmentReader::sanitise(stats::Snapshot& s) {
     terminate(module.path);
     if (module.build_id_length > sizeof(module.build_id)) module.build_id_length = 0;
   }
+  if (s.python_code_count > stats::kMaxPythonCodes) s.python_code_count = stats::kMaxPythonCodes;
+  for (auto& code : s.python_codes) {
+    terminate(code.qualname);
+    terminate(code.filename);
+    if (code.linetable_length > sizeof(code.linetable)) code.linetable_length = 0;
+  }
   for (auto& site : s.sites) sanitise_frames(site.frames, site.depth);
   for (auto& leak : s.leaks) sanitise_frames(leak.frames, leak.depth);
   for (auto& thread : s.threads) terminate(thread.name);
@@ -413,12 +419,22 @@ void SegmentReader::name_frames(stats::Snapshot& s) const {
     modules[i].build_id.assign(reinterpret_cast<const char*>(from.build_id), from.build_id_length);
     modules[i].path = from.path;
   }
+  std::vector<report::RawPythonCode> codes(s.python_code_count);
+  for (uint32_t i = 0; i < s.python_code_count; ++i) {
+    const stats::PythonCodeEntry& from = s.python_codes[i];
+    codes[i].key = from.key;
+    codes[i].first_line = from.first_line;
+    codes[i].qualname = from.qualname;
+    codes[i].filename = from.filename;
+    codes[i].linetable.assign(reinterpret_cast<const char*>(from.linetable), from.linetable_length);
+  }
+  const analysis::PythonCodes python(codes);
   const auto name = [&](stats::Frame* frames, uint32_t depth) {
     for (uint32_t i = 0; i < depth; ++i) {
       stats::Frame& frame = frames[i];
-      const report::RawModule* module =
-          frame.module_index == stats::kNoModuleIndex ? nullptr : &modules[frame.module_index];
-      const analysis::SymbolizedFrame named = symbolizer_->resolve(module, frame.address);
+      const report::RawModule* module = frame.module_index >= s.module_count ? nullptr : &modules[frame.module_index];
+      const analysis::SymbolizedFrame named = symbolizer_->resolve(module, frame.address, python);
+      if (named.python) frame.module_index = stats::kPythonFrameIndex;
       frame.module_offset = named.module_offset;
       frame.line = static_cast<uint32_t>(named.line > 0 ? named.line : 0);
       copy_text(frame.function, sizeof(frame.function), named.function);

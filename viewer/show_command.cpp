@@ -28,9 +28,15 @@ void print_stack(const nlohmann::json& stack, size_t frames_shown) {
       fmt::print("    ... {} more frames\n", stack.size() - frames_shown);
       break;
     }
-    std::string line = fmt::format("    #{} {} in {}+{:#x}", index, shown(frame, "function", "??"),
-                                   shown(frame, "module", "??"), frame.value("offset", uint64_t{0}));
-    if (frame.contains("file")) line += fmt::format(" {}:{}", shown(frame, "file", ""), frame.value("line", 0));
+    std::string line;
+    if (frame.is_object() && frame.value("language", "") == "python") {  // "#3 app.py:12 in make_list [py]"
+      line = fmt::format("    #{} {}:{} in {} [py]", index, shown(frame, "file", "??"), frame.value("line", 0),
+                         shown(frame, "function", "??"));
+    } else {
+      line = fmt::format("    #{} {} in {}+{:#x}", index, shown(frame, "function", "??"), shown(frame, "module", "??"),
+                         frame.value("offset", uint64_t{0}));
+      if (frame.contains("file")) line += fmt::format(" {}:{}", shown(frame, "file", ""), frame.value("line", 0));
+    }
     fmt::print("{}\n", line);
     ++index;
   }

@@ -121,6 +121,11 @@ const std::vector<Column>& columns_of(Tab tab) {
 }
 
 uint32_t shown_frame(const stats::Frame* frames, uint32_t depth) {
+  // Under Python the innermost frames are the interpreter's allocator: the program's line is the
+  // innermost Python frame.
+  for (uint32_t i = 0; i < depth; ++i) {
+    if (frames[i].module_index == stats::kPythonFrameIndex) return i;
+  }
   for (uint32_t i = 0; i < depth; ++i) {
     if (std::strncmp(frames[i].function, "operator new", 12) != 0) return i;
   }

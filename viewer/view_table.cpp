@@ -231,8 +231,11 @@ void draw_detail(Screen& screen, const stats::Snapshot& snapshot, const TableVie
           screen.put(y, x, printable(fmt::format("  at {}:{}", frame.file, frame.line), utf8), width - x, Role::kLabel);
     }
     const std::string module = frame.module[0] != '\0' ? frame.module : "??";
-    screen.put(y, x, printable(fmt::format("  in {}+{:#x}", base_name(module), frame.module_offset), utf8), width - x,
-               Role::kDim);
+    if (frame.module_index == stats::kPythonFrameIndex)
+      screen.put(y, x, "  [py]", width - x, Role::kDim);
+    else
+      screen.put(y, x, printable(fmt::format("  in {}+{:#x}", base_name(module), frame.module_offset), utf8), width - x,
+                 Role::kDim);
   }
   if (shown < static_cast<int>(depth)) {
     screen.put(

@@ -88,6 +88,7 @@ std::string site_text(const nlohmann::json& site) {
   std::string text = string_field(site, "function");
   const std::string file = string_field(site, "file");
   if (!file.empty()) text += fmt::format(" {}:{}", file, number_of(site, "line"));
+  if (const std::string python = string_field(site, "python"); !python.empty()) text += " from " + python;
   return text;
 }
 

@@ -11,6 +11,9 @@ Four parts (--parts), in this order:
  scan-overhead heapkeeper detect with periodic scans every 10 s against the same without periodic
                scans, alternating, on a long python3 run (PYTHONMALLOC=malloc, so every object is a
                block the scans mark); the goal is at most 5% more wall time.
+ python-frames what Python frames in stacks cost each allocation (heapkeeper with and without them on
+               python3 churn, PYTHONMALLOC=malloc, 24-frame stacks), beside tracemalloc's cost with
+               24-frame tracebacks on the same workload; the goal is at most 100 ns per allocation.
  first-report  bench/workloads/late_leak.c leaks a block one second into a fixed 20 s run;
                bench/first_report.py times how long after the leak each tool's first report naming it
                appears: heapkeeper's periodic scans (every 10 s, every 1 s), a scan on demand
@@ -43,7 +46,7 @@ from .bench_parts import WORKLOAD_DIR, BenchParts, clean_env, messages, note
 from .common import (DEBIAN_PYTHON, HARNESS_DIR, ROOT_DIR, Fatal, expand, expand_all, find_lib, install_missing,
                      load_data, missing_packages, parse_options)
 
-PARTS = ["table", "scan-overhead", "first-report", "corpus"]
+PARTS = ["table", "scan-overhead", "python-frames", "first-report", "corpus"]
 # A heapkeeper JSON report of a benchmark run: one per process (%p), removed after the run.
 REPORT_PREFIX = "hkreport."
 
@@ -387,13 +390,17 @@ class Bench(BenchParts):
         self.results, self.summary = out / "runs.tsv", out / "summary.tsv"
         self.overhead_runs, self.overhead_summary = out / "scan_overhead.tsv", out / "scan_overhead_summary.tsv"
         self.first_runs, self.first_summary = out / "first_report.tsv", out / "first_report_summary.tsv"
+        self.python_frames_runs = out / "python_frames.tsv"
+        self.python_frames_summary = out / "python_frames_summary.tsv"
         self.heap_runs, self.goals_summary = out / "heap_figures.tsv", out / "goals_summary.tsv"
         self.corpus_json, self.corpus_summary = out / "leak_corpus.json", out / "leak_corpus_summary.tsv"
         for path in (self.results, self.summary, self.heap_runs, self.goals_summary, self.overhead_runs, self.overhead_summary, self.first_runs,
-                     self.first_summary, self.corpus_json, self.corpus_summary):
+                     self.first_summary, self.corpus_json, self.corpus_summary, self.python_frames_runs,
+                     self.python_frames_summary):
             path.unlink(missing_ok=True)
         self.part_seconds, self.given_up, self.trace_bytes = {}, {}, {}
         self.overhead_verdict, self.corpus_status, self.first_configs = "", "", []
+        self.python_frames_verdict = ""
         self.bench_started = int(time.monotonic())
         if self.part("table"):
             self.run_table()
@@ -402,6 +409,11 @@ class Bench(BenchParts):
                 self.run_scan_overhead()
             else:
                 self.skip("scan-overhead", "it needs heapkeeper (hk-detect in --tools)")
+        if self.part("python-frames"):
+            if "hk-detect" in self.active:
+                self.run_python_frames()
+            else:
+                self.skip("python-frames", "it needs heapkeeper (hk-detect in --tools)")
         if self.part("first-report"):
             self.run_first_report()
         if self.part("corpus"):
@@ -420,6 +432,10 @@ class Bench(BenchParts):
         if any(r[7] == "FAIL" and (r[1].startswith("glibc") or r[1].startswith("hk-")) for r in rows(self.summary)):
             return 1
         if any("\tFAIL" in "\t".join(r) for r in rows(self.overhead_runs)):
+            return 1
+        python_frames_runs = getattr(self, "python_frames_runs", None)  # absent when the part never ran
+        if python_frames_runs and any(r[0].startswith("hk-") and r[-1].startswith("FAIL")
+                                      for r in rows(python_frames_runs)[1:]):
             return 1
         if any(re.match(r"hk-[a-z0-9]+$", r[0]) and re.fullmatch(r"[0-9]+", r[1]) and r[-1].startswith("FAIL")
                for r in rows(self.first_runs)[1:]):

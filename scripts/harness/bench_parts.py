@@ -331,6 +331,103 @@ class BenchParts:
             verdict += f" and {(paired_median(cpu_pairs) - 1) * 100:+.1f}% CPU time"
         return "".join(lines), verdict + f"; goal at most +5% wall time: {'met' if paired <= 1.05 else 'MISSED'}"
 
+    # ------------------------------------------------------------------ part: python-frames
+
+    PYTHON_FRAMES_CONFIGS = {
+        "glibc": "glibc",
+        "tracemalloc": "glibc, tracemalloc with 24-frame tracebacks (PYTHONTRACEMALLOC=24)",
+        "hk-native": "heapkeeper detect, native frames only (HEAPKEEPER_PYTHON=0)",
+        "hk-python": "heapkeeper detect, Python frames merged in (the default)",
+    }
+
+    def run_python_frames(self):
+        """What Python frames cost each allocation: python_churn (PYTHONMALLOC=malloc, 24-frame stacks)
+        under heapkeeper with and without them, and, for scale, plain glibc with and without
+        tracemalloc keeping 24-frame tracebacks; round-robin, the order turning each round. The
+        heapkeeper runs write the JSON report, whose allocation count divides the differences."""
+        started = int(time.monotonic())
+        env = {"PYTHONHASHSEED": "0", "PYTHONMALLOC": "malloc"}
+        command = [self.python, str(WORKLOAD_DIR / "python_churn.py"), str(self.sizes["python_churn"]["full"]),
+                   "--cache-entries", str(self.sizes["python_churn"]["cache"])]
+        rows = ["configuration\trun\twall_s\tcpu_s\tallocations\tstatus"]
+        reference = self.out_dir / "reference.python_frames.out"
+        names = list(self.PYTHON_FRAMES_CONFIGS)
+        for rep in range(0, self.runs + 1):  # round 0: untimed warm-up, and the reference output
+            turn = rep % len(names)
+            for c in names[turn:] + names[:turn]:
+                tag = f"python_frames.{c}.{rep}"
+                report = self.tmp_dir / f"{tag}.%p.json"  # one per process: the timing wrapper's too
+                extra = {}
+                if c == "tracemalloc":
+                    extra = {"PYTHONTRACEMALLOC": "24"}
+                elif c.startswith("hk-"):
+                    extra = {"LD_PRELOAD": self.lib["hk-detect"], "HEAPKEEPER_MODE": "detect",
+                             "HEAPKEEPER_REPORT": str(report), "HEAPKEEPER_BINARY": str(self.hk_cli),
+                             "HEAPKEEPER_PYTHON": "0" if c == "hk-native" else "1"}
+                out = reference if rep == 0 and c == "glibc" else self.log_dir / f"{tag}.out"
+                result = self.measure(command, clean_env(env, extra), out, self.log_dir / f"{tag}.err", tag)
+                status = "ok"
+                if result.how != "exit:0":
+                    status = f"FAIL: {result.how}"
+                elif rep > 0 and out.read_bytes() != reference.read_bytes():
+                    status = "FAIL: stdout differs from glibc"
+                counts = []
+                for path in self.tmp_dir.glob(f"{tag}.*.json"):
+                    try:
+                        counts.append(int(json.loads(path.read_text())["allocations"]))
+                    except (OSError, ValueError, KeyError):
+                        pass
+                    path.unlink(missing_ok=True)
+                allocations = str(max(counts)) if counts and max(counts) > 0 else "-"
+                if rep == 0:
+                    continue
+                rows.append(f"{c}\t{rep}\t{result.wall:.3f}\t{result.cpu:.3f}\t{allocations}\t{status}")
+                print(f"bench.sh: [{rep}/{self.runs}] python-frames {c:<12} {result.wall:7.2f} s  CPU {result.cpu:7.2f} s  "
+                      f"{status}", file=sys.stderr, flush=True)
+                self.python_frames_runs.write_text("\n".join(rows) + "\n")
+        self.part_seconds["python-frames"] = int(time.monotonic()) - started
+        summary, verdict = self.python_frames_summary_of(rows[1:])
+        self.python_frames_summary.write_text(summary)
+        self.python_frames_verdict = verdict
+
+    def python_frames_summary_of(self, rows):
+        """Per configuration the median wall and CPU time; the extra CPU nanoseconds per allocation of
+        Python frames (hk-python over hk-native) and of tracemalloc (over glibc), each the median of
+        the rounds' paired differences divided by the allocations heapkeeper counted (the workload
+        is deterministic: every configuration makes the same calls). CPU time, user and system, does
+        not count waiting for a core, so it is steadier than wall time on a shared machine."""
+        runs, failed, allocations = {}, {}, []
+        for row in rows:
+            c, rep, wall, cpu, count, status = row.split("\t")
+            if status != "ok":
+                failed[c] = status
+                continue
+            runs.setdefault(c, {})[rep] = (float(wall), float(cpu))
+            if count != "-":
+                allocations.append(int(count))
+        lines = ["configuration\twall s\tCPU s\truns ok\n"]
+        for c, name in self.PYTHON_FRAMES_CONFIGS.items():
+            got = runs.get(c, {})
+            lines.append("\t".join([name, f"{median([v[0] for v in got.values()]):.2f}" if got else "-",
+                                     f"{median([v[1] for v in got.values()]):.2f}" if got else "-",
+                                     f"{len(got)}" + (f" ({failed[c]})" if c in failed else "")]) + "\n")
+        if not allocations:
+            return "".join(lines), "no heapkeeper run counted its allocations: no verdict"
+        count = median(allocations)
+
+        def extra_ns(tool, against):
+            pairs = [(v[1] - runs[against][rep][1]) for rep, v in runs.get(tool, {}).items() if rep in runs.get(against, {})]
+            return paired_median(pairs) * 1e9 / count if pairs else None
+
+        python, tracemalloc = extra_ns("hk-python", "hk-native"), extra_ns("tracemalloc", "glibc")
+        if python is None:
+            return "".join(lines), "no successful pair of heapkeeper runs: no verdict"
+        verdict = (f"Python frames cost {python:+.0f} ns of CPU per allocation ({awk_string(count)} allocations; "
+                   f"median of paired differences)")
+        if tracemalloc is not None:
+            verdict += f"; tracemalloc with 24-frame tracebacks costs {tracemalloc:+.0f} ns per allocation over glibc"
+        return "".join(lines), verdict + f"; goal at most 100 ns: {'met' if python <= 100 else 'MISSED'}"
+
     # ------------------------------------------------------------------ part: first-report
 
     def run_first_report(self):

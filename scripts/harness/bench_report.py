@@ -107,6 +107,13 @@ class Report:
             else:
                 out.append(f"periodic-scan overhead (python3 churn, PYTHONMALLOC=malloc, {bench.overhead_iterations} iterations):")
             out += self.tsv(style, bench.overhead_summary) + ["", bench.overhead_verdict]
+        if read_tsv(bench.python_frames_summary):
+            out.append("")
+            if markdown:
+                out += ["## Python frames in stacks", ""]
+            else:
+                out.append("Python frames in stacks (python3 churn, PYTHONMALLOC=malloc, 24-frame stacks):")
+            out += self.tsv(style, bench.python_frames_summary) + ["", bench.python_frames_verdict]
         if read_tsv(bench.first_summary):
             out.append("")
             if markdown:

@@ -63,8 +63,14 @@ RawReport sample() {
   r.modules = {{false, 0x555500000000, 0x555500001000, 0x555500005000, std::string("\x01\x02\x03", 3), "/bin/prog"},
                {true, 0x7f0000000000, 0x7f0000001000, 0x7f0000009000, "", "/tmp/gone.so"},
                {false, 0x7fff0000, 0x7fff0000, 0x7fff2000, "", "[vdso]", {{0xa00, 0x40, "__vdso_clock_gettime"}}}};
-  r.stacks = {
-      {1, {{0x555500001234, 0}, {0x7f0000001111, 1}}}, {2, {{0x7fff0100, 2}, {0xdeadbeef, kNoModule}}}, {3, {}}};
+  r.stacks = {{1, {{0x555500001234, 0}, {0x7f0000001111, 1}}},
+              {2, {{0x7fff0100, 2}, {0xdeadbeef, kNoModule}, {0x8000280000000abcull, kNoModule}}},
+              {3, {}}};
+  // The Python frame of stack 2 (code key 0xabc, code unit 5): its code's names.
+  r.python_codes = {{0xabc, 7, "Cache.fill",
+                     "/srv/app/c\xe9"
+                     "che.py",
+                     std::string("\x80\x00\xd8\x04", 4)}};
   return r;
 }
 
@@ -90,6 +96,11 @@ TEST(RawDump, RoundTrip) {
   EXPECT_EQ(out.modules[2].symbols[0].name, "__vdso_clock_gettime");
   ASSERT_EQ(out.stacks.size(), 3u);
   EXPECT_EQ(out.stacks[1].frames[1].module, kNoModule);
+  ASSERT_EQ(out.python_codes.size(), 1u);
+  EXPECT_EQ(out.python_codes[0].key, 0xabcu);
+  EXPECT_EQ(out.python_codes[0].first_line, 7);
+  EXPECT_EQ(out.python_codes[0].filename, in.python_codes[0].filename);
+  EXPECT_EQ(out.python_codes[0].linetable, in.python_codes[0].linetable);
   EXPECT_EQ(serialize_raw_dump(out), bytes);  // nothing lost, nothing added
 }
 

@@ -1,0 +1,62 @@
+// PythonCodeTable: what names each Python code object that a recorded stack went through — its
+// qualified name, file, first line and location table — copied out of the interpreter the first
+// time a stack through it is interned, so that a report made after the code object died (a module
+// unloaded, a function made by exec and dropped) still names it. Keyed by the code key of the
+// frame word (allocator/python_frame_word.h), which changes when a code object's address is reused
+// by other code.
+//
+// Inside the traced process, off the hot path: a stack's codes are remembered only when a new
+// Python stack is interned. Lock-free: a key is claimed in an open-addressing table with one
+// compare-and-swap, its record copied into a bump arena and then published; a reader skips a record
+// not yet published. All memory is mapped at start-up (no syscall, no tracked heap afterwards); a
+// full table or arena leaves later codes unnamed ("??"), never fails an allocation.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+struct HeapkeeperPythonLayout;
+
+namespace heapkeeper::alloc {
+
+// A code's names as copied: qualname and filename in UTF-8 (a lone surrogate U+DC80..U+DCFF, which is
+// how Python keeps a path's undecodable byte, becomes that byte again), the location table as
+// co_linetable held it. The bytes follow the record.
+struct PythonCodeRecord {
+  uint64_t key;
+  int32_t first_line;
+  uint32_t qualname_length, filename_length, linetable_length;
+  const char* qualname() const { return reinterpret_cast<const char*>(this + 1); }
+  const char* filename() const { return qualname() + qualname_length; }
+  const char* linetable() const { return filename() + filename_length; }
+};
+
+class PythonCodeTable {
+ public:
+  // Maps the table: false when the memory cannot be had (Python frames then stay unnamed).
+  bool initialize(const HeapkeeperPythonLayout* layout, uintptr_t code_type, uintptr_t str_type, uintptr_t bytes_type);
+  // Copies the names of the code object at `code` under `key`, unless the key is known. `code` must
+  // be alive: a frame of the calling thread's stack holds it.
+  void remember(uint64_t key, uintptr_t code);
+  // The record of `key`, or null when it was never remembered (or is still being copied).
+  const PythonCodeRecord* find(uint64_t key) const;
+  uint32_t count() const { return count_.load(std::memory_order_relaxed); }
+
+ private:
+  static constexpr unsigned kSlotsShift = 18;
+  static constexpr size_t kArenaBytes = size_t{64} << 20;
+  size_t copy_text(uintptr_t object, char* out, size_t capacity) const;
+
+  const HeapkeeperPythonLayout* layout_ = nullptr;
+  uintptr_t code_type_ = 0, str_type_ = 0, bytes_type_ = 0;
+  std::atomic<uint64_t>* keys_ = nullptr;     // key | kClaimed; 0: empty
+  std::atomic<uint64_t>* records_ = nullptr;  // offset in the arena + 1; 0: not published
+  char* arena_ = nullptr;
+  std::atomic<size_t> arena_next_{0};
+  std::atomic<uint32_t> count_{0};
+};
+
+PythonCodeTable& python_code_table();
+
+}  // namespace heapkeeper::alloc
