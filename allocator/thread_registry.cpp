@@ -1,10 +1,13 @@
 // Implementation of the thread registry (see thread_registry.h).
 #include "allocator/thread_registry.h"
 
+#include <fcntl.h>
 #include <limits.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <new>
 
@@ -144,6 +147,11 @@ void ThreadRegistry::retire_current() {
   tl.state = nullptr;
   tl.status = ThreadStatus::kExited;
   if (s == nullptr) return;
+  // Its name as it leaves (refresh_name): PR_GET_NAME reads this thread's own, with no file.
+  if (s->index < kTrackedInfos) {
+    char name[sizeof(ThreadInfo::name)] = {};
+    if (prctl(PR_GET_NAME, name) == 0) std::memcpy(infos_[s->index].name, name, sizeof(name));
+  }
   flush_live_bytes(*s);
   retired_allocations_.fetch_add(s->allocations.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
   retired_frees_.fetch_add(s->frees.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
@@ -209,6 +217,20 @@ ThreadTotals ThreadRegistry::totals() const {
   }
   t.threads_seen = next_index_.load(std::memory_order_relaxed) - 1;
   return t;
+}
+
+void ThreadRegistry::refresh_name(const ThreadState& s) {
+  if (s.index == 0 || s.index >= kTrackedInfos || s.tid <= 0) return;
+  char path[48];
+  std::snprintf(path, sizeof(path), "/proc/self/task/%d/comm", static_cast<int>(s.tid));
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;  // the thread has just exited: its last name was read as it did
+  char name[sizeof(ThreadInfo::name)] = {};
+  const ssize_t length = ::read(fd, name, sizeof(name) - 1);
+  ::close(fd);
+  if (length <= 0) return;
+  if (name[length - 1] == '\n') name[length - 1] = '\0';
+  std::memcpy(infos_[s.index].name, name, sizeof(name));
 }
 
 const ThreadInfo* ThreadRegistry::info(uint32_t index) const {

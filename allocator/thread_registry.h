@@ -130,6 +130,12 @@ class ThreadRegistry {
   uint64_t next_sequence_block(uint64_t count) { return sequence_.fetch_add(count, std::memory_order_relaxed); }
 
   const ThreadInfo* info(uint32_t index) const;
+  // Reads a live thread's name again from /proc/self/task/TID/comm. A thread's name is first read
+  // when it registers (at its first allocation, or as it starts), but programs name their threads
+  // when they like: pthread_setname_np after pthread_create, or later. Not for the hot path (three
+  // system calls): the publisher calls it for each thread it reports, the exit report for the
+  // threads it names; a thread's last name is read as it exits.
+  void refresh_name(const ThreadState& s);
   // Visits every active thread's state (for the collector and the publisher).
   template <typename Visitor>
   void for_each_active(Visitor&& visit) const {

@@ -63,6 +63,10 @@ void add_stacks(RawReport& r) {
 // A profile's sites: the live ones split by allocating thread, and what those threads were.
 void add_thread_sites(RawReport& r) {
   const std::vector<ThreadSiteTotals> sites = live_sites_by_thread();
+  // The names live threads have now (exited ones kept their last, thread_registry.h).
+  alloc::thread_registry().for_each_active([](const alloc::ThreadState& s) {
+    if (!s.heapkeeper_thread) alloc::thread_registry().refresh_name(s);
+  });
   std::unordered_set<uint32_t> threads;
   for (size_t i = 0; i < sites.size() && i < kProfileLiveSites; ++i) {
     r.thread_sites.push_back({sites[i].stack_id, sites[i].thread, sites[i].blocks, sites[i].bytes});

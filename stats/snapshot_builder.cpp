@@ -200,6 +200,7 @@ void SnapshotBuilder::build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, b
     t.frees = s.frees.load(std::memory_order_relaxed);
     t.net_bytes = static_cast<int64_t>(s.allocated_bytes.load(std::memory_order_relaxed)) -
                   static_cast<int64_t>(s.freed_bytes.load(std::memory_order_relaxed));
+    alloc::thread_registry().refresh_name(s);
     if (const alloc::ThreadInfo* info = alloc::thread_registry().info(s.index))
       std::memcpy(t.name, info->name, sizeof(t.name));
     t.name[sizeof(t.name) - 1] = '\0';

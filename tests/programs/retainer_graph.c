@@ -65,10 +65,10 @@ __attribute__((noinline)) struct node* build_list(void) {
 
 static void* holder(void* unused) {
   (void)unused;
-  /* Named before its first allocation: heapkeeper records a thread's name when the thread first
-   * allocates, and main's pthread_setname_np below may come after that. */
-  pthread_setname_np(pthread_self(), "holder");
   struct node* volatile head = build_list();
+  /* Named only after its allocations, as programs often name threads late: heapkeeper's reports
+   * must show the name the thread has, not the one it had when it first allocated. */
+  pthread_setname_np(pthread_self(), "holder");
   scrub_stack();
   char done = 1;
   if (write(ready_pipe[1], &done, 1) != 1) return NULL;
@@ -86,7 +86,6 @@ int main(void) {
   build_tree();
   pthread_t thread;
   if (pthread_create(&thread, NULL, holder, NULL) != 0) return 1;
-  pthread_setname_np(thread, "holder");
   char done;
   if (read(ready_pipe[0], &done, 1) != 1) return 1;
   scrub_stack();
