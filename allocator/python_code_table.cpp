@@ -1,6 +1,9 @@
 // Implementation of the table of Python code names (see python_code_table.h).
 #include "allocator/python_code_table.h"
 
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <cstring>
 
 #include "allocator/internal_mappings.h"
@@ -61,7 +64,11 @@ bool PythonCodeTable::initialize(const HeapkeeperPythonLayout* layout, uintptr_t
   bytes_type_ = bytes_type;
   keys_ = static_cast<std::atomic<uint64_t>*>(map_internal(sizeof(uint64_t) << kSlotsShift, true));
   records_ = static_cast<std::atomic<uint64_t>*>(map_internal(sizeof(uint64_t) << kSlotsShift, true));
-  arena_ = static_cast<char*>(map_internal(kArenaBytes, true));
+  arena_bytes_ = kArenaBytes;
+  rlimit limit{};
+  if (getrlimit(RLIMIT_AS, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY)
+    arena_bytes_ = std::clamp<size_t>(limit.rlim_cur / 256 & ~size_t{4095}, kMinArenaBytes, kArenaBytes);
+  arena_ = static_cast<char*>(map_internal(arena_bytes_, true));
   return keys_ != nullptr && records_ != nullptr && arena_ != nullptr;
 }
 
@@ -115,7 +122,7 @@ void PythonCodeTable::remember(uint64_t key, uintptr_t code) {
   const size_t bytes =
       (sizeof(PythonCodeRecord) + qualname_length + filename_length + linetable_length + 7) & ~size_t{7};
   const size_t offset = arena_next_.fetch_add(bytes, std::memory_order_relaxed);
-  if (offset + bytes > kArenaBytes) return;
+  if (offset + bytes > arena_bytes_) return;
   auto* record = reinterpret_cast<PythonCodeRecord*>(arena_ + offset);
   record->key = key;
   record->first_line = load<int32_t>(code + layout_->code_first_line);

@@ -45,7 +45,11 @@ class PythonCodeTable {
 
  private:
   static constexpr unsigned kSlotsShift = 18;
+  // The names' arena: 64 MiB of address space, or 1/256 of an address-space limit (ulimit -v),
+  // at least 2 MiB, so a limited program keeps its address space for itself.
   static constexpr size_t kArenaBytes = size_t{64} << 20;
+  static constexpr size_t kMinArenaBytes = size_t{2} << 20;
+  size_t arena_bytes_ = 0;
   size_t copy_text(uintptr_t object, char* out, size_t capacity) const;
 
   const HeapkeeperPythonLayout* layout_ = nullptr;
