@@ -9,6 +9,7 @@
 #include "viewer/process_commands.h"
 #include "viewer/profile_commands.h"
 #include "viewer/run_command.h"
+#include "viewer/serve_command.h"
 #include "viewer/show_command.h"
 #include "viewer/symbolize_command.h"
 #include "viewer/trim_command.h"
@@ -157,9 +158,24 @@ static int run_command_line(int argc, char** argv) {
       ->type_name("FORMAT");
   export_cmd->add_option("-o,--output", export_request.output, "Write to FILE instead of standard output")
       ->type_name("FILE");
-  export_cmd->add_flag("--leaks", export_request.leaks, "collapsed: leaked bytes instead of live bytes");
+  export_cmd->add_flag("--leaks", export_request.leaks,
+                       "collapsed: leaked bytes instead of live bytes; pprof: leaked_space is the default sample type");
   export_cmd->add_flag("--prometheus", export_prometheus_flag,
                        "Prometheus text format (the default, as --format prometheus)");
+
+  heapkeeper::view::ServeOptions serve_options;
+  CLI::App* serve_cmd = app.add_subcommand(
+      "serve",
+      "HTTP for Prometheus, Parca, Pyroscope, go tool pprof: /metrics, /debug/pprof/heap?pid=N, /api/processes");
+  serve_cmd
+      ->add_option("--listen", serve_options.listen,
+                   "HOST:PORT to listen on (default 127.0.0.1:6060; HOST an IP address: a non-loopback one is "
+                   "served only when named here; port 0 picks a free one)")
+      ->type_name("ADDRESS");
+  serve_cmd
+      ->add_option("--timeout", serve_options.timeout_seconds,
+                   "Seconds a client may take to send its request (default 10)")
+      ->type_name("SECONDS");
 
   std::string flame_source, flame_output;
   bool flame_leaks = false;
@@ -205,6 +221,7 @@ static int run_command_line(int argc, char** argv) {
     return heapkeeper::view::symbolize_dump(dump_file, symbolize_answer, symbolize_text, symbolize_serve);
   if (view_cmd->parsed()) return heapkeeper::view::view_processes(view_pid);
   if (export_cmd->parsed()) return heapkeeper::view::export_figures(export_request);
+  if (serve_cmd->parsed()) return heapkeeper::view::serve(serve_options);
   if (flame_cmd->parsed()) return heapkeeper::view::draw_flamegraph(flame_source, flame_output, flame_leaks);
   return 0;
 }

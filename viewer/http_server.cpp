@@ -1,0 +1,411 @@
+// Implementation of the HTTP server (see http_server.h).
+//
+// Each connection goes through three phases: reading its request (until the blank line that ends
+// the head, within request_timeout_ms and max_request_bytes), writing the answer (within
+// response_timeout_ms), and draining: after the answer the server shuts its side down and reads
+// and discards what the client still sends for a moment before closing, because closing a socket
+// with unread bytes makes the kernel send a reset that can destroy the answer in flight (a request
+// with a body, or pipelined requests).
+#include "viewer/http_server.h"
+
+#include <fcntl.h>
+#include <fmt/core.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <list>
+#include <string_view>
+
+namespace heapkeeper::view {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int kDrainMs = 1000;     // how long a closing connection's leftover bytes are read
+constexpr int kStopCheckMs = 250;  // poll's longest sleep, so that `stop` is seen soon
+constexpr size_t kMaxMethod = 16;  // a longer first word is not an HTTP method
+
+const char* reason_phrase(int status) {
+  switch (status) {
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 406:
+      return "Not Acceptable";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 414:
+      return "URI Too Long";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return status < 400 ? "OK" : status < 500 ? "Bad Request" : "Internal Server Error";
+  }
+}
+
+// RFC 9110's tchar: what a method and a header name are made of.
+bool is_token_char(unsigned char c) { return std::isalnum(c) != 0 || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr; }
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string_view trim_spaces(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
+}
+
+// Where the head ends (just past its blank line), or npos.
+size_t head_end(const std::string& in) {
+  for (size_t at = in.find('\n'); at != std::string::npos; at = in.find('\n', at + 1)) {
+    if (at + 1 < in.size() && in[at + 1] == '\n') return at + 2;
+    if (at + 2 < in.size() && in[at + 1] == '\r' && in[at + 2] == '\n') return at + 3;
+  }
+  return std::string::npos;
+}
+
+// Whether what arrived so far can still begin a request: a method token and a space. Lets
+// garbage (a TLS hello, random bytes) be refused at once instead of at the timeout.
+bool plausible_start(const std::string& in) {
+  for (size_t i = 0; i < in.size() && i <= kMaxMethod; ++i) {
+    if (in[i] == ' ') return i > 0;
+    if (!is_token_char(static_cast<unsigned char>(in[i]))) return false;
+  }
+  return in.size() <= kMaxMethod;
+}
+
+std::string serialize(const HttpResponse& response, bool head_only) {
+  std::string out = "HTTP/1.1 " + std::to_string(response.status) + " " + reason_phrase(response.status) + "\r\n";
+  out += "Content-Type: " + response.content_type + "\r\n";
+  out += "Content-Length: " + std::to_string(response.body.size()) + "\r\n";
+  out += "Connection: close\r\n";
+  for (const auto& [name, value] : response.headers) {
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  }
+  out += "\r\n";
+  if (!head_only) out += response.body;
+  return out;
+}
+
+struct Connection {
+  enum class Phase { kReading, kWriting, kDraining };
+  int fd = -1;
+  Phase phase = Phase::kReading;
+  Clock::time_point accepted, deadline;
+  std::string in, out;
+  size_t sent = 0;
+};
+
+void start_answer(Connection& connection, const HttpResponse& response, bool head_only, const HttpLimits& limits) {
+  connection.out = serialize(response, head_only);
+  connection.sent = 0;
+  connection.in.clear();
+  connection.in.shrink_to_fit();
+  connection.phase = Connection::Phase::kWriting;
+  connection.deadline = Clock::now() + std::chrono::milliseconds(limits.response_timeout_ms);
+}
+
+void start_draining(Connection& connection) {
+  shutdown(connection.fd, SHUT_WR);
+  connection.out.clear();
+  connection.out.shrink_to_fit();
+  connection.phase = Connection::Phase::kDraining;
+  connection.deadline = Clock::now() + std::chrono::milliseconds(kDrainMs);
+}
+
+HttpResponse handle(const std::string& head, const HttpServer::Handler& handler, const HttpLimits& limits,
+                    bool& head_only) {
+  HttpRequest request;
+  std::string problem;
+  head_only = false;
+  if (const int status = parse_http_request(head, limits, request, problem); status != 0) {
+    HttpResponse response = text_response(status, problem);
+    if (status == 405) response.headers.emplace_back("Allow", "GET, HEAD");
+    return response;
+  }
+  head_only = request.method == "HEAD";
+  try {
+    return handler(request);
+  } catch (const std::exception& error) {
+    return text_response(500, std::string("heapkeeper: ") + error.what());
+  }
+}
+
+// Reads what is there; false when the connection is to be closed at once (EOF, error).
+bool read_some(Connection& connection, size_t limit) {
+  char buffer[4096];
+  for (;;) {
+    const ssize_t n = recv(connection.fd, buffer, sizeof buffer, 0);
+    if (n > 0) {
+      if (connection.phase == Connection::Phase::kReading) {
+        connection.in.append(buffer, static_cast<size_t>(n));
+        if (connection.in.size() > limit) return true;
+      }
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+}
+
+// Writes what the socket takes; false on an error (the client went away).
+bool write_some(Connection& connection) {
+  while (connection.sent < connection.out.size()) {
+    const ssize_t n = send(connection.fd, connection.out.data() + connection.sent,
+                           connection.out.size() - connection.sent, MSG_NOSIGNAL);
+    if (n > 0) {
+      connection.sent += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+  return true;
+}
+
+}  // namespace
+
+HttpResponse text_response(int status, const std::string& body) {
+  HttpResponse response;
+  response.status = status;
+  response.body = body + "\n";
+  return response;
+}
+
+int parse_http_request(const std::string& head, const HttpLimits& limits, HttpRequest& request, std::string& problem) {
+  std::vector<std::string_view> lines;
+  std::string_view rest(head);
+  while (!rest.empty()) {
+    const size_t end = rest.find('\n');
+    std::string_view line = rest.substr(0, end);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    lines.push_back(line);
+    if (end == std::string_view::npos) break;
+    rest.remove_prefix(end + 1);
+  }
+  while (!lines.empty() && lines.back().empty()) lines.pop_back();
+  if (lines.empty()) {
+    problem = "an empty request";
+    return 400;
+  }
+  const std::string_view line = lines[0];
+  const size_t first = line.find(' ');
+  const size_t second = first == std::string_view::npos ? first : line.find(' ', first + 1);
+  if (second == std::string_view::npos || line.find(' ', second + 1) != std::string_view::npos || first == 0) {
+    problem = "not an HTTP request line (METHOD TARGET HTTP/1.1)";
+    return 400;
+  }
+  const std::string_view method = line.substr(0, first);
+  std::string_view target = line.substr(first + 1, second - first - 1);
+  const std::string_view version = line.substr(second + 1);
+  if (!std::all_of(method.begin(), method.end(), [](char c) { return is_token_char(static_cast<unsigned char>(c)); })) {
+    problem = "not an HTTP method";
+    return 400;
+  }
+  if (version != "HTTP/1.1" && version != "HTTP/1.0") {
+    problem = version.substr(0, 5) == "HTTP/" ? "only HTTP/1.0 and HTTP/1.1 are served" : "not an HTTP version";
+    return version.substr(0, 5) == "HTTP/" ? 505 : 400;
+  }
+  if (target.size() > limits.max_target_bytes) {
+    problem = "the request target is longer than " + std::to_string(limits.max_target_bytes) + " bytes";
+    return 414;
+  }
+  // The absolute form (a proxy's "GET http://host/path") names the same path.
+  if (const size_t scheme = target.find("://"); scheme != std::string_view::npos && target.front() != '/') {
+    const size_t path = target.find('/', scheme + 3);
+    target = path == std::string_view::npos ? std::string_view("/") : target.substr(path);
+  }
+  if (target.empty() || target.front() != '/' ||
+      !std::all_of(target.begin(), target.end(), [](char c) { return c > 0x20 && c < 0x7f; })) {
+    problem = "the request target is not a path";
+    return 400;
+  }
+  for (size_t i = 1; i < lines.size(); ++i) {
+    const std::string_view header = lines[i];
+    const size_t colon = header.find(':');
+    if (colon == 0 || colon == std::string_view::npos || header.front() == ' ' || header.front() == '\t' ||
+        !std::all_of(header.begin(), header.begin() + static_cast<std::ptrdiff_t>(colon),
+                     [](char c) { return is_token_char(static_cast<unsigned char>(c)); })) {
+      problem = "a malformed header line";
+      return 400;
+    }
+    const std::string_view value = trim_spaces(header.substr(colon + 1));
+    if (std::any_of(value.begin(), value.end(), [](char c) { return c == '\0' || c == '\r'; })) {
+      problem = "a header value with a control character";
+      return 400;
+    }
+    std::string& slot = request.headers[lower(header.substr(0, colon))];
+    if (!slot.empty()) slot += ", ";
+    slot += value;
+  }
+  request.method = std::string(method);
+  if (request.method != "GET" && request.method != "HEAD") {
+    problem = "only GET and HEAD are served";
+    return 405;
+  }
+  const size_t question = target.find('?');
+  request.path = std::string(target.substr(0, question));
+  request.query = question == std::string_view::npos ? std::string() : std::string(target.substr(question + 1));
+  return 0;
+}
+
+HttpServer::~HttpServer() {
+  if (listen_fd_ >= 0) close(listen_fd_);
+}
+
+bool HttpServer::listen(const sockaddr_storage& address, socklen_t length, std::string& error) {
+  listen_fd_ = socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (listen_fd_ < 0) {
+    error = std::string("socket: ") + std::strerror(errno);
+    return false;
+  }
+  const int one = 1;
+  setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  // "::" means IPv6 only, as it says: 0.0.0.0 is named separately.
+  if (address.ss_family == AF_INET6) setsockopt(listen_fd_, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (bind(listen_fd_, reinterpret_cast<const sockaddr*>(&address), length) != 0 || ::listen(listen_fd_, 64) != 0) {
+    error = std::strerror(errno);
+    close(listen_fd_);
+    listen_fd_ = -1;
+    return false;
+  }
+  return true;
+}
+
+uint16_t HttpServer::port() const {
+  sockaddr_storage bound = {};
+  socklen_t length = sizeof bound;
+  if (listen_fd_ < 0 || getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&bound), &length) != 0) return 0;
+  if (bound.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port);
+  return ntohs(reinterpret_cast<const sockaddr_in*>(&bound)->sin_port);
+}
+
+void HttpServer::run(const Handler& handler, const HttpLimits& limits, const volatile std::sig_atomic_t& stop) {
+  std::list<Connection> connections;  // oldest first
+  std::vector<pollfd> polled;
+  std::vector<Connection*> polled_connections;
+  auto close_connection = [&](std::list<Connection>::iterator it) {
+    close(it->fd);
+    return connections.erase(it);
+  };
+  while (stop == 0) {
+    polled.clear();
+    polled_connections.clear();
+    polled.push_back({listen_fd_, POLLIN, 0});
+    polled_connections.push_back(nullptr);
+    Clock::time_point wake = Clock::now() + std::chrono::milliseconds(kStopCheckMs);
+    for (Connection& connection : connections) {
+      polled.push_back(
+          {connection.fd, static_cast<short>(connection.phase == Connection::Phase::kWriting ? POLLOUT : POLLIN), 0});
+      polled_connections.push_back(&connection);
+      wake = std::min(wake, connection.deadline);
+    }
+    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(wake - Clock::now()).count();
+    const int ready = poll(polled.data(), polled.size(), static_cast<int>(std::max<int64_t>(wait, 0)) + 1);
+    if (ready < 0 && errno != EINTR) break;
+
+    for (size_t i = 1; ready > 0 && i < polled.size(); ++i) {
+      if (polled[i].revents == 0) continue;
+      Connection& connection = *polled_connections[i];
+      bool keep = true;
+      if (connection.phase == Connection::Phase::kWriting) {
+        keep = write_some(connection);
+        if (keep && connection.sent == connection.out.size()) start_draining(connection);
+      } else {
+        keep = read_some(connection, limits.max_request_bytes);
+        if (connection.phase == Connection::Phase::kReading) {
+          const size_t end = head_end(connection.in);
+          if (end != std::string::npos) {
+            bool head_only = false;
+            const HttpResponse response = handle(connection.in.substr(0, end), handler, limits, head_only);
+            start_answer(connection, response, head_only, limits);
+            keep = write_some(connection);
+            if (keep && connection.sent == connection.out.size()) start_draining(connection);
+          } else if (connection.in.size() > limits.max_request_bytes) {
+            start_answer(connection,
+                         text_response(431, "the request head is longer than " +
+                                                std::to_string(limits.max_request_bytes) + " bytes"),
+                         false, limits);
+          } else if (!plausible_start(connection.in)) {
+            start_answer(connection, text_response(400, "not an HTTP request"), false, limits);
+          } else if (!keep) {
+            // The client closed before its request was complete: nobody to answer.
+          }
+        }
+      }
+      if (!keep) connection.fd = -connection.fd - 1;  // closed below
+    }
+    // Closed, finished or out of time.
+    const Clock::time_point now = Clock::now();
+    for (auto it = connections.begin(); it != connections.end();) {
+      if (it->fd < 0) {
+        it->fd = -it->fd - 1;
+        it = close_connection(it);
+      } else if (now >= it->deadline) {
+        if (it->phase == Connection::Phase::kReading) {
+          // Slow or silent: told once, without waiting for it to read the answer.
+          const std::string answer = serialize(text_response(408, fmt::format("the request took longer than {:g} s",
+                                                                              limits.request_timeout_ms / 1000.0)),
+                                               false);
+          (void)send(it->fd, answer.data(), answer.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
+        it = close_connection(it);
+      } else {
+        ++it;
+      }
+    }
+
+    if (polled[0].revents & POLLIN) {
+      for (;;) {
+        const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) break;  // EAGAIN, or out of descriptors: the backlog waits
+        if (connections.size() >= limits.max_connections) {
+          // Full: the connection waiting longest for its request goes (a client that sends its
+          // request at once is never the oldest); if all are being answered, the newcomer is told.
+          const auto oldest = std::find_if(connections.begin(), connections.end(),
+                                           [](const Connection& c) { return c.phase != Connection::Phase::kWriting; });
+          if (oldest != connections.end()) {
+            close_connection(oldest);
+          } else {
+            const std::string busy = serialize(text_response(503, "too many connections"), false);
+            (void)send(fd, busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+            close(fd);
+            continue;
+          }
+        }
+        Connection connection;
+        connection.fd = fd;
+        connection.accepted = Clock::now();
+        connection.deadline = connection.accepted + std::chrono::milliseconds(limits.request_timeout_ms);
+        connections.push_back(std::move(connection));
+      }
+    }
+  }
+  for (Connection& connection : connections) close(connection.fd);
+}
+
+}  // namespace heapkeeper::view

@@ -1,0 +1,76 @@
+// HttpServer: the small HTTP/1.1 server under `heapkeeper serve` (serve_command.h), written for
+// clients it cannot trust: one thread, non-blocking sockets and poll(2), and a limit on everything
+// a client controls — bytes of a request (its line and headers; a body is never read), the time to
+// send it and to read the answer, and the connections open at once. What passes the limits gets
+// one request and one answer per connection (Connection: close), which every scraper handles.
+//
+// Why not a library: Debian's cpp-httplib (0.11.4) keeps reading headers into memory for as long
+// as a client sends them (no limit on their count: 470 MB after 8 s of one client's headers, fixed
+// upstream only in 0.21), and a client that sends a byte every few seconds holds one of its
+// threads for ever; Boost.Beast has the limits but one Beast TU takes 18 s to compile, and CI's
+// 15 minutes are spent. This file compiles in about a second and has no dependency.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <csignal>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace heapkeeper::view {
+
+struct HttpRequest {
+  std::string method;                          // GET or HEAD (the server answers anything else itself, 405)
+  std::string path;                            // the target before '?', not decoded
+  std::string query;                           // after '?', not decoded
+  std::map<std::string, std::string> headers;  // names in lower case; repeated ones joined with ", "
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // more header lines (Content-Encoding...)
+};
+
+// A plain-text answer: `body` and a line break.
+HttpResponse text_response(int status, const std::string& body);
+
+struct HttpLimits {
+  size_t max_request_bytes = size_t{16} * 1024;  // request line and headers
+  size_t max_target_bytes = size_t{4} * 1024;    // the request line's target (path and query)
+  int request_timeout_ms = 10'000;               // from accept to a complete request
+  int response_timeout_ms = 60'000;              // to write the whole answer
+  size_t max_connections = 64;                   // open at once; more are answered 503 and closed
+};
+
+// Parses one request head ("GET /p?q HTTP/1.1\r\nName: value\r\n...\r\n\r\n", bare LF accepted).
+// Returns 0 and fills `request`, or the status to answer with (400, 405, 414, 431, 505) and the
+// reason in `problem`, one line. Pure: unit-tested, and the server's only parser.
+int parse_http_request(const std::string& head, const HttpLimits& limits, HttpRequest& request, std::string& problem);
+
+class HttpServer {
+ public:
+  using Handler = std::function<HttpResponse(const HttpRequest&)>;
+
+  HttpServer() = default;
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+  ~HttpServer();
+
+  // Binds and listens on `address`; false with the reason in `error`.
+  bool listen(const sockaddr_storage& address, socklen_t length, std::string& error);
+  // The port bound (useful after asking for port 0).
+  uint16_t port() const;
+  // Serves until `stop` becomes non-zero (a signal handler sets it). The handler runs on this
+  // thread, one request at a time; an exception it throws becomes a 500 answer.
+  void run(const Handler& handler, const HttpLimits& limits, const volatile std::sig_atomic_t& stop);
+
+ private:
+  int listen_fd_ = -1;
+};
+
+}  // namespace heapkeeper::view
