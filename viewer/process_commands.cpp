@@ -198,7 +198,7 @@ void for_each_process(bool clean, Visit visit) {
     const SegmentInfo info = reader.info();
     std::string error;
     row.readable = true;
-    row.have_figures = reader.snapshot(*snapshot, error, false);
+    row.have_figures = reader.snapshot(*snapshot, error, /*figures_only=*/true);
     row.state = info.state_name();
     if (!info.producer_alive && clean && SegmentReader::remove_if_remains(file)) row.state = "removed";
     row.running = info.producer_alive;
@@ -378,7 +378,11 @@ int fetch_report(pid_t pid, bool json, size_t sites_shown, size_t frames_shown) 
 
 std::string prometheus_text(const std::vector<pid_t>& requested, bool all, bool openmetrics,
                             std::vector<std::string>& problems) {
-  std::vector<pid_t> pids = all ? SegmentReader::list_segments() : requested;
+  // With `all`, each segment file is opened as listed: opening by pid would list /dev/shm again
+  // for every process, and wait for segments still being made.
+  std::vector<SegmentFile> files;
+  if (all) files = SegmentReader::list_files();
+  const size_t count = all ? files.size() : requested.size();
   auto snapshot = std::make_unique<stats::Snapshot>();
   struct Metric {
     const char* name;
@@ -398,10 +402,12 @@ std::string prometheus_text(const std::vector<pid_t>& requested, bool all, bool 
       {"heapkeeper_scans", "counter", "Leak scans run."},
   };
   std::vector<std::string> lines[std::size(metrics)];
-  for (pid_t pid : pids) {
+  for (size_t i = 0; i < count; ++i) {
+    const pid_t pid = all ? files[i].pid : requested[i];
     SegmentReader reader;
     std::string error;
-    if (!reader.open(pid, false, error) || !reader.snapshot(*snapshot, error, false)) {
+    const bool opened = all ? reader.open_file(files[i], false, error) : reader.open(pid, false, error);
+    if (!opened || !reader.snapshot(*snapshot, error, /*figures_only=*/true)) {
       problems.push_back(fmt::format("pid {}: {}", pid, error));
       continue;
     }

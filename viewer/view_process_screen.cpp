@@ -38,7 +38,7 @@ const std::vector<std::pair<std::string, std::string>>& ProcessScreen::key_help(
       {"/ (F4)", "filter by function or module (Enter applies, Esc clears)"},
       {"Esc", "clear the filter"},
       {"Enter", "show or hide the selected row's stack (a site's: with who holds its blocks)"},
-      {"b / B", "mark a baseline: sites' LIVE and BLOCKS show changes since it / clear it"},
+      {"b / B", "mark a baseline (sites: LIVE, BLOCKS as changes since) / clear it"},
       {"g (F5)", "ask the process for a leak scan now"},
       {"c", "ask the process to collect (free) its leaked blocks; y confirms"},
       {"p", "back to the process picker"},
