@@ -66,8 +66,8 @@ uint64_t generation_of(const Snapshot& s) {
 constexpr uint64_t kUntouched = ~uint64_t{0};
 uint64_t figures_generation_of(const Snapshot& s) {
   const uint64_t g = s.time_ns;
-  const uint64_t samples[] = {s.uptime_ns, s.publish_count, s.live_bytes, s.total_allocations, s.scans[0].number,
-                              s.scans[kMaxScans - 1].number};
+  const uint64_t samples[] = {s.uptime_ns,         s.publish_count,   s.live_bytes,
+                              s.total_allocations, s.scans[0].number, s.scans[kMaxScans - 1].number};
   for (uint64_t sample : samples) {
     if (sample != g) return 0;
   }
