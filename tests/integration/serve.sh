@@ -9,7 +9,8 @@
 #     (content negotiation); promtool check metrics accepts the text format;
 #   - a real Prometheus (Debian's prometheus) scrapes it every 200 ms and its HTTP API answers
 #     heapkeeper_live_bytes and heapkeeper_leaked_bytes of the pid with the process's figures
-#     (Prometheus 2.x asks for OpenMetrics first: its parser reads that format);
+#     (Prometheus 2.x asks for OpenMetrics first: its metadata then names the counter family
+#     heapkeeper_allocations, which only the OpenMetrics answer declares);
 #   - /api/processes lists the pid; unknown pids, bad queries, unknown paths and other methods
 #     get 4xx answers of one line;
 #   - hostile clients: garbage, a head that never ends, a client that stalls (cut at --timeout),
@@ -193,6 +194,19 @@ if [[ $live == "$expected_live" && $leaked == 77 ]]; then
   hk_pass "Prometheus's API: heapkeeper_live_bytes{pid=\"$PID\"} $live (stats says $expected_live), heapkeeper_leaked_bytes 77"
 else
   hk_fail "Prometheus's API: live '$live' (expected $expected_live), leaked '$leaked' (expected 77); log: $(tail -5 "$HK_WORK/prometheus.log")"
+fi
+
+# Prometheus parsed the OpenMetrics answer (it asks for that format first): its metadata names the
+# counter family heapkeeper_allocations, as only OpenMetrics declares it (promtool check metrics
+# reads the text format only).
+metadata=$(curl -sf --max-time 5 "http://127.0.0.1:$prometheus_port/api/v1/metadata?metric=heapkeeper_allocations" 2>&1 || true)
+if "$HK_CHECK_PYTHON" -c '
+import json, sys
+entries = json.loads(sys.argv[1])["data"].get("heapkeeper_allocations", [])
+sys.exit(0 if any(e["type"] == "counter" and e["help"] == "Allocations since start." for e in entries) else 1)' "$metadata" 2>/dev/null; then
+  hk_pass "Prometheus read /metrics as OpenMetrics: metadata of the counter family heapkeeper_allocations"
+else
+  hk_fail "Prometheus's metadata of heapkeeper_allocations: $metadata"
 fi
 
 # --- Hostile clients, while the server must keep answering.
