@@ -12,15 +12,22 @@
 #include <fmt/core.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <list>
+#include <memory>
+#include <mutex>
 #include <string_view>
+#include <thread>
+#include <utility>
 
 namespace heapkeeper::view {
 namespace {
@@ -112,8 +119,10 @@ std::string serialize(const HttpResponse& response, bool head_only) {
 }
 
 struct Connection {
-  enum class Phase { kReading, kWriting, kDraining };
+  enum class Phase { kReading, kHandling, kWriting, kDraining };
   int fd = -1;
+  uint64_t id = 0;
+  bool head_only = false;  // a HEAD request: the answer without its body
   Phase phase = Phase::kReading;
   Clock::time_point accepted, deadline;
   std::string in, out;
@@ -137,23 +146,90 @@ void start_draining(Connection& connection) {
   connection.deadline = Clock::now() + std::chrono::milliseconds(kDrainMs);
 }
 
-HttpResponse handle(const std::string& head, const HttpServer::Handler& handler, const HttpLimits& limits,
-                    bool& head_only) {
+// Handlers run on worker threads, so that a slow answer (a pprof profile is a leak scan in the
+// process: up to a minute) delays neither other clients nor the loop's timeouts. The pool's state
+// is shared with the workers, which are detached: at exit, one still in a handler must not hold
+// the process up (it dies with it).
+struct Job {
+  uint64_t connection = 0;
   HttpRequest request;
-  std::string problem;
-  head_only = false;
-  if (const int status = parse_http_request(head, limits, request, problem); status != 0) {
-    HttpResponse response = text_response(status, problem);
-    if (status == 405) response.headers.emplace_back("Allow", "GET, HEAD");
-    return response;
+};
+struct Done {
+  uint64_t connection = 0;
+  HttpResponse response;
+};
+class WorkerPool {
+ public:
+  explicit WorkerPool(HttpServer::Handler handler) : handler_(std::move(handler)) {
+    wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   }
-  head_only = request.method == "HEAD";
-  try {
-    return handler(request);
-  } catch (const std::exception& error) {
-    return text_response(500, std::string("heapkeeper: ") + error.what());
+  ~WorkerPool() {
+    if (wake_fd_ >= 0) close(wake_fd_);
   }
-}
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+
+  static std::shared_ptr<WorkerPool> start(const HttpServer::Handler& handler, int workers) {
+    auto pool = std::make_shared<WorkerPool>(handler);
+    for (int i = 0; i < workers; ++i) std::thread([pool] { pool->work(); }).detach();
+    return pool;
+  }
+  int wake_fd() const { return wake_fd_; }
+  void submit(Job job) {
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      jobs_.push_back(std::move(job));
+    }
+    ready_.notify_one();
+  }
+  std::vector<Done> take_done() {
+    uint64_t count = 0;
+    (void)!read(wake_fd_, &count, sizeof count);
+    const std::lock_guard<std::mutex> lock(mutex_);
+    return std::exchange(done_, {});
+  }
+  void stop() {
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    ready_.notify_all();
+  }
+
+ private:
+  void work() {
+    for (;;) {
+      Job job;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        ready_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+        if (stopping_) return;
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      Done done{job.connection, {}};
+      try {
+        done.response = handler_(job.request);
+      } catch (const std::exception& error) {
+        done.response = text_response(500, std::string("heapkeeper: ") + error.what());
+      }
+      {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        done_.push_back(std::move(done));
+      }
+      const uint64_t one = 1;
+      (void)!write(wake_fd_, &one, sizeof one);
+    }
+  }
+
+  const HttpServer::Handler handler_;
+  int wake_fd_ = -1;
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<Job> jobs_;
+  std::vector<Done> done_;
+  bool stopping_ = false;
+};
 
 // Reads what is there; false when the connection is to be closed at once (EOF, error).
 bool read_some(Connection& connection, size_t limit) {
@@ -305,20 +381,41 @@ uint16_t HttpServer::port() const {
 }
 
 void HttpServer::run(const Handler& handler, const HttpLimits& limits, const volatile std::sig_atomic_t& stop) {
+  const std::shared_ptr<WorkerPool> pool = WorkerPool::start(handler, std::max(1, limits.workers));
   std::list<Connection> connections;  // oldest first
+  uint64_t next_id = 1;
   std::vector<pollfd> polled;
   std::vector<Connection*> polled_connections;
   auto close_connection = [&](std::list<Connection>::iterator it) {
     close(it->fd);
     return connections.erase(it);
   };
+  // The head is complete: refused here, or handed to a worker.
+  auto take_request = [&](Connection& connection, size_t end) {
+    Job job{connection.id, {}};
+    std::string problem;
+    if (const int status = parse_http_request(connection.in.substr(0, end), limits, job.request, problem);
+        status != 0) {
+      HttpResponse response = text_response(status, problem);
+      if (status == 405) response.headers.emplace_back("Allow", "GET, HEAD");
+      start_answer(connection, response, false, limits);
+      return;
+    }
+    connection.head_only = job.request.method == "HEAD";
+    connection.phase = Connection::Phase::kHandling;
+    connection.deadline = Clock::time_point::max();  // the handlers have their own time limits
+    connection.in.clear();
+    pool->submit(std::move(job));
+  };
   while (stop == 0) {
     polled.clear();
     polled_connections.clear();
     polled.push_back({listen_fd_, POLLIN, 0});
-    polled_connections.push_back(nullptr);
+    polled.push_back({pool->wake_fd(), POLLIN, 0});
+    polled_connections.assign(2, nullptr);
     Clock::time_point wake = Clock::now() + std::chrono::milliseconds(kStopCheckMs);
     for (Connection& connection : connections) {
+      if (connection.phase == Connection::Phase::kHandling) continue;
       polled.push_back(
           {connection.fd, static_cast<short>(connection.phase == Connection::Phase::kWriting ? POLLOUT : POLLIN), 0});
       polled_connections.push_back(&connection);
@@ -328,7 +425,7 @@ void HttpServer::run(const Handler& handler, const HttpLimits& limits, const vol
     const int ready = poll(polled.data(), polled.size(), static_cast<int>(std::max<int64_t>(wait, 0)) + 1);
     if (ready < 0 && errno != EINTR) break;
 
-    for (size_t i = 1; ready > 0 && i < polled.size(); ++i) {
+    for (size_t i = 2; ready > 0 && i < polled.size(); ++i) {
       if (polled[i].revents == 0) continue;
       Connection& connection = *polled_connections[i];
       bool keep = true;
@@ -340,11 +437,7 @@ void HttpServer::run(const Handler& handler, const HttpLimits& limits, const vol
         if (connection.phase == Connection::Phase::kReading) {
           const size_t end = head_end(connection.in);
           if (end != std::string::npos) {
-            bool head_only = false;
-            const HttpResponse response = handle(connection.in.substr(0, end), handler, limits, head_only);
-            start_answer(connection, response, head_only, limits);
-            keep = write_some(connection);
-            if (keep && connection.sent == connection.out.size()) start_draining(connection);
+            take_request(connection, end);
           } else if (connection.in.size() > limits.max_request_bytes) {
             start_answer(connection,
                          text_response(431, "the request head is longer than " +
@@ -352,12 +445,24 @@ void HttpServer::run(const Handler& handler, const HttpLimits& limits, const vol
                          false, limits);
           } else if (!plausible_start(connection.in)) {
             start_answer(connection, text_response(400, "not an HTTP request"), false, limits);
-          } else if (!keep) {
-            // The client closed before its request was complete: nobody to answer.
           }
+          // else: more to come, or (keep false) the client left before its request was complete.
         }
       }
       if (!keep) connection.fd = -connection.fd - 1;  // closed below
+    }
+    // Answers the workers finished; a connection gone meanwhile is not waited for.
+    if (polled[1].revents & POLLIN) {
+      for (Done& done : pool->take_done()) {
+        const auto it = std::find_if(connections.begin(), connections.end(),
+                                     [&](const Connection& c) { return c.id == done.connection; });
+        if (it == connections.end() || it->fd < 0) continue;
+        start_answer(*it, done.response, it->head_only, limits);
+        if (!write_some(*it))
+          it->fd = -it->fd - 1;
+        else if (it->sent == it->out.size())
+          start_draining(*it);
+      }
     }
     // Closed, finished or out of time.
     const Clock::time_point now = Clock::now();
@@ -386,8 +491,9 @@ void HttpServer::run(const Handler& handler, const HttpLimits& limits, const vol
         if (connections.size() >= limits.max_connections) {
           // Full: the connection waiting longest for its request goes (a client that sends its
           // request at once is never the oldest); if all are being answered, the newcomer is told.
-          const auto oldest = std::find_if(connections.begin(), connections.end(),
-                                           [](const Connection& c) { return c.phase != Connection::Phase::kWriting; });
+          const auto oldest = std::find_if(connections.begin(), connections.end(), [](const Connection& c) {
+            return c.phase == Connection::Phase::kReading || c.phase == Connection::Phase::kDraining;
+          });
           if (oldest != connections.end()) {
             close_connection(oldest);
           } else {
@@ -399,12 +505,14 @@ void HttpServer::run(const Handler& handler, const HttpLimits& limits, const vol
         }
         Connection connection;
         connection.fd = fd;
+        connection.id = next_id++;
         connection.accepted = Clock::now();
         connection.deadline = connection.accepted + std::chrono::milliseconds(limits.request_timeout_ms);
         connections.push_back(std::move(connection));
       }
     }
   }
+  pool->stop();
   for (Connection& connection : connections) close(connection.fd);
 }
 

@@ -3,6 +3,8 @@
 // a client controls — bytes of a request (its line and headers; a body is never read), the time to
 // send it and to read the answer, and the connections open at once. What passes the limits gets
 // one request and one answer per connection (Connection: close), which every scraper handles.
+// Answers are made on a few worker threads: the slowest (a pprof profile is a leak scan in the
+// traced process) hold up neither the other clients nor the timeouts.
 //
 // Why not a library: Debian's cpp-httplib (0.11.4) keeps reading headers into memory for as long
 // as a client sends them (no limit on their count: 470 MB after 8 s of one client's headers, fixed
@@ -45,6 +47,7 @@ struct HttpLimits {
   int request_timeout_ms = 10'000;               // from accept to a complete request
   int response_timeout_ms = 60'000;              // to write the whole answer
   size_t max_connections = 64;                   // open at once; more are answered 503 and closed
+  int workers = 4;                               // handlers running at once (a thread each)
 };
 
 // Parses one request head ("GET /p?q HTTP/1.1\r\nName: value\r\n...\r\n\r\n", bare LF accepted).
@@ -65,8 +68,9 @@ class HttpServer {
   bool listen(const sockaddr_storage& address, socklen_t length, std::string& error);
   // The port bound (useful after asking for port 0).
   uint16_t port() const;
-  // Serves until `stop` becomes non-zero (a signal handler sets it). The handler runs on this
-  // thread, one request at a time; an exception it throws becomes a 500 answer.
+  // Serves until `stop` becomes non-zero (a signal handler sets it). This thread does all the
+  // I/O; the handler runs on `limits.workers` threads of its own, so a slow answer delays no
+  // other client (it must be safe to call concurrently). An exception it throws becomes a 500.
   void run(const Handler& handler, const HttpLimits& limits, const volatile std::sig_atomic_t& stop);
 
  private:
