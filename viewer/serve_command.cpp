@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <vector>
 
 #include "analysis/pprof_profile.h"
@@ -141,6 +142,10 @@ HttpResponse heap_profile_page(const std::map<std::string, std::string>& query) 
                                             pids.size()));
     pid = std::to_string(pids[0]);
   }
+  // One profile at a time: each is a leak scan in a process (four clients must not make four at
+  // once), and symbolizing goes through libdw, which is not promised to be thread-safe.
+  static std::mutex one_profile_at_a_time;
+  const std::lock_guard<std::mutex> lock(one_profile_at_a_time);
   analysis::HeapProfile profile;
   ProfileFailure failure = ProfileFailure::kNone;
   if (const std::string problem = load_profile(pid, profile, &failure); !problem.empty()) {
