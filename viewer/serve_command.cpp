@@ -281,7 +281,7 @@ int serve(const ServeOptions& options) {
     return 2;
   }
   if (!(options.timeout_seconds > 0 && options.timeout_seconds <= 3600)) {
-    fmt::print(stderr, "heapkeeper: --timeout must be between 0 and 3600 seconds\n");
+    fmt::print(stderr, "heapkeeper: --timeout takes seconds, more than 0 and at most 3600\n");
     return 2;
   }
   HttpServer server;
