@@ -5,7 +5,7 @@
 #   - go tool pprof (Debian's golang-go) fetches /debug/pprof/heap?pid=N&leaks=1 and names make_lost
 #     with 77 bytes first (leaked_space is that URL's default sample type), and the URL without
 #     leaks=1 shows make_payload's 1000 bytes in use;
-#   - /metrics is Prometheus's text format for curl and OpenMetrics for a scraper that prefers it
+#   - /metrics is Prometheus's text format for a plain client and OpenMetrics for a scraper that prefers it
 #     (content negotiation); promtool check metrics accepts the text format;
 #   - a real Prometheus (Debian's prometheus) scrapes it every 200 ms and its HTTP API answers
 #     heapkeeper_live_bytes and heapkeeper_leaked_bytes of the pid with the process's figures
@@ -21,7 +21,7 @@
 # Ports are picked free (port 0, or asked of the kernel), never fixed: tests run in parallel.
 source "$(dirname "$0")/lib.sh"
 
-hk_require curl promtool prometheus go
+hk_require promtool prometheus go
 export HOME=$HK_WORK GOCACHE=$HK_WORK/gocache GOFLAGS=-mod=mod GOTOOLCHAIN=local PPROF_TMPDIR=$HK_WORK/pprof
 H=$HK_LAUNCHER
 helpers=()
@@ -178,8 +178,13 @@ prometheus --config.file="$HK_WORK/prometheus.yml" --storage.tsdb.path="$HK_WORK
   --web.listen-address="127.0.0.1:$prometheus_port" >"$HK_WORK/prometheus.log" 2>&1 &
 helpers+=("$!")
 expected_live=$("$H" stats "$PID" --json | "$HK_CHECK_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["live_bytes"])')
+# prometheus_api PATH: Prometheus's JSON answer to GET PATH (the query string already encoded).
+prometheus_api() {
+  "$HK_CHECK_PYTHON" -c 'import sys, urllib.request
+print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "http://127.0.0.1:$prometheus_port$1" 2>/dev/null
+}
 query() {
-  curl -sf --max-time 5 "http://127.0.0.1:$prometheus_port/api/v1/query" --data-urlencode "query=$1" 2>/dev/null |
+  prometheus_api "/api/v1/query?query=$("$HK_CHECK_PYTHON" -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$1")" |
     "$HK_CHECK_PYTHON" -c 'import json,sys; r = json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")' 2>/dev/null
 }
 live="" leaked=""
@@ -199,7 +204,7 @@ fi
 # Prometheus parsed the OpenMetrics answer (it asks for that format first): its metadata names the
 # counter family heapkeeper_allocations, as only OpenMetrics declares it (promtool check metrics
 # reads the text format only).
-metadata=$(curl -sf --max-time 5 "http://127.0.0.1:$prometheus_port/api/v1/metadata?metric=heapkeeper_allocations" 2>&1 || true)
+metadata=$(prometheus_api "/api/v1/metadata?metric=heapkeeper_allocations" || true)
 if "$HK_CHECK_PYTHON" -c '
 import json, sys
 entries = json.loads(sys.argv[1])["data"].get("heapkeeper_allocations", [])
