@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
+#include "viewer/http_message.h"
 #include "viewer/http_server.h"
 #include "viewer/serve_command.h"
 
@@ -14,7 +15,7 @@ namespace {
 
 int parse(const std::string& head, HttpRequest& request) {
   std::string problem;
-  const int status = parse_http_request(head, HttpLimits{}, request, problem);
+  const int status = parse_http_request(head, HttpLimits{}.max_target_bytes, request, problem);
   if (status != 0) {
     EXPECT_FALSE(problem.empty()) << head;
     EXPECT_EQ(problem.find('\n'), std::string::npos) << problem;
