@@ -68,7 +68,7 @@ struct MappingUse {
 
 class Encoder {
  public:
-  explicit Encoder(const HeapProfile& profile) : profile_(profile) {}
+  Encoder(const HeapProfile& profile, bool leaks_by_default) : profile_(profile), leaks_by_default_(leaks_by_default) {}
 
   std::string encode() {
     number_mappings();
@@ -116,7 +116,8 @@ class Encoder {
     tail.int64_field(profile_field::kPeriod, 1);
     tail.int64_field(profile_field::kComment,
                      strings_.index("heapkeeper: pid " + std::to_string(profile_.pid) + " " + profile_.program));
-    tail.int64_field(profile_field::kDefaultSampleType, strings_.index("inuse_space"));
+    tail.int64_field(profile_field::kDefaultSampleType,
+                     strings_.index(leaks && leaks_by_default_ ? "leaked_space" : "inuse_space"));
     ProtobufWriter strings;
     for (const std::string& text : strings_.strings()) strings.bytes_field(profile_field::kStringTable, text);
     // Field order on the wire does not matter to readers; this is profile.proto's.
@@ -226,6 +227,7 @@ class Encoder {
   }
 
   const HeapProfile& profile_;
+  const bool leaks_by_default_;
   StringTable strings_;
   ProtobufWriter samples_, locations_, functions_;
   std::vector<size_t> mapping_order_;
@@ -236,7 +238,9 @@ class Encoder {
 
 }  // namespace
 
-std::string pprof_message(const HeapProfile& profile) { return Encoder(profile).encode(); }
+std::string pprof_message(const HeapProfile& profile, bool leaks_by_default) {
+  return Encoder(profile, leaks_by_default).encode();
+}
 
 std::string gzip(std::string_view bytes) {
   if (bytes.size() > UINT32_MAX) throw std::runtime_error("the profile is larger than 4 GiB");

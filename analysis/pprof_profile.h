@@ -20,13 +20,16 @@
 
 namespace heapkeeper::analysis {
 
-// The encoded Profile message (not compressed).
-std::string pprof_message(const HeapProfile& profile);
+// The encoded Profile message (not compressed). Its default sample type (what pprof shows without
+// -sample_index) is inuse_space, or with `leaks_by_default` and a leak scan leaked_space.
+std::string pprof_message(const HeapProfile& profile, bool leaks_by_default = false);
 
 // `bytes` in gzip's format (RFC 1952), as pprof files are stored.
 std::string gzip(std::string_view bytes);
 
 // gzip(pprof_message(profile)): what `go tool pprof FILE` reads.
-inline std::string pprof_file(const HeapProfile& profile) { return gzip(pprof_message(profile)); }
+inline std::string pprof_file(const HeapProfile& profile, bool leaks_by_default = false) {
+  return gzip(pprof_message(profile, leaks_by_default));
+}
 
 }  // namespace heapkeeper::analysis

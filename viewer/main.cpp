@@ -9,6 +9,7 @@
 #include "viewer/process_commands.h"
 #include "viewer/profile_commands.h"
 #include "viewer/run_command.h"
+#include "viewer/serve_command.h"
 #include "viewer/show_command.h"
 #include "viewer/symbolize_command.h"
 #include "viewer/trim_command.h"
@@ -40,6 +41,8 @@ constexpr const char* kEnvironmentHelp = R"(Environment read by the traced progr
                                 mode: jemalloc's 10 s decay); off: only when `heapkeeper trim PID` asks
   HEAPKEEPER_RETAINED=0         scans record no reference graph (no retained sizes in reports)
   HEAPKEEPER_QUIET=1            no "new leaks" lines from periodic scans
+  HEAPKEEPER_PYTHON=0|1         1 (default): CPython 3.11's frames (file.py:LINE in function) in every stack;
+                                0: native frames only
   HEAPKEEPER_LIBRARY=PATH       (for `heapkeeper run`) the preload library to use
   HEAPKEEPER_BINARY=PATH        the heapkeeper binary that names frames (default: ../bin/heapkeeper beside the library)
   HEAPKEEPER_SYMBOLIZER_LOG=1   the symbolizer prints one line for each module file it reads
@@ -159,9 +162,24 @@ static int run_command_line(int argc, char** argv) {
       ->type_name("FORMAT");
   export_cmd->add_option("-o,--output", export_request.output, "Write to FILE instead of standard output")
       ->type_name("FILE");
-  export_cmd->add_flag("--leaks", export_request.leaks, "collapsed: leaked bytes instead of live bytes");
+  export_cmd->add_flag("--leaks", export_request.leaks,
+                       "collapsed: leaked bytes instead of live bytes; pprof: leaked_space is the default sample type");
   export_cmd->add_flag("--prometheus", export_prometheus_flag,
                        "Prometheus text format (the default, as --format prometheus)");
+
+  heapkeeper::view::ServeOptions serve_options;
+  CLI::App* serve_cmd = app.add_subcommand(
+      "serve",
+      "HTTP for Prometheus, Parca, Pyroscope, go tool pprof: /metrics, /debug/pprof/heap?pid=N, /api/processes");
+  serve_cmd
+      ->add_option("--listen", serve_options.listen,
+                   "HOST:PORT to listen on (default 127.0.0.1:6060; HOST an IP address: a non-loopback one is "
+                   "served only when named here; port 0 picks a free one)")
+      ->type_name("ADDRESS");
+  serve_cmd
+      ->add_option("--timeout", serve_options.timeout_seconds,
+                   "Seconds a client may take to send its request (default 10)")
+      ->type_name("SECONDS");
 
   std::string flame_source, flame_output;
   bool flame_leaks = false;
@@ -207,6 +225,7 @@ static int run_command_line(int argc, char** argv) {
     return heapkeeper::view::symbolize_dump(dump_file, symbolize_answer, symbolize_text, symbolize_serve);
   if (view_cmd->parsed()) return heapkeeper::view::view_processes(view_pid);
   if (export_cmd->parsed()) return heapkeeper::view::export_figures(export_request);
+  if (serve_cmd->parsed()) return heapkeeper::view::serve(serve_options);
   if (flame_cmd->parsed()) return heapkeeper::view::draw_flamegraph(flame_source, flame_output, flame_leaks);
   return 0;
 }

@@ -183,6 +183,47 @@ bool open_snapshot(pid_t pid, SegmentReader& reader, stats::Snapshot& snapshot, 
   return true;
 }
 
+// One line of `list`: a segment file and what it says.
+struct ProcessRow {
+  pid_t pid = 0;
+  std::string state, path, program, error;
+  bool readable = false, running = false, have_figures = false;
+  uint64_t uptime_ns = 0, live_bytes = 0, leaked_bytes = 0;
+};
+
+// Every segment file of /dev/shm as a row; with `clean`, the remains of dead processes of our pid
+// namespace with no heartbeat for 10 s are removed (a process in another namespace sharing
+// /dev/shm keeps its segment).
+template <typename Visit>
+void for_each_process(bool clean, Visit visit) {
+  auto snapshot = std::make_unique<stats::Snapshot>();
+  for (const SegmentFile& file : SegmentReader::list_files()) {
+    ProcessRow row;
+    row.pid = file.pid;
+    row.path = file.path;
+    SegmentReader reader;
+    if (!reader.open_file(file, false, row.error)) {
+      row.state = clean && SegmentReader::remove_if_remains(file) ? "removed" : "unreadable";
+      visit(row);
+      continue;
+    }
+    const SegmentInfo info = reader.info();
+    std::string error;
+    row.readable = true;
+    row.have_figures = reader.snapshot(*snapshot, error, /*figures_only=*/true);
+    row.state = info.state_name();
+    if (!info.producer_alive && clean && SegmentReader::remove_if_remains(file)) row.state = "removed";
+    row.running = info.producer_alive;
+    row.program = info.program;
+    if (row.have_figures) {
+      row.uptime_ns = snapshot->uptime_ns;
+      row.live_bytes = snapshot->live_bytes;
+      row.leaked_bytes = last_leaked_bytes(*snapshot);
+    }
+    visit(row);
+  }
+}
+
 }  // namespace
 
 // A stopped process (SIGSTOP, or stopped by a debugger) cannot answer until it is continued.
@@ -205,49 +246,43 @@ std::string human_bytes(uint64_t bytes) {
   return unit == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.1f} {}", value, units[unit]);
 }
 
-int list_processes(bool json, bool clean) {
+std::string process_list_json(bool clean) {
   nlohmann::json rows = nlohmann::json::array();
-  if (!json)
-    fmt::print("{:>8}  {:<10}  {:>9}  {:>11}  {:>11}  {}\n", "PID", "STATE", "UPTIME", "LIVE", "LEAKED", "PROGRAM");
-  auto snapshot = std::make_unique<stats::Snapshot>();
-  for (const SegmentFile& file : SegmentReader::list_files()) {
-    const pid_t pid = file.pid;
-    SegmentReader reader;
-    std::string error;
-    if (!reader.open_file(file, false, error)) {
-      const bool removed = clean && SegmentReader::remove_if_remains(file);
-      const char* state = removed ? "removed" : "unreadable";
-      if (json)
-        rows.push_back({{"pid", pid},
-                        {"state", state},
-                        {"path", report::json_text(file.path)},
-                        {"error", report::json_text(error)}});
-      else
-        fmt::print("{:>8}  {:<10}  {}\n", pid, state, printable(error));
-      continue;
-    }
-    const SegmentInfo info = reader.info();
-    const bool have = reader.snapshot(*snapshot, error);
-    std::string state = info.state_name();
-    // Only what is certainly the remains of a dead process of our pid namespace, with no
-    // heartbeat for 10 s: a process in another namespace sharing /dev/shm keeps its segment.
-    if (!info.producer_alive && clean && SegmentReader::remove_if_remains(file)) state = "removed";
-    if (json) {
-      rows.push_back({{"pid", pid},
-                      {"state", state},
-                      {"running", info.producer_alive},
-                      {"path", report::json_text(file.path)},
-                      {"program", report::json_text(info.program)},
-                      {"uptime_seconds", have ? static_cast<double>(snapshot->uptime_ns) / 1e9 : 0.0},
-                      {"live_bytes", have ? snapshot->live_bytes : 0},
-                      {"leaked_bytes", have ? last_leaked_bytes(*snapshot) : 0}});
-    } else {
-      fmt::print("{:>8}  {:<10}  {:>9}  {:>11}  {:>11}  {}\n", pid, state,
-                 have ? uptime_text(snapshot->uptime_ns) : "-", have ? human_bytes(snapshot->live_bytes) : "-",
-                 have ? human_bytes(last_leaked_bytes(*snapshot)) : "-", printable(info.program));
-    }
+  for_each_process(clean, [&](const ProcessRow& row) {
+    if (!row.readable)
+      rows.push_back({{"pid", row.pid},
+                      {"state", row.state},
+                      {"path", report::json_text(row.path)},
+                      {"error", report::json_text(row.error)}});
+    else
+      rows.push_back({{"pid", row.pid},
+                      {"state", row.state},
+                      {"running", row.running},
+                      {"path", report::json_text(row.path)},
+                      {"program", report::json_text(row.program)},
+                      {"uptime_seconds", static_cast<double>(row.uptime_ns) / 1e9},
+                      {"live_bytes", row.live_bytes},
+                      {"leaked_bytes", row.leaked_bytes}});
+  });
+  return rows.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+int list_processes(bool json, bool clean) {
+  if (json) {
+    fmt::print("{}", process_list_json(clean));
+    return 0;
   }
-  if (json) fmt::print("{}\n", rows.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
+  fmt::print("{:>8}  {:<10}  {:>9}  {:>11}  {:>11}  {}\n", "PID", "STATE", "UPTIME", "LIVE", "LEAKED", "PROGRAM");
+  for_each_process(clean, [](const ProcessRow& row) {
+    if (!row.readable) {
+      fmt::print("{:>8}  {:<10}  {}\n", row.pid, row.state, printable(row.error));
+      return;
+    }
+    fmt::print("{:>8}  {:<10}  {:>9}  {:>11}  {:>11}  {}\n", row.pid, row.state,
+               row.have_figures ? uptime_text(row.uptime_ns) : "-",
+               row.have_figures ? human_bytes(row.live_bytes) : "-",
+               row.have_figures ? human_bytes(row.leaked_bytes) : "-", printable(row.program));
+  });
   return 0;
 }
 
@@ -352,8 +387,13 @@ int fetch_report(pid_t pid, bool json, size_t sites_shown, size_t frames_shown) 
   return 0;
 }
 
-int export_prometheus(const std::vector<pid_t>& requested, bool all, bool openmetrics) {
-  std::vector<pid_t> pids = all ? SegmentReader::list_segments() : requested;
+std::string prometheus_text(const std::vector<pid_t>& requested, bool all, bool openmetrics,
+                            std::vector<std::string>& problems) {
+  // With `all`, each segment file is opened as listed: opening by pid would list /dev/shm again
+  // for every process, and wait for segments still being made.
+  std::vector<SegmentFile> files;
+  if (all) files = SegmentReader::list_files();
+  const size_t count = all ? files.size() : requested.size();
   auto snapshot = std::make_unique<stats::Snapshot>();
   struct Metric {
     const char* name;
@@ -373,13 +413,13 @@ int export_prometheus(const std::vector<pid_t>& requested, bool all, bool openme
       {"heapkeeper_scans", "counter", "Leak scans run."},
   };
   std::vector<std::string> lines[std::size(metrics)];
-  int failures = 0;
-  for (pid_t pid : pids) {
+  for (size_t i = 0; i < count; ++i) {
+    const pid_t pid = all ? files[i].pid : requested[i];
     SegmentReader reader;
     std::string error;
-    if (!reader.open(pid, false, error) || !reader.snapshot(*snapshot, error)) {
-      fmt::print(stderr, "heapkeeper: pid {}: {}\n", pid, error);
-      ++failures;
+    const bool opened = all ? reader.open_file(files[i], false, error) : reader.open(pid, false, error);
+    if (!opened || !reader.snapshot(*snapshot, error, /*figures_only=*/true)) {
+      problems.push_back(fmt::format("pid {}: {}", pid, error));
       continue;
     }
     const SegmentInfo info = reader.info();
@@ -407,17 +447,26 @@ int export_prometheus(const std::vector<pid_t>& requested, bool all, bool openme
                                      pid, program, values[m]));
     }
   }
+  std::string text;
   // The two formats name a counter differently: OpenMetrics declares the family
   // (heapkeeper_allocations) and suffixes its samples with _total; Prometheus's text format, which
   // node_exporter's textfile collector and promtool read, declares the sample's own name.
   for (size_t m = 0; m < std::size(metrics); ++m) {
     const bool counter = std::string(metrics[m].type) == "counter";
     const std::string declared = std::string(metrics[m].name) + (counter && !openmetrics ? "_total" : "");
-    fmt::print("# HELP {} {}\n# TYPE {} {}\n", declared, metrics[m].help, declared, metrics[m].type);
-    for (const std::string& line : lines[m]) fmt::print("{}\n", line);
+    text += fmt::format("# HELP {} {}\n# TYPE {} {}\n", declared, metrics[m].help, declared, metrics[m].type);
+    for (const std::string& line : lines[m]) text += line + "\n";
   }
-  if (openmetrics) fmt::print("# EOF\n");
-  return failures > 0 && !all ? 1 : 0;
+  if (openmetrics) text += "# EOF\n";
+  return text;
+}
+
+int export_prometheus(const std::vector<pid_t>& pids, bool all, bool openmetrics) {
+  std::vector<std::string> problems;
+  const std::string text = prometheus_text(pids, all, openmetrics, problems);
+  for (const std::string& problem : problems) fmt::print(stderr, "heapkeeper: {}\n", problem);
+  fmt::print("{}", text);
+  return !problems.empty() && !all ? 1 : 0;
 }
 
 }  // namespace heapkeeper::view

@@ -101,11 +101,9 @@ int export_figures(const ExportRequest& request) {
   analysis::HeapProfile profile;
   if (!load(request.sources[0], profile)) return 1;
   if (request.format == "pprof") {
-    if (request.leaks) {
-      fmt::print(stderr, "heapkeeper: --leaks is for collapsed stacks; a pprof profile holds both (-sample_index)\n");
-      return 2;
-    }
-    return write_output(request.output, analysis::pprof_file(profile), true, "a pprof profile") ? 0 : 1;
+    // The profile holds both; --leaks makes leaked_space what pprof shows without -sample_index.
+    if (request.leaks && !leaks_available(profile, request.sources[0])) return 1;
+    return write_output(request.output, analysis::pprof_file(profile, request.leaks), true, "a pprof profile") ? 0 : 1;
   }
   if (request.leaks && !leaks_available(profile, request.sources[0])) return 1;
   const std::string text = analysis::folded_text(analysis::folded_stacks(profile, request.leaks));

@@ -104,23 +104,37 @@ analysis::HeapProfile profile_of_report(const json& doc) {
 
 }  // namespace
 
-std::string load_profile(const std::string& source, analysis::HeapProfile& profile) {
+std::string load_profile(const std::string& source, analysis::HeapProfile& profile, ProfileFailure* failure) {
+  ProfileFailure ignored = ProfileFailure::kNone;
+  ProfileFailure& why = failure != nullptr ? *failure : ignored;
+  why = ProfileFailure::kNone;
   if (!source.empty() && source.find_first_not_of("0123456789") == std::string::npos && source.size() < 10) {
     const auto pid = static_cast<pid_t>(std::strtol(source.c_str(), nullptr, 10));
     SegmentReader reader;
     std::string problem;
-    if (!reader.open(pid, true, problem)) return problem;
-    if (reader.info().stopped()) return "pid " + source + " is stopped (continue it with kill -CONT " + source + ")";
+    if (!reader.open(pid, true, problem)) {
+      why = ProfileFailure::kNoProcess;
+      return problem;
+    }
+    if (reader.info().stopped()) {
+      why = ProfileFailure::kStopped;
+      return "pid " + source + " is stopped (continue it with kill -CONT " + source + ")";
+    }
     report::RawReport dump;
-    if (!reader.profile_dump(60000, dump, problem)) return "report of pid " + source + ": " + problem;
+    if (!reader.profile_dump(60000, dump, problem)) {
+      why = ProfileFailure::kNoAnswer;
+      return "report of pid " + source + ": " + problem;
+    }
     analysis::ModuleSymbolizer symbolizer;
     profile = analysis::profile_of_dump(dump, symbolizer);
     return "";
   }
+  why = ProfileFailure::kBadFile;
   std::string text;
   if (std::string problem = read_report_file(source, text); !problem.empty()) return source + ": " + problem;
   json doc;
   if (std::string problem = parse_report(text, doc); !problem.empty()) return source + " is " + problem;
+  why = ProfileFailure::kNone;
   profile = profile_of_report(doc);
   return "";
 }

@@ -446,7 +446,7 @@ void SegmentReader::name_frames(stats::Snapshot& s) const {
   for (uint32_t i = 0; i < s.leak_count; ++i) name(s.leaks[i].frames, s.leaks[i].depth);
 }
 
-bool SegmentReader::snapshot(stats::Snapshot& out, std::string& error) const {
+bool SegmentReader::snapshot(stats::Snapshot& out, std::string& error, bool figures_only) const {
   if (segment_ == nullptr) {
     error = "no segment open";
     return false;
@@ -473,15 +473,16 @@ bool SegmentReader::snapshot(stats::Snapshot& out, std::string& error) const {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }
-  return read_snapshot(out, error);
+  return read_snapshot(out, error, figures_only);
 }
 
-bool SegmentReader::read_snapshot(stats::Snapshot& out, std::string& error) const {
+bool SegmentReader::read_snapshot(stats::Snapshot& out, std::string& error, bool figures_only) const {
   for (int attempt = 0; attempt < 200; ++attempt) {
-    switch (stats::try_read_snapshot(*segment_, out)) {
+    switch (figures_only ? stats::try_read_snapshot_figures(*segment_, out)
+                         : stats::try_read_snapshot(*segment_, out)) {
       case stats::SnapshotRead::kConsistent:
         sanitise(out);
-        name_frames(out);
+        if (!figures_only) name_frames(out);
         return true;
       case stats::SnapshotRead::kNeverPublished:
         error = "the process has not published its first snapshot yet";

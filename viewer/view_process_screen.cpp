@@ -38,6 +38,7 @@ const std::vector<std::pair<std::string, std::string>>& ProcessScreen::key_help(
       {"/ (F4)", "filter by function or module (Enter applies, Esc clears)"},
       {"Esc", "clear the filter"},
       {"Enter", "show or hide the selected row's stack (a site's: with who holds its blocks)"},
+      {"b / B", "mark a baseline (sites: LIVE, BLOCKS as changes since) / clear it"},
       {"g (F5)", "ask the process for a leak scan now"},
       {"c", "ask the process to collect (free) its leaked blocks; y confirms"},
       {"p", "back to the process picker"},
@@ -98,7 +99,7 @@ void ProcessScreen::reload() {
 
 void ProcessScreen::rebuild_rows() {
   const int t = tab_index();
-  rows_ = build_rows(*snapshot_, tab_, sort_[t], filter_);
+  rows_ = build_rows(*snapshot_, tab_, sort_[t], filter_, baseline_ ? &*baseline_ : nullptr);
   int index = std::clamp(selected_[t], 0, std::max(0, static_cast<int>(rows_.size()) - 1));
   if (has_selected_key_[t]) {
     for (size_t i = 0; i < rows_.size(); ++i) {
@@ -268,6 +269,15 @@ bool ProcessScreen::handle_key(const Key& key) {
   } else if (is_enter(key)) {
     detail_ = !detail_;
     retainers_stack_ = 0;  // opened again: asked again, the heap has moved on
+  } else if (key.is(L'b')) {
+    baseline_.emplace(*snapshot_, std::chrono::steady_clock::now());
+    set_status("baseline marked: the sites' LIVE and BLOCKS now show changes since this moment (B clears)",
+               Role::kStatus);
+    rebuild_rows();
+  } else if (key.is(L'B')) {
+    if (baseline_) set_status("baseline cleared: the sites show what they hold", Role::kStatus);
+    baseline_.reset();
+    rebuild_rows();
   } else if (key.is(L'g') || key.is_function(KEY_F(5))) {
     start_command(stats::Command::kScan);
   } else if (key.is(L'c')) {
@@ -290,7 +300,15 @@ TableView ProcessScreen::table_view() {
   const int t = tab_index();
   const bool retainers = tab_ == Tab::kSites && retainers_stack_ != 0 && !rows_.empty() &&
                          snapshot_->sites[rows_[static_cast<size_t>(selected_[t])].index].stack_id == retainers_stack_;
-  return TableView{tab_, sort_[t], filter_, rows_, selected_[t], &top_[t], retainers ? &retainers_ : nullptr};
+  return TableView{tab_,
+                   sort_[t],
+                   filter_,
+                   rows_,
+                   selected_[t],
+                   &top_[t],
+                   retainers ? &retainers_ : nullptr,
+                   baseline_ ? &*baseline_ : nullptr,
+                   std::chrono::steady_clock::now()};
 }
 
 ProcessScreen::Layout ProcessScreen::layout() {
@@ -347,6 +365,7 @@ void ProcessScreen::draw() {
                                  {"s", "Sort"},
                                  {"Tab", "View"},
                                  {utf8 ? "\u23ce" : "Enter", "Detail"},
+                                 {"b", "Mark"},
                                  {"g", "Scan"},
                                  {"c", "Collect"},
                                  {"p", "Procs"},

@@ -9,6 +9,7 @@
 #include <array>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "viewer/rss_breakdown.h"
 #include "viewer/segment_reader.h"
 #include "viewer/view_background_command.h"
+#include "viewer/view_baseline.h"
 #include "viewer/view_rows.h"
 #include "viewer/view_screen.h"
 #include "viewer/view_table.h"
@@ -82,6 +84,7 @@ class ProcessScreen {
   bool detail_ = false;
   bool help_ = false;
   bool confirm_collect_ = false;
+  std::optional<SiteBaseline> baseline_;  // marked with b: the sites table shows changes since
   Outcome outcome_ = Outcome::kQuit;
 
   std::string status_;

@@ -144,7 +144,8 @@ uint32_t entry_count(const stats::Snapshot& s, Tab tab) {
   return 0;
 }
 
-std::vector<Row> build_rows(const stats::Snapshot& s, Tab tab, int sort, const std::string& filter) {
+std::vector<Row> build_rows(const stats::Snapshot& s, Tab tab, int sort, const std::string& filter,
+                            const SiteBaseline* baseline) {
   std::vector<Keyed> keyed;
   const uint32_t count = entry_count(s, tab);
   for (uint32_t i = 0; i < count; ++i) {
@@ -167,12 +168,16 @@ std::vector<Row> build_rows(const stats::Snapshot& s, Tab tab, int sort, const s
                                retained,
                                growth};
       k.sort_value = values[std::clamp(sort, 0, 5)];
-      cells = {format_bytes(site.live_bytes),
-               format_count(site.live_blocks),
-               format_rate(rate),
-               site.leaked_bytes == 0 ? "-" : format_bytes(site.leaked_bytes),
-               site.retained_known != 0 ? format_bytes(site.retained_bytes) : "-",
-               site.growing != 0 ? "+" + format_bytes(static_cast<uint64_t>(std::max(growth, 0.0))) + "/s" : "-"};
+      cells = {format_bytes(site.live_bytes), format_count(site.live_blocks)};
+      if (baseline != nullptr) {
+        const SiteDelta delta = baseline->delta(site);
+        cells = {format_delta_bytes(delta), format_delta_blocks(delta)};
+        if (sort == 0 || sort == 1) k.sort_value = static_cast<double>(sort == 0 ? delta.bytes : delta.blocks);
+      }
+      cells.insert(cells.end(),
+                   {format_rate(rate), site.leaked_bytes == 0 ? "-" : format_bytes(site.leaked_bytes),
+                    site.retained_known != 0 ? format_bytes(site.retained_bytes) : "-",
+                    site.growing != 0 ? "+" + format_bytes(static_cast<uint64_t>(std::max(growth, 0.0))) + "/s" : "-"});
       top_frame_cells(site.frames, depth, cells);
     } else if (tab == Tab::kLeaks) {
       const stats::Leak& leak = s.leaks[i];

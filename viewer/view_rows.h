@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "stats/shm_layout.h"
+#include "viewer/view_baseline.h"
 
 namespace heapkeeper::view {
 
@@ -43,8 +44,10 @@ const char* sort_name(Tab tab, int sort);
 const std::vector<Column>& columns_of(Tab tab);
 
 // The rows of `tab`, filtered by `filter` (a case-insensitive substring of any frame's function or
-// module for sites and leaks, of the name or tid for threads) and sorted by `sort`.
-std::vector<Row> build_rows(const stats::Snapshot& snapshot, Tab tab, int sort, const std::string& filter);
+// module for sites and leaks, of the name or tid for threads) and sorted by `sort`. With a
+// `baseline`, the sites' LIVE and BLOCKS cells (and those two sort orders) are the changes since it.
+std::vector<Row> build_rows(const stats::Snapshot& snapshot, Tab tab, int sort, const std::string& filter,
+                            const SiteBaseline* baseline = nullptr);
 
 // Rows of `tab` before filtering, for the tab labels.
 uint32_t entry_count(const stats::Snapshot& snapshot, Tab tab);

@@ -43,6 +43,14 @@ void draw_tab_bar(Screen& screen, const stats::Snapshot& snapshot, const TableVi
   }
   std::vector<std::pair<std::string, Role>> right = {{" sort: ", Role::kLabel},
                                                      {sort_name(view.tab, view.sort), Role::kValue}};
+  if (view.baseline != nullptr) {
+    const auto age = std::chrono::duration_cast<std::chrono::nanoseconds>(view.now - view.baseline->marked_at());
+    const int64_t bytes = view.baseline->total_bytes_delta(snapshot);
+    right.push_back({"  since the mark ", Role::kLabel});
+    right.push_back({format_duration(static_cast<uint64_t>(std::max<int64_t>(age.count(), 0))), Role::kValue});
+    right.push_back({" ago: ", Role::kLabel});
+    right.push_back({(bytes > 0 ? "+" : "") + format_signed_bytes(bytes), Role::kValue});
+  }
   if (!view.filter.empty()) {
     right.push_back({"  filter: ", Role::kLabel});
     right.push_back({view.filter, Role::kValue});
@@ -100,7 +108,10 @@ void draw_table(Screen& screen, const stats::Snapshot& snapshot, const TableView
   for (size_t i = 0; i < all.size(); ++i) {
     if (!shown[i]) continue;
     const bool sorted = all[i].sort == sort;
-    const std::string title = std::string(all[i].title) + (sorted ? arrow : "");
+    // Marked: LIVE and BLOCKS are changes since the baseline.
+    const bool delta = view.baseline != nullptr && view.tab == Tab::kSites && (all[i].sort == 0 || all[i].sort == 1);
+    const std::string title =
+        (delta ? (screen.utf8() ? "\u0394" : "+-") : "") + std::string(all[i].title) + (sorted ? arrow : "");
     const std::string cell =
         all[i].numeric ? std::string(static_cast<size_t>(std::max(0, widths[i] - screen.width_of(title))), ' ') + title
                        : title;

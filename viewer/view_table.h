@@ -5,6 +5,7 @@
 // and passes it in.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,8 @@ struct TableView {
   int selected;                              // index into rows (0 when empty)
   int* first;                                // first row shown: the table scrolls it to keep the selection visible
   const RetainersPane* retainers = nullptr;  // the sites tab's detail pane shows it beside the stack
+  const SiteBaseline* baseline = nullptr;    // marked: the sites' LIVE and BLOCKS are changes since it
+  std::chrono::steady_clock::time_point now = {};
 };
 
 void draw_tab_bar(Screen& screen, const stats::Snapshot& snapshot, const TableView& view, int y);

@@ -8,8 +8,9 @@
 # leak_kind=direct. A live process (tests/programs/retainer_graph.c, which leaks 77 bytes in
 # make_lost and holds a 1000-byte make_payload) exported by pid: the same, and its live samples
 # carry the allocating thread (thread "holder" made make_list_node's 192 bytes). Folded stacks
-# (--format collapsed) root first. The traced process links neither zlib nor protobuf, and a bad
-# HEAPKEEPER_PPROF is one line while the program runs on.
+# (--format collapsed) root first; export --format pprof --leaks makes leaked_space the default
+# sample type. The traced process links neither zlib nor protobuf, and a bad HEAPKEEPER_PPROF is
+# one line while the program runs on.
 source "$(dirname "$0")/lib.sh"
 
 if ! command -v go >/dev/null 2>&1; then
@@ -75,6 +76,14 @@ for profile in "$exit_profile" "$HK_WORK/report.pb.gz"; do
     hk_fail "$(basename "$profile"): leak_kind labels: $(cat "$HK_WORK/tags.txt")"
   fi
 done
+# --leaks: leaked_space is the default sample type (what pprof shows without -sample_index).
+if "$HK_LAUNCHER" export "$HK_WORK/r.json" --format pprof --leaks -o "$HK_WORK/leaks-default.pb.gz" 2>"$HK_WORK/ld.err" &&
+  go tool pprof -top "$HK_WORK/leaks-default.pb.gz" >"$HK_WORK/ld.top" 2>&1 && grep -q '^Type: leaked_space$' "$HK_WORK/ld.top" &&
+  grep -Eq '^ +4\.88kB .* leak_record$' "$HK_WORK/ld.top"; then
+  hk_pass "export --format pprof --leaks: go tool pprof -top shows leaked_space, leak_record first"
+else
+  hk_fail "export --format pprof --leaks: $(cat "$HK_WORK/ld.err" "$HK_WORK/ld.top" 2>/dev/null)"
+fi
 # Mappings carry the build-id (pprof's -raw lists mapping ranges, files and build-ids).
 build_id=$(readelf -n "$program" | awk '/Build ID/ { print $3 }')
 if [[ -f $exit_profile ]] && go tool pprof -raw "$exit_profile" 2>/dev/null | grep -q "$program $build_id"; then

@@ -1,6 +1,7 @@
 // Golden-output tests of the live view's text parts, without a terminal: the chart
 // (view_chart.h), the tables' sorting, filtering and cells (view_rows.h) and the number formats
 // (view_format.h).
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -11,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "stats/shm_layout.h"
+#include "viewer/view_baseline.h"
 #include "viewer/view_chart.h"
 #include "viewer/view_format.h"
 #include "viewer/view_rows.h"
@@ -147,6 +149,69 @@ TEST(ViewRows, SitesSortByEachOrder) {
 // What the user sees of retained sizes and growth: the RETAINED column (from the last scan, "-" where
 // it did not compute the site) and GROWTH (bytes a second, growing sites only), each a sort order
 // that puts the sites it knows nothing about last.
+TEST(ViewRows, BaselineShowsChangesSinceTheMark) {
+  auto s = sample();
+  s->live_bytes = 8100;
+  s->live_blocks = 311;
+  s->total_site_count = s->site_count;  // every site listed at the mark
+  const SiteBaseline baseline(*s, std::chrono::steady_clock::time_point{});
+  // Nothing changed: every delta is zero, and the other columns are as without a baseline.
+  std::vector<Row> rows = build_rows(*s, Tab::kSites, 0, "", &baseline);
+  EXPECT_EQ(column(rows, 0), (std::vector<std::string>{"0 B", "0 B", "0 B"}));
+  EXPECT_EQ(column(rows, 1), (std::vector<std::string>{"0", "0", "0"}));
+  EXPECT_EQ(column(rows, 2), column(build_rows(*s, Tab::kSites, 0, ""), 2));
+  // parse_input frees 4000 bytes in 8 blocks, cache_insert gains 1 KiB in 2, make_widget is the
+  // same, and a new site appears.
+  s->sites[0].live_bytes -= 4000;
+  s->sites[0].live_blocks -= 8;
+  s->sites[1].live_bytes += 1024;
+  s->sites[1].live_blocks += 2;
+  stats::Site& fresh = s->sites[s->site_count++];
+  fresh = s->sites[2];
+  fresh.stack_id = 999;
+  fresh.live_bytes = 300;
+  fresh.live_blocks = 3;
+  std::strncpy(fresh.frames[0].function, "new_site", sizeof(fresh.frames[0].function));
+  s->live_bytes = 8100 - 4000 + 1024 + 300;
+  rows = build_rows(*s, Tab::kSites, 0, "", &baseline);  // sorted by the change in bytes
+  const size_t function = 6;
+  EXPECT_EQ(column(rows, function),
+            (std::vector<std::string>{"cache_insert", "new_site", "make_widget", "parse_input"}));
+  EXPECT_EQ(column(rows, 0), (std::vector<std::string>{"+1.0 KiB", "+300 B", "0 B", "-3.9 KiB"}));
+  EXPECT_EQ(column(rows, 1), (std::vector<std::string>{"+2", "+3", "0", "-8"}));
+  EXPECT_EQ(column(build_rows(*s, Tab::kSites, 1, "", &baseline), function),
+            (std::vector<std::string>{"new_site", "cache_insert", "make_widget", "parse_input"}));
+  // Other sort orders keep sorting by what they show.
+  EXPECT_EQ(column(build_rows(*s, Tab::kSites, 3, "", &baseline), function)[0], "cache_insert");
+  EXPECT_EQ(baseline.total_bytes_delta(*s), -4000 + 1024 + 300);
+  // Without the baseline (cleared), the table shows what the sites hold.
+  EXPECT_EQ(column(build_rows(*s, Tab::kSites, 0, ""), 0),
+            (std::vector<std::string>{"3.9 KiB", "1000 B", "300 B", "100 B"}));
+}
+
+TEST(ViewRows, BaselineOfATruncatedSiteListBoundsNewSites) {
+  auto s = sample();
+  s->total_site_count = 500;  // only the largest sites were listed at the mark
+  const SiteBaseline baseline(*s, std::chrono::steady_clock::time_point{});
+  stats::Site& grown = s->sites[s->site_count++];
+  grown = s->sites[0];
+  grown.stack_id = 4242;  // not listed at the mark: it held at most what the smallest listed held
+  grown.live_bytes = 2048;
+  grown.live_blocks = 2;
+  const std::vector<Row> rows = build_rows(*s, Tab::kSites, 0, "", &baseline);
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_EQ(rows[0].cells[0], "+2.0 KiB*");
+  EXPECT_EQ(rows[0].cells[1], "+2*");
+  EXPECT_EQ(rows[1].cells[0], "0 B");
+  // Figures a corrupt snapshot may hold never overflow.
+  stats::Site huge = s->sites[0];
+  huge.live_bytes = UINT64_MAX;
+  EXPECT_EQ(baseline.delta(huge).bytes, INT64_MAX);
+  huge.stack_id = s->sites[0].stack_id;
+  huge.live_blocks = 0;
+  EXPECT_EQ(format_delta_blocks(baseline.delta(huge)), "-10");
+}
+
 TEST(ViewRows, RetainedAndGrowthColumnsAndSorts) {
   auto s = sample();
   s->sites[0].retained_known = 1;

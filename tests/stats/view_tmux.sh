@@ -1,7 +1,7 @@
 # `heapkeeper view` driven in a real terminal: tmux (on a private socket) runs it in a 120x40
 # pane, the test sends keys and reads the screen back with capture-pane. One mode per CTest test:
 #   navigation  header, site table (RETAINED, GROWTH), sort, filter, scan, leaks tab, detail pane,
-#               threads tab, a site's retainers beside its stack, q
+#               threads tab, the baseline (b, B), a site's retainers beside its stack, q
 #   picker      the process picker lists the process, opens it, p goes back, q quits
 #   layout      NO_COLOR (no colour escape at all) and ASCII, compact and too-small sizes, help
 #   exit        the process exiting (normally, then killed) under the view: banner, UI stays
@@ -133,6 +133,15 @@ mode_navigation() {
   expect "moving around keeps the screen" "make_record"
   expect "the sites table has a RETAINED and a GROWTH column" "^ +LIVE ▼ +BLOCKS +ALLOCS/S +LEAKED +RETAINED +GROWTH +FUNCTION"
   expect "after the scan, RETAINED shows what make_record's site retains" "^ +[0-9.]+ [KMG]?i?B +200 .* [0-9.]+ [KMG]?i?B +(-|\+[0-9.]+ [KMG]?i?B/s) +make_record "
+  # b marks a baseline: LIVE and BLOCKS become changes since it (make_record's 200 blocks stay put);
+  # B goes back to what the sites hold.
+  keys b
+  expect "b marks a baseline: the sites show changes since it" "^ +ΔLIVE ▼ +ΔBLOCKS +ALLOCS/S"
+  expect "the tab bar shows the heap's change since the mark" "since the mark [0-9]+s ago: [+-]?[0-9.]+ [KMG]?i?B$"
+  expect "make_record, unchanged since the mark, shows 0 B and 0 blocks" "^ +0 B +0 .* make_record "
+  keys B
+  expect "B clears the baseline" "^ +LIVE ▼ +BLOCKS +ALLOCS/S"
+  expect_not "no baseline in the tab bar after B" "since the mark"
   keys /
   keys -l make_record
   keys Enter

@@ -183,6 +183,20 @@ TEST(PprofProfile, NoScanNoLeakTypes) {
   EXPECT_EQ(message.bytes.at(2).size(), 3u);  // the two live sites and the unlisted rest; no leak sample
 }
 
+// `export --format pprof --leaks` and serve's /debug/pprof/heap?leaks=1: leaked_space is what pprof
+// shows without -sample_index; without a scan there is none to default to.
+TEST(PprofProfile, LeaksByDefault) {
+  HeapProfile profile = two_sites();
+  auto default_type = [](const HeapProfile& p, bool leaks) {
+    const Fields message = read_message(gunzip(pprof_file(p, leaks)));
+    return message.bytes.at(6)[message.numbers.at(14)[0]];
+  };
+  EXPECT_EQ(default_type(profile, true), "leaked_space");
+  EXPECT_EQ(default_type(profile, false), "inuse_space");
+  profile.leaks_known = false;
+  EXPECT_EQ(default_type(profile, true), "inuse_space");
+}
+
 TEST(FoldedStacks, RootFirstLargestFirst) {
   const HeapProfile profile = two_sites();
   EXPECT_EQ(folded_text(folded_stacks(profile, false)),
