@@ -108,8 +108,7 @@ HeapProfile profile_of_dump(const report::RawReport& dump, ModuleSymbolizer& sym
     for (const report::RawLeakGroup& group : scan.groups) {
       const uint32_t stack = stacks.index(group.stack_id);
       if (!dump.suppressions.empty() && suppressed(suppressions, profile.stacks[stack], profile)) continue;
-      profile.samples.push_back(
-          {stack, group.direct ? SampleKind::kDirectLeak : SampleKind::kIndirectLeak, group.blocks, group.bytes});
+      profile.samples.push_back({stack, leak_sample_kind(group.kind), group.blocks, group.bytes});
     }
   }
   add_unlisted_sites(profile);
@@ -185,6 +184,26 @@ std::string frame_name(const HeapProfile& profile, const ProfileFrame& frame) {
   for (char& c : name)
     if (c == ';' || c == '\n' || c == '\r') c = ':';
   return name;
+}
+
+SampleKind leak_sample_kind(report::LeakKind kind) {
+  return kind == report::LeakKind::kDirect  ? SampleKind::kDirectLeak
+         : kind == report::LeakKind::kCycle ? SampleKind::kCycleLeak
+                                            : SampleKind::kIndirectLeak;
+}
+
+const char* leak_kind_label(SampleKind kind) {
+  switch (kind) {
+    case SampleKind::kDirectLeak:
+      return report::leak_kind_name(report::LeakKind::kDirect);
+    case SampleKind::kIndirectLeak:
+      return report::leak_kind_name(report::LeakKind::kIndirect);
+    case SampleKind::kCycleLeak:
+      return report::leak_kind_name(report::LeakKind::kCycle);
+    case SampleKind::kLive:
+      break;
+  }
+  return "";
 }
 
 }  // namespace heapkeeper::analysis

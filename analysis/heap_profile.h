@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "analysis/module_symbolizer.h"
+#include "report/leak_kind.h"
 #include "report/raw_dump.h"
 
 namespace heapkeeper::analysis {
@@ -36,7 +37,11 @@ struct ProfileFrame {
   bool python = false;  // a Python frame: function, file and line are the Python source's
 };
 
-enum class SampleKind : uint8_t { kLive, kDirectLeak, kIndirectLeak };
+// Live bytes, or leaked ones of each leak kind (report/leak_kind.h).
+enum class SampleKind : uint8_t { kLive, kDirectLeak, kIndirectLeak, kCycleLeak };
+SampleKind leak_sample_kind(report::LeakKind kind);
+// "direct", "indirect", "cycle" (the pprof label leak_kind); "" for live samples.
+const char* leak_kind_label(SampleKind kind);
 
 struct ProfileSample {
   uint32_t stack = 0;  // index into HeapProfile::stacks

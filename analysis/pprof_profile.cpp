@@ -97,8 +97,7 @@ class Encoder {
       if (!live) {
         ProtobufWriter label;
         label.int64_field(label_field::kKey, strings_.index("leak_kind"));
-        label.int64_field(label_field::kStr,
-                          strings_.index(sample.kind == SampleKind::kDirectLeak ? "direct" : "indirect"));
+        label.int64_field(label_field::kStr, strings_.index(leak_kind_label(sample.kind)));
         message.message_field(sample_field::kLabel, label);
       }
       if (sample.thread >= 0) thread_labels(message, profile_.threads[static_cast<size_t>(sample.thread)]);

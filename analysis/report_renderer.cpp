@@ -220,7 +220,7 @@ std::string json_of(const RawReport& r, NamedStacks& stacks, const SuppressedLea
       const report::RawLeakGroup& g = s.groups[i];
       blocks += g.blocks;
       bytes += g.bytes;
-      nlohmann::json leak = {{"kind", g.direct ? "direct" : "indirect"},
+      nlohmann::json leak = {{"kind", report::leak_kind_name(g.kind)},
                              {"blocks", g.blocks},
                              {"bytes", g.bytes},
                              {"new_blocks", g.new_blocks},
@@ -301,9 +301,8 @@ std::string leak_text(const RawReport& r, NamedStacks& stacks, const SuppressedL
   for (size_t i = 0; i < s.groups.size(); ++i) {
     if (suppressed.suppressed[i]) continue;
     const report::RawLeakGroup& g = s.groups[i];
-    text += "\n" + std::string(suppressed.known[i] ? "[known] " : "") + std::string(g.direct ? "Direct" : "Indirect") +
-            " leak of " + std::to_string(g.bytes) + " byte(s) in " + std::to_string(g.blocks) +
-            " object(s) allocated from:\n";
+    text += "\n" + std::string(suppressed.known[i] ? "[known] " : "") + report::leak_kind_title(g.kind) + " leak of " +
+            std::to_string(g.bytes) + " byte(s) in " + std::to_string(g.blocks) + " object(s) allocated from:\n";
     const std::vector<SymbolizedFrame>& frames = stacks.frames(g.stack_id);
     for (size_t k = 0; k < frames.size(); ++k) {
       char prefix[48];

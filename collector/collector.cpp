@@ -91,6 +91,7 @@ void fill_report(CollectorState& s, const ScanResult& result, ScanReport& report
   report.leaked_bytes = result.figures.leaked_bytes;
   report.direct_blocks = result.figures.direct_blocks;
   report.indirect_blocks = result.figures.indirect_blocks;
+  report.cycle_blocks = result.figures.cycle_blocks;
   for (int i = 0; i < ReferenceSummary::kBuckets; ++i) report.reference_histogram[i] = result.references.histogram[i];
   for (const auto& top : result.references.most_referenced) {
     if (top.references == 0) break;
@@ -100,12 +101,14 @@ void fill_report(CollectorState& s, const ScanResult& result, ScanReport& report
 
   // Group by (kind, stack content); note which leaks are new since the previous scan.
   struct GroupKey {
-    bool direct;
+    report::LeakKind kind;
     uint64_t stack_hash;
-    bool operator==(const GroupKey& o) const { return direct == o.direct && stack_hash == o.stack_hash; }
+    bool operator==(const GroupKey& o) const { return kind == o.kind && stack_hash == o.stack_hash; }
   };
   struct GroupKeyHash {
-    size_t operator()(const GroupKey& k) const { return std::hash<uint64_t>()(k.stack_hash * 2 + k.direct); }
+    size_t operator()(const GroupKey& k) const {
+      return std::hash<uint64_t>()(k.stack_hash * report::kLeakKinds + static_cast<uint64_t>(k.kind));
+    }
   };
   std::unordered_map<GroupKey, LeakGroup, GroupKeyHash> groups;
   std::unordered_map<uintptr_t, KnownLeak> now_known;
@@ -117,8 +120,10 @@ void fill_report(CollectorState& s, const ScanResult& result, ScanReport& report
     if (!alloc::block_map().is_live(leak.region) || alloc::block_map().header(leak.region)->sequence != leak.sequence) {
       --report.leaked_blocks;
       report.leaked_bytes -= leak.size;
-      if (leak.direct)
+      if (leak.kind == report::LeakKind::kDirect)
         --report.direct_blocks;
+      else if (leak.kind == report::LeakKind::kCycle)
+        --report.cycle_blocks;
       else
         --report.indirect_blocks;
       continue;
@@ -128,9 +133,9 @@ void fill_report(CollectorState& s, const ScanResult& result, ScanReport& report
     if (previous != s.known.end() && previous->second.sequence == leak.sequence)
       first_scan = previous->second.first_scan;
     now_known[leak.region] = {leak.sequence, first_scan};
-    GroupKey key{leak.direct != 0, alloc::stack_table().site_key(leak.stack_id)};
+    GroupKey key{leak.kind, alloc::stack_table().site_key(leak.stack_id)};
     LeakGroup& group = groups[key];
-    group.direct = leak.direct != 0;
+    group.kind = leak.kind;
     group.stack_id = leak.stack_id;
     ++group.blocks;
     group.bytes += leak.size;
@@ -147,7 +152,7 @@ void fill_report(CollectorState& s, const ScanResult& result, ScanReport& report
   // to the report (report/raw_dump.h); here every group stands.
   for (auto& [key, group] : groups) report.groups.push_back(std::move(group));
   std::sort(report.groups.begin(), report.groups.end(), [](const LeakGroup& a, const LeakGroup& b) {
-    if (a.direct != b.direct) return a.direct;
+    if (a.kind != b.kind) return report::leak_kind_rank(a.kind) < report::leak_kind_rank(b.kind);
     return a.bytes != b.bytes ? a.bytes > b.bytes : a.blocks > b.blocks;
   });
 }
@@ -246,12 +251,13 @@ void add_scan_to_dump(report::RawReport& doc) {
   out.reclaimed_bytes_total = r.reclaimed_bytes_total;
   out.direct_blocks = r.direct_blocks;
   out.indirect_blocks = r.indirect_blocks;
+  out.cycle_blocks = r.cycle_blocks;
   for (int i = 0; i < 6; ++i) out.reference_histogram[i] = r.reference_histogram[i];
   out.scans = s.scans;
   out.collected_blocks = s.reclaimed_blocks_total;
   out.collected_bytes = s.reclaimed_bytes_total;
   for (const LeakGroup& g : r.groups)
-    out.groups.push_back({g.direct, g.stack_id, g.blocks, g.bytes, g.new_blocks, g.new_bytes, g.max_age_scans});
+    out.groups.push_back({g.kind, g.stack_id, g.blocks, g.bytes, g.new_blocks, g.new_bytes, g.max_age_scans});
   for (const ScanReport::Referenced& b : r.most_referenced)
     out.most_referenced.push_back({b.size, b.references, b.stack_id});
   out.retained_known = r.retained_known;

@@ -8,10 +8,12 @@
 #include <string>
 #include <vector>
 
+#include "report/leak_kind.h"
+
 namespace heapkeeper::collect {
 
 struct LeakGroup {
-  bool direct = true;
+  report::LeakKind kind = report::LeakKind::kDirect;
   uint32_t stack_id = 0;
   uint64_t blocks = 0, bytes = 0;
   uint64_t new_blocks = 0, new_bytes = 0;  // unreachable for the first time in this scan
@@ -29,7 +31,7 @@ struct ScanReport {
   uint64_t pause_ns = 0, mark_ns = 0, threads_stopped = 0, root_ranges = 0;
   uint64_t root_bytes = 0, heap_bytes_marked = 0, live_blocks = 0, reachable_blocks = 0;
   uint64_t leaked_blocks = 0, leaked_bytes = 0, new_leaked_blocks = 0, new_leaked_bytes = 0;
-  uint64_t direct_blocks = 0, indirect_blocks = 0;
+  uint64_t direct_blocks = 0, indirect_blocks = 0, cycle_blocks = 0;
   uint64_t suppressed_blocks = 0, suppressed_bytes = 0;
   uint64_t reclaimed_blocks = 0, reclaimed_bytes = 0;  // collect mode, freed in this scan
   uint64_t held_blocks = 0;  // collect mode: reclaimed in this scan, freed by the next if still unreachable

@@ -208,6 +208,11 @@ void Marker::propagate() {
 
 // Leak phase: `count_only` counts references between leaked blocks; otherwise it floods the
 // blocks reachable from `region` through the worklist, marking them seen (indirect).
+// In the leak phase, a leaked block's count of references from other leaked blocks saturates below
+// the top bit, which marks the blocks no direct leak reaches (cycle leaks) until they are listed.
+constexpr uint32_t kCycleBit = uint32_t{1} << 31;
+constexpr uint32_t kMaxLeakReferences = kCycleBit - 1;
+
 void Marker::scan_block_for_leaks(uintptr_t region, bool count_only) {
   const alloc::BlockMap& map = alloc::block_map();
   uintptr_t start, end;
@@ -218,7 +223,7 @@ void Marker::scan_block_for_leaks(uintptr_t region, bool count_only) {
     if (!was_live(granule) || is_marked(granule)) return;  // reachable: not part of the leak graph
     if (count_only) {
       uint32_t& count = counts_[rank(granule)];
-      if (count != UINT32_MAX) ++count;
+      if (count < kMaxLeakReferences) ++count;
     } else if (!((seen_[granule >> 6] >> (granule & 63)) & 1)) {
       seen_[granule >> 6] |= uint64_t{1} << (granule & 63);
       push(target);
@@ -265,7 +270,8 @@ const LeakedBlock* Marker::classify_leaks(size_t& count) {
     if (!is_marked((region - base_) >> 4)) scan_block_for_leaks(region, true);
   });
   // 2. Blocks no leaked block points to are direct; flood what they reach as indirect.
-  // 3. What remains unseen sits in cycles: the first block of each is reported as direct.
+  // 3. What remains unseen is reached from no direct leak: cycles and what only they reach. Each
+  //    is marked a cycle leak; flooding from one block of each cycle sees them all.
   auto flood_from = [&](uintptr_t region) {
     const size_t granule = (region - base_) >> 4;
     seen_[granule >> 6] |= uint64_t{1} << (granule & 63);
@@ -273,31 +279,32 @@ const LeakedBlock* Marker::classify_leaks(size_t& count) {
     while (worklist_size_ > 0) scan_block_for_leaks(worklist_[--worklist_size_], false);
   };
   auto is_seen = [&](size_t granule) { return (seen_[granule >> 6] >> (granule & 63)) & 1; };
-  size_t direct_count = 0;
-  uint8_t* direct_flags = nullptr;  // recorded in the leak list below
-  (void)direct_flags;
   for_each_snapshot_block([&](uintptr_t region) {
     const size_t granule = (region - base_) >> 4;
     if (is_marked(granule) || counts_[rank(granule)] != 0) return;
     if (!is_seen(granule)) {
       flood_from(region);
-      // Direct: remember by marking in the leak list after the pass (seen bit already set).
-      leaks_[count++] = {region, 0, 0, 0, 0, 1};
-      ++direct_count;
+      leaks_[count++] = {region, 0, 0, 0, 0, report::LeakKind::kDirect};  // listed, to clear below
     }
   });
+  bool cycles = false;
   for_each_snapshot_block([&](uintptr_t region) {
     const size_t granule = (region - base_) >> 4;
     if (is_marked(granule) || is_seen(granule)) return;
-    flood_from(region);
-    leaks_[count++] = {region, 0, 0, 0, 0, 1};  // cycle representative
-    ++direct_count;
+    counts_[rank(granule)] |= kCycleBit;
+    cycles = true;
   });
-  // Every other unmarked block is indirect. Rebuild the list in address order with details.
-  size_t directs = count;
+  if (cycles) {
+    for_each_snapshot_block([&](uintptr_t region) {
+      const size_t granule = (region - base_) >> 4;
+      if (!is_marked(granule) && !is_seen(granule)) flood_from(region);
+    });
+  }
+  // Rebuild the list in address order with details. The direct leaks' "seen" bits are cleared
+  // first, so seen now means indirect, the cycle bit cycle, and neither direct.
+  const size_t directs = count;
   for (size_t i = 0; i < directs; ++i) {
     const size_t granule = (leaks_[i].region - base_) >> 4;
-    // Reuse the mark bitmap's free bits: clear "seen" for directs so the pass below knows them.
     seen_[granule >> 6] &= ~(uint64_t{1} << (granule & 63));
   }
   count = 0;
@@ -310,16 +317,22 @@ const LeakedBlock* Marker::classify_leaks(size_t& count) {
     leak.size = header->size();
     leak.stack_id = header->stack_id;
     leak.sequence = header->sequence;
-    leak.references_from_leaks = counts_[rank(granule)];
-    leak.direct = is_seen(granule) ? 0 : 1;
+    uint32_t& references = counts_[rank(granule)];
+    const bool cycle = (references & kCycleBit) != 0;
+    references &= ~kCycleBit;
+    leak.references_from_leaks = references;
+    leak.kind = cycle              ? report::LeakKind::kCycle
+                : is_seen(granule) ? report::LeakKind::kIndirect
+                                   : report::LeakKind::kDirect;
     figures_.leaked_bytes += leak.size;
-    if (leak.direct)
+    if (leak.kind == report::LeakKind::kDirect)
       ++figures_.direct_blocks;
+    else if (leak.kind == report::LeakKind::kCycle)
+      ++figures_.cycle_blocks;
     else
       ++figures_.indirect_blocks;
   });
   figures_.leaked_blocks = count;
-  (void)direct_count;
   return leaks_;
 }
 

@@ -6,9 +6,9 @@
 // past its end (a pointer C allows a program to keep, and some keep alone), marks that block and
 // adds one to its inbound count — its "reference count", as Python's objects have one.
 // Blocks left unmarked are unreachable: leaks. Among them, a block no other leaked block points to
-// is a *direct* leak, one reachable only from other leaked blocks is *indirect* (LeakSanitizer's
-// terms); a cycle of leaked blocks that nothing else points to has one member reported as direct,
-// so every cycle is found.
+// is a *direct* leak, one reached from a direct leak is *indirect* (LeakSanitizer's terms), and one
+// reached from no direct leak — a member of a cycle of leaked blocks that nothing else points to,
+// or what only such a cycle reaches — is a *cycle* leak (report/leak_kind.h).
 //
 // All state lives in buffers mapped when the marker starts — never in the heap — because marking
 // runs while the world is stopped and the stopped threads may hold the allocator's locks.
@@ -16,6 +16,8 @@
 
 #include <cstddef>
 #include <cstdint>
+
+#include "report/leak_kind.h"
 
 namespace heapkeeper::collect {
 
@@ -27,7 +29,7 @@ struct LeakedBlock {
   uint32_t stack_id;  // allocation stack
   uint32_t sequence;  // allocation sequence (low bits), to tell a reused address from the same block
   uint32_t references_from_leaks;
-  uint8_t direct;  // 1: direct leak, 0: indirect
+  report::LeakKind kind;
 };
 
 // Reference counts after marking: how many inbound references reachable blocks have.
@@ -47,7 +49,7 @@ struct MarkFigures {
   uint64_t root_bytes = 0;  // bytes of roots scanned
   uint64_t heap_bytes = 0;  // bytes of reachable blocks scanned
   uint64_t leaked_blocks = 0, leaked_bytes = 0;
-  uint64_t direct_blocks = 0, indirect_blocks = 0;
+  uint64_t direct_blocks = 0, indirect_blocks = 0, cycle_blocks = 0;
 };
 
 class Marker {

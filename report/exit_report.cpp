@@ -158,8 +158,8 @@ std::string unsymbolized_leak_text(const RawReport& r) {
   std::string text = "\n=================================================================\n";
   text += "==" + std::to_string(r.pid) + "==ERROR: heapkeeper: detected memory leaks\n";
   for (const RawLeakGroup& g : r.scan.groups) {
-    text += "\n" + std::string(g.direct ? "Direct" : "Indirect") + " leak of " + std::to_string(g.bytes) +
-            " byte(s) in " + std::to_string(g.blocks) + " object(s) allocated from:\n";
+    text += "\n" + std::string(leak_kind_title(g.kind)) + " leak of " + std::to_string(g.bytes) + " byte(s) in " +
+            std::to_string(g.blocks) + " object(s) allocated from:\n";
     const RawStack* stack = r.stack(g.stack_id);
     const size_t depth = stack != nullptr ? stack->frames.size() : 0;
     for (size_t i = 0; i < depth; ++i) {
@@ -325,7 +325,7 @@ bool find_suppressed_stacks(const std::vector<uint32_t>& stack_ids, const std::v
   r.suppressions = patterns;
   r.scan.present = true;
   r.scan.ok = true;
-  for (uint32_t id : stack_ids) r.scan.groups.push_back({true, id, 1, 0, 0, 0, 0});
+  for (uint32_t id : stack_ids) r.scan.groups.push_back({LeakKind::kDirect, id, 1, 0, 0, 0, 0});
   add_stacks(r);
   RawAnswer answer;
   if (!analyse_dump(serialize_raw_dump(r), answer, why)) return false;

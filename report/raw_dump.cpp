@@ -165,10 +165,26 @@ std::string serialize_raw_dump(const RawReport& r) {
     w.u8(s.at_exit ? 1 : 0);
     w.bytes(s.failure);
     w.bytes(s.stop_method);
-    for (uint64_t v : {s.pause_ns, s.mark_ns, s.threads_stopped, s.root_ranges, s.root_bytes, s.heap_bytes_marked,
-                       s.live_blocks, s.reachable_blocks, s.leaked_blocks, s.leaked_bytes, s.new_leaked_blocks,
-                       s.new_leaked_bytes, s.reclaimed_blocks, s.reclaimed_bytes, s.held_blocks,
-                       s.reclaimed_blocks_total, s.reclaimed_bytes_total, s.direct_blocks, s.indirect_blocks})
+    for (uint64_t v : {s.pause_ns,
+                       s.mark_ns,
+                       s.threads_stopped,
+                       s.root_ranges,
+                       s.root_bytes,
+                       s.heap_bytes_marked,
+                       s.live_blocks,
+                       s.reachable_blocks,
+                       s.leaked_blocks,
+                       s.leaked_bytes,
+                       s.new_leaked_blocks,
+                       s.new_leaked_bytes,
+                       s.reclaimed_blocks,
+                       s.reclaimed_bytes,
+                       s.held_blocks,
+                       s.reclaimed_blocks_total,
+                       s.reclaimed_bytes_total,
+                       s.direct_blocks,
+                       s.indirect_blocks,
+                       s.cycle_blocks})
       w.u64(v);
     for (uint64_t v : s.reference_histogram) w.u64(v);
     w.u64(s.scans);
@@ -176,7 +192,7 @@ std::string serialize_raw_dump(const RawReport& r) {
     w.u64(s.collected_bytes);
     w.u32(static_cast<uint32_t>(s.groups.size()));
     for (const RawLeakGroup& g : s.groups) {
-      w.u8(g.direct ? 1 : 0);
+      w.u8(static_cast<uint8_t>(g.kind));
       w.u32(g.stack_id);
       for (uint64_t v : {g.blocks, g.bytes, g.new_blocks, g.new_bytes, g.age_scans}) w.u64(v);
     }
@@ -290,11 +306,26 @@ bool parse_raw_dump(std::string_view bytes, RawReport& r, std::string& error) {
     s.at_exit = c.flag("scan");
     s.failure = c.bytes("scan failure", 4096);
     s.stop_method = c.bytes("scan stop method", 64);
-    for (uint64_t* v :
-         {&s.pause_ns, &s.mark_ns, &s.threads_stopped, &s.root_ranges, &s.root_bytes, &s.heap_bytes_marked,
-          &s.live_blocks, &s.reachable_blocks, &s.leaked_blocks, &s.leaked_bytes, &s.new_leaked_blocks,
-          &s.new_leaked_bytes, &s.reclaimed_blocks, &s.reclaimed_bytes, &s.held_blocks, &s.reclaimed_blocks_total,
-          &s.reclaimed_bytes_total, &s.direct_blocks, &s.indirect_blocks})
+    for (uint64_t* v : {&s.pause_ns,
+                        &s.mark_ns,
+                        &s.threads_stopped,
+                        &s.root_ranges,
+                        &s.root_bytes,
+                        &s.heap_bytes_marked,
+                        &s.live_blocks,
+                        &s.reachable_blocks,
+                        &s.leaked_blocks,
+                        &s.leaked_bytes,
+                        &s.new_leaked_blocks,
+                        &s.new_leaked_bytes,
+                        &s.reclaimed_blocks,
+                        &s.reclaimed_bytes,
+                        &s.held_blocks,
+                        &s.reclaimed_blocks_total,
+                        &s.reclaimed_bytes_total,
+                        &s.direct_blocks,
+                        &s.indirect_blocks,
+                        &s.cycle_blocks})
       *v = c.u64("scan figures");
     for (uint64_t& v : s.reference_histogram) v = c.u64("scan histogram");
     s.scans = c.u64("scan");
@@ -302,7 +333,9 @@ bool parse_raw_dump(std::string_view bytes, RawReport& r, std::string& error) {
     s.collected_bytes = c.u64("scan");
     for (uint32_t i = 0, n = c.count("leak groups", 45); i < n && c.ok(); ++i) {
       RawLeakGroup g;
-      g.direct = c.flag("leak group");
+      const uint8_t kind = c.u8("leak group");
+      if (!valid_leak_kind(kind)) c.fail("bad leak kind in leak group");
+      g.kind = static_cast<LeakKind>(kind);
       g.stack_id = c.u32("leak group");
       for (uint64_t* v : {&g.blocks, &g.bytes, &g.new_blocks, &g.new_bytes, &g.age_scans}) *v = c.u64("leak group");
       s.groups.push_back(g);

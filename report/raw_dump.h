@@ -26,8 +26,8 @@
 //   profile  only with kWantProfile: u32 n + n × {u32 stack, u32 thread, u64 blocks, u64 bytes} (live
 //            sites split by allocating thread), u32 n + n × {u32 thread, i32 tid, bytes name}
 //   scan     u8 present; when 1: u64 number, u8 ok, u8 at_exit, bytes failure, bytes stop_method,
-//            19 u64 figures (RawScan, in declaration order), 6 u64 reference histogram, u64 scans,
-//            u64 collected_blocks, u64 collected_bytes, u32 n + n × {u8 direct, u32 stack,
+//            20 u64 figures (RawScan, in declaration order), 6 u64 reference histogram, u64 scans,
+//            u64 collected_blocks, u64 collected_bytes, u32 n + n × {u8 kind (leak_kind.h), u32 stack,
 //            5 u64: blocks, bytes, new_blocks, new_bytes, age_scans}, u32 n + n × {u64 size,
 //            u32 references, u32 stack}, then retained sizes: u8 known; when 1: u64 analysis_ns,
 //            u64 references, u32 n + n × {u32 stack, u64 blocks, u64 bytes, u64 retained} (sites),
@@ -53,10 +53,12 @@
 #include <string_view>
 #include <vector>
 
+#include "report/leak_kind.h"
+
 namespace heapkeeper::report {
 
 inline constexpr uint64_t kRawDumpMagic = 0x504d55445748504bull;  // "KPHWDUMP" little-endian
-inline constexpr uint32_t kRawDumpVersion = 5;                    // 5: Python frames and the python section
+inline constexpr uint32_t kRawDumpVersion = 6;                    // 6: cycle leaks (leak kinds, cycle_blocks)
 inline constexpr uint32_t kNoModule = UINT32_MAX;
 // Bounds the reader enforces (beyond "fits in the buffer"), so a hostile dump cannot make it
 // allocate more than its own size suggests.
@@ -138,7 +140,7 @@ struct RawThread {
 };
 
 struct RawLeakGroup {
-  bool direct = true;
+  LeakKind kind = LeakKind::kDirect;
   uint32_t stack_id = 0;
   uint64_t blocks = 0, bytes = 0, new_blocks = 0, new_bytes = 0, age_scans = 0;
 };
@@ -153,12 +155,12 @@ struct RawScan {
   uint64_t number = 0;
   bool ok = false, at_exit = false;
   std::string failure, stop_method;
-  // The 19 figures, in this order on the wire.
+  // The 20 figures, in this order on the wire.
   uint64_t pause_ns = 0, mark_ns = 0, threads_stopped = 0, root_ranges = 0, root_bytes = 0, heap_bytes_marked = 0;
   uint64_t live_blocks = 0, reachable_blocks = 0, leaked_blocks = 0, leaked_bytes = 0;
   uint64_t new_leaked_blocks = 0, new_leaked_bytes = 0, reclaimed_blocks = 0, reclaimed_bytes = 0;
   uint64_t held_blocks = 0, reclaimed_blocks_total = 0, reclaimed_bytes_total = 0;
-  uint64_t direct_blocks = 0, indirect_blocks = 0;
+  uint64_t direct_blocks = 0, indirect_blocks = 0, cycle_blocks = 0;
   uint64_t reference_histogram[6] = {};
   uint64_t scans = 0, collected_blocks = 0, collected_bytes = 0;
   std::vector<RawLeakGroup> groups;  // direct first, then by bytes; suppressions not applied

@@ -113,7 +113,7 @@ struct ScanFigures {
 };
 
 struct Leak {
-  uint32_t direct;  // 1 direct, 0 indirect
+  uint32_t kind;  // report::LeakKind: 1 direct, 0 indirect, 2 cycle
   uint32_t depth;
   uint64_t blocks, bytes, new_blocks, age_scans;
   Frame frames[kMaxFrames];

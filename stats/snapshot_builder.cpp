@@ -226,7 +226,7 @@ void SnapshotBuilder::build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, b
       if (out.leak_count >= kMaxLeaks) break;
       if (!g.suppressed_by.empty()) continue;
       Leak& leak = out.leaks[out.leak_count++];
-      leak.direct = g.direct;
+      leak.kind = static_cast<uint32_t>(g.kind);
       leak.blocks = g.blocks;
       leak.bytes = g.bytes;
       leak.new_blocks = g.new_blocks;

@@ -19,6 +19,7 @@
 #include "viewer/rss_breakdown.h"
 #include "viewer/segment_reader.h"
 #include "viewer/show_command.h"
+#include "viewer/view_format.h"
 
 namespace heapkeeper::view {
 namespace {
@@ -156,7 +157,7 @@ nlohmann::json snapshot_json(const SegmentInfo& info, const stats::Snapshot& s) 
   nlohmann::json leaks = nlohmann::json::array();
   for (uint32_t i = 0; i < s.leak_count; ++i) {
     const stats::Leak& l = s.leaks[i];
-    leaks.push_back({{"kind", l.direct ? "direct" : "indirect"},
+    leaks.push_back({{"kind", leak_kind_text(l.kind)},
                      {"blocks", l.blocks},
                      {"bytes", l.bytes},
                      {"new_blocks", l.new_blocks},

@@ -93,8 +93,10 @@ analysis::HeapProfile profile_of_report(const json& doc) {
   profile.leaks_known = scan != doc.end() && scan->is_object() && scan->value("ok", false) && doc.contains("leaks");
   if (profile.leaks_known && doc["leaks"].is_array()) {
     for (const json& leak : doc["leaks"]) {
-      const auto kind = decoded_text_of(leak, "kind") == "indirect" ? analysis::SampleKind::kIndirectLeak
-                                                                    : analysis::SampleKind::kDirectLeak;
+      const std::string kind_name = decoded_text_of(leak, "kind");
+      const auto kind = kind_name == "indirect" ? analysis::SampleKind::kIndirectLeak
+                        : kind_name == "cycle"  ? analysis::SampleKind::kCycleLeak
+                                                : analysis::SampleKind::kDirectLeak;
       profile.samples.push_back({frames.stack(leak), kind, count_of(leak, "blocks"), count_of(leak, "bytes")});
     }
   }

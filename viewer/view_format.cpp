@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "report/leak_kind.h"
+
 namespace heapkeeper::view {
 
 std::string format_bytes(uint64_t bytes) {
@@ -55,6 +57,10 @@ std::string format_duration(uint64_t nanoseconds) {
   if (s < 3600) return fmt::format("{}m{:02}s", s / 60, s % 60);
   if (s < 86400) return fmt::format("{}h{:02}m", s / 3600, (s / 60) % 60);
   return fmt::format("{}d{:02}h", s / 86400, (s / 3600) % 24);
+}
+
+std::string leak_kind_text(uint32_t kind) {
+  return report::valid_leak_kind(kind) ? report::leak_kind_name(static_cast<report::LeakKind>(kind)) : "?";
 }
 
 std::string base_name(const std::string& path) {

@@ -24,6 +24,10 @@ std::string format_duration(uint64_t nanoseconds);
 // A rate usable for sorting and arithmetic: NaN, infinite or negative become 0.
 double finite_rate(double per_second);
 
+// A leak's kind as the segment holds it (report/leak_kind.h): "direct", "indirect", "cycle", or
+// "?" for a value no producer writes.
+std::string leak_kind_text(uint32_t kind);
+
 // The last path component: "/usr/lib/libc.so.6" -> "libc.so.6".
 std::string base_name(const std::string& path);
 // The function of a frame, or "??" when it was not symbolized.

@@ -183,11 +183,11 @@ std::vector<Row> build_rows(const stats::Snapshot& s, Tab tab, int sort, const s
       const stats::Leak& leak = s.leaks[i];
       const uint32_t depth = std::min(leak.depth, stats::kMaxFrames);
       if (!stack_matches(leak.frames, depth, filter)) continue;
-      k.row.key = stack_key(leak.frames, depth, leak.direct);
+      k.row.key = stack_key(leak.frames, depth, leak.kind);
       const double values[] = {static_cast<double>(leak.bytes), static_cast<double>(leak.blocks),
                                static_cast<double>(leak.new_blocks), static_cast<double>(leak.age_scans)};
       k.sort_value = values[std::clamp(sort, 0, 3)];
-      cells = {leak.direct ? "direct" : "indirect", format_bytes(leak.bytes), format_count(leak.blocks),
+      cells = {leak_kind_text(leak.kind), format_bytes(leak.bytes), format_count(leak.blocks),
                format_count(leak.new_blocks), format_count(leak.age_scans)};
       top_frame_cells(leak.frames, depth, cells);
     } else {

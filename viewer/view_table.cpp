@@ -211,7 +211,7 @@ void draw_detail(Screen& screen, const stats::Snapshot& snapshot, const TableVie
     frames = leak.frames;
     depth = std::min(leak.depth, stats::kMaxFrames);
     title = fmt::format(" Stack ({} frames) of the {} leak: {} in {} blocks ({} new), seen by {} earlier scans", depth,
-                        leak.direct ? "direct" : "indirect", format_bytes(leak.bytes), format_count(leak.blocks),
+                        leak_kind_text(leak.kind), format_bytes(leak.bytes), format_count(leak.blocks),
                         format_count(leak.new_blocks), format_count(leak.age_scans));
   } else {
     const stats::ThreadFigures& t = snapshot.threads[row.index];

@@ -32,12 +32,16 @@ In the table, '*' marks figures that do not match, '~' a match whose direct/indi
 --json FILE writes the per-tool counts and every figure for scripts/bench.sh.
 
 Expectations live in each program's opening comment, one `corpus:` directive per line:
-  expect direct=D indirect=I bytes=B     exact figures (each may be a range LOW..HIGH)
+  expect direct=D indirect=I [cycle=C] bytes=B
+                                         exact figures (each may be a range LOW..HIGH); cycle:
+                                         blocks no direct leak reaches (heapkeeper's kind; other
+                                         tools may count them as direct or indirect)
   env NAME=VALUE                         set for the heapkeeper run (and the other tools' runs)
   suppress PATTERN                       leak:PATTERN for heapkeeper and LeakSanitizer, fun:PATTERN for valgrind
   expect-suppressed blocks=N bytes=M     the JSON report's suppressed_leaks
   expect-status N                        the heapkeeper run's exit status (default 0)
   direct-leak-in FUNCTION                a direct leak whose allocation stack names FUNCTION
+  cycle-leak-in FUNCTION                 a cycle leak (heapkeeper's kind) whose stack names FUNCTION
   json PATH OP VALUE                     a figure of the JSON report (PATH: a.b.0.c or len(a.b))
   stderr-before REGEX ||| REGEX          the first line matches before the second does
   stderr-absent REGEX                    no line of stderr matches
@@ -97,23 +101,27 @@ class Leaks:
     """One tool's leak figures for one program. Tools that do not classify leave direct and
     indirect as None and give only the total of blocks."""
 
-    def __init__(self, blocks, leaked_bytes, direct=None, indirect=None):
+    def __init__(self, blocks, leaked_bytes, direct=None, indirect=None, cycle=None):
         self.blocks = blocks
         self.bytes = leaked_bytes
         self.direct = direct
         self.indirect = indirect
+        self.cycle = cycle  # heapkeeper only: blocks no direct leak reaches (unreferenced cycles)
 
     @classmethod
-    def classified(cls, direct, indirect, leaked_bytes):
-        return cls(direct + indirect, leaked_bytes, direct, indirect)
+    def classified(cls, direct, indirect, leaked_bytes, cycle=None):
+        return cls(direct + indirect + (cycle or 0), leaked_bytes, direct, indirect, cycle)
 
     def text(self):
         if self.direct is None:
             return f"{self.blocks}/{self.bytes}"
+        if self.cycle:
+            return f"{self.direct}/{self.indirect}+{self.cycle}c/{self.bytes}"
         return f"{self.direct}/{self.indirect}/{self.bytes}"
 
     def as_json(self):
-        return {"blocks": self.blocks, "bytes": self.bytes, "direct": self.direct, "indirect": self.indirect}
+        return {"blocks": self.blocks, "bytes": self.bytes, "direct": self.direct, "indirect": self.indirect,
+                "cycle": self.cycle}
 
 
 class Program:
@@ -126,6 +134,7 @@ class Program:
         self.expect_suppressed = None
         self.expect_status = 0
         self.direct_in = []
+        self.cycle_in = []
         self.json_checks = []
         self.stderr_before = []
         self.stderr_absent = []
@@ -147,6 +156,7 @@ class Program:
         if keyword == "expect":
             fields = dict(item.split("=", 1) for item in rest.split())
             self.expect = {k: Figure(fields[k]) for k in ("direct", "indirect", "bytes")}
+            self.expect["cycle"] = Figure(fields.get("cycle", "0"))
         elif keyword == "env":
             name, _, value = rest.partition("=")
             self.env[name] = value
@@ -159,6 +169,8 @@ class Program:
             self.expect_status = int(rest)
         elif keyword == "direct-leak-in":
             self.direct_in.append(rest)
+        elif keyword == "cycle-leak-in":
+            self.cycle_in.append(rest)
         elif keyword == "json":
             path, op, value = rest.rsplit(None, 2)
             self.json_checks.append((path, op, float(value)))
@@ -188,6 +200,8 @@ class Program:
 
     def expected_text(self):
         e = self.expect
+        if e["cycle"].high:
+            return f"{e['direct']}/{e['indirect']}+{e['cycle']}c/{e['bytes']}"
         return f"{e['direct']}/{e['indirect']}/{e['bytes']}"
 
     @property
@@ -204,15 +218,23 @@ class Program:
                 "gperftools": self.gperftools_skip}[tool]
 
     def exact(self, leaks):
-        """An exact match: leaked blocks (direct + indirect) and leaked bytes as expected."""
+        """An exact match: leaked blocks (direct + indirect + cycle) and leaked bytes as expected."""
         e = self.expect
-        return leaks is not None and (e["direct"] + e["indirect"]).matches(leaks.blocks) and e["bytes"].matches(leaks.bytes)
+        return (leaks is not None and (e["direct"] + e["indirect"] + e["cycle"]).matches(leaks.blocks)
+                and e["bytes"].matches(leaks.bytes))
 
     def classified(self, leaks):
         """An exact match with direct and indirect blocks each as expected (tools that classify)."""
         e = self.expect
-        return (self.exact(leaks) and leaks.direct is not None
-                and e["direct"].matches(leaks.direct) and e["indirect"].matches(leaks.indirect))
+        if not self.exact(leaks) or leaks.direct is None:
+            return False
+        if leaks.cycle is not None:  # heapkeeper: cycle leaks are a kind of their own
+            return (e["direct"].matches(leaks.direct) and e["indirect"].matches(leaks.indirect)
+                    and e["cycle"].matches(leaks.cycle))
+        # Tools without the kind count a cycle's blocks as direct (valgrind's clique leader) or
+        # indirect (LeakSanitizer), as they like.
+        return (e["direct"].low <= leaks.direct <= e["direct"].high + e["cycle"].high
+                and e["indirect"].low <= leaks.indirect <= e["indirect"].high + e["cycle"].high)
 
 
 def clean_environment():
@@ -292,21 +314,25 @@ def run_heapkeeper(program, binary, preload, work):
             direct = sum(l["blocks"] for l in leaks if l["kind"] == "direct")
             indirect = sum(l["blocks"] for l in leaks if l["kind"] == "indirect")
             leaked = sum(l["bytes"] for l in leaks)
-            figures = Leaks.classified(direct, indirect, leaked)
+            cycle = sum(l["blocks"] for l in leaks if l["kind"] == "cycle")
+            figures = Leaks.classified(direct, indirect, leaked, cycle)
             if not program.classified(figures):
-                problems.append(f"leaks {direct}/{indirect}/{leaked}, expected {program.expected_text()}")
-            if (doc.get("leaked_blocks"), doc.get("leaked_bytes")) != (direct + indirect, leaked):
+                problems.append(f"leaks {figures.text()}, expected {program.expected_text()}")
+            if (doc.get("leaked_blocks"), doc.get("leaked_bytes")) != (figures.blocks, leaked):
                 problems.append(
                     f"leaked_blocks/leaked_bytes {doc.get('leaked_blocks')}/{doc.get('leaked_bytes')} disagree with "
-                    f"the sum of leaks[] {direct + indirect}/{leaked}")
+                    f"the sum of leaks[] {figures.blocks}/{leaked}")
             summary = re.search(r"SUMMARY: heapkeeper: (\d+) byte\(s\) leaked in (\d+) allocation\(s\)\.", stderr)
-            if direct + indirect > 0 and (summary is None or (int(summary.group(1)), int(summary.group(2))) != (leaked, direct + indirect)):
+            if figures.blocks > 0 and (summary is None or (int(summary.group(1)), int(summary.group(2))) != (leaked, figures.blocks)):
                 problems.append(f"stderr SUMMARY {summary.group(0) if summary else '(none)'} disagrees with the JSON")
-            if direct + indirect == 0 and "detected memory leaks" in stderr:
+            if figures.blocks == 0 and "detected memory leaks" in stderr:
                 problems.append("stderr reports leaks the JSON does not have")
             for function in program.direct_in:
                 if not any(l["kind"] == "direct" and allocated_in(l, function) for l in leaks):
                     problems.append(f"no direct leak allocated in {function}()")
+            for function in program.cycle_in:
+                if not any(l["kind"] == "cycle" and allocated_in(l, function) for l in leaks):
+                    problems.append(f"no cycle leak allocated in {function}()")
             if program.expect_suppressed is not None:
                 got = doc.get("suppressed_leaks", {})
                 got = (got.get("blocks"), got.get("bytes"))

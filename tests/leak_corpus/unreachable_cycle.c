@@ -1,11 +1,12 @@
-/* unreachable_cycle: a 2-cycle and a 3-cycle of blocks that only point to each other. Every block
- * of a cycle is referenced by another leaked block, so none is "direct" in the plain sense; each
- * cycle must still be reported, with one member as its direct representative and the rest
- * indirect. (LeakSanitizer reports all five as indirect; valgrind picks a "clique leader".)
+/* unreachable_cycle: a 2-cycle and a 3-cycle of blocks that only point to each other, and a block
+ * only the 3-cycle points to. Every block is referenced by another leaked block, so none is
+ * "direct", and no direct leak reaches them: all six are cycle leaks, the garbage only a cycle
+ * collector frees (report/leak_kind.h). (LeakSanitizer reports all six as indirect; valgrind
+ * picks a "clique leader" of each cycle as definitely lost.)
  *
- * corpus: expect direct=2 indirect=3 bytes=288
- * corpus: direct-leak-in make_two_cycle
- * corpus: direct-leak-in make_three_cycle
+ * corpus: expect direct=0 indirect=0 cycle=6 bytes=312
+ * corpus: cycle-leak-in make_two_cycle
+ * corpus: cycle-leak-in make_three_cycle
  */
 #include <stdlib.h>
 
@@ -17,7 +18,8 @@ struct pair_node {
 };
 struct ring_node {
   struct ring_node* next;
-  char payload[56];
+  char* tail; /* a block only the cycle reaches */
+  char payload[48];
 };
 _Static_assert(sizeof(struct pair_node) == 48 && sizeof(struct ring_node) == 64, "expected sizes");
 
@@ -38,6 +40,9 @@ static CORPUS_NOINLINE void make_three_cycle(void) {
   corpus_fill(a->payload, sizeof a->payload);
   corpus_fill(b->payload, sizeof b->payload);
   corpus_fill(c->payload, sizeof c->payload);
+  a->tail = malloc(24);
+  b->tail = c->tail = NULL;
+  corpus_fill(a->tail, 24);
   a->next = b;
   b->next = c;
   c->next = a;

@@ -293,13 +293,27 @@ FRESH=$(sk_fake_segment "$DEAD")
 sk_plant "$REMAINS"
 sk_plant "$FOREIGN"
 sk_plant "$FRESH"
+# Each is written under a name no producer looks at and renamed into place whole: every traced
+# process that starts removes what is remains (stats/publisher.cpp), so a half-made FOREIGN (dead
+# producer and old heartbeat, namespace not yet changed) could vanish under the test.
+# plant_fake FILE OFFSET FORMAT VALUE...: the target's segment with those header fields changed.
+plant_fake() {
+  local file=$1 draft="/dev/shm/hk-cli-draft.$$"
+  shift
+  cp "$SEGMENT" "$draft"
+  while (($# >= 3)); do
+    set_header_field "$draft" "$1" "$2" "$3"
+    shift 3
+  done
+  mv "$draft" "$file"
+}
 for file in "$REMAINS" "$FOREIGN" "$FRESH"; do
-  cp "$SEGMENT" "$file"
-  set_header_field "$file" 28 "<i" "$DEAD"
-  set_header_field "$file" 72 "<Q" 1000000000  # a heartbeat long ago
+  heartbeat=1000000000  # long ago
+  [[ $file == "$FRESH" ]] && heartbeat=$(date +%s%N)
+  namespace=()
+  [[ $file == "$FOREIGN" ]] && namespace=(56 "<Q" 4026531835)  # another pid namespace
+  plant_fake "$file" 28 "<i" "$DEAD" 72 "<Q" "$heartbeat" "${namespace[@]}"
 done
-set_header_field "$FOREIGN" 56 "<Q" 4026531835  # another pid namespace
-set_header_field "$FRESH" 72 "<Q" "$(date +%s%N)"
 "$H" list --clean >"$SK_WORK/clean.txt" 2>&1 || sk_fail "list --clean failed: $(cat "$SK_WORK/clean.txt")"
 sk_check "list --clean removes the remains of a dead process" test ! -e "$REMAINS"
 sk_check "list --clean keeps a segment of another pid namespace" test -e "$FOREIGN"

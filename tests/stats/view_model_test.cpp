@@ -324,5 +324,12 @@ TEST(ViewFormat, TextFromTheProcessIsMadePrintable) {
   EXPECT_EQ(frame_location(frame), "??+0x0");
 }
 
+TEST(ViewFormat, LeakKinds) {
+  EXPECT_EQ(leak_kind_text(0), "indirect");
+  EXPECT_EQ(leak_kind_text(1), "direct");
+  EXPECT_EQ(leak_kind_text(2), "cycle");
+  EXPECT_EQ(leak_kind_text(7), "?");  // a corrupt or newer producer's value
+}
+
 }  // namespace
 }  // namespace heapkeeper::view

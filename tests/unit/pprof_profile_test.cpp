@@ -111,6 +111,14 @@ HeapProfile two_sites() {
   return profile;
 }
 
+// Each leak kind of the scan (report/leak_kind.h) becomes its own sample kind and pprof label.
+TEST(PprofProfile, LeakKindLabels) {
+  EXPECT_STREQ(leak_kind_label(leak_sample_kind(report::LeakKind::kDirect)), "direct");
+  EXPECT_STREQ(leak_kind_label(leak_sample_kind(report::LeakKind::kIndirect)), "indirect");
+  EXPECT_STREQ(leak_kind_label(leak_sample_kind(report::LeakKind::kCycle)), "cycle");
+  EXPECT_STREQ(leak_kind_label(SampleKind::kLive), "");
+}
+
 TEST(PprofProfile, TablesHoldWhatProfileProtoAsks) {
   const HeapProfile profile = two_sites();
   const std::string file = pprof_file(profile);

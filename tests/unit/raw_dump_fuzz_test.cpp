@@ -58,7 +58,8 @@ RawReport sample() {
   r.scan.stop_method = "ptrace";
   r.scan.leaked_blocks = 2;
   r.scan.leaked_bytes = 150;
-  r.scan.groups = {{true, 1, 1, 100, 1, 100, 0}, {false, 3, 1, 50, 0, 0, 2}};
+  r.scan.groups = {{LeakKind::kDirect, 1, 1, 100, 1, 100, 0}, {LeakKind::kCycle, 3, 1, 50, 0, 0, 2}};
+  r.scan.cycle_blocks = 1;
   r.scan.most_referenced = {{64, 7, 2}};
   r.modules = {{false, 0x555500000000, 0x555500001000, 0x555500005000, std::string("\x01\x02\x03", 3), "/bin/prog"},
                {true, 0x7f0000000000, 0x7f0000001000, 0x7f0000009000, "", "/tmp/gone.so"},
@@ -86,7 +87,9 @@ TEST(RawDump, RoundTrip) {
   EXPECT_EQ(out.suppressions, in.suppressions);
   ASSERT_EQ(out.scan.groups.size(), 2u);
   EXPECT_EQ(out.scan.groups[1].age_scans, 2u);
-  EXPECT_FALSE(out.scan.groups[1].direct);
+  EXPECT_EQ(out.scan.groups[0].kind, LeakKind::kDirect);
+  EXPECT_EQ(out.scan.groups[1].kind, LeakKind::kCycle);
+  EXPECT_EQ(out.scan.cycle_blocks, 1u);
   ASSERT_EQ(out.modules.size(), 3u);
   EXPECT_TRUE(out.modules[1].unloaded);
   EXPECT_EQ(out.modules[0].build_id, in.modules[0].build_id);
