@@ -175,6 +175,15 @@ hk_json_check "$(ls "$HK_WORK"/reuse.launcher/reports/r.*.json)" \
    == [(i, "gen%02d.py" % i) for i in range(8)])' \
   "code whose address other code took keeps its own file" && hk_pass "reused code addresses keep their own names"
 
+# A library loaded with RTLD_GLOBAL (ctypes' mode for libraries other libraries link against):
+# the dynamic linker mallocs the new global scope list and keeps it in the main program's
+# link_map, which its start-up allocator put in the tail of its own data segment's last page,
+# past the segment's end. Reachable, never a leak.
+global_run() { local mode=$1; shift; hk_exec "$mode" "$python" -c 'import ctypes; ctypes.CDLL("libz.so.1", mode=ctypes.RTLD_GLOBAL)'; }
+hk_capture global launcher global_run
+hk_json_check "$(ls "$HK_WORK"/global.launcher/reports/r.*.json)" 'r["leaked_blocks"] == 0' \
+  "dlopen(RTLD_GLOBAL): the linker's scope list is not leaked" && hk_pass "dlopen(RTLD_GLOBAL) leaks nothing"
+
 # Off, a bad setting, another CPython.
 off_run() { local mode=$1; shift; hk_exec "$mode" "$python" -c 'import sys; x = bytearray(1 << 20); print("ok")'; }
 HEAPKEEPER_PYTHON=0 hk_capture off launcher off_run
