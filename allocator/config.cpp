@@ -13,12 +13,39 @@ namespace {
 
 Config g_config;
 
+// A bad value as the warning shows it: control characters escaped (\n, \t, \xNN) so the warning
+// stays one line, and at most kShownBytes of it, then "...". Written into `out`; no allocation.
+constexpr size_t kShownBytes = 64;
+const char* shown_value(const char* value, char (&out)[kShownBytes * 4 + 4]) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  size_t n = 0, i = 0;
+  for (; value[i] != '\0' && i < kShownBytes; ++i) {
+    const auto c = static_cast<unsigned char>(value[i]);
+    if (c == '\n' || c == '\t') {
+      out[n++] = '\\';
+      out[n++] = c == '\n' ? 'n' : 't';
+    } else if (c < 0x20 || c == 0x7f) {
+      out[n++] = '\\';
+      out[n++] = 'x';
+      out[n++] = kHex[c >> 4];
+      out[n++] = kHex[c & 15];
+    } else {
+      out[n++] = static_cast<char>(c);
+    }
+  }
+  if (value[i] != '\0')
+    for (int dot = 0; dot < 3; ++dot) out[n++] = '.';
+  out[n] = '\0';
+  return out;
+}
+
 void warn_invalid(const char* variable, const char* value, const char* expected, const char* fallback) {
+  char shown[kShownBytes * 4 + 4];
   DiagnosticLine()
       .text("invalid ")
       .text(variable)
       .text("='")
-      .text(value)
+      .text(shown_value(value, shown))
       .text("' (expected ")
       .text(expected)
       .text("); using the default ")

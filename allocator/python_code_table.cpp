@@ -96,18 +96,24 @@ size_t PythonCodeTable::copy_text(uintptr_t object, char* out, size_t capacity) 
 }
 
 void PythonCodeTable::remember(uint64_t key, uintptr_t code) {
-  if (keys_ == nullptr) return;
+  if (keys_ == nullptr || full()) return;
   const uint64_t mask = (uint64_t{1} << kSlotsShift) - 1;
   const uint64_t wanted = key | kClaimed;
   uint64_t slot = (key * 0x9e3779b97f4a7c15ull) >> (64 - kSlotsShift);
   for (uint64_t probes = 0;; slot = (slot + 1) & mask) {
-    if (++probes > mask) return;  // full
+    if (++probes > mask) return;  // full (kMaxClaimed keeps it from coming to that)
     uint64_t seen = keys_[slot].load(std::memory_order_acquire);
     if (seen == wanted) return;
     if (seen != 0) continue;
+    // Claim only below the limit; threads racing past it may overshoot it by one each.
+    if (claimed_.load(std::memory_order_relaxed) >= kMaxClaimed) {
+      full_.store(true, std::memory_order_relaxed);
+      return;
+    }
     if (keys_[slot].compare_exchange_strong(seen, wanted, std::memory_order_acq_rel)) break;
     if (seen == wanted) return;  // another thread claimed it first
   }
+  claimed_.fetch_add(1, std::memory_order_relaxed);
   // Ours to fill: copy, then publish. Other threads meanwhile find the key claimed and go on.
   if (load<uintptr_t>(code + layout_->object_type) != code_type_) return;
   char qualname[kMaxTextBytes], filename[kMaxTextBytes];
@@ -122,7 +128,10 @@ void PythonCodeTable::remember(uint64_t key, uintptr_t code) {
   const size_t bytes =
       (sizeof(PythonCodeRecord) + qualname_length + filename_length + linetable_length + 7) & ~size_t{7};
   const size_t offset = arena_next_.fetch_add(bytes, std::memory_order_relaxed);
-  if (offset + bytes > arena_bytes_) return;
+  if (offset + bytes > arena_bytes_) {
+    full_.store(true, std::memory_order_relaxed);
+    return;
+  }
   auto* record = reinterpret_cast<PythonCodeRecord*>(arena_ + offset);
   record->key = key;
   record->first_line = load<int32_t>(code + layout_->code_first_line);

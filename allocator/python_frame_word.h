@@ -6,10 +6,12 @@
 //   bit 63       1: a Python frame (no x86-64 user-space return address has it set)
 //   bits 43..62  the instruction's offset in code units (2 bytes) from the start of the bytecode,
 //                at most kMaxCodeUnit (a larger offset is recorded as kMaxCodeUnit)
-//   bits 0..42   the code key: a hash of the code object's address and of the objects naming it,
-//                under which the library keeps the code's names (allocator/python_code_table.h).
-//                A code object that died and whose address was reused by other code gets another
-//                key: its names and line table are other objects at other addresses.
+//   bits 0..42   the code key: a hash of the code object's address, of the objects naming it
+//                (qualified name, file name, line table) and of its first line and length, under
+//                which the library keeps the code's names (allocator/python_code_table.h). A code
+//                object that died and whose address was reused by code from another file, at
+//                another line or of another length gets another key (python_frames.cpp's
+//                code_key says what still shares one).
 #pragma once
 
 #include <cstdint>

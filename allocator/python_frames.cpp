@@ -67,9 +67,21 @@ inline uintptr_t current_thread_state() {
   return reinterpret_cast<uintptr_t>(pthread_getspecific(load<pthread_key_t>(runtime + l.runtime_tss_key)));
 }
 
-inline uint64_t code_key(uintptr_t code, uintptr_t qualname, uintptr_t linetable) {
-  uint64_t x = code ^ std::rotl(static_cast<uint64_t>(linetable), 21) ^ std::rotl(static_cast<uint64_t>(qualname), 42);
-  x *= 0x9e3779b97f4a7c15ull;
+// A code object's key: its address and what names it. CPython reuses a dead code object's
+// address for the next one of the same size, and as often the addresses of its name and line
+// table (an exec of one source in a loop reuses all three), so the key also takes the file name
+// object, the first line and the bytecode's length: code from another file or at another line
+// gets another key. (Code equal in all of these but whose file name object died and was reborn
+// at the same address with other text still shares the older code's key.)
+inline uint64_t code_key(uintptr_t code) {
+  const HeapkeeperPythonLayout& l = g_python.layout;
+  const auto qualname = static_cast<uint64_t>(load<uintptr_t>(code + l.code_qualname));
+  const auto linetable = static_cast<uint64_t>(load<uintptr_t>(code + l.code_linetable));
+  const auto filename = static_cast<uint64_t>(load<uintptr_t>(code + l.code_filename));
+  const auto shape = (static_cast<uint64_t>(load<uint32_t>(code + l.code_first_line)) << 32) ^
+                     static_cast<uint64_t>(load<int64_t>(code + l.var_size));
+  uint64_t x = code ^ std::rotl(linetable, 21) ^ std::rotl(qualname, 42);
+  x = (x ^ std::rotl(filename, 11) ^ std::rotl(shape, 53)) * 0x9e3779b97f4a7c15ull;
   return (x ^ (x >> 29)) & python_word::kKeyMask;
 }
 
@@ -107,8 +119,7 @@ int walk_python_frames(WalkedFrame* out, int limit, uint64_t seed, uint64_t& has
     const uintptr_t first = code + l.code_adaptive;
     const auto traceable = static_cast<uintptr_t>(load<int>(code + l.code_first_traceable));
     if (instruction >= first && (owner == l.owner_generator || instruction >= first + traceable * l.code_unit_bytes)) {
-      const uint64_t key =
-          code_key(code, load<uintptr_t>(code + l.code_qualname), load<uintptr_t>(code + l.code_linetable));
+      const uint64_t key = code_key(code);
       const uint64_t word = python_word::make(key, (instruction - first) / l.code_unit_bytes);
       out[count++] = {word, code, group};
       h = (h ^ (word + group)) * 0xff51afd7ed558ccdull;

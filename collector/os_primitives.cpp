@@ -5,6 +5,7 @@
 #include <link.h>
 #include <linux/futex.h>
 #include <signal.h>
+#include <sys/auxv.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,11 +51,15 @@ int collect_segments(dl_phdr_info* info, size_t, void* data) {
   auto* query = static_cast<SegmentQuery*>(data);
   if (info->dlpi_addr == query->excluded_base && query->excluded_base != 0) return 0;
   if (query->only_base != 0 && info->dlpi_addr != query->only_base) return 0;
+  const uintptr_t page = getauxval(AT_PAGESZ);
   for (int i = 0; i < info->dlpi_phnum; ++i) {
     const ElfW(Phdr)& ph = info->dlpi_phdr[i];
     if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_W)) continue;
     uintptr_t start = (info->dlpi_addr + ph.p_vaddr) & ~uintptr_t{7};
-    uintptr_t end = info->dlpi_addr + ph.p_vaddr + ph.p_memsz;
+    // To the end of the segment's last page, which is mapped with it: the dynamic linker's
+    // start-up allocator hands out the rest of its own last page (the main program's link_map is
+    // there), and the link_map holds the only pointer to the list a dlopen(RTLD_GLOBAL) mallocs.
+    uintptr_t end = (info->dlpi_addr + ph.p_vaddr + ph.p_memsz + page - 1) & ~(page - 1);
     if (query->count < query->capacity) query->out[query->count] = {start, end};
     ++query->count;
   }

@@ -160,6 +160,30 @@ if hk_start_ready live "$python" -c "$live_code"; then
   fi
 fi
 
+# Code that dies and whose addresses new code takes: functions made by exec from one source in a
+# loop, each compiled under its own file name and dropped before the next. CPython hands the next
+# code object, its name and its line table the addresses the last ones had; each block must still
+# be named by the file its own code came from (gen00.py ... gen07.py, told apart by their sizes).
+reuse_code=$'import ctypes, gc\ngc.disable()\nKEEP = [None] * 8\nnames = ["gen%02d.py" % i for i in range(8)]
+for i in range(8):\n    ns = {}\n    exec(compile("def f(n):\\n    return bytearray(n)\\n", names[i], "exec"), ns)
+    KEEP[i] = ns["f"]((1 << 20) + i)\n    ns.clear()\n    del ns\nctypes.CDLL(None).exit(0)'
+reuse_run() { local mode=$1; shift; hk_exec "$mode" "$python" -c "$reuse_code"; }
+hk_capture reuse launcher reuse_run
+hk_json_check "$(ls "$HK_WORK"/reuse.launcher/reports/r.*.json)" \
+  '(sorted((s["bytes"] // s["blocks"] - (1 << 20) - 1, [f for f in s["stack"] if f.get("language") == "python"][0]["file"])
+          for s in r["live_sites"] if s["bytes"] // s["blocks"] > (1 << 20))
+   == [(i, "gen%02d.py" % i) for i in range(8)])' \
+  "code whose address other code took keeps its own file" && hk_pass "reused code addresses keep their own names"
+
+# A library loaded with RTLD_GLOBAL (ctypes' mode for libraries other libraries link against):
+# the dynamic linker mallocs the new global scope list and keeps it in the main program's
+# link_map, which its start-up allocator put in the tail of its own data segment's last page,
+# past the segment's end. Reachable, never a leak.
+global_run() { local mode=$1; shift; hk_exec "$mode" "$python" -c 'import ctypes; ctypes.CDLL("libz.so.1", mode=ctypes.RTLD_GLOBAL)'; }
+hk_capture global launcher global_run
+hk_json_check "$(ls "$HK_WORK"/global.launcher/reports/r.*.json)" 'r["leaked_blocks"] == 0' \
+  "dlopen(RTLD_GLOBAL): the linker's scope list is not leaked" && hk_pass "dlopen(RTLD_GLOBAL) leaks nothing"
+
 # Off, a bad setting, another CPython.
 off_run() { local mode=$1; shift; hk_exec "$mode" "$python" -c 'import sys; x = bytearray(1 << 20); print("ok")'; }
 HEAPKEEPER_PYTHON=0 hk_capture off launcher off_run

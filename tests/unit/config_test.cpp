@@ -435,6 +435,19 @@ TEST_F(LoadConfig, InvalidValuesKeepTheDefaultAndWarnOnceNamingTheVariable) {
   }
 }
 
+// The warning is one line whatever the value holds: control characters are shown escaped, and a
+// value of kilobytes is cut (HEAPKEEPER_PYTHON=$'1\n2' printed two lines, 5,000 bytes one of 1 KiB).
+TEST_F(LoadConfig, AnInvalidValueIsShownOnOneShortLine) {
+  Config config;
+  std::string err = load_with("HEAPKEEPER_PYTHON", "1\n2\t\x1b[31m", config);
+  EXPECT_EQ(err, "heapkeeper[" + std::to_string(getpid()) +
+                     "]: invalid HEAPKEEPER_PYTHON='1\\n2\\t\\x1b[31m' (expected 0 or 1); using the default 1\n");
+  err = load_with("HEAPKEEPER_MODE", std::string(5000, 'a').c_str(), config);
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  EXPECT_NE(err.find("='" + std::string(64, 'a') + "...' (expected"), std::string::npos) << err;
+  EXPECT_LT(err.size(), 200u) << err;
+}
+
 TEST_F(LoadConfig, AnInvalidValueDoesNotDisturbTheValidOnes) {
   setenv("HEAPKEEPER_STACK_DEPTH", "500", 1);
   setenv("HEAPKEEPER_MODE", "off", 1);
