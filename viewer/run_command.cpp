@@ -21,6 +21,7 @@
 #include <filesystem>
 
 #include "analysis/symbolizer_service.h"
+#include "viewer/view_format.h"
 
 namespace heapkeeper::view {
 namespace {
@@ -181,7 +182,19 @@ int run_program(const RunOptions& options) {
   if (!options.scan_interval.empty()) setenv("HEAPKEEPER_SCAN_INTERVAL", options.scan_interval.c_str(), 1);
   if (!options.exit_code.empty()) setenv("HEAPKEEPER_EXITCODE", options.exit_code.c_str(), 1);
   if (options.quiet) setenv("HEAPKEEPER_QUIET", "1", 1);
-  if (options.python_objects) setenv("PYTHONMALLOC", "malloc", 1);
+  if (options.python_objects) {
+    // malloc and malloc_debug already send every object through malloc: the user's choice stands.
+    // Anything else (pymalloc, pymalloc_debug, debug) would keep small objects inside pymalloc's
+    // arenas, which is what the option is asked to undo: replaced, and said so.
+    const char* current = std::getenv("PYTHONMALLOC");
+    const std::string was = current != nullptr ? current : "";
+    if (was != "malloc" && was != "malloc_debug") {
+      if (!was.empty())
+        fmt::print(stderr, "heapkeeper: --python-objects: PYTHONMALLOC={} replaced by malloc\n",
+                   printable(was.substr(0, 64), false));
+      setenv("PYTHONMALLOC", "malloc", 1);
+    }
+  }
   for (const char* variable :
        {"HEAPKEEPER_REPORT", "HEAPKEEPER_LOG_PATH", "HEAPKEEPER_SUPPRESSIONS", "HEAPKEEPER_BASELINE"})
     make_variable_absolute(variable);

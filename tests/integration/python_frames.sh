@@ -184,6 +184,20 @@ hk_capture global launcher global_run
 hk_json_check "$(ls "$HK_WORK"/global.launcher/reports/r.*.json)" 'r["leaked_blocks"] == 0' \
   "dlopen(RTLD_GLOBAL): the linker's scope list is not leaked" && hk_pass "dlopen(RTLD_GLOBAL) leaks nothing"
 
+# --python-objects and a PYTHONMALLOC of the user's: malloc_debug (every object through malloc
+# already) stands; pymalloc is replaced, with one line saying so.
+allocator_of() {
+  PYTHONMALLOC=$1 "$HK_LAUNCHER" run --python-objects -- "$python" -c 'import os; print(os.environ["PYTHONMALLOC"])' \
+    2>"$HK_WORK/pythonmalloc.$1.err"
+}
+if [[ $(allocator_of malloc_debug) == malloc_debug && ! -s $HK_WORK/pythonmalloc.malloc_debug.err &&
+  $(allocator_of pymalloc) == malloc &&
+  $(cat "$HK_WORK/pythonmalloc.pymalloc.err") == "heapkeeper: --python-objects: PYTHONMALLOC=pymalloc replaced by malloc" ]]; then
+  hk_pass "--python-objects keeps PYTHONMALLOC=malloc_debug and says when it replaces pymalloc"
+else
+  hk_fail "--python-objects and PYTHONMALLOC: $(cat "$HK_WORK"/pythonmalloc.*.err)"
+fi
+
 # Off, a bad setting, another CPython.
 off_run() { local mode=$1; shift; hk_exec "$mode" "$python" -c 'import sys; x = bytearray(1 << 20); print("ok")'; }
 HEAPKEEPER_PYTHON=0 hk_capture off launcher off_run
