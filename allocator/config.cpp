@@ -55,6 +55,18 @@ void warn_invalid(const char* variable, const char* value, const char* expected,
 
 bool equals(const char* a, const char* b) { return std::strcmp(a, b) == 0; }
 
+// A 0|1 setting: anything else keeps `value` (the default), with the usual warning.
+void read_switch(const char* variable, bool& value) {
+  const char* v = std::getenv(variable);
+  if (v == nullptr) return;
+  if (equals(v, "1"))
+    value = true;
+  else if (equals(v, "0"))
+    value = false;
+  else
+    warn_invalid(variable, v, "0 or 1", value ? "1" : "0");
+}
+
 }  // namespace
 
 const Config& config() { return g_config; }
@@ -263,30 +275,9 @@ void load_config_from_environment(Config& c) {
     else
       warn_invalid("HEAPKEEPER_EXITCODE", v, "a whole number from 0 to 255", "0");
   }
-  if (const char* v = std::getenv("HEAPKEEPER_QUIET")) {
-    if (equals(v, "1"))
-      c.quiet = true;
-    else if (equals(v, "0"))
-      c.quiet = false;
-    else
-      warn_invalid("HEAPKEEPER_QUIET", v, "0 or 1", "0");
-  }
-  if (const char* v = std::getenv("HEAPKEEPER_RETAINED")) {
-    if (equals(v, "1"))
-      c.retained = true;
-    else if (equals(v, "0"))
-      c.retained = false;
-    else
-      warn_invalid("HEAPKEEPER_RETAINED", v, "0 or 1", "1");
-  }
-  if (const char* v = std::getenv("HEAPKEEPER_PYTHON")) {
-    if (equals(v, "1"))
-      c.python = true;
-    else if (equals(v, "0"))
-      c.python = false;
-    else
-      warn_invalid("HEAPKEEPER_PYTHON", v, "0 or 1", "1");
-  }
+  read_switch("HEAPKEEPER_QUIET", c.quiet);
+  read_switch("HEAPKEEPER_RETAINED", c.retained);
+  read_switch("HEAPKEEPER_PYTHON", c.python);
   if (const char* v = std::getenv("HEAPKEEPER_TRIM")) {
     if (equals(v, "auto"))
       c.trim = TrimPolicy::kAuto;
@@ -295,14 +286,7 @@ void load_config_from_environment(Config& c) {
     else
       warn_invalid("HEAPKEEPER_TRIM", v, "auto or off", "auto");
   }
-  if (const char* v = std::getenv("HEAPKEEPER_STATS")) {
-    if (equals(v, "1"))
-      c.live_stats = true;
-    else if (equals(v, "0"))
-      c.live_stats = false;
-    else
-      warn_invalid("HEAPKEEPER_STATS", v, "0 or 1", "1");
-  }
+  read_switch("HEAPKEEPER_STATS", c.live_stats);
   if (const char* v = std::getenv("HEAPKEEPER_REPORT"))
     load_path("HEAPKEEPER_REPORT", v, c.report_path, sizeof(c.report_path), "no report");
   if (const char* v = std::getenv("HEAPKEEPER_PPROF"))
