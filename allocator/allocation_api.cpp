@@ -11,6 +11,7 @@
 #include "allocator/engine_internal.h"
 #include "allocator/jemalloc_calls.h"
 #include "allocator/private_heap.h"
+#include "allocator/program_cxx_runtime.h"
 #include "allocator/thread_registry.h"
 
 namespace heapkeeper::alloc {
@@ -98,6 +99,9 @@ int api_malloc_trim(size_t) noexcept {
   return je::mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0) == 0 ? 1 : 0;
 }
 
+// The new-handler loop of libstdc++'s operator new. heapkeeper's own code (the guard held) uses
+// heapkeeper's private copy of the C++ runtime, where its own catch clauses are; the program's
+// allocations use the program's runtime (program_cxx_runtime.h).
 void* api_operator_new(size_t size, size_t alignment) {
   for (;;) {
     void* p = alignment > kMallocAlignment ? allocate_tracked(size, alignment, false)
@@ -115,19 +119,32 @@ void* api_operator_new(size_t size, size_t alignment) {
           .text(" in_jemalloc=")
           .number(tls_thread.in_jemalloc)
           .emit();
+      std::new_handler handler = std::get_new_handler();
+      if (handler == nullptr) throw std::bad_alloc();
+      handler();
+      continue;
     }
-    std::new_handler handler = std::get_new_handler();
-    if (handler == nullptr) throw std::bad_alloc();
+    std::new_handler handler = program_new_handler();
+    if (handler == nullptr) throw_program_bad_alloc();
     handler();
   }
 }
 
 void* api_operator_new_nothrow(size_t size, size_t alignment) noexcept {
-  try {
-    return api_operator_new(size, alignment);
-  } catch (...) {
-    return nullptr;
+  void* p = alignment > kMallocAlignment ? allocate_tracked(size, alignment, false)
+                                         : allocate_tracked(size, kMallocAlignment, false);
+  if (__builtin_expect(p != nullptr, 1)) return p;
+  if (tls_thread.guard > 0) {
+    try {
+      return api_operator_new(size, alignment);
+    } catch (...) {
+      return nullptr;
+    }
   }
+  // No handler: nothing could free memory, the answer is null. With one, the program's runtime runs
+  // the loop and catches what the handler throws.
+  if (program_new_handler() == nullptr) return nullptr;
+  return program_nothrow_new(size, alignment > kMallocAlignment ? alignment : 0);
 }
 
 void api_operator_delete(void* ptr) noexcept { api_free(ptr); }

@@ -350,7 +350,12 @@ static void free_outside_tracked_heap(void* ptr) noexcept {
 
 void* allocate_tracked(size_t size, size_t alignment, bool zero) noexcept {
   ThreadLocal& tl = tls_thread;
-  if (__builtin_expect(tl.guard != 0 || !g_ready, 0)) return allocate_untracked(size, alignment, zero);
+  if (__builtin_expect(tl.guard != 0 || !g_ready, 0)) {
+    // Before start-up the program's first allocation brings the heap up and is then tracked like
+    // any other: it may come from another preloaded library's constructor, run before ours.
+    if (tl.guard != 0 || tl.in_jemalloc != 0 || !ensure_initialized() || !g_ready)
+      return allocate_untracked(size, alignment, zero);
+  }
   if (__builtin_expect(tl.in_jemalloc != 0, 0)) return signal_safe_pool().allocate(size, alignment, zero);
   if (__builtin_expect(tl.deferred_count.load(std::memory_order_relaxed) != 0, 0)) drain_deferred_frees(tl);
   const int saved_errno = errno;

@@ -54,6 +54,10 @@ constexpr const char* kJemallocOptionsUnderALimit =
 
 extern "C" {
 __attribute__((visibility("hidden"))) const char* hk_je_malloc_conf = kJemallocOptions;
+// Read after MALLOC_CONF, so it holds whatever that says: the private jemalloc never profiles
+// (heapkeeper is the profiler). Its profiling code is the only user of libm (log, exp, round),
+// which libheapkeeper.so therefore need not load (preload/profiling_math.cpp).
+__attribute__((visibility("hidden"))) const char* hk_je_malloc_conf_2_conf_harder = "prof:false";
 }
 
 namespace heapkeeper::alloc {

@@ -269,6 +269,14 @@ void add_scan_to_dump(report::RawReport& doc) {
     out.top_retainers.push_back({block.address, block.size, block.retained_bytes, block.stack_id});
 }
 
+// Whether every block the program allocated has been freed, so nothing can have leaked (other
+// threads may still allocate: at exit, as for any scan while they run, what they allocate after
+// this is theirs).
+bool nothing_live() {
+  const alloc::ThreadTotals totals = alloc::thread_registry().totals();
+  return totals.allocations == totals.frees;
+}
+
 void exit_scan() {
   const alloc::Config& cfg = alloc::config();
   if (cfg.mode == alloc::CollectorMode::kOff) return;
@@ -277,7 +285,9 @@ void exit_scan() {
   // If that frame cannot be found, everything from here up, and this frame's registers.
   ucontext_t context;
   getcontext(&context);
-  const ProgramCaller caller = find_program_caller();
+  // Unwinding to the program's frame reads the unwind tables of every module on the way: a cost
+  // a process with nothing live (whose scan is skipped) need not pay.
+  const ProgramCaller caller = nothing_live() ? ProgramCaller{} : find_program_caller();
   uintptr_t stack_from = reinterpret_cast<uintptr_t>(&context);
   const uint64_t* registers = reinterpret_cast<const uint64_t*>(context.uc_mcontext.gregs);
   size_t register_count = NGREG;
@@ -386,15 +396,6 @@ uint64_t live_block_estimate() {
     live += static_cast<uint64_t>(__builtin_popcountll(map.live_word(w)));
   return live;
 }
-
-namespace {
-// Whether every block the program allocated has been freed (other threads may still allocate:
-// at exit, as for any scan while they run, what they allocate after this is theirs).
-bool nothing_live() {
-  const alloc::ThreadTotals totals = alloc::thread_registry().totals();
-  return totals.allocations == totals.frees;
-}
-}  // namespace
 
 ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t* registers, size_t register_count,
                     bool reclaim_now, const std::function<void(ReferenceGraph&)>& inspect) {

@@ -215,3 +215,32 @@ HK_EXPORT int sigprocmask(int how, const sigset_t* set, sigset_t* old) noexcept 
   }
   return original(how, heapkeeper::collect::without_suspend_signal(how, set, &scratch), old);
 }
+
+// The malloc family as called by heapkeeper's own copy of libstdc++ (linked in with --wrap, see
+// CMakeLists.txt): always internal, even from a static constructor that runs before anything set
+// the guard, since none of it is the program's.
+extern "C" {
+__attribute__((visibility("hidden"))) void* __wrap_malloc(size_t size) noexcept {
+  alloc::enter_internal();
+  void* p = alloc::api_malloc(size);
+  alloc::leave_internal();
+  return p;
+}
+__attribute__((visibility("hidden"))) void __wrap_free(void* ptr) noexcept {
+  alloc::enter_internal();
+  alloc::api_free(ptr);
+  alloc::leave_internal();
+}
+__attribute__((visibility("hidden"))) void* __wrap_calloc(size_t count, size_t size) noexcept {
+  alloc::enter_internal();
+  void* p = alloc::api_calloc(count, size);
+  alloc::leave_internal();
+  return p;
+}
+__attribute__((visibility("hidden"))) void* __wrap_realloc(void* ptr, size_t size) noexcept {
+  alloc::enter_internal();
+  void* p = alloc::api_realloc(ptr, size);
+  alloc::leave_internal();
+  return p;
+}
+}

@@ -53,8 +53,9 @@ static NOINLINE void find_neighbour(uintptr_t base) {
 /* Overwrites the dead frames below main with zeros, so no stale copy of the pointer is left on the
  * stack (the leak corpus does the same; here the TLS is under test, not the stack). */
 static NOINLINE void clear_stack(void) {
-  volatile char area[65536];
-  memset((char*)area, 0, sizeof area);
+  char area[65536];
+  memset(area, 0, sizeof area);
+  __asm__ volatile("" : : "r"(area) : "memory"); /* or the compiler drops the memset and the call */
 }
 
 int main(void) {

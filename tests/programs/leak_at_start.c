@@ -14,8 +14,9 @@ __attribute__((noinline)) static void leak_one_block(void) {
 // Overwrites the stack below the constructor's frame, where malloc's frames left copies of the
 // pointer, so that only the global held it: once cleared, nothing does.
 __attribute__((noinline)) static void scrub_stack(void) {
-  volatile char scratch[16384];
-  memset((char*)scratch, 0, sizeof(scratch));
+  char scratch[16384];
+  memset(scratch, 0, sizeof(scratch));
+  __asm__ volatile("" : : "r"(scratch) : "memory"); /* or the compiler drops the memset and the call */
 }
 
 __attribute__((constructor)) static void hk_leak_at_start(void) {

@@ -18,6 +18,7 @@
 #include <climits>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <map>
 #include <memory>
 #include <new>
@@ -809,6 +810,56 @@ TEST(OperatorNew, NewHandlerRunsBeforeBadAlloc) {
   EXPECT_EQ(::operator new(huge, std::nothrow), nullptr);
   EXPECT_EQ(g_new_handler_calls, 1);
   std::set_new_handler(nullptr);
+}
+
+// A handler that throws std::bad_alloc: the nothrow forms return null, and the program's runtime
+// is left as it was (heapkeeper carries its own copy of libstdc++; the program's exceptions must
+// go through the program's, or its count of uncaught exceptions drifts).
+void throwing_new_handler() {
+  ++g_new_handler_calls;
+  throw std::bad_alloc();
+}
+
+TEST(OperatorNew, NothrowFormsReturnNullWhenTheHandlerThrows) {
+  const size_t huge = opaque(SIZE_MAX / 2);
+  g_new_handler_calls = 0;
+  std::set_new_handler(throwing_new_handler);
+  EXPECT_EQ(::operator new(huge, std::nothrow), nullptr);
+  EXPECT_EQ(::operator new[](huge, std::nothrow), nullptr);
+  EXPECT_EQ(::operator new (huge, std::align_val_t{256}, std::nothrow), nullptr);
+  std::set_new_handler(nullptr);
+  EXPECT_EQ(g_new_handler_calls, 3);
+  EXPECT_EQ(std::uncaught_exceptions(), 0);
+}
+
+TEST(OperatorNew, BadAllocIsTheProgramsOwnException) {
+  const size_t huge = opaque(SIZE_MAX / 2);
+  std::exception_ptr caught;
+  try {
+    escape(::operator new(huge));
+  } catch (const std::exception& error) {
+    EXPECT_EQ(std::uncaught_exceptions(), 0);
+    EXPECT_NE(dynamic_cast<const std::bad_alloc*>(&error), nullptr);
+    EXPECT_STREQ(error.what(), std::bad_alloc().what());
+    caught = std::current_exception();
+  }
+  ASSERT_NE(caught, nullptr);
+  EXPECT_EQ(std::uncaught_exceptions(), 0);
+  // Rethrown by the program's runtime, caught again by type.
+  EXPECT_THROW(std::rethrow_exception(caught), std::bad_alloc);
+  // In a destructor run by unwinding, the count is the program's own.
+  struct Witness {
+    int* seen;
+    ~Witness() { *seen = std::uncaught_exceptions(); }
+  };
+  int seen = -1;
+  try {
+    Witness witness{&seen};
+    escape(::operator new[](huge));
+  } catch (const std::bad_alloc&) {
+  }
+  EXPECT_EQ(seen, 1);
+  EXPECT_EQ(std::uncaught_exceptions(), 0);
 }
 
 // ---------------------------------------------------------------------------------------------
