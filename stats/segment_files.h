@@ -13,6 +13,7 @@
 
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -96,18 +97,17 @@ inline uint64_t process_start_ticks(pid_t pid) {
   return std::strtoull(p, nullptr, 10);
 }
 
-// How long process `pid` has run, in milliseconds (from its start time and /proc/uptime); -1 if
-// it is not there or /proc does not say.
+// How long process `pid` has run, in milliseconds (from its start time and the boot-time clock,
+// which /proc/uptime reads too: read from the vDSO, it costs a process leaving no system call); -1
+// if it is not there or /proc does not say.
 inline int64_t process_age_ms(pid_t pid) {
   const uint64_t start_ticks = process_start_ticks(pid);
-  FILE* file = std::fopen("/proc/uptime", "re");
-  if (file == nullptr) return -1;
-  double uptime_seconds = 0;
-  const bool read = std::fscanf(file, "%lf", &uptime_seconds) == 1;
-  std::fclose(file);
-  if (start_ticks == 0 || !read) return -1;
-  const double ticks_per_second = static_cast<double>(sysconf(_SC_CLK_TCK));
-  return static_cast<int64_t>((uptime_seconds - static_cast<double>(start_ticks) / ticks_per_second) * 1000.0);
+  timespec since_boot{};
+  if (start_ticks == 0 || clock_gettime(CLOCK_BOOTTIME, &since_boot) != 0) return -1;
+  const auto ticks_per_second = static_cast<uint64_t>(sysconf(_SC_CLK_TCK));
+  const uint64_t now_ms =
+      static_cast<uint64_t>(since_boot.tv_sec) * 1000 + static_cast<uint64_t>(since_boot.tv_nsec) / 1000000;
+  return static_cast<int64_t>(now_ms) - static_cast<int64_t>(start_ticks * 1000 / ticks_per_second);
 }
 
 // Whether the process that made the segment still runs: same pid namespace as ours, the pid

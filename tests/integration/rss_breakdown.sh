@@ -69,6 +69,12 @@ start_workload() {
   (($# > 0)) && export "$@"
   hk_start_ready "$name" "$program" 100 32 || hk_finish
   PID=$HK_READY_PID
+  # "ready" can come before the publisher's first snapshot (it waits 200 ms from start-up): the
+  # checks below need the segment, so wait for it (a process stopped before then has none).
+  for _ in $(seq 100); do
+    compgen -G "/dev/shm/heapkeeper.$PID.*" >/dev/null && break
+    sleep 0.05
+  done
   # shellcheck disable=SC2046
   (($# > 0)) && unset $(printf '%s\n' "$@" | cut -d= -f1)
   return 0
