@@ -44,21 +44,47 @@ bool is_in_main_program(void* address) {
   return dl_iterate_phdr(find_in_main_program, &value) == 1;
 }
 
+// The loaded segments of the object that holds `inside` (libheapkeeper.so itself): a range check
+// per symbol instead of a dladdr, which scans the object's whole symbol table each time.
+struct ObjectRanges {
+  uintptr_t inside = 0;
+  int count = 0;
+  uintptr_t start[8] = {}, end[8] = {};
+  bool contains(uintptr_t address) const {
+    for (int i = 0; i < count; ++i)
+      if (address >= start[i] && address < end[i]) return true;
+    return false;
+  }
+};
+
+int find_object_ranges(dl_phdr_info* info, size_t, void* data) {
+  auto& ranges = *static_cast<ObjectRanges*>(data);
+  ranges.count = 0;
+  for (int i = 0; i < info->dlpi_phnum && ranges.count < 8; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    if (ph.p_type != PT_LOAD) continue;
+    ranges.start[ranges.count] = info->dlpi_addr + ph.p_vaddr;
+    ranges.end[ranges.count] = info->dlpi_addr + ph.p_vaddr + ph.p_memsz;
+    ++ranges.count;
+  }
+  return ranges.contains(ranges.inside) ? 1 : 0;
+}
+
 }  // namespace
 
 void check_interposition() {
-  Dl_info self;
-  if (dladdr(reinterpret_cast<void*>(&check_interposition), &self) == 0) return;
+  ObjectRanges ours;
+  ours.inside = reinterpret_cast<uintptr_t>(&check_interposition);
+  if (dl_iterate_phdr(find_object_ranges, &ours) != 1) return;
   const char* missing[64];
   int count = 0;
-#define HEAPKEEPER_CHECK_SYMBOL(name)                                          \
-  {                                                                            \
-    Dl_info where;                                                             \
-    void* address = dlsym(RTLD_DEFAULT, #name);                                \
-    if (address == nullptr || dladdr(address, &where) == 0 ||                  \
-        (where.dli_fbase != self.dli_fbase && !is_in_main_program(address))) { \
-      if (count < 64) missing[count++] = #name;                                \
-    }                                                                          \
+#define HEAPKEEPER_CHECK_SYMBOL(name)                                                             \
+  {                                                                                               \
+    void* address = dlsym(RTLD_DEFAULT, #name);                                                   \
+    if (address == nullptr ||                                                                     \
+        (!ours.contains(reinterpret_cast<uintptr_t>(address)) && !is_in_main_program(address))) { \
+      if (count < 64) missing[count++] = #name;                                                   \
+    }                                                                                             \
   }
   HEAPKEEPER_INTERPOSED_SYMBOLS(HEAPKEEPER_CHECK_SYMBOL)
   HEAPKEEPER_SYMBOL_LOOKUP_FUNCTIONS(HEAPKEEPER_CHECK_SYMBOL)

@@ -8,6 +8,8 @@
 #  - python3's ctypes on libc's handle: strdup then free (glibc's free on heapkeeper's block used to
 #    abort python with "munmap_chunk(): invalid pointer"), compared with a plain run; and blocks
 #    lost that way (strdup's and ctypes' own malloc) are in the leak report with their stacks.
+#  - A module preloaded before libheapkeeper.so that defines malloc_usable_size: start-up names that
+#    one function, and only it, as not routed to heapkeeper; without the module, no such line.
 source "$(dirname "$0")/lib.sh"
 
 : "${HK_DLSYM_PLUGIN:?HK_DLSYM_PLUGIN must name the plugin dlsym_alloc loads}"
@@ -55,4 +57,18 @@ if [[ -n $report ]]; then
       hk_pass "ctypes: the lost $size-byte block is reported with its allocation stack"
   done
 fi
+
+first=$(dirname "$(hk_program exit_status)")/libhk_prog_first_definition.so
+for order in first none; do
+  preload=$HK_PRELOAD
+  [[ $order == first ]] && preload=$first:$HK_PRELOAD
+  line=$(LD_PRELOAD=$preload "$(hk_program exit_status)" 0 2>&1 >/dev/null | grep "not routed" || true)
+  if [[ $order == first ]]; then
+    [[ $line == *"are not tracked: malloc_usable_size" ]] && hk_pass "a module defining malloc_usable_size first: $line" ||
+      hk_fail "a module defining malloc_usable_size first: '$line' (expected malloc_usable_size alone named)"
+  else
+    [[ -z $line ]] && hk_pass "every allocation function is routed to heapkeeper: no warning" ||
+      hk_fail "a plain run warned: $line"
+  fi
+done
 hk_finish
