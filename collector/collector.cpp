@@ -439,7 +439,11 @@ ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t
   }
   const std::unordered_map<uintptr_t, KnownLeak> previous = s.known;
   fill_report(s, result, report);
-  if (marker.graph() != nullptr) analyse_retained(graph, report);
+  // Where the graph's blocks lie follows from the live bitmap the marker ranked them by, copied
+  // now rather than recorded block by block in the pause.
+  if (marker.graph() != nullptr &&
+      graph.set_block_addresses(marker.heap_base(), marker.live_snapshot(), marker.snapshot_words()))
+    analyse_retained(graph, report);
   if (inspect && graph.analysed()) inspect(graph);
   const bool hold_new = reclaim_now || alloc::config().mode == alloc::CollectorMode::kCollect;
   if ((hold_new || !s.held.empty()) && !at_exit) reclaim(s, result, report, previous, hold_new);

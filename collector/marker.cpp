@@ -77,7 +77,10 @@ bool Marker::begin(ReferenceGraph* graph) {
   worklist_capacity_ = live + 1;
   worklist_ = static_cast<uintptr_t*>(map_buffer(4, worklist_capacity_ * sizeof(uintptr_t)));
   if (counts_ == nullptr || worklist_ == nullptr) return false;
-  if (graph != nullptr && live < ReferenceGraph::kNone - 1 && graph->begin(static_cast<uint32_t>(live))) graph_ = graph;
+  if (graph != nullptr && live <= ReferenceGraph::kMaxBlocks && graph->begin(static_cast<uint32_t>(live))) {
+    worklist_nodes_ = static_cast<uint32_t*>(map_buffer(8, worklist_capacity_ * sizeof(uint32_t)));
+    if (worklist_nodes_ != nullptr) graph_ = graph;
+  }
   return true;
 }
 
@@ -92,10 +95,13 @@ uint32_t Marker::reference_count(uintptr_t region) const {
   return counts_[rank((region - base_) >> 4)];
 }
 
-void Marker::push(uintptr_t region) {
+void Marker::push(uintptr_t region, size_t rank) {
   // The block is scanned soon (the worklist is a stack): start fetching its first line now.
   __builtin_prefetch(reinterpret_cast<const void*>(region + alloc::kHeaderSize));
-  if (worklist_size_ < worklist_capacity_) worklist_[worklist_size_++] = region;
+  if (worklist_size_ < worklist_capacity_) {
+    if (worklist_nodes_ != nullptr) worklist_nodes_[worklist_size_] = static_cast<uint32_t>(rank + 1);
+    worklist_[worklist_size_++] = region;
+  }
 }
 
 void Marker::scan_words(uintptr_t start, uintptr_t end, uintptr_t source_delta) {
@@ -146,7 +152,7 @@ void Marker::scan_words(uintptr_t start, uintptr_t end, uintptr_t source_delta) 
       const size_t granule = (regions[i] - base_) >> 4;
       if (!is_marked(granule)) {
         set_mark(granule);
-        push(regions[i]);
+        push(regions[i], ranks[i]);
       }
     }
   }
@@ -193,17 +199,18 @@ void Marker::propagate() {
   scanning_roots_ = false;
   while (worklist_size_ > 0) {
     const uintptr_t region = worklist_[--worklist_size_];
+    const uint32_t node = graph_ != nullptr ? worklist_nodes_[worklist_size_] : 0;
     ++figures_.reachable_blocks;
     uintptr_t start, end;
     user_extent(region, start, end);
     if (graph_ != nullptr) {
-      const auto node = static_cast<uint32_t>(rank((region - base_) >> 4) + 1);
       const alloc::BlockHeader* header = alloc::block_map().header(region);
-      graph_->open_block(node, start, header->size(), header->stack_id);
+      graph_->open_block(node, header->size(), header->user_offset(), header->stack_id);
     }
     figures_.heap_bytes += end - start;
     scan_words(start, end);
   }
+  if (graph_ != nullptr) graph_->end_recording();
 }
 
 // Leak phase: `count_only` counts references between leaked blocks; otherwise it floods the

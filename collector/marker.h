@@ -74,6 +74,11 @@ class Marker {
   // Inbound references of the live block starting at `region` (after propagate()).
   uint32_t reference_count(uintptr_t region) const;
   const MarkFigures& figures() const { return figures_; }
+  // The live bitmap as the scan began (blocks are ranked by it), from heap_base(), 64 granules of
+  // 16 bytes a word; valid until destruction.
+  uintptr_t heap_base() const { return base_; }
+  const uint64_t* live_snapshot() const { return live_; }
+  size_t snapshot_words() const { return words_; }
 
  private:
   bool is_marked(size_t granule) const { return (marks_[granule >> 6] >> (granule & 63)) & 1; }
@@ -86,7 +91,9 @@ class Marker {
   // `source_delta`: what to add to a word's address in [start, end) to get where the program has
   // it (roots are scanned from a copy).
   void scan_words(uintptr_t start, uintptr_t end, uintptr_t source_delta = 0);
-  void push(uintptr_t region);
+  // `rank`: the block's rank, kept beside it while a graph is recorded (found when the reference to
+  // it was resolved, not looked up again when it is scanned).
+  void push(uintptr_t region, size_t rank = 0);
   void scan_block_for_leaks(uintptr_t region, bool count_only);
 
   uintptr_t base_ = 0, limit_ = 0;
@@ -99,6 +106,7 @@ class Marker {
   uint32_t* prefix_ = nullptr;            // live blocks before each bitmap word (for rank)
   uint32_t* counts_ = nullptr;            // per live block, by rank: inbound references
   uintptr_t* worklist_ = nullptr;
+  uint32_t* worklist_nodes_ = nullptr;  // with a graph: each worklist entry's node (rank + 1)
   size_t worklist_size_ = 0, worklist_capacity_ = 0;
   LeakedBlock* leaks_ = nullptr;
   size_t leak_count_ = 0;
@@ -109,7 +117,7 @@ class Marker {
     void* start;
     size_t length;
   };
-  Mapping mappings_[8] = {};
+  Mapping mappings_[9] = {};
   MarkFigures figures_;
 };
 

@@ -10,9 +10,10 @@
 namespace heapkeeper::collect {
 
 ReferenceGraph::~ReferenceGraph() {
-  for (Array* array : {&stream_array_, &root_targets_array_, &root_word_array_, &root_ranges_array_, &begin_array_,
-                       &count_array_, &size_array_, &region_array_, &stack_array_, &pred_begin_array_, &preds_array_,
-                       &idom_array_, &retained_array_, &distance_array_, &work_array_, &visited_array_, &queue_array_})
+  for (Array* array :
+       {&stream_array_, &root_targets_array_, &root_word_array_, &root_ranges_array_, &live_array_, &live_prefix_array_,
+        &first_array_, &edges_array_, &size_array_, &stack_array_, &pred_begin_array_, &preds_array_, &idom_array_,
+        &retained_array_, &distance_array_, &work_array_, &visited_array_, &queue_array_})
     unmap_array(*array);
 }
 
@@ -54,8 +55,40 @@ bool ReferenceGraph::prepare(uint64_t stream_capacity, uint64_t expected_blocks)
   return true;
 }
 
+bool ReferenceGraph::set_block_addresses(uintptr_t heap_base, const uint64_t* live_words, size_t word_count) {
+  auto* live = static_cast<uint64_t*>(map_array(live_array_, word_count * sizeof(uint64_t)));
+  auto* prefix = static_cast<uint32_t*>(map_array(live_prefix_array_, (word_count + 1) * sizeof(uint32_t)));
+  if (live == nullptr || prefix == nullptr) return false;
+  uint32_t blocks = 0;
+  for (size_t w = 0; w < word_count; ++w) {
+    live[w] = live_words[w];
+    prefix[w] = blocks;
+    blocks += static_cast<uint32_t>(__builtin_popcountll(live[w]));
+  }
+  prefix[word_count] = blocks;
+  heap_base_ = heap_base;
+  live_ = live;
+  live_prefix_ = prefix;
+  live_words_ = word_count;
+  return true;
+}
+
+// The block's region is its bit in the live bitmap: the word holding it by binary search over the
+// counts before each word, then the bit within the word.
+uintptr_t ReferenceGraph::region(uint32_t block) const {
+  if (live_ == nullptr || block == kRoot || block > live_prefix_[live_words_]) return 0;
+  const uint32_t rank = block - 1;
+  const size_t word =
+      static_cast<size_t>(std::upper_bound(live_prefix_, live_prefix_ + live_words_, rank) - live_prefix_) - 1;
+  uint64_t bits = live_[word];
+  for (uint32_t skip = rank - live_prefix_[word]; skip > 0; --skip) bits &= bits - 1;
+  const size_t granule = word * 64 + static_cast<size_t>(__builtin_ctzll(bits));
+  const unsigned offset_shift = static_cast<unsigned>(size_[block] >> kNodeShiftBit);
+  return heap_base_ + granule * 16 + ((uintptr_t{1} << offset_shift) & ~uintptr_t{1});
+}
+
 bool ReferenceGraph::begin(uint32_t block_count) {
-  if (stream_ == nullptr || block_count >= kNone - 1) return false;
+  if (stream_ == nullptr || block_count > kMaxBlocks) return false;
   blocks_ = block_count;
   const size_t nodes = size_t{block_count} + 1;
   stream_size_ = edge_count_ = 0;
@@ -83,37 +116,60 @@ void ReferenceGraph::add_root_edge(uint32_t block, uintptr_t word_address) {
   root_targets_[root_target_count_++] = block;
 }
 
-// Per-node arrays from the recorded stream: where each block's references start and how many,
-// and what the marker read of it.
+// Per-node arrays from the recorded stream: what the marker read of each block, and how many
+// references it holds (in first_[v + 1], summed into where its references start).
 bool ReferenceGraph::index_stream() {
   const size_t nodes = size_t{blocks_} + 1;
-  begin_ = static_cast<uint64_t*>(map_array(begin_array_, nodes * sizeof(uint64_t)));
-  count_ = static_cast<uint32_t*>(map_array(count_array_, nodes * sizeof(uint32_t)));
+  first_ = static_cast<uint64_t*>(map_array(first_array_, (nodes + 1) * sizeof(uint64_t)));
   size_ = static_cast<uint64_t*>(map_array(size_array_, nodes * sizeof(uint64_t)));
-  region_ = static_cast<uintptr_t*>(map_array(region_array_, nodes * sizeof(uintptr_t)));
   stack_ = static_cast<uint32_t*>(map_array(stack_array_, nodes * sizeof(uint32_t)));
-  if (begin_ == nullptr || count_ == nullptr || size_ == nullptr || region_ == nullptr || stack_ == nullptr)
-    return false;
+  if (first_ == nullptr || size_ == nullptr || stack_ == nullptr) return false;
   uint32_t open = kNone;
   for (uint64_t i = 0; i < stream_size_;) {
-    if (stream_[i] != kNone) {  // a reference of the open block
+    if ((stream_[i] & kBlockBit) == 0) {  // a reference of the open block
+      if (stream_[i] > blocks_ || open == kNone) return false;
+      ++first_[open + 1];
       ++i;
       continue;
     }
     if (i + kBlockRecord > stream_size_) return false;
-    if (open != kNone) count_[open] = static_cast<uint32_t>(i - begin_[open]);
     const uint32_t* record = stream_ + i;
-    open = record[1];
-    if (open == kRoot || open > blocks_) return false;
-    stack_[open] = record[2];
-    size_[open] = record[3] | static_cast<uint64_t>(record[4]) << 32;
-    region_[open] = static_cast<uintptr_t>(record[5] | static_cast<uint64_t>(record[6]) << 32);
+    open = record[0] & ~kBlockBit;
+    if (open == kRoot || open > blocks_ || first_[open + 1] != 0) return false;  // each block once
+    stack_[open] = record[1];
+    uint64_t bytes = record[2] & kLongSize;
+    const uint64_t offset_shift = record[2] >> kSizeBits;
     i += kBlockRecord;
-    begin_[open] = i;
+    if (bytes == kLongSize) {
+      if (i + 2 > stream_size_) return false;
+      bytes = record[3] | static_cast<uint64_t>(record[4]) << 32;
+      i += 2;
+    }
+    size_[open] = (bytes & kNodeSizeMask) | offset_shift << kNodeShiftBit;
   }
-  if (open != kNone) count_[open] = static_cast<uint32_t>(stream_size_ - begin_[open]);
-  edge_count_ = 0;
-  for (size_t v = 1; v < nodes; ++v) edge_count_ += count_[v];
+  for (size_t v = 1; v <= nodes; ++v) first_[v] += first_[v - 1];
+  edge_count_ = first_[nodes];
+  return true;
+}
+
+// The references, by node, out of the stream; the stream is unmapped: it held the blocks' records
+// too, and the analysis needs the memory.
+bool ReferenceGraph::copy_edges() {
+  edges_ = static_cast<uint32_t*>(map_array(edges_array_, edge_count_ * sizeof(uint32_t)));
+  if (edges_ == nullptr) return false;
+  uint64_t cursor = 0;
+  for (uint64_t i = 0; i < stream_size_;) {
+    const uint32_t word = stream_[i];
+    if ((word & kBlockBit) == 0) {
+      edges_[cursor++] = word;
+      ++i;
+      continue;
+    }
+    cursor = first_[word & ~kBlockBit];
+    i += (stream_[i + 2] & kLongSize) == kLongSize ? kLongBlockRecord : kBlockRecord;
+  }
+  unmap_array(stream_array_);
+  stream_ = nullptr;
   return true;
 }
 
@@ -122,8 +178,8 @@ const uint32_t* ReferenceGraph::references(uint32_t node, uint32_t& count) const
     count = root_target_count_;
     return root_targets_;
   }
-  count = count_[node];
-  return stream_ + begin_[node];
+  count = static_cast<uint32_t>(first_[node + 1] - first_[node]);
+  return edges_ + first_[node];
 }
 
 // Predecessor lists in compressed form: pred_begin_[v] .. pred_begin_[v + 1].
@@ -154,8 +210,8 @@ bool ReferenceGraph::build_predecessors() {
 uint32_t ReferenceGraph::eval(uint32_t v) {
   if (ancestor_[v] == kNone) return v;
   // The chain of vertices whose ancestor's ancestor exists, deepest last, kept in the DFS's
-  // cursor array (free once the numbering is done; it follows parent_).
-  uint32_t* chain = parent_ + ((size_t{blocks_} + 2) & ~size_t{1});  // the stride
+  // cursor array (free once the numbering is done).
+  uint32_t* chain = chain_;
   size_t length = 0;
   for (uint32_t x = v; ancestor_[ancestor_[x]] != kNone; x = ancestor_[x]) chain[length++] = x;
   while (length > 0) {
@@ -172,28 +228,30 @@ uint32_t ReferenceGraph::eval(uint32_t v) {
 // which on a few million blocks halves the time.
 bool ReferenceGraph::compute_dominators() {
   const size_t nodes = size_t{blocks_} + 1;
-  // Ten arrays of one 32-bit word per node: dfnum (by node), vertex, parent, DFS cursor (then the
-  // compression chain), semi, ancestor, label, bucket head, bucket next (all by depth-first
-  // number), and the DFS stack.
+  // Ten arrays of one 32-bit word per node: vertex, parent, semi, ancestor, label, bucket head,
+  // bucket next (all by depth-first number) of their own; dfnum (by node) in the immediate
+  // dominators' array, overwritten by them at the end (and kNone for unreachable nodes in both);
+  // the DFS cursor (then the compression chain) in the distances' array and the DFS stack (then
+  // the immediate dominators by number) in the queue's, both unused until compute_distances().
   // An even stride keeps semi_ 8-byte aligned: semi_ and ancestor_ together hold 64-bit sums at
   // the end.
   const size_t stride = (nodes + 1) & ~size_t{1};
-  uint32_t* work = static_cast<uint32_t*>(map_array(work_array_, 10 * stride * sizeof(uint32_t)));
+  uint32_t* work = static_cast<uint32_t*>(map_array(work_array_, 7 * stride * sizeof(uint32_t)));
   idom_ = static_cast<uint32_t*>(map_array(idom_array_, nodes * sizeof(uint32_t)));
   retained_ = static_cast<uint64_t*>(map_array(retained_array_, nodes * sizeof(uint64_t)));
   if (work == nullptr || idom_ == nullptr || retained_ == nullptr) return false;
-  dfnum_ = work;
-  vertex_ = work + stride;
-  parent_ = work + 2 * stride;
-  uint32_t* cursor = work + 3 * stride;
-  semi_ = work + 4 * stride;
-  ancestor_ = work + 5 * stride;
-  label_ = work + 6 * stride;
-  bucket_head_ = work + 7 * stride;
-  bucket_next_ = work + 8 * stride;
-  uint32_t* stack = work + 9 * stride;
+  dfnum_ = idom_;
+  vertex_ = work;
+  parent_ = work + stride;
+  semi_ = work + 2 * stride;
+  ancestor_ = work + 3 * stride;
+  label_ = work + 4 * stride;
+  bucket_head_ = work + 5 * stride;
+  bucket_next_ = work + 6 * stride;
+  uint32_t* cursor = distance_;
+  chain_ = cursor;
+  uint32_t* stack = static_cast<uint32_t*>(queue_array_.data);
   std::fill(dfnum_, dfnum_ + nodes, kNone);
-  std::fill(idom_, idom_ + nodes, kNone);
   // Depth-first numbering from the root, iteratively; parent_ holds the parent's number.
   uint32_t visited = 0;
   size_t depth = 0;
@@ -250,15 +308,16 @@ bool ReferenceGraph::compute_dominators() {
   // Retained sizes: children before parents, that is in reverse depth-first order (a dominator
   // is a DFS ancestor, so it comes earlier). Summed by number, then stored by node.
   auto* retained = reinterpret_cast<uint64_t*>(semi_);  // semi_ and ancestor_: 8 bytes a vertex
-  for (uint32_t w = 0; w < visited; ++w) retained[w] = size_[vertex_[w]];
+  for (uint32_t w = 0; w < visited; ++w) retained[w] = size_[vertex_[w]] & kNodeSizeMask;
   retained[0] = 0;
   for (uint32_t w = visited - 1; w >= 1; --w) retained[idom[w]] += retained[w];
   for (uint32_t w = 1; w < visited; ++w) {
-    idom_[vertex_[w]] = vertex_[idom[w]];
+    idom_[vertex_[w]] = vertex_[idom[w]];  // over its dfnum, read no more
     retained_[vertex_[w]] = retained[w];
   }
+  idom_[kRoot] = kNone;
   unmap_array(work_array_);
-  dfnum_ = vertex_ = parent_ = semi_ = ancestor_ = label_ = bucket_head_ = bucket_next_ = nullptr;
+  dfnum_ = vertex_ = parent_ = semi_ = ancestor_ = label_ = bucket_head_ = bucket_next_ = chain_ = nullptr;
   return true;
 }
 
@@ -283,7 +342,9 @@ void ReferenceGraph::compute_distances() {
 }
 
 bool ReferenceGraph::analyse() {
-  if (!complete() || !index_stream()) return false;
+  if (analysed_) return true;
+  if (!complete() || live_ == nullptr || live_prefix_[live_words_] != blocks_ || !index_stream() || !copy_edges())
+    return false;
   const size_t nodes = size_t{blocks_} + 1;
   distance_ = static_cast<uint32_t*>(map_array(distance_array_, nodes * sizeof(uint32_t)));
   if (distance_ == nullptr || map_array(queue_array_, nodes * sizeof(uint32_t)) == nullptr) return false;
@@ -295,13 +356,20 @@ bool ReferenceGraph::analyse() {
 
 uint64_t ReferenceGraph::retained_bytes(uint32_t block) const { return reachable(block) ? retained_[block] : 0; }
 
+// The nearest block starting at or below `address` is the only one whose bytes can hold it:
+// regions do not overlap.
 uint32_t ReferenceGraph::block_at(uintptr_t address) const {
-  if (!analysed_) return 0;
-  for (uint32_t b = 1; b <= blocks_; ++b) {
-    if (distance_[b] != kNone && address >= region_[b] && address - region_[b] < std::max<uint64_t>(size_[b], 1))
-      return b;
-  }
-  return 0;
+  if (!analysed_ || address < heap_base_ || live_words_ == 0) return 0;
+  const size_t granule = std::min<size_t>((address - heap_base_) / 16, live_words_ * 64 - 1);
+  size_t word = granule / 64;
+  uint64_t bits = live_[word] & (~uint64_t{0} >> (63 - granule % 64));  // bits at or below the granule
+  while (bits == 0 && word > 0) bits = live_[--word];
+  if (bits == 0) return 0;
+  const auto below = static_cast<uint32_t>(__builtin_popcountll(bits & ~(uint64_t{1} << (63 - __builtin_clzll(bits)))));
+  const uint32_t block = live_prefix_[word] + below + 1;
+  if (distance_[block] == kNone) return 0;
+  const uintptr_t user = region(block);
+  return address >= user && address - user < std::max<uint64_t>(size(block), 1) ? block : 0;
 }
 
 uint32_t ReferenceGraph::immediate_dominator(uint32_t block) const { return reachable(block) ? idom_[block] : kNone; }
@@ -336,7 +404,7 @@ uint64_t ReferenceGraph::retained_by_set(const uint32_t* members, size_t count) 
   // What was reachable and is reached no more; the members themselves included.
   uint64_t bytes = 0;
   for (uint32_t v = 1; v <= blocks_; ++v) {
-    if (distance_[v] != kNone && !test(reached, v)) bytes += size_[v];
+    if (distance_[v] != kNone && !test(reached, v)) bytes += size_[v] & kNodeSizeMask;
   }
   unmap_array(visited_array_);
   return bytes;

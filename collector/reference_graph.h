@@ -26,6 +26,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace heapkeeper::collect {
 
@@ -60,45 +63,67 @@ class ReferenceGraph {
   // reference, kBlockRecord per scanned block), and faults in the part that `expected_blocks`
   // should need. A page fault costs microseconds (more in a virtual machine): taken here, not in
   // the pause.
-  static constexpr uint64_t kBlockRecord = 7;
+  static constexpr uint64_t kBlockRecord = 3;      // words of a block's record (under 64 MiB)
+  static constexpr uint64_t kLongBlockRecord = 5;  // and of a larger block's
+  // Block numbers stay below the stream's block bit (and kNone).
+  static constexpr uint32_t kMaxBlocks = (uint32_t{1} << 31) - 2;
   bool prepare(uint64_t stream_capacity, uint64_t expected_blocks);
-  // With the world stopped: room for `block_count` blocks (numbered 1..block_count).
+  // With the world stopped: room for `block_count` blocks (numbered 1..block_count, at most
+  // kMaxBlocks).
   bool begin(uint32_t block_count);
   // A root word at `word_address` points into `block`. The first such word is kept per block (the
   // start of its shortest retainer paths).
   void add_root_edge(uint32_t block, uintptr_t word_address);
-  // The marker scans `block` now (user bytes at `address`, `bytes` long, allocated from stack
-  // `stack_id`: read while the world is stopped, since the block may be freed once it runs again);
-  // add_edge() calls until the next open_block() are its references. Both append to one sequential
-  // stream, so the pause pays one sequential store per reference and a few per block, never a
-  // random write into per-block arrays (those are built from the stream in analyse()).
-  void open_block(uint32_t block, uintptr_t address, uint64_t bytes, uint32_t stack_id) {
-    if (stream_size_ + kBlockRecord > stream_capacity_) {
+  // The marker scans `block` now: `bytes` long, its user bytes `user_offset` (0 or a power of two)
+  // past its region's start, allocated from stack `stack_id`. Read while the world is stopped,
+  // since the block may be freed once it runs again; where the region lies is not recorded, the
+  // block's number says it (set_block_addresses). add_edge() calls until the next open_block() are
+  // its references. Both append to one sequential stream, so the pause pays one sequential store
+  // per reference and three per block, never a random write into per-block arrays (those are
+  // built from the stream in analyse()).
+  void open_block(uint32_t block, uint64_t bytes, uint64_t user_offset, uint32_t stack_id) {
+    const bool long_record = bytes >= kLongSize;
+    if (stream_size_ + (long_record ? kLongBlockRecord : kBlockRecord) > stream_capacity_) {
       overflowed_ = true;
       return;
     }
     uint32_t* record = stream_ + stream_size_;
-    record[0] = kNone;  // no target is kNone: this starts a block's record
-    record[1] = block;
-    record[2] = stack_id;
-    record[3] = static_cast<uint32_t>(bytes);
-    record[4] = static_cast<uint32_t>(bytes >> 32);
-    record[5] = static_cast<uint32_t>(address);
-    record[6] = static_cast<uint32_t>(static_cast<uint64_t>(address) >> 32);
-    stream_size_ += kBlockRecord;
+    const auto offset_shift = static_cast<uint32_t>(user_offset == 0 ? 0 : __builtin_ctzll(user_offset));
+    store(record, block | kBlockBit);  // a reference never has the bit: this starts a block's record
+    store(record + 1, stack_id);
+    if (!long_record) {
+      store(record + 2, static_cast<uint32_t>(bytes) | offset_shift << kSizeBits);
+      stream_size_ += kBlockRecord;
+    } else {
+      store(record + 2, kLongSize | offset_shift << kSizeBits);
+      store(record + 3, static_cast<uint32_t>(bytes));
+      store(record + 4, static_cast<uint32_t>(bytes >> 32));
+      stream_size_ += kLongBlockRecord;
+    }
   }
   void add_edge(uint32_t target) {
     if (stream_size_ < stream_capacity_) {
-      stream_[stream_size_++] = target;
+      store(stream_ + stream_size_++, target);
     } else {
       overflowed_ = true;
     }
   }
-  uintptr_t region(uint32_t block) const { return region_[block]; }
-  uint64_t size(uint32_t block) const { return size_[block]; }
+  // After the last record, before the stream is read on another thread.
+  void end_recording() {
+#if defined(__x86_64__)
+    _mm_sfence();
+#endif
+  }
+  // After the pause: where the blocks lie. Block b is the b-th set bit of the live bitmap the
+  // marker numbered blocks by (one bit per 16-byte granule from `heap_base`, 64 a word); copied,
+  // so a copy of a few megabytes stands for a 64-bit address per block. Needed by analyse().
+  bool set_block_addresses(uintptr_t heap_base, const uint64_t* live_words, size_t word_count);
+  // Where `block`'s user bytes start.
+  uintptr_t region(uint32_t block) const;
+  uint64_t size(uint32_t block) const { return size_[block] & kNodeSizeMask; }
   uint32_t stack_id(uint32_t block) const { return stack_[block]; }
   // False when references did not fit: the analysis is then refused rather than wrong.
-  bool complete() const { return !overflowed_ && stream_ != nullptr; }
+  bool complete() const { return !overflowed_ && (stream_ != nullptr || analysed_); }
 
   // The root ranges scanned, recorded in the pause so root words can be named afterwards (at
   // most kMaxRootRanges; later ones are looked up as anonymous memory).
@@ -138,6 +163,25 @@ class ReferenceGraph {
   const uint32_t* references(uint32_t node, uint32_t& count) const;
 
  private:
+  // The stream is written once and read only after the pause: stores that bypass the cache keep
+  // it from evicting what marking reads again (the bitmaps, the reference counts), and skip
+  // reading each line before writing it.
+  static void store(uint32_t* word, uint32_t value) {
+#if defined(__x86_64__)
+    _mm_stream_si32(reinterpret_cast<int*>(word), static_cast<int>(value));
+#else
+    *word = value;
+#endif
+  }
+  // The stream: a word with the block bit starts a block's record (the block's number, its stack
+  // id, then its size and user offset's log2 in one word, or the size in two more words after
+  // kLongSize when it is 64 MiB or more); any other word is a reference (a block's number).
+  static constexpr uint32_t kBlockBit = uint32_t{1} << 31;
+  static constexpr unsigned kSizeBits = 26;
+  static constexpr uint32_t kLongSize = (uint32_t{1} << kSizeBits) - 1;
+  // Per node after indexing: the size, and the user offset's log2 in the top bits.
+  static constexpr unsigned kNodeShiftBit = 58;
+  static constexpr uint64_t kNodeSizeMask = (uint64_t{1} << kNodeShiftBit) - 1;
   struct Array {
     void* data = nullptr;
     size_t bytes = 0;
@@ -145,6 +189,7 @@ class ReferenceGraph {
   void* map_array(Array& array, size_t bytes);
   void unmap_array(Array& array);
   bool index_stream();
+  bool copy_edges();
   bool build_predecessors();
   bool compute_dominators();
   void compute_distances();
@@ -163,12 +208,19 @@ class ReferenceGraph {
   uint32_t root_target_count_ = 0;
   uintptr_t* root_word_ = nullptr;  // per block: the first root word that points at it, or 0
 
-  // Built from the stream by analyse(): each node's references are stream_[begin_[v]] on.
-  Array begin_array_, count_array_, size_array_, region_array_, stack_array_;
-  uint64_t* begin_ = nullptr;
-  uint32_t* count_ = nullptr;
-  uint64_t* size_ = nullptr;
-  uintptr_t* region_ = nullptr;
+  // Where blocks lie (set_block_addresses): the live bitmap, and the blocks before each word.
+  Array live_array_, live_prefix_array_;
+  uintptr_t heap_base_ = 0;
+  const uint64_t* live_ = nullptr;
+  const uint32_t* live_prefix_ = nullptr;
+  size_t live_words_ = 0;
+
+  // Built from the stream by analyse(), which then unmaps it: node v's references are
+  // edges_[first_[v]] up to edges_[first_[v + 1]], in the order the marker found them.
+  Array first_array_, edges_array_, size_array_, stack_array_;
+  uint64_t* first_ = nullptr;  // blocks_ + 2 entries
+  uint32_t* edges_ = nullptr;
+  uint64_t* size_ = nullptr;  // the size | the user offset's log2 << kNodeShiftBit
   uint32_t* stack_ = nullptr;
 
   // Analysis.
@@ -178,10 +230,11 @@ class ReferenceGraph {
   uint32_t* idom_ = nullptr;
   uint64_t* retained_ = nullptr;
   uint32_t* distance_ = nullptr;  // hops from the root, kNone if unreachable
-  // Lengauer-Tarjan's working arrays, unmapped once the tree is built.
+  // Lengauer-Tarjan's working arrays, unmapped once the tree is built (and two borrowed: the
+  // distances' and the queue's, not yet in use then).
   Array work_array_;
   uint32_t *dfnum_ = nullptr, *vertex_ = nullptr, *parent_ = nullptr, *semi_ = nullptr, *ancestor_ = nullptr,
-           *label_ = nullptr, *bucket_head_ = nullptr, *bucket_next_ = nullptr;
+           *label_ = nullptr, *bucket_head_ = nullptr, *bucket_next_ = nullptr, *chain_ = nullptr;
   // retained_by_set's visited marks (one bit per node) and queue.
   Array visited_array_, queue_array_;
 };

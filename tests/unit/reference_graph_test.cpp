@@ -25,6 +25,20 @@ struct Shape {
   std::vector<uint64_t> sizes;                       // optional, index = block
 };
 
+// Where the tests' blocks lie: block b's region at kHeap + b * 0x100 - 16, its user bytes 16 further
+// (0x10000 + b * 0x100), as the marker's live bitmap would say it (one bit per 16-byte granule).
+constexpr uintptr_t kHeap = 0x10000;
+uintptr_t user_address(uint32_t b) { return kHeap + b * 0x100; }
+
+bool give_addresses(ReferenceGraph& graph, uint32_t blocks) {
+  std::vector<uint64_t> live((size_t{blocks} * 16 + 64) / 64, 0);
+  for (uint32_t b = 1; b <= blocks; ++b) {
+    const size_t granule = (user_address(b) - 16 - kHeap) / 16;
+    live[granule / 64] |= uint64_t{1} << (granule % 64);
+  }
+  return graph.set_block_addresses(kHeap, live.data(), live.size());
+}
+
 void record(ReferenceGraph& graph, const Shape& shape) {
   ASSERT_TRUE(graph.prepare(shape.edges.size() + shape.blocks * ReferenceGraph::kBlockRecord, shape.blocks));
   ASSERT_TRUE(graph.begin(shape.blocks));
@@ -32,11 +46,12 @@ void record(ReferenceGraph& graph, const Shape& shape) {
     if (from == kRoot) graph.add_root_edge(to, 0x1000 + to * 8);
   }
   for (uint32_t b = 1; b <= shape.blocks; ++b) {
-    graph.open_block(b, 0x10000 + b * 0x100, b < shape.sizes.size() ? shape.sizes[b] : b * 10, 1000 + b);
+    graph.open_block(b, b < shape.sizes.size() ? shape.sizes[b] : b * 10, 16, 1000 + b);
     for (const auto& [from, to] : shape.edges) {
       if (from == b) graph.add_edge(to);
     }
   }
+  ASSERT_TRUE(give_addresses(graph, shape.blocks));
   ASSERT_TRUE(graph.analyse());
 }
 
@@ -53,6 +68,52 @@ TEST(ReferenceGraph, TreeUnderOneGlobal) {
   EXPECT_EQ(g.region(3), 0x10000u + 3 * 0x100);
   EXPECT_EQ(g.size(3), 30u);
   EXPECT_EQ(g.stack_id(3), 1003u);
+}
+
+TEST(ReferenceGraph, SizesAndAddressesSurviveTheCompactRecord) {
+  // The stream keeps a block's size and user offset in one word below 64 MiB and in three from
+  // there; its address comes from its rank in the live bitmap. Four blocks in address order: 1 (100
+  // bytes, in-band header), 2 (never scanned: unreachable), 3 (64 MiB, user bytes 64 past its
+  // region, as an aligned allocation), 4 (5 GiB, header out of band: user bytes at the region).
+  const uintptr_t regions[] = {0, kHeap + 0x100, kHeap + 0x200, kHeap + 0x1000, kHeap + 0x2000 + (uintptr_t{1} << 26)};
+  constexpr uint64_t kBig = uint64_t{5} << 30;
+  std::vector<uint64_t> live((regions[4] - kHeap) / 16 / 64 + 1, 0);
+  for (uint32_t b = 1; b <= 4; ++b) {
+    const size_t granule = (regions[b] - kHeap) / 16;
+    live[granule / 64] |= uint64_t{1} << (granule % 64);
+  }
+  ReferenceGraph g;
+  ASSERT_TRUE(g.prepare(64, 4));
+  ASSERT_TRUE(g.begin(4));
+  g.add_root_edge(1, 0x1000);
+  g.open_block(1, 100, 16, 7);
+  g.add_edge(3);
+  g.add_edge(4);
+  g.open_block(3, uint64_t{1} << 26, 64, 8);
+  g.add_edge(4);
+  g.open_block(4, kBig, 0, 9);
+  ASSERT_TRUE(g.set_block_addresses(kHeap, live.data(), live.size()));
+  ASSERT_TRUE(g.analyse());
+  EXPECT_EQ(g.size(1), 100u);
+  EXPECT_EQ(g.size(3), uint64_t{1} << 26);
+  EXPECT_EQ(g.size(4), kBig);
+  EXPECT_EQ(g.stack_id(3), 8u);
+  EXPECT_EQ(g.stack_id(4), 9u);
+  EXPECT_EQ(g.region(1), regions[1] + 16);
+  EXPECT_EQ(g.region(3), regions[3] + 64);
+  EXPECT_EQ(g.region(4), regions[4]);
+  EXPECT_EQ(g.retained_bytes(1), 100 + (uint64_t{1} << 26) + kBig);
+  EXPECT_EQ(g.retained_bytes(4), kBig);
+  EXPECT_FALSE(g.reachable(2));
+  // block_at: user bytes only (not the header, not past the end), reachable blocks only.
+  EXPECT_EQ(g.block_at(regions[1] + 16), 1u);
+  EXPECT_EQ(g.block_at(regions[1] + 16 + 99), 1u);
+  EXPECT_EQ(g.block_at(regions[1] + 16 + 100), 0u);
+  EXPECT_EQ(g.block_at(regions[1]), 0u);
+  EXPECT_EQ(g.block_at(regions[2] + 16), 0u);
+  EXPECT_EQ(g.block_at(regions[3] + 64 + 5), 3u);
+  EXPECT_EQ(g.block_at(regions[4] + (uint64_t{4} << 30)), 4u);  // beyond the bitmap's last word
+  EXPECT_EQ(g.block_at(kHeap - 16), 0u);
 }
 
 TEST(ReferenceGraph, SharedSubtreeIsRetainedByTheirCommonDominator) {
@@ -137,9 +198,10 @@ TEST(ReferenceGraph, ALongListNeedsNoDeepRecursion) {
   ASSERT_TRUE(g.begin(kBlocks));
   g.add_root_edge(1, 0x1000);
   for (uint32_t b = 1; b <= kBlocks; ++b) {
-    g.open_block(b, 0, 1, 0);
+    g.open_block(b, 1, 16, 0);
     if (b < kBlocks) g.add_edge(b + 1);
   }
+  ASSERT_TRUE(give_addresses(g, kBlocks));
   ASSERT_TRUE(g.analyse());
   EXPECT_EQ(g.retained_bytes(1), kBlocks);
   EXPECT_EQ(g.retained_bytes(kBlocks / 2), kBlocks - kBlocks / 2 + 1);
@@ -151,7 +213,7 @@ TEST(ReferenceGraph, TooManyReferencesIsRefusedNotWrong) {
   ASSERT_TRUE(g.prepare(ReferenceGraph::kBlockRecord + 1, 0));
   ASSERT_TRUE(g.begin(3));
   g.add_root_edge(1, 0x1000);
-  g.open_block(1, 0, 10, 0);
+  g.open_block(1, 10, 16, 0);
   g.add_edge(2);
   g.add_edge(3);  // over capacity
   EXPECT_FALSE(g.complete());
