@@ -3,7 +3,9 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/auxv.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -59,6 +61,34 @@ ThreadState* ThreadRegistry::take_state() {
   return s;
 }
 
+namespace {
+
+// The main thread's stack, as pthread_getattr_np gives it, without reading /proc/self/maps (which
+// glibc does for the main thread, a few tens of microseconds of every traced process's start,
+// issue #12). The kernel puts the program's file name, AT_EXECFN, at the very top of the stack: it
+// ends one word below the stack mapping's end. The stack may grow down to RLIMIT_STACK below that
+// end (glibc's default of 32 MiB when unlimited). Only on the main thread; false elsewhere or if
+// the auxiliary vector does not say.
+bool main_thread_stack(pid_t tid, uintptr_t& low, uintptr_t& high) {
+  if (tid != getpid()) return false;
+  const auto* file_name = reinterpret_cast<const char*>(getauxval(AT_EXECFN));
+  if (file_name == nullptr) return false;
+  const uintptr_t end = reinterpret_cast<uintptr_t>(file_name) + std::strlen(file_name) + 1 + sizeof(void*);
+  const auto here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  if ((end & (kPageSize - 1)) != 0 || here >= end) return false;  // not the layout described above
+  rlimit limit{};
+  uint64_t size = uint64_t{32} << 20;
+  if (getrlimit(RLIMIT_STACK, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) size = limit.rlim_cur;
+  size &= ~uint64_t{kPageSize - 1};
+  if (size > end - kPageSize) size = end - kPageSize;
+  if (end - size > here) size = end - (here & ~uintptr_t{kPageSize - 1});  // a stack larger than its limit
+  low = end - size;
+  high = end;
+  return true;
+}
+
+}  // namespace
+
 ThreadState* ThreadRegistry::register_current(bool heapkeeper_thread) {
   ThreadLocal& tl = tls_thread;
   ThreadState* s = take_state();
@@ -74,15 +104,17 @@ ThreadState* ThreadRegistry::register_current(bool heapkeeper_thread) {
   s->sequence_next = s->sequence_end = 0;
   s->library_stack = false;  // until the pthread_create wrapper says otherwise
 
-  pthread_attr_t attributes;
-  if (pthread_getattr_np(pthread_self(), &attributes) == 0) {
-    void* low = nullptr;
-    size_t size = 0;
-    if (pthread_attr_getstack(&attributes, &low, &size) == 0) {
-      s->stack_low = reinterpret_cast<uintptr_t>(low);
-      s->stack_high = s->stack_low + size;
+  if (!main_thread_stack(s->tid, s->stack_low, s->stack_high)) {
+    pthread_attr_t attributes;
+    if (pthread_getattr_np(pthread_self(), &attributes) == 0) {
+      void* low = nullptr;
+      size_t size = 0;
+      if (pthread_attr_getstack(&attributes, &low, &size) == 0) {
+        s->stack_low = reinterpret_cast<uintptr_t>(low);
+        s->stack_high = s->stack_low + size;
+      }
+      pthread_attr_destroy(&attributes);
     }
-    pthread_attr_destroy(&attributes);
   }
   // This thread may run on the cached stack of one that exited: that stack is live again.
   exited_stacks().forget_overlapping(s->stack_low, s->stack_high);

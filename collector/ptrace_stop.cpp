@@ -239,7 +239,9 @@ bool yama_restricts() {
 
 void reap(pid_t tracer) {
   int status = 0;
-  while (waitpid(tracer, &status, __WALL) < 0 && errno == EINTR) {
+  // The system call itself: waitpid is one of the waiting calls libheapkeeper.so wraps for the
+  // program (preload/waiting_calls.cpp), and a scan must not go through a wrapper.
+  while (raw_syscall(SYS_wait4, tracer, reinterpret_cast<long>(&status), __WALL, 0) == -EINTR) {
   }
 }
 
@@ -293,7 +295,7 @@ PtraceOutcome ptrace_stop(StoppedThread* slots, size_t capacity, const pid_t* ex
     const uint32_t phase = job.phase.load(std::memory_order_acquire);
     if (phase == kStopped || phase == kFailed || phase == kRefusedPhase) break;
     futex_wait(&job.phase, phase, 100);
-    if (waitpid(tracer, &tracer_status, WNOHANG | __WALL) == tracer) {
+    if (raw_syscall(SYS_wait4, tracer, reinterpret_cast<long>(&tracer_status), WNOHANG | __WALL, 0) == tracer) {
       reaped = true;
       const uint32_t last = job.phase.load(std::memory_order_acquire);
       // Gone without a verdict: crashed (the kernel detached its tracees).

@@ -18,3 +18,8 @@
   X(waitid, int, (idtype_t type, id_t id, siginfo_t* info, int options), (type, id, info, options))          \
   X(pthread_join, int, (pthread_t thread, void** result), (thread, result))
 // clang-format on
+
+namespace heapkeeper::preload {
+// Looks every original up once, at start-up.
+void resolve_waiting_originals();
+}  // namespace heapkeeper::preload

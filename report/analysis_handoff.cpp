@@ -167,7 +167,8 @@ bool ask_binary(const std::string& dump, std::string& reply, std::string& why) {
   ::close(answer[0]);
   if (!answered) ::kill(static_cast<pid_t>(child), SIGKILL);
   int status = 0;
-  while (::waitpid(static_cast<pid_t>(child), &status, __WALL) < 0 && errno == EINTR) {
+  // The system call itself, not waitpid: libheapkeeper.so wraps that for the program.
+  while (::syscall(SYS_wait4, static_cast<pid_t>(child), &status, __WALL, nullptr) < 0 && errno == EINTR) {
   }
   if (!answered) {
     why = std::string("the heapkeeper binary ") + g_binary_path + " did not answer in time";
