@@ -538,14 +538,22 @@ bool SegmentReader::exchange(stats::Command command, int timeout_ms, std::string
   const uint32_t request = __atomic_add_fetch(&channel->request_id, 1, __ATOMIC_ACQ_REL);
   syscall(SYS_futex, &channel->request_id, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  bool answered = false;
+  bool answered = false, job_stopped = false;
   while (std::chrono::steady_clock::now() < deadline) {
     const uint32_t seen = __atomic_load_n(&channel->response_id, __ATOMIC_ACQUIRE);
     if (seen == request) {
       answered = true;
       break;
     }
-    if (!info().producer_alive) break;
+    const SegmentInfo now = info();
+    if (!now.producer_alive) break;
+    // Stopped by a signal (SIGSTOP, ^Z) after the request was sent: it cannot answer until it is
+    // continued, so say so now rather than after the whole timeout. ('t', traced, is what the
+    // process's own scan looks like while it stops the world: not a reason to give up.)
+    if (now.process_state == 'T') {
+      job_stopped = true;
+      break;
+    }
     timespec pause{0, 50'000'000};
     syscall(SYS_futex, &channel->response_id, FUTEX_WAIT, seen, &pause, nullptr, 0);
   }
@@ -573,6 +581,8 @@ bool SegmentReader::exchange(stats::Command command, int timeout_ms, std::string
         response = analysis::render_json(dump, symbolizer);
       }
     }
+  } else if (job_stopped) {
+    error = "the process was stopped before answering (continue it with kill -CONT " + std::to_string(info().pid) + ")";
   } else {
     error = info().producer_alive ? "the process did not answer within " + std::to_string(timeout_ms / 1000) + " s"
                                   : "the process exited before answering";
