@@ -29,7 +29,6 @@
 #include "allocator/block_map.h"
 #include "allocator/bootstrap_pool.h"
 #include "allocator/config.h"
-#include "allocator/deferred_threads.h"
 #include "allocator/diagnostics.h"
 #include "allocator/engine_internal.h"
 #include "allocator/heap_trimmer.h"
@@ -93,7 +92,6 @@ inline uint32_t next_sequence(ThreadState* s) {
     constexpr uint64_t kBlock = 4096;
     s->sequence_next = thread_registry().next_sequence_block(kBlock);
     s->sequence_end = s->sequence_next + kBlock;
-    start_deferred_threads(false);  // a wake point every 4096 allocations (deferred_threads.h)
   }
   return static_cast<uint32_t>(s->sequence_next++);
 }
@@ -160,7 +158,6 @@ void fork_child() {
   ThreadLocal& tl = tls_thread;
   GuardScope guard(tl);
   thread_registry().after_fork_in_child();
-  forget_deferred_threads();
   unloaded_modules_after_fork();
   heap_trimmer_after_fork();
   private_heap().after_fork_in_child();
@@ -216,10 +213,6 @@ bool ensure_initialized() noexcept {
   g_ready = true;
   thread_registry().register_current();
   return true;
-}
-
-void note_program_waits() noexcept {
-  if (g_ready && tls_thread.guard == 0) start_deferred_threads(true);
 }
 
 ThreadState* current_thread_state() noexcept {
@@ -761,9 +754,6 @@ bool wrap_thread_start(void* (*routine)(void*), void* argument, const pthread_at
                        void* (**wrapped_routine)(void*), void** wrapped_argument) noexcept {
   if (!g_ready) return false;
   ThreadLocal& tl = tls_thread;
-  // The program grows a thread: it lives on, and heapkeeper's deferred threads start now (not for
-  // heapkeeper's own, which come through here with the guard held).
-  if (tl.guard == 0) start_deferred_threads(true);
   GuardScope guard(tl);
   auto* bundle = static_cast<ThreadStartBundle*>(allocate_untracked(sizeof(ThreadStartBundle), 16, false));
   if (bundle == nullptr || !private_heap().internal().contains(bundle)) return false;

@@ -86,10 +86,6 @@ void warn_not_interposed(const char* const* names, int count) noexcept;
 // neither stop it nor take its stack for a root. False if the thread could not be created.
 bool start_internal_thread(void (*routine)(), const char* name) noexcept;
 
-// The program is about to wait (a blocking or waiting call of a program thread): heapkeeper's
-// deferred threads start now (deferred_threads.h). Nothing while heapkeeper's own code runs.
-void note_program_waits() noexcept;
-
 // The calling thread's state, registering the thread first if it never allocated; null on a
 // thread that is tearing down (or before start-up).
 ThreadState* current_thread_state() noexcept;

@@ -10,7 +10,6 @@
 #include <cstring>
 
 #include "allocator/config.h"
-#include "allocator/deferred_threads.h"
 #include "allocator/engine.h"
 #include "allocator/engine_internal.h"
 #include "allocator/jemalloc_calls.h"
@@ -66,8 +65,6 @@ void trim_once() {
   }
 }
 
-bool g_fork_child = false;  // this process is a fork child (of a traced process) that has not exec'd
-
 void trimmer_thread() {
   for (;;) {
     timespec pause{0, kTrimIntervalMs * 1000000L};
@@ -86,14 +83,6 @@ void start_trimmer() {
   }
   if (config().trim == TrimPolicy::kOff) {
     g_state.store(kTrimmingOff, std::memory_order_release);
-    return;
-  }
-  // In a fork child, at the child's first sign of living on (deferred_threads.h): most children
-  // exec at once, and their frees on the way (an interpreter's clean-up after fork) would otherwise
-  // make each of them a thread.
-  if (g_fork_child) {
-    start_internal_thread_later(trimmer_thread, "heapkeeper-trim", 0);
-    g_state.store(kRunning, std::memory_order_release);
     return;
   }
   // On failure (no thread could be made) the state stays kStarting: nothing is retried on every free.
@@ -139,7 +128,6 @@ PurgeResult purge_all_arenas() noexcept {
 }
 
 void heap_trimmer_after_fork() noexcept {
-  g_fork_child = true;
   int state = g_state.load(std::memory_order_relaxed);
   if (state == kRunning || state == kStarting) g_state.store(kNotStarted, std::memory_order_relaxed);
 }

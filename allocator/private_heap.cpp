@@ -54,10 +54,14 @@ constexpr const char* kJemallocOptionsUnderALimit =
 
 extern "C" {
 __attribute__((visibility("hidden"))) const char* hk_je_malloc_conf = kJemallocOptions;
-// Read after MALLOC_CONF, so it holds whatever that says: the private jemalloc never profiles
-// (heapkeeper is the profiler). Its profiling code is the only user of libm (log, exp, round),
-// which libheapkeeper.so therefore need not load (preload/profiling_math.cpp).
-__attribute__((visibility("hidden"))) const char* hk_je_malloc_conf_2_conf_harder = "prof:false";
+// Read after MALLOC_CONF, so it holds whatever that says (the program's MALLOC_CONF may be meant for
+// a jemalloc of its own). The private jemalloc never profiles (heapkeeper is the profiler; its
+// profiling code is the only user of libm, which libheapkeeper.so therefore does not load, see
+// preload/profiling_math.c; prof_leak and prof_leak_error turn profiling on by themselves), and
+// never starts background threads (heapkeeper's internal arena has none, and jemalloc's failing
+// to make one there left the process without a heap).
+__attribute__((visibility("hidden"))) const char* hk_je_malloc_conf_2_conf_harder =
+    "prof:false,prof_leak:false,prof_leak_error:false,background_thread:false";
 }
 
 namespace heapkeeper::alloc {

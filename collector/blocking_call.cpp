@@ -59,11 +59,7 @@ bool blocking_kind_allows(uint32_t kind, long nr) {
 
 alloc::BlockingCallRecord* enter_blocking_call(uint32_t kind) noexcept {
   alloc::ThreadState* state = alloc::current_thread_state();
-  if (state != nullptr && state->heapkeeper_thread) return nullptr;
-  // The program is about to wait: it lives on, and heapkeeper's deferred threads start now. Not
-  // from heapkeeper's own code on this thread, nor from a call nested in a signal handler.
-  if (state == nullptr || state->blocking_call.depth == 0) alloc::note_program_waits();
-  if (state == nullptr) return nullptr;
+  if (state == nullptr || state->heapkeeper_thread) return nullptr;
   alloc::BlockingCallRecord& record = state->blocking_call;
   // A nested call (from a signal handler that interrupted the outer one) keeps the outer record:
   // it is far below the saved stack pointer, so parked_thread_is_asleep never parks it.

@@ -239,8 +239,8 @@ bool yama_restricts() {
 
 void reap(pid_t tracer) {
   int status = 0;
-  // The system call itself: waitpid is one of the waiting calls libheapkeeper.so wraps for the
-  // program (preload/waiting_calls.cpp), and a scan must not go through a wrapper.
+  // The system call itself: a scan runs while the program is stopped, and must not go through
+  // whatever wrapper of waitpid the program or another preloaded library may have.
   while (raw_syscall(SYS_wait4, tracer, reinterpret_cast<long>(&status), __WALL, 0) == -EINTR) {
   }
 }

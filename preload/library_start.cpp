@@ -5,7 +5,6 @@
 #include "allocator/python_frames.h"
 #include "collector/collector.h"
 #include "preload/original_functions.h"
-#include "preload/waiting_functions.h"
 #include "report/exit_report.h"
 #include "stats/publisher.h"
 
@@ -22,7 +21,6 @@ __attribute__((constructor(101))) void heapkeeper_library_start() {
     heapkeeper::stats::install();
     heapkeeper::collect::install_exit_status();
     heapkeeper::preload::check_interposition();
-    heapkeeper::preload::resolve_waiting_originals();
   });
 }
 

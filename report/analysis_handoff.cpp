@@ -167,7 +167,7 @@ bool ask_binary(const std::string& dump, std::string& reply, std::string& why) {
   ::close(answer[0]);
   if (!answered) ::kill(static_cast<pid_t>(child), SIGKILL);
   int status = 0;
-  // The system call itself, not waitpid: libheapkeeper.so wraps that for the program.
+  // The system call itself, not waitpid, which the program or another preloaded library may wrap.
   while (::syscall(SYS_wait4, static_cast<pid_t>(child), &status, __WALL, nullptr) < 0 && errno == EINTR) {
   }
   if (!answered) {

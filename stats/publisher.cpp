@@ -30,7 +30,6 @@
 #include <string_view>
 
 #include "allocator/config.h"
-#include "allocator/deferred_threads.h"
 #include "allocator/diagnostics.h"
 #include "allocator/engine.h"
 #include "allocator/heap_trimmer.h"
@@ -356,13 +355,8 @@ void answer(Publisher& p, uint32_t request) {
 
 void publisher_thread() {
   Publisher& p = *g_publisher;
-  // A fork child's starts at its first blocking call or new thread, possibly before the delay ended
-  // (alloc::start_internal_thread_later): what is left of it is slept here.
-  const uint64_t due_ns = p.start_ns + uint64_t{p.start_delay_ms} * 1000000ull;
-  const uint64_t now_ns = realtime_ns();
-  if (due_ns > now_ns) {
-    const uint64_t left_ns = due_ns - now_ns;
-    timespec pause{static_cast<time_t>(left_ns / 1000000000ull), static_cast<long>(left_ns % 1000000000ull)};
+  if (p.start_delay_ms > 0) {
+    timespec pause{static_cast<time_t>(p.start_delay_ms / 1000), static_cast<long>(p.start_delay_ms % 1000) * 1000000L};
     while (nanosleep(&pause, &pause) != 0) {
     }
   }
@@ -404,15 +398,9 @@ bool process_ran_before_image(const Publisher& p) {
   return process_ms >= 0 && process_ms - image_ms >= kFirstPublishDelayMs;
 }
 
-// A program's publisher starts with it, so that any process heapkeeper runs is listed however it
-// then waits. A fork child's waits for a sign that the child lives on (deferred_threads.h): most
-// children of a shell or make exec at once, and a thread costs each of them 0.15 ms and 40 page
-// faults for nothing.
-void start(Publisher& p, bool deferred) {
+void start(Publisher& p) {
   p.start_ns = realtime_ns();
-  if (deferred) {
-    alloc::start_internal_thread_later(publisher_thread, "heapkeeper-stats", p.start_delay_ms);
-  } else if (!alloc::start_internal_thread(publisher_thread, "heapkeeper-stats")) {
+  if (!alloc::start_internal_thread(publisher_thread, "heapkeeper-stats")) {
     alloc::DiagnosticLine().text("live stats disabled: could not start the publisher thread").emit();
   }
 }
@@ -442,7 +430,7 @@ void at_exit() {
 void install() {
   if (!alloc::config().live_stats) return;
   g_publisher = new Publisher();
-  start(*g_publisher, false);
+  start(*g_publisher);
   alloc::add_exit_handler(at_exit);
   alloc::add_fork_child_handler([] {
     // The child is a process of its own: its own segment and publisher; the parent's stays theirs.
@@ -450,7 +438,7 @@ void install() {
     // a fresh heapkeeper) or _exits before then would otherwise leave a segment behind.
     g_publisher = new Publisher();
     g_publisher->start_delay_ms = 1000;
-    start(*g_publisher, true);
+    start(*g_publisher);
   });
 }
 

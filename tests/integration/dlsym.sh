@@ -8,6 +8,10 @@
 #  - python3's ctypes on libc's handle: strdup then free (glibc's free on heapkeeper's block used to
 #    abort python with "munmap_chunk(): invalid pointer"), compared with a plain run; and blocks
 #    lost that way (strdup's and ctypes' own malloc) are in the leak report with their stacks.
+#  - A C program's C++ plugin loaded with RTLD_LOCAL, whose C++ runtime is outside the global scope:
+#    its new-handler runs once and its catch takes std::bad_alloc, as without heapkeeper.
+#  - MALLOC_CONF options that would turn on the private jemalloc's profiling (prof_leak) or
+#    background threads change nothing: same output and status as without heapkeeper.
 #  - A module preloaded before libheapkeeper.so that defines malloc_usable_size: start-up names that
 #    one function, and only it, as not routed to heapkeeper; without the module, no such line.
 source "$(dirname "$0")/lib.sh"
@@ -71,4 +75,16 @@ for order in first none; do
       hk_fail "a plain run warned: $line"
   fi
 done
+
+run_local_plugin() {
+  local mode=$1 host
+  host=$(hk_program local_plugin_host)
+  hk_exec "$mode" "$host" "$(dirname "$host")/libhk_prog_local_cxx_plugin.so"
+}
+hk_compare local_plugin run_local_plugin -- launcher preload
+run_conf() {
+  local mode=$1
+  MALLOC_CONF=prof_leak:true,prof_leak_error:true,background_thread:true hk_exec "$mode" "$(hk_program exit_status)" 3
+}
+hk_compare malloc_conf run_conf -- launcher preload
 hk_finish

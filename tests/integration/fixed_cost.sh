@@ -7,10 +7,6 @@
 #    a leaking program's exit scan still stops it (ptrace or signals) and finds the leak.
 #  - /bin/true's heap maps one tracked arena's first extent (2 MiB), not one per CPU: tracked
 #    arenas are made as threads need them.
-#  - A fork child's live-stats thread is made only once the child shows it lives on
-#    (allocator/deferred_threads.h): a child that has not waited runs alone; one that sleeps, or
-#    that computes and allocates for longer than the child's publish delay (1 s), has its
-#    heapkeeper-stats thread.
 source "$(dirname "$0")/lib.sh"
 
 program=$(hk_program give_back)
@@ -46,34 +42,4 @@ check freed_all "$report" "r['scan']['stop_method'] == 'none' and r['live_blocks
 report=$(report_of leaker "$program" leak)
 check leaker "$report" "r['scan']['stop_method'] in ('ptrace', 'signals') and r['scan']['leaked_blocks'] > 0"
 
-# A fork child's threads, as the child sees them: `python3 -c CODE` forks; the child runs CHILD
-# (python) and prints its threads' names, sorted, on one line.
-child_threads() {
-  local name=$1 child=$2
-  hk_exec preload python3 -c "import glob, os, time
-pid = os.fork()
-if pid == 0:
-    $child
-    print(' '.join(sorted(open(f).read().strip() for f in glob.glob('/proc/self/task/*/comm'))))
-    os._exit(0)
-os.waitpid(pid, 0)" 2>"$HK_WORK/$name.err"
-}
-if command -v python3 >/dev/null; then
-  # Counted without reading a file: read() is a blocking call, after which the thread starts.
-  tasks=$(hk_exec preload python3 -c "import os
-pid = os.fork()
-if pid == 0:
-    print(len(os.listdir('/proc/self/task')))
-    os._exit(0)
-os.waitpid(pid, 0)" 2>"$HK_WORK/at_once.err")
-  [[ $tasks == 1 ]] && hk_pass "a fork child that has not waited yet runs alone (1 thread)" ||
-    hk_fail "a fork child that has not waited yet: $tasks threads (expected 1)"
-  got=$(child_threads sleeper "time.sleep(0.3)")
-  [[ $got == *heapkeeper-stat* ]] && hk_pass "a fork child that slept: $got" ||
-    hk_fail "a fork child that slept: threads '$got' (expected heapkeeper-stats among them)"
-  got=$(child_threads computer "start = time.monotonic()
-    while time.monotonic() - start < 1.3: [str(i) for i in range(1000)]")
-  [[ $got == *heapkeeper-stat* ]] && hk_pass "a fork child that computed for 1.3 s: $got" ||
-    hk_fail "a fork child that computed for 1.3 s: threads '$got' (expected heapkeeper-stats among them)"
-fi
 hk_finish
