@@ -104,8 +104,7 @@ int api_malloc_trim(size_t) noexcept {
 // allocations use the program's runtime (program_cxx_runtime.h).
 void* api_operator_new(size_t size, size_t alignment) {
   for (;;) {
-    void* p = alignment > kMallocAlignment ? allocate_tracked(size, alignment, false)
-                                           : allocate_tracked(size, kMallocAlignment, false);
+    void* p = allocate_tracked(size, alignment > kMallocAlignment ? alignment : kMallocAlignment, false);
     if (__builtin_expect(p != nullptr, 1)) return p;
     if (tls_thread.guard > 0) {
       // heapkeeper's own code could not allocate: say so, it is heapkeeper's failure, not the program's.
@@ -131,8 +130,7 @@ void* api_operator_new(size_t size, size_t alignment) {
 }
 
 void* api_operator_new_nothrow(size_t size, size_t alignment) noexcept {
-  void* p = alignment > kMallocAlignment ? allocate_tracked(size, alignment, false)
-                                         : allocate_tracked(size, kMallocAlignment, false);
+  void* p = allocate_tracked(size, alignment > kMallocAlignment ? alignment : kMallocAlignment, false);
   if (__builtin_expect(p != nullptr, 1)) return p;
   if (tls_thread.guard > 0) {
     try {

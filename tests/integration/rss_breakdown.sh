@@ -236,7 +236,7 @@ mode_refusals() {
   start_workload stopped
   trap 'kill -9 "$PID" 2>/dev/null || true; hk_cleanup' EXIT
   kill -STOP "$PID"
-  hk_wait_stopped "$PID"
+  wait_stopped "$PID"
   refuse "trim of a stopped process" "cannot trim pid $PID: the process is stopped" trim "$PID"
   kill -CONT "$PID"
   stop_workload

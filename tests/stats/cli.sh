@@ -67,7 +67,7 @@ sk_check "the segment's name has 16 random hex digits after the pid: $SEGMENT" \
 
 # --- a stopped process: its state as ps shows it, and commands that need it to run say why at once.
 kill -STOP "$PID"
-sk_wait_stopped "$PID"
+wait_stopped "$PID"
 "$H" stats "$PID" >"$SK_WORK/stopped.txt" 2>&1 || true
 sk_check "stats of a SIGSTOPped process says stopped: $(head -1 "$SK_WORK/stopped.txt")" \
   grep -Eq "^pid $PID .*\(stopped: figures from [0-9]+s ago\)" "$SK_WORK/stopped.txt"

@@ -176,13 +176,5 @@ sk_one_line_error() {
   return 0
 }
 
-# sk_wait_stopped PID: after kill -STOP, waits (up to 5 s) until the kernel shows PID stopped: the signal
-# takes effect asynchronously, and a command run at once could still find it running.
-sk_wait_stopped() {
-  local state
-  for _ in $(seq 100); do
-    state=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) || return 0
-    [[ $state == T ]] && return 0
-    sleep 0.05
-  done
-}
+# wait_stopped PID (tests/process_state.sh).
+source "$(dirname "${BASH_SOURCE[0]}")/../process_state.sh"

@@ -274,7 +274,7 @@ mode_alone() {
   keys Tab
   expect "the leaks tab lists leak_buffers, with no other reader" "^(in)?direct .* leak_buffers +live_target\.c:[0-9]+" 3
   kill -STOP "$pid"
-  sk_wait_stopped "$pid"
+  wait_stopped "$pid"
   expect "a SIGSTOPped process is shown as stopped" "stopped: figures frozen" 5
   keys g
   expect "g on a stopped process explains at once" "the process is stopped: it answers once continued" 3
