@@ -201,12 +201,10 @@ void Marker::propagate() {
     const uintptr_t region = worklist_[--worklist_size_];
     const uint32_t node = graph_ != nullptr ? worklist_nodes_[worklist_size_] : 0;
     ++figures_.reachable_blocks;
-    uintptr_t start, end;
-    user_extent(region, start, end);
-    if (graph_ != nullptr) {
-      const alloc::BlockHeader* header = alloc::block_map().header(region);
-      graph_->open_block(node, header->size(), header->user_offset(), header->stack_id);
-    }
+    const alloc::BlockHeader* header = alloc::block_map().header(region);
+    const uintptr_t start = region + header->user_offset();
+    const uintptr_t end = start + (header->size() & ~uint64_t{7});
+    if (graph_ != nullptr) graph_->open_block(node, header->size(), header->user_offset(), header->stack_id);
     figures_.heap_bytes += end - start;
     scan_words(start, end);
   }
