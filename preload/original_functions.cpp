@@ -72,6 +72,8 @@ int find_object_ranges(dl_phdr_info* info, size_t, void* data) {
 
 }  // namespace
 
+// Asks glibc's dlsym directly: its answer is the binding itself, and the routed dlsym would walk
+// every loaded object twice per interposed name, a sizeable part of a short process's start.
 void check_interposition() {
   ObjectRanges ours;
   ours.inside = reinterpret_cast<uintptr_t>(&check_interposition);
@@ -80,7 +82,7 @@ void check_interposition() {
   int count = 0;
 #define HEAPKEEPER_CHECK_SYMBOL(name)                                                             \
   {                                                                                               \
-    void* address = dlsym(RTLD_DEFAULT, #name);                                                   \
+    void* address = unrouted_dlsym(RTLD_DEFAULT, #name);                                          \
     if (address == nullptr ||                                                                     \
         (!ours.contains(reinterpret_cast<uintptr_t>(address)) && !is_in_main_program(address))) { \
       if (count < 64) missing[count++] = #name;                                                   \

@@ -23,4 +23,8 @@ HEAPKEEPER_LOADER_FUNCTIONS(HEAPKEEPER_DECLARE_ORIGINAL)
 // Warns about every interposed symbol the dynamic linker does not resolve to this library.
 void check_interposition();
 
+// glibc's dlsym itself, without heapkeeper's routing of interposed names (symbol_lookup.cpp):
+// what the dynamic linker binds a name to.
+void* unrouted_dlsym(void* handle, const char* name) noexcept;
+
 }  // namespace heapkeeper::preload

@@ -19,6 +19,7 @@
 
 #include "preload/hooked_functions.h"
 #include "preload/loaded_objects.h"
+#include "preload/original_functions.h"
 
 #if defined(__x86_64__)
 
@@ -84,6 +85,12 @@ void* original_lookup(void* handle, const char* name, const char* version) {
 }
 
 }  // namespace
+
+void* unrouted_dlsym(void* handle, const char* name) noexcept {
+  find_originals();
+  return original_lookup(handle, name, nullptr);
+}
+
 }  // namespace heapkeeper::preload
 
 // Called by the entry points with their arguments and their return address (`caller`); `version`
@@ -109,5 +116,11 @@ extern "C" __attribute__((visibility("hidden"))) void* heapkeeper_route_symbol_l
   if (found == nullptr) return nullptr;  // the original fails the same way, and sets dlerror's text
   return preload::position_of(reinterpret_cast<uintptr_t>(found)) == preload::ObjectPosition::kBefore ? found : own;
 }
+
+#else
+
+namespace heapkeeper::preload {
+void* unrouted_dlsym(void* handle, const char* name) noexcept { return dlsym(handle, name); }
+}  // namespace heapkeeper::preload
 
 #endif
