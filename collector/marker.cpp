@@ -96,8 +96,6 @@ uint32_t Marker::reference_count(uintptr_t region) const {
 }
 
 void Marker::push(uintptr_t region, size_t rank) {
-  // The block is scanned soon (the worklist is a stack): start fetching its first line now.
-  __builtin_prefetch(reinterpret_cast<const void*>(region + alloc::kHeaderSize));
   if (worklist_size_ < worklist_capacity_) {
     if (worklist_nodes_ != nullptr) worklist_nodes_[worklist_size_] = static_cast<uint32_t>(rank + 1);
     worklist_[worklist_size_++] = region;
@@ -105,46 +103,62 @@ void Marker::push(uintptr_t region, size_t rank) {
 }
 
 void Marker::scan_words(uintptr_t start, uintptr_t end, uintptr_t source_delta) {
+  const ScanRange range{start, end, nullptr, 0};
+  scan_ranges(&range, 1, source_delta);
+}
+
+// Resolving a word that points into the heap takes dependent reads that usually miss the cache:
+// the page map and the target's header (is the address inside a live block?), then the live and
+// mark bitmaps and the live blocks before the target (its rank), then its reference count. Words
+// are taken in batches of up to kBatch heap-looking words, across ranges (a reachable block of
+// 100 bytes holds a pointer or two), and each step's reads are started for the whole batch before
+// any is used, so the misses of a batch overlap instead of following one another.
+void Marker::scan_ranges(const ScanRange* ranges, unsigned range_count, uintptr_t source_delta) {
   const alloc::BlockMap& map = alloc::block_map();
-  start = (start + 7) & ~uintptr_t{7};
-  // Resolving a word that points into the heap takes dependent reads (page map, header, live bit,
-  // reference count) that usually miss the cache. Words are taken in batches: the heap pointers of a
-  // batch are collected and their first reads started, so the misses of a batch overlap.
-  constexpr unsigned kBatch = 16;
+  constexpr unsigned kBatch = 64;
   uintptr_t candidates[kBatch];
   uintptr_t positions[kBatch];  // where each candidate was read (for the graph's root words)
-  for (uintptr_t p = start; p + 8 <= end;) {
-    unsigned found = 0;
-    for (; p + 8 <= end && found < kBatch; p += 8) {
-      const uintptr_t value = load_word(p);
-      if (value - base_ >= limit_) continue;  // the common case: not a heap address
-      map.prefetch_lookup(value);
-      positions[found] = p;
-      candidates[found++] = value;
+  uint32_t owners[kBatch];      // the range each was read from
+  unsigned found = 0;
+  // With a graph, each block's record must precede its references in the stream: records are
+  // written in range order, each at the latest just before the block's first reference.
+  unsigned recorded = 0;
+  auto record_through = [&](unsigned range) {
+    for (; recorded <= range; ++recorded) {
+      const alloc::BlockHeader* header = ranges[recorded].header;
+      graph_->open_block(ranges[recorded].node, header->size(), header->user_offset(), header->stack_id);
     }
-    // Then the blocks are found, and the reference counts they will bump (one random 4-byte slot
-    // each in an array of every live block) are fetched in turn before being counted.
+  };
+  const bool record_blocks = graph_ != nullptr && range_count > 0 && ranges[0].header != nullptr;
+  auto resolve = [&] {
     uintptr_t regions[kBatch];
+    for (unsigned i = 0; i < found; ++i) {
+      regions[i] = map.find_referenced(candidates[i]);
+      if (regions[i] == 0) continue;
+      const size_t word = ((regions[i] - base_) >> 4) >> 6;
+      __builtin_prefetch(&live_[word]);
+      __builtin_prefetch(&prefix_[word]);
+      __builtin_prefetch(&marks_[word]);
+    }
     size_t ranks[kBatch];
     unsigned resolved = 0;
-    auto add = [&](uintptr_t region, uintptr_t position) {
-      const size_t granule = (region - base_) >> 4;
-      if (!was_live(granule)) return;  // born after the scan began
-      regions[resolved] = region;
-      ranks[resolved] = rank(granule);
-      __builtin_prefetch(&counts_[ranks[resolved]], 1);
-      if (graph_ != nullptr) {
-        const auto node = static_cast<uint32_t>(ranks[resolved] + 1);
-        if (scanning_roots_)
-          graph_->add_root_edge(node, position + source_delta);
-        else
-          graph_->add_edge(node);
-      }
-      ++resolved;
-    };
     for (unsigned i = 0; i < found; ++i) {
-      const uintptr_t region = map.find_referenced(candidates[i]);
-      if (region != 0) add(region, positions[i]);
+      if (regions[i] == 0) continue;
+      const size_t granule = (regions[i] - base_) >> 4;
+      if (!was_live(granule)) continue;  // born after the scan began
+      const size_t block_rank = rank(granule);
+      __builtin_prefetch(&counts_[block_rank], 1);
+      if (graph_ != nullptr) {
+        const auto node = static_cast<uint32_t>(block_rank + 1);
+        if (scanning_roots_) {
+          graph_->add_root_edge(node, positions[i] + source_delta);
+        } else {
+          if (record_blocks) record_through(owners[i]);
+          graph_->add_edge(node);
+        }
+      }
+      regions[resolved] = regions[i];
+      ranks[resolved++] = block_rank;
     }
     for (unsigned i = 0; i < resolved; ++i) {
       uint32_t& count = counts_[ranks[i]];
@@ -155,7 +169,22 @@ void Marker::scan_words(uintptr_t start, uintptr_t end, uintptr_t source_delta) 
         push(regions[i], ranks[i]);
       }
     }
+    found = 0;
+  };
+  for (unsigned r = 0; r < range_count; ++r) {
+    const uintptr_t end = ranges[r].end;
+    for (uintptr_t p = (ranges[r].start + 7) & ~uintptr_t{7}; p + 8 <= end; p += 8) {
+      const uintptr_t value = load_word(p);
+      if (value - base_ >= limit_) continue;  // the common case: not a heap address
+      map.prefetch_lookup(value);
+      positions[found] = p;
+      owners[found] = r;
+      candidates[found++] = value;
+      if (found == kBatch) resolve();
+    }
   }
+  if (found > 0) resolve();
+  if (record_blocks) record_through(range_count - 1);
 }
 
 // Roots are read through process_vm_readv on our own pid: a mapping that a not-yet-stopped thread
@@ -195,18 +224,45 @@ void Marker::scan_root_range(uintptr_t start, uintptr_t end) {
     scan_root_copy(start, end);
 }
 
+// Blocks go from the worklist (a stack) through a small FIFO before they are scanned, their first
+// lines fetched as they enter it (Cher, Hosking and Vijaykumar, "Software prefetching for
+// mark-sweep garbage collection", 2004): prefetched when pushed, a block came too late, since the
+// block just pushed is the next one popped. Blocks leave the FIFO a few at a time, scanned as one
+// batch (scan_ranges).
 void Marker::propagate() {
   scanning_roots_ = false;
-  while (worklist_size_ > 0) {
-    const uintptr_t region = worklist_[--worklist_size_];
-    const uint32_t node = graph_ != nullptr ? worklist_nodes_[worklist_size_] : 0;
-    ++figures_.reachable_blocks;
-    const alloc::BlockHeader* header = alloc::block_map().header(region);
-    const uintptr_t start = region + header->user_offset();
-    const uintptr_t end = start + (header->size() & ~uint64_t{7});
-    if (graph_ != nullptr) graph_->open_block(node, header->size(), header->user_offset(), header->stack_id);
-    figures_.heap_bytes += end - start;
-    scan_words(start, end);
+  constexpr unsigned kAhead = 32;  // a power of two
+  constexpr unsigned kGroup = 8;
+  struct Pending {
+    uintptr_t region;
+    uint32_t node;
+  };
+  Pending fifo[kAhead];
+  unsigned head = 0, queued = 0;
+  const alloc::BlockMap& map = alloc::block_map();
+  for (;;) {
+    while (queued < kAhead && worklist_size_ > 0) {
+      --worklist_size_;
+      const uintptr_t region = worklist_[worklist_size_];
+      fifo[(head + queued++) % kAhead] = {region, graph_ != nullptr ? worklist_nodes_[worklist_size_] : 0};
+      // The header (in band: the region's first line) and the first user bytes after it.
+      __builtin_prefetch(reinterpret_cast<const void*>(region));
+      __builtin_prefetch(reinterpret_cast<const void*>(region + 64));
+    }
+    if (queued == 0) break;
+    ScanRange group[kGroup];
+    unsigned grouped = 0;
+    for (; grouped < kGroup && queued > 0; --queued) {
+      const Pending next = fifo[head];
+      head = (head + 1) % kAhead;
+      const alloc::BlockHeader* header = map.header(next.region);
+      const uintptr_t start = next.region + header->user_offset();
+      const uintptr_t end = start + (header->size() & ~uint64_t{7});
+      ++figures_.reachable_blocks;
+      figures_.heap_bytes += end - start;
+      group[grouped++] = {start, end, header, next.node};
+    }
+    scan_ranges(group, grouped, 0);
   }
   if (graph_ != nullptr) graph_->end_recording();
 }

@@ -19,6 +19,10 @@
 
 #include "report/leak_kind.h"
 
+namespace heapkeeper::alloc {
+struct BlockHeader;
+}
+
 namespace heapkeeper::collect {
 
 class ReferenceGraph;
@@ -88,9 +92,19 @@ class Marker {
   void scan_root_copy(uintptr_t start, uintptr_t end);
   void set_mark(size_t granule) { marks_[granule >> 6] |= uint64_t{1} << (granule & 63); }
   size_t rank(size_t granule) const;
+  // Words to scan: a root range, or a reachable block's user bytes with its header (the block's
+  // graph record) and node.
+  struct ScanRange {
+    uintptr_t start, end;
+    const alloc::BlockHeader* header;  // null for a root range
+    uint32_t node;
+  };
   // `source_delta`: what to add to a word's address in [start, end) to get where the program has
   // it (roots are scanned from a copy).
   void scan_words(uintptr_t start, uintptr_t end, uintptr_t source_delta = 0);
+  // Scans several ranges as one stream of candidate words, so that the cache misses of resolving
+  // them overlap across small blocks (scan_words is one root range).
+  void scan_ranges(const ScanRange* ranges, unsigned range_count, uintptr_t source_delta);
   // `rank`: the block's rank, kept beside it while a graph is recorded (found when the reference to
   // it was resolved, not looked up again when it is scanned).
   void push(uintptr_t region, size_t rank = 0);
