@@ -74,6 +74,7 @@ class Marker {
   // Classifies the unmarked blocks; returns them in address order (valid until destruction).
   const LeakedBlock* classify_leaks(size_t& count);
 
+  // Reads only the marker's buffers: may run once the world runs again.
   ReferenceSummary summarise_references() const;
   // Inbound references of the live block starting at `region` (after propagate()).
   uint32_t reference_count(uintptr_t region) const;
@@ -89,6 +90,8 @@ class Marker {
   bool was_live(size_t granule) const { return (live_[granule >> 6] >> (granule & 63)) & 1; }
   template <typename Visitor>
   void for_each_snapshot_block(Visitor&& visit) const;
+  template <typename Visitor>
+  void for_each_unmarked_block(Visitor&& visit) const;  // visit(region, rank)
   void scan_root_copy(uintptr_t start, uintptr_t end);
   void set_mark(size_t granule) { marks_[granule >> 6] |= uint64_t{1} << (granule & 63); }
   size_t rank(size_t granule) const;
