@@ -200,7 +200,10 @@ void SnapshotBuilder::build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, b
     t.frees = s.frees.load(std::memory_order_relaxed);
     t.net_bytes = static_cast<int64_t>(s.allocated_bytes.load(std::memory_order_relaxed)) -
                   static_cast<int64_t>(s.freed_bytes.load(std::memory_order_relaxed));
-    alloc::thread_registry().refresh_name(s);
+    // A name is three system calls (/proc/self/task/TID/comm) a thread: read afresh only for a
+    // reader who watches, or for a thread not named yet; a name set since shows at the next look.
+    const alloc::ThreadInfo* known = alloc::thread_registry().info(s.index);
+    if (symbolize || known == nullptr || known->name[0] == '\0') alloc::thread_registry().refresh_name(s);
     if (const alloc::ThreadInfo* info = alloc::thread_registry().info(s.index))
       std::memcpy(t.name, info->name, sizeof(t.name));
     t.name[sizeof(t.name) - 1] = '\0';
