@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -146,22 +147,43 @@ HttpResponse heap_profile_page(const std::map<std::string, std::string>& query) 
   // once), and symbolizing goes through libdw, which is not promised to be thread-safe.
   static std::mutex one_profile_at_a_time;
   const std::lock_guard<std::mutex> lock(one_profile_at_a_time);
-  analysis::HeapProfile profile;
-  ProfileFailure failure = ProfileFailure::kNone;
-  if (const std::string problem = load_profile(pid, profile, &failure); !problem.empty()) {
-    HttpResponse response = text_response(failure == ProfileFailure::kNoProcess ? 404
-                                          : failure == ProfileFailure::kStopped ? 409
-                                                                                : 503,
-                                          problem);
-    if (failure == ProfileFailure::kNoAnswer) response.headers.emplace_back("Retry-After", "1");
-    return response;
+  // Nor may clients asking in a loop keep the process stopped: a process's profile is made again
+  // only once it is older than 20 times what making it took (at least a second), so scans take at
+  // most 5% of its time; until then the last one is served, its age in an Age header (RFC 9111).
+  struct RecentProfile {
+    std::string pid;
+    std::chrono::steady_clock::time_point made;
+    std::chrono::steady_clock::duration reuse_for{};
+    analysis::HeapProfile profile;
+  };
+  static RecentProfile recent;
+  const auto now = std::chrono::steady_clock::now();
+  const bool reuse = recent.pid == pid && now - recent.made < recent.reuse_for;
+  if (!reuse) {
+    analysis::HeapProfile profile;
+    ProfileFailure failure = ProfileFailure::kNone;
+    if (const std::string problem = load_profile(pid, profile, &failure); !problem.empty()) {
+      HttpResponse response = text_response(failure == ProfileFailure::kNoProcess ? 404
+                                            : failure == ProfileFailure::kStopped ? 409
+                                                                                  : 503,
+                                            problem);
+      if (failure == ProfileFailure::kNoAnswer) response.headers.emplace_back("Retry-After", "1");
+      return response;
+    }
+    const auto made = std::chrono::steady_clock::now();
+    recent = {pid, made, std::max<std::chrono::steady_clock::duration>(std::chrono::seconds(1), (made - now) * 20),
+              std::move(profile)};
   }
+  const analysis::HeapProfile& profile = recent.profile;
   if (leaks && !profile.leaks_known)
     return text_response(409, "pid " + pid + " has no leak scan, so no leaked bytes (is HEAPKEEPER_MODE off?)");
   HttpResponse response;
   response.body = analysis::pprof_file(profile, leaks);
   response.content_type = "application/octet-stream";
   response.headers.emplace_back("Content-Disposition", "attachment; filename=\"heap." + pid + ".pb.gz\"");
+  if (reuse)
+    response.headers.emplace_back(
+        "Age", std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - recent.made).count()));
   return response;
 }
 

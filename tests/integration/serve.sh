@@ -92,6 +92,30 @@ if go tool pprof -top "$URL/debug/pprof/heap?pid=$PID" >"$HK_WORK/live.top" 2>&1
 else
   hk_fail "go tool pprof without leaks=1: $(cat "$HK_WORK/live.top")"
 fi
+# Clients asking in a loop get the last profile (with its Age) rather than a scan each: at most one
+# of four requests in a row makes a new one.
+if "$HK_CHECK_PYTHON" - "$URL" "$PID" >"$HK_WORK/repeat.out" 2>&1 <<'PY'; then
+import gzip, http.client, sys, urllib.parse
+parts = urllib.parse.urlsplit(sys.argv[1])
+ages, bodies = [], []
+for _ in range(4):
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    connection.request("GET", f"/debug/pprof/heap?pid={sys.argv[2]}")
+    response = connection.getresponse()
+    body = response.read()
+    if response.status != 200:
+        sys.exit(f"status {response.status}: {body[:200]!r}")
+    gzip.decompress(body)
+    ages.append(response.getheader("Age"))
+    bodies.append(body)
+reused = [age for age in ages if age is not None]
+print("Age headers:", ages)
+sys.exit(0 if len(reused) >= 3 and all(age.isdigit() for age in reused) else 1)
+PY
+  hk_pass "/debug/pprof/heap four times in a row: $(cat "$HK_WORK/repeat.out")"
+else
+  hk_fail "/debug/pprof/heap four times in a row: $(cat "$HK_WORK/repeat.out")"
+fi
 # Without a pid: the only running tracked process of the user (other tests may run some).
 read -r status _ < <(fetch "$URL/debug/pprof/heap" "$HK_WORK/nopid.body")
 running=$("$H" list --json | "$HK_CHECK_PYTHON" -c 'import json,sys; print(sum(r.get("running", False) for r in json.load(sys.stdin)))')
