@@ -213,17 +213,74 @@ uint32_t StackTable::child(uint32_t parent, unsigned from_level, uintptr_t frame
   return id;  // table full: the node is still valid for frames(), just not findable by lookup
 }
 
+bool StackTable::is_path(uint32_t id, const uintptr_t* frames, uint32_t depth, uint32_t generation) {
+  bool same_generation = true;
+  uint32_t at = id;
+  for (uint32_t i = 0; i < depth; ++i) {
+    if (at == kNoStack) return false;
+    const Node& node = nodes_[at];
+    const uint32_t link = node.link.load(std::memory_order_acquire);
+    if (link == 0 || node.frame != frames[i]) return false;
+    same_generation &= node.generation.load(std::memory_order_relaxed) == generation;
+    at = link_parent(link);
+  }
+  if (at != kNoStack) return false;  // a longer stack's node
+  if (same_generation) return true;
+  at = id;
+  for (uint32_t i = 0; i < depth; ++i, at = link_parent(nodes_[at].link.load(std::memory_order_acquire))) {
+    if (!same_code(at, frames[i], generation)) return false;
+  }
+  return true;
+}
+
+uint32_t StackTable::find(const uintptr_t* frames, uint32_t depth, uint64_t key, uint32_t generation) {
+  const uint32_t tag = slot_tag(key);
+  const unsigned newest = newest_.load(std::memory_order_acquire);
+  // One cache miss per level, and the levels are independent: start them all at once.
+  for (unsigned l = 0; l <= newest; ++l) {
+    if (Level* lv = level(l)) __builtin_prefetch(&lv->slots[key & lv->mask]);
+  }
+  for (unsigned l = newest + 1; l-- > 0;) {
+    Level* lv = level(l);
+    if (lv == nullptr) continue;
+    for (uint64_t i = key & lv->mask, probes = 0; probes <= lv->mask; i = (i + 1) & lv->mask, ++probes) {
+      const uint32_t slot = lv->slots[i].load(std::memory_order_acquire);
+      if (slot == 0) break;
+      if ((slot >> kIdBits) == tag && is_path(slot & kIdMask, frames, depth, generation)) return slot & kIdMask;
+    }
+  }
+  return kNoStack;
+}
+
 uint32_t StackTable::intern(const uintptr_t* frames, uint32_t depth, uint32_t generation, bool* made) {
   if (made != nullptr) *made = false;
   if (depth == 0 || nodes_ == nullptr) return kNoStack;
   if (depth > StackView::kMaxDepth) depth = StackView::kMaxDepth;
-  uint32_t id = kNoStack;
-  unsigned at_level = 0;
+  // Each node's key is that of its path: the innermost node's is the whole stack's.
+  uint64_t keys[StackView::kMaxDepth];
   uint64_t path = kPathSeed;
   for (uint32_t i = depth; i-- > 0;) {
     path = path_step(path, frames[i]);
-    id = child(id, at_level, frames[i], path_key(path), generation, at_level);
-    if (id == kNoStack) return kNoStack;
+    keys[i] = path_key(path);
+  }
+  // A known stack (the usual case: the callers' caches miss far more often than stacks are new) is
+  // found by its key and checked by walking its parents: one probe per level and `depth` nodes,
+  // where a walk from the outermost frame would look up every node.
+  uint32_t id = find(frames, depth, keys[0], generation);
+  if (id == kNoStack) {
+    // A known caller with a new innermost frame, else a walk from the outermost frame inwards.
+    uint32_t parent = depth > 1 ? find(frames + 1, depth - 1, keys[1], generation) : kNoStack;
+    uint32_t from = depth - 1;
+    unsigned at_level = 0;
+    if (parent != kNoStack) {
+      from = 0;
+      at_level = link_level(nodes_[parent].link.load(std::memory_order_acquire));
+    }
+    id = parent;
+    for (uint32_t i = from + 1; i-- > 0;) {
+      id = child(id, at_level, frames[i], keys[i], generation, at_level);
+      if (id == kNoStack) return kNoStack;
+    }
   }
   // The first time this node is handed out as a stack: one more distinct stack.
   std::atomic<uint64_t>& word = handed_out_[id / 64];

@@ -9,7 +9,10 @@
 // where a stack stored whole cost 8 bytes a frame. frames(id) walks the parents into a buffer of the
 // view, innermost first.
 //
-// Interning is lock-free: from the outermost frame inwards, each (parent, frame) is looked up in an
+// Interning is lock-free. A node's key is the hash of its whole path, so a known stack (most calls:
+// the callers' caches miss far more often than stacks are new) is found by its innermost node's key
+// and checked by walking its parents. A new one is built from the outermost frame inwards (or from
+// its caller's node, when only the innermost frame is new): each (parent, frame) is looked up in an
 // open-addressing table of node ids and, when new, written into the node array and published with
 // one compare-and-swap. The table grows by adding a twice-larger level when the newest is half
 // full, so no thread ever waits for a resize; a node records the level it was inserted at, and its
@@ -102,6 +105,11 @@ class StackTable {
   // `generation`, made if new; its level in `child_level`. kNoStack when the table is full.
   uint32_t child(uint32_t parent, unsigned from_level, uintptr_t frame, uint64_t key, uint32_t generation,
                  unsigned& child_level);
+  // The innermost node of a known stack whose innermost node's key is `key`, valid in `generation`;
+  // kNoStack if there is none.
+  uint32_t find(const uintptr_t* frames, uint32_t depth, uint64_t key, uint32_t generation);
+  // Whether node `id` is the innermost node of exactly these frames, each node valid in `generation`.
+  bool is_path(uint32_t id, const uintptr_t* frames, uint32_t depth, uint32_t generation);
   // Whether node `id` (whose frame is `frame`) may stand for a capture in `generation`; moves its
   // generation forward when it may.
   bool same_code(uint32_t id, uintptr_t frame, uint32_t generation);
