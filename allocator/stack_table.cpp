@@ -214,6 +214,7 @@ uint32_t StackTable::child(uint32_t parent, unsigned from_level, uintptr_t frame
 }
 
 bool StackTable::is_path(uint32_t id, const uintptr_t* frames, uint32_t depth, uint32_t generation) {
+  uint32_t path[StackView::kMaxDepth];
   bool same_generation = true;
   uint32_t at = id;
   for (uint32_t i = 0; i < depth; ++i) {
@@ -222,13 +223,16 @@ bool StackTable::is_path(uint32_t id, const uintptr_t* frames, uint32_t depth, u
     const uint32_t link = node.link.load(std::memory_order_acquire);
     if (link == 0 || node.frame != frames[i]) return false;
     same_generation &= node.generation.load(std::memory_order_relaxed) == generation;
+    path[i] = at;
     at = link_parent(link);
   }
   if (at != kNoStack) return false;  // a longer stack's node
   if (same_generation) return true;
-  at = id;
-  for (uint32_t i = 0; i < depth; ++i, at = link_parent(nodes_[at].link.load(std::memory_order_acquire))) {
-    if (!same_code(at, frames[i], generation)) return false;
+  // From the outermost node inwards, as a walk from the root checks them: a node's generation moves
+  // forward only once its callers' have passed (else a node valid in both generations under a caller
+  // that is not would be moved, and the old stack through it named in the new generation).
+  for (uint32_t i = depth; i-- > 0;) {
+    if (!same_code(path[i], frames[i], generation)) return false;
   }
   return true;
 }

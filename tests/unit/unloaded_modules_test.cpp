@@ -245,6 +245,18 @@ TEST_F(UnloadedStacks, AStackThroughAClosedLibraryGetsANewIdOnlyThen) {
   EXPECT_EQ(stack_table().frames(other_stack).generation, after);
   EXPECT_EQ(stack_table().site_key(other_stack), StackTable::hash(elsewhere.data(), 2));
 
+  // A frame outside alpha called from alpha (a callback) hangs off alpha's frame: a new node too, even
+  // though its own module was not unloaded.
+  const std::vector<uintptr_t> callback = {0x7000'0000'4000, alpha.make_block + 1, 0x7000'0000'1000};
+  const uint32_t callback_before = intern(callback, before);
+  const uint32_t nodes_between = stack_table().node_count();
+  const uint32_t callback_after = intern(callback, after);
+  EXPECT_NE(callback_after, callback_before);
+  EXPECT_EQ(stack_table().node_count() - nodes_between, 2u);
+  EXPECT_NE(stack_table().site_key(callback_after), stack_table().site_key(callback_before));
+  EXPECT_EQ(stack_table().frames(callback_after).depth, 3u);
+  EXPECT_EQ(stack_table().frames(callback_after).frames[0], callback[0]);
+
   // A capture that read the generation before the unload (a thread racing with dlclose) is alpha's.
   const uint32_t late = intern(through_alpha, before);
   EXPECT_NE(late, reused);
