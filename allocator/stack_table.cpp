@@ -135,7 +135,7 @@ StackTable::Level* StackTable::grow(unsigned after) {
 }
 
 uint32_t StackTable::child(uint32_t parent, unsigned from_level, uintptr_t frame, uint64_t key, uint32_t generation,
-                           unsigned& child_level) {
+                           bool& fresh, unsigned& child_level) {
   const uint32_t tag = slot_tag(key);
   const unsigned newest = newest_.load(std::memory_order_acquire);
   const auto matches = [&](uint32_t slot, uint32_t& link) {
@@ -151,9 +151,10 @@ uint32_t StackTable::child(uint32_t parent, unsigned from_level, uintptr_t frame
   std::atomic<uint32_t>* replaced_slot = nullptr;
   uint32_t replaced_value = 0;
   unsigned replaced_level = 0;
-  // Existing nodes first: a child is never inserted below its parent's level; the oldest level
+  // Existing nodes first (none under a node this walk just made, but for a race, which may then
+  // make a node twice): a child is never inserted below its parent's level; the oldest level
   // first, since a child is most often made just after its parent.
-  for (unsigned l = from_level; l <= newest; ++l) {
+  for (unsigned l = from_level; l <= newest && !fresh; ++l) {
     Level* lv = level(l);
     if (lv == nullptr) continue;
     for (uint64_t i = key & lv->mask, probes = 0; probes <= lv->mask; i = (i + 1) & lv->mask, ++probes) {
@@ -174,6 +175,7 @@ uint32_t StackTable::child(uint32_t parent, unsigned from_level, uintptr_t frame
   }
 
   // A new node: written, then published by its link, then made findable.
+  fresh = true;
   const uint32_t id = next_id_.fetch_add(1, std::memory_order_acq_rel);
   if (id >= max_nodes_) return kNoStack;
   unsigned l = newest > from_level ? newest : from_level;
@@ -206,6 +208,7 @@ uint32_t StackTable::child(uint32_t parent, unsigned from_level, uintptr_t frame
     }
     uint32_t link = 0;
     if (matches(expected, link) && same_code(expected & kIdMask, frame, generation)) {
+      fresh = false;
       child_level = link_level(link);
       return expected & kIdMask;  // another thread won the race; our node stays unused
     }
@@ -281,8 +284,9 @@ uint32_t StackTable::intern(const uintptr_t* frames, uint32_t depth, uint32_t ge
       at_level = link_level(nodes_[parent].link.load(std::memory_order_acquire));
     }
     id = parent;
+    bool fresh = false;
     for (uint32_t i = from + 1; i-- > 0;) {
-      id = child(id, at_level, frames[i], keys[i], generation, at_level);
+      id = child(id, at_level, frames[i], keys[i], generation, fresh, at_level);
       if (id == kNoStack) return kNoStack;
     }
   }

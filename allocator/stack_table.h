@@ -102,8 +102,10 @@ class StackTable {
   Level* level(unsigned index) const { return levels_[index].load(std::memory_order_acquire); }
   Level* grow(unsigned after);
   // The child of `parent` (whose children sit at `from_level` or newer) for `frame` as captured in
-  // `generation`, made if new; its level in `child_level`. kNoStack when the table is full.
-  uint32_t child(uint32_t parent, unsigned from_level, uintptr_t frame, uint64_t key, uint32_t generation,
+  // `generation`, made if new; its level in `child_level`. kNoStack when the table is full. `fresh`
+  // says whether `parent` was just made (its children are then not looked for), and on return
+  // whether the child was.
+  uint32_t child(uint32_t parent, unsigned from_level, uintptr_t frame, uint64_t key, uint32_t generation, bool& fresh,
                  unsigned& child_level);
   // The innermost node of a known stack whose innermost node's key is `key`, valid in `generation`;
   // kNoStack if there is none.
