@@ -217,7 +217,6 @@ uint32_t StackTable::child(uint32_t parent, unsigned from_level, uintptr_t frame
 }
 
 bool StackTable::is_path(uint32_t id, const uintptr_t* frames, uint32_t depth, uint32_t generation) {
-  uint32_t path[StackView::kMaxDepth];
   bool same_generation = true;
   uint32_t at = id;
   for (uint32_t i = 0; i < depth; ++i) {
@@ -226,16 +225,19 @@ bool StackTable::is_path(uint32_t id, const uintptr_t* frames, uint32_t depth, u
     const uint32_t link = node.link.load(std::memory_order_acquire);
     if (link == 0 || node.frame != frames[i]) return false;
     same_generation &= node.generation.load(std::memory_order_relaxed) == generation;
-    path[i] = at;
     at = link_parent(link);
   }
   if (at != kNoStack) return false;  // a longer stack's node
   if (same_generation) return true;
   // From the outermost node inwards, as a walk from the root checks them: a node's generation moves
   // forward only once its callers' have passed (else a node valid in both generations under a caller
-  // that is not would be moved, and the old stack through it named in the new generation).
+  // that is not would be moved, and the old stack through it named in the new generation). Each
+  // node is reached again from the innermost: quadratic in the depth, but only after a dlclose, and
+  // no array of node ids on the allocating thread's stack.
   for (uint32_t i = depth; i-- > 0;) {
-    if (!same_code(path[i], frames[i], generation)) return false;
+    at = id;
+    for (uint32_t k = 0; k < i; ++k) at = link_parent(nodes_[at].link.load(std::memory_order_acquire));
+    if (!same_code(at, frames[i], generation)) return false;
   }
   return true;
 }
@@ -263,32 +265,33 @@ uint32_t StackTable::intern(const uintptr_t* frames, uint32_t depth, uint32_t ge
   if (made != nullptr) *made = false;
   if (depth == 0 || nodes_ == nullptr) return kNoStack;
   if (depth > StackView::kMaxDepth) depth = StackView::kMaxDepth;
-  // Each node's key is that of its path: the innermost node's is the whole stack's.
-  uint64_t keys[StackView::kMaxDepth];
+  // Each node's key is that of its path: the innermost node's is the whole stack's, its caller's
+  // that of all frames but the innermost.
   uint64_t path = kPathSeed;
-  for (uint32_t i = depth; i-- > 0;) {
-    path = path_step(path, frames[i]);
-    keys[i] = path_key(path);
-  }
+  for (uint32_t i = depth; i-- > 1;) path = path_step(path, frames[i]);
+  const uint64_t caller_key = path_key(path);
+  const uint64_t key = path_key(path_step(path, frames[0]));
   // A known stack (the usual case: the callers' caches miss far more often than stacks are new) is
   // found by its key and checked by walking its parents: one probe per level and `depth` nodes,
   // where a walk from the outermost frame would look up every node.
-  uint32_t id = find(frames, depth, keys[0], generation);
+  uint32_t id = find(frames, depth, key, generation);
   if (id == kNoStack) {
     // A known caller with a new innermost frame, else a walk from the outermost frame inwards.
-    uint32_t parent = depth > 1 ? find(frames + 1, depth - 1, keys[1], generation) : kNoStack;
-    uint32_t from = depth - 1;
+    const uint32_t parent = depth > 1 ? find(frames + 1, depth - 1, caller_key, generation) : kNoStack;
+    bool fresh = false;
     unsigned at_level = 0;
     if (parent != kNoStack) {
-      from = 0;
       at_level = link_level(nodes_[parent].link.load(std::memory_order_acquire));
+      id = child(parent, at_level, frames[0], key, generation, fresh, at_level);
+    } else {
+      path = kPathSeed;  // id is kNoStack: the root's children first
+      for (uint32_t i = depth; i-- > 0;) {
+        path = path_step(path, frames[i]);
+        id = child(id, at_level, frames[i], path_key(path), generation, fresh, at_level);
+        if (id == kNoStack) return kNoStack;
+      }
     }
-    id = parent;
-    bool fresh = false;
-    for (uint32_t i = from + 1; i-- > 0;) {
-      id = child(id, at_level, frames[i], keys[i], generation, fresh, at_level);
-      if (id == kNoStack) return kNoStack;
-    }
+    if (id == kNoStack) return kNoStack;
   }
   // The first time this node is handed out as a stack: one more distinct stack.
   std::atomic<uint64_t>& word = handed_out_[id / 64];
