@@ -62,14 +62,16 @@ bool PythonCodeTable::initialize(const HeapkeeperPythonLayout* layout, uintptr_t
   code_type_ = code_type;
   str_type_ = str_type;
   bytes_type_ = bytes_type;
-  keys_ = static_cast<std::atomic<uint64_t>*>(map_internal(sizeof(uint64_t) << kSlotsShift, true));
-  records_ = static_cast<std::atomic<uint64_t>*>(map_internal(sizeof(uint64_t) << kSlotsShift, true));
+  for (unsigned t = 0; t < kTables; ++t) {
+    tables_[t] = static_cast<Slot*>(map_internal(sizeof(Slot) << table_shift(t), true));
+    if (tables_[t] == nullptr) return false;
+  }
   arena_bytes_ = kArenaBytes;
   rlimit limit{};
   if (getrlimit(RLIMIT_AS, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY)
     arena_bytes_ = std::clamp<size_t>(limit.rlim_cur / 256 & ~size_t{4095}, kMinArenaBytes, kArenaBytes);
   arena_ = static_cast<char*>(map_internal(arena_bytes_, true));
-  return keys_ != nullptr && records_ != nullptr && arena_ != nullptr;
+  return arena_ != nullptr;
 }
 
 // A str object's text in UTF-8; 0 bytes for anything that is not a compact str (code objects'
@@ -96,21 +98,39 @@ size_t PythonCodeTable::copy_text(uintptr_t object, char* out, size_t capacity) 
 }
 
 void PythonCodeTable::remember(uint64_t key, uintptr_t code) {
-  if (keys_ == nullptr || full()) return;
-  const uint64_t mask = (uint64_t{1} << kSlotsShift) - 1;
+  if (tables_[kTables - 1] == nullptr || full()) return;
   const uint64_t wanted = key | kClaimed;
-  uint64_t slot = (key * 0x9e3779b97f4a7c15ull) >> (64 - kSlotsShift);
+  const uint64_t hash = key * 0x9e3779b97f4a7c15ull;
+  // Known already, in any table (the smallest first: it holds the codes seen first, which are the
+  // ones most stacks go through)?
+  for (unsigned t = 0; t < kTables; ++t) {
+    const uint64_t mask = (uint64_t{1} << table_shift(t)) - 1;
+    for (uint64_t slot = hash >> (64 - table_shift(t)), probes = 0; probes <= mask;
+         slot = (slot + 1) & mask, ++probes) {
+      const uint64_t seen = tables_[t][slot].key.load(std::memory_order_acquire);
+      if (seen == wanted) return;
+      if (seen == 0) break;
+    }
+  }
+  // Claim only below the limit; threads racing past it may overshoot it by one each.
+  const uint32_t claimed = claimed_.load(std::memory_order_relaxed);
+  if (claimed >= kMaxClaimed) {
+    full_.store(true, std::memory_order_relaxed);
+    return;
+  }
+  unsigned t = kTables - 1;
+  while (t > 0 && claimed < claims_before(t)) --t;
+  // In the table taking claims now. A thread that read a smaller count may claim the same key in a
+  // smaller table meanwhile: then both copies are made, and find() returns the first published.
+  const uint64_t mask = (uint64_t{1} << table_shift(t)) - 1;
+  Slot* const table = tables_[t];
+  uint64_t slot = hash >> (64 - table_shift(t));
   for (uint64_t probes = 0;; slot = (slot + 1) & mask) {
     if (++probes > mask) return;  // full (kMaxClaimed keeps it from coming to that)
-    uint64_t seen = keys_[slot].load(std::memory_order_acquire);
+    uint64_t seen = table[slot].key.load(std::memory_order_acquire);
     if (seen == wanted) return;
     if (seen != 0) continue;
-    // Claim only below the limit; threads racing past it may overshoot it by one each.
-    if (claimed_.load(std::memory_order_relaxed) >= kMaxClaimed) {
-      full_.store(true, std::memory_order_relaxed);
-      return;
-    }
-    if (keys_[slot].compare_exchange_strong(seen, wanted, std::memory_order_acq_rel)) break;
+    if (table[slot].key.compare_exchange_strong(seen, wanted, std::memory_order_acq_rel)) break;
     if (seen == wanted) return;  // another thread claimed it first
   }
   claimed_.fetch_add(1, std::memory_order_relaxed);
@@ -144,21 +164,25 @@ void PythonCodeTable::remember(uint64_t key, uintptr_t code) {
   if (linetable_length != 0)
     std::memcpy(text + qualname_length + filename_length,
                 reinterpret_cast<const void*>(linetable + layout_->bytes_data), linetable_length);
-  records_[slot].store(offset + 1, std::memory_order_release);
+  table[slot].record.store(offset + 1, std::memory_order_release);
   count_.fetch_add(1, std::memory_order_relaxed);
 }
 
 const PythonCodeRecord* PythonCodeTable::find(uint64_t key) const {
-  if (keys_ == nullptr) return nullptr;
-  const uint64_t mask = (uint64_t{1} << kSlotsShift) - 1;
+  if (tables_[kTables - 1] == nullptr) return nullptr;
   const uint64_t wanted = key | kClaimed;
-  uint64_t slot = (key * 0x9e3779b97f4a7c15ull) >> (64 - kSlotsShift);
-  for (uint64_t probes = 0; probes <= mask; ++probes, slot = (slot + 1) & mask) {
-    const uint64_t seen = keys_[slot].load(std::memory_order_acquire);
-    if (seen == 0) return nullptr;
-    if (seen != wanted) continue;
-    const uint64_t offset = records_[slot].load(std::memory_order_acquire);
-    return offset == 0 ? nullptr : reinterpret_cast<const PythonCodeRecord*>(arena_ + offset - 1);
+  const uint64_t hash = key * 0x9e3779b97f4a7c15ull;
+  for (unsigned t = 0; t < kTables; ++t) {
+    const uint64_t mask = (uint64_t{1} << table_shift(t)) - 1;
+    for (uint64_t slot = hash >> (64 - table_shift(t)), probes = 0; probes <= mask;
+         slot = (slot + 1) & mask, ++probes) {
+      const uint64_t seen = tables_[t][slot].key.load(std::memory_order_acquire);
+      if (seen == 0) break;
+      if (seen != wanted) continue;
+      const uint64_t offset = tables_[t][slot].record.load(std::memory_order_acquire);
+      if (offset != 0) return reinterpret_cast<const PythonCodeRecord*>(arena_ + offset - 1);
+      break;  // claimed, not yet published here: a copy in another table may be
+    }
   }
   return nullptr;
 }

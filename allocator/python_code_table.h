@@ -8,9 +8,12 @@
 // Inside the traced process, off the hot path: a stack's codes are remembered only when a new
 // Python stack is interned. Lock-free: a key is claimed in an open-addressing table with one
 // compare-and-swap, its record copied into a bump arena and then published; a reader skips a record
-// not yet published. All memory is mapped at start-up (no syscall, no tracked heap afterwards); a
-// full table or arena leaves later codes unnamed ("??"), never fails an allocation, and costs
-// nothing once full (full()).
+// not yet published. The table is four tables of 4K, 16K, 64K and 256K slots, each taking claims
+// once the smaller ones are half full, so a program with a few hundred codes touches 64 KiB of slots,
+// not all of a table sized for a quarter million (random keys touch every page of a table once
+// there are about as many keys as pages). All memory is mapped at start-up (no syscall, no tracked
+// heap afterwards); a full table or arena leaves later codes unnamed ("??"), never fails an
+// allocation, and costs nothing once full (full()).
 #pragma once
 
 #include <atomic>
@@ -49,9 +52,10 @@ class PythonCodeTable {
   // 600,000 functions ran 5x slower once the table filled).
   bool full() const { return full_.load(std::memory_order_relaxed); }
 
-  static constexpr unsigned kSlotsShift = 18;
-  // Slots claimed at most: seven eighths, so a search for a key not there ends at an empty slot
-  // after a few probes (linear probing's expected run at that load is about 32).
+  static constexpr unsigned kSlotsShift = 18;  // the largest table's
+  // Slots claimed at most: seven eighths of the largest table's, so a search for a key not there
+  // ends at an empty slot after a few probes in each table (the smaller ones are at most half full;
+  // linear probing's expected run at seven eighths is about 32).
   static constexpr uint32_t kMaxClaimed = (uint32_t{1} << kSlotsShift) / 8 * 7;
 
  private:
@@ -64,8 +68,17 @@ class PythonCodeTable {
 
   const HeapkeeperPythonLayout* layout_ = nullptr;
   uintptr_t code_type_ = 0, str_type_ = 0, bytes_type_ = 0;
-  std::atomic<uint64_t>* keys_ = nullptr;     // key | kClaimed; 0: empty
-  std::atomic<uint64_t>* records_ = nullptr;  // offset in the arena + 1; 0: not published
+  struct Slot {
+    std::atomic<uint64_t> key;     // key | kClaimed; 0: empty
+    std::atomic<uint64_t> record;  // offset in the arena + 1; 0: not published
+  };
+  static constexpr unsigned kTables = 4;
+  static constexpr unsigned table_shift(unsigned table) { return kSlotsShift - 2 * (kTables - 1 - table); }
+  // Claims the smaller tables take (half their slots) before the next one takes any.
+  static constexpr uint32_t claims_before(unsigned table) {
+    return table == 0 ? 0 : claims_before(table - 1) + (uint32_t{1} << table_shift(table - 1)) / 2;
+  }
+  Slot* tables_[kTables] = {};
   char* arena_ = nullptr;
   std::atomic<size_t> arena_next_{0};
   std::atomic<uint32_t> count_{0};

@@ -162,11 +162,11 @@ uint32_t intern_merged(uint32_t native_id, const WalkedFrame* python, int count)
   }
   for (; next < count && n < kCapacity; ++next) merged[n++] = python[next].word;
   const uint32_t generation = native.depth != 0 ? native.generation : module_generation();
-  // Ids are handed out in order: one above those before is a stack this call made, whose codes
-  // are then remembered (a stack found already made had them remembered by its maker).
-  const uint32_t before = stack_table().count();
-  const uint32_t id = stack_table().intern(merged, n, StackTable::hash(merged, n), generation);
-  if (id > before)
+  // A stack this call made has its codes remembered (one found already made had them remembered by
+  // its maker).
+  bool made = false;
+  const uint32_t id = stack_table().intern(merged, n, generation, &made);
+  if (made)
     for (int i = 0; i < count; ++i) python_code_table().remember(python_word::code_key(python[i].word), python[i].code);
   return id;
 }

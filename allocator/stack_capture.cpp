@@ -309,8 +309,7 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
   if (cache == nullptr || cache->stack_high == 0 || static_cast<uint32_t>(depth) > cache->capacity) {
     int count = unwind_program_frames(ips, depth);
     if (count == 0) return StackTable::kNoStack;
-    return stack_table().intern(ips, static_cast<uint32_t>(count), StackTable::hash(ips, static_cast<uint32_t>(count)),
-                                generation);
+    return stack_table().intern(ips, static_cast<uint32_t>(count), generation);
   }
   if (__builtin_expect(cache->generation != generation, 0)) forget_cached_stacks(cache, generation);
   const StackProbe entry = given != nullptr ? *given : probe_stack_cache(cache);
@@ -344,8 +343,7 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
   ++cache->window_misses;
   const int count = unwind_program_frames(ips, depth);
   if (count == 0) return StackTable::kNoStack;
-  const uint32_t id = stack_table().intern(ips, static_cast<uint32_t>(count),
-                                           StackTable::hash(ips, static_cast<uint32_t>(count)), generation);
+  const uint32_t id = stack_table().intern(ips, static_cast<uint32_t>(count), generation);
   if (++cache->window_captures == StackCache::kWindow) {
     maybe_grow(cache);
     return id;  // the table may be new: this set's pointers are stale
@@ -405,7 +403,7 @@ uint32_t capture_caller(StackCache* cache) {
   if (__builtin_expect(cache->generation != generation, 0)) forget_cached_stacks(cache, generation);
   const unsigned index = static_cast<unsigned>((entry.ip * 0x9e3779b97f4a7c15ull) >> 56);
   if (cache->caller_ip[index] == entry.ip) return cache->caller_id[index];
-  const uint32_t id = stack_table().intern(&entry.ip, 1, StackTable::hash(&entry.ip, 1), generation);
+  const uint32_t id = stack_table().intern(&entry.ip, 1, generation);
   cache->caller_ip[index] = entry.ip;
   cache->caller_id[index] = id;
   return id;

@@ -1,6 +1,7 @@
-// Implementation of the lock-free stack table (see stack_table.h).
+// Implementation of the lock-free stack tree (see stack_table.h).
 #include "allocator/stack_table.h"
 
+#include "allocator/config.h"
 #include "allocator/internal_mappings.h"
 #include "allocator/unloaded_modules.h"
 
@@ -9,33 +10,50 @@
 namespace heapkeeper::alloc {
 namespace {
 
+static_assert(Config::kMaxStackDepth <= static_cast<int>(StackView::kMaxDepth), "a view holds every captured frame");
+
 StackTable g_stack_table;
 
 void* map_anonymous(size_t bytes) { return map_internal(bytes, true); }
+
+// A node's hash is that of its whole path, outermost frame first, so a stack's are computed in one
+// pass over its frames.
+constexpr uint64_t kPathSeed = 0x2545f4914f6cdd1dull;
+inline uint64_t path_step(uint64_t h, uintptr_t frame) {
+  h ^= frame;
+  h *= 0xff51afd7ed558ccdull;
+  return h ^ (h >> 32);
+}
+inline uint64_t path_key(uint64_t h) {
+  h *= 0xc4ceb9fe1a85ec53ull;
+  return h ^ (h >> 29);
+}
+
+constexpr unsigned kIdBits = 24;
+constexpr uint32_t kIdMask = (1u << kIdBits) - 1;
+static_assert(StackTable::kMaxStacks - 1 <= kIdMask, "a slot holds a node id");
+inline uint32_t slot_tag(uint64_t key) { return static_cast<uint32_t>(key >> 56); }
+inline uint32_t link_parent(uint32_t link) { return link >> 8; }
+inline unsigned link_level(uint32_t link) { return (link >> 1) & 0xf; }
 
 }  // namespace
 
 StackTable& stack_table() { return g_stack_table; }
 
 bool StackTable::initialize(uint64_t address_space_left) {
-  arena_words_ = size_t{1} << 28;  // 2 GiB of address space for frames, touched as used
-  max_stacks_ = kMaxStacks;
+  max_nodes_ = kMaxStacks;
   if (address_space_left != 0) {
-    // 1/256 of what is left for frames (1 GiB: 512K frames, some 20,000 stacks of 24), and ids for
-    // one stack of 8 frames each.
-    const uint64_t words = address_space_left / 256 / sizeof(uintptr_t);
-    if (words < arena_words_) arena_words_ = words < 4096 ? 4096 : words;
-    while (max_stacks_ > 4096 && max_stacks_ > arena_words_ / 8) max_stacks_ /= 2;
+    // 1/256 of what is left for nodes and their counters (1 GiB: some 170,000 nodes).
+    const uint64_t nodes = address_space_left / 256 / (sizeof(Node) + sizeof(uint64_t));
+    if (nodes < max_nodes_) max_nodes_ = nodes < 4096 ? 4096 : static_cast<uint32_t>(nodes);
   }
-  records_ = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) * max_stacks_));
-  allocation_counts_ = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) * max_stacks_));
-  generations_ = static_cast<std::atomic<uint32_t>*>(map_anonymous(sizeof(uint32_t) * max_stacks_));
-  arena_ = static_cast<uintptr_t*>(map_anonymous(arena_words_ * sizeof(uintptr_t)));
-  if (records_ == nullptr || arena_ == nullptr || allocation_counts_ == nullptr || generations_ == nullptr)
-    return false;
+  nodes_ = static_cast<Node*>(map_anonymous(sizeof(Node) * max_nodes_));
+  allocation_counts_ = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) * max_nodes_));
+  handed_out_ = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) * (max_nodes_ / 64 + 1)));
+  if (nodes_ == nullptr || allocation_counts_ == nullptr || handed_out_ == nullptr) return false;
   auto* first = static_cast<Level*>(map_anonymous(sizeof(Level)));
   if (first == nullptr) return false;
-  first->slots = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) << kFirstLevelShift));
+  first->slots = static_cast<std::atomic<uint32_t>*>(map_anonymous(sizeof(uint32_t) << kFirstLevelShift));
   if (first->slots == nullptr) return false;
   first->mask = (uint64_t{1} << kFirstLevelShift) - 1;
   levels_[0].store(first, std::memory_order_release);
@@ -55,11 +73,20 @@ uint64_t StackTable::hash(const uintptr_t* frames, uint32_t depth) {
 }
 
 StackView StackTable::frames(uint32_t id) const {
-  if (id == kNoStack || id >= next_id_.load(std::memory_order_acquire) || id >= max_stacks_) return {};
-  uint64_t record = records_[id].load(std::memory_order_acquire);
-  if (record == 0) return {};
-  return {arena_ + (record >> 8), static_cast<uint32_t>(record & 0xff),
-          generations_[id].load(std::memory_order_relaxed)};
+  StackView view;
+  const uint32_t made = next_id_.load(std::memory_order_acquire);
+  if (id == kNoStack || id >= made || id >= max_nodes_) return view;
+  view.generation = nodes_[id].generation.load(std::memory_order_relaxed);
+  uint32_t depth = 0;
+  for (uint32_t at = id; at != kNoStack && depth < StackView::kMaxDepth;) {
+    if (at >= made || at >= max_nodes_) return StackView();
+    const uint32_t link = nodes_[at].link.load(std::memory_order_acquire);
+    if (link == 0) return StackView();  // not published yet
+    view.frames[depth++] = nodes_[at].frame;
+    at = link_parent(link);
+  }
+  view.depth = depth;
+  return view;
 }
 
 uint64_t StackTable::site_key(uint32_t id) const {
@@ -71,22 +98,11 @@ uint64_t StackTable::site_key(uint32_t id) const {
   return key ^ (uint64_t{unloaded} * 0x9e3779b97f4a7c15ull);
 }
 
-uint32_t StackTable::count() const { return next_id_.load(std::memory_order_relaxed) - 1; }
-
-bool StackTable::same_frames(uint32_t id, const uintptr_t* frames, uint32_t depth) const {
-  StackView view = this->frames(id);
-  if (view.depth != depth) return false;
-  for (uint32_t i = 0; i < depth; ++i) {
-    if (view.frames[i] != frames[i]) return false;
-  }
-  return true;
-}
-
-bool StackTable::same_code(uint32_t id, const uintptr_t* frames, uint32_t depth, uint32_t generation) {
-  std::atomic<uint32_t>& recorded = generations_[id];
+bool StackTable::same_code(uint32_t id, uintptr_t frame, uint32_t generation) {
+  std::atomic<uint32_t>& recorded = nodes_[id].generation;
   uint32_t seen = recorded.load(std::memory_order_relaxed);
   if (seen == generation) return true;
-  if (unloaded_between(frames, depth, seen < generation ? seen : generation, seen < generation ? generation : seen))
+  if (unloaded_between(&frame, 1, seen < generation ? seen : generation, seen < generation ? generation : seen))
     return false;
   // The same code in both generations: keep the newer, so later checks look at fewer unloads.
   while (seen < generation && !recorded.compare_exchange_weak(seen, generation, std::memory_order_relaxed)) {
@@ -100,8 +116,8 @@ StackTable::Level* StackTable::grow(unsigned after) {
   if (existing != nullptr) return existing;
   auto* fresh = static_cast<Level*>(map_anonymous(sizeof(Level)));
   if (fresh == nullptr) return nullptr;
-  unsigned shift = kFirstLevelShift + 2 * (after + 1);
-  fresh->slots = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) << shift));
+  unsigned shift = kFirstLevelShift + after + 1;
+  fresh->slots = static_cast<std::atomic<uint32_t>*>(map_anonymous(sizeof(uint32_t) << shift));
   if (fresh->slots == nullptr) {
     unmap_internal(fresh, sizeof(Level));
     return nullptr;
@@ -109,7 +125,7 @@ StackTable::Level* StackTable::grow(unsigned after) {
   fresh->mask = (uint64_t{1} << shift) - 1;
   Level* expected = nullptr;
   if (!levels_[after + 1].compare_exchange_strong(expected, fresh, std::memory_order_acq_rel)) {
-    unmap_internal(fresh->slots, sizeof(uint64_t) << shift);
+    unmap_internal(fresh->slots, sizeof(uint32_t) << shift);
     unmap_internal(fresh, sizeof(Level));
     return expected;
   }
@@ -118,71 +134,173 @@ StackTable::Level* StackTable::grow(unsigned after) {
   return fresh;
 }
 
-uint32_t StackTable::intern(const uintptr_t* frames, uint32_t depth, uint64_t hash, uint32_t generation) {
-  const uint64_t tag = (hash >> 32) | 1;  // never 0, so an empty slot is recognisable
+uint32_t StackTable::child(uint32_t parent, unsigned from_level, uintptr_t frame, uint64_t key, uint32_t generation,
+                           bool& fresh, unsigned& child_level) {
+  const uint32_t tag = slot_tag(key);
   const unsigned newest = newest_.load(std::memory_order_acquire);
-  // The slot of a stack with these frames that stands for other code (a library since unloaded):
-  // the new stack takes its place, so that a plugin loaded and closed in a loop does not lengthen
-  // the probe chain by one stack per cycle. The old id stays valid for the blocks that carry it.
-  std::atomic<uint64_t>* replaced_slot = nullptr;
-  uint64_t replaced_value = 0;
-  // Existing stacks first, newest level first.
-  for (unsigned l = newest + 1; l-- > 0;) {
+  const auto matches = [&](uint32_t slot, uint32_t& link) {
+    if ((slot >> kIdBits) != tag) return false;
+    const Node& node = nodes_[slot & kIdMask];
+    link = node.link.load(std::memory_order_acquire);
+    return link_parent(link) == parent && node.frame == frame;
+  };
+  // The slot of a node for this frame under this parent that stands for other code (a library
+  // since unloaded): the new node takes its place, so that a plugin loaded and closed in a loop
+  // does not lengthen the probe chain by one node per cycle. The old id stays valid for the stacks
+  // through it.
+  std::atomic<uint32_t>* replaced_slot = nullptr;
+  uint32_t replaced_value = 0;
+  unsigned replaced_level = 0;
+  // Existing nodes first (none under a node this walk just made, but for a race, which may then
+  // make a node twice): a child is never inserted below its parent's level; the oldest level
+  // first, since a child is most often made just after its parent.
+  for (unsigned l = from_level; l <= newest && !fresh; ++l) {
     Level* lv = level(l);
     if (lv == nullptr) continue;
-    for (uint64_t i = hash & lv->mask, probes = 0; probes <= lv->mask; i = (i + 1) & lv->mask, ++probes) {
-      uint64_t slot = lv->slots[i].load(std::memory_order_acquire);
+    for (uint64_t i = key & lv->mask, probes = 0; probes <= lv->mask; i = (i + 1) & lv->mask, ++probes) {
+      const uint32_t slot = lv->slots[i].load(std::memory_order_acquire);
       if (slot == 0) break;
-      const auto id = static_cast<uint32_t>(slot);
-      if ((slot >> 32) != tag || !same_frames(id, frames, depth)) continue;
-      if (same_code(id, frames, depth, generation)) return id;
+      uint32_t link = 0;
+      if (!matches(slot, link)) continue;
+      if (same_code(slot & kIdMask, frame, generation)) {
+        child_level = link_level(link);
+        return slot & kIdMask;
+      }
       if (replaced_slot == nullptr) {
         replaced_slot = &lv->slots[i];
         replaced_value = slot;
+        replaced_level = l;
       }
     }
   }
 
-  // New stack: store its frames (or share the replaced stack's: they are the same), then publish
-  // (hash, id).
-  uint32_t id = next_id_.fetch_add(1, std::memory_order_acq_rel);
-  if (id >= max_stacks_) return kNoStack;
-  size_t offset = 0;
-  if (replaced_slot != nullptr) {
-    offset = records_[static_cast<uint32_t>(replaced_value)].load(std::memory_order_acquire) >> 8;
-  } else {
-    offset = arena_next_.fetch_add(depth, std::memory_order_relaxed);
-    if (offset + depth > arena_words_) return kNoStack;
-    for (uint32_t i = 0; i < depth; ++i) arena_[offset + i] = frames[i];
-  }
-  generations_[id].store(generation, std::memory_order_relaxed);
-  records_[id].store((static_cast<uint64_t>(offset) << 8) | depth, std::memory_order_release);
-  if (replaced_slot != nullptr &&
-      replaced_slot->compare_exchange_strong(replaced_value, (tag << 32) | id, std::memory_order_acq_rel)) {
-    return id;
-  }
-
-  unsigned l = newest;
+  // A new node: written, then published by its link, then made findable.
+  fresh = true;
+  const uint32_t id = next_id_.fetch_add(1, std::memory_order_acq_rel);
+  if (id >= max_nodes_) return kNoStack;
+  unsigned l = newest > from_level ? newest : from_level;
   Level* lv = level(l);
-  while (lv->used.load(std::memory_order_relaxed) * 2 > lv->mask) {
+  while (lv == nullptr || lv->used.load(std::memory_order_relaxed) * 2 > lv->mask) {
     Level* next = grow(l);
     if (next == nullptr) break;
     lv = next;
     ++l;
   }
-  const uint64_t wanted = (tag << 32) | id;
-  for (uint64_t i = hash & lv->mask, probes = 0; probes <= lv->mask; i = (i + 1) & lv->mask, ++probes) {
-    uint64_t expected = 0;
+  if (lv == nullptr) return kNoStack;  // levels up to from_level are always there: unreachable
+  // The level recorded is where the node's slot is, or lower (a node that does not get the replaced
+  // slot goes to `l`): its children are looked for from there upwards.
+  const unsigned recorded = replaced_slot != nullptr && replaced_level < l ? replaced_level : l;
+  Node& node = nodes_[id];
+  node.frame = frame;
+  node.generation.store(generation, std::memory_order_relaxed);
+  node.link.store((parent << 8) | (recorded << 1) | 1, std::memory_order_release);
+  const uint32_t wanted = (tag << kIdBits) | id;
+  child_level = recorded;
+  if (replaced_slot != nullptr &&
+      replaced_slot->compare_exchange_strong(replaced_value, wanted, std::memory_order_acq_rel)) {
+    return id;
+  }
+  for (uint64_t i = key & lv->mask, probes = 0; probes <= lv->mask; i = (i + 1) & lv->mask, ++probes) {
+    uint32_t expected = 0;
     if (lv->slots[i].compare_exchange_strong(expected, wanted, std::memory_order_acq_rel)) {
       lv->used.fetch_add(1, std::memory_order_relaxed);
       return id;
     }
-    const auto other = static_cast<uint32_t>(expected);
-    if ((expected >> 32) == tag && same_frames(other, frames, depth) && same_code(other, frames, depth, generation)) {
-      return other;  // another thread won the race; our id stays unused
+    uint32_t link = 0;
+    if (matches(expected, link) && same_code(expected & kIdMask, frame, generation)) {
+      fresh = false;
+      child_level = link_level(link);
+      return expected & kIdMask;  // another thread won the race; our node stays unused
     }
   }
-  return id;  // table full: the id is still valid for frames(), just not findable by lookup
+  return id;  // table full: the node is still valid for frames(), just not findable by lookup
+}
+
+bool StackTable::is_path(uint32_t id, const uintptr_t* frames, uint32_t depth, uint32_t generation) {
+  bool same_generation = true;
+  uint32_t at = id;
+  for (uint32_t i = 0; i < depth; ++i) {
+    if (at == kNoStack) return false;
+    const Node& node = nodes_[at];
+    const uint32_t link = node.link.load(std::memory_order_acquire);
+    if (link == 0 || node.frame != frames[i]) return false;
+    same_generation &= node.generation.load(std::memory_order_relaxed) == generation;
+    at = link_parent(link);
+  }
+  if (at != kNoStack) return false;  // a longer stack's node
+  if (same_generation) return true;
+  // From the outermost node inwards, as a walk from the root checks them: a node's generation moves
+  // forward only once its callers' have passed (else a node valid in both generations under a caller
+  // that is not would be moved, and the old stack through it named in the new generation). Each
+  // node is reached again from the innermost: quadratic in the depth, but only after a dlclose, and
+  // no array of node ids on the allocating thread's stack.
+  for (uint32_t i = depth; i-- > 0;) {
+    at = id;
+    for (uint32_t k = 0; k < i; ++k) at = link_parent(nodes_[at].link.load(std::memory_order_acquire));
+    if (!same_code(at, frames[i], generation)) return false;
+  }
+  return true;
+}
+
+uint32_t StackTable::find(const uintptr_t* frames, uint32_t depth, uint64_t key, uint32_t generation) {
+  const uint32_t tag = slot_tag(key);
+  const unsigned newest = newest_.load(std::memory_order_acquire);
+  // One cache miss per level, and the levels are independent: start them all at once.
+  for (unsigned l = 0; l <= newest; ++l) {
+    if (Level* lv = level(l)) __builtin_prefetch(&lv->slots[key & lv->mask]);
+  }
+  for (unsigned l = newest + 1; l-- > 0;) {
+    Level* lv = level(l);
+    if (lv == nullptr) continue;
+    for (uint64_t i = key & lv->mask, probes = 0; probes <= lv->mask; i = (i + 1) & lv->mask, ++probes) {
+      const uint32_t slot = lv->slots[i].load(std::memory_order_acquire);
+      if (slot == 0) break;
+      if ((slot >> kIdBits) == tag && is_path(slot & kIdMask, frames, depth, generation)) return slot & kIdMask;
+    }
+  }
+  return kNoStack;
+}
+
+uint32_t StackTable::intern(const uintptr_t* frames, uint32_t depth, uint32_t generation, bool* made) {
+  if (made != nullptr) *made = false;
+  if (depth == 0 || nodes_ == nullptr) return kNoStack;
+  if (depth > StackView::kMaxDepth) depth = StackView::kMaxDepth;
+  // Each node's key is that of its path: the innermost node's is the whole stack's, its caller's
+  // that of all frames but the innermost.
+  uint64_t path = kPathSeed;
+  for (uint32_t i = depth; i-- > 1;) path = path_step(path, frames[i]);
+  const uint64_t caller_key = path_key(path);
+  const uint64_t key = path_key(path_step(path, frames[0]));
+  // A known stack (the usual case: the callers' caches miss far more often than stacks are new) is
+  // found by its key and checked by walking its parents: one probe per level and `depth` nodes,
+  // where a walk from the outermost frame would look up every node.
+  uint32_t id = find(frames, depth, key, generation);
+  if (id == kNoStack) {
+    // A known caller with a new innermost frame, else a walk from the outermost frame inwards.
+    const uint32_t parent = depth > 1 ? find(frames + 1, depth - 1, caller_key, generation) : kNoStack;
+    bool fresh = false;
+    unsigned at_level = 0;
+    if (parent != kNoStack) {
+      at_level = link_level(nodes_[parent].link.load(std::memory_order_acquire));
+      id = child(parent, at_level, frames[0], key, generation, fresh, at_level);
+    } else {
+      path = kPathSeed;  // id is kNoStack: the root's children first
+      for (uint32_t i = depth; i-- > 0;) {
+        path = path_step(path, frames[i]);
+        id = child(id, at_level, frames[i], path_key(path), generation, fresh, at_level);
+        if (id == kNoStack) return kNoStack;
+      }
+    }
+    if (id == kNoStack) return kNoStack;
+  }
+  // The first time this node is handed out as a stack: one more distinct stack.
+  std::atomic<uint64_t>& word = handed_out_[id / 64];
+  const uint64_t bit = uint64_t{1} << (id % 64);
+  if ((word.load(std::memory_order_relaxed) & bit) == 0 && (word.fetch_or(bit, std::memory_order_relaxed) & bit) == 0) {
+    stacks_.fetch_add(1, std::memory_order_relaxed);
+    if (made != nullptr) *made = true;
+  }
+  return id;
 }
 
 }  // namespace heapkeeper::alloc

@@ -1,18 +1,34 @@
-// StackTable: every distinct allocation stack stored once, named by a 32-bit id.
+// StackTable: every distinct allocation stack stored once, as a path in a tree of call sites, and
+// named by a 32-bit id.
 //
-// Blocks carry only the id. Interning is lock-free: a stack's frames are appended to an arena, its
-// (hash, id) pair is published into an open-addressing table with one compare-and-swap. The table
-// grows by adding a four-times-larger level when the newest is half full, so no thread ever waits
-// for a resize; lookups probe the newest level first. A race can intern the same stack twice under
-// two ids, which reports merge by content. All memory is mmap'd: none comes from the tracked heap.
+// A node is (caller node, frame): the outermost frame of a stack hangs off the root, each inner
+// frame off the node of its caller, and a stack's id is the id of its innermost node. Stacks that
+// share their outer frames (every stack of a thread shares main's, and a Python program's stacks
+// share the interpreter's and the outer Python functions') share their nodes, as in heaptrack's
+// trace tree and memray's: a node costs 16 bytes, a hash slot or two and an allocation counter,
+// where a stack stored whole cost 8 bytes a frame. frames(id) walks the parents into a buffer of the
+// view, innermost first.
 //
-// Each stack also keeps the module generation it was captured in (allocator/unloaded_modules.h):
-// after a dlclose the same return addresses may be code of another library, so a lookup reuses a
-// stack of another generation only when no module holding one of its frames was unloaded in
-// between (and then moves its generation forward: both name the same code). A library unloaded and
-// another loaded at its addresses therefore gives new ids to the stacks through it, and only those;
-// the new stack takes the old one's slot and shares its frames (the old id stays valid), so a plugin
-// reloaded in a loop costs 20 bytes (an id) per stack and reload, and no longer probe chains.
+// Interning is lock-free. A node's key is the hash of its whole path, so a known stack (most calls:
+// the callers' caches miss far more often than stacks are new) is found by its innermost node's key
+// and checked by walking its parents. A new one is built from the outermost frame inwards (or from
+// its caller's node, when only the innermost frame is new): each (parent, frame) is looked up in an
+// open-addressing table of node ids and, when new, written into the node array and published with
+// one compare-and-swap. The table grows by adding a twice-larger level when the newest is half
+// full, so no thread ever waits for a resize; a node records the level it was inserted at, and its
+// children are inserted at that level or a newer one, so a lookup probes from its parent's level
+// upwards. A race can intern the same node twice under two ids (and so a stack under two ids),
+// which reports merge by content (site_key). All memory is mmap'd: none comes from the tracked heap.
+//
+// Each node also keeps the module generation it was captured in (allocator/unloaded_modules.h):
+// after a dlclose the same return address may be code of another library, so a lookup reuses a
+// node of another generation only when no module holding its frame was unloaded in between (its
+// parent having passed the same check), and then moves its generation forward: both name the same
+// code. A library unloaded and another loaded at its addresses therefore gives new nodes to its
+// frames and to every frame inside them, and only those; the new node takes the old one's slot
+// (the old id stays valid), so a plugin reloaded in a loop costs one node per frame at or inside the
+// plugin per reload, and no longer probe chains. Every node on a path was checked in the
+// generation its leaf records, so a stack's frames are all named in the leaf's generation.
 #pragma once
 
 #include <atomic>
@@ -21,8 +37,11 @@
 
 namespace heapkeeper::alloc {
 
+// A stack's frames, copied out of the tree: innermost first, as captured.
 struct StackView {
-  const uintptr_t* frames = nullptr;
+  static constexpr uint32_t kMaxDepth = 128;  // Config::kMaxStackDepth
+  StackView() {}                              // the frames are not cleared: only the first `depth` are meaningful
+  uintptr_t frames[kMaxDepth];
   uint32_t depth = 0;
   uint32_t generation = 0;  // module generation the frames are to be named in (unloaded_modules.h)
 };
@@ -30,16 +49,21 @@ struct StackView {
 class StackTable {
  public:
   static constexpr uint32_t kNoStack = 0;
-  static constexpr uint32_t kMaxStacks = 1u << 24;
+  static constexpr uint32_t kMaxStacks = 1u << 24;  // node ids, and so stack ids, are below this
 
-  // Maps the table's address space: room for kMaxStacks stacks and 2 GiB of frames, or, when the
-  // process may map only `address_space_left` more bytes (RLIMIT_AS; 0 = no limit), about 0.5% of
-  // that. Untouched, the mappings cost no memory, but under a limit they cost the program room.
+  // Maps the table's address space: room for kMaxStacks nodes, or, when the process may map only
+  // `address_space_left` more bytes (RLIMIT_AS; 0 = no limit), about 0.5% of that. Untouched, the
+  // mappings cost no memory, but under a limit they cost the program room.
   bool initialize(uint64_t address_space_left = 0);
+  // A hash of a stack's frames (site_key's basis).
   static uint64_t hash(const uintptr_t* frames, uint32_t depth);
-  // Returns the id of this stack as captured in module generation `generation` (the value of
-  // module_generation() read before the capture), interning it if new; kNoStack if the table is full.
-  uint32_t intern(const uintptr_t* frames, uint32_t depth, uint64_t hash, uint32_t generation);
+  // Returns the id of this stack (innermost first; frames past StackView::kMaxDepth are dropped) as
+  // captured in module generation `generation` (the value of module_generation() read before the
+  // capture), interning it if new; kNoStack if the table is full or `depth` is 0. `made`, if given,
+  // is set when this call is the first to hand the id out as a stack.
+  uint32_t intern(const uintptr_t* frames, uint32_t depth, uint32_t generation, bool* made = nullptr);
+  // The frames of stack `id`; depth 0 for an id not handed out. Walks `depth` nodes (no allocation,
+  // no lock: safe with the world stopped and in a signal handler, given room for the view).
   StackView frames(uint32_t id) const;
   // What reports group allocation sites by: equal exactly when two stacks have the same frames and
   // name them in the same modules (ids of one stack interned twice under a race, or in generations
@@ -49,41 +73,57 @@ class StackTable {
   // atomic add: two threads counting the same stack at the same instant may lose one count, which
   // is cheaper on the hot path than a shared read-modify-write and good enough for a rate.
   void count_allocation(uint32_t id) {
-    if (id < max_stacks_)
+    if (id < max_nodes_)
       allocation_counts_[id].store(allocation_counts_[id].load(std::memory_order_relaxed) + 1,
                                    std::memory_order_relaxed);
   }
   uint64_t allocations(uint32_t id) const {
-    return id < max_stacks_ ? allocation_counts_[id].load(std::memory_order_relaxed) : 0;
+    return id < max_nodes_ ? allocation_counts_[id].load(std::memory_order_relaxed) : 0;
   }
-  uint32_t count() const;  // ids handed out so far (including duplicates from races)
+  // Distinct stacks: ids intern() has handed out (a stack interned twice in a race counts twice).
+  uint32_t count() const { return stacks_.load(std::memory_order_relaxed); }
+  // Nodes made so far (including those of stacks that are only prefixes of others, and race losers).
+  uint32_t node_count() const { return next_id_.load(std::memory_order_relaxed) - 1; }
 
  private:
-  static constexpr unsigned kLevels = 8;
+  static constexpr unsigned kLevels = 16;
   static constexpr unsigned kFirstLevelShift = 12;
   struct Level {
-    std::atomic<uint64_t>* slots;
+    std::atomic<uint32_t>* slots;  // tag (8 bits) << 24 | node id; 0 = empty
     uint64_t mask;
     std::atomic<uint64_t> used;
+  };
+  struct Node {
+    uintptr_t frame;             // written before `link` is published
+    std::atomic<uint32_t> link;  // parent id << 8 | level << 1 | 1; 0 until published
+    std::atomic<uint32_t> generation;
   };
 
   Level* level(unsigned index) const { return levels_[index].load(std::memory_order_acquire); }
   Level* grow(unsigned after);
-  bool same_frames(uint32_t id, const uintptr_t* frames, uint32_t depth) const;
-  // Whether stack `id` (whose frames equal `frames`) may stand for a capture in `generation`;
-  // moves its generation forward when it may.
-  bool same_code(uint32_t id, const uintptr_t* frames, uint32_t depth, uint32_t generation);
+  // The child of `parent` (whose children sit at `from_level` or newer) for `frame` as captured in
+  // `generation`, made if new; its level in `child_level`. kNoStack when the table is full. `fresh`
+  // says whether `parent` was just made (its children are then not looked for), and on return
+  // whether the child was.
+  uint32_t child(uint32_t parent, unsigned from_level, uintptr_t frame, uint64_t key, uint32_t generation, bool& fresh,
+                 unsigned& child_level);
+  // The innermost node of a known stack whose innermost node's key is `key`, valid in `generation`;
+  // kNoStack if there is none.
+  uint32_t find(const uintptr_t* frames, uint32_t depth, uint64_t key, uint32_t generation);
+  // Whether node `id` is the innermost node of exactly these frames, each node valid in `generation`.
+  bool is_path(uint32_t id, const uintptr_t* frames, uint32_t depth, uint32_t generation);
+  // Whether node `id` (whose frame is `frame`) may stand for a capture in `generation`; moves its
+  // generation forward when it may.
+  bool same_code(uint32_t id, uintptr_t frame, uint32_t generation);
 
   std::atomic<Level*> levels_[kLevels] = {};
   std::atomic<unsigned> newest_{0};
   std::atomic<uint32_t> next_id_{1};
-  std::atomic<uint64_t>* records_ = nullptr;            // id -> (frame offset << 8 | depth)
+  std::atomic<uint32_t> stacks_{0};
+  Node* nodes_ = nullptr;
   std::atomic<uint64_t>* allocation_counts_ = nullptr;  // id -> allocations
-  std::atomic<uint32_t>* generations_ = nullptr;        // id -> module generation
-  uint32_t max_stacks_ = kMaxStacks;
-  uintptr_t* arena_ = nullptr;
-  size_t arena_words_ = 0;
-  std::atomic<size_t> arena_next_{0};
+  std::atomic<uint64_t>* handed_out_ = nullptr;         // id -> bit: returned by intern() as a stack
+  uint32_t max_nodes_ = kMaxStacks;
 };
 
 StackTable& stack_table();

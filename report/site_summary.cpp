@@ -10,10 +10,30 @@
 
 namespace heapkeeper::report {
 
+namespace {
+
+size_t slot_of(uint32_t stack_id, size_t mask) { return (stack_id * 0x9e3779b97f4a7c15ull >> 20) & mask; }
+
+}  // namespace
+
 void SiteAccumulator::add(uint32_t stack_id, uint64_t bytes) {
-  if (stack_id >= by_id_.size()) by_id_.resize(stack_id + 1024);
-  SiteTotals& site = by_id_[stack_id];
-  site.stack_id = stack_id;
+  if ((used_ + 1) * 2 > table_.size()) {
+    std::vector<SiteTotals> old(table_.empty() ? 1024 : table_.size() * 2);
+    old.swap(table_);
+    for (const SiteTotals& site : old) {
+      if (site.blocks == 0) continue;
+      size_t i = slot_of(site.stack_id, table_.size() - 1);
+      while (table_[i].blocks != 0) i = (i + 1) & (table_.size() - 1);
+      table_[i] = site;
+    }
+  }
+  size_t i = slot_of(stack_id, table_.size() - 1);
+  while (table_[i].blocks != 0 && table_[i].stack_id != stack_id) i = (i + 1) & (table_.size() - 1);
+  SiteTotals& site = table_[i];
+  if (site.blocks == 0) {
+    site.stack_id = stack_id;
+    ++used_;
+  }
   ++site.blocks;
   site.bytes += bytes;
 }
@@ -22,7 +42,7 @@ std::vector<SiteTotals> SiteAccumulator::sorted() const {
   // Merge ids whose frames are identical and name the same modules (the stack table may intern a
   // stack twice under a race, or once per library mapped at its addresses).
   std::unordered_map<uint64_t, SiteTotals> merged;
-  for (const SiteTotals& site : by_id_) {
+  for (const SiteTotals& site : table_) {
     if (site.blocks == 0) continue;
     const uint64_t key = alloc::stack_table().site_key(site.stack_id);
     SiteTotals& into = merged[key];

@@ -2,6 +2,7 @@
 // memory, and what the live snapshot reuses.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -20,7 +21,11 @@ class SiteAccumulator {
   std::vector<SiteTotals> sorted() const;
 
  private:
-  std::vector<SiteTotals> by_id_;  // indexed by stack id, grown on demand
+  // Open addressing on the stack id (an entry with no blocks is empty), at most half full: sized
+  // by the sites seen, not by the largest id (stack ids are node ids of the stack tree, several
+  // per distinct stack, and a program may have millions).
+  std::vector<SiteTotals> table_;
+  size_t used_ = 0;
 };
 
 // Sites of the blocks live right now (not synchronised with other threads: a moving picture).

@@ -38,7 +38,7 @@ struct heapkeeper_heap_stats {
   uint64_t heap_active_bytes;   /* bytes in allocated jemalloc regions */
   uint64_t foreign_frees;       /* frees of pointers heapkeeper never handed out */
   uint64_t bad_frees;           /* invalid and double frees reported */
-  uint64_t distinct_stacks;     /* entries in the stack table */
+  uint64_t distinct_stacks;     /* distinct allocation stacks interned */
   uint64_t threads_seen;
 };
 

@@ -108,5 +108,22 @@ TEST_F(PythonCodeTableTest, AFullTableRefusesNewCodesAtOnceAndKeepsTheOldOnes) {
   EXPECT_EQ(table_->count(), 1u);
 }
 
+// Codes fill the 4K-slot table first, then the larger ones: a code is found whichever table took
+// it, and remembering it again takes no second slot.
+TEST_F(PythonCodeTableTest, CodesInEveryTableAreFound) {
+  constexpr uint64_t kCodes = 12'000;  // past the 4K and 16K tables' share: into the 64K one
+  const uintptr_t code = fake_->code("f", "many.py", 5, "\x80");
+  for (uint64_t key = 1; key <= kCodes; ++key) table_->remember(key * 7919, code);
+  EXPECT_EQ(table_->count(), kCodes);
+  for (uint64_t key = 1; key <= kCodes; ++key) {
+    table_->remember(key * 7919, code);
+    const PythonCodeRecord* record = table_->find(key * 7919);
+    ASSERT_NE(record, nullptr) << key;
+    EXPECT_EQ(record->key, key * 7919);
+  }
+  EXPECT_EQ(table_->count(), kCodes) << "a known code is not copied again";
+  EXPECT_EQ(table_->find(7919 * (kCodes + 1)), nullptr);
+}
+
 }  // namespace
 }  // namespace heapkeeper::alloc

@@ -1,10 +1,10 @@
-// Unit tests for StackTable (allocator/stack_table.h): lock-free interning of allocation stacks.
+// Unit tests for StackTable (allocator/stack_table.h): lock-free interning of allocation stacks
+// as paths in a tree of (caller, frame) nodes.
 //
 // The table is a process singleton, initialised once for the suite; each test uses frame values
-// of its own (a distinct high "salt") so that tests never see each other's stacks. Because intern()
-// takes the hash from its caller, collisions of the full hash and of the 32-bit tag are easy to
-// force. Under concurrent interning the same stack may get two ids (stack_table.h allows it and
-// reports merge by content); the tests assert content, and deduplication only single-threaded.
+// of its own (a distinct high "salt") so that tests never see each other's stacks. Under concurrent
+// interning the same stack may get two ids (stack_table.h allows it and reports merge by content);
+// the tests assert content, and deduplication only single-threaded.
 #include "allocator/stack_table.h"
 
 #include <gtest/gtest.h>
@@ -33,8 +33,7 @@ class StackTableTest : public testing::Test {
   static StackTable& table() { return stack_table(); }
 
   static uint32_t intern(const Stack& stack, uint32_t generation = 0) {
-    return table().intern(stack.data(), static_cast<uint32_t>(stack.size()),
-                          StackTable::hash(stack.data(), static_cast<uint32_t>(stack.size())), generation);
+    return table().intern(stack.data(), static_cast<uint32_t>(stack.size()), generation);
   }
 
   static Stack frames_of(uint32_t id) {
@@ -104,8 +103,8 @@ TEST_F(StackTableTest, FramesRoundTrip) {
 
 TEST_F(StackTableTest, UnknownIdsHaveNoFrames) {
   EXPECT_EQ(table().frames(StackTable::kNoStack).depth, 0u);
-  EXPECT_EQ(table().frames(table().count() + 1).depth, 0u);
-  EXPECT_EQ(table().frames(table().count() + 1000).depth, 0u);
+  EXPECT_EQ(table().frames(table().node_count() + 1).depth, 0u);
+  EXPECT_EQ(table().frames(table().node_count() + 1000).depth, 0u);
   EXPECT_EQ(table().frames(StackTable::kMaxStacks).depth, 0u);
   EXPECT_EQ(table().frames(UINT32_MAX).depth, 0u);
 }
@@ -121,47 +120,75 @@ TEST_F(StackTableTest, HashDependsOnEveryFrameAndTheDepth) {
   EXPECT_NE(StackTable::hash(zeros.data(), 7), StackTable::hash(zeros.data(), 8));
 }
 
-// Different stacks that the caller claims have the same hash (as any hash allows) must still be
-// told apart by their frames, before and after the table grows past them.
-TEST_F(StackTableTest, FullHashCollisionsAreResolvedByFrames) {
-  const uint64_t hash = 0x123456789abcdef0ull;
-  std::vector<Stack> stacks;
-  std::vector<uint32_t> ids;
-  for (uint64_t i = 0; i < 3000; ++i) {
-    stacks.push_back(make_stack(5, i));
-    ids.push_back(table().intern(stacks.back().data(), static_cast<uint32_t>(stacks.back().size()), hash, 0));
-    ASSERT_NE(ids.back(), StackTable::kNoStack);
-  }
-  EXPECT_EQ(std::set<uint32_t>(ids.begin(), ids.end()).size(), stacks.size());
-  for (size_t i = 0; i < stacks.size(); ++i) {
-    EXPECT_EQ(frames_of(ids[i]), stacks[i]) << i;
-    ASSERT_EQ(table().intern(stacks[i].data(), static_cast<uint32_t>(stacks[i].size()), hash, 0), ids[i]) << i;
-  }
+// Stacks sharing their outer frames share the nodes of those frames: a stack that extends a known
+// one by an inner frame costs one node, and the shorter stack is a node of the longer one's path.
+TEST_F(StackTableTest, StacksSharingOuterFramesShareNodes) {
+  const uint64_t salt = uint64_t{5} << 40;
+  const Stack outer = {salt | 3, salt | 2, salt | 1};  // innermost first: salt|1 is the outermost
+  const uint32_t nodes_before = table().node_count();
+  const uint32_t outer_id = intern(outer);
+  ASSERT_NE(outer_id, StackTable::kNoStack);
+  EXPECT_EQ(table().node_count() - nodes_before, 3u);
+  Stack inner = outer;
+  inner.insert(inner.begin(), salt | 4);
+  const uint32_t inner_id = intern(inner);
+  EXPECT_EQ(table().node_count() - nodes_before, 4u) << "only the new innermost frame is a new node";
+  EXPECT_EQ(frames_of(inner_id), inner);
+  EXPECT_EQ(frames_of(outer_id), outer);
+  // A sibling: another innermost frame under the same callers.
+  Stack sibling = outer;
+  sibling.insert(sibling.begin(), salt | 5);
+  const uint32_t sibling_id = intern(sibling);
+  EXPECT_EQ(table().node_count() - nodes_before, 5u);
+  EXPECT_EQ(frames_of(sibling_id), sibling);
+  // A prefix interned after the longer stack is a node already made: no node, but a new stack.
+  const uint32_t stacks_before = table().count();
+  const Stack middle(outer.begin() + 1, outer.end());
+  const uint32_t middle_id = intern(middle);
+  EXPECT_EQ(table().node_count() - nodes_before, 5u);
+  EXPECT_EQ(table().count(), stacks_before + 1) << "a node handed out as a stack for the first time";
+  EXPECT_EQ(frames_of(middle_id), middle);
+  EXPECT_EQ(intern(middle), middle_id);
+  EXPECT_EQ(table().count(), stacks_before + 1);
+  EXPECT_EQ(std::set<uint32_t>({outer_id, inner_id, sibling_id, middle_id}).size(), 4u);
 }
 
-// Equal 32-bit tags (the high half of the hash) with different slots, and equal slots with
-// different tags.
-TEST_F(StackTableTest, TagCollisionsAreResolvedByFrames) {
+// A frame is a node under its callers, not a frame alone: the same innermost frame called through
+// different callers gives different stacks, and so do the same frames in another order.
+TEST_F(StackTableTest, TheSameInnermostFrameUnderOtherCallersIsAnotherStack) {
+  const uint64_t salt = uint64_t{6} << 40;
+  const uintptr_t leaf = salt | 0xabc;
+  std::set<uint32_t> ids;
   std::vector<Stack> stacks;
-  std::vector<uint64_t> hashes;
-  for (uint64_t i = 0; i < 500; ++i) {
-    stacks.push_back(make_stack(6, i));
-    hashes.push_back(i % 2 == 0 ? (uint64_t{0xabcd1234} << 32) | (i * 7919)  // same tag
-                                : (i << 32) | 0x77);                         // same slot
+  for (uint64_t caller = 0; caller < 300; ++caller) {  // many children of one node, and many parents
+    stacks.push_back({leaf, salt | (0x1000 + caller), salt | 0x7});
+    stacks.push_back({leaf, salt | 0x7, salt | (0x1000 + caller)});
   }
-  std::vector<uint32_t> ids;
-  for (size_t i = 0; i < stacks.size(); ++i) {
-    ids.push_back(table().intern(stacks[i].data(), static_cast<uint32_t>(stacks[i].size()), hashes[i], 0));
+  for (const Stack& stack : stacks) {
+    const uint32_t id = intern(stack);
+    ASSERT_NE(id, StackTable::kNoStack);
+    ids.insert(id);
+    EXPECT_EQ(frames_of(id), stack);
   }
-  EXPECT_EQ(std::set<uint32_t>(ids.begin(), ids.end()).size(), stacks.size());
-  for (size_t i = 0; i < stacks.size(); ++i) {
-    EXPECT_EQ(frames_of(ids[i]), stacks[i]);
-    EXPECT_EQ(table().intern(stacks[i].data(), static_cast<uint32_t>(stacks[i].size()), hashes[i], 0), ids[i]);
-  }
+  EXPECT_EQ(ids.size(), stacks.size());
+  for (const Stack& stack : stacks) EXPECT_EQ(frames_of(intern(stack)), stack);
+  EXPECT_EQ(table().site_key(intern(stacks[0])), table().site_key(intern(Stack(stacks[0]))));
+  EXPECT_NE(table().site_key(intern(stacks[0])), table().site_key(intern(stacks[2])));
 }
 
-// 200k distinct stacks: the table adds several levels (4096 slots, then x4 each time it is half
-// full); stacks interned into older levels stay findable, and every id keeps its frames.
+// Every frame of the deepest stack is a node: walking its parents gives the frames back, and the
+// frames past the deepest view are dropped, innermost kept.
+TEST_F(StackTableTest, StacksDeeperThanAViewKeepTheirInnermostFrames) {
+  Stack deep(StackView::kMaxDepth + 10);
+  for (size_t i = 0; i < deep.size(); ++i) deep[i] = (uint64_t{9} << 40) | (i + 1);
+  const uint32_t id = intern(deep);
+  ASSERT_NE(id, StackTable::kNoStack);
+  EXPECT_EQ(frames_of(id), Stack(deep.begin(), deep.begin() + StackView::kMaxDepth));
+}
+
+// 200k distinct stacks (some 2.5 M nodes): the table adds several levels (4096 slots, then x2 each
+// time it is half full); nodes interned into older levels stay findable, and every id keeps its
+// frames.
 TEST_F(StackTableTest, ManyDistinctStacksGrowTheTableAndStayFindable) {
   constexpr uint64_t kStacks = 200'000;
   const uint32_t count_before = table().count();
@@ -233,6 +260,60 @@ TEST_F(StackTableTest, ConcurrentInterningReturnsIdsWithTheRightFrames) {
     const uint32_t id = intern(stack);
     EXPECT_EQ(intern(stack), id);
     EXPECT_EQ(ids_of[index].count(id), 1u) << "stack " << index;
+  }
+}
+
+// Threads intern stacks that share their outer frames in a few patterns, so that they race to make
+// the same inner nodes: every id must walk back to exactly the frames it was returned for (a node
+// made twice in a race has the right parent either way), and the stacks resolve to one id afterwards.
+TEST_F(StackTableTest, ConcurrentInterningOfSharedPrefixesGivesConsistentFrames) {
+  constexpr int kThreads = 6;
+  constexpr uint64_t kStacks = 6'000;
+  const uint64_t salt = uint64_t{10} << 40;
+  const auto make = [salt](uint64_t i) {
+    Stack stack;  // innermost first
+    stack.push_back(salt | (0x100000 + i));
+    for (uint64_t level = 6; level > 0; --level) stack.push_back(salt | (level << 16) | (i % (level * 3)));
+    stack.push_back(salt | 1);
+    return stack;
+  };
+  std::vector<std::vector<std::pair<uint64_t, uint32_t>>> results(kThreads);
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<uint64_t> order(kStacks);
+      for (uint64_t i = 0; i < kStacks; ++i) order[i] = i;
+      std::shuffle(order.begin(), order.end(), std::mt19937_64(static_cast<uint64_t>(t) + 100));
+      std::vector<Stack> stacks;
+      for (uint64_t index : order) stacks.push_back(make(index));
+      ready.fetch_add(1);
+      while (ready.load() < kThreads) std::this_thread::yield();
+      auto& mine = results[static_cast<size_t>(t)];
+      for (size_t i = 0; i < stacks.size(); ++i) mine.emplace_back(order[i], intern(stacks[i]));
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  std::vector<std::set<uint32_t>> ids_of(kStacks);
+  for (const auto& mine : results) {
+    for (auto [index, id] : mine) {
+      ASSERT_NE(id, StackTable::kNoStack);
+      ASSERT_EQ(frames_of(id), make(index)) << "id " << id << " returned for stack " << index;
+      ids_of[index].insert(id);
+    }
+  }
+  std::set<uint32_t> seen;
+  size_t ids_total = 0;
+  for (const auto& ids : ids_of) {
+    ids_total += ids.size();
+    seen.insert(ids.begin(), ids.end());
+  }
+  EXPECT_EQ(seen.size(), ids_total) << "no id was handed out for two different stacks";
+  for (uint64_t index = 0; index < kStacks; ++index) {
+    const uint32_t id = intern(make(index));
+    EXPECT_EQ(intern(make(index)), id);
+    EXPECT_EQ(ids_of[index].count(id), 1u) << "stack " << index;
+    EXPECT_EQ(table().site_key(id), table().site_key(*ids_of[index].begin()));
   }
 }
 
