@@ -95,8 +95,7 @@ void fill_report(CollectorState& s, const ScanResult& result, ScanReport& report
   for (int i = 0; i < ReferenceSummary::kBuckets; ++i) report.reference_histogram[i] = result.references.histogram[i];
   for (const auto& top : result.references.most_referenced) {
     if (top.references == 0) break;
-    const alloc::BlockHeader* header = alloc::block_map().header(top.region);
-    report.most_referenced.push_back({header->size(), top.references, header->stack_id});
+    report.most_referenced.push_back({top.size, top.references, top.stack_id});
   }
 
   // Group by (kind, stack content); note which leaks are new since the previous scan.

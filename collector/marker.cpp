@@ -131,7 +131,9 @@ void Marker::scan_ranges(const ScanRange* ranges, unsigned range_count, uintptr_
   };
   const bool record_blocks = graph_ != nullptr && range_count > 0 && ranges[0].header != nullptr;
   auto resolve = [&] {
-    uintptr_t regions[kBatch];
+    // Resolved in place (the exit scan runs on the program's exiting thread, whose stack may be
+    // small): candidates[i] becomes the region it points into, or 0.
+    uintptr_t* const regions = candidates;
     for (unsigned i = 0; i < found; ++i) {
       regions[i] = map.find_referenced(candidates[i]);
       if (regions[i] == 0) continue;
@@ -140,13 +142,13 @@ void Marker::scan_ranges(const ScanRange* ranges, unsigned range_count, uintptr_
       __builtin_prefetch(&prefix_[word]);
       __builtin_prefetch(&marks_[word]);
     }
-    size_t ranks[kBatch];
+    uint32_t ranks[kBatch];  // ranks fit: prefix_ counts blocks in 32 bits
     unsigned resolved = 0;
     for (unsigned i = 0; i < found; ++i) {
       if (regions[i] == 0) continue;
       const size_t granule = (regions[i] - base_) >> 4;
       if (!was_live(granule)) continue;  // born after the scan began
-      const size_t block_rank = rank(granule);
+      const auto block_rank = static_cast<uint32_t>(rank(granule));
       __builtin_prefetch(&counts_[block_rank], 1);
       if (graph_ != nullptr) {
         const auto node = static_cast<uint32_t>(block_rank + 1);
@@ -297,26 +299,38 @@ void Marker::scan_block_for_leaks(uintptr_t region, bool count_only) {
   }
 }
 
+// One pass over the reached blocks, a bitmap word at a time, ranks counted as it goes: a 10 M
+// block heap makes it part of every pause.
 ReferenceSummary Marker::summarise_references() const {
   ReferenceSummary summary;
-  size_t block_rank = 0;  // blocks are visited in rank order
-  for_each_snapshot_block([&](uintptr_t region) {
-    const size_t granule = (region - base_) >> 4;
-    const size_t this_rank = block_rank++;
-    if (!is_marked(granule)) return;
-    const uint32_t refs = counts_[this_rank];
-    int bucket = refs <= 1 ? 0 : refs == 2 ? 1 : refs <= 4 ? 2 : refs <= 8 ? 3 : refs <= 16 ? 4 : 5;
-    ++summary.histogram[bucket];
-    // Keep the kTop largest counts (insertion into a tiny sorted array).
-    for (int i = 0; i < ReferenceSummary::kTop; ++i) {
-      if (refs > summary.most_referenced[i].references) {
-        for (int j = ReferenceSummary::kTop - 1; j > i; --j)
-          summary.most_referenced[j] = summary.most_referenced[j - 1];
-        summary.most_referenced[i] = {region, refs};
-        break;
+  constexpr int kLast = ReferenceSummary::kTop - 1;
+  for (size_t w = 0; w < words_; ++w) {
+    const uint64_t live = live_[w];
+    uint64_t reached = live & marks_[w];
+    while (reached != 0) {
+      const unsigned bit = static_cast<unsigned>(__builtin_ctzll(reached));
+      reached &= reached - 1;
+      const uint32_t refs =
+          counts_[prefix_[w] + static_cast<size_t>(__builtin_popcountll(live & ((uint64_t{1} << bit) - 1)))];
+      const int bucket = refs <= 1 ? 0 : refs == 2 ? 1 : refs <= 4 ? 2 : refs <= 8 ? 3 : refs <= 16 ? 4 : 5;
+      ++summary.histogram[bucket];
+      // Keep the kTop largest counts, the first in address order among equals (insertion into a
+      // tiny sorted array, which most blocks do not enter).
+      if (refs <= summary.most_referenced[kLast].references) continue;
+      int at = kLast;
+      while (at > 0 && refs > summary.most_referenced[at - 1].references) {
+        summary.most_referenced[at] = summary.most_referenced[at - 1];
+        --at;
       }
+      summary.most_referenced[at] = {base_ + ((w * 64 + bit) << 4), refs, 0, 0};
     }
-  });
+  }
+  for (ReferenceSummary::Top& top : summary.most_referenced) {
+    if (top.references == 0) break;
+    const alloc::BlockHeader* header = alloc::block_map().header(top.region);
+    top.size = header->size();
+    top.stack_id = header->stack_id;
+  }
   return summary;
 }
 

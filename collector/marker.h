@@ -44,6 +44,8 @@ struct ReferenceSummary {
   struct Top {
     uintptr_t region;
     uint32_t references;
+    uint32_t stack_id;  // read from the block's header while the world is stopped
+    uint64_t size;
   } most_referenced[kTop] = {};
 };
 
@@ -74,7 +76,7 @@ class Marker {
   // Classifies the unmarked blocks; returns them in address order (valid until destruction).
   const LeakedBlock* classify_leaks(size_t& count);
 
-  // Reads only the marker's buffers: may run once the world runs again.
+  // With the world stopped (the most referenced blocks' headers are read), after propagate().
   ReferenceSummary summarise_references() const;
   // Inbound references of the live block starting at `region` (after propagate()).
   uint32_t reference_count(uintptr_t region) const;

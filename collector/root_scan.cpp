@@ -261,14 +261,13 @@ void scan_with_world_stopped(void* raw) {
   const auto pool_start = reinterpret_cast<uintptr_t>(&pool);
   marker.scan_root_range(pool_start, pool_start + pool.used());
   marker.propagate();
+  result.references = marker.summarise_references();
   result.leaks = marker.classify_leaks(result.leak_count);
   result.mark_ns = monotonic_ns() - mark_started;
   result.root_ranges = pieces;
   result.figures = marker.figures();
   world.resume();
   result.pause_ns = monotonic_ns() - stop_started;
-  // Reads only the marker's own buffers (the counts and bitmaps as marking left them).
-  result.references = marker.summarise_references();
   result.ok = true;
 }
 
