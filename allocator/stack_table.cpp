@@ -110,6 +110,26 @@ bool StackTable::same_code(uint32_t id, uintptr_t frame, uint32_t generation) {
   return true;
 }
 
+// Whether `slot` holds a node for `frame` (under the slot's tag) whose generation and `generation`
+// have an unload of the frame's module between them: it can stand for this capture's code in
+// neither direction. Reads only: same_code would move a generation forward.
+bool StackTable::stands_for_unloaded_code(uint32_t slot, uint32_t tag, uintptr_t frame, uint32_t generation) const {
+  if ((slot >> kIdBits) != tag) return false;
+  const Node& node = nodes_[slot & kIdMask];
+  if (node.frame != frame) return false;
+  const uint32_t seen = node.generation.load(std::memory_order_relaxed);
+  return seen != generation &&
+         unloaded_between(&frame, 1, seen < generation ? seen : generation, seen < generation ? generation : seen);
+}
+
+uint64_t StackTable::indexed_nodes() const {
+  uint64_t used = 0;
+  for (unsigned l = 0; l < kLevels; ++l) {
+    if (const Level* lv = level(l)) used += lv->used.load(std::memory_order_relaxed);
+  }
+  return used;
+}
+
 StackTable::Level* StackTable::grow(unsigned after) {
   if (after + 1 >= kLevels) return nullptr;
   Level* existing = level(after + 1);
@@ -152,16 +172,30 @@ uint32_t StackTable::child(uint32_t parent, unsigned from_level, uintptr_t frame
   uint32_t replaced_value = 0;
   unsigned replaced_level = 0;
   // Existing nodes first (none under a node this walk just made, but for a race, which may then
-  // make a node twice): a child is never inserted below its parent's level; the oldest level
-  // first, since a child is most often made just after its parent.
-  for (unsigned l = from_level; l <= newest && !fresh; ++l) {
+  // make a node twice; under such a parent only a slot to take over is looked for): a child is
+  // never inserted below its parent's level; the oldest level first, since a child is most often
+  // made just after its parent.
+  const bool parent_fresh = fresh;
+  for (unsigned l = from_level; l <= newest && !(parent_fresh && replaced_slot != nullptr); ++l) {
     Level* lv = level(l);
     if (lv == nullptr) continue;
-    for (uint64_t i = key & lv->mask, probes = 0; probes <= lv->mask; i = (i + 1) & lv->mask, ++probes) {
+    for (uint64_t i = key & lv->mask, probes = 0; probes <= lv->mask && !(parent_fresh && replaced_slot != nullptr);
+         i = (i + 1) & lv->mask, ++probes) {
       const uint32_t slot = lv->slots[i].load(std::memory_order_acquire);
       if (slot == 0) break;
       uint32_t link = 0;
-      if (!matches(slot, link)) continue;
+      if (parent_fresh || !matches(slot, link)) {
+        // The node for this frame on this path under an earlier copy of its caller, standing for
+        // code since unloaded (the caller is a new node of a reloaded plugin, so no parent matches
+        // below the plugin's outermost frame): its slot is taken too, or every frame of the plugin
+        // but the first would lengthen its probe chain by one node per reload.
+        if (replaced_slot == nullptr && stands_for_unloaded_code(slot, tag, frame, generation)) {
+          replaced_slot = &lv->slots[i];
+          replaced_value = slot;
+          replaced_level = l;
+        }
+        continue;
+      }
       if (same_code(slot & kIdMask, frame, generation)) {
         child_level = link_level(link);
         return slot & kIdMask;

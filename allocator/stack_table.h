@@ -84,6 +84,9 @@ class StackTable {
   uint32_t count() const { return stacks_.load(std::memory_order_relaxed); }
   // Nodes made so far (including those of stacks that are only prefixes of others, and race losers).
   uint32_t node_count() const { return next_id_.load(std::memory_order_relaxed) - 1; }
+  // Slots of the lookup levels in use: nodes findable by their path (a node that took the slot of
+  // one standing for unloaded code does not add one).
+  uint64_t indexed_nodes() const;
 
  private:
   static constexpr unsigned kLevels = 16;
@@ -115,6 +118,7 @@ class StackTable {
   // Whether node `id` (whose frame is `frame`) may stand for a capture in `generation`; moves its
   // generation forward when it may.
   bool same_code(uint32_t id, uintptr_t frame, uint32_t generation);
+  bool stands_for_unloaded_code(uint32_t slot, uint32_t tag, uintptr_t frame, uint32_t generation) const;
 
   std::atomic<Level*> levels_[kLevels] = {};
   std::atomic<unsigned> newest_{0};

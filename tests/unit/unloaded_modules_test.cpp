@@ -267,6 +267,7 @@ TEST_F(UnloadedStacks, APluginReloadedInALoopCostsItsOwnFramesPerReloadNotAStack
   uint32_t previous = StackTable::kNoStack;
   const uint32_t ids_before = stack_table().count();
   uint32_t nodes_before = 0;
+  uint64_t indexed_after_first = 0;
   constexpr int kCycles = 20;
   for (int cycle = 0; cycle < kCycles; ++cycle) {
     const Plugin alpha = open_plugin(HK_UNLOADED_ALPHA, "alpha");
@@ -280,6 +281,13 @@ TEST_F(UnloadedStacks, APluginReloadedInALoopCostsItsOwnFramesPerReloadNotAStack
     // where it lands again (the usual case), the new nodes take the old ones' slots.
     if (cycle > 0) {
       EXPECT_EQ(stack_table().node_count() - nodes_before, 2u) << "cycle " << cycle;
+      // Both new nodes took their predecessors' slots (when the plugin landed where it was before,
+      // as it does here): lookups probe no longer chains than after the first load.
+      if (stack_table().frames(id).frames[0] == stack_table().frames(previous).frames[0]) {
+        EXPECT_EQ(stack_table().indexed_nodes(), indexed_after_first) << "cycle " << cycle;
+      }
+    } else {
+      indexed_after_first = stack_table().indexed_nodes();
     }
     nodes_before = stack_table().node_count();
     previous = id;
