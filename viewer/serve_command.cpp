@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "analysis/pprof_profile.h"
+#include "stats/segment_files.h"
 #include "viewer/process_commands.h"
 #include "viewer/profile_source.h"
 #include "viewer/segment_reader.h"
@@ -133,7 +134,7 @@ HttpResponse heap_profile_page(const std::map<std::string, std::string>& query) 
   if (const auto it = query.find("pid"); it != query.end()) {
     if (!is_pid(it->second))
       return text_response(400, "pid must be a process id, not \"" + it->second.substr(0, 64) + "\"");
-    pid = it->second;
+    pid = std::to_string(std::strtol(it->second.c_str(), nullptr, 10));  // "0123" is 123
   } else {
     const std::vector<pid_t> pids = running_pids();
     if (pids.empty()) return text_response(404, "no tracked process is running");
@@ -150,15 +151,25 @@ HttpResponse heap_profile_page(const std::map<std::string, std::string>& query) 
   // Nor may clients asking in a loop keep the process stopped: a process's profile is made again
   // only once it is older than 20 times what making it took (at least a second), so scans take at
   // most 5% of its time; until then the last one is served, its age in an Age header (RFC 9111).
+  // Kept per process (the pid and its start time: a pid the kernel reused names another process,
+  // and a process that ended has no profile to serve), for the kRecentProcesses asked last.
   struct RecentProfile {
-    std::string pid;
+    uint64_t start_ticks = 0;
     std::chrono::steady_clock::time_point made;
     std::chrono::steady_clock::duration reuse_for{};
     analysis::HeapProfile profile;
   };
-  static RecentProfile recent;
+  constexpr size_t kRecentProcesses = 64;
+  static std::map<pid_t, RecentProfile> recent_profiles;
   const auto now = std::chrono::steady_clock::now();
-  const bool reuse = recent.pid == pid && now - recent.made < recent.reuse_for;
+  const auto pid_number = static_cast<pid_t>(std::strtol(pid.c_str(), nullptr, 10));
+  const uint64_t start_ticks = stats::process_start_ticks(pid_number);
+  for (auto it = recent_profiles.begin(); it != recent_profiles.end();) {
+    const bool expired = now - it->second.made >= it->second.reuse_for;
+    it = expired ? recent_profiles.erase(it) : std::next(it);
+  }
+  const auto known = recent_profiles.find(pid_number);
+  const bool reuse = known != recent_profiles.end() && start_ticks != 0 && known->second.start_ticks == start_ticks;
   if (!reuse) {
     analysis::HeapProfile profile;
     ProfileFailure failure = ProfileFailure::kNone;
@@ -171,9 +182,16 @@ HttpResponse heap_profile_page(const std::map<std::string, std::string>& query) 
       return response;
     }
     const auto made = std::chrono::steady_clock::now();
-    recent = {pid, made, std::max<std::chrono::steady_clock::duration>(std::chrono::seconds(1), (made - now) * 20),
-              std::move(profile)};
+    if (recent_profiles.size() >= kRecentProcesses && recent_profiles.count(pid_number) == 0) {
+      recent_profiles.erase(
+          std::min_element(recent_profiles.begin(), recent_profiles.end(),
+                           [](const auto& a, const auto& b) { return a.second.made < b.second.made; }));
+    }
+    recent_profiles[pid_number] = {
+        start_ticks, made, std::max<std::chrono::steady_clock::duration>(std::chrono::seconds(1), (made - now) * 20),
+        std::move(profile)};
   }
+  const RecentProfile& recent = recent_profiles[pid_number];
   const analysis::HeapProfile& profile = recent.profile;
   if (leaks && !profile.leaks_known)
     return text_response(409, "pid " + pid + " has no leak scan, so no leaked bytes (is HEAPKEEPER_MODE off?)");

@@ -116,6 +116,20 @@ PY
 else
   hk_fail "/debug/pprof/heap four times in a row: $(cat "$HK_WORK/repeat.out")"
 fi
+# A process that ended has no profile, though one was made for it a moment ago (and a pid the kernel
+# hands out again names another process: the cache is keyed by the pid and its start time).
+if hk_start_ready second "$program"; then
+  second=$HK_READY_PID
+  read -r first_status _ < <(fetch "$URL/debug/pprof/heap?pid=$second" "$HK_WORK/second.body")
+  kill "$second"
+  wait "$second" 2>/dev/null || true
+  read -r gone_status _ < <(fetch "$URL/debug/pprof/heap?pid=$second" "$HK_WORK/second_gone.body")
+  if [[ $first_status == 200 && $gone_status == 404 ]]; then
+    hk_pass "/debug/pprof/heap for a process that has just ended: $gone_status $(cat "$HK_WORK/second_gone.body")"
+  else
+    hk_fail "/debug/pprof/heap before and after the process ended: $first_status, then $gone_status $(head -c 200 "$HK_WORK/second_gone.body")"
+  fi
+fi
 # Without a pid: the only running tracked process of the user (other tests may run some).
 read -r status _ < <(fetch "$URL/debug/pprof/heap" "$HK_WORK/nopid.body")
 running=$("$H" list --json | "$HK_CHECK_PYTHON" -c 'import json,sys; print(sum(r.get("running", False) for r in json.load(sys.stdin)))')
