@@ -97,21 +97,31 @@ size_t PythonCodeTable::copy_text(uintptr_t object, char* out, size_t capacity) 
   return at;
 }
 
+template <typename Visit>
+bool PythonCodeTable::visit_claims(uint64_t key, Visit&& visit) const {
+  const uint64_t wanted = key | kClaimed;
+  const uint64_t hash = key * 0x9e3779b97f4a7c15ull;
+  for (unsigned t = 0; t < kTables; ++t) {
+    const uint64_t mask = (uint64_t{1} << table_shift(t)) - 1;
+    for (uint64_t slot = hash >> (64 - table_shift(t)), probes = 0; probes <= mask;
+         slot = (slot + 1) & mask, ++probes) {
+      const uint64_t seen = tables_[t][slot].key.load(std::memory_order_acquire);
+      if (seen == 0) break;
+      if (seen != wanted) continue;
+      if (visit(tables_[t][slot])) return true;
+      break;  // one claim per table
+    }
+  }
+  return false;
+}
+
 void PythonCodeTable::remember(uint64_t key, uintptr_t code) {
   if (tables_[kTables - 1] == nullptr || full()) return;
   const uint64_t wanted = key | kClaimed;
   const uint64_t hash = key * 0x9e3779b97f4a7c15ull;
   // Known already, in any table (the smallest first: it holds the codes seen first, which are the
   // ones most stacks go through)?
-  for (unsigned t = 0; t < kTables; ++t) {
-    const uint64_t mask = (uint64_t{1} << table_shift(t)) - 1;
-    for (uint64_t slot = hash >> (64 - table_shift(t)), probes = 0; probes <= mask;
-         slot = (slot + 1) & mask, ++probes) {
-      const uint64_t seen = tables_[t][slot].key.load(std::memory_order_acquire);
-      if (seen == wanted) return;
-      if (seen == 0) break;
-    }
-  }
+  if (visit_claims(key, [](const Slot&) { return true; })) return;
   // Claim only below the limit; threads racing past it may overshoot it by one each.
   const uint32_t claimed = claimed_.load(std::memory_order_relaxed);
   if (claimed >= kMaxClaimed) {
@@ -170,21 +180,13 @@ void PythonCodeTable::remember(uint64_t key, uintptr_t code) {
 
 const PythonCodeRecord* PythonCodeTable::find(uint64_t key) const {
   if (tables_[kTables - 1] == nullptr) return nullptr;
-  const uint64_t wanted = key | kClaimed;
-  const uint64_t hash = key * 0x9e3779b97f4a7c15ull;
-  for (unsigned t = 0; t < kTables; ++t) {
-    const uint64_t mask = (uint64_t{1} << table_shift(t)) - 1;
-    for (uint64_t slot = hash >> (64 - table_shift(t)), probes = 0; probes <= mask;
-         slot = (slot + 1) & mask, ++probes) {
-      const uint64_t seen = tables_[t][slot].key.load(std::memory_order_acquire);
-      if (seen == 0) break;
-      if (seen != wanted) continue;
-      const uint64_t offset = tables_[t][slot].record.load(std::memory_order_acquire);
-      if (offset != 0) return reinterpret_cast<const PythonCodeRecord*>(arena_ + offset - 1);
-      break;  // claimed, not yet published here: a copy in another table may be
-    }
-  }
-  return nullptr;
+  const PythonCodeRecord* found = nullptr;
+  visit_claims(key, [&](const Slot& slot) {
+    const uint64_t offset = slot.record.load(std::memory_order_acquire);
+    if (offset != 0) found = reinterpret_cast<const PythonCodeRecord*>(arena_ + offset - 1);
+    return found != nullptr;  // claimed, not yet published here: a copy in another table may be
+  });
+  return found;
 }
 
 }  // namespace heapkeeper::alloc

@@ -78,6 +78,10 @@ class PythonCodeTable {
   static constexpr uint32_t claims_before(unsigned table) {
     return table == 0 ? 0 : claims_before(table - 1) + (uint32_t{1} << table_shift(table - 1)) / 2;
   }
+  // The slot claimed for `key` in each table that has one, smallest table first, until `visit`
+  // returns true; whether it did.
+  template <typename Visit>
+  bool visit_claims(uint64_t key, Visit&& visit) const;
   Slot* tables_[kTables] = {};
   char* arena_ = nullptr;
   std::atomic<size_t> arena_next_{0};

@@ -98,12 +98,21 @@ uint64_t StackTable::site_key(uint32_t id) const {
   return key ^ (uint64_t{unloaded} * 0x9e3779b97f4a7c15ull);
 }
 
+namespace {
+
+// Whether `frame` may name other code in generation `a` than in `b` (its module was unloaded
+// between them, in either order).
+bool code_changed(uintptr_t frame, uint32_t a, uint32_t b) {
+  return a != b && unloaded_between(&frame, 1, a < b ? a : b, a < b ? b : a);
+}
+
+}  // namespace
+
 bool StackTable::same_code(uint32_t id, uintptr_t frame, uint32_t generation) {
   std::atomic<uint32_t>& recorded = nodes_[id].generation;
   uint32_t seen = recorded.load(std::memory_order_relaxed);
   if (seen == generation) return true;
-  if (unloaded_between(&frame, 1, seen < generation ? seen : generation, seen < generation ? generation : seen))
-    return false;
+  if (code_changed(frame, seen, generation)) return false;
   // The same code in both generations: keep the newer, so later checks look at fewer unloads.
   while (seen < generation && !recorded.compare_exchange_weak(seen, generation, std::memory_order_relaxed)) {
   }
@@ -117,9 +126,7 @@ bool StackTable::stands_for_unloaded_code(uint32_t slot, uint32_t tag, uintptr_t
   if ((slot >> kIdBits) != tag) return false;
   const Node& node = nodes_[slot & kIdMask];
   if (node.frame != frame) return false;
-  const uint32_t seen = node.generation.load(std::memory_order_relaxed);
-  return seen != generation &&
-         unloaded_between(&frame, 1, seen < generation ? seen : generation, seen < generation ? generation : seen);
+  return code_changed(frame, node.generation.load(std::memory_order_relaxed), generation);
 }
 
 uint64_t StackTable::indexed_nodes() const {

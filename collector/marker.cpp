@@ -17,10 +17,12 @@ namespace {
 inline uintptr_t load_word(uintptr_t address) { return *reinterpret_cast<const uintptr_t*>(address); }
 
 // The bytes of a block that can hold the program's pointers: its user part.
-inline void user_extent(uintptr_t region, uintptr_t& start, uintptr_t& end) {
-  const alloc::BlockHeader* header = alloc::block_map().header(region);
+inline void user_extent(uintptr_t region, const alloc::BlockHeader* header, uintptr_t& start, uintptr_t& end) {
   start = region + header->user_offset();
   end = start + (header->size() & ~uint64_t{7});
+}
+inline void user_extent(uintptr_t region, uintptr_t& start, uintptr_t& end) {
+  user_extent(region, alloc::block_map().header(region), start, end);
 }
 
 constexpr size_t kCopyBytes = 1 << 20;
@@ -258,8 +260,8 @@ void Marker::propagate() {
       const Pending next = fifo[head];
       head = (head + 1) % kAhead;
       const alloc::BlockHeader* header = map.header(next.region);
-      const uintptr_t start = next.region + header->user_offset();
-      const uintptr_t end = start + (header->size() & ~uint64_t{7});
+      uintptr_t start, end;
+      user_extent(next.region, header, start, end);
       ++figures_.reachable_blocks;
       figures_.heap_bytes += end - start;
       group[grouped++] = {start, end, header, next.node};

@@ -56,6 +56,32 @@ class StackTableTest : public testing::Test {
     stack[0] = (salt << 40) | (index << 8) | depth;  // makes the stack unique to (salt, index)
     return stack;
   }
+
+  // After threads raced to intern stacks (ids_of[index]: the ids handed out for stack `index`, made
+  // by `make`): no id was handed out for two different stacks, and, single-threaded again, each
+  // stack resolves to one stable id among those handed out for it (with `same_site_keys`, whose site
+  // key is that of the others).
+  template <typename Make>
+  static void expect_one_stable_id_per_stack(const std::vector<std::set<uint32_t>>& ids_of, Make&& make,
+                                             bool same_site_keys) {
+    std::set<uint32_t> seen;
+    size_t ids_total = 0;
+    for (const auto& ids : ids_of) {
+      ids_total += ids.size();
+      seen.insert(ids.begin(), ids.end());
+    }
+    EXPECT_EQ(seen.size(), ids_total) << "no id was handed out for two different stacks";
+    for (uint64_t index = 0; index < ids_of.size(); ++index) {
+      if (ids_of[index].empty()) continue;
+      const Stack stack = make(index);
+      const uint32_t id = intern(stack);
+      EXPECT_EQ(intern(stack), id);
+      EXPECT_EQ(ids_of[index].count(id), 1u) << "stack " << index;
+      if (same_site_keys) {
+        EXPECT_EQ(table().site_key(id), table().site_key(*ids_of[index].begin()));
+      }
+    }
+  }
 };
 
 TEST_F(StackTableTest, IdenticalStacksGetTheSameId) {
@@ -245,22 +271,8 @@ TEST_F(StackTableTest, ConcurrentInterningReturnsIdsWithTheRightFrames) {
       ids_of[index].insert(id);
     }
   }
-  // No id was handed out for two different stacks.
-  std::set<uint32_t> seen;
-  size_t ids_total = 0;
-  for (const auto& ids : ids_of) {
-    ids_total += ids.size();
-    seen.insert(ids.begin(), ids.end());
-  }
-  EXPECT_EQ(seen.size(), ids_total);
-  // Single-threaded again: each stack has one stable id, one of those handed out in the race.
-  for (uint64_t index = 0; index < kUniverse; ++index) {
-    if (ids_of[index].empty()) continue;
-    const Stack stack = make_stack(8, index);
-    const uint32_t id = intern(stack);
-    EXPECT_EQ(intern(stack), id);
-    EXPECT_EQ(ids_of[index].count(id), 1u) << "stack " << index;
-  }
+  expect_one_stable_id_per_stack(
+      ids_of, [](uint64_t index) { return make_stack(8, index); }, false);
 }
 
 // Threads intern stacks that share their outer frames in a few patterns, so that they race to make
@@ -302,19 +314,7 @@ TEST_F(StackTableTest, ConcurrentInterningOfSharedPrefixesGivesConsistentFrames)
       ids_of[index].insert(id);
     }
   }
-  std::set<uint32_t> seen;
-  size_t ids_total = 0;
-  for (const auto& ids : ids_of) {
-    ids_total += ids.size();
-    seen.insert(ids.begin(), ids.end());
-  }
-  EXPECT_EQ(seen.size(), ids_total) << "no id was handed out for two different stacks";
-  for (uint64_t index = 0; index < kStacks; ++index) {
-    const uint32_t id = intern(make(index));
-    EXPECT_EQ(intern(make(index)), id);
-    EXPECT_EQ(ids_of[index].count(id), 1u) << "stack " << index;
-    EXPECT_EQ(table().site_key(id), table().site_key(*ids_of[index].begin()));
-  }
+  expect_one_stable_id_per_stack(ids_of, make, true);
 }
 
 }  // namespace
