@@ -12,16 +12,32 @@
 //
 // An interpreter allocates from tens of thousands of distinct stacks, many of them entering at the
 // same (ip, sp) under different callers; the cache is set-associative with 8 ways whose tags share
-// a cache line, each entry is one cache line holding the slot positions and a 64-bit hash of what
-// they held, and it grows while it misses often. On python3 with PYTHONMALLOC=malloc that took the miss rate
+// a cache line, each entry is two cache lines holding the slot positions and a 64-bit hash of
+// what they held, and it grows while it misses often. On python3 with PYTHONMALLOC=malloc that took the miss rate
 // from 14% (256 entries of a fixed cache) to 3%.
 //
 // How exact it is: with the same entry (ip, sp) every frame below the first changed caller has the
 // same size, so the callers' return-address slots are where they were; a changed caller changes
-// its slot's content and forces a full unwind. The slot of each return address is located, when a
-// stack is first unwound, as the first occurrence of that address above the previous slot; a stale
-// copy of the same return address lying in a frame's locals could be picked instead, which would
-// at worst attribute an allocation to the stack seen before — never crash, never mix threads.
+// its slot's content and forces a full unwind. The unwinder gives return addresses, not where they
+// sit, and a frame's uninitialised locals (alloca buffers, arrays) often hold an old copy of a
+// return address, left there by an earlier, deeper call from the same call site; the first copy
+// above the previous slot is then not always the slot. So the check covers the stack's whole
+// "return-address image": every word between the entry and the slots of a few frames past the
+// recorded depth (unwound for this only) that holds one of the stack's return addresses, real slot
+// or stale copy. The real slots are among them, so a changed caller fails the check; a changed
+// stale copy only costs a miss. (Taking the first copy as the slot put about 1 leak group in 200
+// of a recursive program under another group's stack.)
+//
+// Frames of varying size (alloca, variable-length arrays, stack realignment) break the premise:
+// the same entry can then sit under callers whose slots moved, and an uninitialised buffer over
+// where the old slots were still holds the old return addresses. Such a frame keeps a frame
+// pointer, and the frame pointer is written afresh by every call: a callee that saves it just
+// below its return address (push rbp; mov rsp, rbp), or the register at the call into
+// heapkeeper. So where a saved word or the register pointed just below another checked word when
+// the stack was cached, the check covers it too (a "link"): a moved frame changes it. A varying
+// frame whose callees keep no frame pointer and whose pointer is not in the register at the call
+// is not covered. A cached stack that is wrong is at worst attributed to the stack seen before:
+// never a crash, never another thread's.
 // Only frames inside the thread's registered stack are cached: coroutine and sigaltstack stacks
 // are unwound every time.
 //
@@ -36,7 +52,6 @@
 #include <libunwind.h>
 #include <link.h>
 
-#include <bit>
 #include <cstring>
 #include <new>
 
@@ -50,16 +65,19 @@
 
 namespace heapkeeper::alloc {
 
-// One cached stack: a single cache line at the default depth. It keeps where each caller's return
-// address sat on the stack (in words above the entry frame's stack pointer) and a hash of what those
-// slots held, not the addresses themselves: a hit then reads the tag line, this line and the stack,
+// One cached stack: two cache lines at the default depth. It keeps where the stack's return
+// addresses sat (in words above the entry frame's stack pointer) and a hash of what those words
+// held, not the addresses themselves: a hit then reads the tag line, these lines and the stack,
 // where comparing against the interned frames read three or four more lines of the stack table.
 struct CachedStack {
-  uint64_t check;  // the tag plus slot_term of every caller's return address
+  uint64_t check;  // the tag plus slot_term of every checked word and link_term of every link
   uint32_t stack_id;
-  uint16_t depth;
+  uint8_t words;        // checked words: slot_words[0..words)
+  uint8_t links;        // then the links: slot_words[words..words + links)
   uint16_t head_check;  // head_bits of the same over the innermost kHeadSlots: rejects a sibling early
-  // uint16_t slot_words[capacity] follows: frame k's return address sits at entry_sp + 8 * slot_words[k]
+  // uint16_t slot_words[capacity] follows. Checked word i sits at entry_sp + 8 * slot_words[i]. A
+  // link is a checked word's index + 1, whose next lower word is in the check too, or 0 for the
+  // entry's frame pointer.
 };
 static_assert(sizeof(CachedStack) == 16);
 
@@ -74,7 +92,7 @@ struct StackCache {
   static constexpr unsigned kWindow = 1u << 14;          // captures per growth decision
   static constexpr unsigned kGrowMisses = kWindow / 16;  // grow when more than 1 in 16 missed
   static constexpr unsigned kHeadSlots = 4;              // entries sharing an entry frame differ here
-  uint32_t capacity;                                     // frames per entry
+  uint32_t capacity;                                     // checked words per entry
   uint32_t sets;
   unsigned set_shift;
   size_t entry_bytes;
@@ -131,12 +149,32 @@ inline uint64_t entry_tag(uintptr_t ip, uintptr_t sp) {
 
 inline uintptr_t load(uintptr_t address) { return *reinterpret_cast<const uintptr_t*>(address); }
 
+// A multiply whose high bits are folded back into the low ones: not linear, in either modular
+// arithmetic, so terms summed into a check do not cancel out. The terms used to be a multiply and
+// a rotate, which is linear modulo 2^64-1: return addresses +0xc0 at depth 2 and -0x60 at depth 3
+// summed to the same check, and a stack was taken for another whose two callers were the same
+// functions in the other order. (Half of MurmurHash3's fmix64, which costs a hit twice as much.)
+inline uint64_t mix(uint64_t x) {
+  x *= 0xff51afd7ed558ccdull;
+  return x ^ (x >> 29);
+}
+
 // Folds the return address found in slot k into a cache entry's check. Each term is independent of
-// the others (a multiply and a rotate), so the loads and terms of a whole stack overlap; the rotate
-// by position makes a swap of two callers change the sum. Starting from the entry's tag, the check
-// covers the entry frame too. 64 bits: two different stacks pass for each other about once in 2^64.
+// the others, so the loads and terms of a whole stack overlap; the position goes into the term, so
+// a swap of two callers changes the sum. Starting from the entry's tag, the check covers the entry
+// frame too. 64 bits: two different stacks pass for each other about once in 2^64.
 inline uint64_t slot_term(uintptr_t value, unsigned k) {
-  return std::rotl(static_cast<uint64_t>(value) * 0x9e3779b97f4a7c15ull, static_cast<int>(k));
+  return mix(static_cast<uint64_t>(value) ^ (uint64_t{k} << 56));
+}
+
+// Folds a saved frame pointer (relative to the entry's stack pointer) into the check.
+inline uint64_t link_term(uintptr_t value, uintptr_t entry_sp, unsigned k) {
+  return mix(static_cast<uint64_t>(value - entry_sp) ^ (uint64_t{k} << 56) ^ (uint64_t{1} << 55));
+}
+
+// What link `link` of a cached stack (see CachedStack) reads from the current stack.
+inline uintptr_t link_value(const uint16_t* slot, uint16_t link, const StackProbe& entry) {
+  return link == 0 ? entry.rbp : load(entry.sp + 8 * uintptr_t{slot[link - 1]} - 8);
 }
 
 inline uint16_t head_bits(uint64_t hash) { return static_cast<uint16_t>(hash >> 48); }
@@ -171,10 +209,13 @@ inline EntryFrame find_entry_frame(uintptr_t stack_low, uintptr_t stack_high) {
   return walk_to_entry_frame(stack_low, stack_high);
 }
 
+// Frames unwound past the recorded depth when a stack is cached, only to bound its image.
+constexpr int kAnchorFrames = 4;
+
 // Unwinds with libunwind's fast trace; returns the number of program frames copied to `out`.
 int unwind_program_frames(uintptr_t* out, int depth) {
   constexpr int kOwnFramesMax = 8;
-  void* raw[Config::kMaxStackDepth + kOwnFramesMax];
+  void* raw[Config::kMaxStackDepth + kAnchorFrames + kOwnFramesMax];
   int n = unw_backtrace(raw, depth + kOwnFramesMax);
   int first = 0;
   while (first < n && is_heapkeeper_code(reinterpret_cast<uintptr_t>(raw[first]))) ++first;
@@ -248,8 +289,9 @@ StackCache* create_stack_cache() {
   void* memory = allocate_internal(sizeof(StackCache));
   if (memory == nullptr) return nullptr;
   auto* cache = new (memory) StackCache();
-  cache->capacity = capacity;
-  cache->entry_bytes = (sizeof(CachedStack) + capacity * sizeof(uint16_t) + 63) & ~size_t{63};  // whole lines
+  // Room for the real slots and as many stale copies and links (at most 255 words): whole lines.
+  cache->capacity = 2 * capacity + 8 < 255 ? 2 * capacity + 8 : 255;
+  cache->entry_bytes = (sizeof(CachedStack) + cache->capacity * sizeof(uint16_t) + 63) & ~size_t{63};
   if (!size_table(cache, StackCache::kFirstSets, false)) {
     je::dallocx(memory, MALLOCX_TCACHE_NONE);
     return nullptr;
@@ -293,6 +335,7 @@ StackProbe probe_stack_cache(StackCache* cache) {
   const EntryFrame entry = find_entry_frame(cache->stack_low, cache->stack_high);
   probe.ip = entry.ip;
   probe.sp = entry.sp;
+  probe.rbp = entry.rbp;
   probe.tag = entry_tag(entry.ip, entry.sp);
   probe.set = static_cast<unsigned>(probe.tag >> cache->set_shift);
   __builtin_prefetch(cache->tags + size_t{probe.set} * StackCache::kWays);
@@ -303,10 +346,10 @@ StackProbe probe_stack_cache(StackCache* cache) {
 namespace {
 
 uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* given) {
-  uintptr_t ips[Config::kMaxStackDepth];
+  uintptr_t ips[Config::kMaxStackDepth + kAnchorFrames];
   // Read before unwinding: the frames are then at least as new as the generation.
   const uint32_t generation = module_generation();
-  if (cache == nullptr || cache->stack_high == 0 || static_cast<uint32_t>(depth) > cache->capacity) {
+  if (cache == nullptr || cache->stack_high == 0 || depth > config().stack_depth) {
     int count = unwind_program_frames(ips, depth);
     if (count == 0) return StackTable::kNoStack;
     return stack_table().intern(ips, static_cast<uint32_t>(count), generation);
@@ -325,12 +368,15 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
       // Every caller's return address still in its slot. Entries sharing an entry frame differ in
       // their innermost callers: those are checked first, against 16 bits; then the rest.
       const uint16_t* slot = StackCache::slot_words(candidate);
-      const uint32_t depth = candidate->depth;
-      const uint32_t head = depth < StackCache::kHeadSlots ? depth : StackCache::kHeadSlots;
+      const uint32_t words = candidate->words;
+      const uint32_t head = words < StackCache::kHeadSlots ? words : StackCache::kHeadSlots;
       uint64_t hash = tag;
-      for (uint32_t k = 1; k < head; ++k) hash += slot_term(load(entry.sp + 8 * uintptr_t{slot[k]}), k);
+      for (uint32_t i = 0; i < head; ++i) hash += slot_term(load(entry.sp + 8 * uintptr_t{slot[i]}), i);
       if (head_bits(hash) != candidate->head_check) continue;
-      for (uint32_t k = head; k < depth; ++k) hash += slot_term(load(entry.sp + 8 * uintptr_t{slot[k]}), k);
+      for (uint32_t i = head; i < words; ++i) hash += slot_term(load(entry.sp + 8 * uintptr_t{slot[i]}), i);
+      for (uint32_t j = words; j < words + candidate->links; ++j) {
+        hash += link_term(link_value(slot, slot[j], entry), entry.sp, slot[j]);
+      }
       if (hash == candidate->check) {
         cache->last_hit[set] = static_cast<uint8_t>(way);
         ++cache->hits;
@@ -341,7 +387,9 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
   }
   ++cache->misses;
   ++cache->window_misses;
-  const int count = unwind_program_frames(ips, depth);
+  const bool cacheable = entry.sp != 0 && depth == config().stack_depth;
+  const int unwound = unwind_program_frames(ips, cacheable ? depth + kAnchorFrames : depth);
+  const int count = unwound < depth ? unwound : depth;
   if (count == 0) return StackTable::kNoStack;
   const uint32_t id = stack_table().intern(ips, static_cast<uint32_t>(count), generation);
   if (++cache->window_captures == StackCache::kWindow) {
@@ -350,37 +398,95 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
   }
 
   // Remember where each return address sits, so the next capture from here can be validated.
-  if (entry.sp == 0 || ips[0] != entry.ip || static_cast<uint32_t>(depth) != cache->capacity) return id;
+  if (!cacheable || ips[0] != entry.ip) return id;
+  // The image, in one pass up the stack: every word holding one of the recorded frames' return
+  // addresses (found through a small open-addressing set of them, at most half full), up to the
+  // slot of a few frames past the recorded ones. Those slots are located as the first copy of
+  // each return address above the previous one; the real slot of the last recorded frame lies
+  // below the end unless every one of those copies is stale and below it.
+  constexpr unsigned kSetBits = 8;
+  constexpr unsigned kSetMask = (1u << kSetBits) - 1;
+  static_assert((1u << kSetBits) >= 2 * Config::kMaxStackDepth);
+  uintptr_t return_addresses[1u << kSetBits];
+  std::memset(return_addresses, 0, sizeof return_addresses);
+  const auto set_index = [](uintptr_t value) {
+    return static_cast<unsigned>((value * 0x9e3779b97f4a7c15ull) >> (64 - kSetBits));
+  };
+  for (int k = 1; k < count; ++k) {
+    unsigned at = set_index(ips[k]);
+    while (return_addresses[at] != 0 && return_addresses[at] != ips[k]) at = (at + 1) & kSetMask;
+    return_addresses[at] = ips[k];
+  }
+  constexpr uintptr_t kLargestFrame = uintptr_t{256} * 1024;
+  const uintptr_t reach = entry.sp + 8 * uintptr_t{UINT16_MAX};
+  const uintptr_t top = reach < cache->stack_high - 8 ? reach : cache->stack_high - 8;
+  int anchor = count - 1 + kAnchorFrames < unwound ? count - 1 + kAnchorFrames : unwound - 1;
+  if (count == 1) anchor = 0;  // only the entry frame, which the tag covers
+  uint16_t image[Config::kMaxStackDepth * 2 + 7];
+  uintptr_t image_value[Config::kMaxStackDepth * 2 + 7];
+  uint32_t words = 0, words_to_last_slot = 0;
+  uintptr_t last_slot = entry.sp - 8;
+  int next = 1;  // the frame whose slot is looked for
+  for (uintptr_t a = entry.sp; next <= anchor; a += 8) {
+    if (a > top || a > last_slot + kLargestFrame) {
+      // A recorded frame outside this stack (signal frame, other stack), or too far up: not
+      // cacheable. Past the recorded frames: the image ends at the last slot found.
+      if (next < count) return id;
+      break;
+    }
+    const uintptr_t word = load(a);
+    unsigned at = set_index(word);
+    while (return_addresses[at] != 0 && return_addresses[at] != word) at = (at + 1) & kSetMask;
+    if (return_addresses[at] != 0) {
+      if (words == cache->capacity) return id;  // too many stale copies to check: not cached
+      image[words] = static_cast<uint16_t>((a - entry.sp) / 8);
+      image_value[words++] = word;
+    }
+    if (word == ips[next]) {
+      last_slot = a;
+      words_to_last_slot = words;
+      ++next;
+    }
+  }
+  words = words_to_last_slot;
+
+  // A frame pointer pointing just below one of the next few checked words: a link.
+  constexpr uint32_t kLinkReach = 8;
+  auto links_to_image = [&](uintptr_t value, uint32_t after) {
+    const uint32_t last = after + kLinkReach < words ? after + kLinkReach : words;
+    for (uint32_t m = after; m < last; ++m) {
+      if (value == entry.sp + 8 * uintptr_t{image[m]} - 8) return true;
+    }
+    return false;
+  };
+  uint16_t links[Config::kMaxStackDepth * 2 + 8];
+  uint32_t link_count = 0;
+  if (links_to_image(entry.rbp, 0)) links[link_count++] = 0;
+  for (uint32_t i = 0; i < words; ++i) {
+    if (links_to_image(load(entry.sp + 8 * uintptr_t{image[i]} - 8), i + 1))
+      links[link_count++] = static_cast<uint16_t>(i + 1);
+  }
+  if (words + link_count > cache->capacity) return id;  // too many to check: not cached
+
   const unsigned way = cache->next_way[set]++ % StackCache::kWays;
   CachedStack* cached = cache->entry(set * StackCache::kWays + way);
   tags[way] = 0;  // empty until complete
   uint16_t* slot = StackCache::slot_words(cached);
-  slot[0] = 0;
   uint64_t hash = tag;
-  uintptr_t previous = entry.sp - 8;
-  const uintptr_t reach = entry.sp + 8 * uintptr_t{UINT16_MAX};
-  constexpr uintptr_t kLargestFrame = uintptr_t{256} * 1024;
-  for (int k = 1; k < count; ++k) {
-    uintptr_t limit = previous + kLargestFrame < cache->stack_high ? previous + kLargestFrame : cache->stack_high;
-    if (limit > reach) limit = reach;
-    uintptr_t found = 0;
-    for (uintptr_t a = previous + 8; a + 8 <= limit; a += 8) {
-      if (load(a) == ips[k]) {
-        found = a;
-        break;
-      }
-    }
-    // A frame outside this stack (signal frame, other stack), or too far up: not cacheable.
-    if (found == 0) return id;
-    slot[k] = static_cast<uint16_t>((found - entry.sp) / 8);
-    hash += slot_term(ips[k], static_cast<unsigned>(k));
-    if (k + 1 == static_cast<int>(StackCache::kHeadSlots)) cached->head_check = head_bits(hash);
-    previous = found;
+  for (uint32_t i = 0; i < words; ++i) {
+    slot[i] = image[i];
+    hash += slot_term(image_value[i], i);
+    if (i + 1 == StackCache::kHeadSlots) cached->head_check = head_bits(hash);
   }
-  if (count < static_cast<int>(StackCache::kHeadSlots)) cached->head_check = head_bits(hash);
+  if (words < StackCache::kHeadSlots) cached->head_check = head_bits(hash);
+  for (uint32_t j = 0; j < link_count; ++j) {
+    slot[words + j] = links[j];
+    hash += link_term(link_value(slot, links[j], entry), entry.sp, links[j]);
+  }
   cached->check = hash;
   cached->stack_id = id;
-  cached->depth = static_cast<uint16_t>(count);
+  cached->words = static_cast<uint8_t>(words);
+  cached->links = static_cast<uint8_t>(link_count);
   tags[way] = tag;
   cache->last_hit[set] = static_cast<uint8_t>(way);
   return id;

@@ -21,6 +21,7 @@ bool initialize_stack_capture();
 // Where the calling program frame's stacks sit in a cache: found once per allocation.
 struct StackProbe {
   uintptr_t ip = 0, sp = 0;  // the program frame that called into heapkeeper; sp 0: not found
+  uintptr_t rbp = 0;         // the program's frame pointer register at that call
   uint64_t tag = 0;
   unsigned set = 0;
 };
