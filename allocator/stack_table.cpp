@@ -92,10 +92,10 @@ StackView StackTable::frames(uint32_t id) const {
 uint64_t StackTable::site_key(uint32_t id) const {
   const StackView view = frames(id);
   if (view.depth == 0) return 0;
-  const uint64_t key = hash(view.frames, view.depth);
-  // 0 for a stack whose modules are all still mapped: the key is then the plain hash.
-  const uint32_t unloaded = first_unload_after(view.frames, view.depth, view.generation);
-  return key ^ (uint64_t{unloaded} * 0x9e3779b97f4a7c15ull);
+  // Frames in an unloaded module are told apart by its record, not by when it was unloaded: a
+  // plugin reloaded in a loop is one site, not one per reload. 0 for a stack whose modules are all
+  // still mapped: the key is then the plain hash.
+  return hash(view.frames, view.depth) ^ unloaded_identity(view.frames, view.depth, view.generation);
 }
 
 namespace {

@@ -500,6 +500,30 @@ uint32_t first_unload_after(const uintptr_t* return_addresses, uint32_t depth, u
   return 0;
 }
 
+uint64_t unloaded_identity(const uintptr_t* return_addresses, uint32_t depth, uint32_t generation) noexcept {
+  const Registry* registry = g_registry.load(std::memory_order_acquire);
+  if (registry == nullptr || generation == kMappedNow) return 0;
+  const uint32_t modules = registry->module_count.load(std::memory_order_acquire);
+  const uint32_t count = registry->event_count.load(std::memory_order_acquire);
+  const uint32_t first = first_event_after(*registry, count, generation);
+  uint64_t identity = 0;
+  for (uint32_t k = 0; k < depth; ++k) {
+    const uintptr_t address = return_addresses[k];
+    // Most frames lie in no module ever unloaded: one pass over the records says so.
+    bool in_some_record = false;
+    for (uint32_t m = 0; m < modules && !in_some_record; ++m) in_some_record = holds(registry->modules[m], address);
+    if (!in_some_record) continue;
+    for (uint32_t i = first; i < count; ++i) {
+      if (!holds(registry->modules[registry->events[i].module], address)) continue;
+      uint64_t term = (uint64_t{registry->events[i].module} + 1) * 0x9e3779b97f4a7c15ull + k;
+      term *= 0xff51afd7ed558ccdull;
+      identity += term ^ (term >> 29);
+      break;
+    }
+  }
+  return identity;
+}
+
 size_t unloaded_module_count() noexcept {
   const Registry* registry = g_registry.load(std::memory_order_acquire);
   return registry == nullptr ? 0 : registry->module_count.load(std::memory_order_acquire);

@@ -82,6 +82,13 @@ bool unloaded_between(const uintptr_t* return_addresses, uint32_t depth, uint32_
 // none: two stacks with the same addresses name the same code exactly when this agrees.
 uint32_t first_unload_after(const uintptr_t* return_addresses, uint32_t depth, uint32_t generation) noexcept;
 
+// Which unloaded modules these return addresses were in, for a stack captured in `generation`: a
+// hash of each frame's module record (see the rule above), 0 when none has been unloaded since.
+// A library reloaded at the same place is one record, so the stacks through it captured between
+// any two of its unloads agree; a library mapped later at the same addresses is another record,
+// and stacks through what is mapped now get 0.
+uint64_t unloaded_identity(const uintptr_t* return_addresses, uint32_t depth, uint32_t generation) noexcept;
+
 // The GNU build-id of a loaded object, read from its mapped notes, into `out` (kMaxBuildIdBytes
 // bytes of room); its length, or 0 when it has none.
 constexpr size_t kMaxBuildIdBytes = 64;

@@ -238,6 +238,26 @@ PY
         hk_pass "reused ($closing): the two plugins' leaked blocks have identical stacks"
     done
     ;;
+  reloaded)
+    # alpha loaded, used and closed three times at the same place: one library record, and one
+    # site for the blocks of every load that was closed since (3 + 5 + 7 leaked blocks of 100, 200
+    # and 300 bytes; 2 + 4 + 6 kept of 48, 64 and 80), not one per reload. A load still mapped at
+    # exit is named by what is mapped then: its own site.
+    hk_compare reloaded run_plugins "$alpha:alpha" "$alpha:alpha" "$alpha:alpha" -- launcher
+    report=$(report_of reloaded)
+    if [[ -n $report ]] &&
+       check_sites "$report" leaks "[$(expect 15 3400 "$alpha" "$alpha_id" true alpha lose_blocks)]" &&
+       check_sites "$report" live_sites "[$(expect 12 832 "$alpha" "$alpha_id" true alpha keep_blocks)]"; then
+      hk_pass "reloaded: three loads of alpha, closed, are one leak group and one live site"
+    fi
+    hk_compare reloaded_keep_last run_plugins --keep-last "$alpha:alpha" "$alpha:alpha" "$alpha:alpha" -- launcher
+    report=$(report_of reloaded_keep_last)
+    if [[ -n $report ]] &&
+       check_sites "$report" leaks "[$(expect 8 1300 "$alpha" "$alpha_id" true alpha lose_blocks),
+         $(expect 7 2100 "$alpha" "$alpha_id" false alpha lose_blocks)]"; then
+      hk_pass "reloaded (keep-last): the closed loads are one group, the loaded one another"
+    fi
+    ;;
   deleted_loaded)
     # A copy of alpha deleted from disk but still loaded at exit: the binary has no file to read,
     # so the library names the frames from the module's dynamic symbols (what dladdr sees).

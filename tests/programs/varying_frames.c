@@ -32,13 +32,13 @@ __attribute__((noinline)) void* alloc_site(size_t bytes) {
 
 void descend(int pattern, int level);
 
-#define LEVEL_FUNCTION(name)                                       \
-  __attribute__((noinline)) void name(int pattern, int level) {    \
+#define LEVEL_FUNCTION(name)                                         \
+  __attribute__((noinline)) void name(int pattern, int level) {      \
     char* buffer = alloca((size_t)(level * 37 + pattern) % 200 + 1); \
-    buffer[0] = 1;                                                 \
-    __asm__ volatile("" : : "r"(buffer) : "memory");               \
-    descend(pattern, level + 1);                                   \
-    __asm__ volatile("" : : "r"(buffer) : "memory");               \
+    buffer[0] = 1;                                                   \
+    __asm__ volatile("" : : "r"(buffer) : "memory");                 \
+    descend(pattern, level + 1);                                     \
+    __asm__ volatile("" : : "r"(buffer) : "memory");                 \
   }
 LEVEL_FUNCTION(f0)
 LEVEL_FUNCTION(f1)
@@ -56,9 +56,15 @@ __attribute__((noinline)) void descend(int pattern, int level) {
     return;
   }
   switch (pattern_function[pattern][level]) {
-    case 0: f0(pattern, level); break;
-    case 1: f1(pattern, level); break;
-    default: f2(pattern, level); break;
+    case 0:
+      f0(pattern, level);
+      break;
+    case 1:
+      f1(pattern, level);
+      break;
+    default:
+      f2(pattern, level);
+      break;
   }
 }
 
