@@ -213,16 +213,20 @@ inline EntryFrame find_entry_frame(uintptr_t stack_low, uintptr_t stack_high) {
 constexpr int kAnchorFrames = 4;
 
 // Unwinds with libunwind's fast trace; returns the number of program frames copied to `out`.
+// heapkeeper's frames are left out wherever they are: below the program's call into the
+// allocator, and in the middle of a stack, where an interposed function calls the original
+// (glibc's pthread_create allocating under heapkeeper's pthread_create, a thread's start routine
+// under heapkeeper's trampoline), so a stack reads as it would without heapkeeper.
 int unwind_program_frames(uintptr_t* out, int depth) {
   constexpr int kOwnFramesMax = 8;
   void* raw[Config::kMaxStackDepth + kAnchorFrames + kOwnFramesMax];
-  int n = unw_backtrace(raw, depth + kOwnFramesMax);
-  int first = 0;
-  while (first < n && is_heapkeeper_code(reinterpret_cast<uintptr_t>(raw[first]))) ++first;
-  int count = n - first;
-  if (count > depth) count = depth;
-  for (int i = 0; i < count; ++i) out[i] = reinterpret_cast<uintptr_t>(raw[first + i]);
-  return count < 0 ? 0 : count;
+  const int n = unw_backtrace(raw, depth + kOwnFramesMax);
+  int count = 0;
+  for (int i = 0; i < n && count < depth; ++i) {
+    const auto frame = reinterpret_cast<uintptr_t>(raw[i]);
+    if (!is_heapkeeper_code(frame)) out[count++] = frame;
+  }
+  return count;
 }
 
 }  // namespace

@@ -225,6 +225,11 @@ for path in paths:
     if r.get("live_blocks") != r.get("allocations", 0) - r.get("frees", 0):
         problems.append(f"{path} ({r.get('program')}): live_blocks {r.get('live_blocks')} != "
                         f"allocations {r.get('allocations')} - frees {r.get('frees')}")
+    # A stack reads as it would without heapkeeper: none of its own frames, anywhere.
+    own = [(section, [f.get("function") for f in site["stack"]]) for section in ("leaks", "live_sites")
+           for site in r.get(section, []) if any("libheapkeeper" in str(f.get("module", "")) for f in site["stack"])]
+    if own:
+        problems.append(f"{path} ({r.get('program')}): heapkeeper's own frames in {len(own)} stack(s), e.g. {own[0]}")
 leftovers = glob.glob(os.path.join(directory, "*.tmp.*"))
 if leftovers:
     problems.append(f"temporary report files left behind: {leftovers}")
