@@ -353,7 +353,7 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
   uintptr_t ips[Config::kMaxStackDepth + kAnchorFrames];
   // Read before unwinding: the frames are then at least as new as the generation.
   const uint32_t generation = module_generation();
-  if (cache == nullptr || cache->stack_high == 0 || depth > config().stack_depth) {
+  if (cache == nullptr || cache->stack_high == 0 || depth != config().stack_depth) {
     int count = unwind_program_frames(ips, depth);
     if (count == 0) return StackTable::kNoStack;
     return stack_table().intern(ips, static_cast<uint32_t>(count), generation);
@@ -391,7 +391,7 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
   }
   ++cache->misses;
   ++cache->window_misses;
-  const bool cacheable = entry.sp != 0 && depth == config().stack_depth;
+  const bool cacheable = entry.sp != 0;
   const int unwound = unwind_program_frames(ips, cacheable ? depth + kAnchorFrames : depth);
   const int count = unwound < depth ? unwound : depth;
   if (count == 0) return StackTable::kNoStack;
