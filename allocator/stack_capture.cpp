@@ -26,18 +26,25 @@
 // recorded depth (unwound for this only) that holds one of the stack's return addresses, real slot
 // or stale copy. The real slots are among them, so a changed caller fails the check; a changed
 // stale copy only costs a miss. (Taking the first copy as the slot put about 1 leak group in 200
-// of a recursive program under another group's stack.)
+// of a recursive program under another group's stack.) Where the image ends is found as a chain:
+// each frame's slot taken as the first copy of its return address at least 16 bytes above the
+// previous one. A chain of copies below the real slots would end it too early: copies in an array
+// (a backtrace() buffer) are 8 bytes apart and break the chain; what can still mislead it is the
+// layout of an older, deeper call left in a live frame's uninitialised buffer, holding every one of
+// the recorded frames' return addresses and the next 4, in order.
 //
 // Frames of varying size (alloca, variable-length arrays, stack realignment) break the premise:
 // the same entry can then sit under callers whose slots moved, and an uninitialised buffer over
 // where the old slots were still holds the old return addresses. Such a frame keeps a frame
-// pointer, and the frame pointer is written afresh by every call: a callee that saves it just
-// below its return address (push rbp; mov rsp, rbp), or the register at the call into
-// heapkeeper. So where a saved word or the register pointed just below another checked word when
-// the stack was cached, the check covers it too (a "link"): a moved frame changes it. A varying
-// frame whose callees keep no frame pointer and whose pointer is not in the register at the call
-// is not covered. A cached stack that is wrong is at worst attributed to the stack seen before:
-// never a crash, never another thread's.
+// pointer, pointing just below its return address, and every call below it either saves that
+// pointer on the stack before using the register (push rbp, wherever in its prologue) or leaves
+// it in the register down to the call into heapkeeper. Either way it is written afresh by each
+// call, between the entry and the frame's slot. So every word there that points just below a
+// checked word, and the register at the call if it does, is in the check too (a "link"): a moved
+// frame changes it. (Links were first only the word right below a slot, within 8 slots, which a
+// callee keeping rbp as a general register, or 8 return addresses copied into a frame, defeated.)
+// A cached stack that is wrong is at worst attributed to the stack seen before: never a crash,
+// never another thread's.
 // Only frames inside the thread's registered stack are cached: coroutine and sigaltstack stacks
 // are unwound every time.
 //
@@ -52,6 +59,7 @@
 #include <libunwind.h>
 #include <link.h>
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 
@@ -75,9 +83,9 @@ struct CachedStack {
   uint8_t words;        // checked words: slot_words[0..words)
   uint8_t links;        // then the links: slot_words[words..words + links)
   uint16_t head_check;  // head_bits of the same over the innermost kHeadSlots: rejects a sibling early
-  // uint16_t slot_words[capacity] follows. Checked word i sits at entry_sp + 8 * slot_words[i]. A
-  // link is a checked word's index + 1, whose next lower word is in the check too, or 0 for the
-  // entry's frame pointer.
+  // uint16_t slot_words[capacity] follows. Checked word i sits at entry_sp + 8 * slot_words[i]; a
+  // link is where a saved frame pointer sits, the same way, or kEntryLink for the register.
+  static constexpr uint16_t kEntryLink = UINT16_MAX;
 };
 static_assert(sizeof(CachedStack) == 16);
 
@@ -169,12 +177,12 @@ inline uint64_t slot_term(uintptr_t value, unsigned k) {
 
 // Folds a saved frame pointer (relative to the entry's stack pointer) into the check.
 inline uint64_t link_term(uintptr_t value, uintptr_t entry_sp, unsigned k) {
-  return mix(static_cast<uint64_t>(value - entry_sp) ^ (uint64_t{k} << 56) ^ (uint64_t{1} << 55));
+  return mix(static_cast<uint64_t>(value - entry_sp) ^ (uint64_t{k} * 0x9e3779b97f4a7c15ull) ^ (uint64_t{1} << 55));
 }
 
-// What link `link` of a cached stack (see CachedStack) reads from the current stack.
-inline uintptr_t link_value(const uint16_t* slot, uint16_t link, const StackProbe& entry) {
-  return link == 0 ? entry.rbp : load(entry.sp + 8 * uintptr_t{slot[link - 1]} - 8);
+// What link `link` of a cached stack (see CachedStack) reads now.
+inline uintptr_t link_value(uint16_t link, const StackProbe& entry) {
+  return link == CachedStack::kEntryLink ? entry.rbp : load(entry.sp + 8 * uintptr_t{link});
 }
 
 inline uint16_t head_bits(uint64_t hash) { return static_cast<uint16_t>(hash >> 48); }
@@ -379,7 +387,7 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
       if (head_bits(hash) != candidate->head_check) continue;
       for (uint32_t i = head; i < words; ++i) hash += slot_term(load(entry.sp + 8 * uintptr_t{slot[i]}), i);
       for (uint32_t j = words; j < words + candidate->links; ++j) {
-        hash += link_term(link_value(slot, slot[j], entry), entry.sp, slot[j]);
+        hash += link_term(link_value(slot[j], entry), entry.sp, slot[j]);
       }
       if (hash == candidate->check) {
         cache->last_hit[set] = static_cast<uint8_t>(way);
@@ -422,13 +430,17 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
     return_addresses[at] = ips[k];
   }
   constexpr uintptr_t kLargestFrame = uintptr_t{256} * 1024;
-  const uintptr_t reach = entry.sp + 8 * uintptr_t{UINT16_MAX};
+  const uintptr_t reach = entry.sp + 8 * uintptr_t{CachedStack::kEntryLink - 1};
   const uintptr_t top = reach < cache->stack_high - 8 ? reach : cache->stack_high - 8;
   int anchor = count - 1 + kAnchorFrames < unwound ? count - 1 + kAnchorFrames : unwound - 1;
   if (count == 1) anchor = 0;  // only the entry frame, which the tag covers
   uint16_t image[Config::kMaxStackDepth * 2 + 7];
   uintptr_t image_value[Config::kMaxStackDepth * 2 + 7];
   uint32_t words = 0, words_to_last_slot = 0;
+  // Words pointing higher up this stack, 8-aligned with its entry: saved frame pointers among them.
+  constexpr uint32_t kMaxPointers = 256;
+  uint16_t pointer_at[kMaxPointers], pointer_to[kMaxPointers];
+  uint32_t pointers = 0, pointers_to_last_slot = 0;
   uintptr_t last_slot = entry.sp - 8;
   int next = 1;  // the frame whose slot is looked for
   for (uintptr_t a = entry.sp; next <= anchor; a += 8) {
@@ -445,30 +457,34 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
       if (words == cache->capacity) return id;  // too many stale copies to check: not cached
       image[words] = static_cast<uint16_t>((a - entry.sp) / 8);
       image_value[words++] = word;
+    } else if (word > a && word <= top && ((word - entry.sp) & 7) == 0) {
+      if (pointers == kMaxPointers) return id;  // too many to tell the frame pointers: not cached
+      pointer_at[pointers] = static_cast<uint16_t>((a - entry.sp) / 8);
+      pointer_to[pointers++] = static_cast<uint16_t>((word + 8 - entry.sp) / 8);
     }
-    if (word == ips[next]) {
+    // Slots are at least 16 bytes apart (a frame that calls keeps the stack 16-byte aligned): a
+    // copy of the return addresses in an array (a backtrace() buffer) is not a chain of slots.
+    if (word == ips[next] && a >= last_slot + 16) {
       last_slot = a;
       words_to_last_slot = words;
+      pointers_to_last_slot = pointers;
       ++next;
     }
   }
   words = words_to_last_slot;
+  pointers = pointers_to_last_slot;
 
-  // A frame pointer pointing just below one of the next few checked words: a link.
-  constexpr uint32_t kLinkReach = 8;
-  auto links_to_image = [&](uintptr_t value, uint32_t after) {
-    const uint32_t last = after + kLinkReach < words ? after + kLinkReach : words;
-    for (uint32_t m = after; m < last; ++m) {
-      if (value == entry.sp + 8 * uintptr_t{image[m]} - 8) return true;
-    }
-    return false;
-  };
-  uint16_t links[Config::kMaxStackDepth * 2 + 8];
+  // Links: a word, or the frame-pointer register at the call, pointing just below a checked word
+  // (where a frame pointer points: the caller's saved one, right below the return address).
+  const auto checked = [&](uint32_t offset) { return std::binary_search(image, image + words, offset); };
+  uint16_t links[kMaxPointers + 1];
   uint32_t link_count = 0;
-  if (links_to_image(entry.rbp, 0)) links[link_count++] = 0;
-  for (uint32_t i = 0; i < words; ++i) {
-    if (links_to_image(load(entry.sp + 8 * uintptr_t{image[i]} - 8), i + 1))
-      links[link_count++] = static_cast<uint16_t>(i + 1);
+  const uintptr_t rbp_offset = entry.rbp - entry.sp;  // wraps when below: never checked then
+  if ((rbp_offset & 7) == 0 && rbp_offset < 8 * uintptr_t{CachedStack::kEntryLink - 1} &&
+      checked(static_cast<uint32_t>(rbp_offset / 8 + 1)))
+    links[link_count++] = CachedStack::kEntryLink;
+  for (uint32_t p = 0; p < pointers; ++p) {
+    if (checked(pointer_to[p])) links[link_count++] = pointer_at[p];
   }
   if (words + link_count > cache->capacity) return id;  // too many to check: not cached
 
@@ -485,7 +501,7 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
   if (words < StackCache::kHeadSlots) cached->head_check = head_bits(hash);
   for (uint32_t j = 0; j < link_count; ++j) {
     slot[words + j] = links[j];
-    hash += link_term(link_value(slot, links[j], entry), entry.sp, links[j]);
+    hash += link_term(link_value(links[j], entry), entry.sp, links[j]);
   }
   cached->check = hash;
   cached->stack_id = id;
