@@ -253,11 +253,15 @@ bool PrivateHeap::initialize(uint64_t reserve_bytes, unsigned arena_count) {
 
   unsigned bins = 0;
   if (!read_ctl("arenas.nbins", bins) || bins == 0 || bins > kMaxSmallClasses) return false;
+  // By MIB: one name lookup rather than one per class, and no snprintf at every process's start.
+  size_t bin_size_mib[4];
+  size_t bin_size_mib_length = 4;
+  if (je::mallctlnametomib("arenas.bin.0.size", bin_size_mib, &bin_size_mib_length) != 0) return false;
   for (unsigned i = 0; i < bins; ++i) {
-    char name[64];
-    std::snprintf(name, sizeof(name), "arenas.bin.%u.size", i);
+    bin_size_mib[2] = i;
     size_t size = 0;
-    if (!read_ctl(name, size)) return false;
+    size_t length = sizeof(size);
+    if (je::mallctlbymib(bin_size_mib, bin_size_mib_length, &size, &length, nullptr, 0) != 0) return false;
     small_class_size_[i] = size;
   }
   small_class_count_ = bins;

@@ -96,7 +96,7 @@ ThreadState* ThreadRegistry::register_current(bool heapkeeper_thread) {
     tl.status = ThreadStatus::kExited;
     return nullptr;
   }
-  uint32_t index = next_index_.fetch_add(1, std::memory_order_relaxed);
+  uint32_t index = indices_taken_.fetch_add(1, std::memory_order_relaxed) + 1;
   s->index = index < BlockHeader::kMaxThreadIndex ? index : BlockHeader::kMaxThreadIndex;
   s->tid = static_cast<pid_t>(::syscall(SYS_gettid));
   s->handle = pthread_self();
@@ -247,7 +247,7 @@ ThreadTotals ThreadRegistry::totals() const {
     t.freed_bytes += s->freed_bytes.load(std::memory_order_relaxed);
     if (s->in_use.load(std::memory_order_relaxed)) ++t.live_threads;
   }
-  t.threads_seen = next_index_.load(std::memory_order_relaxed) - 1;
+  t.threads_seen = indices_taken_.load(std::memory_order_relaxed);
   return t;
 }
 
@@ -266,7 +266,7 @@ void ThreadRegistry::refresh_name(const ThreadState& s) {
 }
 
 const ThreadInfo* ThreadRegistry::info(uint32_t index) const {
-  if (index == 0 || index >= kTrackedInfos || index >= next_index_.load(std::memory_order_relaxed)) return nullptr;
+  if (index == 0 || index >= kTrackedInfos || index > indices_taken_.load(std::memory_order_relaxed)) return nullptr;
   return &infos_[index];
 }
 

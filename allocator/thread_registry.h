@@ -127,7 +127,9 @@ class ThreadRegistry {
   void count_orphan_free(size_t bytes);
   // Bytes added to a live block (its usable size was claimed), no new allocation.
   void count_orphan_bytes(size_t bytes);
-  uint64_t next_sequence_block(uint64_t count) { return sequence_.fetch_add(count, std::memory_order_relaxed); }
+  uint64_t next_sequence_block(uint64_t count) {
+    return sequences_taken_.fetch_add(count, std::memory_order_relaxed) + 1;
+  }
 
   const ThreadInfo* info(uint32_t index) const;
   // Reads a live thread's name again from /proc/self/task/TID/comm. A thread's name is first read
@@ -150,8 +152,12 @@ class ThreadRegistry {
   ThreadState* take_state();
 
   std::atomic<ThreadState*> head_{nullptr};
-  std::atomic<uint32_t> next_index_{1};
-  std::atomic<uint64_t> sequence_{1};
+  // Every member starts at zero, so that the registry (its 320 KiB of thread infos above all) lies in
+  // .bss: demand-zero pages, of which a process touches only the few it writes. One non-zero
+  // initialiser put the whole object in .data, read from the library's file, and the kernel's
+  // fault-around then mapped 88 KiB of it around the first read (issue #12).
+  std::atomic<uint32_t> indices_taken_{0};    // thread numbers handed out; the next is this + 1
+  std::atomic<uint64_t> sequences_taken_{0};  // allocation sequence numbers handed out (from 1)
   std::atomic<int64_t> live_bytes_{0};
   mutable std::atomic<int64_t> peak_bytes_{0};
   std::atomic<uint64_t> retired_allocations_{0}, retired_frees_{0}, retired_allocated_bytes_{0},

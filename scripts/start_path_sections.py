@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Writes preload/start_path.ld: the functions of libheapkeeper.so that a short traced process runs.
+
+The kernel maps a library's code 64 KiB around each page a process first executes, so the start-up,
+first-allocation and exit code spread over the library's text made almost all of it resident in
+every traced process (issue #12). The preload library is linked with this script (INSERT BEFORE
+.text), which gathers these functions at the start of the text. It lists the functions callgrind saw
+run: names that no longer exist are ignored, a new function missing from it only costs its page.
+jemalloc's functions are left out (its archive is not built with one section per function).
+
+Usage: scripts/start_path_sections.py LIBRARY > preload/start_path.ld
+  (run from the repository root after a build; needs valgrind, nm and a C compiler)
+"""
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+HEADER = """/* The functions every traced process runs: start-up, its first allocations and frees, a fork,
+ * the exit check. Gathered ahead of the rest of libheapkeeper.so's text, so that a short process
+ * maps a few 64 KiB windows of it rather than all (issue #12). Written by
+ * scripts/start_path_sections.py; see preload/CMakeLists.txt. */
+"""
+
+
+def run_traced(library, command, out_dir):
+    env = dict(os.environ, HEAPKEEPER_MODE="detect")
+    subprocess.run(["valgrind", "--tool=callgrind", "--demangle=no", "--trace-children=yes",
+                    f"--callgrind-out-file={out_dir}/callgrind.%p", "env", f"LD_PRELOAD={library}"] + command,
+                   env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    library = os.path.realpath(sys.argv[1])
+    with tempfile.TemporaryDirectory() as work:
+        one_allocation = os.path.join(work, "one_allocation")
+        subprocess.run(["cc", "-O2", "-o", one_allocation, "bench/workloads/one_allocation.c"], check=True)
+        # A traced parent that forks and waits, as a shell or make does (spawn_loop runs untraced).
+        forking = os.path.join(work, "forking")
+        with open(forking + ".c", "w") as source:
+            source.write("#include <stdlib.h>\n#include <sys/wait.h>\n#include <unistd.h>\n"
+                         "int main(void) { pid_t p = fork(); if (p == 0) { execl(\"/bin/true\", \"true\", (char*)0);"
+                         " _exit(1); } free(malloc(10)); waitpid(p, 0, 0); return 0; }\n")
+        subprocess.run(["cc", "-O2", "-o", forking, forking + ".c"], check=True)
+        for command in (["/bin/true"], [one_allocation], [forking]):
+            run_traced(library, command, work)
+        ran = set()
+        for name in os.listdir(work):
+            if name.startswith("callgrind."):
+                for line in open(os.path.join(work, name), errors="replace"):
+                    match = re.match(r"c?fn=\(\d+\) (\S+)", line)
+                    if match:
+                        ran.add(match.group(1))
+    defined = subprocess.run(["nm", "--defined-only", library], check=True, capture_output=True, text=True).stdout
+    functions = {fields[2] for fields in (line.split() for line in defined.splitlines())
+                 if len(fields) == 3 and fields[1] in "tTwW"}
+    names = set()
+    for name in ran & functions:
+        if name.startswith("je_"):
+            continue
+        names.add(name)
+        # A complete-object constructor or destructor is an alias of the base one, whose section it is.
+        names.add(re.sub(r"C1E", "C2E", name, count=1))
+        names.add(re.sub(r"D1Ev", "D2Ev", name, count=1))
+    lines = ["SECTIONS", "{", "  .text.heapkeeper_start :", "  {", "    *(.text.startup .text.startup.*)",
+             "    *symbol_lookup_entry.S.o(.text)"]
+    lines += [f"    *(.text.{name})" for name in sorted(names)]
+    lines += ["  }", "}", "INSERT BEFORE .text;"]
+    sys.stdout.write(HEADER + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
