@@ -16,9 +16,11 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -37,6 +39,14 @@ struct Service {
   std::mutex mutex;  // the symbolizer and its caches, one dump at a time
   std::unique_ptr<ModuleSymbolizer> symbolizer = std::make_unique<ModuleSymbolizer>();
   std::atomic<int> in_flight{0};
+  // Clients accepted and not yet taken by a worker, and workers waiting for one. Workers stay once
+  // made: a thread made for each client cost every short process of a shell loop or a build the
+  // thread's creation, start and teardown on its round trip; one worker per client answered at
+  // once is as many as are ever needed.
+  std::mutex queue_mutex;
+  std::condition_variable client_ready;
+  std::deque<int> clients;
+  size_t idle_workers = 0;
 };
 
 bool read_exactly(int fd, char* data, size_t size) {
@@ -84,6 +94,24 @@ void answer_client(Service& service, int fd) {
     reply = report::serialize_raw_answer(render_answer(parsed, *service.symbolizer));
   }
   write_all(fd, reply.data(), reply.size());
+}
+
+// A worker: answers one client after another, for as long as the service lives.
+[[noreturn]] void work(Service* service) {
+  for (;;) {
+    int client = -1;
+    {
+      std::unique_lock<std::mutex> lock(service->queue_mutex);
+      ++service->idle_workers;
+      service->client_ready.wait(lock, [service] { return !service->clients.empty(); });
+      --service->idle_workers;
+      client = service->clients.front();
+      service->clients.pop_front();
+    }
+    answer_client(*service, client);
+    ::close(client);
+    --service->in_flight;
+  }
 }
 
 // When the service ends: the run's program has exited (its pidfd is readable; without pidfd_open,
@@ -138,11 +166,10 @@ void detach_from_terminal() {
     const int flags = ::fcntl(client, F_GETFL);
     ::fcntl(client, F_SETFL, flags & ~O_NONBLOCK);
     ++service->in_flight;
-    std::thread([service, client] {
-      answer_client(*service, client);
-      ::close(client);
-      --service->in_flight;
-    }).detach();
+    std::lock_guard<std::mutex> lock(service->queue_mutex);
+    service->clients.push_back(client);
+    if (service->clients.size() > service->idle_workers) std::thread(work, service).detach();
+    service->client_ready.notify_one();
   }
   struct stat now {};
   if (::stat(socket_path.c_str(), &now) == 0 && now.st_ino == bound.st_ino && now.st_dev == bound.st_dev)
