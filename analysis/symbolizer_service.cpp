@@ -9,6 +9,7 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sys/types.h>
@@ -16,11 +17,9 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -35,18 +34,25 @@ namespace {
 constexpr uint64_t kMaxDumpBytes = uint64_t{1} << 30;
 constexpr int kClientTimeoutSeconds = 60;
 
+uint64_t monotonic_ms() {
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1000 + static_cast<uint64_t>(now.tv_nsec) / 1000000;
+}
+
 struct Service {
   std::mutex mutex;  // the symbolizer and its caches, one dump at a time
   std::unique_ptr<ModuleSymbolizer> symbolizer = std::make_unique<ModuleSymbolizer>();
+  int listener = -1;
   std::atomic<int> in_flight{0};
-  // Clients accepted and not yet taken by a worker, and workers waiting for one. Workers stay once
-  // made: a thread made for each client cost every short process of a shell loop or a build the
-  // thread's creation, start and teardown on its round trip; one worker per client answered at
-  // once is as many as are ever needed.
-  std::mutex queue_mutex;
-  std::condition_variable client_ready;
-  std::deque<int> clients;
-  size_t idle_workers = 0;
+  // Workers waiting in accept() on the listener, and when a client last came or went. Workers
+  // stay once made: a thread made for each client cost every short process of a shell loop or a
+  // build the thread's creation, start and teardown on its round trip, and a client handed from an
+  // accepting thread to a worker waited for a second wake-up. A worker that takes a client makes
+  // another only when none is left waiting, so there are never more than the service's peak of
+  // clients at once.
+  std::atomic<int> waiting_workers{0};
+  std::atomic<uint64_t> last_activity_ms{0};
 };
 
 bool read_exactly(int fd, char* data, size_t size) {
@@ -96,22 +102,33 @@ void answer_client(Service& service, int fd) {
   write_all(fd, reply.data(), reply.size());
 }
 
-// A worker: answers one client after another, for as long as the service lives.
-[[noreturn]] void work(Service* service) {
+// A worker: takes the next client from the listener and answers it (the kernel wakes one waiting
+// accept() a connection), until the listener is shut down as the service ends. A client taken is
+// counted in flight before the worker stops counting as waiting, so that once no worker waits,
+// every client ever taken is in in_flight.
+void work(Service* service) {
   for (;;) {
-    int client = -1;
-    {
-      std::unique_lock<std::mutex> lock(service->queue_mutex);
-      ++service->idle_workers;
-      service->client_ready.wait(lock, [service] { return !service->clients.empty(); });
-      --service->idle_workers;
-      client = service->clients.front();
-      service->clients.pop_front();
+    const int client = ::accept4(service->listener, nullptr, nullptr, SOCK_CLOEXEC);
+    if (client < 0) {
+      if (errno == EINVAL) break;  // shut down: the service is ending
+      // EINTR, a connection reset before it was taken, or out of descriptors for a moment.
+      if (errno != EINTR && errno != ECONNABORTED) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      continue;
+    }
+    ++service->in_flight;
+    --service->waiting_workers;
+    service->last_activity_ms = monotonic_ms();
+    if (service->waiting_workers.load() == 0) {
+      ++service->waiting_workers;
+      std::thread(work, service).detach();
     }
     answer_client(*service, client);
     ::close(client);
+    service->last_activity_ms = monotonic_ms();
+    ++service->waiting_workers;
     --service->in_flight;
   }
+  --service->waiting_workers;
 }
 
 // When the service ends: the run's program has exited (its pidfd is readable; without pidfd_open,
@@ -123,18 +140,26 @@ struct Lifetime {
 
 constexpr int kUserIdleMs = 2000;
 
-// Waits for a client: true when one is there, false when the service is to end.
-bool wait_for_client(const Lifetime& life, int listener) {
+// Waits until the service is to end: the run's program has exited, or (a user's service) nobody
+// came for kUserIdleMs.
+void wait_for_end(const Lifetime& life, const Service& service) {
+  if (life.watched != 0) {
+    for (;;) {
+      pollfd watched{life.pidfd, POLLIN, 0};
+      const int ready = ::poll(&watched, life.pidfd >= 0 ? 1 : 0, life.pidfd >= 0 ? -1 : 1000);
+      if (ready < 0 && errno != EINTR && errno != EAGAIN) return;
+      if (life.pidfd >= 0 && ready > 0 && (watched.revents & POLLIN) != 0) return;
+      if (life.pidfd < 0 && ::kill(life.watched, 0) != 0 && errno == ESRCH) return;
+    }
+  }
   for (;;) {
-    pollfd fds[2] = {{listener, POLLIN, 0}, {life.pidfd, POLLIN, 0}};
-    const bool run = life.watched != 0;
-    const int ready = ::poll(fds, run && life.pidfd >= 0 ? 2 : 1, run ? (life.pidfd >= 0 ? -1 : 1000) : kUserIdleMs);
-    if (ready < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (ready < 0) return false;
-    if (run && life.pidfd >= 0 && (fds[1].revents & POLLIN) != 0) return false;
-    if (run && life.pidfd < 0 && ::kill(life.watched, 0) != 0 && errno == ESRCH) return false;
-    if (ready == 0 && !run) return false;  // idle
-    if ((fds[0].revents & POLLIN) != 0) return true;
+    const uint64_t quiet_since = service.last_activity_ms.load();
+    const uint64_t now = monotonic_ms();
+    if (service.in_flight.load() == 0 && now >= quiet_since + uint64_t{kUserIdleMs}) return;
+    const uint64_t wait = service.in_flight.load() > 0 || now >= quiet_since + uint64_t{kUserIdleMs}
+                              ? kUserIdleMs
+                              : quiet_since + uint64_t{kUserIdleMs} - now;
+    std::this_thread::sleep_for(std::chrono::milliseconds(wait));
   }
 }
 
@@ -160,25 +185,22 @@ void detach_from_terminal() {
   ::stat(socket_path.c_str(), &bound);
   auto* service = new Service();  // lives until _exit: detached threads may still hold it
   if (symbolizer != nullptr) service->symbolizer = std::move(symbolizer);
-  while (wait_for_client(life, listener)) {
-    const int client = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (client < 0) continue;
-    const int flags = ::fcntl(client, F_GETFL);
-    ::fcntl(client, F_SETFL, flags & ~O_NONBLOCK);
-    ++service->in_flight;
-    std::lock_guard<std::mutex> lock(service->queue_mutex);
-    service->clients.push_back(client);
-    if (service->clients.size() > service->idle_workers) std::thread(work, service).detach();
-    service->client_ready.notify_one();
-  }
+  service->listener = listener;
+  service->last_activity_ms = monotonic_ms();
+  ++service->waiting_workers;
+  std::thread(work, service).detach();
+  wait_for_end(life, *service);
   struct stat now {};
   if (::stat(socket_path.c_str(), &now) == 0 && now.st_ino == bound.st_ino && now.st_dev == bound.st_dev)
     ::unlink(socket_path.c_str());
   if (!directory.empty()) ::rmdir(directory.c_str());
-  // A client whose program has exited cannot be waiting; others (descendants that outlived it) get
-  // up to their timeout.
-  for (int i = 0; i < kClientTimeoutSeconds * 10 && service->in_flight.load() > 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // No client is taken from now on (waiting workers leave accept() with EINVAL; one still in the
+  // backlog sees its connection reset and starts the binary itself). A client whose program has
+  // exited cannot be waiting; others (descendants that outlived it) get up to their timeout.
+  ::shutdown(listener, SHUT_RDWR);
+  for (int i = 0;
+       i < kClientTimeoutSeconds * 100 && (service->in_flight.load() > 0 || service->waiting_workers.load() > 0); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   if (std::getenv("HEAPKEEPER_SYMBOLIZER_LOG") != nullptr)
     std::fprintf(stderr, "heapkeeper: symbolizer: %llu module files read\n",
                  static_cast<unsigned long long>(service->symbolizer->modules_read()));
