@@ -1,7 +1,10 @@
 // Implementation of the run's symbolizer service (see symbolizer_service.h).
 #include "analysis/symbolizer_service.h"
 
+#include <elfutils/libdwelf.h>
 #include <fcntl.h>
+#include <gelf.h>
+#include <link.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -22,8 +25,10 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <string_view>
 #include <thread>
 
+#include "analysis/hex_text.h"
 #include "analysis/module_symbolizer.h"
 #include "analysis/report_renderer.h"
 #include "report/raw_dump.h"
@@ -177,6 +182,33 @@ void detach_from_terminal() {
   ::signal(SIGPIPE, SIG_IGN);
 }
 
+// The C library this binary runs with, and its build-id in hex, or empty strings: almost every
+// report with a stack names it (a main thread's stacks start in __libc_start_call_main), and the
+// traced processes of this machine run the same one.
+void own_c_library(std::string& path, std::string& build_id) {
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* data) -> int {
+        const char* name = info->dlpi_name;
+        const char* slash = name != nullptr ? std::strrchr(name, '/') : nullptr;
+        if (slash == nullptr || std::strncmp(slash + 1, "libc.so.", 8) != 0) return 0;
+        *static_cast<std::string*>(data) = name;
+        return 1;
+      },
+      &path);
+  build_id.clear();
+  if (path.empty()) return;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  elf_version(EV_CURRENT);
+  if (Elf* elf = elf_begin(fd, ELF_C_READ_MMAP, nullptr)) {
+    const void* bits = nullptr;
+    const ssize_t length = dwelf_elf_gnu_build_id(elf, &bits);
+    if (length > 0) build_id = hex_text(std::string_view(static_cast<const char*>(bits), static_cast<size_t>(length)));
+    elf_end(elf);
+  }
+  ::close(fd);
+}
+
 // Serves until the lifetime ends, then removes `socket_path` (if it is still the socket bound
 // here: a later service may have replaced it) and `directory` (if any), and exits.
 [[noreturn]] void serve(int listener, const Lifetime& life, const std::string& directory,
@@ -189,6 +221,17 @@ void detach_from_terminal() {
   service->last_activity_ms = monotonic_ms();
   ++service->waiting_workers;
   std::thread(work, service).detach();
+  // The C library's symbols and DWARF are read now, while the first clients are answered, rather
+  // than by the first report that names it, which would wait for them (a shell loop's last
+  // report, its shell's, waited 60 ms for libc6-dbg's sections to be inflated).
+  std::string libc_path, libc_build_id;
+  own_c_library(libc_path, libc_build_id);
+  bool prepare = false;
+  {
+    std::lock_guard<std::mutex> lock(service->mutex);
+    prepare = service->symbolizer->start_preparing(libc_build_id);
+  }
+  if (prepare) std::thread([service, libc_path] { service->symbolizer->prepare(libc_path); }).detach();
   wait_for_end(life, *service);
   struct stat now {};
   if (::stat(socket_path.c_str(), &now) == 0 && now.st_ino == bound.st_ino && now.st_dev == bound.st_dev)
