@@ -4,6 +4,7 @@
 #include "analysis/module_symbolizer.h"
 
 #include <cxxabi.h>
+#include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -75,6 +76,90 @@ ModuleSymbolizer::~ModuleSymbolizer() {
   for (auto& [key, file] : files_) {
     if (file.session != nullptr) dwfl_end(file.session);
   }
+  if (prepared_.session != nullptr) dwfl_end(prepared_.session);
+}
+
+bool ModuleSymbolizer::open_file(const std::string& path, ModuleFile& file) {
+  ++modules_read_;
+  if (log_) std::fprintf(stderr, "heapkeeper: symbolizer: reading %s\n", path.c_str());
+  // Non-blocking: whatever is at that path now may be a FIFO, which only a regular file may not be.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return false;
+  struct stat status {};
+  if (::fstat(fd, &status) != 0 || !S_ISREG(status.st_mode)) {
+    ::close(fd);
+    return false;
+  }
+  file.session = dwfl_begin(local_file_callbacks());
+  if (file.session == nullptr) {
+    ::close(fd);
+    return false;
+  }
+  // At the file's own addresses (bias 0): lookups are by file offset, the same in every process.
+  dwfl_report_begin(file.session);
+  Dwfl_Module* reported = dwfl_report_elf(file.session, path.c_str(), path.c_str(), fd, 0, true);
+  if (reported == nullptr) ::close(fd);  // consumed only on success
+  dwfl_report_end(file.session, nullptr, nullptr);
+  Dwarf_Addr bias = 0;
+  if (reported != nullptr && dwfl_module_getelf(reported, &bias) != nullptr && bias == 0) {
+    file.module = reported;
+    return true;
+  }
+  dwfl_end(file.session);
+  file.session = nullptr;
+  return false;
+}
+
+bool ModuleSymbolizer::start_preparing(const std::string& key) {
+  if (key.empty() || files_.count(key) != 0) return false;
+  std::lock_guard<std::mutex> lock(prepared_mutex_);
+  if (preparing_ || prepared_ready_) return false;
+  preparing_ = true;
+  prepared_key_ = key;
+  return true;
+}
+
+void ModuleSymbolizer::prepare(const std::string& path) {
+  std::string key;
+  {
+    std::lock_guard<std::mutex> lock(prepared_mutex_);
+    if (!preparing_) return;
+    key = prepared_key_;
+  }
+  ModuleFile file;
+  bool ready = open_file(path, file) && hex_text(build_id_of(file.module)) == key;
+  if (ready) {
+    // What the first lookups would do: the symbol table, the DWARF (found by build-id, inflated)
+    // and its address ranges.
+    dwfl_module_getsymtab(file.module);
+    Dwarf_Addr bias = 0;
+    if (Dwarf* dwarf = dwfl_module_getdwarf(file.module, &bias)) {
+      Dwarf_Aranges* ranges = nullptr;
+      size_t count = 0;
+      dwarf_getaranges(dwarf, &ranges, &count);
+    }
+  } else if (file.session != nullptr) {
+    dwfl_end(file.session);
+    file = ModuleFile{};
+  }
+  {
+    std::lock_guard<std::mutex> lock(prepared_mutex_);
+    preparing_ = false;
+    prepared_ready_ = ready;
+    prepared_ = std::move(file);
+  }
+  prepared_changed_.notify_all();
+}
+
+bool ModuleSymbolizer::take_prepared(const std::string& key, ModuleFile& file) {
+  std::unique_lock<std::mutex> lock(prepared_mutex_);
+  if (prepared_key_ != key) return false;
+  prepared_changed_.wait(lock, [&] { return !preparing_; });
+  if (!prepared_ready_) return false;
+  file = std::move(prepared_);
+  prepared_ = ModuleFile{};
+  prepared_ready_ = false;
+  return true;
 }
 
 ModuleSymbolizer::ModuleFile& ModuleSymbolizer::module_file(const report::RawModule& module, const std::string& key) {
@@ -89,33 +174,12 @@ ModuleSymbolizer::ModuleFile& ModuleSymbolizer::module_file(const report::RawMod
   // An unloaded library without a build-id cannot be told from a rebuilt one; a name that is not an
   // absolute path ("[vdso]", "... (deleted)" still opens nothing of the right build) has no file.
   if ((module.unloaded && module.build_id.empty()) || module.path.empty() || module.path[0] != '/') return file;
-  ++modules_read_;
-  if (log_) std::fprintf(stderr, "heapkeeper: symbolizer: reading %s\n", module.path.c_str());
-  // Non-blocking: whatever is at that path now may be a FIFO, which only a regular file may not be.
-  const int fd = ::open(module.path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return file;
-  struct stat status {};
-  if (::fstat(fd, &status) != 0 || !S_ISREG(status.st_mode)) {
-    ::close(fd);
-    return file;
-  }
-  file.session = dwfl_begin(local_file_callbacks());
-  if (file.session == nullptr) {
-    ::close(fd);
-    return file;
-  }
-  // At the file's own addresses (bias 0): lookups are by file offset, the same in every process.
-  dwfl_report_begin(file.session);
-  Dwfl_Module* reported = dwfl_report_elf(file.session, module.path.c_str(), module.path.c_str(), fd, 0, true);
-  if (reported == nullptr) ::close(fd);  // consumed only on success
-  dwfl_report_end(file.session, nullptr, nullptr);
-  Dwarf_Addr bias = 0;
-  if (reported != nullptr && dwfl_module_getelf(reported, &bias) != nullptr && bias == 0 &&
-      (module.build_id.empty() || build_id_of(reported) == module.build_id)) {
-    file.module = reported;
-  } else {
+  // The same build, read ahead by prepare() (the key is its build-id).
+  if (!module.build_id.empty() && take_prepared(key, file)) return file;
+  if (open_file(module.path, file) && !module.build_id.empty() && build_id_of(file.module) != module.build_id) {
     dwfl_end(file.session);
     file.session = nullptr;
+    file.module = nullptr;
   }
   return file;
 }

@@ -13,8 +13,11 @@
 // count them ("heapkeeper: symbolizer: reading PATH").
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 
@@ -63,7 +66,17 @@ class ModuleSymbolizer {
   SymbolizedFrame resolve(const report::RawModule* module, uint64_t address, const PythonCodes& python);
 
   // Module files read so far (each at most once per build-id).
-  uint64_t modules_read() const { return modules_read_; }
+  uint64_t modules_read() const { return modules_read_.load(); }
+
+  // Reading a module file before any dump names it: its symbol table and its DWARF, which for a
+  // library whose debug file is compressed (libc6-dbg) means inflating every debug section, the
+  // longest part of a service's first report. start_preparing(key), under the lock that
+  // serialises resolve(), claims the file of build-id `key` (hex): false when it is read already
+  // or another is being prepared. prepare(path) then reads it on a thread of its own, without that
+  // lock, while others are answered; a resolve() that needs the file meanwhile waits for it and
+  // takes it, so the file is still read once. A file at `path` of another build is dropped.
+  bool start_preparing(const std::string& key);
+  void prepare(const std::string& path);
 
   // "function module+0xoffset file:line" one-liner used in human reports, e.g.
   // "make_list /tmp/prog+0x11a9 prog.c:12". The file:line part is omitted when unknown; an address
@@ -83,10 +96,22 @@ class ModuleSymbolizer {
     std::unordered_map<uint64_t, Names> names;  // by file offset of the return address
   };
   ModuleFile& module_file(const report::RawModule& module, const std::string& key);
+  // Opens `path` into `file` (a session at the file's own addresses), counting the read; false
+  // when the file cannot be used.
+  bool open_file(const std::string& path, ModuleFile& file);
+  // The prepared file for `key`, when prepare() made or is making it (waiting for it then).
+  bool take_prepared(const std::string& key, ModuleFile& file);
 
   std::unordered_map<std::string, ModuleFile> files_;  // by build-id (hex), or "path:" + path
-  uint64_t modules_read_ = 0;
+  std::atomic<uint64_t> modules_read_{0};
   bool log_ = false;
+  // prepare()'s file, from its start until resolve() takes it.
+  std::mutex prepared_mutex_;
+  std::condition_variable prepared_changed_;
+  bool preparing_ = false;    // claimed, and prepare() not done yet
+  std::string prepared_key_;  // the build-id (hex) claimed
+  bool prepared_ready_ = false;
+  ModuleFile prepared_;
 };
 
 }  // namespace heapkeeper::analysis

@@ -1,7 +1,10 @@
 // Implementation of the run's symbolizer service (see symbolizer_service.h).
 #include "analysis/symbolizer_service.h"
 
+#include <elfutils/libdwelf.h>
 #include <fcntl.h>
+#include <gelf.h>
+#include <link.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -9,6 +12,7 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sys/types.h>
@@ -21,8 +25,10 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <string_view>
 #include <thread>
 
+#include "analysis/hex_text.h"
 #include "analysis/module_symbolizer.h"
 #include "analysis/report_renderer.h"
 #include "report/raw_dump.h"
@@ -33,10 +39,25 @@ namespace {
 constexpr uint64_t kMaxDumpBytes = uint64_t{1} << 30;
 constexpr int kClientTimeoutSeconds = 60;
 
+uint64_t monotonic_ms() {
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1000 + static_cast<uint64_t>(now.tv_nsec) / 1000000;
+}
+
 struct Service {
   std::mutex mutex;  // the symbolizer and its caches, one dump at a time
   std::unique_ptr<ModuleSymbolizer> symbolizer = std::make_unique<ModuleSymbolizer>();
+  int listener = -1;
   std::atomic<int> in_flight{0};
+  // Workers waiting in accept() on the listener, and when a client last came or went. Workers
+  // stay once made: a thread made for each client cost every short process of a shell loop or a
+  // build the thread's creation, start and teardown on its round trip, and a client handed from an
+  // accepting thread to a worker waited for a second wake-up. A worker that takes a client makes
+  // another only when none is left waiting, so there are never more than the service's peak of
+  // clients at once.
+  std::atomic<int> waiting_workers{0};
+  std::atomic<uint64_t> last_activity_ms{0};
 };
 
 bool read_exactly(int fd, char* data, size_t size) {
@@ -86,6 +107,35 @@ void answer_client(Service& service, int fd) {
   write_all(fd, reply.data(), reply.size());
 }
 
+// A worker: takes the next client from the listener and answers it (the kernel wakes one waiting
+// accept() a connection), until the listener is shut down as the service ends. A client taken is
+// counted in flight before the worker stops counting as waiting, so that once no worker waits,
+// every client ever taken is in in_flight.
+void work(Service* service) {
+  for (;;) {
+    const int client = ::accept4(service->listener, nullptr, nullptr, SOCK_CLOEXEC);
+    if (client < 0) {
+      if (errno == EINVAL) break;  // shut down: the service is ending
+      // EINTR, a connection reset before it was taken, or out of descriptors for a moment.
+      if (errno != EINTR && errno != ECONNABORTED) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      continue;
+    }
+    ++service->in_flight;
+    --service->waiting_workers;
+    service->last_activity_ms = monotonic_ms();
+    if (service->waiting_workers.load() == 0) {
+      ++service->waiting_workers;
+      std::thread(work, service).detach();
+    }
+    answer_client(*service, client);
+    ::close(client);
+    service->last_activity_ms = monotonic_ms();
+    ++service->waiting_workers;
+    --service->in_flight;
+  }
+  --service->waiting_workers;
+}
+
 // When the service ends: the run's program has exited (its pidfd is readable; without pidfd_open,
 // kill(pid, 0) fails) or, for a user's service, nobody came for kUserIdleMs.
 struct Lifetime {
@@ -95,18 +145,26 @@ struct Lifetime {
 
 constexpr int kUserIdleMs = 2000;
 
-// Waits for a client: true when one is there, false when the service is to end.
-bool wait_for_client(const Lifetime& life, int listener) {
+// Waits until the service is to end: the run's program has exited, or (a user's service) nobody
+// came for kUserIdleMs.
+void wait_for_end(const Lifetime& life, const Service& service) {
+  if (life.watched != 0) {
+    for (;;) {
+      pollfd watched{life.pidfd, POLLIN, 0};
+      const int ready = ::poll(&watched, life.pidfd >= 0 ? 1 : 0, life.pidfd >= 0 ? -1 : 1000);
+      if (ready < 0 && errno != EINTR && errno != EAGAIN) return;
+      if (life.pidfd >= 0 && ready > 0 && (watched.revents & POLLIN) != 0) return;
+      if (life.pidfd < 0 && ::kill(life.watched, 0) != 0 && errno == ESRCH) return;
+    }
+  }
   for (;;) {
-    pollfd fds[2] = {{listener, POLLIN, 0}, {life.pidfd, POLLIN, 0}};
-    const bool run = life.watched != 0;
-    const int ready = ::poll(fds, run && life.pidfd >= 0 ? 2 : 1, run ? (life.pidfd >= 0 ? -1 : 1000) : kUserIdleMs);
-    if (ready < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (ready < 0) return false;
-    if (run && life.pidfd >= 0 && (fds[1].revents & POLLIN) != 0) return false;
-    if (run && life.pidfd < 0 && ::kill(life.watched, 0) != 0 && errno == ESRCH) return false;
-    if (ready == 0 && !run) return false;  // idle
-    if ((fds[0].revents & POLLIN) != 0) return true;
+    const uint64_t quiet_since = service.last_activity_ms.load();
+    const uint64_t now = monotonic_ms();
+    if (service.in_flight.load() == 0 && now >= quiet_since + uint64_t{kUserIdleMs}) return;
+    const uint64_t wait = service.in_flight.load() > 0 || now >= quiet_since + uint64_t{kUserIdleMs}
+                              ? kUserIdleMs
+                              : quiet_since + uint64_t{kUserIdleMs} - now;
+    std::this_thread::sleep_for(std::chrono::milliseconds(wait));
   }
 }
 
@@ -124,6 +182,33 @@ void detach_from_terminal() {
   ::signal(SIGPIPE, SIG_IGN);
 }
 
+// The C library this binary runs with, and its build-id in hex, or empty strings: almost every
+// report with a stack names it (a main thread's stacks start in __libc_start_call_main), and the
+// traced processes of this machine run the same one.
+void own_c_library(std::string& path, std::string& build_id) {
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* data) -> int {
+        const char* name = info->dlpi_name;
+        const char* slash = name != nullptr ? std::strrchr(name, '/') : nullptr;
+        if (slash == nullptr || std::strncmp(slash + 1, "libc.so.", 8) != 0) return 0;
+        *static_cast<std::string*>(data) = name;
+        return 1;
+      },
+      &path);
+  build_id.clear();
+  if (path.empty()) return;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  elf_version(EV_CURRENT);
+  if (Elf* elf = elf_begin(fd, ELF_C_READ_MMAP, nullptr)) {
+    const void* bits = nullptr;
+    const ssize_t length = dwelf_elf_gnu_build_id(elf, &bits);
+    if (length > 0) build_id = hex_text(std::string_view(static_cast<const char*>(bits), static_cast<size_t>(length)));
+    elf_end(elf);
+  }
+  ::close(fd);
+}
+
 // Serves until the lifetime ends, then removes `socket_path` (if it is still the socket bound
 // here: a later service may have replaced it) and `directory` (if any), and exits.
 [[noreturn]] void serve(int listener, const Lifetime& life, const std::string& directory,
@@ -132,26 +217,33 @@ void detach_from_terminal() {
   ::stat(socket_path.c_str(), &bound);
   auto* service = new Service();  // lives until _exit: detached threads may still hold it
   if (symbolizer != nullptr) service->symbolizer = std::move(symbolizer);
-  while (wait_for_client(life, listener)) {
-    const int client = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (client < 0) continue;
-    const int flags = ::fcntl(client, F_GETFL);
-    ::fcntl(client, F_SETFL, flags & ~O_NONBLOCK);
-    ++service->in_flight;
-    std::thread([service, client] {
-      answer_client(*service, client);
-      ::close(client);
-      --service->in_flight;
-    }).detach();
+  service->listener = listener;
+  service->last_activity_ms = monotonic_ms();
+  ++service->waiting_workers;
+  std::thread(work, service).detach();
+  // The C library's symbols and DWARF are read now, while the first clients are answered, rather
+  // than by the first report that names it, which would wait for them (a shell loop's last
+  // report, its shell's, waited 60 ms for libc6-dbg's sections to be inflated).
+  std::string libc_path, libc_build_id;
+  own_c_library(libc_path, libc_build_id);
+  bool prepare = false;
+  {
+    std::lock_guard<std::mutex> lock(service->mutex);
+    prepare = service->symbolizer->start_preparing(libc_build_id);
   }
+  if (prepare) std::thread([service, libc_path] { service->symbolizer->prepare(libc_path); }).detach();
+  wait_for_end(life, *service);
   struct stat now {};
   if (::stat(socket_path.c_str(), &now) == 0 && now.st_ino == bound.st_ino && now.st_dev == bound.st_dev)
     ::unlink(socket_path.c_str());
   if (!directory.empty()) ::rmdir(directory.c_str());
-  // A client whose program has exited cannot be waiting; others (descendants that outlived it) get
-  // up to their timeout.
-  for (int i = 0; i < kClientTimeoutSeconds * 10 && service->in_flight.load() > 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // No client is taken from now on (waiting workers leave accept() with EINVAL; one still in the
+  // backlog sees its connection reset and starts the binary itself). A client whose program has
+  // exited cannot be waiting; others (descendants that outlived it) get up to their timeout.
+  ::shutdown(listener, SHUT_RDWR);
+  for (int i = 0;
+       i < kClientTimeoutSeconds * 100 && (service->in_flight.load() > 0 || service->waiting_workers.load() > 0); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   if (std::getenv("HEAPKEEPER_SYMBOLIZER_LOG") != nullptr)
     std::fprintf(stderr, "heapkeeper: symbolizer: %llu module files read\n",
                  static_cast<unsigned long long>(service->symbolizer->modules_read()));

@@ -46,6 +46,9 @@ void add_stacks(RawReport& r) {
   for (const RawReferenced& m : r.scan.most_referenced) wanted.insert(m.stack_id);
   for (const RawScan::RetainedSite& site : r.scan.retained_sites) wanted.insert(site.stack_id);
   for (const RawScan::RetainedBlock& block : r.scan.top_retainers) wanted.insert(block.stack_id);
+  // No stack, no module: most short processes (a shell's /bin/true) end with nothing live and no
+  // leak, and their report is then built without reading /proc/self/maps at all.
+  if (wanted.empty()) return;
   ModuleMap modules;
   modules.load();
   for (uint32_t id : wanted) {

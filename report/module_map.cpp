@@ -58,6 +58,29 @@ std::string read_maps() {
   return text;
 }
 
+// Reads a hexadecimal number at `p` (advanced past it); false when there is no digit.
+bool read_hex(const char*& p, const char* end, uint64_t& value) {
+  value = 0;
+  const char* start = p;
+  for (; p < end; ++p) {
+    const char c = *p;
+    const int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (digit < 0) break;
+    value = value << 4 | static_cast<uint64_t>(digit);
+  }
+  return p != start;
+}
+
+const char* skip_field(const char* p, const char* end) {
+  while (p < end && *p != ' ') ++p;
+  return p;
+}
+
+const char* skip_spaces(const char* p, const char* end) {
+  while (p < end && (*p == ' ' || *p == '\t')) ++p;
+  return p;
+}
+
 }  // namespace
 
 void ModuleMap::load() {
@@ -65,22 +88,29 @@ void ModuleMap::load() {
   objects_.clear();
   index_.clear();
   const std::string maps = read_maps();
-  size_t at = 0;
-  while (at < maps.size()) {
-    size_t end = maps.find('\n', at);
-    if (end == std::string::npos) end = maps.size();
-    const std::string line = maps.substr(at, end - at);
+  // "start-end perms offset dev inode   path", one mapping a line, as the kernel writes it (no
+  // sscanf: a report parses every line of every process's map, and most lines are skipped).
+  const char* at = maps.data();
+  const char* const text_end = maps.data() + maps.size();
+  while (at < text_end) {
+    const char* end = static_cast<const char*>(std::memchr(at, '\n', static_cast<size_t>(text_end - at)));
+    if (end == nullptr) end = text_end;
+    const char* p = at;
     at = end + 1;
-    unsigned long long start = 0, stop = 0, offset = 0;
-    char perms[8] = {};
-    int path_at = 0;
-    // "start-end perms offset dev inode path"
-    if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %*s %*s %n", &start, &stop, perms, &offset, &path_at) < 4)
-      continue;
-    if (path_at <= 0 || static_cast<size_t>(path_at) >= line.size()) continue;
-    std::string path = line.substr(static_cast<size_t>(path_at));
-    if (path[0] != '/' && path != "[vdso]") continue;  // heap, stack, anonymous
-    mappings_.push_back({start, stop, offset, std::move(path), perms[2] == 'x'});
+    uint64_t start = 0, stop = 0, offset = 0;
+    if (!read_hex(p, end, start) || p >= end || *p++ != '-' || !read_hex(p, end, stop)) continue;
+    p = skip_spaces(p, end);
+    const char* perms = p;
+    p = skip_field(p, end);
+    const bool executable = p - perms >= 3 && perms[2] == 'x';
+    p = skip_spaces(p, end);
+    if (!read_hex(p, end, offset)) continue;
+    p = skip_field(skip_spaces(p, end), end);  // dev
+    p = skip_field(skip_spaces(p, end), end);  // inode
+    p = skip_spaces(p, end);
+    if (p >= end) continue;                                                                    // anonymous
+    if (*p != '/' && std::string_view(p, static_cast<size_t>(end - p)) != "[vdso]") continue;  // heap, stack
+    mappings_.push_back({start, stop, offset, std::string(p, static_cast<size_t>(end - p)), executable});
   }
   dl_iterate_phdr(
       [](dl_phdr_info* info, size_t, void* data) -> int {

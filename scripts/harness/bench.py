@@ -200,6 +200,7 @@ class Bench(BenchParts):
         self.cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
         self.rusage_exec = self.out_dir / "hk-rusage-exec"
         self.compile(self.rusage_exec, HARNESS_DIR / "rusage_exec.c")
+        self.compile_shared_libraries()
         if self.part("table"):
             self.compile_programs()
         for old in ("hk-measure", "hk-measure.c", "hk-measure.py"):  # left by older versions of the benchmark
@@ -229,6 +230,7 @@ class Bench(BenchParts):
                   "late_interval": self.late_interval, "pid": "{pid}",
                   "report": str(self.tmp_dir / f"{REPORT_PREFIX}{tag}.%p.json")}
         values.update({name: str(self.out_dir / f"hk-{name}") for name in self.data.get("programs", {})})
+        values.update({name: str(self.out_dir / f"hk-{name}.so") for name in self.data.get("shared_libraries", {})})
         return values
 
     def compile_programs(self):
@@ -236,6 +238,12 @@ class Bench(BenchParts):
         for name, source in self.data.get("programs", {}).items():
             if any("{" + name + "}" in " ".join(self.workloads[w]["command"]) for w in self.only):
                 self.compile(self.out_dir / f"hk-{name}", WORKLOAD_DIR / source)
+
+    def compile_shared_libraries(self):
+        """The libraries of [shared_libraries] that a selected configuration's environment names."""
+        for name, source in self.data.get("shared_libraries", {}).items():
+            if any("{" + name + "}" in " ".join(self.tools[t].get("env", {}).values()) for t in self.selected):
+                self.compile(self.out_dir / f"hk-{name}.so", WORKLOAD_DIR / source, "-shared", "-fPIC")
 
     def runs_on(self, workload, config):
         """Whether the table runs `workload` under `config` (a workload may name its configurations)."""
