@@ -10,8 +10,8 @@
 # wrong depended on the layout, so each build of the program runs under several seeds, with and
 # without address-space randomisation, and every leak group's count must match, sequence by
 # sequence, what the program allocated. moved_frame then brings two callers to one entry frame
-# through a frame that an alloca moved, with more than eight stale copies of return addresses
-# between two real slots: no saved frame pointer links the moved frame; and sampled_backtrace's
+# through a frame that an alloca moved, with more than eight words holding return addresses
+# between two real slots: no link reaches the moved frame's slot; and sampled_backtrace's
 # stale in-order copy of its callers ends the checked image below every real slot (both fail as
 # of 0651aa2).
 #

@@ -2,10 +2,12 @@
  *
  * main reaches `moving` through via_x or via_y, two callers with different frame sizes called
  * through one function pointer; moving's alloca is sized so that the allocating function, inner,
- * runs at the same stack pointer on both paths. moving keeps a backtrace() of its callers in a
- * local array, as an allocation wrapper that records its callers would, so more than eight copies
- * of the stack's return addresses lie between inner's return slot and moving's. The slots the
- * other path used, inside moving's alloca buffer or via_x's unused locals, still hold that path's
+ * runs at the same stack pointer on both paths. moving keeps a backtrace() of its eight innermost
+ * callers in a local array, as an allocation wrapper that records its callers would. With the
+ * other path's stale copies in moving's alloca buffer, more than eight words holding the stack's
+ * return addresses lie between inner's return slot and moving's, so the saved frame pointer that
+ * would link moving's slot is past the cache's reach (kLinkReach), and the slots the other path
+ * used, inside moving's alloca buffer or via_x's unused locals, still hold that path's
  * return addresses. via_x allocates 1000-byte blocks, via_y 2000-byte ones, and all of them leak:
  * a leak group under via_x must hold only 1000-byte blocks and one under via_y only 2000-byte ones.
  *
@@ -27,10 +29,10 @@ __attribute__((noinline)) void* inner(size_t bytes) {
 }
 
 __attribute__((noinline)) void* moving(size_t n, size_t bytes) {
-  void* callers[16];
+  void* callers[8];
   char* buffer = alloca(n);
   buffer_address = (uintptr_t)buffer;
-  backtrace(callers, 16);
+  backtrace(callers, 8);
   __asm__ volatile("" : : "r"(buffer), "r"(callers) : "memory");
   void* block = inner(bytes);
   __asm__ volatile("" : : "r"(buffer), "r"(callers) : "memory");
