@@ -117,6 +117,25 @@ struct StackCache {
   uintptr_t caller_ip[kCallerEntries];
   uint32_t caller_id[kCallerEntries];
   PythonStackCache* python;  // made when the thread first allocates under Python (python_frames.h)
+  uint32_t resting;          // windows left to capture without the cache (it missed anyway)
+  static constexpr unsigned kRestWindows = 4;
+
+  // What caching a stack works with, kept here and not on the stack: malloc may run on a 16 KiB
+  // thread stack or a small sigaltstack (it took 5 KB more of it in b78bf7d). A signal handler's
+  // allocation never captures a stack while its thread is inside the allocator (the engine's
+  // reentrancy guard sends it to the signal-safe pool), so one per thread is enough.
+  struct Scratch {
+    static constexpr unsigned kSetBits = 8;  // an open-addressing set of return addresses
+    static constexpr unsigned kSetSlots = 1u << kSetBits;
+    static_assert(kSetSlots >= 2 * Config::kMaxStackDepth, "at most half full");
+    static constexpr uint32_t kMaxPointers = 256;
+    uintptr_t return_addresses[kSetSlots];  // 0: empty
+    uint16_t used_slot[Config::kMaxStackDepth];
+    uint32_t used_slots;  // emptied at the next use, whatever path the last one left by
+    uint16_t image[255];
+    uint16_t pointer_at[kMaxPointers], pointer_to[kMaxPointers];
+    uint16_t links[kMaxPointers + 1];
+  } scratch;
 
   CachedStack* entry(unsigned index) { return reinterpret_cast<CachedStack*>(entries + index * entry_bytes); }
   static uint16_t* slot_words(CachedStack* e) { return reinterpret_cast<uint16_t*>(e + 1); }
@@ -288,10 +307,21 @@ void forget_cached_stacks(StackCache* cache, uint32_t generation) {
 }
 
 // Doubles the table when the last window of captures missed often.
+// Every kWindow captures: a cache that misses often grows; one that still misses more often than
+// not at its largest rests (is neither looked up nor filled) for kRestWindows windows, since a
+// miss costs more than unwinding alone (a program making ever new stacks: a tree built
+// recursively took 1.35x the time of 2f9bd41's cache, and 1.5x that of none).
 void maybe_grow(StackCache* cache) {
   const bool crowded = cache->window_misses > StackCache::kGrowMisses;
+  const bool hopeless = cache->window_misses > StackCache::kWindow / 2;
   cache->window_captures = cache->window_misses = 0;
-  if (crowded && cache->sets < StackCache::kMaxSets) size_table(cache, cache->sets * 2, true);
+  if (cache->resting > 0) {
+    --cache->resting;
+  } else if (crowded && cache->sets < StackCache::kMaxSets) {
+    size_table(cache, cache->sets * 2, true);
+  } else if (hopeless) {
+    cache->resting = StackCache::kRestWindows;
+  }
 }
 
 }  // namespace
@@ -321,6 +351,7 @@ void reset_stack_cache(StackCache* cache, uintptr_t stack_low, uintptr_t stack_h
   cache->stack_low = stack_low;
   cache->stack_high = stack_high;
   cache->hits = cache->misses = 0;
+  cache->resting = 0;
   cache->window_captures = cache->window_misses = 0;
   for (unsigned i = 0; i < StackCache::kCallerEntries; ++i) cache->caller_ip[i] = 0;
   cache->generation = module_generation();
@@ -367,6 +398,12 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
     return stack_table().intern(ips, static_cast<uint32_t>(count), generation);
   }
   if (__builtin_expect(cache->generation != generation, 0)) forget_cached_stacks(cache, generation);
+  if (__builtin_expect(cache->resting != 0, 0)) {
+    if (++cache->window_captures == StackCache::kWindow) maybe_grow(cache);
+    const int count = unwind_program_frames(ips, depth);
+    if (count == 0) return StackTable::kNoStack;
+    return stack_table().intern(ips, static_cast<uint32_t>(count), generation);
+  }
   const StackProbe entry = given != nullptr ? *given : probe_stack_cache(cache);
   const uint64_t tag = entry.tag;
   const unsigned set = entry.set;
@@ -416,17 +453,18 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
   // slot of a few frames past the recorded ones. Those slots are located as the first copy of
   // each return address above the previous one; the real slot of the last recorded frame lies
   // below the end unless every one of those copies is stale and below it.
-  constexpr unsigned kSetBits = 8;
-  constexpr unsigned kSetMask = (1u << kSetBits) - 1;
-  static_assert((1u << kSetBits) >= 2 * Config::kMaxStackDepth);
-  uintptr_t return_addresses[1u << kSetBits];
-  std::memset(return_addresses, 0, sizeof return_addresses);
+  StackCache::Scratch& scratch = cache->scratch;
+  uintptr_t* const return_addresses = scratch.return_addresses;
+  for (uint32_t i = 0; i < scratch.used_slots; ++i) return_addresses[scratch.used_slot[i]] = 0;
+  scratch.used_slots = 0;
   const auto set_index = [](uintptr_t value) {
-    return static_cast<unsigned>((value * 0x9e3779b97f4a7c15ull) >> (64 - kSetBits));
+    return static_cast<unsigned>((value * 0x9e3779b97f4a7c15ull) >> (64 - StackCache::Scratch::kSetBits));
   };
+  constexpr unsigned kSetMask = StackCache::Scratch::kSetSlots - 1;
   for (int k = 1; k < count; ++k) {
     unsigned at = set_index(ips[k]);
     while (return_addresses[at] != 0 && return_addresses[at] != ips[k]) at = (at + 1) & kSetMask;
+    if (return_addresses[at] == 0) scratch.used_slot[scratch.used_slots++] = static_cast<uint16_t>(at);
     return_addresses[at] = ips[k];
   }
   constexpr uintptr_t kLargestFrame = uintptr_t{256} * 1024;
@@ -434,12 +472,14 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
   const uintptr_t top = reach < cache->stack_high - 8 ? reach : cache->stack_high - 8;
   int anchor = count - 1 + kAnchorFrames < unwound ? count - 1 + kAnchorFrames : unwound - 1;
   if (count == 1) anchor = 0;  // only the entry frame, which the tag covers
-  uint16_t image[Config::kMaxStackDepth * 2 + 7];
-  uintptr_t image_value[Config::kMaxStackDepth * 2 + 7];
+  uint16_t* const image = scratch.image;
   uint32_t words = 0, words_to_last_slot = 0;
+  // The check is summed as the words are found: up to the last slot found, and over the head.
+  uint64_t hash = tag, hash_to_last_slot = tag;
+  uint16_t head_check = 0;
   // Words pointing higher up this stack, 8-aligned with its entry: saved frame pointers among them.
-  constexpr uint32_t kMaxPointers = 256;
-  uint16_t pointer_at[kMaxPointers], pointer_to[kMaxPointers];
+  uint16_t* const pointer_at = scratch.pointer_at;
+  uint16_t* const pointer_to = scratch.pointer_to;
   uint32_t pointers = 0, pointers_to_last_slot = 0;
   uintptr_t last_slot = entry.sp - 8;
   int next = 1;  // the frame whose slot is looked for
@@ -456,9 +496,10 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
     if (return_addresses[at] != 0) {
       if (words == cache->capacity) return id;  // too many stale copies to check: not cached
       image[words] = static_cast<uint16_t>((a - entry.sp) / 8);
-      image_value[words++] = word;
+      hash += slot_term(word, words);
+      if (++words == StackCache::kHeadSlots) head_check = head_bits(hash);
     } else if (word > a && word <= top && ((word - entry.sp) & 7) == 0) {
-      if (pointers == kMaxPointers) return id;  // too many to tell the frame pointers: not cached
+      if (pointers == StackCache::Scratch::kMaxPointers) return id;  // too many to tell: not cached
       pointer_at[pointers] = static_cast<uint16_t>((a - entry.sp) / 8);
       pointer_to[pointers++] = static_cast<uint16_t>((word + 8 - entry.sp) / 8);
     }
@@ -467,17 +508,20 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
     if (word == ips[next] && a >= last_slot + 16) {
       last_slot = a;
       words_to_last_slot = words;
+      hash_to_last_slot = hash;
       pointers_to_last_slot = pointers;
       ++next;
     }
   }
   words = words_to_last_slot;
+  hash = hash_to_last_slot;
+  if (words < StackCache::kHeadSlots) head_check = head_bits(hash);
   pointers = pointers_to_last_slot;
 
   // Links: a word, or the frame-pointer register at the call, pointing just below a checked word
   // (where a frame pointer points: the caller's saved one, right below the return address).
   const auto checked = [&](uint32_t offset) { return std::binary_search(image, image + words, offset); };
-  uint16_t links[kMaxPointers + 1];
+  uint16_t* const links = scratch.links;
   uint32_t link_count = 0;
   const uintptr_t rbp_offset = entry.rbp - entry.sp;  // wraps when below: never checked then
   if ((rbp_offset & 7) == 0 && rbp_offset < 8 * uintptr_t{CachedStack::kEntryLink - 1} &&
@@ -492,13 +536,8 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
   CachedStack* cached = cache->entry(set * StackCache::kWays + way);
   tags[way] = 0;  // empty until complete
   uint16_t* slot = StackCache::slot_words(cached);
-  uint64_t hash = tag;
-  for (uint32_t i = 0; i < words; ++i) {
-    slot[i] = image[i];
-    hash += slot_term(image_value[i], i);
-    if (i + 1 == StackCache::kHeadSlots) cached->head_check = head_bits(hash);
-  }
-  if (words < StackCache::kHeadSlots) cached->head_check = head_bits(hash);
+  std::memcpy(slot, image, words * sizeof(uint16_t));
+  cached->head_check = head_check;
   for (uint32_t j = 0; j < link_count; ++j) {
     slot[words + j] = links[j];
     hash += link_term(link_value(links[j], entry), entry.sp, links[j]);
