@@ -11,8 +11,9 @@
 //
 // Interning is lock-free. A node's key is the hash of its whole path, so a known stack (most calls:
 // the callers' caches miss far more often than stacks are new) is found by its innermost node's key
-// and checked by walking its parents. A new one is built from the outermost frame inwards (or from
-// its caller's node, when only the innermost frame is new): each (parent, frame) is looked up in an
+// and checked by walking its parents. A new one is built from its innermost known caller's node
+// (found the same way, up to eight frames out) or else from the outermost frame inwards: each
+// (parent, frame) is looked up in an
 // open-addressing table of node ids and, when new, written into the node array and published with
 // one compare-and-swap. The table grows by adding a twice-larger level when the newest is half
 // full, so no thread ever waits for a resize; a node records the level it was inserted at, and its
