@@ -44,13 +44,15 @@ bool StackTable::initialize(uint64_t address_space_left) {
   max_nodes_ = kMaxStacks;
   if (address_space_left != 0) {
     // 1/256 of what is left for nodes and their counters (1 GiB: some 170,000 nodes).
-    const uint64_t nodes = address_space_left / 256 / (sizeof(Node) + sizeof(uint64_t));
+    const uint64_t nodes = address_space_left / 256 / (sizeof(Node) + 2 * sizeof(uint32_t));
     if (nodes < max_nodes_) max_nodes_ = nodes < 4096 ? 4096 : static_cast<uint32_t>(nodes);
   }
   nodes_ = static_cast<Node*>(map_anonymous(sizeof(Node) * max_nodes_));
-  allocation_counts_ = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) * max_nodes_));
+  allocation_counts_ = static_cast<std::atomic<uint32_t>*>(map_anonymous(sizeof(uint32_t) * max_nodes_));
+  allocation_wraps_ = static_cast<std::atomic<uint32_t>*>(map_anonymous(sizeof(uint32_t) * max_nodes_));
   handed_out_ = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) * (max_nodes_ / 64 + 1)));
-  if (nodes_ == nullptr || allocation_counts_ == nullptr || handed_out_ == nullptr) return false;
+  if (nodes_ == nullptr || allocation_counts_ == nullptr || allocation_wraps_ == nullptr || handed_out_ == nullptr)
+    return false;
   auto* first = static_cast<Level*>(map_anonymous(sizeof(Level)));
   if (first == nullptr) return false;
   first->slots = static_cast<std::atomic<uint32_t>*>(map_anonymous(sizeof(uint32_t) << kFirstLevelShift));

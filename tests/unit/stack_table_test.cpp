@@ -206,6 +206,24 @@ TEST_F(StackTableTest, NewInnermostFramesUnderKnownCallersAreTheOnlyNewNodes) {
   EXPECT_EQ(frames_of(intern(middle)), middle);
 }
 
+// Allocation counts are 64-bit, kept as a low half per node and a high half written on a wrap.
+TEST_F(StackTableTest, AllocationCountsCarryPastFourBillion) {
+  const uint64_t salt = uint64_t{12} << 40;
+  const uint32_t id = intern({salt | 2, salt | 1});
+  ASSERT_NE(id, StackTable::kNoStack);
+  EXPECT_EQ(table().allocations(id), 0u);
+  for (int i = 0; i < 5; ++i) table().count_allocation(id);
+  EXPECT_EQ(table().allocations(id), 5u);
+  table().set_allocations_for_testing(id, (uint64_t{1} << 32) - 2);
+  for (int i = 0; i < 5; ++i) table().count_allocation(id);
+  EXPECT_EQ(table().allocations(id), (uint64_t{1} << 32) + 3);
+  table().set_allocations_for_testing(id, (uint64_t{7} << 32) - 1);
+  table().count_allocation(id);
+  EXPECT_EQ(table().allocations(id), uint64_t{7} << 32);
+  table().count_allocation(StackTable::kMaxStacks);  // beyond the table: ignored
+  EXPECT_EQ(table().allocations(StackTable::kMaxStacks), 0u);
+}
+
 // A frame is a node under its callers, not a frame alone: the same innermost frame called through
 // different callers gives different stacks, and so do the same frames in another order.
 TEST_F(StackTableTest, TheSameInnermostFrameUnderOtherCallersIsAnotherStack) {
