@@ -185,7 +185,12 @@ uint32_t StackTable::child(uint32_t parent, unsigned from_level, uintptr_t frame
   // never inserted below its parent's level; the oldest level first, since a child is most often
   // made just after its parent.
   const bool parent_fresh = fresh;
-  for (unsigned l = from_level; l <= newest && !(parent_fresh && replaced_slot != nullptr); ++l) {
+  // Under a parent just made there is nothing to find but such a slot, and before the first unload
+  // (generation 0: most programs, always) no node stands for unloaded code: nothing to look for.
+  // (A capture that read generation 0 just before another thread's dlclose may then miss a slot
+  // it could have taken: its node only goes to a free slot, as when there is none.)
+  const bool look = !(parent_fresh && generation == 0);
+  for (unsigned l = from_level; look && l <= newest && !(parent_fresh && replaced_slot != nullptr); ++l) {
     Level* lv = level(l);
     if (lv == nullptr) continue;
     for (uint64_t i = key & lv->mask, probes = 0; probes <= lv->mask && !(parent_fresh && replaced_slot != nullptr);
