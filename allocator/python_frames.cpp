@@ -291,13 +291,17 @@ void maybe_grow(PythonStackCache& cache) {
 
 }  // namespace
 
-uint32_t add_python_frames(PythonStackCache*& cache, uint32_t native_id, int depth) {
+uint32_t add_python_frames(PythonStackCache** thread_cache, uint32_t native_id, int depth) {
   WalkedFrame python[Config::kMaxStackDepth];
   uint64_t hash = 0;
   const int count = walk_python_frames(python, depth, (native_id + 1) * 0x9e3779b97f4a7c15ull, hash);
   if (count == 0) return native_id;
+  // Without a thread's cache (a bad free's report, a thread whose state is gone) nothing is made:
+  // a cache made for one call was never freed (64 KiB a call before it grew from 16).
+  if (__builtin_expect(thread_cache == nullptr, 0)) return intern_merged(native_id, python, count);
+  PythonStackCache* cache = *thread_cache;
   if (__builtin_expect(cache == nullptr, 0)) {
-    cache = create_cache();  // probed from the next allocation on
+    *thread_cache = create_cache();  // probed from the next allocation on
     return intern_merged(native_id, python, count);
   }
   PythonStackCache::Entry* set = cache->set(hash);
