@@ -29,14 +29,32 @@
 
 namespace heapkeeper::alloc {
 
+// Set-associative, four ways to a cache line, the set and the check both taken from the hash of the
+// whole walk. It starts small and doubles (up to kMaxShift) while it misses often, as the native
+// stack cache does: a thread that allocates under a few Python stacks keeps 16 KiB, an
+// interpreter's main thread running tens of thousands of (native stack, Python frames)
+// combinations gets room for them. On python3's object churn (bench/workloads/python_churn.py) a
+// direct-mapped 2^12 entries missed on 4.4% of allocations, each miss costing a merge and an intern
+// that walk the stack table's nodes; these miss on 0.9%. (A set chosen by the native stack and the
+// innermost Python frame, to fetch its line during the walk, missed on 5%: many stacks share those.)
 struct PythonStackCache {
-  static constexpr unsigned kShift = 12;
+  static constexpr unsigned kWays = 4;
+  static constexpr unsigned kFirstShift = 10;  // entries, log2
+  static constexpr unsigned kMaxShift = 14;
+  static constexpr uint32_t kWindow = 1u << 14;          // lookups per growth decision
+  static constexpr uint32_t kGrowMisses = kWindow / 64;  // grow when more than 1 in 64 missed
   struct Entry {
     uint64_t check;  // 0: empty
     uint32_t stack_id;
   };
-  Entry entries[1u << kShift];
+  static_assert(sizeof(Entry) * kWays == 64);
+  Entry* entries;  // 2^shift, each set's kWays in one cache line
+  unsigned shift;
+  uint32_t window_lookups, window_misses;
+
+  Entry* set(uint64_t hash) const { return entries + (hash >> (64 - (shift - 2))) * kWays; }
 };
+static_assert(PythonStackCache::kWays == 4, "set() takes two bits off the shift");
 
 namespace {
 
@@ -45,6 +63,7 @@ struct Interpreter {
   bool enabled = false;
   uintptr_t runtime = 0;
   uintptr_t eval_low = 0, eval_high = 0;  // _PyEval_EvalFrameDefault's code
+  unsigned code_unit_shift = 0;           // log2 of the layout's code_unit_bytes
   HeapkeeperPythonLayout layout{};
 };
 Interpreter g_python;
@@ -120,7 +139,8 @@ int walk_python_frames(WalkedFrame* out, int limit, uint64_t seed, uint64_t& has
     const auto traceable = static_cast<uintptr_t>(load<int>(code + l.code_first_traceable));
     if (instruction >= first && (owner == l.owner_generator || instruction >= first + traceable * l.code_unit_bytes)) {
       const uint64_t key = code_key(code);
-      const uint64_t word = python_word::make(key, (instruction - first) / l.code_unit_bytes);
+      // A shift, not a division by code_unit_bytes (a divide on every frame of every allocation).
+      const uint64_t word = python_word::make(key, (instruction - first) >> g_python.code_unit_shift);
       out[count++] = {word, code, group};
       h = (h ^ (word + group)) * 0xff51afd7ed558ccdull;
       h ^= h >> 32;
@@ -208,6 +228,7 @@ void initialize_python_frames() {
   const uintptr_t code_type = symbol("PyCode_Type"), str_type = symbol("PyUnicode_Type");
   const uintptr_t bytes_type = symbol("PyBytes_Type");
   if (runtime == 0 || code_type == 0 || str_type == 0 || bytes_type == 0 ||
+      !std::has_single_bit(layout->code_unit_bytes) ||
       dladdr1(reinterpret_cast<void*>(eval), &info, &entry_pointer, RTLD_DL_SYMENT) == 0 || entry_pointer == nullptr ||
       static_cast<const ElfW(Sym)*>(entry_pointer)->st_size == 0 ||
       !python_code_table().initialize(layout, code_type, str_type, bytes_type))
@@ -216,31 +237,102 @@ void initialize_python_frames() {
   g_python.runtime = runtime;
   g_python.eval_low = eval;
   g_python.eval_high = eval + static_cast<const ElfW(Sym)*>(entry_pointer)->st_size;
+  g_python.code_unit_shift = static_cast<unsigned>(std::countr_zero(layout->code_unit_bytes));
   g_python.enabled = true;
 }
 
-uint32_t add_python_frames(PythonStackCache*& cache, uint32_t native_id, int depth) {
+namespace {
+
+void* allocate_internal(size_t bytes) {
+  return je::mallocx(
+      bytes, MALLOCX_ARENA(private_heap().internal_arena()) | MALLOCX_TCACHE_NONE | MALLOCX_ZERO | MALLOCX_LG_ALIGN(6));
+}
+
+// Gives `cache` an empty table of 2^shift entries, or, with `keep`, one holding what the old one
+// held (an entry's set is its check's top bits: set i of the old table becomes set 2i or 2i+1, so
+// nothing is displaced). False (table unchanged) when the internal arena cannot provide it.
+bool size_table(PythonStackCache& cache, unsigned shift, bool keep) {
+  auto* entries = static_cast<PythonStackCache::Entry*>(allocate_internal(sizeof(PythonStackCache::Entry) << shift));
+  if (entries == nullptr) return false;
+  PythonStackCache old = cache;
+  cache.entries = entries;
+  cache.shift = shift;
+  if (old.entries == nullptr) return true;
+  if (keep) {
+    for (size_t i = 0; i < size_t{1} << old.shift; ++i) {
+      const PythonStackCache::Entry& moved = old.entries[i];
+      if (moved.check == 0) continue;
+      PythonStackCache::Entry* set = cache.set(moved.check);
+      unsigned way = 0;
+      while (set[way].check != 0) ++way;  // at most kWays old entries come to a set
+      set[way] = moved;
+    }
+  }
+  je::dallocx(old.entries, MALLOCX_TCACHE_NONE);
+  return true;
+}
+
+PythonStackCache* create_cache() {
+  auto* cache = static_cast<PythonStackCache*>(allocate_internal(sizeof(PythonStackCache)));
+  if (cache == nullptr) return nullptr;
+  if (!size_table(*cache, PythonStackCache::kFirstShift, false)) {
+    je::dallocx(cache, MALLOCX_TCACHE_NONE);
+    return nullptr;
+  }
+  return cache;
+}
+
+// Doubles the table when the last window of lookups missed often.
+void maybe_grow(PythonStackCache& cache) {
+  const bool crowded = cache.window_misses > PythonStackCache::kGrowMisses;
+  cache.window_lookups = cache.window_misses = 0;
+  if (crowded && cache.shift < PythonStackCache::kMaxShift) size_table(cache, cache.shift + 1, true);
+}
+
+}  // namespace
+
+uint32_t add_python_frames(PythonStackCache** thread_cache, uint32_t native_id, int depth) {
   WalkedFrame python[Config::kMaxStackDepth];
   uint64_t hash = 0;
   const int count = walk_python_frames(python, depth, (native_id + 1) * 0x9e3779b97f4a7c15ull, hash);
   if (count == 0) return native_id;
+  // Without a thread's cache (a bad free's report, a thread whose state is gone) nothing is made:
+  // a cache made for one call was never freed (64 KiB a call before it grew from 16).
+  if (__builtin_expect(thread_cache == nullptr, 0)) return intern_merged(native_id, python, count);
+  PythonStackCache* cache = *thread_cache;
   if (__builtin_expect(cache == nullptr, 0)) {
-    cache = static_cast<PythonStackCache*>(je::mallocx(
-        sizeof(PythonStackCache), MALLOCX_ARENA(private_heap().internal_arena()) | MALLOCX_TCACHE_NONE | MALLOCX_ZERO));
-    if (cache == nullptr) return intern_merged(native_id, python, count);
+    *thread_cache = create_cache();  // probed from the next allocation on
+    return intern_merged(native_id, python, count);
   }
-  PythonStackCache::Entry& entry = cache->entries[hash >> (64 - PythonStackCache::kShift)];
-  if (entry.check == hash) return entry.stack_id;
+  PythonStackCache::Entry* set = cache->set(hash);
+  unsigned way = 0;
+  for (; way < PythonStackCache::kWays; ++way) {
+    if (set[way].check == hash) {
+      if (__builtin_expect(++cache->window_lookups == PythonStackCache::kWindow, 0)) maybe_grow(*cache);
+      return set[way].stack_id;
+    }
+  }
+  ++cache->window_misses;
   const uint32_t id = intern_merged(native_id, python, count);
   if (id != StackTable::kNoStack) {
-    entry.check = hash;
-    entry.stack_id = id;
+    // An empty way, else one chosen by the hash.
+    for (way = 0; way < PythonStackCache::kWays && set[way].check != 0; ++way) {
+    }
+    if (way == PythonStackCache::kWays) way = static_cast<unsigned>(hash >> 1) % PythonStackCache::kWays;
+    set[way].check = hash;
+    set[way].stack_id = id;
   }
+  // After the entry is written: growing frees the table it is in.
+  if (++cache->window_lookups == PythonStackCache::kWindow) maybe_grow(*cache);
   return id;
 }
 
 void reset_python_stack_cache(PythonStackCache* cache) {
-  if (cache != nullptr) std::memset(cache->entries, 0, sizeof cache->entries);
+  if (cache == nullptr) return;
+  cache->window_lookups = cache->window_misses = 0;
+  // A new thread starts small again.
+  if (cache->shift == PythonStackCache::kFirstShift || !size_table(*cache, PythonStackCache::kFirstShift, false))
+    std::memset(cache->entries, 0, sizeof(PythonStackCache::Entry) << cache->shift);
 }
 
 }  // namespace heapkeeper::alloc

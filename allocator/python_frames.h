@@ -36,9 +36,10 @@ bool python_frames_enabled();
 struct PythonStackCache;  // per thread: merged stacks by (native stack, Python frames)
 
 // The id of the stack `native_id` (just captured, at most `depth` frames) with the calling thread's
-// Python frames merged in; `native_id` itself when the thread runs no Python. `cache` is made on
-// first use (null when the internal arena cannot provide it: every call then merges anew).
-uint32_t add_python_frames(PythonStackCache*& cache, uint32_t native_id, int depth);
+// Python frames merged in; `native_id` itself when the thread runs no Python. `*cache` is the
+// thread's cache, made on first use (left null when the internal arena cannot provide it); with
+// `cache` null (a capture without a thread's stack cache) every call merges anew.
+uint32_t add_python_frames(PythonStackCache** cache, uint32_t native_id, int depth);
 
 // Empties a thread's cache for a new thread (or a dlclose: the merged stacks name old code).
 void reset_python_stack_cache(PythonStackCache* cache);

@@ -556,8 +556,7 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
 uint32_t capture_stack(StackCache* cache, int depth, const StackProbe* given) {
   const uint32_t native = capture_native_stack(cache, depth, given);
   if (__builtin_expect(!python_frames_enabled(), 1)) return native;
-  PythonStackCache* no_cache = nullptr;
-  return add_python_frames(cache != nullptr ? cache->python : no_cache, native, depth);
+  return add_python_frames(cache != nullptr ? &cache->python : nullptr, native, depth);
 }
 
 uint32_t capture_caller(StackCache* cache) {

@@ -44,13 +44,15 @@ bool StackTable::initialize(uint64_t address_space_left) {
   max_nodes_ = kMaxStacks;
   if (address_space_left != 0) {
     // 1/256 of what is left for nodes and their counters (1 GiB: some 170,000 nodes).
-    const uint64_t nodes = address_space_left / 256 / (sizeof(Node) + sizeof(uint64_t));
+    const uint64_t nodes = address_space_left / 256 / (sizeof(Node) + 2 * sizeof(uint32_t));
     if (nodes < max_nodes_) max_nodes_ = nodes < 4096 ? 4096 : static_cast<uint32_t>(nodes);
   }
   nodes_ = static_cast<Node*>(map_anonymous(sizeof(Node) * max_nodes_));
-  allocation_counts_ = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) * max_nodes_));
+  allocation_counts_ = static_cast<std::atomic<uint32_t>*>(map_anonymous(sizeof(uint32_t) * max_nodes_));
+  allocation_wraps_ = static_cast<std::atomic<uint32_t>*>(map_anonymous(sizeof(uint32_t) * max_nodes_));
   handed_out_ = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) * (max_nodes_ / 64 + 1)));
-  if (nodes_ == nullptr || allocation_counts_ == nullptr || handed_out_ == nullptr) return false;
+  if (nodes_ == nullptr || allocation_counts_ == nullptr || allocation_wraps_ == nullptr || handed_out_ == nullptr)
+    return false;
   auto* first = static_cast<Level*>(map_anonymous(sizeof(Level)));
   if (first == nullptr) return false;
   first->slots = static_cast<std::atomic<uint32_t>*>(map_anonymous(sizeof(uint32_t) << kFirstLevelShift));
@@ -183,7 +185,12 @@ uint32_t StackTable::child(uint32_t parent, unsigned from_level, uintptr_t frame
   // never inserted below its parent's level; the oldest level first, since a child is most often
   // made just after its parent.
   const bool parent_fresh = fresh;
-  for (unsigned l = from_level; l <= newest && !(parent_fresh && replaced_slot != nullptr); ++l) {
+  // Under a parent just made there is nothing to find but such a slot, and before the first unload
+  // (generation 0: most programs, always) no node stands for unloaded code: nothing to look for.
+  // (A capture that read generation 0 just before another thread's dlclose may then miss a slot
+  // it could have taken: its node only goes to a free slot, as when there is none.)
+  const bool look = !(parent_fresh && generation == 0);
+  for (unsigned l = from_level; look && l <= newest && !(parent_fresh && replaced_slot != nullptr); ++l) {
     Level* lv = level(l);
     if (lv == nullptr) continue;
     for (uint64_t i = key & lv->mask, probes = 0; probes <= lv->mask && !(parent_fresh && replaced_slot != nullptr);
@@ -306,33 +313,44 @@ uint32_t StackTable::intern(const uintptr_t* frames, uint32_t depth, uint32_t ge
   if (made != nullptr) *made = false;
   if (depth == 0 || nodes_ == nullptr) return kNoStack;
   if (depth > StackView::kMaxDepth) depth = StackView::kMaxDepth;
-  // Each node's key is that of its path: the innermost node's is the whole stack's, its caller's
-  // that of all frames but the innermost.
+  // Each node's key is that of its path: paths[i] is the path of frames[depth - 1] down to
+  // frames[i], so the innermost node's key is that of paths[0], its caller's that of paths[1].
+  uint64_t paths[StackView::kMaxDepth];
   uint64_t path = kPathSeed;
-  for (uint32_t i = depth; i-- > 1;) path = path_step(path, frames[i]);
-  const uint64_t caller_key = path_key(path);
-  const uint64_t key = path_key(path_step(path, frames[0]));
+  for (uint32_t i = depth; i-- > 0;) {
+    path = path_step(path, frames[i]);
+    paths[i] = path;
+  }
   // A known stack (the usual case: the callers' caches miss far more often than stacks are new) is
   // found by its key and checked by walking its parents: one probe per level and `depth` nodes,
   // where a walk from the outermost frame would look up every node.
-  uint32_t id = find(frames, depth, key, generation);
+  uint32_t id = find(frames, depth, path_key(paths[0]), generation);
   if (id == kNoStack) {
-    // A known caller with a new innermost frame, else a walk from the outermost frame inwards.
-    const uint32_t parent = depth > 1 ? find(frames + 1, depth - 1, caller_key, generation) : kNoStack;
+    // A new stack most often differs from known ones only in its innermost frames: a new call site
+    // under known callers (in a Python program, a new instruction of the innermost Python frame,
+    // with the C frames between it and malloc). Its innermost known node is looked for the same
+    // way, a few frames out, and only the frames inside it are placed; else every frame is, from
+    // the outermost inwards. (A lookup that finds nothing costs a probe per level; each child
+    // placed from the root costs as much, and a Python stack has thirty of them.)
+    constexpr uint32_t kKnownCallerProbes = 8;
+    uint32_t parent = kNoStack;
+    uint32_t inside = 1;  // frames[0 .. inside) are not parent's
+    for (; inside < depth && inside <= kKnownCallerProbes; ++inside) {
+      parent = find(frames + inside, depth - inside, path_key(paths[inside]), generation);
+      if (parent != kNoStack) break;
+    }
     bool fresh = false;
     unsigned at_level = 0;
     if (parent != kNoStack) {
       at_level = link_level(nodes_[parent].link.load(std::memory_order_acquire));
-      id = child(parent, at_level, frames[0], key, generation, fresh, at_level);
     } else {
-      path = kPathSeed;  // id is kNoStack: the root's children first
-      for (uint32_t i = depth; i-- > 0;) {
-        path = path_step(path, frames[i]);
-        id = child(id, at_level, frames[i], path_key(path), generation, fresh, at_level);
-        if (id == kNoStack) return kNoStack;
-      }
+      inside = depth;  // from the root's children
     }
-    if (id == kNoStack) return kNoStack;
+    id = parent;
+    for (uint32_t i = inside; i-- > 0;) {
+      id = child(id, at_level, frames[i], path_key(paths[i]), generation, fresh, at_level);
+      if (id == kNoStack) return kNoStack;
+    }
   }
   // The first time this node is handed out as a stack: one more distinct stack.
   std::atomic<uint64_t>& word = handed_out_[id / 64];

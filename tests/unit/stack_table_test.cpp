@@ -179,6 +179,51 @@ TEST_F(StackTableTest, StacksSharingOuterFramesShareNodes) {
   EXPECT_EQ(std::set<uint32_t>({outer_id, inner_id, sibling_id, middle_id}).size(), 4u);
 }
 
+// A new stack under known callers (in a Python program: a new call site, with the C frames
+// between it and malloc) is placed under its innermost known caller, found a few frames out, or
+// else from the root: either way exactly its new frames become nodes, under the right callers.
+TEST_F(StackTableTest, NewInnermostFramesUnderKnownCallersAreTheOnlyNewNodes) {
+  const uint64_t salt = uint64_t{11} << 40;
+  Stack callers;  // innermost first
+  for (uint64_t i = 20; i > 0; --i) callers.push_back(salt | i);
+  ASSERT_NE(intern(callers), StackTable::kNoStack);
+  const Stack middle(callers.begin() + 5, callers.end());  // a node, never handed out as a stack
+  for (uint64_t fresh = 1; fresh <= 12; ++fresh) {         // within the probed distance and beyond it
+    for (const Stack& under : {callers, middle}) {
+      Stack stack = under;
+      for (uint64_t k = 0; k < fresh; ++k) stack.insert(stack.begin(), salt | (fresh << 20) | (under.size() << 12) | k);
+      const uint32_t nodes_before = table().node_count();
+      const uint32_t id = intern(stack);
+      ASSERT_NE(id, StackTable::kNoStack);
+      EXPECT_EQ(table().node_count() - nodes_before, fresh) << fresh << " new frames under " << under.size();
+      EXPECT_EQ(frames_of(id), stack);
+      EXPECT_EQ(intern(stack), id);
+      EXPECT_EQ(table().node_count() - nodes_before, fresh);
+    }
+  }
+  // The callers' own stacks are unchanged by what was placed under them.
+  EXPECT_EQ(frames_of(intern(callers)), callers);
+  EXPECT_EQ(frames_of(intern(middle)), middle);
+}
+
+// Allocation counts are 64-bit, kept as a low half per node and a high half written on a wrap.
+TEST_F(StackTableTest, AllocationCountsCarryPastFourBillion) {
+  const uint64_t salt = uint64_t{12} << 40;
+  const uint32_t id = intern({salt | 2, salt | 1});
+  ASSERT_NE(id, StackTable::kNoStack);
+  EXPECT_EQ(table().allocations(id), 0u);
+  for (int i = 0; i < 5; ++i) table().count_allocation(id);
+  EXPECT_EQ(table().allocations(id), 5u);
+  table().set_allocations_for_testing(id, (uint64_t{1} << 32) - 2);
+  for (int i = 0; i < 5; ++i) table().count_allocation(id);
+  EXPECT_EQ(table().allocations(id), (uint64_t{1} << 32) + 3);
+  table().set_allocations_for_testing(id, (uint64_t{7} << 32) - 1);
+  table().count_allocation(id);
+  EXPECT_EQ(table().allocations(id), uint64_t{7} << 32);
+  table().count_allocation(StackTable::kMaxStacks);  // beyond the table: ignored
+  EXPECT_EQ(table().allocations(StackTable::kMaxStacks), 0u);
+}
+
 // A frame is a node under its callers, not a frame alone: the same innermost frame called through
 // different callers gives different stacks, and so do the same frames in another order.
 TEST_F(StackTableTest, TheSameInnermostFrameUnderOtherCallersIsAnotherStack) {
