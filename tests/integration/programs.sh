@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The small target programs of tests/programs under heapkeeper, each compared with a plain run
 # (same stdout, same status, no heapkeeper diagnostics), under `heapkeeper run` and LD_PRELOAD.
-# Usage: programs.sh churn_threads|fork_exec|signal_alloc|dlopen_alloc
+# Usage: programs.sh churn_threads|fork_exec|signal_alloc|dlopen_alloc|descriptors
 #   churn_threads  4 and 8 threads of malloc/realloc/new/delete churn with cross-thread frees
 #   fork_exec      fork, exec, fork under allocation load; with HEAPKEEPER_REPORT=.../r.%p.json
 #                  every process that exits writes its own report, checked against its pid
 #   signal_alloc   signal handlers that allocate while the main thread churns
 #   dlopen_alloc   a plugin that allocates, loaded and unloaded repeatedly
+#   descriptors    python3 and perl print the descriptor their first open() gets
 source "$(dirname "$0")/lib.sh"
 
 program=${1:?usage: programs.sh PROGRAM}
@@ -78,6 +79,17 @@ case $program in
     : "${HK_PLUGIN:?HK_PLUGIN must name the plugin dlopen_alloc loads}"
     hk_compare dlopen_alloc run_program "$(hk_program dlopen_alloc)" "$HK_PLUGIN" 8 \
       -- launcher preload
+    ;;
+  descriptors)
+    # heapkeeper's own descriptors never take the program's lowest free ones: libunwind's pipe,
+    # opened at start-up, once made a traced program's first open() return 5 instead of 3.
+    for interpreter in python3 perl; do
+      case $interpreter in
+        python3) flag=-c code='import os; print(os.open("/dev/null", os.O_RDONLY))' ;;
+        perl) flag=-e code='open(my $f, "<", "/dev/null") or die; print fileno($f), "\n"' ;;
+      esac
+      hk_compare "descriptors_$interpreter" run_program "$interpreter" "$flag" "$code" -- launcher preload
+    done
     ;;
   *)
     echo "programs.sh: unknown program $program" >&2
