@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The small target programs of tests/programs under heapkeeper, each compared with a plain run
 # (same stdout, same status, no heapkeeper diagnostics), under `heapkeeper run` and LD_PRELOAD.
-# Usage: programs.sh churn_threads|fork_exec|signal_alloc|dlopen_alloc|descriptors
+# Usage: programs.sh churn_threads|fork_exec|signal_alloc|dlopen_alloc|small_stacks|descriptors
 #   churn_threads  4 and 8 threads of malloc/realloc/new/delete churn with cross-thread frees
 #   fork_exec      fork, exec, fork under allocation load; with HEAPKEEPER_REPORT=.../r.%p.json
 #                  every process that exits writes its own report, checked against its pid
 #   signal_alloc   signal handlers that allocate while the main thread churns
 #   dlopen_alloc   a plugin that allocates, loaded and unloaded repeatedly
+#   small_stacks   allocation on a 32 KiB thread stack and a 16 KiB alternate signal stack
 #   descriptors    python3 and perl print the descriptor their first open() gets
 source "$(dirname "$0")/lib.sh"
 
@@ -79,6 +80,9 @@ case $program in
     : "${HK_PLUGIN:?HK_PLUGIN must name the plugin dlopen_alloc loads}"
     hk_compare dlopen_alloc run_program "$(hk_program dlopen_alloc)" "$HK_PLUGIN" 8 \
       -- launcher preload
+    ;;
+  small_stacks)
+    hk_compare small_stacks run_program "$(hk_program small_stacks)" -- launcher preload
     ;;
   descriptors)
     # heapkeeper's own descriptors never take the program's lowest free ones: libunwind's pipe,
