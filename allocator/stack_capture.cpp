@@ -256,6 +256,13 @@ int unwind_program_frames(uintptr_t* out, int depth) {
   return count;
 }
 
+// The stack of the caller, unwound and interned: what a capture does without the cache.
+uint32_t intern_unwound(uintptr_t* ips, int depth, uint32_t generation) {
+  const int count = unwind_program_frames(ips, depth);
+  if (count == 0) return StackTable::kNoStack;
+  return stack_table().intern(ips, static_cast<uint32_t>(count), generation);
+}
+
 }  // namespace
 
 namespace {
@@ -393,16 +400,12 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
   // Read before unwinding: the frames are then at least as new as the generation.
   const uint32_t generation = module_generation();
   if (cache == nullptr || cache->stack_high == 0 || depth != config().stack_depth) {
-    int count = unwind_program_frames(ips, depth);
-    if (count == 0) return StackTable::kNoStack;
-    return stack_table().intern(ips, static_cast<uint32_t>(count), generation);
+    return intern_unwound(ips, depth, generation);
   }
   if (__builtin_expect(cache->generation != generation, 0)) forget_cached_stacks(cache, generation);
   if (__builtin_expect(cache->resting != 0, 0)) {
     if (++cache->window_captures == StackCache::kWindow) maybe_grow(cache);
-    const int count = unwind_program_frames(ips, depth);
-    if (count == 0) return StackTable::kNoStack;
-    return stack_table().intern(ips, static_cast<uint32_t>(count), generation);
+    return intern_unwound(ips, depth, generation);
   }
   const StackProbe entry = given != nullptr ? *given : probe_stack_cache(cache);
   const uint64_t tag = entry.tag;

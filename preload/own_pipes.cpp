@@ -16,26 +16,14 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <atomic>
-
-#include "allocator/engine.h"
 #include "allocator/thread_registry.h"
+#include "preload/original_functions.h"
 
 #define HK_EXPORT extern "C" __attribute__((visibility("default")))
 
 namespace {
 
 constexpr int kHighDescriptor = 992;  // below the usual soft limit of 1024, far from what programs use
-
-template <typename Function>
-Function original(std::atomic<Function>& cache, const char* name) {
-  Function function = cache.load(std::memory_order_acquire);
-  if (function == nullptr) {
-    function = reinterpret_cast<Function>(heapkeeper::alloc::lookup_next_symbol(name));
-    cache.store(function, std::memory_order_release);
-  }
-  return function;
-}
 
 // Moves both ends of a pipe heapkeeper made to high descriptors; an end that cannot move (a lower
 // descriptor limit, the table full) stays where it is.
@@ -57,8 +45,7 @@ bool heapkeeper_is_running() { return heapkeeper::alloc::tls_thread.guard != 0; 
 }  // namespace
 
 HK_EXPORT int pipe2(int descriptors[2], int flags) {
-  static std::atomic<int (*)(int*, int)> cache{nullptr};
-  auto* function = original(cache, "pipe2");
+  auto* function = heapkeeper::preload::original_pipe2();
   if (function == nullptr) {
     errno = ENOSYS;
     return -1;
@@ -69,8 +56,7 @@ HK_EXPORT int pipe2(int descriptors[2], int flags) {
 }
 
 HK_EXPORT int pipe(int descriptors[2]) {
-  static std::atomic<int (*)(int*)> cache{nullptr};
-  auto* function = original(cache, "pipe");
+  auto* function = heapkeeper::preload::original_pipe();
   if (function == nullptr) {
     errno = ENOSYS;
     return -1;
