@@ -7,13 +7,20 @@
  * moved, and uninitialised alloca buffers hold the return addresses of earlier calls: what a
  * stack cache must not mistake for the current stack (allocator/stack_capture.cpp).
  *
- * Usage: varying_frames SEED EXPECTED_FILE
- * Writes one line per pattern that leaked, "COUNT f0f2f1...", outermost level first; the report's
- * leak groups must have exactly those counts per sequence of f0/f1/f2 frames.
+ * With "longjmp", every third innermost call leaves by longjmp to main instead of returning, and
+ * main then allocates one block itself: frames are abandoned rather than popped, so the slots a
+ * cache remembered are left as they were, below a stack that is now much shallower.
+ *
+ * Usage: varying_frames SEED EXPECTED_FILE [longjmp]
+ * Writes one line per pattern that leaked, "COUNT f0f2f1...", outermost level first, and with
+ * longjmp "COUNT -" for main's own blocks; the report's leak groups must have exactly those counts
+ * per sequence of f0/f1/f2 frames.
  */
 #include <alloca.h>
+#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 enum { kPatterns = 400, kMaxLevels = 30, kCalls = 3000 };
 
@@ -23,6 +30,9 @@ static int leaked_per_pattern[kPatterns];
 static void* leaked[kCalls];
 static int leaked_count;
 static int call;
+static int jump_out;
+static jmp_buf jump_target;
+static int leaked_in_main;
 
 __attribute__((noinline)) void* alloc_site(size_t bytes) {
   void* block = malloc(bytes);
@@ -53,6 +63,7 @@ __attribute__((noinline)) void descend(int pattern, int level) {
     } else {
       free(block);
     }
+    if (jump_out && call % 3 == 0) longjmp(jump_target, 1);
     return;
   }
   switch (pattern_function[pattern][level]) {
@@ -69,16 +80,25 @@ __attribute__((noinline)) void descend(int pattern, int level) {
 }
 
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: varying_frames SEED EXPECTED_FILE\n");
+  if (argc < 3 || argc > 4 || (argc == 4 && strcmp(argv[3], "longjmp") != 0)) {
+    fprintf(stderr, "usage: varying_frames SEED EXPECTED_FILE [longjmp]\n");
     return 2;
   }
+  jump_out = argc == 4;
   srand((unsigned)atoi(argv[1]));
   for (int p = 0; p < kPatterns; ++p) {
     pattern_depth[p] = 1 + rand() % kMaxLevels;
     for (int level = 0; level < kMaxLevels; ++level) pattern_function[p][level] = (unsigned char)(rand() % 3);
   }
-  for (call = 0; call < kCalls; ++call) descend(rand() % kPatterns, 0);
+  for (call = 0; call < kCalls; ++call) {
+    const int pattern = rand() % kPatterns;
+    if (setjmp(jump_target) == 0) {
+      descend(pattern, 0);
+    } else {
+      leaked[leaked_count++] = alloc_site(1000);
+      ++leaked_in_main;
+    }
+  }
   FILE* expected = fopen(argv[2], "w");
   if (expected == NULL) {
     perror(argv[2]);
@@ -90,6 +110,7 @@ int main(int argc, char** argv) {
     for (int level = 0; level < pattern_depth[p]; ++level) fprintf(expected, "f%d", pattern_function[p][level]);
     fputc('\n', expected);
   }
+  if (leaked_in_main > 0) fprintf(expected, "%d -\n", leaked_in_main);
   fclose(expected);
   /* Lose every pointer: complemented, they point nowhere near the blocks. */
   for (int i = 0; i < leaked_count; ++i) leaked[i] = (void*)~(unsigned long)leaked[i];
