@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The small target programs of tests/programs under heapkeeper, each compared with a plain run
 # (same stdout, same status, no heapkeeper diagnostics), under `heapkeeper run` and LD_PRELOAD.
-# Usage: programs.sh churn_threads|fork_exec|signal_alloc|dlopen_alloc|small_stacks|descriptors
+# Usage: programs.sh churn_threads|fork_exec|signal_alloc|dlopen_alloc|small_stacks|unwinding|descriptors
 #   churn_threads  4 and 8 threads of malloc/realloc/new/delete churn with cross-thread frees
 #   fork_exec      fork, exec, fork under allocation load; with HEAPKEEPER_REPORT=.../r.%p.json
 #                  every process that exits writes its own report, checked against its pid
 #   signal_alloc   signal handlers that allocate while the main thread churns
 #   dlopen_alloc   a plugin that allocates, loaded and unloaded repeatedly
 #   small_stacks   allocation on a 32 KiB thread stack and a 16 KiB alternate signal stack
+#   unwinding      threads cancelled in wrapped blocking calls, pthread_exit, a throwing
+#                  new-handler, exceptions in threads: unwinds through heapkeeper's frames
 #   descriptors    python3 and perl print the descriptor their first open() gets
 source "$(dirname "$0")/lib.sh"
 
@@ -83,6 +85,9 @@ case $program in
     ;;
   small_stacks)
     hk_compare small_stacks run_program "$(hk_program small_stacks)" -- launcher preload
+    ;;
+  unwinding)
+    hk_compare unwinding run_program "$(hk_program unwinding)" -- launcher preload
     ;;
   descriptors)
     # heapkeeper's own descriptors never take the program's lowest free ones: libunwind's pipe,
