@@ -137,21 +137,12 @@ DiagnosticLine::DiagnosticLine() {
 }
 
 DiagnosticLine& DiagnosticLine::text(std::string_view s) {
-  for (char c : s) {
-    if (length_ + 2 >= kCapacity) break;  // keep room for '\n'
-    buffer_[length_++] = c;
-  }
+  line_.text(s);
   return *this;
 }
 
 DiagnosticLine& DiagnosticLine::number(uint64_t value) {
-  char digits[24];
-  size_t n = 0;
-  do {
-    digits[n++] = static_cast<char>('0' + value % 10);
-    value /= 10;
-  } while (value != 0);
-  while (n > 0) text(std::string_view(&digits[--n], 1));
+  line_.number(value);
   return *this;
 }
 
@@ -164,15 +155,7 @@ DiagnosticLine& DiagnosticLine::signed_number(int64_t value) {
 }
 
 DiagnosticLine& DiagnosticLine::hex(uint64_t value) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  char digits[16];
-  size_t n = 0;
-  do {
-    digits[n++] = kDigits[value & 0xf];
-    value >>= 4;
-  } while (value != 0);
-  text("0x");
-  while (n > 0) text(std::string_view(&digits[--n], 1));
+  line_.text("0x").hex(value);
   return *this;
 }
 
@@ -191,9 +174,10 @@ DiagnosticLine& DiagnosticLine::bytes(uint64_t value) {
 }
 
 void DiagnosticLine::emit() {
-  buffer_[length_++] = '\n';
-  write_stderr(buffer_, length_);
-  length_ = 0;
+  const size_t length = line_.size();
+  buffer_[length] = '\n';
+  write_stderr(buffer_, length + 1);
+  line_ = BoundedText(buffer_, kCapacity - 1);
 }
 
 }  // namespace heapkeeper::alloc

@@ -18,11 +18,15 @@
 #include <cstdint>
 #include <string_view>
 
+#include "allocator/bounded_text.h"
+
 namespace heapkeeper::alloc {
 
 class DiagnosticLine {
  public:
   DiagnosticLine();
+  DiagnosticLine(const DiagnosticLine&) = delete;  // line_ points into this object's buffer_
+  DiagnosticLine& operator=(const DiagnosticLine&) = delete;
   DiagnosticLine& text(std::string_view s);
   DiagnosticLine& number(uint64_t value);
   DiagnosticLine& signed_number(int64_t value);
@@ -34,7 +38,7 @@ class DiagnosticLine {
  private:
   static constexpr size_t kCapacity = 1024;
   char buffer_[kCapacity];
-  size_t length_ = 0;
+  BoundedText line_{buffer_, kCapacity - 1};  // one byte kept for the '\n'
 };
 
 // Writes raw text to stderr in one write(2), retrying on EINTR.

@@ -14,6 +14,7 @@
 #include <new>
 
 #include "allocator/block_header.h"
+#include "allocator/bounded_text.h"
 #include "allocator/exited_stacks.h"
 #include "allocator/jemalloc_calls.h"
 #include "allocator/private_heap.h"
@@ -254,7 +255,7 @@ ThreadTotals ThreadRegistry::totals() const {
 void ThreadRegistry::refresh_name(const ThreadState& s) {
   if (s.index == 0 || s.index >= kTrackedInfos || s.tid <= 0) return;
   char path[48];
-  std::snprintf(path, sizeof(path), "/proc/self/task/%d/comm", static_cast<int>(s.tid));
+  BoundedText(path, sizeof(path)).text("/proc/self/task/").number(static_cast<uint64_t>(s.tid)).text("/comm");
   const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return;  // the thread has just exited: its last name was read as it did
   char name[sizeof(ThreadInfo::name)] = {};

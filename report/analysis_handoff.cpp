@@ -24,6 +24,8 @@
 #include <cstring>
 #include <vector>
 
+#include "allocator/bounded_text.h"
+
 namespace heapkeeper::report {
 namespace {
 
@@ -194,12 +196,14 @@ void name_user_service() {
                                       static_cast<unsigned long long>(binary.st_mtim.tv_sec) * 1000000007ull ^
                                       static_cast<unsigned long long>(binary.st_mtim.tv_nsec);
   const char* runtime = std::getenv("XDG_RUNTIME_DIR");
-  const int n = runtime != nullptr && runtime[0] == '/'
-                    ? std::snprintf(g_user_socket_path, sizeof g_user_socket_path, "%s/heapkeeper-symbolizer.%llx",
-                                    runtime, identity)
-                    : std::snprintf(g_user_socket_path, sizeof g_user_socket_path, "/tmp/heapkeeper-%u/symbolizer.%llx",
-                                    static_cast<unsigned>(::getuid()), identity);
-  if (n < 0 || static_cast<size_t>(n) >= sizeof g_user_socket_path) g_user_socket_path[0] = '\0';
+  // Not snprintf: this runs in every traced process (see alloc::BoundedText).
+  heapkeeper::alloc::BoundedText path(g_user_socket_path, sizeof g_user_socket_path);
+  if (runtime != nullptr && runtime[0] == '/') {
+    path.text(runtime).text("/heapkeeper-symbolizer.").hex(identity);
+  } else {
+    path.text("/tmp/heapkeeper-").number(::getuid()).text("/symbolizer.").hex(identity);
+  }
+  if (!path.complete()) g_user_socket_path[0] = '\0';
 }
 
 }  // namespace

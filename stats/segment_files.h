@@ -11,6 +11,7 @@
 // listed, so `heapkeeper list` can say what they are.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
@@ -22,6 +23,7 @@
 #include <cstring>
 #include <string>
 
+#include "allocator/bounded_text.h"
 #include "stats/shm_layout.h"
 
 namespace heapkeeper::stats {
@@ -76,15 +78,20 @@ inline PidNamespace namespace_of(const SegmentHeader& header) {
 }
 
 // Field 22 of /proc/PID/stat (start time in clock ticks since boot), 0 if unreadable: with the
-// pid, it tells the producer from a later process that reused its pid.
+// pid, it tells the producer from a later process that reused its pid. Read with open and read,
+// not stdio: every traced process asks at its exit (publisher.cpp), and fopen, snprintf and strtoull
+// would map pages of libc's code and data that a short process otherwise never touches (issue #12).
 inline uint64_t process_start_ticks(pid_t pid) {
   char path[64];
-  std::snprintf(path, sizeof(path), "/proc/%d/stat", static_cast<int>(pid));
-  FILE* file = std::fopen(path, "re");
-  if (file == nullptr) return 0;
+  heapkeeper::alloc::BoundedText(path, sizeof(path)).text("/proc/").number(static_cast<uint64_t>(pid)).text("/stat");
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
   char text[1024];
-  const size_t n = std::fread(text, 1, sizeof(text) - 1, file);
-  std::fclose(file);
+  size_t n = 0;
+  for (ssize_t got = 1; got > 0 && n<sizeof(text) - 1; n += got> 0 ? static_cast<size_t>(got) : 0) {
+    got = ::read(fd, text + n, sizeof(text) - 1 - n);
+  }
+  ::close(fd);
   text[n] = '\0';
   const char* close = std::strrchr(text, ')');
   if (close == nullptr) return 0;
@@ -94,7 +101,7 @@ inline uint64_t process_start_ticks(pid_t pid) {
     if (p == nullptr) return 0;
     ++p;
   }
-  return std::strtoull(p, nullptr, 10);
+  return heapkeeper::alloc::leading_decimal(p);
 }
 
 // How long process `pid` has run, in milliseconds (from its start time and the boot-time clock,
