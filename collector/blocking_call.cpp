@@ -16,8 +16,9 @@
 namespace heapkeeper::collect {
 
 // rdi = out. The stack pointer stored is the caller's after this call returns (rsp + 8).
+// In a section of its own, like the compiled functions, so that preload/start_path.ld can place it.
 asm(R"(
-  .text
+  .pushsection .text.heapkeeper_save_callee_saved, "ax", @progbits
   .globl heapkeeper_save_callee_saved
   .hidden heapkeeper_save_callee_saved
   .type heapkeeper_save_callee_saved, @function
@@ -32,6 +33,7 @@ heapkeeper_save_callee_saved:
   movq %rax, 48(%rdi)
   ret
   .size heapkeeper_save_callee_saved, .-heapkeeper_save_callee_saved
+  .popsection
 )");
 
 bool blocking_kind_allows(uint32_t kind, long nr) {

@@ -61,13 +61,16 @@ def main():
     for name in ran & functions:
         if name.startswith("je_"):
             continue
+        # Without the suffixes of GCC's clones (".lto_priv.0", ".constprop.1", ".part.0", ".isra.0"),
+        # which change from one build to the next: the section is matched as NAME or NAME.*.
+        name = re.sub(r"(\.(lto_priv|constprop|part|isra|cold)(\.\d+)?)+$", "", name)
         names.add(name)
         # A complete-object constructor or destructor is an alias of the base one, whose section it is.
         names.add(re.sub(r"C1E", "C2E", name, count=1))
         names.add(re.sub(r"D1Ev", "D2Ev", name, count=1))
     lines = ["SECTIONS", "{", "  .text.heapkeeper_start :", "  {", "    *(.text.startup .text.startup.*)",
              "    *symbol_lookup_entry.S.o(.text)"]
-    lines += [f"    *(.text.{name})" for name in sorted(names)]
+    lines += [f"    *(.text.{name} .text.{name}.*)" for name in sorted(names)]
     lines += ["  }", "}", "INSERT BEFORE .text;"]
     sys.stdout.write(HEADER + "\n".join(lines) + "\n")
 
