@@ -11,6 +11,7 @@
 #   unwinding      threads cancelled in wrapped blocking calls, pthread_exit, a throwing
 #                  new-handler, exceptions in threads: unwinds through heapkeeper's frames
 #   descriptors    python3 and perl print the descriptor their first open() gets
+#   high_descriptors  bash reads and writes its own files on descriptors 992 and 993
 source "$(dirname "$0")/lib.sh"
 
 program=${1:?usage: programs.sh PROGRAM}
@@ -99,6 +100,25 @@ case $program in
       esac
       hk_compare "descriptors_$interpreter" run_program "$interpreter" "$flag" "$code" -- launcher preload
     done
+    ;;
+  high_descriptors)
+    # Descriptor numbers are the program's, all of them: a script may put its own files on any
+    # (`exec 992<in 993>out`), and heapkeeper must then neither read from them nor write into them.
+    # libunwind's pipe, moved to 992 and 993, is still used by number: under heapkeeper the script's
+    # `read` got EAGAIN (a pipe had replaced its file) and its output file stayed empty.
+    seq 1 100 >"$HK_WORK/numbers.txt"
+    run_high_descriptors() {
+      local mode=$1
+      # shellcheck disable=SC2016  # expanded by the traced bash
+      hk_exec "$mode" bash -c 'exec 992<"$0" 993>out.txt
+        for i in 1 2 3; do x=$(echo "$i"); done  # allocations of bash, with 992 and 993 its own
+        read -r first <&992; read -r second <&992
+        echo "read from 992: $first $second"
+        echo "written to 993" >&993
+        exec 993>&-
+        echo "out.txt: $(cat out.txt)"' "$HK_WORK/numbers.txt"
+    }
+    hk_compare high_descriptors run_high_descriptors -- launcher preload
     ;;
   *)
     echo "programs.sh: unknown program $program" >&2
