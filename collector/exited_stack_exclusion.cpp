@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "allocator/exited_stacks.h"
+#include "allocator/own_memory.h"
 #include "allocator/thread_registry.h"
 #include "collector/own_tls.h"
 
@@ -30,12 +31,7 @@ uintptr_t stack_proper_end(uintptr_t high) {
 }
 
 // Reads a word that a thread tearing itself down might unmap meanwhile: a failure is no fault.
-bool read_word(uintptr_t address, uintptr_t& value) {
-  iovec local{&value, sizeof(value)};
-  iovec remote{reinterpret_cast<void*>(address), sizeof(value)};
-  // Our thread id, not the pid: the main thread may have exited (pthread_exit), leaving no memory map.
-  return process_vm_readv(gettid(), &local, 1, &remote, 1, 0) == static_cast<ssize_t>(sizeof(value));
-}
+bool read_word(uintptr_t address, uintptr_t& value) { return alloc::read_own_memory(address, &value, sizeof(value)); }
 
 bool still_a_cached_stack(const alloc::ExitedStack& stack, const StoppedThread* threads, size_t thread_count,
                           const MemoryRange* anonymous, size_t anonymous_count) {

@@ -1,6 +1,8 @@
 // Implementation of return_addresses_below (see holding_frame.h).
 #include "collector/holding_frame.h"
 
+#include "allocator/own_memory.h"
+
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -10,11 +12,7 @@ namespace heapkeeper::collect {
 namespace {
 
 // Reads `bytes` of this process's memory at `address`; false if any of it is not mapped.
-bool read_own_memory(uint64_t address, void* out, size_t bytes) {
-  iovec local{out, bytes};
-  iovec remote{reinterpret_cast<void*>(address), bytes};
-  return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == static_cast<ssize_t>(bytes);
-}
+bool read_own_memory(uint64_t address, void* out, size_t bytes) { return alloc::read_own_memory(address, out, bytes); }
 
 // Whether the bytes just before `address` encode a call instruction that returns there.
 bool follows_call(uint64_t address) {

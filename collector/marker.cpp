@@ -9,6 +9,7 @@
 #include "allocator/block_header.h"
 #include "allocator/block_map.h"
 #include "allocator/internal_mappings.h"
+#include "allocator/syscall_filter.h"
 #include "collector/reference_graph.h"
 
 namespace heapkeeper::collect {
@@ -197,6 +198,12 @@ void Marker::scan_ranges(const ScanRange* ranges, unsigned range_count, uintptr_
 // id, not the pid: after the main thread's pthread_exit the pid names a zombie with no memory, and
 // every read would fail.
 void Marker::scan_root_copy(uintptr_t start, uintptr_t end) {
+  // A seccomp filter may kill the process for process_vm_readv, the first debugging call it sees.
+  if (!direct_root_reads_ && alloc::syscall_filter_installed()) direct_root_reads_ = true;
+  if (direct_root_reads_) {
+    scan_words(start, end);
+    return;
+  }
   const pid_t self = gettid();
   for (uintptr_t chunk = start; chunk < end;) {
     const size_t length = end - chunk < kCopyBytes ? end - chunk : kCopyBytes;

@@ -6,6 +6,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "allocator/own_memory.h"
 #include "allocator/thread_registry.h"
 
 namespace heapkeeper::collect {
@@ -39,11 +40,7 @@ int find_own_block(dl_phdr_info* info, size_t, void* raw) {
 }
 
 // Reads a word of a thread control block that may be going away: a failure is no fault.
-bool read_word(uintptr_t address, uintptr_t& value) {
-  iovec local{&value, sizeof(value)};
-  iovec remote{reinterpret_cast<void*>(address), sizeof(value)};
-  return process_vm_readv(gettid(), &local, 1, &remote, 1, 0) == static_cast<ssize_t>(sizeof(value));
-}
+bool read_word(uintptr_t address, uintptr_t& value) { return alloc::read_own_memory(address, &value, sizeof(value)); }
 
 }  // namespace
 

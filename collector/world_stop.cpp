@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "allocator/syscall_filter.h"
 #include "allocator/diagnostics.h"
 #include "collector/blocking_call.h"
 #include "collector/os_primitives.h"
@@ -159,6 +160,8 @@ void read_stop_method_setting() {
 // (or the whole process) for calling ptrace, and a process already traced (gdb, strace) refuses.
 // Empty when ptrace may be tried. Runs before the world is stopped (it uses stdio).
 const char* reason_to_avoid_ptrace() {
+  // One the program installed on another thread (without TSYNC), or that this status misses.
+  if (alloc::syscall_filter_installed()) return "a seccomp filter is in force";
   FILE* status = std::fopen("/proc/thread-self/status", "re");
   if (status == nullptr) return "";
   char line[256];

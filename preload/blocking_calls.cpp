@@ -1,5 +1,6 @@
 // The exported blocking calls: each marks the thread as inside a blocking call for the collector
-// (collector/blocking_call.h) and calls libc's original. Not noexcept: pthread_cancel unwinds
+// (collector/blocking_call.h) and calls libc's original. read also answers libunwind's reads of its
+// validation pipe's token (validation_pipe.h). Not noexcept: pthread_cancel unwinds
 // through these frames.
 #undef _FORTIFY_SOURCE  // the fortified inline versions of read/recv/poll would clash with ours
 #include <errno.h>
@@ -7,6 +8,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
+#include <sys/sem.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -17,6 +19,7 @@
 #include "allocator/engine.h"
 #include "collector/blocking_call.h"
 #include "preload/blocking_functions.h"
+#include "preload/validation_pipe.h"
 
 extern "C" {
 int __poll_chk(struct pollfd*, nfds_t, int, size_t);
@@ -27,24 +30,27 @@ ssize_t __recvfrom_chk(int, void*, size_t, size_t, int, struct sockaddr*, sockle
 }
 
 #define HK_EXPORT extern "C" __attribute__((visibility("default")))
+#define HK_LIST(...) __VA_ARGS__  // (a, b) -> a, b
 
 // Each wrapper looks its original up on first use (a program may never call most of them).
 // bugprone-macro-parentheses: a return type and a parameter list cannot be parenthesised.
-#define HEAPKEEPER_DEFINE_BLOCKING(name, kind, return_type, parameters, arguments)         \
-  HK_EXPORT return_type name parameters {                                                  \
-    using Function = return_type(*) parameters; /* NOLINT(bugprone-macro-parentheses) */   \
-    static std::atomic<Function> original{nullptr};                                        \
-    Function function = original.load(std::memory_order_acquire);                          \
-    if (function == nullptr) {                                                             \
-      function = reinterpret_cast<Function>(heapkeeper::alloc::lookup_next_symbol(#name)); \
-      if (function == nullptr) {                                                           \
-        errno = ENOSYS;                                                                    \
-        return static_cast<return_type>(-1);                                               \
-      }                                                                                    \
-      original.store(function, std::memory_order_release);                                 \
-    }                                                                                      \
-    heapkeeper::collect::BlockingCallScope scope(heapkeeper::collect::kind);               \
-    return function arguments;                                                             \
+#define HEAPKEEPER_DEFINE_BLOCKING(name, kind, return_type, parameters, arguments)           \
+  HK_EXPORT return_type name parameters {                                                    \
+    using Function = return_type(*) parameters; /* NOLINT(bugprone-macro-parentheses) */     \
+    static std::atomic<Function> original{nullptr};                                          \
+    Function function = original.load(std::memory_order_acquire);                            \
+    if (function == nullptr) {                                                               \
+      function = reinterpret_cast<Function>(heapkeeper::alloc::lookup_next_symbol(#name));   \
+      if (function == nullptr) {                                                             \
+        errno = ENOSYS;                                                                      \
+        return static_cast<return_type>(-1);                                                 \
+      }                                                                                      \
+      original.store(function, std::memory_order_release);                                   \
+    }                                                                                        \
+    if (auto token_read = heapkeeper::preload::validation_read(function, HK_LIST arguments)) \
+      return static_cast<return_type>(*token_read);                                          \
+    heapkeeper::collect::BlockingCallScope scope(heapkeeper::collect::kind);                 \
+    return function arguments;                                                               \
   }
 HEAPKEEPER_BLOCKING_FUNCTIONS(HEAPKEEPER_DEFINE_BLOCKING)
 #undef HEAPKEEPER_DEFINE_BLOCKING

@@ -46,10 +46,12 @@
 #define HEAPKEEPER_LOADER_SYMBOLS(X) X(dlclose)
 #define HEAPKEEPER_LOADER_FUNCTIONS(X) X(dlclose, int, (void*))
 
-// Pipes: a pipe heapkeeper's own code makes (libunwind's, at start-up) is moved out of the
-// program's way (own_pipes.cpp); the program's own pass through. Same shape as the lists above.
-#define HEAPKEEPER_PIPE_SYMBOLS(X) X(pipe) X(pipe2)
-#define HEAPKEEPER_PIPE_FUNCTIONS(X) X(pipe, int, (int*)) X(pipe2, int, (int*, int))
+// Pipes and system calls (own_pipes.cpp): libunwind's validation pipe is two tokens and no pipe, a
+// pipe heapkeeper's own code makes is moved out of the program's way, a seccomp filter the program
+// installs is noted; the program's own calls pass through. Same shape as the lists above.
+#define HEAPKEEPER_PIPE_SYMBOLS(X) X(pipe) X(pipe2) X(syscall) X(prctl)
+#define HEAPKEEPER_PIPE_FUNCTIONS(X) \
+  X(pipe, int, (int*)) X(pipe2, int, (int*, int)) X(syscall, long, (long, ...)) X(prctl, int, (int, ...))
 
 // Calls that hand the kernel a pointer the program may keep nowhere else (collector/kernel_roots.h):
 // interposed so that the pointers stay roots while registered. Same shape as the lists above.

@@ -1,26 +1,50 @@
-// pipe and pipe2, exported so that a pipe heapkeeper's own code makes does not take the
-// program's descriptors.
+// pipe, pipe2 and syscall, exported so that libunwind's memory validation uses no descriptor of
+// the program's, and so that heapkeeper learns when the program installs a seccomp filter.
 //
-// libunwind opens a pipe when it starts, and again whenever it finds it closed, to test addresses
-// before reading them (when it falls back to frame-pointer unwinding through code without unwind
-// information). Opened from heapkeeper's start-up, the pipe took the program's lowest free
-// descriptors: a traced program's first open() returned 5 where it returns 3, a change the program
-// can see. It cannot simply be closed afterwards: libunwind keeps the numbers, and on its next test
-// would read from and write to whatever file the program opened on them. So a pipe made while
-// heapkeeper runs on the calling thread (the reentrancy guard is held) is moved, before the caller
-// sees it, to the lowest free descriptors from kHighDescriptor up, out of the way of the small
-// numbers programs get and of the ones shells choose (bash: 10 and up, 255). The program's own
-// pipes pass through untouched.
+// libunwind (1.6) validates an address before it reads it once a frame without unwind information
+// made it fall back to frame pointers, which happens in every real program (ld.so's entry code has
+// none): it writes one byte from the address into a pipe it opened at start (the write fails with
+// EFAULT for an unreadable address) and reads one byte back to keep the pipe from filling. It
+// opens the pipe once and uses its two numbers for the life of the process, and when a read fails
+// it closes both and opens another pipe. Every descriptor number is the program's to take or to
+// test (`exec 992<file` in a script, dup2, a daemon closing everything, bash saving and restoring
+// a number it finds open): libunwind read the program's input, wrote raw memory into its files or
+// closed them, and a pipe merely kept at high numbers was still seen, and changed what bash did.
+//
+// So no pipe is made. libunwind's pipe2 call (under heapkeeper's reentrancy guard, from libunwind's
+// code, with O_CLOEXEC | O_NONBLOCK) gets two tokens, negative numbers no descriptor can have. Its
+// read of the read token (through the exported read, blocking_calls.cpp) finds the pipe empty; its
+// write of one byte to the write token (libunwind writes with syscall(SYS_write, ...), so that ASan
+// does not check the byte) becomes a one-byte process_vm_readv of the address from this very
+// process, which fails with EFAULT where the write would have. No descriptor is opened, read or
+// written. Under a seccomp filter, which may kill the process for process_vm_readv (services deny
+// the debugging calls), the address counts as unreadable instead: the stack ends at the first frame
+// without unwind information, usually the outermost anyway. A pipe heapkeeper's own code makes
+// under the guard is moved up to high numbers, out of the way of the small ones programs get.
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <linux/seccomp.h>
+
+#define UNW_LOCAL_ONLY  // the local unwinder, which heapkeeper calls (stack_capture.cpp)
+#include <libunwind.h>
+
+#include "allocator/own_memory.h"
+#include "allocator/syscall_filter.h"
 #include "allocator/thread_registry.h"
 #include "preload/original_functions.h"
+#include "preload/validation_pipe.h"
 
 #define HK_EXPORT extern "C" __attribute__((visibility("default")))
 
+namespace heapkeeper::preload {
 namespace {
 
 constexpr int kHighDescriptor = 992;  // below the usual soft limit of 1024, far from what programs use
@@ -30,19 +54,43 @@ constexpr int kHighDescriptor = 992;  // below the usual soft limit of 1024, far
 void move_out_of_the_way(int descriptors[2], bool close_on_exec) {
   rlimit limit{};
   if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur <= kHighDescriptor + 2) return;
-  const int saved_errno = errno;
   for (int i = 0; i < 2; ++i) {
     const int moved = fcntl(descriptors[i], close_on_exec ? F_DUPFD_CLOEXEC : F_DUPFD, kHighDescriptor);
     if (moved < 0) continue;
     close(descriptors[i]);
     descriptors[i] = moved;
   }
-  errno = saved_errno;
 }
 
-bool heapkeeper_is_running() { return heapkeeper::alloc::tls_thread.guard != 0; }
+bool heapkeeper_is_running() { return alloc::tls_thread.guard != 0; }
+
+// libunwind's own code, told apart from heapkeeper's (report/analysis_handoff.cpp makes a pipe
+// under the guard too) by the object the caller's return address lies in.
+bool called_from_libunwind(void* return_address) {
+  Dl_info caller{}, unwinder{};
+  return dladdr(return_address, &caller) != 0 && dladdr(reinterpret_cast<void*>(&unw_step), &unwinder) != 0 &&
+         caller.dli_fbase == unwinder.dli_fbase;
+}
+
+// libunwind's test of `address`: 1 if one byte of it can be read, -1 with EFAULT if not.
+long validate_address(const void* address) {
+  char byte;
+  if (alloc::read_own_memory(reinterpret_cast<uintptr_t>(address), &byte, 1)) return 1;
+  errno = EFAULT;
+  return -1;
+}
 
 }  // namespace
+
+ssize_t read_validation_pipe(void* /*buffer*/, size_t /*size*/) {
+  errno = EAGAIN;  // the pipe is always empty: libunwind keeps its tokens and goes on
+  return -1;
+}
+
+}  // namespace heapkeeper::preload
+
+using heapkeeper::preload::kValidationReadToken;
+using heapkeeper::preload::kValidationWriteToken;
 
 HK_EXPORT int pipe2(int descriptors[2], int flags) {
   auto* function = heapkeeper::preload::original_pipe2();
@@ -50,8 +98,18 @@ HK_EXPORT int pipe2(int descriptors[2], int flags) {
     errno = ENOSYS;
     return -1;
   }
+  if (heapkeeper::preload::heapkeeper_is_running() && flags == (O_CLOEXEC | O_NONBLOCK) &&
+      heapkeeper::preload::called_from_libunwind(__builtin_return_address(0))) {
+    descriptors[0] = kValidationReadToken;
+    descriptors[1] = kValidationWriteToken;
+    return 0;
+  }
   const int result = function(descriptors, flags);
-  if (result == 0 && heapkeeper_is_running()) move_out_of_the_way(descriptors, (flags & O_CLOEXEC) != 0);
+  if (result == 0 && heapkeeper::preload::heapkeeper_is_running()) {
+    const int saved_errno = errno;
+    heapkeeper::preload::move_out_of_the_way(descriptors, (flags & O_CLOEXEC) != 0);
+    errno = saved_errno;
+  }
   return result;
 }
 
@@ -62,6 +120,52 @@ HK_EXPORT int pipe(int descriptors[2]) {
     return -1;
   }
   const int result = function(descriptors);
-  if (result == 0 && heapkeeper_is_running()) move_out_of_the_way(descriptors, false);
+  if (result == 0 && heapkeeper::preload::heapkeeper_is_running()) {
+    const int saved_errno = errno;
+    heapkeeper::preload::move_out_of_the_way(descriptors, false);
+    errno = saved_errno;
+  }
   return result;
+}
+
+// libunwind writes to its pipe with syscall(SYS_write, ...) rather than write() (so that ASan does not
+// check the byte it reads). Every other call passes through with all six arguments, as glibc's
+// syscall takes them.
+// libunwind writes to its pipe with syscall(SYS_write, ...) rather than write() (so that ASan does not
+// check the byte it reads); a program installs a seccomp filter with syscall(SYS_seccomp, ...), as
+// libseccomp does. Every call passes through with all six arguments, as glibc's syscall takes them.
+HK_EXPORT long syscall(long number, ...) {
+  va_list list;
+  va_start(list, number);
+  long a[6];
+  for (long& argument : a) argument = va_arg(list, long);
+  va_end(list);
+  auto* function = heapkeeper::preload::original_syscall();
+  if (function == nullptr) {
+    errno = ENOSYS;
+    return -1;
+  }
+  if (number == SYS_write && static_cast<int>(a[0]) == kValidationWriteToken) [[unlikely]] {
+    const int saved_errno = errno;
+    const long result = heapkeeper::preload::validate_address(reinterpret_cast<const void*>(a[1]));
+    if (result >= 0) errno = saved_errno == EINTR ? 0 : saved_errno;  // libunwind loops while errno is EINTR
+    return result;
+  }
+  if (number == SYS_seccomp && a[0] == SECCOMP_SET_MODE_FILTER) heapkeeper::alloc::note_syscall_filter();
+  return function(number, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+HK_EXPORT int prctl(int option, ...) {
+  va_list list;
+  va_start(list, option);
+  unsigned long a[4];
+  for (unsigned long& argument : a) argument = va_arg(list, unsigned long);
+  va_end(list);
+  auto* function = heapkeeper::preload::original_prctl();
+  if (function == nullptr) {
+    errno = ENOSYS;
+    return -1;
+  }
+  if (option == PR_SET_SECCOMP) heapkeeper::alloc::note_syscall_filter();  // before: it applies at once
+  return function(option, a[0], a[1], a[2], a[3]);
 }

@@ -1,0 +1,13 @@
+// Whether the process runs under a seccomp filter, which may kill it for a system call it never
+// made before heapkeeper came: the debugging calls above all (ptrace, process_vm_readv), which
+// services deny (systemd's SystemCallFilter=~@debug). Set at start-up from /proc/self/status (a
+// filter inherited across exec) and by the exported prctl and syscall wrappers just before the
+// program installs one (preload/syscall_filter.cpp); code that would make such a call asks first.
+#pragma once
+
+namespace heapkeeper::alloc {
+
+bool syscall_filter_installed() noexcept;
+void note_syscall_filter() noexcept;
+
+}  // namespace heapkeeper::alloc
