@@ -51,9 +51,13 @@ bool blocking_kind_allows(uint32_t kind, long nr) {
     case kRead:
       return nr == SYS_read || nr == SYS_readv;
     case kReceive:
-      return nr == SYS_recvfrom || nr == SYS_recvmsg;
+      return nr == SYS_recvfrom || nr == SYS_recvmsg || nr == SYS_recvmmsg;
     case kAccept:
       return nr == SYS_accept || nr == SYS_accept4;
+    case kSend:
+      return nr == SYS_write || nr == SYS_writev || nr == SYS_sendto || nr == SYS_sendmsg || nr == SYS_sendmmsg;
+    case kSemaphore:
+      return nr == SYS_semop || nr == SYS_semtimedop;
     default:
       return false;
   }

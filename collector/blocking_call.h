@@ -2,8 +2,9 @@
 //
 // Stopping a thread for a scan wakes it from an interruptible sleep. Most calls then restart
 // transparently under ptrace (nanosleep, poll, select, futex...), but some return EINTR whatever
-// the tracer does: epoll_wait, sigtimedwait, and socket calls with SO_RCVTIMEO among them (and
-// under the signal fallback, nanosleep and poll too). So heapkeeper wraps the program's blocking
+// the tracer does: epoll_wait, sigtimedwait, semop, and socket calls with SO_RCVTIMEO or
+// SO_SNDTIMEO among them (and under the signal fallback, nanosleep and poll too), and a write to a
+// full pipe or socket returns what it wrote so far, a short count. So heapkeeper wraps the program's blocking
 // calls: the wrapper saves the callee-saved registers and the stack pointer in the thread's
 // BlockingCallRecord and marks it kInCall. A scan that finds a thread kInCall, and the kernel
 // agreeing that the thread sleeps in one of the call's system calls, moves it to kParked instead of
@@ -38,8 +39,10 @@ enum BlockingKind : uint32_t {
   kEpoll,      // epoll_wait, epoll_pwait, epoll_pwait2
   kSigwait,    // sigtimedwait, sigwaitinfo
   kRead,       // read, readv
-  kReceive,    // recv, recvfrom, recvmsg
+  kReceive,    // recv, recvfrom, recvmsg, recvmmsg
   kAccept,     // accept, accept4
+  kSend,       // write, writev, send, sendto, sendmsg, sendmmsg: a full pipe or socket
+  kSemaphore,  // semop, semtimedop
 };
 
 // True if `syscall_number` is one the wrapped call of `kind` may be sleeping in.

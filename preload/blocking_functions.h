@@ -43,5 +43,18 @@
   X(recvmsg, kReceive, ssize_t, (int fd, struct msghdr* message, int flags), (fd, message, flags))               \
   X(accept, kAccept, int, (int fd, struct sockaddr* address, socklen_t* size), (fd, address, size))              \
   X(accept4, kAccept, int, (int fd, struct sockaddr* address, socklen_t* size, int flags),                       \
-    (fd, address, size, flags))
+    (fd, address, size, flags))                                                                                  \
+  X(recvmmsg, kReceive, int, (int fd, struct mmsghdr* messages, unsigned int count, int flags,                   \
+    struct timespec* timeout), (fd, messages, count, flags, timeout))                                            \
+  X(write, kSend, ssize_t, (int fd, const void* buffer, size_t size), (fd, buffer, size))                        \
+  X(writev, kSend, ssize_t, (int fd, const struct iovec* vectors, int count), (fd, vectors, count))              \
+  X(send, kSend, ssize_t, (int fd, const void* buffer, size_t size, int flags), (fd, buffer, size, flags))       \
+  X(sendto, kSend, ssize_t, (int fd, const void* buffer, size_t size, int flags, const struct sockaddr* to,      \
+    socklen_t to_size), (fd, buffer, size, flags, to, to_size))                                                  \
+  X(sendmsg, kSend, ssize_t, (int fd, const struct msghdr* message, int flags), (fd, message, flags))            \
+  X(sendmmsg, kSend, int, (int fd, struct mmsghdr* messages, unsigned int count, int flags),                     \
+    (fd, messages, count, flags))                                                                                \
+  X(semop, kSemaphore, int, (int set, struct sembuf* operations, size_t count), (set, operations, count))        \
+  X(semtimedop, kSemaphore, int, (int set, struct sembuf* operations, size_t count,                              \
+    const struct timespec* timeout), (set, operations, count, timeout))
 // clang-format on

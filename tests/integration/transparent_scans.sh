@@ -3,10 +3,10 @@
 # return EINTR, the program's own SIGPWR keeps working, and a thread inside dlopen never hangs a
 # scan. Each program runs plainly and under heapkeeper with 100 ms periodic scans (ptrace, and the
 # signal fallback), and the outputs must match; the reports prove scans ran and how.
-# Usage: transparent_scans.sh blocking|sigpwr|dlopen|perl|python3|bash|kill|on-demand
+# Usage: transparent_scans.sh blocking|blocking_more|sigpwr|dlopen|perl|python3|bash|kill|on-demand
 source "$(dirname "$0")/lib.sh"
 
-part=${1:?usage: transparent_scans.sh blocking|sigpwr|dlopen|perl|python3|bash|kill|on-demand}
+part=${1:?usage: transparent_scans.sh blocking|blocking_more|sigpwr|dlopen|perl|python3|bash|kill|on-demand}
 
 # scans_ran NAME MODE METHOD MIN: every exit report of the run that holds a scan says it stopped
 # the world with METHOD (or "none": a process with nothing allocated left at exit stops nothing),
@@ -51,6 +51,12 @@ case $part in
     scans_ran blocking launcher ptrace 10
     hk_compare blocking_signals with_signal_scans "$program" -- launcher
     scans_ran blocking_signals launcher signals 10
+    ;;
+  blocking_more)
+    # libc's other calls that return early from a stop: semop and semtimedop, recvmmsg, sends
+    # with SO_SNDTIMEO (EINTR), and a large write to a pipe (a short count). Under ptrace.
+    hk_compare blocking_more with_scans "$(hk_program blocking_calls)" more -- launcher
+    scans_ran blocking_more launcher ptrace 10
     ;;
   sigpwr)
     program=$(hk_program sigpwr_program)

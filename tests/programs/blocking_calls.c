@@ -2,6 +2,8 @@
 // A scan that cuts one short (an early return, EINTR) or makes it return something else changes
 // the line printed for it; the integration test compares the output with a plain run and runs
 // it under 100 ms periodic scans and on-demand scans. Only outcomes are printed, never timings.
+// `blocking_calls more`: libc's other calls that a stopped thread leaves early (SysV semaphores,
+// recvmmsg, sends on a socket with SO_SNDTIMEO, a large write to a pipe: a short count).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <netinet/in.h>
@@ -12,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ipc.h>
 #include <sys/select.h>
+#include <sys/sem.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -128,6 +132,99 @@ static void wait_accept(struct Outcome* o) {
   MEASURE(o, accept(fds[0], NULL, NULL));
 }
 
+// The "more" cases.
+static void* post_later(void* argument) {
+  struct timespec t = {1, 500000000};
+  nanosleep(&t, NULL);
+  struct sembuf up = {0, 1, 0};
+  semop(*(int*)argument, &up, 1);
+  return NULL;
+}
+static void wait_semop(struct Outcome* o) {
+  int semaphore = semget(IPC_PRIVATE, 1, 0600);
+  pthread_t poster;
+  pthread_create(&poster, NULL, post_later, &semaphore);
+  struct sembuf down = {0, -1, 0};
+  MEASURE(o, semop(semaphore, &down, 1));
+  pthread_join(poster, NULL);
+  semctl(semaphore, 0, IPC_RMID);
+}
+static void wait_semtimedop(struct Outcome* o) {
+  int semaphore = semget(IPC_PRIVATE, 1, 0600);
+  struct sembuf down = {0, -1, 0};
+  struct timespec t = {1, 500000000};
+  MEASURE(o, semtimedop(semaphore, &down, 1, &t));
+  semctl(semaphore, 0, IPC_RMID);
+}
+static void wait_recvmmsg(struct Outcome* o) {
+  int fds[2];
+  char byte;
+  socket_with_timeout(AF_UNIX, fds);
+  struct iovec vector = {&byte, 1};
+  struct mmsghdr message;
+  memset(&message, 0, sizeof(message));
+  message.msg_hdr.msg_iov = &vector;
+  message.msg_hdr.msg_iovlen = 1;
+  MEASURE(o, recvmmsg(fds[0], &message, 1, 0, NULL));
+}
+// A stream socket whose buffer is full, with a 1.5 s send timeout: the next send blocks.
+static int full_socket(int fds[2], char* chunk, size_t size) {
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) return -1;
+  while (send(fds[0], chunk, size, MSG_DONTWAIT) > 0) {
+  }
+  struct timeval t = {1, 500000};
+  return setsockopt(fds[0], SOL_SOCKET, SO_SNDTIMEO, &t, sizeof(t));
+}
+static char g_chunk[4096];
+static void wait_send(struct Outcome* o) {
+  int fds[2];
+  full_socket(fds, g_chunk, sizeof(g_chunk));
+  MEASURE(o, send(fds[0], g_chunk, sizeof(g_chunk), 0));
+}
+static void wait_sendto(struct Outcome* o) {
+  int fds[2];
+  full_socket(fds, g_chunk, sizeof(g_chunk));
+  MEASURE(o, sendto(fds[0], g_chunk, sizeof(g_chunk), 0, NULL, 0));
+}
+static void wait_sendmsg(struct Outcome* o) {
+  int fds[2];
+  full_socket(fds, g_chunk, sizeof(g_chunk));
+  struct iovec vector = {g_chunk, sizeof(g_chunk)};
+  struct msghdr message;
+  memset(&message, 0, sizeof(message));
+  message.msg_iov = &vector;
+  message.msg_iovlen = 1;
+  MEASURE(o, sendmsg(fds[0], &message, 0));
+}
+static void wait_write_socket(struct Outcome* o) {
+  int fds[2];
+  full_socket(fds, g_chunk, sizeof(g_chunk));
+  MEASURE(o, write(fds[0], g_chunk, sizeof(g_chunk)));
+}
+// A reader that starts draining the pipe after 1.5 s: the writer's 1 MiB write blocks until
+// then, and plainly returns the whole count (a signal-free blocking write to a pipe is never short).
+static void* drain_later(void* argument) {
+  struct timespec t = {1, 500000000};
+  nanosleep(&t, NULL);
+  char buffer[65536];
+  while (read(*(int*)argument, buffer, sizeof(buffer)) > 0) {
+  }
+  return NULL;
+}
+static void wait_write_pipe(struct Outcome* o) {
+  enum { kBytes = 1 << 20 };
+  int fds[2];
+  if (pipe(fds) != 0) return;
+  char* data = calloc(1, kBytes);
+  pthread_t reader;
+  pthread_create(&reader, NULL, drain_later, &fds[0]);
+  MEASURE(o, write(fds[1], data, kBytes));
+  close(fds[1]);
+  pthread_join(reader, NULL);
+  close(fds[0]);
+  free(data);
+}
+
 struct Case {
   const char* name;
   void (*wait)(struct Outcome*);
@@ -151,12 +248,27 @@ static const struct Case kCases[] = {
     {"recvfrom (SO_RCVTIMEO)", wait_recvfrom, 1.5},
     {"accept (SO_RCVTIMEO)", wait_accept, 1.5},
 };
-enum { kCaseCount = sizeof(kCases) / sizeof(kCases[0]) };
-static struct Outcome g_outcomes[kCaseCount];
+static const struct Case kMoreCases[] = {
+    {"semop", wait_semop, 1.5},
+    {"semtimedop", wait_semtimedop, 1.5},
+    {"recvmmsg (SO_RCVTIMEO)", wait_recvmmsg, 1.5},
+    {"send (SO_SNDTIMEO)", wait_send, 1.5},
+    {"sendto (SO_SNDTIMEO)", wait_sendto, 1.5},
+    {"sendmsg (SO_SNDTIMEO)", wait_sendmsg, 1.5},
+    {"write (SO_SNDTIMEO)", wait_write_socket, 1.5},
+    {"write (1 MiB to a pipe)", wait_write_pipe, 1.5},
+};
+enum {
+  kCaseCount = sizeof(kCases) / sizeof(kCases[0]),
+  kMoreCaseCount = sizeof(kMoreCases) / sizeof(kMoreCases[0]),
+  kMostCases = kCaseCount > kMoreCaseCount ? kCaseCount : kMoreCaseCount,
+};
+static struct Outcome g_outcomes[kMostCases];
+static const struct Case* g_cases = kCases;
 
 static void* run_case(void* argument) {
   const struct Case* c = argument;
-  struct Outcome* o = &g_outcomes[c - kCases];
+  struct Outcome* o = &g_outcomes[c - g_cases];
   // The thread holds a block of its own only on its stack while it waits.
   char* volatile mine = malloc(64);
   strcpy(mine, c->name);
@@ -165,28 +277,33 @@ static void* run_case(void* argument) {
   return NULL;
 }
 
-int main(void) {
+int main(int argc, char** argv) {
+  int case_count = kCaseCount;
+  if (argc > 1 && strcmp(argv[1], "more") == 0) {
+    g_cases = kMoreCases;
+    case_count = kMoreCaseCount;
+  }
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGUSR2);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   g_held = malloc(100);
-  pthread_t threads[kCaseCount];
-  for (int i = 0; i < kCaseCount; ++i) pthread_create(&threads[i], NULL, run_case, (void*)&kCases[i]);
-  for (int i = 0; i < kCaseCount; ++i) pthread_join(threads[i], NULL);
+  pthread_t threads[kMostCases];
+  for (int i = 0; i < case_count; ++i) pthread_create(&threads[i], NULL, run_case, (void*)&g_cases[i]);
+  for (int i = 0; i < case_count; ++i) pthread_join(threads[i], NULL);
   int failures = 0;
-  for (int i = 0; i < kCaseCount; ++i) {
+  for (int i = 0; i < case_count; ++i) {
     const struct Outcome* o = &g_outcomes[i];
     const char* verdict = "ok";
-    if (o->elapsed < kCases[i].seconds - 0.005)
+    if (o->elapsed < g_cases[i].seconds - 0.005)
       verdict = "RETURNED EARLY";
-    else if (o->elapsed > kCases[i].seconds + kLateLimitSeconds)
+    else if (o->elapsed > g_cases[i].seconds + kLateLimitSeconds)
       verdict = "RETURNED LATE";
     if (strcmp(verdict, "ok") != 0) ++failures;
-    printf("%-24s result %ld, errno %s: %s\n", kCases[i].name, o->result, o->result < 0 ? strerror(o->error) : "-",
+    printf("%-24s result %ld, errno %s: %s\n", g_cases[i].name, o->result, o->result < 0 ? strerror(o->error) : "-",
            verdict);
     if (strcmp(verdict, "ok") != 0)
-      fprintf(stderr, "%s took %.3f s, expected %.1f s\n", kCases[i].name, o->elapsed, kCases[i].seconds);
+      fprintf(stderr, "%s took %.3f s, expected %.1f s\n", g_cases[i].name, o->elapsed, g_cases[i].seconds);
     free((void*)o->name);
   }
   free(g_held);
