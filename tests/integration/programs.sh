@@ -12,6 +12,8 @@
 #                  new-handler, exceptions in threads: unwinds through heapkeeper's frames
 #   descriptors    python3 and perl print the descriptor their first open() gets
 #   high_descriptors  bash reads and writes its own files on descriptors 992 and 993
+#   descriptor_numbers a C program dup2s its own files onto 992 and 993 and allocates through
+#                  frames without unwind information
 #   seccomp_filter a program whose seccomp filter kills it (or fails with EPERM) on ptrace,
 #                  process_vm_readv and the other debugging calls, scanned periodically and at exit
 source "$(dirname "$0")/lib.sh"
@@ -121,6 +123,16 @@ case $program in
         echo "out.txt: $(cat out.txt)"' "$HK_WORK/numbers.txt"
     }
     hk_compare high_descriptors run_high_descriptors -- launcher preload
+    ;;
+  descriptor_numbers)
+    # libunwind's pipe is used by number: the program's files there were read and written by it
+    # (5 bytes of input consumed, 5 bytes of memory written into the output file).
+    seq 1 100 >"$HK_WORK/numbers.txt"
+    run_descriptor_numbers() {
+      local mode=$1
+      hk_exec "$mode" "$(hk_program descriptor_numbers)" "$HK_WORK/numbers.txt" "$PWD/out.txt"
+    }
+    hk_compare descriptor_numbers run_descriptor_numbers -- launcher preload
     ;;
   seccomp_filter)
     # A sandboxed service must live as long under heapkeeper as without it: its filter kills it
