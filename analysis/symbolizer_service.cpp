@@ -303,6 +303,10 @@ std::string start_symbolizer_service(std::string& error) {
   if (child == 0) {
     // The intermediate child exits at once: the service is re-parented, never the program's child.
     if (::fork() == 0) {
+      // A session of its own, as the user's service has: the SIGINT of a Ctrl-C or the SIGTERM
+      // `timeout` sends to the run's process group would kill it before it removes its socket
+      // and directory; it ends on its own once the program it watches has ended.
+      ::setsid();
       detach_from_terminal();
       serve(listener, life, directory, socket_path);
     }
