@@ -9,7 +9,8 @@
 #                              reader: one line after 5 s; a reader that leaves: no SIGPIPE), over
 #                              a regular file (replaced atomically, its mode kept, hard links keep
 #                              the old one), through a link to a regular file (that file replaced,
-#                              the link kept), onto a directory (one line)
+#                              the link kept), onto a directory (one line), under a long path that
+#                              does not exist (one line that still gives the reason)
 #   report_files.sh ownership  as root, with a second user (uid 65534) and a third (65533), no
 #                              account needed: the old predictable temporary name, planted as a
 #                              link by the second user, is not followed; in a sticky
@@ -288,6 +289,17 @@ sys.stdout.buffer.write(os.read(fd, 16))' "$W/short-fifo" "$W/ready" >"$W/first-
   expect_status "report to a directory" "$status" &&
     expect_one_line "report to a directory" "could not write the report to $W/a-directory: Is a directory" &&
     hk_pass "report to a directory: $(diagnostics)"
+
+  # A long path (five 250-byte directory names, within PATH_MAX) that does not exist: the line
+  # still says why. It used to be cut at 1023 bytes, in the middle of the path, reason and all.
+  local long=$W
+  for letter in d e f g h; do long=$long/$(printf "$letter%.0s" $(seq 250)); done
+  status=0
+  traced "$long/r.json" || status=$?
+  expect_status "report under a long missing path" "$status" &&
+    expect_one_line "report under a long missing path" "could not write the report to" \
+      "r.json: No such file or directory" &&
+    hk_pass "report under a long missing path: one line, with the reason"
 }
 
 ownership() {
