@@ -173,6 +173,14 @@ DiagnosticLine& DiagnosticLine::bytes(uint64_t value) {
   return text(" ").text(kUnits[unit]);
 }
 
+DiagnosticLine& DiagnosticLine::path(std::string_view name) {
+  // A quarter of the line for the start of the name (the directories a reader recognises), a
+  // little more for its end (the file itself), whatever PATH_MAX allows.
+  constexpr size_t kHead = kCapacity / 4, kTail = kCapacity / 3;
+  if (name.size() <= kHead + kTail) return text(name);
+  return text(name.substr(0, kHead)).text("...").text(name.substr(name.size() - kTail));
+}
+
 void DiagnosticLine::emit() {
   const size_t length = line_.size();
   buffer_[length] = '\n';

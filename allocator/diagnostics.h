@@ -32,6 +32,9 @@ class DiagnosticLine {
   DiagnosticLine& signed_number(int64_t value);
   DiagnosticLine& hex(uint64_t value);
   DiagnosticLine& bytes(uint64_t value);  // "12.3 MiB" style
+  // A file name, its middle left out ("...") when long, so that what follows it on the line (the
+  // reason a write failed) always fits.
+  DiagnosticLine& path(std::string_view name);
   // Writes the line (adding '\n') to stderr and resets the buffer.
   void emit();
 

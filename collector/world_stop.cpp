@@ -13,8 +13,8 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "allocator/syscall_filter.h"
 #include "allocator/diagnostics.h"
+#include "allocator/syscall_filter.h"
 #include "collector/blocking_call.h"
 #include "collector/os_primitives.h"
 #include "collector/ptrace_stop.h"

@@ -238,7 +238,7 @@ int write_output(const char* path, const std::string& contents, const char* what
   if (write_report_text(path, contents, problem) == 0) return 0;
   if (line_for_every_failure || problem.reason != nullptr) {
     alloc::DiagnosticLine line;
-    line.text("could not write the ").text(what).text(" to ").text(path).text(": ");
+    line.text("could not write the ").text(what).text(" to ").path(path).text(": ");
     alloc::describe_output_problem(line, problem);
     line.emit();
   }
@@ -280,7 +280,7 @@ void report_at_exit_unguarded() {
       alloc::write_stderr(text.data(), text.size());
     }
     if (json_wanted)
-      alloc::DiagnosticLine().text("could not write the report to ").text(path).text(": ").text(why).emit();
+      alloc::DiagnosticLine().text("could not write the report to ").path(path).text(": ").text(why).emit();
     if (profile_wanted)
       alloc::DiagnosticLine().text("could not write the profile to ").text(profile_path).text(": ").text(why).emit();
     return;
@@ -347,7 +347,7 @@ int write_report_file(const char* pattern) {
     RawAnswer answer;
     std::string why;
     if (!analyse_dump(build_raw_dump(kWantJson), answer, why)) {
-      alloc::DiagnosticLine().text("could not write the report to ").text(path).text(": ").text(why).emit();
+      alloc::DiagnosticLine().text("could not write the report to ").path(path).text(": ").text(why).emit();
       errno = ENOENT;
       return -1;
     }
