@@ -11,11 +11,13 @@
 // listed, so `heapkeeper list` can say what they are.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -76,15 +78,22 @@ inline PidNamespace namespace_of(const SegmentHeader& header) {
 }
 
 // Field 22 of /proc/PID/stat (start time in clock ticks since boot), 0 if unreadable: with the
-// pid, it tells the producer from a later process that reused its pid.
+// pid, it tells the producer from a later process that reused its pid. One read() into a buffer on
+// the stack, not stdio: a traced process asks at exit (stats/publisher.cpp), where stdio's FILE and
+// buffer were the first allocations of their sizes in the internal arena, and its fstat and second
+// read more system calls (issue #12). /proc makes the whole file in one read.
 inline uint64_t process_start_ticks(pid_t pid) {
   char path[64];
   std::snprintf(path, sizeof(path), "/proc/%d/stat", static_cast<int>(pid));
-  FILE* file = std::fopen(path, "re");
-  if (file == nullptr) return 0;
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
   char text[1024];
-  const size_t n = std::fread(text, 1, sizeof(text) - 1, file);
-  std::fclose(file);
+  ssize_t n = 0;
+  do {
+    n = ::read(fd, text, sizeof(text) - 1);
+  } while (n < 0 && errno == EINTR);
+  ::close(fd);
+  if (n <= 0) return 0;
   text[n] = '\0';
   const char* close = std::strrchr(text, ')');
   if (close == nullptr) return 0;
