@@ -357,7 +357,7 @@ int PrivateHeap::small_class_of_usable(size_t usable) const {
   return lo < small_class_count_ && small_class_size_[lo] == usable ? static_cast<int>(lo) : -1;
 }
 
-HeapFigures PrivateHeap::figures() const {
+HeapFigures PrivateHeap::figures(bool arena_statistics) const {
   HeapFigures f;
   f.reserve_bytes = tracked_.size();
   f.mapped_bytes = tracked_.used();
@@ -375,6 +375,7 @@ HeapFigures PrivateHeap::figures() const {
     for (size_t i = 0; i < pages; ++i) f.resident_bytes += (vector[i] & 1) ? kPageSize : 0;
     done += pages * kPageSize;
   }
+  if (!arena_statistics) return f;
   uint64_t epoch = 1;
   size_t epoch_length = sizeof(epoch);
   je::mallctl("epoch", &epoch, &epoch_length, &epoch, sizeof(epoch));

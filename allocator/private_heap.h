@@ -110,7 +110,9 @@ class PrivateHeap {
   // front of the user pointer, unless the region is whole pages. Asks jemalloc (nallocx).
   BlockPlacement place_aligned(size_t size, size_t alignment) const;
 
-  HeapFigures figures() const;
+  // Without `arena_statistics`, the figures jemalloc's stats give (active_bytes, tracked, internal)
+  // stay zero and jemalloc is not asked: its stats refresh clears and merges every arena's.
+  HeapFigures figures(bool arena_statistics = true) const;
   // Called by the purge hooks.
   void note_returned(size_t bytes) { returned_bytes_.fetch_add(bytes, std::memory_order_relaxed); }
   uint64_t returned_bytes() const { return returned_bytes_.load(std::memory_order_relaxed); }

@@ -239,6 +239,29 @@ inline EntryFrame find_entry_frame(uintptr_t stack_low, uintptr_t stack_high) {
 // Frames unwound past the recorded depth when a stack is cached, only to bound its image.
 constexpr int kAnchorFrames = 4;
 
+// libunwind's fast trace (unw_backtrace) keeps a per-thread cache of frame descriptions: 256 KiB
+// that it maps and fills on the thread's first call, 64 page faults and about a quarter of a
+// millisecond, more than all the rest a process making one allocation pays for it (issue #12).
+// Stepping with unw_step gives the same frames without that cache (it is what unw_backtrace falls
+// back to when its fast trace fails), at about 1 us a frame: it blocks signals around every step.
+// So a thread's first unwinds step, and the fast trace serves the rest: a process with few
+// distinct stacks never makes the cache, and one with many pays one stepped unwind more.
+constexpr uint32_t kSteppedUnwinds = 1;
+constinit thread_local uint32_t tls_unwinds __attribute__((tls_model("initial-exec"))) = 0;
+
+// unw_backtrace's contract, by stepping: out[0] is the return address into this function's caller.
+__attribute__((noinline)) int stepped_backtrace(void** out, int size) {
+  unw_context_t context;
+  unw_cursor_t cursor;
+  if (unw_getcontext(&context) != 0 || unw_init_local(&cursor, &context) != 0) return 0;
+  int n = 0;
+  unw_word_t ip = 0;
+  while (n < size && unw_step(&cursor) > 0 && unw_get_reg(&cursor, UNW_REG_IP, &ip) == 0) {
+    out[n++] = reinterpret_cast<void*>(ip);
+  }
+  return n;
+}
+
 // Unwinds with libunwind's fast trace; returns the number of program frames copied to `out`.
 // heapkeeper's frames are left out wherever they are: below the program's call into the
 // allocator, and in the middle of a stack, where an interposed function calls the original
@@ -247,7 +270,8 @@ constexpr int kAnchorFrames = 4;
 int unwind_program_frames(uintptr_t* out, int depth) {
   constexpr int kOwnFramesMax = 8;
   void* raw[Config::kMaxStackDepth + kAnchorFrames + kOwnFramesMax];
-  const int n = unw_backtrace(raw, depth + kOwnFramesMax);
+  const int n = tls_unwinds < kSteppedUnwinds ? (++tls_unwinds, stepped_backtrace(raw, depth + kOwnFramesMax))
+                                              : unw_backtrace(raw, depth + kOwnFramesMax);
   int count = 0;
   for (int i = 0; i < n && count < depth; ++i) {
     const auto frame = reinterpret_cast<uintptr_t>(raw[i]);
@@ -371,8 +395,9 @@ bool initialize_stack_capture() {
   g_self_low = range.low;
   g_self_high = range.high;
   // This also initialises libunwind (once, with signals blocked). Its per-thread trace cache, 256
-  // KiB that it fills on a thread's first unw_backtrace, is left to the first allocation: a
-  // process that never allocates (/bin/true) never pays for it.
+  // KiB that it fills on a thread's first unw_backtrace, is left to the thread's first fast trace
+  // (kSteppedUnwinds): a process that never allocates (/bin/true), or has few stacks, never pays
+  // for it.
   unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
   return true;
 }

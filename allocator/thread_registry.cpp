@@ -129,9 +129,15 @@ ThreadState* ThreadRegistry::register_current(bool heapkeeper_thread) {
   // thread's automatic tcache) serves it; the tcache is filled only from this arena.
   // heapkeeper's own threads allocate only from the internal arena, without a thread cache, and
   // never capture a stack (their guard is held for their whole life): no thread cache or stack
-  // cache, whose first pages a short process would pay for.
+  // cache, whose first pages a short process would pay for. They are bound to the internal arena
+  // (arena 0, jemalloc's one automatic arena, where every thread starts): jemalloc purges all of
+  // an automatic arena when the last thread bound to it moves to another (arena_migrate). Moved to
+  // a tracked arena, the live-stats thread's start purged the internal arena's freed pages (a
+  // madvise, and faults when they are used again), and so did every program thread's start; a
+  // thread of heapkeeper's staying there keeps them (issue #12).
   s->arena = private_heap().tracked_arena_for(heapkeeper_thread ? 0 : s->index);
-  je::mallctl("thread.arena", nullptr, nullptr, &s->arena, sizeof(s->arena));
+  unsigned bound_arena = heapkeeper_thread ? private_heap().internal_arena() : s->arena;
+  je::mallctl("thread.arena", nullptr, nullptr, &bound_arena, sizeof(bound_arena));
   if (!heapkeeper_thread) {
     bool enabled = true;
     je::mallctl("thread.tcache.enabled", nullptr, nullptr, &enabled, sizeof(enabled));

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -76,6 +77,29 @@ bool read_until_eof(int fd, std::string& out, uint64_t deadline_ms) {
   }
 }
 
+// The dump's length (u64) and the dump in one send. Each send wakes the service's worker, which,
+// woken by the length alone, reads it and waits again for the dump: a second round of wake-ups on
+// the hand-off every short process of a shell loop or a build makes at exit (issue #12).
+bool send_with_length(int fd, const std::string& dump) {
+  uint64_t length = dump.size();
+  iovec parts[2] = {{&length, sizeof length}, {const_cast<char*>(dump.data()), dump.size()}};
+  msghdr message{};
+  message.msg_iov = parts;
+  message.msg_iovlen = 2;
+  ssize_t sent = 0;
+  do {
+    sent = ::sendmsg(fd, &message, MSG_NOSIGNAL);
+  } while (sent < 0 && errno == EINTR);
+  if (sent < 0) return false;
+  auto done = static_cast<size_t>(sent);  // the rest, if the socket took only part of it
+  if (done < sizeof length) {
+    return write_all(fd, reinterpret_cast<const char*>(&length) + done, sizeof length - done) &&
+           write_all(fd, dump.data(), dump.size());
+  }
+  done -= sizeof length;
+  return write_all(fd, dump.data() + done, dump.size() - done);
+}
+
 // A service (the run's or the user's): u64 length + dump, then the answer until EOF. The service
 // must run as our uid (SO_PEERCRED): the dump tells what the program allocated.
 bool ask_service(const char* socket_path, const std::string& dump, std::string& reply) {
@@ -89,9 +113,7 @@ bool ask_service(const char* socket_path, const std::string& dump, std::string& 
   ucred peer{};
   socklen_t peer_length = sizeof peer;
   ok = ok && ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peer_length) == 0 && peer.uid == ::getuid();
-  const uint64_t length = dump.size();
-  ok = ok && write_all(fd, reinterpret_cast<const char*>(&length), sizeof length) &&
-       write_all(fd, dump.data(), dump.size());
+  ok = ok && send_with_length(fd, dump);
   ok = ok && ::shutdown(fd, SHUT_WR) == 0 && read_until_eof(fd, reply, monotonic_ms() + kAnswerTimeoutMs);
   ::close(fd);
   return ok;

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -78,20 +79,23 @@ inline PidNamespace namespace_of(const SegmentHeader& header) {
 }
 
 // Field 22 of /proc/PID/stat (start time in clock ticks since boot), 0 if unreadable: with the
-// pid, it tells the producer from a later process that reused its pid. Read with open and read,
-// not stdio: every traced process asks at its exit (publisher.cpp), and fopen, snprintf and strtoull
-// would map pages of libc's code and data that a short process otherwise never touches (issue #12).
+// pid, it tells the producer from a later process that reused its pid. One read() into a buffer on
+// the stack, not stdio, and the path made without snprintf: a traced process asks at exit
+// (stats/publisher.cpp), where stdio's FILE and buffer were the first allocations of their sizes in
+// the internal arena, and fopen, snprintf and strtoull mapped pages of libc's code and data that a
+// short process otherwise never touches (issue #12). /proc makes the whole file in one read.
 inline uint64_t process_start_ticks(pid_t pid) {
   char path[64];
   heapkeeper::alloc::BoundedText(path, sizeof(path)).text("/proc/").number(static_cast<uint64_t>(pid)).text("/stat");
   const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
   char text[1024];
-  size_t n = 0;
-  for (ssize_t got = 1; got > 0 && n<sizeof(text) - 1; n += got> 0 ? static_cast<size_t>(got) : 0) {
-    got = ::read(fd, text + n, sizeof(text) - 1 - n);
-  }
+  ssize_t n = 0;
+  do {
+    n = ::read(fd, text, sizeof(text) - 1);
+  } while (n < 0 && errno == EINTR);
   ::close(fd);
+  if (n <= 0) return 0;
   text[n] = '\0';
   const char* close = std::strrchr(text, ')');
   if (close == nullptr) return 0;
