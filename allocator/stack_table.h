@@ -15,8 +15,8 @@
 // (found the same way, up to eight frames out) or else from the outermost frame inwards: each
 // (parent, frame) is looked up in an
 // open-addressing table of node ids and, when new, written into the node array and published with
-// one compare-and-swap. The table grows by adding a twice-larger level when the newest is half
-// full, so no thread ever waits for a resize; a node records the level it was inserted at, and its
+// one compare-and-swap. The table grows by adding a twice-larger level when the newest is three
+// quarters full, so no thread ever waits for a resize; a node records the level it was inserted at, and its
 // children are inserted at that level or a newer one, so a lookup probes from its parent's level
 // upwards. A race can intern the same node twice under two ids (and so a stack under two ids),
 // which reports merge by content (site_key). All memory is mmap'd: none comes from the tracked heap.
