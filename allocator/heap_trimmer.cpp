@@ -52,7 +52,10 @@ size_t unused_bytes(unsigned arena) {
   return pages * kPageSize;
 }
 
-// Purges the arenas holding more than kKeptUnusedBytes of unused pages.
+// Purges the tracked arenas holding more than kKeptUnusedBytes of unused pages, and the internal
+// arena when it holds any: heapkeeper frees little of its own, mostly tables that grew (a stack
+// cache doubling frees the old one) or a scan's work, which nothing is about to reuse. Kept, they
+// stood in python3's peak RSS for up to a megabyte (issue #12).
 void trim_once() {
   uint64_t epoch = 1;
   size_t length = sizeof(epoch);
@@ -61,7 +64,8 @@ void trim_once() {
   length = sizeof(arenas);
   if (je::mallctl("arenas.narenas", &arenas, &length, nullptr, 0) != 0) return;
   for (unsigned arena = 0; arena < arenas; ++arena) {
-    if (unused_bytes(arena) > kKeptUnusedBytes) purge_arena(arena);
+    const uint64_t kept = arena == private_heap().internal_arena() ? 0 : kKeptUnusedBytes;
+    if (unused_bytes(arena) > kept) purge_arena(arena);
   }
 }
 

@@ -5,7 +5,7 @@
 // frame off the node of its caller, and a stack's id is the id of its innermost node. Stacks that
 // share their outer frames (every stack of a thread shares main's, and a Python program's stacks
 // share the interpreter's and the outer Python functions') share their nodes, as in heaptrack's
-// trace tree and memray's: a node costs 16 bytes, a hash slot or two and an allocation counter,
+// trace tree and memray's: a node costs 16 bytes with its allocation counter, and a hash slot or two,
 // where a stack stored whole cost 8 bytes a frame. frames(id) walks the parents into a buffer of the
 // view, innermost first.
 //
@@ -15,8 +15,8 @@
 // (found the same way, up to eight frames out) or else from the outermost frame inwards: each
 // (parent, frame) is looked up in an
 // open-addressing table of node ids and, when new, written into the node array and published with
-// one compare-and-swap. The table grows by adding a twice-larger level when the newest is half
-// full, so no thread ever waits for a resize; a node records the level it was inserted at, and its
+// one compare-and-swap. The table grows by adding a twice-larger level when the newest is three
+// quarters full, so no thread ever waits for a resize; a node records the level it was inserted at, and its
 // children are inserted at that level or a newer one, so a lookup probes from its parent's level
 // upwards. A race can intern the same node twice under two ids (and so a stack under two ids),
 // which reports merge by content (site_key). All memory is mmap'd: none comes from the tracked heap.
@@ -74,29 +74,30 @@ class StackTable {
   // atomic add: two threads counting the same stack at the same instant may lose one count, which
   // is cheaper on the hot path than a shared read-modify-write and good enough for a rate.
   //
-  // 64-bit counts kept as a 32-bit low half per node and a high half in an array of its own, written
-  // only when a low half wraps: every node's counter is touched (stacks' ids are spread among their
-  // prefixes' node ids), the high halves' pages almost never, so a counter costs 4 resident bytes a
-  // node instead of 8 (about 0.8 MiB of the stack table's 7 on python3's object churn). A reader
-  // that meets a wrap half done sees a count 2^32 short, once (allocations() re-reads the high half
-  // around the low one, which catches the wrap done between them but not one in progress).
+  // 64-bit counts kept as a 32-bit low half in each node and a high half in an array of its own,
+  // written only when a low half wraps: every node's counter is touched (stacks' ids are spread
+  // among their prefixes' node ids), the high halves' pages almost never, so a counter costs 4
+  // resident bytes a node, and none beside the node (an array of low halves beside it cost 0.8 MiB
+  // of the stack table's 7 on python3's object churn). A reader that meets a wrap half done sees a
+  // count 2^32 short, once (allocations() re-reads the high half around the low one, which catches
+  // the wrap done between them but not one in progress).
   void count_allocation(uint32_t id) {
     if (id >= max_nodes_) return;
-    const uint32_t low = allocation_counts_[id].load(std::memory_order_relaxed) + 1;
-    allocation_counts_[id].store(low, std::memory_order_relaxed);
+    const uint32_t low = nodes_[id].allocations.load(std::memory_order_relaxed) + 1;
+    nodes_[id].allocations.store(low, std::memory_order_relaxed);
     if (__builtin_expect(low == 0, 0))
       allocation_wraps_[id].store(allocation_wraps_[id].load(std::memory_order_relaxed) + 1, std::memory_order_release);
   }
   // Sets a stack's count: for tests of the wrap of the low half, four billion counts away.
   void set_allocations_for_testing(uint32_t id, uint64_t count) {
-    allocation_counts_[id].store(static_cast<uint32_t>(count), std::memory_order_relaxed);
+    nodes_[id].allocations.store(static_cast<uint32_t>(count), std::memory_order_relaxed);
     allocation_wraps_[id].store(static_cast<uint32_t>(count >> 32), std::memory_order_relaxed);
   }
   uint64_t allocations(uint32_t id) const {
     if (id >= max_nodes_) return 0;
     uint32_t high = allocation_wraps_[id].load(std::memory_order_acquire);
     for (;;) {
-      const uint32_t low = allocation_counts_[id].load(std::memory_order_acquire);
+      const uint32_t low = nodes_[id].allocations.load(std::memory_order_acquire);
       const uint32_t again = allocation_wraps_[id].load(std::memory_order_acquire);
       if (again == high) return (uint64_t{high} << 32) | low;
       high = again;
@@ -119,10 +120,11 @@ class StackTable {
     std::atomic<uint64_t> used;
   };
   struct Node {
-    uintptr_t frame;             // written before `link` is published
-    std::atomic<uint32_t> link;  // parent id << 8 | level << 1 | 1; 0 until published
-    std::atomic<uint32_t> generation;
+    uintptr_t frame;                    // written before `link` is published
+    std::atomic<uint32_t> link;         // parent id << 8 | level << 1 | 1; 0 until published
+    std::atomic<uint32_t> allocations;  // low 32 bits (count_allocation)
   };
+  static_assert(sizeof(Node) == 16, "a node and its count in a quarter of a cache line");
 
   Level* level(unsigned index) const { return levels_[index].load(std::memory_order_acquire); }
   Level* grow(unsigned after);
@@ -141,15 +143,33 @@ class StackTable {
   // generation forward when it may.
   bool same_code(uint32_t id, uintptr_t frame, uint32_t generation);
   bool stands_for_unloaded_code(uint32_t slot, uint32_t tag, uintptr_t frame, uint32_t generation) const;
+  // The module generation node `id` was captured in (or moved forward to). Read after the node's
+  // link (acquire): a node published with a generation other than 0 set `generations_written_`
+  // before its link, so the flag read afterwards is set. Before the first dlclose every generation
+  // is 0 and the array is never read: its pages stay unmapped (its reads would map the zero page).
+  uint32_t generation_of(uint32_t id) const {
+    if (!generations_written_.load(std::memory_order_acquire)) return 0;
+    return generations_[id].load(std::memory_order_relaxed);
+  }
+  // Records generation `generation` for a node made now (ids are never reused: its entry is 0),
+  // before its link is published.
+  void set_generation(uint32_t id, uint32_t generation) {
+    if (generation == 0) return;
+    generations_written_.store(true, std::memory_order_release);
+    generations_[id].store(generation, std::memory_order_relaxed);
+  }
 
   std::atomic<Level*> levels_[kLevels] = {};
   std::atomic<unsigned> newest_{0};
   std::atomic<uint32_t> next_id_{1};
   std::atomic<uint32_t> stacks_{0};
   Node* nodes_ = nullptr;
-  std::atomic<uint32_t>* allocation_counts_ = nullptr;  // id -> allocations, low 32 bits
-  std::atomic<uint32_t>* allocation_wraps_ = nullptr;   // id -> allocations, high 32 bits
-  std::atomic<uint64_t>* handed_out_ = nullptr;         // id -> bit: returned by intern() as a stack
+  // id -> module generation, in an array of its own: 0 (no library unloaded yet) in most programs
+  // always, and then never written, where it cost 4 resident bytes a node inside the node.
+  std::atomic<uint32_t>* generations_ = nullptr;
+  std::atomic<bool> generations_written_{false};
+  std::atomic<uint32_t>* allocation_wraps_ = nullptr;  // id -> allocations, high 32 bits
+  std::atomic<uint64_t>* handed_out_ = nullptr;        // id -> bit: returned by intern() as a stack
   uint32_t max_nodes_ = kMaxStacks;
 };
 

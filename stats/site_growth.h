@@ -1,9 +1,8 @@
 // Which allocation sites grow: a reachable leak (an unbounded cache, a list nobody trims) is live,
 // so no scan reports it, but its live bytes keep rising. The publisher samples each site's live
-// bytes from time to time (every publish while a reader watches, every 30 s otherwise) and keeps
-// the last kSamples per site; a site grows when its live bytes rose in most steps of that window
-// and by a meaningful amount overall. A churning site, whose bytes go up and down around a level,
-// does not.
+// bytes from time to time (every publish while a reader watches, every 30 s otherwise, the first 30 s after start-up)
+// and keeps the last kSamples per site; a site grows when its live bytes rose in most steps of that window and by a
+// meaningful amount overall. A churning site, whose bytes go up and down around a level, does not.
 #pragma once
 
 #include <cstddef>

@@ -146,7 +146,8 @@ void attribute(const Mapping& m, const stats::MemoryFigures& figures, const Resi
 }
 
 // Present pages of [start, end) in process `pid`, from /proc/PID/pagemap: the PAGEMAP_SCAN ioctl
-// (Linux 6.7), which skips what was never touched, else one 8-byte entry a page.
+// (Linux 6.7), which skips what was never touched and the zero page, else one 8-byte entry a page
+// (which counts the zero page: its number is hidden from an unprivileged reader).
 class PagemapReader {
  public:
   explicit PagemapReader(pid_t pid) {
@@ -178,6 +179,7 @@ class PagemapReader {
         category_anyof_mask, return_mask;
   };
   static constexpr uint64_t kPageIsPresent = 1u << 3;
+  static constexpr uint64_t kPageIsZero = 1u << 5;  // PAGE_IS_PFNZERO: the shared zero page
   static constexpr unsigned long kPagemapScan = _IOWR('f', 16, ScanArgument);
 
   bool scan(uint64_t start, uint64_t end, uint64_t& bytes) {
@@ -189,7 +191,12 @@ class PagemapReader {
       argument.end = end;
       argument.vec = reinterpret_cast<uint64_t>(regions);
       argument.vec_len = std::size(regions);
-      argument.category_mask = kPageIsPresent;
+      // Present and not the zero page: reading memory never written (a lookup in a sparse table,
+      // such as heapkeeper's Python code table or the stack table's counters) maps the shared zero
+      // page, which pagemap shows present but RSS does not count. Counted, they made python3's
+      // tables look 3 MiB larger than they were.
+      argument.category_inverted = kPageIsZero;
+      argument.category_mask = kPageIsPresent | kPageIsZero;
       argument.return_mask = kPageIsPresent;
       const int found = ::ioctl(fd_, kPagemapScan, &argument);
       if (found < 0) return false;

@@ -258,7 +258,7 @@ TEST_F(StackTableTest, StacksDeeperThanAViewKeepTheirInnermostFrames) {
 }
 
 // 200k distinct stacks (some 2.5 M nodes): the table adds several levels (4096 slots, then x2 each
-// time it is half full); nodes interned into older levels stay findable, and every id keeps its
+// time it is three quarters full); nodes interned into older levels stay findable, and every id keeps its
 // frames.
 TEST_F(StackTableTest, ManyDistinctStacksGrowTheTableAndStayFindable) {
   constexpr uint64_t kStacks = 200'000;
