@@ -488,14 +488,18 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
   const int unwound = unwind_program_frames(ips, cacheable ? depth + kAnchorFrames : depth);
   const int count = unwound < depth ? unwound : depth;
   if (count == 0) return StackTable::kNoStack;
-  const uint32_t id = stack_table().intern(ips, static_cast<uint32_t>(count), generation);
+  bool made = false;
+  const uint32_t id = stack_table().intern(ips, static_cast<uint32_t>(count), generation, &made);
   if (++cache->window_captures == StackCache::kWindow) {
     maybe_grow(cache);
     return id;  // the table may be new: this set's pointers are stale
   }
 
-  // Remember where each return address sits, so the next capture from here can be validated.
-  if (!cacheable || ips[0] != entry.ip) return id;
+  // Remember where each return address sits, so the next capture from here can be validated. Not
+  // for a stack seen for the first time: scanning its image costs several unwinds (python3's
+  // start-up, deep in eval frames while it imports, makes 15,000 stacks it mostly never sees
+  // again, at 19,000 instructions a scan), and a stack that comes back is cached then.
+  if (!cacheable || made || ips[0] != entry.ip) return id;
   // The image, in one pass up the stack: every word holding one of the recorded frames' return
   // addresses (found through a small open-addressing set of them, at most half full), up to the
   // slot of a few frames past the recorded ones. Those slots are located as the first copy of
