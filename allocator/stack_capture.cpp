@@ -470,7 +470,15 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
       uint64_t hash = tag;
       for (uint32_t i = 0; i < head; ++i) hash += slot_term(load(entry.sp + 8 * uintptr_t{slot[i]}), i);
       if (head_bits(hash) != candidate->head_check) continue;
-      for (uint32_t i = head; i < words; ++i) hash += slot_term(load(entry.sp + 8 * uintptr_t{slot[i]}), i);
+      // Two sums, so that the loop's add chain is not one long dependency; unrolled once.
+      uint64_t odd = 0;
+      uint32_t i = head;
+      for (; i + 1 < words; i += 2) {
+        hash += slot_term(load(entry.sp + 8 * uintptr_t{slot[i]}), i);
+        odd += slot_term(load(entry.sp + 8 * uintptr_t{slot[i + 1]}), i + 1);
+      }
+      if (i < words) hash += slot_term(load(entry.sp + 8 * uintptr_t{slot[i]}), i);
+      hash += odd;
       for (uint32_t j = words; j < words + candidate->links; ++j) {
         hash += link_term(link_value(slot[j], entry), entry.sp, slot[j]);
       }
