@@ -3,11 +3,11 @@
 // Per allocation on a thread that runs Python: the thread state from the GIL-state key, then for
 // each Python frame (innermost first, at most the stack depth) its code object, instruction, owner
 // and entry flag, and from the code object the first traceable instruction, the name and the line
-// table's addresses (the code key: allocator/python_frame_word.h). A per-thread direct-mapped cache
-// maps a hash of (native stack id, every frame's word and eval group) to the merged stack's id,
-// so the common case interns nothing. A cache entry can only be reused for the same native stack
-// and the same code keys at the same instructions: a code object that died and whose address now
-// holds other code has another key, and misses.
+// table's addresses (the code key: allocator/python_frame_word.h). A per-thread set-associative
+// cache maps a hash of (native stack id, every frame's code identity, instruction and eval group)
+// to the merged stack's id, so the common case makes no frame word and interns nothing. A cache
+// entry can only be reused for the same native stack and the same codes at the same instructions:
+// a code object that died and whose address now holds other code has another identity, and misses.
 #include "allocator/python_frames.h"
 
 #include <dlfcn.h>
@@ -61,6 +61,7 @@ namespace {
 // What initialize_python_frames found; read-only afterwards.
 struct Interpreter {
   bool enabled = false;
+  bool known_layout = false;  // the layout is KnownLayout311's: the walk addresses fields with constants
   uintptr_t runtime = 0;
   uintptr_t eval_low = 0, eval_high = 0;  // _PyEval_EvalFrameDefault's code
   unsigned code_unit_shift = 0;           // log2 of the layout's code_unit_bytes
@@ -75,6 +76,66 @@ inline T load(uintptr_t address) {
   return value;
 }
 
+// The offsets the walk reads, two ways. The walk runs for every frame of every allocation, and with
+// offsets read from g_python.layout each field costs an extra load (and the compiler reloads them
+// after every store it cannot prove apart): about a third of a frame's instructions. KnownLayout311
+// is CPython 3.11's layout on x86-64 as python_layout.c's headers give it, as constants; the walk
+// is compiled for it and runs when the layout found at start-up is exactly that one
+// (matches_known_layout), and for RuntimeLayout otherwise (another build of the interpreter).
+struct KnownLayout311 {
+  static constexpr size_t thread_cframe() { return 56; }
+  static constexpr size_t cframe_current_frame() { return 8; }
+  static constexpr size_t frame_code() { return 32; }
+  static constexpr size_t frame_previous() { return 48; }
+  static constexpr size_t frame_prev_instr() { return 56; }
+  static constexpr size_t frame_is_entry() { return 68; }
+  static constexpr size_t frame_owner() { return 69; }
+  static constexpr uint32_t owner_generator() { return 1; }
+  static constexpr size_t var_size() { return 16; }
+  static constexpr size_t code_adaptive() { return 184; }
+  static constexpr size_t code_first_traceable() { return 168; }
+  static constexpr size_t code_first_line() { return 72; }
+  static constexpr size_t code_qualname() { return 128; }
+  static constexpr size_t code_filename() { return 112; }
+  static constexpr size_t code_linetable() { return 136; }
+  static constexpr size_t code_unit_bytes() { return 2; }
+  static constexpr unsigned code_unit_shift() { return 1; }
+};
+
+struct RuntimeLayout {
+  static size_t thread_cframe() { return g_python.layout.thread_cframe; }
+  static size_t cframe_current_frame() { return g_python.layout.cframe_current_frame; }
+  static size_t frame_code() { return g_python.layout.frame_code; }
+  static size_t frame_previous() { return g_python.layout.frame_previous; }
+  static size_t frame_prev_instr() { return g_python.layout.frame_prev_instr; }
+  static size_t frame_is_entry() { return g_python.layout.frame_is_entry; }
+  static size_t frame_owner() { return g_python.layout.frame_owner; }
+  static uint32_t owner_generator() { return g_python.layout.owner_generator; }
+  static size_t var_size() { return g_python.layout.var_size; }
+  static size_t code_adaptive() { return g_python.layout.code_adaptive; }
+  static size_t code_first_traceable() { return g_python.layout.code_first_traceable; }
+  static size_t code_first_line() { return g_python.layout.code_first_line; }
+  static size_t code_qualname() { return g_python.layout.code_qualname; }
+  static size_t code_filename() { return g_python.layout.code_filename; }
+  static size_t code_linetable() { return g_python.layout.code_linetable; }
+  static size_t code_unit_bytes() { return g_python.layout.code_unit_bytes; }
+  // A shift, not a division by code_unit_bytes (a divide on every frame of every allocation).
+  static unsigned code_unit_shift() { return g_python.code_unit_shift; }
+};
+
+bool matches_known_layout(const HeapkeeperPythonLayout& l) {
+  using K = KnownLayout311;
+  return l.thread_cframe == K::thread_cframe() && l.cframe_current_frame == K::cframe_current_frame() &&
+         l.frame_code == K::frame_code() && l.frame_previous == K::frame_previous() &&
+         l.frame_prev_instr == K::frame_prev_instr() && l.frame_is_entry == K::frame_is_entry() &&
+         l.frame_owner == K::frame_owner() && l.owner_generator == K::owner_generator() &&
+         l.var_size == K::var_size() && l.code_adaptive == K::code_adaptive() &&
+         l.code_first_traceable == K::code_first_traceable() && l.code_first_line == K::code_first_line() &&
+         l.code_qualname == K::code_qualname() && l.code_filename == K::code_filename() &&
+         l.code_linetable == K::code_linetable() && l.code_unit_bytes == K::code_unit_bytes() &&
+         (size_t{1} << K::code_unit_shift()) == K::code_unit_bytes();
+}
+
 // The calling thread's PyThreadState, or 0: none yet (a thread Python never ran on), the key not
 // made yet or deleted, or the interpreter finalizing.
 inline uintptr_t current_thread_state() {
@@ -86,21 +147,26 @@ inline uintptr_t current_thread_state() {
   return reinterpret_cast<uintptr_t>(pthread_getspecific(load<pthread_key_t>(runtime + l.runtime_tss_key)));
 }
 
+// What names a code object: its address and the objects and numbers that tell code reborn at that
+// address apart (see code_key), combined linearly; code_key mixes it.
+template <typename L>
+inline uint64_t code_identity(uintptr_t code) {
+  const auto qualname = static_cast<uint64_t>(load<uintptr_t>(code + L::code_qualname()));
+  const auto linetable = static_cast<uint64_t>(load<uintptr_t>(code + L::code_linetable()));
+  const auto filename = static_cast<uint64_t>(load<uintptr_t>(code + L::code_filename()));
+  const auto shape = (static_cast<uint64_t>(load<uint32_t>(code + L::code_first_line())) << 32) ^
+                     static_cast<uint64_t>(load<int64_t>(code + L::var_size()));
+  return code ^ std::rotl(linetable, 21) ^ std::rotl(qualname, 42) ^ std::rotl(filename, 11) ^ std::rotl(shape, 53);
+}
+
 // A code object's key: its address and what names it. CPython reuses a dead code object's
 // address for the next one of the same size, and as often the addresses of its name and line
 // table (an exec of one source in a loop reuses all three), so the key also takes the file name
 // object, the first line and the bytecode's length: code from another file or at another line
 // gets another key. (Code equal in all of these but whose file name object died and was reborn
 // at the same address with other text still shares the older code's key.)
-inline uint64_t code_key(uintptr_t code) {
-  const HeapkeeperPythonLayout& l = g_python.layout;
-  const auto qualname = static_cast<uint64_t>(load<uintptr_t>(code + l.code_qualname));
-  const auto linetable = static_cast<uint64_t>(load<uintptr_t>(code + l.code_linetable));
-  const auto filename = static_cast<uint64_t>(load<uintptr_t>(code + l.code_filename));
-  const auto shape = (static_cast<uint64_t>(load<uint32_t>(code + l.code_first_line)) << 32) ^
-                     static_cast<uint64_t>(load<int64_t>(code + l.var_size));
-  uint64_t x = code ^ std::rotl(linetable, 21) ^ std::rotl(qualname, 42);
-  x = (x ^ std::rotl(filename, 11) ^ std::rotl(shape, 53)) * 0x9e3779b97f4a7c15ull;
+inline uint64_t code_key(uint64_t identity) {
+  const uint64_t x = identity * 0x9e3779b97f4a7c15ull;
   return (x ^ (x >> 29)) & python_word::kKeyMask;
 }
 
@@ -114,42 +180,62 @@ struct WalkedFrame {
   uint32_t group;  // which _PyEval_EvalFrameDefault runs it: 0 the innermost
 };
 
-// The calling thread's Python frames, innermost first, at most `limit`; their hash (with `seed`)
-// in `hash`.
+// Walks the calling thread's Python frames, innermost first, at most `limit` of them, and returns
+// how many. Every allocation walks them once without `out` (kRecord false), for the hash (seeded
+// with `seed`) of what names each frame — the code's identity, the instruction's offset, the eval
+// group — under which the thread's cache keeps the merged stack: no word is made and nothing
+// stored. Only a miss walks them again with `out`, for the frames' words; both walks take the same
+// frames (nothing changes the chain in between: only this thread changes it, and it is here).
+template <typename L, bool kRecord>
 int walk_python_frames(WalkedFrame* out, int limit, uint64_t seed, uint64_t& hash) {
   const uintptr_t thread = current_thread_state();
   if (thread == 0) return 0;
-  const HeapkeeperPythonLayout& l = g_python.layout;
-  const uintptr_t cframe = load<uintptr_t>(thread + l.thread_cframe);
+  const uintptr_t cframe = load<uintptr_t>(thread + L::thread_cframe());
   if (cframe == 0 || (cframe & 7) != 0) return 0;
-  uintptr_t frame = load<uintptr_t>(cframe + l.cframe_current_frame);
+  uintptr_t frame = load<uintptr_t>(cframe + L::cframe_current_frame());
   int count = 0;
   uint32_t group = 0;
   uint64_t h = seed;
   // Incomplete frames are skipped, not counted: bound the walk itself too.
   for (int hops = 0; frame != 0 && count < limit && hops < 4 * Config::kMaxStackDepth; ++hops) {
     if ((frame & 7) != 0) break;
-    const uintptr_t code = load<uintptr_t>(frame + l.frame_code);
-    const uintptr_t instruction = load<uintptr_t>(frame + l.frame_prev_instr);
-    const bool entry = load<uint8_t>(frame + l.frame_is_entry) != 0;
-    const uint8_t owner = load<uint8_t>(frame + l.frame_owner);
-    const uintptr_t previous = load<uintptr_t>(frame + l.frame_previous);
+    const uintptr_t code = load<uintptr_t>(frame + L::frame_code());
+    const uintptr_t instruction = load<uintptr_t>(frame + L::frame_prev_instr());
+    const bool entry = load<uint8_t>(frame + L::frame_is_entry()) != 0;
+    const uint8_t owner = load<uint8_t>(frame + L::frame_owner());
+    const uintptr_t previous = load<uintptr_t>(frame + L::frame_previous());
     if (code == 0 || (code & 7) != 0) break;
-    const uintptr_t first = code + l.code_adaptive;
-    const auto traceable = static_cast<uintptr_t>(load<int>(code + l.code_first_traceable));
-    if (instruction >= first && (owner == l.owner_generator || instruction >= first + traceable * l.code_unit_bytes)) {
-      const uint64_t key = code_key(code);
-      // A shift, not a division by code_unit_bytes (a divide on every frame of every allocation).
-      const uint64_t word = python_word::make(key, (instruction - first) >> g_python.code_unit_shift);
-      out[count++] = {word, code, group};
-      h = (h ^ (word + group)) * 0xff51afd7ed558ccdull;
-      h ^= h >> 32;
+    const uintptr_t first = code + L::code_adaptive();
+    const auto traceable = static_cast<uintptr_t>(load<int>(code + L::code_first_traceable()));
+    if (instruction >= first &&
+        (owner == L::owner_generator() || instruction >= first + traceable * L::code_unit_bytes())) {
+      const uint64_t identity = code_identity<L>(code);
+      const uint64_t unit = (instruction - first) >> L::code_unit_shift();
+      if constexpr (kRecord) {
+        out[count] = {python_word::make(code_key(identity), unit), code, group};
+      } else {
+        // The instruction and the group (below 4 * kMaxStackDepth < 2^10) spread by a multiply over
+        // the identity's bits, then mixed into the chain, whose xor-shift makes it not linear.
+        static_assert(4 * Config::kMaxStackDepth < 1 << 10);
+        const uint64_t position = ((unit << 10) | group) * 0x9e3779b97f4a7c15ull;
+        h = (h ^ (identity + position)) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+      }
+      ++count;
     }
     if (entry) ++group;
     frame = previous;
   }
   hash = h | 1;
   return count;
+}
+
+// The walk for the layout found at start-up.
+template <bool kRecord>
+inline int walk_python_frames(WalkedFrame* out, int limit, uint64_t seed, uint64_t& hash) {
+  if (__builtin_expect(g_python.known_layout, 1))
+    return walk_python_frames<KnownLayout311, kRecord>(out, limit, seed, hash);
+  return walk_python_frames<RuntimeLayout, kRecord>(out, limit, seed, hash);
 }
 
 // Interns the native stack with the Python frames in place of the eval loop's frames: the k-th
@@ -238,6 +324,7 @@ void initialize_python_frames() {
   g_python.eval_low = eval;
   g_python.eval_high = eval + static_cast<const ElfW(Sym)*>(entry_pointer)->st_size;
   g_python.code_unit_shift = static_cast<unsigned>(std::countr_zero(layout->code_unit_bytes));
+  g_python.known_layout = matches_known_layout(*layout);
   g_python.enabled = true;
 }
 
@@ -294,16 +381,17 @@ void maybe_grow(PythonStackCache& cache) {
 uint32_t add_python_frames(PythonStackCache** thread_cache, uint32_t native_id, int depth) {
   WalkedFrame python[Config::kMaxStackDepth];
   uint64_t hash = 0;
-  const int count = walk_python_frames(python, depth, (native_id + 1) * 0x9e3779b97f4a7c15ull, hash);
-  if (count == 0) return native_id;
+  const uint64_t seed = (native_id + 1) * 0x9e3779b97f4a7c15ull;
   // Without a thread's cache (a bad free's report, a thread whose state is gone) nothing is made:
   // a cache made for one call was never freed (64 KiB a call before it grew from 16).
-  if (__builtin_expect(thread_cache == nullptr, 0)) return intern_merged(native_id, python, count);
-  PythonStackCache* cache = *thread_cache;
-  if (__builtin_expect(cache == nullptr, 0)) {
-    *thread_cache = create_cache();  // probed from the next allocation on
+  if (__builtin_expect(thread_cache == nullptr || *thread_cache == nullptr, 0)) {
+    const int count = walk_python_frames<true>(python, depth, seed, hash);
+    if (count == 0) return native_id;
+    if (thread_cache != nullptr) *thread_cache = create_cache();  // probed from the next allocation on
     return intern_merged(native_id, python, count);
   }
+  if (walk_python_frames<false>(nullptr, depth, seed, hash) == 0) return native_id;
+  PythonStackCache* cache = *thread_cache;
   PythonStackCache::Entry* set = cache->set(hash);
   unsigned way = 0;
   for (; way < PythonStackCache::kWays; ++way) {
@@ -313,7 +401,9 @@ uint32_t add_python_frames(PythonStackCache** thread_cache, uint32_t native_id, 
     }
   }
   ++cache->window_misses;
-  const uint32_t id = intern_merged(native_id, python, count);
+  uint64_t unused = 0;
+  const int count = walk_python_frames<true>(python, depth, seed, unused);
+  const uint32_t id = count != 0 ? intern_merged(native_id, python, count) : native_id;
   if (id != StackTable::kNoStack) {
     // An empty way, else one chosen by the hash.
     for (way = 0; way < PythonStackCache::kWays && set[way].check != 0; ++way) {

@@ -15,9 +15,10 @@
 // (thread states of daemon threads are freed without their keys being cleared) no Python frames
 // are recorded.
 //
-// Cost on the allocation path (python_frames.cpp): the thread-state read, four loads a Python frame
-// and a probe of a per-thread cache of merged stacks; only a new (native stack, Python frames)
-// combination builds and interns a merged stack and copies code names.
+// Cost on the allocation path (python_frames.cpp): the thread-state read, a walk of the Python
+// frames that hashes what names each (ten loads a frame, at constant offsets for the usual 3.11
+// layout) and a probe of a per-thread cache of merged stacks; only a new (native stack, Python
+// frames) combination walks them again to build and intern a merged stack and copy code names.
 #pragma once
 
 #include <cstdint>

@@ -23,6 +23,7 @@ struct StackProbe {
   uintptr_t ip = 0, sp = 0;  // the program frame that called into heapkeeper; sp 0: not found
   uintptr_t rbp = 0;         // the program's frame pointer register at that call
   uint64_t tag = 0;
+  uint64_t key = 0;  // what the cache's ways are tagged with: the tag and the first callers' words
   unsigned set = 0;
 };
 
