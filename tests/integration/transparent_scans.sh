@@ -3,10 +3,10 @@
 # return EINTR, the program's own SIGPWR keeps working, and a thread inside dlopen never hangs a
 # scan. Each program runs plainly and under heapkeeper with 100 ms periodic scans (ptrace, and the
 # signal fallback), and the outputs must match; the reports prove scans ran and how.
-# Usage: transparent_scans.sh blocking|blocking_more|sigpwr|dlopen|perl|python3|bash|kill|on-demand
+# Usage: transparent_scans.sh blocking|blocking_more|signalfd|sigpwr|dlopen|perl|python3|bash|kill|on-demand
 source "$(dirname "$0")/lib.sh"
 
-part=${1:?usage: transparent_scans.sh blocking|blocking_more|sigpwr|dlopen|perl|python3|bash|kill|on-demand}
+part=${1:?usage: transparent_scans.sh blocking|blocking_more|signalfd|sigpwr|dlopen|perl|python3|bash|kill|on-demand}
 
 # scans_ran NAME MODE METHOD MIN: every exit report of the run that holds a scan says it stopped
 # the world with METHOD (or "none": a process with nothing allocated left at exit stops nothing),
@@ -51,6 +51,17 @@ case $part in
     scans_ran blocking launcher ptrace 10
     hk_compare blocking_signals with_signal_scans "$program" -- launcher
     scans_ran blocking_signals launcher signals 10
+    ;;
+  signalfd)
+    # A program that blocks every signal at start (before any scan chose the signal fallback)
+    # and reads them all from a signalfd: under the fallback its masks must still leave SIGPWR
+    # deliverable, or the scan cannot stop it (3 s, then "skipped") and its signalfd reads
+    # heapkeeper's SIGPWR. Under ptrace, nothing to see either way.
+    program=$(hk_program signalfd_all)
+    hk_compare signalfd with_scans "$program" -- launcher
+    scans_ran signalfd launcher ptrace 3
+    hk_compare signalfd_signals with_signal_scans "$program" -- launcher
+    scans_ran signalfd_signals launcher signals 3
     ;;
   blocking_more)
     # libc's other calls that return early from a stop: semop and semtimedop, recvmmsg, sends
