@@ -10,6 +10,7 @@
 #   small_stacks   allocation on a 32 KiB thread stack and a 16 KiB alternate signal stack
 #   unwinding      threads cancelled in wrapped blocking calls, pthread_exit, a throwing
 #                  new-handler, exceptions in threads: unwinds through heapkeeper's frames
+#   minimum_stack  a helper thread on a PTHREAD_STACK_MIN (16 KiB) stack writing to a stream
 #   descriptors    python3 and perl print the descriptor their first open() gets
 #   high_descriptors  bash reads and writes its own files on descriptors 992 and 993
 #   descriptor_numbers a C program dup2s its own files onto 992 and 993 and allocates through
@@ -93,6 +94,11 @@ case $program in
     ;;
   unwinding)
     hk_compare unwinding run_program "$(hk_program unwinding)" -- launcher preload
+    ;;
+  minimum_stack)
+    # heapkeeper's static TLS takes about 3 KiB of such a thread's 12 KiB of room, and its first
+    # capture (libunwind's slow path, under vfprintf's frame) the rest: SIGSEGV every time.
+    hk_compare minimum_stack run_program "$(hk_program minimum_stack)" -- launcher preload
     ;;
   descriptors)
     # heapkeeper's own descriptors never take the program's lowest free ones: libunwind's pipe,
