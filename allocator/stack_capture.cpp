@@ -303,12 +303,43 @@ __attribute__((noinline)) int stepped_backtrace(void** out, int size) {
   return n;
 }
 
+// The stack room an unwind needs below the allocation call: libunwind's cursor and context and its
+// DWARF machinery, about 9 KiB at their deepest (measured on a PTHREAD_STACK_MIN thread inside
+// vfprintf), with a margin. A thread with less left gets the allocation's caller alone: a short
+// stack in the report, where overflowing its stack would have killed the program.
+constexpr uintptr_t kUnwindRoom = 16 * 1024;
+
+// The calling thread's stack, when it is known and this frame lies in it (not an alternate signal
+// stack); {0, 0} otherwise.
+struct ThreadStack {
+  uintptr_t low = 0, high = 0;
+};
+ThreadStack current_thread_stack() {
+  const ThreadState* state = tls_thread.state;
+  if (state == nullptr || state->stack_high == 0) return {};
+  const auto here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  if (here < state->stack_low || here >= state->stack_high) return {};
+  return {state->stack_low, state->stack_high};
+}
+
+bool short_of_stack() {
+  const ThreadStack stack = current_thread_stack();
+  return stack.high != 0 && reinterpret_cast<uintptr_t>(__builtin_frame_address(0)) - stack.low < kUnwindRoom;
+}
+
 // Unwinds with libunwind's fast trace; returns the number of program frames copied to `out`.
 // heapkeeper's frames are left out wherever they are: below the program's call into the
 // allocator, and in the middle of a stack, where an interposed function calls the original
 // (glibc's pthread_create allocating under heapkeeper's pthread_create, a thread's start routine
 // under heapkeeper's trampoline), so a stack reads as it would without heapkeeper.
 int unwind_program_frames(uintptr_t* out, int depth) {
+  if (__builtin_expect(short_of_stack(), 0)) {
+    const ThreadStack stack = current_thread_stack();
+    const EntryFrame entry = find_entry_frame(stack.low, stack.high);
+    if (entry.sp == 0 || depth < 1) return 0;
+    out[0] = entry.ip;
+    return 1;
+  }
   constexpr int kOwnFramesMax = 8;
   void* raw[Config::kMaxStackDepth + kAnchorFrames + kOwnFramesMax];
   const int n = tls_unwinds < kSteppedUnwinds ? (++tls_unwinds, stepped_backtrace(raw, depth + kOwnFramesMax))
@@ -468,7 +499,9 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
   uintptr_t ips[Config::kMaxStackDepth + kAnchorFrames];
   // Read before unwinding: the frames are then at least as new as the generation.
   const uint32_t generation = module_generation();
-  if (cache == nullptr || cache->stack_high == 0 || depth != config().stack_depth) {
+  // Short of stack: the caller alone (unwind_program_frames), never cached for the deeper
+  // captures from the same place.
+  if (cache == nullptr || cache->stack_high == 0 || depth != config().stack_depth || short_of_stack()) {
     return intern_unwound(ips, depth, generation);
   }
   if (__builtin_expect(cache->generation != generation, 0)) forget_cached_stacks(cache, generation);
