@@ -307,7 +307,7 @@ __attribute__((noinline)) int stepped_backtrace(void** out, int size) {
 // DWARF machinery, about 9 KiB at their deepest (measured on a PTHREAD_STACK_MIN thread inside
 // vfprintf), with a margin. A thread with less left gets the allocation's caller alone: a short
 // stack in the report, where overflowing its stack would have killed the program.
-constexpr uintptr_t kUnwindRoom = 16 * 1024;
+constexpr uintptr_t kUnwindRoom = uintptr_t{16} * 1024;
 
 // The calling thread's stack, when it is known and this frame lies in it (not an alternate signal
 // stack); {0, 0} otherwise.
