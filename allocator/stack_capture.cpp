@@ -309,22 +309,12 @@ __attribute__((noinline)) int stepped_backtrace(void** out, int size) {
 // stack in the report, where overflowing its stack would have killed the program.
 constexpr uintptr_t kUnwindRoom = uintptr_t{16} * 1024;
 
-// The calling thread's stack, when it is known and this frame lies in it (not an alternate signal
-// stack); {0, 0} otherwise.
-struct ThreadStack {
-  uintptr_t low = 0, high = 0;
-};
-ThreadStack current_thread_stack() {
-  const ThreadState* state = tls_thread.state;
-  if (state == nullptr || state->stack_high == 0) return {};
+// Whether this frame lies in the stack [low, high) with less than kUnwindRoom of it left below.
+// Outside it (an alternate signal stack, bounds not known yet) it says no: that stack's room is
+// not known, and it is left as it was.
+inline bool short_of_stack(uintptr_t low, uintptr_t high) {
   const auto here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
-  if (here < state->stack_low || here >= state->stack_high) return {};
-  return {state->stack_low, state->stack_high};
-}
-
-bool short_of_stack() {
-  const ThreadStack stack = current_thread_stack();
-  return stack.high != 0 && reinterpret_cast<uintptr_t>(__builtin_frame_address(0)) - stack.low < kUnwindRoom;
+  return here >= low && here < high && here - low < kUnwindRoom;
 }
 
 // Unwinds with libunwind's fast trace; returns the number of program frames copied to `out`.
@@ -333,9 +323,9 @@ bool short_of_stack() {
 // (glibc's pthread_create allocating under heapkeeper's pthread_create, a thread's start routine
 // under heapkeeper's trampoline), so a stack reads as it would without heapkeeper.
 int unwind_program_frames(uintptr_t* out, int depth) {
-  if (__builtin_expect(short_of_stack(), 0)) {
-    const ThreadStack stack = current_thread_stack();
-    const EntryFrame entry = find_entry_frame(stack.low, stack.high);
+  const ThreadState* state = tls_thread.state;
+  if (state != nullptr && __builtin_expect(short_of_stack(state->stack_low, state->stack_high), 0)) {
+    const EntryFrame entry = find_entry_frame(state->stack_low, state->stack_high);
     if (entry.sp == 0 || depth < 1) return 0;
     out[0] = entry.ip;
     return 1;
@@ -500,8 +490,9 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
   // Read before unwinding: the frames are then at least as new as the generation.
   const uint32_t generation = module_generation();
   // Short of stack: the caller alone (unwind_program_frames), never cached for the deeper
-  // captures from the same place.
-  if (cache == nullptr || cache->stack_high == 0 || depth != config().stack_depth || short_of_stack()) {
+  // captures from the same place. (The cache holds the thread's stack bounds.)
+  if (cache == nullptr || cache->stack_high == 0 || depth != config().stack_depth ||
+      short_of_stack(cache->stack_low, cache->stack_high)) {
     return intern_unwound(ips, depth, generation);
   }
   if (__builtin_expect(cache->generation != generation, 0)) forget_cached_stacks(cache, generation);
