@@ -98,7 +98,7 @@ case $program in
   minimum_stack)
     # heapkeeper's static TLS takes about 3 KiB of such a thread's 12 KiB of room, and its first
     # capture (libunwind's slow path, under vfprintf's frame) the rest: SIGSEGV every time.
-    hk_compare minimum_stack run_program "$(hk_program minimum_stack)" -- launcher preload
+    hk_compare minimum_stack run_program "$(hk_program small_stacks)" minimum -- launcher preload
     ;;
   descriptors)
     # heapkeeper's own descriptors never take the program's lowest free ones: libunwind's pipe,

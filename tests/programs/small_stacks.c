@@ -1,13 +1,21 @@
 /* Allocation on small stacks: a thread on a 32 KiB stack that allocates with 14 KiB of its own on
  * it, and a signal handler on a 16 KiB alternate stack that allocates. Plain, these work with
  * room to spare; a version of heapkeeper whose malloc took 5 KB more stack crashed both (its
- * stack cache kept its scratch on the stack). Prints one line per part. */
+ * stack cache kept its scratch on the stack). Prints one line per part.
+ *
+ * `small_stacks minimum`: instead, a helper thread on the smallest stack POSIX allows
+ * (PTHREAD_STACK_MIN, 16 KiB on x86-64) writes a line to a stream of its own (fprintf allocates the
+ * stream's buffer from inside vfprintf's large frame), duplicates a string, and allocates from a
+ * few distinct call paths, as a small worker does. Plainly it has about 12 KiB of room and needs
+ * well under that; heapkeeper's static TLS takes about 3 KiB of it. */
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 static void* volatile sink;
 
@@ -39,7 +47,38 @@ static void on_signal(int number) {
   handled = 1;
 }
 
-int main(void) {
+static void* minimum_helper(void* argument) {
+  (void)argument;
+  char line[128];
+  snprintf(line, sizeof(line), "helper %d of %s", 1, "minimum_stack");
+  FILE* log = fopen("/dev/null", "w");
+  if (log != NULL) {
+    fprintf(log, "%s: %d %s\n", line, 42, "started");
+    fclose(log);
+  }
+  char* copy = strdup(line);
+  for (int depth = 0; depth < 8; ++depth) allocate_at(depth);
+  const size_t length = copy == NULL ? 0 : strlen(copy);
+  free(copy);
+  return (void*)length;
+}
+
+static int minimum_stack(void) {
+  long minimum = sysconf(_SC_THREAD_STACK_MIN);
+  if (minimum < PTHREAD_STACK_MIN) minimum = PTHREAD_STACK_MIN;
+  pthread_attr_t attributes;
+  pthread_attr_init(&attributes);
+  if (pthread_attr_setstacksize(&attributes, (size_t)minimum) != 0) return 2;
+  pthread_t thread;
+  if (pthread_create(&thread, &attributes, minimum_helper, NULL) != 0) return 2;
+  void* result = NULL;
+  pthread_join(thread, &result);
+  printf("helper on a PTHREAD_STACK_MIN stack: formatted %zu bytes and allocated\n", (size_t)result);
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc > 1 && strcmp(argv[1], "minimum") == 0) return minimum_stack();
   pthread_attr_t attributes;
   pthread_attr_init(&attributes);
   pthread_attr_setstacksize(&attributes, 32 * 1024);
