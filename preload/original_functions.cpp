@@ -9,6 +9,8 @@
 
 #include "allocator/engine.h"
 
+extern "C" const ElfW(Ehdr) __ehdr_start;  // defined by the linker at this object's first byte
+
 namespace heapkeeper::preload {
 
 #define HEAPKEEPER_DEFINE_ORIGINAL(name, return_type, parameters)                     \
@@ -75,7 +77,7 @@ int find_object_ranges(dl_phdr_info* info, size_t, void* data) {
 // Whether this library is the first object after the program in the global lookup scope: the
 // first LD_PRELOAD. The vDSO, listed between them, is no part of that scope.
 struct FirstAfterProgram {
-  uintptr_t inside = 0;
+  uintptr_t own_base = 0;  // this library's load address: where the linker put its ELF header
   uintptr_t vdso = 0;
   int seen = 0;
 };
@@ -83,12 +85,7 @@ struct FirstAfterProgram {
 int find_first_after_program(dl_phdr_info* info, size_t, void* data) {
   auto& search = *static_cast<FirstAfterProgram*>(data);
   if (search.seen++ == 0 || info->dlpi_addr == search.vdso) return 0;  // the program, the vDSO
-  for (int i = 0; i < info->dlpi_phnum; ++i) {
-    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
-    const uintptr_t start = info->dlpi_addr + ph.p_vaddr;
-    if (ph.p_type == PT_LOAD && search.inside >= start && search.inside < start + ph.p_memsz) return 1;
-  }
-  return -1;  // another object comes first
+  return info->dlpi_addr == search.own_base ? 1 : -1;                  // or another object first
 }
 
 }  // namespace
@@ -102,7 +99,7 @@ void check_interposition() {
   // LD_PRELOAD, the usual case) no lookup can find anything else, and none is made (some 60 dlsym
   // calls, 80,000 instructions of every traced process's start, issue #12).
   FirstAfterProgram first;
-  first.inside = reinterpret_cast<uintptr_t>(&check_interposition);
+  first.own_base = reinterpret_cast<uintptr_t>(&__ehdr_start);
   first.vdso = static_cast<uintptr_t>(getauxval(AT_SYSINFO_EHDR));
   if (dl_iterate_phdr(find_first_after_program, &first) == 1) return;
   ObjectRanges ours;

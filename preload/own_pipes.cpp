@@ -129,9 +129,6 @@ HK_EXPORT int pipe(int descriptors[2]) {
 }
 
 // libunwind writes to its pipe with syscall(SYS_write, ...) rather than write() (so that ASan does not
-// check the byte it reads). Every other call passes through with all six arguments, as glibc's
-// syscall takes them.
-// libunwind writes to its pipe with syscall(SYS_write, ...) rather than write() (so that ASan does not
 // check the byte it reads); a program installs a seccomp filter with syscall(SYS_seccomp, ...), as
 // libseccomp does. Every call passes through with all six arguments, as glibc's syscall takes them.
 HK_EXPORT long syscall(long number, ...) {
