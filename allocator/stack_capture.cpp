@@ -67,6 +67,7 @@
 #include <new>
 
 #include "allocator/config.h"
+#include "allocator/hash_mix.h"
 #include "allocator/jemalloc_calls.h"
 #include "allocator/private_heap.h"
 #include "allocator/python_frames.h"
@@ -217,15 +218,9 @@ inline uint64_t set_key(StackCache* cache, uint64_t tag, uintptr_t sp) {
   return (tag ^ words ^ (words >> 29)) | 1;
 }
 
-// A multiply whose high bits are folded back into the low ones: not linear, in either modular
-// arithmetic, so terms summed into a check do not cancel out. The terms used to be a multiply and
-// a rotate, which is linear modulo 2^64-1: return addresses +0xc0 at depth 2 and -0x60 at depth 3
-// summed to the same check, and a stack was taken for another whose two callers were the same
-// functions in the other order. (Half of MurmurHash3's fmix64, which costs a hit twice as much.)
-inline uint64_t mix(uint64_t x) {
-  x *= 0xff51afd7ed558ccdull;
-  return x ^ (x >> 29);
-}
+// Terms are mixed by hash_mix.h's mix(). They used to be a multiply and a rotate, which is linear
+// modulo 2^64-1: return addresses +0xc0 at depth 2 and -0x60 at depth 3 summed to the same check,
+// and a stack was taken for another whose two callers were the same functions in the other order.
 
 // Folds the return address found in slot k into a cache entry's check. Each term is independent of
 // the others, so the loads and terms of a whole stack overlap; the position goes into the term, so

@@ -21,6 +21,7 @@
 #include <cstring>
 
 #include "allocator/engine.h"
+#include "allocator/hash_mix.h"
 #include "allocator/internal_mappings.h"
 #include "allocator/jemalloc_calls.h"
 #include "allocator/private_heap.h"
@@ -515,9 +516,7 @@ uint64_t unloaded_identity(const uintptr_t* return_addresses, uint32_t depth, ui
     if (!in_some_record) continue;
     for (uint32_t i = first; i < count; ++i) {
       if (!holds(registry->modules[registry->events[i].module], address)) continue;
-      uint64_t term = (uint64_t{registry->events[i].module} + 1) * 0x9e3779b97f4a7c15ull + k;
-      term *= 0xff51afd7ed558ccdull;
-      identity += term ^ (term >> 29);
+      identity += mix((uint64_t{registry->events[i].module} + 1) * 0x9e3779b97f4a7c15ull + k);
       break;
     }
   }

@@ -1,0 +1,16 @@
+// One step of a non-linear hash, shared by the checks that sum terms (the stack cache's, and the
+// identity of stacks through unloaded code): a multiply whose high bits are folded back into the
+// low ones. Not linear in either modular arithmetic, so summed terms do not cancel out (half of
+// MurmurHash3's fmix64; the whole costs a stack-cache hit twice as much).
+#pragma once
+
+#include <cstdint>
+
+namespace heapkeeper::alloc {
+
+inline uint64_t mix(uint64_t x) {
+  x *= 0xff51afd7ed558ccdull;
+  return x ^ (x >> 29);
+}
+
+}  // namespace heapkeeper::alloc
