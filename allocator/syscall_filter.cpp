@@ -7,17 +7,29 @@
 #include <atomic>
 #include <cstring>
 
+#include "allocator/bounded_text.h"
+
 namespace heapkeeper::alloc {
 namespace {
 
 enum State : int { kUnknown = 0, kNone = 1, kFilter = 2 };
 std::atomic<int> g_state{kUnknown};
 
-// "Seccomp:\t2" in /proc/self/status: a filter this process inherited (or 1, strict mode, in
-// which nothing but read and write would be allowed anyway). Read once, when first asked.
-int read_inherited_state() {
-  const int fd = ::open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return kNone;
+// The value after "\n<name>" in `text`, or 0 when the field is missing.
+uint64_t status_field(const char* text, const char* name) {
+  const char* field = std::strstr(text, name);
+  if (field == nullptr) return 0;
+  field += std::strlen(name);
+  while (*field == '\t') ++field;
+  return leading_decimal(field);
+}
+
+}  // namespace
+
+DebugRestrictions read_debug_restrictions(const char* status_path) noexcept {
+  DebugRestrictions restrictions;
+  const int fd = ::open(status_path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return restrictions;
   char text[4096];
   size_t length = 0;
   for (ssize_t got = 1; got > 0 && length < sizeof(text) - 1;) {
@@ -26,20 +38,18 @@ int read_inherited_state() {
   }
   ::close(fd);
   text[length] = '\0';
-  const char* field = std::strstr(text, "\nSeccomp:");
-  if (field == nullptr) return kNone;
-  field += std::strlen("\nSeccomp:");
-  while (*field == ' ' || *field == '\t') ++field;
-  return *field == '0' ? kNone : kFilter;
+  // "Seccomp:\t2" is a filter (1, strict mode, would allow nothing but read and write anyway).
+  restrictions.seccomp = status_field(text, "\nSeccomp:") != 0;
+  restrictions.traced = status_field(text, "\nTracerPid:") != 0;
+  return restrictions;
 }
-
-}  // namespace
 
 bool syscall_filter_installed() noexcept {
   int state = g_state.load(std::memory_order_acquire);
   if (state == kUnknown) {
+    // A filter this process inherited across exec; read once, when first asked.
     int expected = kUnknown;
-    const int read = read_inherited_state();
+    const int read = read_debug_restrictions("/proc/self/status").seccomp ? kFilter : kNone;
     g_state.compare_exchange_strong(expected, read, std::memory_order_acq_rel);
     state = g_state.load(std::memory_order_acquire);
   }

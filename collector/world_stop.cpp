@@ -132,21 +132,11 @@ bool install_suspend_handler() {
   return sigaction(kSuspendSignal, &action, nullptr) == 0;
 }
 
-const sigset_t* without_suspend_signal(int how, const sigset_t* requested, sigset_t* scratch) {
-  if (requested == nullptr || how == SIG_UNBLOCK || !g_signal_mode.load(std::memory_order_relaxed) ||
-      !sigismember(requested, kSuspendSignal))
-    return requested;
-  *scratch = *requested;
-  sigdelset(scratch, kSuspendSignal);
-  return scratch;
-}
-
 // HEAPKEEPER_STOP_METHOD=signals skips ptrace (for tests of the fallback, and for users whose
 // environment audits ptrace); "ptrace" or unset is the default.
 void read_stop_method_setting() {
-  static bool read = false;
-  if (read) return;
-  read = true;
+  static std::atomic<bool> read{false};
+  if (read.exchange(true, std::memory_order_acq_rel)) return;
   const char* value = getenv("HEAPKEEPER_STOP_METHOD");
   if (value == nullptr || value[0] == '\0' || std::strcmp(value, "ptrace") == 0) return;
   if (std::strcmp(value, "signals") == 0) {
@@ -156,23 +146,54 @@ void read_stop_method_setting() {
   alloc::DiagnosticLine().text("HEAPKEEPER_STOP_METHOD must be ptrace or signals; using ptrace").emit();
 }
 
-// Reasons not to try ptrace at all, from /proc/self/status: a seccomp filter may kill the tracer
-// (or the whole process) for calling ptrace, and a process already traced (gdb, strace) refuses.
-// Empty when ptrace may be tried. Runs before the world is stopped (it uses stdio).
+// Reasons not to try ptrace at all, from /proc/thread-self/status: a seccomp filter may kill the
+// tracer (or the whole process) for calling ptrace, and a process already traced (gdb, strace)
+// refuses. Empty when ptrace may be tried. Async-signal-safe (open and read only).
 const char* reason_to_avoid_ptrace() {
   // One the program installed on another thread (without TSYNC), or that this status misses.
   if (alloc::syscall_filter_installed()) return "a seccomp filter is in force";
-  FILE* status = std::fopen("/proc/thread-self/status", "re");
-  if (status == nullptr) return "";
-  char line[256];
-  const char* reason = "";
-  while (std::fgets(line, sizeof(line), status) != nullptr) {
-    if (std::strncmp(line, "Seccomp:", 8) == 0 && std::atoi(line + 8) == 2) reason = "a seccomp filter is in force";
-    if (std::strncmp(line, "TracerPid:", 10) == 0 && std::atoi(line + 10) != 0)
-      reason = "the process is already traced";
-  }
-  std::fclose(status);
-  return reason;
+  const alloc::DebugRestrictions restrictions = alloc::read_debug_restrictions("/proc/thread-self/status");
+  if (restrictions.seccomp) return "a seccomp filter is in force";
+  if (restrictions.traced) return "the process is already traced";
+  return "";
+}
+
+// The stop method as far as it is known before any scan: the setting, a filter or a tracer the
+// process already has. Asked when the program first blocks SIGPWR, so that masks set before the
+// first scan (a daemon blocks every signal at start and reads them from a signalfd) already keep
+// SIGPWR deliverable under the fallback. Once; a later scan may still fall back for a reason that
+// shows only then (ptrace refused, a filter installed meanwhile: see fall_back_to_signals_now).
+void foresee_stop_method() {
+  static std::atomic<bool> foreseen{false};
+  if (foreseen.load(std::memory_order_acquire) || foreseen.exchange(true, std::memory_order_acq_rel)) return;
+  read_stop_method_setting();
+  if (!g_signal_mode.load(std::memory_order_acquire) && reason_to_avoid_ptrace()[0] != '\0')
+    g_signal_mode.store(true, std::memory_order_release);
+}
+
+const sigset_t* without_suspend_signal(int how, const sigset_t* requested, sigset_t* scratch) {
+  if (requested == nullptr || how == SIG_UNBLOCK || !sigismember(requested, kSuspendSignal)) return requested;
+  // heapkeeper's own calls, libunwind's save and restore around each unwind step above all, pass
+  // unchanged: a restore that left SIGPWR out would unblock it in a thread that had blocked it with
+  // a raw rt_sigprocmask, and heapkeeper's own threads block it for good.
+  if (alloc::tls_thread.guard != 0) return requested;
+  foresee_stop_method();
+  if (!g_signal_mode.load(std::memory_order_acquire)) return requested;
+  *scratch = *requested;
+  sigdelset(scratch, kSuspendSignal);
+  return scratch;
+}
+
+bool signal_fallback_chosen() { return g_signal_mode.load(std::memory_order_acquire); }
+
+void fall_back_to_signals_now() {
+  if (g_signal_mode.exchange(true, std::memory_order_acq_rel)) return;
+  // This thread's mask, set before, may block SIGPWR: from now on it must not (other threads'
+  // masks are out of reach until they set them again).
+  sigset_t suspend;
+  sigemptyset(&suspend);
+  sigaddset(&suspend, kSuspendSignal);
+  raw_syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, reinterpret_cast<long>(&suspend), 0, sizeof(uint64_t));
 }
 
 // Whether every task of the process but the caller is one of heapkeeper's own (`excluded`) or has

@@ -53,7 +53,16 @@ bool install_suspend_handler();
 // heapkeeper's pthread_sigmask and sigprocmask remove it from the sets a program blocks (as Boehm GC
 // does). Under ptrace (the default) masks are left exactly as the program asks.
 // Returns the set to pass on: `requested`, or a copy in `scratch` without the suspend signal.
+// The fallback is foreseen when the program first blocks SIGPWR (HEAPKEEPER_STOP_METHOD, a seccomp
+// filter or a tracer it already has), so that masks a daemon sets at start keep SIGPWR deliverable
+// too. heapkeeper's own calls (under the guard) pass unchanged. The signalfd wrapper uses it too: a
+// signalfd reads the thread's pending signals, blocked or not, and could take a scan's SIGPWR.
+// Returns the set to pass on: `requested`, or a copy in `scratch` without the suspend signal.
 const sigset_t* without_suspend_signal(int how, const sigset_t* requested, sigset_t* scratch);
+// Falls back to signals from now on, before the scan would find out: the program is installing a
+// seccomp filter. The calling thread's mask stops blocking SIGPWR (those of others cannot be
+// reached: a thread that blocked it earlier cannot be stopped, and its scan is skipped).
+void fall_back_to_signals_now();
 
 // The thread ids of process `pid` from /proc/PID/task, with raw system calls (safe on the tracer
 // task and with part of the world stopped). Returns how many (may exceed capacity).

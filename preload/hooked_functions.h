@@ -21,13 +21,14 @@
   X(_ZdlPv) X(_ZdaPv) X(_ZdlPvRKSt9nothrow_t) X(_ZdaPvRKSt9nothrow_t) X(_ZdlPvm) X(_ZdaPvm)               \
   X(_ZdlPvSt11align_val_t) X(_ZdaPvSt11align_val_t) X(_ZdlPvSt11align_val_tRKSt9nothrow_t)                \
   X(_ZdaPvSt11align_val_tRKSt9nothrow_t) X(_ZdlPvmSt11align_val_t) X(_ZdaPvmSt11align_val_t)              \
-  X(pthread_create) X(pthread_sigmask) X(sigprocmask)
+  X(pthread_create) X(pthread_sigmask) X(sigprocmask) X(signalfd)
 
 // X(name, return type, parameter list)
 #define HEAPKEEPER_FORWARDED_FUNCTIONS(X)                                                \
   X(pthread_create, int, (pthread_t*, const pthread_attr_t*, void* (*)(void*), void*)) \
   X(pthread_sigmask, int, (int, const sigset_t*, sigset_t*))                            \
-  X(sigprocmask, int, (int, const sigset_t*, sigset_t*))
+  X(sigprocmask, int, (int, const sigset_t*, sigset_t*))                                \
+  X(signalfd, int, (int, const sigset_t*, int))
 
 // The dynamic linker's lookup functions. Through them, an interposed symbol asked of any handle
 // resolves to heapkeeper's (symbol_lookup.cpp); their entry points are assembly

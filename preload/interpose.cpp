@@ -4,6 +4,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/signalfd.h>
 
 #include <cstddef>
 #include <new>
@@ -214,6 +215,18 @@ HK_EXPORT int sigprocmask(int how, const sigset_t* set, sigset_t* old) noexcept 
     return -1;
   }
   return original(how, heapkeeper::collect::without_suspend_signal(how, set, &scratch), old);
+}
+
+// A signalfd takes its thread's pending signals whether they are blocked or not: under the signal
+// fallback, one whose mask holds SIGPWR could take a scan's suspend signal (see world_stop.h).
+HK_EXPORT int signalfd(int fd, const sigset_t* mask, int flags) noexcept {
+  sigset_t scratch;
+  auto original = heapkeeper::preload::original_signalfd();
+  if (original == nullptr) {
+    errno = ENOSYS;
+    return -1;
+  }
+  return original(fd, heapkeeper::collect::without_suspend_signal(SIG_BLOCK, mask, &scratch), flags);
 }
 
 // The malloc family as called by heapkeeper's own copy of libstdc++ (linked in with --wrap, see

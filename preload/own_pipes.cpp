@@ -39,6 +39,7 @@
 #include "allocator/own_memory.h"
 #include "allocator/syscall_filter.h"
 #include "allocator/thread_registry.h"
+#include "collector/world_stop.h"
 #include "preload/original_functions.h"
 #include "preload/validation_pipe.h"
 
@@ -148,7 +149,10 @@ HK_EXPORT long syscall(long number, ...) {
     if (result >= 0) errno = saved_errno == EINTR ? 0 : saved_errno;  // libunwind loops while errno is EINTR
     return result;
   }
-  if (number == SYS_seccomp && a[0] == SECCOMP_SET_MODE_FILTER) heapkeeper::alloc::note_syscall_filter();
+  if (number == SYS_seccomp && a[0] == SECCOMP_SET_MODE_FILTER) {
+    heapkeeper::alloc::note_syscall_filter();
+    heapkeeper::collect::fall_back_to_signals_now();
+  }
   return function(number, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
 
@@ -163,6 +167,9 @@ HK_EXPORT int prctl(int option, ...) {
     errno = ENOSYS;
     return -1;
   }
-  if (option == PR_SET_SECCOMP) heapkeeper::alloc::note_syscall_filter();  // before: it applies at once
+  if (option == PR_SET_SECCOMP) {  // before: it applies at once
+    heapkeeper::alloc::note_syscall_filter();
+    heapkeeper::collect::fall_back_to_signals_now();
+  }
   return function(option, a[0], a[1], a[2], a[3]);
 }

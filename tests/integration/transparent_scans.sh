@@ -54,12 +54,17 @@ case $part in
     ;;
   signalfd)
     # A program that blocks every signal at start and reads them all from a signalfd, as daemons
-    # do: under ptrace scans it sees nothing of them. (Under the signal fallback it still does:
-    # masks set before the fallback was chosen keep SIGPWR blocked, and its signalfd can read
-    # heapkeeper's SIGPWR. Open; see the README's limits.)
+    # do: it must see nothing of the scans. Under the signal fallback its masks and its signalfd
+    # must leave SIGPWR to heapkeeper, or the scan cannot stop it (3 s, then skipped) and its
+    # signalfd reads heapkeeper's SIGPWR; also when a seccomp filter the program installs after
+    # its masks is what makes heapkeeper fall back.
     program=$(hk_program signalfd_all)
     hk_compare signalfd with_scans "$program" -- launcher
     scans_ran signalfd launcher ptrace 3
+    hk_compare signalfd_signals with_signal_scans "$program" -- launcher
+    scans_ran signalfd_signals launcher signals 3
+    hk_compare signalfd_seccomp with_scans "$program" seccomp -- launcher
+    scans_ran signalfd_seccomp launcher signals 3
     ;;
   blocking_more)
     # libc's other calls that return early from a stop: semop and semtimedop, recvmmsg, sends
