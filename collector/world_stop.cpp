@@ -19,6 +19,7 @@
 #include "collector/os_primitives.h"
 #include "collector/ptrace_stop.h"
 #include "collector/raw_syscall.h"
+#include "collector/signalfd_masks.h"
 
 namespace heapkeeper::collect {
 namespace {
@@ -49,6 +50,13 @@ bool send_suspend_signal(pid_t tid) {
 
 // Set once ptrace was refused: every later scan uses signals.
 std::atomic<bool> g_signal_mode{false};
+
+// From now on scans use signals: the signalfds the program made before lose SIGPWR (later ones
+// never get it, see the signalfd wrapper).
+void enter_signal_mode() {
+  if (g_signal_mode.exchange(true, std::memory_order_acq_rel)) return;
+  drop_signal_from_signalfds(kSuspendSignal);
+}
 // The program's own SIGPWR disposition, which the suspend handler passes other SIGPWRs to.
 struct sigaction g_program_action;
 std::atomic<bool> g_program_action_saved{false};
@@ -140,7 +148,7 @@ void read_stop_method_setting() {
   const char* value = getenv("HEAPKEEPER_STOP_METHOD");
   if (value == nullptr || value[0] == '\0' || std::strcmp(value, "ptrace") == 0) return;
   if (std::strcmp(value, "signals") == 0) {
-    g_signal_mode.store(true, std::memory_order_release);
+    enter_signal_mode();
     return;
   }
   alloc::DiagnosticLine().text("HEAPKEEPER_STOP_METHOD must be ptrace or signals; using ptrace").emit();
@@ -167,8 +175,7 @@ void foresee_stop_method() {
   static std::atomic<bool> foreseen{false};
   if (foreseen.load(std::memory_order_acquire) || foreseen.exchange(true, std::memory_order_acq_rel)) return;
   read_stop_method_setting();
-  if (!g_signal_mode.load(std::memory_order_acquire) && reason_to_avoid_ptrace()[0] != '\0')
-    g_signal_mode.store(true, std::memory_order_release);
+  if (!g_signal_mode.load(std::memory_order_acquire) && reason_to_avoid_ptrace()[0] != '\0') enter_signal_mode();
 }
 
 const sigset_t* without_suspend_signal(int how, const sigset_t* requested, sigset_t* scratch) {
@@ -184,12 +191,11 @@ const sigset_t* without_suspend_signal(int how, const sigset_t* requested, sigse
   return scratch;
 }
 
-bool signal_fallback_chosen() { return g_signal_mode.load(std::memory_order_acquire); }
-
 void fall_back_to_signals_now() {
-  if (g_signal_mode.exchange(true, std::memory_order_acq_rel)) return;
+  enter_signal_mode();
   // This thread's mask, set before, may block SIGPWR: from now on it must not (other threads'
-  // masks are out of reach until they set them again).
+  // masks are out of reach until they set them again). Even when the mode was already on: a scan
+  // may have seen the filter noted a moment ago and chosen signals first.
   sigset_t suspend;
   sigemptyset(&suspend);
   sigaddset(&suspend, kSuspendSignal);
@@ -230,7 +236,7 @@ bool WorldStop::stop(StoppedThread* slots, size_t capacity, const pid_t* exclude
           .text(reason)
           .text("; blocking calls the program makes outside libc's wrappers may be interrupted")
           .emit();
-      g_signal_mode.store(true, std::memory_order_release);
+      enter_signal_mode();
     }
   }
   if (!g_signal_mode.load(std::memory_order_acquire)) {
@@ -247,7 +253,7 @@ bool WorldStop::stop(StoppedThread* slots, size_t capacity, const pid_t* exclude
         .text(failure)
         .text("); blocking calls the program makes outside libc's wrappers may be interrupted")
         .emit();
-    g_signal_mode.store(true, std::memory_order_release);
+    enter_signal_mode();
     failure[0] = '\0';
   }
   method_ = StopMethod::kSignals;
