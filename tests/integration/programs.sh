@@ -17,6 +17,8 @@
 #                  frames without unwind information
 #   seccomp_filter a program whose seccomp filter kills it (or fails with EPERM) on ptrace,
 #                  process_vm_readv and the other debugging calls, scanned periodically and at exit
+#   seccomp_no_proc perl and ls under a killing filter they inherit, where /proc is not mounted
+#                  (a sandbox or chroot without it): /proc/self/status cannot say a filter is there
 source "$(dirname "$0")/lib.sh"
 
 program=${1:?usage: programs.sh PROGRAM}
@@ -160,6 +162,27 @@ case $program in
         hk_pass "seccomp_filter ($action) with 50 ms scans: exit status 0"
       fi
     done
+    ;;
+  seccomp_no_proc)
+    # Sandboxes (bubblewrap without --proc, minijail, chroots) may run a program under a seccomp
+    # filter with no /proc mounted: heapkeeper cannot read "Seccomp:" in /proc/self/status there,
+    # and must still not make the calls the filter kills for. /proc is hidden under a tmpfs in a
+    # mount namespace of the run's own (root, or an unprivileged user namespace).
+    hide_proc=(unshare -m)
+    ((EUID == 0)) || hide_proc=(unshare -rm)
+    if ! "${hide_proc[@]}" sh -c 'mount -t tmpfs none /proc' 2>/dev/null; then
+      echo "skipped: no mount namespace in which to hide /proc"
+      exit 77
+    fi
+    run_without_proc() {
+      local mode=$1
+      shift
+      # shellcheck disable=SC2016  # $@ is the inner shell's
+      hk_exec "$mode" "${hide_proc[@]}" sh -c 'mount -t tmpfs none /proc && exec "$@"' sh \
+        "$(hk_program seccomp_filter)" exec "$@"
+    }
+    hk_compare seccomp_no_proc_perl run_without_proc perl -e 'my %h = map { $_ => [$_] } 1 .. 5000; print scalar(keys %h), "\n"' -- preload
+    hk_compare seccomp_no_proc_ls run_without_proc ls -d / -- preload
     ;;
   *)
     echo "programs.sh: unknown program $program" >&2
