@@ -11,6 +11,8 @@
 #   unwinding      threads cancelled in wrapped blocking calls, pthread_exit, a throwing
 #                  new-handler, exceptions in threads: unwinds through heapkeeper's frames
 #   minimum_stack  a helper thread on a PTHREAD_STACK_MIN (16 KiB) stack writing to a stream
+#   other_stacks   a signal handler on an 8 KiB alternate stack, and a ucontext coroutine on a
+#                  16 KiB stack, each writing a line to a stream it opens
 #   descriptors    python3 and perl print the descriptor their first open() gets
 #   high_descriptors  bash reads and writes its own files on descriptors 992 and 993
 #   descriptor_numbers a C program dup2s its own files onto 992 and 993 and allocates through
@@ -101,6 +103,13 @@ case $program in
     # heapkeeper's static TLS takes about 3 KiB of such a thread's 12 KiB of room, and its first
     # capture (libunwind's slow path, under vfprintf's frame) the rest: SIGSEGV every time.
     hk_compare minimum_stack run_program "$(hk_program small_stacks)" minimum -- launcher preload
+    ;;
+  other_stacks)
+    # Stacks that are not the thread's: the short-of-stack check knows only the thread's own
+    # bounds, so a capture there unwinds in full (libunwind's slow path, about 9 KiB below the
+    # allocation) and runs into the guard page: SIGSEGV every time.
+    hk_compare altstack run_program "$(hk_program small_stacks)" altstack -- launcher preload
+    hk_compare coroutine run_program "$(hk_program small_stacks)" coroutine -- launcher preload
     ;;
   descriptors)
     # heapkeeper's own descriptors never take the program's lowest free ones: libunwind's pipe,
