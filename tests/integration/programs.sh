@@ -21,6 +21,8 @@
 #                  process_vm_readv and the other debugging calls, scanned periodically and at exit
 #   seccomp_no_proc perl and ls under a killing filter they inherit, where /proc is not mounted
 #                  (a sandbox or chroot without it): /proc/self/status cannot say a filter is there
+#   no_proc        python3 in collect mode with 100 ms scans where /proc is not mounted: no scan
+#                  may call a block leaked, let alone free it, without the roots /proc names
 source "$(dirname "$0")/lib.sh"
 
 program=${1:?usage: programs.sh PROGRAM}
@@ -192,6 +194,38 @@ case $program in
     }
     hk_compare seccomp_no_proc_perl run_without_proc perl -e 'my %h = map { $_ => [$_] } 1 .. 5000; print scalar(keys %h), "\n"' -- preload
     hk_compare seccomp_no_proc_ls run_without_proc ls -d / -- preload
+    ;;
+  no_proc)
+    # Without /proc/thread-self/maps a scan knows neither the stacks nor other allocators' heaps:
+    # everything looks leaked. Scans must be skipped (with a line saying why), never run blind.
+    hide_proc=(unshare -m)
+    ((EUID == 0)) || hide_proc=(unshare -rm)
+    if ! "${hide_proc[@]}" sh -c 'mount -t tmpfs none /proc' 2>/dev/null; then
+      echo "skipped: no mount namespace in which to hide /proc"
+      exit 77
+    fi
+    python=/usr/bin/python3
+    [[ -x $python ]] || { echo "skipped: no /usr/bin/python3"; exit 77; }
+    run_collect_without_proc() {
+      local mode=$1
+      # shellcheck disable=SC2016  # $@ is the inner shell's
+      HEAPKEEPER_MODE=collect HEAPKEEPER_SCAN_INTERVAL=100ms HEAPKEEPER_QUIET=0 \
+        hk_exec "$mode" "${hide_proc[@]}" sh -c 'mount -t tmpfs none /proc && exec "$@"' sh "$python" -c \
+        'import time; x = [str(i) for i in range(100000)]; time.sleep(1); print(len(x), sum(len(s) for s in x))'
+    }
+    hk_capture no_proc plain run_collect_without_proc
+    hk_capture no_proc preload run_collect_without_proc
+    err=$HK_WORK/no_proc.preload/err
+    if [[ $(hk_status no_proc preload) != "$(hk_status no_proc plain)" ]] ||
+      ! cmp -s "$HK_WORK/no_proc.plain/out" "$HK_WORK/no_proc.preload/out"; then
+      hk_fail "no_proc: status $(hk_status no_proc preload) (plainly $(hk_status no_proc plain)), or stdout differs"
+      tail -5 "$err" >&2
+    elif grep -q 'heapkeeper\[[0-9]*\]: .*\(leaked\|reclaimed\)' "$err"; then
+      hk_fail "no_proc: scans without /proc called blocks leaked or freed them:"
+      grep 'heapkeeper\[' "$err" | head -5 >&2
+    else
+      hk_pass "no_proc: same stdout and status, no block called leaked"
+    fi
     ;;
   *)
     echo "programs.sh: unknown program $program" >&2
