@@ -2,6 +2,7 @@
 #include "allocator/syscall_filter.h"
 
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -14,10 +15,12 @@ enum State : int { kUnknown = 0, kNone = 1, kFilter = 2 };
 std::atomic<int> g_state{kUnknown};
 
 // "Seccomp:\t2" in /proc/self/status: a filter this process inherited (or 1, strict mode, in
-// which nothing but read and write would be allowed anyway). Read once, when first asked.
+// which nothing but read and write would be allowed anyway). Read once, when first asked. Where
+// /proc is not mounted (sandboxes and chroots, which are where inherited filters are), the kernel
+// answers prctl(PR_GET_SECCOMP) with 2 under a filter (-1 with EINVAL without seccomp support).
 int read_inherited_state() {
   const int fd = ::open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return kNone;
+  if (fd < 0) return ::prctl(PR_GET_SECCOMP, 0, 0, 0, 0) > 0 ? kFilter : kNone;
   char text[4096];
   size_t length = 0;
   for (ssize_t got = 1; got > 0 && length < sizeof(text) - 1;) {
