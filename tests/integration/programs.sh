@@ -21,6 +21,8 @@
 #                  process_vm_readv and the other debugging calls, scanned periodically and at exit
 #   seccomp_no_proc perl and ls under a killing filter they inherit, where /proc is not mounted
 #                  (a sandbox or chroot without it): /proc/self/status cannot say a filter is there
+#   closed_stderr  a program started with stderr closed, whose data file gets descriptor 2: the
+#                  file must hold only what the program wrote (the leak report goes nowhere)
 #   no_proc        python3 in collect mode with 100 ms scans where /proc is not mounted: no scan
 #                  may call a block leaked, let alone free it, without the roots /proc names
 source "$(dirname "$0")/lib.sh"
@@ -198,6 +200,16 @@ case $program in
     }
     hk_compare seccomp_no_proc_perl run_without_proc perl -e 'my %h = map { $_ => [$_] } 1 .. 5000; print scalar(keys %h), "\n"' -- preload
     hk_compare seccomp_no_proc_ls run_without_proc ls -d / -- preload
+    ;;
+  closed_stderr)
+    # heapkeeper writes to the stderr the program started with; with none, descriptor 2 is the
+    # program's next file, and nothing of heapkeeper's may go there.
+    run_closed_stderr() {
+      local mode=$1
+      hk_exec "$mode" "$(hk_program closed_stderr)" "$PWD/data.txt" 2>&-
+      cat "$PWD/data.txt"
+    }
+    hk_compare closed_stderr run_closed_stderr -- launcher preload
     ;;
   no_proc)
     # Without /proc/thread-self/maps a scan knows neither the stacks nor other allocators' heaps:
