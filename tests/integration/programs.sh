@@ -13,7 +13,8 @@
 #   minimum_stack  a helper thread on a PTHREAD_STACK_MIN (16 KiB) stack writing to a stream
 #   other_stacks   a signal handler on an 8 KiB alternate stack, and a ucontext coroutine on a
 #                  16 KiB stack, each writing a line to a stream it opens
-#   descriptors    python3 and perl print the descriptor their first open() gets
+#   descriptors    python3 and perl print the descriptor their first open() gets (python3 also
+#                  under a limit of 16 descriptors)
 #   high_descriptors  bash reads and writes its own files on descriptors 992 and 993
 #   descriptor_numbers a C program dup2s its own files onto 992 and 993 and allocates through
 #                  frames without unwind information
@@ -125,6 +126,18 @@ case $program in
       esac
       hk_compare "descriptors_$interpreter" run_program "$interpreter" "$flag" "$code" -- launcher preload
     done
+    # Under a low descriptor limit (sandboxes set 16 or 32) there is no "high" number: stderr's
+    # private copy must not take the program's lowest free one either.
+    run_low_limit() {
+      local mode=$1
+      shift
+      (
+        ulimit -n 16
+        hk_exec "$mode" "$@"
+      )
+    }
+    hk_compare descriptors_low_limit run_low_limit /usr/bin/python3 -c 'import os; print(os.open("/dev/null", os.O_RDONLY))' \
+      -- preload
     ;;
   high_descriptors)
     # Descriptor numbers are the program's, all of them: a script may put its own files on any
