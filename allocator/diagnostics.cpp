@@ -31,6 +31,9 @@ struct OutputFile {
 };
 
 OutputFile g_stderr_copy;
+// The process started with descriptor 2 closed: it has no stderr, and 2 is the number its next
+// open() gets (a daemon's log, a data file), never heapkeeper's to write to.
+std::atomic<bool> g_started_without_stderr{false};
 OutputFile g_log_file;
 std::atomic<bool> g_log_failed{false};
 
@@ -59,10 +62,12 @@ void remember(OutputFile& file, int fd) {
   file.fd.store(fd, std::memory_order_release);
 }
 
-// The program's stderr as it was at start-up, or fd 2 if that copy is gone.
+// The program's stderr as it was at start-up, or fd 2 if that copy is gone; -1 (nothing written)
+// if there was none.
 int stderr_descriptor() {
   const int copy = g_stderr_copy.fd.load(std::memory_order_acquire);
-  return copy >= 0 && g_stderr_copy.still_ours(copy) ? copy : STDERR_FILENO;
+  if (copy >= 0 && g_stderr_copy.still_ours(copy)) return copy;
+  return g_started_without_stderr.load(std::memory_order_relaxed) ? -1 : STDERR_FILENO;
 }
 
 // HEAPKEEPER_LOG_PATH's file for this process, opened on first use; -1 for stderr.
@@ -119,14 +124,21 @@ int log_descriptor() {
 }  // namespace
 
 void initialize_diagnostic_output() {
-  const int copy = duplicate_high(STDERR_FILENO);
-  if (copy >= 0) remember(g_stderr_copy, copy);
+  const int saved_errno = errno;
+  if (::fcntl(STDERR_FILENO, F_GETFD) < 0 && errno == EBADF) {
+    g_started_without_stderr.store(true, std::memory_order_relaxed);
+  } else {
+    const int copy = duplicate_high(STDERR_FILENO);
+    if (copy >= 0) remember(g_stderr_copy, copy);
+  }
+  errno = saved_errno;
 }
 
 void write_stderr(const char* data, size_t length) {
   const int saved_errno = errno;  // diagnostics must never change what the program sees
   const int log = log_descriptor();
-  write_fully(log >= 0 ? log : stderr_descriptor(), data, length);  // never SIGPIPE for a closed reader
+  const int fd = log >= 0 ? log : stderr_descriptor();
+  if (fd >= 0) write_fully(fd, data, length);  // never SIGPIPE for a closed reader
   errno = saved_errno;
 }
 

@@ -61,6 +61,9 @@
 #include <dlfcn.h>
 #include <libunwind.h>
 #include <link.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -304,12 +307,27 @@ __attribute__((noinline)) int stepped_backtrace(void** out, int size) {
 // stack in the report, where overflowing its stack would have killed the program.
 constexpr uintptr_t kUnwindRoom = uintptr_t{16} * 1024;
 
-// Whether this frame lies in the stack [low, high) with less than kUnwindRoom of it left below.
-// Outside it (an alternate signal stack, bounds not known yet) it says no: that stack's room is
-// not known, and it is left as it was.
-inline bool short_of_stack(uintptr_t low, uintptr_t high) {
+// Off the thread's stack: whether this frame is on the thread's alternate signal stack (a
+// handler's) with less than kUnwindRoom of it left below; if so, `low` and `high` become that
+// stack's bounds. The kernel says where it is (one system call, for the rare captures off the
+// thread's stack). Crash handlers run on 8 KiB ones. Other stacks (coroutines') say no: their
+// room is not known.
+__attribute__((noinline)) bool short_of_alternate_stack(uintptr_t here, uintptr_t& low, uintptr_t& high) {
+  stack_t current{};
+  if (::syscall(SYS_sigaltstack, nullptr, &current) != 0 || (current.ss_flags & SS_ONSTACK) == 0) return false;
+  const auto start = reinterpret_cast<uintptr_t>(current.ss_sp);
+  if (here < start || here >= start + current.ss_size || here - start >= kUnwindRoom) return false;
+  low = start;
+  high = start + current.ss_size;
+  return true;
+}
+
+// Whether this frame lies in the stack [low, high) with less than kUnwindRoom of it left below,
+// or on a small alternate signal stack likewise (then [low, high) becomes that stack).
+inline bool short_of_stack(uintptr_t& low, uintptr_t& high) {
   const auto here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
-  return here >= low && here < high && here - low < kUnwindRoom;
+  if (here >= low && here < high) return here - low < kUnwindRoom;
+  return high != 0 && short_of_alternate_stack(here, low, high);
 }
 
 // Unwinds with libunwind's fast trace; returns the number of program frames copied to `out`.
@@ -319,8 +337,9 @@ inline bool short_of_stack(uintptr_t low, uintptr_t high) {
 // under heapkeeper's trampoline), so a stack reads as it would without heapkeeper.
 int unwind_program_frames(uintptr_t* out, int depth) {
   const ThreadState* state = tls_thread.state;
-  if (state != nullptr && __builtin_expect(short_of_stack(state->stack_low, state->stack_high), 0)) {
-    const EntryFrame entry = find_entry_frame(state->stack_low, state->stack_high);
+  uintptr_t low = state != nullptr ? state->stack_low : 0, high = state != nullptr ? state->stack_high : 0;
+  if (state != nullptr && __builtin_expect(short_of_stack(low, high), 0)) {
+    const EntryFrame entry = find_entry_frame(low, high);
     if (entry.sp == 0 || depth < 1) return 0;
     out[0] = entry.ip;
     return 1;
@@ -486,8 +505,8 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
   const uint32_t generation = module_generation();
   // Short of stack: the caller alone (unwind_program_frames), never cached for the deeper
   // captures from the same place. (The cache holds the thread's stack bounds.)
-  if (cache == nullptr || cache->stack_high == 0 || depth != config().stack_depth ||
-      short_of_stack(cache->stack_low, cache->stack_high)) {
+  uintptr_t low = cache != nullptr ? cache->stack_low : 0, high = cache != nullptr ? cache->stack_high : 0;
+  if (cache == nullptr || cache->stack_high == 0 || depth != config().stack_depth || short_of_stack(low, high)) {
     return intern_unwound(ips, depth, generation);
   }
   if (__builtin_expect(cache->generation != generation, 0)) forget_cached_stacks(cache, generation);

@@ -2,6 +2,7 @@
 #include "allocator/syscall_filter.h"
 
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -29,7 +30,13 @@ uint64_t status_field(const char* text, const char* name) {
 DebugRestrictions read_debug_restrictions(const char* status_path) noexcept {
   DebugRestrictions restrictions;
   const int fd = ::open(status_path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return restrictions;
+  if (fd < 0) {
+    // No /proc (sandboxes and chroots, which is where inherited filters are): the kernel answers
+    // prctl(PR_GET_SECCOMP) with 2 under a filter (-1 with EINVAL without seccomp support). A
+    // tracer cannot be told without /proc; ptrace's own refusal says so at the scan.
+    restrictions.seccomp = ::prctl(PR_GET_SECCOMP, 0, 0, 0, 0) > 0;
+    return restrictions;
+  }
   char text[4096];
   size_t length = 0;
   for (ssize_t got = 1; got > 0 && length < sizeof(text) - 1;) {

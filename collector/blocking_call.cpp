@@ -95,6 +95,17 @@ void leave_blocking_call(alloc::BlockingCallRecord* record) noexcept {
   errno = saved_errno;
 }
 
+void leave_blocking_calls_below(uintptr_t target_stack_pointer) noexcept {
+  alloc::ThreadState* state = alloc::current_thread_state();
+  if (state == nullptr || state->heapkeeper_thread) return;
+  alloc::BlockingCallRecord& record = state->blocking_call;
+  // The saved stack pointer is the outermost wrapper's own (nested calls save none): a jump to a
+  // frame of the handler itself lands below it, and leaves the outer call running.
+  if (record.depth == 0 || target_stack_pointer <= record.registers[6]) return;
+  record.depth = 1;
+  leave_blocking_call(&record);
+}
+
 bool try_park(alloc::BlockingCallRecord& record) {
   auto* word = reinterpret_cast<std::atomic<uint32_t>*>(&record.state);
   uint32_t expected = kInCall;

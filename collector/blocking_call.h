@@ -54,6 +54,12 @@ extern "C" void heapkeeper_save_callee_saved(uint64_t* out);
 
 alloc::BlockingCallRecord* enter_blocking_call(uint32_t kind) noexcept;
 void leave_blocking_call(alloc::BlockingCallRecord* record) noexcept;
+// A longjmp about to land at `target_stack_pointer` (the jmp_buf's): if that is above the
+// outermost wrapped call's frame, the jump leaves the call without its wrapper returning (a
+// SIGALRM handler's siglongjmp out of a read, the classic timeout), so the call ends here, as
+// leave_blocking_call ends it. Otherwise the record would say "in a call" with a dead frame's
+// registers and stack pointer for ever, and a scan would park the thread with them.
+void leave_blocking_calls_below(uintptr_t target_stack_pointer) noexcept;
 
 // Wraps one blocking call of the program; must be constructed in the exported wrapper's own frame
 // (it is inline so that the registers and stack pointer saved are the wrapper's caller's).

@@ -161,6 +161,16 @@ void scan_with_world_stopped(void* raw) {
   for (size_t i = 0; i < thread_count; ++i) result.threads_stopped += b.threads[i].tid > 0 ? 1 : 0;
 
   const size_t anonymous_total = read_anonymous_writable_mappings(b.anonymous, kMaxRanges, b.maps_text, b.bytes_text);
+  if (anonymous_total == 0) {
+    // Every process has anonymous writable mappings (its stacks, at least): none means the maps
+    // file could not be read (no /proc in a sandbox or chroot). Without the stacks and the heaps
+    // of other allocators as roots, every block would look leaked, and collect mode would free
+    // blocks in use.
+    std::snprintf(result.failure, sizeof(result.failure),
+                  "/proc/thread-self/maps cannot be read (is /proc mounted?), so the roots are unknown");
+    world.resume();
+    return;
+  }
   const size_t anonymous_count = std::min(anonymous_total, kMaxRanges);
   const uintptr_t own_base = job->own_base;
   const size_t module_count = std::min(module_writable_segments(b.modules, kMaxRanges, own_base), kMaxRanges);

@@ -5,7 +5,9 @@
 #undef _FORTIFY_SOURCE  // the fortified inline versions of read/recv/poll would clash with ours
 #include <errno.h>
 #include <poll.h>
+#include <setjmp.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/sem.h>
@@ -54,3 +56,38 @@ ssize_t __recvfrom_chk(int, void*, size_t, size_t, int, struct sockaddr*, sockle
   }
 HEAPKEEPER_BLOCKING_FUNCTIONS(HEAPKEEPER_DEFINE_BLOCKING)
 #undef HEAPKEEPER_DEFINE_BLOCKING
+
+// The longjmp family: a jump out of a signal handler that interrupted a wrapped call leaves that
+// call without its wrapper returning (collector/blocking_call.h), so the call is ended first.
+namespace {
+
+// The stack pointer a glibc x86-64 jmp_buf restores (JB_RSP, word 6), mangled as setjmp stored it:
+// rotated left by 17 bits after an xor with the thread's pointer guard (%fs:0x30).
+uintptr_t jump_target_stack_pointer(const __jmp_buf_tag* buffer) noexcept {
+  uintptr_t guard;
+  asm("movq %%fs:0x30, %0" : "=r"(guard));
+  const auto mangled = static_cast<uintptr_t>(buffer->__jmpbuf[6]);
+  return ((mangled >> 17) | (mangled << (64 - 17))) ^ guard;
+}
+
+}  // namespace
+
+#define HEAPKEEPER_DEFINE_JUMP(name)                                                         \
+  HK_EXPORT __attribute__((noreturn)) void name(__jmp_buf_tag* buffer, int value) {          \
+    using Function = void (*)(__jmp_buf_tag*, int);                                          \
+    static std::atomic<Function> original{nullptr};                                          \
+    Function function = original.load(std::memory_order_acquire);                            \
+    if (function == nullptr) {                                                               \
+      function = reinterpret_cast<Function>(heapkeeper::alloc::lookup_next_symbol(#name));   \
+      if (function == nullptr) abort(); /* no libc longjmp: nothing sensible to return to */ \
+      original.store(function, std::memory_order_release);                                   \
+    }                                                                                        \
+    heapkeeper::collect::leave_blocking_calls_below(jump_target_stack_pointer(buffer));      \
+    function(buffer, value);                                                                 \
+    __builtin_unreachable();                                                                 \
+  }
+HEAPKEEPER_DEFINE_JUMP(longjmp)
+HEAPKEEPER_DEFINE_JUMP(_longjmp)
+HEAPKEEPER_DEFINE_JUMP(siglongjmp)
+HEAPKEEPER_DEFINE_JUMP(__longjmp_chk)  // what programs built with _FORTIFY_SOURCE call instead
+#undef HEAPKEEPER_DEFINE_JUMP

@@ -83,7 +83,8 @@ long validate_address(const void* address) {
 
 }  // namespace
 
-ssize_t read_validation_pipe(void* /*buffer*/, size_t /*size*/) {
+std::optional<ssize_t> read_validation_pipe(void* /*buffer*/, size_t /*size*/) {
+  if (!heapkeeper_is_running()) return std::nullopt;
   errno = EAGAIN;  // the pipe is always empty: libunwind keeps its tokens and goes on
   return -1;
 }
@@ -143,7 +144,9 @@ HK_EXPORT long syscall(long number, ...) {
     errno = ENOSYS;
     return -1;
   }
-  if (number == SYS_write && static_cast<int>(a[0]) == kValidationWriteToken) [[unlikely]] {
+  // libunwind's write inside heapkeeper's capture; the program's own call on that number is the kernel's.
+  if (number == SYS_write && static_cast<int>(a[0]) == kValidationWriteToken &&
+      heapkeeper::preload::heapkeeper_is_running()) [[unlikely]] {
     const int saved_errno = errno;
     const long result = heapkeeper::preload::validate_address(reinterpret_cast<const void*>(a[1]));
     if (result >= 0) errno = saved_errno == EINTR ? 0 : saved_errno;  // libunwind loops while errno is EINTR

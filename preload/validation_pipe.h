@@ -14,9 +14,10 @@ namespace heapkeeper::preload {
 inline constexpr int kValidationReadToken = -0x4b50;
 inline constexpr int kValidationWriteToken = -0x4b51;
 
-// libunwind's read of its pipe's read end: -1 with EAGAIN, an empty pipe (any other error would
-// make libunwind close its ends and ask for new ones).
-ssize_t read_validation_pipe(void* buffer, size_t size);
+// libunwind's read of its pipe's read end, inside heapkeeper's capture: -1 with EAGAIN, an empty
+// pipe (any other error would make libunwind close its ends and ask for new ones). Nothing for a
+// read heapkeeper is not making: the program's own read of that number fails as the kernel says.
+std::optional<ssize_t> read_validation_pipe(void* buffer, size_t size);
 
 // For the blocking-call wrappers (one template for all, this overload for read's signature): the
 // result of a read of the token, or nothing when the call is not one.

@@ -11,12 +11,21 @@
 #   unwinding      threads cancelled in wrapped blocking calls, pthread_exit, a throwing
 #                  new-handler, exceptions in threads: unwinds through heapkeeper's frames
 #   minimum_stack  a helper thread on a PTHREAD_STACK_MIN (16 KiB) stack writing to a stream
-#   descriptors    python3 and perl print the descriptor their first open() gets
+#   other_stacks   a signal handler on an 8 KiB alternate stack, and a ucontext coroutine on a
+#                  16 KiB stack, each writing a line to a stream it opens
+#   descriptors    python3 and perl print the descriptor their first open() gets (python3 also
+#                  under a limit of 16 descriptors)
 #   high_descriptors  bash reads and writes its own files on descriptors 992 and 993
 #   descriptor_numbers a C program dup2s its own files onto 992 and 993 and allocates through
 #                  frames without unwind information
 #   seccomp_filter a program whose seccomp filter kills it (or fails with EPERM) on ptrace,
 #                  process_vm_readv and the other debugging calls, scanned periodically and at exit
+#   seccomp_no_proc perl and ls under a killing filter they inherit, where /proc is not mounted
+#                  (a sandbox or chroot without it): /proc/self/status cannot say a filter is there
+#   closed_stderr  a program started with stderr closed, whose data file gets descriptor 2: the
+#                  file must hold only what the program wrote (the leak report goes nowhere)
+#   no_proc        python3 in collect mode with 100 ms scans where /proc is not mounted: no scan
+#                  may call a block leaked, let alone free it, without the roots /proc names
 source "$(dirname "$0")/lib.sh"
 
 program=${1:?usage: programs.sh PROGRAM}
@@ -100,6 +109,13 @@ case $program in
     # capture (libunwind's slow path, under vfprintf's frame) the rest: SIGSEGV every time.
     hk_compare minimum_stack run_program "$(hk_program small_stacks)" minimum -- launcher preload
     ;;
+  other_stacks)
+    # Stacks that are not the thread's: the short-of-stack check knows only the thread's own
+    # bounds, so a capture there unwinds in full (libunwind's slow path, about 9 KiB below the
+    # allocation) and runs into the guard page: SIGSEGV every time.
+    hk_compare altstack run_program "$(hk_program small_stacks)" altstack -- launcher preload
+    hk_compare coroutine run_program "$(hk_program small_stacks)" coroutine -- launcher preload
+    ;;
   descriptors)
     # heapkeeper's own descriptors never take the program's lowest free ones: libunwind's pipe,
     # opened at start-up, once made a traced program's first open() return 5 instead of 3.
@@ -110,6 +126,18 @@ case $program in
       esac
       hk_compare "descriptors_$interpreter" run_program "$interpreter" "$flag" "$code" -- launcher preload
     done
+    # Under a low descriptor limit (sandboxes set 16 or 32) there is no "high" number: stderr's
+    # private copy must not take the program's lowest free one either.
+    run_low_limit() {
+      local mode=$1
+      shift
+      (
+        ulimit -n 16
+        hk_exec "$mode" "$@"
+      )
+    }
+    hk_compare descriptors_low_limit run_low_limit /usr/bin/python3 -c 'import os; print(os.open("/dev/null", os.O_RDONLY))' \
+      -- preload
     ;;
   high_descriptors)
     # Descriptor numbers are the program's, all of them: a script may put its own files on any
@@ -160,6 +188,73 @@ case $program in
         hk_pass "seccomp_filter ($action) with 50 ms scans: exit status 0"
       fi
     done
+    ;;
+  seccomp_no_proc)
+    # Sandboxes (bubblewrap without --proc, minijail, chroots) may run a program under a seccomp
+    # filter with no /proc mounted: heapkeeper cannot read "Seccomp:" in /proc/self/status there,
+    # and must still not make the calls the filter kills for. /proc is hidden under a tmpfs in a
+    # mount namespace of the run's own (root, or an unprivileged user namespace).
+    hide_proc=(unshare -m)
+    ((EUID == 0)) || hide_proc=(unshare -rm)
+    if ! "${hide_proc[@]}" sh -c 'mount -t tmpfs none /proc' 2>/dev/null; then
+      echo "skipped: no mount namespace in which to hide /proc"
+      exit 77
+    fi
+    # The exit scans' one line saying they were skipped (no /proc, no roots: programs.sh no_proc)
+    # is expected; any other diagnostic still fails the comparison.
+    run_without_proc() {
+      local mode=$1 status=0
+      shift
+      # shellcheck disable=SC2016  # $@ is the inner shell's
+      hk_exec "$mode" "${hide_proc[@]}" sh -c 'mount -t tmpfs none /proc && exec "$@"' sh \
+        "$(hk_program seccomp_filter)" exec "$@" 2>"$PWD/stderr" || status=$?
+      grep -v 'leak scan at exit skipped: /proc/thread-self/maps cannot be read' "$PWD/stderr" >&2 || true
+      return "$status"
+    }
+    hk_compare seccomp_no_proc_perl run_without_proc perl -e 'my %h = map { $_ => [$_] } 1 .. 5000; print scalar(keys %h), "\n"' -- preload
+    hk_compare seccomp_no_proc_ls run_without_proc ls -d / -- preload
+    ;;
+  closed_stderr)
+    # heapkeeper writes to the stderr the program started with; with none, descriptor 2 is the
+    # program's next file, and nothing of heapkeeper's may go there.
+    run_closed_stderr() {
+      local mode=$1
+      hk_exec "$mode" "$(hk_program closed_stderr)" "$PWD/data.txt" 2>&-
+      cat "$PWD/data.txt"
+    }
+    hk_compare closed_stderr run_closed_stderr -- launcher preload
+    ;;
+  no_proc)
+    # Without /proc/thread-self/maps a scan knows neither the stacks nor other allocators' heaps:
+    # everything looks leaked. Scans must be skipped (with a line saying why), never run blind.
+    hide_proc=(unshare -m)
+    ((EUID == 0)) || hide_proc=(unshare -rm)
+    if ! "${hide_proc[@]}" sh -c 'mount -t tmpfs none /proc' 2>/dev/null; then
+      echo "skipped: no mount namespace in which to hide /proc"
+      exit 77
+    fi
+    python=/usr/bin/python3
+    [[ -x $python ]] || { echo "skipped: no /usr/bin/python3"; exit 77; }
+    run_collect_without_proc() {
+      local mode=$1
+      # shellcheck disable=SC2016  # $@ is the inner shell's
+      HEAPKEEPER_MODE=collect HEAPKEEPER_SCAN_INTERVAL=100ms HEAPKEEPER_QUIET=0 \
+        hk_exec "$mode" "${hide_proc[@]}" sh -c 'mount -t tmpfs none /proc && exec "$@"' sh "$python" -c \
+        'import time; x = [str(i) for i in range(100000)]; time.sleep(1); print(len(x), sum(len(s) for s in x))'
+    }
+    hk_capture no_proc plain run_collect_without_proc
+    hk_capture no_proc preload run_collect_without_proc
+    err=$HK_WORK/no_proc.preload/err
+    if [[ $(hk_status no_proc preload) != "$(hk_status no_proc plain)" ]] ||
+      ! cmp -s "$HK_WORK/no_proc.plain/out" "$HK_WORK/no_proc.preload/out"; then
+      hk_fail "no_proc: status $(hk_status no_proc preload) (plainly $(hk_status no_proc plain)), or stdout differs"
+      tail -5 "$err" >&2
+    elif grep -q 'heapkeeper\[[0-9]*\]: .*\(leaked\|reclaimed\)' "$err"; then
+      hk_fail "no_proc: scans without /proc called blocks leaked or freed them:"
+      grep 'heapkeeper\[' "$err" | head -5 >&2
+    else
+      hk_pass "no_proc: same stdout and status, no block called leaked"
+    fi
     ;;
   *)
     echo "programs.sh: unknown program $program" >&2

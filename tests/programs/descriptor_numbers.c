@@ -4,13 +4,18 @@
  * without unwind information (descriptor_numbers_no_unwind.c), which libunwind steps through by
  * validating addresses with its pipe, and finally reads its input and writes its output. Plainly,
  * and under heapkeeper, it prints "input at offset 0", the first line of its input, and that its
- * output file holds exactly what it wrote. Usage: hk_prog_descriptor_numbers INPUT OUTPUT */
+ * output file holds exactly what it wrote. Last, the program's own read(), write() and
+ * syscall(SYS_write, ...) of every descriptor from -1 to -65536 fail with EBADF, as the kernel
+ * says (whatever numbers heapkeeper may give libunwind, they are not the program's).
+ * Usage: hk_prog_descriptor_numbers INPUT OUTPUT */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 void* allocate_without_unwind_info(size_t size); /* descriptor_numbers_no_unwind.c */
@@ -47,5 +52,16 @@ int main(int argc, char** argv) {
   const int stat_ok = fstat(kOutput, &st) == 0;
   printf("output: wrote %zd bytes, the file holds %lld\n", put, stat_ok ? (long long)st.st_size : -1LL);
   printf("992 and 993 still open: %d %d\n", fcntl(kInput, F_GETFD) >= 0, fcntl(kOutput, F_GETFD) >= 0);
+  int not_ebadf = 0;
+  char byte = 0;
+  for (int fd = -1; fd >= -65536; --fd) {
+    errno = 0;
+    if (read(fd, &byte, 1) != -1 || errno != EBADF) ++not_ebadf;
+    errno = 0;
+    if (write(fd, &byte, 1) != -1 || errno != EBADF) ++not_ebadf;
+    errno = 0;
+    if (syscall(SYS_write, fd, &byte, 1) != -1 || errno != EBADF) ++not_ebadf;
+  }
+  printf("calls on descriptors -1..-65536 that did not fail with EBADF: %d\n", not_ebadf);
   return 0;
 }

@@ -3,7 +3,9 @@
  * on the debugging system calls — ptrace, process_vm_readv, process_vm_writev, perf_event_open —
  * or, with `errno`, makes them fail with EPERM. Then it works (allocates, frees, leaks one block,
  * sleeps a little so that periodic scans run) and prints one line. Plain, it exits 0 whatever the
- * action: it never makes those calls itself. Usage: hk_prog_seccomp_filter kill|errno */
+ * action: it never makes those calls itself. With `exec CMD...`, it installs the killing filter
+ * and execs CMD, which inherits it, as a service manager or sandbox launcher does.
+ * Usage: hk_prog_seccomp_filter kill|errno|exec CMD... */
 #include <errno.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -23,12 +25,13 @@ static void* blocks[256];
 static void* volatile lost;
 
 int main(int argc, char** argv) {
-  if (argc != 2 || (strcmp(argv[1], "kill") != 0 && strcmp(argv[1], "errno") != 0)) {
-    fprintf(stderr, "usage: %s kill|errno\n", argv[0]);
+  const int exec = argc > 2 && strcmp(argv[1], "exec") == 0;
+  if (!exec && (argc != 2 || (strcmp(argv[1], "kill") != 0 && strcmp(argv[1], "errno") != 0))) {
+    fprintf(stderr, "usage: %s kill|errno|exec CMD...\n", argv[0]);
     return 2;
   }
   const unsigned int action =
-      strcmp(argv[1], "kill") == 0 ? SECCOMP_RET_KILL_PROCESS : SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA);
+      exec || strcmp(argv[1], "kill") == 0 ? SECCOMP_RET_KILL_PROCESS : SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA);
   /* (A filter that does not check seccomp_data.arch is enough here: the program is x86-64 only.) */
   struct sock_filter filter[] = {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
@@ -46,6 +49,11 @@ int main(int argc, char** argv) {
   if (syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &program) != 0) {
     perror("seccomp");
     return 1;
+  }
+  if (exec) {
+    execvp(argv[2], argv + 2);
+    perror(argv[2]);
+    return 127;
   }
   for (int round = 0; round < 6; ++round) {
     for (int i = 0; i < 256; ++i) {

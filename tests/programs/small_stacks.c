@@ -7,7 +7,14 @@
  * (PTHREAD_STACK_MIN, 16 KiB on x86-64) writes a line to a stream of its own (fprintf allocates the
  * stream's buffer from inside vfprintf's large frame), duplicates a string, and allocates from a
  * few distinct call paths, as a small worker does. Plainly it has about 12 KiB of room and needs
- * well under that; heapkeeper's static TLS takes about 3 KiB of it. */
+ * well under that; heapkeeper's static TLS takes about 3 KiB of it.
+ *
+ * `small_stacks altstack`: a SIGUSR1 handler on an 8 KiB alternate signal stack (the historical
+ * SIGSTKSZ, which crash handlers still use) that logs a line to a file it opens, as a crash handler
+ * writing its report does. Plainly it has about 3 KiB to spare.
+ * `small_stacks coroutine`: a ucontext coroutine on a 16 KiB stack (coroutine libraries' small
+ * stacks) with 6 KiB of locals of its own that logs a line to a file it opens, three times. Plainly
+ * it has more than 6 KiB to spare. Both stacks have a guard page below them. */
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -15,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 static void* volatile sink;
@@ -77,8 +85,75 @@ static int minimum_stack(void) {
   return 0;
 }
 
+/* `size` bytes of stack with a guard page below them, or NULL. */
+static char* guarded_stack(size_t size) {
+  char* mapping = mmap(NULL, size + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mapping == MAP_FAILED || mprotect(mapping, 4096, PROT_NONE) != 0) return NULL;
+  return mapping + 4096;
+}
+
+/* Opens a file, writes a line to it and closes it: fopen and fprintf allocate the stream and its
+ * buffer, the buffer from inside vfprintf's large frame. */
+static int log_a_line(const char* who) {
+  FILE* log = fopen("/dev/null", "w");
+  if (log == NULL) return 0;
+  const int written = fprintf(log, "%s: %d %s\n", who, 42, "logged");
+  fclose(log);
+  return written;
+}
+
+static volatile int logged_in_handler;
+static void log_from_handler(int number) {
+  (void)number;
+  logged_in_handler = log_a_line("handler");
+}
+
+static int alternate_stack_handler(void) {
+  stack_t alternate = {0};
+  alternate.ss_size = 8192;
+  alternate.ss_sp = guarded_stack(alternate.ss_size);
+  if (alternate.ss_sp == NULL || sigaltstack(&alternate, NULL) != 0) return 2;
+  struct sigaction action = {0};
+  action.sa_handler = log_from_handler;
+  action.sa_flags = SA_ONSTACK;
+  sigaction(SIGUSR1, &action, NULL);
+  raise(SIGUSR1);
+  printf("handler on an 8 KiB alternate stack: logged %d bytes\n", logged_in_handler);
+  return 0;
+}
+
+static ucontext_t g_main_context, g_coroutine_context;
+static int g_coroutine_logged;
+__attribute__((noinline)) static void coroutine_step(void) {
+  volatile char own[6 * 1024];
+  memset((char*)own, 1, sizeof own);
+  g_coroutine_logged += log_a_line("coroutine");
+  __asm__ volatile("" : : "r"(own) : "memory");
+}
+static void coroutine_body(void) {
+  for (int round = 0; round < 3; ++round) {
+    coroutine_step();
+    swapcontext(&g_coroutine_context, &g_main_context);
+  }
+}
+
+static int coroutine(void) {
+  const size_t size = 16 * 1024;
+  char* stack = guarded_stack(size);
+  if (stack == NULL || getcontext(&g_coroutine_context) != 0) return 2;
+  g_coroutine_context.uc_stack.ss_sp = stack;
+  g_coroutine_context.uc_stack.ss_size = size;
+  g_coroutine_context.uc_link = &g_main_context;
+  makecontext(&g_coroutine_context, coroutine_body, 0);
+  for (int round = 0; round < 3; ++round) swapcontext(&g_main_context, &g_coroutine_context);
+  printf("coroutine on a 16 KiB stack: logged %d bytes\n", g_coroutine_logged);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc > 1 && strcmp(argv[1], "minimum") == 0) return minimum_stack();
+  if (argc > 1 && strcmp(argv[1], "altstack") == 0) return alternate_stack_handler();
+  if (argc > 1 && strcmp(argv[1], "coroutine") == 0) return coroutine();
   pthread_attr_t attributes;
   pthread_attr_init(&attributes);
   pthread_attr_setstacksize(&attributes, 32 * 1024);
