@@ -94,7 +94,9 @@ def main():
         names.add(re.sub(r"C1E", "C2E", name, count=1))
         names.add(re.sub(r"D1Ev", "D2Ev", name, count=1))
     lines = ["SECTIONS", "{", "  .text.heapkeeper_start :", "  {", "    *(.text.startup .text.startup.*)",
-             "    *symbol_lookup_entry.S.o(.text)"]
+             "    *symbol_lookup_entry.S.o(.text)",
+             # GCC's frame_dummy and __do_global_dtors_aux, which run at load and at exit.
+             "    *crtbeginS.o(.text)"]
     lines += [f"    *(.text.{name} .text.{name}.*)" for name in sorted(names)]
     # Their .text only: .text.unlikely holds the code GCC judged cold (the statistics printer).
     lines += [f"    *libheapkeeper_jemalloc.a:{member}(.text)" for member in jemalloc_objects]
