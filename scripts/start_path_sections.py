@@ -6,10 +6,13 @@ first-allocation and exit code spread over the library's text made almost all of
 every traced process (issue #12). The preload library is linked with this script (INSERT BEFORE
 .text), which gathers these functions at the start of the text. It lists the functions callgrind saw
 run: names that no longer exist are ignored, a new function missing from it only costs its page.
-jemalloc's functions are left out (its archive is not built with one section per function).
+jemalloc's archive is not built with one section per function: its objects of which any function
+ran follow, whole, so that the objects no short process runs (profiling, the statistics printer,
+the huge-page allocator...) stay out of the windows around the ones every process runs.
 
 Usage: scripts/start_path_sections.py LIBRARY > preload/start_path.ld
-  (run from the repository root after a build; needs valgrind, nm and a C compiler)
+  (run from the repository root after a build, whose lib/ holds LIBRARY and the renamed jemalloc
+  archive; needs valgrind, nm and a C compiler)
 """
 import os
 import re
@@ -29,6 +32,27 @@ def run_traced(library, command, out_dir):
     subprocess.run(["valgrind", "--tool=callgrind", "--demangle=no", "--trace-children=yes",
                     f"--callgrind-out-file={out_dir}/callgrind.%p", "env", f"LD_PRELOAD={library}"] + command,
                    env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def jemalloc_objects_run(archive, ran):
+    """The members of jemalloc's archive that define a function callgrind saw run, in archive order.
+
+    A local name defined in several members (an inlined helper such as arena_dalloc_no_tcache)
+    cannot say which of them ran, and is not counted."""
+    listing = subprocess.run(["nm", "-A", "--defined-only", archive], check=True, capture_output=True,
+                             text=True).stdout
+    definitions = {}
+    for line in listing.splitlines():
+        # archive:member:address type name
+        fields = line.split()
+        if len(fields) == 3 and fields[1] in "tTwW":
+            definitions.setdefault(fields[2], []).append(fields[0].split(":")[-2])
+    members = []
+    for name, where in definitions.items():
+        if name in ran and len(where) == 1 and where[0] not in members:
+            members.append(where[0])
+    order = list(dict.fromkeys(member for where in definitions.values() for member in where))
+    return sorted(members, key=order.index)
 
 
 def main():
@@ -58,6 +82,7 @@ def main():
     functions = {fields[2] for fields in (line.split() for line in defined.splitlines())
                  if len(fields) == 3 and fields[1] in "tTwW"}
     names = set()
+    jemalloc_objects = jemalloc_objects_run(os.path.join(os.path.dirname(library), "libheapkeeper_jemalloc.a"), ran)
     for name in ran & functions:
         if name.startswith("je_"):
             continue
@@ -69,8 +94,12 @@ def main():
         names.add(re.sub(r"C1E", "C2E", name, count=1))
         names.add(re.sub(r"D1Ev", "D2Ev", name, count=1))
     lines = ["SECTIONS", "{", "  .text.heapkeeper_start :", "  {", "    *(.text.startup .text.startup.*)",
-             "    *symbol_lookup_entry.S.o(.text)"]
+             "    *symbol_lookup_entry.S.o(.text)",
+             # GCC's frame_dummy and __do_global_dtors_aux, which run at load and at exit.
+             "    *crtbeginS.o(.text)"]
     lines += [f"    *(.text.{name} .text.{name}.*)" for name in sorted(names)]
+    # Their .text only: .text.unlikely holds the code GCC judged cold (the statistics printer).
+    lines += [f"    *libheapkeeper_jemalloc.a:{member}(.text)" for member in jemalloc_objects]
     lines += ["  }", "}", "INSERT BEFORE .text;"]
     sys.stdout.write(HEADER + "\n".join(lines) + "\n")
 
