@@ -38,16 +38,16 @@ OutputFile g_log_file;
 std::atomic<bool> g_log_failed{false};
 
 // The lowest free descriptor at or above a high number, out of the way of programs that expect
-// theirs to be small (select, fd_set) and below 1024 so the kernel's table stays small.
+// theirs to be small (select, fd_set) and below 1024 so the kernel's table stays small; -1 when
+// the limit leaves no such number (sandboxes set 16 or 32): a copy there would take the number the
+// program's next open expects, so there is none.
 int duplicate_high(int fd) {
+  constexpr rlim_t kLowestHigh = 64;
   rlimit limit{};
   rlim_t ceiling = 1024;
   if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < ceiling) ceiling = limit.rlim_cur;
-  for (rlim_t floor : {ceiling > 16 ? ceiling - 16 : rlim_t{3}, rlim_t{3}}) {
-    const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, static_cast<int>(floor < 3 ? 3 : floor));
-    if (copy >= 0) return copy;
-  }
-  return -1;
+  if (ceiling < kLowestHigh + 16) return -1;
+  return ::fcntl(fd, F_DUPFD_CLOEXEC, static_cast<int>(ceiling - 16));
 }
 
 void remember(OutputFile& file, int fd) {

@@ -61,9 +61,6 @@
 #include <dlfcn.h>
 #include <libunwind.h>
 #include <link.h>
-#include <signal.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -309,16 +306,14 @@ constexpr uintptr_t kUnwindRoom = uintptr_t{16} * 1024;
 
 // Off the thread's stack: whether this frame is on the thread's alternate signal stack (a
 // handler's) with less than kUnwindRoom of it left below; if so, `low` and `high` become that
-// stack's bounds. The kernel says where it is (one system call, for the rare captures off the
-// thread's stack). Crash handlers run on 8 KiB ones. Other stacks (coroutines') say no: their
-// room is not known.
-__attribute__((noinline)) bool short_of_alternate_stack(uintptr_t here, uintptr_t& low, uintptr_t& high) {
-  stack_t current{};
-  if (::syscall(SYS_sigaltstack, nullptr, &current) != 0 || (current.ss_flags & SS_ONSTACK) == 0) return false;
-  const auto start = reinterpret_cast<uintptr_t>(current.ss_sp);
-  if (here < start || here >= start + current.ss_size || here - start >= kUnwindRoom) return false;
+// stack's bounds. The sigaltstack wrapper recorded where it is (no system call here; one set with
+// a raw system call is not known). Crash handlers run on 8 KiB ones. Other stacks (coroutines')
+// say no: their room is not known.
+inline bool short_of_alternate_stack(uintptr_t here, uintptr_t& low, uintptr_t& high) {
+  const uintptr_t start = tls_thread.alt_stack_low, end = tls_thread.alt_stack_high;
+  if (here < start || here >= end || here - start >= kUnwindRoom) return false;
   low = start;
-  high = start + current.ss_size;
+  high = end;
   return true;
 }
 

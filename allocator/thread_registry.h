@@ -85,6 +85,9 @@ struct ThreadLocal {
   ThreadState* state = nullptr;
   // Frame of the exported allocation function this thread is in (see EntryFrameScope); 0: none.
   uintptr_t entry_frame = 0;
+  // The alternate signal stack the program set for this thread through sigaltstack() (the
+  // wrapper records it; a fork's child inherits it with this copy): [low, high), 0 when none.
+  uintptr_t alt_stack_low = 0, alt_stack_high = 0;
 };
 
 // Initial-exec TLS: one fixed offset from the thread pointer, no __tls_get_addr, no allocation.

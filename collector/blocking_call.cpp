@@ -96,7 +96,9 @@ void leave_blocking_call(alloc::BlockingCallRecord* record) noexcept {
 }
 
 void leave_blocking_calls_below(uintptr_t target_stack_pointer) noexcept {
-  alloc::ThreadState* state = alloc::current_thread_state();
+  // A thread inside a wrapped call has its state already: nothing to register (a jump is often
+  // made from a signal handler).
+  alloc::ThreadState* state = alloc::tls_thread.state;
   if (state == nullptr || state->heapkeeper_thread) return;
   alloc::BlockingCallRecord& record = state->blocking_call;
   // The saved stack pointer is the outermost wrapper's own (nested calls save none): a jump to a

@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "allocator/internal_mappings.h"
+#include "allocator/thread_registry.h"
 
 namespace heapkeeper::collect {
 namespace {
@@ -317,6 +318,10 @@ int lio_listio_with_roots(LioListioFunction original, int mode, aiocb* const lis
 int sigaltstack_with_roots(SigaltstackFunction original, const stack_t* stack, stack_t* old) noexcept {
   const int result = original(stack, old);
   if (result == 0 && stack != nullptr) {
+    // Where stack capture looks for its room when a handler runs there (no system call then).
+    const bool disabled = (stack->ss_flags & SS_DISABLE) != 0;
+    alloc::tls_thread.alt_stack_low = disabled ? 0 : reinterpret_cast<uintptr_t>(stack->ss_sp);
+    alloc::tls_thread.alt_stack_high = disabled ? 0 : reinterpret_cast<uintptr_t>(stack->ss_sp) + stack->ss_size;
     keeping_errno([&] {
       if ((stack->ss_flags & SS_DISABLE) != 0)
         take(kAltStack, 0, thread_handle());
