@@ -70,6 +70,7 @@
 #include "allocator/hash_mix.h"
 #include "allocator/jemalloc_calls.h"
 #include "allocator/private_heap.h"
+#include "allocator/private_stack.h"
 #include "allocator/python_frames.h"
 #include "allocator/stack_table.h"
 #include "allocator/thread_registry.h"
@@ -325,6 +326,39 @@ inline bool short_of_stack(uintptr_t& low, uintptr_t& high) {
   return high != 0 && short_of_alternate_stack(here, low, high);
 }
 
+// Off every stack whose room is known: neither the thread's own nor its alternate signal stack
+// (nor heapkeeper's private one, which is known): a coroutine's.
+inline bool on_unknown_stack(const ThreadState& state) {
+  const auto here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  if (state.stack_high == 0 || (here >= state.stack_low && here < state.stack_high)) return false;
+  if (here >= tls_thread.alt_stack_low && here < tls_thread.alt_stack_high) return false;
+  return !on_private_stack(state, here);
+}
+
+// unw_backtrace's contract for a stack of unknown room: the context is taken here, on the
+// program's stack, and stepped on heapkeeper's private stack (private_stack.h). -1 when there is
+// no private stack to be had.
+struct PrivateUnwind {
+  unw_context_t* context;
+  void** out;
+  int size;
+  int count;
+};
+void step_from_context(void* argument) {
+  auto* job = static_cast<PrivateUnwind*>(argument);
+  unw_cursor_t cursor;
+  if (unw_init_local(&cursor, job->context) != 0) return;
+  unw_word_t ip = 0;
+  while (job->count < job->size && unw_step(&cursor) > 0 && unw_get_reg(&cursor, UNW_REG_IP, &ip) == 0)
+    job->out[job->count++] = reinterpret_cast<void*>(ip);
+}
+__attribute__((noinline)) int backtrace_on_private_stack(ThreadState& state, void** out, int size) {
+  unw_context_t context;
+  if (unw_getcontext(&context) != 0) return 0;
+  PrivateUnwind job{&context, out, size, 0};
+  return run_on_private_stack(state, step_from_context, &job) ? job.count : -1;
+}
+
 // Unwinds with libunwind's fast trace; returns the number of program frames copied to `out`.
 // heapkeeper's frames are left out wherever they are: below the program's call into the
 // allocator, and in the middle of a stack, where an interposed function calls the original
@@ -341,8 +375,19 @@ int unwind_program_frames(uintptr_t* out, int depth) {
   }
   constexpr int kOwnFramesMax = 8;
   void* raw[Config::kMaxStackDepth + kAnchorFrames + kOwnFramesMax];
-  const int n = tls_unwinds < kSteppedUnwinds ? (++tls_unwinds, stepped_backtrace(raw, depth + kOwnFramesMax))
-                                              : unw_backtrace(raw, depth + kOwnFramesMax);
+  int n = 0;
+  if (state != nullptr && __builtin_expect(on_unknown_stack(*state), 0)) {
+    n = backtrace_on_private_stack(*tls_thread.state, raw, depth + kOwnFramesMax);
+    if (n < 0) {  // no private stack: the caller alone, as when short of stack
+      const EntryFrame entry = find_entry_frame(0, UINTPTR_MAX);
+      if (entry.sp == 0 || depth < 1) return 0;
+      out[0] = entry.ip;
+      return 1;
+    }
+  } else {
+    n = tls_unwinds < kSteppedUnwinds ? (++tls_unwinds, stepped_backtrace(raw, depth + kOwnFramesMax))
+                                      : unw_backtrace(raw, depth + kOwnFramesMax);
+  }
   int count = 0;
   for (int i = 0; i < n && count < depth; ++i) {
     const auto frame = reinterpret_cast<uintptr_t>(raw[i]);

@@ -65,6 +65,10 @@ struct alignas(64) ThreadState {
   // glibc allocated this thread's stack (not pthread_attr_setstack) and keeps it when the thread
   // exits: its stack is then recorded in exited_stacks(). Set by the pthread_create wrapper.
   bool library_stack = false;
+  // A stack of heapkeeper's own for unwinding when the thread runs on a stack whose room is not
+  // known (private_stack.h): made at first need, kept with this record for the threads that reuse it.
+  void* private_stack = nullptr;
+  bool private_stack_busy = false;
 
   std::atomic<bool> in_use{false};
   ThreadState* next_in_registry = nullptr;  // all states ever created, never unlinked

@@ -11,8 +11,8 @@
 #   unwinding      threads cancelled in wrapped blocking calls, pthread_exit, a throwing
 #                  new-handler, exceptions in threads: unwinds through heapkeeper's frames
 #   minimum_stack  a helper thread on a PTHREAD_STACK_MIN (16 KiB) stack writing to a stream
-#   other_stacks   a signal handler on an 8 KiB alternate stack writing a line to a stream it
-#                  opens (the ucontext coroutine on a 16 KiB stack is open, see the README)
+#   other_stacks   a signal handler on an 8 KiB alternate stack, and a ucontext coroutine on a
+#                  16 KiB stack, each writing a line to a stream it opens
 #   descriptors    python3 and perl print the descriptor their first open() gets (python3 also
 #                  under a limit of 16 descriptors)
 #   high_descriptors  bash reads and writes its own files on descriptors 992 and 993
@@ -114,8 +114,13 @@ case $program in
     # the sigaltstack wrapper recorded) that unwound in full (libunwind's slow path, about 9 KiB
     # below the allocation) ran into the guard page: SIGSEGV every time.
     hk_compare altstack run_program "$(hk_program small_stacks)" altstack -- launcher preload
-    # Open (README, "Limits"): a coroutine on a small stack heapkeeper knows nothing of still dies
-    # in libunwind's slow path; `small_stacks coroutine` reproduces it.
+    # A coroutine's stack, whose room nobody knows: the unwind runs on heapkeeper's private stack,
+    # and the block the coroutine keeps has its whole stack (the coroutine's frames, then
+    # makecontext's start).
+    hk_compare coroutine run_program "$(hk_program small_stacks)" coroutine -- launcher preload
+    hk_json_check "$(ls "$HK_WORK"/coroutine.launcher/reports/r.*.json)" \
+      '[f.get("function") for s in r["live_sites"] if s["bytes"] == 777 for f in s["stack"]][:2] == ["coroutine_step", "coroutine_body"]' \
+      "the coroutine's block has the coroutine's frames" && hk_pass "a block allocated on a coroutine's stack has its whole stack"
     ;;
   descriptors)
     # heapkeeper's own descriptors never take the program's lowest free ones: libunwind's pipe,

@@ -14,7 +14,8 @@
  * writing its report does. Plainly it has about 3 KiB to spare.
  * `small_stacks coroutine`: a ucontext coroutine on a 16 KiB stack (coroutine libraries' small
  * stacks) with 6 KiB of locals of its own that logs a line to a file it opens, three times. Plainly
- * it has more than 6 KiB to spare. Both stacks have a guard page below them. */
+ * it has more than 6 KiB to spare, and keeps one 777-byte block it allocated there. Both stacks
+ * have a guard page below them. */
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -124,9 +125,11 @@ static int alternate_stack_handler(void) {
 
 static ucontext_t g_main_context, g_coroutine_context;
 static int g_coroutine_logged;
+static void* volatile g_coroutine_kept; /* 777 bytes, live at exit: its stack names the coroutine */
 __attribute__((noinline)) static void coroutine_step(void) {
   volatile char own[6 * 1024];
   memset((char*)own, 1, sizeof own);
+  if (g_coroutine_kept == NULL) g_coroutine_kept = malloc(777);
   g_coroutine_logged += log_a_line("coroutine");
   __asm__ volatile("" : : "r"(own) : "memory");
 }
