@@ -67,6 +67,7 @@
 #include <new>
 
 #include "allocator/config.h"
+#include "allocator/hash_mix.h"
 #include "allocator/jemalloc_calls.h"
 #include "allocator/private_heap.h"
 #include "allocator/python_frames.h"
@@ -227,7 +228,7 @@ inline uint64_t set_key(StackCache* cache, uint64_t tag, uintptr_t sp) {
 // same check; a plain 64-bit product keeps a high bit's change out of the low half). The keys
 // differ by position, so a swap of two callers changes the sum; a value alone at the end is
 // paired with a key. Starting from the entry's tag, the check covers the entry frame too. 64
-// bits: two different stacks pass for each other about once in 2^64.
+// bits: two different stacks pass for each other about once in 2^64. (fold_multiply: hash_mix.h.)
 constexpr uint64_t splitmix(uint64_t x) {
   x += 0x9e3779b97f4a7c15ull;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -243,19 +244,6 @@ struct PositionKeys {
   }
 };
 constexpr PositionKeys kPositionKeys;
-
-inline uint64_t fold_multiply(uint64_t a, uint64_t b) {
-#if defined(__x86_64__)
-  // One mul: GCC 12 stores and reloads an unsigned __int128 product on the way (3 of the 17
-  // instructions a pair took).
-  uint64_t low, high;
-  __asm__("mulq %3" : "=a"(low), "=d"(high) : "%a"(a), "rm"(b) : "cc");
-  return low ^ high;
-#else
-  const unsigned __int128 product = static_cast<unsigned __int128>(a) * b;
-  return static_cast<uint64_t>(product) ^ static_cast<uint64_t>(product >> 64);
-#endif
-}
 
 // The term of the values at positions i and i + 1.
 inline uint64_t pair_term(uint64_t first, uint64_t second, unsigned i) {
