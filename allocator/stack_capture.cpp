@@ -159,6 +159,7 @@ struct StackCache {
 
   CachedStack* entry(unsigned index) { return reinterpret_cast<CachedStack*>(entries + index * entry_bytes); }
   static uint16_t* slot_words(CachedStack* e) { return reinterpret_cast<uint16_t*>(e + 1); }
+  static const uint16_t* slot_words(const CachedStack* e) { return reinterpret_cast<const uint16_t*>(e + 1); }
 };
 
 namespace {
@@ -380,7 +381,8 @@ int unwind_program_frames(uintptr_t* out, int depth) {
 }
 
 // The stack of the caller, unwound and interned: what a capture does without the cache.
-uint32_t intern_unwound(uintptr_t* ips, int depth, uint32_t generation) {
+__attribute__((noinline)) uint32_t intern_unwound(int depth, uint32_t generation) {
+  uintptr_t ips[Config::kMaxStackDepth];
   const int count = unwind_program_frames(ips, depth);
   if (count == 0) return StackTable::kNoStack;
   return stack_table().intern(ips, static_cast<uint32_t>(count), generation);
@@ -522,48 +524,75 @@ StackProbe probe_stack_cache(StackCache* cache) {
 
 namespace {
 
+// The cached stack the probed entry frame's stack is, or null. Apart from the miss path (which
+// unwinds, interns and caches, with a frame of its own four times the size): a hit then needs none
+// of the registers that path spills.
+inline const CachedStack* find_cached_stack(StackCache* cache, const StackProbe& entry) {
+  const uint64_t tag = entry.tag;
+  const uint64_t key = entry.key;
+  const unsigned set = entry.set;
+  const uint64_t* tags = cache->tags + size_t{set} * StackCache::kWays;
+  const unsigned first = cache->last_hit[set];
+  for (unsigned probe = 0; probe < StackCache::kWays; ++probe) {
+    const unsigned way = (first + probe) % StackCache::kWays;
+    if (tags[way] != key) continue;
+    const CachedStack* candidate = cache->entry(set * StackCache::kWays + way);
+    // Every caller's return address still in its slot. Entries sharing an entry frame differ in
+    // their innermost callers: those are checked first, against 16 bits; then the rest.
+    const uint16_t* slot = StackCache::slot_words(candidate);
+    const uint32_t words = candidate->words;
+    const uint32_t head = words < StackCache::kHeadSlots ? words : StackCache::kHeadSlots;
+    uint64_t hash = tag + words_sum(slot, 0, head, entry.sp);
+    if (head_bits(hash) != candidate->head_check) continue;
+    hash += words_sum(slot, head, words, entry.sp) + links_sum(slot, words, candidate->links, entry);
+    if (hash == candidate->check) {
+      cache->last_hit[set] = static_cast<uint8_t>(way);
+      return candidate;
+    }
+  }
+  return nullptr;
+}
+
+uint32_t capture_uncached(StackCache* cache, int depth, const StackProbe& entry, uint32_t generation);
+
+inline uint32_t capture_probed(StackCache* cache, int depth, const StackProbe& entry, uint32_t generation) {
+  if (entry.sp != 0) {
+    if (const CachedStack* hit = find_cached_stack(cache, entry)) {
+      const uint32_t id = hit->stack_id;  // read first: growing frees the table it is in
+      ++cache->hits;
+      if (++cache->window_captures == StackCache::kWindow) maybe_grow(cache);
+      return id;
+    }
+  }
+  return capture_uncached(cache, depth, entry, generation);
+}
+
 uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* given) {
-  uintptr_t ips[Config::kMaxStackDepth + kAnchorFrames];
   // Read before unwinding: the frames are then at least as new as the generation.
   const uint32_t generation = module_generation();
   // Short of stack: the caller alone (unwind_program_frames), never cached for the deeper
   // captures from the same place. (The cache holds the thread's stack bounds.)
   if (cache == nullptr || cache->stack_high == 0 || depth != config().stack_depth ||
       short_of_stack(cache->stack_low, cache->stack_high)) {
-    return intern_unwound(ips, depth, generation);
+    return intern_unwound(depth, generation);
   }
   if (__builtin_expect(cache->generation != generation, 0)) forget_cached_stacks(cache, generation);
   if (__builtin_expect(cache->resting != 0, 0)) {
     if (++cache->window_captures == StackCache::kWindow) maybe_grow(cache);
-    return intern_unwound(ips, depth, generation);
+    return intern_unwound(depth, generation);
   }
-  const StackProbe entry = given != nullptr ? *given : probe_stack_cache(cache);
+  if (__builtin_expect(given == nullptr, 0)) {
+    const StackProbe probed = probe_stack_cache(cache);
+    return capture_probed(cache, depth, probed, generation);
+  }
+  return capture_probed(cache, depth, *given, generation);
+}
+
+// A miss: unwinds, interns, and caches the stack when it can be validated later.
+__attribute__((noinline)) uint32_t capture_uncached(StackCache* cache, int depth, const StackProbe& entry,
+                                                    uint32_t generation) {
+  uintptr_t ips[Config::kMaxStackDepth + kAnchorFrames];
   const uint64_t tag = entry.tag;
-  const uint64_t key = entry.key;
-  const unsigned set = entry.set;
-  uint64_t* tags = cache->tags + size_t{set} * StackCache::kWays;
-  if (entry.sp != 0) {
-    const unsigned first = cache->last_hit[set];
-    for (unsigned probe = 0; probe < StackCache::kWays; ++probe) {
-      const unsigned way = (first + probe) % StackCache::kWays;
-      if (tags[way] != key) continue;
-      CachedStack* candidate = cache->entry(set * StackCache::kWays + way);
-      // Every caller's return address still in its slot. Entries sharing an entry frame differ in
-      // their innermost callers: those are checked first, against 16 bits; then the rest.
-      const uint16_t* slot = StackCache::slot_words(candidate);
-      const uint32_t words = candidate->words;
-      const uint32_t head = words < StackCache::kHeadSlots ? words : StackCache::kHeadSlots;
-      uint64_t hash = tag + words_sum(slot, 0, head, entry.sp);
-      if (head_bits(hash) != candidate->head_check) continue;
-      hash += words_sum(slot, head, words, entry.sp) + links_sum(slot, words, candidate->links, entry);
-      if (hash == candidate->check) {
-        cache->last_hit[set] = static_cast<uint8_t>(way);
-        ++cache->hits;
-        if (++cache->window_captures == StackCache::kWindow) maybe_grow(cache);
-        return candidate->stack_id;
-      }
-    }
-  }
   ++cache->misses;
   ++cache->window_misses;
   const bool cacheable = entry.sp != 0;
@@ -676,7 +705,7 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
   }
   const uint64_t fill_key = set_key(cache, tag, entry.sp);
   const unsigned fill_set = static_cast<unsigned>(fill_key >> cache->set_shift);
-  tags = cache->tags + size_t{fill_set} * StackCache::kWays;
+  uint64_t* const tags = cache->tags + size_t{fill_set} * StackCache::kWays;
   const unsigned way = cache->next_way[fill_set]++ % StackCache::kWays;
   CachedStack* cached = cache->entry(fill_set * StackCache::kWays + way);
   tags[way] = 0;  // empty until complete
