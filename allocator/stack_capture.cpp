@@ -118,7 +118,7 @@ struct StackCache {
   uint32_t window_captures, window_misses;
   uint32_t generation;  // the module generation every cached stack was unwound in
   uint64_t hits, misses;
-  static constexpr unsigned kCallerEntries = 256;
+  static constexpr unsigned kCallerEntries = 256;  // capture_caller's: 128 sets of two ways
   uintptr_t caller_ip[kCallerEntries];
   uint32_t caller_id[kCallerEntries];
   PythonStackCache* python;  // made when the thread first allocates under Python (python_frames.h)
@@ -739,11 +739,24 @@ uint32_t capture_caller(StackCache* cache) {
   if (entry.sp == 0) return capture_stack(cache, 1);
   const uint32_t generation = module_generation();
   if (__builtin_expect(cache->generation != generation, 0)) forget_cached_stacks(cache, generation);
-  const unsigned index = static_cast<unsigned>((entry.ip * 0x9e3779b97f4a7c15ull) >> 56);
-  if (cache->caller_ip[index] == entry.ip) return cache->caller_id[index];
+  // Two ways a set, the one found last first: direct-mapped, two of a program's few hot free
+  // callers sharing an entry evicted each other on every free (python3's churn: 2.8% of frees
+  // missed and interned their caller again).
+  const unsigned set = static_cast<unsigned>((entry.ip * 0x9e3779b97f4a7c15ull) >> 57) * 2;
+  if (cache->caller_ip[set] == entry.ip) return cache->caller_id[set];
+  if (cache->caller_ip[set + 1] == entry.ip) {
+    const uint32_t id = cache->caller_id[set + 1];
+    cache->caller_ip[set + 1] = cache->caller_ip[set];
+    cache->caller_id[set + 1] = cache->caller_id[set];
+    cache->caller_ip[set] = entry.ip;
+    cache->caller_id[set] = id;
+    return id;
+  }
   const uint32_t id = stack_table().intern(&entry.ip, 1, generation);
-  cache->caller_ip[index] = entry.ip;
-  cache->caller_id[index] = id;
+  cache->caller_ip[set + 1] = cache->caller_ip[set];
+  cache->caller_id[set + 1] = cache->caller_id[set];
+  cache->caller_ip[set] = entry.ip;
+  cache->caller_id[set] = id;
   return id;
 }
 
