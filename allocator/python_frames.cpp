@@ -19,6 +19,7 @@
 
 #include "allocator/config.h"
 #include "allocator/diagnostics.h"
+#include "allocator/hash_mix.h"
 #include "allocator/jemalloc_calls.h"
 #include "allocator/private_heap.h"
 #include "allocator/python_code_table.h"
@@ -189,42 +190,43 @@ struct WalkedFrame {
 template <typename L, bool kRecord>
 int walk_python_frames(WalkedFrame* out, int limit, uint64_t seed, uint64_t& hash) {
   const uintptr_t thread = current_thread_state();
-  if (thread == 0) return 0;
+  if (thread == 0 || limit <= 0) return 0;
   const uintptr_t cframe = load<uintptr_t>(thread + L::thread_cframe());
   if (cframe == 0 || (cframe & 7) != 0) return 0;
   uintptr_t frame = load<uintptr_t>(cframe + L::cframe_current_frame());
   int count = 0;
   uint32_t group = 0;
   uint64_t h = seed;
-  // Incomplete frames are skipped, not counted: bound the walk itself too.
-  for (int hops = 0; frame != 0 && count < limit && hops < 4 * Config::kMaxStackDepth; ++hops) {
-    if ((frame & 7) != 0) break;
+  // Incomplete frames are skipped, not counted: bound the walk itself too. The loop tests what
+  // changes where it changes (count only when a frame is taken), and reads the owner only for a
+  // frame before its first traceable instruction: this runs for every frame of every allocation.
+  int hops = 4 * Config::kMaxStackDepth;
+  while (frame != 0 && (frame & 7) == 0) {
     const uintptr_t code = load<uintptr_t>(frame + L::frame_code());
     const uintptr_t instruction = load<uintptr_t>(frame + L::frame_prev_instr());
     const bool entry = load<uint8_t>(frame + L::frame_is_entry()) != 0;
-    const uint8_t owner = load<uint8_t>(frame + L::frame_owner());
     const uintptr_t previous = load<uintptr_t>(frame + L::frame_previous());
     if (code == 0 || (code & 7) != 0) break;
     const uintptr_t first = code + L::code_adaptive();
     const auto traceable = static_cast<uintptr_t>(load<int>(code + L::code_first_traceable()));
-    if (instruction >= first &&
-        (owner == L::owner_generator() || instruction >= first + traceable * L::code_unit_bytes())) {
+    if (instruction >= first && (instruction >= first + traceable * L::code_unit_bytes() ||
+                                 load<uint8_t>(frame + L::frame_owner()) == L::owner_generator())) {
       const uint64_t identity = code_identity<L>(code);
       const uint64_t unit = (instruction - first) >> L::code_unit_shift();
       if constexpr (kRecord) {
         out[count] = {python_word::make(code_key(identity), unit), code, group};
       } else {
-        // The instruction and the group (below 4 * kMaxStackDepth < 2^10) spread by a multiply over
-        // the identity's bits, then mixed into the chain, whose xor-shift makes it not linear.
+        // The instruction and the group (below 4 * kMaxStackDepth < 2^10) keyed, multiplied with
+        // the chain so far and the identity (hash_mix.h): the chain is not linear and depends on
+        // the frames' order.
         static_assert(4 * Config::kMaxStackDepth < 1 << 10);
-        const uint64_t position = ((unit << 10) | group) * 0x9e3779b97f4a7c15ull;
-        h = (h ^ (identity + position)) * 0xff51afd7ed558ccdull;
-        h ^= h >> 32;
+        h = fold_multiply(h ^ identity, ((unit << 10) | group) ^ 0x9e3779b97f4a7c15ull);
       }
-      ++count;
+      if (++count == limit) break;
     }
-    if (entry) ++group;
+    group += entry ? 1 : 0;
     frame = previous;
+    if (--hops == 0) break;
   }
   hash = h | 1;
   return count;
