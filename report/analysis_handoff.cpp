@@ -59,10 +59,23 @@ bool write_all(int fd, const char* data, size_t size) {
   return true;
 }
 
-// Reads until end of file, waiting at most until `deadline_ms`; false on timeout or error.
-bool read_until_eof(int fd, std::string& out, uint64_t deadline_ms) {
-  char buffer[65536];
+// Reads into `out` until end of file or, with `complete` (a service's answer), until `out` holds
+// the whole answer its header announces, waiting at most until `deadline_ms`; false on timeout or
+// error. The service closes the connection once it has sent the answer, but waiting for that as
+// well could cost the exiting program a second wake-up on a loaded machine.
+bool read_answer(int fd, std::string& out, uint64_t deadline_ms, bool complete) {
+  // Small: a 64 KiB buffer reached below the stack the exit path had used, a page fault a report.
+  char buffer[8192];
   for (;;) {
+    if (complete && out.size() >= kRawAnswerHeaderBytes) {
+      uint64_t total = 0;
+      std::memcpy(&total, out.data() + kRawAnswerTotalAt, sizeof total);
+      // A size the parser would refuse is read to end of file, as before, and refused there.
+      if (total >= kRawAnswerHeaderBytes && total <= kRawAnswerMaxBytes) {
+        if (out.size() >= total) return true;
+        out.reserve(total);
+      }
+    }
     const uint64_t now = monotonic_ms();
     if (now >= deadline_ms) return false;
     pollfd p{fd, POLLIN, 0};
@@ -114,7 +127,7 @@ bool ask_service(const char* socket_path, const std::string& dump, std::string& 
   socklen_t peer_length = sizeof peer;
   ok = ok && ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peer_length) == 0 && peer.uid == ::getuid();
   ok = ok && send_with_length(fd, dump);
-  ok = ok && ::shutdown(fd, SHUT_WR) == 0 && read_until_eof(fd, reply, monotonic_ms() + kAnswerTimeoutMs);
+  ok = ok && ::shutdown(fd, SHUT_WR) == 0 && read_answer(fd, reply, monotonic_ms() + kAnswerTimeoutMs, true);
   ::close(fd);
   return ok;
 }
@@ -187,7 +200,7 @@ bool ask_binary(const std::string& dump, std::string& reply, std::string& why) {
     ::close(answer[0]);
     return false;
   }
-  const bool answered = read_until_eof(answer[0], reply, monotonic_ms() + kAnswerTimeoutMs);
+  const bool answered = read_answer(answer[0], reply, monotonic_ms() + kAnswerTimeoutMs, false);
   ::close(answer[0]);
   if (!answered) ::kill(static_cast<pid_t>(child), SIGKILL);
   int status = 0;

@@ -119,7 +119,10 @@ RawReport build_raw_report(uint32_t flags) {
   r.baseline_path = cfg.baseline_path;
   // Where the memory still allocated now comes from (at exit: what the program never freed,
   // reachable or not; the collector's leak list says which of it is unreachable).
-  const std::vector<SiteTotals> sites = live_sites();
+  // Nothing live (every block freed, or none ever allocated: most short processes) has no sites,
+  // and reading the live bitmap to find none cost a process that allocated nothing five page
+  // faults and 45,000 instructions at exit.
+  const std::vector<SiteTotals> sites = s.live_blocks != 0 ? live_sites() : std::vector<SiteTotals>();
   r.live_site_count = sites.size();
   for (size_t i = 0; i < sites.size() && i < kReportLiveSites; ++i)
     r.live_sites.push_back({sites[i].stack_id, sites[i].blocks, sites[i].bytes});

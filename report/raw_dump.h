@@ -214,6 +214,10 @@ struct RawReport {
 // bytes leak_text, bytes json, u32 n + n × {u32 stack, bytes pattern} (suppressed leak groups),
 // bytes profile.
 inline constexpr uint64_t kRawAnswerMagic = 0x5257534e41504b48ull;  // "HKPANSWR" little-endian
+// Where the answer's total size lies, and the header's length: a reader of a stream stops there.
+inline constexpr size_t kRawAnswerTotalAt = 16;
+inline constexpr size_t kRawAnswerHeaderBytes = 24;
+inline constexpr uint64_t kRawAnswerMaxBytes = uint64_t{1} << 32;
 struct RawAnswer {
   // A leak group of the dump that a suppression hides: its stack, and the pattern that matched.
   struct Suppressed {

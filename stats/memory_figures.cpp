@@ -5,12 +5,15 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "allocator/heap_trimmer.h"
 #include "allocator/internal_mappings.h"
 #include "allocator/jemalloc_api.h"
 #include "allocator/thread_registry.h"
+
+extern "C" const ElfW(Ehdr) __ehdr_start;  // defined by the linker at this object's first byte
 
 namespace heapkeeper::stats {
 
@@ -39,34 +42,40 @@ ArenaFigures arena_figures(const alloc::ArenaFigures& from) {
 // libheapkeeper.so's loaded image, from its lowest PT_LOAD segment to the end of its highest (the
 // bss, where the bootstrap pool and jemalloc's radix root live, included). Found once: the
 // library is never unloaded.
+//
+// Read from the library's own program headers (the ELF header the linker puts at __ehdr_start),
+// not with dl_iterate_phdr: that holds the dynamic loader's lock, and this runs on the publisher
+// thread, which the program's fork() does not wait for. A child forked while the publisher held
+// that lock inherited it held by a thread it does not have, and hung at its first
+// dl_iterate_phdr (libunwind's, on its first allocation): a forked child of a traced bash loop,
+// once in about 2,000 forks, its main thread and its own publisher both waiting for the lock.
 struct Image {
   uintptr_t start = 0, end = 0;
 };
-
-int find_own_image(dl_phdr_info* info, size_t, void* data) {
-  auto* image = static_cast<Image*>(data);
-  const auto self = reinterpret_cast<uintptr_t>(&fill_memory_figures);
-  uintptr_t low = UINTPTR_MAX, high = 0;
-  bool ours = false;
-  for (int i = 0; i < info->dlpi_phnum; ++i) {
-    const ElfW(Phdr)& segment = info->dlpi_phdr[i];
-    if (segment.p_type != PT_LOAD) continue;
-    const uintptr_t start = info->dlpi_addr + segment.p_vaddr, end = start + segment.p_memsz;
-    low = std::min(low, start & ~(kPage - 1));
-    high = std::max(high, (end + kPage - 1) & ~(kPage - 1));
-    if (self >= start && self < end) ours = true;
-  }
-  if (!ours) return 0;
-  image->start = low;
-  image->end = high;
-  return 1;
-}
 
 const Image& own_image() {
   static Image image;
   static bool found = false;
   if (!found) {
-    dl_iterate_phdr(find_own_image, &image);
+    const auto* base = reinterpret_cast<const char*>(&__ehdr_start);
+    const auto* segments = reinterpret_cast<const ElfW(Phdr)*>(base + __ehdr_start.e_phoff);
+    // The load bias: where the segment that maps the file's first byte (and so the ELF header) lies.
+    uintptr_t bias = reinterpret_cast<uintptr_t>(base);
+    for (int i = 0; i < __ehdr_start.e_phnum; ++i) {
+      if (segments[i].p_type == PT_LOAD && segments[i].p_offset == 0) {
+        bias -= segments[i].p_vaddr;
+        break;
+      }
+    }
+    uintptr_t low = UINTPTR_MAX, high = 0;
+    for (int i = 0; i < __ehdr_start.e_phnum; ++i) {
+      const ElfW(Phdr)& segment = segments[i];
+      if (segment.p_type != PT_LOAD) continue;
+      const uintptr_t start = bias + segment.p_vaddr, end = start + segment.p_memsz;
+      low = std::min(low, start & ~(kPage - 1));
+      high = std::max(high, (end + kPage - 1) & ~(kPage - 1));
+    }
+    if (high > low) image = {low, high};
     found = true;
   }
   return image;

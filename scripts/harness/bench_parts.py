@@ -129,7 +129,7 @@ class BenchParts:
         self.goals_summary.write_text(self.goals_summary_of(rows[1:], heap_rows[1:]))
 
     def remove_reports(self):
-        for f in self.tmp_dir.glob("hkreport.*"):
+        for f in self.report_dir.glob("hkreport.*"):
             f.unlink()
 
     def heap_figures(self, tag):
@@ -137,7 +137,7 @@ class BenchParts:
         timing trampoline (rusage_exec) is traced too and writes a report of its own: the workload's
         is the one with the largest peak."""
         best = ("-", "-")
-        for path in self.tmp_dir.glob(f"hkreport.{tag}.*.json"):
+        for path in self.report_dir.glob(f"hkreport.{tag}.*.json"):
             try:
                 document = json.loads(path.read_text())
                 figures = (int(document["heap"]["mapped_bytes"]), int(document["peak_live_bytes"]))

@@ -6,7 +6,8 @@
 #                no libdw in its maps after heapkeeper_write_report or after `heapkeeper report
 #                PID` and `heapkeeper stats PID` named its frames (reader side), its exit status and
 #                HEAPKEEPER_EXITCODE as before; reports named in full by both ways; the binary
-#                refuses a corrupt dump in one line
+#                refuses a corrupt dump in one line; a service's answer is taken at the size it
+#                announces, without waiting for the service to close the connection
 #   unreachable  without the binary (moved out of reach, named wrongly, failing, answering nonsense)
 #                the leak report still comes, with module+offset frames and build-ids, as
 #                LeakSanitizer's does without a symbolizer; the offset lies in the leaking function
@@ -103,6 +104,42 @@ case $part in
       hk_fail "HEAPKEEPER_EXITCODE: statuses $(cat "$W/exitcode.status") and $(cat "$W/suppressed.status") (expected 23 and 0)"
       head -12 "$W/suppressed.err" >&2
     fi
+
+    # A service's answer ends where its header says: the program does not also wait for the
+    # service to close the connection. This one answers (through the binary) and keeps the
+    # connection open until the program has exited; with no binary to fall back on, a program that
+    # waited for the close would give up at the answer's timeout and write no report.
+    "$HK_CHECK_PYTHON" - "$W/held.sock" "$HK_LAUNCHER" "$W/held.exited" <<'PY' &
+import os, socket, struct, subprocess, sys, time
+path, binary, exited = sys.argv[1:4]
+listener = socket.socket(socket.AF_UNIX)
+listener.bind(path)
+listener.listen(1)
+client, _ = listener.accept()
+data = b""
+while len(data) < 8 or len(data) < 8 + struct.unpack("<Q", data[:8])[0]:
+    chunk = client.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+environment = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+answer = subprocess.run([binary, "symbolize", "--answer"], input=data[8:], stdout=subprocess.PIPE, env=environment).stdout
+client.sendall(answer)
+while not os.path.exists(exited):
+    time.sleep(0.05)
+client.close()
+PY
+    held=$!
+    for ((i = 0; i < 200; ++i)); do [[ -S $W/held.sock ]] && break; sleep 0.05; done
+    HEAPKEEPER_SYMBOLIZER_SOCKET=$W/held.sock HEAPKEEPER_BINARY=/nonexistent/heapkeeper \
+      HEAPKEEPER_REPORT="$W/held.json" run_case held preload wait
+    touch "$W/held.exited"
+    hk_wait "$held" || true
+    ok=1
+    [[ $(cat "$W/held.status") == 0 ]] || { hk_fail "held: status $(cat "$W/held.status")"; ok=0; }
+    grep -qE "$named" "$W/held.err" || { hk_fail "held: no named leak report: $(head -5 "$W/held.err")"; ok=0; }
+    hk_json_check "$W/held.json" 'r["leaked_bytes"] == 4321' "held: the JSON report is written" || ok=0
+    ((ok)) && hk_pass "a service that keeps its connection open after answering: named report, status 0"
 
     # The binary's reader: a corrupt or truncated dump is one line and status 1.
     : >"$W/empty.dump"
