@@ -98,15 +98,24 @@ static_assert(sizeof(CachedStack) == 16);
 // only the entry that matches. The set is chosen by the entry frame and its first callers'
 // return addresses (set_key). The cache starts small and doubles (up to kMaxSets) while it misses
 // often: a thread that allocates from a few sites stays small, an interpreter's main thread with
-// tens of thousands of distinct stacks gets room for them.
+// tens of thousands of distinct stacks gets room for them. It halves again once it has missed
+// almost never for a while: python3's imports grow it to 1,024 sets (1.1 MiB), which its
+// small-live-set churn after them does not need (2 to 53 misses a window of 16,384 captures in 512
+// sets, 1 to 20 in 1,024; 89 in 256, where it doubles back and stays). Both are done in place.
 struct StackCache {
   static constexpr unsigned kWays = 8;
   static constexpr unsigned kFirstSets = 64;
   static constexpr unsigned kMaxSets = 2048;
   static constexpr unsigned kWindow = 1u << 14;          // captures per growth decision
   static constexpr unsigned kGrowMisses = kWindow / 16;  // grow when more than 1 in 16 missed
-  static constexpr unsigned kHeadSlots = 4;              // entries sharing an entry frame differ here
-  uint32_t capacity;                                     // checked words per entry
+  // Shrinking: after kQuietWindows windows in a row that missed at most kQuietMisses each, the
+  // table halves; if the window after that misses more than kRegretMisses it doubles back, and
+  // never shrinks below that size again.
+  static constexpr unsigned kQuietMisses = kWindow / 512;
+  static constexpr unsigned kQuietWindows = 4;
+  static constexpr unsigned kRegretMisses = kWindow / 256;
+  static constexpr unsigned kHeadSlots = 4;  // entries sharing an entry frame differ here
+  uint32_t capacity;                         // checked words per entry
   uint32_t sets;
   unsigned set_shift;
   size_t entry_bytes;
@@ -117,7 +126,10 @@ struct StackCache {
   char* entries;
   void* memory;  // the one allocation holding tags, next_way, last_hit and entries
   uint32_t window_captures, window_misses;
-  uint32_t generation;  // the module generation every cached stack was unwound in
+  uint32_t quiet_windows;  // windows in a row that missed at most kQuietMisses
+  uint32_t least_sets;     // what it may shrink to
+  bool just_shrunk;        // the last window ended with a halving
+  uint32_t generation;     // the module generation every cached stack was unwound in
   uint64_t hits, misses;
   static constexpr unsigned kCallerEntries = 256;  // capture_caller's: 128 sets of two ways
   uintptr_t caller_ip[kCallerEntries];
@@ -490,6 +502,137 @@ bool size_table(StackCache* cache, uint32_t sets, bool keep_entries) {
   return true;
 }
 
+// Doubles the table where it is, when the internal arena can extend its memory in place: old set
+// i's ways go to new sets 2i and 2i+1 (a set is its key's top bits). Growing by a new table beside
+// the old one raised the peak RSS by the old one's size (0.55 MiB when python3's imports take it
+// from 512 sets to 1,024). The entries are moved first, from the last set: each lands above the old
+// entries not yet moved (checked for set 0; false, nothing changed, where it would not hold or the
+// memory cannot grow); then the tags, from the last set, each pair of new sets above the old sets
+// not yet read; then the ways' bytes, over old entries all moved by then.
+bool double_table_in_place(StackCache* cache) {
+  constexpr unsigned kWays = StackCache::kWays;
+  const uint32_t sets = cache->sets, twice = sets * 2;
+  const size_t entry_bytes = cache->entry_bytes;
+  const size_t tag_bytes = size_t{sets} * kWays * sizeof(uint64_t), way_bytes = (sets + 63) & ~size_t{63};
+  const size_t new_tag_bytes = size_t{twice} * kWays * sizeof(uint64_t), new_way_bytes = (twice + 63) & ~size_t{63};
+  const size_t old_entries = tag_bytes + 2 * way_bytes, new_entries = new_tag_bytes + 2 * new_way_bytes;
+  const size_t new_bytes = new_entries + size_t{twice} * kWays * entry_bytes;
+  if (new_entries - old_entries < kWays * entry_bytes) return false;
+  if (je::xallocx(cache->memory, new_bytes, 0, MALLOCX_ARENA(private_heap().internal_arena()) | MALLOCX_TCACHE_NONE) <
+      new_bytes)
+    return false;
+  char* const base = static_cast<char*>(cache->memory);
+  const unsigned shift = cache->set_shift - 1;
+  // Where old set i's way w goes: new set 2i or 2i+1 by the key's next bit, ways in their order.
+  const auto place = [&](const uint64_t* old_tags, unsigned* to) {
+    unsigned filled[2] = {0, 0};
+    for (unsigned w = 0; w < kWays; ++w) {
+      if (old_tags[w] == 0) continue;
+      const unsigned half = static_cast<unsigned>(old_tags[w] >> shift) & 1;
+      to[w] = half * kWays + filled[half]++;
+    }
+  };
+  // The entries first: the new tags would cover the old entries of the first sets.
+  for (uint32_t i = sets; i-- > 0;) {
+    const uint64_t* old_tags = cache->tags + size_t{i} * kWays;
+    unsigned to[kWays];
+    place(old_tags, to);
+    for (unsigned w = 0; w < kWays; ++w) {
+      if (old_tags[w] == 0) continue;
+      std::memcpy(base + new_entries + (size_t{2} * i * kWays + to[w]) * entry_bytes,
+                  base + old_entries + (size_t{i} * kWays + w) * entry_bytes, entry_bytes);
+    }
+  }
+  for (uint32_t i = sets; i-- > 0;) {
+    uint64_t old_tags[kWays];
+    std::memcpy(old_tags, cache->tags + size_t{i} * kWays, sizeof old_tags);
+    unsigned to[kWays];
+    place(old_tags, to);
+    uint64_t new_tags[2 * kWays] = {};
+    for (unsigned w = 0; w < kWays; ++w) {
+      if (old_tags[w] != 0) new_tags[to[w]] = old_tags[w];
+    }
+    std::memcpy(cache->tags + size_t{2} * i * kWays, new_tags, sizeof new_tags);
+  }
+  cache->sets = twice;
+  cache->set_shift = shift;
+  cache->next_way = reinterpret_cast<uint8_t*>(base + new_tag_bytes);
+  cache->last_hit = reinterpret_cast<uint8_t*>(base + new_tag_bytes + new_way_bytes);
+  cache->entries = base + new_entries;
+  std::memset(cache->last_hit, 0, new_way_bytes);
+  for (uint32_t j = 0; j < twice; ++j) {
+    unsigned used = 0;
+    while (used < kWays && cache->tags[size_t{j} * kWays + used] != 0) ++used;
+    cache->next_way[j] = static_cast<uint8_t>(used % kWays);
+  }
+  return true;
+}
+
+// Halves the table where it is: new set j holds four ways of each of old sets 2j and 2j+1, the way
+// that matched last and the three filled last. Then the freed tail goes back to the internal
+// arena. In place, since a new table beside the old one would raise the peak RSS by its size,
+// where halving was to lower it. In three passes, each reading only what the ones before left:
+// each old set's kept ways are moved to its ways 0-3 (reading its last_hit and next_way); the tags
+// are packed to the front of the tags; then the entries, each to a lower address than any not yet
+// moved (checked for set 0; false, nothing changed, where it would not hold).
+bool halve_table(StackCache* cache) {
+  constexpr unsigned kWays = StackCache::kWays, kKept = kWays / 2;
+  const uint32_t sets = cache->sets, half = sets / 2;
+  if (half < StackCache::kFirstSets) return false;
+  const size_t entry_bytes = cache->entry_bytes;
+  const size_t tag_bytes = size_t{sets} * kWays * sizeof(uint64_t), way_bytes = (sets + 63) & ~size_t{63};
+  const size_t new_tag_bytes = size_t{half} * kWays * sizeof(uint64_t), new_way_bytes = (half + 63) & ~size_t{63};
+  const size_t old_entries = tag_bytes + 2 * way_bytes, new_entries = new_tag_bytes + 2 * new_way_bytes;
+  if (kWays * entry_bytes > old_entries - new_entries) return false;
+  char* const base = static_cast<char*>(cache->memory);
+  for (uint32_t set = 0; set < sets; ++set) {
+    uint8_t at[kWays], where[kWays];  // position -> original way, original way -> position
+    for (unsigned w = 0; w < kWays; ++w) at[w] = where[w] = static_cast<uint8_t>(w);
+    unsigned wanted[kKept];
+    unsigned count = 0;
+    wanted[count++] = cache->last_hit[set] % kWays;
+    for (unsigned back = 1; back <= kWays && count < kKept; ++back) {
+      const unsigned way = (cache->next_way[set] + kWays - back) % kWays;
+      if (way != wanted[0]) wanted[count++] = way;
+    }
+    for (unsigned p = 0; p < kKept; ++p) {
+      const unsigned from = where[wanted[p]];
+      if (from == p) continue;
+      std::swap(cache->tags[set * kWays + p], cache->tags[set * kWays + from]);
+      // By words: an entry is up to 544 bytes, and malloc may run on a small stack.
+      auto* x = reinterpret_cast<uint64_t*>(cache->entry(set * kWays + p));
+      auto* y = reinterpret_cast<uint64_t*>(cache->entry(set * kWays + from));
+      for (size_t i = 0; i < entry_bytes / sizeof(uint64_t); ++i) std::swap(x[i], y[i]);
+      where[at[p]] = static_cast<uint8_t>(from);
+      where[at[from]] = static_cast<uint8_t>(p);
+      std::swap(at[p], at[from]);
+    }
+  }
+  const auto old_way = [](uint32_t j, unsigned k) { return (2 * j + k / kKept) * kWays + k % kKept; };
+  for (uint32_t j = 0; j < half; ++j) {
+    uint64_t kept[kWays];
+    for (unsigned k = 0; k < kWays; ++k) kept[k] = cache->tags[old_way(j, k)];
+    std::memcpy(cache->tags + size_t{j} * kWays, kept, sizeof kept);
+  }
+  for (uint32_t j = 0; j < half; ++j) {
+    for (unsigned k = 0; k < kWays; ++k) {
+      std::memmove(base + new_entries + (size_t{j} * kWays + k) * entry_bytes,
+                   base + old_entries + size_t{old_way(j, k)} * entry_bytes, entry_bytes);
+    }
+  }
+  cache->sets = half;
+  cache->set_shift += 1;
+  cache->next_way = reinterpret_cast<uint8_t*>(base + new_tag_bytes);
+  cache->last_hit = reinterpret_cast<uint8_t*>(base + new_tag_bytes + new_way_bytes);
+  cache->entries = base + new_entries;
+  // Each set's way 0 matched last; the next fill replaces way 3, the oldest kept of set 2j.
+  std::memset(cache->next_way, kKept - 1, new_way_bytes);
+  std::memset(cache->last_hit, 0, new_way_bytes);
+  je::xallocx(cache->memory, new_entries + size_t{half} * kWays * entry_bytes, 0,
+              MALLOCX_ARENA(private_heap().internal_arena()) | MALLOCX_TCACHE_NONE);
+  return true;
+}
+
 // Drops every cached stack (and cached caller): a library they may run through was unloaded.
 void forget_cached_stacks(StackCache* cache, uint32_t generation) {
   std::memset(cache->tags, 0, size_t{cache->sets} * StackCache::kWays * sizeof(uint64_t));
@@ -506,13 +649,20 @@ void forget_cached_stacks(StackCache* cache, uint32_t generation) {
 void maybe_grow(StackCache* cache) {
   const bool crowded = cache->window_misses > StackCache::kGrowMisses;
   const bool hopeless = cache->window_misses > StackCache::kWindow / 2;
+  const bool regret = cache->just_shrunk && cache->window_misses > StackCache::kRegretMisses;
+  cache->quiet_windows = cache->window_misses <= StackCache::kQuietMisses ? cache->quiet_windows + 1 : 0;
   cache->window_captures = cache->window_misses = 0;
+  cache->just_shrunk = false;
   if (cache->resting > 0) {
     --cache->resting;
-  } else if (crowded && cache->sets < StackCache::kMaxSets) {
-    size_table(cache, cache->sets * 2, true);
+  } else if ((crowded || regret) && cache->sets < StackCache::kMaxSets) {
+    if ((double_table_in_place(cache) || size_table(cache, cache->sets * 2, true)) && regret)
+      cache->least_sets = cache->sets;
   } else if (hopeless) {
     cache->resting = StackCache::kRestWindows;
+  } else if (cache->quiet_windows >= StackCache::kQuietWindows && cache->sets > cache->least_sets) {
+    cache->just_shrunk = halve_table(cache);
+    cache->quiet_windows = 0;
   }
 }
 
@@ -526,6 +676,7 @@ StackCache* create_stack_cache() {
   // Room for the real slots and as many stale copies and links (at most 255 words): whole lines.
   cache->capacity = 2 * capacity + 8 < 255 ? 2 * capacity + 8 : 255;
   cache->entry_bytes = (sizeof(CachedStack) + cache->capacity * sizeof(uint16_t) + 63) & ~size_t{63};
+  cache->least_sets = StackCache::kFirstSets;
   if (!size_table(cache, StackCache::kFirstSets, false)) {
     je::dallocx(memory, MALLOCX_TCACHE_NONE);
     return nullptr;
@@ -545,6 +696,9 @@ void reset_stack_cache(StackCache* cache, uintptr_t stack_low, uintptr_t stack_h
   cache->hits = cache->misses = 0;
   cache->resting = 0;
   cache->window_captures = cache->window_misses = 0;
+  cache->quiet_windows = 0;
+  cache->least_sets = StackCache::kFirstSets;
+  cache->just_shrunk = false;
   for (unsigned i = 0; i < StackCache::kCallerEntries; ++i) cache->caller_ip[i] = 0;
   std::memset(cache->entry_slots, 0, sizeof cache->entry_slots);
   cache->generation = module_generation();

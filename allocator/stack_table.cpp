@@ -34,7 +34,7 @@ constexpr uint32_t kIdMask = (1u << kIdBits) - 1;
 static_assert(StackTable::kMaxStacks - 1 <= kIdMask, "a slot holds a node id");
 inline uint32_t slot_tag(uint64_t key) { return static_cast<uint32_t>(key >> 56); }
 inline uint32_t link_parent(uint32_t link) { return link >> 8; }
-inline unsigned link_level(uint32_t link) { return (link >> 1) & 0xf; }
+inline unsigned link_level(uint32_t link) { return (link >> 1) & 0x7f; }
 
 }  // namespace
 
@@ -55,9 +55,9 @@ bool StackTable::initialize(uint64_t address_space_left) {
     return false;
   auto* first = static_cast<Level*>(map_anonymous(sizeof(Level)));
   if (first == nullptr) return false;
-  first->slots = static_cast<std::atomic<uint32_t>*>(map_anonymous(sizeof(uint32_t) << kFirstLevelShift));
+  first->slots = static_cast<std::atomic<uint32_t>*>(map_anonymous(sizeof(uint32_t) << level_shift(0)));
   if (first->slots == nullptr) return false;
-  first->mask = (uint64_t{1} << kFirstLevelShift) - 1;
+  first->mask = (uint64_t{1} << level_shift(0)) - 1;
   levels_[0].store(first, std::memory_order_release);
   return true;
 }
@@ -146,7 +146,7 @@ StackTable::Level* StackTable::grow(unsigned after) {
   if (existing != nullptr) return existing;
   auto* fresh = static_cast<Level*>(map_anonymous(sizeof(Level)));
   if (fresh == nullptr) return nullptr;
-  unsigned shift = kFirstLevelShift + after + 1;
+  const unsigned shift = level_shift(after + 1);
   fresh->slots = static_cast<std::atomic<uint32_t>*>(map_anonymous(sizeof(uint32_t) << shift));
   if (fresh->slots == nullptr) {
     unmap_internal(fresh, sizeof(Level));

@@ -15,7 +15,7 @@
 // (found the same way, up to eight frames out) or else from the outermost frame inwards: each
 // (parent, frame) is looked up in an
 // open-addressing table of node ids and, when new, written into the node array and published with
-// one compare-and-swap. The table grows by adding a twice-larger level when the newest is three
+// one compare-and-swap. The table grows by adding a larger level when the newest is three
 // quarters full, so no thread ever waits for a resize; a node records the level it was inserted at, and its
 // children are inserted at that level or a newer one, so a lookup probes from its parent's level
 // upwards. A race can intern the same node twice under two ids (and so a stack under two ids),
@@ -112,8 +112,18 @@ class StackTable {
   uint64_t indexed_nodes() const;
 
  private:
-  static constexpr unsigned kLevels = 16;
-  static constexpr unsigned kFirstLevelShift = 12;
+  // Level sizes, in slots: 2^12, 2^13, 2^14, 2^15, then each size twice from 2^16 on (2^16, 2^16,
+  // 2^17, 2^17, ...). A level opens when the newest is three quarters full, and is mostly empty
+  // when it opens: doubling every level, the newest held a sixteenth of python3's 215,000 nodes
+  // (small-live-set churn) in 1 MiB of its 2 MiB of slots. Growing by a factor of about 1.4 from
+  // 2^16 on keeps the same number of levels there (7) in 1.23 MiB, averages 1.75 slots a node
+  // over sizes from 20,000 to 2,000,000 nodes where doubling averaged 1.95, and probes at most
+  // three more levels up to two million nodes. Twenty levels hold 2^24 nodes (kMaxStacks).
+  static constexpr unsigned kLevels = 20;
+  static constexpr unsigned level_shift(unsigned index) { return index < 4 ? 12 + index : 16 + (index - 4) / 2; }
+  static_assert((((uint64_t{1} << 24) - (uint64_t{1} << 16)) * 2 + (uint64_t{1} << 16) - (uint64_t{1} << 12)) * 3 / 4 >=
+                    uint64_t{1} << 24,
+                "the levels' slots, three quarters full, hold kMaxStacks nodes");
   struct Level {
     std::atomic<uint32_t>* slots;  // tag (8 bits) << 24 | node id; 0 = empty
     uint64_t mask;
