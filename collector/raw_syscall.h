@@ -34,6 +34,32 @@ inline char* append_decimal(char* out, long value) {
   return out;
 }
 
+// Calls visit(directory, name, number) for each entry of the directory at `path` whose name is a
+// number (/proc/PID/task's threads, /proc/self/fd's descriptors), with raw getdents64; `directory`
+// is the open directory, for *at() calls on the entry. False if it could not be opened.
+template <typename Visit>
+bool for_each_numbered_entry(const char* path, Visit&& visit) {
+  const long directory =
+      raw_syscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (directory < 0) return false;
+  alignas(8) char buffer[4096];
+  for (;;) {
+    const long n = raw_syscall(SYS_getdents64, directory, reinterpret_cast<long>(buffer), sizeof(buffer));
+    if (n <= 0) break;
+    for (long offset = 0; offset < n;) {
+      const auto reclen = *reinterpret_cast<unsigned short*>(buffer + offset + 16);
+      const char* name = buffer + offset + 19;
+      offset += reclen;
+      if (*name < '0' || *name > '9') continue;
+      long number = 0;
+      for (const char* digit = name; *digit >= '0' && *digit <= '9'; ++digit) number = number * 10 + (*digit - '0');
+      visit(directory, name, number);
+    }
+  }
+  raw_syscall(SYS_close, directory);
+  return true;
+}
+
 // "/proc/PID/task" or "/proc/PID/task/TID/NAME" into out (at least 64 bytes).
 inline void proc_task_path(char* out, long pid, long tid, const char* name) {
   const char* parts[] = {"/proc/", "/task"};

@@ -52,31 +52,16 @@ bool is_signalfd(long directory, const char* name) {
 }  // namespace
 
 int drop_signal_from_signalfds(int signal) {
-  const long directory =
-      raw_syscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>("/proc/self/fd"), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (directory < 0) return 0;
   const uint64_t bit = uint64_t{1} << (signal - 1);
   int changed = 0;
-  alignas(8) char buffer[4096];
-  for (;;) {
-    const long n = raw_syscall(SYS_getdents64, directory, reinterpret_cast<long>(buffer), sizeof(buffer));
-    if (n <= 0) break;
-    for (long offset = 0; offset < n;) {
-      const auto reclen = *reinterpret_cast<unsigned short*>(buffer + offset + 16);
-      const char* name = buffer + offset + 19;
-      offset += reclen;
-      if (*name < '0' || *name > '9' || !is_signalfd(directory, name)) continue;
-      long fd = 0;
-      for (const char* digit = name; *digit >= '0' && *digit <= '9'; ++digit) fd = fd * 10 + (*digit - '0');
-      uint64_t mask = 0;
-      if (!read_signalfd_mask(fd, mask) || (mask & bit) == 0) continue;
-      // signalfd4 on an existing descriptor replaces its mask and keeps its flags. The
-      // program's flags and the rest of its mask stay as they are.
-      mask &= ~bit;
-      if (raw_syscall(SYS_signalfd4, fd, reinterpret_cast<long>(&mask), sizeof(mask), 0) >= 0) ++changed;
-    }
-  }
-  raw_syscall(SYS_close, directory);
+  for_each_numbered_entry("/proc/self/fd", [&](long directory, const char* name, long fd) {
+    uint64_t mask = 0;
+    if (!is_signalfd(directory, name) || !read_signalfd_mask(fd, mask) || (mask & bit) == 0) return;
+    // signalfd4 on an existing descriptor replaces its mask and keeps its flags. The program's
+    // flags and the rest of its mask stay as they are.
+    mask &= ~bit;
+    if (raw_syscall(SYS_signalfd4, fd, reinterpret_cast<long>(&mask), sizeof(mask), 0) >= 0) ++changed;
+  });
   return changed;
 }
 

@@ -397,25 +397,11 @@ bool contains_tid(const pid_t* list, size_t count, pid_t tid) {
 size_t list_threads(pid_t pid, pid_t* out, size_t capacity) {
   char path[64];
   proc_task_path(path, pid, 0, "");
-  const long fd = raw_syscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return 0;
   size_t count = 0;
-  alignas(8) char buffer[4096];
-  for (;;) {
-    const long n = raw_syscall(SYS_getdents64, fd, reinterpret_cast<long>(buffer), sizeof(buffer));
-    if (n <= 0) break;
-    for (long offset = 0; offset < n;) {
-      const auto reclen = *reinterpret_cast<unsigned short*>(buffer + offset + 16);
-      const char* name = buffer + offset + 19;
-      offset += reclen;
-      if (*name < '0' || *name > '9') continue;
-      long tid = 0;
-      for (; *name >= '0' && *name <= '9'; ++name) tid = tid * 10 + (*name - '0');
-      if (count < capacity) out[count] = static_cast<pid_t>(tid);
-      ++count;
-    }
-  }
-  raw_syscall(SYS_close, fd);
+  for_each_numbered_entry(path, [&](long, const char*, long tid) {
+    if (count < capacity) out[count] = static_cast<pid_t>(tid);
+    ++count;
+  });
   return count;
 }
 

@@ -28,6 +28,18 @@
 #                  may call a block leaked, let alone free it, without the roots /proc names
 source "$(dirname "$0")/lib.sh"
 
+# require_hidden_proc: sets hide_proc to the command that runs its arguments in a mount namespace of
+# their own (root, or an unprivileged user namespace), where /proc can be hidden under a tmpfs;
+# skips the part (status 77) where there is none.
+require_hidden_proc() {
+  hide_proc=(unshare -m)
+  ((EUID == 0)) || hide_proc=(unshare -rm)
+  if ! "${hide_proc[@]}" sh -c 'mount -t tmpfs none /proc' 2>/dev/null; then
+    echo "skipped: no mount namespace in which to hide /proc"
+    exit 77
+  fi
+}
+
 program=${1:?usage: programs.sh PROGRAM}
 
 run_program() {
@@ -200,12 +212,7 @@ case $program in
     # filter with no /proc mounted: heapkeeper cannot read "Seccomp:" in /proc/self/status there,
     # and must still not make the calls the filter kills for. /proc is hidden under a tmpfs in a
     # mount namespace of the run's own (root, or an unprivileged user namespace).
-    hide_proc=(unshare -m)
-    ((EUID == 0)) || hide_proc=(unshare -rm)
-    if ! "${hide_proc[@]}" sh -c 'mount -t tmpfs none /proc' 2>/dev/null; then
-      echo "skipped: no mount namespace in which to hide /proc"
-      exit 77
-    fi
+    require_hidden_proc
     # The exit scans' one line saying they were skipped (no /proc, no roots: programs.sh no_proc)
     # is expected; any other diagnostic still fails the comparison.
     run_without_proc() {
@@ -233,12 +240,7 @@ case $program in
   no_proc)
     # Without /proc/thread-self/maps a scan knows neither the stacks nor other allocators' heaps:
     # everything looks leaked. Scans must be skipped (with a line saying why), never run blind.
-    hide_proc=(unshare -m)
-    ((EUID == 0)) || hide_proc=(unshare -rm)
-    if ! "${hide_proc[@]}" sh -c 'mount -t tmpfs none /proc' 2>/dev/null; then
-      echo "skipped: no mount namespace in which to hide /proc"
-      exit 77
-    fi
+    require_hidden_proc
     python=/usr/bin/python3
     [[ -x $python ]] || { echo "skipped: no /usr/bin/python3"; exit 77; }
     run_collect_without_proc() {
