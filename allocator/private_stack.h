@@ -16,7 +16,7 @@ namespace heapkeeper::alloc {
 
 struct ThreadState;
 
-inline constexpr unsigned long kPrivateStackBytes = 64 * 1024;
+inline constexpr unsigned long kPrivateStackBytes = 64ul * 1024ul;
 
 // Runs function(argument) on `state`'s private stack (made from the internal arena at first need)
 // and returns true; false, without running it, when there is none to be had: already in use (a
