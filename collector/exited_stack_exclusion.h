@@ -33,4 +33,13 @@ void look_up_static_tls_layout();
 size_t exited_stack_exclusions(const StoppedThread* threads, size_t thread_count, const MemoryRange* anonymous,
                                size_t anonymous_count, MemoryRange* out, size_t capacity);
 
+// The main thread after pthread_exit stays a zombie until the process ends, and its stack stays
+// mapped, but every frame below the process's entry point (__libc_stack_end: main's frame and all
+// below it) is dead; only argc, argv, the environment and the auxiliary vector above it remain.
+// With the world stopped: when the leader has exited (and the caller is not it), appends that dead
+// range of its stack to `out`; returns how many ranges were appended (0 or 1). Stale copies there
+// of blocks the main thread once held kept blocks lost later by other threads alive.
+size_t exited_leader_stack_exclusion(const MemoryRange* anonymous, size_t anonymous_count, MemoryRange* out,
+                                     size_t capacity);
+
 }  // namespace heapkeeper::collect

@@ -217,6 +217,7 @@ void scan_with_world_stopped(void* raw) {
   // The stacks glibc keeps after their threads exited (see exited_stack_exclusion.h).
   excluded += exited_stack_exclusions(b.threads, thread_count, b.anonymous, anonymous_count, b.excluded + excluded,
                                       kMaxRanges - excluded);
+  excluded += exited_leader_stack_exclusion(b.anonymous, anonymous_count, b.excluded + excluded, kMaxRanges - excluded);
   // heapkeeper's own TLS block in every thread, heapkeeper's too (own_tls.h); the exited threads'
   // was done above.
   alloc::thread_registry().for_each_active([&](alloc::ThreadState& s) {
