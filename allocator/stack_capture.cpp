@@ -381,13 +381,25 @@ inline bool short_of_stack(uintptr_t& low, uintptr_t& high) {
   return high != 0 && short_of_alternate_stack(here, low, high);
 }
 
-// Off every stack whose room is known: neither the thread's own nor its alternate signal stack
-// (nor heapkeeper's private one, which is known): a coroutine's.
-inline bool on_unknown_stack(const ThreadState& state) {
+// How much stack an unwind has where this frame is. kShort: less than kUnwindRoom left on the
+// thread's own stack or its alternate signal stack (then [low, high) is that stack); kUnknown: off
+// every stack whose room is known, a coroutine's (heapkeeper's private stack is known).
+enum class StackRoom { kEnough, kShort, kUnknown };
+inline StackRoom stack_room(const ThreadState& state, uintptr_t& low, uintptr_t& high) {
+  if (short_of_stack(low, high)) return StackRoom::kShort;
   const auto here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
-  if (state.stack_high == 0 || (here >= state.stack_low && here < state.stack_high)) return false;
-  if (here >= tls_thread.alt_stack_low && here < tls_thread.alt_stack_high) return false;
-  return !on_private_stack(state, here);
+  if (state.stack_high == 0 || (here >= state.stack_low && here < state.stack_high)) return StackRoom::kEnough;
+  if (here >= tls_thread.alt_stack_low && here < tls_thread.alt_stack_high) return StackRoom::kEnough;
+  return on_private_stack(state, here) ? StackRoom::kEnough : StackRoom::kUnknown;
+}
+
+// The allocation's caller alone, found in [low, high): what a capture records where a full unwind
+// cannot run.
+int caller_alone(uintptr_t low, uintptr_t high, uintptr_t* out, int depth) {
+  const EntryFrame entry = find_entry_frame(low, high);
+  if (entry.sp == 0 || depth < 1) return 0;
+  out[0] = entry.ip;
+  return 1;
 }
 
 // unw_backtrace's contract for a stack of unknown room: the context is taken here, on the
@@ -420,25 +432,16 @@ __attribute__((noinline)) int backtrace_on_private_stack(ThreadState& state, voi
 // (glibc's pthread_create allocating under heapkeeper's pthread_create, a thread's start routine
 // under heapkeeper's trampoline), so a stack reads as it would without heapkeeper.
 int unwind_program_frames(uintptr_t* out, int depth) {
-  const ThreadState* state = tls_thread.state;
+  ThreadState* state = tls_thread.state;
   uintptr_t low = state != nullptr ? state->stack_low : 0, high = state != nullptr ? state->stack_high : 0;
-  if (state != nullptr && __builtin_expect(short_of_stack(low, high), 0)) {
-    const EntryFrame entry = find_entry_frame(low, high);
-    if (entry.sp == 0 || depth < 1) return 0;
-    out[0] = entry.ip;
-    return 1;
-  }
+  const StackRoom room = state != nullptr ? stack_room(*state, low, high) : StackRoom::kEnough;
+  if (__builtin_expect(room == StackRoom::kShort, 0)) return caller_alone(low, high, out, depth);
   constexpr int kOwnFramesMax = 8;
   void* raw[Config::kMaxStackDepth + kAnchorFrames + kOwnFramesMax];
   int n = 0;
-  if (state != nullptr && __builtin_expect(on_unknown_stack(*state), 0)) {
-    n = backtrace_on_private_stack(*tls_thread.state, raw, depth + kOwnFramesMax);
-    if (n < 0) {  // no private stack: the caller alone, as when short of stack
-      const EntryFrame entry = find_entry_frame(0, UINTPTR_MAX);
-      if (entry.sp == 0 || depth < 1) return 0;
-      out[0] = entry.ip;
-      return 1;
-    }
+  if (__builtin_expect(room == StackRoom::kUnknown, 0)) {
+    n = backtrace_on_private_stack(*state, raw, depth + kOwnFramesMax);
+    if (n < 0) return caller_alone(0, UINTPTR_MAX, out, depth);  // no private stack to be had
   } else {
     n = tls_unwinds < kSteppedUnwinds ? (++tls_unwinds, stepped_backtrace(raw, depth + kOwnFramesMax))
                                       : unw_backtrace(raw, depth + kOwnFramesMax);

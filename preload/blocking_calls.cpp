@@ -21,6 +21,7 @@
 #include "allocator/engine.h"
 #include "collector/blocking_call.h"
 #include "preload/blocking_functions.h"
+#include "preload/original_functions.h"
 #include "preload/validation_pipe.h"
 
 extern "C" {
@@ -72,22 +73,13 @@ uintptr_t jump_target_stack_pointer(const __jmp_buf_tag* buffer) noexcept {
 
 }  // namespace
 
-#define HEAPKEEPER_DEFINE_JUMP(name)                                                         \
-  HK_EXPORT __attribute__((noreturn)) void name(__jmp_buf_tag* buffer, int value) {          \
-    using Function = void (*)(__jmp_buf_tag*, int);                                          \
-    static std::atomic<Function> original{nullptr};                                          \
-    Function function = original.load(std::memory_order_acquire);                            \
-    if (function == nullptr) {                                                               \
-      function = reinterpret_cast<Function>(heapkeeper::alloc::lookup_next_symbol(#name));   \
-      if (function == nullptr) abort(); /* no libc longjmp: nothing sensible to return to */ \
-      original.store(function, std::memory_order_release);                                   \
-    }                                                                                        \
-    heapkeeper::collect::leave_blocking_calls_below(jump_target_stack_pointer(buffer));      \
-    function(buffer, value);                                                                 \
-    __builtin_unreachable();                                                                 \
+#define HEAPKEEPER_DEFINE_JUMP(name, return_type, parameters)                              \
+  HK_EXPORT __attribute__((noreturn)) void name(__jmp_buf_tag* buffer, int value) {        \
+    auto function = heapkeeper::preload::original_##name();                                \
+    if (function == nullptr) abort(); /* no libc longjmp: nothing sensible to return to */ \
+    heapkeeper::collect::leave_blocking_calls_below(jump_target_stack_pointer(buffer));    \
+    function(buffer, value);                                                               \
+    __builtin_unreachable();                                                               \
   }
-HEAPKEEPER_DEFINE_JUMP(longjmp)
-HEAPKEEPER_DEFINE_JUMP(_longjmp)
-HEAPKEEPER_DEFINE_JUMP(siglongjmp)
-HEAPKEEPER_DEFINE_JUMP(__longjmp_chk)  // what programs built with _FORTIFY_SOURCE call instead
+HEAPKEEPER_JUMP_FUNCTIONS(HEAPKEEPER_DEFINE_JUMP)  // __longjmp_chk: what fortified programs call
 #undef HEAPKEEPER_DEFINE_JUMP

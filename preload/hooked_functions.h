@@ -54,6 +54,12 @@
 #define HEAPKEEPER_PIPE_FUNCTIONS(X) \
   X(pipe, int, (int*)) X(pipe2, int, (int*, int)) X(syscall, long, (long, ...)) X(prctl, int, (int, ...))
 
+// The longjmp family (blocking_calls.cpp): a jump out of a signal handler that interrupted a
+// wrapped blocking call ends that call first. Same shape as the lists above.
+#define HEAPKEEPER_JUMP_FUNCTIONS(X)                                                                     \
+  X(longjmp, void, (__jmp_buf_tag*, int)) X(_longjmp, void, (__jmp_buf_tag*, int))                       \
+  X(siglongjmp, void, (__jmp_buf_tag*, int)) X(__longjmp_chk, void, (__jmp_buf_tag*, int))
+
 // Calls that hand the kernel a pointer the program may keep nowhere else (collector/kernel_roots.h):
 // interposed so that the pointers stay roots while registered. Same shape as the lists above.
 #define HEAPKEEPER_KERNEL_ROOT_SYMBOLS(X)                                                                 \

@@ -3,6 +3,7 @@
 
 #include <aio.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <time.h>
@@ -19,6 +20,7 @@ HEAPKEEPER_FORWARDED_FUNCTIONS(HEAPKEEPER_DECLARE_ORIGINAL)
 HEAPKEEPER_KERNEL_ROOT_FUNCTIONS(HEAPKEEPER_DECLARE_ORIGINAL)
 HEAPKEEPER_LOADER_FUNCTIONS(HEAPKEEPER_DECLARE_ORIGINAL)
 HEAPKEEPER_PIPE_FUNCTIONS(HEAPKEEPER_DECLARE_ORIGINAL)
+HEAPKEEPER_JUMP_FUNCTIONS(HEAPKEEPER_DECLARE_ORIGINAL)
 #undef HEAPKEEPER_DECLARE_ORIGINAL
 
 // Warns about every interposed symbol the dynamic linker does not resolve to this library.
