@@ -340,13 +340,37 @@ void start_user_symbolizer_service(const std::string& socket_path, std::unique_p
   if (::lstat(directory.c_str(), &status) != 0 || !S_ISDIR(status.st_mode) || status.st_uid != ::getuid() ||
       (status.st_mode & 077) != 0)
     return;
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof(address.sun_path)) return;
+  std::memcpy(address.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  // Listening before this binary exits: the program that started it waits for that exit, and its
+  // next process (a shell loop's) must find the service answering, not a name bound a moment
+  // later by the grandchild, or it would start a binary of its own and read every module again.
+  // A socket nobody answers on is a dead service's: replace it. Two new services racing both
+  // bind; the one whose name was taken over idles out.
+  // Above 2: the caller has closed its standard input and output, and the service sets them to
+  // /dev/null, which would replace a listener that took their number.
+  const int first = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int listener = first >= 0 && first < 3 ? ::fcntl(first, F_DUPFD_CLOEXEC, 3) : first;
+  if (first >= 0 && first != listener) ::close(first);
+  if (listener < 0) return;
+  ::unlink(socket_path.c_str());
+  if (::bind(listener, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
+      ::listen(listener, 128) != 0) {
+    ::close(listener);
+    return;
+  }
   std::fflush(nullptr);
   const pid_t child = ::fork();
   if (child != 0) {
+    ::close(listener);
     if (child > 0) {
       int ignored = 0;
       while (::waitpid(child, &ignored, 0) < 0 && errno == EINTR) {
       }
+    } else {
+      ::unlink(socket_path.c_str());
     }
     return;
   }
@@ -356,18 +380,6 @@ void start_user_symbolizer_service(const std::string& socket_path, std::unique_p
   ::setsid();
   // Nothing of the program is held: the library started the binary with only 0, 1 and 2 open.
   detach_from_terminal();
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (socket_path.size() >= sizeof(address.sun_path)) ::_exit(0);
-  std::memcpy(address.sun_path, socket_path.c_str(), socket_path.size() + 1);
-  const int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (listener < 0) ::_exit(0);
-  // A socket nobody answers on is a dead service's: replace it. Two new services racing both bind;
-  // the one whose name was taken over idles out.
-  ::unlink(socket_path.c_str());
-  if (::bind(listener, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
-      ::listen(listener, 128) != 0)
-    ::_exit(0);
   serve(listener, Lifetime{}, std::string(), socket_path, std::move(symbolizer));
 }
 
