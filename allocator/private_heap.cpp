@@ -41,11 +41,14 @@
 //    class. Under an address-space limit they hold more (8, 4 and 4): a one-region slab costs a
 //    128-byte extent record per 4 KiB block (3% of the address space, allocated in 2, 4, 6 MiB
 //    metadata blocks).
+//  - trust_madvise:true: jemalloc's boot would otherwise map, purge and unmap a page to test whether
+//    MADV_DONTNEED zeroes memory, which it does on every Linux kernel (the test is for emulators):
+//    three system calls and a page fault of every traced process's start.
 // (No cache-oblivious offset either, which is not a MALLOC_CONF option: see initialize.)
 namespace {
 #define HK_JEMALLOC_COMMON_OPTIONS                                                                          \
   "background_thread:false,tcache:false,oversize_threshold:0,narenas:1,dirty_decay_ms:-1,muzzy_decay_ms:0," \
-  "lg_extent_max_active_fit:30,"
+  "lg_extent_max_active_fit:30,trust_madvise:true,"
 constexpr const char* kJemallocOptions = HK_JEMALLOC_COMMON_OPTIONS "slab_sizes:4096-4096:4|8192-8192:4|12288-12288:12";
 constexpr const char* kJemallocOptionsUnderALimit =
     HK_JEMALLOC_COMMON_OPTIONS "slab_sizes:4096-4096:8|8192-8192:8|12288-12288:12";

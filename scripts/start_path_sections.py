@@ -96,7 +96,12 @@ def main():
     lines = ["SECTIONS", "{", "  .text.heapkeeper_start :", "  {", "    *(.text.startup .text.startup.*)",
              "    *symbol_lookup_entry.S.o(.text)",
              # GCC's frame_dummy and __do_global_dtors_aux, which run at load and at exit.
-             "    *crtbeginS.o(.text)"]
+             "    *crtbeginS.o(.text)",
+             # The static parts of the C library (atexit, pthread_atfork: start-up registers its
+             # handlers with them) and libgcc's population count, which heapkeeper's start-up calls
+             # and which would otherwise sit alone in the text's last 64 KiB window.
+             "    *libc_nonshared.a:*(.text)",
+             "    *libgcc.a:_popcount*.o(.text)"]
     lines += [f"    *(.text.{name} .text.{name}.*)" for name in sorted(names)]
     # Their .text only: .text.unlikely holds the code GCC judged cold (the statistics printer).
     lines += [f"    *libheapkeeper_jemalloc.a:{member}(.text)" for member in jemalloc_objects]

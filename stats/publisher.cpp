@@ -109,10 +109,17 @@ void remove_stale_segments(bool previous_image_only) {
   const uint64_t now = realtime_ns();
   const PidNamespace ours = own_pid_namespace();
   const pid_t self = getpid();
-  const uint64_t self_start_ticks = process_start_ticks(self);
+  // Read from /proc at the first segment named after this pid, not before: most processes exit
+  // having found none, and listing /dev/shm costs them less than reading /proc/PID/stat.
+  uint64_t self_start_ticks = 0;
+  bool start_read = false;
   while (dirent* entry = readdir(dir)) {
     const pid_t named = segment_name_pid(entry->d_name);
     if (named == 0 || (previous_image_only && named != self)) continue;
+    if (named == self && !start_read) {
+      self_start_ticks = process_start_ticks(self);
+      start_read = true;
+    }
     const std::string path = std::string(kSegmentDirectory) + entry->d_name;
     const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) continue;
@@ -393,14 +400,6 @@ void publisher_thread() {
   }
 }
 
-// Whether this process ran for at least the publish delay before this program image started
-// (it exec'd us): its earlier image may have made a segment.
-bool process_ran_before_image(const Publisher& p) {
-  const int64_t process_ms = process_age_ms(getpid());
-  const auto image_ms = static_cast<int64_t>((realtime_ns() - p.start_ns) / 1000000);
-  return process_ms >= 0 && process_ms - image_ms >= kFirstPublishDelayMs;
-}
-
 void start(Publisher& p) {
   p.start_ns = realtime_ns();
   if (!alloc::start_internal_thread(publisher_thread, "heapkeeper-stats")) {
@@ -414,9 +413,9 @@ void at_exit() {
   if (__atomic_load_n(&p->segment, __ATOMIC_ACQUIRE) == nullptr) {
     // The publisher thread is part-way through creating it: unlink by the name it is using.
     if (p->creating.load(std::memory_order_acquire)) bip::shared_memory_object::remove(p->name);
-    // This image ran too briefly to make a segment; if the process ran long enough before it
-    // exec'd us, the program it was made one, which nobody else would remove.
-    if (process_ran_before_image(*p)) remove_stale_segments(true);
+    // This image ran too briefly to make a segment; if the program this process was before it
+    // exec'd us made one, nobody else would remove it (a look at /dev/shm's names for our pid).
+    remove_stale_segments(true);
     return;
   }
   try {
