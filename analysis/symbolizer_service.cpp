@@ -211,10 +211,10 @@ void own_c_library(std::string& path, std::string& build_id) {
 
 // Serves until the lifetime ends, then removes `socket_path` (if it is still the socket bound
 // here: a later service may have replaced it) and `directory` (if any), and exits.
-[[noreturn]] void serve(int listener, const Lifetime& life, const std::string& directory,
+// `bound` is the socket file as bind() made it, taken at once: a service that replaced it since
+// owns the name.
+[[noreturn]] void serve(int listener, const struct stat& bound, const Lifetime& life, const std::string& directory,
                         const std::string& socket_path, std::unique_ptr<ModuleSymbolizer> symbolizer = nullptr) {
-  struct stat bound {};
-  ::stat(socket_path.c_str(), &bound);
   auto* service = new Service();  // lives until _exit: detached threads may still hold it
   if (symbolizer != nullptr) service->symbolizer = std::move(symbolizer);
   service->listener = listener;
@@ -295,6 +295,8 @@ std::string start_symbolizer_service(std::string& error) {
     ::rmdir(directory.c_str());
     return {};
   }
+  struct stat bound {};
+  ::stat(socket_path.c_str(), &bound);
   Lifetime life;
   life.watched = ::getpid();
   life.pidfd = static_cast<int>(::syscall(SYS_pidfd_open, life.watched, 0));  // close-on-exec by definition
@@ -308,7 +310,7 @@ std::string start_symbolizer_service(std::string& error) {
       // and directory; it ends on its own once the program it watches has ended.
       ::setsid();
       detach_from_terminal();
-      serve(listener, life, directory, socket_path);
+      serve(listener, bound, life, directory, socket_path);
     }
     ::_exit(0);
   }
@@ -361,6 +363,8 @@ void start_user_symbolizer_service(const std::string& socket_path, std::unique_p
     ::close(listener);
     return;
   }
+  struct stat bound {};
+  ::stat(socket_path.c_str(), &bound);
   std::fflush(nullptr);
   const pid_t child = ::fork();
   if (child != 0) {
@@ -380,7 +384,7 @@ void start_user_symbolizer_service(const std::string& socket_path, std::unique_p
   ::setsid();
   // Nothing of the program is held: the library started the binary with only 0, 1 and 2 open.
   detach_from_terminal();
-  serve(listener, Lifetime{}, std::string(), socket_path, std::move(symbolizer));
+  serve(listener, bound, Lifetime{}, std::string(), socket_path, std::move(symbolizer));
 }
 
 }  // namespace heapkeeper::analysis
