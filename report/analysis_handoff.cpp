@@ -132,6 +132,11 @@ bool ask_service(const char* socket_path, const std::string& dump, std::string& 
   return ok;
 }
 
+// Makes `fd` the child's descriptor `target`, kept across exec. dup2 onto its own number does
+// nothing, close-on-exec included: when the program has closed its standard input or output, the
+// library's memfd and pipe take those numbers, and the binary would start without them.
+int give_as(int fd, int target) { return fd == target ? ::fcntl(fd, F_SETFD, 0) : ::dup2(fd, target); }
+
 // The child's side of the raw clone: a copy of one thread of a process whose other threads may
 // hold any lock, so only system calls here, and every signal stays blocked (the program's handlers
 // must never run in it). An exec would give the child the exit signal SIGCHLD again (the kernel
@@ -141,7 +146,8 @@ bool ask_service(const char* socket_path, const std::string& dump, std::string& 
 [[noreturn]] void run_binary(int dump_fd, int answer_fd, char* const* argv, char* const* envp) {
   const long grandchild = ::syscall(SYS_clone, static_cast<long>(SIGCHLD), nullptr, nullptr, nullptr, nullptr);
   if (grandchild == 0) {
-    if (::dup2(dump_fd, 0) < 0 || ::dup2(answer_fd, 1) < 0) ::_exit(126);
+    // The memfd was made before the pipe, so the answer's end is never 0 and survives this order.
+    if (give_as(dump_fd, 0) < 0 || give_as(answer_fd, 1) < 0) ::_exit(126);
     ::syscall(SYS_close_range, 3u, ~0u, 0u);  // what the program left open without close-on-exec
     ::execve(argv[0], argv, envp);
     ::_exit(127);

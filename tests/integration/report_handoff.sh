@@ -15,9 +15,11 @@
 #                live block's function, and the run's service reads each module file once
 #                (HEAPKEEPER_SYMBOLIZER_LOG=1); the same for 50 processes started with LD_PRELOAD
 #                alone (the user's service)
+#   closed       a program whose standard input or output is closed gets its report named all the
+#                same (the binary's stdin and stdout are then the library's own descriptors 0, 1)
 source "$(dirname "$0")/lib.sh"
 
-part=${1:?usage: report_handoff.sh watching|unreachable|many}
+part=${1:?usage: report_handoff.sh watching|unreachable|many|closed}
 program=$(hk_program report_handoff)
 W=$HK_WORK
 named="#0 0x[0-9a-f]+ in leak_for_handoff $program\+0x[0-9a-f]+ .*report_handoff\.c:[0-9]+"
@@ -252,6 +254,38 @@ PY
         "read more than once: $(repeats user | tr '\n' ' ')"
       grep -v '^heapkeeper: symbolizer' "$W/user.err" | head -10 >&2
     fi
+    ;;
+  closed)
+    # One program alone, with its own runtime directory (no service to answer it): the library's
+    # memfd and pipe take the closed numbers, and the binary must get them as its stdin and stdout.
+    for closed in stdin stdout both; do
+      case $closed in
+        stdin) redirect=(bash -c 'exec "$@" <&-' bash) ;;
+        stdout) redirect=(bash -c 'exec "$@" >&-' bash) ;;
+        both) redirect=(bash -c 'exec "$@" <&- >&-' bash) ;;
+      esac
+      runtime=$(mktemp -d /tmp/hk-runtime.XXXXXX)
+      status=0
+      XDG_RUNTIME_DIR=$runtime HEAPKEEPER_REPORT="$W/closed.$closed.json" timeout -k 5 "$(hk_limit)" \
+        "${redirect[@]}" env LD_PRELOAD="$HK_PRELOAD" "$program" >"$W/closed.$closed.out" 2>"$W/closed.$closed.err" ||
+        status=$?
+      rm -rf "$runtime"
+      ok=1
+      [[ $status == 0 ]] || { hk_fail "$closed closed: status $status"; ok=0; }
+      if grep -q 'heapkeeper\[' "$W/closed.$closed.err"; then
+        hk_fail "$closed closed: $(grep 'heapkeeper\[' "$W/closed.$closed.err" | head -2)"
+        ok=0
+      fi
+      if [[ ! -s $W/closed.$closed.json ]]; then
+        hk_fail "$closed closed: no JSON report"
+        ok=0
+      else
+        hk_json_check "$W/closed.$closed.json" \
+          'any(f["function"] == "leak_for_handoff" for s in r["live_sites"] for f in s["stack"])' \
+          "$closed closed: the JSON report names the live block's function" || ok=0
+      fi
+      ((ok)) && hk_pass "standard $closed closed: the binary answered, the report is named"
+    done
     ;;
   *)
     echo "unknown part $part" >&2
