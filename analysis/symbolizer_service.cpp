@@ -250,6 +250,17 @@ void own_c_library(std::string& path, std::string& build_id) {
   ::_exit(0);
 }
 
+// `fd`, or a close-on-exec copy of it numbered 3 or more (the original closed): a service points
+// its standard descriptors at /dev/null as it detaches, which would replace a listener or pidfd
+// made while the caller had one of them closed (`heapkeeper run <&-`, or the binary, which has
+// closed its stdin and stdout before it starts the user's service). -1 stays -1.
+int above_standard_descriptors(int fd) {
+  if (fd < 0 || fd > 2) return fd;
+  const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  ::close(fd);
+  return moved;
+}
+
 // Whether a service of our uid answers at `path`.
 bool someone_serves(const std::string& path) {
   sockaddr_un address{};
@@ -287,7 +298,7 @@ std::string start_symbolizer_service(std::string& error) {
     return {};
   }
   std::memcpy(address.sun_path, socket_path.c_str(), socket_path.size() + 1);
-  const int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int listener = above_standard_descriptors(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (listener < 0 || ::bind(listener, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
       ::listen(listener, 128) != 0) {
     error = "cannot listen on " + socket_path + ": " + std::strerror(errno);
@@ -297,7 +308,8 @@ std::string start_symbolizer_service(std::string& error) {
   }
   Lifetime life;
   life.watched = ::getpid();
-  life.pidfd = static_cast<int>(::syscall(SYS_pidfd_open, life.watched, 0));  // close-on-exec by definition
+  // Close-on-exec by definition.
+  life.pidfd = above_standard_descriptors(static_cast<int>(::syscall(SYS_pidfd_open, life.watched, 0)));
   std::fflush(nullptr);
   const pid_t child = ::fork();
   if (child == 0) {
@@ -349,11 +361,7 @@ void start_user_symbolizer_service(const std::string& socket_path, std::unique_p
   // later by the grandchild, or it would start a binary of its own and read every module again.
   // A socket nobody answers on is a dead service's: replace it. Two new services racing both
   // bind; the one whose name was taken over idles out.
-  // Above 2: the caller has closed its standard input and output, and the service sets them to
-  // /dev/null, which would replace a listener that took their number.
-  const int first = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  const int listener = first >= 0 && first < 3 ? ::fcntl(first, F_DUPFD_CLOEXEC, 3) : first;
-  if (first >= 0 && first != listener) ::close(first);
+  const int listener = above_standard_descriptors(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (listener < 0) return;
   ::unlink(socket_path.c_str());
   if (::bind(listener, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||

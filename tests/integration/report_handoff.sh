@@ -16,7 +16,9 @@
 #                (HEAPKEEPER_SYMBOLIZER_LOG=1); the same for 50 processes started with LD_PRELOAD
 #                alone (the user's service)
 #   closed       a program whose standard input or output is closed gets its report named all the
-#                same (the binary's stdin and stdout are then the library's own descriptors 0, 1)
+#                same (the binary's stdin and stdout are then the library's own descriptors 0, 1);
+#                `heapkeeper run` with a standard descriptor closed still has its service, which
+#                answers every process of the run (no process starts a binary of its own)
 source "$(dirname "$0")/lib.sh"
 
 part=${1:?usage: report_handoff.sh watching|unreachable|many|closed}
@@ -285,6 +287,42 @@ PY
           "$closed closed: the JSON report names the live block's function" || ok=0
       fi
       ((ok)) && hk_pass "standard $closed closed: the binary answered, the report is named"
+    done
+
+    # The run's service made while a standard descriptor of the run is closed: its listener and its
+    # pidfd must not take the numbers the service points at /dev/null.
+    for closed in stdin stdout stderr; do
+      case $closed in
+        stdin) redirect=(bash -c 'exec "$@" <&-' bash) ;;
+        stdout) redirect=(bash -c 'exec "$@" >&-' bash) ;;
+        stderr) redirect=(bash -c 'exec "$@" 2>&-' bash) ;;
+      esac
+      runtime=$(mktemp -d /tmp/hk-runtime.XXXXXX)
+      mkdir -p "$W/run.$closed"
+      status=0
+      XDG_RUNTIME_DIR=$runtime HEAPKEEPER_MODE=off HEAPKEEPER_REPORT="$W/run.$closed/r.%p.json" \
+        timeout -k 5 "$(hk_limit)" "${redirect[@]}" "$HK_LAUNCHER" run -- \
+        bash -c 'for ((i = 0; i < 5; ++i)); do "$0" </dev/null >/dev/null 2>&1; done' "$program" \
+        >"$W/run.$closed.out" 2>"$W/run.$closed.err" || status=$?
+      # A process that found no service started the binary, which left the user's service here.
+      started=$(find "$runtime" -maxdepth 1 -name 'heapkeeper-symbolizer.*' | wc -l)
+      rm -rf "$runtime"
+      ok=1
+      [[ $status == 0 ]] || { hk_fail "run, $closed closed: status $status"; ok=0; }
+      message=$("$HK_CHECK_PYTHON" - "$W/run.$closed" <<'PY' 2>&1
+import glob, json, os, sys
+named = 0
+for path in glob.glob(os.path.join(sys.argv[1], "r.*.json")):
+    r = json.load(open(path))
+    if "report_handoff" in r["program"] and any(
+            f["function"] == "leak_for_handoff" for s in r["live_sites"] for f in s["stack"]):
+        named += 1
+if named != 5:
+    sys.exit(f"{named} of the program's 5 reports name leak_for_handoff")
+PY
+) || { hk_fail "run, $closed closed: $message"; ok=0; }
+      ((started == 0)) || { hk_fail "run, $closed closed: a process found no run's service and started the binary"; ok=0; }
+      ((ok)) && hk_pass "heapkeeper run with $closed closed: the run's service answered all 5 processes"
     done
     ;;
   *)
