@@ -261,13 +261,18 @@ int above_standard_descriptors(int fd) {
   return moved;
 }
 
-// Whether a service of our uid answers at `path`.
+// Whether a service of our uid answers at `path`. Not a socket file of ours, or one whose backlog
+// is full (a stopped service: a blocking connect would wait for it as long as it is stopped, and
+// the program that started this binary with it), is nobody: it is replaced.
 bool someone_serves(const std::string& path) {
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   if (path.size() >= sizeof(address.sun_path)) return false;
   std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct stat socket_file {};
+  if (::lstat(path.c_str(), &socket_file) != 0 || !S_ISSOCK(socket_file.st_mode) || socket_file.st_uid != ::getuid())
+    return false;
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return false;
   bool ours = false;
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0) {

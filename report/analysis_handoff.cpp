@@ -115,10 +115,21 @@ bool send_with_length(int fd, const std::string& dump) {
 
 // A service (the run's or the user's): u64 length + dump, then the answer until EOF. The service
 // must run as our uid (SO_PEERCRED): the dump tells what the program allocated.
+//
+// Its socket file must be ours before we connect at all, and the connect and the send are bounded
+// by the answer's deadline too: connect() to a socket whose backlog is full (a service stopped, or
+// another user's listener that never accepts, planted in a /tmp/heapkeeper-UID that user made
+// first) waits until there is room, and had held the program at exit for ever.
 bool ask_service(const char* socket_path, const std::string& dump, std::string& reply) {
   if (socket_path[0] == '\0') return false;
+  struct stat socket_file {};
+  if (::lstat(socket_path, &socket_file) != 0 || !S_ISSOCK(socket_file.st_mode) || socket_file.st_uid != ::getuid())
+    return false;
+  const uint64_t deadline_ms = monotonic_ms() + kAnswerTimeoutMs;
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
+  const timeval send_limit{kAnswerTimeoutMs / 1000, 0};  // a unix connect waits for room as a send does
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_limit, sizeof send_limit);
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   std::memcpy(address.sun_path, socket_path, sizeof(address.sun_path) - 1);
@@ -127,7 +138,7 @@ bool ask_service(const char* socket_path, const std::string& dump, std::string& 
   socklen_t peer_length = sizeof peer;
   ok = ok && ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peer_length) == 0 && peer.uid == ::getuid();
   ok = ok && send_with_length(fd, dump);
-  ok = ok && ::shutdown(fd, SHUT_WR) == 0 && read_answer(fd, reply, monotonic_ms() + kAnswerTimeoutMs, true);
+  ok = ok && ::shutdown(fd, SHUT_WR) == 0 && read_answer(fd, reply, deadline_ms, true);
   ::close(fd);
   return ok;
 }

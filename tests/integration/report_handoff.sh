@@ -19,9 +19,13 @@
 #                same (the binary's stdin and stdout are then the library's own descriptors 0, 1);
 #                `heapkeeper run` with a standard descriptor closed still has its service, which
 #                answers every process of the run (no process starts a binary of its own)
+#   hostile      as root: a listener of another user (uid 65534) whose backlog is full, at the
+#                run's socket path or at the user's service's path (as one planted in a
+#                /tmp/heapkeeper-UID that user made first), neither holds the program at exit nor
+#                sees the dump: the program starts the binary, which replaces the user's service
 source "$(dirname "$0")/lib.sh"
 
-part=${1:?usage: report_handoff.sh watching|unreachable|many|closed}
+part=${1:?usage: report_handoff.sh watching|unreachable|many|closed|hostile}
 program=$(hk_program report_handoff)
 W=$HK_WORK
 named="#0 0x[0-9a-f]+ in leak_for_handoff $program\+0x[0-9a-f]+ .*report_handoff\.c:[0-9]+"
@@ -324,6 +328,74 @@ PY
       ((started == 0)) || { hk_fail "run, $closed closed: a process found no run's service and started the binary"; ok=0; }
       ((ok)) && hk_pass "heapkeeper run with $closed closed: the run's service answered all 5 processes"
     done
+    ;;
+  hostile)
+    if ((EUID != 0)); then
+      echo "SKIP: needs root to listen as a second user"
+      trap - EXIT
+      rm -rf "$W"
+      exit 77
+    fi
+    # hostile_listener PATH: a listener of uid 65534 whose backlog is full, bound in a directory of
+    # that user and moved to PATH; it stops listening once $place/done exists (ended).
+    hostile_listener() {
+      place=$(mktemp -d /tmp/hk-hostile.XXXXXX)
+      chown 65534:65534 "$place"
+      "$HK_CHECK_PYTHON" - "$place" <<'PY' &
+import os, socket, sys, time
+place = sys.argv[1]
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)
+listener = socket.socket(socket.AF_UNIX)
+listener.bind(os.path.join(place, "socket"))
+listener.listen(0)
+filler = socket.socket(socket.AF_UNIX)
+filler.connect(os.path.join(place, "socket"))  # the backlog holds one connection: it is full now
+open(os.path.join(place, "ready"), "w").close()
+for _ in range(1200):
+    if os.path.exists(os.path.join(place, "done")):
+        break
+    time.sleep(0.05)
+PY
+      hostile=$!
+      for ((i = 0; i < 200; ++i)); do [[ -e $place/ready ]] && break; sleep 0.05; done
+      mv "$place/socket" "$1"
+    }
+    ended() {
+      touch "$place/done"
+      hk_wait "$hostile" || true
+      rm -rf "$place"
+    }
+
+    hostile_listener "$W/run.sock"
+    HEAPKEEPER_SYMBOLIZER_SOCKET=$W/run.sock HEAPKEEPER_REPORT="$W/run.json" run_case run preload wait
+    ended
+    ok=1
+    [[ $(cat "$W/run.status") == 0 ]] || { hk_fail "run's socket: status $(cat "$W/run.status")"; ok=0; }
+    grep -qE "$named" "$W/run.err" || { hk_fail "run's socket: no named leak report: $(head -3 "$W/run.err")"; ok=0; }
+    ((ok)) && hk_pass "another user's listener at the run's socket path: the binary answered, status 0"
+
+    # The user's service's path: learnt from the service a first process leaves, whose socket is
+    # then taken away (nameless, it idles out) and replaced by the other user's listener.
+    runtime=$(mktemp -d /tmp/hk-runtime.XXXXXX)
+    XDG_RUNTIME_DIR=$runtime run_case first preload
+    service=$(find "$runtime" -maxdepth 1 -name 'heapkeeper-symbolizer.*' | head -1)
+    if [[ -z $service ]]; then
+      hk_fail "no user's service was left in $runtime"
+    else
+      rm -f "$service"
+      hostile_listener "$service"
+      XDG_RUNTIME_DIR=$runtime HEAPKEEPER_REPORT="$W/user.json" run_case user preload wait
+      ended
+      ok=1
+      [[ $(cat "$W/user.status") == 0 ]] || { hk_fail "user's service: status $(cat "$W/user.status")"; ok=0; }
+      grep -qE "$named" "$W/user.err" || { hk_fail "user's service: no named leak report: $(head -3 "$W/user.err")"; ok=0; }
+      [[ -S $service && $(stat -c %u "$service") == 0 ]] ||
+        { hk_fail "user's service: the other user's socket was not replaced by one of ours"; ok=0; }
+      ((ok)) && hk_pass "another user's listener at the user's service's path: named report, replaced by our service"
+    fi
+    rm -rf "$runtime"
     ;;
   *)
     echo "unknown part $part" >&2
