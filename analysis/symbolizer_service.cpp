@@ -288,7 +288,13 @@ bool someone_serves(const std::string& path) {
 
 std::string start_symbolizer_service(std::string& error) {
   const char* runtime = std::getenv("XDG_RUNTIME_DIR");
-  std::string base = runtime != nullptr && runtime[0] == '/' && ::access(runtime, W_OK | X_OK) == 0 ? runtime : "/tmp";
+  // /tmp also when the runtime directory's path leaves no room for the socket's name (at most 107
+  // bytes): the run would have had no service at all, and every process read every module again.
+  constexpr size_t kRoom = sizeof(sockaddr_un::sun_path) - sizeof("/heapkeeper-run.XXXXXX/symbolizer");
+  std::string base =
+      runtime != nullptr && runtime[0] == '/' && std::strlen(runtime) <= kRoom && ::access(runtime, W_OK | X_OK) == 0
+          ? runtime
+          : "/tmp";
   std::string directory = base + "/heapkeeper-run.XXXXXX";
   if (::mkdtemp(directory.data()) == nullptr) {
     error = "cannot make a directory in " + base + ": " + std::strerror(errno);

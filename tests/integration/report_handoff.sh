@@ -14,7 +14,8 @@
 #   many         200 traced processes of one `heapkeeper run` each get a JSON report naming their
 #                live block's function, and the run's service reads each module file once
 #                (HEAPKEEPER_SYMBOLIZER_LOG=1); the same for 50 processes started with LD_PRELOAD
-#                alone (the user's service)
+#                alone (the user's service); and both with an XDG_RUNTIME_DIR too long for a
+#                socket's path (the services then live in /tmp)
 #   closed       a program whose standard input or output is closed gets its report named all the
 #                same (the binary's stdin and stdout are then the library's own descriptors 0, 1);
 #                `heapkeeper run` with a standard descriptor closed still has its service, which
@@ -259,6 +260,34 @@ PY
       hk_fail "50 processes with LD_PRELOAD: status $status; ${message:-}; $(reads user) module reads;" \
         "read more than once: $(repeats user | tr '\n' ' ')"
       grep -v '^heapkeeper: symbolizer' "$W/user.err" | head -10 >&2
+    fi
+
+    # A runtime directory whose path leaves no room for a socket's name (107 bytes at most).
+    runtime=$(mktemp -d "/tmp/hk-runtime-$(printf '%080d' 0).XXXXXX")
+    mkdir -p "$W/long-run" "$W/long-user"
+    status=0
+    XDG_RUNTIME_DIR=$runtime HEAPKEEPER_MODE=off HEAPKEEPER_SYMBOLIZER_LOG=1 HEAPKEEPER_REPORT="$W/long-run/r.%p.json" \
+      timeout -k 5 "$(hk_limit)" "$HK_LAUNCHER" run -- bash -c 'for ((i = 0; i < 10; ++i)); do "$0"; done' "$program" \
+      >"$W/long-run.out" 2>"$W/long-run.err" || status=$?
+    if [[ $status == 0 ]] && message=$(many_reports long-run 10 2>&1) && (($(reads long-run) > 0)) &&
+      [[ -z $(repeats long-run) ]]; then
+      hk_pass "a runtime directory too long for a socket: the run's service read each module once"
+    else
+      hk_fail "a runtime directory too long for a socket, under a run: status $status; ${message:-};" \
+        "$(reads long-run) module reads; read more than once: $(repeats long-run | tr '\n' ' ')"
+    fi
+    # The user's service then lives in /tmp/heapkeeper-UID, where one of this binary may already
+    # answer (another test's): no module is read twice, whoever reads it.
+    status=0
+    XDG_RUNTIME_DIR=$runtime HEAPKEEPER_MODE=off HEAPKEEPER_SYMBOLIZER_LOG=1 HEAPKEEPER_REPORT="$W/long-user/r.%p.json" \
+      timeout -k 5 "$(hk_limit)" bash -c 'export LD_PRELOAD=$1; for ((i = 0; i < 10; ++i)); do "$0"; done' \
+      "$program" "$HK_PRELOAD" >"$W/long-user.out" 2>"$W/long-user.err" || status=$?
+    rm -rf "$runtime"
+    if [[ $status == 0 ]] && message=$(many_reports long-user 10 2>&1) && [[ -z $(repeats long-user) ]]; then
+      hk_pass "a runtime directory too long for a socket: the user's service answered, no module read twice"
+    else
+      hk_fail "a runtime directory too long for a socket, LD_PRELOAD: status $status; ${message:-};" \
+        "read more than once: $(repeats long-user | tr '\n' ' ')"
     fi
     ;;
   closed)
