@@ -154,9 +154,21 @@ int give_as(int fd, int target) { return fd == target ? ::fcntl(fd, F_SETFD, 0) 
 // resets it on exec), so this child does not exec: it makes a grandchild that does, whose SIGCHLD
 // comes here, waits for it and ends with its status. The binary starts with every signal blocked
 // and unblocks them itself, once exec has reset the handlers.
-[[noreturn]] void run_binary(int dump_fd, int answer_fd, char* const* argv, char* const* envp) {
+//
+// Both die with their parent (PR_SET_PDEATHSIG): a program killed while it waits for the answer
+// (timeout, Ctrl-C, a supervisor's stop) would otherwise leave them running, this child holding
+// a copy of every descriptor the program had (the pipe a shell reads its output from never saw
+// its end, a listening socket stayed bound) for as long as the binary took, for ever if it hung;
+// nobody would read the answer. For the same reason this child closes its descriptors once the
+// binary has its own.
+[[noreturn]] void run_binary(int dump_fd, int answer_fd, char* const* argv, char* const* envp, long program) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != program) ::_exit(125);  // the program died before the line above
+  const long self = ::syscall(SYS_getpid);
   const long grandchild = ::syscall(SYS_clone, static_cast<long>(SIGCHLD), nullptr, nullptr, nullptr, nullptr);
   if (grandchild == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // kept across exec (the binary is no set-id program)
+    if (::getppid() != self) ::_exit(125);
     // The memfd was made before the pipe, so the answer's end is never 0 and survives this order.
     if (give_as(dump_fd, 0) < 0 || give_as(answer_fd, 1) < 0) ::_exit(126);
     ::syscall(SYS_close_range, 3u, ~0u, 0u);  // what the program left open without close-on-exec
@@ -164,6 +176,7 @@ int give_as(int fd, int target) { return fd == target ? ::fcntl(fd, F_SETFD, 0) 
     ::_exit(127);
   }
   if (grandchild < 0) ::_exit(125);
+  ::syscall(SYS_close_range, 0u, ~0u, 0u);
   int status = 0;
   while (::syscall(SYS_wait4, grandchild, &status, 0, nullptr) < 0 && errno == EINTR) {
   }
@@ -207,8 +220,9 @@ bool ask_binary(const std::string& dump, std::string& reply, std::string& why) {
   sigset_t all, before;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &before);
+  const long program = ::syscall(SYS_getpid);
   const long child = ::syscall(SYS_clone, 0L, nullptr, nullptr, nullptr, nullptr);
-  if (child == 0) run_binary(dump_fd, answer[1], argv, envp.data());
+  if (child == 0) run_binary(dump_fd, answer[1], argv, envp.data(), program);
   pthread_sigmask(SIG_SETMASK, &before, nullptr);
   ::close(dump_fd);
   ::close(answer[1]);

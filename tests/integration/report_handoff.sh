@@ -24,9 +24,11 @@
 #                run's socket path or at the user's service's path (as one planted in a
 #                /tmp/heapkeeper-UID that user made first), neither holds the program at exit nor
 #                sees the dump: the program starts the binary, which replaces the user's service
+#   killed       a program killed while it waits for a binary that hangs leaves nothing behind: its
+#                output pipe sees its end, and the binary is gone (nobody would read its answer)
 source "$(dirname "$0")/lib.sh"
 
-part=${1:?usage: report_handoff.sh watching|unreachable|many|closed|hostile}
+part=${1:?usage: report_handoff.sh watching|unreachable|many|closed|hostile|killed}
 program=$(hk_program report_handoff)
 W=$HK_WORK
 named="#0 0x[0-9a-f]+ in leak_for_handoff $program\+0x[0-9a-f]+ .*report_handoff\.c:[0-9]+"
@@ -425,6 +427,32 @@ PY
       ((ok)) && hk_pass "another user's listener at the user's service's path: named report, replaced by our service"
     fi
     rm -rf "$runtime"
+    ;;
+  killed)
+    # The "binary" says it has started (its pid: it execs sleep) and never answers.
+    printf '#!/bin/sh\necho $$ >"%s"\nexec sleep 600\n' "$W/binary.pid" >"$W/hanging" && chmod +x "$W/hanging"
+    mkfifo "$W/output"
+    cat "$W/output" >"$W/output.copy" &
+    reader=$!
+    HEAPKEEPER_BINARY=$W/hanging bash -c 'export LD_PRELOAD=$0; exec "$@"' "$HK_PRELOAD" "$program" \
+      >"$W/output" 2>"$W/killed.err" &
+    traced=$!
+    for ((i = 0; i < 600; ++i)); do [[ -s $W/binary.pid ]] && break; sleep 0.05; done
+    binary=$(cat "$W/binary.pid" 2>/dev/null || echo 0)
+    kill -TERM "$traced"
+    hk_wait "$traced" || true
+    ok=1
+    ((binary != 0)) || { hk_fail "the hanging binary was never started: $(head -3 "$W/killed.err")"; ok=0; }
+    status=0
+    hk_wait "$reader" || status=$?
+    ((status == 0)) || { hk_fail "the program's output pipe stayed open after it was killed"; ok=0; }
+    for ((i = 0; i < 200; ++i)); do kill -0 "$binary" 2>/dev/null || break; sleep 0.05; done
+    if ((binary != 0)) && kill -0 "$binary" 2>/dev/null; then
+      hk_fail "the binary outlived the killed program: $(ps -o pid,ppid,args -p "$binary" | tail -1)"
+      kill -KILL "$binary"
+      ok=0
+    fi
+    ((ok)) && hk_pass "killed while waiting for the binary: its output ends, the binary goes with it"
     ;;
   *)
     echo "unknown part $part" >&2
