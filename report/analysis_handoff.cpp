@@ -62,7 +62,9 @@ bool write_all(int fd, const char* data, size_t size) {
 // Reads into `out` until end of file or, with `complete` (a service's answer), until `out` holds
 // the whole answer its header announces, waiting at most until `deadline_ms`; false on timeout or
 // error. The service closes the connection once it has sent the answer, but waiting for that as
-// well could cost the exiting program a second wake-up on a loaded machine.
+// well could cost the exiting program a second wake-up on a loaded machine. A service's end of
+// file before the whole answer is false too: the service died, or refused the dump (a library
+// newer than the service's binary), and the next way (the binary itself) may still answer.
 bool read_answer(int fd, std::string& out, uint64_t deadline_ms, bool complete) {
   // Small: a 64 KiB buffer reached below the stack the exit path had used, a page fault a report.
   char buffer[8192];
@@ -70,7 +72,7 @@ bool read_answer(int fd, std::string& out, uint64_t deadline_ms, bool complete) 
     if (complete && out.size() >= kRawAnswerHeaderBytes) {
       uint64_t total = 0;
       std::memcpy(&total, out.data() + kRawAnswerTotalAt, sizeof total);
-      // A size the parser would refuse is read to end of file, as before, and refused there.
+      // A size the parser would refuse is never whole: read to end of file, then the next way.
       if (total >= kRawAnswerHeaderBytes && total <= kRawAnswerMaxBytes) {
         if (out.size() >= total) return true;
         out.reserve(total);
@@ -85,7 +87,7 @@ bool read_answer(int fd, std::string& out, uint64_t deadline_ms, bool complete) 
     const ssize_t n = ::read(fd, buffer, sizeof buffer);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n < 0) return false;
-    if (n == 0) return true;
+    if (n == 0) return !complete;  // a whole answer returned above
     out.append(buffer, static_cast<size_t>(n));
   }
 }

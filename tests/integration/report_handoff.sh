@@ -7,7 +7,9 @@
 #                PID` and `heapkeeper stats PID` named its frames (reader side), its exit status and
 #                HEAPKEEPER_EXITCODE as before; reports named in full by both ways; the binary
 #                refuses a corrupt dump in one line; a service's answer is taken at the size it
-#                announces, without waiting for the service to close the connection
+#                announces, without waiting for the service to close the connection; a service
+#                that closes the connection without an answer (dead, or refusing the dump) is
+#                passed over for the binary
 #   unreachable  without the binary (moved out of reach, named wrongly, failing, answering nonsense)
 #                the leak report still comes, with module+offset frames and build-ids, as
 #                LeakSanitizer's does without a symbolizer; the offset lies in the leaking function
@@ -151,6 +153,29 @@ PY
     grep -qE "$named" "$W/held.err" || { hk_fail "held: no named leak report: $(head -5 "$W/held.err")"; ok=0; }
     hk_json_check "$W/held.json" 'r["leaked_bytes"] == 4321' "held: the JSON report is written" || ok=0
     ((ok)) && hk_pass "a service that keeps its connection open after answering: named report, status 0"
+
+    # A service that takes the dump and closes the connection without answering, as one that
+    # died or refused the dump does: the binary answers instead.
+    "$HK_CHECK_PYTHON" - "$W/mute.sock" <<'PY' &
+import socket, sys
+listener = socket.socket(socket.AF_UNIX)
+listener.bind(sys.argv[1])
+listener.listen(1)
+listener.settimeout(60)
+client, _ = listener.accept()
+while client.recv(65536):
+    pass
+client.close()
+PY
+    mute=$!
+    for ((i = 0; i < 200; ++i)); do [[ -S $W/mute.sock ]] && break; sleep 0.05; done
+    HEAPKEEPER_SYMBOLIZER_SOCKET=$W/mute.sock HEAPKEEPER_REPORT="$W/mute.json" run_case mute preload wait
+    hk_wait "$mute" || true
+    ok=1
+    [[ $(cat "$W/mute.status") == 0 ]] || { hk_fail "mute: status $(cat "$W/mute.status")"; ok=0; }
+    grep -qE "$named" "$W/mute.err" || { hk_fail "mute: no named leak report: $(grep 'heapkeeper\[' "$W/mute.err")"; ok=0; }
+    hk_json_check "$W/mute.json" 'r["leaked_bytes"] == 4321' "mute: the JSON report is written" || ok=0
+    ((ok)) && hk_pass "a service that closes without answering: the binary answers instead"
 
     # The binary's reader: a corrupt or truncated dump is one line and status 1.
     : >"$W/empty.dump"
