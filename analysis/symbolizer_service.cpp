@@ -26,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <string_view>
+#include <system_error>
 #include <thread>
 
 #include "analysis/hex_text.h"
@@ -125,7 +126,13 @@ void work(Service* service) {
     service->last_activity_ms = monotonic_ms();
     if (service->waiting_workers.load() == 0) {
       ++service->waiting_workers;
-      std::thread(work, service).detach();
+      try {
+        std::thread(work, service).detach();
+      } catch (const std::system_error&) {
+        // Out of threads (RLIMIT_NPROC, a pids cgroup): the clients wait in the backlog for this
+        // worker, rather than the service ending in std::terminate with every answer in flight.
+        --service->waiting_workers;
+      }
     }
     answer_client(*service, client);
     ::close(client);
@@ -220,7 +227,16 @@ void own_c_library(std::string& path, std::string& build_id) {
   service->listener = listener;
   service->last_activity_ms = monotonic_ms();
   ++service->waiting_workers;
-  std::thread(work, service).detach();
+  try {
+    std::thread(work, service).detach();
+  } catch (const std::system_error&) {
+    // No worker: no service. The name goes, so the processes start the binary at once.
+    struct stat now {};
+    if (::stat(socket_path.c_str(), &now) == 0 && now.st_ino == bound.st_ino && now.st_dev == bound.st_dev)
+      ::unlink(socket_path.c_str());
+    if (!directory.empty()) ::rmdir(directory.c_str());
+    ::_exit(0);
+  }
   // The C library's symbols and DWARF are read now, while the first clients are answered, rather
   // than by the first report that names it, which would wait for them (a shell loop's last
   // report, its shell's, waited 60 ms for libc6-dbg's sections to be inflated).
@@ -231,7 +247,13 @@ void own_c_library(std::string& path, std::string& build_id) {
     std::lock_guard<std::mutex> lock(service->mutex);
     prepare = service->symbolizer->start_preparing(libc_build_id);
   }
-  if (prepare) std::thread([service, libc_path] { service->symbolizer->prepare(libc_path); }).detach();
+  if (prepare) {
+    try {
+      std::thread([service, libc_path] { service->symbolizer->prepare(libc_path); }).detach();
+    } catch (const std::system_error&) {
+      service->symbolizer->prepare(libc_path);  // here, then: a claimed preparation must end
+    }
+  }
   wait_for_end(life, *service);
   struct stat now {};
   if (::stat(socket_path.c_str(), &now) == 0 && now.st_ino == bound.st_ino && now.st_dev == bound.st_dev)

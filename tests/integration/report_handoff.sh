@@ -26,11 +26,13 @@
 #                run's socket path or at the user's service's path (as one planted in a
 #                /tmp/heapkeeper-UID that user made first), neither holds the program at exit nor
 #                sees the dump: the program starts the binary, which replaces the user's service
+#   threads      as root: a run's service (uid 65532) that may make no more threads (RLIMIT_NPROC
+#                set to 1 once it runs) answers every process of the run all the same, 8 at once
 #   killed       a program killed while it waits for a binary that hangs leaves nothing behind: its
 #                output pipe sees its end, and the binary is gone (nobody would read its answer)
 source "$(dirname "$0")/lib.sh"
 
-part=${1:?usage: report_handoff.sh watching|unreachable|many|closed|hostile|killed}
+part=${1:?usage: report_handoff.sh watching|unreachable|many|closed|hostile|threads|killed}
 program=$(hk_program report_handoff)
 W=$HK_WORK
 named="#0 0x[0-9a-f]+ in leak_for_handoff $program\+0x[0-9a-f]+ .*report_handoff\.c:[0-9]+"
@@ -452,6 +454,62 @@ PY
       ((ok)) && hk_pass "another user's listener at the user's service's path: named report, replaced by our service"
     fi
     rm -rf "$runtime"
+    ;;
+  threads)
+    if ((EUID != 0)); then
+      echo "SKIP: needs root to run as a second user and lower its service's limits"
+      trap - EXIT
+      rm -rf "$W"
+      exit 77
+    fi
+    place=$(mktemp -d /tmp/hk-threads.XXXXXX)
+    mkdir "$place/runtime" "$place/reports"
+    chmod 700 "$place/runtime"
+    chown -R 65532:65532 "$place"
+    # The program says it runs (the launcher has exec'd it, so the only process of that user still
+    # running the launcher is its service), then waits for "go" on a FIFO (with bash's own read: a
+    # traced `sleep` would be a client) before its 8 processes, at once. Until then the service has
+    # had no client and has one worker: the first client makes it want another.
+    mkfifo "$place/go"
+    chown 65532:65532 "$place/go"
+    setpriv --reuid=65532 --regid=65532 --clear-groups env XDG_RUNTIME_DIR="$place/runtime" HEAPKEEPER_MODE=off \
+      HEAPKEEPER_REPORT="$place/reports/r.%p.json" timeout -k 5 "$(hk_limit)" "$HK_LAUNCHER" run -- bash -c \
+      'exec 3<>"$1/go"; : >"$1/ready"; read -r -t 60 -u 3 _
+       for ((i = 0; i < 8; ++i)); do "$0" & done; wait' "$program" "$place" >"$W/threads.out" 2>"$W/threads.err" &
+    job=$!
+    for ((i = 0; i < 600; ++i)); do [[ -e $place/ready ]] && break; sleep 0.05; done
+    service=$(pgrep -u 65532 -f "^$HK_LAUNCHER run -- bash -c" | head -1 || true)
+    # Its first worker made (the second thread), the limit is set.
+    for ((i = 0; i < 600; ++i)); do
+      [[ -n $service && $(find "/proc/$service/task" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l) -lt 2 ]] || break
+      sleep 0.05
+    done
+    ok=1
+    # As that user: lowering one's own limits needs no privilege (root here may lack CAP_SYS_RESOURCE).
+    if [[ -z $service ]] ||
+      ! setpriv --reuid=65532 --regid=65532 --clear-groups prlimit --pid "$service" --nproc=1:1; then
+      hk_fail "threads: no run's service found to limit"
+      ok=0
+    fi
+    echo go >"$place/go"
+    status=0
+    hk_wait "$job" || status=$?
+    [[ $status == 0 ]] || { hk_fail "threads: status $status: $(head -3 "$W/threads.err")"; ok=0; }
+    named=$("$HK_CHECK_PYTHON" - "$place/reports" <<'PY'
+import glob, json, os, sys
+print(sum(1 for path in glob.glob(os.path.join(sys.argv[1], "r.*.json"))
+          for r in [json.load(open(path))] if "report_handoff" in r["program"] and any(
+              f["function"] == "leak_for_handoff" for s in r["live_sites"] for f in s["stack"])))
+PY
+)
+    ((named == 8)) || { hk_fail "threads: $named of 8 reports name leak_for_handoff"; ok=0; }
+    # A process that found no run's service started the binary, which left the user's service here.
+    if [[ -n $(find "$place/runtime" -maxdepth 1 -name 'heapkeeper-symbolizer.*') ]]; then
+      hk_fail "threads: a process found no run's service (it had ended?) and started the binary"
+      ok=0
+    fi
+    rm -rf "$place"
+    ((ok)) && hk_pass "a run's service that can make no thread answered all 8 processes"
     ;;
   killed)
     # The "binary" says it has started (its pid: it execs sleep) and never answers.
