@@ -186,6 +186,9 @@ void detach_from_terminal() {
     if (log == nullptr || std::strcmp(log, "1") != 0) ::dup2(null, 2);
     ::close(null);
   }
+  // Nor its directory: the program's, which a service that stays would keep busy (a mount could
+  // not be unmounted). Every path the service opens is absolute; a failure leaves it where it was.
+  [[maybe_unused]] const int moved = ::chdir("/");
   ::signal(SIGPIPE, SIG_IGN);
 }
 

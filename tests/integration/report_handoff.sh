@@ -21,7 +21,8 @@
 #   closed       a program whose standard input or output is closed gets its report named all the
 #                same (the binary's stdin and stdout are then the library's own descriptors 0, 1);
 #                `heapkeeper run` with a standard descriptor closed still has its service, which
-#                answers every process of the run (no process starts a binary of its own)
+#                answers every process of the run (no process starts a binary of its own); the
+#                user's service keeps no directory of the program's as its own
 #   hostile      as root: a listener of another user (uid 65534) whose backlog is full, at the
 #                run's socket path or at the user's service's path (as one planted in a
 #                /tmp/heapkeeper-UID that user made first), neither holds the program at exit nor
@@ -350,6 +351,27 @@ PY
       fi
       ((ok)) && hk_pass "standard $closed closed: the binary answered, the report is named"
     done
+
+    # The user's service holds no directory of the program's: it would keep a mount busy (umount:
+    # target is busy) for the seconds it stays.
+    runtime=$(mktemp -d /tmp/hk-runtime.XXXXXX)
+    mkdir -p "$W/cwd"
+    (cd "$W/cwd" && XDG_RUNTIME_DIR=$runtime HEAPKEEPER_REPORT="$W/cwd.json" hk_exec preload "$program") >/dev/null 2>&1 ||
+      true
+    service=$(pgrep -f "symbolize --answer --serve $runtime/" | head -1 || true)
+    for ((i = 0; i < 200; ++i)); do
+      [[ -n $service && $(readlink "/proc/$service/cwd" 2>/dev/null) == "$W/cwd" ]] || break
+      sleep 0.05
+    done
+    where=$(readlink "/proc/$service/cwd" 2>/dev/null || echo gone)
+    rm -rf "$runtime"
+    if [[ -z $service ]]; then
+      hk_fail "no user's service found for $runtime"
+    elif [[ $where != / ]]; then
+      hk_fail "the user's service held the program's directory as its own (then: $where)"
+    else
+      hk_pass "the user's service holds no directory of the program's (its directory: /)"
+    fi
 
     # The run's service made while a standard descriptor of the run is closed: its listener and its
     # pidfd must not take the numbers the service points at /dev/null.
