@@ -252,8 +252,8 @@ bool ask_binary(const std::string& dump, std::string& reply, std::string& why) {
   return true;
 }
 
-// The user's service: $XDG_RUNTIME_DIR (the user's own, 0700) or, without one or when its path is
-// too long for a socket's, a directory of ours in /tmp, named
+// The user's service: $XDG_RUNTIME_DIR (the user's own, 0700) or, without such a one or when its
+// path is too long for a socket's, a directory of ours in /tmp, named
 // after the binary's file (device, inode, modification time), so that only the service of this
 // very binary is ever asked; none without a binary.
 void name_user_service() {
@@ -265,13 +265,18 @@ void name_user_service() {
                                       static_cast<unsigned long long>(binary.st_mtim.tv_sec) * 1000000007ull ^
                                       static_cast<unsigned long long>(binary.st_mtim.tv_nsec);
   const char* runtime = std::getenv("XDG_RUNTIME_DIR");
-  // Not snprintf: this runs in every traced process (see alloc::BoundedText).
-  if (runtime != nullptr && runtime[0] == '/') {
+  // The runtime directory only if the binary will serve there (a directory of ours, 0700): one
+  // inherited from another user (`sudo -E`, `su` without -l) or missing had no service ever.
+  struct stat directory {};
+  if (runtime != nullptr && runtime[0] == '/' && ::lstat(runtime, &directory) == 0 && S_ISDIR(directory.st_mode) &&
+      directory.st_uid == ::getuid() && (directory.st_mode & 077) == 0) {
+    // Not snprintf: this runs in every traced process (see alloc::BoundedText).
     heapkeeper::alloc::BoundedText path(g_user_socket_path, sizeof g_user_socket_path);
     if (path.text(runtime).text("/heapkeeper-symbolizer.").hex(identity).complete()) return;
   }
-  // No runtime directory, or one whose name leaves no room in a socket's 107 bytes: without this,
-  // no process of such a user ever found a service, and each read every module again.
+  // No runtime directory the binary would serve in, or one whose name leaves no room in a socket's
+  // 107 bytes: without this, no process of such a user ever found a service, and each read every
+  // module again.
   heapkeeper::alloc::BoundedText path(g_user_socket_path, sizeof g_user_socket_path);
   path.text("/tmp/heapkeeper-").number(::getuid()).text("/symbolizer.").hex(identity);
   if (!path.complete()) g_user_socket_path[0] = '\0';

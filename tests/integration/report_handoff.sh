@@ -17,7 +17,7 @@
 #                live block's function, and the run's service reads each module file once
 #                (HEAPKEEPER_SYMBOLIZER_LOG=1); the same for 50 processes started with LD_PRELOAD
 #                alone (the user's service); and both with an XDG_RUNTIME_DIR too long for a
-#                socket's path (the services then live in /tmp)
+#                socket's path, the user's with one not 0700 (the services then live in /tmp)
 #   closed       a program whose standard input or output is closed gets its report named all the
 #                same (the binary's stdin and stdout are then the library's own descriptors 0, 1);
 #                `heapkeeper run` with a standard descriptor closed still has its service, which
@@ -290,6 +290,24 @@ PY
       hk_fail "50 processes with LD_PRELOAD: status $status; ${message:-}; $(reads user) module reads;" \
         "read more than once: $(repeats user | tr '\n' ' ')"
       grep -v '^heapkeeper: symbolizer' "$W/user.err" | head -10 >&2
+    fi
+
+    # A runtime directory the binary will not serve in (not 0700, as another user's inherited
+    # through `sudo -E` is not ours): the user's service lives in /tmp/heapkeeper-UID instead,
+    # where one of this binary may already answer (another test's): no module is read twice.
+    runtime=$(mktemp -d /tmp/hk-runtime.XXXXXX)
+    chmod 755 "$runtime"
+    mkdir -p "$W/open"
+    status=0
+    XDG_RUNTIME_DIR=$runtime HEAPKEEPER_MODE=off HEAPKEEPER_SYMBOLIZER_LOG=1 HEAPKEEPER_REPORT="$W/open/r.%p.json" \
+      timeout -k 5 "$(hk_limit)" bash -c 'export LD_PRELOAD=$1; for ((i = 0; i < 10; ++i)); do "$0"; done' \
+      "$program" "$HK_PRELOAD" >"$W/open.out" 2>"$W/open.err" || status=$?
+    rm -rf "$runtime"
+    if [[ $status == 0 ]] && message=$(many_reports open 10 2>&1) && [[ -z $(repeats open) ]]; then
+      hk_pass "a runtime directory not 0700: the user's service answered from /tmp, no module read twice"
+    else
+      hk_fail "a runtime directory not 0700, LD_PRELOAD: status $status; ${message:-};" \
+        "read more than once: $(repeats open | tr '\n' ' ')"
     fi
 
     # A runtime directory whose path leaves no room for a socket's name (107 bytes at most).
