@@ -7,6 +7,7 @@
 #include <link.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -312,6 +313,16 @@ bool someone_serves(const std::string& path) {
 }  // namespace
 
 std::string start_symbolizer_service(std::string& error) {
+  // Made orphan, the service goes to the nearest subreaper or the namespace's pid 1: if that is
+  // this process, it would be the program's child, seen by its wait(-1), and one that ends only
+  // after the program: a program reaping all its children (`while (wait(NULL) > 0)`) as a
+  // container's entry point waited for ever. No run's service then: each process starts the binary.
+  int subreaper = 0;
+  if (::getpid() == 1 ||
+      (::prctl(PR_GET_CHILD_SUBREAPER, reinterpret_cast<unsigned long>(&subreaper), 0, 0, 0) == 0 && subreaper != 0)) {
+    error = "the service would be the program's child (pid 1 of its namespace, or a subreaper)";
+    return {};
+  }
   const char* runtime = std::getenv("XDG_RUNTIME_DIR");
   // /tmp also when the runtime directory's path leaves no room for the socket's name (at most 107
   // bytes): the run would have had no service at all, and every process read every module again.

@@ -200,11 +200,12 @@ bool ask_binary(const std::string& dump, std::string& reply, std::string& why) {
   char arg0[PATH_MAX];
   std::memcpy(arg0, g_binary_path, sizeof arg0);
   char arg1[] = "symbolize", arg2[] = "--answer", arg3[] = "--serve";
-  // A user's service is asked for unless the program is a subreaper, which would become its parent.
+  // A user's service is asked for unless the program would become its parent: a subreaper, or
+  // pid 1 of its namespace (a container's entry point), which every orphan in it comes to.
   int subreaper = 0;
   const bool serve = g_user_socket_path[0] != '\0' &&
                      ::prctl(PR_GET_CHILD_SUBREAPER, reinterpret_cast<unsigned long>(&subreaper), 0, 0, 0) == 0 &&
-                     subreaper == 0;
+                     subreaper == 0 && ::getpid() != 1;
   char* argv[] = {arg0, arg1, arg2, serve ? arg3 : nullptr, serve ? g_user_socket_path : nullptr, nullptr};
 
   const int dump_fd = static_cast<int>(::syscall(SYS_memfd_create, "heapkeeper-dump", MFD_CLOEXEC));

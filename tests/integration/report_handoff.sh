@@ -29,11 +29,16 @@
 #                sees the dump: the program starts the binary, which replaces the user's service
 #   threads      as root: a run's service (uid 65532) that may make no more threads (RLIMIT_NPROC
 #                set to 1 once it runs) answers every process of the run all the same, 8 at once
+#   init         as root, in a new pid namespace: a traced program that is its pid 1 (a
+#                container's entry point), which every orphan of the namespace comes to, has no
+#                child after heapkeeper_write_report, with LD_PRELOAD or as `heapkeeper run`'s
+#                program: no user's service and no run's service becomes its child (its
+#                `while (wait(NULL) > 0)` would wait for the run's service, and that for its end)
 #   killed       a program killed while it waits for a binary that hangs leaves nothing behind: its
 #                output pipe sees its end, and the binary is gone (nobody would read its answer)
 source "$(dirname "$0")/lib.sh"
 
-part=${1:?usage: report_handoff.sh watching|unreachable|many|closed|hostile|threads|killed}
+part=${1:?usage: report_handoff.sh watching|unreachable|many|closed|hostile|threads|init|killed}
 program=$(hk_program report_handoff)
 W=$HK_WORK
 named="#0 0x[0-9a-f]+ in leak_for_handoff $program\+0x[0-9a-f]+ .*report_handoff\.c:[0-9]+"
@@ -550,6 +555,36 @@ PY
     fi
     rm -rf "$place"
     ((ok)) && hk_pass "a run's service that can make no thread answered all 8 processes"
+    ;;
+  init)
+    if ((EUID != 0)) || ! unshare --pid --fork --mount-proc --kill-child true 2>/dev/null; then
+      echo "SKIP: needs root and unshare to make a pid namespace"
+      trap - EXIT
+      rm -rf "$W"
+      exit 77
+    fi
+    for mode in preload launcher; do
+      runtime=$(mktemp -d /tmp/hk-runtime.XXXXXX)
+      status=0
+      case $mode in
+        preload) XDG_RUNTIME_DIR=$runtime timeout -k 5 "$(hk_limit)" unshare --pid --fork --mount-proc --kill-child \
+          env LD_PRELOAD="$HK_PRELOAD" "$program" api "$W/init.$mode.json" >"$W/init.$mode.out" 2>"$W/init.$mode.err" ||
+          status=$? ;;
+        launcher) XDG_RUNTIME_DIR=$runtime timeout -k 5 "$(hk_limit)" unshare --pid --fork --mount-proc --kill-child \
+          "$HK_LAUNCHER" run -- "$program" api "$W/init.$mode.json" >"$W/init.$mode.out" 2>"$W/init.$mode.err" ||
+          status=$? ;;
+      esac
+      rm -rf "$runtime"
+      ok=1
+      [[ $status == 0 ]] || { hk_fail "init, $mode: status $status"; ok=0; }
+      grep -q '^write_report: 0$' "$W/init.$mode.out" || { hk_fail "init, $mode: $(head -1 "$W/init.$mode.out")"; ok=0; }
+      grep -q '^children: none$' "$W/init.$mode.out" ||
+        { hk_fail "init, $mode: pid 1 has a child it never made ($(grep children "$W/init.$mode.out"))"; ok=0; }
+      hk_json_check "$W/init.$mode.json" \
+        'any(f["function"] == "leak_for_handoff" for l in r["live_sites"] for f in l["stack"])' \
+        "init, $mode: the report names the live block's function" || ok=0
+      ((ok)) && hk_pass "pid 1 of a namespace, $mode: named report, no child of heapkeeper's"
+    done
     ;;
   killed)
     # The "binary" says it has started (its pid: it execs sleep) and never answers.
