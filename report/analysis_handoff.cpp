@@ -59,35 +59,42 @@ bool write_all(int fd, const char* data, size_t size) {
   return true;
 }
 
-// Reads into `out` until end of file or, with `complete` (a service's answer), until `out` holds
-// the whole answer its header announces, waiting at most until `deadline_ms`; false on timeout or
-// error. The service closes the connection once it has sent the answer, but waiting for that as
-// well could cost the exiting program a second wake-up on a loaded machine. A service's end of
-// file before the whole answer is false too: the service died, or refused the dump (a library
-// newer than the service's binary), and the next way (the binary itself) may still answer.
-bool read_answer(int fd, std::string& out, uint64_t deadline_ms, bool complete) {
+// How read_answer stopped.
+enum class AnswerEnd {
+  kWhole,      // `out` holds the whole answer its header announces (asked for with `until_whole`)
+  kEndOfFile,  // the other end closed: `out` holds what came, for the parser to judge
+  kNotAnswer,  // what came announces no answer's size, or runs past the size it announces
+  kFailed,     // timeout or error
+};
+
+// Reads into `out` until end of file or, with `until_whole` (a service's answer), until `out`
+// holds the whole answer its header announces, waiting at most until `deadline_ms`. The service
+// closes the connection once it has sent the answer, but waiting for that as well could cost the
+// exiting program a second wake-up on a loaded machine. Reading stops as soon as what comes is
+// no answer: a stream without end (a HEAPKEEPER_BINARY that is no heapkeeper writing on and on)
+// had filled the program's memory until the timeout, gigabytes a second.
+AnswerEnd read_answer(int fd, std::string& out, uint64_t deadline_ms, bool until_whole) {
   // Small: a 64 KiB buffer reached below the stack the exit path had used, a page fault a report.
   char buffer[8192];
   for (;;) {
-    if (complete && out.size() >= kRawAnswerHeaderBytes) {
+    if (out.size() >= kRawAnswerHeaderBytes) {
       uint64_t total = 0;
       std::memcpy(&total, out.data() + kRawAnswerTotalAt, sizeof total);
-      // A size the parser would refuse is never whole: read to end of file, then the next way.
-      if (total >= kRawAnswerHeaderBytes && total <= kRawAnswerMaxBytes) {
-        if (out.size() >= total) return true;
-        out.reserve(total);
-      }
+      if (total < kRawAnswerHeaderBytes || total > kRawAnswerMaxBytes || out.size() > total)
+        return AnswerEnd::kNotAnswer;
+      if (until_whole && out.size() == total) return AnswerEnd::kWhole;
+      out.reserve(total);
     }
     const uint64_t now = monotonic_ms();
-    if (now >= deadline_ms) return false;
+    if (now >= deadline_ms) return AnswerEnd::kFailed;
     pollfd p{fd, POLLIN, 0};
     const int ready = ::poll(&p, 1, static_cast<int>(deadline_ms - now));
     if (ready < 0 && errno == EINTR) continue;
-    if (ready <= 0) return false;
+    if (ready <= 0) return AnswerEnd::kFailed;
     const ssize_t n = ::read(fd, buffer, sizeof buffer);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n < 0) return false;
-    if (n == 0) return !complete;  // a whole answer returned above
+    if (n < 0) return AnswerEnd::kFailed;
+    if (n == 0) return AnswerEnd::kEndOfFile;
     out.append(buffer, static_cast<size_t>(n));
   }
 }
@@ -140,7 +147,9 @@ bool ask_service(const char* socket_path, const std::string& dump, std::string& 
   socklen_t peer_length = sizeof peer;
   ok = ok && ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peer_length) == 0 && peer.uid == ::getuid();
   ok = ok && send_with_length(fd, dump);
-  ok = ok && ::shutdown(fd, SHUT_WR) == 0 && read_answer(fd, reply, deadline_ms, true);
+  // Only a whole answer: a service that died, or refused the dump (a library newer than the
+  // service's binary), closes early, and the next way (the binary itself) may still answer.
+  ok = ok && ::shutdown(fd, SHUT_WR) == 0 && read_answer(fd, reply, deadline_ms, true) == AnswerEnd::kWhole;
   ::close(fd);
   return ok;
 }
@@ -234,15 +243,20 @@ bool ask_binary(const std::string& dump, std::string& reply, std::string& why) {
     ::close(answer[0]);
     return false;
   }
-  const bool answered = read_answer(answer[0], reply, monotonic_ms() + kAnswerTimeoutMs, false);
+  const AnswerEnd end = read_answer(answer[0], reply, monotonic_ms() + kAnswerTimeoutMs, false);
   ::close(answer[0]);
-  if (!answered) ::kill(static_cast<pid_t>(child), SIGKILL);
+  // A binary that hangs, or whose output is no answer, goes (the child's end takes it along).
+  if (end != AnswerEnd::kEndOfFile) ::kill(static_cast<pid_t>(child), SIGKILL);
   int status = 0;
   // The system call itself, not waitpid, which the program or another preloaded library may wrap.
   while (::syscall(SYS_wait4, static_cast<pid_t>(child), &status, __WALL, nullptr) < 0 && errno == EINTR) {
   }
-  if (!answered) {
+  if (end == AnswerEnd::kFailed) {
     why = std::string("the heapkeeper binary ") + g_binary_path + " did not answer in time";
+    return false;
+  }
+  if (end == AnswerEnd::kNotAnswer) {
+    why = "the heapkeeper binary's answer is not one (" + std::to_string(reply.size()) + " bytes and more)";
     return false;
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {

@@ -10,7 +10,8 @@
 #                announces, without waiting for the service to close the connection; a service
 #                that closes the connection without an answer (dead, or refusing the dump) is
 #                passed over for the binary
-#   unreachable  without the binary (moved out of reach, named wrongly, failing, answering nonsense)
+#   unreachable  without the binary (moved out of reach, named wrongly, failing, answering nonsense
+#                or writing without end)
 #                the leak report still comes, with module+offset frames and build-ids, as
 #                LeakSanitizer's does without a symbolizer; the offset lies in the leaking function
 #   many         200 traced processes of one `heapkeeper run` each get a JSON report naming their
@@ -242,6 +243,20 @@ PY
     printf '#!/bin/sh\ncat >/dev/null; echo nonsense\n' >"$W/nonsense" && chmod +x "$W/nonsense"
     HEAPKEEPER_BINARY=$W/nonsense run_case nonsense preload wait
     check_fallback nonsense "answer is not one"
+    # One that writes without end: the program stops reading at once (under an address-space limit
+    # here, so that a program reading on fails instead of filling the machine's memory), and the
+    # writer goes with the hand-off's child.
+    printf '#!/bin/sh\necho $$ >"%s"\nexec cat /dev/zero\n' "$W/endless.pid" >"$W/endless" && chmod +x "$W/endless"
+    (ulimit -v 4000000 && HEAPKEEPER_BINARY=$W/endless run_case endless preload wait)
+    check_fallback endless "answer is not one \\([0-9]+ bytes and more\\)"
+    writer=$(cat "$W/endless.pid" 2>/dev/null || echo 0)
+    for ((i = 0; i < 200; ++i)); do ((writer != 0)) && kill -0 "$writer" 2>/dev/null || break; sleep 0.05; done
+    if ((writer == 0)) || kill -0 "$writer" 2>/dev/null; then
+      hk_fail "endless: the writer ($writer) was not started, or outlived the program"
+      ((writer == 0)) || kill -KILL "$writer"
+    else
+      hk_pass "endless: the writer is gone with the program"
+    fi
     ;;
 
   many)
