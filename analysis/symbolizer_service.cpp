@@ -7,6 +7,7 @@
 #include <link.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -26,6 +27,7 @@
 #include <memory>
 #include <mutex>
 #include <string_view>
+#include <system_error>
 #include <thread>
 
 #include "analysis/hex_text.h"
@@ -125,7 +127,13 @@ void work(Service* service) {
     service->last_activity_ms = monotonic_ms();
     if (service->waiting_workers.load() == 0) {
       ++service->waiting_workers;
-      std::thread(work, service).detach();
+      try {
+        std::thread(work, service).detach();
+      } catch (const std::system_error&) {
+        // Out of threads (RLIMIT_NPROC, a pids cgroup): the clients wait in the backlog for this
+        // worker, rather than the service ending in std::terminate with every answer in flight.
+        --service->waiting_workers;
+      }
     }
     answer_client(*service, client);
     ::close(client);
@@ -179,6 +187,9 @@ void detach_from_terminal() {
     if (log == nullptr || std::strcmp(log, "1") != 0) ::dup2(null, 2);
     ::close(null);
   }
+  // Nor its directory: the program's, which a service that stays would keep busy (a mount could
+  // not be unmounted). Every path the service opens is absolute; a failure leaves it where it was.
+  [[maybe_unused]] const int moved = ::chdir("/");
   ::signal(SIGPIPE, SIG_IGN);
 }
 
@@ -220,7 +231,16 @@ void own_c_library(std::string& path, std::string& build_id) {
   service->listener = listener;
   service->last_activity_ms = monotonic_ms();
   ++service->waiting_workers;
-  std::thread(work, service).detach();
+  try {
+    std::thread(work, service).detach();
+  } catch (const std::system_error&) {
+    // No worker: no service. The name goes, so the processes start the binary at once.
+    struct stat now {};
+    if (::stat(socket_path.c_str(), &now) == 0 && now.st_ino == bound.st_ino && now.st_dev == bound.st_dev)
+      ::unlink(socket_path.c_str());
+    if (!directory.empty()) ::rmdir(directory.c_str());
+    ::_exit(0);
+  }
   // The C library's symbols and DWARF are read now, while the first clients are answered, rather
   // than by the first report that names it, which would wait for them (a shell loop's last
   // report, its shell's, waited 60 ms for libc6-dbg's sections to be inflated).
@@ -231,7 +251,13 @@ void own_c_library(std::string& path, std::string& build_id) {
     std::lock_guard<std::mutex> lock(service->mutex);
     prepare = service->symbolizer->start_preparing(libc_build_id);
   }
-  if (prepare) std::thread([service, libc_path] { service->symbolizer->prepare(libc_path); }).detach();
+  if (prepare) {
+    try {
+      std::thread([service, libc_path] { service->symbolizer->prepare(libc_path); }).detach();
+    } catch (const std::system_error&) {
+      service->symbolizer->prepare(libc_path);  // here, then: a claimed preparation must end
+    }
+  }
   wait_for_end(life, *service);
   struct stat now {};
   if (::stat(socket_path.c_str(), &now) == 0 && now.st_ino == bound.st_ino && now.st_dev == bound.st_dev)
@@ -250,13 +276,29 @@ void own_c_library(std::string& path, std::string& build_id) {
   ::_exit(0);
 }
 
-// Whether a service of our uid answers at `path`.
+// `fd`, or a close-on-exec copy of it numbered 3 or more (the original closed): a service points
+// its standard descriptors at /dev/null as it detaches, which would replace a listener or pidfd
+// made while the caller had one of them closed (`heapkeeper run <&-`, or the binary, which has
+// closed its stdin and stdout before it starts the user's service). -1 stays -1.
+int above_standard_descriptors(int fd) {
+  if (fd < 0 || fd > 2) return fd;
+  const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  ::close(fd);
+  return moved;
+}
+
+// Whether a service of our uid answers at `path`. Not a socket file of ours, or one whose backlog
+// is full (a stopped service: a blocking connect would wait for it as long as it is stopped, and
+// the program that started this binary with it), is nobody: it is replaced.
 bool someone_serves(const std::string& path) {
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   if (path.size() >= sizeof(address.sun_path)) return false;
   std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct stat socket_file {};
+  if (::lstat(path.c_str(), &socket_file) != 0 || !S_ISSOCK(socket_file.st_mode) || socket_file.st_uid != ::getuid())
+    return false;
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return false;
   bool ours = false;
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0) {
@@ -271,8 +313,24 @@ bool someone_serves(const std::string& path) {
 }  // namespace
 
 std::string start_symbolizer_service(std::string& error) {
+  // Made orphan, the service goes to the nearest subreaper or the namespace's pid 1: if that is
+  // this process, it would be the program's child, seen by its wait(-1), and one that ends only
+  // after the program: a program reaping all its children (`while (wait(NULL) > 0)`) as a
+  // container's entry point waited for ever. No run's service then: each process starts the binary.
+  int subreaper = 0;
+  if (::getpid() == 1 ||
+      (::prctl(PR_GET_CHILD_SUBREAPER, reinterpret_cast<unsigned long>(&subreaper), 0, 0, 0) == 0 && subreaper != 0)) {
+    error = "the service would be the program's child (pid 1 of its namespace, or a subreaper)";
+    return {};
+  }
   const char* runtime = std::getenv("XDG_RUNTIME_DIR");
-  std::string base = runtime != nullptr && runtime[0] == '/' && ::access(runtime, W_OK | X_OK) == 0 ? runtime : "/tmp";
+  // /tmp also when the runtime directory's path leaves no room for the socket's name (at most 107
+  // bytes): the run would have had no service at all, and every process read every module again.
+  constexpr size_t kRoom = sizeof(sockaddr_un::sun_path) - sizeof("/heapkeeper-run.XXXXXX/symbolizer");
+  std::string base =
+      runtime != nullptr && runtime[0] == '/' && std::strlen(runtime) <= kRoom && ::access(runtime, W_OK | X_OK) == 0
+          ? runtime
+          : "/tmp";
   std::string directory = base + "/heapkeeper-run.XXXXXX";
   if (::mkdtemp(directory.data()) == nullptr) {
     error = "cannot make a directory in " + base + ": " + std::strerror(errno);
@@ -287,7 +345,7 @@ std::string start_symbolizer_service(std::string& error) {
     return {};
   }
   std::memcpy(address.sun_path, socket_path.c_str(), socket_path.size() + 1);
-  const int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int listener = above_standard_descriptors(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (listener < 0 || ::bind(listener, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
       ::listen(listener, 128) != 0) {
     error = "cannot listen on " + socket_path + ": " + std::strerror(errno);
@@ -299,7 +357,8 @@ std::string start_symbolizer_service(std::string& error) {
   ::stat(socket_path.c_str(), &bound);
   Lifetime life;
   life.watched = ::getpid();
-  life.pidfd = static_cast<int>(::syscall(SYS_pidfd_open, life.watched, 0));  // close-on-exec by definition
+  // Close-on-exec by definition.
+  life.pidfd = above_standard_descriptors(static_cast<int>(::syscall(SYS_pidfd_open, life.watched, 0)));
   std::fflush(nullptr);
   const pid_t child = ::fork();
   if (child == 0) {
@@ -351,11 +410,7 @@ void start_user_symbolizer_service(const std::string& socket_path, std::unique_p
   // later by the grandchild, or it would start a binary of its own and read every module again.
   // A socket nobody answers on is a dead service's: replace it. Two new services racing both
   // bind; the one whose name was taken over idles out.
-  // Above 2: the caller has closed its standard input and output, and the service sets them to
-  // /dev/null, which would replace a listener that took their number.
-  const int first = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  const int listener = first >= 0 && first < 3 ? ::fcntl(first, F_DUPFD_CLOEXEC, 3) : first;
-  if (first >= 0 && first != listener) ::close(first);
+  const int listener = above_standard_descriptors(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (listener < 0) return;
   ::unlink(socket_path.c_str());
   if (::bind(listener, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||

@@ -11,8 +11,9 @@
 //
 // The run's service is a grandchild of `heapkeeper run` made before the run execs the program: it is
 // nobody's child the program could see or wait for. It listens on a unix socket in a new 0700
-// directory (under $XDG_RUNTIME_DIR, else /tmp), answers only its own uid (SO_PEERCRED), and ends
-// once the program the run became has exited (a pidfd), removing the socket and directory.
+// directory (under $XDG_RUNTIME_DIR, else, or when that path is too long for a socket's, /tmp),
+// answers only its own uid (SO_PEERCRED), and ends once the program the run became has exited (a
+// pidfd), removing the socket and directory.
 #pragma once
 
 #include <memory>

@@ -7,17 +7,39 @@
 #                PID` and `heapkeeper stats PID` named its frames (reader side), its exit status and
 #                HEAPKEEPER_EXITCODE as before; reports named in full by both ways; the binary
 #                refuses a corrupt dump in one line; a service's answer is taken at the size it
-#                announces, without waiting for the service to close the connection
-#   unreachable  without the binary (moved out of reach, named wrongly, failing, answering nonsense)
+#                announces, without waiting for the service to close the connection; a service
+#                that closes the connection without an answer (dead, or refusing the dump) is
+#                passed over for the binary
+#   unreachable  without the binary (moved out of reach, named wrongly, failing, answering nonsense
+#                or writing without end)
 #                the leak report still comes, with module+offset frames and build-ids, as
 #                LeakSanitizer's does without a symbolizer; the offset lies in the leaking function
 #   many         200 traced processes of one `heapkeeper run` each get a JSON report naming their
 #                live block's function, and the run's service reads each module file once
 #                (HEAPKEEPER_SYMBOLIZER_LOG=1); the same for 50 processes started with LD_PRELOAD
-#                alone (the user's service)
+#                alone (the user's service); and both with an XDG_RUNTIME_DIR too long for a
+#                socket's path, the user's with one not 0700 (the services then live in /tmp)
+#   closed       a program whose standard input or output is closed gets its report named all the
+#                same (the binary's stdin and stdout are then the library's own descriptors 0, 1);
+#                `heapkeeper run` with a standard descriptor closed still has its service, which
+#                answers every process of the run (no process starts a binary of its own); the
+#                user's service keeps no directory of the program's as its own
+#   hostile      as root: a listener of another user (uid 65534) whose backlog is full, at the
+#                run's socket path or at the user's service's path (as one planted in a
+#                /tmp/heapkeeper-UID that user made first), neither holds the program at exit nor
+#                sees the dump: the program starts the binary, which replaces the user's service
+#   threads      as root: a run's service (uid 65532) that may make no more threads (RLIMIT_NPROC
+#                set to 1 once it runs) answers every process of the run all the same, 8 at once
+#   init         as root, in a new pid namespace: a traced program that is its pid 1 (a
+#                container's entry point), which every orphan of the namespace comes to, has no
+#                child after heapkeeper_write_report, with LD_PRELOAD or as `heapkeeper run`'s
+#                program: no user's service and no run's service becomes its child (its
+#                `while (wait(NULL) > 0)` would wait for the run's service, and that for its end)
+#   killed       a program killed while it waits for a binary that hangs leaves nothing behind: its
+#                output pipe sees its end, and the binary is gone (nobody would read its answer)
 source "$(dirname "$0")/lib.sh"
 
-part=${1:?usage: report_handoff.sh watching|unreachable|many}
+part=${1:?usage: report_handoff.sh watching|unreachable|many|closed|hostile|threads|init|killed}
 program=$(hk_program report_handoff)
 W=$HK_WORK
 named="#0 0x[0-9a-f]+ in leak_for_handoff $program\+0x[0-9a-f]+ .*report_handoff\.c:[0-9]+"
@@ -141,6 +163,29 @@ PY
     hk_json_check "$W/held.json" 'r["leaked_bytes"] == 4321' "held: the JSON report is written" || ok=0
     ((ok)) && hk_pass "a service that keeps its connection open after answering: named report, status 0"
 
+    # A service that takes the dump and closes the connection without answering, as one that
+    # died or refused the dump does: the binary answers instead.
+    "$HK_CHECK_PYTHON" - "$W/mute.sock" <<'PY' &
+import socket, sys
+listener = socket.socket(socket.AF_UNIX)
+listener.bind(sys.argv[1])
+listener.listen(1)
+listener.settimeout(60)
+client, _ = listener.accept()
+while client.recv(65536):
+    pass
+client.close()
+PY
+    mute=$!
+    for ((i = 0; i < 200; ++i)); do [[ -S $W/mute.sock ]] && break; sleep 0.05; done
+    HEAPKEEPER_SYMBOLIZER_SOCKET=$W/mute.sock HEAPKEEPER_REPORT="$W/mute.json" run_case mute preload wait
+    hk_wait "$mute" || true
+    ok=1
+    [[ $(cat "$W/mute.status") == 0 ]] || { hk_fail "mute: status $(cat "$W/mute.status")"; ok=0; }
+    grep -qE "$named" "$W/mute.err" || { hk_fail "mute: no named leak report: $(grep 'heapkeeper\[' "$W/mute.err")"; ok=0; }
+    hk_json_check "$W/mute.json" 'r["leaked_bytes"] == 4321' "mute: the JSON report is written" || ok=0
+    ((ok)) && hk_pass "a service that closes without answering: the binary answers instead"
+
     # The binary's reader: a corrupt or truncated dump is one line and status 1.
     : >"$W/empty.dump"
     head -c 300 /dev/urandom >"$W/random.dump"
@@ -198,6 +243,20 @@ PY
     printf '#!/bin/sh\ncat >/dev/null; echo nonsense\n' >"$W/nonsense" && chmod +x "$W/nonsense"
     HEAPKEEPER_BINARY=$W/nonsense run_case nonsense preload wait
     check_fallback nonsense "answer is not one"
+    # One that writes without end: the program stops reading at once (under an address-space limit
+    # here, so that a program reading on fails instead of filling the machine's memory), and the
+    # writer goes with the hand-off's child.
+    printf '#!/bin/sh\necho $$ >"%s"\nexec cat /dev/zero\n' "$W/endless.pid" >"$W/endless" && chmod +x "$W/endless"
+    (ulimit -v 4000000 && HEAPKEEPER_BINARY=$W/endless run_case endless preload wait)
+    check_fallback endless "answer is not one \\([0-9]+ bytes and more\\)"
+    writer=$(cat "$W/endless.pid" 2>/dev/null || echo 0)
+    for ((i = 0; i < 200; ++i)); do ((writer != 0)) && kill -0 "$writer" 2>/dev/null || break; sleep 0.05; done
+    if ((writer == 0)) || kill -0 "$writer" 2>/dev/null; then
+      hk_fail "endless: the writer ($writer) was not started, or outlived the program"
+      ((writer == 0)) || kill -KILL "$writer"
+    else
+      hk_pass "endless: the writer is gone with the program"
+    fi
     ;;
 
   many)
@@ -252,6 +311,321 @@ PY
         "read more than once: $(repeats user | tr '\n' ' ')"
       grep -v '^heapkeeper: symbolizer' "$W/user.err" | head -10 >&2
     fi
+
+    # A runtime directory the binary will not serve in (not 0700, as another user's inherited
+    # through `sudo -E` is not ours): the user's service lives in /tmp/heapkeeper-UID instead,
+    # where one of this binary may already answer (another test's): no module is read twice.
+    runtime=$(mktemp -d /tmp/hk-runtime.XXXXXX)
+    chmod 755 "$runtime"
+    mkdir -p "$W/open"
+    status=0
+    XDG_RUNTIME_DIR=$runtime HEAPKEEPER_MODE=off HEAPKEEPER_SYMBOLIZER_LOG=1 HEAPKEEPER_REPORT="$W/open/r.%p.json" \
+      timeout -k 5 "$(hk_limit)" bash -c 'export LD_PRELOAD=$1; for ((i = 0; i < 10; ++i)); do "$0"; done' \
+      "$program" "$HK_PRELOAD" >"$W/open.out" 2>"$W/open.err" || status=$?
+    rm -rf "$runtime"
+    if [[ $status == 0 ]] && message=$(many_reports open 10 2>&1) && [[ -z $(repeats open) ]]; then
+      hk_pass "a runtime directory not 0700: the user's service answered from /tmp, no module read twice"
+    else
+      hk_fail "a runtime directory not 0700, LD_PRELOAD: status $status; ${message:-};" \
+        "read more than once: $(repeats open | tr '\n' ' ')"
+    fi
+
+    # A runtime directory whose path leaves no room for a socket's name (107 bytes at most).
+    runtime=$(mktemp -d "/tmp/hk-runtime-$(printf '%080d' 0).XXXXXX")
+    mkdir -p "$W/long-run" "$W/long-user"
+    status=0
+    XDG_RUNTIME_DIR=$runtime HEAPKEEPER_MODE=off HEAPKEEPER_SYMBOLIZER_LOG=1 HEAPKEEPER_REPORT="$W/long-run/r.%p.json" \
+      timeout -k 5 "$(hk_limit)" "$HK_LAUNCHER" run -- bash -c 'for ((i = 0; i < 10; ++i)); do "$0"; done' "$program" \
+      >"$W/long-run.out" 2>"$W/long-run.err" || status=$?
+    if [[ $status == 0 ]] && message=$(many_reports long-run 10 2>&1) && (($(reads long-run) > 0)) &&
+      [[ -z $(repeats long-run) ]]; then
+      hk_pass "a runtime directory too long for a socket: the run's service read each module once"
+    else
+      hk_fail "a runtime directory too long for a socket, under a run: status $status; ${message:-};" \
+        "$(reads long-run) module reads; read more than once: $(repeats long-run | tr '\n' ' ')"
+    fi
+    # The user's service then lives in /tmp/heapkeeper-UID, where one of this binary may already
+    # answer (another test's): no module is read twice, whoever reads it.
+    status=0
+    XDG_RUNTIME_DIR=$runtime HEAPKEEPER_MODE=off HEAPKEEPER_SYMBOLIZER_LOG=1 HEAPKEEPER_REPORT="$W/long-user/r.%p.json" \
+      timeout -k 5 "$(hk_limit)" bash -c 'export LD_PRELOAD=$1; for ((i = 0; i < 10; ++i)); do "$0"; done' \
+      "$program" "$HK_PRELOAD" >"$W/long-user.out" 2>"$W/long-user.err" || status=$?
+    rm -rf "$runtime"
+    if [[ $status == 0 ]] && message=$(many_reports long-user 10 2>&1) && [[ -z $(repeats long-user) ]]; then
+      hk_pass "a runtime directory too long for a socket: the user's service answered, no module read twice"
+    else
+      hk_fail "a runtime directory too long for a socket, LD_PRELOAD: status $status; ${message:-};" \
+        "read more than once: $(repeats long-user | tr '\n' ' ')"
+    fi
+    ;;
+  closed)
+    # One program alone, with its own runtime directory (no service to answer it): the library's
+    # memfd and pipe take the closed numbers, and the binary must get them as its stdin and stdout.
+    for closed in stdin stdout both; do
+      case $closed in
+        stdin) redirect=(bash -c 'exec "$@" <&-' bash) ;;
+        stdout) redirect=(bash -c 'exec "$@" >&-' bash) ;;
+        both) redirect=(bash -c 'exec "$@" <&- >&-' bash) ;;
+      esac
+      runtime=$(mktemp -d /tmp/hk-runtime.XXXXXX)
+      status=0
+      XDG_RUNTIME_DIR=$runtime HEAPKEEPER_REPORT="$W/closed.$closed.json" timeout -k 5 "$(hk_limit)" \
+        "${redirect[@]}" env LD_PRELOAD="$HK_PRELOAD" "$program" >"$W/closed.$closed.out" 2>"$W/closed.$closed.err" ||
+        status=$?
+      rm -rf "$runtime"
+      ok=1
+      [[ $status == 0 ]] || { hk_fail "$closed closed: status $status"; ok=0; }
+      if grep -q 'heapkeeper\[' "$W/closed.$closed.err"; then
+        hk_fail "$closed closed: $(grep 'heapkeeper\[' "$W/closed.$closed.err" | head -2)"
+        ok=0
+      fi
+      if [[ ! -s $W/closed.$closed.json ]]; then
+        hk_fail "$closed closed: no JSON report"
+        ok=0
+      else
+        hk_json_check "$W/closed.$closed.json" \
+          'any(f["function"] == "leak_for_handoff" for s in r["live_sites"] for f in s["stack"])' \
+          "$closed closed: the JSON report names the live block's function" || ok=0
+      fi
+      ((ok)) && hk_pass "standard $closed closed: the binary answered, the report is named"
+    done
+
+    # The user's service holds no directory of the program's: it would keep a mount busy (umount:
+    # target is busy) for the seconds it stays.
+    runtime=$(mktemp -d /tmp/hk-runtime.XXXXXX)
+    mkdir -p "$W/cwd"
+    (cd "$W/cwd" && XDG_RUNTIME_DIR=$runtime HEAPKEEPER_REPORT="$W/cwd.json" hk_exec preload "$program") >/dev/null 2>&1 ||
+      true
+    service=$(pgrep -f "symbolize --answer --serve $runtime/" | head -1 || true)
+    for ((i = 0; i < 200; ++i)); do
+      [[ -n $service && $(readlink "/proc/$service/cwd" 2>/dev/null) == "$W/cwd" ]] || break
+      sleep 0.05
+    done
+    where=$(readlink "/proc/$service/cwd" 2>/dev/null || echo gone)
+    rm -rf "$runtime"
+    if [[ -z $service ]]; then
+      hk_fail "no user's service found for $runtime"
+    elif [[ $where != / ]]; then
+      hk_fail "the user's service held the program's directory as its own (then: $where)"
+    else
+      hk_pass "the user's service holds no directory of the program's (its directory: /)"
+    fi
+
+    # The run's service made while a standard descriptor of the run is closed: its listener and its
+    # pidfd must not take the numbers the service points at /dev/null.
+    for closed in stdin stdout stderr; do
+      case $closed in
+        stdin) redirect=(bash -c 'exec "$@" <&-' bash) ;;
+        stdout) redirect=(bash -c 'exec "$@" >&-' bash) ;;
+        stderr) redirect=(bash -c 'exec "$@" 2>&-' bash) ;;
+      esac
+      runtime=$(mktemp -d /tmp/hk-runtime.XXXXXX)
+      mkdir -p "$W/run.$closed"
+      status=0
+      XDG_RUNTIME_DIR=$runtime HEAPKEEPER_MODE=off HEAPKEEPER_REPORT="$W/run.$closed/r.%p.json" \
+        timeout -k 5 "$(hk_limit)" "${redirect[@]}" "$HK_LAUNCHER" run -- \
+        bash -c 'for ((i = 0; i < 5; ++i)); do "$0" </dev/null >/dev/null 2>&1; done' "$program" \
+        >"$W/run.$closed.out" 2>"$W/run.$closed.err" || status=$?
+      # A process that found no service started the binary, which left the user's service here.
+      started=$(find "$runtime" -maxdepth 1 -name 'heapkeeper-symbolizer.*' | wc -l)
+      rm -rf "$runtime"
+      ok=1
+      [[ $status == 0 ]] || { hk_fail "run, $closed closed: status $status"; ok=0; }
+      message=$("$HK_CHECK_PYTHON" - "$W/run.$closed" <<'PY' 2>&1
+import glob, json, os, sys
+named = 0
+for path in glob.glob(os.path.join(sys.argv[1], "r.*.json")):
+    r = json.load(open(path))
+    if "report_handoff" in r["program"] and any(
+            f["function"] == "leak_for_handoff" for s in r["live_sites"] for f in s["stack"]):
+        named += 1
+if named != 5:
+    sys.exit(f"{named} of the program's 5 reports name leak_for_handoff")
+PY
+) || { hk_fail "run, $closed closed: $message"; ok=0; }
+      ((started == 0)) || { hk_fail "run, $closed closed: a process found no run's service and started the binary"; ok=0; }
+      ((ok)) && hk_pass "heapkeeper run with $closed closed: the run's service answered all 5 processes"
+    done
+    ;;
+  hostile)
+    if ((EUID != 0)); then
+      echo "SKIP: needs root to listen as a second user"
+      trap - EXIT
+      rm -rf "$W"
+      exit 77
+    fi
+    # hostile_listener PATH: a listener of uid 65534 whose backlog is full, bound in a directory of
+    # that user and moved to PATH; it stops listening once $place/done exists (ended).
+    hostile_listener() {
+      place=$(mktemp -d /tmp/hk-hostile.XXXXXX)
+      chown 65534:65534 "$place"
+      "$HK_CHECK_PYTHON" - "$place" <<'PY' &
+import os, socket, sys, time
+place = sys.argv[1]
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)
+listener = socket.socket(socket.AF_UNIX)
+listener.bind(os.path.join(place, "socket"))
+listener.listen(0)
+filler = socket.socket(socket.AF_UNIX)
+filler.connect(os.path.join(place, "socket"))  # the backlog holds one connection: it is full now
+open(os.path.join(place, "ready"), "w").close()
+for _ in range(1200):
+    if os.path.exists(os.path.join(place, "done")):
+        break
+    time.sleep(0.05)
+PY
+      hostile=$!
+      for ((i = 0; i < 200; ++i)); do [[ -e $place/ready ]] && break; sleep 0.05; done
+      mv "$place/socket" "$1"
+    }
+    ended() {
+      touch "$place/done"
+      hk_wait "$hostile" || true
+      rm -rf "$place"
+    }
+
+    hostile_listener "$W/run.sock"
+    HEAPKEEPER_SYMBOLIZER_SOCKET=$W/run.sock HEAPKEEPER_REPORT="$W/run.json" run_case run preload wait
+    ended
+    ok=1
+    [[ $(cat "$W/run.status") == 0 ]] || { hk_fail "run's socket: status $(cat "$W/run.status")"; ok=0; }
+    grep -qE "$named" "$W/run.err" || { hk_fail "run's socket: no named leak report: $(head -3 "$W/run.err")"; ok=0; }
+    ((ok)) && hk_pass "another user's listener at the run's socket path: the binary answered, status 0"
+
+    # The user's service's path: learnt from the service a first process leaves, whose socket is
+    # then taken away (nameless, it idles out) and replaced by the other user's listener.
+    runtime=$(mktemp -d /tmp/hk-runtime.XXXXXX)
+    XDG_RUNTIME_DIR=$runtime run_case first preload
+    service=$(find "$runtime" -maxdepth 1 -name 'heapkeeper-symbolizer.*' | head -1)
+    if [[ -z $service ]]; then
+      hk_fail "no user's service was left in $runtime"
+    else
+      rm -f "$service"
+      hostile_listener "$service"
+      XDG_RUNTIME_DIR=$runtime HEAPKEEPER_REPORT="$W/user.json" run_case user preload wait
+      ended
+      ok=1
+      [[ $(cat "$W/user.status") == 0 ]] || { hk_fail "user's service: status $(cat "$W/user.status")"; ok=0; }
+      grep -qE "$named" "$W/user.err" || { hk_fail "user's service: no named leak report: $(head -3 "$W/user.err")"; ok=0; }
+      [[ -S $service && $(stat -c %u "$service") == 0 ]] ||
+        { hk_fail "user's service: the other user's socket was not replaced by one of ours"; ok=0; }
+      ((ok)) && hk_pass "another user's listener at the user's service's path: named report, replaced by our service"
+    fi
+    rm -rf "$runtime"
+    ;;
+  threads)
+    if ((EUID != 0)); then
+      echo "SKIP: needs root to run as a second user and lower its service's limits"
+      trap - EXIT
+      rm -rf "$W"
+      exit 77
+    fi
+    place=$(mktemp -d /tmp/hk-threads.XXXXXX)
+    mkdir "$place/runtime" "$place/reports"
+    chmod 700 "$place/runtime"
+    chown -R 65532:65532 "$place"
+    # The program says it runs (the launcher has exec'd it, so the only process of that user still
+    # running the launcher is its service), then waits for "go" on a FIFO (with bash's own read: a
+    # traced `sleep` would be a client) before its 8 processes, at once. Until then the service has
+    # had no client and has one worker: the first client makes it want another.
+    mkfifo "$place/go"
+    chown 65532:65532 "$place/go"
+    setpriv --reuid=65532 --regid=65532 --clear-groups env XDG_RUNTIME_DIR="$place/runtime" HEAPKEEPER_MODE=off \
+      HEAPKEEPER_REPORT="$place/reports/r.%p.json" timeout -k 5 "$(hk_limit)" "$HK_LAUNCHER" run -- bash -c \
+      'exec 3<>"$1/go"; : >"$1/ready"; read -r -t 60 -u 3 _
+       for ((i = 0; i < 8; ++i)); do "$0" & done; wait' "$program" "$place" >"$W/threads.out" 2>"$W/threads.err" &
+    job=$!
+    for ((i = 0; i < 600; ++i)); do [[ -e $place/ready ]] && break; sleep 0.05; done
+    service=$(pgrep -u 65532 -f "^$HK_LAUNCHER run -- bash -c" | head -1 || true)
+    # Its first worker made (the second thread), the limit is set.
+    for ((i = 0; i < 600; ++i)); do
+      [[ -n $service && $(find "/proc/$service/task" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l) -lt 2 ]] || break
+      sleep 0.05
+    done
+    ok=1
+    # As that user: lowering one's own limits needs no privilege (root here may lack CAP_SYS_RESOURCE).
+    if [[ -z $service ]] ||
+      ! setpriv --reuid=65532 --regid=65532 --clear-groups prlimit --pid "$service" --nproc=1:1; then
+      hk_fail "threads: no run's service found to limit"
+      ok=0
+    fi
+    echo go >"$place/go"
+    status=0
+    hk_wait "$job" || status=$?
+    [[ $status == 0 ]] || { hk_fail "threads: status $status: $(head -3 "$W/threads.err")"; ok=0; }
+    named=$("$HK_CHECK_PYTHON" - "$place/reports" <<'PY'
+import glob, json, os, sys
+print(sum(1 for path in glob.glob(os.path.join(sys.argv[1], "r.*.json"))
+          for r in [json.load(open(path))] if "report_handoff" in r["program"] and any(
+              f["function"] == "leak_for_handoff" for s in r["live_sites"] for f in s["stack"])))
+PY
+)
+    ((named == 8)) || { hk_fail "threads: $named of 8 reports name leak_for_handoff"; ok=0; }
+    # A process that found no run's service started the binary, which left the user's service here.
+    if [[ -n $(find "$place/runtime" -maxdepth 1 -name 'heapkeeper-symbolizer.*') ]]; then
+      hk_fail "threads: a process found no run's service (it had ended?) and started the binary"
+      ok=0
+    fi
+    rm -rf "$place"
+    ((ok)) && hk_pass "a run's service that can make no thread answered all 8 processes"
+    ;;
+  init)
+    if ((EUID != 0)) || ! unshare --pid --fork --mount-proc --kill-child true 2>/dev/null; then
+      echo "SKIP: needs root and unshare to make a pid namespace"
+      trap - EXIT
+      rm -rf "$W"
+      exit 77
+    fi
+    for mode in preload launcher; do
+      runtime=$(mktemp -d /tmp/hk-runtime.XXXXXX)
+      status=0
+      case $mode in
+        preload) XDG_RUNTIME_DIR=$runtime timeout -k 5 "$(hk_limit)" unshare --pid --fork --mount-proc --kill-child \
+          env LD_PRELOAD="$HK_PRELOAD" "$program" api "$W/init.$mode.json" >"$W/init.$mode.out" 2>"$W/init.$mode.err" ||
+          status=$? ;;
+        launcher) XDG_RUNTIME_DIR=$runtime timeout -k 5 "$(hk_limit)" unshare --pid --fork --mount-proc --kill-child \
+          "$HK_LAUNCHER" run -- "$program" api "$W/init.$mode.json" >"$W/init.$mode.out" 2>"$W/init.$mode.err" ||
+          status=$? ;;
+      esac
+      rm -rf "$runtime"
+      ok=1
+      [[ $status == 0 ]] || { hk_fail "init, $mode: status $status"; ok=0; }
+      grep -q '^write_report: 0$' "$W/init.$mode.out" || { hk_fail "init, $mode: $(head -1 "$W/init.$mode.out")"; ok=0; }
+      grep -q '^children: none$' "$W/init.$mode.out" ||
+        { hk_fail "init, $mode: pid 1 has a child it never made ($(grep children "$W/init.$mode.out"))"; ok=0; }
+      hk_json_check "$W/init.$mode.json" \
+        'any(f["function"] == "leak_for_handoff" for l in r["live_sites"] for f in l["stack"])' \
+        "init, $mode: the report names the live block's function" || ok=0
+      ((ok)) && hk_pass "pid 1 of a namespace, $mode: named report, no child of heapkeeper's"
+    done
+    ;;
+  killed)
+    # The "binary" says it has started (its pid: it execs sleep) and never answers.
+    printf '#!/bin/sh\necho $$ >"%s"\nexec sleep 600\n' "$W/binary.pid" >"$W/hanging" && chmod +x "$W/hanging"
+    mkfifo "$W/output"
+    cat "$W/output" >"$W/output.copy" &
+    reader=$!
+    HEAPKEEPER_BINARY=$W/hanging bash -c 'export LD_PRELOAD=$0; exec "$@"' "$HK_PRELOAD" "$program" \
+      >"$W/output" 2>"$W/killed.err" &
+    traced=$!
+    for ((i = 0; i < 600; ++i)); do [[ -s $W/binary.pid ]] && break; sleep 0.05; done
+    binary=$(cat "$W/binary.pid" 2>/dev/null || echo 0)
+    kill -TERM "$traced"
+    hk_wait "$traced" || true
+    ok=1
+    ((binary != 0)) || { hk_fail "the hanging binary was never started: $(head -3 "$W/killed.err")"; ok=0; }
+    status=0
+    hk_wait "$reader" || status=$?
+    ((status == 0)) || { hk_fail "the program's output pipe stayed open after it was killed"; ok=0; }
+    for ((i = 0; i < 200; ++i)); do kill -0 "$binary" 2>/dev/null || break; sleep 0.05; done
+    if ((binary != 0)) && kill -0 "$binary" 2>/dev/null; then
+      hk_fail "the binary outlived the killed program: $(ps -o pid,ppid,args -p "$binary" | tail -1)"
+      kill -KILL "$binary"
+      ok=0
+    fi
+    ((ok)) && hk_pass "killed while waiting for the binary: its output ends, the binary goes with it"
     ;;
   *)
     echo "unknown part $part" >&2
