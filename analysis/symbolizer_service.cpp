@@ -391,35 +391,135 @@ std::string start_symbolizer_service(std::string& error) {
 
 namespace heapkeeper::analysis {
 
-void start_user_symbolizer_service(const std::string& socket_path, std::unique_ptr<ModuleSymbolizer> symbolizer) {
-  if (socket_path.empty() || socket_path[0] != '/' || someone_serves(socket_path)) return;
-  // Its directory: $XDG_RUNTIME_DIR itself, or /tmp/heapkeeper-<uid>, which must be ours, 0700
-  // and no link (anyone may create names in /tmp).
+namespace {
+
+// The user's service's directory: $XDG_RUNTIME_DIR itself, or /tmp/heapkeeper-<uid>, which must be
+// ours, 0700 and no link (anyone may create names in /tmp).
+bool user_directory_is_ours(const std::string& socket_path) {
   const std::string directory = socket_path.substr(0, socket_path.rfind('/'));
   ::mkdir(directory.c_str(), 0700);
   struct stat status {};
-  if (::lstat(directory.c_str(), &status) != 0 || !S_ISDIR(status.st_mode) || status.st_uid != ::getuid() ||
-      (status.st_mode & 077) != 0)
-    return;
-  sockaddr_un address{};
+  return ::lstat(directory.c_str(), &status) == 0 && S_ISDIR(status.st_mode) && status.st_uid == ::getuid() &&
+         (status.st_mode & 077) == 0;
+}
+
+bool fill_address(const std::string& path, sockaddr_un& address) {
+  address = sockaddr_un{};
   address.sun_family = AF_UNIX;
-  if (socket_path.size() >= sizeof(address.sun_path)) return;
-  std::memcpy(address.sun_path, socket_path.c_str(), socket_path.size() + 1);
-  // Listening before this binary exits: the program that started it waits for that exit, and its
-  // next process (a shell loop's) must find the service answering, not a name bound a moment
-  // later by the grandchild, or it would start a binary of its own and read every module again.
-  // A socket nobody answers on is a dead service's: replace it. Two new services racing both
-  // bind; the one whose name was taken over idles out.
+  if (path.size() >= sizeof(address.sun_path)) return false;
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  return true;
+}
+
+// Removes the file at `path` if it is still the one `seen` describes (a dead service's socket, or
+// no socket of ours): another binary may have put its own there since.
+void remove_if_unchanged(const std::string& path, const struct stat& seen) {
+  struct stat now {};
+  if (::lstat(path.c_str(), &now) == 0 && now.st_ino == seen.st_ino && now.st_dev == seen.st_dev)
+    ::unlink(path.c_str());
+}
+
+}  // namespace
+
+UserServiceClaim claim_user_service(const std::string& socket_path) {
+  UserServiceClaim claim;
+  sockaddr_un address{};
+  if (socket_path.empty() || socket_path[0] != '/' || !fill_address(socket_path, address)) return claim;
+  if (someone_serves(socket_path)) {
+    claim.served = true;
+    return claim;
+  }
+  if (!user_directory_is_ours(socket_path)) return claim;
   const int listener = above_standard_descriptors(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (listener < 0) return;
+  if (listener < 0) return claim;
+  // Bound and listening under a name of this process first, then linked to the service's name:
+  // link() fails where the name exists, so of the binaries that processes exiting together start
+  // (a parallel build's), one takes the name and the others find it answering and pass their dumps
+  // on; and the name never stands for a socket that does not listen yet, which a connect would
+  // take for a dead service's and replace.
+  const std::string own_name = socket_path + "." + std::to_string(::getpid());
+  sockaddr_un own_address{};
+  if (fill_address(own_name, own_address)) {
+    ::unlink(own_name.c_str());
+    if (::bind(listener, reinterpret_cast<const sockaddr*>(&own_address), sizeof own_address) == 0 &&
+        ::listen(listener, 128) == 0) {
+      for (int attempt = 0; attempt < 2; ++attempt) {
+        if (::link(own_name.c_str(), socket_path.c_str()) == 0) {
+          ::unlink(own_name.c_str());
+          ::stat(socket_path.c_str(), &claim.bound);
+          claim.listener = listener;
+          return claim;
+        }
+        if (errno != EEXIST) break;
+        struct stat seen {};
+        const bool there = ::lstat(socket_path.c_str(), &seen) == 0;
+        if (someone_serves(socket_path)) {
+          claim.served = true;
+          break;
+        }
+        if (there) remove_if_unchanged(socket_path, seen);  // a dead service's: replaced
+      }
+    }
+    ::unlink(own_name.c_str());
+    ::close(listener);
+    return claim;
+  }
+  // No room for the longer name: bound under the service's name itself, replacing what is there.
   ::unlink(socket_path.c_str());
   if (::bind(listener, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
       ::listen(listener, 128) != 0) {
     ::close(listener);
-    return;
+    return claim;
   }
-  struct stat bound {};
-  ::stat(socket_path.c_str(), &bound);
+  ::stat(socket_path.c_str(), &claim.bound);
+  claim.listener = listener;
+  return claim;
+}
+
+void release_user_service(UserServiceClaim& claim, const std::string& socket_path) {
+  if (claim.listener < 0) return;
+  remove_if_unchanged(socket_path, claim.bound);
+  ::close(claim.listener);
+  claim.listener = -1;
+}
+
+bool ask_user_service(const std::string& socket_path, const std::string& dump, std::string& reply) {
+  sockaddr_un address{};
+  if (!fill_address(socket_path, address)) return false;
+  const int fd = above_standard_descriptors(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (fd < 0) return false;
+  // The service may still be answering the binary that started it (reading the modules its dump
+  // names): as long as the library would wait for this binary.
+  const timeval timeout{kClientTimeoutSeconds, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+  ucred peer{};
+  socklen_t length = sizeof peer;
+  const uint64_t size = dump.size();
+  bool ok = ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0 &&
+            ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) == 0 && peer.uid == ::getuid() &&
+            write_all(fd, reinterpret_cast<const char*>(&size), sizeof size) &&
+            write_all(fd, dump.data(), dump.size()) && ::shutdown(fd, SHUT_WR) == 0;
+  reply.clear();
+  char buffer[65536];
+  while (ok) {
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) ok = false;
+    if (n <= 0) break;
+    if (reply.size() + static_cast<size_t>(n) > kMaxDumpBytes) ok = false;
+    reply.append(buffer, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  // A service that refused the dump (or died) closes without an answer: the binary answers itself.
+  return ok && !reply.empty();
+}
+
+void start_user_symbolizer_service(UserServiceClaim& claim, const std::string& socket_path,
+                                   std::unique_ptr<ModuleSymbolizer> symbolizer) {
+  if (claim.listener < 0) return;
+  const int listener = claim.listener;
+  claim.listener = -1;
   std::fflush(nullptr);
   const pid_t child = ::fork();
   if (child != 0) {
@@ -429,7 +529,7 @@ void start_user_symbolizer_service(const std::string& socket_path, std::unique_p
       while (::waitpid(child, &ignored, 0) < 0 && errno == EINTR) {
       }
     } else {
-      ::unlink(socket_path.c_str());
+      remove_if_unchanged(socket_path, claim.bound);
     }
     return;
   }
@@ -439,7 +539,7 @@ void start_user_symbolizer_service(const std::string& socket_path, std::unique_p
   ::setsid();
   // Nothing of the program is held: the library started the binary with only 0, 1 and 2 open.
   detach_from_terminal();
-  serve(listener, bound, Lifetime{}, std::string(), socket_path, std::move(symbolizer));
+  serve(listener, claim.bound, Lifetime{}, std::string(), socket_path, std::move(symbolizer));
 }
 
 }  // namespace heapkeeper::analysis

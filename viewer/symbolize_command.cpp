@@ -72,6 +72,19 @@ int symbolize_dump(const std::string& path, bool answer, bool text, const std::s
     fmt::print(stderr, "heapkeeper: {}: {}\n", name, error);
     return 1;
   }
+  // The user's service's name first, before any module is read (analysis/symbolizer_service.h).
+  analysis::UserServiceClaim claim;
+  if (answer && !serve.empty()) {
+    claim = analysis::claim_user_service(serve);
+    std::string reply;
+    if (claim.served && analysis::ask_user_service(serve, bytes, reply)) {
+      if (!write_all(1, reply)) {
+        fmt::print(stderr, "heapkeeper: cannot write the answer: {}\n", std::strerror(errno));
+        return 1;
+      }
+      return 0;
+    }
+  }
   auto symbolizer = std::make_unique<analysis::ModuleSymbolizer>();
   std::string out;
   if (answer) {
@@ -84,14 +97,15 @@ int symbolize_dump(const std::string& path, bool answer, bool text, const std::s
   }
   if (!write_all(1, out)) {
     fmt::print(stderr, "heapkeeper: cannot write the answer: {}\n", std::strerror(errno));
+    analysis::release_user_service(claim, serve);
     return 1;
   }
-  if (answer && !serve.empty()) {
+  if (claim.listener >= 0) {
     // The answer is complete once the library sees the end of the pipe; then the next process of
     // this user need not start a binary at all.
     ::close(1);
     ::close(0);
-    analysis::start_user_symbolizer_service(serve, std::move(symbolizer));
+    analysis::start_user_symbolizer_service(claim, serve, std::move(symbolizer));
   }
   return 0;
 }

@@ -312,6 +312,25 @@ PY
       grep -v '^heapkeeper: symbolizer' "$W/user.err" | head -10 >&2
     fi
 
+    # Eight at a time with no service yet (a parallel build's first jobs): each process that finds
+    # none starts a binary, and the first binary's claim on the service's name makes the others pass
+    # their dumps to it: the modules are read once, not once a binary.
+    runtime=$(mktemp -d /tmp/hk-runtime.XXXXXX)
+    mkdir -p "$W/parallel"
+    status=0
+    XDG_RUNTIME_DIR=$runtime HEAPKEEPER_MODE=off HEAPKEEPER_SYMBOLIZER_LOG=1 HEAPKEEPER_REPORT="$W/parallel/r.%p.json" \
+      timeout -k 5 "$(hk_limit)" bash -c 'seq 48 | LD_PRELOAD=$1 xargs -P 8 -n 1 "$0"' \
+      "$program" "$HK_PRELOAD" >"$W/parallel.out" 2>"$W/parallel.err" || status=$?
+    rm -rf "$runtime"
+    if [[ $status == 0 ]] && message=$(many_reports parallel 48 2>&1) && (($(reads parallel) > 0)) &&
+      [[ -z $(repeats parallel) ]]; then
+      hk_pass "48 processes, 8 at a time, with LD_PRELOAD: 48 named reports, $(reads parallel) module files read, each once"
+    else
+      hk_fail "48 processes, 8 at a time, with LD_PRELOAD: status $status; ${message:-}; $(reads parallel) module reads;" \
+        "read more than once: $(repeats parallel | tr '\n' ' ')"
+      grep -v '^heapkeeper: symbolizer' "$W/parallel.err" | head -10 >&2
+    fi
+
     # A runtime directory the binary will not serve in (not 0700, as another user's inherited
     # through `sudo -E` is not ours): the user's service lives in /tmp/heapkeeper-UID instead,
     # where one of this binary may already answer (another test's): no module is read twice.
