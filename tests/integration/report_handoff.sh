@@ -294,42 +294,34 @@ PY
       grep -v '^heapkeeper: symbolizer' "$W/run.err" | head -10 >&2
     fi
 
+    # preload_case NAME PROCESSES WHAT SCRIPT: runs `bash -c SCRIPT PROGRAM LIBRARY` with plain
+    # LD_PRELOAD in a runtime directory of its own (so no other test's service answers; short, as
+    # a socket's path is at most 107 bytes) and checks every report named, each module read once.
+    preload_case() {
+      local name=$1 processes=$2 what=$3 script=$4 runtime
+      runtime=$(mktemp -d /tmp/hk-runtime.XXXXXX)
+      mkdir -p "$W/$name"
+      status=0
+      XDG_RUNTIME_DIR=$runtime HEAPKEEPER_MODE=off HEAPKEEPER_SYMBOLIZER_LOG=1 HEAPKEEPER_REPORT="$W/$name/r.%p.json" \
+        timeout -k 5 "$(hk_limit)" bash -c "$script" "$program" "$HK_PRELOAD" >"$W/$name.out" 2>"$W/$name.err" ||
+        status=$?
+      rm -rf "$runtime" # the service, idle, ends by itself
+      if [[ $status == 0 ]] && message=$(many_reports "$name" "$processes" 2>&1) && (($(reads "$name") > 0)) &&
+        [[ -z $(repeats "$name") ]]; then
+        hk_pass "$what: $processes named reports, $(reads "$name") module files read, each once"
+      else
+        hk_fail "$what: status $status; ${message:-}; $(reads "$name") module reads;" \
+          "read more than once: $(repeats "$name" | tr '\n' ' ')"
+        grep -v '^heapkeeper: symbolizer' "$W/$name.err" | head -10 >&2
+      fi
+    }
     # Without a run: the first process starts the binary, which stays as the user's service for the
-    # others (its own directory here, so no other test's service answers; short, as a socket's path
-    # is at most 107 bytes).
-    runtime=$(mktemp -d /tmp/hk-runtime.XXXXXX)
-    mkdir -p "$W/user"
-    status=0
-    XDG_RUNTIME_DIR=$runtime HEAPKEEPER_MODE=off HEAPKEEPER_SYMBOLIZER_LOG=1 HEAPKEEPER_REPORT="$W/user/r.%p.json" \
-      timeout -k 5 "$(hk_limit)" bash -c 'export LD_PRELOAD=$1; for ((i = 0; i < 50; ++i)); do "$0"; done' \
-      "$program" "$HK_PRELOAD" >"$W/user.out" 2>"$W/user.err" || status=$?
-    rm -rf "$runtime"  # the service, idle, ends by itself
-    if [[ $status == 0 ]] && message=$(many_reports user 50 2>&1) && (($(reads user) > 0)) && [[ -z $(repeats user) ]]; then
-      hk_pass "50 processes with LD_PRELOAD: 50 named reports, $(reads user) module files read, each once"
-    else
-      hk_fail "50 processes with LD_PRELOAD: status $status; ${message:-}; $(reads user) module reads;" \
-        "read more than once: $(repeats user | tr '\n' ' ')"
-      grep -v '^heapkeeper: symbolizer' "$W/user.err" | head -10 >&2
-    fi
-
+    # others.
+    preload_case user 50 "50 processes with LD_PRELOAD" 'export LD_PRELOAD=$1; for ((i = 0; i < 50; ++i)); do "$0"; done'
     # Eight at a time with no service yet (a parallel build's first jobs): each process that finds
     # none starts a binary, and the first binary's claim on the service's name makes the others pass
     # their dumps to it: the modules are read once, not once a binary.
-    runtime=$(mktemp -d /tmp/hk-runtime.XXXXXX)
-    mkdir -p "$W/parallel"
-    status=0
-    XDG_RUNTIME_DIR=$runtime HEAPKEEPER_MODE=off HEAPKEEPER_SYMBOLIZER_LOG=1 HEAPKEEPER_REPORT="$W/parallel/r.%p.json" \
-      timeout -k 5 "$(hk_limit)" bash -c 'seq 48 | LD_PRELOAD=$1 xargs -P 8 -n 1 "$0"' \
-      "$program" "$HK_PRELOAD" >"$W/parallel.out" 2>"$W/parallel.err" || status=$?
-    rm -rf "$runtime"
-    if [[ $status == 0 ]] && message=$(many_reports parallel 48 2>&1) && (($(reads parallel) > 0)) &&
-      [[ -z $(repeats parallel) ]]; then
-      hk_pass "48 processes, 8 at a time, with LD_PRELOAD: 48 named reports, $(reads parallel) module files read, each once"
-    else
-      hk_fail "48 processes, 8 at a time, with LD_PRELOAD: status $status; ${message:-}; $(reads parallel) module reads;" \
-        "read more than once: $(repeats parallel | tr '\n' ' ')"
-      grep -v '^heapkeeper: symbolizer' "$W/parallel.err" | head -10 >&2
-    fi
+    preload_case parallel 48 "48 processes, 8 at a time, with LD_PRELOAD" 'seq 48 | LD_PRELOAD=$1 xargs -P 8 -n 1 "$0"'
 
     # A runtime directory the binary will not serve in (not 0700, as another user's inherited
     # through `sudo -E` is not ours): the user's service lives in /tmp/heapkeeper-UID instead,
