@@ -340,20 +340,41 @@ sk_check "list --clean keeps an unfinished segment written just now" test -e "$U
 rm -f "$UNFINISHED_NEW"
 
 # --- exec: the process keeps its pid and start time, the program it was made a segment.
+# The shell execs only once its segment is published (it reads a line from a FIFO the test writes
+# to then): a fixed sleep before the exec raced the publisher thread's first snapshot, and lost
+# whenever that thread got no CPU for 0.4 s (reproduced by starving it with SCHED_IDLE).
+# exec_when_published SHELL-COMMAND: runs `sh -c 'read go; SHELL-COMMAND'` under heapkeeper in
+# the background (EXEC_PID), waits until its segment answers `stats` (EXEC_SEGMENT: its file, or ""
+# if it never did), then lets it go on.
+exec_when_published() {
+  local go=$SK_WORK/exec.go
+  rm -f "$go"
+  mkfifo "$go"
+  exec 3<>"$go"  # held open read-write: the shell's open never blocks, nor does our write
+  "$H" run -- sh -c "read go <\"\$0\"; $1" "$go" &
+  EXEC_PID=$!
+  sk_plant_pid "$EXEC_PID"
+  local tries=0
+  until "$H" stats "$EXEC_PID" >/dev/null 2>&1; do
+    tries=$((tries + 1))
+    if ((tries > 300)) || ! kill -0 "$EXEC_PID" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  EXEC_SEGMENT=$(sk_segment "$EXEC_PID")
+  echo go >&3
+  exec 3>&-
+}
 # Exec'ing a program run under heapkeeper, even one that ends before it publishes, removes it.
-"$H" run -- sh -c 'sleep 0.6; exec /bin/true' &
-EXEC_PID=$!
-sk_plant_pid "$EXEC_PID"
+exec_when_published 'exec /bin/true'
+sk_check "the shell made a segment before it exec'd" test -n "$EXEC_SEGMENT"
 wait "$EXEC_PID" || true
 sk_check "an exec'd program that ends at once leaves no segment of its pid: $(ls /dev/shm/heapkeeper."$EXEC_PID".* 2>&1)" \
   test -z "$(sk_segment "$EXEC_PID")"
 # Exec'ing a program not run under heapkeeper: the old segment stops beating and is no longer
 # mapped; it reads as stale (not running) though the pid runs on, and list --clean removes it.
-"$H" run -- sh -c 'sleep 0.6; exec env -u LD_PRELOAD sleep 30' &
-EXEC_PID=$!
-sk_plant_pid "$EXEC_PID"
+exec_when_published 'exec env -u LD_PRELOAD sleep 30'
 SK_HELPERS+=("$EXEC_PID")
-for _ in $(seq 50); do
+for _ in $(seq 300); do
   [[ $(readlink "/proc/$EXEC_PID/exe" 2>/dev/null) == */sleep ]] && break
   sleep 0.1
 done
