@@ -1,9 +1,9 @@
 // A thread that loads and unloads a library in a loop while the main thread allocates: a scan
 // that stopped it inside dlopen and then took the loader's lock itself would hang. Run under
 // 100 ms periodic scans; prints how the run ended.
-// Usage: dlopen_during_scans [LIBRARY [SECONDS [STOP_FILE]]]: runs SECONDS (default 2), and with
-// STOP_FILE (a FIFO) also until a byte can be read from it, so that a test can let it run until
-// enough scans have stopped it, however slowly a loaded machine scans.
+// Usage: dlopen_during_scans [LIBRARY [SECONDS]]: runs SECONDS (default 2), and with HK_STOP_FILE
+// naming a FIFO also until a byte can be read from it, so that a test can let it run until enough
+// scans have stopped it, however slowly a loaded machine scans.
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -36,9 +36,10 @@ int main(int argc, char** argv) {
   g_library = argc > 1 ? argv[1] : "libm.so.6";
   const double seconds = argc > 2 ? atof(argv[2]) : 2.0;
   // Non-blocking: a FIFO with no writer yet opens at once and reads as empty.
-  const int stop_file = argc > 3 ? open(argv[3], O_RDONLY | O_NONBLOCK | O_CLOEXEC) : -1;
-  if (argc > 3 && stop_file < 0) {
-    perror(argv[3]);
+  const char* stop_path = getenv("HK_STOP_FILE");
+  const int stop_file = stop_path != NULL ? open(stop_path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) : -1;
+  if (stop_path != NULL && stop_file < 0) {
+    perror(stop_path);
     return 2;
   }
   pthread_t threads[2];
