@@ -22,6 +22,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #include "analysis/module_symbolizer.h"
@@ -106,6 +107,37 @@ std::vector<uid_t> process_uids(pid_t pid) {
 // A process makes its segment only after stats::kFirstPublishDelayMs (a forked child after a
 // second): asked about one younger than that, wait until it is old enough to have one.
 constexpr int64_t kSegmentExpectedByMs = 1500;
+// How long a reader waits for a producer that is on its way (its publisher thread runs, the
+// process is not stopped) but slow: on a loaded machine the publisher thread may get no CPU for
+// seconds, and "no segment" or a snapshot without names would be a wrong answer, not a late one.
+// Only a producer stuck that long is given up on.
+constexpr int64_t kSlowProducerPatienceMs = 30000;
+
+// The name stats/publisher.cpp gives its thread, as /proc shows it (15 characters at most).
+constexpr std::string_view kPublisherThreadName = "heapkeeper-stat";
+
+// Whether process `pid` runs heapkeeper's publisher thread and is not stopped: its segment, or its
+// next snapshot, is coming, however long the machine makes it wait. (A publisher that could not
+// make its segment ends its thread, and HEAPKEEPER_STATS=0 starts none.)
+bool publisher_on_its_way(pid_t pid) {
+  const std::string tasks_path = "/proc/" + std::to_string(pid) + "/task";
+  DIR* tasks = opendir(tasks_path.c_str());
+  if (tasks == nullptr) return false;
+  bool found = false;
+  while (dirent* entry = readdir(tasks)) {
+    if (entry->d_name[0] < '1' || entry->d_name[0] > '9') continue;
+    std::ifstream comm(tasks_path + "/" + entry->d_name + "/comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name == kPublisherThreadName) {
+      const char state = stat_state_letter(tasks_path + "/" + entry->d_name + "/stat");
+      found = state != 'T' && state != 't' && state != 'Z' && state != 'X' && state != '\0';
+      break;
+    }
+  }
+  closedir(tasks);
+  return found;
+}
 
 uint64_t realtime_ns() {
   timespec now;
@@ -285,7 +317,8 @@ bool SegmentReader::open(pid_t pid, bool for_commands, std::string& error, int u
       if (file.pid == pid) candidates.push_back(std::move(file));
     }
     const int64_t age_ms = candidates.empty() ? stats::process_age_ms(pid) : -1;
-    if (age_ms < 0 || age_ms >= kSegmentExpectedByMs) break;
+    if (age_ms < 0) break;
+    if (age_ms >= kSegmentExpectedByMs && !(age_ms < kSlowProducerPatienceMs && publisher_on_its_way(pid))) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   if (candidates.empty()) {
@@ -319,7 +352,10 @@ bool SegmentReader::open(pid_t pid, bool for_commands, std::string& error, int u
     close();
     // Asked at the moment the process makes its segment (the file exists, its header not yet
     // written): a few more tries, while the process lives, before calling it an error.
-    if (unfinished && unfinished_retries_left > 0 && (::kill(pid, 0) == 0 || errno == EPERM)) {
+    // A slow producer (a loaded machine) is given longer, while its publisher thread runs.
+    if (unfinished && (::kill(pid, 0) == 0 || errno == EPERM) &&
+        (unfinished_retries_left > 0 ||
+         (stats::process_age_ms(pid) < kSlowProducerPatienceMs && publisher_on_its_way(pid)))) {
       --unfinished_retries_left;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       return open(pid, for_commands, error, unfinished_retries_left);
@@ -468,9 +504,21 @@ bool SegmentReader::snapshot(stats::Snapshot& out, std::string& error, bool figu
       const SegmentInfo now_info = info();
       return now_info.producer_alive && !now_info.stopped();
     };
-    for (int waited = 0; waited < 30 && read_snapshot(out, error) && out.symbolized == 0 && producer_can_answer();
-         ++waited) {
+    // Any snapshot the producer starts building after our heartbeat is named; the first one
+    // published after it may have been started just before. So a producer that has published twice
+    // since and still sends addresses will not name them; one that has not published yet is slow
+    // (a loaded machine), not done, and is waited for up to kSlowProducerPatienceMs.
+    uint64_t heartbeat_seen = load(segment_->header.heartbeat_ns);
+    int publications = 0;
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(kSlowProducerPatienceMs);
+    while (publications < 2 && read_snapshot(out, error) && out.symbolized == 0 && producer_can_answer() &&
+           std::chrono::steady_clock::now() < give_up) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      const uint64_t heartbeat = load(segment_->header.heartbeat_ns);
+      if (heartbeat != heartbeat_seen) {
+        heartbeat_seen = heartbeat;
+        ++publications;
+      }
     }
   }
   return read_snapshot(out, error, figures_only);

@@ -23,7 +23,9 @@ else:
     print("absent 0")' "$1" "$2"
 }
 
-grew="" churned=""
+# Set before the loop: when the first `stats` fails, the failure below must say so, not die on an
+# unset variable (set -u) with no message.
+grew="" churned="" cache_state=none cache_rate=0 churn_state=none churn_rate=0
 for _ in $(seq 40); do
   "$HK_LAUNCHER" stats "$pid" --json >"$HK_WORK/stats.json" 2>"$HK_WORK/stats.err" || break
   read -r cache_state cache_rate < <(site_state "$HK_WORK/stats.json" grow_cache)

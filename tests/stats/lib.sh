@@ -154,6 +154,7 @@ sk_segment() {
   for file in /dev/shm/heapkeeper."$1".????????????????; do
     [[ -e $file ]] && { echo "$file"; return; }
   done
+  return 0  # none: "" (not a failure, which set -e would make fatal in `x=$(sk_segment PID)`)
 }
 
 # sk_fake_segment PID: a segment name for PID in the producer's form, with a nonce of our own.
