@@ -430,8 +430,6 @@ UserServiceClaim claim_user_service(const std::string& socket_path) {
     return claim;
   }
   if (!user_directory_is_ours(socket_path)) return claim;
-  const int listener = above_standard_descriptors(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (listener < 0) return claim;
   // Bound and listening under a name of this process first, then linked to the service's name:
   // link() fails where the name exists, so of the binaries that processes exiting together start
   // (a parallel build's), one takes the name and the others find it answering and pass their dumps
@@ -440,31 +438,36 @@ UserServiceClaim claim_user_service(const std::string& socket_path) {
   const std::string own_name = socket_path + "." + std::to_string(::getpid());
   sockaddr_un own_address{};
   if (fill_address(own_name, own_address)) {
+    const int listener = above_standard_descriptors(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (listener < 0) return claim;
     ::unlink(own_name.c_str());
-    if (::bind(listener, reinterpret_cast<const sockaddr*>(&own_address), sizeof own_address) == 0 &&
-        ::listen(listener, 128) == 0) {
-      for (int attempt = 0; attempt < 2; ++attempt) {
-        if (::link(own_name.c_str(), socket_path.c_str()) == 0) {
-          ::unlink(own_name.c_str());
-          ::stat(socket_path.c_str(), &claim.bound);
-          claim.listener = listener;
-          return claim;
-        }
-        if (errno != EEXIST) break;
-        struct stat seen {};
-        const bool there = ::lstat(socket_path.c_str(), &seen) == 0;
-        if (someone_serves(socket_path)) {
-          claim.served = true;
-          break;
-        }
-        if (there) remove_if_unchanged(socket_path, seen);  // a dead service's: replaced
+    bool linkable = ::bind(listener, reinterpret_cast<const sockaddr*>(&own_address), sizeof own_address) == 0 &&
+                    ::listen(listener, 128) == 0;
+    for (int attempt = 0; linkable && attempt < 2; ++attempt) {
+      if (::link(own_name.c_str(), socket_path.c_str()) == 0) {
+        ::unlink(own_name.c_str());
+        ::stat(socket_path.c_str(), &claim.bound);
+        claim.listener = listener;
+        return claim;
       }
+      if (errno != EEXIST) linkable = false;  // no hard links here: bound under the name itself, below
+      if (!linkable) break;
+      struct stat seen {};
+      const bool there = ::lstat(socket_path.c_str(), &seen) == 0;
+      if (someone_serves(socket_path)) {
+        claim.served = true;
+        break;
+      }
+      if (there) remove_if_unchanged(socket_path, seen);  // a dead service's: replaced
     }
     ::unlink(own_name.c_str());
     ::close(listener);
-    return claim;
+    if (linkable || claim.served) return claim;
   }
-  // No room for the longer name: bound under the service's name itself, replacing what is there.
+  // No room for the longer name, or a file system without hard links: bound under the service's
+  // name itself, replacing what is there.
+  const int listener = above_standard_descriptors(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (listener < 0) return claim;
   ::unlink(socket_path.c_str());
   if (::bind(listener, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
       ::listen(listener, 128) != 0) {
