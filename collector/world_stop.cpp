@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "allocator/diagnostics.h"
+#include "allocator/engine.h"
 #include "allocator/syscall_filter.h"
 #include "collector/blocking_call.h"
 #include "collector/os_primitives.h"
@@ -192,14 +193,21 @@ const sigset_t* without_suspend_signal(int how, const sigset_t* requested, sigse
 }
 
 void fall_back_to_signals_now() {
-  enter_signal_mode();
   // This thread's mask, set before, may block SIGPWR: from now on it must not (other threads'
   // masks are out of reach until they set them again). Even when the mode was already on: a scan
-  // may have seen the filter noted a moment ago and chosen signals first.
+  // may have seen the filter noted a moment ago and chosen signals first. Unblocked before the mode
+  // changes, and the signalfds' masks are changed as heapkeeper's own work (internal memory, no
+  // stack capture): a scan that chose signals meanwhile holds the dynamic loader's lock while it
+  // waits for this thread, which then waited for that lock in libunwind (capturing opendir's
+  // allocation) with SIGPWR still blocked, and the scan gave up after 3 s (transparent_scans.signalfd
+  // in CI, once).
   sigset_t suspend;
   sigemptyset(&suspend);
   sigaddset(&suspend, kSuspendSignal);
   raw_syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, reinterpret_cast<long>(&suspend), 0, sizeof(uint64_t));
+  alloc::enter_internal();
+  enter_signal_mode();
+  alloc::leave_internal();
 }
 
 // Whether every task of the process but the caller is one of heapkeeper's own (`excluded`) or has
