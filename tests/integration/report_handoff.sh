@@ -39,6 +39,17 @@
 #                output pipe sees its end, and the binary is gone (nobody would read its answer)
 source "$(dirname "$0")/lib.sh"
 
+# closing WHICH: sets `redirect` to a command prefix that runs its command with stdin, stdout,
+# stderr or both of the first two closed.
+closing() {
+  case $1 in
+    stdin) redirect=(bash -c 'exec "$@" <&-' bash) ;;
+    stdout) redirect=(bash -c 'exec "$@" >&-' bash) ;;
+    stderr) redirect=(bash -c 'exec "$@" 2>&-' bash) ;;
+    both) redirect=(bash -c 'exec "$@" <&- >&-' bash) ;;
+  esac
+}
+
 part=${1:?usage: report_handoff.sh watching|unreachable|many|closed|hostile|threads|init|killed}
 program=$(hk_program report_handoff)
 W=$HK_WORK
@@ -127,6 +138,15 @@ case $part in
       head -12 "$W/suppressed.err" >&2
     fi
 
+    # named_case NAME WHAT: case NAME ended with status 0, a named leak report on stderr and its
+    # JSON report written; passes as WHAT.
+    named_case() {
+      local ok=1
+      [[ $(cat "$W/$1.status") == 0 ]] || { hk_fail "$1: status $(cat "$W/$1.status")"; ok=0; }
+      grep -qE "$named" "$W/$1.err" || { hk_fail "$1: no named leak report: $(head -5 "$W/$1.err")"; ok=0; }
+      hk_json_check "$W/$1.json" 'r["leaked_bytes"] == 4321' "$1: the JSON report is written" || ok=0
+      ((ok)) && hk_pass "$2"
+    }
     # A service's answer ends where its header says: the program does not also wait for the
     # service to close the connection. This one answers (through the binary) and keeps the
     # connection open until the program has exited; with no binary to fall back on, a program that
@@ -157,11 +177,7 @@ PY
       HEAPKEEPER_REPORT="$W/held.json" run_case held preload wait
     touch "$W/held.exited"
     hk_wait "$held" || true
-    ok=1
-    [[ $(cat "$W/held.status") == 0 ]] || { hk_fail "held: status $(cat "$W/held.status")"; ok=0; }
-    grep -qE "$named" "$W/held.err" || { hk_fail "held: no named leak report: $(head -5 "$W/held.err")"; ok=0; }
-    hk_json_check "$W/held.json" 'r["leaked_bytes"] == 4321' "held: the JSON report is written" || ok=0
-    ((ok)) && hk_pass "a service that keeps its connection open after answering: named report, status 0"
+    named_case held "a service that keeps its connection open after answering: named report, status 0"
 
     # A service that takes the dump and closes the connection without answering, as one that
     # died or refused the dump does: the binary answers instead.
@@ -180,11 +196,7 @@ PY
     for ((i = 0; i < 200; ++i)); do [[ -S $W/mute.sock ]] && break; sleep 0.05; done
     HEAPKEEPER_SYMBOLIZER_SOCKET=$W/mute.sock HEAPKEEPER_REPORT="$W/mute.json" run_case mute preload wait
     hk_wait "$mute" || true
-    ok=1
-    [[ $(cat "$W/mute.status") == 0 ]] || { hk_fail "mute: status $(cat "$W/mute.status")"; ok=0; }
-    grep -qE "$named" "$W/mute.err" || { hk_fail "mute: no named leak report: $(grep 'heapkeeper\[' "$W/mute.err")"; ok=0; }
-    hk_json_check "$W/mute.json" 'r["leaked_bytes"] == 4321' "mute: the JSON report is written" || ok=0
-    ((ok)) && hk_pass "a service that closes without answering: the binary answers instead"
+    named_case mute "a service that closes without answering: the binary answers instead"
 
     # The binary's reader: a corrupt or truncated dump is one line and status 1.
     : >"$W/empty.dump"
@@ -373,11 +385,7 @@ PY
     # One program alone, with its own runtime directory (no service to answer it): the library's
     # memfd and pipe take the closed numbers, and the binary must get them as its stdin and stdout.
     for closed in stdin stdout both; do
-      case $closed in
-        stdin) redirect=(bash -c 'exec "$@" <&-' bash) ;;
-        stdout) redirect=(bash -c 'exec "$@" >&-' bash) ;;
-        both) redirect=(bash -c 'exec "$@" <&- >&-' bash) ;;
-      esac
+      closing "$closed"
       runtime=$(mktemp -d /tmp/hk-runtime.XXXXXX)
       status=0
       XDG_RUNTIME_DIR=$runtime HEAPKEEPER_REPORT="$W/closed.$closed.json" timeout -k 5 "$(hk_limit)" \
@@ -425,11 +433,7 @@ PY
     # The run's service made while a standard descriptor of the run is closed: its listener and its
     # pidfd must not take the numbers the service points at /dev/null.
     for closed in stdin stdout stderr; do
-      case $closed in
-        stdin) redirect=(bash -c 'exec "$@" <&-' bash) ;;
-        stdout) redirect=(bash -c 'exec "$@" >&-' bash) ;;
-        stderr) redirect=(bash -c 'exec "$@" 2>&-' bash) ;;
-      esac
+      closing "$closed"
       runtime=$(mktemp -d /tmp/hk-runtime.XXXXXX)
       mkdir -p "$W/run.$closed"
       status=0
