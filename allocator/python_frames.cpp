@@ -332,6 +332,9 @@ void initialize_python_frames() {
   g_python.code_unit_shift = static_cast<unsigned>(std::countr_zero(layout->code_unit_bytes));
   g_python.known_layout = matches_known_layout(*layout);
   g_python.enabled = true;
+  // A native stack ends its chain of C calls at the eval loop, as its merged stack does at the
+  // Python frames standing in that frame's place: both share the chain (stack_table.h, "Chains").
+  stack_table().set_chain_boundary(g_python.eval_low, g_python.eval_high);
 }
 
 namespace {

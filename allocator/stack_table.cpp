@@ -78,17 +78,27 @@ StackView StackTable::frames(uint32_t id) const {
   StackView view;
   const uint32_t made = next_id_.load(std::memory_order_acquire);
   if (id == kNoStack || id >= made || id >= max_nodes_) return view;
-  uint32_t depth = 0;
-  for (uint32_t at = id; at != kNoStack && depth < StackView::kMaxDepth;) {
-    if (at >= made || at >= max_nodes_) return StackView();
-    const uint32_t link = nodes_[at].link.load(std::memory_order_acquire);
-    if (link == 0) return StackView();  // not published yet
-    view.frames[depth++] = nodes_[at].frame;
-    at = link_parent(link);
-  }
-  view.depth = depth;
+  if (!append_path(id, made, true, view)) return StackView();
   view.generation = generation_of(id);  // after its link: see generation_of
   return view;
+}
+
+bool StackTable::append_path(uint32_t id, uint32_t made, bool chains, StackView& view) const {
+  for (uint32_t at = id; at != kNoStack && view.depth < StackView::kMaxDepth;) {
+    if (at >= made || at >= max_nodes_) return false;
+    const uint32_t link = nodes_[at].link.load(std::memory_order_acquire);
+    if (link == 0) return false;  // not published yet
+    const uintptr_t frame = nodes_[at].frame;
+    if (is_chain_word(frame)) {
+      // A chain is written before the stack naming it; it never names another.
+      const uintptr_t chain = frame & (kChainTag - 1);
+      if (!chains || chain >= made || !append_path(static_cast<uint32_t>(chain), made, false, view)) return false;
+    } else {
+      view.frames[view.depth++] = frame;
+    }
+    at = link_parent(link);
+  }
+  return true;
 }
 
 uint64_t StackTable::site_key(uint32_t id) const {
@@ -319,6 +329,37 @@ uint32_t StackTable::intern(const uintptr_t* frames, uint32_t depth, uint32_t ge
   if (made != nullptr) *made = false;
   if (depth == 0 || nodes_ == nullptr) return kNoStack;
   if (depth > StackView::kMaxDepth) depth = StackView::kMaxDepth;
+  // The native frames inside the innermost Python frame or interpreter loop (the C calls from the
+  // eval loop down to malloc) are stored once, as a chain of their own, and the stack as its outer
+  // frames with a word naming that chain as its innermost frame: see "Chains" in stack_table.h.
+  uint32_t inner = 0;
+  while (inner < depth && !ends_chain(frames[inner])) ++inner;
+  const uint32_t id = inner >= 2 && inner < depth ? intern_chained(frames, depth, inner, generation)
+                                                  : intern_path(frames, depth, generation);
+  if (id == kNoStack) return kNoStack;
+  // The first time this node is handed out as a stack: one more distinct stack.
+  std::atomic<uint64_t>& word = handed_out_[id / 64];
+  const uint64_t bit = uint64_t{1} << (id % 64);
+  if ((word.load(std::memory_order_relaxed) & bit) == 0 && (word.fetch_or(bit, std::memory_order_relaxed) & bit) == 0) {
+    stacks_.fetch_add(1, std::memory_order_relaxed);
+    if (made != nullptr) *made = true;
+  }
+  return id;
+}
+
+// Out of line: a native stack's interning, on a thread's alternate signal stack perhaps (a handler
+// that allocates), does not reserve the copy's kilobyte.
+__attribute__((noinline)) uint32_t StackTable::intern_chained(const uintptr_t* frames, uint32_t depth, uint32_t inner,
+                                                              uint32_t generation) {
+  const uint32_t chain = intern_path(frames, inner, generation);
+  if (chain == kNoStack) return kNoStack;
+  uintptr_t outer[StackView::kMaxDepth];
+  outer[0] = kChainTag | chain;
+  for (uint32_t i = inner; i < depth; ++i) outer[i - inner + 1] = frames[i];
+  return intern_path(outer, depth - inner + 1, generation);
+}
+
+uint32_t StackTable::intern_path(const uintptr_t* frames, uint32_t depth, uint32_t generation) {
   // Each node's key is that of its path: paths[i] is the path of frames[depth - 1] down to
   // frames[i], so the innermost node's key is that of paths[0], its caller's that of paths[1].
   uint64_t paths[StackView::kMaxDepth];
@@ -331,39 +372,31 @@ uint32_t StackTable::intern(const uintptr_t* frames, uint32_t depth, uint32_t ge
   // found by its key and checked by walking its parents: one probe per level and `depth` nodes,
   // where a walk from the outermost frame would look up every node.
   uint32_t id = find(frames, depth, path_key(paths[0]), generation);
-  if (id == kNoStack) {
-    // A new stack most often differs from known ones only in its innermost frames: a new call site
-    // under known callers (in a Python program, a new instruction of the innermost Python frame,
-    // with the C frames between it and malloc). Its innermost known node is looked for the same
-    // way, a few frames out, and only the frames inside it are placed; else every frame is, from
-    // the outermost inwards. (A lookup that finds nothing costs a probe per level; each child
-    // placed from the root costs as much, and a Python stack has thirty of them.)
-    constexpr uint32_t kKnownCallerProbes = 8;
-    uint32_t parent = kNoStack;
-    uint32_t inside = 1;  // frames[0 .. inside) are not parent's
-    for (; inside < depth && inside <= kKnownCallerProbes; ++inside) {
-      parent = find(frames + inside, depth - inside, path_key(paths[inside]), generation);
-      if (parent != kNoStack) break;
-    }
-    bool fresh = false;
-    unsigned at_level = 0;
-    if (parent != kNoStack) {
-      at_level = link_level(nodes_[parent].link.load(std::memory_order_acquire));
-    } else {
-      inside = depth;  // from the root's children
-    }
-    id = parent;
-    for (uint32_t i = inside; i-- > 0;) {
-      id = child(id, at_level, frames[i], path_key(paths[i]), generation, fresh, at_level);
-      if (id == kNoStack) return kNoStack;
-    }
+  if (id != kNoStack) return id;
+  // A new stack most often differs from known ones only in its innermost frames: a new call site
+  // under known callers (in a Python program, a new instruction of the innermost Python frame).
+  // Its innermost known node is looked for the same way, a few frames out, and only the frames
+  // inside it are placed; else every frame is, from the outermost inwards. (A lookup that finds
+  // nothing costs a probe per level; each child placed from the root costs as much, and a Python
+  // stack has thirty of them.)
+  constexpr uint32_t kKnownCallerProbes = 8;
+  uint32_t parent = kNoStack;
+  uint32_t inside = 1;  // frames[0 .. inside) are not parent's
+  for (; inside < depth && inside <= kKnownCallerProbes; ++inside) {
+    parent = find(frames + inside, depth - inside, path_key(paths[inside]), generation);
+    if (parent != kNoStack) break;
   }
-  // The first time this node is handed out as a stack: one more distinct stack.
-  std::atomic<uint64_t>& word = handed_out_[id / 64];
-  const uint64_t bit = uint64_t{1} << (id % 64);
-  if ((word.load(std::memory_order_relaxed) & bit) == 0 && (word.fetch_or(bit, std::memory_order_relaxed) & bit) == 0) {
-    stacks_.fetch_add(1, std::memory_order_relaxed);
-    if (made != nullptr) *made = true;
+  bool fresh = false;
+  unsigned at_level = 0;
+  if (parent != kNoStack) {
+    at_level = link_level(nodes_[parent].link.load(std::memory_order_acquire));
+  } else {
+    inside = depth;  // from the root's children
+  }
+  id = parent;
+  for (uint32_t i = inside; i-- > 0;) {
+    id = child(id, at_level, frames[i], path_key(paths[i]), generation, fresh, at_level);
+    if (id == kNoStack) return kNoStack;
   }
   return id;
 }

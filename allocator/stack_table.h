@@ -30,11 +30,28 @@
 // (the old id stays valid), so a plugin reloaded in a loop costs one node per frame at or inside the
 // plugin per reload, and no longer probe chains. Every node on a path was checked in the
 // generation its leaf records, so a stack's frames are all named in the leaf's generation.
+//
+// Chains. A tree shares callers, not callees: in a Python program each instruction that allocates
+// is its own path, and below it hang the same few C calls from the eval loop down to malloc
+// (PyObject_Malloc under _PyObject_GC_New under PyDict_New...), copied under every one of them.
+// So the native frames inside a stack's innermost Python frame (allocator/python_frame_word.h)
+// or, in a native stack, inside its innermost return address into the interpreter loop
+// (set_chain_boundary: the same frames, since the merged stack has the Python frames in that
+// frame's place), when there are two or more, are interned as a path of their own (a chain:
+// shared by every stack that ends in the same C calls), and the stack as its outer frames with
+// one more innermost "frame", a word naming the chain (bit 62 set: neither a user-space return
+// address nor a Python frame's word). frames() expands it. The chain is found or made, in the
+// capture's generation, before the stack that names it, so a chain reused across an unload is
+// checked as any path is, and a chain made anew for reloaded code gets a new word and so new
+// stacks. On python3's small-live-set churn: 214,000 nodes without chains, of which 116,000
+// native frames under Python ones and 60,000 of native stacks the merged ones are made from.
 #pragma once
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+
+#include "allocator/python_frame_word.h"
 
 namespace heapkeeper::alloc {
 
@@ -103,6 +120,12 @@ class StackTable {
       high = again;
     }
   }
+  // Return addresses in [low, high) (an interpreter's loop: python_frames.h) end a chain, as a
+  // Python frame's word does (see "Chains" above). Set once, before threads allocate under it.
+  void set_chain_boundary(uintptr_t low, uintptr_t high) {
+    boundary_high_.store(high, std::memory_order_relaxed);
+    boundary_low_.store(low, std::memory_order_release);
+  }
   // Distinct stacks: ids intern() has handed out (a stack interned twice in a race counts twice).
   uint32_t count() const { return stacks_.load(std::memory_order_relaxed); }
   // Nodes made so far (including those of stacks that are only prefixes of others, and race losers).
@@ -136,6 +159,21 @@ class StackTable {
   };
   static_assert(sizeof(Node) == 16, "a node and its count in a quarter of a cache line");
 
+  // A word standing for a chain (see "Chains" above): kChainTag | the chain's innermost node.
+  static constexpr uintptr_t kChainTag = uintptr_t{1} << 62;
+  static constexpr bool is_chain_word(uintptr_t frame) { return (frame >> 62) == 1; }
+  bool ends_chain(uintptr_t frame) const {
+    if (python_word::is_python(frame)) return true;
+    const uintptr_t low = boundary_low_.load(std::memory_order_acquire);
+    return low != 0 && frame - 1 >= low && frame - 1 < boundary_high_.load(std::memory_order_relaxed);
+  }
+  // The node of exactly these frames (innermost first), found or made; kNoStack when the table is full.
+  uint32_t intern_path(const uintptr_t* frames, uint32_t depth, uint32_t generation);
+  // The stack of these frames whose innermost `inner` frames make a chain.
+  uint32_t intern_chained(const uintptr_t* frames, uint32_t depth, uint32_t inner, uint32_t generation);
+  // Appends node `id`'s frames to `view`, expanding a chain's word when `chains` (a chain holds
+  // none); false when a node on the way is not published yet.
+  bool append_path(uint32_t id, uint32_t made, bool chains, StackView& view) const;
   Level* level(unsigned index) const { return levels_[index].load(std::memory_order_acquire); }
   Level* grow(unsigned after);
   // The child of `parent` (whose children sit at `from_level` or newer) for `frame` as captured in
@@ -181,6 +219,7 @@ class StackTable {
   std::atomic<uint32_t>* allocation_wraps_ = nullptr;  // id -> allocations, high 32 bits
   std::atomic<uint64_t>* handed_out_ = nullptr;        // id -> bit: returned by intern() as a stack
   uint32_t max_nodes_ = kMaxStacks;
+  std::atomic<uintptr_t> boundary_low_{0}, boundary_high_{0};
 };
 
 StackTable& stack_table();

@@ -7,6 +7,8 @@
 // the tests assert content, and deduplication only single-threaded.
 #include "allocator/stack_table.h"
 
+#include "allocator/python_frame_word.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -55,6 +57,39 @@ class StackTableTest : public testing::Test {
     for (uint32_t i = 0; i < depth; ++i) stack[i] = 0x400000 + (random() & 0xffffffffffull);
     stack[0] = (salt << 40) | (index << 8) | depth;  // makes the stack unique to (salt, index)
     return stack;
+  }
+
+  // Threads start together and each interns stacks make(0 .. count) once, in an order of its own,
+  // so that they race to make the same nodes; returns the ids handed out for each stack, every one
+  // checked to walk back to exactly the frames it was returned for.
+  template <typename Make>
+  static std::vector<std::set<uint32_t>> race_to_intern(int thread_count, uint64_t count, const Make& make) {
+    std::vector<std::vector<std::pair<uint64_t, uint32_t>>> results(static_cast<size_t>(thread_count));
+    std::atomic<int> ready{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < thread_count; ++t) {
+      threads.emplace_back([&, t] {
+        std::vector<uint64_t> order(count);
+        for (uint64_t i = 0; i < count; ++i) order[i] = i;
+        std::shuffle(order.begin(), order.end(), std::mt19937_64(static_cast<uint64_t>(t) + 100));
+        std::vector<Stack> stacks;
+        for (uint64_t index : order) stacks.push_back(make(index));
+        ready.fetch_add(1);
+        while (ready.load() < thread_count) std::this_thread::yield();
+        auto& mine = results[static_cast<size_t>(t)];
+        for (size_t i = 0; i < stacks.size(); ++i) mine.emplace_back(order[i], intern(stacks[i]));
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    std::vector<std::set<uint32_t>> ids_of(count);
+    for (const auto& mine : results) {
+      for (auto [index, id] : mine) {
+        EXPECT_NE(id, StackTable::kNoStack);
+        EXPECT_EQ(frames_of(id), make(index)) << "id " << id << " returned for stack " << index;
+        if (id != StackTable::kNoStack) ids_of[index].insert(id);
+      }
+    }
+    return ids_of;
   }
 
   // After threads raced to intern stacks (ids_of[index]: the ids handed out for stack `index`, made
@@ -206,6 +241,93 @@ TEST_F(StackTableTest, NewInnermostFramesUnderKnownCallersAreTheOnlyNewNodes) {
   EXPECT_EQ(frames_of(intern(middle)), middle);
 }
 
+// The C calls inside a stack's innermost Python frame (the eval loop's callees down to malloc) are
+// one chain, shared by every stack ending in them: a new Python call site over known C calls costs
+// its own node and the chain's word, not a copy of the C frames. frames() gives the whole stack
+// back, and site keys are those of the frames (reports group as before).
+TEST_F(StackTableTest, NativeFramesInsideTheInnermostPythonFrameAreAChainSharedByEveryStack) {
+  const uint64_t salt = uint64_t{13} << 40;
+  const Stack c_calls = {salt | 4, salt | 3, salt | 2, salt | 1};  // PyObject_Malloc ... PyDict_New
+  const auto python_stack = [&](uint64_t unit) {
+    Stack stack = c_calls;
+    for (uintptr_t frame : {python_word::make(salt | 0x77, unit), python_word::make(salt | 0x78, 9), salt | 0x100})
+      stack.push_back(frame);
+    return stack;
+  };
+  const uint32_t nodes_before = table().node_count();
+  const uint32_t first = intern(python_stack(1));
+  ASSERT_NE(first, StackTable::kNoStack);
+  EXPECT_EQ(table().node_count() - nodes_before, 4u + 3u + 1u) << "the chain, the outer frames, the chain's word";
+  EXPECT_EQ(frames_of(first), python_stack(1));
+  std::set<uint32_t> ids = {first};
+  for (uint64_t unit = 2; unit <= 50; ++unit) {
+    const uint32_t before = table().node_count();
+    const uint32_t id = intern(python_stack(unit));
+    ASSERT_NE(id, StackTable::kNoStack);
+    EXPECT_EQ(table().node_count() - before, 2u) << "a new instruction: its Python frame and the chain's word";
+    EXPECT_EQ(frames_of(id), python_stack(unit));
+    EXPECT_EQ(intern(python_stack(unit)), id);
+    const Stack frames = python_stack(unit);
+    EXPECT_EQ(table().site_key(id), StackTable::hash(frames.data(), static_cast<uint32_t>(frames.size())));
+    ids.insert(id);
+  }
+  EXPECT_EQ(ids.size(), 50u);
+  // One native frame inside the Python frame is no chain (a word would cost as much as the frame).
+  const Stack single = {salt | 9, python_word::make(salt | 0x77, 1), python_word::make(salt | 0x78, 9), salt | 0x100};
+  const uint32_t before_single = table().node_count();
+  const uint32_t single_id = intern(single);
+  EXPECT_EQ(table().node_count() - before_single, 1u);
+  EXPECT_EQ(frames_of(single_id), single);
+  // The same C calls under a Python frame of another stack: the chain is found, not made.
+  const Stack other = {salt | 4, salt | 3, salt | 2, salt | 1, python_word::make(salt | 0x79, 3), salt | 0x101};
+  const uint32_t before_other = table().node_count();
+  const uint32_t other_id = intern(other);
+  EXPECT_EQ(table().node_count() - before_other, 3u);
+  EXPECT_EQ(frames_of(other_id), other);
+}
+
+// A native stack of an interpreter ends its chain at its innermost return address into the eval
+// loop, where the merged stack has the Python frames: the two share the chain.
+TEST_F(StackTableTest, AReturnAddressIntoTheEvalLoopEndsAChainAsAPythonFrameDoes) {
+  const uint64_t salt = uint64_t{14} << 40;
+  table().set_chain_boundary(salt | 0x1000, salt | 0x2000);  // this test's frames only: its salt
+  const Stack native = {salt | 5, salt | 4, salt | 3, salt | 0x1800, salt | 0x50, salt | 0x1900, salt | 0x100};
+  const Stack merged = {salt | 5,    salt | 4,
+                        salt | 3,    python_word::make(salt | 0x66, 1),
+                        salt | 0x50, python_word::make(salt | 0x67, 2),
+                        salt | 0x100};
+  const uint32_t before = table().node_count();
+  const uint32_t native_id = intern(native);
+  EXPECT_EQ(table().node_count() - before, 3u + 4u + 1u);
+  const uint32_t merged_id = intern(merged);
+  EXPECT_EQ(table().node_count() - before, 3u + 4u + 1u + 4u) << "the chain of three frames and the root made once";
+  EXPECT_EQ(frames_of(native_id), native);
+  EXPECT_EQ(frames_of(merged_id), merged);
+  EXPECT_NE(native_id, merged_id);
+  // A return address just past the range is not the eval loop's.
+  const Stack outside = {salt | 5, salt | 4, salt | 3, salt | 0x2001, salt | 0x100};
+  const uint32_t before_outside = table().node_count();
+  EXPECT_EQ(frames_of(intern(outside)), outside);
+  EXPECT_EQ(table().node_count() - before_outside, 4u) << "no chain: every frame but the root is a node";
+}
+
+// Threads race to intern Python stacks over a few shared chains: every id walks back to exactly
+// its frames, chains included.
+TEST_F(StackTableTest, ConcurrentInterningOfChainedStacksGivesConsistentFrames) {
+  constexpr int kThreads = 6;
+  constexpr uint64_t kStacks = 4'000;
+  const uint64_t salt = uint64_t{15} << 40;
+  const auto make = [salt](uint64_t i) {
+    Stack stack;
+    for (uint64_t k = 0; k < 2 + i % 5; ++k) stack.push_back(salt | (i % 7) << 12 | k);  // one of 35 chains
+    stack.push_back(python_word::make(salt | (i % 97), i / 97));
+    stack.push_back(python_word::make(salt | 0x5000, i % 3));
+    stack.push_back(salt | 0xfff);
+    return stack;
+  };
+  expect_one_stable_id_per_stack(race_to_intern(kThreads, kStacks, make), make, true);
+}
+
 // Allocation counts are 64-bit, kept as a low half per node and a high half written on a wrap.
 TEST_F(StackTableTest, AllocationCountsCarryPastFourBillion) {
   const uint64_t salt = uint64_t{12} << 40;
@@ -334,32 +456,7 @@ TEST_F(StackTableTest, ConcurrentInterningOfSharedPrefixesGivesConsistentFrames)
     stack.push_back(salt | 1);
     return stack;
   };
-  std::vector<std::vector<std::pair<uint64_t, uint32_t>>> results(kThreads);
-  std::atomic<int> ready{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      std::vector<uint64_t> order(kStacks);
-      for (uint64_t i = 0; i < kStacks; ++i) order[i] = i;
-      std::shuffle(order.begin(), order.end(), std::mt19937_64(static_cast<uint64_t>(t) + 100));
-      std::vector<Stack> stacks;
-      for (uint64_t index : order) stacks.push_back(make(index));
-      ready.fetch_add(1);
-      while (ready.load() < kThreads) std::this_thread::yield();
-      auto& mine = results[static_cast<size_t>(t)];
-      for (size_t i = 0; i < stacks.size(); ++i) mine.emplace_back(order[i], intern(stacks[i]));
-    });
-  }
-  for (auto& thread : threads) thread.join();
-  std::vector<std::set<uint32_t>> ids_of(kStacks);
-  for (const auto& mine : results) {
-    for (auto [index, id] : mine) {
-      ASSERT_NE(id, StackTable::kNoStack);
-      ASSERT_EQ(frames_of(id), make(index)) << "id " << id << " returned for stack " << index;
-      ids_of[index].insert(id);
-    }
-  }
-  expect_one_stable_id_per_stack(ids_of, make, true);
+  expect_one_stable_id_per_stack(race_to_intern(kThreads, kStacks, make), make, true);
 }
 
 }  // namespace
