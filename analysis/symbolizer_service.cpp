@@ -24,6 +24,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <string_view>
@@ -222,6 +223,14 @@ void own_c_library(std::string& path, std::string& build_id) {
 
 // Serves until the lifetime ends, then removes `socket_path` (if it is still the socket bound
 // here: a later service may have replaced it) and `directory` (if any), and exits.
+// Removes the file at `path` if it is still the one `seen` describes (a dead service's socket, or
+// no socket of ours): another binary may have put its own there since.
+void remove_if_unchanged(const std::string& path, const struct stat& seen) {
+  struct stat now {};
+  if (::lstat(path.c_str(), &now) == 0 && now.st_ino == seen.st_ino && now.st_dev == seen.st_dev)
+    ::unlink(path.c_str());
+}
+
 // `bound` is the socket file as bind() made it, taken at once: a service that replaced it since
 // owns the name.
 [[noreturn]] void serve(int listener, const struct stat& bound, const Lifetime& life, const std::string& directory,
@@ -235,9 +244,7 @@ void own_c_library(std::string& path, std::string& build_id) {
     std::thread(work, service).detach();
   } catch (const std::system_error&) {
     // No worker: no service. The name goes, so the processes start the binary at once.
-    struct stat now {};
-    if (::stat(socket_path.c_str(), &now) == 0 && now.st_ino == bound.st_ino && now.st_dev == bound.st_dev)
-      ::unlink(socket_path.c_str());
+    remove_if_unchanged(socket_path, bound);
     if (!directory.empty()) ::rmdir(directory.c_str());
     ::_exit(0);
   }
@@ -259,9 +266,7 @@ void own_c_library(std::string& path, std::string& build_id) {
     }
   }
   wait_for_end(life, *service);
-  struct stat now {};
-  if (::stat(socket_path.c_str(), &now) == 0 && now.st_ino == bound.st_ino && now.st_dev == bound.st_dev)
-    ::unlink(socket_path.c_str());
+  remove_if_unchanged(socket_path, bound);
   if (!directory.empty()) ::rmdir(directory.c_str());
   // No client is taken from now on (waiting workers leave accept() with EINVAL; one still in the
   // backlog sees its connection reset and starts the binary itself). A client whose program has
@@ -403,20 +408,35 @@ bool user_directory_is_ours(const std::string& socket_path) {
          (status.st_mode & 077) == 0;
 }
 
+// Names `<socket>.<pid>` left by claiming binaries killed between bind() and link() (a build
+// interrupted at its end): removed once their pid is gone, when a binary next claims the name. A
+// pid reused since keeps its file until that process is gone too; a claim in progress is alive.
+void remove_dead_claims(const std::string& socket_path) {
+  const size_t slash = socket_path.rfind('/');
+  const std::string directory = socket_path.substr(0, slash);
+  const std::string prefix = socket_path.substr(slash + 1) + ".";
+  std::error_code error;
+  for (std::filesystem::directory_iterator entry(directory, error), end; !error && entry != end;
+       entry.increment(error)) {
+    const std::string name = entry->path().filename().string();
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0 || name.size() > prefix.size() + 9)
+      continue;
+    const std::string digits = name.substr(prefix.size());
+    if (digits.find_first_not_of("0123456789") != std::string::npos || digits[0] == '0') continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(digits));
+    struct stat status {};
+    if (::kill(pid, 0) != 0 && errno == ESRCH && ::lstat(entry->path().c_str(), &status) == 0 &&
+        S_ISSOCK(status.st_mode) && status.st_uid == ::getuid())
+      remove_if_unchanged(entry->path().string(), status);
+  }
+}
+
 bool fill_address(const std::string& path, sockaddr_un& address) {
   address = sockaddr_un{};
   address.sun_family = AF_UNIX;
   if (path.size() >= sizeof(address.sun_path)) return false;
   std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
   return true;
-}
-
-// Removes the file at `path` if it is still the one `seen` describes (a dead service's socket, or
-// no socket of ours): another binary may have put its own there since.
-void remove_if_unchanged(const std::string& path, const struct stat& seen) {
-  struct stat now {};
-  if (::lstat(path.c_str(), &now) == 0 && now.st_ino == seen.st_ino && now.st_dev == seen.st_dev)
-    ::unlink(path.c_str());
 }
 
 }  // namespace
@@ -430,6 +450,7 @@ UserServiceClaim claim_user_service(const std::string& socket_path) {
     return claim;
   }
   if (!user_directory_is_ours(socket_path)) return claim;
+  remove_dead_claims(socket_path);
   // Bound and listening under a name of this process first, then linked to the service's name:
   // link() fails where the name exists, so of the binaries that processes exiting together start
   // (a parallel build's), one takes the name and the others find it answering and pass their dumps

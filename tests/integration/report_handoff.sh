@@ -36,7 +36,9 @@
 #                program: no user's service and no run's service becomes its child (its
 #                `while (wait(NULL) > 0)` would wait for the run's service, and that for its end)
 #   killed       a program killed while it waits for a binary that hangs leaves nothing behind: its
-#                output pipe sees its end, and the binary is gone (nobody would read its answer)
+#                output pipe sees its end, and the binary is gone (nobody would read its answer);
+#                a claiming binary's `<service>.<pid>` socket whose pid is gone is removed by the
+#                next claim, one whose pid lives is not
 source "$(dirname "$0")/lib.sh"
 
 # closing WHICH: sets `redirect` to a command prefix that runs its command with stdin, stdout,
@@ -641,6 +643,30 @@ PY
       ok=0
     fi
     ((ok)) && hk_pass "killed while waiting for the binary: its output ends, the binary goes with it"
+
+    # A binary killed between binding its socket under `<service>.<pid>` and linking it to the
+    # service's name leaves that file: the next binary to claim the name removes it once the pid
+    # is gone, and leaves one whose process lives (a claim in progress).
+    runtime=$(mktemp -d /tmp/hk-runtime.XXXXXX)
+    XDG_RUNTIME_DIR=$runtime run_case claim-first preload
+    service=$(find "$runtime" -maxdepth 1 -name 'heapkeeper-symbolizer.*' ! -name '*.*.*' | head -1)
+    if [[ -z $service ]]; then
+      hk_fail "no user's service was left in $runtime"
+    else
+      rm -f "$service"  # nameless, that service idles out: the next exit claims the name anew
+      gone=$(sh -c 'echo $$')
+      for pid in "$gone" "$$"; do
+        python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$service.$pid"
+      done
+      XDG_RUNTIME_DIR=$runtime HEAPKEEPER_REPORT="$W/claim.json" run_case claim preload wait
+      ok=1
+      grep -qE "$named" "$W/claim.err" || { hk_fail "claim: no named leak report: $(head -3 "$W/claim.err")"; ok=0; }
+      [[ -S $service ]] || { hk_fail "claim: no service took the name"; ok=0; }
+      [[ ! -e $service.$gone ]] || { hk_fail "claim: the socket of dead pid $gone stayed"; ok=0; }
+      [[ -S $service.$$ ]] || { hk_fail "claim: the socket of live pid $$ was removed"; ok=0; }
+      ((ok)) && hk_pass "a killed claim's socket goes at the next claim, a live one's stays"
+    fi
+    rm -rf "$runtime"
     ;;
   *)
     echo "unknown part $part" >&2
