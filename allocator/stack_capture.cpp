@@ -98,10 +98,10 @@ static_assert(sizeof(CachedStack) == 16);
 // only the entry that matches. The set is chosen by the entry frame and its first callers'
 // return addresses (set_key). The cache starts small and doubles (up to kMaxSets) while it misses
 // often: a thread that allocates from a few sites stays small, an interpreter's main thread with
-// tens of thousands of distinct stacks gets room for them. It halves again once it has missed
-// almost never for a while: python3's imports grow it to 1,024 sets (1.1 MiB), which its
-// small-live-set churn after them does not need (2 to 53 misses a window of 16,384 captures in 512
-// sets, 1 to 20 in 1,024; 89 in 256, where it doubles back and stays). Both are done in place.
+// tens of thousands of distinct stacks gets room for them; from 512 sets up it doubles only when
+// two windows in a row missed often (kSustainedSets). It halves again once it has missed almost
+// never for a while: python3's imports grow it to 512 sets (0.55 MiB; 1,024 before the rule), which
+// its small-live-set churn after them does not need (it settles at 128). Both are done in place.
 struct StackCache {
   static constexpr unsigned kWays = 8;
   static constexpr unsigned kFirstSets = 64;
@@ -114,6 +114,11 @@ struct StackCache {
   static constexpr unsigned kQuietMisses = kWindow / 512;
   static constexpr unsigned kQuietWindows = 4;
   static constexpr unsigned kRegretMisses = kWindow / 256;
+  // From this size up (0.5 MiB) a table doubles only after two crowded windows in a row: python3's
+  // imports, a burst of stacks seen a few times and never again, crowded four windows in a row at
+  // 64 to 512 sets and then missed little at 1,024 (350 in a window), which it kept until it
+  // shrank, its peak RSS 0.5 MiB higher for it; a churn that needs the room crowds it again.
+  static constexpr unsigned kSustainedSets = 512;
   static constexpr unsigned kHeadSlots = 4;  // entries sharing an entry frame differ here
   uint32_t capacity;                         // checked words per entry
   uint32_t sets;
@@ -127,6 +132,7 @@ struct StackCache {
   void* memory;  // the one allocation holding tags, next_way, last_hit and entries
   uint32_t window_captures, window_misses;
   uint32_t quiet_windows;  // windows in a row that missed at most kQuietMisses
+  bool was_crowded;        // the last window missed more than kGrowMisses
   uint32_t least_sets;     // what it may shrink to
   bool just_shrunk;        // the last window ended with a halving
   uint32_t generation;     // the module generation every cached stack was unwound in
@@ -656,11 +662,15 @@ void maybe_grow(StackCache* cache) {
   cache->quiet_windows = cache->window_misses <= StackCache::kQuietMisses ? cache->quiet_windows + 1 : 0;
   cache->window_captures = cache->window_misses = 0;
   cache->just_shrunk = false;
+  const bool sustained = cache->was_crowded || cache->sets < StackCache::kSustainedSets;
+  cache->was_crowded = crowded;
   if (cache->resting > 0) {
     --cache->resting;
   } else if ((crowded || regret) && cache->sets < StackCache::kMaxSets) {
+    if (!sustained && !regret) return;  // one more window first
     if ((double_table_in_place(cache) || size_table(cache, cache->sets * 2, true)) && regret)
       cache->least_sets = cache->sets;
+    cache->was_crowded = false;  // the larger table has to crowd twice itself
   } else if (hopeless) {
     cache->resting = StackCache::kRestWindows;
   } else if (cache->quiet_windows >= StackCache::kQuietWindows && cache->sets > cache->least_sets) {
@@ -700,6 +710,7 @@ void reset_stack_cache(StackCache* cache, uintptr_t stack_low, uintptr_t stack_h
   cache->resting = 0;
   cache->window_captures = cache->window_misses = 0;
   cache->quiet_windows = 0;
+  cache->was_crowded = false;
   cache->least_sets = StackCache::kFirstSets;
   cache->just_shrunk = false;
   for (unsigned i = 0; i < StackCache::kCallerEntries; ++i) cache->caller_ip[i] = 0;
