@@ -133,6 +133,10 @@ void* api_operator_new_nothrow(size_t size, size_t alignment) noexcept {
   void* p = allocate_tracked(size, alignment > kMallocAlignment ? alignment : kMallocAlignment, false);
   if (__builtin_expect(p != nullptr, 1)) return p;
   if (tls_thread.guard > 0) {
+    // heapkeeper's own code: with no new-handler of its own to run, null at once. Throwing
+    // std::bad_alloc only to catch it needs memory for the exception, which there may be none of
+    // either (a `ulimit -v` start-up: std::terminate killed the program).
+    if (std::get_new_handler() == nullptr) return nullptr;
     try {
       return api_operator_new(size, alignment);
     } catch (...) {

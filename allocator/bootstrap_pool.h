@@ -2,8 +2,10 @@
 //
 // The very first malloc calls of a process can arrive before heapkeeper is set up (from ld.so, or
 // from inside heapkeeper's own start-up). They are served from a static buffer, as heaptrack's
-// DummyPool does, so start-up never allocates through itself. Pool blocks are never reused; free
-// recognises them by address and ignores them.
+// DummyPool does, so start-up never allocates through itself. Later, heapkeeper's own allocations
+// that the internal arena cannot serve (no address space left under `ulimit -v`) take what is left
+// of it (engine.cpp, allocate_untracked). Pool blocks are never reused; free recognises them by
+// address and ignores them.
 #pragma once
 
 #include <atomic>

@@ -287,6 +287,16 @@ void load_config_from_environment(Config& c) {
       warn_invalid("HEAPKEEPER_TRIM", v, "auto or off", "auto");
   }
   read_switch("HEAPKEEPER_STATS", c.live_stats);
+  // Read here with the others, so that a bad value is one line at start-up like theirs (it was
+  // read at the first scan, in words of its own, and never in a process that made none).
+  if (const char* v = std::getenv("HEAPKEEPER_STOP_METHOD"); v != nullptr && *v != '\0') {
+    if (equals(v, "ptrace"))
+      c.stop_method = StopMethod::kPtrace;
+    else if (equals(v, "signals"))
+      c.stop_method = StopMethod::kSignals;
+    else
+      warn_invalid("HEAPKEEPER_STOP_METHOD", v, "ptrace or signals", "ptrace");
+  }
   if (const char* v = std::getenv("HEAPKEEPER_REPORT"))
     load_path("HEAPKEEPER_REPORT", v, c.report_path, sizeof(c.report_path), "no report");
   if (const char* v = std::getenv("HEAPKEEPER_PPROF"))

@@ -15,6 +15,9 @@ enum class CollectorMode : uint8_t { kOff, kDetect, kCollect };
 // Whether the heap gives freed memory back on its own (heap_trimmer.h): kAuto, the trimmer (or, in
 // collect mode, jemalloc's decay); kOff, never: only `heapkeeper trim` and an exhausted reservation.
 enum class TrimPolicy : uint8_t { kAuto, kOff };
+// How scans stop the world (collector/world_stop.h): kPtrace, falling back to signals where ptrace
+// is refused; kSignals, the fallback from the start.
+enum class StopMethod : uint8_t { kPtrace, kSignals };
 
 struct Config {
   static constexpr int kMaxStackDepth = 128;
@@ -31,6 +34,7 @@ struct Config {
   bool retained = true;                 // HEAPKEEPER_RETAINED=0: scans record no reference graph (no retained sizes)
   TrimPolicy trim = TrimPolicy::kAuto;  // HEAPKEEPER_TRIM=auto|off
   bool python = true;                   // HEAPKEEPER_PYTHON=0: no Python frames in stacks (python_frames.h)
+  StopMethod stop_method = StopMethod::kPtrace;  // HEAPKEEPER_STOP_METHOD=ptrace|signals
   // Paths are made absolute at start-up (the program may chdir before exit: git -C, make -C).
   char report_path[4096] = {};        // HEAPKEEPER_REPORT, '%p' expands to the pid
   char pprof_path[4096] = {};         // HEAPKEEPER_PPROF ('%p' = pid): gzipped pprof profile at exit

@@ -253,6 +253,11 @@ void* allocate_untracked(size_t size, size_t alignment, bool zero) noexcept {
   if (alignment > 16) flags |= MALLOCX_LG_ALIGN(log2_of_power(alignment));
   if (zero) flags |= MALLOCX_ZERO;
   void* p = je::mallocx(size == 0 ? 1 : size, flags);
+  // The internal arena can run out where the process may map no more (`ulimit -v`): heapkeeper's
+  // own small allocations then come from what is left of the bootstrap pool, already mapped, so
+  // that set-up, an exit scan's bookkeeping and the std::bad_alloc they may throw still get their
+  // bytes (the exception's allocation failing called std::terminate: the program aborted).
+  if (__builtin_expect(p == nullptr, 0)) p = bootstrap_pool().allocate(size, alignment);
   if (p == nullptr) errno = ENOMEM;
   return p;
 }

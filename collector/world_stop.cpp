@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "allocator/config.h"
 #include "allocator/diagnostics.h"
 #include "allocator/engine.h"
 #include "allocator/syscall_filter.h"
@@ -146,13 +147,7 @@ bool install_suspend_handler() {
 void read_stop_method_setting() {
   static std::atomic<bool> read{false};
   if (read.exchange(true, std::memory_order_acq_rel)) return;
-  const char* value = getenv("HEAPKEEPER_STOP_METHOD");
-  if (value == nullptr || value[0] == '\0' || std::strcmp(value, "ptrace") == 0) return;
-  if (std::strcmp(value, "signals") == 0) {
-    enter_signal_mode();
-    return;
-  }
-  alloc::DiagnosticLine().text("HEAPKEEPER_STOP_METHOD must be ptrace or signals; using ptrace").emit();
+  if (alloc::config().stop_method == alloc::StopMethod::kSignals) enter_signal_mode();
 }
 
 // Reasons not to try ptrace at all, from /proc/thread-self/status: a seccomp filter may kill the

@@ -26,6 +26,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <string_view>
 
@@ -427,18 +428,30 @@ void at_exit() {
   bip::shared_memory_object::remove(p->name);
 }
 
+// Made without exceptions: under a tight `ulimit -v` the internal arena may have no room left for a
+// Publisher at start-up, and then none for the std::bad_alloc either (__cxa_allocate_exception
+// called std::terminate: `/bin/echo` aborted under `ulimit -v 14000`). The program runs on
+// without live stats, saying so in one line.
+Publisher* make_publisher() {
+  auto* p = new (std::nothrow) Publisher();
+  if (p == nullptr) alloc::DiagnosticLine().text("live stats disabled: no memory for the publisher").emit();
+  return p;
+}
+
 }  // namespace
 
 void install() {
   if (!alloc::config().live_stats) return;
-  g_publisher = new Publisher();
+  g_publisher = make_publisher();
+  if (g_publisher == nullptr) return;
   start(*g_publisher);
   alloc::add_exit_handler(at_exit);
   alloc::add_fork_child_handler([] {
     // The child is a process of its own: its own segment and publisher; the parent's stays theirs.
     // The segment is made only once the child has lived a second: a child that execs (and gets
     // a fresh heapkeeper) or _exits before then would otherwise leave a segment behind.
-    g_publisher = new Publisher();
+    g_publisher = make_publisher();
+    if (g_publisher == nullptr) return;
     g_publisher->start_delay_ms = 1000;
     start(*g_publisher);
   });

@@ -31,6 +31,9 @@ constexpr const char* kEnvironmentHelp = R"(Environment read by the traced progr
   HEAPKEEPER_MODE=off|detect|collect
                                 leak scanning: off, report (default), or report and reclaim
   HEAPKEEPER_SCAN_INTERVAL=D    periodic leak scan, e.g. 10s, 500ms; 0 = never (default)
+  HEAPKEEPER_STOP_METHOD=ptrace|signals
+                                how scans stop the threads: ptrace (default; signals where it is refused)
+                                or signals (SIGPWR) from the start
   HEAPKEEPER_SUPPRESSIONS=FILE  LeakSanitizer-style suppressions (leak:PATTERN), a regular file of at most 4 MiB
   HEAPKEEPER_EXITCODE=N         exit status when leaks remain at exit (0 = off)
   HEAPKEEPER_BASELINE=FILE      a JSON report of known leaks: EXITCODE fires only for leaks at other sites

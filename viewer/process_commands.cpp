@@ -185,9 +185,17 @@ bool open_snapshot(pid_t pid, SegmentReader& reader, stats::Snapshot& snapshot, 
 }
 
 // One line of `list`: a segment file and what it says.
+// The executable and, as `view` shows them, its arguments: the executable alone does not say which
+// process it is when it was started through a link (Debian's redis-server is redis-check-rdb, `ps`
+// shows "redis-server *:6379"), or for interpreters, whose scripts are in the arguments.
+std::string program_text(const std::string& program, const std::string& command_line) {
+  if (command_line.empty()) return printable(program);
+  return printable(program) + "  [" + printable(command_line) + "]";
+}
+
 struct ProcessRow {
   pid_t pid = 0;
-  std::string state, path, program, error;
+  std::string state, path, program, command_line, error;
   bool readable = false, running = false, have_figures = false;
   uint64_t uptime_ns = 0, live_bytes = 0, leaked_bytes = 0;
 };
@@ -216,6 +224,7 @@ void for_each_process(bool clean, Visit visit) {
     if (!info.producer_alive && clean && SegmentReader::remove_if_remains(file)) row.state = "removed";
     row.running = info.producer_alive;
     row.program = info.program;
+    row.command_line = info.command_line;
     if (row.have_figures) {
       row.uptime_ns = snapshot->uptime_ns;
       row.live_bytes = snapshot->live_bytes;
@@ -261,6 +270,7 @@ std::string process_list_json(bool clean) {
                       {"running", row.running},
                       {"path", report::json_text(row.path)},
                       {"program", report::json_text(row.program)},
+                      {"command_line", report::json_text(row.command_line)},
                       {"uptime_seconds", static_cast<double>(row.uptime_ns) / 1e9},
                       {"live_bytes", row.live_bytes},
                       {"leaked_bytes", row.leaked_bytes}});
@@ -282,7 +292,7 @@ int list_processes(bool json, bool clean) {
     fmt::print("{:>8}  {:<10}  {:>9}  {:>11}  {:>11}  {}\n", row.pid, row.state,
                row.have_figures ? uptime_text(row.uptime_ns) : "-",
                row.have_figures ? human_bytes(row.live_bytes) : "-",
-               row.have_figures ? human_bytes(row.leaked_bytes) : "-", printable(row.program));
+               row.have_figures ? human_bytes(row.leaked_bytes) : "-", program_text(row.program, row.command_line));
   });
   return 0;
 }
@@ -304,7 +314,8 @@ int show_stats(pid_t pid, bool json) {
   std::string state = info.state_name();
   // A stopped process publishes nothing: say how old its figures are.
   if (info.stopped()) state += fmt::format(": figures from {} ago", uptime_text(age_ns(s)));
-  fmt::print("pid {} {} ({}), up {}\n", info.pid, printable(info.program), state, uptime_text(s.uptime_ns));
+  fmt::print("pid {} {} ({}), up {}\n", info.pid, program_text(info.program, info.command_line), state,
+             uptime_text(s.uptime_ns));
   fmt::print("  live {} in {} blocks (peak {}), {:.0f} allocs/s, {:.0f} frees/s\n", human_bytes(s.live_bytes),
              s.live_blocks, human_bytes(s.peak_live_bytes), s.allocation_rate, s.free_rate);
   fmt::print("  heap: mapped {}, resident {}, returned to the OS {}\n", human_bytes(s.heap_mapped_bytes),

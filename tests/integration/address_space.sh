@@ -17,12 +17,16 @@
 #         and jemalloc keeps a 128-byte record per one-page slab of 32 such regions: at most
 #         112 / 132 = 85% before heapkeeper's fixed footprint (measured: 81%). The floor there is
 #         HK_ADDRESS_SPACE_SMALL_FLOOR (default 78), so that per-block metadata cannot grow unseen.
+#  tight  /bin/echo under every limit from 8 to 32 MB, 1 MB apart: where heapkeeper's own set-up or
+#         exit scan finds no room left, the program must still print and exit as it does plainly.
+#         (std::bad_alloc thrown inside heapkeeper could not itself be allocated there, and
+#         std::terminate aborted echo under 12 to 18 MB.)
 # The ratios are printed.
 source "$(dirname "$0")/lib.sh"
 
 group=${1:-}
-[[ $group == pages || $group == small ]] || {
-  echo "usage: address_space.sh pages|small" >&2
+[[ $group == pages || $group == small || $group == tight ]] || {
+  echo "usage: address_space.sh pages|small|tight" >&2
   exit 2
 }
 fill=$(hk_program address_space_fill)
@@ -113,7 +117,25 @@ if [[ $group == pages ]]; then
     hk_exec "$mode" /usr/bin/python3 -c 'print(sum(range(10**6)))'
   }
   hk_compare python_sum_under_1g run_python_sum -- launcher preload
-else
+elif [[ $group == small ]]; then
   check_fill 1000000 malloc 100 "$small_floor"
+else
+  # (Below 8 MB the loader, having mapped the 8 MB library, has no room left for libc.) From
+  # there up heapkeeper's set-up fails, then its later steps find less and less room: echo must
+  # end as it does plainly under every limit.
+  tight_failures=0
+  for ((limit = 8000; limit <= 32000; limit += 1000)); do
+    plain=$(fill_run plain "$limit" /bin/echo tight ok 2>/dev/null) || {
+      hk_fail "tight: the plain run failed under ${limit}k"
+      continue
+    }
+    status=0
+    traced=$(fill_run preload "$limit" /bin/echo tight ok 2>"$HK_WORK/tight.err") || status=$?
+    if ((status != 0)) || [[ $traced != "$plain" ]]; then
+      hk_fail "tight: under ${limit}k heapkeeper made echo exit $status with '$traced': $(head -c 400 "$HK_WORK/tight.err")"
+      tight_failures=$((tight_failures + 1))
+    fi
+  done
+  ((tight_failures > 0)) || hk_pass "tight: echo under 8 to 32 MB limits exits as plainly"
 fi
 hk_finish

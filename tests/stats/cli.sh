@@ -54,13 +54,23 @@ else
   sk_fail "stats (text): $(cat "$SK_WORK/stats.txt")"
 fi
 
+# --- list and stats name the process by its arguments too, as `ps` and `view` do (the executable
+# alone does not tell a link's name, Debian's redis-server being redis-check-rdb, or a script).
+TARGET_ARGS=$(tr '\0' ' ' </proc/"$PID"/cmdline | sed 's/ $//')
+"$H" list >"$SK_WORK/list.txt" 2>&1 || true
+sk_check "list shows the target's command line: $(grep -E "^ *$PID " "$SK_WORK/list.txt")" \
+  grep -Fq "  [$TARGET_ARGS]" "$SK_WORK/list.txt"
+sk_check "stats (text) shows the target's command line: $(head -1 "$SK_WORK/stats.txt")" \
+  grep -Fq "  [$TARGET_ARGS] (" "$SK_WORK/stats.txt"
+
 # --- list --json: running.
 "$H" list --json >"$SK_WORK/list.json"
 sk_check "list --json shows the pid as running" "$SK_PYTHON" -c '
 import json, sys
 rows = [r for r in json.load(open(sys.argv[1])) if r["pid"] == int(sys.argv[2])]
 sys.exit(0 if len(rows) == 1 and rows[0]["running"] and rows[0]["state"] in ("running", "sleeping")
-         and rows[0]["live_bytes"] > 0 else 1)' "$SK_WORK/list.json" "$PID"
+         and rows[0]["live_bytes"] > 0 and rows[0]["command_line"] == sys.argv[3] else 1)' \
+  "$SK_WORK/list.json" "$PID" "$TARGET_ARGS"
 SEGMENT=$(sk_segment "$PID")
 sk_check "the segment's name has 16 random hex digits after the pid: $SEGMENT" \
   grep -Eq "^/dev/shm/heapkeeper\.$PID\.[0-9a-f]{16}$" <<<"$SEGMENT"

@@ -20,7 +20,8 @@ constexpr const char* kVariables[] = {"HEAPKEEPER_STACK_DEPTH", "HEAPKEEPER_FREE
                                       "HEAPKEEPER_MODE",        "HEAPKEEPER_SCAN_INTERVAL", "HEAPKEEPER_HEAP_RESERVE",
                                       "HEAPKEEPER_ARENAS",      "HEAPKEEPER_EXITCODE",      "HEAPKEEPER_QUIET",
                                       "HEAPKEEPER_REPORT",      "HEAPKEEPER_SUPPRESSIONS",  "HEAPKEEPER_LOG_PATH",
-                                      "HEAPKEEPER_TRIM"};
+                                      "HEAPKEEPER_TRIM",        "HEAPKEEPER_STATS",         "HEAPKEEPER_RETAINED",
+                                      "HEAPKEEPER_PYTHON",      "HEAPKEEPER_STOP_METHOD"};
 
 // ---------------------------------------------------------------------------------------------
 // parse_duration_ms
@@ -221,6 +222,7 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.exit_code, b.exit_code);
   EXPECT_EQ(a.quiet, b.quiet);
   EXPECT_EQ(a.trim, b.trim);
+  EXPECT_EQ(a.stop_method, b.stop_method);
   EXPECT_STREQ(a.report_path, b.report_path);
   EXPECT_STREQ(a.suppressions_path, b.suppressions_path);
   EXPECT_STREQ(a.log_path, b.log_path);
@@ -261,6 +263,10 @@ TEST_F(LoadConfig, WarningStatesTheDefaultThatIsActuallyUsed) {
       {"HEAPKEEPER_EXITCODE", std::to_string(defaults.exit_code)},
       {"HEAPKEEPER_QUIET", on_off(defaults.quiet)},
       {"HEAPKEEPER_TRIM", defaults.trim == TrimPolicy::kAuto ? "auto" : "off"},
+      {"HEAPKEEPER_STATS", on_off(defaults.live_stats)},
+      {"HEAPKEEPER_RETAINED", on_off(defaults.retained)},
+      {"HEAPKEEPER_PYTHON", on_off(defaults.python)},
+      {"HEAPKEEPER_STOP_METHOD", defaults.stop_method == StopMethod::kPtrace ? "ptrace" : "signals"},
   };
   for (const auto& [name, expected_default] : cases) {
     SCOPED_TRACE(name);
@@ -311,6 +317,8 @@ TEST_F(LoadConfig, ValidValuesAreTakenWithoutWarnings) {
       {"HEAPKEEPER_EXITCODE", "255", [](const Config& c) { EXPECT_EQ(c.exit_code, 255); }},
       {"HEAPKEEPER_QUIET", "1", [](const Config& c) { EXPECT_TRUE(c.quiet); }},
       {"HEAPKEEPER_QUIET", "0", [](const Config& c) { EXPECT_FALSE(c.quiet); }},
+      {"HEAPKEEPER_STOP_METHOD", "signals", [](const Config& c) { EXPECT_EQ(c.stop_method, StopMethod::kSignals); }},
+      {"HEAPKEEPER_STOP_METHOD", "ptrace", [](const Config& c) { EXPECT_EQ(c.stop_method, StopMethod::kPtrace); }},
       {"HEAPKEEPER_TRIM", "off", [](const Config& c) { EXPECT_EQ(c.trim, TrimPolicy::kOff); }},
       {"HEAPKEEPER_TRIM", "auto", [](const Config& c) { EXPECT_EQ(c.trim, TrimPolicy::kAuto); }},
       {"HEAPKEEPER_REPORT", "/tmp/heapkeeper-%p.json",
@@ -413,6 +421,8 @@ TEST_F(LoadConfig, InvalidValuesKeepTheDefaultAndWarnOnceNamingTheVariable) {
       {"HEAPKEEPER_EXITCODE", "-1"},
       {"HEAPKEEPER_QUIET", "2"},
       {"HEAPKEEPER_QUIET", "yes"},
+      {"HEAPKEEPER_STOP_METHOD", "magic"},
+      {"HEAPKEEPER_STOP_METHOD", "PTRACE"},
       {"HEAPKEEPER_TRIM", "0"},
       {"HEAPKEEPER_TRIM", "never"},
       {"HEAPKEEPER_TRIM", ""},
