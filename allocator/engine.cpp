@@ -200,7 +200,7 @@ bool ensure_initialized() noexcept {
     DiagnosticLine()
         .text(
             "could not set up the private heap (address space reservation or jemalloc arenas failed); "
-            "allocations are served untracked")
+            "allocations are untracked and served from a 1 MiB start-up pool until it runs out")
         .emit();
     g_init_state.store(static_cast<int>(InitState::kFailed), std::memory_order_release);
     return false;
