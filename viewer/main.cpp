@@ -4,6 +4,7 @@
 // --help and clear errors come from a well-kept library instead of hand-written argv loops.
 #include <fmt/core.h>
 #include <CLI/CLI.hpp>
+#include <cerrno>
 
 #include "viewer/diff_command.h"
 #include "viewer/process_commands.h"
@@ -52,6 +53,18 @@ constexpr const char* kEnvironmentHelp = R"(Environment read by the traced progr
 Invalid values are reported in one line naming the variable, and the default is used.)";
 
 }  // namespace
+
+// A pid names one process: a number above 0 (0 and negative numbers name process groups to
+// kill()). What is not a number at all is left to the option's conversion, which says so.
+const CLI::Validator kProcessId(
+    [](std::string& text) {
+      char* end = nullptr;
+      errno = 0;
+      const long value = std::strtol(text.c_str(), &end, 10);
+      if (end == text.c_str() || *end != '\0' || errno != 0) return std::string();
+      return value > 0 ? std::string() : text + " is not a process id (a number above 0)";
+    },
+    "PID");
 
 static int run_command_line(int argc, char** argv) {
   CLI::App app{"heapkeeper: a private, tracked heap with leak detection for unchanged Linux programs"};
@@ -102,19 +115,19 @@ static int run_command_line(int argc, char** argv) {
   pid_t stats_pid = 0;
   bool stats_json = false;
   CLI::App* stats_cmd = app.add_subcommand("stats", "One snapshot of a tracked process's live figures");
-  stats_cmd->add_option("pid", stats_pid, "Process id")->required();
+  stats_cmd->add_option("pid", stats_pid, "Process id")->required()->check(kProcessId);
   stats_cmd->add_flag("--json", stats_json, "Machine-readable output (every figure of the snapshot)");
 
   pid_t scan_pid = 0;
   bool scan_json = false;
   CLI::App* scan_cmd = app.add_subcommand("scan", "Ask a tracked process for a leak scan now and print its result");
-  scan_cmd->add_option("pid", scan_pid, "Process id")->required();
+  scan_cmd->add_option("pid", scan_pid, "Process id")->required()->check(kProcessId);
   scan_cmd->add_flag("--json", scan_json, "Print the scan's figures as JSON");
 
   pid_t report_pid = 0;
   bool report_json = false;
   CLI::App* report_cmd = app.add_subcommand("report", "Leak report of a fresh scan of a tracked process");
-  report_cmd->add_option("pid", report_pid, "Process id")->required();
+  report_cmd->add_option("pid", report_pid, "Process id")->required()->check(kProcessId);
   report_cmd->add_flag("--json", report_json, "The same JSON document as the exit report (HEAPKEEPER_REPORT)");
   report_cmd->add_option("--sites", sites_shown, "Allocation sites to show (default 10)")->type_name("N");
   report_cmd->add_option("--frames", frames_shown, "Frames per stack to show (default 8)")->type_name("N");
@@ -135,7 +148,7 @@ static int run_command_line(int argc, char** argv) {
   size_t why_paths = 3;
   CLI::App* why_cmd =
       app.add_subcommand("why", "Who holds a block, or the blocks of an allocation site: shortest retainer paths");
-  why_cmd->add_option("pid", why_pid, "Process id")->required();
+  why_cmd->add_option("pid", why_pid, "Process id")->required()->check(kProcessId);
   why_cmd->add_option("target", why_target, "A block address (0x...) or a function in the blocks' allocation stacks")
       ->required();
   why_cmd->add_flag("--json", why_json, "Machine-readable output");
@@ -147,7 +160,7 @@ static int run_command_line(int argc, char** argv) {
   bool trim_json = false;
   CLI::App* trim_cmd = app.add_subcommand(
       "trim", "Make a tracked process give back the freed memory its allocator keeps; RSS before and after");
-  trim_cmd->add_option("pid", trim_pid, "Process id")->required();
+  trim_cmd->add_option("pid", trim_pid, "Process id")->required()->check(kProcessId);
   trim_cmd->add_flag("--json", trim_json, "Machine-readable output");
 
   heapkeeper::view::ExportRequest export_request;
@@ -207,7 +220,7 @@ static int run_command_line(int argc, char** argv) {
 
   pid_t view_pid = 0;
   CLI::App* view_cmd = app.add_subcommand("view", "Live terminal UI of a tracked process (without PID: pick one)");
-  view_cmd->add_option("pid", view_pid, "Process id (default: choose from the tracked processes)");
+  view_cmd->add_option("pid", view_pid, "Process id (default: choose from the tracked processes)")->check(kProcessId);
   view_cmd->footer(heapkeeper::view::view_key_help());
 
   try {

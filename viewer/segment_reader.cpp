@@ -322,6 +322,10 @@ bool SegmentReader::open(pid_t pid, bool for_commands, std::string& error, int u
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   if (candidates.empty()) {
+    if (::kill(pid, 0) != 0 && errno == ESRCH) {
+      error = "no process with pid " + std::to_string(pid);
+      return false;
+    }
     error = "no heapkeeper segment for pid " + std::to_string(pid) +
             " in /dev/shm (is it running under heapkeeper, without HEAPKEEPER_STATS=0?)";
     return false;

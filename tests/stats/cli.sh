@@ -538,6 +538,20 @@ for command in stats scan report view; do
   fi
 done
 
+# --- pids that name no process: 0 and negative numbers (process groups to kill()) are refused
+# before anything is looked for; a pid no process has (above PID_MAX_LIMIT) is said to be one.
+for args in "stats 0" "scan -5" "report -1" "why 0 main" "trim -2" "view -3" "stats 4194999" "scan 4194999"; do
+  status=0
+  # shellcheck disable=SC2086  # the words of $args are the command's arguments
+  "$H" $args >"$SK_WORK/nopid.out" 2>"$SK_WORK/nopid.err" </dev/null || status=$?
+  if ((status != 0)) && [[ ! -s $SK_WORK/nopid.out && $(wc -l <"$SK_WORK/nopid.err") == 1 ]] &&
+     grep -qE "is not a process id \(a number above 0\)|^heapkeeper: no process with pid 4194999$" "$SK_WORK/nopid.err"; then
+    sk_pass "$args: one line naming the bad pid, status $status"
+  else
+    sk_fail "$args (status $status): $(cat "$SK_WORK/nopid.out" "$SK_WORK/nopid.err")"
+  fi
+done
+
 # --- the program exits: its segment goes with it.
 status=0
 sk_stop_target || status=$?
