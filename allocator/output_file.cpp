@@ -275,6 +275,7 @@ void describe_output_problem(DiagnosticLine& line, const OutputProblem& problem)
   } else if (problem.reason != nullptr) {
     line.text(problem.reason);
   } else {
+    if (problem.step != nullptr) line.text(problem.step).text(": ");
     line.text(std::strerror(problem.error));
   }
 }

@@ -33,6 +33,7 @@ constexpr int kFifoReaderWaitMs = 5000;
 // otherwise `error` is the errno of the failing call.
 struct OutputProblem {
   const char* reason = nullptr;  // "a symbolic link" (refused), or the whole reason
+  const char* step = nullptr;    // what failed, said before the system's reason for `error`
   const char* rule = nullptr;    // the sysctl whose rule refused it, "fs.protected_symlinks"
   bool refused = false;
   uid_t owner = 0;

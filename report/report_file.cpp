@@ -72,7 +72,13 @@ int replace_atomically(const std::string& path, std::string_view text, const str
     temporary = directory + name + ".tmp." + random_name_part();
     fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC,
                 keep_mode ? 0600 : 0644);
-    if (fd < 0 && errno != EEXIST) return fail(problem, errno);
+    if (fd < 0 && errno != EEXIST) {
+      fail(problem, errno);
+      // The file is there, but no new one can be made beside it (/proc, a read-only directory):
+      // the system's "No such file or directory" alone would name the wrong file.
+      if (existing != nullptr) problem.step = "cannot create the new file beside it that replaces it";
+      return -1;
+    }
   }
   if (fd < 0) return fail(problem, EEXIST);
   bool ok =

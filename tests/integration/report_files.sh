@@ -290,6 +290,14 @@ sys.stdout.buffer.write(os.read(fd, 16))' "$W/short-fifo" "$W/ready" >"$W/first-
     expect_one_line "report to a directory" "could not write the report to $W/a-directory: Is a directory" &&
     hk_pass "report to a directory: $(diagnostics)"
 
+  # A file that exists in a directory where no file can be made (/proc): the line says that the
+  # replacement could not be made, not that the file does not exist.
+  status=0
+  traced /proc/version || status=$?
+  expect_status "report over a file of /proc" "$status" &&
+    expect_one_line "report over a file of /proc" "could not write the report to /proc/version: cannot create the new file beside it that replaces it: No such file or directory" &&
+    hk_pass "report over a file of /proc: $(diagnostics)"
+
   # A long path (five 250-byte directory names, within PATH_MAX) that does not exist: the line
   # still says why. It used to be cut at 1023 bytes, in the middle of the path, reason and all.
   local long=$W
