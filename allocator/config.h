@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "allocator/setting_text.h"
+
 namespace heapkeeper::alloc {
 
 enum class BadFreePolicy : uint8_t { kAbort, kContinue };
@@ -45,12 +47,6 @@ struct Config {
 
 // Reads the environment into `config`, warning on stderr about each invalid value.
 void load_config_from_environment(Config& config);
-
-// Parses "10s", "250ms", "2m", "0" into milliseconds; a bare number means seconds.
-bool parse_duration_ms(const char* text, uint64_t& milliseconds);
-// Parses "64G", "512M", "4096", "1T" (binary units) into bytes.
-bool parse_byte_size(const char* text, uint64_t& bytes);
-bool parse_unsigned(const char* text, uint64_t& value);
 
 // Makes a relative `path` (capacity bytes) absolute against the current directory, in place and
 // without allocating; false (path unchanged) if the result would not fit. An absolute path, or a

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "allocator/setting_text.h"
 #include "analysis/symbolizer_service.h"
 #include "viewer/view_format.h"
 
@@ -178,9 +179,15 @@ int run_program(const RunOptions& options) {
               "detect");
   set_checked("HEAPKEEPER_ON_BAD_FREE", "--on-bad-free", options.on_bad_free,
               options.on_bad_free == "abort" || options.on_bad_free == "continue", "abort or continue", "abort");
-  // Durations and exit codes are validated by the library itself, which warns with the same words.
-  if (!options.scan_interval.empty()) setenv("HEAPKEEPER_SCAN_INTERVAL", options.scan_interval.c_str(), 1);
-  if (!options.exit_code.empty()) setenv("HEAPKEEPER_EXITCODE", options.exit_code.c_str(), 1);
+  // Checked here with the library's own parsers (allocator/setting_text.h) and words: a bad value
+  // passed on was warned about by every process of the run, under the variable's name.
+  uint64_t interval_ms = 0, exit_code = 0;
+  set_checked("HEAPKEEPER_SCAN_INTERVAL", "--scan-interval", options.scan_interval,
+              alloc::parse_duration_ms(options.scan_interval.c_str(), interval_ms),
+              "a duration such as 10s, 500ms or 0", "0 (never)");
+  set_checked("HEAPKEEPER_EXITCODE", "--exitcode", options.exit_code,
+              alloc::parse_unsigned(options.exit_code.c_str(), exit_code) && exit_code <= 255,
+              "a whole number from 0 to 255", "0");
   if (options.quiet) setenv("HEAPKEEPER_QUIET", "1", 1);
   if (options.python_objects) {
     // malloc and malloc_debug already send every object through malloc: the user's choice stands.

@@ -126,6 +126,18 @@ check_one_warning "HEAPKEEPER_STACK_DEPTH=0 (LD_PRELOAD)" zero-depth-env preload
 run_bad_depth_option() { timeout -k 5 "$(hk_limit)" "$HK_LAUNCHER" run --stack-depth abc -- "$exit_status" 5; }
 hk_capture bad-depth-option launcher run_bad_depth_option
 check_one_warning "--stack-depth abc" bad-depth-option launcher stack-depth 5
+# Checked by `heapkeeper run` itself, once, not by every process of the run under the variable's
+# name (a shell and its two children warned three times).
+run_bad_interval_option() {
+  timeout -k 5 "$(hk_limit)" "$HK_LAUNCHER" run --scan-interval 5x -- bash -c '"$1" 0 >/dev/null; exec "$1" 6' _ "$exit_status"
+}
+hk_capture bad-interval-option launcher run_bad_interval_option
+check_one_warning "--scan-interval 5x, three processes" bad-interval-option launcher "invalid --scan-interval '5x'" 6
+run_bad_exitcode_option() {
+  timeout -k 5 "$(hk_limit)" "$HK_LAUNCHER" run --exitcode 300 -- bash -c '"$1" 0 >/dev/null; exec "$1" 6' _ "$exit_status"
+}
+hk_capture bad-exitcode-option launcher run_bad_exitcode_option
+check_one_warning "--exitcode 300, three processes" bad-exitcode-option launcher "invalid --exitcode '300'" 6
 
 # --- --report: valid JSON for the program's own pid (the launcher execs, so $! is that pid).
 report_dir=$HK_WORK/reports
