@@ -946,6 +946,13 @@ __attribute__((noinline)) uint32_t capture_uncached(StackCache* cache, int depth
 uint32_t capture_stack(StackCache* cache, int depth, const StackProbe* given) {
   const uint32_t native = capture_native_stack(cache, depth, given);
   if (__builtin_expect(!python_frames_enabled(), 1)) return native;
+  // Short of stack (a handler on an 8 KiB alternate signal stack, as crash handlers have): the
+  // native caller alone, as unwind_program_frames records there. The Python frames' walk, merge
+  // and interning take some 6 KiB more below the allocation (12 KiB in all where the native
+  // capture takes 6), which overran such a stack: SIGSEGV, or a neighbour's memory overwritten.
+  const ThreadState* state = tls_thread.state;
+  uintptr_t low = state != nullptr ? state->stack_low : 0, high = state != nullptr ? state->stack_high : 0;
+  if (__builtin_expect(short_of_stack(low, high), 0)) return native;
   return add_python_frames(cache != nullptr ? &cache->python : nullptr, native, depth);
 }
 
