@@ -365,15 +365,20 @@ __attribute__((noinline)) int stepped_backtrace(void** out, int size) {
 // vfprintf), with a margin. A thread with less left gets the allocation's caller alone: a short
 // stack in the report, where overflowing its stack would have killed the program.
 constexpr uintptr_t kUnwindRoom = uintptr_t{16} * 1024;
+// The stack room Python frames need below a capture (capture_stack): their walk's frames (3 KiB),
+// the native stack's view and the merged copy (2 KiB), and the merged stack's interning (2 KiB),
+// measured at 6.4 KiB on top of the native capture in a handler, with a margin. A capture with less
+// records the native stack alone.
+constexpr uintptr_t kPythonFramesRoom = uintptr_t{10} * 1024;
 
 // Off the thread's stack: whether this frame is on the thread's alternate signal stack (a
 // handler's) with less than kUnwindRoom of it left below; if so, `low` and `high` become that
 // stack's bounds. The sigaltstack wrapper recorded where it is (no system call here; one set with
 // a raw system call is not known). Crash handlers run on 8 KiB ones. Other stacks (coroutines')
 // say no: their room is not known.
-inline bool short_of_alternate_stack(uintptr_t here, uintptr_t& low, uintptr_t& high) {
+inline bool short_of_alternate_stack(uintptr_t here, uintptr_t& low, uintptr_t& high, uintptr_t room) {
   const uintptr_t start = tls_thread.alt_stack_low, end = tls_thread.alt_stack_high;
-  if (here < start || here >= end || here - start >= kUnwindRoom) return false;
+  if (here < start || here >= end || here - start >= room) return false;
   low = start;
   high = end;
   return true;
@@ -381,10 +386,10 @@ inline bool short_of_alternate_stack(uintptr_t here, uintptr_t& low, uintptr_t& 
 
 // Whether this frame lies in the stack [low, high) with less than kUnwindRoom of it left below,
 // or on a small alternate signal stack likewise (then [low, high) becomes that stack).
-inline bool short_of_stack(uintptr_t& low, uintptr_t& high) {
+inline bool short_of_stack(uintptr_t& low, uintptr_t& high, uintptr_t room = kUnwindRoom) {
   const auto here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
-  if (here >= low && here < high) return here - low < kUnwindRoom;
-  return high != 0 && short_of_alternate_stack(here, low, high);
+  if (here >= low && here < high) return here - low < room;
+  return high != 0 && short_of_alternate_stack(here, low, high, room);
 }
 
 // How much stack an unwind has where this frame is. kShort: less than kUnwindRoom left on the
@@ -957,6 +962,14 @@ __attribute__((noinline)) uint32_t capture_uncached(StackCache* cache, int depth
 uint32_t capture_stack(StackCache* cache, int depth, const StackProbe* given) {
   const uint32_t native = capture_native_stack(cache, depth, given);
   if (__builtin_expect(!python_frames_enabled(), 1)) return native;
+  // Short of stack (a handler on an 8 KiB alternate signal stack, as crash handlers have): the
+  // native stack alone (there, its caller alone: unwind_program_frames). The Python frames' walk,
+  // merge and interning take some 6.4 KiB more below the allocation (12 KiB in all where the
+  // native capture takes 5.7), which overran such a stack: SIGSEGV, or a neighbour's memory
+  // overwritten.
+  const ThreadState* state = tls_thread.state;
+  uintptr_t low = state != nullptr ? state->stack_low : 0, high = state != nullptr ? state->stack_high : 0;
+  if (__builtin_expect(short_of_stack(low, high, kPythonFramesRoom), 0)) return native;
   return add_python_frames(cache != nullptr ? &cache->python : nullptr, native, depth);
 }
 

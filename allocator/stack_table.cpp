@@ -34,7 +34,12 @@ constexpr uint32_t kIdMask = (1u << kIdBits) - 1;
 static_assert(StackTable::kMaxStacks - 1 <= kIdMask, "a slot holds a node id");
 inline uint32_t slot_tag(uint64_t key) { return static_cast<uint32_t>(key >> 56); }
 inline uint32_t link_parent(uint32_t link) { return link >> 8; }
-inline unsigned link_level(uint32_t link) { return (link >> 1) & 0x7f; }
+inline unsigned link_level(uint32_t link) { return (link >> 1) & 0x3f; }
+// Set in the link of a node whose frame is a chain's word. The word alone cannot say so: an unwinder
+// stepping by a frame pointer through code without unwind information returns whatever the frame
+// record holds, and a double of 2.0 or more has the word's bits 63..62 (01).
+constexpr uint32_t kNamesChain = 1u << 7;
+inline bool names_chain(uint32_t link) { return (link & kNamesChain) != 0; }
 
 }  // namespace
 
@@ -89,7 +94,7 @@ bool StackTable::append_path(uint32_t id, uint32_t made, bool chains, StackView&
     const uint32_t link = nodes_[at].link.load(std::memory_order_acquire);
     if (link == 0) return false;  // not published yet
     const uintptr_t frame = nodes_[at].frame;
-    if (is_chain_word(frame)) {
+    if (names_chain(link)) {
       // A chain is written before the stack naming it; it never names another.
       const uintptr_t chain = frame & (kChainTag - 1);
       if (!chains || chain >= made || !append_path(static_cast<uint32_t>(chain), made, false, view)) return false;
@@ -174,15 +179,15 @@ StackTable::Level* StackTable::grow(unsigned after) {
   return fresh;
 }
 
-uint32_t StackTable::child(uint32_t parent, unsigned from_level, uintptr_t frame, uint64_t key, uint32_t generation,
-                           bool& fresh, unsigned& child_level) {
+uint32_t StackTable::child(uint32_t parent, unsigned from_level, uintptr_t frame, bool chain_word, uint64_t key,
+                           uint32_t generation, bool& fresh, unsigned& child_level) {
   const uint32_t tag = slot_tag(key);
   const unsigned newest = newest_.load(std::memory_order_acquire);
   const auto matches = [&](uint32_t slot, uint32_t& link) {
     if ((slot >> kIdBits) != tag) return false;
     const Node& node = nodes_[slot & kIdMask];
     link = node.link.load(std::memory_order_acquire);
-    return link_parent(link) == parent && node.frame == frame;
+    return link_parent(link) == parent && node.frame == frame && names_chain(link) == chain_word;
   };
   // The slot of a node for this frame under this parent that stands for other code (a library
   // since unloaded): the new node takes its place, so that a plugin loaded and closed in a loop
@@ -257,7 +262,7 @@ uint32_t StackTable::child(uint32_t parent, unsigned from_level, uintptr_t frame
   Node& node = nodes_[id];
   node.frame = frame;
   set_generation(id, generation);
-  node.link.store((parent << 8) | (recorded << 1) | 1, std::memory_order_release);
+  node.link.store((parent << 8) | (chain_word ? kNamesChain : 0) | (recorded << 1) | 1, std::memory_order_release);
   const uint32_t wanted = (tag << kIdBits) | id;
   child_level = recorded;
   if (replaced_slot != nullptr &&
@@ -280,14 +285,14 @@ uint32_t StackTable::child(uint32_t parent, unsigned from_level, uintptr_t frame
   return id;  // table full: the node is still valid for frames(), just not findable by lookup
 }
 
-bool StackTable::is_path(uint32_t id, const uintptr_t* frames, uint32_t depth, uint32_t generation) {
+bool StackTable::is_path(uint32_t id, const uintptr_t* frames, uint32_t depth, bool chained, uint32_t generation) {
   bool same_generation = true;
   uint32_t at = id;
   for (uint32_t i = 0; i < depth; ++i) {
     if (at == kNoStack) return false;
     const Node& node = nodes_[at];
     const uint32_t link = node.link.load(std::memory_order_acquire);
-    if (link == 0 || node.frame != frames[i]) return false;
+    if (link == 0 || node.frame != frames[i] || names_chain(link) != (chained && i == 0)) return false;
     same_generation &= generation_of(at) == generation;
     at = link_parent(link);
   }
@@ -306,7 +311,7 @@ bool StackTable::is_path(uint32_t id, const uintptr_t* frames, uint32_t depth, u
   return true;
 }
 
-uint32_t StackTable::find(const uintptr_t* frames, uint32_t depth, uint64_t key, uint32_t generation) {
+uint32_t StackTable::find(const uintptr_t* frames, uint32_t depth, bool chained, uint64_t key, uint32_t generation) {
   const uint32_t tag = slot_tag(key);
   const unsigned newest = newest_.load(std::memory_order_acquire);
   // One cache miss per level, and the levels are independent: start them all at once.
@@ -319,7 +324,8 @@ uint32_t StackTable::find(const uintptr_t* frames, uint32_t depth, uint64_t key,
     for (uint64_t i = key & lv->mask, probes = 0; probes <= lv->mask; i = (i + 1) & lv->mask, ++probes) {
       const uint32_t slot = lv->slots[i].load(std::memory_order_acquire);
       if (slot == 0) break;
-      if ((slot >> kIdBits) == tag && is_path(slot & kIdMask, frames, depth, generation)) return slot & kIdMask;
+      if ((slot >> kIdBits) == tag && is_path(slot & kIdMask, frames, depth, chained, generation))
+        return slot & kIdMask;
     }
   }
   return kNoStack;
@@ -335,7 +341,7 @@ uint32_t StackTable::intern(const uintptr_t* frames, uint32_t depth, uint32_t ge
   uint32_t inner = 0;
   while (inner < depth && !ends_chain(frames[inner])) ++inner;
   const uint32_t id = inner >= 2 && inner < depth ? intern_chained(frames, depth, inner, generation)
-                                                  : intern_path(frames, depth, generation);
+                                                  : intern_path(frames, depth, false, generation);
   if (id == kNoStack) return kNoStack;
   // The first time this node is handed out as a stack: one more distinct stack.
   std::atomic<uint64_t>& word = handed_out_[id / 64];
@@ -351,15 +357,15 @@ uint32_t StackTable::intern(const uintptr_t* frames, uint32_t depth, uint32_t ge
 // that allocates), does not reserve the copy's kilobyte.
 __attribute__((noinline)) uint32_t StackTable::intern_chained(const uintptr_t* frames, uint32_t depth, uint32_t inner,
                                                               uint32_t generation) {
-  const uint32_t chain = intern_path(frames, inner, generation);
+  const uint32_t chain = intern_path(frames, inner, false, generation);
   if (chain == kNoStack) return kNoStack;
   uintptr_t outer[StackView::kMaxDepth];
   outer[0] = kChainTag | chain;
   for (uint32_t i = inner; i < depth; ++i) outer[i - inner + 1] = frames[i];
-  return intern_path(outer, depth - inner + 1, generation);
+  return intern_path(outer, depth - inner + 1, true, generation);
 }
 
-uint32_t StackTable::intern_path(const uintptr_t* frames, uint32_t depth, uint32_t generation) {
+uint32_t StackTable::intern_path(const uintptr_t* frames, uint32_t depth, bool chained, uint32_t generation) {
   // Each node's key is that of its path: paths[i] is the path of frames[depth - 1] down to
   // frames[i], so the innermost node's key is that of paths[0], its caller's that of paths[1].
   uint64_t paths[StackView::kMaxDepth];
@@ -371,7 +377,7 @@ uint32_t StackTable::intern_path(const uintptr_t* frames, uint32_t depth, uint32
   // A known stack (the usual case: the callers' caches miss far more often than stacks are new) is
   // found by its key and checked by walking its parents: one probe per level and `depth` nodes,
   // where a walk from the outermost frame would look up every node.
-  uint32_t id = find(frames, depth, path_key(paths[0]), generation);
+  uint32_t id = find(frames, depth, chained, path_key(paths[0]), generation);
   if (id != kNoStack) return id;
   // A new stack most often differs from known ones only in its innermost frames: a new call site
   // under known callers (in a Python program, a new instruction of the innermost Python frame).
@@ -383,7 +389,7 @@ uint32_t StackTable::intern_path(const uintptr_t* frames, uint32_t depth, uint32
   uint32_t parent = kNoStack;
   uint32_t inside = 1;  // frames[0 .. inside) are not parent's
   for (; inside < depth && inside <= kKnownCallerProbes; ++inside) {
-    parent = find(frames + inside, depth - inside, path_key(paths[inside]), generation);
+    parent = find(frames + inside, depth - inside, false, path_key(paths[inside]), generation);
     if (parent != kNoStack) break;
   }
   bool fresh = false;
@@ -395,7 +401,7 @@ uint32_t StackTable::intern_path(const uintptr_t* frames, uint32_t depth, uint32
   }
   id = parent;
   for (uint32_t i = inside; i-- > 0;) {
-    id = child(id, at_level, frames[i], path_key(paths[i]), generation, fresh, at_level);
+    id = child(id, at_level, frames[i], chained && i == 0, path_key(paths[i]), generation, fresh, at_level);
     if (id == kNoStack) return kNoStack;
   }
   return id;

@@ -39,11 +39,13 @@
 // (set_chain_boundary: the same frames, since the merged stack has the Python frames in that
 // frame's place), when there are two or more, are interned as a path of their own (a chain:
 // shared by every stack that ends in the same C calls), and the stack as its outer frames with
-// one more innermost "frame", a word naming the chain (bit 62 set: neither a user-space return
-// address nor a Python frame's word). frames() expands it. The chain is found or made, in the
-// capture's generation, before the stack that names it, so a chain reused across an unload is
-// checked as any path is, and a chain made anew for reloaded code gets a new word and so new
-// stacks. On python3's small-live-set churn: 214,000 nodes without chains, of which 116,000
+// one more innermost "frame", a word naming the chain, in a node whose link says so (no value of
+// a word is free for it: an unwinder stepping by a frame pointer through code without unwind
+// information returns whatever the frame record holds, a double such as 3.0 has bit 62 set and
+// bit 63 clear, and such a frame is kept as captured). frames() expands it. The chain is found or
+// made, in the capture's generation, before the stack that names it, so a chain reused across an
+// unload is checked as any path is, and a chain made anew for reloaded code gets a new word and so
+// new stacks. On python3's small-live-set churn: 214,000 nodes without chains, of which 116,000
 // native frames under Python ones and 60,000 of native stacks the merged ones are made from.
 #pragma once
 
@@ -154,21 +156,24 @@ class StackTable {
   };
   struct Node {
     uintptr_t frame;                    // written before `link` is published
-    std::atomic<uint32_t> link;         // parent id << 8 | level << 1 | 1; 0 until published
+    std::atomic<uint32_t> link;         // parent id << 8 | names a chain << 7 | level << 1 | 1; 0 until published
     std::atomic<uint32_t> allocations;  // low 32 bits (count_allocation)
   };
   static_assert(sizeof(Node) == 16, "a node and its count in a quarter of a cache line");
+  static_assert(kLevels <= 64, "a level fits in the link's six bits below the chain bit");
 
-  // A word standing for a chain (see "Chains" above): kChainTag | the chain's innermost node.
+  // A word standing for a chain (see "Chains" above): kChainTag | the chain's innermost node, in a
+  // node whose link has the chain bit (the bit, not the value, tells it from a captured frame; the
+  // tag keeps its key apart from a native frame's of the chain's id).
   static constexpr uintptr_t kChainTag = uintptr_t{1} << 62;
-  static constexpr bool is_chain_word(uintptr_t frame) { return (frame >> 62) == 1; }
   bool ends_chain(uintptr_t frame) const {
     if (python_word::is_python(frame)) return true;
     const uintptr_t low = boundary_low_.load(std::memory_order_acquire);
     return low != 0 && frame - 1 >= low && frame - 1 < boundary_high_.load(std::memory_order_relaxed);
   }
   // The node of exactly these frames (innermost first), found or made; kNoStack when the table is full.
-  uint32_t intern_path(const uintptr_t* frames, uint32_t depth, uint32_t generation);
+  // `chained`: frames[0] is a chain's word.
+  uint32_t intern_path(const uintptr_t* frames, uint32_t depth, bool chained, uint32_t generation);
   // The stack of these frames whose innermost `inner` frames make a chain.
   uint32_t intern_chained(const uintptr_t* frames, uint32_t depth, uint32_t inner, uint32_t generation);
   // Appends node `id`'s frames to `view`, expanding a chain's word when `chains` (a chain holds
@@ -176,17 +181,18 @@ class StackTable {
   bool append_path(uint32_t id, uint32_t made, bool chains, StackView& view) const;
   Level* level(unsigned index) const { return levels_[index].load(std::memory_order_acquire); }
   Level* grow(unsigned after);
-  // The child of `parent` (whose children sit at `from_level` or newer) for `frame` as captured in
-  // `generation`, made if new; its level in `child_level`. kNoStack when the table is full. `fresh`
-  // says whether `parent` was just made (its children are then not looked for), and on return
-  // whether the child was.
-  uint32_t child(uint32_t parent, unsigned from_level, uintptr_t frame, uint64_t key, uint32_t generation, bool& fresh,
-                 unsigned& child_level);
+  // The child of `parent` (whose children sit at `from_level` or newer) for `frame` (a chain's word
+  // when `chain_word`) as captured in `generation`, made if new; its level in `child_level`.
+  // kNoStack when the table is full. `fresh` says whether `parent` was just made (its children are
+  // then not looked for), and on return whether the child was.
+  uint32_t child(uint32_t parent, unsigned from_level, uintptr_t frame, bool chain_word, uint64_t key,
+                 uint32_t generation, bool& fresh, unsigned& child_level);
   // The innermost node of a known stack whose innermost node's key is `key`, valid in `generation`;
-  // kNoStack if there is none.
-  uint32_t find(const uintptr_t* frames, uint32_t depth, uint64_t key, uint32_t generation);
-  // Whether node `id` is the innermost node of exactly these frames, each node valid in `generation`.
-  bool is_path(uint32_t id, const uintptr_t* frames, uint32_t depth, uint32_t generation);
+  // kNoStack if there is none. `chained`: frames[0] is a chain's word.
+  uint32_t find(const uintptr_t* frames, uint32_t depth, bool chained, uint64_t key, uint32_t generation);
+  // Whether node `id` is the innermost node of exactly these frames (frames[0] a chain's word when
+  // `chained`), each node valid in `generation`.
+  bool is_path(uint32_t id, const uintptr_t* frames, uint32_t depth, bool chained, uint32_t generation);
   // Whether node `id` (whose frame is `frame`) may stand for a capture in `generation`; moves its
   // generation forward when it may.
   bool same_code(uint32_t id, uintptr_t frame, uint32_t generation);

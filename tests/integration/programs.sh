@@ -13,6 +13,8 @@
 #   minimum_stack  a helper thread on a PTHREAD_STACK_MIN (16 KiB) stack writing to a stream
 #   other_stacks   a signal handler on an 8 KiB alternate stack, and a ucontext coroutine on a
 #                  16 KiB stack, each writing a line to a stream it opens
+#   garbage_frame  a leak through code without unwind information whose frame pointer points at
+#                  data: the word libunwind returns as a return address (a double) is kept
 #   descriptors    python3 and perl print the descriptor their first open() gets (python3 also
 #                  under a limit of 16 descriptors)
 #   high_descriptors  bash reads and writes its own files on descriptors 992 and 993
@@ -133,6 +135,21 @@ case $program in
     hk_json_check "$(ls "$HK_WORK"/coroutine.launcher/reports/r.*.json)" \
       '[f.get("function") for s in r["live_sites"] if s["bytes"] == 777 for f in s["stack"]][:2] == ["coroutine_step", "coroutine_body"]' \
       "the coroutine's block has the coroutine's frames" && hk_pass "a block allocated on a coroutine's stack has its whole stack"
+    ;;
+  garbage_frame)
+    # A word an unwinder returns from data (here the double 3.0, 0x4008000000000000) is the stack's
+    # frame as captured: a stack table that took such a value for its own word naming a chain of
+    # frames (bits 63..62 = 01) reported this leak with no stack at all.
+    if [[ -z ${HK_PROG_GARBAGE_FRAME-} ]]; then
+      echo "skipped: x86-64 only"
+      exit 77
+    fi
+    hk_compare garbage_frame run_program "$HK_PROG_GARBAGE_FRAME" -- launcher
+    word=$(cat "$HK_WORK/garbage_frame.plain/out")
+    hk_json_check "$(ls "$HK_WORK"/garbage_frame.launcher/reports/r.*.json)" \
+      "[[(f['function'], f['address']) for f in s['stack']] for s in r['leaks'] if s['bytes'] == 123][0][1:] == [('??', $word)] and [s['stack'][0]['function'] for s in r['leaks'] if s['bytes'] == 123] == ['allocate_under_record']" \
+      "the leak's stack: allocate_under_record, then the word from the record" &&
+      hk_pass "a frame read from data is kept as captured"
     ;;
   descriptors)
     # heapkeeper's own descriptors never take the program's lowest free ones: libunwind's pipe,

@@ -7,7 +7,8 @@
 # name the Python line that called the extension; the largest sites by line must be the lines
 # tracemalloc ranks first; `--python-objects` must make small objects blocks of their own.
 # HEAPKEEPER_PYTHON=0 turns it off, a bad value is one warning, and a CPython other than 3.11 gets
-# one line saying its stacks are native only.
+# one line saying its stacks are native only. A handler on an 8 KiB alternate signal stack that
+# allocates under Python frames runs as it does without heapkeeper.
 source "$(dirname "$0")/lib.sh"
 
 python=/usr/bin/python3.11
@@ -197,6 +198,16 @@ if [[ $(allocator_of malloc_debug) == malloc_debug && ! -s $HK_WORK/pythonmalloc
 else
   hk_fail "--python-objects and PYTHONMALLOC: $(cat "$HK_WORK"/pythonmalloc.*.err)"
 fi
+
+# A signal handler on an 8 KiB alternate stack (crash handlers' size) that allocates under Python
+# frames: the capture records its native caller alone there, as in a native program
+# (programs.sh other_stacks); walking and merging the Python frames too took 12 KiB below the
+# allocation and ran into the guard page: SIGSEGV every time.
+altstack_run() {
+  local mode=$1
+  hk_exec "$mode" "$python" -c $'import hk_pyleak\ndef handle():\n    return hk_pyleak.log_on_small_altstack()\nprint(handle())'
+}
+hk_compare altstack altstack_run -- launcher
 
 # Off, a bad setting, another CPython.
 off_run() { local mode=$1; shift; hk_exec "$mode" "$python" -c 'import sys; x = bytearray(1 << 20); print("ok")'; }

@@ -311,6 +311,46 @@ TEST_F(StackTableTest, AReturnAddressIntoTheEvalLoopEndsAChainAsAPythonFrameDoes
   EXPECT_EQ(table().node_count() - before_outside, 4u) << "no chain: every frame but the root is a node";
 }
 
+// An unwinder that steps by a frame pointer through code without unwind information reads
+// whatever the "frame record" holds: a double of 2.0 or more (bits 63..62 = 01, as a chain's word
+// has them) comes out as a return address. Such a frame is the program's, kept as captured: it
+// neither loses its stack (a word naming a chain past the table) nor drops out (a chain of no
+// frames) nor brings in another stack's frames (the word of a real chain), in a native stack, in
+// the C calls of a chain or among a chained stack's outer frames.
+TEST_F(StackTableTest, FramesThatLookLikeAChainsWordAreKeptAsCaptured) {
+  const uint64_t salt = uint64_t{16} << 40;
+  const uintptr_t chain_tag = uintptr_t{1} << 62;
+  const Stack c_calls = {salt | 3, salt | 2, salt | 1};
+  const Stack chained = {salt | 3, salt | 2, salt | 1, python_word::make(salt | 0x70, 4), salt | 0x100};
+  const uint32_t chained_id = intern(chained);
+  ASSERT_NE(chained_id, StackTable::kNoStack);
+  const uint32_t chain_id = intern(c_calls);  // the chain's path: the same frames as a stack of its own
+  ASSERT_NE(chain_id, StackTable::kNoStack);
+  double three = 3.0;
+  uintptr_t three_bits = 0;
+  static_assert(sizeof three == sizeof three_bits);
+  __builtin_memcpy(&three_bits, &three, sizeof three);
+  ASSERT_EQ(three_bits >> 62, 1u);
+  const std::vector<Stack> stacks = {
+      {salt | 0x10, three_bits},            // a word naming a chain far past the table
+      {salt | 0x11, chain_tag},             // a word naming no node: 2.0
+      {salt | 0x12, chain_tag | chain_id},  // a real chain's word, in a native stack
+      {chain_tag | chain_id, python_word::make(salt | 0x70, 4), salt | 0x100},  // as the chained stack's outer path
+      {salt | 5, three_bits, salt | 4, python_word::make(salt | 0x71, 1), salt | 0x100},            // in a chain
+      {salt | 6, salt | 5, python_word::make(salt | 0x72, 1), chain_tag | chain_id, salt | 0x100},  // outside it
+  };
+  for (const Stack& stack : stacks) {
+    const uint32_t id = intern(stack);
+    ASSERT_NE(id, StackTable::kNoStack);
+    EXPECT_NE(id, chained_id);
+    EXPECT_EQ(frames_of(id), stack);
+    EXPECT_EQ(intern(stack), id);
+    EXPECT_EQ(table().site_key(id), StackTable::hash(stack.data(), static_cast<uint32_t>(stack.size())));
+  }
+  EXPECT_EQ(frames_of(chained_id), chained);
+  EXPECT_EQ(intern(chained), chained_id);
+}
+
 // Threads race to intern Python stacks over a few shared chains: every id walks back to exactly
 // its frames, chains included.
 TEST_F(StackTableTest, ConcurrentInterningOfChainedStacksGivesConsistentFrames) {

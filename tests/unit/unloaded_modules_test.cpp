@@ -8,6 +8,8 @@
 // every assertion is relative to the generation it starts from.
 #include "allocator/unloaded_modules.h"
 
+#include "allocator/python_frame_word.h"
+
 #include <dlfcn.h>
 #include <elf.h>
 #include <link.h>
@@ -261,6 +263,49 @@ TEST_F(UnloadedStacks, AStackThroughAClosedLibraryGetsANewIdOnlyThen) {
   const uint32_t late = intern(through_alpha, before);
   EXPECT_NE(late, reused);
   EXPECT_EQ(stack_table().site_key(late), stack_table().site_key(alpha_stack));
+}
+
+// Stacks whose innermost Python frame has C calls through a plugin inside it: those calls are a
+// chain of their own (stack_table.h, "Chains"), and the checks of a path across an unload hold for
+// the chain as for any path. After alpha is closed, the same frames make a new chain and so a new
+// stack, which reports keep apart from alpha's; the stack alpha's blocks have still reads back
+// alpha's frames in alpha's generation; a chain with no frame in alpha keeps its stacks' ids.
+TEST_F(UnloadedStacks, ChainsThroughAClosedLibraryAreMadeAnewAndOnlyThose) {
+  const Plugin alpha = open_plugin(HK_UNLOADED_ALPHA, "alpha");
+  ASSERT_NE(alpha.handle, nullptr);
+  const uintptr_t python_line = python_word::make(0x5a5a, 7);
+  const std::vector<uintptr_t> through_alpha = {alpha.make_block + 1, alpha.lose_blocks + 1, 0x7000'0001'1000,
+                                                python_line, 0x7000'0001'2000};
+  const std::vector<uintptr_t> elsewhere = {0x7000'0001'3000, 0x7000'0001'4000, python_line, 0x7000'0001'2000};
+  const uint32_t before = module_generation();
+  const uint32_t alpha_stack = intern(through_alpha, before);
+  const uint32_t other_stack = intern(elsewhere, before);
+  ASSERT_NE(alpha_stack, StackTable::kNoStack);
+  ASSERT_NE(other_stack, StackTable::kNoStack);
+  ASSERT_EQ(close_recording(alpha.handle), 0);
+  const uint32_t after = module_generation();
+  ASSERT_EQ(after, before + 1);
+
+  const uint32_t nodes_before = stack_table().node_count();
+  const uint32_t reused = intern(through_alpha, after);
+  EXPECT_NE(reused, alpha_stack);
+  EXPECT_EQ(intern(through_alpha, after), reused);
+  EXPECT_EQ(stack_table().node_count() - nodes_before, 2u + 1u)
+      << "alpha's two frames (a new chain under the call outside alpha, which keeps its node) and the new chain's word";
+  const StackView old_view = stack_table().frames(alpha_stack);
+  EXPECT_EQ(std::vector<uintptr_t>(old_view.frames, old_view.frames + old_view.depth), through_alpha);
+  EXPECT_EQ(old_view.generation, before);
+  const StackView new_view = stack_table().frames(reused);
+  EXPECT_EQ(std::vector<uintptr_t>(new_view.frames, new_view.frames + new_view.depth), through_alpha);
+  EXPECT_EQ(new_view.generation, after);
+  EXPECT_NE(stack_table().site_key(reused), stack_table().site_key(alpha_stack));
+
+  EXPECT_EQ(intern(elsewhere, after), other_stack);
+  EXPECT_EQ(stack_table().frames(other_stack).generation, after);
+  EXPECT_EQ(stack_table().site_key(other_stack), StackTable::hash(elsewhere.data(), 4));
+
+  // A capture that read the generation before the unload is alpha's.
+  EXPECT_EQ(stack_table().site_key(intern(through_alpha, before)), stack_table().site_key(alpha_stack));
 }
 
 TEST_F(UnloadedStacks, APluginReloadedInALoopCostsItsOwnFramesPerReloadNotAStackCopy) {
