@@ -191,7 +191,9 @@ class BenchParts:
             if value <= limit:
                 verdict = "met"
             elif unit == "x":
-                verdict = f"missed by {(value / limit - 1) * 100:.0f}%"
+                # A tenth of a percent near the goal: "missed by 0%" said nothing.
+                over = (value / limit - 1) * 100
+                verdict = f"missed by {over:.1f}%" if over < 10 else f"missed by {over:.0f}%"
             else:
                 verdict = f"missed by {value - limit:.2f}{unit}"
             lines.append(f"{goal['text']}\t{self.describe.get(tool, tool)}\t{value:.2f}{unit}\t{goal_text}\t{verdict}\n")
