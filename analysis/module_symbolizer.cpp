@@ -239,7 +239,10 @@ SymbolizedFrame ModuleSymbolizer::resolve(const report::RawModule* module, uint6
 
 SymbolizedFrame ModuleSymbolizer::resolve(const report::RawModule* module, uint64_t address,
                                           const PythonCodes& python) {
-  if (!python_word::is_python(address)) return resolve(module, address);
+  // A dump without Python codes recorded no Python frame: a word with bit 63 set is then what an
+  // unwinder returned from a frame record without unwind information (the double -3.0), shown
+  // as the address it is, not as an unknown Python frame.
+  if (!python_word::is_python(address) || python.empty()) return resolve(module, address);
   SymbolizedFrame frame;
   frame.address = address;
   frame.python = true;

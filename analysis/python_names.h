@@ -31,6 +31,8 @@ class PythonCodes {
   explicit PythonCodes(const std::vector<report::RawPythonCode>& codes) {
     for (const report::RawPythonCode& code : codes) by_key_.emplace(code.key, &code);
   }
+  // No code at all: the process recorded no Python frame (a native program).
+  bool empty() const { return by_key_.empty(); }
   const report::RawPythonCode* find(uint64_t key) const {
     auto it = by_key_.find(key);
     return it == by_key_.end() ? nullptr : it->second;

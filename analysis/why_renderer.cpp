@@ -106,7 +106,7 @@ nlohmann::json site_json(const report::RawWhy& why, uint32_t stack_id, ModuleSym
     // which line of the program made the block.
     const PythonCodes python(why.python_codes);
     for (const report::RawFrame& outer : stack->frames) {
-      if (!python_word::is_python(outer.address)) continue;
+      if (!python_word::is_python(outer.address) || python.empty()) continue;
       site["python"] = report::json_text(ModuleSymbolizer::format(symbolizer.resolve(nullptr, outer.address, python)));
       break;
     }

@@ -83,6 +83,11 @@ TEST(PythonNames, FramesNamedFromTheDumpsCodes) {
   const SymbolizedFrame unknown = symbolizer.resolve(nullptr, python_word::make(0xdef, 0), python);
   EXPECT_TRUE(unknown.python);
   EXPECT_EQ(ModuleSymbolizer::format(unknown), "?? in ?? [py]");
+  // A dump with no Python codes (a native program): a word with bit 63 set is a garbage address
+  // an unwinder returned, not a Python frame.
+  const SymbolizedFrame garbage = symbolizer.resolve(nullptr, 0xc008000000000000ull, PythonCodes());
+  EXPECT_FALSE(garbage.python);
+  EXPECT_EQ(ModuleSymbolizer::format(garbage), "?? ?? 0xc008000000000000");
 }
 
 }  // namespace
