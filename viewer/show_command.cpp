@@ -73,7 +73,19 @@ int show_report(const std::string& path, size_t sites_shown, size_t frames_shown
 }
 
 void show_report_document(const nlohmann::json& doc, size_t sites_shown, size_t frames_shown) {
-  fmt::print("heapkeeper report for pid {} ({})\n", doc.value("pid", 0), shown(doc, "program", "?"));
+  // The arguments too, as list, stats and view show them: the executable alone does not say which
+  // process it was when started through a link (Debian's redis-server is redis-check-rdb) or for
+  // an interpreter, whose script is an argument.
+  std::string arguments;
+  if (doc.contains("command_line") && doc["command_line"].is_array()) {
+    for (const auto& word : doc["command_line"]) {
+      if (!word.is_string()) continue;
+      if (!arguments.empty()) arguments += ' ';
+      arguments += report::printable_json_text(word.get_ref<const std::string&>());
+    }
+  }
+  fmt::print("heapkeeper report for pid {} ({}){}\n", doc.value("pid", 0), shown(doc, "program", "?"),
+             arguments.empty() ? std::string() : "  [" + arguments + "]");
   fmt::print("  allocations {}  frees {}  live {} in {} blocks  peak {}\n", doc.value("allocations", uint64_t{0}),
              doc.value("frees", uint64_t{0}), human_bytes(doc.value("live_bytes", uint64_t{0})),
              doc.value("live_blocks", uint64_t{0}), human_bytes(doc.value("peak_live_bytes", uint64_t{0})));

@@ -196,7 +196,8 @@ sys.exit(7)' "$W/program-file" >/dev/null 2>"$W/err" || status=$?
   read_status=0
   hk_wait "$reader" || read_status=$?
   if expect_status "report to a FIFO read by show" "$status"; then
-    if [[ $read_status != 0 ]] || ! grep -q '^heapkeeper report for pid' "$W/shown"; then
+    # The header names the program and its arguments (the program runs as `PROGRAM 7`).
+    if [[ $read_status != 0 ]] || ! grep -qE '^heapkeeper report for pid [0-9]+ \(.+\)  \[.+ 7\]$' "$W/shown"; then
       hk_fail "report to a FIFO read by heapkeeper show: status $read_status: $(head -3 "$W/shown")"
     else
       hk_pass "report to a FIFO read by heapkeeper show: $(head -1 "$W/shown")"
