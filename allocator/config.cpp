@@ -53,15 +53,13 @@ void warn_invalid(const char* variable, const char* value, const char* expected,
       .emit();
 }
 
-bool equals(const char* a, const char* b) { return std::strcmp(a, b) == 0; }
-
 // A 0|1 setting: anything else keeps `value` (the default), with the usual warning.
 void read_switch(const char* variable, bool& value) {
   const char* v = std::getenv(variable);
   if (v == nullptr) return;
-  if (equals(v, "1"))
+  if (text_equals(v, "1"))
     value = true;
-  else if (equals(v, "0"))
+  else if (text_equals(v, "0"))
     value = false;
   else
     warn_invalid(variable, v, "0 or 1", value ? "1" : "0");
@@ -138,27 +136,27 @@ void load_config_from_environment(Config& c) {
       warn_invalid("HEAPKEEPER_STACK_DEPTH", v, "a whole number from 1 to 128", "24");
   }
   if (const char* v = std::getenv("HEAPKEEPER_FREE_STACKS")) {
-    if (equals(v, "1") || equals(v, "yes") || equals(v, "true"))
+    if (text_equals(v, "1") || text_equals(v, "yes") || text_equals(v, "true"))
       c.free_stacks = true;
-    else if (equals(v, "0") || equals(v, "no") || equals(v, "false"))
+    else if (text_equals(v, "0") || text_equals(v, "no") || text_equals(v, "false"))
       c.free_stacks = false;
     else
       warn_invalid("HEAPKEEPER_FREE_STACKS", v, "0 or 1", "0");
   }
   if (const char* v = std::getenv("HEAPKEEPER_ON_BAD_FREE")) {
-    if (equals(v, "abort"))
+    if (text_equals(v, "abort"))
       c.on_bad_free = BadFreePolicy::kAbort;
-    else if (equals(v, "continue"))
+    else if (text_equals(v, "continue"))
       c.on_bad_free = BadFreePolicy::kContinue;
     else
       warn_invalid("HEAPKEEPER_ON_BAD_FREE", v, "abort or continue", "abort");
   }
   if (const char* v = std::getenv("HEAPKEEPER_MODE")) {
-    if (equals(v, "off"))
+    if (text_equals(v, "off"))
       c.mode = CollectorMode::kOff;
-    else if (equals(v, "detect"))
+    else if (text_equals(v, "detect"))
       c.mode = CollectorMode::kDetect;
-    else if (equals(v, "collect"))
+    else if (text_equals(v, "collect"))
       c.mode = CollectorMode::kCollect;
     else
       warn_invalid("HEAPKEEPER_MODE", v, "off, detect or collect", "detect");
@@ -195,9 +193,9 @@ void load_config_from_environment(Config& c) {
   read_switch("HEAPKEEPER_RETAINED", c.retained);
   read_switch("HEAPKEEPER_PYTHON", c.python);
   if (const char* v = std::getenv("HEAPKEEPER_TRIM")) {
-    if (equals(v, "auto"))
+    if (text_equals(v, "auto"))
       c.trim = TrimPolicy::kAuto;
-    else if (equals(v, "off"))
+    else if (text_equals(v, "off"))
       c.trim = TrimPolicy::kOff;
     else
       warn_invalid("HEAPKEEPER_TRIM", v, "auto or off", "auto");
@@ -206,9 +204,9 @@ void load_config_from_environment(Config& c) {
   // Read here with the others, so that a bad value is one line at start-up like theirs (it was
   // read at the first scan, in words of its own, and never in a process that made none).
   if (const char* v = std::getenv("HEAPKEEPER_STOP_METHOD"); v != nullptr && *v != '\0') {
-    if (equals(v, "ptrace"))
+    if (text_equals(v, "ptrace"))
       c.stop_method = StopMethod::kPtrace;
-    else if (equals(v, "signals"))
+    else if (text_equals(v, "signals"))
       c.stop_method = StopMethod::kSignals;
     else
       warn_invalid("HEAPKEEPER_STOP_METHOD", v, "ptrace or signals", "ptrace");
@@ -223,7 +221,7 @@ void load_config_from_environment(Config& c) {
     load_path("HEAPKEEPER_BASELINE", v, c.baseline_path, sizeof(c.baseline_path), "none");
   // LeakSanitizer's log_path: "stderr" (or empty) is the default; a file that cannot be opened is
   // reported when first written to, and stderr used (diagnostics.cpp).
-  if (const char* v = std::getenv("HEAPKEEPER_LOG_PATH"); v != nullptr && *v != '\0' && !equals(v, "stderr"))
+  if (const char* v = std::getenv("HEAPKEEPER_LOG_PATH"); v != nullptr && *v != '\0' && !text_equals(v, "stderr"))
     load_path("HEAPKEEPER_LOG_PATH", v, c.log_path, sizeof(c.log_path), "stderr");
 }
 

@@ -10,20 +10,7 @@ namespace heapkeeper::alloc {
 
 inline bool text_equals(const char* a, const char* b) { return std::strcmp(a, b) == 0; }
 
-// A whole number of decimal digits, nothing else; false on overflow.
-inline bool parse_unsigned(const char* text, uint64_t& value) {
-  if (text == nullptr || *text == '\0') return false;
-  uint64_t result = 0;
-  for (const char* p = text; *p != '\0'; ++p) {
-    if (*p < '0' || *p > '9') return false;
-    uint64_t digit = static_cast<uint64_t>(*p - '0');
-    if (result > (UINT64_MAX - digit) / 10) return false;
-    result = result * 10 + digit;
-  }
-  value = result;
-  return true;
-}
-
+// Leading decimal digits (at least one) into `number`, `suffix` at what follows; false on overflow.
 inline bool parse_number_with_suffix(const char* text, uint64_t& number, const char*& suffix) {
   if (text == nullptr || *text < '0' || *text > '9') return false;
   uint64_t result = 0;
@@ -35,6 +22,15 @@ inline bool parse_number_with_suffix(const char* text, uint64_t& number, const c
   }
   number = result;
   suffix = p;
+  return true;
+}
+
+// A whole number of decimal digits, nothing else; false on overflow.
+inline bool parse_unsigned(const char* text, uint64_t& value) {
+  const char* rest = nullptr;
+  uint64_t number = 0;
+  if (!parse_number_with_suffix(text, number, rest) || *rest != '\0') return false;
+  value = number;
   return true;
 }
 

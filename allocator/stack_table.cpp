@@ -338,8 +338,7 @@ uint32_t StackTable::intern(const uintptr_t* frames, uint32_t depth, uint32_t ge
   // The native frames inside the innermost Python frame or interpreter loop (the C calls from the
   // eval loop down to malloc) are stored once, as a chain of their own, and the stack as its outer
   // frames with a word naming that chain as its innermost frame: see "Chains" in stack_table.h.
-  uint32_t inner = 0;
-  while (inner < depth && !ends_chain(frames[inner])) ++inner;
+  const uint32_t inner = chain_length(frames, depth);
   const uint32_t id = inner >= 2 && inner < depth ? intern_chained(frames, depth, inner, generation)
                                                   : intern_path(frames, depth, false, generation);
   if (id == kNoStack) return kNoStack;

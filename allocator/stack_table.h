@@ -166,10 +166,16 @@ class StackTable {
   // node whose link has the chain bit (the bit, not the value, tells it from a captured frame; the
   // tag keeps its key apart from a native frame's of the chain's id).
   static constexpr uintptr_t kChainTag = uintptr_t{1} << 62;
-  bool ends_chain(uintptr_t frame) const {
-    if (python_word::is_python(frame)) return true;
+  // How many of these frames (innermost first) come before the first Python frame's word or
+  // return address into the interpreter's loop (set_chain_boundary): `depth` if none does.
+  uint32_t chain_length(const uintptr_t* frames, uint32_t depth) const {
     const uintptr_t low = boundary_low_.load(std::memory_order_acquire);
-    return low != 0 && frame - 1 >= low && frame - 1 < boundary_high_.load(std::memory_order_relaxed);
+    const uintptr_t high = boundary_high_.load(std::memory_order_relaxed);
+    uint32_t inner = 0;
+    while (inner < depth && !python_word::is_python(frames[inner]) &&
+           !(low != 0 && frames[inner] - 1 >= low && frames[inner] - 1 < high))
+      ++inner;
+    return inner;
   }
   // The node of exactly these frames (innermost first), found or made; kNoStack when the table is full.
   // `chained`: frames[0] is a chain's word.

@@ -292,6 +292,28 @@ int above_standard_descriptors(int fd) {
   return moved;
 }
 
+// A socket bound at `address` and listening, above the standard descriptors; -1 if any step fails.
+int listening_at(const sockaddr_un& address) {
+  const int listener = above_standard_descriptors(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (listener < 0) return -1;
+  if (::bind(listener, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
+      ::listen(listener, 128) != 0) {
+    const int error = errno;
+    ::close(listener);
+    errno = error;
+    return -1;
+  }
+  return listener;
+}
+
+bool fill_address(const std::string& path, sockaddr_un& address) {
+  address = sockaddr_un{};
+  address.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(address.sun_path)) return false;
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  return true;
+}
+
 // Whether a service of our uid answers at `path`. Not a socket file of ours, or one whose backlog
 // is full (a stopped service: a blocking connect would wait for it as long as it is stopped, and
 // the program that started this binary with it), is nobody: it is replaced.
@@ -343,18 +365,14 @@ std::string start_symbolizer_service(std::string& error) {
   }
   std::string socket_path = directory + "/symbolizer";
   sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (socket_path.size() >= sizeof(address.sun_path)) {
+  if (!fill_address(socket_path, address)) {
     ::rmdir(directory.c_str());
     error = "socket path too long: " + socket_path;
     return {};
   }
-  std::memcpy(address.sun_path, socket_path.c_str(), socket_path.size() + 1);
-  const int listener = above_standard_descriptors(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (listener < 0 || ::bind(listener, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
-      ::listen(listener, 128) != 0) {
+  const int listener = listening_at(address);
+  if (listener < 0) {
     error = "cannot listen on " + socket_path + ": " + std::strerror(errno);
-    if (listener >= 0) ::close(listener);
     ::rmdir(directory.c_str());
     return {};
   }
@@ -431,14 +449,6 @@ void remove_dead_claims(const std::string& socket_path) {
   }
 }
 
-bool fill_address(const std::string& path, sockaddr_un& address) {
-  address = sockaddr_un{};
-  address.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(address.sun_path)) return false;
-  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-  return true;
-}
-
 }  // namespace
 
 UserServiceClaim claim_user_service(const std::string& socket_path) {
@@ -459,11 +469,9 @@ UserServiceClaim claim_user_service(const std::string& socket_path) {
   const std::string own_name = socket_path + "." + std::to_string(::getpid());
   sockaddr_un own_address{};
   if (fill_address(own_name, own_address)) {
-    const int listener = above_standard_descriptors(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (listener < 0) return claim;
     ::unlink(own_name.c_str());
-    bool linkable = ::bind(listener, reinterpret_cast<const sockaddr*>(&own_address), sizeof own_address) == 0 &&
-                    ::listen(listener, 128) == 0;
+    const int listener = listening_at(own_address);
+    bool linkable = listener >= 0;
     for (int attempt = 0; linkable && attempt < 2; ++attempt) {
       if (::link(own_name.c_str(), socket_path.c_str()) == 0) {
         ::unlink(own_name.c_str());
@@ -482,19 +490,14 @@ UserServiceClaim claim_user_service(const std::string& socket_path) {
       if (there) remove_if_unchanged(socket_path, seen);  // a dead service's: replaced
     }
     ::unlink(own_name.c_str());
-    ::close(listener);
+    if (listener >= 0) ::close(listener);
     if (linkable || claim.served) return claim;
   }
   // No room for the longer name, or a file system without hard links: bound under the service's
   // name itself, replacing what is there.
-  const int listener = above_standard_descriptors(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (listener < 0) return claim;
   ::unlink(socket_path.c_str());
-  if (::bind(listener, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
-      ::listen(listener, 128) != 0) {
-    ::close(listener);
-    return claim;
-  }
+  const int listener = listening_at(address);
+  if (listener < 0) return claim;
   ::stat(socket_path.c_str(), &claim.bound);
   claim.listener = listener;
   return claim;
