@@ -15,6 +15,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -38,10 +39,14 @@
 #include "allocator/signal_safe_pool.h"
 #include "allocator/stack_capture.h"
 #include "allocator/stack_table.h"
+#include "allocator/syscall_filter.h"
 #include "allocator/thread_registry.h"
 #include "allocator/unloaded_modules.h"
 
 namespace heapkeeper::alloc {
+
+std::atomic<uint32_t> g_deferred_thread_count{0};
+
 namespace {
 
 enum class InitState : int { kNotStarted = 0, kRunning = 1, kReady = 2, kFailed = 3 };
@@ -59,6 +64,38 @@ std::atomic<int> g_fork_child_handler_count{0};
 constexpr int kExitHandlersMax = 8;
 ExitHandler g_exit_handlers[kExitHandlersMax] = {};
 std::atomic<int> g_exit_handler_count{0};
+
+// A thread waiting to be started (start_internal_thread_later). Written only while its state is
+// kFilling; started by whichever caller moves it from kWaiting to kStarting.
+struct DeferredThread {
+  enum : uint32_t { kEmpty, kFilling, kWaiting, kStarting };
+  std::atomic<uint32_t> state{kEmpty};
+  void (*routine)() = nullptr;
+  const char* failure = nullptr;
+  uint64_t due_ns = 0;  // CLOCK_MONOTONIC
+  char name[16] = {};
+};
+constexpr unsigned kMaxDeferredThreads = 4;
+DeferredThread g_deferred_threads[kMaxDeferredThreads];
+std::atomic<bool> g_threads_closed{false};  // the exit handlers began: start nothing more
+
+uint64_t monotonic_ns() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);  // the vDSO's: no system call
+  return static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
+}
+
+void start_or_say(void (*routine)(), const char* name, const char* failure) {
+  if (!start_internal_thread(routine, name) && failure != nullptr) DiagnosticLine().text(failure).emit();
+}
+
+// A forked child starts with none: what its parent deferred is the parent's (the fork-child
+// handlers defer the child's own), and an entry caught mid-start by the fork would never finish.
+void forget_deferred_threads() {
+  for (DeferredThread& deferred : g_deferred_threads)
+    deferred.state.store(DeferredThread::kEmpty, std::memory_order_relaxed);
+  g_deferred_thread_count.store(0, std::memory_order_relaxed);
+}
 
 class GuardScope {
  public:
@@ -92,6 +129,9 @@ inline uint32_t next_sequence(ThreadState* s) {
     constexpr uint64_t kBlock = 4096;
     s->sequence_next = thread_registry().next_sequence_block(kBlock);
     s->sequence_end = s->sequence_next + kBlock;
+    // A program that computes without ever waiting in a wrapped call still gets its deferred
+    // threads (live stats) once they are due: checked here, every 4096 allocations of a thread.
+    start_deferred_threads(false);
   }
   return static_cast<uint32_t>(s->sequence_next++);
 }
@@ -148,6 +188,8 @@ void run_without_throwing(Handler handler, const char* what) noexcept {
 void run_exit_handlers() {
   ThreadLocal& tl = tls_thread;
   GuardScope guard(tl);
+  // A thread not started by now would only race the exit handlers (the publisher's final snapshot).
+  g_threads_closed.store(true, std::memory_order_release);
   int count = g_exit_handler_count.load(std::memory_order_acquire);
   for (int i = 0; i < count; ++i) run_without_throwing(g_exit_handlers[i], "an exit handler");
 }
@@ -161,6 +203,7 @@ void fork_child() {
   unloaded_modules_after_fork();
   heap_trimmer_after_fork();
   private_heap().after_fork_in_child();
+  forget_deferred_threads();
   int count = g_fork_child_handler_count.load(std::memory_order_acquire);
   for (int i = 0; i < count; ++i) run_without_throwing(g_fork_child_handlers[i], "a fork-child handler");
 }
@@ -840,6 +883,55 @@ bool start_internal_thread(void (*routine)(), const char* name) noexcept {
   pthread_attr_destroy(&attributes);
   if (!started) je::dallocx(start, MALLOCX_TCACHE_NONE);
   return started;
+}
+
+void start_internal_thread_later(void (*routine)(), const char* name, uint32_t delay_ms, const char* failure) noexcept {
+  for (DeferredThread& deferred : g_deferred_threads) {
+    uint32_t expected = DeferredThread::kEmpty;
+    if (!deferred.state.compare_exchange_strong(expected, DeferredThread::kFilling, std::memory_order_acquire))
+      continue;
+    deferred.routine = routine;
+    deferred.failure = failure;
+    deferred.due_ns = monotonic_ns() + uint64_t{delay_ms} * 1000000ull;
+    std::strncpy(deferred.name, name, sizeof(deferred.name) - 1);
+    deferred.name[sizeof(deferred.name) - 1] = '\0';
+    deferred.state.store(DeferredThread::kWaiting, std::memory_order_release);
+    g_deferred_thread_count.fetch_add(1, std::memory_order_release);
+    return;
+  }
+  start_or_say(routine, name, failure);  // no room to wait: now
+}
+
+void start_deferred_threads_for_program(bool now, int read_fd) noexcept {
+  ThreadLocal& tl = tls_thread;
+  if (tl.guard != 0 || !g_ready) return;
+  // Held from here: the filter's first check reads /proc/self/status through the wrapped read.
+  GuardScope guard(tl);
+  if (!now && read_fd >= 0 && !syscall_filter_installed()) {  // fstat may be what a filter forbids
+    const int saved_errno = errno;
+    struct stat status {};
+    now = fstat(read_fd, &status) == 0 && !S_ISREG(status.st_mode);
+    errno = saved_errno;
+  }
+  start_deferred_threads(now);
+}
+
+void start_deferred_threads_slow(bool now) noexcept {
+  if (g_threads_closed.load(std::memory_order_acquire)) return;
+  uint64_t clock = 0;
+  for (DeferredThread& deferred : g_deferred_threads) {
+    if (deferred.state.load(std::memory_order_acquire) != DeferredThread::kWaiting) continue;
+    if (!now) {
+      if (clock == 0) clock = monotonic_ns();
+      if (clock < deferred.due_ns) continue;
+    }
+    uint32_t expected = DeferredThread::kWaiting;
+    if (!deferred.state.compare_exchange_strong(expected, DeferredThread::kStarting, std::memory_order_acq_rel))
+      continue;
+    start_or_say(deferred.routine, deferred.name, deferred.failure);
+    deferred.state.store(DeferredThread::kEmpty, std::memory_order_release);
+    g_deferred_thread_count.fetch_sub(1, std::memory_order_release);
+  }
 }
 
 void report_escaped_exception(const std::exception* error) noexcept {

@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -85,6 +86,30 @@ void warn_not_interposed(const char* const* names, int count) noexcept;
 // whole life (its allocations are internal) and is marked as heapkeeper's before it runs, so scans
 // neither stop it nor take its stack for a root. False if the thread could not be created.
 bool start_internal_thread(void (*routine)(), const char* name) noexcept;
+
+// The same thread, started only once the process has run `delay_ms`, or sooner when the program
+// waits (start_deferred_threads): for a forked child's threads (live stats, periodic scans), since
+// most children a shell or make forks exec within milliseconds, and a thread made for one was made,
+// scheduled and torn down for nothing (issue #12). Nothing starts it after the exit handlers began.
+// `failure` is said (one diagnostic line) if the thread cannot be created when it is due.
+void start_internal_thread_later(void (*routine)(), const char* name, uint32_t delay_ms, const char* failure) noexcept;
+// Starts the deferred threads that are due, or all of them with `now` (the program is about to
+// wait for something that may take long). Called every few thousand allocations of a thread and
+// from the wrapped blocking calls; one load when nothing is deferred. Not with the guard held
+// (heapkeeper's own reads and writes), except from the allocation path.
+extern std::atomic<uint32_t> g_deferred_thread_count;
+void start_deferred_threads_slow(bool now) noexcept;
+inline void start_deferred_threads(bool now) noexcept {
+  if (__builtin_expect(g_deferred_thread_count.load(std::memory_order_relaxed) != 0, 0))
+    start_deferred_threads_slow(now);
+}
+// Whether a thread deferred by start_internal_thread_later still waits to start.
+inline bool deferred_threads_pending() noexcept { return g_deferred_thread_count.load(std::memory_order_relaxed) != 0; }
+// From a wrapped call of the program's (not heapkeeper's own, which holds the guard): a blocking
+// call, or the program about to install a seccomp filter, after which creating a thread may be
+// what kills it (`now`). `read_fd`, when not -1: the call reads it, and waits for long (`now`)
+// unless it is a regular file.
+void start_deferred_threads_for_program(bool now, int read_fd = -1) noexcept;
 
 // The calling thread's state, registering the thread first if it never allocated; null on a
 // thread that is tearing down (or before start-up).

@@ -2,6 +2,7 @@
 #include "collector/collector.h"
 
 #include <pthread.h>
+#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -325,11 +326,27 @@ void exit_status() {
   _exit(cfg.exit_code);
 }
 
+// When the first periodic scan is due (CLOCK_MONOTONIC): an interval after the scanner was asked
+// for, whether its thread started then or later (start_periodic_scanner).
+uint64_t g_first_scan_ns = 0;
+
+uint64_t monotonic_now_ns() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
+}
+
 void periodic_scanner() {
   const uint64_t interval_ms = alloc::config().scan_interval_ms;
-  for (;;) {
-    timespec pause{static_cast<time_t>(interval_ms / 1000), static_cast<long>((interval_ms % 1000) * 1000000)};
-    while (nanosleep(&pause, &pause) != 0) {
+  const timespec first{static_cast<time_t>(g_first_scan_ns / 1000000000ull),
+                       static_cast<long>(g_first_scan_ns % 1000000000ull)};
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &first, nullptr) == EINTR) {
+  }
+  for (bool first_scan = true;; first_scan = false) {
+    if (!first_scan) {
+      timespec pause{static_cast<time_t>(interval_ms / 1000), static_cast<long>((interval_ms % 1000) * 1000000)};
+      while (nanosleep(&pause, &pause) != 0) {
+      }
     }
     ScanReport report;
     try {
@@ -378,11 +395,20 @@ void periodic_scanner() {
   }
 }
 
-void start_periodic_scanner() {
+// `later`: a forked child's scanner, whose thread is made only when its first scan is due (or when
+// the child first waits in a wrapped call: allocator/engine.h), since most children exec or exit
+// before that. A program's own image makes it at once: a process that blocks from its first
+// milliseconds in a call no trigger sees (stdio's reads, waitpid) must still be scanned.
+void start_periodic_scanner(bool later) {
   const alloc::Config& cfg = alloc::config();
   if (cfg.scan_interval_ms == 0 || cfg.mode == alloc::CollectorMode::kOff) return;
-  if (!alloc::start_internal_thread(periodic_scanner, "heapkeeper-scan")) {
-    alloc::DiagnosticLine().text("could not start the periodic leak scanner thread").emit();
+  g_first_scan_ns = monotonic_now_ns() + cfg.scan_interval_ms * 1000000ull;
+  static constexpr char kFailure[] = "could not start the periodic leak scanner thread";
+  if (later) {
+    const auto delay_ms = static_cast<uint32_t>(std::min<uint64_t>(cfg.scan_interval_ms, UINT32_MAX));
+    alloc::start_internal_thread_later(periodic_scanner, "heapkeeper-scan", delay_ms, kFailure);
+  } else if (!alloc::start_internal_thread(periodic_scanner, "heapkeeper-scan")) {
+    alloc::DiagnosticLine().text(kFailure).emit();
   }
 }
 
@@ -543,9 +569,9 @@ void install() {
     // leak history; what the parent held in quarantine is an ordinary (leaked) block here.
     alloc::quarantine().forget_all();
     g_state.replace_in_child();
-    start_periodic_scanner();
+    start_periodic_scanner(true);
   });
-  start_periodic_scanner();
+  start_periodic_scanner(false);
 }
 
 void install_exit_status() { alloc::add_exit_handler(exit_status); }

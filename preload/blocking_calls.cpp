@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <type_traits>
 
 #include "allocator/engine.h"
 #include "collector/blocking_call.h"
@@ -31,6 +32,30 @@ ssize_t __read_chk(int, void*, size_t, size_t);
 ssize_t __recv_chk(int, void*, size_t, size_t, int);
 ssize_t __recvfrom_chk(int, void*, size_t, size_t, int, struct sockaddr*, socklen_t*);
 }
+
+namespace heapkeeper::preload {
+namespace {
+
+// Starts heapkeeper's deferred threads (live stats, allocator/engine.h) before the program waits
+// in a call that may take long, rather than when they are due: a program that waits from its first
+// milliseconds on (a server in accept, a shell at its prompt, `sleep 100`) would otherwise never
+// publish. A read waits for long only on what is not a regular file (a pipe, a terminal, a
+// socket): the engine asks the kernel, and only while a thread is deferred, that is in a process's
+// first 200 ms. Writes and sends never start one, even when due: they are what signal handlers
+// call (a self-pipe's write), and a thread is not created from a handler that may have interrupted
+// the C library holding its own locks.
+template <typename First, typename... Rest>
+void before_blocking_call(uint32_t kind, First first, Rest... /*rest*/) noexcept {
+  if (__builtin_expect(!alloc::deferred_threads_pending(), 1) || kind == collect::kSend) return;
+  int read_fd = -1;
+  if constexpr (std::is_integral_v<First>) {
+    if (kind == collect::kRead) read_fd = static_cast<int>(first);
+  }
+  alloc::start_deferred_threads_for_program(kind != collect::kRead, read_fd);
+}
+
+}  // namespace
+}  // namespace heapkeeper::preload
 
 #define HK_EXPORT extern "C" __attribute__((visibility("default")))
 #define HK_LIST(...) __VA_ARGS__  // (a, b) -> a, b
@@ -52,6 +77,7 @@ ssize_t __recvfrom_chk(int, void*, size_t, size_t, int, struct sockaddr*, sockle
     }                                                                                        \
     if (auto token_read = heapkeeper::preload::validation_read(function, HK_LIST arguments)) \
       return static_cast<return_type>(*token_read);                                          \
+    heapkeeper::preload::before_blocking_call(heapkeeper::collect::kind, HK_LIST arguments); \
     heapkeeper::collect::BlockingCallScope scope(heapkeeper::collect::kind);                 \
     return function arguments;                                                               \
   }

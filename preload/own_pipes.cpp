@@ -36,6 +36,7 @@
 #define UNW_LOCAL_ONLY  // the local unwinder, which heapkeeper calls (stack_capture.cpp)
 #include <libunwind.h>
 
+#include "allocator/engine.h"
 #include "allocator/own_memory.h"
 #include "allocator/syscall_filter.h"
 #include "allocator/thread_registry.h"
@@ -153,6 +154,7 @@ HK_EXPORT long syscall(long number, ...) {
     return result;
   }
   if (number == SYS_seccomp && a[0] == SECCOMP_SET_MODE_FILTER) {
+    heapkeeper::alloc::start_deferred_threads_for_program(true);  // while clone is still allowed
     heapkeeper::alloc::note_syscall_filter();
     heapkeeper::collect::fall_back_to_signals_now();
   }
@@ -170,7 +172,8 @@ HK_EXPORT int prctl(int option, ...) {
     errno = ENOSYS;
     return -1;
   }
-  if (option == PR_SET_SECCOMP) {  // before: it applies at once
+  if (option == PR_SET_SECCOMP) {                                 // before: it applies at once
+    heapkeeper::alloc::start_deferred_threads_for_program(true);  // while clone is still allowed
     heapkeeper::alloc::note_syscall_filter();
     heapkeeper::collect::fall_back_to_signals_now();
   }

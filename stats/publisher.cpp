@@ -72,6 +72,7 @@ struct Publisher {
   uint32_t handled_request = 0;
   bool published_watched = false;  // the last snapshot has the site and leak tables
   uint64_t start_ns = 0;
+  uint64_t due_monotonic_ns = 0;  // when the segment is made: start_delay_ms after start()
 };
 
 Publisher* g_publisher = nullptr;
@@ -365,10 +366,11 @@ void answer(Publisher& p, uint32_t request) {
 
 void publisher_thread() {
   Publisher& p = *g_publisher;
-  if (p.start_delay_ms > 0) {
-    timespec pause{static_cast<time_t>(p.start_delay_ms / 1000), static_cast<long>(p.start_delay_ms % 1000) * 1000000L};
-    while (nanosleep(&pause, &pause) != 0) {
-    }
+  // Started when the delay is over, or sooner when the program went to wait (a sleep, a poll):
+  // the segment is made once the process has run the delay all the same.
+  const timespec due{static_cast<time_t>(p.due_monotonic_ns / 1000000000ull),
+                     static_cast<long>(p.due_monotonic_ns % 1000000000ull)};
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &due, nullptr) == EINTR) {
   }
   // Made only now: a process that ends before the delay pays nothing for 5 MiB it never uses.
   p.scratch = std::make_unique_for_overwrite<Snapshot>();  // the builder writes what it uses
@@ -401,10 +403,23 @@ void publisher_thread() {
   }
 }
 
-void start(Publisher& p) {
+// `later`: a forked child's publisher, started only when due (or when the child first waits in a
+// wrapped call: allocator/engine.h): most children exec or exit within milliseconds, and a thread
+// made for one is made, scheduled and torn down for nothing (a shell's or make's every command
+// paid for one). A program's own image starts it at once: a process that blocks from its first
+// milliseconds in a call no trigger sees (stdio's reads, waitpid, a condition variable) must still
+// publish.
+void start(Publisher& p, bool later) {
   p.start_ns = realtime_ns();
-  if (!alloc::start_internal_thread(publisher_thread, "heapkeeper-stats")) {
-    alloc::DiagnosticLine().text("live stats disabled: could not start the publisher thread").emit();
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  p.due_monotonic_ns = static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec) +
+                       uint64_t{p.start_delay_ms} * 1000000ull;
+  static constexpr char kFailure[] = "live stats disabled: could not start the publisher thread";
+  if (later) {
+    alloc::start_internal_thread_later(publisher_thread, "heapkeeper-stats", p.start_delay_ms, kFailure);
+  } else if (!alloc::start_internal_thread(publisher_thread, "heapkeeper-stats")) {
+    alloc::DiagnosticLine().text(kFailure).emit();
   }
 }
 
@@ -444,7 +459,7 @@ void install() {
   if (!alloc::config().live_stats) return;
   g_publisher = make_publisher();
   if (g_publisher == nullptr) return;
-  start(*g_publisher);
+  start(*g_publisher, false);
   alloc::add_exit_handler(at_exit);
   alloc::add_fork_child_handler([] {
     // The child is a process of its own: its own segment and publisher; the parent's stays theirs.
@@ -453,7 +468,7 @@ void install() {
     g_publisher = make_publisher();
     if (g_publisher == nullptr) return;
     g_publisher->start_delay_ms = 1000;
-    start(*g_publisher);
+    start(*g_publisher, true);
   });
 }
 

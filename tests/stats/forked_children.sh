@@ -1,0 +1,79 @@
+# A forked child's live-stats thread is deferred (allocator/engine.h, start_internal_thread_later):
+# a shell's or make's children exec within milliseconds, and a thread made for each was made,
+# scheduled and torn down for nothing. Checked on a traced parent (tests/stats/forked_children.c)
+# whose two children do not exec: right after the fork each has one thread, its own; and both still
+# publish once due (a second after the fork), one sleeping in nanosleep (a wrapped call, which
+# starts the thread at once), one allocating without ever making a blocking call (the allocation
+# path's check, every 4096 allocations). A child that execs is the image of another program and
+# starts its own thread at once (the bash loop below).
+source "$(dirname "$0")/lib.sh"
+: "${HK_FORKED_CHILDREN:?HK_FORKED_CHILDREN must name the forked_children program}"
+H=$HK_LAUNCHER
+
+"$H" run -- "$HK_FORKED_CHILDREN" 4 >"$SK_WORK/out" 2>"$SK_WORK/err" &
+SK_HELPERS+=("$!")
+for _ in $(seq 100); do
+  [[ $(grep -c '^child ' "$SK_WORK/out" 2>/dev/null) == 2 ]] && break
+  sleep 0.05
+done
+sleeper=$(awk '$2 == "sleeper" {print $3}' "$SK_WORK/out")
+computer=$(awk '$2 == "computer" {print $3}' "$SK_WORK/out")
+if [[ -z $sleeper || -z $computer ]]; then
+  sk_fail "the children did not start: $(cat "$SK_WORK/out" "$SK_WORK/err")"
+  sk_finish
+fi
+SK_PLANTED_PIDS+=("$sleeper" "$computer")
+
+for kind in sleeper computer; do
+  threads=$(awk -v kind="$kind" '$2 == kind {print $4}' "$SK_WORK/out")
+  if [[ $threads == threads=1 ]]; then
+    sk_pass "the $kind child has no heapkeeper thread right after the fork"
+  else
+    sk_fail "the $kind child: $threads right after the fork, expected threads=1"
+  fi
+done
+
+# Due a second after the fork; the segment is made then and published at once.
+sleep 1.8
+for kind in sleeper computer; do
+  pid=${!kind}
+  if "$H" stats "$pid" --json >"$SK_WORK/$kind.json" 2>"$SK_WORK/$kind.err" &&
+    "$SK_PYTHON" -c 'import json, sys; d = json.load(open(sys.argv[1])); sys.exit(0 if d["pid"] == int(sys.argv[2]) and d["running"] else 1)' \
+      "$SK_WORK/$kind.json" "$pid"; then
+    sk_pass "the $kind child publishes once due"
+  else
+    sk_fail "the $kind child (pid $pid) publishes nothing 1.8 s after its fork: $(cat "$SK_WORK/$kind.err")"
+  fi
+done
+wait
+grep -q '^parent done' "$SK_WORK/out" || sk_fail "the parent did not finish: $(cat "$SK_WORK/out" "$SK_WORK/err")"
+
+# A traced shell's forked children exec without making a thread first (strace, where installed):
+# the thread each made before its exec was made, scheduled and torn down for nothing.
+library=$(dirname "$(dirname "$H")")/lib/libheapkeeper.so
+if command -v strace >/dev/null && [[ -f $library ]]; then
+  strace -f -e trace=clone,clone3,execve -o "$SK_WORK/strace" \
+    env LD_PRELOAD="$library" bash -c 'for i in 1 2 3; do /bin/true; done' >/dev/null 2>&1 || true
+  if "$SK_PYTHON" - "$SK_WORK/strace" <<'PY'; then
+import re, sys
+forked, execed, early = set(), set(), []
+for line in open(sys.argv[1]):
+    pid = int(line.split()[0])
+    if re.search(r"\bclone\(.*SIGCHLD", line) and "= " in line:
+        child = line.rsplit("= ", 1)[1].strip()
+        if child.isdigit():
+            forked.add(int(child))
+    elif "execve(" in line:
+        execed.add(pid)
+    elif "clone3(" in line and pid in forked and pid not in execed:
+        early.append(line.strip())
+if len(forked) < 3 or early:
+    print(f"forked {sorted(forked)}; threads made before exec: {early}", file=sys.stderr)
+    sys.exit(1)
+PY
+    sk_pass "a traced shell's forked children exec without making a thread"
+  else
+    sk_fail "a traced shell's forked children made threads before they exec'd (or strace saw no forks)"
+  fi
+fi
+sk_finish
