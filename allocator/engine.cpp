@@ -78,6 +78,12 @@ struct DeferredThread {
 constexpr unsigned kMaxDeferredThreads = 4;
 DeferredThread g_deferred_threads[kMaxDeferredThreads];
 std::atomic<bool> g_threads_closed{false};  // the exit handlers began: start nothing more
+// Set from this thread's fork-prepare handler to its fork-parent or fork-child one. heapkeeper's
+// prepare handler runs before jemalloc's (registered after it), and its parent and child handlers
+// after jemalloc's: while set, this thread may hold every jemalloc lock, and a signal handler that
+// interrupted the fork and waits in a wrapped call must not start a thread, whose creation
+// allocates (a SIGCHLD handler calling waitpid deadlocked so in an earlier version of this).
+constinit thread_local bool tls_forking = false;
 
 uint64_t monotonic_ns() {
   timespec now{};
@@ -194,9 +200,10 @@ void run_exit_handlers() {
   for (int i = 0; i < count; ++i) run_without_throwing(g_exit_handlers[i], "an exit handler");
 }
 
-void fork_prepare() {}
-void fork_parent() {}
+void fork_prepare() { tls_forking = true; }
+void fork_parent() { tls_forking = false; }
 void fork_child() {
+  tls_forking = false;
   ThreadLocal& tl = tls_thread;
   GuardScope guard(tl);
   thread_registry().after_fork_in_child();
@@ -917,7 +924,7 @@ void start_deferred_threads_for_program(bool now, int read_fd) noexcept {
 }
 
 void start_deferred_threads_slow(bool now) noexcept {
-  if (g_threads_closed.load(std::memory_order_acquire)) return;
+  if (g_threads_closed.load(std::memory_order_acquire) || tls_forking) return;
   uint64_t clock = 0;
   for (DeferredThread& deferred : g_deferred_threads) {
     if (deferred.state.load(std::memory_order_acquire) != DeferredThread::kWaiting) continue;

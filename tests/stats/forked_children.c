@@ -6,11 +6,19 @@
 // forks two children, each of which prints "child KIND PID threads=N" (N: its threads right
 // after the fork, from /proc/self/task) and lives SECONDS: "sleeper" in nanosleep, "computer"
 // allocating and freeing without ever making a blocking call. The parent waits for both.
+//
+//   forked_children handler-fork
+// forks one child that forks and reaps 200 grandchildren while a 20 kHz SIGALRM handler calls
+// poll(): a handler interrupting fork() while jemalloc's fork handler holds its locks must not
+// start the deferred thread there (its creation allocates: the child deadlocked). Prints "done".
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,7 +69,39 @@ static pid_t start_child(const char* kind, double seconds) {
   _exit(0);
 }
 
+static void poll_in_handler(int signal_number) {
+  (void)signal_number;
+  poll(NULL, 0, 0);  // a wrapped call that may wait long: it would start the deferred thread at once
+}
+
+static int fork_under_handler(void) {
+  pid_t child = fork();
+  if (child == 0) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = poll_in_handler;
+    action.sa_flags = SA_RESTART;
+    sigaction(SIGALRM, &action, NULL);
+    struct itimerval every = {{0, 50}, {0, 50}};
+    setitimer(ITIMER_REAL, &every, NULL);
+    for (int i = 0; i < 200; ++i) {
+      pid_t grandchild = fork();
+      if (grandchild == 0) _exit(0);
+      while (waitpid(grandchild, NULL, 0) < 0) {
+      }
+    }
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, NULL);
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  puts(WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "done" : "child failed");
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 1 && strcmp(argv[1], "handler-fork") == 0) return fork_under_handler();
   const double seconds = argc > 1 ? atof(argv[1]) : 3.0;
   setvbuf(stdout, NULL, _IOLBF, 0);
   pid_t sleeper = start_child("sleeper", seconds);

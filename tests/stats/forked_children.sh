@@ -48,6 +48,16 @@ done
 wait
 grep -q '^parent done' "$SK_WORK/out" || sk_fail "the parent did not finish: $(cat "$SK_WORK/out" "$SK_WORK/err")"
 
+# A signal handler that interrupts a child's fork() (jemalloc's fork handler holding every lock) and
+# waits in a wrapped call must not start the deferred thread there: its creation allocates, and
+# the child deadlocked (tests/stats/forked_children.c handler-fork; hung 10 times in 10 before).
+if timeout 30 "$H" run -- "$HK_FORKED_CHILDREN" handler-fork >"$SK_WORK/handler.out" 2>"$SK_WORK/handler.err" &&
+  grep -qx done "$SK_WORK/handler.out"; then
+  sk_pass "a child forking under a signal handler that polls does not deadlock"
+else
+  sk_fail "a child forking under a signal handler that polls: $(cat "$SK_WORK/handler.out" "$SK_WORK/handler.err" | head -5)"
+fi
+
 # A traced shell's forked children exec without making a thread first (strace, where installed):
 # the thread each made before its exec was made, scheduled and torn down for nothing.
 library=$(dirname "$(dirname "$H")")/lib/libheapkeeper.so
