@@ -34,6 +34,7 @@
 #include "allocator/engine_internal.h"
 #include "allocator/heap_trimmer.h"
 #include "allocator/jemalloc_calls.h"
+#include "allocator/monotonic_clock.h"
 #include "allocator/private_heap.h"
 #include "allocator/quarantine.h"
 #include "allocator/signal_safe_pool.h"
@@ -84,12 +85,6 @@ std::atomic<bool> g_threads_closed{false};  // the exit handlers began: start no
 // interrupted the fork and waits in a wrapped call must not start a thread, whose creation
 // allocates (a SIGCHLD handler calling waitpid deadlocked so in an earlier version of this).
 constinit thread_local bool tls_forking = false;
-
-uint64_t monotonic_ns() {
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);  // the vDSO's: no system call
-  return static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
-}
 
 void start_or_say(void (*routine)(), const char* name, const char* failure) {
   if (!start_internal_thread(routine, name) && failure != nullptr) DiagnosticLine().text(failure).emit();

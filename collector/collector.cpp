@@ -2,7 +2,6 @@
 #include "collector/collector.h"
 
 #include <pthread.h>
-#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -19,6 +18,7 @@
 #include "allocator/engine.h"
 #include "allocator/fork_replaceable.h"
 #include "allocator/heap_trimmer.h"
+#include "allocator/monotonic_clock.h"
 #include "allocator/quarantine.h"
 #include "allocator/stack_table.h"
 #include "allocator/thread_registry.h"
@@ -330,18 +330,9 @@ void exit_status() {
 // for, whether its thread started then or later (start_periodic_scanner).
 uint64_t g_first_scan_ns = 0;
 
-uint64_t monotonic_now_ns() {
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
-}
-
 void periodic_scanner() {
   const uint64_t interval_ms = alloc::config().scan_interval_ms;
-  const timespec first{static_cast<time_t>(g_first_scan_ns / 1000000000ull),
-                       static_cast<long>(g_first_scan_ns % 1000000000ull)};
-  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &first, nullptr) == EINTR) {
-  }
+  alloc::sleep_until_monotonic(g_first_scan_ns);
   for (bool first_scan = true;; first_scan = false) {
     if (!first_scan) {
       timespec pause{static_cast<time_t>(interval_ms / 1000), static_cast<long>((interval_ms % 1000) * 1000000)};
@@ -402,7 +393,7 @@ void periodic_scanner() {
 void start_periodic_scanner(bool later) {
   const alloc::Config& cfg = alloc::config();
   if (cfg.scan_interval_ms == 0 || cfg.mode == alloc::CollectorMode::kOff) return;
-  g_first_scan_ns = monotonic_now_ns() + cfg.scan_interval_ms * 1000000ull;
+  g_first_scan_ns = alloc::monotonic_ns() + cfg.scan_interval_ms * 1000000ull;
   static constexpr char kFailure[] = "could not start the periodic leak scanner thread";
   if (later) {
     const auto delay_ms = static_cast<uint32_t>(std::min<uint64_t>(cfg.scan_interval_ms, UINT32_MAX));

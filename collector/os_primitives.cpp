@@ -13,6 +13,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "allocator/monotonic_clock.h"
+
 namespace heapkeeper::collect {
 namespace {
 
@@ -165,10 +167,6 @@ void futex_wake_all(std::atomic<uint32_t>* word) {
   ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr, nullptr, 0);
 }
 
-uint64_t monotonic_ns() {
-  timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
-}
+uint64_t monotonic_ns() { return alloc::monotonic_ns(); }
 
 }  // namespace heapkeeper::collect

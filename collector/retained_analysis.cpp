@@ -1,22 +1,15 @@
 // Implementation of the retained-size figures (see retained_analysis.h).
 #include "collector/retained_analysis.h"
 
-#include <time.h>
-
 #include <algorithm>
 #include <unordered_map>
 #include <vector>
 
+#include "allocator/monotonic_clock.h"
+
 namespace heapkeeper::collect {
-namespace {
 
-uint64_t monotonic_ns() {
-  timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
-}
-
-}  // namespace
+using alloc::monotonic_ns;
 
 void analyse_retained(ReferenceGraph& graph, ScanReport& report) {
   const uint64_t started = monotonic_ns();

@@ -34,6 +34,7 @@
 #include "allocator/diagnostics.h"
 #include "allocator/engine.h"
 #include "allocator/heap_trimmer.h"
+#include "allocator/monotonic_clock.h"
 #include "allocator/private_heap.h"
 #include "allocator/thread_registry.h"
 #include "collector/collector.h"
@@ -368,10 +369,7 @@ void publisher_thread() {
   Publisher& p = *g_publisher;
   // Started when the delay is over, or sooner when the program went to wait (a sleep, a poll):
   // the segment is made once the process has run the delay all the same.
-  const timespec due{static_cast<time_t>(p.due_monotonic_ns / 1000000000ull),
-                     static_cast<long>(p.due_monotonic_ns % 1000000000ull)};
-  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &due, nullptr) == EINTR) {
-  }
+  alloc::sleep_until_monotonic(p.due_monotonic_ns);
   // Made only now: a process that ends before the delay pays nothing for 5 MiB it never uses.
   p.scratch = std::make_unique_for_overwrite<Snapshot>();  // the builder writes what it uses
   p.builder = std::make_unique<SnapshotBuilder>();
@@ -411,10 +409,7 @@ void publisher_thread() {
 // publish.
 void start(Publisher& p, bool later) {
   p.start_ns = realtime_ns();
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  p.due_monotonic_ns = static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec) +
-                       uint64_t{p.start_delay_ms} * 1000000ull;
+  p.due_monotonic_ns = alloc::monotonic_ns() + uint64_t{p.start_delay_ms} * 1000000ull;
   static constexpr char kFailure[] = "live stats disabled: could not start the publisher thread";
   if (later) {
     alloc::start_internal_thread_later(publisher_thread, "heapkeeper-stats", p.start_delay_ms, kFailure);
