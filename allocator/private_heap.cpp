@@ -193,12 +193,17 @@ void limit_retained_growth(unsigned arena) {
   je::mallctl(name, nullptr, nullptr, &limit, sizeof(limit));
 }
 
-// How many tracked arenas: one per CPU, at most 8, unless set. Under an address-space limit each
-// arena costs its metadata block (2 MiB, mapped when the arena is made) and what it retains, on
-// every arena, from a budget the program needs: one arena per 256 MiB the process may still map.
+// How many tracked arenas: one per CPU the process may run on, at most 8, unless set. Under an
+// address-space limit each arena costs its metadata block (2 MiB, mapped when the arena is made)
+// and what it retains, on every arena, from a budget the program needs: one arena per 256 MiB the
+// process may still map. The CPUs from the affinity mask, one system call, where sysconf's online
+// count opened and read /sys/devices/system/cpu/online in every traced process (issue #12); a
+// process confined to fewer CPUs (taskset, a container's cpuset) needs no more arenas than those.
 unsigned tracked_arena_count(unsigned configured) {
   if (configured != 0) return configured > 64 ? 64 : configured;
-  long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+  cpu_set_t allowed;
+  long cpus = ::sched_getaffinity(0, sizeof allowed, &allowed) == 0 ? CPU_COUNT(&allowed) : 0;
+  if (cpus <= 0) cpus = ::sysconf(_SC_NPROCESSORS_ONLN);  // more CPUs than a cpu_set_t holds
   unsigned count = cpus > 0 ? static_cast<unsigned>(cpus) : 1;
   if (count > 8) count = 8;
   const uint64_t left = address_space_left();
