@@ -3,14 +3,21 @@
 // waits, so that the children a shell or make forks and that exec at once never make one.
 //
 //   forked_children SECONDS
-// forks two children, each of which prints "child KIND PID threads=N" (N: its threads right
+// forks five children, each of which prints "child KIND PID threads=N" (N: its threads right
 // after the fork, from /proc/self/task) and lives SECONDS: "sleeper" in nanosleep, "computer"
-// allocating and freeing without ever making a blocking call. The parent waits for both.
+// allocating and freeing without ever making a blocking call, and three that wait where no read
+// or poll is seen, as a shell's subshell, a multiprocessing pool's worker and a child that runs
+// threads do: "reaper" in waitpid for a grandchild (which sleeps SECONDS), "semaphore" in
+// sem_wait on a semaphore the parent posts after SECONDS, "joiner" in pthread_join of a thread
+// of its own waiting SECONDS on a condition variable. The parent waits for all of them.
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,6 +51,36 @@ static void compute(double seconds) {
   for (int i = 0; i < 64; ++i) free(kept[i]);
 }
 
+static struct timespec duration(double seconds) {
+  struct timespec span = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+  return span;
+}
+
+static void sleep_for(double seconds) {
+  struct timespec pause = duration(seconds);
+  while (nanosleep(&pause, &pause) != 0) {
+  }
+}
+
+static double g_seconds;
+static sem_t* g_semaphore;  // shared with the parent, which posts it once the children have lived
+
+static void* wait_on_condition(void* unused) {
+  (void)unused;
+  static pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+  static pthread_cond_t never = PTHREAD_COND_INITIALIZER;
+  struct timespec end;
+  clock_gettime(CLOCK_REALTIME, &end);
+  const struct timespec span = duration(g_seconds);
+  end.tv_sec += span.tv_sec + (end.tv_nsec + span.tv_nsec) / 1000000000L;
+  end.tv_nsec = (end.tv_nsec + span.tv_nsec) % 1000000000L;
+  pthread_mutex_lock(&mutex);
+  while (pthread_cond_timedwait(&never, &mutex, &end) == 0) {
+  }
+  pthread_mutex_unlock(&mutex);
+  return NULL;
+}
+
 static pid_t start_child(const char* kind, double seconds) {
   pid_t pid = fork();
   if (pid != 0) return pid;
@@ -52,9 +89,21 @@ static pid_t start_child(const char* kind, double seconds) {
   printf("child %s %d threads=%d\n", kind, (int)getpid(), threads);
   fflush(stdout);
   if (strcmp(kind, "sleeper") == 0) {
-    struct timespec pause = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
-    while (nanosleep(&pause, &pause) != 0) {
+    sleep_for(seconds);
+  } else if (strcmp(kind, "reaper") == 0) {
+    const pid_t grandchild = fork();
+    if (grandchild == 0) {
+      sleep_for(seconds);
+      _exit(0);
     }
+    int status = 0;
+    waitpid(grandchild, &status, 0);
+  } else if (strcmp(kind, "semaphore") == 0) {
+    while (sem_wait(g_semaphore) != 0) {
+    }
+  } else if (strcmp(kind, "joiner") == 0) {
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, wait_on_condition, NULL) == 0) pthread_join(thread, NULL);
   } else {
     compute(seconds);
   }
@@ -63,12 +112,21 @@ static pid_t start_child(const char* kind, double seconds) {
 
 int main(int argc, char** argv) {
   const double seconds = argc > 1 ? atof(argv[1]) : 3.0;
+  g_seconds = seconds;
   setvbuf(stdout, NULL, _IOLBF, 0);
-  pid_t sleeper = start_child("sleeper", seconds);
-  pid_t computer = start_child("computer", seconds);
+  g_semaphore = mmap(NULL, sizeof(sem_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (g_semaphore == MAP_FAILED || sem_init(g_semaphore, 1, 0) != 0) {
+    perror("semaphore");
+    return 1;
+  }
+  static const char* const kinds[] = {"sleeper", "computer", "reaper", "semaphore", "joiner"};
+  enum { kChildren = sizeof(kinds) / sizeof(kinds[0]) };
+  pid_t children[kChildren];
+  for (int i = 0; i < kChildren; ++i) children[i] = start_child(kinds[i], seconds);
+  sleep_for(seconds);
+  sem_post(g_semaphore);
   int status = 0;
-  waitpid(sleeper, &status, 0);
-  waitpid(computer, &status, 0);
+  for (int i = 0; i < kChildren; ++i) waitpid(children[i], &status, 0);
   puts("parent done");
   return 0;
 }

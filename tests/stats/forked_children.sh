@@ -1,11 +1,13 @@
 # A forked child's live-stats thread is deferred (allocator/engine.h, start_internal_thread_later):
 # a shell's or make's children exec within milliseconds, and a thread made for each was made,
 # scheduled and torn down for nothing. Checked on a traced parent (tests/stats/forked_children.c)
-# whose two children do not exec: right after the fork each has one thread, its own; and both still
-# publish once due (a second after the fork), one sleeping in nanosleep (a wrapped call, which
+# whose five children do not exec: right after the fork each has one thread, its own; and all still
+# publish once due (a second after the fork): one sleeping in nanosleep (a wrapped call, which
 # starts the thread at once), one allocating without ever making a blocking call (the allocation
-# path's check, every 4096 allocations). A child that execs is the image of another program and
-# starts its own thread at once (the bash loop below).
+# path's check, every 4096 allocations), and three that wait from their first milliseconds on in
+# waitpid, sem_wait and pthread_join (a shell's subshell, a multiprocessing pool's worker waiting
+# for its queue's lock, a child that runs threads). A child that execs is the image of another
+# program and starts its own thread at once (the bash loop below).
 source "$(dirname "$0")/lib.sh"
 : "${HK_FORKED_CHILDREN:?HK_FORKED_CHILDREN must name the forked_children program}"
 H=$HK_LAUNCHER
@@ -13,18 +15,20 @@ H=$HK_LAUNCHER
 "$H" run -- "$HK_FORKED_CHILDREN" 4 >"$SK_WORK/out" 2>"$SK_WORK/err" &
 SK_HELPERS+=("$!")
 for _ in $(seq 100); do
-  [[ $(grep -c '^child ' "$SK_WORK/out" 2>/dev/null) == 2 ]] && break
+  [[ $(grep -c '^child ' "$SK_WORK/out" 2>/dev/null) == 5 ]] && break
   sleep 0.05
 done
-sleeper=$(awk '$2 == "sleeper" {print $3}' "$SK_WORK/out")
-computer=$(awk '$2 == "computer" {print $3}' "$SK_WORK/out")
-if [[ -z $sleeper || -z $computer ]]; then
-  sk_fail "the children did not start: $(cat "$SK_WORK/out" "$SK_WORK/err")"
-  sk_finish
-fi
-SK_PLANTED_PIDS+=("$sleeper" "$computer")
+kinds=(sleeper computer reaper semaphore joiner)
+for kind in "${kinds[@]}"; do
+  declare "$kind=$(awk -v kind="$kind" '$2 == kind {print $3}' "$SK_WORK/out")"
+  if [[ -z ${!kind} ]]; then
+    sk_fail "the $kind child did not start: $(cat "$SK_WORK/out" "$SK_WORK/err")"
+    sk_finish
+  fi
+  SK_PLANTED_PIDS+=("${!kind}")
+done
 
-for kind in sleeper computer; do
+for kind in "${kinds[@]}"; do
   threads=$(awk -v kind="$kind" '$2 == kind {print $4}' "$SK_WORK/out")
   if [[ $threads == threads=1 ]]; then
     sk_pass "the $kind child has no heapkeeper thread right after the fork"
@@ -35,7 +39,7 @@ done
 
 # Due a second after the fork; the segment is made then and published at once.
 sleep 1.8
-for kind in sleeper computer; do
+for kind in "${kinds[@]}"; do
   pid=${!kind}
   if "$H" stats "$pid" --json >"$SK_WORK/$kind.json" 2>"$SK_WORK/$kind.err" &&
     "$SK_PYTHON" -c 'import json, sys; d = json.load(open(sys.argv[1])); sys.exit(0 if d["pid"] == int(sys.argv[2]) and d["running"] else 1)' \
