@@ -194,10 +194,15 @@ void run_exit_handlers() {
   for (int i = 0; i < count; ++i) run_without_throwing(g_exit_handlers[i], "an exit handler");
 }
 
-void fork_prepare() {}
-void fork_parent() {}
+// Registered after jemalloc's own fork handlers: prepare runs before jemalloc takes its locks, parent
+// and child after it released them. A signal handler that runs in between (a SIGCHLD or timer
+// handler that reads a pipe) must not start a deferred thread: its stack and start record come from
+// jemalloc, whose locks this very thread holds (start_deferred_threads_for_program).
+void fork_prepare() { tls_thread.in_fork = 1; }
+void fork_parent() { tls_thread.in_fork = 0; }
 void fork_child() {
   ThreadLocal& tl = tls_thread;
+  tl.in_fork = 0;
   GuardScope guard(tl);
   thread_registry().after_fork_in_child();
   unloaded_modules_after_fork();
@@ -904,7 +909,7 @@ void start_internal_thread_later(void (*routine)(), const char* name, uint32_t d
 
 void start_deferred_threads_for_program(bool now, int read_fd) noexcept {
   ThreadLocal& tl = tls_thread;
-  if (tl.guard != 0 || !g_ready) return;
+  if (tl.guard != 0 || tl.in_fork != 0 || !g_ready) return;
   // Held from here: the filter's first check reads /proc/self/status through the wrapped read.
   GuardScope guard(tl);
   // The program sees its own call's errno only: a failed fstat or thread creation here must not

@@ -83,6 +83,9 @@ struct ThreadLocal {
   void* deferred[kDeferredFrees] = {};
   ThreadStatus status = ThreadStatus::kUnregistered;
   uint8_t exit_rounds = 0;  // pthread-key destructor rounds seen by heapkeeper's key at thread exit
+  // Set from heapkeeper's fork-prepare handler to its parent and child handlers, which bracket
+  // jemalloc's (they hold every arena's lock in between): no deferred thread starts in there.
+  uint8_t in_fork = 0;
   // jemalloc's per-thread state, taken off its pthread key at registration: torn down by
   // heapkeeper's last destructor round.
   void* jemalloc_thread_data = nullptr;

@@ -10,14 +10,23 @@
 // threads do: "reaper" in waitpid for a grandchild (which sleeps SECONDS), "semaphore" in
 // sem_wait on a semaphore the parent posts after SECONDS, "joiner" in pthread_join of a thread
 // of its own waiting SECONDS on a condition variable. The parent waits for all of them.
+//
+//   forked_children signals ATTEMPTS
+// forks a child ATTEMPTS times, each of which forks 30 grandchildren in a row while a timer's
+// handler reads a pipe: the handler's first read, the first wait of a child whose thread is still
+// deferred, may interrupt fork() while the heap's fork handlers hold its locks, where starting the
+// thread would wait for them for ever. Prints "hung N of ATTEMPTS" (a child not done in 2 s hung);
+// stops at the first hang.
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -110,7 +119,47 @@ static pid_t start_child(const char* kind, double seconds) {
   _exit(0);
 }
 
+static int g_pipe[2];
+
+static void read_the_pipe(int signal_number) {
+  (void)signal_number;
+  char byte;
+  (void)!read(g_pipe[0], &byte, 0);
+}
+
+static int fork_under_signals(int attempts) {
+  int hung = 0;
+  for (int attempt = 0; attempt < attempts && hung == 0; ++attempt) {
+    const pid_t child = fork();
+    if (child == 0) {
+      if (pipe(g_pipe) != 0) _exit(2);
+      signal(SIGALRM, read_the_pipe);
+      // Some hundred microseconds in: while the child forks (a fork takes that long too).
+      struct itimerval timer = {{0, 0}, {0, 200 + (attempt * 37) % 400}};
+      setitimer(ITIMER_REAL, &timer, NULL);
+      for (int i = 0; i < 30; ++i) {
+        if (fork() == 0) _exit(0);
+      }
+      _exit(0);
+    }
+    int status = 0, waited = 0;
+    const struct timespec step = {0, 10000000};
+    while (waitpid(child, &status, WNOHANG) == 0 && waited < 200) {
+      nanosleep(&step, NULL);
+      ++waited;
+    }
+    if (waited >= 200) {
+      ++hung;
+      kill(child, SIGKILL);
+      waitpid(child, &status, 0);
+    }
+  }
+  printf("hung %d of %d\n", hung, attempts);
+  return hung == 0 ? 0 : 1;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 2 && strcmp(argv[1], "signals") == 0) return fork_under_signals(atoi(argv[2]));
   const double seconds = argc > 1 ? atof(argv[1]) : 3.0;
   g_seconds = seconds;
   setvbuf(stdout, NULL, _IOLBF, 0);
