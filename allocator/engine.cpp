@@ -923,6 +923,14 @@ void start_deferred_threads_for_program(bool now, int read_fd) noexcept {
   errno = saved_errno;
 }
 
+void drop_deferred_threads() noexcept {
+  for (DeferredThread& deferred : g_deferred_threads) {
+    uint32_t expected = DeferredThread::kWaiting;
+    if (deferred.state.compare_exchange_strong(expected, DeferredThread::kEmpty, std::memory_order_acq_rel))
+      g_deferred_thread_count.fetch_sub(1, std::memory_order_release);
+  }
+}
+
 void start_deferred_threads_slow(bool now) noexcept {
   if (g_threads_closed.load(std::memory_order_acquire)) return;
   uint64_t clock = 0;

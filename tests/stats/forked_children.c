@@ -17,8 +17,15 @@
 // deferred, may interrupt fork() while the heap's fork handlers hold its locks, where starting the
 // thread would wait for them for ever. Prints "hung N of ATTEMPTS" (a child not done in 2 s hung);
 // stops at the first hang.
+//
+//   forked_children strict syscall|prctl
+// forks a child that enters seccomp strict mode at once (through syscall(SYS_seccomp) or prctl),
+// reads a line from a pipe, writes it back and ends with the exit system call, as strict-mode
+// programs do (exit_group is not allowed). Prints "strict: echoed 'LINE', exit N" or "strict:
+// killed by signal N", or "strict: still running" if the child is not gone after 3 s.
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -26,6 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -158,7 +167,45 @@ static int fork_under_signals(int attempts) {
   return hung == 0 ? 0 : 1;
 }
 
+static int strict_child(const char* how) {
+  int to_child[2], from_child[2];
+  if (pipe(to_child) != 0 || pipe(from_child) != 0) return 2;
+  const pid_t child = fork();
+  if (child == 0) {
+    if (strcmp(how, "syscall") == 0) {
+      syscall(SYS_seccomp, SECCOMP_SET_MODE_STRICT, 0, NULL);
+    } else {
+      prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT);
+    }
+    char line[16];
+    const ssize_t got = read(to_child[0], line, sizeof(line));
+    if (got > 0) (void)!write(from_child[1], line, (size_t)got);
+    syscall(SYS_exit, 0);
+  }
+  close(from_child[1]);
+  (void)!write(to_child[1], "hello", 5);
+  char echo[16] = {0};
+  (void)!read(from_child[0], echo, sizeof(echo) - 1);
+  int status = 0, waited = 0;
+  const struct timespec step = {0, 10000000};
+  while (waitpid(child, &status, WNOHANG) == 0 && waited < 300) {
+    nanosleep(&step, NULL);
+    ++waited;
+  }
+  if (waited >= 300) {
+    printf("strict: still running\n");
+    kill(child, SIGKILL);
+    waitpid(child, &status, 0);
+  } else if (WIFSIGNALED(status)) {
+    printf("strict: killed by signal %d\n", WTERMSIG(status));
+  } else {
+    printf("strict: echoed '%s', exit %d\n", echo, WEXITSTATUS(status));
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 2 && strcmp(argv[1], "strict") == 0) return strict_child(argv[2]);
   if (argc > 2 && strcmp(argv[1], "signals") == 0) return fork_under_signals(atoi(argv[2]));
   const double seconds = argc > 1 ? atof(argv[1]) : 3.0;
   g_seconds = seconds;

@@ -62,6 +62,18 @@ else
   sk_fail "children forking under a reading signal handler hung: $(cat "$SK_WORK/signals.out" "$SK_WORK/signals.err")"
 fi
 
+# A forked child that enters seccomp strict mode before its thread is due (read, write and exit
+# only): no thread may start after (clone, fstat and open kill it), and none before either (strict
+# mode ends with the exit system call, which ends the process only with its last thread).
+for how in syscall prctl; do
+  timeout 30 "$H" run -- "$HK_FORKED_CHILDREN" strict "$how" >"$SK_WORK/strict.out" 2>"$SK_WORK/strict.err" || true
+  if grep -q "^strict: echoed 'hello', exit 0$" "$SK_WORK/strict.out"; then
+    sk_pass "a child in strict mode ($how) reads, writes and exits"
+  else
+    sk_fail "a child in strict mode ($how): $(cat "$SK_WORK/strict.out" "$SK_WORK/strict.err")"
+  fi
+done
+
 # A traced shell's forked children exec without making a thread first (strace, where installed):
 # the thread each made before its exec was made, scheduled and torn down for nothing.
 library=$(dirname "$(dirname "$H")")/lib/libheapkeeper.so
