@@ -44,8 +44,8 @@ namespace {
 // in a call that may take long, rather than when they are due: a program that waits from its first
 // milliseconds on (a server in accept, a shell at its prompt, `sleep 100`) would otherwise never
 // publish. A read waits for long only on what is not a regular file (a pipe, a terminal, a
-// socket): the engine asks the kernel, and only while a thread is deferred, that is in a process's
-// first 200 ms. Writes and sends never start one, even when due: they are what signal handlers
+// socket): the engine asks the kernel, and only while a thread is deferred, that is in a forked
+// child's first second. Writes and sends never start one, even when due: they are what signal handlers
 // call (a self-pipe's write), and a thread is not created from a handler that may have interrupted
 // the C library holding its own locks.
 template <typename First, typename... Rest>

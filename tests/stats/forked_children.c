@@ -23,8 +23,13 @@
 // reads a line from a pipe, writes it back and ends with the exit system call, as strict-mode
 // programs do (exit_group is not allowed). Prints "strict: echoed 'LINE', exit N" or "strict:
 // killed by signal N", or "strict: still running" if the child is not gone after 3 s.
+//
+//   forked_children reader SECONDS FILE
+// forks a child that prints "child reader PID threads=N" and reads FILE (a regular file) 16 bytes
+// at a time, over and over, for SECONDS: it never waits, and allocates nothing.
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <fcntl.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -167,6 +172,25 @@ static int fork_under_signals(int attempts) {
   return hung == 0 ? 0 : 1;
 }
 
+static int reader_child(double seconds, const char* path) {
+  const pid_t child = fork();
+  if (child == 0) {
+    printf("child reader %d threads=%d\n", (int)getpid(), count_threads());
+    fflush(stdout);
+    const int file = open(path, O_RDONLY);
+    if (file < 0) _exit(2);
+    const double end = now_seconds() + seconds;
+    char chunk[16];
+    while (now_seconds() < end) {
+      if (read(file, chunk, sizeof(chunk)) <= 0) lseek(file, 0, SEEK_SET);
+    }
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  return 0;
+}
+
 static int strict_child(const char* how) {
   int to_child[2], from_child[2];
   if (pipe(to_child) != 0 || pipe(from_child) != 0) return 2;
@@ -206,6 +230,7 @@ static int strict_child(const char* how) {
 
 int main(int argc, char** argv) {
   if (argc > 2 && strcmp(argv[1], "strict") == 0) return strict_child(argv[2]);
+  if (argc > 3 && strcmp(argv[1], "reader") == 0) return reader_child(atof(argv[2]), argv[3]);
   if (argc > 2 && strcmp(argv[1], "signals") == 0) return fork_under_signals(atoi(argv[2]));
   const double seconds = argc > 1 ? atof(argv[1]) : 3.0;
   g_seconds = seconds;
