@@ -909,13 +909,23 @@ void start_deferred_threads_for_program(bool now, int read_fd) noexcept {
   if (tl.guard != 0 || !g_ready) return;
   // Held from here: the filter's first check reads /proc/self/status through the wrapped read.
   GuardScope guard(tl);
+  // The program sees its own call's errno only: a failed fstat or thread creation here must not
+  // show through a call that then succeeds.
+  const int saved_errno = errno;
   if (!now && read_fd >= 0 && !syscall_filter_installed()) {  // fstat may be what a filter forbids
-    const int saved_errno = errno;
     struct stat status {};
     now = fstat(read_fd, &status) == 0 && !S_ISREG(status.st_mode);
-    errno = saved_errno;
   }
   start_deferred_threads(now);
+  errno = saved_errno;
+}
+
+void drop_deferred_threads() noexcept {
+  for (DeferredThread& deferred : g_deferred_threads) {
+    uint32_t expected = DeferredThread::kWaiting;
+    if (deferred.state.compare_exchange_strong(expected, DeferredThread::kEmpty, std::memory_order_acq_rel))
+      g_deferred_thread_count.fetch_sub(1, std::memory_order_release);
+  }
 }
 
 void start_deferred_threads_slow(bool now) noexcept {

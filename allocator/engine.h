@@ -110,6 +110,10 @@ inline bool deferred_threads_pending() noexcept { return g_deferred_thread_count
 // what kills it (`now`). `read_fd`, when not -1: the call reads it, and waits for long (`now`)
 // unless it is a regular file.
 void start_deferred_threads_for_program(bool now, int read_fd = -1) noexcept;
+// The program enters seccomp strict mode, where only read, write, sigreturn and exit are allowed:
+// a thread deferred now never starts. Made after, its clone would kill the process; made before,
+// it would outlive the program, whose strict-mode end is the exit system call (one thread).
+void drop_deferred_threads() noexcept;
 
 // The calling thread's state, registering the thread first if it never allocated; null on a
 // thread that is tearing down (or before start-up).

@@ -1,18 +1,22 @@
 // The exported blocking calls: each marks the thread as inside a blocking call for the collector
 // (collector/blocking_call.h) and calls libc's original. read also answers libunwind's reads of its
-// validation pipe's token (validation_pipe.h). Not noexcept: pthread_cancel unwinds
-// through these frames.
+// validation pipe's token (validation_pipe.h). The waiting calls (waitpid, sem_wait...) only start a
+// forked child's deferred threads first. Not noexcept: pthread_cancel unwinds through these frames.
 #undef _FORTIFY_SOURCE  // the fortified inline versions of read/recv/poll would clash with ours
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/sem.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,8 +44,8 @@ namespace {
 // in a call that may take long, rather than when they are due: a program that waits from its first
 // milliseconds on (a server in accept, a shell at its prompt, `sleep 100`) would otherwise never
 // publish. A read waits for long only on what is not a regular file (a pipe, a terminal, a
-// socket): the engine asks the kernel, and only while a thread is deferred, that is in a process's
-// first 200 ms. Writes and sends never start one, even when due: they are what signal handlers
+// socket): the engine asks the kernel, and only while a thread is deferred, that is in a forked
+// child's first second. Writes and sends never start one, even when due: they are what signal handlers
 // call (a self-pipe's write), and a thread is not created from a handler that may have interrupted
 // the C library holding its own locks.
 template <typename First, typename... Rest>
@@ -83,6 +87,26 @@ void before_blocking_call(uint32_t kind, First first, Rest... /*rest*/) noexcept
   }
 HEAPKEEPER_BLOCKING_FUNCTIONS(HEAPKEEPER_DEFINE_BLOCKING)
 #undef HEAPKEEPER_DEFINE_BLOCKING
+
+#define HEAPKEEPER_DEFINE_WAITING(name, return_type, parameters, arguments, may_wait)      \
+  HK_EXPORT return_type name parameters {                                                  \
+    using Function = return_type(*) parameters; /* NOLINT(bugprone-macro-parentheses) */   \
+    static std::atomic<Function> original{nullptr};                                        \
+    Function function = original.load(std::memory_order_acquire);                          \
+    if (function == nullptr) {                                                             \
+      function = reinterpret_cast<Function>(heapkeeper::alloc::lookup_next_symbol(#name)); \
+      if (function == nullptr) {                                                           \
+        errno = ENOSYS;                                                                    \
+        return static_cast<return_type>(-1);                                               \
+      }                                                                                    \
+      original.store(function, std::memory_order_release);                                 \
+    }                                                                                      \
+    if (__builtin_expect(heapkeeper::alloc::deferred_threads_pending(), 0) && (may_wait))  \
+      heapkeeper::alloc::start_deferred_threads_for_program(true);                         \
+    return function arguments;                                                             \
+  }
+HEAPKEEPER_WAITING_FUNCTIONS(HEAPKEEPER_DEFINE_WAITING)
+#undef HEAPKEEPER_DEFINE_WAITING
 
 // The longjmp family: a jump out of a signal handler that interrupted a wrapped call leaves that
 // call without its wrapper returning (collector/blocking_call.h), so the call is ended first.

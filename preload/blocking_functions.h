@@ -57,4 +57,25 @@
   X(semop, kSemaphore, int, (int set, struct sembuf* operations, size_t count), (set, operations, count))        \
   X(semtimedop, kSemaphore, int, (int set, struct sembuf* operations, size_t count,                              \
     const struct timespec* timeout), (set, operations, count, timeout))
+
+// Calls that may wait for long but that a scan handles as any other (the thread is stopped in
+// them): wrapped only so that a forked child's deferred threads (live stats, periodic scans:
+// allocator/engine.h) start before it waits in one, as a shell's subshell waits for its commands, a
+// multiprocessing pool's workers for their queue's lock, a thread's creator for the thread. X(name,
+// return type, parameter list, argument names, whether this call may wait): waitpid and its kin
+// with WNOHANG never do, and they are what SIGCHLD handlers call.
+#define HEAPKEEPER_WAITING_FUNCTIONS(X)                                                                          \
+  X(wait, pid_t, (int* status), (status), true)                                                                  \
+  X(waitpid, pid_t, (pid_t pid, int* status, int options), (pid, status, options), (options & WNOHANG) == 0)    \
+  X(wait4, pid_t, (pid_t pid, int* status, int options, struct rusage* usage), (pid, status, options, usage),   \
+    (options & WNOHANG) == 0)                                                                                    \
+  X(waitid, int, (idtype_t type, id_t id, siginfo_t* info, int options), (type, id, info, options),             \
+    (options & WNOHANG) == 0)                                                                                    \
+  X(pause, int, (void), (), true)                                                                                \
+  X(sigsuspend, int, (const sigset_t* mask), (mask), true)                                                       \
+  X(sem_wait, int, (sem_t* semaphore), (semaphore), true)                                                        \
+  X(sem_timedwait, int, (sem_t* semaphore, const struct timespec* end), (semaphore, end), true)                  \
+  X(sem_clockwait, int, (sem_t* semaphore, clockid_t clock, const struct timespec* end), (semaphore, clock, end), \
+    true)                                                                                                        \
+  X(pthread_join, int, (pthread_t thread, void** result), (thread, result), true)
 // clang-format on

@@ -184,9 +184,13 @@ HK_EXPORT_CXX void operator delete[](void* ptr, size_t, std::align_val_t) noexce
 }
 
 // Thread creation: the new thread registers before running user code (the collector needs every
-// thread's stack). The original is looked up on first use.
+// thread's stack). The original is looked up on first use. A forked child that makes threads
+// lives on: its deferred threads (live stats, allocator/engine.h) start first, since its threads
+// may then only wait on each other (condition variables, which no trigger sees). heapkeeper's own
+// threads are made with the guard held, which that start ignores.
 HK_EXPORT int pthread_create(pthread_t* thread, const pthread_attr_t* attributes, void* (*routine)(void*),
                              void* argument) noexcept {
+  if (__builtin_expect(alloc::deferred_threads_pending(), 0)) alloc::start_deferred_threads_for_program(true);
   void* (*wrapped_routine)(void*) = routine;
   void* wrapped_argument = argument;
   if (!alloc::wrap_thread_start(routine, argument, attributes, &wrapped_routine, &wrapped_argument)) {

@@ -157,6 +157,12 @@ HK_EXPORT long syscall(long number, ...) {
     heapkeeper::alloc::start_deferred_threads_for_program(true);  // while clone is still allowed
     heapkeeper::alloc::note_syscall_filter();
     heapkeeper::collect::fall_back_to_signals_now();
+  } else if (number == SYS_seccomp && a[0] == SECCOMP_SET_MODE_STRICT) {
+    // Read, write and exit only: the check a deferred thread's start makes (fstat, or
+    // /proc/self/status) would kill the process as surely as the clone.
+    heapkeeper::alloc::drop_deferred_threads();
+    heapkeeper::alloc::note_syscall_filter();
+    heapkeeper::collect::fall_back_to_signals_now();
   }
   return function(number, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
@@ -172,7 +178,11 @@ HK_EXPORT int prctl(int option, ...) {
     errno = ENOSYS;
     return -1;
   }
-  if (option == PR_SET_SECCOMP) {                                 // before: it applies at once
+  if (option == PR_SET_SECCOMP && a[0] == SECCOMP_MODE_STRICT) {
+    heapkeeper::alloc::drop_deferred_threads();  // see the syscall wrapper above
+    heapkeeper::alloc::note_syscall_filter();
+    heapkeeper::collect::fall_back_to_signals_now();
+  } else if (option == PR_SET_SECCOMP) {                          // before: it applies at once
     heapkeeper::alloc::start_deferred_threads_for_program(true);  // while clone is still allowed
     heapkeeper::alloc::note_syscall_filter();
     heapkeeper::collect::fall_back_to_signals_now();

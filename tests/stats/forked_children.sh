@@ -1,11 +1,13 @@
 # A forked child's live-stats thread is deferred (allocator/engine.h, start_internal_thread_later):
 # a shell's or make's children exec within milliseconds, and a thread made for each was made,
 # scheduled and torn down for nothing. Checked on a traced parent (tests/stats/forked_children.c)
-# whose two children do not exec: right after the fork each has one thread, its own; and both still
-# publish once due (a second after the fork), one sleeping in nanosleep (a wrapped call, which
+# whose five children do not exec: right after the fork each has one thread, its own; and all still
+# publish once due (a second after the fork): one sleeping in nanosleep (a wrapped call, which
 # starts the thread at once), one allocating without ever making a blocking call (the allocation
-# path's check, every 4096 allocations). A child that execs is the image of another program and
-# starts its own thread at once (the bash loop below).
+# path's check, every 4096 allocations), and three that wait from their first milliseconds on in
+# waitpid, sem_wait and pthread_join (a shell's subshell, a multiprocessing pool's worker waiting
+# for its queue's lock, a child that runs threads). A child that execs is the image of another
+# program and starts its own thread at once (the bash loop below).
 source "$(dirname "$0")/lib.sh"
 : "${HK_FORKED_CHILDREN:?HK_FORKED_CHILDREN must name the forked_children program}"
 H=$HK_LAUNCHER
@@ -13,18 +15,20 @@ H=$HK_LAUNCHER
 "$H" run -- "$HK_FORKED_CHILDREN" 4 >"$SK_WORK/out" 2>"$SK_WORK/err" &
 SK_HELPERS+=("$!")
 for _ in $(seq 100); do
-  [[ $(grep -c '^child ' "$SK_WORK/out" 2>/dev/null) == 2 ]] && break
+  [[ $(grep -c '^child ' "$SK_WORK/out" 2>/dev/null) == 5 ]] && break
   sleep 0.05
 done
-sleeper=$(awk '$2 == "sleeper" {print $3}' "$SK_WORK/out")
-computer=$(awk '$2 == "computer" {print $3}' "$SK_WORK/out")
-if [[ -z $sleeper || -z $computer ]]; then
-  sk_fail "the children did not start: $(cat "$SK_WORK/out" "$SK_WORK/err")"
-  sk_finish
-fi
-SK_PLANTED_PIDS+=("$sleeper" "$computer")
+kinds=(sleeper computer reaper semaphore joiner)
+for kind in "${kinds[@]}"; do
+  declare "$kind=$(awk -v kind="$kind" '$2 == kind {print $3}' "$SK_WORK/out")"
+  if [[ -z ${!kind} ]]; then
+    sk_fail "the $kind child did not start: $(cat "$SK_WORK/out" "$SK_WORK/err")"
+    sk_finish
+  fi
+  SK_PLANTED_PIDS+=("${!kind}")
+done
 
-for kind in sleeper computer; do
+for kind in "${kinds[@]}"; do
   threads=$(awk -v kind="$kind" '$2 == kind {print $4}' "$SK_WORK/out")
   if [[ $threads == threads=1 ]]; then
     sk_pass "the $kind child has no heapkeeper thread right after the fork"
@@ -35,7 +39,7 @@ done
 
 # Due a second after the fork; the segment is made then and published at once.
 sleep 1.8
-for kind in sleeper computer; do
+for kind in "${kinds[@]}"; do
   pid=${!kind}
   if "$H" stats "$pid" --json >"$SK_WORK/$kind.json" 2>"$SK_WORK/$kind.err" &&
     "$SK_PYTHON" -c 'import json, sys; d = json.load(open(sys.argv[1])); sys.exit(0 if d["pid"] == int(sys.argv[2]) and d["running"] else 1)' \
@@ -47,6 +51,53 @@ for kind in sleeper computer; do
 done
 wait
 grep -q '^parent done' "$SK_WORK/out" || sk_fail "the parent did not finish: $(cat "$SK_WORK/out" "$SK_WORK/err")"
+
+# A child whose thread is still deferred and whose signal handler reads a pipe while it forks: the
+# handler's read starts the thread, but not while fork() holds the heap's locks (the child would
+# wait for them for ever: 15 of 20 attempts hung so).
+if timeout 60 "$H" run -- "$HK_FORKED_CHILDREN" signals 12 >"$SK_WORK/signals.out" 2>"$SK_WORK/signals.err" &&
+  grep -q '^hung 0 of 12$' "$SK_WORK/signals.out"; then
+  sk_pass "a signal handler's read during a child's fork starts no thread inside the fork"
+else
+  sk_fail "children forking under a reading signal handler hung: $(cat "$SK_WORK/signals.out" "$SK_WORK/signals.err")"
+fi
+
+# A forked child that enters seccomp strict mode before its thread is due (read, write and exit
+# only): no thread may start after (clone, fstat and open kill it), and none before either (strict
+# mode ends with the exit system call, which ends the process only with its last thread).
+for how in syscall prctl; do
+  timeout 30 "$H" run -- "$HK_FORKED_CHILDREN" strict "$how" >"$SK_WORK/strict.out" 2>"$SK_WORK/strict.err" || true
+  if grep -q "^strict: echoed 'hello', exit 0$" "$SK_WORK/strict.out"; then
+    sk_pass "a child in strict mode ($how) reads, writes and exits"
+  else
+    sk_fail "a child in strict mode ($how): $(cat "$SK_WORK/strict.out" "$SK_WORK/strict.err")"
+  fi
+done
+
+# With periodic scans an hour apart, a forked child's scanner thread is still made once the child
+# has lived a second, as its publisher is: until then every read of a regular file pays an fstat
+# (is it a pipe, which may wait long?), and an hour of that made a child's small reads 2.2 times as
+# slow. The child reads a regular file without ever waiting and allocates nothing, so only the
+# reads' check of what is due can start either thread.
+HEAPKEEPER_SCAN_INTERVAL=1h "$H" run -- "$HK_FORKED_CHILDREN" reader 30 "$HK_FORKED_CHILDREN" \
+  >"$SK_WORK/reader.out" 2>"$SK_WORK/reader.err" &
+SK_HELPERS+=("$!")
+reader=""
+for _ in $(seq 100); do
+  reader=$(awk '$2 == "reader" {print $3}' "$SK_WORK/reader.out" 2>/dev/null)
+  [[ -n $reader ]] && break
+  sleep 0.05
+done
+SK_PLANTED_PIDS+=("$reader")
+sleep 1.6
+names=$(cat /proc/"$reader"/task/*/comm 2>/dev/null | sort | tr '\n' ' ')
+if [[ $names == *heapkeeper-scan* && $names == *heapkeeper-stat* ]]; then
+  sk_pass "a reading child has its scanner thread a second after its fork, whatever the interval"
+else
+  sk_fail "a reading child (pid $reader) has threads '$names' 1.6 s after its fork, expected the scanner's too"
+fi
+[[ -n $reader ]] && kill "$reader" 2>/dev/null
+wait
 
 # A signal handler that interrupts a child's fork() (jemalloc's fork handler holding every lock) and
 # waits in a wrapped call must not start the deferred thread there: its creation allocates, and
