@@ -117,10 +117,16 @@ if command -v strace >/dev/null && [[ -f $library ]]; then
     env LD_PRELOAD="$library" bash -c 'for i in 1 2 3; do /bin/true; done' >/dev/null 2>&1 || true
   if "$SK_PYTHON" - "$SK_WORK/strace" <<'PY'; then
 import re, sys
-forked, execed, early = set(), set(), []
+forked, execed, early, pending = set(), set(), [], set()
 for line in open(sys.argv[1]):
     pid = int(line.split()[0])
-    if re.search(r"\bclone\(.*SIGCHLD", line) and "= " in line:
+    # A fork's line may be split by another process's line: "clone(... <unfinished ...>", then
+    # "<... clone resumed>, ...) = CHILD".
+    fork_done = re.search(r"\bclone\(.*SIGCHLD", line) or ("clone resumed>" in line and pid in pending)
+    if re.search(r"\bclone\(.*SIGCHLD.*<unfinished", line):
+        pending.add(pid)
+    elif fork_done and "= " in line:
+        pending.discard(pid)
         child = line.rsplit("= ", 1)[1].strip()
         if child.isdigit():
             forked.add(int(child))
