@@ -86,10 +86,6 @@ std::atomic<bool> g_threads_closed{false};  // the exit handlers began: start no
 // allocates (a SIGCHLD handler calling waitpid deadlocked so in an earlier version of this).
 constinit thread_local bool tls_forking = false;
 
-void start_or_say(void (*routine)(), const char* name, const char* failure) {
-  if (!start_internal_thread(routine, name) && failure != nullptr) DiagnosticLine().text(failure).emit();
-}
-
 // A forked child starts with none: what its parent deferred is the parent's (the fork-child
 // handlers defer the child's own), and an entry caught mid-start by the fork would never finish.
 void forget_deferred_threads() {
@@ -887,6 +883,10 @@ bool start_internal_thread(void (*routine)(), const char* name) noexcept {
   return started;
 }
 
+void start_internal_thread_or_say(void (*routine)(), const char* name, const char* failure) noexcept {
+  if (!start_internal_thread(routine, name) && failure != nullptr) DiagnosticLine().text(failure).emit();
+}
+
 void start_internal_thread_later(void (*routine)(), const char* name, uint32_t delay_ms, const char* failure) noexcept {
   for (DeferredThread& deferred : g_deferred_threads) {
     uint32_t expected = DeferredThread::kEmpty;
@@ -901,7 +901,7 @@ void start_internal_thread_later(void (*routine)(), const char* name, uint32_t d
     g_deferred_thread_count.fetch_add(1, std::memory_order_release);
     return;
   }
-  start_or_say(routine, name, failure);  // no room to wait: now
+  start_internal_thread_or_say(routine, name, failure);  // no room to wait: now
 }
 
 void start_deferred_threads_for_program(bool now, int read_fd) noexcept {
@@ -940,7 +940,7 @@ void start_deferred_threads_slow(bool now) noexcept {
     uint32_t expected = DeferredThread::kWaiting;
     if (!deferred.state.compare_exchange_strong(expected, DeferredThread::kStarting, std::memory_order_acq_rel))
       continue;
-    start_or_say(deferred.routine, deferred.name, deferred.failure);
+    start_internal_thread_or_say(deferred.routine, deferred.name, deferred.failure);
     deferred.state.store(DeferredThread::kEmpty, std::memory_order_release);
     g_deferred_thread_count.fetch_sub(1, std::memory_order_release);
   }

@@ -86,6 +86,8 @@ void warn_not_interposed(const char* const* names, int count) noexcept;
 // whole life (its allocations are internal) and is marked as heapkeeper's before it runs, so scans
 // neither stop it nor take its stack for a root. False if the thread could not be created.
 bool start_internal_thread(void (*routine)(), const char* name) noexcept;
+// The same, saying `failure` (one diagnostic line) when the thread cannot be created.
+void start_internal_thread_or_say(void (*routine)(), const char* name, const char* failure) noexcept;
 
 // The same thread, started only once the process has run `delay_ms`, or sooner when the program
 // waits (start_deferred_threads): for a forked child's threads (live stats, periodic scans), since

@@ -402,8 +402,8 @@ void start_periodic_scanner(bool later) {
     constexpr uint64_t kLatestStartMs = 1000;
     const auto delay_ms = static_cast<uint32_t>(std::min<uint64_t>(cfg.scan_interval_ms, kLatestStartMs));
     alloc::start_internal_thread_later(periodic_scanner, "heapkeeper-scan", delay_ms, kFailure);
-  } else if (!alloc::start_internal_thread(periodic_scanner, "heapkeeper-scan")) {
-    alloc::DiagnosticLine().text(kFailure).emit();
+  } else {
+    alloc::start_internal_thread_or_say(periodic_scanner, "heapkeeper-scan", kFailure);
   }
 }
 

@@ -70,14 +70,10 @@ void before_blocking_call(uint32_t kind, First first, Rest... /*rest*/) noexcept
   HK_EXPORT return_type name parameters {                                                    \
     using Function = return_type(*) parameters; /* NOLINT(bugprone-macro-parentheses) */     \
     static std::atomic<Function> original{nullptr};                                          \
-    Function function = original.load(std::memory_order_acquire);                            \
+    const Function function = heapkeeper::preload::cached_next_symbol(original, #name);      \
     if (function == nullptr) {                                                               \
-      function = reinterpret_cast<Function>(heapkeeper::alloc::lookup_next_symbol(#name));   \
-      if (function == nullptr) {                                                             \
-        errno = ENOSYS;                                                                      \
-        return static_cast<return_type>(-1);                                                 \
-      }                                                                                      \
-      original.store(function, std::memory_order_release);                                   \
+      errno = ENOSYS;                                                                        \
+      return static_cast<return_type>(-1);                                                   \
     }                                                                                        \
     if (auto token_read = heapkeeper::preload::validation_read(function, HK_LIST arguments)) \
       return static_cast<return_type>(*token_read);                                          \
@@ -88,22 +84,18 @@ void before_blocking_call(uint32_t kind, First first, Rest... /*rest*/) noexcept
 HEAPKEEPER_BLOCKING_FUNCTIONS(HEAPKEEPER_DEFINE_BLOCKING)
 #undef HEAPKEEPER_DEFINE_BLOCKING
 
-#define HEAPKEEPER_DEFINE_WAITING(name, return_type, parameters, arguments, may_wait)      \
-  HK_EXPORT return_type name parameters {                                                  \
-    using Function = return_type(*) parameters; /* NOLINT(bugprone-macro-parentheses) */   \
-    static std::atomic<Function> original{nullptr};                                        \
-    Function function = original.load(std::memory_order_acquire);                          \
-    if (function == nullptr) {                                                             \
-      function = reinterpret_cast<Function>(heapkeeper::alloc::lookup_next_symbol(#name)); \
-      if (function == nullptr) {                                                           \
-        errno = ENOSYS;                                                                    \
-        return static_cast<return_type>(-1);                                               \
-      }                                                                                    \
-      original.store(function, std::memory_order_release);                                 \
-    }                                                                                      \
-    if (__builtin_expect(heapkeeper::alloc::deferred_threads_pending(), 0) && (may_wait))  \
-      heapkeeper::alloc::start_deferred_threads_for_program(true);                         \
-    return function arguments;                                                             \
+#define HEAPKEEPER_DEFINE_WAITING(name, return_type, parameters, arguments, may_wait)     \
+  HK_EXPORT return_type name parameters {                                                 \
+    using Function = return_type(*) parameters; /* NOLINT(bugprone-macro-parentheses) */  \
+    static std::atomic<Function> original{nullptr};                                       \
+    const Function function = heapkeeper::preload::cached_next_symbol(original, #name);   \
+    if (function == nullptr) {                                                            \
+      errno = ENOSYS;                                                                     \
+      return static_cast<return_type>(-1);                                                \
+    }                                                                                     \
+    if (__builtin_expect(heapkeeper::alloc::deferred_threads_pending(), 0) && (may_wait)) \
+      heapkeeper::alloc::start_deferred_threads_for_program(true);                        \
+    return function arguments;                                                            \
   }
 HEAPKEEPER_WAITING_FUNCTIONS(HEAPKEEPER_DEFINE_WAITING)
 #undef HEAPKEEPER_DEFINE_WAITING

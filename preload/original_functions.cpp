@@ -13,15 +13,10 @@ extern "C" const ElfW(Ehdr) __ehdr_start;  // defined by the linker at this obje
 
 namespace heapkeeper::preload {
 
-#define HEAPKEEPER_DEFINE_ORIGINAL(name, return_type, parameters)                     \
-  name##_function original_##name() {                                                 \
-    static std::atomic<name##_function> cached{nullptr};                              \
-    name##_function function = cached.load(std::memory_order_acquire);                \
-    if (function == nullptr) {                                                        \
-      function = reinterpret_cast<name##_function>(alloc::lookup_next_symbol(#name)); \
-      cached.store(function, std::memory_order_release);                              \
-    }                                                                                 \
-    return function;                                                                  \
+#define HEAPKEEPER_DEFINE_ORIGINAL(name, return_type, parameters) \
+  name##_function original_##name() {                             \
+    static std::atomic<name##_function> cached{nullptr};          \
+    return cached_next_symbol(cached, #name);                     \
   }
 HEAPKEEPER_FORWARDED_FUNCTIONS(HEAPKEEPER_DEFINE_ORIGINAL)
 HEAPKEEPER_KERNEL_ROOT_FUNCTIONS(HEAPKEEPER_DEFINE_ORIGINAL)

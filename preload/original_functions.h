@@ -8,9 +8,25 @@
 #include <sys/epoll.h>
 #include <time.h>
 
+#include <atomic>
+
+#include "allocator/engine.h"
+
 #include "preload/hooked_functions.h"
 
 namespace heapkeeper::preload {
+
+// The definition of `name` that follows this library's, looked up on first use and kept in `cache`
+// (a wrapper's own static); null when there is none.
+template <typename Function>
+Function cached_next_symbol(std::atomic<Function>& cache, const char* name) noexcept {
+  Function function = cache.load(std::memory_order_acquire);
+  if (function == nullptr) {
+    function = reinterpret_cast<Function>(alloc::lookup_next_symbol(name));
+    cache.store(function, std::memory_order_release);
+  }
+  return function;
+}
 
 // A return type and a parameter list cannot be parenthesised: bugprone-macro-parentheses is off here.
 #define HEAPKEEPER_DECLARE_ORIGINAL(name, return_type, parameters)                            \

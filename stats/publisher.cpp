@@ -413,8 +413,8 @@ void start(Publisher& p, bool later) {
   static constexpr char kFailure[] = "live stats disabled: could not start the publisher thread";
   if (later) {
     alloc::start_internal_thread_later(publisher_thread, "heapkeeper-stats", p.start_delay_ms, kFailure);
-  } else if (!alloc::start_internal_thread(publisher_thread, "heapkeeper-stats")) {
-    alloc::DiagnosticLine().text(kFailure).emit();
+  } else {
+    alloc::start_internal_thread_or_say(publisher_thread, "heapkeeper-stats", kFailure);
   }
 }
 
