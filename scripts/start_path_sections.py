@@ -11,14 +11,19 @@ ran follow, whole, so that the objects no short process runs (profiling, the sta
 the huge-page allocator...) stay out of the windows around the ones every process runs.
 
 Usage: scripts/start_path_sections.py LIBRARY > preload/start_path.ld
-  (run from the repository root after a build, whose lib/ holds LIBRARY and the renamed jemalloc
-  archive; needs valgrind, nm and a C compiler)
+       scripts/start_path_sections.py --check preload/start_path.ld LIBRARY
+  (after a build, whose lib/ holds LIBRARY and the renamed jemalloc archive; needs valgrind, nm and a
+  C compiler). --check exits 1, naming them, when functions that ran are not placed by the script
+  (integration.start_path runs it: a renamed or new start-up function otherwise silently costs
+  every traced process a code window).
 """
 import os
 import re
 import subprocess
 import sys
 import tempfile
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 
 HEADER = """/* The functions every traced process runs: start-up, its first allocations and frees, a fork,
  * the exit check. Gathered ahead of the rest of libheapkeeper.so's text, so that a short process
@@ -55,13 +60,15 @@ def jemalloc_objects_run(archive, ran):
     return sorted(members, key=order.index)
 
 
-def main():
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    library = os.path.realpath(sys.argv[1])
+def functions_run(library):
+    """The names of the functions callgrind saw run in the short processes the section is for: /bin/true,
+    a program making one allocation, and a traced parent that forks and waits. Each runs twice: a
+    function run by one of the process's threads only when it wins a race (the live-stats thread
+    against exit) is still seen."""
     with tempfile.TemporaryDirectory() as work:
         one_allocation = os.path.join(work, "one_allocation")
-        subprocess.run(["cc", "-O2", "-o", one_allocation, "bench/workloads/one_allocation.c"], check=True)
+        subprocess.run(["cc", "-O2", "-o", one_allocation, os.path.join(REPOSITORY, "bench/workloads/one_allocation.c")],
+                       check=True)
         # A traced parent that forks and waits, as a shell or make does (spawn_loop runs untraced).
         forking = os.path.join(work, "forking")
         with open(forking + ".c", "w") as source:
@@ -69,7 +76,7 @@ def main():
                          "int main(void) { pid_t p = fork(); if (p == 0) { execl(\"/bin/true\", \"true\", (char*)0);"
                          " _exit(1); } free(malloc(10)); waitpid(p, 0, 0); return 0; }\n")
         subprocess.run(["cc", "-O2", "-o", forking, forking + ".c"], check=True)
-        for command in (["/bin/true"], [one_allocation], [forking]):
+        for command in (["/bin/true"], [one_allocation], [forking]) * 2:
             run_traced(library, command, work)
         ran = set()
         for name in os.listdir(work):
@@ -78,6 +85,11 @@ def main():
                     match = re.match(r"c?fn=\(\d+\) (\S+)", line)
                     if match:
                         ran.add(match.group(1))
+    return ran
+
+
+def section_lines(library, ran):
+    """The linker script's input-section lines for the functions in `ran`, in the script's order."""
     defined = subprocess.run(["nm", "--defined-only", library], check=True, capture_output=True, text=True).stdout
     functions = {fields[2] for fields in (line.split() for line in defined.splitlines())
                  if len(fields) == 3 and fields[1] in "tTwW"}
@@ -93,6 +105,36 @@ def main():
         # A complete-object constructor or destructor is an alias of the base one, whose section it is.
         names.add(re.sub(r"C1E", "C2E", name, count=1))
         names.add(re.sub(r"D1Ev", "D2Ev", name, count=1))
+    lines = [f"    *(.text.{name} .text.{name}.*)" for name in sorted(names)]
+    # Their .text only: .text.unlikely holds the code GCC judged cold (the statistics printer).
+    lines += [f"    *libheapkeeper_jemalloc.a:{member}(.text)" for member in jemalloc_objects]
+    return lines
+
+
+def main():
+    arguments = sys.argv[1:]
+    check = None
+    if len(arguments) == 3 and arguments[0] == "--check":
+        check = arguments[1]
+        arguments = arguments[2:]
+    if len(arguments) != 1:
+        sys.exit(__doc__)
+    library = os.path.realpath(arguments[0])
+    wanted = section_lines(library, functions_run(library))
+    if check is not None:
+        # Every function that ran must be placed by the script; a script that places more (a
+        # function that ran when it was written and no longer does) only costs that function's bytes.
+        present = {line.strip() for line in open(check)}
+        missing = [line.strip() for line in wanted if line.strip() not in present]
+        if missing:
+            sys.stderr.write(f"{check} is out of date: {len(missing)} function(s) or jemalloc object(s) that a short "
+                             "traced process runs lie outside .text.heapkeeper_start, each costing every traced process "
+                             "a 64 KiB code window; regenerate it with scripts/start_path_sections.py:\n")
+            for line in missing:
+                sys.stderr.write(f"  {line}\n")
+            sys.exit(1)
+        print(f"{check} places all {len(wanted)} sections that /bin/true, one allocation and a fork run")
+        return
     lines = ["SECTIONS", "{", "  .text.heapkeeper_start :", "  {", "    *(.text.startup .text.startup.*)",
              "    *symbol_lookup_entry.S.o(.text)",
              # GCC's frame_dummy and __do_global_dtors_aux, which run at load and at exit.
@@ -102,9 +144,7 @@ def main():
              # and which would otherwise sit alone in the text's last 64 KiB window.
              "    *libc_nonshared.a:*(.text)",
              "    *libgcc.a:_popcount*.o(.text)"]
-    lines += [f"    *(.text.{name} .text.{name}.*)" for name in sorted(names)]
-    # Their .text only: .text.unlikely holds the code GCC judged cold (the statistics printer).
-    lines += [f"    *libheapkeeper_jemalloc.a:{member}(.text)" for member in jemalloc_objects]
+    lines += wanted
     lines += ["  }", "}", "INSERT BEFORE .text;"]
     sys.stdout.write(HEADER + "\n".join(lines) + "\n")
 
