@@ -27,7 +27,8 @@ struct ScanReport {
   bool ok = false;
   bool at_exit = false;
   std::string failure;
-  std::string stop_method;  // how the world was stopped: "ptrace" or "signals"
+  bool stop_timed_out = false;  // the failure was ptrace's deadline to stop the threads (root_scan.h)
+  std::string stop_method;      // how the world was stopped: "ptrace" or "signals"
   uint64_t pause_ns = 0, mark_ns = 0, threads_stopped = 0, root_ranges = 0;
   uint64_t root_bytes = 0, heap_bytes_marked = 0, live_blocks = 0, reachable_blocks = 0;
   uint64_t leaked_blocks = 0, leaked_bytes = 0, new_leaked_blocks = 0, new_leaked_bytes = 0;

@@ -41,6 +41,7 @@ struct TracerJob {
   long error = 0;        // -errno of the failing ptrace call
   pid_t failed_tid = 0;  // the thread it was about
   const char* what = "";
+  bool timed_out = false;  // the failure was the deadline
 };
 
 constexpr size_t kTracerStackBytes = size_t{256} * 1024;
@@ -197,6 +198,7 @@ int tracer_main(void* raw) {
       if (result == -2) {
         job.failed_tid = tid;
         job.what = "did not stop within 3 s";
+        job.timed_out = true;
       }
       // The first seize refused means ptrace is not allowed here at all; a later one, a failure.
       refused = result == -1 && job.count == 1;
@@ -261,6 +263,7 @@ PtraceOutcome ptrace_stop(StoppedThread* slots, size_t capacity, const pid_t* ex
   job.count = 0;
   job.error = 0;
   job.failed_tid = 0;
+  job.timed_out = false;
   job.what = "";
   job.phase.store(kStarting, std::memory_order_release);
   void* stack = alloc::map_internal(kTracerStackBytes, true);
@@ -325,7 +328,8 @@ PtraceOutcome ptrace_stop(StoppedThread* slots, size_t capacity, const pid_t* ex
     if (!reaped) reap(tracer);
     alloc::unmap_internal(stack, kTracerStackBytes);
     errno = saved_errno;
-    return phase == kRefusedPhase ? PtraceOutcome::kRefused : PtraceOutcome::kFailed;
+    if (phase == kRefusedPhase) return PtraceOutcome::kRefused;
+    return job.timed_out ? PtraceOutcome::kTimedOut : PtraceOutcome::kFailed;
   }
   count = job.count;
   g_tracer = {&job, stack, tracer, true};

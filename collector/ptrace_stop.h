@@ -22,7 +22,9 @@
 
 namespace heapkeeper::collect {
 
-enum class PtraceOutcome { kStopped, kRefused, kFailed };
+// kTimedOut: a thread did not stop within the deadline (a starved machine, or a thread held in the
+// kernel): unlike kFailed, the next attempt may well succeed.
+enum class PtraceOutcome { kStopped, kRefused, kFailed, kTimedOut };
 
 // Stops every thread but the caller and `excluded`; on kStopped, call ptrace_resume() after the
 // scan. kRefused: ptrace is not allowed here (errno-like reason in `failure`), nothing was changed.

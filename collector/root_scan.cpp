@@ -157,6 +157,7 @@ void scan_with_world_stopped(void* raw) {
   const bool stopped = world.stop(b.threads, kMaxThreads, own_threads, own_thread_count, thread_count, result.failure,
                                   sizeof(result.failure));
   std::snprintf(result.stop_method, sizeof(result.stop_method), "%s", stop_method_name(world.method()));
+  result.stop_timed_out = !stopped && world.timed_out();
   if (!stopped) return;
   for (size_t i = 0; i < thread_count; ++i) result.threads_stopped += b.threads[i].tid > 0 ? 1 : 0;
 

@@ -29,7 +29,8 @@ struct ScanRequest {
 struct ScanResult {
   bool ok = false;
   char failure[192] = {};
-  char stop_method[16] = {};  // "ptrace" or "signals"
+  bool stop_timed_out = false;  // the failure: ptrace's deadline to stop the threads passed (WorldStop::timed_out)
+  char stop_method[16] = {};    // "ptrace" or "signals"
   uint64_t pause_ns = 0;
   uint64_t mark_ns = 0;
   uint64_t threads_stopped = 0;

@@ -223,6 +223,7 @@ static bool nothing_else_runs(const pid_t* excluded, size_t excluded_count) {
 bool WorldStop::stop(StoppedThread* slots, size_t capacity, const pid_t* excluded, size_t excluded_count, size_t& count,
                      char* failure, size_t failure_size) {
   stopped_ = false;
+  timed_out_ = false;
   read_stop_method_setting();
   count = 0;
   if (nothing_else_runs(excluded, excluded_count)) {
@@ -249,6 +250,8 @@ bool WorldStop::stop(StoppedThread* slots, size_t capacity, const pid_t* exclude
       stopped_ = true;
       return true;
     }
+    timed_out_ = outcome == PtraceOutcome::kTimedOut;
+    if (timed_out_) return false;
     // A tracer killed by a signal (a seccomp filter's SIGSYS, say) will die again: fall back.
     if (outcome == PtraceOutcome::kFailed && std::strstr(failure, "tracer task died (signal") == nullptr) return false;
     alloc::DiagnosticLine()

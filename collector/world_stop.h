@@ -80,12 +80,16 @@ class WorldStop {
             char* failure, size_t failure_size);
   void resume();
   StopMethod method() const { return method_; }
+  // Whether the last stop() failed only because ptrace's deadline passed: a transient failure on a
+  // starved machine, worth trying again, unlike a refusal or the signal fallback's blocked SIGPWR.
+  bool timed_out() const { return timed_out_; }
 
  private:
   bool stop_with_signals(StoppedThread* slots, size_t capacity, const pid_t* excluded, size_t excluded_count,
                          size_t& count, char* failure, size_t failure_size);
   uint32_t epoch_ = 0;
   bool stopped_ = false;
+  bool timed_out_ = false;
   StopMethod method_ = StopMethod::kPtrace;
   StoppedThread* slots_ = nullptr;
   size_t count_ = 0;
