@@ -48,19 +48,27 @@ with_signal_scans() {
 # repeats its calls until a byte arrives on the FIFO HK_STOP_FILE names: traced, once the live
 # stats count MINIMUM scans; plainly, at once. A fixed-length run held fewer scans the more loaded
 # the machine (blocking_more: 9 of 10 at load 20; dlopen: 3 of 5 at load 9), and the verdict was
-# the machine's; now the scans asked for get the time they need.
+# the machine's; now the scans asked for get the time they need. The live stats are how the test
+# counts them: when they cannot be read (no segment: /dev/shm full, say), the program is stopped
+# after 40 s all the same, and scans_ran judges the exit reports, rather than the run hanging.
 until_scans() {
-  local mode=$1 wrapper=$2 minimum=$3 job pid="" scans=0 candidate
+  local mode=$1 wrapper=$2 minimum=$3 job pid="" scans=0 candidate give_up=$((SECONDS + 40))
   shift 3
   mkfifo stop
   exec 3<>stop
   HK_STOP_FILE=$PWD/stop "$wrapper" "$mode" "$@" &
   job=$!
-  while [[ $mode != plain ]] && ((scans < minimum)) && kill -0 "$job" 2>/dev/null; do
+  while [[ $mode != plain ]] && ((scans < minimum && SECONDS < give_up)) && kill -0 "$job" 2>/dev/null; do
     sleep 0.1
-    # The program itself (its environment names this FIFO), not timeout or the launcher before its exec.
+    # The program itself (its environment names this FIFO), not timeout or the launcher before its
+    # exec; the oldest such process, not a child it forked (signalfd_all's lives 100 ms, has the same
+    # command line and environment, and no live stats: taken for the program, it was counted on for
+    # scans forever); and found again if the one taken is gone.
+    [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null && pid=""
     for candidate in $([[ -n $pid ]] || pgrep -f "^$1( |\$)"); do
-      grep -qzx "HK_STOP_FILE=$PWD/stop" "/proc/$candidate/environ" 2>/dev/null && pid=$candidate
+      if [[ -z $pid ]] && grep -qzx "HK_STOP_FILE=$PWD/stop" "/proc/$candidate/environ" 2>/dev/null; then
+        pid=$candidate
+      fi
     done
     [[ -n $pid ]] || continue
     scans=$("$HK_LAUNCHER" stats "$pid" --json 2>/dev/null | "$HK_CHECK_PYTHON" -c \
@@ -85,12 +93,14 @@ case $part in
     # must leave SIGPWR to heapkeeper, or the scan cannot stop it (3 s, then skipped) and its
     # signalfd reads heapkeeper's SIGPWR; also when a seccomp filter the program installs after
     # its masks is what makes heapkeeper fall back.
+    # It polls until three scans have run (until_scans): a fixed two seconds held fewer on a
+    # starved machine.
     program=$(hk_program signalfd_all)
-    hk_compare signalfd with_scans "$program" -- launcher
+    hk_compare signalfd until_scans with_scans 3 "$program" -- launcher
     scans_ran signalfd launcher ptrace 3
-    hk_compare signalfd_signals with_signal_scans "$program" -- launcher
+    hk_compare signalfd_signals until_scans with_signal_scans 3 "$program" -- launcher
     scans_ran signalfd_signals launcher signals 3
-    hk_compare signalfd_seccomp with_scans "$program" seccomp -- launcher
+    hk_compare signalfd_seccomp until_scans with_scans 3 "$program" seccomp -- launcher
     scans_ran signalfd_seccomp launcher signals 3
     ;;
   blocking_more)

@@ -5,8 +5,12 @@
  * Plainly: SIGUSR1 once, nothing else. A scan under the signal fallback must neither hand the program its suspend
  * signal (SIGPWR) nor fail to stop this thread.
  * With "seccomp", main then installs a seccomp filter that allows everything (as a sandboxed service
- * would, after its masks): heapkeeper's scans then use the signal fallback, chosen after the masks. */
+ * would, after its masks): heapkeeper's scans then use the signal fallback, chosen after the masks.
+ * With HK_STOP_FILE naming a FIFO, it polls until a byte arrives there instead of for two seconds
+ * (transparent_scans.sh's until_scans sends it once enough scans have run, however slowly a loaded
+ * machine scans); either way the child's signal is read before the program says what it read. */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <signal.h>
@@ -39,6 +43,12 @@ int main(int argc, char** argv) {
     perror("signalfd");
     return 1;
   }
+  const char* stop_path = getenv("HK_STOP_FILE");
+  int stop_file = -1;
+  if (stop_path != NULL && (stop_file = open(stop_path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0) {
+    perror(stop_path);
+    return 2;
+  }
   if (argc > 1 && strcmp(argv[1], "seccomp") == 0) allow_everything_filter();
   const pid_t parent = getpid();
   const pid_t child = fork();
@@ -50,16 +60,24 @@ int main(int argc, char** argv) {
   int counts[NSIG] = {0};
   struct timespec start, now;
   clock_gettime(CLOCK_MONOTONIC, &start);
+  struct signalfd_siginfo info;
   for (size_t round = 0;; ++round) {
     free(g_kept);
     g_kept = malloc(64 + round % 512);
-    struct signalfd_siginfo info;
     while (read(signals, &info, sizeof(info)) == (ssize_t)sizeof(info))
       if (info.ssi_signo < NSIG) ++counts[info.ssi_signo];
+    char byte;
+    if (stop_file >= 0) {
+      if (read(stop_file, &byte, 1) == 1) break;
+      continue;
+    }
     clock_gettime(CLOCK_MONOTONIC, &now);
     if (now.tv_sec - start.tv_sec >= 2) break;
   }
   waitpid(child, NULL, 0);
+  // The child signalled before it exited: what it sent is pending now, if not read yet.
+  while (read(signals, &info, sizeof(info)) == (ssize_t)sizeof(info))
+    if (info.ssi_signo < NSIG) ++counts[info.ssi_signo];
   for (int number = 1; number < NSIG; ++number)
     if (counts[number] > 0) printf("read signal %d (%s) %d time(s)\n", number, sigabbrev_np(number), counts[number]);
   sigset_t pending;
