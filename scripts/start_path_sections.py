@@ -33,7 +33,11 @@ HEADER = """/* The functions every traced process runs: start-up, its first allo
 
 
 def run_traced(library, command, out_dir):
-    env = dict(os.environ, HEAPKEEPER_MODE="detect")
+    # heapkeeper's defaults whatever the caller's environment holds (a HEAPKEEPER_STATS=0 or a scan
+    # interval would change what runs), and no other preload.
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("HEAPKEEPER_") and name != "LD_PRELOAD"}
+    env["HEAPKEEPER_MODE"] = "detect"
     subprocess.run(["valgrind", "--tool=callgrind", "--demangle=no", "--trace-children=yes",
                     f"--callgrind-out-file={out_dir}/callgrind.%p", "env", f"LD_PRELOAD={library}"] + command,
                    env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
