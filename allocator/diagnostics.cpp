@@ -31,6 +31,9 @@ struct OutputFile {
 };
 
 OutputFile g_stderr_copy;
+// Set in a forked child that closed its inherited copy (diagnostic_output_after_fork_in_child):
+// fd 2 is written to only while it is still the start-up stderr (g_stderr_copy's identity).
+std::atomic<bool> g_stderr_by_identity{false};
 // The process started with descriptor 2 closed: it has no stderr, and 2 is the number its next
 // open() gets (a daemon's log, a data file), never heapkeeper's to write to.
 std::atomic<bool> g_started_without_stderr{false};
@@ -67,6 +70,8 @@ void remember(OutputFile& file, int fd) {
 int stderr_descriptor() {
   const int copy = g_stderr_copy.fd.load(std::memory_order_acquire);
   if (copy >= 0 && g_stderr_copy.still_ours(copy)) return copy;
+  if (g_stderr_by_identity.load(std::memory_order_relaxed))
+    return g_stderr_copy.still_ours(STDERR_FILENO) ? STDERR_FILENO : -1;
   return g_started_without_stderr.load(std::memory_order_relaxed) ? -1 : STDERR_FILENO;
 }
 
@@ -130,6 +135,24 @@ void initialize_diagnostic_output() {
   } else {
     const int copy = duplicate_high(STDERR_FILENO);
     if (copy >= 0) remember(g_stderr_copy, copy);
+  }
+  errno = saved_errno;
+}
+
+void diagnostic_output_after_fork_in_child() {
+  // A child forked without exec keeps every descriptor of its parent, the copy of stderr
+  // included. A daemon (daemon(3), dbus-daemon --fork, a double fork) then puts /dev/null on its
+  // 0, 1 and 2 so that whoever reads its parent's output sees the end of it: `x=$(prog 2>&1)`,
+  // Python's subprocess.run(capture_output=True), ssh. Our copy would keep that pipe's write end
+  // open for the daemon's whole life, and the reader would wait for it. So the child lets it go
+  // and writes to fd 2 instead, while fd 2 is still the stderr the process started with: never
+  // into a file the child put on that number, and nothing after a daemon pointed it at /dev/null.
+  // The price: a forked child that closes fd 2 in its own exit handlers loses its report there.
+  const int saved_errno = errno;
+  const int copy = g_stderr_copy.fd.exchange(-1, std::memory_order_acq_rel);
+  if (copy >= 0) {
+    if (g_stderr_copy.still_ours(copy)) g_stderr_by_identity.store(true, std::memory_order_relaxed);
+    ::close(copy);
   }
   errno = saved_errno;
 }
