@@ -85,10 +85,15 @@ int run_once_under_lock(dl_phdr_info*, size_t, void* data) {
 
 }  // namespace
 
-size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char* scratch, size_t scratch_size) {
+size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char* scratch, size_t scratch_size,
+                                        int* open_error) {
   ErrnoKeeper keep;
+  if (open_error != nullptr) *open_error = 0;
   int fd = static_cast<int>(::syscall(SYS_openat, AT_FDCWD, "/proc/thread-self/maps", O_RDONLY | O_CLOEXEC));
-  if (fd < 0) return 0;
+  if (fd < 0) {
+    if (open_error != nullptr) *open_error = errno;
+    return 0;
+  }
   size_t length = 0;
   while (length + 1 < scratch_size) {
     ssize_t n = ::syscall(SYS_read, fd, scratch + length, scratch_size - 1 - length);

@@ -7,6 +7,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 
@@ -160,14 +161,19 @@ void scan_with_world_stopped(void* raw) {
   if (!stopped) return;
   for (size_t i = 0; i < thread_count; ++i) result.threads_stopped += b.threads[i].tid > 0 ? 1 : 0;
 
-  const size_t anonymous_total = read_anonymous_writable_mappings(b.anonymous, kMaxRanges, b.maps_text, b.bytes_text);
+  int open_error = 0;
+  const size_t anonymous_total =
+      read_anonymous_writable_mappings(b.anonymous, kMaxRanges, b.maps_text, b.bytes_text, &open_error);
   if (anonymous_total == 0) {
     // Every process has anonymous writable mappings (its stacks, at least): none means the maps
-    // file could not be read (no /proc in a sandbox or chroot). Without the stacks and the heaps
-    // of other allocators as roots, every block would look leaked, and collect mode would free
-    // blocks in use.
+    // file could not be read (no /proc in a sandbox or chroot, or a program that holds every
+    // descriptor its limit allows). Without the stacks and the heaps of other allocators as
+    // roots, every block would look leaked, and collect mode would free blocks in use.
+    const char* why = open_error == EMFILE || open_error == ENFILE
+                          ? ": the program holds every descriptor its RLIMIT_NOFILE allows"
+                          : " (is /proc mounted?)";
     std::snprintf(result.failure, sizeof(result.failure),
-                  "/proc/thread-self/maps cannot be read (is /proc mounted?), so the roots are unknown");
+                  "/proc/thread-self/maps cannot be read%s, so the roots are unknown", why);
     world.resume();
     return;
   }
