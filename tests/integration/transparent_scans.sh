@@ -246,6 +246,17 @@ timed("epoll.poll", lambda: p.poll(1.5))
       hk_wait "$job"
     }
     hk_compare on_demand scanned_run -- launcher
+    # An interval of centuries (accepted, it fits in milliseconds) means no periodic scan at all:
+    # its nanoseconds once wrapped past 2^64 and the first scan came about a second in.
+    HEAPKEEPER_REPORT=$HK_WORK/centuries.json HEAPKEEPER_SCAN_INTERVAL=5124094h LD_PRELOAD=$HK_PRELOAD \
+      timeout 60 sleep 2.2 || hk_fail "sleep under an interval of centuries failed"
+    scans=$("$HK_CHECK_PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1])).get("scans"))' \
+      "$HK_WORK/centuries.json" 2>&1 || true)
+    if [[ $scans != 1 ]]; then
+      hk_fail "HEAPKEEPER_SCAN_INTERVAL=5124094h: $scans scan(s) in 2.2 s, expected the exit scan alone"
+    else
+      hk_pass "HEAPKEEPER_SCAN_INTERVAL=5124094h: no periodic scan, the exit scan alone"
+    fi
     ;;
   *)
     echo "unknown part $part" >&2
