@@ -301,6 +301,11 @@ ScanResult scan_heap(const ScanRequest& request, Marker& marker) {
   look_up_static_tls_layout();
   ScanJob job{own_module_base(), &request, &marker, &buffers, &result};
   look_up_own_tls(job.own_base);
+  // The signal fallback entered inside the loader's lock would find a thread that blocked every
+  // signal just before (libunwind, around an unwind step) waiting for that lock: it could not
+  // answer, and the scan gave up after 3 s (every run of a perl under strace -f with scans).
+  // Entered here, such a block ends on its own; later ones keep SIGPWR deliverable (world_stop.h).
+  foresee_stop_method();
   with_loader_lock(scan_with_world_stopped, &job);
   return result;
 }

@@ -144,6 +144,20 @@ case $part in
     }
     hk_compare perl perl_waits -- launcher
     scans_ran perl launcher ptrace 10
+    # Signal scans every 10 ms while perl makes new allocation stacks all the time: a thread that
+    # waited for the dynamic loader's lock inside libunwind, which blocks every signal around an
+    # unwind step, could not answer a scan that held that lock, and the scan gave up after 3 s
+    # ("did not stop within 3 s", two runs in three, the program stalled as long).
+    perl_unwinds() {
+      local mode=$1
+      HEAPKEEPER_STOP_METHOD=signals HEAPKEEPER_SCAN_INTERVAL=10ms hk_exec "$mode" perl -MJSON::PP -e '
+        for my $i (1..300) {
+          my $text = JSON::PP->new->canonical->encode({map { $_ => [1..$_] } 1..30});
+          eval "sub f$i { return \$_[0] + $i }";
+        }
+        print "done\n";'
+    }
+    hk_compare perl_unwinding perl_unwinds -- launcher
     ;;
   python3)
     # Debian's python3 (a pyenv shim on PATH would add a dozen shell processes to every run).
