@@ -161,7 +161,22 @@ void write_stderr(const char* data, size_t length) {
   const int saved_errno = errno;  // diagnostics must never change what the program sees
   const int log = log_descriptor();
   const int fd = log >= 0 ? log : stderr_descriptor();
-  if (fd >= 0) write_fully(fd, data, length);  // never SIGPIPE for a closed reader
+  if (fd >= 0 && !write_fully(fd, data, length) && log >= 0) {  // never SIGPIPE for a closed reader
+    // A log that takes nothing (/dev/full, a full disk, a reader gone) lost the leak report
+    // without a word: from now on stderr, as for a log that cannot be opened, said once.
+    OutputProblem problem;
+    problem.step = "writing to it failed";
+    problem.error = errno;
+    if (!g_log_failed.exchange(true)) {
+      DiagnosticLine line;
+      line.text("cannot write HEAPKEEPER_LOG_PATH='").text(config().log_path).text("' (");
+      describe_output_problem(line, problem);
+      line.text("); using stderr");
+      line.emit();
+    }
+    const int fallback = stderr_descriptor();
+    if (fallback >= 0) write_fully(fallback, data, length);
+  }
   errno = saved_errno;
 }
 

@@ -182,6 +182,20 @@ else
   hk_pass "a bad HEAPKEEPER_LOG_PATH: one warning line, the report on stderr: $(grep HEAPKEEPER_LOG_PATH "$HK_WORK/badlog.err")"
 fi
 
+# A log that takes nothing (/dev/full: a full disk) lost the report without a word; now one line
+# says so and the report goes to stderr.
+if [[ -w /dev/full ]]; then
+  status=0
+  HEAPKEEPER_LOG_PATH=/dev/full timeout 60 env LD_PRELOAD="$both" sort "$HK_WORK/fruit" \
+    >/dev/null 2>"$HK_WORK/fulllog.err" || status=$?
+  warnings=$(grep -c "HEAPKEEPER_LOG_PATH='/dev/full' (writing to it failed" "$HK_WORK/fulllog.err" || true)
+  if [[ $status != 0 || $warnings != 1 ]] || ! grep -qF "$summary" "$HK_WORK/fulllog.err"; then
+    hk_fail "HEAPKEEPER_LOG_PATH=/dev/full: status $status, $warnings warning line(s), stderr: $(head -3 "$HK_WORK/fulllog.err")"
+  else
+    hk_pass "HEAPKEEPER_LOG_PATH=/dev/full: one warning line, the report on stderr"
+  fi
+fi
+
 # --- (2) relative paths are taken from where the program started.
 if command -v git >/dev/null 2>&1; then
   mkdir -p "$HK_WORK/start" "$HK_WORK/other"
