@@ -31,6 +31,9 @@ struct OutputFile {
 };
 
 OutputFile g_stderr_copy;
+// Set in a forked child that closed its inherited copy (diagnostic_output_after_fork_in_child):
+// fd 2 is written to only while it is still the start-up stderr (g_stderr_copy's identity).
+std::atomic<bool> g_stderr_by_identity{false};
 // The process started with descriptor 2 closed: it has no stderr, and 2 is the number its next
 // open() gets (a daemon's log, a data file), never heapkeeper's to write to.
 std::atomic<bool> g_started_without_stderr{false};
@@ -67,6 +70,8 @@ void remember(OutputFile& file, int fd) {
 int stderr_descriptor() {
   const int copy = g_stderr_copy.fd.load(std::memory_order_acquire);
   if (copy >= 0 && g_stderr_copy.still_ours(copy)) return copy;
+  if (g_stderr_by_identity.load(std::memory_order_relaxed))
+    return g_stderr_copy.still_ours(STDERR_FILENO) ? STDERR_FILENO : -1;
   return g_started_without_stderr.load(std::memory_order_relaxed) ? -1 : STDERR_FILENO;
 }
 
@@ -134,11 +139,44 @@ void initialize_diagnostic_output() {
   errno = saved_errno;
 }
 
+void diagnostic_output_after_fork_in_child() {
+  // A child forked without exec keeps every descriptor of its parent, the copy of stderr
+  // included. A daemon (daemon(3), dbus-daemon --fork, a double fork) then puts /dev/null on its
+  // 0, 1 and 2 so that whoever reads its parent's output sees the end of it: `x=$(prog 2>&1)`,
+  // Python's subprocess.run(capture_output=True), ssh. Our copy would keep that pipe's write end
+  // open for the daemon's whole life, and the reader would wait for it. So the child lets it go
+  // and writes to fd 2 instead, while fd 2 is still the stderr the process started with: never
+  // into a file the child put on that number, and nothing after a daemon pointed it at /dev/null.
+  // The price: a forked child that closes fd 2 in its own exit handlers loses its report there.
+  const int saved_errno = errno;
+  const int copy = g_stderr_copy.fd.exchange(-1, std::memory_order_acq_rel);
+  if (copy >= 0) {
+    if (g_stderr_copy.still_ours(copy)) g_stderr_by_identity.store(true, std::memory_order_relaxed);
+    ::close(copy);
+  }
+  errno = saved_errno;
+}
+
 void write_stderr(const char* data, size_t length) {
   const int saved_errno = errno;  // diagnostics must never change what the program sees
   const int log = log_descriptor();
   const int fd = log >= 0 ? log : stderr_descriptor();
-  if (fd >= 0) write_fully(fd, data, length);  // never SIGPIPE for a closed reader
+  if (fd >= 0 && !write_fully(fd, data, length) && log >= 0) {  // never SIGPIPE for a closed reader
+    // A log that takes nothing (/dev/full, a full disk, a reader gone) lost the leak report
+    // without a word: from now on stderr, as for a log that cannot be opened, said once.
+    OutputProblem problem;
+    problem.step = "writing to it failed";
+    problem.error = errno;
+    if (!g_log_failed.exchange(true)) {
+      DiagnosticLine line;
+      line.text("cannot write HEAPKEEPER_LOG_PATH='").text(config().log_path).text("' (");
+      describe_output_problem(line, problem);
+      line.text("); using stderr");
+      line.emit();
+    }
+    const int fallback = stderr_descriptor();
+    if (fallback >= 0) write_fully(fallback, data, length);
+  }
   errno = saved_errno;
 }
 

@@ -9,8 +9,9 @@
 // exit handlers, before heapkeeper reports. As valgrind does, start-up keeps a private duplicate
 // (close-on-exec, at a high descriptor number) and every line goes there; if the program closes
 // that descriptor or puts another file on its number, the change is noticed (device and inode no
-// longer match) and fd 2 is used. HEAPKEEPER_LOG_PATH ('%p' = pid) sends everything to a file
-// instead, opened on the first line (a process with nothing to say creates none) by the rules of
+// longer match) and fd 2 is used. A forked child closes its copy (a daemon must not keep its
+// parent's stderr open) and uses fd 2 while that is still the start-up stderr. HEAPKEEPER_LOG_PATH ('%p' = pid) sends
+// everything to a file instead, opened on the first line (a process with nothing to say creates none) by the rules of
 // output_file.h. No write of a line raises SIGPIPE in the program.
 #pragma once
 
@@ -50,5 +51,9 @@ void write_stderr(const char* data, size_t length);
 // Keeps the private duplicate of stderr. Called once at start-up, after the configuration is read;
 // allocation-free.
 void initialize_diagnostic_output();
+
+// In a forked child: closes the inherited duplicate, so that a daemon which redirects its 0-2
+// does not hold its parent's stderr open, and writes to fd 2 only while it is that same stderr.
+void diagnostic_output_after_fork_in_child();
 
 }  // namespace heapkeeper::alloc

@@ -197,6 +197,7 @@ void fork_child() {
   tls_forking = false;
   ThreadLocal& tl = tls_thread;
   GuardScope guard(tl);
+  diagnostic_output_after_fork_in_child();
   thread_registry().after_fork_in_child();
   unloaded_modules_after_fork();
   heap_trimmer_after_fork();

@@ -409,7 +409,11 @@ void periodic_scanner() {
 void start_periodic_scanner(bool later) {
   const alloc::Config& cfg = alloc::config();
   if (cfg.scan_interval_ms == 0 || cfg.mode == alloc::CollectorMode::kOff) return;
-  g_first_scan_ns = alloc::monotonic_ns() + cfg.scan_interval_ms * 1000000ull;
+  // Saturating: an interval of centuries (HEAPKEEPER_SCAN_INTERVAL=5124094h, which the setting
+  // accepts) wrapped past UINT64_MAX nanoseconds and made the first scan due at once.
+  const uint64_t now_ns = alloc::monotonic_ns();
+  const uint64_t interval_ms = std::min<uint64_t>(cfg.scan_interval_ms, (UINT64_MAX - now_ns) / 1000000ull);
+  g_first_scan_ns = now_ns + interval_ms * 1000000ull;
   static constexpr char kFailure[] = "could not start the periodic leak scanner thread";
   if (later) {
     // Made a second in at the latest, as the publisher is (its first scan still waits for the

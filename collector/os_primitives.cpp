@@ -85,10 +85,15 @@ int run_once_under_lock(dl_phdr_info*, size_t, void* data) {
 
 }  // namespace
 
-size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char* scratch, size_t scratch_size) {
+size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char* scratch, size_t scratch_size,
+                                        int* open_error) {
   ErrnoKeeper keep;
+  if (open_error != nullptr) *open_error = 0;
   int fd = static_cast<int>(::syscall(SYS_openat, AT_FDCWD, "/proc/thread-self/maps", O_RDONLY | O_CLOEXEC));
-  if (fd < 0) return 0;
+  if (fd < 0) {
+    if (open_error != nullptr) *open_error = errno;
+    return 0;
+  }
   size_t length = 0;
   while (length + 1 < scratch_size) {
     ssize_t n = ::syscall(SYS_read, fd, scratch + length, scratch_size - 1 - length);
@@ -115,10 +120,17 @@ size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char*
       while (p < end_of_line && *p == ' ') ++p;
     }
     const bool anonymous = p >= end_of_line || *p == '[';
+    // Shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS shows as "/dev/zero (deleted)") and System
+    // V segments hold the program's pointers as private memory does: a block kept only there (a
+    // table shared with forked workers) was reported leaked, and collect mode would have freed it.
+    // Neither can shrink under the mapping, so reading it never faults; memfd and file mappings
+    // can (a read past the file's end is SIGBUS), and stay out.
+    const bool shared_anonymous = !is_private && p < end_of_line &&
+                                  (std::strncmp(p, "/dev/zero (deleted)", 19) == 0 || std::strncmp(p, "/SYSV", 5) == 0);
     const bool special =
         p < end_of_line && (std::strncmp(p, "[vvar]", 6) == 0 || std::strncmp(p, "[vsyscall]", 10) == 0 ||
                             std::strncmp(p, "[vdso]", 6) == 0);
-    if (readable && writable && is_private && anonymous && !special) {
+    if (readable && writable && ((is_private && anonymous && !special) || shared_anonymous)) {
       if (count < capacity) out[count] = {start, end};
       ++count;
     }

@@ -23,10 +23,12 @@ struct MemoryRange {
 };
 
 // Anonymous, private, readable and writable mappings from /proc/self/maps: [heap], [stack],
-// unnamed and [anon:...] regions. File-backed mappings are excluded (reading past a file's end
-// faults); module data is reported by module_writable_segments instead. Returns the number found
-// (possibly more than `capacity`; only `capacity` are stored). `scratch` receives the file text.
-size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char* scratch, size_t scratch_size);
+// unnamed and [anon:...] regions; and shared anonymous ones (/dev/zero, System V segments). File-backed mappings are
+// excluded (reading past a file's end faults); module data is reported by module_writable_segments instead. Returns the
+// number found (possibly more than `capacity`; only `capacity` are stored). `scratch` receives the file text;
+// `open_error`, when given, the errno of a failed open of the maps file (0 when it opened).
+size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char* scratch, size_t scratch_size,
+                                        int* open_error = nullptr);
 
 // The writable PT_LOAD segments (data, bss, relro) of every loaded module except the one at
 // `excluded_base` (heapkeeper itself). Must run inside the loader lock (see above).

@@ -7,6 +7,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 
@@ -161,14 +162,19 @@ void scan_with_world_stopped(void* raw) {
   if (!stopped) return;
   for (size_t i = 0; i < thread_count; ++i) result.threads_stopped += b.threads[i].tid > 0 ? 1 : 0;
 
-  const size_t anonymous_total = read_anonymous_writable_mappings(b.anonymous, kMaxRanges, b.maps_text, b.bytes_text);
+  int open_error = 0;
+  const size_t anonymous_total =
+      read_anonymous_writable_mappings(b.anonymous, kMaxRanges, b.maps_text, b.bytes_text, &open_error);
   if (anonymous_total == 0) {
     // Every process has anonymous writable mappings (its stacks, at least): none means the maps
-    // file could not be read (no /proc in a sandbox or chroot). Without the stacks and the heaps
-    // of other allocators as roots, every block would look leaked, and collect mode would free
-    // blocks in use.
+    // file could not be read (no /proc in a sandbox or chroot, or a program that holds every
+    // descriptor its limit allows). Without the stacks and the heaps of other allocators as
+    // roots, every block would look leaked, and collect mode would free blocks in use.
+    const char* why = open_error == EMFILE || open_error == ENFILE
+                          ? ": the program holds every descriptor its RLIMIT_NOFILE allows"
+                          : " (is /proc mounted?)";
     std::snprintf(result.failure, sizeof(result.failure),
-                  "/proc/thread-self/maps cannot be read (is /proc mounted?), so the roots are unknown");
+                  "/proc/thread-self/maps cannot be read%s, so the roots are unknown", why);
     world.resume();
     return;
   }
@@ -296,6 +302,11 @@ ScanResult scan_heap(const ScanRequest& request, Marker& marker) {
   look_up_static_tls_layout();
   ScanJob job{own_module_base(), &request, &marker, &buffers, &result};
   look_up_own_tls(job.own_base);
+  // The signal fallback entered inside the loader's lock would find a thread that blocked every
+  // signal just before (libunwind, around an unwind step) waiting for that lock: it could not
+  // answer, and the scan gave up after 3 s (every run of a perl under strace -f with scans).
+  // Entered here, such a block ends on its own; later ones keep SIGPWR deliverable (world_stop.h).
+  foresee_stop_method();
   with_loader_lock(scan_with_world_stopped, &job);
   return result;
 }

@@ -174,12 +174,45 @@ void foresee_stop_method() {
   if (!g_signal_mode.load(std::memory_order_acquire) && reason_to_avoid_ptrace()[0] != '\0') enter_signal_mode();
 }
 
-const sigset_t* without_suspend_signal(int how, const sigset_t* requested, sigset_t* scratch) {
+namespace {
+
+// A set that blocks every signal a program can block (glibc's sigfillset, which leaves out only
+// its own two real-time signals): libunwind's `unwi_full_mask`.
+bool blocks_every_signal(const sigset_t* set) {
+  for (int signal = 1; signal < 32; ++signal) {
+    if (signal == SIGKILL || signal == SIGSTOP) continue;
+    if (!sigismember(set, signal)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+const sigset_t* without_suspend_signal(int how, const sigset_t* requested, sigset_t* scratch, bool saves_old) {
   if (requested == nullptr || how == SIG_UNBLOCK || !sigismember(requested, kSuspendSignal)) return requested;
   // heapkeeper's own calls, libunwind's save and restore around each unwind step above all, pass
   // unchanged: a restore that left SIGPWR out would unblock it in a thread that had blocked it with
-  // a raw rt_sigprocmask, and heapkeeper's own threads block it for good.
-  if (alloc::tls_thread.guard != 0) return requested;
+  // a raw rt_sigprocmask, and heapkeeper's own threads block it for good. One exception, under
+  // the fallback: libunwind's block of every signal (saving the old mask) in a program thread.
+  // Inside it the thread takes the dynamic loader's lock (dl_iterate_phdr), which a signal scan
+  // holds while it waits for every thread's answer: with SIGPWR blocked the thread could not
+  // answer, and the scan gave up after 3 s, the program stalled for as long (perl with 10 ms
+  // scans, two runs in three; every scan of a program run under strace -f). SIGPWR stays
+  // deliverable there, so the thread stops in its futex wait; the suspend handler neither unwinds
+  // nor allocates. The restore that follows passes unchanged: a raw block of SIGPWR is kept.
+  if (alloc::tls_thread.guard != 0) {
+    const alloc::ThreadState* state = alloc::tls_thread.state;
+    // (The setting counts before the first scan has entered the mode: a block made just before
+    // that scan took the lock would otherwise still hold SIGPWR.)
+    const bool signal_mode =
+        g_signal_mode.load(std::memory_order_acquire) || alloc::config().stop_method == alloc::StopMethod::kSignals;
+    if (!saves_old || !signal_mode || state == nullptr || state->heapkeeper_thread || how != SIG_SETMASK ||
+        !blocks_every_signal(requested))
+      return requested;
+    *scratch = *requested;
+    sigdelset(scratch, kSuspendSignal);
+    return scratch;
+  }
   foresee_stop_method();
   if (!g_signal_mode.load(std::memory_order_acquire)) return requested;
   *scratch = *requested;

@@ -58,7 +58,14 @@ bool install_suspend_handler();
 // too. heapkeeper's own calls (under the guard) pass unchanged. The signalfd wrapper uses it too: a
 // signalfd reads the thread's pending signals, blocked or not, and could take a scan's SIGPWR.
 // Returns the set to pass on: `requested`, or a copy in `scratch` without the suspend signal.
-const sigset_t* without_suspend_signal(int how, const sigset_t* requested, sigset_t* scratch);
+// `saves_old`: the caller asked for the previous mask too (libunwind's block around an unwind
+// step does; its restore does not), which lets heapkeeper's own full block keep SIGPWR
+// deliverable under the fallback (see the definition).
+const sigset_t* without_suspend_signal(int how, const sigset_t* requested, sigset_t* scratch, bool saves_old = false);
+// Decides, once, whether scans will stop threads with signals, from what is known without trying
+// ptrace (the setting, a seccomp filter, a tracer). A scan asks before it takes the dynamic
+// loader's lock (see scan_heap).
+void foresee_stop_method();
 // Falls back to signals from now on, before the scan would find out: the program is installing a
 // seccomp filter. The calling thread's mask stops blocking SIGPWR (those of others cannot be
 // reached: a thread that blocked it earlier cannot be stopped, and its scan is skipped).

@@ -209,7 +209,7 @@ HK_EXPORT int pthread_sigmask(int how, const sigset_t* set, sigset_t* old) noexc
   sigset_t scratch;
   auto original = heapkeeper::preload::original_pthread_sigmask();
   if (original == nullptr) return ENOSYS;
-  return original(how, heapkeeper::collect::without_suspend_signal(how, set, &scratch), old);
+  return original(how, heapkeeper::collect::without_suspend_signal(how, set, &scratch, old != nullptr), old);
 }
 HK_EXPORT int sigprocmask(int how, const sigset_t* set, sigset_t* old) noexcept {
   sigset_t scratch;
@@ -218,7 +218,7 @@ HK_EXPORT int sigprocmask(int how, const sigset_t* set, sigset_t* old) noexcept 
     errno = ENOSYS;
     return -1;
   }
-  return original(how, heapkeeper::collect::without_suspend_signal(how, set, &scratch), old);
+  return original(how, heapkeeper::collect::without_suspend_signal(how, set, &scratch, old != nullptr), old);
 }
 
 // A signalfd takes its thread's pending signals whether they are blocked or not: under the signal

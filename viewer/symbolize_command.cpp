@@ -31,6 +31,13 @@ bool read_all(int fd, std::string& out, std::string& error) {
     }
     if (n == 0) return true;
     out.append(buffer, static_cast<size_t>(n));
+    // Not a dump (a JSON report given by mistake, a disk image): its first bytes say so, and
+    // parse_raw_dump says it in one line; reading a gigabyte of it first took 2 s and 1 GB.
+    uint64_t magic = 0;
+    if (out.size() >= sizeof magic) {
+      std::memcpy(&magic, out.data(), sizeof magic);
+      if (magic != report::kRawDumpMagic) return true;
+    }
     if (out.size() > kMaxDumpBytes) {
       error = "larger than 1 GiB";
       return false;
@@ -60,6 +67,10 @@ int symbolize_dump(const std::string& path, bool answer, bool text, const std::s
   const bool from_stdin = answer || path.empty() || path == "-";
   const std::string name = from_stdin ? std::string("standard input") : path;
   const int fd = from_stdin ? 0 : ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  // O_NONBLOCK only so that opening a FIFO nobody writes to does not wait (its read then finds the
+  // end at once); the reads block: a pipe's writer, `symbolize <(zcat dump.gz)`, may not have
+  // written yet, and a non-blocking read said "Resource temporarily unavailable".
+  if (fd > 0) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   std::string bytes, error;
   if (fd < 0 || !read_all(fd, bytes, error)) {
     fmt::print(stderr, "heapkeeper: {}: {}\n", name, fd < 0 ? std::strerror(errno) : error);
@@ -69,7 +80,9 @@ int symbolize_dump(const std::string& path, bool answer, bool text, const std::s
   if (fd > 0) ::close(fd);
   report::RawReport dump;
   if (!report::parse_raw_dump(bytes, dump, error)) {
-    fmt::print(stderr, "heapkeeper: {}: {}\n", name, error);
+    const bool json_report = !bytes.empty() && bytes.front() == '{';
+    fmt::print(stderr, "heapkeeper: {}: {}{}\n", name, error,
+               json_report ? "; it looks like a JSON report, which `heapkeeper show` reads" : "");
     return 1;
   }
   // The user's service's name first, before any module is read (analysis/symbolizer_service.h).

@@ -214,6 +214,24 @@ PY
         hk_fail "symbolize on the $dump dump: status $status, stderr: $(head -3 "$W/$dump.sym.err")"
       fi
     done
+    # A real dump read from a pipe (`symbolize <(zcat dump.gz)`): its reads wait for the writer;
+    # they were non-blocking, and a writer that had not written yet was "Resource temporarily
+    # unavailable". A JSON report given by mistake is one line that names `heapkeeper show`.
+    printf '#!/bin/sh\ncat >"%s"\nexit 3\n' "$W/captured.dump" >"$W/capture" && chmod +x "$W/capture"
+    HEAPKEEPER_BINARY=$W/capture HEAPKEEPER_REPORT="$W/captured.json" run_case captured preload wait
+    status=0
+    "$HK_LAUNCHER" symbolize <(sleep 0.2 && cat "$W/captured.dump") >"$W/piped.out" 2>"$W/piped.err" || status=$?
+    if [[ $status != 0 || -s $W/piped.err ]] || ! grep -q '"leaks"' "$W/piped.out"; then
+      hk_fail "symbolize <(dump from a pipe): status $status, stderr: $(head -3 "$W/piped.err")"
+    else
+      hk_pass "symbolize <(dump from a pipe): the JSON report"
+    fi
+    "$HK_LAUNCHER" symbolize "$W/piped.out" >/dev/null 2>"$W/json.sym.err" || true
+    if [[ $(wc -l <"$W/json.sym.err") != 1 ]] || ! grep -q 'heapkeeper show' "$W/json.sym.err"; then
+      hk_fail "symbolize on a JSON report: $(head -3 "$W/json.sym.err")"
+    else
+      hk_pass "symbolize on a JSON report: $(cat "$W/json.sym.err")"
+    fi
     ;;
 
   unreachable)

@@ -52,6 +52,50 @@ else
   hk_pass "a child of a traced shell sees the same descriptors ($plain_fds)"
 fi
 
+# A forked child (no exec) lets the duplicate go: a daemon that puts /dev/null on 0-2 must not
+# keep its parent's stderr open, or `x=$(prog 2>&1)` and subprocess.run(capture_output=True) wait
+# for the daemon's end (dbus-daemon --fork did, for ever). A child that keeps the start-up stderr
+# still reports there; one that put a file of its own on fd 2 finds nothing of heapkeeper's in it.
+if command -v python3 >/dev/null 2>&1; then
+  status=0
+  LD_PRELOAD=$both timeout 60 python3 -c '
+import os, sys
+stderr_file = os.readlink("/proc/self/fd/2")
+child = os.fork()
+if child == 0:
+    null = os.open("/dev/null", os.O_RDWR)
+    for number in (0, 1, 2):
+        os.dup2(null, number)
+    held = [n for n in os.listdir("/proc/self/fd") if os.path.realpath("/proc/self/fd/" + n) == stderr_file]
+    with open(sys.argv[1], "w") as out:
+        out.write(" ".join(held))
+    os._exit(0)
+os.waitpid(child, 0)
+kept = os.fork()
+if kept == 0:
+    sys.exit(0)  # a normal exit: the exit report, on the stderr it started with
+os.waitpid(kept, 0)
+print(kept)
+own = os.fork()
+if own == 0:
+    os.dup2(os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), 2)
+    sys.exit(0)
+os.waitpid(own, 0)
+' "$HK_WORK/daemon-held" "$HK_WORK/child-own-stderr" >"$HK_WORK/daemon.out" 2>"$HK_WORK/daemon.err" || status=$?
+  kept_pid=$(cat "$HK_WORK/daemon.out")
+  if [[ $status != 0 || ! -e $HK_WORK/daemon-held ]]; then
+    hk_fail "forked children: status $status"
+  elif [[ -s $HK_WORK/daemon-held ]]; then
+    hk_fail "a daemonized child still holds its parent's stderr on descriptor(s) $(cat "$HK_WORK/daemon-held")"
+  elif ! grep -q "^==$kept_pid==ERROR: heapkeeper" "$HK_WORK/daemon.err"; then
+    hk_fail "a forked child that kept its stderr: its report (pid $kept_pid) is not there: $(grep -c ERROR "$HK_WORK/daemon.err") report(s)"
+  elif [[ -s $HK_WORK/child-own-stderr ]]; then
+    hk_fail "a forked child's own file on fd 2 got heapkeeper's lines: $(head -2 "$HK_WORK/child-own-stderr")"
+  else
+    hk_pass "forked children: a daemon holds no copy of stderr, a child's report reaches the start-up stderr, none goes into a child's own file"
+  fi
+fi
+
 # A program that closes every descriptor but 0-2 and puts a file of its own on each high number
 # (where the duplicate lived) gets nothing of heapkeeper's in that file: the report goes to fd 2.
 if command -v python3 >/dev/null 2>&1; then
@@ -69,6 +113,30 @@ for number in range(fd + 1, 1024):
     hk_fail "a program that reuses the high descriptors: the report did not reach fd 2: $(head -3 "$HK_WORK/closed.err")"
   else
     hk_pass "a program that reuses the high descriptors: its file stays empty, the report is on fd 2"
+  fi
+fi
+
+# A program that holds every descriptor its limit allows leaves the exit scan none to read the
+# maps file with: one line that says so, not "is /proc mounted?" (which it said before).
+# (Debian's python3 itself, not a wrapper script such as pyenv's shims, whose own processes report)
+if [[ -x /usr/bin/python3 ]]; then
+  status=0
+  (ulimit -n 64 && LD_PRELOAD=$HK_PRELOAD timeout 60 /usr/bin/python3 -c '
+import os
+held = []
+try:
+    while True:
+        held.append(os.open("/dev/null", os.O_RDONLY))
+except OSError:
+    print("full")
+') >"$HK_WORK/nofile.out" 2>"$HK_WORK/nofile.err" || status=$?
+  if [[ $status != 0 || $(cat "$HK_WORK/nofile.out") != full ]]; then
+    hk_fail "a program holding every descriptor: status $status, output $(cat "$HK_WORK/nofile.out")"
+  elif [[ $(grep -c . "$HK_WORK/nofile.err") != 1 ]] ||
+    ! grep -q 'leak scan at exit skipped: .*holds every descriptor its RLIMIT_NOFILE allows' "$HK_WORK/nofile.err"; then
+    hk_fail "a program holding every descriptor: expected one line naming the descriptor limit, got: $(head -3 "$HK_WORK/nofile.err")"
+  else
+    hk_pass "a program holding every descriptor: $(cat "$HK_WORK/nofile.err")"
   fi
 fi
 
@@ -112,6 +180,20 @@ if [[ $status != 0 || $warnings != 1 ]] || ! grep -qF "$summary" "$HK_WORK/badlo
   hk_fail "a bad HEAPKEEPER_LOG_PATH: status $status, $warnings warning line(s), stderr: $(head -5 "$HK_WORK/badlog.err")"
 else
   hk_pass "a bad HEAPKEEPER_LOG_PATH: one warning line, the report on stderr: $(grep HEAPKEEPER_LOG_PATH "$HK_WORK/badlog.err")"
+fi
+
+# A log that takes nothing (/dev/full: a full disk) lost the report without a word; now one line
+# says so and the report goes to stderr.
+if [[ -w /dev/full ]]; then
+  status=0
+  HEAPKEEPER_LOG_PATH=/dev/full timeout 60 env LD_PRELOAD="$both" sort "$HK_WORK/fruit" \
+    >/dev/null 2>"$HK_WORK/fulllog.err" || status=$?
+  warnings=$(grep -c "HEAPKEEPER_LOG_PATH='/dev/full' (writing to it failed" "$HK_WORK/fulllog.err" || true)
+  if [[ $status != 0 || $warnings != 1 ]] || ! grep -qF "$summary" "$HK_WORK/fulllog.err"; then
+    hk_fail "HEAPKEEPER_LOG_PATH=/dev/full: status $status, $warnings warning line(s), stderr: $(head -3 "$HK_WORK/fulllog.err")"
+  else
+    hk_pass "HEAPKEEPER_LOG_PATH=/dev/full: one warning line, the report on stderr"
+  fi
 fi
 
 # --- (2) relative paths are taken from where the program started.

@@ -177,6 +177,20 @@ case $part in
     }
     hk_compare perl perl_waits -- launcher
     scans_ran perl launcher ptrace 10
+    # Signal scans every 10 ms while perl makes new allocation stacks all the time: a thread that
+    # waited for the dynamic loader's lock inside libunwind, which blocks every signal around an
+    # unwind step, could not answer a scan that held that lock, and the scan gave up after 3 s
+    # ("did not stop within 3 s", two runs in three, the program stalled as long).
+    perl_unwinds() {
+      local mode=$1
+      HEAPKEEPER_STOP_METHOD=signals HEAPKEEPER_SCAN_INTERVAL=10ms hk_exec "$mode" perl -MJSON::PP -e '
+        for my $i (1..300) {
+          my $text = JSON::PP->new->canonical->encode({map { $_ => [1..$_] } 1..30});
+          eval "sub f$i { return \$_[0] + $i }";
+        }
+        print "done\n";'
+    }
+    hk_compare perl_unwinding perl_unwinds -- launcher
     ;;
   python3)
     # Debian's python3 (a pyenv shim on PATH would add a dozen shell processes to every run).
@@ -279,6 +293,17 @@ timed("epoll.poll", lambda: p.poll(1.5))
       hk_wait "$job"
     }
     hk_compare on_demand scanned_run -- launcher
+    # An interval of centuries (accepted, it fits in milliseconds) means no periodic scan at all:
+    # its nanoseconds once wrapped past 2^64 and the first scan came about a second in.
+    HEAPKEEPER_REPORT=$HK_WORK/centuries.json HEAPKEEPER_SCAN_INTERVAL=5124094h LD_PRELOAD=$HK_PRELOAD \
+      timeout 60 sleep 2.2 || hk_fail "sleep under an interval of centuries failed"
+    scans=$("$HK_CHECK_PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1])).get("scans"))' \
+      "$HK_WORK/centuries.json" 2>&1 || true)
+    if [[ $scans != 1 ]]; then
+      hk_fail "HEAPKEEPER_SCAN_INTERVAL=5124094h: $scans scan(s) in 2.2 s, expected the exit scan alone"
+    else
+      hk_pass "HEAPKEEPER_SCAN_INTERVAL=5124094h: no periodic scan, the exit scan alone"
+    fi
     ;;
   *)
     echo "unknown part $part" >&2
