@@ -149,9 +149,11 @@ void diagnostic_output_after_fork_in_child() {
   // into a file the child put on that number, and nothing after a daemon pointed it at /dev/null.
   // The price: a forked child that closes fd 2 in its own exit handlers loses its report there.
   const int saved_errno = errno;
+  // Only while the number still holds our copy: a program that put a file of its own on it (dup2
+  // onto high numbers) keeps that file in the child.
   const int copy = g_stderr_copy.fd.exchange(-1, std::memory_order_acq_rel);
-  if (copy >= 0) {
-    if (g_stderr_copy.still_ours(copy)) g_stderr_by_identity.store(true, std::memory_order_relaxed);
+  if (copy >= 0 && g_stderr_copy.still_ours(copy)) {
+    g_stderr_by_identity.store(true, std::memory_order_relaxed);
     ::close(copy);
   }
   errno = saved_errno;
