@@ -8,6 +8,7 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <fmt/core.h>
+#include <sys/auxv.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -128,6 +129,19 @@ void make_variable_absolute(const char* variable) {
   if (!error) setenv(variable, absolute.c_str(), 1);
 }
 
+// This binary's path: /proc/self/exe, or without /proc (a mount namespace or chroot that lacks it)
+// the path it was executed by (AT_EXECFN), made absolute. Empty when neither can be had.
+std::filesystem::path own_executable() {
+  std::error_code error;
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
+  if (!error) return self;
+  const auto* executed = reinterpret_cast<const char*>(getauxval(AT_EXECFN));
+  if (executed == nullptr || *executed == '\0') return {};
+  char resolved[PATH_MAX];
+  if (realpath(executed, resolved) == nullptr) return {};
+  return resolved;
+}
+
 }  // namespace
 
 std::string locate_preload_library() {
@@ -136,8 +150,8 @@ std::string locate_preload_library() {
     return explicit_path;
   }
   std::error_code error;
-  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
-  if (error) return "libheapkeeper.so";
+  const std::filesystem::path self = own_executable();
+  if (self.empty()) return "libheapkeeper.so";
   for (const char* relative : {"../lib/libheapkeeper.so", "../lib/heapkeeper/libheapkeeper.so"}) {
     std::filesystem::path candidate = self.parent_path() / relative;
     if (std::filesystem::exists(candidate, error)) return std::filesystem::weakly_canonical(candidate, error).string();
@@ -161,9 +175,8 @@ int run_program(const RunOptions& options) {
   std::string service_error;
   const std::string service = analysis::start_symbolizer_service(service_error);
   if (!service.empty()) setenv("HEAPKEEPER_SYMBOLIZER_SOCKET", service.c_str(), 1);
-  std::error_code self_error;
-  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", self_error);
-  if (!self_error) setenv("HEAPKEEPER_BINARY", self.c_str(), 1);
+  const std::filesystem::path self = own_executable();
+  if (!self.empty()) setenv("HEAPKEEPER_BINARY", self.c_str(), 1);
   std::string preload = library;
   if (const char* existing = std::getenv("LD_PRELOAD"); existing != nullptr && *existing != '\0') {
     preload += ":";

@@ -167,4 +167,20 @@ if [[ -f $report_dir/r.$pid.json ]]; then
 else
   hk_fail "--report r.%p.json: no r.$pid.json (found: $(ls "$report_dir"))"
 fi
+
+# --- without /proc (a mount namespace or chroot that lacks it): the launcher finds its library from
+# the path it was run by, not /proc/self/exe (it said "cannot read the preload library
+# libheapkeeper.so"), and the program runs; its exit scan says why it cannot read the roots.
+if unshare -m true 2>/dev/null; then
+  status=0
+  output=$(unshare -m sh -c 'umount -l /proc && exec "$0" run -- /bin/echo ran without proc' "$HK_LAUNCHER" 2>&1) ||
+    status=$?
+  if [[ $status == 0 && $output == *"ran without proc"* && $output != *"cannot read the preload library"* ]]; then
+    hk_pass "without /proc: the launcher finds its library and runs the program"
+  else
+    hk_fail "without /proc: status $status: $output"
+  fi
+else
+  echo "skipped: no mount namespace can be made here (without /proc)"
+fi
 hk_finish
