@@ -66,15 +66,19 @@ void before_blocking_call(uint32_t kind, First first, Rest... /*rest*/) noexcept
 
 // Each wrapper looks its original up on first use (a program may never call most of them).
 // bugprone-macro-parentheses: a return type and a parameter list cannot be parenthesised.
+// The start of every wrapper below: `function`, the next definition of `name`, or ENOSYS.
+#define HEAPKEEPER_ORIGINAL_OR_ENOSYS(name, return_type, parameters)                   \
+  using Function = return_type(*) parameters; /* NOLINT(bugprone-macro-parentheses) */ \
+  static std::atomic<Function> original{nullptr};                                      \
+  const Function function = heapkeeper::preload::cached_next_symbol(original, #name);  \
+  if (function == nullptr) {                                                           \
+    errno = ENOSYS;                                                                    \
+    return static_cast<return_type>(-1);                                               \
+  }
+
 #define HEAPKEEPER_DEFINE_BLOCKING(name, kind, return_type, parameters, arguments)           \
   HK_EXPORT return_type name parameters {                                                    \
-    using Function = return_type(*) parameters; /* NOLINT(bugprone-macro-parentheses) */     \
-    static std::atomic<Function> original{nullptr};                                          \
-    const Function function = heapkeeper::preload::cached_next_symbol(original, #name);      \
-    if (function == nullptr) {                                                               \
-      errno = ENOSYS;                                                                        \
-      return static_cast<return_type>(-1);                                                   \
-    }                                                                                        \
+    HEAPKEEPER_ORIGINAL_OR_ENOSYS(name, return_type, parameters)                             \
     if (auto token_read = heapkeeper::preload::validation_read(function, HK_LIST arguments)) \
       return static_cast<return_type>(*token_read);                                          \
     heapkeeper::preload::before_blocking_call(heapkeeper::collect::kind, HK_LIST arguments); \
@@ -86,19 +90,14 @@ HEAPKEEPER_BLOCKING_FUNCTIONS(HEAPKEEPER_DEFINE_BLOCKING)
 
 #define HEAPKEEPER_DEFINE_WAITING(name, return_type, parameters, arguments, may_wait)     \
   HK_EXPORT return_type name parameters {                                                 \
-    using Function = return_type(*) parameters; /* NOLINT(bugprone-macro-parentheses) */  \
-    static std::atomic<Function> original{nullptr};                                       \
-    const Function function = heapkeeper::preload::cached_next_symbol(original, #name);   \
-    if (function == nullptr) {                                                            \
-      errno = ENOSYS;                                                                     \
-      return static_cast<return_type>(-1);                                                \
-    }                                                                                     \
+    HEAPKEEPER_ORIGINAL_OR_ENOSYS(name, return_type, parameters)                          \
     if (__builtin_expect(heapkeeper::alloc::deferred_threads_pending(), 0) && (may_wait)) \
       heapkeeper::alloc::start_deferred_threads_for_program(true);                        \
     return function arguments;                                                            \
   }
 HEAPKEEPER_WAITING_FUNCTIONS(HEAPKEEPER_DEFINE_WAITING)
 #undef HEAPKEEPER_DEFINE_WAITING
+#undef HEAPKEEPER_ORIGINAL_OR_ENOSYS
 
 // The longjmp family: a jump out of a signal handler that interrupted a wrapped call leaves that
 // call without its wrapper returning (collector/blocking_call.h), so the call is ended first.

@@ -86,6 +86,19 @@ hk_limit() {
   echo "$left"
 }
 
+# hk_wait_for_segment PID [TRIES]: waits (0.05 s a try, 200 tries by default) until `heapkeeper
+# stats PID` answers: the process's live-stats segment can be read, not only its file exists (it is
+# there from the moment it is created, its header still being written; a process stopped then
+# left a segment refused as unfinished). Returns 1 if it never answered.
+hk_wait_for_segment() {
+  local pid=$1 tries=${2:-200}
+  for _ in $(seq "$tries"); do
+    "$HK_LAUNCHER" stats "$pid" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
 # hk_wait PID: waits for a background job started by the script, killing it when it outlives
 # hk_limit; returns its status (143 or 137 if it had to be killed). It polls: `wait -n` on a job that has
 # already ended (bash reaps and forgets it as soon as it ends) reports "no record" and would then

@@ -78,12 +78,7 @@ cp "$(command -v bash)" "$shell_copy"
 # In a session of its own (setsid execs in place: same pid), so that its sleep goes with it.
 setsid "$HK_LAUNCHER" run -- "$shell_copy" -c 'sleep 30; exit 0' $'\xe9t\xe9' >/dev/null 2>"$HK_WORK/live.err" &
 live=$!
-# Until its segment can be read, not only until its file exists (it is there from the moment it is
-# created, its header still being written).
-for _ in $(seq 100); do
-  "$HK_LAUNCHER" stats "$live" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+hk_wait_for_segment "$live" || true
 check_answer() {
   local description=$1 expression=$2
   shift 2

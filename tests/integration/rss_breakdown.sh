@@ -70,16 +70,8 @@ start_workload() {
   hk_start_ready "$name" "$program" 100 32 || hk_finish
   PID=$HK_READY_PID
   # "ready" can come before the publisher's first snapshot (it makes the segment a while after
-  # start-up): the checks below need the segment, so wait until it can be read, not only until its
-  # file exists: the file is there from the moment it is created, and a process stopped while it
-  # was still writing the segment's header left one that `trim` refuses as unfinished (the verdict
-  # of a loaded machine's timing, once in a CI run).
-  # (None comes with live stats off.)
-  [[ " $* " == *" HEAPKEEPER_STATS=0 "* ]] ||
-    for _ in $(seq 200); do
-      "$HK_LAUNCHER" stats "$PID" >/dev/null 2>&1 && break
-      sleep 0.05
-    done
+  # start-up): the checks below need the segment (none comes with live stats off).
+  [[ " $* " == *" HEAPKEEPER_STATS=0 "* ]] || hk_wait_for_segment "$PID" || true
   # shellcheck disable=SC2046
   (($# > 0)) && unset $(printf '%s\n' "$@" | cut -d= -f1)
   return 0
