@@ -75,6 +75,7 @@
 #include "allocator/stack_table.h"
 #include "allocator/thread_registry.h"
 #include "allocator/unloaded_modules.h"
+#include "allocator/unwinder_masks.h"
 
 namespace heapkeeper::alloc {
 
@@ -185,13 +186,8 @@ namespace {
 
 uintptr_t g_self_low = 0, g_self_high = 0;
 
-struct SelfRange {
-  uintptr_t probe;
-  uintptr_t low, high;
-};
-
-int find_self(dl_phdr_info* info, size_t, void* data) {
-  auto* range = static_cast<SelfRange*>(data);
+int find_code_range(dl_phdr_info* info, size_t, void* data) {
+  auto* range = static_cast<CodeRange*>(data);
   uintptr_t low = UINTPTR_MAX, high = 0;
   for (int i = 0; i < info->dlpi_phnum; ++i) {
     const ElfW(Phdr)& ph = info->dlpi_phdr[i];
@@ -200,7 +196,8 @@ int find_self(dl_phdr_info* info, size_t, void* data) {
     if (start < low) low = start;
     if (start + ph.p_memsz > high) high = start + ph.p_memsz;
   }
-  if (range->probe >= low && range->probe < high) {
+  // `low` carries the address looked for until its module is found.
+  if (range->low >= low && range->low < high) {
     range->low = low;
     range->high = high;
     return 1;
@@ -725,16 +722,22 @@ void reset_stack_cache(StackCache* cache, uintptr_t stack_low, uintptr_t stack_h
 }
 
 bool initialize_stack_capture() {
-  SelfRange range{reinterpret_cast<uintptr_t>(&capture_stack), 0, 0};
-  dl_iterate_phdr(find_self, &range);
-  g_self_low = range.low;
-  g_self_high = range.high;
+  const CodeRange self = code_range_of(reinterpret_cast<uintptr_t>(&capture_stack));
+  g_self_low = self.low;
+  g_self_high = self.high;
+  locate_unwinder();
   // This also initialises libunwind (once, with signals blocked). Its per-thread trace cache, 256
   // KiB that it fills on a thread's first unw_backtrace, is left to the thread's first fast trace
   // (kSteppedUnwinds): a process that never allocates (/bin/true), or has few stacks, never pays
   // for it.
   unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
   return true;
+}
+
+CodeRange code_range_of(uintptr_t address) {
+  CodeRange range{address, 0};
+  if (dl_iterate_phdr(find_code_range, &range) == 0) return CodeRange{};
+  return range;
 }
 
 bool is_heapkeeper_code(uintptr_t address) { return address >= g_self_low && address < g_self_high; }

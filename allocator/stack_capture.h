@@ -39,6 +39,13 @@ uint32_t capture_stack(StackCache* cache, int depth, const StackProbe* probe = n
 // every free (HEAPKEEPER_FREE_STACKS=0, the default).
 uint32_t capture_caller(StackCache* cache);
 
+// The executable segments of the loaded module holding `address`, from the lowest to the end of
+// the highest; empty (0, 0) when no module holds it.
+struct CodeRange {
+  uintptr_t low = 0, high = 0;
+};
+CodeRange code_range_of(uintptr_t address);
+
 // True when `address` is code of libheapkeeper.so (used to skip our frames, and by reports).
 bool is_heapkeeper_code(uintptr_t address);
 

@@ -10,6 +10,7 @@
 #include <new>
 
 #include "allocator/engine.h"
+#include "allocator/unwinder_masks.h"
 #include "collector/world_stop.h"
 #include "preload/original_functions.h"
 
@@ -212,6 +213,10 @@ HK_EXPORT int pthread_sigmask(int how, const sigset_t* set, sigset_t* old) noexc
   return original(how, heapkeeper::collect::without_suspend_signal(how, set, &scratch, old != nullptr), old);
 }
 HK_EXPORT int sigprocmask(int how, const sigset_t* set, sigset_t* old) noexcept {
+  // libunwind's blocks around heapkeeper's own unwinds are not needed there (unwinder_masks.h).
+  if (alloc::tls_thread.guard != 0 &&
+      alloc::elide_unwinder_mask_call(set, old, reinterpret_cast<uintptr_t>(__builtin_return_address(0))))
+    return 0;
   sigset_t scratch;
   auto original = heapkeeper::preload::original_sigprocmask();
   if (original == nullptr) {
