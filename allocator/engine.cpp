@@ -43,6 +43,7 @@
 #include "allocator/syscall_filter.h"
 #include "allocator/thread_registry.h"
 #include "allocator/unloaded_modules.h"
+#include "allocator/unwinder_masks.h"
 
 namespace heapkeeper::alloc {
 
@@ -191,9 +192,18 @@ void run_exit_handlers() {
   for (int i = 0; i < count; ++i) run_without_throwing(g_exit_handlers[i], "an exit handler");
 }
 
-void fork_prepare() { tls_forking = true; }
-void fork_parent() { tls_forking = false; }
+// Run before jemalloc's fork handlers lock its arenas, and after they release them: no thread may
+// be inside libunwind's critical sections when the fork copies the process (unwinder_masks.h).
+void fork_prepare() {
+  tls_forking = true;
+  begin_fork_for_unwinder();
+}
+void fork_parent() {
+  end_fork_for_unwinder_in_parent();
+  tls_forking = false;
+}
 void fork_child() {
+  end_fork_for_unwinder_in_child();
   tls_forking = false;
   ThreadLocal& tl = tls_thread;
   GuardScope guard(tl);
