@@ -19,81 +19,31 @@ namespace heapkeeper::alloc {
 namespace {
 
 CodeRange g_unwinder;
-uintptr_t g_iterate_phdr = 0;  // dl_iterate_phdr as the global scope resolves it (libunwind's too)
 
-// SIGKILL and SIGSTOP: the kernel never reports them blocked, so no mask a program saved holds
-// them both and nothing else.
+// SIGKILL and SIGSTOP alone in the first word (the kernel never reports them blocked), and a tag
+// in the second, which sigemptyset and sigaddset leave 0 and sigfillset makes all ones: no set a
+// program builds or the kernel writes.
 constexpr uint64_t kMarkerWord = (uint64_t{1} << (SIGKILL - 1)) | (uint64_t{1} << (SIGSTOP - 1));
+constexpr uint64_t kMarkerTag = 0x6865617070726f66ull;
+static_assert(sizeof(sigset_t) >= 2 * sizeof(uint64_t));
 
-inline uint64_t first_word(const sigset_t* set) {
-  uint64_t word;
-  std::memcpy(&word, set, sizeof word);
-  return word;
+bool is_marker(const sigset_t* set) {
+  uint64_t words[2];
+  std::memcpy(words, set, sizeof words);
+  return words[0] == kMarkerWord && words[1] == kMarkerTag;
 }
 
-template <typename T>
-T read_code(uintptr_t address) {
-  T value;
-  std::memcpy(&value, reinterpret_cast<const void*>(address), sizeof value);
-  return value;
+void write_marker(sigset_t* set) {
+  const uint64_t words[2] = {kMarkerWord, kMarkerTag};
+  std::memset(set, 0, sizeof *set);
+  std::memcpy(set, words, sizeof words);
 }
 
 bool in_unwinder(uintptr_t address) { return address >= g_unwinder.low && address < g_unwinder.high; }
 
-// The function a call at `call` (an E8 rel32 instruction in libunwind's code) reaches through
-// libunwind's PLT: the slot of its `jmp *slot(%rip)` (after an endbr64 and a bnd prefix, where the
-// build has them), as it holds it now. 0 when `call` does not decode as such.
-uintptr_t plt_call_target(uintptr_t call) {
-  const uintptr_t stub = call + 5 + static_cast<uintptr_t>(static_cast<intptr_t>(read_code<int32_t>(call + 1)));
-  if (!in_unwinder(stub) || !in_unwinder(stub + 16)) return 0;
-  uintptr_t at = stub;
-  if (read_code<uint32_t>(at) == 0xfa1e0ff3u) at += 4;  // endbr64
-  if (read_code<uint8_t>(at) == 0xf2) at += 1;          // bnd
-  if (read_code<uint8_t>(at) != 0xff || read_code<uint8_t>(at + 1) != 0x25) return 0;
-  const uintptr_t slot = at + 6 + static_cast<uintptr_t>(static_cast<intptr_t>(read_code<int32_t>(at + 2)));
-  return reinterpret_cast<const std::atomic<uintptr_t>*>(slot)->load(std::memory_order_relaxed);
-}
-
-// Whether the code after the sigprocmask call returning to `return_address` calls dl_iterate_phdr
-// through libunwind's PLT before any other function it reaches through it: a look-up's block
-// (dwarf_find_proc_info). A mutex's block calls pthread_mutex_lock first. The bytes are scanned for
-// E8 opcodes, each taken only if it decodes as a call into a PLT stub; a false one would have to
-// decode as such too. Before libunwind's first look-up has bound its dl_iterate_phdr slot (lazy
-// binding) the answer is no: that block is a system call.
-bool is_lookup_block(uintptr_t return_address) {
-  constexpr uintptr_t kScanBytes = 40;
-  if (!in_unwinder(return_address + kScanBytes + 5)) return false;
-  for (uintptr_t at = return_address; at < return_address + kScanBytes; ++at) {
-    if (read_code<uint8_t>(at) != 0xe8) continue;
-    const uintptr_t target = plt_call_target(at);
-    if (target != 0) return target == g_iterate_phdr;
-  }
-  return false;
-}
-
-// The call sites found to be look-ups' blocks (libunwind has one, some builds a few), so each is
-// decoded once. Other sites are decoded at each call: they make the system call anyway.
-constexpr unsigned kLookupSites = 16;
-std::atomic<uintptr_t> g_lookup_sites[kLookupSites];
-
-bool lookup_block_at(uintptr_t site) {
-  for (const std::atomic<uintptr_t>& known : g_lookup_sites) {
-    const uintptr_t value = known.load(std::memory_order_acquire);
-    if (value == site) return true;
-    if (value == 0) break;
-  }
-  if (!is_lookup_block(site)) return false;
-  for (std::atomic<uintptr_t>& known : g_lookup_sites) {
-    uintptr_t expected = 0;
-    if (known.compare_exchange_strong(expected, site, std::memory_order_acq_rel) || expected == site) break;
-  }
-  return true;
-}
-
 // Whether another loaded object than heapkeeper's needs libunwind.so (a profiler that unwinds
-// in its SIGPROF handler): then its mutexes' blocks stay system calls. Looked at again whenever
-// the loader's count of loaded objects moved (dlpi_adds), at the look-ups' blocks: a mutex section
-// follows a look-up in the same step.
+// in its SIGPROF handler): then libunwind's blocks stay system calls. Looked at again whenever the
+// loader's count of loaded objects moved (dlpi_adds), at each outermost section.
 std::atomic<bool> g_unwinder_shared{false};
 std::atomic<unsigned long long> g_adds_seen{0};
 uintptr_t g_self_base = 0, g_unwinder_base = 0;
@@ -129,7 +79,7 @@ int find_unwinder_user(dl_phdr_info* info, size_t, void* data) {
   return 0;
 }
 
-// Whether libunwind's mutexes may be taken without blocking signals: no one else unwinds with it.
+// Whether libunwind's sections may run without blocking signals: no one else unwinds with it.
 bool unwinder_unshared() {
   if (g_unwinder_shared.load(std::memory_order_relaxed)) return false;
   unsigned long long adds = 0;
@@ -148,13 +98,17 @@ bool unwinder_unshared() {
 std::atomic<uint32_t> g_threads_inside{0};
 std::atomic<bool> g_fork_pending{false};
 constinit thread_local uint32_t tls_depth __attribute__((tls_model("initial-exec"))) = 0;
+// The thread preparing a fork: a signal handler of its own that allocates meanwhile must not wait
+// for that fork (it would wait for ever). Its section, if one is held at the fork, is held by the
+// same thread in the child, which ends it there.
+constinit thread_local bool tls_forking_thread __attribute__((tls_model("initial-exec"))) = false;
 
 void enter_section() {
   if (tls_depth++ != 0) return;
   for (;;) {
-    while (g_fork_pending.load(std::memory_order_seq_cst)) sched_yield();
+    while (g_fork_pending.load(std::memory_order_seq_cst) && !tls_forking_thread) sched_yield();
     g_threads_inside.fetch_add(1, std::memory_order_seq_cst);
-    if (!g_fork_pending.load(std::memory_order_seq_cst)) return;
+    if (!g_fork_pending.load(std::memory_order_seq_cst) || tls_forking_thread) return;
     g_threads_inside.fetch_sub(1, std::memory_order_seq_cst);
   }
 }
@@ -168,7 +122,6 @@ void leave_section() {
 
 void locate_unwinder() {
   g_unwinder = code_range_of(reinterpret_cast<uintptr_t>(&unw_step));
-  g_iterate_phdr = reinterpret_cast<uintptr_t>(&dl_iterate_phdr);
   Dl_info where{};
   if (dladdr(reinterpret_cast<void*>(&unw_step), &where) != 0)
     g_unwinder_base = reinterpret_cast<uintptr_t>(where.dli_fbase);
@@ -178,7 +131,7 @@ void locate_unwinder() {
 }
 
 bool elide_unwinder_mask_call(const sigset_t* set, sigset_t* old, uintptr_t caller) {
-  const bool marked = set != nullptr && first_word(set) == kMarkerWord;
+  const bool marked = set != nullptr && is_marker(set);
   if (!in_unwinder(caller)) {
     if (!marked) return false;
     leave_section();  // an elided block's restore, made from elsewhere (a tail call)
@@ -190,20 +143,15 @@ bool elide_unwinder_mask_call(const sigset_t* set, sigset_t* old, uintptr_t call
     return marked;
   }
   if (set == nullptr) return false;  // a query
+  const bool outermost = tls_depth == 0;
   enter_section();
-  // A look-up's block, always; a mutex's only while no one else unwinds with this libunwind (as of
-  // the last look-up, which a mutex section follows, or the start).
-  if (lookup_block_at(caller)) {
-    if (!g_unwinder_shared.load(std::memory_order_relaxed)) unwinder_unshared();
-  } else if (g_unwinder_shared.load(std::memory_order_relaxed) || g_adds_seen.load(std::memory_order_relaxed) == 0) {
-    return false;
-  }
-  std::memset(old, 0, sizeof *old);
-  std::memcpy(old, &kMarkerWord, sizeof kMarkerWord);
+  if (g_unwinder_shared.load(std::memory_order_relaxed) || (outermost && !unwinder_unshared())) return false;
+  write_marker(old);
   return true;
 }
 
 void begin_fork_for_unwinder() {
+  tls_forking_thread = true;
   g_fork_pending.store(true, std::memory_order_seq_cst);
   // This thread's own section, if the fork comes from a handler that interrupted one, never ends
   // before the fork. Others last microseconds; one stopped inside must not hang the fork.
@@ -213,11 +161,15 @@ void begin_fork_for_unwinder() {
   while (g_threads_inside.load(std::memory_order_seq_cst) > own && monotonic_ns() < deadline) sched_yield();
 }
 
-void end_fork_for_unwinder_in_parent() { g_fork_pending.store(false, std::memory_order_seq_cst); }
+void end_fork_for_unwinder_in_parent() {
+  g_fork_pending.store(false, std::memory_order_seq_cst);
+  tls_forking_thread = false;
+}
 
 void end_fork_for_unwinder_in_child() {
   g_threads_inside.store(tls_depth != 0 ? 1 : 0, std::memory_order_relaxed);
   g_fork_pending.store(false, std::memory_order_relaxed);
+  tls_forking_thread = false;
 }
 
 }  // namespace heapkeeper::alloc

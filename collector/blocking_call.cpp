@@ -79,13 +79,17 @@ void leave_blocking_call(alloc::BlockingCallRecord* record) noexcept {
   auto* word = reinterpret_cast<std::atomic<uint32_t>*>(&record->state);
   uint32_t expected = kInCall;
   if (word->compare_exchange_strong(expected, kRunning, std::memory_order_acq_rel)) return;
+  // A signal handler that ran once the depth was 0 again made a wrapped call of its own, as the
+  // outermost, and ended it (kRunning): this call has ended too. Waiting for kInCall here spun for
+  // ever (a handler writing while the program writes, tests/programs/nested_blocking_call.c).
+  if (expected == kRunning) return;
   // Parked by a scan that is still running: the program must not see the result before it ends.
   // Saying so (kParkedReturned) lets a scan still deciding whether to keep this thread parked know
   // that it is safely held here (parked_thread_settles).
   const int saved_errno = errno;
   for (;;) {
     expected = kInCall;
-    if (word->compare_exchange_strong(expected, kRunning, std::memory_order_acq_rel)) break;
+    if (word->compare_exchange_strong(expected, kRunning, std::memory_order_acq_rel) || expected == kRunning) break;
     if (expected == kParked) {
       if (!word->compare_exchange_strong(expected, kParkedReturned, std::memory_order_acq_rel)) continue;
       expected = kParkedReturned;

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The small target programs of tests/programs under heapkeeper, each compared with a plain run
 # (same stdout, same status, no heapkeeper diagnostics), under `heapkeeper run` and LD_PRELOAD.
-# Usage: programs.sh churn_threads|fork_exec|signal_alloc|dlopen_alloc|small_stacks|unwinding|descriptors
+# Usage: programs.sh churn_threads|fork_exec|signal_alloc|nested_blocking_call|dlopen_alloc|small_stacks|unwinding|descriptors
 #   churn_threads  4 and 8 threads of malloc/realloc/new/delete churn with cross-thread frees
 #   fork_exec      fork, exec, fork under allocation load; with HEAPKEEPER_REPORT=.../r.%p.json
 #                  every process that exits writes its own report, checked against its pid
 #   signal_alloc   signal handlers that allocate while the main thread churns
+#   nested_blocking_call  a timer's handler writes while the main thread writes (wrapped calls
+#                  nested at the end of the outer one: it spun for ever)
 #   dlopen_alloc   a plugin that allocates, loaded and unloaded repeatedly
 #   small_stacks   allocation on a 32 KiB thread stack and a 16 KiB alternate signal stack
 #   unwinding      threads cancelled in wrapped blocking calls, pthread_exit, a throwing
@@ -106,6 +108,10 @@ case $program in
     # A deadlock here would otherwise cost 2 x 90 s; the plain run takes well under a second.
     HK_TIMEOUT=60  # read by lib.sh's hk_limit
     hk_compare signal_alloc run_program "$(hk_program signal_alloc)" 5000 -- launcher preload
+    ;;
+  nested_blocking_call)
+    HK_TIMEOUT=60  # read by lib.sh's hk_limit; the program's alarm ends a hung run after 20 s
+    hk_compare nested_blocking_call run_program "$(hk_program nested_blocking_call)" 300000 -- preload
     ;;
   dlopen_alloc)
     : "${HK_PLUGIN:?HK_PLUGIN must name the plugin dlopen_alloc loads}"

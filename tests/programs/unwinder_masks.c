@@ -8,7 +8,8 @@
  * first captures of each stack go through libunwind's look-ups. After every allocation a thread
  * reads its mask back, and a SIGUSR1 raised while blocked must stay pending until the end. An
  * interval timer's SIGALRM lands meanwhile (often inside a capture): its handler changes and
- * restores its own mask with sigprocmask, which must take effect even there. Output is
+ * restores its own mask with sigprocmask, which must take effect even there, and makes a call with
+ * a set shaped like heapkeeper's marker (SIGKILL and SIGSTOP alone). Output is
  * deterministic: the counts and the errors, which must be 0.
  */
 #define _GNU_SOURCE
@@ -42,6 +43,13 @@ static void on_alarm(int signo) {
     handler_errors++;
   if (sigprocmask(SIG_SETMASK, &saved, NULL) != 0) handler_errors++;
   if (sigprocmask(SIG_BLOCK, NULL, &now) != 0 || sigismember(&now, SIGTERM)) handler_errors++;
+  /* A set holding SIGKILL and SIGSTOP alone, the shape of heapkeeper's marker for an elided block:
+   * still the program's own call, whose saved mask is the handler's (SIGALRM blocked in it). */
+  sigset_t kill_stop;
+  sigemptyset(&kill_stop);
+  sigaddset(&kill_stop, SIGKILL);
+  sigaddset(&kill_stop, SIGSTOP);
+  if (sigprocmask(SIG_BLOCK, &kill_stop, &saved) != 0 || !sigismember(&saved, SIGALRM)) handler_errors++;
   alarms_handled++;
 }
 
