@@ -27,10 +27,14 @@ constexpr uint64_t kMarkerWord = (uint64_t{1} << (SIGKILL - 1)) | (uint64_t{1} <
 constexpr uint64_t kMarkerTag = 0x6865617070726f66ull;
 static_assert(sizeof(sigset_t) >= 2 * sizeof(uint64_t));
 
+// The second word is read only when the first matches: a program's call may pass a mask object
+// of the kernel's 8 bytes.
 bool is_marker(const sigset_t* set) {
-  uint64_t words[2];
-  std::memcpy(words, set, sizeof words);
-  return words[0] == kMarkerWord && words[1] == kMarkerTag;
+  uint64_t word;
+  std::memcpy(&word, set, sizeof word);
+  if (word != kMarkerWord) return false;
+  std::memcpy(&word, reinterpret_cast<const char*>(set) + sizeof word, sizeof word);
+  return word == kMarkerTag;
 }
 
 void write_marker(sigset_t* set) {
@@ -127,7 +131,7 @@ void locate_unwinder() {
     g_unwinder_base = reinterpret_cast<uintptr_t>(where.dli_fbase);
   if (dladdr(reinterpret_cast<void*>(&locate_unwinder), &where) != 0)
     g_self_base = reinterpret_cast<uintptr_t>(where.dli_fbase);
-  unwinder_unshared();  // the objects loaded with the program; dlopen's are seen at look-ups
+  unwinder_unshared();  // the objects loaded with the program; dlopen's are seen at sections
 }
 
 bool elide_unwinder_mask_call(const sigset_t* set, sigset_t* old, uintptr_t caller) {
