@@ -12,6 +12,8 @@
 # - tests/programs/unwinding_profiler.c, linked with libunwind and unwinding in its SIGPROF
 #   handler while two threads allocate from new stacks: same output and status (it hung, every
 #   run, when the blocks were elided for it too).
+# - gperftools' real profiler (libprofiler.so.0, linked with libunwind) sampling python3 at 5 kHz:
+#   the plain run's output, a profile, no hang.
 # - rt_sigprocmask system calls counted by strace: python3 importing modules makes at most 40
 #   more than a plain run (8,400 more before), with the plain run's output; the profiler makes
 #   thousands more (its blocks stay).
@@ -76,6 +78,31 @@ if ((plain >= 0 && traced >= 0)); then
     hk_pass "profiler linked with libunwind: $traced rt_sigprocmask calls traced, $plain plain"
   else
     hk_fail "profiler linked with libunwind: $traced rt_sigprocmask calls traced, $plain plain (libunwind's blocks elided for a program that unwinds with it in a handler?)"
+  fi
+fi
+
+# The real thing: gperftools' CPU profiler (Debian's libprofiler.so.0, linked with libunwind),
+# preloaded after heapkeeper, sampling python3 at 5 kHz while it imports modules: the plain run's
+# output (profiled too), a profile written, no hang. (The count is the profiler's own blocks and
+# heapkeeper's together, too noisy to judge heapkeeper's by: unwinding_profiler's count does.)
+profiler=$(find /usr/lib /lib -name 'libprofiler.so.0' -print -quit 2>/dev/null || true)
+if [[ -z $profiler ]]; then
+  echo "SKIP (this part): gperftools' libprofiler.so.0 is not installed"
+else
+  gperf_script='import json, decimal, email.message, argparse, asyncio, http.client; print(json.dumps(sorted(dir(asyncio))[:5]))'
+  CPUPROFILE=$HK_WORK/plain.prof CPUPROFILE_FREQUENCY=5000 LD_PRELOAD=$profiler \
+    /usr/bin/python3 -c "$gperf_script" >"$HK_WORK/gperf.plain.out" 2>/dev/null
+  count_masks gperf traced env CPUPROFILE="$HK_WORK/traced.prof" CPUPROFILE_FREQUENCY=5000 \
+    LD_PRELOAD="$HK_PRELOAD:$profiler" /usr/bin/python3 -c "$gperf_script"
+  traced=$(cat "$HK_WORK/gperf.traced.count")
+  if ((traced >= 0)); then
+    if ! cmp -s "$HK_WORK/gperf.plain.out" "$HK_WORK/gperf.traced.out"; then
+      hk_fail "python3 under gperftools' profiler: output differs from the plain run's: $(diff "$HK_WORK/gperf.plain.out" "$HK_WORK/gperf.traced.out" | head -5)"
+    elif [[ ! -s $HK_WORK/traced.prof ]]; then
+      hk_fail "python3 under gperftools' profiler and heapkeeper: no profile written"
+    else
+      hk_pass "python3 under gperftools' profiler at 5 kHz: plain output, a profile, $traced rt_sigprocmask calls"
+    fi
   fi
 fi
 hk_finish
