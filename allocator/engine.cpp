@@ -80,12 +80,6 @@ struct DeferredThread {
 constexpr unsigned kMaxDeferredThreads = 4;
 DeferredThread g_deferred_threads[kMaxDeferredThreads];
 std::atomic<bool> g_threads_closed{false};  // the exit handlers began: start nothing more
-// Set from this thread's fork-prepare handler to its fork-parent or fork-child one. heapkeeper's
-// prepare handler runs before jemalloc's (registered after it), and its parent and child handlers
-// after jemalloc's: while set, this thread may hold every jemalloc lock, and a signal handler that
-// interrupted the fork and waits in a wrapped call must not start a thread, whose creation
-// allocates (a SIGCHLD handler calling waitpid deadlocked so in an earlier version of this).
-constinit thread_local bool tls_forking = false;
 
 // A forked child starts with none: what its parent deferred is the parent's (the fork-child
 // handlers defer the child's own), and an entry caught mid-start by the fork would never finish.
@@ -195,16 +189,16 @@ void run_exit_handlers() {
 // Run before jemalloc's fork handlers lock its arenas, and after they release them: no thread may
 // be inside libunwind's critical sections when the fork copies the process (unwinder_masks.h).
 void fork_prepare() {
-  tls_forking = true;
+  tls_thread.forking = true;
   begin_fork_for_unwinder();
 }
 void fork_parent() {
   end_fork_for_unwinder_in_parent();
-  tls_forking = false;
+  tls_thread.forking = false;
 }
 void fork_child() {
   end_fork_for_unwinder_in_child();
-  tls_forking = false;
+  tls_thread.forking = false;
   ThreadLocal& tl = tls_thread;
   GuardScope guard(tl);
   diagnostic_output_after_fork_in_child();
@@ -940,7 +934,10 @@ void drop_deferred_threads() noexcept {
 }
 
 void start_deferred_threads_slow(bool now) noexcept {
-  if (g_threads_closed.load(std::memory_order_acquire) || tls_forking) return;
+  // While this thread forks it may hold every jemalloc lock (ThreadLocal::forking): a signal
+  // handler that interrupted the fork and waits in a wrapped call must not start a thread, whose
+  // creation allocates (a SIGCHLD handler calling waitpid deadlocked so in an earlier version).
+  if (g_threads_closed.load(std::memory_order_acquire) || tls_thread.forking) return;
   uint64_t clock = 0;
   for (DeferredThread& deferred : g_deferred_threads) {
     if (deferred.state.load(std::memory_order_acquire) != DeferredThread::kWaiting) continue;

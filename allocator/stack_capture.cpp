@@ -186,8 +186,13 @@ namespace {
 
 uintptr_t g_self_low = 0, g_self_high = 0;
 
+struct CodeRangeSearch {
+  uintptr_t address;  // looked for
+  CodeRange found;
+};
+
 int find_code_range(dl_phdr_info* info, size_t, void* data) {
-  auto* range = static_cast<CodeRange*>(data);
+  auto* search = static_cast<CodeRangeSearch*>(data);
   uintptr_t low = UINTPTR_MAX, high = 0;
   for (int i = 0; i < info->dlpi_phnum; ++i) {
     const ElfW(Phdr)& ph = info->dlpi_phdr[i];
@@ -196,10 +201,8 @@ int find_code_range(dl_phdr_info* info, size_t, void* data) {
     if (start < low) low = start;
     if (start + ph.p_memsz > high) high = start + ph.p_memsz;
   }
-  // `low` carries the address looked for until its module is found.
-  if (range->low >= low && range->low < high) {
-    range->low = low;
-    range->high = high;
+  if (search->address >= low && search->address < high) {
+    search->found = {low, high};
     return 1;
   }
   return 0;
@@ -735,9 +738,9 @@ bool initialize_stack_capture() {
 }
 
 CodeRange code_range_of(uintptr_t address) {
-  CodeRange range{address, 0};
-  if (dl_iterate_phdr(find_code_range, &range) == 0) return CodeRange{};
-  return range;
+  CodeRangeSearch search{address, {}};
+  dl_iterate_phdr(find_code_range, &search);
+  return search.found;
 }
 
 bool is_heapkeeper_code(uintptr_t address) { return address >= g_self_low && address < g_self_high; }

@@ -92,6 +92,11 @@ struct ThreadLocal {
   // The alternate signal stack the program set for this thread through sigaltstack() (the
   // wrapper records it; a fork's child inherits it with this copy): [low, high), 0 when none.
   uintptr_t alt_stack_low = 0, alt_stack_high = 0;
+  // Set from heapkeeper's fork-prepare handler to its fork-parent or fork-child one. That prepare
+  // handler runs before jemalloc's (registered after it), and its parent and child handlers after
+  // jemalloc's: while set, this thread may hold every jemalloc lock, and what runs on it (a signal
+  // handler that interrupted the fork) must neither start a thread nor wait for the fork to end.
+  bool forking = false;
 };
 
 // Initial-exec TLS: one fixed offset from the thread pointer, no __tls_get_addr, no allocation.

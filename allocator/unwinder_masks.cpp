@@ -6,14 +6,13 @@
 #include <link.h>
 #include <sched.h>
 
-#include <dlfcn.h>
-
 #include <atomic>
 #include <cstddef>
 #include <cstring>
 
 #include "allocator/monotonic_clock.h"
 #include "allocator/stack_capture.h"
+#include "allocator/thread_registry.h"
 
 namespace heapkeeper::alloc {
 namespace {
@@ -50,7 +49,6 @@ bool in_unwinder(uintptr_t address) { return address >= g_unwinder.low && addres
 // loader's count of loaded objects moved (dlpi_adds), at each outermost section.
 std::atomic<bool> g_unwinder_shared{false};
 std::atomic<unsigned long long> g_adds_seen{0};
-uintptr_t g_self_base = 0, g_unwinder_base = 0;
 
 int read_adds(dl_phdr_info* info, size_t size, void* data) {
   if (size < offsetof(dl_phdr_info, dlpi_adds) + sizeof info->dlpi_adds) return 1;
@@ -60,8 +58,15 @@ int read_adds(dl_phdr_info* info, size_t size, void* data) {
 
 bool names_unwinder(const char* soname) { return std::strncmp(soname, "libunwind", 9) == 0; }
 
+// heapkeeper and libunwind themselves are told by their code: an object whose executable segment
+// holds heapkeeper's or libunwind's.
 int find_unwinder_user(dl_phdr_info* info, size_t, void* data) {
-  if (info->dlpi_addr == g_self_base || info->dlpi_addr == g_unwinder_base) return 0;
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
+    const uintptr_t start = info->dlpi_addr + ph.p_vaddr;
+    if (in_unwinder(start) || is_heapkeeper_code(start)) return 0;
+  }
   const ElfW(Dyn)* dynamic = nullptr;
   for (int i = 0; i < info->dlpi_phnum; ++i) {
     if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
@@ -102,17 +107,16 @@ bool unwinder_unshared() {
 std::atomic<uint32_t> g_threads_inside{0};
 std::atomic<bool> g_fork_pending{false};
 constinit thread_local uint32_t tls_depth __attribute__((tls_model("initial-exec"))) = 0;
-// The thread preparing a fork: a signal handler of its own that allocates meanwhile must not wait
-// for that fork (it would wait for ever). Its section, if one is held at the fork, is held by the
-// same thread in the child, which ends it there.
-constinit thread_local bool tls_forking_thread __attribute__((tls_model("initial-exec"))) = false;
 
+// The thread preparing a fork (ThreadLocal::forking) never waits: a signal handler of its own that
+// allocates meanwhile would wait for its own fork. Its section, if one is held at the fork, is held
+// by the same thread in the child, which ends it there.
 void enter_section() {
   if (tls_depth++ != 0) return;
   for (;;) {
-    while (g_fork_pending.load(std::memory_order_seq_cst) && !tls_forking_thread) sched_yield();
+    while (g_fork_pending.load(std::memory_order_seq_cst) && !tls_thread.forking) sched_yield();
     g_threads_inside.fetch_add(1, std::memory_order_seq_cst);
-    if (!g_fork_pending.load(std::memory_order_seq_cst) || tls_forking_thread) return;
+    if (!g_fork_pending.load(std::memory_order_seq_cst) || tls_thread.forking) return;
     g_threads_inside.fetch_sub(1, std::memory_order_seq_cst);
   }
 }
@@ -126,11 +130,6 @@ void leave_section() {
 
 void locate_unwinder() {
   g_unwinder = code_range_of(reinterpret_cast<uintptr_t>(&unw_step));
-  Dl_info where{};
-  if (dladdr(reinterpret_cast<void*>(&unw_step), &where) != 0)
-    g_unwinder_base = reinterpret_cast<uintptr_t>(where.dli_fbase);
-  if (dladdr(reinterpret_cast<void*>(&locate_unwinder), &where) != 0)
-    g_self_base = reinterpret_cast<uintptr_t>(where.dli_fbase);
   unwinder_unshared();  // the objects loaded with the program; dlopen's are seen at sections
 }
 
@@ -155,7 +154,6 @@ bool elide_unwinder_mask_call(const sigset_t* set, sigset_t* old, uintptr_t call
 }
 
 void begin_fork_for_unwinder() {
-  tls_forking_thread = true;
   g_fork_pending.store(true, std::memory_order_seq_cst);
   // This thread's own section, if the fork comes from a handler that interrupted one, never ends
   // before the fork. Others last microseconds; one stopped inside must not hang the fork.
@@ -165,15 +163,11 @@ void begin_fork_for_unwinder() {
   while (g_threads_inside.load(std::memory_order_seq_cst) > own && monotonic_ns() < deadline) sched_yield();
 }
 
-void end_fork_for_unwinder_in_parent() {
-  g_fork_pending.store(false, std::memory_order_seq_cst);
-  tls_forking_thread = false;
-}
+void end_fork_for_unwinder_in_parent() { g_fork_pending.store(false, std::memory_order_seq_cst); }
 
 void end_fork_for_unwinder_in_child() {
   g_threads_inside.store(tls_depth != 0 ? 1 : 0, std::memory_order_relaxed);
   g_fork_pending.store(false, std::memory_order_relaxed);
-  tls_forking_thread = false;
 }
 
 }  // namespace heapkeeper::alloc
