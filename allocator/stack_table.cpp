@@ -49,14 +49,15 @@ bool StackTable::initialize(uint64_t address_space_left) {
   max_nodes_ = kMaxStacks;
   if (address_space_left != 0) {
     // 1/256 of what is left for nodes and their counters (1 GiB: some 170,000 nodes).
-    const uint64_t nodes = address_space_left / 256 / (sizeof(Node) + 2 * sizeof(uint32_t));
+    const uint64_t nodes = address_space_left / 256 / (sizeof(Node) + 2 * sizeof(uint32_t) + sizeof(uintptr_t));
     if (nodes < max_nodes_) max_nodes_ = nodes < 4096 ? 4096 : static_cast<uint32_t>(nodes);
   }
   nodes_ = static_cast<Node*>(map_anonymous(sizeof(Node) * max_nodes_));
   generations_ = static_cast<std::atomic<uint32_t>*>(map_anonymous(sizeof(uint32_t) * max_nodes_));
   allocation_wraps_ = static_cast<std::atomic<uint32_t>*>(map_anonymous(sizeof(uint32_t) * max_nodes_));
   handed_out_ = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) * (max_nodes_ / 64 + 1)));
-  if (nodes_ == nullptr || generations_ == nullptr || allocation_wraps_ == nullptr || handed_out_ == nullptr)
+  if (nodes_ == nullptr || generations_ == nullptr || allocation_wraps_ == nullptr || handed_out_ == nullptr ||
+      !frames_.initialize(max_nodes_))
     return false;
   auto* first = static_cast<Level*>(map_anonymous(sizeof(Level)));
   if (first == nullptr) return false;
@@ -65,6 +66,10 @@ bool StackTable::initialize(uint64_t address_space_left) {
   first->mask = (uint64_t{1} << level_shift(0)) - 1;
   levels_[0].store(first, std::memory_order_release);
   return true;
+}
+
+uintptr_t StackTable::node_frame(const Node& node, uint32_t link) const {
+  return names_chain(link) ? kChainTag | node.frame : frames_.frame(node.frame);
 }
 
 uint64_t StackTable::hash(const uintptr_t* frames, uint32_t depth) {
@@ -93,13 +98,12 @@ bool StackTable::append_path(uint32_t id, uint32_t made, bool chains, StackView&
     if (at >= made || at >= max_nodes_) return false;
     const uint32_t link = nodes_[at].link.load(std::memory_order_acquire);
     if (link == 0) return false;  // not published yet
-    const uintptr_t frame = nodes_[at].frame;
     if (names_chain(link)) {
       // A chain is written before the stack naming it; it never names another.
-      const uintptr_t chain = frame & (kChainTag - 1);
-      if (!chains || chain >= made || !append_path(static_cast<uint32_t>(chain), made, false, view)) return false;
+      const uint32_t chain = nodes_[at].frame;
+      if (!chains || chain >= made || !append_path(chain, made, false, view)) return false;
     } else {
-      view.frames[view.depth++] = frame;
+      view.frames[view.depth++] = frames_.frame(nodes_[at].frame);
     }
     at = link_parent(link);
   }
@@ -143,7 +147,7 @@ bool StackTable::same_code(uint32_t id, uintptr_t frame, uint32_t generation) {
 bool StackTable::stands_for_unloaded_code(uint32_t slot, uint32_t tag, uintptr_t frame, uint32_t generation) const {
   if ((slot >> kIdBits) != tag) return false;
   const Node& node = nodes_[slot & kIdMask];
-  if (node.frame != frame) return false;
+  if (node_frame(node, node.link.load(std::memory_order_acquire)) != frame) return false;
   return code_changed(frame, generation_of(slot & kIdMask), generation);
 }
 
@@ -187,7 +191,7 @@ uint32_t StackTable::child(uint32_t parent, unsigned from_level, uintptr_t frame
     if ((slot >> kIdBits) != tag) return false;
     const Node& node = nodes_[slot & kIdMask];
     link = node.link.load(std::memory_order_acquire);
-    return link_parent(link) == parent && node.frame == frame && names_chain(link) == chain_word;
+    return link_parent(link) == parent && names_chain(link) == chain_word && node_frame(node, link) == frame;
   };
   // The slot of a node for this frame under this parent that stands for other code (a library
   // since unloaded): the new node takes its place, so that a plugin loaded and closed in a loop
@@ -238,7 +242,10 @@ uint32_t StackTable::child(uint32_t parent, unsigned from_level, uintptr_t frame
     }
   }
 
-  // A new node: written, then published by its link, then made findable.
+  // A new node: written, then published by its link, then made findable. Its frame's index first:
+  // a full dictionary spends no node id.
+  const uint32_t frame_ref = chain_word ? static_cast<uint32_t>(frame & (kChainTag - 1)) : frames_.intern(frame);
+  if (!chain_word && frame_ref == FrameDictionary::kNoIndex) return kNoStack;
   fresh = true;
   const uint32_t id = next_id_.fetch_add(1, std::memory_order_acq_rel);
   if (id >= max_nodes_) return kNoStack;
@@ -260,7 +267,7 @@ uint32_t StackTable::child(uint32_t parent, unsigned from_level, uintptr_t frame
   // slot goes to `l`): its children are looked for from there upwards.
   const unsigned recorded = replaced_slot != nullptr && replaced_level < l ? replaced_level : l;
   Node& node = nodes_[id];
-  node.frame = frame;
+  node.frame = frame_ref;
   set_generation(id, generation);
   node.link.store((parent << 8) | (chain_word ? kNamesChain : 0) | (recorded << 1) | 1, std::memory_order_release);
   const uint32_t wanted = (tag << kIdBits) | id;
@@ -292,7 +299,7 @@ bool StackTable::is_path(uint32_t id, const uintptr_t* frames, uint32_t depth, b
     if (at == kNoStack) return false;
     const Node& node = nodes_[at];
     const uint32_t link = node.link.load(std::memory_order_acquire);
-    if (link == 0 || node.frame != frames[i] || names_chain(link) != (chained && i == 0)) return false;
+    if (link == 0 || names_chain(link) != (chained && i == 0) || node_frame(node, link) != frames[i]) return false;
     same_generation &= generation_of(at) == generation;
     at = link_parent(link);
   }
