@@ -53,15 +53,20 @@ bool LeakBaseline::load(const std::string& path, std::string& error) {
   ::close(fd);
   text.resize(got);
   const nlohmann::json doc = nlohmann::json::parse(text, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object() || doc.value("tool", "") != "heapkeeper" || !doc.contains("leaks") ||
-      !doc["leaks"].is_array()) {
+  // Every type checked before it is used: json::value() throws when "tool" is there but is no
+  // string, and the exception ended the whole report (no JSON report, frames unnamed).
+  const auto tool = doc.is_object() ? doc.find("tool") : doc.end();
+  const auto leaks = doc.is_object() ? doc.find("leaks") : doc.end();
+  if (doc.is_discarded() || !doc.is_object() || tool == doc.end() || !tool->is_string() ||
+      tool->get_ref<const std::string&>() != "heapkeeper" || leaks == doc.end() || !leaks->is_array()) {
     error = "the baseline " + path + " is not a heapkeeper JSON report (HEAPKEEPER_REPORT) with a \"leaks\" list";
     return false;
   }
-  for (const nlohmann::json& leak : doc["leaks"]) {
-    if (!leak.is_object() || !leak.contains("stack") || !leak["stack"].is_array()) continue;
+  for (const nlohmann::json& leak : *leaks) {
+    const auto stack = leak.is_object() ? leak.find("stack") : leak.end();
+    if (stack == leak.end() || !stack->is_array()) continue;
     std::string key;
-    for (const nlohmann::json& frame : leak["stack"]) {
+    for (const nlohmann::json& frame : *stack) {
       if (!frame.is_object()) continue;
       const auto text_of = [&](const char* name) {
         const auto found = frame.find(name);
