@@ -15,11 +15,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string_view>
@@ -139,6 +141,71 @@ bool publisher_on_its_way(pid_t pid) {
   return found;
 }
 
+// A segment's file may shrink while it is mapped: its owner (any user, for a root reader) can
+// truncate it, and a read of a page past the new end raises SIGBUS, which killed `view`, `export`
+// and `serve` in the middle of a read. Each mapping is registered here; a SIGBUS inside one
+// replaces the whole mapping with zero pages (the read then finds no magic number, sequence 0)
+// and marks it cut short, which the reader reports. Slots are lock-free: `serve` reads segments
+// on several threads, and the handler may run on any of them.
+struct GuardedMapping {
+  std::atomic<uintptr_t> start{0};  // 0: free; 1: being filled
+  std::atomic<size_t> size{0};
+  std::atomic<bool> cut{false};
+};
+constexpr int kGuardSlots = 256;
+GuardedMapping g_guarded[kGuardSlots];
+struct sigaction g_previous_sigbus;
+std::once_flag g_sigbus_installed;
+
+void on_sigbus(int signal_number, siginfo_t* info, void* context) {
+  const auto address = reinterpret_cast<uintptr_t>(info->si_addr);
+  for (GuardedMapping& slot : g_guarded) {
+    const uintptr_t start = slot.start.load(std::memory_order_acquire);
+    const size_t size = slot.size.load(std::memory_order_acquire);
+    if (start <= 1 || address < start || address - start >= size) continue;
+    const int saved = errno;
+    void* zeros = mmap(reinterpret_cast<void*>(start), size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    errno = saved;
+    if (zeros == MAP_FAILED) break;
+    slot.cut.store(true, std::memory_order_release);
+    return;  // the faulting read runs again, on zeros
+  }
+  // Not a segment's page: what would have happened without this handler.
+  if ((g_previous_sigbus.sa_flags & SA_SIGINFO) != 0 && g_previous_sigbus.sa_sigaction != nullptr) {
+    g_previous_sigbus.sa_sigaction(signal_number, info, context);
+  } else if (g_previous_sigbus.sa_handler != SIG_DFL && g_previous_sigbus.sa_handler != SIG_IGN) {
+    g_previous_sigbus.sa_handler(signal_number);
+  } else {
+    ::signal(SIGBUS, SIG_DFL);  // the read faults again and the default action follows
+  }
+}
+
+int guard_mapping(void* mapping, size_t size) {
+  std::call_once(g_sigbus_installed, [] {
+    struct sigaction action {};
+    action.sa_sigaction = on_sigbus;
+    action.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGBUS, &action, &g_previous_sigbus);
+  });
+  for (int i = 0; i < kGuardSlots; ++i) {
+    uintptr_t free_slot = 0;
+    if (!g_guarded[i].start.compare_exchange_strong(free_slot, 1, std::memory_order_acq_rel)) continue;
+    g_guarded[i].cut.store(false, std::memory_order_relaxed);
+    g_guarded[i].size.store(size, std::memory_order_release);
+    g_guarded[i].start.store(reinterpret_cast<uintptr_t>(mapping), std::memory_order_release);
+    return i;
+  }
+  return -1;  // more segments open at once than slots: unguarded, as before
+}
+
+void unguard_mapping(int slot) {
+  if (slot < 0) return;
+  g_guarded[slot].size.store(0, std::memory_order_release);
+  g_guarded[slot].start.store(0, std::memory_order_release);
+}
+
 uint64_t realtime_ns() {
   timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
@@ -150,6 +217,8 @@ uint64_t realtime_ns() {
 SegmentReader::~SegmentReader() { close(); }
 
 void SegmentReader::close() {
+  unguard_mapping(guard_slot_);
+  guard_slot_ = -1;
   if (mapping_ != nullptr) munmap(mapping_, size_);
   if (fd_ >= 0) ::close(fd_);
   mapping_ = nullptr;
@@ -264,10 +333,15 @@ bool SegmentReader::open_path(const std::string& path, bool for_commands, std::s
     close();
     return false;
   }
-  if (!validate(mapping_, size_, st.st_uid, error)) {
+  guard_slot_ = guard_mapping(mapping_, size_);
+  if (!validate(mapping_, size_, st.st_uid, error) || cut_short()) {
     stats::SegmentHeader header;
     std::memcpy(&header, mapping_, sizeof(header));
     last_unfinished_ = stats::header_unfinished(header) || size_ < sizeof(SharedSegment);
+    if (cut_short()) {
+      error = "the file was cut short while it was read";
+      last_unfinished_ = false;
+    }
     error = path + ": " + error;
     close();
     return false;
@@ -528,10 +602,19 @@ bool SegmentReader::snapshot(stats::Snapshot& out, std::string& error, bool figu
   return read_snapshot(out, error, figures_only);
 }
 
+bool SegmentReader::cut_short() const {
+  return guard_slot_ >= 0 && g_guarded[guard_slot_].cut.load(std::memory_order_acquire);
+}
+
 bool SegmentReader::read_snapshot(stats::Snapshot& out, std::string& error, bool figures_only) const {
   for (int attempt = 0; attempt < 200; ++attempt) {
-    switch (figures_only ? stats::try_read_snapshot_figures(*segment_, out)
-                         : stats::try_read_snapshot(*segment_, out)) {
+    const stats::SnapshotRead result =
+        figures_only ? stats::try_read_snapshot_figures(*segment_, out) : stats::try_read_snapshot(*segment_, out);
+    if (cut_short()) {
+      error = path_ + " was cut short (its file truncated) while it was read: refused";
+      return false;
+    }
+    switch (result) {
       case stats::SnapshotRead::kConsistent:
         sanitise(out);
         if (!figures_only) name_frames(out);

@@ -77,6 +77,10 @@ class SegmentReader {
   // Whether the last open_path failed on a segment its process had not finished making (sized
   // too small, or a header without its magic number yet): worth a moment's wait, not an error.
   bool last_was_unfinished() const { return last_unfinished_; }
+  // Whether the segment's file shrank under the mapping while it was read (its owner truncated
+  // it): the pages past its new end were replaced with zeros instead of raising SIGBUS, and what
+  // was read from them is not to be believed.
+  bool cut_short() const;
   // The pids those files name, each once.
   static std::vector<pid_t> list_segments();
   // Removes `file` if it is the remains of a dead process (stats::segment_is_remains) that we may
@@ -98,6 +102,7 @@ class SegmentReader {
   int fd_ = -1;
   void* mapping_ = nullptr;
   size_t size_ = 0;
+  int guard_slot_ = -1;  // the mapping's entry in the SIGBUS guard (segment_reader.cpp), or -1
   uid_t owner_ = 0;
   std::string path_;
   const stats::SharedSegment* segment_ = nullptr;

@@ -340,6 +340,41 @@ TEST(SegmentReaderFile, TruncatedFilesAreRefused) {
   EXPECT_TRUE(reader.open_path(path, false, error)) << error;
 }
 
+// A segment whose file shrinks after it was opened (its owner truncates it: any user, for a root
+// reader): reading the pages past the new end raised SIGBUS and killed `view`, `export`, `stats`
+// and `serve`. It is refused in one line instead, for readers and command channels, and the
+// reader can be closed and a new segment opened afterwards.
+TEST(SegmentReaderFile, FileTruncatedWhileOpenIsRefusedNotACrash) {
+  TemporaryDirectory directory;
+  ASSERT_FALSE(directory.path().empty());
+  auto segment = valid_segment();
+  const std::string path = directory.path() + "/heapkeeper.4";
+  for (const size_t cut : {size_t{0}, size_t{4096}, sizeof(stats::SegmentHeader) + 64,
+                           offsetof(SharedSegment, snapshot) + sizeof(Snapshot) / 2}) {
+    for (bool for_commands : {false, true}) {
+      ASSERT_TRUE(write_file(path, segment.get(), sizeof(SharedSegment)));
+      SegmentReader reader;
+      std::string error;
+      ASSERT_TRUE(reader.open_path(path, for_commands, error)) << error;
+      ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(cut)), 0);
+      auto snapshot = std::make_unique<Snapshot>();
+      EXPECT_FALSE(reader.snapshot(*snapshot, error, false)) << cut;
+      EXPECT_TRUE(reader.cut_short()) << cut;
+      EXPECT_TRUE(one_line_reason(error)) << error;
+      EXPECT_NE(error.find("cut short"), std::string::npos) << cut << ": " << error;
+      EXPECT_NO_FATAL_FAILURE(reader.info());
+    }
+  }
+  // The guard does not outlive the reader: a whole segment opened next reads normally.
+  ASSERT_TRUE(write_file(path, segment.get(), sizeof(SharedSegment)));
+  SegmentReader reader;
+  std::string error;
+  ASSERT_TRUE(reader.open_path(path, false, error)) << error;
+  auto snapshot = std::make_unique<Snapshot>();
+  EXPECT_TRUE(reader.snapshot(*snapshot, error)) << error;
+  EXPECT_FALSE(reader.cut_short());
+}
+
 TEST(SegmentReaderFile, NonSegmentsAreRefusedInOneLine) {
   TemporaryDirectory directory;
   ASSERT_FALSE(directory.path().empty());
