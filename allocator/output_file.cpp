@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -141,6 +142,79 @@ int open_waiting_for_reader(const char* path, int flags, OutputProblem& problem)
 
 }  // namespace
 
+bool refused_on_the_way(const char* path, OutputProblem& problem) {
+  // One path buffer and directory descriptors, as leads_through_proc: the log may be opened on a
+  // small signal stack. What is left to walk sits at the end of `rest` (from `at`); a link's
+  // target is read into the free space in front of it and moved next to it.
+  char rest[4096];
+  const size_t path_length = std::strlen(path);
+  if (path_length + 1 > sizeof(rest)) return false;  // the open will say the path is too long
+  size_t at = sizeof(rest) - path_length - 1;
+  std::memcpy(rest + at, path, path_length + 1);
+  // Bytes at the end of `rest` still the original path's: its last component is the caller's to
+  // judge (a link there is followed all the same, and what it leads through is checked).
+  size_t original_left = path_length;
+  int directory = ::open(path[0] == '/' ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  bool refused = false;
+  for (int links = 0; directory >= 0;) {
+    while (rest[at] == '/') ++at;
+    if (rest[at] == '\0') break;
+    size_t end = at;
+    while (rest[end] != '\0' && rest[end] != '/') ++end;
+    size_t after = end;
+    while (rest[after] == '/') ++after;
+    const bool last = rest[after] == '\0';
+    const bool callers = last && original_left >= sizeof(rest) - 1 - at;
+    char name[256];
+    const size_t name_length = end - at;
+    if (name_length >= sizeof(name)) break;
+    std::memcpy(name, rest + at, name_length);
+    name[name_length] = '\0';
+    at = after;
+    if (original_left > sizeof(rest) - 1 - at) original_left = sizeof(rest) - 1 - at;
+    struct stat entry;
+    if (std::strcmp(name, ".") == 0 || ::fstatat(directory, name, &entry, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (std::strcmp(name, ".") == 0) continue;
+      break;  // nothing there to follow: the open says what is missing
+    }
+    if (!S_ISLNK(entry.st_mode)) {
+      if (last || !S_ISDIR(entry.st_mode)) break;
+      const int next = ::openat(directory, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      ::close(directory);
+      directory = next;
+      continue;
+    }
+    // fs.protected_symlinks' rule, with the directory holding the link as its parent.
+    struct stat parent;
+    if (!callers && entry.st_uid != ::geteuid() && ::fstat(directory, &parent) == 0 &&
+        (parent.st_mode & S_ISVTX) != 0 && (parent.st_mode & S_IWOTH) != 0 && entry.st_uid != parent.st_uid) {
+      problem = OutputProblem{};
+      problem.refused = true;
+      problem.owner = entry.st_uid;
+      problem.reason = "a symbolic link";
+      problem.rule = "fs.protected_symlinks";
+      std::memcpy(problem.through, name, name_length + 1);
+      refused = true;
+      break;
+    }
+    if (++links > 40 || at < 2) break;  // ELOOP, or no room: the open says so
+    const ssize_t n = ::readlinkat(directory, name, rest, at - 1);
+    if (n <= 0 || static_cast<size_t>(n) >= at - 1) break;
+    const bool tail = rest[at] != '\0';
+    if (tail) rest[at - 1] = '/';
+    const size_t start = at - (tail ? 1 : 0) - static_cast<size_t>(n);
+    std::memmove(rest + start, rest, static_cast<size_t>(n));
+    if (!tail) rest[at] = '\0';
+    at = start;
+    if (rest[at] == '/') {
+      ::close(directory);
+      directory = ::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    }
+  }
+  if (directory >= 0) ::close(directory);
+  return refused;
+}
+
 bool parent_directory(const char* path, char* out, size_t capacity) {
   size_t length = std::strlen(path);
   while (length > 1 && path[length - 1] == '/') --length;  // "dir/name/" names "dir/name"
@@ -216,6 +290,8 @@ int open_existing_for_writing(const char* path, int flags, OutputProblem& proble
 }
 
 int open_for_appending(const char* path, OutputProblem& problem) {
+  problem = OutputProblem{};
+  if (refused_on_the_way(path, problem)) return -1;
   for (int attempt = 0; attempt < kOpenAttempts; ++attempt) {
     // A link to nothing yet is followed and its file created, as open(O_CREAT) would: the link
     // passed the rule, so its owner chose where it leads.
@@ -263,7 +339,9 @@ bool write_fully(int fd, const char* data, size_t length) {
 
 void describe_output_problem(DiagnosticLine& line, const OutputProblem& problem) {
   if (problem.refused) {
-    line.text("refused: it is ")
+    if (problem.through[0] != '\0')
+      line.text("refused: it leads through \"").text(problem.through).text("\", which is ");
+    line.text(problem.through[0] != '\0' ? "" : "refused: it is ")
         .text(problem.reason)
         .text(" owned by uid ")
         .number(problem.owner)

@@ -4,7 +4,8 @@
 //
 // Linux guards such directories with the sysctls fs.protected_symlinks, protected_fifos and
 // protected_regular, but they are settings, and often off (containers, this project's development
-// machine). heapkeeper applies their rule itself to the last component of the path: in a sticky,
+// machine). heapkeeper applies their rule itself to the last component of the path, and
+// protected_symlinks' to every link followed on the way to it (refused_on_the_way): in a sticky,
 // world-writable directory, a symbolic link is followed, and an existing FIFO or regular file is
 // written into, only when it belongs to the writer (the effective uid) or to the directory's
 // owner. Anything else is refused, with the reason, before it is opened. No other user can replace
@@ -38,6 +39,9 @@ struct OutputProblem {
   bool refused = false;
   uid_t owner = 0;
   int error = 0;
+  // A refused link that is not the path's last component but a directory on the way to it
+  // (/tmp/reports when the path is /tmp/reports/r.json): its path, said in the refusal.
+  char through[256] = {};
 };
 
 // Opens the existing `path` for writing (open flags `flags` added to O_WRONLY: O_APPEND, and
@@ -46,6 +50,13 @@ struct OutputProblem {
 // device is refused (writing a report over a disk is never what was meant). -1 when `path` does
 // not exist (problem.error ENOENT, no reason) or cannot be written.
 int open_existing_for_writing(const char* path, int flags, OutputProblem& problem);
+
+// fs.protected_symlinks' rule for every symbolic link followed on the way to `path`'s last
+// component, as the kernel applies it to each one it follows (when the sysctl is on): a link in a
+// sticky world-writable directory, owned by neither us nor the directory's owner, is refused
+// (true, `problem` says which). Links inside the targets of links are followed and checked too.
+// The last component itself is the caller's to judge (a link there is followed by the open).
+bool refused_on_the_way(const char* path, OutputProblem& problem);
 
 // Opens `path` to append to it, creating it (mode 0644 less the umask) when it does not exist.
 int open_for_appending(const char* path, OutputProblem& problem);

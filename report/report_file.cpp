@@ -114,6 +114,10 @@ int write_and_close(int fd, std::string_view text, alloc::OutputProblem& problem
 
 int write_report_text(const char* path, std::string_view text, alloc::OutputProblem& problem) {
   problem = alloc::OutputProblem{};
+  if (alloc::refused_on_the_way(path, problem)) {
+    errno = EACCES;
+    return -1;
+  }
   struct stat entry;
   if (::lstat(path, &entry) != 0) {
     if (errno != ENOENT) return fail(problem, errno);

@@ -15,7 +15,8 @@
 #                              account needed: the old predictable temporary name, planted as a
 #                              link by the second user, is not followed; in a sticky
 #                              world-writable directory a link or FIFO of another user is refused
-#                              (one line), a link of the directory's owner or of the writer is
+#                              (one line), as the last component or as a directory on the way to
+#                              it (report and log), a link of the directory's owner or of the writer is
 #                              followed, for a program run by root and by the second user
 #   report_files.sh log        HEAPKEEPER_LOG_PATH: a FIFO with no reader falls back to stderr
 #                              after 5 s (it hung the program), one with a reader gets the leak
@@ -359,6 +360,37 @@ ownership() {
     else
       hk_pass "another user's link in a sticky directory: refused: $(diagnostics)"
     fi
+  fi
+  # The second user's link as a directory on the way (/tmp/reports -> a directory of root's, the
+  # report named /tmp/reports/r.json, as a script that ran `mkdir -p /tmp/reports` would name it):
+  # the kernel's rule covers every link it follows, so it is refused too, and root's file in
+  # that directory is left alone (it was replaced by the report).
+  mkdir -m 700 "$W/roots-dir"
+  echo precious >"$W/roots-dir/r.json"
+  as_user "$SECOND" ln -s "$W/roots-dir" "$sticky/reports"
+  status=0
+  traced "$sticky/reports/r.json" || status=$?
+  if expect_status "another user's link on the way, in /tmp" "$status" &&
+    expect_one_line "another user's link on the way, in /tmp" \
+      "could not write the report to $sticky/reports/r.json: refused: it leads through \"reports\"" \
+      "symbolic link owned by uid $SECOND" "fs.protected_symlinks"; then
+    if [[ $(cat "$W/roots-dir/r.json") != precious ]] || compgen -G "$W/roots-dir/r.json.tmp.*" >/dev/null; then
+      hk_fail "another user's link on the way: root's file in the directory it leads to was replaced"
+    else
+      hk_pass "another user's link on the way in a sticky directory: refused: $(diagnostics)"
+    fi
+  fi
+  # The same for the log, which is appended to.
+  echo precious >"$W/roots-dir/log.txt"
+  status=0
+  hk_exec plain env LD_PRELOAD="$HK_PRELOAD:$leaker" HEAPKEEPER_LOG_PATH="$sticky/reports/log.txt" "$program" 7 \
+    >"$W/out" 2>"$W/err" || status=$?
+  if [[ $(cat "$W/roots-dir/log.txt") != precious ]]; then
+    hk_fail "another user's link on the way: root's log file in the directory it leads to was written"
+  elif ! grep -qF "cannot write HEAPKEEPER_LOG_PATH='$sticky/reports/log.txt' (refused: it leads through \"reports\"" "$W/err"; then
+    hk_fail "another user's link on the way to the log: no refusal: $(head -3 "$W/err")"
+  else
+    hk_pass "another user's link on the way to the log in a sticky directory: refused, stderr used"
   fi
   # The second user's FIFO, for a program run by root: refused at once, no report handed over.
   as_user "$SECOND" mkfifo "$sticky/their-fifo"
