@@ -31,6 +31,9 @@ const char* const kUserRegisters[] = {"r15",    "r14", "r13", "r12",     "rbp", 
                                       "r8",     "rax", "rcx", "rdx",     "rsi",     "rdi", "orig_rax", "rip", "cs",
                                       "eflags", "rsp", "ss",  "fs_base", "gs_base", "ds",  "es",       "fs",  "gs"};
 
+// Where xmm0..15 follow the general registers, two words each (collector/world_stop.h).
+constexpr uint64_t kFirstVectorWord = 27;
+
 const report::RawModule* module_at(const report::RawWhy& why, uint32_t index) {
   return index < why.modules.size() ? &why.modules[index] : nullptr;
 }
@@ -66,6 +69,8 @@ nlohmann::json root_json(const report::RawWhy& why, const report::RawWhyRoot& r,
       std::string name = thread_name(pid, r.thread) + " register ";
       if (why.stop_method == "ptrace" && index < std::size(kUserRegisters))
         name += kUserRegisters[index];
+      else if (index >= kFirstVectorWord && index < kFirstVectorWord + 32)  // both stop methods (world_stop.h)
+        name += "xmm" + std::to_string((index - kFirstVectorWord) / 2);
       else
         name += "#" + std::to_string(index);
       return {{"kind", "register"},

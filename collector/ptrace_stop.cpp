@@ -149,6 +149,15 @@ int stop_one(TracerJob& job, StoppedThread& slot, long deadline) {
   std::memcpy(slot.registers, &regs, sizeof(regs));
   slot.register_count = sizeof(regs) / sizeof(uint64_t);
   slot.stack_pointer = static_cast<uintptr_t>(regs.rsp);
+  // The SSE registers (xmm0..15, FXSAVE's layout): a pointer may live only there.
+  user_fpregs_struct fpregs;
+  iovec fp_vector{&fpregs, sizeof(fpregs)};
+  if (raw_ptrace(PTRACE_GETREGSET, tid, NT_PRFPREG, reinterpret_cast<long>(&fp_vector)) == 0) {
+    static_assert(sizeof(fpregs.xmm_space) == kVectorRegisterWords * sizeof(uint64_t));
+    static_assert(sizeof(regs) / sizeof(uint64_t) == kVectorRegistersAt);
+    std::memcpy(slot.registers + kVectorRegistersAt, fpregs.xmm_space, sizeof(fpregs.xmm_space));
+    slot.register_count = kVectorRegistersAt + kVectorRegisterWords;
+  }
   return 1;
 }
 

@@ -110,6 +110,16 @@ void suspend_handler(int signal, siginfo_t* info, void* context) {
   static_assert(sizeof(mine->registers) >= sizeof(uc->uc_mcontext.gregs));
   std::memcpy(mine->registers, uc->uc_mcontext.gregs, sizeof(uc->uc_mcontext.gregs));
   mine->register_count = NGREG;
+  // The SSE registers, saved by the kernel in the signal frame below the interrupted stack
+  // pointer (which the scan excludes as dead frames): copied, as ptrace's stop reads them.
+  if (uc->uc_mcontext.fpregs != nullptr) {
+    static_assert(NGREG <= kVectorRegistersAt);
+    static_assert(sizeof(uc->uc_mcontext.fpregs->_xmm) == kVectorRegisterWords * sizeof(uint64_t));
+    for (uint32_t i = NGREG; i < kVectorRegistersAt; ++i) mine->registers[i] = 0;
+    std::memcpy(mine->registers + kVectorRegistersAt, uc->uc_mcontext.fpregs->_xmm,
+                sizeof(uc->uc_mcontext.fpregs->_xmm));
+    mine->register_count = kVectorRegistersAt + kVectorRegisterWords;
+  }
   mine->stack_pointer = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]);
   __atomic_store_n(&mine->acknowledged_epoch, epoch, __ATOMIC_RELEASE);
   g_acknowledged.fetch_add(1, std::memory_order_acq_rel);

@@ -39,8 +39,14 @@ struct StoppedThread {
   bool seized;  // ptrace: attached
   bool parked;  // left asleep in a wrapped blocking call: its stack is a root from stack_pointer
   uint32_t register_count;
-  uint64_t registers[27];  // user_regs_struct (ptrace), the ucontext's gregs (signals)
+  // user_regs_struct (ptrace) or the ucontext's gregs (signals) in [0, 27), then xmm0..xmm15 (two
+  // words each) in [kVectorRegistersAt, kVectorRegistersAt + 32): compilers keep pointers in SSE
+  // registers too (a spill, a 16-byte move of two pointers), and a block referenced only from one
+  // while its thread is stopped must not look unreachable.
+  uint64_t registers[59];
 };
+inline constexpr uint32_t kVectorRegistersAt = 27;
+inline constexpr uint32_t kVectorRegisterWords = 32;
 
 enum class StopMethod { kPtrace, kSignals };
 const char* stop_method_name(StopMethod method);

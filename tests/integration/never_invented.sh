@@ -15,7 +15,11 @@
 #                     handler (a timeout), then blocks held only by frames while the thread sleeps
 #                     in another read: collect mode with 100 ms scans, same stdout and status as a
 #                     plain run, no diagnostic (no leak line, nothing reclaimed too early)
-# Usage: never_invented.sh [kernel|reclaim|longjmp|all]
+#   vector            (tests/programs/vector_register_root.c) a block whose only pointer is in
+#                     xmm15 of the busy main thread for 1.2 s: collect mode with 100 ms scans,
+#                     stopping threads with ptrace and with signals: same stdout and status as a
+#                     plain run, no diagnostic, nothing collected, no leak at exit
+# Usage: never_invented.sh [kernel|reclaim|longjmp|vector|all]
 source "$(dirname "$0")/lib.sh"
 
 kernel_held=$(hk_program kernel_held)
@@ -57,6 +61,18 @@ if [[ $part == all || $part == longjmp ]]; then
     [[ -f $report ]] || continue
     hk_json_check "$report" "r['collected']['blocks'] == 0 and r['leaked_blocks'] == 0 and r['scans'] >= 4" \
       "timeout_longjmp: nothing collected, no leak at exit, at least 4 scans while the blocks were held" || true
+  done
+fi
+if [[ $part == all || $part == vector ]]; then
+  # The SSE registers are roots: ptrace's NT_PRFPREG, the signal frame's fpregs.
+  for method in ptrace signals; do
+    HEAPKEEPER_STOP_METHOD=$method hk_compare "vector_register_root.$method" run_collecting \
+      "$(hk_program vector_register_root)" -- preload
+    for report in "$HK_WORK/vector_register_root.$method.preload/reports"/r.*.json; do
+      [[ -f $report ]] || continue
+      hk_json_check "$report" "r['collected']['blocks'] == 0 and r['leaked_blocks'] == 0 and r['scans'] >= 4" \
+        "vector_register_root ($method): nothing collected, no leak at exit, at least 4 scans while xmm15 held the block" || true
+    done
   done
 fi
 if [[ $part != all && $part != reclaim ]]; then

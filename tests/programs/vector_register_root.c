@@ -1,0 +1,72 @@
+// A block whose only reference lives in an SSE register (xmm15) of the busy main thread for
+// about a second (never_invented.sh vector). Compilers keep pointers there too: a spill to an
+// SSE register, a 16-byte move of two pointers. Scans every 100 ms must find the block
+// reachable: no leak line, nothing collected, and the program's own free is an ordinary free.
+// Before the fix the scans read the general registers only (ptrace's NT_PRSTATUS, the signal
+// fallback's gregs): detect mode reported the block leaked, and collect mode freed it while the
+// program still used it ("heapkeeper reclaimed this block too early" at its free).
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const uintptr_t kMask = 0x5a5a5a5a5aUL;
+
+static uint64_t now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+// The block, returned masked: no plain copy of its address stays in a register or a live frame.
+__attribute__((noinline)) static uintptr_t make_masked(void) {
+  char* p = malloc(4000);
+  if (p == NULL) return 0;
+  memset(p, 'A', 4000);
+  uintptr_t masked = (uintptr_t)p ^ kMask;
+  p = NULL;
+  volatile char scrub[256];
+  for (size_t i = 0; i < sizeof scrub; ++i) scrub[i] = 0;
+  return masked;
+}
+
+// Unmasks into xmm15, clears every general register that held it, spins `iterations` times,
+// and takes the pointer back from xmm15.
+__attribute__((noinline)) static char* hold_in_xmm(uintptr_t masked, uint64_t iterations) {
+  uintptr_t out;
+  __asm__ volatile(
+      "xorq %[k], %[m]\n\t"
+      "movq %[m], %%xmm15\n\t"
+      "xorq %[m], %[m]\n\t"
+      "xorl %%ecx, %%ecx; xorl %%edx, %%edx; xorl %%esi, %%esi; xorl %%edi, %%edi\n\t"
+      "xorl %%r8d, %%r8d; xorl %%r9d, %%r9d; xorl %%r10d, %%r10d; xorl %%r11d, %%r11d\n\t"
+      "1: pause\n\t"
+      "decq %[n]\n\t"
+      "jnz 1b\n\t"
+      "movq %%xmm15, %[o]\n\t"
+      : [o] "=r"(out), [m] "+r"(masked), [n] "+r"(iterations)
+      : [k] "r"(kMask)
+      : "xmm15", "cc", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11");
+  return (char*)out;
+}
+
+int main(void) {
+  // Calibrate: how many spins take 10 ms here (pause's cost varies from CPU to CPU).
+  uint64_t start = now_ns();
+  hold_in_xmm(kMask ^ (uintptr_t)&start, 1000000);
+  uint64_t per_million = now_ns() - start;
+  if (per_million == 0) per_million = 1;
+  const uint64_t spins = (uint64_t)(1000000.0 * 1.2e9 / (double)per_million);  // about 1.2 s
+
+  uintptr_t masked = make_masked();
+  if (masked == 0) return 1;
+  char* q = hold_in_xmm(masked, spins);
+  char* other = malloc(4000);  // would take the block's place had it been freed
+  if (other != NULL) memset(other, 'B', 4000);
+  int intact = q[0] == 'A' && q[3999] == 'A';
+  printf("block %s\n", intact ? "intact" : "CHANGED");
+  free(other);
+  free(q);
+  return intact ? 0 : 1;
+}
