@@ -58,6 +58,8 @@ bool blocking_kind_allows(uint32_t kind, long nr) {
       return nr == SYS_write || nr == SYS_writev || nr == SYS_sendto || nr == SYS_sendmsg || nr == SYS_sendmmsg;
     case kSemaphore:
       return nr == SYS_semop || nr == SYS_semtimedop;
+    case kConnect:
+      return nr == SYS_connect;
     default:
       return false;
   }

@@ -43,6 +43,7 @@ enum BlockingKind : uint32_t {
   kAccept,     // accept, accept4
   kSend,       // write, writev, send, sendto, sendmsg, sendmmsg: a full pipe or socket
   kSemaphore,  // semop, semtimedop
+  kConnect,    // connect: a listener's full backlog, with SO_SNDTIMEO (EINTR after a stop otherwise)
 };
 
 // True if `syscall_number` is one the wrapped call of `kind` may be sleeping in.

@@ -56,7 +56,8 @@
     (fd, messages, count, flags))                                                                                \
   X(semop, kSemaphore, int, (int set, struct sembuf* operations, size_t count), (set, operations, count))        \
   X(semtimedop, kSemaphore, int, (int set, struct sembuf* operations, size_t count,                              \
-    const struct timespec* timeout), (set, operations, count, timeout))
+    const struct timespec* timeout), (set, operations, count, timeout))                                          \
+  X(connect, kConnect, int, (int fd, const struct sockaddr* address, socklen_t size), (fd, address, size))
 
 // Calls that may wait for long but that a scan handles as any other (the thread is stopped in
 // them): wrapped only so that a forked child's deferred threads (live stats, periodic scans:

@@ -105,7 +105,8 @@ case $part in
     ;;
   blocking_more)
     # libc's other calls that return early from a stop: semop and semtimedop, recvmmsg, sends
-    # with SO_SNDTIMEO (EINTR), and a large write to a pipe (a short count). Under ptrace.
+    # with SO_SNDTIMEO (EINTR), a large write to a pipe (a short count) and a TCP connect with
+    # SO_SNDTIMEO to a full backlog (EINTR). Under ptrace.
     hk_compare blocking_more until_scans with_scans 10 "$(hk_program blocking_calls)" more -- launcher
     scans_ran blocking_more launcher ptrace 10
     ;;

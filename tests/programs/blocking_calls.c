@@ -3,7 +3,8 @@
 // the line printed for it; the integration test compares the output with a plain run and runs
 // it under 100 ms periodic scans and on-demand scans. Only outcomes are printed, never timings.
 // `blocking_calls more`: libc's other calls that a stopped thread leaves early (SysV semaphores,
-// recvmmsg, sends on a socket with SO_SNDTIMEO, a large write to a pipe: a short count).
+// recvmmsg, sends on a socket with SO_SNDTIMEO, a large write to a pipe: a short count; a TCP connect
+// with SO_SNDTIMEO to a listener whose backlog is full).
 // With HK_STOP_FILE naming a FIFO, each thread repeats its call until a byte arrives there (the
 // test sends it once enough scans have run, however slowly a loaded machine scans), and its line
 // says how the worst of its calls went.
@@ -230,6 +231,34 @@ static void wait_write_pipe(struct Outcome* o) {
   free(data);
 }
 
+// A TCP connect to a listener whose backlog is full, with a 1.5 s send timeout: the SYN goes
+// unanswered and the call waits the whole timeout, then says EINPROGRESS. The kernel leaves it
+// with EINTR at once after a stop, whatever the tracer does (signal(7)).
+static void wait_connect(struct Outcome* o) {
+  struct sockaddr_in address;
+  memset(&address, 0, sizeof(address));
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof(address);
+  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listener < 0 || bind(listener, (struct sockaddr*)&address, size) != 0 ||
+      getsockname(listener, (struct sockaddr*)&address, &size) != 0 || listen(listener, 0) != 0)
+    return;
+  // The backlog's one place taken, and one more connection waiting on it.
+  const int first = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int second = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  connect(first, (struct sockaddr*)&address, size);
+  connect(second, (struct sockaddr*)&address, size);
+  const int third = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct timeval t = {1, 500000};
+  setsockopt(third, SOL_SOCKET, SO_SNDTIMEO, &t, sizeof(t));
+  MEASURE(o, connect(third, (struct sockaddr*)&address, size));
+  close(third);
+  close(second);
+  close(first);
+  close(listener);
+}
+
 struct Case {
   const char* name;
   void (*wait)(struct Outcome*);
@@ -262,6 +291,7 @@ static const struct Case kMoreCases[] = {
     {"sendmsg (SO_SNDTIMEO)", wait_sendmsg, 1.5},
     {"write (SO_SNDTIMEO)", wait_write_socket, 1.5},
     {"write (1 MiB to a pipe)", wait_write_pipe, 1.5},
+    {"connect (SO_SNDTIMEO)", wait_connect, 1.5},
 };
 enum {
   kCaseCount = sizeof(kCases) / sizeof(kCases[0]),
