@@ -3,8 +3,13 @@
 // Command-line parsing uses CLI11 (Debian's libcli11-dev): subcommands, typed options, generated
 // --help and clear errors come from a well-kept library instead of hand-written argv loops.
 #include <fmt/core.h>
+#include <sys/types.h>
 #include <CLI/CLI.hpp>
+
 #include <cerrno>
+#include <cstdlib>
+#include <limits>
+#include <string>
 
 #include "viewer/diff_command.h"
 #include "viewer/process_commands.h"
@@ -54,15 +59,20 @@ Invalid values are reported in one line naming the variable, and the default is 
 
 }  // namespace
 
-// A pid names one process: a number above 0 (0 and negative numbers name process groups to
-// kill()). What is not a number at all is left to the option's conversion, which says so.
+// A pid names one process: a decimal number above 0 (0 and negative numbers name process groups
+// to kill()), as ps and /proc write it. The option's own conversion would also take "0x10" (16),
+// "00123" (octal: 83) and "" (0): each command named another process than the one typed, or
+// another way than its neighbours (found by an adversarial tester). Leading zeros are decimal
+// here, and the text is handed on in its plain form.
 const CLI::Validator kProcessId(
     [](std::string& text) {
-      char* end = nullptr;
+      const std::string refusal = "\"" + text + "\" is not a process id (a number above 0)";
+      if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) return refusal;
       errno = 0;
-      const long value = std::strtol(text.c_str(), &end, 10);
-      if (end == text.c_str() || *end != '\0' || errno != 0) return std::string();
-      return value > 0 ? std::string() : text + " is not a process id (a number above 0)";
+      const long value = std::strtol(text.c_str(), nullptr, 10);
+      if (errno != 0 || value <= 0 || value > std::numeric_limits<pid_t>::max()) return refusal;
+      text = std::to_string(value);
+      return std::string();
     },
     "PID");
 
@@ -115,19 +125,19 @@ static int run_command_line(int argc, char** argv) {
   pid_t stats_pid = 0;
   bool stats_json = false;
   CLI::App* stats_cmd = app.add_subcommand("stats", "One snapshot of a tracked process's live figures");
-  stats_cmd->add_option("pid", stats_pid, "Process id")->required()->check(kProcessId);
+  stats_cmd->add_option("pid", stats_pid, "Process id")->required()->transform(kProcessId);
   stats_cmd->add_flag("--json", stats_json, "Machine-readable output (every figure of the snapshot)");
 
   pid_t scan_pid = 0;
   bool scan_json = false;
   CLI::App* scan_cmd = app.add_subcommand("scan", "Ask a tracked process for a leak scan now and print its result");
-  scan_cmd->add_option("pid", scan_pid, "Process id")->required()->check(kProcessId);
+  scan_cmd->add_option("pid", scan_pid, "Process id")->required()->transform(kProcessId);
   scan_cmd->add_flag("--json", scan_json, "Print the scan's figures as JSON");
 
   pid_t report_pid = 0;
   bool report_json = false;
   CLI::App* report_cmd = app.add_subcommand("report", "Leak report of a fresh scan of a tracked process");
-  report_cmd->add_option("pid", report_pid, "Process id")->required()->check(kProcessId);
+  report_cmd->add_option("pid", report_pid, "Process id")->required()->transform(kProcessId);
   report_cmd->add_flag("--json", report_json, "The same JSON document as the exit report (HEAPKEEPER_REPORT)");
   report_cmd->add_option("--sites", sites_shown, "Allocation sites to show (default 10)")->type_name("N");
   report_cmd->add_option("--frames", frames_shown, "Frames per stack to show (default 8)")->type_name("N");
@@ -148,7 +158,7 @@ static int run_command_line(int argc, char** argv) {
   size_t why_paths = 3;
   CLI::App* why_cmd =
       app.add_subcommand("why", "Who holds a block, or the blocks of an allocation site: shortest retainer paths");
-  why_cmd->add_option("pid", why_pid, "Process id")->required()->check(kProcessId);
+  why_cmd->add_option("pid", why_pid, "Process id")->required()->transform(kProcessId);
   why_cmd->add_option("target", why_target, "A block address (0x...) or a function in the blocks' allocation stacks")
       ->required();
   why_cmd->add_flag("--json", why_json, "Machine-readable output");
@@ -160,7 +170,7 @@ static int run_command_line(int argc, char** argv) {
   bool trim_json = false;
   CLI::App* trim_cmd = app.add_subcommand(
       "trim", "Make a tracked process give back the freed memory its allocator keeps; RSS before and after");
-  trim_cmd->add_option("pid", trim_pid, "Process id")->required()->check(kProcessId);
+  trim_cmd->add_option("pid", trim_pid, "Process id")->required()->transform(kProcessId);
   trim_cmd->add_flag("--json", trim_json, "Machine-readable output");
 
   heapkeeper::view::ExportRequest export_request;
@@ -220,7 +230,8 @@ static int run_command_line(int argc, char** argv) {
 
   pid_t view_pid = 0;
   CLI::App* view_cmd = app.add_subcommand("view", "Live terminal UI of a tracked process (without PID: pick one)");
-  view_cmd->add_option("pid", view_pid, "Process id (default: choose from the tracked processes)")->check(kProcessId);
+  view_cmd->add_option("pid", view_pid, "Process id (default: choose from the tracked processes)")
+      ->transform(kProcessId);
   view_cmd->footer(heapkeeper::view::view_key_help());
 
   try {

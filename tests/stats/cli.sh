@@ -540,7 +540,9 @@ done
 
 # --- pids that name no process: 0 and negative numbers (process groups to kill()) are refused
 # before anything is looked for; a pid no process has (above PID_MAX_LIMIT) is said to be one.
-for args in "stats 0" "scan -5" "report -1" "why 0 main" "trim -2" "view -3" "stats 4194999" "scan 4194999"; do
+# Only decimal digits name a pid: "0x10" was taken as 16 and "" as 0 (an adversarial tester's).
+for args in "stats 0" "scan -5" "report -1" "why 0 main" "trim -2" "view -3" "stats 4194999" "scan 4194999" \
+            "stats 0x10" "trim 0x10" "scan 1e3" "report +7"; do
   status=0
   # shellcheck disable=SC2086  # the words of $args are the command's arguments
   "$H" $args >"$SK_WORK/nopid.out" 2>"$SK_WORK/nopid.err" </dev/null || status=$?
@@ -551,6 +553,22 @@ for args in "stats 0" "scan -5" "report -1" "why 0 main" "trim -2" "view -3" "st
     sk_fail "$args (status $status): $(cat "$SK_WORK/nopid.out" "$SK_WORK/nopid.err")"
   fi
 done
+
+# An empty pid is refused the same way, and leading zeros are decimal (00123 is pid 123, not 83).
+status=0
+"$H" stats "" >"$SK_WORK/nopid.out" 2>"$SK_WORK/nopid.err" </dev/null || status=$?
+if ((status != 0)) && [[ ! -s $SK_WORK/nopid.out ]] && grep -q 'is not a process id (a number above 0)' "$SK_WORK/nopid.err"; then
+  sk_pass "stats with an empty pid: refused in one line"
+else
+  sk_fail "stats with an empty pid (status $status): $(cat "$SK_WORK/nopid.out" "$SK_WORK/nopid.err")"
+fi
+status=0
+"$H" stats "00$PID" >"$SK_WORK/zeros.out" 2>"$SK_WORK/zeros.err" </dev/null || status=$?
+if ((status == 0)) && grep -q "^pid $PID " "$SK_WORK/zeros.out"; then
+  sk_pass "stats 00PID is the process PID"
+else
+  sk_fail "stats 00$PID (status $status): $(head -c 300 "$SK_WORK/zeros.out" "$SK_WORK/zeros.err")"
+fi
 
 # --- the program exits: its segment goes with it.
 status=0

@@ -47,9 +47,10 @@ TEST_F(LeakBaselineFile, LeaksAndStacksOfAnotherTypeAreSkipped) {
   LeakBaseline baseline;
   std::string error;
   bool loaded = false;
-  EXPECT_NO_THROW(loaded = load(R"({"tool": "heapkeeper", "leaks": [5, null, {"stack": 3}, {"stack": [1, {"function": 7}]},
+  EXPECT_NO_THROW(loaded =
+                      load(R"({"tool": "heapkeeper", "leaks": [5, null, {"stack": 3}, {"stack": [1, {"function": 7}]},
                                    {"stack": [{"function": "leaky", "module": "/bin/x"}]}]})",
-                                error, baseline));
+                           error, baseline));
   EXPECT_TRUE(loaded) << error;
   SymbolizedFrame frame;
   frame.function = "leaky";
