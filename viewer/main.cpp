@@ -66,7 +66,7 @@ Invalid values are reported in one line naming the variable, and the default is 
 // here, and the text is handed on in its plain form.
 const CLI::Validator kProcessId(
     [](std::string& text) {
-      const std::string refusal = "\"" + text + "\" is not a process id (a number above 0)";
+      std::string refusal = "\"" + text + "\" is not a process id (a number above 0)";
       if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) return refusal;
       errno = 0;
       const long value = std::strtol(text.c_str(), nullptr, 10);

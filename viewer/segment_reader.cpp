@@ -349,6 +349,7 @@ bool SegmentReader::open_path(const std::string& path, bool for_commands, std::s
   segment_ = static_cast<const SharedSegment*>(mapping_);
   writable_ = for_commands;
   owner_ = st.st_uid;
+  producer_pid_ = segment_->header.producer_pid;
   path_ = path;
   return true;
 }
@@ -606,6 +607,17 @@ bool SegmentReader::cut_short() const {
   return guard_slot_ >= 0 && g_guarded[guard_slot_].cut.load(std::memory_order_acquire);
 }
 
+// The header is checked again at every read, not only at open: its owner can rewrite the file
+// under a reader that keeps it open (`view`, `serve`), which then showed whatever the new bytes
+// said (found by an adversarial tester flipping bytes of a watched segment).
+bool SegmentReader::header_unchanged(std::string& error) const {
+  std::string changed;
+  if (validate(mapping_, size_, owner_, changed) && segment_->header.producer_pid == producer_pid_) return true;
+  if (changed.empty()) changed = "the segment now names another process";
+  error = path_ + ": " + changed + ", after it was opened: refused";
+  return false;
+}
+
 bool SegmentReader::read_snapshot(stats::Snapshot& out, std::string& error, bool figures_only) const {
   for (int attempt = 0; attempt < 200; ++attempt) {
     const stats::SnapshotRead result =
@@ -616,6 +628,7 @@ bool SegmentReader::read_snapshot(stats::Snapshot& out, std::string& error, bool
     }
     switch (result) {
       case stats::SnapshotRead::kConsistent:
+        if (!header_unchanged(error)) return false;
         sanitise(out);
         if (!figures_only) name_frames(out);
         return true;

@@ -94,6 +94,8 @@ class SegmentReader {
                 const std::string& argument, bool render);
   bool trusted_for(pid_t pid, std::string& error) const;
   bool read_snapshot(stats::Snapshot& out, std::string& error, bool figures_only = false) const;
+  // Whether the header still says what it said at open (a valid segment of the same process).
+  bool header_unchanged(std::string& error) const;
   // Names the raw frames of a sanitised snapshot from its module table (the producer publishes
   // addresses only: symbolizing happens here, with a cache that lasts as long as the reader).
   void name_frames(stats::Snapshot& snapshot) const;
@@ -104,6 +106,7 @@ class SegmentReader {
   size_t size_ = 0;
   int guard_slot_ = -1;  // the mapping's entry in the SIGBUS guard (segment_reader.cpp), or -1
   uid_t owner_ = 0;
+  pid_t producer_pid_ = 0;  // the header's at open: a read that finds another refuses the segment
   std::string path_;
   const stats::SharedSegment* segment_ = nullptr;
   bool last_unfinished_ = false;

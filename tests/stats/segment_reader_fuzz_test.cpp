@@ -344,6 +344,38 @@ TEST(SegmentReaderFile, TruncatedFilesAreRefused) {
 // reader): reading the pages past the new end raised SIGBUS and killed `view`, `export`, `stats`
 // and `serve`. It is refused in one line instead, for readers and command channels, and the
 // reader can be closed and a new segment opened afterwards.
+// Its owner can rewrite a segment under a reader that keeps it open (`view`, `serve`): a header
+// that no longer says what it said at open (another magic, version, size, pid) is refused at the
+// next read, where the reader showed whatever the new bytes said.
+TEST(SegmentReaderFile, HeaderRewrittenAfterOpenIsRefusedAtTheNextRead) {
+  TemporaryDirectory directory;
+  ASSERT_FALSE(directory.path().empty());
+  auto segment = valid_segment();
+  const std::string path = directory.path() + "/heapkeeper.5";
+  const auto rewrites = {
+      +[](stats::SegmentHeader& h) { h.magic ^= 0x5a5a; },   +[](stats::SegmentHeader& h) { h.version += 1; },
+      +[](stats::SegmentHeader& h) { h.segment_size += 8; }, +[](stats::SegmentHeader& h) { h.producer_pid += 1; },
+      +[](stats::SegmentHeader& h) { h.producer_pid = -1; },
+  };
+  for (const auto rewrite : rewrites) {
+    ASSERT_TRUE(write_file(path, segment.get(), sizeof(SharedSegment)));
+    SegmentReader reader;
+    std::string error;
+    ASSERT_TRUE(reader.open_path(path, false, error)) << error;
+    auto snapshot = std::make_unique<Snapshot>();
+    ASSERT_TRUE(reader.snapshot(*snapshot, error)) << error;
+    stats::SegmentHeader header = segment->header;
+    rewrite(header);
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::pwrite(fd, &header, sizeof(header), 0), static_cast<ssize_t>(sizeof(header)));
+    ::close(fd);
+    EXPECT_FALSE(reader.snapshot(*snapshot, error));
+    EXPECT_TRUE(one_line_reason(error)) << error;
+    EXPECT_NE(error.find("after it was opened: refused"), std::string::npos) << error;
+  }
+}
+
 TEST(SegmentReaderFile, FileTruncatedWhileOpenIsRefusedNotACrash) {
   TemporaryDirectory directory;
   ASSERT_FALSE(directory.path().empty());
