@@ -60,6 +60,8 @@ bool blocking_kind_allows(uint32_t kind, long nr) {
       return nr == SYS_semop || nr == SYS_semtimedop;
     case kConnect:
       return nr == SYS_connect;
+    case kAio:
+      return nr == SYS_io_getevents || nr == SYS_io_pgetevents;
     default:
       return false;
   }

@@ -44,6 +44,7 @@ enum BlockingKind : uint32_t {
   kSend,       // write, writev, send, sendto, sendmsg, sendmmsg: a full pipe or socket
   kSemaphore,  // semop, semtimedop
   kConnect,    // connect: a listener's full backlog, with SO_SNDTIMEO (EINTR after a stop otherwise)
+  kAio,        // io_getevents (libaio's, which a program links; the kernel's EINTR after a stop)
 };
 
 // True if `syscall_number` is one the wrapped call of `kind` may be sleeping in.

@@ -1,7 +1,14 @@
 // The blocking calls heapkeeper wraps so that a scan never interrupts them (see
 // collector/blocking_call.h), as one X-macro list: X(name, kind, return type, parameter list,
 // argument names). The _chk entries are what programs built with _FORTIFY_SOURCE call instead.
+// io_getevents is libaio's (the program links it; libaio's header is not needed: its context is a
+// pointer to an opaque struct, and what libaio returns, negative error numbers included, is passed
+// on unchanged).
 #pragma once
+
+// libaio's types, only ever passed through by pointer.
+struct io_context;
+struct io_event;
 
 // clang-format off
 #define HEAPKEEPER_BLOCKING_FUNCTIONS(X)                                                                         \
@@ -57,7 +64,9 @@
   X(semop, kSemaphore, int, (int set, struct sembuf* operations, size_t count), (set, operations, count))        \
   X(semtimedop, kSemaphore, int, (int set, struct sembuf* operations, size_t count,                              \
     const struct timespec* timeout), (set, operations, count, timeout))                                          \
-  X(connect, kConnect, int, (int fd, const struct sockaddr* address, socklen_t size), (fd, address, size))
+  X(connect, kConnect, int, (int fd, const struct sockaddr* address, socklen_t size), (fd, address, size))     \
+  X(io_getevents, kAio, int, (struct io_context* context, long minimum, long count, struct io_event* events,    \
+    struct timespec* timeout), (context, minimum, count, events, timeout))
 
 // Calls that may wait for long but that a scan handles as any other (the thread is stopped in
 // them): wrapped only so that a forked child's deferred threads (live stats, periodic scans:

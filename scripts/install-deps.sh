@@ -29,7 +29,7 @@ build_packages=(
 # output with (Go's pprof reads its profiles, headless Chromium renders its flame graphs, promtool
 # checks its Prometheus text).
 tool_packages=(
-  python3 python3.11 sqlite3 git perl gcc bc valgrind strace libgoogle-perftools4 tmux redis-server redis-tools clang-format clang-tidy
+  python3 python3.11 sqlite3 git perl gcc bc valgrind strace libgoogle-perftools4 libaio1 tmux redis-server redis-tools clang-format clang-tidy
   golang-go chromium prometheus
 )
 case ${1-} in
