@@ -247,7 +247,7 @@ mode_refusals() {
   kill "$plain"
   refuse "trim of pid 0" "not a process id" trim 0
   refuse "trim of a negative pid" "." trim -5
-  refuse "trim of a word" "heapkeeper: Could not convert: pid = abc" trim abc
+  refuse "trim of a word" "pid: \"abc\" is not a process id" trim abc
   refuse "trim of a pid that does not exist" "no process with pid 2147483646" trim 2147483646
   local err
   err=$(env HEAPKEEPER_TRIM=never LD_PRELOAD="$HK_PRELOAD" /bin/true 2>&1)
