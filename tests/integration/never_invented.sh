@@ -25,6 +25,17 @@ source "$(dirname "$0")/lib.sh"
 kernel_held=$(hk_program kernel_held)
 reclaim_too_early=$(hk_program reclaim_too_early)
 
+# Each exit report in DIR says nothing was collected, no leak remains, and at least SCANS scans ran
+# while the program held its blocks where only the root under test could reach them.
+nothing_collected() {
+  local directory=$1 scans=$2 label=$3 report
+  for report in "$directory"/r.*.json; do
+    [[ -f $report ]] || continue
+    hk_json_check "$report" "r['collected']['blocks'] == 0 and r['leaked_blocks'] == 0 and r['scans'] >= $scans" \
+      "$label" || true
+  done
+}
+
 # Collect mode with 100 ms scans, and the periodic "new leaked blocks" lines on (lib.sh turns them
 # off): a mid-run scan that called the block leaked would print one, which fails the comparison.
 run_collecting() {
@@ -46,33 +57,24 @@ if [[ $part == all || $part == kernel ]]; then
     # stops the world with signals waits for it (3 s) and few scans run in that mode.
     scans=4
     [[ $held == timer-thread ]] && scans=1
-    for report in "$HK_WORK/kernel_held.$held.preload/reports"/r.*.json; do
-      [[ -f $report ]] || continue
-      hk_json_check "$report" "r['collected']['blocks'] == 0 and r['leaked_blocks'] == 0 and r['scans'] >= $scans" \
-        "$held: nothing collected, no leak at exit, at least $scans scans while the kernel held the block" || true
-    done
+    nothing_collected "$HK_WORK/kernel_held.$held.preload/reports" "$scans" \
+      "$held: nothing collected, no leak at exit, at least $scans scans while the kernel held the block"
   done
 fi
 if [[ $part == all || $part == longjmp ]]; then
   # The wrapped read that siglongjmp left never ended for heapkeeper: a scan must not take the
   # thread's later sleep in read for that call's (its stack pointer and registers are gone).
   hk_compare timeout_longjmp run_collecting "$(hk_program timeout_longjmp)" -- preload
-  for report in "$HK_WORK/timeout_longjmp.preload/reports"/r.*.json; do
-    [[ -f $report ]] || continue
-    hk_json_check "$report" "r['collected']['blocks'] == 0 and r['leaked_blocks'] == 0 and r['scans'] >= 4" \
-      "timeout_longjmp: nothing collected, no leak at exit, at least 4 scans while the blocks were held" || true
-  done
+  nothing_collected "$HK_WORK/timeout_longjmp.preload/reports" 4 \
+    "timeout_longjmp: nothing collected, no leak at exit, at least 4 scans while the blocks were held"
 fi
 if [[ $part == all || $part == vector ]]; then
   # The SSE registers are roots: ptrace's NT_PRFPREG, the signal frame's fpregs.
   for method in ptrace signals; do
     HEAPKEEPER_STOP_METHOD=$method hk_compare "vector_register_root.$method" run_collecting \
       "$(hk_program vector_register_root)" -- preload
-    for report in "$HK_WORK/vector_register_root.$method.preload/reports"/r.*.json; do
-      [[ -f $report ]] || continue
-      hk_json_check "$report" "r['collected']['blocks'] == 0 and r['leaked_blocks'] == 0 and r['scans'] >= 4" \
-        "vector_register_root ($method): nothing collected, no leak at exit, at least 4 scans while xmm15 held the block" || true
-    done
+    nothing_collected "$HK_WORK/vector_register_root.$method.preload/reports" 4 \
+      "vector_register_root ($method): nothing collected, no leak at exit, at least 4 scans while xmm15 held the block"
   done
 fi
 if [[ $part != all && $part != reclaim ]]; then

@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "thread_timer.h"
+
 static int null_fd;
 static volatile long handled;
 
@@ -35,20 +37,13 @@ int main(int argc, char** argv) {
   action.sa_handler = on_timer;
   action.sa_flags = SA_RESTART;
   sigaction(SIGPROF, &action, NULL);
-  struct sigevent event;
-  memset(&event, 0, sizeof event);
-  event.sigev_notify = SIGEV_THREAD_ID;
-  event.sigev_signo = SIGPROF;
-  event._sigev_un._tid = gettid();
   timer_t timer;
-  if (timer_create(CLOCK_MONOTONIC, &event, &timer) != 0) return 2;
-  const struct itimerspec every = {{0, 20000}, {0, 20000}}, never = {{0, 0}, {0, 0}};
-  timer_settime(timer, 0, &every, NULL);
+  if (start_thread_timer(SIGPROF, 20000, &timer) != 0) return 2;
   alarm(20);
   long written = 0;
   const char byte = 'm';
   for (long i = 0; i < writes; i++) written += write(null_fd, &byte, 1);
-  timer_settime(timer, 0, &never, NULL);
+  stop_thread_timer(timer);
   alarm(0);
   printf("bytes written: %ld\n", written);
   fprintf(stderr, "%ld handler writes\n", handled);

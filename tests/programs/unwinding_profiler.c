@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "call_sites.h"
+#include "thread_timer.h"
 
 static volatile long samples;
 static volatile long frames;
@@ -45,22 +46,14 @@ static long period_ns = 50000; /* the profiler's sampling period: 50 us unless P
 
 static void* worker(void* argument) {
   const int seed = (int)(long)argument;
-  struct sigevent event;
-  memset(&event, 0, sizeof event);
-  event.sigev_notify = SIGEV_THREAD_ID;
-  event.sigev_signo = SIGPROF;
-  event._sigev_un._tid = gettid();
   timer_t timer;
-  if (timer_create(CLOCK_MONOTONIC, &event, &timer) != 0) {
+  if (start_thread_timer(SIGPROF, period_ns, &timer) != 0) {
     __atomic_add_fetch(&errors, 1, __ATOMIC_RELAXED);
     return NULL;
   }
-  const struct itimerspec every = {{0, period_ns}, {0, period_ns}}, never = {{0, 0}, {0, 0}};
-  timer_settime(timer, 0, &every, NULL);
   for (int pass = 0; pass < 20; pass++)
     for (int i = 0; i < kSiteCount; i++) free(kSites[(i + seed * 13) % kSiteCount]((i + pass) % 6, 16));
-  timer_settime(timer, 0, &never, NULL);
-  timer_delete(timer);
+  stop_thread_timer(timer);
   return NULL;
 }
 
