@@ -1,10 +1,10 @@
-// FrameDictionary: every distinct frame word of the stack table stored once, named by a 32-bit
-// index, so that a stack-table node keeps 4 bytes for its frame instead of 8.
+// FrameDictionary: every distinct frame word of the stack table stored once, named by an index
+// below 2^24, so that a stack-table node keeps 3 bytes for its frame instead of 8.
 //
 // A tree of callers has many more nodes than distinct frames: python3's imports made 175,000 nodes
 // from 17,000 distinct words (6,000 Python frames, 3,700 return addresses, 7,700 chains' words),
 // since the same return address and the same Python line sit under many callers. With the frame
-// in the node a node took 16 bytes; with its index, 12, and the dictionary 8 bytes a distinct word
+// in the node a node took 16 bytes; with its index, 8 (stack_table.h), and the dictionary 8 bytes a distinct word
 // and its lookup slots (issue #12: about 0.5 MiB of python3's peak RSS).
 //
 // Interning is lock-free, as the stack table's: a word is looked up by its hash in levels of

@@ -49,12 +49,13 @@ bool StackTable::initialize(uint64_t address_space_left) {
   max_nodes_ = kMaxStacks;
   if (address_space_left != 0) {
     // 1/256 of what is left for nodes and their counters (1 GiB: some 170,000 nodes).
-    const uint64_t nodes = address_space_left / 256 / (sizeof(Node) + 2 * sizeof(uint32_t) + sizeof(uintptr_t));
+    const uint64_t nodes =
+        address_space_left / 256 / (sizeof(Node) + sizeof(uint32_t) + sizeof(uint64_t) + sizeof(uintptr_t));
     if (nodes < max_nodes_) max_nodes_ = nodes < 4096 ? 4096 : static_cast<uint32_t>(nodes);
   }
   nodes_ = static_cast<Node*>(map_anonymous(sizeof(Node) * max_nodes_));
   generations_ = static_cast<std::atomic<uint32_t>*>(map_anonymous(sizeof(uint32_t) * max_nodes_));
-  allocation_wraps_ = static_cast<std::atomic<uint32_t>*>(map_anonymous(sizeof(uint32_t) * max_nodes_));
+  allocation_wraps_ = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) * max_nodes_));
   handed_out_ = static_cast<std::atomic<uint64_t>*>(map_anonymous(sizeof(uint64_t) * (max_nodes_ / 64 + 1)));
   if (nodes_ == nullptr || generations_ == nullptr || allocation_wraps_ == nullptr || handed_out_ == nullptr ||
       !frames_.initialize(max_nodes_))
@@ -69,7 +70,7 @@ bool StackTable::initialize(uint64_t address_space_left) {
 }
 
 uintptr_t StackTable::node_frame(const Node& node, uint32_t link) const {
-  return names_chain(link) ? kChainTag | node.frame : frames_.frame(node.frame);
+  return names_chain(link) ? kChainTag | frame_ref(node) : frames_.frame(frame_ref(node));
 }
 
 uint64_t StackTable::hash(const uintptr_t* frames, uint32_t depth) {
@@ -100,10 +101,10 @@ bool StackTable::append_path(uint32_t id, uint32_t made, bool chains, StackView&
     if (link == 0) return false;  // not published yet
     if (names_chain(link)) {
       // A chain is written before the stack naming it; it never names another.
-      const uint32_t chain = nodes_[at].frame;
+      const uint32_t chain = frame_ref(nodes_[at]);
       if (!chains || chain >= made || !append_path(chain, made, false, view)) return false;
     } else {
-      view.frames[view.depth++] = frames_.frame(nodes_[at].frame);
+      view.frames[view.depth++] = frames_.frame(frame_ref(nodes_[at]));
     }
     at = link_parent(link);
   }
@@ -244,8 +245,8 @@ uint32_t StackTable::child(uint32_t parent, unsigned from_level, uintptr_t frame
 
   // A new node: written, then published by its link, then made findable. Its frame's index first:
   // a full dictionary spends no node id.
-  const uint32_t frame_ref = chain_word ? static_cast<uint32_t>(frame & (kChainTag - 1)) : frames_.intern(frame);
-  if (!chain_word && frame_ref == FrameDictionary::kNoIndex) return kNoStack;
+  const uint32_t ref = chain_word ? static_cast<uint32_t>(frame & (kChainTag - 1)) : frames_.intern(frame);
+  if (!chain_word && ref == FrameDictionary::kNoIndex) return kNoStack;
   fresh = true;
   const uint32_t id = next_id_.fetch_add(1, std::memory_order_acq_rel);
   if (id >= max_nodes_) return kNoStack;
@@ -267,7 +268,7 @@ uint32_t StackTable::child(uint32_t parent, unsigned from_level, uintptr_t frame
   // slot goes to `l`): its children are looked for from there upwards.
   const unsigned recorded = replaced_slot != nullptr && replaced_level < l ? replaced_level : l;
   Node& node = nodes_[id];
-  node.frame = frame_ref;
+  set_frame_ref(node, ref);
   set_generation(id, generation);
   node.link.store((parent << 8) | (chain_word ? kNamesChain : 0) | (recorded << 1) | 1, std::memory_order_release);
   const uint32_t wanted = (tag << kIdBits) | id;

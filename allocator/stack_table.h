@@ -5,7 +5,7 @@
 // frame off the node of its caller, and a stack's id is the id of its innermost node. Stacks that
 // share their outer frames (every stack of a thread shares main's, and a Python program's stacks
 // share the interpreter's and the outer Python functions') share their nodes, as in heaptrack's
-// trace tree and memray's: a node costs 12 bytes with its allocation counter (its frame is an index
+// trace tree and memray's: a node costs 8 bytes with its allocation counter (its frame is an index
 // into a dictionary of the distinct words, allocator/frame_dictionary.h), and a hash slot or two,
 // where a stack stored whole cost 8 bytes a frame. frames(id) walks the parents into a buffer of the
 // view, innermost first.
@@ -95,32 +95,33 @@ class StackTable {
   // atomic add: two threads counting the same stack at the same instant may lose one count, which
   // is cheaper on the hot path than a shared read-modify-write and good enough for a rate.
   //
-  // 64-bit counts kept as a 32-bit low half in each node and a high half in an array of its own,
-  // written only when a low half wraps: every node's counter is touched (stacks' ids are spread
-  // among their prefixes' node ids), the high halves' pages almost never, so a counter costs 4
-  // resident bytes a node, and none beside the node (an array of low halves beside it cost 0.8 MiB
-  // of the stack table's 7 on python3's object churn). A reader that meets a wrap half done sees a
-  // count 2^32 short, once (allocations() re-reads the high half around the low one, which catches
-  // the wrap done between them but not one in progress).
+  // 64-bit counts kept as an 8-bit low part in each node and the rest in an array of its own,
+  // written when a low part wraps. Every node's counter is touched (stacks' ids are spread among
+  // their prefixes' node ids), so its bytes count on every node: one byte fits beside the node's
+  // 24-bit frame, in 8 bytes a node where a 32-bit low half made 12 (0.8 MiB of python3's object
+  // churn, 205,000 nodes). The high parts' pages are written only for stacks past 256
+  // allocations, a few hundred there (347 stacks on 8 of the array's 200 pages). A reader that
+  // meets a wrap half done sees a count 256 short, once (allocations() re-reads the high part
+  // around the low one, which catches the wrap done between them but not one in progress).
   void count_allocation(uint32_t id) {
     if (id >= max_nodes_) return;
-    const uint32_t low = nodes_[id].allocations.load(std::memory_order_relaxed) + 1;
+    const auto low = static_cast<uint8_t>(nodes_[id].allocations.load(std::memory_order_relaxed) + 1);
     nodes_[id].allocations.store(low, std::memory_order_relaxed);
     if (__builtin_expect(low == 0, 0))
       allocation_wraps_[id].store(allocation_wraps_[id].load(std::memory_order_relaxed) + 1, std::memory_order_release);
   }
-  // Sets a stack's count: for tests of the wrap of the low half, four billion counts away.
+  // Sets a stack's count: for tests of the wrap of the low part.
   void set_allocations_for_testing(uint32_t id, uint64_t count) {
-    nodes_[id].allocations.store(static_cast<uint32_t>(count), std::memory_order_relaxed);
-    allocation_wraps_[id].store(static_cast<uint32_t>(count >> 32), std::memory_order_relaxed);
+    nodes_[id].allocations.store(static_cast<uint8_t>(count), std::memory_order_relaxed);
+    allocation_wraps_[id].store(count >> kCountLowBits, std::memory_order_relaxed);
   }
   uint64_t allocations(uint32_t id) const {
     if (id >= max_nodes_) return 0;
-    uint32_t high = allocation_wraps_[id].load(std::memory_order_acquire);
+    uint64_t high = allocation_wraps_[id].load(std::memory_order_acquire);
     for (;;) {
-      const uint32_t low = nodes_[id].allocations.load(std::memory_order_acquire);
-      const uint32_t again = allocation_wraps_[id].load(std::memory_order_acquire);
-      if (again == high) return (uint64_t{high} << 32) | low;
+      const uint8_t low = nodes_[id].allocations.load(std::memory_order_acquire);
+      const uint64_t again = allocation_wraps_[id].load(std::memory_order_acquire);
+      if (again == high) return (high << kCountLowBits) | low;
       high = again;
     }
   }
@@ -157,14 +158,26 @@ class StackTable {
     std::atomic<uint64_t> used;
   };
   // A node's frame is its word's index in the frame dictionary (frame_dictionary.h), or, in a node
-  // whose link says it names a chain, the chain's innermost node id: 12 bytes a node where the word
-  // itself made 16 (python3's imports: 175,000 nodes, 17,000 distinct words).
+  // whose link says it names a chain, the chain's innermost node id: both below 2^24, so three bytes,
+  // and a node is 8 bytes where the word itself made 16 (python3's imports: 175,000 nodes, 17,000
+  // distinct words).
+  static constexpr unsigned kCountLowBits = 8;
   struct Node {
-    uint32_t frame;                     // written before `link` is published
-    std::atomic<uint32_t> link;         // parent id << 8 | names a chain << 7 | level << 1 | 1; 0 until published
-    std::atomic<uint32_t> allocations;  // low 32 bits (count_allocation)
+    std::atomic<uint32_t> link;        // parent id << 8 | names a chain << 7 | level << 1 | 1; 0 until published
+    uint8_t frame[3];                  // little-endian; written before `link` is published
+    std::atomic<uint8_t> allocations;  // low kCountLowBits bits (count_allocation)
   };
-  static_assert(sizeof(Node) == 12, "a node, its frame's index and its count");
+  static_assert(sizeof(Node) == 8, "a node, its frame's index and its count");
+  static_assert(FrameDictionary::kMaxIndices <= (1u << 24) && kMaxStacks <= (1u << 24),
+                "a word's index and a chain's node id fit a node's three frame bytes");
+  static uint32_t frame_ref(const Node& node) {
+    return uint32_t{node.frame[0]} | uint32_t{node.frame[1]} << 8 | uint32_t{node.frame[2]} << 16;
+  }
+  static void set_frame_ref(Node& node, uint32_t ref) {
+    node.frame[0] = static_cast<uint8_t>(ref);
+    node.frame[1] = static_cast<uint8_t>(ref >> 8);
+    node.frame[2] = static_cast<uint8_t>(ref >> 16);
+  }
   // The word node `node`, whose link is `link`, stands for.
   uintptr_t node_frame(const Node& node, uint32_t link) const;
   static_assert(kLevels <= 64, "a level fits in the link's six bits below the chain bit");
@@ -236,7 +249,7 @@ class StackTable {
   // always, and then never written, where it cost 4 resident bytes a node inside the node.
   std::atomic<uint32_t>* generations_ = nullptr;
   std::atomic<bool> generations_written_{false};
-  std::atomic<uint32_t>* allocation_wraps_ = nullptr;  // id -> allocations, high 32 bits
+  std::atomic<uint64_t>* allocation_wraps_ = nullptr;  // id -> allocations >> kCountLowBits
   std::atomic<uint64_t>* handed_out_ = nullptr;        // id -> bit: returned by intern() as a stack
   uint32_t max_nodes_ = kMaxStacks;
   std::atomic<uintptr_t> boundary_low_{0}, boundary_high_{0};

@@ -368,7 +368,8 @@ TEST_F(StackTableTest, ConcurrentInterningOfChainedStacksGivesConsistentFrames) 
   expect_one_stable_id_per_stack(race_to_intern(kThreads, kStacks, make), make, true);
 }
 
-// Allocation counts are 64-bit, kept as a low half per node and a high half written on a wrap.
+// Allocation counts are 64-bit, kept as an 8-bit low part per node and the rest in an array
+// written on a wrap.
 TEST_F(StackTableTest, AllocationCountsCarryPastFourBillion) {
   const uint64_t salt = uint64_t{12} << 40;
   const uint32_t id = intern({salt | 2, salt | 1});
@@ -376,6 +377,12 @@ TEST_F(StackTableTest, AllocationCountsCarryPastFourBillion) {
   EXPECT_EQ(table().allocations(id), 0u);
   for (int i = 0; i < 5; ++i) table().count_allocation(id);
   EXPECT_EQ(table().allocations(id), 5u);
+  // Counted one by one past the low part's wraps, from 0 to 1,000.
+  table().set_allocations_for_testing(id, 0);
+  for (int i = 0; i < 1000; ++i) {
+    table().count_allocation(id);
+    ASSERT_EQ(table().allocations(id), static_cast<uint64_t>(i) + 1);
+  }
   table().set_allocations_for_testing(id, (uint64_t{1} << 32) - 2);
   for (int i = 0; i < 5; ++i) table().count_allocation(id);
   EXPECT_EQ(table().allocations(id), (uint64_t{1} << 32) + 3);
