@@ -1,6 +1,8 @@
 // Implementation of conservative marking and leak classification (see marker.h).
 #include "collector/marker.h"
 
+#include <fcntl.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -43,6 +45,7 @@ void Marker::for_each_snapshot_block(Visitor&& visit) const {
 }
 
 Marker::~Marker() {
+  if (memory_fd_ >= 0) ::syscall(SYS_close, memory_fd_);
   for (Mapping& m : mappings_) {
     if (m.start != nullptr) alloc::unmap_internal(m.start, m.length);
   }
@@ -235,6 +238,44 @@ void Marker::scan_root_range(uintptr_t start, uintptr_t end) {
     scan_root_copy(start, end);
 }
 
+bool Marker::meets_unreadable(uintptr_t start, uintptr_t end) const {
+  size_t low = 0, high = unreadable_count_;  // the first range ending after `start`
+  while (low < high) {
+    const size_t middle = (low + high) / 2;
+    if (unreadable_[middle].end <= start)
+      low = middle + 1;
+    else
+      high = middle;
+  }
+  return low < unreadable_count_ && unreadable_[low].start < (end > start ? end : start + 1);
+}
+
+// Through /proc/thread-self/mem, as a debugger reads: the kernel reads pages the program made
+// PROT_NONE (it may read what the process could make readable). By our thread, not the pid: the
+// main thread may have exited (see scan_root_copy). Raw system calls: heapkeeper wraps libc's
+// blocking calls. Not under a seccomp filter, which may kill the process for a call it did not
+// expect: the scan is then dropped (unreadable_failed_).
+template <typename Visitor>
+void Marker::for_each_copied_piece(uintptr_t start, uintptr_t end, Visitor&& visit) {
+  if (memory_fd_ < 0 && !unreadable_failed_) {
+    if (!alloc::syscall_filter_installed())
+      memory_fd_ = static_cast<int>(::syscall(SYS_openat, AT_FDCWD, "/proc/thread-self/mem", O_RDONLY | O_CLOEXEC));
+    if (memory_fd_ < 0) unreadable_failed_ = true;
+  }
+  const auto buffer = reinterpret_cast<uintptr_t>(copy_buffer_);
+  for (uintptr_t chunk = start; chunk < end;) {
+    const size_t length = end - chunk < kCopyBytes ? end - chunk : kCopyBytes;
+    const long copied = memory_fd_ >= 0 ? ::syscall(SYS_pread64, memory_fd_, copy_buffer_, length, chunk) : -1;
+    if (copied <= 0) {
+      unreadable_failed_ = true;
+      chunk = (chunk + 4096) & ~uintptr_t{4095};
+      continue;
+    }
+    visit(buffer, buffer + static_cast<uintptr_t>(copied), chunk - buffer);
+    chunk += static_cast<uintptr_t>(copied);
+  }
+}
+
 // Blocks go from the worklist (a stack) through a small FIFO before they are scanned, their first
 // lines fetched as they enter it (Cher, Hosking and Vijaykumar, "Software prefetching for
 // mark-sweep garbage collection", 2004): prefetched when pushed, a block came too late, since the
@@ -271,6 +312,23 @@ void Marker::propagate() {
       user_extent(next.region, header, start, end);
       ++figures_.reachable_blocks;
       figures_.heap_bytes += end - start;
+      if (__builtin_expect(unreadable_count_ != 0, 0) && meets_unreadable(start, end)) {
+        // Scanned alone, from a copy, after the blocks before it (the graph records blocks in
+        // the order they are scanned); its first piece carries its record.
+        scan_ranges(group, grouped, 0);
+        grouped = 0;
+        const alloc::BlockHeader* record = header;
+        for_each_copied_piece(start, end, [&](uintptr_t from, uintptr_t to, uintptr_t delta) {
+          const ScanRange piece{from, to, record, next.node};
+          record = nullptr;
+          scan_ranges(&piece, 1, delta);
+        });
+        if (record != nullptr) {  // nothing could be read: the block is still recorded
+          const ScanRange empty{start, start, record, next.node};
+          scan_ranges(&empty, 1, 0);
+        }
+        continue;
+      }
       group[grouped++] = {start, end, header, next.node};
     }
     scan_ranges(group, grouped, 0);
@@ -301,11 +359,17 @@ void Marker::scan_block_for_leaks(uintptr_t region, bool count_only) {
       push(target);
     }
   };
-  for (uintptr_t p = start; p + 8 <= end; p += 8) {
-    const uintptr_t value = load_word(p);
-    if (value - base_ >= limit_) continue;
-    visit(map.find_referenced(value));  // the same references as marking counts
-  }
+  auto scan = [&](uintptr_t from, uintptr_t to) {
+    for (uintptr_t p = from; p + 8 <= to; p += 8) {
+      const uintptr_t value = load_word(p);
+      if (value - base_ >= limit_) continue;
+      visit(map.find_referenced(value));  // the same references as marking counts
+    }
+  };
+  if (__builtin_expect(unreadable_count_ != 0, 0) && meets_unreadable(start, end))
+    for_each_copied_piece(start, end, [&](uintptr_t from, uintptr_t to, uintptr_t) { scan(from, to); });
+  else
+    scan(start, end);
 }
 
 // One pass over the reached blocks, a bitmap word at a time, ranks counted as it goes: a 10 M

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "collector/os_primitives.h"
 #include "report/leak_kind.h"
 
 namespace heapkeeper::alloc {
@@ -71,6 +72,18 @@ class Marker {
   bool begin(ReferenceGraph* graph = nullptr);
   const ReferenceGraph* graph() const { return graph_; }
   void scan_root_range(uintptr_t start, uintptr_t end);
+  // Ranges of the heap the program made unreadable (sorted, not overlapping), set before
+  // propagate(): mprotect(PROT_NONE) on part of a block it owns, a guard page of a coroutine's
+  // stack carved from a block. A block's bytes there are read through /proc/thread-self/mem, as
+  // a debugger reads them, instead of in place, which faulted and killed the program. The ranges
+  // must stay valid until the marker is done with classify_leaks().
+  void set_unreadable_heap(const MemoryRange* ranges, size_t count) {
+    unreadable_ = ranges;
+    unreadable_count_ = count;
+  }
+  // Whether some unreadable heap bytes could not be read that way (no /proc): the scan's verdicts
+  // are then unsafe, and the caller drops them.
+  bool unreadable_heap_failed() const { return unreadable_failed_; }
   // Marks everything reachable from the roots scanned so far.
   void propagate();
   // Classifies the unmarked blocks; returns them in address order (valid until destruction).
@@ -114,6 +127,13 @@ class Marker {
   // it was resolved, not looked up again when it is scanned).
   void push(uintptr_t region, size_t rank = 0);
   void scan_block_for_leaks(uintptr_t region, bool count_only);
+  // Whether [start, end) meets an unreadable range of the heap (set_unreadable_heap).
+  bool meets_unreadable(uintptr_t start, uintptr_t end) const;
+  // Calls visit(copy_start, copy_end, delta) for consecutive pieces of [start, end) copied through
+  // /proc/thread-self/mem into the copy buffer (delta: what to add to a copy's address to get the
+  // block's); a piece that cannot be read is skipped and recorded in unreadable_failed_.
+  template <typename Visitor>
+  void for_each_copied_piece(uintptr_t start, uintptr_t end, Visitor&& visit);
 
   uintptr_t base_ = 0, limit_ = 0;
   size_t words_ = 0;
@@ -121,9 +141,13 @@ class Marker {
   uint64_t* marks_ = nullptr;             // one bit per granule, like the live bitmap
   unsigned char* copy_buffer_ = nullptr;  // roots are read through process_vm_readv into this
   bool direct_root_reads_ = false;        // process_vm_readv unavailable: read roots in place
-  uint64_t* seen_ = nullptr;              // leak classification: visited from a direct leak
-  uint32_t* prefix_ = nullptr;            // live blocks before each bitmap word (for rank)
-  uint32_t* counts_ = nullptr;            // per live block, by rank: inbound references
+  const MemoryRange* unreadable_ = nullptr;
+  size_t unreadable_count_ = 0;
+  int memory_fd_ = -1;  // /proc/thread-self/mem, opened at the first unreadable block
+  bool unreadable_failed_ = false;
+  uint64_t* seen_ = nullptr;    // leak classification: visited from a direct leak
+  uint32_t* prefix_ = nullptr;  // live blocks before each bitmap word (for rank)
+  uint32_t* counts_ = nullptr;  // per live block, by rank: inbound references
   uintptr_t* worklist_ = nullptr;
   uint32_t* worklist_nodes_ = nullptr;  // with a graph: each worklist entry's node (rank + 1)
   size_t worklist_size_ = 0, worklist_capacity_ = 0;

@@ -86,7 +86,7 @@ int run_once_under_lock(dl_phdr_info*, size_t, void* data) {
 }  // namespace
 
 size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char* scratch, size_t scratch_size,
-                                        int* open_error) {
+                                        int* open_error, UnreadableQuery* unreadable) {
   ErrnoKeeper keep;
   if (open_error != nullptr) *open_error = 0;
   int fd = static_cast<int>(::syscall(SYS_openat, AT_FDCWD, "/proc/thread-self/maps", O_RDONLY | O_CLOEXEC));
@@ -119,20 +119,30 @@ size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char*
       while (p < end_of_line && *p != ' ') ++p;
       while (p < end_of_line && *p == ' ') ++p;
     }
-    const bool anonymous = p >= end_of_line || *p == '[';
-    // Shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS shows as "/dev/zero (deleted)") and System
-    // V segments hold the program's pointers as private memory does: a block kept only there (a
-    // table shared with forked workers) was reported leaked, and collect mode would have freed it.
-    // Neither can shrink under the mapping, so reading it never faults; memfd and file mappings
-    // can (a read past the file's end is SIGBUS), and stay out.
+    const bool anonymous =
+        p >= end_of_line || *p == '[' || (is_private && end_of_line - p == 9 && std::strncmp(p, "/dev/zero", 9) == 0);
+    // Shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS shows as "/dev/zero (deleted)", or as
+    // "[anon_shmem:NAME]" once named) and System V segments hold the program's pointers as private
+    // memory does: a block kept only there (a table shared with forked workers) was reported
+    // leaked, and collect mode would have freed it. Neither can shrink under the mapping, so
+    // reading it never faults; memfd and file mappings can (a read past the file's end is SIGBUS),
+    // and stay out.
     const bool shared_anonymous = !is_private && p < end_of_line &&
-                                  (std::strncmp(p, "/dev/zero (deleted)", 19) == 0 || std::strncmp(p, "/SYSV", 5) == 0);
+                                  (std::strncmp(p, "/dev/zero (deleted)", 19) == 0 ||
+                                   std::strncmp(p, "/SYSV", 5) == 0 || std::strncmp(p, "[anon_shmem:", 12) == 0);
     const bool special =
         p < end_of_line && (std::strncmp(p, "[vvar]", 6) == 0 || std::strncmp(p, "[vsyscall]", 10) == 0 ||
                             std::strncmp(p, "[vdso]", 6) == 0);
-    if (readable && writable && ((is_private && anonymous && !special) || shared_anonymous)) {
+    // Read-only private memory is a root too: a table filled and then sealed with
+    // mprotect(PROT_READ) keeps the blocks it points to alive (only the writable was read, and
+    // collect mode freed blocks the table still named).
+    if (readable && ((is_private && anonymous && !special) || (writable && shared_anonymous))) {
       if (count < capacity) out[count] = {start, end};
       ++count;
+    } else if (!readable && is_private && anonymous && unreadable != nullptr && start < unreadable->high &&
+               end > unreadable->low) {
+      if (unreadable->count < unreadable->capacity) unreadable->out[unreadable->count] = {start, end};
+      ++unreadable->count;
     }
     line = *end_of_line == '\n' ? end_of_line + 1 : end_of_line;
   }

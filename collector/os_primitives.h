@@ -22,13 +22,24 @@ struct MemoryRange {
   uintptr_t start = 0, end = 0;
 };
 
-// Anonymous, private, readable and writable mappings from /proc/self/maps: [heap], [stack],
-// unnamed and [anon:...] regions; and shared anonymous ones (/dev/zero, System V segments). File-backed mappings are
-// excluded (reading past a file's end faults); module data is reported by module_writable_segments instead. Returns the
-// number found (possibly more than `capacity`; only `capacity` are stored). `scratch` receives the file text;
-// `open_error`, when given, the errno of a failed open of the maps file (0 when it opened).
+// Anonymous mappings from /proc/self/maps that can hold the program's pointers: private ones that
+// are readable or writable ([heap], [stack], unnamed and [anon:...] regions, a private mapping of
+// /dev/zero, and those the program made read-only with mprotect after filling them), and shared
+// anonymous ones (/dev/zero, [anon_shmem:...], System V segments). File-backed mappings are
+// excluded (reading past a file's end faults); module data is reported by module_writable_segments
+// instead. Returns the number found (possibly more than `capacity`; only `capacity` are stored).
+// `scratch` receives the file text; `open_error`, when given, the errno of a failed open of the maps
+// file (0 when it opened). `unreadable`, when given, receives the private anonymous mappings the
+// process cannot read as they are (no 'r': PROT_NONE, or write-only) that lie inside
+// [unreadable_low, unreadable_high), up to `unreadable_capacity`; `unreadable_count` all of them.
+struct UnreadableQuery {
+  uintptr_t low = 0, high = 0;
+  MemoryRange* out = nullptr;
+  size_t capacity = 0;
+  size_t count = 0;
+};
 size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char* scratch, size_t scratch_size,
-                                        int* open_error = nullptr);
+                                        int* open_error = nullptr, UnreadableQuery* unreadable = nullptr);
 
 // The writable PT_LOAD segments (data, bss, relro) of every loaded module except the one at
 // `excluded_base` (heapkeeper itself). Must run inside the loader lock (see above).

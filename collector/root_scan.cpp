@@ -29,30 +29,43 @@ constexpr size_t kMaxRanges = 16384;
 constexpr size_t kMapsTextBytes = 4 << 20;
 constexpr size_t kMaxThreads = 65536;
 
+// A registered thread's own stack, as pthread_getattr_np gave it (thread_registry.h).
+struct ThreadStack {
+  pid_t tid;
+  uintptr_t low, high;
+};
+
 struct ScanBuffers {
   MemoryRange* anonymous = nullptr;
   MemoryRange* modules = nullptr;
   MemoryRange* excluded = nullptr;
+  MemoryRange* unreadable = nullptr;  // heap ranges the program made unreadable
   char* maps_text = nullptr;
   StoppedThread* threads = nullptr;
+  ThreadStack* thread_stacks = nullptr;
+  size_t bytes_thread_stacks = kMaxThreads * sizeof(ThreadStack);
   size_t bytes_anonymous = kMaxRanges * sizeof(MemoryRange), bytes_modules = kMaxRanges * sizeof(MemoryRange),
-         bytes_excluded = kMaxRanges * sizeof(MemoryRange), bytes_text = kMapsTextBytes,
-         bytes_threads = kMaxThreads * sizeof(StoppedThread);
+         bytes_excluded = kMaxRanges * sizeof(MemoryRange), bytes_unreadable = kMaxRanges * sizeof(MemoryRange),
+         bytes_text = kMapsTextBytes, bytes_threads = kMaxThreads * sizeof(StoppedThread);
 
   bool map() {
     anonymous = static_cast<MemoryRange*>(alloc::map_internal(bytes_anonymous, true));
     modules = static_cast<MemoryRange*>(alloc::map_internal(bytes_modules, true));
     excluded = static_cast<MemoryRange*>(alloc::map_internal(bytes_excluded, true));
+    unreadable = static_cast<MemoryRange*>(alloc::map_internal(bytes_unreadable, true));
     maps_text = static_cast<char*>(alloc::map_internal(bytes_text, true));
     threads = static_cast<StoppedThread*>(alloc::map_internal(bytes_threads, true));
-    return anonymous && modules && excluded && maps_text && threads;
+    thread_stacks = static_cast<ThreadStack*>(alloc::map_internal(bytes_thread_stacks, true));
+    return anonymous && modules && excluded && unreadable && maps_text && threads && thread_stacks;
   }
   ~ScanBuffers() {
     if (anonymous) alloc::unmap_internal(anonymous, bytes_anonymous);
     if (modules) alloc::unmap_internal(modules, bytes_modules);
     if (excluded) alloc::unmap_internal(excluded, bytes_excluded);
+    if (unreadable) alloc::unmap_internal(unreadable, bytes_unreadable);
     if (maps_text) alloc::unmap_internal(maps_text, bytes_text);
     if (threads) alloc::unmap_internal(threads, bytes_threads);
+    if (thread_stacks) alloc::unmap_internal(thread_stacks, bytes_thread_stacks);
   }
 };
 
@@ -163,8 +176,10 @@ void scan_with_world_stopped(void* raw) {
   for (size_t i = 0; i < thread_count; ++i) result.threads_stopped += b.threads[i].tid > 0 ? 1 : 0;
 
   int open_error = 0;
+  const alloc::PrivateHeap& heap = alloc::private_heap();
+  UnreadableQuery unreadable{heap.tracked().base(), heap.tracked().end(), b.unreadable, kMaxRanges, 0};
   const size_t anonymous_total =
-      read_anonymous_writable_mappings(b.anonymous, kMaxRanges, b.maps_text, b.bytes_text, &open_error);
+      read_anonymous_writable_mappings(b.anonymous, kMaxRanges, b.maps_text, b.bytes_text, &open_error, &unreadable);
   if (anonymous_total == 0) {
     // Every process has anonymous writable mappings (its stacks, at least): none means the maps
     // file could not be read (no /proc in a sandbox or chroot, or a program that holds every
@@ -184,12 +199,23 @@ void scan_with_world_stopped(void* raw) {
   MemoryRange own_segments[16];
   const size_t own_count = std::min(module_writable_segments_of(own_segments, 16, own_base), size_t{16});
 
+  if (unreadable.count > kMaxRanges) {
+    std::snprintf(result.failure, sizeof(result.failure),
+                  "the program made %zu ranges of the heap unreadable (mprotect), more than a scan can follow",
+                  unreadable.count);
+    world.resume();
+    return;
+  }
+  for (size_t i = 0; i < unreadable.count; ++i) {  // maps lists them in address order
+    b.unreadable[i].start = std::max(b.unreadable[i].start, heap.tracked().base());
+    b.unreadable[i].end = std::min(b.unreadable[i].end, heap.tracked().end());
+  }
+
   // What is never a root.
   size_t excluded = 0;
   auto exclude = [&](uintptr_t start, uintptr_t end) {
     if (end > start && excluded < kMaxRanges) b.excluded[excluded++] = {start, end};
   };
-  const alloc::PrivateHeap& heap = alloc::private_heap();
   exclude(heap.tracked().base(), heap.tracked().end());
   exclude(heap.internal().base(), heap.internal().end());
   alloc::MappedRange internal[256];
@@ -213,13 +239,29 @@ void scan_with_world_stopped(void* raw) {
     exclude(s.stack_low, end);
   });
   // Below each stopped thread's stack pointer (minus the red zone) lies only dead frames; below a
-  // parked thread's, only libc's frames of the call it sleeps in (copies of its arguments).
+  // parked thread's, only libc's frames of the call it sleeps in (copies of its arguments). Down to
+  // the bottom of the thread's own stack, not of the mapping holding it: threads made with a guard
+  // size of 0 share one mapping (the kernel merges their stacks), and so do stacks carved from one
+  // mmap (pthread_attr_setstack, coroutines); the whole mapping below one thread's stack pointer
+  // held the others' live frames and thread control blocks. A thread whose stack is not known, or
+  // that runs elsewhere (a coroutine's stack, a signal stack), has nothing taken away.
+  size_t stack_count = 0;
+  alloc::thread_registry().for_each_active([&](alloc::ThreadState& s) {
+    if (s.tid > 0 && s.stack_high > s.stack_low && stack_count < kMaxThreads)
+      b.thread_stacks[stack_count++] = {s.tid, s.stack_low, s.stack_high};
+  });
+  std::sort(b.thread_stacks, b.thread_stacks + stack_count,
+            [](const ThreadStack& a, const ThreadStack& c) { return a.tid < c.tid; });
   for (size_t i = 0; i < thread_count; ++i) {
     if (b.threads[i].tid <= 0) continue;
     const uintptr_t sp = b.threads[i].stack_pointer;
     const uintptr_t red_zone = b.threads[i].parked ? 0 : 128;
+    const ThreadStack* own = std::lower_bound(b.thread_stacks, b.thread_stacks + stack_count, b.threads[i].tid,
+                                              [](const ThreadStack& known, pid_t tid) { return known.tid < tid; });
+    if (own == b.thread_stacks + stack_count || own->tid != b.threads[i].tid || sp < own->low || sp >= own->high)
+      continue;
     if (const MemoryRange* stack = range_containing(b.anonymous, anonymous_count, sp))
-      exclude(stack->start, sp > red_zone ? sp - red_zone : sp);
+      exclude(std::max(stack->start, own->low), sp > red_zone ? sp - red_zone : sp);
   }
   // The stacks glibc keeps after their threads exited (see exited_stack_exclusion.h).
   excluded += exited_stack_exclusions(b.threads, thread_count, b.anonymous, anonymous_count, b.excluded + excluded,
@@ -247,6 +289,7 @@ void scan_with_world_stopped(void* raw) {
     world.resume();
     return;
   }
+  marker.set_unreadable_heap(b.unreadable, unreadable.count);
   const uint64_t mark_started = monotonic_ns();
   if (ReferenceGraph* graph = job->request->graph)
     record_root_ranges(*graph, *job->request, b, module_count, anonymous_count, thread_count);
@@ -281,6 +324,15 @@ void scan_with_world_stopped(void* raw) {
   marker.propagate();
   result.references = marker.summarise_references();
   result.leaks = marker.classify_leaks(result.leak_count);
+  if (marker.unreadable_heap_failed()) {
+    // Blocks the unread bytes point to would look unreachable: no verdict from this scan.
+    std::snprintf(result.failure, sizeof(result.failure),
+                  "heap memory the program made unreadable (mprotect) cannot be read through /proc/thread-self/mem");
+    result.leaks = nullptr;
+    result.leak_count = 0;
+    world.resume();
+    return;
+  }
   result.mark_ns = monotonic_ns() - mark_started;
   result.root_ranges = pieces;
   result.figures = marker.figures();

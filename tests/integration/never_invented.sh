@@ -19,7 +19,15 @@
 #                     xmm15 of the busy main thread for 1.2 s: collect mode with 100 ms scans,
 #                     stopping threads with ptrace and with signals: same stdout and status as a
 #                     plain run, no diagnostic, nothing collected, no leak at exit
-# Usage: never_invented.sh [kernel|reclaim|longjmp|vector|all]
+#   protected         (tests/programs/protected_roots.c) a block whose only pointer lies for 0.8 s
+#                     in a PROT_NONE guard page of a reachable heap block, in an anonymous page
+#                     sealed read-only, in a private mapping of /dev/zero: collect mode with 100 ms
+#                     scans, same stdout and status as a plain run (no crash), no diagnostic,
+#                     nothing collected, no leak at exit
+#   shared_stacks     (tests/programs/shared_stack_mapping.c) blocks held only by frames of stacks
+#                     sharing one mapping (threads with a guard size of 0, threads on slices of one
+#                     mmap, a suspended coroutine beside a running one): the same checks
+# Usage: never_invented.sh [kernel|reclaim|longjmp|vector|protected|shared_stacks|all]
 source "$(dirname "$0")/lib.sh"
 
 kernel_held=$(hk_program kernel_held)
@@ -75,6 +83,23 @@ if [[ $part == all || $part == vector ]]; then
       "$(hk_program vector_register_root)" -- preload
     nothing_collected "$HK_WORK/vector_register_root.$method.preload/reports" 4 \
       "vector_register_root ($method): nothing collected, no leak at exit, at least 4 scans while xmm15 held the block"
+  done
+fi
+if [[ $part == all || $part == protected ]]; then
+  # The marker reads a heap block's PROT_NONE pages through /proc/thread-self/mem (in place, it
+  # faulted); read-only and /dev/zero mappings are roots.
+  for where in guard-page read-only dev-zero; do
+    hk_compare "protected_roots.$where" run_collecting "$(hk_program protected_roots)" "$where" -- preload
+    nothing_collected "$HK_WORK/protected_roots.$where.preload/reports" 4 \
+      "protected_roots ($where): nothing collected, no leak at exit, at least 4 scans while only it held the block"
+  done
+fi
+if [[ $part == all || $part == shared_stacks ]]; then
+  # Dead frames end at the bottom of the thread's own stack, not of the mapping holding it.
+  for layout in guard-size-0 stack-slices coroutines; do
+    hk_compare "shared_stack_mapping.$layout" run_collecting "$(hk_program shared_stack_mapping)" "$layout" -- preload
+    nothing_collected "$HK_WORK/shared_stack_mapping.$layout.preload/reports" 4 \
+      "shared_stack_mapping ($layout): nothing collected, no leak at exit, at least 4 scans while the frames held the blocks"
   done
 fi
 if [[ $part != all && $part != reclaim ]]; then

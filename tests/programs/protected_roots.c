@@ -1,0 +1,110 @@
+/* protected_roots: blocks whose only pointer lies in memory the program protected or mapped
+ * unusually, for a while, then uses again.
+ *
+ * Each mode allocates a 4000-byte block filled with a pattern, keeps its only pointer in the memory
+ * under test, drops every other copy (the stack area below is zeroed), waits 0.8 s, takes the
+ * pointer back, checks the pattern and frees the block:
+ *   guard-page  the first page of a 64 KiB block from posix_memalign (a coroutine's stack with a
+ *               guard page), reachable from a global, made PROT_NONE while it holds the pointer:
+ *               a scan that reads the heap in place faults on it
+ *   read-only   an anonymous page sealed with mprotect(PROT_READ) after the pointer was written
+ *   dev-zero    a MAP_PRIVATE mapping of /dev/zero (named "/dev/zero" in /proc/self/maps, not
+ *               anonymous-looking)
+ * Without heapkeeper every mode prints "<mode>: block intact" and exits 0. Under heapkeeper in
+ * collect mode with scans every 100 ms, a scan that missed the pointer would free the block after
+ * two scans: the pattern would be gone, or the final free a double free.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BLOCK_BYTES 4000
+#define WAIT_MS 800
+#define PAGE 4096
+
+static void fill(unsigned char* block) {
+  for (int i = 0; i < BLOCK_BYTES; ++i) block[i] = (unsigned char)(i * 7 + 3);
+}
+
+static int intact(const unsigned char* block) {
+  for (int i = 0; i < BLOCK_BYTES; ++i) {
+    if (block[i] != (unsigned char)(i * 7 + 3)) return 0;
+  }
+  return 1;
+}
+
+/* Zeroes the stack below the caller: no stale copy of the pointer survives in dead frames. */
+static __attribute__((noinline)) void clobber_stack(void) {
+  char area[64 * 1024];
+  memset(area, 0, sizeof area);
+  __asm__ volatile("" : : "r"(area) : "memory");
+}
+
+static void pause_ms(long ms) {
+  struct timespec left = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&left, &left) != 0 && errno == EINTR) {
+  }
+}
+
+/* Stores a new pattern-filled block's only pointer at `slot`. */
+static __attribute__((noinline)) void park_block(void* volatile* slot) {
+  unsigned char* block = malloc(BLOCK_BYTES);
+  if (block == NULL) exit(2);
+  fill(block);
+  *slot = block;
+}
+
+static int finish(const char* mode, unsigned char* block) {
+  const int ok = intact(block);
+  free(block);
+  printf("%s: %s\n", mode, ok ? "block intact" : "BLOCK DAMAGED");
+  return ok ? 0 : 1;
+}
+
+static char* volatile g_guarded; /* the block with the guard page: reachable, as a stack would be */
+
+static int guard_page(void) {
+  void* memory = NULL;
+  if (posix_memalign(&memory, PAGE, 64 * 1024) != 0) return 2;
+  memset(memory, 0, 64 * 1024);
+  g_guarded = memory;
+  park_block((void* volatile*)g_guarded);
+  clobber_stack();
+  if (mprotect(g_guarded, PAGE, PROT_NONE) != 0) return 2;
+  pause_ms(WAIT_MS);
+  if (mprotect(g_guarded, PAGE, PROT_READ | PROT_WRITE) != 0) return 2;
+  unsigned char* block = *(unsigned char* volatile*)g_guarded;
+  const int status = finish("guard-page", block);
+  free(g_guarded);
+  return status;
+}
+
+static int mapped_root(const char* mode, int dev_zero) {
+  int fd = -1;
+  if (dev_zero && (fd = open("/dev/zero", O_RDWR | O_CLOEXEC)) < 0) return 2;
+  void* page = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, dev_zero ? MAP_PRIVATE : MAP_PRIVATE | MAP_ANONYMOUS, fd, 0);
+  if (page == MAP_FAILED) return 2;
+  if (fd >= 0) close(fd);
+  park_block((void* volatile*)page);
+  clobber_stack();
+  if (!dev_zero && mprotect(page, PAGE, PROT_READ) != 0) return 2;
+  pause_ms(WAIT_MS);
+  const int status = finish(mode, *(unsigned char* volatile*)page);
+  munmap(page, PAGE);
+  return status;
+}
+
+int main(int argc, char** argv) {
+  const char* mode = argc > 1 ? argv[1] : "";
+  if (strcmp(mode, "guard-page") == 0) return guard_page();
+  if (strcmp(mode, "read-only") == 0) return mapped_root(mode, 0);
+  if (strcmp(mode, "dev-zero") == 0) return mapped_root(mode, 1);
+  fprintf(stderr, "usage: protected_roots guard-page|read-only|dev-zero\n");
+  return 2;
+}
