@@ -202,8 +202,9 @@ void load_config_from_environment(Config& c) {
   }
   read_switch("HEAPKEEPER_STATS", c.live_stats);
   // Read here with the others, so that a bad value is one line at start-up like theirs (it was
-  // read at the first scan, in words of its own, and never in a process that made none).
-  if (const char* v = std::getenv("HEAPKEEPER_STOP_METHOD"); v != nullptr && *v != '\0') {
+  // read at the first scan, in words of its own, and never in a process that made none). Set but
+  // empty is a bad value too, as for every setting that is not a path.
+  if (const char* v = std::getenv("HEAPKEEPER_STOP_METHOD")) {
     if (text_equals(v, "ptrace"))
       c.stop_method = StopMethod::kPtrace;
     else if (text_equals(v, "signals"))
@@ -211,6 +212,8 @@ void load_config_from_environment(Config& c) {
     else
       warn_invalid("HEAPKEEPER_STOP_METHOD", v, "ptrace or signals", "ptrace");
   }
+  // A path set but empty means no file (for the log, stderr), as if unset: `VAR= program` is how a
+  // shell turns off a value the environment carries, and LeakSanitizer's log_path reads it so.
   if (const char* v = std::getenv("HEAPKEEPER_REPORT"))
     load_path("HEAPKEEPER_REPORT", v, c.report_path, sizeof(c.report_path), "no report");
   if (const char* v = std::getenv("HEAPKEEPER_PPROF"))

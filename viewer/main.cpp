@@ -53,7 +53,8 @@ constexpr const char* kEnvironmentHelp = R"(Environment read by the traced progr
   HEAPKEEPER_LIBRARY=PATH       (for `heapkeeper run`) the preload library to use
   HEAPKEEPER_BINARY=PATH        the heapkeeper binary that names frames (default: ../bin/heapkeeper beside the library)
   HEAPKEEPER_SYMBOLIZER_LOG=1   the symbolizer prints one line for each module file it reads
-Invalid values are reported in one line naming the variable, and the default is used.)";
+Invalid values are reported in one line naming the variable, and the default is used. An empty value is
+invalid, except for a path (REPORT, PPROF, LOG_PATH, SUPPRESSIONS, BASELINE): there it means none.)";
 
 }  // namespace
 

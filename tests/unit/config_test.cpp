@@ -16,12 +16,12 @@
 namespace heapkeeper::alloc {
 namespace {
 
-constexpr const char* kVariables[] = {"HEAPKEEPER_STACK_DEPTH", "HEAPKEEPER_FREE_STACKS",   "HEAPKEEPER_ON_BAD_FREE",
-                                      "HEAPKEEPER_MODE",        "HEAPKEEPER_SCAN_INTERVAL", "HEAPKEEPER_HEAP_RESERVE",
-                                      "HEAPKEEPER_ARENAS",      "HEAPKEEPER_EXITCODE",      "HEAPKEEPER_QUIET",
-                                      "HEAPKEEPER_REPORT",      "HEAPKEEPER_SUPPRESSIONS",  "HEAPKEEPER_LOG_PATH",
-                                      "HEAPKEEPER_TRIM",        "HEAPKEEPER_STATS",         "HEAPKEEPER_RETAINED",
-                                      "HEAPKEEPER_PYTHON",      "HEAPKEEPER_STOP_METHOD"};
+constexpr const char* kVariables[] = {
+    "HEAPKEEPER_STACK_DEPTH",   "HEAPKEEPER_FREE_STACKS",  "HEAPKEEPER_ON_BAD_FREE",  "HEAPKEEPER_MODE",
+    "HEAPKEEPER_SCAN_INTERVAL", "HEAPKEEPER_HEAP_RESERVE", "HEAPKEEPER_ARENAS",       "HEAPKEEPER_EXITCODE",
+    "HEAPKEEPER_QUIET",         "HEAPKEEPER_REPORT",       "HEAPKEEPER_SUPPRESSIONS", "HEAPKEEPER_LOG_PATH",
+    "HEAPKEEPER_TRIM",          "HEAPKEEPER_STATS",        "HEAPKEEPER_RETAINED",     "HEAPKEEPER_PYTHON",
+    "HEAPKEEPER_STOP_METHOD",   "HEAPKEEPER_PPROF",        "HEAPKEEPER_BASELINE"};
 
 // ---------------------------------------------------------------------------------------------
 // parse_duration_ms
@@ -442,6 +442,32 @@ TEST_F(LoadConfig, InvalidValuesKeepTheDefaultAndWarnOnceNamingTheVariable) {
     ASSERT_FALSE(err.empty());
     EXPECT_EQ(err.back(), '\n');
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  }
+}
+
+// Set but empty is as bad as any other invalid value (HEAPKEEPER_STOP_METHOD= was taken silently as
+// unset, found by an adversarial tester), except for a path: there it means no file (the log:
+// stderr), as if unset, which is how a shell turns off a value the environment carries.
+TEST_F(LoadConfig, AnEmptyValueIsInvalidExceptForAPath) {
+  for (const char* name : kVariables) {
+    SCOPED_TRACE(name);
+    const std::string variable = name;
+    const bool path = variable == "HEAPKEEPER_REPORT" || variable == "HEAPKEEPER_PPROF" ||
+                      variable == "HEAPKEEPER_SUPPRESSIONS" || variable == "HEAPKEEPER_BASELINE" ||
+                      variable == "HEAPKEEPER_LOG_PATH";
+    Config config;
+    const std::string err = load_with(name, "", config);
+    expect_same(config, Config{});
+    EXPECT_EQ(config.pprof_path[0], '\0');
+    EXPECT_EQ(config.baseline_path[0], '\0');
+    if (path) {
+      EXPECT_EQ(err, "");
+    } else {
+      const std::string start = "heapkeeper[" + std::to_string(getpid()) + "]: invalid " + variable + "='' (expected ";
+      EXPECT_EQ(err.rfind(start, 0), 0u) << err;
+      EXPECT_NE(err.find("; using the default "), std::string::npos) << err;
+      EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+    }
   }
 }
 
