@@ -14,7 +14,11 @@ namespace {
 Config g_config;
 
 // A bad value as the warning shows it: control characters escaped (\n, \t, \xNN) so the warning
-// stays one line, and at most kShownBytes of it, then "...". Written into `out`; no allocation.
+// stays one line, and at most kShownBytes of it, then "...". Bytes from 0x80 are escaped too: the
+// value may come from anyone who sets the environment, and 0x9b is a terminal's CSI where 8-bit
+// controls are on (deciding which UTF-8 is harmless is more code than a wrong value deserves, in
+// the traced process). A backslash is doubled, so that "\x1b" typed is not read as an escape.
+// Written into `out`; no allocation (it runs inside the traced program, as it starts).
 constexpr size_t kShownBytes = 64;
 const char* shown_value(const char* value, char (&out)[kShownBytes * 4 + 4]) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -24,7 +28,10 @@ const char* shown_value(const char* value, char (&out)[kShownBytes * 4 + 4]) {
     if (c == '\n' || c == '\t') {
       out[n++] = '\\';
       out[n++] = c == '\n' ? 'n' : 't';
-    } else if (c < 0x20 || c == 0x7f) {
+    } else if (c == '\\') {
+      out[n++] = '\\';
+      out[n++] = '\\';
+    } else if (c < 0x20 || c >= 0x7f) {
       out[n++] = '\\';
       out[n++] = 'x';
       out[n++] = kHex[c >> 4];

@@ -484,6 +484,29 @@ TEST_F(LoadConfig, AnInvalidValueIsShownOnOneShortLine) {
   EXPECT_LT(err.size(), 200u) << err;
 }
 
+// Bytes from 0x80 are escaped as well (they were printed raw: 0x9b is a terminal's CSI where 8-bit
+// controls are on, found by an adversarial tester), UTF-8 included, and a backslash is doubled so
+// that a typed "\x1b" is not shown as an escaped ESC. Only the warning: the value is not changed.
+TEST_F(LoadConfig, HighAndControlBytesOfAnInvalidValueAreShownEscaped) {
+  Config config;
+  const std::string err = load_with("HEAPKEEPER_TRIM",
+                                    "caf\xc3\xa9\x9b"
+                                    "31m\x7f\\x1b\xff",
+                                    config);
+  EXPECT_EQ(err, "heapkeeper[" + std::to_string(getpid()) +
+                     "]: invalid HEAPKEEPER_TRIM='caf\\xc3\\xa9\\x9b31m\\x7f\\\\x1b\\xff' (expected auto or off); "
+                     "using the default auto\n");
+  ASSERT_FALSE(err.empty());
+  for (const char c : err.substr(0, err.size() - 1))
+    EXPECT_TRUE(c >= 0x20 && c < 0x7f) << "byte " << static_cast<int>(c) << " in " << err;
+  // 64 bytes of 0xff: four times as many shown, then "...", still one line in the buffer.
+  const std::string err_long = load_with("HEAPKEEPER_MODE", std::string(100, '\xff').c_str(), config);
+  std::string shown;
+  for (int i = 0; i < 64; ++i) shown += "\\xff";
+  EXPECT_NE(err_long.find("='" + shown + "...' (expected"), std::string::npos) << err_long;
+  EXPECT_EQ(std::count(err_long.begin(), err_long.end(), '\n'), 1) << err_long;
+}
+
 TEST_F(LoadConfig, AnInvalidValueDoesNotDisturbTheValidOnes) {
   setenv("HEAPKEEPER_STACK_DEPTH", "500", 1);
   setenv("HEAPKEEPER_MODE", "off", 1);
