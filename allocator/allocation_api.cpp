@@ -149,6 +149,24 @@ void* api_operator_new_nothrow(size_t size, size_t alignment) noexcept {
   return program_nothrow_new(size, alignment > kMallocAlignment ? alignment : 0);
 }
 
+// libstdc++'s aligned operator new refuses an alignment that is not a power of two (0 included)
+// before anything else: std::bad_alloc at once, no new-handler called, and its nothrow form
+// returns null. C++ leaves such a call undefined, but the program run without heapkeeper gets
+// exactly that (GCC 12's libstdc++), so it gets it under heapkeeper too: a block was returned
+// (found by an adversarial tester).
+void* api_operator_new_aligned(size_t size, size_t alignment) {
+  if (__builtin_expect(!is_power_of_two(alignment), 0)) {
+    if (tls_thread.guard > 0) throw std::bad_alloc();  // heapkeeper's own code: its own runtime
+    throw_program_bad_alloc();
+  }
+  return api_operator_new(size, alignment);
+}
+
+void* api_operator_new_aligned_nothrow(size_t size, size_t alignment) noexcept {
+  if (__builtin_expect(!is_power_of_two(alignment), 0)) return nullptr;
+  return api_operator_new_nothrow(size, alignment);
+}
+
 void api_operator_delete(void* ptr) noexcept { api_free(ptr); }
 
 }  // namespace heapkeeper::alloc

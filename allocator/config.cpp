@@ -14,7 +14,11 @@ namespace {
 Config g_config;
 
 // A bad value as the warning shows it: control characters escaped (\n, \t, \xNN) so the warning
-// stays one line, and at most kShownBytes of it, then "...". Written into `out`; no allocation.
+// stays one line, and at most kShownBytes of it, then "...". Bytes from 0x80 are escaped too: the
+// value may come from anyone who sets the environment, and 0x9b is a terminal's CSI where 8-bit
+// controls are on (deciding which UTF-8 is harmless is more code than a wrong value deserves, in
+// the traced process). A backslash is doubled, so that "\x1b" typed is not read as an escape.
+// Written into `out`; no allocation (it runs inside the traced program, as it starts).
 constexpr size_t kShownBytes = 64;
 const char* shown_value(const char* value, char (&out)[kShownBytes * 4 + 4]) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -24,7 +28,10 @@ const char* shown_value(const char* value, char (&out)[kShownBytes * 4 + 4]) {
     if (c == '\n' || c == '\t') {
       out[n++] = '\\';
       out[n++] = c == '\n' ? 'n' : 't';
-    } else if (c < 0x20 || c == 0x7f) {
+    } else if (c == '\\') {
+      out[n++] = '\\';
+      out[n++] = '\\';
+    } else if (c < 0x20 || c >= 0x7f) {
       out[n++] = '\\';
       out[n++] = 'x';
       out[n++] = kHex[c >> 4];
@@ -202,8 +209,9 @@ void load_config_from_environment(Config& c) {
   }
   read_switch("HEAPKEEPER_STATS", c.live_stats);
   // Read here with the others, so that a bad value is one line at start-up like theirs (it was
-  // read at the first scan, in words of its own, and never in a process that made none).
-  if (const char* v = std::getenv("HEAPKEEPER_STOP_METHOD"); v != nullptr && *v != '\0') {
+  // read at the first scan, in words of its own, and never in a process that made none). Set but
+  // empty is a bad value too, as for every setting that is not a path.
+  if (const char* v = std::getenv("HEAPKEEPER_STOP_METHOD")) {
     if (text_equals(v, "ptrace"))
       c.stop_method = StopMethod::kPtrace;
     else if (text_equals(v, "signals"))
@@ -211,6 +219,8 @@ void load_config_from_environment(Config& c) {
     else
       warn_invalid("HEAPKEEPER_STOP_METHOD", v, "ptrace or signals", "ptrace");
   }
+  // A path set but empty means no file (for the log, stderr), as if unset: `VAR= program` is how a
+  // shell turns off a value the environment carries, and LeakSanitizer's log_path reads it so.
   if (const char* v = std::getenv("HEAPKEEPER_REPORT"))
     load_path("HEAPKEEPER_REPORT", v, c.report_path, sizeof(c.report_path), "no report");
   if (const char* v = std::getenv("HEAPKEEPER_PPROF"))

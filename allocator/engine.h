@@ -54,6 +54,10 @@ int api_malloc_trim(size_t pad) noexcept;
 // new-handler loop, as libstdc++ does.
 void* api_operator_new(size_t size, size_t alignment);
 void* api_operator_new_nothrow(size_t size, size_t alignment) noexcept;
+// The std::align_val_t forms: as above for a power of two; any other alignment (0 included) is
+// std::bad_alloc at once, or null from the nothrow form, as libstdc++ answers it.
+void* api_operator_new_aligned(size_t size, size_t alignment);
+void* api_operator_new_aligned_nothrow(size_t size, size_t alignment) noexcept;
 void api_operator_delete(void* ptr) noexcept;
 
 // jemalloc's non-standard API, for programs linked with jemalloc (redis-server): served by the

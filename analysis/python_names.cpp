@@ -46,13 +46,17 @@ int python_line(std::string_view linetable, int first_line, uint32_t code_unit) 
     const unsigned kind = (head >> 3) & 0x0F;
     const uint64_t length = (head & 0x07) + 1u;
     bool known = true;
+    int64_t delta = 0;
     if (kind == 15) {
       known = false;
     } else if (kind == 14 || kind == 13) {
-      line += table.signed_varint();
+      delta = table.signed_varint();
     } else if (kind >= 10) {
-      line += kind - 10;
+      delta = static_cast<int64_t>(kind) - 10;
     }
+    // The table comes from a dump, not trusted: deltas of up to 2^63 each must not overflow the
+    // running line (undefined behaviour). A line that leaves int64 is no line: malformed.
+    if (__builtin_add_overflow(line, delta, &line)) return 0;
     table.skip_to_entry();  // columns and end lines: not needed for the line
     if (code_unit < start + length) return known && line > 0 && line <= INT32_MAX ? static_cast<int>(line) : 0;
     start += length;

@@ -1,6 +1,8 @@
 // Implementation of LeakSanitizer-style suppressions (see suppressions.h).
 #include "collector/suppressions.h"
 
+#include <utility>
+
 #include "report/read_file.h"
 
 namespace heapkeeper::collect {
@@ -56,7 +58,9 @@ bool Suppressions::load(const std::string& path, std::string& error) {
     error = "cannot read suppressions file " + path + ": " + problem;
     return false;
   }
-  // Line by line without iostreams: this runs inside the traced program.
+  // Line by line without iostreams: this runs inside the traced program. Nothing is kept from a
+  // file that is refused: its warning says that no leaks are suppressed.
+  std::vector<std::string> patterns;
   int number = 0;
   for (size_t start = 0; start < whole.size();) {
     size_t end = whole.find('\n', start);
@@ -64,6 +68,12 @@ bool Suppressions::load(const std::string& path, std::string& error) {
     const std::string_view line(whole.data() + start, end - start);
     start = end + 1;
     ++number;
+    // A NUL byte would make a pattern that matches no name (names are C strings), or a type that
+    // is not "leak": the line would be silently lost. Text files hold none; refuse the file.
+    if (line.find('\0') != std::string_view::npos) {
+      error = path + ":" + std::to_string(number) + ": a NUL byte in the line (a suppressions file is text)";
+      return false;
+    }
     std::string_view text = trim(line);
     if (text.empty() || text.front() == '#') continue;
     size_t colon = text.find(':');
@@ -73,8 +83,9 @@ bool Suppressions::load(const std::string& path, std::string& error) {
     }
     if (trim(text.substr(0, colon)) != "leak") continue;  // other sanitizers' types do not apply
     std::string_view pattern = trim(text.substr(colon + 1));
-    if (!pattern.empty()) patterns_.emplace_back(pattern);
+    if (!pattern.empty()) patterns.emplace_back(pattern);
   }
+  for (std::string& pattern : patterns) patterns_.push_back(std::move(pattern));
   return true;
 }
 

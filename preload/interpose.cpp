@@ -121,19 +121,19 @@ HK_EXPORT_CXX void* operator new[](size_t size, const std::nothrow_t&) noexcept 
 }
 HK_EXPORT_CXX void* operator new(size_t size, std::align_val_t alignment) {
   HK_ENTRY_FRAME();
-  return alloc::api_operator_new(size, static_cast<size_t>(alignment));
+  return alloc::api_operator_new_aligned(size, static_cast<size_t>(alignment));
 }
 HK_EXPORT_CXX void* operator new[](size_t size, std::align_val_t alignment) {
   HK_ENTRY_FRAME();
-  return alloc::api_operator_new(size, static_cast<size_t>(alignment));
+  return alloc::api_operator_new_aligned(size, static_cast<size_t>(alignment));
 }
 HK_EXPORT_CXX void* operator new(size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
   HK_ENTRY_FRAME();
-  return alloc::api_operator_new_nothrow(size, static_cast<size_t>(alignment));
+  return alloc::api_operator_new_aligned_nothrow(size, static_cast<size_t>(alignment));
 }
 HK_EXPORT_CXX void* operator new[](size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
   HK_ENTRY_FRAME();
-  return alloc::api_operator_new_nothrow(size, static_cast<size_t>(alignment));
+  return alloc::api_operator_new_aligned_nothrow(size, static_cast<size_t>(alignment));
 }
 HK_EXPORT_CXX void operator delete(void* ptr) noexcept {
   HK_ENTRY_FRAME();

@@ -4,7 +4,6 @@
 #include <fmt/core.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <vector>
@@ -13,6 +12,7 @@
 #include "stats/shm_layout.h"
 #include "viewer/json_fields.h"
 #include "viewer/process_commands.h"
+#include "viewer/process_id.h"
 #include "viewer/report_document.h"
 #include "viewer/segment_reader.h"
 
@@ -24,8 +24,9 @@ using nlohmann::json;
 // A report from a file, or from process PID (all digits) through its segment. "" or the problem.
 std::string load(const std::string& source, json& doc) {
   std::string text, problem;
-  if (!source.empty() && source.find_first_not_of("0123456789") == std::string::npos && source.size() < 10) {
-    const auto pid = static_cast<pid_t>(std::strtol(source.c_str(), nullptr, 10));
+  if (names_a_process(source)) {
+    const pid_t pid = parse_process_id(source);
+    if (pid == 0) return process_id_refusal(source);
     SegmentReader reader;
     if (!reader.open(pid, true, problem)) return problem;
     if (reader.info().stopped()) return "pid " + source + " is stopped (continue it with kill -CONT " + source + ")";

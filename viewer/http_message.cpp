@@ -75,6 +75,13 @@ size_t request_head_end(const std::string& in) {
   return std::string::npos;
 }
 
+HeadState request_head_state(const std::string& in, size_t max_head_bytes, size_t& end) {
+  end = request_head_end(in);
+  if (end != std::string::npos) return end <= max_head_bytes ? HeadState::kComplete : HeadState::kTooLong;
+  // No blank line yet: a head that ends later is longer than what is here.
+  return in.size() > max_head_bytes ? HeadState::kTooLong : HeadState::kIncomplete;
+}
+
 bool could_begin_request(const std::string& in) {
   for (size_t i = 0; i < in.size() && i <= kMaxMethod; ++i) {
     if (in[i] == ' ') return i > 0;

@@ -38,6 +38,13 @@ int parse_http_request(const std::string& head, size_t max_target_bytes, HttpReq
 // Where a request's head ends in what arrived (just past its blank line), or npos.
 size_t request_head_end(const std::string& in);
 
+// What arrived so far, against a limit of `max_head_bytes` on the head (request line, headers and
+// the blank line that ends them): complete (`end` just past the blank line), too long, or not yet
+// complete. The limit is exact whatever the reads brought at once: a head of max_head_bytes is
+// taken, one byte more refused, and bytes after a head within the limit do not count.
+enum class HeadState { kIncomplete, kComplete, kTooLong };
+HeadState request_head_state(const std::string& in, size_t max_head_bytes, size_t& end);
+
 // Whether what arrived so far can still begin a request: a method token and a space. Lets
 // garbage (a TLS hello, random bytes) be refused at once instead of at the timeout.
 bool could_begin_request(const std::string& in);

@@ -271,10 +271,13 @@ void HttpServer::run(const Handler& handler, const HttpLimits& limits, const vol
       } else {
         keep = read_some(connection, limits.max_request_bytes);
         if (connection.phase == Connection::Phase::kReading) {
-          const size_t end = request_head_end(connection.in);
-          if (end != std::string::npos) {
+          // One read may bring a whole head past the limit: the limit is on where the head ends,
+          // not on how much was buffered when it was looked for (up to 4 KiB more were taken).
+          size_t end = 0;
+          const HeadState head = request_head_state(connection.in, limits.max_request_bytes, end);
+          if (head == HeadState::kComplete) {
             take_request(connection, end);
-          } else if (connection.in.size() > limits.max_request_bytes) {
+          } else if (head == HeadState::kTooLong) {
             start_answer(connection,
                          text_response(431, "the request head is longer than " +
                                                 std::to_string(limits.max_request_bytes) + " bytes"),

@@ -6,13 +6,11 @@
 #include <sys/types.h>
 #include <CLI/CLI.hpp>
 
-#include <cerrno>
-#include <cstdlib>
-#include <limits>
 #include <string>
 
 #include "viewer/diff_command.h"
 #include "viewer/process_commands.h"
+#include "viewer/process_id.h"
 #include "viewer/profile_commands.h"
 #include "viewer/run_command.h"
 #include "viewer/serve_command.h"
@@ -55,23 +53,20 @@ constexpr const char* kEnvironmentHelp = R"(Environment read by the traced progr
   HEAPKEEPER_LIBRARY=PATH       (for `heapkeeper run`) the preload library to use
   HEAPKEEPER_BINARY=PATH        the heapkeeper binary that names frames (default: ../bin/heapkeeper beside the library)
   HEAPKEEPER_SYMBOLIZER_LOG=1   the symbolizer prints one line for each module file it reads
-Invalid values are reported in one line naming the variable, and the default is used.)";
+Invalid values are reported in one line naming the variable, and the default is used. An empty value is
+invalid, except for a path (REPORT, PPROF, LOG_PATH, SUPPRESSIONS, BASELINE): there it means none.)";
 
 }  // namespace
 
-// A pid names one process: a decimal number above 0 (0 and negative numbers name process groups
-// to kill()), as ps and /proc write it. The option's own conversion would also take "0x10" (16),
-// "00123" (octal: 83) and "" (0): each command named another process than the one typed, or
-// another way than its neighbours (found by an adversarial tester). Leading zeros are decimal
-// here, and the text is handed on in its plain form.
+// A pid names one process (viewer/process_id.h). The option's own conversion would also take
+// "0x10" (16), "00123" (octal: 83) and "" (0): each command named another process than the one
+// typed, or another way than its neighbours (found by an adversarial tester). The text is handed
+// on in its plain decimal form.
 const CLI::Validator kProcessId(
     [](std::string& text) {
-      std::string refusal = "\"" + text + "\" is not a process id (a number above 0)";
-      if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) return refusal;
-      errno = 0;
-      const long value = std::strtol(text.c_str(), nullptr, 10);
-      if (errno != 0 || value <= 0 || value > std::numeric_limits<pid_t>::max()) return refusal;
-      text = std::to_string(value);
+      const pid_t pid = heapkeeper::view::parse_process_id(text);
+      if (pid == 0) return heapkeeper::view::process_id_refusal(text);
+      text = std::to_string(pid);
       return std::string();
     },
     "PID");

@@ -6,21 +6,17 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 
 #include "analysis/heap_profile.h"
 #include "analysis/pprof_profile.h"
 #include "viewer/flamegraph_svg.h"
 #include "viewer/process_commands.h"
+#include "viewer/process_id.h"
 #include "viewer/profile_source.h"
 
 namespace heapkeeper::view {
 namespace {
-
-bool is_pid(const std::string& text) {
-  return !text.empty() && text.size() < 10 && text.find_first_not_of("0123456789") == std::string::npos;
-}
 
 // Writes `bytes` to `path` (empty or "-": standard output). A binary format is not written to a
 // terminal. False after one line saying why not.
@@ -78,14 +74,19 @@ int export_figures(const ExportRequest& request) {
     }
     std::vector<pid_t> pids;
     for (const std::string& source : request.sources) {
-      if (!is_pid(source)) {
+      if (!names_a_process(source)) {
         fmt::print(
             stderr,
             "heapkeeper: export: {} is not a pid (Prometheus and OpenMetrics figures come from running processes)\n",
             source);
         return 2;
       }
-      pids.push_back(static_cast<pid_t>(std::strtol(source.c_str(), nullptr, 10)));
+      const pid_t pid = parse_process_id(source);
+      if (pid == 0) {
+        fmt::print(stderr, "heapkeeper: export: {}\n", process_id_refusal(source));
+        return 2;
+      }
+      pids.push_back(pid);
     }
     return export_prometheus(pids, request.all, request.format == "openmetrics");
   }

@@ -2,12 +2,12 @@
 #include "viewer/profile_source.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <utility>
 
 #include "report/json_text.h"
+#include "viewer/process_id.h"
 #include "viewer/report_document.h"
 #include "viewer/segment_reader.h"
 
@@ -110,8 +110,12 @@ std::string load_profile(const std::string& source, analysis::HeapProfile& profi
   ProfileFailure ignored = ProfileFailure::kNone;
   ProfileFailure& why = failure != nullptr ? *failure : ignored;
   why = ProfileFailure::kNone;
-  if (!source.empty() && source.find_first_not_of("0123456789") == std::string::npos && source.size() < 10) {
-    const auto pid = static_cast<pid_t>(std::strtol(source.c_str(), nullptr, 10));
+  if (names_a_process(source)) {
+    const pid_t pid = parse_process_id(source);
+    if (pid == 0) {
+      why = ProfileFailure::kNoProcess;
+      return process_id_refusal(source);
+    }
     SegmentReader reader;
     std::string problem;
     if (!reader.open(pid, true, problem)) {

@@ -19,6 +19,7 @@
 #include "analysis/pprof_profile.h"
 #include "stats/segment_files.h"
 #include "viewer/process_commands.h"
+#include "viewer/process_id.h"
 #include "viewer/profile_source.h"
 #include "viewer/segment_reader.h"
 
@@ -96,11 +97,6 @@ bool parse_query(std::string_view query, const std::vector<std::string_view>& kn
   return true;
 }
 
-bool is_pid(const std::string& text) {
-  return !text.empty() && text.size() < 10 && text.find_first_not_of("0123456789") == std::string::npos &&
-         std::strtol(text.c_str(), nullptr, 10) > 0;
-}
-
 HttpResponse metrics_page(const HttpRequest& request) {
   const auto accept = request.headers.find("accept");
   const bool openmetrics = accept != request.headers.end() && prefers_openmetrics(accept->second);
@@ -132,9 +128,9 @@ HttpResponse heap_profile_page(const std::map<std::string, std::string>& query) 
   }
   std::string pid;
   if (const auto it = query.find("pid"); it != query.end()) {
-    if (!is_pid(it->second))
-      return text_response(400, "pid must be a process id, not \"" + it->second.substr(0, 64) + "\"");
-    pid = std::to_string(std::strtol(it->second.c_str(), nullptr, 10));  // "0123" is 123
+    const pid_t number = parse_process_id(it->second);
+    if (number == 0) return text_response(400, "pid: " + process_id_refusal(it->second.substr(0, 64)));
+    pid = std::to_string(number);  // "0123" is 123
   } else {
     const std::vector<pid_t> pids = running_pids();
     if (pids.empty()) return text_response(404, "no tracked process is running");

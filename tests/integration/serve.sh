@@ -292,6 +292,18 @@ data = answer(s)
 assert status(data) == "400" and time.monotonic() - started < 0.9, f"garbage: {status(data)}"
 print("garbage: 400 at once")
 
+# The limit on the head is exact however it arrives: a head of 16 KiB (its blank line included)
+# sent in one piece is answered, one byte more is 431 (up to 4 KiB more were taken).
+def head_of(size):
+    start = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Filler: "
+    return start + b"a" * (size - len(start) - 4) + b"\r\n\r\n"
+for size, expected in ((16384, "200"), (16385, "431"), (16384 + 4000, "431")):
+    s = connect()
+    s.sendall(head_of(size))
+    data = answer(s)
+    assert status(data) == expected, f"a head of {size} bytes: {status(data)}, not {expected}"
+print("a head of 16384 bytes: 200, of 16385: 431")
+
 # A head that never ends: 431 after 16 KiB, however much more the client sends.
 s = connect()
 s.sendall(b"GET /metrics HTTP/1.1\r\n")

@@ -541,8 +541,12 @@ done
 # --- pids that name no process: 0 and negative numbers (process groups to kill()) are refused
 # before anything is looked for; a pid no process has (above PID_MAX_LIMIT) is said to be one.
 # Only decimal digits name a pid: "0x10" was taken as 16 and "" as 0 (an adversarial tester's).
+# The commands taking a pid or a report (export, flamegraph, diff) refuse pid 0 in the same words:
+# export 0 printed Prometheus's HELP lines for it, flamegraph and diff looked for its segment.
 for args in "stats 0" "scan -5" "report -1" "why 0 main" "trim -2" "view -3" "stats 4194999" "scan 4194999" \
-            "stats 0x10" "trim 0x10" "scan 1e3" "report +7"; do
+            "stats 0x10" "trim 0x10" "scan 1e3" "report +7" "export 0" "export $PID 00" \
+            "export --format openmetrics 0" "export --format collapsed 0" \
+            "export --format pprof -o $SK_WORK/zero.pb.gz 0" "flamegraph 0" "diff 0 $PID" "diff 000 000"; do
   status=0
   # shellcheck disable=SC2086  # the words of $args are the command's arguments
   "$H" $args >"$SK_WORK/nopid.out" 2>"$SK_WORK/nopid.err" </dev/null || status=$?

@@ -6,6 +6,8 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
+#include <string>
+
 #include "viewer/http_message.h"
 #include "viewer/http_server.h"
 #include "viewer/serve_command.h"
@@ -57,6 +59,36 @@ TEST(HttpRequestParser, RefusesWithTheRightStatus) {
   EXPECT_EQ(parse("GET /metrics HTTP/1.1\r\nBad Name: b\r\n\r\n", request), 400);
   EXPECT_EQ(parse("\r\n\r\n", request), 400);
   EXPECT_EQ(parse(std::string("GET /m\0x HTTP/1.1\r\n\r\n", 22), request), 400);
+}
+
+// A head of `bytes` bytes, its blank line included.
+std::string head_of(size_t bytes) {
+  const std::string start = "GET /metrics HTTP/1.1\r\nX-Filler: ";
+  return start + std::string(bytes - start.size() - 4, 'a') + "\r\n\r\n";
+}
+
+// The limit on the head is exact however the bytes arrive: a head of one byte more than the
+// limit was taken when it came in one read (up to 4 KiB more: the server reads 4 KiB at a time),
+// found by an adversarial tester.
+TEST(HttpRequestHead, TheLimitIsExact) {
+  const size_t limit = HttpLimits{}.max_request_bytes;
+  size_t end = 0;
+  EXPECT_EQ(request_head_state(head_of(limit), limit, end), HeadState::kComplete);
+  EXPECT_EQ(end, limit);
+  EXPECT_EQ(request_head_state(head_of(limit + 1), limit, end), HeadState::kTooLong);
+  EXPECT_EQ(request_head_state(head_of(limit + 4095), limit, end), HeadState::kTooLong);
+  // Bytes after a head within the limit (a body, a pipelined request) do not count against it.
+  EXPECT_EQ(request_head_state(head_of(limit) + std::string(5000, 'b'), limit, end), HeadState::kComplete);
+  EXPECT_EQ(end, limit);
+  // No blank line yet: more may come up to the limit, not one byte after it.
+  const std::string open = head_of(limit).substr(0, limit - 2);
+  EXPECT_EQ(request_head_state(open, limit, end), HeadState::kIncomplete);
+  EXPECT_EQ(request_head_state(open + "\r", limit, end), HeadState::kIncomplete);
+  EXPECT_EQ(request_head_state(open + "X:", limit, end), HeadState::kIncomplete);
+  EXPECT_EQ(request_head_state(open + "X: ", limit, end), HeadState::kTooLong);
+  // Bare line feeds end a head too.
+  EXPECT_EQ(request_head_state("GET / HTTP/1.0\n\n", 16, end), HeadState::kComplete);
+  EXPECT_EQ(request_head_state("GET / HTTP/1.0\n\n", 15, end), HeadState::kTooLong);
 }
 
 TEST(ContentNegotiation, ServesWhatTheScraperPrefers) {

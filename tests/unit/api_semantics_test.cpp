@@ -484,6 +484,24 @@ TEST(AlignedAlloc, PowerOfTwoAlignments) {
   }
 }
 
+// glibc 2.36's aligned_alloc is memalign: an alignment that is not a power of two is rounded up,
+// not refused. A glibc that refuses it (later ones are said to, with EINVAL) fails the glibc run
+// here first, and heapkeeper's aligned_alloc must then follow it.
+TEST(AlignedAlloc, NonPowerOfTwoAlignmentIsRoundedUp) {
+  for (size_t alignment : {size_t{3}, size_t{24}, size_t{100}, size_t{4097}}) {
+    errno = 1234;
+    void* p = aligned_alloc(opaque(alignment), 64);
+    ASSERT_NE(p, nullptr) << alignment;
+    EXPECT_EQ(errno, 1234) << alignment;
+    EXPECT_TRUE(is_aligned(p, next_power_of_two(alignment))) << p << " for " << alignment;
+    EXPECT_TRUE(IsTrackedBlock(p, 64)) << alignment;
+    free(p);
+  }
+  errno = 0;
+  EXPECT_EQ(aligned_alloc(opaque(SIZE_MAX), 64), nullptr);
+  EXPECT_EQ(errno, EINVAL);
+}
+
 TEST(Memalign, PowerOfTwoAlignments) {
   for (size_t alignment = 1; alignment <= kMiB; alignment <<= 1) {
     void* p = memalign(alignment, opaque(size_t{200}));
@@ -810,6 +828,30 @@ TEST(OperatorNew, NewHandlerRunsBeforeBadAlloc) {
   EXPECT_EQ(::operator new(huge, std::nothrow), nullptr);
   EXPECT_EQ(g_new_handler_calls, 1);
   std::set_new_handler(nullptr);
+}
+
+// An alignment that is not a power of two (0 included) is undefined behaviour in C++, and
+// libstdc++ refuses it before anything else: bad_alloc without calling the new-handler, null from
+// the nothrow forms. Under heapkeeper the program gets the same (a block was returned).
+TEST(OperatorNew, AlignmentsThatAreNotAPowerOfTwoAreRefusedAtOnce) {
+  for (size_t alignment : {size_t{0}, size_t{3}, size_t{24}, size_t{48}, size_t{100}, size_t{4097}, SIZE_MAX}) {
+    const std::align_val_t align{opaque(alignment)};
+    EXPECT_EQ(::operator new(opaque(size_t{64}), align, std::nothrow), nullptr) << alignment;
+    EXPECT_EQ(::operator new[](opaque(size_t{64}), align, std::nothrow), nullptr) << alignment;
+    g_new_handler_calls = 0;
+    std::set_new_handler(counting_new_handler);
+    EXPECT_THROW(escape(::operator new(opaque(size_t{64}), align)), std::bad_alloc) << alignment;
+    EXPECT_THROW(escape(::operator new[](opaque(size_t{64}), align)), std::bad_alloc) << alignment;
+    EXPECT_EQ(g_new_handler_calls, 0) << alignment;
+    std::set_new_handler(nullptr);
+  }
+  // Small powers of two are served (below malloc's own alignment).
+  for (size_t alignment : {size_t{1}, size_t{2}, size_t{4}, size_t{8}}) {
+    void* p = ::operator new (opaque(size_t{64}), std::align_val_t{alignment}, std::nothrow);
+    ASSERT_NE(p, nullptr) << alignment;
+    EXPECT_TRUE(IsTrackedBlock(p, 64)) << alignment;
+    ::operator delete (p, std::align_val_t{alignment});
+  }
 }
 
 // A handler that throws std::bad_alloc: the nothrow forms return null, and the program's runtime

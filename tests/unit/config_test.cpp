@@ -16,12 +16,12 @@
 namespace heapkeeper::alloc {
 namespace {
 
-constexpr const char* kVariables[] = {"HEAPKEEPER_STACK_DEPTH", "HEAPKEEPER_FREE_STACKS",   "HEAPKEEPER_ON_BAD_FREE",
-                                      "HEAPKEEPER_MODE",        "HEAPKEEPER_SCAN_INTERVAL", "HEAPKEEPER_HEAP_RESERVE",
-                                      "HEAPKEEPER_ARENAS",      "HEAPKEEPER_EXITCODE",      "HEAPKEEPER_QUIET",
-                                      "HEAPKEEPER_REPORT",      "HEAPKEEPER_SUPPRESSIONS",  "HEAPKEEPER_LOG_PATH",
-                                      "HEAPKEEPER_TRIM",        "HEAPKEEPER_STATS",         "HEAPKEEPER_RETAINED",
-                                      "HEAPKEEPER_PYTHON",      "HEAPKEEPER_STOP_METHOD"};
+constexpr const char* kVariables[] = {
+    "HEAPKEEPER_STACK_DEPTH",   "HEAPKEEPER_FREE_STACKS",  "HEAPKEEPER_ON_BAD_FREE",  "HEAPKEEPER_MODE",
+    "HEAPKEEPER_SCAN_INTERVAL", "HEAPKEEPER_HEAP_RESERVE", "HEAPKEEPER_ARENAS",       "HEAPKEEPER_EXITCODE",
+    "HEAPKEEPER_QUIET",         "HEAPKEEPER_REPORT",       "HEAPKEEPER_SUPPRESSIONS", "HEAPKEEPER_LOG_PATH",
+    "HEAPKEEPER_TRIM",          "HEAPKEEPER_STATS",        "HEAPKEEPER_RETAINED",     "HEAPKEEPER_PYTHON",
+    "HEAPKEEPER_STOP_METHOD",   "HEAPKEEPER_PPROF",        "HEAPKEEPER_BASELINE"};
 
 // ---------------------------------------------------------------------------------------------
 // parse_duration_ms
@@ -445,6 +445,32 @@ TEST_F(LoadConfig, InvalidValuesKeepTheDefaultAndWarnOnceNamingTheVariable) {
   }
 }
 
+// Set but empty is as bad as any other invalid value (HEAPKEEPER_STOP_METHOD= was taken silently as
+// unset, found by an adversarial tester), except for a path: there it means no file (the log:
+// stderr), as if unset, which is how a shell turns off a value the environment carries.
+TEST_F(LoadConfig, AnEmptyValueIsInvalidExceptForAPath) {
+  for (const char* name : kVariables) {
+    SCOPED_TRACE(name);
+    const std::string variable = name;
+    const bool path = variable == "HEAPKEEPER_REPORT" || variable == "HEAPKEEPER_PPROF" ||
+                      variable == "HEAPKEEPER_SUPPRESSIONS" || variable == "HEAPKEEPER_BASELINE" ||
+                      variable == "HEAPKEEPER_LOG_PATH";
+    Config config;
+    const std::string err = load_with(name, "", config);
+    expect_same(config, Config{});
+    EXPECT_EQ(config.pprof_path[0], '\0');
+    EXPECT_EQ(config.baseline_path[0], '\0');
+    if (path) {
+      EXPECT_EQ(err, "");
+    } else {
+      const std::string start = "heapkeeper[" + std::to_string(getpid()) + "]: invalid " + variable + "='' (expected ";
+      EXPECT_EQ(err.rfind(start, 0), 0u) << err;
+      EXPECT_NE(err.find("; using the default "), std::string::npos) << err;
+      EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+    }
+  }
+}
+
 // The warning is one line whatever the value holds: control characters are shown escaped, and a
 // value of kilobytes is cut (HEAPKEEPER_PYTHON=$'1\n2' printed two lines, 5,000 bytes one of 1 KiB).
 TEST_F(LoadConfig, AnInvalidValueIsShownOnOneShortLine) {
@@ -456,6 +482,29 @@ TEST_F(LoadConfig, AnInvalidValueIsShownOnOneShortLine) {
   EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
   EXPECT_NE(err.find("='" + std::string(64, 'a') + "...' (expected"), std::string::npos) << err;
   EXPECT_LT(err.size(), 200u) << err;
+}
+
+// Bytes from 0x80 are escaped as well (they were printed raw: 0x9b is a terminal's CSI where 8-bit
+// controls are on, found by an adversarial tester), UTF-8 included, and a backslash is doubled so
+// that a typed "\x1b" is not shown as an escaped ESC. Only the warning: the value is not changed.
+TEST_F(LoadConfig, HighAndControlBytesOfAnInvalidValueAreShownEscaped) {
+  Config config;
+  const std::string err = load_with("HEAPKEEPER_TRIM",
+                                    "caf\xc3\xa9\x9b"
+                                    "31m\x7f\\x1b\xff",
+                                    config);
+  EXPECT_EQ(err, "heapkeeper[" + std::to_string(getpid()) +
+                     "]: invalid HEAPKEEPER_TRIM='caf\\xc3\\xa9\\x9b31m\\x7f\\\\x1b\\xff' (expected auto or off); "
+                     "using the default auto\n");
+  ASSERT_FALSE(err.empty());
+  for (const char c : err.substr(0, err.size() - 1))
+    EXPECT_TRUE(c >= 0x20 && c < 0x7f) << "byte " << static_cast<int>(c) << " in " << err;
+  // 64 bytes of 0xff: four times as many shown, then "...", still one line in the buffer.
+  const std::string err_long = load_with("HEAPKEEPER_MODE", std::string(100, '\xff').c_str(), config);
+  std::string shown;
+  for (int i = 0; i < 64; ++i) shown += "\\xff";
+  EXPECT_NE(err_long.find("='" + shown + "...' (expected"), std::string::npos) << err_long;
+  EXPECT_EQ(std::count(err_long.begin(), err_long.end(), '\n'), 1) << err_long;
 }
 
 TEST_F(LoadConfig, AnInvalidValueDoesNotDisturbTheValidOnes) {

@@ -4,6 +4,7 @@
 // (None as 0).
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,35 @@ TEST(PythonNames, MalformedTablesGiveNoLine) {
   EXPECT_EQ(python_line(from_hex("0102"), 10, 0), 0);                      // no entry byte first
   EXPECT_EQ(python_line(from_hex("f8"), 10, 0), 0);                        // kind 15: no location
   EXPECT_EQ(python_line(from_hex("e87e7e7e7e7e7e7e7e7e7e3e"), 10, 0), 0);  // a line delta past any line
+}
+
+// A one-unit long-form entry (kind 13) moving the line by `delta`: its signed varint, 6 bits a byte.
+std::string line_delta_entry(int64_t delta) {
+  const uint64_t magnitude = delta < 0 ? 0 - static_cast<uint64_t>(delta) : static_cast<uint64_t>(delta);
+  uint64_t value = (magnitude << 1) | (delta < 0 ? 1 : 0);
+  std::string entry(1, static_cast<char>(0x80 | (13 << 3)));
+  do {
+    const auto bits = static_cast<uint8_t>(value & 0x3F);
+    value >>= 6;
+    entry += static_cast<char>(value != 0 ? bits | 0x40 : bits);
+  } while (value != 0);
+  return entry;
+}
+
+// A dump's table is not trusted: line deltas that carry the running line past int64 give no line
+// and no signed overflow (which UBSan, in the build-asan run of scripts/test.sh, makes fatal).
+TEST(PythonNames, HostileLineDeltasGiveNoLine) {
+  constexpr int64_t kMax = INT64_MAX;
+  EXPECT_EQ(python_line(line_delta_entry(41) + line_delta_entry(-2), 1, 1), 40);  // the encoding itself
+  EXPECT_EQ(python_line(line_delta_entry(kMax), 10, 0), 0);
+  EXPECT_EQ(python_line(line_delta_entry(kMax / 2 + 1) + line_delta_entry(kMax / 2 + 1), 1, 1), 0);
+  EXPECT_EQ(python_line(line_delta_entry(-kMax) + line_delta_entry(-kMax), -5, 1), 0);
+  // The one-line form's +2 right after a delta to the largest line.
+  EXPECT_EQ(python_line(line_delta_entry(kMax - 1) + std::string(1, static_cast<char>(0x80 | (12 << 3))), 1, 1), 0);
+  // Every later entry's answer too, not only the first past the overflow.
+  std::string table;
+  for (int i = 0; i < 8; ++i) table += line_delta_entry(kMax / 3);
+  for (uint32_t unit = 0; unit < 8; ++unit) EXPECT_EQ(python_line(table, 1, unit), 0) << unit;
 }
 
 // A Python frame's word named from a dump's code names, and formatted as reports print it.
