@@ -19,7 +19,10 @@
 #                     xmm15 of the busy main thread for 1.2 s: collect mode with 100 ms scans,
 #                     stopping threads with ptrace and with signals: same stdout and status as a
 #                     plain run, no diagnostic, nothing collected, no leak at exit
-# Usage: never_invented.sh [kernel|reclaim|longjmp|vector|all]
+#   ymm               the same with the pointer in the upper half of ymm15 (bits 128..191), every
+#                     other vector register zeroed; skipped (status 77 when it is the only part)
+#                     where the CPU has no AVX
+# Usage: never_invented.sh [kernel|reclaim|longjmp|vector|ymm|all]
 source "$(dirname "$0")/lib.sh"
 
 kernel_held=$(hk_program kernel_held)
@@ -76,6 +79,26 @@ if [[ $part == all || $part == vector ]]; then
     nothing_collected "$HK_WORK/vector_register_root.$method.preload/reports" 4 \
       "vector_register_root ($method): nothing collected, no leak at exit, at least 4 scans while xmm15 held the block"
   done
+fi
+if [[ $part == all || $part == ymm ]]; then
+  # The upper halves of the ymm registers are roots: XSAVE's YMM_Hi128, from ptrace's NT_X86_XSTATE
+  # and the signal frame's extended fpstate.
+  if ! grep -qw avx /proc/cpuinfo; then
+    if [[ $part == ymm ]]; then
+      echo "SKIP: the CPU has no AVX (no ymm registers to hold the pointer)" >&2
+      trap - EXIT
+      rm -rf "$HK_WORK"
+      exit 77
+    fi
+    echo "ymm: skipped, the CPU has no AVX"
+  else
+    for method in ptrace signals; do
+      HEAPKEEPER_STOP_METHOD=$method hk_compare "ymm_register_root.$method" run_collecting \
+        "$(hk_program vector_register_root)" ymm -- preload
+      nothing_collected "$HK_WORK/ymm_register_root.$method.preload/reports" 4 \
+        "ymm_register_root ($method): nothing collected, no leak at exit, at least 4 scans while ymm15 held the block"
+    done
+  fi
 fi
 if [[ $part != all && $part != reclaim ]]; then
   hk_finish
