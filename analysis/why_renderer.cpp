@@ -7,6 +7,7 @@
 #include "allocator/python_frame_word.h"
 #include "report/json_text.h"
 #include "report/read_file.h"
+#include "report/register_words.h"
 
 namespace heapkeeper::analysis {
 namespace {
@@ -31,8 +32,20 @@ const char* const kUserRegisters[] = {"r15",    "r14", "r13", "r12",     "rbp", 
                                       "r8",     "rax", "rcx", "rdx",     "rsi",     "rdi", "orig_rax", "rip", "cs",
                                       "eflags", "rsp", "ss",  "fs_base", "gs_base", "ds",  "es",       "fs",  "gs"};
 
-// Where xmm0..15 follow the general registers, two words each (collector/world_stop.h).
-constexpr uint64_t kFirstVectorWord = 27;
+// A vector register's name from its word in the register root (report/register_words.h), the
+// same under both stop methods; empty for a general register. A pointer in bits 128..255 is in
+// ymmN and zmmN, not in xmmN: the narrowest register that holds it names it.
+std::string vector_register_name(uint64_t index) {
+  const auto within = [index](uint32_t at, uint32_t words) { return index >= at && index < at + words; };
+  if (within(report::kXmmAt, report::kXmmWords)) return "xmm" + std::to_string((index - report::kXmmAt) / 2);
+  if (within(report::kYmmHighAt, report::kYmmHighWords))
+    return "ymm" + std::to_string((index - report::kYmmHighAt) / 2);
+  if (within(report::kZmmHighAt, report::kZmmHighWords))
+    return "zmm" + std::to_string((index - report::kZmmHighAt) / 4);
+  if (within(report::kHighZmmAt, report::kHighZmmWords))
+    return "zmm" + std::to_string(16 + (index - report::kHighZmmAt) / 8);
+  return "";
+}
 
 const report::RawModule* module_at(const report::RawWhy& why, uint32_t index) {
   return index < why.modules.size() ? &why.modules[index] : nullptr;
@@ -67,10 +80,11 @@ nlohmann::json root_json(const report::RawWhy& why, const report::RawWhyRoot& r,
     case Kind::kRegisters: {
       const uint64_t index = (r.word - r.range_start) / 8;
       std::string name = thread_name(pid, r.thread) + " register ";
+      const std::string vector = vector_register_name(index);
       if (why.stop_method == "ptrace" && index < std::size(kUserRegisters))
         name += kUserRegisters[index];
-      else if (index >= kFirstVectorWord && index < kFirstVectorWord + 32)  // both stop methods (world_stop.h)
-        name += "xmm" + std::to_string((index - kFirstVectorWord) / 2);
+      else if (!vector.empty())
+        name += vector;
       else
         name += "#" + std::to_string(index);
       return {{"kind", "register"},

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <climits>
@@ -23,6 +24,8 @@
 #include "collector/blocking_call.h"
 #include "collector/os_primitives.h"
 #include "collector/raw_syscall.h"
+#include "collector/xsave_image.h"
+#include "report/register_words.h"
 
 namespace heapkeeper::collect {
 namespace {
@@ -42,11 +45,15 @@ struct TracerJob {
   pid_t failed_tid = 0;  // the thread it was about
   const char* what = "";
   bool timed_out = false;  // the failure was the deadline
+  XsaveLayout layout;      // asked of CPUID once per scan, by the scanner
 };
 
 constexpr size_t kTracerStackBytes = size_t{256} * 1024;
 constexpr size_t kMaxListedThreads = 8192;  // 32 KiB of the tracer's stack
 constexpr long kStopTimeoutNs = 3'000'000'000L;
+// An XSAVE image up to AVX-512's last component (Hi16_ZMM ends at byte 2688 in the standard
+// layout of every CPU that has it), on the tracer's stack.
+constexpr size_t kXstateBufferBytes = 4096;
 
 struct TracerState {
   TracerJob* job = nullptr;
@@ -149,14 +156,28 @@ int stop_one(TracerJob& job, StoppedThread& slot, long deadline) {
   std::memcpy(slot.registers, &regs, sizeof(regs));
   slot.register_count = sizeof(regs) / sizeof(uint64_t);
   slot.stack_pointer = static_cast<uintptr_t>(regs.rsp);
-  // The SSE registers (xmm0..15, FXSAVE's layout): a pointer may live only there.
+  // The vector registers (report/register_words.h): a pointer may live only there. NT_X86_XSTATE
+  // holds them all, in XSAVE's standard layout; only the part up to the last component a scan
+  // reads is asked for (the kernel cuts the image at the buffer, leaving out AMX's 8 KiB of tiles).
+  alignas(64) unsigned char xstate[kXstateBufferBytes];
+  const size_t wanted = std::min(kXstateBufferBytes, (size_t{job.layout.end} + 7) / 8 * 8);
+  std::memset(xstate, 0, wanted);
+  iovec xstate_vector{xstate, wanted};
+  if (wanted != 0 && raw_ptrace(PTRACE_GETREGSET, tid, NT_X86_XSTATE, reinterpret_cast<long>(&xstate_vector)) == 0) {
+    const uint32_t count = take_ptrace_xstate(xstate, xstate_vector.iov_len, job.layout, slot.registers);
+    if (count != 0) {
+      slot.register_count = count;
+      return 1;
+    }
+  }
+  // No XSAVE here: the SSE registers (xmm0..15) from FXSAVE's layout.
   user_fpregs_struct fpregs;
   iovec fp_vector{&fpregs, sizeof(fpregs)};
   if (raw_ptrace(PTRACE_GETREGSET, tid, NT_PRFPREG, reinterpret_cast<long>(&fp_vector)) == 0) {
-    static_assert(sizeof(fpregs.xmm_space) == kVectorRegisterWords * sizeof(uint64_t));
-    static_assert(sizeof(regs) / sizeof(uint64_t) == kVectorRegistersAt);
-    std::memcpy(slot.registers + kVectorRegistersAt, fpregs.xmm_space, sizeof(fpregs.xmm_space));
-    slot.register_count = kVectorRegistersAt + kVectorRegisterWords;
+    static_assert(sizeof(fpregs.xmm_space) == report::kXmmWords * sizeof(uint64_t));
+    static_assert(sizeof(regs) / sizeof(uint64_t) == report::kXmmAt);
+    std::memcpy(slot.registers + report::kXmmAt, fpregs.xmm_space, sizeof(fpregs.xmm_space));
+    slot.register_count = report::kXmmAt + report::kXmmWords;
   }
   return 1;
 }
@@ -274,6 +295,7 @@ PtraceOutcome ptrace_stop(StoppedThread* slots, size_t capacity, const pid_t* ex
   job.failed_tid = 0;
   job.timed_out = false;
   job.what = "";
+  job.layout = query_xsave_layout();
   job.phase.store(kStarting, std::memory_order_release);
   void* stack = alloc::map_internal(kTracerStackBytes, true);
   if (stack == nullptr) {

@@ -22,6 +22,7 @@
 #include "collector/ptrace_stop.h"
 #include "collector/raw_syscall.h"
 #include "collector/signalfd_masks.h"
+#include "collector/xsave_image.h"
 
 namespace heapkeeper::collect {
 namespace {
@@ -31,6 +32,8 @@ std::atomic<uint32_t> g_resume_epoch{0};
 std::atomic<uint32_t> g_acknowledged{0};
 std::atomic<StoppedThread*> g_slots{nullptr};
 std::atomic<size_t> g_slot_count{0};
+// Where the signal frame's vector registers lie (xsave_image.h), set before the handler is installed.
+XsaveLayout g_xsave_layout;
 
 // A scan's suspend signal is queued with this value (rt_tgsigqueueinfo), so that the handler tells
 // it from the program's own SIGPWRs, raise() and tgkill() included.
@@ -110,15 +113,15 @@ void suspend_handler(int signal, siginfo_t* info, void* context) {
   static_assert(sizeof(mine->registers) >= sizeof(uc->uc_mcontext.gregs));
   std::memcpy(mine->registers, uc->uc_mcontext.gregs, sizeof(uc->uc_mcontext.gregs));
   mine->register_count = NGREG;
-  // The SSE registers, saved by the kernel in the signal frame below the interrupted stack
-  // pointer (which the scan excludes as dead frames): copied, as ptrace's stop reads them.
+  // The vector registers, saved by the kernel in the signal frame below the interrupted stack
+  // pointer (which the scan excludes as dead frames): copied, as ptrace's stop reads them. The
+  // frame's fpstate is an XSAVE image (xsave_image.h) with the registers above xmm15.
   if (uc->uc_mcontext.fpregs != nullptr) {
-    static_assert(NGREG <= kVectorRegistersAt);
-    static_assert(sizeof(uc->uc_mcontext.fpregs->_xmm) == kVectorRegisterWords * sizeof(uint64_t));
-    for (uint32_t i = NGREG; i < kVectorRegistersAt; ++i) mine->registers[i] = 0;
-    std::memcpy(mine->registers + kVectorRegistersAt, uc->uc_mcontext.fpregs->_xmm,
-                sizeof(uc->uc_mcontext.fpregs->_xmm));
-    mine->register_count = kVectorRegistersAt + kVectorRegisterWords;
+    static_assert(NGREG <= report::kXmmAt);
+    static_assert(sizeof(uc->uc_mcontext.fpregs->_xmm) == report::kXmmWords * sizeof(uint64_t));
+    for (uint32_t i = NGREG; i < report::kXmmAt; ++i) mine->registers[i] = 0;
+    std::memcpy(mine->registers + report::kXmmAt, uc->uc_mcontext.fpregs->_xmm, sizeof(uc->uc_mcontext.fpregs->_xmm));
+    mine->register_count = take_signal_frame_xstate(uc->uc_mcontext.fpregs, g_xsave_layout, mine->registers);
   }
   mine->stack_pointer = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]);
   __atomic_store_n(&mine->acknowledged_epoch, epoch, __ATOMIC_RELEASE);
@@ -148,7 +151,8 @@ bool install_suspend_handler() {
   std::memset(&action, 0, sizeof(action));
   action.sa_sigaction = suspend_handler;
   action.sa_flags = SA_SIGINFO | SA_RESTART;
-  sigfillset(&action.sa_mask);  // nothing else runs on a suspended thread until it resumes
+  sigfillset(&action.sa_mask);            // nothing else runs on a suspended thread until it resumes
+  g_xsave_layout = query_xsave_layout();  // before the handler can run
   return sigaction(kSuspendSignal, &action, nullptr) == 0;
 }
 

@@ -27,6 +27,7 @@
 #include <cstdint>
 
 #include "allocator/thread_registry.h"
+#include "report/register_words.h"
 
 namespace heapkeeper::collect {
 
@@ -39,14 +40,14 @@ struct StoppedThread {
   bool seized;  // ptrace: attached
   bool parked;  // left asleep in a wrapped blocking call: its stack is a root from stack_pointer
   uint32_t register_count;
-  // user_regs_struct (ptrace) or the ucontext's gregs (signals) in [0, 27), then xmm0..xmm15 (two
-  // words each) in [kVectorRegistersAt, kVectorRegistersAt + 32): compilers keep pointers in SSE
-  // registers too (a spill, a 16-byte move of two pointers), and a block referenced only from one
-  // while its thread is stopped must not look unreachable.
-  uint64_t registers[59];
+  // The general registers, then the vector registers (report/register_words.h has the order):
+  // compilers keep pointers there too (a spill to an SSE register, a 16-byte move of two pointers,
+  // four in a ymm register under -mavx2), glibc's memcpy moves data through ymm registers, and a
+  // block referenced only from one while its thread is stopped must not look unreachable. Sized
+  // for AVX-512; register_count stops where the machine's registers do. 2.2 KiB a thread: the slots
+  // live in the scan's mapped buffers (root_scan.cpp), only the stopped threads' pages touched.
+  uint64_t registers[report::kRegisterWords];
 };
-inline constexpr uint32_t kVectorRegistersAt = 27;
-inline constexpr uint32_t kVectorRegisterWords = 32;
 
 enum class StopMethod { kPtrace, kSignals };
 const char* stop_method_name(StopMethod method);

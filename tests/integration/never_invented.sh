@@ -19,6 +19,9 @@
 #                     xmm15 of the busy main thread for 1.2 s: collect mode with 100 ms scans,
 #                     stopping threads with ptrace and with signals: same stdout and status as a
 #                     plain run, no diagnostic, nothing collected, no leak at exit
+#   ymm               the same with the pointer in the upper half of ymm15 (bits 128..191), every
+#                     other vector register zeroed; skipped (status 77 when it is the only part)
+#                     where the CPU has no AVX
 #   protected         (tests/programs/protected_roots.c) a block whose only pointer lies for 0.8 s
 #                     in a PROT_NONE guard page of a reachable heap block, in an anonymous page
 #                     sealed read-only, in a private mapping of /dev/zero: collect mode with 100 ms
@@ -27,7 +30,7 @@
 #   shared_stacks     (tests/programs/shared_stack_mapping.c) blocks held only by frames of stacks
 #                     sharing one mapping (threads with a guard size of 0, threads on slices of one
 #                     mmap, a suspended coroutine beside a running one): the same checks
-# Usage: never_invented.sh [kernel|reclaim|longjmp|vector|protected|shared_stacks|all]
+# Usage: never_invented.sh [kernel|reclaim|longjmp|vector|ymm|protected|shared_stacks|all]
 source "$(dirname "$0")/lib.sh"
 
 kernel_held=$(hk_program kernel_held)
@@ -84,6 +87,26 @@ if [[ $part == all || $part == vector ]]; then
     nothing_collected "$HK_WORK/vector_register_root.$method.preload/reports" 4 \
       "vector_register_root ($method): nothing collected, no leak at exit, at least 4 scans while xmm15 held the block"
   done
+fi
+if [[ $part == all || $part == ymm ]]; then
+  # The upper halves of the ymm registers are roots: XSAVE's YMM_Hi128, from ptrace's NT_X86_XSTATE
+  # and the signal frame's extended fpstate.
+  if ! grep -qw avx /proc/cpuinfo; then
+    if [[ $part == ymm ]]; then
+      echo "SKIP: the CPU has no AVX (no ymm registers to hold the pointer)" >&2
+      trap - EXIT
+      rm -rf "$HK_WORK"
+      exit 77
+    fi
+    echo "ymm: skipped, the CPU has no AVX"
+  else
+    for method in ptrace signals; do
+      HEAPKEEPER_STOP_METHOD=$method hk_compare "ymm_register_root.$method" run_collecting \
+        "$(hk_program vector_register_root)" ymm -- preload
+      nothing_collected "$HK_WORK/ymm_register_root.$method.preload/reports" 4 \
+        "ymm_register_root ($method): nothing collected, no leak at exit, at least 4 scans while ymm15 held the block"
+    done
+  fi
 fi
 if [[ $part == all || $part == protected ]]; then
   # The marker reads a heap block's PROT_NONE pages through /proc/thread-self/mem (in place, it

@@ -1,10 +1,16 @@
-// A block whose only reference lives in an SSE register (xmm15) of the busy main thread for
-// about a second (never_invented.sh vector). Compilers keep pointers there too: a spill to an
-// SSE register, a 16-byte move of two pointers. Scans every 100 ms must find the block
-// reachable: no leak line, nothing collected, and the program's own free is an ordinary free.
-// Before the fix the scans read the general registers only (ptrace's NT_PRSTATUS, the signal
-// fallback's gregs): detect mode reported the block leaked, and collect mode freed it while the
-// program still used it ("heapkeeper reclaimed this block too early" at its free).
+// A block whose only reference lives in a vector register of the busy main thread for about a
+// second (never_invented.sh vector and ymm). Scans every 100 ms must find the block reachable: no
+// leak line, nothing collected, and the program's own free is an ordinary free.
+//   vector_register_root [xmm]  the pointer in xmm15. Compilers keep pointers there too: a spill
+//       to an SSE register, a 16-byte move of two pointers. Before the SSE registers were roots
+//       the scans read the general registers only (ptrace's NT_PRSTATUS, the signal fallback's
+//       gregs): detect mode reported the block leaked, and collect mode freed it while the program
+//       still used it ("heapkeeper reclaimed this block too early" at its free).
+//   vector_register_root ymm    the pointer in bits 128..191 of ymm15, every other vector register
+//       zeroed (vzeroall): glibc's memcpy moves data through ymm registers, and code built with
+//       -mavx2 keeps four pointers in one. Before the upper halves were roots (XSAVE's YMM_Hi128,
+//       from ptrace's NT_X86_XSTATE and the signal frame's extended fpstate) the block was collected
+//       as in xmm's case. Exits 77 where the CPU (or the kernel) has no AVX.
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,17 +57,56 @@ __attribute__((noinline)) static char* hold_in_xmm(uintptr_t masked, uint64_t it
   return (char*)out;
 }
 
-int main(void) {
-  // Calibrate: how many spins take 10 ms here (pause's cost varies from CPU to CPU).
-  uint64_t start = now_ns();
-  hold_in_xmm(kMask ^ (uintptr_t)&start, 1000000);
-  uint64_t per_million = now_ns() - start;
+// Unmasks into bits 128..191 of ymm15 with every vector register zeroed before (so that no stale
+// copy elsewhere keeps the block), clears every general register that held it, spins `iterations`
+// times, and takes the pointer back from ymm15. AVX only (vinsertf128, vextractf128).
+__attribute__((noinline)) static char* hold_in_ymm_high(uintptr_t masked, uint64_t iterations) {
+  uintptr_t out;
+  __asm__ volatile(
+      "vzeroall\n\t"
+      "xorq %[k], %[m]\n\t"
+      "vmovq %[m], %%xmm14\n\t"
+      "vinsertf128 $1, %%xmm14, %%ymm15, %%ymm15\n\t"
+      "vxorps %%xmm14, %%xmm14, %%xmm14\n\t"
+      "xorq %[m], %[m]\n\t"
+      "xorl %%ecx, %%ecx; xorl %%edx, %%edx; xorl %%esi, %%esi; xorl %%edi, %%edi\n\t"
+      "xorl %%r8d, %%r8d; xorl %%r9d, %%r9d; xorl %%r10d, %%r10d; xorl %%r11d, %%r11d\n\t"
+      "1: pause\n\t"
+      "decq %[n]\n\t"
+      "jnz 1b\n\t"
+      "vextractf128 $1, %%ymm15, %%xmm14\n\t"
+      "vmovq %%xmm14, %[o]\n\t"
+      "vzeroupper\n\t"
+      : [o] "=r"(out), [m] "+r"(masked), [n] "+r"(iterations)
+      : [k] "r"(kMask)
+      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",
+        "xmm13", "xmm14", "xmm15", "cc", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11");
+  return (char*)out;
+}
+
+int main(int argc, char** argv) {
+  const int upper_half = argc > 1 && strcmp(argv[1], "ymm") == 0;
+  if (upper_half && !__builtin_cpu_supports("avx")) {
+    fprintf(stderr, "vector_register_root: no AVX here\n");
+    return 77;
+  }
+  char* (*hold)(uintptr_t, uint64_t) = upper_half ? hold_in_ymm_high : hold_in_xmm;
+  // Calibrate: how long a million spins take here (pause's cost varies from CPU to CPU). The
+  // fastest of three: a preemption or heapkeeper's start-up during one only makes it slower, and
+  // a hold cut short by that would see fewer scans than the test asks for.
+  uint64_t per_million = UINT64_MAX;
+  for (int i = 0; i < 3; ++i) {
+    uint64_t start = now_ns();
+    hold(kMask ^ (uintptr_t)&start, 1000000);
+    uint64_t took = now_ns() - start;
+    if (took < per_million) per_million = took;
+  }
   if (per_million == 0) per_million = 1;
   const uint64_t spins = (uint64_t)(1000000.0 * 1.2e9 / (double)per_million);  // about 1.2 s
 
   uintptr_t masked = make_masked();
   if (masked == 0) return 1;
-  char* q = hold_in_xmm(masked, spins);
+  char* q = hold(masked, spins);
   char* other = malloc(4000);  // would take the block's place had it been freed
   if (other != NULL) memset(other, 'B', 4000);
   int intact = q[0] == 'A' && q[3999] == 'A';
