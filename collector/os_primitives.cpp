@@ -119,8 +119,13 @@ size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char*
       while (p < end_of_line && *p != ' ') ++p;
       while (p < end_of_line && *p == ' ') ++p;
     }
-    const bool anonymous =
-        p >= end_of_line || *p == '[' || (is_private && end_of_line - p == 9 && std::strncmp(p, "/dev/zero", 9) == 0);
+    // Of the bracketed names, only those the program's data has: the kernel's own ([vvar],
+    // [vvar_vclock], [vdso], [vsyscall], [uprobes]...) are not the program's, and reading some of
+    // them faults (a clock page the hypervisor does not provide is SIGBUS: [vvar_vclock], read once
+    // read-only mappings were roots, killed programs scanned without process_vm_readv).
+    const bool anonymous = p >= end_of_line || std::strncmp(p, "[heap]", 6) == 0 ||
+                           std::strncmp(p, "[stack]", 7) == 0 || std::strncmp(p, "[anon:", 6) == 0 ||
+                           (is_private && end_of_line - p == 9 && std::strncmp(p, "/dev/zero", 9) == 0);
     // Shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS shows as "/dev/zero (deleted)", or as
     // "[anon_shmem:NAME]" once named) and System V segments hold the program's pointers as private
     // memory does: a block kept only there (a table shared with forked workers) was reported
@@ -130,13 +135,10 @@ size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char*
     const bool shared_anonymous = !is_private && p < end_of_line &&
                                   (std::strncmp(p, "/dev/zero (deleted)", 19) == 0 ||
                                    std::strncmp(p, "/SYSV", 5) == 0 || std::strncmp(p, "[anon_shmem:", 12) == 0);
-    const bool special =
-        p < end_of_line && (std::strncmp(p, "[vvar]", 6) == 0 || std::strncmp(p, "[vsyscall]", 10) == 0 ||
-                            std::strncmp(p, "[vdso]", 6) == 0);
     // Read-only private memory is a root too: a table filled and then sealed with
     // mprotect(PROT_READ) keeps the blocks it points to alive (only the writable was read, and
     // collect mode freed blocks the table still named).
-    if (readable && ((is_private && anonymous && !special) || (writable && shared_anonymous))) {
+    if (readable && ((is_private && anonymous) || (writable && shared_anonymous))) {
       if (count < capacity) out[count] = {start, end};
       ++count;
     } else if (!readable && is_private && anonymous && unreadable != nullptr && start < unreadable->high &&
