@@ -152,8 +152,6 @@ class Marker {
   uint32_t* worklist_nodes_ = nullptr;  // with a graph: each worklist entry's node (rank + 1)
   size_t worklist_size_ = 0, worklist_capacity_ = 0;
   LeakedBlock* leaks_ = nullptr;
-  size_t leak_count_ = 0;
-  bool leak_phase_ = false;
   ReferenceGraph* graph_ = nullptr;
   bool scanning_roots_ = true;  // until propagate(): references found are root references
   struct Mapping {
