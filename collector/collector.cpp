@@ -339,11 +339,17 @@ uint64_t g_first_scan_ns = 0;
 // stderr for each such scan changed its output for nothing. A thread that really cannot be stopped
 // (held in the kernel) fails every scan and is named after this many.
 constexpr unsigned kTimedOutScansBeforeSaying = 3;
+// Any other failure is said when it first happens, and not again while every scan fails the same
+// way: after a chroot into a directory without /proc, or while the program holds every descriptor
+// its limit allows, every scan fails on the maps file, and a line for each (every 20 ms with
+// HEAPKEEPER_SCAN_INTERVAL=20ms) flooded the program's stderr. A scan that runs ends the
+// silence, as it restarts the count of timeouts.
 
 void periodic_scanner() {
   const uint64_t interval_ms = alloc::config().scan_interval_ms;
   alloc::sleep_until_monotonic(g_first_scan_ns);
   unsigned timed_out_in_a_row = 0;
+  std::string failure_said;  // since the last scan that ran
   for (bool first_scan = true;; first_scan = false) {
     if (!first_scan) {
       timespec pause{static_cast<time_t>(interval_ms / 1000), static_cast<long>((interval_ms % 1000) * 1000000)};
@@ -360,6 +366,10 @@ void periodic_scanner() {
     if (state().exit_scan_done) return;
     if (!report.ok) {
       if (report.stop_timed_out && ++timed_out_in_a_row != kTimedOutScansBeforeSaying) continue;
+      if (!report.stop_timed_out) {
+        if (report.failure == failure_said) continue;
+        failure_said = report.failure;
+      }
       alloc::DiagnosticLine line;
       line.text("periodic leak scan skipped: ").text(report.failure);
       if (report.stop_timed_out) line.text(" (").number(timed_out_in_a_row).text(" scans in a row)");
@@ -367,6 +377,7 @@ void periodic_scanner() {
       continue;
     }
     timed_out_in_a_row = 0;
+    failure_said.clear();
     if (report.new_leaked_blocks == 0 || alloc::config().quiet) continue;
     try {
       settle_suppressions(report);

@@ -1,12 +1,14 @@
 // Implementation of the kernel roots (see kernel_roots.h): an open-addressing table in internal
 // memory, keyed by what names a registration (epoll fd and watched fd, timer id, aiocb address,
-// thread), holding the pointers handed over with it.
+// libaio context and iocb address, thread), holding the pointers handed over with it.
 //
 // The table only grows: a full one is copied into one twice its size and left mapped, so the
 // scanner, which reads whichever table was current without a lock, never reads unmapped memory.
-// Removed entries become tombstones with their pointers zeroed, so they keep nothing alive.
+// Removed entries become tombstones with their pointers and handle zeroed, so they keep nothing
+// alive.
 #include "collector/kernel_roots.h"
 
+#include <linux/aio_abi.h>
 #include <pthread.h>
 #include <sched.h>
 
@@ -20,11 +22,19 @@
 namespace heapkeeper::collect {
 namespace {
 
-enum Kind : uint64_t { kEmpty = 0, kEpoll = 1, kTimer = 2, kAio = 3, kAltStack = 4, kTombstone = ~uint64_t{0} };
+enum Kind : uint64_t {
+  kEmpty = 0,
+  kEpoll = 1,
+  kTimer = 2,
+  kAio = 3,
+  kAltStack = 4,
+  kKernelAio = 5,  // libaio's io_submit: the owner is the context (an address below 2^56)
+  kTombstone = ~uint64_t{0},
+};
 
 struct Entry {
-  uint64_t key;      // kind in the top byte, an owner (the epoll fd) below; kEmpty or kTombstone
-  uint64_t handle;   // the watched fd, timer id, aiocb address or thread
+  uint64_t key;      // kind in the top byte, an owner (epoll fd, libaio context) below; or kEmpty, kTombstone
+  uint64_t handle;   // the watched fd, timer id, aiocb or iocb address, or thread
   uint64_t held[3];  // the pointers the kernel holds for this registration
 };
 
@@ -44,6 +54,9 @@ std::atomic<const void*> g_owner{nullptr};
 thread_local char t_identity;
 
 uint64_t key_of(Kind kind, int owner) { return (uint64_t{kind} << 56) | static_cast<uint32_t>(owner); }
+uint64_t key_of(const io_context* context) {
+  return (uint64_t{kKernelAio} << 56) | (reinterpret_cast<uintptr_t>(context) & ((uint64_t{1} << 56) - 1));
+}
 Kind kind_of(uint64_t key) { return static_cast<Kind>(key >> 56); }
 
 size_t slot_of(uint64_t key, uint64_t handle, size_t capacity) {
@@ -135,10 +148,9 @@ Table* table_with_room() {
   return bigger;
 }
 
-void put(Kind kind, int owner, uint64_t handle, uint64_t a, uint64_t b, uint64_t c) {
+void put_keyed(uint64_t key, uint64_t handle, uint64_t a, uint64_t b, uint64_t c) {
   TableLock lock;
   if (!lock.held()) return;
-  const uint64_t key = key_of(kind, owner);
   const uint64_t held[3] = {a, b, c};
   if (Entry* e = find(g_table.load(std::memory_order_relaxed), key, handle)) {
     for (int k = 0; k < 3; ++k) store(e->held[k], held[k]);
@@ -150,21 +162,30 @@ void put(Kind kind, int owner, uint64_t handle, uint64_t a, uint64_t b, uint64_t
   g_live.fetch_add(1, std::memory_order_relaxed);
 }
 
+void put(Kind kind, int owner, uint64_t handle, uint64_t a, uint64_t b, uint64_t c) {
+  put_keyed(key_of(kind, owner), handle, a, b, c);
+}
+
 void erase_entry(Entry& e) {
   store(e.key, kTombstone);
+  store(e.handle, 0);  // an aiocb or iocb address: a root too until here
   for (uint64_t& word : e.held) store(word, 0);
   g_live.fetch_sub(1, std::memory_order_relaxed);
 }
 
 // Removes the entry; returns whether there was one, and its pointers in `previous`.
-bool take(Kind kind, int owner, uint64_t handle, uint64_t previous[3] = nullptr) {
+bool take_keyed(uint64_t key, uint64_t handle, uint64_t previous[3] = nullptr) {
   TableLock lock;
   if (!lock.held()) return false;
-  Entry* e = find(g_table.load(std::memory_order_relaxed), key_of(kind, owner), handle);
+  Entry* e = find(g_table.load(std::memory_order_relaxed), key, handle);
   if (e == nullptr) return false;
   if (previous != nullptr) std::memcpy(previous, e->held, sizeof(e->held));
   erase_entry(*e);
   return true;
+}
+
+bool take(Kind kind, int owner, uint64_t handle, uint64_t previous[3] = nullptr) {
+  return take_keyed(key_of(kind, owner), handle, previous);
 }
 
 bool lookup(Kind kind, int owner, uint64_t handle, uint64_t previous[3]) {
@@ -332,6 +353,56 @@ int sigaltstack_with_roots(SigaltstackFunction original, const stack_t* stack, s
   return result;
 }
 
+// libaio's kernel AIO. Each iocb is recorded before io_submit hands it over: another thread's
+// io_getevents may return its completion, and the program drop its last pointer, before io_submit
+// returns. The iocb itself (the handle), its data and its buffer are roots until its event comes
+// back. The buffer word is the kernel's aio_buf: the data buffer, a vectored request's iovec array,
+// a poll request's event mask (a small number, no pointer).
+int io_submit_with_roots(IoSubmitFunction original, io_context* context, long count, iocb** requests) noexcept {
+  if (requests == nullptr || count <= 0) return original(context, count, requests);
+  const uint64_t key = key_of(context);
+  keeping_errno([&] {
+    for (long i = 0; i < count; ++i) {
+      const iocb* request = requests[i];
+      if (request != nullptr) put_keyed(key, as_word(request), request->aio_data, request->aio_buf, 0);
+    }
+  });
+  const int result = original(context, count, requests);
+  // The kernel took the first `result` (a negative result: none); the others are not its.
+  keeping_errno([&] {
+    for (long i = result < 0 ? 0 : result; i < count; ++i) {
+      if (requests[i] != nullptr) take_keyed(key, as_word(requests[i]));
+    }
+  });
+  return result;
+}
+
+int io_cancel_with_roots(IoCancelFunction original, io_context* context, iocb* request, io_event* event) noexcept {
+  const int result = original(context, request, event);
+  // Success hands the completion back here (older kernels; newer ones say -EINPROGRESS and deliver
+  // it through io_getevents, where it is removed).
+  if (result == 0) keeping_errno([&] { take_keyed(key_of(context), as_word(request)); });
+  return result;
+}
+
+int io_destroy_with_roots(IoDestroyFunction original, io_context* context) noexcept {
+  const int result = original(context);
+  // The kernel cancelled and waited for every request of the context: none comes back.
+  if (result == 0) {
+    const uint64_t key = key_of(context);
+    keeping_errno([&] { erase_if([&](const Entry& e) { return e.key == key; }); });
+  }
+  return result;
+}
+
+void io_events_returned(const io_context* context, const io_event* events, long count) noexcept {
+  if (events == nullptr || count <= 0) return;
+  const uint64_t key = key_of(context);
+  keeping_errno([&] {
+    for (long i = 0; i < count; ++i) take_keyed(key, events[i].obj);
+  });
+}
+
 void kernel_root_ranges(void (*visit)(uintptr_t start, uintptr_t end, void* context), void* context) noexcept {
   const Table* table = g_table.load(std::memory_order_acquire);
   if (table == nullptr) return;
@@ -344,11 +415,12 @@ size_t kernel_root_count() noexcept { return g_live.load(std::memory_order_relax
 void kernel_roots_after_fork() noexcept {
   // The child has one thread: whoever held the lock in the parent is not there to release it.
   g_owner.store(nullptr, std::memory_order_relaxed);
-  // Timers and AIO requests are not inherited; the forking thread's alternate stack is.
+  // Timers, AIO requests and kernel AIO contexts are not inherited; the forking thread's alternate
+  // stack is.
   const uint64_t self = thread_handle();
   erase_if([&](const Entry& e) {
     const Kind kind = kind_of(e.key);
-    return kind == kTimer || kind == kAio || (kind == kAltStack && e.handle != self);
+    return kind == kTimer || kind == kAio || kind == kKernelAio || (kind == kAltStack && e.handle != self);
   });
 }
 

@@ -1,7 +1,9 @@
 // The exported blocking calls: each marks the thread as inside a blocking call for the collector
-// (collector/blocking_call.h) and calls libc's original. read also answers libunwind's reads of its
-// validation pipe's token (validation_pipe.h). The waiting calls (waitpid, sem_wait...) only start a
-// forked child's deferred threads first. Not noexcept: pthread_cancel unwinds through these frames.
+// (collector/blocking_call.h) and calls libc's original (libaio's waits then release the kernel
+// roots of the requests they returned, collector/kernel_roots.h). read also answers libunwind's
+// reads of its validation pipe's token (validation_pipe.h). The waiting calls (waitpid,
+// sem_wait...) only start a forked child's deferred threads first. Not noexcept: pthread_cancel unwinds through these
+// frames.
 #undef _FORTIFY_SOURCE  // the fortified inline versions of read/recv/poll would clash with ours
 #include <errno.h>
 #include <poll.h>
@@ -25,6 +27,7 @@
 
 #include "allocator/engine.h"
 #include "collector/blocking_call.h"
+#include "collector/kernel_roots.h"
 #include "preload/blocking_functions.h"
 #include "preload/original_functions.h"
 #include "preload/validation_pipe.h"
@@ -58,6 +61,20 @@ void before_blocking_call(uint32_t kind, First first, Rest... /*rest*/) noexcept
   alloc::start_deferred_threads_for_program(kind != collect::kRead, read_fd);
 }
 
+// io_getevents and io_pgetevents: the events' iocbs are the program's alone again.
+template <typename... Rest>
+void completions_returned(int count, io_context* context, long /*minimum*/, long /*count*/, io_event* events,
+                          Rest... /*rest*/) noexcept {
+  collect::io_events_returned(context, events, count);
+}
+
+// After a wrapped call has returned and its scope has ended (a scan that parked the thread is
+// over: this is program time again). libaio's waits hand back iocbs the kernel held as roots.
+template <uint32_t kind, typename Result, typename... Arguments>
+void after_blocking_call(Result result, Arguments... arguments) noexcept {
+  if constexpr (kind == collect::kAio) completions_returned(result, arguments...);
+}
+
 }  // namespace
 }  // namespace heapkeeper::preload
 
@@ -76,14 +93,19 @@ void before_blocking_call(uint32_t kind, First first, Rest... /*rest*/) noexcept
     return static_cast<return_type>(-1);                                               \
   }
 
-#define HEAPKEEPER_DEFINE_BLOCKING(name, kind, return_type, parameters, arguments)           \
-  HK_EXPORT return_type name parameters {                                                    \
-    HEAPKEEPER_ORIGINAL_OR_ENOSYS(name, return_type, parameters)                             \
-    if (auto token_read = heapkeeper::preload::validation_read(function, HK_LIST arguments)) \
-      return static_cast<return_type>(*token_read);                                          \
-    heapkeeper::preload::before_blocking_call(heapkeeper::collect::kind, HK_LIST arguments); \
-    heapkeeper::collect::BlockingCallScope scope(heapkeeper::collect::kind);                 \
-    return function arguments;                                                               \
+#define HEAPKEEPER_DEFINE_BLOCKING(name, kind, return_type, parameters, arguments)                  \
+  HK_EXPORT return_type name parameters {                                                           \
+    HEAPKEEPER_ORIGINAL_OR_ENOSYS(name, return_type, parameters)                                    \
+    if (auto token_read = heapkeeper::preload::validation_read(function, HK_LIST arguments))        \
+      return static_cast<return_type>(*token_read);                                                 \
+    heapkeeper::preload::before_blocking_call(heapkeeper::collect::kind, HK_LIST arguments);        \
+    return_type result;                                                                             \
+    {                                                                                               \
+      heapkeeper::collect::BlockingCallScope scope(heapkeeper::collect::kind);                      \
+      result = function arguments;                                                                  \
+    }                                                                                               \
+    heapkeeper::preload::after_blocking_call<heapkeeper::collect::kind>(result, HK_LIST arguments); \
+    return result;                                                                                  \
   }
 HEAPKEEPER_BLOCKING_FUNCTIONS(HEAPKEEPER_DEFINE_BLOCKING)
 #undef HEAPKEEPER_DEFINE_BLOCKING

@@ -1,9 +1,10 @@
 // The blocking calls heapkeeper wraps so that a scan never interrupts them (see
 // collector/blocking_call.h), as one X-macro list: X(name, kind, return type, parameter list,
 // argument names). The _chk entries are what programs built with _FORTIFY_SOURCE call instead.
-// io_getevents is libaio's (the program links it; libaio's header is not needed: its context is a
-// pointer to an opaque struct, and what libaio returns, negative error numbers included, is passed
-// on unchanged).
+// io_getevents and io_pgetevents are libaio's (the program links it; libaio's header is not needed:
+// its context is a pointer to an opaque struct, and what libaio returns, negative error numbers
+// included, is passed on unchanged); the iocbs of the events they return stop being kernel roots
+// (collector/kernel_roots.h).
 #pragma once
 
 // libaio's types, only ever passed through by pointer.
@@ -66,7 +67,9 @@ struct io_event;
     const struct timespec* timeout), (set, operations, count, timeout))                                          \
   X(connect, kConnect, int, (int fd, const struct sockaddr* address, socklen_t size), (fd, address, size))     \
   X(io_getevents, kAio, int, (struct io_context* context, long minimum, long count, struct io_event* events,    \
-    struct timespec* timeout), (context, minimum, count, events, timeout))
+    struct timespec* timeout), (context, minimum, count, events, timeout))                                       \
+  X(io_pgetevents, kAio, int, (struct io_context* context, long minimum, long count, struct io_event* events,   \
+    struct timespec* timeout, sigset_t* mask), (context, minimum, count, events, timeout, mask))
 
 // Calls that may wait for long but that a scan handles as any other (the thread is stopped in
 // them): wrapped only so that a forked child's deferred threads (live stats, periodic scans:

@@ -62,10 +62,16 @@
 
 // Calls that hand the kernel a pointer the program may keep nowhere else (collector/kernel_roots.h):
 // interposed so that the pointers stay roots while registered. Same shape as the lists above.
+// io_submit, io_cancel and io_destroy are libaio's (a program links it; its types are opaque here,
+// and its io_getevents is a blocking call, blocking_functions.h).
+struct io_context;
+struct iocb;
+struct io_event;
 #define HEAPKEEPER_KERNEL_ROOT_SYMBOLS(X)                                                                 \
   X(epoll_create) X(epoll_create1) X(epoll_ctl) X(timer_create) X(timer_delete) X(sigaltstack)            \
   X(aio_read) X(aio_write) X(aio_fsync) X(aio_return) X(lio_listio)                                      \
-  X(aio_read64) X(aio_write64) X(aio_fsync64) X(aio_return64) X(lio_listio64)
+  X(aio_read64) X(aio_write64) X(aio_fsync64) X(aio_return64) X(lio_listio64)                            \
+  X(io_submit) X(io_cancel) X(io_destroy)
 
 #define HEAPKEEPER_KERNEL_ROOT_FUNCTIONS(X)                                                    \
   X(epoll_create, int, (int))                                                                  \
@@ -83,5 +89,8 @@
   X(aio_write64, int, (struct aiocb64*))                                                       \
   X(aio_fsync64, int, (int, struct aiocb64*))                                                  \
   X(aio_return64, ssize_t, (struct aiocb64*))                                                  \
-  X(lio_listio64, int, (int, struct aiocb64* const*, int, struct sigevent*))
+  X(lio_listio64, int, (int, struct aiocb64* const*, int, struct sigevent*))                   \
+  X(io_submit, int, (struct io_context*, long, struct iocb**))                                 \
+  X(io_cancel, int, (struct io_context*, struct iocb*, struct io_event*))                      \
+  X(io_destroy, int, (struct io_context*))
 // clang-format on

@@ -1,5 +1,5 @@
-// The exported calls that hand the kernel a pointer (epoll, POSIX timers, AIO, alternate signal
-// stacks). Each forwards to collector/kernel_roots.h with its original, which keeps the pointers as
+// The exported calls that hand the kernel a pointer (epoll, POSIX timers, AIO, libaio's kernel AIO,
+// alternate signal stacks). Each forwards to collector/kernel_roots.h with its original, which keeps the pointers as
 // roots while the kernel holds them; the calls' results and errno are the originals'.
 #include <aio.h>
 #include <errno.h>
@@ -113,4 +113,19 @@ HK_EXPORT int lio_listio64(int mode, aiocb64* const list[], int count, sigevent*
   if (original == nullptr) return unavailable<int>();
   return collect::lio_listio_with_roots(as_plain<collect::LioListioFunction>(original), mode,
                                         reinterpret_cast<aiocb* const*>(list), count, event);
+}
+
+// libaio's calls: what they return is libaio's (a negative error number, errno untouched); without
+// libaio, -ENOSYS as libaio would say it.
+HK_EXPORT int io_submit(io_context* context, long count, iocb** requests) noexcept {
+  auto original = preload::original_io_submit();
+  return original == nullptr ? -ENOSYS : collect::io_submit_with_roots(original, context, count, requests);
+}
+HK_EXPORT int io_cancel(io_context* context, iocb* request, io_event* event) noexcept {
+  auto original = preload::original_io_cancel();
+  return original == nullptr ? -ENOSYS : collect::io_cancel_with_roots(original, context, request, event);
+}
+HK_EXPORT int io_destroy(io_context* context) noexcept {
+  auto original = preload::original_io_destroy();
+  return original == nullptr ? -ENOSYS : collect::io_destroy_with_roots(original, context);
 }

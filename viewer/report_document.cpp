@@ -136,6 +136,10 @@ std::string parse_report(const std::string& text, nlohmann::json& document) {
     document = json::parse(text, limit_depth);
   } catch (const json::parse_error& error) {
     return "not a heapkeeper report: not valid JSON (error at byte " + std::to_string(error.byte) + ")";
+  } catch (const json::out_of_range&) {
+    // A number beyond a double's range (1e400): nlohmann's out_of_range.406, which names no
+    // position, and whose text (the number itself, of any length) is the file's, not ours.
+    return "not a heapkeeper report: a number too large for a double";
   } catch (const TooDeep&) {
     return "not a heapkeeper report: nested more than " + std::to_string(kMaxDepth) + " deep";
   }

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Bad files get one line, with bounded work, and nothing else. (1) `heapkeeper show` on JSON of the
-# wrong shape, a directory, /dev/zero, an empty, a binary, a huge or a deeply nested file: exit 1,
-# nothing on stdout (no half report), one line on stderr naming the file and the problem (no
-# nlohmann or libstdc++ text). A good report still shows. (2) HEAPKEEPER_SUPPRESSIONS naming a
-# directory, /dev/zero, a FIFO with no writer or a file over 4 MiB: one warning line at the exit
-# scan, the leak report all the same (no suppressions), the program's own status; bounded in
-# time (the FIFO hung the program) and memory (/dev/zero read 8.4 GB). (3) `heapkeeper run` on a
-# FIFO named as the program does not hang opening it.
+# wrong shape, a directory, /dev/zero, an empty, a binary, a huge or a deeply nested file, or one
+# with a number beyond a double's range: exit 1, nothing on stdout (no half report), one line on
+# stderr naming the file and the problem (no nlohmann or libstdc++ text). A good report still
+# shows. (2) HEAPKEEPER_SUPPRESSIONS naming a directory, /dev/zero, a FIFO with no writer or a file
+# over 4 MiB: one warning line at the exit scan, the leak report all the same (no suppressions),
+# the program's own status; bounded in time (the FIFO hung the program) and memory (/dev/zero read
+# 8.4 GB). (3) `heapkeeper run` on a FIFO named as the program does not hang opening it.
 source "$(dirname "$0")/lib.sh"
 
 program=$(hk_program exit_status)  # prints "exit_status: exiting with N", exits N
@@ -62,6 +62,8 @@ show_refused huge "$W/huge.json" 'is larger than 64 MiB, more than any report'
 "$HK_CHECK_PYTHON" -c 'import sys; sys.stdout.write("{\"tool\": \"heapkeeper\", \"x\": " + "[" * 200000 + "]" * 200000 + "}")' \
   >"$W/deep.json"
 show_refused deeply_nested "$W/deep.json" 'not a heapkeeper report: nested more than 32 deep'
+echo '{"tool": "heapkeeper", "allocations": 1e400}' >"$W/overflow.json"
+show_refused number_overflow "$W/overflow.json" 'not a heapkeeper report: a number too large for a double'
 show_refused missing "$W/no-such-file.json" 'No such file or directory'
 
 # A real report still shows, and `show` reads it from a pipe too.

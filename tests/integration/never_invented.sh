@@ -3,7 +3,8 @@
 # and never turns heapkeeper's own mistake into the program's crash.
 #   kernel_held MODE  (tests/programs/kernel_held.c) a block whose only pointer the kernel holds
 #                     for 0.8 s — epoll data, a POSIX timer's sigevent (SIGEV_SIGNAL and
-#                     SIGEV_THREAD), an AIO request — under HEAPKEEPER_MODE=collect with scans every
+#                     SIGEV_THREAD), an AIO request, a libaio (kernel AIO) poll request's iocb and
+#                     data — under HEAPKEEPER_MODE=collect with scans every
 #                     100 ms: same stdout and status as a plain run, no diagnostic at all (periodic
 #                     leak lines included), nothing collected, no leak at exit
 #   reclaim_too_early a pointer hidden by XOR, so collect mode frees its block; the program's own
@@ -62,7 +63,7 @@ run_collecting() {
 part=${1:-all}
 
 if [[ $part == all || $part == kernel ]]; then
-  for held in epoll timer-signal timer-thread aio; do
+  for held in epoll timer-signal timer-thread aio libaio; do
     hk_compare "kernel_held.$held" run_collecting "$kernel_held" "$held" -- preload
     # glibc's SIGEV_THREAD helper thread blocks every signal, SIGPWR included, so a scan that
     # stops the world with signals waits for it (3 s) and few scans run in that mode.

@@ -8,16 +8,24 @@
  *   timer-thread  timer_create(SIGEV_THREAD) with sival_ptr = block; back as the thread's argument
  *   aio           aio_read into a block-held aiocb (SIGEV_SIGNAL, sival_ptr = the aiocb); back in
  *                 sigwaitinfo's si_value, then aio_return
+ *   libaio        libaio's io_submit of a poll request on a pipe: its iocb (a block of its own)
+ *                 and the iocb's data = block; both back in io_getevents's event (obj, data). A
+ *                 second request, cancelled by io_destroy, is freed through a pointer kept.
+ *                 libaio is opened at run time (the calls looked up in the global scope, as a
+ *                 program linked with it finds them); without it both runs say "libaio: missing"
  * Without heapkeeper every mode prints "<mode>: block intact" and exits 0. Under heapkeeper in
  * collect mode with scans every 100 ms, a scan that missed the kernel's reference would free the
  * block after two scans: the pattern would be gone, or the final free a double free.
  */
 #define _GNU_SOURCE
 #include <aio.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,12 +220,95 @@ static int run_aio(void) {
   return report("aio", ok);
 }
 
+/* ---- libaio (kernel AIO): the kernel's struct iocb and io_event, which libaio's are */
+
+struct KernelIocb {
+  uint64_t data;
+  uint32_t key, rw_flags;
+  uint16_t opcode;
+  int16_t priority;
+  uint32_t fd;
+  uint64_t buffer, bytes;
+  int64_t offset;
+  uint64_t reserved;
+  uint32_t flags, result_fd;
+};
+struct KernelEvent {
+  uint64_t data, object;
+  int64_t result, result2;
+};
+enum { kIocbPoll = 5 };
+
+typedef int (*IoSetup)(int, void**);
+typedef int (*IoSubmit)(void*, long, struct KernelIocb**);
+typedef int (*IoGetEvents)(void*, long, long, struct KernelEvent*, struct timespec*);
+typedef int (*IoDestroy)(void*);
+
+static __attribute__((noinline)) int submit_poll(IoSubmit io_submit_call, void* context, int fd) {
+  unsigned char* block = malloc(BLOCK_BYTES);
+  fill(block);
+  struct KernelIocb* request = calloc(1, sizeof *request);
+  request->data = (uintptr_t)block;
+  request->opcode = kIocbPoll;
+  request->fd = (uint32_t)fd;
+  request->buffer = POLLIN;
+  return io_submit_call(context, 1, &request);
+}
+
+static int run_libaio(void) {
+  if (dlopen("libaio.so.1", RTLD_NOW | RTLD_GLOBAL) == NULL) {
+    puts("libaio: missing");
+    return 0;
+  }
+  IoSetup io_setup_call = (IoSetup)dlsym(RTLD_DEFAULT, "io_setup");
+  IoSubmit io_submit_call = (IoSubmit)dlsym(RTLD_DEFAULT, "io_submit");
+  IoGetEvents io_getevents_call = (IoGetEvents)dlsym(RTLD_DEFAULT, "io_getevents");
+  IoDestroy io_destroy_call = (IoDestroy)dlsym(RTLD_DEFAULT, "io_destroy");
+  void* context = NULL;
+  int pipe_fds[2];
+  if (io_setup_call == NULL || io_submit_call == NULL || io_getevents_call == NULL || io_destroy_call == NULL ||
+      io_setup_call(8, &context) != 0 || pipe(pipe_fds) != 0 || submit_poll(io_submit_call, context, pipe_fds[0]) != 1)
+    return 2;
+  /* A second request on another pipe that never becomes readable: io_destroy cancels it. */
+  int idle_fds[2];
+  struct KernelIocb* idle = calloc(1, sizeof *idle);
+  unsigned char* idle_block = malloc(BLOCK_BYTES);
+  fill(idle_block);
+  if (pipe(idle_fds) != 0) return 2;
+  idle->data = (uintptr_t)idle_block;
+  idle->opcode = kIocbPoll;
+  idle->fd = (uint32_t)idle_fds[0];
+  idle->buffer = POLLIN;
+  if (io_submit_call(context, 1, &idle) != 1) return 2;
+  clobber_stack();
+  pause_ms(WAIT_MS);
+  if (write(pipe_fds[1], "z", 1) != 1) return 2;
+  struct KernelEvent event;
+  int n;
+  do {
+    n = io_getevents_call(context, 1, 1, &event, NULL);
+  } while (n == -EINTR);
+  if (n != 1) return 2;
+  struct KernelIocb* request = (struct KernelIocb*)(uintptr_t)event.object;
+  unsigned char* block = (unsigned char*)(uintptr_t)event.data;
+  const int ok =
+      request->opcode == kIocbPoll && request->data == event.data && (event.result & POLLIN) != 0 && intact(block, 0);
+  free(block);
+  free(request);
+  if (io_destroy_call(context) != 0) return 2;
+  const int idle_ok = intact(idle_block, 0);
+  free(idle_block);
+  free(idle);
+  return report("libaio", ok && idle_ok);
+}
+
 int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "";
   if (strcmp(mode, "epoll") == 0) return run_epoll();
   if (strcmp(mode, "timer-signal") == 0) return run_timer_signal();
   if (strcmp(mode, "timer-thread") == 0) return run_timer_thread();
   if (strcmp(mode, "aio") == 0) return run_aio();
-  fprintf(stderr, "usage: kernel_held epoll|timer-signal|timer-thread|aio\n");
+  if (strcmp(mode, "libaio") == 0) return run_libaio();
+  fprintf(stderr, "usage: kernel_held epoll|timer-signal|timer-thread|aio|libaio\n");
   return 2;
 }

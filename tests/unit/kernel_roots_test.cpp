@@ -4,6 +4,7 @@
 #include "collector/kernel_roots.h"
 
 #include <gtest/gtest.h>
+#include <linux/aio_abi.h>
 
 #include <cerrno>
 #include <cstring>
@@ -28,6 +29,13 @@ int fake_timer_delete(timer_t) { return 0; }
 int g_aio_result = 0;
 int fake_aio_read(aiocb*) { return g_aio_result; }
 ssize_t fake_aio_return(aiocb*) { return 1; }
+
+// libaio: io_submit takes the first g_submitted (or fails with it), io_cancel answers g_cancel_result.
+int g_submitted = 0;
+int fake_io_submit(io_context*, long, iocb**) { return g_submitted; }
+int g_cancel_result = 0;
+int fake_io_cancel(io_context*, iocb*, io_event*) { return g_cancel_result; }
+int fake_io_destroy(io_context*) { return 0; }
 
 // Every word the scanner would read as a root.
 std::multiset<uint64_t> root_words() {
@@ -127,9 +135,67 @@ TEST(KernelRoots, AioRequestsUntilAioReturn) {
   EXPECT_EQ(aio_return_with_roots(fake_aio_return, &request), 1);
   EXPECT_EQ(kernel_root_count(), before);
   EXPECT_EQ(root_words().count(kBase + 0x5000), 0u);
+  EXPECT_EQ(root_words().count(reinterpret_cast<uintptr_t>(&request)), 0u) << "nor the aiocb";
   g_aio_result = -1;
   EXPECT_EQ(aio_request_with_roots(fake_aio_read, &request), -1);  // refused: not recorded
   g_aio_result = 0;
+  EXPECT_EQ(kernel_root_count(), before);
+}
+
+TEST(KernelRoots, LibaioRequestsUntilTheirEventCancelOrDestroy) {
+  const size_t before = kernel_root_count();
+  auto* context = reinterpret_cast<io_context*>(kBase + 0x77000);
+  auto* other_context = reinterpret_cast<io_context*>(kBase + 0x78000);
+  iocb requests[4]{};
+  iocb* list[4];
+  for (int i = 0; i < 4; ++i) {
+    requests[i].aio_data = kBase + 0x10000 + 0x100 * static_cast<uint64_t>(i);
+    requests[i].aio_buf = kBase + 0x20000 + 0x100 * static_cast<uint64_t>(i);
+    list[i] = &requests[i];
+  }
+  auto held = [](const iocb& request) {
+    const std::multiset<uint64_t> words = root_words();
+    return words.count(reinterpret_cast<uintptr_t>(&request)) + words.count(request.aio_data) +
+           words.count(request.aio_buf);
+  };
+  // The kernel took three of four: the fourth is not recorded.
+  g_submitted = 3;
+  errno = 0;
+  ASSERT_EQ(io_submit_with_roots(fake_io_submit, context, 4, list), 3);
+  EXPECT_EQ(errno, 0);
+  EXPECT_EQ(kernel_root_count(), before + 3);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(held(requests[i]), 3u) << "the iocb, its data and its buffer: " << i;
+  EXPECT_EQ(held(requests[3]), 0u);
+  // A failed submit records nothing.
+  g_submitted = -EAGAIN;
+  EXPECT_EQ(io_submit_with_roots(fake_io_submit, context, 1, &list[3]), -EAGAIN);
+  EXPECT_EQ(kernel_root_count(), before + 3);
+  // An event returns request 0 (an event of another context returns nothing of this one).
+  io_event event{};
+  event.obj = reinterpret_cast<uintptr_t>(&requests[0]);
+  event.data = requests[0].aio_data;
+  io_events_returned(other_context, &event, 1);
+  EXPECT_EQ(held(requests[0]), 3u);
+  io_events_returned(context, &event, -EINTR);
+  EXPECT_EQ(held(requests[0]), 3u);
+  io_events_returned(context, &event, 1);
+  EXPECT_EQ(held(requests[0]), 0u);
+  EXPECT_EQ(kernel_root_count(), before + 2);
+  // A cancel that says -EINPROGRESS (the event comes later) keeps it; success releases it.
+  g_cancel_result = -EINPROGRESS;
+  EXPECT_EQ(io_cancel_with_roots(fake_io_cancel, context, &requests[1], &event), -EINPROGRESS);
+  EXPECT_EQ(held(requests[1]), 3u);
+  g_cancel_result = 0;
+  EXPECT_EQ(io_cancel_with_roots(fake_io_cancel, context, &requests[1], &event), 0);
+  EXPECT_EQ(held(requests[1]), 0u);
+  // io_destroy releases what is left of its context only.
+  g_submitted = 1;
+  ASSERT_EQ(io_submit_with_roots(fake_io_submit, other_context, 1, &list[3]), 1);
+  EXPECT_EQ(kernel_root_count(), before + 2);
+  EXPECT_EQ(io_destroy_with_roots(fake_io_destroy, context), 0);
+  EXPECT_EQ(held(requests[2]), 0u);
+  EXPECT_EQ(held(requests[3]), 3u);
+  EXPECT_EQ(io_destroy_with_roots(fake_io_destroy, other_context), 0);
   EXPECT_EQ(kernel_root_count(), before);
 }
 
