@@ -5,6 +5,7 @@
 #include "collector/reference_graph.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -156,6 +157,18 @@ void record_root_ranges(ReferenceGraph& graph, const ScanRequest& request, const
     graph.add_root_range({b.anonymous[i].start, b.anonymous[i].end, RootKind::kAnonymous, 0, 0});
 }
 
+// Where this heapkeeper thread's own frames end in its stack mapping: none of them is a root, but
+// the top of the mapping is glibc's static TLS and thread control block, whose DTV may be a tracked
+// block. glibc gives a new thread a cached stack with the DTV of the thread that had it: in a
+// forked child, the scanner thread took the stack of a program thread of the parent, and its DTV
+// was reported leaked at every scan (and collect mode would have freed it under the thread).
+uintptr_t own_stack_proper_end(const MemoryRange& stack, size_t static_tls) {
+  const auto thread_pointer = static_cast<uintptr_t>(pthread_self());
+  if (thread_pointer <= stack.start || thread_pointer >= stack.end || thread_pointer - stack.start <= static_tls)
+    return stack.end;
+  return thread_pointer - static_tls;
+}
+
 void scan_with_world_stopped(void* raw) {
   auto* job = static_cast<ScanJob*>(raw);
   ScanResult& result = *job->result;
@@ -282,7 +295,7 @@ void scan_with_world_stopped(void* raw) {
     if (job->request->caller_stack_pointer != 0)
       exclude(stack->start, own_sp);
     else
-      exclude(stack->start, stack->end);  // a heapkeeper thread: none of its stack is a root
+      exclude(stack->start, own_stack_proper_end(*stack, static_tls));
   }
   std::sort(b.excluded, b.excluded + excluded,
             [](const MemoryRange& a, const MemoryRange& c) { return a.start < c.start; });

@@ -31,7 +31,10 @@
 #   shared_stacks     (tests/programs/shared_stack_mapping.c) blocks held only by frames of stacks
 #                     sharing one mapping (threads with a guard size of 0, threads on slices of one
 #                     mmap, a suspended coroutine beside a running one): the same checks
-# Usage: never_invented.sh [kernel|reclaim|longjmp|vector|ymm|protected|shared_stacks|all]
+#   fork              (tests/programs/fork_cached_stack.c) a child forked while a thread of its
+#                     parent runs: glibc gives the child's scanner thread that thread's cached stack
+#                     and DTV; the same checks, for the parent's and the child's reports
+# Usage: never_invented.sh [kernel|reclaim|longjmp|vector|ymm|protected|shared_stacks|fork|all]
 source "$(dirname "$0")/lib.sh"
 
 kernel_held=$(hk_program kernel_held)
@@ -125,6 +128,12 @@ if [[ $part == all || $part == shared_stacks ]]; then
     nothing_collected "$HK_WORK/shared_stack_mapping.$layout.preload/reports" 4 \
       "shared_stack_mapping ($layout): nothing collected, no leak at exit, at least 4 scans while the frames held the blocks"
   done
+fi
+if [[ $part == all || $part == fork ]]; then
+  # A heapkeeper thread's frames are no roots, its thread control block (and DTV) is.
+  hk_compare fork_cached_stack run_collecting "$(hk_program fork_cached_stack)" -- preload
+  nothing_collected "$HK_WORK/fork_cached_stack.preload/reports" 4 \
+    "fork_cached_stack: nothing collected, no leak at exit, at least 4 scans in parent and child"
 fi
 if [[ $part != all && $part != reclaim ]]; then
   hk_finish
