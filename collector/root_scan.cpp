@@ -157,15 +157,14 @@ void record_root_ranges(ReferenceGraph& graph, const ScanRequest& request, const
     graph.add_root_range({b.anonymous[i].start, b.anonymous[i].end, RootKind::kAnonymous, 0, 0});
 }
 
-// Where this heapkeeper thread's own frames end in its stack mapping: none of them is a root, but
-// the top of the mapping is glibc's static TLS and thread control block, whose DTV may be a tracked
-// block. glibc gives a new thread a cached stack with the DTV of the thread that had it: in a
-// forked child, the scanner thread took the stack of a program thread of the parent, and its DTV
-// was reported leaked at every scan (and collect mode would have freed it under the thread).
-uintptr_t own_stack_proper_end(const MemoryRange& stack, size_t static_tls) {
-  const auto thread_pointer = static_cast<uintptr_t>(pthread_self());
-  if (thread_pointer <= stack.start || thread_pointer >= stack.end || thread_pointer - stack.start <= static_tls)
-    return stack.end;
+// Where a heapkeeper thread's frames end in its stack [low, high), given its thread pointer: none
+// of them is a root, but the top of the stack is glibc's static TLS and thread control block, whose
+// DTV may be a tracked block. glibc gives a new thread a cached stack with the DTV of the thread
+// that had it: in a forked child, the scanner thread took the stack of a program thread of the
+// parent, and its DTV was reported leaked at every scan (and collect mode would have freed it
+// under the thread). The whole stack when the thread pointer is not inside it.
+uintptr_t frames_end_below_tls(uintptr_t low, uintptr_t high, uintptr_t thread_pointer, size_t static_tls) {
+  if (thread_pointer <= low || thread_pointer >= high || thread_pointer - low <= static_tls) return high;
   return thread_pointer - static_tls;
 }
 
@@ -249,10 +248,7 @@ void scan_with_world_stopped(void* raw) {
   const size_t static_tls = static_tls_size();
   alloc::thread_registry().for_each_active([&](alloc::ThreadState& s) {
     if (!s.heapkeeper_thread) return;
-    const auto thread_pointer = static_cast<uintptr_t>(s.handle);
-    uintptr_t end = s.stack_high;
-    if (thread_pointer > s.stack_low && thread_pointer < s.stack_high) end = thread_pointer - static_tls;
-    exclude(s.stack_low, end);
+    exclude(s.stack_low, frames_end_below_tls(s.stack_low, s.stack_high, static_cast<uintptr_t>(s.handle), static_tls));
   });
   // Below each stopped thread's stack pointer (minus the red zone) lies only dead frames; below a
   // parked thread's, only libc's frames of the call it sleeps in (copies of its arguments). Down to
@@ -295,7 +291,8 @@ void scan_with_world_stopped(void* raw) {
     if (job->request->caller_stack_pointer != 0)
       exclude(stack->start, own_sp);
     else
-      exclude(stack->start, own_stack_proper_end(*stack, static_tls));
+      exclude(stack->start, frames_end_below_tls(stack->start, stack->end, static_cast<uintptr_t>(pthread_self()),
+                                                 static_tls));  // this heapkeeper thread's
   }
   std::sort(b.excluded, b.excluded + excluded,
             [](const MemoryRange& a, const MemoryRange& c) { return a.start < c.start; });

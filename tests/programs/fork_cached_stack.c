@@ -16,11 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static void pause_ms(long ms) {
-  struct timespec left = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&left, &left) != 0) {
-  }
-}
+#include "held_block.h"
 
 static void* sleeper(void* unused) {
   (void)unused;

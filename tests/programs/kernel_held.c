@@ -33,33 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BLOCK_BYTES 4000
-#define WAIT_MS 800
-
-static void fill(unsigned char* block) {
-  for (int i = 0; i < BLOCK_BYTES; ++i) block[i] = (unsigned char)(i * 7 + 3);
-}
-
-static int intact(const unsigned char* block, int from) {
-  for (int i = from; i < BLOCK_BYTES; ++i) {
-    if (block[i] != (unsigned char)(i * 7 + 3)) return 0;
-  }
-  return 1;
-}
-
-/* Zeroes the stack below the caller: no stale copy of the pointer survives in dead frames. */
-static __attribute__((noinline)) void clobber_stack(void) {
-  char area[64 * 1024];
-  memset(area, 0, sizeof area);
-  __asm__ volatile("" : : "r"(area) : "memory");
-}
-
-/* Sleeps `ms` whatever interrupts it. */
-static void pause_ms(long ms) {
-  struct timespec left = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&left, &left) != 0 && errno == EINTR) {
-  }
-}
+#include "held_block.h"
 
 static int report(const char* mode, int ok) {
   printf("%s: %s\n", mode, ok ? "block intact" : "BLOCK DAMAGED");

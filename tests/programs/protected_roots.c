@@ -24,33 +24,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BLOCK_BYTES 4000
-#define WAIT_MS 800
+#include "held_block.h"
+
 #define PAGE 4096
-
-static void fill(unsigned char* block) {
-  for (int i = 0; i < BLOCK_BYTES; ++i) block[i] = (unsigned char)(i * 7 + 3);
-}
-
-static int intact(const unsigned char* block) {
-  for (int i = 0; i < BLOCK_BYTES; ++i) {
-    if (block[i] != (unsigned char)(i * 7 + 3)) return 0;
-  }
-  return 1;
-}
-
-/* Zeroes the stack below the caller: no stale copy of the pointer survives in dead frames. */
-static __attribute__((noinline)) void clobber_stack(void) {
-  char area[64 * 1024];
-  memset(area, 0, sizeof area);
-  __asm__ volatile("" : : "r"(area) : "memory");
-}
-
-static void pause_ms(long ms) {
-  struct timespec left = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&left, &left) != 0 && errno == EINTR) {
-  }
-}
 
 /* Stores a new pattern-filled block's only pointer at `slot`. */
 static __attribute__((noinline)) void park_block(void* volatile* slot) {
@@ -61,7 +37,7 @@ static __attribute__((noinline)) void park_block(void* volatile* slot) {
 }
 
 static int finish(const char* mode, unsigned char* block) {
-  const int ok = intact(block);
+  const int ok = intact(block, 0);
   free(block);
   printf("%s: %s\n", mode, ok ? "block intact" : "BLOCK DAMAGED");
   return ok ? 0 : 1;

@@ -24,28 +24,21 @@
 #include <time.h>
 #include <ucontext.h>
 
-#define BLOCK_BYTES 4000
-#define WAIT_MS 800
+#include "held_block.h"
+
 #define THREADS 8
 #define SLICE (256 * 1024)
-
-static void pause_ms(long ms) {
-  struct timespec left = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&left, &left) != 0 && errno == EINTR) {
-  }
-}
 
 static __attribute__((noinline)) unsigned char* new_block(void) {
   unsigned char* block = malloc(BLOCK_BYTES);
   if (block == NULL) exit(2);
-  for (int i = 0; i < BLOCK_BYTES; ++i) block[i] = (unsigned char)(i * 7 + 3);
+  fill(block);
   return block;
 }
 
 /* Checks and frees the block; 1 when it was intact. */
 static int check_block(unsigned char* block) {
-  int ok = 1;
-  for (int i = 0; i < BLOCK_BYTES; ++i) ok &= block[i] == (unsigned char)(i * 7 + 3);
+  const int ok = intact(block, 0);
   free(block);
   return ok;
 }
