@@ -10,6 +10,14 @@ jemalloc's archive is not built with one section per function: its objects of wh
 ran follow, whole, so that the objects no short process runs (profiling, the statistics printer,
 the huge-page allocator...) stay out of the windows around the ones every process runs.
 
+Those objects are laid out window by window, since their code cannot be reordered: the section
+starts at a 64 KiB boundary (the library is loaded at one: preload/CMakeLists.txt links it with
+64 KiB segment alignment), and an object whose run functions leave a gap of a whole window or more
+(ctl.pic.o: the mallctl tree's handlers, of which start-up runs a few at both ends) is padded so
+that its gap covers whole windows, which no short process then maps. The space before it takes the
+objects run throughout; heapkeeper's own functions follow; last come the objects run only near their
+start, whose unrun rest lies beyond the last window a short process maps.
+
 Usage: scripts/start_path_sections.py LIBRARY > preload/start_path.ld
        scripts/start_path_sections.py --check preload/start_path.ld LIBRARY
   (after a build, whose lib/ holds LIBRARY and the renamed jemalloc archive; needs valgrind, nm and a
@@ -64,6 +72,139 @@ def jemalloc_objects_run(archive, ran):
     return sorted(members, key=order.index)
 
 
+WINDOW = 0x10000  # the kernel's fault-around window (fault_around_bytes)
+
+
+def member_texts(archive, members):
+    """{member: (size, alignment)} of each member's .text."""
+    texts = {}
+    with tempfile.TemporaryDirectory() as work:
+        subprocess.run(["ar", "x", os.path.realpath(archive)] + members, cwd=work, check=True)
+        for member in members:
+            headers = subprocess.run(["readelf", "-SW", os.path.join(work, member)], check=True,
+                                     capture_output=True, text=True).stdout
+            for line in headers.splitlines():
+                fields = re.sub(r"^\s*\[\s*\d+\]", "", line).split()
+                if len(fields) >= 10 and fields[0] == ".text" and fields[1] == "PROGBITS":
+                    texts[member] = (int(fields[4], 16), int(fields[-1]))
+    return texts
+
+
+def run_intervals(archive, ran):
+    """{member: [(start, end)]}: the byte ranges of the functions that ran, within each member's .text."""
+    listing = subprocess.run(["nm", "-A", "-S", "--defined-only", archive], check=True, capture_output=True,
+                             text=True).stdout
+    intervals = {}
+    for line in listing.splitlines():
+        # archive:member:address size type name
+        fields = line.split()
+        if len(fields) == 4 and fields[2] in "tTwW" and fields[3] in ran:
+            member, address = fields[0].split(":")[-2:]
+            start = int(address, 16)
+            intervals.setdefault(member, []).append((start, start + int(fields[1], 16)))
+    return {member: sorted(spans) for member, spans in intervals.items()}
+
+
+def largest_gap(spans, size):
+    """(start, end) of the longest stretch of a member's .text where nothing ran."""
+    best, reached = (0, 0), 0
+    for start, end in spans + [(size, size)]:
+        if start - reached > best[1] - best[0]:
+            best = (reached, start)
+        reached = max(reached, end)
+    return best
+
+
+def align_up(value, alignment):
+    return (value + alignment - 1) // alignment * alignment
+
+
+def whole_windows(start, end):
+    return max(0, end // WINDOW - align_up(start, WINDOW) // WINDOW)
+
+
+def section_start(library):
+    """Where .text.heapkeeper_start starts within its window: after .init, .plt and .plt.got, which
+    start the text segment, at a window boundary (64 KiB segment alignment)."""
+    headers = subprocess.run(["readelf", "-SW", library], check=True, capture_output=True, text=True).stdout
+    end = 0
+    for line in headers.splitlines():
+        fields = re.sub(r"^\s*\[\s*\d+\]", "", line).split()
+        if len(fields) >= 5 and fields[0] in (".init", ".plt", ".plt.got"):
+            end = max(end, int(fields[2], 16) + int(fields[4], 16))
+    return align_up(end, 16) % WINDOW
+
+
+# Room left in the first window for .plt to grow (16 bytes an imported function) before the
+# objects placed ahead of the first boundary overflow it and push the rest a window on.
+PLT_GROWTH = 0x400
+
+
+def jemalloc_layout(archive, members, ran, start):
+    """(lines before heapkeeper's functions, lines after them): the run jemalloc objects, at offsets
+    computed as the linker places them (each .text at its alignment) from `start`, the section's
+    offset in its window."""
+    texts = member_texts(archive, members)
+    spans = run_intervals(archive, ran)
+    gapped, tail, dense = [], [], []
+    for member in members:
+        size = texts[member][0]
+        gap = largest_gap(spans.get(member, []), size)
+        if gap[1] - gap[0] >= WINDOW:
+            gapped.append(member)
+        elif gap[1] == size and size - gap[0] >= 8192:
+            tail.append(member)
+        else:
+            dense.append(member)
+    dense.sort(key=lambda member: -texts[member][0])
+    tail.sort(key=lambda member: texts[member][0] - largest_gap(spans.get(member, []), texts[member][0])[0])
+    lines, position = [], start
+
+    def place(member):
+        nonlocal position
+        size, alignment = texts[member]
+        position = align_up(position, alignment) + size
+        lines.append(f"    *libheapkeeper_jemalloc.a:{member}(.text)")
+
+    def fill(limit):
+        """Places the dense objects that fit before `limit`, largest first."""
+        for candidate in list(dense):
+            size, alignment = texts[candidate]
+            if align_up(position, alignment) + size <= limit:
+                place(candidate)
+                dense.remove(candidate)
+
+    # The rest of .init's window, then a boundary: the largest object (jemalloc.pic.o, whose run
+    # code spans two windows when it starts one), then each gapped object where its gap covers the
+    # most whole windows, the space before it filled.
+    fill(WINDOW - PLT_GROWTH)
+    lines.append("    . = ALIGN(0x10000);")
+    position = 0
+    if dense:
+        place(dense.pop(0))
+    for member in gapped:
+        size, alignment = texts[member]
+        gap = largest_gap(spans.get(member, []), size)
+        most = (gap[1] - gap[0]) // WINDOW
+        # The middle of the offsets that give the most whole windows: the same layout holds if
+        # what precedes it moves a little.
+        first = align_up(position, alignment)
+        while whole_windows(first + gap[0], first + gap[1]) < most:
+            first += alignment
+        last = first
+        while whole_windows(last + alignment + gap[0], last + alignment + gap[1]) == most:
+            last += alignment
+        target = align_up((first + last) // 2, alignment)
+        fill(target)
+        if target > position:
+            lines.append(f"    . += 0x{target - position:x};")
+            position = target
+        place(member)
+    for member in dense:
+        place(member)
+    return lines, [f"    *libheapkeeper_jemalloc.a:{member}(.text)" for member in tail]
+
+
 def functions_run(library):
     """The names of the functions callgrind saw run in the short processes the section is for: /bin/true,
     a program making one allocation, and a traced parent that forks and waits. Each runs twice: a
@@ -93,13 +234,19 @@ def functions_run(library):
 
 
 def section_lines(library, ran):
-    """The linker script's input-section lines for the functions in `ran`, in the script's order."""
+    """The linker script's input-section lines for the functions in `ran`: the jemalloc objects laid out
+    from a window boundary, heapkeeper's functions, the jemalloc objects run only near their start."""
     defined = subprocess.run(["nm", "--defined-only", library], check=True, capture_output=True, text=True).stdout
-    functions = {fields[2] for fields in (line.split() for line in defined.splitlines())
-                 if len(fields) == 3 and fields[1] in "tTwW"}
+    at = {}
+    for fields in (line.split() for line in defined.splitlines()):
+        if len(fields) == 3 and fields[1] in "tTwW":
+            at.setdefault(fields[0], []).append(fields[2])
+    # Every name of the code that ran: the link folds identical functions (template instances of
+    # the same code), whose one section is named after any of them, not always the one callgrind saw.
+    ran_code = {name for names_here in at.values() if ran.intersection(names_here) for name in names_here}
     names = set()
     jemalloc_objects = jemalloc_objects_run(os.path.join(os.path.dirname(library), "libheapkeeper_jemalloc.a"), ran)
-    for name in ran & functions:
+    for name in ran_code:
         if name.startswith("je_"):
             continue
         # Without the suffixes of GCC's clones (".lto_priv.0", ".constprop.1", ".part.0", ".isra.0"),
@@ -109,10 +256,11 @@ def section_lines(library, ran):
         # A complete-object constructor or destructor is an alias of the base one, whose section it is.
         names.add(re.sub(r"C1E", "C2E", name, count=1))
         names.add(re.sub(r"D1Ev", "D2Ev", name, count=1))
-    lines = [f"    *(.text.{name} .text.{name}.*)" for name in sorted(names)]
+    own = [f"    *(.text.{name} .text.{name}.*)" for name in sorted(names)]
     # Their .text only: .text.unlikely holds the code GCC judged cold (the statistics printer).
-    lines += [f"    *libheapkeeper_jemalloc.a:{member}(.text)" for member in jemalloc_objects]
-    return lines
+    before, after = jemalloc_layout(os.path.join(os.path.dirname(library), "libheapkeeper_jemalloc.a"),
+                                    jemalloc_objects, ran, section_start(library))
+    return before, own, after
 
 
 def main():
@@ -126,6 +274,7 @@ def main():
     library = os.path.realpath(arguments[0])
     wanted = section_lines(library, functions_run(library))
     if check is not None:
+        wanted = [line for part in wanted for line in part if not line.strip().startswith(".")]
         # Every function that ran must be placed by the script; a script that places more (a
         # function that ran when it was written and no longer does) only costs that function's bytes.
         present = {line.strip() for line in open(check)}
@@ -139,16 +288,18 @@ def main():
             sys.exit(1)
         print(f"{check} places all {len(wanted)} sections that /bin/true, one allocation and a fork run")
         return
-    lines = ["SECTIONS", "{", "  .text.heapkeeper_start :", "  {", "    *(.text.startup .text.startup.*)",
-             "    *symbol_lookup_entry.S.o(.text)",
-             # GCC's frame_dummy and __do_global_dtors_aux, which run at load and at exit.
-             "    *crtbeginS.o(.text)",
-             # The static parts of the C library (atexit, pthread_atfork: start-up registers its
-             # handlers with them) and libgcc's population count, which heapkeeper's start-up calls
-             # and which would otherwise sit alone in the text's last 64 KiB window.
-             "    *libc_nonshared.a:*(.text)",
-             "    *libgcc.a:_popcount*.o(.text)"]
-    lines += wanted
+    before, own, after = wanted
+    lines = ["SECTIONS", "{", "  .text.heapkeeper_start :", "  {"] + before
+    lines += ["    *(.text.startup .text.startup.*)",
+              "    *symbol_lookup_entry.S.o(.text)",
+              # GCC's frame_dummy and __do_global_dtors_aux, which run at load and at exit.
+              "    *crtbeginS.o(.text)",
+              # The static parts of the C library (atexit, pthread_atfork: start-up registers its
+              # handlers with them) and libgcc's population count, which heapkeeper's start-up calls
+              # and which would otherwise sit alone in the text's last 64 KiB window.
+              "    *libc_nonshared.a:*(.text)",
+              "    *libgcc.a:_popcount*.o(.text)"]
+    lines += own + after
     lines += ["  }", "}", "INSERT BEFORE .text;"]
     sys.stdout.write(HEADER + "\n".join(lines) + "\n")
 
