@@ -18,7 +18,7 @@ that its gap covers whole windows, which no short process then maps. The space b
 objects run throughout; heapkeeper's own functions follow; last come the objects run only near their
 start, whose unrun rest lies beyond the last window a short process maps.
 
-Usage: scripts/start_path_sections.py LIBRARY > preload/start_path.ld
+Usage: scripts/start_path_sections.py LIBRARY     (rewrites preload/start_path.ld, keeping what it placed)
        scripts/start_path_sections.py --check preload/start_path.ld LIBRARY
   (after a build, whose lib/ holds LIBRARY and the renamed jemalloc archive; needs valgrind, nm and a
   C compiler). --check exits 1, naming them, when functions that ran are not placed by the script
@@ -205,6 +205,61 @@ def jemalloc_layout(archive, members, ran, start):
     return lines, [f"    *libheapkeeper_jemalloc.a:{member}(.text)" for member in tail]
 
 
+def member_bases(library, archive, members):
+    """{member: address of its .text in `library`}, found through a function name that only that
+    member defines, in the archive and in the library alike."""
+    listing = subprocess.run(["nm", "-A", "--defined-only", archive], check=True, capture_output=True,
+                             text=True).stdout
+    owners, offsets = {}, {}
+    for line in listing.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and fields[1] in "tTwW":
+            member, address = fields[0].split(":")[-2:]
+            owners.setdefault(fields[2], set()).add(member)
+            offsets[(member, fields[2])] = int(address, 16)
+    defined = subprocess.run(["nm", "--defined-only", library], check=True, capture_output=True, text=True).stdout
+    addresses = {}
+    for fields in (line.split() for line in defined.splitlines()):
+        if len(fields) == 3 and fields[1] in "tTwW":
+            addresses.setdefault(fields[2], []).append(int(fields[0], 16))
+    bases = {}
+    for name, where in owners.items():
+        member = next(iter(where))
+        if len(where) == 1 and member in members and member not in bases and len(addresses.get(name, [])) == 1:
+            bases[member] = addresses[name][0] - offsets[(member, name)]
+    return bases
+
+
+def layout_faults(library, ran):
+    """What the built library's layout misses of the script's intent: a gapped object whose gap does
+    not cover its whole windows (the archive changed under the script), the section's first window
+    overflowed (.plt grew past PLT_GROWTH), each a window every short process maps for nothing."""
+    archive = os.path.join(os.path.dirname(library), "libheapkeeper_jemalloc.a")
+    members = jemalloc_objects_run(archive, ran)
+    texts = member_texts(archive, members)
+    spans = run_intervals(archive, ran)
+    bases = member_bases(library, archive, members)
+    faults = []
+    for member in members:
+        size = texts[member][0]
+        gap = largest_gap(spans.get(member, []), size)
+        most = (gap[1] - gap[0]) // WINDOW
+        if most == 0 or member not in bases:
+            continue
+        covered = whole_windows(bases[member] + gap[0], bases[member] + gap[1])
+        if covered < most:
+            faults.append(f"{member}: its unrun code covers {covered} whole 64 KiB window(s), not {most}")
+    headers = subprocess.run(["readelf", "-SW", library], check=True, capture_output=True, text=True).stdout
+    for line in headers.splitlines():
+        fields = re.sub(r"^\s*\[\s*\d+\]", "", line).split()
+        if len(fields) >= 5 and fields[0] == ".text.heapkeeper_start":
+            start = int(fields[2], 16)
+            first = min(bases.values(), default=start)
+            if align_up(start, WINDOW) + WINDOW <= first:
+                faults.append("the objects placed before the section's first window boundary overflowed it")
+    return faults
+
+
 def functions_run(library):
     """The names of the functions callgrind saw run in the short processes the section is for: /bin/true,
     a program making one allocation, and a traced parent that forks and waits. Each runs twice: a
@@ -272,7 +327,8 @@ def main():
     if len(arguments) != 1:
         sys.exit(__doc__)
     library = os.path.realpath(arguments[0])
-    wanted = section_lines(library, functions_run(library))
+    ran = functions_run(library)
+    wanted = section_lines(library, ran)
     if check is not None:
         wanted = [line for part in wanted for line in part if not line.strip().startswith(".")]
         # Every function that ran must be placed by the script; a script that places more (a
@@ -282,13 +338,28 @@ def main():
         if missing:
             sys.stderr.write(f"{check} is out of date: {len(missing)} function(s) or jemalloc object(s) that a short "
                              "traced process runs lie outside .text.heapkeeper_start, each costing every traced process "
-                             "a 64 KiB code window; regenerate it with scripts/start_path_sections.py:\n")
+                             "a 64 KiB code window; regenerate it with scripts/start_path_sections.py LIBRARY:\n")
             for line in missing:
                 sys.stderr.write(f"  {line}\n")
             sys.exit(1)
-        print(f"{check} places all {len(wanted)} sections that /bin/true, one allocation and a fork run")
+        faults = layout_faults(library, ran)
+        if faults:
+            sys.stderr.write(f"{check} no longer lays the start path out as written (a window lost each); "
+                             "regenerate it with scripts/start_path_sections.py LIBRARY:\n")
+            for fault in faults:
+                sys.stderr.write(f"  {fault}\n")
+            sys.exit(1)
+        print(f"{check} places all {len(wanted)} sections that /bin/true, one allocation and a fork run, "
+              "window by window")
         return
     before, own, after = wanted
+    # The functions the script placed before are kept: some run only when a thread wins a race
+    # (the live-stats thread against exit), and a run that did not see them must not drop them for
+    # the check's run to find. A name no longer in the library costs nothing.
+    previous = os.path.join(REPOSITORY, "preload", "start_path.ld")
+    if os.path.exists(previous):
+        kept = [line.rstrip("\n") for line in open(previous) if line.strip().startswith("*(.text.")]
+        own = sorted(set(own) | {line for line in kept if not line.strip().startswith("*(.text.startup")})
     lines = ["SECTIONS", "{", "  .text.heapkeeper_start :", "  {"] + before
     lines += ["    *(.text.startup .text.startup.*)",
               "    *symbol_lookup_entry.S.o(.text)",
@@ -301,7 +372,8 @@ def main():
               "    *libgcc.a:_popcount*.o(.text)"]
     lines += own + after
     lines += ["  }", "}", "INSERT BEFORE .text;"]
-    sys.stdout.write(HEADER + "\n".join(lines) + "\n")
+    with open(previous, "w") as script:
+        script.write(HEADER + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@
 # added on that path falls back into the cold text, and every traced process pays a window for it
 # without any other test noticing (it happened three times before this test: about 64 KiB of RSS a
 # process each time). scripts/start_path_sections.py --check runs the same short processes under
-# callgrind and names what ran outside the script.
+# callgrind and names what ran outside the script; it also checks the built library's layout window
+# by window (jemalloc's ctl.pic.o padded so that the code start-up does not run covers whole
+# windows, the objects before the section's first boundary within it), which a changed jemalloc
+# archive or a grown .plt would undo without any other test noticing.
 source "$(dirname "$0")/lib.sh"
 hk_require valgrind nm cc
 
