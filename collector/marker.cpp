@@ -238,6 +238,14 @@ void Marker::scan_root_range(uintptr_t start, uintptr_t end) {
     scan_root_copy(start, end);
 }
 
+void Marker::scan_write_only_root_range(uintptr_t start, uintptr_t end) {
+  start = (start + 7) & ~uintptr_t{7};
+  if (end <= start) return;
+  figures_.root_bytes += end - start;
+  for_each_copied_piece(start, end,
+                        [&](uintptr_t from, uintptr_t to, uintptr_t delta) { scan_words(from, to, delta); });
+}
+
 bool Marker::meets_unreadable(uintptr_t start, uintptr_t end) const {
   size_t low = 0, high = unreadable_count_;  // the first range ending after `start`
   while (low < high) {

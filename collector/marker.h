@@ -72,6 +72,9 @@ class Marker {
   bool begin(ReferenceGraph* graph = nullptr);
   const ReferenceGraph* graph() const { return graph_; }
   void scan_root_range(uintptr_t start, uintptr_t end);
+  // A root the program made write-only (mprotect(PROT_WRITE)), read through /proc/thread-self/mem
+  // as the unreadable heap is: what cannot be read so drops the scan (unreadable_failed).
+  void scan_write_only_root_range(uintptr_t start, uintptr_t end);
   // Ranges of the heap the program made unreadable (sorted, not overlapping), set before
   // propagate(): mprotect(PROT_NONE) on part of a block it owns, a guard page of a coroutine's
   // stack carved from a block. A block's bytes there are read through /proc/thread-self/mem, as

@@ -86,7 +86,7 @@ int run_once_under_lock(dl_phdr_info*, size_t, void* data) {
 }  // namespace
 
 size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char* scratch, size_t scratch_size,
-                                        int* open_error, UnreadableQuery* unreadable) {
+                                        int* open_error, UnreadableQuery* unreadable, UnreadableQuery* write_only) {
   ErrnoKeeper keep;
   if (open_error != nullptr) *open_error = 0;
   int fd = static_cast<int>(::syscall(SYS_openat, AT_FDCWD, "/proc/thread-self/maps", O_RDONLY | O_CLOEXEC));
@@ -145,6 +145,9 @@ size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char*
                end > unreadable->low) {
       if (unreadable->count < unreadable->capacity) unreadable->out[unreadable->count] = {start, end};
       ++unreadable->count;
+    } else if (!readable && writable && ((is_private && anonymous) || shared_anonymous) && write_only != nullptr) {
+      if (write_only->count < write_only->capacity) write_only->out[write_only->count] = {start, end};
+      ++write_only->count;
     }
     line = *end_of_line == '\n' ? end_of_line + 1 : end_of_line;
   }

@@ -8,6 +8,9 @@
  *               guard page), reachable from a global, made PROT_NONE while it holds the pointer:
  *               a scan that reads the heap in place faults on it
  *   read-only   an anonymous page sealed with mprotect(PROT_READ) after the pointer was written
+ *   write-only  an anonymous page made mprotect(PROT_WRITE) after the pointer was written ("-w-p"
+ *               in /proc/self/maps: process_vm_readv cannot read it, though on x86-64 the program
+ *               still can), made readable again before the pointer is taken back
  *   dev-zero    a MAP_PRIVATE mapping of /dev/zero (named "/dev/zero" in /proc/self/maps, not
  *               anonymous-looking)
  * Without heapkeeper every mode prints "<mode>: block intact" and exits 0. Under heapkeeper in
@@ -61,7 +64,7 @@ static int guard_page(void) {
   return status;
 }
 
-static int mapped_root(const char* mode, int dev_zero) {
+static int mapped_root(const char* mode, int dev_zero, int sealed_protection) {
   int fd = -1;
   if (dev_zero && (fd = open("/dev/zero", O_RDWR | O_CLOEXEC)) < 0) return 2;
   void* page = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, dev_zero ? MAP_PRIVATE : MAP_PRIVATE | MAP_ANONYMOUS, fd, 0);
@@ -69,8 +72,9 @@ static int mapped_root(const char* mode, int dev_zero) {
   if (fd >= 0) close(fd);
   park_block((void* volatile*)page);
   clobber_stack();
-  if (!dev_zero && mprotect(page, PAGE, PROT_READ) != 0) return 2;
+  if (!dev_zero && mprotect(page, PAGE, sealed_protection) != 0) return 2;
   pause_ms(WAIT_MS);
+  if (sealed_protection == PROT_WRITE && mprotect(page, PAGE, PROT_READ | PROT_WRITE) != 0) return 2;
   const int status = finish(mode, *(unsigned char* volatile*)page);
   munmap(page, PAGE);
   return status;
@@ -79,8 +83,9 @@ static int mapped_root(const char* mode, int dev_zero) {
 int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "";
   if (strcmp(mode, "guard-page") == 0) return guard_page();
-  if (strcmp(mode, "read-only") == 0) return mapped_root(mode, 0);
-  if (strcmp(mode, "dev-zero") == 0) return mapped_root(mode, 1);
-  fprintf(stderr, "usage: protected_roots guard-page|read-only|dev-zero\n");
+  if (strcmp(mode, "read-only") == 0) return mapped_root(mode, 0, PROT_READ);
+  if (strcmp(mode, "write-only") == 0) return mapped_root(mode, 0, PROT_WRITE);
+  if (strcmp(mode, "dev-zero") == 0) return mapped_root(mode, 1, PROT_READ);
+  fprintf(stderr, "usage: protected_roots guard-page|read-only|write-only|dev-zero\n");
   return 2;
 }
