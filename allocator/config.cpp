@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include "allocator/diagnostics.h"
 
@@ -13,46 +14,18 @@ namespace {
 
 Config g_config;
 
-// A bad value as the warning shows it: control characters escaped (\n, \t, \xNN) so the warning
-// stays one line, and at most kShownBytes of it, then "...". Bytes from 0x80 are escaped too: the
-// value may come from anyone who sets the environment, and 0x9b is a terminal's CSI where 8-bit
-// controls are on (deciding which UTF-8 is harmless is more code than a wrong value deserves, in
-// the traced process). A backslash is doubled, so that "\x1b" typed is not read as an escape.
-// Written into `out`; no allocation (it runs inside the traced program, as it starts).
+// A bad value as the warning shows it: escaped (DiagnosticLine::escaped: it may come from anyone
+// who sets the environment) and at most kShownBytes of it, then "...".
 constexpr size_t kShownBytes = 64;
-const char* shown_value(const char* value, char (&out)[kShownBytes * 4 + 4]) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  size_t n = 0, i = 0;
-  for (; value[i] != '\0' && i < kShownBytes; ++i) {
-    const auto c = static_cast<unsigned char>(value[i]);
-    if (c == '\n' || c == '\t') {
-      out[n++] = '\\';
-      out[n++] = c == '\n' ? 'n' : 't';
-    } else if (c == '\\') {
-      out[n++] = '\\';
-      out[n++] = '\\';
-    } else if (c < 0x20 || c >= 0x7f) {
-      out[n++] = '\\';
-      out[n++] = 'x';
-      out[n++] = kHex[c >> 4];
-      out[n++] = kHex[c & 15];
-    } else {
-      out[n++] = static_cast<char>(c);
-    }
-  }
-  if (value[i] != '\0')
-    for (int dot = 0; dot < 3; ++dot) out[n++] = '.';
-  out[n] = '\0';
-  return out;
-}
 
 void warn_invalid(const char* variable, const char* value, const char* expected, const char* fallback) {
-  char shown[kShownBytes * 4 + 4];
+  const std::string_view whole(value);
   DiagnosticLine()
       .text("invalid ")
       .text(variable)
       .text("='")
-      .text(shown_value(value, shown))
+      .escaped(whole.substr(0, kShownBytes))
+      .text(whole.size() > kShownBytes ? "..." : "")
       .text("' (expected ")
       .text(expected)
       .text("); using the default ")

@@ -93,7 +93,7 @@ int log_descriptor() {
   if (opened < 0) {
     if (!g_log_failed.exchange(true)) {
       DiagnosticLine line;
-      line.text("cannot write HEAPKEEPER_LOG_PATH='").text(pattern).text("' (");
+      line.text("cannot write HEAPKEEPER_LOG_PATH='").path(pattern).text("' (");
       describe_output_problem(line, problem);
       line.text("); using stderr");
       line.emit();
@@ -171,7 +171,7 @@ void write_stderr(const char* data, size_t length) {
     problem.error = errno;
     if (!g_log_failed.exchange(true)) {
       DiagnosticLine line;
-      line.text("cannot write HEAPKEEPER_LOG_PATH='").text(config().log_path).text("' (");
+      line.text("cannot write HEAPKEEPER_LOG_PATH='").path(config().log_path).text("' (");
       describe_output_problem(line, problem);
       line.text("); using stderr");
       line.emit();
@@ -225,12 +225,34 @@ DiagnosticLine& DiagnosticLine::bytes(uint64_t value) {
   return text(" ").text(kUnits[unit]);
 }
 
+DiagnosticLine& DiagnosticLine::escaped(std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    char piece[4] = {'\\', static_cast<char>(c), 0, 0};
+    size_t length = 2;
+    if (c == '\n' || c == '\t') {
+      piece[1] = c == '\n' ? 'n' : 't';
+    } else if (c < 0x20 || c >= 0x7f) {
+      piece[1] = 'x';
+      piece[2] = kHex[c >> 4];
+      piece[3] = kHex[c & 15];
+      length = 4;
+    } else if (c != '\\') {
+      piece[0] = static_cast<char>(c);
+      length = 1;
+    }
+    line_.text(std::string_view(piece, length));
+  }
+  return *this;
+}
+
 DiagnosticLine& DiagnosticLine::path(std::string_view name) {
   // A quarter of the line for the start of the name (the directories a reader recognises), a
   // little more for its end (the file itself), whatever PATH_MAX allows.
   constexpr size_t kHead = kCapacity / 4, kTail = kCapacity / 3;
-  if (name.size() <= kHead + kTail) return text(name);
-  return text(name.substr(0, kHead)).text("...").text(name.substr(name.size() - kTail));
+  if (name.size() <= kHead + kTail) return escaped(name);
+  return escaped(name.substr(0, kHead)).text("...").escaped(name.substr(name.size() - kTail));
 }
 
 void DiagnosticLine::emit() {

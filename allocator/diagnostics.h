@@ -33,8 +33,13 @@ class DiagnosticLine {
   DiagnosticLine& signed_number(int64_t value);
   DiagnosticLine& hex(uint64_t value);
   DiagnosticLine& bytes(uint64_t value);  // "12.3 MiB" style
-  // A file name, its middle left out ("...") when long, so that what follows it on the line (the
-  // reason a write failed) always fits.
+  // Text from outside heapkeeper (an environment value, a file name built from one), with what a
+  // terminal would act on escaped: \n and \t, a backslash doubled, the other bytes below 0x20 and
+  // those from 0x7f as \xNN (0x9b is a terminal's CSI where 8-bit controls are on; deciding which
+  // UTF-8 is harmless is more code than a diagnostic deserves, inside the traced program).
+  DiagnosticLine& escaped(std::string_view s);
+  // A file name, escaped, its middle left out ("...") when long, so that what follows it on the line
+  // (the reason a write failed) always fits.
   DiagnosticLine& path(std::string_view name);
   // Writes the line (adding '\n') to stderr and resets the buffer.
   void emit();

@@ -185,6 +185,9 @@ void detach_from_terminal() {
     ::dup2(null, 0);
     ::dup2(null, 1);
     const char* log = std::getenv("HEAPKEEPER_SYMBOLIZER_LOG");
+    // Said while stderr is still the terminal's: a value neither 0 nor 1 is taken for 0.
+    if (log != nullptr && std::strcmp(log, "0") != 0 && std::strcmp(log, "1") != 0)
+      std::fputs("heapkeeper: invalid HEAPKEEPER_SYMBOLIZER_LOG (expected 0 or 1); using the default 0\n", stderr);
     if (log == nullptr || std::strcmp(log, "1") != 0) ::dup2(null, 2);
     ::close(null);
   }
@@ -275,7 +278,7 @@ void remove_if_unchanged(const std::string& path, const struct stat& seen) {
   for (int i = 0;
        i < kClientTimeoutSeconds * 100 && (service->in_flight.load() > 0 || service->waiting_workers.load() > 0); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  if (std::getenv("HEAPKEEPER_SYMBOLIZER_LOG") != nullptr)
+  if (const char* log = std::getenv("HEAPKEEPER_SYMBOLIZER_LOG"); log != nullptr && std::strcmp(log, "1") == 0)
     std::fprintf(stderr, "heapkeeper: symbolizer: %llu module files read\n",
                  static_cast<unsigned long long>(service->symbolizer->modules_read()));
   ::_exit(0);

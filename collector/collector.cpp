@@ -76,7 +76,7 @@ void load_suppressions_once(CollectorState& s) {
   if (path[0] == '\0') return;
   std::string error;
   if (!s.suppressions.load(path, error)) {
-    alloc::DiagnosticLine().text(error).text("; no leaks are suppressed").emit();
+    alloc::DiagnosticLine().escaped(error).text("; no leaks are suppressed").emit();
   }
 }
 
@@ -382,7 +382,7 @@ void periodic_scanner() {
     try {
       settle_suppressions(report);
     } catch (const std::exception& error) {  // the line is printed without suppressions
-      alloc::DiagnosticLine().text("applying suppressions failed: ").text(error.what()).emit();
+      alloc::DiagnosticLine().text("applying suppressions failed: ").escaped(error.what()).emit();
     }
     uint64_t new_blocks = 0, new_bytes = 0;
     for (const LeakGroup& g : report.groups) {
@@ -542,7 +542,10 @@ void settle_suppressions(ScanReport& report) {
   std::lock_guard<std::mutex> results(s.results_mutex);
   if (!answered) {
     if (!s.verdicts_unavailable && !alloc::config().quiet)
-      alloc::DiagnosticLine().text("suppressions are not applied to scans while the program runs: ").text(why).emit();
+      alloc::DiagnosticLine()
+          .text("suppressions are not applied to scans while the program runs: ")
+          .escaped(why)
+          .emit();
     s.verdicts_unavailable = true;
     return;
   }

@@ -2,6 +2,7 @@
 // durations, byte sizes and numbers, the report-path pattern, and reading HEAPKEEPER_* from the
 // environment, where every invalid value keeps its default and is named in one warning line.
 #include "allocator/config.h"
+#include "allocator/diagnostics.h"
 
 #include <unistd.h>
 
@@ -540,3 +541,26 @@ TEST_F(LoadConfig, InvalidValueKeepsWhatTheConfigAlreadyHeld) {
 
 }  // namespace
 }  // namespace heapkeeper::alloc
+
+// A file name in a diagnostic (a report path built from HEAPKEEPER_REPORT, the log path) is
+// escaped as an invalid value is: it printed raw, so HEAPKEEPER_REPORT=$'/x/\e]0;title\a/r.json'
+// retitled the terminal of whoever read the "could not write" line. A long one keeps its start
+// and end, escaped, and the line stays one line.
+TEST(DiagnosticLinePath, IsShownEscapedAndShortened) {
+  testing::internal::CaptureStderr();
+  heapkeeper::alloc::DiagnosticLine()
+      .text("could not write the report to ")
+      .path("/tmp/\x1b]0;t\a/\x9b\\x/caf\xc3\xa9\n.json")
+      .emit();
+  std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(err, "heapkeeper[" + std::to_string(getpid()) +
+                     "]: could not write the report to /tmp/\\x1b]0;t\\x07/\\x9b\\\\x/caf\\xc3\\xa9\\n.json\n");
+  testing::internal::CaptureStderr();
+  const std::string long_name = "/start" + std::string(3000, '\x1b') + "end.json";
+  heapkeeper::alloc::DiagnosticLine().path(long_name).text(": reason").emit();
+  err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  EXPECT_NE(err.find("]: /start\\x1b"), std::string::npos) << err;
+  for (const char c : err.substr(0, err.size() - 1))
+    EXPECT_TRUE(c >= 0x20 && c < 0x7f) << "byte " << static_cast<int>(c);
+}
