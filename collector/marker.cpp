@@ -56,6 +56,7 @@ bool Marker::begin(ReferenceGraph* graph) {
   base_ = map.heap_base();
   words_ = map.word_count();
   limit_ = words_ * 64 * 16;  // bytes of heap covered by the bitmap words
+  address_mask_ = base_ + limit_ <= (uintptr_t{1} << 48) ? (uintptr_t{1} << 48) - 1 : ~uintptr_t{0};
   auto map_buffer = [&](int slot, size_t bytes) -> void* {
     bytes = (bytes + 4095) & ~size_t{4095};
     if (bytes == 0) bytes = 4096;
@@ -182,7 +183,7 @@ void Marker::scan_ranges(const ScanRange* ranges, unsigned range_count, uintptr_
   for (unsigned r = 0; r < range_count; ++r) {
     const uintptr_t end = ranges[r].end;
     for (uintptr_t p = (ranges[r].start + 7) & ~uintptr_t{7}; p + 8 <= end; p += 8) {
-      const uintptr_t value = load_word(p);
+      const uintptr_t value = load_word(p) & address_mask_;
       if (value - base_ >= limit_) continue;  // the common case: not a heap address
       map.prefetch_lookup(value);
       positions[found] = p;
@@ -369,7 +370,7 @@ void Marker::scan_block_for_leaks(uintptr_t region, bool count_only) {
   };
   auto scan = [&](uintptr_t from, uintptr_t to) {
     for (uintptr_t p = from; p + 8 <= to; p += 8) {
-      const uintptr_t value = load_word(p);
+      const uintptr_t value = load_word(p) & address_mask_;
       if (value - base_ >= limit_) continue;
       visit(map.find_referenced(value));  // the same references as marking counts
     }

@@ -139,6 +139,13 @@ class Marker {
   void for_each_copied_piece(uintptr_t start, uintptr_t end, Visitor&& visit);
 
   uintptr_t base_ = 0, limit_ = 0;
+  // Applied to every word before it is taken for an address: the low 48 bits when the heap lies
+  // below 2^48 (always, short of a hint above it under 5-level paging). Programs keep type tags in
+  // the top 16 bits of their pointers (NaN-boxing interpreters, top-byte tags) and strip them
+  // before each use: read whole, such a pointer named no block, which was reported leaked and,
+  // in collect mode, freed under the program. Ignoring those bits can only add references (a
+  // leak missed, never invented).
+  uintptr_t address_mask_ = ~uintptr_t{0};
   size_t words_ = 0;
   uint64_t* live_ = nullptr;              // the live bitmap as it was when the scan began
   uint64_t* marks_ = nullptr;             // one bit per granule, like the live bitmap
