@@ -24,6 +24,7 @@
 #include "allocator/thread_registry.h"
 #include "collector/kernel_roots.h"
 #include "collector/program_caller.h"
+#include "collector/protection_keys.h"
 #include "collector/reference_graph.h"
 #include "collector/retained_analysis.h"
 #include "collector/root_scan.h"
@@ -506,7 +507,10 @@ ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t
     analyse_retained(graph, report);
   if (inspect && graph.analysed()) inspect(graph);
   const bool hold_new = reclaim_now || alloc::config().mode == alloc::CollectorMode::kCollect;
-  if ((hold_new || !s.held.empty()) && !at_exit) reclaim(s, result, report, previous, hold_new);
+  if ((hold_new || !s.held.empty()) && !at_exit) {
+    const AllProtectionKeysOpen keys;  // freeing writes blocks' headers, in pages the program may have keyed
+    reclaim(s, result, report, previous, hold_new);
+  }
   s.reclaimed_blocks_total += report.reclaimed_blocks;
   s.reclaimed_bytes_total += report.reclaimed_bytes;
   report.reclaimed_blocks_total = s.reclaimed_blocks_total;

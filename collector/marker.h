@@ -73,7 +73,7 @@ class Marker {
   const ReferenceGraph* graph() const { return graph_; }
   void scan_root_range(uintptr_t start, uintptr_t end);
   // A root the program made write-only (mprotect(PROT_WRITE)), read through /proc/thread-self/mem
-  // as the unreadable heap is: what cannot be read so drops the scan (unreadable_failed).
+  // (scan_root_through_memory_file).
   void scan_write_only_root_range(uintptr_t start, uintptr_t end);
   // Ranges of the heap the program made unreadable (sorted, not overlapping), set before
   // propagate(): mprotect(PROT_NONE) on part of a block it owns, a guard page of a coroutine's
@@ -137,14 +137,17 @@ class Marker {
   // block's); a piece that cannot be read is skipped and recorded in unreadable_failed_.
   template <typename Visitor>
   void for_each_copied_piece(uintptr_t start, uintptr_t end, Visitor&& visit);
+  // Opens /proc/thread-self/mem once; false (and the scan's verdicts void) where it cannot be.
+  bool memory_file_open();
+  void scan_root_through_memory_file(uintptr_t start, uintptr_t end);
 
   uintptr_t base_ = 0, limit_ = 0;
-  // Applied to every word before it is taken for an address: the low 48 bits when the heap lies
-  // below 2^48 (always, short of a hint above it under 5-level paging). Programs keep type tags in
-  // the top 16 bits of their pointers (NaN-boxing interpreters, top-byte tags) and strip them
-  // before each use: read whole, such a pointer named no block, which was reported leaked and,
-  // in collect mode, freed under the program. Ignoring those bits can only add references (a
-  // leak missed, never invented).
+  // The bits of a tagged word taken for an address (tagged_address in marker.cpp): the low 48 when
+  // the heap lies below 2^48 (always, short of a hint above it under 5-level paging). Programs keep
+  // type tags in the top bits of their pointers (NaN-boxing interpreters, top-byte tags) and strip
+  // them before each use: read whole, such a pointer named no block, which was reported leaked
+  // and, in collect mode, freed under the program. Ignoring a tag can only add references (a leak
+  // missed, never invented).
   uintptr_t address_mask_ = ~uintptr_t{0};
   size_t words_ = 0;
   uint64_t* live_ = nullptr;              // the live bitmap as it was when the scan began

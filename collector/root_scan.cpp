@@ -21,6 +21,7 @@
 #include "collector/kernel_roots.h"
 #include "collector/os_primitives.h"
 #include "collector/own_tls.h"
+#include "collector/protection_keys.h"
 #include "collector/world_stop.h"
 
 namespace heapkeeper::collect {
@@ -308,6 +309,8 @@ void scan_with_world_stopped(void* raw) {
   std::sort(b.excluded, b.excluded + excluded,
             [](const MemoryRange& a, const MemoryRange& c) { return a.start < c.start; });
 
+  // The heap is read in place from here: blocks the program tagged with a protection key too.
+  const AllProtectionKeysOpen keys;
   if (!marker.begin(job->request->graph)) {
     std::snprintf(result.failure, sizeof(result.failure), "could not map the scan's mark buffers");
     world.resume();

@@ -26,7 +26,8 @@
 #   protected         (tests/programs/protected_roots.c) a block whose only pointer lies for 0.8 s
 #                     in a PROT_NONE guard page of a reachable heap block, in an anonymous page
 #                     sealed read-only, in one made write-only (PROT_WRITE), in a private mapping
-#                     of /dev/zero: collect mode with 100 ms
+#                     of /dev/zero, in a page of its data made PROT_NONE or write-only, in a heap
+#                     block tagged with a protection key: collect mode with 100 ms
 #                     scans, same stdout and status as a plain run (no crash), no diagnostic,
 #                     nothing collected, no leak at exit
 #   shared_stacks     (tests/programs/shared_stack_mapping.c) blocks held only by frames of stacks
@@ -115,8 +116,10 @@ if [[ $part == all || $part == ymm ]]; then
 fi
 if [[ $part == all || $part == protected ]]; then
   # The marker reads a heap block's PROT_NONE pages through /proc/thread-self/mem (in place, it
-  # faulted); read-only, write-only (read the same way) and /dev/zero mappings are roots.
-  for where in guard-page read-only write-only dev-zero; do
+  # faulted); read-only, write-only (read the same way) and /dev/zero mappings are roots, and so are
+  # pages of the program's data it made PROT_NONE or write-only; a heap block tagged with a memory
+  # protection key is read with every key open.
+  for where in guard-page read-only write-only dev-zero data-none data-write-only pkey; do
     hk_compare "protected_roots.$where" run_collecting "$(hk_program protected_roots)" "$where" -- preload
     nothing_collected "$HK_WORK/protected_roots.$where.preload/reports" 4 \
       "protected_roots ($where): nothing collected, no leak at exit, at least 4 scans while only it held the block"

@@ -13,6 +13,13 @@
  *               still can), made readable again before the pointer is taken back
  *   dev-zero    a MAP_PRIVATE mapping of /dev/zero (named "/dev/zero" in /proc/self/maps, not
  *               anonymous-looking)
+ *   data-none, data-write-only
+ *               a page of the program's own initialised data (a file-backed mapping in
+ *               /proc/self/maps, scanned as the module's data segment) made PROT_NONE or
+ *               PROT_WRITE while it holds the pointer: process_vm_readv cannot read it
+ *   pkey        a heap block tagged with a memory protection key, which the program's threads
+ *               may access and heapkeeper's scanning thread, by default, may not (reading it in
+ *               place faulted); where the CPU has no protection keys it says so, as a plain run does
  * Without heapkeeper every mode prints "<mode>: block intact" and exits 0. Under heapkeeper in
  * collect mode with scans every 100 ms, a scan that missed the pointer would free the block after
  * two scans: the pattern would be gone, or the final free a double free.
@@ -80,12 +87,48 @@ static int mapped_root(const char* mode, int dev_zero, int sealed_protection) {
   return status;
 }
 
+/* Page-aligned initialised data, a page of it alone: mprotect applies to the whole page. */
+static void* volatile g_data_page[PAGE / sizeof(void*)] __attribute__((aligned(PAGE))) = {(void*)1};
+
+static int data_root(const char* mode, int protection) {
+  park_block(&g_data_page[8]);
+  clobber_stack();
+  if (mprotect((void*)g_data_page, PAGE, protection) != 0) return 2;
+  pause_ms(WAIT_MS);
+  if (mprotect((void*)g_data_page, PAGE, PROT_READ | PROT_WRITE) != 0) return 2;
+  return finish(mode, (unsigned char*)g_data_page[8]);
+}
+
+static int keyed_block(void) {
+  const int key = pkey_alloc(0, 0);
+  if (key < 0) {
+    printf("pkey: no protection keys here\n");
+    return 0;
+  }
+  void* memory = NULL;
+  if (posix_memalign(&memory, PAGE, 2 * PAGE) != 0) return 2;
+  memset(memory, 0, 2 * PAGE);
+  g_guarded = memory;
+  park_block((void* volatile*)g_guarded);
+  clobber_stack();
+  if (pkey_mprotect(memory, 2 * PAGE, PROT_READ | PROT_WRITE, key) != 0) return 2;
+  pause_ms(WAIT_MS);
+  const int status = finish("pkey", *(unsigned char* volatile*)g_guarded);
+  pkey_mprotect(memory, 2 * PAGE, PROT_READ | PROT_WRITE, 0);
+  pkey_free(key);
+  free(memory);
+  return status;
+}
+
 int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "";
   if (strcmp(mode, "guard-page") == 0) return guard_page();
   if (strcmp(mode, "read-only") == 0) return mapped_root(mode, 0, PROT_READ);
   if (strcmp(mode, "write-only") == 0) return mapped_root(mode, 0, PROT_WRITE);
   if (strcmp(mode, "dev-zero") == 0) return mapped_root(mode, 1, PROT_READ);
-  fprintf(stderr, "usage: protected_roots guard-page|read-only|write-only|dev-zero\n");
+  if (strcmp(mode, "data-none") == 0) return data_root(mode, PROT_NONE);
+  if (strcmp(mode, "data-write-only") == 0) return data_root(mode, PROT_WRITE);
+  if (strcmp(mode, "pkey") == 0) return keyed_block();
+  fprintf(stderr, "usage: protected_roots guard-page|read-only|write-only|dev-zero|data-none|data-write-only|pkey\n");
   return 2;
 }
