@@ -6,7 +6,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 
 #include "allocator/block_header.h"
@@ -248,12 +247,16 @@ void Marker::scan_root_copy(uintptr_t start, uintptr_t end) {
     }
     if (copied <= 0) {
       // A page process_vm_readv cannot read: gone (a thread tearing itself down unmapped it), or
-      // one the program made PROT_NONE or write-only inside a root, as a page of its own data
-      // segment (whose blocks were freed under it when that page was skipped): read as a
-      // debugger reads (scan_root_through_memory_file). A page that is not there is skipped.
-      const uintptr_t page_end = std::min(end, (chunk + 4096) & ~uintptr_t{4095});
-      if (page_mapped(chunk)) scan_root_through_memory_file(chunk, page_end);
-      chunk = page_end;
+      // one the program made PROT_NONE or write-only inside a root, a write-only mapping or a
+      // page of its own data segment (whose blocks were freed under it when that page was
+      // skipped): the rest of the chunk is read as a debugger reads (for_each_copied_piece).
+      if (!page_mapped(chunk)) {
+        chunk = (chunk + 4096) & ~uintptr_t{4095};  // skip the page that is gone
+        continue;
+      }
+      for_each_copied_piece(chunk, chunk + length, false,
+                            [&](uintptr_t from, uintptr_t to, uintptr_t delta) { scan_words(from, to, delta); });
+      chunk += length;
       continue;
     }
     const auto buffer = reinterpret_cast<uintptr_t>(copy_buffer_);
@@ -272,41 +275,6 @@ void Marker::scan_root_range(uintptr_t start, uintptr_t end) {
     scan_root_copy(start, end);
 }
 
-void Marker::scan_write_only_root_range(uintptr_t start, uintptr_t end) {
-  start = (start + 7) & ~uintptr_t{7};
-  if (end <= start) return;
-  figures_.root_bytes += end - start;
-  scan_root_through_memory_file(start, end);
-}
-
-bool Marker::memory_file_open() {
-  if (memory_fd_ < 0 && !unreadable_failed_) {
-    if (!alloc::syscall_filter_installed())
-      memory_fd_ = static_cast<int>(::syscall(SYS_openat, AT_FDCWD, "/proc/thread-self/mem", O_RDONLY | O_CLOEXEC));
-    if (memory_fd_ < 0) unreadable_failed_ = true;
-  }
-  return memory_fd_ >= 0;
-}
-
-// A root read through /proc/thread-self/mem: the kernel reads pages the program made PROT_NONE or
-// write-only there. A page that does not read there either holds nothing (a guard region made with
-// MADV_GUARD_INSTALL, which glibc may put in thread stacks) and is skipped; without the file (no
-// /proc, or a syscall filter) the scan is dropped (unreadable_failed_).
-void Marker::scan_root_through_memory_file(uintptr_t start, uintptr_t end) {
-  if (!memory_file_open()) return;
-  const auto buffer = reinterpret_cast<uintptr_t>(copy_buffer_);
-  for (uintptr_t chunk = start; chunk < end;) {
-    const size_t length = end - chunk < kCopyBytes ? end - chunk : kCopyBytes;
-    const long copied = ::syscall(SYS_pread64, memory_fd_, copy_buffer_, length, chunk);
-    if (copied <= 0) {
-      chunk = (chunk + 4096) & ~uintptr_t{4095};
-      continue;
-    }
-    scan_words(buffer, buffer + static_cast<uintptr_t>(copied), chunk - buffer);
-    chunk += static_cast<uintptr_t>(copied);
-  }
-}
-
 bool Marker::meets_unreadable(uintptr_t start, uintptr_t end) const {
   size_t low = 0, high = unreadable_count_;  // the first range ending after `start`
   while (low < high) {
@@ -323,16 +291,21 @@ bool Marker::meets_unreadable(uintptr_t start, uintptr_t end) const {
 // PROT_NONE (it may read what the process could make readable). By our thread, not the pid: the
 // main thread may have exited (see scan_root_copy). Raw system calls: heapkeeper wraps libc's
 // blocking calls. Not under a seccomp filter, which may kill the process for a call it did not
-// expect: the scan is then dropped (unreadable_failed_).
+// expect: the scan is then dropped (unreadable_failed_). A page of a root that reads nowhere holds
+// nothing (a guard region made with MADV_GUARD_INSTALL, which glibc may put in thread stacks).
 template <typename Visitor>
-void Marker::for_each_copied_piece(uintptr_t start, uintptr_t end, Visitor&& visit) {
-  memory_file_open();
+void Marker::for_each_copied_piece(uintptr_t start, uintptr_t end, bool unread_voids, Visitor&& visit) {
+  if (memory_fd_ < 0 && !unreadable_failed_) {
+    if (!alloc::syscall_filter_installed())
+      memory_fd_ = static_cast<int>(::syscall(SYS_openat, AT_FDCWD, "/proc/thread-self/mem", O_RDONLY | O_CLOEXEC));
+    if (memory_fd_ < 0) unreadable_failed_ = true;
+  }
   const auto buffer = reinterpret_cast<uintptr_t>(copy_buffer_);
   for (uintptr_t chunk = start; chunk < end;) {
     const size_t length = end - chunk < kCopyBytes ? end - chunk : kCopyBytes;
     const long copied = memory_fd_ >= 0 ? ::syscall(SYS_pread64, memory_fd_, copy_buffer_, length, chunk) : -1;
     if (copied <= 0) {
-      unreadable_failed_ = true;
+      if (unread_voids) unreadable_failed_ = true;
       chunk = (chunk + 4096) & ~uintptr_t{4095};
       continue;
     }
@@ -383,7 +356,7 @@ void Marker::propagate() {
         scan_ranges(group, grouped, 0);
         grouped = 0;
         const alloc::BlockHeader* record = header;
-        for_each_copied_piece(start, end, [&](uintptr_t from, uintptr_t to, uintptr_t delta) {
+        for_each_copied_piece(start, end, true, [&](uintptr_t from, uintptr_t to, uintptr_t delta) {
           const ScanRange piece{from, to, record, next.node};
           record = nullptr;
           scan_ranges(&piece, 1, delta);
@@ -432,7 +405,7 @@ void Marker::scan_block_for_leaks(uintptr_t region, bool count_only) {
     }
   };
   if (__builtin_expect(unreadable_count_ != 0, 0) && meets_unreadable(start, end))
-    for_each_copied_piece(start, end, [&](uintptr_t from, uintptr_t to, uintptr_t) { scan(from, to); });
+    for_each_copied_piece(start, end, true, [&](uintptr_t from, uintptr_t to, uintptr_t) { scan(from, to); });
   else
     scan(start, end);
 }

@@ -72,9 +72,6 @@ class Marker {
   bool begin(ReferenceGraph* graph = nullptr);
   const ReferenceGraph* graph() const { return graph_; }
   void scan_root_range(uintptr_t start, uintptr_t end);
-  // A root the program made write-only (mprotect(PROT_WRITE)), read through /proc/thread-self/mem
-  // (scan_root_through_memory_file).
-  void scan_write_only_root_range(uintptr_t start, uintptr_t end);
   // Ranges of the heap the program made unreadable (sorted, not overlapping), set before
   // propagate(): mprotect(PROT_NONE) on part of a block it owns, a guard page of a coroutine's
   // stack carved from a block. A block's bytes there are read through /proc/thread-self/mem, as
@@ -134,15 +131,15 @@ class Marker {
   bool meets_unreadable(uintptr_t start, uintptr_t end) const;
   // Calls visit(copy_start, copy_end, delta) for consecutive pieces of [start, end) copied through
   // /proc/thread-self/mem into the copy buffer (delta: what to add to a copy's address to get the
-  // block's); a piece that cannot be read is skipped and recorded in unreadable_failed_.
+  // block's). A piece that cannot be read is skipped, and voids the scan's verdicts
+  // (unreadable_failed_) when `unread_voids`: a heap page can only be unreadable so, while a
+  // root's page may be a guard region, which holds nothing. Without the file (no /proc, or a
+  // syscall filter) the verdicts are void either way.
   template <typename Visitor>
-  void for_each_copied_piece(uintptr_t start, uintptr_t end, Visitor&& visit);
-  // Opens /proc/thread-self/mem once; false (and the scan's verdicts void) where it cannot be.
-  bool memory_file_open();
-  void scan_root_through_memory_file(uintptr_t start, uintptr_t end);
+  void for_each_copied_piece(uintptr_t start, uintptr_t end, bool unread_voids, Visitor&& visit);
 
   uintptr_t base_ = 0, limit_ = 0;
-  // The bits of a tagged word taken for an address (tagged_address in marker.cpp): the low 48 when
+  // The bits of a tagged word taken for an address (known_tag in marker.cpp): the low 48 when
   // the heap lies below 2^48 (always, short of a hint above it under 5-level paging). Programs keep
   // type tags in the top bits of their pointers (NaN-boxing interpreters, top-byte tags) and strip
   // them before each use: read whole, such a pointer named no block, which was reported leaked

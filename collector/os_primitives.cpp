@@ -86,7 +86,7 @@ int run_once_under_lock(dl_phdr_info*, size_t, void* data) {
 }  // namespace
 
 size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char* scratch, size_t scratch_size,
-                                        int* open_error, UnreadableQuery* unreadable, UnreadableQuery* write_only) {
+                                        int* open_error, UnreadableQuery* unreadable) {
   ErrnoKeeper keep;
   if (open_error != nullptr) *open_error = 0;
   int fd = static_cast<int>(::syscall(SYS_openat, AT_FDCWD, "/proc/thread-self/maps", O_RDONLY | O_CLOEXEC));
@@ -138,16 +138,15 @@ size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char*
     // Read-only private memory is a root too: a table filled and then sealed with
     // mprotect(PROT_READ) keeps the blocks it points to alive (only the writable was read, and
     // collect mode freed blocks the table still named).
-    if (readable && ((is_private && anonymous) || (writable && shared_anonymous))) {
-      if (count < capacity) out[count] = {start, end};
-      ++count;
-    } else if (!readable && is_private && anonymous && unreadable != nullptr && start < unreadable->high &&
-               end > unreadable->low) {
+    // Write-only memory (mprotect(PROT_WRITE)) too: the program reads it on x86-64, whose pages
+    // cannot be write-only, and a block named only there was freed under it by collect mode.
+    if (!readable && is_private && anonymous && unreadable != nullptr && start < unreadable->high &&
+        end > unreadable->low) {
       if (unreadable->count < unreadable->capacity) unreadable->out[unreadable->count] = {start, end};
       ++unreadable->count;
-    } else if (!readable && writable && ((is_private && anonymous) || shared_anonymous) && write_only != nullptr) {
-      if (write_only->count < write_only->capacity) write_only->out[write_only->count] = {start, end};
-      ++write_only->count;
+    } else if ((readable || writable) && ((is_private && anonymous) || (writable && shared_anonymous))) {
+      if (count < capacity) out[count] = {start, end};
+      ++count;
     }
     line = *end_of_line == '\n' ? end_of_line + 1 : end_of_line;
   }

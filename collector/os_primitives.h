@@ -24,19 +24,17 @@ struct MemoryRange {
 
 // Anonymous mappings from /proc/self/maps that can hold the program's pointers: private ones that
 // are readable or writable ([heap], [stack], unnamed and [anon:...] regions, a private mapping of
-// /dev/zero, and those the program made read-only with mprotect after filling them), and shared
-// anonymous ones (/dev/zero, [anon_shmem:...], System V segments). File-backed mappings are
+// /dev/zero, those the program made read-only with mprotect after filling them, and write-only
+// ones, which Marker::scan_root_range reads through /proc/self/mem), and shared anonymous ones
+// (/dev/zero, [anon_shmem:...], System V segments). File-backed mappings are
 // excluded (reading past a file's end faults); module data is reported by module_writable_segments
 // instead. Returns the number found (possibly more than `capacity`; only `capacity` are stored).
 // `scratch` receives the file text; `open_error`, when given, the errno of a failed open of the maps
 // file (0 when it opened). `unreadable`, when given, receives the private anonymous mappings the
 // process cannot read as they are (no 'r': PROT_NONE, or write-only) that lie inside
 // [unreadable_low, unreadable_high), up to `unreadable_capacity`; `unreadable_count` all of them.
-// `write_only`, when given, receives the anonymous mappings outside that range that the program
-// can write but not read as they are (mprotect(PROT_WRITE)): roots too, which only a read through
-// /proc/self/mem sees (on x86-64 the program itself reads them: the hardware has no write-only
-// pages). PROT_NONE mappings outside the heap are no roots: they are mostly reservations and
-// guard pages, and reading one would populate its page tables.
+// PROT_NONE mappings outside that range are no roots: they are mostly reservations and guard
+// pages, and reading one would populate its page tables.
 struct UnreadableQuery {
   uintptr_t low = 0, high = 0;
   MemoryRange* out = nullptr;
@@ -44,8 +42,7 @@ struct UnreadableQuery {
   size_t count = 0;
 };
 size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char* scratch, size_t scratch_size,
-                                        int* open_error = nullptr, UnreadableQuery* unreadable = nullptr,
-                                        UnreadableQuery* write_only = nullptr);
+                                        int* open_error = nullptr, UnreadableQuery* unreadable = nullptr);
 
 // The writable PT_LOAD segments (data, bss, relro) of every loaded module except the one at
 // `excluded_base` (heapkeeper itself). Must run inside the loader lock (see above).

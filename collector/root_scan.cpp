@@ -45,10 +45,6 @@ struct ScanBuffers {
   MemoryRange* modules = nullptr;
   MemoryRange* excluded = nullptr;
   MemoryRange* unreadable = nullptr;  // heap ranges the program made unreadable
-  // Anonymous mappings the program made write-only: roots read through /proc/self/mem. Rare (on
-  // x86-64 PROT_WRITE pages stay readable to the program, so few programs bother): a few suffice.
-  static constexpr size_t kMaxWriteOnly = 64;
-  MemoryRange write_only[kMaxWriteOnly];
   char* maps_text = nullptr;
   StoppedThread* threads = nullptr;
   ThreadStack* thread_stacks = nullptr;
@@ -198,9 +194,8 @@ void scan_with_world_stopped(void* raw) {
   int open_error = 0;
   const alloc::PrivateHeap& heap = alloc::private_heap();
   UnreadableQuery unreadable{heap.tracked().base(), heap.tracked().end(), b.unreadable, kMaxRanges, 0};
-  UnreadableQuery write_only{0, 0, b.write_only, ScanBuffers::kMaxWriteOnly, 0};
-  const size_t anonymous_total = read_anonymous_writable_mappings(b.anonymous, kMaxRanges, b.maps_text, b.bytes_text,
-                                                                  &open_error, &unreadable, &write_only);
+  const size_t anonymous_total =
+      read_anonymous_writable_mappings(b.anonymous, kMaxRanges, b.maps_text, b.bytes_text, &open_error, &unreadable);
   if (anonymous_total == 0) {
     // Every process has anonymous writable mappings (its stacks, at least): none means the maps
     // file could not be read (no /proc in a sandbox or chroot, or a program that holds every
@@ -224,12 +219,6 @@ void scan_with_world_stopped(void* raw) {
     std::snprintf(result.failure, sizeof(result.failure),
                   "the program made %zu ranges of the heap unreadable (mprotect), more than a scan can follow",
                   unreadable.count);
-    world.resume();
-    return;
-  }
-  if (write_only.count > ScanBuffers::kMaxWriteOnly) {
-    std::snprintf(result.failure, sizeof(result.failure),
-                  "the program made %zu mappings write-only (mprotect), more than a scan can follow", write_only.count);
     world.resume();
     return;
   }
@@ -318,11 +307,8 @@ void scan_with_world_stopped(void* raw) {
   }
   marker.set_unreadable_heap(b.unreadable, unreadable.count);
   const uint64_t mark_started = monotonic_ns();
-  if (ReferenceGraph* graph = job->request->graph) {
+  if (ReferenceGraph* graph = job->request->graph)
     record_root_ranges(*graph, *job->request, b, module_count, anonymous_count, thread_count);
-    for (size_t i = 0; i < write_only.count; ++i)
-      graph->add_root_range({b.write_only[i].start, b.write_only[i].end, RootKind::kAnonymous, 0, 0});
-  }
   uint64_t pieces = 0;
   for (size_t i = 0; i < module_count; ++i) {
     marker.scan_root_range(b.modules[i].start, b.modules[i].end);
@@ -330,12 +316,6 @@ void scan_with_world_stopped(void* raw) {
   }
   for (size_t i = 0; i < anonymous_count; ++i)
     scan_minus(marker, b.anonymous[i].start, b.anonymous[i].end, b.excluded, excluded, pieces);
-  // Write-only mappings: process_vm_readv cannot read them, and skipped they left the blocks only
-  // they named to be reported leaked and freed by collect mode while the program still used them.
-  for (size_t i = 0; i < write_only.count; ++i) {
-    marker.scan_write_only_root_range(b.write_only[i].start, b.write_only[i].end);
-    ++pieces;
-  }
   for (size_t i = 0; i < thread_count; ++i) {
     if (b.threads[i].tid <= 0) continue;
     const uint64_t* registers = b.threads[i].registers;

@@ -51,19 +51,31 @@ def run_traced(library, command, out_dir):
                    env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def functions_defined(path):
+    """[(member, name, address, size)] of the functions a file defines (nm); member is None for a
+    file that is no archive, size 0 where nm gives none (assembly)."""
+    listing = subprocess.run(["nm", "-A", "-S", "--defined-only", path], check=True, capture_output=True,
+                             text=True).stdout
+    functions = []
+    for line in listing.splitlines():
+        # path[:member]:address [size] type name
+        fields = line.split()
+        if len(fields) in (3, 4) and fields[-2] in "tTwW":
+            where = fields[0].split(":")
+            member = where[-2] if len(where) > 2 else None
+            size = int(fields[1], 16) if len(fields) == 4 else 0
+            functions.append((member, fields[-1], int(where[-1], 16), size))
+    return functions
+
+
 def jemalloc_objects_run(archive, ran):
     """The members of jemalloc's archive that define a function callgrind saw run, in archive order.
 
     A local name defined in several members (an inlined helper such as arena_dalloc_no_tcache)
     cannot say which of them ran, and is not counted."""
-    listing = subprocess.run(["nm", "-A", "--defined-only", archive], check=True, capture_output=True,
-                             text=True).stdout
     definitions = {}
-    for line in listing.splitlines():
-        # archive:member:address type name
-        fields = line.split()
-        if len(fields) == 3 and fields[1] in "tTwW":
-            definitions.setdefault(fields[2], []).append(fields[0].split(":")[-2])
+    for member, name, _, _ in functions_defined(archive):
+        definitions.setdefault(name, []).append(member)
     members = []
     for name, where in definitions.items():
         if name in ran and len(where) == 1 and where[0] not in members:
@@ -75,33 +87,35 @@ def jemalloc_objects_run(archive, ran):
 WINDOW = 0x10000  # the kernel's fault-around window (fault_around_bytes)
 
 
+def sections(elf):
+    """{name: (address, size, alignment)} of an ELF file's sections (readelf -SW)."""
+    headers = subprocess.run(["readelf", "-SW", elf], check=True, capture_output=True, text=True).stdout
+    table = {}
+    for line in headers.splitlines():
+        # [Nr] Name Type Address Off Size ES Flg Lk Inf Al (Flg may be empty)
+        fields = re.sub(r"^\s*\[\s*\d+\]", "", line).split()
+        if len(fields) >= 10 and re.fullmatch(r"[0-9a-f]+", fields[2]):
+            table[fields[0]] = (int(fields[2], 16), int(fields[4], 16), int(fields[-1]))
+    return table
+
+
 def member_texts(archive, members):
     """{member: (size, alignment)} of each member's .text."""
     texts = {}
     with tempfile.TemporaryDirectory() as work:
         subprocess.run(["ar", "x", os.path.realpath(archive)] + members, cwd=work, check=True)
         for member in members:
-            headers = subprocess.run(["readelf", "-SW", os.path.join(work, member)], check=True,
-                                     capture_output=True, text=True).stdout
-            for line in headers.splitlines():
-                fields = re.sub(r"^\s*\[\s*\d+\]", "", line).split()
-                if len(fields) >= 10 and fields[0] == ".text" and fields[1] == "PROGBITS":
-                    texts[member] = (int(fields[4], 16), int(fields[-1]))
+            _, size, alignment = sections(os.path.join(work, member))[".text"]
+            texts[member] = (size, alignment)
     return texts
 
 
 def run_intervals(archive, ran):
     """{member: [(start, end)]}: the byte ranges of the functions that ran, within each member's .text."""
-    listing = subprocess.run(["nm", "-A", "-S", "--defined-only", archive], check=True, capture_output=True,
-                             text=True).stdout
     intervals = {}
-    for line in listing.splitlines():
-        # archive:member:address size type name
-        fields = line.split()
-        if len(fields) == 4 and fields[2] in "tTwW" and fields[3] in ran:
-            member, address = fields[0].split(":")[-2:]
-            start = int(address, 16)
-            intervals.setdefault(member, []).append((start, start + int(fields[1], 16)))
+    for member, name, start, size in functions_defined(archive):
+        if name in ran and size > 0:
+            intervals.setdefault(member, []).append((start, start + size))
     return {member: sorted(spans) for member, spans in intervals.items()}
 
 
@@ -126,12 +140,9 @@ def whole_windows(start, end):
 def section_start(library):
     """Where .text.heapkeeper_start starts within its window: after .init, .plt and .plt.got, which
     start the text segment, at a window boundary (64 KiB segment alignment)."""
-    headers = subprocess.run(["readelf", "-SW", library], check=True, capture_output=True, text=True).stdout
-    end = 0
-    for line in headers.splitlines():
-        fields = re.sub(r"^\s*\[\s*\d+\]", "", line).split()
-        if len(fields) >= 5 and fields[0] in (".init", ".plt", ".plt.got"):
-            end = max(end, int(fields[2], 16) + int(fields[4], 16))
+    table = sections(library)
+    end = max((table[name][0] + table[name][1] for name in (".init", ".plt", ".plt.got") if name in table),
+              default=0)
     return align_up(end, 16) % WINDOW
 
 
@@ -208,20 +219,13 @@ def jemalloc_layout(archive, members, ran, start):
 def member_bases(library, archive, members):
     """{member: address of its .text in `library`}, found through a function name that only that
     member defines, in the archive and in the library alike."""
-    listing = subprocess.run(["nm", "-A", "--defined-only", archive], check=True, capture_output=True,
-                             text=True).stdout
     owners, offsets = {}, {}
-    for line in listing.splitlines():
-        fields = line.split()
-        if len(fields) == 3 and fields[1] in "tTwW":
-            member, address = fields[0].split(":")[-2:]
-            owners.setdefault(fields[2], set()).add(member)
-            offsets[(member, fields[2])] = int(address, 16)
-    defined = subprocess.run(["nm", "--defined-only", library], check=True, capture_output=True, text=True).stdout
+    for member, name, address, _ in functions_defined(archive):
+        owners.setdefault(name, set()).add(member)
+        offsets[(member, name)] = address
     addresses = {}
-    for fields in (line.split() for line in defined.splitlines()):
-        if len(fields) == 3 and fields[1] in "tTwW":
-            addresses.setdefault(fields[2], []).append(int(fields[0], 16))
+    for _, name, address, _ in functions_defined(library):
+        addresses.setdefault(name, []).append(address)
     bases = {}
     for name, where in owners.items():
         member = next(iter(where))
@@ -249,14 +253,9 @@ def layout_faults(library, ran):
         covered = whole_windows(bases[member] + gap[0], bases[member] + gap[1])
         if covered < most:
             faults.append(f"{member}: its unrun code covers {covered} whole 64 KiB window(s), not {most}")
-    headers = subprocess.run(["readelf", "-SW", library], check=True, capture_output=True, text=True).stdout
-    for line in headers.splitlines():
-        fields = re.sub(r"^\s*\[\s*\d+\]", "", line).split()
-        if len(fields) >= 5 and fields[0] == ".text.heapkeeper_start":
-            start = int(fields[2], 16)
-            first = min(bases.values(), default=start)
-            if align_up(start, WINDOW) + WINDOW <= first:
-                faults.append("the objects placed before the section's first window boundary overflowed it")
+    start = sections(library).get(".text.heapkeeper_start", (0, 0, 0))[0]
+    if start != 0 and align_up(start, WINDOW) + WINDOW <= min(bases.values(), default=start):
+        faults.append("the objects placed before the section's first window boundary overflowed it")
     return faults
 
 
@@ -291,11 +290,9 @@ def functions_run(library):
 def section_lines(library, ran):
     """The linker script's input-section lines for the functions in `ran`: the jemalloc objects laid out
     from a window boundary, heapkeeper's functions, the jemalloc objects run only near their start."""
-    defined = subprocess.run(["nm", "--defined-only", library], check=True, capture_output=True, text=True).stdout
     at = {}
-    for fields in (line.split() for line in defined.splitlines()):
-        if len(fields) == 3 and fields[1] in "tTwW":
-            at.setdefault(fields[0], []).append(fields[2])
+    for _, name, address, _ in functions_defined(library):
+        at.setdefault(address, []).append(name)
     # Every name of the code that ran: the link folds identical functions (template instances of
     # the same code), whose one section is named after any of them, not always the one callgrind saw.
     ran_code = {name for names_here in at.values() if ran.intersection(names_here) for name in names_here}
