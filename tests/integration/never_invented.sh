@@ -121,6 +121,12 @@ if [[ $part == all || $part == protected ]]; then
   # protection key is read with every key open.
   for where in guard-page read-only write-only dev-zero data-none data-write-only pkey; do
     hk_compare "protected_roots.$where" run_collecting "$(hk_program protected_roots)" "$where" -- preload
+    # A CPU without protection keys (no pku flag: pkey_alloc fails) runs no tagged block at all,
+    # with or without heapkeeper: then there is nothing to hold through scans.
+    if [[ $where == pkey ]] && grep -q 'no protection keys here' "$HK_WORK/protected_roots.$where.plain/out"; then
+      echo "pkey: skipped, this CPU has no memory protection keys"
+      continue
+    fi
     nothing_collected "$HK_WORK/protected_roots.$where.preload/reports" 4 \
       "protected_roots ($where): nothing collected, no leak at exit, at least 4 scans while only it held the block"
   done
