@@ -65,7 +65,7 @@ struct Publisher {
   // Set just before the segment's file is created: a process that exits while its publisher
   // thread is still creating or sizing the segment must remove the file all the same.
   std::atomic<bool> creating{false};
-  std::unique_ptr<Snapshot> scratch;  // built here, then copied under the seqlock
+  std::unique_ptr<RawSnapshot> scratch;  // built here, then copied under the seqlock
   // Made with the segment, like the scratch snapshot: its 28 KiB time series, zeroed, were eight
   // pages every process touched at start-up, however short its life (issue #12).
   std::unique_ptr<SnapshotBuilder> builder;
@@ -371,7 +371,7 @@ void publisher_thread() {
   // the segment is made once the process has run the delay all the same.
   alloc::sleep_until_monotonic(p.due_monotonic_ns);
   // Made only now: a process that ends before the delay pays nothing for 5 MiB it never uses.
-  p.scratch = std::make_unique_for_overwrite<Snapshot>();  // the builder writes what it uses
+  p.scratch = std::make_unique_for_overwrite<RawSnapshot>();  // the builder writes what it uses
   p.builder = std::make_unique<SnapshotBuilder>();
   if (!create_segment(p)) return;
   uint64_t next_publish = 0;

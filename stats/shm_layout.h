@@ -31,7 +31,7 @@
 namespace heapkeeper::stats {
 
 inline constexpr uint64_t kSegmentMagic = 0x5045454b50414548ull;  // "HEAPKEEP" little-endian
-inline constexpr uint32_t kLayoutVersion = 6;                     // 6: Python frames and their code names
+inline constexpr uint32_t kLayoutVersion = 7;                     // 7: frames published without the reader's names
 
 inline constexpr uint32_t kMaxSites = 100;
 inline constexpr uint32_t kMaxFrames = 16;
@@ -49,7 +49,18 @@ inline constexpr uint32_t kResponseCapacity = 4u << 20;
 inline constexpr uint32_t kArgumentCapacity = 1024;
 inline constexpr uint32_t kMaxRanges = 256;
 
-// The producer fills address, module_offset and module_index; the reader fills line and the names.
+// A frame as the producer publishes it: the return address (or a Python frame's word), its offset in
+// its module and the module's index in the snapshot's table.
+struct RawFrame {
+  uint64_t address;
+  uint64_t module_offset;
+  uint32_t module_index;  // into Snapshot::modules, or kNoModuleIndex
+  uint32_t reserved;
+};
+
+// A frame as a reader holds it: the raw frame, and the line and names the reader looked up. Only
+// readers have these: published with the names' room, a watched process's segment and its
+// scratch copy took 5.6 KB a site and a leak (1.1 MiB for their 100 each) where the frames need 0.4.
 struct Frame {
   uint64_t address;
   uint64_t module_offset;
@@ -80,7 +91,8 @@ struct PythonCodeEntry {
   uint8_t linetable[1024];
 };
 
-struct Site {  // an allocation site (stack): what of it is live now
+template <typename FrameType>
+struct SiteOf {  // an allocation site (stack): what of it is live now
   uint64_t live_bytes, live_blocks;
   uint64_t allocations;                  // total allocations made from this stack since start
   double allocation_rate;                // per second, over the last publishing interval
@@ -92,8 +104,10 @@ struct Site {  // an allocation site (stack): what of it is live now
   uint32_t growing, retained_known;
   uint32_t stack_id;
   uint32_t depth;  // frames stored (<= kMaxFrames)
-  Frame frames[kMaxFrames];
+  FrameType frames[kMaxFrames];
 };
+using Site = SiteOf<Frame>;
+using RawSite = SiteOf<RawFrame>;
 
 struct ThreadFigures {
   int32_t tid;
@@ -112,12 +126,15 @@ struct ScanFigures {
   uint32_t ok, at_exit;
 };
 
-struct Leak {
+template <typename FrameType>
+struct LeakOf {
   uint32_t kind;  // report::LeakKind: 1 direct, 0 indirect, 2 cycle
   uint32_t depth;
   uint64_t blocks, bytes, new_blocks, age_scans;
-  Frame frames[kMaxFrames];
+  FrameType frames[kMaxFrames];
 };
+using Leak = LeakOf<Frame>;
+using RawLeak = LeakOf<RawFrame>;
 
 struct SeriesPoint {
   uint64_t time_ns;
@@ -176,7 +193,11 @@ struct MemoryFigures {
   AddressRange ranges[kMaxRanges];
 };
 
-struct Snapshot {
+// A snapshot's figures and tables. The producer builds and publishes a RawSnapshot (frames without
+// names); a reader copies it into a Snapshot and names its frames (viewer/segment_reader.h). Both
+// share everything but the frames, at the same offsets up to `sites`.
+template <typename FrameType>
+struct SnapshotOf {
   uint64_t time_ns;  // CLOCK_REALTIME when published
   uint64_t uptime_ns;
   uint64_t publish_count;
@@ -194,14 +215,17 @@ struct Snapshot {
   uint32_t module_count;               // entries of `modules` used
   uint32_t python_code_count;          // entries of `python_codes` used
   MemoryFigures memory;
-  Site sites[kMaxSites];  // by live bytes, largest first
+  SiteOf<FrameType> sites[kMaxSites];  // by live bytes, largest first
   ThreadFigures threads[kMaxThreads];
-  ScanFigures scans[kMaxScans];  // oldest first
-  Leak leaks[kMaxLeaks];         // leaks of the last scan, largest first
+  ScanFigures scans[kMaxScans];        // oldest first
+  LeakOf<FrameType> leaks[kMaxLeaks];  // leaks of the last scan, largest first
   ModuleEntry modules[kMaxModules];
   PythonCodeEntry python_codes[kMaxPythonCodes];
   SeriesPoint series[kSeriesLength];
 };
+using Snapshot = SnapshotOf<Frame>;
+using RawSnapshot = SnapshotOf<RawFrame>;
+static_assert(offsetof(Snapshot, sites) == offsetof(RawSnapshot, sites), "the figures lie alike in both");
 
 enum class Command : uint32_t { kNone = 0, kScan = 1, kCollect = 2, kReport = 3, kWhy = 4, kTrim = 6 };
 enum class ProducerState : uint32_t { kRunning = 1, kExited = 2 };
@@ -247,7 +271,7 @@ struct SharedSegment {
   SegmentHeader header;
   uint64_t sequence;  // seqlock over `snapshot` (odd while being written)
   uint64_t reserved[7];
-  Snapshot snapshot;
+  RawSnapshot snapshot;
   CommandChannel channel;
 };
 
@@ -260,13 +284,13 @@ struct SharedSegment {
 // with the result afterwards (Boehm, "Can seqlocks get along with programming language memory
 // models?", 2012). On x86-64 a relaxed 8-byte atomic is an ordinary move, so this costs nothing
 // but memcpy's wider moves: a copy of the whole snapshot takes well under a millisecond.
-static_assert(sizeof(Snapshot) % 8 == 0 && offsetof(SharedSegment, snapshot) % 8 == 0 && alignof(Snapshot) == 8);
-static_assert(offsetof(Snapshot, sites) % 8 == 0 && offsetof(Snapshot, threads) % 8 == 0 &&
-              offsetof(Snapshot, scans) % 8 == 0 && offsetof(Snapshot, leaks) % 8 == 0 &&
-              offsetof(Snapshot, modules) % 8 == 0 && offsetof(Snapshot, python_codes) % 8 == 0 &&
-              offsetof(Snapshot, series) % 8 == 0 && sizeof(PythonCodeEntry) % 8 == 0);
-static_assert(offsetof(Snapshot, memory) % 8 == 0 && sizeof(MemoryFigures) % 8 == 0);
-static_assert(sizeof(Site) % 8 == 0 && sizeof(ThreadFigures) % 8 == 0 && sizeof(Leak) % 8 == 0 &&
+static_assert(sizeof(RawSnapshot) % 8 == 0 && offsetof(SharedSegment, snapshot) % 8 == 0 && alignof(RawSnapshot) == 8);
+static_assert(offsetof(RawSnapshot, sites) % 8 == 0 && offsetof(RawSnapshot, threads) % 8 == 0 &&
+              offsetof(RawSnapshot, scans) % 8 == 0 && offsetof(RawSnapshot, leaks) % 8 == 0 &&
+              offsetof(RawSnapshot, modules) % 8 == 0 && offsetof(RawSnapshot, python_codes) % 8 == 0 &&
+              offsetof(RawSnapshot, series) % 8 == 0 && sizeof(PythonCodeEntry) % 8 == 0);
+static_assert(offsetof(RawSnapshot, memory) % 8 == 0 && sizeof(MemoryFigures) % 8 == 0);
+static_assert(sizeof(RawSite) % 8 == 0 && sizeof(ThreadFigures) % 8 == 0 && sizeof(RawLeak) % 8 == 0 &&
               sizeof(ScanFigures) % 8 == 0 && sizeof(SeriesPoint) % 8 == 0 && sizeof(ModuleEntry) % 8 == 0);
 
 // A word of the shared snapshot: may_alias, as the words overlay fields of every type.
@@ -295,14 +319,14 @@ inline void load_words(void* to, const void* shared, size_t bytes) {
 
 // Publishes what a snapshot uses: its figures and the filled entries of each table (counts within
 // capacity). Unused entries stay as they were; readers look only below the counts. The tables
-// are most of the snapshot's megabyte, and copying only what is filled keeps untouched pages of
+// are most of the snapshot's 330 KB, and copying only what is filled keeps untouched pages of
 // the segment (and of the producer's scratch copy) out of the program's resident memory.
-inline void store_used(Snapshot& shared, const Snapshot& from) {
-  store_words(&shared, &from, offsetof(Snapshot, sites));
-  store_words(shared.sites, from.sites, std::min(from.site_count, kMaxSites) * sizeof(Site));
+inline void store_used(RawSnapshot& shared, const RawSnapshot& from) {
+  store_words(&shared, &from, offsetof(RawSnapshot, sites));
+  store_words(shared.sites, from.sites, std::min(from.site_count, kMaxSites) * sizeof(RawSite));
   store_words(shared.threads, from.threads, std::min(from.thread_count, kMaxThreads) * sizeof(ThreadFigures));
   store_words(shared.scans, from.scans, sizeof(from.scans));
-  store_words(shared.leaks, from.leaks, std::min(from.leak_count, kMaxLeaks) * sizeof(Leak));
+  store_words(shared.leaks, from.leaks, std::min(from.leak_count, kMaxLeaks) * sizeof(RawLeak));
   store_words(shared.modules, from.modules, std::min(from.module_count, kMaxModules) * sizeof(ModuleEntry));
   store_words(shared.python_codes, from.python_codes,
               std::min(from.python_code_count, kMaxPythonCodes) * sizeof(PythonCodeEntry));
@@ -310,7 +334,7 @@ inline void store_used(Snapshot& shared, const Snapshot& from) {
 }
 
 // Producer: publishes `snapshot` into the segment (one producer thread at a time).
-inline void publish_snapshot(SharedSegment& segment, const Snapshot& snapshot) {
+inline void publish_snapshot(SharedSegment& segment, const RawSnapshot& snapshot) {
   const uint64_t sequence = __atomic_load_n(&segment.sequence, __ATOMIC_RELAXED);
   __atomic_store_n(&segment.sequence, sequence + 1, __ATOMIC_RELAXED);  // odd: being written
   __atomic_thread_fence(__ATOMIC_RELEASE);
@@ -322,7 +346,7 @@ enum class SnapshotRead { kConsistent, kBeingWritten, kNeverPublished };
 
 // Reader: one attempt at a consistent copy of the published snapshot into `out`. kBeingWritten:
 // the producer was writing meanwhile (try again); kNeverPublished: nothing published yet.
-inline SnapshotRead try_read_snapshot(const SharedSegment& segment, Snapshot& out) {
+inline SnapshotRead try_read_snapshot(const SharedSegment& segment, RawSnapshot& out) {
   const uint64_t before = __atomic_load_n(&segment.sequence, __ATOMIC_ACQUIRE);
   if (before % 2 != 0) return SnapshotRead::kBeingWritten;
   load_words(&out, &segment.snapshot, sizeof(out));
@@ -333,17 +357,51 @@ inline SnapshotRead try_read_snapshot(const SharedSegment& segment, Snapshot& ou
 
 // try_read_snapshot for readers that want only the figures and the scans (`list`, `export`,
 // `serve`'s /metrics): the other tables (sites, threads, leaks, modules, series) are most of the
-// snapshot's megabyte, and copying them was most of a scrape's time. `out`'s tables are left as
-// they were.
+// snapshot's 330 KB (a reader's copy, with names, 1.3 MB), and copying them was most of a scrape's time. `out`'s tables
+// are left as they were.
 inline SnapshotRead try_read_snapshot_figures(const SharedSegment& segment, Snapshot& out) {
   static_assert(offsetof(Snapshot, sites) % 8 == 0 && offsetof(Snapshot, scans) % 8 == 0 && sizeof(out.scans) % 8 == 0);
   const uint64_t before = __atomic_load_n(&segment.sequence, __ATOMIC_ACQUIRE);
   if (before % 2 != 0) return SnapshotRead::kBeingWritten;
-  load_words(&out, &segment.snapshot, offsetof(Snapshot, sites));
+  load_words(&out, &segment.snapshot, offsetof(Snapshot, sites));  // the same prefix in both
   load_words(&out.scans, &segment.snapshot.scans, sizeof(out.scans));
   __atomic_thread_fence(__ATOMIC_ACQUIRE);
   if (__atomic_load_n(&segment.sequence, __ATOMIC_RELAXED) != before) return SnapshotRead::kBeingWritten;
   return before == 0 ? SnapshotRead::kNeverPublished : SnapshotRead::kConsistent;
+}
+
+// A reader's frames for published ones: address, module and offset as published, no line or names.
+inline void expand_frames(const RawFrame (&from)[kMaxFrames], Frame (&to)[kMaxFrames]) {
+  for (uint32_t i = 0; i < kMaxFrames; ++i) {
+    to[i].address = from[i].address;
+    to[i].module_offset = from[i].module_offset;
+    to[i].module_index = from[i].module_index;
+    to[i].line = 0;
+    to[i].function[0] = to[i].module[0] = to[i].file[0] = '\0';
+  }
+}
+
+// A table of sites or leaks: each entry's figures as published, then its frames.
+template <typename RawEntry, typename Entry, size_t kCount>
+void expand_entries(const RawEntry (&from)[kCount], Entry (&to)[kCount]) {
+  static_assert(offsetof(RawEntry, frames) == offsetof(Entry, frames), "the figures lie alike in both");
+  for (size_t i = 0; i < kCount; ++i) {
+    std::memcpy(&to[i], &from[i], offsetof(RawEntry, frames));
+    expand_frames(from[i].frames, to[i].frames);
+  }
+}
+
+// A reader's copy of a published snapshot: the figures and tables as they are, each frame with room
+// for the line and names the reader adds (empty here).
+inline void expand_snapshot(const RawSnapshot& raw, Snapshot& out) {
+  std::memcpy(&out, &raw, offsetof(Snapshot, sites));
+  expand_entries(raw.sites, out.sites);
+  std::memcpy(out.threads, raw.threads, sizeof(out.threads));
+  std::memcpy(out.scans, raw.scans, sizeof(out.scans));
+  expand_entries(raw.leaks, out.leaks);
+  std::memcpy(out.modules, raw.modules, sizeof(out.modules));
+  std::memcpy(out.python_codes, raw.python_codes, sizeof(out.python_codes));
+  std::memcpy(out.series, raw.series, sizeof(out.series));
 }
 
 }  // namespace heapkeeper::stats

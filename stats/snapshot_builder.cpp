@@ -36,18 +36,17 @@ uint64_t stack_key(uint32_t stack_id) { return alloc::stack_table().site_key(sta
 
 }  // namespace
 
-void SnapshotBuilder::fill_frames(uint32_t stack_id, Frame* frames, uint32_t& depth) {
+void SnapshotBuilder::fill_frames(uint32_t stack_id, RawFrame* frames, uint32_t& depth) {
   alloc::StackView view = alloc::stack_table().frames(stack_id);
   depth = std::min<uint32_t>(view.depth, kMaxFrames);
   for (uint32_t i = 0; i < depth; ++i) {
     // Raw: the reader names the frame from the module table (viewer/segment_reader.h).
-    Frame& out = frames[i];
+    RawFrame& out = frames[i];
+    out.reserved = 0;
     if (python_word::is_python(view.frames[i])) {  // named from the snapshot's Python code table
       out.address = view.frames[i];
       out.module_index = kNoModuleIndex;
       out.module_offset = 0;
-      out.line = 0;
-      out.function[0] = out.module[0] = out.file[0] = '\0';
       python_keys_.push_back(python_word::code_key(view.frames[i]));
       continue;
     }
@@ -55,8 +54,6 @@ void SnapshotBuilder::fill_frames(uint32_t stack_id, Frame* frames, uint32_t& de
     out.address = view.frames[i];
     out.module_index = module < kMaxModules ? module : kNoModuleIndex;
     out.module_offset = module < kMaxModules ? view.frames[i] - modules_[module].load_bias : 0;
-    out.line = 0;
-    out.function[0] = out.module[0] = out.file[0] = '\0';
   }
 }
 
@@ -80,7 +77,7 @@ void SnapshotBuilder::sample_growth_unwatched(uint64_t now_ns) {
   growth_.sample(now_ns, sites.sorted());
 }
 
-void SnapshotBuilder::add_sites(Snapshot& out, const collect::ScanReport& last, double seconds, uint64_t now_ns) {
+void SnapshotBuilder::add_sites(RawSnapshot& out, const collect::ScanReport& last, double seconds, uint64_t now_ns) {
   // One walk over the live blocks: histogram, per-site totals, and where their bytes are resident.
   report::SiteAccumulator sites;
   const alloc::BlockMap& blocks = alloc::block_map();
@@ -120,7 +117,7 @@ void SnapshotBuilder::add_sites(Snapshot& out, const collect::ScanReport& last, 
   std::unordered_map<uint32_t, uint64_t> site_allocations;
   for (const report::SiteTotals& totals : sorted) {
     if (out.site_count >= kMaxSites) break;
-    Site& site = out.sites[out.site_count++];
+    RawSite& site = out.sites[out.site_count++];
     site.live_bytes = totals.bytes;
     site.live_blocks = totals.blocks;
     site.stack_id = totals.stack_id;
@@ -151,10 +148,10 @@ void SnapshotBuilder::add_sites(Snapshot& out, const collect::ScanReport& last, 
   previous_site_allocations_ = std::move(site_allocations);
 }
 
-void SnapshotBuilder::build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, bool symbolize) {
+void SnapshotBuilder::build(RawSnapshot& out, uint64_t now_ns, uint64_t start_ns, bool symbolize) {
   // Only the figures are cleared: table entries are written as they are filled, and the pages of
   // tables nobody fills stay untouched (see store_used).
-  std::memset(&out, 0, offsetof(Snapshot, sites));
+  std::memset(&out, 0, offsetof(RawSnapshot, sites));
   std::memset(out.scans, 0, sizeof(out.scans));
   out.symbolized = symbolize ? 1 : 0;
   const alloc::HeapSummary summary = alloc::summarize_heap();
@@ -237,7 +234,7 @@ void SnapshotBuilder::build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, b
     for (const collect::LeakGroup& g : last.groups) {
       if (out.leak_count >= kMaxLeaks) break;
       if (!g.suppressed_by.empty()) continue;
-      Leak& leak = out.leaks[out.leak_count++];
+      RawLeak& leak = out.leaks[out.leak_count++];
       leak.kind = static_cast<uint32_t>(g.kind);
       leak.blocks = g.blocks;
       leak.bytes = g.bytes;

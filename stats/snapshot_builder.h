@@ -1,4 +1,4 @@
-// Building one Snapshot (shm_layout.h) of the process: totals and rates, heap figures, threads,
+// Building one RawSnapshot (shm_layout.h) of the process: totals and rates, heap figures, threads,
 // recent scans and the live/leaked time series; while a reader watches, also the size-class
 // histogram, the top allocation sites and the last scan's leaks, with raw frames and the module
 // table that names them (the reader symbolizes). Runs on the publisher thread, off the hot path;
@@ -21,14 +21,14 @@ class SnapshotBuilder {
   // Fills the figures of `out` and the entries of its tables below their counts (store_used copies
   // exactly that). `now_ns` is CLOCK_REALTIME, `start_ns` the process start. `symbolize` means a
   // reader is watching: only then come the sites, size histogram and leak table, with raw frames.
-  void build(Snapshot& out, uint64_t now_ns, uint64_t start_ns, bool symbolize);
+  void build(RawSnapshot& out, uint64_t now_ns, uint64_t start_ns, bool symbolize);
 
  private:
-  void add_sites(Snapshot& out, const collect::ScanReport& last, double seconds, uint64_t now_ns);
+  void add_sites(RawSnapshot& out, const collect::ScanReport& last, double seconds, uint64_t now_ns);
   // Unwatched, the sites are not built; their live bytes are still sampled now and then, so
   // growth is known when a reader arrives.
   void sample_growth_unwatched(uint64_t now_ns);
-  void fill_frames(uint32_t stack_id, Frame* frames, uint32_t& depth);
+  void fill_frames(uint32_t stack_id, RawFrame* frames, uint32_t& depth);
 
   report::ModuleMap module_map_;            // what is mapped, read once per watched snapshot
   std::vector<report::RawModule> modules_;  // the modules this snapshot's frames name

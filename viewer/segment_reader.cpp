@@ -619,9 +619,12 @@ bool SegmentReader::header_unchanged(std::string& error) const {
 }
 
 bool SegmentReader::read_snapshot(stats::Snapshot& out, std::string& error, bool figures_only) const {
+  // The process publishes frames without names (stats::RawSnapshot): copied as published, then
+  // expanded into `out`, whose frames have room for the names name_frames adds.
+  if (!figures_only && raw_ == nullptr) raw_ = std::make_unique<stats::RawSnapshot>();
   for (int attempt = 0; attempt < 200; ++attempt) {
     const stats::SnapshotRead result =
-        figures_only ? stats::try_read_snapshot_figures(*segment_, out) : stats::try_read_snapshot(*segment_, out);
+        figures_only ? stats::try_read_snapshot_figures(*segment_, out) : stats::try_read_snapshot(*segment_, *raw_);
     if (cut_short()) {
       error = path_ + " was cut short (its file truncated) while it was read: refused";
       return false;
@@ -629,6 +632,7 @@ bool SegmentReader::read_snapshot(stats::Snapshot& out, std::string& error, bool
     switch (result) {
       case stats::SnapshotRead::kConsistent:
         if (!header_unchanged(error)) return false;
+        if (!figures_only) stats::expand_snapshot(*raw_, out);
         sanitise(out);
         if (!figures_only) name_frames(out);
         return true;

@@ -109,6 +109,7 @@ class SegmentReader {
   pid_t producer_pid_ = 0;  // the header's at open: a read that finds another refuses the segment
   std::string path_;
   const stats::SharedSegment* segment_ = nullptr;
+  mutable std::unique_ptr<stats::RawSnapshot> raw_;  // read_snapshot's copy of what was published
   bool last_unfinished_ = false;
 };
 

@@ -483,10 +483,10 @@ cp "$SEGMENT" "$VERSION"
 "$SK_PYTHON" -c '
 import struct, sys
 with open(sys.argv[1], "r+b") as f:
-    f.seek(8); f.write(struct.pack("<I", 7))' "$VERSION"
+    f.seek(8); f.write(struct.pack("<I", 99))' "$VERSION"
 head -c 100000 "$SEGMENT" >"$TRUNCATED"
 chmod 0600 "$VERSION" "$TRUNCATED"
-for case in "999999:magic" "$VERSION_PID:version 7" "$TRUNCATED_PID:truncated"; do
+for case in "999999:magic" "$VERSION_PID:version 99" "$TRUNCATED_PID:truncated"; do
   pid=${case%%:*}
   reason=${case#*:}
   status=0

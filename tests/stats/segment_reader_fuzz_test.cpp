@@ -103,7 +103,7 @@ std::unique_ptr<SharedSegment> valid_segment() {
 
 // Counts past their arrays, depths past kMaxFrames, and no terminator in any string.
 void corrupt_contents(SharedSegment& segment, std::mt19937_64& random) {
-  Snapshot& s = segment.snapshot;
+  stats::RawSnapshot& s = segment.snapshot;
   s.site_count = stats::kMaxSites + 1 + static_cast<uint32_t>(random() % 100000);
   s.thread_count = static_cast<uint32_t>(random());
   s.scan_count = UINT32_MAX;
@@ -112,11 +112,7 @@ void corrupt_contents(SharedSegment& segment, std::mt19937_64& random) {
   s.series_next = static_cast<uint32_t>(random()) | stats::kSeriesLength;
   for (auto& site : s.sites) {
     site.depth = stats::kMaxFrames + static_cast<uint32_t>(random() % 1000);
-    for (auto& frame : site.frames) {
-      std::memset(frame.function, 'f', sizeof(frame.function));
-      std::memset(frame.module, 'm', sizeof(frame.module));
-      std::memset(frame.file, 'F', sizeof(frame.file));
-    }
+    for (auto& frame : site.frames) frame.module_index = static_cast<uint32_t>(random());
   }
   for (auto& leak : s.leaks) {
     leak.depth = UINT32_MAX;
@@ -208,8 +204,10 @@ TEST(SegmentValidate, RandomBytesOfRandomSizes) {
     }
     // Accepted random bytes must at least be a whole segment; their snapshot is then sanitised.
     ASSERT_GE(size, sizeof(SharedSegment));
+    auto raw = std::make_unique<stats::RawSnapshot>();
+    std::memcpy(raw.get(), data.get() + offsetof(SharedSegment, snapshot), sizeof(stats::RawSnapshot));
     auto snapshot = std::make_unique<Snapshot>();
-    std::memcpy(snapshot.get(), data.get() + offsetof(SharedSegment, snapshot), sizeof(Snapshot));
+    stats::expand_snapshot(*raw, *snapshot);
     SegmentReader::sanitise(*snapshot);
     ASSERT_TRUE(clamped(*snapshot));
   }
@@ -382,7 +380,7 @@ TEST(SegmentReaderFile, FileTruncatedWhileOpenIsRefusedNotACrash) {
   auto segment = valid_segment();
   const std::string path = directory.path() + "/heapkeeper.4";
   for (const size_t cut : {size_t{0}, size_t{4096}, sizeof(stats::SegmentHeader) + 64,
-                           offsetof(SharedSegment, snapshot) + sizeof(Snapshot) / 2}) {
+                           offsetof(SharedSegment, snapshot) + sizeof(stats::RawSnapshot) / 2}) {
     for (bool for_commands : {false, true}) {
       ASSERT_TRUE(write_file(path, segment.get(), sizeof(SharedSegment)));
       SegmentReader reader;

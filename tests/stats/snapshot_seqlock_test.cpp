@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <thread>
 
@@ -18,7 +19,8 @@ namespace {
 
 using namespace heapkeeper::stats;
 
-void fill(Snapshot& s, uint64_t generation) {
+template <typename SnapshotType>
+void fill(SnapshotType& s, uint64_t generation) {
   s.time_ns = s.uptime_ns = s.publish_count = generation;
   s.live_bytes = s.total_allocations = generation;
   s.site_count = kMaxSites;
@@ -26,13 +28,13 @@ void fill(Snapshot& s, uint64_t generation) {
   s.leak_count = kMaxLeaks;
   s.series_count = kSeriesLength;
   s.scan_count = kMaxScans;
-  for (Site& site : s.sites) {
+  for (auto& site : s.sites) {
     site.live_bytes = site.allocations = generation;
-    for (Frame& frame : site.frames) frame.address = generation;
+    for (auto& frame : site.frames) frame.address = generation;
   }
   for (uint32_t i = 0; i < s.thread_count; ++i) s.threads[i].allocations = generation;
   for (ScanFigures& scan : s.scans) scan.number = generation;
-  for (Leak& leak : s.leaks) {
+  for (auto& leak : s.leaks) {
     leak.bytes = generation;
     leak.frames[kMaxFrames - 1].address = generation;
   }
@@ -40,7 +42,8 @@ void fill(Snapshot& s, uint64_t generation) {
 }
 
 // The generation of a snapshot if every sampled field agrees, else 0.
-uint64_t generation_of(const Snapshot& s) {
+template <typename SnapshotType>
+uint64_t generation_of(const SnapshotType& s) {
   const uint64_t g = s.time_ns;
   const uint64_t samples[] = {s.uptime_ns,
                               s.publish_count,
@@ -79,16 +82,16 @@ uint64_t figures_generation_of(const Snapshot& s) {
 
 // A producer publishing 150 generations while a reader copies with `read` and checks each copy
 // accepted as consistent with `generation`.
-void check_reader(SnapshotRead (*read)(const SharedSegment&, Snapshot&), uint64_t (*generation)(const Snapshot&),
-                  Snapshot& copy) {
+template <typename Copy>
+void check_reader(SnapshotRead (*read)(const SharedSegment&, Copy&), uint64_t (*generation)(const Copy&), Copy& copy) {
   auto segment = std::make_unique<SharedSegment>();  // value-initialised: sequence 0, nothing published
-  auto first = std::make_unique<Snapshot>();
+  auto first = std::make_unique<Copy>();
   EXPECT_EQ(read(*segment, *first), SnapshotRead::kNeverPublished);
 
   constexpr uint64_t kPublishes = 150;
   std::atomic<bool> done{false};
   std::thread producer([&] {
-    auto scratch = std::make_unique<Snapshot>();
+    auto scratch = std::make_unique<RawSnapshot>();
     for (uint64_t g = 1; g <= kPublishes; ++g) {
       fill(*scratch, g);
       publish_snapshot(*segment, *scratch);
@@ -123,8 +126,8 @@ void check_reader(SnapshotRead (*read)(const SharedSegment&, Snapshot&), uint64_
 }
 
 TEST(SnapshotSeqlock, ReaderNeverAcceptsATornSnapshot) {
-  auto copy = std::make_unique<Snapshot>();
-  check_reader(try_read_snapshot, generation_of, *copy);
+  auto copy = std::make_unique<RawSnapshot>();
+  check_reader<RawSnapshot>(try_read_snapshot, generation_of<RawSnapshot>, *copy);
 }
 
 // The figures-only read (`list`, `export`, `serve`'s /metrics): the same guarantee for what it
@@ -134,7 +137,42 @@ TEST(SnapshotSeqlock, FiguresOnlyReaderNeverAcceptsTornFiguresAndSkipsTheTables)
   for (Site& site : copy->sites) site.live_bytes = kUntouched;
   for (Leak& leak : copy->leaks) leak.bytes = kUntouched;
   for (SeriesPoint& point : copy->series) point.time_ns = kUntouched;
-  check_reader(try_read_snapshot_figures, figures_generation_of, *copy);
+  check_reader<Snapshot>(try_read_snapshot_figures, figures_generation_of, *copy);
+}
+
+// A reader's copy of what the process published: every figure and table entry as published, each
+// frame's address, module and offset kept and its names empty, whatever the copy held before.
+TEST(SnapshotLayout, ExpandedSnapshotKeepsWhatWasPublishedAndGivesFramesEmptyNames) {
+  auto raw = std::make_unique<RawSnapshot>();
+  fill(*raw, 7);
+  raw->sites[3].frames[2].module_index = 5;
+  raw->sites[3].frames[2].module_offset = 0x1234;
+  raw->leaks[9].frames[0].module_index = 2;
+  raw->modules[5].load_bias = 0x400000;
+  raw->python_codes[1].key = 42;
+  auto out = std::make_unique<Snapshot>();
+  std::memset(out.get(), 'x', sizeof(Snapshot));
+  expand_snapshot(*raw, *out);
+  EXPECT_EQ(generation_of(*out), 7u);
+  EXPECT_EQ(out->site_count, kMaxSites);
+  EXPECT_EQ(out->leak_count, kMaxLeaks);
+  EXPECT_EQ(out->sites[3].frames[2].module_index, 5u);
+  EXPECT_EQ(out->sites[3].frames[2].module_offset, 0x1234u);
+  EXPECT_EQ(out->leaks[9].frames[0].module_index, 2u);
+  EXPECT_EQ(out->modules[5].load_bias, 0x400000u);
+  EXPECT_EQ(out->python_codes[1].key, 42u);
+  for (const Site& site : out->sites) {
+    for (const Frame& frame : site.frames) {
+      EXPECT_EQ(frame.line, 0u);
+      EXPECT_EQ(frame.function[0], '\0');
+      EXPECT_EQ(frame.module[0], '\0');
+      EXPECT_EQ(frame.file[0], '\0');
+    }
+  }
+  // Published frames take 24 bytes where a reader's take 344 (with the names): a watched process's
+  // segment and scratch copy hold only the former.
+  EXPECT_LT(sizeof(RawSite) * 10, sizeof(Site));
+  EXPECT_LT(sizeof(RawLeak) * 10, sizeof(Leak));
 }
 
 }  // namespace
