@@ -357,8 +357,8 @@ inline SnapshotRead try_read_snapshot(const SharedSegment& segment, RawSnapshot&
 
 // try_read_snapshot for readers that want only the figures and the scans (`list`, `export`,
 // `serve`'s /metrics): the other tables (sites, threads, leaks, modules, series) are most of the
-// snapshot's 330 KB (a reader's copy, with names, 1.3 MB), and copying them was most of a scrape's time. `out`'s tables
-// are left as they were.
+// snapshot's 330 KB (1.3 MB in a reader's copy, with names), and copying them was most of a
+// scrape's time. `out`'s tables are left as they were.
 inline SnapshotRead try_read_snapshot_figures(const SharedSegment& segment, Snapshot& out) {
   static_assert(offsetof(Snapshot, sites) % 8 == 0 && offsetof(Snapshot, scans) % 8 == 0 && sizeof(out.scans) % 8 == 0);
   const uint64_t before = __atomic_load_n(&segment.sequence, __ATOMIC_ACQUIRE);
