@@ -1,6 +1,8 @@
 // Implementation of growth detection (see site_growth.h).
 #include "stats/site_growth.h"
 
+#include <algorithm>
+
 namespace heapkeeper::stats {
 
 void SiteGrowth::sample(uint64_t now_ns, const std::vector<report::SiteTotals>& sites) {
@@ -9,7 +11,9 @@ void SiteGrowth::sample(uint64_t now_ns, const std::vector<report::SiteTotals>& 
     ++round_;
     last_sample_ns_ = now_ns;
   }
-  for (const report::SiteTotals& site : sites) {
+  const size_t followed = std::min(sites.size(), kMaxFollowedSites);
+  for (size_t i = 0; i < followed; ++i) {
+    const report::SiteTotals& site = sites[i];
     History& h = histories_[site.stack_id];
     if (replace && h.count > 0 && h.last_seen == round_) {
       h.points[(h.next + kSamples - 1) % kSamples].bytes = site.bytes;  // the newest, refreshed
@@ -22,9 +26,10 @@ void SiteGrowth::sample(uint64_t now_ns, const std::vector<report::SiteTotals>& 
     if (h.count < kSamples) ++h.count;
     h.last_seen = round_;
   }
-  // Forget sites gone for a whole window.
+  // Forget the sites this round did not see: a history with a hole starts again anyway (above).
+  if (replace) return;
   for (auto it = histories_.begin(); it != histories_.end();) {
-    it = round_ - it->second.last_seen > kSamples ? histories_.erase(it) : std::next(it);
+    it = it->second.last_seen != round_ ? histories_.erase(it) : std::next(it);
   }
 }
 

@@ -25,8 +25,17 @@ class SiteGrowth {
   // at least kSamples * kMinimumSpacingNs.
   static constexpr uint64_t kMinimumSpacingNs = 1'000'000'000ull;
 
-  // Records the sites' live bytes at `now_ns`. Sites absent from `sites` have no live block now.
+  // Sites followed at most: the largest by live bytes (the live-stats table shows the 100
+  // largest). A history takes some 230 bytes: following every site a program has (python3's
+  // imports make 10,000, a large C++ service many more) cost a watched process megabytes.
+  static constexpr size_t kMaxFollowedSites = 1000;
+
+  // Records the sites' live bytes at `now_ns`. `sites` is sorted by live bytes, largest first
+  // (report::SiteAccumulator::sorted); sites absent from it have no live block now, and sites past
+  // its first kMaxFollowedSites are not followed this time. A site not followed in a sample starts
+  // a new history when it is again.
   void sample(uint64_t now_ns, const std::vector<report::SiteTotals>& sites);
+  size_t followed() const { return histories_.size(); }
 
   struct Growth {
     bool growing = false;
