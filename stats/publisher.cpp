@@ -12,6 +12,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -172,6 +173,27 @@ bip::shared_memory_object create_exclusively(Publisher& p) {
   }
 }
 
+// Where the segment will be mapped: address space reserved at start-up (PROT_NONE, nothing
+// committed), before the program runs, as the private heap's is. Mapped wherever the kernel chose
+// when the publisher got to it, 200 ms in, the segment took address space the program was about to
+// be given: the place a library it had just closed would have been loaded again, so a dlopen after
+// a dlclose put the library elsewhere than without heapkeeper (integration.unloaded_library, once
+// the segment shrank to 4.5 MB and fitted that hole). The range stays the segment's for the
+// process's life (the region is never unmapped before exit): a forked child maps its own segment
+// over the same range, over its copy of the parent's mapping or reservation.
+void* g_segment_address = nullptr;
+
+size_t segment_mapping_bytes() {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return (sizeof(SharedSegment) + page - 1) / page * page;
+}
+
+void reserve_segment_address() {
+  if (g_segment_address != nullptr) return;
+  void* p = mmap(nullptr, segment_mapping_bytes(), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p != MAP_FAILED) g_segment_address = p;  // else mapped wherever the kernel chooses, later
+}
+
 bool create_segment(Publisher& p) {
   remove_stale_segments(false);
   try {
@@ -189,8 +211,16 @@ bool create_segment(Publisher& p) {
           .emit();
       return false;
     }
-    p.region = std::make_unique<bip::mapped_region>(shm, bip::read_write);
+    // Over the reserved range (MAP_FIXED replaces only our own reservation, or in a forked child
+    // our copy of the parent's segment), else wherever the kernel chooses.
+    p.region = g_segment_address != nullptr
+                   ? std::make_unique<bip::mapped_region>(shm, bip::read_write, 0, sizeof(SharedSegment),
+                                                          g_segment_address, MAP_FIXED)
+                   : std::make_unique<bip::mapped_region>(shm, bip::read_write);
   } catch (const bip::interprocess_exception& error) {
+    // What the range holds after a failed mapping is not known to be ours any more: a forked
+    // child maps its segment wherever the kernel chooses.
+    g_segment_address = nullptr;
     alloc::DiagnosticLine()
         .text("live stats disabled: cannot create /dev/shm/")
         .text(p.name)
@@ -452,6 +482,7 @@ Publisher* make_publisher() {
 
 void install() {
   if (!alloc::config().live_stats) return;
+  reserve_segment_address();
   g_publisher = make_publisher();
   if (g_publisher == nullptr) return;
   start(*g_publisher, false);

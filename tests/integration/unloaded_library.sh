@@ -300,13 +300,20 @@ PY
     fi
     ;;
   live)
-    # `heapkeeper run` execs the program, so the job's pid is the tracked process.
-    "$HK_LAUNCHER" run -- "$program" --keep-last --hold "$HK_WORK/pid" "$alpha:alpha" "$bravo:bravo" \
-      >"$HK_WORK/live.out" 2>"$HK_WORK/live.err" &
-    job=$!
-    for ((i = 0; i < 300; ++i)); do
+    # `heapkeeper run` execs the program, so the job's pid is the tracked process. Started again
+    # (three times in all) when bravo did not load where alpha had been: see run_plugins.
+    for attempt in 1 2 3; do
+      "$HK_LAUNCHER" run -- "$program" --keep-last --hold "$HK_WORK/pid" "$alpha:alpha" "$bravo:bravo" \
+        >"$HK_WORK/live.out" 2>"$HK_WORK/live.err" &
+      job=$!
+      for ((i = 0; i < 300; ++i)); do
+        [[ -s $HK_WORK/pid ]] && break
+        kill -0 "$job" 2>/dev/null || break
+        sleep 0.02
+      done
       [[ -s $HK_WORK/pid ]] && break
-      sleep 0.02
+      wait "$job" 2>/dev/null || true
+      grep -q 'not where the first plugin was' "$HK_WORK/live.err" || break
     done
     if [[ ! -s $HK_WORK/pid ]]; then
       hk_fail "live: the program did not get ready: $(cat "$HK_WORK/live.err")"
