@@ -31,6 +31,7 @@
 #include <string>
 #include <string_view>
 
+#include "allocator/address_reservation.h"
 #include "allocator/config.h"
 #include "allocator/diagnostics.h"
 #include "allocator/engine.h"
@@ -189,7 +190,9 @@ size_t segment_mapping_bytes() {
 }
 
 void reserve_segment_address() {
-  if (g_segment_address != nullptr) return;
+  // Under an address-space limit (ulimit -v) the program keeps its room until the segment is made,
+  // which a process that ends within the delay never does.
+  if (g_segment_address != nullptr || alloc::address_space_left() != 0) return;
   void* p = mmap(nullptr, segment_mapping_bytes(), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p != MAP_FAILED) g_segment_address = p;  // else mapped wherever the kernel chooses, later
 }
