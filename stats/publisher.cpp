@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -62,6 +63,10 @@ struct Publisher {
   uint32_t start_delay_ms = kFirstPublishDelayMs;
   // Written before `creating` is set, read by the exit handler: a fixed array, never reallocated.
   char name[64] = {};
+  // The process this publisher is for. A child made by a raw clone system call runs no fork
+  // handler, so it still holds its parent's publisher: at its exit it must leave the parent's
+  // segment alone (it published into it and unlinked it, and the parent vanished from `list`).
+  pid_t owner_pid = getpid();
   std::unique_ptr<bip::mapped_region> region;
   SharedSegment* segment = nullptr;
   // Set just before the segment's file is created: a process that exits while its publisher
@@ -189,12 +194,67 @@ size_t segment_mapping_bytes() {
   return (sizeof(SharedSegment) + page - 1) / page * page;
 }
 
+// The reservation's name in /proc/PID/maps ("[anon:heapkeeper segment]"), which no mapping the
+// program makes in its place carries.
+constexpr char kReservationName[] = "heapkeeper segment";
+bool g_reservation_named = false;
+
 void reserve_segment_address() {
   // Under an address-space limit (ulimit -v) the program keeps its room until the segment is made,
   // which a process that ends within the delay never does.
   if (g_segment_address != nullptr || alloc::address_space_left() != 0) return;
   void* p = mmap(nullptr, segment_mapping_bytes(), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p != MAP_FAILED) g_segment_address = p;  // else mapped wherever the kernel chooses, later
+  if (p == MAP_FAILED) return;  // mapped wherever the kernel chooses, later
+  // Named where the kernel can (5.17 and later, built with CONFIG_ANON_VMA_NAME); without the name
+  // only its protection and size tell it from a mapping the program made in its place.
+  g_reservation_named = prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, p, segment_mapping_bytes(), kReservationName) == 0;
+  g_segment_address = p;
+}
+
+// Whether the reserved range is still ours, whole: a program may unmap what it did not map (a
+// sandbox closing every mapping it does not know, a checkpointing tool) and map its own memory
+// there, which MAP_FIXED would then replace under it (an adversarial tester's program found its
+// data turned into the segment's). In /proc/self/maps, one mapping like the reservation (named so,
+// where the kernel names mappings) must cover the range, or in a forked child its copy of the
+// parent's segment. Not covered: a program racing us to replace it between this look and the
+// mapping, or, without names, one that put a mapping without access of its own there.
+bool reservation_intact() {
+  const auto start = reinterpret_cast<uintptr_t>(g_segment_address);
+  const uintptr_t end = start + segment_mapping_bytes();
+  const int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buffer[8192];
+  size_t held = 0;
+  bool intact = false;
+  for (;;) {
+    const ssize_t n = read(fd, buffer + held, sizeof(buffer) - 1 - held);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    held += static_cast<size_t>(n);
+    buffer[held] = '\0';
+    char* line = buffer;
+    for (char* newline; (newline = std::strchr(line, '\n')) != nullptr; line = newline + 1) {
+      *newline = '\0';
+      unsigned long low = 0, high = 0;
+      char permissions[8] = {};
+      if (std::sscanf(line, "%lx-%lx %7s", &low, &high, permissions) != 3 || low > start || high < end) continue;
+      // The reservation, or in a forked child its copy of the parent's segment, mapped over it.
+      // Unnamed, an anonymous mapping without access: no path, device 00:00.
+      const bool reservation =
+          std::strcmp(permissions, "---p") == 0 &&
+          (g_reservation_named ? std::strstr(line, "[anon:heapkeeper segment]") != nullptr
+                               : std::strstr(line, " 00:00 0") != nullptr && std::strchr(line, '/') == nullptr &&
+                                     std::strchr(line, '[') == nullptr);
+      const bool parents_segment =
+          std::strcmp(permissions, "rw-s") == 0 && std::strstr(line, " /dev/shm/heapkeeper.") != nullptr;
+      intact = intact || reservation || parents_segment;
+    }
+    held = static_cast<size_t>(buffer + held - line);
+    std::memmove(buffer, line, held);
+    if (held == sizeof(buffer) - 1) held = 0;  // a line longer than the buffer: not ours
+  }
+  close(fd);
+  return intact;
 }
 
 bool create_segment(Publisher& p) {
@@ -214,8 +274,9 @@ bool create_segment(Publisher& p) {
           .emit();
       return false;
     }
-    // Over the reserved range (MAP_FIXED replaces only our own reservation, or in a forked child
-    // our copy of the parent's segment), else wherever the kernel chooses.
+    // Over the reserved range (MAP_FIXED replaces only our own reservation, checked, or in a forked
+    // child our copy of the parent's segment), else wherever the kernel chooses.
+    if (g_segment_address != nullptr && !reservation_intact()) g_segment_address = nullptr;
     p.region = g_segment_address != nullptr
                    ? std::make_unique<bip::mapped_region>(shm, bip::read_write, 0, sizeof(SharedSegment),
                                                           g_segment_address, MAP_FIXED)
@@ -453,7 +514,7 @@ void start(Publisher& p, bool later) {
 
 void at_exit() {
   Publisher* p = g_publisher;
-  if (p == nullptr) return;
+  if (p == nullptr || p->owner_pid != getpid()) return;
   if (__atomic_load_n(&p->segment, __ATOMIC_ACQUIRE) == nullptr) {
     // The publisher thread is part-way through creating it: unlink by the name it is using.
     if (p->creating.load(std::memory_order_acquire)) bip::shared_memory_object::remove(p->name);
