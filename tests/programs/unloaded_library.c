@@ -24,20 +24,16 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "release_signal.h"
+
 #define MAX_KEPT 64
 
 /* The program's only pointers to the kept blocks: a root every scan sees. */
 void* volatile kept_blocks[MAX_KEPT];
 static int kept_count;
-static volatile sig_atomic_t released;
 
 typedef void (*lose_function)(int, size_t);
 typedef void (*keep_function)(void**, int, size_t);
-
-static void on_release(int signal_number) {
-  (void)signal_number;
-  released = 1;
-}
 
 static void* lookup(void* handle, const char* name, const char* suffix) {
   char symbol[128];
@@ -94,13 +90,8 @@ int main(int argc, char** argv) {
             "usage: unloaded_library [--delete] [--keep-last] [--replace-with FILE] [--hold PIDFILE] PATH:NAME...\n");
     return 2;
   }
-  /* Blocked until sigsuspend, so a SIGUSR1 sent as soon as the pid file exists is not lost. */
-  sigset_t release_signal, waiting_mask;
-  sigemptyset(&release_signal);
-  sigaddset(&release_signal, SIGUSR1);
-  sigprocmask(SIG_BLOCK, &release_signal, &waiting_mask);
-  sigdelset(&waiting_mask, SIGUSR1);
-  signal(SIGUSR1, on_release);
+  sigset_t waiting_mask;
+  block_release_signal(&waiting_mask);
   uintptr_t first_base = 0;
   for (int i = first; i < argc; ++i) {
     char path[4096];
@@ -150,7 +141,7 @@ int main(int argc, char** argv) {
       perror(hold_file);
       return 3;
     }
-    while (!released) sigsuspend(&waiting_mask);
+    wait_for_release_signal(&waiting_mask);
   }
   printf("%d blocks kept\n", kept_count);
   return 0;
