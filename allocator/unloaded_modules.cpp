@@ -436,7 +436,7 @@ int dlclose_recording_unloads(DlcloseFunction original, void* handle) noexcept {
   // the library left, and the program's next dlopen of it loaded it elsewhere than without
   // heapkeeper (found by an adversarial tester: a plugin reloaded after its first dlclose moved in
   // 4 runs of 10).
-  if (have_snapshot) {
+  if (have_snapshot && g_registry.load(std::memory_order_acquire) == nullptr) {
     WriterLock lock;
     if (lock.held()) registry_locked();
   }

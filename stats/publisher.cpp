@@ -221,40 +221,27 @@ void reserve_segment_address() {
 bool reservation_intact() {
   const auto start = reinterpret_cast<uintptr_t>(g_segment_address);
   const uintptr_t end = start + segment_mapping_bytes();
-  const int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  char buffer[8192];
-  size_t held = 0;
-  bool intact = false;
-  for (;;) {
-    const ssize_t n = read(fd, buffer + held, sizeof(buffer) - 1 - held);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    held += static_cast<size_t>(n);
-    buffer[held] = '\0';
-    char* line = buffer;
-    for (char* newline; (newline = std::strchr(line, '\n')) != nullptr; line = newline + 1) {
-      *newline = '\0';
-      unsigned long low = 0, high = 0;
-      char permissions[8] = {};
-      if (std::sscanf(line, "%lx-%lx %7s", &low, &high, permissions) != 3 || low > start || high < end) continue;
-      // The reservation, or in a forked child its copy of the parent's segment, mapped over it.
-      // Unnamed, an anonymous mapping without access: no path, device 00:00.
-      const bool reservation =
-          std::strcmp(permissions, "---p") == 0 &&
-          (g_reservation_named ? std::strstr(line, "[anon:heapkeeper segment]") != nullptr
-                               : std::strstr(line, " 00:00 0") != nullptr && std::strchr(line, '/') == nullptr &&
-                                     std::strchr(line, '[') == nullptr);
-      const bool parents_segment =
-          std::strcmp(permissions, "rw-s") == 0 && std::strstr(line, " /dev/shm/heapkeeper.") != nullptr;
-      intact = intact || reservation || parents_segment;
-    }
-    held = static_cast<size_t>(buffer + held - line);
-    std::memmove(buffer, line, held);
-    if (held == sizeof(buffer) - 1) held = 0;  // a line longer than the buffer: not ours
+  // By our own thread id: once the main thread has called pthread_exit, /proc/self/maps reads empty.
+  const std::string maps = report::read_whole_file("/proc/thread-self/maps");
+  const std::string named = std::string("[anon:") + kReservationName + "]";
+  std::string_view rest = maps;
+  while (!rest.empty()) {
+    const size_t newline = rest.find('\n');
+    const std::string line(rest.substr(0, newline));
+    rest = newline == std::string_view::npos ? std::string_view() : rest.substr(newline + 1);
+    unsigned long low = 0, high = 0;
+    char permissions[8] = {};
+    if (std::sscanf(line.c_str(), "%lx-%lx %7s", &low, &high, permissions) != 3 || low > start || high < end) continue;
+    // The reservation (unnamed: an anonymous mapping without access, no path, device 00:00), or
+    // in a forked child its copy of the parent's segment, mapped over it.
+    const bool anonymous = line.find(" 00:00 0") != std::string::npos && line.find_first_of("/[") == std::string::npos;
+    const bool reservation = std::strcmp(permissions, "---p") == 0 &&
+                             (g_reservation_named ? line.find(named) != std::string::npos : anonymous);
+    const bool parents_segment =
+        std::strcmp(permissions, "rw-s") == 0 && line.find(" /dev/shm/heapkeeper.") != std::string::npos;
+    if (reservation || parents_segment) return true;
   }
-  close(fd);
-  return intact;
+  return false;
 }
 
 bool create_segment(Publisher& p) {

@@ -65,6 +65,9 @@ fi
 # dlclose and the next dlopen, heapkeeper's own at whatever moment the machine's load puts it, can
 # take the place (once in a full ctest): such a run is made again, at most three times in all, its
 # reports discarded.
+# plugin_moved ERR: the program's stderr says a plugin did not load where the first one had.
+plugin_moved() { grep -q 'not where the first plugin was' "$1"; }
+
 run_plugins() {
   local mode=$1 attempt status out err
   shift
@@ -72,7 +75,7 @@ run_plugins() {
   for attempt in 1 2 3; do
     status=0
     hk_exec "$mode" "$program" "$@" >"$out" 2>"$err" || status=$?
-    if [[ $status != 4 || $attempt == 3 ]] || ! grep -q 'not where the first plugin was' "$err"; then break; fi
+    if [[ $status != 4 || $attempt == 3 ]] || ! plugin_moved "$err"; then break; fi
     if [[ -n ${HEAPKEEPER_REPORT:-} ]]; then rm -f "$(dirname "$HEAPKEEPER_REPORT")"/r.*.json; fi
   done
   cat "$out"
@@ -313,7 +316,7 @@ PY
       done
       [[ -s $HK_WORK/pid ]] && break
       wait "$job" 2>/dev/null || true
-      grep -q 'not where the first plugin was' "$HK_WORK/live.err" || break
+      plugin_moved "$HK_WORK/live.err" || break
     done
     if [[ ! -s $HK_WORK/pid ]]; then
       hk_fail "live: the program did not get ready: $(cat "$HK_WORK/live.err")"
