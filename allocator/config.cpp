@@ -181,6 +181,14 @@ void load_config_from_environment(Config& c) {
       warn_invalid("HEAPKEEPER_TRIM", v, "auto or off", "auto");
   }
   read_switch("HEAPKEEPER_STATS", c.live_stats);
+  if (const char* v = std::getenv("HEAPKEEPER_STATS_DELAY")) {
+    uint64_t ms = 0;
+    if (parse_stats_delay_ms(v, ms))
+      c.stats_delay_ms = static_cast<int64_t>(ms);
+    else
+      warn_invalid("HEAPKEEPER_STATS_DELAY", v, "a duration from 0 to 24h such as 0, 500ms or 5s",
+                   "200ms (a forked child 1s)");
+  }
   // Read here with the others, so that a bad value is one line at start-up like theirs (it was
   // read at the first scan, in words of its own, and never in a process that made none). Set but
   // empty is a bad value too, as for every setting that is not a path.

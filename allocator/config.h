@@ -33,6 +33,9 @@ struct Config {
   int exit_code = 0;                                  // HEAPKEEPER_EXITCODE (used by the collector)
   bool quiet = false;                                 // HEAPKEEPER_QUIET=1: no summary line at exit
   bool live_stats = true;                             // HEAPKEEPER_STATS=0: no shared-memory segment, no publisher
+  // HEAPKEEPER_STATS_DELAY (e.g. 0, 2s): how long a process runs before it makes its segment;
+  // -1 = the default (stats::kFirstPublishDelayMs, a forked child a second).
+  int64_t stats_delay_ms = -1;
   bool retained = true;                 // HEAPKEEPER_RETAINED=0: scans record no reference graph (no retained sizes)
   TrimPolicy trim = TrimPolicy::kAuto;  // HEAPKEEPER_TRIM=auto|off
   bool python = true;                   // HEAPKEEPER_PYTHON=0: no Python frames in stacks (python_frames.h)

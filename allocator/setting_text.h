@@ -55,6 +55,15 @@ inline bool parse_duration_ms(const char* text, uint64_t& milliseconds) {
   return true;
 }
 
+// HEAPKEEPER_STATS_DELAY: a duration of at most a day (the publisher counts it in 32-bit
+// milliseconds). Shared by the library and the reader that waits for a delayed segment.
+inline bool parse_stats_delay_ms(const char* text, uint64_t& milliseconds) {
+  uint64_t ms = 0;
+  if (!parse_duration_ms(text, ms) || ms > 24ull * 3'600'000) return false;
+  milliseconds = ms;
+  return true;
+}
+
 // Parses "64G", "512M", "4096", "1T" (binary units) into bytes.
 inline bool parse_byte_size(const char* text, uint64_t& bytes) {
   uint64_t n = 0;

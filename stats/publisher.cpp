@@ -55,11 +55,14 @@ namespace heapkeeper::stats {
 namespace {
 
 constexpr uint32_t kPublishIntervalMs = 500;
+constexpr uint32_t kForkedChildPublishDelayMs = 1000;
 
 struct Publisher {
   // A process makes its segment only once it has run this long: creating and sizing 5 MiB in
   // /dev/shm costs a few milliseconds, which a build's thousands of short processes should not pay,
   // and a process that execs or exits before then leaves no segment behind.
+  // HEAPKEEPER_STATS_DELAY sets it: 0 for a segment at once (a short process to watch), longer to
+  // keep a run's many short processes out of `heapkeeper list`.
   uint32_t start_delay_ms = kFirstPublishDelayMs;
   // Written before `creating` is set, read by the exit handler: a fixed array, never reallocated.
   char name[64] = {};
@@ -536,6 +539,8 @@ void install() {
   reserve_segment_address();
   g_publisher = make_publisher();
   if (g_publisher == nullptr) return;
+  if (alloc::config().stats_delay_ms >= 0)
+    g_publisher->start_delay_ms = static_cast<uint32_t>(alloc::config().stats_delay_ms);
   start(*g_publisher, false);
   alloc::add_exit_handler(at_exit);
   alloc::add_fork_child_handler([] {
@@ -544,7 +549,8 @@ void install() {
     // a fresh heapkeeper) or _exits before then would otherwise leave a segment behind.
     g_publisher = make_publisher();
     if (g_publisher == nullptr) return;
-    g_publisher->start_delay_ms = 1000;
+    const int64_t delay_ms = alloc::config().stats_delay_ms;
+    g_publisher->start_delay_ms = delay_ms >= 0 ? static_cast<uint32_t>(delay_ms) : kForkedChildPublishDelayMs;
     start(*g_publisher, true);
   });
 }

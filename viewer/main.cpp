@@ -44,6 +44,8 @@ constexpr const char* kEnvironmentHelp = R"(Environment read by the traced progr
   HEAPKEEPER_HEAP_RESERVE=SIZE  address space reserved for the heap, e.g. 64G (default 4x RAM)
   HEAPKEEPER_ARENAS=N           tracked jemalloc arenas (default one per CPU, at most 8)
   HEAPKEEPER_STATS=0            no live-stats segment in /dev/shm and no publisher thread
+  HEAPKEEPER_STATS_DELAY=D      how long a process runs before it makes its segment, e.g. 0, 5s
+                                (default 200ms, a forked child 1s; 24h at most)
   HEAPKEEPER_TRIM=auto|off      freed memory goes back to the system: auto (default) every 250 ms (collect
                                 mode: jemalloc's 10 s decay); off: only when `heapkeeper trim PID` asks
   HEAPKEEPER_RETAINED=0         scans record no reference graph (no retained sizes in reports)

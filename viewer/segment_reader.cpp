@@ -27,6 +27,7 @@
 #include <string_view>
 #include <thread>
 
+#include "allocator/setting_text.h"
 #include "analysis/module_symbolizer.h"
 #include "analysis/report_renderer.h"
 #include "report/raw_dump.h"
@@ -114,6 +115,21 @@ constexpr int64_t kSegmentExpectedByMs = 1500;
 // seconds, and "no segment" or a snapshot without names would be a wrong answer, not a late one.
 // Only a producer stuck that long is given up on.
 constexpr int64_t kSlowProducerPatienceMs = 30000;
+// The longest a reader waits for the segment of a process started with HEAPKEEPER_STATS_DELAY.
+constexpr int64_t kLongestWaitForDelayedMs = 10000;
+
+// The HEAPKEEPER_STATS_DELAY process `pid` was started with ("" when unset or unreadable: another
+// user's process): a process that makes its segment later than usual is said to, not "not under
+// heapkeeper".
+std::string stats_delay_of(pid_t pid) {
+  std::ifstream environment("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
+  static constexpr std::string_view kName = "HEAPKEEPER_STATS_DELAY=";
+  std::string entry;
+  while (std::getline(environment, entry, '\0')) {
+    if (entry.rfind(kName, 0) == 0) return entry.substr(kName.size(), 64);
+  }
+  return "";
+}
 
 // The name stats/publisher.cpp gives its thread, as /proc shows it (15 characters at most).
 constexpr std::string_view kPublisherThreadName = "heapkeeper-stat";
@@ -387,13 +403,24 @@ bool SegmentReader::open_file(const SegmentFile& file, bool for_commands, std::s
 
 bool SegmentReader::open(pid_t pid, bool for_commands, std::string& error, int unfinished_retries_left) {
   std::vector<SegmentFile> candidates;
+  // A process started with HEAPKEEPER_STATS_DELAY makes its segment that long after its start
+  // (whatever it is, it is read as the library reads it; a bad value is the default).
+  const std::string delay_text = stats_delay_of(pid);
+  uint64_t delay_ms = 0;
+  if (delay_text.empty() || !alloc::parse_stats_delay_ms(delay_text.c_str(), delay_ms)) delay_ms = 0;
+  int64_t age_ms = -1;
   for (;;) {
     for (SegmentFile& file : list_files()) {
       if (file.pid == pid) candidates.push_back(std::move(file));
     }
-    const int64_t age_ms = candidates.empty() ? stats::process_age_ms(pid) : -1;
+    age_ms = candidates.empty() ? stats::process_age_ms(pid) : -1;
     if (age_ms < 0) break;
-    if (age_ms >= kSegmentExpectedByMs && !(age_ms < kSlowProducerPatienceMs && publisher_on_its_way(pid))) break;
+    const int64_t due_ms = static_cast<int64_t>(std::min<uint64_t>(delay_ms, INT32_MAX));
+    // A segment due later than a user waits for is not waited for: said so at once.
+    if (due_ms - age_ms > kLongestWaitForDelayedMs) break;
+    if (age_ms >= due_ms + kSegmentExpectedByMs &&
+        !(age_ms < due_ms + kSlowProducerPatienceMs && publisher_on_its_way(pid)))
+      break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   if (candidates.empty()) {
@@ -401,8 +428,12 @@ bool SegmentReader::open(pid_t pid, bool for_commands, std::string& error, int u
       error = "no process with pid " + std::to_string(pid);
       return false;
     }
-    error = "no heapkeeper segment for pid " + std::to_string(pid) +
-            " in /dev/shm (is it running under heapkeeper, without HEAPKEEPER_STATS=0?)";
+    error = "no heapkeeper segment for pid " + std::to_string(pid);
+    if (!delay_text.empty() && age_ms >= 0 && static_cast<uint64_t>(age_ms) < delay_ms)
+      error += " yet: it runs with HEAPKEEPER_STATS_DELAY=" + delay_text + " and makes it " +
+               std::to_string((delay_ms - static_cast<uint64_t>(age_ms) + 999) / 1000) + " s from now";
+    else
+      error += " in /dev/shm (is it running under heapkeeper, without HEAPKEEPER_STATS=0?)";
     return false;
   }
   // Several files for one pid: the remains of an earlier process that had the pid, or a forgery.

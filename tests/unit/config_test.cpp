@@ -22,7 +22,7 @@ constexpr const char* kVariables[] = {
     "HEAPKEEPER_SCAN_INTERVAL", "HEAPKEEPER_HEAP_RESERVE", "HEAPKEEPER_ARENAS",       "HEAPKEEPER_EXITCODE",
     "HEAPKEEPER_QUIET",         "HEAPKEEPER_REPORT",       "HEAPKEEPER_SUPPRESSIONS", "HEAPKEEPER_LOG_PATH",
     "HEAPKEEPER_TRIM",          "HEAPKEEPER_STATS",        "HEAPKEEPER_RETAINED",     "HEAPKEEPER_PYTHON",
-    "HEAPKEEPER_STOP_METHOD",   "HEAPKEEPER_PPROF",        "HEAPKEEPER_BASELINE"};
+    "HEAPKEEPER_STOP_METHOD",   "HEAPKEEPER_PPROF",        "HEAPKEEPER_BASELINE",     "HEAPKEEPER_STATS_DELAY"};
 
 // ---------------------------------------------------------------------------------------------
 // parse_duration_ms
@@ -224,6 +224,7 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.quiet, b.quiet);
   EXPECT_EQ(a.trim, b.trim);
   EXPECT_EQ(a.stop_method, b.stop_method);
+  EXPECT_EQ(a.stats_delay_ms, b.stats_delay_ms);
   EXPECT_STREQ(a.report_path, b.report_path);
   EXPECT_STREQ(a.suppressions_path, b.suppressions_path);
   EXPECT_STREQ(a.log_path, b.log_path);
@@ -307,6 +308,9 @@ TEST_F(LoadConfig, ValidValuesAreTakenWithoutWarnings) {
       {"HEAPKEEPER_SCAN_INTERVAL", "500ms", [](const Config& c) { EXPECT_EQ(c.scan_interval_ms, 500u); }},
       {"HEAPKEEPER_SCAN_INTERVAL", "10s", [](const Config& c) { EXPECT_EQ(c.scan_interval_ms, 10'000u); }},
       {"HEAPKEEPER_SCAN_INTERVAL", "0", [](const Config& c) { EXPECT_EQ(c.scan_interval_ms, 0u); }},
+      {"HEAPKEEPER_STATS_DELAY", "0", [](const Config& c) { EXPECT_EQ(c.stats_delay_ms, 0); }},
+      {"HEAPKEEPER_STATS_DELAY", "750ms", [](const Config& c) { EXPECT_EQ(c.stats_delay_ms, 750); }},
+      {"HEAPKEEPER_STATS_DELAY", "24h", [](const Config& c) { EXPECT_EQ(c.stats_delay_ms, 86'400'000); }},
       {"HEAPKEEPER_HEAP_RESERVE", "64G", [](const Config& c) { EXPECT_EQ(c.heap_reserve_bytes, uint64_t{64} << 30); }},
       {"HEAPKEEPER_HEAP_RESERVE", "1G", [](const Config& c) { EXPECT_EQ(c.heap_reserve_bytes, uint64_t{1} << 30); }},
       {"HEAPKEEPER_HEAP_RESERVE", "64T", [](const Config& c) { EXPECT_EQ(c.heap_reserve_bytes, uint64_t{64} << 40); }},
@@ -411,6 +415,10 @@ TEST_F(LoadConfig, InvalidValuesKeepTheDefaultAndWarnOnceNamingTheVariable) {
       {"HEAPKEEPER_SCAN_INTERVAL", "10x"},
       {"HEAPKEEPER_SCAN_INTERVAL", "-5s"},
       {"HEAPKEEPER_SCAN_INTERVAL", "soon"},
+      {"HEAPKEEPER_STATS_DELAY", "25h"},
+      {"HEAPKEEPER_STATS_DELAY", "-1"},
+      {"HEAPKEEPER_STATS_DELAY", ""},
+      {"HEAPKEEPER_STATS_DELAY", "later"},
       {"HEAPKEEPER_HEAP_RESERVE", "512M"},
       {"HEAPKEEPER_HEAP_RESERVE", "65T"},
       {"HEAPKEEPER_HEAP_RESERVE", "huge"},
