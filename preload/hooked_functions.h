@@ -54,6 +54,9 @@
 #define HEAPKEEPER_PIPE_FUNCTIONS(X) \
   X(pipe, int, (int*)) X(pipe2, int, (int*, int)) X(syscall, long, (long, ...)) X(prctl, int, (int, ...))
 
+// The immediate exits (immediate_exit.cpp), which remove the process's live-stats segment first.
+#define HEAPKEEPER_EXIT_SYMBOLS(X) X(_exit) X(_Exit)
+
 // The longjmp family (blocking_calls.cpp): a jump out of a signal handler that interrupted a
 // wrapped blocking call ends that call first. Same shape as the lists above.
 #define HEAPKEEPER_JUMP_FUNCTIONS(X)                                                                     \

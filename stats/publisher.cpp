@@ -39,8 +39,10 @@
 #include "allocator/heap_trimmer.h"
 #include "allocator/monotonic_clock.h"
 #include "allocator/private_heap.h"
+#include "allocator/syscall_filter.h"
 #include "allocator/thread_registry.h"
 #include "collector/collector.h"
+#include "collector/raw_syscall.h"
 #include "collector/why_answer.h"
 #include "report/exit_report.h"
 #include "report/json_text.h"
@@ -75,6 +77,9 @@ struct Publisher {
   // Set just before the segment's file is created: a process that exits while its publisher
   // thread is still creating or sizing the segment must remove the file all the same.
   std::atomic<bool> creating{false};
+  // Set by the exit handler once the file is removed: an _exit after it (HEAPKEEPER_EXITCODE's,
+  // collector.cpp) has nothing left to remove.
+  std::atomic<bool> removed{false};
   std::unique_ptr<RawSnapshot> scratch;  // built here, then copied under the seqlock
   // Made with the segment, like the scratch snapshot: its 28 KiB time series, zeroed, were eight
   // pages every process touched at start-up, however short its life (issue #12).
@@ -520,6 +525,7 @@ void at_exit() {
   }
   __atomic_store_n(&p->segment->header.state, static_cast<uint32_t>(ProducerState::kExited), __ATOMIC_RELEASE);
   bip::shared_memory_object::remove(p->name);
+  p->removed.store(true, std::memory_order_release);
 }
 
 // Made without exceptions: under a tight `ulimit -v` the internal arena may have no room left for a
@@ -533,6 +539,30 @@ Publisher* make_publisher() {
 }
 
 }  // namespace
+
+// Processes that end with _exit are common: dash's `sh -c`, a forked server worker, a program whose
+// exit handlers must not run twice. Each left its 4.3 MiB file behind, for the next traced process
+// of its user to remove once it had seen no heartbeat for 10 s.
+void leave_at_immediate_exit() noexcept {
+  Publisher* p = g_publisher;
+  // A vfork child shares the parent's publisher, as a raw clone's child does: not theirs to remove.
+  if (p == nullptr || p->owner_pid != collect::raw_syscall(SYS_getpid)) return;
+  // Under a seccomp filter an unlink may be what the filter kills the process for.
+  if (alloc::syscall_filter_installed() || p->removed.load(std::memory_order_acquire)) return;
+  SharedSegment* segment = __atomic_load_n(&p->segment, __ATOMIC_ACQUIRE);
+  // Still being made by the publisher thread: removed by the name it uses, as at_exit does.
+  if (segment == nullptr && !p->creating.load(std::memory_order_acquire)) return;
+  if (segment != nullptr)
+    __atomic_store_n(&segment->header.state, static_cast<uint32_t>(ProducerState::kExited), __ATOMIC_RELEASE);
+  // shm_unlink's path, built here: Boost's remove makes a std::string of it.
+  static constexpr char kDirectory[] = "/dev/shm/";
+  char path[sizeof(kDirectory) + sizeof(p->name)];
+  std::memcpy(path, kDirectory, sizeof(kDirectory) - 1);
+  size_t length = sizeof(kDirectory) - 1;
+  for (size_t i = 0; i + 1 < sizeof(p->name) && p->name[i] != '\0'; ++i) path[length++] = p->name[i];
+  path[length] = '\0';
+  collect::raw_syscall(SYS_unlink, reinterpret_cast<long>(path));
+}
 
 void install() {
   if (!alloc::config().live_stats) return;
