@@ -23,5 +23,5 @@ namespace {
 
 }  // namespace
 
-HK_EXPORT [[noreturn]] void _exit(int status) noexcept { end_process(status); }
-HK_EXPORT [[noreturn]] void _Exit(int status) noexcept { end_process(status); }
+HK_EXPORT __attribute__((noreturn)) void _exit(int status) noexcept { end_process(status); }
+HK_EXPORT __attribute__((noreturn)) void _Exit(int status) noexcept { end_process(status); }
