@@ -15,6 +15,7 @@ namespace {
 
 enum State : int { kUnknown = 0, kNone = 1, kFilter = 2 };
 std::atomic<int> g_state{kUnknown};
+std::atomic<bool> g_no_new_privileges{false};
 
 // The value after "\n<name>" in `text`, or 0 when the field is missing.
 uint64_t status_field(const char* text, const char* name) {
@@ -64,5 +65,11 @@ bool syscall_filter_installed() noexcept {
 }
 
 void note_syscall_filter() noexcept { g_state.store(kFilter, std::memory_order_release); }
+
+bool syscall_filter_known_absent() noexcept {
+  return g_state.load(std::memory_order_acquire) == kNone && !g_no_new_privileges.load(std::memory_order_acquire);
+}
+
+void note_no_new_privileges() noexcept { g_no_new_privileges.store(true, std::memory_order_release); }
 
 }  // namespace heapkeeper::alloc

@@ -9,6 +9,14 @@ namespace heapkeeper::alloc {
 
 bool syscall_filter_installed() noexcept;
 void note_syscall_filter() noexcept;
+// Whether the process was found without a filter (syscall_filter_installed() was asked and said
+// no), none has been noted since, and the program has not set no_new_privs (which an unprivileged
+// program must before it installs a filter, and which a filter installed by the program's own
+// inline assembly, unseen by the wrappers, follows); false while nobody has asked. Makes no system
+// call: for code where a system call of heapkeeper's own may be the one a filter kills for.
+bool syscall_filter_known_absent() noexcept;
+// The program sets no_new_privs (prctl or syscall wrappers): a filter may follow unseen.
+void note_no_new_privileges() noexcept;
 
 // What a /proc status file ("/proc/self/status", "/proc/thread-self/status") says restricts
 // debugging calls: a seccomp filter (or strict mode), and a tracer already attached (gdb, strace),

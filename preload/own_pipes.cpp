@@ -153,6 +153,7 @@ HK_EXPORT long syscall(long number, ...) {
     if (result >= 0) errno = saved_errno == EINTR ? 0 : saved_errno;  // libunwind loops while errno is EINTR
     return result;
   }
+  if (number == SYS_prctl && a[0] == PR_SET_NO_NEW_PRIVS && a[1] != 0) heapkeeper::alloc::note_no_new_privileges();
   if (number == SYS_seccomp && a[0] == SECCOMP_SET_MODE_FILTER) {
     heapkeeper::alloc::start_deferred_threads_for_program(true);  // while clone is still allowed
     heapkeeper::alloc::note_syscall_filter();
@@ -178,6 +179,7 @@ HK_EXPORT int prctl(int option, ...) {
     errno = ENOSYS;
     return -1;
   }
+  if (option == PR_SET_NO_NEW_PRIVS && a[0] != 0) heapkeeper::alloc::note_no_new_privileges();
   if (option == PR_SET_SECCOMP && a[0] == SECCOMP_MODE_STRICT) {
     heapkeeper::alloc::drop_deferred_threads();  // see the syscall wrapper above
     heapkeeper::alloc::note_syscall_filter();

@@ -254,6 +254,9 @@ bool reservation_intact() {
 
 bool create_segment(Publisher& p) {
   remove_stale_segments(false);
+  // Asked now, while nothing is at stake, so that an _exit later knows without asking
+  // (leave_at_immediate_exit may make no system call before it knows).
+  alloc::syscall_filter_installed();
   try {
     bip::shared_memory_object shm = create_exclusively(p);
     const int fd = shm.get_mapping_handle().handle;
@@ -544,14 +547,19 @@ Publisher* make_publisher() {
 // exit handlers must not run twice. Each left its 4.3 MiB file behind, for the next traced process
 // of its user to remove once it had seen no heartbeat for 10 s.
 void leave_at_immediate_exit() noexcept {
+  // Memory only until it is certain there is a file to remove and no seccomp filter to kill the
+  // process for a system call of ours: a program under an allow-list filter ends with _exit as it
+  // would without heapkeeper (getpid here first killed it with SIGSYS). The filter state was read
+  // when the segment was made (create_segment), and the wrapped prctl and syscall note a filter
+  // installed since; one installed by the program's own inline assembly goes unseen.
   Publisher* p = g_publisher;
-  // A vfork child shares the parent's publisher, as a raw clone's child does: not theirs to remove.
-  if (p == nullptr || p->owner_pid != collect::raw_syscall(SYS_getpid)) return;
-  // Under a seccomp filter an unlink may be what the filter kills the process for.
-  if (alloc::syscall_filter_installed() || p->removed.load(std::memory_order_acquire)) return;
+  if (p == nullptr || p->removed.load(std::memory_order_acquire)) return;
   SharedSegment* segment = __atomic_load_n(&p->segment, __ATOMIC_ACQUIRE);
   // Still being made by the publisher thread: removed by the name it uses, as at_exit does.
   if (segment == nullptr && !p->creating.load(std::memory_order_acquire)) return;
+  if (!alloc::syscall_filter_known_absent()) return;
+  // A vfork child shares the parent's publisher, as a raw clone's child does: not theirs to remove.
+  if (p->owner_pid != collect::raw_syscall(SYS_getpid)) return;
   if (segment != nullptr)
     __atomic_store_n(&segment->header.state, static_cast<uint32_t>(ProducerState::kExited), __ATOMIC_RELEASE);
   // shm_unlink's path, built here: Boost's remove makes a std::string of it.

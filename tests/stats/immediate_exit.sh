@@ -44,6 +44,21 @@ for mode in vfork fork; do
   fi
 done
 
+# Under a seccomp allow-list (write and the exits only) the removal's system calls would kill the
+# process (SIGSYS, status 159): _exit makes none once a filter may be in force, whether the wrapped
+# prctl installed it or the program's own inline assembly did after setting no_new_privs.
+for mode in filter-prctl filter-asm; do
+  status=0
+  "$HK_LAUNCHER" run -- "$HK_IMMEDIATE_EXIT" "$mode" >"$SK_WORK/$mode.out" 2>"$SK_WORK/$mode.err" || status=$?
+  kept=$(awk '$1 == "kept" {print $2}' "$SK_WORK/$mode.out")
+  [[ -n $kept ]] && SK_PLANTED_PIDS+=("$kept")
+  if ((status == 3)); then
+    sk_pass "$mode: _exit under a seccomp allow-list keeps the program's status"
+  else
+    sk_fail "$mode: exit status $status, expected 3: $(cat "$SK_WORK/$mode.err")"
+  fi
+done
+
 # A shell script ending in an _exit (dash runs `sh -c` so) behaves as it did: output and status.
 output=$("$HK_LAUNCHER" run -- /bin/dash -c 'sleep 0.3; echo done; exit 5' 2>"$SK_WORK/dash.err") && status=0 || status=$?
 if [[ $output == done && $status == 5 ]]; then
