@@ -74,6 +74,26 @@ inline PidNamespace own_pid_namespace() {
   return {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
 }
 
+// The low 16 bits of a segment name's nonce: a tag of the producer's pid namespace, the rest random.
+// Set before the header is written, it tells an unfinished file named after this pid whose
+// producer shares this namespace (this very process before it exec'd, or a dead earlier holder
+// of the pid: remains either way) from one a process of another namespace sharing /dev/shm may be
+// making at this moment (1 in 65,536 namespaces share a tag).
+inline constexpr uint64_t kNamespaceTagMask = 0xffff;
+inline uint64_t namespace_tag(const PidNamespace& ns) {
+  uint64_t h = (ns.device * 0x9e3779b97f4a7c15ull) ^ (ns.inode * 0xc2b2ae3d27d4eb4full);
+  h ^= h >> 29;
+  return h & kNamespaceTagMask;
+}
+
+// The nonce of a segment name ("heapkeeper.<pid>.<16 hex digits>"); false for the older form.
+inline bool segment_name_nonce(const char* name, uint64_t& nonce) {
+  const char* dot = std::strrchr(name, '.');
+  if (dot == nullptr || segment_name_pid(name) == 0 || std::strlen(dot + 1) != 16) return false;
+  nonce = std::strtoull(dot + 1, nullptr, 16);
+  return true;
+}
+
 inline PidNamespace namespace_of(const SegmentHeader& header) {
   return {header.pid_namespace_device, header.pid_namespace_inode};
 }

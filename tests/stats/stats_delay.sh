@@ -58,6 +58,31 @@ else
 fi
 kill "$now" 2>/dev/null || true
 
+# Processes that exec or exit at once while their segment is being made (a delay of 0): the exit
+# waits for it and removes it, a new image removes the one the program it was left unfinished.
+# Before, most of these runs each left a 4.5 MB file in /dev/shm (290 of 300 for dash's exec).
+left=()
+for round in $(seq 20); do
+  for kind in dash env true; do
+    case $kind in
+      dash) command=(/bin/dash -c 'exec /bin/true') ;;
+      env) command=(/usr/bin/env /bin/true) ;;
+      true) command=(/bin/true) ;;
+    esac
+    # `heapkeeper run` execs the command: $! is its pid throughout.
+    HEAPKEEPER_STATS_DELAY=0 "$H" run -- "${command[@]}" &
+    pid=$!
+    wait "$pid" || true
+    SK_PLANTED_PIDS+=("$pid")
+    [[ -n $(sk_segment "$pid") ]] && left+=("$pid ($kind)")
+  done
+done
+if ((${#left[@]} == 0)); then
+  sk_pass "HEAPKEEPER_STATS_DELAY=0: 60 processes that exec or exit at once leave no segment"
+else
+  sk_fail "HEAPKEEPER_STATS_DELAY=0: ${#left[@]} of 60 processes left a segment: ${left[*]:0:5}"
+fi
+
 # A bad value: one line naming it, and the default (a segment, made 200 ms in).
 HEAPKEEPER_STATS_DELAY=soon "$H" run -- sleep 60 >"$SK_WORK/bad.out" 2>"$SK_WORK/bad.err" &
 bad=$!
