@@ -487,6 +487,8 @@ void publisher_thread() {
   // Started when the delay is over, or sooner when the program went to wait (a sleep, a poll):
   // the segment is made once the process has run the delay all the same.
   alloc::sleep_until_monotonic(p.due_monotonic_ns);
+  // Named for its wait by start(); a reader finds it by this name once it is on its way.
+  if (p.start_delay_ms > kLongDelayMs) pthread_setname_np(pthread_self(), kPublisherThreadName);
   // Made only now: a process that ends before the delay pays nothing for 5 MiB it never uses.
   p.scratch = std::make_unique_for_overwrite<RawSnapshot>();  // the builder writes what it uses
   p.builder = std::make_unique<SnapshotBuilder>();
@@ -528,10 +530,15 @@ void start(Publisher& p, bool later) {
   p.start_ns = realtime_ns();
   p.due_monotonic_ns = alloc::monotonic_ns() + uint64_t{p.start_delay_ms} * 1000000ull;
   static constexpr char kFailure[] = "live stats disabled: could not start the publisher thread";
+  // A thread that waits longer than a reader is patient for its segment is named for it: `stats`
+  // then says at once that the segment is not made yet, even when the process's environment (and
+  // its HEAPKEEPER_STATS_DELAY) cannot be read (another user's, not dumpable, overwritten by the
+  // program's own argv, as perl's $0 does), instead of waiting 30 s for it and calling it untraced.
+  const char* name = p.start_delay_ms > kLongDelayMs ? kWaitingPublisherThreadName : kPublisherThreadName;
   if (later) {
-    alloc::start_internal_thread_later(publisher_thread, "heapkeeper-stats", p.start_delay_ms, kFailure);
+    alloc::start_internal_thread_later(publisher_thread, name, p.start_delay_ms, kFailure);
   } else {
-    alloc::start_internal_thread_or_say(publisher_thread, "heapkeeper-stats", kFailure);
+    alloc::start_internal_thread_or_say(publisher_thread, name, kFailure);
   }
 }
 

@@ -36,6 +36,12 @@ inline constexpr uint64_t kStaleAfterNs = 10'000'000'000ull;
 // A process makes its segment only after running this long (stats/publisher.cpp); a reader asked
 // about a younger process waits for it (SegmentReader::open).
 inline constexpr uint32_t kFirstPublishDelayMs = 200;
+// The publisher thread's name (as /proc shows it, 15 characters at most), and its name while it
+// waits a HEAPKEEPER_STATS_DELAY longer than kLongDelayMs to make the segment: a reader waits for
+// the first, and says at once that the second's segment is not made yet.
+inline constexpr const char* kPublisherThreadName = "heapkeeper-stat";
+inline constexpr const char* kWaitingPublisherThreadName = "heapkeeper-wait";
+inline constexpr uint32_t kLongDelayMs = 10000;
 
 // "heapkeeper.<pid>.<nonce as 16 hex digits>".
 inline std::string segment_name(pid_t pid, uint64_t nonce) {

@@ -26,6 +26,7 @@
 #include <sstream>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "allocator/setting_text.h"
 #include "analysis/module_symbolizer.h"
@@ -118,26 +119,40 @@ constexpr int64_t kSlowProducerPatienceMs = 30000;
 // The longest a reader waits for the segment of a process started with HEAPKEEPER_STATS_DELAY.
 constexpr int64_t kLongestWaitForDelayedMs = 10000;
 
-// The HEAPKEEPER_STATS_DELAY process `pid` was started with ("" when unset or unreadable: another
-// user's process): a process that makes its segment later than usual is said to, not "not under
-// heapkeeper".
+// The HEAPKEEPER_STATS_DELAY process `pid` was started with ("" when unset, unreadable, or with
+// HEAPKEEPER_STATS=0, under which no segment comes at all): a process that makes its segment later
+// than usual is said to, not "not under heapkeeper". Read through a thread of the process when its
+// own file fails (its main thread has called pthread_exit: ESRCH).
 std::string stats_delay_of(pid_t pid) {
-  std::ifstream environment("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
   static constexpr std::string_view kName = "HEAPKEEPER_STATS_DELAY=";
-  std::string entry;
-  while (std::getline(environment, entry, '\0')) {
-    if (entry.rfind(kName, 0) == 0) return entry.substr(kName.size(), 64);
+  const std::string base = "/proc/" + std::to_string(pid);
+  std::vector<std::string> paths{base + "/environ"};
+  if (DIR* tasks = opendir((base + "/task").c_str())) {
+    while (dirent* entry = readdir(tasks)) {
+      if (entry->d_name[0] >= '1' && entry->d_name[0] <= '9' && paths.size() < 8)
+        paths.push_back(base + "/task/" + entry->d_name + "/environ");
+    }
+    closedir(tasks);
+  }
+  for (const std::string& path : paths) {
+    std::ifstream environment(path, std::ios::binary);
+    std::string entry, delay;
+    bool any = false, stats_off = false;
+    while (std::getline(environment, entry, '\0')) {
+      any = true;
+      if (entry.rfind(kName, 0) == 0) delay = entry.substr(kName.size());
+      if (entry == "HEAPKEEPER_STATS=0") stats_off = true;
+    }
+    if (any) return stats_off ? "" : delay;
   }
   return "";
 }
 
-// The name stats/publisher.cpp gives its thread, as /proc shows it (15 characters at most).
-constexpr std::string_view kPublisherThreadName = "heapkeeper-stat";
-
-// Whether process `pid` runs heapkeeper's publisher thread and is not stopped: its segment, or its
-// next snapshot, is coming, however long the machine makes it wait. (A publisher that could not
-// make its segment ends its thread, and HEAPKEEPER_STATS=0 starts none.)
-bool publisher_on_its_way(pid_t pid) {
+// Whether process `pid` runs heapkeeper's publisher thread under `thread_name` and is not stopped:
+// its segment, or its next snapshot, is coming, however long the machine makes it wait (under
+// kPublisherThreadName), or it waits a long HEAPKEEPER_STATS_DELAY (kWaitingPublisherThreadName).
+// (A publisher that could not make its segment ends its thread, and HEAPKEEPER_STATS=0 starts none.)
+bool publisher_named(pid_t pid, std::string_view thread_name) {
   const std::string tasks_path = "/proc/" + std::to_string(pid) + "/task";
   DIR* tasks = opendir(tasks_path.c_str());
   if (tasks == nullptr) return false;
@@ -147,7 +162,7 @@ bool publisher_on_its_way(pid_t pid) {
     std::ifstream comm(tasks_path + "/" + entry->d_name + "/comm");
     std::string name;
     std::getline(comm, name);
-    if (name == kPublisherThreadName) {
+    if (name == thread_name) {
       const char state = stat_state_letter(tasks_path + "/" + entry->d_name + "/stat");
       found = state != 'T' && state != 't' && state != 'Z' && state != 'X' && state != '\0';
       break;
@@ -156,6 +171,8 @@ bool publisher_on_its_way(pid_t pid) {
   closedir(tasks);
   return found;
 }
+
+bool publisher_on_its_way(pid_t pid) { return publisher_named(pid, stats::kPublisherThreadName); }
 
 // A segment's file may shrink while it is mapped: its owner (any user, for a root reader) can
 // truncate it, and a read of a page past the new end raises SIGBUS, which killed `view`, `export`
@@ -418,6 +435,7 @@ bool SegmentReader::open(pid_t pid, bool for_commands, std::string& error, int u
     const int64_t due_ms = static_cast<int64_t>(std::min<uint64_t>(delay_ms, INT32_MAX));
     // A segment due later than a user waits for is not waited for: said so at once.
     if (due_ms - age_ms > kLongestWaitForDelayedMs) break;
+    if (publisher_named(pid, stats::kWaitingPublisherThreadName)) break;
     if (age_ms >= due_ms + kSegmentExpectedByMs &&
         !(age_ms < due_ms + kSlowProducerPatienceMs && publisher_on_its_way(pid)))
       break;
@@ -429,9 +447,15 @@ bool SegmentReader::open(pid_t pid, bool for_commands, std::string& error, int u
       return false;
     }
     error = "no heapkeeper segment for pid " + std::to_string(pid);
+    // The delay counts from the start of the program the process runs now, its age from the fork
+    // (a process that exec'd has run longer than its program): the segment comes that late at least.
     if (!delay_text.empty() && age_ms >= 0 && static_cast<uint64_t>(age_ms) < delay_ms)
-      error += " yet: it runs with HEAPKEEPER_STATS_DELAY=" + delay_text + " and makes it " +
-               std::to_string((delay_ms - static_cast<uint64_t>(age_ms) + 999) / 1000) + " s from now";
+      error += " yet: it runs with HEAPKEEPER_STATS_DELAY=" + delay_text.substr(0, 64) +
+               (delay_text.size() > 64 ? "..." : "") + " and makes it in " +
+               std::to_string((delay_ms - static_cast<uint64_t>(age_ms) + 999) / 1000) + " s or later";
+    else if (publisher_named(pid, stats::kWaitingPublisherThreadName))
+      error += " yet: it runs with a HEAPKEEPER_STATS_DELAY longer than " + std::to_string(stats::kLongDelayMs / 1000) +
+               " s (its environment does not say how long)";
     else
       error += " in /dev/shm (is it running under heapkeeper, without HEAPKEEPER_STATS=0?)";
     return false;
