@@ -770,6 +770,9 @@ struct ThreadStartBundle {
   void* (*routine)(void*);
   void* argument;
   bool library_stack;  // glibc allocates the stack (the attributes supply none)
+  // A program thread, counted as live by its creator before it exists: a main thread that calls
+  // pthread_exit right after pthread_create must not find itself the last (ThreadRegistry).
+  bool counted;
 };
 
 // Whether pthread_create with these attributes runs the thread on a stack glibc allocates (and
@@ -793,7 +796,7 @@ void* thread_trampoline(void* raw) {
     GuardScope guard(tl);
     je::dallocx(raw, MALLOCX_TCACHE_NONE);
     if (g_ready && tl.status == ThreadStatus::kUnregistered)
-      thread_registry().register_current(bundle.routine == internal_thread_main);
+      thread_registry().register_current(bundle.routine == internal_thread_main, bundle.counted);
     if (tl.state != nullptr) tl.state->library_stack = bundle.library_stack;
   }
   return bundle.routine(bundle.argument);
@@ -811,13 +814,18 @@ bool wrap_thread_start(void* (*routine)(void*), void* argument, const pthread_at
   bundle->routine = routine;
   bundle->argument = argument;
   bundle->library_stack = library_allocates_stack(attributes);
+  bundle->counted = routine != internal_thread_main;
+  if (bundle->counted) thread_registry().expect_program_thread();
   *wrapped_routine = thread_trampoline;
   *wrapped_argument = bundle;
   return true;
 }
 
 void discard_thread_start(void* wrapped_argument) noexcept {
-  if (private_heap().internal().contains(wrapped_argument)) je::dallocx(wrapped_argument, MALLOCX_TCACHE_NONE);
+  if (!private_heap().internal().contains(wrapped_argument)) return;
+  // pthread_create failed: the thread counted for it never comes.
+  if (static_cast<ThreadStartBundle*>(wrapped_argument)->counted) thread_registry().forget_expected_program_thread();
+  je::dallocx(wrapped_argument, MALLOCX_TCACHE_NONE);
 }
 
 void* lookup_next_symbol(const char* name) noexcept {

@@ -1,6 +1,8 @@
 // Implementation of the thread registry (see thread_registry.h).
 #include "allocator/thread_registry.h"
 
+#include <cstdlib>
+
 #include <fcntl.h>
 #include <limits.h>
 #include <sys/auxv.h>
@@ -32,8 +34,15 @@ void on_thread_exit(void* /*state*/) {
   ThreadLocal& tl = tls_thread;
   if (tl.status != ThreadStatus::kActive) return;
   ++tl.guard;
-  g_registry.on_exit_round();
+  bool last_program_thread = false;
+  g_registry.on_exit_round(last_program_thread);
   --tl.guard;
+  // glibc ends the process with exit(0) when its last thread exits (pthread_exit from main, or
+  // returning from the last thread function), counting every thread pthread_create made:
+  // heapkeeper's own threads too, so a program whose main thread called pthread_exit never ended
+  // (nor did SIGTERM end it: those threads block every signal). What glibc would do once the
+  // program's threads are gone is done here, on the last one, after its key destructors ran.
+  if (last_program_thread) exit(0);
 }
 
 }  // namespace
@@ -90,7 +99,10 @@ bool main_thread_stack(pid_t tid, uintptr_t& low, uintptr_t& high) {
 
 }  // namespace
 
-ThreadState* ThreadRegistry::register_current(bool heapkeeper_thread) {
+void ThreadRegistry::expect_program_thread() { live_program_threads_.fetch_add(1, std::memory_order_acq_rel); }
+void ThreadRegistry::forget_expected_program_thread() { live_program_threads_.fetch_sub(1, std::memory_order_acq_rel); }
+
+ThreadState* ThreadRegistry::register_current(bool heapkeeper_thread, bool counted) {
   ThreadLocal& tl = tls_thread;
   ThreadState* s = take_state();
   if (s == nullptr) {
@@ -98,6 +110,10 @@ ThreadState* ThreadRegistry::register_current(bool heapkeeper_thread) {
     return nullptr;
   }
   uint32_t index = indices_taken_.fetch_add(1, std::memory_order_relaxed) + 1;
+  // Said afresh: a state taken over from an exited thread of heapkeeper's kept its flag, and a
+  // program thread given it was never stopped nor scanned as a root.
+  s->heapkeeper_thread = heapkeeper_thread;
+  if (!heapkeeper_thread && !counted) live_program_threads_.fetch_add(1, std::memory_order_acq_rel);
   s->index = index < BlockHeader::kMaxThreadIndex ? index : BlockHeader::kMaxThreadIndex;
   s->tid = static_cast<pid_t>(::syscall(SYS_gettid));
   s->handle = pthread_self();
@@ -156,7 +172,7 @@ ThreadState* ThreadRegistry::register_current(bool heapkeeper_thread) {
   return s;
 }
 
-bool ThreadRegistry::on_exit_round() {
+bool ThreadRegistry::on_exit_round(bool& last_program_thread) {
   ThreadLocal& tl = tls_thread;
   // glibc runs the key destructors again while one of them set a value, PTHREAD_DESTRUCTOR_ITERATIONS
   // rounds at most: re-arming our key every round but the last keeps the thread registered through
@@ -164,6 +180,13 @@ bool ThreadRegistry::on_exit_round() {
   if (++tl.exit_rounds < PTHREAD_DESTRUCTOR_ITERATIONS && tl.state != nullptr) {
     pthread_setspecific(exit_key_, tl.state);
     return true;
+  }
+  // The last of the program's threads: it stays registered, with its heap state, for the exit
+  // handlers that its caller runs next (they may allocate).
+  if (tl.state != nullptr && !tl.state->heapkeeper_thread &&
+      live_program_threads_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    last_program_thread = true;
+    return false;
   }
   retire_current();
   // jemalloc's teardown (flushes the thread cache back to the arenas, unbinds the arena), exactly
@@ -280,6 +303,7 @@ const ThreadInfo* ThreadRegistry::info(uint32_t index) const {
 void ThreadRegistry::after_fork_in_child() {
   ThreadState* self = tls_thread.state;
   exited_stacks().after_fork_in_child();
+  live_program_threads_.store(self != nullptr && !self->heapkeeper_thread ? 1 : 0, std::memory_order_release);
   for (ThreadState* s = head_.load(std::memory_order_acquire); s != nullptr; s = s->next_in_registry) {
     if (s == self) {
       s->tid = static_cast<pid_t>(::syscall(SYS_gettid));

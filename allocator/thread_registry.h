@@ -122,10 +122,17 @@ class ThreadRegistry {
   // Registers the calling thread (guard held). Never fails: falls back to the exited path.
   // `heapkeeper_thread`: one of heapkeeper's own threads, which never allocates from a tracked
   // arena (its guard is held for its whole life): it shares the first one rather than making one.
-  ThreadState* register_current(bool heapkeeper_thread = false);
+  // `counted`: a program thread its creator counted already (expect_program_thread).
+  ThreadState* register_current(bool heapkeeper_thread = false, bool counted = false);
+  // A program thread about to be made, counted as live from now (the creator's side of
+  // pthread_create), and the count given back when pthread_create fails.
+  void expect_program_thread();
+  void forget_expected_program_thread();
   // Called by the pthread-key destructor at thread exit: true while the thread must stay registered
-  // for later destructor rounds (the key is re-armed), false once it is retired.
-  bool on_exit_round();
+  // for later destructor rounds (the key is re-armed), false once it is retired, or once it is found
+  // to be the last of the program's threads (`last_program_thread`, left registered: the caller
+  // ends the process as glibc would have without heapkeeper's threads).
+  bool on_exit_round(bool& last_program_thread);
   // Retires the calling thread's state (its counters go to the retired totals).
   void retire_current();
   // Sums every thread's counters plus the retired totals.
@@ -171,6 +178,8 @@ class ThreadRegistry {
   std::atomic<uint32_t> indices_taken_{0};    // thread numbers handed out; the next is this + 1
   std::atomic<uint64_t> sequences_taken_{0};  // allocation sequence numbers handed out (from 1)
   std::atomic<int64_t> live_bytes_{0};
+  // The program's threads registered and not yet exited (heapkeeper's own are not counted).
+  std::atomic<int32_t> live_program_threads_{0};
   mutable std::atomic<int64_t> peak_bytes_{0};
   std::atomic<uint64_t> retired_allocations_{0}, retired_frees_{0}, retired_allocated_bytes_{0},
       retired_freed_bytes_{0};
