@@ -19,6 +19,7 @@
 #include "allocator/bounded_text.h"
 #include "allocator/exited_stacks.h"
 #include "allocator/jemalloc_calls.h"
+#include "allocator/last_program_thread.h"
 #include "allocator/private_heap.h"
 #include "allocator/stack_capture.h"
 
@@ -41,8 +42,9 @@ void on_thread_exit(void* /*state*/) {
   // returning from the last thread function), counting every thread pthread_create made:
   // heapkeeper's own threads too, so a program whose main thread called pthread_exit never ended
   // (nor did SIGTERM end it: those threads block every signal). What glibc would do once the
-  // program's threads are gone is done here, on the last one, after its key destructors ran.
-  if (last_program_thread) exit(0);
+  // program's threads are gone is done by a watcher (last_program_thread.h), once this thread has
+  // run the rest of its key destructors and any thread glibc made without the hook has ended.
+  if (last_program_thread) watch_for_last_program_thread();
 }
 
 }  // namespace
@@ -181,13 +183,10 @@ bool ThreadRegistry::on_exit_round(bool& last_program_thread) {
     pthread_setspecific(exit_key_, tl.state);
     return true;
   }
-  // The last of the program's threads: it stays registered, with its heap state, for the exit
-  // handlers that its caller runs next (they may allocate).
+  // The last of the program's threads: the caller starts the watch for the process's end.
   if (tl.state != nullptr && !tl.state->heapkeeper_thread &&
-      live_program_threads_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      live_program_threads_.fetch_sub(1, std::memory_order_acq_rel) == 1)
     last_program_thread = true;
-    return false;
-  }
   retire_current();
   // jemalloc's teardown (flushes the thread cache back to the arenas, unbinds the arena), exactly
   // what its own key destructor would have done. If jemalloc re-armed its key meanwhile and glibc

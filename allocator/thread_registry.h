@@ -128,6 +128,7 @@ class ThreadRegistry {
   // pthread_create), and the count given back when pthread_create fails.
   void expect_program_thread();
   void forget_expected_program_thread();
+  int32_t live_program_threads() const { return live_program_threads_.load(std::memory_order_acquire); }
   // Called by the pthread-key destructor at thread exit: true while the thread must stay registered
   // for later destructor rounds (the key is re-armed), false once it is retired, or once it is found
   // to be the last of the program's threads (`last_program_thread`, left registered: the caller

@@ -29,8 +29,10 @@
 #   closed_stderr  a program started with stderr closed, whose data file gets descriptor 2: the
 #                  file must hold only what the program wrote (the leak report goes nowhere)
 #   main_thread_exit  a main thread that ends with pthread_exit: alone, with a worker thread left
-#                  running, and 2,000 short threads around a main thread that returns (glibc ends
-#                  the process when its last thread exits; heapkeeper's threads kept it alive)
+#                  running, with a SIGEV_THREAD timer due (a thread glibc makes without
+#                  pthread_create), with a last thread whose key destructor re-arms itself, and
+#                  2,000 short threads around a main thread that returns (glibc ends the process
+#                  when its last thread exits; heapkeeper's threads kept it alive)
 #   no_proc        python3 in collect mode with 100 ms scans where /proc is not mounted: no scan
 #                  may call a block leaked, let alone free it, without the roots /proc names
 source "$(dirname "$0")/lib.sh"
@@ -123,7 +125,7 @@ case $program in
     ;;
   main_thread_exit)
     HK_TIMEOUT=30  # read by lib.sh's hk_limit: a process that never ends fails in 30 s, not 90
-    for mode in alone worker churn; do
+    for mode in alone worker churn timer destructors; do
       hk_compare "main_thread_exit_$mode" run_program "$(hk_program main_thread_exit)" "$mode" -- launcher preload
     done
     ;;
