@@ -37,7 +37,7 @@ char state_of(const char* tid) {
   for (ssize_t i = 0; i + 2 < n; ++i) {
     if (text[i] == ')' && text[i + 1] == ' ') state_at = i + 2;
   }
-  return state_at > 0 ? text[state_at] : 0;
+  return state_at > 0 ? text[state_at] : '\0';
 }
 
 bool is_heapkeeper_thread(pid_t tid) {
