@@ -76,7 +76,11 @@ void watch() {
     if (program_thread_runs()) continue;
     g_watching.store(false, std::memory_order_release);
     // The exit handlers (the program's, and heapkeeper's leak check) run on this thread as they
-    // would have on the last one: without the guard heapkeeper's threads hold for their life.
+    // would have on the last one: as a thread of the program's (its allocations tracked, with its
+    // own stack cache and tracked arena), without the guard heapkeeper's threads hold for life.
+    // As heapkeeper's, a handler's allocations went uncounted and its leaks unreported.
+    thread_registry().retire_current();
+    thread_registry().register_current(false);
     tls_thread.guard = 0;
     exit(0);
   }

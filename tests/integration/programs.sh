@@ -30,7 +30,8 @@
 #                  file must hold only what the program wrote (the leak report goes nowhere)
 #   main_thread_exit  a main thread that ends with pthread_exit: alone, with a worker thread left
 #                  running, with a SIGEV_THREAD timer due (a thread glibc makes without
-#                  pthread_create), with a last thread whose key destructor re-arms itself, and
+#                  pthread_create), with a last thread whose key destructor re-arms itself, with an
+#                  exit handler that allocates, and
 #                  2,000 short threads around a main thread that returns (glibc ends the process
 #                  when its last thread exits; heapkeeper's threads kept it alive)
 #   no_proc        python3 in collect mode with 100 ms scans where /proc is not mounted: no scan
@@ -125,7 +126,7 @@ case $program in
     ;;
   main_thread_exit)
     HK_TIMEOUT=30  # read by lib.sh's hk_limit: a process that never ends fails in 30 s, not 90
-    for mode in alone worker churn timer destructors; do
+    for mode in alone worker churn timer destructors atexit; do
       hk_compare "main_thread_exit_$mode" run_program "$(hk_program main_thread_exit)" "$mode" -- launcher preload
     done
     ;;

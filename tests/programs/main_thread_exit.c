@@ -6,6 +6,8 @@
  *            pthread_create) runs after the main thread's pthread_exit and ends with exit(7)
  *   destructors  the last thread's key destructor re-arms itself: glibc runs it 4 rounds, then ends
  *            the process (heapkeeper's own key, created first, is done after its 4th round)
+ *   atexit   an exit handler that allocates and frees, run when the process ends after main's
+ *            pthread_exit (under heapkeeper on the thread that saw the last one go)
  * glibc counts every thread pthread_create made, heapkeeper's own too: under heapkeeper such a
  * process never ended (and, its remaining threads blocking every signal, SIGTERM did not end it). */
 #include <pthread.h>
@@ -58,10 +60,29 @@ static void* armed_worker(void* unused) {
   return NULL;
 }
 
+static void allocating_handler(void) {
+  for (int i = 0; i < 1000; ++i) {
+    char* block = malloc(100 + (size_t)i);
+    if (block == NULL) _exit(3);
+    memset(block, 1, 100);
+    if (i % 2 == 0)
+      free(block);
+    else
+      kept = block;
+  }
+  printf("handler done\n");
+}
+
 int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "alone";
   kept = malloc(10);
   if (strcmp(mode, "alone") == 0) {
+    printf("main leaves\n");
+    fflush(stdout);
+    pthread_exit(NULL);
+  }
+  if (strcmp(mode, "atexit") == 0) {
+    atexit(allocating_handler);
     printf("main leaves\n");
     fflush(stdout);
     pthread_exit(NULL);
