@@ -199,8 +199,7 @@ HK_EXPORT int pthread_create(pthread_t* thread, const pthread_attr_t* attributes
     wrapped_argument = argument;
   }
   auto original = heapkeeper::preload::original_pthread_create();
-  if (original == nullptr) return EAGAIN;
-  int result = original(thread, attributes, wrapped_routine, wrapped_argument);
+  int result = original != nullptr ? original(thread, attributes, wrapped_routine, wrapped_argument) : EAGAIN;
   if (result != 0 && wrapped_argument != argument) alloc::discard_thread_start(wrapped_argument);
   return result;
 }
