@@ -562,11 +562,7 @@ void at_exit() {
     if (p->creating.load(std::memory_order_acquire)) bip::shared_memory_object::remove(p->name);
     // This image ran too briefly to make a segment; if the program this process was before it
     // exec'd us made one, nobody else would remove it (a look at /dev/shm's names for our pid).
-    // One short process in 16 (by pid) also removes its user's remains, which only processes that
-    // make a segment did: a workload of short processes alone (a build's compilers killed by a
-    // signal) piled up 4.3 MiB files for ever. The others pay nothing more: the listing is made
-    // anyway, and only files 10 s without a heartbeat are looked into.
-    remove_stale_segments(getpid() % 16 != 0);
+    remove_stale_segments(true);
     return;
   }
   try {

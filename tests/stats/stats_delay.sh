@@ -103,31 +103,6 @@ else
   sk_fail "HEAPKEEPER_STATS_DELAY=0: ${#left[@]} of 60 processes left a segment: ${left[*]:0:5}"
 fi
 
-# A process killed by a signal leaves its segment; 10 s without a heartbeat, it is the remains of a
-# dead process, which one short process in 16 (pid divisible by 16) removes at its exit, as the
-# processes that make a segment do: a workload of short processes alone swept nothing before.
-HEAPKEEPER_STATS_DELAY=0 "$H" run -- sleep 60 >/dev/null 2>&1 &
-killed=$!
-SK_PLANTED_PIDS+=("$killed")
-if sk_wait_for_segment "$killed"; then
-  kill -KILL "$killed"
-  wait "$killed" 2>/dev/null || true
-  sleep 11
-  for attempt in $(seq 400); do
-    "$H" run -- /bin/true &
-    short=$!
-    wait "$short" || true
-    ((short % 16 == 0)) && break
-  done
-  if [[ -z $(sk_segment "$killed") ]]; then
-    sk_pass "a killed process's segment is removed by a later short process ($attempt runs)"
-  else
-    sk_fail "a killed process's segment stayed after $attempt short processes: $(sk_segment "$killed")"
-  fi
-else
-  sk_fail "HEAPKEEPER_STATS_DELAY=0 sleep 60: no segment to kill"
-fi
-
 # A bad value: one line naming it, and the default (a segment, made 200 ms in).
 HEAPKEEPER_STATS_DELAY=soon "$H" run -- sleep 60 >"$SK_WORK/bad.out" 2>"$SK_WORK/bad.err" &
 bad=$!
