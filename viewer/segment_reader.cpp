@@ -116,8 +116,9 @@ constexpr int64_t kSegmentExpectedByMs = 1500;
 // seconds, and "no segment" or a snapshot without names would be a wrong answer, not a late one.
 // Only a producer stuck that long is given up on.
 constexpr int64_t kSlowProducerPatienceMs = 30000;
-// The longest a reader waits for the segment of a process started with HEAPKEEPER_STATS_DELAY.
-constexpr int64_t kLongestWaitForDelayedMs = 10000;
+// The longest a reader waits for the segment of a process started with HEAPKEEPER_STATS_DELAY: the
+// delay beyond which its publisher thread is named heapkeeper-wait.
+constexpr int64_t kLongestWaitForDelayedMs = stats::kLongDelayMs;
 
 // The HEAPKEEPER_STATS_DELAY process `pid` was started with ("" when unset, unreadable, or with
 // HEAPKEEPER_STATS=0, under which no segment comes at all): a process that makes its segment later
