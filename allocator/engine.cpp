@@ -41,6 +41,7 @@
 #include "allocator/stack_capture.h"
 #include "allocator/stack_table.h"
 #include "allocator/syscall_filter.h"
+#include "allocator/thread_credentials.h"
 #include "allocator/thread_registry.h"
 #include "allocator/unloaded_modules.h"
 #include "allocator/unwinder_masks.h"
@@ -203,6 +204,7 @@ void fork_child() {
   GuardScope guard(tl);
   diagnostic_output_after_fork_in_child();
   thread_registry().after_fork_in_child();
+  thread_credentials_after_fork_in_child();
   unloaded_modules_after_fork();
   heap_trimmer_after_fork();
   private_heap().after_fork_in_child();
@@ -850,6 +852,7 @@ constexpr size_t kInternalThreadStackBytes = size_t{1} << 20;
 struct InternalThread {
   void (*routine)();
   char name[16];
+  uint32_t credentials_epoch;  // the program credentials shared when it was made (thread_credentials.h)
 };
 
 void* internal_thread_main(void* raw) {
@@ -858,7 +861,14 @@ void* internal_thread_main(void* raw) {
   ++tl.guard;  // for the thread's whole life
   je::dallocx(raw, MALLOCX_TCACHE_NONE);
   ThreadState* self = tl.state != nullptr ? tl.state : thread_registry().register_current(true);
-  if (self != nullptr) self->heapkeeper_thread = true;
+  if (self != nullptr) {
+    self->heapkeeper_thread = true;
+    // It holds the credentials of the thread that made it, as they were when last shared then;
+    // what was shared since (the program may change them before this thread first runs) it takes now.
+    self->credentials_followed.store(start.credentials_epoch, std::memory_order_release);
+  }
+  internal_thread_started();
+  follow_thread_credentials();
   pthread_setname_np(pthread_self(), start.name);
   run_without_throwing(start.routine, start.name);
   return nullptr;
@@ -872,6 +882,7 @@ bool start_internal_thread(void (*routine)(), const char* name) noexcept {
   auto* start = static_cast<InternalThread*>(allocate_untracked(sizeof(InternalThread), 16, false));
   if (start == nullptr || !private_heap().internal().contains(start)) return false;
   start->routine = routine;
+  start->credentials_epoch = shared_credentials_epoch();
   std::strncpy(start->name, name, sizeof(start->name) - 1);
   start->name[sizeof(start->name) - 1] = '\0';
   pthread_attr_t attributes;
@@ -889,7 +900,9 @@ bool start_internal_thread(void (*routine)(), const char* name) noexcept {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &previous);
   // pthread_create is heapkeeper's own hook, whose trampoline registers the thread first.
+  internal_thread_starting();
   const bool started = pthread_create(&thread, &attributes, internal_thread_main, start) == 0;
+  if (!started) internal_thread_started();
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   pthread_attr_destroy(&attributes);
   if (!started) je::dallocx(start, MALLOCX_TCACHE_NONE);

@@ -14,6 +14,7 @@
 #include "allocator/engine_internal.h"
 #include "allocator/jemalloc_calls.h"
 #include "allocator/private_heap.h"
+#include "allocator/thread_credentials.h"
 
 namespace heapkeeper::alloc {
 
@@ -71,9 +72,7 @@ void trim_once() {
 
 void trimmer_thread() {
   for (;;) {
-    timespec pause{0, kTrimIntervalMs * 1000000L};
-    while (nanosleep(&pause, &pause) != 0) {
-    }
+    internal_sleep_ms(kTrimIntervalMs);
     trim_once();
   }
 }

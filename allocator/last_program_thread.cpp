@@ -9,6 +9,7 @@
 
 #include "allocator/engine.h"
 #include "allocator/syscall_filter.h"
+#include "allocator/thread_credentials.h"
 #include "allocator/thread_registry.h"
 #include "collector/raw_syscall.h"
 
@@ -38,8 +39,7 @@ bool program_thread_runs() {
 
 void watch() {
   for (;;) {
-    const timespec pause{0, 2'000'000};
-    nanosleep(&pause, nullptr);
+    internal_sleep_ms(2);
     if (thread_registry().live_program_threads() > 0) break;  // the program made a thread meanwhile
     if (program_thread_runs()) continue;
     g_watching.store(false, std::memory_order_release);

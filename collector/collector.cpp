@@ -21,6 +21,7 @@
 #include "allocator/monotonic_clock.h"
 #include "allocator/quarantine.h"
 #include "allocator/stack_table.h"
+#include "allocator/thread_credentials.h"
 #include "allocator/thread_registry.h"
 #include "collector/kernel_roots.h"
 #include "collector/program_caller.h"
@@ -348,14 +349,12 @@ constexpr unsigned kTimedOutScansBeforeSaying = 3;
 
 void periodic_scanner() {
   const uint64_t interval_ms = alloc::config().scan_interval_ms;
-  alloc::sleep_until_monotonic(g_first_scan_ns);
+  alloc::internal_sleep_until(g_first_scan_ns);
   unsigned timed_out_in_a_row = 0;
   std::string failure_said;  // since the last scan that ran
   for (bool first_scan = true;; first_scan = false) {
     if (!first_scan) {
-      timespec pause{static_cast<time_t>(interval_ms / 1000), static_cast<long>((interval_ms % 1000) * 1000000)};
-      while (nanosleep(&pause, &pause) != 0) {
-      }
+      alloc::internal_sleep_ms(interval_ms);
     }
     ScanReport report;
     try {

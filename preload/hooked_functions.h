@@ -54,6 +54,11 @@
 #define HEAPKEEPER_PIPE_FUNCTIONS(X) \
   X(pipe, int, (int*)) X(pipe2, int, (int*, int)) X(syscall, long, (long, ...)) X(prctl, int, (int, ...))
 
+// Calls that change a thread's credentials (credential_calls.cpp): heapkeeper's threads then take
+// the same state. prctl and syscall, which can too, are in the list above. Same shape.
+#define HEAPKEEPER_CREDENTIAL_SYMBOLS(X) X(capset)
+#define HEAPKEEPER_CREDENTIAL_FUNCTIONS(X) X(capset, int, (void*, void*))
+
 // The immediate exits (immediate_exit.cpp), which remove the process's live-stats segment first.
 #define HEAPKEEPER_EXIT_SYMBOLS(X) X(_exit) X(_Exit)
 

@@ -39,8 +39,10 @@
 #include "allocator/engine.h"
 #include "allocator/own_memory.h"
 #include "allocator/syscall_filter.h"
+#include "allocator/thread_credentials.h"
 #include "allocator/thread_registry.h"
 #include "collector/world_stop.h"
+#include "preload/credential_calls.h"
 #include "preload/original_functions.h"
 #include "preload/validation_pipe.h"
 
@@ -165,7 +167,11 @@ HK_EXPORT long syscall(long number, ...) {
     heapkeeper::alloc::note_syscall_filter();
     heapkeeper::collect::fall_back_to_signals_now();
   }
-  return function(number, a[0], a[1], a[2], a[3], a[4], a[5]);
+  const long result = function(number, a[0], a[1], a[2], a[3], a[4], a[5]);
+  // heapkeeper's threads take what the program's thread now has (raw system calls: errno stays).
+  if (result >= 0 && heapkeeper::preload::syscall_changes_credentials(number, a[0], a[1]))
+    heapkeeper::alloc::share_thread_credentials();
+  return result;
 }
 
 HK_EXPORT int prctl(int option, ...) {
@@ -189,5 +195,8 @@ HK_EXPORT int prctl(int option, ...) {
     heapkeeper::alloc::note_syscall_filter();
     heapkeeper::collect::fall_back_to_signals_now();
   }
-  return function(option, a[0], a[1], a[2], a[3]);
+  const int result = function(option, a[0], a[1], a[2], a[3]);
+  if (result >= 0 && heapkeeper::preload::prctl_changes_credentials(option, a[0]))
+    heapkeeper::alloc::share_thread_credentials();  // as in the syscall wrapper above
+  return result;
 }

@@ -40,6 +40,7 @@
 #include "allocator/monotonic_clock.h"
 #include "allocator/private_heap.h"
 #include "allocator/syscall_filter.h"
+#include "allocator/thread_credentials.h"
 #include "allocator/thread_registry.h"
 #include "collector/collector.h"
 #include "collector/raw_syscall.h"
@@ -486,7 +487,7 @@ void publisher_thread() {
   Publisher& p = *g_publisher;
   // Started when the delay is over, or sooner when the program went to wait (a sleep, a poll):
   // the segment is made once the process has run the delay all the same.
-  alloc::sleep_until_monotonic(p.due_monotonic_ns);
+  alloc::internal_sleep_until(p.due_monotonic_ns);
   // Named for its wait by start(); a reader finds it by this name once it is on its way.
   if (p.start_delay_ms > kLongDelayMs) pthread_setname_np(pthread_self(), kPublisherThreadName);
   // Made only now: a process that ends before the delay pays nothing for 5 MiB it never uses.
@@ -517,6 +518,7 @@ void publisher_thread() {
     timespec timeout{static_cast<time_t>(wait_ns / 1000000000ull), static_cast<long>(wait_ns % 1000000000ull)};
     // Shared futex (not PRIVATE): the waker is a reader in another process.
     syscall(SYS_futex, &p.segment->channel.request_id, FUTEX_WAIT, request, &timeout, nullptr, 0);
+    alloc::follow_thread_credentials();  // woken for it too (wake_publisher)
   }
 }
 
@@ -585,6 +587,15 @@ Publisher* make_publisher() {
   return p;
 }
 
+// Ends the publisher thread's wait on its segment's request word, where a program thread sharing
+// its credentials (allocator/thread_credentials.h) would otherwise wait for the next publish.
+void wake_publisher() {
+  Publisher* p = g_publisher;
+  SharedSegment* segment = p != nullptr ? __atomic_load_n(&p->segment, __ATOMIC_ACQUIRE) : nullptr;
+  if (segment == nullptr) return;
+  collect::raw_syscall(SYS_futex, reinterpret_cast<long>(&segment->channel.request_id), FUTEX_WAKE, INT32_MAX);
+}
+
 }  // namespace
 
 // Processes that end with _exit are common: dash's `sh -c`, a forked server worker, a program whose
@@ -625,6 +636,7 @@ void install() {
   reserve_segment_address();
   g_publisher = make_publisher();
   if (g_publisher == nullptr) return;
+  alloc::add_internal_wake(wake_publisher);
   if (alloc::config().stats_delay_ms >= 0)
     g_publisher->start_delay_ms = static_cast<uint32_t>(alloc::config().stats_delay_ms);
   start(*g_publisher, false);

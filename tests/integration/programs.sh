@@ -34,6 +34,11 @@
 #                  exit handler that allocates, and
 #                  2,000 short threads around a main thread that returns (glibc ends the process
 #                  when its last thread exits; heapkeeper's threads kept it alive)
+#   thread_credentials  (root) a program that believes itself single-threaded changes its ids and
+#                  capabilities through glibc, with raw system calls, and its capability sets alone:
+#                  after every step every task (heapkeeper's threads too) holds the same credentials;
+#                  and util-linux's setpriv dropping to nobody, which aborted (glibc's all-thread
+#                  setresgid failed in heapkeeper's thread, which had lost its capabilities)
 #   no_proc        python3 in collect mode with 100 ms scans where /proc is not mounted: no scan
 #                  may call a block leaked, let alone free it, without the roots /proc names
 source "$(dirname "$0")/lib.sh"
@@ -128,6 +133,41 @@ case $program in
     HK_TIMEOUT=30  # read by lib.sh's hk_limit: a process that never ends fails in 30 s, not 90
     for mode in alone worker churn timer destructors atexit; do
       hk_compare "main_thread_exit_$mode" run_program "$(hk_program main_thread_exit)" "$mode" -- launcher preload
+    done
+    ;;
+  thread_credentials)
+    if ((EUID != 0)); then
+      echo "skipped: only root changes its ids and capabilities"
+      exit 77
+    fi
+    # Scans every 20 ms: the periodic scanner's thread follows too, and scans run between steps.
+    # Stopped with signals: a process whose ids changed is not dumpable, and ptrace from a thread
+    # that gave up CAP_SYS_PTRACE with the program is refused; the first scan to meet that says so
+    # on stderr and falls back to signals (a line this comparison would count against it).
+    export HEAPKEEPER_SCAN_INTERVAL=20ms HEAPKEEPER_STOP_METHOD=signals
+    for mode in glibc raw caps; do
+      hk_compare "credentials_$mode" run_program "$(hk_program thread_credentials)" "$mode" -- launcher preload
+    done
+    # The exec'd program runs as nobody, which may not write a report where the test keeps them:
+    # stdout, stderr and status compared whole instead, without a report; scans at exit only.
+    unset HEAPKEEPER_SCAN_INTERVAL HEAPKEEPER_STOP_METHOD
+    hk_require setpriv
+    for drop in "--reuid=nobody --regid=nogroup --clear-groups" \
+      "--no-new-privs --reuid=nobody --regid=nogroup --clear-groups" \
+      "--reuid=nobody --regid=nogroup --clear-groups --inh-caps=+net_bind_service --ambient-caps=+net_bind_service"; do
+      # shellcheck disable=SC2086  # $drop is setpriv's options, split on purpose
+      expected=$(setpriv $drop bash -c 'id; grep -E "^(Cap|NoNewPrivs)" /proc/self/status' 2>&1; echo "status $?")
+      for mode in preload launcher; do
+        # shellcheck disable=SC2086
+        got=$(HEAPKEEPER_STATS_DELAY=0 hk_exec "$mode" setpriv $drop bash -c 'id; grep -E "^(Cap|NoNewPrivs)" /proc/self/status' 2>&1
+          echo "status $?")
+        if [[ $got == "$expected" ]]; then
+          hk_pass "setpriv $drop ($mode): same output and status as without heapkeeper"
+        else
+          hk_fail "setpriv $drop ($mode): differs from the plain run:"
+          diff <(echo "$expected") <(echo "$got") >&2 || true
+        fi
+      done
     done
     ;;
   small_stacks)

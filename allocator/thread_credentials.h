@@ -1,0 +1,53 @@
+// heapkeeper's own threads follow the per-thread security state a program thread changes.
+//
+// Linux keeps a thread's ids, capabilities, keep-capabilities flag, securebits, ambient and
+// bounding sets per thread, and glibc's setuid family changes the ids of every thread of the
+// process at once: it has each thread make the system call and aborts the process when their
+// results differ. A program that believes itself single-threaded sets the per-thread parts in its
+// one thread and then changes ids: `setpriv --reuid=nobody --regid=nogroup` sets PR_SET_KEEPCAPS
+// and calls capset, setresuid, capset again and setresgid. heapkeeper's threads, holding the
+// state they were made with, lost every capability at the setresuid, failed the setresgid the
+// program's thread made with CAP_SETGID, and setpriv aborted. A program that changes its ids with
+// the raw system call (per thread) left heapkeeper's threads as root inside a process that had
+// given root up.
+//
+// So after a program thread's successful capset, security prctl or raw id change (the exported
+// wrappers in preload/ call share_thread_credentials), every thread of heapkeeper's takes the
+// same state before the call returns to the program: each copies it in its own waits
+// (internal_sleep_until and the wake hooks), where it is woken for it. The sharing waits at most
+// a second for a thread busy elsewhere (a scan), and makes no system call once the program may run
+// under a seccomp filter.
+#pragma once
+
+#include <cstdint>
+
+namespace heapkeeper::alloc {
+
+// A program thread changed its credentials: heapkeeper's threads copy them (see above).
+void share_thread_credentials() noexcept;
+
+// A thread of heapkeeper's: copies the program's last shared state if it has not yet. Called by
+// internal_sleep_until, and by any other wait of such a thread after it wakes.
+void follow_thread_credentials() noexcept;
+
+// The state shared so far (how many times): a thread of heapkeeper's made now holds it already.
+uint32_t shared_credentials_epoch() noexcept;
+// A thread of heapkeeper's is being made (before pthread_create), and it has registered (or was
+// not made after all): a sharing meanwhile waits for it, which would otherwise keep the state its
+// maker had, unseen by the sharer.
+void internal_thread_starting() noexcept;
+void internal_thread_started() noexcept;
+// In a forked child, which has none of its parent's threads of heapkeeper's, being made or sharing.
+void thread_credentials_after_fork_in_child() noexcept;
+
+// A thread of heapkeeper's waits until CLOCK_MONOTONIC reaches `deadline_ns`, following the
+// program's credentials whenever they are shared meanwhile.
+void internal_sleep_until(uint64_t deadline_ns) noexcept;
+void internal_sleep_ms(uint64_t milliseconds) noexcept;
+
+// A wait of heapkeeper's that internal_sleep_until does not cover (the live-stats thread's futex,
+// which a reader wakes): `wake` ends it, and the woken thread calls follow_thread_credentials.
+// At most a few; set once at start-up.
+void add_internal_wake(void (*wake)()) noexcept;
+
+}  // namespace heapkeeper::alloc

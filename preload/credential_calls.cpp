@@ -1,0 +1,63 @@
+// The exported capset, and which prctl options and system calls change a thread's credentials:
+// after one succeeds in a program thread, heapkeeper's threads take the same state
+// (allocator/thread_credentials.h), so that glibc's all-thread setuid finds them agreeing with
+// the program's. Same result and errno as the original.
+#include "preload/credential_calls.h"
+
+#include <errno.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
+#include "allocator/thread_credentials.h"
+#include "preload/original_functions.h"
+
+#define HK_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace heapkeeper::preload {
+
+bool prctl_changes_credentials(long option, unsigned long argument) noexcept {
+  switch (option) {
+    case PR_SET_KEEPCAPS:
+    case PR_SET_SECUREBITS:
+    case PR_CAPBSET_DROP:
+    case PR_SET_NO_NEW_PRIVS:
+      return true;
+    case PR_CAP_AMBIENT:
+      return argument != PR_CAP_AMBIENT_IS_SET;
+    default:
+      return false;
+  }
+}
+
+bool syscall_changes_credentials(long number, long first, long second) noexcept {
+  switch (number) {
+    case SYS_capset:
+    case SYS_setuid:
+    case SYS_setgid:
+    case SYS_setreuid:
+    case SYS_setregid:
+    case SYS_setresuid:
+    case SYS_setresgid:
+    case SYS_setgroups:
+      return true;
+    case SYS_prctl:
+      return prctl_changes_credentials(first, static_cast<unsigned long>(second));
+    default:
+      return false;
+  }
+}
+
+}  // namespace heapkeeper::preload
+
+// glibc's capset takes the kernel's header and data structures (linux/capability.h); no header
+// of glibc's declares it.
+HK_EXPORT int capset(void* header, void* data) {
+  auto* function = heapkeeper::preload::original_capset();
+  if (function == nullptr) {
+    errno = ENOSYS;
+    return -1;
+  }
+  const int result = function(header, data);
+  if (result == 0) heapkeeper::alloc::share_thread_credentials();  // raw system calls: errno stays
+  return result;
+}

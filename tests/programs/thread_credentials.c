@@ -1,0 +1,183 @@
+/* thread_credentials: a program that believes itself single-threaded and changes its credentials
+ * the ways privilege-dropping programs do, for programs.sh. Linux keeps ids, capabilities, the
+ * keep-capabilities flag, securebits and the ambient and bounding sets per thread, and glibc's
+ * setuid family has every thread make the same change, aborting when their results differ: under
+ * heapkeeper, whose own threads must hold exactly what the program's thread holds, `setpriv
+ * --reuid` aborted. After each step it prints its ids and whether every task of the process
+ * agrees with it on every credential in /proc/self/task/(tid)/status (under heapkeeper the tasks
+ * include heapkeeper's threads; a plain run has one), and allocates and frees a little.
+ *
+ * Usage: thread_credentials glibc|raw|caps   (as root)
+ *   glibc  setpriv's sequence through glibc: keep capabilities, capset, setgroups, setresgid,
+ *          setresuid to 65534 (saved ids kept 0), capset again; then back to root
+ *   raw    the same ids changed with raw system calls (one thread only), then back
+ *   caps   staying root: a bounding-set drop, capset, an ambient capability, securebits,
+ *          no_new_privs
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/securebits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+int capget(cap_user_header_t header, cap_user_data_t data);
+int capset(cap_user_header_t header, const cap_user_data_t data);
+
+static const char* const kFields[] = {"Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:",
+                                      "CapBnd:", "CapAmb:", "NoNewPrivs:"};
+enum { kFieldCount = sizeof(kFields) / sizeof(kFields[0]) };
+
+/* The credential lines of one task's status, concatenated in kFields' order. */
+static int read_credentials(const char* tid, char* out, size_t size) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/self/task/%s/status", tid);
+  FILE* f = fopen(path, "r");
+  if (f == NULL) return -1;
+  char line[512];
+  out[0] = '\0';
+  while (fgets(line, sizeof(line), f) != NULL) {
+    for (int i = 0; i < kFieldCount; ++i) {
+      if (strncmp(line, kFields[i], strlen(kFields[i])) == 0) strncat(out, line, size - strlen(out) - 1);
+    }
+  }
+  fclose(f);
+  return 0;
+}
+
+static void churn(void) {
+  for (int i = 0; i < 2000; ++i) {
+    char* p = malloc(32 + (size_t)(i % 200));
+    memset(p, i, 32);
+    free(p);
+  }
+}
+
+/* Prints the step, the ids, and whether every task agrees with this one. */
+static void check(const char* step) {
+  churn();
+  char self[16], mine[4096], theirs[4096];
+  snprintf(self, sizeof(self), "%ld", (long)syscall(SYS_gettid));
+  if (read_credentials(self, mine, sizeof(mine)) != 0) {
+    printf("%s: cannot read /proc/self/task\n", step);
+    return;
+  }
+  DIR* tasks = opendir("/proc/self/task");
+  int differing = 0;
+  struct dirent* entry;
+  while (tasks != NULL && (entry = readdir(tasks)) != NULL) {
+    if (entry->d_name[0] == '.' || strcmp(entry->d_name, self) == 0) continue;
+    if (read_credentials(entry->d_name, theirs, sizeof(theirs)) != 0) continue; /* gone meanwhile */
+    if (strcmp(mine, theirs) != 0) {
+      ++differing;
+      fprintf(stderr, "%s: task %s differs:\n--- this thread\n%s--- task %s\n%s", step, entry->d_name, mine,
+              entry->d_name, theirs);
+    }
+  }
+  if (tasks != NULL) closedir(tasks);
+  uid_t ruid, euid, suid;
+  gid_t rgid, egid, sgid;
+  getresuid(&ruid, &euid, &suid);
+  getresgid(&rgid, &egid, &sgid);
+  printf("%s: uid %u/%u/%u gid %u/%u/%u, %s\n", step, ruid, euid, suid, rgid, egid, sgid,
+         differing == 0 ? "every task agrees" : "TASKS DIFFER");
+  fflush(stdout);
+}
+
+static int set_capabilities(uint32_t effective, uint32_t permitted, uint32_t inheritable) {
+  struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  memset(data, 0, sizeof(data));
+  data[0].effective = effective;
+  data[0].permitted = permitted;
+  data[0].inheritable = inheritable;
+  return capset(&header, data);
+}
+
+static uint32_t permitted_now(void) {
+  struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  if (capget(&header, data) != 0) return 0;
+  return data[0].permitted;
+}
+
+#define CAP(c) (1u << (c))
+#define MUST(call)                                                      \
+  do {                                                                  \
+    if ((call) != 0) {                                                  \
+      printf("%s failed: %s\n", #call, strerror(errno));               \
+      return 1;                                                         \
+    }                                                                   \
+  } while (0)
+
+static int drop_and_return(int raw) {
+  const gid_t nogroup = 65534;
+  const uint32_t kept = CAP(CAP_SETUID) | CAP(CAP_SETGID) | CAP(CAP_NET_BIND_SERVICE);
+  MUST(prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0));
+  check("keep capabilities");
+  MUST(set_capabilities(kept, kept, 0));
+  check("capset");
+  if (raw) {
+    MUST(syscall(SYS_setgroups, 1, &nogroup));
+    MUST(syscall(SYS_setresgid, 65534, 65534, 0));
+    check("setresgid");
+    MUST(syscall(SYS_setresuid, 65534, 65534, 0));
+  } else {
+    MUST(setgroups(1, &nogroup));
+    MUST(setresgid(65534, 65534, 0));
+    check("setresgid");
+    MUST(setresuid(65534, 65534, 0));
+  }
+  check("setresuid");
+  MUST(set_capabilities(kept, kept, 0)); /* the effective set, cleared by the uid change */
+  check("capset again");
+  /* Back to root (the saved ids allow it), so that the exit report can be written as before. */
+  if (raw) {
+    MUST(syscall(SYS_setresuid, 0, 0, 0));
+    MUST(syscall(SYS_setresgid, 0, 0, 0));
+    MUST(syscall(SYS_setgroups, 0, NULL));
+  } else {
+    MUST(setresuid(0, 0, 0));
+    MUST(setresgid(0, 0, 0));
+    MUST(setgroups(0, NULL));
+  }
+  check("root again");
+  return 0;
+}
+
+static int capabilities_only(void) {
+  MUST(prctl(PR_CAPBSET_DROP, CAP_SYS_MODULE, 0, 0, 0));
+  check("bounding set");
+  const uint32_t permitted = permitted_now() & ~CAP(CAP_SYS_ADMIN);
+  MUST(set_capabilities(permitted, permitted, CAP(CAP_NET_BIND_SERVICE)));
+  check("capset");
+  MUST(prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_NET_BIND_SERVICE, 0, 0));
+  check("ambient");
+  MUST(prctl(PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP, 0, 0, 0));
+  check("securebits");
+  MUST(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+  check("no_new_privs");
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  const char* mode = argc > 1 ? argv[1] : "";
+  if (geteuid() != 0) {
+    printf("needs root\n");
+    return 77;
+  }
+  check("start");
+  if (strcmp(mode, "glibc") == 0) return drop_and_return(0);
+  if (strcmp(mode, "raw") == 0) return drop_and_return(1);
+  if (strcmp(mode, "caps") == 0) return capabilities_only();
+  fprintf(stderr, "usage: thread_credentials glibc|raw|caps\n");
+  return 2;
+}
