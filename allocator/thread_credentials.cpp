@@ -184,6 +184,18 @@ bool someone_behind(uint32_t epoch) {
   return behind;
 }
 
+// Whether every thread of heapkeeper's holds `c` already: shared last, and taken. A program that
+// sets the same flag in a loop (a prctl per request) then pays for reading its state only. Called
+// with g_sharing held: the shared words do not change meanwhile.
+bool already_shared(const Credentials& c) {
+  const uint32_t epoch = g_epoch.load(std::memory_order_acquire);
+  if (epoch == 0 || g_starting.load(std::memory_order_acquire) > 0) return false;
+  const auto* words = reinterpret_cast<const uint32_t*>(&c);
+  for (size_t i = 0; i < kWords; ++i)
+    if (g_words[i].load(std::memory_order_relaxed) != words[i]) return false;
+  return !someone_behind(epoch);
+}
+
 bool any_heapkeeper_thread() {
   bool any = g_starting.load(std::memory_order_acquire) > 0;
   thread_registry().for_each_active([&](const ThreadState& s) { any = any || s.heapkeeper_thread; });
@@ -227,7 +239,7 @@ void share_thread_credentials() noexcept {
     raw_syscall(SYS_nanosleep, reinterpret_cast<long>(&pause), 0);
   }
   Credentials own;
-  if (read_own(own)) {
+  if (read_own(own) && !already_shared(own)) {
     store_shared(own);
     const uint32_t epoch = g_epoch.fetch_add(1, std::memory_order_acq_rel) + 1;
     const uint64_t deadline = monotonic_ns() + 1'000'000'000ull;

@@ -32,8 +32,8 @@
 int capget(cap_user_header_t header, cap_user_data_t data);
 int capset(cap_user_header_t header, const cap_user_data_t data);
 
-static const char* const kFields[] = {"Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:",
-                                      "CapBnd:", "CapAmb:", "NoNewPrivs:"};
+static const char* const kFields[] = {
+    "Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:"};
 enum { kFieldCount = sizeof(kFields) / sizeof(kFields[0]) };
 
 /* The credential lines of one task's status, concatenated in kFields' order. */
@@ -110,12 +110,12 @@ static uint32_t permitted_now(void) {
 }
 
 #define CAP(c) (1u << (c))
-#define MUST(call)                                                      \
-  do {                                                                  \
-    if ((call) != 0) {                                                  \
-      printf("%s failed: %s\n", #call, strerror(errno));               \
-      return 1;                                                         \
-    }                                                                   \
+#define MUST(call)                                       \
+  do {                                                   \
+    if ((call) != 0) {                                   \
+      printf("%s failed: %s\n", #call, strerror(errno)); \
+      return 1;                                          \
+    }                                                    \
   } while (0)
 
 static int drop_and_return(int raw) {
