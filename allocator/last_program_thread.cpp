@@ -8,10 +8,10 @@
 #include <ctime>
 
 #include "allocator/engine.h"
+#include "allocator/raw_syscall.h"
 #include "allocator/syscall_filter.h"
 #include "allocator/thread_credentials.h"
 #include "allocator/thread_registry.h"
-#include "collector/raw_syscall.h"
 
 namespace heapkeeper::alloc {
 namespace {
@@ -31,8 +31,8 @@ bool is_heapkeeper_thread(pid_t tid) {
 bool program_thread_runs() {
   const long pid = getpid();
   bool runs = false;
-  const bool listed = collect::for_each_numbered_entry("/proc/self/task", [&](long, const char*, long tid) {
-    if (!runs && !is_heapkeeper_thread(static_cast<pid_t>(tid))) runs = !collect::thread_has_exited(pid, tid);
+  const bool listed = for_each_numbered_entry("/proc/self/task", [&](long, const char*, long tid) {
+    if (!runs && !is_heapkeeper_thread(static_cast<pid_t>(tid))) runs = !thread_has_exited(pid, tid);
   });
   return runs || !listed;
 }

@@ -17,14 +17,12 @@
 #include <ctime>
 
 #include "allocator/monotonic_clock.h"
+#include "allocator/raw_syscall.h"
 #include "allocator/syscall_filter.h"
 #include "allocator/thread_registry.h"
-#include "collector/raw_syscall.h"
 
 namespace heapkeeper::alloc {
 namespace {
-
-using collect::raw_syscall;
 
 // A thread's shareable state. Supplementary groups beyond kMaxGroups are not shared (nor changed).
 constexpr uint32_t kMaxGroups = 64;
@@ -179,7 +177,7 @@ bool someone_behind(uint32_t epoch) {
   thread_registry().for_each_active([&](const ThreadState& s) {
     if (behind || !s.heapkeeper_thread || s.tid == 0) return;
     if (s.credentials_followed.load(std::memory_order_acquire) == epoch) return;
-    behind = !collect::thread_has_exited(getpid(), s.tid);
+    behind = !thread_has_exited(getpid(), s.tid);
   });
   return behind;
 }

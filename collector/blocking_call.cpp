@@ -10,8 +10,8 @@
 #include <climits>
 
 #include "allocator/engine.h"
+#include "allocator/raw_syscall.h"
 #include "collector/os_primitives.h"
-#include "collector/raw_syscall.h"
 
 namespace heapkeeper::collect {
 
@@ -129,7 +129,8 @@ void unpark(alloc::BlockingCallRecord& record) {
       word->compare_exchange_strong(expected, kInCall, std::memory_order_acq_rel) ||
       (expected == kParkedReturned && word->compare_exchange_strong(expected, kInCall, std::memory_order_acq_rel));
   if (released)
-    raw_syscall(SYS_futex, reinterpret_cast<long>(word), FUTEX_WAKE_PRIVATE, INT32_MAX);  // may run on the tracer
+    alloc::raw_syscall(SYS_futex, reinterpret_cast<long>(word), FUTEX_WAKE_PRIVATE,
+                       INT32_MAX);  // may run on the tracer
 }
 
 namespace {
@@ -145,7 +146,7 @@ constexpr uintptr_t kLibcFramesBytes = 1024;
 // handler's frames would be missed. That needs a non-dumpable process, a handler running inside a
 // wrapped call, and a scan at that moment.
 static bool thread_sleeps_in_kernel(pid_t pid, pid_t tid) {
-  const char state = thread_state_letter(pid, tid);
+  const char state = alloc::thread_state_letter(pid, tid);
   return state == 'S' || state == 'D';
 }
 
@@ -153,13 +154,13 @@ bool parked_thread_is_asleep(pid_t pid, pid_t tid, const alloc::BlockingCallReco
   // Raw system calls: this may run on the tracer task, which shares the scanning thread's TLS
   // (errno included).
   char path[64];
-  proc_task_path(path, pid, tid, "syscall");
-  const long fd = raw_syscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDONLY | O_CLOEXEC);
+  alloc::proc_task_path(path, pid, tid, "syscall");
+  const long fd = alloc::raw_syscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDONLY | O_CLOEXEC);
   if (fd == -EACCES || fd == -EPERM) return thread_sleeps_in_kernel(pid, tid);
   if (fd < 0) return false;
   char text[256];
-  const long n = raw_syscall(SYS_read, fd, reinterpret_cast<long>(text), sizeof(text) - 1);
-  raw_syscall(SYS_close, fd);
+  const long n = alloc::raw_syscall(SYS_read, fd, reinterpret_cast<long>(text), sizeof(text) - 1);
+  alloc::raw_syscall(SYS_close, fd);
   if (n <= 0 || text[0] < '0' || text[0] > '9') return false;  // "running", or -1: not in a call
   text[n] = '\0';
   // "NR ARG1 ... ARG6 SP PC": the system call and the user stack pointer it was entered with.
@@ -202,7 +203,7 @@ alloc::ThreadState* thread_state_of(pid_t tid) {
 bool parked_thread_settles(pid_t pid, pid_t tid, const alloc::BlockingCallRecord& record, long patience_ns) {
   const auto now_ns = [] {
     timespec now;
-    raw_syscall(SYS_clock_gettime, CLOCK_MONOTONIC, reinterpret_cast<long>(&now));
+    alloc::raw_syscall(SYS_clock_gettime, CLOCK_MONOTONIC, reinterpret_cast<long>(&now));
     return now.tv_sec * 1'000'000'000L + now.tv_nsec;
   };
   const long deadline = now_ns() + patience_ns;
@@ -211,7 +212,7 @@ bool parked_thread_settles(pid_t pid, pid_t tid, const alloc::BlockingCallRecord
     if (parked_thread_is_asleep(pid, tid, record)) return true;
     if (now_ns() > deadline) return false;
     timespec pause{0, 100'000};
-    raw_syscall(SYS_nanosleep, reinterpret_cast<long>(&pause), 0);
+    alloc::raw_syscall(SYS_nanosleep, reinterpret_cast<long>(&pause), 0);
   }
 }
 

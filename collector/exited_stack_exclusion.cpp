@@ -9,9 +9,9 @@
 
 #include "allocator/exited_stacks.h"
 #include "allocator/own_memory.h"
+#include "allocator/raw_syscall.h"
 #include "allocator/thread_registry.h"
 #include "collector/own_tls.h"
-#include "collector/raw_syscall.h"
 
 // The stack pointer at the process's entry (argc's address), from the dynamic linker.
 extern "C" void* __libc_stack_end;
@@ -94,7 +94,7 @@ size_t exited_stack_exclusions(const StoppedThread* threads, size_t thread_count
 size_t exited_leader_stack_exclusion(const MemoryRange* anonymous, size_t anonymous_count, MemoryRange* out,
                                      size_t capacity) {
   const pid_t leader = getpid();
-  if (capacity == 0 || current_tid() == leader || !thread_has_exited(leader, leader)) return 0;
+  if (capacity == 0 || current_tid() == leader || !alloc::thread_has_exited(leader, leader)) return 0;
   const auto entry = reinterpret_cast<uintptr_t>(__libc_stack_end);
   for (size_t i = 0; i < anonymous_count; ++i) {
     if (entry <= anonymous[i].start || entry >= anonymous[i].end) continue;

@@ -21,9 +21,9 @@
 #include <cstring>
 
 #include "allocator/internal_mappings.h"
+#include "allocator/raw_syscall.h"
 #include "collector/blocking_call.h"
 #include "collector/os_primitives.h"
-#include "collector/raw_syscall.h"
 #include "collector/xsave_image.h"
 #include "report/register_words.h"
 
@@ -64,17 +64,18 @@ struct TracerState {
 
 void raw_futex_wait(std::atomic<uint32_t>* word, uint32_t expected, long timeout_ms) {
   timespec timeout{timeout_ms / 1000, (timeout_ms % 1000) * 1000000};
-  raw_syscall(SYS_futex, reinterpret_cast<long>(word), FUTEX_WAIT_PRIVATE, expected, reinterpret_cast<long>(&timeout));
+  alloc::raw_syscall(SYS_futex, reinterpret_cast<long>(word), FUTEX_WAIT_PRIVATE, expected,
+                     reinterpret_cast<long>(&timeout));
 }
 void raw_futex_wake(std::atomic<uint32_t>* word) {
-  raw_syscall(SYS_futex, reinterpret_cast<long>(word), FUTEX_WAKE_PRIVATE, INT32_MAX);
+  alloc::raw_syscall(SYS_futex, reinterpret_cast<long>(word), FUTEX_WAKE_PRIVATE, INT32_MAX);
 }
 long raw_ptrace(long request, pid_t tid, long address = 0, long data = 0) {
-  return raw_syscall(SYS_ptrace, request, tid, address, data);
+  return alloc::raw_syscall(SYS_ptrace, request, tid, address, data);
 }
 long raw_now_ns() {
   timespec now;
-  raw_syscall(SYS_clock_gettime, CLOCK_MONOTONIC, reinterpret_cast<long>(&now));
+  alloc::raw_syscall(SYS_clock_gettime, CLOCK_MONOTONIC, reinterpret_cast<long>(&now));
   return now.tv_sec * 1'000'000'000L + now.tv_nsec;
 }
 
@@ -83,7 +84,7 @@ long raw_now_ns() {
 int wait_for_stop(pid_t tid, long deadline) {
   for (;;) {
     int status = 0;
-    const long waited = raw_syscall(SYS_wait4, tid, reinterpret_cast<long>(&status), WNOHANG | __WALL, 0);
+    const long waited = alloc::raw_syscall(SYS_wait4, tid, reinterpret_cast<long>(&status), WNOHANG | __WALL, 0);
     if (waited == -ECHILD || waited == -ESRCH) return 0;
     if (waited == tid) {
       if (WIFEXITED(status) || WIFSIGNALED(status)) return 0;
@@ -96,7 +97,7 @@ int wait_for_stop(pid_t tid, long deadline) {
     }
     if (raw_now_ns() > deadline) return -1;
     timespec pause{0, 200'000};
-    raw_syscall(SYS_nanosleep, reinterpret_cast<long>(&pause), 0);
+    alloc::raw_syscall(SYS_nanosleep, reinterpret_cast<long>(&pause), 0);
   }
 }
 
@@ -110,7 +111,7 @@ void detach_all(TracerJob& job) {
       // A signal that arrived during the scan stopped it before its handler: pass it on now. A
       // thread still asleep is detached by the kernel when the tracer exits.
       int status = 0;
-      if (raw_syscall(SYS_wait4, t.tid, reinterpret_cast<long>(&status), WNOHANG | __WALL, 0) == t.tid &&
+      if (alloc::raw_syscall(SYS_wait4, t.tid, reinterpret_cast<long>(&status), WNOHANG | __WALL, 0) == t.tid &&
           WIFSTOPPED(status)) {
         const int signal = (status >> 16) == PTRACE_EVENT_STOP ? 0 : WSTOPSIG(status);
         raw_ptrace(PTRACE_DETACH, t.tid, 0, signal);
@@ -133,7 +134,7 @@ int stop_one(TracerJob& job, StoppedThread& slot, long deadline) {
     if (seized == -ESRCH) return 0;
     // The kernel refuses to seize a thread that has exited but is still listed (a zombie until
     // its process reaps it): it runs no code and its stack is no root, so it counts as gone.
-    if (seized == -EPERM && thread_has_exited(job.pid, tid)) return 0;
+    if (seized == -EPERM && alloc::thread_has_exited(job.pid, tid)) return 0;
     job.error = seized;
     job.failed_tid = tid;
     job.what = "PTRACE_SEIZE";
@@ -186,11 +187,11 @@ int tracer_main(void* raw) {
   auto& job = *static_cast<TracerJob*>(raw);
   // If the process dies (kill -9 mid-scan), the tracer must die too: left alone it would wait for
   // a resume that never comes, holding the dead threads traced, and the program unreapable.
-  raw_syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL);
-  if (raw_syscall(SYS_getppid) != job.pid) return 0;  // the parent died before the line above
+  alloc::raw_syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL);
+  if (alloc::raw_syscall(SYS_getppid) != job.pid) return 0;  // the parent died before the line above
   while (job.phase.load(std::memory_order_acquire) == kStarting) {
     raw_futex_wait(&job.phase, kStarting, 100);
-    if (raw_syscall(SYS_getppid) != job.pid) return 0;
+    if (alloc::raw_syscall(SYS_getppid) != job.pid) return 0;
   }
   const long deadline = raw_now_ns() + kStopTimeoutNs;
   pid_t tids[kMaxListedThreads];
@@ -246,7 +247,7 @@ int tracer_main(void* raw) {
   raw_futex_wake(&job.phase);
   while (job.phase.load(std::memory_order_acquire) != kResume) {
     raw_futex_wait(&job.phase, kStopped, 1000);
-    if (raw_syscall(SYS_getppid) != job.pid) break;  // orphaned: detach and go
+    if (alloc::raw_syscall(SYS_getppid) != job.pid) break;  // orphaned: detach and go
   }
   detach_all(job);
   job.phase.store(kDone, std::memory_order_release);
@@ -273,7 +274,7 @@ void reap(pid_t tracer) {
   int status = 0;
   // The system call itself: a scan runs while the program is stopped, and must not go through
   // whatever wrapper of waitpid the program or another preloaded library may have.
-  while (raw_syscall(SYS_wait4, tracer, reinterpret_cast<long>(&status), __WALL, 0) == -EINTR) {
+  while (alloc::raw_syscall(SYS_wait4, tracer, reinterpret_cast<long>(&status), __WALL, 0) == -EINTR) {
   }
 }
 
@@ -308,12 +309,12 @@ PtraceOutcome ptrace_stop(StoppedThread* slots, size_t capacity, const pid_t* ex
   // take the stop reports the tracer waits for. Blocked here, for the instant of the clone, with
   // the raw call: heapkeeper's own sigprocmask wrapper edits masks.
   uint64_t all_signals = ~uint64_t{0}, previous_mask = 0;
-  raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&all_signals),
-              reinterpret_cast<long>(&previous_mask), sizeof(uint64_t));
+  alloc::raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&all_signals),
+                     reinterpret_cast<long>(&previous_mask), sizeof(uint64_t));
   // No exit signal: the program's wait() and SIGCHLD handlers never see the tracer.
   const pid_t tracer = clone(tracer_main, static_cast<char*>(stack) + kTracerStackBytes,
                              CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_UNTRACED, &job);
-  raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&previous_mask), 0, sizeof(uint64_t));
+  alloc::raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&previous_mask), 0, sizeof(uint64_t));
   if (tracer < 0) {
     std::snprintf(failure, failure_size, "clone failed: %s", std::strerror(errno));
     errno = saved_errno;
@@ -329,7 +330,7 @@ PtraceOutcome ptrace_stop(StoppedThread* slots, size_t capacity, const pid_t* ex
     const uint32_t phase = job.phase.load(std::memory_order_acquire);
     if (phase == kStopped || phase == kFailed || phase == kRefusedPhase) break;
     futex_wait(&job.phase, phase, 100);
-    if (raw_syscall(SYS_wait4, tracer, reinterpret_cast<long>(&tracer_status), WNOHANG | __WALL, 0) == tracer) {
+    if (alloc::raw_syscall(SYS_wait4, tracer, reinterpret_cast<long>(&tracer_status), WNOHANG | __WALL, 0) == tracer) {
       reaped = true;
       const uint32_t last = job.phase.load(std::memory_order_acquire);
       // Gone without a verdict: crashed (the kernel detached its tracees).

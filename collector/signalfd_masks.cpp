@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "collector/raw_syscall.h"
+#include "allocator/raw_syscall.h"
 
 namespace heapkeeper::collect {
 namespace {
@@ -16,12 +16,12 @@ namespace {
 // digits, bit N-1 for signal N, as SigBlk in /proc/PID/status.
 bool read_signalfd_mask(long fd, uint64_t& mask) {
   char path[64] = "/proc/self/fdinfo/";
-  append_decimal(path + std::strlen(path), fd)[0] = '\0';
-  const long info = raw_syscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDONLY | O_CLOEXEC);
+  alloc::append_decimal(path + std::strlen(path), fd)[0] = '\0';
+  const long info = alloc::raw_syscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDONLY | O_CLOEXEC);
   if (info < 0) return false;
   char text[512];
-  const long n = raw_syscall(SYS_read, info, reinterpret_cast<long>(text), sizeof(text) - 1);
-  raw_syscall(SYS_close, info);
+  const long n = alloc::raw_syscall(SYS_read, info, reinterpret_cast<long>(text), sizeof(text) - 1);
+  alloc::raw_syscall(SYS_close, info);
   if (n <= 0) return false;
   text[n] = '\0';
   const char* field = std::strstr(text, "sigmask:");
@@ -43,8 +43,8 @@ bool read_signalfd_mask(long fd, uint64_t& mask) {
 
 bool is_signalfd(long directory, const char* name) {
   char target[64];
-  const long n = raw_syscall(SYS_readlinkat, directory, reinterpret_cast<long>(name), reinterpret_cast<long>(target),
-                             sizeof(target));
+  const long n = alloc::raw_syscall(SYS_readlinkat, directory, reinterpret_cast<long>(name),
+                                    reinterpret_cast<long>(target), sizeof(target));
   static constexpr char kSignalfd[] = "anon_inode:[signalfd]";
   return n == static_cast<long>(sizeof(kSignalfd) - 1) && std::memcmp(target, kSignalfd, sizeof(kSignalfd) - 1) == 0;
 }
@@ -54,13 +54,13 @@ bool is_signalfd(long directory, const char* name) {
 int drop_signal_from_signalfds(int signal) {
   const uint64_t bit = uint64_t{1} << (signal - 1);
   int changed = 0;
-  for_each_numbered_entry("/proc/self/fd", [&](long directory, const char* name, long fd) {
+  alloc::for_each_numbered_entry("/proc/self/fd", [&](long directory, const char* name, long fd) {
     uint64_t mask = 0;
     if (!is_signalfd(directory, name) || !read_signalfd_mask(fd, mask) || (mask & bit) == 0) return;
     // signalfd4 on an existing descriptor replaces its mask and keeps its flags. The program's
     // flags and the rest of its mask stay as they are.
     mask &= ~bit;
-    if (raw_syscall(SYS_signalfd4, fd, reinterpret_cast<long>(&mask), sizeof(mask), 0) >= 0) ++changed;
+    if (alloc::raw_syscall(SYS_signalfd4, fd, reinterpret_cast<long>(&mask), sizeof(mask), 0) >= 0) ++changed;
   });
   return changed;
 }

@@ -16,11 +16,11 @@
 #include "allocator/config.h"
 #include "allocator/diagnostics.h"
 #include "allocator/engine.h"
+#include "allocator/raw_syscall.h"
 #include "allocator/syscall_filter.h"
 #include "collector/blocking_call.h"
 #include "collector/os_primitives.h"
 #include "collector/ptrace_stop.h"
-#include "collector/raw_syscall.h"
 #include "collector/signalfd_masks.h"
 #include "collector/xsave_image.h"
 
@@ -246,7 +246,7 @@ void fall_back_to_signals_now() {
   sigset_t suspend;
   sigemptyset(&suspend);
   sigaddset(&suspend, kSuspendSignal);
-  raw_syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, reinterpret_cast<long>(&suspend), 0, sizeof(uint64_t));
+  alloc::raw_syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, reinterpret_cast<long>(&suspend), 0, sizeof(uint64_t));
   alloc::enter_internal();
   enter_signal_mode();
   alloc::leave_internal();
@@ -262,7 +262,7 @@ static bool nothing_else_runs(const pid_t* excluded, size_t excluded_count) {
   for (size_t i = 0; i < listed; ++i) {
     const pid_t tid = tasks[i];
     if (tid == self || contains_tid(excluded, excluded_count, tid)) continue;
-    if (!thread_has_exited(getpid(), tid)) return false;
+    if (!alloc::thread_has_exited(getpid(), tid)) return false;
   }
   return true;
 }
@@ -369,7 +369,7 @@ bool WorldStop::stop_with_signals(StoppedThread* slots, size_t capacity, const p
       }
       g_slot_count.store(count, std::memory_order_release);  // the handler looks its slot up by tid
       // Gone, or a zombie (the main thread after pthread_exit) that would never answer.
-      if (thread_has_exited(getpid(), tid) || !send_suspend_signal(tid)) slot.tid = -tid;
+      if (alloc::thread_has_exited(getpid(), tid) || !send_suspend_signal(tid)) slot.tid = -tid;
     }
     // Wait for every signalled thread; one that is gone counts as done.
     const uint64_t waiting_since = monotonic_ns();
@@ -390,7 +390,7 @@ bool WorldStop::stop_with_signals(StoppedThread* slots, size_t capacity, const p
           __atomic_store_n(&s.acknowledged_epoch, epoch_, __ATOMIC_RELEASE);
           continue;
         }
-        if (!thread_exists(s.tid) || (monotonic_ns() > patience && thread_has_exited(getpid(), s.tid))) {
+        if (!thread_exists(s.tid) || (monotonic_ns() > patience && alloc::thread_has_exited(getpid(), s.tid))) {
           s.tid = -s.tid;  // exited meanwhile (a zombie still accepts signals, and ignores them)
           continue;
         }
@@ -449,9 +449,9 @@ bool contains_tid(const pid_t* list, size_t count, pid_t tid) {
 // The thread ids of process `pid`, with raw system calls. Returns how many (may exceed capacity).
 size_t list_threads(pid_t pid, pid_t* out, size_t capacity) {
   char path[64];
-  proc_task_path(path, pid, 0, "");
+  alloc::proc_task_path(path, pid, 0, "");
   size_t count = 0;
-  for_each_numbered_entry(path, [&](long, const char*, long tid) {
+  alloc::for_each_numbered_entry(path, [&](long, const char*, long tid) {
     if (count < capacity) out[count] = static_cast<pid_t>(tid);
     ++count;
   });

@@ -5,7 +5,7 @@
 // handlers and vfork children. exit() is not wrapped: its handlers remove the segment.
 #include <sys/syscall.h>
 
-#include "collector/raw_syscall.h"
+#include "allocator/raw_syscall.h"
 #include "stats/publisher.h"
 
 #define HK_EXPORT extern "C" __attribute__((visibility("default")))
@@ -16,8 +16,8 @@ namespace {
   heapkeeper::stats::leave_at_immediate_exit();
   for (;;) {
     // exit_group does not return; glibc's _exit falls back to exit (one thread) as well.
-    heapkeeper::collect::raw_syscall(SYS_exit_group, status);
-    heapkeeper::collect::raw_syscall(SYS_exit, status);
+    heapkeeper::alloc::raw_syscall(SYS_exit_group, status);
+    heapkeeper::alloc::raw_syscall(SYS_exit, status);
   }
 }
 

@@ -39,11 +39,11 @@
 #include "allocator/heap_trimmer.h"
 #include "allocator/monotonic_clock.h"
 #include "allocator/private_heap.h"
+#include "allocator/raw_syscall.h"
 #include "allocator/syscall_filter.h"
 #include "allocator/thread_credentials.h"
 #include "allocator/thread_registry.h"
 #include "collector/collector.h"
-#include "collector/raw_syscall.h"
 #include "collector/why_answer.h"
 #include "report/exit_report.h"
 #include "report/json_text.h"
@@ -551,7 +551,7 @@ void stop_creation(Publisher& p) noexcept {
   p.exiting.store(true, std::memory_order_seq_cst);
   for (int waited_ms = 0; waited_ms < 500 && p.creating.load(std::memory_order_seq_cst); ++waited_ms) {
     timespec pause{0, 1'000'000};
-    collect::raw_syscall(SYS_nanosleep, reinterpret_cast<long>(&pause), 0);
+    alloc::raw_syscall(SYS_nanosleep, reinterpret_cast<long>(&pause), 0);
   }
 }
 
@@ -593,7 +593,7 @@ void wake_publisher() {
   Publisher* p = g_publisher;
   SharedSegment* segment = p != nullptr ? __atomic_load_n(&p->segment, __ATOMIC_ACQUIRE) : nullptr;
   if (segment == nullptr) return;
-  collect::raw_syscall(SYS_futex, reinterpret_cast<long>(&segment->channel.request_id), FUTEX_WAKE, INT32_MAX);
+  alloc::raw_syscall(SYS_futex, reinterpret_cast<long>(&segment->channel.request_id), FUTEX_WAKE, INT32_MAX);
 }
 
 }  // namespace
@@ -614,7 +614,7 @@ void leave_at_immediate_exit() noexcept {
   if (!alloc::syscall_filter_known_absent()) return;
   // A vfork child shares the parent's publisher, as a raw clone's child does: not theirs to remove
   // (nor to stop: `exiting` is the parent's).
-  if (p->owner_pid != collect::raw_syscall(SYS_getpid)) return;
+  if (p->owner_pid != alloc::raw_syscall(SYS_getpid)) return;
   stop_creation(*p);
   SharedSegment* segment = __atomic_load_n(&p->segment, __ATOMIC_ACQUIRE);
   // Still being made after the wait: removed by the name it uses, as at_exit does.
@@ -628,7 +628,7 @@ void leave_at_immediate_exit() noexcept {
   size_t length = sizeof(kDirectory) - 1;
   for (size_t i = 0; i + 1 < sizeof(p->name) && p->name[i] != '\0'; ++i) path[length++] = p->name[i];
   path[length] = '\0';
-  collect::raw_syscall(SYS_unlink, reinterpret_cast<long>(path));
+  alloc::raw_syscall(SYS_unlink, reinterpret_cast<long>(path));
 }
 
 void install() {

@@ -1,6 +1,8 @@
-// System calls without libc: for code that runs on the tracer task (see ptrace_stop.h), which
-// shares the scanning thread's address space and thread pointer, so that libc's wrappers would
-// write the scanning thread's errno. Results are the kernel's: -errno on failure.
+// System calls without libc: for code that runs on the collector's tracer task (see
+// collector/ptrace_stop.h), which shares the scanning thread's address space and thread pointer, so
+// that libc's wrappers would write the scanning thread's errno; and for code that must not come back
+// through heapkeeper's own wrappers of libc's calls or change the program's errno (the exit paths,
+// allocator/thread_credentials.cpp). Results are the kernel's: -errno on failure.
 #pragma once
 
 #include <fcntl.h>
@@ -8,7 +10,7 @@
 
 #include <cstdint>
 
-namespace heapkeeper::collect {
+namespace heapkeeper::alloc {
 
 inline long raw_syscall(long number, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0, long f = 0) {
   long result;
@@ -102,4 +104,4 @@ inline bool thread_has_exited(long pid, long tid) {
   return state == 0 || state == 'Z' || state == 'X';
 }
 
-}  // namespace heapkeeper::collect
+}  // namespace heapkeeper::alloc
