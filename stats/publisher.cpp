@@ -57,6 +57,18 @@ namespace bip = boost::interprocess;
 namespace heapkeeper::stats {
 namespace {
 
+// Removes the segment file called `name` from /dev/shm, as shm_unlink would: the path built on the
+// stack and unlinked with a raw system call, so that every path that removes one shares it, _exit's
+// too, which must stay async-signal-safe and allocation-free (Boost's remove makes a std::string).
+void remove_segment_file(const char* name) noexcept {
+  char path[96];
+  size_t length = 0;
+  for (const char* c = kSegmentDirectory; *c != '\0'; ++c) path[length++] = *c;
+  for (size_t i = 0; name[i] != '\0' && length + 1 < sizeof(path); ++i) path[length++] = name[i];
+  path[length] = '\0';
+  alloc::raw_syscall(SYS_unlink, reinterpret_cast<long>(path));
+}
+
 constexpr uint32_t kPublishIntervalMs = 500;
 constexpr uint32_t kForkedChildPublishDelayMs = 1000;
 
@@ -287,7 +299,7 @@ bool create_segment(Publisher& p) {
     const int fd = shm.get_mapping_handle().handle;
     const int reserved = posix_fallocate(fd, 0, sizeof(SharedSegment));
     if (reserved != 0) {
-      bip::shared_memory_object::remove(p.name);
+      remove_segment_file(p.name);
       alloc::DiagnosticLine()
           .text("live stats disabled: cannot reserve ")
           .bytes(sizeof(SharedSegment))
@@ -308,7 +320,7 @@ bool create_segment(Publisher& p) {
     // What the range holds after a failed mapping is not known to be ours any more: a forked
     // child maps its segment wherever the kernel chooses.
     g_segment_address = nullptr;
-    if (created) bip::shared_memory_object::remove(p.name);
+    if (created) remove_segment_file(p.name);
     alloc::DiagnosticLine()
         .text("live stats disabled: cannot create /dev/shm/")
         .text(p.name)
@@ -561,7 +573,7 @@ void at_exit() {
   stop_creation(*p);
   if (__atomic_load_n(&p->segment, __ATOMIC_ACQUIRE) == nullptr) {
     // Still being made after the wait: unlink by the name it is using.
-    if (p->creating.load(std::memory_order_acquire)) bip::shared_memory_object::remove(p->name);
+    if (p->creating.load(std::memory_order_acquire)) remove_segment_file(p->name);
     // This image ran too briefly to make a segment; if the program this process was before it
     // exec'd us made one, nobody else would remove it (a look at /dev/shm's names for our pid).
     remove_stale_segments(true);
@@ -573,7 +585,7 @@ void at_exit() {
     alloc::DiagnosticLine().text("publishing the final live stats failed: ").text(error.what()).emit();
   }
   __atomic_store_n(&p->segment->header.state, static_cast<uint32_t>(ProducerState::kExited), __ATOMIC_RELEASE);
-  bip::shared_memory_object::remove(p->name);
+  remove_segment_file(p->name);
   p->removed.store(true, std::memory_order_release);
 }
 
@@ -621,14 +633,7 @@ void leave_at_immediate_exit() noexcept {
   if (segment == nullptr && !p->creating.load(std::memory_order_acquire)) return;
   if (segment != nullptr)
     __atomic_store_n(&segment->header.state, static_cast<uint32_t>(ProducerState::kExited), __ATOMIC_RELEASE);
-  // shm_unlink's path, built here: Boost's remove makes a std::string of it.
-  static constexpr char kDirectory[] = "/dev/shm/";
-  char path[sizeof(kDirectory) + sizeof(p->name)];
-  std::memcpy(path, kDirectory, sizeof(kDirectory) - 1);
-  size_t length = sizeof(kDirectory) - 1;
-  for (size_t i = 0; i + 1 < sizeof(p->name) && p->name[i] != '\0'; ++i) path[length++] = p->name[i];
-  path[length] = '\0';
-  alloc::raw_syscall(SYS_unlink, reinterpret_cast<long>(path));
+  remove_segment_file(p->name);
 }
 
 void install() {
