@@ -8,6 +8,7 @@
 
 #include <linux/capability.h>
 #include <linux/futex.h>
+#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -18,18 +19,18 @@
 
 #include "allocator/monotonic_clock.h"
 #include "allocator/raw_syscall.h"
-#include "allocator/syscall_filter.h"
 #include "allocator/thread_registry.h"
 
 namespace heapkeeper::alloc {
 namespace {
 
-// A thread's shareable state. Supplementary groups beyond kMaxGroups are not shared (nor changed).
-constexpr uint32_t kMaxGroups = 64;
+// A thread's shareable state. A program with more than kMaxGroups supplementary groups has them
+// shared only once it holds at most that many (dropping them all, the usual step, is shared).
+constexpr uint32_t kMaxGroups = 256;
 struct Credentials {
   uint32_t ids[6] = {};  // real, effective, saved uid; real, effective, saved gid
   uint32_t group_count = 0;
-  uint32_t groups_shared = 0;  // 1: groups[] holds them all
+  uint32_t groups_shared = 0;  // 1: groups[] holds them all; 0: group_count of them, not held
   uint32_t groups[kMaxGroups] = {};
   uint32_t capabilities[6] = {};  // effective, permitted, inheritable: low words, then high
   uint32_t ambient[2] = {}, bounding[2] = {};
@@ -53,6 +54,9 @@ constexpr int kMaxWakes = 4;
 void (*g_wakes[kMaxWakes])() = {};
 std::atomic<int> g_wake_count{0};
 
+// glibc's SIGSETXID: the kernel's second real-time signal (glibc keeps 32 and 33 for itself).
+constexpr int kSetxidSignal = 33;
+
 bool bit(const uint32_t* words, unsigned index) { return (words[index / 32] >> (index % 32)) & 1; }
 
 // Capabilities this kernel knows: PR_CAPBSET_READ fails (EINVAL) past the last.
@@ -71,7 +75,9 @@ bool read_own(Credentials& c) {
     return false;
   const long groups = raw_syscall(SYS_getgroups, kMaxGroups, reinterpret_cast<long>(c.groups));
   c.groups_shared = groups >= 0 ? 1 : 0;
-  c.group_count = groups >= 0 ? static_cast<uint32_t>(groups) : 0;
+  // More than kMaxGroups (EINVAL): how many, so that they count as different from any list held.
+  const long count = groups >= 0 ? groups : raw_syscall(SYS_getgroups, 0, 0);
+  c.group_count = count >= 0 ? static_cast<uint32_t>(count) : 0;
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[2] = {};
   if (raw_syscall(SYS_capget, reinterpret_cast<long>(&header), reinterpret_cast<long>(data)) != 0) return false;
@@ -115,7 +121,7 @@ void load_shared(Credentials& c) {
 }
 
 bool same_groups(const Credentials& a, const Credentials& b) {
-  if (a.group_count != b.group_count) return false;
+  if (a.group_count != b.group_count || a.groups_shared != b.groups_shared) return false;
   for (uint32_t i = 0; i < a.group_count; ++i)
     if (a.groups[i] != b.groups[i]) return false;
   return true;
@@ -126,15 +132,17 @@ bool same_groups(const Credentials& a, const Credentials& b) {
 // change as the program's thread did when it kept it), then the capabilities themselves, then
 // the ambient set, which only those allow. Each step is what the program's thread did, from the
 // same state, so the kernel allows it here too; one it refuses is left as it is.
-void take(const Credentials& target, const Credentials& now) {
+void take_unblocked(const Credentials& target, const Credentials& now) {
   for (unsigned cap = 0; cap < 64; ++cap)
     if (bit(now.bounding, cap) && !bit(target.bounding, cap)) raw_syscall(SYS_prctl, PR_CAPBSET_DROP, cap);
   if (now.securebits != target.securebits) raw_syscall(SYS_prctl, PR_SET_SECUREBITS, target.securebits);
-  bool ids_differ = target.groups_shared != 0 && now.groups_shared != 0 && !same_groups(target, now);
+  // The target's groups when it holds them all; a list this thread cannot read whole (more than
+  // kMaxGroups) differs from any it can.
+  bool ids_differ = target.groups_shared != 0 && !same_groups(target, now);
   for (int i = 0; i < 6; ++i) ids_differ = ids_differ || target.ids[i] != now.ids[i];
   if (ids_differ) {
     raw_syscall(SYS_prctl, PR_SET_KEEPCAPS, 1);
-    if (target.groups_shared != 0 && now.groups_shared != 0 && !same_groups(target, now))
+    if (target.groups_shared != 0 && !same_groups(target, now))
       raw_syscall(SYS_setgroups, target.group_count, reinterpret_cast<long>(target.groups));
     if (target.ids[3] != now.ids[3] || target.ids[4] != now.ids[4] || target.ids[5] != now.ids[5])
       raw_syscall(SYS_setresgid, target.ids[3], target.ids[4], target.ids[5]);
@@ -160,6 +168,19 @@ void take(const Credentials& target, const Credentials& now) {
     raw_syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 }
 
+void take(const Credentials& target, const Credentials& now) {
+  // glibc's all-thread id change (its SIGSETXID, which pthread_sigmask will not block) waits
+  // while this thread takes a state: arriving between the temporary
+  // keep-capabilities below and its restore, the program's setresuid kept this thread's permitted
+  // capabilities, and the capset after it then gave them back in full to a thread of uid 65534.
+  const uint64_t setxid = uint64_t{1} << (kSetxidSignal - 1);
+  uint64_t previous = 0;
+  raw_syscall(SYS_rt_sigprocmask, SIG_BLOCK, reinterpret_cast<long>(&setxid), reinterpret_cast<long>(&previous),
+              sizeof(uint64_t));
+  take_unblocked(target, now);
+  raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&previous), 0, sizeof(uint64_t));
+}
+
 void wake_all(std::atomic<uint32_t>& word) {
   raw_syscall(SYS_futex, reinterpret_cast<long>(&word), FUTEX_WAKE_PRIVATE, INT_MAX, 0, 0, 0);
 }
@@ -171,13 +192,16 @@ void wait_on(std::atomic<uint32_t>& word, uint32_t seen, uint64_t deadline_ns) {
               reinterpret_cast<long>(&deadline), 0, FUTEX_BITSET_MATCH_ANY);
 }
 
-// Whether a thread of heapkeeper's has yet to take state `epoch`.
-bool someone_behind(uint32_t epoch) {
-  bool behind = false;
+// Whether a thread of heapkeeper's has yet to take state `epoch`, and whether one of those is
+// busy with a long task (a scan of a large heap), after which it takes it.
+enum class Behind { kNobody, kWaiting, kBusy };
+Behind someone_behind(uint32_t epoch) {
+  Behind behind = Behind::kNobody;
   thread_registry().for_each_active([&](const ThreadState& s) {
-    if (behind || !s.heapkeeper_thread || s.tid == 0) return;
+    if (behind == Behind::kBusy || !s.heapkeeper_thread || s.tid == 0) return;
     if (s.credentials_followed.load(std::memory_order_acquire) == epoch) return;
-    behind = !thread_has_exited(getpid(), s.tid);
+    if (thread_has_exited(getpid(), s.tid)) return;
+    behind = s.busy.load(std::memory_order_acquire) ? Behind::kBusy : Behind::kWaiting;
   });
   return behind;
 }
@@ -191,7 +215,7 @@ bool already_shared(const Credentials& c) {
   const auto* words = reinterpret_cast<const uint32_t*>(&c);
   for (size_t i = 0; i < kWords; ++i)
     if (g_words[i].load(std::memory_order_relaxed) != words[i]) return false;
-  return !someone_behind(epoch);
+  return someone_behind(epoch) == Behind::kNobody;
 }
 
 bool any_heapkeeper_thread() {
@@ -199,6 +223,38 @@ bool any_heapkeeper_thread() {
   thread_registry().for_each_active([&](const ThreadState& s) { any = any || s.heapkeeper_thread; });
   return any;
 }
+
+// Publishes `own` and waits until heapkeeper's threads have taken it: a second at most, or while one
+// that has not is busy with a scan (whose end it waits for), at most a minute.
+void publish_and_wait(const Credentials& own) {
+  store_shared(own);
+  const uint32_t epoch = g_epoch.fetch_add(1, std::memory_order_acq_rel) + 1;
+  const uint64_t start = monotonic_ns();
+  uint64_t patience = start + 1'000'000'000ull;
+  const uint64_t longest = start + 60'000'000'000ull;
+  for (;;) {
+    const uint32_t follows = g_follows.load(std::memory_order_acquire);
+    // Woken again each round: a thread between its check and its wait missed the last wake.
+    g_wake.fetch_add(1, std::memory_order_release);
+    wake_all(g_wake);
+    const int wakes = g_wake_count.load(std::memory_order_acquire);
+    for (int i = 0; i < wakes; ++i) g_wakes[i]();
+    const Behind behind = g_starting.load(std::memory_order_acquire) > 0 ? Behind::kWaiting : someone_behind(epoch);
+    if (behind == Behind::kNobody) return;
+    const uint64_t now = monotonic_ns();
+    // A second more once the busy thread is done (a scan that outlasted the first second).
+    if (behind == Behind::kBusy && now + 1'000'000'000ull > patience) patience = now + 1'000'000'000ull;
+    const uint64_t deadline = behind == Behind::kBusy ? longest : patience;
+    if (now >= deadline) return;
+    wait_on(g_follows, follows, now + 2'000'000 < deadline ? now + 2'000'000 : deadline);
+  }
+}
+
+// Set while this thread shares: a signal handler that changes credentials meanwhile (and so shares
+// again) only asks the sharing it interrupted to read them once more. (It waited for the lock that
+// sharing held, and never returned.)
+constinit thread_local bool tls_sharing __attribute__((tls_model("initial-exec"))) = false;
+std::atomic<bool> g_read_again{false};
 
 }  // namespace
 
@@ -228,33 +284,27 @@ void share_thread_credentials() noexcept {
   // A program thread's own call (not heapkeeper's code, nor a thread of it), with threads to follow.
   const ThreadState* self = tls_thread.state;
   if (tls_thread.guard != 0 || self == nullptr || self->heapkeeper_thread || !any_heapkeeper_thread()) return;
-  // Under a filter that may forbid the calls below, heapkeeper makes none (syscall_filter.h).
-  if (syscall_filter_installed()) return;
+  // A vfork child (or another CLONE_VM child) runs on its parent's thread state and memory: its
+  // credentials are its own, not for the parent's threads to take.
+  if (raw_syscall(SYS_gettid) != self->tid) return;
+  if (tls_sharing) {
+    g_read_again.store(true, std::memory_order_release);
+    return;
+  }
+  tls_sharing = true;
   bool idle = false;
   while (!g_sharing.compare_exchange_weak(idle, true, std::memory_order_acquire)) {
     idle = false;
     timespec pause{0, 1'000'000};
     raw_syscall(SYS_nanosleep, reinterpret_cast<long>(&pause), 0);
   }
-  Credentials own;
-  if (read_own(own) && !already_shared(own)) {
-    store_shared(own);
-    const uint32_t epoch = g_epoch.fetch_add(1, std::memory_order_acq_rel) + 1;
-    const uint64_t deadline = monotonic_ns() + 1'000'000'000ull;
-    for (;;) {
-      const uint32_t follows = g_follows.load(std::memory_order_acquire);
-      // Woken again each round: a thread between its check and its wait missed the last wake.
-      g_wake.fetch_add(1, std::memory_order_release);
-      wake_all(g_wake);
-      const int wakes = g_wake_count.load(std::memory_order_acquire);
-      for (int i = 0; i < wakes; ++i) g_wakes[i]();
-      if (g_starting.load(std::memory_order_acquire) <= 0 && !someone_behind(epoch)) break;
-      const uint64_t now = monotonic_ns();
-      if (now >= deadline) break;
-      wait_on(g_follows, follows, now + 2'000'000 < deadline ? now + 2'000'000 : deadline);
-    }
-  }
+  do {
+    g_read_again.store(false, std::memory_order_release);
+    Credentials own;
+    if (read_own(own) && !already_shared(own)) publish_and_wait(own);
+  } while (g_read_again.load(std::memory_order_acquire));
   g_sharing.store(false, std::memory_order_release);
+  tls_sharing = false;
 }
 
 void follow_thread_credentials() noexcept {
@@ -268,6 +318,13 @@ void follow_thread_credentials() noexcept {
   self->credentials_followed.store(epoch, std::memory_order_release);
   g_follows.fetch_add(1, std::memory_order_release);
   wake_all(g_follows);
+}
+
+void set_internal_thread_busy(bool busy) noexcept {
+  ThreadState* self = tls_thread.state;
+  if (self == nullptr) return;
+  self->busy.store(busy, std::memory_order_release);
+  if (!busy) follow_thread_credentials();
 }
 
 void internal_sleep_until(uint64_t deadline_ns) noexcept {

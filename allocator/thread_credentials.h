@@ -40,6 +40,11 @@ void internal_thread_started() noexcept;
 // In a forked child, which has none of its parent's threads of heapkeeper's, being made or sharing.
 void thread_credentials_after_fork_in_child() noexcept;
 
+// A thread of heapkeeper's starts (true) or ends a long task (a scan of a large heap), during which
+// it does not take shared credentials: a sharer waits for its end, at most a minute, rather than
+// give up after a second. Ending it takes what was shared meanwhile.
+void set_internal_thread_busy(bool busy) noexcept;
+
 // A thread of heapkeeper's waits until CLOCK_MONOTONIC reaches `deadline_ns`, following the
 // program's credentials whenever they are shared meanwhile.
 void internal_sleep_until(uint64_t deadline_ns) noexcept;

@@ -63,6 +63,8 @@ struct alignas(64) ThreadState {
   bool heapkeeper_thread = false;  // heapkeeper's own threads: never stopped, never roots
   // A thread of heapkeeper's: the last program credentials it took (thread_credentials.h).
   std::atomic<uint32_t> credentials_followed{0};
+  // A thread of heapkeeper's in a long task (a scan), which takes shared credentials when it ends.
+  std::atomic<bool> busy{false};
   BlockingCallRecord blocking_call;
   // glibc allocated this thread's stack (not pthread_attr_setstack) and keeps it when the thread
   // exits: its stack is then recorded in exited_stacks(). Set by the pthread_create wrapper.

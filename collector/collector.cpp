@@ -358,11 +358,16 @@ void periodic_scanner() {
     }
     ScanReport report;
     try {
+      // Credentials a program thread shares meanwhile are taken after it (thread_credentials.h):
+      // the sharer waits for the end of a scan longer than its usual second.
+      alloc::set_internal_thread_busy(true);
       report = scan_now(false, 0, nullptr, 0);
     } catch (const std::exception& error) {  // one failed scan; the next may succeed
+      alloc::set_internal_thread_busy(false);
       alloc::DiagnosticLine().text("periodic leak scan failed: ").text(error.what()).emit();
       continue;
     }
+    alloc::set_internal_thread_busy(false);
     if (state().exit_scan_done) return;
     if (!report.ok) {
       if (report.stop_timed_out && ++timed_out_in_a_row != kTimedOutScansBeforeSaying) continue;

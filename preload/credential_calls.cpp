@@ -5,8 +5,11 @@
 #include "preload/credential_calls.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 #include "allocator/thread_credentials.h"
 #include "preload/original_functions.h"
@@ -61,3 +64,30 @@ HK_EXPORT int capset(void* header, void* data) {
   if (result == 0) heapkeeper::alloc::share_thread_credentials();  // raw system calls: errno stays
   return result;
 }
+
+// glibc's setuid family changes every thread's ids itself (heapkeeper's too: its threads then hold
+// what the program's do, having taken every earlier change); shared again after it all the same,
+// which costs a comparison when nothing differs, and brings back into line a thread of heapkeeper's
+// that took an older state meanwhile (a raw change another program thread made at the same time).
+#define HEAPKEEPER_SHARE_AFTER(name, parameters, arguments)         \
+  HK_EXPORT int name parameters {                                   \
+    auto* function = heapkeeper::preload::original_##name();        \
+    if (function == nullptr) {                                      \
+      errno = ENOSYS;                                               \
+      return -1;                                                    \
+    }                                                               \
+    const int result = function arguments;                          \
+    if (result == 0) heapkeeper::alloc::share_thread_credentials(); \
+    return result;                                                  \
+  }
+HEAPKEEPER_SHARE_AFTER(setuid, (uid_t uid), (uid))
+HEAPKEEPER_SHARE_AFTER(setgid, (gid_t gid), (gid))
+HEAPKEEPER_SHARE_AFTER(seteuid, (uid_t uid), (uid))
+HEAPKEEPER_SHARE_AFTER(setegid, (gid_t gid), (gid))
+HEAPKEEPER_SHARE_AFTER(setreuid, (uid_t real, uid_t effective), (real, effective))
+HEAPKEEPER_SHARE_AFTER(setregid, (gid_t real, gid_t effective), (real, effective))
+HEAPKEEPER_SHARE_AFTER(setresuid, (uid_t real, uid_t effective, uid_t saved), (real, effective, saved))
+HEAPKEEPER_SHARE_AFTER(setresgid, (gid_t real, gid_t effective, gid_t saved), (real, effective, saved))
+HEAPKEEPER_SHARE_AFTER(setgroups, (size_t count, const gid_t* groups), (count, groups))
+HEAPKEEPER_SHARE_AFTER(initgroups, (const char* user, gid_t group), (user, group))
+#undef HEAPKEEPER_SHARE_AFTER

@@ -145,7 +145,8 @@ case $program in
     # that gave up CAP_SYS_PTRACE with the program is refused; the first scan to meet that says so
     # on stderr and falls back to signals (a line this comparison would count against it).
     export HEAPKEEPER_SCAN_INTERVAL=20ms HEAPKEEPER_STOP_METHOD=signals
-    for mode in glibc raw caps; do
+    HK_TIMEOUT=60  # read by lib.sh's hk_limit: a deadlock (the handler case) fails in 60 s
+    for mode in glibc raw caps handler groups vfork seccomp; do
       hk_compare "credentials_$mode" run_program "$(hk_program thread_credentials)" "$mode" -- launcher preload
     done
     # The exec'd program runs as nobody, which may not write a report where the test keeps them:

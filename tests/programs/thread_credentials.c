@@ -7,25 +7,38 @@
  * agrees with it on every credential in /proc/self/task/(tid)/status (under heapkeeper the tasks
  * include heapkeeper's threads; a plain run has one), and allocates and frees a little.
  *
- * Usage: thread_credentials glibc|raw|caps   (as root)
+ * Usage: thread_credentials glibc|raw|caps|handler|groups|vfork|seccomp   (as root)
  *   glibc  setpriv's sequence through glibc: keep capabilities, capset, setgroups, setresgid,
  *          setresuid to 65534 (saved ids kept 0), capset again; then back to root
  *   raw    the same ids changed with raw system calls (one thread only), then back
  *   caps   staying root: a bounding-set drop, capset, an ambient capability, securebits,
  *          no_new_privs
+ *   handler  a timer's signal handler sets the keep-capabilities flag while the main thread does
+ *          (the handler's sharing waited for ever for the lock the one it interrupted held)
+ *   groups  100 supplementary groups, then none (with more than 64 groups, heapkeeper's threads
+ *          kept them all)
+ *   vfork  a vfork child drops to 65534 and exits; the parent, still root, then changes its gid
+ *          (heapkeeper's threads took the child's credentials, and the parent aborted)
+ *   seccomp  glibc's sequence under an allow-everything seccomp filter (Docker's default profile
+ *          is one: heapkeeper's threads did not follow under any filter, and setpriv aborted)
  */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <linux/securebits.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -168,6 +181,62 @@ static int capabilities_only(void) {
   return 0;
 }
 
+static volatile sig_atomic_t g_ticks = 0;
+static void on_tick(int signal) {
+  (void)signal;
+  prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0);
+  ++g_ticks;
+}
+
+static int from_a_handler(void) {
+  struct sigaction action;
+  memset(&action, 0, sizeof(action));
+  action.sa_handler = on_tick;
+  action.sa_flags = SA_RESTART;
+  sigaction(SIGALRM, &action, NULL);
+  const struct itimerval every = {{0, 100}, {0, 100}};
+  setitimer(ITIMER_REAL, &every, NULL);
+  for (int i = 0; i < 20000; ++i) prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0);
+  const struct itimerval off = {{0, 0}, {0, 0}};
+  setitimer(ITIMER_REAL, &off, NULL);
+  printf("20000 calls, %s\n", g_ticks > 0 ? "some from the handler" : "none from the handler");
+  check("after the handler's calls");
+  return 0;
+}
+
+static int many_groups(void) {
+  gid_t groups[100];
+  for (int i = 0; i < 100; ++i) groups[i] = (gid_t)(2000 + i);
+  MUST(setgroups(100, groups));
+  check("100 groups");
+  MUST(syscall(SYS_setgroups, 0, NULL));
+  check("no groups (raw)");
+  return 0;
+}
+
+static int vfork_child_drops(void) {
+  const pid_t child = vfork();
+  if (child == 0) {
+    syscall(SYS_setresgid, 65534, 65534, 65534);
+    syscall(SYS_setresuid, 65534, 65534, 65534);
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  check("after the vfork child");
+  MUST(setresgid(0, 0, 0));
+  check("setresgid in the parent");
+  return 0;
+}
+
+static int under_a_filter(void) {
+  struct sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+  struct sock_fprog program = {1, allow};
+  MUST(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program, 0, 0));
+  check("filter");
+  return drop_and_return(0);
+}
+
 int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "";
   if (geteuid() != 0) {
@@ -178,6 +247,10 @@ int main(int argc, char** argv) {
   if (strcmp(mode, "glibc") == 0) return drop_and_return(0);
   if (strcmp(mode, "raw") == 0) return drop_and_return(1);
   if (strcmp(mode, "caps") == 0) return capabilities_only();
-  fprintf(stderr, "usage: thread_credentials glibc|raw|caps\n");
+  if (strcmp(mode, "handler") == 0) return from_a_handler();
+  if (strcmp(mode, "groups") == 0) return many_groups();
+  if (strcmp(mode, "vfork") == 0) return vfork_child_drops();
+  if (strcmp(mode, "seccomp") == 0) return under_a_filter();
+  fprintf(stderr, "usage: thread_credentials glibc|raw|caps|handler|groups|vfork|seccomp\n");
   return 2;
 }
