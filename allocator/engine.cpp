@@ -37,6 +37,7 @@
 #include "allocator/monotonic_clock.h"
 #include "allocator/private_heap.h"
 #include "allocator/quarantine.h"
+#include "allocator/raw_syscall.h"
 #include "allocator/signal_safe_pool.h"
 #include "allocator/stack_capture.h"
 #include "allocator/stack_table.h"
@@ -849,6 +850,30 @@ namespace {
 
 constexpr size_t kInternalThreadStackBytes = size_t{1} << 20;
 
+// The internal threads running now, by routine: what resume_internal_threads starts again.
+struct RunningThread {
+  std::atomic<void (*)()> routine{nullptr};
+  char name[16] = {};
+};
+constexpr unsigned kMaxRunningThreads = 8;
+RunningThread g_running[kMaxRunningThreads];
+std::atomic<bool> g_pausing{false};
+void (*g_paused[kMaxRunningThreads])() = {};
+char g_paused_names[kMaxRunningThreads][16] = {};
+unsigned g_paused_count = 0;
+
+void note_running(void (*routine)(), const char* name, bool running) {
+  for (RunningThread& slot : g_running) {
+    void (*expected)() = running ? nullptr : routine;
+    if (slot.routine.load(std::memory_order_acquire) != expected) continue;
+    if (running) {
+      std::strncpy(slot.name, name, sizeof(slot.name) - 1);
+      slot.name[sizeof(slot.name) - 1] = '\0';
+    }
+    if (slot.routine.compare_exchange_strong(expected, running ? routine : nullptr, std::memory_order_acq_rel)) return;
+  }
+}
+
 struct InternalThread {
   void (*routine)();
   char name[16];
@@ -870,7 +895,9 @@ void* internal_thread_main(void* raw) {
   internal_thread_started();
   follow_thread_credentials();
   pthread_setname_np(pthread_self(), start.name);
+  note_running(start.routine, start.name, true);
   run_without_throwing(start.routine, start.name);
+  note_running(start.routine, start.name, false);
   return nullptr;
 }
 
@@ -908,6 +935,83 @@ bool start_internal_thread(void (*routine)(), const char* name) noexcept {
   if (!started) je::dallocx(start, MALLOCX_TCACHE_NONE);
   return started;
 }
+
+// Whether every task of the process but the caller is gone (/proc/self/task lists the caller only).
+static bool alone_in_process() noexcept {
+  const pid_t self = static_cast<pid_t>(raw_syscall(SYS_gettid));
+  bool alone = true;
+  const bool listed = for_each_numbered_entry("/proc/self/task", [&](long, const char*, long tid) {
+    if (tid != self) alone = false;
+  });
+  return listed && alone;
+}
+
+bool pause_internal_threads() noexcept {
+  ThreadLocal& tl = tls_thread;
+  if (!g_ready || tl.guard != 0 || tl.state == nullptr || tl.state->heapkeeper_thread) return false;
+  // Only heapkeeper's threads may stand in the way: another of the program's fails the call as
+  // it would without heapkeeper.
+  if (thread_registry().live_program_threads() > 1 || deferred_threads_pending()) return false;
+  // Every other task one of heapkeeper's registered threads. One may be on its way (made, not yet
+  // registered: a process that unshares in its first milliseconds), or a scan's tracer task
+  // there for a moment: looked at again, for a fifth of a second at most.
+  const pid_t self = static_cast<pid_t>(raw_syscall(SYS_gettid));
+  const auto only_ours = [&] {
+    bool ours_all = true;
+    for_each_numbered_entry("/proc/self/task", [&](long, const char*, long tid) {
+      if (tid == self) return;
+      bool ours = false;
+      thread_registry().for_each_active(
+          [&](const ThreadState& s) { ours = ours || (s.tid == tid && s.heapkeeper_thread); });
+      ours_all = ours_all && ours;
+    });
+    return ours_all;
+  };
+  const uint64_t settle = monotonic_ns() + 200'000'000ull;
+  while (!only_ours()) {
+    if (monotonic_ns() >= settle) return false;
+    timespec pause{0, 1'000'000};
+    raw_syscall(SYS_nanosleep, reinterpret_cast<long>(&pause), 0);
+  }
+  GuardScope guard(tl);
+  g_paused_count = 0;
+  for (RunningThread& slot : g_running) {
+    void (*routine)() = slot.routine.load(std::memory_order_acquire);
+    if (routine == nullptr || g_paused_count == kMaxRunningThreads) continue;
+    g_paused[g_paused_count] = routine;
+    std::memcpy(g_paused_names[g_paused_count], slot.name, sizeof(slot.name));
+    ++g_paused_count;
+  }
+  g_pausing.store(true, std::memory_order_release);
+  wake_internal_threads();
+  const uint64_t deadline = monotonic_ns() + 1'000'000'000ull;
+  while (!alone_in_process()) {
+    if (monotonic_ns() >= deadline) {
+      // One would not end (a scan of a large heap, the last-thread watch): the program's call
+      // fails as it would have; what ended starts again.
+      g_pausing.store(false, std::memory_order_release);
+      resume_internal_threads();
+      return false;
+    }
+    wake_internal_threads();
+    timespec pause{0, 200'000};
+    raw_syscall(SYS_nanosleep, reinterpret_cast<long>(&pause), 0);
+  }
+  return true;
+}
+
+void resume_internal_threads() noexcept {
+  g_pausing.store(false, std::memory_order_release);
+  for (unsigned i = 0; i < g_paused_count; ++i) {
+    bool running = false;
+    for (const RunningThread& slot : g_running)
+      running = running || slot.routine.load(std::memory_order_acquire) == g_paused[i];
+    if (!running) start_internal_thread(g_paused[i], g_paused_names[i]);
+  }
+  g_paused_count = 0;
+}
+
+bool internal_threads_pausing() noexcept { return g_pausing.load(std::memory_order_acquire); }
 
 void start_internal_thread_or_say(void (*routine)(), const char* name, const char* failure) noexcept {
   if (!start_internal_thread(routine, name) && failure != nullptr) DiagnosticLine().text(failure).emit();

@@ -93,6 +93,19 @@ bool start_internal_thread(void (*routine)(), const char* name) noexcept;
 // The same, saying `failure` (one diagnostic line) when the thread cannot be created.
 void start_internal_thread_or_say(void (*routine)(), const char* name, const char* failure) noexcept;
 
+// A moment with no thread of heapkeeper's: Linux lets only a single-threaded process join or make
+// a user namespace (unshare(CLONE_NEWUSER), setns), and `unshare -r` failed with EINVAL under
+// heapkeeper. When the caller is the program's only thread and heapkeeper's running threads can
+// all be asked to end (their waits return: thread_credentials.h's internal_sleep_until), they end
+// and pause_internal_threads returns true once no other task is left (a second at most); the
+// caller then makes its call and resume_internal_threads starts the same routines again (they
+// find the state they left: the segment made, the scans' history). False, and nothing changed,
+// when another thread of the program's runs or heapkeeper's would not end.
+bool pause_internal_threads() noexcept;
+void resume_internal_threads() noexcept;
+// Whether heapkeeper's threads are to end now (pause_internal_threads): their waits return false.
+bool internal_threads_pausing() noexcept;
+
 // The same thread, started only once the process has run `delay_ms`, or sooner when the program
 // waits (start_deferred_threads): for a forked child's threads (live stats, periodic scans), since
 // most children a shell or make forks exec within milliseconds, and a thread made for one was made,

@@ -72,7 +72,7 @@ void trim_once() {
 
 void trimmer_thread() {
   for (;;) {
-    internal_sleep_ms(kTrimIntervalMs);
+    if (!internal_sleep_ms(kTrimIntervalMs)) return;  // to be started again (engine.h)
     trim_once();
   }
 }

@@ -39,7 +39,8 @@ bool program_thread_runs() {
 
 void watch() {
   for (;;) {
-    internal_sleep_ms(2);
+    // Never paused: a pause needs a program thread, and none is left when this watch runs.
+    (void)internal_sleep_ms(2);
     if (thread_registry().live_program_threads() > 0) break;  // the program made a thread meanwhile
     if (program_thread_runs()) continue;
     g_watching.store(false, std::memory_order_release);

@@ -17,6 +17,7 @@
 #include <climits>
 #include <ctime>
 
+#include "allocator/engine.h"
 #include "allocator/monotonic_clock.h"
 #include "allocator/raw_syscall.h"
 #include "allocator/thread_registry.h"
@@ -235,10 +236,7 @@ void publish_and_wait(const Credentials& own) {
   for (;;) {
     const uint32_t follows = g_follows.load(std::memory_order_acquire);
     // Woken again each round: a thread between its check and its wait missed the last wake.
-    g_wake.fetch_add(1, std::memory_order_release);
-    wake_all(g_wake);
-    const int wakes = g_wake_count.load(std::memory_order_acquire);
-    for (int i = 0; i < wakes; ++i) g_wakes[i]();
+    wake_internal_threads();
     const Behind behind = g_starting.load(std::memory_order_acquire) > 0 ? Behind::kWaiting : someone_behind(epoch);
     if (behind == Behind::kNobody) return;
     const uint64_t now = monotonic_ns();
@@ -327,17 +325,25 @@ void set_internal_thread_busy(bool busy) noexcept {
   if (!busy) follow_thread_credentials();
 }
 
-void internal_sleep_until(uint64_t deadline_ns) noexcept {
+bool internal_sleep_until(uint64_t deadline_ns) noexcept {
   for (;;) {
     const uint32_t seen = g_wake.load(std::memory_order_acquire);
     follow_thread_credentials();
-    if (monotonic_ns() >= deadline_ns) return;
+    if (internal_threads_pausing()) return false;
+    if (monotonic_ns() >= deadline_ns) return true;
     wait_on(g_wake, seen, deadline_ns);
   }
 }
 
-void internal_sleep_ms(uint64_t milliseconds) noexcept {
-  internal_sleep_until(monotonic_ns() + milliseconds * 1'000'000ull);
+bool internal_sleep_ms(uint64_t milliseconds) noexcept {
+  return internal_sleep_until(monotonic_ns() + milliseconds * 1'000'000ull);
+}
+
+void wake_internal_threads() noexcept {
+  g_wake.fetch_add(1, std::memory_order_release);
+  wake_all(g_wake);
+  const int wakes = g_wake_count.load(std::memory_order_acquire);
+  for (int i = 0; i < wakes; ++i) g_wakes[i]();
 }
 
 }  // namespace heapkeeper::alloc

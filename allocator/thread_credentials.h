@@ -46,9 +46,12 @@ void thread_credentials_after_fork_in_child() noexcept;
 void set_internal_thread_busy(bool busy) noexcept;
 
 // A thread of heapkeeper's waits until CLOCK_MONOTONIC reaches `deadline_ns`, following the
-// program's credentials whenever they are shared meanwhile.
-void internal_sleep_until(uint64_t deadline_ns) noexcept;
-void internal_sleep_ms(uint64_t milliseconds) noexcept;
+// program's credentials whenever they are shared meanwhile. False when it is to end instead
+// (engine.h's pause_internal_threads: its routine returns, to be started again after).
+[[nodiscard]] bool internal_sleep_until(uint64_t deadline_ns) noexcept;
+[[nodiscard]] bool internal_sleep_ms(uint64_t milliseconds) noexcept;
+// Ends every such wait now (they look again at what woke them), and the others' (add_internal_wake).
+void wake_internal_threads() noexcept;
 
 // A wait of heapkeeper's that internal_sleep_until does not cover (the live-stats thread's futex,
 // which a reader wakes): `wake` ends it, and the woken thread calls follow_thread_credentials.

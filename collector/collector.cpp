@@ -349,13 +349,13 @@ constexpr unsigned kTimedOutScansBeforeSaying = 3;
 
 void periodic_scanner() {
   const uint64_t interval_ms = alloc::config().scan_interval_ms;
-  alloc::internal_sleep_until(g_first_scan_ns);
+  // Started again after a pause (engine.h's pause_internal_threads): the next scan an interval on.
+  static std::atomic<bool> scanned_before{false};
+  if (!alloc::internal_sleep_until(g_first_scan_ns)) return;
   unsigned timed_out_in_a_row = 0;
   std::string failure_said;  // since the last scan that ran
-  for (bool first_scan = true;; first_scan = false) {
-    if (!first_scan) {
-      alloc::internal_sleep_ms(interval_ms);
-    }
+  for (bool first_scan = !scanned_before.exchange(true);; first_scan = false) {
+    if (!first_scan && !alloc::internal_sleep_ms(interval_ms)) return;
     ScanReport report;
     try {
       // Credentials a program thread shares meanwhile are taken after it (thread_credentials.h):

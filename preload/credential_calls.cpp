@@ -6,11 +6,15 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <linux/nsfs.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "allocator/engine.h"
 #include "allocator/thread_credentials.h"
 #include "preload/original_functions.h"
 
@@ -91,3 +95,49 @@ HEAPKEEPER_SHARE_AFTER(setresgid, (gid_t real, gid_t effective, gid_t saved), (r
 HEAPKEEPER_SHARE_AFTER(setgroups, (size_t count, const gid_t* groups), (count, groups))
 HEAPKEEPER_SHARE_AFTER(initgroups, (const char* user, gid_t group), (user, group))
 #undef HEAPKEEPER_SHARE_AFTER
+
+namespace {
+
+// Whether a call with these flags (unshare's, or setns's type) needs a single-threaded caller:
+// a new or joined user namespace (and what only a lone thread may unshare).
+bool needs_a_lone_thread(int flags) { return (flags & (CLONE_NEWUSER | CLONE_THREAD | CLONE_SIGHAND | CLONE_VM)) != 0; }
+
+// Runs `call` with heapkeeper's threads ended for the moment when they alone stand in its way
+// (allocator/engine.h's pause_internal_threads), and started again after; errno is the call's.
+template <typename Call>
+int alone(Call call) {
+  const bool paused = heapkeeper::alloc::pause_internal_threads();
+  const int result = call();
+  const int saved_errno = errno;
+  if (paused) heapkeeper::alloc::resume_internal_threads();
+  errno = saved_errno;
+  return result;
+}
+
+}  // namespace
+
+// A process with a thread of heapkeeper's is multi-threaded, and the kernel refuses it a new user
+// namespace: `unshare -r` failed with EINVAL under heapkeeper.
+HK_EXPORT int unshare(int flags) {
+  auto* function = heapkeeper::preload::original_unshare();
+  if (function == nullptr) {
+    errno = ENOSYS;
+    return -1;
+  }
+  if (!needs_a_lone_thread(flags)) return function(flags);
+  return alone([&] { return function(flags); });
+}
+
+// setns into a user namespace, named by its type or (type 0) by what the descriptor is.
+HK_EXPORT int setns(int fd, int type) {
+  auto* function = heapkeeper::preload::original_setns();
+  if (function == nullptr) {
+    errno = ENOSYS;
+    return -1;
+  }
+  const int saved_errno = errno;
+  const bool user = needs_a_lone_thread(type) || (type == 0 && ioctl(fd, NS_GET_NSTYPE) == CLONE_NEWUSER);
+  errno = saved_errno;
+  if (!user) return function(fd, type);
+  return alone([&] { return function(fd, type); });
+}

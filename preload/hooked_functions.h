@@ -55,15 +55,17 @@
   X(pipe, int, (int*)) X(pipe2, int, (int*, int)) X(syscall, long, (long, ...)) X(prctl, int, (int, ...))
 
 // Calls that change a thread's credentials (credential_calls.cpp): heapkeeper's threads then take
-// the same state. prctl and syscall, which can too, are in the list above. Same shape.
+// the same state; and those that enter a user namespace, which only a single-threaded process may.
+// prctl and syscall, which can too, are in the list above. Same shape.
 #define HEAPKEEPER_CREDENTIAL_SYMBOLS(X)                                                                \
   X(capset) X(setuid) X(setgid) X(seteuid) X(setegid) X(setreuid) X(setregid) X(setresuid) X(setresgid) \
-  X(setgroups) X(initgroups)
+  X(setgroups) X(initgroups) X(unshare) X(setns)
 #define HEAPKEEPER_CREDENTIAL_FUNCTIONS(X)                                                                   \
   X(capset, int, (void*, void*)) X(setuid, int, (uid_t)) X(setgid, int, (gid_t)) X(seteuid, int, (uid_t))    \
   X(setegid, int, (gid_t)) X(setreuid, int, (uid_t, uid_t)) X(setregid, int, (gid_t, gid_t))                \
   X(setresuid, int, (uid_t, uid_t, uid_t)) X(setresgid, int, (gid_t, gid_t, gid_t))                          \
-  X(setgroups, int, (size_t, const gid_t*)) X(initgroups, int, (const char*, gid_t))
+  X(setgroups, int, (size_t, const gid_t*)) X(initgroups, int, (const char*, gid_t)) X(unshare, int, (int))     \
+  X(setns, int, (int, int))
 
 // The immediate exits (immediate_exit.cpp), which remove the process's live-stats segment first.
 #define HEAPKEEPER_EXIT_SYMBOLS(X) X(_exit) X(_Exit)

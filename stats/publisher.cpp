@@ -499,15 +499,18 @@ void publisher_thread() {
   Publisher& p = *g_publisher;
   // Started when the delay is over, or sooner when the program went to wait (a sleep, a poll):
   // the segment is made once the process has run the delay all the same.
-  alloc::internal_sleep_until(p.due_monotonic_ns);
+  // Ended early (and started again: engine.h's pause_internal_threads), it goes on where it was.
+  if (!alloc::internal_sleep_until(p.due_monotonic_ns)) return;
   // Named for its wait by start(); a reader finds it by this name once it is on its way.
   if (p.start_delay_ms > kLongDelayMs) pthread_setname_np(pthread_self(), kPublisherThreadName);
   // Made only now: a process that ends before the delay pays nothing for 5 MiB it never uses.
-  p.scratch = std::make_unique_for_overwrite<RawSnapshot>();  // the builder writes what it uses
-  p.builder = std::make_unique<SnapshotBuilder>();
-  if (!create_segment(p)) return;
+  if (p.scratch == nullptr)
+    p.scratch = std::make_unique_for_overwrite<RawSnapshot>();  // the builder writes what it uses
+  if (p.builder == nullptr) p.builder = std::make_unique<SnapshotBuilder>();
+  if (__atomic_load_n(&p.segment, __ATOMIC_ACQUIRE) == nullptr && !create_segment(p)) return;
   uint64_t next_publish = 0;
   for (;;) {
+    if (alloc::internal_threads_pausing()) return;
     const uint64_t now = realtime_ns();
     // A reader that starts watching wakes us (SegmentReader::snapshot): it gets the tables at
     // once rather than at the next interval.

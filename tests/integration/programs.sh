@@ -38,7 +38,9 @@
 #                  capabilities through glibc, with raw system calls, and its capability sets alone:
 #                  after every step every task (heapkeeper's threads too) holds the same credentials;
 #                  and util-linux's setpriv dropping to nobody, which aborted (glibc's all-thread
-#                  setresgid failed in heapkeeper's thread, which had lost its capabilities)
+#                  setresgid failed in heapkeeper's thread, which had lost its capabilities);
+#                  a new user namespace, in the program and with `unshare -r` (EINVAL before: only
+#                  a single-threaded process may make one)
 #   no_proc        python3 in collect mode with 100 ms scans where /proc is not mounted: no scan
 #                  may call a block leaked, let alone free it, without the roots /proc names
 source "$(dirname "$0")/lib.sh"
@@ -146,7 +148,7 @@ case $program in
     # on stderr and falls back to signals (a line this comparison would count against it).
     export HEAPKEEPER_SCAN_INTERVAL=20ms HEAPKEEPER_STOP_METHOD=signals
     HK_TIMEOUT=60  # read by lib.sh's hk_limit: a deadlock (the handler case) fails in 60 s
-    for mode in glibc raw caps handler groups vfork seccomp; do
+    for mode in glibc raw caps handler groups vfork seccomp userns; do
       hk_compare "credentials_$mode" run_program "$(hk_program thread_credentials)" "$mode" -- launcher preload
     done
     # The exec'd program runs as nobody, which may not write a report where the test keeps them:
@@ -169,6 +171,17 @@ case $program in
           diff <(echo "$expected") <(echo "$got") >&2 || true
         fi
       done
+    done
+    for mode in preload launcher; do
+      expected=$(unshare -r -m sh -c 'id; grep -E "^(Cap|NoNewPrivs)" /proc/self/status' 2>&1; echo "status $?")
+      got=$(HEAPKEEPER_STATS_DELAY=0 HEAPKEEPER_SCAN_INTERVAL=20ms hk_exec "$mode" unshare -r -m sh -c \
+        'id; grep -E "^(Cap|NoNewPrivs)" /proc/self/status' 2>&1; echo "status $?")
+      if [[ $got == "$expected" ]]; then
+        hk_pass "unshare -r -m ($mode): same output and status as without heapkeeper"
+      else
+        hk_fail "unshare -r -m ($mode): differs from the plain run:"
+        diff <(echo "$expected") <(echo "$got") >&2 || true
+      fi
     done
     ;;
   small_stacks)

@@ -7,7 +7,7 @@
  * agrees with it on every credential in /proc/self/task/(tid)/status (under heapkeeper the tasks
  * include heapkeeper's threads; a plain run has one), and allocates and frees a little.
  *
- * Usage: thread_credentials glibc|raw|caps|handler|groups|vfork|seccomp   (as root)
+ * Usage: thread_credentials glibc|raw|caps|handler|groups|vfork|seccomp|userns   (as root)
  *   glibc  setpriv's sequence through glibc: keep capabilities, capset, setgroups, setresgid,
  *          setresuid to 65534 (saved ids kept 0), capset again; then back to root
  *   raw    the same ids changed with raw system calls (one thread only), then back
@@ -21,6 +21,8 @@
  *          (heapkeeper's threads took the child's credentials, and the parent aborted)
  *   seccomp  glibc's sequence under an allow-everything seccomp filter (Docker's default profile
  *          is one: heapkeeper's threads did not follow under any filter, and setpriv aborted)
+ *   userns after 300 ms (live stats and scans running), a new user namespace: only a single-
+ *          threaded process may make one (unshare -r failed with EINVAL under heapkeeper)
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -30,6 +32,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <linux/securebits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -237,6 +240,16 @@ static int under_a_filter(void) {
   return drop_and_return(0);
 }
 
+static int new_user_namespace(void) {
+  const struct timespec settle = {0, 300 * 1000 * 1000};
+  nanosleep(&settle, NULL);
+  MUST(unshare(CLONE_NEWUSER));
+  check("new user namespace");
+  nanosleep(&settle, NULL); /* heapkeeper's threads, made again, publish and scan */
+  check("later");
+  return 0;
+}
+
 int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "";
   if (geteuid() != 0) {
@@ -251,6 +264,7 @@ int main(int argc, char** argv) {
   if (strcmp(mode, "groups") == 0) return many_groups();
   if (strcmp(mode, "vfork") == 0) return vfork_child_drops();
   if (strcmp(mode, "seccomp") == 0) return under_a_filter();
-  fprintf(stderr, "usage: thread_credentials glibc|raw|caps|handler|groups|vfork|seccomp\n");
+  if (strcmp(mode, "userns") == 0) return new_user_namespace();
+  fprintf(stderr, "usage: thread_credentials glibc|raw|caps|handler|groups|vfork|seccomp|userns\n");
   return 2;
 }
