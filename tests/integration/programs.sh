@@ -59,6 +59,31 @@ require_hidden_proc() {
 
 program=${1:?usage: programs.sh PROGRAM}
 
+# compare_whole NAME [VAR=VALUE...] -- CMD...: CMD's stdout, stderr and status, traced (preload and
+# launcher, with the variables set) and plain, must be the same; for commands whose exit report
+# cannot be written where hk_compare keeps them (a program that ends as another user).
+compare_whole() {
+  local name=$1 expected got mode
+  shift
+  local -a settings=()
+  while [[ $1 != -- ]]; do settings+=("$1"); shift; done
+  shift
+  expected=$("$@" 2>&1; echo "status $?")
+  for mode in preload launcher; do
+    got=$(
+      export "${settings[@]}"
+      hk_exec "$mode" "$@" 2>&1
+      echo "status $?"
+    )
+    if [[ $got == "$expected" ]]; then
+      hk_pass "$name ($mode): same output and status as without heapkeeper"
+    else
+      hk_fail "$name ($mode): differs from the plain run:"
+      diff <(echo "$expected") <(echo "$got") >&2 || true
+    fi
+  done
+}
+
 run_program() {
   local mode=$1
   shift
@@ -152,37 +177,19 @@ case $program in
       hk_compare "credentials_$mode" run_program "$(hk_program thread_credentials)" "$mode" -- launcher preload
     done
     # The exec'd program runs as nobody, which may not write a report where the test keeps them:
-    # stdout, stderr and status compared whole instead, without a report; scans at exit only.
+    # stdout, stderr and status compared whole instead, without a report; scans at exit only
+    # (unshare: every 20 ms, with the live-stats thread at once, both in its way).
     unset HEAPKEEPER_SCAN_INTERVAL HEAPKEEPER_STOP_METHOD
     hk_require setpriv
+    shows_credentials=(sh -c 'id; grep -E "^(Cap|NoNewPrivs)" /proc/self/status')
     for drop in "--reuid=nobody --regid=nogroup --clear-groups" \
       "--no-new-privs --reuid=nobody --regid=nogroup --clear-groups" \
       "--reuid=nobody --regid=nogroup --clear-groups --inh-caps=+net_bind_service --ambient-caps=+net_bind_service"; do
       # shellcheck disable=SC2086  # $drop is setpriv's options, split on purpose
-      expected=$(setpriv $drop bash -c 'id; grep -E "^(Cap|NoNewPrivs)" /proc/self/status' 2>&1; echo "status $?")
-      for mode in preload launcher; do
-        # shellcheck disable=SC2086
-        got=$(HEAPKEEPER_STATS_DELAY=0 hk_exec "$mode" setpriv $drop bash -c 'id; grep -E "^(Cap|NoNewPrivs)" /proc/self/status' 2>&1
-          echo "status $?")
-        if [[ $got == "$expected" ]]; then
-          hk_pass "setpriv $drop ($mode): same output and status as without heapkeeper"
-        else
-          hk_fail "setpriv $drop ($mode): differs from the plain run:"
-          diff <(echo "$expected") <(echo "$got") >&2 || true
-        fi
-      done
+      compare_whole "setpriv $drop" HEAPKEEPER_STATS_DELAY=0 -- setpriv $drop "${shows_credentials[@]}"
     done
-    for mode in preload launcher; do
-      expected=$(unshare -r -m sh -c 'id; grep -E "^(Cap|NoNewPrivs)" /proc/self/status' 2>&1; echo "status $?")
-      got=$(HEAPKEEPER_STATS_DELAY=0 HEAPKEEPER_SCAN_INTERVAL=20ms hk_exec "$mode" unshare -r -m sh -c \
-        'id; grep -E "^(Cap|NoNewPrivs)" /proc/self/status' 2>&1; echo "status $?")
-      if [[ $got == "$expected" ]]; then
-        hk_pass "unshare -r -m ($mode): same output and status as without heapkeeper"
-      else
-        hk_fail "unshare -r -m ($mode): differs from the plain run:"
-        diff <(echo "$expected") <(echo "$got") >&2 || true
-      fi
-    done
+    compare_whole "unshare -r -m" HEAPKEEPER_STATS_DELAY=0 HEAPKEEPER_SCAN_INTERVAL=20ms -- \
+      unshare -r -m "${shows_credentials[@]}"
     ;;
   small_stacks)
     hk_compare small_stacks run_program "$(hk_program small_stacks)" -- launcher preload
