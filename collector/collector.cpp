@@ -5,8 +5,11 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include <sys/syscall.h>
+
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <mutex>
 #include <unordered_map>
@@ -20,16 +23,19 @@
 #include "allocator/heap_trimmer.h"
 #include "allocator/monotonic_clock.h"
 #include "allocator/quarantine.h"
+#include "allocator/raw_syscall.h"
 #include "allocator/stack_table.h"
 #include "allocator/thread_credentials.h"
 #include "allocator/thread_registry.h"
 #include "collector/kernel_roots.h"
+#include "collector/os_primitives.h"
 #include "collector/program_caller.h"
 #include "collector/protection_keys.h"
 #include "collector/reference_graph.h"
 #include "collector/retained_analysis.h"
 #include "collector/root_scan.h"
 #include "collector/suppressions.h"
+#include "collector/world_stop.h"
 #include "report/exit_report.h"
 #include "report/raw_dump.h"
 
@@ -49,8 +55,8 @@ struct HeldBlock {
 };
 
 struct CollectorState {
-  std::mutex scan_mutex;     // one scan at a time (the periodic thread, the exit scan, commands)
-  std::mutex results_mutex;  // `last` and `history`, read by the publisher without waiting for a scan
+  std::timed_mutex scan_mutex;  // one scan at a time (the periodic thread, the exit scan, commands)
+  std::mutex results_mutex;     // `last` and `history`, read by the publisher without waiting for a scan
   uint64_t scans = 0;
   std::unordered_map<uintptr_t, KnownLeak> known;  // leaked blocks of the previous scan
   Suppressions suppressions;
@@ -464,7 +470,7 @@ uint64_t live_block_estimate() {
 ScanReport scan_now(bool at_exit, uintptr_t caller_stack_pointer, const uint64_t* registers, size_t register_count,
                     bool reclaim_now, const std::function<void(ReferenceGraph&)>& inspect) {
   CollectorState& s = state();
-  std::lock_guard<std::mutex> lock(s.scan_mutex);
+  std::lock_guard<std::timed_mutex> lock(s.scan_mutex);
   load_suppressions_once(s);
   ScanReport report;
   if (s.exit_scan_done) {  // the process is exiting: the exit scan's verdict is final
@@ -582,23 +588,77 @@ ScanReport last_scan() {
   return s.last;
 }
 
+// The process whose scans scan_mutex serialises (a vfork child shares its memory, a raw clone's
+// child a copy: neither has a scanner of its own), and the program thread that holds scan_mutex
+// for a fork or an exec (0: none): a signal handler that interrupted that thread and forks or
+// execs in turn must not wait for itself.
+static std::atomic<pid_t> g_scanning_process{0};
+static std::atomic<pid_t> g_program_holder{0};
+
 // A fork waits for a scan in progress to end. A scan holds the dynamic loader's lock from before
 // it stops the world until after it resumes it, and a child forked meanwhile would inherit that
-// lock held by a thread it does not have: its first dlopen (or its own scanner) would hang.
+// lock held by a thread it does not have: its first dlopen (or its own scanner) would hang. Forks
+// (from signal handlers) this thread makes while it holds the mutex itself are not waited for.
+static thread_local unsigned t_nested_forks = 0;
 static void wait_for_scans_before_fork() {
+  const pid_t self = current_tid();
+  if (g_program_holder.load(std::memory_order_acquire) == self) {
+    ++t_nested_forks;
+    return;
+  }
   // Guarded: the first use of the collector's state allocates it, from heapkeeper's own arena.
   alloc::enter_internal();
   state().scan_mutex.lock();
   alloc::leave_internal();
+  g_program_holder.store(self, std::memory_order_release);
 }
-static void allow_scans_after_fork_in_parent() { state().scan_mutex.unlock(); }
+static void allow_scans_after_fork_in_parent() {
+  if (t_nested_forks > 0) {
+    --t_nested_forks;
+    return;
+  }
+  g_program_holder.store(0, std::memory_order_release);
+  state().scan_mutex.unlock();
+}
 // (The child replaces the whole collector state, this mutex included: see fork_replaceable.h.)
+
+// How long an exec waits for a scan in progress at most: the world stop's own 3 s and a large
+// heap's marking. Past it the exec goes ahead (the old race, rather than a hang).
+constexpr auto kExecWaitsForScan = std::chrono::seconds(10);
+
+bool hold_scans_for_exec() noexcept {
+  if (alloc::config().mode == alloc::CollectorMode::kOff) return false;
+  if (alloc::raw_syscall(SYS_getpid) != g_scanning_process.load(std::memory_order_acquire)) return false;
+  const alloc::ThreadLocal& thread = alloc::tls_thread;
+  if (thread.guard != 0 || (thread.state != nullptr && thread.state->heapkeeper_thread)) return false;
+  const pid_t self = current_tid();
+  if (g_program_holder.load(std::memory_order_acquire) == self) return false;
+  alloc::enter_internal();
+  bool held = false;
+  try {
+    held = state().scan_mutex.try_lock_for(kExecWaitsForScan);
+  } catch (...) {
+  }
+  alloc::leave_internal();
+  if (!held) return false;
+  g_program_holder.store(self, std::memory_order_release);
+  // A scan's signal this thread kept blocked until that scan gave up on it would outlive the exec.
+  drop_pending_suspend_signal();
+  return true;
+}
+
+void allow_scans_after_exec(bool held) noexcept {
+  if (!held) return;
+  g_program_holder.store(0, std::memory_order_release);
+  state().scan_mutex.unlock();
+}
 
 void install() {
   const alloc::Config& cfg = alloc::config();
   // Kernel roots are recorded in every mode (a scan may be asked for later, by the viewer too).
   alloc::add_fork_child_handler(kernel_roots_after_fork);
   report::add_dump_section(add_scan_to_dump);
+  g_scanning_process.store(static_cast<pid_t>(alloc::raw_syscall(SYS_getpid)), std::memory_order_release);
   if (cfg.mode == alloc::CollectorMode::kOff) return;
   pthread_atfork(wait_for_scans_before_fork, allow_scans_after_fork_in_parent, nullptr);
   alloc::add_exit_handler(exit_scan);
@@ -607,6 +667,9 @@ void install() {
     // leak history; what the parent held in quarantine is an ordinary (leaked) block here.
     alloc::quarantine().forget_all();
     g_state.replace_in_child();
+    g_scanning_process.store(static_cast<pid_t>(alloc::raw_syscall(SYS_getpid)), std::memory_order_release);
+    g_program_holder.store(0, std::memory_order_release);
+    t_nested_forks = 0;
     start_periodic_scanner(true);
   });
   start_periodic_scanner(false);

@@ -83,6 +83,14 @@ ScanReport last_scan();
 // stored copy of that scan. Never while the scan lock is held; nothing when no suppressions are
 // set. The exit scan's verdicts come with the exit report instead.
 void settle_suppressions(ScanReport& report);
+// An exec of the program's (preload/exec_calls.cpp) waits for a scan in progress to end, and no
+// scan starts until it has failed (allow_scans_after_exec): under the signal fallback, a scan's
+// SIGPWR sent to a thread already inside execve stays pending across it, and the new image, whose
+// handlers the exec reset to SIG_DFL, died of it. True if scans are held off; false for calls that
+// need not wait (heapkeeper's own, a vfork child's, the collector off, the exec's own thread
+// already holding the scan lock, or no scan ending within 10 s).
+bool hold_scans_for_exec() noexcept;
+void allow_scans_after_exec(bool held) noexcept;
 // The most recent scans, oldest first (at most `limit`); only the last one keeps its groups.
 std::vector<ScanReport> recent_scans(size_t limit);
 

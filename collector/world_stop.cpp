@@ -252,6 +252,23 @@ void fall_back_to_signals_now() {
   alloc::leave_internal();
 }
 
+void drop_pending_suspend_signal() {
+  if (!g_program_action_saved.load(std::memory_order_acquire)) return;  // no signal scan yet
+  uint64_t pending = 0;
+  if (alloc::raw_syscall(SYS_rt_sigpending, reinterpret_cast<long>(&pending), sizeof(pending)) != 0) return;
+  const uint64_t suspend = uint64_t{1} << (kSuspendSignal - 1);
+  if ((pending & suspend) == 0) return;
+  siginfo_t info;
+  const struct timespec now = {0, 0};
+  if (alloc::raw_syscall(SYS_rt_sigtimedwait, reinterpret_cast<long>(&suspend), reinterpret_cast<long>(&info),
+                         reinterpret_cast<long>(&now), sizeof(suspend)) != kSuspendSignal)
+    return;
+  const long pid = alloc::raw_syscall(SYS_getpid);
+  if (info.si_code == SI_QUEUE && info.si_pid == pid && info.si_value.sival_int == kSuspendMark) return;
+  alloc::raw_syscall(SYS_rt_tgsigqueueinfo, pid, alloc::raw_syscall(SYS_gettid), kSuspendSignal,
+                     reinterpret_cast<long>(&info));
+}
+
 // Whether every task of the process but the caller is one of heapkeeper's own (`excluded`) or has
 // already exited.
 static bool nothing_else_runs(const pid_t* excluded, size_t excluded_count) {

@@ -77,6 +77,11 @@ void foresee_stop_method();
 // seccomp filter. The calling thread's mask stops blocking SIGPWR (those of others cannot be
 // reached: a thread that blocked it earlier cannot be stopped, and its scan is skipped).
 void fall_back_to_signals_now();
+// Before an exec, with scans held off (collector.h hold_scans_for_exec): a scan's signal still
+// pending on this thread (blocked until the scan gave up on it) would outlive the exec, which resets
+// the handler, and kill the new image (pending signals and the mask survive exec). Taken here; a
+// SIGPWR of the program's own taken with it is queued back. Raw system calls only.
+void drop_pending_suspend_signal();
 
 // The thread ids of process `pid` from /proc/PID/task, with raw system calls (safe on the tracer
 // task and with part of the world stopped). Returns how many (may exceed capacity).

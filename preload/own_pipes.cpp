@@ -41,6 +41,7 @@
 #include "allocator/syscall_filter.h"
 #include "allocator/thread_credentials.h"
 #include "allocator/thread_registry.h"
+#include "collector/collector.h"
 #include "collector/world_stop.h"
 #include "preload/credential_calls.h"
 #include "preload/original_functions.h"
@@ -166,6 +167,14 @@ HK_EXPORT long syscall(long number, ...) {
     heapkeeper::alloc::drop_deferred_threads();
     heapkeeper::alloc::note_syscall_filter();
     heapkeeper::collect::fall_back_to_signals_now();
+  }
+  if (number == SYS_execve || number == SYS_execveat) {  // as the exec family (exec_calls.cpp)
+    const bool held = heapkeeper::collect::hold_scans_for_exec();
+    const long result = function(number, a[0], a[1], a[2], a[3], a[4], a[5]);
+    const int saved_errno = errno;
+    heapkeeper::collect::allow_scans_after_exec(held);
+    errno = saved_errno;
+    return result;
   }
   const long result = function(number, a[0], a[1], a[2], a[3], a[4], a[5]);
   // heapkeeper's threads take what the program's thread now has (raw system calls: errno stays).

@@ -183,7 +183,8 @@ int give_as(int fd, int target) { return fd == target ? ::fcntl(fd, F_SETFD, 0) 
     // The memfd was made before the pipe, so the answer's end is never 0 and survives this order.
     if (give_as(dump_fd, 0) < 0 || give_as(answer_fd, 1) < 0) ::_exit(126);
     ::syscall(SYS_close_range, 3u, ~0u, 0u);  // what the program left open without close-on-exec
-    ::execve(argv[0], argv, envp);
+    // The system call itself: the library's own execve is the program's wrapper (preload/exec_calls.cpp).
+    ::syscall(SYS_execve, argv[0], argv, envp);
     ::_exit(127);
   }
   if (grandchild < 0) ::_exit(125);

@@ -3,10 +3,10 @@
 # return EINTR, the program's own SIGPWR keeps working, and a thread inside dlopen never hangs a
 # scan. Each program runs plainly and under heapkeeper with 100 ms periodic scans (ptrace, and the
 # signal fallback), and the outputs must match; the reports prove scans ran and how.
-# Usage: transparent_scans.sh blocking|blocking_more|signalfd|sigpwr|unstoppable|dlopen|perl|python3|bash|kill|on-demand
+# Usage: transparent_scans.sh blocking|blocking_more|signalfd|sigpwr|exec|unstoppable|dlopen|perl|python3|bash|kill|on-demand
 source "$(dirname "$0")/lib.sh"
 
-part=${1:?usage: transparent_scans.sh blocking|blocking_more|signalfd|sigpwr|unstoppable|dlopen|perl|python3|bash|kill|on-demand}
+part=${1:?usage: transparent_scans.sh blocking|blocking_more|signalfd|sigpwr|exec|unstoppable|dlopen|perl|python3|bash|kill|on-demand}
 
 # scans_ran NAME MODE METHOD MIN: every exit report of the run that holds a scan says it stopped
 # the world with METHOD (or "none": a process with nothing allocated left at exit stops nothing),
@@ -130,6 +130,26 @@ case $part in
     else
       hk_fail "sigpwr_raw_block (signals): no clear message, or the program failed: $(tail -3 "$HK_WORK/sigpwr_raw_block_signals.launcher/err")"
     fi
+    ;;
+  exec)
+    # Signal scans every millisecond in a chain of 120 images, each exec'ing the next: by execve
+    # (bash), execvp (env), and from a forked child (/bin/true). A scan's SIGPWR sent to a thread
+    # already inside execve stayed pending across it, and the new image, its handler reset by the
+    # exec, died of it before its first instruction (status 158: every run of the chain, and one
+    # in ten of `setpriv ... bash -c 'id; grep ...'` with 1 ms scans).
+    exec_chain() {
+      local mode=$1 step
+      # shellcheck disable=SC2016  # expanded by the chain's shells, each given the text as $0
+      step='
+        n=$1
+        /bin/true || echo "/bin/true failed at $n"
+        if ((n >= 120)); then echo "reached $n"; exit 0; fi
+        if ((n % 2)); then exec env bash -c "$0" "$0" $((n + 1)); fi
+        exec bash -c "$0" "$0" $((n + 1))'
+      HEAPKEEPER_STOP_METHOD=signals HEAPKEEPER_SCAN_INTERVAL=1ms HEAPKEEPER_STATS_DELAY=0 \
+        hk_exec "$mode" bash -c "$step" "$step" 0
+    }
+    hk_compare exec exec_chain -- launcher preload
     ;;
   unstoppable)
     # A thread ptrace cannot stop for a while (a vfork parent, waiting where only a fatal signal

@@ -1,0 +1,155 @@
+// The exec family. Under the signal fallback a scan stops a thread with SIGPWR; one sent while the
+// thread was already inside execve stayed pending across it (pending signals survive an exec, the
+// handler does not), and the new image died of SIGPWR's default action before its first
+// instruction: setpriv exec'ing bash, bash exec'ing its last command (status 158, under load about
+// one run in five with 1 ms scans). So an exec waits for a scan in progress to end and no scan
+// starts until it fails (collector.h hold_scans_for_exec). glibc's execvp, execl and the rest call
+// its internal execve, which no wrapper sees: each is wrapped. Same result and errno as the
+// original, which does the work (a library preloaded after heapkeeper that wraps exec still sees
+// the call).
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "collector/collector.h"
+#include "preload/original_functions.h"
+
+#define HK_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace {
+
+class ExecScope {
+ public:
+  ExecScope() noexcept : held_(heapkeeper::collect::hold_scans_for_exec()) {}
+  ~ExecScope() {
+    const int saved_errno = errno;
+    heapkeeper::collect::allow_scans_after_exec(held_);
+    errno = saved_errno;
+  }
+  ExecScope(const ExecScope&) = delete;
+  ExecScope& operator=(const ExecScope&) = delete;
+
+ private:
+  bool held_;
+};
+
+using ExecveFunction = int (*)(const char*, char* const*, char* const*);
+using ExecvFunction = int (*)(const char*, char* const*);
+using ExecveatFunction = int (*)(int, const char*, char* const*, char* const*, int);
+using FexecveFunction = int (*)(int, char* const*, char* const*);
+
+template <typename Function>
+Function original(std::atomic<Function>& cache, const char* name) noexcept {
+  return heapkeeper::preload::cached_next_symbol(cache, name);
+}
+
+int no_original() noexcept {
+  errno = ENOSYS;
+  return -1;
+}
+
+ExecveFunction original_execve() noexcept {
+  static std::atomic<ExecveFunction> cache{nullptr};
+  return original(cache, "execve");
+}
+ExecvFunction original_execv() noexcept {
+  static std::atomic<ExecvFunction> cache{nullptr};
+  return original(cache, "execv");
+}
+ExecvFunction original_execvp() noexcept {
+  static std::atomic<ExecvFunction> cache{nullptr};
+  return original(cache, "execvp");
+}
+ExecveFunction original_execvpe() noexcept {
+  static std::atomic<ExecveFunction> cache{nullptr};
+  return original(cache, "execvpe");
+}
+
+}  // namespace
+
+HK_EXPORT int execve(const char* path, char* const argv[], char* const envp[]) {
+  const ExecveFunction function = original_execve();
+  if (function == nullptr) return no_original();
+  const ExecScope scope;
+  return function(path, argv, envp);
+}
+
+HK_EXPORT int execv(const char* path, char* const argv[]) {
+  const ExecvFunction function = original_execv();
+  if (function == nullptr) return no_original();
+  const ExecScope scope;
+  return function(path, argv);
+}
+
+HK_EXPORT int execvp(const char* file, char* const argv[]) {
+  const ExecvFunction function = original_execvp();
+  if (function == nullptr) return no_original();
+  const ExecScope scope;
+  return function(file, argv);
+}
+
+HK_EXPORT int execvpe(const char* file, char* const argv[], char* const envp[]) {
+  const ExecveFunction function = original_execvpe();
+  if (function == nullptr) return no_original();
+  const ExecScope scope;
+  return function(file, argv, envp);
+}
+
+HK_EXPORT int execveat(int directory, const char* path, char* const argv[], char* const envp[], int flags) {
+  static std::atomic<ExecveatFunction> cache{nullptr};
+  const ExecveatFunction function = original(cache, "execveat");
+  if (function == nullptr) return no_original();
+  const ExecScope scope;
+  return function(directory, path, argv, envp, flags);
+}
+
+HK_EXPORT int fexecve(int fd, char* const argv[], char* const envp[]) {
+  static std::atomic<FexecveFunction> cache{nullptr};
+  const FexecveFunction function = original(cache, "fexecve");
+  if (function == nullptr) return no_original();
+  const ExecScope scope;
+  return function(fd, argv, envp);
+}
+
+// execl, execle and execlp: their arguments as an array, built on the stack as glibc's do, to the
+// wrappers above. execle's environment is the pointer after the terminating null.
+#define HEAPKEEPER_COLLECT_ARGUMENTS(first, environment)                                    \
+  size_t count = 1;                                                                         \
+  {                                                                                         \
+    va_list probe;                                                                          \
+    va_start(probe, first);                                                                 \
+    while (va_arg(probe, char*) != nullptr) ++count;                                        \
+    va_end(probe);                                                                          \
+  }                                                                                         \
+  char* argv[count + 1]; /* NOLINT(hicpp-vla,cppcoreguidelines-avoid-c-arrays): as glibc */ \
+  argv[0] = const_cast<char*>(first);                                                       \
+  {                                                                                         \
+    va_list list;                                                                           \
+    va_start(list, first);                                                                  \
+    for (size_t i = 1; i <= count; ++i) argv[i] = va_arg(list, char*);                      \
+    if ((environment) != nullptr) *(environment) = va_arg(list, char* const*);              \
+    va_end(list);                                                                           \
+  }
+
+HK_EXPORT int execl(const char* path, const char* first, ...) {
+  char* const** environment = nullptr;
+  HEAPKEEPER_COLLECT_ARGUMENTS(first, environment)
+  return execv(path, argv);
+}
+
+HK_EXPORT int execle(const char* path, const char* first, ...) {
+  char* const* envp = nullptr;
+  char* const** environment = &envp;
+  HEAPKEEPER_COLLECT_ARGUMENTS(first, environment)
+  return execve(path, argv, envp);
+}
+
+HK_EXPORT int execlp(const char* file, const char* first, ...) {
+  char* const** environment = nullptr;
+  HEAPKEEPER_COLLECT_ARGUMENTS(first, environment)
+  return execvp(file, argv);
+}
+#undef HEAPKEEPER_COLLECT_ARGUMENTS
