@@ -261,6 +261,9 @@ uint32_t shared_credentials_epoch() noexcept { return g_epoch.load(std::memory_o
 void thread_credentials_after_fork_in_child() noexcept {
   g_starting.store(0, std::memory_order_relaxed);
   g_sharing.store(false, std::memory_order_relaxed);
+  // Forked by a signal handler that interrupted a sharing: the child's one thread shares anew.
+  tls_sharing = false;
+  g_read_again.store(false, std::memory_order_relaxed);
 }
 
 void internal_thread_starting() noexcept { g_starting.fetch_add(1, std::memory_order_acq_rel); }
