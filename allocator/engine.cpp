@@ -959,11 +959,7 @@ bool pause_internal_threads() noexcept {
   const auto only_ours = [&] {
     bool ours_all = true;
     for_each_numbered_entry("/proc/self/task", [&](long, const char*, long tid) {
-      if (tid == self) return;
-      bool ours = false;
-      thread_registry().for_each_active(
-          [&](const ThreadState& s) { ours = ours || (s.tid == tid && s.heapkeeper_thread); });
-      ours_all = ours_all && ours;
+      if (tid != self) ours_all = ours_all && thread_registry().is_heapkeeper_thread(static_cast<pid_t>(tid));
     });
     return ours_all;
   };

@@ -18,21 +18,13 @@ namespace {
 
 std::atomic<bool> g_watching{false};
 
-bool is_heapkeeper_thread(pid_t tid) {
-  bool own = false;
-  thread_registry().for_each_active([&](const ThreadState& s) {
-    if (s.tid == tid && s.heapkeeper_thread) own = true;
-  });
-  return own;
-}
-
 // Whether a thread that is not heapkeeper's still runs (zombies and threads going away do not).
 // True when /proc cannot say: the process is then left to end as it can.
 bool program_thread_runs() {
   const long pid = getpid();
   bool runs = false;
   const bool listed = for_each_numbered_entry("/proc/self/task", [&](long, const char*, long tid) {
-    if (!runs && !is_heapkeeper_thread(static_cast<pid_t>(tid))) runs = !thread_has_exited(pid, tid);
+    if (!runs && !thread_registry().is_heapkeeper_thread(static_cast<pid_t>(tid))) runs = !thread_has_exited(pid, tid);
   });
   return runs || !listed;
 }

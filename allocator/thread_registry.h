@@ -169,6 +169,12 @@ class ThreadRegistry {
       if (s->in_use.load(std::memory_order_acquire)) visit(*s);
     }
   }
+  // Whether task `tid` is one of heapkeeper's own registered threads.
+  bool is_heapkeeper_thread(pid_t tid) const {
+    bool own = false;
+    for_each_active([&](const ThreadState& s) { own = own || (s.tid == tid && s.heapkeeper_thread); });
+    return own;
+  }
   // In a forked child: only the calling thread survives.
   void after_fork_in_child();
 

@@ -12,8 +12,6 @@
 #include <stddef.h>
 #include <unistd.h>
 
-#include <atomic>
-
 #include "collector/collector.h"
 #include "preload/original_functions.h"
 
@@ -36,83 +34,29 @@ class ExecScope {
   bool held_;
 };
 
-using ExecveFunction = int (*)(const char*, char* const*, char* const*);
-using ExecvFunction = int (*)(const char*, char* const*);
-using ExecveatFunction = int (*)(int, const char*, char* const*, char* const*, int);
-using FexecveFunction = int (*)(int, char* const*, char* const*);
-
-template <typename Function>
-Function original(std::atomic<Function>& cache, const char* name) noexcept {
-  return heapkeeper::preload::cached_next_symbol(cache, name);
-}
-
 int no_original() noexcept {
   errno = ENOSYS;
   return -1;
 }
 
-ExecveFunction original_execve() noexcept {
-  static std::atomic<ExecveFunction> cache{nullptr};
-  return original(cache, "execve");
-}
-ExecvFunction original_execv() noexcept {
-  static std::atomic<ExecvFunction> cache{nullptr};
-  return original(cache, "execv");
-}
-ExecvFunction original_execvp() noexcept {
-  static std::atomic<ExecvFunction> cache{nullptr};
-  return original(cache, "execvp");
-}
-ExecveFunction original_execvpe() noexcept {
-  static std::atomic<ExecveFunction> cache{nullptr};
-  return original(cache, "execvpe");
-}
-
 }  // namespace
 
-HK_EXPORT int execve(const char* path, char* const argv[], char* const envp[]) {
-  const ExecveFunction function = original_execve();
-  if (function == nullptr) return no_original();
-  const ExecScope scope;
-  return function(path, argv, envp);
-}
-
-HK_EXPORT int execv(const char* path, char* const argv[]) {
-  const ExecvFunction function = original_execv();
-  if (function == nullptr) return no_original();
-  const ExecScope scope;
-  return function(path, argv);
-}
-
-HK_EXPORT int execvp(const char* file, char* const argv[]) {
-  const ExecvFunction function = original_execvp();
-  if (function == nullptr) return no_original();
-  const ExecScope scope;
-  return function(file, argv);
-}
-
-HK_EXPORT int execvpe(const char* file, char* const argv[], char* const envp[]) {
-  const ExecveFunction function = original_execvpe();
-  if (function == nullptr) return no_original();
-  const ExecScope scope;
-  return function(file, argv, envp);
-}
-
-HK_EXPORT int execveat(int directory, const char* path, char* const argv[], char* const envp[], int flags) {
-  static std::atomic<ExecveatFunction> cache{nullptr};
-  const ExecveatFunction function = original(cache, "execveat");
-  if (function == nullptr) return no_original();
-  const ExecScope scope;
-  return function(directory, path, argv, envp, flags);
-}
-
-HK_EXPORT int fexecve(int fd, char* const argv[], char* const envp[]) {
-  static std::atomic<FexecveFunction> cache{nullptr};
-  const FexecveFunction function = original(cache, "fexecve");
-  if (function == nullptr) return no_original();
-  const ExecScope scope;
-  return function(fd, argv, envp);
-}
+// Each forwards to the next definition (preload/original_functions.h) while scans are held.
+#define HEAPKEEPER_WRAP_EXEC(name, parameters, arguments)    \
+  HK_EXPORT int name parameters {                            \
+    auto* function = heapkeeper::preload::original_##name(); \
+    if (function == nullptr) return no_original();           \
+    const ExecScope scope;                                   \
+    return function arguments;                               \
+  }
+HEAPKEEPER_WRAP_EXEC(execve, (const char* path, char* const argv[], char* const envp[]), (path, argv, envp))
+HEAPKEEPER_WRAP_EXEC(execv, (const char* path, char* const argv[]), (path, argv))
+HEAPKEEPER_WRAP_EXEC(execvp, (const char* file, char* const argv[]), (file, argv))
+HEAPKEEPER_WRAP_EXEC(execvpe, (const char* file, char* const argv[], char* const envp[]), (file, argv, envp))
+HEAPKEEPER_WRAP_EXEC(execveat, (int directory, const char* path, char* const argv[], char* const envp[], int flags),
+                     (directory, path, argv, envp, flags))
+HEAPKEEPER_WRAP_EXEC(fexecve, (int fd, char* const argv[], char* const envp[]), (fd, argv, envp))
+#undef HEAPKEEPER_WRAP_EXEC
 
 // execl, execle and execlp: their arguments as an array, built on the stack as glibc's do, to the
 // wrappers above. execle's environment is the pointer after the terminating null.

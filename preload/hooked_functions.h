@@ -67,6 +67,16 @@
   X(setgroups, int, (size_t, const gid_t*)) X(initgroups, int, (const char*, gid_t)) X(unshare, int, (int))     \
   X(setns, int, (int, int))
 
+// The exec family (exec_calls.cpp): an exec waits for a scan in progress. glibc's execvp, execl and
+// the rest call its internal execve, so each is its own wrapper (execl, execle and execlp pass
+// their arguments on to the wrapped execv, execve and execvp). Not in check_interposition's list:
+// a dlsym each at every process's start for calls most processes make once, if at all.
+#define HEAPKEEPER_EXEC_FUNCTIONS(X)                                                                          \
+  X(execve, int, (const char*, char* const*, char* const*)) X(execv, int, (const char*, char* const*))     \
+  X(execvp, int, (const char*, char* const*)) X(execvpe, int, (const char*, char* const*, char* const*))  \
+  X(execveat, int, (int, const char*, char* const*, char* const*, int))                                   \
+  X(fexecve, int, (int, char* const*, char* const*))
+
 // The immediate exits (immediate_exit.cpp), which remove the process's live-stats segment first.
 #define HEAPKEEPER_EXIT_SYMBOLS(X) X(_exit) X(_Exit)
 
