@@ -34,7 +34,10 @@
 // previous one. A chain of copies below the real slots would end it too early: copies in an array
 // (a backtrace() buffer) are 8 bytes apart and break the chain; what can still mislead it is the
 // layout of an older, deeper call left in a live frame's uninitialised buffer, holding every one of
-// the recorded frames' return addresses and the next 4, in order.
+// the recorded frames' return addresses and the next 4, in order. The stale copies cost every hit
+// (the sqlite3 shell's cached stacks checked 43 words where 18 were slots), so a stack hit often has
+// them dropped: its real slots, each the word below a caller's canonical frame address, come from a
+// stepped unwind at that hit (refine_cached_stack), too slow to take for every stack cached.
 //
 // Frames of varying size (alloca, variable-length arrays, stack realignment) break the premise:
 // the same entry can then sit under callers whose slots moved, and an uninitialised buffer over
@@ -86,9 +89,11 @@ namespace heapkeeper::alloc {
 struct CachedStack {
   uint64_t check;  // the tag plus the terms of every checked word and link (words_sum, links_sum)
   uint32_t stack_id;
-  uint8_t words;        // checked words: slot_words[0..words)
-  uint8_t links;        // then the links: slot_words[words..words + links)
-  uint16_t head_check;  // head_bits of the same over the innermost kHeadSlots: rejects a sibling early
+  uint8_t words;       // checked words: slot_words[0..words)
+  uint8_t links;       // then the links: slot_words[words..words + links)
+  uint8_t head_check;  // head_bits of the same over the innermost kHeadSlots: rejects a sibling early
+  uint8_t refine_in;   // hits left before the stale copies among the words are dropped; 0: none
+  static constexpr uint8_t kRefineAfterHits = 32;
   // uint16_t slot_words[capacity] follows. Checked word i sits at entry_sp + 8 * slot_words[i]; a
   // link is where a saved frame pointer sits, the same way, or kEntryLink for the register.
   static constexpr uint16_t kEntryLink = UINT16_MAX;
@@ -302,7 +307,7 @@ inline uint64_t links_sum(const uint16_t* slot, uint32_t words, uint32_t links, 
   return sum;
 }
 
-inline uint16_t head_bits(uint64_t hash) { return static_cast<uint16_t>(hash >> 48); }
+inline uint8_t head_bits(uint64_t hash) { return static_cast<uint8_t>(hash >> 56); }
 
 // The program's frame that called into heapkeeper, found through our own frame-pointer chain.
 struct EntryFrame {
@@ -765,7 +770,7 @@ namespace {
 // The cached stack the probed entry frame's stack is, or null. Apart from the miss path (which
 // unwinds, interns and caches, with a frame of its own four times the size): a hit then needs none
 // of the registers that path spills.
-inline const CachedStack* find_cached_stack(StackCache* cache, const StackProbe& entry) {
+inline CachedStack* find_cached_stack(StackCache* cache, const StackProbe& entry) {
   const uint64_t tag = entry.tag;
   const uint64_t key = entry.key;
   const unsigned set = entry.set;
@@ -774,7 +779,7 @@ inline const CachedStack* find_cached_stack(StackCache* cache, const StackProbe&
   for (unsigned probe = 0; probe < StackCache::kWays; ++probe) {
     const unsigned way = (first + probe) % StackCache::kWays;
     if (tags[way] != key) continue;
-    const CachedStack* candidate = cache->entry(set * StackCache::kWays + way);
+    CachedStack* candidate = cache->entry(set * StackCache::kWays + way);
     // Every caller's return address still in its slot. Entries sharing an entry frame differ in
     // their innermost callers: those are checked first, against 16 bits; then the rest.
     const uint16_t* slot = StackCache::slot_words(candidate);
@@ -792,12 +797,14 @@ inline const CachedStack* find_cached_stack(StackCache* cache, const StackProbe&
 }
 
 uint32_t capture_uncached(StackCache* cache, int depth, const StackProbe& entry, uint32_t generation);
+void refine_cached_stack(StackCache* cache, CachedStack* cached, const StackProbe& entry);
 
 inline uint32_t capture_probed(StackCache* cache, int depth, const StackProbe& entry, uint32_t generation) {
   if (entry.sp != 0) {
-    if (const CachedStack* hit = find_cached_stack(cache, entry)) {
+    if (CachedStack* hit = find_cached_stack(cache, entry)) {
       const uint32_t id = hit->stack_id;  // read first: growing frees the table it is in
       ++cache->hits;
+      if (__builtin_expect(hit->refine_in != 0, 0) && --hit->refine_in == 0) refine_cached_stack(cache, hit, entry);
       if (++cache->window_captures == StackCache::kWindow) maybe_grow(cache);
       return id;
     }
@@ -824,6 +831,109 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
     return capture_probed(cache, depth, probed, generation);
   }
   return capture_probed(cache, depth, *given, generation);
+}
+
+// Where the return addresses of recorded frames 1 to count - 1 really sit, in words above the entry
+// frame's stack pointer: the word below each caller's canonical frame address, which libunwind's
+// stepped unwind gives as the stack pointer of the frame it returns to. The image scan cannot tell
+// a frame's slot from an older copy of the same return address left in an uninitialised buffer
+// below it, so it checks every copy; the unwinder knows. False when the unwind does not come
+// through the entry frame to the recorded frames as captured, passes a signal frame, or finds a
+// slot that does not hold its return address or lies outside [entry, stack_high): the image is
+// checked then. Only on a miss that caches a stack with stale copies (it steps at about 0.1 us a
+// frame once libunwind's per-thread cache knows the code, up to 3 us cold).
+__attribute__((noinline)) bool find_real_slots(const StackProbe& entry, const uintptr_t* ips, int count,
+                                               uintptr_t stack_high, uint16_t* real) {
+  unw_context_t context;
+  unw_cursor_t cursor;
+  if (unw_getcontext(&context) != 0 || unw_init_local(&cursor, &context) != 0) return false;
+  constexpr int kOwnFramesMax = 16;  // heapkeeper's frames between here and the entry frame
+  int k = -1;                        // the recorded frame the cursor is at; -1: not there yet
+  uintptr_t previous = entry.sp - 8;
+  const uintptr_t reach = entry.sp + 8 * uintptr_t{CachedStack::kEntryLink - 1};
+  const uintptr_t top = reach < stack_high - 8 ? reach : stack_high - 8;
+  for (int steps = 0; steps < kOwnFramesMax + count; ++steps) {
+    if (unw_step(&cursor) <= 0) return false;
+    unw_word_t ip = 0, sp = 0;
+    if (unw_get_reg(&cursor, UNW_REG_IP, &ip) != 0 || unw_get_reg(&cursor, UNW_REG_SP, &sp) != 0) return false;
+    if (k < 0) {
+      if (ip != entry.ip) continue;
+      if (sp != entry.sp) return false;
+      k = 0;
+      continue;
+    }
+    if (unw_is_signal_frame(&cursor) > 0) return false;
+    if (++k == count || ip != ips[k]) return false;
+    const uintptr_t slot = sp - 8;
+    if (slot <= previous || slot > top || (slot & 7) != 0 || load(slot) != ips[k]) return false;
+    real[k - 1] = static_cast<uint16_t>((slot - entry.sp) / 8);
+    previous = slot;
+    if (k == count - 1) return true;
+  }
+  return false;
+}
+
+// The links of a stack whose checked words are image[0..words), ascending: the frame-pointer
+// register at the call, and each word pointer_at[p] (of `pointers`, which point to pointer_to[p])
+// that points just below a checked word, where a frame pointer points: the caller's saved one,
+// right below the return address. Written to `links`; returns how many.
+uint32_t find_links(const uint16_t* image, uint32_t words, const uint16_t* pointer_at, const uint16_t* pointer_to,
+                    uint32_t pointers, const StackProbe& entry, uint16_t* links) {
+  const auto checked = [&](uint32_t offset) { return std::binary_search(image, image + words, offset); };
+  uint32_t count = 0;
+  const uintptr_t rbp_offset = entry.rbp - entry.sp;  // wraps when below: never checked then
+  if ((rbp_offset & 7) == 0 && rbp_offset < 8 * uintptr_t{CachedStack::kEntryLink - 1} &&
+      checked(static_cast<uint32_t>(rbp_offset / 8 + 1)))
+    links[count++] = CachedStack::kEntryLink;
+  for (uint32_t p = 0; p < pointers; ++p) {
+    if (checked(pointer_to[p])) links[count++] = pointer_at[p];
+  }
+  return count;
+}
+
+// Sums a cached stack's checked words and links as a hit sums them (the words are what they were
+// when found: this thread is here), and records how many of each there are.
+void seal_cached_stack(CachedStack* cached, uint64_t tag, uint32_t words, uint32_t links, const StackProbe& entry) {
+  const uint16_t* slot = StackCache::slot_words(cached);
+  const uint32_t head = words < StackCache::kHeadSlots ? words : StackCache::kHeadSlots;
+  const uint64_t head_hash = tag + words_sum(slot, 0, head, entry.sp);
+  cached->head_check = head_bits(head_hash);
+  cached->check = head_hash + words_sum(slot, head, words, entry.sp) + links_sum(slot, words, links, entry);
+  cached->words = static_cast<uint8_t>(words);
+  cached->links = static_cast<uint8_t>(links);
+}
+
+// A cached stack with stale copies among its words, hit for the kRefineAfterHits-th time: from now
+// on it checks the real slots alone (find_real_slots) and the links to them. The thread is at this
+// stack now (the hit validated it), so a stepped unwind from here finds its frames; the entry
+// stays as it was when the unwind does not agree. Paid once per such stack, at a few microseconds,
+// and only by stacks hit often: python3's imports cache thousands of stacks with stale copies
+// that they rarely see again, and paying for each at its caching cost the churn 6%.
+__attribute__((noinline)) void refine_cached_stack(StackCache* cache, CachedStack* cached, const StackProbe& entry) {
+  const StackView view = stack_table().frames(cached->stack_id);
+  const auto count = static_cast<int>(view.depth);
+  uint16_t real[Config::kMaxStackDepth];
+  if (count < 2 || !find_real_slots(entry, view.frames, count, cache->stack_high, real)) return;
+  const uint32_t words = static_cast<uint32_t>(count - 1);
+  // The words pointing higher up this stack below the last real slot, as the fill found them.
+  const uintptr_t reach = entry.sp + 8 * uintptr_t{CachedStack::kEntryLink - 1};
+  const uintptr_t top = reach < cache->stack_high - 8 ? reach : cache->stack_high - 8;
+  StackCache::Scratch& scratch = cache->scratch;
+  uint32_t pointers = 0;
+  for (uintptr_t a = entry.sp; a < entry.sp + 8 * uintptr_t{real[words - 1]}; a += 8) {
+    const uintptr_t word = load(a);
+    if (word <= a || word > top || ((word - entry.sp) & 7) != 0) continue;
+    if (pointers == StackCache::Scratch::kMaxPointers) return;  // too many to tell: left as it was
+    scratch.pointer_at[pointers] = static_cast<uint16_t>((a - entry.sp) / 8);
+    scratch.pointer_to[pointers++] = static_cast<uint16_t>((word + 8 - entry.sp) / 8);
+  }
+  const uint32_t links =
+      find_links(real, words, scratch.pointer_at, scratch.pointer_to, pointers, entry, scratch.links);
+  if (words + links >= static_cast<uint32_t>(cached->words) + cached->links) return;  // nothing gained
+  uint16_t* slot = StackCache::slot_words(cached);
+  std::memcpy(slot, real, words * sizeof(uint16_t));
+  std::memcpy(slot + words, scratch.links, links * sizeof(uint16_t));
+  seal_cached_stack(cached, entry.tag, words, links, entry);
 }
 
 // A miss: unwinds, interns, and caches the stack when it can be validated later.
@@ -882,6 +992,7 @@ __attribute__((noinline)) uint32_t capture_uncached(StackCache* cache, int depth
   uintptr_t last_slot = entry.sp - 8;
   int next = 1;                               // the frame whose slot is looked for
   uint16_t key_slots[StackCache::kKeySlots];  // the slots of frames 1, 2, ... as found
+  bool overflowed = false;                    // more copies than an entry can check
   for (uintptr_t a = entry.sp; next <= anchor; a += 8) {
     if (a > top || a > last_slot + kLargestFrame) {
       // A recorded frame outside this stack (signal frame, other stack), or too far up: not
@@ -893,8 +1004,11 @@ __attribute__((noinline)) uint32_t capture_uncached(StackCache* cache, int depth
     unsigned at = set_index(word);
     while (return_addresses[at] != 0 && return_addresses[at] != word) at = (at + 1) & kSetMask;
     if (return_addresses[at] != 0) {
-      if (words == cache->capacity) return id;  // too many stale copies to check: not cached
-      image[words++] = static_cast<uint16_t>((a - entry.sp) / 8);
+      if (words == cache->capacity) {
+        overflowed = true;  // too many stale copies to check: cached only with the real slots
+      } else {
+        image[words++] = static_cast<uint16_t>((a - entry.sp) / 8);
+      }
     } else if (word > a && word <= top && ((word - entry.sp) & 7) == 0) {
       if (pointers == StackCache::Scratch::kMaxPointers) return id;  // too many to tell: not cached
       pointer_at[pointers] = static_cast<uint16_t>((a - entry.sp) / 8);
@@ -913,19 +1027,24 @@ __attribute__((noinline)) uint32_t capture_uncached(StackCache* cache, int depth
   }
   words = words_to_last_slot;
   pointers = pointers_to_last_slot;
-
-  // Links: a word, or the frame-pointer register at the call, pointing just below a checked word
-  // (where a frame pointer points: the caller's saved one, right below the return address).
-  const auto checked = [&](uint32_t offset) { return std::binary_search(image, image + words, offset); };
-  uint16_t* const links = scratch.links;
-  uint32_t link_count = 0;
-  const uintptr_t rbp_offset = entry.rbp - entry.sp;  // wraps when below: never checked then
-  if ((rbp_offset & 7) == 0 && rbp_offset < 8 * uintptr_t{CachedStack::kEntryLink - 1} &&
-      checked(static_cast<uint32_t>(rbp_offset / 8 + 1)))
-    links[link_count++] = CachedStack::kEntryLink;
-  for (uint32_t p = 0; p < pointers; ++p) {
-    if (checked(pointer_to[p])) links[link_count++] = pointer_at[p];
+  // Stale copies among the words: more of them than slots in the chain. Each costs every hit a
+  // load and half a multiply (the sqlite3 shell's cached stacks checked 43 words, of which 18 were
+  // real slots), so a stack hit often has them dropped (refine_cached_stack); one with more than
+  // an entry can check is cached with its real slots alone, or not at all.
+  const bool stale = overflowed || words > static_cast<uint32_t>(next - 1);
+  if (overflowed) {
+    uint16_t real[Config::kMaxStackDepth];
+    if (count < 2 || !find_real_slots(entry, ips, count, cache->stack_high, real)) return id;
+    words = static_cast<uint32_t>(count - 1);
+    std::memcpy(image, real, words * sizeof(uint16_t));
+    uint32_t below = 0;  // links only below the last checked word: saved where its callees ran
+    while (below < pointers && pointer_at[below] < real[count - 2]) ++below;
+    pointers = below;
+    for (unsigned i = 0; i < StackCache::kKeySlots && i + 1 < static_cast<unsigned>(count); ++i) key_slots[i] = real[i];
+    next = count;
   }
+  uint16_t* const links = scratch.links;
+  const uint32_t link_count = find_links(image, words, pointer_at, pointer_to, pointers, entry, links);
   if (words + link_count > cache->capacity) return id;  // too many to check: not cached
 
   // The first stack cached under an entry tag decides where its siblings' sets are chosen by; the
@@ -950,14 +1069,9 @@ __attribute__((noinline)) uint32_t capture_uncached(StackCache* cache, int depth
   uint16_t* slot = StackCache::slot_words(cached);
   std::memcpy(slot, image, words * sizeof(uint16_t));
   std::memcpy(slot + words, links, link_count * sizeof(uint16_t));
-  // Summed as a hit sums it (the words are what they were when found: this thread is here).
-  const uint32_t head = words < StackCache::kHeadSlots ? words : StackCache::kHeadSlots;
-  const uint64_t head_hash = tag + words_sum(slot, 0, head, entry.sp);
-  cached->head_check = head_bits(head_hash);
-  cached->check = head_hash + words_sum(slot, head, words, entry.sp) + links_sum(slot, words, link_count, entry);
   cached->stack_id = id;
-  cached->words = static_cast<uint8_t>(words);
-  cached->links = static_cast<uint8_t>(link_count);
+  seal_cached_stack(cached, tag, words, link_count, entry);
+  cached->refine_in = stale && !overflowed ? CachedStack::kRefineAfterHits : 0;
   tags[way] = fill_key;
   cache->last_hit[fill_set] = static_cast<uint8_t>(way);
   return id;

@@ -14,7 +14,8 @@
 # through a frame that an alloca moved, with more than eight words holding return addresses
 # between two real slots: no link reaches the moved frame's slot; and sampled_backtrace's
 # stale in-order copy of its callers ends the checked image below every real slot (both fail as
-# of 0651aa2).
+# of 0651aa2). Both paths of each are hit often enough that the cache drops the stale copies from
+# their checks (refine_cached_stack, after kRefineAfterHits hits) and checks the real slots alone.
 #
 # Usage: stack_attribution.sh (environment from CMakeLists.txt, see lib.sh)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
