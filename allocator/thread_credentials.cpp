@@ -55,6 +55,10 @@ constexpr int kMaxWakes = 4;
 void (*g_wakes[kMaxWakes])() = {};
 std::atomic<int> g_wake_count{0};
 
+constexpr int kMaxHandovers = 2;
+void (*g_handovers[kMaxHandovers])(uint32_t, uint32_t) = {};
+std::atomic<int> g_handover_count{0};
+
 // glibc's SIGSETXID: the kernel's second real-time signal (glibc keeps 32 and 33 for itself).
 constexpr int kSetxidSignal = 33;
 
@@ -281,6 +285,18 @@ void add_internal_wake(void (*wake)()) noexcept {
   g_wake_count.store(index + 1, std::memory_order_release);
 }
 
+void hand_over_to(uint32_t effective_uid, uint32_t effective_gid) noexcept {
+  const int handovers = g_handover_count.load(std::memory_order_acquire);
+  for (int i = 0; i < handovers; ++i) g_handovers[i](effective_uid, effective_gid);
+}
+
+void add_credentials_handover(void (*hand_over)(uint32_t, uint32_t)) noexcept {
+  const int index = g_handover_count.load(std::memory_order_relaxed);
+  if (index >= kMaxHandovers) return;
+  g_handovers[index] = hand_over;
+  g_handover_count.store(index + 1, std::memory_order_release);
+}
+
 void share_thread_credentials() noexcept {
   // A program thread's own call (not heapkeeper's code, nor a thread of it), with threads to follow.
   const ThreadState* self = tls_thread.state;
@@ -315,7 +331,12 @@ void follow_thread_credentials() noexcept {
   if (self->credentials_followed.load(std::memory_order_relaxed) == epoch) return;
   Credentials target, now;
   load_shared(target);
-  if (read_own(now)) take(target, now);
+  if (read_own(now)) {
+    const bool owner_changes = target.ids[1] != now.ids[1] || target.ids[4] != now.ids[4];
+    if (owner_changes) hand_over_to(target.ids[1], target.ids[4]);
+    take(target, now);
+    if (owner_changes) hand_over_to(target.ids[1], target.ids[4]);
+  }
   self->credentials_followed.store(epoch, std::memory_order_release);
   g_follows.fetch_add(1, std::memory_order_release);
   wake_all(g_follows);

@@ -57,5 +57,15 @@ void wake_internal_threads() noexcept;
 // which a reader wakes): `wake` ends it, and the woken thread calls follow_thread_credentials.
 // At most a few; set once at start-up.
 void add_internal_wake(void (*wake)()) noexcept;
+// What must change hands when the process's effective user or group changes, while someone still
+// has the right to give it: the live-stats segment's file goes to the new owner
+// (stats/publisher.cpp), who could not remove it at exit otherwise (a root process that dropped to
+// another user left its 4.4 MiB file in /dev/shm). hand_over_to runs the hooks: from the setuid
+// family's wrappers before the call (the caller still holds its old credentials) and after it
+// (they may have gained the right: seteuid(0) back), and from a thread of heapkeeper's before and
+// after it takes a raw change. (uint32_t)-1 leaves that id as it is. The hooks must be idempotent,
+// make raw system calls only, and fail quietly without the right. At most a few; set at start-up.
+void add_credentials_handover(void (*hand_over)(uint32_t effective_uid, uint32_t effective_gid)) noexcept;
+void hand_over_to(uint32_t effective_uid, uint32_t effective_gid) noexcept;
 
 }  // namespace heapkeeper::alloc

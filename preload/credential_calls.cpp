@@ -73,27 +73,51 @@ HK_EXPORT int capset(void* header, void* data) {
 // what the program's do, having taken every earlier change); shared again after it all the same,
 // which costs a comparison when nothing differs, and brings back into line a thread of heapkeeper's
 // that took an older state meanwhile (a raw change another program thread made at the same time).
-#define HEAPKEEPER_SHARE_AFTER(name, parameters, arguments)         \
-  HK_EXPORT int name parameters {                                   \
-    auto* function = heapkeeper::preload::original_##name();        \
-    if (function == nullptr) {                                      \
-      errno = ENOSYS;                                               \
-      return -1;                                                    \
-    }                                                               \
-    const int result = function arguments;                          \
-    if (result == 0) heapkeeper::alloc::share_thread_credentials(); \
-    return result;                                                  \
+// What the process owns goes to the effective user and group the call sets (`owner`: -1 for one it
+// leaves), before the call and after it (hand_over_to), or back when it fails.
+#define HEAPKEEPER_SHARE_AFTER(name, parameters, arguments, owner)           \
+  HK_EXPORT int name parameters {                                            \
+    auto* function = heapkeeper::preload::original_##name();                 \
+    if (function == nullptr) {                                               \
+      errno = ENOSYS;                                                        \
+      return -1;                                                             \
+    }                                                                        \
+    const Owner next = owner;                                                \
+    if (next.changes()) heapkeeper::alloc::hand_over_to(next.uid, next.gid); \
+    const int result = function arguments;                                   \
+    if (next.changes()) {                                                    \
+      const int saved_errno = errno;                                         \
+      if (result == 0)                                                       \
+        heapkeeper::alloc::hand_over_to(next.uid, next.gid);                 \
+      else                                                                   \
+        heapkeeper::alloc::hand_over_to(geteuid(), getegid());               \
+      errno = saved_errno;                                                   \
+    }                                                                        \
+    if (result == 0) heapkeeper::alloc::share_thread_credentials();          \
+    return result;                                                           \
   }
-HEAPKEEPER_SHARE_AFTER(setuid, (uid_t uid), (uid))
-HEAPKEEPER_SHARE_AFTER(setgid, (gid_t gid), (gid))
-HEAPKEEPER_SHARE_AFTER(seteuid, (uid_t uid), (uid))
-HEAPKEEPER_SHARE_AFTER(setegid, (gid_t gid), (gid))
-HEAPKEEPER_SHARE_AFTER(setreuid, (uid_t real, uid_t effective), (real, effective))
-HEAPKEEPER_SHARE_AFTER(setregid, (gid_t real, gid_t effective), (real, effective))
-HEAPKEEPER_SHARE_AFTER(setresuid, (uid_t real, uid_t effective, uid_t saved), (real, effective, saved))
-HEAPKEEPER_SHARE_AFTER(setresgid, (gid_t real, gid_t effective, gid_t saved), (real, effective, saved))
-HEAPKEEPER_SHARE_AFTER(setgroups, (size_t count, const gid_t* groups), (count, groups))
-HEAPKEEPER_SHARE_AFTER(initgroups, (const char* user, gid_t group), (user, group))
+namespace {
+// The effective user and group a call of the setuid family sets; kKeep for one it leaves.
+struct Owner {
+  static constexpr auto kKeep = static_cast<uint32_t>(-1);
+  uint32_t uid = kKeep, gid = kKeep;
+  bool changes() const { return uid != kKeep || gid != kKeep; }
+};
+Owner effective_user(uid_t uid) { return {static_cast<uint32_t>(uid), Owner::kKeep}; }
+Owner effective_group(gid_t gid) { return {Owner::kKeep, static_cast<uint32_t>(gid)}; }
+}  // namespace
+HEAPKEEPER_SHARE_AFTER(setuid, (uid_t uid), (uid), effective_user(uid))
+HEAPKEEPER_SHARE_AFTER(setgid, (gid_t gid), (gid), effective_group(gid))
+HEAPKEEPER_SHARE_AFTER(seteuid, (uid_t uid), (uid), effective_user(uid))
+HEAPKEEPER_SHARE_AFTER(setegid, (gid_t gid), (gid), effective_group(gid))
+HEAPKEEPER_SHARE_AFTER(setreuid, (uid_t real, uid_t effective), (real, effective), effective_user(effective))
+HEAPKEEPER_SHARE_AFTER(setregid, (gid_t real, gid_t effective), (real, effective), effective_group(effective))
+HEAPKEEPER_SHARE_AFTER(setresuid, (uid_t real, uid_t effective, uid_t saved), (real, effective, saved),
+                       effective_user(effective))
+HEAPKEEPER_SHARE_AFTER(setresgid, (gid_t real, gid_t effective, gid_t saved), (real, effective, saved),
+                       effective_group(effective))
+HEAPKEEPER_SHARE_AFTER(setgroups, (size_t count, const gid_t* groups), (count, groups), Owner{})
+HEAPKEEPER_SHARE_AFTER(initgroups, (const char* user, gid_t group), (user, group), Owner{})
 #undef HEAPKEEPER_SHARE_AFTER
 
 namespace {

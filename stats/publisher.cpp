@@ -60,12 +60,16 @@ namespace {
 // Removes the segment file called `name` from /dev/shm, as shm_unlink would: the path built on the
 // stack and unlinked with a raw system call, so that every path that removes one shares it, _exit's
 // too, which must stay async-signal-safe and allocation-free (Boost's remove makes a std::string).
-void remove_segment_file(const char* name) noexcept {
-  char path[96];
+void segment_file_path(const char* name, char (&path)[96]) noexcept {
   size_t length = 0;
   for (const char* c = kSegmentDirectory; *c != '\0'; ++c) path[length++] = *c;
   for (size_t i = 0; name[i] != '\0' && length + 1 < sizeof(path); ++i) path[length++] = name[i];
   path[length] = '\0';
+}
+
+void remove_segment_file(const char* name) noexcept {
+  char path[96];
+  segment_file_path(name, path);
   alloc::raw_syscall(SYS_unlink, reinterpret_cast<long>(path));
 }
 
@@ -87,6 +91,8 @@ struct Publisher {
   pid_t owner_pid = getpid();
   std::unique_ptr<bip::mapped_region> region;
   SharedSegment* segment = nullptr;
+  dev_t file_device = 0;  // the segment's file, as made: what hand_segment_over may change the owner of
+  ino_t file_inode = 0;
   // Set while the publisher thread makes the segment (from just before the file is created until
   // the segment is published here or given up), and `exiting` by the exit paths: a process that
   // exits meanwhile waits for the segment and removes it (or, once exiting is set, none is begun).
@@ -297,6 +303,11 @@ bool create_segment(Publisher& p) {
     bip::shared_memory_object shm = create_exclusively(p);
     created = true;
     const int fd = shm.get_mapping_handle().handle;
+    struct stat made {};
+    if (fstat(fd, &made) == 0) {
+      p.file_device = made.st_dev;
+      p.file_inode = made.st_ino;
+    }
     const int reserved = posix_fallocate(fd, 0, sizeof(SharedSegment));
     if (reserved != 0) {
       remove_segment_file(p.name);
@@ -611,6 +622,43 @@ void wake_publisher() {
   alloc::raw_syscall(SYS_futex, reinterpret_cast<long>(&segment->channel.request_id), FUTEX_WAKE, INT32_MAX);
 }
 
+// allocator/thread_credentials.h's hand-over: the process's effective user or group changes (a
+// daemon started as root dropping to its own user, setpriv, su), and the segment's file, made by
+// the old one, goes to the new one. Otherwise nothing the process runs as could remove it at exit (in
+// /dev/shm, sticky, only a file's owner may), and each such run left its 4.4 MiB of memory there
+// until a later process of the old user swept it. Its header says the new owner too, as a reader
+// requires. Not under a seccomp filter (these system calls might kill the process), nor for a
+// file that is not the one made (replaced under the same name), nor without the right to (no
+// CAP_CHOWN): then it stays as it was.
+void hand_segment_over(uint32_t effective_uid, uint32_t effective_gid) {
+  constexpr auto kKeep = static_cast<uint32_t>(-1);
+  Publisher* p = g_publisher;
+  if (p == nullptr) return;
+  // A segment being made now (HEAPKEEPER_STATS_DELAY=0 and setpriv, which changes its ids at once)
+  // is waited for, at most half a second: made by the old owner, it would be left to it.
+  for (int waited_ms = 0; waited_ms < 500 && p->creating.load(std::memory_order_seq_cst); ++waited_ms) {
+    timespec pause{0, 1'000'000};
+    alloc::raw_syscall(SYS_nanosleep, reinterpret_cast<long>(&pause), 0);
+  }
+  SharedSegment* segment = __atomic_load_n(&p->segment, __ATOMIC_ACQUIRE);
+  if (segment == nullptr || p->removed.load(std::memory_order_acquire) || !alloc::syscall_filter_known_absent() ||
+      p->owner_pid != alloc::raw_syscall(SYS_getpid))
+    return;
+  char path[96];
+  segment_file_path(p->name, path);
+  const long fd =
+      alloc::raw_syscall(SYS_open, reinterpret_cast<long>(path), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return;
+  struct stat st {};
+  if (alloc::raw_syscall(SYS_fstat, fd, reinterpret_cast<long>(&st)) == 0 && S_ISREG(st.st_mode) &&
+      st.st_dev == p->file_device && st.st_ino == p->file_inode &&
+      ((effective_uid != kKeep && st.st_uid != effective_uid) ||
+       (effective_gid != kKeep && st.st_gid != effective_gid)) &&
+      alloc::raw_syscall(SYS_fchown, fd, effective_uid, effective_gid) == 0 && effective_uid != kKeep)
+    __atomic_store_n(&segment->header.producer_uid, effective_uid, __ATOMIC_RELEASE);
+  alloc::raw_syscall(SYS_close, fd);
+}
+
 }  // namespace
 
 // Processes that end with _exit are common: dash's `sh -c`, a forked server worker, a program whose
@@ -645,6 +693,7 @@ void install() {
   g_publisher = make_publisher();
   if (g_publisher == nullptr) return;
   alloc::add_internal_wake(wake_publisher);
+  alloc::add_credentials_handover(hand_segment_over);
   if (alloc::config().stats_delay_ms >= 0)
     g_publisher->start_delay_ms = static_cast<uint32_t>(alloc::config().stats_delay_ms);
   start(*g_publisher, false);

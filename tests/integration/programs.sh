@@ -40,7 +40,8 @@
 #                  and util-linux's setpriv dropping to nobody, which aborted (glibc's all-thread
 #                  setresgid failed in heapkeeper's thread, which had lost its capabilities);
 #                  a new user namespace, in the program and with `unshare -r` (EINVAL before: only
-#                  a single-threaded process may make one)
+#                  a single-threaded process may make one); and a segment made as root going to
+#                  the user the process becomes for good, which removes it at exit
 #   no_proc        python3 in collect mode with 100 ms scans where /proc is not mounted: no scan
 #                  may call a block leaked, let alone free it, without the roots /proc names
 source "$(dirname "$0")/lib.sh"
@@ -190,6 +191,22 @@ case $program in
     done
     compare_whole "unshare -r -m" HEAPKEEPER_STATS_DELAY=0 HEAPKEEPER_SCAN_INTERVAL=20ms -- \
       unshare -r -m "${shows_credentials[@]}"
+    # A process that made its live-stats segment as root and then became 65534 for good: the file
+    # goes to 65534 with it, and is gone after its exit (it stayed in /dev/shm, 4.4 MiB a run, which
+    # a process of 65534's may not remove from a sticky directory).
+    for way in glibc raw; do
+      out=$HK_WORK/stay-$way.out
+      HEAPKEEPER_STATS_DELAY=0 hk_exec preload "$(hk_program thread_credentials)" "stay-$way" >"$out" 2>&1
+      pid=$(sed -n 's/^pid \([0-9]*\),.*/\1/p' "$out")
+      if ! grep -q ", segment owner before: 0$" "$out" || ! grep -q "^segment owner after: 65534$" "$out"; then
+        hk_fail "stay-$way: the segment's file did not go to 65534 with the process:"
+        cat "$out" >&2
+      elif [[ -z $pid ]] || compgen -G "/dev/shm/heapkeeper.$pid.*" >/dev/null; then
+        hk_fail "stay-$way: the segment of process ${pid:-?} is still in /dev/shm after its exit"
+      else
+        hk_pass "stay-$way: the segment's file went to 65534 with the process, which removed it at exit"
+      fi
+    done
     ;;
   small_stacks)
     hk_compare small_stacks run_program "$(hk_program small_stacks)" -- launcher preload

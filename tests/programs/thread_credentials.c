@@ -7,7 +7,8 @@
  * agrees with it on every credential in /proc/self/task/(tid)/status (under heapkeeper the tasks
  * include heapkeeper's threads; a plain run has one), and allocates and frees a little.
  *
- * Usage: thread_credentials glibc|raw|caps|handler|groups|vfork|seccomp|userns   (as root)
+ * Usage: thread_credentials glibc|raw|caps|handler|groups|vfork|seccomp|userns|stay-glibc|stay-raw
+ *        (as root)
  *   glibc  setpriv's sequence through glibc: keep capabilities, capset, setgroups, setresgid,
  *          setresuid to 65534 (saved ids kept 0), capset again; then back to root
  *   raw    the same ids changed with raw system calls (one thread only), then back
@@ -23,6 +24,10 @@
  *          is one: heapkeeper's threads did not follow under any filter, and setpriv aborted)
  *   userns after 300 ms (live stats and scans running), a new user namespace: only a single-
  *          threaded process may make one (unshare -r failed with EINVAL under heapkeeper)
+ *   stay-glibc, stay-raw  once its live-stats segment exists (HEAPKEEPER_STATS_DELAY=0), drops to
+ *          65534 for good, through glibc or with raw system calls, prints its pid and who owns the
+ *          segment's file now, and exits as 65534: the file made as root was left in /dev/shm,
+ *          which only its owner may remove from
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -39,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -240,6 +246,45 @@ static int under_a_filter(void) {
   return drop_and_return(0);
 }
 
+/* The owner of this process's live-stats segment file in /dev/shm, or -1 when it has none. */
+static long segment_owner(void) {
+  char prefix[64];
+  snprintf(prefix, sizeof prefix, "heapkeeper.%d.", (int)getpid());
+  DIR* dir = opendir("/dev/shm");
+  long owner = -1;
+  if (dir == NULL) return owner;
+  for (struct dirent* entry; (entry = readdir(dir)) != NULL;) {
+    if (strncmp(entry->d_name, prefix, strlen(prefix)) != 0) continue;
+    char path[320];
+    struct stat st;
+    snprintf(path, sizeof path, "/dev/shm/%s", entry->d_name);
+    if (stat(path, &st) == 0) owner = (long)st.st_uid;
+  }
+  closedir(dir);
+  return owner;
+}
+
+static int drop_for_good(int raw) {
+  for (int waited = 0; waited < 200 && segment_owner() < 0; ++waited) {
+    const struct timespec pause = {0, 10 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+  }
+  printf("pid %d, segment owner before: %ld\n", (int)getpid(), segment_owner());
+  const gid_t nogroup = 65534;
+  if (raw) {
+    MUST(syscall(SYS_setgroups, 1, &nogroup));
+    MUST(syscall(SYS_setresgid, 65534, 65534, 65534));
+    MUST(syscall(SYS_setresuid, 65534, 65534, 65534));
+  } else {
+    MUST(setgroups(1, &nogroup));
+    MUST(setgid(65534));
+    MUST(setuid(65534));
+  }
+  check("dropped for good");
+  printf("segment owner after: %ld\n", segment_owner());
+  return 0;
+}
+
 static int new_user_namespace(void) {
   const struct timespec settle = {0, 300 * 1000 * 1000};
   nanosleep(&settle, NULL);
@@ -265,6 +310,8 @@ int main(int argc, char** argv) {
   if (strcmp(mode, "vfork") == 0) return vfork_child_drops();
   if (strcmp(mode, "seccomp") == 0) return under_a_filter();
   if (strcmp(mode, "userns") == 0) return new_user_namespace();
-  fprintf(stderr, "usage: thread_credentials glibc|raw|caps|handler|groups|vfork|seccomp|userns\n");
+  if (strcmp(mode, "stay-glibc") == 0) return drop_for_good(0);
+  if (strcmp(mode, "stay-raw") == 0) return drop_for_good(1);
+  fprintf(stderr, "usage: thread_credentials glibc|raw|caps|handler|groups|vfork|seccomp|userns|stay-glibc|stay-raw\n");
   return 2;
 }
