@@ -64,8 +64,10 @@
 #include <dlfcn.h>
 #include <libunwind.h>
 #include <link.h>
+#include <signal.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <new>
 
@@ -191,6 +193,12 @@ namespace {
 
 uintptr_t g_self_low = 0, g_self_high = 0;
 
+// glibc's signal return trampoline (__restore_rt: mov $15, %rax; syscall), through which every
+// handler it installs returns, and the code of libc that holds it, found at the first look.
+constexpr unsigned char kSignalReturn[] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
+std::atomic<bool> g_libc_code_known{false};
+std::atomic<uintptr_t> g_libc_code_low{0}, g_libc_code_high{0};
+
 struct CodeRangeSearch {
   uintptr_t address;  // looked for
   CodeRange found;
@@ -211,6 +219,21 @@ int find_code_range(dl_phdr_info* info, size_t, void* data) {
     return 1;
   }
   return 0;
+}
+
+// Whether `address`, a frame of an unwound stack, is glibc's signal return trampoline: the stack
+// passes through a handler's signal frame on the same stack. Only for a stack about to be cached.
+bool is_signal_return(uintptr_t address) {
+  if (!g_libc_code_known.load(std::memory_order_acquire)) {
+    const CodeRange libc = code_range_of(reinterpret_cast<uintptr_t>(&::sigaction));
+    g_libc_code_low.store(libc.low, std::memory_order_relaxed);
+    g_libc_code_high.store(libc.high, std::memory_order_relaxed);
+    g_libc_code_known.store(true, std::memory_order_release);
+  }
+  const uintptr_t low = g_libc_code_low.load(std::memory_order_relaxed);
+  const uintptr_t high = g_libc_code_high.load(std::memory_order_relaxed);
+  return address >= low && address <= high - sizeof(kSignalReturn) && high >= sizeof(kSignalReturn) &&
+         std::memcmp(reinterpret_cast<const void*>(address), kSignalReturn, sizeof(kSignalReturn)) == 0;
 }
 
 // The cache key of an entry frame: never 0, which marks an empty way.
@@ -903,6 +926,40 @@ void seal_cached_stack(CachedStack* cached, uint64_t tag, uint32_t words, uint32
   cached->links = static_cast<uint8_t>(links);
 }
 
+// What a stack is checked by once its real slots are known (`real`, of frames 1 to count - 1):
+// those slots, and every word below the last that a frame pointer points just below (the
+// register at the call, or one of the `pointers` words, pointing to pointer_to[]) and that holds
+// one of the stack's return addresses. A frame that realigns its stack through a DRAP register
+// (gcc, for an over-aligned local beside a variable-length array) copies its return address below
+// the alignment gap and keeps its frame pointer there: that copy, not the slot, moves with its
+// caller's frame, and the slot may sit in padding that still holds the previous caller's return
+// address (checked by the slots alone, a second caller's stack passed for the first's). Written
+// to `out` (room for kMaxWords), ascending; returns how many, or kTooMany.
+constexpr uint32_t kMaxWords = sizeof(StackCache::Scratch::image) / sizeof(uint16_t);
+constexpr uint32_t kTooMany = UINT32_MAX;
+uint32_t real_and_linked_words(const uint16_t* real, int count, const uintptr_t* ips, const uint16_t* pointer_to,
+                               uint32_t pointers, const StackProbe& entry, uint16_t* out) {
+  if (static_cast<uint32_t>(count) - 1 + 1 + pointers > kMaxWords) return kTooMany;
+  uint32_t n = 0;
+  for (int k = 0; k + 1 < count; ++k) out[n++] = real[k];
+  const uint16_t last = real[count - 2];
+  const auto holds_return_address = [&](uint32_t offset) {
+    if (offset >= last) return false;
+    const uintptr_t word = load(entry.sp + 8 * uintptr_t{offset});
+    for (int k = 1; k < count; ++k)
+      if (ips[k] == word) return true;
+    return false;
+  };
+  const uintptr_t rbp_offset = entry.rbp - entry.sp;  // wraps when below: never taken then
+  if ((rbp_offset & 7) == 0 && rbp_offset / 8 + 1 < last &&
+      holds_return_address(static_cast<uint32_t>(rbp_offset / 8 + 1)))
+    out[n++] = static_cast<uint16_t>(rbp_offset / 8 + 1);
+  for (uint32_t p = 0; p < pointers; ++p)
+    if (holds_return_address(pointer_to[p])) out[n++] = pointer_to[p];
+  std::sort(out, out + n);
+  return static_cast<uint32_t>(std::unique(out, out + n) - out);
+}
+
 // A cached stack with stale copies among its words, hit for the kRefineAfterHits-th time: from now
 // on it checks the real slots alone (find_real_slots) and the links to them. The thread is at this
 // stack now (the hit validated it), so a stepped unwind from here finds its frames; the entry
@@ -914,26 +971,29 @@ __attribute__((noinline)) void refine_cached_stack(StackCache* cache, CachedStac
   const auto count = static_cast<int>(view.depth);
   uint16_t real[Config::kMaxStackDepth];
   if (count < 2 || !find_real_slots(entry, view.frames, count, cache->stack_high, real)) return;
-  const uint32_t words = static_cast<uint32_t>(count - 1);
   // The words pointing higher up this stack below the last real slot, as the fill found them.
   const uintptr_t reach = entry.sp + 8 * uintptr_t{CachedStack::kEntryLink - 1};
   const uintptr_t top = reach < cache->stack_high - 8 ? reach : cache->stack_high - 8;
   StackCache::Scratch& scratch = cache->scratch;
   uint32_t pointers = 0;
-  for (uintptr_t a = entry.sp; a < entry.sp + 8 * uintptr_t{real[words - 1]}; a += 8) {
+  for (uintptr_t a = entry.sp; a < entry.sp + 8 * uintptr_t{real[count - 2]}; a += 8) {
     const uintptr_t word = load(a);
     if (word <= a || word > top || ((word - entry.sp) & 7) != 0) continue;
     if (pointers == StackCache::Scratch::kMaxPointers) return;  // too many to tell: left as it was
     scratch.pointer_at[pointers] = static_cast<uint16_t>((a - entry.sp) / 8);
     scratch.pointer_to[pointers++] = static_cast<uint16_t>((word + 8 - entry.sp) / 8);
   }
+  uint16_t* const words = scratch.image;
+  const uint32_t word_count =
+      real_and_linked_words(real, count, view.frames, scratch.pointer_to, pointers, entry, words);
+  if (word_count == kTooMany) return;
   const uint32_t links =
-      find_links(real, words, scratch.pointer_at, scratch.pointer_to, pointers, entry, scratch.links);
-  if (words + links >= static_cast<uint32_t>(cached->words) + cached->links) return;  // nothing gained
+      find_links(words, word_count, scratch.pointer_at, scratch.pointer_to, pointers, entry, scratch.links);
+  if (word_count + links >= static_cast<uint32_t>(cached->words) + cached->links) return;  // nothing gained
   uint16_t* slot = StackCache::slot_words(cached);
-  std::memcpy(slot, real, words * sizeof(uint16_t));
-  std::memcpy(slot + words, scratch.links, links * sizeof(uint16_t));
-  seal_cached_stack(cached, entry.tag, words, links, entry);
+  std::memcpy(slot, words, word_count * sizeof(uint16_t));
+  std::memcpy(slot + word_count, scratch.links, links * sizeof(uint16_t));
+  seal_cached_stack(cached, entry.tag, word_count, links, entry);
 }
 
 // A miss: unwinds, interns, and caches the stack when it can be validated later.
@@ -959,6 +1019,13 @@ __attribute__((noinline)) uint32_t capture_uncached(StackCache* cache, int depth
   // start-up, deep in eval frames while it imports, makes 15,000 stacks it mostly never sees
   // again, at 19,000 instructions a scan), and a stack that comes back is cached then.
   if (!cacheable || made || ips[0] != entry.ip) return id;
+  // A handler's stack through its signal frame on the same stack: the kernel aligns that frame
+  // (64 bytes), so one entry frame sits above interrupted frames of other sizes, whose slots then
+  // lie elsewhere while the old ones may still hold the old return addresses (a handler
+  // allocating while the program ran in either of two callers had every block under the first).
+  // Not cached: each such capture unwinds.
+  for (int k = 1; k < unwound; ++k)
+    if (is_signal_return(ips[k])) return id;
   // The image, in one pass up the stack: every word holding one of the recorded frames' return
   // addresses (found through a small open-addressing set of them, at most half full), up to the
   // slot of a few frames past the recorded ones. Those slots are located as the first copy of
@@ -1035,11 +1102,11 @@ __attribute__((noinline)) uint32_t capture_uncached(StackCache* cache, int depth
   if (overflowed) {
     uint16_t real[Config::kMaxStackDepth];
     if (count < 2 || !find_real_slots(entry, ips, count, cache->stack_high, real)) return id;
-    words = static_cast<uint32_t>(count - 1);
-    std::memcpy(image, real, words * sizeof(uint16_t));
-    uint32_t below = 0;  // links only below the last checked word: saved where its callees ran
+    uint32_t below = 0;  // links only below the last real slot: saved where its callees ran
     while (below < pointers && pointer_at[below] < real[count - 2]) ++below;
     pointers = below;
+    words = real_and_linked_words(real, count, ips, pointer_to, pointers, entry, image);
+    if (words == kTooMany) return id;
     for (unsigned i = 0; i < StackCache::kKeySlots && i + 1 < static_cast<unsigned>(count); ++i) key_slots[i] = real[i];
     next = count;
   }

@@ -16,6 +16,9 @@
 # stale in-order copy of its callers ends the checked image below every real slot (both fail as
 # of 0651aa2). Both paths of each are hit often enough that the cache drops the stale copies from
 # their checks (refine_cached_stack, after kRefineAfterHits hits) and checks the real slots alone.
+# realigned_frame then reaches one entry frame through a frame gcc realigns through a DRAP register
+# (its frame pointer sits below a copy of its return address, which must stay checked), and
+# handler_frame through a signal handler's frame, which the kernel aligns (both fail as of b51598b).
 #
 # Usage: stack_attribution.sh (environment from CMakeLists.txt, see lib.sh)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -126,4 +129,12 @@ for build in moved_frame moved_frame_nofp; do
   run_two_paths "$build" "$(hk_program "$build")" via_x via_y
 done
 run_two_paths sampled_backtrace "$(hk_program sampled_backtrace)" via_a via_b
+# A frame realigned through a DRAP register: its copied return address, not its slot, moves with
+# the caller (the real slots alone passed via_b's stack for via_a's once via_a's was hit 32 times).
+for build in realigned_frame realigned_frame_nofp; do
+  run_two_paths "$build" "$(hk_program "$build")" via_a via_b
+done
+# A signal handler on the thread's own stack, whose frame the kernel aligns: every block went under
+# the first path's stack (such stacks are no longer cached).
+run_two_paths handler_frame "$(hk_program handler_frame)" via_a via_b
 hk_finish
