@@ -633,7 +633,9 @@ void wake_publisher() {
 void hand_segment_over(uint32_t effective_uid, uint32_t effective_gid) {
   constexpr auto kKeep = static_cast<uint32_t>(-1);
   Publisher* p = g_publisher;
-  if (p == nullptr) return;
+  // Not a vfork child's (it shares its parent's publisher; the segment is the parent's), nor under
+  // a seccomp filter (checked first: the getpid is a system call too).
+  if (p == nullptr || !alloc::syscall_filter_known_absent() || p->owner_pid != alloc::raw_syscall(SYS_getpid)) return;
   // A segment being made now (HEAPKEEPER_STATS_DELAY=0 and setpriv, which changes its ids at once)
   // is waited for, at most half a second: made by the old owner, it would be left to it.
   for (int waited_ms = 0; waited_ms < 500 && p->creating.load(std::memory_order_seq_cst); ++waited_ms) {
@@ -641,9 +643,7 @@ void hand_segment_over(uint32_t effective_uid, uint32_t effective_gid) {
     alloc::raw_syscall(SYS_nanosleep, reinterpret_cast<long>(&pause), 0);
   }
   SharedSegment* segment = __atomic_load_n(&p->segment, __ATOMIC_ACQUIRE);
-  if (segment == nullptr || p->removed.load(std::memory_order_acquire) || !alloc::syscall_filter_known_absent() ||
-      p->owner_pid != alloc::raw_syscall(SYS_getpid))
-    return;
+  if (segment == nullptr || p->removed.load(std::memory_order_acquire)) return;
   char path[96];
   segment_file_path(p->name, path);
   const long fd =
