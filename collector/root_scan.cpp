@@ -82,16 +82,6 @@ struct ScanJob {
   ScanResult* result;
 };
 
-// The size of glibc's static TLS block, below each thread's control block (ld.so's private
-// _dl_get_tls_static_info, as LeakSanitizer uses); a generous default if it is not there.
-size_t static_tls_size() {
-  using Query = void (*)(size_t*, size_t*);
-  static const Query query = reinterpret_cast<Query>(dlsym(RTLD_DEFAULT, "_dl_get_tls_static_info"));
-  size_t size = 0, align = 0;
-  if (query != nullptr) query(&size, &align);
-  return size != 0 ? size + 4096 : size_t{64} * 1024;
-}
-
 uintptr_t own_module_base() {
   Dl_info info;
   if (dladdr(reinterpret_cast<void*>(&scan_heap), &info) == 0) return 0;
@@ -158,15 +148,21 @@ void record_root_ranges(ReferenceGraph& graph, const ScanRequest& request, const
     graph.add_root_range({b.anonymous[i].start, b.anonymous[i].end, RootKind::kAnonymous, 0, 0});
 }
 
-// Where a heapkeeper thread's frames end in its stack [low, high), given its thread pointer: none
-// of them is a root, but the top of the stack is glibc's static TLS and thread control block, whose
-// DTV may be a tracked block. glibc gives a new thread a cached stack with the DTV of the thread
-// that had it: in a forked child, the scanner thread took the stack of a program thread of the
-// parent, and its DTV was reported leaked at every scan (and collect mode would have freed it
-// under the thread). The whole stack when the thread pointer is not inside it.
-uintptr_t frames_end_below_tls(uintptr_t low, uintptr_t high, uintptr_t thread_pointer, size_t static_tls) {
-  if (thread_pointer <= low || thread_pointer >= high || thread_pointer - low <= static_tls) return high;
-  return thread_pointer - static_tls;
+// Where a heapkeeper thread's frames and static TLS end in its stack [low, high): at its thread
+// pointer. Above it lies glibc's thread control block, whose DTV (possibly a tracked block, when
+// glibc reuses a cached stack) must stay reachable: in a forked child, the scanner thread took the
+// stack of a program thread of the parent, and its DTV was reported leaked at every scan (and
+// collect mode would have freed it under the thread). Below it, nothing is a root: the thread's
+// frames hold the blocks it is looking at, and its static TLS only heapkeeper's own state (its
+// allocations come from the internal arena). The frames once ended at the thread pointer less
+// glibc's whole static TLS size and a page of margin, which left the scanner thread's outermost
+// frames as roots: after a periodic scan they still held the addresses of blocks it had reported,
+// and the exit scan found one of stale_stack_leaker's 40 leaks reachable (about one run in 10 with
+// 5 ms scans, once in a CI run with 100 ms scans under load). The whole stack when the thread
+// pointer is not inside it.
+uintptr_t frames_end_below_tls(uintptr_t low, uintptr_t high, uintptr_t thread_pointer) {
+  if (thread_pointer <= low || thread_pointer >= high) return high;
+  return thread_pointer;
 }
 
 void scan_with_world_stopped(void* raw) {
@@ -246,10 +242,9 @@ void scan_with_world_stopped(void* raw) {
   // heapkeeper's threads: their frames hold the blocks they are looking at, so their stacks are no
   // roots — but the top of the mapping is glibc's static TLS and thread control block, whose DTV
   // (possibly a tracked block, when glibc reuses a cached stack) must stay reachable.
-  const size_t static_tls = static_tls_size();
   alloc::thread_registry().for_each_active([&](alloc::ThreadState& s) {
     if (!s.heapkeeper_thread) return;
-    exclude(s.stack_low, frames_end_below_tls(s.stack_low, s.stack_high, static_cast<uintptr_t>(s.handle), static_tls));
+    exclude(s.stack_low, frames_end_below_tls(s.stack_low, s.stack_high, static_cast<uintptr_t>(s.handle)));
   });
   // Below each stopped thread's stack pointer (minus the red zone) lies only dead frames; below a
   // parked thread's, only libc's frames of the call it sleeps in (copies of its arguments). Down to
@@ -292,8 +287,8 @@ void scan_with_world_stopped(void* raw) {
     if (job->request->caller_stack_pointer != 0)
       exclude(stack->start, own_sp);
     else
-      exclude(stack->start, frames_end_below_tls(stack->start, stack->end, static_cast<uintptr_t>(pthread_self()),
-                                                 static_tls));  // this heapkeeper thread's
+      exclude(stack->start, frames_end_below_tls(stack->start, stack->end,
+                                                 static_cast<uintptr_t>(pthread_self())));  // this heapkeeper thread's
   }
   std::sort(b.excluded, b.excluded + excluded,
             [](const MemoryRange& a, const MemoryRange& c) { return a.start < c.start; });
@@ -366,7 +361,6 @@ ScanResult scan_heap(const ScanRequest& request, Marker& marker) {
     std::snprintf(result.failure, sizeof(result.failure), "could not map the scan buffers");
     return result;
   }
-  static_tls_size();  // dlsym may allocate on failure: look it up before anything is stopped
   look_up_static_tls_layout();
   ScanJob job{own_module_base(), &request, &marker, &buffers, &result};
   look_up_own_tls(job.own_base);

@@ -113,6 +113,14 @@ done
 # leaks before the exited threads' stacks stopped being roots. The longest run; the rest overlap it.
 run slow.reported "100" leak_one_record HEAPKEEPER_ARENAS=8 HEAPKEEPER_SCAN_INTERVAL=0 -- "$slow" 100 100 &
 pids+=($!)
+# Scans every 5 ms: stale_stack_leaker's exit scan then follows periodic ones, whose addresses the
+# scanner thread's outermost frames kept, once scanned as its TLS: one of the 40 leaks was found
+# reachable in about one run in 10 (collector/root_scan.cpp's frames_end_below_tls). Four runs.
+for run_number in 1 2 3 4; do
+  run "stale.fast_scans$run_number" "$stale_expected" lose_blocks HEAPKEEPER_SCAN_INTERVAL=5ms HEAPKEEPER_ARENAS=4 -- \
+    "$stale" "$threads" &
+  pids+=($!)
+done
 # A block on a 1 GiB boundary, which jemalloc's lookup cache in the thread's TLS seemed to refer to
 # (collector/own_tls.h; found by chance as 39 of stale.arenas8's 40 leaks, about one run in 100).
 boundary=$(hk_program gigabyte_boundary_leaker)
