@@ -62,9 +62,9 @@
 #include "allocator/stack_capture.h"
 
 #include <dlfcn.h>
+#include <gnu/libc-version.h>
 #include <libunwind.h>
 #include <link.h>
-#include <signal.h>
 
 #include <algorithm>
 #include <atomic>
@@ -225,7 +225,9 @@ int find_code_range(dl_phdr_info* info, size_t, void* data) {
 // passes through a handler's signal frame on the same stack. Only for a stack about to be cached.
 bool is_signal_return(uintptr_t address) {
   if (!g_libc_code_known.load(std::memory_order_acquire)) {
-    const CodeRange libc = code_range_of(reinterpret_cast<uintptr_t>(&::sigaction));
+    // Through a function of glibc's own that nobody interposes (a preloaded library may wrap
+    // sigaction, and its address would name that library's code).
+    const CodeRange libc = code_range_of(reinterpret_cast<uintptr_t>(&::gnu_get_libc_version));
     g_libc_code_low.store(libc.low, std::memory_order_relaxed);
     g_libc_code_high.store(libc.high, std::memory_order_relaxed);
     g_libc_code_known.store(true, std::memory_order_release);
