@@ -858,6 +858,13 @@ uint32_t capture_native_stack(StackCache* cache, int depth, const StackProbe* gi
   return capture_probed(cache, depth, *given, generation);
 }
 
+// The highest word a cached stack entering at `sp` may check: one its 16-bit word offsets reach,
+// below the top of the thread's stack.
+inline uintptr_t highest_checkable(uintptr_t sp, uintptr_t stack_high) {
+  const uintptr_t reach = sp + 8 * uintptr_t{CachedStack::kEntryLink - 1};
+  return reach < stack_high - 8 ? reach : stack_high - 8;
+}
+
 // Where the return addresses of recorded frames 1 to count - 1 really sit, in words above the entry
 // frame's stack pointer: the word below each caller's canonical frame address, which libunwind's
 // stepped unwind gives as the stack pointer of the frame it returns to. The image scan cannot tell
@@ -875,8 +882,7 @@ __attribute__((noinline)) bool find_real_slots(const StackProbe& entry, const ui
   constexpr int kOwnFramesMax = 16;  // heapkeeper's frames between here and the entry frame
   int k = -1;                        // the recorded frame the cursor is at; -1: not there yet
   uintptr_t previous = entry.sp - 8;
-  const uintptr_t reach = entry.sp + 8 * uintptr_t{CachedStack::kEntryLink - 1};
-  const uintptr_t top = reach < stack_high - 8 ? reach : stack_high - 8;
+  const uintptr_t top = highest_checkable(entry.sp, stack_high);
   for (int steps = 0; steps < kOwnFramesMax + count; ++steps) {
     if (unw_step(&cursor) <= 0) return false;
     unw_word_t ip = 0, sp = 0;
@@ -974,8 +980,7 @@ __attribute__((noinline)) void refine_cached_stack(StackCache* cache, CachedStac
   uint16_t real[Config::kMaxStackDepth];
   if (count < 2 || !find_real_slots(entry, view.frames, count, cache->stack_high, real)) return;
   // The words pointing higher up this stack below the last real slot, as the fill found them.
-  const uintptr_t reach = entry.sp + 8 * uintptr_t{CachedStack::kEntryLink - 1};
-  const uintptr_t top = reach < cache->stack_high - 8 ? reach : cache->stack_high - 8;
+  const uintptr_t top = highest_checkable(entry.sp, cache->stack_high);
   StackCache::Scratch& scratch = cache->scratch;
   uint32_t pointers = 0;
   for (uintptr_t a = entry.sp; a < entry.sp + 8 * uintptr_t{real[count - 2]}; a += 8) {
@@ -1048,8 +1053,7 @@ __attribute__((noinline)) uint32_t capture_uncached(StackCache* cache, int depth
     return_addresses[at] = ips[k];
   }
   constexpr uintptr_t kLargestFrame = uintptr_t{256} * 1024;
-  const uintptr_t reach = entry.sp + 8 * uintptr_t{CachedStack::kEntryLink - 1};
-  const uintptr_t top = reach < cache->stack_high - 8 ? reach : cache->stack_high - 8;
+  const uintptr_t top = highest_checkable(entry.sp, cache->stack_high);
   int anchor = count - 1 + kAnchorFrames < unwound ? count - 1 + kAnchorFrames : unwound - 1;
   if (count == 1) anchor = 0;  // only the entry frame, which the tag covers
   uint16_t* const image = scratch.image;

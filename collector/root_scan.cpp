@@ -160,7 +160,7 @@ void record_root_ranges(ReferenceGraph& graph, const ScanRequest& request, const
 // and the exit scan found one of stale_stack_leaker's 40 leaks reachable (about one run in 10 with
 // 5 ms scans, once in a CI run with 100 ms scans under load). The whole stack when the thread
 // pointer is not inside it.
-uintptr_t frames_end_below_tls(uintptr_t low, uintptr_t high, uintptr_t thread_pointer) {
+uintptr_t frames_and_tls_end(uintptr_t low, uintptr_t high, uintptr_t thread_pointer) {
   if (thread_pointer <= low || thread_pointer >= high) return high;
   return thread_pointer;
 }
@@ -244,7 +244,7 @@ void scan_with_world_stopped(void* raw) {
   // (possibly a tracked block, when glibc reuses a cached stack) must stay reachable.
   alloc::thread_registry().for_each_active([&](alloc::ThreadState& s) {
     if (!s.heapkeeper_thread) return;
-    exclude(s.stack_low, frames_end_below_tls(s.stack_low, s.stack_high, static_cast<uintptr_t>(s.handle)));
+    exclude(s.stack_low, frames_and_tls_end(s.stack_low, s.stack_high, static_cast<uintptr_t>(s.handle)));
   });
   // Below each stopped thread's stack pointer (minus the red zone) lies only dead frames; below a
   // parked thread's, only libc's frames of the call it sleeps in (copies of its arguments). Down to
@@ -287,8 +287,8 @@ void scan_with_world_stopped(void* raw) {
     if (job->request->caller_stack_pointer != 0)
       exclude(stack->start, own_sp);
     else
-      exclude(stack->start, frames_end_below_tls(stack->start, stack->end,
-                                                 static_cast<uintptr_t>(pthread_self())));  // this heapkeeper thread's
+      exclude(stack->start, frames_and_tls_end(stack->start, stack->end,
+                                               static_cast<uintptr_t>(pthread_self())));  // this heapkeeper thread's
   }
   std::sort(b.excluded, b.excluded + excluded,
             [](const MemoryRange& a, const MemoryRange& c) { return a.start < c.start; });

@@ -570,15 +570,21 @@ void start(Publisher& p, bool later) {
   }
 }
 
+// Waits while the publisher thread makes the segment, at most half a second (a starved publisher
+// thread). System calls only (nanosleep): _exit's path is async-signal-safe.
+void wait_for_creation(const Publisher& p) noexcept {
+  for (int waited_ms = 0; waited_ms < 500 && p.creating.load(std::memory_order_seq_cst); ++waited_ms) {
+    timespec pause{0, 1'000'000};
+    alloc::raw_syscall(SYS_nanosleep, reinterpret_cast<long>(&pause), 0);
+  }
+}
+
 // The exit paths' side of `creating`: no segment is begun after this, and one being made is
 // waited for (at most half a second, a starved publisher thread), so that it is removed whole.
 // System calls only (nanosleep): _exit's path is async-signal-safe.
 void stop_creation(Publisher& p) noexcept {
   p.exiting.store(true, std::memory_order_seq_cst);
-  for (int waited_ms = 0; waited_ms < 500 && p.creating.load(std::memory_order_seq_cst); ++waited_ms) {
-    timespec pause{0, 1'000'000};
-    alloc::raw_syscall(SYS_nanosleep, reinterpret_cast<long>(&pause), 0);
-  }
+  wait_for_creation(p);
 }
 
 void at_exit() {
@@ -638,10 +644,7 @@ void hand_segment_over(uint32_t effective_uid, uint32_t effective_gid) {
   if (p == nullptr || !alloc::syscall_filter_known_absent() || p->owner_pid != alloc::raw_syscall(SYS_getpid)) return;
   // A segment being made now (HEAPKEEPER_STATS_DELAY=0 and setpriv, which changes its ids at once)
   // is waited for, at most half a second: made by the old owner, it would be left to it.
-  for (int waited_ms = 0; waited_ms < 500 && p->creating.load(std::memory_order_seq_cst); ++waited_ms) {
-    timespec pause{0, 1'000'000};
-    alloc::raw_syscall(SYS_nanosleep, reinterpret_cast<long>(&pause), 0);
-  }
+  wait_for_creation(*p);
   SharedSegment* segment = __atomic_load_n(&p->segment, __ATOMIC_ACQUIRE);
   if (segment == nullptr || p->removed.load(std::memory_order_acquire)) return;
   char path[96];

@@ -115,7 +115,7 @@ run slow.reported "100" leak_one_record HEAPKEEPER_ARENAS=8 HEAPKEEPER_SCAN_INTE
 pids+=($!)
 # Scans every 5 ms: stale_stack_leaker's exit scan then follows periodic ones, whose addresses the
 # scanner thread's outermost frames kept, once scanned as its TLS: one of the 40 leaks was found
-# reachable in about one run in 10 (collector/root_scan.cpp's frames_end_below_tls). Four runs.
+# reachable in about one run in 10 (collector/root_scan.cpp's frames_and_tls_end). Four runs.
 for run_number in 1 2 3 4; do
   run "stale.fast_scans$run_number" "$stale_expected" lose_blocks HEAPKEEPER_SCAN_INTERVAL=5ms HEAPKEEPER_ARENAS=4 -- \
     "$stale" "$threads" &
