@@ -454,6 +454,7 @@ struct PrivateUnwind {
 };
 void step_from_context(void* argument) {
   auto* job = static_cast<PrivateUnwind*>(argument);
+  prepare_unwinder();
   unw_cursor_t cursor;
   if (unw_init_local(&cursor, job->context) != 0) return;
   unw_word_t ip = 0;
@@ -484,6 +485,7 @@ int unwind_program_frames(uintptr_t* out, int depth) {
     n = backtrace_on_private_stack(*state, raw, depth + kOwnFramesMax);
     if (n < 0) return caller_alone(0, UINTPTR_MAX, out, depth);  // no private stack to be had
   } else {
+    prepare_unwinder();  // only with room for an unwind: its set-up needs less
     n = tls_unwinds < kSteppedUnwinds ? (++tls_unwinds, stepped_backtrace(raw, depth + kOwnFramesMax))
                                       : unw_backtrace(raw, depth + kOwnFramesMax);
   }
@@ -759,12 +761,16 @@ bool initialize_stack_capture() {
   g_self_low = self.low;
   g_self_high = self.high;
   locate_unwinder();
-  // This also initialises libunwind (once, with signals blocked). Its per-thread trace cache, 256
-  // KiB that it fills on a thread's first unw_backtrace, is left to the thread's first fast trace
-  // (kSteppedUnwinds): a process that never allocates (/bin/true), or has few stacks, never pays
-  // for it.
-  unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
   return true;
+}
+
+std::atomic<bool> g_unwinder_prepared{false};
+
+void prepare_unwinder_slow() {
+  // Any thread may get here first, and more than one at once: libunwind initialises itself once
+  // under its own lock (signals blocked), and a second call finds the policy set and returns.
+  unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+  g_unwinder_prepared.store(true, std::memory_order_release);
 }
 
 CodeRange code_range_of(uintptr_t address) {
@@ -876,6 +882,7 @@ inline uintptr_t highest_checkable(uintptr_t sp, uintptr_t stack_high) {
 // frame once libunwind's per-thread cache knows the code, up to 3 us cold).
 __attribute__((noinline)) bool find_real_slots(const StackProbe& entry, const uintptr_t* ips, int count,
                                                uintptr_t stack_high, uint16_t* real) {
+  prepare_unwinder();
   unw_context_t context;
   unw_cursor_t cursor;
   if (unw_getcontext(&context) != 0 || unw_init_local(&cursor, &context) != 0) return false;

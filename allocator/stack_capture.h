@@ -6,6 +6,7 @@
 // handful of loads instead of an unwind.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 namespace heapkeeper::alloc {
@@ -15,8 +16,19 @@ struct StackCache;
 StackCache* create_stack_cache();
 void reset_stack_cache(StackCache* cache, uintptr_t stack_low, uintptr_t stack_high);
 
-// Learns the address range of libheapkeeper.so itself and warms libunwind up. Guard held.
+// Learns the address range of libheapkeeper.so itself and where libunwind's code is. Guard held.
 bool initialize_stack_capture();
+
+// libunwind's set-up (its own initialisation, and the per-thread cache policy), made at the
+// process's first unwind rather than at start: a process that never captures a stack, as most
+// short processes of a build or a shell loop (/bin/true), never pays for it (about 160 KiB of peak
+// RSS: libunwind's code and the pages its initialisation clears; issue #12). Every unwind of
+// heapkeeper's calls this first.
+extern std::atomic<bool> g_unwinder_prepared;
+void prepare_unwinder_slow();
+inline void prepare_unwinder() {
+  if (__builtin_expect(!g_unwinder_prepared.load(std::memory_order_acquire), 0)) prepare_unwinder_slow();
+}
 
 // Where the calling program frame's stacks sit in a cache: found once per allocation.
 struct StackProbe {

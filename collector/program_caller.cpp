@@ -11,6 +11,7 @@ namespace heapkeeper::collect {
 
 ProgramCaller find_program_caller() noexcept {
   ProgramCaller caller;
+  alloc::prepare_unwinder();
   unw_context_t context;
   unw_cursor_t cursor;
   if (unw_getcontext(&context) != 0 || unw_init_local(&cursor, &context) != 0) return caller;

@@ -24,6 +24,11 @@ for variant in deep_recursion deep_recursion_nofp; do
     continue
   fi
   unwinds=$(sed -n 's/^unwinds: //p' "$err" | tail -1)
+  setups=$(sed -n 's/^unwinder set-ups: //p' "$err" | tail -1)
+  # libunwind is set up once, at the first unwind (allocator/stack_capture.h, prepare_unwinder).
+  if [[ $setups != 1 ]]; then
+    hk_fail "$variant: libunwind was set up ${setups:-an unknown number of} times, not once"
+  fi
   # Each of the three stacks is unwound when first seen and once more to be cached; a few more
   # for the start-up's own allocations. Uncached, every allocation unwinds.
   if [[ -z $unwinds || $unwinds == 0 ]]; then
@@ -35,4 +40,16 @@ for variant in deep_recursion deep_recursion_nofp; do
     hk_fail "$variant: $n allocations 30 to 32 calls deep took $unwinds unwinds (the stack cache does not hold them)"
   fi
 done
+# A process that never captures a stack never sets libunwind up: most short processes of a build or
+# a shell loop pay nothing for it (its code and the pages its initialisation clears, issue #12).
+err=$HK_WORK/true.err
+HEAPKEEPER_QUIET=1 LD_PRELOAD="$HK_COUNT_UNWINDS:$HK_PRELOAD" timeout -k 5 "$(hk_limit)" /bin/true \
+  >/dev/null 2>"$err" </dev/null
+setups=$(sed -n 's/^unwinder set-ups: //p' "$err" | tail -1)
+unwinds=$(sed -n 's/^unwinds: //p' "$err" | tail -1)
+if [[ $setups == 0 && $unwinds == 0 ]]; then
+  hk_pass "/bin/true: no stack captured, libunwind never set up"
+else
+  hk_fail "/bin/true: libunwind set up ${setups:-?} times for ${unwinds:-?} unwinds: $(tail -3 "$err")"
+fi
 hk_finish

@@ -1,7 +1,9 @@
 /* count_unwinds: a library preloaded ahead of libheapkeeper.so that counts the unwinds heapkeeper
- * asks libunwind for (unw_backtrace, and the stepped unwinds' _ULx86_64_init_local) and prints
- * "unwinds: N" on stderr at exit, for integration/stack_cache_reach.sh: a stack the cache holds is
- * captured without one. Each call is forwarded to libunwind's own. */
+ * asks libunwind for (unw_backtrace, and the stepped unwinds' _ULx86_64_init_local) and its set-ups
+ * of libunwind (_ULx86_64_set_caching_policy), and prints "unwinds: N" and "unwinder set-ups: N" on
+ * stderr at exit, for integration/stack_cache_reach.sh: a stack the cache holds is captured
+ * without an unwind, and a process that captures none never sets libunwind up. Each call is
+ * forwarded to libunwind's own. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdatomic.h>
@@ -9,6 +11,7 @@
 #include <unistd.h>
 
 static atomic_ulong g_unwinds;
+static atomic_ulong g_setups;
 
 // Exported whatever the build's default visibility: they must take libunwind's place.
 #define EXPORT __attribute__((visibility("default")))
@@ -27,9 +30,17 @@ EXPORT int _ULx86_64_init_local(void* cursor, void* context) {
   return next != NULL ? next(cursor, context) : -1;
 }
 
+EXPORT int _ULx86_64_set_caching_policy(void* address_space, int policy) {
+  static int (*next)(void*, int);
+  if (next == NULL) next = (int (*)(void*, int))dlsym(RTLD_NEXT, "_ULx86_64_set_caching_policy");
+  atomic_fetch_add(&g_setups, 1);
+  return next != NULL ? next(address_space, policy) : -1;
+}
+
 __attribute__((destructor)) static void report_unwinds(void) {
-  char line[64];
-  const int length = snprintf(line, sizeof line, "unwinds: %lu\n", (unsigned long)atomic_load(&g_unwinds));
+  char line[96];
+  const int length = snprintf(line, sizeof line, "unwinds: %lu\nunwinder set-ups: %lu\n",
+                              (unsigned long)atomic_load(&g_unwinds), (unsigned long)atomic_load(&g_setups));
   if (length > 0 && write(2, line, (size_t)length) < 0) {
     /* nothing to do: stderr is gone */
   }
