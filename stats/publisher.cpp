@@ -148,16 +148,23 @@ void copy_text(char* out, size_t capacity, const std::string& text) {
 void remove_stale_segments(bool previous_image_only) {
   DIR* dir = opendir("/dev/shm");
   if (dir == nullptr) return;
-  const uint64_t now = realtime_ns();
-  const PidNamespace ours = own_pid_namespace();
   const pid_t self = getpid();
   // Read from /proc at the first segment named after this pid, not before: most processes exit
-  // having found none, and listing /dev/shm costs them less than reading /proc/PID/stat.
+  // having found none, and listing /dev/shm costs them less than reading /proc/PID/stat. The
+  // clock and the pid namespace (a look-up in /proc too) at the first segment to judge.
   uint64_t self_start_ticks = 0;
   bool start_read = false;
+  uint64_t now = 0;
+  PidNamespace ours{};
+  bool context_read = false;
   while (dirent* entry = readdir(dir)) {
     const pid_t named = segment_name_pid(entry->d_name);
     if (named == 0 || (previous_image_only && named != self)) continue;
+    if (!context_read) {
+      now = realtime_ns();
+      ours = own_pid_namespace();
+      context_read = true;
+    }
     if (named == self && !start_read) {
       self_start_ticks = process_start_ticks(self);
       start_read = true;
