@@ -72,6 +72,7 @@
 #include <new>
 
 #include "allocator/config.h"
+#include "allocator/engine.h"
 #include "allocator/hash_mix.h"
 #include "allocator/jemalloc_calls.h"
 #include "allocator/private_heap.h"
@@ -761,6 +762,14 @@ bool initialize_stack_capture() {
   g_self_low = self.low;
   g_self_high = self.high;
   locate_unwinder();
+  // libunwind cannot switch its caching policy under a thread that is unwinding with the global
+  // one: that thread takes the global cache's lock, blocking every signal, and releases both only
+  // if the policy is still global when it is done. heapkeeper's own unwinds all come after the
+  // switch (prepare_unwinder); the program's may not. So the switch waits for the first unwind
+  // only while no other object needs libunwind: one that does (a profiler linking it) gets it now,
+  // before the program runs, as every process did before. A program that looks libunwind up with
+  // dlsym gets it at that lookup (prepare_unwinder_for_lookup), before it can unwind.
+  if (unwinder_used_by_others()) prepare_unwinder();
   return true;
 }
 
@@ -771,6 +780,16 @@ void prepare_unwinder_slow() {
   // under its own lock (signals blocked), and a second call finds the policy set and returns.
   unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
   g_unwinder_prepared.store(true, std::memory_order_release);
+}
+
+void prepare_unwinder_for_lookup(const char* name) noexcept {
+  // Not for heapkeeper's own look-ups (the guard is held), nor for those made while the set-up
+  // runs: a library preloaded ahead of heapkeeper that wraps libunwind looks the original up then.
+  if (g_unwinder_prepared.load(std::memory_order_acquire) || name == nullptr || tls_thread.guard != 0) return;
+  // libunwind's names: unw_backtrace and the like, and its local and generic entry points
+  // (_ULx86_64_step, _Ux86_64_getcontext...).
+  if (std::strncmp(name, "unw_", 4) != 0 && std::strncmp(name, "_U", 2) != 0) return;
+  run_guarded([] { prepare_unwinder(); });
 }
 
 CodeRange code_range_of(uintptr_t address) {

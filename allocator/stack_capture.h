@@ -29,6 +29,9 @@ void prepare_unwinder_slow();
 inline void prepare_unwinder() {
   if (__builtin_expect(!g_unwinder_prepared.load(std::memory_order_acquire), 0)) prepare_unwinder_slow();
 }
+// For the program's dlsym and dlvsym of `name`: libunwind is set up before the program can get
+// one of its functions (initialize_stack_capture says why).
+void prepare_unwinder_for_lookup(const char* name) noexcept;
 
 // Where the calling program frame's stacks sit in a cache: found once per allocation.
 struct StackProbe {

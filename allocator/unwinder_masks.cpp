@@ -133,6 +133,8 @@ void locate_unwinder() {
   unwinder_unshared();  // the objects loaded with the program; dlopen's are seen at sections
 }
 
+bool unwinder_used_by_others() { return g_unwinder_shared.load(std::memory_order_relaxed); }
+
 bool elide_unwinder_mask_call(const sigset_t* set, sigset_t* old, uintptr_t caller) {
   const bool marked = set != nullptr && is_marker(set);
   if (!in_unwinder(caller)) {

@@ -41,6 +41,10 @@ namespace heapkeeper::alloc {
 // the first unwind.
 void locate_unwinder();
 
+// Whether an object other than heapkeeper needs libunwind (seen at start, or at a section since):
+// the program may unwind with it itself.
+bool unwinder_used_by_others();
+
 // For heapkeeper's sigprocmask, with the guard held on this thread, for a call whose return
 // address is `caller`: notes libunwind's sections (for forks), and returns true when the call is
 // complete without a system call (libunwind's block or restore while it is heapkeeper's alone).

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "allocator/stack_capture.h"
 #include "preload/hooked_functions.h"
 #include "preload/loaded_objects.h"
 #include "preload/original_functions.h"
@@ -102,6 +103,7 @@ extern "C" __attribute__((visibility("hidden"))) void* heapkeeper_route_symbol_l
   namespace preload = heapkeeper::preload;
   preload::find_originals();
   if (name == nullptr) return nullptr;
+  heapkeeper::alloc::prepare_unwinder_for_lookup(name);
   void* own = preload::interposed_definition(name);
   if (own == nullptr) return nullptr;
   if (handle == RTLD_NEXT) {

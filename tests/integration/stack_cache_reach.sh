@@ -42,14 +42,24 @@ for variant in deep_recursion deep_recursion_nofp; do
 done
 # A process that never captures a stack never sets libunwind up: most short processes of a build or
 # a shell loop pay nothing for it (its code and the pages its initialisation clears, issue #12).
-err=$HK_WORK/true.err
-HEAPKEEPER_QUIET=1 LD_PRELOAD="$HK_COUNT_UNWINDS:$HK_PRELOAD" timeout -k 5 "$(hk_limit)" /bin/true \
-  >/dev/null 2>"$err" </dev/null
-setups=$(sed -n 's/^unwinder set-ups: //p' "$err" | tail -1)
-unwinds=$(sed -n 's/^unwinds: //p' "$err" | tail -1)
-if [[ $setups == 0 && $unwinds == 0 ]]; then
-  hk_pass "/bin/true: no stack captured, libunwind never set up"
-else
-  hk_fail "/bin/true: libunwind set up ${setups:-?} times for ${unwinds:-?} unwinds: $(tail -3 "$err")"
-fi
+# But libunwind cannot switch its caching policy under a thread unwinding with the global one, so
+# a program that may unwind with it itself has it set up before it can: one that links it, at start;
+# one that looks it up with dlsym, at the lookup. Neither allocates.
+user=$(hk_program unwinder_user)
+for run in "/bin/true:0" "$user linked:1" "$user lookup:1"; do
+  command=${run%:*} expected=${run##*:}
+  err=$HK_WORK/setup.err
+  # shellcheck disable=SC2086 # the command's words
+  if ! HEAPKEEPER_QUIET=1 LD_PRELOAD="$HK_COUNT_UNWINDS:$HK_PRELOAD" timeout -k 5 "$(hk_limit)" $command \
+    >/dev/null 2>"$err" </dev/null; then
+    hk_fail "$command: the program failed: $(tail -3 "$err")"
+    continue
+  fi
+  setups=$(sed -n 's/^unwinder set-ups: //p' "$err" | tail -1)
+  if [[ $setups == "$expected" ]]; then
+    hk_pass "$(basename "$command"): libunwind set up $setups time(s), as expected"
+  else
+    hk_fail "$(basename "$command"): libunwind set up ${setups:-?} times, expected $expected: $(tail -3 "$err")"
+  fi
+done
 hk_finish
