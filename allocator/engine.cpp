@@ -268,6 +268,12 @@ ThreadState* current_thread_state() noexcept {
   if (!g_ready) return nullptr;
   ThreadLocal& tl = tls_thread;
   if (__builtin_expect(tl.state != nullptr, 1)) return tl.state;
+  // Not registered yet, and called from a signal handler that interrupted heapkeeper on this thread
+  // (its guard held, or inside jemalloc): the interrupted code may be this very registration, in
+  // jemalloc with an arena's lock held (pthread_getattr_np's calloc), and registering again would
+  // wait for that lock for ever. A SIGPROF handler calling read() while threads started hung or
+  // crashed 26 runs in 30. The thread registers at its next call from outside heapkeeper.
+  if (tl.guard != 0 || tl.in_jemalloc != 0) return nullptr;
   GuardScope guard(tl);
   return current_state(tl);
 }

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The small target programs of tests/programs under heapkeeper, each compared with a plain run
 # (same stdout, same status, no heapkeeper diagnostics), under `heapkeeper run` and LD_PRELOAD.
-# Usage: programs.sh churn_threads|fork_exec|signal_alloc|nested_blocking_call|dlopen_alloc|small_stacks|unwinding|descriptors
+# Usage: programs.sh churn_threads|fork_exec|signal_alloc|nested_blocking_call|handler_read|dlopen_alloc|small_stacks|unwinding|descriptors
 #   churn_threads  4 and 8 threads of malloc/realloc/new/delete churn with cross-thread frees
 #   fork_exec      fork, exec, fork under allocation load; with HEAPKEEPER_REPORT=.../r.%p.json
 #                  every process that exits writes its own report, checked against its pid
 #   signal_alloc   signal handlers that allocate while the main thread churns
 #   nested_blocking_call  a timer's handler writes while the main thread writes (wrapped calls
 #                  nested at the end of the outer one: it spun for ever)
+#   handler_read   a profiling timer's handler reads a pipe while threads start (a thread's
+#                  registration, interrupted inside jemalloc, was started again: it hung)
 #   dlopen_alloc   a plugin that allocates, loaded and unloaded repeatedly
 #   small_stacks   allocation on a 32 KiB thread stack and a 16 KiB alternate signal stack
 #   unwinding      threads cancelled in wrapped blocking calls, pthread_exit, a throwing
@@ -151,6 +153,13 @@ case $program in
   nested_blocking_call)
     HK_TIMEOUT=60  # read by lib.sh's hk_limit; the program's alarm ends a hung run after 20 s
     hk_compare nested_blocking_call run_program "$(hk_program nested_blocking_call)" 300000 -- preload
+    ;;
+  handler_read)
+    HK_TIMEOUT=60  # read by lib.sh's hk_limit; the program's alarm ends a hung run after 20 s
+    # Three runs: the handler lands inside a starting thread's registration in most runs.
+    for run in 1 2 3; do
+      hk_compare "handler_read.$run" run_program "$(hk_program handler_read)" 20 -- preload
+    done
     ;;
   dlopen_alloc)
     : "${HK_PLUGIN:?HK_PLUGIN must name the plugin dlopen_alloc loads}"
