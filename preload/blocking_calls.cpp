@@ -93,19 +93,20 @@ void after_blocking_call(Result result, Arguments... arguments) noexcept {
     return static_cast<return_type>(-1);                                               \
   }
 
-#define HEAPKEEPER_DEFINE_BLOCKING(name, kind, return_type, parameters, arguments)                  \
-  HK_EXPORT return_type name parameters {                                                           \
-    HEAPKEEPER_ORIGINAL_OR_ENOSYS(name, return_type, parameters)                                    \
-    if (auto token_read = heapkeeper::preload::validation_read(function, HK_LIST arguments))        \
-      return static_cast<return_type>(*token_read);                                                 \
-    heapkeeper::preload::before_blocking_call(heapkeeper::collect::kind, HK_LIST arguments);        \
-    return_type result;                                                                             \
-    {                                                                                               \
-      heapkeeper::collect::BlockingCallScope scope(heapkeeper::collect::kind);                      \
-      result = function arguments;                                                                  \
-    }                                                                                               \
-    heapkeeper::preload::after_blocking_call<heapkeeper::collect::kind>(result, HK_LIST arguments); \
-    return result;                                                                                  \
+#define HEAPKEEPER_DEFINE_BLOCKING(name, kind, return_type, parameters, arguments)                          \
+  HK_EXPORT return_type name parameters {                                                                   \
+    HEAPKEEPER_ORIGINAL_OR_ENOSYS(name, return_type, parameters)                                            \
+    if (auto token_read =                                                                                   \
+            heapkeeper::preload::validation_read(function, __builtin_return_address(0), HK_LIST arguments)) \
+      return static_cast<return_type>(*token_read);                                                         \
+    heapkeeper::preload::before_blocking_call(heapkeeper::collect::kind, HK_LIST arguments);                \
+    return_type result;                                                                                     \
+    {                                                                                                       \
+      heapkeeper::collect::BlockingCallScope scope(heapkeeper::collect::kind);                              \
+      result = function arguments;                                                                          \
+    }                                                                                                       \
+    heapkeeper::preload::after_blocking_call<heapkeeper::collect::kind>(result, HK_LIST arguments);         \
+    return result;                                                                                          \
   }
 HEAPKEEPER_BLOCKING_FUNCTIONS(HEAPKEEPER_DEFINE_BLOCKING)
 #undef HEAPKEEPER_DEFINE_BLOCKING

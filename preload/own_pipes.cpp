@@ -11,8 +11,8 @@
 // a number it finds open): libunwind read the program's input, wrote raw memory into its files or
 // closed them, and a pipe merely kept at high numbers was still seen, and changed what bash did.
 //
-// So no pipe is made. libunwind's pipe2 call (under heapkeeper's reentrancy guard, from libunwind's
-// code, with O_CLOEXEC | O_NONBLOCK) gets two tokens, negative numbers no descriptor can have. Its
+// So no pipe is made. libunwind's pipe2 call (from libunwind's code, with O_CLOEXEC | O_NONBLOCK,
+// in heapkeeper's unwind or in the program's own) gets two tokens, negative numbers no descriptor can have. Its
 // read of the read token (through the exported read, blocking_calls.cpp) finds the pipe empty; its
 // write of one byte to the write token (libunwind writes with syscall(SYS_write, ...), so that ASan
 // does not check the byte) becomes a one-byte process_vm_readv of the address from this very
@@ -87,8 +87,8 @@ long validate_address(const void* address) {
 
 }  // namespace
 
-std::optional<ssize_t> read_validation_pipe(void* /*buffer*/, size_t /*size*/) {
-  if (!heapkeeper_is_running()) return std::nullopt;
+std::optional<ssize_t> read_validation_pipe(void* /*buffer*/, size_t /*size*/, void* caller) {
+  if (!heapkeeper_is_running() && !called_from_libunwind(caller)) return std::nullopt;
   errno = EAGAIN;  // the pipe is always empty: libunwind keeps its tokens and goes on
   return -1;
 }
@@ -104,8 +104,10 @@ HK_EXPORT int pipe2(int descriptors[2], int flags) {
     errno = ENOSYS;
     return -1;
   }
-  if (heapkeeper::preload::heapkeeper_is_running() && flags == (O_CLOEXEC | O_NONBLOCK) &&
-      heapkeeper::preload::called_from_libunwind(__builtin_return_address(0))) {
+  // Whoever unwinds first: the program's own unwind through a frame without unwind information
+  // made libunwind open a real pipe, on the program's lowest free numbers, which every later
+  // unwind used, heapkeeper's too (reading the program's input, writing memory into its files).
+  if (flags == (O_CLOEXEC | O_NONBLOCK) && heapkeeper::preload::called_from_libunwind(__builtin_return_address(0))) {
     descriptors[0] = kValidationReadToken;
     descriptors[1] = kValidationWriteToken;
     return 0;
@@ -148,9 +150,11 @@ HK_EXPORT long syscall(long number, ...) {
     errno = ENOSYS;
     return -1;
   }
-  // libunwind's write inside heapkeeper's capture; the program's own call on that number is the kernel's.
+  // libunwind's write, in heapkeeper's capture or the program's own unwind; another call on that
+  // number is the kernel's.
   if (number == SYS_write && static_cast<int>(a[0]) == kValidationWriteToken &&
-      heapkeeper::preload::heapkeeper_is_running()) [[unlikely]] {
+      (heapkeeper::preload::heapkeeper_is_running() ||
+       heapkeeper::preload::called_from_libunwind(__builtin_return_address(0)))) [[unlikely]] {
     const int saved_errno = errno;
     const long result = heapkeeper::preload::validate_address(reinterpret_cast<const void*>(a[1]));
     if (result >= 0) errno = saved_errno == EINTR ? 0 : saved_errno;  // libunwind loops while errno is EINTR

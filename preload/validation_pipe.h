@@ -14,21 +14,23 @@ namespace heapkeeper::preload {
 inline constexpr int kValidationReadToken = -0x4b50;
 inline constexpr int kValidationWriteToken = -0x4b51;
 
-// libunwind's read of its pipe's read end, inside heapkeeper's capture: -1 with EAGAIN, an empty
-// pipe (any other error would make libunwind close its ends and ask for new ones). Nothing for a
-// read heapkeeper is not making: the program's own read of that number fails as the kernel says.
-std::optional<ssize_t> read_validation_pipe(void* buffer, size_t size);
+// libunwind's read of its pipe's read end (`caller`, the wrapper's return address, in libunwind's
+// code, or inside heapkeeper's capture): -1 with EAGAIN, an empty pipe (any other error would make
+// libunwind close its ends and ask for new ones). Nothing for another read of that number: the
+// program's own fails as the kernel says.
+std::optional<ssize_t> read_validation_pipe(void* buffer, size_t size, void* caller);
 
 // For the blocking-call wrappers (one template for all, this overload for read's signature): the
 // result of a read of the token, or nothing when the call is not one.
 template <typename Function, typename... Arguments>
-inline std::optional<ssize_t> validation_read(Function, Arguments...) {
+inline std::optional<ssize_t> validation_read(Function, void*, Arguments...) {
   return std::nullopt;
 }
-inline std::optional<ssize_t> validation_read(ssize_t (*)(int, void*, size_t), int fd, void* buffer, size_t size) {
+inline std::optional<ssize_t> validation_read(ssize_t (*)(int, void*, size_t), void* caller, int fd, void* buffer,
+                                              size_t size) {
   if (fd != kValidationReadToken) [[likely]]
     return std::nullopt;
-  return read_validation_pipe(buffer, size);
+  return read_validation_pipe(buffer, size, caller);
 }
 
 }  // namespace heapkeeper::preload

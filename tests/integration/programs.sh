@@ -24,6 +24,7 @@
 #   high_descriptors  bash reads and writes its own files on descriptors 992 and 993
 #   descriptor_numbers a C program dup2s its own files onto 992 and 993 and allocates through
 #                  frames without unwind information
+#   own_unwind_descriptors  the same on its lowest numbers, after its own unwind with libunwind
 #   seccomp_filter a program whose seccomp filter kills it (or fails with EPERM) on ptrace,
 #                  process_vm_readv and the other debugging calls, scanned periodically and at exit
 #   seccomp_no_proc perl and ls under a killing filter they inherit, where /proc is not mounted
@@ -307,6 +308,16 @@ case $program in
       hk_exec "$mode" "$(hk_program descriptor_numbers)" "$HK_WORK/numbers.txt" "$PWD/out.txt"
     }
     hk_compare descriptor_numbers run_descriptor_numbers -- launcher preload
+    ;;
+  own_unwind_descriptors)
+    # The program's own unwind made libunwind open a real pipe on 3 and 4, the numbers its files
+    # took next: heapkeeper's unwinds read its input and wrote memory into its output.
+    seq 1 100 >"$HK_WORK/numbers.txt"
+    run_own_unwind_descriptors() {
+      local mode=$1
+      hk_exec "$mode" "$(hk_program own_unwind_descriptors)" "$HK_WORK/numbers.txt" "$PWD/out.txt"
+    }
+    hk_compare own_unwind_descriptors run_own_unwind_descriptors -- launcher preload
     ;;
   seccomp_filter)
     # A sandboxed service must live as long under heapkeeper as without it: its filter kills it

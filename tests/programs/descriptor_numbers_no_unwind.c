@@ -14,3 +14,9 @@ __attribute__((noinline)) void* allocate_without_unwind_info(size_t size) {
   __asm__ volatile("" ::: "memory");
   return block;
 }
+
+/* Calls `function` from a frame without unwind information: its own unwind steps through it. */
+__attribute__((noinline)) void call_without_unwind_info(void (*function)(void)) {
+  function();
+  __asm__ volatile("" ::: "memory");
+}
