@@ -20,7 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-void* allocate_without_unwind_info(size_t size);          /* descriptor_numbers_no_unwind.c */
+void* allocate_without_unwind_info(size_t size);       /* descriptor_numbers_no_unwind.c */
 void call_without_unwind_info(void (*function)(void)); /* descriptor_numbers_no_unwind.c */
 
 static int g_frames;
