@@ -133,6 +133,11 @@ void locate_unwinder() {
   unwinder_unshared();  // the objects loaded with the program; dlopen's are seen at sections
 }
 
+std::optional<bool> is_unwinder_code(uintptr_t address) {
+  if (g_unwinder.high == 0) return std::nullopt;
+  return in_unwinder(address);
+}
+
 bool unwinder_used_by_others() { return g_unwinder_shared.load(std::memory_order_relaxed); }
 
 bool elide_unwinder_mask_call(const sigset_t* set, sigset_t* old, uintptr_t caller) {

@@ -34,12 +34,16 @@
 #include <signal.h>
 
 #include <cstdint>
+#include <optional>
 
 namespace heapkeeper::alloc {
 
 // Finds libunwind's code and whether another loaded object needs it. Called once at start, before
 // the first unwind.
 void locate_unwinder();
+
+// Whether `address` lies in libunwind's code; nullopt before locate_unwinder found it.
+std::optional<bool> is_unwinder_code(uintptr_t address);
 
 // Whether an object other than heapkeeper needs libunwind (seen at start, or at a section since):
 // the program may unwind with it itself.

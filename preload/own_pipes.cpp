@@ -41,6 +41,7 @@
 #include "allocator/syscall_filter.h"
 #include "allocator/thread_credentials.h"
 #include "allocator/thread_registry.h"
+#include "allocator/unwinder_masks.h"
 #include "collector/collector.h"
 #include "collector/world_stop.h"
 #include "preload/credential_calls.h"
@@ -70,8 +71,12 @@ void move_out_of_the_way(int descriptors[2], bool close_on_exec) {
 bool heapkeeper_is_running() { return alloc::tls_thread.guard != 0; }
 
 // libunwind's own code, told apart from heapkeeper's (report/analysis_handoff.cpp makes a pipe
-// under the guard too) by the object the caller's return address lies in.
+// under the guard too) by where the caller's return address lies: libunwind's code range, found at
+// start (allocator/unwinder_masks.h), without the loader's lock that dladdr takes (the program's own
+// unwinds reach here at every address they validate); before that, the object dladdr names.
 bool called_from_libunwind(void* return_address) {
+  if (const std::optional<bool> known = alloc::is_unwinder_code(reinterpret_cast<uintptr_t>(return_address)))
+    return *known;
   Dl_info caller{}, unwinder{};
   return dladdr(return_address, &caller) != 0 && dladdr(reinterpret_cast<void*>(&unw_step), &unwinder) != 0 &&
          caller.dli_fbase == unwinder.dli_fbase;
