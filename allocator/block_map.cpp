@@ -1,7 +1,8 @@
 // Implementation of the live bitmap and page map (see block_map.h).
 //
-// Page-map entries are rewritten only when they disagree with the block being recorded, so that
-// threads allocating from the same slab do not keep dirtying the same cache line. A stale entry is
+// Page-map entries are rewritten only when they disagree with the block being recorded (record and
+// record_small, in block_map.h), so that threads allocating from the same slab do not keep dirtying
+// the same cache line. A stale entry is
 // harmless: every lookup ends with the live-bit test and a bounds check against the header, and
 // any live block that overlaps a page has written that page's entry after the page's previous
 // owner was freed (its free happened before jemalloc could hand the memory out again).
@@ -16,11 +17,6 @@ namespace heapkeeper::alloc {
 namespace {
 
 BlockMap g_block_map;
-
-inline uint32_t fast_remainder(uint32_t value, uint64_t reciprocal, uint32_t divisor) {
-  uint64_t low = reciprocal * value;
-  return static_cast<uint32_t>((static_cast<__uint128_t>(low) * divisor) >> 64);
-}
 
 void* map_side_table(size_t bytes) { return map_internal(bytes, true); }
 
@@ -45,28 +41,6 @@ bool BlockMap::initialize(const PrivateHeap& heap) {
   return true;
 }
 
-void BlockMap::record_small(uintptr_t region, size_t usable, unsigned class_index) {
-  const uint32_t size = class_size_[class_index];
-  const uint64_t reciprocal = class_reciprocal_[class_index];
-  const uintptr_t first_page = (region - base_) >> kPageShift;
-  const uintptr_t last_page = (region + usable - 1 - base_) >> kPageShift;
-  for (uintptr_t page = first_page; page <= last_page; ++page) {
-    const uintptr_t page_start = base_ + (page << kPageShift);
-    const int32_t offset = static_cast<int32_t>(static_cast<intptr_t>(region) - static_cast<intptr_t>(page_start));
-    const uint32_t wanted = (kKindSmall << kKindShift) | (class_index << 16) | static_cast<uint16_t>(offset);
-    uint32_t current = pages_[page].load(std::memory_order_relaxed);
-    if (current == wanted) continue;
-    if ((current >> kKindShift) == kKindSmall && ((current >> 16) & 0xff) == class_index) {
-      // Same class: consistent if our region lies on the recorded region grid of this page.
-      int32_t recorded = static_cast<int16_t>(current & 0xffff);
-      int32_t difference = offset - recorded;
-      uint32_t distance = static_cast<uint32_t>(difference < 0 ? -difference : difference);
-      if (fast_remainder(distance, reciprocal, size) == 0) continue;
-    }
-    pages_[page].store(wanted, std::memory_order_relaxed);
-  }
-}
-
 void BlockMap::record_large(uintptr_t region, size_t usable) {
   const uintptr_t first_page = (region - base_) >> kPageShift;
   const uintptr_t last_page = (region + usable - 1 - base_) >> kPageShift;
@@ -78,16 +52,6 @@ void BlockMap::record_large(uintptr_t region, size_t usable) {
     uint32_t wanted = (kKindLarge << kKindShift) | (back_field << kLargeBackShift) | in_page;
     if (pages_[page].load(std::memory_order_relaxed) != wanted) pages_[page].store(wanted, std::memory_order_relaxed);
   }
-}
-
-void BlockMap::record(uintptr_t region, size_t usable, int small_class) {
-  if (region - base_ >= size_ || usable > size_ - (region - base_)) return;  // not in the heap: never recorded
-  if (small_class >= 0)
-    record_small(region, usable, static_cast<unsigned>(small_class));
-  else
-    record_large(region, usable);
-  const uintptr_t granule = (region - base_) >> 4;
-  live_bits_[granule >> 6].fetch_or(uint64_t{1} << (granule & 63), std::memory_order_release);
 }
 
 bool BlockMap::retire(uintptr_t region) {
