@@ -113,7 +113,7 @@ BadFreeKind classify_bad_free(uintptr_t ptr) noexcept {
 
 void report_bad_free(void* ptr, BadFreeKind kind, const char* api_name) noexcept {
   ThreadLocal& tl = tls_thread;
-  ++tl.guard;
+  take_guard(tl);
   if (kind == BadFreeKind::kReclaimed) {
     // The program was right and heapkeeper wrong: one line, and the call is ignored whatever the
     // bad-free policy says (the block is gone: there is nothing left to free). Not a bad free.

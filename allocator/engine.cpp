@@ -93,7 +93,7 @@ void forget_deferred_threads() {
 
 class GuardScope {
  public:
-  explicit GuardScope(ThreadLocal& tl) : tl_(tl) { ++tl_.guard; }
+  explicit GuardScope(ThreadLocal& tl) : tl_(tl) { take_guard(tl_); }
   ~GuardScope() { --tl_.guard; }
   GuardScope(const GuardScope&) = delete;
   GuardScope& operator=(const GuardScope&) = delete;
@@ -408,9 +408,44 @@ static void free_outside_tracked_heap(void* ptr) noexcept {
 // ---------------------------------------------------------------------------------------------
 // Tracked allocation
 
+// Whether an allocation that arrives with the guard held is a signal handler's that interrupted
+// heapkeeper's own code (between its guard and jemalloc: capturing a stack, recording a block),
+// rather than one heapkeeper's code made through libc or libunwind. Such a handler's block is the
+// program's: from the internal arena, which no scan reads, it hid the blocks it pointed to, which
+// detect mode reported leaked and collect mode freed under the program (a handler appending
+// nodes to a list). Told by a signal frame between this call and where the guard was taken, on the
+// thread's registered stack; or by this call being on the thread's alternate signal stack where the
+// guard was not. Anything else (a coroutine's stack, heapkeeper's private one) stays internal.
+static bool allocation_from_interrupting_handler(const ThreadLocal& tl) noexcept {
+  const auto here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  const uintptr_t guard_sp = tl.guard_sp;
+  if (guard_sp == 0) return false;
+  const auto on_alternate = [&](uintptr_t address) {
+    return address >= tl.alt_stack_low && address < tl.alt_stack_high;
+  };
+  if (on_alternate(here) != on_alternate(guard_sp)) return on_alternate(here);
+  // Both on one stack: the words between are in use, the interrupted code's and the handler's.
+  uintptr_t low = 0, high = 0;
+  if (on_alternate(here)) {
+    low = tl.alt_stack_low;
+    high = tl.alt_stack_high;
+  } else if (const ThreadState* s = tl.state) {
+    low = s->stack_low;
+    high = s->stack_high;
+  }
+  // At most 128 KiB between (heapkeeper's deepest guarded work on a program's stack, an unwind
+  // with libunwind's frames, takes some 12 KiB): a longer scan would be for nothing.
+  constexpr uintptr_t kLongestScan = uintptr_t{128} * 1024;
+  if (here < low || guard_sp > high || here >= guard_sp || guard_sp - here > kLongestScan) return false;
+  return signal_frame_between(here, guard_sp, high);
+}
+
 void* allocate_tracked(size_t size, size_t alignment, bool zero) noexcept {
   ThreadLocal& tl = tls_thread;
   if (__builtin_expect(tl.guard != 0 || !g_ready, 0)) {
+    // A signal handler's, interrupting heapkeeper: the program's block, where scans see it.
+    if (tl.guard != 0 && tl.in_jemalloc == 0 && g_ready && allocation_from_interrupting_handler(tl))
+      return signal_safe_pool().allocate(size, alignment, zero);
     // Before start-up the program's first allocation brings the heap up and is then tracked like
     // any other: it may come from another preloaded library's constructor, run before ours.
     if (tl.guard != 0 || tl.in_jemalloc != 0 || !ensure_initialized() || !g_ready)
@@ -1088,7 +1123,7 @@ void report_escaped_exception(const std::exception* error) noexcept {
   line.emit();
 }
 
-void enter_internal() noexcept { ++tls_thread.guard; }
+void enter_internal() noexcept { take_guard(tls_thread); }
 void leave_internal() noexcept { --tls_thread.guard; }
 
 }  // namespace heapkeeper::alloc

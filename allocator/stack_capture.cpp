@@ -65,6 +65,7 @@
 #include <gnu/libc-version.h>
 #include <libunwind.h>
 #include <link.h>
+#include <ucontext.h>
 
 #include <algorithm>
 #include <atomic>
@@ -766,6 +767,9 @@ bool initialize_stack_capture() {
   const CodeRange self = code_range_of(reinterpret_cast<uintptr_t>(&capture_stack));
   g_self_low = self.low;
   g_self_high = self.high;
+  // libc's code range, now: signal_frame_between runs in signal handlers, where the loader's
+  // lock that finding it takes may be held by the code they interrupted.
+  is_signal_return(0);
   locate_unwinder();
   // libunwind cannot switch its caching policy under a thread that is unwinding with the global
   // one: that thread takes the global cache's lock, blocking every signal, and releases both only
@@ -818,6 +822,28 @@ StackProbe probe_stack_cache(StackCache* cache) {
   __builtin_prefetch(cache->tags + size_t{probe.set} * StackCache::kWays);
   __builtin_prefetch(cache->entry(probe.set * StackCache::kWays + cache->last_hit[probe.set]));
   return probe;
+}
+
+bool signal_frame_between(uintptr_t low, uintptr_t high, uintptr_t readable_end) {
+  if (!g_libc_code_known.load(std::memory_order_acquire)) return false;
+  const uintptr_t code_low = g_libc_code_low.load(std::memory_order_relaxed);
+  const uintptr_t code_high = g_libc_code_high.load(std::memory_order_relaxed);
+  if (code_high < code_low + sizeof(kSignalReturn)) return false;
+  // The kernel enters a handler with its return address, glibc's restorer, on top of the frame's
+  // ucontext, whose saved stack pointer is where the interrupted code stood: above the frame, and
+  // at most at `high` when that code ran under heapkeeper's guard. A stale copy of the restorer's
+  // address (an earlier handler's frame, since overwritten in part) rarely keeps such a context.
+  constexpr uintptr_t kContextEnd = 8 + sizeof(ucontext_t);
+  for (uintptr_t at = (low + 7) & ~uintptr_t{7}; at + 8 <= high; at += 8) {
+    const uintptr_t word = load(at);
+    if (word < code_low || word > code_high - sizeof(kSignalReturn)) continue;
+    if (std::memcmp(reinterpret_cast<const void*>(word), kSignalReturn, sizeof(kSignalReturn)) != 0) continue;
+    if (at + kContextEnd > readable_end) continue;
+    const auto* context = reinterpret_cast<const ucontext_t*>(at + 8);
+    const auto interrupted = static_cast<uintptr_t>(context->uc_mcontext.gregs[REG_RSP]);
+    if (interrupted > at && interrupted <= high) return true;
+  }
+  return false;
 }
 
 namespace {

@@ -64,4 +64,10 @@ CodeRange code_range_of(uintptr_t address);
 // True when `address` is code of libheapkeeper.so (used to skip our frames, and by reports).
 bool is_heapkeeper_code(uintptr_t address);
 
+// Whether the stack words in [low, high), one stack's, hold a signal frame of a handler glibc
+// installed (its restorer's address, then a ucontext whose saved stack pointer lies above it and at
+// most at `high`): a handler ran below `high`. Reads up to `readable_end` (>= high) for the frame's
+// context. Async-signal-safe; false while libc's code range is unknown (before start-up).
+bool signal_frame_between(uintptr_t low, uintptr_t high, uintptr_t readable_end);
+
 }  // namespace heapkeeper::alloc

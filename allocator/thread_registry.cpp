@@ -34,7 +34,7 @@ ThreadRegistry g_registry;
 void on_thread_exit(void* /*state*/) {
   ThreadLocal& tl = tls_thread;
   if (tl.status != ThreadStatus::kActive) return;
-  ++tl.guard;
+  take_guard(tl);
   bool last_program_thread = false;
   g_registry.on_exit_round(last_program_thread);
   --tl.guard;

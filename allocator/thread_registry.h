@@ -79,7 +79,11 @@ struct alignas(64) ThreadState {
 };
 
 struct ThreadLocal {
-  uint32_t guard = 0;        // reentrancy depth: non-zero while heapkeeper itself runs on this thread
+  uint32_t guard = 0;  // reentrancy depth: non-zero while heapkeeper itself runs on this thread
+  // Where this thread's stack stood when the outermost guard was taken (take_guard): an allocation
+  // that arrives under the guard with a signal frame between it and here is a signal handler's that
+  // interrupted heapkeeper, the program's (engine.cpp, allocation_from_interrupting_handler).
+  uintptr_t guard_sp = 0;
   uint32_t in_jemalloc = 0;  // non-zero while this thread is inside a call into jemalloc
   // Frees that arrived while inside jemalloc (signal handlers): done at the next top-level call.
   static constexpr uint32_t kDeferredFrees = 32;
@@ -107,6 +111,12 @@ struct ThreadLocal {
 // constinit tells every file that reads it that there is no dynamic initialiser to run first;
 // without it each access from another file goes through a TLS wrapper call check.
 extern constinit thread_local ThreadLocal tls_thread __attribute__((tls_model("initial-exec")));
+
+// Takes heapkeeper's guard on this thread (release it with --tl.guard), the outermost take noting
+// where the stack stands (ThreadLocal::guard_sp).
+__attribute__((always_inline)) inline void take_guard(ThreadLocal& tl) {
+  if (tl.guard++ == 0) tl.guard_sp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+}
 
 struct ThreadTotals {
   uint64_t allocations = 0, frees = 0, allocated_bytes = 0, freed_bytes = 0;
