@@ -38,12 +38,14 @@ const char* const kUserRegisters[] = {"r15",    "r14", "r13", "r12",     "rbp", 
 std::string vector_register_name(uint64_t index) {
   const auto within = [index](uint32_t at, uint32_t words) { return index >= at && index < at + words; };
   if (within(report::kXmmAt, report::kXmmWords)) return "xmm" + std::to_string((index - report::kXmmAt) / 2);
+  if (within(report::kX87At, report::kX87Words)) return "st" + std::to_string((index - report::kX87At) / 2);
   if (within(report::kYmmHighAt, report::kYmmHighWords))
     return "ymm" + std::to_string((index - report::kYmmHighAt) / 2);
   if (within(report::kZmmHighAt, report::kZmmHighWords))
     return "zmm" + std::to_string((index - report::kZmmHighAt) / 4);
   if (within(report::kHighZmmAt, report::kHighZmmWords))
     return "zmm" + std::to_string(16 + (index - report::kHighZmmAt) / 8);
+  if (within(report::kOpmaskAt, report::kOpmaskWords)) return "k" + std::to_string(index - report::kOpmaskAt);
   return "";
 }
 

@@ -171,14 +171,16 @@ int stop_one(TracerJob& job, StoppedThread& slot, long deadline) {
       return 1;
     }
   }
-  // No XSAVE here: the SSE registers (xmm0..15) from FXSAVE's layout.
+  // No XSAVE here: the SSE registers (xmm0..15) and st0..7 from FXSAVE's layout.
   user_fpregs_struct fpregs;
   iovec fp_vector{&fpregs, sizeof(fpregs)};
   if (raw_ptrace(PTRACE_GETREGSET, tid, NT_PRFPREG, reinterpret_cast<long>(&fp_vector)) == 0) {
     static_assert(sizeof(fpregs.xmm_space) == report::kXmmWords * sizeof(uint64_t));
     static_assert(sizeof(regs) / sizeof(uint64_t) == report::kXmmAt);
     std::memcpy(slot.registers + report::kXmmAt, fpregs.xmm_space, sizeof(fpregs.xmm_space));
-    slot.register_count = report::kXmmAt + report::kXmmWords;
+    static_assert(sizeof(fpregs.st_space) == size_t{16} * report::kX87Registers);
+    take_x87(fpregs.st_space, slot.registers);
+    slot.register_count = report::kX87At + report::kX87Words;
   }
   return 1;
 }

@@ -121,6 +121,8 @@ void suspend_handler(int signal, siginfo_t* info, void* context) {
     static_assert(sizeof(uc->uc_mcontext.fpregs->_xmm) == report::kXmmWords * sizeof(uint64_t));
     for (uint32_t i = NGREG; i < report::kXmmAt; ++i) mine->registers[i] = 0;
     std::memcpy(mine->registers + report::kXmmAt, uc->uc_mcontext.fpregs->_xmm, sizeof(uc->uc_mcontext.fpregs->_xmm));
+    static_assert(sizeof(uc->uc_mcontext.fpregs->_st) == size_t{16} * report::kX87Registers);
+    take_x87(uc->uc_mcontext.fpregs->_st, mine->registers);
     mine->register_count = take_signal_frame_xstate(uc->uc_mcontext.fpregs, g_xsave_layout, mine->registers);
   }
   mine->stack_pointer = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]);

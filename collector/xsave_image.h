@@ -1,5 +1,6 @@
 // The vector registers beyond xmm0..15 — the upper halves of ymm0..15 (AVX), the upper 256 bits of
-// zmm0..15 and zmm16..31 whole (AVX-512) — read from an XSAVE image, for a stopped thread's register
+// zmm0..15 and zmm16..31 whole, the opmask registers k0..7 (AVX-512) — and st0..7 (mm0..7), read
+// from an XSAVE image, for a stopped thread's register
 // root (report/register_words.h). glibc's memcpy keeps the data it moves in ymm registers, and code
 // built with -mavx2 or -mavx512f keeps four or eight pointers in one: a block referenced only from
 // there while its thread is stopped must not look unreachable.
@@ -27,6 +28,7 @@ struct XsaveLayout {
   uint32_t ymm_high = 0;  // YMM_Hi128, component 2: 16 x 16 bytes
   uint32_t zmm_high = 0;  // ZMM_Hi256, component 6: 16 x 32 bytes
   uint32_t high_zmm = 0;  // Hi16_ZMM, component 7: 16 x 64 bytes
+  uint32_t opmask = 0;    // Opmask, component 5: 8 x 8 bytes
   uint32_t end = 0;       // the end of the last of them: how much of an image a scan needs (0: no XSAVE)
 };
 
@@ -35,15 +37,20 @@ struct XsaveLayout {
 // install_suspend_handler for the signal handler, never per thread.
 XsaveLayout query_xsave_layout();
 
+// st0..7 (mm0..7) from an FXSAVE area's 128 bytes of them (16 a register), into `registers` from
+// report::kX87At: each one's low 64 bits and the integer it holds (report/register_words.h). Both stop methods have
+// that area: ptrace's images and the signal frame's fpstate.
+void take_x87(const void* st_space, uint64_t* registers);
+
 // From ptrace's NT_X86_XSTATE image of `size` bytes (as the kernel returned it, possibly cut at the
-// caller's buffer): writes xmm0..15 and whatever the machine has above them into `registers`
+// caller's buffer): writes xmm0..15, st0..7 and whatever the machine has above them into `registers`
 // (report/register_words.h's order, from report::kXmmAt) and returns the register count, or 0 if
 // the image is too short to hold even the XSAVE header (then nothing was written).
 uint32_t take_ptrace_xstate(const unsigned char* image, size_t size, const XsaveLayout& layout, uint64_t* registers);
 
 // From a signal frame's fpstate (uc_mcontext.fpregs): writes the registers above xmm15 into
 // `registers` from report::kYmmHighAt and returns the register count (report::kYmmHighAt when the
-// frame is a plain FXSAVE one, or the machine has no AVX).
+// frame is a plain FXSAVE one, or the machine has no AVX). xmm0..15 and st0..7 are the caller's.
 uint32_t take_signal_frame_xstate(const void* fpstate, const XsaveLayout& layout, uint64_t* registers);
 
 }  // namespace heapkeeper::collect

@@ -4,13 +4,19 @@
 // as raw_why.h is for the answer that carries the index.
 //
 // Words, 8 bytes each, in this order; a thread's register_count ends the list where its machine's
-// registers end (no AVX: after xmm15; AVX without AVX-512: after the ymm upper halves):
+// registers end (no AVX: after st7; AVX without AVX-512: after the ymm upper halves):
 //   [0, 27)     user_regs_struct (ptrace) or the ucontext's gregs (signals)
 //   [27, 59)    xmm0..15, two words each
-//   [59, 91)    bits 128..255 of ymm0..15, two words each (XSAVE's YMM_Hi128)
-//   [91, 155)   bits 256..511 of zmm0..15, four words each (ZMM_Hi256)
-//   [155, 283)  zmm16..31 whole, eight words each (Hi16_ZMM)
-// The opmask registers k0..7 hold bit masks, never pointers: not taken.
+//   [59, 75)    st0..7, two words each: its low 64 bits (the significand, all of mmN), and the
+//               integer its value is (fildq loads one, fistpq stores it back), or 0
+//   [75, 107)   bits 128..255 of ymm0..15, two words each (XSAVE's YMM_Hi128)
+//   [107, 171)  bits 256..511 of zmm0..15, four words each (ZMM_Hi256)
+//   [171, 299)  zmm16..31 whole, eight words each (Hi16_ZMM)
+//   [299, 307)  k0..7, the AVX-512 opmask registers (XSAVE's Opmask)
+// An MMX register is a 64-bit integer register to the code that uses it, an x87 register may hold
+// a 64-bit integer converted (a copy through fildq/fistpq), and GCC spills general registers to
+// opmask registers (kmovq) under AVX-512: a block whose only pointer sat in mm0, st0 or k1 looked
+// leaked, and collect mode freed it (found by an adversarial round, helper-61).
 #pragma once
 
 #include <cstdint>
@@ -20,13 +26,18 @@ namespace heapkeeper::report {
 inline constexpr uint32_t kGeneralRegisterWords = 27;
 inline constexpr uint32_t kXmmAt = kGeneralRegisterWords;
 inline constexpr uint32_t kXmmWords = 16 * 2;
-inline constexpr uint32_t kYmmHighAt = kXmmAt + kXmmWords;
+inline constexpr uint32_t kX87At = kXmmAt + kXmmWords;
+inline constexpr uint32_t kX87Registers = 8;
+inline constexpr uint32_t kX87Words = kX87Registers * 2;
+inline constexpr uint32_t kYmmHighAt = kX87At + kX87Words;
 inline constexpr uint32_t kYmmHighWords = 16 * 2;
 inline constexpr uint32_t kZmmHighAt = kYmmHighAt + kYmmHighWords;
 inline constexpr uint32_t kZmmHighWords = 16 * 4;
 inline constexpr uint32_t kHighZmmAt = kZmmHighAt + kZmmHighWords;
 inline constexpr uint32_t kHighZmmWords = 16 * 8;
-inline constexpr uint32_t kRegisterWords = kHighZmmAt + kHighZmmWords;
-static_assert(kRegisterWords == 283);
+inline constexpr uint32_t kOpmaskAt = kHighZmmAt + kHighZmmWords;
+inline constexpr uint32_t kOpmaskWords = 8;
+inline constexpr uint32_t kRegisterWords = kOpmaskAt + kOpmaskWords;
+static_assert(kRegisterWords == 307);
 
 }  // namespace heapkeeper::report

@@ -23,6 +23,8 @@
 #   ymm               the same with the pointer in the upper half of ymm15 (bits 128..191), every
 #                     other vector register zeroed; skipped (status 77 when it is the only part)
 #                     where the CPU has no AVX
+#   other_registers   the same with the pointer in mm7, in st0 (fildq) and in the opmask register k7
+#                     (AVX-512BW only; skipped elsewhere)
 #   protected         (tests/programs/protected_roots.c) a block whose only pointer lies for 0.8 s
 #                     in a PROT_NONE guard page of a reachable heap block, in an anonymous page
 #                     sealed read-only, in one made write-only (PROT_WRITE), in a private mapping
@@ -41,7 +43,7 @@
 #                     each then the only holder of a data block through 1.2 s of scans: the same
 #                     checks (the handler's blocks came from memory no scan read: its data blocks
 #                     were collected and handed out again)
-# Usage: never_invented.sh [kernel|reclaim|longjmp|vector|ymm|protected|shared_stacks|fork|handler_nodes|all]
+# Usage: never_invented.sh [kernel|reclaim|longjmp|vector|ymm|other_registers|protected|shared_stacks|fork|handler_nodes|all]
 source "$(dirname "$0")/lib.sh"
 
 kernel_held=$(hk_program kernel_held)
@@ -118,6 +120,23 @@ if [[ $part == all || $part == ymm ]]; then
         "ymm_register_root ($method): nothing collected, no leak at exit, at least 4 scans while ymm15 held the block"
     done
   fi
+fi
+if [[ $part == all || $part == other_registers ]]; then
+  # st0..7 (and so mm0..7) and the AVX-512 opmask registers are roots too: the FXSAVE area's st
+  # registers (a pointer copied through fildq/fistpq is read back as the integer it is) and XSAVE's
+  # Opmask, from ptrace's images and the signal frame's.
+  for register in mmx st k; do
+    if [[ $register == k ]] && ! grep -qw avx512bw /proc/cpuinfo; then
+      echo "k: skipped, the CPU has no AVX-512BW"
+      continue
+    fi
+    for method in ptrace signals; do
+      HEAPKEEPER_STOP_METHOD=$method hk_compare "${register}_register_root.$method" run_collecting \
+        "$(hk_program vector_register_root)" "$register" -- preload
+      nothing_collected "$HK_WORK/${register}_register_root.$method.preload/reports" 4 \
+        "${register}_register_root ($method): nothing collected, no leak at exit, at least 4 scans while $register held the block"
+    done
+  done
 fi
 if [[ $part == all || $part == protected ]]; then
   # The marker reads a heap block's PROT_NONE pages through /proc/thread-self/mem (in place, it

@@ -11,6 +11,10 @@
 //       -mavx2 keeps four pointers in one. Before the upper halves were roots (XSAVE's YMM_Hi128,
 //       from ptrace's NT_X86_XSTATE and the signal frame's extended fpstate) the block was collected
 //       as in xmm's case. Exits 77 where the CPU (or the kernel) has no AVX.
+//   vector_register_root mmx|st|k  the pointer in mm7, in st0 (loaded with fildq, stored back with
+//       fistpq: a 64-bit copy through the x87 unit), or in the AVX-512 opmask register k7 (GCC
+//       spills general registers there): before st0..7 and k0..7 were roots the block was collected
+//       the same way. k exits 77 where the CPU has no AVX-512BW (kmovq).
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,13 +88,85 @@ __attribute__((noinline)) static char* hold_in_ymm_high(uintptr_t masked, uint64
   return (char*)out;
 }
 
+// The same in mm7, the x87 stack's top (as the integer fildq converts) or k7.
+__attribute__((noinline)) static char* hold_in_mmx(uintptr_t masked, uint64_t iterations) {
+  uintptr_t out;
+  __asm__ volatile(
+      "xorq %[k], %[m]\n\t"
+      "movq %[m], %%mm7\n\t"
+      "xorq %[m], %[m]\n\t"
+      "xorl %%ecx, %%ecx; xorl %%edx, %%edx; xorl %%esi, %%esi; xorl %%edi, %%edi\n\t"
+      "xorl %%r8d, %%r8d; xorl %%r9d, %%r9d; xorl %%r10d, %%r10d; xorl %%r11d, %%r11d\n\t"
+      "1: pause\n\t"
+      "decq %[n]\n\t"
+      "jnz 1b\n\t"
+      "movq %%mm7, %[o]\n\t"
+      "emms\n\t"
+      : [o] "=r"(out), [m] "+r"(masked), [n] "+r"(iterations)
+      : [k] "r"(kMask)
+      : "mm7", "cc", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11");
+  return (char*)out;
+}
+
+__attribute__((noinline)) static char* hold_in_x87(uintptr_t masked, uint64_t iterations) {
+  uintptr_t out;
+  uint64_t slot;
+  __asm__ volatile(
+      "xorq %[k], %[m]\n\t"
+      "movq %[m], %[s]\n\t"
+      "fildq %[s]\n\t"
+      "movq $0, %[s]\n\t"
+      "xorq %[m], %[m]\n\t"
+      "xorl %%ecx, %%ecx; xorl %%edx, %%edx; xorl %%esi, %%esi; xorl %%edi, %%edi\n\t"
+      "xorl %%r8d, %%r8d; xorl %%r9d, %%r9d; xorl %%r10d, %%r10d; xorl %%r11d, %%r11d\n\t"
+      "1: pause\n\t"
+      "decq %[n]\n\t"
+      "jnz 1b\n\t"
+      "fistpq %[s]\n\t"
+      "movq %[s], %[o]\n\t"
+      "movq $0, %[s]\n\t"
+      : [o] "=r"(out), [m] "+r"(masked), [n] "+r"(iterations), [s] "=m"(slot)
+      : [k] "r"(kMask)
+      : "cc", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11");
+  return (char*)out;
+}
+
+__attribute__((noinline)) static char* hold_in_opmask(uintptr_t masked, uint64_t iterations) {
+  uintptr_t out;
+  __asm__ volatile(
+      "xorq %[k], %[m]\n\t"
+      "kmovq %[m], %%k7\n\t"
+      "xorq %[m], %[m]\n\t"
+      "xorl %%ecx, %%ecx; xorl %%edx, %%edx; xorl %%esi, %%esi; xorl %%edi, %%edi\n\t"
+      "xorl %%r8d, %%r8d; xorl %%r9d, %%r9d; xorl %%r10d, %%r10d; xorl %%r11d, %%r11d\n\t"
+      "1: pause\n\t"
+      "decq %[n]\n\t"
+      "jnz 1b\n\t"
+      "kmovq %%k7, %[o]\n\t"
+      "kxorq %%k7, %%k7, %%k7\n\t"
+      : [o] "=r"(out), [m] "+r"(masked), [n] "+r"(iterations)
+      : [k] "r"(kMask)
+      : "cc", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11");
+  return (char*)out;
+}
+
 int main(int argc, char** argv) {
-  const int upper_half = argc > 1 && strcmp(argv[1], "ymm") == 0;
+  const char* where = argc > 1 ? argv[1] : "xmm";
+  const int upper_half = strcmp(where, "ymm") == 0;
   if (upper_half && !__builtin_cpu_supports("avx")) {
     fprintf(stderr, "vector_register_root: no AVX here\n");
     return 77;
   }
-  char* (*hold)(uintptr_t, uint64_t) = upper_half ? hold_in_ymm_high : hold_in_xmm;
+  const int opmask = strcmp(where, "k") == 0;
+  if (opmask && !__builtin_cpu_supports("avx512bw")) {
+    fprintf(stderr, "vector_register_root: no AVX-512BW here\n");
+    return 77;
+  }
+  char* (*hold)(uintptr_t, uint64_t) = upper_half                  ? hold_in_ymm_high
+                                       : opmask                    ? hold_in_opmask
+                                       : strcmp(where, "mmx") == 0 ? hold_in_mmx
+                                       : strcmp(where, "st") == 0  ? hold_in_x87
+                                                                   : hold_in_xmm;
   // Calibrate: how long a million spins take here (pause's cost varies from CPU to CPU). The
   // fastest of three: a preemption or heapkeeper's start-up during one only makes it slower, and
   // a hold cut short by that would see fewer scans than the test asks for.

@@ -1,8 +1,8 @@
 // The vector registers read out of XSAVE images (collector/xsave_image.h): images built here by hand
 // in the standard layout, with AVX-512's components too, which the machines that run the suite may
 // not have (integration.never_invented.ymm tests the real thing where there is AVX). Offsets are the
-// ones Intel's and AMD's CPUs report in CPUID leaf 0xD: YMM_Hi128 at 576, ZMM_Hi256 at 1152,
-// Hi16_ZMM at 1664.
+// ones Intel's and AMD's CPUs report in CPUID leaf 0xD: YMM_Hi128 at 576, Opmask at 1088,
+// ZMM_Hi256 at 1152, Hi16_ZMM at 1664.
 #include "collector/xsave_image.h"
 
 #include <gtest/gtest.h>
@@ -15,7 +15,7 @@
 namespace heapkeeper::collect {
 namespace {
 
-constexpr XsaveLayout kAvx512Layout{576, 1152, 1664, 2688};
+constexpr XsaveLayout kAvx512Layout{576, 1152, 1664, 1088, 2688};
 constexpr uint64_t kAvx = 0x7;      // x87, SSE, AVX
 constexpr uint64_t kAvx512 = 0xe7;  // and opmask, ZMM_Hi256, Hi16_ZMM
 constexpr uint64_t kFiller = 0xfefefefefefefefe;
@@ -50,7 +50,11 @@ TEST(XsaveImage, Avx512ImageFillsEveryVectorRegister) {
   EXPECT_EQ(r.words[report::kYmmHighAt + 2 * 5], from(576 + 16 * 5));            // ymm5 bits 128..191
   EXPECT_EQ(r.words[report::kZmmHighAt + 4 * 2 + 3], from(1152 + 32 * 2 + 24));  // zmm2 bits 448..511
   EXPECT_EQ(r.words[report::kHighZmmAt + 8 * 4 + 7], from(1664 + 64 * 4 + 56));  // zmm20 bits 448..511
-  EXPECT_EQ(r.words[report::kRegisterWords - 1], from(2688 - 8));                // zmm31's last word
+  EXPECT_EQ(r.words[report::kHighZmmAt + 8 * 16 - 1], from(2688 - 8));           // zmm31's last word
+  EXPECT_EQ(r.words[report::kOpmaskAt], from(1088));                             // k0
+  EXPECT_EQ(r.words[report::kOpmaskAt + 7], from(1088 + 56));                    // k7
+  EXPECT_EQ(r.words[report::kX87At], from(32));                                  // st0 / mm0
+  EXPECT_EQ(r.words[report::kX87At + 2 * 7], from(32 + 16 * 7));                 // st7 / mm7
   EXPECT_EQ(r.words[0], kFiller);  // the general registers are the caller's
 }
 
@@ -60,9 +64,18 @@ TEST(XsaveImage, ComponentsInTheirInitialStateAreZeros) {
   Registers r;
   EXPECT_EQ(take_ptrace_xstate(image.data(), image.size(), kAvx512Layout, r.words), report::kRegisterWords);
   EXPECT_EQ(r.words[report::kYmmHighAt], from(576));
-  for (uint32_t i = report::kZmmHighAt; i < report::kRegisterWords; ++i) EXPECT_EQ(r.words[i], 0u) << i;
+  for (uint32_t i = report::kZmmHighAt; i < report::kOpmaskAt; ++i) EXPECT_EQ(r.words[i], 0u) << i;
+  EXPECT_EQ(r.words[report::kOpmaskAt], from(1088));  // opmask (0x20) is in the image
   const auto no_sse = image_of(2688, kAvx512, 0x1);
   EXPECT_EQ(take_ptrace_xstate(no_sse.data(), no_sse.size(), kAvx512Layout, r.words), report::kRegisterWords);
+  EXPECT_EQ(r.words[report::kX87At + 2 * 3], from(32 + 16 * 3));  // x87 (0x1) is
+  for (uint32_t i = report::kXmmAt; i < report::kRegisterWords; ++i) {
+    if (i < report::kX87At || i >= report::kX87At + report::kX87Words) {
+      EXPECT_EQ(r.words[i], 0u) << i;
+    }
+  }
+  const auto nothing = image_of(2688, kAvx512, 0);
+  EXPECT_EQ(take_ptrace_xstate(nothing.data(), nothing.size(), kAvx512Layout, r.words), report::kRegisterWords);
   for (uint32_t i = report::kXmmAt; i < report::kRegisterWords; ++i) EXPECT_EQ(r.words[i], 0u) << i;
 }
 
@@ -74,7 +87,7 @@ TEST(XsaveImage, RegisterCountIsWhatTheKernelEnabled) {
   const auto sse = image_of(2688, 0x3, kAvx512);
   EXPECT_EQ(take_ptrace_xstate(sse.data(), sse.size(), kAvx512Layout, r.words), report::kYmmHighAt);
   // A CPU without AVX-512 (no offsets for it) whatever the image says.
-  const XsaveLayout avx_only{576, 0, 0, 832};
+  const XsaveLayout avx_only{576, 0, 0, 0, 832};
   const auto both = image_of(2688, kAvx512, kAvx512);
   EXPECT_EQ(take_ptrace_xstate(both.data(), both.size(), avx_only, r.words), report::kZmmHighAt);
 }
@@ -111,6 +124,8 @@ TEST(XsaveImage, SignalFrame) {
   EXPECT_EQ(r.words[report::kXmmAt], kFiller);  // xmm0..15 are the caller's (the frame's _xmm)
   EXPECT_EQ(r.words[report::kYmmHighAt + 31], from(576 + 248));
   EXPECT_EQ(r.words[report::kHighZmmAt + 127], from(2688 - 8));
+  EXPECT_EQ(r.words[report::kOpmaskAt + 1], from(1088 + 8));  // k1
+  EXPECT_EQ(r.words[report::kX87At], kFiller);                // st0..7 are the caller's (the frame's _st)
   const auto avx = frame_of(832, kAvx, 0x46505853, 0x46505845);
   EXPECT_EQ(take_signal_frame_xstate(avx.data(), kAvx512Layout, r.words), report::kZmmHighAt);
 }
@@ -133,7 +148,38 @@ TEST(XsaveImage, ThisMachinesLayout) {
   if (__builtin_cpu_supports("avx512f")) {
     EXPECT_GE(layout.zmm_high, 576u);
     EXPECT_GE(layout.high_zmm, 576u);
+    EXPECT_GE(layout.opmask, 576u);
   }
+}
+
+TEST(XsaveImage, X87RegistersFromAnFxsaveArea) {
+  unsigned char area[128];
+  for (unsigned i = 0; i < sizeof area; ++i) area[i] = static_cast<unsigned char>(i);
+  // st2: 0x7f12345678a0 as fildq loads it (exponent 46: the significand is it shifted up 17 bits).
+  const uint64_t pointer = 0x7f12345678a0;
+  const uint64_t significand = pointer << 17;
+  const uint16_t sign_and_exponent = 16383 + 46;
+  std::memcpy(area + 16 * 2, &significand, 8);
+  std::memcpy(area + 16 * 2 + 8, &sign_and_exponent, 2);
+  // st3: the same value negated; st4: 2.5 (not an integer).
+  std::memcpy(area + 16 * 3, &significand, 8);
+  const uint16_t negative = sign_and_exponent | 0x8000;
+  std::memcpy(area + 16 * 3 + 8, &negative, 2);
+  const uint64_t two_and_a_half = uint64_t{5} << 61;
+  const uint16_t exponent_one = 16383 + 1;
+  std::memcpy(area + 16 * 4, &two_and_a_half, 8);
+  std::memcpy(area + 16 * 4 + 8, &exponent_one, 2);
+  Registers r;
+  take_x87(area, r.words);
+  uint64_t st5 = 0;
+  std::memcpy(&st5, area + 16 * 5, 8);  // the significand: all of mm5
+  EXPECT_EQ(r.words[report::kX87At + 2 * 5], st5);
+  EXPECT_EQ(r.words[report::kX87At + 2 * 2], significand);
+  EXPECT_EQ(r.words[report::kX87At + 2 * 2 + 1], pointer);  // the integer fistpq would store
+  EXPECT_EQ(r.words[report::kX87At + 2 * 3 + 1], 0u);
+  EXPECT_EQ(r.words[report::kX87At + 2 * 4 + 1], 0u);
+  EXPECT_EQ(r.words[report::kX87At - 1], kFiller);
+  EXPECT_EQ(r.words[report::kX87At + report::kX87Words], kFiller);
 }
 
 }  // namespace
