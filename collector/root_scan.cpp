@@ -19,6 +19,7 @@
 #include "allocator/thread_registry.h"
 #include "collector/exited_stack_exclusion.h"
 #include "collector/kernel_roots.h"
+#include "collector/memory_sharing_tasks.h"
 #include "collector/os_primitives.h"
 #include "collector/own_tls.h"
 #include "collector/protection_keys.h"
@@ -178,6 +179,14 @@ void scan_with_world_stopped(void* raw) {
   alloc::thread_registry().for_each_active([&](alloc::ThreadState& s) {
     if (s.heapkeeper_thread && s.tid != 0 && own_thread_count < 64) own_threads[own_thread_count++] = s.tid;
   });
+  // A child sharing this memory without being a thread of it cannot be stopped or read: no
+  // verdict while one runs (memory_sharing_tasks.h).
+  if (const pid_t sharing = memory_sharing_task(); sharing != 0) {
+    std::snprintf(result.failure, sizeof(result.failure),
+                  "process %d shares this process's memory (clone with CLONE_VM) and cannot be stopped or read",
+                  static_cast<int>(sharing));
+    return;
+  }
   size_t thread_count = 0;
   WorldStop world;
   const bool stopped = world.stop(b.threads, kMaxThreads, own_threads, own_thread_count, thread_count, result.failure,

@@ -38,12 +38,16 @@
 #   fork              (tests/programs/fork_cached_stack.c) a child forked while a thread of its
 #                     parent runs: glibc gives the child's scanner thread that thread's cached stack
 #                     and DTV; the same checks, for the parent's and the child's reports
+#   clone_vm          (tests/programs/clone_vm_child.c) a child made with clone(CLONE_VM) and no
+#                     CLONE_THREAD holds the only pointer to a block in a register for 1.2 s: scans
+#                     are skipped while it shares the memory (one line each), nothing collected, the
+#                     block kept, same stdout and status as a plain run
 #   handler_nodes     (tests/programs/handler_nodes.c) nodes a timer's handler allocates while the
 #                     main thread churns through malloc (many land inside heapkeeper's own code),
 #                     each then the only holder of a data block through 1.2 s of scans: the same
 #                     checks (the handler's blocks came from memory no scan read: its data blocks
 #                     were collected and handed out again)
-# Usage: never_invented.sh [kernel|reclaim|longjmp|vector|ymm|other_registers|protected|shared_stacks|fork|handler_nodes|all]
+# Usage: never_invented.sh [kernel|reclaim|longjmp|vector|ymm|other_registers|protected|shared_stacks|fork|handler_nodes|clone_vm|all]
 source "$(dirname "$0")/lib.sh"
 
 kernel_held=$(hk_program kernel_held)
@@ -176,6 +180,37 @@ if [[ $part == all || $part == handler_nodes ]]; then
     nothing_collected "$HK_WORK/handler_nodes.$run.preload/reports" 4 \
       "handler_nodes ($run): nothing collected, no leak at exit, at least 4 scans while the handler's nodes held the data"
   done
+fi
+if [[ $part == all || $part == clone_vm ]]; then
+  # A child sharing the memory without being a thread: scans are skipped while it does, each
+  # saying why in one line; nothing collected, the block kept, no leak at exit.
+  hk_capture clone_vm plain run_collecting "$(hk_program clone_vm_child)"
+  hk_capture clone_vm preload run_collecting "$(hk_program clone_vm_child)"
+  ok=1
+  err=$HK_WORK/clone_vm.preload/err
+  if [[ $(hk_status clone_vm preload) != 0 || $(hk_status clone_vm plain) != 0 ]]; then
+    hk_fail "clone_vm: exit status $(hk_status clone_vm preload) (plain: $(hk_status clone_vm plain)), expected 0"
+    ok=0
+  fi
+  if ! cmp -s "$HK_WORK/clone_vm.plain/out" "$HK_WORK/clone_vm.preload/out"; then
+    hk_fail "clone_vm: stdout differs from the plain run"
+    diff "$HK_WORK/clone_vm.plain/out" "$HK_WORK/clone_vm.preload/out" >&2 || true
+    ok=0
+  fi
+  skip_line='periodic leak scan skipped: process [0-9]* shares this process.s memory (clone with CLONE_VM) and cannot be stopped or read'
+  if ! grep -q "heapkeeper\[[0-9]*\]: $skip_line" "$err"; then
+    hk_fail "clone_vm: no line saying the scans were skipped"
+    ok=0
+  fi
+  if grep 'heapkeeper\[' "$err" | grep -qv "$skip_line"; then
+    hk_fail "clone_vm: other diagnostics than the skipped scans'"
+    ok=0
+  fi
+  for report in "$HK_WORK/clone_vm.preload/reports"/r.*.json; do
+    hk_json_check "$report" "r['collected']['blocks'] == 0 and r['leaked_blocks'] == 0" \
+      "clone_vm: nothing collected, no leak at exit" || ok=0
+  done
+  if ((ok)); then hk_pass "clone_vm: scans skipped while the child shared the memory, the block kept"; else tail -20 "$err" >&2; fi
 fi
 if [[ $part != all && $part != reclaim ]]; then
   hk_finish
