@@ -51,6 +51,65 @@ bool Suppressions::pattern_matches(std::string_view pattern, std::string_view te
   return glob_match(glob, text);
 }
 
+namespace {
+
+// The suppression types of the other sanitizers (compiler-rt's sanitizer_common, ThreadSanitizer,
+// UndefinedBehaviorSanitizer, AddressSanitizer), which a shared file may hold.
+bool is_other_sanitizer_type(std::string_view type) {
+  static constexpr std::string_view kTypes[] = {"race",
+                                                "race_top",
+                                                "mutex",
+                                                "thread",
+                                                "signal",
+                                                "called_from_lib",
+                                                "deadlock",
+                                                "interceptor_name",
+                                                "interceptor_via_fun",
+                                                "interceptor_via_lib",
+                                                "odr_violation",
+                                                "alloc_dealloc_mismatch",
+                                                "vptr_check",
+                                                "init-order",
+                                                "src",
+                                                "fun",
+                                                "type",
+                                                "global",
+                                                "alignment",
+                                                "bool",
+                                                "bounds",
+                                                "enum",
+                                                "float-cast-overflow",
+                                                "function",
+                                                "implicit-integer-sign-change",
+                                                "implicit-signed-integer-truncation",
+                                                "implicit-unsigned-integer-truncation",
+                                                "integer-divide-by-zero",
+                                                "invalid-builtin-use",
+                                                "nonnull-attribute",
+                                                "null",
+                                                "nullability-arg",
+                                                "nullability-assign",
+                                                "nullability-return",
+                                                "object-size",
+                                                "pointer-overflow",
+                                                "return",
+                                                "returns-nonnull-attribute",
+                                                "shift",
+                                                "shift-base",
+                                                "shift-exponent",
+                                                "signed-integer-overflow",
+                                                "unreachable",
+                                                "unsigned-integer-overflow",
+                                                "unsigned-shift-base",
+                                                "vla-bound",
+                                                "vptr"};
+  for (const std::string_view known : kTypes)
+    if (type == known) return true;
+  return false;
+}
+
+}  // namespace
+
 bool Suppressions::load(const std::string& path, std::string& error) {
   std::string whole;
   const std::string problem = report::read_regular_file(path.c_str(), kMaxFileBytes, whole);
@@ -81,7 +140,16 @@ bool Suppressions::load(const std::string& path, std::string& error) {
       error = path + ":" + std::to_string(number) + ": expected TYPE:PATTERN, e.g. leak:my_function";
       return false;
     }
-    if (trim(text.substr(0, colon)) != "leak") continue;  // other sanitizers' types do not apply
+    const std::string_view type = trim(text.substr(0, colon));
+    if (type != "leak") {
+      // Another sanitizer's type (one file may serve several tools) does not apply; anything else
+      // is a typo ("LEAK", "leaks") that would silently suppress nothing: refused, as
+      // LeakSanitizer refuses it.
+      if (is_other_sanitizer_type(type)) continue;
+      error = path + ":" + std::to_string(number) + ": unknown suppression type \"" + std::string(type) +
+              "\" (heapkeeper reads leak:PATTERN; other sanitizers' types are skipped)";
+      return false;
+    }
     std::string_view pattern = trim(text.substr(colon + 1));
     if (!pattern.empty()) patterns.emplace_back(pattern);
   }

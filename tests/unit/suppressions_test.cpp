@@ -61,6 +61,27 @@ TEST_F(SuppressionsFile, ALineWithoutAColonRefusesTheFile) {
   EXPECT_TRUE(suppressions.empty()) << "a refused file suppresses nothing, not its first lines";
 }
 
+// "LEAK:main" or "leaks:main" suppressed nothing and said nothing (found by an adversarial tester);
+// other sanitizers' types, which a shared file holds, are still skipped.
+TEST_F(SuppressionsFile, AnUnknownTypeRefusesTheFile) {
+  for (const std::string type : {"LEAK", "leaks", "foo", ""}) {
+    SCOPED_TRACE(type);
+    Suppressions suppressions;
+    bool loaded = true;
+    const std::string error = load("leak:first\n" + type + ":main\n", suppressions, loaded);
+    EXPECT_FALSE(loaded);
+    EXPECT_EQ(error, path_ + ":2: unknown suppression type \"" + type +
+                         "\" (heapkeeper reads leak:PATTERN; other sanitizers' types are skipped)");
+    EXPECT_TRUE(suppressions.empty());
+  }
+  Suppressions suppressions;
+  bool loaded = false;
+  const std::string error =
+      load("race:a\ncalled_from_lib:libfoo.so\nsigned-integer-overflow:b\nleak:kept\n", suppressions, loaded);
+  EXPECT_TRUE(loaded) << error;
+  EXPECT_EQ(suppressions.patterns(), (std::vector<std::string>{"kept"}));
+}
+
 // A NUL byte made a pattern that matched no name ("leak:fo\0o"), or a type that was not "leak"
 // ("le\0ak:foo"): the suppression was silently lost (found by an adversarial tester).
 TEST_F(SuppressionsFile, ALineWithANulByteRefusesTheFile) {
