@@ -36,6 +36,7 @@
 #include "allocator/jemalloc_calls.h"
 #include "allocator/monotonic_clock.h"
 #include "allocator/private_heap.h"
+#include "allocator/private_stack.h"
 #include "allocator/quarantine.h"
 #include "allocator/raw_syscall.h"
 #include "allocator/signal_safe_pool.h"
@@ -90,6 +91,21 @@ void forget_deferred_threads() {
     deferred.state.store(DeferredThread::kEmpty, std::memory_order_relaxed);
   g_deferred_thread_count.store(0, std::memory_order_relaxed);
 }
+
+// The guard of an allocation or free call of the program's: the outermost notes where the stack
+// stands (ThreadLocal::guard_sp).
+class CallGuardScope {
+ public:
+  explicit CallGuardScope(ThreadLocal& tl) : tl_(tl) {
+    if (tl_.guard++ == 0) tl_.guard_sp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  }
+  ~CallGuardScope() { --tl_.guard; }
+  CallGuardScope(const CallGuardScope&) = delete;
+  CallGuardScope& operator=(const CallGuardScope&) = delete;
+
+ private:
+  ThreadLocal& tl_;
+};
 
 class GuardScope {
  public:
@@ -408,44 +424,84 @@ static void free_outside_tracked_heap(void* ptr) noexcept {
 // ---------------------------------------------------------------------------------------------
 // Tracked allocation
 
-// Whether an allocation that arrives with the guard held is a signal handler's that interrupted
-// heapkeeper's own code (between its guard and jemalloc: capturing a stack, recording a block),
-// rather than one heapkeeper's code made through libc or libunwind. Such a handler's block is the
-// program's: from the internal arena, which no scan reads, it hid the blocks it pointed to, which
-// detect mode reported leaked and collect mode freed under the program (a handler appending
-// nodes to a list). Told by a signal frame between this call and where the guard was taken, on the
-// thread's registered stack; or by this call being on the thread's alternate signal stack where the
-// guard was not. Anything else (a coroutine's stack, heapkeeper's private one) stays internal.
+// Whether an allocation that arrives with the guard of an allocation or free call held is a signal
+// handler's that interrupted that call (capturing a stack, recording a block), rather than one that
+// heapkeeper's own code made through libc or libunwind. Such a handler's block is the program's:
+// from the internal arena, which no scan reads, it hid the blocks it pointed to, which detect mode
+// reported leaked and collect mode freed under the program (a handler appending nodes to a list).
+// Told by a signal frame between this call and where the guard was taken, when both are on the
+// thread's stack or both on its alternate signal stack; or by this call being on another stack than
+// the guard's (heapkeeper's call moves only to its private stack, for an unwind on a coroutine's).
+// When the guard was taken on a stack heapkeeper does not know (a coroutine's) and so is this call,
+// nothing tells them apart: the block stays internal (README, "Limits").
 static bool allocation_from_interrupting_handler(const ThreadLocal& tl) noexcept {
   const auto here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
   const uintptr_t guard_sp = tl.guard_sp;
-  if (guard_sp == 0) return false;
-  const auto on_alternate = [&](uintptr_t address) {
-    return address >= tl.alt_stack_low && address < tl.alt_stack_high;
+  const ThreadState* s = tl.state;
+  if (guard_sp == 0 || s == nullptr || on_private_stack(*s, here)) return false;
+  // 0: neither of the known stacks; 1: the thread's; 2: its alternate signal stack.
+  const auto which_stack = [&](uintptr_t address) {
+    if (address >= s->stack_low && address < s->stack_high) return 1;
+    if (address >= tl.alt_stack_low && address < tl.alt_stack_high) return 2;
+    return 0;
   };
-  if (on_alternate(here) != on_alternate(guard_sp)) return on_alternate(here);
+  const int guard_stack = which_stack(guard_sp), this_stack = which_stack(here);
+  if (guard_stack == 0) return this_stack != 0;
+  if (this_stack != guard_stack) return true;
   // Both on one stack: the words between are in use, the interrupted code's and the handler's.
-  uintptr_t low = 0, high = 0;
-  if (on_alternate(here)) {
-    low = tl.alt_stack_low;
-    high = tl.alt_stack_high;
-  } else if (const ThreadState* s = tl.state) {
-    low = s->stack_low;
-    high = s->stack_high;
+  const uintptr_t high = this_stack == 1 ? s->stack_high : tl.alt_stack_high;
+  return here < guard_sp && signal_frame_between(here, guard_sp, high);
+}
+
+// A signal handler's block, made while the allocation or free call it interrupted holds the guard:
+// tracked like any block, so that scans read it and its free gives its memory back (from the
+// signal-safe pool, which never reuses, a handler allocating and freeing under a 100 us timer used
+// up the pool's 256 MiB in 6 s, and malloc failed from then on: an adversarial round, helper-62).
+// None of the thread's caches and counters is touched, which the interrupted call may be updating:
+// jemalloc without the thread cache, the caller alone as the stack (interned lock-free), the
+// process-wide counters.
+static void* allocate_for_interrupting_handler(ThreadLocal& tl, size_t size, size_t alignment, bool zero) noexcept {
+  const bool plain = alignment <= 16;
+  if (size > static_cast<size_t>(PTRDIFF_MAX) - (plain ? kHeaderSize : alignment) - kPageSize) {
+    errno = ENOMEM;
+    return nullptr;
   }
-  // At most 128 KiB between (heapkeeper's deepest guarded work on a program's stack, an unwind
-  // with libunwind's frames, takes some 12 KiB): a longer scan would be for nothing.
-  constexpr uintptr_t kLongestScan = uintptr_t{128} * 1024;
-  if (here < low || guard_sp > high || here >= guard_sp || guard_sp - here > kLongestScan) return false;
-  return signal_frame_between(here, guard_sp, high);
+  const PrivateHeap& heap = private_heap();
+  const BlockPlacement placement = plain ? heap.place_plain(size) : heap.place_aligned(size, alignment);
+  ThreadState* s = tl.state;
+  int flags = MALLOCX_ARENA(s != nullptr ? s->arena : heap.tracked_arena_for(0)) | MALLOCX_TCACHE_NONE;
+  if (!plain) flags |= MALLOCX_LG_ALIGN(log2_of_power(alignment));
+  if (zero) flags |= MALLOCX_ZERO;
+  void* raw = je::mallocx(placement.request, flags);
+  if (raw == nullptr) return signal_safe_pool().allocate(size, alignment, zero);
+  if (!heap.tracked().contains(raw)) return raw;  // as allocate_tracked says
+  const auto region = reinterpret_cast<uintptr_t>(raw);
+  const uint32_t stack = intern_caller_without_caches(reinterpret_cast<uintptr_t>(__builtin_frame_address(0)));
+  BlockHeader* header = placement.offset_shift == BlockHeader::kOutOfBandShift ? block_map().out_of_band_header(region)
+                                                                               : in_band_header(region);
+  header->packed = BlockHeader::pack(size, placement.offset_shift, false, s != nullptr ? s->index : 0);
+  header->stack_id = stack;
+  header->sequence = static_cast<uint32_t>(thread_registry().next_sequence_block(1));
+  stack_table().count_allocation(stack);
+  size_t usable;
+  int small_class;
+  region_geometry(region, placement, usable, small_class);
+  block_map().record(region, usable, small_class);
+  thread_registry().count_orphan_allocation(size);
+  return reinterpret_cast<void*>(region + header->user_offset());
 }
 
 void* allocate_tracked(size_t size, size_t alignment, bool zero) noexcept {
   ThreadLocal& tl = tls_thread;
   if (__builtin_expect(tl.guard != 0 || !g_ready, 0)) {
-    // A signal handler's, interrupting heapkeeper: the program's block, where scans see it.
-    if (tl.guard != 0 && tl.in_jemalloc == 0 && g_ready && allocation_from_interrupting_handler(tl))
-      return signal_safe_pool().allocate(size, alignment, zero);
+    // A signal handler's, interrupting an allocation or free call: the program's block.
+    if (tl.guard != 0 && tl.in_jemalloc == 0 && g_ready && allocation_from_interrupting_handler(tl)) {
+      const int saved_errno = errno;
+      GuardScope guard(tl);
+      void* block = allocate_for_interrupting_handler(tl, size, alignment, zero);
+      if (block != nullptr) errno = saved_errno;
+      return block;
+    }
     // Before start-up the program's first allocation brings the heap up and is then tracked like
     // any other: it may come from another preloaded library's constructor, run before ours.
     if (tl.guard != 0 || tl.in_jemalloc != 0 || !ensure_initialized() || !g_ready)
@@ -454,7 +510,7 @@ void* allocate_tracked(size_t size, size_t alignment, bool zero) noexcept {
   if (__builtin_expect(tl.in_jemalloc != 0, 0)) return signal_safe_pool().allocate(size, alignment, zero);
   if (__builtin_expect(tl.deferred_count.load(std::memory_order_relaxed) != 0, 0)) drain_deferred_frees(tl);
   const int saved_errno = errno;
-  GuardScope guard(tl);
+  CallGuardScope guard(tl);
   ThreadState* s = current_state(tl);
 
   const bool plain = alignment <= 16;
@@ -577,7 +633,7 @@ void free_tracked(void* ptr, const char* api_name) noexcept {
   }
   ThreadLocal& tl = tls_thread;
   const int saved_errno = errno;
-  GuardScope guard(tl);
+  CallGuardScope guard(tl);
   ThreadState* s = tl.guard > 1 ? nullptr : current_state(tl);
   // A block collect mode holds for one more scan is the program's after all: it leaves quarantine
   // (this free decides its fate, not the collector's next scan) and is freed as asked.
@@ -729,7 +785,7 @@ void* reallocate_tracked(void* ptr, size_t size, size_t alignment_hint) noexcept
       in_place = je::nallocx(placement.request, flags) == usable;
       if (!in_place && usable > heap.small_max() && placement.request > heap.small_max()) {
         const int saved_errno = errno;
-        GuardScope guard(tl);
+        CallGuardScope guard(tl);
         new_usable = je::xallocx(reinterpret_cast<void*>(region), placement.request, 0, flags);
         in_place = new_usable >= placement.request;
         errno = saved_errno;
@@ -737,7 +793,7 @@ void* reallocate_tracked(void* ptr, size_t size, size_t alignment_hint) noexcept
     }
     if (in_place) {
       const int saved_errno = errno;
-      GuardScope guard(tl);
+      CallGuardScope guard(tl);
       ThreadState* s = current_state(tl);
       header->packed = BlockHeader::pack(size, header->offset_shift(), false, s != nullptr ? s->index : 0);
       header->stack_id = capture_stack(s != nullptr ? s->stack_cache : nullptr, config().stack_depth);

@@ -828,20 +828,27 @@ bool signal_frame_between(uintptr_t low, uintptr_t high, uintptr_t readable_end)
   if (!g_libc_code_known.load(std::memory_order_acquire)) return false;
   const uintptr_t code_low = g_libc_code_low.load(std::memory_order_relaxed);
   const uintptr_t code_high = g_libc_code_high.load(std::memory_order_relaxed);
-  if (code_high < code_low + sizeof(kSignalReturn)) return false;
-  // The kernel enters a handler with its return address, glibc's restorer, on top of the frame's
-  // ucontext, whose saved stack pointer is where the interrupted code stood: above the frame, and
-  // at most at `high` when that code ran under heapkeeper's guard. A stale copy of the restorer's
-  // address (an earlier handler's frame, since overwritten in part) rarely keeps such a context.
+  // The kernel enters a handler with its return address, the handler's restorer, on top of the
+  // frame's ucontext, whose saved stack pointer is where the interrupted code stood: above the
+  // frame, and at most at `high` when that code ran under heapkeeper's guard. The restorer is
+  // glibc's (__restore_rt) for every handler glibc's sigaction installed; a program that installs
+  // its own with rt_sigaction has its own, and there the interrupted instruction names the frame:
+  // heapkeeper's code, which is what runs under the guard, with its fpstate between the frame and
+  // the interrupted stack pointer. A stale copy (an earlier handler's frame, since overwritten in
+  // part) rarely keeps such a context.
   constexpr uintptr_t kContextEnd = 8 + sizeof(ucontext_t);
-  for (uintptr_t at = (low + 7) & ~uintptr_t{7}; at + 8 <= high; at += 8) {
-    const uintptr_t word = load(at);
-    if (word < code_low || word > code_high - sizeof(kSignalReturn)) continue;
-    if (std::memcmp(reinterpret_cast<const void*>(word), kSignalReturn, sizeof(kSignalReturn)) != 0) continue;
-    if (at + kContextEnd > readable_end) continue;
+  for (uintptr_t at = (low + 7) & ~uintptr_t{7}; at + 8 <= high && at + kContextEnd <= readable_end; at += 8) {
     const auto* context = reinterpret_cast<const ucontext_t*>(at + 8);
     const auto interrupted = static_cast<uintptr_t>(context->uc_mcontext.gregs[REG_RSP]);
-    if (interrupted > at && interrupted <= high) return true;
+    if (interrupted <= at || interrupted > high) continue;
+    const uintptr_t word = load(at);
+    if (word >= code_low && code_high >= code_low + sizeof(kSignalReturn) &&
+        word <= code_high - sizeof(kSignalReturn) &&
+        std::memcmp(reinterpret_cast<const void*>(word), kSignalReturn, sizeof(kSignalReturn)) == 0)
+      return true;
+    const auto instruction = static_cast<uintptr_t>(context->uc_mcontext.gregs[REG_RIP]);
+    const auto fpstate = reinterpret_cast<uintptr_t>(context->uc_mcontext.fpregs);
+    if (is_heapkeeper_code(instruction) && fpstate > at && fpstate < interrupted) return true;
   }
   return false;
 }
@@ -1221,6 +1228,12 @@ uint32_t capture_stack(StackCache* cache, int depth, const StackProbe* given) {
   uintptr_t low = state != nullptr ? state->stack_low : 0, high = state != nullptr ? state->stack_high : 0;
   if (__builtin_expect(short_of_stack(low, high, kPythonFramesRoom), 0)) return native;
   return add_python_frames(cache != nullptr ? &cache->python : nullptr, native, depth);
+}
+
+uint32_t intern_caller_without_caches(uintptr_t frame) {
+  const EntryFrame entry = find_entry_frame(frame, frame + uintptr_t{64} * 1024);
+  if (entry.sp == 0) return 0;
+  return stack_table().intern(&entry.ip, 1, module_generation());
 }
 
 uint32_t capture_caller(StackCache* cache) {

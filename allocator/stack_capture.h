@@ -54,6 +54,12 @@ uint32_t capture_stack(StackCache* cache, int depth, const StackProbe* probe = n
 // every free (HEAPKEEPER_FREE_STACKS=0, the default).
 uint32_t capture_caller(StackCache* cache);
 
+// The program's caller of the exported function this thread is in (its entry frame, within
+// [frame, frame + 64 KiB) of the calling function's frame), interned as a one-frame stack, with no
+// cache of the thread's touched: for a signal handler's allocation that interrupted heapkeeper's
+// code, which may be updating those caches. 0 when it cannot be found. Lock-free.
+uint32_t intern_caller_without_caches(uintptr_t frame);
+
 // The executable segments of the loaded module holding `address`, from the lowest to the end of
 // the highest; empty (0, 0) when no module holds it.
 struct CodeRange {
@@ -64,9 +70,10 @@ CodeRange code_range_of(uintptr_t address);
 // True when `address` is code of libheapkeeper.so (used to skip our frames, and by reports).
 bool is_heapkeeper_code(uintptr_t address);
 
-// Whether the stack words in [low, high), one stack's, hold a signal frame of a handler glibc
-// installed (its restorer's address, then a ucontext whose saved stack pointer lies above it and at
-// most at `high`): a handler ran below `high`. Reads up to `readable_end` (>= high) for the frame's
+// Whether the stack words in [low, high), one stack's, hold the signal frame of a handler that
+// interrupted code running at most at `high`: glibc's restorer's address, or a handler's own with
+// the interrupted instruction in heapkeeper's code, then a ucontext whose saved stack pointer lies
+// above the frame and at most at `high`. Reads up to `readable_end` (>= high) for the frame's
 // context. Async-signal-safe; false while libc's code range is unknown (before start-up).
 bool signal_frame_between(uintptr_t low, uintptr_t high, uintptr_t readable_end);
 

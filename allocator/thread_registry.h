@@ -80,9 +80,10 @@ struct alignas(64) ThreadState {
 
 struct ThreadLocal {
   uint32_t guard = 0;  // reentrancy depth: non-zero while heapkeeper itself runs on this thread
-  // Where this thread's stack stood when the outermost guard was taken (take_guard): an allocation
-  // that arrives under the guard with a signal frame between it and here is a signal handler's that
-  // interrupted heapkeeper, the program's (engine.cpp, allocation_from_interrupting_handler).
+  // Where this thread's stack stood when an allocation or free call of the program's took the
+  // outermost guard (engine.cpp's CallGuardScope; 0 when other code took it): an allocation that
+  // arrives under that guard from a signal handler is the program's, told apart from heapkeeper's
+  // own nested ones by engine.cpp's allocation_from_interrupting_handler.
   uintptr_t guard_sp = 0;
   uint32_t in_jemalloc = 0;  // non-zero while this thread is inside a call into jemalloc
   // Frees that arrived while inside jemalloc (signal handlers): done at the next top-level call.
@@ -112,10 +113,10 @@ struct ThreadLocal {
 // without it each access from another file goes through a TLS wrapper call check.
 extern constinit thread_local ThreadLocal tls_thread __attribute__((tls_model("initial-exec")));
 
-// Takes heapkeeper's guard on this thread (release it with --tl.guard), the outermost take noting
-// where the stack stands (ThreadLocal::guard_sp).
+// Takes heapkeeper's guard on this thread (release it with --tl.guard) for code other than an
+// allocation or free call's (ThreadLocal::guard_sp).
 __attribute__((always_inline)) inline void take_guard(ThreadLocal& tl) {
-  if (tl.guard++ == 0) tl.guard_sp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  if (tl.guard++ == 0) tl.guard_sp = 0;
 }
 
 struct ThreadTotals {

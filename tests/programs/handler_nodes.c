@@ -10,14 +10,23 @@
 // glibc's malloc may not be called from a handler that interrupted it, so without heapkeeper (no
 // heapkeeper_heap_stats to find) the churn blocks the signal around its own calls: the output is
 // the same either way.
+//
+//   handler_nodes               the handler on the thread's stack
+//   handler_nodes big_frame     the handler's malloc 160 KiB below its frame's start (a large local
+//                               buffer): the signal frame lies far from the call
+//   handler_nodes raw_altstack  the handler on an alternate stack registered with the raw system
+//                               call, which heapkeeper's sigaltstack wrapper does not see
+// (found by an adversarial round, helper-62: each lost blocks as the first version did)
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 enum { kNodes = 600, kDataBytes = 48, kFresh = 20000 };
 
@@ -30,10 +39,20 @@ static struct node* volatile nodes[kNodes];
 static volatile sig_atomic_t node_count;
 static void* fresh[kFresh];
 
+static int big_frame;
+
+// malloc below a 160 KiB buffer, which the compiler cannot drop.
+__attribute__((noinline)) static void* malloc_under_big_frame(size_t size) {
+  volatile char buffer[160 * 1024];
+  buffer[0] = 1;
+  buffer[sizeof buffer - 1] = buffer[0];
+  return malloc(size);
+}
+
 static void on_alarm(int signal_number) {
   (void)signal_number;
   if (node_count >= kNodes) return;
-  struct node* n = malloc(sizeof *n);
+  struct node* n = big_frame ? malloc_under_big_frame(sizeof *n) : malloc(sizeof *n);
   if (n == NULL) return;
   n->next = NULL;
   n->data = NULL;
@@ -41,15 +60,24 @@ static void on_alarm(int signal_number) {
   node_count = node_count + 1;
 }
 
-int main(void) {
+int main(int argc, char** argv) {
   const int traced = dlsym(RTLD_DEFAULT, "heapkeeper_heap_stats") != NULL;
+  const char* variant = argc > 1 ? argv[1] : "";
+  big_frame = strcmp(variant, "big_frame") == 0;
+  int action_flags = SA_RESTART;
+  if (strcmp(variant, "raw_altstack") == 0) {
+    static char alternate[256 * 1024];
+    const stack_t stack = {.ss_sp = alternate, .ss_flags = 0, .ss_size = sizeof alternate};
+    syscall(SYS_sigaltstack, &stack, NULL);
+    action_flags |= SA_ONSTACK;
+  }
   sigset_t alarm_only, previous;
   sigemptyset(&alarm_only);
   sigaddset(&alarm_only, SIGALRM);
   struct sigaction action;
   memset(&action, 0, sizeof action);
   action.sa_handler = on_alarm;
-  action.sa_flags = SA_RESTART;
+  action.sa_flags = action_flags;
   sigaction(SIGALRM, &action, NULL);
   const struct itimerval every_200us = {{0, 200}, {0, 200}};
   setitimer(ITIMER_REAL, &every_200us, NULL);
