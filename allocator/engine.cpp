@@ -12,10 +12,12 @@
 #include "allocator/engine.h"
 
 #include <dlfcn.h>
+#include <linux/kcmp.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -195,7 +197,17 @@ void run_without_throwing(Handler handler, const char* what) noexcept {
   }
 }
 
+// The process heapkeeper started in, or the fork child it became (fork_child).
+std::atomic<pid_t> g_process_pid{0};
+
 void run_exit_handlers() {
+  // exit() in a child that shares this process's memory without being its thread (clone with
+  // CLONE_VM): the handlers are the process's, in memory the child shares; run there they ended
+  // its live stats and took its exit scan, and the process itself went on without scans or report
+  // (an adversarial round, helper-62). Not the process's exit: nothing to do.
+  const auto self = static_cast<pid_t>(raw_syscall(SYS_getpid));
+  const pid_t owner = g_process_pid.load(std::memory_order_acquire);
+  if (owner != 0 && self != owner && raw_syscall(SYS_kcmp, self, owner, KCMP_VM, 0, 0) == 0) return;
   ThreadLocal& tl = tls_thread;
   GuardScope guard(tl);
   // A thread not started by now would only race the exit handlers (the publisher's final snapshot).
@@ -217,6 +229,7 @@ void fork_parent() {
 void fork_child() {
   end_fork_for_unwinder_in_child();
   tls_thread.forking = false;
+  g_process_pid.store(static_cast<pid_t>(raw_syscall(SYS_getpid)), std::memory_order_release);
   ThreadLocal& tl = tls_thread;
   GuardScope guard(tl);
   diagnostic_output_after_fork_in_child();
@@ -274,6 +287,7 @@ bool ensure_initialized() noexcept {
   g_init_state.store(static_cast<int>(InitState::kReady), std::memory_order_release);
   initialize_stack_capture();
   pthread_atfork(fork_prepare, fork_parent, fork_child);
+  g_process_pid.store(static_cast<pid_t>(raw_syscall(SYS_getpid)), std::memory_order_release);
   atexit(run_exit_handlers);
   g_ready = true;
   thread_registry().register_current();

@@ -39,8 +39,14 @@ bool alive(pid_t pid) {
   return state[2] != 'Z' && state[2] != 'X';
 }
 
-// Whether the child `pid` still shares this process's memory.
+// Whether the child `pid` still shares this process's memory. A pid that names a thread of this
+// process is not the child's any more: the child ended and a thread of the program took its number
+// (kcmp said "the same memory" for the thread's whole life, and every scan, the exit scan too, was
+// skipped: an adversarial round, helper-62).
 bool still_sharing(pid_t pid) {
+  char task[48];
+  std::snprintf(task, sizeof task, "/proc/self/task/%d", static_cast<int>(pid));
+  if (alloc::raw_syscall(SYS_faccessat, AT_FDCWD, reinterpret_cast<long>(task), F_OK, 0) == 0) return false;
   const long self = alloc::raw_syscall(SYS_getpid);
   const long same = alloc::raw_syscall(SYS_kcmp, self, pid, KCMP_VM, 0, 0);
   if (same == 0) return true;

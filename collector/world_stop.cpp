@@ -1,6 +1,7 @@
 // The stop-the-world: ptrace first, signals as the fallback (see world_stop.h).
 #include "collector/world_stop.h"
 
+#include <asm/prctl.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/syscall.h>
@@ -112,14 +113,23 @@ void suspend_handler(int signal, siginfo_t* info, void* context) {
   const auto* uc = static_cast<const ucontext_t*>(context);
   static_assert(sizeof(mine->registers) >= sizeof(uc->uc_mcontext.gregs));
   std::memcpy(mine->registers, uc->uc_mcontext.gregs, sizeof(uc->uc_mcontext.gregs));
-  mine->register_count = NGREG;
+  // The gregs hold no segment bases, which ptrace's registers do: a program can keep a pointer in
+  // its GS base (wrgsbase, arch_prctl), and under this fallback a block held only there was freed
+  // by collect mode (an adversarial round, helper-62). This handler runs on the thread itself.
+  static_assert(NGREG + 2 <= report::kXmmAt);
+  for (uint32_t i = NGREG; i < report::kXmmAt; ++i) mine->registers[i] = 0;
+  unsigned long base = 0;
+  if (alloc::raw_syscall(SYS_arch_prctl, ARCH_GET_FS, reinterpret_cast<long>(&base)) == 0)
+    mine->registers[NGREG] = base;
+  base = 0;
+  if (alloc::raw_syscall(SYS_arch_prctl, ARCH_GET_GS, reinterpret_cast<long>(&base)) == 0)
+    mine->registers[NGREG + 1] = base;
+  mine->register_count = NGREG + 2;
   // The vector registers, saved by the kernel in the signal frame below the interrupted stack
   // pointer (which the scan excludes as dead frames): copied, as ptrace's stop reads them. The
   // frame's fpstate is an XSAVE image (xsave_image.h) with the registers above xmm15.
   if (uc->uc_mcontext.fpregs != nullptr) {
-    static_assert(NGREG <= report::kXmmAt);
     static_assert(sizeof(uc->uc_mcontext.fpregs->_xmm) == report::kXmmWords * sizeof(uint64_t));
-    for (uint32_t i = NGREG; i < report::kXmmAt; ++i) mine->registers[i] = 0;
     std::memcpy(mine->registers + report::kXmmAt, uc->uc_mcontext.fpregs->_xmm, sizeof(uc->uc_mcontext.fpregs->_xmm));
     static_assert(sizeof(uc->uc_mcontext.fpregs->_st) == size_t{16} * report::kX87Registers);
     take_x87(uc->uc_mcontext.fpregs->_st, mine->registers);

@@ -23,8 +23,8 @@
 #   ymm               the same with the pointer in the upper half of ymm15 (bits 128..191), every
 #                     other vector register zeroed; skipped (status 77 when it is the only part)
 #                     where the CPU has no AVX
-#   other_registers   the same with the pointer in mm7, in st0 (fildq) and in the opmask register k7
-#                     (AVX-512BW only; skipped elsewhere)
+#   other_registers   the same with the pointer in mm7, in st0 (fildq), in the opmask register k7
+#                     (AVX-512BW only; skipped elsewhere) and in the GS base
 #   protected         (tests/programs/protected_roots.c) a block whose only pointer lies for 0.8 s
 #                     in a PROT_NONE guard page of a reachable heap block, in an anonymous page
 #                     sealed read-only, in one made write-only (PROT_WRITE), in a private mapping
@@ -130,7 +130,7 @@ if [[ $part == all || $part == other_registers ]]; then
   # st0..7 (and so mm0..7) and the AVX-512 opmask registers are roots too: the FXSAVE area's st
   # registers (a pointer copied through fildq/fistpq is read back as the integer it is) and XSAVE's
   # Opmask, from ptrace's images and the signal frame's.
-  for register in mmx st k; do
+  for register in mmx st k gs; do
     if [[ $register == k ]] && ! grep -qw avx512bw /proc/cpuinfo; then
       echo "k: skipped, the CPU has no AVX-512BW"
       continue

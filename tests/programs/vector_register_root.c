@@ -15,11 +15,16 @@
 //       fistpq: a 64-bit copy through the x87 unit), or in the AVX-512 opmask register k7 (GCC
 //       spills general registers there): before st0..7 and k0..7 were roots the block was collected
 //       the same way. k exits 77 where the CPU has no AVX-512BW (kmovq).
+//   vector_register_root gs  the pointer in the GS base (arch_prctl), which the signal fallback's
+//       ucontext does not hold: it was collected under HEAPKEEPER_STOP_METHOD=signals.
+#include <asm/prctl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 static const uintptr_t kMask = 0x5a5a5a5a5aUL;
 
@@ -150,6 +155,25 @@ __attribute__((noinline)) static char* hold_in_opmask(uintptr_t masked, uint64_t
   return (char*)out;
 }
 
+// The same in the GS base (a program may keep a pointer there: arch_prctl, wrgsbase), which the
+// ucontext of the signal fallback does not hold.
+__attribute__((noinline)) static char* hold_in_gs_base(uintptr_t masked, uint64_t iterations) {
+  if (syscall(SYS_arch_prctl, ARCH_SET_GS, masked ^ kMask) != 0) return NULL;
+  __asm__ volatile(
+      "xorl %%ecx, %%ecx; xorl %%edx, %%edx; xorl %%esi, %%esi; xorl %%edi, %%edi\n\t"
+      "xorl %%r8d, %%r8d; xorl %%r9d, %%r9d; xorl %%r10d, %%r10d; xorl %%r11d, %%r11d; xorl %%eax, %%eax\n\t"
+      "1: pause\n\t"
+      "decq %[n]\n\t"
+      "jnz 1b\n\t"
+      : [n] "+r"(iterations)
+      :
+      : "cc", "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11");
+  unsigned long back = 0;
+  syscall(SYS_arch_prctl, ARCH_GET_GS, &back);
+  syscall(SYS_arch_prctl, ARCH_SET_GS, 0UL);
+  return (char*)back;
+}
+
 int main(int argc, char** argv) {
   const char* where = argc > 1 ? argv[1] : "xmm";
   const int upper_half = strcmp(where, "ymm") == 0;
@@ -162,7 +186,8 @@ int main(int argc, char** argv) {
     fprintf(stderr, "vector_register_root: no AVX-512BW here\n");
     return 77;
   }
-  char* (*hold)(uintptr_t, uint64_t) = upper_half                  ? hold_in_ymm_high
+  char* (*hold)(uintptr_t, uint64_t) = strcmp(where, "gs") == 0    ? hold_in_gs_base
+                                       : upper_half                ? hold_in_ymm_high
                                        : opmask                    ? hold_in_opmask
                                        : strcmp(where, "mmx") == 0 ? hold_in_mmx
                                        : strcmp(where, "st") == 0  ? hold_in_x87
