@@ -205,9 +205,15 @@ void run_exit_handlers() {
   // CLONE_VM): the handlers are the process's, in memory the child shares; run there they ended
   // its live stats and took its exit scan, and the process itself went on without scans or report
   // (an adversarial round, helper-62). Not the process's exit: nothing to do.
+  // Asked only without a seccomp filter, which may kill for kcmp (a debugging call); under one, a
+  // process whose pid is not the one heapkeeper started in (or forked into) is taken to share the
+  // memory: a vfork child calling exit(), or a raw clone's.
   const auto self = static_cast<pid_t>(raw_syscall(SYS_getpid));
   const pid_t owner = g_process_pid.load(std::memory_order_acquire);
-  if (owner != 0 && self != owner && raw_syscall(SYS_kcmp, self, owner, KCMP_VM, 0, 0) == 0) return;
+  if (owner != 0 && self != owner) {
+    const bool may_ask = !syscall_filter_installed() && syscall_filter_known_absent();
+    if (!may_ask || raw_syscall(SYS_kcmp, self, owner, KCMP_VM, 0, 0) == 0) return;
+  }
   ThreadLocal& tl = tls_thread;
   GuardScope guard(tl);
   // A thread not started by now would only race the exit handlers (the publisher's final snapshot).
