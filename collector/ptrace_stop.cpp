@@ -27,6 +27,9 @@
 #include "collector/xsave_image.h"
 #include "report/register_words.h"
 
+// glibc's own name for clone (exported since 2.2.5), which no wrapper interposes.
+extern "C" int __clone(int (*function)(void*), void* stack, int flags, void* argument, ...);
+
 namespace heapkeeper::collect {
 namespace {
 
@@ -313,9 +316,12 @@ PtraceOutcome ptrace_stop(StoppedThread* slots, size_t capacity, const pid_t* ex
   uint64_t all_signals = ~uint64_t{0}, previous_mask = 0;
   alloc::raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&all_signals),
                      reinterpret_cast<long>(&previous_mask), sizeof(uint64_t));
-  // No exit signal: the program's wait() and SIGCHLD handlers never see the tracer.
-  const pid_t tracer = clone(tracer_main, static_cast<char*>(stack) + kTracerStackBytes,
-                             CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_UNTRACED, &job);
+  // No exit signal: the program's wait() and SIGCHLD handlers never see the tracer. glibc's
+  // __clone, not clone: the exported clone is heapkeeper's wrapper (preload/clone_call.cpp), whose
+  // first call looks the original up with dlsym, and with the world stopped the loader's lock may
+  // be held by a stopped thread inside dlopen (integration.transparent_scans.dlopen hung so).
+  const pid_t tracer = __clone(tracer_main, static_cast<char*>(stack) + kTracerStackBytes,
+                               CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_UNTRACED, &job);
   alloc::raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&previous_mask), 0, sizeof(uint64_t));
   if (tracer < 0) {
     std::snprintf(failure, failure_size, "clone failed: %s", std::strerror(errno));

@@ -12,6 +12,7 @@
 
 #include <atomic>
 
+#include "allocator/thread_registry.h"
 #include "collector/collector.h"
 #include "collector/memory_sharing_tasks.h"
 #include "preload/original_functions.h"
@@ -37,8 +38,12 @@ HK_EXPORT int clone(int (*function)(void*), void* stack, int flags, void* argume
     errno = ENOSYS;
     return -1;
   }
+  // heapkeeper's own children (a scan's tracer task, the report hand-off's) are not the program's:
+  // noted, the tracer made every later scan wait on it (a hang in integration.transparent_scans).
+  const heapkeeper::alloc::ThreadLocal& thread = heapkeeper::alloc::tls_thread;
+  const bool own = thread.guard != 0 || (thread.state != nullptr && thread.state->heapkeeper_thread);
   const bool shares_memory = (flags & CLONE_VM) != 0 && (flags & CLONE_THREAD) == 0;
-  if (!shares_memory) return original(function, stack, flags, argument, parent_tid, tls, child_tid);
+  if (!shares_memory || own) return original(function, stack, flags, argument, parent_tid, tls, child_tid);
   const bool held = heapkeeper::collect::hold_scans_for_exec();
   const int pid = original(function, stack, flags, argument, parent_tid, tls, child_tid);
   const int saved_errno = errno;
