@@ -12,7 +12,6 @@
 #include "allocator/engine.h"
 
 #include <dlfcn.h>
-#include <linux/kcmp.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -94,24 +93,17 @@ void forget_deferred_threads() {
   g_deferred_thread_count.store(0, std::memory_order_relaxed);
 }
 
-// The guard of an allocation or free call of the program's: the outermost notes where the stack
-// stands (ThreadLocal::guard_sp).
-class CallGuardScope {
- public:
-  explicit CallGuardScope(ThreadLocal& tl) : tl_(tl) {
-    if (tl_.guard++ == 0) tl_.guard_sp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
-  }
-  ~CallGuardScope() { --tl_.guard; }
-  CallGuardScope(const CallGuardScope&) = delete;
-  CallGuardScope& operator=(const CallGuardScope&) = delete;
-
- private:
-  ThreadLocal& tl_;
-};
-
+// heapkeeper's guard for a scope. The guard of an allocation or free call of the program's
+// (`program_call`) notes, when outermost, where the stack stands (ThreadLocal::guard_sp).
 class GuardScope {
  public:
-  explicit GuardScope(ThreadLocal& tl) : tl_(tl) { take_guard(tl_); }
+  explicit GuardScope(ThreadLocal& tl, bool program_call = false) : tl_(tl) {
+    if (!program_call) {
+      take_guard(tl_);
+    } else if (tl_.guard++ == 0) {
+      tl_.guard_sp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+    }
+  }
   ~GuardScope() { --tl_.guard; }
   GuardScope(const GuardScope&) = delete;
   GuardScope& operator=(const GuardScope&) = delete;
@@ -210,10 +202,7 @@ void run_exit_handlers() {
   // memory: a vfork child calling exit(), or a raw clone's.
   const auto self = static_cast<pid_t>(raw_syscall(SYS_getpid));
   const pid_t owner = g_process_pid.load(std::memory_order_acquire);
-  if (owner != 0 && self != owner) {
-    const bool may_ask = !syscall_filter_installed() && syscall_filter_known_absent();
-    if (!may_ask || raw_syscall(SYS_kcmp, self, owner, KCMP_VM, 0, 0) == 0) return;
-  }
+  if (owner != 0 && self != owner && memory_shared_with(owner) != MemorySharing::kNotShared) return;
   ThreadLocal& tl = tls_thread;
   GuardScope guard(tl);
   // A thread not started by now would only race the exit handlers (the publisher's final snapshot).
@@ -444,6 +433,26 @@ static void free_outside_tracked_heap(void* ptr) noexcept {
 // ---------------------------------------------------------------------------------------------
 // Tracked allocation
 
+// Writes the header of the block just taken at `region`, records it in the block map and counts it:
+// on `counted`'s sequence and counters, or the process-wide ones when it is null. Returns the
+// user's pointer. The header is written before the block is recorded: a scanner that sees the
+// live bit (released by record) finds the header where the page map, written with it, says it is.
+inline void* record_new_block(uintptr_t region, const BlockPlacement& placement, size_t size, uint32_t stack,
+                              uint32_t thread_index, ThreadState* counted) noexcept {
+  BlockHeader* header = placement.offset_shift == BlockHeader::kOutOfBandShift ? block_map().out_of_band_header(region)
+                                                                               : in_band_header(region);
+  header->packed = BlockHeader::pack(size, placement.offset_shift, false, thread_index);
+  header->stack_id = stack;
+  header->sequence = next_sequence(counted);
+  stack_table().count_allocation(stack);
+  size_t usable;
+  int small_class;
+  region_geometry(region, placement, usable, small_class);
+  block_map().record(region, usable, small_class);
+  count_allocation(counted, size);
+  return reinterpret_cast<void*>(region + header->user_offset());
+}
+
 // Whether an allocation that arrives with the guard of an allocation or free call held is a signal
 // handler's that interrupted that call (capturing a stack, recording a block), rather than one that
 // heapkeeper's own code made through libc or libunwind. Such a handler's block is the program's:
@@ -495,20 +504,10 @@ static void* allocate_for_interrupting_handler(ThreadLocal& tl, size_t size, siz
   void* raw = je::mallocx(placement.request, flags);
   if (raw == nullptr) return signal_safe_pool().allocate(size, alignment, zero);
   if (!heap.tracked().contains(raw)) return raw;  // as allocate_tracked says
-  const auto region = reinterpret_cast<uintptr_t>(raw);
   const uint32_t stack = intern_caller_without_caches(reinterpret_cast<uintptr_t>(__builtin_frame_address(0)));
-  BlockHeader* header = placement.offset_shift == BlockHeader::kOutOfBandShift ? block_map().out_of_band_header(region)
-                                                                               : in_band_header(region);
-  header->packed = BlockHeader::pack(size, placement.offset_shift, false, s != nullptr ? s->index : 0);
-  header->stack_id = stack;
-  header->sequence = static_cast<uint32_t>(thread_registry().next_sequence_block(1));
-  stack_table().count_allocation(stack);
-  size_t usable;
-  int small_class;
-  region_geometry(region, placement, usable, small_class);
-  block_map().record(region, usable, small_class);
-  thread_registry().count_orphan_allocation(size);
-  return reinterpret_cast<void*>(region + header->user_offset());
+  // No thread state: the process-wide sequence and counters.
+  return record_new_block(reinterpret_cast<uintptr_t>(raw), placement, size, stack, s != nullptr ? s->index : 0,
+                          nullptr);
 }
 
 void* allocate_tracked(size_t size, size_t alignment, bool zero) noexcept {
@@ -530,7 +529,7 @@ void* allocate_tracked(size_t size, size_t alignment, bool zero) noexcept {
   if (__builtin_expect(tl.in_jemalloc != 0, 0)) return signal_safe_pool().allocate(size, alignment, zero);
   if (__builtin_expect(tl.deferred_count.load(std::memory_order_relaxed) != 0, 0)) drain_deferred_frees(tl);
   const int saved_errno = errno;
-  CallGuardScope guard(tl);
+  GuardScope guard(tl, true);
   ThreadState* s = current_state(tl);
 
   const bool plain = alignment <= 16;
@@ -576,23 +575,11 @@ void* allocate_tracked(size_t size, size_t alignment, bool zero) noexcept {
     // (`raw` is already aligned as asked and at least `size` bytes long.)
     return raw;
   }
-  const uintptr_t region = reinterpret_cast<uintptr_t>(raw);
   const uint32_t stack = capture_stack(s != nullptr ? s->stack_cache : nullptr, config().stack_depth, &probe);
-  // Written before the block is recorded: a scanner that sees the live bit (released by record)
-  // finds the header where the page map, written with it, says it is.
-  BlockHeader* header = placement.offset_shift == BlockHeader::kOutOfBandShift ? block_map().out_of_band_header(region)
-                                                                               : in_band_header(region);
-  header->packed = BlockHeader::pack(size, placement.offset_shift, false, s != nullptr ? s->index : 0);
-  header->stack_id = stack;
-  header->sequence = next_sequence(s);
-  stack_table().count_allocation(stack);
-  size_t usable;
-  int small_class;
-  region_geometry(region, placement, usable, small_class);
-  block_map().record(region, usable, small_class);
-  count_allocation(s, size);
+  void* block =
+      record_new_block(reinterpret_cast<uintptr_t>(raw), placement, size, stack, s != nullptr ? s->index : 0, s);
   errno = saved_errno;
-  return reinterpret_cast<void*>(region + header->user_offset());
+  return block;
 }
 
 // Finds the tracked block whose user pointer is `ptr`: its region and header; region 0 if none.
@@ -653,7 +640,7 @@ void free_tracked(void* ptr, const char* api_name) noexcept {
   }
   ThreadLocal& tl = tls_thread;
   const int saved_errno = errno;
-  CallGuardScope guard(tl);
+  GuardScope guard(tl, true);
   ThreadState* s = tl.guard > 1 ? nullptr : current_state(tl);
   // A block collect mode holds for one more scan is the program's after all: it leaves quarantine
   // (this free decides its fate, not the collector's next scan) and is freed as asked.
@@ -805,7 +792,7 @@ void* reallocate_tracked(void* ptr, size_t size, size_t alignment_hint) noexcept
       in_place = je::nallocx(placement.request, flags) == usable;
       if (!in_place && usable > heap.small_max() && placement.request > heap.small_max()) {
         const int saved_errno = errno;
-        CallGuardScope guard(tl);
+        GuardScope guard(tl, true);
         new_usable = je::xallocx(reinterpret_cast<void*>(region), placement.request, 0, flags);
         in_place = new_usable >= placement.request;
         errno = saved_errno;
@@ -813,7 +800,7 @@ void* reallocate_tracked(void* ptr, size_t size, size_t alignment_hint) noexcept
     }
     if (in_place) {
       const int saved_errno = errno;
-      CallGuardScope guard(tl);
+      GuardScope guard(tl, true);
       ThreadState* s = current_state(tl);
       header->packed = BlockHeader::pack(size, header->offset_shift(), false, s != nullptr ? s->index : 0);
       header->stack_id = capture_stack(s != nullptr ? s->stack_cache : nullptr, config().stack_depth);

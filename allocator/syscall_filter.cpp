@@ -2,13 +2,17 @@
 #include "allocator/syscall_filter.h"
 
 #include <fcntl.h>
+#include <linux/kcmp.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstring>
 
 #include "allocator/bounded_text.h"
+#include "allocator/raw_syscall.h"
 
 namespace heapkeeper::alloc {
 namespace {
@@ -71,5 +75,14 @@ bool syscall_filter_known_absent() noexcept {
 }
 
 void note_no_new_privileges() noexcept { g_no_new_privileges.store(true, std::memory_order_release); }
+
+MemorySharing memory_shared_with(int pid) noexcept {
+  if (syscall_filter_installed() || !syscall_filter_known_absent()) return MemorySharing::kUnknown;
+  const long same = raw_syscall(SYS_kcmp, raw_syscall(SYS_getpid), pid, KCMP_VM, 0, 0);
+  if (same == 0) return MemorySharing::kShared;
+  // Another memory (an exec, a zombie's none), or gone.
+  if (same > 0 || same == -ESRCH) return MemorySharing::kNotShared;
+  return MemorySharing::kUnknown;
+}
 
 }  // namespace heapkeeper::alloc

@@ -27,4 +27,10 @@ struct DebugRestrictions {
 };
 DebugRestrictions read_debug_restrictions(const char* status_path) noexcept;
 
+// Whether the process `pid` shares this one's memory (kcmp KCMP_VM), asked only where no seccomp
+// filter may kill for kcmp, a debugging call: kUnknown under a filter, or where its absence is not
+// known, or when kcmp is refused; kNotShared also when `pid` is gone. System calls only.
+enum class MemorySharing { kShared, kNotShared, kUnknown };
+MemorySharing memory_shared_with(int pid) noexcept;
+
 }  // namespace heapkeeper::alloc

@@ -2,7 +2,6 @@
 #include "collector/memory_sharing_tasks.h"
 
 #include <fcntl.h>
-#include <linux/kcmp.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -48,13 +47,15 @@ bool still_sharing(pid_t pid) {
   char task[48];
   std::snprintf(task, sizeof task, "/proc/self/task/%d", static_cast<int>(pid));
   if (alloc::raw_syscall(SYS_faccessat, AT_FDCWD, reinterpret_cast<long>(task), F_OK, 0) == 0) return false;
-  // kcmp is a debugging call, which a seccomp filter may kill for: under one, alive is sharing.
-  if (alloc::syscall_filter_installed() || !alloc::syscall_filter_known_absent()) return alive(pid);
-  const long self = alloc::raw_syscall(SYS_getpid);
-  const long same = alloc::raw_syscall(SYS_kcmp, self, pid, KCMP_VM, 0, 0);
-  if (same == 0) return true;
-  if (same > 0 || same == -ESRCH) return false;  // another memory (it exec'd, or is a zombie), or gone
-  return alive(pid);                             // kcmp refused (no CONFIG_KCMP, a filter): alive is sharing
+  switch (alloc::memory_shared_with(pid)) {
+    case alloc::MemorySharing::kShared:
+      return true;
+    case alloc::MemorySharing::kNotShared:
+      return false;
+    case alloc::MemorySharing::kUnknown:
+      break;
+  }
+  return alive(pid);  // kcmp not asked or refused (a filter, no CONFIG_KCMP): alive is sharing
 }
 
 }  // namespace
