@@ -366,8 +366,30 @@ static void drain_deferred_frees(ThreadLocal& tl) noexcept {
   }
 }
 
+// A free of a signal-safe pool block, on any path: the block goes back to the pool for reuse. A
+// double or invalid free is reported with stacks, or inside jemalloc (a handler interrupting it:
+// no stacks or symbols there) in one line, and ignored.
+static void free_pool_block(void* ptr, const char* api_name, bool inside_jemalloc) noexcept {
+  const SignalSafePool::FreeResult result = signal_safe_pool().free(ptr);
+  if (result == SignalSafePool::FreeResult::kFreed) return;
+  const bool twice = result == SignalSafePool::FreeResult::kDoubleFree;
+  if (!inside_jemalloc) {
+    report_bad_free(ptr, twice ? BadFreeKind::kDouble : BadFreeKind::kInvalid, api_name);
+    return;
+  }
+  DiagnosticLine()
+      .text(twice ? "double free of " : "invalid free of ")
+      .hex(reinterpret_cast<uintptr_t>(ptr))
+      .text(" in a signal handler that interrupted the allocator; ignored")
+      .emit();
+}
+
 static void free_inside_jemalloc(ThreadLocal& tl, void* ptr) noexcept {
-  if (signal_safe_pool().contains(ptr) || bootstrap_pool().contains(ptr)) return;
+  if (signal_safe_pool().contains(ptr)) {
+    free_pool_block(ptr, "free", true);
+    return;
+  }
+  if (bootstrap_pool().contains(ptr)) return;
   if (private_heap().internal().contains(ptr)) {
     defer_free(tl, ptr);
     return;
@@ -409,7 +431,11 @@ static void free_outside_tracked_heap(void* ptr) noexcept {
     je::dallocx(ptr, MALLOCX_TCACHE_NONE);
     return;
   }
-  if (bootstrap_pool().contains(ptr) || signal_safe_pool().contains(ptr)) return;  // never recycled
+  if (signal_safe_pool().contains(ptr)) {
+    free_pool_block(ptr, "free", false);
+    return;
+  }
+  if (bootstrap_pool().contains(ptr)) return;  // never recycled
   if (on_current_stack(ptr)) {
     report_bad_free(ptr, BadFreeKind::kInvalid, "free");  // glibc aborts too: "free(): invalid pointer"
     return;
@@ -845,9 +871,12 @@ void* api_realloc(void* ptr, size_t size) noexcept {
     return fresh;
   }
   if (signal_safe_pool().contains(ptr)) {
+    // Out of the pool, now that jemalloc can serve it: the pool block goes back for reuse.
     const size_t old_size = signal_safe_pool().size_of(ptr);
     void* fresh = allocate_tracked(size, 16, false);
-    if (fresh != nullptr) std::memcpy(fresh, ptr, old_size < size ? old_size : size);
+    if (fresh == nullptr) return nullptr;
+    std::memcpy(fresh, ptr, old_size < size ? old_size : size);
+    free_pool_block(ptr, "realloc", false);
     return fresh;
   }
   if (private_heap().tracked().contains(ptr)) return reallocate_tracked(ptr, size, 16);

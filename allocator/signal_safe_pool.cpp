@@ -1,5 +1,4 @@
-// Implementation of the signal-safe pool (see signal_safe_pool.h). Each block is preceded by its
-// size; memory is fresh from the reservation and never reused, so it is already zero.
+// Implementation of the signal-safe pool (see signal_safe_pool.h).
 #include "allocator/signal_safe_pool.h"
 
 #include <cerrno>
@@ -7,8 +6,32 @@
 
 namespace heapkeeper::alloc {
 namespace {
+
 SignalSafePool g_pool;
+
+// The state word in front of a block: a constant that a pointer the pool never handed out is
+// unlikely to have in front of it, the class (kUnpooled: never reused), and whether it is live.
+constexpr uint64_t kStateMagic = uint64_t{0x5afe9001} << 32;
+constexpr uint64_t kLiveBit = uint64_t{1} << 8;
+constexpr uint64_t kUnpooled = 0xff;
+constexpr size_t kHeaderBytes = 16;  // state word, then the requested size
+
+std::atomic<uint64_t>& state_of(uintptr_t user) { return *reinterpret_cast<std::atomic<uint64_t>*>(user - 16); }
+void set_size(uintptr_t user, size_t size) { std::memcpy(reinterpret_cast<void*>(user - 8), &size, sizeof size); }
+
+// The class of a request of `size` bytes with at most 16-byte alignment; kUnpooled if too large.
+unsigned class_of(size_t size) {
+  if (size > (size_t{1} << SignalSafePool::kLargestClassShift)) return kUnpooled;
+  if (size <= (size_t{1} << SignalSafePool::kSmallestClassShift)) return 0;
+  return static_cast<unsigned>(64 - __builtin_clzll(size - 1)) - SignalSafePool::kSmallestClassShift;
 }
+size_t class_bytes(unsigned index) { return size_t{1} << (index + SignalSafePool::kSmallestClassShift); }
+
+// A block's first payload word, where a freed block keeps its successor (read while another
+// thread may be writing it: an atomic access, whose value a failed compare-and-swap discards).
+std::atomic<uint64_t>& link_of(uintptr_t user) { return *reinterpret_cast<std::atomic<uint64_t>*>(user); }
+
+}  // namespace
 
 SignalSafePool& signal_safe_pool() { return g_pool; }
 
@@ -20,14 +43,64 @@ void* SignalSafePool::allocate(size_t size, size_t alignment, bool) noexcept {
     errno = ENOMEM;
     return nullptr;
   }
-  auto* raw = static_cast<unsigned char*>(range_.take(size + alignment + 16, 16));
+  const unsigned index = alignment == 16 ? class_of(size) : kUnpooled;
+  if (index != kUnpooled) {
+    std::atomic<uint64_t>& list = free_lists_[index];
+    uint64_t head = list.load(std::memory_order_acquire);
+    while (static_cast<uint32_t>(head) != 0) {
+      const uintptr_t user = range_.base() + (static_cast<uint32_t>(head) - 1) * uintptr_t{16};
+      const uint64_t next = link_of(user).load(std::memory_order_relaxed);
+      const uint64_t popped = ((head >> 32) + 1) << 32 | static_cast<uint32_t>(next);
+      if (list.compare_exchange_weak(head, popped, std::memory_order_acquire, std::memory_order_acquire)) {
+        link_of(user).store(0, std::memory_order_relaxed);  // the rest was zeroed by free
+        set_size(user, size);
+        state_of(user).store(kStateMagic | kLiveBit | index, std::memory_order_release);
+        return reinterpret_cast<void*>(user);
+      }
+    }
+  }
+  // Fresh memory from the range, already zero. A pooled block's user pointer is its class's
+  // payload, 16 bytes past the block's start; others are aligned as asked.
+  const size_t payload = index != kUnpooled ? class_bytes(index) : size;
+  auto* raw = static_cast<unsigned char*>(
+      range_.take(payload + (index != kUnpooled ? kHeaderBytes : alignment + kHeaderBytes), 16));
   if (raw == nullptr) {
     errno = ENOMEM;
     return nullptr;
   }
-  const uintptr_t user = (reinterpret_cast<uintptr_t>(raw) + 16 + alignment - 1) & ~(uintptr_t{alignment} - 1);
-  std::memcpy(reinterpret_cast<void*>(user - sizeof(size_t)), &size, sizeof(size_t));
+  const uintptr_t user =
+      (reinterpret_cast<uintptr_t>(raw) + kHeaderBytes + alignment - 1) & ~(uintptr_t{alignment} - 1);
+  set_size(user, size);
+  state_of(user).store(kStateMagic | kLiveBit | index, std::memory_order_release);
   return reinterpret_cast<void*>(user);
+}
+
+SignalSafePool::FreeResult SignalSafePool::free(void* ptr) noexcept {
+  const auto user = reinterpret_cast<uintptr_t>(ptr);
+  if ((user & 15) != 0 || user < range_.base() + kHeaderBytes || user >= range_.base() + range_.used())
+    return FreeResult::kInvalid;
+  std::atomic<uint64_t>& state = state_of(user);
+  uint64_t seen = state.load(std::memory_order_acquire);
+  if ((seen & ~uint64_t{0x1ff}) != kStateMagic) return FreeResult::kInvalid;
+  const unsigned index = static_cast<unsigned>(seen & 0xff);
+  if (index != kUnpooled && index >= kClasses) return FreeResult::kInvalid;
+  // Only one of two frees of a block may take it: the other is a double free.
+  if ((seen & kLiveBit) == 0 || !state.compare_exchange_strong(seen, seen & ~kLiveBit, std::memory_order_acq_rel))
+    return FreeResult::kDoubleFree;
+  if (index == kUnpooled) {
+    // Kept, but emptied: its stale pointers must not hold other blocks.
+    std::memset(ptr, 0, size_of(ptr));
+    return FreeResult::kFreed;
+  }
+  std::memset(ptr, 0, class_bytes(index));
+  std::atomic<uint64_t>& list = free_lists_[index];
+  const uint64_t position = (user - range_.base()) / 16 + 1;
+  uint64_t head = list.load(std::memory_order_relaxed);
+  do {
+    link_of(user).store(static_cast<uint32_t>(head), std::memory_order_relaxed);
+  } while (!list.compare_exchange_weak(head, ((head >> 32) + 1) << 32 | position, std::memory_order_release,
+                                       std::memory_order_relaxed));
+  return FreeResult::kFreed;
 }
 
 size_t SignalSafePool::size_of(const void* ptr) const noexcept {

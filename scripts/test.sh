@@ -35,7 +35,7 @@ configure_sanitized() {
     -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O0 -g1 -DNDEBUG" -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O0 -g1 -DNDEBUG" \
     -DHEAPKEEPER_SANITIZE="$1" >/dev/null
 }
-unit_tests=(config_test block_map_test stack_table_test segment_reader_fuzz_test view_model_test rss_breakdown_test
+unit_tests=(config_test block_map_test stack_table_test signal_safe_pool_test segment_reader_fuzz_test view_model_test rss_breakdown_test
   raw_dump_fuzz_test raw_why_test suppressions_test python_names_test
   snapshot_seqlock_test)
 tsan_tests=(snapshot_seqlock_test)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The small target programs of tests/programs under heapkeeper, each compared with a plain run
 # (same stdout, same status, no heapkeeper diagnostics), under `heapkeeper run` and LD_PRELOAD.
-# Usage: programs.sh churn_threads|fork_exec|signal_alloc|nested_blocking_call|handler_read|dlopen_alloc|small_stacks|unwinding|descriptors
+# Usage: programs.sh churn_threads|fork_exec|signal_alloc|nested_blocking_call|handler_read|handler_pool_reuse|dlopen_alloc|small_stacks|unwinding|descriptors
 #   churn_threads  4 and 8 threads of malloc/realloc/new/delete churn with cross-thread frees
 #   fork_exec      fork, exec, fork under allocation load; with HEAPKEEPER_REPORT=.../r.%p.json
 #                  every process that exits writes its own report, checked against its pid
@@ -10,6 +10,9 @@
 #                  nested at the end of the outer one: it spun for ever)
 #   handler_read   a profiling timer's handler reads a pipe while threads start (a thread's
 #                  registration, interrupted inside jemalloc, was started again: it hung)
+#   handler_pool_reuse  a timer's handler allocates and frees a 256 KiB block every 100 us while
+#                  the main thread churns: thousands land inside jemalloc, served from the
+#                  signal-safe pool, which must reuse what the handler freed (it ran out: NULL)
 #   dlopen_alloc   a plugin that allocates, loaded and unloaded repeatedly
 #   small_stacks   allocation on a 32 KiB thread stack and a 16 KiB alternate signal stack
 #   unwinding      threads cancelled in wrapped blocking calls, pthread_exit, a throwing
@@ -161,6 +164,10 @@ case $program in
     for run in 1 2 3; do
       hk_compare "handler_read.$run" run_program "$(hk_program handler_read)" 20 -- preload
     done
+    ;;
+  handler_pool_reuse)
+    HK_TIMEOUT=150  # read by lib.sh's hk_limit; the program gives up after 60 s of alarms
+    hk_compare handler_pool_reuse run_program "$(hk_program handler_pool_reuse)" 20000 -- preload
     ;;
   dlopen_alloc)
     : "${HK_PLUGIN:?HK_PLUGIN must name the plugin dlopen_alloc loads}"
