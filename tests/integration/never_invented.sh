@@ -77,6 +77,35 @@ run_collecting() {
   fi
 }
 
+# same_as_plain_but NAME LINE COUNT [IGNORED]: the preload run of NAME ended with status 0, as the
+# plain run did, and printed the same stdout; its stderr holds COUNT heapkeeper lines matching LINE
+# (a regular expression; COUNT "+" for at least one) and no other heapkeeper line but ones matching
+# IGNORED. Clears `ok` on a failure.
+same_as_plain_but() {
+  local name=$1 line=$2 count=$3 ignored=${4:-}
+  local err=$HK_WORK/$name.preload/err lines
+  if [[ $(hk_status "$name" preload) != 0 || $(hk_status "$name" plain) != 0 ]]; then
+    hk_fail "$name: exit status $(hk_status "$name" preload) (plain: $(hk_status "$name" plain)), expected 0"
+    ok=0
+  fi
+  if ! cmp -s "$HK_WORK/$name.plain/out" "$HK_WORK/$name.preload/out"; then
+    hk_fail "$name: stdout differs from the plain run"
+    diff "$HK_WORK/$name.plain/out" "$HK_WORK/$name.preload/out" >&2 || true
+    ok=0
+  fi
+  lines=$(grep -c "heapkeeper\[[0-9]*\]: $line" "$err" || true)
+  if [[ $count == + ]] && ((lines == 0)) || [[ $count != + && $lines != "$count" ]]; then
+    hk_fail "$name: $lines lines matching \"$line\", expected $count"
+    ok=0
+  fi
+  local -a other=(-e "$line")
+  [[ -n $ignored ]] && other+=(-e "$ignored")
+  if grep 'heapkeeper\[' "$err" | grep -qv "${other[@]}"; then
+    hk_fail "$name: other diagnostics than those lines"
+    ok=0
+  fi
+}
+
 part=${1:-all}
 
 if [[ $part == all || $part == kernel ]]; then
@@ -190,30 +219,17 @@ if [[ $part == all || $part == clone_vm ]]; then
   hk_capture clone_vm plain run_collecting "$(hk_program clone_vm_child)"
   hk_capture clone_vm preload run_collecting "$(hk_program clone_vm_child)"
   ok=1
-  err=$HK_WORK/clone_vm.preload/err
-  if [[ $(hk_status clone_vm preload) != 0 || $(hk_status clone_vm plain) != 0 ]]; then
-    hk_fail "clone_vm: exit status $(hk_status clone_vm preload) (plain: $(hk_status clone_vm plain)), expected 0"
-    ok=0
-  fi
-  if ! cmp -s "$HK_WORK/clone_vm.plain/out" "$HK_WORK/clone_vm.preload/out"; then
-    hk_fail "clone_vm: stdout differs from the plain run"
-    diff "$HK_WORK/clone_vm.plain/out" "$HK_WORK/clone_vm.preload/out" >&2 || true
-    ok=0
-  fi
-  skip_line='periodic leak scan skipped: process [0-9]* shares this process.s memory (clone with CLONE_VM) and cannot be stopped or read'
-  if ! grep -q "heapkeeper\[[0-9]*\]: $skip_line" "$err"; then
-    hk_fail "clone_vm: no line saying the scans were skipped"
-    ok=0
-  fi
-  if grep 'heapkeeper\[' "$err" | grep -qv "$skip_line"; then
-    hk_fail "clone_vm: other diagnostics than the skipped scans'"
-    ok=0
-  fi
+  same_as_plain_but clone_vm \
+    'periodic leak scan skipped: process [0-9]* shares this process.s memory (clone with CLONE_VM) and cannot be stopped or read' +
   for report in "$HK_WORK/clone_vm.preload/reports"/r.*.json; do
     hk_json_check "$report" "r['collected']['blocks'] == 0 and r['leaked_blocks'] == 0" \
       "clone_vm: nothing collected, no leak at exit" || ok=0
   done
-  if ((ok)); then hk_pass "clone_vm: scans skipped while the child shared the memory, the block kept"; else tail -20 "$err" >&2; fi
+  if ((ok)); then
+    hk_pass "clone_vm: scans skipped while the child shared the memory, the block kept"
+  else
+    tail -20 "$HK_WORK/clone_vm.preload/err" >&2
+  fi
 fi
 if [[ $part != all && $part != reclaim ]]; then
   hk_finish
@@ -224,23 +240,9 @@ hk_capture reclaim plain run_collecting "$reclaim_too_early"
 hk_capture reclaim preload run_collecting "$reclaim_too_early"
 ok=1
 err=$HK_WORK/reclaim.preload/err
-if [[ $(hk_status reclaim preload) != 0 ]]; then
-  hk_fail "reclaim_too_early: exit status $(hk_status reclaim preload), expected 0 (the free must not abort)"
-  ok=0
-fi
-if ! cmp -s "$HK_WORK/reclaim.plain/out" "$HK_WORK/reclaim.preload/out"; then
-  hk_fail "reclaim_too_early: stdout differs from the plain run"
-  ok=0
-fi
-lines=$(grep -c 'heapkeeper\[[0-9]*\]: heapkeeper reclaimed this block too early: free(0x[0-9a-f]*) (1500000 bytes)' "$err" || true)
-if [[ $lines != 1 ]]; then
-  hk_fail "reclaim_too_early: $lines \"reclaimed this block too early\" lines for the program's free, expected 1"
-  ok=0
-fi
-if grep 'heapkeeper\[' "$err" | grep -v 'reclaimed this block too early' | grep -qv ': scan [0-9]*: '; then
-  hk_fail "reclaim_too_early: other diagnostics than the one line (a double-free report?)"
-  ok=0
-fi
+# One line for the program's free (no double-free report: it must not abort), besides the scans'.
+same_as_plain_but reclaim \
+  'heapkeeper reclaimed this block too early: free(0x[0-9a-f]*) (1500000 bytes)' 1 ': scan [0-9]*: '
 for report in "$HK_WORK/reclaim.preload/reports"/r.*.json; do
   hk_json_check "$report" "r['collected']['blocks'] == 1 and r['bad_frees'] == 0" \
     "reclaim_too_early: the hidden block collected, its later free not counted as a bad free" || ok=0
@@ -278,24 +280,8 @@ hk_capture resurrect plain run_resurrect
 hk_capture resurrect preload run_resurrect
 ok=1
 err=$HK_WORK/resurrect.preload/err
-if [[ $(hk_status resurrect preload) != 0 || $(hk_status resurrect plain) != 0 ]]; then
-  hk_fail "resurrect: exit status $(hk_status resurrect preload) (plain: $(hk_status resurrect plain)), expected 0"
-  ok=0
-fi
-if ! cmp -s "$HK_WORK/resurrect.plain/out" "$HK_WORK/resurrect.preload/out"; then
-  hk_fail "resurrect: stdout differs from the plain run"
-  diff "$HK_WORK/resurrect.plain/out" "$HK_WORK/resurrect.preload/out" >&2 || true
-  ok=0
-fi
-lines=$(grep -c 'heapkeeper\[[0-9]*\]: heapkeeper reclaimed this block too early: 0x[0-9a-f]* (1500000 bytes) referenced again' "$err" || true)
-if [[ $lines != 1 ]]; then
-  hk_fail "resurrect: $lines \"referenced again\" lines, expected 1"
-  ok=0
-fi
-if grep 'heapkeeper\[' "$err" | grep -qv 'reclaimed this block too early: 0x[0-9a-f]* (1500000 bytes) referenced again'; then
-  hk_fail "resurrect: other diagnostics than the one line"
-  ok=0
-fi
+same_as_plain_but resurrect \
+  'heapkeeper reclaimed this block too early: 0x[0-9a-f]* (1500000 bytes) referenced again' 1
 for report in "$HK_WORK/resurrect.preload/reports"/r.*.json; do
   hk_json_check "$report" "r['collected']['blocks'] == 0 and r['scans'] == 4 and r['leaked_blocks'] == 0" \
     "resurrect: nothing collected, three scans and the exit scan, no leak" || ok=0
