@@ -474,9 +474,18 @@ inline void* record_new_block(uintptr_t region, const BlockPlacement& placement,
   size_t usable;
   int small_class;
   region_geometry(region, placement, usable, small_class);
+  // The user's pointer is made before the block turns live and kept in a register or this frame
+  // until it is returned: a scan that stops the thread in between must find it. The region alone
+  // does not hold an in-band block (its header's address is also one past the end of the block
+  // before, which a full region makes that block's): a thread stopped here for three scans, a slow
+  // signal handler's, had its new block freed by collect mode and handed out again (an
+  // adversarial round, helper-63), and detect mode's periodic scans called it leaked.
+  uintptr_t user = region + header->user_offset();
+  asm volatile("" : "+r"(user) : : "memory");
   block_map().record(region, usable, small_class);
   count_allocation(counted, size);
-  return reinterpret_cast<void*>(region + header->user_offset());
+  asm volatile("" : : "r"(user) : "memory");
+  return reinterpret_cast<void*>(user);
 }
 
 // Whether an allocation that arrives with the guard of an allocation or free call held is a signal

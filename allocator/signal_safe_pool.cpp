@@ -4,6 +4,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include <sys/mman.h>
+
 namespace heapkeeper::alloc {
 namespace {
 
@@ -12,14 +14,19 @@ SignalSafePool g_pool;
 // The state word in front of a block: a constant that a pointer the pool never handed out is
 // unlikely to have in front of it, the class (kUnpooled: never reused), and whether it is live.
 constexpr uint64_t kStateMagic = uint64_t{0x5afe9001} << 32;
+constexpr uint64_t kMagicMask = ~uint64_t{0} << 32;
 constexpr uint64_t kLiveBit = uint64_t{1} << 8;
+// Bits 9..31: how far an aligned block's user pointer lies past its class block's payload, in
+// 16-byte units (below 64 MiB, the largest class).
+constexpr unsigned kOffsetShift = 9;
 constexpr uint64_t kUnpooled = 0xff;
 constexpr size_t kHeaderBytes = 16;  // state word, then the requested size
 
 std::atomic<uint64_t>& state_of(uintptr_t user) { return *reinterpret_cast<std::atomic<uint64_t>*>(user - 16); }
 void set_size(uintptr_t user, size_t size) { std::memcpy(reinterpret_cast<void*>(user - 8), &size, sizeof size); }
 
-// The class of a request of `size` bytes with at most 16-byte alignment; kUnpooled if too large.
+// The class of blocks of `size` bytes (an aligned request's size plus its room to align); kUnpooled
+// if too large.
 unsigned class_of(size_t size) {
   if (size > (size_t{1} << SignalSafePool::kLargestClassShift)) return kUnpooled;
   if (size <= (size_t{1} << SignalSafePool::kSmallestClassShift)) return 0;
@@ -39,31 +46,32 @@ bool SignalSafePool::initialize() { return range_.reserve(size_t{256} << 20, siz
 
 void* SignalSafePool::allocate(size_t size, size_t alignment, bool) noexcept {
   if (alignment < 16) alignment = 16;
-  if (size > range_.size()) {
+  if (size > range_.size() || alignment > range_.size()) {
     errno = ENOMEM;
     return nullptr;
   }
-  const unsigned index = alignment == 16 ? class_of(size) : kUnpooled;
+  // An aligned block takes a class block with room to align inside it: its user pointer lies at
+  // most alignment - 16 bytes past the class block's payload, its two words in front of it.
+  const unsigned index = class_of(size + (alignment - 16));
   if (index != kUnpooled) {
-    std::atomic<uint64_t>& list = free_lists_[index];
-    uint64_t head = list.load(std::memory_order_acquire);
-    while (static_cast<uint32_t>(head) != 0) {
-      const uintptr_t user = range_.base() + (static_cast<uint32_t>(head) - 1) * uintptr_t{16};
-      const uint64_t next = link_of(user).load(std::memory_order_relaxed);
-      const uint64_t popped = ((head >> 32) + 1) << 32 | static_cast<uint32_t>(next);
-      if (list.compare_exchange_weak(head, popped, std::memory_order_acquire, std::memory_order_acquire)) {
-        link_of(user).store(0, std::memory_order_relaxed);  // the rest was zeroed by free
-        set_size(user, size);
-        state_of(user).store(kStateMagic | kLiveBit | index, std::memory_order_release);
-        return reinterpret_cast<void*>(user);
+    uintptr_t payload = pop(index);
+    if (payload == 0) {
+      // Fresh memory from the range, already zero: the class block's two words, then its payload.
+      auto* raw = static_cast<unsigned char*>(range_.take(kHeaderBytes + class_bytes(index), 16));
+      if (raw == nullptr) {
+        errno = ENOMEM;
+        return nullptr;
       }
+      payload = reinterpret_cast<uintptr_t>(raw) + kHeaderBytes;
     }
+    const uintptr_t user = (payload + alignment - 1) & ~(uintptr_t{alignment} - 1);
+    set_size(user, size);
+    state_of(user).store(kStateMagic | ((user - payload) / 16) << kOffsetShift | kLiveBit | index,
+                         std::memory_order_release);
+    return reinterpret_cast<void*>(user);
   }
-  // Fresh memory from the range, already zero. A pooled block's user pointer is its class's
-  // payload, 16 bytes past the block's start; others are aligned as asked.
-  const size_t payload = index != kUnpooled ? class_bytes(index) : size;
-  auto* raw = static_cast<unsigned char*>(
-      range_.take(payload + (index != kUnpooled ? kHeaderBytes : alignment + kHeaderBytes), 16));
+  // Larger than the largest class: never reused.
+  auto* raw = static_cast<unsigned char*>(range_.take(size + alignment + kHeaderBytes, 16));
   if (raw == nullptr) {
     errno = ENOMEM;
     return nullptr;
@@ -71,8 +79,23 @@ void* SignalSafePool::allocate(size_t size, size_t alignment, bool) noexcept {
   const uintptr_t user =
       (reinterpret_cast<uintptr_t>(raw) + kHeaderBytes + alignment - 1) & ~(uintptr_t{alignment} - 1);
   set_size(user, size);
-  state_of(user).store(kStateMagic | kLiveBit | index, std::memory_order_release);
+  state_of(user).store(kStateMagic | kLiveBit | kUnpooled, std::memory_order_release);
   return reinterpret_cast<void*>(user);
+}
+
+uintptr_t SignalSafePool::pop(unsigned index) noexcept {
+  std::atomic<uint64_t>& list = free_lists_[index];
+  uint64_t head = list.load(std::memory_order_acquire);
+  while (static_cast<uint32_t>(head) != 0) {
+    const uintptr_t payload = range_.base() + (static_cast<uint32_t>(head) - 1) * uintptr_t{16};
+    const uint64_t next = link_of(payload).load(std::memory_order_relaxed);
+    const uint64_t popped = ((head >> 32) + 1) << 32 | static_cast<uint32_t>(next);
+    if (list.compare_exchange_weak(head, popped, std::memory_order_acquire, std::memory_order_acquire)) {
+      link_of(payload).store(0, std::memory_order_relaxed);  // the rest was zeroed by free
+      return payload;
+    }
+  }
+  return 0;
 }
 
 SignalSafePool::FreeResult SignalSafePool::free(void* ptr) noexcept {
@@ -81,9 +104,12 @@ SignalSafePool::FreeResult SignalSafePool::free(void* ptr) noexcept {
     return FreeResult::kInvalid;
   std::atomic<uint64_t>& state = state_of(user);
   uint64_t seen = state.load(std::memory_order_acquire);
-  if ((seen & ~uint64_t{0x1ff}) != kStateMagic) return FreeResult::kInvalid;
+  if ((seen & kMagicMask) != kStateMagic) return FreeResult::kInvalid;
   const unsigned index = static_cast<unsigned>(seen & 0xff);
-  if (index != kUnpooled && index >= kClasses) return FreeResult::kInvalid;
+  const uintptr_t offset = ((seen & ~kMagicMask) >> kOffsetShift) * 16;
+  if (index != kUnpooled &&
+      (index >= kClasses || offset >= class_bytes(index) || offset > user - range_.base() - kHeaderBytes))
+    return FreeResult::kInvalid;
   // Only one of two frees of a block may take it: the other is a double free.
   if ((seen & kLiveBit) == 0 || !state.compare_exchange_strong(seen, seen & ~kLiveBit, std::memory_order_acq_rel))
     return FreeResult::kDoubleFree;
@@ -92,15 +118,36 @@ SignalSafePool::FreeResult SignalSafePool::free(void* ptr) noexcept {
     std::memset(ptr, 0, size_of(ptr));
     return FreeResult::kFreed;
   }
-  std::memset(ptr, 0, class_bytes(index));
+  // Emptied (an aligned block's two words inside the payload go too: a second free of it is then
+  // told as an invalid one), and back on its class's list.
+  const uintptr_t payload = user - offset;
+  zero(payload, class_bytes(index));
   std::atomic<uint64_t>& list = free_lists_[index];
-  const uint64_t position = (user - range_.base()) / 16 + 1;
+  const uint64_t position = (payload - range_.base()) / 16 + 1;
   uint64_t head = list.load(std::memory_order_relaxed);
   do {
-    link_of(user).store(static_cast<uint32_t>(head), std::memory_order_relaxed);
+    link_of(payload).store(static_cast<uint32_t>(head), std::memory_order_relaxed);
   } while (!list.compare_exchange_weak(head, ((head >> 32) + 1) << 32 | position, std::memory_order_release,
                                        std::memory_order_relaxed));
   return FreeResult::kFreed;
+}
+
+// Zeroes [start, start + bytes): from 1 MiB up, whole pages by giving them back to the kernel (they
+// read as zeros and cost no memory until touched again), the edges by hand; smaller blocks by hand,
+// as their pages would cost more to fault in again than to clear (a handler reusing a 64 KiB block
+// under a 100 us timer took longer than the period with them given back, and the program stopped
+// making progress).
+void SignalSafePool::zero(uintptr_t start, size_t bytes) noexcept {
+  constexpr uintptr_t kPage = 4096;
+  const uintptr_t end = start + bytes;
+  const uintptr_t first_page = (start + kPage - 1) & ~(kPage - 1), last_page = end & ~(kPage - 1);
+  if (bytes < (size_t{1} << 20) || last_page <= first_page ||
+      ::madvise(reinterpret_cast<void*>(first_page), last_page - first_page, MADV_DONTNEED) != 0) {
+    std::memset(reinterpret_cast<void*>(start), 0, bytes);
+    return;
+  }
+  std::memset(reinterpret_cast<void*>(start), 0, first_page - start);
+  std::memset(reinterpret_cast<void*>(last_page), 0, end - last_page);
 }
 
 size_t SignalSafePool::size_of(const void* ptr) const noexcept {

@@ -1,17 +1,18 @@
 // SignalSafePool: memory for allocations that arrive while their thread is inside jemalloc (a
 // signal handler that allocates, interrupting malloc), which jemalloc cannot serve. Lock-free and
 // async-signal-safe: blocks come from a reserved range by bumping, and a freed block goes on a
-// lock-free list of its size class (powers of two, 16 bytes to 1 MiB) for the next allocation of
+// lock-free list of its size class (powers of two, 16 bytes to 64 MiB) for the next allocation of
 // that class, so a program whose handler allocates and frees under a fast timer reuses the same
 // few blocks instead of using the range up (it never reused, and an adversarial round's handler
-// under a 100 us timer exhausted it; malloc then returned NULL). Blocks aligned above 16 bytes or
-// larger than the largest class are never reused: no handler was seen to need them.
+// under a 100 us timer exhausted it; malloc then returned NULL). An aligned request takes a class
+// block with room to align inside it; only requests above the largest class are never reused.
 //
-// Each block is preceded by two words: its state (live or freed, and its class), which tells a
-// double or invalid free, and its requested size (malloc_usable_size, realloc). A freed block is
-// zeroed: the collector reads the pool's range as a root, and a freed block's stale pointers would
-// keep blocks the program dropped looking reachable. So every block handed out is zero, reused or
-// fresh. Recognised by address in free and realloc.
+// Each block is preceded by two words: its state (live or freed, its class, and how far an aligned
+// block lies into its class block), which tells a double or invalid free, and its requested size
+// (malloc_usable_size, realloc). A freed block is zeroed (its whole pages given back to the
+// kernel): the collector reads the pool's range as a root, and a freed block's stale pointers
+// would keep blocks the program dropped looking reachable. So every block handed out is zero,
+// reused or fresh. Recognised by address in free and realloc.
 #pragma once
 
 #include <atomic>
@@ -37,10 +38,14 @@ class SignalSafePool {
   const AddressReservation& range() const noexcept { return range_; }
 
   static constexpr unsigned kSmallestClassShift = 4;  // 16 bytes
-  static constexpr unsigned kLargestClassShift = 20;  // 1 MiB
+  static constexpr unsigned kLargestClassShift = 26;  // 64 MiB
   static constexpr unsigned kClasses = kLargestClassShift - kSmallestClassShift + 1;
 
  private:
+  // A class block's payload taken off list `index`, or 0 when the list is empty.
+  uintptr_t pop(unsigned index) noexcept;
+  static void zero(uintptr_t start, size_t bytes) noexcept;
+
   // A list head: a change count in the high half (a pop that read a head another thread popped
   // and pushed back meanwhile fails its compare-and-swap instead of linking a block in use), and
   // in the low half the first block's position in 16-byte units plus one (0: the list is empty).

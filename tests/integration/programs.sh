@@ -10,8 +10,8 @@
 #                  nested at the end of the outer one: it spun for ever)
 #   handler_read   a profiling timer's handler reads a pipe while threads start (a thread's
 #                  registration, interrupted inside jemalloc, was started again: it hung)
-#   handler_pool_reuse  a timer's handler allocates and frees a 256 KiB block every 100 us while
-#                  the main thread churns: thousands land inside jemalloc, served from the
+#   handler_pool_reuse  a timer's handler allocates and frees a 256 KiB block (a 4 KiB-aligned
+#                  one, a 3 MiB one) every 100 us while the main thread churns: thousands land inside jemalloc, served from the
 #                  signal-safe pool, which must reuse what the handler freed (it ran out: NULL)
 #   dlopen_alloc   a plugin that allocates, loaded and unloaded repeatedly
 #   small_stacks   allocation on a 32 KiB thread stack and a 16 KiB alternate signal stack
@@ -167,7 +167,9 @@ case $program in
     ;;
   handler_pool_reuse)
     HK_TIMEOUT=150  # read by lib.sh's hk_limit; the program gives up after 60 s of alarms
-    hk_compare handler_pool_reuse run_program "$(hk_program handler_pool_reuse)" 20000 -- preload
+    for variant in malloc aligned large; do
+      hk_compare "handler_pool_reuse.$variant" run_program "$(hk_program handler_pool_reuse)" 20000 "$variant" -- preload
+    done
     ;;
   dlopen_alloc)
     : "${HK_PLUGIN:?HK_PLUGIN must name the plugin dlopen_alloc loads}"

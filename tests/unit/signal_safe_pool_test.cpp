@@ -1,6 +1,6 @@
 // Unit tests for SignalSafePool (allocator/signal_safe_pool.h): the lock-free memory signal
-// handlers get while they interrupt jemalloc. Freed blocks are reused by their size class, zeroed,
-// and a double or invalid free is told apart from a free.
+// handlers get while they interrupt jemalloc. Freed blocks, aligned and large ones too, are reused by
+// their size class, zeroed, and a double or invalid free is told apart from a free.
 //
 // Each test makes a pool of its own (a 256 MiB reservation, mapped NORESERVE).
 #include "allocator/signal_safe_pool.h"
@@ -88,20 +88,52 @@ TEST(SignalSafePoolTest, DoubleAndInvalidFreesAreToldAndChangeNothing) {
   EXPECT_NE(two, block);
 }
 
-TEST(SignalSafePoolTest, AlignedAndLargeBlocksAreNeverReusedButFreedOnce) {
+TEST(SignalSafePoolTest, AlignedAndLargeBlocksAreReusedAlignedAndZeroed) {
   auto pool = make_pool();
   ASSERT_NE(pool, nullptr);
-  void* aligned = pool->allocate(64, 256, false);
+  // An aligned block, a 2 MiB one (its whole pages given back on free) and a 64-byte one.
+  for (int round = 0; round < 300; ++round) {
+    auto* aligned = static_cast<unsigned char*>(pool->allocate(64 * 1024, 4096, false));
+    auto* large = static_cast<unsigned char*>(pool->allocate(size_t{2} << 20, 16, false));
+    auto* cache_line = static_cast<unsigned char*>(pool->allocate(40, 64, false));
+    ASSERT_NE(aligned, nullptr) << "round " << round;
+    ASSERT_NE(large, nullptr) << "round " << round;
+    ASSERT_NE(cache_line, nullptr) << "round " << round;
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(aligned) % 4096, 0u);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(cache_line) % 64, 0u);
+    EXPECT_EQ(pool->size_of(aligned), 64u * 1024);
+    if (round < 2) {
+      ASSERT_TRUE(all_zero(aligned, 64 * 1024));
+      ASSERT_TRUE(all_zero(large, size_t{2} << 20));
+      ASSERT_TRUE(all_zero(cache_line, 40));
+    }
+    std::memset(aligned, 0x5a, 64 * 1024);
+    std::memset(large, 0x5a, size_t{2} << 20);
+    std::memset(cache_line, 0x5a, 40);
+    ASSERT_EQ(pool->free(aligned), FreeResult::kFreed);
+    ASSERT_EQ(pool->free(large), FreeResult::kFreed);
+    ASSERT_EQ(pool->free(cache_line), FreeResult::kFreed);
+  }
+  // 300 rounds of 2 MiB alone are 600 MiB: reused, not taken from the 256 MiB range.
+  EXPECT_LT(pool->used(), size_t{8} << 20);
+  // A second free of an aligned block, whose words were zeroed with its payload, is an invalid one.
+  void* aligned = pool->allocate(100, 256, false);
   ASSERT_NE(aligned, nullptr);
-  EXPECT_EQ(reinterpret_cast<uintptr_t>(aligned) % 256, 0u);
-  void* large = pool->allocate((size_t{1} << 20) + 1, 16, false);
-  ASSERT_NE(large, nullptr);
-  std::memset(large, 7, 4096);
   EXPECT_EQ(pool->free(aligned), FreeResult::kFreed);
-  EXPECT_EQ(pool->free(large), FreeResult::kFreed);
-  EXPECT_TRUE(all_zero(large, 4096)) << "emptied: its stale words must not hold other blocks";
-  EXPECT_EQ(pool->free(large), FreeResult::kDoubleFree);
-  EXPECT_NE(pool->allocate(64, 256, false), aligned);
+  EXPECT_NE(pool->free(aligned), FreeResult::kFreed);
+}
+
+TEST(SignalSafePoolTest, BlocksAboveTheLargestClassAreNeverReusedButFreedOnce) {
+  auto pool = make_pool();
+  ASSERT_NE(pool, nullptr);
+  const size_t huge = (size_t{1} << SignalSafePool::kLargestClassShift) + 1;
+  auto* block = static_cast<unsigned char*>(pool->allocate(huge, 16, false));
+  ASSERT_NE(block, nullptr);
+  std::memset(block, 7, 4096);
+  EXPECT_EQ(pool->free(block), FreeResult::kFreed);
+  EXPECT_TRUE(all_zero(block, 4096)) << "emptied: its stale words must not hold other blocks";
+  EXPECT_EQ(pool->free(block), FreeResult::kDoubleFree);
+  EXPECT_NE(pool->allocate(huge, 16, false), block);
 }
 
 TEST(SignalSafePoolTest, ThreadsAllocatingAndFreeingNeverShareABlock) {
