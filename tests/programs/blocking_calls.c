@@ -141,21 +141,34 @@ static void wait_accept(struct Outcome* o) {
 }
 
 // The "more" cases.
+// The poster's 1.5 s start when the waiter is about to call semop, not when the poster's thread
+// starts: pthread_create may return well after the new thread began (heapkeeper's registration of
+// it, on a slow machine 7 ms), and the semop then measured short of 1.5 s without returning early.
+struct Poster {
+  int semaphore;
+  atomic_int go;
+};
 static void* post_later(void* argument) {
+  struct Poster* poster = argument;
+  while (!atomic_load(&poster->go)) {
+    const struct timespec spin = {0, 100000};
+    nanosleep(&spin, NULL);
+  }
   struct timespec t = {1, 500000000};
   nanosleep(&t, NULL);
   struct sembuf up = {0, 1, 0};
-  semop(*(int*)argument, &up, 1);
+  semop(poster->semaphore, &up, 1);
   return NULL;
 }
 static void wait_semop(struct Outcome* o) {
-  int semaphore = semget(IPC_PRIVATE, 1, 0600);
-  pthread_t poster;
-  pthread_create(&poster, NULL, post_later, &semaphore);
+  struct Poster poster = {semget(IPC_PRIVATE, 1, 0600), 0};
+  pthread_t thread;
+  pthread_create(&thread, NULL, post_later, &poster);
   struct sembuf down = {0, -1, 0};
-  MEASURE(o, semop(semaphore, &down, 1));
-  pthread_join(poster, NULL);
-  semctl(semaphore, 0, IPC_RMID);
+  atomic_store(&poster.go, 1);
+  MEASURE(o, semop(poster.semaphore, &down, 1));
+  pthread_join(thread, NULL);
+  semctl(poster.semaphore, 0, IPC_RMID);
 }
 static void wait_semtimedop(struct Outcome* o) {
   int semaphore = semget(IPC_PRIVATE, 1, 0600);

@@ -203,7 +203,10 @@ static int from_a_handler(void) {
   action.sa_handler = on_tick;
   action.sa_flags = SA_RESTART;
   sigaction(SIGALRM, &action, NULL);
-  const struct itimerval every = {{0, 100}, {0, 100}};
+  // Every millisecond: each call shares the credentials with every task (some 90 system calls
+  // under heapkeeper), which on a machine with slow system calls took longer than a 100 us
+  // period, and the main thread never progressed.
+  const struct itimerval every = {{0, 1000}, {0, 1000}};
   setitimer(ITIMER_REAL, &every, NULL);
   for (int i = 0; i < 20000; ++i) prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0);
   const struct itimerval off = {{0, 0}, {0, 0}};
