@@ -51,35 +51,25 @@ void* SignalSafePool::allocate(size_t size, size_t alignment, bool) noexcept {
     return nullptr;
   }
   // An aligned block takes a class block with room to align inside it: its user pointer lies at
-  // most alignment - 16 bytes past the class block's payload, its two words in front of it.
-  const unsigned index = class_of(size + (alignment - 16));
-  if (index != kUnpooled) {
-    uintptr_t payload = pop(index);
-    if (payload == 0) {
-      // Fresh memory from the range, already zero: the class block's two words, then its payload.
-      auto* raw = static_cast<unsigned char*>(range_.take(kHeaderBytes + class_bytes(index), 16));
-      if (raw == nullptr) {
-        errno = ENOMEM;
-        return nullptr;
-      }
-      payload = reinterpret_cast<uintptr_t>(raw) + kHeaderBytes;
+  // most alignment - 16 bytes past the class block's payload, its two words in front of it. A
+  // block larger than the largest class is made the same way, to its own size, and never reused.
+  const size_t room = size + (alignment - 16);
+  const unsigned index = class_of(room);
+  uintptr_t payload = index != kUnpooled ? pop(index) : 0;
+  if (payload == 0) {
+    // Fresh memory from the range, already zero: the block's two words, then its payload.
+    auto* raw =
+        static_cast<unsigned char*>(range_.take(kHeaderBytes + (index != kUnpooled ? class_bytes(index) : room), 16));
+    if (raw == nullptr) {
+      errno = ENOMEM;
+      return nullptr;
     }
-    const uintptr_t user = (payload + alignment - 1) & ~(uintptr_t{alignment} - 1);
-    set_size(user, size);
-    state_of(user).store(kStateMagic | ((user - payload) / 16) << kOffsetShift | kLiveBit | index,
-                         std::memory_order_release);
-    return reinterpret_cast<void*>(user);
+    payload = reinterpret_cast<uintptr_t>(raw) + kHeaderBytes;
   }
-  // Larger than the largest class: never reused.
-  auto* raw = static_cast<unsigned char*>(range_.take(size + alignment + kHeaderBytes, 16));
-  if (raw == nullptr) {
-    errno = ENOMEM;
-    return nullptr;
-  }
-  const uintptr_t user =
-      (reinterpret_cast<uintptr_t>(raw) + kHeaderBytes + alignment - 1) & ~(uintptr_t{alignment} - 1);
+  const uintptr_t user = (payload + alignment - 1) & ~(uintptr_t{alignment} - 1);
   set_size(user, size);
-  state_of(user).store(kStateMagic | kLiveBit | kUnpooled, std::memory_order_release);
+  state_of(user).store(kStateMagic | ((user - payload) / 16) << kOffsetShift | kLiveBit | index,
+                       std::memory_order_release);
   return reinterpret_cast<void*>(user);
 }
 
@@ -122,6 +112,11 @@ SignalSafePool::FreeResult SignalSafePool::free(void* ptr) noexcept {
   // told as an invalid one), and back on its class's list.
   const uintptr_t payload = user - offset;
   zero(payload, class_bytes(index));
+  push(index, payload);
+  return FreeResult::kFreed;
+}
+
+void SignalSafePool::push(unsigned index, uintptr_t payload) noexcept {
   std::atomic<uint64_t>& list = free_lists_[index];
   const uint64_t position = (payload - range_.base()) / 16 + 1;
   uint64_t head = list.load(std::memory_order_relaxed);
@@ -129,7 +124,6 @@ SignalSafePool::FreeResult SignalSafePool::free(void* ptr) noexcept {
     link_of(payload).store(static_cast<uint32_t>(head), std::memory_order_relaxed);
   } while (!list.compare_exchange_weak(head, ((head >> 32) + 1) << 32 | position, std::memory_order_release,
                                        std::memory_order_relaxed));
-  return FreeResult::kFreed;
 }
 
 // Zeroes [start, start + bytes): from 1 MiB up, whole pages by giving them back to the kernel (they

@@ -44,6 +44,8 @@ class SignalSafePool {
  private:
   // A class block's payload taken off list `index`, or 0 when the list is empty.
   uintptr_t pop(unsigned index) noexcept;
+  // Puts a freed (zeroed) class block's payload back on list `index`.
+  void push(unsigned index, uintptr_t payload) noexcept;
   static void zero(uintptr_t start, size_t bytes) noexcept;
 
   // A list head: a change count in the high half (a pop that read a head another thread popped
