@@ -34,9 +34,14 @@ unsigned class_of(size_t size) {
 }
 size_t class_bytes(unsigned index) { return size_t{1} << (index + SignalSafePool::kSmallestClassShift); }
 
-// A block's first payload word, where a freed block keeps its successor (read while another
-// thread may be writing it: an atomic access, whose value a failed compare-and-swap discards).
-std::atomic<uint64_t>& link_of(uintptr_t user) { return *reinterpret_cast<std::atomic<uint64_t>*>(user); }
+// Where a freed class block keeps its successor: the word in front of its payload (an unaligned
+// block's size word), so that an aligned block's two words, which lie inside the payload (at the
+// payload itself when the block is 16 bytes in), stay where they are, marked freed. Read while
+// another thread may be writing it: an atomic access, whose value a failed compare-and-swap
+// discards. The low half holds the successor as a list head does; the high half how far in, in
+// 16-byte units, the freed block's user pointer was (0: at the payload), for pop to clear the two
+// words a block handed out again must not keep.
+std::atomic<uint64_t>& link_of(uintptr_t payload) { return *reinterpret_cast<std::atomic<uint64_t>*>(payload - 8); }
 
 }  // namespace
 
@@ -67,6 +72,9 @@ void* SignalSafePool::allocate(size_t size, size_t alignment, bool) noexcept {
     payload = reinterpret_cast<uintptr_t>(raw) + kHeaderBytes;
   }
   const uintptr_t user = (payload + alignment - 1) & ~(uintptr_t{alignment} - 1);
+  // A class block used unaligned before keeps that use's freed state word in front of its payload:
+  // a free of the payload's address, now inside this block, is an invalid one, not a double free.
+  if (user != payload) state_of(payload).store(0, std::memory_order_relaxed);
   set_size(user, size);
   state_of(user).store(kStateMagic | ((user - payload) / 16) << kOffsetShift | kLiveBit | index,
                        std::memory_order_release);
@@ -81,7 +89,10 @@ uintptr_t SignalSafePool::pop(unsigned index) noexcept {
     const uint64_t next = link_of(payload).load(std::memory_order_relaxed);
     const uint64_t popped = ((head >> 32) + 1) << 32 | static_cast<uint32_t>(next);
     if (list.compare_exchange_weak(head, popped, std::memory_order_acquire, std::memory_order_acquire)) {
-      link_of(payload).store(0, std::memory_order_relaxed);  // the rest was zeroed by free
+      // Ours now. free zeroed the payload but an aligned block's two words: they go now.
+      const auto units = static_cast<uintptr_t>(link_of(payload).load(std::memory_order_relaxed) >> 32);
+      link_of(payload).store(0, std::memory_order_relaxed);
+      if (units != 0) std::memset(reinterpret_cast<void*>(payload + units * 16 - kHeaderBytes), 0, kHeaderBytes);
       return payload;
     }
   }
@@ -108,20 +119,26 @@ SignalSafePool::FreeResult SignalSafePool::free(void* ptr) noexcept {
     std::memset(ptr, 0, size_of(ptr));
     return FreeResult::kFreed;
   }
-  // Emptied (an aligned block's two words inside the payload go too: a second free of it is then
-  // told as an invalid one), and back on its class's list.
+  // Emptied, and back on its class's list. An aligned block's two words lie inside the payload:
+  // its state word stays, marked freed, so that a second free of it is told as one.
   const uintptr_t payload = user - offset;
-  zero(payload, class_bytes(index));
-  push(index, payload);
+  if (offset == 0) {
+    zero(payload, class_bytes(index));
+  } else {
+    zero(payload, offset - kHeaderBytes);
+    set_size(user, 0);
+    zero(user, class_bytes(index) - offset);
+  }
+  push(index, payload, offset / 16);
   return FreeResult::kFreed;
 }
 
-void SignalSafePool::push(unsigned index, uintptr_t payload) noexcept {
+void SignalSafePool::push(unsigned index, uintptr_t payload, uintptr_t offset_units) noexcept {
   std::atomic<uint64_t>& list = free_lists_[index];
   const uint64_t position = (payload - range_.base()) / 16 + 1;
   uint64_t head = list.load(std::memory_order_relaxed);
   do {
-    link_of(payload).store(static_cast<uint32_t>(head), std::memory_order_relaxed);
+    link_of(payload).store(uint64_t{offset_units} << 32 | static_cast<uint32_t>(head), std::memory_order_relaxed);
   } while (!list.compare_exchange_weak(head, ((head >> 32) + 1) << 32 | position, std::memory_order_release,
                                        std::memory_order_relaxed));
 }

@@ -8,8 +8,9 @@
 // block with room to align inside it; only requests above the largest class are never reused.
 //
 // Each block is preceded by two words: its state (live or freed, its class, and how far an aligned
-// block lies into its class block), which tells a double or invalid free, and its requested size
-// (malloc_usable_size, realloc). A freed block is zeroed (its whole pages given back to the
+// block lies into its class block), which tells a double or invalid free (a freed block keeps it,
+// marked freed, until its memory is handed out again), and its requested size (malloc_usable_size,
+// realloc). A freed block is zeroed (its whole pages given back to the
 // kernel): the collector reads the pool's range as a root, and a freed block's stale pointers
 // would keep blocks the program dropped looking reachable. So every block handed out is zero,
 // reused or fresh. Recognised by address in free and realloc.
@@ -44,8 +45,9 @@ class SignalSafePool {
  private:
   // A class block's payload taken off list `index`, or 0 when the list is empty.
   uintptr_t pop(unsigned index) noexcept;
-  // Puts a freed (zeroed) class block's payload back on list `index`.
-  void push(unsigned index, uintptr_t payload) noexcept;
+  // Puts a freed (zeroed) class block's payload back on list `index`; `offset_units`: how far in
+  // its user pointer was, in 16-byte units (0: unaligned), whose two words pop clears.
+  void push(unsigned index, uintptr_t payload, uintptr_t offset_units) noexcept;
   static void zero(uintptr_t start, size_t bytes) noexcept;
 
   // A list head: a change count in the high half (a pop that read a head another thread popped

@@ -116,11 +116,57 @@ TEST(SignalSafePoolTest, AlignedAndLargeBlocksAreReusedAlignedAndZeroed) {
   }
   // 300 rounds of 2 MiB alone are 600 MiB: reused, not taken from the 256 MiB range.
   EXPECT_LT(pool->used(), size_t{8} << 20);
-  // A second free of an aligned block, whose words were zeroed with its payload, is an invalid one.
-  void* aligned = pool->allocate(100, 256, false);
+}
+
+TEST(SignalSafePoolTest, ASecondFreeOfAnAlignedBlockIsADoubleFreeAndItsWordsGoWhenReused) {
+  auto pool = make_pool();
+  ASSERT_NE(pool, nullptr);
+  // 32-byte alignment in 64-byte class blocks 80 bytes apart: some user pointers lie at the
+  // payload, the others 16 bytes in (fresh payloads, 80 bytes apart, alternate between 32-byte
+  // boundaries and 16 bytes past them).
+  std::vector<unsigned char*> blocks;
+  for (int i = 0; i < 8; ++i) {
+    auto* block = static_cast<unsigned char*>(pool->allocate(40, 32, false));
+    ASSERT_NE(block, nullptr);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(block) % 32, 0u);
+    std::memset(block, 0x77, 40);
+    blocks.push_back(block);
+  }
+  for (unsigned char* block : blocks) {
+    ASSERT_EQ(pool->free(block), FreeResult::kFreed);
+    EXPECT_EQ(pool->free(block), FreeResult::kDoubleFree) << "a second free, the block on its list";
+  }
+  // Handed out again unaligned: whole class blocks of zeros, the aligned uses' words gone, and a
+  // free of an old aligned pointer inside one is no double free of it.
+  std::vector<unsigned char*> again;
+  for (int i = 0; i < 8; ++i) {
+    auto* block = static_cast<unsigned char*>(pool->allocate(64, 16, false));
+    ASSERT_NE(block, nullptr);
+    EXPECT_TRUE(all_zero(block, 64)) << "block " << i;
+    again.push_back(block);
+  }
+  for (unsigned char* block : blocks) {
+    bool inside_a_live_block = false;
+    for (unsigned char* live : again) inside_a_live_block |= block > live && block < live + 64;
+    if (inside_a_live_block) {
+      EXPECT_EQ(pool->free(block), FreeResult::kInvalid);
+    }
+  }
+  for (unsigned char* block : again) {
+    EXPECT_EQ(pool->free(block), FreeResult::kFreed);
+    EXPECT_EQ(pool->free(block), FreeResult::kDoubleFree);
+  }
+  // And unaligned first, aligned after: a free of the class block's payload is an invalid one.
+  auto* aligned = static_cast<unsigned char*>(pool->allocate(40, 32, false));
   ASSERT_NE(aligned, nullptr);
+  EXPECT_TRUE(all_zero(aligned, 40));
+  for (unsigned char* block : again) {
+    if (aligned > block && aligned < block + 64) {
+      EXPECT_EQ(pool->free(block), FreeResult::kInvalid);
+    }
+  }
   EXPECT_EQ(pool->free(aligned), FreeResult::kFreed);
-  EXPECT_NE(pool->free(aligned), FreeResult::kFreed);
+  EXPECT_EQ(pool->free(aligned), FreeResult::kDoubleFree);
 }
 
 TEST(SignalSafePoolTest, BlocksAboveTheLargestClassAreNeverReusedButFreedOnce) {
