@@ -64,11 +64,36 @@ constexpr int kSetxidSignal = 33;
 
 bool bit(const uint32_t* words, unsigned index) { return (words[index / 32] >> (index % 32)) & 1; }
 
-// Capabilities this kernel knows: PR_CAPBSET_READ fails (EINVAL) past the last.
+// Capabilities this kernel knows: PR_CAPBSET_READ fails (EINVAL) past the last. Counted once (the
+// kernel's last capability does not change while it runs): a sharing read it anew every time,
+// some 40 system calls of a program's every credential prctl.
 unsigned known_capabilities() {
+  static std::atomic<unsigned> known{0};  // count + 1; 0: not counted yet
+  const unsigned cached = known.load(std::memory_order_relaxed);
+  if (cached != 0) return cached - 1;
   unsigned count = 0;
   while (count < 64 && raw_syscall(SYS_prctl, PR_CAPBSET_READ, count) >= 0) ++count;
+  known.store(count + 1, std::memory_order_relaxed);
   return count;
+}
+
+// The calling thread's bounding set as read_own last read it: only the thread's own
+// PR_CAPBSET_DROP changes it (a program thread's through the wrappers, forget_bounding_set; one of
+// heapkeeper's in take), a thread it makes starts with it (and with this unread), and execve starts
+// afresh. Reading it is a system call a capability, 40 of a sharing's 90, and as many in each
+// thread of heapkeeper's that takes the state shared.
+// `forgotten` counts forget_bounding_set's calls: a signal handler's drop (and forgetting) while
+// read_own reads the set leaves what it read unremembered.
+struct BoundingSet {
+  uint32_t words[2];
+  bool known;
+  uint32_t forgotten;
+};
+constinit thread_local BoundingSet tls_bounding __attribute__((tls_model("initial-exec"))) = {{0, 0}, false, 0};
+
+void forget_own_bounding_set() {
+  tls_bounding.known = false;
+  ++tls_bounding.forgotten;
 }
 
 // The calling thread's state; false when the kernel would not say (then nothing is shared).
@@ -92,10 +117,23 @@ bool read_own(Credentials& c) {
     c.capabilities[4 + i] = data[i].inheritable;
   }
   const unsigned known = known_capabilities();
+  if (tls_bounding.known) {
+    c.bounding[0] = tls_bounding.words[0];
+    c.bounding[1] = tls_bounding.words[1];
+  } else {
+    const uint32_t forgotten = tls_bounding.forgotten;
+    for (unsigned cap = 0; cap < known; ++cap)
+      if (raw_syscall(SYS_prctl, PR_CAPBSET_READ, cap) == 1) c.bounding[cap / 32] |= 1u << (cap % 32);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    if (tls_bounding.forgotten == forgotten) tls_bounding = {{c.bounding[0], c.bounding[1]}, true, forgotten};
+  }
+  // Only a capability both permitted and inheritable can be ambient (capabilities(7): the kernel
+  // lowers an ambient one with either), so only those are asked about: none, in most programs.
   for (unsigned cap = 0; cap < known; ++cap) {
-    if (raw_syscall(SYS_prctl, PR_CAPBSET_READ, cap) == 1) c.bounding[cap / 32] |= 1u << (cap % 32);
-    if (raw_syscall(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0) == 1)
-      c.ambient[cap / 32] |= 1u << (cap % 32);
+    const uint32_t mask = 1u << (cap % 32);
+    const unsigned word = cap / 32;
+    if ((c.capabilities[2 + word] & c.capabilities[4 + word] & mask) == 0) continue;
+    if (raw_syscall(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0) == 1) c.ambient[word] |= mask;
   }
   c.keep_capabilities = raw_syscall(SYS_prctl, PR_GET_KEEPCAPS) == 1 ? 1 : 0;
   const long securebits = raw_syscall(SYS_prctl, PR_GET_SECUREBITS);
@@ -138,8 +176,12 @@ bool same_groups(const Credentials& a, const Credentials& b) {
 // the ambient set, which only those allow. Each step is what the program's thread did, from the
 // same state, so the kernel allows it here too; one it refuses is left as it is.
 void take_unblocked(const Credentials& target, const Credentials& now) {
-  for (unsigned cap = 0; cap < 64; ++cap)
-    if (bit(now.bounding, cap) && !bit(target.bounding, cap)) raw_syscall(SYS_prctl, PR_CAPBSET_DROP, cap);
+  for (unsigned cap = 0; cap < 64; ++cap) {
+    if (bit(now.bounding, cap) && !bit(target.bounding, cap)) {
+      raw_syscall(SYS_prctl, PR_CAPBSET_DROP, cap);
+      forget_own_bounding_set();
+    }
+  }
   if (now.securebits != target.securebits) raw_syscall(SYS_prctl, PR_SET_SECUREBITS, target.securebits);
   // The target's groups when it holds them all; a list this thread cannot read whole (more than
   // kMaxGroups) differs from any it can.
@@ -323,6 +365,8 @@ void share_thread_credentials() noexcept {
   g_sharing.store(false, std::memory_order_release);
   tls_sharing = false;
 }
+
+void forget_bounding_set() noexcept { forget_own_bounding_set(); }
 
 void follow_thread_credentials() noexcept {
   ThreadState* self = tls_thread.state;

@@ -54,6 +54,11 @@ bool syscall_changes_credentials(long number, long first, long second) noexcept 
   }
 }
 
+void share_changed_credentials(long prctl_option) noexcept {
+  if (prctl_option == PR_CAPBSET_DROP) heapkeeper::alloc::forget_bounding_set();
+  heapkeeper::alloc::share_thread_credentials();
+}
+
 }  // namespace heapkeeper::preload
 
 // glibc's capset takes the kernel's header and data structures (linux/capability.h); no header

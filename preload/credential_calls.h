@@ -10,5 +10,8 @@ bool prctl_changes_credentials(long option, unsigned long argument) noexcept;
 // A system call number (and, for prctl, its first two arguments) that changes the calling thread's
 // credentials: capset, the setuid family (which, made raw, changes one thread only), prctl's above.
 bool syscall_changes_credentials(long number, long first, long second) noexcept;
+// After such a call succeeded: heapkeeper's threads take the new state. `prctl_option`: the call's
+// prctl option, -1 for another call.
+void share_changed_credentials(long prctl_option) noexcept;
 
 }  // namespace heapkeeper::preload

@@ -188,7 +188,7 @@ HK_EXPORT long syscall(long number, ...) {
   const long result = function(number, a[0], a[1], a[2], a[3], a[4], a[5]);
   // heapkeeper's threads take what the program's thread now has (raw system calls: errno stays).
   if (result >= 0 && heapkeeper::preload::syscall_changes_credentials(number, a[0], a[1]))
-    heapkeeper::alloc::share_thread_credentials();
+    heapkeeper::preload::share_changed_credentials(number == SYS_prctl ? a[0] : -1);
   return result;
 }
 
@@ -215,6 +215,6 @@ HK_EXPORT int prctl(int option, ...) {
   }
   const int result = function(option, a[0], a[1], a[2], a[3]);
   if (result >= 0 && heapkeeper::preload::prctl_changes_credentials(option, a[0]))
-    heapkeeper::alloc::share_thread_credentials();  // as in the syscall wrapper above
+    heapkeeper::preload::share_changed_credentials(option);  // as in the syscall wrapper above
   return result;
 }

@@ -12,7 +12,8 @@
  *   glibc  setpriv's sequence through glibc: keep capabilities, capset, setgroups, setresgid,
  *          setresuid to 65534 (saved ids kept 0), capset again; then back to root
  *   raw    the same ids changed with raw system calls (one thread only), then back
- *   caps   staying root: a bounding-set drop, capset, an ambient capability, securebits,
+ *   caps   staying root: bounding-set drops (after a sharing that read the set, through glibc
+ *          and syscall()), capset, an ambient capability raised and lowered, securebits,
  *          no_new_privs
  *   handler  a timer's signal handler sets the keep-capabilities flag while the main thread does
  *          (the handler's sharing waited for ever for the lock the one it interrupted held)
@@ -176,8 +177,14 @@ static int drop_and_return(int raw) {
 }
 
 static int capabilities_only(void) {
+  /* Shared first without a drop (heapkeeper remembers each thread's bounding set as last read),
+   * then drops through glibc and through syscall(), each to be read again. */
+  MUST(prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0));
+  check("keepcaps");
   MUST(prctl(PR_CAPBSET_DROP, CAP_SYS_MODULE, 0, 0, 0));
   check("bounding set");
+  MUST(syscall(SYS_prctl, PR_CAPBSET_DROP, CAP_SYS_RAWIO, 0, 0, 0));
+  check("bounding set (raw)");
   const uint32_t permitted = permitted_now() & ~CAP(CAP_SYS_ADMIN);
   MUST(set_capabilities(permitted, permitted, CAP(CAP_NET_BIND_SERVICE)));
   check("capset");
@@ -187,6 +194,10 @@ static int capabilities_only(void) {
   check("securebits");
   MUST(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
   check("no_new_privs");
+  MUST(prctl(PR_CAPBSET_DROP, CAP_SYS_BOOT, 0, 0, 0));
+  check("bounding set again");
+  MUST(prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_LOWER, CAP_NET_BIND_SERVICE, 0, 0));
+  check("ambient lowered");
   return 0;
 }
 
@@ -204,8 +215,9 @@ static int from_a_handler(void) {
   action.sa_flags = SA_RESTART;
   sigaction(SIGALRM, &action, NULL);
   // Every millisecond: each call shares the credentials with every task (some 90 system calls
-  // under heapkeeper), which on a machine with slow system calls took longer than a 100 us
-  // period, and the main thread never progressed.
+  // under heapkeeper when it read every capability's bounding and ambient bits each time), which on
+  // a machine with slow system calls took longer than a 100 us period, and the main thread never
+  // progressed.
   const struct itimerval every = {{0, 1000}, {0, 1000}};
   setitimer(ITIMER_REAL, &every, NULL);
   for (int i = 0; i < 20000; ++i) prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0);
