@@ -103,17 +103,12 @@ bool purge_unused_memory() noexcept {
   if (g_state.load(std::memory_order_acquire) == kUsersPolicy || user_sets_decay() ||
       config().mode == CollectorMode::kCollect)
     return false;
-  uint64_t epoch = 1;
-  size_t length = sizeof(epoch);
-  je::mallctl("epoch", &epoch, &length, &epoch, sizeof(epoch));
-  bool any = false;
-  unsigned arenas = 0;
-  length = sizeof(arenas);
-  if (je::mallctl("arenas.narenas", &arenas, &length, nullptr, 0) != 0) return false;
-  for (unsigned arena = 0; arena < arenas; ++arena) {
-    if (unused_bytes(arena) > 0) any = purge_arena(arena) || any;
-  }
-  return any;
+  // Every arena at once, without asking first which hold unused pages: the statistics epoch that
+  // asking needs has jemalloc clear and merge every arena's statistics, whose pages a short
+  // process touches there for the first time (nine page faults of its exit; an arena with nothing
+  // to purge costs a look at its lists). What was purged is what the purge hooks counted (or the
+  // trimmer's, purging meanwhile: one more try of a failed allocation).
+  return purge_all_arenas().returned_bytes > 0;
 }
 
 FreedMemoryPolicyInfo freed_memory_policy() noexcept {
