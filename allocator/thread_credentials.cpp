@@ -77,22 +77,24 @@ unsigned known_capabilities() {
   return count;
 }
 
-// The calling thread's bounding set as read_own last read it: only the thread's own
-// PR_CAPBSET_DROP changes it (a program thread's through the wrappers, forget_bounding_set; one of
-// heapkeeper's in take), a thread it makes starts with it (and with this unread), and execve starts
-// afresh. Reading it is a system call a capability, 40 of a sharing's 90, and as many in each
-// thread of heapkeeper's that takes the state shared.
-// `forgotten` counts forget_bounding_set's calls: a signal handler's drop (and forgetting) while
-// read_own reads the set leaves what it read unremembered.
+// The calling thread's bounding set as read_own last read it, and the thread's id then. Only the
+// thread's own PR_CAPBSET_DROP changes it (a program thread's through the wrappers,
+// forget_bounding_set; one of heapkeeper's in take) and a new user namespace, which fills it
+// (unshare and setns, whose wrappers forget it too; a clone with CLONE_NEWUSER makes a child with
+// another id, whose copy of this memory is read afresh, as a vfork child's and a fork child's
+// are); execve starts afresh. Reading it is a system call a capability, 40 of a sharing's 90, and
+// as many in each thread of heapkeeper's that takes the state shared. `forgotten` counts the
+// forgettings: a signal handler's drop while read_own reads the set leaves what it read
+// unremembered.
 struct BoundingSet {
   uint32_t words[2];
-  bool known;
+  long tid;  // 0: not known
   uint32_t forgotten;
 };
-constinit thread_local BoundingSet tls_bounding __attribute__((tls_model("initial-exec"))) = {{0, 0}, false, 0};
+constinit thread_local BoundingSet tls_bounding __attribute__((tls_model("initial-exec"))) = {{0, 0}, 0, 0};
 
 void forget_own_bounding_set() {
-  tls_bounding.known = false;
+  tls_bounding.tid = 0;
   ++tls_bounding.forgotten;
 }
 
@@ -117,7 +119,8 @@ bool read_own(Credentials& c) {
     c.capabilities[4 + i] = data[i].inheritable;
   }
   const unsigned known = known_capabilities();
-  if (tls_bounding.known) {
+  const long tid = raw_syscall(SYS_gettid);
+  if (tls_bounding.tid == tid) {
     c.bounding[0] = tls_bounding.words[0];
     c.bounding[1] = tls_bounding.words[1];
   } else {
@@ -125,7 +128,7 @@ bool read_own(Credentials& c) {
     for (unsigned cap = 0; cap < known; ++cap)
       if (raw_syscall(SYS_prctl, PR_CAPBSET_READ, cap) == 1) c.bounding[cap / 32] |= 1u << (cap % 32);
     std::atomic_signal_fence(std::memory_order_seq_cst);
-    if (tls_bounding.forgotten == forgotten) tls_bounding = {{c.bounding[0], c.bounding[1]}, true, forgotten};
+    if (tls_bounding.forgotten == forgotten) tls_bounding = {{c.bounding[0], c.bounding[1]}, tid, forgotten};
   }
   // Only a capability both permitted and inheritable can be ambient (capabilities(7): the kernel
   // lowers an ambient one with either), so only those are asked about: none, in most programs.

@@ -25,8 +25,9 @@ namespace heapkeeper::alloc {
 
 // A program thread changed its credentials: heapkeeper's threads copy them (see above).
 void share_thread_credentials() noexcept;
-// The calling thread dropped a capability from its bounding set (PR_CAPBSET_DROP, before its
-// sharing): the set a sharing remembers for the thread is read again.
+// The calling thread's bounding set may have changed: it dropped a capability (PR_CAPBSET_DROP,
+// before its sharing) or entered a user namespace. The set a sharing remembers for the thread is
+// read again.
 void forget_bounding_set() noexcept;
 
 // A thread of heapkeeper's: copies the program's last shared state if it has not yet. Called by

@@ -138,6 +138,8 @@ int alone(Call call) {
   const bool paused = heapkeeper::alloc::pause_internal_threads();
   const int result = call();
   const int saved_errno = errno;
+  // A new user namespace fills the bounding set (user_namespaces(7)).
+  if (result == 0) heapkeeper::alloc::forget_bounding_set();
   if (paused) heapkeeper::alloc::resume_internal_threads();
   errno = saved_errno;
   return result;

@@ -23,8 +23,10 @@
  *          (heapkeeper's threads took the child's credentials, and the parent aborted)
  *   seccomp  glibc's sequence under an allow-everything seccomp filter (Docker's default profile
  *          is one: heapkeeper's threads did not follow under any filter, and setpriv aborted)
- *   userns after 300 ms (live stats and scans running), a new user namespace: only a single-
- *          threaded process may make one (unshare -r failed with EINVAL under heapkeeper)
+ *   userns after 300 ms (live stats and scans running), a bounding-set drop and a new user
+ *          namespace: only a single-threaded process may make one (unshare -r failed with EINVAL
+ *          under heapkeeper); then a keep-capabilities change there (the namespace's full
+ *          bounding set is shared, not the one before it)
  *   stay-glibc, stay-raw  once its live-stats segment exists (HEAPKEEPER_STATS_DELAY=0), drops to
  *          65534 for good, through glibc or with raw system calls, prints its pid and who owns the
  *          segment's file now, and exits as 65534: the file made as root was left in /dev/shm,
@@ -303,10 +305,16 @@ static int drop_for_good(int raw) {
 static int new_user_namespace(void) {
   const struct timespec settle = {0, 300 * 1000 * 1000};
   nanosleep(&settle, NULL);
+  /* A bounding set with a capability dropped (and shared), then the new namespace's full one: a
+   * sharing after it must not give heapkeeper's threads the old one. */
+  MUST(prctl(PR_CAPBSET_DROP, CAP_SYS_MODULE, 0, 0, 0));
+  check("bounding set");
   MUST(unshare(CLONE_NEWUSER));
   check("new user namespace");
   nanosleep(&settle, NULL); /* heapkeeper's threads, made again, publish and scan */
   check("later");
+  MUST(prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0));
+  check("keepcaps in the namespace");
   return 0;
 }
 
