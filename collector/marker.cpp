@@ -242,7 +242,7 @@ void Marker::scan_root_copy(uintptr_t start, uintptr_t end) {
     const ssize_t copied = process_vm_readv(self, &local, 1, &remote, 1, 0);
     if (copied < 0 && (errno == ENOSYS || errno == EPERM)) {
       direct_root_reads_ = true;  // not allowed here (seccomp): fall back to reading in place
-      if (!fallible_root_) scan_words(chunk, end);
+      scan_words(chunk, end);
       return;
     }
     if (copied <= 0) {
@@ -263,13 +263,6 @@ void Marker::scan_root_copy(uintptr_t start, uintptr_t end) {
     scan_words(buffer, buffer + static_cast<size_t>(copied), chunk - buffer);
     chunk += static_cast<uintptr_t>(copied);
   }
-}
-
-void Marker::scan_fallible_root_range(uintptr_t start, uintptr_t end) {
-  if (direct_root_reads_ || alloc::syscall_filter_installed()) return;
-  fallible_root_ = true;
-  scan_root_range(start, end);
-  fallible_root_ = false;
 }
 
 void Marker::scan_root_range(uintptr_t start, uintptr_t end) {

@@ -72,10 +72,6 @@ class Marker {
   bool begin(ReferenceGraph* graph = nullptr);
   const ReferenceGraph* graph() const { return graph_; }
   void scan_root_range(uintptr_t start, uintptr_t end);
-  // A root whose pages may fault when read in place (a file mapping past the file's end: SIGBUS):
-  // read only through process_vm_readv or /proc/thread-self/mem, and skipped where roots are read
-  // in place (under a seccomp filter).
-  void scan_fallible_root_range(uintptr_t start, uintptr_t end);
   // Ranges of the heap the program made unreadable (sorted, not overlapping), set before
   // propagate(): mprotect(PROT_NONE) on part of a block it owns, a guard page of a coroutine's
   // stack carved from a block. A block's bytes there are read through /proc/thread-self/mem, as
@@ -155,7 +151,6 @@ class Marker {
   uint64_t* marks_ = nullptr;             // one bit per granule, like the live bitmap
   unsigned char* copy_buffer_ = nullptr;  // roots are read through process_vm_readv into this
   bool direct_root_reads_ = false;        // process_vm_readv unavailable: read roots in place
-  bool fallible_root_ = false;            // scan_fallible_root_range: never read in place
   const MemoryRange* unreadable_ = nullptr;
   size_t unreadable_count_ = 0;
   int memory_fd_ = -1;  // /proc/thread-self/mem, opened at the first unreadable block

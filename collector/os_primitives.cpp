@@ -86,7 +86,7 @@ int run_once_under_lock(dl_phdr_info*, size_t, void* data) {
 }  // namespace
 
 size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char* scratch, size_t scratch_size,
-                                        int* open_error, UnreadableQuery* unreadable, FileMappingQuery* files) {
+                                        int* open_error, UnreadableQuery* unreadable) {
   ErrnoKeeper keep;
   if (open_error != nullptr) *open_error = 0;
   int fd = static_cast<int>(::syscall(SYS_openat, AT_FDCWD, "/proc/thread-self/maps", O_RDONLY | O_CLOEXEC));
@@ -147,10 +147,6 @@ size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char*
     } else if ((readable || writable) && ((is_private && anonymous) || (writable && shared_anonymous))) {
       if (count < capacity) out[count] = {start, end};
       ++count;
-    } else if (files != nullptr && readable && writable && !anonymous && !shared_anonymous && p < end_of_line &&
-               *p == '/') {
-      if (files->count < files->capacity) files->out[files->count] = {start, end};
-      ++files->count;
     }
     line = *end_of_line == '\n' ? end_of_line + 1 : end_of_line;
   }

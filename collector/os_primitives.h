@@ -41,19 +41,8 @@ struct UnreadableQuery {
   size_t capacity = 0;
   size_t count = 0;
 };
-// Writable mappings of files (private or shared, memfd's too): the caller leaves out those of
-// loaded modules (their data segments, scanned as such). A program keeps pointers there as it does
-// in anonymous memory (the JVM's class-data archive, mapped private and writable, holds the only
-// pointers to blocks it mallocs), but a page past the file's end reads as SIGBUS: read only
-// through process_vm_readv or /proc/thread-self/mem, never in place.
-struct FileMappingQuery {
-  MemoryRange* out = nullptr;
-  size_t capacity = 0;
-  size_t count = 0;
-};
 size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char* scratch, size_t scratch_size,
-                                        int* open_error = nullptr, UnreadableQuery* unreadable = nullptr,
-                                        FileMappingQuery* files = nullptr);
+                                        int* open_error = nullptr, UnreadableQuery* unreadable = nullptr);
 
 // The writable PT_LOAD segments (data, bss, relro) of every loaded module except the one at
 // `excluded_base` (heapkeeper itself). Must run inside the loader lock (see above).

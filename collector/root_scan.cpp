@@ -46,33 +46,29 @@ struct ScanBuffers {
   MemoryRange* modules = nullptr;
   MemoryRange* excluded = nullptr;
   MemoryRange* unreadable = nullptr;  // heap ranges the program made unreadable
-  MemoryRange* files = nullptr;       // writable file mappings (os_primitives.h)
   char* maps_text = nullptr;
   StoppedThread* threads = nullptr;
   ThreadStack* thread_stacks = nullptr;
   size_t bytes_thread_stacks = kMaxThreads * sizeof(ThreadStack);
   size_t bytes_anonymous = kMaxRanges * sizeof(MemoryRange), bytes_modules = kMaxRanges * sizeof(MemoryRange),
          bytes_excluded = kMaxRanges * sizeof(MemoryRange), bytes_unreadable = kMaxRanges * sizeof(MemoryRange),
-         bytes_files = kMaxRanges * sizeof(MemoryRange), bytes_text = kMapsTextBytes,
-         bytes_threads = kMaxThreads * sizeof(StoppedThread);
+         bytes_text = kMapsTextBytes, bytes_threads = kMaxThreads * sizeof(StoppedThread);
 
   bool map() {
     anonymous = static_cast<MemoryRange*>(alloc::map_internal(bytes_anonymous, true));
     modules = static_cast<MemoryRange*>(alloc::map_internal(bytes_modules, true));
     excluded = static_cast<MemoryRange*>(alloc::map_internal(bytes_excluded, true));
     unreadable = static_cast<MemoryRange*>(alloc::map_internal(bytes_unreadable, true));
-    files = static_cast<MemoryRange*>(alloc::map_internal(bytes_files, true));
     maps_text = static_cast<char*>(alloc::map_internal(bytes_text, true));
     threads = static_cast<StoppedThread*>(alloc::map_internal(bytes_threads, true));
     thread_stacks = static_cast<ThreadStack*>(alloc::map_internal(bytes_thread_stacks, true));
-    return anonymous && modules && excluded && unreadable && files && maps_text && threads && thread_stacks;
+    return anonymous && modules && excluded && unreadable && maps_text && threads && thread_stacks;
   }
   ~ScanBuffers() {
     if (anonymous) alloc::unmap_internal(anonymous, bytes_anonymous);
     if (modules) alloc::unmap_internal(modules, bytes_modules);
     if (excluded) alloc::unmap_internal(excluded, bytes_excluded);
     if (unreadable) alloc::unmap_internal(unreadable, bytes_unreadable);
-    if (files) alloc::unmap_internal(files, bytes_files);
     if (maps_text) alloc::unmap_internal(maps_text, bytes_text);
     if (threads) alloc::unmap_internal(threads, bytes_threads);
     if (thread_stacks) alloc::unmap_internal(thread_stacks, bytes_thread_stacks);
@@ -203,9 +199,8 @@ void scan_with_world_stopped(void* raw) {
   int open_error = 0;
   const alloc::PrivateHeap& heap = alloc::private_heap();
   UnreadableQuery unreadable{heap.tracked().base(), heap.tracked().end(), b.unreadable, kMaxRanges, 0};
-  FileMappingQuery files{b.files, kMaxRanges, 0};
-  const size_t anonymous_total = read_anonymous_writable_mappings(b.anonymous, kMaxRanges, b.maps_text, b.bytes_text,
-                                                                  &open_error, &unreadable, &files);
+  const size_t anonymous_total =
+      read_anonymous_writable_mappings(b.anonymous, kMaxRanges, b.maps_text, b.bytes_text, &open_error, &unreadable);
   if (anonymous_total == 0) {
     // Every process has anonymous writable mappings (its stacks, at least): none means the maps
     // file could not be read (no /proc in a sandbox or chroot, or a program that holds every
@@ -325,20 +320,6 @@ void scan_with_world_stopped(void* raw) {
   }
   for (size_t i = 0; i < anonymous_count; ++i)
     scan_minus(marker, b.anonymous[i].start, b.anonymous[i].end, b.excluded, excluded, pieces);
-  // Writable file mappings that are no module's data nor heapkeeper's own (what is never a root,
-  // above, holds both, and the live-stats segment): a block named only there (the JVM's class-data archive) was
-  // reported leaked, and collect mode freed it under the program.
-  for (size_t i = 0; i < std::min(files.count, kMaxRanges); ++i) {
-    const MemoryRange& file = b.files[i];
-    const auto overlaps = [&](const MemoryRange* ranges, size_t count) {
-      for (size_t k = 0; k < count; ++k)
-        if (ranges[k].start < file.end && file.start < ranges[k].end) return true;
-      return false;
-    };
-    if (overlaps(b.excluded, excluded)) continue;
-    marker.scan_fallible_root_range(file.start, file.end);
-    ++pieces;
-  }
   for (size_t i = 0; i < thread_count; ++i) {
     if (b.threads[i].tid <= 0) continue;
     const uint64_t* registers = b.threads[i].registers;
