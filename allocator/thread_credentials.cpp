@@ -93,10 +93,14 @@ struct BoundingSet {
 };
 constinit thread_local BoundingSet tls_bounding __attribute__((tls_model("initial-exec"))) = {{0, 0}, 0, 0};
 
-void forget_own_bounding_set() {
+}  // namespace
+
+void forget_bounding_set() noexcept {
   tls_bounding.tid = 0;
   ++tls_bounding.forgotten;
 }
+
+namespace {
 
 // The calling thread's state; false when the kernel would not say (then nothing is shared).
 bool read_own(Credentials& c) {
@@ -182,7 +186,7 @@ void take_unblocked(const Credentials& target, const Credentials& now) {
   for (unsigned cap = 0; cap < 64; ++cap) {
     if (bit(now.bounding, cap) && !bit(target.bounding, cap)) {
       raw_syscall(SYS_prctl, PR_CAPBSET_DROP, cap);
-      forget_own_bounding_set();
+      forget_bounding_set();
     }
   }
   if (now.securebits != target.securebits) raw_syscall(SYS_prctl, PR_SET_SECUREBITS, target.securebits);
@@ -368,8 +372,6 @@ void share_thread_credentials() noexcept {
   g_sharing.store(false, std::memory_order_release);
   tls_sharing = false;
 }
-
-void forget_bounding_set() noexcept { forget_own_bounding_set(); }
 
 void follow_thread_credentials() noexcept {
   ThreadState* self = tls_thread.state;
