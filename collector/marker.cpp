@@ -6,7 +6,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include "allocator/block_header.h"
 #include "allocator/block_map.h"
@@ -262,6 +264,70 @@ void Marker::scan_root_copy(uintptr_t start, uintptr_t end) {
     const auto buffer = reinterpret_cast<uintptr_t>(copy_buffer_);
     scan_words(buffer, buffer + static_cast<size_t>(copied), chunk - buffer);
     chunk += static_cast<uintptr_t>(copied);
+  }
+}
+
+bool Marker::scan_fallible_root_range(uintptr_t start, uintptr_t end) {
+  if (!direct_root_reads_ && alloc::syscall_filter_installed()) direct_root_reads_ = true;
+  start = (start + 7) & ~uintptr_t{7};
+  if (direct_root_reads_) return false;
+  if (end <= start) return true;
+  figures_.root_bytes += end - start;
+  const pid_t self = gettid();
+  for (uintptr_t chunk = start; chunk < end;) {
+    const size_t length = end - chunk < kCopyBytes ? end - chunk : kCopyBytes;
+    iovec local{copy_buffer_, length};
+    iovec remote{reinterpret_cast<void*>(chunk), length};
+    const ssize_t copied = process_vm_readv(self, &local, 1, &remote, 1, 0);
+    if (copied < 0 && (errno == ENOSYS || errno == EPERM)) {
+      direct_root_reads_ = true;
+      return false;
+    }
+    if (copied <= 0) {
+      chunk = (chunk + 4096) & ~uintptr_t{4095};
+      continue;
+    }
+    const auto buffer = reinterpret_cast<uintptr_t>(copy_buffer_);
+    scan_words(buffer, buffer + static_cast<size_t>(copied), chunk - buffer);
+    chunk += static_cast<uintptr_t>(copied);
+  }
+  return true;
+}
+
+void Marker::scan_unaligned_root_range(uintptr_t start, uintptr_t end, bool fallible) {
+  if (!direct_root_reads_ && alloc::syscall_filter_installed()) direct_root_reads_ = true;
+  if (direct_root_reads_ && fallible) return;
+  if (end <= start + 8) return;
+  const pid_t self = gettid();
+  const auto buffer = reinterpret_cast<uintptr_t>(copy_buffer_);
+  // Each offset's words copied to the (aligned) buffer and scanned there, in place or not alike.
+  for (uintptr_t offset = 1; offset < 8; ++offset) {
+    uintptr_t first = (start & ~uintptr_t{7}) + offset;
+    if (first < start) first += 8;
+    for (uintptr_t chunk = first; chunk + 8 <= end;) {
+      const size_t length = std::min<uintptr_t>(end - chunk, kCopyBytes);
+      ssize_t copied = 0;
+      if (direct_root_reads_) {
+        std::memcpy(copy_buffer_, reinterpret_cast<const void*>(chunk), length);
+        copied = static_cast<ssize_t>(length);
+      } else {
+        iovec local{copy_buffer_, length};
+        iovec remote{reinterpret_cast<void*>(chunk), length};
+        copied = process_vm_readv(self, &local, 1, &remote, 1, 0);
+        if (copied < 0 && (errno == ENOSYS || errno == EPERM)) {
+          direct_root_reads_ = true;
+          if (fallible) return;
+          continue;  // this chunk again, in place
+        }
+      }
+      if (copied <= 0) {  // a page that cannot be read: skipped (see scan_fallible_root_range)
+        chunk = ((chunk + 4096) & ~uintptr_t{4095}) + offset;
+        continue;
+      }
+      scan_words(buffer, buffer + static_cast<size_t>(copied), chunk - buffer);
+      // The last 7 bytes of a piece begin words that end in the next: read again with it.
+      chunk += static_cast<uintptr_t>(copied) > 8 ? static_cast<uintptr_t>(copied) & ~uintptr_t{7} : 8;
+    }
   }
 }
 

@@ -72,6 +72,15 @@ class Marker {
   bool begin(ReferenceGraph* graph = nullptr);
   const ReferenceGraph* graph() const { return graph_; }
   void scan_root_range(uintptr_t start, uintptr_t end);
+  // A root whose pages may fault when read in place (a file mapping, truncated under it: SIGBUS):
+  // read only through process_vm_readv, a page it cannot read skipped (what it held is gone with
+  // it), and nothing read where roots are read in place (a seccomp filter forbids the call).
+  // Whether it was read.
+  bool scan_fallible_root_range(uintptr_t start, uintptr_t end);
+  // The words of a root at the seven offsets scan_root_range skips: machine code holds pointers
+  // as immediates anywhere (a JIT's code naming a block it mallocs: the JVM's inline caches name
+  // their CompiledICHolder only there, and collect mode freed them under it). `fallible` as above.
+  void scan_unaligned_root_range(uintptr_t start, uintptr_t end, bool fallible);
   // Ranges of the heap the program made unreadable (sorted, not overlapping), set before
   // propagate(): mprotect(PROT_NONE) on part of a block it owns, a guard page of a coroutine's
   // stack carved from a block. A block's bytes there are read through /proc/thread-self/mem, as

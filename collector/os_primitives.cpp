@@ -83,10 +83,24 @@ int run_once_under_lock(dl_phdr_info*, size_t, void* data) {
   return 1;  // stop iterating: the lock was needed, not the modules
 }
 
+// A path in /proc/PID/maps naming a regular file, a POSIX shared-memory object or a memfd
+// ("/memfd:NAME (deleted)"): not a device's memory (/dev/dri, a frame buffer), nor /proc or /sys
+// (a PCI resource file), whose reading may act on the device or fault.
+bool is_file_path(const char* p, const char* end_of_line) {
+  const auto starts = [&](const char* prefix) {
+    const size_t n = std::strlen(prefix);
+    return static_cast<size_t>(end_of_line - p) >= n && std::strncmp(p, prefix, n) == 0;
+  };
+  if (p >= end_of_line || *p != '/') return false;
+  if (starts("/dev/")) return starts("/dev/shm/");
+  return !starts("/proc/") && !starts("/sys/");
+}
+
 }  // namespace
 
 size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char* scratch, size_t scratch_size,
-                                        int* open_error, UnreadableQuery* unreadable) {
+                                        int* open_error, UnreadableQuery* unreadable, FileMappingQuery* files,
+                                        CodeMappingQuery* code) {
   ErrnoKeeper keep;
   if (open_error != nullptr) *open_error = 0;
   int fd = static_cast<int>(::syscall(SYS_openat, AT_FDCWD, "/proc/thread-self/maps", O_RDONLY | O_CLOEXEC));
@@ -113,7 +127,7 @@ size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char*
     if (*p == '-') ++p;
     uintptr_t end = parse_hex(p);
     while (*p == ' ') ++p;
-    const bool readable = p[0] == 'r', writable = p[1] == 'w', is_private = p[3] == 'p';
+    const bool readable = p[0] == 'r', writable = p[1] == 'w', executable = p[2] == 'x', is_private = p[3] == 'p';
     // Fields: perms offset dev inode pathname
     for (int field = 0; field < 4 && p < end_of_line; ++field) {
       while (p < end_of_line && *p != ' ') ++p;
@@ -147,6 +161,14 @@ size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char*
     } else if ((readable || writable) && ((is_private && anonymous) || (writable && shared_anonymous))) {
       if (count < capacity) out[count] = {start, end};
       ++count;
+      if (code != nullptr && executable && readable) {
+        if (code->count < code->capacity) code->out[code->count] = {start, end};
+        ++code->count;
+      }
+    } else if (files != nullptr && readable && (is_private ? !executable : writable || executable) && !anonymous &&
+               !shared_anonymous && is_file_path(p, end_of_line)) {
+      if (files->count < files->capacity) files->out[files->count] = {start, end, !is_private, writable, executable};
+      ++files->count;
     }
     line = *end_of_line == '\n' ? end_of_line + 1 : end_of_line;
   }

@@ -5,7 +5,10 @@
 #include "collector/reference_graph.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -30,6 +33,7 @@ namespace {
 
 constexpr size_t kMaxRanges = 16384;
 constexpr size_t kMapsTextBytes = 4 << 20;
+constexpr size_t kPagemapEntries = 8192;  // 32 MiB of address space a read
 // Twice the most threads one listing of a stop can hold (ptrace_stop.cpp's 8192), for threads that
 // came and went between listings: 36 MiB of address space at 2.2 KiB a slot, touched only for the
 // threads there are.
@@ -46,29 +50,41 @@ struct ScanBuffers {
   MemoryRange* modules = nullptr;
   MemoryRange* excluded = nullptr;
   MemoryRange* unreadable = nullptr;  // heap ranges the program made unreadable
+  FileMapping* files = nullptr;       // mappings of files (os_primitives.h)
+  MemoryRange* code = nullptr;        // anonymous executable mappings (a JIT's code)
+  uint64_t* pagemap = nullptr;        // entries of /proc/thread-self/pagemap, read for them
   char* maps_text = nullptr;
   StoppedThread* threads = nullptr;
   ThreadStack* thread_stacks = nullptr;
   size_t bytes_thread_stacks = kMaxThreads * sizeof(ThreadStack);
   size_t bytes_anonymous = kMaxRanges * sizeof(MemoryRange), bytes_modules = kMaxRanges * sizeof(MemoryRange),
          bytes_excluded = kMaxRanges * sizeof(MemoryRange), bytes_unreadable = kMaxRanges * sizeof(MemoryRange),
-         bytes_text = kMapsTextBytes, bytes_threads = kMaxThreads * sizeof(StoppedThread);
+         bytes_files = kMaxRanges * sizeof(FileMapping), bytes_code = kMaxRanges * sizeof(MemoryRange),
+         bytes_pagemap = kPagemapEntries * sizeof(uint64_t), bytes_text = kMapsTextBytes,
+         bytes_threads = kMaxThreads * sizeof(StoppedThread);
 
   bool map() {
     anonymous = static_cast<MemoryRange*>(alloc::map_internal(bytes_anonymous, true));
     modules = static_cast<MemoryRange*>(alloc::map_internal(bytes_modules, true));
     excluded = static_cast<MemoryRange*>(alloc::map_internal(bytes_excluded, true));
     unreadable = static_cast<MemoryRange*>(alloc::map_internal(bytes_unreadable, true));
+    files = static_cast<FileMapping*>(alloc::map_internal(bytes_files, true));
+    code = static_cast<MemoryRange*>(alloc::map_internal(bytes_code, true));
+    pagemap = static_cast<uint64_t*>(alloc::map_internal(bytes_pagemap, true));
     maps_text = static_cast<char*>(alloc::map_internal(bytes_text, true));
     threads = static_cast<StoppedThread*>(alloc::map_internal(bytes_threads, true));
     thread_stacks = static_cast<ThreadStack*>(alloc::map_internal(bytes_thread_stacks, true));
-    return anonymous && modules && excluded && unreadable && maps_text && threads && thread_stacks;
+    return anonymous && modules && excluded && unreadable && files && code && pagemap && maps_text && threads &&
+           thread_stacks;
   }
   ~ScanBuffers() {
     if (anonymous) alloc::unmap_internal(anonymous, bytes_anonymous);
     if (modules) alloc::unmap_internal(modules, bytes_modules);
     if (excluded) alloc::unmap_internal(excluded, bytes_excluded);
     if (unreadable) alloc::unmap_internal(unreadable, bytes_unreadable);
+    if (files) alloc::unmap_internal(files, bytes_files);
+    if (code) alloc::unmap_internal(code, bytes_code);
+    if (pagemap) alloc::unmap_internal(pagemap, bytes_pagemap);
     if (maps_text) alloc::unmap_internal(maps_text, bytes_text);
     if (threads) alloc::unmap_internal(threads, bytes_threads);
     if (thread_stacks) alloc::unmap_internal(thread_stacks, bytes_thread_stacks);
@@ -89,24 +105,56 @@ uintptr_t own_module_base() {
   return reinterpret_cast<uintptr_t>(info.dli_fbase);
 }
 
-// Scans [start, end) minus the (sorted, non-overlapping enough) excluded ranges.
-void scan_minus(Marker& marker, uintptr_t start, uintptr_t end, const MemoryRange* excluded, size_t excluded_count,
-                uint64_t& pieces) {
+// Calls scan(from, to) for the pieces of [start, end) outside the (sorted) excluded ranges.
+template <typename Scan>
+void for_each_piece_outside(uintptr_t start, uintptr_t end, const MemoryRange* excluded, size_t excluded_count,
+                            Scan&& scan) {
   uintptr_t cursor = start;
   for (size_t i = 0; i < excluded_count && cursor < end; ++i) {
     const MemoryRange& x = excluded[i];
     if (x.end <= cursor) continue;
     if (x.start >= end) break;
-    if (x.start > cursor) {
-      marker.scan_root_range(cursor, x.start);
-      ++pieces;
-    }
+    if (x.start > cursor) scan(cursor, x.start);
     if (x.end > cursor) cursor = x.end;
   }
-  if (cursor < end) {
-    marker.scan_root_range(cursor, end);
+  if (cursor < end) scan(cursor, end);
+}
+
+// Scans [start, end) minus the (sorted, non-overlapping enough) excluded ranges.
+void scan_minus(Marker& marker, uintptr_t start, uintptr_t end, const MemoryRange* excluded, size_t excluded_count,
+                uint64_t& pieces) {
+  for_each_piece_outside(start, end, excluded, excluded_count, [&](uintptr_t from, uintptr_t to) {
+    marker.scan_root_range(from, to);
     ++pieces;
+  });
+}
+
+// The pages of file mappings the program wrote (os_primitives.h), minus the excluded ranges (module
+// data, scanned as such; heapkeeper's live-stats segment, which names blocks): a block named only
+// there was reported leaked, and collect mode freed it under the program (the JVM crashed in every
+// collect run: its class-data archive, mapped private, holds the only pointers to blocks it
+// mallocs). Only the pages the program wrote, found in /proc/thread-self/pagemap: reading the rest
+// would read in whole files (a database mapped in full, the locale archive) at every scan. Without
+// the pagemap, the writable mappings are read whole.
+void scan_file_mappings(Marker& marker, const ScanBuffers& b, size_t file_count, const MemoryRange* excluded,
+                        size_t excluded_count, uint64_t& pieces) {
+  if (file_count == 0) return;
+  const int pagemap_fd =
+      static_cast<int>(::syscall(SYS_openat, AT_FDCWD, "/proc/thread-self/pagemap", O_RDONLY | O_CLOEXEC));
+  bool executable = false;
+  const auto scan = [&](uintptr_t start, uintptr_t end) {
+    for_each_piece_outside(start, end, excluded, excluded_count, [&](uintptr_t from, uintptr_t to) {
+      if (marker.scan_fallible_root_range(from, to)) ++pieces;
+      if (executable) marker.scan_unaligned_root_range(from, to, true);
+    });
+  };
+  for (size_t i = 0; i < file_count; ++i) {
+    const FileMapping& file = b.files[i];
+    executable = file.executable;
+    if (pagemap_fd >= 0 && for_each_written_page_run(pagemap_fd, b.pagemap, kPagemapEntries, file, scan)) continue;
+    if (file.writable) scan(file.start, file.end);
   }
+  if (pagemap_fd >= 0) ::syscall(SYS_close, pagemap_fd);
 }
 
 const MemoryRange* range_containing(const MemoryRange* ranges, size_t count, uintptr_t address) {
@@ -119,7 +167,7 @@ const MemoryRange* range_containing(const MemoryRange* ranges, size_t count, uin
 // What each root range is, for naming the roots of retainer paths (reference_graph.h). Stacks are
 // the anonymous mappings holding a stopped thread's stack pointer; ranges recorded first win.
 void record_root_ranges(ReferenceGraph& graph, const ScanRequest& request, const ScanBuffers& b, size_t module_count,
-                        size_t anonymous_count, size_t thread_count) {
+                        size_t anonymous_count, size_t file_count, size_t thread_count) {
   if (request.caller_stack_pointer != 0) {  // the exit scan's own (program) thread
     const auto self = static_cast<int32_t>(gettid());
     const auto registers = reinterpret_cast<uintptr_t>(request.caller_registers);
@@ -147,6 +195,8 @@ void record_root_ranges(ReferenceGraph& graph, const ScanRequest& request, const
   graph.add_root_range({pool_start, pool_start + pool.used(), RootKind::kBootstrap, 0, 0});
   for (size_t i = 0; i < anonymous_count; ++i)
     graph.add_root_range({b.anonymous[i].start, b.anonymous[i].end, RootKind::kAnonymous, 0, 0});
+  for (size_t i = 0; i < file_count; ++i)  // named as mappings (the word's range), like anonymous ones
+    graph.add_root_range({b.files[i].start, b.files[i].end, RootKind::kAnonymous, 0, 0});
 }
 
 // Where a heapkeeper thread's frames and static TLS end in its stack [low, high): at its thread
@@ -199,8 +249,11 @@ void scan_with_world_stopped(void* raw) {
   int open_error = 0;
   const alloc::PrivateHeap& heap = alloc::private_heap();
   UnreadableQuery unreadable{heap.tracked().base(), heap.tracked().end(), b.unreadable, kMaxRanges, 0};
-  const size_t anonymous_total =
-      read_anonymous_writable_mappings(b.anonymous, kMaxRanges, b.maps_text, b.bytes_text, &open_error, &unreadable);
+  FileMappingQuery files{b.files, kMaxRanges, 0};
+  CodeMappingQuery code{b.code, kMaxRanges, 0};
+  const size_t anonymous_total = read_anonymous_writable_mappings(b.anonymous, kMaxRanges, b.maps_text, b.bytes_text,
+                                                                  &open_error, &unreadable, &files, &code);
+  const size_t file_count = std::min(files.count, kMaxRanges), code_count = std::min(code.count, kMaxRanges);
   if (anonymous_total == 0) {
     // Every process has anonymous writable mappings (its stacks, at least): none means the maps
     // file could not be read (no /proc in a sandbox or chroot, or a program that holds every
@@ -312,7 +365,7 @@ void scan_with_world_stopped(void* raw) {
   marker.set_unreadable_heap(b.unreadable, unreadable.count);
   const uint64_t mark_started = monotonic_ns();
   if (ReferenceGraph* graph = job->request->graph)
-    record_root_ranges(*graph, *job->request, b, module_count, anonymous_count, thread_count);
+    record_root_ranges(*graph, *job->request, b, module_count, anonymous_count, file_count, thread_count);
   uint64_t pieces = 0;
   for (size_t i = 0; i < module_count; ++i) {
     marker.scan_root_range(b.modules[i].start, b.modules[i].end);
@@ -320,6 +373,11 @@ void scan_with_world_stopped(void* raw) {
   }
   for (size_t i = 0; i < anonymous_count; ++i)
     scan_minus(marker, b.anonymous[i].start, b.anonymous[i].end, b.excluded, excluded, pieces);
+  // A JIT's code: its immediates name blocks at any offset (Marker::scan_unaligned_root_range).
+  for (size_t i = 0; i < code_count; ++i)
+    for_each_piece_outside(b.code[i].start, b.code[i].end, b.excluded, excluded,
+                           [&](uintptr_t from, uintptr_t to) { marker.scan_unaligned_root_range(from, to, false); });
+  scan_file_mappings(marker, b, file_count, b.excluded, excluded, pieces);
   for (size_t i = 0; i < thread_count; ++i) {
     if (b.threads[i].tid <= 0) continue;
     const uint64_t* registers = b.threads[i].registers;

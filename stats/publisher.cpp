@@ -37,6 +37,7 @@
 #include "allocator/diagnostics.h"
 #include "allocator/engine.h"
 #include "allocator/heap_trimmer.h"
+#include "allocator/internal_mappings.h"
 #include "allocator/monotonic_clock.h"
 #include "allocator/private_heap.h"
 #include "allocator/raw_syscall.h"
@@ -348,6 +349,11 @@ bool create_segment(Publisher& p) {
         .emit();
     return false;
   }
+  // Never a root: the segment names blocks (the largest, the retained), which would make a leaked
+  // one look reachable once file mappings were scanned (root_scan.cpp). The registration outlives
+  // the mapping in a forked child, whose copy of the parent's is replaced by its own or left as it is.
+  alloc::unregister_internal_mapping(p.region->get_address());  // the parent's, where it was
+  alloc::register_internal_mapping(p.region->get_address(), p.region->get_size());
   auto* segment = static_cast<SharedSegment*>(p.region->get_address());
   SegmentHeader& h = segment->header;
   // Every field before the magic number, the magic last: a reader (or a later producer judging
