@@ -240,6 +240,27 @@ void fork_child() {
 
 }  // namespace
 
+// jemalloc's fork handlers, which its boot registered with pthread_atfork before heapkeeper's.
+extern "C" void je_jemalloc_prefork(void);
+extern "C" void je_jemalloc_postfork_parent(void);
+extern "C" void je_jemalloc_postfork_child(void);
+
+// In the order fork() runs them: prepare handlers last registered first, the others first first.
+bool prepare_raw_fork() noexcept {
+  if (!g_ready) return false;
+  fork_prepare();
+  je_jemalloc_prefork();
+  return true;
+}
+void after_raw_fork_in_parent() noexcept {
+  je_jemalloc_postfork_parent();
+  fork_parent();
+}
+void after_raw_fork_in_child() noexcept {
+  je_jemalloc_postfork_child();
+  fork_child();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Start-up
 

@@ -89,6 +89,13 @@ void warn_not_interposed(const char* const* names, int count) noexcept;
 // Starts one of heapkeeper's own threads (detached): it runs `routine` with the guard held for its
 // whole life (its allocations are internal) and is marked as heapkeeper's before it runs, so scans
 // neither stop it nor take its stack for a root. False if the thread could not be created.
+// What fork()'s handlers do, for a fork made without fork() (preload/raw_fork.h): jemalloc's and
+// heapkeeper's, not the program's (a raw clone runs none of them). Nothing before start-up ended.
+// prepare returns whether the after_ functions must run.
+bool prepare_raw_fork() noexcept;
+void after_raw_fork_in_parent() noexcept;
+void after_raw_fork_in_child() noexcept;
+
 bool start_internal_thread(void (*routine)(), const char* name) noexcept;
 // The same, saying `failure` (one diagnostic line) when the thread cannot be created.
 void start_internal_thread_or_say(void (*routine)(), const char* name, const char* failure) noexcept;

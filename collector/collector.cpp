@@ -653,6 +653,18 @@ void allow_scans_after_exec(bool held) noexcept {
   state().scan_mutex.unlock();
 }
 
+static std::atomic<bool> g_fork_handlers_installed{false};
+
+bool hold_scans_for_raw_fork() noexcept {
+  if (!g_fork_handlers_installed.load(std::memory_order_acquire)) return false;
+  wait_for_scans_before_fork();
+  return true;
+}
+
+void allow_scans_after_raw_fork_in_parent(bool held) noexcept {
+  if (held) allow_scans_after_fork_in_parent();
+}
+
 void install() {
   const alloc::Config& cfg = alloc::config();
   // Kernel roots are recorded in every mode (a scan may be asked for later, by the viewer too).
@@ -661,6 +673,7 @@ void install() {
   g_scanning_process.store(static_cast<pid_t>(alloc::raw_syscall(SYS_getpid)), std::memory_order_release);
   if (cfg.mode == alloc::CollectorMode::kOff) return;
   pthread_atfork(wait_for_scans_before_fork, allow_scans_after_fork_in_parent, nullptr);
+  g_fork_handlers_installed.store(true, std::memory_order_release);
   alloc::add_exit_handler(exit_scan);
   alloc::add_fork_child_handler([] {
     // The child starts with no scanner thread, none of the parent's scan in progress, and its own

@@ -91,6 +91,10 @@ void settle_suppressions(ScanReport& report);
 // already holding the scan lock, or no scan ending within 10 s).
 bool hold_scans_for_exec() noexcept;
 void allow_scans_after_exec(bool held) noexcept;
+// What fork()'s handlers do around a fork made without fork() (preload/raw_fork.h): waits for a
+// scan in progress, whose loader lock the child would inherit held. True if held.
+bool hold_scans_for_raw_fork() noexcept;
+void allow_scans_after_raw_fork_in_parent(bool held) noexcept;
 // The most recent scans, oldest first (at most `limit`); only the last one keeps its groups.
 std::vector<ScanReport> recent_scans(size_t limit);
 

@@ -46,6 +46,7 @@
 #include "collector/world_stop.h"
 #include "preload/credential_calls.h"
 #include "preload/original_functions.h"
+#include "preload/raw_fork.h"
 #include "preload/validation_pipe.h"
 
 #define HK_EXPORT extern "C" __attribute__((visibility("default")))
@@ -141,6 +142,14 @@ HK_EXPORT int pipe(int descriptors[2]) {
   return result;
 }
 
+// clone3's arguments (flags first, the child's stack sixth: linux/sched.h's struct clone_args),
+// read only when the size covers them; a fork when it names no stack and shares no memory.
+static bool clone3_copies_process(long arguments, long size) {
+  if (arguments == 0 || size < 48) return false;
+  const auto* words = reinterpret_cast<const unsigned long long*>(arguments);
+  return words[5] == 0 && heapkeeper::preload::copies_process(words[0]);
+}
+
 // libunwind writes to its pipe with syscall(SYS_write, ...) rather than write() (so that ASan does not
 // check the byte it reads); a program installs a seccomp filter with syscall(SYS_seccomp, ...), as
 // libseccomp does. Every call passes through with all six arguments, as glibc's syscall takes them.
@@ -185,6 +194,11 @@ HK_EXPORT long syscall(long number, ...) {
     errno = saved_errno;
     return result;
   }
+  // A fork by clone, clone3 or fork itself, on this stack (preload/raw_fork.h).
+  const bool copies = (number == SYS_clone && a[1] == 0 && heapkeeper::preload::copies_process(a[0])) ||
+                      (number == SYS_clone3 && clone3_copies_process(a[0], a[1])) || number == SYS_fork;
+  if (copies && heapkeeper::preload::program_call())
+    return heapkeeper::preload::fork_like([&](bool) { return function(number, a[0], a[1], a[2], a[3], a[4], a[5]); });
   const long result = function(number, a[0], a[1], a[2], a[3], a[4], a[5]);
   // heapkeeper's threads take what the program's thread now has (raw system calls: errno stays).
   if (result >= 0 && heapkeeper::preload::syscall_changes_credentials(number, a[0], a[1]))

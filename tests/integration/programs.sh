@@ -182,6 +182,11 @@ case $program in
       hk_compare "main_thread_exit_$mode" run_program "$(hk_program main_thread_exit)" "$mode" -- launcher preload
     done
     ;;
+  raw_clone)
+    # Children made without fork() (raw_clone.c), under 5 ms scans: each hung child costs 5 s.
+    HK_TIMEOUT=120  # read by lib.sh's hk_limit
+    HEAPKEEPER_SCAN_INTERVAL=5ms hk_compare raw_clone run_program "$(hk_program raw_clone)" 200 -- preload
+    ;;
   thread_credentials)
     if ((EUID != 0)); then
       echo "skipped: only root changes its ids and capabilities"
