@@ -77,9 +77,9 @@ class Marker {
   // it), and nothing read where roots are read in place (a seccomp filter forbids the call).
   // Whether it was read.
   bool scan_fallible_root_range(uintptr_t start, uintptr_t end);
-  // The words of a root at the seven offsets scan_root_range skips: machine code holds pointers
-  // as immediates anywhere (a JIT's code naming a block it mallocs: the JVM's inline caches name
-  // their CompiledICHolder only there, and collect mode freed them under it). `fallible` as above.
+  // The 64-bit immediates of machine code in a root (x86-64's movabs), where they are no multiple
+  // of 8 bytes in: a JIT's code names blocks it mallocs there (the JVM's inline caches name their
+  // CompiledICHolder only so, and collect mode freed them under it). `fallible` as above.
   void scan_unaligned_root_range(uintptr_t start, uintptr_t end, bool fallible);
   // Ranges of the heap the program made unreadable (sorted, not overlapping), set before
   // propagate(): mprotect(PROT_NONE) on part of a block it owns, a guard page of a coroutine's

@@ -116,6 +116,12 @@ size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char*
     length += static_cast<size_t>(n);
   }
   ::syscall(SYS_close, fd);
+  if (length + 1 >= scratch_size) {
+    // Cut short: the mappings past it (the main thread's stack among the last) would be no roots,
+    // and collect mode would free what only they name.
+    if (open_error != nullptr) *open_error = E2BIG;
+    return 0;
+  }
   scratch[length] = '\0';
 
   size_t count = 0;

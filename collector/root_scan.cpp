@@ -31,9 +31,9 @@
 namespace heapkeeper::collect {
 namespace {
 
-constexpr size_t kMaxRanges = 16384;
-constexpr size_t kMapsTextBytes = 4 << 20;
-constexpr size_t kPagemapEntries = 8192;  // 32 MiB of address space a read
+constexpr size_t kMaxRanges = 65536;         // vm.max_map_count is 65530 by default
+constexpr size_t kMapsTextBytes = 16 << 20;  // about 100 bytes a line, and long paths
+constexpr size_t kPagemapEntries = 8192;     // 32 MiB of address space a read
 // Twice the most threads one listing of a stop can hold (ptrace_stop.cpp's 8192), for threads that
 // came and went between listings: 36 MiB of address space at 2.2 KiB a slot, touched only for the
 // threads there are.
@@ -259,15 +259,25 @@ void scan_with_world_stopped(void* raw) {
     // file could not be read (no /proc in a sandbox or chroot, or a program that holds every
     // descriptor its limit allows). Without the stacks and the heaps of other allocators as
     // roots, every block would look leaked, and collect mode would free blocks in use.
-    const char* why = open_error == EMFILE || open_error == ENFILE
-                          ? ": the program holds every descriptor its RLIMIT_NOFILE allows"
-                          : " (is /proc mounted?)";
+    const char* why =
+        open_error == EMFILE || open_error == ENFILE ? ": the program holds every descriptor its RLIMIT_NOFILE allows"
+        : open_error == E2BIG ? " whole: it is longer than a scan's 16 MiB buffer (too many mappings, or long paths)"
+                              : " (is /proc mounted?)";
     std::snprintf(result.failure, sizeof(result.failure),
                   "/proc/thread-self/maps cannot be read%s, so the roots are unknown", why);
     world.resume();
     return;
   }
-  const size_t anonymous_count = std::min(anonymous_total, kMaxRanges);
+  if (anonymous_total > kMaxRanges || files.count > kMaxRanges || code.count > kMaxRanges) {
+    // Those past the buffers would be no roots: no verdict rather than blocks freed in use.
+    std::snprintf(result.failure, sizeof(result.failure),
+                  "the program has more than %zu mappings of one kind (%zu anonymous, %zu of files), more than a scan "
+                  "can follow",
+                  kMaxRanges, anonymous_total, files.count);
+    world.resume();
+    return;
+  }
+  const size_t anonymous_count = anonymous_total;
   const uintptr_t own_base = job->own_base;
   const size_t module_count = std::min(module_writable_segments(b.modules, kMaxRanges, own_base), kMaxRanges);
   MemoryRange own_segments[16];
