@@ -12,7 +12,7 @@
  *
  * Expected at exit: exactly one leaked block of kBlockBytes, allocated in keep_boundary_block.
  * Prints "boundary block lost" (or "no neighbour", exit status 3, if the allocator put none in the
- * same gigabyte). Built at -O0: nothing is optimised away.
+ * same gigabyte in eight tries, each with a new boundary block). Built at -O0: nothing is optimised away.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -59,8 +59,15 @@ static NOINLINE void clear_stack(void) {
 }
 
 int main(void) {
-  uintptr_t base = (uintptr_t)keep_boundary_block(); /* the only copy, lost below */
-  find_neighbour(base);
+  uintptr_t base = 0; /* the only copy, lost below */
+  /* Under load the allocator served every neighbour from elsewhere in two runs of
+   * integration.exact_leak_count (why is not known yet; the trimmer's timing is suspected): then
+   * another boundary block. */
+  for (int attempt = 0; attempt < 8 && g_neighbour == NULL; ++attempt) {
+    if (base != 0) free((void*)base);
+    base = (uintptr_t)keep_boundary_block();
+    find_neighbour(base);
+  }
   base = 0;
   clear_stack();
   if (g_neighbour == NULL) {
