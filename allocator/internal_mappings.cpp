@@ -1,6 +1,7 @@
 // Implementation of the internal-mapping registry (see internal_mappings.h). A small fixed table
 // with atomic slots: registration happens a few dozen times in a process's life.
 #include "allocator/internal_mappings.h"
+#include "allocator/metadata_prefault.h"
 
 #include <sys/mman.h>
 
@@ -96,7 +97,10 @@ extern "C" __attribute__((visibility("hidden"))) void* hk_je_os_mmap(void* addre
                                                                      int flags, int fd, off_t offset) {
   void* p = ::mmap(address, length, protection, flags, fd, offset);
   // MAP_FIXED re-maps memory jemalloc already owns (decommit): nothing new to record.
-  if (p != MAP_FAILED && (flags & MAP_FIXED) == 0) heapkeeper::alloc::register_internal_mapping(p, length);
+  if (p != MAP_FAILED && (flags & MAP_FIXED) == 0) {
+    heapkeeper::alloc::register_internal_mapping(p, length);
+    heapkeeper::alloc::prefault_if_announced(heapkeeper::alloc::MetadataBlock::kBoot, p, length);
+  }
   return p;
 }
 

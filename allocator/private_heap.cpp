@@ -16,6 +16,8 @@
 #include "allocator/config.h"
 #include "allocator/heap_trimmer.h"
 #include "allocator/jemalloc_calls.h"
+#include "allocator/metadata_prefault.h"
+#include "allocator/syscall_filter.h"
 
 // jemalloc reads its options from this symbol (renamed with the rest of the archive) when it boots;
 // a user's MALLOC_CONF is read after it and wins where it sets the same option.
@@ -82,6 +84,7 @@ PrivateHeap g_heap;
 struct ReservationHooks {
   extent_hooks_t hooks;  // first member: jemalloc hands back this pointer
   AddressReservation* range;
+  bool tracked;  // the tracked reservation's, whose arenas' base blocks are pre-faulted
 };
 
 AddressReservation& range_of(extent_hooks_t* hooks) { return *reinterpret_cast<ReservationHooks*>(hooks)->range; }
@@ -99,6 +102,8 @@ void* extent_alloc(extent_hooks_t* hooks, void* new_addr, size_t size, size_t al
     // Never-used address space of a fresh anonymous mapping reads as zero.
     *zero = true;
     *commit = true;
+    if (reinterpret_cast<ReservationHooks*>(hooks)->tracked)
+      prefault_if_announced(MetadataBlock::kTrackedArena, result, size);
   }
   return result;
 }
@@ -129,12 +134,22 @@ bool extent_merge(extent_hooks_t* hooks, void* a, size_t, void* b, size_t, bool,
 
 ReservationHooks g_tracked_hooks{{extent_alloc, extent_dalloc, extent_destroy, extent_commit, extent_decommit,
                                   extent_purge_lazy, extent_purge_forced, extent_split, extent_merge},
-                                 nullptr};
+                                 nullptr,
+                                 true};
 ReservationHooks g_internal_hooks{{extent_alloc, extent_dalloc, extent_destroy, extent_commit, extent_decommit,
                                    extent_purge_lazy, extent_purge_forced, extent_split, extent_merge},
-                                  nullptr};
+                                  nullptr,
+                                  false};
+
+// Whether PrivateHeap::initialize is running: the process's start, before the program could have
+// installed a seccomp filter of its own.
+bool g_starting = false;
 
 bool create_arena(extent_hooks_t* hooks, unsigned& index) {
+  // The arena's first base block comes from `hooks` (metadata_use_hooks) and is written at once.
+  // Pre-faulted with madvise, whose advice a program's seccomp filter may check: at start-up, or
+  // where no filter is known to be absent, jemalloc's own calls only.
+  PrefaultNextMetadataBlock prefault(MetadataBlock::kTrackedArena, g_starting || syscall_filter_known_absent());
   size_t length = sizeof(index);
   // mallctl takes the address of the hooks pointer and that pointer's size.
   const size_t hooks_size = sizeof(extent_hooks_t*);
@@ -227,6 +242,10 @@ bool PrivateHeap::initialize(uint64_t reserve_bytes, unsigned arena_count) {
   // large allocation (its size tables do not depend on it).
   je_opt_cache_oblivious = false;
   je_sz_large_pad = 0;
+  g_starting = true;
+  struct StartEnds {
+    ~StartEnds() { g_starting = false; }
+  } start_ends;
   choose_jemalloc_options();
   if (reserve_bytes == 0) reserve_bytes = automatic_reserve();
   if (!tracked_.reserve(reserve_bytes, uint64_t{1} << 30)) return false;
@@ -244,7 +263,12 @@ bool PrivateHeap::initialize(uint64_t reserve_bytes, unsigned arena_count) {
   // extent, 4 MiB that count under an address-space limit.)
   extent_hooks_t* internal_hooks = &g_internal_hooks.hooks;
   const size_t hooks_size = sizeof(extent_hooks_t*);
-  if (je::mallctl("arena.0.extent_hooks", nullptr, nullptr, &internal_hooks, hooks_size) != 0) return false;
+  {
+    // heapkeeper's first call into jemalloc: its boot maps b0 and fills it, and this mallctl adds
+    // its statistics there.
+    PrefaultNextMetadataBlock prefault(MetadataBlock::kBoot, true);
+    if (je::mallctl("arena.0.extent_hooks", nullptr, nullptr, &internal_hooks, hooks_size) != 0) return false;
+  }
   internal_arena_ = 0;
   // Collect mode keeps jemalloc's own decay (see heap_trimmer.h), unless the user chose one or
   // turned giving memory back off (HEAPKEEPER_TRIM=off: dirty_decay_ms stays -1).
