@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <gelf.h>
 #include <link.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -238,6 +239,12 @@ void remove_if_unchanged(const std::string& path, const struct stat& seen) {
 // owns the name.
 [[noreturn]] void serve(int listener, const struct stat& bound, const Lifetime& life, const std::string& directory,
                         const std::string& socket_path, std::unique_ptr<ModuleSymbolizer> symbolizer = nullptr) {
+  // Every client's dump, answer and JSON tree are made and freed in turn: glibc gave the freed top
+  // of each worker's arena back to the kernel after every answer (its trim threshold, 128 KiB), and
+  // the next client faulted it in again, five page faults an answer. Kept up to a few MiB; dumps
+  // larger than the mmap threshold still come and go as mappings of their own.
+  ::mallopt(M_MMAP_THRESHOLD, 4 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 16 << 20);
   auto* service = new Service();  // lives until _exit: detached threads may still hold it
   if (symbolizer != nullptr) service->symbolizer = std::move(symbolizer);
   service->listener = listener;
