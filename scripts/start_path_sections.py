@@ -40,19 +40,35 @@ HEADER = """/* The functions every traced process runs: start-up, its first allo
 """
 
 
-def run_traced(library, command, out_dir):
+def run_traced(library, command, out_dir, report=None):
     # heapkeeper's defaults whatever the caller's environment holds (a HEAPKEEPER_STATS=0 or a scan
     # interval would change what runs), and no other preload.
     env = {name: value for name, value in os.environ.items()
            if not name.startswith("HEAPKEEPER_") and name != "LD_PRELOAD"}
     env["HEAPKEEPER_MODE"] = "detect"
+    if report is not None:
+        env["HEAPKEEPER_REPORT"] = report
     # Under callgrind a process outlives the 200 ms after which a traced process makes its live-stats
     # segment; the short processes the section is for never get there. Without this, the segment's
     # creation and publishing (some 8 KB) counted as start-up code, and the section ran a window long.
     env["HEAPKEEPER_STATS_DELAY"] = "24h"
+    # The heapkeeper binary a report is handed to runs untraced: its functions are not the library's.
     subprocess.run(["valgrind", "--tool=callgrind", "--demangle=no", "--trace-children=yes",
-                    f"--callgrind-out-file={out_dir}/callgrind.%p", "env", f"LD_PRELOAD={library}"] + command,
+                    "--trace-children-skip=*/heapkeeper", f"--callgrind-out-file={out_dir}/callgrind.%p", "env",
+                    f"LD_PRELOAD={library}"] + command,
                    env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def names_seen(out_dir):
+    """The function names in the callgrind files of `out_dir`."""
+    ran = set()
+    for name in os.listdir(out_dir):
+        if name.startswith("callgrind."):
+            for line in open(os.path.join(out_dir, name), errors="replace"):
+                match = re.match(r"c?fn=\(\d+\) (\S+)", line)
+                if match:
+                    ran.add(match.group(1))
+    return ran
 
 
 def functions_defined(path):
@@ -265,10 +281,12 @@ def layout_faults(library, ran):
 
 def functions_run(library):
     """The names of the functions callgrind saw run in the short processes the section is for: /bin/true,
-    a program making one allocation, and a traced parent that forks and waits. Each runs twice: a
-    function run by one of the process's threads only when it wins a race (the live-stats thread
-    against exit) is still seen."""
-    with tempfile.TemporaryDirectory() as work:
+    a program making one allocation, and a traced parent that forks and waits; and, apart, those
+    that /bin/true and one allocation run only when they write a report (HEAPKEEPER_REPORT, which a
+    build's or a shell loop's every process may have set). Each runs twice: a function run by one
+    of the process's threads only when it wins a race (the live-stats thread against exit) is still
+    seen."""
+    with tempfile.TemporaryDirectory() as work, tempfile.TemporaryDirectory() as reporting:
         one_allocation = os.path.join(work, "one_allocation")
         subprocess.run(["cc", "-O2", "-o", one_allocation, os.path.join(REPOSITORY, "bench/workloads/one_allocation.c")],
                        check=True)
@@ -281,27 +299,19 @@ def functions_run(library):
         subprocess.run(["cc", "-O2", "-o", forking, forking + ".c"], check=True)
         for command in (["/bin/true"], [one_allocation], [forking]) * 2:
             run_traced(library, command, work)
-        ran = set()
-        for name in os.listdir(work):
-            if name.startswith("callgrind."):
-                for line in open(os.path.join(work, name), errors="replace"):
-                    match = re.match(r"c?fn=\(\d+\) (\S+)", line)
-                    if match:
-                        ran.add(match.group(1))
-    return ran
+        for command in (["/bin/true"], [one_allocation]) * 2:
+            run_traced(library, command, reporting, report=os.path.join(reporting, "report.json"))
+        ran = names_seen(work)
+        reporting_only = names_seen(reporting) - ran
+    return ran, reporting_only
 
 
-def section_lines(library, ran):
-    """The linker script's input-section lines for the functions in `ran`: the jemalloc objects laid out
-    from a window boundary, heapkeeper's functions, the jemalloc objects run only near their start."""
-    at = {}
-    for _, name, address, _ in functions_defined(library):
-        at.setdefault(address, []).append(name)
+def own_section_lines(at, ran):
+    """The input-section lines of the library's own functions (jemalloc's aside) among `ran`."""
     # Every name of the code that ran: the link folds identical functions (template instances of
     # the same code), whose one section is named after any of them, not always the one callgrind saw.
     ran_code = {name for names_here in at.values() if ran.intersection(names_here) for name in names_here}
     names = set()
-    jemalloc_objects = jemalloc_objects_run(os.path.join(os.path.dirname(library), "libheapkeeper_jemalloc.a"), ran)
     for name in ran_code:
         if name.startswith("je_"):
             continue
@@ -312,11 +322,25 @@ def section_lines(library, ran):
         # A complete-object constructor or destructor is an alias of the base one, whose section it is.
         names.add(re.sub(r"C1E", "C2E", name, count=1))
         names.add(re.sub(r"D1Ev", "D2Ev", name, count=1))
-    own = [f"    *(.text.{name} .text.{name}.*)" for name in sorted(names)]
+    return [f"    *(.text.{name} .text.{name}.*)" for name in sorted(names)]
+
+
+def section_lines(library, ran, reporting_only):
+    """The linker script's input-section lines for the functions in `ran`: the jemalloc objects laid out
+    from a window boundary, heapkeeper's functions, the jemalloc objects run only near their start;
+    then the functions only a process writing a report runs (`reporting_only`), past every window
+    the others map. (jemalloc objects run only for a report stay where they are: moving them would
+    move the others' windows.)"""
+    at = {}
+    for _, name, address, _ in functions_defined(library):
+        at.setdefault(address, []).append(name)
+    own = own_section_lines(at, ran)
+    reporting = [line for line in own_section_lines(at, reporting_only) if line not in set(own)]
+    jemalloc_objects = jemalloc_objects_run(os.path.join(os.path.dirname(library), "libheapkeeper_jemalloc.a"), ran)
     # Their .text only: .text.unlikely holds the code GCC judged cold (the statistics printer).
     before, after = jemalloc_layout(os.path.join(os.path.dirname(library), "libheapkeeper_jemalloc.a"),
                                     jemalloc_objects, ran, section_start(library))
-    return before, own, after
+    return before, own, after, reporting
 
 
 def main():
@@ -328,8 +352,8 @@ def main():
     if len(arguments) != 1:
         sys.exit(__doc__)
     library = os.path.realpath(arguments[0])
-    ran = functions_run(library)
-    wanted = section_lines(library, ran)
+    ran, reporting_only = functions_run(library)
+    wanted = section_lines(library, ran, reporting_only)
     if check is not None:
         wanted = [line for part in wanted for line in part if not line.strip().startswith(".")]
         # Every function that ran must be placed by the script; a script that places more (a
@@ -350,17 +374,19 @@ def main():
             for fault in faults:
                 sys.stderr.write(f"  {fault}\n")
             sys.exit(1)
-        print(f"{check} places all {len(wanted)} sections that /bin/true, one allocation and a fork run, "
-              "window by window")
+        print(f"{check} places all {len(wanted)} sections that /bin/true, one allocation and a fork run "
+              "(with and without a report), window by window")
         return
-    before, own, after = wanted
+    before, own, after, reporting = wanted
     # The functions the script placed before are kept: some run only when a thread wins a race
     # (the live-stats thread against exit), and a run that did not see them must not drop them for
     # the check's run to find. A name no longer in the library costs nothing.
     previous = os.path.join(REPOSITORY, "preload", "start_path.ld")
     if os.path.exists(previous):
         kept = [line.rstrip("\n") for line in open(previous) if line.strip().startswith("*(.text.")]
-        own = sorted(set(own) | {line for line in kept if not line.strip().startswith("*(.text.startup")})
+        own = sorted(set(own) | {line for line in kept
+                                 if not line.strip().startswith("*(.text.startup") and line not in set(reporting)})
+        reporting = [line for line in reporting if line not in set(own)]
     lines = ["SECTIONS", "{", "  .text.heapkeeper_start :", "  {"] + before
     lines += ["    *(.text.startup .text.startup.*)",
               "    *symbol_lookup_entry.S.o(.text)",
@@ -372,6 +398,9 @@ def main():
               "    *libc_nonshared.a:*(.text)",
               "    *libgcc.a:_popcount*.o(.text)"]
     lines += own + after
+    if reporting:
+        lines += ["    /* Run only by a process that writes a report: past the windows the others map. */"]
+        lines += reporting
     lines += ["  }", "}", "INSERT BEFORE .text;"]
     with open(previous, "w") as script:
         script.write(HEADER + "\n".join(lines) + "\n")
