@@ -172,6 +172,9 @@ void begin_fork_for_unwinder() {
 
 void end_fork_for_unwinder_in_parent() { g_fork_pending.store(false, std::memory_order_seq_cst); }
 
+LoaderLockSection::LoaderLockSection() noexcept { enter_section(); }
+LoaderLockSection::~LoaderLockSection() { leave_section(); }
+
 void end_fork_for_unwinder_in_child() {
   g_threads_inside.store(tls_depth != 0 ? 1 : 0, std::memory_order_relaxed);
   g_fork_pending.store(false, std::memory_order_relaxed);

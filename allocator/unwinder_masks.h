@@ -64,4 +64,17 @@ void begin_fork_for_unwinder();
 void end_fork_for_unwinder_in_parent();
 void end_fork_for_unwinder_in_child();
 
+// A dl_iterate_phdr of heapkeeper's own (it holds the loader's lock) made on a thread the program's
+// fork() would not otherwise wait for: the live-stats publisher naming the modules of its sites for
+// a reader. Counted as a section, so that a fork waits for it and it waits for a fork: a child forked
+// while the publisher held the lock inherited it held, and hung at its first unwind (the stress
+// fork-exec scenario, a `stats --json` sampling the run: one run in six).
+class LoaderLockSection {
+ public:
+  LoaderLockSection() noexcept;
+  ~LoaderLockSection();
+  LoaderLockSection(const LoaderLockSection&) = delete;
+  LoaderLockSection& operator=(const LoaderLockSection&) = delete;
+};
+
 }  // namespace heapkeeper::alloc

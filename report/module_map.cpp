@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "allocator/unloaded_modules.h"
+#include "allocator/unwinder_masks.h"
 
 namespace heapkeeper::report {
 namespace {
@@ -112,6 +113,8 @@ void ModuleMap::load() {
     if (*p != '/' && std::string_view(p, static_cast<size_t>(end - p)) != "[vdso]") continue;  // heap, stack
     mappings_.push_back({start, stop, offset, std::string(p, static_cast<size_t>(end - p)), executable});
   }
+  // Under the loader's lock, on the publisher thread too: not across a fork (unwinder_masks.h).
+  const alloc::LoaderLockSection no_fork_meanwhile;
   dl_iterate_phdr(
       [](dl_phdr_info* info, size_t, void* data) -> int {
         auto* objects = static_cast<std::vector<LoadedObject>*>(data);
