@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "allocator/config.h"
+#include "allocator/engine.h"
 #include "allocator/heap_trimmer.h"
 #include "allocator/jemalloc_calls.h"
 #include "allocator/metadata_prefault.h"
@@ -141,15 +142,12 @@ ReservationHooks g_internal_hooks{{extent_alloc, extent_dalloc, extent_destroy, 
                                   nullptr,
                                   false};
 
-// Whether PrivateHeap::initialize is running: the process's start, before the program could have
-// installed a seccomp filter of its own.
-bool g_starting = false;
-
 bool create_arena(extent_hooks_t* hooks, unsigned& index) {
   // The arena's first base block comes from `hooks` (metadata_use_hooks) and is written at once.
-  // Pre-faulted with madvise, whose advice a program's seccomp filter may check: at start-up, or
-  // where no filter is known to be absent, jemalloc's own calls only.
-  PrefaultNextMetadataBlock prefault(MetadataBlock::kTrackedArena, g_starting || syscall_filter_known_absent());
+  // Pre-faulted with madvise, whose advice a program's seccomp filter may check: during start-up
+  // (the engine not up yet: before the program could install a filter of its own), or where no
+  // filter is known to be absent; elsewhere jemalloc's own calls only.
+  PrefaultNextMetadataBlock prefault(MetadataBlock::kTrackedArena, !is_initialized() || syscall_filter_known_absent());
   size_t length = sizeof(index);
   // mallctl takes the address of the hooks pointer and that pointer's size.
   const size_t hooks_size = sizeof(extent_hooks_t*);
@@ -242,10 +240,6 @@ bool PrivateHeap::initialize(uint64_t reserve_bytes, unsigned arena_count) {
   // large allocation (its size tables do not depend on it).
   je_opt_cache_oblivious = false;
   je_sz_large_pad = 0;
-  g_starting = true;
-  struct StartEnds {
-    ~StartEnds() { g_starting = false; }
-  } start_ends;
   choose_jemalloc_options();
   if (reserve_bytes == 0) reserve_bytes = automatic_reserve();
   if (!tracked_.reserve(reserve_bytes, uint64_t{1} << 30)) return false;

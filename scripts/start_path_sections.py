@@ -335,7 +335,8 @@ def section_lines(library, ran, reporting_only):
     for _, name, address, _ in functions_defined(library):
         at.setdefault(address, []).append(name)
     own = own_section_lines(at, ran)
-    reporting = [line for line in own_section_lines(at, reporting_only) if line not in set(own)]
+    placed = set(own)
+    reporting = [line for line in own_section_lines(at, reporting_only) if line not in placed]
     jemalloc_objects = jemalloc_objects_run(os.path.join(os.path.dirname(library), "libheapkeeper_jemalloc.a"), ran)
     # Their .text only: .text.unlikely holds the code GCC judged cold (the statistics printer).
     before, after = jemalloc_layout(os.path.join(os.path.dirname(library), "libheapkeeper_jemalloc.a"),
@@ -384,9 +385,11 @@ def main():
     previous = os.path.join(REPOSITORY, "preload", "start_path.ld")
     if os.path.exists(previous):
         kept = [line.rstrip("\n") for line in open(previous) if line.strip().startswith("*(.text.")]
+        reporting_lines = set(reporting)
         own = sorted(set(own) | {line for line in kept
-                                 if not line.strip().startswith("*(.text.startup") and line not in set(reporting)})
-        reporting = [line for line in reporting if line not in set(own)]
+                                 if not line.strip().startswith("*(.text.startup") and line not in reporting_lines})
+        placed = set(own)
+        reporting = [line for line in reporting if line not in placed]
     lines = ["SECTIONS", "{", "  .text.heapkeeper_start :", "  {"] + before
     lines += ["    *(.text.startup .text.startup.*)",
               "    *symbol_lookup_entry.S.o(.text)",
