@@ -39,6 +39,7 @@
 #include "allocator/private_heap.h"
 #include "allocator/private_stack.h"
 #include "allocator/quarantine.h"
+#include "allocator/quiet_fork.h"
 #include "allocator/raw_syscall.h"
 #include "allocator/signal_safe_pool.h"
 #include "allocator/stack_capture.h"
@@ -240,26 +241,60 @@ void fork_child() {
 
 }  // namespace
 
-// jemalloc's fork handlers, which its boot registered with pthread_atfork before heapkeeper's.
-extern "C" void je_jemalloc_prefork(void);
-extern "C" void je_jemalloc_postfork_parent(void);
-extern "C" void je_jemalloc_postfork_child(void);
+// jemalloc's fork handlers. Its boot registers them with pthread_atfork, which the build renames in
+// jemalloc's objects to hk_je_pthread_atfork (cmake/PrivateJemalloc.cmake): heapkeeper keeps them
+// and runs them from its own handlers, in fork()'s order, unless the fork is quiet (quiet_fork.h).
+namespace {
+using ForkHandler = void (*)();
+ForkHandler g_jemalloc_prefork = nullptr, g_jemalloc_postfork_parent = nullptr, g_jemalloc_postfork_child = nullptr;
+// The fork this thread is making left jemalloc's handlers out.
+constinit thread_local bool tls_fork_quiet __attribute__((tls_model("initial-exec"))) = false;
 
-// In the order fork() runs them: prepare handlers last registered first, the others first first.
-bool prepare_raw_fork() noexcept {
-  if (!g_ready) return false;
-  fork_prepare();
-  je_jemalloc_prefork();
-  return true;
+}  // namespace
+
+extern "C" int hk_je_pthread_atfork(void (*prepare)(), void (*parent)(), void (*child)()) {
+  g_jemalloc_prefork = prepare;
+  g_jemalloc_postfork_parent = parent;
+  g_jemalloc_postfork_child = child;
+  return 0;
 }
-void after_raw_fork_in_parent() noexcept {
-  je_jemalloc_postfork_parent();
+
+namespace {
+
+// In the order fork() runs them: the prepare handlers registered later (the program's) before
+// these, which may allocate, their parent and child handlers after (jemalloc works again).
+void prepare_for_fork() {
+  fork_prepare();
+  tls_fork_quiet = begin_quiet_fork();
+  if (!tls_fork_quiet && g_jemalloc_prefork != nullptr) g_jemalloc_prefork();
+}
+void after_fork_in_parent() {
+  if (tls_fork_quiet) {
+    end_quiet_fork_in_parent();
+  } else if (g_jemalloc_postfork_parent != nullptr) {
+    g_jemalloc_postfork_parent();
+  }
   fork_parent();
 }
-void after_raw_fork_in_child() noexcept {
-  je_jemalloc_postfork_child();
+void after_fork_in_child() {
+  if (tls_fork_quiet) {
+    end_quiet_fork_in_child();
+  } else if (g_jemalloc_postfork_child != nullptr) {
+    g_jemalloc_postfork_child();
+  }
+  tls_fork_quiet = false;
   fork_child();
 }
+
+}  // namespace
+
+bool prepare_raw_fork() noexcept {
+  if (!g_ready) return false;
+  prepare_for_fork();
+  return true;
+}
+void after_raw_fork_in_parent() noexcept { after_fork_in_parent(); }
+void after_raw_fork_in_child() noexcept { after_fork_in_child(); }
 
 // ---------------------------------------------------------------------------------------------
 // Start-up
@@ -302,7 +337,7 @@ bool ensure_initialized() noexcept {
   // From here the internal arena works: anything start-up allocates below goes there.
   g_init_state.store(static_cast<int>(InitState::kReady), std::memory_order_release);
   initialize_stack_capture();
-  pthread_atfork(fork_prepare, fork_parent, fork_child);
+  pthread_atfork(prepare_for_fork, after_fork_in_parent, after_fork_in_child);
   g_process_pid.store(static_cast<pid_t>(raw_syscall(SYS_getpid)), std::memory_order_release);
   atexit(run_exit_handlers);
   g_ready = true;

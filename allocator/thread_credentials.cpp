@@ -19,6 +19,7 @@
 
 #include "allocator/engine.h"
 #include "allocator/monotonic_clock.h"
+#include "allocator/quiet_fork.h"
 #include "allocator/raw_syscall.h"
 #include "allocator/thread_registry.h"
 
@@ -404,6 +405,7 @@ bool internal_sleep_until(uint64_t deadline_ns) noexcept {
     follow_thread_credentials();
     if (internal_threads_pausing()) return false;
     if (monotonic_ns() >= deadline_ns) return true;
+    ParkedWait parked;
     wait_on(g_wake, seen, deadline_ns);
   }
 }

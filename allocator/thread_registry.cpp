@@ -115,6 +115,7 @@ ThreadState* ThreadRegistry::register_current(bool heapkeeper_thread, bool count
   // Said afresh: a state taken over from an exited thread of heapkeeper's kept its flag, and a
   // program thread given it was never stopped nor scanned as a root.
   s->heapkeeper_thread = heapkeeper_thread;
+  s->parked.store(false, std::memory_order_relaxed);
   if (!heapkeeper_thread && !counted) live_program_threads_.fetch_add(1, std::memory_order_acq_rel);
   s->index = index < BlockHeader::kMaxThreadIndex ? index : BlockHeader::kMaxThreadIndex;
   s->tid = static_cast<pid_t>(::syscall(SYS_gettid));

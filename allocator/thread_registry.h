@@ -65,6 +65,8 @@ struct alignas(64) ThreadState {
   std::atomic<uint32_t> credentials_followed{0};
   // A thread of heapkeeper's in a long task (a scan), which takes shared credentials when it ends.
   std::atomic<bool> busy{false};
+  // A thread of heapkeeper's inside one of its waits, where it touches no jemalloc (quiet_fork.h).
+  std::atomic<bool> parked{false};
   BlockingCallRecord blocking_call;
   // glibc allocated this thread's stack (not pthread_attr_setstack) and keeps it when the thread
   // exits: its stack is then recorded in exited_stacks(). Set by the pthread_create wrapper.

@@ -29,6 +29,9 @@ endforeach()
 # jemalloc's own mappings (its metadata) go through heapkeeper, which records them as internal
 # memory that the collector never scans (allocator/internal_mappings.cpp).
 string(APPEND _hk_rename_map "mmap hk_je_os_mmap\nmunmap hk_je_os_munmap\n")
+# jemalloc's boot registers its fork handlers: heapkeeper takes them and runs them from its own,
+# or leaves them out of a fork no other thread can disturb (allocator/quiet_fork.h).
+string(APPEND _hk_rename_map "pthread_atfork hk_je_pthread_atfork\n")
 file(WRITE ${CMAKE_BINARY_DIR}/jemalloc-rename.txt "${_hk_rename_map}")
 
 set(HEAPKEEPER_JEMALLOC_ARCHIVE ${CMAKE_BINARY_DIR}/lib/libheapkeeper_jemalloc.a)

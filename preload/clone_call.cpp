@@ -13,6 +13,7 @@
 
 #include <atomic>
 
+#include "allocator/quiet_fork.h"
 #include "allocator/thread_registry.h"
 #include "collector/collector.h"
 #include "collector/memory_sharing_tasks.h"
@@ -77,7 +78,10 @@ HK_EXPORT int clone(int (*function)(void*), void* stack, int flags, void* argume
   const bool held = heapkeeper::collect::hold_scans_for_exec();
   const int pid = original(function, stack, flags, argument, parent_tid, tls, child_tid);
   const int saved_errno = errno;
-  if (pid > 0 && (flags & CLONE_VFORK) == 0) heapkeeper::collect::note_memory_sharing_task(pid);
+  if (pid > 0 && (flags & CLONE_VFORK) == 0) {
+    heapkeeper::collect::note_memory_sharing_task(pid);
+    heapkeeper::alloc::note_memory_sharing_child();  // it may allocate while the program forks
+  }
   heapkeeper::collect::allow_scans_after_exec(held);
   errno = saved_errno;
   return pid;

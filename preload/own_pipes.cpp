@@ -38,6 +38,7 @@
 
 #include "allocator/engine.h"
 #include "allocator/own_memory.h"
+#include "allocator/quiet_fork.h"
 #include "allocator/syscall_filter.h"
 #include "allocator/thread_credentials.h"
 #include "allocator/thread_registry.h"
@@ -199,6 +200,14 @@ HK_EXPORT long syscall(long number, ...) {
                       (number == SYS_clone3 && clone3_copies_process(a[0], a[1])) || number == SYS_fork;
   if (copies && heapkeeper::preload::program_call())
     return heapkeeper::preload::fork_like([&](bool) { return function(number, a[0], a[1], a[2], a[3], a[4], a[5]); });
+  // A task sharing the program's memory without being its thread: no fork is quiet from now on.
+  const unsigned long long clone_flags = number == SYS_clone ? static_cast<unsigned long>(a[0])
+                                         : number == SYS_clone3 && a[0] != 0 && a[1] >= 8
+                                             ? *reinterpret_cast<const unsigned long long*>(a[0])
+                                             : 0;
+  if ((clone_flags & CLONE_VM) != 0 && (clone_flags & (CLONE_THREAD | CLONE_VFORK)) == 0 &&
+      heapkeeper::preload::program_call())
+    heapkeeper::alloc::note_memory_sharing_child();
   const long result = function(number, a[0], a[1], a[2], a[3], a[4], a[5]);
   // heapkeeper's threads take what the program's thread now has (raw system calls: errno stays).
   if (result >= 0 && heapkeeper::preload::syscall_changes_credentials(number, a[0], a[1]))

@@ -40,6 +40,7 @@
 #include "allocator/internal_mappings.h"
 #include "allocator/monotonic_clock.h"
 #include "allocator/private_heap.h"
+#include "allocator/quiet_fork.h"
 #include "allocator/raw_syscall.h"
 #include "allocator/syscall_filter.h"
 #include "allocator/thread_credentials.h"
@@ -556,7 +557,10 @@ void publisher_thread() {
     const uint64_t wait_ns = next_publish > now ? next_publish - now : 0;
     timespec timeout{static_cast<time_t>(wait_ns / 1000000000ull), static_cast<long>(wait_ns % 1000000000ull)};
     // Shared futex (not PRIVATE): the waker is a reader in another process.
-    syscall(SYS_futex, &p.segment->channel.request_id, FUTEX_WAIT, request, &timeout, nullptr, 0);
+    {
+      alloc::ParkedWait parked;
+      syscall(SYS_futex, &p.segment->channel.request_id, FUTEX_WAIT, request, &timeout, nullptr, 0);
+    }
     alloc::follow_thread_credentials();  // woken for it too (wake_publisher)
   }
 }
