@@ -247,8 +247,16 @@ void fork_child() {
 namespace {
 using ForkHandler = void (*)();
 ForkHandler g_jemalloc_prefork = nullptr, g_jemalloc_postfork_parent = nullptr, g_jemalloc_postfork_child = nullptr;
-// The fork this thread is making left jemalloc's handlers out.
+// How deep in forks this thread is, and whether the outermost leaves jemalloc's handlers out. A
+// signal handler that interrupted a fork may fork again: only an outermost fork is quiet.
+constinit thread_local uint32_t tls_fork_depth __attribute__((tls_model("initial-exec"))) = 0;
 constinit thread_local bool tls_fork_quiet __attribute__((tls_model("initial-exec"))) = false;
+
+// Whether the fork whose parent or child handler runs now was quiet.
+bool ending_quiet_fork() {
+  if (tls_fork_depth == 0) return false;
+  return --tls_fork_depth == 0 && tls_fork_quiet;
+}
 
 }  // namespace
 
@@ -265,11 +273,12 @@ namespace {
 // these, which may allocate, their parent and child handlers after (jemalloc works again).
 void prepare_for_fork() {
   fork_prepare();
-  tls_fork_quiet = begin_quiet_fork();
-  if (!tls_fork_quiet && g_jemalloc_prefork != nullptr) g_jemalloc_prefork();
+  const bool quiet = tls_fork_depth++ == 0 && begin_quiet_fork();
+  if (tls_fork_depth == 1) tls_fork_quiet = quiet;
+  if (!quiet && g_jemalloc_prefork != nullptr) g_jemalloc_prefork();
 }
 void after_fork_in_parent() {
-  if (tls_fork_quiet) {
+  if (ending_quiet_fork()) {
     end_quiet_fork_in_parent();
   } else if (g_jemalloc_postfork_parent != nullptr) {
     g_jemalloc_postfork_parent();
@@ -277,12 +286,11 @@ void after_fork_in_parent() {
   fork_parent();
 }
 void after_fork_in_child() {
-  if (tls_fork_quiet) {
+  if (ending_quiet_fork()) {
     end_quiet_fork_in_child();
   } else if (g_jemalloc_postfork_child != nullptr) {
     g_jemalloc_postfork_child();
   }
-  tls_fork_quiet = false;
   fork_child();
 }
 

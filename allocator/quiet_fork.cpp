@@ -97,9 +97,15 @@ bool begin_quiet_fork() noexcept {
   if (tl.in_jemalloc != 0 || g_memory_shared.load(std::memory_order_acquire)) return false;
   // Another thread of the program's counted by heapkeeper's wrappers: no need to list.
   if (thread_registry().live_program_threads() > 1) return false;
+  // The caller must be the registered thread whose state it runs on: a vfork child (or another
+  // CLONE_VM task) runs on its parent's thread state and memory, and its /proc/self/task lists
+  // itself alone, not the parent's threads, which may hold jemalloc's locks (a fork inside a vfork
+  // child made a grandchild that inherited the live-stats thread's hold of jemalloc's ctl lock).
+  const auto self = static_cast<pid_t>(raw_syscall(SYS_gettid));
+  if (tl.state == nullptr || tl.state->tid != self) return false;
   if (syscall_filter_installed() || !syscall_filter_known_absent()) return false;
   g_quiet_fork.store(true, std::memory_order_seq_cst);
-  if (others_all_parked(static_cast<pid_t>(raw_syscall(SYS_gettid)))) return true;
+  if (others_all_parked(self)) return true;
   g_quiet_fork.store(false, std::memory_order_seq_cst);
   return false;
 }

@@ -21,9 +21,11 @@
 // that wakes meanwhile waits, before it does anything, until the fork is over (park and unpark are
 // a Dekker pair with begin_quiet_fork: either the fork sees it awake, or it sees the fork). Forks
 // stay full (jemalloc's handlers run) when another task is listed, when the forking thread is
-// itself inside jemalloc (a signal handler's fork), when the process may run under a seccomp filter
-// (the listing's system calls), and for good once the program made a child that shares its memory
-// without being its thread (clone with CLONE_VM): such a task is not in the listing.
+// itself inside jemalloc (a signal handler's fork), when it is not the thread whose state it runs
+// on (a fork inside a vfork child, whose listing names neither its parent nor the parent's threads),
+// when the process may run under a seccomp filter (the listing's system calls), and for good once
+// the program made a child that shares its memory without being its thread (clone with CLONE_VM):
+// such a task is not in the listing.
 #pragma once
 
 namespace heapkeeper::alloc {

@@ -2,7 +2,9 @@
 # Forks that leave jemalloc's fork handlers out (allocator/quiet_fork.h), with tests/programs/
 # quiet_fork.c: a single-threaded program, then the same with a second thread, forks children that
 # allocate, free their parent's blocks, make threads (which may reuse the stacks and TLS of
-# heapkeeper's threads, left in the child), fork again and exit.
+# heapkeeper's threads, left in the child), fork again and exit; and it forks inside vfork children
+# (which run on the parent's thread and memory: such a fork must not be quiet, one grandchild in
+# six runs inherited a jemalloc lock the parent's live-stats thread held when it was).
 #
 # - Same output and status as a plain run, no child hung or failed: with the defaults, and with
 #   heapkeeper's threads awake often (live stats from the start, a reader watching, scans every

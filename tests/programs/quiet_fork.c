@@ -4,7 +4,8 @@
  * Usage: quiet_fork ROUNDS [FAULTS_FILE]
  *
  * In each phase ("alone", then "with a thread": a thread blocked in read() on a pipe) the program
- * forks ROUNDS busy children and ROUNDS bare ones, one at a time:
+ * forks ROUNDS busy children, ROUNDS vfork children that each fork a busy grandchild, and ROUNDS
+ * bare children, one at a time:
  *  - a busy child allocates and frees blocks of many sizes, frees blocks its parent allocated,
  *    makes two threads that allocate and free (they may reuse the stack, and so the TLS, of one
  *    of the parent's threads: glibc keeps those for a child's new threads), joins them, checks the parent's list and
@@ -112,8 +113,24 @@ static int busy_child(int depth) {
 
 static FILE* faults_file;
 
-/* One phase: `rounds` busy children, then `rounds` bare ones. Returns how many did what they
- * should. */
+/* A fork inside a vfork child (undefined by POSIX, fine on Linux): the vfork child runs on its
+ * parent's thread and memory, where heapkeeper's threads may hold jemalloc's locks; the grandchild
+ * allocates, makes threads and exits. Returns the vfork child's wait status (0: all well). */
+static __attribute__((noinline)) int fork_inside_vfork(void) {
+  const pid_t pid = vfork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    const pid_t grandchild = fork();
+    if (grandchild == 0) _exit(busy_child(1) == 0 ? 0 : 1);
+    int grandchild_status = 0;
+    _exit(grandchild > 0 && waitpid(grandchild, &grandchild_status, 0) == grandchild && grandchild_status == 0 ? 0 : 1);
+  }
+  int status = 0;
+  return waitpid(pid, &status, 0) == pid ? status : -1;
+}
+
+/* One phase: `rounds` busy children, `rounds` forks inside vfork children, then `rounds` bare
+ * children. Returns how many did what they should. */
 static int phase(const char* name, int rounds) {
   int ok = 0;
   fflush(NULL);  // nothing buffered for the children to write again
@@ -127,6 +144,14 @@ static int phase(const char* name, int rounds) {
       ++ok;
     } else {
       fprintf(stderr, "quiet_fork: %s: busy child %d ended with status 0x%x\n", name, i, status);
+    }
+  }
+  for (int i = 0; i < rounds; ++i) {
+    const int status = fork_inside_vfork();
+    if (status == 0) {
+      ++ok;
+    } else {
+      fprintf(stderr, "quiet_fork: %s: the fork inside vfork child %d ended with status 0x%x\n", name, i, status);
     }
   }
   fflush(NULL);
@@ -164,10 +189,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   build_list(2000);
-  printf("alone: %d of %d children did what they should\n", phase("alone", rounds), 2 * rounds);
+  printf("alone: %d of %d children did what they should\n", phase("alone", rounds), 3 * rounds);
   pthread_t thread;
   if (pipe(blocker_pipe) != 0 || pthread_create(&thread, NULL, blocked_thread, NULL) != 0) return 1;
-  printf("with a thread: %d of %d children did what they should\n", phase("threaded", rounds), 2 * rounds);
+  printf("with a thread: %d of %d children did what they should\n", phase("threaded", rounds), 3 * rounds);
   if (write(blocker_pipe[1], "x", 1) != 1) return 1;
   pthread_join(thread, NULL);
   if (faults_file != NULL) fclose(faults_file);
