@@ -28,39 +28,19 @@ std::atomic<bool> g_memory_shared{false};
 // Whether every task of the process but `self` is a parked thread of heapkeeper's, as the kernel
 // lists them. Any doubt (a listing that fails or misses the caller, an unknown task) is a no.
 bool others_all_parked(pid_t self) {
-  const long directory =
-      raw_syscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>("/proc/self/task"), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (directory < 0) return false;
   bool self_seen = false, all_parked = true;
-  alignas(8) char buffer[2048];
-  for (;;) {
-    const long n = raw_syscall(SYS_getdents64, directory, reinterpret_cast<long>(buffer), sizeof(buffer));
-    if (n == 0) break;
-    if (n < 0) {
-      all_parked = false;
-      break;
+  const bool listed = for_each_numbered_entry("/proc/self/task", [&](long, const char*, long tid) {
+    if (tid == self) {
+      self_seen = true;
+      return;
     }
-    for (long offset = 0; offset < n && all_parked;) {
-      const auto reclen = *reinterpret_cast<unsigned short*>(buffer + offset + 16);
-      const char* name = buffer + offset + 19;
-      offset += reclen;
-      if (*name < '0' || *name > '9') continue;
-      long tid = 0;
-      for (const char* digit = name; *digit >= '0' && *digit <= '9'; ++digit) tid = tid * 10 + (*digit - '0');
-      if (tid == self) {
-        self_seen = true;
-        continue;
-      }
-      bool parked = false;
-      thread_registry().for_each_active([&](const ThreadState& s) {
-        parked = parked || (s.tid == tid && s.heapkeeper_thread && s.parked.load(std::memory_order_seq_cst));
-      });
-      all_parked = parked;
-    }
-    if (!all_parked) break;
-  }
-  raw_syscall(SYS_close, directory);
-  return self_seen && all_parked;
+    bool parked = false;
+    thread_registry().for_each_active([&](const ThreadState& s) {
+      parked = parked || (s.tid == tid && s.heapkeeper_thread && s.parked.load(std::memory_order_seq_cst));
+    });
+    all_parked = all_parked && parked;
+  });
+  return listed && self_seen && all_parked;
 }
 
 }  // namespace

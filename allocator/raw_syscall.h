@@ -38,15 +38,18 @@ inline char* append_decimal(char* out, long value) {
 
 // Calls visit(directory, name, number) for each entry of the directory at `path` whose name is a
 // number (/proc/PID/task's threads, /proc/self/fd's descriptors), with raw getdents64; `directory`
-// is the open directory, for *at() calls on the entry. False if it could not be opened.
+// is the open directory, for *at() calls on the entry. False if it could not be opened or read to
+// its end (the entries visited then are not all there are: no caller may take them for the whole).
 template <typename Visit>
 bool for_each_numbered_entry(const char* path, Visit&& visit) {
   const long directory =
       raw_syscall(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (directory < 0) return false;
   alignas(8) char buffer[4096];
+  bool complete = true;
   for (;;) {
     const long n = raw_syscall(SYS_getdents64, directory, reinterpret_cast<long>(buffer), sizeof(buffer));
+    if (n < 0) complete = false;
     if (n <= 0) break;
     for (long offset = 0; offset < n;) {
       const auto reclen = *reinterpret_cast<unsigned short*>(buffer + offset + 16);
@@ -59,7 +62,7 @@ bool for_each_numbered_entry(const char* path, Visit&& visit) {
     }
   }
   raw_syscall(SYS_close, directory);
-  return true;
+  return complete;
 }
 
 // "/proc/PID/task" or "/proc/PID/task/TID/NAME" into out (at least 64 bytes).
