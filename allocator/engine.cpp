@@ -67,6 +67,9 @@ std::atomic<bool> g_foreign_warned{false};
 constexpr int kForkChildHandlersMax = 8;
 ForkChildHandler g_fork_child_handlers[kForkChildHandlersMax] = {};
 std::atomic<int> g_fork_child_handler_count{0};
+constexpr int kForkParentHandlersMax = 4;
+ForkParentHandler g_fork_parent_handlers[kForkParentHandlersMax] = {};
+std::atomic<int> g_fork_parent_handler_count{0};
 
 constexpr int kExitHandlersMax = 8;
 ExitHandler g_exit_handlers[kExitHandlersMax] = {};
@@ -221,6 +224,11 @@ void fork_prepare() {
 void fork_parent() {
   end_fork_for_unwinder_in_parent();
   tls_thread.forking = false;
+  const int count = g_fork_parent_handler_count.load(std::memory_order_acquire);
+  if (count == 0) return;
+  ThreadLocal& tl = tls_thread;
+  GuardScope guard(tl);
+  for (int i = 0; i < count; ++i) run_without_throwing(g_fork_parent_handlers[i], "a fork-parent handler");
 }
 void fork_child() {
   end_fork_for_unwinder_in_child();
@@ -374,6 +382,13 @@ void add_exit_handler(ExitHandler handler) noexcept {
   if (index >= kExitHandlersMax) return;
   g_exit_handlers[index] = handler;
   g_exit_handler_count.store(index + 1, std::memory_order_release);
+}
+
+void add_fork_parent_handler(ForkParentHandler handler) noexcept {
+  int index = g_fork_parent_handler_count.load(std::memory_order_relaxed);
+  if (index >= kForkParentHandlersMax) return;
+  g_fork_parent_handlers[index] = handler;
+  g_fork_parent_handler_count.store(index + 1, std::memory_order_release);
 }
 
 void add_fork_child_handler(ForkChildHandler handler) noexcept {

@@ -177,6 +177,9 @@ void add_exit_handler(ExitHandler handler) noexcept;
 // Runs in a forked child (after the registry is reset), with the guard held.
 using ForkChildHandler = void (*)();
 void add_fork_child_handler(ForkChildHandler handler) noexcept;
+// Runs in the parent after each fork(), once jemalloc's locks are free again, with the guard held.
+using ForkParentHandler = void (*)();
+void add_fork_parent_handler(ForkParentHandler handler) noexcept;
 
 // Counters for reports and the public API.
 uint64_t foreign_free_count() noexcept;

@@ -41,6 +41,10 @@ HEAPKEEPER_EXEC_FUNCTIONS(HEAPKEEPER_DECLARE_ORIGINAL)
 HEAPKEEPER_JUMP_FUNCTIONS(HEAPKEEPER_DECLARE_ORIGINAL)
 #undef HEAPKEEPER_DECLARE_ORIGINAL
 
+// Looks up the originals of the exec family, once: from the parent after its first fork (engine.h's
+// add_fork_parent_handler), so that its children, which mostly exec at once, inherit them.
+void resolve_exec_originals() noexcept;
+
 // Warns about every interposed symbol the dynamic linker does not resolve to this library.
 void check_interposition();
 
