@@ -61,11 +61,11 @@ HEAPKEEPER_WRAP_EXEC(fexecve, (int fd, char* const argv[], char* const envp[]), 
 #undef HEAPKEEPER_WRAP_EXEC
 
 // A forked child mostly execs at once (a shell's or make's every command), and its exec wrapper
-// looked the original up at that first call: a dlsym in the child, which walks libc's and the
-// other objects' symbol tables in pages the child has not mapped (a dozen page faults, the
-// dynamic linker's lookup code among them) for a result that dies with the child's memory at the
-// exec. Looked up once in the parent, after its first fork, the originals are every later
-// child's inheritance: a traced bash running /bin/true in a loop took 9 page faults fewer a child.
+// looked the original up at that first call: in the child, through libc's and the other objects'
+// symbol tables, in pages the child has not mapped (with dlsym then, 9 page faults a child of a
+// traced bash loop, the dynamic linker's lookup code among them), for a result that dies with the
+// child's memory at the exec. Looked up once in the parent, after its first fork, the originals
+// are every later child's inheritance.
 void heapkeeper::preload::resolve_exec_originals() noexcept {
   // Read before written: after a fork every write is a copy-on-write fault while the child lives.
   // Two threads forking at once may both look up: the answers are the same.

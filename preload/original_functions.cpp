@@ -8,10 +8,16 @@
 #include <atomic>
 
 #include "allocator/engine.h"
+#include "preload/loaded_objects.h"
 
 extern "C" const ElfW(Ehdr) __ehdr_start;  // defined by the linker at this object's first byte
 
 namespace heapkeeper::preload {
+
+void* lookup_original(const char* name) noexcept {
+  if (void* found = next_definition(name)) return found;
+  return alloc::lookup_next_symbol(name);
+}
 
 #define HEAPKEEPER_DEFINE_ORIGINAL(name, return_type, parameters) \
   name##_function original_##name() {                             \

@@ -16,13 +16,20 @@
 
 namespace heapkeeper::preload {
 
+// The definition of `name` that follows this library's (what dlsym(RTLD_NEXT, name) answers it),
+// found in the loaded objects' symbol tables (loaded_objects.h) where it can be: a dlsym there
+// would replace the program's pending dlerror() text with its own success, and these lookups
+// happen at the program's calls (its first fork, wait or exec), between its failed dlopen and the
+// dlerror() that asks why. dlsym only for what the walk does not take (an IFUNC symbol).
+void* lookup_original(const char* name) noexcept;
+
 // The definition of `name` that follows this library's, looked up on first use and kept in `cache`
 // (a wrapper's own static); null when there is none.
 template <typename Function>
 Function cached_next_symbol(std::atomic<Function>& cache, const char* name) noexcept {
   Function function = cache.load(std::memory_order_acquire);
   if (function == nullptr) {
-    function = reinterpret_cast<Function>(alloc::lookup_next_symbol(name));
+    function = reinterpret_cast<Function>(lookup_original(name));
     cache.store(function, std::memory_order_release);
   }
   return function;
