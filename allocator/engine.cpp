@@ -67,9 +67,6 @@ std::atomic<bool> g_foreign_warned{false};
 constexpr int kForkChildHandlersMax = 8;
 ForkChildHandler g_fork_child_handlers[kForkChildHandlersMax] = {};
 std::atomic<int> g_fork_child_handler_count{0};
-constexpr int kForkParentHandlersMax = 4;
-ForkParentHandler g_fork_parent_handlers[kForkParentHandlersMax] = {};
-std::atomic<int> g_fork_parent_handler_count{0};
 
 constexpr int kExitHandlersMax = 8;
 ExitHandler g_exit_handlers[kExitHandlersMax] = {};
@@ -195,6 +192,8 @@ void run_without_throwing(Handler handler, const char* what) noexcept {
 
 // The process heapkeeper started in, or the fork child it became (fork_child).
 std::atomic<pid_t> g_process_pid{0};
+// This image's first process: a fork child has another pid (a vfork child too), an exec a new image.
+std::atomic<pid_t> g_image_pid{0};
 
 void run_exit_handlers() {
   // exit() in a child that shares this process's memory without being its thread (clone with
@@ -224,11 +223,6 @@ void fork_prepare() {
 void fork_parent() {
   end_fork_for_unwinder_in_parent();
   tls_thread.forking = false;
-  const int count = g_fork_parent_handler_count.load(std::memory_order_acquire);
-  if (count == 0) return;
-  ThreadLocal& tl = tls_thread;
-  GuardScope guard(tl);
-  for (int i = 0; i < count; ++i) run_without_throwing(g_fork_parent_handlers[i], "a fork-parent handler");
 }
 void fork_child() {
   end_fork_for_unwinder_in_child();
@@ -355,6 +349,7 @@ bool ensure_initialized() noexcept {
   initialize_stack_capture();
   pthread_atfork(prepare_for_fork, after_fork_in_parent, after_fork_in_child);
   g_process_pid.store(static_cast<pid_t>(raw_syscall(SYS_getpid)), std::memory_order_release);
+  g_image_pid.store(g_process_pid.load(std::memory_order_relaxed), std::memory_order_release);
   atexit(run_exit_handlers);
   g_ready = true;
   thread_registry().register_current();
@@ -382,13 +377,6 @@ void add_exit_handler(ExitHandler handler) noexcept {
   if (index >= kExitHandlersMax) return;
   g_exit_handlers[index] = handler;
   g_exit_handler_count.store(index + 1, std::memory_order_release);
-}
-
-void add_fork_parent_handler(ForkParentHandler handler) noexcept {
-  int index = g_fork_parent_handler_count.load(std::memory_order_relaxed);
-  if (index >= kForkParentHandlersMax) return;
-  g_fork_parent_handlers[index] = handler;
-  g_fork_parent_handler_count.store(index + 1, std::memory_order_release);
 }
 
 void add_fork_child_handler(ForkChildHandler handler) noexcept {
@@ -1050,6 +1038,14 @@ void discard_thread_start(void* wrapped_argument) noexcept {
   // pthread_create failed: the thread counted for it never comes.
   if (static_cast<ThreadStartBundle*>(wrapped_argument)->counted) thread_registry().forget_expected_program_thread();
   je::dallocx(wrapped_argument, MALLOCX_TCACHE_NONE);
+}
+
+// No system call: a child in seccomp's strict mode may make none but read, write and exit. The
+// fork-child handler has set g_process_pid (a vfork child, which runs none, shares the parent's
+// memory and its loader's live locks, and counts as the parent).
+bool in_forked_child() noexcept {
+  const pid_t image = g_image_pid.load(std::memory_order_acquire);
+  return image != 0 && g_process_pid.load(std::memory_order_acquire) != image;
 }
 
 void* lookup_next_symbol(const char* name) noexcept {

@@ -84,6 +84,9 @@ void discard_thread_start(void* wrapped_argument) noexcept;
 
 // dlsym(RTLD_NEXT, name), with the guard held so that anything dlsym allocates is internal.
 void* lookup_next_symbol(const char* name) noexcept;
+// Whether this is a fork child of the process this image started in (one whose fork ran
+// heapkeeper's fork handlers), not yet exec'd.
+bool in_forked_child() noexcept;
 void warn_not_interposed(const char* const* names, int count) noexcept;
 
 // Starts one of heapkeeper's own threads (detached): it runs `routine` with the guard held for its
@@ -177,9 +180,6 @@ void add_exit_handler(ExitHandler handler) noexcept;
 // Runs in a forked child (after the registry is reset), with the guard held.
 using ForkChildHandler = void (*)();
 void add_fork_child_handler(ForkChildHandler handler) noexcept;
-// Runs in the parent after each fork(), once jemalloc's locks are free again, with the guard held.
-using ForkParentHandler = void (*)();
-void add_fork_parent_handler(ForkParentHandler handler) noexcept;
 
 // Counters for reports and the public API.
 uint64_t foreign_free_count() noexcept;

@@ -12,8 +12,6 @@
 #include <stddef.h>
 #include <unistd.h>
 
-#include <atomic>
-
 #include "collector/collector.h"
 #include "preload/original_functions.h"
 
@@ -61,17 +59,12 @@ HEAPKEEPER_WRAP_EXEC(fexecve, (int fd, char* const argv[], char* const envp[]), 
 #undef HEAPKEEPER_WRAP_EXEC
 
 // A forked child mostly execs at once (a shell's or make's every command), and its exec wrapper
-// looked the original up at that first call: in the child, through libc's and the other objects'
-// symbol tables, in pages the child has not mapped (with dlsym then, 9 page faults a child of a
-// traced bash loop, the dynamic linker's lookup code among them), for a result that dies with the
-// child's memory at the exec. Looked up once in the parent, after its first fork, the originals
-// are every later child's inheritance.
+// looked the original up at that first call: in the child, with dlsym, through libc's and the
+// other objects' symbol tables in pages the child has not mapped (9 page faults a child of a
+// traced bash loop, the dynamic linker's lookup code among them), for a result that died with the
+// child's memory at the exec. Looked up at start-up instead (a few microseconds: the symbol tables
+// were just read to bind this library), the originals are every child's inheritance.
 void heapkeeper::preload::resolve_exec_originals() noexcept {
-  // Read before written: after a fork every write is a copy-on-write fault while the child lives.
-  // Two threads forking at once may both look up: the answers are the same.
-  static std::atomic<bool> resolved{false};
-  if (resolved.load(std::memory_order_relaxed)) return;
-  resolved.store(true, std::memory_order_relaxed);
   original_execve();
   original_execv();
   original_execvp();

@@ -20,7 +20,7 @@ __attribute__((constructor(101))) void heapkeeper_library_start() {
     heapkeeper::report::install();
     heapkeeper::stats::install();
     heapkeeper::collect::install_exit_status();
-    heapkeeper::alloc::add_fork_parent_handler(heapkeeper::preload::resolve_exec_originals);
+    heapkeeper::preload::resolve_exec_originals();
     heapkeeper::preload::check_interposition();
   });
 }

@@ -15,7 +15,9 @@ extern "C" const ElfW(Ehdr) __ehdr_start;  // defined by the linker at this obje
 namespace heapkeeper::preload {
 
 void* lookup_original(const char* name) noexcept {
-  if (void* found = next_definition(name)) return found;
+  if (!alloc::in_forked_child()) {
+    if (void* found = next_definition(name)) return found;
+  }
   return alloc::lookup_next_symbol(name);
 }
 

@@ -19,8 +19,11 @@ namespace heapkeeper::preload {
 // The definition of `name` that follows this library's (what dlsym(RTLD_NEXT, name) answers it),
 // found in the loaded objects' symbol tables (loaded_objects.h) where it can be: a dlsym there
 // would replace the program's pending dlerror() text with its own success, and these lookups
-// happen at the program's calls (its first fork, wait or exec), between its failed dlopen and the
-// dlerror() that asks why. dlsym only for what the walk does not take (an IFUNC symbol).
+// happen at the program's calls (its first fork, wait or sleep), between its failed dlopen and
+// the dlerror() that asks why. dlsym for what the walk does not take (an IFUNC symbol), and in a
+// fork child: the walk takes the loader's lock of dl_iterate_phdr, which glibc 2.36 leaves in the
+// child as the fork found it (held, if another thread was walking then), where it resets the lock
+// dlsym takes.
 void* lookup_original(const char* name) noexcept;
 
 // The definition of `name` that follows this library's, looked up on first use and kept in `cache`
@@ -48,8 +51,8 @@ HEAPKEEPER_EXEC_FUNCTIONS(HEAPKEEPER_DECLARE_ORIGINAL)
 HEAPKEEPER_JUMP_FUNCTIONS(HEAPKEEPER_DECLARE_ORIGINAL)
 #undef HEAPKEEPER_DECLARE_ORIGINAL
 
-// Looks up the originals of the exec family, once: from the parent after its first fork (engine.h's
-// add_fork_parent_handler), so that its children, which mostly exec at once, inherit them.
+// Looks up the originals of the exec family, at start-up: fork children, which mostly exec at once,
+// inherit them instead of each looking them up.
 void resolve_exec_originals() noexcept;
 
 // Warns about every interposed symbol the dynamic linker does not resolve to this library.

@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
 # A traced program's fork children find exec's original already looked up (preload/exec_calls.cpp,
-# resolve_exec_originals): the parent resolves the exec family after its first fork, and every
-# later child inherits the answers, where each child used to look execve up itself (in symbol
-# tables and code a fresh child has not mapped: with dlsym, nine page faults a child of a shell
-# loop, for a result the exec then threw away).
+# resolve_exec_originals): the exec family is resolved at start-up and every child inherits the
+# answers, where each child used to look execve up itself (with dlsym, in symbol tables and code a
+# fresh child has not mapped: nine page faults a child of a shell loop, for a result the exec then
+# threw away).
 #
-# Checked with tests/programs/exec_lookup_faults.c: two fork children, one after the other, each
-# count the page faults of a failing execve (the wrapper's first call in that child); the second
-# takes fewer than the first, which looked the original up itself (the same when each child looks
-# it up: 4 and 4, against 4 and 2 now, 2 and 2 without heapkeeper). A traced bash's loop of five
-# /bin/true prints what a plain run prints.
+# Checked with tests/programs/exec_lookup_faults.c: two fork children each count the page faults
+# of a failing execve (the wrapper's first call in that child), at most one more than a plain run's
+# children take (4 where a child looked the original up with dlsym, 2 now and untraced). A traced
+# bash's loop of five /bin/true prints what a plain run prints.
 #
 # And those lookups leave the program's dlerror() alone (preload/original_functions.h,
 # lookup_original): tests/programs/dlerror_kept.c fails a dlopen, makes its first fork, wait,
@@ -28,13 +27,18 @@ else
   hk_fail "the traced loop printed [$traced], a plain run [$expected]"
 fi
 
-faults=$(hk_exec preload "$(hk_program exec_lookup_faults)" 2>&1)
-first=$(awk '$1 == "child" && $2 == "1:" { print $3 }' <<<"$faults")
-second=$(awk '$1 == "child" && $2 == "2:" { print $3 }' <<<"$faults")
-if [[ $first =~ ^[0-9]+$ && $second =~ ^[0-9]+$ ]] && ((second < first)); then
-  hk_pass "a later child's first exec took $second page faults, the first child's $first"
+# most_faults OUTPUT: the larger of the two children's counts, or -1.
+most_faults() {
+  awk '$1 == "child" && $3 ~ /^[0-9]+$/ { if ($3 > m) m = $3; n++ } END { print n == 2 ? m : -1 }' <<<"$1"
+}
+plain_faults=$(hk_exec plain "$(hk_program exec_lookup_faults)" 2>&1)
+traced_faults=$(hk_exec preload "$(hk_program exec_lookup_faults)" 2>&1)
+plain_most=$(most_faults "$plain_faults")
+traced_most=$(most_faults "$traced_faults")
+if ((plain_most >= 0 && traced_most >= 0 && traced_most <= plain_most + 1)); then
+  hk_pass "a child's first exec took at most $traced_most page faults ($plain_most untraced)"
 else
-  hk_fail "first exec of each child: [$faults]: the later child looked the original up again?"
+  hk_fail "first exec of each child: traced [$traced_faults], plain [$plain_faults]: a child looked the original up?"
 fi
 
 program=$(hk_program dlerror_kept)
