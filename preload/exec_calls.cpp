@@ -65,12 +65,9 @@ HEAPKEEPER_WRAP_EXEC(fexecve, (int fd, char* const argv[], char* const envp[]), 
 // child's memory at the exec. Looked up at start-up instead (a few microseconds: the symbol tables
 // were just read to bind this library), the originals are every child's inheritance.
 void heapkeeper::preload::resolve_exec_originals() noexcept {
-  original_execve();
-  original_execv();
-  original_execvp();
-  original_execvpe();
-  original_execveat();
-  original_fexecve();
+#define HEAPKEEPER_RESOLVE_ORIGINAL(name, return_type, parameters) original_##name();
+  HEAPKEEPER_EXEC_FUNCTIONS(HEAPKEEPER_RESOLVE_ORIGINAL)
+#undef HEAPKEEPER_RESOLVE_ORIGINAL
 }
 
 // execl, execle and execlp: their arguments as an array, built on the stack as glibc's do, to the
