@@ -3,98 +3,35 @@
 #include "allocator/program_cxx_runtime.h"
 
 #include <dlfcn.h>
-#include <link.h>
 #include <stdlib.h>
 
 #include <atomic>
-#include <cstdint>
-#include <cstring>
 
 #include "allocator/diagnostics.h"
 #include "allocator/engine.h"
+#include "allocator/loaded_objects.h"
 
 namespace heapkeeper::alloc {
 namespace {
 
-// A C++ runtime loaded with RTLD_LOCAL (a C program's plugin written in C++, a Python extension)
-// is not in the global scope. Each loaded object's own dynamic symbol table is then searched
-// through its GNU hash table, as the loader does, without dlopen: a handle and its dlclose would
-// touch the objects' reference counts and the loader's lists. libheapkeeper.so itself is skipped.
-struct LocalSearch {
-  const char* name;
-  uint32_t hash;
-  uintptr_t our_base;
-  void* found;
-};
-
-uint32_t gnu_hash(const char* name) {
-  uint32_t h = 5381;
-  for (auto c = reinterpret_cast<const unsigned char*>(name); *c != 0; ++c) h = h * 33 + *c;
-  return h;
-}
-
-// The loader relocates most of .dynamic's addresses in place, but not in every object (the vDSO).
-uintptr_t dynamic_address(uintptr_t base, ElfW(Addr) value) { return value < base ? base + value : value; }
-
-int search_object(dl_phdr_info* info, size_t, void* data) {
-  auto& search = *static_cast<LocalSearch*>(data);
-  if (info->dlpi_name == nullptr || info->dlpi_name[0] == '\0' || info->dlpi_addr == search.our_base) return 0;
-  const ElfW(Dyn)* dynamic = nullptr;
-  for (int i = 0; i < info->dlpi_phnum; ++i)
-    if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
-      dynamic = reinterpret_cast<const ElfW(Dyn)*>(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
-  if (dynamic == nullptr) return 0;
-  const uint32_t* table = nullptr;
-  const ElfW(Sym)* symbols = nullptr;
-  const char* strings = nullptr;
-  for (const ElfW(Dyn)* d = dynamic; d->d_tag != DT_NULL; ++d) {
-    if (d->d_tag == DT_GNU_HASH)
-      table = reinterpret_cast<const uint32_t*>(dynamic_address(info->dlpi_addr, d->d_un.d_ptr));
-    if (d->d_tag == DT_SYMTAB)
-      symbols = reinterpret_cast<const ElfW(Sym)*>(dynamic_address(info->dlpi_addr, d->d_un.d_ptr));
-    if (d->d_tag == DT_STRTAB) strings = reinterpret_cast<const char*>(dynamic_address(info->dlpi_addr, d->d_un.d_ptr));
-  }
-  if (table == nullptr || symbols == nullptr || strings == nullptr) return 0;
-  const uint32_t bucket_count = table[0], first_symbol = table[1], bloom_words = table[2];
-  if (bucket_count == 0) return 0;
-  const uint32_t* buckets = table + 4 + bloom_words * (sizeof(ElfW(Addr)) / 4);
-  const uint32_t* chain = buckets + bucket_count;
-  uint32_t index = buckets[search.hash % bucket_count];
-  if (index < first_symbol) return 0;
-  for (;; ++index) {
-    const uint32_t entry = chain[index - first_symbol];
-    const ElfW(Sym)& symbol = symbols[index];
-    if ((entry | 1) == (search.hash | 1) && symbol.st_shndx != SHN_UNDEF && symbol.st_value != 0 &&
-        std::strcmp(strings + symbol.st_name, search.name) == 0) {
-      search.found = reinterpret_cast<void*>(info->dlpi_addr + symbol.st_value);
-      return 1;
-    }
-    if ((entry & 1) != 0) return 0;
-  }
-}
-
-void* search_loaded_objects(const char* name) {
-  Dl_info self{};
-  if (dladdr(reinterpret_cast<void*>(&search_object), &self) == 0) return nullptr;
-  // dladdr gives the ELF header's address, dl_iterate_phdr the load bias: the same for a shared
-  // library linked at address 0, as libheapkeeper.so is.
-  LocalSearch search{name, gnu_hash(name), reinterpret_cast<uintptr_t>(self.dli_fbase), nullptr};
-  dl_iterate_phdr(search_object, &search);
-  return search.found;
-}
-
-// Looks `name` up in the program's global scope (`next`: in the objects loaded after
-// libheapkeeper.so, for the functions it exports itself), then in every loaded object. heapkeeper's
-// own copy of libstdc++ is hidden, so it is never the answer. Anything dlsym allocates is internal.
+// Looks `name` up in the program's objects (`next`: in those listed after libheapkeeper.so, for
+// the functions it exports itself), a C++ runtime loaded with RTLD_LOCAL (a C program's plugin
+// written in C++, a Python extension) included. heapkeeper's own copy of libstdc++ is hidden, so
+// it is never the answer. Through the objects' symbol tables (loaded_objects.h), not dlsym: these
+// lookups happen at the program's failed or nothrow operator new, and a dlsym there replaced a
+// pending dlerror() text (from the program's failed dlopen) with its own success. In a fork child
+// dlsym first, as preload/original_functions.h's lookups do; anything it allocates is internal.
 void* program_symbol(const char* name, bool next) noexcept {
+  if (!in_forked_child()) return next ? next_definition(name) : program_definition(name);
+  void* address = nullptr;
   if (next) {
-    if (void* address = lookup_next_symbol(name)) return address;
+    address = lookup_next_symbol(name);
+  } else {
+    enter_internal();
+    address = dlsym(RTLD_DEFAULT, name);
+    leave_internal();
   }
-  enter_internal();
-  void* address = next ? nullptr : dlsym(RTLD_DEFAULT, name);
-  if (address == nullptr) address = search_loaded_objects(name);
-  leave_internal();
-  return address;
+  return address != nullptr ? address : program_definition(name);
 }
 
 template <typename Function>

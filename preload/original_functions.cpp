@@ -8,7 +8,7 @@
 #include <atomic>
 
 #include "allocator/engine.h"
-#include "preload/loaded_objects.h"
+#include "allocator/loaded_objects.h"
 
 extern "C" const ElfW(Ehdr) __ehdr_start;  // defined by the linker at this object's first byte
 
@@ -16,7 +16,7 @@ namespace heapkeeper::preload {
 
 void* lookup_original(const char* name) noexcept {
   if (!alloc::in_forked_child()) {
-    if (void* found = next_definition(name)) return found;
+    if (void* found = alloc::next_definition(name)) return found;
   }
   return alloc::lookup_next_symbol(name);
 }

@@ -17,7 +17,7 @@
 namespace heapkeeper::preload {
 
 // The definition of `name` that follows this library's (what dlsym(RTLD_NEXT, name) answers it),
-// found in the loaded objects' symbol tables (loaded_objects.h) where it can be: a dlsym there
+// found in the loaded objects' symbol tables (allocator/loaded_objects.h) where it can be: a dlsym there
 // would replace the program's pending dlerror() text with its own success, and these lookups
 // happen at the program's calls (its first fork, wait or sleep), between its failed dlopen and
 // the dlerror() that asks why. dlsym for what the walk does not take (an IFUNC symbol), and in a

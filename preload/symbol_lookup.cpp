@@ -17,9 +17,9 @@
 #include <cstdint>
 #include <cstring>
 
+#include "allocator/loaded_objects.h"
 #include "allocator/stack_capture.h"
 #include "preload/hooked_functions.h"
-#include "preload/loaded_objects.h"
 #include "preload/original_functions.h"
 
 #if defined(__x86_64__)
@@ -57,8 +57,8 @@ std::atomic<bool> g_originals_found{false};
 void find_originals() {
   if (g_originals_found.load(std::memory_order_acquire)) return;
   // glibc 2.34 and later define both in libc.so.6, earlier ones in libdl.so.2.
-  if (void* f = next_definition("dlsym")) __atomic_store_n(&heapkeeper_real_dlsym, f, __ATOMIC_RELEASE);
-  if (void* f = next_definition("dlvsym")) __atomic_store_n(&heapkeeper_real_dlvsym, f, __ATOMIC_RELEASE);
+  if (void* f = alloc::next_definition("dlsym")) __atomic_store_n(&heapkeeper_real_dlsym, f, __ATOMIC_RELEASE);
+  if (void* f = alloc::next_definition("dlvsym")) __atomic_store_n(&heapkeeper_real_dlvsym, f, __ATOMIC_RELEASE);
   g_originals_found.store(true, std::memory_order_release);
 }
 
@@ -68,7 +68,7 @@ void* interposed_definition(const char* name) {
     if (name[0] != kInterposedNames[i][0] || std::strcmp(name, kInterposedNames[i]) != 0) continue;
     void* own = g_own[i].load(std::memory_order_relaxed);
     if (own == nullptr) {
-      own = own_definition(name);
+      own = alloc::own_definition(name);
       g_own[i].store(own, std::memory_order_relaxed);
     }
     return own;
@@ -111,12 +111,17 @@ extern "C" __attribute__((visibility("hidden"))) void* heapkeeper_route_symbol_l
     // between), and heapkeeper's own start-up must reach the originals: forward those. From an
     // object after heapkeeper it would find libc's. The lookup below only keeps dlerror as a
     // successful dlsym leaves it (cleared), or fails as the original would on a bad version.
-    if (preload::position_of(reinterpret_cast<uintptr_t>(caller)) != preload::ObjectPosition::kAfter) return nullptr;
+    if (heapkeeper::alloc::position_of(reinterpret_cast<uintptr_t>(caller)) !=
+        heapkeeper::alloc::ObjectPosition::kAfter)
+      return nullptr;
     return preload::original_lookup(RTLD_DEFAULT, name, version) != nullptr ? own : nullptr;
   }
   void* found = preload::original_lookup(handle, name, version);
   if (found == nullptr) return nullptr;  // the original fails the same way, and sets dlerror's text
-  return preload::position_of(reinterpret_cast<uintptr_t>(found)) == preload::ObjectPosition::kBefore ? found : own;
+  return heapkeeper::alloc::position_of(reinterpret_cast<uintptr_t>(found)) ==
+                 heapkeeper::alloc::ObjectPosition::kBefore
+             ? found
+             : own;
 }
 
 #else

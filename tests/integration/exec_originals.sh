@@ -13,7 +13,10 @@
 # And those lookups leave the program's dlerror() alone (preload/original_functions.h,
 # lookup_original): tests/programs/dlerror_kept.c fails a dlopen, makes its first fork, wait,
 # sleep, poll and (failing) execve, and prints what dlerror() then says, as a plain run does (a
-# dlsym in the lookup answered NULL there, "no error").
+# dlsym in the lookup answered NULL there, "no error"). So do the lookups of the program's C++
+# runtime (allocator/program_cxx_runtime.cpp): tests/programs/dlerror_new.cpp fails a dlopen
+# before its first std::bad_alloc, its first failed nothrow new and its first nothrow new with a
+# new-handler, each followed by dlerror(), as a plain run does (dlsym answered "no error" there too).
 #
 # Usage: exec_originals.sh (environment from CMakeLists.txt, see lib.sh)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -48,5 +51,14 @@ if [[ $traced_dlerror == "$plain_dlerror" ]]; then
   hk_pass "dlerror() after the first wrapped calls says what a plain run's says"
 else
   hk_fail "dlerror() after the first wrapped calls: traced [$traced_dlerror], plain [$plain_dlerror]"
+fi
+
+program=$(hk_program dlerror_new)
+plain_new=$(hk_exec plain "$program" 2>&1)
+traced_new=$(hk_exec preload "$program" 2>&1)
+if [[ $traced_new == "$plain_new" && $plain_new == *"with a handler: /nonexistent/"* ]]; then
+  hk_pass "dlerror() after the first failed operator new calls says what a plain run's says"
+else
+  hk_fail "dlerror() after the first failed operator new calls: traced [$traced_new], plain [$plain_new]"
 fi
 hk_finish

@@ -3,13 +3,13 @@
 // The dynamic section's pointers are relocated in place by glibc for every object it loaded
 // (elf_get_dynamic_info); the vDSO's are not, so a pointer below the object's base is taken as an
 // offset from it.
-#include "preload/loaded_objects.h"
+#include "allocator/loaded_objects.h"
 
 #include <link.h>
 
 #include <cstring>
 
-namespace heapkeeper::preload {
+namespace heapkeeper::alloc {
 namespace {
 
 bool contains(const dl_phdr_info* info, uintptr_t address) {
@@ -132,9 +132,12 @@ int find_position(dl_phdr_info* info, size_t, void* data) {
   return 0;
 }
 
+// Which objects a definition is looked for in.
+enum class Searched { kHeapkeeper, kAfterHeapkeeper, kAllButHeapkeeper };
+
 struct DefinitionSearch {
   const char* name;
-  bool want_heapkeeper;  // heapkeeper's own definition, else the first one after heapkeeper
+  Searched searched;
   bool passed_heapkeeper = false;
   void* result = nullptr;
 };
@@ -143,13 +146,22 @@ int find_definition(dl_phdr_info* info, size_t, void* data) {
   auto* search = static_cast<DefinitionSearch*>(data);
   if (is_heapkeeper(info)) {
     search->passed_heapkeeper = true;
-    if (!search->want_heapkeeper) return 0;
-  } else if (search->want_heapkeeper || !search->passed_heapkeeper) {
+    if (search->searched != Searched::kHeapkeeper) return 0;
+  } else if (search->searched == Searched::kHeapkeeper ||
+             (search->searched == Searched::kAfterHeapkeeper && !search->passed_heapkeeper)) {
     return 0;
   }
+  // Unnamed objects are looked in too: the program itself (a copy-relocated definition, as
+  // dlsym(RTLD_DEFAULT) finds first) and the vDSO.
   SymbolTable table;
   if (table.read(info)) search->result = table.find(search->name);
-  return search->result != nullptr || search->want_heapkeeper ? 1 : 0;
+  return search->result != nullptr || search->searched == Searched::kHeapkeeper ? 1 : 0;
+}
+
+void* find(const char* name, Searched searched) {
+  DefinitionSearch search{name, searched};
+  dl_iterate_phdr(find_definition, &search);
+  return search.result;
 }
 
 }  // namespace
@@ -160,16 +172,10 @@ ObjectPosition position_of(uintptr_t address) noexcept {
   return search.result;
 }
 
-void* own_definition(const char* name) noexcept {
-  DefinitionSearch search{name, true};
-  dl_iterate_phdr(find_definition, &search);
-  return search.result;
-}
+void* own_definition(const char* name) noexcept { return find(name, Searched::kHeapkeeper); }
 
-void* next_definition(const char* name) noexcept {
-  DefinitionSearch search{name, false};
-  dl_iterate_phdr(find_definition, &search);
-  return search.result;
-}
+void* next_definition(const char* name) noexcept { return find(name, Searched::kAfterHeapkeeper); }
 
-}  // namespace heapkeeper::preload
+void* program_definition(const char* name) noexcept { return find(name, Searched::kAllButHeapkeeper); }
+
+}  // namespace heapkeeper::alloc
