@@ -253,11 +253,22 @@ ForkHandler g_jemalloc_prefork = nullptr, g_jemalloc_postfork_parent = nullptr, 
 // signal handler that interrupted a fork may fork again: only an outermost fork is quiet.
 constinit thread_local uint32_t tls_fork_depth __attribute__((tls_model("initial-exec"))) = 0;
 constinit thread_local bool tls_fork_quiet __attribute__((tls_model("initial-exec"))) = false;
+// Which of this thread's forks in progress (bit d: the fork at depth d) ran jemalloc's prepare
+// handler, and so hold its locks until their parent or child handler.
+constinit thread_local uint64_t tls_fork_locked_jemalloc __attribute__((tls_model("initial-exec"))) = 0;
 
-// Whether the fork whose parent or child handler runs now was quiet.
-bool ending_quiet_fork() {
-  if (tls_fork_depth == 0) return false;
-  return --tls_fork_depth == 0 && tls_fork_quiet;
+// What the fork whose parent or child handler runs now did before it.
+struct EndingFork {
+  bool quiet;            // jemalloc's handlers were left out, every other thread parked (quiet_fork.h)
+  bool locked_jemalloc;  // jemalloc's prepare handler ran
+};
+EndingFork ending_fork() {
+  if (tls_fork_depth == 0) return {false, false};
+  const uint32_t depth = --tls_fork_depth;
+  const uint64_t bit = depth < 64 ? uint64_t{1} << depth : 0;
+  const bool locked = (tls_fork_locked_jemalloc & bit) != 0;
+  tls_fork_locked_jemalloc &= ~bit;
+  return {depth == 0 && tls_fork_quiet, locked};
 }
 
 }  // namespace
@@ -273,26 +284,48 @@ namespace {
 
 // In the order fork() runs them: the prepare handlers registered later (the program's) before
 // these, which may allocate, their parent and child handlers after (jemalloc works again).
+//
+// A fork from a signal handler that interrupted this thread inside jemalloc (the program's malloc
+// or free, heapkeeper's own bookkeeping in its dlclose, or jemalloc's prepare handler of a fork
+// this one interrupted) leaves the prepare handler out: it locks every one of jemalloc's mutexes,
+// and waited for ever for the one the interrupted call holds (a SIGALRM handler forking while the
+// program looped over dlopen, malloc, free and dlclose hung 6 runs in 6; fork is
+// async-signal-safe, and the same program runs to its end without heapkeeper). The parent's
+// jemalloc is then as the interrupted call left it, which goes on when the handler returns; the
+// child's mutexes are all made anew by the child handler, whoever held them at the fork, and its
+// heap may be mid-update, where such a child may only call async-signal-safe functions anyway
+// until it execs or exits. From the prepare handler to the parent's or child's, this thread counts
+// as inside jemalloc: a handler's allocation meanwhile is served without it (jemalloc_calls.h),
+// where it waited for the locks the fork holds.
 void prepare_for_fork() {
   fork_prepare();
-  const bool quiet = tls_fork_depth++ == 0 && begin_quiet_fork();
-  if (tls_fork_depth == 1) tls_fork_quiet = quiet;
-  if (!quiet && g_jemalloc_prefork != nullptr) g_jemalloc_prefork();
+  const uint32_t depth = tls_fork_depth++;
+  const bool quiet = depth == 0 && begin_quiet_fork();
+  if (depth == 0) tls_fork_quiet = quiet;
+  if (quiet || tls_thread.in_jemalloc != 0 || g_jemalloc_prefork == nullptr || depth >= 64) return;
+  tls_fork_locked_jemalloc |= uint64_t{1} << depth;
+  ++tls_thread.in_jemalloc;
+  g_jemalloc_prefork();
 }
 void after_fork_in_parent() {
-  if (ending_quiet_fork()) {
+  const EndingFork fork = ending_fork();
+  if (fork.quiet) {
     end_quiet_fork_in_parent();
-  } else if (g_jemalloc_postfork_parent != nullptr) {
-    g_jemalloc_postfork_parent();
+  } else if (fork.locked_jemalloc) {
+    if (g_jemalloc_postfork_parent != nullptr) g_jemalloc_postfork_parent();
+    --tls_thread.in_jemalloc;
   }
   fork_parent();
 }
 void after_fork_in_child() {
-  if (ending_quiet_fork()) {
+  const EndingFork fork = ending_fork();
+  if (fork.quiet) {
     end_quiet_fork_in_child();
   } else if (g_jemalloc_postfork_child != nullptr) {
+    // After a fork that left the prepare handler out too: every mutex is made anew.
     g_jemalloc_postfork_child();
   }
+  if (fork.locked_jemalloc) --tls_thread.in_jemalloc;
   fork_child();
 }
 
@@ -577,11 +610,30 @@ static bool allocation_from_interrupting_handler(const ThreadLocal& tl) noexcept
     return 0;
   };
   const int guard_stack = which_stack(guard_sp), this_stack = which_stack(here);
-  if (guard_stack == 0) return this_stack != 0;
-  if (this_stack != guard_stack) return true;
-  // Both on one stack: the words between are in use, the interrupted code's and the handler's.
   const uintptr_t high = this_stack == 1 ? s->stack_high : tl.alt_stack_high;
-  return here < guard_sp && signal_frame_between(here, guard_sp, high);
+  // Whether a take of the guard at `sp` (above `here`, on its stack) lies inside the handler: a
+  // signal frame between it and the interrupted call.
+  const auto inside_handler = [&](uintptr_t sp) {
+    if (which_stack(sp) != this_stack || sp <= here) return false;
+    if (this_stack != guard_stack) return true;
+    return sp < guard_sp && signal_frame_between(sp, guard_sp, high);
+  };
+  bool handler;
+  if (guard_stack == 0) {
+    handler = this_stack != 0;
+  } else if (this_stack != guard_stack) {
+    handler = true;
+  } else {
+    // Both on one stack: the words between are in use, the interrupted code's and the handler's.
+    handler = here < guard_sp && signal_frame_between(here, guard_sp, high);
+  }
+  // heapkeeper's own code inside the handler holds the guard it took there (its fork handlers,
+  // when the handler forks: the collector's state made at the first fork was taken for the
+  // handler's block, in the tracked heap with no stack, and reported as leaked at exit).
+  if (handler && tl.internal_level != 0 && tl.internal_level <= tl.guard && this_stack != 0 &&
+      inside_handler(tl.internal_sp))
+    return false;
+  return handler;
 }
 
 // A signal handler's block, made while the allocation or free call it interrupted holds the guard:

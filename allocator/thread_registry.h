@@ -87,6 +87,11 @@ struct ThreadLocal {
   // arrives under that guard from a signal handler is the program's, told apart from heapkeeper's
   // own nested ones by engine.cpp's allocation_from_interrupting_handler.
   uintptr_t guard_sp = 0;
+  // Where heapkeeper's own code last took the guard (take_guard), and the depth that made: an
+  // allocation under it that arrives inside a signal handler is heapkeeper's (its fork handlers'
+  // inside a handler's fork), not the handler's, though the handler interrupted a program call.
+  uintptr_t internal_sp = 0;
+  uint32_t internal_level = 0;
   uint32_t in_jemalloc = 0;  // non-zero while this thread is inside a call into jemalloc
   // Frees that arrived while inside jemalloc (signal handlers): done at the next top-level call.
   static constexpr uint32_t kDeferredFrees = 32;
@@ -119,6 +124,8 @@ extern constinit thread_local ThreadLocal tls_thread __attribute__((tls_model("i
 // allocation or free call's (ThreadLocal::guard_sp).
 __attribute__((always_inline)) inline void take_guard(ThreadLocal& tl) {
   if (tl.guard++ == 0) tl.guard_sp = 0;
+  tl.internal_sp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  tl.internal_level = tl.guard;
 }
 
 struct ThreadTotals {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The small target programs of tests/programs under heapkeeper, each compared with a plain run
 # (same stdout, same status, no heapkeeper diagnostics), under `heapkeeper run` and LD_PRELOAD.
-# Usage: programs.sh churn_threads|fork_exec|signal_alloc|nested_blocking_call|handler_read|handler_pool_reuse|dlopen_alloc|small_stacks|unwinding|descriptors
+# Usage: programs.sh churn_threads|fork_exec|signal_alloc|nested_blocking_call|handler_read|handler_fork|handler_pool_reuse|dlopen_alloc|small_stacks|unwinding|descriptors
 #   churn_threads  4 and 8 threads of malloc/realloc/new/delete churn with cross-thread frees
 #   fork_exec      fork, exec, fork under allocation load; with HEAPKEEPER_REPORT=.../r.%p.json
 #                  every process that exits writes its own report, checked against its pid
@@ -10,6 +10,9 @@
 #                  nested at the end of the outer one: it spun for ever)
 #   handler_read   a profiling timer's handler reads a pipe while threads start (a thread's
 #                  registration, interrupted inside jemalloc, was started again: it hung)
+#   handler_fork   a timer's handler forks (the child _exits) while the main thread allocates, frees
+#                  and dlcloses: the fork hung on a jemalloc lock the interrupted call held, and a
+#                  block of heapkeeper's fork handlers was reported as the program's leak
 #   handler_pool_reuse  a timer's handler allocates and frees a 256 KiB block (a 4 KiB-aligned
 #                  one, a 3 MiB one) every 100 us while the main thread churns: thousands land inside jemalloc, served from the
 #                  signal-safe pool, which must reuse what the handler freed (it ran out: NULL)
@@ -163,6 +166,21 @@ case $program in
     # Three runs: the handler lands inside a starting thread's registration in most runs.
     for run in 1 2 3; do
       hk_compare "handler_read.$run" run_program "$(hk_program handler_read)" 20 -- preload
+    done
+    ;;
+  handler_fork)
+    : "${HK_PLUGIN:?HK_PLUGIN must name the plugin the dlclose variant loads}"
+    HK_TIMEOUT=60  # read by lib.sh's hk_limit: a hung run fails in 60 s
+    hk_compare handler_fork.malloc run_program "$(hk_program handler_fork)" malloc 20000 -- preload
+    hk_compare handler_fork.dlclose run_program "$(hk_program handler_fork)" dlclose 3000 "$HK_PLUGIN" -- preload
+    # The program frees what it allocates: no exit report, the parent's or a child's, may name a leak.
+    for variant in malloc dlclose; do
+      leaky=$(grep -l '"leaked_blocks": [1-9]' "$HK_WORK/handler_fork.$variant.preload/reports/"*.json 2>/dev/null || true)
+      if [[ -z $leaky ]]; then
+        hk_pass "handler_fork ($variant): no exit report names a leak"
+      else
+        hk_fail "handler_fork ($variant): leaks reported by a program that frees everything: $leaky"
+      fi
     done
     ;;
   handler_pool_reuse)
