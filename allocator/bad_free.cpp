@@ -122,7 +122,7 @@ void report_bad_free(void* ptr, BadFreeKind kind, const char* api_name) noexcept
       report_reclaimed_call(address, header->size(), header->stack_id, api_name,
                             "after heapkeeper had freed it as unreachable: the call is ignored");
     }
-    --tl.guard;
+    release_guard(tl);
     return;
   }
   g_bad_frees.fetch_add(1, std::memory_order_relaxed);
@@ -191,7 +191,7 @@ void report_bad_free(void* ptr, BadFreeKind kind, const char* api_name) noexcept
         .emit();
     std::abort();
   }
-  --tl.guard;
+  release_guard(tl);
 }
 
 }  // namespace heapkeeper::alloc

@@ -105,7 +105,7 @@ class GuardScope {
       tl_.guard_sp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
     }
   }
-  ~GuardScope() { --tl_.guard; }
+  ~GuardScope() { release_guard(tl_); }
   GuardScope(const GuardScope&) = delete;
   GuardScope& operator=(const GuardScope&) = delete;
 
@@ -611,10 +611,13 @@ static bool allocation_from_interrupting_handler(const ThreadLocal& tl) noexcept
   };
   const int guard_stack = which_stack(guard_sp), this_stack = which_stack(here);
   const uintptr_t high = this_stack == 1 ? s->stack_high : tl.alt_stack_high;
-  // Whether a take of the guard at `sp` (above `here`, on its stack) lies inside the handler: a
-  // signal frame between it and the interrupted call.
+  // Whether a take of the guard at `sp` lies inside this very handler: on its stack, at or above
+  // `here` (a tail call gives the taker's frame to the allocation), below no signal frame that
+  // `here` is not also below (a take in a handler that this one interrupted is that one's), and
+  // past a signal frame from the interrupted call.
   const auto inside_handler = [&](uintptr_t sp) {
-    if (which_stack(sp) != this_stack || sp <= here) return false;
+    if (which_stack(sp) != this_stack || sp < here) return false;
+    if (sp > here && signal_frame_between(here, sp, high)) return false;
     if (this_stack != guard_stack) return true;
     return sp < guard_sp && signal_frame_between(sp, guard_sp, high);
   };
@@ -1352,6 +1355,6 @@ void report_escaped_exception(const std::exception* error) noexcept {
 }
 
 void enter_internal() noexcept { take_guard(tls_thread); }
-void leave_internal() noexcept { --tls_thread.guard; }
+void leave_internal() noexcept { release_guard(tls_thread); }
 
 }  // namespace heapkeeper::alloc

@@ -43,6 +43,7 @@ void watch() {
     thread_registry().retire_current();
     thread_registry().register_current(false);
     tls_thread.guard = 0;
+    tls_thread.internal_level = 0;
     exit(0);
   }
   g_watching.store(false, std::memory_order_release);

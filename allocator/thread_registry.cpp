@@ -37,7 +37,7 @@ void on_thread_exit(void* /*state*/) {
   take_guard(tl);
   bool last_program_thread = false;
   g_registry.on_exit_round(last_program_thread);
-  --tl.guard;
+  release_guard(tl);
   // glibc ends the process with exit(0) when its last thread exits (pthread_exit from main, or
   // returning from the last thread function), counting every thread pthread_create made:
   // heapkeeper's own threads too, so a program whose main thread called pthread_exit never ended

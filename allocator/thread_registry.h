@@ -87,9 +87,10 @@ struct ThreadLocal {
   // arrives under that guard from a signal handler is the program's, told apart from heapkeeper's
   // own nested ones by engine.cpp's allocation_from_interrupting_handler.
   uintptr_t guard_sp = 0;
-  // Where heapkeeper's own code last took the guard (take_guard), and the depth that made: an
-  // allocation under it that arrives inside a signal handler is heapkeeper's (its fork handlers'
-  // inside a handler's fork), not the handler's, though the handler interrupted a program call.
+  // Where heapkeeper's own code last took the guard (take_guard), and the depth that made (0 once
+  // that level is released): an allocation under it that arrives inside a signal handler is
+  // heapkeeper's (its fork handlers' inside a handler's fork), not the handler's, though the
+  // handler interrupted a program call.
   uintptr_t internal_sp = 0;
   uint32_t internal_level = 0;
   uint32_t in_jemalloc = 0;  // non-zero while this thread is inside a call into jemalloc
@@ -120,12 +121,18 @@ struct ThreadLocal {
 // without it each access from another file goes through a TLS wrapper call check.
 extern constinit thread_local ThreadLocal tls_thread __attribute__((tls_model("initial-exec")));
 
-// Takes heapkeeper's guard on this thread (release it with --tl.guard) for code other than an
+// Takes heapkeeper's guard on this thread (release it with release_guard) for code other than an
 // allocation or free call's (ThreadLocal::guard_sp).
 __attribute__((always_inline)) inline void take_guard(ThreadLocal& tl) {
   if (tl.guard++ == 0) tl.guard_sp = 0;
   tl.internal_sp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
   tl.internal_level = tl.guard;
+}
+// Releases one level of the guard; the record of heapkeeper's last take goes with the level that
+// made it (a stale one sent a later handler's block untracked where its frames lay below it).
+__attribute__((always_inline)) inline void release_guard(ThreadLocal& tl) {
+  if (tl.internal_level >= tl.guard) tl.internal_level = 0;
+  --tl.guard;
 }
 
 struct ThreadTotals {
