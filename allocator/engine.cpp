@@ -98,19 +98,28 @@ void forget_deferred_threads() {
 // (`program_call`) notes, when outermost, where the stack stands (ThreadLocal::guard_sp).
 class GuardScope {
  public:
-  explicit GuardScope(ThreadLocal& tl, bool program_call = false) : tl_(tl) {
+  explicit GuardScope(ThreadLocal& tl, bool program_call = false) : tl_(tl), program_call_(program_call) {
     if (!program_call) {
       take_guard(tl_);
     } else if (tl_.guard++ == 0) {
       tl_.guard_sp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
     }
   }
-  ~GuardScope() { release_guard(tl_); }
+  // A program call's level never holds heapkeeper's record (takes inside it release their own):
+  // the allocation path's plain decrement.
+  ~GuardScope() {
+    if (program_call_) {
+      --tl_.guard;
+    } else {
+      release_guard(tl_);
+    }
+  }
   GuardScope(const GuardScope&) = delete;
   GuardScope& operator=(const GuardScope&) = delete;
 
  private:
   ThreadLocal& tl_;
+  bool program_call_;
 };
 
 inline unsigned log2_of_power(size_t value) { return static_cast<unsigned>(__builtin_ctzll(value)); }

@@ -44,21 +44,19 @@ else
   hk_fail "first exec of each child: traced [$traced_faults], plain [$plain_faults]: a child looked the original up?"
 fi
 
-program=$(hk_program dlerror_kept)
-plain_dlerror=$(hk_exec plain "$program" 2>&1)
-traced_dlerror=$(hk_exec preload "$program" 2>&1)
-if [[ $traced_dlerror == "$plain_dlerror" ]]; then
-  hk_pass "dlerror() after the first wrapped calls says what a plain run's says"
-else
-  hk_fail "dlerror() after the first wrapped calls: traced [$traced_dlerror], plain [$plain_dlerror]"
-fi
-
-program=$(hk_program dlerror_new)
-plain_new=$(hk_exec plain "$program" 2>&1)
-traced_new=$(hk_exec preload "$program" 2>&1)
-if [[ $traced_new == "$plain_new" && $plain_new == *"with a handler: /nonexistent/"* ]]; then
-  hk_pass "dlerror() after the first failed operator new calls says what a plain run's says"
-else
-  hk_fail "dlerror() after the first failed operator new calls: traced [$traced_new], plain [$plain_new]"
-fi
+# same_as_plain PROGRAM WHAT [PATTERN]: the traced program prints what a plain run prints (and that
+# output matches PATTERN, when given).
+same_as_plain() {
+  local program plain traced
+  program=$(hk_program "$1")
+  plain=$(hk_exec plain "$program" 2>&1)
+  traced=$(hk_exec preload "$program" 2>&1)
+  if [[ $traced == "$plain" && $plain == ${3:-*} ]]; then
+    hk_pass "dlerror() after $2 says what a plain run's says"
+  else
+    hk_fail "dlerror() after $2: traced [$traced], plain [$plain]"
+  fi
+}
+same_as_plain dlerror_kept "the first wrapped calls"
+same_as_plain dlerror_new "the first failed operator new calls" "*with a handler: /nonexistent/*"
 hk_finish
