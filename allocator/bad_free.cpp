@@ -94,10 +94,15 @@ const BlockHeader* reclaimed_header(uintptr_t ptr) {
   return nullptr;
 }
 
-// The block the program freed whose user pointer was `ptr`: a plain block's, in band or out.
+// The block the program freed whose user pointer was `ptr`, at any placement of its header: out of
+// band, 16 bytes in front, or an aligned block's alignment in front (aligned_alloc(64, ...)'s header
+// is 64 bytes before the pointer). A header counts only where it says its user pointer lies exactly
+// there (freed_header), and a pointer into a live block was ruled out before.
 const BlockHeader* double_freed_header(uintptr_t ptr) {
-  const BlockHeader* header = freed_header(ptr, BlockHeader::kOutOfBandShift);
-  return header != nullptr ? header : freed_header(ptr, 4);
+  for (unsigned shift = 0; shift <= kPageShift; shift = shift == 0 ? 4 : shift + 1) {
+    if (const BlockHeader* header = freed_header(ptr, shift)) return header;
+  }
+  return nullptr;
 }
 
 }  // namespace

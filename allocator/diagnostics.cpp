@@ -30,10 +30,11 @@ struct OutputFile {
   }
 };
 
+// The program's stderr as it was at start-up: a copy on a high number, and the file's identity,
+// kept even when no copy could be made. Without the copy (the program closed it, every descriptor
+// say, or the limit left no number for it), fd 2 is written to only while it is still that file:
+// a program that closed its descriptors and opened its own files may have a data file on 2.
 OutputFile g_stderr_copy;
-// Set in a forked child that closed its inherited copy (diagnostic_output_after_fork_in_child):
-// fd 2 is written to only while it is still the start-up stderr (g_stderr_copy's identity).
-std::atomic<bool> g_stderr_by_identity{false};
 // The process started with descriptor 2 closed: it has no stderr, and 2 is the number its next
 // open() gets (a daemon's log, a data file), never heapkeeper's to write to.
 std::atomic<bool> g_started_without_stderr{false};
@@ -65,14 +66,13 @@ void remember(OutputFile& file, int fd) {
   file.fd.store(fd, std::memory_order_release);
 }
 
-// The program's stderr as it was at start-up, or fd 2 if that copy is gone; -1 (nothing written)
-// if there was none.
+// The program's stderr as it was at start-up: the copy, or fd 2 while it still holds that file;
+// -1 (nothing written) if there was none or it is gone.
 int stderr_descriptor() {
   const int copy = g_stderr_copy.fd.load(std::memory_order_acquire);
   if (copy >= 0 && g_stderr_copy.still_ours(copy)) return copy;
-  if (g_stderr_by_identity.load(std::memory_order_relaxed))
-    return g_stderr_copy.still_ours(STDERR_FILENO) ? STDERR_FILENO : -1;
-  return g_started_without_stderr.load(std::memory_order_relaxed) ? -1 : STDERR_FILENO;
+  if (g_started_without_stderr.load(std::memory_order_relaxed)) return -1;
+  return g_stderr_copy.still_ours(STDERR_FILENO) ? STDERR_FILENO : -1;
 }
 
 // HEAPKEEPER_LOG_PATH's file for this process, opened on first use; -1 for stderr.
@@ -130,9 +130,12 @@ int log_descriptor() {
 
 void initialize_diagnostic_output() {
   const int saved_errno = errno;
-  if (::fcntl(STDERR_FILENO, F_GETFD) < 0 && errno == EBADF) {
+  struct stat st;
+  if (::fstat(STDERR_FILENO, &st) != 0) {
     g_started_without_stderr.store(true, std::memory_order_relaxed);
   } else {
+    g_stderr_copy.device = st.st_dev;
+    g_stderr_copy.inode = st.st_ino;
     const int copy = duplicate_high(STDERR_FILENO);
     if (copy >= 0) remember(g_stderr_copy, copy);
   }
@@ -152,10 +155,7 @@ void diagnostic_output_after_fork_in_child() {
   // Only while the number still holds our copy: a program that put a file of its own on it (dup2
   // onto high numbers) keeps that file in the child.
   const int copy = g_stderr_copy.fd.exchange(-1, std::memory_order_acq_rel);
-  if (copy >= 0 && g_stderr_copy.still_ours(copy)) {
-    g_stderr_by_identity.store(true, std::memory_order_relaxed);
-    ::close(copy);
-  }
+  if (copy >= 0 && g_stderr_copy.still_ours(copy)) ::close(copy);
   errno = saved_errno;
 }
 

@@ -9,8 +9,10 @@
 // exit handlers, before heapkeeper reports. As valgrind does, start-up keeps a private duplicate
 // (close-on-exec, at a high descriptor number) and every line goes there; if the program closes
 // that descriptor or puts another file on its number, the change is noticed (device and inode no
-// longer match) and fd 2 is used. A forked child closes its copy (a daemon must not keep its
-// parent's stderr open) and uses fd 2 while that is still the start-up stderr. HEAPKEEPER_LOG_PATH ('%p' = pid) sends
+// longer match) and fd 2 is used while it is still the start-up stderr, never when it is another
+// file (a program that closed every descriptor and opened its own has one of them on 2); nothing
+// is written then. A forked child closes its copy (a daemon must not keep its parent's stderr
+// open) and uses fd 2 on the same terms. HEAPKEEPER_LOG_PATH ('%p' = pid) sends
 // everything to a file instead, opened on the first line (a process with nothing to say creates none) by the rules of
 // output_file.h. No write of a line raises SIGPIPE in the program.
 #pragma once

@@ -33,6 +33,7 @@
 #include "allocator/config.h"
 #include "allocator/diagnostics.h"
 #include "allocator/engine_internal.h"
+#include "allocator/errno_kept.h"
 #include "allocator/heap_trimmer.h"
 #include "allocator/jemalloc_calls.h"
 #include "allocator/monotonic_clock.h"
@@ -368,6 +369,7 @@ bool ensure_initialized() noexcept {
   if (!g_init_state.compare_exchange_strong(expected, static_cast<int>(InitState::kRunning)))
     return ensure_initialized();
   g_init_thread = pthread_self();
+  const ErrnoKept errno_kept;  // start-up may be the program's first malloc: its errno is the program's
 
   ThreadLocal& tl = tls_thread;
   GuardScope guard(tl);

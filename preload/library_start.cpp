@@ -2,6 +2,7 @@
 // has not already) and connects the layers above it — the collector, the symbolizing stack printer
 // and the exit report — then checks that the dynamic linker really routes the allocation API here.
 #include "allocator/engine.h"
+#include "allocator/errno_kept.h"
 #include "allocator/python_frames.h"
 #include "collector/collector.h"
 #include "preload/original_functions.h"
@@ -11,6 +12,7 @@
 namespace {
 
 __attribute__((constructor(101))) void heapkeeper_library_start() {
+  const heapkeeper::alloc::ErrnoKept errno_kept;  // main starts with the errno it would have had
   if (!heapkeeper::alloc::ensure_initialized()) return;
   heapkeeper::alloc::run_guarded([] {
     // Exit handlers run in this order: the leak scan, the JSON report, the final live snapshot

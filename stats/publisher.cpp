@@ -39,6 +39,7 @@
 #include "allocator/heap_trimmer.h"
 #include "allocator/internal_mappings.h"
 #include "allocator/monotonic_clock.h"
+#include "allocator/own_memory.h"
 #include "allocator/private_heap.h"
 #include "allocator/quiet_fork.h"
 #include "allocator/raw_syscall.h"
@@ -106,6 +107,8 @@ struct Publisher {
   // Set by the exit handler once the file is removed: an _exit after it (HEAPKEEPER_EXITCODE's,
   // collector.cpp) has nothing left to remove.
   std::atomic<bool> removed{false};
+  // Set when the segment's file was found cut short (segment_usable): never used again.
+  std::atomic<bool> given_up{false};
   std::unique_ptr<RawSnapshot> scratch;  // built here, then copied under the seqlock
   // Made with the segment, like the scratch snapshot: its 28 KiB time series, zeroed, were eight
   // pages every process touched at start-up, however short its life (issue #12).
@@ -381,6 +384,39 @@ bool create_segment(Publisher& p) {
   return true;
 }
 
+// Whether the segment (made) may be used: false once its file no longer reaches the mapping's end.
+// Any process of the user may truncate a file in /dev/shm (a script emptying the directory, a
+// reader gone wrong), and then a load or store past the file's new end raises SIGBUS in this
+// process: the program's signal, which killed it (an adversarial tester's `truncate -s 0`). So
+// before each round of use the segment's last byte is read through process_vm_readv, which fails
+// where a load would fault; a segment cut short is given up for good (its mapping stays, unused, so
+// that no thread holding its address meets an unmapped range), its file is removed if the name
+// still holds it, and the program runs on. Under a seccomp filter (no such read) the segment is
+// taken as whole. A truncation between this look and the use that follows (milliseconds at most)
+// still faults.
+bool segment_usable(Publisher& p) noexcept {
+  const SharedSegment* segment = __atomic_load_n(&p.segment, __ATOMIC_ACQUIRE);
+  if (segment == nullptr || p.given_up.load(std::memory_order_acquire)) return false;
+  unsigned char last = 0;
+  if (alloc::syscall_filter_installed() ||
+      alloc::read_own_memory(reinterpret_cast<uintptr_t>(segment) + sizeof(SharedSegment) - 1, &last, 1))
+    return true;
+  if (p.given_up.exchange(true, std::memory_order_acq_rel)) return false;  // another thread said so
+  char path[96];
+  segment_file_path(p.name, path);
+  struct stat st {};
+  if (alloc::raw_syscall(SYS_stat, reinterpret_cast<long>(path), reinterpret_cast<long>(&st)) == 0 &&
+      st.st_dev == p.file_device && st.st_ino == p.file_inode)
+    remove_segment_file(p.name);
+  p.removed.store(true, std::memory_order_release);
+  alloc::DiagnosticLine()
+      .text("live stats stopped: ")
+      .text(path)
+      .text(" was truncated by another process; the program runs on")
+      .emit();
+  return false;
+}
+
 // Whether a reader that looks at stacks left its heartbeat in the last 30 s.
 bool reader_watching(const Publisher& p, uint64_t now) {
   const uint64_t heartbeat = __atomic_load_n(&p.segment->channel.reader_heartbeat_ns, __ATOMIC_ACQUIRE);
@@ -536,6 +572,7 @@ void publisher_thread() {
   uint64_t next_publish = 0;
   for (;;) {
     if (alloc::internal_threads_pausing()) return;
+    if (!segment_usable(p)) return;
     const uint64_t now = realtime_ns();
     // A reader that starts watching wakes us (SegmentReader::snapshot): it gets the tables at
     // once rather than at the next interval.
@@ -608,6 +645,7 @@ void at_exit() {
   Publisher* p = g_publisher;
   if (p == nullptr || p->owner_pid != getpid()) return;
   stop_creation(*p);
+  if (p->given_up.load(std::memory_order_acquire)) return;  // cut short earlier: its file is removed
   if (__atomic_load_n(&p->segment, __ATOMIC_ACQUIRE) == nullptr) {
     // Still being made after the wait: unlink by the name it is using.
     if (p->creating.load(std::memory_order_acquire)) remove_segment_file(p->name);
@@ -616,6 +654,7 @@ void at_exit() {
     remove_stale_segments(true);
     return;
   }
+  if (!segment_usable(*p)) return;  // cut short: given up, its file removed
   try {
     publish(*p);
   } catch (const std::exception& error) {  // the segment is removed all the same
@@ -663,7 +702,7 @@ void hand_segment_over(uint32_t effective_uid, uint32_t effective_gid) {
   // is waited for, at most half a second: made by the old owner, it would be left to it.
   wait_for_creation(*p);
   SharedSegment* segment = __atomic_load_n(&p->segment, __ATOMIC_ACQUIRE);
-  if (segment == nullptr || p->removed.load(std::memory_order_acquire)) return;
+  if (segment == nullptr || p->removed.load(std::memory_order_acquire) || !segment_usable(*p)) return;
   char path[96];
   segment_file_path(p->name, path);
   const long fd =
@@ -700,6 +739,7 @@ void leave_at_immediate_exit() noexcept {
   if (p->owner_pid != alloc::raw_syscall(SYS_getpid)) return;
   stop_creation(*p);
   SharedSegment* segment = __atomic_load_n(&p->segment, __ATOMIC_ACQUIRE);
+  if (segment != nullptr && !segment_usable(*p)) return;  // cut short: given up, its file removed
   // Still being made after the wait: removed by the name it uses, as at_exit does.
   if (segment == nullptr && !p->creating.load(std::memory_order_acquire)) return;
   if (segment != nullptr)

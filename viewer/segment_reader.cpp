@@ -371,7 +371,9 @@ bool SegmentReader::open_path(const std::string& path, bool for_commands, std::s
   if (!validate(mapping_, size_, st.st_uid, error) || cut_short()) {
     stats::SegmentHeader header;
     std::memcpy(&header, mapping_, sizeof(header));
-    last_unfinished_ = stats::header_unfinished(header) || size_ < sizeof(SharedSegment);
+    // The producer sizes the file before it writes the header: a short file whose header is
+    // written was cut afterwards, and waiting for it to be finished would only delay the refusal.
+    last_unfinished_ = stats::header_unfinished(header);
     if (cut_short()) {
       error = "the file was cut short while it was read";
       last_unfinished_ = false;

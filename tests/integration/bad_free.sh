@@ -85,6 +85,22 @@ for pair in "allocated at:/make_block_for_bad_free" "first freed at:/first_free_
 done
 if ((ok)); then hk_pass "double free: status 134, report with symbolized allocation, first-free and second-free stacks"; else show_err double launcher; fi
 
+# --- double free of an aligned block: its header sits the alignment in front of the pointer, not
+# 16 bytes (an adversarial tester's aligned_alloc(64, ...) was reported as an invalid free, without
+# its allocation stack).
+for alignment in 32 64 256; do
+  hk_capture "double-aligned-$alignment" launcher run_bad_free double-aligned "$alignment"
+  ok=1
+  expect_status "double-aligned-$alignment" launcher 134 || ok=0
+  expect_in "double-aligned-$alignment" launcher "double free" "block of 128 bytes" "allocated at:" "first freed at:" \
+    "freed again at:" "make_aligned_block_for_bad_free" "first_free_of_block" "double_free_block" || ok=0
+  if ((ok)); then
+    hk_pass "double free of a $alignment-aligned block: reported with its three stacks"
+  else
+    show_err "double-aligned-$alignment" launcher
+  fi
+done
+
 # --- invalid free of an interior pointer.
 hk_capture invalid plain run_bad_free invalid
 hk_capture invalid launcher run_bad_free invalid

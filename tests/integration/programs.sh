@@ -401,6 +401,70 @@ case $program in
       cat "$PWD/data.txt"
     }
     hk_compare closed_stderr run_closed_stderr -- launcher preload
+    # A program that closes every descriptor, heapkeeper's copy of its stderr included, and opens
+    # its own files, one of them on 2: the leak report went into that file (an adversarial
+    # tester's). Descriptor 2 is written to only while it is still the stderr the program started
+    # with; here the report is lost, and the file is the program's alone.
+    run_closed_all() {
+      local mode=$1
+      hk_exec "$mode" "$(hk_program closed_stderr)" "$PWD/data.txt" close-all
+      cat "$PWD/data.txt"
+    }
+    hk_compare closed_all run_closed_all -- launcher preload
+    ;;
+  truncated_segment)
+    # Another process of the user truncates the live-stats segment's file (a script emptying
+    # /dev/shm, an adversarial tester's `truncate -s 0`): the publisher's next store past the
+    # file's new end raised SIGBUS in the program, which died of it. Now the program runs on to its
+    # own end, the segment is given up with one line saying so, and its file is removed.
+    # "half": cut to half its size while the program is stopped, where `heapkeeper stats` must refuse
+    # it at once (a young process's segment cut short was taken for one being made, and waited for
+    # 30 s), and then given up by the program once it runs again.
+    for size in 0 100 4096 half; do
+      LD_PRELOAD=$HK_PRELOAD HEAPKEEPER_STATS_DELAY=0 sleep 2 2>"$HK_WORK/truncated.$size.err" &
+      pid=$!
+      file=""
+      for ((i = 0; i < 200; i++)); do
+        file=$(find /dev/shm -maxdepth 1 -name "heapkeeper.$pid.*" -print -quit 2>/dev/null || true)
+        [[ -z $file ]] || break
+        sleep 0.02
+      done
+      if [[ -z $file ]]; then
+        hk_fail "truncated_segment ($size bytes): no segment appeared for pid $pid"
+        wait "$pid" || true
+        continue
+      fi
+      ok=1
+      if [[ $size == half ]]; then
+        kill -STOP "$pid"
+        truncate -s "$(($(stat -c %s "$file") / 2))" "$file"
+        started=$SECONDS
+        stats_status=0
+        timeout -k 5 60 "$HK_LAUNCHER" stats "$pid" >"$HK_WORK/truncated.stats.out" 2>"$HK_WORK/truncated.stats.err" ||
+          stats_status=$?
+        waited=$((SECONDS - started))
+        kill -CONT "$pid"
+        if ((stats_status != 1 || waited > 10)) || ! grep -q "truncated" "$HK_WORK/truncated.stats.err"; then
+          hk_fail "truncated_segment (half): stats answered $stats_status after ${waited}s: $(cat "$HK_WORK/truncated.stats.err")"
+          ok=0
+        fi
+      else
+        truncate -s "$size" "$file"
+      fi
+      status=0
+      wait "$pid" || status=$?
+      ((status == 0)) || { hk_fail "truncated_segment ($size bytes): exit status $status (plainly 0)"; ok=0; }
+      grep -q "was truncated by another process; the program runs on" "$HK_WORK/truncated.$size.err" ||
+        { hk_fail "truncated_segment ($size bytes): no line says the segment was given up"; ok=0; }
+      [[ ! -e $file ]] || { hk_fail "truncated_segment ($size bytes): $file is left behind"; rm -f "$file"; ok=0; }
+      if ((ok)); then hk_pass "truncated_segment ($size bytes): the program ran to its end, the segment was given up"; fi
+    done
+    ;;
+  start_errno)
+    # main starts with errno 0 under heapkeeper too, with live stats on (whose start-up prctl an
+    # older kernel refuses) and off.
+    hk_compare start_errno run_program "$(hk_program start_errno)" -- launcher preload
+    HEAPKEEPER_STATS=0 hk_compare start_errno_no_stats run_program "$(hk_program start_errno)" -- preload
     ;;
   no_proc)
     # Without /proc/thread-self/maps a scan knows neither the stacks nor other allocators' heaps:

@@ -2,6 +2,7 @@
  *
  * Usage: bad_free MODE [SIZE], where MODE is
  *   double      free the same block twice
+ *   double-aligned  free a 128-byte block from aligned_alloc(SIZE, 128) twice (SIZE: 32, 64, 256...)
  *   invalid     free a pointer 8 bytes into a live block
  *   stack       free the address of a local variable
  *   foreign-ok  the control: allocate and free correctly
@@ -21,6 +22,13 @@ __attribute__((noinline)) static char* make_block_for_bad_free(size_t size) {
   char* block = malloc(size);
   if (block == NULL) abort();
   memset(block, 'x', size);
+  return block;
+}
+
+__attribute__((noinline)) static char* make_aligned_block_for_bad_free(size_t alignment) {
+  char* block = aligned_alloc(alignment, 128);
+  if (block == NULL) abort();
+  memset(block, 'a', 128);
   return block;
 }
 
@@ -44,7 +52,7 @@ static void announce(const char* what) {
 
 int main(int argc, char** argv) {
   if (argc != 2 && argc != 3) {
-    fprintf(stderr, "usage: bad_free double|invalid|stack|foreign-ok [SIZE]\n");
+    fprintf(stderr, "usage: bad_free double|double-aligned|invalid|stack|foreign-ok [SIZE]\n");
     return 2;
   }
   const char* mode = argv[1];
@@ -56,6 +64,11 @@ int main(int argc, char** argv) {
     char* block = make_block_for_bad_free(size != 0 ? size : 48);
     first_free_of_block(block);
     announce("free a block twice");
+    double_free_block(block);
+  } else if (strcmp(mode, "double-aligned") == 0) {
+    char* block = make_aligned_block_for_bad_free(size != 0 ? size : 64);
+    first_free_of_block(block);
+    announce("free an aligned block twice");
     double_free_block(block);
   } else if (strcmp(mode, "invalid") == 0) {
     char* block = make_block_for_bad_free(size != 0 ? size : 64);

@@ -1,7 +1,12 @@
-/* A program started with its stderr closed (`2>&-`, or a daemon's parent that closed it) whose
- * first open() therefore gets descriptor 2: its data file. It writes one line there, keeps the
- * file open to the end, and leaks one block, which a leak report at exit would mention. Plainly the
- * file holds exactly the program's line. Usage: hk_prog_closed_stderr FILE */
+/* A program whose data file ends up on descriptor 2, where heapkeeper must write nothing:
+ * - started with its stderr closed (`2>&-`, or a daemon's parent that closed it), its first open()
+ *   gets descriptor 2;
+ * - with `close-all`, started with a stderr, it closes every descriptor below 1024 (heapkeeper's
+ *   private copy of that stderr among them, as a daemon or a sandbox does) and opens its files
+ *   anew: the third of them gets descriptor 2.
+ * It writes one line to its file on 2, keeps the files open to the end, and leaks one block, which
+ * a leak report at exit would mention. Plainly the file holds exactly the program's line.
+ * Usage: hk_prog_closed_stderr FILE [close-all] */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,12 +16,19 @@
 static void* volatile lost;
 
 int main(int argc, char** argv) {
-  if (argc != 2) return 2;
-  const int fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) return 1;
+  if (argc != 2 && argc != 3) return 2;
+  const int close_all = argc == 3 && strcmp(argv[2], "close-all") == 0;
+  int fd = -1;
+  if (close_all) {
+    for (int i = 0; i < 1024; ++i) close(i);
+    /* 0 and 1: the program's other files; 2: the data file. */
+    if (open("/dev/null", O_RDONLY) != 0 || open("/dev/null", O_WRONLY) != 1) return 1;
+  }
+  fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0 || (close_all && fd != 2)) return 1;
   lost = malloc(100);
   memset(lost, 1, 100);
   lost = NULL; /* leaked */
   dprintf(fd, "the program's data, on descriptor %d\n", fd);
-  return 0; /* the file stays open until exit, as in most programs */
+  return 0; /* the files stay open until exit, as in most programs */
 }
