@@ -159,6 +159,21 @@ void diagnostic_output_after_fork_in_child() {
   errno = saved_errno;
 }
 
+void note_descriptor_replaced(int fd) noexcept {
+  int copy = g_stderr_copy.fd.load(std::memory_order_acquire);
+  if (copy < 0 || (fd != copy && fd != STDERR_FILENO)) return;
+  const int saved_errno = errno;
+  if (g_stderr_copy.owner.load(std::memory_order_relaxed) == ::getpid()) {
+    if (fd == copy) {
+      g_stderr_copy.fd.compare_exchange_strong(copy, -1, std::memory_order_acq_rel);  // dup2 closed it
+    } else if (!g_stderr_copy.still_ours(STDERR_FILENO) &&
+               g_stderr_copy.fd.compare_exchange_strong(copy, -1, std::memory_order_acq_rel)) {
+      ::close(copy);
+    }
+  }
+  errno = saved_errno;
+}
+
 void write_stderr(const char* data, size_t length) {
   const int saved_errno = errno;  // diagnostics must never change what the program sees
   const int log = log_descriptor();

@@ -63,10 +63,13 @@ HEAPKEEPER_WRAP_EXEC(fexecve, (int fd, char* const argv[], char* const envp[]), 
 // other objects' symbol tables in pages the child has not mapped (9 page faults a child of a
 // traced bash loop, the dynamic linker's lookup code among them), for a result that died with the
 // child's memory at the exec. Looked up at start-up instead (a few microseconds: the symbol tables
-// were just read to bind this library), the originals are every child's inheritance.
+// were just read to bind this library), the originals are every child's inheritance. So are
+// dup2's and dup3's (descriptor_calls.cpp), which a shell's child calls before its exec for each
+// redirection (`cmd >file 2>&1`).
 void heapkeeper::preload::resolve_exec_originals() noexcept {
 #define HEAPKEEPER_RESOLVE_ORIGINAL(name, return_type, parameters) original_##name();
   HEAPKEEPER_EXEC_FUNCTIONS(HEAPKEEPER_RESOLVE_ORIGINAL)
+  HEAPKEEPER_DESCRIPTOR_FUNCTIONS(HEAPKEEPER_RESOLVE_ORIGINAL)
 #undef HEAPKEEPER_RESOLVE_ORIGINAL
 }
 

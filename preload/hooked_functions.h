@@ -77,6 +77,11 @@
   X(execveat, int, (int, const char*, char* const*, char* const*, int))                                   \
   X(fexecve, int, (int, char* const*, char* const*))
 
+// Descriptor moves (descriptor_calls.cpp): the program putting a file of its own on 2, or on the
+// number of heapkeeper's copy of its start-up stderr, makes heapkeeper give that copy up. Not in
+// check_interposition's list, like the exec family. Same shape as the lists above.
+#define HEAPKEEPER_DESCRIPTOR_FUNCTIONS(X) X(dup2, int, (int, int)) X(dup3, int, (int, int, int))
+
 // The immediate exits (immediate_exit.cpp), which remove the process's live-stats segment first.
 #define HEAPKEEPER_EXIT_SYMBOLS(X) X(_exit) X(_Exit)
 

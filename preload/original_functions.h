@@ -48,11 +48,12 @@ HEAPKEEPER_LOADER_FUNCTIONS(HEAPKEEPER_DECLARE_ORIGINAL)
 HEAPKEEPER_PIPE_FUNCTIONS(HEAPKEEPER_DECLARE_ORIGINAL)
 HEAPKEEPER_CREDENTIAL_FUNCTIONS(HEAPKEEPER_DECLARE_ORIGINAL)
 HEAPKEEPER_EXEC_FUNCTIONS(HEAPKEEPER_DECLARE_ORIGINAL)
+HEAPKEEPER_DESCRIPTOR_FUNCTIONS(HEAPKEEPER_DECLARE_ORIGINAL)
 HEAPKEEPER_JUMP_FUNCTIONS(HEAPKEEPER_DECLARE_ORIGINAL)
 #undef HEAPKEEPER_DECLARE_ORIGINAL
 
-// Looks up the originals of the exec family, at start-up: fork children, which mostly exec at once,
-// inherit them instead of each looking them up.
+// Looks up the originals of the exec family and of dup2 and dup3, at start-up: fork children,
+// which mostly redirect and exec at once, inherit them instead of each looking them up.
 void resolve_exec_originals() noexcept;
 
 // Warns about every interposed symbol the dynamic linker does not resolve to this library.
