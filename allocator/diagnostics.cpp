@@ -35,6 +35,9 @@ struct OutputFile {
 // say, or the limit left no number for it), fd 2 is written to only while it is still that file:
 // a program that closed its descriptors and opened its own files may have a data file on 2.
 OutputFile g_stderr_copy;
+// Set once start-up recorded that identity: before (the configuration's warnings, read first) fd 2
+// is the start-up stderr by definition, and so it is for code that never ran start-up (unit tests).
+std::atomic<bool> g_stderr_identity_known{false};
 // The process started with descriptor 2 closed: it has no stderr, and 2 is the number its next
 // open() gets (a daemon's log, a data file), never heapkeeper's to write to.
 std::atomic<bool> g_started_without_stderr{false};
@@ -72,6 +75,7 @@ int stderr_descriptor() {
   const int copy = g_stderr_copy.fd.load(std::memory_order_acquire);
   if (copy >= 0 && g_stderr_copy.still_ours(copy)) return copy;
   if (g_started_without_stderr.load(std::memory_order_relaxed)) return -1;
+  if (!g_stderr_identity_known.load(std::memory_order_acquire)) return STDERR_FILENO;
   return g_stderr_copy.still_ours(STDERR_FILENO) ? STDERR_FILENO : -1;
 }
 
@@ -136,6 +140,7 @@ void initialize_diagnostic_output() {
   } else {
     g_stderr_copy.device = st.st_dev;
     g_stderr_copy.inode = st.st_ino;
+    g_stderr_identity_known.store(true, std::memory_order_release);
     const int copy = duplicate_high(STDERR_FILENO);
     if (copy >= 0) remember(g_stderr_copy, copy);
   }
