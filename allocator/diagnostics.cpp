@@ -20,13 +20,16 @@ namespace {
 // or reuse it for a file of its own, and heapkeeper must never write into the program's files.
 struct OutputFile {
   std::atomic<int> fd{-1};
-  dev_t device = 0;
-  ino_t inode = 0;
+  // Atomic: the program's dup2 onto 2 gives the stderr a new identity (note_descriptor_replaced)
+  // while another thread may be comparing. A torn pair compares unequal: one line not written.
+  std::atomic<dev_t> device{0};
+  std::atomic<ino_t> inode{0};
   std::atomic<pid_t> owner{0};  // the process that opened it (a log file named with %p is per process)
 
   bool still_ours(int descriptor) const {
     struct stat now;
-    return ::fstat(descriptor, &now) == 0 && now.st_dev == device && now.st_ino == inode;
+    return ::fstat(descriptor, &now) == 0 && now.st_dev == device.load(std::memory_order_relaxed) &&
+           now.st_ino == inode.load(std::memory_order_relaxed);
   }
 };
 
@@ -38,6 +41,10 @@ OutputFile g_stderr_copy;
 // Set once start-up recorded that identity: before (the configuration's warnings, read first) fd 2
 // is the start-up stderr by definition, and so it is for code that never ran start-up (unit tests).
 std::atomic<bool> g_stderr_identity_known{false};
+// The start-up stderr is a pipe, FIFO or socket, whose reader may wait for its end: then the copy
+// goes when the program moves its stderr elsewhere (note_descriptor_replaced). A terminal or a
+// file keeps it, and the reports keep going there.
+std::atomic<bool> g_stderr_waits_for_end{false};
 // The process started with descriptor 2 closed: it has no stderr, and 2 is the number its next
 // open() gets (a daemon's log, a data file), never heapkeeper's to write to.
 std::atomic<bool> g_started_without_stderr{false};
@@ -63,8 +70,8 @@ void remember(OutputFile& file, int fd) {
     ::close(fd);
     return;
   }
-  file.device = st.st_dev;
-  file.inode = st.st_ino;
+  file.device.store(st.st_dev, std::memory_order_relaxed);
+  file.inode.store(st.st_ino, std::memory_order_relaxed);
   file.owner.store(::getpid(), std::memory_order_relaxed);
   file.fd.store(fd, std::memory_order_release);
 }
@@ -118,8 +125,8 @@ int log_descriptor() {
     return -1;
   }
   // Two threads opening it at once open the same file (same identity): one descriptor is kept.
-  g_log_file.device = st.st_dev;
-  g_log_file.inode = st.st_ino;
+  g_log_file.device.store(st.st_dev, std::memory_order_relaxed);
+  g_log_file.inode.store(st.st_ino, std::memory_order_relaxed);
   g_log_file.owner.store(pid, std::memory_order_relaxed);
   int expected = fd;
   if (g_log_file.fd.compare_exchange_strong(expected, opened, std::memory_order_acq_rel)) {
@@ -135,11 +142,14 @@ int log_descriptor() {
 void initialize_diagnostic_output() {
   const int saved_errno = errno;
   struct stat st;
+  // The process whose stderr this is: a vfork child, sharing this memory, has another pid.
+  g_stderr_copy.owner.store(::getpid(), std::memory_order_relaxed);
   if (::fstat(STDERR_FILENO, &st) != 0) {
     g_started_without_stderr.store(true, std::memory_order_relaxed);
   } else {
-    g_stderr_copy.device = st.st_dev;
-    g_stderr_copy.inode = st.st_ino;
+    g_stderr_copy.device.store(st.st_dev, std::memory_order_relaxed);
+    g_stderr_copy.inode.store(st.st_ino, std::memory_order_relaxed);
+    g_stderr_waits_for_end.store(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode), std::memory_order_relaxed);
     g_stderr_identity_known.store(true, std::memory_order_release);
     const int copy = duplicate_high(STDERR_FILENO);
     if (copy >= 0) remember(g_stderr_copy, copy);
@@ -161,6 +171,8 @@ void diagnostic_output_after_fork_in_child() {
   // onto high numbers) keeps that file in the child.
   const int copy = g_stderr_copy.fd.exchange(-1, std::memory_order_acq_rel);
   if (copy >= 0 && g_stderr_copy.still_ours(copy)) ::close(copy);
+  // A process of its own: its dup2 onto 2 chooses its stderr (note_descriptor_replaced).
+  g_stderr_copy.owner.store(::getpid(), std::memory_order_relaxed);
   errno = saved_errno;
 }
 
@@ -171,7 +183,7 @@ void note_descriptor_replaced(int fd) noexcept {
   if (g_stderr_copy.owner.load(std::memory_order_relaxed) == ::getpid()) {
     if (fd == copy) {
       g_stderr_copy.fd.compare_exchange_strong(copy, -1, std::memory_order_acq_rel);  // dup2 closed it
-    } else if (!g_stderr_copy.still_ours(STDERR_FILENO) &&
+    } else if (g_stderr_waits_for_end.load(std::memory_order_relaxed) && !g_stderr_copy.still_ours(STDERR_FILENO) &&
                g_stderr_copy.fd.compare_exchange_strong(copy, -1, std::memory_order_acq_rel)) {
       ::close(copy);
     }

@@ -52,12 +52,13 @@ class DiagnosticLine {
   BoundedText line_{buffer_, kCapacity - 1};  // one byte kept for the '\n'
 };
 
-// The program has just put a file of its own on descriptor `fd` (dup2, dup3). On 2, unless it is the
-// start-up stderr again (`2>&1` onto the same terminal), heapkeeper closes its copy of that stderr,
-// which would keep a pipe the program is done with open (a `$(prog)` waiting for its end); on the
-// copy's own number, the copy is gone already. Then fd 2 is written to only while it is still the
-// start-up stderr. Not in a vfork child, whose descriptor table is its own but whose memory is its
-// parent's. Keeps errno.
+// The program has just put a file of its own on descriptor `fd` (dup2, dup3). On 2, when the
+// start-up stderr is a pipe, FIFO or socket and 2 no longer holds it, heapkeeper closes its copy
+// of it, which would keep that pipe open after the program is done with it (a `$(prog 2>&1)`
+// waiting for its end); fd 2 is then written to only while it holds the start-up stderr again,
+// never the program's file. A terminal's or a file's copy stays: nobody waits for their end, and
+// the reports still reach them. On the copy's own number, the copy is gone already. Not in a vfork
+// child, whose descriptor table is its own but whose memory is its parent's. Keeps errno.
 void note_descriptor_replaced(int fd) noexcept;
 
 // Writes raw text to stderr in one write(2), retrying on EINTR.

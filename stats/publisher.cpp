@@ -392,15 +392,23 @@ bool create_segment(Publisher& p) {
 // where a load would fault; a segment cut short is given up for good (its mapping stays, unused, so
 // that no thread holding its address meets an unmapped range), its file is removed if the name
 // still holds it, and the program runs on. Under a seccomp filter (no such read) the segment is
-// taken as whole. A truncation between this look and the use that follows (milliseconds at most)
-// still faults.
+// taken as whole. A truncation between this look and the use that follows (a publish, at most a
+// few milliseconds), or while the segment is being made (create_segment's first stores), still
+// faults.
 bool segment_usable(Publisher& p) noexcept {
   const SharedSegment* segment = __atomic_load_n(&p.segment, __ATOMIC_ACQUIRE);
   if (segment == nullptr || p.given_up.load(std::memory_order_acquire)) return false;
   unsigned char last = 0;
-  if (alloc::syscall_filter_installed() ||
-      alloc::read_own_memory(reinterpret_cast<uintptr_t>(segment) + sizeof(SharedSegment) - 1, &last, 1))
-    return true;
+  const int saved_errno = errno;
+  errno = 0;
+  // Only EFAULT says the page is gone: a kernel or sandbox without the call (ENOSYS, EPERM) says
+  // nothing about the file, and the segment is then taken as whole.
+  const bool cut =
+      !alloc::syscall_filter_installed() &&
+      !alloc::read_own_memory(reinterpret_cast<uintptr_t>(segment) + sizeof(SharedSegment) - 1, &last, 1) &&
+      errno == EFAULT;
+  errno = saved_errno;
+  if (!cut) return true;
   if (p.given_up.exchange(true, std::memory_order_acq_rel)) return false;  // another thread said so
   char path[96];
   segment_file_path(p.name, path);

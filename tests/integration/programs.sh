@@ -411,6 +411,20 @@ case $program in
       cat "$PWD/data.txt"
     }
     hk_compare closed_all run_closed_all -- launcher preload
+    # A program that moves its stderr to a file of its own (dup2: a service's log, `exec 2>>log`):
+    # that file is the program's, and gets nothing of heapkeeper's; the leak report goes to the
+    # stderr the program started with where that is a file or a terminal (nobody waits for its
+    # end, so heapkeeper keeps its copy), as before the dup2 wrapper.
+    rm -f "$HK_WORK/redirected.log"
+    status=0
+    hk_exec preload "$(hk_program closed_stderr)" "$HK_WORK/redirected.log" redirect 2>"$HK_WORK/redirected.err" ||
+      status=$?
+    if ((status == 0)) && [[ $(cat "$HK_WORK/redirected.log") == "the program's data, on descriptor 2" ]] &&
+      grep -q "100 byte(s) leaked in 1 allocation" "$HK_WORK/redirected.err"; then
+      hk_pass "closed_stderr (redirect): the program's log holds its line alone, the leak report reached the start-up stderr"
+    else
+      hk_fail "closed_stderr (redirect): status $status, log [$(cat "$HK_WORK/redirected.log")], stderr [$(cat "$HK_WORK/redirected.err")]"
+    fi
     ;;
   truncated_segment)
     # Another process of the user truncates the live-stats segment's file (a script emptying
@@ -421,12 +435,18 @@ case $program in
     # it at once (a young process's segment cut short was taken for one being made, and waited for
     # 30 s), and then given up by the program once it runs again.
     for size in 0 100 4096 half; do
-      LD_PRELOAD=$HK_PRELOAD HEAPKEEPER_STATS_DELAY=0 sleep 2 2>"$HK_WORK/truncated.$size.err" &
+      LD_PRELOAD=$HK_PRELOAD HEAPKEEPER_STATS_DELAY=0 sleep 4 2>"$HK_WORK/truncated.$size.err" &
       pid=$!
       file=""
       for ((i = 0; i < 200; i++)); do
         file=$(find /dev/shm -maxdepth 1 -name "heapkeeper.$pid.*" -print -quit 2>/dev/null || true)
         [[ -z $file ]] || break
+        sleep 0.02
+      done
+      # Published first: the file exists from its creation on, before it is sized and its header
+      # written, and a truncation then is not what this checks.
+      for ((i = 0; i < 100; i++)); do
+        [[ -n $file ]] && "$HK_LAUNCHER" stats "$pid" >/dev/null 2>&1 && break
         sleep 0.02
       done
       if [[ -z $file ]]; then
@@ -468,7 +488,9 @@ case $program in
     # shellcheck disable=SC2016  # expanded by the traced shell
     for program in bash python3; do
       case $program in
-        bash) command=(bash -c 'echo ready; exec >/dev/null 2>&1 </dev/null; sleep 8') ;;
+        # `; :`: bash would run a last command by exec, without forking, and the exec alone
+        # closes the copy (close-on-exec); here bash itself lives on, with its dup2s behind it.
+        bash) command=(bash -c 'echo ready; exec >/dev/null 2>&1 </dev/null; sleep 8; :') ;;
         python3) command=(/usr/bin/python3 -c '
 import os, sys, time
 print("ready", flush=True)
