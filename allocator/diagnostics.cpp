@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "allocator/config.h"
+#include "allocator/errno_kept.h"
 #include "allocator/output_file.h"
 
 namespace heapkeeper::alloc {
@@ -179,16 +180,14 @@ void diagnostic_output_after_fork_in_child() {
 void note_descriptor_replaced(int fd) noexcept {
   int copy = g_stderr_copy.fd.load(std::memory_order_acquire);
   if (copy < 0 || (fd != copy && fd != STDERR_FILENO)) return;
-  const int saved_errno = errno;
-  if (g_stderr_copy.owner.load(std::memory_order_relaxed) == ::getpid()) {
-    if (fd == copy) {
-      g_stderr_copy.fd.compare_exchange_strong(copy, -1, std::memory_order_acq_rel);  // dup2 closed it
-    } else if (g_stderr_waits_for_end.load(std::memory_order_relaxed) && !g_stderr_copy.still_ours(STDERR_FILENO) &&
-               g_stderr_copy.fd.compare_exchange_strong(copy, -1, std::memory_order_acq_rel)) {
-      ::close(copy);
-    }
+  const ErrnoKept errno_kept;
+  if (g_stderr_copy.owner.load(std::memory_order_relaxed) != ::getpid()) return;
+  if (fd == copy) {
+    g_stderr_copy.fd.compare_exchange_strong(copy, -1, std::memory_order_acq_rel);  // dup2 closed it
+  } else if (g_stderr_waits_for_end.load(std::memory_order_relaxed) && !g_stderr_copy.still_ours(STDERR_FILENO) &&
+             g_stderr_copy.fd.compare_exchange_strong(copy, -1, std::memory_order_acq_rel)) {
+    ::close(copy);
   }
-  errno = saved_errno;
 }
 
 void write_stderr(const char* data, size_t length) {

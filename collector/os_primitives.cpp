@@ -13,19 +13,11 @@
 #include <cerrno>
 #include <cstring>
 
+#include "allocator/errno_kept.h"
 #include "allocator/monotonic_clock.h"
 
 namespace heapkeeper::collect {
 namespace {
-
-class ErrnoKeeper {
- public:
-  ErrnoKeeper() : saved_(errno) {}
-  ~ErrnoKeeper() { errno = saved_; }
-
- private:
-  int saved_;
-};
 
 uintptr_t parse_hex(const char*& p) {
   uintptr_t value = 0;
@@ -101,7 +93,7 @@ bool is_file_path(const char* p, const char* end_of_line) {
 size_t read_anonymous_writable_mappings(MemoryRange* out, size_t capacity, char* scratch, size_t scratch_size,
                                         int* open_error, UnreadableQuery* unreadable, FileMappingQuery* files,
                                         CodeMappingQuery* code) {
-  ErrnoKeeper keep;
+  const alloc::ErrnoKept keep;
   if (open_error != nullptr) *open_error = 0;
   int fd = static_cast<int>(::syscall(SYS_openat, AT_FDCWD, "/proc/thread-self/maps", O_RDONLY | O_CLOEXEC));
   if (fd < 0) {
@@ -201,7 +193,7 @@ void with_loader_lock(void (*visit)(void*), void* data) {
 }
 
 bool signal_thread(pid_t tid, int signal) {
-  ErrnoKeeper keep;
+  const alloc::ErrnoKept keep;
   return ::syscall(SYS_tgkill, ::getpid(), tid, signal) == 0;
 }
 
@@ -210,14 +202,14 @@ bool thread_exists(pid_t tid) { return signal_thread(tid, 0); }
 pid_t current_tid() { return static_cast<pid_t>(::syscall(SYS_gettid)); }
 
 void futex_wait(std::atomic<uint32_t>* word, uint32_t expected, long timeout_ms) {
-  ErrnoKeeper keep;
+  const alloc::ErrnoKept keep;
   timespec timeout{timeout_ms / 1000, (timeout_ms % 1000) * 1000000};
   ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected,
             timeout_ms >= 0 ? &timeout : nullptr, nullptr, 0);
 }
 
 void futex_wake_all(std::atomic<uint32_t>* word) {
-  ErrnoKeeper keep;
+  const alloc::ErrnoKept keep;
   ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr, nullptr, 0);
 }
 

@@ -66,7 +66,7 @@ HEAPKEEPER_WRAP_EXEC(fexecve, (int fd, char* const argv[], char* const envp[]), 
 // were just read to bind this library), the originals are every child's inheritance. So are
 // dup2's and dup3's (descriptor_calls.cpp), which a shell's child calls before its exec for each
 // redirection (`cmd >file 2>&1`).
-void heapkeeper::preload::resolve_exec_originals() noexcept {
+void heapkeeper::preload::resolve_child_originals() noexcept {
 #define HEAPKEEPER_RESOLVE_ORIGINAL(name, return_type, parameters) original_##name();
   HEAPKEEPER_EXEC_FUNCTIONS(HEAPKEEPER_RESOLVE_ORIGINAL)
   HEAPKEEPER_DESCRIPTOR_FUNCTIONS(HEAPKEEPER_RESOLVE_ORIGINAL)

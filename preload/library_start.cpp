@@ -22,7 +22,7 @@ __attribute__((constructor(101))) void heapkeeper_library_start() {
     heapkeeper::report::install();
     heapkeeper::stats::install();
     heapkeeper::collect::install_exit_status();
-    heapkeeper::preload::resolve_exec_originals();
+    heapkeeper::preload::resolve_child_originals();
     heapkeeper::preload::check_interposition();
   });
 }

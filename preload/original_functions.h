@@ -54,7 +54,7 @@ HEAPKEEPER_JUMP_FUNCTIONS(HEAPKEEPER_DECLARE_ORIGINAL)
 
 // Looks up the originals of the exec family and of dup2 and dup3, at start-up: fork children,
 // which mostly redirect and exec at once, inherit them instead of each looking them up.
-void resolve_exec_originals() noexcept;
+void resolve_child_originals() noexcept;
 
 // Warns about every interposed symbol the dynamic linker does not resolve to this library.
 void check_interposition();

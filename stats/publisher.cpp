@@ -36,6 +36,7 @@
 #include "allocator/config.h"
 #include "allocator/diagnostics.h"
 #include "allocator/engine.h"
+#include "allocator/errno_kept.h"
 #include "allocator/heap_trimmer.h"
 #include "allocator/internal_mappings.h"
 #include "allocator/monotonic_clock.h"
@@ -398,16 +399,17 @@ bool create_segment(Publisher& p) {
 bool segment_usable(Publisher& p) noexcept {
   const SharedSegment* segment = __atomic_load_n(&p.segment, __ATOMIC_ACQUIRE);
   if (segment == nullptr || p.given_up.load(std::memory_order_acquire)) return false;
-  unsigned char last = 0;
-  const int saved_errno = errno;
-  errno = 0;
-  // Only EFAULT says the page is gone: a kernel or sandbox without the call (ENOSYS, EPERM) says
-  // nothing about the file, and the segment is then taken as whole.
-  const bool cut =
-      !alloc::syscall_filter_installed() &&
-      !alloc::read_own_memory(reinterpret_cast<uintptr_t>(segment) + sizeof(SharedSegment) - 1, &last, 1) &&
-      errno == EFAULT;
-  errno = saved_errno;
+  bool cut = false;
+  {
+    const alloc::ErrnoKept errno_kept;
+    errno = 0;
+    unsigned char last = 0;
+    // Only EFAULT says the page is gone: a kernel or sandbox without the call (ENOSYS, EPERM) says
+    // nothing about the file, and the segment is then taken as whole.
+    cut = !alloc::syscall_filter_installed() &&
+          !alloc::read_own_memory(reinterpret_cast<uintptr_t>(segment) + sizeof(SharedSegment) - 1, &last, 1) &&
+          errno == EFAULT;
+  }
   if (!cut) return true;
   if (p.given_up.exchange(true, std::memory_order_acq_rel)) return false;  // another thread said so
   char path[96];
@@ -653,7 +655,6 @@ void at_exit() {
   Publisher* p = g_publisher;
   if (p == nullptr || p->owner_pid != getpid()) return;
   stop_creation(*p);
-  if (p->given_up.load(std::memory_order_acquire)) return;  // cut short earlier: its file is removed
   if (__atomic_load_n(&p->segment, __ATOMIC_ACQUIRE) == nullptr) {
     // Still being made after the wait: unlink by the name it is using.
     if (p->creating.load(std::memory_order_acquire)) remove_segment_file(p->name);
@@ -662,7 +663,7 @@ void at_exit() {
     remove_stale_segments(true);
     return;
   }
-  if (!segment_usable(*p)) return;  // cut short: given up, its file removed
+  if (!segment_usable(*p)) return;  // cut short, now or earlier: given up, its file removed
   try {
     publish(*p);
   } catch (const std::exception& error) {  // the segment is removed all the same

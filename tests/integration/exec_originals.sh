@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A traced program's fork children find exec's original already looked up (preload/exec_calls.cpp,
-# resolve_exec_originals): the exec family is resolved at start-up and every child inherits the
+# resolve_child_originals): the exec family is resolved at start-up and every child inherits the
 # answers, where each child used to look execve up itself (with dlsym, in symbol tables and code a
 # fresh child has not mapped: nine page faults a child of a shell loop, for a result the exec then
 # threw away).
